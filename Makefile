@@ -1,0 +1,43 @@
+# meta — build, run and test.
+#   make run    install what is missing, build, start a local 3-node cluster
+#   make test   install what is missing, run every check
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+export CGO_ENABLED := 1
+
+.PHONY: all deps build proto run stop test vet fmt-check lint unit chaos-smoke chaos clean
+
+all: build
+
+# deps installs the system packages the build needs (Debian), once.
+deps:
+	@ci/deps.sh
+
+build: deps
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+proto:
+	$(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate
+
+run: build
+	@ci/cluster.sh start
+
+stop:
+	@ci/cluster.sh stop
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test: deps lint unit
+
+clean:
+	rm -rf $(BIN)
