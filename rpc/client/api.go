@@ -1,0 +1,162 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// dataGroup returns the data group of key, or "" when the topology is not
+// known (the request then goes to any node, which forwards it).
+func (c *Client) dataGroup(ctx context.Context, key []byte) string {
+	if c.cfg.Pinned {
+		return ""
+	}
+	_, m, err := c.topology(ctx)
+	if err != nil {
+		return ""
+	}
+	return metapb.DataGroupFor(key, m)
+}
+
+func (c *Client) offsetGroup(ctx context.Context, consumerGroups ...string) string {
+	if c.cfg.Pinned || len(consumerGroups) == 0 {
+		return ""
+	}
+	k, _, err := c.topology(ctx)
+	if err != nil {
+		return ""
+	}
+	g := metapb.OffsetGroupFor(consumerGroups[0], k)
+	for _, cg := range consumerGroups[1:] {
+		if metapb.OffsetGroupFor(cg, k) != g {
+			return "" // several groups: any node splits the batch
+		}
+	}
+	return g
+}
+
+// Put stores a value.
+func (c *Client) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
+	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.PutResponse, error) {
+		return ep.kv.Put(ctx, req)
+	})
+}
+
+// Delete removes a key.
+func (c *Client) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb.DeleteResponse, error) {
+	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.DeleteResponse, error) {
+		return ep.kv.Delete(ctx, req)
+	})
+}
+
+// CompareAndSwap sets a key if its state matches the expectation.
+func (c *Client) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapRequest) (*metapb.CompareAndSwapResponse, error) {
+	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.CompareAndSwapResponse, error) {
+		return ep.kv.CompareAndSwap(ctx, req)
+	})
+}
+
+// Get reads a key; GetResponse.Kv is nil when it does not exist.
+func (c *Client) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.GetResponse, error) {
+		return ep.kv.Get(ctx, req)
+	})
+}
+
+// List returns one page of keys with a prefix.
+func (c *Client) List(ctx context.Context, req *metapb.ListRequest) (*metapb.ListResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListResponse, error) {
+		return ep.kv.List(ctx, req)
+	})
+}
+
+// CommitOffsets commits a batch of offsets. Each offset group's part is
+// atomic; a batch spanning several offset groups may be partly applied only
+// if the call fails with an unknown outcome.
+func (c *Client) CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
+	names := make([]string, 0, len(req.Offsets))
+	for _, o := range req.Offsets {
+		names = append(names, o.Group)
+	}
+	return write(ctx, c, c.offsetGroup(ctx, names...), func(ctx context.Context, ep *endpoint) (*metapb.CommitOffsetsResponse, error) {
+		return ep.off.Commit(ctx, req)
+	})
+}
+
+// FetchOffsets reads committed offsets.
+func (c *Client) FetchOffsets(ctx context.Context, req *metapb.FetchOffsetsRequest) (*metapb.FetchOffsetsResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.FetchOffsetsResponse, error) {
+		return ep.off.Fetch(ctx, req)
+	})
+}
+
+// DeleteGroup removes every offset of a consumer group, atomically.
+func (c *Client) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest) (*metapb.DeleteGroupResponse, error) {
+	return write(ctx, c, c.offsetGroup(ctx, req.Group), func(ctx context.Context, ep *endpoint) (*metapb.DeleteGroupResponse, error) {
+		return ep.off.DeleteGroup(ctx, req)
+	})
+}
+
+func (c *Client) endpoint(addr string) (*endpoint, error) {
+	for _, ep := range c.eps {
+		if ep.addr == addr {
+			return ep, nil
+		}
+	}
+	return nil, fmt.Errorf("client: %s is not one of the configured endpoints", addr)
+}
+
+// Status returns one node's view of the cluster (no retries, no
+// forwarding).
+func (c *Client) Status(ctx context.Context, endpoint string) (*metapb.StatusResponse, error) {
+	ep, err := c.endpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	return ep.cl.Status(ctx, &metapb.StatusRequest{})
+}
+
+// StateHash returns one node's digest of one group's state.
+func (c *Client) StateHash(ctx context.Context, endpoint, group string) (*metapb.StateHashResponse, error) {
+	ep, err := c.endpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	return ep.cl.StateHash(ctx, &metapb.StateHashRequest{Group: group})
+}
+
+// Members lists the cluster's members (a linearizable read of metadata-0).
+func (c *Client) Members(ctx context.Context) (*metapb.MembersResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.MembersResponse, error) {
+		return ep.cl.Members(ctx, &metapb.MembersRequest{})
+	})
+}
+
+// AddMember adds a node to every group as a non-voter; it is promoted once
+// it has caught up.
+func (c *Client) AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.AddMemberResponse, error) {
+		return ep.cl.AddMember(ctx, &metapb.AddMemberRequest{Id: id, Addr: addr})
+	})
+}
+
+// RemoveMember removes a node from every group.
+func (c *Client) RemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.RemoveMemberResponse, error) {
+		return ep.cl.RemoveMember(ctx, &metapb.RemoveMemberRequest{Id: id})
+	})
+}
+
+// TransferLeader moves a group's leadership (to target, or to the best
+// follower when target is empty).
+func (c *Client) TransferLeader(ctx context.Context, group, target string) (*metapb.TransferLeaderResponse, error) {
+	return write(ctx, c, group, func(ctx context.Context, ep *endpoint) (*metapb.TransferLeaderResponse, error) {
+		return ep.cl.TransferLeader(ctx, &metapb.TransferLeaderRequest{Group: group, TargetId: target})
+	})
+}

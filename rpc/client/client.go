@@ -1,0 +1,447 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// ErrUnknownOutcome marks a write that may or may not have been applied.
+// errors.Is(err, ErrUnknownOutcome) is true for it; the gRPC status, when
+// there is one, is still reachable with status.FromError.
+var ErrUnknownOutcome = errors.New("client: outcome unknown")
+
+// ErrClosed is returned by calls on a closed client.
+var ErrClosed = errors.New("client: closed")
+
+// IsUnknown reports whether err is an unknown outcome.
+func IsUnknown(err error) bool { return errors.Is(err, ErrUnknownOutcome) }
+
+type unknownError struct{ err error }
+
+func (e *unknownError) Error() string { return "outcome unknown: " + e.err.Error() }
+func (e *unknownError) Unwrap() error { return e.err }
+func (e *unknownError) Is(target error) bool {
+	return target == ErrUnknownOutcome
+}
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are host:port addresses of cluster nodes' gRPC listeners.
+	Endpoints []string
+	// Pinned sends every request to Endpoints[0]; the node forwards what
+	// it cannot serve. Without it, writes go to the owning group's leader
+	// and reads are spread over the endpoints.
+	Pinned bool
+	// DialTimeout bounds waiting for a connection to become ready before a
+	// request is sent on it. Default 2s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds a call, retries included, when the caller's
+	// context has no deadline. Default 10s.
+	RequestTimeout time.Duration
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("client: Endpoints: at least one endpoint is required"))
+	}
+	for i, e := range c.Endpoints {
+		if e == "" {
+			errs = append(errs, fmt.Errorf("client: Endpoints[%d]: empty", i))
+		}
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, errors.New("client: DialTimeout: negative"))
+	}
+	if c.RequestTimeout < 0 {
+		errs = append(errs, errors.New("client: RequestTimeout: negative"))
+	}
+	return errors.Join(errs...)
+}
+
+type endpoint struct {
+	addr string
+	conn *grpc.ClientConn
+	kv   metapb.KVClient
+	off  metapb.OffsetsClient
+	cl   metapb.ClusterClient
+	// nodeID is learned from the node's Status; guarded by Client.mu.
+	nodeID string
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+	eps []*endpoint
+	rr  atomic.Uint64
+
+	mu sync.Mutex // guards the fields below
+	// leaders maps a group to the node id believed to lead it.
+	leaders map[string]string
+	// byID maps node ids to endpoints.
+	byID     map[string]*endpoint
+	k, m     int // group counts, 0 until learned
+	learned  time.Time
+	closed   bool
+	learning chan struct{} // non-nil while a refresh runs
+}
+
+// New creates a client. It does not block: connections are made on first
+// use.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, leaders: map[string]string{}, byID: map[string]*endpoint{}}
+	for _, addr := range cfg.Endpoints {
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("client: endpoint %s: %w", addr, err)
+		}
+		c.eps = append(c.eps, &endpoint{addr: addr, conn: conn,
+			kv: metapb.NewKVClient(conn), off: metapb.NewOffsetsClient(conn), cl: metapb.NewClusterClient(conn)})
+	}
+	c.rr.Store(rand.Uint64())
+	return c, nil
+}
+
+// Close closes every connection. Safe to call twice.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	var errs []error
+	for _, ep := range c.eps {
+		if err := ep.conn.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Endpoints returns the configured endpoints.
+func (c *Client) Endpoints() []string { return slices.Clone(c.cfg.Endpoints) }
+
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.RequestTimeout)
+}
+
+// ready waits (bounded by DialTimeout) for ep's connection to be READY. A
+// request sent on a connection that is not ready fails before anything
+// reaches the server, so such a failure is definite.
+func (c *Client) ready(ctx context.Context, ep *endpoint) bool {
+	st := ep.conn.GetState()
+	if st == connectivity.Ready {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	ep.conn.Connect()
+	for {
+		st = ep.conn.GetState()
+		if st == connectivity.Ready {
+			return true
+		}
+		if st == connectivity.Shutdown || !ep.conn.WaitForStateChange(ctx, st) {
+			return false
+		}
+	}
+}
+
+func (c *Client) next() *endpoint {
+	if c.cfg.Pinned {
+		return c.eps[0]
+	}
+	return c.eps[c.rr.Add(1)%uint64(len(c.eps))]
+}
+
+// writeEndpoint picks where to send a write for group.
+func (c *Client) writeEndpoint(group string) *endpoint {
+	if c.cfg.Pinned || group == "" {
+		return c.next()
+	}
+	c.mu.Lock()
+	ep := c.byID[c.leaders[group]]
+	c.mu.Unlock()
+	if ep != nil {
+		return ep
+	}
+	return c.next()
+}
+
+// topology returns the group counts, learning them (and the leaders) from
+// the nodes when they are not known yet.
+func (c *Client) topology(ctx context.Context) (k, m int, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, 0, ErrClosed
+	}
+	if c.m > 0 {
+		k, m = c.k, c.m
+		c.mu.Unlock()
+		return k, m, nil
+	}
+	c.mu.Unlock()
+	c.refresh(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == 0 {
+		return 0, 0, status.Error(codes.Unavailable, "client: no endpoint answered Status")
+	}
+	return c.k, c.m, nil
+}
+
+// refresh asks every endpoint for its status, concurrently, and records
+// node ids, leaders and group counts. Concurrent callers share one refresh.
+func (c *Client) refresh(ctx context.Context) {
+	c.mu.Lock()
+	if ch := c.learning; ch != nil {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	c.learning = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.learning = nil
+		c.learned = time.Now()
+		c.mu.Unlock()
+		close(ch)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, ep := range c.eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := ep.cl.Status(ctx, &metapb.StatusRequest{})
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			ep.nodeID = st.NodeId
+			c.byID[st.NodeId] = ep
+			if st.DataGroups > 0 {
+				c.k, c.m = int(st.OffsetGroups), int(st.DataGroups)
+			}
+			for _, g := range st.Groups {
+				if g.LeaderId != "" && g.State == "Leader" {
+					c.leaders[g.Group] = g.LeaderId
+				} else if g.LeaderId != "" {
+					if _, ok := c.leaders[g.Group]; !ok {
+						c.leaders[g.Group] = g.LeaderId
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Client) noteLeader(group, id string) {
+	if group == "" || id == "" {
+		return
+	}
+	c.mu.Lock()
+	c.leaders[group] = id
+	_, known := c.byID[id]
+	c.mu.Unlock()
+	if !known {
+		// A leader we cannot map to an endpoint: learn node ids again, at
+		// most once a second.
+		c.mu.Lock()
+		stale := time.Since(c.learned) > time.Second
+		c.mu.Unlock()
+		if stale {
+			go c.refresh(context.Background())
+		}
+	}
+}
+
+func (c *Client) forgetLeader(group string) {
+	c.mu.Lock()
+	delete(c.leaders, group)
+	c.mu.Unlock()
+}
+
+// errorInfo extracts the meta ErrorInfo detail of a status error.
+func errorInfo(err error) (*status.Status, *errdetails.ErrorInfo) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil, nil
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == metapb.ErrorDomain {
+			return st, info
+		}
+	}
+	return st, nil
+}
+
+// retryable reports whether err says the request was definitely not
+// applied and another attempt may succeed; it records leader hints.
+func (c *Client) retryable(group string, err error) bool {
+	_, info := errorInfo(err)
+	if info == nil {
+		return false
+	}
+	switch info.Reason {
+	case metapb.ReasonNotLeader:
+		g := info.Metadata[metapb.MetaGroup]
+		if g == "" {
+			g = group
+		}
+		if id := info.Metadata[metapb.MetaLeaderID]; id != "" {
+			c.noteLeader(g, id)
+		} else {
+			c.forgetLeader(g)
+		}
+		return true
+	case metapb.ReasonNoLeader, metapb.ReasonShuttingDown:
+		c.forgetLeader(group)
+		return true
+	}
+	return false
+}
+
+// definite reports whether a write error certainly means nothing was
+// applied. Everything else that is not a success is an unknown outcome.
+func definite(err error) bool {
+	st, info := errorInfo(err)
+	if st == nil {
+		return false
+	}
+	if info != nil {
+		return info.Reason != metapb.ReasonOutcomeUnknown
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists,
+		codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.OutOfRange,
+		codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(10<<min(attempt, 6)) * time.Millisecond // 10ms .. 640ms
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// write runs a mutating call for group with leader routing. It retries only
+// definite failures; an unknown outcome returns at once.
+func write[R any](ctx context.Context, c *Client, group string, call func(context.Context, *endpoint) (R, error)) (R, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	var zero R
+	var last error
+	for attempt := 0; ; attempt++ {
+		ep := c.writeEndpoint(group)
+		if !c.ready(ctx, ep) {
+			// Nothing was sent: definite. Try another endpoint.
+			last = status.Errorf(codes.Unavailable, "client: %s: connection not ready", ep.addr)
+			c.forgetLeader(group)
+		} else {
+			r, err := call(ctx, ep)
+			if err == nil {
+				return r, nil
+			}
+			if !definite(err) {
+				return plantedRetryUnknown(ctx, c, group, call, &unknownError{err: err})
+			}
+			if !c.retryable(group, err) {
+				return zero, err
+			}
+			last = err
+		}
+		if attempt > 0 || c.cfg.Pinned {
+			if err := backoff(ctx, attempt); err != nil {
+				return zero, last
+			}
+		}
+		if ctx.Err() != nil {
+			return zero, last
+		}
+	}
+}
+
+// read runs an idempotent call, retrying any failure on the next endpoint
+// until the deadline.
+func read[R any](ctx context.Context, c *Client, call func(context.Context, *endpoint) (R, error)) (R, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	var zero R
+	var last error
+	for attempt := 0; ; attempt++ {
+		ep := c.next()
+		r, err := call(ctx, ep)
+		if err == nil {
+			return r, nil
+		}
+		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+			return zero, err
+		}
+		last = err
+		if ctx.Err() != nil {
+			return zero, last
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return zero, last
+		}
+	}
+}

@@ -1,0 +1,13 @@
+// Package client is the Go client brokers import to talk to a meta cluster.
+//
+// It routes writes to the leader of the group that owns the key (learned
+// from the nodes' Status and from NOT_LEADER hints), spreads reads over the
+// endpoints, and retries only what is safe to retry: reads, and writes the
+// server reports as definitely not applied (NOT_LEADER, NO_LEADER,
+// SHUTTING_DOWN, a connection that never became ready). A write whose
+// outcome is unknown is returned at once wrapped in ErrUnknownOutcome and is
+// never retried by the client.
+//
+// It imports only the public protos (rpc/metapb) and gRPC; never the
+// server's internals.
+package client
