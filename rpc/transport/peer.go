@@ -1,0 +1,393 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/transport/raftpb"
+)
+
+// PeerHandler serves the peer calls other nodes make to this one. Its
+// errors cross the wire by these rules: an error that is (errors.As) a
+// *PeerError keeps its kind and leader hints; any other error becomes
+// KindUnknownOutcome for Propose (the command may have been proposed) and
+// KindUnavailable for the read-only calls. Every method must return when
+// ctx is done: ctx carries the caller's deadline.
+type PeerHandler interface {
+	// Propose asks this node (the group's leader) to replicate an opaque
+	// command and returns its opaque result.
+	Propose(ctx context.Context, group string, payload []byte) ([]byte, error)
+	// ReadIndex returns a commit index that is safe for a linearizable read
+	// (the leader has confirmed its leadership after the call arrived).
+	ReadIndex(ctx context.Context, group string) (uint64, error)
+	// Applied returns the group's applied index on this node.
+	Applied(ctx context.Context, group string) (uint64, error)
+	// ClusterInfo returns the cluster identity and members (for joining
+	// nodes).
+	ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error)
+}
+
+// ErrorKind says what a failed peer call means for the caller. The zero
+// value is KindUnknownOutcome, so an error whose kind was never set never
+// claims that a write failed.
+type ErrorKind int
+
+const (
+	// KindUnknownOutcome: the request may or may not have been applied.
+	KindUnknownOutcome ErrorKind = iota
+	// KindNotLeader: the node is not the group's leader; nothing was
+	// applied. LeaderID/LeaderAddr hint at the leader when known.
+	KindNotLeader
+	// KindUnavailable: nothing was applied; the request may be retried.
+	KindUnavailable
+	// KindRejected: the request is invalid; retrying will not help.
+	KindRejected
+)
+
+func (k ErrorKind) String() string {
+	switch k {
+	case KindUnknownOutcome:
+		return "unknown outcome"
+	case KindNotLeader:
+		return "not leader"
+	case KindUnavailable:
+		return "unavailable"
+	case KindRejected:
+		return "rejected"
+	default:
+		return fmt.Sprintf("ErrorKind(%d)", int(k))
+	}
+}
+
+// PeerError is the error of a peer call, on both sides of the wire.
+type PeerError struct {
+	Kind       ErrorKind
+	Msg        string
+	LeaderID   string
+	LeaderAddr string
+	// Err is the cause on the calling side, when there is one worth
+	// matching with errors.Is: ErrClusterMismatch, ErrUnknownGroup,
+	// ErrNoHandler, ErrClosed, context.DeadlineExceeded,
+	// context.Canceled, or the gRPC error of a failed call. It does not
+	// cross the wire.
+	Err error
+}
+
+func (e *PeerError) Error() string {
+	s := "transport: peer call: " + e.Kind.String()
+	if e.Msg != "" {
+		s += ": " + e.Msg
+	}
+	if e.LeaderID != "" || e.LeaderAddr != "" {
+		s += fmt.Sprintf(" (leader %s at %s)", e.LeaderID, e.LeaderAddr)
+	}
+	return s
+}
+
+func (e *PeerError) Unwrap() error { return e.Err }
+
+var kindToProto = map[ErrorKind]raftpb.ErrorKind{
+	KindUnknownOutcome: raftpb.ErrorKind_ERROR_KIND_UNKNOWN_OUTCOME,
+	KindNotLeader:      raftpb.ErrorKind_ERROR_KIND_NOT_LEADER,
+	KindUnavailable:    raftpb.ErrorKind_ERROR_KIND_UNAVAILABLE,
+	KindRejected:       raftpb.ErrorKind_ERROR_KIND_REJECTED,
+}
+
+func kindFromProto(k raftpb.ErrorKind) ErrorKind {
+	switch k {
+	case raftpb.ErrorKind_ERROR_KIND_NOT_LEADER:
+		return KindNotLeader
+	case raftpb.ErrorKind_ERROR_KIND_UNAVAILABLE:
+		return KindUnavailable
+	case raftpb.ErrorKind_ERROR_KIND_REJECTED:
+		return KindRejected
+	default:
+		// Unspecified or from a newer peer: assume the worst.
+		return KindUnknownOutcome
+	}
+}
+
+// kindCode is the gRPC code a handler error travels with. Callers decide by
+// the PeerError detail, not the code; the code is for logs and tools.
+func kindCode(k ErrorKind) codes.Code {
+	switch k {
+	case KindNotLeader:
+		return codes.FailedPrecondition
+	case KindUnavailable:
+		return codes.Unavailable
+	case KindRejected:
+		return codes.InvalidArgument
+	default:
+		return codes.Unknown
+	}
+}
+
+func reasonCause(r raftpb.Reason) error {
+	switch r {
+	case raftpb.Reason_REASON_CLUSTER_MISMATCH:
+		return ErrClusterMismatch
+	case raftpb.Reason_REASON_UNKNOWN_GROUP:
+		return ErrUnknownGroup
+	case raftpb.Reason_REASON_NO_HANDLER:
+		return ErrNoHandler
+	case raftpb.Reason_REASON_CLOSED:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+// statusWithDetail returns a status error carrying pe as its one detail.
+func statusWithDetail(code codes.Code, pe *raftpb.PeerError) error {
+	st := status.New(code, pe.GetMsg())
+	if d, err := st.WithDetails(pe); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// rejection is the transport's own refusal of a request before any raft
+// group or handler saw it: definitely not applied.
+func rejection(code codes.Code, reason raftpb.Reason, msg string) error {
+	return statusWithDetail(code, &raftpb.PeerError{
+		Kind:   raftpb.ErrorKind_ERROR_KIND_UNAVAILABLE,
+		Msg:    msg,
+		Reason: reason,
+	})
+}
+
+func errGroupClosing(group string) error {
+	return rejection(codes.Unavailable, raftpb.Reason_REASON_CLOSED,
+		fmt.Sprintf("transport: group %q is closing", group))
+}
+
+// handlerStatus turns a PeerHandler error into the status that crosses the
+// wire; other is the kind of an error that is not a *PeerError.
+func handlerStatus(err error, other ErrorKind) error {
+	pe := &raftpb.PeerError{Kind: kindToProto[other], Msg: err.Error()}
+	code := kindCode(other)
+	var perr *PeerError
+	if errors.As(err, &perr) {
+		pe = &raftpb.PeerError{
+			Kind:       kindToProto[perr.Kind],
+			Msg:        perr.Msg,
+			LeaderId:   perr.LeaderID,
+			LeaderAddr: perr.LeaderAddr,
+		}
+		code = kindCode(perr.Kind)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return statusWithDetail(code, pe)
+}
+
+// callError turns the error of an outgoing peer call into a *PeerError. A
+// status carrying a PeerError detail was produced by the peer and keeps its
+// kind; anything else is a failure of the call itself, reported as
+// transportKind.
+func callError(addr string, err error, transportKind ErrorKind) *PeerError {
+	st, _ := status.FromError(err)
+	cause := err
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		cause = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	case codes.Canceled:
+		cause = fmt.Errorf("%w: %w", context.Canceled, err)
+	}
+	for _, d := range st.Details() {
+		if pe, ok := d.(*raftpb.PeerError); ok {
+			if c := reasonCause(pe.GetReason()); c != nil {
+				cause = fmt.Errorf("%w: %w", c, err)
+			}
+			return &PeerError{
+				Kind:       kindFromProto(pe.GetKind()),
+				Msg:        pe.GetMsg(),
+				LeaderID:   pe.GetLeaderId(),
+				LeaderAddr: pe.GetLeaderAddr(),
+				Err:        cause,
+			}
+		}
+	}
+	return &PeerError{
+		Kind: transportKind,
+		Msg:  fmt.Sprintf("call to %s failed: %s", addr, st.Message()),
+		Err:  cause,
+	}
+}
+
+// waitReady waits until cc is READY. It gives up when ctx is done or when
+// a connection attempt made during the wait has failed, so a caller learns
+// quickly that a peer is down; until then nothing has been sent.
+func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
+	attempted := false
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Shutdown:
+			return ErrClosed
+		case connectivity.Idle:
+			cc.Connect()
+		case connectivity.Connecting:
+			attempted = true
+		case connectivity.TransientFailure:
+			if attempted {
+				return errors.New("connection attempt failed")
+			}
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return ctx.Err()
+		}
+	}
+}
+
+// Propose asks the node at addr, the group's leader, to replicate payload.
+// A failure is a *PeerError. Its kind is KindUnknownOutcome whenever the
+// request may have reached the peer; KindUnavailable only when it certainly
+// did not (no READY connection could be had before ctx ended or after one
+// fresh attempt, or the peer rejected it before handling), or when the
+// handler said so.
+func (m *Manager) Propose(ctx context.Context, addr, group string, payload []byte) ([]byte, error) {
+	pc, err := m.conn(addr)
+	if err != nil {
+		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	if err := waitReady(ctx, pc.cc); err != nil {
+		return nil, &PeerError{Kind: KindUnavailable, Msg: fmt.Sprintf("no connection to %s: %v", addr, err), Err: err}
+	}
+	out, err := pc.peer.Propose(ctx, &raftpb.ProposeRequest{ClusterId: m.ClusterID(), Group: group, Payload: payload})
+	if err != nil {
+		return nil, callError(addr, err, KindUnknownOutcome)
+	}
+	return out.GetResult(), nil
+}
+
+// ReadIndex asks the node at addr, the group's leader, for a read index.
+// A failure is a *PeerError; call failures are KindUnavailable.
+func (m *Manager) ReadIndex(ctx context.Context, addr, group string) (uint64, error) {
+	pc, err := m.conn(addr)
+	if err != nil {
+		return 0, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	out, err := pc.peer.ReadIndex(ctx, &raftpb.ReadIndexRequest{ClusterId: m.ClusterID(), Group: group})
+	if err != nil {
+		return 0, callError(addr, err, KindUnavailable)
+	}
+	return out.GetIndex(), nil
+}
+
+// Applied returns the group's applied index on the node at addr.
+// A failure is a *PeerError; call failures are KindUnavailable.
+func (m *Manager) Applied(ctx context.Context, addr, group string) (uint64, error) {
+	pc, err := m.conn(addr)
+	if err != nil {
+		return 0, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	out, err := pc.peer.Applied(ctx, &raftpb.AppliedRequest{ClusterId: m.ClusterID(), Group: group})
+	if err != nil {
+		return 0, callError(addr, err, KindUnavailable)
+	}
+	return out.GetIndex(), nil
+}
+
+// ClusterInfo asks the node at addr for the cluster's identity and members.
+// It works before this manager knows its cluster id (a joining node sends
+// an empty id); once the id is known, a node of another cluster rejects it.
+// A failure is a *PeerError; call failures are KindUnavailable.
+func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.ClusterInfo, error) {
+	pc, err := m.conn(addr)
+	if err != nil {
+		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	out, err := pc.peer.GetClusterInfo(ctx, &raftpb.ClusterInfoRequest{ClusterId: m.ClusterID()})
+	if err != nil {
+		return nil, callError(addr, err, KindUnavailable)
+	}
+	return out, nil
+}
+
+// peerServer serves PeerService by handing calls to the PeerHandler.
+type peerServer struct {
+	raftpb.UnimplementedPeerServiceServer
+	m *Manager
+}
+
+// handlerFor checks the cluster id and the group (when one is named) and
+// returns the handler, or a rejection made before any handling.
+func (s peerServer) handlerFor(method, cluster, group string, needGroup bool) (PeerHandler, error) {
+	if needGroup {
+		if _, err := s.m.route(method, cluster, group); err != nil {
+			return nil, err
+		}
+	} else if err := s.m.checkCluster(method, cluster, true); err != nil {
+		return nil, err
+	}
+	h := s.m.peerHandler()
+	if h == nil {
+		return nil, rejection(codes.Unavailable, raftpb.Reason_REASON_NO_HANDLER,
+			fmt.Sprintf("transport: %s has no peer handler yet", s.m.cfg.LocalAddr))
+	}
+	return h, nil
+}
+
+func (s peerServer) Propose(ctx context.Context, req *raftpb.ProposeRequest) (*raftpb.ProposeResponse, error) {
+	h, err := s.handlerFor("Propose", req.GetClusterId(), req.GetGroup(), true)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.Propose(ctx, req.GetGroup(), req.GetPayload())
+	if err != nil {
+		return nil, handlerStatus(err, KindUnknownOutcome)
+	}
+	return &raftpb.ProposeResponse{Result: res}, nil
+}
+
+func (s peerServer) ReadIndex(ctx context.Context, req *raftpb.ReadIndexRequest) (*raftpb.IndexResponse, error) {
+	h, err := s.handlerFor("ReadIndex", req.GetClusterId(), req.GetGroup(), true)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := h.ReadIndex(ctx, req.GetGroup())
+	if err != nil {
+		return nil, handlerStatus(err, KindUnavailable)
+	}
+	return &raftpb.IndexResponse{Index: idx}, nil
+}
+
+func (s peerServer) Applied(ctx context.Context, req *raftpb.AppliedRequest) (*raftpb.IndexResponse, error) {
+	h, err := s.handlerFor("Applied", req.GetClusterId(), req.GetGroup(), true)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := h.Applied(ctx, req.GetGroup())
+	if err != nil {
+		return nil, handlerStatus(err, KindUnavailable)
+	}
+	return &raftpb.IndexResponse{Index: idx}, nil
+}
+
+func (s peerServer) GetClusterInfo(ctx context.Context, req *raftpb.ClusterInfoRequest) (*raftpb.ClusterInfo, error) {
+	h, err := s.handlerFor("ClusterInfo", req.GetClusterId(), "", false)
+	if err != nil {
+		return nil, err
+	}
+	info, err := h.ClusterInfo(ctx)
+	if err != nil {
+		return nil, handlerStatus(err, KindUnavailable)
+	}
+	if info == nil {
+		return nil, handlerStatus(errors.New("transport: handler returned no cluster info"), KindUnavailable)
+	}
+	return info, nil
+}

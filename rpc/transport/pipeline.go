@@ -1,0 +1,229 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/metamq/meta/rpc/transport/raftpb"
+)
+
+// AppendEntriesPipeline implements raft.Transport. It opens one
+// bidirectional stream to target for the group; at most
+// Config.PipelineDepth requests are in flight on it, and responses are
+// matched to requests in order. With a negative PipelineDepth it returns
+// raft.ErrPipelineReplicationNotSupported and raft sends one request at a
+// time.
+func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	depth := t.m.cfg.PipelineDepth
+	if depth < 0 {
+		return nil, raft.ErrPipelineReplicationNotSupported
+	}
+	c, err := t.client(target)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(t.lifetime)
+	stream, err := c.AppendEntriesPipeline(ctx)
+	if err != nil {
+		cancel()
+		return nil, t.callErr("AppendEntriesPipeline", target, err)
+	}
+	p := &pipeline{
+		t:       t,
+		target:  target,
+		stream:  stream,
+		cancel:  cancel,
+		timeout: t.m.cfg.Timeout,
+		slots:   make(chan struct{}, depth),
+		queue:   make(chan *appendFuture, depth),
+		done:    make(chan raft.AppendFuture, depth),
+		closeCh: make(chan struct{}),
+		failCh:  make(chan struct{}),
+	}
+	p.watchdog = time.AfterFunc(time.Hour, cancel)
+	p.watchdog.Stop()
+
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		cancel()
+		return nil, ErrClosed
+	}
+	t.pipelines[p] = struct{}{}
+	t.mu.Unlock()
+
+	p.wg.Add(1)
+	go p.receive()
+	return p, nil
+}
+
+func (t *Transport) removePipeline(p *pipeline) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.pipelines, p)
+}
+
+// pipeline is one pipelined AppendEntries stream of a group to a peer. The
+// sending side is raft's replication goroutine (AppendEntries); the
+// receiving side is the goroutine receive, owned by the pipeline: Close
+// stops it and waits for it.
+type pipeline struct {
+	t       *Transport
+	target  raft.ServerAddress
+	stream  raftpb.RaftService_AppendEntriesPipelineClient
+	cancel  context.CancelFunc // ends the stream
+	timeout time.Duration
+	// watchdog cancels the stream when the oldest request in flight has
+	// had no response for timeout: a peer that accepts requests but never
+	// answers must not hold replication forever.
+	watchdog *time.Timer
+
+	slots chan struct{}          // one token per request sent and not yet answered
+	queue chan *appendFuture     // requests sent, in send order; never longer than slots
+	done  chan raft.AppendFuture // answered (or failed) requests, for raft
+
+	sendMu sync.Mutex // makes queue order equal send order
+
+	errMu  sync.Mutex // guards err
+	err    error      // first failure; set once, then failCh is closed
+	failCh chan struct{}
+
+	closeCh   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ raft.AppendPipeline = (*pipeline)(nil)
+
+// AppendEntries sends a request on the pipeline. It blocks while
+// PipelineDepth requests are in flight (back-pressure), but for no longer
+// than the timeout.
+func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	if err := p.failure(); err != nil {
+		return nil, err
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		timer := time.NewTimer(p.timeout)
+		defer timer.Stop()
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.closeCh:
+			return nil, ErrClosed
+		case <-p.failCh:
+			return nil, p.failure()
+		case <-timer.C:
+			return nil, fmt.Errorf("transport: %s pipeline to %s full: %w", p.t.group, p.target, ErrStalled)
+		}
+	}
+	p.queue <- f // cannot block: len(queue) <= len(slots)
+	if err := p.stream.Send(encodeAppendEntriesRequest(p.t.m.ClusterID(), p.t.group, args)); err != nil {
+		err = p.t.callErr("AppendEntriesPipeline", p.target, err)
+		p.fail(err)
+		return nil, err
+	}
+	return f, nil
+}
+
+// Consumer implements raft.AppendPipeline.
+func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.done }
+
+// Close implements raft.AppendPipeline: it ends the stream, fails what is
+// in flight and waits for the receiving goroutine. Safe to call twice.
+func (p *pipeline) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closeCh)
+		p.cancel()
+		p.watchdog.Stop()
+		p.wg.Wait()
+		p.t.removePipeline(p)
+	})
+	return nil
+}
+
+func (p *pipeline) failure() error {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.err
+}
+
+// fail records the pipeline's first failure and ends the stream; every
+// request in flight and every later one fails with it.
+func (p *pipeline) fail(err error) {
+	p.errMu.Lock()
+	if p.err == nil {
+		p.err = err
+		close(p.failCh)
+	}
+	p.errMu.Unlock()
+	p.cancel()
+}
+
+// receive matches responses to requests in send order and hands the
+// answered futures to raft.
+func (p *pipeline) receive() {
+	defer p.wg.Done()
+	for {
+		var f *appendFuture
+		select {
+		case f = <-p.queue:
+		case <-p.closeCh:
+			return
+		}
+		err := p.failure()
+		if err == nil {
+			p.watchdog.Reset(p.timeout)
+			out, rerr := p.stream.Recv()
+			fired := !p.watchdog.Stop()
+			switch {
+			case rerr == nil:
+				decodeAppendEntriesResponse(out, f.resp)
+			case fired:
+				err = fmt.Errorf("transport: %s pipeline to %s: no response within %v: %w", p.t.group, p.target, p.timeout, ErrStalled)
+			default:
+				err = p.t.callErr("AppendEntriesPipeline", p.target, rerr)
+			}
+			if err != nil {
+				p.fail(err)
+			}
+		}
+		<-p.slots
+		f.respond(err)
+		select {
+		case p.done <- f:
+		case <-p.closeCh:
+			return
+		}
+	}
+}
+
+// appendFuture implements raft.AppendFuture.
+type appendFuture struct {
+	start time.Time
+	args  *raft.AppendEntriesRequest
+	resp  *raft.AppendEntriesResponse
+	err   error         // written once before done is closed
+	done  chan struct{} // closed by respond
+}
+
+func (f *appendFuture) respond(err error) {
+	f.err = err
+	close(f.done)
+}
+
+func (f *appendFuture) Error() error {
+	<-f.done
+	return f.err
+}
+
+func (f *appendFuture) Start() time.Time                      { return f.start }
+func (f *appendFuture) Request() *raft.AppendEntriesRequest   { return f.args }
+func (f *appendFuture) Response() *raft.AppendEntriesResponse { return f.resp }

@@ -1,0 +1,385 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/transport/raftpb"
+)
+
+// Transport is the raft.Transport of one group. Outgoing RPCs use the
+// Manager's shared connections; incoming RPCs for the group are delivered
+// on Consumer (heartbeats to the heartbeat handler, when one is set).
+type Transport struct {
+	m     *Manager
+	group string
+
+	consumeCh chan raft.RPC
+	heartbeat atomic.Pointer[func(raft.RPC)]
+	pending   atomic.Int64 // incoming requests waiting for raft
+
+	// lifetime is not a request context: raft.Transport's methods take no
+	// ctx, so every outgoing call derives its context from lifetime, and
+	// Close cancels it to abort them all. Incoming requests watch
+	// lifetime.Done() so they never wait on a closed group.
+	lifetime context.Context
+	cancel   context.CancelFunc
+
+	mu        sync.Mutex // guards pipelines and closed
+	pipelines map[*pipeline]struct{}
+	closed    bool
+}
+
+var (
+	_ raft.Transport   = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
+	_ raft.WithPreVote = (*Transport)(nil)
+)
+
+func newTransport(m *Manager, group string) *Transport {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Transport{
+		m:         m,
+		group:     group,
+		consumeCh: make(chan raft.RPC),
+		lifetime:  ctx,
+		cancel:    cancel,
+		pipelines: make(map[*pipeline]struct{}),
+	}
+}
+
+// Group returns the group's name.
+func (t *Transport) Group() string { return t.group }
+
+// Consumer implements raft.Transport.
+func (t *Transport) Consumer() <-chan raft.RPC { return t.consumeCh }
+
+// LocalAddr implements raft.Transport.
+func (t *Transport) LocalAddr() raft.ServerAddress { return raft.ServerAddress(t.m.cfg.LocalAddr) }
+
+// SetHeartbeatHandler implements raft.Transport. Heartbeats (see
+// isHeartbeat) go to cb instead of the consumer channel while it is set.
+func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.heartbeat.Store(nil)
+		return
+	}
+	t.heartbeat.Store(&cb)
+}
+
+// EncodePeer implements raft.Transport: a peer is its address.
+func (t *Transport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []byte {
+	return []byte(addr)
+}
+
+// DecodePeer implements raft.Transport.
+func (t *Transport) DecodePeer(b []byte) raft.ServerAddress { return raft.ServerAddress(b) }
+
+// Pending returns the number of incoming requests of the group that are
+// waiting for raft: queued on the consumer channel or awaiting its answer.
+// A gauge for status pages; a growing value means raft is not keeping up.
+func (t *Transport) Pending() int { return int(t.pending.Load()) }
+
+// Close implements raft.WithClose (raft.Shutdown calls it). It cancels the
+// group's outgoing calls, closes its pipelines and waits for their
+// goroutines, unblocks incoming requests waiting on the group and removes
+// the group from the Manager so that it can be opened again. Safe to call
+// more than once.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	ps := make([]*pipeline, 0, len(t.pipelines))
+	for p := range t.pipelines {
+		ps = append(ps, p)
+	}
+	t.mu.Unlock()
+
+	t.cancel()
+	for _, p := range ps {
+		_ = p.Close()
+	}
+	t.m.removeGroup(t.group, t)
+	return nil
+}
+
+func (t *Transport) closing() bool { return t.lifetime.Err() != nil }
+
+func (t *Transport) client(target raft.ServerAddress) (raftpb.RaftServiceClient, error) {
+	if t.closing() {
+		return nil, ErrClosed
+	}
+	pc, err := t.m.conn(string(target))
+	if err != nil {
+		return nil, err
+	}
+	return pc.raft, nil
+}
+
+// callErr describes a failed outgoing raft RPC, keeping the gRPC status
+// (status.FromError still works) and our sentinels for errors.Is.
+func (t *Transport) callErr(method string, target raft.ServerAddress, err error) error {
+	if t.closing() {
+		return fmt.Errorf("transport: %s %s to %s: %w: %w", t.group, method, target, ErrClosed, err)
+	}
+	if st, ok := status.FromError(err); ok {
+		for _, d := range st.Details() {
+			if pe, ok := d.(*raftpb.PeerError); ok {
+				if c := reasonCause(pe.GetReason()); c != nil {
+					return fmt.Errorf("transport: %s %s to %s: %w: %w", t.group, method, target, c, err)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("transport: %s %s to %s: %w", t.group, method, target, err)
+}
+
+// AppendEntries implements raft.Transport.
+func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	c, err := t.client(target)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
+	defer cancel()
+	out, err := c.AppendEntries(ctx, encodeAppendEntriesRequest(t.m.ClusterID(), t.group, args))
+	if err != nil {
+		return t.callErr("AppendEntries", target, err)
+	}
+	decodeAppendEntriesResponse(out, resp)
+	return nil
+}
+
+// RequestVote implements raft.Transport.
+func (t *Transport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	c, err := t.client(target)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
+	defer cancel()
+	out, err := c.RequestVote(ctx, encodeRequestVoteRequest(t.m.ClusterID(), t.group, args))
+	if err != nil {
+		return t.callErr("RequestVote", target, err)
+	}
+	decodeRequestVoteResponse(out, resp)
+	return nil
+}
+
+// RequestPreVote implements raft.WithPreVote.
+func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	c, err := t.client(target)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
+	defer cancel()
+	out, err := c.RequestPreVote(ctx, encodeRequestPreVoteRequest(t.m.ClusterID(), t.group, args))
+	if err != nil {
+		return t.callErr("RequestPreVote", target, err)
+	}
+	decodeRequestPreVoteResponse(out, resp)
+	return nil
+}
+
+// TimeoutNow implements raft.Transport.
+func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	c, err := t.client(target)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
+	defer cancel()
+	out, err := c.TimeoutNow(ctx, encodeTimeoutNowRequest(t.m.ClusterID(), t.group, args))
+	if err != nil {
+		return t.callErr("TimeoutNow", target, err)
+	}
+	decodeTimeoutNowResponse(out, resp)
+	return nil
+}
+
+// deliver hands an incoming command to raft and waits for its answer:
+// heartbeats go straight to the heartbeat handler when one is set, all
+// else through the consumer channel. It returns as soon as the group closes
+// or ctx ends, even if raft never answers.
+func (t *Transport) deliver(ctx context.Context, cmd any, heartbeat bool) (any, error) {
+	t.pending.Add(1)
+	defer t.pending.Add(-1)
+	respCh := make(chan raft.RPCResponse, 1)
+	rpc := raft.RPC{Command: cmd, RespChan: respCh}
+	if err := t.enqueue(ctx, rpc, heartbeat); err != nil {
+		return nil, err
+	}
+	return t.await(ctx, respCh)
+}
+
+func (t *Transport) enqueue(ctx context.Context, rpc raft.RPC, heartbeat bool) error {
+	if t.closing() {
+		return errGroupClosing(t.group)
+	}
+	if heartbeat {
+		if fn := t.heartbeat.Load(); fn != nil {
+			// raft's handler answers synchronously, or not at all when
+			// raft is shutting down: await covers both.
+			(*fn)(rpc)
+			return nil
+		}
+	}
+	select {
+	case t.consumeCh <- rpc:
+		return nil
+	case <-t.lifetime.Done():
+		return errGroupClosing(t.group)
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (t *Transport) await(ctx context.Context, respCh <-chan raft.RPCResponse) (any, error) {
+	select {
+	case r := <-respCh:
+		if r.Error != nil {
+			return nil, status.Error(codes.Unknown, r.Error.Error())
+		}
+		return r.Response, nil
+	case <-t.lifetime.Done():
+		return nil, errGroupClosing(t.group)
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// errUnexpectedResponse means raft answered a command with a response of
+// another type; it would be a bug in raft or in this package.
+var errUnexpectedResponse = errors.New("transport: unexpected response type from raft")
+
+func unexpected(resp any) error {
+	return status.Error(codes.Internal, fmt.Sprintf("%v: %T", errUnexpectedResponse, resp))
+}
+
+// raftServer serves RaftService for all groups of a Manager.
+type raftServer struct {
+	raftpb.UnimplementedRaftServiceServer
+	m *Manager
+}
+
+func (s raftServer) AppendEntries(ctx context.Context, req *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	t, err := s.m.route("AppendEntries", req.GetClusterId(), req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	cmd := decodeAppendEntriesRequest(req)
+	resp, err := t.deliver(ctx, cmd, isHeartbeat(cmd))
+	if err != nil {
+		return nil, err
+	}
+	r, ok := resp.(*raft.AppendEntriesResponse)
+	if !ok {
+		return nil, unexpected(resp)
+	}
+	return encodeAppendEntriesResponse(r), nil
+}
+
+func (s raftServer) RequestVote(ctx context.Context, req *raftpb.RequestVoteRequest) (*raftpb.RequestVoteResponse, error) {
+	t, err := s.m.route("RequestVote", req.GetClusterId(), req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := t.deliver(ctx, decodeRequestVoteRequest(req), false)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := resp.(*raft.RequestVoteResponse)
+	if !ok {
+		return nil, unexpected(resp)
+	}
+	return encodeRequestVoteResponse(r), nil
+}
+
+func (s raftServer) RequestPreVote(ctx context.Context, req *raftpb.RequestPreVoteRequest) (*raftpb.RequestPreVoteResponse, error) {
+	t, err := s.m.route("RequestPreVote", req.GetClusterId(), req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := t.deliver(ctx, decodeRequestPreVoteRequest(req), false)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := resp.(*raft.RequestPreVoteResponse)
+	if !ok {
+		return nil, unexpected(resp)
+	}
+	return encodeRequestPreVoteResponse(r), nil
+}
+
+func (s raftServer) TimeoutNow(ctx context.Context, req *raftpb.TimeoutNowRequest) (*raftpb.TimeoutNowResponse, error) {
+	t, err := s.m.route("TimeoutNow", req.GetClusterId(), req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := t.deliver(ctx, decodeTimeoutNowRequest(req), false)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := resp.(*raft.TimeoutNowResponse)
+	if !ok {
+		return nil, unexpected(resp)
+	}
+	return encodeTimeoutNowResponse(r), nil
+}
+
+// AppendEntriesPipeline serves one pipelined stream: requests are handed to
+// raft one at a time, in order, and each response is sent before the next
+// request is delivered, so responses match requests by position. The next
+// requests meanwhile wait, already received, in the stream's buffers: that
+// overlap of transfer with processing is what the pipeline buys.
+func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntriesPipelineServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return recvEnd(err)
+	}
+	cluster, group := req.GetClusterId(), req.GetGroup()
+	t, err := s.m.route("AppendEntriesPipeline", cluster, group)
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	for {
+		if req.GetGroup() != group || req.GetClusterId() != cluster {
+			return status.Errorf(codes.InvalidArgument, "transport: pipeline of group %q got a message for %q", group, req.GetGroup())
+		}
+		resp, err := t.deliver(ctx, decodeAppendEntriesRequest(req), false)
+		if err != nil {
+			return err
+		}
+		r, ok := resp.(*raft.AppendEntriesResponse)
+		if !ok {
+			return unexpected(resp)
+		}
+		if err := stream.Send(encodeAppendEntriesResponse(r)); err != nil {
+			return err
+		}
+		if req, err = stream.Recv(); err != nil {
+			return recvEnd(err)
+		}
+	}
+}
+
+// recvEnd maps the end of a client stream: io.EOF is a clean half-close.
+func recvEnd(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
