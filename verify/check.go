@@ -1,0 +1,366 @@
+package verify
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Checker names, as they appear in summary.json and in metaverify's output.
+const (
+	CheckerKV           = "kv"
+	CheckerOffsets      = "offsets"
+	CheckerOffsetsGroup = "offsets-group"
+	CheckerFinal        = "final-reads"
+	CheckerConvergence  = "convergence"
+	CheckerActivity     = "activity"
+	CheckerNemesis      = "nemesis"
+)
+
+// Verdict is a checker's answer. Only Valid passes: Unknown (the checker
+// could not decide, e.g. it timed out) is not a pass.
+type Verdict string
+
+const (
+	Valid   Verdict = "valid"
+	Invalid Verdict = "invalid"
+	Unknown Verdict = "unknown"
+)
+
+// MarshalJSON writes a verdict the way Jepsen does: true, false or
+// "unknown".
+func (v Verdict) MarshalJSON() ([]byte, error) {
+	switch v {
+	case Valid:
+		return []byte("true"), nil
+	case Invalid:
+		return []byte("false"), nil
+	}
+	return []byte(`"unknown"`), nil
+}
+
+// UnmarshalJSON reads true, false, "unknown" or a verdict name.
+func (v *Verdict) UnmarshalJSON(b []byte) error {
+	var x any
+	if err := json.Unmarshal(b, &x); err != nil {
+		return err
+	}
+	switch t := x.(type) {
+	case bool:
+		if t {
+			*v = Valid
+		} else {
+			*v = Invalid
+		}
+	case string:
+		switch Verdict(t) {
+		case Valid, Invalid:
+			*v = Verdict(t)
+		default:
+			*v = Unknown
+		}
+	default:
+		return fmt.Errorf("verify: verdict %s", b)
+	}
+	return nil
+}
+
+// worst combines verdicts: any invalid is invalid, else any unknown is
+// unknown, else valid.
+func worst(vs ...Verdict) Verdict {
+	out := Valid
+	for _, v := range vs {
+		switch {
+		case v == Invalid:
+			return Invalid
+		case v != Valid:
+			out = Unknown
+		}
+	}
+	return out
+}
+
+// CheckResult is one checker's verdict on a run.
+type CheckResult struct {
+	Checker string  `json:"checker"`
+	Verdict Verdict `json:"valid"`
+	// Ops is the number of model operations checked; Partitions the number
+	// of keys, partitions or consumer groups they fell into.
+	Ops        int `json:"ops,omitempty"`
+	Partitions int `json:"partitions,omitempty"`
+	// Failing names what broke: keys, partitions, consumer groups, replica
+	// groups, fault windows.
+	Failing []string `json:"failing,omitempty"`
+	// Undecided names partitions the checker could not decide in time.
+	Undecided []string `json:"undecided,omitempty"`
+	Details   string   `json:"details,omitempty"`
+	// Recorded: a live observation copied from the run (convergence), not
+	// recomputed from the history by an offline re-check.
+	Recorded bool          `json:"recorded,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns,omitempty"`
+}
+
+// partition is one independently checked piece of a history: one key, one
+// offsets partition or one consumer group.
+type partition struct {
+	Checker string
+	Name    string
+	Ops     []porcupine.Operation
+}
+
+// opMeta travels with each porcupine operation: which partition it belongs
+// to (for the partition function) and what to show on hover.
+type opMeta struct {
+	Part     int
+	Index    int
+	Process  int
+	Endpoint string
+	Outcome  Outcome
+	Final    bool
+}
+
+func newOpMeta(op *Op) *opMeta {
+	return &opMeta{Index: op.Index, Process: op.Process, Endpoint: op.Endpoint, Outcome: op.Outcome, Final: op.Final}
+}
+
+func (m *opMeta) String() string {
+	s := fmt.Sprintf("op %d, process %d, via %s, %s", m.Index, m.Process, m.Endpoint, m.Outcome)
+	if m.Final {
+		s += ", final read"
+	}
+	return s
+}
+
+// model is one porcupine model for every checker: the partition function
+// keeps the checkers apart and the step function dispatches on the input
+// type, so that one check run and one report cover the whole history.
+// States start as nil and take the type of their partition's model.
+func model() porcupine.Model {
+	return porcupine.Model{
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			var out [][]porcupine.Operation
+			for _, op := range history {
+				p := op.Metadata.(*opMeta).Part
+				for len(out) <= p {
+					out = append(out, nil)
+				}
+				out[p] = append(out[p], op)
+			}
+			return out
+		},
+		Init: func() any { return nil },
+		Step: func(state, input, output any) (bool, any) {
+			switch c := input.(type) {
+			case kvCall:
+				s, _ := state.(kvState)
+				return kvStep(s, c, output.(kvResult))
+			case offCall:
+				s, _ := state.(offState)
+				return offStep(s, c, output.(offResult))
+			case grpCall:
+				s, _ := state.(*grpState)
+				return grpStep(s, c, output.(grpResult))
+			}
+			return false, state
+		},
+		Equal: func(a, b any) bool {
+			switch x := a.(type) {
+			case nil:
+				return b == nil
+			case *grpState:
+				y, ok := b.(*grpState)
+				return ok && x.equal(y)
+			}
+			return a == b
+		},
+		Hash: func(state any) uint64 {
+			h := fnv.New64a()
+			switch s := state.(type) {
+			case kvState:
+				fmt.Fprintf(h, "%t\x00%s", s.Exists, s.Value)
+			case offState:
+				fmt.Fprintf(h, "%t\x00%d\x00%s", s.Found, s.Offset, s.Metadata)
+			case *grpState:
+				if s.len() == 0 {
+					return 0
+				}
+				return s.hash
+			}
+			return h.Sum64()
+		},
+		DescribeOperation: func(input, output any) string {
+			switch c := input.(type) {
+			case kvCall:
+				return describeKV(c, output.(kvResult))
+			case offCall:
+				return describeOff(c, output.(offResult))
+			case grpCall:
+				return describeGrp(c, output.(grpResult))
+			}
+			return fmt.Sprintf("%v → %v", input, output)
+		},
+		DescribeState: func(state any) string {
+			switch s := state.(type) {
+			case nil:
+				return "∅"
+			case fmt.Stringer:
+				return s.String()
+			}
+			return fmt.Sprintf("%v", state)
+		},
+		DescribeOperationMetadata: func(m any) string {
+			if m, ok := m.(*opMeta); ok {
+				return m.String()
+			}
+			return ""
+		},
+	}
+}
+
+// Linearizability is the result of the porcupine checkers (kv, offsets,
+// offsets-group) over one history, with what it takes to draw the report.
+type Linearizability struct {
+	// Results has one entry per checker, in the order kv, offsets,
+	// offsets-group.
+	Results []CheckResult
+	parts   []partition
+	info    porcupine.LinearizationInfo
+}
+
+// CheckLinearizability checks ops with every porcupine model.
+//
+// All partitions are checked in one porcupine call (one goroutine each),
+// bounded by timeout (0: none). A partition is valid when porcupine found a
+// complete linearization of it. If the check ran into the timeout, the
+// partitions without a complete linearization are checked again one by one
+// (concurrently, each bounded by timeout) to tell illegal from undecided;
+// undecided partitions make their checker's verdict Unknown, which is not a
+// pass.
+func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
+	kvParts, kvProblems := kvPartitions(ops)
+	offParts, offProblems := offsetPartitions(ops)
+	grpParts := groupPartitions(ops)
+	var parts []partition
+	parts = append(parts, kvParts...)
+	parts = append(parts, offParts...)
+	parts = append(parts, grpParts...)
+
+	var history []porcupine.Operation
+	for i := range parts {
+		for _, op := range parts[i].Ops {
+			op.Metadata.(*opMeta).Part = i
+			history = append(history, op)
+		}
+	}
+	m := model()
+	start := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(m, history, timeout)
+	elapsed := time.Since(start)
+	timedOut := timeout > 0 && elapsed >= timeout
+
+	verdicts := make([]Verdict, len(parts))
+	partials := info.PartialLinearizations()
+	var recheck []int
+	for i := range parts {
+		complete := res == porcupine.Ok
+		if !complete && i < len(partials) {
+			for _, l := range partials[i] {
+				if len(l) == len(parts[i].Ops) {
+					complete = true
+					break
+				}
+			}
+		}
+		switch {
+		case complete:
+			verdicts[i] = Valid
+		case timedOut:
+			recheck = append(recheck, i)
+		default:
+			verdicts[i] = Invalid
+		}
+	}
+	if len(recheck) > 0 {
+		single := m
+		single.Partition = nil
+		var wg sync.WaitGroup
+		for _, i := range recheck {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch porcupine.CheckOperationsTimeout(single, parts[i].Ops, timeout) {
+				case porcupine.Ok:
+					verdicts[i] = Valid
+				case porcupine.Illegal:
+					verdicts[i] = Invalid
+				default:
+					verdicts[i] = Unknown
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	l := &Linearizability{parts: parts, info: info}
+	problems := map[string][]string{CheckerKV: kvProblems, CheckerOffsets: offProblems}
+	for _, name := range []string{CheckerKV, CheckerOffsets, CheckerOffsetsGroup} {
+		r := CheckResult{Checker: name, Verdict: Valid, Elapsed: time.Since(start)}
+		var details []string
+		for i, p := range parts {
+			if p.Checker != name {
+				continue
+			}
+			r.Partitions++
+			r.Ops += len(p.Ops)
+			switch verdicts[i] {
+			case Invalid:
+				r.Failing = append(r.Failing, p.Name)
+				details = append(details, fmt.Sprintf("%s %q: not linearizable (%d ops)", name, p.Name, len(p.Ops)))
+			case Unknown:
+				r.Undecided = append(r.Undecided, p.Name)
+			}
+		}
+		if len(r.Undecided) > 0 {
+			details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
+		}
+		for _, p := range problems[name] {
+			details = append(details, "malformed response: "+p)
+		}
+		switch {
+		case len(r.Failing) > 0 || len(problems[name]) > 0:
+			r.Verdict = Invalid
+		case len(r.Undecided) > 0:
+			r.Verdict = Unknown
+		}
+		r.Details = strings.Join(details, "; ")
+		l.Results = append(l.Results, r)
+	}
+	return l
+}
+
+// Visualize writes porcupine's HTML report of the check, with the given
+// annotations (fault windows) and with extra HTML (a summary) placed at the
+// top of the page.
+func (l *Linearizability) Visualize(w io.Writer, annotations []porcupine.Annotation, top string) error {
+	info := l.info
+	info.AddAnnotations(annotations)
+	var b strings.Builder
+	if err := porcupine.Visualize(model(), info, &b); err != nil {
+		return fmt.Errorf("verify: visualize: %w", err)
+	}
+	page := b.String()
+	if i := strings.Index(page, "<body>"); i >= 0 {
+		i += len("<body>")
+		page = page[:i] + "\n" + top + "\n" + page[i:]
+	} else {
+		page = top + page
+	}
+	_, err := io.WriteString(w, page)
+	return err
+}

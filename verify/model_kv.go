@@ -1,0 +1,340 @@
+package verify
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The KV model is a register per key: absent, or holding one value. A
+// history is checked per key (porcupine partitions), which is sound because
+// every KV call touches one key, except list, which is decomposed below.
+//
+// Ops become model calls as follows.
+//
+//   - get: a read of its key (stale gets are skipped: they may lag by
+//     contract).
+//   - put: writes the value; with prev_kv the previous pair it returned is
+//     an observation of the state just before the put.
+//   - delete: makes the key absent; "deleted" (and prev_kv) observe whether
+//     it existed.
+//   - cas: swaps only when the state matches the expectation (absent, or
+//     the expected value); whether it succeeded is an observation, and so
+//     is the current pair it returned when it failed (and when it
+//     succeeded, if it returned one).
+//   - list: one page is decomposed into reads of single keys, all with the
+//     list's call and return times. Each group answers its part of a list
+//     with a linearizable read of its own, so each key's observation is
+//     linearizable on its own even though the page is not one snapshot.
+//     Returned keys are reads of their values. A key that the history
+//     touches anywhere, has the prefix, is after start_after and was not
+//     returned is a read of "absent" only if the page covered it: every key
+//     up to the last returned key when more=true, every key when
+//     more=false. Keys past the last returned key of a partial page are no
+//     observation at all.
+//
+// An unknown write is possibly applied: its return time is set to the end
+// of time, so porcupine may place it anywhere after its call, including
+// after every other op (which is "never applied" for all observers). A
+// failed write is dropped: it must never be observed, and since written
+// values are unique a read of its value is a read of a value nobody wrote.
+// Failed reads are dropped.
+
+// kvCall is the porcupine input of the KV model.
+type kvCall struct {
+	Op           OpKind // OpGet (also list observations), OpPut, OpDelete, OpCAS
+	Key          string
+	Value        string // put value, cas new value
+	Expected     string
+	ExpectAbsent bool
+	PrevKnown    bool // put/delete returned the previous pair
+	ValueKnown   bool // a read that saw the value (false: keys-only list)
+	FromList     bool
+}
+
+// kvResult is the porcupine output of the KV model.
+type kvResult struct {
+	Unknown   bool
+	Found     bool   // get: found; put/delete: previous existed; cas: current existed
+	Value     string // the value that goes with Found
+	HasKV     bool   // cas returned a current pair (only then is Found meaningful for cas)
+	Deleted   bool
+	Succeeded bool
+}
+
+// kvState is one key's register.
+type kvState struct {
+	Exists bool
+	Value  string
+}
+
+func (s kvState) String() string {
+	if !s.Exists {
+		return "∅"
+	}
+	return s.Value
+}
+
+func (s kvState) observed(found bool, value string, valueKnown bool) bool {
+	if found != s.Exists {
+		return false
+	}
+	return !found || !valueKnown || value == s.Value
+}
+
+func kvStep(s kvState, c kvCall, r kvResult) (bool, kvState) {
+	switch c.Op {
+	case OpGet:
+		return s.observed(r.Found, r.Value, c.ValueKnown), s
+	case OpPut:
+		if !r.Unknown && c.PrevKnown && !s.observed(r.Found, r.Value, true) {
+			return false, s
+		}
+		return true, kvState{Exists: true, Value: c.Value}
+	case OpDelete:
+		if !r.Unknown {
+			if r.Deleted != s.Exists {
+				return false, s
+			}
+			if c.PrevKnown && !s.observed(r.Found, r.Value, true) {
+				return false, s
+			}
+		}
+		return true, kvState{}
+	case OpCAS:
+		match := !s.Exists
+		if !c.ExpectAbsent {
+			match = s.Exists && s.Value == c.Expected
+		}
+		next := s
+		if match {
+			next = kvState{Exists: true, Value: c.Value}
+		}
+		if r.Unknown {
+			return true, next
+		}
+		if r.Succeeded != match {
+			return false, s
+		}
+		// A failed cas must say why (the current pair, or none when the
+		// key is absent); a successful one may omit it.
+		if (!r.Succeeded || r.HasKV) && !s.observed(r.HasKV && r.Found, r.Value, true) {
+			return false, s
+		}
+		return true, next
+	}
+	return false, s
+}
+
+func describeKV(c kvCall, r kvResult) string {
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	var b strings.Builder
+	switch c.Op {
+	case OpGet:
+		if c.FromList {
+			b.WriteString("list⊃")
+		} else {
+			b.WriteString("get")
+		}
+		fmt.Fprintf(&b, "(%s) → ", q(c.Key))
+		switch {
+		case !r.Found:
+			b.WriteString("∅")
+		case !c.ValueKnown:
+			b.WriteString("exists")
+		default:
+			b.WriteString(q(r.Value))
+		}
+		return b.String()
+	case OpPut:
+		fmt.Fprintf(&b, "put(%s, %s)", q(c.Key), q(c.Value))
+		if !r.Unknown && c.PrevKnown {
+			b.WriteString(" prev=")
+			if r.Found {
+				b.WriteString(q(r.Value))
+			} else {
+				b.WriteString("∅")
+			}
+		}
+	case OpDelete:
+		fmt.Fprintf(&b, "delete(%s)", q(c.Key))
+		if !r.Unknown {
+			fmt.Fprintf(&b, " → deleted=%t", r.Deleted)
+		}
+	case OpCAS:
+		exp := "∅"
+		if !c.ExpectAbsent {
+			exp = q(c.Expected)
+		}
+		fmt.Fprintf(&b, "cas(%s, %s → %s)", q(c.Key), exp, q(c.Value))
+		if !r.Unknown {
+			fmt.Fprintf(&b, " → %t", r.Succeeded)
+			if r.HasKV {
+				fmt.Fprintf(&b, " cur=%s", q(r.Value))
+			} else if !r.Succeeded {
+				b.WriteString(" cur=∅")
+			}
+		}
+	}
+	if r.Unknown {
+		b.WriteString(" ?unknown")
+	}
+	return b.String()
+}
+
+// infinity is the return time of an unknown write: it may take effect at
+// any time after its call.
+const infinity = math.MaxInt64
+
+// kvPartitions turns the KV ops of a history into one porcupine partition
+// per key, sorted by key. problems lists responses that break the API's
+// shape (a list page out of order, say); each is a failure of the checker.
+func kvPartitions(ops []Op) (parts []partition, problems []string) {
+	// The universe of keys a list page can be said to have missed: every
+	// key the history names or observed.
+	universe := map[string]bool{}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case OpPut, OpGet, OpDelete, OpCAS:
+			universe[op.Input.Key] = true
+		case OpList:
+			if op.Output != nil {
+				for _, kv := range op.Output.KVs {
+					universe[kv.Key] = true
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(universe))
+	for k := range universe {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+
+	byKey := map[string][]porcupine.Operation{}
+	add := func(op *Op, c kvCall, r kvResult) {
+		ret := op.Return
+		if op.Outcome == OutcomeUnknown {
+			r = kvResult{Unknown: true}
+			ret = infinity
+		}
+		byKey[c.Key] = append(byKey[c.Key], porcupine.Operation{
+			ClientId: op.Client, Input: c, Call: op.Call, Output: r, Return: ret,
+			Metadata: newOpMeta(op),
+		})
+	}
+	for i := range ops {
+		op := &ops[i]
+		if !includeInModel(op) {
+			continue
+		}
+		in, out := &op.Input, op.Output
+		switch op.Kind {
+		case OpGet:
+			r := kvResult{}
+			if out.KV != nil {
+				r.Found, r.Value = true, out.KV.Value
+			}
+			add(op, kvCall{Op: OpGet, Key: in.Key, ValueKnown: true}, r)
+		case OpPut:
+			c := kvCall{Op: OpPut, Key: in.Key, Value: in.Value, PrevKnown: in.PrevKV}
+			r := kvResult{}
+			if out != nil && out.KV != nil {
+				r.Found, r.Value = true, out.KV.Value
+			}
+			add(op, c, r)
+		case OpDelete:
+			c := kvCall{Op: OpDelete, Key: in.Key, PrevKnown: in.PrevKV}
+			r := kvResult{}
+			if out != nil {
+				r.Deleted = out.Deleted
+				if out.KV != nil {
+					r.Found, r.Value = true, out.KV.Value
+				}
+			}
+			add(op, c, r)
+		case OpCAS:
+			c := kvCall{Op: OpCAS, Key: in.Key, Value: in.Value, Expected: in.Expected, ExpectAbsent: in.ExpectAbsent}
+			r := kvResult{}
+			if out != nil {
+				r.Succeeded = out.Succeeded
+				if out.KV != nil {
+					r.HasKV, r.Found, r.Value = true, true, out.KV.Value
+				}
+			}
+			add(op, c, r)
+		case OpList:
+			if p := listShape(op); p != "" {
+				problems = append(problems, p)
+				continue
+			}
+			returned := map[string]KV{}
+			last := ""
+			for _, kv := range out.KVs {
+				returned[kv.Key] = kv
+				last = kv.Key
+			}
+			for _, k := range keys {
+				if !strings.HasPrefix(k, in.Prefix) || k <= in.StartAfter {
+					continue
+				}
+				if out.More && k > last {
+					break
+				}
+				c := kvCall{Op: OpGet, Key: k, ValueKnown: !in.KeysOnly, FromList: true}
+				r := kvResult{}
+				if kv, ok := returned[k]; ok {
+					r.Found, r.Value = true, kv.Value
+				}
+				add(op, c, r)
+			}
+		}
+	}
+	for _, k := range keys {
+		if len(byKey[k]) > 0 {
+			parts = append(parts, partition{Checker: CheckerKV, Name: k, Ops: byKey[k]})
+		}
+	}
+	return parts, problems
+}
+
+// includeInModel says whether an op is evidence for the models: ok ops and
+// unknown writes; not failed ops and not stale reads.
+func includeInModel(op *Op) bool {
+	switch op.Outcome {
+	case OutcomeOK:
+		return !op.Input.Stale
+	case OutcomeUnknown:
+		return op.Kind.IsWrite()
+	}
+	return false
+}
+
+// listShape checks a list page against the API contract: keys ascending,
+// all with the prefix, all after start_after, no more than the limit. It
+// returns "" when the page is well formed.
+func listShape(op *Op) string {
+	in, out := &op.Input, op.Output
+	limit := in.Limit
+	if limit == 0 {
+		limit = 1000
+	}
+	if uint32(len(out.KVs)) > limit {
+		return fmt.Sprintf("op %d: list returned %d keys, limit %d", op.Index, len(out.KVs), limit)
+	}
+	prev := in.StartAfter
+	for i, kv := range out.KVs {
+		if !strings.HasPrefix(kv.Key, in.Prefix) {
+			return fmt.Sprintf("op %d: list key %q lacks prefix %q", op.Index, kv.Key, in.Prefix)
+		}
+		if (i > 0 || in.StartAfter != "") && kv.Key <= prev {
+			return fmt.Sprintf("op %d: list key %q not after %q", op.Index, kv.Key, prev)
+		}
+		prev = kv.Key
+	}
+	return ""
+}
