@@ -1,0 +1,500 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// RunConfig configures one checked run.
+type RunConfig struct {
+	// Seed decides the fault schedule and the workload's choices. It is
+	// logged and saved in summary.json; the same seed replays the same
+	// schedule.
+	Seed int64
+	// Dir is the run folder, created if needed (empty: write nothing).
+	Dir string
+	// Endpoints maps node ids (as Status reports them and the nemesis
+	// names them) to client endpoints. Required.
+	Endpoints map[string]string
+	// Dial opens connections. Default ClientDialer(Logger, OpTimeout).
+	Dial Dialer
+	// Nemesis injects the faults; nil runs without faults.
+	Nemesis Nemesis
+	// Faults is an explicit schedule. When nil, Schedule(Seed, Kinds,
+	// Duration, Schedule) makes one.
+	Faults   []Fault
+	Kinds    []FaultKind
+	Schedule ScheduleOptions
+	// Duration of the workload, faults included. Default 20s.
+	Duration time.Duration
+	// Workload shape. Default DefaultWorkloadConfig().
+	Workload WorkloadConfig
+	// OpTimeout bounds each recorded call. Default 5s.
+	OpTimeout time.Duration
+	// ResolveTimeout bounds finding a fault's target (a group may have no
+	// leader for a while after the previous fault). Default 15s.
+	ResolveTimeout time.Duration
+	// NemesisTimeout bounds each Inject, Heal and HealAll. Default 60s.
+	NemesisTimeout time.Duration
+	// FinalTimeout bounds the final reads. Default 30s.
+	FinalTimeout time.Duration
+	// ConvergeTimeout bounds waiting for replicas to converge. Default 60s.
+	ConvergeTimeout time.Duration
+	// CheckTimeout bounds the linearizability check. Default 60s.
+	CheckTimeout time.Duration
+	// MinOps successful ops are required before, during and after each
+	// fault. Default 10.
+	MinOps int
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// Progress, if set, is called from Run's goroutine at each phase and
+	// about once a second during the workload.
+	Progress func(Progress)
+}
+
+// Progress reports where a run is.
+type Progress struct {
+	Phase   string // "workload", "inject", "heal", "final", "converge", "check", "done"
+	Elapsed time.Duration
+	Ops     int
+	Fault   *Fault // the fault being injected or healed, or active
+}
+
+// DefaultRunConfig returns the defaults; set Endpoints (and a Nemesis).
+func DefaultRunConfig() RunConfig {
+	return RunConfig{
+		Duration:        20 * time.Second,
+		Workload:        DefaultWorkloadConfig(),
+		OpTimeout:       5 * time.Second,
+		ResolveTimeout:  15 * time.Second,
+		NemesisTimeout:  60 * time.Second,
+		FinalTimeout:    30 * time.Second,
+		ConvergeTimeout: 60 * time.Second,
+		CheckTimeout:    60 * time.Second,
+		MinOps:          10,
+	}
+}
+
+// withDefaults fills zero durations and helpers; it does not touch fields
+// Validate must judge.
+func (c RunConfig) withDefaults() RunConfig {
+	d := DefaultRunConfig()
+	if c.Duration == 0 {
+		c.Duration = d.Duration
+	}
+	if c.Workload == (WorkloadConfig{}) {
+		c.Workload = d.Workload
+	}
+	if c.OpTimeout == 0 {
+		c.OpTimeout = d.OpTimeout
+	}
+	if c.ResolveTimeout == 0 {
+		c.ResolveTimeout = d.ResolveTimeout
+	}
+	if c.NemesisTimeout == 0 {
+		c.NemesisTimeout = d.NemesisTimeout
+	}
+	if c.FinalTimeout == 0 {
+		c.FinalTimeout = d.FinalTimeout
+	}
+	if c.ConvergeTimeout == 0 {
+		c.ConvergeTimeout = d.ConvergeTimeout
+	}
+	if c.CheckTimeout == 0 {
+		c.CheckTimeout = d.CheckTimeout
+	}
+	if c.MinOps == 0 {
+		c.MinOps = d.MinOps
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Dial == nil {
+		c.Dial = ClientDialer(c.Logger, c.OpTimeout)
+	}
+	if c.Workload.Prefix == "" {
+		c.Workload.Prefix = fmt.Sprintf("v%d-%d", c.Seed, time.Now().UnixMilli())
+	}
+	return c
+}
+
+// Validate reports every problem of the configuration at once.
+func (c RunConfig) Validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("verify: Endpoints: at least one node is required"))
+	}
+	for id, ep := range c.Endpoints {
+		if id == "" || ep == "" {
+			errs = append(errs, fmt.Errorf("verify: Endpoints: empty id or endpoint (%q: %q)", id, ep))
+		}
+	}
+	if c.Duration < 0 || c.OpTimeout < 0 || c.ResolveTimeout < 0 || c.NemesisTimeout < 0 ||
+		c.FinalTimeout < 0 || c.ConvergeTimeout < 0 || c.CheckTimeout < 0 {
+		errs = append(errs, errors.New("verify: negative duration"))
+	}
+	if c.MinOps < 0 {
+		errs = append(errs, errors.New("verify: MinOps: negative"))
+	}
+	if c.Nemesis == nil && (len(c.Faults) > 0 || len(c.Kinds) > 0) {
+		errs = append(errs, errors.New("verify: faults requested without a Nemesis"))
+	}
+	for _, k := range c.Kinds {
+		if !slices.Contains(AllFaultKinds, k) {
+			errs = append(errs, fmt.Errorf("%w: %q", ErrBadKind, k))
+		} else if s, ok := c.Nemesis.(KindSupporter); ok && !s.Supports(k) {
+			errs = append(errs, fmt.Errorf("verify: %w: %s", ErrUnsupported, k))
+		}
+	}
+	for _, f := range c.Faults {
+		if s, ok := c.Nemesis.(KindSupporter); ok && !s.Supports(f.Kind) {
+			errs = append(errs, fmt.Errorf("verify: fault %d: %w: %s", f.ID, ErrUnsupported, f.Kind))
+		}
+		if f.Start+f.Duration > c.Duration && c.Duration > 0 {
+			errs = append(errs, fmt.Errorf("verify: fault %d ends after the workload (%s > %s)", f.ID, f.Start+f.Duration, c.Duration))
+		}
+	}
+	if err := c.Workload.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RunSettings are the settings a re-check needs, saved in summary.json.
+type RunSettings struct {
+	Duration     time.Duration  `json:"duration_ns"`
+	Kinds        []FaultKind    `json:"kinds,omitempty"`
+	Nodes        []string       `json:"nodes"`
+	Endpoints    []string       `json:"endpoints"`
+	Workload     WorkloadConfig `json:"workload"`
+	MinOps       int            `json:"min_ops"`
+	CheckTimeout time.Duration  `json:"check_timeout_ns"`
+	OpTimeout    time.Duration  `json:"op_timeout_ns"`
+	DataGroups   int            `json:"data_groups"`
+	OffsetGroups int            `json:"offset_groups"`
+}
+
+// Result is the outcome of a run; summary.json is its JSON.
+type Result struct {
+	Seed     int64         `json:"seed"`
+	Verdict  Verdict       `json:"valid"`
+	Started  time.Time     `json:"started"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Settings RunSettings   `json:"settings"`
+	Ops      OpStats       `json:"ops"`
+	Checks   []CheckResult `json:"checks"`
+	Windows  []Window      `json:"windows"`
+	// Error is why the run stopped early, if it did.
+	Error string `json:"error,omitempty"`
+	// Faults are saved in faults.jsonl.
+	Faults []Fault `json:"-"`
+	// Dir is the run folder.
+	Dir string `json:"-"`
+}
+
+// Check returns the result of one checker, or nil.
+func (r *Result) Check(name string) *CheckResult {
+	for i := range r.Checks {
+		if r.Checks[i].Checker == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+// Run runs one checked run against a live cluster: it starts the
+// workloads (clients pinned to every node), plays the fault schedule
+// against the nemesis, heals everything, lets the workload run on until
+// Duration, stops it, reads every key and partition it touched, waits for
+// the replicas to converge, checks the history and writes the run folder.
+//
+// The returned error is for runs that could not be carried out (a bad
+// configuration, ctx cancelled); a run that was carried out and found a
+// problem returns a Result whose Verdict is not Valid, and no error. When
+// ctx is cancelled mid-run the faults are still healed and the partial
+// history is still saved.
+func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	clock := NewClock()
+	nodes := make([]string, 0, len(cfg.Endpoints))
+	for id := range cfg.Endpoints {
+		nodes = append(nodes, id)
+	}
+	slices.Sort(nodes)
+	eps := make([]string, len(nodes))
+	for i, id := range nodes {
+		eps[i] = cfg.Endpoints[id]
+	}
+	res := &Result{Seed: cfg.Seed, Started: clock.Base(), Dir: cfg.Dir, Verdict: Unknown, Settings: RunSettings{
+		Duration: cfg.Duration, Kinds: cfg.Kinds, Nodes: nodes, Endpoints: eps, Workload: cfg.Workload,
+		MinOps: cfg.MinOps, CheckTimeout: cfg.CheckTimeout, OpTimeout: cfg.OpTimeout,
+	}}
+	if cfg.Dir != "" {
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("verify: run folder: %w", err)
+		}
+	}
+	progress := func(phase string, f *Fault, ops int) {
+		if cfg.Progress != nil {
+			cfg.Progress(Progress{Phase: phase, Elapsed: clock.Since(), Ops: ops, Fault: f})
+		}
+	}
+
+	admin, err := cfg.Dial(eps, false)
+	if err != nil {
+		return nil, fmt.Errorf("verify: dial: %w", err)
+	}
+	defer admin.Close()
+	res.Settings.OffsetGroups, res.Settings.DataGroups = topology(ctx, admin, eps, cfg.ResolveTimeout)
+
+	faults := slices.Clone(cfg.Faults)
+	if faults == nil && cfg.Nemesis != nil {
+		faults = Schedule(cfg.Seed, cfg.Kinds, cfg.Duration, cfg.Schedule)
+	}
+	log.Info("verify: run", "seed", cfg.Seed, "nodes", nodes, "duration", cfg.Duration, "faults", len(faults),
+		"prefix", cfg.Workload.Prefix, "dir", cfg.Dir)
+	for i := range faults {
+		log.Info("verify: scheduled", "fault", faults[i].String())
+	}
+
+	hist := &History{}
+	rec := NewRecorder(clock, hist, cfg.OpTimeout)
+	wl := NewWorkload(cfg.Seed, cfg.Workload, res.Settings.DataGroups, res.Settings.OffsetGroups)
+	var conns []Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	wctx, stopWorkload := context.WithCancel(ctx)
+	defer stopWorkload()
+	var wg sync.WaitGroup
+	worker := 0
+	for _, id := range nodes {
+		conn, err := cfg.Dial([]string{cfg.Endpoints[id]}, true)
+		if err != nil {
+			stopWorkload()
+			wg.Wait()
+			return nil, fmt.Errorf("verify: dial %s: %w", id, err)
+		}
+		conns = append(conns, conn)
+		for range cfg.Workload.KVClientsPerNode {
+			s, w := rec.Session(conn, id), worker
+			worker++
+			wg.Go(func() { wl.RunKV(wctx, s, w) })
+		}
+		for range cfg.Workload.OffsetClientsPerNode {
+			s, w := rec.Session(conn, id), worker
+			worker++
+			wg.Go(func() { wl.RunOffsets(wctx, s, w) })
+		}
+	}
+	start := clock.Since()
+	progress("workload", nil, 0)
+
+	// Faults, then the cool-down until Duration.
+	runErr := playSchedule(ctx, cfg, clock, start, faults, func(phase string, f *Fault) { progress(phase, f, hist.Len()) })
+	tick := func() { progress("workload", nil, hist.Len()) }
+	if !sleepUntil(ctx, clock, start+cfg.Duration, tick) && runErr == nil {
+		runErr = ctx.Err()
+	}
+	stopWorkload()
+	wg.Wait()
+	res.Faults = faults
+
+	var conv CheckResult
+	if runErr == nil {
+		progress("final", nil, hist.Len())
+		fctx, cancel := context.WithTimeout(ctx, cfg.FinalTimeout)
+		missed := FinalReads(fctx, rec.Session(admin, "any"), hist.Ops(), 100*time.Millisecond)
+		cancel()
+		if len(missed) > 0 {
+			log.Warn("verify: final reads failed", "missed", missed)
+		}
+		progress("converge", nil, hist.Len())
+		cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
+		conv = Converge(cctx, admin, cfg.Endpoints, nil, 200*time.Millisecond)
+		cancel()
+		if ctx.Err() != nil {
+			runErr = ctx.Err()
+		}
+	}
+	if runErr != nil {
+		conv = CheckResult{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
+		res.Error = runErr.Error()
+	}
+
+	progress("check", nil, hist.Len())
+	ops := hist.Ops()
+	lin := Evaluate(res, ops, conv)
+	res.Elapsed = clock.Since()
+	if cfg.Dir != "" {
+		if err := WriteRun(cfg.Dir, res, ops, lin); err != nil {
+			return res, err
+		}
+	}
+	log.Info("verify: run done", "seed", cfg.Seed, "valid", res.Verdict, "ops", res.Ops.Total, "dir", cfg.Dir)
+	progress("done", nil, len(ops))
+	return res, runErr
+}
+
+// Evaluate runs every checker over a history and its faults, fills res
+// (checks, windows, op stats, verdict) and returns the linearizability
+// result for the report. conv is the convergence result observed live
+// (it cannot be recomputed from a history).
+func Evaluate(res *Result, ops []Op, conv CheckResult) *Linearizability {
+	lin := CheckLinearizability(ops, res.Settings.CheckTimeout)
+	res.Checks = slices.Clone(lin.Results)
+	res.Checks = append(res.Checks,
+		CheckFinalReads(ops),
+		conv,
+		CheckActivity(ops, res.Faults, res.Settings.MinOps),
+		CheckNemesis(res.Faults),
+	)
+	res.Windows = Windows(ops, res.Faults)
+	res.Ops = Stats(ops)
+	verdicts := make([]Verdict, len(res.Checks))
+	for i, c := range res.Checks {
+		verdicts[i] = c.Verdict
+	}
+	res.Verdict = worst(verdicts...)
+	if res.Error != "" && res.Verdict == Valid {
+		res.Verdict = Unknown
+	}
+	return lin
+}
+
+// topology learns the group counts (offset, data) from any node, waiting
+// up to timeout for one to answer; 0, 0 if none does.
+func topology(ctx context.Context, sr StatusReader, eps []string, timeout time.Duration) (k, m int) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		for _, ep := range eps {
+			st, err := sr.Status(ctx, ep)
+			if err == nil && st.DataGroups > 0 {
+				return int(st.OffsetGroups), int(st.DataGroups)
+			}
+		}
+		if !wait(ctx, 100*time.Millisecond) {
+			return 0, 0
+		}
+	}
+}
+
+// playSchedule injects and heals faults in order, at their start times
+// (relative to the run-clock time base), then heals everything. Heal and
+// HealAll run even when ctx is cancelled, each bounded by NemesisTimeout.
+func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Duration, faults []Fault, progress func(string, *Fault)) error {
+	nem := cfg.Nemesis
+	if nem == nil {
+		return nil
+	}
+	log := cfg.Logger
+	healCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), cfg.NemesisTimeout)
+	}
+	defer func() {
+		hctx, cancel := healCtx()
+		defer cancel()
+		if err := nem.HealAll(hctx); err != nil {
+			log.Error("verify: heal all", "err", err)
+		}
+	}()
+	tick := func(f *Fault) func() { return func() { progress("workload", f) } }
+	for i := range faults {
+		f := &faults[i]
+		if !sleepUntil(ctx, clock, base+f.Start, tick(nil)) {
+			return ctx.Err()
+		}
+		rctx, cancel := context.WithTimeout(ctx, cfg.ResolveTimeout)
+		candidates, err := resolve(rctx, nem, f.Target)
+		cancel()
+		if err == nil {
+			err = f.Bind(candidates, nem.Nodes())
+		}
+		if err != nil {
+			f.Began = clock.Since()
+			f.Ended = f.Began
+			f.Err = "resolve: " + err.Error()
+			log.Error("verify: fault not injected", "fault", f.String(), "err", err)
+			continue
+		}
+		progress("inject", f)
+		log.Info("verify: inject", "fault", f.String())
+		f.Began = clock.Since()
+		ictx, cancel := context.WithTimeout(ctx, cfg.NemesisTimeout)
+		err = nem.Inject(ictx, f)
+		cancel()
+		if err != nil {
+			f.Err = "inject: " + err.Error()
+			log.Error("verify: inject", "fault", f.String(), "err", err)
+		} else {
+			sleepUntil(ctx, clock, f.Began+f.Duration, tick(f))
+		}
+		progress("heal", f)
+		hctx, cancel := healCtx()
+		if err := nem.Heal(hctx, f); err != nil {
+			f.Err = joinErr(f.Err, "heal: "+err.Error())
+			log.Error("verify: heal", "fault", f.String(), "err", err)
+		}
+		cancel()
+		f.Ended = clock.Since()
+		log.Info("verify: healed", "fault", f.ID, "began", f.Began, "ended", f.Ended)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func joinErr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// resolve asks the nemesis for a target's candidates until it answers or
+// ctx ends: right after a fault a group may have no leader for a while.
+func resolve(ctx context.Context, nem Nemesis, t Target) ([]string, error) {
+	for {
+		c, err := nem.Resolve(ctx, t)
+		if err == nil && len(c) > 0 {
+			return c, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("verify: no node for %s", t)
+		}
+		if errors.Is(err, ErrBadTarget) || !wait(ctx, 100*time.Millisecond) {
+			return nil, err
+		}
+	}
+}
+
+// sleepUntil waits until the run clock reads at, calling tick about once
+// a second; it reports false if ctx ended first.
+func sleepUntil(ctx context.Context, clock *Clock, at time.Duration, tick func()) bool {
+	for {
+		left := at - clock.Since()
+		if left <= 0 {
+			return true
+		}
+		if !wait(ctx, min(left, time.Second)) {
+			return false
+		}
+		if tick != nil && at-clock.Since() > 0 {
+			tick()
+		}
+	}
+}
