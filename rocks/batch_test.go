@@ -1,0 +1,170 @@
+package rocks
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestBatchReadYourWrites(t *testing.T) {
+	db := openTest(t, "g")
+	s := mustData(t, db, "g")
+	mustPut(t, s, "db-only", "d")
+	mustPut(t, s, "overwritten", "old")
+	mustPut(t, s, "deleted", "d")
+
+	b := db.NewBatch()
+	t.Cleanup(b.Close)
+	b.Put(s, []byte("batch-only"), []byte("b"))
+	b.Put(s, []byte("overwritten"), []byte("new"))
+	b.Delete(s, []byte("deleted"))
+
+	tests := []struct {
+		key   string
+		want  string
+		found bool
+	}{
+		{"db-only", "d", true},
+		{"batch-only", "b", true},
+		{"overwritten", "new", true},
+		{"deleted", "", false},
+		{"nowhere", "", false},
+	}
+	for _, tc := range tests {
+		v, found, err := b.Get(s, []byte(tc.key))
+		expectGet(t, "Batch.Get("+tc.key+")", v, found, err, tc.want, tc.found)
+	}
+	// Nothing reached the database yet.
+	v, found, err := s.Get([]byte("batch-only"))
+	expectGet(t, "Space.Get before Commit", v, found, err, "", false)
+
+	if got := b.Count(); got != 3 {
+		t.Fatalf("Count: got %d, want 3", got)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		v, found, err := s.Get([]byte(tc.key))
+		expectGet(t, "Space.Get("+tc.key+") after Commit", v, found, err, tc.want, tc.found)
+	}
+}
+
+func TestBatchSavePoint(t *testing.T) {
+	db := openTest(t, "g")
+	s := mustData(t, db, "g")
+	b := db.NewBatch()
+	t.Cleanup(b.Close)
+	if err := b.RollbackToSavePoint(); err == nil {
+		t.Fatal("RollbackToSavePoint without a save point: got nil, want an error")
+	}
+	b.Put(s, []byte("kept"), []byte("1"))
+	b.SetSavePoint()
+	b.Put(s, []byte("kept"), []byte("2"))
+	b.Put(s, []byte("dropped"), []byte("x"))
+	if got := b.Count(); got != 3 {
+		t.Fatalf("Count before rollback: got %d, want 3", got)
+	}
+	if err := b.RollbackToSavePoint(); err != nil {
+		t.Fatalf("RollbackToSavePoint: %v", err)
+	}
+	if got := b.Count(); got != 1 {
+		t.Fatalf("Count after rollback: got %d, want 1", got)
+	}
+	v, found, err := b.Get(s, []byte("kept"))
+	expectGet(t, "Batch.Get(kept) after rollback", v, found, err, "1", true)
+	v, found, err = b.Get(s, []byte("dropped"))
+	expectGet(t, "Batch.Get(dropped) after rollback", v, found, err, "", false)
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	var got []kv
+	if err := s.Scan(nil, nil, collect(&got)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []kv{{"kept", "1"}}; !slices.Equal(got, want) {
+		t.Fatalf("after Commit: got %v, want %v", got, want)
+	}
+}
+
+func TestBatchScanMerges(t *testing.T) {
+	db := openTest(t, "g")
+	s := mustData(t, db, "g")
+	other := db.Node()
+	for _, k := range []string{"a", "c", "e", "g", "z"} {
+		mustPut(t, s, k, "db")
+	}
+	if err := db.Flush(); err != nil { // some of the base in SST files
+		t.Fatal(err)
+	}
+	mustPut(t, s, "f", "db")
+
+	b := db.NewBatch()
+	t.Cleanup(b.Close)
+	b.Put(s, []byte("b"), []byte("batch"))
+	b.Put(s, []byte("c"), []byte("batch"))
+	b.Delete(s, []byte("e"))
+	b.Put(s, []byte("h"), []byte("batch"))   // beyond the end of the range below
+	b.Put(other, []byte("d"), []byte("node")) // another space: must not appear
+
+	tests := []struct {
+		name       string
+		start, end string
+		want       []kv
+	}{
+		{"range", "a", "h", []kv{{"a", "db"}, {"b", "batch"}, {"c", "batch"}, {"f", "db"}, {"g", "db"}}},
+		{"batch key is the start", "b", "d", []kv{{"b", "batch"}, {"c", "batch"}}},
+		{"only a deleted key", "e", "f", nil},
+		{"batch key past the end is cut", "g", "i", []kv{{"g", "db"}, {"h", "batch"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []kv
+			if err := b.Scan(s, []byte(tc.start), []byte(tc.end), collect(&got)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("Batch.Scan(%q, %q): got %v, want %v", tc.start, tc.end, got, tc.want)
+			}
+		})
+	}
+	var all []kv
+	if err := b.Scan(s, nil, nil, collect(&all)); err != nil {
+		t.Fatal(err)
+	}
+	want := []kv{{"a", "db"}, {"b", "batch"}, {"c", "batch"}, {"f", "db"}, {"g", "db"}, {"h", "batch"}, {"z", "db"}}
+	if !slices.Equal(all, want) {
+		t.Fatalf("Batch.Scan(nil, nil): got %v, want %v", all, want)
+	}
+	// Stopping early.
+	n := 0
+	if err := b.Scan(s, nil, nil, func(k, v []byte) bool { n++; return n < 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("callbacks after returning false at the 2nd: got %d, want 2", n)
+	}
+}
+
+func TestBatchForeignSpaceFailsCommit(t *testing.T) {
+	db1 := openTest(t, "g")
+	db2 := openTest(t, "g")
+	s1, s2 := mustData(t, db1, "g"), mustData(t, db2, "g")
+	b := db1.NewBatch()
+	t.Cleanup(b.Close)
+	b.Put(s1, []byte("a"), []byte("1"))
+	b.Put(s2, []byte("b"), []byte("2"))
+	if err := b.Commit(true); !errors.Is(err, ErrForeignSpace) {
+		t.Fatalf("Commit with a foreign space: got %v, want ErrForeignSpace", err)
+	}
+	v, found, err := s1.Get([]byte("a"))
+	expectGet(t, "Get after a refused Commit", v, found, err, "", false)
+	if _, _, err := b.Get(s2, []byte("b")); !errors.Is(err, ErrForeignSpace) {
+		t.Fatalf("Batch.Get with a foreign space: got %v, want ErrForeignSpace", err)
+	}
+	b.Reset()
+	b.Put(s1, []byte("a"), []byte("1"))
+	if err := b.Commit(true); err != nil {
+		t.Fatalf("Commit after Reset: %v", err)
+	}
+}

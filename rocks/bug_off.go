@@ -1,0 +1,10 @@
+//go:build !metabugs
+
+package rocks
+
+// bugsBuilt is false in normal builds: the planted bugs (bug_on.go) are not
+// compiled in, and `bugsBuilt && ...` lets the compiler drop their call
+// sites.
+const bugsBuilt = false
+
+func bugNoSync() bool { return false }

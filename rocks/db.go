@@ -1,0 +1,395 @@
+package rocks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/linxGnu/grocksdb"
+)
+
+// Column family names. A group g owns g+suffixLog, g+suffixStable and
+// g+suffixData; the node owns cfNode; RocksDB owns cfDefault.
+const (
+	cfDefault    = "default"
+	cfNode       = "node"
+	suffixLog    = "/log"
+	suffixStable = "/stable"
+	suffixData   = "/data"
+)
+
+var groupSuffixes = []string{suffixLog, suffixStable, suffixData}
+
+// DB is one node's RocksDB. Create it with Open; it is safe for concurrent
+// use.
+type DB struct {
+	dir    string
+	log    *slog.Logger
+	gate   *gate
+	nat    *native
+	db     *grocksdb.DB
+	cfs    []*grocksdb.ColumnFamilyHandle // every handle opened; destroyed before the DB closes
+	node   *Space
+	groups map[string]*group
+	names  []string // sorted group names
+
+	ro      *grocksdb.ReadOptions  // plain reads; read-only after Open, so shared
+	syncWO  *grocksdb.WriteOptions // Sync = true
+	asyncWO *grocksdb.WriteOptions // Sync = false, WAL on
+	logWO   *grocksdb.WriteOptions // raft log writes: syncWO's settings, or the planted bug's
+
+	snapMu sync.Mutex
+	snaps  map[*Snapshot]struct{} // guarded by snapMu: snapshots not yet released
+
+	closeOnce sync.Once
+}
+
+type group struct {
+	log    *LogStore
+	stable *StableStore
+	data   *Space
+}
+
+// Open opens (creating if needed) the database in opts.Dir with the node
+// column family and the three column families of every group in groups,
+// creating the ones that are missing.
+//
+// A database may already hold groups that groups does not name; Open opens
+// them too (RocksDB must open every column family a database has) and
+// Groups reports the union. A node that wants the stored groups to match its
+// configuration exactly compares ListGroups with it before calling Open.
+func Open(opts Options, groups []string) (*DB, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkGroups(groups); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("rocks: open: %w", err)
+	}
+	existing, err := listColumnFamilies(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+
+	// Every existing column family must be opened; add ours.
+	names := append([]string(nil), existing...)
+	has := make(map[string]bool, len(names))
+	for _, n := range names {
+		has[n] = true
+	}
+	add := func(n string) {
+		if !has[n] {
+			has[n] = true
+			names = append(names, n)
+		}
+	}
+	add(cfDefault)
+	add(cfNode)
+	all := slices.Clone(groups)
+	all = append(all, groupsOf(existing)...)
+	slices.Sort(all)
+	all = slices.Compact(all)
+	for _, g := range all {
+		for _, s := range groupSuffixes {
+			add(g + s)
+		}
+	}
+	for _, n := range existing {
+		if _, _, ok := parseCF(n); !ok && n != cfDefault && n != cfNode {
+			logger.Warn("rocks: database has a column family meta does not use", "cf", n)
+		}
+	}
+
+	nat, err := opts.build()
+	if err != nil {
+		return nil, err
+	}
+	cfOpts := make([]*grocksdb.Options, len(names))
+	for i := range cfOpts {
+		cfOpts[i] = nat.opts
+	}
+	rdb, handles, err := grocksdb.OpenDbColumnFamilies(nat.opts, opts.Dir, names, cfOpts)
+	if err != nil {
+		nat.destroy()
+		return nil, fmt.Errorf("rocks: open %s: %w", opts.Dir, err)
+	}
+
+	db := &DB{
+		dir:     opts.Dir,
+		log:     logger,
+		gate:    newGate(),
+		nat:     nat,
+		db:      rdb,
+		cfs:     handles,
+		groups:  make(map[string]*group, len(all)),
+		names:   all,
+		ro:      grocksdb.NewDefaultReadOptions(),
+		syncWO:  grocksdb.NewDefaultWriteOptions(),
+		asyncWO: grocksdb.NewDefaultWriteOptions(),
+		logWO:   grocksdb.NewDefaultWriteOptions(),
+		snaps:   make(map[*Snapshot]struct{}),
+	}
+	db.syncWO.SetSync(true)
+	db.logWO.SetSync(true)
+	if bugsBuilt && bugNoSync() {
+		// Planted bug (build tag metabugs, META_BUG contains "nosync"): raft
+		// log writes skip the write-ahead log, so an acknowledged entry
+		// still in a memtable is lost by a crash or by Close.
+		db.logWO.SetSync(false)
+		db.logWO.DisableWAL(true)
+		logger.Warn("rocks: PLANTED BUG nosync active: raft log writes bypass the WAL", "dir", opts.Dir)
+	}
+
+	byName := make(map[string]*grocksdb.ColumnFamilyHandle, len(names))
+	for i, n := range names {
+		byName[n] = handles[i]
+	}
+	db.node = &Space{db: db, cf: byName[cfNode], name: cfNode}
+	for _, g := range all {
+		ls := &LogStore{db: db, cf: byName[g+suffixLog], group: g}
+		if err := ls.loadBounds(); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("rocks: open %s: group %s: %w", opts.Dir, g, err)
+		}
+		db.groups[g] = &group{
+			log:    ls,
+			stable: &StableStore{db: db, cf: byName[g+suffixStable], group: g},
+			data:   &Space{db: db, cf: byName[g+suffixData], name: g + suffixData},
+		}
+	}
+	logger.Info("rocks: opened", "dir", opts.Dir, "groups", all, "column_families", len(names))
+	return db, nil
+}
+
+// checkGroups reports every unusable group name at once.
+func checkGroups(groups []string) error {
+	var errs []error
+	seen := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		switch {
+		case g == "":
+			errs = append(errs, fmt.Errorf("%w: empty", ErrInvalidGroup))
+		case len(g) > 128:
+			errs = append(errs, fmt.Errorf("%w: %q is longer than 128 bytes", ErrInvalidGroup, g))
+		case strings.IndexFunc(g, func(r rune) bool { return !groupRune(r) }) >= 0:
+			errs = append(errs, fmt.Errorf("%w: %q: use letters, digits, '.', '_' and '-' only", ErrInvalidGroup, g))
+		case seen[g]:
+			errs = append(errs, fmt.Errorf("%w: %q listed twice", ErrInvalidGroup, g))
+		}
+		seen[g] = true
+	}
+	return errors.Join(errs...)
+}
+
+func groupRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+}
+
+// parseCF splits a group column family name into group and suffix.
+func parseCF(name string) (g, suffix string, ok bool) {
+	i := strings.LastIndexByte(name, '/')
+	if i <= 0 {
+		return "", "", false
+	}
+	g, suffix = name[:i], name[i:]
+	if !slices.Contains(groupSuffixes, suffix) {
+		return "", "", false
+	}
+	return g, suffix, true
+}
+
+// groupsOf returns the sorted groups that own at least one of names.
+func groupsOf(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if g, _, ok := parseCF(n); ok {
+			out = append(out, g)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// listColumnFamilies returns the column families of the database in dir, or
+// nil when dir holds no database (no CURRENT file).
+func listColumnFamilies(dir string) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("rocks: %w", err)
+	}
+	o := grocksdb.NewDefaultOptions()
+	defer o.Destroy()
+	names, err := grocksdb.ListColumnFamilies(o, dir)
+	if err != nil {
+		return nil, fmt.Errorf("rocks: list column families of %s: %w", dir, err)
+	}
+	return names, nil
+}
+
+// ListGroups returns, sorted, the groups the database in dir holds, or nil,
+// nil when there is no database there yet. It reads the manifest only and
+// does not open the database.
+func ListGroups(dir string) ([]string, error) {
+	names, err := listColumnFamilies(dir)
+	if err != nil || names == nil {
+		return nil, err
+	}
+	return groupsOf(names), nil
+}
+
+// Close waits for calls in progress, releases snapshots not yet closed,
+// destroys every column family handle (Debian's RocksDB asserts on handles
+// left open) and closes the database. Memtables are not flushed (see
+// Options.build): recovery on the next Open replays the write-ahead log.
+// Close is idempotent; every later call on the DB or anything obtained from
+// it returns ErrClosed.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.gate.close()
+		db.snapMu.Lock()
+		snaps := db.snaps
+		db.snaps = nil
+		db.snapMu.Unlock()
+		for sn := range snaps {
+			sn.gate.close()
+			sn.release()
+		}
+		for _, h := range db.cfs {
+			h.Destroy()
+		}
+		db.db.Close()
+		db.ro.Destroy()
+		db.syncWO.Destroy()
+		db.asyncWO.Destroy()
+		db.logWO.Destroy()
+		db.nat.destroy()
+		db.log.Info("rocks: closed", "dir", db.dir)
+	})
+	return nil
+}
+
+// Dir returns the database directory.
+func (db *DB) Dir() string { return db.dir }
+
+// Groups returns the sorted groups the DB was opened with.
+func (db *DB) Groups() []string { return slices.Clone(db.names) }
+
+func (db *DB) group(name string) (*group, error) {
+	if db.gate.isClosed() {
+		return nil, ErrClosed
+	}
+	g, ok := db.groups[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
+	}
+	return g, nil
+}
+
+// LogStore returns the raft log of group. It returns the same *LogStore on
+// every call: the store caches its first and last index.
+func (db *DB) LogStore(group string) (*LogStore, error) {
+	g, err := db.group(group)
+	if err != nil {
+		return nil, err
+	}
+	return g.log, nil
+}
+
+// StableStore returns the raft stable store of group.
+func (db *DB) StableStore(group string) (*StableStore, error) {
+	g, err := db.group(group)
+	if err != nil {
+		return nil, err
+	}
+	return g.stable, nil
+}
+
+// Data returns the state-machine space of group.
+func (db *DB) Data(group string) (*Space, error) {
+	g, err := db.group(group)
+	if err != nil {
+		return nil, err
+	}
+	return g.data, nil
+}
+
+// Node returns the node-local space.
+func (db *DB) Node() *Space { return db.node }
+
+// Flush writes every memtable to SST files and waits for it. Durability
+// never needs it (the write-ahead log provides that); it is for tests, tools
+// and measurements.
+func (db *DB) Flush() error {
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	fo := grocksdb.NewDefaultFlushOptions()
+	defer fo.Destroy()
+	fo.SetWait(true)
+	for _, h := range db.cfs {
+		if err := db.db.FlushCF(h, fo); err != nil {
+			return fmt.Errorf("rocks: flush: %w", err)
+		}
+	}
+	return nil
+}
+
+// MemoryUsage is RocksDB's own account of its memory.
+type MemoryUsage struct {
+	BlockCacheCapacity uint64 // configured capacity of the shared block cache
+	BlockCacheUsage    uint64 // bytes of data, index and filter blocks held in the cache
+	BlockCachePinned   uint64 // part of the usage pinned by readers (cannot be evicted now)
+	MemTables          uint64 // all memtables of all column families: mutable, immutable, pinned
+	MemTablesUnflushed uint64 // the part not yet flushed to SST files
+	TableReaders       uint64 // table readers outside the block cache
+}
+
+// Total is the sum of the cache, memtable and table reader figures.
+func (m MemoryUsage) Total() uint64 {
+	return m.BlockCacheUsage + m.MemTables + m.TableReaders
+}
+
+// MemoryUsage reports RocksDB's memory figures; zero after Close.
+func (db *DB) MemoryUsage() MemoryUsage {
+	if err := db.gate.enter(); err != nil {
+		return MemoryUsage{}
+	}
+	defer db.gate.leave()
+	m := MemoryUsage{
+		BlockCacheCapacity: db.nat.cache.GetCapacity(),
+		BlockCacheUsage:    db.nat.cache.GetUsage(),
+		BlockCachePinned:   db.nat.cache.GetPinnedUsage(),
+	}
+	if u, err := grocksdb.GetApproximateMemoryUsageByType([]*grocksdb.DB{db.db}, nil); err == nil {
+		m.MemTables = u.MemTableTotal
+		m.MemTablesUnflushed = u.MemTableUnflushed
+		m.TableReaders = u.MemTableReadersTotal
+	}
+	return m
+}
+
+// Property returns a RocksDB property of the database (for example
+// "rocksdb.stats" or "rocksdb.num-running-compactions"), "" if it is
+// unknown or the DB is closed. Space.Property reads per-column-family ones.
+func (db *DB) Property(name string) string {
+	if err := db.gate.enter(); err != nil {
+		return ""
+	}
+	defer db.gate.leave()
+	return db.db.GetProperty(name)
+}

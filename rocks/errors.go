@@ -1,0 +1,34 @@
+package rocks
+
+import "errors"
+
+var (
+	// ErrClosed is returned by every call made after DB.Close (or after
+	// Snapshot.Close / Batch.Close on that object).
+	ErrClosed = errors.New("rocks: closed")
+
+	// ErrUnknownGroup is returned when a group was not opened with the DB.
+	ErrUnknownGroup = errors.New("rocks: unknown group")
+
+	// ErrInvalidGroup is returned by Open for a group name that cannot name
+	// column families (empty, reserved, duplicated or with a '/').
+	ErrInvalidGroup = errors.New("rocks: invalid group name")
+
+	// ErrInvalidOptions wraps every problem Options.Validate reports.
+	ErrInvalidOptions = errors.New("rocks: invalid options")
+
+	// ErrCorrupt is returned when a stored value cannot be decoded.
+	ErrCorrupt = errors.New("rocks: corrupt value")
+
+	// ErrForeignSpace is returned when a Space of one DB is used with a
+	// Batch or Snapshot of another.
+	ErrForeignSpace = errors.New("rocks: space belongs to another database")
+
+	// ErrNotFound is what StableStore.Get and StableStore.GetUint64 return
+	// for a missing key. Its text is exactly "not found", without the
+	// "rocks: " prefix every other error here carries, because
+	// hashicorp/raft recognises a missing stable key by comparing
+	// err.Error() with "not found" (api.go HasExistingState, raft.go
+	// NewRaft and requestVote). Compare with errors.Is in meta's own code.
+	ErrNotFound = errors.New("not found")
+)
