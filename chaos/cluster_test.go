@@ -1,0 +1,160 @@
+package chaos
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBuildImageReusesTag(t *testing.T) {
+	requireDocker(t)
+	first := standinImage(t)
+	if !strings.HasPrefix(first.Tag, DefaultImageRepo+":") || !strings.HasPrefix(first.ID, "sha256:") {
+		t.Fatalf("BuildImage: got %+v, want tag %s:<hash> and a sha256 id", first, DefaultImageRepo)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	again, err := BuildImage(ctx, standin(t), ImageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Errorf("second BuildImage: got %+v, want the same image %+v", again, first)
+	}
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	c := startStandins(t, 3)
+	nc := newNodeClient(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("endpoints and addresses", func(t *testing.T) {
+		for i, n := range c.Nodes() {
+			if got := string(nc.mustDo(ctx, http.MethodGet, n, "/health", nil)); got != "ok "+n+"\n" {
+				t.Errorf("health of %s: got %q, want %q", n, got, "ok "+n+"\n")
+			}
+			ip, err := c.IP(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := byte(11 + i); ip.As4()[3] != want {
+				t.Errorf("IP(%s) = %s: want last byte %d", n, ip, want)
+			}
+			if pa, _ := c.PeerAddr(n); pa != n+":7000" {
+				t.Errorf("PeerAddr(%s): got %s, want %s:7000", n, pa, n)
+			}
+		}
+		if _, err := c.Endpoint("n9"); err == nil {
+			t.Errorf("Endpoint(n9): got nil error, want ErrUnknownNode")
+		}
+	})
+
+	t.Run("kill -9 and restart keep data, endpoint and logs", func(t *testing.T) {
+		before, _ := c.Endpoint("n1")
+		nc.mustDo(ctx, http.MethodPut, "n1", "/data/k", strings.NewReader("v1"))
+		if err := c.Kill(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.State(ctx, "n1"); err != nil || st.Running {
+			t.Fatalf("after Kill: got state %+v, %v; want not running", st, err)
+		}
+		if err := c.Kill(ctx, "n1"); err != nil {
+			t.Errorf("Kill of a dead node: got %v, want nil", err)
+		}
+		if err := c.Start(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		if after, _ := c.Endpoint("n1"); after != before {
+			t.Errorf("endpoint after restart: got %s, want %s", after, before)
+		}
+		if got := string(nc.mustDo(ctx, http.MethodGet, "n1", "/data/k", nil)); got != "v1" {
+			t.Errorf("data after kill -9 and restart: got %q, want %q", got, "v1")
+		}
+		dir, _ := c.DataDir("n1")
+		if b, err := os.ReadFile(filepath.Join(dir, "k")); err != nil || string(b) != "v1" {
+			t.Errorf("host copy of the data: got %q, %v; want %q", b, err, "v1")
+		}
+		logPath, _ := c.LogPath("n1")
+		waitFor(t, "n1's log to hold both starts", 30*time.Second, func() (bool, string) {
+			b, _ := os.ReadFile(logPath)
+			s := string(b)
+			return strings.Count(s, "standin n1 started") == 2 && strings.Contains(s, "n1 SIGKILL"), s
+		})
+	})
+
+	t.Run("stop sends SIGTERM", func(t *testing.T) {
+		if err := c.Stop(ctx, "n2"); err != nil {
+			t.Fatal(err)
+		}
+		logPath, _ := c.LogPath("n2")
+		waitFor(t, "n2's log to show a graceful stop", 30*time.Second, func() (bool, string) {
+			b, _ := os.ReadFile(logPath)
+			return strings.Contains(string(b), "standin n2 stopping"), string(b)
+		})
+		if err := c.Start(ctx, "n2"); err != nil {
+			t.Fatal(err)
+		}
+		nc.mustDo(ctx, http.MethodGet, "n2", "/health", nil)
+	})
+
+	t.Run("pause freezes, unpause resumes", func(t *testing.T) {
+		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
+			t.Fatalf("before pause: got %d of 5 pongs, want 5", r.Received)
+		}
+		if err := c.Pause(ctx, "n3"); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.State(ctx, "n3"); err != nil || !st.Paused {
+			t.Errorf("after Pause: got state %+v, %v; want paused", st, err)
+		}
+		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 0 {
+			t.Errorf("while paused: got %d of 5 pongs, want 0", r.Received)
+		}
+		if err := c.Unpause(ctx, "n3"); err != nil {
+			t.Fatal(err)
+		}
+		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
+			t.Errorf("after unpause: got %d of 5 pongs, want 5", r.Received)
+		}
+		nc.mustDo(ctx, http.MethodGet, "n3", "/health", nil)
+	})
+
+	t.Run("kill a paused node", func(t *testing.T) {
+		if err := c.Pause(ctx, "n3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Kill(ctx, "n3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(ctx, "n3"); err != nil {
+			t.Fatal(err)
+		}
+		nc.mustDo(ctx, http.MethodGet, "n3", "/health", nil)
+	})
+
+	t.Run("terminate is idempotent and final", func(t *testing.T) {
+		tctx, tcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer tcancel()
+		if err := c.Terminate(tctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Terminate(tctx); err != nil {
+			t.Errorf("second Terminate: got %v, want nil", err)
+		}
+		if left := leftovers(t, c.RunID()); len(left) > 0 {
+			t.Errorf("after Terminate: got %v left, want nothing", left)
+		}
+		if err := c.Kill(tctx, "n1"); err == nil {
+			t.Errorf("Kill after Terminate: got nil, want ErrTerminated")
+		}
+		logPath, _ := c.LogPath("n1")
+		if logPath != "" {
+			t.Errorf("LogPath after Terminate: got %q, want an error", logPath)
+		}
+	})
+}

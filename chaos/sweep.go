@@ -1,0 +1,114 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+)
+
+// SweepOptions choose what Sweep removes.
+type SweepOptions struct {
+	// RunID, if set, selects one run's objects whether or not the process
+	// that made them is alive. If empty, Sweep selects the objects of every
+	// run whose owner process (LabelOwner) is gone, so it is safe while
+	// other runs are in progress.
+	RunID string
+	Log   *slog.Logger // nil discards
+}
+
+// SweepResult names what Sweep removed.
+type SweepResult struct {
+	Containers []string
+	Networks   []string
+	Volumes    []string
+}
+
+// Sweep removes containers (with their anonymous volumes), networks and
+// volumes labelled LabelManaged that opts selects: the leftovers of runs
+// that were killed before they could clean up. Images are kept; they are
+// the build cache. Data and logs on the host are never touched.
+func Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
+	logger := opts.Log
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return SweepResult{}, fmt.Errorf("%w: %w", ErrNoDocker, err)
+	}
+	defer dc.Close()
+
+	filter := make(client.Filters).Add("label", LabelManaged)
+	if opts.RunID != "" {
+		filter = make(client.Filters).Add("label", LabelRun+"="+opts.RunID)
+	}
+	selected := func(labels map[string]string) bool {
+		if _, ok := labels[LabelManaged]; !ok {
+			return false
+		}
+		if opts.RunID != "" {
+			return labels[LabelRun] == opts.RunID
+		}
+		return !ownerAlive(labels[LabelOwner])
+	}
+
+	var res SweepResult
+	var errs []error
+	ctrs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	if err != nil {
+		return res, fmt.Errorf("chaos: sweep: list containers: %w", err)
+	}
+	for _, ct := range ctrs.Items {
+		if !selected(ct.Labels) {
+			continue
+		}
+		name := ct.ID[:12]
+		if len(ct.Names) > 0 {
+			name = strings.TrimPrefix(ct.Names[0], "/")
+		}
+		_, err := dc.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("chaos: sweep: remove container %s: %w", name, err))
+			continue
+		}
+		logger.Info("chaos: swept container", "name", name, "run", ct.Labels[LabelRun])
+		res.Containers = append(res.Containers, name)
+	}
+	nets, err := dc.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
+	if err != nil {
+		return res, errors.Join(append(errs, fmt.Errorf("chaos: sweep: list networks: %w", err))...)
+	}
+	for _, nw := range nets.Items {
+		if !selected(nw.Labels) {
+			continue
+		}
+		if _, err := dc.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("chaos: sweep: remove network %s: %w", nw.Name, err))
+			continue
+		}
+		logger.Info("chaos: swept network", "name", nw.Name, "run", nw.Labels[LabelRun])
+		res.Networks = append(res.Networks, nw.Name)
+	}
+	vols, err := dc.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	if err != nil {
+		return res, errors.Join(append(errs, fmt.Errorf("chaos: sweep: list volumes: %w", err))...)
+	}
+	for _, v := range vols.Items {
+		if !selected(v.Labels) {
+			continue
+		}
+		if _, err := dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("chaos: sweep: remove volume %s: %w", v.Name, err))
+			continue
+		}
+		logger.Info("chaos: swept volume", "name", v.Name, "run", v.Labels[LabelRun])
+		res.Volumes = append(res.Volumes, v.Name)
+	}
+	return res, errors.Join(errs...)
+}
