@@ -678,10 +678,13 @@ func (x *OffsetDeleteGroup) GetGroup() string {
 // applied wins; a later one with different values fails with CONFLICT and
 // the proposer refuses to start.
 type ClusterInit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	OffsetGroups  uint32                 `protobuf:"varint,2,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
-	DataGroups    uint32                 `protobuf:"varint,3,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId    string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	OffsetGroups uint32                 `protobuf:"varint,2,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
+	DataGroups   uint32                 `protobuf:"varint,3,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	// The initial member list, recorded in the same entry so that no one
+	// ever sees a partial list.
+	Members       []*MemberPut `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +738,13 @@ func (x *ClusterInit) GetDataGroups() uint32 {
 		return x.DataGroups
 	}
 	return 0
+}
+
+func (x *ClusterInit) GetMembers() []*MemberPut {
+	if x != nil {
+		return x.Members
+	}
+	return nil
 }
 
 type MemberPut struct {
@@ -1121,6 +1131,94 @@ func (x *Result) GetIndex() uint64 {
 	return 0
 }
 
+// NodeIdentity is written once when a node's data directory is created.
+type NodeIdentity struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId    string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	OffsetGroups uint32                 `protobuf:"varint,3,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
+	DataGroups   uint32                 `protobuf:"varint,4,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	// The initial members, for a node created with an initial cluster (it
+	// records them in metadata-0 if it becomes the first leader).
+	InitialMembers []*MemberPut `protobuf:"bytes,5,rep,name=initial_members,json=initialMembers,proto3" json:"initial_members,omitempty"`
+	// True when the node bootstraps its groups from initial_members.
+	Bootstrap     bool `protobuf:"varint,6,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeIdentity) Reset() {
+	*x = NodeIdentity{}
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeIdentity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeIdentity) ProtoMessage() {}
+
+func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
+func (*NodeIdentity) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NodeIdentity) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeIdentity) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeIdentity) GetOffsetGroups() uint32 {
+	if x != nil {
+		return x.OffsetGroups
+	}
+	return 0
+}
+
+func (x *NodeIdentity) GetDataGroups() uint32 {
+	if x != nil {
+		return x.DataGroups
+	}
+	return 0
+}
+
+func (x *NodeIdentity) GetInitialMembers() []*MemberPut {
+	if x != nil {
+		return x.InitialMembers
+	}
+	return nil
+}
+
+func (x *NodeIdentity) GetBootstrap() bool {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return false
+}
+
 var File_sm_logpb_log_proto protoreflect.FileDescriptor
 
 const file_sm_logpb_log_proto_rawDesc = "" +
@@ -1162,13 +1260,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fOffsetCommit\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.meta.log.v1.OffsetEntryR\aentries\")\n" +
 	"\x11OffsetDeleteGroup\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\tR\x05group\"r\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\xa4\x01\n" +
 	"\vClusterInit\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
 	"\roffset_groups\x18\x02 \x01(\rR\foffsetGroups\x12\x1f\n" +
 	"\vdata_groups\x18\x03 \x01(\rR\n" +
-	"dataGroups\"/\n" +
+	"dataGroups\x120\n" +
+	"\amembers\x18\x04 \x03(\v2\x16.meta.log.v1.MemberPutR\amembers\"/\n" +
 	"\tMemberPut\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x1e\n" +
@@ -1194,7 +1293,16 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
 	"\x04prev\x18\x04 \x01(\v2\x0f.meta.log.v1.KVR\x04prev\x12\x14\n" +
 	"\x05count\x18\x05 \x01(\x04R\x05count\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index*e\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"\xeb\x01\n" +
+	"\fNodeIdentity\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12#\n" +
+	"\roffset_groups\x18\x03 \x01(\rR\foffsetGroups\x12\x1f\n" +
+	"\vdata_groups\x18\x04 \x01(\rR\n" +
+	"dataGroups\x12?\n" +
+	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
+	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*e\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x17\n" +
 	"\x13CODE_COMPARE_FAILED\x10\x01\x12\x12\n" +
@@ -1215,7 +1323,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(Code)(0),                 // 0: meta.log.v1.Code
 	(*Batch)(nil),             // 1: meta.log.v1.Batch
@@ -1233,6 +1341,7 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(*Offset)(nil),            // 13: meta.log.v1.Offset
 	(*AppliedState)(nil),      // 14: meta.log.v1.AppliedState
 	(*Result)(nil),            // 15: meta.log.v1.Result
+	(*NodeIdentity)(nil),      // 16: meta.log.v1.NodeIdentity
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	2,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
@@ -1245,13 +1354,15 @@ var file_sm_logpb_log_proto_depIdxs = []int32{
 	10, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
 	11, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
 	6,  // 9: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	0,  // 10: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	12, // 11: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 10: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	0,  // 11: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	12, // 12: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	10, // 13: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -1275,7 +1386,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+func (a *app) kvCommands() []*cobra.Command {
+	var stale, absent, keysOnly, all bool
+	var limit uint32
+	consistency := func() metapb.ReadConsistency {
+		if stale {
+			return metapb.ReadConsistency_READ_CONSISTENCY_STALE
+		}
+		return metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+	}
+	put := &cobra.Command{
+		Use: "put KEY VALUE", Short: "Store a value", Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1])})
+			if err != nil {
+				return err
+			}
+			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+		},
+	}
+	get := &cobra.Command{
+		Use: "get KEY", Short: "Print a key's value (linearizable unless --stale)", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			resp, err := c.Get(ctx, &metapb.GetRequest{Key: []byte(args[0]), Consistency: consistency()})
+			if err != nil {
+				return err
+			}
+			if resp.Kv == nil && a.output == "text" {
+				return fmt.Errorf("key %q: %w", args[0], errNotFound)
+			}
+			return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Kv.Value)) })
+		},
+	}
+	get.Flags().BoolVar(&stale, "stale", false, "read the local replica of the node asked, without confirming it is current")
+	del := &cobra.Command{
+		Use: "del KEY", Aliases: []string{"delete"}, Short: "Delete a key", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			resp, err := c.Delete(ctx, &metapb.DeleteRequest{Key: []byte(args[0])})
+			if err != nil {
+				return err
+			}
+			if !resp.Deleted && a.output == "text" {
+				return fmt.Errorf("key %q: %w", args[0], errNotFound)
+			}
+			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+		},
+	}
+	cas := &cobra.Command{
+		Use: "cas KEY OLD NEW", Short: "Set KEY to NEW if its value is OLD (with --absent: if it does not exist; give OLD as \"\")",
+		Args: cobra.ExactArgs(3),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			req := &metapb.CompareAndSwapRequest{Key: []byte(args[0]), NewValue: []byte(args[2]), ExpectAbsent: absent}
+			if !absent {
+				req.ExpectedValue = []byte(args[1])
+			}
+			resp, err := c.CompareAndSwap(ctx, req)
+			if err != nil {
+				return err
+			}
+			if !resp.Succeeded && a.output == "text" {
+				if resp.Current == nil {
+					return fmt.Errorf("compare failed: key %q does not exist", args[0])
+				}
+				return fmt.Errorf("compare failed: current value is %q", resp.Current.Value)
+			}
+			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+		},
+	}
+	cas.Flags().BoolVar(&absent, "absent", false, "succeed only if the key does not exist")
+	list := &cobra.Command{
+		Use: "list PREFIX", Short: "List keys with a prefix (one page, or every page with --all)", Args: cobra.RangeArgs(0, 1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			req := &metapb.ListRequest{Prefix: []byte(prefix), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
+			for {
+				resp, err := c.List(ctx, req)
+				if err != nil {
+					return err
+				}
+				if err := a.emit(resp, func() {
+					for _, kv := range resp.Kvs {
+						if keysOnly {
+							fmt.Fprintln(a.out, string(kv.Key))
+						} else {
+							fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+						}
+					}
+				}); err != nil {
+					return err
+				}
+				if !all || !resp.More {
+					return nil
+				}
+				req.StartAfter = resp.NextStartAfter
+			}
+		},
+	}
+	list.Flags().Uint32Var(&limit, "limit", 0, "keys per page (default 1000, at most 10000)")
+	list.Flags().BoolVar(&keysOnly, "keys-only", false, "print keys only")
+	list.Flags().BoolVar(&all, "all", false, "follow pages until the end")
+	list.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	return []*cobra.Command{put, get, del, cas, list}
+}

@@ -1,0 +1,129 @@
+// Command metactl is the command-line client of a meta cluster.
+//
+// Exit status is 0 on success and 1 with a one-line error otherwise.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/client"
+)
+
+// DefaultEndpoints is the cluster `make run` starts.
+const DefaultEndpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+
+type app struct {
+	endpoints string
+	timeout   time.Duration
+	output    string
+	out       io.Writer
+	cli       *client.Client
+}
+
+func main() {
+	a := &app{out: os.Stdout}
+	if err := a.root().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "metactl:", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+// oneLine renders an error as one line: the gRPC message without the
+// "rpc error: code = ..." prefix, plus whether the outcome is unknown.
+func oneLine(err error) string {
+	msg := err.Error()
+	if st, ok := status.FromError(err); ok {
+		msg = fmt.Sprintf("%s (%s)", st.Message(), st.Code())
+	}
+	if client.IsUnknown(err) {
+		msg = "outcome unknown, the write may or may not have been applied: " + msg
+	}
+	return strings.ReplaceAll(msg, "\n", " ")
+}
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "metactl",
+		Short:         "Command-line client of a meta cluster",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != "text" && a.output != "json" {
+				return fmt.Errorf("--output: %q is not text or json", a.output)
+			}
+			return nil
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if a.cli != nil {
+				_ = a.cli.Close()
+			}
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.endpoints, "endpoints", DefaultEndpoints, "comma-separated host:port of cluster nodes")
+	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole command")
+	pf.StringVarP(&a.output, "output", "o", "text", "text or json")
+	root.AddCommand(a.kvCommands()...)
+	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand())
+	return root
+}
+
+func (a *app) client() (*client.Client, error) {
+	if a.cli != nil {
+		return a.cli, nil
+	}
+	var eps []string
+	for _, e := range strings.Split(a.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	c, err := client.New(client.Config{Endpoints: eps, RequestTimeout: a.timeout})
+	if err != nil {
+		return nil, err
+	}
+	a.cli = c
+	return c, nil
+}
+
+func (a *app) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.timeout)
+}
+
+// emit prints a response as JSON when asked, else runs text.
+func (a *app) emit(msg proto.Message, text func()) error {
+	if a.output == "json" {
+		b, err := protojson.MarshalOptions{EmitUnpopulated: true, Multiline: true}.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(a.out, string(b))
+		return err
+	}
+	text()
+	return nil
+}
+
+func (a *app) emitJSON(v any, text func()) error {
+	if a.output == "json" {
+		enc := json.NewEncoder(a.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text()
+	return nil
+}
+
+var errNotFound = errors.New("not found")

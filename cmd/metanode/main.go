@@ -1,0 +1,133 @@
+// Command metanode runs one Meta Node.
+//
+//	metanode --id n1 --data-dir D --listen ADDR --initial-cluster n1=A1,n2=A2,n3=A3
+//	metanode --id n4 --data-dir D --listen ADDR4 --join A1      (after `metactl member add n4 ADDR4`)
+//
+// SIGTERM or SIGINT shuts the node down in order within --shutdown-timeout.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/rpc/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := command().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "metanode:", err)
+		os.Exit(1)
+	}
+}
+
+func command() *cobra.Command {
+	cfg := metanode.DefaultConfig()
+	var initial, join, logLevel, logFormat string
+	var blockCache, writeBuffer int64
+	cmd := &cobra.Command{
+		Use:           "metanode",
+		Short:         "Run a Meta Node: metadata, offsets and KV raft groups over one RocksDB, served on one gRPC port",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			peers, err := metanode.ParsePeers(initial)
+			if err != nil {
+				return err
+			}
+			cfg.InitialCluster = peers
+			if join != "" {
+				cfg.Join = strings.Split(join, ",")
+			}
+			cfg.Rocks.BlockCacheBytes = blockCache
+			cfg.Rocks.WriteBufferBytes = writeBuffer
+			logger, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			return run(cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "this node's id, unique in the cluster for all time (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for RocksDB and raft snapshots (required)")
+	f.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "gRPC listen address (public API and raft)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients use to reach this node (default --listen)")
+	f.StringVar(&initial, "initial-cluster", "", "members of a new cluster: id=host:port,... (this node included)")
+	f.StringVar(&join, "join", "", "addresses of members of an existing cluster to join, comma separated")
+	f.StringVar(&cfg.ClusterID, "cluster-id", "", "name of a new cluster (default: derived from --initial-cluster)")
+	f.IntVar(&cfg.OffsetGroups, "offset-groups", 0, "number of offset groups of a new cluster (default 1; must match an existing cluster)")
+	f.IntVar(&cfg.DataGroups, "data-groups", 0, "number of data groups of a new cluster (default 1; must match an existing cluster)")
+	f.Int64Var(&blockCache, "block-cache", cfg.Rocks.BlockCacheBytes, "RocksDB block cache bytes (shared by all groups; bounds read memory)")
+	f.Int64Var(&writeBuffer, "write-buffer", cfg.Rocks.WriteBufferBytes, "RocksDB memtable budget bytes for the whole node")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "raft heartbeat timeout")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "raft election timeout")
+	f.DurationVar(&cfg.LeaderLeaseTimeout, "leader-lease-timeout", cfg.LeaderLeaseTimeout, "raft leader lease timeout")
+	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold, "raft entries between snapshots")
+	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "raft entries kept after a snapshot")
+	f.IntVar(&cfg.MaxBatchOps, "max-batch-ops", cfg.MaxBatchOps, "client operations packed into one raft entry at most")
+	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "raft entries in flight per group at most")
+	f.DurationVar(&cfg.BalanceInterval, "balance-interval", cfg.BalanceInterval, "how often leaders are spread over nodes (0: never)")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on an orderly shutdown")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	_ = cmd.MarkFlagRequired("id")
+	_ = cmd.MarkFlagRequired("data-dir")
+	cmd.Version = version
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func run(cfg metanode.Config) error {
+	node, err := metanode.New(cfg)
+	if err != nil {
+		return err
+	}
+	server.Register(node.GRPCServer(), node, version)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := node.Start(ctx); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("interrupted before the cluster formed")
+		}
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	cfg.Logger.Info("signal received; shutting down", "timeout", cfg.ShutdownTimeout)
+	start := time.Now()
+	if err := node.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	cfg.Logger.Info("shutdown complete", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,7 @@
+//go:build !metabugs
+
+package metanode
+
+// plantedLocalReads is the switch of a planted bug for the verification
+// harness; normal builds carry it as a constant false.
+const plantedLocalReads = false

@@ -1,0 +1,250 @@
+package metanode
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Membership has one source of truth: the member list in metadata-0
+// (MemberPut / MemberRemove). Every group's raft configuration follows it:
+// the leader of each group reconciles its configuration with the list
+// (adding new members as non-voters, promoting them once caught up,
+// removing members no longer listed). A change interrupted halfway (a
+// leader crash, a partition) is finished by whoever leads next.
+
+// initCluster runs when this node becomes metadata-0's leader: it records
+// the cluster's identity and, for a cluster bootstrapped from an initial
+// member list, that list.
+func (n *Node) initCluster(ctx context.Context) {
+	md := n.groups[metapb.MetadataGroup]
+	ci, _, err := md.fsm.Cluster()
+	if err != nil {
+		n.log.Error("read cluster record", "err", err)
+		return
+	}
+	if ci != nil {
+		return
+	}
+	res, err := md.proposeLocal(ctx, &logpb.Op{Op: &logpb.Op_ClusterInit{ClusterInit: &logpb.ClusterInit{
+		ClusterId: n.identity.ClusterId, OffsetGroups: n.identity.OffsetGroups, DataGroups: n.identity.DataGroups,
+		Members: n.identity.InitialMembers}}})
+	if err != nil {
+		n.log.Warn("record cluster identity", "err", err)
+		return
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		n.log.Error("cluster identity conflict: this node cannot serve this cluster", "err", res.Message)
+	}
+}
+
+// Members returns the member list (a linearizable read of metadata-0)
+// with each member's suffrage in metadata-0's configuration.
+func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
+	m, err := n.Read(ctx, metapb.MetadataGroup, false)
+	if err != nil {
+		return nil, err
+	}
+	_, members, err := m.Cluster()
+	if err != nil {
+		return nil, err
+	}
+	voters := map[string]bool{}
+	for _, s := range n.groups[metapb.MetadataGroup].configuration() {
+		voters[string(s.ID)] = s.Suffrage == raft.Voter
+	}
+	out := make([]*metapb.Member, 0, len(members))
+	for _, mp := range members {
+		out = append(out, &metapb.Member{Id: mp.Id, Addr: mp.Addr, Voter: voters[mp.Id]})
+	}
+	return out, nil
+}
+
+// AddMember records a new member; the group leaders then add it to every
+// group as a non-voter and promote it once it has caught up. Start the new
+// node with Join after this returns.
+func (n *Node) AddMember(ctx context.Context, id, addr string) ([]*metapb.Member, error) {
+	if id == "" || len(id) > metapb.MaxMemberIDBytes {
+		return nil, invalidf("id", "1..%d bytes required", metapb.MaxMemberIDBytes)
+	}
+	if addr == "" || len(addr) > metapb.MaxMemberAddrBytes {
+		return nil, invalidf("addr", "1..%d bytes required", metapb.MaxMemberAddrBytes)
+	}
+	current, err := n.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range current {
+		if m.Id == id && m.Addr == addr {
+			return current, nil
+		}
+		if m.Id == id {
+			return nil, invalidf("id", "member %s already exists with address %s", id, m.Addr)
+		}
+		if m.Addr == addr {
+			return nil, invalidf("addr", "%s is already the address of member %s", addr, m.Id)
+		}
+	}
+	// A member removed a moment ago may still be in some group's
+	// configuration; re-adding it (perhaps with a wiped disk) before the
+	// removal finished could let it vote without its log.
+	for _, g := range n.groupList {
+		for _, s := range g.configuration() {
+			if string(s.ID) == id {
+				return nil, invalidf("id", "%s is still being removed from %s; retry shortly", id, g.name)
+			}
+		}
+	}
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_MemberPut{MemberPut: &logpb.MemberPut{Id: id, Addr: addr}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
+	}
+	return n.Members(ctx)
+}
+
+// RemoveMember removes a member from the list and waits (bounded by ctx)
+// until no group's configuration on this node includes it.
+func (n *Node) RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error) {
+	current, err := n.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(current, func(m *metapb.Member) bool { return m.Id == id }) {
+		return nil, invalidf("id", "no member %q", id)
+	}
+	if len(current) == 1 {
+		return nil, invalidf("id", "%s is the last member", id)
+	}
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_MemberRemove{MemberRemove: &logpb.MemberRemove{Id: id}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != logpb.Code_CODE_OK && res.Code != logpb.Code_CODE_NOT_FOUND {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
+	}
+	for {
+		still := ""
+		for _, g := range n.groupList {
+			if slices.ContainsFunc(g.configuration(), func(s raft.Server) bool { return string(s.ID) == id }) {
+				still = g.name
+				break
+			}
+		}
+		if still == "" || id == n.id {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %s removed from the member list but still in %s: %w", ErrUnknownOutcome, id, still, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return n.Members(ctx)
+}
+
+// reconcileLoop makes the configuration of every group this node leads
+// follow the member list.
+func (n *Node) reconcileLoop(stop <-chan struct{}) {
+	for {
+		d := n.cfg.ReconcileInterval
+		select {
+		case <-stop:
+			return
+		case <-time.After(d/2 + rand.N(d)):
+		}
+		n.reconcileOnce(stop)
+	}
+}
+
+func (n *Node) reconcileOnce(stop <-chan struct{}) {
+	var led []*group
+	for _, g := range n.groupList {
+		if g.isLeader() && g.readyTerm.Load() == g.raft.CurrentTerm() {
+			led = append(led, g)
+		}
+	}
+	if len(led) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	md, err := n.Read(ctx, metapb.MetadataGroup, false)
+	if err != nil {
+		return
+	}
+	_, members, err := md.Cluster()
+	if err != nil || len(members) == 0 {
+		return
+	}
+	want := map[string]string{}
+	for _, m := range members {
+		want[m.Id] = m.Addr
+	}
+	for _, g := range led {
+		if err := g.reconcile(ctx, want); err != nil {
+			n.log.Warn("membership reconcile", "group", g.name, "err", err)
+		}
+	}
+}
+
+// reconcile makes at most one configuration change.
+func (g *group) reconcile(ctx context.Context, want map[string]string) error {
+	servers := g.configuration()
+	have := map[string]raft.Server{}
+	for _, s := range servers {
+		have[string(s.ID)] = s
+	}
+	timeout := 5 * time.Second
+	// Removals first, so a replaced member never coexists with its twin.
+	for _, s := range servers {
+		if _, ok := want[string(s.ID)]; !ok {
+			g.n.log.Info("removing server from group", "group", g.name, "server", s.ID)
+			return g.raft.RemoveServer(s.ID, 0, timeout).Error()
+		}
+	}
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if _, ok := have[id]; !ok {
+			g.n.log.Info("adding non-voter to group", "group", g.name, "server", id)
+			return g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(want[id]), 0, timeout).Error()
+		}
+	}
+	for _, id := range ids {
+		s := have[id]
+		if s.Suffrage == raft.Voter {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		applied, err := g.n.trans.Applied(actx, string(s.Address), g.name)
+		cancel()
+		if err != nil {
+			continue // not up yet
+		}
+		if applied+uint64(g.n.cfg.MaxAppendEntries) >= g.raft.CommitIndex() {
+			g.n.log.Info("promoting caught-up member to voter", "group", g.name, "server", id, "applied", applied)
+			return g.raft.AddVoter(s.ID, s.Address, 0, timeout).Error()
+		}
+	}
+	return nil
+}

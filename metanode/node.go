@@ -1,0 +1,513 @@
+package metanode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rocks"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+var keyIdentity = []byte("identity")
+
+// Node is one Meta Node. Create it with New, let rpc/server register the
+// public API on GRPCServer(), then Start it; Close stops it in order.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	id    string
+	grpc  *grpc.Server
+	hlth  *health.Server
+	trans *transport.Manager
+
+	// Set by Start before started is set; read-only afterwards.
+	addr      string
+	lis       net.Listener
+	db        *rocks.DB
+	identity  *logpb.NodeIdentity
+	groups    map[string]*group
+	groupList []*group
+
+	started  atomic.Bool
+	serving  atomic.Bool
+	stopping chan struct{} // closed when Close begins
+	loops    sync.WaitGroup
+	serveErr chan error
+
+	closeMu sync.Mutex // serialises Close
+	closed  bool
+}
+
+// New creates a node and its gRPC server; it listens on nothing yet.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID),
+		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{}}
+	n.addr = cfg.AdvertiseAddr
+	if n.addr == "" {
+		if cfg.Listener != nil {
+			n.addr = cfg.Listener.Addr().String()
+		} else {
+			n.addr = cfg.ListenAddr
+		}
+	}
+	tm, err := transport.NewManager(transport.Config{
+		LocalAddr: n.addr,
+		Logger:    n.log.With("component", "transport"),
+		Dialer:    cfg.Dialer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.trans = tm
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	tm.Register(n.grpc)
+	tm.SetPeerHandler(peerHandler{n})
+	n.hlth = health.NewServer()
+	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(n.grpc, n.hlth)
+	reflection.Register(n.grpc)
+	return n, nil
+}
+
+// GRPCServer is the node's one gRPC server; register services on it before
+// Start.
+func (n *Node) GRPCServer() *grpc.Server { return n.grpc }
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.id }
+
+// Addr returns the advertised address.
+func (n *Node) Addr() string { return n.addr }
+
+// ClusterID returns the cluster id (empty before Start).
+func (n *Node) ClusterID() string {
+	if !n.started.Load() {
+		return ""
+	}
+	return n.identity.ClusterId
+}
+
+// GroupCounts returns k (offset groups) and m (data groups); 0, 0 before
+// Start.
+func (n *Node) GroupCounts() (k, m int) {
+	if !n.started.Load() {
+		return 0, 0
+	}
+	return int(n.identity.OffsetGroups), int(n.identity.DataGroups)
+}
+
+// Start listens, serves, opens the data directory, forms or joins the
+// cluster and starts the groups. For a new cluster it returns once the
+// cluster's identity is recorded in metadata-0 and matches this node's.
+func (n *Node) Start(ctx context.Context) (err error) {
+	lis := n.cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", n.cfg.ListenAddr); err != nil {
+			return fmt.Errorf("metanode: listen: %w", err)
+		}
+	}
+	n.lis = lis
+	go func() { n.serveErr <- n.grpc.Serve(lis) }()
+	defer func() {
+		if err != nil {
+			n.abort()
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("metanode: data dir: %w", err)
+	}
+	fresh, err := n.openStorage(ctx)
+	if err != nil {
+		return err
+	}
+	n.trans.SetClusterID(n.identity.ClusterId)
+	k, m := int(n.identity.OffsetGroups), int(n.identity.DataGroups)
+	for _, name := range metapb.Groups(k, m) {
+		g, err := n.newGroup(name)
+		if err != nil {
+			return err
+		}
+		n.groups[name] = g
+		n.groupList = append(n.groupList, g)
+	}
+	if n.identity.Bootstrap && fresh {
+		if err := n.bootstrap(); err != nil {
+			return err
+		}
+	}
+	n.started.Store(true)
+	for _, g := range n.groupList {
+		n.goLoop(g.watchLeadership)
+		n.goLoop(g.runProposals)
+	}
+	n.goLoop(n.balanceLoop)
+	n.goLoop(n.reconcileLoop)
+	if err := n.checkClusterRecord(ctx, fresh); err != nil {
+		return err
+	}
+	n.serving.Store(true)
+	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.log.Info("node started", "addr", n.addr, "cluster", n.identity.ClusterId,
+		"offset_groups", k, "data_groups", m, "fresh", fresh)
+	return nil
+}
+
+func (n *Node) goLoop(f func(stop <-chan struct{})) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		f(n.stopping)
+	}()
+}
+
+// openStorage opens (or creates) the RocksDB and settles the node's
+// identity. fresh reports a data directory created by this start.
+func (n *Node) openStorage(ctx context.Context) (fresh bool, err error) {
+	dbDir := filepath.Join(n.cfg.DataDir, "db")
+	existing, err := rocks.ListGroups(dbDir)
+	if err != nil {
+		return false, fmt.Errorf("metanode: inspect %s: %w", dbDir, err)
+	}
+	var id *logpb.NodeIdentity
+	if existing != nil {
+		if err := n.openDB(dbDir, existing); err != nil {
+			return false, err
+		}
+		v, ok, err := n.db.Node().Get(keyIdentity)
+		if err != nil {
+			return false, fmt.Errorf("metanode: read identity: %w", err)
+		}
+		if ok {
+			id = &logpb.NodeIdentity{}
+			if err := proto.Unmarshal(v, id); err != nil {
+				return false, fmt.Errorf("metanode: decode identity: %w", err)
+			}
+			if err := n.checkIdentity(id, existing); err != nil {
+				return false, err
+			}
+			n.identity = id
+			return false, nil
+		}
+		// A previous first start died before recording its identity: the
+		// directory holds nothing yet; start afresh.
+	}
+	if id, err = n.newIdentity(ctx); err != nil {
+		return false, err
+	}
+	groups := metapb.Groups(int(id.OffsetGroups), int(id.DataGroups))
+	if n.db != nil && !slices.Equal(sorted(n.db.Groups()), sorted(groups)) {
+		_ = n.db.Close()
+		n.db = nil
+		if err := os.RemoveAll(dbDir); err != nil {
+			return false, err
+		}
+	}
+	if n.db == nil {
+		if err := n.openDB(dbDir, groups); err != nil {
+			return false, err
+		}
+	}
+	v, err := proto.Marshal(id)
+	if err != nil {
+		return false, err
+	}
+	if err := n.db.Node().Put(keyIdentity, v, true); err != nil {
+		return false, fmt.Errorf("metanode: write identity: %w", err)
+	}
+	n.identity = id
+	return true, nil
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func (n *Node) openDB(dir string, groups []string) error {
+	opts := n.cfg.Rocks
+	opts.Dir = dir
+	db, err := rocks.Open(opts, groups)
+	if err != nil {
+		return fmt.Errorf("metanode: open rocksdb: %w", err)
+	}
+	n.db = db
+	return nil
+}
+
+// checkIdentity compares a stored identity with the configuration.
+func (n *Node) checkIdentity(id *logpb.NodeIdentity, dbGroups []string) error {
+	var errs []error
+	if id.NodeId != n.cfg.ID {
+		errs = append(errs, fmt.Errorf("data directory %s belongs to node %q, not %q", n.cfg.DataDir, id.NodeId, n.cfg.ID))
+	}
+	if n.cfg.ClusterID != "" && n.cfg.ClusterID != id.ClusterId {
+		errs = append(errs, fmt.Errorf("data directory holds cluster %q, --cluster-id says %q", id.ClusterId, n.cfg.ClusterID))
+	}
+	if n.cfg.OffsetGroups != 0 && n.cfg.OffsetGroups != int(id.OffsetGroups) {
+		errs = append(errs, fmt.Errorf("cluster %s was created with %d offset groups; this node was started with %d",
+			id.ClusterId, id.OffsetGroups, n.cfg.OffsetGroups))
+	}
+	if n.cfg.DataGroups != 0 && n.cfg.DataGroups != int(id.DataGroups) {
+		errs = append(errs, fmt.Errorf("cluster %s was created with %d data groups; this node was started with %d",
+			id.ClusterId, id.DataGroups, n.cfg.DataGroups))
+	}
+	if want := metapb.Groups(int(id.OffsetGroups), int(id.DataGroups)); !slices.Equal(sorted(want), sorted(dbGroups)) {
+		errs = append(errs, fmt.Errorf("database has groups %v, identity says %v", dbGroups, want))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrClusterMismatch, errors.Join(errs...))
+	}
+	return nil
+}
+
+// newIdentity settles the identity of a node whose data directory is new:
+// from the cluster it joins, or from its initial cluster.
+func (n *Node) newIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
+	if len(n.cfg.Join) > 0 {
+		return n.joinIdentity(ctx)
+	}
+	if len(n.cfg.InitialCluster) == 0 {
+		return nil, fmt.Errorf("metanode: data directory %s is empty: give an initial cluster (--initial-cluster) or members to join (--join)", n.cfg.DataDir)
+	}
+	id := &logpb.NodeIdentity{NodeId: n.cfg.ID, ClusterId: n.cfg.ClusterID,
+		OffsetGroups: uint32(max(n.cfg.OffsetGroups, 1)), DataGroups: uint32(max(n.cfg.DataGroups, 1)), Bootstrap: true}
+	if id.ClusterId == "" {
+		id.ClusterId = DeriveClusterID(n.cfg.InitialCluster)
+	}
+	for _, p := range n.cfg.InitialCluster {
+		id.InitialMembers = append(id.InitialMembers, &logpb.MemberPut{Id: p.ID, Addr: p.Addr})
+	}
+	return id, nil
+}
+
+func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		for _, addr := range n.cfg.Join {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			info, err := n.trans.ClusterInfo(cctx, addr)
+			cancel()
+			if err != nil {
+				last = fmt.Errorf("ask %s: %w", addr, err)
+				continue
+			}
+			member := false
+			for _, p := range info.Members {
+				if p.Id == n.cfg.ID {
+					member = true
+				}
+			}
+			if !member {
+				return nil, fmt.Errorf("metanode: node %q is not a member of cluster %s: run `metactl member add %s %s` first",
+					n.cfg.ID, info.ClusterId, n.cfg.ID, n.addr)
+			}
+			id := &logpb.NodeIdentity{NodeId: n.cfg.ID, ClusterId: info.ClusterId,
+				OffsetGroups: info.OffsetGroups, DataGroups: info.DataGroups}
+			if err := n.checkIdentity(id, metapb.Groups(int(id.OffsetGroups), int(id.DataGroups))); err != nil {
+				return nil, err
+			}
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("metanode: join %v: %w (last: %v)", n.cfg.Join, ctx.Err(), last)
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// bootstrap gives every group its initial configuration. Every initial
+// member does the same with the same list, so they agree; a node alone can
+// never win an election in a configuration of several voters.
+func (n *Node) bootstrap() error {
+	var servers []raft.Server
+	for _, p := range n.identity.InitialMembers {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Id), Address: raft.ServerAddress(p.Addr)})
+	}
+	for _, g := range n.groupList {
+		err := g.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("metanode: bootstrap %s: %w", g.name, err)
+		}
+	}
+	return nil
+}
+
+// checkClusterRecord makes sure metadata-0's cluster record matches this
+// node. A fresh node waits for the record (the first metadata leader writes
+// it); a restarted node checks it if its replica has it.
+func (n *Node) checkClusterRecord(ctx context.Context, fresh bool) error {
+	md := n.groups[metapb.MetadataGroup].fsm
+	for {
+		ci, _, err := md.Cluster()
+		if err != nil {
+			return err
+		}
+		if ci != nil {
+			if ci.ClusterId != n.identity.ClusterId || ci.OffsetGroups != n.identity.OffsetGroups || ci.DataGroups != n.identity.DataGroups {
+				return fmt.Errorf("%w: cluster %s was created with %d offset groups and %d data groups; this node has cluster %s with %d and %d",
+					ErrClusterMismatch, ci.ClusterId, ci.OffsetGroups, ci.DataGroups,
+					n.identity.ClusterId, n.identity.OffsetGroups, n.identity.DataGroups)
+			}
+			return nil
+		}
+		if !fresh {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("metanode: waiting for the cluster to form: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// abort undoes a failed Start.
+func (n *Node) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = n.shutdown(ctx, false)
+}
+
+// Close shuts the node down in order within ShutdownTimeout: stop serving
+// the public API, hand off the leaderships it holds, stop raft, stop the
+// gRPC server and the transport, close RocksDB. Safe to call twice.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	return n.shutdown(ctx, true)
+}
+
+// Crash stops the node abruptly, as kill -9 would: no leadership handoff,
+// no waiting for in-flight requests. Data already handed to RocksDB's WAL
+// survives (as it would in the OS page cache); tests use it.
+func (n *Node) Crash() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	return n.shutdown(ctx, false)
+}
+
+func (n *Node) shutdown(ctx context.Context, orderly bool) error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.serving.Store(false)
+	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	close(n.stopping)
+	if orderly {
+		n.handOffLeaderships(ctx)
+	}
+	var errs []error
+	for _, g := range n.groupList {
+		if err := g.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: raft shutdown: %w", g.name, err))
+		}
+		close(g.raftDone)
+	}
+	n.loops.Wait()
+	if orderly {
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpc.Stop()
+		}
+	} else {
+		n.grpc.Stop()
+	}
+	if err := n.trans.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, g := range n.groupList {
+		g.fsm.Close()
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.log.Info("node stopped", "orderly", orderly)
+	return errors.Join(errs...)
+}
+
+// handOffLeaderships transfers each group this node leads to another
+// voter, so the cluster does not wait an election timeout for it.
+func (n *Node) handOffLeaderships(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, g := range n.groupList {
+		if g.raft.State() != raft.Leader || len(g.voters()) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := g.raft.LeadershipTransfer()
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.log.Warn("leadership handoff failed", "group", g.name, "err", err)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// group returns a started group.
+func (n *Node) group(name string) (*group, error) {
+	if !n.started.Load() {
+		return nil, ErrNotStarted
+	}
+	g, ok := n.groups[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
+	}
+	return g, nil
+}
+
+// Machine returns a group's state machine for local reads (tests and the
+// stale-read path).
+func (n *Node) Machine(name string) (*sm.Machine, error) {
+	g, err := n.group(name)
+	if err != nil {
+		return nil, err
+	}
+	return g.fsm, nil
+}

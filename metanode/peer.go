@@ -1,0 +1,94 @@
+package metanode
+
+import (
+	"context"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/rpc/transport/raftpb"
+	"github.com/metamq/meta/sm"
+)
+
+// peerHandler serves the node-to-node calls of rpc/transport.
+type peerHandler struct{ n *Node }
+
+var _ transport.PeerHandler = peerHandler{}
+
+// Propose serves a forwarded write. It proposes only locally: a node that
+// is not the leader answers NOT_LEADER (definite) rather than forwarding
+// again, so forwarding never loops.
+func (h peerHandler) Propose(ctx context.Context, groupName string, payload []byte) ([]byte, error) {
+	g, err := h.n.group(groupName)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	if !h.n.serving.Load() {
+		return nil, toPeerError(ErrShuttingDown)
+	}
+	op, err := sm.DecodeOp(payload)
+	if err != nil {
+		return nil, toPeerError(ErrInvalid)
+	}
+	if !g.kind.Allows(op) {
+		return nil, toPeerError(ErrInvalid)
+	}
+	if !g.isLeader() {
+		return nil, toPeerError(g.notLeader())
+	}
+	res, err := g.proposeLocal(ctx, op)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	out, err := sm.EncodeResult(res)
+	if err != nil {
+		return nil, toPeerError(unknown(err))
+	}
+	return out, nil
+}
+
+// ReadIndex confirms leadership for a follower's linearizable read.
+func (h peerHandler) ReadIndex(ctx context.Context, groupName string) (uint64, error) {
+	g, err := h.n.group(groupName)
+	if err != nil {
+		return 0, toPeerError(err)
+	}
+	if !g.isLeader() {
+		return 0, toPeerError(g.notLeader())
+	}
+	idx, err := g.leaderReads.do(ctx)
+	if err != nil {
+		return 0, toPeerError(err)
+	}
+	return idx, nil
+}
+
+// Applied reports this replica's applied index (for promotion decisions).
+func (h peerHandler) Applied(_ context.Context, groupName string) (uint64, error) {
+	g, err := h.n.group(groupName)
+	if err != nil {
+		return 0, toPeerError(err)
+	}
+	return g.fsm.AppliedIndex(), nil
+}
+
+// ClusterInfo tells a joining node what cluster it joins. The member list
+// is read linearizably from metadata-0.
+func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error) {
+	n := h.n
+	m, err := n.Read(ctx, metapb.MetadataGroup, false)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	ci, members, err := m.Cluster()
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	if ci == nil {
+		return nil, toPeerError(ErrNotStarted)
+	}
+	out := &raftpb.ClusterInfo{ClusterId: ci.ClusterId, OffsetGroups: ci.OffsetGroups, DataGroups: ci.DataGroups}
+	for _, mp := range members {
+		out.Members = append(out.Members, &raftpb.Peer{Id: mp.Id, Addr: mp.Addr})
+	}
+	return out, nil
+}

@@ -1,0 +1,162 @@
+package metanode
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/metamq/meta/sm"
+)
+
+// Read returns the group's state machine once a read may be served from
+// it. By default reads are linearizable: they reflect every write
+// acknowledged before they started. The leader confirms its leadership
+// after the read arrived (one heartbeat round shared by every read waiting
+// at that moment) and the local replica waits until it has applied the
+// commit index the leader had. A stale read reads this node's replica as it
+// is.
+func (n *Node) Read(ctx context.Context, groupName string, stale bool) (*sm.Machine, error) {
+	g, err := n.group(groupName)
+	if err != nil {
+		return nil, err
+	}
+	if !n.serving.Load() {
+		return nil, ErrShuttingDown
+	}
+	if stale || plantedLocalReads {
+		return g.fsm, nil
+	}
+	idx, err := g.readIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.fsm.WaitApplied(ctx, idx); err != nil {
+		return nil, fmt.Errorf("%s: wait for index %d: %w", g.name, idx, err)
+	}
+	return g.fsm, nil
+}
+
+// readIndex returns an index that, once applied locally, makes a read
+// linearizable: on the leader from a confirmation round, on a follower by
+// asking the leader.
+func (g *group) readIndex(ctx context.Context) (uint64, error) {
+	if g.isLeader() {
+		return g.leaderReads.do(ctx)
+	}
+	return g.remoteReads.do(ctx)
+}
+
+// confirmLeadership samples the commit index, then confirms with a
+// heartbeat round that this node still leads in the same term. It runs only
+// in a term whose barrier completed, so the commit index is current.
+func (g *group) confirmLeadership(ctx context.Context) (uint64, error) {
+	term := g.raft.CurrentTerm()
+	if g.raft.State() != raft.Leader {
+		return 0, g.notLeader()
+	}
+	if g.readyTerm.Load() != term {
+		// Elected, but the barrier of this term has not completed yet.
+		if err := g.waitReady(ctx, term); err != nil {
+			return 0, err
+		}
+	}
+	idx := g.raft.CommitIndex()
+	if err := g.raft.VerifyLeader().Error(); err != nil {
+		return 0, g.notLeader()
+	}
+	if g.raft.CurrentTerm() != term {
+		return 0, g.notLeader()
+	}
+	return idx, nil
+}
+
+func (g *group) waitReady(ctx context.Context, term uint64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for g.readyTerm.Load() != term {
+		if g.raft.State() != raft.Leader || g.raft.CurrentTerm() != term {
+			return g.notLeader()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// askLeaderReadIndex asks the leader for a read index.
+func (g *group) askLeaderReadIndex(ctx context.Context) (uint64, error) {
+	id, addr := g.leader()
+	if id == "" {
+		return 0, fmt.Errorf("%s: %w", g.name, ErrNoLeader)
+	}
+	idx, err := g.n.trans.ReadIndex(ctx, addr, g.name)
+	if err != nil {
+		return 0, fromPeerError(g.name, err)
+	}
+	return idx, nil
+}
+
+// rounds shares one in-flight call among concurrent callers. A caller
+// always waits for a call that STARTS after it arrived (a round already
+// under way may have sampled its state before the caller's read began), so
+// every caller gets a result that is fresh for it.
+type rounds struct {
+	run func(ctx context.Context) (uint64, error)
+
+	mu      sync.Mutex // guards waiting and running
+	waiting []chan roundResult
+	running bool
+}
+
+type roundResult struct {
+	idx uint64
+	err error
+}
+
+// roundTimeout bounds one shared round; callers still honour their ctx.
+const roundTimeout = 5 * time.Second
+
+func (r *rounds) do(ctx context.Context) (uint64, error) {
+	ch := make(chan roundResult, 1)
+	r.mu.Lock()
+	r.waiting = append(r.waiting, ch)
+	if !r.running {
+		r.running = true
+		go r.loop()
+	}
+	r.mu.Unlock()
+	select {
+	case res := <-ch:
+		return res.idx, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// loop runs rounds while callers wait; it exits when none do. Each round
+// is bounded by roundTimeout, so the goroutine always ends.
+func (r *rounds) loop() {
+	for {
+		r.mu.Lock()
+		batch := r.waiting
+		r.waiting = nil
+		if len(batch) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
+		idx, err := r.run(ctx)
+		cancel()
+		for _, ch := range batch {
+			ch <- roundResult{idx: idx, err: err}
+		}
+	}
+}

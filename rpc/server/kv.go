@@ -1,0 +1,229 @@
+package server
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+func (s *Server) dataGroup(key []byte) string {
+	_, m := s.node.GroupCounts()
+	return metapb.DataGroupFor(key, max(m, 1))
+}
+
+func checkKey(field string, key []byte) error {
+	if len(key) == 0 {
+		return invalid(field, "must not be empty")
+	}
+	if len(key) > metapb.MaxKeyBytes {
+		return invalid(field, "%d bytes, at most %d", len(key), metapb.MaxKeyBytes)
+	}
+	return nil
+}
+
+func checkValue(field string, v []byte) error {
+	if len(v) > metapb.MaxValueBytes {
+		return invalid(field, "%d bytes, at most %d", len(v), metapb.MaxValueBytes)
+	}
+	return nil
+}
+
+func checkLease(lease int64) error {
+	if lease != 0 {
+		return invalid("lease", "leases are not supported by this server version")
+	}
+	return nil
+}
+
+func checkConsistency(c metapb.ReadConsistency) error {
+	if _, ok := metapb.ReadConsistency_name[int32(c)]; !ok {
+		return invalid("consistency", "unknown value %d", c)
+	}
+	return nil
+}
+
+// Put stores a value.
+func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
+	if err := firstErr(checkKey("key", req.Key), checkValue("value", req.Value), checkLease(req.Lease)); err != nil {
+		return nil, err
+	}
+	g := s.dataGroup(req.Key)
+	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
+	if err != nil {
+		return nil, err
+	}
+	out := &metapb.PutResponse{Header: s.header(g, nil, res.Revision)}
+	if req.PrevKv {
+		out.PrevKv = toKV(req.Key, res.Prev)
+	}
+	return out, nil
+}
+
+// Get reads a key.
+func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
+	if err := firstErr(checkKey("key", req.Key), checkConsistency(req.Consistency)); err != nil {
+		return nil, err
+	}
+	g := s.dataGroup(req.Key)
+	m, err := s.read(ctx, g, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := m.Get(req.Key)
+	if err != nil {
+		return nil, s.statusOf(err, false)
+	}
+	return &metapb.GetResponse{Header: s.header(g, m, 0), Kv: toKV(req.Key, kv)}, nil
+}
+
+// Delete removes a key.
+func (s *Server) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb.DeleteResponse, error) {
+	if err := checkKey("key", req.Key); err != nil {
+		return nil, err
+	}
+	g := s.dataGroup(req.Key)
+	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
+	if err != nil {
+		return nil, err
+	}
+	out := &metapb.DeleteResponse{Header: s.header(g, nil, res.Revision), Deleted: res.Code == logpb.Code_CODE_OK}
+	if req.PrevKv {
+		out.PrevKv = toKV(req.Key, res.Prev)
+	}
+	return out, nil
+}
+
+// CompareAndSwap sets a key if its state matches.
+func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapRequest) (*metapb.CompareAndSwapResponse, error) {
+	errs := []error{checkKey("key", req.Key), checkValue("new_value", req.NewValue),
+		checkValue("expected_value", req.ExpectedValue), checkLease(req.Lease)}
+	if req.ExpectAbsent && (len(req.ExpectedValue) > 0 || req.ExpectedModRevision != 0) {
+		errs = append(errs, invalid("expect_absent", "cannot be combined with expected_value or expected_mod_revision"))
+	}
+	if err := firstErr(errs...); err != nil {
+		return nil, err
+	}
+	g := s.dataGroup(req.Key)
+	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
+		Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectAbsent: req.ExpectAbsent,
+		ExpectedModRevision: req.ExpectedModRevision, NewValue: req.NewValue, Lease: req.Lease}}})
+	if err != nil {
+		return nil, err
+	}
+	return &metapb.CompareAndSwapResponse{Header: s.header(g, nil, res.Revision),
+		Succeeded: res.Code == logpb.Code_CODE_OK, Current: toKV(req.Key, res.Prev)}, nil
+}
+
+// List returns one page of keys with a prefix, merged over the data groups.
+func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.ListResponse, error) {
+	errs := []error{checkConsistency(req.Consistency)}
+	if len(req.Prefix) > metapb.MaxKeyBytes {
+		errs = append(errs, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), metapb.MaxKeyBytes))
+	}
+	if len(req.StartAfter) > metapb.MaxKeyBytes {
+		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxKeyBytes))
+	}
+	if req.Limit > metapb.MaxListLimit {
+		errs = append(errs, invalid("limit", "%d, at most %d", req.Limit, metapb.MaxListLimit))
+	}
+	if err := firstErr(errs...); err != nil {
+		return nil, err
+	}
+	limit := int(req.Limit)
+	if limit == 0 {
+		limit = metapb.DefaultListLimit
+	}
+	_, m := s.node.GroupCounts()
+	pages := make([][]sm.Entry, 0, max(m, 1))
+	more := false
+	var hdr *metapb.ResponseHeader
+	for i := 0; i < max(m, 1); i++ {
+		g := metapb.DataGroup(i)
+		mc, err := s.read(ctx, g, req.Consistency)
+		if err != nil {
+			return nil, err
+		}
+		page, gmore, err := mc.List(req.Prefix, req.StartAfter, limit, req.KeysOnly)
+		if err != nil {
+			return nil, s.statusOf(err, false)
+		}
+		more = more || gmore
+		pages = append(pages, page)
+		if hdr == nil {
+			hdr = s.header(g, mc, 0)
+		}
+	}
+	merged, cut := mergePages(pages, limit)
+	out := &metapb.ListResponse{Header: hdr, More: more || cut}
+	for _, e := range merged {
+		out.Kvs = append(out.Kvs, toKV(e.Key, e.KV))
+	}
+	if out.More && len(merged) > 0 {
+		out.NextStartAfter = merged[len(merged)-1].Key
+	}
+	return out, nil
+}
+
+// mergePages merges sorted pages and keeps the first limit entries; cut
+// reports whether entries were left out. Every page holds up to limit keys
+// after start_after, so the first limit keys of the merge are exactly the
+// first limit keys of the whole key space after start_after.
+func mergePages(pages [][]sm.Entry, limit int) (out []sm.Entry, cut bool) {
+	if len(pages) == 1 {
+		return pages[0], false
+	}
+	h := &entryHeap{pages: pages}
+	for i, p := range pages {
+		if len(p) > 0 {
+			h.cs = append(h.cs, cursor{page: i})
+		}
+	}
+	heap.Init(h)
+	for h.Len() > 0 {
+		if len(out) == limit {
+			return out, true
+		}
+		c := &h.cs[0]
+		out = append(out, pages[c.page][c.pos])
+		if c.pos+1 < len(pages[c.page]) {
+			c.pos++
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
+		}
+	}
+	return out, false
+}
+
+type cursor struct{ page, pos int }
+
+type entryHeap struct {
+	cs    []cursor
+	pages [][]sm.Entry
+}
+
+func (h *entryHeap) Len() int { return len(h.cs) }
+func (h *entryHeap) Less(i, j int) bool {
+	a, b := h.cs[i], h.cs[j]
+	return bytes.Compare(h.pages[a.page][a.pos].Key, h.pages[b.page][b.pos].Key) < 0
+}
+func (h *entryHeap) Swap(i, j int) { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
+func (h *entryHeap) Push(x any)    { h.cs = append(h.cs, x.(cursor)) }
+func (h *entryHeap) Pop() any {
+	c := h.cs[len(h.cs)-1]
+	h.cs = h.cs[:len(h.cs)-1]
+	return c
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

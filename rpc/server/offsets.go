@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+func checkName(field, v string) error {
+	if v == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(v) > metapb.MaxNameBytes {
+		return invalid(field, "%d bytes, at most %d", len(v), metapb.MaxNameBytes)
+	}
+	return nil
+}
+
+func checkPartition(field string, tp *metapb.TopicPartition) error {
+	if tp == nil {
+		return invalid(field, "must be set")
+	}
+	return firstErr(checkName(field+".group", tp.Group), checkName(field+".topic", tp.Topic),
+		nonNegative(field+".partition", int64(tp.Partition)))
+}
+
+func nonNegative(field string, v int64) error {
+	if v < 0 {
+		return invalid(field, "%d, must be >= 0", v)
+	}
+	return nil
+}
+
+func (s *Server) offsetGroup(consumerGroup string) string {
+	k, _ := s.node.GroupCounts()
+	return metapb.OffsetGroupFor(consumerGroup, max(k, 1))
+}
+
+// Commit splits the batch by offset group; each part is one op (one raft
+// entry's worth, applied atomically); parts run concurrently.
+func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
+	if len(req.Offsets) == 0 {
+		return nil, invalid("offsets", "must not be empty")
+	}
+	if len(req.Offsets) > metapb.MaxBatchEntries {
+		return nil, invalid("offsets", "%d entries, at most %d", len(req.Offsets), metapb.MaxBatchEntries)
+	}
+	total := 0
+	parts := map[string][]int{}
+	for i, o := range req.Offsets {
+		f := fmt.Sprintf("offsets[%d]", i)
+		if o == nil {
+			return nil, invalid(f, "must be set")
+		}
+		if err := firstErr(checkName(f+".group", o.Group), checkName(f+".topic", o.Topic),
+			nonNegative(f+".partition", int64(o.Partition)), nonNegative(f+".offset", o.Offset)); err != nil {
+			return nil, err
+		}
+		if len(o.Metadata) > metapb.MaxMetadataBytes {
+			return nil, invalid(f+".metadata", "%d bytes, at most %d", len(o.Metadata), metapb.MaxMetadataBytes)
+		}
+		total += len(o.Group) + len(o.Topic) + len(o.Metadata) + 16
+		g := s.offsetGroup(o.Group)
+		parts[g] = append(parts[g], i)
+	}
+	if total > metapb.MaxBatchBytes {
+		return nil, invalid("offsets", "%d bytes, at most %d", total, metapb.MaxBatchBytes)
+	}
+	groups := make([]string, 0, len(parts))
+	for g := range parts {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	revs := make([]uint64, len(req.Offsets))
+	eg, ectx := errgroup.WithContext(ctx)
+	errs := make([]error, len(groups))
+	for gi, g := range groups {
+		eg.Go(func() error {
+			idx := parts[g]
+			entries := make([]*logpb.OffsetEntry, len(idx))
+			for j, i := range idx {
+				o := req.Offsets[i]
+				entries[j] = &logpb.OffsetEntry{Group: o.Group, Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
+			}
+			res, err := s.node.Propose(ectx, g, &logpb.Op{Op: &logpb.Op_OffsetCommit{OffsetCommit: &logpb.OffsetCommit{Entries: entries}}})
+			if err != nil {
+				errs[gi] = err
+				return nil // let the other parts finish: each is atomic on its own
+			}
+			if res.Code != logpb.Code_CODE_OK {
+				errs[gi] = invalidArgument("offsets", res.Message)
+				return nil
+			}
+			for _, i := range idx {
+				revs[i] = res.Revision
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	if err := s.batchError(errs); err != nil {
+		return nil, err
+	}
+	return &metapb.CommitOffsetsResponse{Revisions: revs, Groups: uint32(len(groups))}, nil
+}
+
+// batchError reports the worst error of a batch's parts: if any part may
+// have been applied while another failed, the whole call's outcome is
+// unknown; if every failed part failed definitely (and none succeeded),
+// the call failed definitely.
+func (s *Server) batchError(errs []error) error {
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		mapped := s.statusOf(err, true)
+		if first == nil {
+			first = mapped
+		}
+		if s.node.ErrorReason(err) == metapb.ReasonOutcomeUnknown || s.node.ErrorReason(err) == "" {
+			return mapped
+		}
+	}
+	if failed > 0 && failed < len(errs) {
+		// Some parts applied, some definitely not: report unknown so the
+		// caller does not take the batch as not applied.
+		return withInfo(codes.Unknown, "some parts of the batch were applied, others not: "+first.Error(), metapb.ReasonOutcomeUnknown, nil)
+	}
+	return first
+}
+
+// Fetch reads committed offsets, one linearizable read per offset group
+// touched.
+func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*metapb.FetchOffsetsResponse, error) {
+	if len(req.Partitions) == 0 {
+		return nil, invalid("partitions", "must not be empty")
+	}
+	if len(req.Partitions) > metapb.MaxBatchEntries {
+		return nil, invalid("partitions", "%d entries, at most %d", len(req.Partitions), metapb.MaxBatchEntries)
+	}
+	if err := checkConsistency(req.Consistency); err != nil {
+		return nil, err
+	}
+	for i, tp := range req.Partitions {
+		if err := checkPartition(fmt.Sprintf("partitions[%d]", i), tp); err != nil {
+			return nil, err
+		}
+	}
+	out := &metapb.FetchOffsetsResponse{Offsets: make([]*metapb.OffsetValue, len(req.Partitions))}
+	readers := map[string]interface {
+		Offset(string, string, int32) (*logpb.Offset, error)
+	}{}
+	for i, tp := range req.Partitions {
+		g := s.offsetGroup(tp.Group)
+		r, ok := readers[g]
+		if !ok {
+			m, err := s.read(ctx, g, req.Consistency)
+			if err != nil {
+				return nil, err
+			}
+			readers[g], r = m, m
+		}
+		o, err := r.Offset(tp.Group, tp.Topic, tp.Partition)
+		if err != nil {
+			return nil, s.statusOf(err, false)
+		}
+		v := &metapb.OffsetValue{Partition: tp, Offset: -1}
+		if o != nil {
+			v.Found, v.Offset, v.Metadata, v.ModRevision = true, o.Offset, o.Metadata, o.ModRevision
+		}
+		out.Offsets[i] = v
+	}
+	return out, nil
+}
+
+// DeleteGroup removes all offsets of a consumer group atomically.
+func (s *Server) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest) (*metapb.DeleteGroupResponse, error) {
+	if err := checkName("group", req.Group); err != nil {
+		return nil, err
+	}
+	g := s.offsetGroup(req.Group)
+	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_OffsetDeleteGroup{OffsetDeleteGroup: &logpb.OffsetDeleteGroup{Group: req.Group}}})
+	if err != nil {
+		return nil, err
+	}
+	return &metapb.DeleteGroupResponse{Header: s.header(g, nil, res.Revision), Deleted: res.Count}, nil
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Node is what the public services need from a Meta Node.
+type Node interface {
+	ID() string
+	Addr() string
+	ClusterID() string
+	GroupCounts() (k, m int)
+	// Propose replicates one operation through the group's leader.
+	Propose(ctx context.Context, group string, op *logpb.Op) (*logpb.Result, error)
+	// Read returns the group's state machine once it may serve a read:
+	// linearizable unless stale.
+	Read(ctx context.Context, group string, stale bool) (*sm.Machine, error)
+	Status() []*metapb.GroupStatus
+	Members(ctx context.Context) ([]*metapb.Member, error)
+	AddMember(ctx context.Context, id, addr string) ([]*metapb.Member, error)
+	RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error)
+	TransferLeader(ctx context.Context, group, target string) (string, error)
+	StateHash(group string) (sm.StateHash, error)
+	// ErrorReason classifies the node's errors into metapb reasons.
+	ErrorReason(err error) string
+}
+
+// Server implements the public services.
+type Server struct {
+	metapb.UnimplementedKVServer
+	metapb.UnimplementedOffsetsServer
+	metapb.UnimplementedClusterServer
+	node    Node
+	version string
+}
+
+// Register creates the public services for node and registers them on s.
+func Register(s *grpc.Server, node Node, version string) *Server {
+	srv := &Server{node: node, version: version}
+	metapb.RegisterKVServer(s, srv)
+	metapb.RegisterOffsetsServer(s, srv)
+	metapb.RegisterClusterServer(s, srv)
+	return srv
+}
+
+func (s *Server) header(group string, m *sm.Machine, rev uint64) *metapb.ResponseHeader {
+	h := &metapb.ResponseHeader{NodeId: s.node.ID(), Group: group, Revision: rev}
+	if m != nil {
+		h.AppliedIndex = m.AppliedIndex()
+		if rev == 0 {
+			h.Revision = m.Revision()
+		}
+	}
+	return h
+}
+
+// propose runs one op and maps errors; the result's INVALID code becomes
+// InvalidArgument (the servers validate first, so it signals a bug).
+func (s *Server) propose(ctx context.Context, group string, op *logpb.Op) (*logpb.Result, error) {
+	res, err := s.node.Propose(ctx, group, op)
+	if err != nil {
+		return nil, s.statusOf(err, true)
+	}
+	if res.Code == logpb.Code_CODE_INVALID {
+		return nil, invalidArgument("", res.Message)
+	}
+	return res, nil
+}
+
+func (s *Server) read(ctx context.Context, group string, c metapb.ReadConsistency) (*sm.Machine, error) {
+	m, err := s.node.Read(ctx, group, c == metapb.ReadConsistency_READ_CONSISTENCY_STALE)
+	if err != nil {
+		return nil, s.statusOf(err, false)
+	}
+	return m, nil
+}
+
+func toKV(key []byte, kv *logpb.KV) *metapb.KeyValue {
+	if kv == nil {
+		return nil
+	}
+	return &metapb.KeyValue{Key: key, Value: kv.Value, CreateRevision: kv.CreateRevision,
+		ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
+}

@@ -1,0 +1,116 @@
+package sm
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Entry types. A raft log entry of type LogCommand carries data whose first
+// byte is one of these; the rest is the protobuf encoding of the message the
+// type names. New types may be added; an entry of a type this build does
+// not know is reported as an invalid result on every replica alike (it is
+// not skipped silently and does not stop the node).
+const (
+	// TypeBatch: logpb.Batch, independent operations proposed together.
+	TypeBatch byte = 1
+)
+
+// ErrUnknownType is returned for an entry whose type byte is not known.
+var ErrUnknownType = errors.New("sm: unknown entry type")
+
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// EncodeBatch encodes a batch as entry data.
+func EncodeBatch(b *logpb.Batch) ([]byte, error) {
+	size := marshal.Size(b)
+	out := make([]byte, 1, 1+size)
+	out[0] = TypeBatch
+	return marshal.MarshalAppend(out, b)
+}
+
+// DecodeBatch decodes entry data of type TypeBatch.
+func DecodeBatch(data []byte) (*logpb.Batch, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty entry", ErrUnknownType)
+	}
+	if data[0] != TypeBatch {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownType, data[0])
+	}
+	b := &logpb.Batch{}
+	if err := proto.Unmarshal(data[1:], b); err != nil {
+		return nil, fmt.Errorf("sm: decode batch: %w", err)
+	}
+	return b, nil
+}
+
+// EncodeOp and DecodeOp carry single operations between nodes (forwarding).
+func EncodeOp(op *logpb.Op) ([]byte, error) { return marshal.Marshal(op) }
+
+// DecodeOp is the inverse of EncodeOp.
+func DecodeOp(b []byte) (*logpb.Op, error) {
+	op := &logpb.Op{}
+	if err := proto.Unmarshal(b, op); err != nil {
+		return nil, fmt.Errorf("sm: decode op: %w", err)
+	}
+	return op, nil
+}
+
+// EncodeResult and DecodeResult carry results back.
+func EncodeResult(r *logpb.Result) ([]byte, error) { return marshal.Marshal(r) }
+
+// DecodeResult is the inverse of EncodeResult.
+func DecodeResult(b []byte) (*logpb.Result, error) {
+	r := &logpb.Result{}
+	if err := proto.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("sm: decode result: %w", err)
+	}
+	return r, nil
+}
+
+// Kind is the kind of a group's state machine.
+type Kind int
+
+const (
+	KindMetadata Kind = iota + 1
+	KindOffset
+	KindData
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMetadata:
+		return "metadata"
+	case KindOffset:
+		return "offset"
+	case KindData:
+		return "data"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, error) {
+	for _, k := range []Kind{KindMetadata, KindOffset, KindData} {
+		if k.String() == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("sm: unknown kind %q", s)
+}
+
+// Allows reports whether an operation belongs to this kind of group.
+func (k Kind) Allows(op *logpb.Op) bool {
+	switch op.Op.(type) {
+	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas:
+		return k == KindData
+	case *logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup:
+		return k == KindOffset
+	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove:
+		return k == KindMetadata
+	}
+	return false
+}

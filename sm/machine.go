@@ -1,0 +1,262 @@
+package sm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rocks"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// ErrClosed is returned by reads after Close.
+var ErrClosed = errors.New("sm: closed")
+
+// Config configures a Machine.
+type Config struct {
+	Kind   Kind
+	Group  string
+	DB     *rocks.DB
+	Logger *slog.Logger
+}
+
+// Machine is one group's state machine. Apply, Snapshot and Restore are
+// called by raft on its FSM goroutine, one at a time; reads may come from
+// any goroutine.
+type Machine struct {
+	kind  Kind
+	group string
+	db    *rocks.DB
+	space *rocks.Space
+	log   *slog.Logger
+
+	// index, term and rev mirror the stored AppliedState; written only by
+	// the FSM goroutine after the batch that stores them has committed.
+	index atomic.Uint64
+	term  atomic.Uint64
+	rev   atomic.Uint64
+
+	// restoreMu is held for writing while Restore replaces the data, so
+	// that no read sees half of the old state and half of the new.
+	restoreMu sync.RWMutex
+
+	waitMu sync.Mutex    // guards applied
+	applied chan struct{} // closed and replaced after every apply
+	closed  atomic.Bool
+}
+
+var (
+	_ raft.FSM         = (*Machine)(nil)
+	_ raft.BatchingFSM = (*Machine)(nil)
+)
+
+// New opens the machine of one group, reading the applied state stored with
+// its data.
+func New(cfg Config) (*Machine, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("sm: Config.DB is nil")
+	}
+	if cfg.Kind < KindMetadata || cfg.Kind > KindData {
+		return nil, fmt.Errorf("sm: Config.Kind: invalid %d", cfg.Kind)
+	}
+	space, err := cfg.DB.Data(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("sm: group %s: %w", cfg.Group, err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Machine{kind: cfg.Kind, group: cfg.Group, db: cfg.DB, space: space,
+		log: cfg.Logger.With("group", cfg.Group), applied: make(chan struct{})}
+	st, err := m.loadApplied(space.Get)
+	if err != nil {
+		return nil, err
+	}
+	m.index.Store(st.Index)
+	m.term.Store(st.Term)
+	m.rev.Store(st.Revision)
+	return m, nil
+}
+
+func (m *Machine) loadApplied(get func([]byte) ([]byte, bool, error)) (*logpb.AppliedState, error) {
+	v, ok, err := get(keyApplied)
+	if err != nil {
+		return nil, fmt.Errorf("sm: read applied state: %w", err)
+	}
+	st := &logpb.AppliedState{}
+	if ok {
+		if err := proto.Unmarshal(v, st); err != nil {
+			return nil, fmt.Errorf("sm: decode applied state: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// Kind returns the machine's kind.
+func (m *Machine) Kind() Kind { return m.kind }
+
+// Group returns the machine's group name.
+func (m *Machine) Group() string { return m.group }
+
+// AppliedIndex is the last raft index reflected in the stored state.
+func (m *Machine) AppliedIndex() uint64 { return m.index.Load() }
+
+// Revision is the group's mutation counter.
+func (m *Machine) Revision() uint64 { return m.rev.Load() }
+
+// RestoreIncomplete reports whether a snapshot restore was interrupted (the
+// data is then unusable until a snapshot is restored again).
+func (m *Machine) RestoreIncomplete() (bool, error) {
+	_, ok, err := m.space.Get(keyRestoring)
+	return ok, err
+}
+
+// WaitApplied blocks until the applied index reaches index or ctx ends.
+func (m *Machine) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		m.waitMu.Lock()
+		ch := m.applied
+		m.waitMu.Unlock()
+		if m.index.Load() >= index {
+			return nil
+		}
+		if m.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (m *Machine) notify() {
+	m.waitMu.Lock()
+	close(m.applied)
+	m.applied = make(chan struct{})
+	m.waitMu.Unlock()
+}
+
+// Close wakes every waiter; later waits fail with ErrClosed. The machine
+// does not own the DB.
+func (m *Machine) Close() {
+	if m.closed.CompareAndSwap(false, true) {
+		m.notify()
+	}
+}
+
+// BatchResult is the response of an applied TypeBatch entry: one result per
+// op, in order.
+type BatchResult struct {
+	Index   uint64
+	Results []*logpb.Result
+}
+
+// Apply applies one entry.
+func (m *Machine) Apply(l *raft.Log) interface{} {
+	return m.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies entries in one write batch: the data they change and
+// the new applied state commit together (unsynced: the raft log is the
+// durable record, and RocksDB's single WAL orders these writes behind it).
+// Entries at or below the stored applied index were applied before a
+// restart and are skipped.
+func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	st := &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}
+	b := m.db.NewBatch()
+	defer b.Close()
+	changed := false
+	for i, l := range logs {
+		if l.Index <= st.Index {
+			continue
+		}
+		st.Index, st.Term = l.Index, l.Term
+		changed = true
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		batch, err := DecodeBatch(l.Data)
+		if err != nil {
+			m.log.Error("undecodable entry", "index", l.Index, "err", err)
+			out[i] = &BatchResult{Index: l.Index}
+			continue
+		}
+		a := applier{m: m, b: b, st: st, now: batch.NowUnixNano}
+		res := &BatchResult{Index: l.Index, Results: make([]*logpb.Result, len(batch.Ops))}
+		for j, op := range batch.Ops {
+			r := a.apply(op)
+			r.Index = l.Index
+			res.Results[j] = r
+		}
+		out[i] = res
+	}
+	if !changed {
+		return out
+	}
+	if err := putProto(b, m.space, keyApplied, st); err != nil {
+		m.fatal("encode applied state", err)
+	}
+	if err := b.Commit(false); err != nil {
+		m.fatal("commit applied batch", err)
+	}
+	m.index.Store(st.Index)
+	m.term.Store(st.Term)
+	m.rev.Store(st.Revision)
+	m.notify()
+	return out
+}
+
+// fatal stops the process: the node can no longer tell what its stored
+// state reflects, and continuing could acknowledge writes it then loses.
+func (m *Machine) fatal(what string, err error) {
+	m.log.Error("state machine storage failure; stopping", "what", what, "err", err)
+	panic(fmt.Sprintf("sm: %s: %s: %v", m.group, what, err))
+}
+
+func putProto(b *rocks.Batch, s *rocks.Space, key []byte, msg proto.Message) error {
+	v, err := marshal.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	b.Put(s, key, v)
+	return nil
+}
+
+// Snapshot captures a consistent view; it runs on the FSM goroutine, so the
+// view and the applied state it reports belong together.
+func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
+	sn := m.db.NewSnapshot()
+	st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
+	if err != nil {
+		sn.Close()
+		return nil, err
+	}
+	return &snapshot{m: m, sn: sn, st: st}, nil
+}
+
+// Restore replaces the group's data wholly with a snapshot stream.
+func (m *Machine) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	m.restoreMu.Lock()
+	defer m.restoreMu.Unlock()
+	st, err := m.restore(rc)
+	if err != nil {
+		return err
+	}
+	m.index.Store(st.Index)
+	m.term.Store(st.Term)
+	m.rev.Store(st.Revision)
+	m.notify()
+	m.log.Info("restored snapshot", "index", st.Index, "revision", st.Revision)
+	return nil
+}

@@ -1,0 +1,168 @@
+package sm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rocks"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Reads see the latest applied state of this replica. Linearizability is
+// the caller's business (metanode waits until a confirmed read index is
+// applied before reading); the state only moves forward, so a read may see
+// a later state than the one it waited for, never an earlier one.
+
+// Entry is a stored key and its value.
+type Entry struct {
+	Key []byte
+	KV  *logpb.KV
+}
+
+func (m *Machine) read(fn func() error) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	m.restoreMu.RLock()
+	defer m.restoreMu.RUnlock()
+	return fn()
+}
+
+// Get returns a KV key, or nil when absent.
+func (m *Machine) Get(key []byte) (*logpb.KV, error) {
+	var kv *logpb.KV
+	err := m.read(func() error {
+		v, ok, err := m.space.Get(kvKey(key))
+		if err != nil || !ok {
+			return err
+		}
+		kv = &logpb.KV{}
+		return proto.Unmarshal(v, kv)
+	})
+	return kv, err
+}
+
+// List returns up to limit keys with prefix, strictly after startAfter, in
+// ascending order, and whether more follow. keysOnly drops values.
+func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out []Entry, more bool, err error) {
+	start := kvKey(prefix)
+	end := prefixEnd(start)
+	if len(startAfter) > 0 && bytes.Compare(startAfter, prefix) >= 0 {
+		// The smallest key strictly greater than startAfter.
+		start = append(kvKey(startAfter), 0)
+	}
+	err = m.read(func() error {
+		var derr error
+		serr := m.space.Scan(start, end, func(k, v []byte) bool {
+			if len(out) == limit {
+				more = true
+				return false
+			}
+			kv := &logpb.KV{}
+			if derr = proto.Unmarshal(v, kv); derr != nil {
+				return false
+			}
+			if keysOnly {
+				kv.Value = nil
+			}
+			out = append(out, Entry{Key: append([]byte(nil), k[1:]...), KV: kv})
+			return true
+		})
+		if serr != nil {
+			return serr
+		}
+		return derr
+	})
+	return out, more, err
+}
+
+// Offset returns a committed offset, or nil when none.
+func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, error) {
+	var o *logpb.Offset
+	err := m.read(func() error {
+		v, ok, err := m.space.Get(offsetKey(group, topic, partition))
+		if err != nil || !ok {
+			return err
+		}
+		o = &logpb.Offset{}
+		return proto.Unmarshal(v, o)
+	})
+	return o, err
+}
+
+// Cluster returns the cluster record of a metadata group (nil before the
+// first ClusterInit) and its members in id order.
+func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
+	var ci *logpb.ClusterInit
+	var members []*logpb.MemberPut
+	err := m.read(func() error {
+		v, ok, err := m.space.Get(keyClusterID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			ci = &logpb.ClusterInit{}
+			if err := proto.Unmarshal(v, ci); err != nil {
+				return err
+			}
+		}
+		p := []byte{prefixCluster, 'm'}
+		var derr error
+		if err := m.space.Scan(p, prefixEnd(p), func(_, v []byte) bool {
+			mp := &logpb.MemberPut{}
+			if derr = proto.Unmarshal(v, mp); derr != nil {
+				return false
+			}
+			members = append(members, mp)
+			return true
+		}); err != nil {
+			return err
+		}
+		return derr
+	})
+	return ci, members, err
+}
+
+// StateHash digests the group's whole state from one consistent view: the
+// applied state and an FNV-1a 64 over every data key and value in key order
+// (each as a uvarint length and the bytes). Replicas at the same applied
+// index must agree.
+type StateHash struct {
+	Index, Revision, Hash, Keys uint64
+}
+
+// Hash computes the state hash.
+func (m *Machine) Hash() (StateHash, error) {
+	var out StateHash
+	err := m.read(func() error {
+		sn := m.db.NewSnapshot()
+		defer sn.Close()
+		st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
+		if err != nil {
+			return err
+		}
+		h := fnv.New64a()
+		var buf []byte
+		var n uint64
+		if err := sn.Scan(m.space, userStart, userEnd, func(k, v []byte) bool {
+			buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
+			buf = append(buf, k...)
+			buf = binary.AppendUvarint(buf, uint64(len(v)))
+			buf = append(buf, v...)
+			_, _ = h.Write(buf)
+			n++
+			return true
+		}); err != nil {
+			return fmt.Errorf("sm: hash scan: %w", err)
+		}
+		out = StateHash{Index: st.Index, Revision: st.Revision, Hash: h.Sum64(), Keys: n}
+		return nil
+	})
+	return out, err
+}
+
+var _ = rocks.Options{}
