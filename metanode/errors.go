@@ -56,7 +56,7 @@ type invalidField struct {
 	field, msg string
 }
 
-func (e *invalidField) Error() string      { return "metanode: " + e.field + ": " + e.msg }
+func (e *invalidField) Error() string        { return "metanode: " + e.field + ": " + e.msg }
 func (e *invalidField) Is(target error) bool { return target == ErrInvalid }
 
 // Field returns the name of the offending request field.

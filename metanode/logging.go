@@ -113,4 +113,3 @@ func trimNewline(p []byte) []byte {
 	}
 	return p
 }
-

@@ -47,7 +47,7 @@ type Machine struct {
 	// that no read sees half of the old state and half of the new.
 	restoreMu sync.RWMutex
 
-	waitMu sync.Mutex    // guards applied
+	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
 	closed  atomic.Bool
 }
