@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Logger, default slog.Default().
 	Logger *slog.Logger
+	// Dialer, when set, makes the connections (e.g. unix sockets, or a
+	// test harness that injects faults).
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Validate reports every problem of the configuration at once.
@@ -123,9 +127,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, leaders: map[string]string{}, byID: map[string]*endpoint{}}
 	for _, addr := range cfg.Endpoints {
-		conn, err := grpc.NewClient(addr,
+		opts := []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		}
+		if cfg.Dialer != nil {
+			opts = append(opts, grpc.WithContextDialer(cfg.Dialer))
+		}
+		conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 		if err != nil {
 			_ = c.Close()
 			return nil, fmt.Errorf("client: endpoint %s: %w", addr, err)

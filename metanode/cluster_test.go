@@ -1,0 +1,555 @@
+package metanode_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// grpc and raft leave a few goroutines winding down briefly after
+		// Close; the node's own loops are checked by the tests' cleanups.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func put(t *testing.T, c *client.Client, k, v string) {
+	t.Helper()
+	if _, err := c.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte(k), Value: []byte(v)}); err != nil {
+		t.Fatalf("put %s=%s: %v", k, v, err)
+	}
+}
+
+func get(t *testing.T, c *client.Client, k string, consistency metapb.ReadConsistency) (string, bool) {
+	t.Helper()
+	resp, err := c.Get(ctxT(t, 20*time.Second), &metapb.GetRequest{Key: []byte(k), Consistency: consistency})
+	if err != nil {
+		t.Fatalf("get %s: %v", k, err)
+	}
+	if resp.Kv == nil {
+		return "", false
+	}
+	return string(resp.Kv.Value), true
+}
+
+const lin = metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+
+func followerOf(t *testing.T, c *metanodetest.Cluster, group string, not ...string) string {
+	t.Helper()
+	leader := c.WaitLeader(group, 30*time.Second)
+	for _, id := range c.IDs() {
+		if id != leader && c.Running(id) != nil && !slices.Contains(not, id) {
+			return id
+		}
+	}
+	t.Fatalf("no follower of %s", group)
+	return ""
+}
+
+// Three nodes started at the same moment form exactly one cluster: one
+// cluster id, every group has one leader that everybody agrees on, and the
+// member list holds all three.
+func TestFormationAllAtOnce(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 2, DataGroups: 2})
+	ids := map[string]bool{}
+	for _, id := range c.IDs() {
+		ids[c.Running(id).ClusterID()] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("got cluster ids %v, want exactly one", ids)
+	}
+	for _, g := range metapb.Groups(2, 2) {
+		c.WaitLeader(g, 30*time.Second)
+	}
+	ms, err := c.Client("").Members(ctxT(t, 20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms.Members) != 3 {
+		t.Fatalf("got %d members, want 3: %v", len(ms.Members), ms.Members)
+	}
+}
+
+// A write sent to a follower is forwarded to the leader; a linearizable
+// read at another node sees it at once.
+func TestWriteThroughFollowerReadElsewhere(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	g := metapb.DataGroupFor([]byte("k"), 1)
+	leader := c.WaitLeader(g, 30*time.Second)
+	f1 := followerOf(t, c, g)
+	f2 := followerOf(t, c, g, f1)
+	for i := 0; i < 20; i++ {
+		v := fmt.Sprint(i)
+		put(t, c.Client(f1), "k", v)
+		for _, reader := range []string{f2, leader} {
+			if got, ok := get(t, c.Client(reader), "k", lin); !ok || got != v {
+				t.Fatalf("read at %s after write at %s: got %q (found %v), want %q", reader, f1, got, ok, v)
+			}
+		}
+	}
+}
+
+// Killing the leader of each group in turn yields a new leader, and no
+// acknowledged write is lost.
+func TestLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 1, DataGroups: 1})
+	cl := c.Client("")
+	acked := map[string]string{}
+	for _, g := range metapb.Groups(1, 1) {
+		for i := 0; i < 10; i++ {
+			k := fmt.Sprintf("%s-%d", g, i)
+			put(t, cl, k, "v"+k)
+			acked[k] = "v" + k
+		}
+		if _, err := cl.CommitOffsets(ctxT(t, 20*time.Second), &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+			{Group: "cg-" + g, Topic: "t", Partition: 0, Offset: 7}}}); err != nil {
+			t.Fatal(err)
+		}
+		old := c.WaitLeader(g, 30*time.Second)
+		c.Crash(old)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if l := c.Leader(g); l != "" && l != old {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no new leader after crashing %s", g, old)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, v := range acked {
+			if got, ok := get(t, cl, k, lin); !ok || got != v {
+				t.Fatalf("after crashing %s (leader of %s): %s = %q (found %v), want %q", old, g, k, got, ok, v)
+			}
+		}
+		if err := c.Restart(old); err != nil {
+			t.Fatalf("restart %s: %v", old, err)
+		}
+	}
+	resp, err := cl.FetchOffsets(ctxT(t, 20*time.Second), &metapb.FetchOffsetsRequest{Partitions: []*metapb.TopicPartition{
+		{Group: "cg-offset-0", Topic: "t", Partition: 0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := resp.Offsets[0]; !o.Found || o.Offset != 7 {
+		t.Fatalf("offset after crashes: got %v, want 7", o)
+	}
+}
+
+// waitCaughtUp waits until node id has applied at least what the group's
+// leader had committed when called.
+func waitCaughtUp(t *testing.T, c *metanodetest.Cluster, id, group string) {
+	t.Helper()
+	leader := c.WaitLeader(group, 30*time.Second)
+	var want uint64
+	for _, st := range c.Running(leader).Status() {
+		if st.Group == group {
+			want = st.CommitIndex
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, st := range c.Running(id).Status() {
+			if st.Group == group && st.AppliedIndex >= want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not catch up on %s to index %d", id, group, want)
+}
+
+// A stopped node restarts on its data, catches up, and serves what was
+// written while it was down (stale reads there prove the local replica
+// has it).
+func TestRestartCatchesUp(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	g := metapb.DataGroupFor([]byte("a"), 1)
+	cl := c.Client("")
+	put(t, cl, "before", "1")
+	victim := followerOf(t, c, g)
+	c.Stop(victim)
+	for i := 0; i < 50; i++ {
+		put(t, cl, fmt.Sprintf("during-%d", i), "2")
+	}
+	if err := c.Restart(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, victim, g)
+	local := c.Client(victim)
+	for _, k := range []string{"before", "during-0", "during-49"} {
+		if _, ok := get(t, local, k, metapb.ReadConsistency_READ_CONSISTENCY_STALE); !ok {
+			t.Fatalf("restarted %s lacks %s in its replica", victim, k)
+		}
+	}
+}
+
+// A node that fell behind past log compaction is brought back by a
+// snapshot install, and its state hash then equals the leader's.
+func TestSnapshotInstallForLaggingNode(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{Configure: func(cfg *metanode.Config) {
+		cfg.SnapshotThreshold = 64
+		cfg.TrailingLogs = 16
+		cfg.SnapshotInterval = 200 * time.Millisecond
+	}})
+	g := metapb.DataGroupFor([]byte("x"), 1)
+	cl := c.Client("")
+	put(t, cl, "stale-key", "will be deleted")
+	victim := followerOf(t, c, g)
+	c.Crash(victim)
+	_, err := cl.Delete(ctxT(t, 10*time.Second), &metapb.DeleteRequest{Key: []byte("stale-key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		put(t, cl, fmt.Sprintf("k%03d", i), strings.Repeat("v", 100))
+	}
+	leader := c.WaitLeader(g, 30*time.Second)
+	// Wait until the leader has snapshotted past the victim's log.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var snap uint64
+		for _, st := range c.Running(leader).Status() {
+			if st.Group == g {
+				snap = st.LastSnapshotIndex
+			}
+		}
+		if snap > 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader %s never snapshotted %s", leader, g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Restart(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, victim, g)
+	local := c.Client(victim)
+	if _, ok := get(t, local, "stale-key", metapb.ReadConsistency_READ_CONSISTENCY_STALE); ok {
+		t.Fatalf("a key deleted while %s was down survived the snapshot restore", victim)
+	}
+	if _, ok := get(t, local, "k399", metapb.ReadConsistency_READ_CONSISTENCY_STALE); !ok {
+		t.Fatalf("%s lacks k399 after catching up", victim)
+	}
+	// Same applied index, same state hash.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		lh, err1 := c.Running(leader).StateHash(g)
+		vh, err2 := c.Running(victim).StateHash(g)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if lh.Index == vh.Index && lh.Hash == vh.Hash {
+			break
+		}
+		if time.Now().After(deadline) || (lh.Index == vh.Index && lh.Hash != vh.Hash) {
+			t.Fatalf("state differs: leader %+v, restored %+v", lh, vh)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A fourth node joins under write load (member add, then start with
+// join), becomes a voter in every group, then is removed from every group;
+// no acknowledged write is lost.
+func TestAddAndRemoveFourthNodeUnderLoad(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{Configure: func(cfg *metanode.Config) {
+		cfg.ReconcileInterval = 200 * time.Millisecond
+	}})
+	cl := c.Client("")
+	ctx, cancel := context.WithCancel(context.Background())
+	var acked sync.Map
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				k := fmt.Sprintf("w%d-%d", w, i)
+				wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := cl.Put(wctx, &metapb.PutRequest{Key: []byte(k), Value: []byte(k)})
+				wcancel()
+				if err == nil {
+					acked.Store(k, true)
+					writes.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	n4 := c.AddNode("n4")
+	if _, err := cl.AddMember(ctxT(t, 20*time.Second), "n4", n4.Addr); err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	if err := c.Join("n4"); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	groups := metapb.Groups(1, 1)
+	waitMembership(t, c, "n1", groups, func(ms []*metapb.Member) bool {
+		return slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" && m.Voter })
+	}, "n4 a voter")
+	if _, err := cl.RemoveMember(ctxT(t, 30*time.Second), "n4"); err != nil {
+		t.Fatalf("remove member: %v", err)
+	}
+	waitMembership(t, c, "n1", groups, func(ms []*metapb.Member) bool {
+		return !slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" })
+	}, "n4 gone")
+	c.Forget("n4")
+	cancel()
+	wg.Wait()
+	if writes.Load() == 0 {
+		t.Fatal("no write succeeded during the membership changes")
+	}
+	n := 0
+	acked.Range(func(k, _ any) bool {
+		if got, ok := get(t, cl, k.(string), lin); !ok || got != k.(string) {
+			t.Fatalf("acknowledged write %s lost: got %q", k, got)
+		}
+		n++
+		return true
+	})
+	t.Logf("%d acknowledged writes during add/remove, all present", n)
+}
+
+func waitMembership(t *testing.T, c *metanodetest.Cluster, observer string, groups []string, ok func([]*metapb.Member) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, st := range c.Running(observer).Status() {
+			if slices.Contains(groups, st.Group) && !ok(st.Members) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s in every group", what)
+}
+
+// With 3 nodes and 5 groups, the nodes spread leadership: no node leads
+// everything once balancing has run.
+func TestLeadersSpread(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 2, DataGroups: 2, Configure: func(cfg *metanode.Config) {
+		cfg.BalanceInterval = 300 * time.Millisecond
+	}})
+	groups := metapb.Groups(2, 2)
+	// Put every leadership on n1 first.
+	cl := c.Client("")
+	for _, g := range groups {
+		if l := c.WaitLeader(g, 30*time.Second); l != "n1" {
+			if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, "n1"); err != nil {
+				t.Logf("transfer %s to n1: %v", g, err)
+			}
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := map[string]int{}
+		for _, g := range groups {
+			counts[c.WaitLeader(g, 30*time.Second)]++
+		}
+		max := 0
+		for _, n := range counts {
+			max = maxInt(max, n)
+		}
+		if max <= 2 && len(counts) == 3 {
+			t.Logf("leaders spread: %v", counts)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leaders not spread after 60s: %v", counts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// A node whose data directory says one shape refuses to start with other
+// group counts, naming both.
+func TestRefusesOtherGroupCounts(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	c.Stop("n3")
+	n3 := c.Get("n3")
+	cfg := metanode.DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.ListenAddr, cfg.DataGroups = "n3", n3.Dir, n3.Addr, 4
+	cfg.Logger = metanodetest.NewLogger(t)
+	node, err := metanode.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = node.Start(ctxT(t, 20*time.Second))
+	if !errors.Is(err, metanode.ErrClusterMismatch) || !strings.Contains(err.Error(), "created with 1 data groups; this node was started with 4") {
+		t.Fatalf("got %v, want a cluster mismatch naming 1 and 4 data groups", err)
+	}
+	_ = node.Close()
+}
+
+// A write whose outcome the node cannot know comes back as an unknown
+// outcome, distinct from a definite failure, and is not retried.
+func TestUnknownOutcomeIsReported(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	g := metapb.DataGroupFor([]byte("u"), 1)
+	leader := c.WaitLeader(g, 30*time.Second)
+	pinned := c.Client(leader)
+	put(t, pinned, "u", "0")
+	// Cut the leader off from its followers: it keeps accepting the
+	// proposal but can never commit it.
+	var others []string
+	for _, id := range c.IDs() {
+		if id != leader {
+			others = append(others, id)
+		}
+	}
+	c.Net.Partition([]string{leader}, others)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	_, err := pinned.Put(ctx, &metapb.PutRequest{Key: []byte("u"), Value: []byte("1")})
+	if !client.IsUnknown(err) {
+		t.Fatalf("got %v, want an unknown outcome", err)
+	}
+	c.Net.Heal()
+}
+
+// Bad input is rejected with InvalidArgument naming the field, and nothing
+// is written.
+func TestBadInput(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	cl := c.Client("")
+	big := strings.Repeat("k", metapb.MaxKeyBytes+1)
+	huge := make([]byte, metapb.MaxValueBytes+1)
+	cases := []struct {
+		name  string
+		call  func(context.Context) error
+		field string
+	}{
+		{"empty key", func(ctx context.Context) error {
+			_, err := cl.Put(ctx, &metapb.PutRequest{Key: nil, Value: []byte("v")})
+			return err
+		}, "key"},
+		{"oversized key", func(ctx context.Context) error {
+			_, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte(big), Value: []byte("v")})
+			return err
+		}, "key"},
+		{"oversized value", func(ctx context.Context) error {
+			_, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte("ok"), Value: huge})
+			return err
+		}, "value"},
+		{"cas absent with value", func(ctx context.Context) error {
+			_, err := cl.CompareAndSwap(ctx, &metapb.CompareAndSwapRequest{Key: []byte("ok"), ExpectAbsent: true, ExpectedValue: []byte("x")})
+			return err
+		}, "expect_absent"},
+		{"get bad consistency", func(ctx context.Context) error {
+			_, err := cl.Get(ctx, &metapb.GetRequest{Key: []byte("ok"), Consistency: 7})
+			return err
+		}, "consistency"},
+		{"list limit", func(ctx context.Context) error {
+			_, err := cl.List(ctx, &metapb.ListRequest{Limit: metapb.MaxListLimit + 1})
+			return err
+		}, "limit"},
+		{"commit empty", func(ctx context.Context) error {
+			_, err := cl.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{})
+			return err
+		}, "offsets"},
+		{"commit empty group", func(ctx context.Context) error {
+			_, err := cl.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+				{Group: "g", Topic: "t", Partition: 0, Offset: 1}, {Group: "", Topic: "t", Partition: 0, Offset: 1}}})
+			return err
+		}, "offsets[1].group"},
+		{"commit negative partition", func(ctx context.Context) error {
+			_, err := cl.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+				{Group: "g", Topic: "t", Partition: -1, Offset: 1}}})
+			return err
+		}, "offsets[0].partition"},
+		{"commit negative offset", func(ctx context.Context) error {
+			_, err := cl.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+				{Group: "g", Topic: "t", Partition: 0, Offset: -5}}})
+			return err
+		}, "offsets[0].offset"},
+		{"commit long topic", func(ctx context.Context) error {
+			_, err := cl.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+				{Group: "g", Topic: strings.Repeat("t", 256), Partition: 0, Offset: 1}}})
+			return err
+		}, "offsets[0].topic"},
+		{"fetch empty partition", func(ctx context.Context) error {
+			_, err := cl.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Partitions: []*metapb.TopicPartition{{}}})
+			return err
+		}, "partitions[0].group"},
+		{"delete group empty", func(ctx context.Context) error {
+			_, err := cl.DeleteGroup(ctx, &metapb.DeleteGroupRequest{})
+			return err
+		}, "group"},
+		{"transfer unknown group", func(ctx context.Context) error {
+			_, err := cl.TransferLeader(ctx, "data-9", "")
+			return err
+		}, "group"},
+		{"add member empty id", func(ctx context.Context) error {
+			_, err := cl.AddMember(ctx, "", "127.0.0.1:1")
+			return err
+		}, "id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call(ctxT(t, 10*time.Second))
+			st, _ := status.FromError(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("got %v, want InvalidArgument", err)
+			}
+			var field string
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+					field = br.FieldViolations[0].Field
+				}
+			}
+			if field != tc.field || !strings.Contains(st.Message(), tc.field) {
+				t.Fatalf("got field %q, message %q; want field %q named", field, st.Message(), tc.field)
+			}
+		})
+	}
+	// Nothing was written: no keys, and the offset of group "g" absent.
+	lr, err := cl.List(ctxT(t, 10*time.Second), &metapb.ListRequest{})
+	if err != nil || len(lr.Kvs) != 0 {
+		t.Fatalf("after bad input: list got %v (err %v), want nothing", lr.GetKvs(), err)
+	}
+	fr, err := cl.FetchOffsets(ctxT(t, 10*time.Second), &metapb.FetchOffsetsRequest{Partitions: []*metapb.TopicPartition{{Group: "g", Topic: "t"}}})
+	if err != nil || fr.Offsets[0].Found {
+		t.Fatalf("after bad input: offset of g found=%v err=%v, want absent", fr.GetOffsets(), err)
+	}
+}

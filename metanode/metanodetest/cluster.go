@@ -1,0 +1,392 @@
+package metanodetest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/server"
+)
+
+// Options configure a test cluster.
+type Options struct {
+	Nodes        int // default 3
+	OffsetGroups int // default 1
+	DataGroups   int // default 1
+	// Configure, when set, adjusts every node's configuration.
+	Configure func(*metanode.Config)
+	// Seed seeds the fault layer's randomness.
+	Seed uint64
+	// Dir holds the nodes' data directories; default t.TempDir().
+	Dir string
+}
+
+// Node is one member of a test cluster.
+type Node struct {
+	ID   string
+	Addr string
+	Dir  string
+	// Node is nil while the node is down.
+	Node *metanode.Node
+}
+
+// Cluster is a set of in-process nodes. Methods may be called from any
+// goroutine.
+type Cluster struct {
+	t    testing.TB
+	opts Options
+	Net  *Net
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards nodes and order
+	nodes map[string]*Node
+	order []string
+}
+
+// logWriter sends log lines to t.Log while the test runs.
+type logWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// NewLogger returns a slog logger writing to t.Log (at Warn unless
+// META_TEST_LOG=debug|info), silenced when the test ends.
+func NewLogger(t testing.TB) *slog.Logger {
+	w := &logWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	lv := slog.LevelWarn
+	switch os.Getenv("META_TEST_LOG") {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+// Start starts a cluster of opts.Nodes nodes formed from an initial
+// member list, all at the same moment, and waits until every node has
+// started (the cluster has formed). Nodes stop at the end of the test.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.OffsetGroups == 0 {
+		opts.OffsetGroups = 1
+	}
+	if opts.DataGroups == 0 {
+		opts.DataGroups = 1
+	}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	c := &Cluster{t: t, opts: opts, Net: NewNet(opts.Seed), log: NewLogger(t), nodes: map[string]*Node{}}
+	t.Cleanup(c.StopAll)
+	var initial []metanode.Peer
+	lis := map[string]net.Listener{}
+	for i := 1; i <= opts.Nodes; i++ {
+		id := fmt.Sprintf("n%d", i)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		lis[id] = l
+		n := &Node{ID: id, Addr: l.Addr().String(), Dir: filepath.Join(opts.Dir, id)}
+		c.nodes[id] = n
+		c.order = append(c.order, id)
+		c.Net.Register(id, n.Addr)
+		initial = append(initial, metanode.Peer{ID: id, Addr: n.Addr})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, opts.Nodes)
+	for _, id := range c.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.start(id, lis[id], func(cfg *metanode.Config) { cfg.InitialCluster = initial }); err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("start cluster: %v", err)
+	}
+	return c
+}
+
+func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
+	cfg := metanode.DefaultConfig()
+	cfg.ID = n.ID
+	cfg.DataDir = n.Dir
+	cfg.Listener = l
+	cfg.AdvertiseAddr = n.Addr
+	cfg.OffsetGroups = c.opts.OffsetGroups
+	cfg.DataGroups = c.opts.DataGroups
+	cfg.Logger = c.log
+	cfg.Dialer = c.Net.Dialer(n.ID)
+	cfg.Rocks.BlockCacheBytes = 8 << 20
+	cfg.Rocks.WriteBufferBytes = 16 << 20
+	cfg.ShutdownTimeout = 5 * time.Second
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
+	return cfg
+}
+
+// start creates, wires and starts one node.
+func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)) error {
+	c.mu.Lock()
+	n := c.nodes[id]
+	c.mu.Unlock()
+	if l == nil {
+		var err error
+		if l, err = listenRetry(n.Addr); err != nil {
+			return err
+		}
+	}
+	cfg := c.config(n, l)
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	node, err := metanode.New(cfg)
+	if err != nil {
+		_ = l.Close()
+		return err
+	}
+	server.Register(node.GRPCServer(), node, "test")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := node.Start(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	n.Node = node
+	c.mu.Unlock()
+	return nil
+}
+
+// listenRetry listens on addr again after a node restart (the port may
+// take a moment to be released).
+func listenRetry(addr string) (net.Listener, error) {
+	var last error
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l, nil
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, last
+}
+
+// IDs returns the node ids in creation order.
+func (c *Cluster) IDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.order...)
+}
+
+// Get returns a node by id.
+func (c *Cluster) Get(id string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// Running returns the live metanode of id, or nil.
+func (c *Cluster) Running(id string) *metanode.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[id]; n != nil {
+		return n.Node
+	}
+	return nil
+}
+
+// Endpoints returns every node's address.
+func (c *Cluster) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, id := range c.order {
+		out = append(out, c.nodes[id].Addr)
+	}
+	return out
+}
+
+// Client returns a client of the whole cluster (closed at test end); with
+// pinned set to a node id it is pinned to that node.
+func (c *Cluster) Client(pinned string) *client.Client {
+	c.t.Helper()
+	cfg := client.Config{Endpoints: c.Endpoints(), RequestTimeout: 10 * time.Second, Dialer: c.Net.Dialer(Client)}
+	if pinned != "" {
+		cfg.Endpoints = []string{c.Get(pinned).Addr}
+		cfg.Pinned = true
+	}
+	cl, err := client.New(cfg)
+	if err != nil {
+		c.t.Fatalf("client: %v", err)
+	}
+	c.t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// Crash stops a node abruptly, as kill -9 would.
+func (c *Cluster) Crash(id string) {
+	c.stop(id, false)
+}
+
+// Stop shuts a node down in order (as SIGTERM does).
+func (c *Cluster) Stop(id string) {
+	c.stop(id, true)
+}
+
+func (c *Cluster) stop(id string, orderly bool) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	node := n.Node
+	n.Node = nil
+	c.mu.Unlock()
+	if node == nil {
+		return
+	}
+	var err error
+	if orderly {
+		err = node.Close()
+	} else {
+		err = node.Crash()
+	}
+	if err != nil {
+		c.t.Logf("stop %s: %v", id, err)
+	}
+}
+
+// Restart starts a stopped node again on its data directory.
+func (c *Cluster) Restart(id string) error {
+	if c.Running(id) != nil {
+		return fmt.Errorf("metanodetest: %s is running", id)
+	}
+	return c.start(id, nil, nil)
+}
+
+// AddNode creates a node that is not yet a member (use AddMember first,
+// then Join).
+func (c *Cluster) AddNode(id string) *Node {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	n := &Node{ID: id, Addr: addr, Dir: filepath.Join(c.opts.Dir, id)}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.order = append(c.order, id)
+	c.mu.Unlock()
+	c.Net.Register(id, addr)
+	return n
+}
+
+// Join starts a node created by AddNode, joining through the other nodes.
+func (c *Cluster) Join(id string) error {
+	var join []string
+	for _, other := range c.IDs() {
+		if other != id && c.Running(other) != nil {
+			join = append(join, c.Get(other).Addr)
+		}
+	}
+	return c.start(id, nil, func(cfg *metanode.Config) { cfg.Join = join })
+}
+
+// Forget drops a stopped node from the harness (after it was removed
+// from the cluster).
+func (c *Cluster) Forget(id string) {
+	c.Crash(id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.nodes, id)
+	for i, o := range c.order {
+		if o == id {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// StopAll crashes every running node (the test is over; speed matters more
+// than handoffs).
+func (c *Cluster) StopAll() {
+	c.Net.Heal()
+	var wg sync.WaitGroup
+	for _, id := range c.IDs() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Crash(id) }()
+	}
+	wg.Wait()
+}
+
+// Leader returns the id of the node that leads group, as a majority of the
+// running nodes report it, or "".
+func (c *Cluster) Leader(group string) string {
+	votes := map[string]int{}
+	running := 0
+	for _, id := range c.IDs() {
+		node := c.Running(id)
+		if node == nil {
+			continue
+		}
+		running++
+		for _, st := range node.Status() {
+			if st.Group == group && st.LeaderId != "" {
+				votes[st.LeaderId]++
+			}
+		}
+	}
+	for id, v := range votes {
+		if v*2 > running && c.Running(id) != nil {
+			for _, st := range c.Running(id).Status() {
+				if st.Group == group && st.State == "Leader" {
+					return id
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// WaitLeader waits until group has a leader that a majority agrees on.
+func (c *Cluster) WaitLeader(group string, timeout time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if id := c.Leader(group); id != "" {
+			return id
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader for %s within %s", group, timeout)
+	return ""
+}
