@@ -33,7 +33,7 @@ type linkState struct {
 // of the link from the peer back. Faults take effect at once on existing
 // connections.
 type Net struct {
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex        // guards the fields below
 	addrs   map[string]string // address -> node id
 	links   map[link]linkState
 	changed chan struct{} // closed and replaced on every change
