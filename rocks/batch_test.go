@@ -104,7 +104,7 @@ func TestBatchScanMerges(t *testing.T) {
 	b.Put(s, []byte("b"), []byte("batch"))
 	b.Put(s, []byte("c"), []byte("batch"))
 	b.Delete(s, []byte("e"))
-	b.Put(s, []byte("h"), []byte("batch"))   // beyond the end of the range below
+	b.Put(s, []byte("h"), []byte("batch"))    // beyond the end of the range below
 	b.Put(other, []byte("d"), []byte("node")) // another space: must not appear
 
 	tests := []struct {
