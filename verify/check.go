@@ -112,6 +112,8 @@ type partition struct {
 	Checker string
 	Name    string
 	Ops     []porcupine.Operation
+	// Pruned counts unknown writes left out because nobody observed them.
+	Pruned int
 }
 
 // opMeta travels with each porcupine operation: which partition it belongs
@@ -312,12 +314,14 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 	for _, name := range []string{CheckerKV, CheckerOffsets, CheckerOffsetsGroup} {
 		r := CheckResult{Checker: name, Verdict: Valid, Elapsed: time.Since(start)}
 		var details []string
+		pruned := 0
 		for i, p := range parts {
 			if p.Checker != name {
 				continue
 			}
 			r.Partitions++
 			r.Ops += len(p.Ops)
+			pruned += p.Pruned
 			switch verdicts[i] {
 			case Invalid:
 				r.Failing = append(r.Failing, p.Name)
@@ -328,6 +332,9 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 		}
 		if len(r.Undecided) > 0 {
 			details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
+		}
+		if pruned > 0 {
+			details = append(details, fmt.Sprintf("%d unknown writes nobody observed left out", pruned))
 		}
 		for _, p := range problems[name] {
 			details = append(details, "malformed response: "+p)

@@ -433,7 +433,8 @@ func Schedule(seed int64, kinds []FaultKind, total time.Duration, opts ScheduleO
 		if hi <= lo {
 			return lo
 		}
-		return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+		// Whole milliseconds keep schedules readable.
+		return lo + time.Duration(rng.Int64N(int64((hi-lo)/time.Millisecond)+1))*time.Millisecond
 	}
 	var order []FaultKind
 	var faults []Fault

@@ -296,10 +296,49 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	for _, k := range keys {
 		if len(byKey[k]) > 0 {
-			parts = append(parts, partition{Checker: CheckerKV, Name: k, Ops: byKey[k]})
+			ops, dropped := pruneKV(byKey[k])
+			parts = append(parts, partition{Checker: CheckerKV, Name: k, Ops: ops, Pruned: dropped})
 		}
 	}
 	return parts, problems
+}
+
+// pruneKV drops unknown puts and compare-and-swaps whose value nobody
+// observed. Such a write is explained by "never applied" (linearized after
+// everything else), and removing it cannot turn an illegal history legal:
+// in any linearization, no op between it and the next write observes the
+// key's value (else its value would be observed), so the linearization
+// stays legal without it, once unknown compare-and-swaps it made fail are
+// moved to the end. Observations count every value a response carried and
+// every value a compare-and-swap expected. A key with observations of mere
+// existence (keys-only lists, deletes without prev_kv) is not pruned.
+//
+// Pruning matters for speed: porcupine may place an unknown write anywhere
+// after its call, and on an illegal history it must try every placement
+// before it can say so.
+func pruneKV(ops []porcupine.Operation) ([]porcupine.Operation, int) {
+	observed := map[string]bool{}
+	for _, op := range ops {
+		c, r := op.Input.(kvCall), op.Output.(kvResult)
+		if (c.Op == OpGet && !c.ValueKnown) || (c.Op == OpDelete && !c.PrevKnown && !r.Unknown) {
+			return ops, 0
+		}
+		if r.Found {
+			observed[r.Value] = true
+		}
+		if c.Op == OpCAS && !c.ExpectAbsent {
+			observed[c.Expected] = true
+		}
+	}
+	out := ops[:0:0]
+	for _, op := range ops {
+		c, r := op.Input.(kvCall), op.Output.(kvResult)
+		if r.Unknown && (c.Op == OpPut || c.Op == OpCAS) && !observed[c.Value] {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out, len(ops) - len(out)
 }
 
 // includeInModel says whether an op is evidence for the models: ok ops and

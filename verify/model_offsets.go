@@ -160,9 +160,69 @@ func offsetPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	slices.SortFunc(tps, compareTP)
 	for _, tp := range tps {
-		parts = append(parts, partition{Checker: CheckerOffsets, Name: tp.String(), Ops: byTP[tp]})
+		ops, dropped := pruneOffsets(byTP[tp])
+		parts = append(parts, partition{Checker: CheckerOffsets, Name: tp.String(), Ops: ops, Pruned: dropped})
 	}
 	return parts, problems
+}
+
+// pruneOffsets drops unknown commits whose offset and metadata no fetch
+// returned, for the reasons given at pruneKV.
+func pruneOffsets(ops []porcupine.Operation) ([]porcupine.Operation, int) {
+	type seen struct {
+		offset   int64
+		metadata string
+	}
+	observed := map[seen]bool{}
+	for _, op := range ops {
+		if r := op.Output.(offResult); r.Found {
+			observed[seen{r.Offset, r.Metadata}] = true
+		}
+	}
+	out := ops[:0:0]
+	for _, op := range ops {
+		c, r := op.Input.(offCall), op.Output.(offResult)
+		if r.Unknown && c.Op == OpCommit && !observed[seen{c.Offset, c.Metadata}] {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out, len(ops) - len(out)
+}
+
+// pruneGroup drops unknown commits none of whose entries a fetch returned,
+// unless a delete-group in the partition reported a count (which observes
+// how many partitions exist).
+func pruneGroup(ops []porcupine.Operation) ([]porcupine.Operation, int) {
+	type seen struct {
+		topic     string
+		partition int32
+		offset    int64
+		metadata  string
+	}
+	observed := map[seen]bool{}
+	for _, op := range ops {
+		c, r := op.Input.(grpCall), op.Output.(grpResult)
+		if c.Op == OpDeleteGroup && !r.Unknown {
+			return ops, 0
+		}
+		for j, v := range r.Values {
+			if v.Found {
+				observed[seen{c.Partitions[j].Topic, c.Partitions[j].Partition, v.Offset, v.Metadata}] = true
+			}
+		}
+	}
+	out := ops[:0:0]
+	for _, op := range ops {
+		c, r := op.Input.(grpCall), op.Output.(grpResult)
+		if r.Unknown && c.Op == OpCommit && !slices.ContainsFunc(c.Commits, func(e OffsetCommit) bool {
+			return observed[seen{e.Topic, e.Partition, e.Offset, e.Metadata}]
+		}) {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out, len(ops) - len(out)
 }
 
 func compareTP(a, b TopicPartition) int {
@@ -406,7 +466,8 @@ func groupPartitions(ops []Op) []partition {
 	slices.Sort(names)
 	parts := make([]partition, 0, len(names))
 	for _, g := range names {
-		parts = append(parts, partition{Checker: CheckerOffsetsGroup, Name: g, Ops: byGroup[g]})
+		ops, dropped := pruneGroup(byGroup[g])
+		parts = append(parts, partition{Checker: CheckerOffsetsGroup, Name: g, Ops: ops, Pruned: dropped})
 	}
 	return parts
 }
