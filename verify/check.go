@@ -325,7 +325,14 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 			switch verdicts[i] {
 			case Invalid:
 				r.Failing = append(r.Failing, p.Name)
-				details = append(details, fmt.Sprintf("%s %q: not linearizable (%d ops)", name, p.Name, len(p.Ops)))
+				longest := 0
+				if i < len(partials) {
+					for _, l := range partials[i] {
+						longest = max(longest, len(l))
+					}
+				}
+				details = append(details, fmt.Sprintf("%s %q: not linearizable (longest linearizable prefix: %d of %d ops)",
+					name, p.Name, longest, len(p.Ops)))
 			case Unknown:
 				r.Undecided = append(r.Undecided, p.Name)
 			}
