@@ -1,0 +1,69 @@
+// Command metabench measures a meta cluster, or an etcd cluster with the
+// same load generator, so the two can be compared side by side.
+//
+//	metabench put     [--clients N] [--total N] [--key-size B] [--value-size B]
+//	metabench get     [--keys N] [--consistency linearizable|stale] ...
+//	metabench offsets [--groups G] [--partitions P] [--batch B] ...
+//	metabench compare RESULT.json...
+//
+// Every load command takes --target meta|etcd (default meta) and
+// --endpoints (default: the cluster `make run` starts for meta, the cluster
+// ci/bench.sh starts for etcd). --clients goroutines each keep one request
+// in flight; they share --conns client connections (default one per 16
+// clients), as real brokers share a few connections. --total counts items:
+// keys for put and get, offsets for offsets; a call carries --batch items
+// where the API has batches, so an offsets run makes total/batch calls.
+// put and get send one key per call (the KV API has no batch put or get),
+// so they reject --batch other than 1.
+//
+// Workloads. put writes unique keys: key i is --key-prefix followed by i in
+// decimal, zero-padded to exactly --key-size bytes, for i in [0, total).
+// get first loads --keys such keys (not timed; --load=false reuses keys an
+// earlier run loaded with the same prefix, sizes and count) and then reads
+// keys chosen uniformly at random from them. offsets commits to --groups
+// consumer groups times --partitions partitions of one topic: call s commits
+// --batch consecutive partitions of consumer group s mod groups. Values are
+// random letters drawn from --seed, which also seeds the random key choice,
+// so two runs with the same flags send the same requests.
+//
+// On etcd, put is an etcd Put, get an etcd Get (linearizable, or
+// serializable for --consistency stale), and offsets one Txn of --batch
+// Puts, which like meta's offset commit is atomic.
+//
+// Results. Latency is measured per call, from just before the call to its
+// return, for successful calls only, in an HDR histogram (1 µs to 1 min,
+// three significant digits). Throughput is successful items per second of
+// wall-clock time from the first call to the last return. Failures are
+// counted apart: "definite" means the cluster certainly did not apply the
+// call, "unknown" means a write may or may not have been applied (meta's
+// client reports it with client.IsUnknown; for etcd a write that timed out,
+// was cancelled or lost its connection counts as unknown), and "missing"
+// counts linearizable reads that found no value for a key get had loaded.
+// Reads never have unknown outcomes. A stale read that finds nothing is
+// not a failure (the replica it asked may not have caught up with the
+// load yet): it counts as a successful call and in stale_misses. The command exits with status 1 when more than
+// --max-error-rate of the calls failed (failed and missing together); it
+// stops early once that fraction can no longer be met.
+//
+// Output. The text report is a few lines for people. With --output json it
+// prints one JSON object (see Result for every field) on one line, so
+// results can be appended to a file and given to `metabench compare`, which
+// prints a side-by-side table with one row per workload and client count
+// and one column group per target (or --label).
+//
+// A progress line is written to stderr once a second while a run lasts (a
+// carriage-return line on a terminal, plain lines otherwise); --progress=false
+// turns it off.
+//
+// Adding a workload (the sessions benchmark of issue 5 is the next one):
+// write a workload (workload.go) whose calls assert the small interface
+// they need from a connection (declared next to the workload, like putter),
+// implement that interface on the targets that support it, and add a
+// subcommand that builds the workload from its flags. The runner, the
+// report and compare need no change: unit names what an item is
+// ("sessions"), and items per second is the figure to quote.
+//
+// metabench imports only the public client (rpc/client, rpc/metapb) and
+// etcd's client; never the server's packages, except that its tests start
+// an in-process cluster with metanode/metanodetest.
+package main

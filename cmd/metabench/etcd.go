@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// etcdConn drives an etcd cluster with etcd's own Go client, which spreads
+// requests over the endpoints round-robin (followers forward writes to the
+// leader), as etcd's benchmark tool does.
+type etcdConn struct {
+	c *clientv3.Client
+}
+
+var (
+	_ putter          = (*etcdConn)(nil)
+	_ getter          = (*etcdConn)(nil)
+	_ offsetCommitter = (*etcdConn)(nil)
+	_ pinger          = (*etcdConn)(nil)
+)
+
+func openEtcd(cfg dialConfig) (conn, error) {
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.endpoints,
+		DialTimeout: cfg.timeout,
+		// etcd's client logs through zap; its messages would interleave
+		// with the report, and errors reach us as return values anyway.
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return &etcdConn{c: c}, nil
+}
+
+func (e *etcdConn) Close() error { return e.c.Close() }
+
+// unknown: etcd does not say whether a failed write was applied. A write
+// that timed out, was cancelled, or whose connection or leader went away
+// may have been; errors the server returns before proposing (invalid
+// request, quota exceeded, too many requests) are definite.
+func (e *etcdConn) unknown(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	code := codes.Unknown
+	if ee, ok := errors.AsType[rpctypes.EtcdError](err); ok {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// ping asks every endpoint for its status, which also makes the
+// connections ready.
+func (e *etcdConn) ping(ctx context.Context) error {
+	var answered int
+	var errs []error
+	for _, ep := range e.c.Endpoints() {
+		if _, err := e.c.Status(ctx, ep); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		answered++
+	}
+	if answered == 0 {
+		return fmt.Errorf("etcd cluster at %v does not serve: %w", e.c.Endpoints(), errors.Join(errs...))
+	}
+	return nil
+}
+
+func (e *etcdConn) put(ctx context.Context, key, value []byte) error {
+	_, err := e.c.Put(ctx, string(key), string(value))
+	return err
+}
+
+func (e *etcdConn) get(ctx context.Context, key []byte, stale bool) (bool, error) {
+	var opts []clientv3.OpOption
+	if stale {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	resp, err := e.c.Get(ctx, string(key), opts...)
+	if err != nil {
+		return false, err
+	}
+	return len(resp.Kvs) > 0, nil
+}
+
+// commitOffsets writes the batch as one transaction of puts, one key per
+// (consumer group, topic, partition), so that it is atomic like meta's.
+func (e *etcdConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
+	ops := make([]clientv3.Op, len(offsets))
+	for i, o := range offsets {
+		key := "offsets/" + o.group + "/" + o.topic + "/" + strconv.Itoa(int(o.partition))
+		ops[i] = clientv3.OpPut(key, strconv.FormatInt(o.offset, 10))
+	}
+	_, err := e.c.Txn(ctx).Then(ops...).Commit()
+	return err
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := command(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metabench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the flags every load command shares, plus the ones of
+// particular commands (unused ones keep their defaults).
+type options struct {
+	target       string
+	endpoints    string
+	clients      int
+	conns        int
+	total        int64
+	keySize      int
+	valueSize    int
+	batch        int
+	seed         uint64
+	timeout      time.Duration
+	output       string
+	label        string
+	maxErrorRate float64
+	progress     bool
+	keyPrefix    string
+
+	// get
+	keys        int64
+	consistency string
+	load        bool
+
+	// offsets
+	groups      int
+	partitions  int
+	topic       string
+	groupPrefix string
+}
+
+func defaultOptions() options {
+	return options{
+		target:       targetMeta,
+		clients:      16,
+		total:        10000,
+		keySize:      32,
+		valueSize:    256,
+		batch:        1,
+		seed:         1,
+		timeout:      10 * time.Second,
+		output:       "text",
+		maxErrorRate: 0.01,
+		progress:     true,
+		keys:         10000,
+		consistency:  "linearizable",
+		load:         true,
+		groups:       100,
+		partitions:   100,
+		topic:        "bench",
+		groupPrefix:  "bench-group-",
+	}
+}
+
+// Validate reports every problem of the shared flags at once; commands
+// add their own checks.
+func (o options) Validate() error {
+	var errs []error
+	if o.target != targetMeta && o.target != targetEtcd {
+		errs = append(errs, fmt.Errorf("--target: %q is not %s or %s", o.target, targetMeta, targetEtcd))
+	}
+	if o.endpoints != "" && len(splitEndpoints(o.endpoints)) == 0 {
+		errs = append(errs, errors.New("--endpoints: no endpoint given"))
+	}
+	if o.clients < 1 {
+		errs = append(errs, fmt.Errorf("--clients: %d, want at least 1", o.clients))
+	}
+	if o.conns < 0 {
+		errs = append(errs, fmt.Errorf("--conns: %d, want 0 (one per 16 clients) or more", o.conns))
+	}
+	if o.total < 1 {
+		errs = append(errs, fmt.Errorf("--total: %d, want at least 1", o.total))
+	}
+	if o.keySize < 1 {
+		errs = append(errs, fmt.Errorf("--key-size: %d, want at least 1", o.keySize))
+	}
+	if o.valueSize < 0 {
+		errs = append(errs, fmt.Errorf("--value-size: %d, want 0 or more", o.valueSize))
+	}
+	if o.batch < 1 {
+		errs = append(errs, fmt.Errorf("--batch: %d, want at least 1", o.batch))
+	}
+	if o.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout: %v, want more than 0", o.timeout))
+	}
+	if o.output != "text" && o.output != "json" {
+		errs = append(errs, fmt.Errorf("--output: %q is not text or json", o.output))
+	}
+	if o.maxErrorRate < 0 || o.maxErrorRate > 1 {
+		errs = append(errs, fmt.Errorf("--max-error-rate: %g, want 0 to 1", o.maxErrorRate))
+	}
+	return errors.Join(errs...)
+}
+
+// connCount is --conns, or one connection per 16 clients.
+func (o options) connCount() int {
+	if o.conns > 0 {
+		return min(o.conns, o.clients)
+	}
+	return (o.clients + 15) / 16
+}
+
+func (o options) endpointList() []string {
+	if o.endpoints != "" {
+		return splitEndpoints(o.endpoints)
+	}
+	if o.target == targetEtcd {
+		return splitEndpoints(defaultEtcdEndpoints)
+	}
+	return splitEndpoints(defaultMetaEndpoints)
+}
+
+func command(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "metabench",
+		Short: "Load generator for a meta cluster (or an etcd cluster, for comparison)",
+		Long: "metabench drives a meta cluster, or with --target etcd an etcd cluster, with\n" +
+			"concurrent clients and reports throughput and latency percentiles.\n" +
+			"See `go doc github.com/metamq/meta/cmd/metabench` for the workloads and the JSON format.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		loadCommand(stdout, stderr, "put", "Write unique keys, one per call",
+			func(f flagSet, o *options) {
+				f.StringVar(&o.keyPrefix, "key-prefix", "bench/put/", "prefix of the keys written")
+			}, newPutWorkload),
+		loadCommand(stdout, stderr, "get", "Load a key space, then read random keys from it, one per call",
+			func(f flagSet, o *options) {
+				f.StringVar(&o.keyPrefix, "key-prefix", "bench/get/", "prefix of the keys loaded and read")
+				f.Int64Var(&o.keys, "keys", o.keys, "size of the key space read")
+				f.StringVar(&o.consistency, "consistency", o.consistency, "linearizable or stale (etcd: serializable)")
+				f.BoolVar(&o.load, "load", o.load, "write the key space before reading (false: reuse an earlier load)")
+			}, newGetWorkload),
+		loadCommand(stdout, stderr, "offsets", "Commit consumer offsets, --batch partitions per call",
+			func(f flagSet, o *options) {
+				f.IntVar(&o.groups, "groups", o.groups, "consumer groups committed to")
+				f.IntVar(&o.partitions, "partitions", o.partitions, "partitions of the topic each group commits")
+				f.StringVar(&o.topic, "topic", o.topic, "topic name")
+				f.StringVar(&o.groupPrefix, "group-prefix", o.groupPrefix, "prefix of the consumer group names")
+			}, newOffsetsWorkload),
+		compareCommand(stdout),
+	)
+	return root
+}
+
+// flagSet is the part of pflag.FlagSet the commands use.
+type flagSet interface {
+	StringVar(p *string, name, value, usage string)
+	IntVar(p *int, name string, value int, usage string)
+	Int64Var(p *int64, name string, value int64, usage string)
+	BoolVar(p *bool, name string, value bool, usage string)
+}
+
+func newPutWorkload(o options) (workload, error) {
+	if o.batch != 1 {
+		return nil, fmt.Errorf("--batch: %d, but put sends one key per call (the KV API has no batch put); use 1", o.batch)
+	}
+	ks := keySpace{prefix: o.keyPrefix, size: o.keySize}
+	if err := ks.validate(o.total); err != nil {
+		return nil, err
+	}
+	return &putWorkload{keys: ks}, nil
+}
+
+func newGetWorkload(o options) (workload, error) {
+	var errs []error
+	if o.batch != 1 {
+		errs = append(errs, fmt.Errorf("--batch: %d, but get reads one key per call (the KV API has no batch get); use 1", o.batch))
+	}
+	if o.consistency != "linearizable" && o.consistency != "stale" {
+		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
+	}
+	if o.keys < 1 {
+		errs = append(errs, fmt.Errorf("--keys: %d, want at least 1", o.keys))
+	}
+	ks := keySpace{prefix: o.keyPrefix, size: o.keySize}
+	if err := ks.validate(o.keys); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &getWorkload{keys: ks, n: o.keys, stale: o.consistency == "stale", load: o.load}, nil
+}
+
+func newOffsetsWorkload(o options) (workload, error) {
+	var errs []error
+	if o.groups < 1 {
+		errs = append(errs, fmt.Errorf("--groups: %d, want at least 1", o.groups))
+	}
+	if o.partitions < 1 {
+		errs = append(errs, fmt.Errorf("--partitions: %d, want at least 1", o.partitions))
+	}
+	if o.batch > o.partitions {
+		errs = append(errs, fmt.Errorf("--batch: %d is more than --partitions %d; a call commits each partition at most once", o.batch, o.partitions))
+	}
+	if o.topic == "" {
+		errs = append(errs, errors.New("--topic: empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &offsetsWorkload{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}, nil
+}
+
+// loadCommand builds a load command: the shared flags, the command's own
+// flags (extra), and a constructor of its workload.
+func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSet, *options),
+	build func(options) (workload, error)) *cobra.Command {
+	o := defaultOptions()
+	cmd := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			wl, err := build(o)
+			if err != nil {
+				return err
+			}
+			return runLoad(cmd.Context(), name, o, wl, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.target, "target", o.target, "meta or etcd (the same load against etcd, for comparison)")
+	f.StringVar(&o.endpoints, "endpoints", "", "comma-separated host:port (default "+defaultMetaEndpoints+" for meta, "+defaultEtcdEndpoints+" for etcd)")
+	f.IntVar(&o.clients, "clients", o.clients, "concurrent workers, each with one call in flight")
+	f.IntVar(&o.conns, "conns", o.conns, "client connections the workers share (0: one per 16 workers)")
+	f.Int64Var(&o.total, "total", o.total, "items to send (keys for put and get, offsets for offsets)")
+	f.IntVar(&o.keySize, "key-size", o.keySize, "key size in bytes")
+	f.IntVar(&o.valueSize, "value-size", o.valueSize, "value size in bytes")
+	f.IntVar(&o.batch, "batch", o.batch, "items per call where the API batches (offsets); put and get need 1")
+	f.Uint64Var(&o.seed, "seed", o.seed, "seed of values and of random key choices")
+	f.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of one call")
+	f.StringVarP(&o.output, "output", "o", o.output, "text or json (one line, for scripts and metabench compare)")
+	f.StringVar(&o.label, "label", "", "name of this run's column in metabench compare (default the target)")
+	f.Float64Var(&o.maxErrorRate, "max-error-rate", o.maxErrorRate, "fraction of calls that may fail before the exit status is 1")
+	f.BoolVar(&o.progress, "progress", o.progress, "print a progress line on stderr once a second")
+	extra(f, &o)
+	return cmd
+}
+
+// runLoad opens the connections, runs the workload and prints the result.
+func runLoad(ctx context.Context, name string, o options, wl workload, stdout, stderr io.Writer) error {
+	eps := o.endpointList()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	conns, err := openConns(o.target, o.connCount(), dialConfig{endpoints: eps, timeout: o.timeout, log: log})
+	if err != nil {
+		return err
+	}
+	defer closeConns(conns)
+	pingCtx, cancel := context.WithTimeout(ctx, max(o.timeout, 5*time.Second))
+	err = pingAll(pingCtx, conns)
+	cancel()
+	if err != nil {
+		return err
+	}
+	cfg := runConfig{
+		label:        name,
+		clients:      o.clients,
+		total:        o.total,
+		batch:        o.batch,
+		timeout:      o.timeout,
+		seed:         o.seed,
+		valueSize:    o.valueSize,
+		maxErrorRate: o.maxErrorRate,
+	}
+	if o.progress {
+		cfg.progress = stderr
+		cfg.tty = isTerminal(stderr)
+	}
+	res, runErr := run(ctx, wl, conns, cfg)
+	if res == nil {
+		return runErr
+	}
+	res.Command, res.Target, res.Label, res.Endpoints = name, o.target, o.label, eps
+	res.Clients, res.Conns, res.Batch, res.Seed = o.clients, len(conns), o.batch, o.seed
+	res.KeySize, res.ValueSize, res.Unit, res.Total = o.keySize, o.valueSize, wl.unit(), o.total
+	if !wl.writes() {
+		res.Consistency = o.consistency
+	}
+	if name == "offsets" {
+		res.KeySize, res.ValueSize = 0, 0 // not used by the workload
+	}
+	if o.output == "json" {
+		err = res.writeJSON(stdout)
+	} else {
+		err = res.writeText(stdout)
+	}
+	return errors.Join(runErr, err)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func compareCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare RESULT.json...",
+		Short: "Print results written with --output json side by side (- reads stdin)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var all []*Result
+			for _, name := range args {
+				rs, err := readResultsFile(cmd.InOrStdin(), name)
+				if err != nil {
+					return err
+				}
+				all = append(all, rs...)
+			}
+			if len(all) == 0 {
+				return errors.New("compare: no results in the files given")
+			}
+			return writeComparison(stdout, all)
+		},
+	}
+}
+
+func readResultsFile(stdin io.Reader, name string) ([]*Result, error) {
+	if name == "-" {
+		return readResults(stdin, "stdin")
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readResults(f, name)
+}

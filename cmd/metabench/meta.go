@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// metaConn drives a meta cluster through the public client: writes go to
+// the owning group's leader, reads are spread over the endpoints.
+type metaConn struct {
+	c *client.Client
+}
+
+var (
+	_ putter          = (*metaConn)(nil)
+	_ getter          = (*metaConn)(nil)
+	_ offsetCommitter = (*metaConn)(nil)
+	_ pinger          = (*metaConn)(nil)
+)
+
+func openMeta(cfg dialConfig) (conn, error) {
+	c, err := client.New(client.Config{
+		Endpoints:      cfg.endpoints,
+		RequestTimeout: cfg.timeout,
+		Logger:         cfg.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &metaConn{c: c}, nil
+}
+
+func (m *metaConn) Close() error { return m.c.Close() }
+
+func (m *metaConn) unknown(err error) bool { return client.IsUnknown(err) }
+
+// ping reads the member list (a linearizable read of metadata-0, so the
+// cluster has formed and serves) and then asks every endpoint for its
+// status, which makes each connection ready. A node that does not answer
+// is tolerated: the client routes around it, as it would for a broker.
+func (m *metaConn) ping(ctx context.Context) error {
+	if _, err := m.c.Members(ctx); err != nil {
+		return fmt.Errorf("meta cluster at %v does not serve: %w", m.c.Endpoints(), err)
+	}
+	var answered int
+	var errs []error
+	for _, ep := range m.c.Endpoints() {
+		if _, err := m.c.Status(ctx, ep); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		answered++
+	}
+	if answered == 0 {
+		return fmt.Errorf("no endpoint answered Status: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (m *metaConn) put(ctx context.Context, key, value []byte) error {
+	_, err := m.c.Put(ctx, &metapb.PutRequest{Key: key, Value: value})
+	return err
+}
+
+func (m *metaConn) get(ctx context.Context, key []byte, stale bool) (bool, error) {
+	req := &metapb.GetRequest{Key: key}
+	if stale {
+		req.Consistency = metapb.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	resp, err := m.c.Get(ctx, req)
+	if err != nil {
+		return false, err
+	}
+	return resp.Kv != nil, nil
+}
+
+func (m *metaConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
+	req := &metapb.CommitOffsetsRequest{Offsets: make([]*metapb.OffsetCommit, len(offsets))}
+	for i, o := range offsets {
+		req.Offsets[i] = &metapb.OffsetCommit{Group: o.group, Topic: o.topic, Partition: o.partition, Offset: o.offset}
+	}
+	_, err := m.c.CommitOffsets(ctx, req)
+	return err
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrTooManyFailures is returned when more than the allowed fraction of
+// calls failed; the result is still complete and printed.
+var ErrTooManyFailures = errors.New("metabench: too many failed calls")
+
+// Latency histogram range, in microseconds: 1 µs to 1 minute, 3
+// significant digits (about 130 KiB per worker).
+const (
+	histMin    = 1
+	histMax    = int64(time.Minute / time.Microsecond)
+	histDigits = 3
+)
+
+// runConfig is what the runner needs, already validated.
+type runConfig struct {
+	// label starts the progress line (the command's name).
+	label     string
+	clients   int
+	total     int64 // items
+	batch     int   // items per call
+	timeout   time.Duration
+	seed      uint64
+	valueSize int
+	// maxErrorRate is the fraction of calls that may fail before the run
+	// counts as failed.
+	maxErrorRate float64
+	// progress receives the progress line; nil for none. tty selects a
+	// carriage-return line over one line per report.
+	progress io.Writer
+	tty      bool
+	interval time.Duration // between progress lines; default 1s
+}
+
+// calls returns the number of calls that carry total items, batch at a
+// time, and how many items call seq carries.
+func (c runConfig) calls() int64 { return (c.total + int64(c.batch) - 1) / int64(c.batch) }
+
+func (c runConfig) items(seq int64) int {
+	return int(min(int64(c.batch), c.total-seq*int64(c.batch)))
+}
+
+// counters are shared by the workers and read by the progress line.
+type counters struct {
+	calls    atomic.Int64 // calls that returned
+	ok       atomic.Int64
+	items    atomic.Int64 // items of successful calls
+	definite atomic.Int64
+	unknown  atomic.Int64
+	missing  atomic.Int64
+	// staleMisses are successful stale reads that found nothing.
+	staleMisses atomic.Int64
+
+	firstErr atomic.Pointer[error]
+}
+
+func (c *counters) failed() int64 { return c.definite.Load() + c.unknown.Load() + c.missing.Load() }
+
+func (c *counters) noteErr(err error) {
+	c.firstErr.CompareAndSwap(nil, &err)
+}
+
+// run drives wl over conns and returns the measured result. It returns
+// ErrTooManyFailures (with the result) when the failures exceed the
+// allowed fraction, and the partial result with ctx's error when ctx ends
+// first (the run was interrupted).
+func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result, error) {
+	if len(conns) == 0 {
+		return nil, errors.New("metabench: no connections")
+	}
+	for _, c := range conns {
+		if err := wl.check(c); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.interval <= 0 {
+		cfg.interval = time.Second
+	}
+	env := prepareEnv{clients: cfg.clients, seed: cfg.seed, valueSize: cfg.valueSize, timeout: cfg.timeout, phase: func(label string, total int64) (func(int64), func()) {
+		var done atomic.Int64
+		stop := startProgress(cfg, label, "keys", total, func() progressFigures {
+			return progressFigures{done: done.Load()}
+		})
+		return func(n int64) { done.Add(n) }, stop
+	}}
+	if err := wl.prepare(ctx, conns, env); err != nil {
+		return nil, err
+	}
+
+	calls := cfg.calls()
+	allowed := int64(cfg.maxErrorRate * float64(calls))
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var aborted atomic.Bool
+	var ctr counters
+	var next atomic.Int64
+	hists := make([]*hdrhistogram.Histogram, cfg.clients)
+
+	stopProgress := startProgress(cfg, cfg.label, wl.unit(), cfg.total, func() progressFigures {
+		return progressFigures{done: ctr.items.Load(), definite: ctr.definite.Load(), unknown: ctr.unknown.Load(), missing: ctr.missing.Load()}
+	})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for id := range cfg.clients {
+		w := newWorker(id, cfg.seed, cfg.valueSize)
+		h := hdrhistogram.New(histMin, histMax, histDigits)
+		hists[id] = h
+		c := conns[id%len(conns)]
+		wg.Go(func() {
+			for runCtx.Err() == nil {
+				seq := next.Add(1) - 1
+				if seq >= calls {
+					return
+				}
+				n := cfg.items(seq)
+				callCtx, callCancel := context.WithTimeout(runCtx, cfg.timeout)
+				t0 := time.Now()
+				err := wl.call(callCtx, c, w, seq, n)
+				took := time.Since(t0)
+				callCancel()
+				if err != nil && runCtx.Err() != nil {
+					// Cut short by the end of the run, not by the cluster.
+					return
+				}
+				ctr.calls.Add(1)
+				if errors.Is(err, errStaleMiss) {
+					ctr.staleMisses.Add(1)
+					err = nil
+				}
+				switch {
+				case err == nil:
+					ctr.ok.Add(1)
+					ctr.items.Add(int64(n))
+					_ = h.RecordValue(max(took.Microseconds(), histMin))
+					continue
+				case errors.Is(err, errMissing):
+					ctr.missing.Add(1)
+				case wl.writes() && c.unknown(err):
+					ctr.unknown.Add(1)
+				default:
+					ctr.definite.Add(1)
+				}
+				ctr.noteErr(err)
+				if ctr.failed() > allowed && aborted.CompareAndSwap(false, true) {
+					cancel()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+
+	all := hdrhistogram.New(histMin, histMax, histDigits)
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	res := newResult(&ctr, calls, elapsed, all)
+	switch {
+	case aborted.Load():
+		res.Aborted = true
+		return res, fmt.Errorf("%w: %d of %d calls failed, more than --max-error-rate %g allows; stopped early",
+			ErrTooManyFailures, ctr.failed(), ctr.calls.Load(), cfg.maxErrorRate)
+	case ctx.Err() != nil:
+		res.Aborted = true
+		return res, fmt.Errorf("interrupted: %w", ctx.Err())
+	case ctr.failed() > allowed:
+		return res, fmt.Errorf("%w: %d of %d calls failed, more than --max-error-rate %g allows",
+			ErrTooManyFailures, ctr.failed(), ctr.calls.Load(), cfg.maxErrorRate)
+	}
+	return res, nil
+}
+
+// forEach runs fn for every index in [0, n) with env.clients workers over
+// conns, each call bounded by env.timeout; the first error stops it and is
+// returned.
+func forEach(ctx context.Context, env prepareEnv, conns []conn, n int64,
+	fn func(ctx context.Context, c conn, w *worker, i int64) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	var next atomic.Int64
+	for id := range env.clients {
+		// A different stream from the run's workers (id+clients), so the
+		// loaded values do not repeat the run's.
+		w := newWorker(id+env.clients, env.seed, env.valueSize)
+		c := conns[id%len(conns)]
+		g.Go(func() error {
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= n {
+					return nil
+				}
+				callCtx, cancel := context.WithTimeout(ctx, env.timeout)
+				err := fn(callCtx, c, w, i)
+				cancel()
+				if err != nil {
+					return err
+				}
+			}
+			return ctx.Err()
+		})
+	}
+	return g.Wait()
+}
+
+// progressFigures is one sample for the progress line.
+type progressFigures struct {
+	done                       int64
+	definite, unknown, missing int64
+}
+
+// startProgress prints a progress line every cfg.interval until the
+// returned stop is called; stop waits for the printer and ends the line.
+func startProgress(cfg runConfig, label, unit string, total int64, sample func() progressFigures) (stop func()) {
+	if cfg.progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	wg.Go(func() {
+		t := time.NewTicker(cfg.interval)
+		defer t.Stop()
+		var last int64
+		lastAt := start
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				f := sample()
+				rate := float64(f.done-last) / now.Sub(lastAt).Seconds()
+				last, lastAt = f.done, now
+				line := fmt.Sprintf("%s %5.1f%% %d/%d %s  %.0f %s/s  errors %d definite, %d unknown, %d missing  %s",
+					label, 100*float64(f.done)/float64(max(total, 1)), f.done, total, unit, rate, unit,
+					f.definite, f.unknown, f.missing, now.Sub(start).Truncate(time.Second))
+				if cfg.tty {
+					fmt.Fprintf(cfg.progress, "\r%s\x1b[K", line)
+				} else {
+					fmt.Fprintln(cfg.progress, line)
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+			if cfg.tty {
+				fmt.Fprint(cfg.progress, "\r\x1b[K")
+			}
+		})
+	}
+}

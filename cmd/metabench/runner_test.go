@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var (
+	errFakeDefinite = errors.New("fake: definitely not applied")
+	errFakeUnknown  = errors.New("fake: outcome unknown")
+)
+
+// fakeConn is an in-memory store; fail decides, per call number, whether
+// a call fails and how.
+type fakeConn struct {
+	mu    sync.Mutex // guards the fields below
+	store map[string]string
+	puts  map[string]int // how many times each key was put
+	calls int
+	// offsets counts committed offsets per "group/topic/partition".
+	offsets map[string]int
+	fail    func(call int) error
+	// block, when set, makes every call wait for its context to end.
+	block bool
+}
+
+func newFakeConn() *fakeConn {
+	return &fakeConn{store: map[string]string{}, puts: map[string]int{}, offsets: map[string]int{}}
+}
+
+func (f *fakeConn) Close() error { return nil }
+
+func (f *fakeConn) unknown(err error) bool { return errors.Is(err, errFakeUnknown) }
+
+func (f *fakeConn) enter(ctx context.Context) error {
+	if f.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.calls
+	f.calls++
+	if f.fail != nil {
+		return f.fail(n)
+	}
+	return nil
+}
+
+func (f *fakeConn) put(ctx context.Context, key, value []byte) error {
+	if err := f.enter(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.store[string(key)] = string(value)
+	f.puts[string(key)]++
+	return nil
+}
+
+func (f *fakeConn) get(ctx context.Context, key []byte, _ bool) (bool, error) {
+	if err := f.enter(ctx); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.store[string(key)]
+	return ok, nil
+}
+
+func (f *fakeConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
+	if err := f.enter(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range offsets {
+		f.offsets[o.group+"/"+o.topic+"/"+string(rune('0'+o.partition))]++
+	}
+	return nil
+}
+
+// putOnly implements a connection without reads or offsets.
+type putOnly struct{ f *fakeConn }
+
+func (p putOnly) put(ctx context.Context, key, value []byte) error { return p.f.put(ctx, key, value) }
+func (p putOnly) Close() error                                     { return nil }
+func (p putOnly) unknown(err error) bool                           { return p.f.unknown(err) }
+
+func testConfig(clients int, total int64, batch int) runConfig {
+	return runConfig{label: "test", clients: clients, total: total, batch: batch, timeout: 5 * time.Second,
+		seed: 1, valueSize: 8, maxErrorRate: 0.01}
+}
+
+func TestRunPutWritesEveryKeyOnce(t *testing.T) {
+	f := newFakeConn()
+	wl := &putWorkload{keys: keySpace{prefix: "k/", size: 8}}
+	res, err := run(context.Background(), wl, []conn{f, f}, testConfig(7, 500, 1))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.OK != 500 || res.Items != 500 || res.Done != 500 || res.Calls != 500 {
+		t.Errorf("got ok %d items %d done %d calls %d, want 500 each", res.OK, res.Items, res.Done, res.Calls)
+	}
+	if len(f.puts) != 500 {
+		t.Errorf("distinct keys written: got %d, want 500", len(f.puts))
+	}
+	for k, n := range f.puts {
+		if n != 1 {
+			t.Errorf("key %q: got %d puts, want 1", k, n)
+		}
+		if len(k) != 8 || !strings.HasPrefix(k, "k/") {
+			t.Errorf("key %q: want 8 bytes starting with k/", k)
+		}
+	}
+	if res.LatencyMs.Max <= 0 || res.LatencyMs.P50 > res.LatencyMs.P99 || res.LatencyMs.P99 > res.LatencyMs.Max {
+		t.Errorf("latency: got %+v, want 0 < p50 <= p99 <= max", res.LatencyMs)
+	}
+	if res.ItemsPerSecond <= 0 {
+		t.Errorf("throughput: got %v, want > 0", res.ItemsPerSecond)
+	}
+}
+
+func TestRunClassifiesFailures(t *testing.T) {
+	tests := []struct {
+		name         string
+		wl           workload
+		fail         func(int) error
+		maxRate      float64
+		wantDefinite int64
+		wantUnknown  int64
+		wantErr      error
+	}{
+		{
+			name: "write unknown and definite",
+			wl:   &putWorkload{keys: keySpace{prefix: "k", size: 8}},
+			fail: func(n int) error {
+				switch n % 10 {
+				case 0:
+					return errFakeUnknown
+				case 1:
+					return errFakeDefinite
+				}
+				return nil
+			},
+			maxRate: 0.5, wantDefinite: 10, wantUnknown: 10,
+		},
+		{
+			name: "reads never unknown",
+			wl:   &getWorkload{keys: keySpace{prefix: "k", size: 8}, n: 10, load: false},
+			fail: func(n int) error {
+				if n%10 == 0 {
+					return errFakeUnknown
+				}
+				return nil
+			},
+			maxRate: 0.5, wantDefinite: 10,
+		},
+		{
+			name: "too many failures",
+			wl:   &putWorkload{keys: keySpace{prefix: "k", size: 8}},
+			fail: func(n int) error {
+				if n%2 == 0 {
+					return errFakeDefinite
+				}
+				return nil
+			},
+			maxRate: 0.01, wantErr: ErrTooManyFailures,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeConn()
+			// Reads need the keys to exist: store them beforehand.
+			ks := keySpace{prefix: "k", size: 8}
+			for i := range int64(10) {
+				f.store[string(ks.key(nil, i))] = "v"
+			}
+			f.fail = tt.fail
+			cfg := testConfig(1, 100, 1) // one worker: call numbers are sequence numbers
+			cfg.maxErrorRate = tt.maxRate
+			res, err := run(context.Background(), tt.wl, []conn{f}, cfg)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("run: got error %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				if !res.Aborted || res.Done >= 100 {
+					t.Errorf("got aborted %v after %d calls, want aborted early", res.Aborted, res.Done)
+				}
+				return
+			}
+			if res.ErrorsDefinite != tt.wantDefinite || res.ErrorsUnknown != tt.wantUnknown {
+				t.Errorf("got %d definite, %d unknown, want %d, %d", res.ErrorsDefinite, res.ErrorsUnknown, tt.wantDefinite, tt.wantUnknown)
+			}
+			if want := 100 - tt.wantDefinite - tt.wantUnknown; res.OK != want {
+				t.Errorf("ok: got %d, want %d", res.OK, want)
+			}
+			if res.FirstError == "" {
+				t.Errorf("first error: got none, want one")
+			}
+		})
+	}
+}
+
+func TestRunGetLoadsThenCountsMissing(t *testing.T) {
+	f := newFakeConn()
+	wl := &getWorkload{keys: keySpace{prefix: "g", size: 6}, n: 50, load: true}
+	res, err := run(context.Background(), wl, []conn{f}, testConfig(4, 300, 1))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if len(f.puts) != 50 {
+		t.Errorf("keys loaded: got %d, want 50", len(f.puts))
+	}
+	if res.OK != 300 || res.Missing != 0 {
+		t.Errorf("got ok %d missing %d, want 300 and 0", res.OK, res.Missing)
+	}
+
+	// Without loading, an empty store makes every read a missing key.
+	empty := newFakeConn()
+	wl.load = false
+	cfg := testConfig(2, 100, 1)
+	cfg.maxErrorRate = 1
+	res, err = run(context.Background(), wl, []conn{empty}, cfg)
+	if err != nil {
+		t.Fatalf("run without load: %v", err)
+	}
+	if res.Missing != 100 || res.OK != 0 {
+		t.Errorf("without load: got missing %d ok %d, want 100 and 0", res.Missing, res.OK)
+	}
+
+	// A stale read that finds nothing is a lagging replica, not a failure.
+	wl.stale = true
+	res, err = run(context.Background(), wl, []conn{empty}, testConfig(2, 100, 1))
+	if err != nil {
+		t.Fatalf("stale run without load: %v", err)
+	}
+	if res.StaleMisses != 100 || res.OK != 100 || res.Missing != 0 {
+		t.Errorf("stale without load: got stale misses %d ok %d missing %d, want 100, 100, 0", res.StaleMisses, res.OK, res.Missing)
+	}
+}
+
+func TestRunOffsetsBatches(t *testing.T) {
+	f := newFakeConn()
+	wl := &offsetsWorkload{groups: 2, partitions: 5, topic: "t", prefix: "g"}
+	res, err := run(context.Background(), wl, []conn{f}, testConfig(3, 103, 5))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.Calls != 21 || res.OK != 21 || res.Items != 103 {
+		t.Errorf("got calls %d ok %d items %d, want 21, 21, 103", res.Calls, res.OK, res.Items)
+	}
+	var sum int
+	for _, n := range f.offsets {
+		sum += n
+	}
+	if sum != 103 {
+		t.Errorf("offsets committed: got %d, want 103", sum)
+	}
+	if len(f.offsets) != 10 {
+		t.Errorf("partitions touched: got %d, want 10 (2 groups x 5)", len(f.offsets))
+	}
+}
+
+func TestRunUnsupported(t *testing.T) {
+	c := putOnly{newFakeConn()}
+	for _, wl := range []workload{
+		&offsetsWorkload{groups: 1, partitions: 1, topic: "t"},
+		&getWorkload{keys: keySpace{prefix: "k", size: 4}, n: 1},
+	} {
+		_, err := run(context.Background(), wl, []conn{c}, testConfig(1, 1, 1))
+		if !errors.Is(err, errUnsupported) {
+			t.Errorf("%s on a put-only connection: got %v, want %v", wl.unit(), err, errUnsupported)
+		}
+	}
+	if _, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 4}}, []conn{c}, testConfig(1, 1, 1)); err != nil {
+		t.Errorf("put on a put-only connection: got %v, want success", err)
+	}
+}
+
+func TestRunInterrupted(t *testing.T) {
+	f := newFakeConn()
+	f.block = true
+	ctx, cancel := context.WithCancel(context.Background())
+	var res *Result
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err = run(ctx, &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{f}, testConfig(4, 100, 1))
+	}()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within 10s of its context ending")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got error %v, want %v", err, context.Canceled)
+	}
+	if !res.Aborted || res.ErrorsUnknown != 0 || res.ErrorsDefinite != 0 {
+		t.Errorf("got aborted %v, %d unknown, %d definite; want aborted with no failures counted", res.Aborted, res.ErrorsUnknown, res.ErrorsDefinite)
+	}
+}
+
+func TestRunTimeoutIsUnknownForWrites(t *testing.T) {
+	f := newFakeConn()
+	f.block = true
+	cfg := testConfig(2, 4, 1)
+	cfg.timeout = time.Millisecond
+	cfg.maxErrorRate = 1
+	res, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{timeoutUnknown{f}}, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.ErrorsUnknown != 4 {
+		t.Errorf("unknown: got %d, want 4", res.ErrorsUnknown)
+	}
+}
+
+// timeoutUnknown treats a deadline as an unknown outcome, as real
+// targets do.
+type timeoutUnknown struct{ *fakeConn }
+
+func (c timeoutUnknown) unknown(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
+
+func TestProgressLines(t *testing.T) {
+	var buf syncBuffer
+	cfg := testConfig(1, 10, 1)
+	cfg.progress, cfg.interval = &buf, time.Millisecond
+	var n int64
+	var mu sync.Mutex
+	stop := startProgress(cfg, "put", "puts", 10, func() progressFigures {
+		mu.Lock()
+		defer mu.Unlock()
+		n = min(n+1, 10)
+		return progressFigures{done: n, unknown: 1}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "10/10 puts") {
+		if time.Now().After(deadline) {
+			t.Fatalf("progress output after 10s: got %q, want a line with 10/10 puts", buf.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	stop() // safe twice
+	line := strings.SplitN(buf.String(), "\n", 2)[0]
+	if !strings.HasPrefix(line, "put ") || !strings.Contains(line, "1 unknown") {
+		t.Errorf("first progress line: got %q, want it to start with \"put \" and count 1 unknown", line)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// errMissing is returned by a linearizable read that found no value for
+// a key the workload had written before the clock started: a failure.
+var errMissing = errors.New("metabench: key not found")
+
+// errStaleMiss is returned by a stale read that found no value for such a
+// key. The replica may lag behind the load, so it is counted apart and is
+// not a failure.
+var errStaleMiss = errors.New("metabench: key not found by a stale read")
+
+// workload is one kind of call the runner drives. Calls are numbered
+// 0..calls-1; the runner hands each number to exactly one worker.
+type workload interface {
+	// unit names what an item is, plural ("puts", "offsets").
+	unit() string
+	// writes reports whether calls change state, so that a failure may
+	// have an unknown outcome.
+	writes() bool
+	// check reports errUnsupported when c lacks what the calls need.
+	check(c conn) error
+	// prepare runs before the clock starts (loading keys to read).
+	prepare(ctx context.Context, conns []conn, p prepareEnv) error
+	// call performs call seq, carrying n items, on c.
+	call(ctx context.Context, c conn, w *worker, seq int64, n int) error
+}
+
+// prepareEnv is what prepare may use: the runner's settings and a way to
+// drive a loading phase with the same workers.
+type prepareEnv struct {
+	clients   int
+	seed      uint64
+	valueSize int
+	timeout   time.Duration // per call
+	// phase starts a progress line for a loading phase of total items;
+	// add counts items done, end stops the line.
+	phase func(label string, total int64) (add func(int64), end func())
+}
+
+// worker is one goroutine's private state; workloads keep their scratch
+// buffers here so that calls do not allocate.
+type worker struct {
+	id    int
+	rng   *rand.Rand
+	key   []byte
+	value []byte
+	// offsets is the offsets workload's reusable batch.
+	offsets []offsetCommit
+}
+
+// newWorker seeds worker id's generator from seed, so that a run is
+// reproducible; valueSize random letters make its value.
+func newWorker(id int, seed uint64, valueSize int) *worker {
+	w := &worker{id: id, rng: rand.New(rand.NewPCG(seed, uint64(id)))}
+	w.value = make([]byte, valueSize)
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := range w.value {
+		w.value[i] = letters[w.rng.IntN(len(letters))]
+	}
+	return w
+}
+
+// keySpace names keys prefix + zero-padded decimal index, exactly size
+// bytes long.
+type keySpace struct {
+	prefix string
+	size   int
+}
+
+// validate reports whether indexes below n fit in size bytes.
+func (k keySpace) validate(n int64) error {
+	digits := len(strconv.FormatInt(max(n-1, 0), 10))
+	if len(k.prefix)+digits > k.size {
+		return fmt.Errorf("--key-size %d is too small for prefix %q and %d keys (need at least %d)",
+			k.size, k.prefix, n, len(k.prefix)+digits)
+	}
+	return nil
+}
+
+// key writes key i into dst's storage and returns it.
+func (k keySpace) key(dst []byte, i int64) []byte {
+	dst = append(dst[:0], k.prefix...)
+	digits := strconv.AppendInt(nil, i, 10)
+	for range k.size - len(k.prefix) - len(digits) {
+		dst = append(dst, '0')
+	}
+	return append(dst, digits...)
+}
+
+// putter writes one key.
+type putter interface {
+	put(ctx context.Context, key, value []byte) error
+}
+
+// getter reads one key; found is false when it does not exist.
+type getter interface {
+	get(ctx context.Context, key []byte, stale bool) (found bool, err error)
+}
+
+// offsetCommit is one consumer offset.
+type offsetCommit struct {
+	group     string
+	topic     string
+	partition int32
+	offset    int64
+}
+
+// offsetCommitter commits a batch of offsets atomically.
+type offsetCommitter interface {
+	commitOffsets(ctx context.Context, offsets []offsetCommit) error
+}
+
+func supports[I any](c conn, what string) error {
+	if _, ok := c.(I); !ok {
+		return fmt.Errorf("%w: %s", errUnsupported, what)
+	}
+	return nil
+}
+
+// putWorkload writes key i of its key space in call i: unique keys.
+type putWorkload struct {
+	keys keySpace
+}
+
+func (p *putWorkload) unit() string       { return "puts" }
+func (p *putWorkload) writes() bool       { return true }
+func (p *putWorkload) check(c conn) error { return supports[putter](c, "put") }
+func (p *putWorkload) prepare(context.Context, []conn, prepareEnv) error {
+	return nil
+}
+
+func (p *putWorkload) call(ctx context.Context, c conn, w *worker, seq int64, _ int) error {
+	w.key = p.keys.key(w.key, seq)
+	return c.(putter).put(ctx, w.key, w.value)
+}
+
+// getWorkload reads keys chosen uniformly from a key space of n keys that
+// prepare loads (unless load is false).
+type getWorkload struct {
+	keys  keySpace
+	n     int64
+	stale bool
+	load  bool
+}
+
+func (g *getWorkload) unit() string { return "gets" }
+func (g *getWorkload) writes() bool { return false }
+func (g *getWorkload) check(c conn) error {
+	if err := supports[getter](c, "get"); err != nil {
+		return err
+	}
+	if g.load {
+		return supports[putter](c, "put (to load keys)")
+	}
+	return nil
+}
+
+// prepare writes every key of the space once, with the run's workers, and
+// fails on the first error: reading keys that were never loaded would
+// measure nothing.
+func (g *getWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv) error {
+	if !g.load {
+		return nil
+	}
+	add, end := env.phase("load", g.n)
+	defer end()
+	return forEach(ctx, env, conns, g.n, func(ctx context.Context, c conn, w *worker, i int64) error {
+		w.key = g.keys.key(w.key, i)
+		if err := c.(putter).put(ctx, w.key, w.value); err != nil {
+			return fmt.Errorf("load key %q: %w", w.key, err)
+		}
+		add(1)
+		return nil
+	})
+}
+
+func (g *getWorkload) call(ctx context.Context, c conn, w *worker, _ int64, _ int) error {
+	w.key = g.keys.key(w.key, w.rng.Int64N(g.n))
+	found, err := c.(getter).get(ctx, w.key, g.stale)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if g.stale {
+			return errStaleMiss
+		}
+		return fmt.Errorf("%w: %q", errMissing, w.key)
+	}
+	return nil
+}
+
+// offsetsWorkload commits offsets of groups × partitions of one topic;
+// call s commits n consecutive partitions of consumer group s mod groups,
+// starting after the ones the previous call to that group committed, with
+// offset s.
+type offsetsWorkload struct {
+	groups     int
+	partitions int
+	topic      string
+	prefix     string
+}
+
+func (o *offsetsWorkload) unit() string       { return "offsets" }
+func (o *offsetsWorkload) writes() bool       { return true }
+func (o *offsetsWorkload) check(c conn) error { return supports[offsetCommitter](c, "offsets") }
+func (o *offsetsWorkload) prepare(context.Context, []conn, prepareEnv) error {
+	return nil
+}
+
+// batch fills w.offsets with call seq's n offsets.
+func (o *offsetsWorkload) batch(w *worker, seq int64, n int) []offsetCommit {
+	group := o.prefix + strconv.FormatInt(seq%int64(o.groups), 10)
+	round := seq / int64(o.groups)
+	first := round * int64(n) % int64(o.partitions)
+	w.offsets = w.offsets[:0]
+	for i := range int64(n) {
+		w.offsets = append(w.offsets, offsetCommit{
+			group:     group,
+			topic:     o.topic,
+			partition: int32((first + i) % int64(o.partitions)),
+			offset:    seq,
+		})
+	}
+	return w.offsets
+}
+
+func (o *offsetsWorkload) call(ctx context.Context, c conn, w *worker, seq int64, n int) error {
+	return c.(offsetCommitter).commitOffsets(ctx, o.batch(w, seq, n))
+}
