@@ -544,10 +544,8 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		}
 		n.gen++
 		n.logs.started()
-		// There is a short window between the process starting and the
-		// rules below being in place in its fresh namespace; drop rules are
-		// also kept on the peers' side (netfault.go), so partitions hold
-		// through it.
+		// The process runs for a moment before the rules below are in place
+		// in its fresh namespace; see "Restarts" in netfault.go.
 		if err := c.syncNodeLocked(ctx, n); err != nil {
 			return err
 		}

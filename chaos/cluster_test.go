@@ -35,7 +35,7 @@ func TestClusterLifecycle(t *testing.T) {
 
 	t.Run("endpoints and addresses", func(t *testing.T) {
 		for i, n := range c.Nodes() {
-			if got := string(nc.mustDo(ctx, http.MethodGet, n, "/health", nil)); got != "ok "+n+"\n" {
+			if got := string(nc.mustDo(t, ctx, http.MethodGet, n, "/health", nil)); got != "ok "+n+"\n" {
 				t.Errorf("health of %s: got %q, want %q", n, got, "ok "+n+"\n")
 			}
 			ip, err := c.IP(n)
@@ -56,7 +56,7 @@ func TestClusterLifecycle(t *testing.T) {
 
 	t.Run("kill -9 and restart keep data, endpoint and logs", func(t *testing.T) {
 		before, _ := c.Endpoint("n1")
-		nc.mustDo(ctx, http.MethodPut, "n1", "/data/k", strings.NewReader("v1"))
+		nc.mustDo(t, ctx, http.MethodPut, "n1", "/data/k", strings.NewReader("v1"))
 		if err := c.Kill(ctx, "n1"); err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestClusterLifecycle(t *testing.T) {
 		if after, _ := c.Endpoint("n1"); after != before {
 			t.Errorf("endpoint after restart: got %s, want %s", after, before)
 		}
-		if got := string(nc.mustDo(ctx, http.MethodGet, "n1", "/data/k", nil)); got != "v1" {
+		if got := string(nc.mustDo(t, ctx, http.MethodGet, "n1", "/data/k", nil)); got != "v1" {
 			t.Errorf("data after kill -9 and restart: got %q, want %q", got, "v1")
 		}
 		dir, _ := c.DataDir("n1")
@@ -99,11 +99,11 @@ func TestClusterLifecycle(t *testing.T) {
 		if err := c.Start(ctx, "n2"); err != nil {
 			t.Fatal(err)
 		}
-		nc.mustDo(ctx, http.MethodGet, "n2", "/health", nil)
+		nc.mustDo(t, ctx, http.MethodGet, "n2", "/health", nil)
 	})
 
 	t.Run("pause freezes, unpause resumes", func(t *testing.T) {
-		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
+		if r := nc.rtt(t, ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
 			t.Fatalf("before pause: got %d of 5 pongs, want 5", r.Received)
 		}
 		if err := c.Pause(ctx, "n3"); err != nil {
@@ -112,16 +112,16 @@ func TestClusterLifecycle(t *testing.T) {
 		if st, err := c.State(ctx, "n3"); err != nil || !st.Paused {
 			t.Errorf("after Pause: got state %+v, %v; want paused", st, err)
 		}
-		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 0 {
+		if r := nc.rtt(t, ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 0 {
 			t.Errorf("while paused: got %d of 5 pongs, want 0", r.Received)
 		}
 		if err := c.Unpause(ctx, "n3"); err != nil {
 			t.Fatal(err)
 		}
-		if r := nc.rtt(ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
+		if r := nc.rtt(t, ctx, "n1", "n3", 5, 10*time.Millisecond, time.Second); r.Received != 5 {
 			t.Errorf("after unpause: got %d of 5 pongs, want 5", r.Received)
 		}
-		nc.mustDo(ctx, http.MethodGet, "n3", "/health", nil)
+		nc.mustDo(t, ctx, http.MethodGet, "n3", "/health", nil)
 	})
 
 	t.Run("kill a paused node", func(t *testing.T) {
@@ -134,7 +134,7 @@ func TestClusterLifecycle(t *testing.T) {
 		if err := c.Start(ctx, "n3"); err != nil {
 			t.Fatal(err)
 		}
-		nc.mustDo(ctx, http.MethodGet, "n3", "/health", nil)
+		nc.mustDo(t, ctx, http.MethodGet, "n3", "/health", nil)
 	})
 
 	t.Run("terminate is idempotent and final", func(t *testing.T) {

@@ -220,9 +220,9 @@ func leftovers(t *testing.T, runID string) []string {
 	return out
 }
 
-// nodeClient talks to stand-ins over their host endpoints.
+// nodeClient talks to stand-ins over their host endpoints. Its checking
+// methods take the (sub)test that is asking.
 type nodeClient struct {
-	t  *testing.T
 	c  *Cluster
 	hc *http.Client
 }
@@ -230,7 +230,7 @@ type nodeClient struct {
 func newNodeClient(t *testing.T, c *Cluster) *nodeClient {
 	tr := &http.Transport{DisableKeepAlives: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &nodeClient{t: t, c: c, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	return &nodeClient{c: c, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 func (nc *nodeClient) do(ctx context.Context, method, node, path string, body io.Reader) (int, []byte, error) {
@@ -251,14 +251,14 @@ func (nc *nodeClient) do(ctx context.Context, method, node, path string, body io
 	return resp.StatusCode, b, err
 }
 
-func (nc *nodeClient) mustDo(ctx context.Context, method, node, path string, body io.Reader) []byte {
-	nc.t.Helper()
+func (nc *nodeClient) mustDo(t *testing.T, ctx context.Context, method, node, path string, body io.Reader) []byte {
+	t.Helper()
 	code, b, err := nc.do(ctx, method, node, path, body)
 	if err != nil {
-		nc.t.Fatalf("%s %s%s: %v", method, node, path, err)
+		t.Fatalf("%s %s%s: %v", method, node, path, err)
 	}
 	if code != http.StatusOK {
-		nc.t.Fatalf("%s %s%s: got status %d (%s), want 200", method, node, path, code, b)
+		t.Fatalf("%s %s%s: got status %d (%s), want 200", method, node, path, code, b)
 	}
 	return b
 }
@@ -266,8 +266,8 @@ func (nc *nodeClient) mustDo(ctx context.Context, method, node, path string, bod
 // matrix measures one-way reachability between every ordered pair of nodes:
 // every node sends datagrams to every other for a second, then each reports
 // whom it heard. reach[from] is the sorted list of nodes that heard from.
-func (nc *nodeClient) matrix(ctx context.Context) map[string][]string {
-	nc.t.Helper()
+func (nc *nodeClient) matrix(t *testing.T, ctx context.Context) map[string][]string {
+	t.Helper()
 	nodes := nc.c.Nodes()
 	round := fmt.Sprintf("r%d", time.Now().UnixNano())
 	var wg sync.WaitGroup
@@ -285,7 +285,7 @@ func (nc *nodeClient) matrix(ctx context.Context) map[string][]string {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			nc.t.Fatalf("blast from %s: %v", nodes[i], err)
+			t.Fatalf("blast from %s: %v", nodes[i], err)
 		}
 	}
 	reach := map[string][]string{}
@@ -294,8 +294,8 @@ func (nc *nodeClient) matrix(ctx context.Context) map[string][]string {
 	}
 	for _, to := range nodes {
 		var from []string
-		if err := json.Unmarshal(nc.mustDo(ctx, http.MethodGet, to, "/seen?round="+round, nil), &from); err != nil {
-			nc.t.Fatalf("seen on %s: %v", to, err)
+		if err := json.Unmarshal(nc.mustDo(t, ctx, http.MethodGet, to, "/seen?round="+round, nil), &from); err != nil {
+			t.Fatalf("seen on %s: %v", to, err)
 		}
 		for _, f := range from {
 			reach[f] = append(reach[f], to)
@@ -323,12 +323,12 @@ func (r rttResult) median() float64 {
 }
 
 // rtt has `from` ping `to` count times over UDP.
-func (nc *nodeClient) rtt(ctx context.Context, from, to string, count int, every, wait time.Duration) rttResult {
-	nc.t.Helper()
-	b := nc.mustDo(ctx, http.MethodGet, from, fmt.Sprintf("/rtt?to=%s&count=%d&every=%s&wait=%s", to, count, every, wait), nil)
+func (nc *nodeClient) rtt(t *testing.T, ctx context.Context, from, to string, count int, every, wait time.Duration) rttResult {
+	t.Helper()
+	b := nc.mustDo(t, ctx, http.MethodGet, from, fmt.Sprintf("/rtt?to=%s&count=%d&every=%s&wait=%s", to, count, every, wait), nil)
 	var r rttResult
 	if err := json.Unmarshal(b, &r); err != nil {
-		nc.t.Fatalf("rtt %s->%s: %v: %s", from, to, err, b)
+		t.Fatalf("rtt %s->%s: %v: %s", from, to, err, b)
 	}
 	return r
 }

@@ -31,28 +31,36 @@ import (
 // (from -> to): drop, loss probability, delay and jitter. Each operation
 // below adds to that model and re-renders the rules of the nodes it touches,
 // so faults compose (a partition plus a delay elsewhere), and a restarted
-// node, which comes back in a fresh namespace, gets its rules again. The
-// rules of node X, in order:
+// node, which comes back in a fresh namespace, gets its rules again.
 //
-//	INPUT  -s P -j DROP                   for every dropped link P -> X
-//	OUTPUT -d P -j DROP                   for every dropped link X -> P
-//	OUTPUT -d P -m statistic --mode random --probability p -j DROP
-//	                                      for every lossy link X -> P
-//	OUTPUT -d P -j NFQUEUE --queue-num i --queue-bypass
-//	                                      for every delayed link X -> P
+// Every rule acts on the receiver's ingress (INPUT), as Jepsen's partitions
+// do. The rules of node X, in order:
 //
-// A drop is enforced at both ends, so it holds while either end restarts.
-// Loss and delay act once per packet, on the sender's egress, as netem
-// would: a link delay d between A and B adds d to each direction, 2d to a
-// round trip; loss p on a link drops each packet in either direction with
-// probability p.
+//	INPUT -s P -j DROP                    for every dropped link P -> X
+//	INPUT -s P -m statistic --mode random --probability p -j DROP
+//	                                      for every lossy link P -> X
+//	INPUT -s P -j NFQUEUE --queue-num i --queue-bypass
+//	                                      for every delayed link P -> X
+//
+// Why ingress and not the sender's egress: a packet dropped in OUTPUT makes
+// the sender's send fail at once (EPERM), which a real partition or a lossy
+// wire never does; and a packet held in OUTPUT still counts against the
+// sending TCP socket (TCP small queues), which throttled a delayed 1 MiB
+// transfer to about 70 KB/s here. A packet that reached the receiver's
+// namespace has left the sender's accounting, so ingress faults look like
+// the wire. Loss and delay act once per packet: a link delay d between A and
+// B adds d to each direction, 2d to a round trip; loss p on a link drops
+// each packet in either direction with probability p.
+//
+// Restarts. A restarted node runs for a few milliseconds before its rules
+// are back (Docker has no hook between creating the namespace and starting
+// the process). Its own sends stay blocked by its peers' rules; only what
+// peers send to it can arrive in that window.
 //
 // Delay. This kernel has no sch_netem, so delayed packets go to an NFQUEUE
 // whose reader in this process holds each one for its delay, then accepts it
 // (nfqueue.go). --queue-bypass lets packets through if no reader is bound,
-// so a dead harness cannot black-hole a link. Linux TCP small queues count
-// held packets as in flight, so a delayed TCP flow is also limited to about
-// 1 MiB per delay period.
+// so a dead harness cannot black-hole a link.
 
 // linkFault is what is done to packets on one directed link.
 type linkFault struct {
@@ -402,7 +410,7 @@ func (c *Cluster) syncNodeLocked(ctx context.Context, n *node) error {
 	c.mu.Lock()
 	var stale []*delayQueue
 	for l, q := range c.queues {
-		if _, keep := delays[l.to]; l.from == n.index && (!keep || q.gen != n.gen) {
+		if _, keep := delays[l.from]; l.to == n.index && (!keep || q.gen != n.gen) {
 			stale = append(stale, q)
 			delete(c.queues, l)
 		}
@@ -415,37 +423,34 @@ func (c *Cluster) syncNodeLocked(ctx context.Context, n *node) error {
 	return errors.Join(errs...)
 }
 
-// render returns node n's iptables-restore input and its delayed links by
-// peer index.
+// render returns node n's iptables-restore input and the delayed links
+// into it, by sender index.
 func (c *Cluster) render(n *node) (string, map[int]linkFault) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var in, drop, loss, queue []string
+	var drop, loss, queue []string
 	delays := map[int]linkFault{}
 	for _, p := range c.nodes {
 		if p == n {
 			continue
 		}
 		ip := p.ip.String() + "/32"
-		if c.faults[dirLink{p.index, n.index}].drop {
-			in = append(in, "-A INPUT -s "+ip+" -j DROP")
-		}
-		f := c.faults[dirLink{n.index, p.index}]
+		f := c.faults[dirLink{p.index, n.index}]
 		if f.drop {
-			drop = append(drop, "-A OUTPUT -d "+ip+" -j DROP")
+			drop = append(drop, "-A INPUT -s "+ip+" -j DROP")
 		}
 		if f.loss > 0 {
-			loss = append(loss, "-A OUTPUT -d "+ip+" -m statistic --mode random --probability "+
+			loss = append(loss, "-A INPUT -s "+ip+" -m statistic --mode random --probability "+
 				strconv.FormatFloat(f.loss, 'f', 6, 64)+" -j DROP")
 		}
 		if f.delay > 0 {
-			queue = append(queue, fmt.Sprintf("-A OUTPUT -d %s -j NFQUEUE --queue-num %d --queue-bypass", ip, queueNum(p.index)))
+			queue = append(queue, fmt.Sprintf("-A INPUT -s %s -j NFQUEUE --queue-num %d --queue-bypass", ip, queueNum(p.index)))
 			delays[p.index] = f
 		}
 	}
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
-	for _, r := range slices.Concat(in, drop, loss, queue) {
+	for _, r := range slices.Concat(drop, loss, queue) {
 		b.WriteString(r)
 		b.WriteByte('\n')
 	}
@@ -453,14 +458,14 @@ func (c *Cluster) render(n *node) (string, map[int]linkFault) {
 	return b.String(), delays
 }
 
-// queueNum is the NFQUEUE number for packets to a peer: queues are per
+// queueNum is the NFQUEUE number for packets from a peer: queues are per
 // namespace, so the peer's number is unique within a node.
 func queueNum(peer int) uint16 { return uint16(peer + 1) }
 
-// ensureQueue makes sure a delay reader for n -> peer runs in n's current
+// ensureQueue makes sure a delay reader for peer -> n runs in n's current
 // namespace with the given parameters.
 func (c *Cluster) ensureQueue(n *node, peer, pid int, f linkFault) error {
-	l := dirLink{n.index, peer}
+	l := dirLink{peer, n.index}
 	c.mu.Lock()
 	q := c.queues[l]
 	c.mu.Unlock()
@@ -471,9 +476,9 @@ func (c *Cluster) ensureQueue(n *node, peer, pid int, f linkFault) error {
 	if q != nil {
 		_ = q.close()
 	}
-	q, err := openDelayQueue(c.log.With("node", n.name, "peer", c.nodes[peer].name), pid, queueNum(peer), f.delay, f.jitter)
+	q, err := openDelayQueue(c.log.With("node", n.name, "from", c.nodes[peer].name), pid, queueNum(peer), f.delay, f.jitter)
 	if err != nil {
-		return fmt.Errorf("chaos: delay %s -> %s: %w", n.name, c.nodes[peer].name, err)
+		return fmt.Errorf("chaos: delay %s -> %s: %w", c.nodes[peer].name, n.name, err)
 	}
 	q.gen = n.gen
 	c.mu.Lock()
@@ -492,7 +497,7 @@ func (c *Cluster) closeQueues(n *node) {
 	c.mu.Lock()
 	var qs []*delayQueue
 	for l, q := range c.queues {
-		if l.from == n.index {
+		if l.to == n.index {
 			qs = append(qs, q)
 			delete(c.queues, l)
 		}

@@ -14,6 +14,9 @@
 //     send `count` UDP pings to the peer, one per `every`, collect pongs
 //     until `wait` after the last ping; answer JSON {sent, received,
 //     rtts_ms}
+//     GET  /bytes?n=N         N bytes of payload
+//     GET  /fetch?to=n2&n=N   fetch /bytes?n=N from the peer over TCP (a new
+//     connection); answer JSON {bytes, ms}
 //   - UDP: "ping <id>" is answered with "pong <id>" to the sender;
 //     "blast <round> <name>" is recorded for /seen.
 //
@@ -64,6 +67,8 @@ func main() {
 	mux.HandleFunc("POST /blast", s.blast)
 	mux.HandleFunc("GET /seen", s.seenHandler)
 	mux.HandleFunc("GET /rtt", s.rtt)
+	mux.HandleFunc("GET /bytes", s.bytes)
+	mux.HandleFunc("GET /fetch", s.fetch)
 	srv := &http.Server{Addr: fmt.Sprintf(":%d", *port), Handler: mux}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -275,4 +280,41 @@ func (s *server) rtt(w http.ResponseWriter, r *http.Request) {
 	defer mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+func (s *server) bytes(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil || n < 0 {
+		http.Error(w, "bad n", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(n))
+	chunk := make([]byte, 32<<10)
+	for n > 0 {
+		k := min(n, len(chunk))
+		if _, err := w.Write(chunk[:k]); err != nil {
+			return
+		}
+		n -= k
+	}
+}
+
+func (s *server) fetch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	url := fmt.Sprintf("http://%s/bytes?n=%s", net.JoinHostPort(q.Get("to"), strconv.Itoa(s.port)), q.Get("n"))
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 60 * time.Second}
+	start := time.Now()
+	resp, err := hc.Get(url)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"bytes": n, "ms": float64(time.Since(start).Microseconds()) / 1000})
 }
