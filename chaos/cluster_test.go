@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,52 @@ func TestClusterLifecycle(t *testing.T) {
 		if logPath != "" {
 			t.Errorf("LogPath after Terminate: got %q, want an error", logPath)
 		}
+	})
+}
+
+// TestRocksDBImage runs a binary linked against librocksdb (what metanode
+// needs) from a scratch image, through kill -9 and restart.
+func TestRocksDBImage(t *testing.T) {
+	requireDocker(t)
+	bin, err := buildStandin("standin-rocks", "rocks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	libs, err := sharedLibraries(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(libs, func(l string) bool { return strings.Contains(l, "librocksdb") }) {
+		t.Fatalf("ldd of the rocks stand-in: got %v, want librocksdb among them", libs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	img, err := BuildImage(ctx, bin, ImageOptions{Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCluster(ctx, Options{
+		Nodes: 1, Image: img.Tag, RunDir: t.TempDir(), Port: standinPort, Args: standinArgs, Log: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Terminate(ctx); err != nil {
+			t.Errorf("Terminate: %v", err)
+		}
+	})
+	if err := c.Kill(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	logPath, _ := c.LogPath("n1")
+	waitFor(t, "the second start to reopen RocksDB after kill -9", 30*time.Second, func() (bool, string) {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "standin n1 rocksdb starts=2"), string(b)
 	})
 }

@@ -106,18 +106,26 @@ var (
 // (cgo is on, so the net package links libc) to exercise the ldd path.
 func standin(t *testing.T) string {
 	t.Helper()
-	standinOnce.Do(func() {
-		standinBin = filepath.Join(tmpRoot, "standin")
-		cmd := exec.Command("go", "build", "-o", standinBin, "./testdata/standin")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			standinErr = fmt.Errorf("build standin: %w\n%s", err, out)
-		}
-	})
+	standinOnce.Do(func() { standinBin, standinErr = buildStandin("standin") })
 	if standinErr != nil {
 		t.Fatal(standinErr)
 	}
 	return standinBin
+}
+
+// buildStandin builds the stand-in into tmpRoot/name with the build tags.
+func buildStandin(name string, tags ...string) (string, error) {
+	bin := filepath.Join(tmpRoot, name)
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, "./testdata/standin")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
+	}
+	return bin, nil
 }
 
 func standinImage(t *testing.T) Image {

@@ -20,6 +20,10 @@
 //   - UDP: "ping <id>" is answered with "pong <id>" to the sender;
 //     "blast <round> <name>" is recorded for /seen.
 //
+// Built with -tags rocks, it also opens a RocksDB in <data dir>/rocks at
+// start, counts its starts there and logs "standin <name> rocksdb starts=N",
+// which proves the image carries librocksdb and its dependencies.
+//
 // It logs "standin <name> started" on start and "standin <name> stopping"
 // on SIGTERM, then exits 0.
 package main
@@ -80,11 +84,20 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(shut)
 	}()
+	for _, hook := range startHooks {
+		if err := hook(s.name, s.dataDir); err != nil {
+			log.Fatalf("standin %s: %v", s.name, err)
+		}
+	}
 	log.Printf("standin %s started pid=%d", s.name, os.Getpid())
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatalf("standin %s: %v", s.name, err)
 	}
 }
+
+// startHooks run before the server reports itself started; rocks.go (build
+// tag rocks) adds one that proves RocksDB loads in a scratch image.
+var startHooks []func(name, dataDir string) error
 
 type server struct {
 	name    string
