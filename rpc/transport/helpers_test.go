@@ -1,0 +1,155 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dialCounter is a Config.Dialer that counts connections per address.
+type dialCounter struct {
+	mu    sync.Mutex
+	dials map[string]int
+}
+
+func newDialCounter() *dialCounter { return &dialCounter{dials: map[string]int{}} }
+
+func (d *dialCounter) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.dials[addr]++
+	d.mu.Unlock()
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp", addr)
+}
+
+func (d *dialCounter) count(addr string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dials[addr]
+}
+
+// testNode is a Manager served by its own gRPC server on 127.0.0.1:0.
+type testNode struct {
+	addr   string
+	mgr    *Manager
+	srv    *grpc.Server
+	dialer *dialCounter
+
+	mu    sync.Mutex
+	calls map[string]int // incoming calls by full method name
+}
+
+func (n *testNode) countCall(method string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls[method]++
+}
+
+// called returns how many calls of method the node's server received.
+func (n *testNode) called(method string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.calls[method]
+}
+
+// startNode starts a node; edit adjusts its Config. The node is stopped in
+// t.Cleanup: the Manager first (it unblocks handlers waiting on groups),
+// then the server, which waits for its handlers.
+func startNode(t testing.TB, cluster string, edit func(*Config)) *testNode {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{addr: lis.Addr().String(), dialer: newDialCounter(), calls: map[string]int{}}
+	cfg := Config{ClusterID: cluster, LocalAddr: n.addr, Dialer: n.dialer.dial}
+	if edit != nil {
+		edit(&cfg)
+	}
+	n.mgr, err = NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = grpc.NewServer(append(n.mgr.ServerOptions(),
+		grpc.WaitForHandlers(true),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			n.countCall(info.FullMethod)
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			n.countCall(info.FullMethod)
+			return h(srv, ss)
+		}),
+	)...)
+	n.mgr.Register(n.srv)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = n.srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		if err := n.mgr.Close(); err != nil {
+			t.Errorf("Manager.Close: %v", err)
+		}
+		n.srv.Stop()
+		<-served
+	})
+	return n
+}
+
+// group opens a group transport and closes it in t.Cleanup.
+func (n *testNode) group(t testing.TB, name string) *Transport {
+	t.Helper()
+	tr, err := n.mgr.Group(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// serveConsumer answers every RPC on tr's consumer with respond until the
+// test ends (t.Cleanup stops it and waits).
+func serveConsumer(t testing.TB, tr *Transport, respond func(rpc raft.RPC) (any, error)) {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case rpc := <-tr.Consumer():
+				resp, err := respond(rpc)
+				rpc.Respond(resp, err)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+}
