@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -329,6 +330,28 @@ func TestBuildContextDeterministic(t *testing.T) {
 	for _, want := range []string{"FROM scratch", `ENTRYPOINT ["/bin/standin"]`, "LD_LIBRARY_PATH="} {
 		if !strings.Contains(dockerfile, want) {
 			t.Errorf("Dockerfile lacks %q:\n%s", want, dockerfile)
+		}
+	}
+}
+
+// TestForbiddenImports keeps the harness independent of the server's
+// internals (doc.go): not even transitively may chaos reach them.
+func TestForbiddenImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	const mod = "github.com/metamq/meta/"
+	forbidden := []string{"metanode", "sm", "rocks", "rpc/transport", "controller"}
+	for _, dep := range strings.Fields(string(out)) {
+		rel, ok := strings.CutPrefix(dep, mod)
+		if !ok {
+			continue
+		}
+		for _, f := range forbidden {
+			if rel == f || strings.HasPrefix(rel, f+"/") {
+				t.Errorf("chaos depends on %s", dep)
+			}
 		}
 	}
 }
