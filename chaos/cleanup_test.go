@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -213,5 +214,44 @@ func TestStartCancelledCleansUp(t *testing.T) {
 	}
 	if left := leftovers(t, runID); len(left) > 0 {
 		t.Errorf("after a cancelled start: got %v left, want nothing", left)
+	}
+}
+
+func TestSweepImages(t *testing.T) {
+	requireDocker(t)
+	keep := standinImage(t)
+	// A binary no other test builds: the stand-in with bytes appended
+	// (ignored by the loader, but a different content hash).
+	b, err := os.ReadFile(standin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "throwaway")
+	if err := os.WriteFile(bin, append(b, []byte("throwaway "+NewRunID())...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	img, err := BuildImage(ctx, bin, ImageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Tag == keep.Tag {
+		t.Fatalf("throwaway image has the stand-in's tag %s", img.Tag)
+	}
+	res, err := Sweep(ctx, SweepOptions{Images: true, KeepImages: []string{keep.Tag}, Log: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if !slices.Contains(res.Images, img.ID) {
+		t.Errorf("swept images: got %v, want to include %s", res.Images, img.ID)
+	}
+	if slices.Contains(res.Images, keep.ID) {
+		t.Errorf("swept images: got %v, want %s kept", res.Images, keep.ID)
+	}
+	// The kept image is still there: building it again reuses it.
+	again, err := BuildImage(ctx, standin(t), ImageOptions{})
+	if err != nil || again.ID != keep.ID {
+		t.Errorf("kept image after Sweep: got %+v, %v; want %+v", again, err, keep)
 	}
 }

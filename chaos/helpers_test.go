@@ -63,7 +63,7 @@ var (
 )
 
 // requireDocker skips the test, loudly, when no Docker engine answers.
-func requireDocker(t *testing.T) {
+func requireDocker(t testing.TB) {
 	t.Helper()
 	dockerOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -104,7 +104,7 @@ var (
 
 // standin builds testdata/standin once per test binary, dynamically linked
 // (cgo is on, so the net package links libc) to exercise the ldd path.
-func standin(t *testing.T) string {
+func standin(t testing.TB) string {
 	t.Helper()
 	standinOnce.Do(func() { standinBin, standinErr = buildStandin("standin") })
 	if standinErr != nil {
@@ -128,7 +128,7 @@ func buildStandin(name string, tags ...string) (string, error) {
 	return bin, nil
 }
 
-func standinImage(t *testing.T) Image {
+func standinImage(t testing.TB) Image {
 	t.Helper()
 	bin := standin(t)
 	imageOnce.Do(func() {
@@ -148,11 +148,11 @@ func standinArgs(node string) []string {
 
 // testLogger logs to t at info level and above. Nothing may log after the
 // test ends; clusters are terminated in t.Cleanup, before that.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -162,7 +162,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // startStandins starts an n-node stand-in cluster and terminates it at
 // cleanup, checking that nothing of the run is left.
-func startStandins(t *testing.T, n int) *Cluster {
+func startStandins(t testing.TB, n int) *Cluster {
 	t.Helper()
 	requireDocker(t)
 	img := standinImage(t)
@@ -193,7 +193,7 @@ func startStandins(t *testing.T, n int) *Cluster {
 }
 
 // leftovers lists containers, networks and volumes carrying the run label.
-func leftovers(t *testing.T, runID string) []string {
+func leftovers(t testing.TB, runID string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

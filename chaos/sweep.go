@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -19,7 +20,12 @@ type SweepOptions struct {
 	// run whose owner process (LabelOwner) is gone, so it is safe while
 	// other runs are in progress.
 	RunID string
-	Log   *slog.Logger // nil discards
+	// Images also removes node images built by BuildImage (label
+	// "meta.chaos.image") that no container uses, except those named in
+	// KeepImages (tags or ids). Images are otherwise kept as the cache.
+	Images     bool
+	KeepImages []string
+	Log        *slog.Logger // nil discards
 }
 
 // SweepResult names what Sweep removed.
@@ -27,12 +33,13 @@ type SweepResult struct {
 	Containers []string
 	Networks   []string
 	Volumes    []string
+	Images     []string
 }
 
 // Sweep removes containers (with their anonymous volumes), networks and
 // volumes labelled LabelManaged that opts selects: the leftovers of runs
-// that were killed before they could clean up. Images are kept; they are
-// the build cache. Data and logs on the host are never touched.
+// that were killed before they could clean up; and, with opts.Images,
+// unused node images. Data and logs on the host are never touched.
 func Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
 	logger := opts.Log
 	if logger == nil {
@@ -109,6 +116,29 @@ func Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
 		}
 		logger.Info("chaos: swept volume", "name", v.Name, "run", v.Labels[LabelRun])
 		res.Volumes = append(res.Volumes, v.Name)
+	}
+	if opts.Images {
+		imgs, err := dc.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", LabelManaged+".image")})
+		if err != nil {
+			return res, errors.Join(append(errs, fmt.Errorf("chaos: sweep: list images: %w", err))...)
+		}
+		for _, im := range imgs.Items {
+			if slices.Contains(opts.KeepImages, im.ID) || slices.ContainsFunc(im.RepoTags, func(tag string) bool {
+				return slices.Contains(opts.KeepImages, tag)
+			}) {
+				continue
+			}
+			// Not forced: the engine refuses to remove an image a
+			// container (of a live run) still uses, which is what we want.
+			if _, err := dc.ImageRemove(ctx, im.ID, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+				if !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+					errs = append(errs, fmt.Errorf("chaos: sweep: remove image %s: %w", im.ID, err))
+				}
+				continue
+			}
+			logger.Info("chaos: swept image", "id", im.ID, "tags", im.RepoTags)
+			res.Images = append(res.Images, im.ID)
+		}
 	}
 	return res, errors.Join(errs...)
 }
