@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -44,7 +45,10 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 		closeCh: make(chan struct{}),
 		failCh:  make(chan struct{}),
 	}
-	p.watchdog = time.AfterFunc(time.Hour, cancel)
+	p.watchdog = time.AfterFunc(time.Hour, func() {
+		p.stalled.Store(true)
+		cancel()
+	})
 	p.watchdog.Stop()
 
 	t.mu.Lock()
@@ -81,6 +85,7 @@ type pipeline struct {
 	// had no response for timeout: a peer that accepts requests but never
 	// answers must not hold replication forever.
 	watchdog *time.Timer
+	stalled  atomic.Bool // set when the watchdog fired
 
 	slots chan struct{}          // one token per request sent and not yet answered
 	queue chan *appendFuture     // requests sent, in send order; never longer than slots
@@ -182,11 +187,11 @@ func (p *pipeline) receive() {
 		if err == nil {
 			p.watchdog.Reset(p.timeout)
 			out, rerr := p.stream.Recv()
-			fired := !p.watchdog.Stop()
+			p.watchdog.Stop()
 			switch {
 			case rerr == nil:
 				decodeAppendEntriesResponse(out, f.resp)
-			case fired:
+			case p.stalled.Load():
 				err = fmt.Errorf("transport: %s pipeline to %s: no response within %v: %w", p.t.group, p.target, p.timeout, ErrStalled)
 			default:
 				err = p.t.callErr("AppendEntriesPipeline", p.target, rerr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,10 +28,16 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 	}
 	ctx, cancel := context.WithCancel(t.lifetime)
 	defer cancel()
-	watchdog := time.AfterFunc(t.m.cfg.Timeout, cancel)
+	// The watchdog ends the call when a step makes no progress in time;
+	// fired tells its cancellation apart from other failures.
+	var fired atomic.Bool
+	watchdog := time.AfterFunc(t.m.cfg.Timeout, func() {
+		fired.Store(true)
+		cancel()
+	})
 	defer watchdog.Stop()
 	stalled := func(err error) error {
-		if !watchdog.Stop() && t.lifetime.Err() == nil {
+		if fired.Load() && t.lifetime.Err() == nil {
 			return fmt.Errorf("transport: %s InstallSnapshot to %s: no progress within %v: %w: %w",
 				t.group, target, t.m.cfg.Timeout, ErrStalled, err)
 		}
