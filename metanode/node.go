@@ -438,6 +438,11 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 		close(g.raftDone)
 	}
 	n.loops.Wait()
+	// The transport goes first: its streams (peers' append pipelines)
+	// never end on their own, so a graceful gRPC stop would wait for them.
+	if err := n.trans.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	if orderly {
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
@@ -448,9 +453,6 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 		}
 	} else {
 		n.grpc.Stop()
-	}
-	if err := n.trans.Close(); err != nil {
-		errs = append(errs, err)
 	}
 	for _, g := range n.groupList {
 		g.fsm.Close()

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -84,7 +85,10 @@ func (c Config) Validate() error {
 
 type endpoint struct {
 	addr string
-	conn *grpc.ClientConn
+	// downUntil (unix nanos) marks an endpoint that just failed to
+	// connect; it is skipped until then unless every endpoint is down.
+	downUntil atomic.Int64
+	conn      *grpc.ClientConn
 	kv   metapb.KVClient
 	off  metapb.OffsetsClient
 	cl   metapb.ClusterClient
@@ -129,6 +133,11 @@ func New(cfg Config) (*Client, error) {
 	for _, addr := range cfg.Endpoints {
 		opts := []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Reconnect soon after a node comes back (gRPC's default
+			// backoff grows to two minutes).
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+				BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+				MinConnectTimeout: time.Second}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 		}
 		if cfg.Dialer != nil {
@@ -176,29 +185,56 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // ready waits (bounded by DialTimeout) for ep's connection to be READY. A
 // request sent on a connection that is not ready fails before anything
-// reaches the server, so such a failure is definite.
+// reaches the server, so such a failure is definite. A connection that
+// fails to connect marks its endpoint down for a moment.
 func (c *Client) ready(ctx context.Context, ep *endpoint) bool {
 	st := ep.conn.GetState()
 	if st == connectivity.Ready {
 		return true
+	}
+	ok := c.connect(ctx, ep, st)
+	if !ok {
+		ep.downUntil.Store(time.Now().Add(downFor).UnixNano())
+	}
+	return ok
+}
+
+// downFor is how long an endpoint that failed to connect is skipped.
+const downFor = 500 * time.Millisecond
+
+func (c *Client) connect(ctx context.Context, ep *endpoint, st connectivity.State) bool {
+	if st == connectivity.TransientFailure {
+		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	ep.conn.Connect()
 	for {
 		st = ep.conn.GetState()
-		if st == connectivity.Ready {
+		switch st {
+		case connectivity.Ready:
 			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
 		}
-		if st == connectivity.Shutdown || !ep.conn.WaitForStateChange(ctx, st) {
+		if !ep.conn.WaitForStateChange(ctx, st) {
 			return false
 		}
 	}
 }
 
+// next picks the next endpoint round-robin, skipping endpoints marked
+// down unless all are.
 func (c *Client) next() *endpoint {
 	if c.cfg.Pinned {
 		return c.eps[0]
+	}
+	now := time.Now().UnixNano()
+	for range c.eps {
+		ep := c.eps[c.rr.Add(1)%uint64(len(c.eps))]
+		if ep.downUntil.Load() <= now {
+			return ep
+		}
 	}
 	return c.eps[c.rr.Add(1)%uint64(len(c.eps))]
 }
@@ -210,9 +246,14 @@ func (c *Client) writeEndpoint(group string) *endpoint {
 	}
 	c.mu.Lock()
 	ep := c.byID[c.leaders[group]]
+	stale := time.Since(c.learned) > 500*time.Millisecond && c.learning == nil
 	c.mu.Unlock()
-	if ep != nil {
+	if ep != nil && ep.downUntil.Load() <= time.Now().UnixNano() {
 		return ep
+	}
+	if stale {
+		// Learn who leads now, without holding up this request.
+		go c.refresh(context.Background())
 	}
 	return c.next()
 }
@@ -379,7 +420,7 @@ func definite(err error) bool {
 	return false
 }
 
-func backoff(ctx context.Context, attempt int) error {
+func sleepBackoff(ctx context.Context, attempt int) error {
 	d := time.Duration(10<<min(attempt, 6)) * time.Millisecond // 10ms .. 640ms
 	d = d/2 + rand.N(d/2+1)
 	t := time.NewTimer(d)
@@ -419,7 +460,7 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 			last = err
 		}
 		if attempt > 0 || c.cfg.Pinned {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := sleepBackoff(ctx, attempt); err != nil {
 				return zero, last
 			}
 		}
@@ -449,7 +490,7 @@ func read[R any](ctx context.Context, c *Client, call func(context.Context, *end
 		if ctx.Err() != nil {
 			return zero, last
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := sleepBackoff(ctx, attempt); err != nil {
 			return zero, last
 		}
 	}
