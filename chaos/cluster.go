@@ -155,7 +155,6 @@ type Cluster struct {
 	netID    string
 	netName  string
 	subnet   netip.Prefix
-	gateway  netip.Addr
 	nodes    []*node
 	byName   map[string]*node
 	stopLogs context.CancelFunc // stops every log follower
@@ -297,7 +296,7 @@ func (c *Cluster) createNetwork(ctx context.Context) error {
 			}}},
 		})
 		if err == nil {
-			c.netID, c.subnet, c.gateway = res.ID, subnet, gw
+			c.netID, c.subnet = res.ID, subnet
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -75,8 +75,9 @@ func (f linkFault) zero() bool { return f == linkFault{} }
 // dirLink is a directed link between two nodes, by index.
 type dirLink struct{ from, to int }
 
-// ErrBadFault is returned for an impossible fault: an unknown node, a node
-// linked to itself, overlapping partition groups, p outside (0, 1], ...
+// ErrBadFault is returned for an impossible fault: a node linked to itself,
+// groups that overlap or leave a node out, p outside (0, 1], ... (An
+// unknown node name is ErrUnknownNode.)
 var ErrBadFault = errors.New("chaos: bad fault")
 
 // Isolate cuts every link of the node, both ways.
