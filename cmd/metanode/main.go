@@ -1,9 +1,3 @@
-// Command metanode runs one Meta Node.
-//
-//	metanode --id n1 --data-dir D --listen ADDR --initial-cluster n1=A1,n2=A2,n3=A3
-//	metanode --id n4 --data-dir D --listen ADDR4 --join A1      (after `metactl member add n4 ADDR4`)
-//
-// SIGTERM or SIGINT shuts the node down in order within --shutdown-timeout.
 package main
 
 import (
