@@ -35,7 +35,9 @@ type RunConfig struct {
 	Duration time.Duration
 	// Workload shape. Default DefaultWorkloadConfig().
 	Workload WorkloadConfig
-	// OpTimeout bounds each recorded call. Default 5s.
+	// OpTimeout bounds each recorded call. Default 1s: a client must give up
+	// well within a fault, or every client sits on one hung call (e.g. to a
+	// cut-off leader) for the whole fault window and nothing is exercised.
 	OpTimeout time.Duration
 	// ResolveTimeout bounds finding a fault's target (a group may have no
 	// leader for a while after the previous fault). Default 15s.
@@ -71,7 +73,7 @@ func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Duration:        20 * time.Second,
 		Workload:        DefaultWorkloadConfig(),
-		OpTimeout:       5 * time.Second,
+		OpTimeout:       time.Second,
 		ResolveTimeout:  15 * time.Second,
 		NemesisTimeout:  60 * time.Second,
 		FinalTimeout:    30 * time.Second,
