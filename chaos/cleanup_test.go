@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,8 @@ const (
 
 // helperMain is the child. Mode "interrupt" stops on SIGINT and cleans up,
 // as cmd/ must: a context cancelled by the signal ends the work, and a
-// deferred Terminate with a fresh context removes the cluster. Mode
+// deferred Terminate with a fresh context removes the cluster. Mode "panic"
+// panics on SIGINT instead; the same deferred Terminate runs. Mode
 // "abandon" ignores SIGINT and waits to be SIGKILLed, leaving everything
 // behind for the sweeper.
 func helperMain(mode string) int {
@@ -44,7 +46,7 @@ func helperMain(mode string) int {
 		fmt.Println("ERROR", err)
 		return 2
 	}
-	if mode == "interrupt" {
+	if mode == "interrupt" || mode == "panic" {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
@@ -54,6 +56,10 @@ func helperMain(mode string) int {
 		}()
 	}
 	fmt.Println("READY", c.RunID())
+	if mode == "panic" {
+		<-ctx.Done()
+		panic("helper: deliberate panic after SIGINT")
+	}
 	if mode == "abandon" {
 		select {} // until SIGKILL
 	}
@@ -67,7 +73,10 @@ func startHelper(t *testing.T, mode string) (*exec.Cmd, string) {
 	img := standinImage(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperImageEnv+"="+img.Tag, helperDirEnv+"="+t.TempDir())
-	cmd.Stderr = os.Stderr
+	// The child's stderr (a deliberate panic's trace, testcontainers'
+	// banner) is shown only if the test fails.
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +88,9 @@ func startHelper(t *testing.T, mode string) (*exec.Cmd, string) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("helper stderr:\n%s", stderr.String())
 		}
 	})
 	lines := make(chan string)
@@ -126,6 +138,21 @@ func TestInterruptCleansUp(t *testing.T) {
 	}
 	if left := leftovers(t, runID); len(left) > 0 {
 		t.Errorf("after SIGINT: got %v left, want nothing", left)
+	}
+}
+
+func TestPanicCleansUp(t *testing.T) {
+	requireDocker(t)
+	cmd, runID := startHelper(t, "panic")
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var exit *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("helper after panic: got %v, want exit status 2", err)
+	}
+	if left := leftovers(t, runID); len(left) > 0 {
+		t.Errorf("after a panic: got %v left, want nothing", left)
 	}
 }
 
