@@ -48,7 +48,7 @@ func fastRun(t *testing.T, c *memCluster, nem Nemesis, seed int64, kinds []Fault
 		MinFault: 400 * time.Millisecond, MaxFault: 500 * time.Millisecond,
 		MinGap: 200 * time.Millisecond, MaxGap: 300 * time.Millisecond,
 	}
-	cfg.Workload.Interval = 2 * time.Millisecond
+	cfg.Workload.Interval = 4 * time.Millisecond
 	cfg.MinOps = 5
 	cfg.CheckTimeout = 30 * time.Second
 	cfg.ConvergeTimeout = 2 * time.Second
