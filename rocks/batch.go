@@ -90,7 +90,7 @@ func (b *Batch) Scan(s *Space, start, end []byte, fn func(k, v []byte) bool) err
 		return err
 	}
 	defer b.db.gate.leave()
-	return b.db.scan(s.cf, nil, b.wb, start, end, fn)
+	return b.db.scan(s.cf, nil, b.wb, start, end, true, fn)
 }
 
 // SetSavePoint marks the current state of the batch; RollbackToSavePoint

@@ -75,6 +75,9 @@ func Open(opts Options, groups []string) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MallocArenas > 0 && !limitMallocArenas(opts.MallocArenas) {
+		logger.Warn("rocks: could not cap malloc arenas", "arenas", opts.MallocArenas)
+	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rocks: open: %w", err)
 	}

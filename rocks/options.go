@@ -67,6 +67,14 @@ type Options struct {
 	// (4 × the sum of all write buffers). Default 256 MiB.
 	MaxTotalWALBytes int64
 
+	// MallocArenas caps glibc's malloc arenas for the whole process when
+	// Open runs (mallopt M_ARENA_MAX); 0 leaves glibc's default (8 per
+	// core). RocksDB's blocks are allocated and freed on whatever thread Go
+	// runs a call on, and with many arenas freed memory stays reserved in
+	// the arena it came from: RSS grows well past the block cache. See
+	// limitMallocArenas for the measurement. Default 2.
+	MallocArenas int
+
 	// Logger receives the package's few log lines (open, close, the planted
 	// bug warning). Nil discards them. RocksDB's own LOG file stays in Dir.
 	Logger *slog.Logger
@@ -92,6 +100,7 @@ const (
 //	MaxOpenFiles       512
 //	MaxBackgroundJobs    2
 //	MaxTotalWALBytes   256 MiB
+//	MallocArenas         2
 //	Logger             nil (discard)
 //
 // See Options for the memory budget these give (about 205 MiB of native
@@ -105,6 +114,7 @@ func DefaultOptions(dir string) Options {
 		MaxOpenFiles:       512,
 		MaxBackgroundJobs:  2,
 		MaxTotalWALBytes:   256 * mib,
+		MallocArenas:       2,
 	}
 }
 
@@ -138,6 +148,9 @@ func (o Options) Validate() error {
 	}
 	if o.MaxTotalWALBytes < 0 {
 		bad("MaxTotalWALBytes is %d, want 0 (RocksDB default) or more", o.MaxTotalWALBytes)
+	}
+	if o.MallocArenas < 0 {
+		bad("MallocArenas is %d, want 0 (glibc default) or more", o.MallocArenas)
 	}
 	return errors.Join(errs...)
 }

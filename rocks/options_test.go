@@ -29,9 +29,11 @@ func TestValidate(t *testing.T) {
 		{"no background jobs", func(o *Options) { o.MaxBackgroundJobs = 0 }, []string{"MaxBackgroundJobs"}},
 		{"negative wal", func(o *Options) { o.MaxTotalWALBytes = -1 }, []string{"MaxTotalWALBytes"}},
 		{"default wal ok", func(o *Options) { o.MaxTotalWALBytes = 0 }, nil},
+		{"negative arenas", func(o *Options) { o.MallocArenas = -1 }, []string{"MallocArenas"}},
+		{"glibc default arenas ok", func(o *Options) { o.MallocArenas = 0 }, nil},
 		{"everything at once", func(o *Options) {
-			*o = Options{MaxOpenFiles: 1, MaxTotalWALBytes: -5}
-		}, []string{"Dir", "BlockCacheBytes", "WriteBufferBytes", "CFWriteBufferBytes", "MaxOpenFiles", "MaxBackgroundJobs", "MaxTotalWALBytes"}},
+			*o = Options{MaxOpenFiles: 1, MaxTotalWALBytes: -5, MallocArenas: -1}
+		}, []string{"Dir", "BlockCacheBytes", "WriteBufferBytes", "CFWriteBufferBytes", "MaxOpenFiles", "MaxBackgroundJobs", "MaxTotalWALBytes", "MallocArenas"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

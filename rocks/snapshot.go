@@ -65,13 +65,16 @@ func (sn *Snapshot) Get(s *Space, key []byte) ([]byte, bool, error) {
 	return getPinned(sn.db.db, sn.ro, s.cf, key)
 }
 
-// Scan is Space.Scan as of the snapshot.
+// Scan is Space.Scan as of the snapshot. Blocks it reads are not added to
+// the block cache (fill_cache = false): snapshot scans are mostly bulk reads
+// (streaming a raft snapshot of a whole group) that would otherwise evict
+// the node's working set.
 func (sn *Snapshot) Scan(s *Space, start, end []byte, fn func(k, v []byte) bool) error {
 	if err := sn.enter(s); err != nil {
 		return err
 	}
 	defer sn.leave()
-	return sn.db.scan(s.cf, sn.snap, nil, start, end, fn)
+	return sn.db.scan(s.cf, sn.snap, nil, start, end, false, fn)
 }
 
 // Close releases the snapshot. It is safe to call twice, and after DB.Close.

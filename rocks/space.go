@@ -90,7 +90,7 @@ func (s *Space) Scan(start, end []byte, fn func(key, value []byte) bool) error {
 		return err
 	}
 	defer s.db.gate.leave()
-	return s.db.scan(s.cf, nil, nil, start, end, fn)
+	return s.db.scan(s.cf, nil, nil, start, end, true, fn)
 }
 
 // DeleteAll removes every key of the space and leaves other spaces alone.
@@ -151,9 +151,10 @@ func (db *DB) lastKey(cf *grocksdb.ColumnFamilyHandle) ([]byte, bool, error) {
 // scan is the one iteration loop behind Space, Batch and Snapshot scans.
 // snap, when set, pins the view; wb, when set, merges the batch's pending
 // writes over the database (a WriteBatchWithIndex base-delta iterator). The
-// caller holds the DB gate.
+// caller holds the DB gate. fillCache false keeps the blocks read out of
+// the block cache.
 func (db *DB) scan(cf *grocksdb.ColumnFamilyHandle, snap *grocksdb.Snapshot, wb *grocksdb.WriteBatchWI,
-	start, end []byte, fn func(k, v []byte) bool) error {
+	start, end []byte, fillCache bool, fn func(k, v []byte) bool) error {
 	if end != nil && bytes.Compare(start, end) >= 0 {
 		return nil
 	}
@@ -171,6 +172,7 @@ func (db *DB) scan(cf *grocksdb.ColumnFamilyHandle, snap *grocksdb.Snapshot, wb 
 	if snap != nil {
 		ro.SetSnapshot(snap)
 	}
+	ro.SetFillCache(fillCache)
 	it := db.db.NewIteratorCF(ro, cf)
 	if wb != nil {
 		// The merged iterator owns the base iterator and frees it. The batch

@@ -136,10 +136,18 @@ func run(dir string, keys, per, reads int) error {
 	}
 	p.row(fmt.Sprintf("%d reads", reads), db)
 	n := 0
+	sn := db.NewSnapshot()
+	err = sn.Scan(space, nil, nil, func(k, v []byte) bool { n++; return true })
+	sn.Close()
+	if err != nil {
+		return err
+	}
+	p.row(fmt.Sprintf("snapshot scan %d", n), db)
+	n = 0
 	if err := space.Scan(nil, nil, func(k, v []byte) bool { n++; return true }); err != nil {
 		return err
 	}
-	p.row(fmt.Sprintf("full scan (%d)", n), db)
+	p.row(fmt.Sprintf("space scan %d", n), db)
 	fmt.Printf("properties: estimate-num-keys=%s total-sst-files-size=%s\n",
 		space.Property("rocksdb.estimate-num-keys"), space.Property("rocksdb.total-sst-files-size"))
 	if err := db.Close(); err != nil {
