@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -80,18 +79,46 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 	return out, more, err
 }
 
-// Offset returns a committed offset, or nil when none.
-func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, error) {
-	var o *logpb.Offset
+// OffsetKey names one committed offset.
+type OffsetKey struct {
+	Group, Topic string
+	Partition    int32
+}
+
+// Offsets returns committed offsets (nil where none), all read from one
+// consistent view, so a fetch never sees half of an atomic commit or of a
+// group's deletion.
+func (m *Machine) Offsets(keys []OffsetKey) ([]*logpb.Offset, error) {
+	out := make([]*logpb.Offset, len(keys))
 	err := m.read(func() error {
-		v, ok, err := m.space.Get(offsetKey(group, topic, partition))
-		if err != nil || !ok {
-			return err
+		sn := m.db.NewSnapshot()
+		defer sn.Close()
+		for i, k := range keys {
+			v, ok, err := sn.Get(m.space, offsetKey(k.Group, k.Topic, k.Partition))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			o := &logpb.Offset{}
+			if err := proto.Unmarshal(v, o); err != nil {
+				return err
+			}
+			out[i] = o
 		}
-		o = &logpb.Offset{}
-		return proto.Unmarshal(v, o)
+		return nil
 	})
-	return o, err
+	return out, err
+}
+
+// Offset returns one committed offset, or nil when none.
+func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, error) {
+	out, err := m.Offsets([]OffsetKey{{group, topic, partition}})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
 }
 
 // Cluster returns the cluster record of a metadata group (nil before the
@@ -164,5 +191,3 @@ func (m *Machine) Hash() (StateHash, error) {
 	})
 	return out, err
 }
-
-var _ = rocks.Options{}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -155,29 +156,40 @@ func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*m
 			return nil, err
 		}
 	}
-	out := &metapb.FetchOffsetsResponse{Offsets: make([]*metapb.OffsetValue, len(req.Partitions))}
-	readers := map[string]interface {
-		Offset(string, string, int32) (*logpb.Offset, error)
-	}{}
+	// One linearizable read per offset group touched, and one consistent
+	// view per group: each consumer group's part is atomic.
+	byGroup := map[string][]int{}
+	var order []string
 	for i, tp := range req.Partitions {
 		g := s.offsetGroup(tp.Group)
-		r, ok := readers[g]
-		if !ok {
-			m, err := s.read(ctx, g, req.Consistency)
-			if err != nil {
-				return nil, err
-			}
-			readers[g], r = m, m
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
 		}
-		o, err := r.Offset(tp.Group, tp.Topic, tp.Partition)
+		byGroup[g] = append(byGroup[g], i)
+	}
+	out := &metapb.FetchOffsetsResponse{Offsets: make([]*metapb.OffsetValue, len(req.Partitions))}
+	for _, g := range order {
+		m, err := s.read(ctx, g, req.Consistency)
+		if err != nil {
+			return nil, err
+		}
+		idx := byGroup[g]
+		keys := make([]sm.OffsetKey, len(idx))
+		for j, i := range idx {
+			tp := req.Partitions[i]
+			keys[j] = sm.OffsetKey{Group: tp.Group, Topic: tp.Topic, Partition: tp.Partition}
+		}
+		vals, err := m.Offsets(keys)
 		if err != nil {
 			return nil, s.statusOf(err, false)
 		}
-		v := &metapb.OffsetValue{Partition: tp, Offset: -1}
-		if o != nil {
-			v.Found, v.Offset, v.Metadata, v.ModRevision = true, o.Offset, o.Metadata, o.ModRevision
+		for j, i := range idx {
+			v := &metapb.OffsetValue{Partition: req.Partitions[i], Offset: -1}
+			if o := vals[j]; o != nil {
+				v.Found, v.Offset, v.Metadata, v.ModRevision = true, o.Offset, o.Metadata, o.ModRevision
+			}
+			out.Offsets[i] = v
 		}
-		out.Offsets[i] = v
 	}
 	return out, nil
 }
