@@ -89,9 +89,9 @@ type endpoint struct {
 	// connect; it is skipped until then unless every endpoint is down.
 	downUntil atomic.Int64
 	conn      *grpc.ClientConn
-	kv   metapb.KVClient
-	off  metapb.OffsetsClient
-	cl   metapb.ClusterClient
+	kv        metapb.KVClient
+	off       metapb.OffsetsClient
+	cl        metapb.ClusterClient
 	// nodeID is learned from the node's Status; guarded by Client.mu.
 	nodeID string
 }
