@@ -4,4 +4,4 @@ package metanode
 
 // plantedLocalReads is the switch of a planted bug for the verification
 // harness; normal builds carry it as a constant false.
-const plantedLocalReads = false
+func plantedLocalReads() bool { return false }

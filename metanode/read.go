@@ -26,7 +26,7 @@ func (n *Node) Read(ctx context.Context, groupName string, stale bool) (*sm.Mach
 	if !n.serving.Load() {
 		return nil, ErrShuttingDown
 	}
-	if stale || plantedLocalReads {
+	if stale || plantedLocalReads() {
 		return g.fsm, nil
 	}
 	idx, err := g.readIndex(ctx)
