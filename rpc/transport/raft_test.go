@@ -155,9 +155,8 @@ const testCluster = "cluster-test"
 func raftConfig(t testing.TB, id raft.ServerID, group string) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = id
-	c.HeartbeatTimeout = 500 * time.Millisecond
-	c.ElectionTimeout = 500 * time.Millisecond
-	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	// raft's default timeouts (1 s): shorter ones lose leadership when
+	// two cores run nine rafts under the race detector.
 	c.CommitTimeout = 10 * time.Millisecond
 	c.TrailingLogs = 4
 	c.SnapshotThreshold = 1 << 30 // snapshots only when the test asks
@@ -235,7 +234,7 @@ func newRaftCluster(t *testing.T, n int, groups []string) *raftCluster {
 func (c *raftCluster) leader(t *testing.T, group string) *member {
 	t.Helper()
 	var l *member
-	waitFor(t, "a leader of "+group, 30*time.Second, func() bool {
+	waitFor(t, "a leader of "+group, 60*time.Second, func() bool {
 		l = nil
 		for _, m := range c.members[group] {
 			if m.raft.State() == raft.Leader {
