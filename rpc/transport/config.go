@@ -13,10 +13,12 @@ import (
 const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxMsgBytes = 64 << 20
-	// DefaultPipelineDepth was chosen from BenchmarkAppendEntries (see the
-	// package README in the report): beyond this depth throughput no longer
-	// grows on loopback while queueing latency does.
-	DefaultPipelineDepth = 8
+	// DefaultPipelineDepth comes from BenchmarkAppendEntries (256-byte
+	// entries, 64 per batch, loopback, 2 cores): depth 4 roughly doubles
+	// entries/s over unpipelined calls; depth 8 adds under 10% more while
+	// the median batch latency grows by half, and from 16 on throughput
+	// falls while latency keeps growing (requests only queue).
+	DefaultPipelineDepth = 4
 )
 
 const (

@@ -168,6 +168,23 @@ func (m *Manager) Close() error {
 	return errors.Join(errs...)
 }
 
+// Disconnect closes the connection to addr, if any, and forgets it: calls
+// in flight on it fail, and the next call to addr dials again. Use it when
+// a member leaves the cluster.
+func (m *Manager) Disconnect(addr string) error {
+	m.mu.Lock()
+	pc := m.conns[addr]
+	delete(m.conns, addr)
+	m.mu.Unlock()
+	if pc == nil {
+		return nil
+	}
+	if err := pc.cc.Close(); err != nil {
+		return fmt.Errorf("transport: close connection to %s: %w", addr, err)
+	}
+	return nil
+}
+
 // conn returns the connection to addr, creating it on first use.
 // grpc.NewClient does no I/O, so holding the lock is cheap.
 func (m *Manager) conn(addr string) (*peerConn, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -464,6 +465,17 @@ func TestOneConnectionPerPeer(t *testing.T) {
 	if got := a.dialer.count(b.addr); got != 1 {
 		t.Fatalf("connections from a to b: got %d, want 1", got)
 	}
+
+	// Disconnect forgets the connection; the next call dials again.
+	if err := a.mgr.Disconnect(b.addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Applied(ctx, b.addr, "data-0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.dialer.count(b.addr); got != 2 {
+		t.Fatalf("connections from a to b after Disconnect: got %d, want 2", got)
+	}
 }
 
 func TestManagerLifecycle(t *testing.T) {
@@ -509,4 +521,49 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after every other cleanup
 	TestOneConnectionPerPeer(t)
 	TestPipelineStalledPeerFails(t)
+}
+
+// cuttingDialer remembers its connections so a test can cut them all.
+type cuttingDialer struct {
+	dialCounter
+	conns []net.Conn
+}
+
+func (d *cuttingDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := d.dialCounter.dial(ctx, addr)
+	if err == nil {
+		d.mu.Lock()
+		d.conns = append(d.conns, c)
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+func (d *cuttingDialer) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+func TestReconnectAfterCut(t *testing.T) {
+	d := &cuttingDialer{dialCounter: dialCounter{dials: map[string]int{}}}
+	a := startNode(t, "c", func(c *Config) { c.Dialer = d.dial })
+	b := startNode(t, "c", nil)
+	b.mgr.SetPeerHandler(&fakeHandler{})
+	b.group(t, "ok")
+	ctx := context.Background()
+	if _, err := a.mgr.Applied(ctx, b.addr, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	d.cut()
+	waitFor(t, "a call to succeed after the cut", 20*time.Second, func() bool {
+		_, err := a.mgr.Applied(ctx, b.addr, "ok")
+		return err == nil
+	})
+	if got := d.count(b.addr); got != 2 {
+		t.Fatalf("dials: got %d, want 2", got)
+	}
 }
