@@ -14,15 +14,26 @@ import (
 // is atomic: it checks everything first and writes after, and a savepoint
 // undoes a partial write if an op fails midway. Reads go through the batch,
 // so an op sees the writes of the ops before it in the same raft batch.
+//
+// Revisions: an op that changes state gets the group's next revision
+// (bump, once per op); every change it makes to a watched space is logged
+// as an event under that revision, numbered from 0.
 type applier struct {
 	m   *Machine
 	b   *rocks.Batch
 	st  *logpb.AppliedState
 	now int64
+
+	bumped bool   // the current op has its revision
+	seq    uint32 // next event number within the current op
 }
 
 func invalid(format string, args ...any) *logpb.Result {
 	return &logpb.Result{Code: logpb.Code_CODE_INVALID, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) *logpb.Result {
+	return &logpb.Result{Code: logpb.Code_CODE_NOT_FOUND, Message: fmt.Sprintf(format, args...)}
 }
 
 func (a *applier) apply(op *logpb.Op) *logpb.Result {
@@ -31,6 +42,7 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 	}
 	a.b.SetSavePoint()
 	rev := a.st.Revision
+	a.bumped, a.seq = false, 0
 	r, err := a.dispatch(op)
 	if err != nil {
 		a.m.fatal("apply op", err)
@@ -45,6 +57,25 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 	}
 	r.Revision = a.st.Revision
 	return r
+}
+
+// bump gives the current op the group's next revision.
+func (a *applier) bump() uint64 {
+	if !a.bumped {
+		a.st.Revision++
+		a.bumped = true
+		a.seq = 0
+	}
+	return a.st.Revision
+}
+
+// emit logs a change of a watched space under the current op's revision.
+func (a *applier) emit(space logpb.Space, key, value, prev []byte, deleted bool) error {
+	rev := a.bump()
+	ev := &logpb.Event{Space: space, Deleted: deleted, Key: key, Value: value, Prev: prev, AtUnixNano: a.now}
+	err := a.write(eventKey(rev, a.seq), ev)
+	a.seq++
+	return err
 }
 
 func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
@@ -65,64 +96,152 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.memberPut(o.MemberPut)
 	case *logpb.Op_MemberRemove:
 		return a.memberRemove(o.MemberRemove.Id)
+	case *logpb.Op_ResourceCreate:
+		return a.resourceCreate(o.ResourceCreate)
+	case *logpb.Op_ResourceUpdate:
+		return a.resourceUpdate(o.ResourceUpdate)
+	case *logpb.Op_ResourceDelete:
+		return a.resourceDelete(o.ResourceDelete)
+	case *logpb.Op_SessionsPut:
+		return a.sessionsPut(o.SessionsPut)
+	case *logpb.Op_SessionsDelete:
+		return a.sessionsDelete(o.SessionsDelete)
+	case *logpb.Op_SessionsExpire:
+		return a.sessionsExpire(o.SessionsExpire)
+	case *logpb.Op_WillPut:
+		return a.willPut(o.WillPut)
+	case *logpb.Op_WillDelete:
+		return a.willDelete(o.WillDelete.ClientId)
+	case *logpb.Op_WillsMarkDue:
+		return a.willsMarkDue(o.WillsMarkDue)
+	case *logpb.Op_WillClaim:
+		return a.willClaim(o.WillClaim)
+	case *logpb.Op_WillComplete:
+		return a.willComplete(o.WillComplete)
+	case *logpb.Op_RetainedSet:
+		return a.retainedSet(o.RetainedSet)
+	case *logpb.Op_LeaseGrant:
+		return a.leaseGrant(o.LeaseGrant)
+	case *logpb.Op_LeaseKeepAlive:
+		return a.leaseKeepAlive(o.LeaseKeepAlive.Id)
+	case *logpb.Op_LeaseRevoke:
+		return a.leaseRevoke(o.LeaseRevoke.Id)
+	case *logpb.Op_LeasesExpire:
+		return a.leasesExpire(o.LeasesExpire)
+	case *logpb.Op_EventsCompact:
+		return a.eventsCompact(o.EventsCompact.BelowRevision)
 	}
 	return invalid("empty operation"), nil
 }
 
-func (a *applier) getKV(key []byte) (*logpb.KV, error) {
-	v, ok, err := a.b.Get(a.m.space, kvKey(key))
+// get reads a stored message through the batch; found is false when the
+// key is absent. raw is the stored encoding.
+func (a *applier) get(key []byte, msg proto.Message) (raw []byte, found bool, err error) {
+	v, ok, err := a.b.Get(a.m.space, key)
 	if err != nil || !ok {
-		return nil, err
+		return nil, false, err
 	}
-	kv := &logpb.KV{}
-	if err := proto.Unmarshal(v, kv); err != nil {
-		return nil, fmt.Errorf("decode stored kv: %w", err)
+	if err := proto.Unmarshal(v, msg); err != nil {
+		return nil, false, fmt.Errorf("decode stored %T: %w", msg, err)
 	}
-	return kv, nil
+	return v, true, nil
 }
 
-func (a *applier) write(key []byte, msg proto.Message) error {
-	return putProto(a.b, a.m.space, key, msg)
+func (a *applier) getKV(key []byte) (*logpb.KV, []byte, error) {
+	kv := &logpb.KV{}
+	raw, ok, err := a.get(kvKey(key), kv)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	return kv, raw, nil
 }
+
+// write stores msg and returns its encoding.
+func (a *applier) write(key []byte, msg proto.Message) error {
+	_, err := a.writeRaw(key, msg)
+	return err
+}
+
+func (a *applier) writeRaw(key []byte, msg proto.Message) ([]byte, error) {
+	v, err := marshal.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	a.b.Put(a.m.space, key, v)
+	return v, nil
+}
+
+func (a *applier) mark(key []byte)   { a.b.Put(a.m.space, key, nil) }
+func (a *applier) unmark(key []byte) { a.b.Delete(a.m.space, key) }
 
 func (a *applier) put(key, value []byte, lease int64) (*logpb.Result, error) {
 	if len(key) == 0 {
 		return invalid("empty key"), nil
 	}
-	prev, err := a.getKV(key)
+	prev, prevRaw, err := a.getKV(key)
 	if err != nil {
 		return nil, err
 	}
-	a.st.Revision++
-	kv := &logpb.KV{Value: value, CreateRevision: a.st.Revision, ModRevision: a.st.Revision, Version: 1, Lease: lease}
+	if lease != 0 {
+		ok, err := a.leaseExists(lease)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return notFound("lease %d not found", lease), nil
+		}
+	}
+	rev := a.bump()
+	kv := &logpb.KV{Value: value, CreateRevision: rev, ModRevision: rev, Version: 1, Lease: lease}
 	if prev != nil {
 		kv.CreateRevision = prev.CreateRevision
 		kv.Version = prev.Version + 1
+		if prev.Lease != 0 && prev.Lease != lease {
+			a.unmark(leaseKeysKey(prev.Lease, key))
+		}
 	}
-	if err := a.write(kvKey(key), kv); err != nil {
+	if lease != 0 {
+		a.mark(leaseKeysKey(lease, key))
+	}
+	raw, err := a.writeRaw(kvKey(key), kv)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.emit(logpb.Space_SPACE_KV, key, raw, prevRaw, false); err != nil {
 		return nil, err
 	}
 	return &logpb.Result{Prev: prev}, nil
 }
 
 func (a *applier) del(key []byte) (*logpb.Result, error) {
-	prev, err := a.getKV(key)
+	prev, prevRaw, err := a.getKV(key)
 	if err != nil {
 		return nil, err
 	}
 	if prev == nil {
 		return &logpb.Result{Code: logpb.Code_CODE_NOT_FOUND}, nil
 	}
-	a.st.Revision++
-	a.b.Delete(a.m.space, kvKey(key))
+	if err := a.deleteKV(key, prev, prevRaw); err != nil {
+		return nil, err
+	}
 	return &logpb.Result{Prev: prev, Count: 1}, nil
+}
+
+// deleteKV removes a stored key, its lease attachment, and logs it.
+func (a *applier) deleteKV(key []byte, prev *logpb.KV, prevRaw []byte) error {
+	a.bump()
+	a.b.Delete(a.m.space, kvKey(key))
+	if prev.Lease != 0 {
+		a.unmark(leaseKeysKey(prev.Lease, key))
+	}
+	return a.emit(logpb.Space_SPACE_KV, key, nil, prevRaw, true)
 }
 
 func (a *applier) cas(c *logpb.KVCompareAndSwap) (*logpb.Result, error) {
 	if len(c.Key) == 0 {
 		return invalid("empty key"), nil
 	}
-	cur, err := a.getKV(c.Key)
+	cur, _, err := a.getKV(c.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +268,9 @@ func (a *applier) offsetCommit(c *logpb.OffsetCommit) (*logpb.Result, error) {
 	if len(c.Entries) == 0 {
 		return invalid("no entries"), nil
 	}
-	a.st.Revision++
+	rev := a.bump()
 	for _, e := range c.Entries {
-		o := &logpb.Offset{Offset: e.Offset, Metadata: e.Metadata, ModRevision: a.st.Revision}
+		o := &logpb.Offset{Offset: e.Offset, Metadata: e.Metadata, ModRevision: rev}
 		if err := a.write(offsetKey(e.Group, e.Topic, e.Partition), o); err != nil {
 			return nil, err
 		}
@@ -159,23 +278,29 @@ func (a *applier) offsetCommit(c *logpb.OffsetCommit) (*logpb.Result, error) {
 	return &logpb.Result{Count: uint64(len(c.Entries))}, nil
 }
 
+// scanKeys returns the keys in [start, end) as seen through the batch.
+func (a *applier) scanKeys(start, end []byte, limit int) ([][]byte, error) {
+	var keys [][]byte
+	err := a.b.Scan(a.m.space, start, end, func(k, _ []byte) bool {
+		keys = append(keys, append([]byte(nil), k...))
+		return limit <= 0 || len(keys) < limit
+	})
+	return keys, err
+}
+
 func (a *applier) offsetDeleteGroup(group string) (*logpb.Result, error) {
 	if group == "" {
 		return invalid("empty group"), nil
 	}
 	p := offsetGroupPrefix(group)
-	var keys [][]byte
-	err := a.b.Scan(a.m.space, p, prefixEnd(p), func(k, _ []byte) bool {
-		keys = append(keys, append([]byte(nil), k...))
-		return true
-	})
+	keys, err := a.scanKeys(p, prefixEnd(p), 0)
 	if err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
 		return &logpb.Result{Code: logpb.Code_CODE_NOT_FOUND}, nil
 	}
-	a.st.Revision++
+	a.bump()
 	for _, k := range keys {
 		a.b.Delete(a.m.space, k)
 	}
@@ -186,15 +311,12 @@ func (a *applier) clusterInit(c *logpb.ClusterInit) (*logpb.Result, error) {
 	if c.ClusterId == "" || c.DataGroups == 0 || c.OffsetGroups == 0 {
 		return invalid("cluster id and group counts must be set"), nil
 	}
-	v, ok, err := a.b.Get(a.m.space, keyClusterID)
+	cur := &logpb.ClusterInit{}
+	_, ok, err := a.get(keyClusterID, cur)
 	if err != nil {
 		return nil, err
 	}
 	if ok {
-		cur := &logpb.ClusterInit{}
-		if err := proto.Unmarshal(v, cur); err != nil {
-			return nil, err
-		}
 		if cur.ClusterId == c.ClusterId && cur.OffsetGroups == c.OffsetGroups && cur.DataGroups == c.DataGroups {
 			return &logpb.Result{}, nil
 		}
@@ -207,7 +329,7 @@ func (a *applier) clusterInit(c *logpb.ClusterInit) (*logpb.Result, error) {
 			return invalid("member id and addr must be set"), nil
 		}
 	}
-	a.st.Revision++
+	a.bump()
 	for _, mp := range c.Members {
 		if err := a.write(memberKey(mp.Id), mp); err != nil {
 			return nil, err
@@ -221,7 +343,7 @@ func (a *applier) memberPut(mp *logpb.MemberPut) (*logpb.Result, error) {
 	if mp.Id == "" || mp.Addr == "" {
 		return invalid("member id and addr must be set"), nil
 	}
-	a.st.Revision++
+	a.bump()
 	return &logpb.Result{}, a.write(memberKey(mp.Id), mp)
 }
 
@@ -233,7 +355,7 @@ func (a *applier) memberRemove(id string) (*logpb.Result, error) {
 	if !ok {
 		return &logpb.Result{Code: logpb.Code_CODE_NOT_FOUND}, nil
 	}
-	a.st.Revision++
+	a.bump()
 	a.b.Delete(a.m.space, memberKey(id))
 	return &logpb.Result{Count: 1}, nil
 }

@@ -105,12 +105,19 @@ func ParseKind(s string) (Kind, error) {
 // Allows reports whether an operation belongs to this kind of group.
 func (k Kind) Allows(op *logpb.Op) bool {
 	switch op.Op.(type) {
-	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas:
+	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas,
+		*logpb.Op_SessionsPut, *logpb.Op_SessionsDelete, *logpb.Op_SessionsExpire,
+		*logpb.Op_WillPut, *logpb.Op_WillDelete, *logpb.Op_WillsMarkDue, *logpb.Op_WillClaim, *logpb.Op_WillComplete,
+		*logpb.Op_RetainedSet,
+		*logpb.Op_LeaseGrant, *logpb.Op_LeaseKeepAlive, *logpb.Op_LeaseRevoke, *logpb.Op_LeasesExpire:
 		return k == KindData
 	case *logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup:
 		return k == KindOffset
-	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove:
+	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove,
+		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete:
 		return k == KindMetadata
+	case *logpb.Op_EventsCompact:
+		return k == KindMetadata || k == KindData
 	}
 	return false
 }

@@ -18,16 +18,46 @@ import (
 //	                              4-byte big-endian uint32 (partitions >= 0)
 //	0x03 'c'                      metadata: ClusterInit record
 //	0x03 'm' <id>                 metadata: member id -> logpb.MemberPut
+//	0x04 <kind> <name>            metadata: resource -> logpb.Resource
+//	0x05 <client id>              data: MQTT session -> logpb.Session
+//	0x06 <at> <client id>         data: session expiry index (empty value)
+//	0x07 <client id>              data: will -> logpb.Will
+//	0x08 <at> <client id>         data: will timer index: armed wills at
+//	                              due time, claimed wills at claim expiry
+//	0x09 <client id>              data: due wills (empty value)
+//	0x0a <topic>                  data: retained message -> logpb.Retained
+//	0x0b <id>                     data: lease -> logpb.Lease
+//	0x0c <at> <id>                data: lease expiry index (empty value)
+//	0x0d <id> <key>               data: keys attached to a lease (empty)
+//	0x0e <revision> <n>           change log: logpb.Event
+//	0x0f 'c'                      change log: compacted revision (uint64)
+//
+// <at> is a Unix time in nanoseconds and <id> a lease id, both 8-byte
+// big-endian (times and ids are never negative), so indexes sort by time;
+// <revision> is 8 and <n> 4 bytes big-endian.
 const (
-	prefixMeta     byte = 0x00
-	prefixKV       byte = 0x01
-	prefixOffset   byte = 0x02
-	prefixCluster  byte = 0x03
-	prefixUserMin  byte = 0x01
-	prefixSentinel byte = 0xff // no key starts with it: the end of every range
+	prefixMeta       byte = 0x00
+	prefixKV         byte = 0x01
+	prefixOffset     byte = 0x02
+	prefixCluster    byte = 0x03
+	prefixResource   byte = 0x04
+	prefixSession    byte = 0x05
+	prefixSessionExp byte = 0x06
+	prefixWill       byte = 0x07
+	prefixWillTimer  byte = 0x08
+	prefixWillDue    byte = 0x09
+	prefixRetained   byte = 0x0a
+	prefixLease      byte = 0x0b
+	prefixLeaseExp   byte = 0x0c
+	prefixLeaseKeys  byte = 0x0d
+	prefixEvent      byte = 0x0e
+	prefixCompact    byte = 0x0f
+	prefixUserMin    byte = 0x01
+	prefixSentinel   byte = 0xff // no key starts with it: the end of every range
 )
 
 var (
+	keyCompact   = []byte{prefixCompact, 'c'}
 	keyApplied   = []byte{prefixMeta, 'a'}
 	keyRestoring = []byte{prefixMeta, 'r'}
 	keyClusterID = []byte{prefixCluster, 'c'}
@@ -96,4 +126,46 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil
+}
+
+func prefixed(p byte, parts ...[]byte) []byte {
+	n := 1
+	for _, x := range parts {
+		n += len(x)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, p)
+	for _, x := range parts {
+		out = append(out, x...)
+	}
+	return out
+}
+
+func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// timerKey is an index entry ordered by time.
+func timerKey(p byte, at int64, id []byte) []byte {
+	return prefixed(p, be64(uint64(max(at, 0))), id)
+}
+
+// parseTimerKey returns the time and id of a timer index key.
+func parseTimerKey(k []byte) (int64, []byte, error) {
+	if len(k) < 9 {
+		return 0, nil, errBadKey
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9])), k[9:], nil
+}
+
+func resourceKey(kind int32, name string) []byte {
+	return prefixed(prefixResource, []byte{byte(kind)}, []byte(name))
+}
+
+func leaseKey(id int64) []byte { return prefixed(prefixLease, be64(uint64(id))) }
+
+func leaseKeysKey(id int64, key []byte) []byte {
+	return prefixed(prefixLeaseKeys, be64(uint64(id)), key)
+}
+
+func eventKey(rev uint64, n uint32) []byte {
+	return binary.BigEndian.AppendUint32(prefixed(prefixEvent, be64(rev)), n)
 }

@@ -123,12 +123,14 @@ func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
 
-// dump returns every stored user key and value in order.
+// dump returns every stored user key and value, without the change log.
 func dump(t testing.TB, m *Machine) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	if err := m.space.Scan(userStart, userEnd, func(k, v []byte) bool {
-		out[string(k)] = string(v)
+		if k[0] != prefixEvent {
+			out[string(k)] = string(v)
+		}
 		return true
 	}); err != nil {
 		t.Fatal(err)

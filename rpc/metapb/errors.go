@@ -18,12 +18,18 @@ package metapb
 const (
 	ErrorDomain = "meta.metamq.io"
 
-	ReasonNotLeader       = "NOT_LEADER"
-	ReasonNoLeader        = "NO_LEADER"
-	ReasonShuttingDown    = "SHUTTING_DOWN"
-	ReasonInvalidArgument = "INVALID_ARGUMENT"
-	ReasonClusterMismatch = "CLUSTER_MISMATCH"
-	ReasonOutcomeUnknown  = "OUTCOME_UNKNOWN"
+	ReasonNotLeader        = "NOT_LEADER"
+	ReasonNoLeader         = "NO_LEADER"
+	ReasonShuttingDown     = "SHUTTING_DOWN"
+	ReasonInvalidArgument  = "INVALID_ARGUMENT"
+	ReasonClusterMismatch  = "CLUSTER_MISMATCH"
+	ReasonOutcomeUnknown   = "OUTCOME_UNKNOWN"
+	ReasonRevisionConflict = "REVISION_CONFLICT"
+	ReasonCompacted        = "COMPACTED"
+	ReasonStaleEpoch       = "STALE_EPOCH"
+
+	MetaCompactRevision = "compact_revision"
+	MetaCurrentRevision = "current_revision"
 
 	MetaLeaderID   = "leader_id"
 	MetaLeaderAddr = "leader_addr"

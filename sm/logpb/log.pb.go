@@ -29,6 +29,112 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Will states, as in the public API.
+type WillState int32
+
+const (
+	WillState_WILL_STATE_UNSPECIFIED WillState = 0
+	WillState_WILL_STATE_PENDING     WillState = 1
+	WillState_WILL_STATE_ARMED       WillState = 2
+	WillState_WILL_STATE_DUE         WillState = 3
+	WillState_WILL_STATE_CLAIMED     WillState = 4
+)
+
+// Enum value maps for WillState.
+var (
+	WillState_name = map[int32]string{
+		0: "WILL_STATE_UNSPECIFIED",
+		1: "WILL_STATE_PENDING",
+		2: "WILL_STATE_ARMED",
+		3: "WILL_STATE_DUE",
+		4: "WILL_STATE_CLAIMED",
+	}
+	WillState_value = map[string]int32{
+		"WILL_STATE_UNSPECIFIED": 0,
+		"WILL_STATE_PENDING":     1,
+		"WILL_STATE_ARMED":       2,
+		"WILL_STATE_DUE":         3,
+		"WILL_STATE_CLAIMED":     4,
+	}
+)
+
+func (x WillState) Enum() *WillState {
+	p := new(WillState)
+	*p = x
+	return p
+}
+
+func (x WillState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WillState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sm_logpb_log_proto_enumTypes[0].Descriptor()
+}
+
+func (WillState) Type() protoreflect.EnumType {
+	return &file_sm_logpb_log_proto_enumTypes[0]
+}
+
+func (x WillState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WillState.Descriptor instead.
+func (WillState) EnumDescriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{0}
+}
+
+// Event spaces of the change log.
+type Space int32
+
+const (
+	Space_SPACE_KV       Space = 0
+	Space_SPACE_RESOURCE Space = 1
+	Space_SPACE_WILL     Space = 2
+)
+
+// Enum value maps for Space.
+var (
+	Space_name = map[int32]string{
+		0: "SPACE_KV",
+		1: "SPACE_RESOURCE",
+		2: "SPACE_WILL",
+	}
+	Space_value = map[string]int32{
+		"SPACE_KV":       0,
+		"SPACE_RESOURCE": 1,
+		"SPACE_WILL":     2,
+	}
+)
+
+func (x Space) Enum() *Space {
+	p := new(Space)
+	*p = x
+	return p
+}
+
+func (x Space) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Space) Descriptor() protoreflect.EnumDescriptor {
+	return file_sm_logpb_log_proto_enumTypes[1].Descriptor()
+}
+
+func (Space) Type() protoreflect.EnumType {
+	return &file_sm_logpb_log_proto_enumTypes[1]
+}
+
+func (x Space) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Space.Descriptor instead.
+func (Space) EnumDescriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{1}
+}
+
 type Code int32
 
 const (
@@ -71,11 +177,11 @@ func (x Code) String() string {
 }
 
 func (Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[0].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[2].Descriptor()
 }
 
 func (Code) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[0]
+	return &file_sm_logpb_log_proto_enumTypes[2]
 }
 
 func (x Code) Number() protoreflect.EnumNumber {
@@ -84,7 +190,7 @@ func (x Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Code.Descriptor instead.
 func (Code) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{0}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
 }
 
 // Batch is the body of an entry of type 1: independent operations proposed
@@ -155,6 +261,23 @@ type Op struct {
 	//	*Op_ClusterInit
 	//	*Op_MemberPut
 	//	*Op_MemberRemove
+	//	*Op_ResourceCreate
+	//	*Op_ResourceUpdate
+	//	*Op_ResourceDelete
+	//	*Op_SessionsPut
+	//	*Op_SessionsDelete
+	//	*Op_SessionsExpire
+	//	*Op_WillPut
+	//	*Op_WillDelete
+	//	*Op_WillsMarkDue
+	//	*Op_WillClaim
+	//	*Op_WillComplete
+	//	*Op_RetainedSet
+	//	*Op_LeaseGrant
+	//	*Op_LeaseKeepAlive
+	//	*Op_LeaseRevoke
+	//	*Op_LeasesExpire
+	//	*Op_EventsCompact
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -269,6 +392,159 @@ func (x *Op) GetMemberRemove() *MemberRemove {
 	return nil
 }
 
+func (x *Op) GetResourceCreate() *ResourceCreate {
+	if x != nil {
+		if x, ok := x.Op.(*Op_ResourceCreate); ok {
+			return x.ResourceCreate
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetResourceUpdate() *ResourceUpdate {
+	if x != nil {
+		if x, ok := x.Op.(*Op_ResourceUpdate); ok {
+			return x.ResourceUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetResourceDelete() *ResourceDelete {
+	if x != nil {
+		if x, ok := x.Op.(*Op_ResourceDelete); ok {
+			return x.ResourceDelete
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetSessionsPut() *SessionsPut {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SessionsPut); ok {
+			return x.SessionsPut
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetSessionsDelete() *SessionsDelete {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SessionsDelete); ok {
+			return x.SessionsDelete
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetSessionsExpire() *SessionsExpire {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SessionsExpire); ok {
+			return x.SessionsExpire
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetWillPut() *WillPut {
+	if x != nil {
+		if x, ok := x.Op.(*Op_WillPut); ok {
+			return x.WillPut
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetWillDelete() *WillDelete {
+	if x != nil {
+		if x, ok := x.Op.(*Op_WillDelete); ok {
+			return x.WillDelete
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetWillsMarkDue() *WillsMarkDue {
+	if x != nil {
+		if x, ok := x.Op.(*Op_WillsMarkDue); ok {
+			return x.WillsMarkDue
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetWillClaim() *WillClaim {
+	if x != nil {
+		if x, ok := x.Op.(*Op_WillClaim); ok {
+			return x.WillClaim
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetWillComplete() *WillComplete {
+	if x != nil {
+		if x, ok := x.Op.(*Op_WillComplete); ok {
+			return x.WillComplete
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRetainedSet() *RetainedSet {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RetainedSet); ok {
+			return x.RetainedSet
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetLeaseGrant() *LeaseGrant {
+	if x != nil {
+		if x, ok := x.Op.(*Op_LeaseGrant); ok {
+			return x.LeaseGrant
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetLeaseKeepAlive() *LeaseKeepAlive {
+	if x != nil {
+		if x, ok := x.Op.(*Op_LeaseKeepAlive); ok {
+			return x.LeaseKeepAlive
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetLeaseRevoke() *LeaseRevoke {
+	if x != nil {
+		if x, ok := x.Op.(*Op_LeaseRevoke); ok {
+			return x.LeaseRevoke
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetLeasesExpire() *LeasesExpire {
+	if x != nil {
+		if x, ok := x.Op.(*Op_LeasesExpire); ok {
+			return x.LeasesExpire
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetEventsCompact() *EventsCompact {
+	if x != nil {
+		if x, ok := x.Op.(*Op_EventsCompact); ok {
+			return x.EventsCompact
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -305,6 +581,74 @@ type Op_MemberRemove struct {
 	MemberRemove *MemberRemove `protobuf:"bytes,8,opt,name=member_remove,json=memberRemove,proto3,oneof"`
 }
 
+type Op_ResourceCreate struct {
+	ResourceCreate *ResourceCreate `protobuf:"bytes,9,opt,name=resource_create,json=resourceCreate,proto3,oneof"`
+}
+
+type Op_ResourceUpdate struct {
+	ResourceUpdate *ResourceUpdate `protobuf:"bytes,10,opt,name=resource_update,json=resourceUpdate,proto3,oneof"`
+}
+
+type Op_ResourceDelete struct {
+	ResourceDelete *ResourceDelete `protobuf:"bytes,11,opt,name=resource_delete,json=resourceDelete,proto3,oneof"`
+}
+
+type Op_SessionsPut struct {
+	SessionsPut *SessionsPut `protobuf:"bytes,12,opt,name=sessions_put,json=sessionsPut,proto3,oneof"`
+}
+
+type Op_SessionsDelete struct {
+	SessionsDelete *SessionsDelete `protobuf:"bytes,13,opt,name=sessions_delete,json=sessionsDelete,proto3,oneof"`
+}
+
+type Op_SessionsExpire struct {
+	SessionsExpire *SessionsExpire `protobuf:"bytes,14,opt,name=sessions_expire,json=sessionsExpire,proto3,oneof"`
+}
+
+type Op_WillPut struct {
+	WillPut *WillPut `protobuf:"bytes,15,opt,name=will_put,json=willPut,proto3,oneof"`
+}
+
+type Op_WillDelete struct {
+	WillDelete *WillDelete `protobuf:"bytes,16,opt,name=will_delete,json=willDelete,proto3,oneof"`
+}
+
+type Op_WillsMarkDue struct {
+	WillsMarkDue *WillsMarkDue `protobuf:"bytes,17,opt,name=wills_mark_due,json=willsMarkDue,proto3,oneof"`
+}
+
+type Op_WillClaim struct {
+	WillClaim *WillClaim `protobuf:"bytes,18,opt,name=will_claim,json=willClaim,proto3,oneof"`
+}
+
+type Op_WillComplete struct {
+	WillComplete *WillComplete `protobuf:"bytes,19,opt,name=will_complete,json=willComplete,proto3,oneof"`
+}
+
+type Op_RetainedSet struct {
+	RetainedSet *RetainedSet `protobuf:"bytes,20,opt,name=retained_set,json=retainedSet,proto3,oneof"`
+}
+
+type Op_LeaseGrant struct {
+	LeaseGrant *LeaseGrant `protobuf:"bytes,21,opt,name=lease_grant,json=leaseGrant,proto3,oneof"`
+}
+
+type Op_LeaseKeepAlive struct {
+	LeaseKeepAlive *LeaseKeepAlive `protobuf:"bytes,22,opt,name=lease_keep_alive,json=leaseKeepAlive,proto3,oneof"`
+}
+
+type Op_LeaseRevoke struct {
+	LeaseRevoke *LeaseRevoke `protobuf:"bytes,23,opt,name=lease_revoke,json=leaseRevoke,proto3,oneof"`
+}
+
+type Op_LeasesExpire struct {
+	LeasesExpire *LeasesExpire `protobuf:"bytes,24,opt,name=leases_expire,json=leasesExpire,proto3,oneof"`
+}
+
+type Op_EventsCompact struct {
+	EventsCompact *EventsCompact `protobuf:"bytes,25,opt,name=events_compact,json=eventsCompact,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -321,6 +665,1038 @@ func (*Op_MemberPut) isOp_Op() {}
 
 func (*Op_MemberRemove) isOp_Op() {}
 
+func (*Op_ResourceCreate) isOp_Op() {}
+
+func (*Op_ResourceUpdate) isOp_Op() {}
+
+func (*Op_ResourceDelete) isOp_Op() {}
+
+func (*Op_SessionsPut) isOp_Op() {}
+
+func (*Op_SessionsDelete) isOp_Op() {}
+
+func (*Op_SessionsExpire) isOp_Op() {}
+
+func (*Op_WillPut) isOp_Op() {}
+
+func (*Op_WillDelete) isOp_Op() {}
+
+func (*Op_WillsMarkDue) isOp_Op() {}
+
+func (*Op_WillClaim) isOp_Op() {}
+
+func (*Op_WillComplete) isOp_Op() {}
+
+func (*Op_RetainedSet) isOp_Op() {}
+
+func (*Op_LeaseGrant) isOp_Op() {}
+
+func (*Op_LeaseKeepAlive) isOp_Op() {}
+
+func (*Op_LeaseRevoke) isOp_Op() {}
+
+func (*Op_LeasesExpire) isOp_Op() {}
+
+func (*Op_EventsCompact) isOp_Op() {}
+
+// Resource specs travel as the deterministic protobuf encoding of the
+// public spec message (rpc/metapb); the state machine does not interpret
+// them.
+type ResourceCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Spec          []byte                 `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceCreate) Reset() {
+	*x = ResourceCreate{}
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceCreate) ProtoMessage() {}
+
+func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
+func (*ResourceCreate) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ResourceCreate) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *ResourceCreate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceCreate) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type ResourceUpdate struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Kind             int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Spec             []byte                 `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	ExpectedRevision uint64                 `protobuf:"varint,4,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ResourceUpdate) Reset() {
+	*x = ResourceUpdate{}
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceUpdate) ProtoMessage() {}
+
+func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
+func (*ResourceUpdate) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResourceUpdate) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *ResourceUpdate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceUpdate) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ResourceUpdate) GetExpectedRevision() uint64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+// ResourceDelete deletes a resource; expected_revision 0 means any.
+type ResourceDelete struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Kind             int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ExpectedRevision uint64                 `protobuf:"varint,3,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ResourceDelete) Reset() {
+	*x = ResourceDelete{}
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceDelete) ProtoMessage() {}
+
+func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
+func (*ResourceDelete) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResourceDelete) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *ResourceDelete) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceDelete) GetExpectedRevision() uint64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type SessionPut struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	ClientId              string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	BrokerId              string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Connected             bool                   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	ExpiryIntervalSeconds uint32                 `protobuf:"varint,4,opt,name=expiry_interval_seconds,json=expiryIntervalSeconds,proto3" json:"expiry_interval_seconds,omitempty"`
+	State                 []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *SessionPut) Reset() {
+	*x = SessionPut{}
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionPut) ProtoMessage() {}
+
+func (x *SessionPut) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
+func (*SessionPut) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SessionPut) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SessionPut) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *SessionPut) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *SessionPut) GetExpiryIntervalSeconds() uint32 {
+	if x != nil {
+		return x.ExpiryIntervalSeconds
+	}
+	return 0
+}
+
+func (x *SessionPut) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// SessionsPut upserts sessions atomically (one group's part of a batch).
+type SessionsPut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*SessionPut          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsPut) Reset() {
+	*x = SessionsPut{}
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsPut) ProtoMessage() {}
+
+func (x *SessionsPut) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
+func (*SessionsPut) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionsPut) GetSessions() []*SessionPut {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type SessionsDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientIds     []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsDelete) Reset() {
+	*x = SessionsDelete{}
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsDelete) ProtoMessage() {}
+
+func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
+func (*SessionsDelete) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SessionsDelete) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+// SessionsExpire is proposed by the group's leader for sessions whose
+// expiry time has passed; apply re-checks each against the entry's time,
+// so a session that reconnected meanwhile survives.
+type SessionsExpire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientIds     []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsExpire) Reset() {
+	*x = SessionsExpire{}
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsExpire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsExpire) ProtoMessage() {}
+
+func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
+func (*SessionsExpire) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SessionsExpire) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+type WillPut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Topic         string                 `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos           uint32                 `protobuf:"varint,4,opt,name=qos,proto3" json:"qos,omitempty"`
+	Retain        bool                   `protobuf:"varint,5,opt,name=retain,proto3" json:"retain,omitempty"`
+	DelaySeconds  uint32                 `protobuf:"varint,6,opt,name=delay_seconds,json=delaySeconds,proto3" json:"delay_seconds,omitempty"`
+	Properties    []byte                 `protobuf:"bytes,7,opt,name=properties,proto3" json:"properties,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WillPut) Reset() {
+	*x = WillPut{}
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WillPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WillPut) ProtoMessage() {}
+
+func (x *WillPut) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
+func (*WillPut) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WillPut) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *WillPut) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *WillPut) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *WillPut) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *WillPut) GetRetain() bool {
+	if x != nil {
+		return x.Retain
+	}
+	return false
+}
+
+func (x *WillPut) GetDelaySeconds() uint32 {
+	if x != nil {
+		return x.DelaySeconds
+	}
+	return 0
+}
+
+func (x *WillPut) GetProperties() []byte {
+	if x != nil {
+		return x.Properties
+	}
+	return nil
+}
+
+type WillDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WillDelete) Reset() {
+	*x = WillDelete{}
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WillDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WillDelete) ProtoMessage() {}
+
+func (x *WillDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
+func (*WillDelete) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WillDelete) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// WillsMarkDue is proposed by the leader for armed wills whose delay has
+// passed and claims that expired; apply re-checks against the entry's time.
+type WillsMarkDue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientIds     []string               `protobuf:"bytes,1,rep,name=client_ids,json=clientIds,proto3" json:"client_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WillsMarkDue) Reset() {
+	*x = WillsMarkDue{}
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WillsMarkDue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WillsMarkDue) ProtoMessage() {}
+
+func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
+func (*WillsMarkDue) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WillsMarkDue) GetClientIds() []string {
+	if x != nil {
+		return x.ClientIds
+	}
+	return nil
+}
+
+type WillClaim struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientId        string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	BrokerId        string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	ClaimTtlSeconds uint32                 `protobuf:"varint,3,opt,name=claim_ttl_seconds,json=claimTtlSeconds,proto3" json:"claim_ttl_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *WillClaim) Reset() {
+	*x = WillClaim{}
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WillClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WillClaim) ProtoMessage() {}
+
+func (x *WillClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
+func (*WillClaim) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WillClaim) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *WillClaim) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *WillClaim) GetClaimTtlSeconds() uint32 {
+	if x != nil {
+		return x.ClaimTtlSeconds
+	}
+	return 0
+}
+
+type WillComplete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	BrokerId      string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WillComplete) Reset() {
+	*x = WillComplete{}
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WillComplete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WillComplete) ProtoMessage() {}
+
+func (x *WillComplete) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
+func (*WillComplete) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WillComplete) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *WillComplete) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+// RetainedSet stores a topic's retained message; an empty payload deletes.
+type RetainedSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos           uint32                 `protobuf:"varint,3,opt,name=qos,proto3" json:"qos,omitempty"`
+	Properties    []byte                 `protobuf:"bytes,4,opt,name=properties,proto3" json:"properties,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedSet) Reset() {
+	*x = RetainedSet{}
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedSet) ProtoMessage() {}
+
+func (x *RetainedSet) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
+func (*RetainedSet) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RetainedSet) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *RetainedSet) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *RetainedSet) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *RetainedSet) GetProperties() []byte {
+	if x != nil {
+		return x.Properties
+	}
+	return nil
+}
+
+type LeaseGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	TtlSeconds    int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrant) Reset() {
+	*x = LeaseGrant{}
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrant) ProtoMessage() {}
+
+func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
+func (*LeaseGrant) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LeaseGrant) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type LeaseKeepAlive struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAlive) Reset() {
+	*x = LeaseKeepAlive{}
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAlive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAlive) ProtoMessage() {}
+
+func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LeaseKeepAlive) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type LeaseRevoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevoke) Reset() {
+	*x = LeaseRevoke{}
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevoke) ProtoMessage() {}
+
+func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
+func (*LeaseRevoke) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LeaseRevoke) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// LeasesExpire is proposed by the leader; apply re-checks each lease.
+type LeasesExpire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []int64                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesExpire) Reset() {
+	*x = LeasesExpire{}
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesExpire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesExpire) ProtoMessage() {}
+
+func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
+func (*LeasesExpire) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *LeasesExpire) GetIds() []int64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// EventsCompact drops the change log below a revision (leader's policy;
+// deterministic on every replica).
+type EventsCompact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BelowRevision uint64                 `protobuf:"varint,1,opt,name=below_revision,json=belowRevision,proto3" json:"below_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsCompact) Reset() {
+	*x = EventsCompact{}
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsCompact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsCompact) ProtoMessage() {}
+
+func (x *EventsCompact) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
+func (*EventsCompact) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *EventsCompact) GetBelowRevision() uint64 {
+	if x != nil {
+		return x.BelowRevision
+	}
+	return 0
+}
+
 type KVPut struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -332,7 +1708,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +1720,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +1733,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -390,7 +1766,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +1778,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +1791,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -439,7 +1815,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +1827,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +1840,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -522,7 +1898,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +1910,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +1923,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -595,7 +1971,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +1983,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +1996,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -639,7 +2015,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +2027,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +2040,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -691,7 +2067,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +2079,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +2092,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -757,7 +2133,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +2145,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +2158,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MemberPut) GetId() string {
@@ -808,7 +2184,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +2196,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +2209,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -857,7 +2233,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +2245,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +2258,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KV) GetValue() []byte {
@@ -932,7 +2308,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +2320,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +2333,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -981,6 +2357,554 @@ func (x *Offset) GetModRevision() uint64 {
 	return 0
 }
 
+type Resource struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Kind           int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Spec           []byte                 `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	CreateRevision uint64                 `protobuf:"varint,4,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision    uint64                 `protobuf:"varint,5,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	Version        uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Resource) Reset() {
+	*x = Resource{}
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resource) ProtoMessage() {}
+
+func (x *Resource) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resource.ProtoReflect.Descriptor instead.
+func (*Resource) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Resource) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *Resource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Resource) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Resource) GetCreateRevision() uint64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *Resource) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *Resource) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type Session struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	ClientId               string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	BrokerId               string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Connected              bool                   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	ExpiryIntervalSeconds  uint32                 `protobuf:"varint,4,opt,name=expiry_interval_seconds,json=expiryIntervalSeconds,proto3" json:"expiry_interval_seconds,omitempty"`
+	State                  []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	DisconnectedAtUnixNano int64                  `protobuf:"varint,6,opt,name=disconnected_at_unix_nano,json=disconnectedAtUnixNano,proto3" json:"disconnected_at_unix_nano,omitempty"`
+	ExpiresAtUnixNano      int64                  `protobuf:"varint,7,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
+	CreateRevision         uint64                 `protobuf:"varint,8,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision            uint64                 `protobuf:"varint,9,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	Version                uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Session) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Session) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *Session) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *Session) GetExpiryIntervalSeconds() uint32 {
+	if x != nil {
+		return x.ExpiryIntervalSeconds
+	}
+	return 0
+}
+
+func (x *Session) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *Session) GetDisconnectedAtUnixNano() int64 {
+	if x != nil {
+		return x.DisconnectedAtUnixNano
+	}
+	return 0
+}
+
+func (x *Session) GetExpiresAtUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixNano
+	}
+	return 0
+}
+
+func (x *Session) GetCreateRevision() uint64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *Session) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *Session) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type Will struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	ClientId               string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Topic                  string                 `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Payload                []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos                    uint32                 `protobuf:"varint,4,opt,name=qos,proto3" json:"qos,omitempty"`
+	Retain                 bool                   `protobuf:"varint,5,opt,name=retain,proto3" json:"retain,omitempty"`
+	DelaySeconds           uint32                 `protobuf:"varint,6,opt,name=delay_seconds,json=delaySeconds,proto3" json:"delay_seconds,omitempty"`
+	Properties             []byte                 `protobuf:"bytes,7,opt,name=properties,proto3" json:"properties,omitempty"`
+	State                  WillState              `protobuf:"varint,8,opt,name=state,proto3,enum=meta.log.v1.WillState" json:"state,omitempty"`
+	DueAtUnixNano          int64                  `protobuf:"varint,9,opt,name=due_at_unix_nano,json=dueAtUnixNano,proto3" json:"due_at_unix_nano,omitempty"`
+	ClaimedBy              string                 `protobuf:"bytes,10,opt,name=claimed_by,json=claimedBy,proto3" json:"claimed_by,omitempty"`
+	ClaimExpiresAtUnixNano int64                  `protobuf:"varint,11,opt,name=claim_expires_at_unix_nano,json=claimExpiresAtUnixNano,proto3" json:"claim_expires_at_unix_nano,omitempty"`
+	ModRevision            uint64                 `protobuf:"varint,12,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *Will) Reset() {
+	*x = Will{}
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Will) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Will) ProtoMessage() {}
+
+func (x *Will) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Will.ProtoReflect.Descriptor instead.
+func (*Will) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Will) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Will) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Will) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Will) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *Will) GetRetain() bool {
+	if x != nil {
+		return x.Retain
+	}
+	return false
+}
+
+func (x *Will) GetDelaySeconds() uint32 {
+	if x != nil {
+		return x.DelaySeconds
+	}
+	return 0
+}
+
+func (x *Will) GetProperties() []byte {
+	if x != nil {
+		return x.Properties
+	}
+	return nil
+}
+
+func (x *Will) GetState() WillState {
+	if x != nil {
+		return x.State
+	}
+	return WillState_WILL_STATE_UNSPECIFIED
+}
+
+func (x *Will) GetDueAtUnixNano() int64 {
+	if x != nil {
+		return x.DueAtUnixNano
+	}
+	return 0
+}
+
+func (x *Will) GetClaimedBy() string {
+	if x != nil {
+		return x.ClaimedBy
+	}
+	return ""
+}
+
+func (x *Will) GetClaimExpiresAtUnixNano() int64 {
+	if x != nil {
+		return x.ClaimExpiresAtUnixNano
+	}
+	return 0
+}
+
+func (x *Will) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type Retained struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos           uint32                 `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	Properties    []byte                 `protobuf:"bytes,3,opt,name=properties,proto3" json:"properties,omitempty"`
+	ModRevision   uint64                 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retained) Reset() {
+	*x = Retained{}
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retained) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retained) ProtoMessage() {}
+
+func (x *Retained) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retained.ProtoReflect.Descriptor instead.
+func (*Retained) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Retained) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Retained) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *Retained) GetProperties() []byte {
+	if x != nil {
+		return x.Properties
+	}
+	return nil
+}
+
+func (x *Retained) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type Lease struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	TtlSeconds        int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	ExpiresAtUnixNano int64                  `protobuf:"varint,3,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Lease) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Lease) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *Lease) GetExpiresAtUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixNano
+	}
+	return 0
+}
+
+// Event is one change in a group's change log, keyed by (revision, n).
+type Event struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Space   Space                  `protobuf:"varint,1,opt,name=space,proto3,enum=meta.log.v1.Space" json:"space,omitempty"`
+	Deleted bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// The user key: KV key, resource kind byte + name, or will client id.
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// Stored encoding of the value after the change (empty when deleted)
+	// and before it (empty when it did not exist).
+	Value         []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Prev          []byte `protobuf:"bytes,5,opt,name=prev,proto3" json:"prev,omitempty"`
+	AtUnixNano    int64  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Event) GetSpace() Space {
+	if x != nil {
+		return x.Space
+	}
+	return Space_SPACE_KV
+}
+
+func (x *Event) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *Event) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Event) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Event) GetPrev() []byte {
+	if x != nil {
+		return x.Prev
+	}
+	return nil
+}
+
+func (x *Event) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 // AppliedState is stored under the reserved key with every write batch.
 type AppliedState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -993,7 +2917,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +2929,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +2942,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -1054,14 +2978,20 @@ type Result struct {
 	// Per-op counts (e.g. partitions deleted).
 	Count uint64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
 	// The raft index of the entry that carried the op.
-	Index         uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	Index uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	// Stored encoding of the value after the op and before it, for ops on
+	// resources, sessions, wills and retained messages.
+	Value     []byte `protobuf:"bytes,7,opt,name=value,proto3" json:"value,omitempty"`
+	PrevValue []byte `protobuf:"bytes,8,opt,name=prev_value,json=prevValue,proto3" json:"prev_value,omitempty"`
+	// Per-entry outcomes of batch ops (e.g. which sessions existed).
+	Flags         []bool `protobuf:"varint,9,rep,packed,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +3003,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +3016,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Result) GetCode() Code {
@@ -1131,6 +3061,27 @@ func (x *Result) GetIndex() uint64 {
 	return 0
 }
 
+func (x *Result) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Result) GetPrevValue() []byte {
+	if x != nil {
+		return x.PrevValue
+	}
+	return nil
+}
+
+func (x *Result) GetFlags() []bool {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
 // NodeIdentity is written once when a node's data directory is created.
 type NodeIdentity struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1149,7 +3100,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +3112,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +3125,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -1226,7 +3177,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xe4\x03\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xc2\f\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -1236,8 +3187,100 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fcluster_init\x18\x06 \x01(\v2\x18.meta.log.v1.ClusterInitH\x00R\vclusterInit\x127\n" +
 	"\n" +
 	"member_put\x18\a \x01(\v2\x16.meta.log.v1.MemberPutH\x00R\tmemberPut\x12@\n" +
-	"\rmember_remove\x18\b \x01(\v2\x19.meta.log.v1.MemberRemoveH\x00R\fmemberRemoveB\x04\n" +
-	"\x02op\"E\n" +
+	"\rmember_remove\x18\b \x01(\v2\x19.meta.log.v1.MemberRemoveH\x00R\fmemberRemove\x12F\n" +
+	"\x0fresource_create\x18\t \x01(\v2\x1b.meta.log.v1.ResourceCreateH\x00R\x0eresourceCreate\x12F\n" +
+	"\x0fresource_update\x18\n" +
+	" \x01(\v2\x1b.meta.log.v1.ResourceUpdateH\x00R\x0eresourceUpdate\x12F\n" +
+	"\x0fresource_delete\x18\v \x01(\v2\x1b.meta.log.v1.ResourceDeleteH\x00R\x0eresourceDelete\x12=\n" +
+	"\fsessions_put\x18\f \x01(\v2\x18.meta.log.v1.SessionsPutH\x00R\vsessionsPut\x12F\n" +
+	"\x0fsessions_delete\x18\r \x01(\v2\x1b.meta.log.v1.SessionsDeleteH\x00R\x0esessionsDelete\x12F\n" +
+	"\x0fsessions_expire\x18\x0e \x01(\v2\x1b.meta.log.v1.SessionsExpireH\x00R\x0esessionsExpire\x121\n" +
+	"\bwill_put\x18\x0f \x01(\v2\x14.meta.log.v1.WillPutH\x00R\awillPut\x12:\n" +
+	"\vwill_delete\x18\x10 \x01(\v2\x17.meta.log.v1.WillDeleteH\x00R\n" +
+	"willDelete\x12A\n" +
+	"\x0ewills_mark_due\x18\x11 \x01(\v2\x19.meta.log.v1.WillsMarkDueH\x00R\fwillsMarkDue\x127\n" +
+	"\n" +
+	"will_claim\x18\x12 \x01(\v2\x16.meta.log.v1.WillClaimH\x00R\twillClaim\x12@\n" +
+	"\rwill_complete\x18\x13 \x01(\v2\x19.meta.log.v1.WillCompleteH\x00R\fwillComplete\x12=\n" +
+	"\fretained_set\x18\x14 \x01(\v2\x18.meta.log.v1.RetainedSetH\x00R\vretainedSet\x12:\n" +
+	"\vlease_grant\x18\x15 \x01(\v2\x17.meta.log.v1.LeaseGrantH\x00R\n" +
+	"leaseGrant\x12G\n" +
+	"\x10lease_keep_alive\x18\x16 \x01(\v2\x1b.meta.log.v1.LeaseKeepAliveH\x00R\x0eleaseKeepAlive\x12=\n" +
+	"\flease_revoke\x18\x17 \x01(\v2\x18.meta.log.v1.LeaseRevokeH\x00R\vleaseRevoke\x12@\n" +
+	"\rleases_expire\x18\x18 \x01(\v2\x19.meta.log.v1.LeasesExpireH\x00R\fleasesExpire\x12C\n" +
+	"\x0eevents_compact\x18\x19 \x01(\v2\x1a.meta.log.v1.EventsCompactH\x00R\reventsCompactB\x04\n" +
+	"\x02op\"L\n" +
+	"\x0eResourceCreate\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04spec\x18\x03 \x01(\fR\x04spec\"y\n" +
+	"\x0eResourceUpdate\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04spec\x18\x03 \x01(\fR\x04spec\x12+\n" +
+	"\x11expected_revision\x18\x04 \x01(\x04R\x10expectedRevision\"e\n" +
+	"\x0eResourceDelete\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
+	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xb2\x01\n" +
+	"\n" +
+	"SessionPut\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x126\n" +
+	"\x17expiry_interval_seconds\x18\x04 \x01(\rR\x15expiryIntervalSeconds\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\fR\x05state\"B\n" +
+	"\vSessionsPut\x123\n" +
+	"\bsessions\x18\x01 \x03(\v2\x17.meta.log.v1.SessionPutR\bsessions\"/\n" +
+	"\x0eSessionsDelete\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\"/\n" +
+	"\x0eSessionsExpire\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\"\xc5\x01\n" +
+	"\aWillPut\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\x04 \x01(\rR\x03qos\x12\x16\n" +
+	"\x06retain\x18\x05 \x01(\bR\x06retain\x12#\n" +
+	"\rdelay_seconds\x18\x06 \x01(\rR\fdelaySeconds\x12\x1e\n" +
+	"\n" +
+	"properties\x18\a \x01(\fR\n" +
+	"properties\")\n" +
+	"\n" +
+	"WillDelete\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"-\n" +
+	"\fWillsMarkDue\x12\x1d\n" +
+	"\n" +
+	"client_ids\x18\x01 \x03(\tR\tclientIds\"q\n" +
+	"\tWillClaim\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12*\n" +
+	"\x11claim_ttl_seconds\x18\x03 \x01(\rR\x0fclaimTtlSeconds\"H\n" +
+	"\fWillComplete\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\"o\n" +
+	"\vRetainedSet\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\x03 \x01(\rR\x03qos\x12\x1e\n" +
+	"\n" +
+	"properties\x18\x04 \x01(\fR\n" +
+	"properties\"=\n" +
+	"\n" +
+	"LeaseGrant\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\" \n" +
+	"\x0eLeaseKeepAlive\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"\x1d\n" +
+	"\vLeaseRevoke\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\" \n" +
+	"\fLeasesExpire\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x03R\x03ids\"6\n" +
+	"\rEventsCompact\x12%\n" +
+	"\x0ebelow_revision\x18\x01 \x01(\x04R\rbelowRevision\"E\n" +
 	"\x05KVPut\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
@@ -1282,18 +3325,78 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x06Offset\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x1a\n" +
 	"\bmetadata\x18\x02 \x01(\tR\bmetadata\x12!\n" +
-	"\fmod_revision\x18\x03 \x01(\x04R\vmodRevision\"T\n" +
+	"\fmod_revision\x18\x03 \x01(\x04R\vmodRevision\"\xac\x01\n" +
+	"\bResource\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04spec\x18\x03 \x01(\fR\x04spec\x12'\n" +
+	"\x0fcreate_revision\x18\x04 \x01(\x04R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\x05 \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\x81\x03\n" +
+	"\aSession\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x126\n" +
+	"\x17expiry_interval_seconds\x18\x04 \x01(\rR\x15expiryIntervalSeconds\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\fR\x05state\x129\n" +
+	"\x19disconnected_at_unix_nano\x18\x06 \x01(\x03R\x16disconnectedAtUnixNano\x12/\n" +
+	"\x14expires_at_unix_nano\x18\a \x01(\x03R\x11expiresAtUnixNano\x12'\n" +
+	"\x0fcreate_revision\x18\b \x01(\x04R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\t \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\n" +
+	" \x01(\x04R\aversion\"\x97\x03\n" +
+	"\x04Will\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\x04 \x01(\rR\x03qos\x12\x16\n" +
+	"\x06retain\x18\x05 \x01(\bR\x06retain\x12#\n" +
+	"\rdelay_seconds\x18\x06 \x01(\rR\fdelaySeconds\x12\x1e\n" +
+	"\n" +
+	"properties\x18\a \x01(\fR\n" +
+	"properties\x12,\n" +
+	"\x05state\x18\b \x01(\x0e2\x16.meta.log.v1.WillStateR\x05state\x12'\n" +
+	"\x10due_at_unix_nano\x18\t \x01(\x03R\rdueAtUnixNano\x12\x1d\n" +
+	"\n" +
+	"claimed_by\x18\n" +
+	" \x01(\tR\tclaimedBy\x12:\n" +
+	"\x1aclaim_expires_at_unix_nano\x18\v \x01(\x03R\x16claimExpiresAtUnixNano\x12!\n" +
+	"\fmod_revision\x18\f \x01(\x04R\vmodRevision\"y\n" +
+	"\bRetained\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x10\n" +
+	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x1e\n" +
+	"\n" +
+	"properties\x18\x03 \x01(\fR\n" +
+	"properties\x12!\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"i\n" +
+	"\x05Lease\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\x12/\n" +
+	"\x14expires_at_unix_nano\x18\x03 \x01(\x03R\x11expiresAtUnixNano\"\xa9\x01\n" +
+	"\x05Event\x12(\n" +
+	"\x05space\x18\x01 \x01(\x0e2\x12.meta.log.v1.SpaceR\x05space\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x12\n" +
+	"\x04prev\x18\x05 \x01(\fR\x04prev\x12 \n" +
+	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
+	"atUnixNano\"T\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xb6\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x81\x02\n" +
 	"\x06Result\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.meta.log.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
 	"\x04prev\x18\x04 \x01(\v2\x0f.meta.log.v1.KVR\x04prev\x12\x14\n" +
 	"\x05count\x18\x05 \x01(\x04R\x05count\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index\"\xeb\x01\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05value\x18\a \x01(\fR\x05value\x12\x1d\n" +
+	"\n" +
+	"prev_value\x18\b \x01(\fR\tprevValue\x12\x14\n" +
+	"\x05flags\x18\t \x03(\bR\x05flags\"\xeb\x01\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -1302,7 +3405,18 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\vdata_groups\x18\x04 \x01(\rR\n" +
 	"dataGroups\x12?\n" +
 	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
-	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*e\n" +
+	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*\x81\x01\n" +
+	"\tWillState\x12\x1a\n" +
+	"\x16WILL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
+	"\x10WILL_STATE_ARMED\x10\x02\x12\x12\n" +
+	"\x0eWILL_STATE_DUE\x10\x03\x12\x16\n" +
+	"\x12WILL_STATE_CLAIMED\x10\x04*9\n" +
+	"\x05Space\x12\f\n" +
+	"\bSPACE_KV\x10\x00\x12\x12\n" +
+	"\x0eSPACE_RESOURCE\x10\x01\x12\x0e\n" +
+	"\n" +
+	"SPACE_WILL\x10\x02*e\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x17\n" +
 	"\x13CODE_COMPARE_FAILED\x10\x01\x12\x12\n" +
@@ -1322,47 +3436,93 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 	return file_sm_logpb_log_proto_rawDescData
 }
 
-var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_sm_logpb_log_proto_goTypes = []any{
-	(Code)(0),                 // 0: meta.log.v1.Code
-	(*Batch)(nil),             // 1: meta.log.v1.Batch
-	(*Op)(nil),                // 2: meta.log.v1.Op
-	(*KVPut)(nil),             // 3: meta.log.v1.KVPut
-	(*KVDelete)(nil),          // 4: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),  // 5: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),       // 6: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),      // 7: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil), // 8: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),       // 9: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),         // 10: meta.log.v1.MemberPut
-	(*MemberRemove)(nil),      // 11: meta.log.v1.MemberRemove
-	(*KV)(nil),                // 12: meta.log.v1.KV
-	(*Offset)(nil),            // 13: meta.log.v1.Offset
-	(*AppliedState)(nil),      // 14: meta.log.v1.AppliedState
-	(*Result)(nil),            // 15: meta.log.v1.Result
-	(*NodeIdentity)(nil),      // 16: meta.log.v1.NodeIdentity
+	(WillState)(0),            // 0: meta.log.v1.WillState
+	(Space)(0),                // 1: meta.log.v1.Space
+	(Code)(0),                 // 2: meta.log.v1.Code
+	(*Batch)(nil),             // 3: meta.log.v1.Batch
+	(*Op)(nil),                // 4: meta.log.v1.Op
+	(*ResourceCreate)(nil),    // 5: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),    // 6: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),    // 7: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),        // 8: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),       // 9: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),    // 10: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),    // 11: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),           // 12: meta.log.v1.WillPut
+	(*WillDelete)(nil),        // 13: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),      // 14: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),         // 15: meta.log.v1.WillClaim
+	(*WillComplete)(nil),      // 16: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),       // 17: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),        // 18: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),    // 19: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),       // 20: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),      // 21: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),     // 22: meta.log.v1.EventsCompact
+	(*KVPut)(nil),             // 23: meta.log.v1.KVPut
+	(*KVDelete)(nil),          // 24: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),  // 25: meta.log.v1.KVCompareAndSwap
+	(*OffsetEntry)(nil),       // 26: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),      // 27: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil), // 28: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),       // 29: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),         // 30: meta.log.v1.MemberPut
+	(*MemberRemove)(nil),      // 31: meta.log.v1.MemberRemove
+	(*KV)(nil),                // 32: meta.log.v1.KV
+	(*Offset)(nil),            // 33: meta.log.v1.Offset
+	(*Resource)(nil),          // 34: meta.log.v1.Resource
+	(*Session)(nil),           // 35: meta.log.v1.Session
+	(*Will)(nil),              // 36: meta.log.v1.Will
+	(*Retained)(nil),          // 37: meta.log.v1.Retained
+	(*Lease)(nil),             // 38: meta.log.v1.Lease
+	(*Event)(nil),             // 39: meta.log.v1.Event
+	(*AppliedState)(nil),      // 40: meta.log.v1.AppliedState
+	(*Result)(nil),            // 41: meta.log.v1.Result
+	(*NodeIdentity)(nil),      // 42: meta.log.v1.NodeIdentity
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
-	2,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	3,  // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	4,  // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	5,  // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	7,  // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	8,  // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	9,  // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	10, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	11, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	6,  // 9: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	10, // 10: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	0,  // 11: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	12, // 12: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	10, // 13: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	4,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
+	23, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	24, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	25, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	27, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	28, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	29, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	30, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	31, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	5,  // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	6,  // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	7,  // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	9,  // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	10, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	11, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	12, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	13, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	14, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	15, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	16, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	17, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	18, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	19, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	20, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	21, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	22, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	8,  // 26: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	26, // 27: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	30, // 28: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	0,  // 29: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	1,  // 30: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	2,  // 31: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	32, // 32: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	30, // 33: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -1379,14 +3539,31 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_ClusterInit)(nil),
 		(*Op_MemberPut)(nil),
 		(*Op_MemberRemove)(nil),
+		(*Op_ResourceCreate)(nil),
+		(*Op_ResourceUpdate)(nil),
+		(*Op_ResourceDelete)(nil),
+		(*Op_SessionsPut)(nil),
+		(*Op_SessionsDelete)(nil),
+		(*Op_SessionsExpire)(nil),
+		(*Op_WillPut)(nil),
+		(*Op_WillDelete)(nil),
+		(*Op_WillsMarkDue)(nil),
+		(*Op_WillClaim)(nil),
+		(*Op_WillComplete)(nil),
+		(*Op_RetainedSet)(nil),
+		(*Op_LeaseGrant)(nil),
+		(*Op_LeaseKeepAlive)(nil),
+		(*Op_LeaseRevoke)(nil),
+		(*Op_LeasesExpire)(nil),
+		(*Op_EventsCompact)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      3,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
