@@ -89,6 +89,19 @@ type Config struct {
 	// ShutdownTimeout bounds an orderly Close.
 	ShutdownTimeout time.Duration
 
+	// Clock tells the time. The leader stamps every entry it proposes with
+	// it, and expiry (sessions, wills, leases) is decided from those
+	// stamps; tests inject a clock they move by hand. Default: the system
+	// clock.
+	Clock Clock
+	// TimerInterval is how often a data group's leader looks for expired
+	// sessions, due wills and expired leases.
+	TimerInterval time.Duration
+	// EventRetention is how long the change log (watch history) keeps
+	// events; EventRetentionMin revisions are kept regardless.
+	EventRetention    time.Duration
+	EventRetentionMin uint64
+
 	Logger *slog.Logger
 	// Dialer, when set, makes every node-to-node connection (tests inject
 	// faults through it).
@@ -114,8 +127,20 @@ func DefaultConfig() Config {
 		BalanceInterval:    10 * time.Second,
 		ReconcileInterval:  2 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
+		TimerInterval:      250 * time.Millisecond,
+		EventRetention:     10 * time.Minute,
+		EventRetentionMin:  10000,
 	}
 }
+
+// Clock tells the time.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
 
 // ParsePeers parses "id=host:port,id=host:port".
 func ParsePeers(s string) ([]Peer, error) {
@@ -201,6 +226,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchOps <= 0 || c.MaxBatchBytes <= 0 || c.MaxInflight <= 0 {
 		add("MaxBatchOps, MaxBatchBytes, MaxInflight: must be positive")
+	}
+	if c.TimerInterval <= 0 || c.EventRetention <= 0 {
+		add("TimerInterval, EventRetention: must be positive")
 	}
 	if c.BalanceInterval < 0 || c.ReconcileInterval <= 0 || c.ShutdownTimeout <= 0 {
 		add("BalanceInterval >= 0, ReconcileInterval > 0, ShutdownTimeout > 0 required")

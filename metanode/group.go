@@ -231,6 +231,7 @@ func (g *group) lead(ctx context.Context) {
 	if g.name == metapb.MetadataGroup {
 		g.n.initCluster(ctx)
 	}
+	g.runTimers(ctx)
 }
 
 // leader returns the group's leader as this node knows it.

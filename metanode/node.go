@@ -66,6 +66,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
 	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID),
 		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{}}
 	n.addr = cfg.AdvertiseAddr
@@ -97,6 +100,9 @@ func New(cfg Config) (*Node, error) {
 	reflection.Register(n.grpc)
 	return n, nil
 }
+
+// Now is the node's clock (the one entries are stamped with).
+func (n *Node) Now() time.Time { return n.cfg.Clock.Now() }
 
 // GRPCServer is the node's one gRPC server; register services on it before
 // Start.

@@ -167,7 +167,7 @@ func (g *group) failQueued() {
 // submit hands one entry to raft and delivers the results when it is
 // applied; it releases the in-flight slot then.
 func (g *group) submit(batch []*proposal) {
-	b := &logpb.Batch{NowUnixNano: time.Now().UnixNano(), Ops: make([]*logpb.Op, len(batch))}
+	b := &logpb.Batch{NowUnixNano: g.n.cfg.Clock.Now().UnixNano(), Ops: make([]*logpb.Op, len(batch))}
 	for i, p := range batch {
 		b.Ops[i] = p.op
 	}
