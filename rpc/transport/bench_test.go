@@ -1,10 +1,13 @@
 package transport
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,27 +19,109 @@ import (
 // one at a time or pipelined at several depths. The follower is a stand-in
 // for raft that answers each request in order, either at once (noop) or
 // after writing the entries to a file and fsyncing it, as a real follower
-// does before answering (fsync). It reports entries/s and the p50/p99 time
-// from sending a batch to its response being consumed.
+// does before answering (fsync). The delay variant adds 500 µs to every
+// request on its way (through Config.Dialer), like a network between
+// hosts. It reports entries/s and the p50/p99 time from sending a batch to
+// its response being consumed.
 //
-//	go test -run '^$' -bench BenchmarkAppendEntries -benchtime 3s ./rpc/transport/
+//	go test -run '^$' -bench BenchmarkAppendEntries -benchtime 2s ./rpc/transport/
 func BenchmarkAppendEntries(b *testing.B) {
 	const entrySize, batch = 256, 64
-	for _, follower := range []string{"noop", "fsync"} {
+	setups := []struct {
+		follower string
+		delay    time.Duration
+	}{
+		{"noop", 0},
+		{"noop", 500 * time.Microsecond},
+		{"fsync", 0},
+		{"fsync", 500 * time.Microsecond},
+	}
+	for _, s := range setups {
 		for _, depth := range []int{-1, 1, 2, 4, 8, 16, 64} {
-			name := fmt.Sprintf("follower=%s/pipeline=%d", follower, depth)
-			if depth < 0 {
-				name = fmt.Sprintf("follower=%s/sync", follower)
+			mode := "sync"
+			if depth > 0 {
+				mode = fmt.Sprintf("pipeline=%d", depth)
 			}
+			name := fmt.Sprintf("follower=%s/delay=%v/%s", s.follower, s.delay, mode)
 			b.Run(name, func(b *testing.B) {
-				benchAppend(b, follower, depth, entrySize, batch)
+				benchAppend(b, s.follower, s.delay, depth, entrySize, batch)
 			})
 		}
 	}
 }
 
-func benchAppend(b *testing.B, follower string, depth, entrySize, batch int) {
-	src := startNode(b, "c", func(c *Config) { c.PipelineDepth = depth })
+// delayConn delays every write by a fixed time without limiting
+// throughput: writes are queued with their due time and a goroutine, owned
+// by the connection and stopped by Close, sends them when due.
+type delayConn struct {
+	net.Conn
+	delay time.Duration
+	queue chan delayedWrite
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+type delayedWrite struct {
+	due time.Time
+	b   []byte
+}
+
+func delayDialer(delay time.Duration) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		dc := &delayConn{Conn: c, delay: delay, queue: make(chan delayedWrite, 4096), done: make(chan struct{})}
+		dc.wg.Add(1)
+		go dc.pump()
+		return dc, nil
+	}
+}
+
+func (c *delayConn) Write(p []byte) (int, error) {
+	w := delayedWrite{due: time.Now().Add(c.delay), b: append([]byte(nil), p...)}
+	select {
+	case c.queue <- w:
+		return len(p), nil
+	case <-c.done:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *delayConn) pump() {
+	defer c.wg.Done()
+	for {
+		select {
+		case w := <-c.queue:
+			if d := time.Until(w.due); d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := c.Conn.Write(w.b); err != nil {
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *delayConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	err := c.Conn.Close()
+	c.wg.Wait()
+	return err
+}
+
+func benchAppend(b *testing.B, follower string, delay time.Duration, depth, entrySize, batch int) {
+	src := startNode(b, "c", func(c *Config) {
+		c.PipelineDepth = depth
+		if delay > 0 {
+			c.Dialer = delayDialer(delay)
+		}
+	})
 	dst := startNode(b, "c", nil)
 	ts, td := src.group(b, "g"), dst.group(b, "g")
 
