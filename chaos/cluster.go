@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,8 @@ var (
 	ErrTerminated = errors.New("chaos: cluster terminated")
 	// ErrNotReady means a node did not pass its readiness probe in time.
 	ErrNotReady = errors.New("chaos: node not ready")
+	// ErrNodeRunning is returned by operations that need a stopped node.
+	ErrNodeRunning = errors.New("chaos: node is running")
 )
 
 // Defaults for Options.
@@ -47,9 +50,11 @@ const (
 	MaxNodes            = 9
 )
 
-// Options describe one cluster. Nodes are named n1..nN (NodeNames).
+// Options describe one cluster. Nodes are named n1..nN (NodeNames); spare
+// nodes, if any, follow: n(N+1)..n(N+Spares).
 type Options struct {
 	Nodes  int    // number of nodes, 1..MaxNodes (3 or 5 for real runs)
+	Spares int    // nodes created but not started (added to the cluster later); Nodes+Spares <= MaxNodes
 	Image  string // image tag or id to run, e.g. Image.Tag from BuildImage
 	RunDir string // host directory; data/<node> and logs/<node>.log go here
 	RunID  string // labels and names; NewRunID() if empty
@@ -88,6 +93,9 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.Nodes < 1 || o.Nodes > MaxNodes {
 		errs = append(errs, fmt.Errorf("Nodes = %d, want 1..%d", o.Nodes, MaxNodes))
+	}
+	if o.Spares < 0 || o.Nodes+o.Spares > MaxNodes {
+		errs = append(errs, fmt.Errorf("Spares = %d, want 0..%d", o.Spares, max(MaxNodes-o.Nodes, 0)))
 	}
 	if o.Image == "" {
 		errs = append(errs, errors.New("Image is empty"))
@@ -252,7 +260,7 @@ func (c *Cluster) start(ctx, logCtx context.Context) error {
 	if err := c.createNetwork(ctx); err != nil {
 		return err
 	}
-	for i, name := range NodeNames(c.opts.Nodes) {
+	for i, name := range NodeNames(c.opts.Nodes + c.opts.Spares) {
 		n, err := c.createNode(ctx, i, name)
 		if n != nil {
 			c.nodes = append(c.nodes, n)
@@ -268,13 +276,13 @@ func (c *Cluster) start(ctx, logCtx context.Context) error {
 		}()
 	}
 	var g errgroup.Group
-	for _, n := range c.nodes {
+	for _, n := range c.nodes[:c.opts.Nodes] {
 		g.Go(func() error { return c.startNode(ctx, n) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	c.log.Info("chaos: cluster up", "nodes", c.opts.Nodes, "network", c.netName, "subnet", c.subnet)
+	c.log.Info("chaos: cluster up", "nodes", c.opts.Nodes, "spares", c.opts.Spares, "network", c.netName, "subnet", c.subnet)
 	return nil
 }
 
@@ -328,12 +336,31 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 	if n.logs, err = newLogFollower(c.log, c.dc, name, n.logPath); err != nil {
 		return nil, err
 	}
+	ctr, err := c.createContainer(ctx, n, c.opts.Args(name))
+	if ctr != nil {
+		n.ctr = ctr
+		n.logs.setID(ctr.GetContainerID())
+	}
+	if err != nil {
+		if n.ctr == nil {
+			_ = n.logs.close()
+			return nil, err
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// createContainer creates (does not start) node n's container running the
+// image with args. It may return a container together with an error; the
+// caller must then remove it.
+func (c *Cluster) createContainer(ctx context.Context, n *node, args []string) (*testcontainers.DockerContainer, error) {
 	port, err := network.ParsePort(fmt.Sprintf("%d/tcp", c.opts.Port))
 	if err != nil {
 		return nil, fmt.Errorf("chaos: port: %w", err)
 	}
 	labels := c.labels()
-	labels[LabelNode] = name
+	labels[LabelNode] = n.name
 	env := map[string]string{}
 	for k, v := range c.opts.Env {
 		env[k] = v
@@ -341,44 +368,40 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 	req := testcontainers.GenericContainerRequest{
 		ContainerRequest: testcontainers.ContainerRequest{
 			Image:          c.opts.Image,
-			Name:           c.containerName(name),
-			Cmd:            c.opts.Args(name),
+			Name:           c.containerName(n.name),
+			Cmd:            args,
 			Env:            env,
 			Labels:         labels,
 			ExposedPorts:   []string{port.String()},
 			Networks:       []string{c.netName},
-			NetworkAliases: map[string][]string{c.netName: {name}},
+			NetworkAliases: map[string][]string{c.netName: {n.name}},
 			ConfigModifier: func(cfg *container.Config) {
-				cfg.Hostname = name
+				cfg.Hostname = n.name
 				cfg.StopSignal = "SIGTERM"
 			},
 			HostConfigModifier: func(hc *container.HostConfig) {
 				hc.PortBindings = network.PortMap{port: {{
-					HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: strconv.Itoa(hostPort),
+					HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: strconv.Itoa(n.hostPort),
 				}}}
-				hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: dataDir, Target: c.opts.DataPath})
+				hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: n.dataDir, Target: c.opts.DataPath})
 			},
 			EndpointSettingsModifier: func(eps map[string]*network.EndpointSettings) {
 				if ep := eps[c.netName]; ep != nil {
-					ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ip}
+					ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: n.ip}
 				}
 			},
 		},
 		Logger: slogPrintf{c.log},
 	}
 	ctr, err := testcontainers.GenericContainer(ctx, req)
-	if dctr, ok := ctr.(*testcontainers.DockerContainer); ok && dctr != nil {
-		n.ctr = dctr
-		n.logs.id = dctr.GetContainerID()
-	}
+	dctr, _ := ctr.(*testcontainers.DockerContainer)
 	if err != nil {
-		if n.ctr == nil {
-			_ = n.logs.close()
-			return nil, fmt.Errorf("chaos: create %s: %w", name, err)
-		}
-		return n, fmt.Errorf("chaos: create %s: %w", name, err)
+		return dctr, fmt.Errorf("chaos: create %s: %w", n.name, err)
 	}
-	return n, nil
+	if dctr == nil {
+		return nil, fmt.Errorf("chaos: create %s: not a Docker container", n.name)
+	}
+	return dctr, nil
 }
 
 func (c *Cluster) containerName(node string) string { return "meta-" + c.runID + "-" + node }
@@ -409,8 +432,14 @@ func (c *Cluster) node(name string) (*node, error) {
 // RunID returns the run id that names and labels everything of this run.
 func (c *Cluster) RunID() string { return c.runID }
 
-// Nodes returns the node names, n1..nN.
-func (c *Cluster) Nodes() []string { return NodeNames(len(c.nodes)) }
+// Nodes returns the names of the nodes started with the cluster, n1..nN.
+func (c *Cluster) Nodes() []string { return NodeNames(c.opts.Nodes) }
+
+// Spares returns the names of the spare nodes, created but not started by
+// StartCluster: n(N+1)..n(N+Spares).
+func (c *Cluster) Spares() []string {
+	return NodeNames(c.opts.Nodes + c.opts.Spares)[c.opts.Nodes:]
+}
 
 // NetworkName returns the name of the run's Docker network.
 func (c *Cluster) NetworkName() string { return c.netName }
@@ -596,7 +625,80 @@ func (c *Cluster) State(ctx context.Context, name string) (NodeState, error) {
 	if err != nil {
 		return NodeState{}, err
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return c.state(ctx, n)
+}
+
+// Wipe empties a stopped node's data directory, as a replaced disk would.
+// The directory itself stays: it is the container's bind-mount source.
+func (c *Cluster) Wipe(ctx context.Context, name string) error {
+	n, err := c.node(name)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := c.requireStopped(ctx, n); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(n.dataDir)
+	if err != nil {
+		return fmt.Errorf("chaos: wipe %s: %w", name, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(n.dataDir, e.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("chaos: wipe %s: %w", name, err)
+	}
+	n.logs.mark("wipe")
+	return nil
+}
+
+// Recreate replaces a stopped node's container by a new one that runs
+// args: same name, hostname, IP, endpoint, data directory and log file.
+// It exists because the engine cannot change a container's command, and a
+// node whose data directory was wiped must come back with other flags (join
+// an existing cluster rather than form a new one). The node stays stopped
+// until Start.
+func (c *Cluster) Recreate(ctx context.Context, name string, args []string) error {
+	n, err := c.node(name)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := c.requireStopped(ctx, n); err != nil {
+		return err
+	}
+	if err := n.ctr.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("chaos: recreate %s: remove: %w", name, err)
+	}
+	ctr, err := c.createContainer(ctx, n, args)
+	if ctr != nil {
+		n.ctr = ctr
+		n.logs.setID(ctr.GetContainerID())
+	}
+	if err != nil {
+		return err
+	}
+	n.logs.mark("recreated: " + strings.Join(args, " "))
+	return nil
+}
+
+// requireStopped fails with ErrNodeRunning unless n's container has
+// stopped. The caller holds n.mu.
+func (c *Cluster) requireStopped(ctx context.Context, n *node) error {
+	st, err := c.state(ctx, n)
+	if err != nil {
+		return err
+	}
+	if st.Running {
+		return fmt.Errorf("%w: %s", ErrNodeRunning, n.name)
+	}
+	return nil
 }
 
 func (c *Cluster) state(ctx context.Context, n *node) (NodeState, error) {

@@ -35,13 +35,29 @@ type logFollower struct {
 	log     *slog.Logger
 	dc      logSource
 	node    string
-	id      string        // container id; set once before run starts
 	starts  chan struct{} // a start happened; capacity 1, so starts coalesce
 	since   time.Time     // last timestamp copied; owned by run, then by drain
 	partial []byte        // bytes after the last newline; owned as since is
 
-	mu sync.Mutex // guards f
+	mu sync.Mutex // guards f and id
 	f  *os.File
+	// id is the container's id. It changes when Cluster.Recreate replaces
+	// the container; the engine's timestamps keep increasing across the
+	// two, so "since" still selects exactly the lines not yet copied.
+	id string
+}
+
+// setID names the container to follow from the next stream on.
+func (l *logFollower) setID(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.id = id
+}
+
+func (l *logFollower) containerID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
 }
 
 // logSource is the part of the Docker client the follower uses.
@@ -106,7 +122,7 @@ func (l *logFollower) copy(ctx context.Context, follow bool) error {
 		t := l.since.Add(time.Nanosecond)
 		opts.Since = strconv.FormatInt(t.Unix(), 10) + "." + fmt.Sprintf("%09d", t.Nanosecond())
 	}
-	rc, err := l.dc.ContainerLogs(ctx, l.id, opts)
+	rc, err := l.dc.ContainerLogs(ctx, l.containerID(), opts)
 	if err != nil {
 		return err
 	}

@@ -98,20 +98,23 @@ func (c *Cluster) Isolate(ctx context.Context, name string) error {
 
 // Partition splits the cluster into the given groups: nodes in different
 // groups cannot exchange packets. Every node must be in exactly one group
-// (a majority/minority split is two groups). It adds to the faults in
-// force; HealPartitions or HealNetwork undo it.
+// (a majority/minority split is two groups); spares may be left out, and
+// keep all their links. It adds to the faults in force; HealPartitions or
+// HealNetwork undo it.
 func (c *Cluster) Partition(ctx context.Context, groups [][]string) error {
 	group, err := c.groupOf(groups...)
 	if err != nil {
 		return err
 	}
-	if len(group) != len(c.nodes) {
-		return fmt.Errorf("%w: partition must place all %d nodes, got %d", ErrBadFault, len(c.nodes), len(group))
+	if err := c.placesAll(group); err != nil {
+		return fmt.Errorf("%w: partition: %w", ErrBadFault, err)
 	}
 	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
 		for _, a := range c.nodes {
 			for _, b := range c.nodes {
-				if a != b && group[a.index] != group[b.index] {
+				ga, oka := group[a.index]
+				gb, okb := group[b.index]
+				if oka && okb && ga != gb {
 					set(dirLink{a.index, b.index}, dropLink)
 				}
 			}
@@ -121,19 +124,22 @@ func (c *Cluster) Partition(ctx context.Context, groups [][]string) error {
 
 // Bridge cuts every link between the left and right halves; the bridge
 // node keeps its links to both, so each half sees it and neither sees the
-// other. Every node must be in left, right or be the bridge.
+// other. Every node must be in left, right or be the bridge (spares may
+// be left out).
 func (c *Cluster) Bridge(ctx context.Context, left, right []string, bridge string) error {
 	group, err := c.groupOf(left, right, []string{bridge})
 	if err != nil {
 		return err
 	}
-	if len(group) != len(c.nodes) {
-		return fmt.Errorf("%w: bridge must place all %d nodes, got %d", ErrBadFault, len(c.nodes), len(group))
+	if err := c.placesAll(group); err != nil {
+		return fmt.Errorf("%w: bridge: %w", ErrBadFault, err)
 	}
 	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
 		for _, a := range c.nodes {
 			for _, b := range c.nodes {
-				if ga, gb := group[a.index], group[b.index]; ga != gb && ga != 2 && gb != 2 {
+				ga, oka := group[a.index]
+				gb, okb := group[b.index]
+				if oka && okb && ga != gb && ga != 2 && gb != 2 {
 					set(dirLink{a.index, b.index}, dropLink)
 				}
 			}
@@ -150,6 +156,28 @@ func (c *Cluster) DropOneWay(ctx context.Context, from, to string) error {
 		return err
 	}
 	return c.update(ctx, func(set func(dirLink, func(*linkFault))) { set(l, dropLink) })
+}
+
+// Link is a directed link between two nodes: packets From -> To.
+type Link struct{ From, To string }
+
+// DropLinks drops every packet on each of the given directed links, in one
+// update of the rules (so a many-link partition appears at once rather than
+// link by link). verify's Fault.CutLinks converts with Link(l).
+func (c *Cluster) DropLinks(ctx context.Context, links []Link) error {
+	dls := make([]dirLink, 0, len(links))
+	for _, l := range links {
+		dl, err := c.link(l.From, l.To)
+		if err != nil {
+			return err
+		}
+		dls = append(dls, dl)
+	}
+	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
+		for _, dl := range dls {
+			set(dl, dropLink)
+		}
+	})
 }
 
 // LossNode drops each packet between the node and any peer, either way,
@@ -302,6 +330,17 @@ func (c *Cluster) link(from, to string) (dirLink, error) {
 		return dirLink{}, fmt.Errorf("%w: link from %s to itself", ErrBadFault, from)
 	}
 	return dirLink{a.index, b.index}, nil
+}
+
+// placesAll checks that every node of Nodes() has a group; spares may be
+// left out (a spare that is left out keeps all its links).
+func (c *Cluster) placesAll(group map[int]int) error {
+	for _, n := range c.nodes[:c.opts.Nodes] {
+		if _, ok := group[n.index]; !ok {
+			return fmt.Errorf("node %s is in no group", n.name)
+		}
+	}
+	return nil
 }
 
 // groupOf maps node index to group index; a node may appear once.

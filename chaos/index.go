@@ -1,0 +1,168 @@
+package chaos
+
+import (
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/metamq/meta/verify"
+)
+
+// writeIndex writes index.html, the page to open first: verdicts of every
+// checker (verify's and chaos's), the fault timeline with the nemesis's
+// notes, recovery times, log findings, the two plots, and links to every
+// file of the folder.
+func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
+	e := html.EscapeString
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><title>`)
+	fmt.Fprintf(&b, "chaos run seed %d — %s", rec.Seed, rec.Verdict)
+	b.WriteString(`</title><style>body{font-family:sans-serif;margin:16px} td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top;font-size:13px} table{border-collapse:collapse;margin-bottom:14px} .ok{color:#2a7d2a;font-weight:bold} .bad{color:#c62828;font-weight:bold} .unk{color:#b26a00;font-weight:bold} code{font-size:12px}</style></head><body>`)
+	fmt.Fprintf(&b, "<h2>chaos run — seed %d — %s</h2>", rec.Seed, verdictSpan(rec.Verdict))
+	fmt.Fprintf(&b, "<p>started %s, took %s; %d nodes; kinds %s; workload %s</p>",
+		e(rec.Started.UTC().Format(time.RFC3339)), rec.Elapsed.Round(time.Second), rec.Options.Nodes,
+		e(kindList(rec.Options.Kinds)), rec.Options.Duration)
+	if rec.Error != "" {
+		fmt.Fprintf(&b, "<p class=bad>run not carried out completely: %s</p>", e(rec.Error))
+	}
+	fmt.Fprintf(&b, "<p>image <code>%s</code> (%s)", e(rec.Image.Tag), e(rec.Image.ID))
+	for _, k := range sortedKeys(rec.Meta) {
+		fmt.Fprintf(&b, "; %s <code>%s</code>", e(k), e(fmt.Sprint(rec.Meta[k])))
+	}
+	if len(rec.Options.Env) > 0 {
+		fmt.Fprintf(&b, "; node env <code>%s</code>", e(fmt.Sprint(rec.Options.Env)))
+	}
+	b.WriteString("</p>")
+
+	b.WriteString("<h3>Checkers</h3><table><tr><th>checker</th><th>valid</th><th>failing</th><th>details</th></tr>")
+	for _, c := range rep.Checks {
+		failing := c.Failing
+		more := ""
+		if len(failing) > 15 {
+			more = fmt.Sprintf(" … and %d more", len(failing)-15)
+			failing = failing[:15]
+		}
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td></tr>",
+			e(c.Checker), verdictSpan(c.Verdict), e(strings.Join(failing, "; ")), e(more), e(c.Details))
+	}
+	b.WriteString("</table>")
+	fmt.Fprintf(&b, "<p>%d ops: ok %d, fail %d, unknown %d, final reads %d. Porcupine's view of every key and partition: <a href=%q>report.html</a>.</p>",
+		rep.Ops.Total, rep.Ops.OK, rep.Ops.Fail, rep.Ops.Unknown, rep.Ops.Final, verify.ReportFile)
+
+	b.WriteString(`<h3>Throughput and latency</h3><p><img src="` + ThroughputPlot + `" alt="throughput"><br><img src="` + LatencyPlot + `" alt="latency"></p>`)
+
+	b.WriteString("<h3>Faults</h3><table><tr><th>#</th><th>kind</th><th>target</th><th>nodes</th><th>params</th><th>began</th><th>ended</th><th>error</th><th>nemesis notes</th></tr>")
+	for _, f := range rep.Faults {
+		var params []string
+		for _, k := range sortedKeys(f.Params) {
+			params = append(params, k+"="+f.Params[k])
+		}
+		var notes []string
+		for _, n := range rec.Notes {
+			if n.Fault == f.ID {
+				notes = append(notes, n.Text)
+			}
+		}
+		fmt.Fprintf(&b, "<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class=bad>%s</td><td>%s</td></tr>",
+			f.ID, e(string(f.Kind)), e(string(f.Target)), e(strings.Join(f.Nodes, ",")), e(strings.Join(params, " ")),
+			f.Began.Round(time.Millisecond), f.Ended.Round(time.Millisecond), e(f.Err), e(strings.Join(notes, "; ")))
+	}
+	b.WriteString("</table>")
+	var other []string
+	for _, n := range rec.Notes {
+		if n.Fault == 0 {
+			other = append(other, n.Text)
+		}
+	}
+	if len(other) > 0 {
+		fmt.Fprintf(&b, "<p>End of schedule (heal all): %s</p>", e(strings.Join(other, "; ")))
+	}
+
+	b.WriteString("<h3>Recovery after each heal</h3><table><tr><th>fault</th><th>interrupted by next fault</th><th>time to first write per group</th><th>errors</th></tr>")
+	for _, r := range rec.Recoveries {
+		name := fmt.Sprint(r.Fault)
+		if r.Fault == 0 {
+			name = "final heal"
+		}
+		var per []string
+		for _, g := range r.Groups {
+			if w, ok := r.Writable[g]; ok {
+				per = append(per, fmt.Sprintf("%s %s", g, w.Round(time.Millisecond)))
+			} else {
+				per = append(per, g+" never")
+			}
+		}
+		intr := ""
+		if !r.Interrupted.IsZero() {
+			intr = fmt.Sprintf("after %s", r.Interrupted.Sub(r.Healed).Round(time.Millisecond))
+		}
+		var errs []string
+		for _, g := range sortedKeys(r.LastErr) {
+			errs = append(errs, g+": "+r.LastErr[g])
+		}
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>", e(name), e(intr), e(strings.Join(per, ", ")), e(strings.Join(errs, "; ")))
+	}
+	b.WriteString("</table>")
+
+	if len(rec.LogHits) > 0 {
+		b.WriteString("<h3 class=bad>Node log findings</h3><table><tr><th>file</th><th>line</th><th>text</th></tr>")
+		for _, h := range rec.LogHits {
+			fmt.Fprintf(&b, "<tr><td><a href=%q>%s</a></td><td>%d</td><td><code>%s</code></td></tr>", LogsDir+"/"+h.File, e(h.File), h.Line, e(h.Text))
+		}
+		b.WriteString("</table>")
+	}
+
+	b.WriteString("<h3>Files</h3><ul>")
+	files := []struct{ name, what string }{
+		{verify.ReportFile, "porcupine visualization per key / partition / consumer group, faults on a row of their own"},
+		{verify.SummaryFile, "verdict per checker (verify's and chaos's), op counts, ops per fault window"},
+		{RunFile, "seed, options, commit, image, node flags, nemesis notes, recovery probes, log findings"},
+		{verify.HistoryFile, "every op, one JSON object per line"},
+		{verify.FaultsFile, "the fault timeline as played"},
+		{ThroughputPlot, "ops per second by outcome"},
+		{LatencyPlot, "p50 / p99 / max latency"},
+		{HarnessLog, "the harness's own log (debug level)"},
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, f.name)); err == nil {
+			fmt.Fprintf(&b, "<li><a href=%q>%s</a> — %s</li>", f.name, e(f.name), e(f.what))
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, LogsDir)); err == nil {
+		b.WriteString("<li>node logs (stdout and stderr, with <code># chaos</code> marker lines for every harness action):")
+		for _, ent := range ents {
+			fmt.Fprintf(&b, " <a href=%q>%s</a>", LogsDir+"/"+ent.Name(), e(ent.Name()))
+		}
+		b.WriteString("</li>")
+	}
+	if rec.DataKept {
+		b.WriteString("<li><code>data/&lt;node&gt;/</code> — the nodes' data directories, kept (failing run or --keep-data)</li>")
+	}
+	b.WriteString("</ul></body></html>\n")
+	return os.WriteFile(filepath.Join(dir, IndexFile), []byte(b.String()), 0o644)
+}
+
+func verdictSpan(v verify.Verdict) string {
+	switch v {
+	case verify.Valid:
+		return `<span class=ok>valid</span>`
+	case verify.Invalid:
+		return `<span class=bad>INVALID</span>`
+	}
+	return `<span class=unk>unknown</span>`
+}
+
+func kindList(ks []verify.FaultKind) string {
+	if len(ks) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(slices.Clone(s), ",")
+}

@@ -1,0 +1,289 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify"
+)
+
+// Membership faults.
+//
+// A node is taken out with RemoveMember and brought back with AddMember
+// followed by a start with --join flags on an empty data directory. The
+// order matters for safety: the node is killed and wiped first, AddMember
+// is retried until the cluster accepts it (it refuses while any group still
+// lists the old incarnation), and only then does the wiped node run. So a
+// node without its log never runs while a configuration still counts it as
+// a voter. The container is recreated for the join because its command
+// cannot change; afterwards it keeps the join flags, which a node with a
+// non-empty data directory ignores.
+//
+// Heal of remove-readd and wipe-readd also waits until the node is a voter
+// of every group again (bounded by the Heal's context): a cluster of two
+// voters and a catching-up non-voter would lose quorum to the next fault
+// and make that fault's window idle, which the activity checker rejects.
+
+func (m *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
+	op := f.Params["op"]
+	switch op {
+	case "remove-readd", "wipe-readd":
+		if len(f.Nodes) == 0 {
+			return fmt.Errorf("chaos: member %s: no node", op)
+		}
+		n := f.Nodes[0]
+		if err := m.ensureRemoved(ctx, n); err != nil {
+			return err
+		}
+		m.mark(m.removed, []string{n}, true)
+		if op == "remove-readd" {
+			// It keeps running, outside the cluster, with clients pinned to
+			// it: a removed node must not serve what it no longer knows.
+			m.note(f, false, "removed %s; it keeps running outside the cluster until Heal", n)
+			return nil
+		}
+		return m.rejoin(ctx, f, n)
+	case "add":
+		spare := ""
+		m.mu.Lock()
+		for _, s := range m.cfg.Spares {
+			if !m.added[s] {
+				spare = s
+				break
+			}
+		}
+		m.mu.Unlock()
+		if spare == "" {
+			return fmt.Errorf("chaos: member add: %w: no spare node", verify.ErrUnsupported)
+		}
+		if err := m.ensureAdded(ctx, spare); err != nil {
+			return err
+		}
+		m.mark(m.added, []string{spare}, true)
+		if err := m.c.Start(ctx, spare); err != nil {
+			return err
+		}
+		m.note(f, false, "added spare %s and started it", spare)
+		return nil
+	}
+	return fmt.Errorf("chaos: member: unknown op %q", op)
+}
+
+func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
+	switch f.Params["op"] {
+	case "remove-readd":
+		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
+			return err
+		}
+		return m.waitVoter(ctx, f, f.Nodes[0])
+	case "wipe-readd":
+		return m.waitVoter(ctx, f, f.Nodes[0])
+	case "add":
+		m.mu.Lock()
+		added := sortedKeys(m.added)
+		m.mu.Unlock()
+		for _, s := range added {
+			if err := m.retire(ctx, f, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("chaos: member: unknown op %q", f.Params["op"])
+}
+
+// rejoin brings a removed node back as a new incarnation: kill, wipe,
+// AddMember, recreate with join flags, start.
+func (m *Nemesis) rejoin(ctx context.Context, f *verify.Fault, n string) error {
+	if m.cfg.JoinArgs == nil {
+		return fmt.Errorf("chaos: rejoin %s: no JoinArgs", n)
+	}
+	start := time.Now()
+	m.mark(m.killed, []string{n}, true)
+	if err := m.c.Kill(ctx, n); err != nil {
+		return err
+	}
+	if err := m.c.Wipe(ctx, n); err != nil {
+		return err
+	}
+	if err := m.ensureAdded(ctx, n); err != nil {
+		return err
+	}
+	if err := m.c.Recreate(ctx, n, m.cfg.JoinArgs(n)); err != nil {
+		return err
+	}
+	if err := m.c.Start(ctx, n); err != nil {
+		return err
+	}
+	m.mark(m.killed, []string{n}, false)
+	m.mark(m.removed, []string{n}, false)
+	m.note(f, false, "%s wiped, re-added and joined in %s", n, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// retire takes a spare out again: RemoveMember, kill, wipe (so that it
+// can be added afresh later).
+func (m *Nemesis) retire(ctx context.Context, f *verify.Fault, spare string) error {
+	if err := m.ensureRemoved(ctx, spare); err != nil {
+		return err
+	}
+	if err := m.c.Kill(ctx, spare); err != nil {
+		return err
+	}
+	if err := m.c.Wipe(ctx, spare); err != nil {
+		return err
+	}
+	m.mark(m.added, []string{spare}, false)
+	m.note(f, false, "removed spare %s, stopped and wiped it", spare)
+	return nil
+}
+
+// retry calls fn, each attempt bounded by OpTimeout, until it reports
+// done or ctx ends.
+func (m *Nemesis) retry(ctx context.Context, what string, fn func(ctx context.Context) (bool, error)) error {
+	var last error
+	for {
+		actx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+		done, err := fn(actx)
+		cancel()
+		if done {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return fmt.Errorf("chaos: %s: %w (last error: %v)", what, ctx.Err(), last)
+		}
+	}
+}
+
+func listed(ms *metapb.MembersResponse, id string) bool {
+	return slices.ContainsFunc(ms.GetMembers(), func(m *metapb.Member) bool { return m.Id == id })
+}
+
+// ensureRemoved removes n from the member list, or finds it removed. A
+// RemoveMember with an unknown outcome is simply asked again: the list
+// says whether it took.
+func (m *Nemesis) ensureRemoved(ctx context.Context, n string) error {
+	return m.retry(ctx, "remove member "+n, func(ctx context.Context) (bool, error) {
+		ms, err := m.adm.Members(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !listed(ms, n) {
+			return true, nil
+		}
+		_, err = m.adm.RemoveMember(ctx, n)
+		return err == nil, err
+	})
+}
+
+// ensureAdded adds n to the member list, or finds it there. The cluster
+// refuses while some group still holds n's previous incarnation; that is
+// retried too.
+func (m *Nemesis) ensureAdded(ctx context.Context, n string) error {
+	addr, err := m.c.PeerAddr(n)
+	if err != nil {
+		return err
+	}
+	return m.retry(ctx, "add member "+n, func(ctx context.Context) (bool, error) {
+		ms, err := m.adm.Members(ctx)
+		if err != nil {
+			return false, err
+		}
+		if listed(ms, n) {
+			return true, nil
+		}
+		_, err = m.adm.AddMember(ctx, n, addr)
+		return err == nil, err
+	})
+}
+
+// waitVoter waits until the leader of every group counts n as a voter.
+func (m *Nemesis) waitVoter(ctx context.Context, f *verify.Fault, n string) error {
+	start := time.Now()
+	err := m.retry(ctx, "wait for "+n+" to be a voter", func(ctx context.Context) (bool, error) {
+		groups, err := m.topology(ctx)
+		if err != nil {
+			return false, err
+		}
+		leaders := m.leaders(ctx)
+		for _, g := range groups {
+			l := leaders[g]
+			if l == nil {
+				return false, fmt.Errorf("no leader of %s", g)
+			}
+			if !slices.ContainsFunc(l.Members, func(s *metapb.Member) bool { return s.Id == n && s.Voter }) {
+				return false, fmt.Errorf("%s is not a voter of %s yet", n, g)
+			}
+		}
+		return true, nil
+	})
+	if err == nil {
+		m.note(f, false, "%s is a voter of every group again after %s", n, time.Since(start).Round(time.Millisecond))
+	}
+	return err
+}
+
+// checkMembers verifies that the member list is the cluster's node set,
+// as verify's contract requires at the end of a run; a difference is a
+// Problem note.
+func (m *Nemesis) checkMembers(ctx context.Context) error {
+	var got []string
+	err := m.retry(ctx, "read the member list", func(ctx context.Context) (bool, error) {
+		ms, err := m.adm.Members(ctx)
+		if err != nil {
+			return false, err
+		}
+		got = got[:0]
+		for _, mb := range ms.Members {
+			got = append(got, mb.Id)
+		}
+		slices.Sort(got)
+		return true, nil
+	})
+	if err != nil {
+		m.note(nil, true, "member list not readable at the end of the schedule: %v", err)
+		return err
+	}
+	if !slices.Equal(got, m.nodes) {
+		m.note(nil, true, "member list at the end of the schedule is %v, want %v", got, m.nodes)
+		return fmt.Errorf("chaos: member list %v, want %v", got, m.nodes)
+	}
+	return nil
+}
+
+// topology returns the groups of the cluster, learned once from any
+// node's Status.
+func (m *Nemesis) topology(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	groups := m.groups
+	m.mu.Unlock()
+	if groups != nil {
+		return groups, nil
+	}
+	var last error
+	for _, n := range m.nodes {
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+		st, err := m.adm.Status(cctx, m.cfg.Endpoints[n])
+		cancel()
+		if err != nil {
+			last = err
+			continue
+		}
+		if st.DataGroups == 0 {
+			last = fmt.Errorf("%s has not started its groups", n)
+			continue
+		}
+		groups = metapb.Groups(int(st.OffsetGroups), int(st.DataGroups))
+		m.mu.Lock()
+		m.groups = groups
+		m.mu.Unlock()
+		return groups, nil
+	}
+	return nil, fmt.Errorf("chaos: topology: %w", last)
+}

@@ -1,0 +1,464 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/metamq/meta/verify"
+)
+
+// NodePort is the port every node serves clients and peers on, inside its
+// container.
+const NodePort = 7000
+
+// Files chaos adds to verify's run folder.
+const (
+	RunFile     = "run.json"
+	IndexFile   = "index.html"
+	HarnessLog  = "chaos.log"
+	LogsDir     = "logs"
+	DataDir     = "data"
+	DefaultRoot = "chaos-runs"
+)
+
+// RunOptions configure one chaos run: a fresh cluster in containers, a
+// checked verify.Run against it, extra checks and the run folder.
+type RunOptions struct {
+	Seed     int64
+	Nodes    int                // cluster size; default 3
+	Kinds    []verify.FaultKind // fault kinds to schedule (none: no faults)
+	Duration time.Duration      // workload time, faults included; default 60s
+	Image    Image              // built by BuildImage; required
+	Root     string             // run folders go in Root/<time>-<seed>; default DefaultRoot
+	Env      map[string]string  // environment of every node (e.g. META_BUG)
+	// Spare creates one more node, started only by member op=add.
+	Spare bool
+	// Node flags. Zero values leave metanode's defaults (groups: 1).
+	OffsetGroups, DataGroups int
+	SnapshotThreshold        uint64
+	TrailingLogs             uint64
+	// SnapshotInterval is passed as --snapshot-interval when positive;
+	// only binaries that have the flag accept it.
+	SnapshotInterval time.Duration
+	ExtraFlags       []string // appended to every node's flags
+	// KeepData keeps the nodes' data directories of passing runs too
+	// (failing runs always keep them).
+	KeepData bool
+	// Workload and Schedule refine verify's defaults (zero: defaults;
+	// Schedule.MemberOps defaults to what the nemesis can do).
+	Workload verify.WorkloadConfig
+	Schedule verify.ScheduleOptions
+	// Meta is copied into run.json as "meta" (command line, git commit,
+	// binary): what the caller knows and the package does not.
+	Meta map[string]any
+	// Progress, if set, is called from Run's goroutine.
+	Progress func(verify.Progress)
+	// Log receives the harness's progress; chaos.log in the run folder
+	// gets everything at debug level regardless. Nil: only chaos.log.
+	Log *slog.Logger
+}
+
+// Validate reports every problem at once.
+func (o RunOptions) Validate() error {
+	var errs []error
+	if o.Nodes < 0 || o.Nodes > MaxNodes-1 {
+		errs = append(errs, fmt.Errorf("Nodes = %d, want 1..%d", o.Nodes, MaxNodes-1))
+	}
+	if o.Duration < 0 {
+		errs = append(errs, errors.New("Duration: negative"))
+	}
+	if o.Image.Tag == "" {
+		errs = append(errs, errors.New("Image: no tag (use BuildImage)"))
+	}
+	if o.OffsetGroups < 0 || o.DataGroups < 0 {
+		errs = append(errs, errors.New("OffsetGroups, DataGroups: negative"))
+	}
+	for _, k := range o.Kinds {
+		if !slices.Contains(verify.AllFaultKinds, k) {
+			errs = append(errs, fmt.Errorf("%w: %q", verify.ErrBadKind, k))
+		} else if k == verify.FaultCrashpoint {
+			errs = append(errs, fmt.Errorf("%w: %s (metanode has no crash points)", verify.ErrUnsupported, k))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+}
+
+func (o RunOptions) withDefaults() RunOptions {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Duration == 0 {
+		o.Duration = 60 * time.Second
+	}
+	if o.Root == "" {
+		o.Root = DefaultRoot
+	}
+	if o.Workload == (verify.WorkloadConfig{}) {
+		o.Workload = verify.DefaultWorkloadConfig()
+	}
+	return o
+}
+
+// nodeArgs returns a node's metanode flags: forming the cluster from the
+// initial member list, or (join) joining it through the other nodes.
+func (o RunOptions) nodeArgs(node string, members []string, join bool) []string {
+	peer := func(n string) string { return n + ":" + strconv.Itoa(NodePort) }
+	args := []string{"--id", node, "--data-dir", DefaultDataPath,
+		"--listen", "0.0.0.0:" + strconv.Itoa(NodePort), "--advertise", peer(node)}
+	if join {
+		// Not itself: a joining node asking its own half-started server
+		// who the members are would learn nothing.
+		var others []string
+		for _, m := range members {
+			if m != node {
+				others = append(others, peer(m))
+			}
+		}
+		args = append(args, "--join", strings.Join(others, ","))
+	} else {
+		var initial []string
+		for _, m := range members {
+			initial = append(initial, m+"="+peer(m))
+		}
+		args = append(args, "--initial-cluster", strings.Join(initial, ","))
+		if o.OffsetGroups > 0 {
+			args = append(args, "--offset-groups", strconv.Itoa(o.OffsetGroups))
+		}
+		if o.DataGroups > 0 {
+			args = append(args, "--data-groups", strconv.Itoa(o.DataGroups))
+		}
+	}
+	if o.SnapshotThreshold > 0 {
+		args = append(args, "--snapshot-threshold", strconv.FormatUint(o.SnapshotThreshold, 10))
+	}
+	if o.TrailingLogs > 0 {
+		args = append(args, "--trailing-logs", strconv.FormatUint(o.TrailingLogs, 10))
+	}
+	if o.SnapshotInterval > 0 {
+		args = append(args, "--snapshot-interval", o.SnapshotInterval.String())
+	}
+	return append(args, o.ExtraFlags...)
+}
+
+// RunReport is the outcome of one run.
+type RunReport struct {
+	Dir     string
+	Seed    int64
+	Verdict verify.Verdict
+	Started time.Time
+	Elapsed time.Duration
+	// Kinds requested; Faults as played (with errors, if any).
+	Kinds  []verify.FaultKind
+	Faults []verify.Fault
+	Checks []verify.CheckResult
+	Ops    verify.OpStats
+	// Err is why the run could not be carried out (the verdict is then
+	// unknown), e.g. the cluster did not start.
+	Err error
+}
+
+// Injected counts the faults of each kind that were injected and healed
+// without error.
+func (r *RunReport) Injected() map[verify.FaultKind]int {
+	out := map[verify.FaultKind]int{}
+	for _, f := range r.Faults {
+		if f.Err == "" && f.Ended > f.Began {
+			out[f.Kind]++
+		}
+	}
+	return out
+}
+
+// runRecord is run.json. Its fields are documented in README.md ("Reading
+// a run folder").
+type runRecord struct {
+	Seed       int64                    `json:"seed"`
+	Verdict    verify.Verdict           `json:"valid"`
+	Started    time.Time                `json:"started"`
+	Elapsed    time.Duration            `json:"elapsed_ns"`
+	Error      string                   `json:"error,omitempty"`
+	Options    runOptionsRecord         `json:"options"`
+	Meta       map[string]any           `json:"meta,omitempty"`
+	Image      Image                    `json:"image"`
+	Cluster    clusterRecord            `json:"cluster"`
+	Checks     []verify.CheckResult     `json:"checks,omitempty"`
+	Injected   map[verify.FaultKind]int `json:"injected"`
+	Notes      []Note                   `json:"notes,omitempty"`
+	Recoveries []Recovery               `json:"recoveries,omitempty"`
+	LogHits    []LogHit                 `json:"log_hits,omitempty"`
+	DataKept   bool                     `json:"data_kept"`
+}
+
+type runOptionsRecord struct {
+	Nodes             int                    `json:"nodes"`
+	Kinds             []verify.FaultKind     `json:"kinds"`
+	Duration          time.Duration          `json:"duration_ns"`
+	Env               map[string]string      `json:"env,omitempty"`
+	Spare             bool                   `json:"spare"`
+	OffsetGroups      int                    `json:"offset_groups"`
+	DataGroups        int                    `json:"data_groups"`
+	SnapshotThreshold uint64                 `json:"snapshot_threshold,omitempty"`
+	TrailingLogs      uint64                 `json:"trailing_logs,omitempty"`
+	SnapshotInterval  time.Duration          `json:"snapshot_interval_ns,omitempty"`
+	ExtraFlags        []string               `json:"extra_flags,omitempty"`
+	Workload          verify.WorkloadConfig  `json:"workload"`
+	Schedule          verify.ScheduleOptions `json:"schedule"`
+}
+
+type clusterRecord struct {
+	RunID     string              `json:"run_id,omitempty"`
+	Network   string              `json:"network,omitempty"`
+	Endpoints map[string]string   `json:"endpoints,omitempty"`
+	Spares    []string            `json:"spares,omitempty"`
+	Args      map[string][]string `json:"args,omitempty"`
+}
+
+// Run carries out one run: it starts a fresh cluster from opts.Image,
+// runs verify.Run against it with a Nemesis, probes recovery after every
+// heal, tears the cluster down, scans the node logs, and writes the run
+// folder (see README.md). The returned error is for runs that could not be
+// carried out or whose folder could not be written; a run that found a
+// problem returns a report whose Verdict is not Valid and no error. When
+// ctx is cancelled, the faults are healed, the partial run is saved and
+// the cluster removed.
+func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
+	opts = opts.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	dir, err := runDir(opts.Root, started, opts.Seed)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, HarnessLog))
+	if err != nil {
+		return nil, fmt.Errorf("chaos: harness log: %w", err)
+	}
+	defer logFile.Close()
+	handlers := []slog.Handler{slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})}
+	if opts.Log != nil {
+		handlers = append(handlers, opts.Log.Handler())
+	}
+	log := slog.New(slog.NewMultiHandler(handlers...)).With("seed", opts.Seed)
+	progress := func(phase string) {
+		if opts.Progress != nil {
+			opts.Progress(verify.Progress{Phase: phase, Elapsed: time.Since(started)})
+		}
+	}
+
+	rep := &RunReport{Dir: dir, Seed: opts.Seed, Verdict: verify.Unknown, Started: started, Kinds: opts.Kinds}
+	rec := &runRecord{Seed: opts.Seed, Verdict: verify.Unknown, Started: started, Meta: opts.Meta, Image: opts.Image,
+		Options: runOptionsRecord{Nodes: opts.Nodes, Kinds: opts.Kinds, Duration: opts.Duration, Env: opts.Env,
+			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups,
+			SnapshotThreshold: opts.SnapshotThreshold, TrailingLogs: opts.TrailingLogs,
+			SnapshotInterval: opts.SnapshotInterval, ExtraFlags: opts.ExtraFlags, Workload: opts.Workload}}
+	finish := func(runErr error) (*RunReport, error) {
+		rep.Elapsed = time.Since(started)
+		rep.Err = runErr
+		rec.Elapsed, rec.Verdict = rep.Elapsed, rep.Verdict
+		if runErr != nil {
+			rec.Error = runErr.Error()
+		}
+		rec.Checks = rep.Checks
+		rec.Injected = rep.Injected()
+		rec.DataKept = opts.KeepData || rep.Verdict != verify.Valid
+		if !rec.DataKept {
+			if err := os.RemoveAll(filepath.Join(dir, DataDir)); err != nil {
+				log.Warn("chaos: remove data", "err", err)
+				rec.DataKept = true
+			}
+		}
+		werr := writeJSON(filepath.Join(dir, RunFile), rec)
+		werr = errors.Join(werr, writeIndex(dir, rec, rep))
+		log.Info("chaos: run done", "valid", rep.Verdict, "dir", dir, "took", rep.Elapsed.Round(time.Second))
+		if runErr != nil {
+			return rep, runErr
+		}
+		return rep, werr
+	}
+
+	// The cluster.
+	progress("cluster")
+	members := NodeNames(opts.Nodes)
+	spares := []string{}
+	if opts.Spare {
+		spares = NodeNames(opts.Nodes + 1)[opts.Nodes:]
+	}
+	args := func(n string) []string { return opts.nodeArgs(n, members, slices.Contains(spares, n)) }
+	joinArgs := func(n string) []string { return opts.nodeArgs(n, members, true) }
+	rec.Cluster.Args = map[string][]string{}
+	for _, n := range append(slices.Clone(members), spares...) {
+		rec.Cluster.Args[n] = args(n)
+	}
+	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "dir", dir)
+	cl, err := StartCluster(ctx, Options{
+		Nodes: opts.Nodes, Spares: len(spares), Image: opts.Image.Tag, RunDir: dir, Port: NodePort,
+		Args: args, Env: opts.Env, Ready: metaReady, Log: log,
+	})
+	if err != nil {
+		return finish(fmt.Errorf("chaos: start cluster: %w", err))
+	}
+	teardown := func() {
+		progress("teardown")
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if err := cl.Terminate(tctx); err != nil {
+			log.Error("chaos: terminate", "err", err)
+		}
+	}
+	rec.Cluster.RunID, rec.Cluster.Network, rec.Cluster.Spares = cl.RunID(), cl.NetworkName(), spares
+	endpoints := map[string]string{}
+	for _, n := range members {
+		if endpoints[n], err = cl.Endpoint(n); err != nil {
+			teardown()
+			return finish(err)
+		}
+	}
+	rec.Cluster.Endpoints = endpoints
+
+	nem, err := NewNemesis(cl, NemesisConfig{
+		Endpoints: endpoints, Spares: spares, JoinArgs: joinArgs, TrailingLogs: opts.TrailingLogs, Log: log,
+	})
+	if err != nil {
+		teardown()
+		return finish(err)
+	}
+	sched := opts.Schedule
+	if len(sched.MemberOps) == 0 {
+		sched.MemberOps = nem.MemberOps()
+	}
+	rec.Options.Schedule = sched
+	vcfg := verify.DefaultRunConfig()
+	vcfg.Seed, vcfg.Dir, vcfg.Endpoints, vcfg.Nemesis = opts.Seed, dir, endpoints, nem
+	vcfg.Kinds, vcfg.Schedule, vcfg.Duration, vcfg.Workload = opts.Kinds, sched, opts.Duration, opts.Workload
+	vcfg.Logger, vcfg.Progress = log, opts.Progress
+	res, runErr := verify.Run(ctx, vcfg)
+
+	// Recovery probes end at most RecoveryTimeout after the last heal.
+	progress("recovery")
+	recs := nem.Recoveries()
+	notes := nem.Notes()
+	if err := nem.Close(); err != nil {
+		log.Debug("chaos: close nemesis", "err", err)
+	}
+	teardown()
+
+	var logs []string
+	for _, n := range append(slices.Clone(members), spares...) {
+		logs = append(logs, filepath.Join(dir, LogsDir, n+".log"))
+	}
+	hits, scanErr := ScanLogs(logs)
+	rec.Notes, rec.Recoveries, rec.LogHits = notes, recs, hits
+	if res == nil {
+		if runErr == nil {
+			runErr = errors.New("chaos: verify returned no result")
+		}
+		return finish(runErr)
+	}
+	progress("report")
+	res.Checks = append(res.Checks, CheckRecovery(recs, nem.cfg.RecoveryTimeout), CheckNodes(hits, notes, len(logs), scanErr))
+	res.Verdict = combine(res)
+	rep.Verdict, rep.Faults, rep.Checks, rep.Ops = res.Verdict, res.Faults, res.Checks, res.Ops
+	// summary.json again, with chaos's checkers; report.html keeps
+	// verify's (index.html shows all).
+	werr := writeJSON(filepath.Join(dir, verify.SummaryFile), res)
+	if ops, err := verify.LoadHistory(filepath.Join(dir, verify.HistoryFile)); err == nil {
+		werr = errors.Join(werr, WritePlots(dir, ops, res.Faults))
+	} else {
+		werr = errors.Join(werr, err)
+	}
+	if werr != nil {
+		log.Error("chaos: write run folder", "err", werr)
+	}
+	rep2, err := finish(runErr)
+	return rep2, errors.Join(err, werr)
+}
+
+// combine is the verdict of a run: any invalid check is invalid, else any
+// check not valid (or a run stopped early) is unknown.
+func combine(res *verify.Result) verify.Verdict {
+	v := verify.Valid
+	for _, c := range res.Checks {
+		switch c.Verdict {
+		case verify.Valid:
+		case verify.Invalid:
+			return verify.Invalid
+		default:
+			v = verify.Unknown
+		}
+	}
+	if res.Error != "" && v == verify.Valid {
+		v = verify.Unknown
+	}
+	return v
+}
+
+// runDir creates root/<UTC time>-<seed>, with a suffix if it exists.
+func runDir(root string, t time.Time, seed int64) (string, error) {
+	base := filepath.Join(root, t.UTC().Format("20060102-150405")+"-"+strconv.FormatInt(seed, 10))
+	dir := base
+	for i := 2; ; i++ {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return "", fmt.Errorf("chaos: run folder: %w", err)
+			}
+			continue
+		}
+		if !errors.Is(err, os.ErrExist) || i > 100 {
+			return "", fmt.Errorf("chaos: run folder: %w", err)
+		}
+		dir = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("chaos: %s: %w", filepath.Base(path), err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("chaos: %s: %w", filepath.Base(path), err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// metaReady is the readiness probe of a node: its gRPC health service
+// says SERVING, which metanode sets once it has joined or formed the
+// cluster and serves the public API.
+func metaReady(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("health: %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/metamq/meta/chaos"
+	"github.com/metamq/meta/verify"
+)
+
+// exitFailed is the exit status of a suite in which a run did not pass;
+// usage and set-up errors exit with 2.
+const (
+	exitFailed = 1
+	exitError  = 2
+)
+
+func main() {
+	// testcontainers reads its configuration once, at its first use; there
+	// is no registry to pull the Ryuk reaper from, and chaos cleans up by
+	// itself (Cluster.Terminate, Sweep).
+	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	code, err := execute(os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metachaos:", err)
+	}
+	os.Exit(code)
+}
+
+// errSuiteFailed marks a suite that ran but did not pass everything.
+var errSuiteFailed = errors.New("not every run passed")
+
+func execute(args []string, stdout, stderr io.Writer) (int, error) {
+	root := command(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.Is(err, errSuiteFailed):
+		return exitFailed, nil
+	}
+	return exitError, err
+}
+
+// suite holds the flags shared by run and smoke.
+type suite struct {
+	binary, bug, out, logLevel      string
+	race, keepData, spare           bool
+	nodes, offsetGroups, dataGroups int
+	snapshotThreshold, trailingLogs uint64
+	snapshotInterval                time.Duration
+	stdout, stderr                  io.Writer
+}
+
+func command(stdout, stderr io.Writer) *cobra.Command {
+	s := &suite{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "metachaos",
+		Short:         "Run meta nodes in Docker containers, break them, and check what clients saw",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&s.binary, "binary", "bin/metanode", "metanode binary the node image is built from (make build puts it there)")
+	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync)")
+	pf.BoolVar(&s.race, "race", false, "build ./cmd/metanode with -race (into --out/.bin) and use that binary")
+	pf.StringVar(&s.out, "out", chaos.DefaultRoot, "directory the run folders go in")
+	pf.IntVar(&s.nodes, "nodes", 3, "cluster size (3 or 5)")
+	pf.IntVar(&s.offsetGroups, "offset-groups", 2, "offset groups of each cluster")
+	pf.IntVar(&s.dataGroups, "data-groups", 2, "data groups of each cluster")
+	pf.Uint64Var(&s.snapshotThreshold, "snapshot-threshold", 256, "nodes' --snapshot-threshold (small, so snapshots happen within a run)")
+	pf.Uint64Var(&s.trailingLogs, "trailing-logs", 64, "nodes' --trailing-logs (small, so a lagging follower needs a snapshot)")
+	pf.DurationVar(&s.snapshotInterval, "snapshot-interval", time.Second, "nodes' --snapshot-interval, passed only if the binary has that flag")
+	pf.BoolVar(&s.spare, "spare", true, "create a spare node for member op=add")
+	pf.BoolVar(&s.keepData, "keep-data", false, "keep the nodes' data directories of passing runs too")
+	pf.StringVar(&s.logLevel, "log-level", "warn", "level of the harness log on stderr (every run folder has chaos.log at debug)")
+
+	var nemesis string
+	var dur time.Duration
+	var seed int64
+	var runs int
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run N checked runs with seeds S, S+1, ... and print a table; exit 0 only if every run passed",
+		Example: "  metachaos run --nodes 3 --nemesis kill,pause,partition,bridge,member --time 60s --seed 7 --runs 10\n" +
+			"  metachaos run --nemesis all --runs 20                      # make chaos\n" +
+			"  metachaos run --bug localreads --nemesis partition,pause --runs 10",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kinds, err := parseKinds(nemesis, stderr)
+			if err != nil {
+				return err
+			}
+			if runs < 1 {
+				return fmt.Errorf("--runs %d: want at least 1", runs)
+			}
+			if !cmd.Flags().Changed("seed") {
+				seed = time.Now().Unix() % 100000
+			}
+			plan := make([]planned, runs)
+			for i := range plan {
+				plan[i] = planned{seed: seed + int64(i), kinds: kinds, dur: dur}
+			}
+			return s.play(cmd.Context(), plan, kinds)
+		},
+	}
+	rf := run.Flags()
+	rf.StringVar(&nemesis, "nemesis", "all", "fault kinds: "+kindNames()+", partition (= isolate,split,bridge,oneway) or all")
+	rf.DurationVar(&dur, "time", 60*time.Second, "workload time of each run, faults included")
+	rf.Int64Var(&seed, "seed", 0, "seed of the first run (default: from the clock, printed)")
+	rf.IntVar(&runs, "runs", 1, "number of runs")
+
+	var smokeSeed int64
+	var smokeTime time.Duration
+	smoke := &cobra.Command{
+		Use:   "smoke",
+		Short: "Every supported fault kind at least once, in three runs (make chaos-smoke)",
+		Long: "smoke plays three runs that split the supported fault kinds between them\n" +
+			"(processes: kill, kill-all, pause, member; partitions: isolate, split, bridge, oneway;\n" +
+			"unstable: flap, delay, transfer, lag), so each kind is injected at least once,\n" +
+			"and fails unless every run passed and every kind was injected.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var plan []planned
+			var all []verify.FaultKind
+			for i, g := range smokeGroups {
+				plan = append(plan, planned{seed: smokeSeed + int64(i), kinds: g, dur: smokeTime})
+				all = append(all, g...)
+			}
+			return s.play(cmd.Context(), plan, all)
+		},
+	}
+	sf := smoke.Flags()
+	sf.Int64Var(&smokeSeed, "seed", 1, "seed of the first run")
+	sf.DurationVar(&smokeTime, "time", 60*time.Second, "workload time of each run")
+
+	var images bool
+	sweep := &cobra.Command{
+		Use:   "sweep",
+		Short: "Remove containers and networks that dead chaos runs left behind",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := chaos.Sweep(cmd.Context(), chaos.SweepOptions{Images: images, Log: s.logger()})
+			fmt.Fprintf(stdout, "removed %d containers, %d networks, %d volumes, %d images\n",
+				len(res.Containers), len(res.Networks), len(res.Volumes), len(res.Images))
+			return err
+		},
+	}
+	sweep.Flags().BoolVar(&images, "images", false, "also remove node images no container uses")
+
+	root.AddCommand(run, smoke, sweep)
+	return root
+}
+
+// smokeGroups split the supported kinds into three runs of related faults.
+var smokeGroups = [][]verify.FaultKind{
+	{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember},
+	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay},
+	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag},
+}
+
+func kindNames() string {
+	var s []string
+	for _, k := range verify.AllFaultKinds {
+		s = append(s, string(k))
+	}
+	return strings.Join(s, ",")
+}
+
+// parseKinds parses --nemesis; crashpoint, which the container nemesis
+// cannot do, is dropped from "all" with a notice and refused if named.
+func parseKinds(s string, stderr io.Writer) ([]verify.FaultKind, error) {
+	kinds, err := verify.ParseKinds(s)
+	if err != nil {
+		return nil, fmt.Errorf("--nemesis: %w", err)
+	}
+	var out []verify.FaultKind
+	for _, k := range kinds {
+		if k == verify.FaultCrashpoint {
+			if strings.Contains(s, string(verify.FaultCrashpoint)) {
+				return nil, fmt.Errorf("--nemesis: crashpoint is not supported: metanode has no crash points")
+			}
+			fmt.Fprintln(stderr, "metachaos: note: crashpoint left out of \"all\": metanode has no crash points")
+			continue
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// planned is one run of a suite.
+type planned struct {
+	seed  int64
+	kinds []verify.FaultKind
+	dur   time.Duration
+}
+
+func (s *suite) logger() *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s.logLevel)); err != nil {
+		lv = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: lv}))
+}
+
+// play prepares the image, sweeps leftovers, plays the runs one after the
+// other, and prints the table. It returns errSuiteFailed unless every run
+// passed (and, for a suite that names kinds, every kind was injected).
+func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKind) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := s.logger()
+	if s.nodes < 1 || s.nodes > chaos.MaxNodes-1 {
+		return fmt.Errorf("--nodes %d: want 1..%d", s.nodes, chaos.MaxNodes-1)
+	}
+	binary, err := s.prepareBinary(ctx)
+	if err != nil {
+		return err
+	}
+	meta := map[string]any{"command": "metachaos " + strings.Join(os.Args[1:], " "), "binary": binary}
+	if commit, dirty, err := gitCommit(); err == nil {
+		meta["git_commit"], meta["git_dirty"] = commit, dirty
+	}
+	interval := time.Duration(0)
+	if s.snapshotInterval > 0 {
+		if hasFlag(ctx, binary, "--snapshot-interval") {
+			interval = s.snapshotInterval
+		} else {
+			fmt.Fprintf(s.stderr, "metachaos: note: %s has no --snapshot-interval flag; raft snapshots every 2-4 minutes, so a lag fault rarely forces a snapshot install within a run\n", binary)
+		}
+	}
+	if _, err := chaos.Sweep(ctx, chaos.SweepOptions{Log: log}); err != nil {
+		return fmt.Errorf("sweep leftovers: %w", err)
+	}
+	fmt.Fprintf(s.stdout, "metachaos: building the node image from %s\n", binary)
+	img, err := chaos.BuildImage(ctx, binary, chaos.ImageOptions{Log: log})
+	if err != nil {
+		return err
+	}
+	var env map[string]string
+	if s.bug != "" {
+		env = map[string]string{"META_BUG": s.bug}
+	}
+	fmt.Fprintf(s.stdout, "metachaos: %d runs, image %s, seeds %d..%d, run folders in %s\n",
+		len(plan), img.Tag, plan[0].seed, plan[len(plan)-1].seed, s.out)
+
+	var reports []*chaos.RunReport
+	start := time.Now()
+	for i, p := range plan {
+		if ctx.Err() != nil {
+			break
+		}
+		pr := newProgress(s.stderr, fmt.Sprintf("run %d/%d seed %d", i+1, len(plan), p.seed))
+		rep, err := chaos.Run(ctx, chaos.RunOptions{
+			Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
+			Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
+			SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
+			KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log,
+		})
+		pr.done()
+		if rep == nil {
+			return fmt.Errorf("run %d (seed %d): %w", i+1, p.seed, err)
+		}
+		if err != nil {
+			fmt.Fprintf(s.stderr, "metachaos: run %d (seed %d): %v\n", i+1, p.seed, err)
+		}
+		reports = append(reports, rep)
+		fmt.Fprintf(s.stdout, "run %d/%d seed %d: %s  %d ops, %d faults (%s), %s  %s\n", i+1, len(plan), p.seed,
+			verdictWord(rep.Verdict), rep.Ops.Total, len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
+			filepath.Join(rep.Dir, chaos.IndexFile))
+	}
+	t := chaos.NewTally(reports, kinds)
+	fmt.Fprintf(s.stdout, "\n%d runs in %s\n", len(reports), time.Since(start).Round(time.Second))
+	if err := t.Write(s.stdout); err != nil {
+		return err
+	}
+	var missing []string
+	for _, k := range t.Kinds {
+		if k.Faults == 0 {
+			missing = append(missing, string(k.Kind))
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(s.stdout, "interrupted")
+		return errSuiteFailed
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(s.stdout, "kinds never injected: %s\n", strings.Join(missing, ", "))
+	}
+	if !t.AllPassed() || len(reports) < len(plan) || len(missing) > 0 {
+		fmt.Fprintln(s.stdout, "FAILED")
+		return errSuiteFailed
+	}
+	fmt.Fprintln(s.stdout, "PASSED")
+	return nil
+}
+
+func verdictWord(v verify.Verdict) string {
+	switch v {
+	case verify.Valid:
+		return "PASS"
+	case verify.Invalid:
+		return "FAIL"
+	}
+	return "UNKNOWN"
+}
+
+func injectedList(rep *chaos.RunReport) string {
+	inj := rep.Injected()
+	var s []string
+	for _, k := range verify.AllFaultKinds {
+		if inj[k] > 0 {
+			s = append(s, fmt.Sprintf("%s×%d", k, inj[k]))
+		}
+	}
+	if len(s) == 0 {
+		return "none injected"
+	}
+	return strings.Join(s, " ")
+}
+
+// prepareBinary returns the node binary to use: --binary, or one built
+// from ./cmd/metanode with the tags and flags --bug and --race ask for.
+func (s *suite) prepareBinary(ctx context.Context) (string, error) {
+	if s.bug == "" && !s.race {
+		if _, err := os.Stat(s.binary); err != nil {
+			return "", fmt.Errorf("--binary: %w (run make build first)", err)
+		}
+		return s.binary, nil
+	}
+	name := "metanode"
+	args := []string{"build"}
+	if s.bug != "" {
+		name += "-metabugs"
+		args = append(args, "-tags", "metabugs")
+	}
+	if s.race {
+		name += "-race"
+		args = append(args, "-race")
+	}
+	out, err := filepath.Abs(filepath.Join(s.out, ".bin", name))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	args = append(args, "-o", out, "./cmd/metanode")
+	fmt.Fprintf(s.stdout, "metachaos: go %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (run from the repository root): %w\n%s", name, err, b)
+	}
+	return out, nil
+}
+
+// hasFlag reports whether the binary's --help lists flag.
+func hasFlag(ctx context.Context, binary, flag string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, binary, "--help").CombinedOutput()
+	return strings.Contains(string(out), flag+" ")
+}
+
+// gitCommit returns HEAD's commit and whether tracked files differ from it.
+func gitCommit() (string, bool, error) {
+	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "", false, err
+	}
+	st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	if err != nil {
+		return "", false, err
+	}
+	return strings.TrimSpace(string(out)), len(strings.TrimSpace(string(st))) > 0, nil
+}
