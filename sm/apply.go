@@ -130,6 +130,14 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.leasesExpire(o.LeasesExpire)
 	case *logpb.Op_EventsCompact:
 		return a.eventsCompact(o.EventsCompact.BelowRevision)
+	case *logpb.Op_BrokerRegister:
+		return a.brokerRegister(o.BrokerRegister)
+	case *logpb.Op_BrokerSetStatus:
+		return a.brokerSetStatus(o.BrokerSetStatus)
+	case *logpb.Op_Assign:
+		return a.assign(o.Assign)
+	case *logpb.Op_ConnectorReport:
+		return a.connectorReport(o.ConnectorReport)
 	}
 	return invalid("empty operation"), nil
 }

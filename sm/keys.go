@@ -31,6 +31,9 @@ import (
 //	0x0d <id> <key>               data: keys attached to a lease (empty)
 //	0x0e <revision> <n>           change log: logpb.Event
 //	0x0f 'c'                      change log: compacted revision (uint64)
+//	0x10 <broker id>              controller: broker -> logpb.Broker
+//	0x11 <connector>              controller: assignment ->
+//	                              logpb.ConnectorAssignment
 //
 // <at> is a Unix time in nanoseconds and <id> a lease id, both 8-byte
 // big-endian (times and ids are never negative), so indexes sort by time;
@@ -52,6 +55,8 @@ const (
 	prefixLeaseKeys  byte = 0x0d
 	prefixEvent      byte = 0x0e
 	prefixCompact    byte = 0x0f
+	prefixBroker     byte = 0x10
+	prefixAssignment byte = 0x11
 	prefixUserMin    byte = 0x01
 	prefixSentinel   byte = 0xff // no key starts with it: the end of every range
 )

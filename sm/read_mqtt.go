@@ -250,3 +250,27 @@ func (m *Machine) DueTimers(now int64, limit int) (Timers, error) {
 }
 
 func sortStrings(s []string) { slices.Sort(s) }
+
+// Broker returns a registered broker, or nil.
+func (m *Machine) Broker(id string) (*logpb.Broker, error) {
+	return getMsg(m, prefixed(prefixBroker, []byte(id)), func() *logpb.Broker { return &logpb.Broker{} })
+}
+
+// Brokers returns every registered broker in id order.
+func (m *Machine) Brokers() ([]*logpb.Broker, error) {
+	out, _, err := scanMsgs(m, []byte{prefixBroker}, "", -1, func() *logpb.Broker { return &logpb.Broker{} }, nil)
+	return out, err
+}
+
+// Assignment returns a connector's assignment, or nil.
+func (m *Machine) Assignment(connector string) (*logpb.ConnectorAssignment, error) {
+	return getMsg(m, prefixed(prefixAssignment, []byte(connector)), func() *logpb.ConnectorAssignment { return &logpb.ConnectorAssignment{} })
+}
+
+// Assignments returns every assignment in connector order, optionally only
+// one broker's.
+func (m *Machine) Assignments(brokerID string) ([]*logpb.ConnectorAssignment, error) {
+	out, _, err := scanMsgs(m, []byte{prefixAssignment}, "", -1, func() *logpb.ConnectorAssignment { return &logpb.ConnectorAssignment{} },
+		func(_ []byte, as *logpb.ConnectorAssignment) bool { return brokerID == "" || as.BrokerId == brokerID })
+	return out, err
+}

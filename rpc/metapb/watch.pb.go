@@ -39,6 +39,12 @@ const (
 	WatchSpace_WATCH_SPACE_RESOURCES WatchSpace = 1
 	// Will messages whose client id has a prefix (every data group).
 	WatchSpace_WATCH_SPACE_WILLS WatchSpace = 2
+	// Brokers' registrations and liveness (metadata-0).
+	WatchSpace_WATCH_SPACE_BROKERS WatchSpace = 3
+	// Connector assignments, optionally of one broker (prefix = broker id;
+	// metadata-0). An assignment moving away from a broker is delivered to
+	// a watch of that broker as a DELETE.
+	WatchSpace_WATCH_SPACE_ASSIGNMENTS WatchSpace = 4
 )
 
 // Enum value maps for WatchSpace.
@@ -47,11 +53,15 @@ var (
 		0: "WATCH_SPACE_KV",
 		1: "WATCH_SPACE_RESOURCES",
 		2: "WATCH_SPACE_WILLS",
+		3: "WATCH_SPACE_BROKERS",
+		4: "WATCH_SPACE_ASSIGNMENTS",
 	}
 	WatchSpace_value = map[string]int32{
-		"WATCH_SPACE_KV":        0,
-		"WATCH_SPACE_RESOURCES": 1,
-		"WATCH_SPACE_WILLS":     2,
+		"WATCH_SPACE_KV":          0,
+		"WATCH_SPACE_RESOURCES":   1,
+		"WATCH_SPACE_WILLS":       2,
+		"WATCH_SPACE_BROKERS":     3,
+		"WATCH_SPACE_ASSIGNMENTS": 4,
 	}
 )
 
@@ -230,7 +240,9 @@ type WatchEvent struct {
 	Resource *Resource `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
 	// WATCH_SPACE_WILLS: the will after the change (for DELETE, its last
 	// state).
-	Will          *Will `protobuf:"bytes,7,opt,name=will,proto3" json:"will,omitempty"`
+	Will          *Will        `protobuf:"bytes,7,opt,name=will,proto3" json:"will,omitempty"`
+	Broker        *BrokerState `protobuf:"bytes,8,opt,name=broker,proto3" json:"broker,omitempty"`
+	Assignment    *Assignment  `protobuf:"bytes,9,opt,name=assignment,proto3" json:"assignment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +326,20 @@ func (x *WatchEvent) GetWill() *Will {
 	return nil
 }
 
+func (x *WatchEvent) GetBroker() *BrokerState {
+	if x != nil {
+		return x.Broker
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
 type WatchResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -381,7 +407,7 @@ var File_rpc_metapb_watch_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_watch_proto_rawDesc = "" +
 	"\n" +
-	"\x16rpc/metapb/watch.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\x1a\x19rpc/metapb/metadata.proto\x1a\x15rpc/metapb/mqtt.proto\"\xef\x02\n" +
+	"\x16rpc/metapb/watch.proto\x12\ameta.v1\x1a\x1brpc/metapb/controller.proto\x1a\x13rpc/metapb/kv.proto\x1a\x19rpc/metapb/metadata.proto\x1a\x15rpc/metapb/mqtt.proto\"\xef\x02\n" +
 	"\fWatchRequest\x12)\n" +
 	"\x05space\x18\x01 \x01(\x0e2\x13.meta.v1.WatchSpaceR\x05space\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\fR\x06prefix\x12:\n" +
@@ -391,7 +417,7 @@ const file_rpc_metapb_watch_proto_rawDesc = "" +
 	"\x14progress_interval_ms\x18\x06 \x01(\rR\x12progressIntervalMs\x1aA\n" +
 	"\x13StartRevisionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xaa\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8d\x03\n" +
 	"\n" +
 	"WatchEvent\x12,\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.meta.v1.WatchEvent.TypeR\x04type\x12\x14\n" +
@@ -400,7 +426,11 @@ const file_rpc_metapb_watch_proto_rawDesc = "" +
 	"\x02kv\x18\x04 \x01(\v2\x11.meta.v1.KeyValueR\x02kv\x12*\n" +
 	"\aprev_kv\x18\x05 \x01(\v2\x11.meta.v1.KeyValueR\x06prevKv\x12-\n" +
 	"\bresource\x18\x06 \x01(\v2\x11.meta.v1.ResourceR\bresource\x12!\n" +
-	"\x04will\x18\a \x01(\v2\r.meta.v1.WillR\x04will\"\x1b\n" +
+	"\x04will\x18\a \x01(\v2\r.meta.v1.WillR\x04will\x12,\n" +
+	"\x06broker\x18\b \x01(\v2\x14.meta.v1.BrokerStateR\x06broker\x123\n" +
+	"\n" +
+	"assignment\x18\t \x01(\v2\x13.meta.v1.AssignmentR\n" +
+	"assignment\"\x1b\n" +
 	"\x04Type\x12\a\n" +
 	"\x03PUT\x10\x00\x12\n" +
 	"\n" +
@@ -411,12 +441,14 @@ const file_rpc_metapb_watch_proto_rawDesc = "" +
 	"\bprogress\x18\x03 \x01(\bR\bprogress\x1a<\n" +
 	"\x0eRevisionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*R\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\x88\x01\n" +
 	"\n" +
 	"WatchSpace\x12\x12\n" +
 	"\x0eWATCH_SPACE_KV\x10\x00\x12\x19\n" +
 	"\x15WATCH_SPACE_RESOURCES\x10\x01\x12\x15\n" +
-	"\x11WATCH_SPACE_WILLS\x10\x022A\n" +
+	"\x11WATCH_SPACE_WILLS\x10\x02\x12\x17\n" +
+	"\x13WATCH_SPACE_BROKERS\x10\x03\x12\x1b\n" +
+	"\x17WATCH_SPACE_ASSIGNMENTS\x10\x042A\n" +
 	"\x05Watch\x128\n" +
 	"\x05Watch\x12\x15.meta.v1.WatchRequest\x1a\x16.meta.v1.WatchResponse0\x01B*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
 
@@ -446,6 +478,8 @@ var file_rpc_metapb_watch_proto_goTypes = []any{
 	(*KeyValue)(nil),      // 8: meta.v1.KeyValue
 	(*Resource)(nil),      // 9: meta.v1.Resource
 	(*Will)(nil),          // 10: meta.v1.Will
+	(*BrokerState)(nil),   // 11: meta.v1.BrokerState
+	(*Assignment)(nil),    // 12: meta.v1.Assignment
 }
 var file_rpc_metapb_watch_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.WatchRequest.space:type_name -> meta.v1.WatchSpace
@@ -456,15 +490,17 @@ var file_rpc_metapb_watch_proto_depIdxs = []int32{
 	8,  // 5: meta.v1.WatchEvent.prev_kv:type_name -> meta.v1.KeyValue
 	9,  // 6: meta.v1.WatchEvent.resource:type_name -> meta.v1.Resource
 	10, // 7: meta.v1.WatchEvent.will:type_name -> meta.v1.Will
-	3,  // 8: meta.v1.WatchResponse.events:type_name -> meta.v1.WatchEvent
-	6,  // 9: meta.v1.WatchResponse.revisions:type_name -> meta.v1.WatchResponse.RevisionsEntry
-	2,  // 10: meta.v1.Watch.Watch:input_type -> meta.v1.WatchRequest
-	4,  // 11: meta.v1.Watch.Watch:output_type -> meta.v1.WatchResponse
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 8: meta.v1.WatchEvent.broker:type_name -> meta.v1.BrokerState
+	12, // 9: meta.v1.WatchEvent.assignment:type_name -> meta.v1.Assignment
+	3,  // 10: meta.v1.WatchResponse.events:type_name -> meta.v1.WatchEvent
+	6,  // 11: meta.v1.WatchResponse.revisions:type_name -> meta.v1.WatchResponse.RevisionsEntry
+	2,  // 12: meta.v1.Watch.Watch:input_type -> meta.v1.WatchRequest
+	4,  // 13: meta.v1.Watch.Watch:output_type -> meta.v1.WatchResponse
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_watch_proto_init() }
@@ -472,6 +508,7 @@ func file_rpc_metapb_watch_proto_init() {
 	if File_rpc_metapb_watch_proto != nil {
 		return
 	}
+	file_rpc_metapb_controller_proto_init()
 	file_rpc_metapb_kv_proto_init()
 	file_rpc_metapb_metadata_proto_init()
 	file_rpc_metapb_mqtt_proto_init()

@@ -89,9 +89,11 @@ func (WillState) EnumDescriptor() ([]byte, []int) {
 type Space int32
 
 const (
-	Space_SPACE_KV       Space = 0
-	Space_SPACE_RESOURCE Space = 1
-	Space_SPACE_WILL     Space = 2
+	Space_SPACE_KV         Space = 0
+	Space_SPACE_RESOURCE   Space = 1
+	Space_SPACE_WILL       Space = 2
+	Space_SPACE_BROKER     Space = 3
+	Space_SPACE_ASSIGNMENT Space = 4
 )
 
 // Enum value maps for Space.
@@ -100,11 +102,15 @@ var (
 		0: "SPACE_KV",
 		1: "SPACE_RESOURCE",
 		2: "SPACE_WILL",
+		3: "SPACE_BROKER",
+		4: "SPACE_ASSIGNMENT",
 	}
 	Space_value = map[string]int32{
-		"SPACE_KV":       0,
-		"SPACE_RESOURCE": 1,
-		"SPACE_WILL":     2,
+		"SPACE_KV":         0,
+		"SPACE_RESOURCE":   1,
+		"SPACE_WILL":       2,
+		"SPACE_BROKER":     3,
+		"SPACE_ASSIGNMENT": 4,
 	}
 )
 
@@ -278,6 +284,10 @@ type Op struct {
 	//	*Op_LeaseRevoke
 	//	*Op_LeasesExpire
 	//	*Op_EventsCompact
+	//	*Op_BrokerRegister
+	//	*Op_BrokerSetStatus
+	//	*Op_Assign
+	//	*Op_ConnectorReport
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -545,6 +555,42 @@ func (x *Op) GetEventsCompact() *EventsCompact {
 	return nil
 }
 
+func (x *Op) GetBrokerRegister() *BrokerRegister {
+	if x != nil {
+		if x, ok := x.Op.(*Op_BrokerRegister); ok {
+			return x.BrokerRegister
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetBrokerSetStatus() *BrokerSetStatus {
+	if x != nil {
+		if x, ok := x.Op.(*Op_BrokerSetStatus); ok {
+			return x.BrokerSetStatus
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetAssign() *Assign {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Assign); ok {
+			return x.Assign
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetConnectorReport() *ConnectorReport {
+	if x != nil {
+		if x, ok := x.Op.(*Op_ConnectorReport); ok {
+			return x.ConnectorReport
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -649,6 +695,22 @@ type Op_EventsCompact struct {
 	EventsCompact *EventsCompact `protobuf:"bytes,25,opt,name=events_compact,json=eventsCompact,proto3,oneof"`
 }
 
+type Op_BrokerRegister struct {
+	BrokerRegister *BrokerRegister `protobuf:"bytes,26,opt,name=broker_register,json=brokerRegister,proto3,oneof"`
+}
+
+type Op_BrokerSetStatus struct {
+	BrokerSetStatus *BrokerSetStatus `protobuf:"bytes,27,opt,name=broker_set_status,json=brokerSetStatus,proto3,oneof"`
+}
+
+type Op_Assign struct {
+	Assign *Assign `protobuf:"bytes,28,opt,name=assign,proto3,oneof"`
+}
+
+type Op_ConnectorReport struct {
+	ConnectorReport *ConnectorReport `protobuf:"bytes,29,opt,name=connector_report,json=connectorReport,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -699,6 +761,296 @@ func (*Op_LeasesExpire) isOp_Op() {}
 
 func (*Op_EventsCompact) isOp_Op() {}
 
+func (*Op_BrokerRegister) isOp_Op() {}
+
+func (*Op_BrokerSetStatus) isOp_Op() {}
+
+func (*Op_Assign) isOp_Op() {}
+
+func (*Op_ConnectorReport) isOp_Op() {}
+
+// BrokerRegister registers a broker; its epoch becomes the op's revision.
+type BrokerRegister struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrokerId      string                 `protobuf:"bytes,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Endpoints     []string               `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Rack          string                 `protobuf:"bytes,3,opt,name=rack,proto3" json:"rack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrokerRegister) Reset() {
+	*x = BrokerRegister{}
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrokerRegister) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrokerRegister) ProtoMessage() {}
+
+func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
+func (*BrokerRegister) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BrokerRegister) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *BrokerRegister) GetEndpoints() []string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *BrokerRegister) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
+}
+
+// BrokerSetStatus marks a broker alive or down, only if its epoch is
+// still the given one (a re-registered broker is not touched by a
+// decision about its predecessor).
+type BrokerSetStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrokerId      string                 `protobuf:"bytes,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Status        int32                  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrokerSetStatus) Reset() {
+	*x = BrokerSetStatus{}
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrokerSetStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrokerSetStatus) ProtoMessage() {}
+
+func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
+func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BrokerSetStatus) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *BrokerSetStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *BrokerSetStatus) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+// Assign gives a connector to a broker (empty broker: unassign, or delete
+// the assignment when delete is set), only if the connector's current
+// assignment epoch is expected_epoch (0: none) and the broker is alive
+// with broker_epoch. The new epoch is the op's revision.
+type Assign struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connector     string                 `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	BrokerId      string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	BrokerEpoch   uint64                 `protobuf:"varint,3,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,4,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Delete        bool                   `protobuf:"varint,5,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Assign) Reset() {
+	*x = Assign{}
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Assign) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Assign) ProtoMessage() {}
+
+func (x *Assign) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Assign.ProtoReflect.Descriptor instead.
+func (*Assign) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Assign) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *Assign) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *Assign) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *Assign) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *Assign) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+// ConnectorReport records what a broker says about a connector it owns;
+// rejected unless epoch and broker match the current assignment.
+type ConnectorReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connector     string                 `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	BrokerId      string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	State         int32                  `protobuf:"varint,4,opt,name=state,proto3" json:"state,omitempty"`
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectorReport) Reset() {
+	*x = ConnectorReport{}
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectorReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectorReport) ProtoMessage() {}
+
+func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
+func (*ConnectorReport) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConnectorReport) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *ConnectorReport) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *ConnectorReport) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ConnectorReport) GetState() int32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *ConnectorReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Resource specs travel as the deterministic protobuf encoding of the
 // public spec message (rpc/metapb); the state machine does not interpret
 // them.
@@ -713,7 +1065,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +1077,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +1090,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -774,7 +1126,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1138,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1151,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -842,7 +1194,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1206,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1219,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -904,7 +1256,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1268,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1281,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -977,7 +1329,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1341,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1354,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -1021,7 +1373,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1385,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1398,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -1068,7 +1420,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1432,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1445,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -1118,7 +1470,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1482,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1495,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -1204,7 +1556,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1568,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1581,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -1250,7 +1602,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1614,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1627,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -1296,7 +1648,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1660,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1673,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -1355,7 +1707,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1719,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1732,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -1410,7 +1762,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1774,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1787,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -1476,7 +1828,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1840,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1853,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -1527,7 +1879,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1891,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1904,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -1571,7 +1923,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1935,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1948,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -1616,7 +1968,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1980,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1993,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -1662,7 +2014,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +2026,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +2039,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -1708,7 +2060,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +2072,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +2085,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -1766,7 +2118,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2130,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2143,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -1815,7 +2167,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +2179,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2192,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -1898,7 +2250,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2262,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2275,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -1971,7 +2323,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2335,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2348,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -2015,7 +2367,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2379,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2392,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -2067,7 +2419,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2431,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2444,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -2133,7 +2485,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2497,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2510,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberPut) GetId() string {
@@ -2184,7 +2536,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2548,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2561,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -2233,7 +2585,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2597,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2610,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KV) GetValue() []byte {
@@ -2308,7 +2660,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2672,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2685,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -2371,7 +2723,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2735,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2748,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -2459,7 +2811,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2823,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2836,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Session) GetClientId() string {
@@ -2577,7 +2929,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2941,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2954,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Will) GetClientId() string {
@@ -2701,7 +3053,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +3065,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +3078,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -2757,6 +3109,208 @@ func (x *Retained) GetModRevision() uint64 {
 	return 0
 }
 
+type Broker struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BrokerId string                 `protobuf:"bytes,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// 1 alive, 2 down (metapb.BrokerStatus).
+	Status                  int32    `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	Endpoints               []string `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Rack                    string   `protobuf:"bytes,5,opt,name=rack,proto3" json:"rack,omitempty"`
+	RegisteredAtUnixNano    int64    `protobuf:"varint,6,opt,name=registered_at_unix_nano,json=registeredAtUnixNano,proto3" json:"registered_at_unix_nano,omitempty"`
+	StatusChangedAtUnixNano int64    `protobuf:"varint,7,opt,name=status_changed_at_unix_nano,json=statusChangedAtUnixNano,proto3" json:"status_changed_at_unix_nano,omitempty"`
+	ModRevision             uint64   `protobuf:"varint,8,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *Broker) Reset() {
+	*x = Broker{}
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Broker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Broker) ProtoMessage() {}
+
+func (x *Broker) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Broker.ProtoReflect.Descriptor instead.
+func (*Broker) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *Broker) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *Broker) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Broker) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *Broker) GetEndpoints() []string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *Broker) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
+}
+
+func (x *Broker) GetRegisteredAtUnixNano() int64 {
+	if x != nil {
+		return x.RegisteredAtUnixNano
+	}
+	return 0
+}
+
+func (x *Broker) GetStatusChangedAtUnixNano() int64 {
+	if x != nil {
+		return x.StatusChangedAtUnixNano
+	}
+	return 0
+}
+
+func (x *Broker) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type ConnectorAssignment struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Connector   string                 `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	BrokerId    string                 `protobuf:"bytes,2,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	BrokerEpoch uint64                 `protobuf:"varint,3,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	Epoch       uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// metapb.ConnectorRunState.
+	State              int32  `protobuf:"varint,5,opt,name=state,proto3" json:"state,omitempty"`
+	Error              string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	AssignedAtUnixNano int64  `protobuf:"varint,7,opt,name=assigned_at_unix_nano,json=assignedAtUnixNano,proto3" json:"assigned_at_unix_nano,omitempty"`
+	ModRevision        uint64 `protobuf:"varint,8,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ConnectorAssignment) Reset() {
+	*x = ConnectorAssignment{}
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectorAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectorAssignment) ProtoMessage() {}
+
+func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
+func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ConnectorAssignment) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *ConnectorAssignment) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *ConnectorAssignment) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *ConnectorAssignment) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ConnectorAssignment) GetState() int32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *ConnectorAssignment) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ConnectorAssignment) GetAssignedAtUnixNano() int64 {
+	if x != nil {
+		return x.AssignedAtUnixNano
+	}
+	return 0
+}
+
+func (x *ConnectorAssignment) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
 type Lease struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Id                int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2768,7 +3322,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +3334,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +3347,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Lease) GetId() int64 {
@@ -2835,7 +3389,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +3401,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +3414,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Event) GetSpace() Space {
@@ -2917,7 +3471,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3483,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3496,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -2991,7 +3545,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3557,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3570,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Result) GetCode() Code {
@@ -3100,7 +3654,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3666,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3679,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -3177,7 +3731,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xc2\f\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xd0\x0e\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -3208,8 +3762,32 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x10lease_keep_alive\x18\x16 \x01(\v2\x1b.meta.log.v1.LeaseKeepAliveH\x00R\x0eleaseKeepAlive\x12=\n" +
 	"\flease_revoke\x18\x17 \x01(\v2\x18.meta.log.v1.LeaseRevokeH\x00R\vleaseRevoke\x12@\n" +
 	"\rleases_expire\x18\x18 \x01(\v2\x19.meta.log.v1.LeasesExpireH\x00R\fleasesExpire\x12C\n" +
-	"\x0eevents_compact\x18\x19 \x01(\v2\x1a.meta.log.v1.EventsCompactH\x00R\reventsCompactB\x04\n" +
-	"\x02op\"L\n" +
+	"\x0eevents_compact\x18\x19 \x01(\v2\x1a.meta.log.v1.EventsCompactH\x00R\reventsCompact\x12F\n" +
+	"\x0fbroker_register\x18\x1a \x01(\v2\x1b.meta.log.v1.BrokerRegisterH\x00R\x0ebrokerRegister\x12J\n" +
+	"\x11broker_set_status\x18\x1b \x01(\v2\x1c.meta.log.v1.BrokerSetStatusH\x00R\x0fbrokerSetStatus\x12-\n" +
+	"\x06assign\x18\x1c \x01(\v2\x13.meta.log.v1.AssignH\x00R\x06assign\x12I\n" +
+	"\x10connector_report\x18\x1d \x01(\v2\x1c.meta.log.v1.ConnectorReportH\x00R\x0fconnectorReportB\x04\n" +
+	"\x02op\"_\n" +
+	"\x0eBrokerRegister\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\tR\bbrokerId\x12\x1c\n" +
+	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x12\n" +
+	"\x04rack\x18\x03 \x01(\tR\x04rack\"\\\n" +
+	"\x0fBrokerSetStatus\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\tR\bbrokerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status\"\xa5\x01\n" +
+	"\x06Assign\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12!\n" +
+	"\fbroker_epoch\x18\x03 \x01(\x04R\vbrokerEpoch\x12%\n" +
+	"\x0eexpected_epoch\x18\x04 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
+	"\x06delete\x18\x05 \x01(\bR\x06delete\"\x8e\x01\n" +
+	"\x0fConnectorReport\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\x05R\x05state\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"L\n" +
 	"\x0eResourceCreate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3368,7 +3946,25 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"properties\x18\x03 \x01(\fR\n" +
 	"properties\x12!\n" +
-	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"i\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"\x9d\x02\n" +
+	"\x06Broker\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\tR\bbrokerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status\x12\x1c\n" +
+	"\tendpoints\x18\x04 \x03(\tR\tendpoints\x12\x12\n" +
+	"\x04rack\x18\x05 \x01(\tR\x04rack\x125\n" +
+	"\x17registered_at_unix_nano\x18\x06 \x01(\x03R\x14registeredAtUnixNano\x12<\n" +
+	"\x1bstatus_changed_at_unix_nano\x18\a \x01(\x03R\x17statusChangedAtUnixNano\x12!\n" +
+	"\fmod_revision\x18\b \x01(\x04R\vmodRevision\"\x8b\x02\n" +
+	"\x13ConnectorAssignment\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12\x1b\n" +
+	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12!\n" +
+	"\fbroker_epoch\x18\x03 \x01(\x04R\vbrokerEpoch\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\x05R\x05state\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x121\n" +
+	"\x15assigned_at_unix_nano\x18\a \x01(\x03R\x12assignedAtUnixNano\x12!\n" +
+	"\fmod_revision\x18\b \x01(\x04R\vmodRevision\"i\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -3411,12 +4007,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
 	"\x10WILL_STATE_ARMED\x10\x02\x12\x12\n" +
 	"\x0eWILL_STATE_DUE\x10\x03\x12\x16\n" +
-	"\x12WILL_STATE_CLAIMED\x10\x04*9\n" +
+	"\x12WILL_STATE_CLAIMED\x10\x04*a\n" +
 	"\x05Space\x12\f\n" +
 	"\bSPACE_KV\x10\x00\x12\x12\n" +
 	"\x0eSPACE_RESOURCE\x10\x01\x12\x0e\n" +
 	"\n" +
-	"SPACE_WILL\x10\x02*e\n" +
+	"SPACE_WILL\x10\x02\x12\x10\n" +
+	"\fSPACE_BROKER\x10\x03\x12\x14\n" +
+	"\x10SPACE_ASSIGNMENT\x10\x04*e\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x17\n" +
 	"\x13CODE_COMPARE_FAILED\x10\x01\x12\x12\n" +
@@ -3437,92 +4035,102 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_sm_logpb_log_proto_goTypes = []any{
-	(WillState)(0),            // 0: meta.log.v1.WillState
-	(Space)(0),                // 1: meta.log.v1.Space
-	(Code)(0),                 // 2: meta.log.v1.Code
-	(*Batch)(nil),             // 3: meta.log.v1.Batch
-	(*Op)(nil),                // 4: meta.log.v1.Op
-	(*ResourceCreate)(nil),    // 5: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),    // 6: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),    // 7: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),        // 8: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),       // 9: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),    // 10: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),    // 11: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),           // 12: meta.log.v1.WillPut
-	(*WillDelete)(nil),        // 13: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),      // 14: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),         // 15: meta.log.v1.WillClaim
-	(*WillComplete)(nil),      // 16: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),       // 17: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),        // 18: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),    // 19: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),       // 20: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),      // 21: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),     // 22: meta.log.v1.EventsCompact
-	(*KVPut)(nil),             // 23: meta.log.v1.KVPut
-	(*KVDelete)(nil),          // 24: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),  // 25: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),       // 26: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),      // 27: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil), // 28: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),       // 29: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),         // 30: meta.log.v1.MemberPut
-	(*MemberRemove)(nil),      // 31: meta.log.v1.MemberRemove
-	(*KV)(nil),                // 32: meta.log.v1.KV
-	(*Offset)(nil),            // 33: meta.log.v1.Offset
-	(*Resource)(nil),          // 34: meta.log.v1.Resource
-	(*Session)(nil),           // 35: meta.log.v1.Session
-	(*Will)(nil),              // 36: meta.log.v1.Will
-	(*Retained)(nil),          // 37: meta.log.v1.Retained
-	(*Lease)(nil),             // 38: meta.log.v1.Lease
-	(*Event)(nil),             // 39: meta.log.v1.Event
-	(*AppliedState)(nil),      // 40: meta.log.v1.AppliedState
-	(*Result)(nil),            // 41: meta.log.v1.Result
-	(*NodeIdentity)(nil),      // 42: meta.log.v1.NodeIdentity
+	(WillState)(0),              // 0: meta.log.v1.WillState
+	(Space)(0),                  // 1: meta.log.v1.Space
+	(Code)(0),                   // 2: meta.log.v1.Code
+	(*Batch)(nil),               // 3: meta.log.v1.Batch
+	(*Op)(nil),                  // 4: meta.log.v1.Op
+	(*BrokerRegister)(nil),      // 5: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 6: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 7: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 8: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 9: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 10: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 11: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 12: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 13: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 14: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 15: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 16: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 17: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 18: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 19: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 20: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 21: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 22: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 23: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 24: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 25: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 26: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 27: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 28: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 29: meta.log.v1.KVCompareAndSwap
+	(*OffsetEntry)(nil),         // 30: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 31: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 32: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 33: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 34: meta.log.v1.MemberPut
+	(*MemberRemove)(nil),        // 35: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 36: meta.log.v1.KV
+	(*Offset)(nil),              // 37: meta.log.v1.Offset
+	(*Resource)(nil),            // 38: meta.log.v1.Resource
+	(*Session)(nil),             // 39: meta.log.v1.Session
+	(*Will)(nil),                // 40: meta.log.v1.Will
+	(*Retained)(nil),            // 41: meta.log.v1.Retained
+	(*Broker)(nil),              // 42: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 43: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 44: meta.log.v1.Lease
+	(*Event)(nil),               // 45: meta.log.v1.Event
+	(*AppliedState)(nil),        // 46: meta.log.v1.AppliedState
+	(*Result)(nil),              // 47: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 48: meta.log.v1.NodeIdentity
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	4,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	23, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	24, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	25, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	27, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	28, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	29, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	30, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	31, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	5,  // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	6,  // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	7,  // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	9,  // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	10, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	11, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	12, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	13, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	14, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	15, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	16, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	17, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	18, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	19, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	20, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	21, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	22, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	8,  // 26: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	26, // 27: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	30, // 28: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	0,  // 29: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	1,  // 30: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	2,  // 31: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	32, // 32: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	30, // 33: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	27, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	28, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	29, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	31, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	32, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	33, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	34, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	35, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	9,  // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	10, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	11, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	13, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	14, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	15, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	16, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	17, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	18, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	19, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	20, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	21, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	22, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	23, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	24, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	25, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	26, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	5,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	6,  // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	7,  // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	8,  // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	12, // 30: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	30, // 31: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	34, // 32: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	0,  // 33: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	1,  // 34: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	2,  // 35: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	36, // 36: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	34, // 37: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -3556,6 +4164,10 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_LeaseRevoke)(nil),
 		(*Op_LeasesExpire)(nil),
 		(*Op_EventsCompact)(nil),
+		(*Op_BrokerRegister)(nil),
+		(*Op_BrokerSetStatus)(nil),
+		(*Op_Assign)(nil),
+		(*Op_ConnectorReport)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3563,7 +4175,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
