@@ -89,7 +89,7 @@ type pipeline struct {
 
 	slots chan struct{}          // one token per request sent and not yet answered
 	queue chan *appendFuture     // requests sent, in send order; never longer than slots
-	done  chan raft.AppendFuture // answered (or failed) requests, for raft
+	done  chan raft.AppendFuture // answered requests, for raft
 
 	sendMu sync.Mutex // makes queue order equal send order
 
@@ -173,7 +173,8 @@ func (p *pipeline) fail(err error) {
 }
 
 // receive matches responses to requests in send order and hands the
-// answered futures to raft.
+// answered futures to raft. After a failure it fails whatever is still
+// queued, until Close.
 func (p *pipeline) receive() {
 	defer p.wg.Done()
 	for {
@@ -202,6 +203,13 @@ func (p *pipeline) receive() {
 		}
 		<-p.slots
 		f.respond(err)
+		if err != nil {
+			// A failed request is not handed to raft: raft reads only
+			// Request and Response of what it consumes and would count
+			// the zero response as contact with the follower. It learns
+			// of the failure from its next send instead.
+			continue
+		}
 		select {
 		case p.done <- f:
 		case <-p.closeCh:
