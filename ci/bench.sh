@@ -106,8 +106,14 @@ bench() {
   # shellcheck disable=SC2086
   s1=$(cpu_ticks $pids)
   m1=$(busy_ticks)
+  local last cs ds
+  last=$(tail -n 1 "$RESULTS")
+  cs=$(grep -o '"client_cpu_seconds":[0-9.e+-]*' <<<"$last" | cut -d: -f2 || true)
+  ds=$(grep -o '"duration_seconds":[0-9.e+-]*' <<<"$last" | cut -d: -f2 || true)
   awk -v l="$label" -v s=$((s1 - s0)) -v m=$((m1 - m0)) -v hz="$hz" -v t0="$t0" -v t1="$t1" \
-    'BEGIN { w = t1 - t0; printf "%-28s servers %.2f cores, machine %.2f cores (of %d), %.1f s\n", l, s / hz / w, m / hz / w, '"$(nproc)"', w }' >>"$CPU_LOG"
+    -v cs="${cs:-0}" -v ds="${ds:-0}" -v n="$(nproc)" \
+    'BEGIN { w = t1 - t0; b = (ds > 0) ? cs / ds : 0
+      printf "%-22s servers %.2f cores, machine %.2f of %d cores over %.1f s; metabench %.2f cores while timed\n", l, s / hz / w, m / hz / w, n, w, b }' >>"$CPU_LOG"
   if [ "$rc" -ne 0 ]; then log "$target: run failed (exit $rc); its result is still recorded"; fi
 }
 
@@ -215,7 +221,8 @@ echo
 echo "Throughput in ops/s, latency in ms per call; key 32 B, value 256 B, unique keys; $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)."
 bin/metabench compare "$RESULTS"
 echo
-echo "CPU used during each run (servers: the cluster's processes; machine: everything, the benchmark included):"
+echo "CPU used during each run (servers: the cluster's processes; machine: everything on it, other users included;"
+echo "both over the whole invocation, get's loading phase included; metabench: its own CPU during the timed phase):"
 cat "$CPU_LOG"
 echo
 echo "results: $RESULTS"

@@ -61,6 +61,10 @@ type Result struct {
 	ItemsPerSecond float64 `json:"items_per_second"`
 	// Latency of successful calls, in milliseconds.
 	LatencyMs Latency `json:"latency_ms"`
+	// ClientCPUSeconds is the CPU time (user and system) metabench itself
+	// used during the timed phase; on a machine it shares with the cluster
+	// it is CPU the cluster did not get.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
 }
 
 // Latency summarises a latency distribution, in milliseconds.
@@ -139,7 +143,7 @@ func (r *Result) writeText(w io.Writer) error {
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "  %-11s %s\n", "first error", r.FirstError)
 	}
-	fmt.Fprintf(&b, "  %-11s %.3f s\n", "duration", r.DurationSeconds)
+	fmt.Fprintf(&b, "  %-11s %.3f s (metabench used %.2f s of CPU)\n", "duration", r.DurationSeconds, r.ClientCPUSeconds)
 	fmt.Fprintf(&b, "  %-11s %.1f %s/s", "throughput", r.ItemsPerSecond, r.Unit)
 	if r.Batch > 1 {
 		fmt.Fprintf(&b, " (%.1f calls/s)", r.CallsPerSecond)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -112,6 +113,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	stopProgress := startProgress(cfg, cfg.label, wl.unit(), cfg.total, func() progressFigures {
 		return progressFigures{done: ctr.items.Load(), definite: ctr.definite.Load(), unknown: ctr.unknown.Load(), missing: ctr.missing.Load()}
 	})
+	cpu0 := processCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for id := range cfg.clients {
@@ -162,6 +164,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	stopProgress()
 
 	all := hdrhistogram.New(histMin, histMax, histDigits)
@@ -169,6 +172,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 		all.Merge(h)
 	}
 	res := newResult(&ctr, calls, elapsed, all)
+	res.ClientCPUSeconds = cpu.Seconds()
 	switch {
 	case aborted.Load():
 		res.Aborted = true
@@ -182,6 +186,17 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 			ErrTooManyFailures, ctr.failed(), ctr.calls.Load(), cfg.maxErrorRate)
 	}
 	return res, nil
+}
+
+// processCPU returns the user and system CPU time this process has used:
+// on a small machine the load generator shares the cores with the cluster,
+// so its own cost belongs in the report.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // forEach runs fn for every index in [0, n) with env.clients workers over
