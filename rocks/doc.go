@@ -28,7 +28,9 @@
 //
 // rocks imports only the standard library, github.com/linxGnu/grocksdb and
 // github.com/hashicorp/raft (for the LogStore and StableStore types and
-// raft.ErrLogNotFound). It must never import another meta package.
+// raft.ErrLogNotFound). It must never import another meta package. Its own
+// cgo is one call, mallopt, to cap malloc arenas (see Options.MallocArenas).
+// imports_test.go enforces the import rule.
 //
 // # Lifetime
 //
