@@ -225,11 +225,17 @@ func callError(addr string, err error, transportKind ErrorKind) *PeerError {
 	}
 }
 
-// waitReady waits until cc is READY. It gives up when ctx is done or when
-// a connection attempt made during the wait has failed, so a caller learns
-// quickly that a peer is down; until then nothing has been sent.
+// errUnreachable: the connection is in TRANSIENT_FAILURE, i.e. its latest
+// attempt to connect failed.
+var errUnreachable = errors.New("transport: peer unreachable")
+
+// waitReady waits until cc is READY, so that a caller knows nothing was
+// sent when it gives up. It gives up when ctx is done or when the
+// connection is in TRANSIENT_FAILURE: gRPC keeps that state while it
+// retries in the background (at most backoffMax apart), so this is the
+// same fail-fast a plain call would see, without the doubt about whether
+// the request went out.
 func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
-	attempted := false
 	for {
 		s := cc.GetState()
 		switch s {
@@ -237,14 +243,10 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
 			return nil
 		case connectivity.Shutdown:
 			return ErrClosed
+		case connectivity.TransientFailure:
+			return errUnreachable
 		case connectivity.Idle:
 			cc.Connect()
-		case connectivity.Connecting:
-			attempted = true
-		case connectivity.TransientFailure:
-			if attempted {
-				return errors.New("connection attempt failed")
-			}
 		}
 		if !cc.WaitForStateChange(ctx, s) {
 			return ctx.Err()
@@ -255,9 +257,9 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
 // Propose asks the node at addr, the group's leader, to replicate payload.
 // A failure is a *PeerError. Its kind is KindUnknownOutcome whenever the
 // request may have reached the peer; KindUnavailable only when it certainly
-// did not (no READY connection could be had before ctx ended or after one
-// fresh attempt, or the peer rejected it before handling), or when the
-// handler said so.
+// did not (the connection was not READY and its connection attempt failed
+// or ctx ended first, or the peer rejected the request before handling
+// it), or when the handler said so.
 func (m *Manager) Propose(ctx context.Context, addr, group string, payload []byte) ([]byte, error) {
 	pc, err := m.conn(addr)
 	if err != nil {
