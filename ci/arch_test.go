@@ -30,7 +30,7 @@ var rules = map[string][]string{
 	"rpc/client":            {"rpc/metapb"},
 	"rpc/server":            {"rpc/metapb", "sm", "sm/logpb"},
 	"metanode":              {"sm", "sm/logpb", "rocks", "rpc/transport", "rpc/transport/raftpb", "rpc/metapb"},
-	"metanode/metanodetest": {"metanode", "rpc/server", "rpc/client", "rpc/metapb", "verify", "sm", "sm/logpb"},
+	"metanode/metanodetest": {"metanode", "rpc/server", "rpc/client", "rpc/metapb", "verify", "sm", "sm/logpb", "controller"},
 	"controller":            {"sm", "sm/logpb", "rpc/metapb"},
 	"verify":                {"rpc/client", "rpc/metapb", "verify"},
 	"chaos":                 {"verify", "rpc/client", "rpc/metapb", "chaos"},

@@ -231,6 +231,13 @@ func (g *group) lead(ctx context.Context) {
 	if g.name == metapb.MetadataGroup {
 		g.n.initCluster(ctx)
 	}
+	for _, task := range g.n.leaderTasks(g.name) {
+		g.n.loops.Add(1)
+		go func() {
+			defer g.n.loops.Done()
+			task(ctx)
+		}()
+	}
 	g.runTimers(ctx)
 }
 

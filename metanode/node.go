@@ -48,6 +48,9 @@ type Node struct {
 	groups    map[string]*group
 	groupList []*group
 
+	tasksMu sync.Mutex // guards tasks
+	tasks   map[string][]func(context.Context)
+
 	started  atomic.Bool
 	serving  atomic.Bool
 	stopping chan struct{} // closed when Close begins
@@ -70,7 +73,8 @@ func New(cfg Config) (*Node, error) {
 		cfg.Clock = systemClock{}
 	}
 	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID),
-		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{}}
+		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{},
+		tasks: map[string][]func(context.Context){}}
 	n.addr = cfg.AdvertiseAddr
 	if n.addr == "" {
 		if cfg.Listener != nil {

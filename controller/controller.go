@@ -1,0 +1,390 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Errors.
+var (
+	// ErrNotActive: this node is not running the controller (it does not
+	// lead metadata-0, or its term has not started yet).
+	ErrNotActive = errors.New("controller: not active on this node")
+	// ErrStaleEpoch: a heartbeat or report names an epoch that is not the
+	// current one.
+	ErrStaleEpoch = errors.New("controller: stale epoch")
+	// ErrUnknownBroker: the broker never registered.
+	ErrUnknownBroker = errors.New("controller: unknown broker")
+)
+
+// Node is what the controller needs from the node it runs on.
+type Node interface {
+	// Now is the node's clock (the one entries are stamped with).
+	Now() time.Time
+	// ProposeMetadata replicates an op in metadata-0, whose leader this
+	// node is.
+	ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb.Result, error)
+	// Metadata is this node's replica of metadata-0 (current on its leader).
+	Metadata() (*sm.Machine, error)
+	// Leaders returns each group's leader and the voters of metadata-0.
+	Leaders() (leaders map[string]string, voters []string)
+	// MoveLeader asks a group's leader to hand leadership to target.
+	MoveLeader(ctx context.Context, group, target string) error
+}
+
+// Config configures the controller.
+type Config struct {
+	// HeartbeatInterval is what brokers are told to use.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout: a broker silent for longer is declared down.
+	HeartbeatTimeout time.Duration
+	// CheckInterval is how often liveness and assignments are checked.
+	CheckInterval time.Duration
+	// RebalanceInterval and MaxMoves bound churn: at most MaxMoves
+	// connectors move between live brokers per interval.
+	RebalanceInterval time.Duration
+	MaxMoves          int
+	// SpreadInterval is how often group leaders are spread (0: never).
+	SpreadInterval time.Duration
+	Logger         *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatInterval: 2 * time.Second,
+		HeartbeatTimeout:  6 * time.Second,
+		CheckInterval:     200 * time.Millisecond,
+		RebalanceInterval: 5 * time.Second,
+		MaxMoves:          2,
+		SpreadInterval:    10 * time.Second,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.HeartbeatInterval <= 0 || c.HeartbeatTimeout <= c.HeartbeatInterval {
+		errs = append(errs, errors.New("controller: HeartbeatTimeout must exceed a positive HeartbeatInterval"))
+	}
+	if c.CheckInterval <= 0 || c.RebalanceInterval <= 0 {
+		errs = append(errs, errors.New("controller: CheckInterval and RebalanceInterval must be positive"))
+	}
+	if c.MaxMoves < 1 {
+		errs = append(errs, errors.New("controller: MaxMoves must be at least 1"))
+	}
+	if c.SpreadInterval < 0 {
+		errs = append(errs, errors.New("controller: SpreadInterval must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Controller is safe for concurrent use; Run runs it while active.
+type Controller struct {
+	cfg  Config
+	node Node
+	log  *slog.Logger
+
+	mu sync.Mutex // guards the fields below
+	// active is true between the start and the end of Run.
+	active      bool
+	activeSince time.Time
+	// seen holds the last heartbeat per broker (in memory only).
+	seen map[string]heartbeat
+	// counters since activation.
+	declaredDown, assigned uint64
+}
+
+type heartbeat struct {
+	epoch uint64
+	at    time.Time
+}
+
+// New returns an inactive controller.
+func New(cfg Config, node Node) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Controller{cfg: cfg, node: node, log: cfg.Logger.With("component", "controller"), seen: map[string]heartbeat{}}, nil
+}
+
+// Run makes this controller active until ctx ends (leadership lost).
+func (c *Controller) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.active, c.activeSince = true, c.node.Now()
+	c.seen = map[string]heartbeat{}
+	c.declaredDown, c.assigned = 0, 0
+	c.mu.Unlock()
+	c.log.Info("controller active")
+	defer func() {
+		c.mu.Lock()
+		c.active = false
+		c.mu.Unlock()
+		c.log.Info("controller inactive")
+	}()
+	tick := time.NewTicker(c.cfg.CheckInterval)
+	defer tick.Stop()
+	var lastRebalance, lastSpread time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.checkLiveness(ctx)
+		rebalance := time.Since(lastRebalance) >= c.cfg.RebalanceInterval
+		if c.schedule(ctx, rebalance) && rebalance {
+			lastRebalance = time.Now()
+		}
+		if c.cfg.SpreadInterval > 0 && time.Since(lastSpread) >= c.cfg.SpreadInterval {
+			lastSpread = time.Now()
+			c.spreadLeaders(ctx)
+		}
+	}
+}
+
+func (c *Controller) isActive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active
+}
+
+// lastSeen is when a broker last showed life in its current epoch: its
+// last heartbeat, its registration, or the controller's activation (the
+// grace every broker gets from a new controller), whichever is latest.
+func (c *Controller) lastSeen(b *logpb.Broker) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := c.activeSince
+	if reg := time.Unix(0, b.RegisteredAtUnixNano); reg.After(last) {
+		last = reg
+	}
+	if hb, ok := c.seen[b.BrokerId]; ok && hb.epoch == b.Epoch && hb.at.After(last) {
+		last = hb.at
+	}
+	return last
+}
+
+func (c *Controller) checkLiveness(ctx context.Context) {
+	md, err := c.node.Metadata()
+	if err != nil {
+		return
+	}
+	brokers, err := md.Brokers()
+	if err != nil {
+		return
+	}
+	now := c.node.Now()
+	for _, b := range brokers {
+		if b.Status != sm.BrokerAlive || now.Sub(c.lastSeen(b)) <= c.cfg.HeartbeatTimeout {
+			continue
+		}
+		res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_BrokerSetStatus{BrokerSetStatus: &logpb.BrokerSetStatus{
+			BrokerId: b.BrokerId, Epoch: b.Epoch, Status: sm.BrokerDown}}})
+		if err != nil {
+			c.log.Warn("declare broker down", "broker", b.BrokerId, "err", err)
+			return
+		}
+		if res.Code == logpb.Code_CODE_OK {
+			c.mu.Lock()
+			c.declaredDown++
+			c.mu.Unlock()
+			c.log.Info("broker declared down", "broker", b.BrokerId, "epoch", b.Epoch, "silent_for", now.Sub(c.lastSeen(b)).Round(time.Millisecond))
+		}
+	}
+}
+
+// state reads what a plan is made from.
+func (c *Controller) state() (State, error) {
+	md, err := c.node.Metadata()
+	if err != nil {
+		return State{}, err
+	}
+	var st State
+	if st.Brokers, err = md.Brokers(); err != nil {
+		return st, err
+	}
+	if st.Assignments, err = md.Assignments(""); err != nil {
+		return st, err
+	}
+	after := ""
+	for {
+		rs, more, err := md.Resources(int32(metapb.ResourceKind_RESOURCE_KIND_CONNECTOR), "", after, 1000)
+		if err != nil {
+			return st, err
+		}
+		for _, r := range rs {
+			spec := &metapb.ConnectorSpec{}
+			run := true
+			if proto.Unmarshal(r.Spec, spec) == nil && spec.DesiredState == metapb.ConnectorState_CONNECTOR_STATE_STOPPED {
+				run = false
+			}
+			st.Connectors = append(st.Connectors, Connector{Name: r.Name, Run: run})
+			after = r.Name
+		}
+		if !more {
+			return st, nil
+		}
+	}
+}
+
+// schedule proposes the current plan; it reports whether the state could
+// be read (so rebalancing counts as done).
+func (c *Controller) schedule(ctx context.Context, rebalance bool) bool {
+	st, err := c.state()
+	if err != nil {
+		return false
+	}
+	moves := 0
+	if rebalance {
+		moves = c.cfg.MaxMoves
+	}
+	for _, a := range Plan(st, moves) {
+		res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_Assign{Assign: a}})
+		if err != nil {
+			c.log.Warn("assign", "connector", a.Connector, "err", err)
+			return true
+		}
+		if res.Code == logpb.Code_CODE_OK {
+			c.mu.Lock()
+			c.assigned++
+			c.mu.Unlock()
+		}
+	}
+	return true
+}
+
+// spreadLeaders moves one leadership from the node leading the most groups
+// to the voter leading the fewest, when they differ by more than one.
+func (c *Controller) spreadLeaders(ctx context.Context) {
+	leaders, voters := c.node.Leaders()
+	if len(voters) < 2 {
+		return
+	}
+	count := map[string]int{}
+	for _, v := range voters {
+		count[v] = 0
+	}
+	var groups []string
+	for g, l := range leaders {
+		if _, ok := count[l]; ok {
+			count[l]++
+			groups = append(groups, g)
+		}
+	}
+	sort.Strings(groups)
+	sort.Strings(voters)
+	most, few := "", ""
+	for _, v := range voters {
+		if most == "" || count[v] > count[most] {
+			most = v
+		}
+		if few == "" || count[v] < count[few] {
+			few = v
+		}
+	}
+	if count[most]-count[few] <= 1 {
+		return
+	}
+	for _, g := range groups {
+		if leaders[g] == most && g != metapb.MetadataGroup {
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := c.node.MoveLeader(tctx, g, few)
+			cancel()
+			c.log.Info("spreading leaders", "group", g, "from", most, "to", few, "err", err)
+			return
+		}
+	}
+}
+
+// Register registers a broker and returns its new epoch.
+func (c *Controller) Register(ctx context.Context, req *logpb.BrokerRegister) (*logpb.Broker, error) {
+	if !c.isActive() {
+		return nil, ErrNotActive
+	}
+	res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_BrokerRegister{BrokerRegister: req}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return nil, fmt.Errorf("controller: register: %s", res.Message)
+	}
+	b := &logpb.Broker{}
+	if err := proto.Unmarshal(res.Value, b); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.seen[b.BrokerId] = heartbeat{epoch: b.Epoch, at: c.node.Now()}
+	c.mu.Unlock()
+	return b, nil
+}
+
+// Heartbeat records that a broker is alive (in memory). A broker declared
+// down that heartbeats in its current epoch is declared alive again,
+// through raft.
+func (c *Controller) Heartbeat(ctx context.Context, brokerID string, epoch uint64) (int32, error) {
+	if !c.isActive() {
+		return 0, ErrNotActive
+	}
+	md, err := c.node.Metadata()
+	if err != nil {
+		return 0, err
+	}
+	b, err := md.Broker(brokerID)
+	if err != nil {
+		return 0, err
+	}
+	if b == nil {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownBroker, brokerID)
+	}
+	if b.Epoch != epoch {
+		return 0, fmt.Errorf("%w: broker %s is at epoch %d, heartbeat says %d", ErrStaleEpoch, brokerID, b.Epoch, epoch)
+	}
+	c.mu.Lock()
+	c.seen[brokerID] = heartbeat{epoch: epoch, at: c.node.Now()}
+	c.mu.Unlock()
+	if b.Status == sm.BrokerAlive {
+		return sm.BrokerAlive, nil
+	}
+	res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_BrokerSetStatus{BrokerSetStatus: &logpb.BrokerSetStatus{
+		BrokerId: brokerID, Epoch: epoch, Status: sm.BrokerAlive}}})
+	if err != nil {
+		return 0, err
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return 0, fmt.Errorf("%w: %s", ErrStaleEpoch, res.Message)
+	}
+	c.log.Info("broker back up", "broker", brokerID, "epoch", epoch)
+	return sm.BrokerAlive, nil
+}
+
+// Status describes the controller.
+type Status struct {
+	Active                 bool
+	ActiveSince            time.Time
+	DeclaredDown, Assigned uint64
+	HeartbeatTimeout       time.Duration
+	HeartbeatInterval      time.Duration
+}
+
+// Status returns the controller's status.
+func (c *Controller) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{Active: c.active, ActiveSince: c.activeSince, DeclaredDown: c.declaredDown, Assigned: c.assigned,
+		HeartbeatTimeout: c.cfg.HeartbeatTimeout, HeartbeatInterval: c.cfg.HeartbeatInterval}
+}
