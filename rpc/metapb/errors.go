@@ -27,6 +27,11 @@ const (
 	ReasonRevisionConflict = "REVISION_CONFLICT"
 	ReasonCompacted        = "COMPACTED"
 	ReasonStaleEpoch       = "STALE_EPOCH"
+	// NOT_FOUND (code NotFound) and ALREADY_EXISTS (code AlreadyExists)
+	// name a missing or existing resource, lease, session or will; the
+	// metadata key "field" names the request field they are about.
+	ReasonNotFound      = "NOT_FOUND"
+	ReasonAlreadyExists = "ALREADY_EXISTS"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"
@@ -50,4 +55,26 @@ const (
 	MaxBatchBytes      = 4 << 20
 	MaxMemberIDBytes   = 64
 	MaxMemberAddrBytes = 255
+
+	// Metadata resources: names are 1..MaxNameBytes of [A-Za-z0-9._-];
+	// a spec encodes to at most MaxSpecBytes.
+	MaxSpecBytes = 1 << 20
+	// MQTT: client ids (and broker ids of sessions and claims), session
+	// state, topics (names and filters), payloads and properties.
+	MaxClientIDBytes     = 256
+	MaxBrokerIDBytes     = 255
+	MaxSessionStateBytes = 64 << 10
+	MaxTopicBytes        = 65535
+	MaxPayloadBytes      = 1 << 20
+	MaxPropertiesBytes   = 1 << 20
+	MaxQoS               = 2
+	// A will claim lasts at most a day (0 means the default, 30 s).
+	MaxClaimTTLSeconds = 86400
+	// Leases: ttl 1..MaxLeaseTTLSeconds; TimeToLive returns at most
+	// MaxLeaseKeys keys.
+	MaxLeaseTTLSeconds = 31536000
+	MaxLeaseKeys       = 10000
+	// Watch progress notifications: interval default and minimum.
+	DefaultProgressIntervalMs = 5000
+	MinProgressIntervalMs     = 100
 )

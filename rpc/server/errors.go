@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // leaderHint is implemented by the node's not-leader error.
@@ -96,4 +98,48 @@ func invalidArgument(field, msg string) error {
 // invalid is a validation failure for field.
 func invalid(field, format string, args ...any) error {
 	return invalidArgument(field, field+": "+fmt.Sprintf(format, args...))
+}
+
+// resultError is the one table from a domain result (logpb.Result.Code) to
+// a status, for calls where any result but OK fails the call. subject
+// names what the call was about in the message ("resource topic/orders",
+// "lease 7"); field names the request field it concerns; current is the
+// current revision of the subject, reported with a revision conflict.
+// Calls where a compare failure is an answer, not an error (KV CAS, will
+// claims), look at the code before they come here.
+//
+//	CODE_OK              nil
+//	CODE_NOT_FOUND       NotFound, reason NOT_FOUND
+//	CODE_CONFLICT        AlreadyExists, reason ALREADY_EXISTS
+//	CODE_COMPARE_FAILED  FailedPrecondition, reason REVISION_CONFLICT,
+//	                     metadata current_revision
+//	CODE_INVALID         InvalidArgument (the servers validate first, so
+//	                     this signals a bug in the caller or the server)
+func resultError(res *logpb.Result, subject, field string, current uint64) error {
+	msg := subject + " already exists"
+	if res.Message != "" {
+		msg = subject + ": " + res.Message
+	}
+	switch res.Code {
+	case logpb.Code_CODE_OK:
+		return nil
+	case logpb.Code_CODE_NOT_FOUND:
+		return withInfo(codes.NotFound, subject+" not found", metapb.ReasonNotFound, map[string]string{metapb.MetaField: field})
+	case logpb.Code_CODE_CONFLICT:
+		return withInfo(codes.AlreadyExists, msg, metapb.ReasonAlreadyExists, map[string]string{metapb.MetaField: field})
+	case logpb.Code_CODE_COMPARE_FAILED:
+		return withInfo(codes.FailedPrecondition,
+			fmt.Sprintf("%s: revision conflict, current revision is %d", subject, current),
+			metapb.ReasonRevisionConflict, map[string]string{metapb.MetaCurrentRevision: strconv.FormatUint(current, 10)})
+	}
+	return invalidArgument(field, msg)
+}
+
+// compactedError tells a watcher that a group's change log no longer
+// holds the revision it asked for: re-list, then watch from the listing's
+// revision + 1.
+func compactedError(group string, requested, compact uint64) error {
+	return withInfo(codes.FailedPrecondition,
+		fmt.Sprintf("%s: revision %d is compacted (the change log starts at %d); list again and watch from the listing's revision + 1", group, requested, compact),
+		metapb.ReasonCompacted, map[string]string{metapb.MetaGroup: group, metapb.MetaCompactRevision: strconv.FormatUint(compact, 10)})
 }

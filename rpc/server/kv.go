@@ -33,10 +33,19 @@ func checkValue(field string, v []byte) error {
 }
 
 func checkLease(lease int64) error {
-	if lease != 0 {
-		return invalid("lease", "leases are not supported by this server version")
+	if lease < 0 {
+		return invalid("lease", "%d, lease ids are positive (0 for none)", lease)
 	}
 	return nil
+}
+
+// leaseMissing maps the state machine's NOT_FOUND for a put with an
+// unknown lease to NotFound naming the lease field.
+func leaseMissing(res *logpb.Result, lease int64) error {
+	if res.Code != logpb.Code_CODE_NOT_FOUND {
+		return nil
+	}
+	return resultError(res, leaseSubject(lease), "lease", 0)
 }
 
 func checkConsistency(c metapb.ReadConsistency) error {
@@ -54,6 +63,9 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 	g := s.dataGroup(req.Key)
 	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
 	if err != nil {
+		return nil, err
+	}
+	if err := leaseMissing(res, req.Lease); err != nil {
 		return nil, err
 	}
 	out := &metapb.PutResponse{Header: s.header(g, nil, res.Revision)}
@@ -112,6 +124,9 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 		Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectAbsent: req.ExpectAbsent,
 		ExpectedModRevision: req.ExpectedModRevision, NewValue: req.NewValue, Lease: req.Lease}}})
 	if err != nil {
+		return nil, err
+	}
+	if err := leaseMissing(res, req.Lease); err != nil {
 		return nil, err
 	}
 	return &metapb.CompareAndSwapResponse{Header: s.header(g, nil, res.Revision),

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -29,6 +30,9 @@ type Node interface {
 	StateHash(group string) (sm.StateHash, error)
 	// ErrorReason classifies the node's errors into metapb reasons.
 	ErrorReason(err error) string
+	// Now is the node's clock, the one the leaders stamp entries with
+	// (remaining lease TTLs and due wills are judged by it).
+	Now() time.Time
 }
 
 // Server implements the public services.
@@ -46,6 +50,12 @@ func Register(s *grpc.Server, node Node, version string) *Server {
 	metapb.RegisterKVServer(s, srv)
 	metapb.RegisterOffsetsServer(s, srv)
 	metapb.RegisterClusterServer(s, srv)
+	metapb.RegisterMetadataServer(s, &metadataService{s: srv})
+	metapb.RegisterSessionsServer(s, &sessionsService{s: srv})
+	metapb.RegisterWillsServer(s, &willsService{s: srv})
+	metapb.RegisterRetainedServer(s, &retainedService{s: srv})
+	metapb.RegisterLeasesServer(s, &leasesService{s: srv})
+	metapb.RegisterWatchServer(s, &watchService{s: srv})
 	return srv
 }
 

@@ -1,0 +1,354 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// metadataService serves typed metadata resources from metadata-0.
+//
+// Log format. A resource travels through raft as (kind, name, spec) where
+// spec is the deterministic protobuf encoding
+// (proto.MarshalOptions{Deterministic: true}) of the public spec message
+// that the kind names (TopicSpec for RESOURCE_KIND_TOPIC, ...). The state
+// machine stores those bytes as they are and never interprets them, so the
+// encoding must be deterministic: every replica stores the same bytes, and
+// the state hashes agree. Decoding happens here, on the way out.
+type metadataService struct {
+	metapb.UnimplementedMetadataServer
+	s *Server
+}
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// checkResourceName enforces 1..MaxNameBytes of [A-Za-z0-9._-].
+func checkResourceName(field, name string) error {
+	if name == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(name) > metapb.MaxNameBytes {
+		return invalid(field, "%d bytes, at most %d", len(name), metapb.MaxNameBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return invalid(field, "byte %d (%q) is not one of [A-Za-z0-9._-]", i, c)
+		}
+	}
+	return nil
+}
+
+func checkKind(field string, k metapb.ResourceKind) error {
+	if k == metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED {
+		return invalid(field, "must be set")
+	}
+	if _, ok := metapb.ResourceKind_name[int32(k)]; !ok {
+		return invalid(field, "unknown kind %d", k)
+	}
+	return nil
+}
+
+// specOf returns the spec message a resource carries, the field name of
+// the oneof case, and the kind that case belongs to.
+func specOf(r *metapb.Resource) (proto.Message, string, metapb.ResourceKind) {
+	switch sp := r.Spec.(type) {
+	case *metapb.Resource_Broker:
+		return sp.Broker, "broker", metapb.ResourceKind_RESOURCE_KIND_BROKER
+	case *metapb.Resource_Topic:
+		return sp.Topic, "topic", metapb.ResourceKind_RESOURCE_KIND_TOPIC
+	case *metapb.Resource_Connector:
+		return sp.Connector, "connector", metapb.ResourceKind_RESOURCE_KIND_CONNECTOR
+	case *metapb.Resource_User:
+		return sp.User, "user", metapb.ResourceKind_RESOURCE_KIND_USER
+	case *metapb.Resource_Acl:
+		return sp.Acl, "acl", metapb.ResourceKind_RESOURCE_KIND_ACL
+	case *metapb.Resource_Schema:
+		return sp.Schema, "schema", metapb.ResourceKind_RESOURCE_KIND_SCHEMA
+	}
+	return nil, "", metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED
+}
+
+// checkResource validates a resource of a create or update and returns its
+// encoded spec. The server-set fields (revisions, version) are ignored.
+func checkResource(r *metapb.Resource) ([]byte, error) {
+	if r == nil {
+		return nil, invalid("resource", "must be set")
+	}
+	if err := firstErr(checkKind("resource.kind", r.Kind), checkResourceName("resource.name", r.Name)); err != nil {
+		return nil, err
+	}
+	msg, field, kind := specOf(r)
+	if msg == nil || !msg.ProtoReflect().IsValid() {
+		return nil, invalid("resource.spec", "must be set (the %s spec)", kindWord(r.Kind))
+	}
+	if kind != r.Kind {
+		return nil, invalid("resource."+field, "a %s spec for a resource of kind %s", field, r.Kind)
+	}
+	switch sp := msg.(type) {
+	case *metapb.TopicSpec:
+		if sp.Partitions < 1 {
+			return nil, invalid("resource.topic.partitions", "%d, must be at least 1", sp.Partitions)
+		}
+		if sp.ReplicationFactor < 0 {
+			return nil, invalid("resource.topic.replication_factor", "%d, must be >= 0", sp.ReplicationFactor)
+		}
+	case *metapb.ConnectorSpec:
+		if _, ok := metapb.ConnectorState_name[int32(sp.DesiredState)]; !ok {
+			return nil, invalid("resource.connector.desired_state", "unknown state %d", sp.DesiredState)
+		}
+	}
+	b, err := deterministic.Marshal(msg)
+	if err != nil {
+		return nil, invalid("resource."+field, "cannot encode: %v", err)
+	}
+	if len(b) > metapb.MaxSpecBytes {
+		return nil, invalid("resource."+field, "%d bytes encoded, at most %d", len(b), metapb.MaxSpecBytes)
+	}
+	return b, nil
+}
+
+// kindWord is a kind's short lowercase name ("topic").
+func kindWord(k metapb.ResourceKind) string {
+	switch k {
+	case metapb.ResourceKind_RESOURCE_KIND_BROKER:
+		return "broker"
+	case metapb.ResourceKind_RESOURCE_KIND_TOPIC:
+		return "topic"
+	case metapb.ResourceKind_RESOURCE_KIND_CONNECTOR:
+		return "connector"
+	case metapb.ResourceKind_RESOURCE_KIND_USER:
+		return "user"
+	case metapb.ResourceKind_RESOURCE_KIND_ACL:
+		return "acl"
+	case metapb.ResourceKind_RESOURCE_KIND_SCHEMA:
+		return "schema"
+	}
+	return fmt.Sprintf("kind%d", int32(k))
+}
+
+func subject(k metapb.ResourceKind, name string) string {
+	return "resource " + kindWord(k) + "/" + name
+}
+
+// toResource decodes a stored resource (its stored encoding) into the
+// public message; nil for an empty encoding.
+func toResource(raw []byte) (*metapb.Resource, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	st := &logpb.Resource{}
+	if err := proto.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("server: decode stored resource: %w", err)
+	}
+	return fromStored(st)
+}
+
+// fromStored converts a stored resource, decoding its spec by kind.
+func fromStored(st *logpb.Resource) (*metapb.Resource, error) {
+	r := &metapb.Resource{Kind: metapb.ResourceKind(st.Kind), Name: st.Name,
+		CreateRevision: st.CreateRevision, ModRevision: st.ModRevision, Version: st.Version}
+	var msg proto.Message
+	switch r.Kind {
+	case metapb.ResourceKind_RESOURCE_KIND_BROKER:
+		sp := &metapb.BrokerSpec{}
+		msg, r.Spec = sp, &metapb.Resource_Broker{Broker: sp}
+	case metapb.ResourceKind_RESOURCE_KIND_TOPIC:
+		sp := &metapb.TopicSpec{}
+		msg, r.Spec = sp, &metapb.Resource_Topic{Topic: sp}
+	case metapb.ResourceKind_RESOURCE_KIND_CONNECTOR:
+		sp := &metapb.ConnectorSpec{}
+		msg, r.Spec = sp, &metapb.Resource_Connector{Connector: sp}
+	case metapb.ResourceKind_RESOURCE_KIND_USER:
+		sp := &metapb.UserSpec{}
+		msg, r.Spec = sp, &metapb.Resource_User{User: sp}
+	case metapb.ResourceKind_RESOURCE_KIND_ACL:
+		sp := &metapb.AclSpec{}
+		msg, r.Spec = sp, &metapb.Resource_Acl{Acl: sp}
+	case metapb.ResourceKind_RESOURCE_KIND_SCHEMA:
+		sp := &metapb.SchemaSpec{}
+		msg, r.Spec = sp, &metapb.Resource_Schema{Schema: sp}
+	default:
+		// A kind this build does not know: return it without a spec
+		// rather than fail the whole listing.
+		return r, nil
+	}
+	if err := proto.Unmarshal(st.Spec, msg); err != nil {
+		return nil, fmt.Errorf("server: decode %s spec of %q: %w", kindWord(r.Kind), st.Name, err)
+	}
+	return r, nil
+}
+
+// modRevision returns the mod_revision of a stored resource encoding (0
+// when absent or undecodable).
+func modRevision(raw []byte) uint64 {
+	st := &logpb.Resource{}
+	if len(raw) == 0 || proto.Unmarshal(raw, st) != nil {
+		return 0
+	}
+	return st.ModRevision
+}
+
+// Create creates a resource; AlreadyExists if one of that kind and name
+// exists.
+func (m *metadataService) Create(ctx context.Context, req *metapb.CreateResourceRequest) (*metapb.CreateResourceResponse, error) {
+	spec, err := checkResource(req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	r := req.Resource
+	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{
+		Kind: int32(r.Kind), Name: r.Name, Spec: spec}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultError(res, subject(r.Kind, r.Name), "resource.name", modRevision(res.PrevValue)); err != nil {
+		return nil, err
+	}
+	out, err := toResource(res.Value)
+	if err != nil {
+		return nil, m.s.statusOf(err, false)
+	}
+	return &metapb.CreateResourceResponse{Resource: out}, nil
+}
+
+// Update replaces a resource's spec if its mod_revision is still the
+// expected one.
+func (m *metadataService) Update(ctx context.Context, req *metapb.UpdateResourceRequest) (*metapb.UpdateResourceResponse, error) {
+	spec, err := checkResource(req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if req.ExpectedRevision == 0 {
+		return nil, invalid("expected_revision", "must be set (the mod_revision the update is based on)")
+	}
+	r := req.Resource
+	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{
+		Kind: int32(r.Kind), Name: r.Name, Spec: spec, ExpectedRevision: req.ExpectedRevision}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultError(res, subject(r.Kind, r.Name), "resource.name", modRevision(res.PrevValue)); err != nil {
+		return nil, err
+	}
+	out, err := toResource(res.Value)
+	if err != nil {
+		return nil, m.s.statusOf(err, false)
+	}
+	return &metapb.UpdateResourceResponse{Resource: out}, nil
+}
+
+// Delete deletes a resource, with expected_revision set only if it still
+// has that mod_revision.
+func (m *metadataService) Delete(ctx context.Context, req *metapb.DeleteResourceRequest) (*metapb.DeleteResourceResponse, error) {
+	if err := firstErr(checkKind("kind", req.Kind), checkResourceName("name", req.Name)); err != nil {
+		return nil, err
+	}
+	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceDelete{ResourceDelete: &logpb.ResourceDelete{
+		Kind: int32(req.Kind), Name: req.Name, ExpectedRevision: req.ExpectedRevision}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultError(res, subject(req.Kind, req.Name), "name", modRevision(res.PrevValue)); err != nil {
+		return nil, err
+	}
+	prev, err := toResource(res.PrevValue)
+	if err != nil {
+		return nil, m.s.statusOf(err, false)
+	}
+	return &metapb.DeleteResourceResponse{Prev: prev, Revision: res.Revision}, nil
+}
+
+// Get reads one resource; NotFound when there is none.
+func (m *metadataService) Get(ctx context.Context, req *metapb.GetResourceRequest) (*metapb.GetResourceResponse, error) {
+	if err := firstErr(checkKind("kind", req.Kind), checkResourceName("name", req.Name), checkConsistency(req.Consistency)); err != nil {
+		return nil, err
+	}
+	mc, err := m.s.read(ctx, metapb.MetadataGroup, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	rev := mc.Revision()
+	st, err := mc.Resource(int32(req.Kind), req.Name)
+	if err != nil {
+		return nil, m.s.statusOf(err, false)
+	}
+	if st == nil {
+		return nil, resultError(&logpb.Result{Code: logpb.Code_CODE_NOT_FOUND}, subject(req.Kind, req.Name), "name", 0)
+	}
+	r, err := fromStored(st)
+	if err != nil {
+		return nil, m.s.statusOf(err, false)
+	}
+	return &metapb.GetResourceResponse{Resource: r, Revision: rev}, nil
+}
+
+// listRetries bounds how often List re-reads a page to pair it with one
+// exact revision while writes keep landing.
+const listRetries = 3
+
+// List pages through one kind in name order. The response's revision is
+// read before the page, so a watch from revision + 1 misses nothing the
+// page does not show (it may repeat a change the page already shows when
+// a write landed during the read; a quiet group gives the exact revision).
+func (m *metadataService) List(ctx context.Context, req *metapb.ListResourcesRequest) (*metapb.ListResourcesResponse, error) {
+	errs := []error{checkKind("kind", req.Kind), checkConsistency(req.Consistency), checkLimit(req.Limit)}
+	if len(req.StartAfter) > metapb.MaxNameBytes {
+		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxNameBytes))
+	}
+	if len(req.NamePrefix) > metapb.MaxNameBytes {
+		errs = append(errs, invalid("name_prefix", "%d bytes, at most %d", len(req.NamePrefix), metapb.MaxNameBytes))
+	}
+	if err := firstErr(errs...); err != nil {
+		return nil, err
+	}
+	limit := listLimit(req.Limit)
+	mc, err := m.s.read(ctx, metapb.MetadataGroup, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		rev  uint64
+		page []*logpb.Resource
+		more bool
+	)
+	for try := 0; ; try++ {
+		rev = mc.Revision()
+		page, more, err = mc.Resources(int32(req.Kind), req.NamePrefix, req.StartAfter, limit)
+		if err != nil {
+			return nil, m.s.statusOf(err, false)
+		}
+		if mc.Revision() == rev || try == listRetries {
+			break
+		}
+	}
+	out := &metapb.ListResourcesResponse{More: more, Revision: rev}
+	for _, st := range page {
+		r, err := fromStored(st)
+		if err != nil {
+			return nil, m.s.statusOf(err, false)
+		}
+		out.Resources = append(out.Resources, r)
+	}
+	if more && len(page) > 0 {
+		out.NextStartAfter = page[len(page)-1].Name
+	}
+	return out, nil
+}
+
+func checkLimit(limit uint32) error {
+	if limit > metapb.MaxListLimit {
+		return invalid("limit", "%d, at most %d", limit, metapb.MaxListLimit)
+	}
+	return nil
+}
+
+func listLimit(limit uint32) int {
+	if limit == 0 {
+		return metapb.DefaultListLimit
+	}
+	return int(limit)
+}

@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// sessionsService serves MQTT sessions from the data groups, routed by
+// client id (metapb.DataGroupFor(client id)).
+type sessionsService struct {
+	metapb.UnimplementedSessionsServer
+	s *Server
+}
+
+func checkClientID(field, id string) error {
+	if id == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(id) > metapb.MaxClientIDBytes {
+		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxClientIDBytes)
+	}
+	return nil
+}
+
+func checkBrokerID(field, id string, required bool) error {
+	if id == "" && required {
+		return invalid(field, "must not be empty")
+	}
+	if len(id) > metapb.MaxBrokerIDBytes {
+		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxBrokerIDBytes)
+	}
+	return nil
+}
+
+func checkStartAfter(v string, maxBytes int) error {
+	if len(v) > maxBytes {
+		return invalid("start_after", "%d bytes, at most %d", len(v), maxBytes)
+	}
+	return nil
+}
+
+func toSession(s *logpb.Session) *metapb.Session {
+	if s == nil {
+		return nil
+	}
+	return &metapb.Session{ClientId: s.ClientId, BrokerId: s.BrokerId, Connected: s.Connected,
+		ExpiryIntervalSeconds: s.ExpiryIntervalSeconds, State: s.State,
+		DisconnectedAtUnixNano: s.DisconnectedAtUnixNano, ExpiresAtUnixNano: s.ExpiresAtUnixNano,
+		CreateRevision: s.CreateRevision, ModRevision: s.ModRevision, Version: s.Version}
+}
+
+// Put creates or replaces sessions. The batch is split by data group, one
+// op (one raft entry's part, atomic) per group, the parts proposed
+// concurrently. A client id may appear once per call (its two entries
+// would otherwise race inside one op). Server-set fields (times,
+// revisions) are ignored.
+func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
+	n := len(req.Sessions)
+	if n == 0 {
+		return nil, invalid("sessions", "must not be empty")
+	}
+	if n > metapb.MaxBatchEntries {
+		return nil, invalid("sessions", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	}
+	seen := make(map[string]int, n)
+	total := 0
+	for i, se := range req.Sessions {
+		f := fmt.Sprintf("sessions[%d]", i)
+		if se == nil {
+			return nil, invalid(f, "must be set")
+		}
+		if err := firstErr(checkClientID(f+".client_id", se.ClientId), checkBrokerID(f+".broker_id", se.BrokerId, false)); err != nil {
+			return nil, err
+		}
+		if j, dup := seen[se.ClientId]; dup {
+			return nil, invalid(f+".client_id", "%q repeats sessions[%d]", se.ClientId, j)
+		}
+		seen[se.ClientId] = i
+		if len(se.State) > metapb.MaxSessionStateBytes {
+			return nil, invalid(f+".state", "%d bytes, at most %d", len(se.State), metapb.MaxSessionStateBytes)
+		}
+		total += len(se.ClientId) + len(se.BrokerId) + len(se.State) + 16
+	}
+	if total > metapb.MaxBatchBytes {
+		return nil, invalid("sessions", "%d bytes, at most %d", total, metapb.MaxBatchBytes)
+	}
+	s := ss.s
+	groups, parts := s.split(n, func(i int) []byte { return []byte(req.Sessions[i].ClientId) })
+	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
+		idx := parts[g]
+		puts := make([]*logpb.SessionPut, len(idx))
+		for j, i := range idx {
+			se := req.Sessions[i]
+			puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
+				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State}
+		}
+		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts}}}
+	})
+	if err := s.batchResultError(results, errs, "sessions"); err != nil {
+		return nil, err
+	}
+	out := &metapb.PutSessionsResponse{Revisions: make([]uint64, n), Groups: uint32(len(groups))}
+	for gi, g := range groups {
+		for _, i := range parts[g] {
+			out.Revisions[i] = results[gi].Revision
+		}
+	}
+	return out, nil
+}
+
+// batchResultError turns a batch's per-group outcomes into the call's
+// error: node errors through batchError; a result that is not OK (the
+// state machine refused a part the server validated: a bug) as
+// InvalidArgument, or as an unknown outcome when other parts applied.
+func (s *Server) batchResultError(results []*logpb.Result, errs []error, field string) error {
+	if err := s.batchError(errs); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.Code != logpb.Code_CODE_OK {
+			if len(results) > 1 {
+				return s.statusOf(fmt.Errorf("server: one part of the batch was refused (%s: %s), others applied", r.Code, r.Message), true)
+			}
+			return invalidArgument(field, field+": "+r.Message)
+		}
+	}
+	return nil
+}
+
+// Delete deletes sessions, split by data group like Put; deleted[i] says
+// whether client_ids[i] had a session.
+func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSessionsRequest) (*metapb.DeleteSessionsResponse, error) {
+	n := len(req.ClientIds)
+	if n == 0 {
+		return nil, invalid("client_ids", "must not be empty")
+	}
+	if n > metapb.MaxBatchEntries {
+		return nil, invalid("client_ids", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	}
+	for i, id := range req.ClientIds {
+		if err := checkClientID(fmt.Sprintf("client_ids[%d]", i), id); err != nil {
+			return nil, err
+		}
+	}
+	s := ss.s
+	groups, parts := s.split(n, func(i int) []byte { return []byte(req.ClientIds[i]) })
+	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
+		idx := parts[g]
+		ids := make([]string, len(idx))
+		for j, i := range idx {
+			ids[j] = req.ClientIds[i]
+		}
+		return &logpb.Op{Op: &logpb.Op_SessionsDelete{SessionsDelete: &logpb.SessionsDelete{ClientIds: ids}}}
+	})
+	if err := s.batchResultError(results, errs, "client_ids"); err != nil {
+		return nil, err
+	}
+	out := &metapb.DeleteSessionsResponse{Deleted: make([]bool, n)}
+	for gi, g := range groups {
+		flags := results[gi].Flags
+		for j, i := range parts[g] {
+			out.Deleted[i] = j < len(flags) && flags[j]
+		}
+	}
+	return out, nil
+}
+
+// Get reads one session; the response's session is unset when there is
+// none.
+func (ss *sessionsService) Get(ctx context.Context, req *metapb.GetSessionRequest) (*metapb.GetSessionResponse, error) {
+	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
+		return nil, err
+	}
+	m, err := ss.s.read(ctx, ss.s.dataGroup([]byte(req.ClientId)), req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	se, err := m.Session(req.ClientId)
+	if err != nil {
+		return nil, ss.s.statusOf(err, false)
+	}
+	return &metapb.GetSessionResponse{Session: toSession(se)}, nil
+}
+
+// List pages through sessions in client id order, merged over the data
+// groups (each group's part a read of its own).
+func (ss *sessionsService) List(ctx context.Context, req *metapb.ListSessionsRequest) (*metapb.ListSessionsResponse, error) {
+	if err := firstErr(checkStartAfter(req.StartAfter, metapb.MaxClientIDBytes), checkLimit(req.Limit),
+		checkConsistency(req.Consistency), checkBrokerID("broker_id", req.BrokerId, false)); err != nil {
+		return nil, err
+	}
+	limit := listLimit(req.Limit)
+	pages, more, err := readEach(ctx, ss.s, req.Consistency, func(_ string, m *sm.Machine) ([]*logpb.Session, bool, error) {
+		return m.Sessions(req.StartAfter, limit, req.BrokerId)
+	})
+	if err != nil {
+		return nil, err
+	}
+	page, cut := mergeSorted(pages, limit, func(s *logpb.Session) string { return s.ClientId })
+	out := &metapb.ListSessionsResponse{More: more || cut}
+	for _, se := range page {
+		out.Sessions = append(out.Sessions, toSession(se))
+	}
+	if out.More && len(page) > 0 {
+		out.NextStartAfter = page[len(page)-1].ClientId
+	}
+	return out, nil
+}

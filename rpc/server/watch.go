@@ -1,0 +1,489 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// watchService streams changes from the groups' change logs.
+//
+// The stream contract, per group in scope (KV and WILLS: every data group;
+// RESOURCES, BROKERS and ASSIGNMENTS: metadata-0):
+//
+//   - The first response is a progress notification whose revisions give
+//     each group's start point minus one (start_revisions[g], or the
+//     revision of a linearizable read + 1 for a group not listed), so a
+//     client can resume without a gap even if nothing ever changes.
+//   - Events come in log order, each once. revisions[g] = R means every
+//     change of g up to and including R has been delivered (in this or an
+//     earlier response); resuming with start_revisions[g] = R + 1 neither
+//     misses nor repeats an event. A response normally holds whole
+//     revisions; only a revision with more events than one scan reads
+//     (watchChunk) or than one response carries (watchMaxBytes) is split
+//     over several responses, and while it is, revisions[g] stays below
+//     it: a client that resumes in the middle of such a revision receives
+//     its first events again, in the same order, and must skip as many as
+//     it already has (rpc/client's Watch does).
+//   - While nothing matching happens, a progress notification (no events,
+//     progress = true) carries the revisions every progress interval. A
+//     group's revision may then be the one its local replica had just
+//     before a scan that found nothing more.
+//   - A start below a group's compacted revision fails the stream with
+//     FailedPrecondition, reason COMPACTED, metadata group and
+//     compact_revision.
+//
+// Events are read from the local replica of the node serving the stream,
+// so a watch served by a lagging follower delivers late but in order and
+// without gaps. Each watch is one goroutine (the stream's handler): it
+// reads at most one chunk per group, sends it (blocking under gRPC flow
+// control, which bounds buffering), and waits on the replicas' Changed
+// channels when there is nothing new.
+type watchService struct {
+	metapb.UnimplementedWatchServer
+	s *Server
+}
+
+const (
+	// watchChunk is how many change-log events one scan reads.
+	watchChunk = 256
+	// watchMaxBytes is the encoded size at which a response is cut.
+	watchMaxBytes = 4 << 20
+	// watchStopPoll is how often an idle watch checks that its node still
+	// serves, when the node cannot signal shutdown (stopSignaller).
+	watchStopPoll = 250 * time.Millisecond
+)
+
+// stopSignaller is an optional ability of the Node: a channel closed when
+// the node begins to shut down, so that watches end at once (an orderly
+// gRPC stop waits for every stream to end).
+type stopSignaller interface {
+	Stopping() <-chan struct{}
+}
+
+// watchFilter selects and converts change-log events for one request.
+type watchFilter struct {
+	space  metapb.WatchSpace
+	prefix []byte
+	kind   metapb.ResourceKind
+	prevKV bool
+}
+
+// watchGroup is one group's position in a watch.
+type watchGroup struct {
+	name string
+	m    *sm.Machine
+	// cur is the next change-log position to read; N > 0 only in the
+	// middle of a revision split over responses.
+	cur sm.Cursor
+	// delivered is the highest revision whose every event has been sent.
+	delivered uint64
+}
+
+func (s *Server) watchScope(space metapb.WatchSpace) []string {
+	switch space {
+	case metapb.WatchSpace_WATCH_SPACE_KV, metapb.WatchSpace_WATCH_SPACE_WILLS:
+		return s.dataGroups()
+	}
+	return []string{metapb.MetadataGroup}
+}
+
+func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, time.Duration, error) {
+	if _, ok := metapb.WatchSpace_name[int32(req.Space)]; !ok {
+		return nil, nil, 0, invalid("space", "unknown space %d", req.Space)
+	}
+	maxPrefix := map[metapb.WatchSpace]int{
+		metapb.WatchSpace_WATCH_SPACE_KV:          metapb.MaxKeyBytes,
+		metapb.WatchSpace_WATCH_SPACE_RESOURCES:   metapb.MaxNameBytes,
+		metapb.WatchSpace_WATCH_SPACE_WILLS:       metapb.MaxClientIDBytes,
+		metapb.WatchSpace_WATCH_SPACE_BROKERS:     metapb.MaxBrokerIDBytes,
+		metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS: metapb.MaxBrokerIDBytes,
+	}[req.Space]
+	if len(req.Prefix) > maxPrefix {
+		return nil, nil, 0, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), maxPrefix)
+	}
+	if req.ResourceKind != metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED {
+		if req.Space != metapb.WatchSpace_WATCH_SPACE_RESOURCES {
+			return nil, nil, 0, invalid("resource_kind", "only for space WATCH_SPACE_RESOURCES")
+		}
+		if err := checkKind("resource_kind", req.ResourceKind); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	interval := time.Duration(metapb.DefaultProgressIntervalMs) * time.Millisecond
+	if req.ProgressIntervalMs != 0 {
+		if req.ProgressIntervalMs < metapb.MinProgressIntervalMs {
+			return nil, nil, 0, invalid("progress_interval_ms", "%d, at least %d", req.ProgressIntervalMs, metapb.MinProgressIntervalMs)
+		}
+		interval = time.Duration(req.ProgressIntervalMs) * time.Millisecond
+	}
+	groups := s.watchScope(req.Space)
+	for g := range req.StartRevisions {
+		found := false
+		for _, x := range groups {
+			found = found || x == g
+		}
+		if !found {
+			return nil, nil, 0, invalid(fmt.Sprintf("start_revisions[%s]", g), "%q is not a group this watch covers (%v)", g, groups)
+		}
+	}
+	return &watchFilter{space: req.Space, prefix: req.Prefix, kind: req.ResourceKind, prevKV: req.PrevKv}, groups, interval, nil
+}
+
+// Watch streams changes; see watchService.
+func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStreamingServer[metapb.WatchResponse]) error {
+	s := ws.s
+	ctx := stream.Context()
+	f, names, interval, err := s.checkWatch(req)
+	if err != nil {
+		return err
+	}
+	groups := make([]*watchGroup, len(names))
+	for i, g := range names {
+		start, given := req.StartRevisions[g]
+		if !given {
+			// Only changes after everything acknowledged so far.
+			m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+			if err != nil {
+				return err
+			}
+			start = m.Revision() + 1
+		}
+		start = max(start, 1) // revisions start at 1
+		m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
+		if err != nil {
+			return err
+		}
+		c, err := m.CompactRevision()
+		if err != nil {
+			return s.statusOf(err, false)
+		}
+		if start < c {
+			return compactedError(g, start, c)
+		}
+		groups[i] = &watchGroup{name: g, m: m, cur: sm.Cursor{Revision: start}, delivered: start - 1}
+	}
+	w := &watcher{s: s, f: f, groups: groups, stream: stream}
+	if err := w.send(nil, true); err != nil {
+		return err
+	}
+	return w.run(ctx, interval)
+}
+
+// watcher is the state of one watch, owned by the stream's goroutine.
+type watcher struct {
+	s      *Server
+	f      *watchFilter
+	groups []*watchGroup
+	stream grpc.ServerStreamingServer[metapb.WatchResponse]
+}
+
+func (w *watcher) revisions() map[string]uint64 {
+	out := make(map[string]uint64, len(w.groups))
+	for _, g := range w.groups {
+		out[g.name] = g.delivered
+	}
+	return out
+}
+
+func (w *watcher) send(events []*metapb.WatchEvent, progress bool) error {
+	return w.stream.Send(&metapb.WatchResponse{Events: events, Revisions: w.revisions(), Progress: progress})
+}
+
+func (w *watcher) run(ctx context.Context, interval time.Duration) error {
+	progress := time.NewTimer(interval)
+	defer progress.Stop()
+	var stopping <-chan struct{}
+	var poll <-chan time.Time
+	if st, ok := w.s.node.(stopSignaller); ok {
+		stopping = st.Stopping()
+	} else {
+		t := time.NewTicker(watchStopPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	// The select cases: ctx, progress, stopping, poll, then one Changed
+	// channel per group.
+	const fixed = 4
+	cases := make([]reflect.SelectCase, fixed+len(w.groups))
+	for {
+		again, sent := false, false
+		for i, g := range w.groups {
+			// Take the channel before reading: an apply after this point
+			// closes it, so the wait below cannot miss it.
+			cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(g.m.Changed())}
+			full, n, err := w.scan(g)
+			if err != nil {
+				return err
+			}
+			again = again || full
+			sent = sent || n > 0
+		}
+		if sent {
+			progress.Reset(interval)
+		}
+		if again {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue
+		}
+		cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
+		cases[1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(progress.C)}
+		cases[2] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stopping)}
+		cases[3] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(poll)}
+		chosen, _, _ := reflect.Select(cases)
+		switch chosen {
+		case 0:
+			return ctx.Err()
+		case 1:
+			if err := w.send(nil, true); err != nil {
+				return err
+			}
+			progress.Reset(interval)
+		case 2:
+			return w.s.statusOf(errShuttingDown, false)
+		case 3:
+			if _, err := w.s.node.Read(ctx, w.groups[0].name, true); err != nil {
+				return w.s.statusOf(err, false)
+			}
+		}
+	}
+}
+
+// errShuttingDown ends watches on a node that is stopping.
+var errShuttingDown = errors.New("server: node shutting down")
+
+// scan reads one chunk of a group's change log from its cursor, sends
+// what matches, and advances the group. full reports that the chunk was
+// full (more may follow at once); n is the number of events sent.
+func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
+	// Every revision up to r0 is wholly in the log before the read below
+	// (a revision's events commit in one batch with it).
+	r0 := g.m.Revision()
+	recs, next, err := g.m.Events(g.cur, watchChunk)
+	if errors.Is(err, sm.ErrCompacted) {
+		c, cerr := g.m.CompactRevision()
+		if cerr != nil {
+			return false, 0, w.s.statusOf(cerr, false)
+		}
+		return false, 0, compactedError(g.name, g.cur.Revision, c)
+	}
+	if err != nil {
+		return false, 0, w.s.statusOf(err, false)
+	}
+	full = len(recs) == watchChunk
+	var delivered uint64
+	var cur sm.Cursor
+	switch {
+	case len(recs) < watchChunk:
+		// Everything from the cursor up to at least r0.
+		delivered = max(g.cur.Revision-1, r0)
+		if len(recs) > 0 {
+			delivered = max(delivered, recs[len(recs)-1].Revision)
+		}
+		cur = sm.Cursor{Revision: delivered + 1}
+	case recs[0].Revision != recs[len(recs)-1].Revision:
+		// Hold back the last revision, which may go on past the chunk.
+		last := recs[len(recs)-1].Revision
+		k := len(recs) - 1
+		for k > 0 && recs[k-1].Revision == last {
+			k--
+		}
+		recs = recs[:k]
+		delivered, cur = last-1, sm.Cursor{Revision: last}
+	default:
+		// One revision fills the chunk: send it in parts. The revisions
+		// before it have no events.
+		delivered, cur = recs[0].Revision-1, next
+	}
+	var events []*metapb.WatchEvent
+	size := 0
+	// Flush in pieces of at most watchMaxBytes, cut at revision
+	// boundaries when there is one in the piece.
+	flush := func(upTo uint64) error {
+		if len(events) == 0 {
+			return nil
+		}
+		g.delivered = max(g.delivered, upTo)
+		err := w.send(events, false)
+		n += len(events)
+		events, size = nil, 0
+		return err
+	}
+	for _, rec := range recs {
+		ev, err := w.f.convert(g.name, rec)
+		if err != nil {
+			return false, n, w.s.statusOf(err, false)
+		}
+		if ev == nil {
+			continue
+		}
+		sz := proto.Size(ev)
+		if size+sz > watchMaxBytes && len(events) > 0 {
+			// Events before this one: whole revisions below rec's.
+			if err := flush(rec.Revision - 1); err != nil {
+				return false, n, err
+			}
+		}
+		events = append(events, ev)
+		size += sz
+	}
+	if err := flush(delivered); err != nil {
+		return false, n, err
+	}
+	g.delivered = max(g.delivered, delivered)
+	g.cur = cur
+	return full, n, nil
+}
+
+// convert turns a logged change into a public event; nil when the filter
+// does not select it.
+func (f *watchFilter) convert(group string, rec sm.EventRecord) (*metapb.WatchEvent, error) {
+	ev := rec.Event
+	out := &metapb.WatchEvent{Group: group, Revision: rec.Revision}
+	if ev.Deleted {
+		out.Type = metapb.WatchEvent_DELETE
+	}
+	// state is the stored encoding to show: after the change, or for a
+	// delete the last state.
+	state := ev.Value
+	if ev.Deleted {
+		state = ev.Prev
+	}
+	switch f.space {
+	case metapb.WatchSpace_WATCH_SPACE_KV:
+		if ev.Space != logpb.Space_SPACE_KV || !bytes.HasPrefix(ev.Key, f.prefix) {
+			return nil, nil
+		}
+		if ev.Deleted {
+			out.Kv = &metapb.KeyValue{Key: ev.Key, ModRevision: rec.Revision}
+		} else {
+			kv, err := decodeKV(ev.Key, ev.Value)
+			if err != nil {
+				return nil, err
+			}
+			out.Kv = kv
+		}
+		if f.prevKV && len(ev.Prev) > 0 {
+			kv, err := decodeKV(ev.Key, ev.Prev)
+			if err != nil {
+				return nil, err
+			}
+			out.PrevKv = kv
+		}
+	case metapb.WatchSpace_WATCH_SPACE_RESOURCES:
+		if ev.Space != logpb.Space_SPACE_RESOURCE || len(ev.Key) < 1 {
+			return nil, nil
+		}
+		if f.kind != metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED && int32(ev.Key[0]) != int32(f.kind) {
+			return nil, nil
+		}
+		if !bytes.HasPrefix(ev.Key[1:], f.prefix) {
+			return nil, nil
+		}
+		r, err := toResource(state)
+		if err != nil {
+			return nil, err
+		}
+		out.Resource = r
+	case metapb.WatchSpace_WATCH_SPACE_WILLS:
+		if ev.Space != logpb.Space_SPACE_WILL || !bytes.HasPrefix(ev.Key, f.prefix) {
+			return nil, nil
+		}
+		wl, err := decodeWill(state)
+		if err != nil {
+			return nil, err
+		}
+		out.Will = wl
+	case metapb.WatchSpace_WATCH_SPACE_BROKERS:
+		if ev.Space != logpb.Space_SPACE_BROKER || !bytes.HasPrefix(ev.Key, f.prefix) {
+			return nil, nil
+		}
+		b := &logpb.Broker{}
+		if err := proto.Unmarshal(state, b); err != nil {
+			return nil, fmt.Errorf("server: decode stored broker: %w", err)
+		}
+		out.Broker = watchBroker(b)
+	case metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS:
+		return f.assignment(out, rec)
+	default:
+		return nil, nil
+	}
+	return out, nil
+}
+
+// assignment selects an assignment change. With a prefix (a broker id),
+// only that broker's assignments: an assignment that moves away from it
+// is delivered as a DELETE carrying the state it had with the broker.
+func (f *watchFilter) assignment(out *metapb.WatchEvent, rec sm.EventRecord) (*metapb.WatchEvent, error) {
+	ev := rec.Event
+	if ev.Space != logpb.Space_SPACE_ASSIGNMENT {
+		return nil, nil
+	}
+	decode := func(raw []byte) (*logpb.ConnectorAssignment, error) {
+		if len(raw) == 0 {
+			return nil, nil
+		}
+		as := &logpb.ConnectorAssignment{}
+		if err := proto.Unmarshal(raw, as); err != nil {
+			return nil, fmt.Errorf("server: decode stored assignment: %w", err)
+		}
+		return as, nil
+	}
+	cur, err := decode(ev.Value)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := decode(ev.Prev)
+	if err != nil {
+		return nil, err
+	}
+	broker := string(f.prefix)
+	switch {
+	case broker == "" && cur != nil:
+		out.Assignment = watchAssignment(cur)
+	case broker == "":
+		out.Type, out.Assignment = metapb.WatchEvent_DELETE, watchAssignment(prev)
+	case cur != nil && cur.BrokerId == broker:
+		out.Type, out.Assignment = metapb.WatchEvent_PUT, watchAssignment(cur)
+	case prev != nil && prev.BrokerId == broker:
+		out.Type, out.Assignment = metapb.WatchEvent_DELETE, watchAssignment(prev)
+	default:
+		return nil, nil
+	}
+	return out, nil
+}
+
+func decodeKV(key, raw []byte) (*metapb.KeyValue, error) {
+	kv := &logpb.KV{}
+	if err := proto.Unmarshal(raw, kv); err != nil {
+		return nil, fmt.Errorf("server: decode stored key: %w", err)
+	}
+	return toKV(key, kv), nil
+}
+
+func watchBroker(b *logpb.Broker) *metapb.BrokerState {
+	return &metapb.BrokerState{BrokerId: b.BrokerId, Epoch: b.Epoch, Status: metapb.BrokerStatus(b.Status),
+		Endpoints: b.Endpoints, Rack: b.Rack, RegisteredAtUnixNano: b.RegisteredAtUnixNano,
+		StatusChangedAtUnixNano: b.StatusChangedAtUnixNano, ModRevision: b.ModRevision}
+}
+
+func watchAssignment(as *logpb.ConnectorAssignment) *metapb.Assignment {
+	if as == nil {
+		return nil
+	}
+	return &metapb.Assignment{Connector: as.Connector, BrokerId: as.BrokerId, BrokerEpoch: as.BrokerEpoch,
+		Epoch: as.Epoch, State: metapb.ConnectorRunState(as.State), Error: as.Error,
+		AssignedAtUnixNano: as.AssignedAtUnixNano, ModRevision: as.ModRevision}
+}
