@@ -471,7 +471,8 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 }
 
 // read runs an idempotent call, retrying any failure on the next endpoint
-// until the deadline.
+// until the deadline, except an answer: bad input, or that what was asked
+// for does not exist.
 func read[R any](ctx context.Context, c *Client, call func(context.Context, *endpoint) (R, error)) (R, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -483,7 +484,7 @@ func read[R any](ctx context.Context, c *Client, call func(context.Context, *end
 		if err == nil {
 			return r, nil
 		}
-		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		if st, ok := status.FromError(err); ok && (st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound) {
 			return zero, err
 		}
 		last = err

@@ -1,0 +1,162 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// Watch watches changes and calls fn with every response that carries
+// events or is a progress notification, in order, from this goroutine.
+//
+// It survives the loss of the node serving it: on a transient failure it
+// opens the watch again on another endpoint with start_revisions set to
+// the last revision delivered per group + 1, so fn sees no gap and no
+// duplicate (events of a revision the server had split over responses and
+// that fn already saw are skipped on resume). It returns when ctx ends
+// (ctx.Err()), when fn returns an error (that error), or when the watch
+// cannot continue: bad input, or COMPACTED (see Compacted: re-list, then
+// watch from the listing's revision + 1).
+func (c *Client) Watch(ctx context.Context, req *metapb.WatchRequest, fn func(*metapb.WatchResponse) error) error {
+	st := &watchState{req: req, last: map[string]uint64{}, partRev: map[string]uint64{},
+		partN: map[string]int{}, seen: map[string]int{}}
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		ok, err := c.watchOnce(ctx, c.next(), st, fn)
+		var fe *fnError
+		switch {
+		case errors.As(err, &fe):
+			return fe.err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !transientWatch(err):
+			return err
+		}
+		if ok {
+			attempt = 0 // the stream worked for a while: start backing off afresh
+		}
+		c.log.Debug("watch interrupted; resuming", "err", err, "from", st.last)
+		if err := sleepBackoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// fnError carries the callback's error out of watchOnce.
+type fnError struct{ err error }
+
+func (e *fnError) Error() string { return e.err.Error() }
+
+// transientWatch reports whether a watch that failed with err may resume
+// elsewhere.
+func transientWatch(err error) bool {
+	if errors.Is(err, io.EOF) {
+		return true
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return true
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.PermissionDenied,
+		codes.Unauthenticated, codes.Unimplemented, codes.OutOfRange:
+		return false
+	}
+	return true
+}
+
+// watchOnce runs one stream until it fails; received reports whether it
+// delivered anything.
+func (c *Client) watchOnce(ctx context.Context, ep *endpoint, st *watchState, fn func(*metapb.WatchResponse) error) (received bool, err error) {
+	if !c.ready(ctx, ep) {
+		return false, status.Errorf(codes.Unavailable, "client: %s: connection not ready", ep.addr)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := metapb.NewWatchClient(ep.conn).Watch(ctx, st.request())
+	if err != nil {
+		return false, err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return received, err
+		}
+		received = true
+		if out := st.filter(resp); out != nil {
+			if err := fn(out); err != nil {
+				return received, &fnError{err: err}
+			}
+		}
+	}
+}
+
+// watchState is what a resumable watch remembers between streams.
+type watchState struct {
+	req *metapb.WatchRequest
+	// last is, per group, the highest revision delivered in full.
+	last map[string]uint64
+	// partRev is, per group, the revision of the newest events handed to
+	// fn (above last while the server splits it over responses), and
+	// partN how many of its events fn has seen; seen counts its events
+	// received on the current stream.
+	partRev map[string]uint64
+	partN   map[string]int
+	seen    map[string]int
+}
+
+// request is the request of the next stream: the original one, resumed
+// after what was delivered.
+func (st *watchState) request() *metapb.WatchRequest {
+	r := proto.Clone(st.req).(*metapb.WatchRequest)
+	if r.StartRevisions == nil {
+		r.StartRevisions = map[string]uint64{}
+	}
+	for g, rev := range st.last {
+		r.StartRevisions[g] = rev + 1
+	}
+	clear(st.seen)
+	return r
+}
+
+// filter drops what fn already saw and records progress; nil when nothing
+// is left to hand over.
+func (st *watchState) filter(resp *metapb.WatchResponse) *metapb.WatchResponse {
+	var keep []*metapb.WatchEvent
+	for _, ev := range resp.Events {
+		g := ev.Group
+		switch {
+		case ev.Revision <= st.last[g]:
+			continue
+		case ev.Revision == st.partRev[g]:
+			st.seen[g]++
+			if st.seen[g] <= st.partN[g] {
+				continue // delivered on an earlier stream
+			}
+			st.partN[g]++
+		case ev.Revision > st.partRev[g]:
+			st.partRev[g], st.partN[g], st.seen[g] = ev.Revision, 1, 1
+		default:
+			continue // older than what fn has: the server repeated it
+		}
+		keep = append(keep, ev)
+	}
+	for g, rev := range resp.Revisions {
+		st.last[g] = max(st.last[g], rev)
+	}
+	if len(keep) == 0 && !resp.Progress {
+		return nil
+	}
+	return &metapb.WatchResponse{Events: keep, Revisions: resp.Revisions, Progress: resp.Progress}
+}

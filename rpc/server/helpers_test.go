@@ -1,0 +1,227 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// grpc and raft leave a few goroutines winding down briefly after
+		// Close; the node's own loops are checked by its own tests.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func ctx10(t *testing.T) context.Context { t.Helper(); return ctxT(t, 10*time.Second) }
+
+// must(call(...))(t) fails the test if the call failed, else returns its
+// result.
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return v
+	}
+}
+
+// wantStatus checks err's code, and that the ErrorInfo reason and (for
+// InvalidArgument) the named field are the expected ones.
+func wantStatus(t *testing.T, err error, code codes.Code, reason, field string) *errdetails.ErrorInfo {
+	t.Helper()
+	st, _ := status.FromError(err)
+	if err == nil || st.Code() != code {
+		t.Fatalf("got %v, want code %s", err, code)
+	}
+	var info *errdetails.ErrorInfo
+	var violation string
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			info = d
+		case *errdetails.BadRequest:
+			if len(d.FieldViolations) > 0 {
+				violation = d.FieldViolations[0].Field
+			}
+		}
+	}
+	if reason != "" && (info == nil || info.Reason != reason) {
+		t.Fatalf("got error info %v, want reason %s (error %v)", info, reason, err)
+	}
+	if code == codes.InvalidArgument && (violation != field || !strings.Contains(st.Message(), field)) {
+		t.Fatalf("got field %q, message %q; want field %q named", violation, st.Message(), field)
+	}
+	if code != codes.InvalidArgument && field != "" && (info == nil || info.Metadata[metapb.MetaField] != field) {
+		t.Fatalf("got error info %v, want field %q", info, field)
+	}
+	return info
+}
+
+// idsIn returns n ids "<prefix>NN" that route to data group g of m.
+func idsIn(prefix string, g string, m, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		id := fmt.Sprintf("%s%03d", prefix, i)
+		if metapb.DataGroupFor([]byte(id), m) == g {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// fakeClock is a clock tests move by hand; every node of a cluster shares
+// it, so the leaders stamp entries with it and decide expiry by it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// watchCollector runs client.Watch in a goroutine the test owns and
+// gathers what it delivers.
+type watchCollector struct {
+	mu        sync.Mutex
+	events    []*metapb.WatchEvent
+	progress  int
+	revisions map[string]uint64
+	first     map[string]uint64 // revisions of the first response
+	err       error
+	done      chan struct{}
+	cancel    context.CancelFunc
+}
+
+func startWatch(t *testing.T, cl *client.Client, req *metapb.WatchRequest) *watchCollector {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watchCollector{revisions: map[string]uint64{}, done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(w.done)
+		err := cl.Watch(ctx, req, func(resp *metapb.WatchResponse) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.first == nil {
+				w.first = map[string]uint64{}
+				for g, r := range resp.Revisions {
+					w.first[g] = r
+				}
+			}
+			w.events = append(w.events, resp.Events...)
+			if resp.Progress {
+				w.progress++
+			}
+			for g, r := range resp.Revisions {
+				w.revisions[g] = max(w.revisions[g], r)
+			}
+			return nil
+		})
+		w.mu.Lock()
+		w.err = err
+		w.mu.Unlock()
+	}()
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *watchCollector) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func (w *watchCollector) snapshot() ([]*metapb.WatchEvent, map[string]uint64, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	revs := map[string]uint64{}
+	for g, r := range w.revisions {
+		revs[g] = r
+	}
+	return append([]*metapb.WatchEvent(nil), w.events...), revs, w.progress
+}
+
+// started waits for the first response (the watch's start point).
+func (w *watchCollector) started(t *testing.T) map[string]uint64 {
+	t.Helper()
+	var first map[string]uint64
+	eventually(t, 20*time.Second, "the watch's first response", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		first = w.first
+		return first != nil || w.err != nil
+	})
+	if w.err != nil {
+		t.Fatalf("watch ended: %v", w.err)
+	}
+	return first
+}
+
+// waitEvents waits until at least n events arrived and returns them.
+func (w *watchCollector) waitEvents(t *testing.T, n int) []*metapb.WatchEvent {
+	t.Helper()
+	var evs []*metapb.WatchEvent
+	eventually(t, 20*time.Second, fmt.Sprintf("%d watch events", n), func() bool {
+		evs, _, _ = w.snapshot()
+		return len(evs) >= n
+	})
+	return evs
+}
+
+// waitRevisions waits until every group's delivered revision reaches
+// want's.
+func (w *watchCollector) waitRevisions(t *testing.T, want map[string]uint64) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("watch revisions %v", want), func() bool {
+		_, revs, _ := w.snapshot()
+		for g, r := range want {
+			if revs[g] < r {
+				return false
+			}
+		}
+		return true
+	})
+}
