@@ -186,8 +186,13 @@ type node struct {
 	ctr      *testcontainers.DockerContainer
 	logs     *logFollower
 
-	mu  sync.Mutex // serialises operations on this node; guards gen
+	mu  sync.Mutex // serialises operations on this node; guards gen and the fields below
 	gen int        // container starts so far; a new start is a new netns
+	// applied is the rule set last written into the namespace of start
+	// appliedGen. Rewriting an unchanged set is not free: the kernel drops
+	// the packets a delay queue holds when the table is replaced.
+	applied    string
+	appliedGen int
 }
 
 // StartCluster creates the network and the containers, starts every node,
@@ -276,7 +281,7 @@ func (c *Cluster) start(ctx, logCtx context.Context) error {
 		}()
 	}
 	var g errgroup.Group
-	for _, n := range c.nodes[:c.opts.Nodes] {
+	for _, n := range c.members() {
 		g.Go(func() error { return c.startNode(ctx, n) })
 	}
 	if err := g.Wait(); err != nil {
@@ -406,14 +411,44 @@ func (c *Cluster) createContainer(ctx context.Context, n *node, args []string) (
 
 func (c *Cluster) containerName(node string) string { return "meta-" + c.runID + "-" + node }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Host ports for node endpoints come from [hostPortMin, hostPortMax),
+// below Linux's default ephemeral range (32768-60999). A port from the
+// ephemeral range can be taken, while its node is down, as the source
+// port of some outgoing connection, and the node's restart then fails
+// with "port is already allocated".
+const (
+	hostPortMin = 20000
+	hostPortMax = 32000
+)
+
+var (
+	portsMu  sync.Mutex
+	reserved = map[int]bool{} // host ports handed out in this process; guarded by portsMu
+)
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no cluster of this process has been given before: two nodes are
+// created before either binds its port, so "free now" alone could hand
+// out the same port twice.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("chaos: free port: %w", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	var lastErr error
+	for range 200 {
+		p := hostPortMin + rand.IntN(hostPortMax-hostPortMin)
+		if reserved[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		l.Close()
+		reserved[p] = true
+		return p, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("chaos: no free port in [%d, %d): %w", hostPortMin, hostPortMax, lastErr)
 }
 
 func (c *Cluster) node(name string) (*node, error) {
@@ -433,13 +468,26 @@ func (c *Cluster) node(name string) (*node, error) {
 func (c *Cluster) RunID() string { return c.runID }
 
 // Nodes returns the names of the nodes started with the cluster, n1..nN.
-func (c *Cluster) Nodes() []string { return NodeNames(c.opts.Nodes) }
+func (c *Cluster) Nodes() []string {
+	var out []string
+	for _, n := range c.members() {
+		out = append(out, n.name)
+	}
+	return out
+}
 
 // Spares returns the names of the spare nodes, created but not started by
 // StartCluster: n(N+1)..n(N+Spares).
 func (c *Cluster) Spares() []string {
-	return NodeNames(c.opts.Nodes + c.opts.Spares)[c.opts.Nodes:]
+	var out []string
+	for _, n := range c.nodes[len(c.members()):] {
+		out = append(out, n.name)
+	}
+	return out
 }
+
+// members returns the nodes that are not spares (the spares come last).
+func (c *Cluster) members() []*node { return c.nodes[:max(len(c.nodes)-c.opts.Spares, 0)] }
 
 // NetworkName returns the name of the run's Docker network.
 func (c *Cluster) NetworkName() string { return c.netName }

@@ -335,7 +335,7 @@ func (c *Cluster) link(from, to string) (dirLink, error) {
 // placesAll checks that every node of Nodes() has a group; spares may be
 // left out (a spare that is left out keeps all its links).
 func (c *Cluster) placesAll(group map[int]int) error {
-	for _, n := range c.nodes[:c.opts.Nodes] {
+	for _, n := range c.members() {
 		if _, ok := group[n.index]; !ok {
 			return fmt.Errorf("node %s is in no group", n.name)
 		}
@@ -444,8 +444,12 @@ func (c *Cluster) syncNodeLocked(ctx context.Context, n *node) error {
 			return err
 		}
 	}
-	if err := iptablesRestore(ctx, st.Pid, rules); err != nil {
-		return fmt.Errorf("chaos: rules on %s: %w", n.name, err)
+	if rules != n.applied || n.appliedGen != n.gen {
+		if err := iptablesRestore(ctx, st.Pid, rules); err != nil {
+			n.applied = ""
+			return fmt.Errorf("chaos: rules on %s: %w", n.name, err)
+		}
+		n.applied, n.appliedGen = rules, n.gen
 	}
 	c.mu.Lock()
 	var stale []*delayQueue

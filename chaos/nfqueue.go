@@ -92,6 +92,15 @@ type delayQueue struct {
 
 	held     atomic.Uint64 // packets received
 	accepted atomic.Uint64 // verdicts sent
+	dead     atomic.Bool   // the receiver failed and closed the socket
+
+	connOnce sync.Once // closes conn once, whoever comes first
+	connErr  error
+}
+
+func (q *delayQueue) closeConn() error {
+	q.connOnce.Do(func() { q.connErr = q.conn.Close() })
+	return q.connErr
 }
 
 type heldPacket struct {
@@ -201,11 +210,25 @@ func (q *delayQueue) receive() {
 			if q.stopping() {
 				return
 			}
-			if errors.Is(err, unix.ENOBUFS) {
+			switch {
+			case errors.Is(err, unix.ENOBUFS):
 				q.log.Warn("chaos: delay queue overrun; packets lost", "queue", q.num)
 				continue
+			case errors.Is(err, unix.ENOENT):
+				// The kernel answers a verdict for a packet it no longer
+				// holds with ENOENT: replacing the namespace's rules
+				// (iptables-restore) drops the packets queued under the
+				// old ones. TCP resends them; the reader must go on, or
+				// the link is black-holed until the queue fills.
+				q.log.Debug("chaos: delay queue: verdict for a dropped packet", "queue", q.num)
+				continue
 			}
-			q.log.Warn("chaos: delay queue receive", "queue", q.num, "err", err)
+			// Anything else is fatal for the socket. Unbind rather than
+			// leave a bound queue nobody reads: --queue-bypass then lets
+			// the link's packets through undelayed.
+			q.log.Error("chaos: delay queue receive failed; the link is no longer delayed", "queue", q.num, "err", err)
+			q.dead.Store(true)
+			_ = q.closeConn()
 			return
 		}
 		now := time.Now()
@@ -292,7 +315,7 @@ func (q *delayQueue) accept(ids []uint32) {
 		msgs[i] = netlink.Message{Header: q.header(nfqnlMsgVerdict), Data: append(q.nfgen(), attrs...)}
 	}
 	if _, err := q.conn.SendMessages(msgs); err != nil {
-		if !q.stopping() {
+		if !q.stopping() && !q.dead.Load() {
 			q.log.Warn("chaos: delay queue verdict", "queue", q.num, "err", err)
 		}
 		return
@@ -308,7 +331,9 @@ func (q *delayQueue) close() error {
 		// The releaser flushes while the socket is still open; then closing
 		// the socket ends the receiver's blocking read.
 		<-q.releaseDone
-		q.closeErr = q.conn.Close()
+		if err := q.closeConn(); err != nil && !q.dead.Load() {
+			q.closeErr = err
+		}
 		<-q.receiveDone
 	})
 	return q.closeErr

@@ -129,6 +129,11 @@ func plots(ops []verify.Op, faults []verify.Fault) (throughput, latency chart) {
 	var lx, p50, p99, pmax []float64
 	for i, l := range lats {
 		if len(l) == 0 {
+			// A bucket without ok ops breaks the lines (NaN), rather
+			// than a straight line across an outage.
+			if len(lx) > 0 && !math.IsNaN(p50[len(p50)-1]) {
+				lx, p50, p99, pmax = append(lx, xs[i]), append(p50, math.NaN()), append(p99, math.NaN()), append(pmax, math.NaN())
+			}
 			continue
 		}
 		slices.Sort(l)
@@ -175,6 +180,9 @@ func (c chart) render(w io.Writer) error {
 	ymin := math.Inf(1)
 	for _, s := range c.series {
 		for _, y := range s.ys {
+			if math.IsNaN(y) {
+				continue
+			}
 			ymax = math.Max(ymax, y)
 			if y > 0 {
 				ymin = math.Min(ymin, y)
@@ -241,15 +249,23 @@ func (c chart) render(w io.Writer) error {
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#666"/>`+"\n", padL, padT, innerW, innerH)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">run time, s</text>`+"\n", padL+innerW/2, plotH-8)
 	fmt.Fprintf(&b, `<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>`+"\n", padT+innerH/2, padT+innerH/2, e(c.ylabel))
-	// Lines and legend.
+	// Lines (broken at NaN) and legend.
 	for i, s := range c.series {
-		if len(s.xs) > 0 {
-			pts := make([]string, len(s.xs))
-			for j := range s.xs {
-				pts[j] = fmt.Sprintf("%.1f,%.1f", xOf(s.xs[j]), yOf(s.ys[j]))
+		var pts []string
+		flush := func() {
+			if len(pts) > 0 {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", s.color, strings.Join(pts, " "))
 			}
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", s.color, strings.Join(pts, " "))
+			pts = pts[:0]
 		}
+		for j := range s.xs {
+			if math.IsNaN(s.ys[j]) {
+				flush()
+				continue
+			}
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(s.xs[j]), yOf(s.ys[j])))
+		}
+		flush()
 		lx := padL + innerW - 90*(len(c.series)-i)
 		fmt.Fprintf(&b, `<rect x="%d" y="28" width="14" height="4" fill="%s"/><text x="%d" y="33">%s</text>`+"\n", lx, s.color, lx+18, e(s.name))
 	}

@@ -348,6 +348,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	vcfg := verify.DefaultRunConfig()
 	vcfg.Seed, vcfg.Dir, vcfg.Endpoints, vcfg.Nemesis = opts.Seed, dir, endpoints, nem
 	vcfg.Kinds, vcfg.Schedule, vcfg.Duration, vcfg.Workload = opts.Kinds, sched, opts.Duration, opts.Workload
+	vcfg.Faults = Schedule(opts.Seed, opts.Kinds, opts.Duration, sched)
 	vcfg.Logger, vcfg.Progress = log, opts.Progress
 	res, runErr := verify.Run(ctx, vcfg)
 

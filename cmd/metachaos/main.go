@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/metamq/meta/chaos"
 	"github.com/metamq/meta/verify"
@@ -225,6 +226,8 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := s.logger()
+	// testcontainers prints a banner and its steps on stdout by default.
+	tclog.SetDefault(printfLogger{log})
 	if s.nodes < 1 || s.nodes > chaos.MaxNodes-1 {
 		return fmt.Errorf("--nodes %d: want 1..%d", s.nodes, chaos.MaxNodes-1)
 	}
@@ -368,6 +371,13 @@ func (s *suite) prepareBinary(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("build %s (run from the repository root): %w\n%s", name, err, b)
 	}
 	return out, nil
+}
+
+// printfLogger hands testcontainers' messages to slog at debug level.
+type printfLogger struct{ log *slog.Logger }
+
+func (p printfLogger) Printf(format string, args ...any) {
+	p.log.Debug("testcontainers: " + strings.TrimSpace(fmt.Sprintf(format, args...)))
 }
 
 // hasFlag reports whether the binary's --help lists flag.

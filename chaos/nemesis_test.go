@@ -1,0 +1,670 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify"
+)
+
+// fakeContainers records what the nemesis asks of the cluster.
+type fakeContainers struct {
+	mu      sync.Mutex
+	calls   []string
+	running map[string]bool
+	paused  map[string]bool
+	args    map[string][]string
+	failOn  string // a call prefix that fails
+}
+
+func newFakeContainers(nodes ...string) *fakeContainers {
+	f := &fakeContainers{running: map[string]bool{}, paused: map[string]bool{}, args: map[string][]string{}}
+	for _, n := range nodes {
+		f.running[n] = true
+	}
+	return f
+}
+
+func (f *fakeContainers) record(format string, args ...any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := fmt.Sprintf(format, args...)
+	f.calls = append(f.calls, c)
+	if f.failOn != "" && strings.HasPrefix(c, f.failOn) {
+		return errors.New("fake failure")
+	}
+	return nil
+}
+
+func (f *fakeContainers) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.calls)
+	f.calls = nil
+	return out
+}
+
+func (f *fakeContainers) set(m map[string]bool, n string, v bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m[n] = v
+}
+
+func (f *fakeContainers) Kill(_ context.Context, n string) error {
+	f.set(f.running, n, false)
+	return f.record("kill %s", n)
+}
+
+func (f *fakeContainers) Start(_ context.Context, n string) error {
+	f.set(f.running, n, true)
+	return f.record("start %s", n)
+}
+
+func (f *fakeContainers) Pause(_ context.Context, n string) error {
+	f.set(f.paused, n, true)
+	return f.record("pause %s", n)
+}
+
+func (f *fakeContainers) Unpause(_ context.Context, n string) error {
+	f.set(f.paused, n, false)
+	return f.record("unpause %s", n)
+}
+
+func (f *fakeContainers) State(_ context.Context, n string) (NodeState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return NodeState{Running: f.running[n], Paused: f.paused[n]}, nil
+}
+
+func (f *fakeContainers) Wipe(_ context.Context, n string) error { return f.record("wipe %s", n) }
+
+func (f *fakeContainers) Recreate(_ context.Context, n string, args []string) error {
+	f.mu.Lock()
+	f.args[n] = args
+	f.mu.Unlock()
+	return f.record("recreate %s %s", n, strings.Join(args, " "))
+}
+
+func (f *fakeContainers) DropLinks(_ context.Context, links []Link) error {
+	var s []string
+	for _, l := range links {
+		s = append(s, l.From+">"+l.To)
+	}
+	return f.record("drop %s", strings.Join(s, " "))
+}
+
+func (f *fakeContainers) HealPartitions(context.Context) error { return f.record("heal-partitions") }
+
+func (f *fakeContainers) DelayNode(_ context.Context, n string, d, j time.Duration) error {
+	return f.record("delay %s %s %s", n, d, j)
+}
+
+func (f *fakeContainers) LossNode(_ context.Context, n string, p float64) error {
+	return f.record("loss %s %.2f", n, p)
+}
+
+func (f *fakeContainers) HealNetwork(context.Context) error { return f.record("heal-network") }
+
+func (f *fakeContainers) PeerAddr(n string) (string, error) { return n + ":7000", nil }
+
+// fakeAdmin is a cluster as the public client sees it: a member list, one
+// leader (n1) of every group, every member a voter.
+type fakeAdmin struct {
+	mu        sync.Mutex
+	members   []string
+	groups    []string
+	calls     []string
+	transfers int
+	writes    map[string]int
+	failWrite map[string]bool // groups whose writes fail
+	snapIndex uint64          // leaders' last snapshot index
+}
+
+func newFakeAdmin(members ...string) *fakeAdmin {
+	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{}}
+}
+
+func (a *fakeAdmin) Calls() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := slices.Clone(a.calls)
+	a.calls = nil
+	return out
+}
+
+func (a *fakeAdmin) Status(_ context.Context, ep string) (*metapb.StatusResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	node := strings.TrimPrefix(ep, "ep-")
+	st := &metapb.StatusResponse{NodeId: node, OffsetGroups: 2, DataGroups: 2}
+	for _, g := range a.groups {
+		gs := &metapb.GroupStatus{Group: g, State: "Follower", Term: 3, LeaderId: "n1", CommitIndex: 100, AppliedIndex: 100,
+			LastLogIndex: 100, LastSnapshotIndex: a.snapIndex}
+		if node == "n1" {
+			gs.State = "Leader"
+		}
+		for _, m := range a.members {
+			gs.Members = append(gs.Members, &metapb.Member{Id: m, Addr: m + ":7000", Voter: true})
+		}
+		st.Groups = append(st.Groups, gs)
+	}
+	return st, nil
+}
+
+func (a *fakeAdmin) Members(context.Context) (*metapb.MembersResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.writes[metapb.MetadataGroup]++
+	if a.failWrite[metapb.MetadataGroup] {
+		return nil, errors.New("no leader")
+	}
+	res := &metapb.MembersResponse{}
+	for _, m := range a.members {
+		res.Members = append(res.Members, &metapb.Member{Id: m, Addr: m + ":7000", Voter: true})
+	}
+	return res, nil
+}
+
+func (a *fakeAdmin) AddMember(_ context.Context, id, addr string) (*metapb.AddMemberResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, "add "+id+" "+addr)
+	a.members = append(a.members, id)
+	slices.Sort(a.members)
+	return &metapb.AddMemberResponse{}, nil
+}
+
+func (a *fakeAdmin) RemoveMember(_ context.Context, id string) (*metapb.RemoveMemberResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, "remove "+id)
+	a.members = slices.DeleteFunc(a.members, func(m string) bool { return m == id })
+	return &metapb.RemoveMemberResponse{}, nil
+}
+
+func (a *fakeAdmin) TransferLeader(_ context.Context, group, target string) (*metapb.TransferLeaderResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.transfers++
+	return &metapb.TransferLeaderResponse{}, nil
+}
+
+func (a *fakeAdmin) write(g string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.writes[g]++
+	if a.failWrite[g] {
+		return errors.New("unavailable")
+	}
+	return nil
+}
+
+func (a *fakeAdmin) Put(_ context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
+	if err := a.write(metapb.DataGroupFor(req.Key, 2)); err != nil {
+		return nil, err
+	}
+	return &metapb.PutResponse{}, nil
+}
+
+func (a *fakeAdmin) CommitOffsets(_ context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
+	if err := a.write(metapb.OffsetGroupFor(req.Offsets[0].Group, 2)); err != nil {
+		return nil, err
+	}
+	return &metapb.CommitOffsetsResponse{}, nil
+}
+
+func fakeNemesis(t *testing.T, spares ...string) (*Nemesis, *fakeContainers, *fakeAdmin) {
+	t.Helper()
+	nodes := []string{"n1", "n2", "n3"}
+	fc := newFakeContainers(nodes...)
+	fa := newFakeAdmin(nodes...)
+	eps := map[string]string{}
+	for _, n := range nodes {
+		eps[n] = "ep-" + n
+	}
+	m := newNemesis(fc, fa, NemesisConfig{
+		Endpoints: eps, Spares: spares, TrailingLogs: 10, RecoveryTimeout: 2 * time.Second, LagCatchUp: time.Second,
+		JoinArgs: func(n string) []string { return []string{"--id", n, "--join", "x"} },
+	})
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return m, fc, fa
+}
+
+func TestNemesisInjectHeal(t *testing.T) {
+	tests := []struct {
+		name       string
+		fault      verify.Fault
+		inject     []string
+		heal       []string
+		injectSort bool // concurrent calls: compare sorted
+	}{
+		{
+			name:   "kill",
+			fault:  verify.Fault{Kind: verify.FaultKill, Nodes: []string{"n2"}},
+			inject: []string{"kill n2"}, heal: []string{"start n2"},
+		},
+		{
+			name:   "kill-all at once",
+			fault:  verify.Fault{Kind: verify.FaultKillAll, Nodes: []string{"n1", "n2", "n3"}},
+			inject: []string{"kill n1", "kill n2", "kill n3"}, heal: []string{"start n1", "start n2", "start n3"}, injectSort: true,
+		},
+		{
+			name:   "pause",
+			fault:  verify.Fault{Kind: verify.FaultPause, Nodes: []string{"n3"}},
+			inject: []string{"pause n3"}, heal: []string{"unpause n3"},
+		},
+		{
+			name:   "isolate",
+			fault:  verify.Fault{Kind: verify.FaultIsolate, Nodes: []string{"n1"}},
+			inject: []string{"drop n1>n2 n1>n3 n2>n1 n3>n1"}, heal: []string{"heal-network"},
+		},
+		{
+			name:   "split",
+			fault:  verify.Fault{Kind: verify.FaultSplit, Nodes: []string{"n2"}},
+			inject: []string{"drop n1>n2 n2>n1 n2>n3 n3>n2"}, heal: []string{"heal-network"},
+		},
+		{
+			name:   "bridge",
+			fault:  verify.Fault{Kind: verify.FaultBridge, Nodes: []string{"n2"}},
+			inject: []string{"drop n1>n3 n3>n1"}, heal: []string{"heal-network"},
+		},
+		{
+			name:   "oneway in",
+			fault:  verify.Fault{Kind: verify.FaultOneWay, Nodes: []string{"n3"}, Params: map[string]string{"dir": "in"}},
+			inject: []string{"drop n1>n3 n2>n3"}, heal: []string{"heal-network"},
+		},
+		{
+			name:   "oneway out",
+			fault:  verify.Fault{Kind: verify.FaultOneWay, Nodes: []string{"n3"}, Params: map[string]string{"dir": "out"}},
+			inject: []string{"drop n3>n1 n3>n2"}, heal: []string{"heal-network"},
+		},
+		{
+			name: "delay with loss, jitter clamped to the delay",
+			fault: verify.Fault{Kind: verify.FaultDelay, Nodes: []string{"n1", "n2"},
+				Params: map[string]string{"delay": "20ms", "jitter": "50ms", "loss": "0.10"}},
+			inject: []string{"delay n1 20ms 20ms", "loss n1 0.10", "delay n2 20ms 20ms", "loss n2 0.10"},
+			heal:   []string{"heal-network"},
+		},
+		{
+			name:   "delay without loss",
+			fault:  verify.Fault{Kind: verify.FaultDelay, Nodes: []string{"n2"}, Params: map[string]string{"delay": "100ms", "jitter": "10ms", "loss": "0.00"}},
+			inject: []string{"delay n2 100ms 10ms"}, heal: []string{"heal-network"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, fc, _ := fakeNemesis(t)
+			ctx := context.Background()
+			f := tt.fault
+			f.ID = 1
+			if err := m.Inject(ctx, &f); err != nil {
+				t.Fatalf("Inject: %v", err)
+			}
+			got := fc.Calls()
+			if tt.injectSort {
+				slices.Sort(got)
+			}
+			if !slices.Equal(got, tt.inject) {
+				t.Errorf("Inject: got %q, want %q", got, tt.inject)
+			}
+			if err := m.Heal(ctx, &f); err != nil {
+				t.Fatalf("Heal: %v", err)
+			}
+			got = fc.Calls()
+			slices.Sort(got)
+			if !slices.Equal(got, tt.heal) {
+				t.Errorf("Heal: got %q, want %q", got, tt.heal)
+			}
+		})
+	}
+}
+
+func TestNemesisSupports(t *testing.T) {
+	m, _, _ := fakeNemesis(t)
+	for _, k := range verify.AllFaultKinds {
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint; got != want {
+			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
+		}
+	}
+	if got, want := m.MemberOps(), []string{"remove-readd", "wipe-readd"}; !slices.Equal(got, want) {
+		t.Errorf("MemberOps without a spare: got %q, want %q", got, want)
+	}
+	ms, _, _ := fakeNemesis(t, "n4")
+	if got := ms.MemberOps(); !slices.Contains(got, "add") {
+		t.Errorf("MemberOps with a spare: got %q, want add among them", got)
+	}
+	f := &verify.Fault{ID: 1, Kind: verify.FaultCrashpoint, Nodes: []string{"n1"}}
+	if err := m.Inject(context.Background(), f); !errors.Is(err, verify.ErrUnsupported) {
+		t.Errorf("Inject crashpoint: got %v, want ErrUnsupported", err)
+	}
+}
+
+func TestNemesisMember(t *testing.T) {
+	ctx := context.Background()
+	t.Run("remove-readd", func(t *testing.T) {
+		m, fc, fa := fakeNemesis(t)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n2"}, Params: map[string]string{"op": "remove-readd"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"remove n2"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q", got, want)
+		}
+		if got := fc.Calls(); len(got) != 0 {
+			t.Errorf("Inject: container calls got %q, want none (the removed node keeps running)", got)
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		// Killed and wiped before it is added, started only after.
+		want := []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2"}
+		if got := fc.Calls(); !slices.Equal(got, want) {
+			t.Errorf("Heal: container calls got %q, want %q", got, want)
+		}
+		if got, want := fa.Calls(), []string{"add n2 n2:7000"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: admin calls got %q, want %q", got, want)
+		}
+	})
+	t.Run("wipe-readd", func(t *testing.T) {
+		m, fc, fa := fakeNemesis(t)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n3"}, Params: map[string]string{"op": "wipe-readd"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fc.Calls(), []string{"kill n3", "wipe n3", "recreate n3 --id n3 --join x", "start n3"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: container calls got %q, want %q", got, want)
+		}
+		if got, want := fa.Calls(), []string{"remove n3", "add n3 n3:7000"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q", got, want)
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got := fc.Calls(); len(got) != 0 {
+			t.Errorf("Heal: container calls got %q, want none", got)
+		}
+	})
+	t.Run("add", func(t *testing.T) {
+		m, fc, fa := fakeNemesis(t, "n4")
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n1"}, Params: map[string]string{"op": "add"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"add n4 n4:7000"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q", got, want)
+		}
+		if got, want := fc.Calls(), []string{"start n4"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: container calls got %q, want %q", got, want)
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"remove n4"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: admin calls got %q, want %q", got, want)
+		}
+		if got, want := fc.Calls(), []string{"kill n4", "wipe n4"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: container calls got %q, want %q", got, want)
+		}
+	})
+	t.Run("add without a spare", func(t *testing.T) {
+		m, _, _ := fakeNemesis(t)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n1"}, Params: map[string]string{"op": "add"}}
+		if err := m.Inject(ctx, f); !errors.Is(err, verify.ErrUnsupported) {
+			t.Errorf("got %v, want ErrUnsupported", err)
+		}
+	})
+}
+
+// TestHealAllRestores: whatever a failed schedule left behind, HealAll
+// leaves the nodes running, unpaused, connected, and the member list as
+// it began.
+func TestHealAllRestores(t *testing.T) {
+	ctx := context.Background()
+	m, fc, fa := fakeNemesis(t, "n4")
+	// A removed node whose re-add never happened, a spare still in, a
+	// killed node, a paused node.
+	rm := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n2"}, Params: map[string]string{"op": "remove-readd"}}
+	add := &verify.Fault{ID: 2, Kind: verify.FaultMember, Nodes: []string{"n1"}, Params: map[string]string{"op": "add"}}
+	kill := &verify.Fault{ID: 3, Kind: verify.FaultKill, Nodes: []string{"n3"}}
+	pause := &verify.Fault{ID: 4, Kind: verify.FaultPause, Nodes: []string{"n1"}}
+	for _, f := range []*verify.Fault{rm, add, kill, pause} {
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatalf("Inject %s: %v", f, err)
+		}
+	}
+	fc.Calls()
+	if err := m.HealAll(ctx); err != nil {
+		t.Fatalf("HealAll: %v", err)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		st, _ := fc.State(ctx, n)
+		if !st.Running || st.Paused {
+			t.Errorf("%s after HealAll: got %+v, want running and not paused", n, st)
+		}
+	}
+	if st, _ := fc.State(ctx, "n4"); st.Running {
+		t.Errorf("spare after HealAll: got running, want stopped")
+	}
+	ms, _ := fa.Members(ctx)
+	var ids []string
+	for _, mb := range ms.Members {
+		ids = append(ids, mb.Id)
+	}
+	if want := []string{"n1", "n2", "n3"}; !slices.Equal(ids, want) {
+		t.Errorf("members after HealAll: got %q, want %q", ids, want)
+	}
+	if calls := fc.Calls(); !slices.Contains(calls, "heal-network") {
+		t.Errorf("HealAll calls %q: want heal-network among them", calls)
+	}
+	for _, n := range m.Notes() {
+		if n.Problem {
+			t.Errorf("unexpected problem note: %s", n.Text)
+		}
+	}
+}
+
+// TestStrayNodeIsAProblem: a node down that no fault stopped is noted as
+// a problem (it crashed by itself) and restarted.
+func TestStrayNodeIsAProblem(t *testing.T) {
+	ctx := context.Background()
+	m, fc, _ := fakeNemesis(t)
+	fc.set(fc.running, "n2", false)
+	f := &verify.Fault{ID: 1, Kind: verify.FaultPause, Nodes: []string{"n1"}}
+	if err := m.Inject(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := fc.State(ctx, "n2"); !st.Running {
+		t.Errorf("n2: got stopped, want restarted")
+	}
+	res := CheckNodes(nil, m.Notes(), 3, nil)
+	if res.Verdict != verify.Invalid {
+		t.Errorf("nodes check: got %s, want invalid (%+v)", res.Verdict, res)
+	}
+}
+
+func TestNemesisLoops(t *testing.T) {
+	ctx := context.Background()
+	t.Run("flap", func(t *testing.T) {
+		m, fc, _ := fakeNemesis(t)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultFlap, Nodes: []string{"n2"}, Params: map[string]string{"period": "10ms"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the flap loop to heal and cut again", 5*time.Second, func() (bool, string) {
+			fc.mu.Lock()
+			defer fc.mu.Unlock()
+			heals, cuts := 0, 0
+			for _, c := range fc.calls {
+				if c == "heal-partitions" {
+					heals++
+				}
+				if strings.HasPrefix(c, "drop ") {
+					cuts++
+				}
+			}
+			return heals >= 2 && cuts >= 2, fmt.Sprint(fc.calls)
+		})
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		calls := fc.Calls()
+		if got := calls[len(calls)-1]; got != "heal-network" {
+			t.Errorf("last call: got %q, want heal-network", got)
+		}
+		if got := fc.Calls(); len(got) != 0 {
+			t.Errorf("after Heal the loop still acts: %q", got)
+		}
+	})
+	t.Run("transfer", func(t *testing.T) {
+		m, _, fa := fakeNemesis(t)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultTransfer, Params: map[string]string{"group": "data-0", "every": "5ms"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a few transfers", 5*time.Second, func() (bool, string) {
+			fa.mu.Lock()
+			defer fa.mu.Unlock()
+			return fa.transfers >= 3, fmt.Sprint(fa.transfers)
+		})
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		fa.mu.Lock()
+		n := fa.transfers
+		fa.mu.Unlock()
+		if !slices.ContainsFunc(m.Notes(), func(n Note) bool { return strings.Contains(n.Text, "transfer storm on data-0") }) {
+			t.Errorf("notes %v: want the storm's summary", m.Notes())
+		}
+		// Close waits for the loop: nothing may run after.
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		if fa.transfers != n {
+			t.Errorf("transfers after Heal: got %d more, want none", fa.transfers-n)
+		}
+	})
+}
+
+func TestNemesisLag(t *testing.T) {
+	ctx := context.Background()
+	m, fc, fa := fakeNemesis(t)
+	f := &verify.Fault{ID: 7, Kind: verify.FaultLag, Nodes: []string{"n3"}, Params: map[string]string{"group": "data-0"}}
+	if err := m.Inject(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fc.Calls(), []string{"drop n1>n3 n2>n3 n3>n1 n3>n2"}; !slices.Equal(got, want) {
+		t.Errorf("Inject: got %q, want %q", got, want)
+	}
+	// The leader snapshots at 500 while n3 (last log 100) is cut off.
+	fa.mu.Lock()
+	fa.snapIndex = 500
+	fa.mu.Unlock()
+	if err := m.Heal(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	notes := m.Notes()
+	if !slices.ContainsFunc(notes, func(n Note) bool {
+		return n.Fault == 7 && strings.Contains(n.Text, "snapshot needed: true") && strings.Contains(n.Text, "installed from leader: true")
+	}) {
+		t.Errorf("notes: got %+v, want one saying a snapshot was needed and installed", notes)
+	}
+}
+
+func TestRecoveryProbes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("every group written", func(t *testing.T) {
+		m, _, fa := fakeNemesis(t)
+		if err := m.HealAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rs := m.Recoveries()
+		if len(rs) != 1 || len(rs[0].Writable) != 5 {
+			t.Fatalf("recoveries: got %+v, want one with 5 writable groups", rs)
+		}
+		for _, g := range metapb.Groups(2, 2) {
+			if fa.writes[g] == 0 {
+				t.Errorf("group %s: got no probe write, want one", g)
+			}
+		}
+		if res := CheckRecovery(rs, 30*time.Second); res.Verdict != verify.Valid {
+			t.Errorf("CheckRecovery: got %s, want valid: %+v", res.Verdict, res)
+		}
+	})
+	t.Run("a group that never takes a write", func(t *testing.T) {
+		m, _, fa := fakeNemesis(t)
+		fa.failWrite["offset-1"] = true
+		if err := m.HealAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res := CheckRecovery(m.Recoveries(), 30*time.Second)
+		if res.Verdict != verify.Invalid || len(res.Failing) != 1 || !strings.Contains(res.Failing[0], "offset-1") {
+			t.Errorf("CheckRecovery: got %s %q, want invalid naming offset-1", res.Verdict, res.Failing)
+		}
+	})
+	t.Run("interrupted by the next fault", func(t *testing.T) {
+		m, _, fa := fakeNemesis(t)
+		fa.failWrite["data-1"] = true
+		f := &verify.Fault{ID: 1, Kind: verify.FaultPause, Nodes: []string{"n1"}}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		g := &verify.Fault{ID: 2, Kind: verify.FaultPause, Nodes: []string{"n1"}}
+		if err := m.Inject(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		rs := m.Recoveries()
+		if len(rs) != 1 || rs[0].Interrupted.IsZero() {
+			t.Fatalf("recoveries: got %+v, want one interrupted", rs)
+		}
+		if res := CheckRecovery(rs, 30*time.Second); res.Verdict != verify.Valid {
+			t.Errorf("CheckRecovery: got %s, want valid (an interrupted probe proves nothing): %+v", res.Verdict, res)
+		}
+	})
+}
+
+func TestCheckRecoveryTable(t *testing.T) {
+	t0 := time.Now()
+	groups := []string{"metadata-0", "data-0"}
+	all := map[string]time.Duration{"metadata-0": time.Second, "data-0": 2 * time.Second}
+	tests := []struct {
+		name string
+		rs   []Recovery
+		want verify.Verdict
+	}{
+		{"no probe", nil, verify.Unknown},
+		{"all writable", []Recovery{{Fault: 0, Healed: t0, Groups: groups, Writable: all}}, verify.Valid},
+		{"too slow", []Recovery{{Fault: 0, Healed: t0, Groups: groups,
+			Writable: map[string]time.Duration{"metadata-0": time.Second, "data-0": 31 * time.Second}}}, verify.Invalid},
+		{"final missing a group", []Recovery{{Fault: 0, Healed: t0, Groups: groups,
+			Writable: map[string]time.Duration{"metadata-0": time.Second}}}, verify.Invalid},
+		{"no topology", []Recovery{{Fault: 0, Healed: t0}}, verify.Invalid},
+		{"earlier interrupted, final fine", []Recovery{
+			{Fault: 3, Healed: t0, Groups: groups, Interrupted: t0.Add(2 * time.Second)},
+			{Fault: 0, Healed: t0.Add(5 * time.Second), Groups: groups, Writable: all},
+		}, verify.Valid},
+		{"interrupted only after the limit", []Recovery{
+			{Fault: 3, Healed: t0, Groups: groups, Interrupted: t0.Add(40 * time.Second)},
+			{Fault: 0, Healed: t0.Add(41 * time.Second), Groups: groups, Writable: all},
+		}, verify.Invalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CheckRecovery(tt.rs, 30*time.Second); got.Verdict != tt.want {
+				t.Errorf("got %s (%+v), want %s", got.Verdict, got, tt.want)
+			}
+		})
+	}
+}

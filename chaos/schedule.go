@@ -1,0 +1,49 @@
+package chaos
+
+import (
+	"time"
+
+	"github.com/metamq/meta/verify"
+)
+
+// HealAllowance is extra quiet time chaos puts after a fault of each kind,
+// on top of the gap verify.Schedule drew, because healing it takes time in
+// containers: a restarted node must open its database and report SERVING
+// (about 1.5 s here), a whole cluster must also elect leaders, a re-added
+// node must catch up and be promoted. verify plays faults at fixed start
+// times and injects a fault at once when the previous heal overran, which
+// would leave no "after" window for the activity checker (and, with it, no
+// time for the cluster to show it recovered). Kinds not listed heal in
+// well under a second.
+var HealAllowance = map[verify.FaultKind]time.Duration{
+	verify.FaultKill:    2 * time.Second,
+	verify.FaultKillAll: 4 * time.Second,
+	verify.FaultPause:   time.Second,
+	verify.FaultMember:  10 * time.Second,
+	verify.FaultLag:     3 * time.Second,
+}
+
+// Schedule is verify.Schedule with every fault moved later by the heal
+// allowances of the faults before it. Faults that would then end after
+// total minus the cool-down are dropped. Like verify.Schedule, it depends
+// only on its arguments: the same seed gives the same schedule.
+func Schedule(seed int64, kinds []verify.FaultKind, total time.Duration, opts verify.ScheduleOptions) []verify.Fault {
+	faults := verify.Schedule(seed, kinds, total, opts)
+	cooldown := opts.Cooldown
+	if cooldown <= 0 {
+		// verify's default, restated: total/8 within [1s, 10s].
+		cooldown = min(max(total/8, time.Second), 10*time.Second)
+	}
+	end := total - cooldown
+	var shift time.Duration
+	out := faults[:0]
+	for _, f := range faults {
+		f.Start += shift
+		if f.Start+f.Duration > end {
+			break
+		}
+		out = append(out, f)
+		shift += HealAllowance[f.Kind]
+	}
+	return out
+}
