@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
@@ -358,11 +359,11 @@ func waitMembership(t *testing.T, c *metanodetest.Cluster, observer string, grou
 	t.Fatalf("timed out waiting for %s in every group", what)
 }
 
-// With 3 nodes and 5 groups, the nodes spread leadership: no node leads
-// everything once balancing has run.
+// With 3 nodes and 5 groups, the controller spreads leadership: no node
+// leads everything once it has run.
 func TestLeadersSpread(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 2, DataGroups: 2, Configure: func(cfg *metanode.Config) {
-		cfg.BalanceInterval = 300 * time.Millisecond
+	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 2, DataGroups: 2, Controller: func(cfg *controller.Config) {
+		cfg.SpreadInterval = 300 * time.Millisecond
 	}})
 	groups := metapb.Groups(2, 2)
 	// Put every leadership on n1 first.

@@ -80,9 +80,6 @@ type Config struct {
 	MaxBatchBytes int
 	MaxInflight   int
 
-	// BalanceInterval is how often the node checks that group leaders are
-	// spread over the nodes; 0 disables balancing.
-	BalanceInterval time.Duration
 	// ReconcileInterval is how often a group leader makes the group's
 	// membership match the member list in metadata-0.
 	ReconcileInterval time.Duration
@@ -124,7 +121,6 @@ func DefaultConfig() Config {
 		MaxBatchOps:        1024,
 		MaxBatchBytes:      4 << 20,
 		MaxInflight:        4,
-		BalanceInterval:    10 * time.Second,
 		ReconcileInterval:  2 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
 		TimerInterval:      250 * time.Millisecond,
@@ -230,8 +226,8 @@ func (c Config) Validate() error {
 	if c.TimerInterval <= 0 || c.EventRetention <= 0 {
 		add("TimerInterval, EventRetention: must be positive")
 	}
-	if c.BalanceInterval < 0 || c.ReconcileInterval <= 0 || c.ShutdownTimeout <= 0 {
-		add("BalanceInterval >= 0, ReconcileInterval > 0, ShutdownTimeout > 0 required")
+	if c.ReconcileInterval <= 0 || c.ShutdownTimeout <= 0 {
+		add("ReconcileInterval, ShutdownTimeout: must be positive")
 	}
 	return errors.Join(errs...)
 }

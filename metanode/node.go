@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/proto"
 
@@ -48,8 +47,9 @@ type Node struct {
 	groups    map[string]*group
 	groupList []*group
 
-	tasksMu sync.Mutex // guards tasks
+	tasksMu sync.Mutex // guards tasks and calls
 	tasks   map[string][]func(context.Context)
+	calls   map[string]CallHandler
 
 	started  atomic.Bool
 	serving  atomic.Bool
@@ -74,7 +74,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID),
 		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{},
-		tasks: map[string][]func(context.Context){}}
+		tasks: map[string][]func(context.Context){}, calls: map[string]CallHandler{}}
 	n.addr = cfg.AdvertiseAddr
 	if n.addr == "" {
 		if cfg.Listener != nil {
@@ -92,12 +92,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.trans = tm
-	n.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	// The transport's options set the message limits and the keepalive
+	// policy its peers' connections rely on.
+	n.grpc = grpc.NewServer(tm.ServerOptions()...)
 	tm.Register(n.grpc)
 	tm.SetPeerHandler(peerHandler{n})
+	n.calls[callTransfer] = n.serveTransfer
 	n.hlth = health.NewServer()
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.hlth)
@@ -179,7 +179,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.goLoop(g.watchLeadership)
 		n.goLoop(g.runProposals)
 	}
-	n.goLoop(n.balanceLoop)
 	n.goLoop(n.reconcileLoop)
 	if err := n.checkClusterRecord(ctx, fresh); err != nil {
 		return err

@@ -2,6 +2,7 @@ package metanode
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
@@ -91,4 +92,13 @@ func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, erro
 		out.Members = append(out.Members, &raftpb.Peer{Id: mp.Id, Addr: mp.Addr})
 	}
 	return out, nil
+}
+
+// Call serves a named request forwarded by another node.
+func (h peerHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
+	fn := h.n.callHandler(method)
+	if fn == nil {
+		return nil, toPeerError(fmt.Errorf("%w: no handler for %q", ErrInvalid, method))
+	}
+	return fn(ctx, payload)
 }

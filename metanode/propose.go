@@ -44,8 +44,11 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 	if !g.kind.Allows(op) {
 		return nil, fmt.Errorf("%w: operation %T not allowed in group %s", ErrInvalid, op.Op, groupName)
 	}
+	// Retry what definitely did not apply (no leader, not the leader, a
+	// transfer under way) for up to a few election timeouts.
 	var last error
-	for attempt := 0; attempt < 5; attempt++ {
+	deadline := time.Now().Add(4 * g.n.cfg.ElectionTimeout)
+	for time.Now().Before(deadline) {
 		if g.isLeader() {
 			res, err := g.proposeLocal(ctx, op)
 			if err == nil || !errors.Is(err, ErrNotLeader) {
@@ -206,14 +209,16 @@ func (g *group) submit(batch []*proposal) {
 	}()
 }
 
-// applyError classifies raft's Apply errors: ErrNotLeader and
-// ErrEnqueueTimeout mean the entry never entered the log (definite);
-// anything else (leadership lost, shutdown) may have committed.
+// applyError classifies raft's Apply errors: ErrNotLeader,
+// ErrLeadershipTransferInProgress and ErrEnqueueTimeout mean the entry
+// never entered the log (definite; raft refuses new entries while it hands
+// leadership over); anything else (leadership lost, shutdown) may have
+// committed.
 func (g *group) applyError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
 		return g.notLeader()
-	case errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%s: %w: %v", g.name, ErrNoLeader, err)
 	}
 	return unknown(fmt.Errorf("%s: %w", g.name, err))

@@ -2,7 +2,6 @@ package metanode
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
@@ -76,16 +75,16 @@ func (n *Node) Leaders() (map[string]string, []string) {
 	return out, voters
 }
 
-// MoveLeader moves a group's leadership to target. This node must lead
-// the group (moving another node's leadership goes through that node).
+// MoveLeader moves a group's leadership to target, asking the group's
+// leader wherever it is.
 func (n *Node) MoveLeader(ctx context.Context, group, target string) error {
 	g, err := n.group(group)
 	if err != nil {
 		return err
 	}
-	if !g.isLeader() {
-		return fmt.Errorf("%w: %s is led by another node", ErrNotLeader, group)
+	if g.isLeader() {
+		_, err = n.TransferLeader(ctx, group, target)
+		return err
 	}
-	_, err = n.TransferLeader(ctx, group, target)
-	return err
+	return n.moveLeaderRemote(ctx, group, target)
 }

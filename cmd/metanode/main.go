@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
 )
 
@@ -29,6 +31,7 @@ func main() {
 
 func command() *cobra.Command {
 	cfg := metanode.DefaultConfig()
+	ctlCfg := controller.DefaultConfig()
 	var initial, join, logLevel, logFormat string
 	var blockCache, writeBuffer int64
 	cmd := &cobra.Command{
@@ -53,7 +56,8 @@ func command() *cobra.Command {
 				return err
 			}
 			cfg.Logger = logger
-			return run(cfg)
+			ctlCfg.Logger = logger.With("node", cfg.ID)
+			return run(cfg, ctlCfg)
 		},
 	}
 	f := cmd.Flags()
@@ -75,8 +79,12 @@ func command() *cobra.Command {
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "raft entries kept after a snapshot")
 	f.IntVar(&cfg.MaxBatchOps, "max-batch-ops", cfg.MaxBatchOps, "client operations packed into one raft entry at most")
 	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "raft entries in flight per group at most")
-	f.DurationVar(&cfg.BalanceInterval, "balance-interval", cfg.BalanceInterval, "how often leaders are spread over nodes (0: never)")
+	f.DurationVar(&ctlCfg.SpreadInterval, "spread-interval", ctlCfg.SpreadInterval, "how often the controller spreads group leaders over nodes (0: never)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on an orderly shutdown")
+	f.DurationVar(&ctlCfg.HeartbeatInterval, "broker-heartbeat-interval", ctlCfg.HeartbeatInterval, "how often brokers are told to heartbeat")
+	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")
+	f.DurationVar(&ctlCfg.RebalanceInterval, "connector-rebalance-interval", ctlCfg.RebalanceInterval, "how often connectors are rebalanced")
+	f.IntVar(&ctlCfg.MaxMoves, "connector-max-moves", ctlCfg.MaxMoves, "connectors moved between live brokers per rebalance at most")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	_ = cmd.MarkFlagRequired("id")
@@ -100,12 +108,18 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
 }
 
-func run(cfg metanode.Config) error {
+func run(cfg metanode.Config, ctlCfg controller.Config) error {
 	node, err := metanode.New(cfg)
 	if err != nil {
 		return err
 	}
-	server.Register(node.GRPCServer(), node, version)
+	ctl, err := controller.New(ctlCfg, node)
+	if err != nil {
+		return err
+	}
+	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
+	srv := server.Register(node.GRPCServer(), node, version)
+	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

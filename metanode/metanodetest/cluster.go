@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
 )
 
@@ -24,6 +26,8 @@ type Options struct {
 	DataGroups   int // default 1
 	// Configure, when set, adjusts every node's configuration.
 	Configure func(*metanode.Config)
+	// Controller, when set, adjusts every node's controller configuration.
+	Controller func(*controller.Config)
 	// Seed seeds the fault layer's randomness.
 	Seed uint64
 	// Dir holds the nodes' data directories; default t.TempDir().
@@ -175,7 +179,19 @@ func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)
 		_ = l.Close()
 		return err
 	}
-	server.Register(node.GRPCServer(), node, "test")
+	ctlCfg := controller.DefaultConfig()
+	ctlCfg.Logger = cfg.Logger
+	if c.opts.Controller != nil {
+		c.opts.Controller(&ctlCfg)
+	}
+	ctl, err := controller.New(ctlCfg, node)
+	if err != nil {
+		_ = l.Close()
+		return err
+	}
+	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
+	srv := server.Register(node.GRPCServer(), node, "test")
+	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := node.Start(ctx); err != nil {

@@ -17,6 +17,7 @@ func TestImports(t *testing.T) {
 		"github.com/hashicorp/raft",
 		"google.golang.org/grpc",
 		"google.golang.org/protobuf",
+		"google.golang.org/genproto/googleapis/rpc", // google.rpc.Status, the standard gRPC status proto
 		"github.com/metamq/meta/rpc/transport/raftpb",
 	}
 	files, err := filepath.Glob("*.go")

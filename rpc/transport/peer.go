@@ -9,6 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
 )
@@ -31,6 +34,10 @@ type PeerHandler interface {
 	// ClusterInfo returns the cluster identity and members (for joining
 	// nodes).
 	ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error)
+	// Call serves a named request. An error with a gRPC status (from
+	// status.Error) crosses to the caller as that status; any other error
+	// crosses as a PeerError of KindUnknownOutcome.
+	Call(ctx context.Context, method string, payload []byte) ([]byte, error)
 }
 
 // ErrorKind says what a failed peer call means for the caller. The zero
@@ -319,6 +326,32 @@ func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.Cluster
 	return out, nil
 }
 
+// Call sends a named request to the node at addr. An application error
+// comes back as the gRPC status error the remote handler returned; a
+// failure to deliver or answer is a *PeerError (KindUnavailable when
+// nothing was sent, KindUnknownOutcome otherwise).
+func (m *Manager) Call(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
+	pc, err := m.conn(addr)
+	if err != nil {
+		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	if err := waitReady(ctx, pc.cc); err != nil {
+		return nil, &PeerError{Kind: KindUnavailable, Msg: fmt.Sprintf("no connection to %s: %v", addr, err), Err: err}
+	}
+	out, err := pc.peer.Call(ctx, &raftpb.CallRequest{ClusterId: m.ClusterID(), Method: method, Payload: payload})
+	if err != nil {
+		return nil, callError(addr, err, KindUnknownOutcome)
+	}
+	if len(out.GetStatus()) > 0 {
+		st := &spb.Status{}
+		if err := proto.Unmarshal(out.GetStatus(), st); err != nil {
+			return nil, &PeerError{Kind: KindUnknownOutcome, Msg: "undecodable status: " + err.Error(), Err: err}
+		}
+		return nil, status.ErrorProto(st)
+	}
+	return out.GetPayload(), nil
+}
+
 // peerServer serves PeerService by handing calls to the PeerHandler.
 type peerServer struct {
 	raftpb.UnimplementedPeerServiceServer
@@ -392,4 +425,23 @@ func (s peerServer) GetClusterInfo(ctx context.Context, req *raftpb.ClusterInfoR
 		return nil, handlerStatus(errors.New("transport: handler returned no cluster info"), KindUnavailable)
 	}
 	return info, nil
+}
+
+func (s peerServer) Call(ctx context.Context, req *raftpb.CallRequest) (*raftpb.CallResponse, error) {
+	h, err := s.handlerFor("Call", req.GetClusterId(), "", false)
+	if err != nil {
+		return nil, err
+	}
+	out, err := h.Call(ctx, req.GetMethod(), req.GetPayload())
+	if err != nil {
+		var pe *PeerError
+		if st, ok := status.FromError(err); ok && !errors.As(err, &pe) {
+			b, merr := proto.Marshal(st.Proto())
+			if merr == nil {
+				return &raftpb.CallResponse{Status: b}, nil
+			}
+		}
+		return nil, handlerStatus(err, KindUnknownOutcome)
+	}
+	return &raftpb.CallResponse{Payload: out}, nil
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
@@ -81,6 +84,18 @@ func (h *fakeHandler) Applied(ctx context.Context, group string) (uint64, error)
 
 func (h *fakeHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error) {
 	return testInfo, nil
+}
+
+// Call echoes the method and payload; method "status" returns an
+// application error, other outcomes follow the method like a group name.
+func (h *fakeHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
+	if method == "status" {
+		return nil, status.Error(codes.FailedPrecondition, "stale epoch")
+	}
+	if err := h.outcome(ctx, method); err != nil {
+		return nil, err
+	}
+	return append([]byte(method+":"), payload...), nil
 }
 
 var peerGroups = []string{"ok", "notleader", "rejected", "unavailable", "plain", "block"}
@@ -300,5 +315,30 @@ func TestPeerErrorText(t *testing.T) {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// Call carries payloads both ways, an application status as that status,
+// and a handler's plain error as an unknown outcome.
+func TestPeerCall(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNode(t, "c", nil)
+	b.mgr.SetPeerHandler(&fakeHandler{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.mgr.Call(ctx, b.addr, "ok", []byte("hi"))
+	if err != nil || string(out) != "ok:hi" {
+		t.Fatalf("call ok: got %q, %v; want \"ok:hi\"", out, err)
+	}
+	_, err = a.mgr.Call(ctx, b.addr, "status", nil)
+	if st, ok := status.FromError(err); !ok || st.Code() != codes.FailedPrecondition || st.Message() != "stale epoch" {
+		t.Fatalf("call status: got %v, want FailedPrecondition \"stale epoch\"", err)
+	}
+	_, err = a.mgr.Call(ctx, b.addr, "plain", nil)
+	checkPeerErr(t, "call plain", err, KindUnknownOutcome, nil)
+	_, err = a.mgr.Call(ctx, b.addr, "notleader", nil)
+	pe := checkPeerErr(t, "call notleader", err, KindNotLeader, nil)
+	if pe.LeaderID != "n2" {
+		t.Fatalf("call notleader: got leader %q, want n2", pe.LeaderID)
 	}
 }

@@ -1448,6 +1448,120 @@ func (x *IndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+type CallRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CallRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *CallRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CallRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+type CallResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Payload []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	// An application error: the encoded google.rpc.Status the handler
+	// returned (empty on success). Transport failures are gRPC errors.
+	Status        []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CallResponse) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *CallResponse) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type ClusterInfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty when the caller does not know the cluster id yet.
@@ -1458,7 +1572,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[18]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1584,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[18]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1597,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{18}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClusterInfoRequest) GetClusterId() string {
@@ -1504,7 +1618,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[19]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1630,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[19]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1643,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{19}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Peer) GetId() string {
@@ -1558,7 +1672,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[20]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1684,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[20]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1697,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{20}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterInfo) GetClusterId() string {
@@ -1630,7 +1744,7 @@ type PeerError struct {
 
 func (x *PeerError) Reset() {
 	*x = PeerError{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[21]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1756,7 @@ func (x *PeerError) String() string {
 func (*PeerError) ProtoMessage() {}
 
 func (x *PeerError) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[21]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1769,7 @@ func (x *PeerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerError.ProtoReflect.Descriptor instead.
 func (*PeerError) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{21}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PeerError) GetKind() ErrorKind {
@@ -1802,7 +1916,15 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\"%\n" +
 	"\rIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"3\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"^\n" +
+	"\vCallRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"@\n" +
+	"\fCallResponse\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\"3\n" +
 	"\x12ClusterInfoRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\"*\n" +
@@ -1842,12 +1964,13 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x0eRequestPreVote\x12#.meta.raft.v1.RequestPreVoteRequest\x1a$.meta.raft.v1.RequestPreVoteResponse\x12O\n" +
 	"\n" +
 	"TimeoutNow\x12\x1f.meta.raft.v1.TimeoutNowRequest\x1a .meta.raft.v1.TimeoutNowResponse\x12^\n" +
-	"\x0fInstallSnapshot\x12\".meta.raft.v1.InstallSnapshotChunk\x1a%.meta.raft.v1.InstallSnapshotResponse(\x012\xb4\x02\n" +
+	"\x0fInstallSnapshot\x12\".meta.raft.v1.InstallSnapshotChunk\x1a%.meta.raft.v1.InstallSnapshotResponse(\x012\xf3\x02\n" +
 	"\vPeerService\x12F\n" +
 	"\aPropose\x12\x1c.meta.raft.v1.ProposeRequest\x1a\x1d.meta.raft.v1.ProposeResponse\x12H\n" +
 	"\tReadIndex\x12\x1e.meta.raft.v1.ReadIndexRequest\x1a\x1b.meta.raft.v1.IndexResponse\x12D\n" +
 	"\aApplied\x12\x1c.meta.raft.v1.AppliedRequest\x1a\x1b.meta.raft.v1.IndexResponse\x12M\n" +
-	"\x0eGetClusterInfo\x12 .meta.raft.v1.ClusterInfoRequest\x1a\x19.meta.raft.v1.ClusterInfoB4Z2github.com/metamq/meta/rpc/transport/raftpb;raftpbb\x06proto3"
+	"\x0eGetClusterInfo\x12 .meta.raft.v1.ClusterInfoRequest\x1a\x19.meta.raft.v1.ClusterInfo\x12=\n" +
+	"\x04Call\x12\x19.meta.raft.v1.CallRequest\x1a\x1a.meta.raft.v1.CallResponseB4Z2github.com/metamq/meta/rpc/transport/raftpb;raftpbb\x06proto3"
 
 var (
 	file_rpc_transport_raftpb_transport_proto_rawDescOnce sync.Once
@@ -1862,7 +1985,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -1884,10 +2007,12 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),        // 17: meta.raft.v1.ReadIndexRequest
 	(*AppliedRequest)(nil),          // 18: meta.raft.v1.AppliedRequest
 	(*IndexResponse)(nil),           // 19: meta.raft.v1.IndexResponse
-	(*ClusterInfoRequest)(nil),      // 20: meta.raft.v1.ClusterInfoRequest
-	(*Peer)(nil),                    // 21: meta.raft.v1.Peer
-	(*ClusterInfo)(nil),             // 22: meta.raft.v1.ClusterInfo
-	(*PeerError)(nil),               // 23: meta.raft.v1.PeerError
+	(*CallRequest)(nil),             // 20: meta.raft.v1.CallRequest
+	(*CallResponse)(nil),            // 21: meta.raft.v1.CallResponse
+	(*ClusterInfoRequest)(nil),      // 22: meta.raft.v1.ClusterInfoRequest
+	(*Peer)(nil),                    // 23: meta.raft.v1.Peer
+	(*ClusterInfo)(nil),             // 24: meta.raft.v1.ClusterInfo
+	(*PeerError)(nil),               // 25: meta.raft.v1.PeerError
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -1902,7 +2027,7 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 9: meta.raft.v1.InstallSnapshotRequest.header:type_name -> meta.raft.v1.RPCHeader
 	12, // 10: meta.raft.v1.InstallSnapshotChunk.request:type_name -> meta.raft.v1.InstallSnapshotRequest
 	2,  // 11: meta.raft.v1.InstallSnapshotResponse.header:type_name -> meta.raft.v1.RPCHeader
-	21, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
+	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
 	4,  // 15: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
@@ -1914,19 +2039,21 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	15, // 21: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
 	17, // 22: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
 	18, // 23: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
-	20, // 24: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
-	5,  // 25: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
-	5,  // 26: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
-	7,  // 27: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
-	9,  // 28: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
-	11, // 29: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	14, // 30: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
-	16, // 31: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
-	19, // 32: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
-	19, // 33: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
-	22, // 34: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
+	22, // 24: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
+	20, // 25: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
+	5,  // 26: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
+	5,  // 27: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
+	7,  // 28: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
+	9,  // 29: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
+	11, // 30: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
+	14, // 31: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
+	16, // 32: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
+	19, // 33: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
+	19, // 34: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
+	24, // 35: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
+	21, // 36: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1947,7 +2074,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

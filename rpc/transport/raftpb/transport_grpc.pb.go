@@ -349,6 +349,7 @@ const (
 	PeerService_ReadIndex_FullMethodName      = "/meta.raft.v1.PeerService/ReadIndex"
 	PeerService_Applied_FullMethodName        = "/meta.raft.v1.PeerService/Applied"
 	PeerService_GetClusterInfo_FullMethodName = "/meta.raft.v1.PeerService/GetClusterInfo"
+	PeerService_Call_FullMethodName           = "/meta.raft.v1.PeerService/Call"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -371,6 +372,9 @@ type PeerServiceClient interface {
 	// empty cluster id is accepted by any node that knows its id: that is how
 	// a joining node learns it.
 	GetClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfo, error)
+	// A named request for the node's own handlers (e.g. a broker heartbeat
+	// forwarded to the controller). The payload is opaque to the transport.
+	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
 }
 
 type peerServiceClient struct {
@@ -421,6 +425,16 @@ func (c *peerServiceClient) GetClusterInfo(ctx context.Context, in *ClusterInfoR
 	return out, nil
 }
 
+func (c *peerServiceClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CallResponse)
+	err := c.cc.Invoke(ctx, PeerService_Call_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -441,6 +455,9 @@ type PeerServiceServer interface {
 	// empty cluster id is accepted by any node that knows its id: that is how
 	// a joining node learns it.
 	GetClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfo, error)
+	// A named request for the node's own handlers (e.g. a broker heartbeat
+	// forwarded to the controller). The payload is opaque to the transport.
+	Call(context.Context, *CallRequest) (*CallResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -462,6 +479,9 @@ func (UnimplementedPeerServiceServer) Applied(context.Context, *AppliedRequest) 
 }
 func (UnimplementedPeerServiceServer) GetClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetClusterInfo not implemented")
+}
+func (UnimplementedPeerServiceServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Call not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -556,6 +576,24 @@ func _PeerService_GetClusterInfo_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).Call(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_Call_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).Call(ctx, req.(*CallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -578,6 +616,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetClusterInfo",
 			Handler:    _PeerService_GetClusterInfo_Handler,
+		},
+		{
+			MethodName: "Call",
+			Handler:    _PeerService_Call_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

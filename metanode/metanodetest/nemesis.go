@@ -1,0 +1,969 @@
+package metanodetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/verify"
+)
+
+// Nemesis errors.
+var (
+	// ErrNodeDown: a node a fault or a status query needs is not running.
+	ErrNodeDown = errors.New("metanodetest: node not running")
+	// ErrUnhealthy: the cluster did not reach the shape a heal promises
+	// (every member running, a leader per group, every member a voter)
+	// before the deadline.
+	ErrUnhealthy = errors.New("metanodetest: cluster not healthy")
+)
+
+// NemesisOptions configure a Nemesis.
+type NemesisOptions struct {
+	// Logger, default the cluster's logger.
+	Logger *slog.Logger
+	// RequestTimeout bounds each call the nemesis makes through the public
+	// client (membership, leadership transfer). Default 10s.
+	RequestTimeout time.Duration
+}
+
+// Nemesis carries out verify's fault contract (verify/fault.go) on an
+// in-process Cluster. It supports every kind except crashpoint:
+//
+//   - kill, kill-all: Cluster.Crash (RocksDB closed without flushing
+//     memtables, no leadership handoff) at Inject; Restart at Heal, which
+//     then waits until every group has a leader again, so that the "after"
+//     window measures a serving cluster.
+//   - pause: there is no SIGSTOP for a goroutine set, so a paused node is
+//     one whose every link, to and from every other node and the client
+//     pseudo-node, is blocked: its raft timers still run, but nobody hears
+//     from it and clients hang on it as on a frozen process. Bytes written
+//     during the pause are delivered at Heal, as a resumed process would
+//     send them.
+//   - isolate, split, bridge, oneway: Net.Block on Fault.CutLinks; clients
+//     keep reaching every node.
+//   - flap: a loop owned by the nemesis cuts Nodes[0] off for half of each
+//     period and restores it for the other half until Heal.
+//   - delay: every link touching Nodes (peer links and the client
+//     pseudo-node's links) gets delay ± jitter (drawn once per link from
+//     the fault's Pick) and loss: the probability that a write kills its
+//     connection, losing what was in flight.
+//   - member: remove-readd, wipe-readd and add, through the public client
+//     (RemoveMember/AddMember) and the harness (Crash, Wipe, Join,
+//     AddNode, Forget). A node is re-added only once no running node's
+//     configuration of any group holds it any more; a wiped node comes
+//     back on a new empty data directory but the same id and address, so
+//     the run's pinned clients and endpoints stay valid. Heal (and
+//     HealAll) waits until the node set equals the initial one and every
+//     member is a voter in every group.
+//   - transfer: a loop owned by the nemesis calls TransferLeader every
+//     Params["every"], alternating between Params["group"] and a random
+//     group, each time to a random running member.
+//   - lag: Nodes[0] is cut off like isolate; at Heal, while still cut off,
+//     the nemesis proposes no-op entries (operations that change nothing:
+//     removing an absent member, deleting an absent key or consumer group)
+//     to the group until its leader has compacted its log past the
+//     follower's last entry, then reconnects it and waits until it caught
+//     up. The cluster must run with a small SnapshotThreshold and
+//     TrailingLogs and a short SnapshotInterval (Options.Configure) or
+//     Heal runs into its deadline.
+//
+// crashpoint is not supported: the node has no crash points to arm from
+// outside, and adding them would mean changing metanode.
+//
+// Methods follow verify.Nemesis: Inject, Heal and HealAll come from one
+// goroutine; the nemesis owns the flap and transfer loops and stops them
+// at Heal, HealAll and Close.
+type Nemesis struct {
+	c     *Cluster
+	log   *slog.Logger
+	nodes []string // the initial members, sorted
+	cl    *client.Client
+	// trailing is the nodes' TrailingLogs, for lag.
+	trailing uint64
+
+	mu sync.Mutex // guards the fields below
+	// loop is the flap or transfer loop of the active fault, or nil.
+	loop *loop
+	// removed holds members a member fault removed and has not re-added.
+	removed map[string]bool
+	// spares holds nodes an "add" member fault added and has not removed.
+	spares []string
+	seq    int // names spares and wiped directories
+	stats  NemesisStats
+	closed bool
+}
+
+// NemesisStats count what a nemesis did, so a test can tell a fault that
+// happened from one that was only scheduled.
+type NemesisStats struct {
+	// Injected counts successful Injects per kind.
+	Injected map[verify.FaultKind]int
+	// MemberOps counts completed member faults per op.
+	MemberOps map[string]int
+	// Transfers counts TransferLeader calls that succeeded.
+	Transfers int
+	// Flaps counts cut phases of flap faults.
+	Flaps int
+	// LagSnapshots counts lag faults whose follower came back through a
+	// snapshot install (its snapshot index passed its old last index).
+	LagSnapshots int
+}
+
+var (
+	_ verify.Nemesis       = (*Nemesis)(nil)
+	_ verify.KindSupporter = (*Nemesis)(nil)
+)
+
+// NewNemesis returns a nemesis over c. Its members are the cluster's nodes
+// now. It is closed when the test ends (before the cluster stops).
+func NewNemesis(c *Cluster, opts NemesisOptions) (*Nemesis, error) {
+	if opts.Logger == nil {
+		opts.Logger = c.log
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 10 * time.Second
+	}
+	nodes := slices.Sorted(slices.Values(c.IDs()))
+	eps := make([]string, 0, len(nodes))
+	for _, id := range nodes {
+		eps = append(eps, c.Get(id).Addr)
+	}
+	cl, err := client.New(client.Config{Endpoints: eps, RequestTimeout: opts.RequestTimeout,
+		Logger: opts.Logger, Dialer: c.Net.Dialer(Client)})
+	if err != nil {
+		return nil, fmt.Errorf("metanodetest: nemesis client: %w", err)
+	}
+	probe := c.config(c.Get(nodes[0]), nil)
+	n := &Nemesis{c: c, log: opts.Logger, nodes: nodes, cl: cl, trailing: probe.TrailingLogs,
+		removed: map[string]bool{}, stats: NemesisStats{Injected: map[verify.FaultKind]int{}, MemberOps: map[string]int{}}}
+	c.t.Cleanup(func() { _ = n.Close() })
+	return n, nil
+}
+
+// Close stops the nemesis's loops and its client. It does not heal: call
+// HealAll first if the cluster must go on. Safe to call twice.
+func (n *Nemesis) Close() error {
+	n.stopLoop()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	return n.cl.Close()
+}
+
+// Nodes returns the initial members, sorted.
+func (n *Nemesis) Nodes() []string { return slices.Clone(n.nodes) }
+
+// Endpoints maps each initial member to its client address (the addresses
+// never change, also across wipes), for verify.RunConfig.Endpoints.
+func (n *Nemesis) Endpoints() map[string]string {
+	out := make(map[string]string, len(n.nodes))
+	for _, id := range n.nodes {
+		out[id] = n.c.Get(id).Addr
+	}
+	return out
+}
+
+// Dialer returns a verify.Dialer whose connections go through the fault
+// layer as the client pseudo-node, so that pause and delay reach clients.
+func (n *Nemesis) Dialer(log *slog.Logger, requestTimeout time.Duration) verify.Dialer {
+	return func(endpoints []string, pinned bool) (verify.Conn, error) {
+		c, err := client.New(client.Config{Endpoints: endpoints, Pinned: pinned, RequestTimeout: requestTimeout,
+			Logger: log, Dialer: n.c.Net.Dialer(Client)})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// Stats returns a copy of what the nemesis did so far.
+func (n *Nemesis) Stats() NemesisStats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.stats
+	s.Injected = maps.Clone(s.Injected)
+	s.MemberOps = maps.Clone(s.MemberOps)
+	return s
+}
+
+// Supports reports every kind but crashpoint.
+func (n *Nemesis) Supports(k verify.FaultKind) bool {
+	return k != verify.FaultCrashpoint && slices.Contains(verify.AllFaultKinds, k)
+}
+
+// Resolve is verify.ResolveTarget over the nodes' in-process status (no
+// network, so a fault on the client links cannot hide a leader).
+func (n *Nemesis) Resolve(ctx context.Context, t verify.Target) ([]string, error) {
+	return verify.ResolveTarget(ctx, localStatus{n.c}, n.Endpoints(), t)
+}
+
+// localStatus answers Status from the running nodes themselves.
+type localStatus struct{ c *Cluster }
+
+func (s localStatus) Status(_ context.Context, endpoint string) (*metapb.StatusResponse, error) {
+	for _, id := range s.c.IDs() {
+		if s.c.Get(id).Addr != endpoint {
+			continue
+		}
+		node := s.c.Running(id)
+		if node == nil {
+			return nil, fmt.Errorf("%w: %s", ErrNodeDown, id)
+		}
+		k, m := node.GroupCounts()
+		return &metapb.StatusResponse{NodeId: id, Addr: endpoint, ClusterId: node.ClusterID(),
+			OffsetGroups: uint32(k), DataGroups: uint32(m), Groups: node.Status()}, nil
+	}
+	return nil, fmt.Errorf("metanodetest: no node at %s", endpoint)
+}
+
+// Inject starts f on f.Nodes.
+func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
+	if len(f.Nodes) == 0 {
+		return fmt.Errorf("metanodetest: fault %d: no nodes bound", f.ID)
+	}
+	var err error
+	switch f.Kind {
+	case verify.FaultKill, verify.FaultKillAll:
+		n.parallel(f.Nodes, func(id string) error { n.c.Crash(id); return nil })
+	case verify.FaultPause:
+		for _, id := range f.Nodes {
+			for _, o := range append(n.c.IDs(), Client) {
+				if o != id {
+					n.c.Net.Block(id, o)
+					n.c.Net.Block(o, id)
+				}
+			}
+		}
+	case verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultLag:
+		n.cut(f)
+	case verify.FaultFlap:
+		err = n.startFlap(f)
+	case verify.FaultDelay:
+		err = n.delay(f)
+	case verify.FaultMember:
+		err = n.injectMember(ctx, f)
+	case verify.FaultTransfer:
+		err = n.startTransfer(f)
+	default:
+		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
+	}
+	if err == nil {
+		n.mu.Lock()
+		n.stats.Injected[f.Kind]++
+		n.mu.Unlock()
+	}
+	return err
+}
+
+// Heal ends f.
+func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
+	switch f.Kind {
+	case verify.FaultKill, verify.FaultKillAll:
+		start := time.Now()
+		if err := n.restartDown(f.Nodes); err != nil {
+			return err
+		}
+		restarted := time.Since(start)
+		err := n.waitLeaders(ctx)
+		n.log.Info("nemesis: restarted", "fault", f.ID, "nodes", f.Nodes, "restart", restarted, "leaders", time.Since(start)-restarted)
+		return err
+	case verify.FaultPause, verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultDelay:
+		n.c.Net.Heal()
+	case verify.FaultFlap, verify.FaultTransfer:
+		n.stopLoop()
+		n.c.Net.Heal()
+	case verify.FaultLag:
+		return n.healLag(ctx, f)
+	case verify.FaultMember:
+		return n.healMember(ctx, f)
+	default:
+		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
+	}
+	return nil
+}
+
+// HealAll ends whatever is left of any fault: stops the loops, heals the
+// network, finishes membership changes (re-adds removed members, removes
+// spares), restarts crashed members, and waits until the cluster is
+// healthy (WaitHealthy).
+func (n *Nemesis) HealAll(ctx context.Context) error {
+	n.stopLoop()
+	n.c.Net.Heal()
+	var errs []error
+	n.mu.Lock()
+	removed := slices.Sorted(maps.Keys(n.removed))
+	spares := slices.Clone(n.spares)
+	n.mu.Unlock()
+	for _, id := range removed {
+		if err := n.readd(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("re-add %s: %w", id, err))
+		}
+	}
+	for _, id := range spares {
+		if err := n.removeSpare(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("remove spare %s: %w", id, err))
+		}
+	}
+	n.mu.Lock()
+	var down []string
+	for _, id := range n.nodes {
+		if !n.removed[id] && n.c.Running(id) == nil {
+			down = append(down, id)
+		}
+	}
+	n.mu.Unlock()
+	if err := n.restartDown(down); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, n.WaitHealthy(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// parallel runs f for every id at once and joins the errors.
+func (n *Nemesis) parallel(ids []string, f func(id string) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		wg.Go(func() {
+			if err := f(id); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", id, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// restartDown restarts, at once, every listed node that is not running.
+func (n *Nemesis) restartDown(ids []string) error {
+	return n.parallel(ids, func(id string) error {
+		if n.c.Running(id) != nil {
+			return nil
+		}
+		return n.c.Restart(id)
+	})
+}
+
+// cut blocks the links f cuts.
+func (n *Nemesis) cut(f *verify.Fault) {
+	for _, l := range f.CutLinks(n.c.IDs()) {
+		n.c.Net.Block(l.From, l.To)
+	}
+}
+
+// groups lists the cluster's groups.
+func (n *Nemesis) groups() []string {
+	return metapb.Groups(n.c.opts.OffsetGroups, n.c.opts.DataGroups)
+}
+
+// poll calls cond every 50ms until it returns nil or ctx ends; it returns
+// cond's last error wrapped with ctx's.
+func poll(ctx context.Context, cond func() error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// leader returns the running node that leads group with the highest term
+// and its status of the group, or "" and nil.
+func (n *Nemesis) leader(group string) (string, *metapb.GroupStatus) {
+	var best string
+	var bst *metapb.GroupStatus
+	for _, id := range n.c.IDs() {
+		node := n.c.Running(id)
+		if node == nil {
+			continue
+		}
+		for _, st := range node.Status() {
+			if st.Group == group && st.State == "Leader" && (bst == nil || st.Term > bst.Term) {
+				best, bst = id, st
+			}
+		}
+	}
+	return best, bst
+}
+
+// groupStatus returns node id's status of group, or nil.
+func (n *Nemesis) groupStatus(id, group string) *metapb.GroupStatus {
+	node := n.c.Running(id)
+	if node == nil {
+		return nil
+	}
+	for _, st := range node.Status() {
+		if st.Group == group {
+			return st
+		}
+	}
+	return nil
+}
+
+// waitLeaders waits until every group has a leader a majority of the
+// running nodes agree on.
+func (n *Nemesis) waitLeaders(ctx context.Context) error {
+	return poll(ctx, func() error {
+		for _, g := range n.groups() {
+			if n.c.Leader(g) == "" {
+				return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitHealthy waits until every initial member runs, every group has a
+// leader, and each leader's configuration is exactly the initial members,
+// all voters. A cluster in this state can take the next fault (or the next
+// run) as if it had just started.
+func (n *Nemesis) WaitHealthy(ctx context.Context) error {
+	return poll(ctx, func() error {
+		for _, id := range n.nodes {
+			if n.c.Running(id) == nil {
+				return fmt.Errorf("%w: %s is down", ErrUnhealthy, id)
+			}
+		}
+		for _, g := range n.groups() {
+			id := n.c.Leader(g)
+			if id == "" {
+				return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
+			}
+			st := n.groupStatus(id, g)
+			if st == nil {
+				return fmt.Errorf("%w: leader %s of %s went down", ErrUnhealthy, id, g)
+			}
+			var voters []string
+			for _, m := range st.Members {
+				if !m.Voter {
+					return fmt.Errorf("%w: %s is not a voter of %s yet", ErrUnhealthy, m.Id, g)
+				}
+				voters = append(voters, m.Id)
+			}
+			slices.Sort(voters)
+			if !slices.Equal(voters, n.nodes) {
+				return fmt.Errorf("%w: %s's voters are %v, want %v", ErrUnhealthy, g, voters, n.nodes)
+			}
+		}
+		return nil
+	})
+}
+
+// Wipe gives the stopped node id a new, empty data directory (the old one
+// stays on disk for post-mortems): restarted with Join, it comes back as a
+// new replica under the same id and address.
+func (c *Cluster) Wipe(id string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	if n == nil {
+		return "", fmt.Errorf("metanodetest: no node %s", id)
+	}
+	if n.Node != nil {
+		return "", fmt.Errorf("metanodetest: wipe %s: still running", id)
+	}
+	for i := 1; ; i++ {
+		dir := filepath.Join(c.opts.Dir, fmt.Sprintf("%s.wipe%d", id, i))
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			n.Dir = dir
+			return dir, nil
+		}
+	}
+}
+
+// ---- loops: flap and transfer ----
+
+// loop is a goroutine owned by the nemesis, stopped by stopLoop.
+type loop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *Nemesis) startLoop(f func(ctx context.Context)) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("metanodetest: nemesis closed")
+	}
+	if n.loop != nil {
+		return errors.New("metanodetest: a fault loop is already running")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loop{cancel: cancel, done: make(chan struct{})}
+	n.loop = l
+	go func() {
+		defer close(l.done)
+		f(ctx)
+	}()
+	return nil
+}
+
+// stopLoop stops the running loop, if any, and waits for it.
+func (n *Nemesis) stopLoop() {
+	n.mu.Lock()
+	l := n.loop
+	n.loop = nil
+	n.mu.Unlock()
+	if l != nil {
+		l.cancel()
+		<-l.done
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func durationParam(f *verify.Fault, key string, def time.Duration) (time.Duration, error) {
+	s, ok := f.Params[key]
+	if !ok || s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("metanodetest: fault %d: %s=%q: want a duration", f.ID, key, s)
+	}
+	return d, nil
+}
+
+// startFlap cuts Nodes[0] off for the first half of every period and
+// restores it for the second, until stopped.
+func (n *Nemesis) startFlap(f *verify.Fault) error {
+	period, err := durationParam(f, "period", 2*time.Second)
+	if err != nil {
+		return err
+	}
+	period = max(period, 100*time.Millisecond)
+	cut := &verify.Fault{Kind: verify.FaultIsolate, Nodes: f.Nodes[:1]}
+	n.cut(cut)
+	n.mu.Lock()
+	n.stats.Flaps++
+	n.mu.Unlock()
+	return n.startLoop(func(ctx context.Context) {
+		for {
+			if !sleep(ctx, period/2) {
+				return
+			}
+			n.c.Net.Heal()
+			if !sleep(ctx, period-period/2) {
+				return
+			}
+			n.cut(cut)
+			n.mu.Lock()
+			n.stats.Flaps++
+			n.mu.Unlock()
+		}
+	})
+}
+
+// startTransfer runs the leadership storm.
+func (n *Nemesis) startTransfer(f *verify.Fault) error {
+	every, err := durationParam(f, "every", 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	every = max(every, 50*time.Millisecond)
+	named := f.Params["group"]
+	groups := n.groups()
+	if named != "" && !slices.Contains(groups, named) {
+		return fmt.Errorf("metanodetest: fault %d: unknown group %q", f.ID, named)
+	}
+	rng := rand.New(rand.NewPCG(f.Pick, uint64(f.ID)))
+	return n.startLoop(func(ctx context.Context) {
+		for tick := 0; ; tick++ {
+			g := groups[rng.IntN(len(groups))]
+			if named != "" && tick%2 == 0 {
+				g = named
+			}
+			target := n.nodes[rng.IntN(len(n.nodes))]
+			cctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
+			_, err := n.cl.TransferLeader(cctx, g, target)
+			cancel()
+			if err == nil {
+				n.mu.Lock()
+				n.stats.Transfers++
+				n.mu.Unlock()
+			} else if ctx.Err() == nil {
+				n.log.Debug("nemesis: transfer", "group", g, "to", target, "err", err)
+			}
+			if !sleep(ctx, every) {
+				return
+			}
+		}
+	})
+}
+
+// delay slows down (and makes lossy) every link touching f.Nodes.
+func (n *Nemesis) delay(f *verify.Fault) error {
+	d, err := durationParam(f, "delay", 50*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	jitter, err := durationParam(f, "jitter", 0)
+	if err != nil {
+		return err
+	}
+	loss := 0.0
+	if s := f.Params["loss"]; s != "" {
+		if loss, err = strconv.ParseFloat(s, 64); err != nil || loss < 0 || loss > 1 {
+			return fmt.Errorf("metanodetest: fault %d: loss=%q: want 0..1", f.ID, s)
+		}
+	}
+	rng := rand.New(rand.NewPCG(f.Pick, uint64(f.ID)))
+	draw := func() time.Duration {
+		if jitter <= 0 {
+			return d
+		}
+		return max(d-jitter+time.Duration(rng.Int64N(int64(2*jitter)+1)), 0)
+	}
+	others := append(slices.Sorted(slices.Values(n.c.IDs())), Client)
+	done := map[link]bool{}
+	for _, id := range f.Nodes {
+		for _, o := range others {
+			if o == id {
+				continue
+			}
+			for _, l := range []link{{id, o}, {o, id}} {
+				if !done[l] {
+					done[l] = true
+					n.c.Net.Delay(l.from, l.to, draw(), loss)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ---- lag ----
+
+// fillerOp is an operation for group that changes nothing but still takes
+// a log entry.
+func fillerOp(group string) (*logpb.Op, error) {
+	kind, err := metapb.GroupKind(group)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "metadata":
+		return &logpb.Op{Op: &logpb.Op_MemberRemove{MemberRemove: &logpb.MemberRemove{Id: "nemesis-filler"}}}, nil
+	case "offset":
+		return &logpb.Op{Op: &logpb.Op_OffsetDeleteGroup{OffsetDeleteGroup: &logpb.OffsetDeleteGroup{Group: "nemesis-filler"}}}, nil
+	default:
+		return &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: []byte("nemesis-filler")}}}, nil
+	}
+}
+
+// healLag compacts the group's log past the cut-off follower, then
+// reconnects it and waits until it has caught up.
+func (n *Nemesis) healLag(ctx context.Context, f *verify.Fault) error {
+	group := f.Params["group"]
+	if group == "" || !slices.Contains(n.groups(), group) {
+		n.c.Net.Heal()
+		return fmt.Errorf("metanodetest: fault %d: lag needs a group, got %q", f.ID, group)
+	}
+	follower := f.Nodes[0]
+	op, err := fillerOp(group)
+	if err != nil {
+		n.c.Net.Heal()
+		return err
+	}
+	before := n.groupStatus(follower, group)
+	if before == nil {
+		n.c.Net.Heal()
+		return fmt.Errorf("%w: lagging follower %s", ErrNodeDown, follower)
+	}
+	err = poll(ctx, func() error {
+		id, st := n.leader(group)
+		if st == nil || id == follower {
+			return fmt.Errorf("metanodetest: lag: no leader of %s", group)
+		}
+		compacted := uint64(0)
+		if st.LastLogIndex > n.trailing {
+			compacted = min(st.LastSnapshotIndex, st.LastLogIndex-n.trailing)
+		}
+		if compacted > before.LastLogIndex {
+			return nil
+		}
+		node := n.c.Running(id)
+		if node == nil {
+			return fmt.Errorf("%w: leader %s", ErrNodeDown, id)
+		}
+		for range 32 {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := node.Propose(pctx, group, op)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("metanodetest: lag filler on %s: %w", group, err)
+			}
+		}
+		return fmt.Errorf("metanodetest: lag: %s compacted to %d, follower %s ends at %d", group, compacted, follower, before.LastLogIndex)
+	})
+	n.c.Net.Heal()
+	if err != nil {
+		return err
+	}
+	// Wait until the follower has what the leader had committed.
+	var want uint64
+	if _, st := n.leader(group); st != nil {
+		want = st.CommitIndex
+	}
+	err = poll(ctx, func() error {
+		st := n.groupStatus(follower, group)
+		if st == nil {
+			return fmt.Errorf("%w: %s", ErrNodeDown, follower)
+		}
+		if st.AppliedIndex < want {
+			return fmt.Errorf("metanodetest: lag: %s applied %d of %s, want %d", follower, st.AppliedIndex, group, want)
+		}
+		if st.LastSnapshotIndex > before.LastLogIndex {
+			n.mu.Lock()
+			n.stats.LagSnapshots++
+			n.mu.Unlock()
+		} else {
+			n.log.Warn("nemesis: lagging follower caught up without a snapshot", "node", follower, "group", group)
+		}
+		return nil
+	})
+	return err
+}
+
+// ---- member ----
+
+// members returns the member ids (a linearizable read through the client).
+func (n *Nemesis) members(ctx context.Context) ([]string, error) {
+	resp, err := n.cl.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, m := range resp.Members {
+		ids = append(ids, m.Id)
+	}
+	return ids, nil
+}
+
+// removeMember removes id from the member list (retrying until the list
+// lacks it) and waits until no running node's configuration of any group
+// holds it.
+func (n *Nemesis) removeMember(ctx context.Context, id string) error {
+	err := poll(ctx, func() error {
+		ids, err := n.members(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(ids, id) {
+			return nil
+		}
+		_, err = n.cl.RemoveMember(ctx, id)
+		if err == nil {
+			return nil
+		}
+		return fmt.Errorf("metanodetest: remove %s: %w", id, err)
+	})
+	if err != nil {
+		return err
+	}
+	return poll(ctx, func() error {
+		for _, other := range n.c.IDs() {
+			if other == id {
+				continue
+			}
+			node := n.c.Running(other)
+			if node == nil {
+				continue
+			}
+			for _, st := range node.Status() {
+				if slices.ContainsFunc(st.Members, func(m *metapb.Member) bool { return m.Id == id }) {
+					return fmt.Errorf("metanodetest: %s still in %s's configuration of %s", id, other, st.Group)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// addMember adds id at addr to the member list, retrying (a removal may
+// still be finishing somewhere) until the list holds it.
+func (n *Nemesis) addMember(ctx context.Context, id, addr string) error {
+	return poll(ctx, func() error {
+		_, err := n.cl.AddMember(ctx, id, addr)
+		if err == nil {
+			return nil
+		}
+		if ids, lerr := n.members(ctx); lerr == nil && slices.Contains(ids, id) {
+			return nil
+		}
+		return fmt.Errorf("metanodetest: add %s: %w", id, err)
+	})
+}
+
+// removeAndStop removes member id and crashes it, remembering that it must
+// come back.
+func (n *Nemesis) removeAndStop(ctx context.Context, id string) error {
+	n.mu.Lock()
+	n.removed[id] = true
+	n.mu.Unlock()
+	if err := n.removeMember(ctx, id); err != nil {
+		return err
+	}
+	n.c.Crash(id)
+	return nil
+}
+
+// readd brings back a member removed by removeAndStop: on a wiped data
+// directory, through AddMember and Join. If the removal never happened it
+// only makes sure the node runs.
+func (n *Nemesis) readd(ctx context.Context, id string) error {
+	ids, err := n.membersRetry(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(ids, id) {
+		// Never removed (or already re-added): it only needs to run.
+		if n.c.Running(id) == nil {
+			if err := n.c.Restart(id); err != nil {
+				return err
+			}
+		}
+	} else {
+		if err := n.removeMember(ctx, id); err != nil {
+			return err
+		}
+		n.c.Crash(id)
+		if _, err := n.c.Wipe(id); err != nil {
+			return err
+		}
+		if err := n.addMember(ctx, id, n.c.Get(id).Addr); err != nil {
+			return err
+		}
+		if err := n.c.Join(id); err != nil {
+			return fmt.Errorf("join %s: %w", id, err)
+		}
+	}
+	n.mu.Lock()
+	delete(n.removed, id)
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Nemesis) membersRetry(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := poll(ctx, func() error {
+		var err error
+		ids, err = n.members(ctx)
+		return err
+	})
+	return ids, err
+}
+
+// addSpare starts a new node and adds it as a member.
+func (n *Nemesis) addSpare(ctx context.Context) (string, error) {
+	n.mu.Lock()
+	n.seq++
+	id := fmt.Sprintf("s%d", n.seq)
+	n.spares = append(n.spares, id)
+	n.mu.Unlock()
+	node := n.c.AddNode(id)
+	if err := n.addMember(ctx, id, node.Addr); err != nil {
+		return id, err
+	}
+	if err := n.c.Join(id); err != nil {
+		return id, fmt.Errorf("join %s: %w", id, err)
+	}
+	return id, nil
+}
+
+// removeSpare removes a spare from the cluster and the harness.
+func (n *Nemesis) removeSpare(ctx context.Context, id string) error {
+	if err := n.removeMember(ctx, id); err != nil {
+		return err
+	}
+	n.c.Forget(id)
+	n.mu.Lock()
+	n.spares = slices.DeleteFunc(n.spares, func(s string) bool { return s == id })
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
+	id := f.Nodes[0]
+	switch op := f.Params["op"]; op {
+	case "remove-readd":
+		return n.removeAndStop(ctx, id)
+	case "wipe-readd":
+		if err := n.removeAndStop(ctx, id); err != nil {
+			return err
+		}
+		return n.readd(ctx, id)
+	case "add":
+		_, err := n.addSpare(ctx)
+		return err
+	default:
+		return fmt.Errorf("metanodetest: fault %d: %w: member op %q", f.ID, verify.ErrUnsupported, op)
+	}
+}
+
+func (n *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
+	op := f.Params["op"]
+	var errs []error
+	switch op {
+	case "remove-readd", "wipe-readd":
+		n.mu.Lock()
+		pending := n.removed[f.Nodes[0]]
+		n.mu.Unlock()
+		if pending {
+			errs = append(errs, n.readd(ctx, f.Nodes[0]))
+		}
+	case "add":
+		n.mu.Lock()
+		spares := slices.Clone(n.spares)
+		n.mu.Unlock()
+		for _, id := range spares {
+			errs = append(errs, n.removeSpare(ctx, id))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := n.WaitHealthy(ctx); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.stats.MemberOps[op]++
+	n.mu.Unlock()
+	return nil
+}

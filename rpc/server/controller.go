@@ -1,0 +1,294 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/controller"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// ControllerNode is what the Controller service needs from the node
+// besides Node.
+type ControllerNode interface {
+	Node
+	// LeadsMetadata reports whether this node runs the controller.
+	LeadsMetadata() bool
+	// MetadataLeader returns metadata-0's leader as this node knows it.
+	MetadataLeader() (id, addr string)
+	// Leaders returns each group's leader and metadata-0's voters.
+	Leaders() (map[string]string, []string)
+	// HandleCall and CallLeader forward a named request to a group's
+	// leader (the controller runs on metadata-0's).
+	HandleCall(method string, fn func(ctx context.Context, payload []byte) ([]byte, error))
+	CallLeader(ctx context.Context, group, method string, payload []byte) ([]byte, error)
+}
+
+// ControllerService implements metapb.ControllerServer.
+type ControllerService struct {
+	metapb.UnimplementedControllerServer
+	*Server
+	node ControllerNode
+	ctl  *controller.Controller
+}
+
+// RegisterController registers the Controller service. Calls only the
+// controller can serve (register, heartbeat, status) are forwarded from
+// any node to metadata-0's leader.
+func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl *controller.Controller) {
+	c := &ControllerService{Server: srv, node: node, ctl: ctl}
+	metapb.RegisterControllerServer(s, c)
+	forwardable(node, "controller.register", c.registerLocal)
+	forwardable(node, "controller.heartbeat", c.heartbeatLocal)
+	forwardable(node, "controller.status", c.statusLocal)
+}
+
+// forwardable registers a local handler as a named call, so that other
+// nodes can forward the request to this one when it leads.
+func forwardable[Req, Resp proto.Message](node ControllerNode, method string, local func(context.Context, Req) (Resp, error)) {
+	node.HandleCall(method, func(ctx context.Context, payload []byte) ([]byte, error) {
+		var req Req
+		req = req.ProtoReflect().New().Interface().(Req)
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return nil, invalidArgument("", "undecodable forwarded request: "+err.Error())
+		}
+		resp, err := local(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(resp)
+	})
+}
+
+// forward runs method on metadata-0's leader: locally when this node is
+// it, else through CallLeader.
+func forward[Req, Resp proto.Message](ctx context.Context, c *ControllerService, method string, req Req, local func(context.Context, Req) (Resp, error), resp Resp) (Resp, error) {
+	if c.node.LeadsMetadata() {
+		return local(ctx, req)
+	}
+	payload, err := proto.Marshal(req)
+	if err != nil {
+		return resp, invalidArgument("", err.Error())
+	}
+	out, err := c.node.CallLeader(ctx, metapb.MetadataGroup, method, payload)
+	if err != nil {
+		if _, ok := status.FromError(err); ok && !isWrapped(err) {
+			return resp, err
+		}
+		return resp, c.statusOf(err, true)
+	}
+	if err := proto.Unmarshal(out, resp); err != nil {
+		return resp, c.statusOf(err, true)
+	}
+	return resp, nil
+}
+
+// notController answers a call that only the controller can serve, on a
+// node that does not run it: NOT_LEADER with metadata-0's leader, which is
+// definite, so the client retries there.
+func (c *ControllerService) notController() error {
+	id, addr := c.node.MetadataLeader()
+	return withInfo(codes.Unavailable, "this node does not run the controller", metapb.ReasonNotLeader,
+		map[string]string{metapb.MetaGroup: metapb.MetadataGroup, metapb.MetaLeaderID: id, metapb.MetaLeaderAddr: addr})
+}
+
+func (c *ControllerService) ctlError(err error) error {
+	switch {
+	case errors.Is(err, controller.ErrNotActive):
+		return c.notController()
+	case errors.Is(err, controller.ErrStaleEpoch):
+		return withInfo(codes.FailedPrecondition, err.Error(), metapb.ReasonStaleEpoch, nil)
+	case errors.Is(err, controller.ErrUnknownBroker):
+		return withInfo(codes.NotFound, err.Error(), metapb.ReasonInvalidArgument, map[string]string{metapb.MetaField: "broker_id"})
+	}
+	return c.statusOf(err, true)
+}
+
+// RegisterBroker registers a broker and returns its new epoch.
+func (c *ControllerService) RegisterBroker(ctx context.Context, req *metapb.RegisterBrokerRequest) (*metapb.RegisterBrokerResponse, error) {
+	if err := checkName("broker_id", req.BrokerId); err != nil {
+		return nil, err
+	}
+	for i, e := range req.Endpoints {
+		if e == "" || len(e) > metapb.MaxMemberAddrBytes {
+			return nil, invalid("endpoints", "entry %d: 1..%d bytes", i, metapb.MaxMemberAddrBytes)
+		}
+	}
+	return forward(ctx, c, "controller.register", req, c.registerLocal, &metapb.RegisterBrokerResponse{})
+}
+
+func (c *ControllerService) registerLocal(ctx context.Context, req *metapb.RegisterBrokerRequest) (*metapb.RegisterBrokerResponse, error) {
+	b, err := c.ctl.Register(ctx, &logpb.BrokerRegister{BrokerId: req.BrokerId, Endpoints: req.Endpoints, Rack: req.Rack})
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	st := c.ctl.Status()
+	return &metapb.RegisterBrokerResponse{BrokerEpoch: b.Epoch,
+		HeartbeatIntervalMs: uint32(st.HeartbeatInterval / time.Millisecond),
+		SessionTimeoutMs:    uint32(st.HeartbeatTimeout / time.Millisecond)}, nil
+}
+
+// Heartbeat records a broker's liveness on the controller.
+func (c *ControllerService) Heartbeat(ctx context.Context, req *metapb.HeartbeatRequest) (*metapb.HeartbeatResponse, error) {
+	if err := checkName("broker_id", req.BrokerId); err != nil {
+		return nil, err
+	}
+	if req.BrokerEpoch == 0 {
+		return nil, invalid("broker_epoch", "must be set (from RegisterBroker)")
+	}
+	return forward(ctx, c, "controller.heartbeat", req, c.heartbeatLocal, &metapb.HeartbeatResponse{})
+}
+
+func (c *ControllerService) heartbeatLocal(ctx context.Context, req *metapb.HeartbeatRequest) (*metapb.HeartbeatResponse, error) {
+	st, err := c.ctl.Heartbeat(ctx, req.BrokerId, req.BrokerEpoch)
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	return &metapb.HeartbeatResponse{Status: metapb.BrokerStatus(st)}, nil
+}
+
+// ReportConnector records a broker's report about a connector it owns.
+func (c *ControllerService) ReportConnector(ctx context.Context, req *metapb.ReportConnectorRequest) (*metapb.ReportConnectorResponse, error) {
+	if err := firstErr(checkName("connector", req.Connector), checkName("broker_id", req.BrokerId)); err != nil {
+		return nil, err
+	}
+	if req.Epoch == 0 {
+		return nil, invalid("epoch", "must be set (from the assignment)")
+	}
+	if _, ok := metapb.ConnectorRunState_name[int32(req.State)]; !ok || req.State == 0 {
+		return nil, invalid("state", "unknown value %d", req.State)
+	}
+	res, err := c.node.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ConnectorReport{ConnectorReport: &logpb.ConnectorReport{
+		Connector: req.Connector, BrokerId: req.BrokerId, Epoch: req.Epoch, State: int32(req.State), Error: req.Error}}})
+	if err != nil {
+		return nil, c.statusOf(err, true)
+	}
+	switch res.Code {
+	case logpb.Code_CODE_OK:
+	case logpb.Code_CODE_NOT_FOUND:
+		return nil, withInfo(codes.NotFound, res.Message, metapb.ReasonInvalidArgument, map[string]string{metapb.MetaField: "connector"})
+	default:
+		return nil, withInfo(codes.FailedPrecondition, "stale assignment epoch: "+res.Message, metapb.ReasonStaleEpoch, nil)
+	}
+	as := &logpb.ConnectorAssignment{}
+	if err := proto.Unmarshal(res.Value, as); err != nil {
+		return nil, c.statusOf(err, false)
+	}
+	return &metapb.ReportConnectorResponse{Assignment: toAssignment(as)}, nil
+}
+
+func toAssignment(as *logpb.ConnectorAssignment) *metapb.Assignment {
+	return &metapb.Assignment{Connector: as.Connector, BrokerId: as.BrokerId, BrokerEpoch: as.BrokerEpoch, Epoch: as.Epoch,
+		State: metapb.ConnectorRunState(as.State), Error: as.Error, AssignedAtUnixNano: as.AssignedAtUnixNano, ModRevision: as.ModRevision}
+}
+
+func toBroker(b *logpb.Broker) *metapb.BrokerState {
+	return &metapb.BrokerState{BrokerId: b.BrokerId, Epoch: b.Epoch, Status: metapb.BrokerStatus(b.Status), Endpoints: b.Endpoints,
+		Rack: b.Rack, RegisteredAtUnixNano: b.RegisteredAtUnixNano, StatusChangedAtUnixNano: b.StatusChangedAtUnixNano, ModRevision: b.ModRevision}
+}
+
+// ListBrokers lists registered brokers with their load.
+func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBrokersRequest) (*metapb.ListBrokersResponse, error) {
+	if err := checkConsistency(req.Consistency); err != nil {
+		return nil, err
+	}
+	m, err := c.read(ctx, metapb.MetadataGroup, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	rev := m.Revision()
+	brokers, err := m.Brokers()
+	if err != nil {
+		return nil, c.statusOf(err, false)
+	}
+	assigns, err := m.Assignments("")
+	if err != nil {
+		return nil, c.statusOf(err, false)
+	}
+	load := map[string]uint32{}
+	for _, as := range assigns {
+		load[as.BrokerId]++
+	}
+	out := &metapb.ListBrokersResponse{Revision: rev}
+	for _, b := range brokers {
+		bs := toBroker(b)
+		bs.Connectors = load[b.BrokerId]
+		out.Brokers = append(out.Brokers, bs)
+	}
+	return out, nil
+}
+
+// ListAssignments lists connector assignments.
+func (c *ControllerService) ListAssignments(ctx context.Context, req *metapb.ListAssignmentsRequest) (*metapb.ListAssignmentsResponse, error) {
+	if err := checkConsistency(req.Consistency); err != nil {
+		return nil, err
+	}
+	m, err := c.read(ctx, metapb.MetadataGroup, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	rev := m.Revision()
+	assigns, err := m.Assignments(req.BrokerId)
+	if err != nil {
+		return nil, c.statusOf(err, false)
+	}
+	out := &metapb.ListAssignmentsResponse{Revision: rev}
+	for _, as := range assigns {
+		out.Assignments = append(out.Assignments, toAssignment(as))
+	}
+	return out, nil
+}
+
+// Status describes the controller, asking the node that runs it.
+func (c *ControllerService) Status(ctx context.Context, req *metapb.ControllerStatusRequest) (*metapb.ControllerStatusResponse, error) {
+	return forward(ctx, c, "controller.status", req, c.statusLocal, &metapb.ControllerStatusResponse{})
+}
+
+func (c *ControllerService) statusLocal(ctx context.Context, _ *metapb.ControllerStatusRequest) (*metapb.ControllerStatusResponse, error) {
+	st := c.ctl.Status()
+	if !st.Active || !c.node.LeadsMetadata() {
+		return nil, c.notController()
+	}
+	m, err := c.read(ctx, metapb.MetadataGroup, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
+	if err != nil {
+		return nil, err
+	}
+	out := &metapb.ControllerStatusResponse{NodeId: c.node.ID(), ActiveSinceUnixNano: st.ActiveSince.UnixNano(),
+		HeartbeatTimeoutMs: uint32(st.HeartbeatTimeout / time.Millisecond), BrokersDeclaredDown: st.DeclaredDown,
+		AssignmentsMade: st.Assigned, LeadersPerNode: map[string]uint32{}}
+	for _, g := range c.node.Status() {
+		if g.Group == metapb.MetadataGroup {
+			out.Term = g.Term
+		}
+	}
+	brokers, _ := m.Brokers()
+	for _, b := range brokers {
+		if metapb.BrokerStatus(b.Status) == metapb.BrokerStatus_BROKER_STATUS_ALIVE {
+			out.BrokersAlive++
+		} else {
+			out.BrokersDown++
+		}
+	}
+	assigns, _ := m.Assignments("")
+	for _, as := range assigns {
+		out.Connectors++
+		if as.BrokerId == "" {
+			out.Unassigned++
+		}
+	}
+	leaders, voters := c.node.Leaders()
+	for _, v := range voters {
+		out.LeadersPerNode[v] = 0
+	}
+	for _, l := range leaders {
+		out.LeadersPerNode[l]++
+	}
+	return out, nil
+}
