@@ -84,7 +84,7 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, st *watchState, fn
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := metapb.NewWatchClient(ep.conn).Watch(ctx, st.request())
+	stream, err := metapb.NewWatchClient(ep.conn).Watch(ctx, st.resume())
 	if err != nil {
 		return false, err
 	}
@@ -126,8 +126,13 @@ func (st *watchState) request() *metapb.WatchRequest {
 	for g, rev := range st.last {
 		r.StartRevisions[g] = rev + 1
 	}
-	clear(st.seen)
 	return r
+}
+
+// resume starts counting a new stream's repeats and returns its request.
+func (st *watchState) resume() *metapb.WatchRequest {
+	clear(st.seen)
+	return st.request()
 }
 
 // filter drops what fn already saw and records progress; nil when nothing
