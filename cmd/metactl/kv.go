@@ -11,6 +11,7 @@ import (
 func (a *app) kvCommands() []*cobra.Command {
 	var stale, absent, keysOnly, all bool
 	var limit uint32
+	var lease int64
 	consistency := func() metapb.ReadConsistency {
 		if stale {
 			return metapb.ReadConsistency_READ_CONSISTENCY_STALE
@@ -26,13 +27,14 @@ func (a *app) kvCommands() []*cobra.Command {
 			}
 			ctx, cancel := a.ctx()
 			defer cancel()
-			resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1])})
+			resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1]), Lease: lease})
 			if err != nil {
 				return err
 			}
 			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
 		},
 	}
+	put.Flags().Int64Var(&lease, "lease", 0, "attach the key to this lease (deleted when it expires)")
 	get := &cobra.Command{
 		Use: "get KEY", Short: "Print a key's value (linearizable unless --stale)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {

@@ -19,7 +19,7 @@ const never = 0xFFFFFFFF
 // leaders from a clock the test moves by hand, and applied through raft;
 // nothing here sleeps on real time for it.
 func TestExpiryThroughRaft(t *testing.T) {
-	clk := newFakeClock()
+	clk := metanodetest.NewFakeClock(time.Unix(1_700_000_000, 0))
 	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Configure: func(cfg *metanode.Config) {
 		cfg.Clock = clk
 		cfg.TimerInterval = 20 * time.Millisecond
@@ -45,7 +45,7 @@ func getWill(t *testing.T, cl *client.Client, id string) *metapb.Will {
 	return must(cl.GetWill(ctx10(t), &metapb.GetWillRequest{ClientId: id}))(t).Will
 }
 
-func testSessionExpiry(t *testing.T, cl *client.Client, clk *fakeClock) {
+func testSessionExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
 	// All in one group, so that one expiry pass of its leader sees all.
 	ids := idsIn("se-", "data-0", 2, 5)
 	gone, connected, forever, later, back := ids[0], ids[1], ids[2], ids[3], ids[4]
@@ -56,24 +56,24 @@ func testSessionExpiry(t *testing.T, cl *client.Client, clk *fakeClock) {
 		t.Fatalf("never-expiring session: got expires at %d, disconnected at %d; want 0 and the leader's clock %d",
 			s.ExpiresAtUnixNano, s.DisconnectedAtUnixNano, clk.Now().UnixNano())
 	}
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	// Reconnecting cancels the expiry.
 	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{session(back, true, 30)}}))(t)
-	clk.Add(21 * time.Second)
+	clk.Advance(21 * time.Second)
 	eventually(t, 20*time.Second, "the disconnected session to expire", func() bool { return getSession(t, cl, gone) == nil })
 	for _, id := range []string{connected, forever, later, back} {
 		if getSession(t, cl, id) == nil {
 			t.Fatalf("session %s expired with %s, want it kept", id, gone)
 		}
 	}
-	clk.Add(300 * time.Second)
+	clk.Advance(300 * time.Second)
 	eventually(t, 20*time.Second, "the 300s session to expire", func() bool { return getSession(t, cl, later) == nil })
 	if getSession(t, cl, forever) == nil || getSession(t, cl, back) == nil {
 		t.Fatalf("a session that never expires (or is connected) expired")
 	}
 }
 
-func testWillsDue(t *testing.T, cl *client.Client, clk *fakeClock) {
+func testWillsDue(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
 	ids := idsIn("wd-", "data-1", 2, 2)
 	byDelay, bySession := ids[0], ids[1]
 	// Will due by its delay, after the client disconnects.
@@ -87,14 +87,14 @@ func testWillsDue(t *testing.T, cl *client.Client, clk *fakeClock) {
 	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{session(bySession, false, 5)}}))(t)
 	must(cl.PutWill(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: bySession, Topic: "t", Payload: []byte("x"), DelaySeconds: 100}}))(t)
 
-	clk.Add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	eventually(t, 20*time.Second, "the session to expire and its will to be due", func() bool {
 		return getSession(t, cl, bySession) == nil && getWill(t, cl, bySession).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
 	if w := getWill(t, cl, byDelay); w.State != metapb.WillState_WILL_STATE_ARMED {
 		t.Fatalf("will with 10s delay after 6s: got %s, want ARMED", w.State)
 	}
-	clk.Add(5 * time.Second)
+	clk.Advance(5 * time.Second)
 	eventually(t, 20*time.Second, "the delayed will to be due", func() bool {
 		return getWill(t, cl, byDelay).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
@@ -111,7 +111,7 @@ func testWillsDue(t *testing.T, cl *client.Client, clk *fakeClock) {
 	}
 }
 
-func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *fakeClock) {
+func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *metanodetest.FakeClock) {
 	// 25 wills due at once: their clients are gone and the delay is 0.
 	var ids []string
 	var sessions []*metapb.Session
@@ -206,7 +206,7 @@ func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *f
 	if again := must(cl.ClaimWill(ctx10(t), &metapb.ClaimWillRequest{ClientId: id, BrokerId: "other"}))(t); again.Claimed {
 		t.Fatalf("a will claimed by slow was claimed again before the claim lapsed")
 	}
-	clk.Add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	eventually(t, 20*time.Second, "the lapsed claim to make the will due again", func() bool {
 		return getWill(t, cl, id).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
@@ -215,7 +215,7 @@ func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *f
 	}
 }
 
-func testLeaseExpiry(t *testing.T, cl *client.Client, clk *fakeClock) {
+func testLeaseExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
 	grant := func() int64 {
 		return must(cl.LeaseGrant(ctx10(t), &metapb.LeaseGrantRequest{TtlSeconds: 10}))(t).Id
 	}
@@ -232,11 +232,11 @@ func testLeaseExpiry(t *testing.T, cl *client.Client, clk *fakeClock) {
 	exists := func(key string) bool {
 		return must(cl.Get(ctx10(t), &metapb.GetRequest{Key: []byte(key)}))(t).Kv != nil
 	}
-	clk.Add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	if ka := must(cl.LeaseKeepAlive(ctx10(t), &metapb.LeaseKeepAliveRequest{Id: kept}))(t); ka.TtlSeconds != 10 {
 		t.Fatalf("keepalive: got ttl %d, want 10", ka.TtlSeconds)
 	}
-	clk.Add(6 * time.Second) // lapsing expired 2s ago; kept has 4s left
+	clk.Advance(6 * time.Second) // lapsing expired 2s ago; kept has 4s left
 	eventually(t, 20*time.Second, "the lapsed lease's keys to be deleted in both groups", func() bool {
 		return !exists(k0[0]) && !exists(k1[0])
 	})
@@ -253,6 +253,6 @@ func testLeaseExpiry(t *testing.T, cl *client.Client, clk *fakeClock) {
 	if !client.IsNotFound(err) {
 		t.Fatalf("keepalive of an expired lease: got %v, want NotFound", err)
 	}
-	clk.Add(5 * time.Second)
+	clk.Advance(5 * time.Second)
 	eventually(t, 20*time.Second, "the kept lease to expire once not kept alive", func() bool { return !exists(k0[1]) })
 }

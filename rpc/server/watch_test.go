@@ -70,7 +70,7 @@ func inGroupOrder(t *testing.T, chs []change) []change {
 }
 
 func TestWatch(t *testing.T) {
-	clk := newFakeClock()
+	clk := metanodetest.NewFakeClock(time.Unix(1_700_000_000, 0))
 	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Configure: func(cfg *metanode.Config) {
 		cfg.Clock = clk
 		cfg.TimerInterval = 20 * time.Millisecond
@@ -257,7 +257,7 @@ func TestWatch(t *testing.T) {
 			must(cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("cmp/%d", i)), Value: []byte("v")}))(t)
 		}
 		// Older than the retention: the leaders compact.
-		clk.Add(2 * time.Minute)
+		clk.Advance(2 * time.Minute)
 		from := map[string]uint64{"data-0": 1, "data-1": 1}
 		var err error
 		eventually(t, 20*time.Second, "a watch from revision 1 to be refused as compacted", func() bool {
