@@ -76,6 +76,9 @@ func TestWatch(t *testing.T) {
 		cfg.TimerInterval = 20 * time.Millisecond
 		cfg.EventRetention = time.Minute
 		cfg.EventRetentionMin = 5
+		// An orderly stop must not wait for open watches (see the last
+		// subtest): with this timeout it would hang instead.
+		cfg.ShutdownTimeout = time.Hour
 	}})
 	cl := c.Client("")
 	var kvStart map[string]uint64
@@ -282,6 +285,12 @@ func TestWatch(t *testing.T) {
 		if s := w.started(t); s[g] != rev-1 {
 			t.Fatalf("watch from the compacted revision: got start %d, want %d", s[g], rev-1)
 		}
+	})
+	t.Run("orderly stop ends the node's watches", func(t *testing.T) {
+		id := c.IDs()[2]
+		w := startWatch(t, c.Client(id), &metapb.WatchRequest{})
+		w.started(t)
+		c.Stop(id) // returns only once every stream on the node has ended
 	})
 }
 
