@@ -23,6 +23,11 @@ import (
 // (ctx.Err()), when fn returns an error (that error), or when the watch
 // cannot continue: bad input, or COMPACTED (see Compacted: re-list, then
 // watch from the listing's revision + 1).
+//
+// The first response of every stream is a progress notification giving
+// the start point per group; a watch whose first stream fails before that
+// response starts, on its next stream, from the then current revision of
+// the groups not in req.StartRevisions (nothing was delivered before).
 func (c *Client) Watch(ctx context.Context, req *metapb.WatchRequest, fn func(*metapb.WatchResponse) error) error {
 	st := &watchState{req: req, last: map[string]uint64{}, partRev: map[string]uint64{},
 		partN: map[string]int{}, seen: map[string]int{}}

@@ -39,6 +39,10 @@ import (
 //     progress = true) carries the revisions every progress interval. A
 //     group's revision may then be the one its local replica had just
 //     before a scan that found nothing more.
+//   - prefix selects KV keys, resource names (of resource_kind, or of
+//     every kind), will client ids and broker ids by prefix; for
+//     ASSIGNMENTS it is one broker id, and an assignment that moves away
+//     from that broker is delivered as a DELETE.
 //   - A start below a group's compacted revision fails the stream with
 //     FailedPrecondition, reason COMPACTED, metadata group and
 //     compact_revision.
@@ -414,7 +418,7 @@ func (f *watchFilter) convert(group string, rec sm.EventRecord) (*metapb.WatchEv
 		if err := proto.Unmarshal(state, b); err != nil {
 			return nil, fmt.Errorf("server: decode stored broker: %w", err)
 		}
-		out.Broker = watchBroker(b)
+		out.Broker = toBroker(b)
 	case metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS:
 		return f.assignment(out, rec)
 	default:
@@ -451,14 +455,16 @@ func (f *watchFilter) assignment(out *metapb.WatchEvent, rec sm.EventRecord) (*m
 	}
 	broker := string(f.prefix)
 	switch {
+	case cur == nil && prev == nil:
+		return nil, nil
 	case broker == "" && cur != nil:
-		out.Assignment = watchAssignment(cur)
+		out.Assignment = toAssignment(cur)
 	case broker == "":
-		out.Type, out.Assignment = metapb.WatchEvent_DELETE, watchAssignment(prev)
+		out.Type, out.Assignment = metapb.WatchEvent_DELETE, toAssignment(prev)
 	case cur != nil && cur.BrokerId == broker:
-		out.Type, out.Assignment = metapb.WatchEvent_PUT, watchAssignment(cur)
+		out.Type, out.Assignment = metapb.WatchEvent_PUT, toAssignment(cur)
 	case prev != nil && prev.BrokerId == broker:
-		out.Type, out.Assignment = metapb.WatchEvent_DELETE, watchAssignment(prev)
+		out.Type, out.Assignment = metapb.WatchEvent_DELETE, toAssignment(prev)
 	default:
 		return nil, nil
 	}
@@ -471,19 +477,4 @@ func decodeKV(key, raw []byte) (*metapb.KeyValue, error) {
 		return nil, fmt.Errorf("server: decode stored key: %w", err)
 	}
 	return toKV(key, kv), nil
-}
-
-func watchBroker(b *logpb.Broker) *metapb.BrokerState {
-	return &metapb.BrokerState{BrokerId: b.BrokerId, Epoch: b.Epoch, Status: metapb.BrokerStatus(b.Status),
-		Endpoints: b.Endpoints, Rack: b.Rack, RegisteredAtUnixNano: b.RegisteredAtUnixNano,
-		StatusChangedAtUnixNano: b.StatusChangedAtUnixNano, ModRevision: b.ModRevision}
-}
-
-func watchAssignment(as *logpb.ConnectorAssignment) *metapb.Assignment {
-	if as == nil {
-		return nil
-	}
-	return &metapb.Assignment{Connector: as.Connector, BrokerId: as.BrokerId, BrokerEpoch: as.BrokerEpoch,
-		Epoch: as.Epoch, State: metapb.ConnectorRunState(as.State), Error: as.Error,
-		AssignedAtUnixNano: as.AssignedAtUnixNano, ModRevision: as.ModRevision}
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
@@ -79,6 +80,10 @@ func TestWatch(t *testing.T) {
 		// An orderly stop must not wait for open watches (see the last
 		// subtest): with this timeout it would hang instead.
 		cfg.ShutdownTimeout = time.Hour
+	}, Controller: func(cfg *controller.Config) {
+		cfg.CheckInterval = 20 * time.Millisecond
+		cfg.RebalanceInterval = 100 * time.Millisecond
+		cfg.SpreadInterval = 0
 	}})
 	cl := c.Client("")
 	var kvStart map[string]uint64
@@ -163,6 +168,23 @@ func TestWatch(t *testing.T) {
 		if len(evs) != 2 || evs[0].Type != metapb.WatchEvent_PUT || !proto.Equal(evs[0].Will, put.Will) ||
 			evs[1].Type != metapb.WatchEvent_DELETE || evs[1].Will.GetClientId() != "wc-1" || evs[1].Revision <= evs[0].Revision {
 			t.Fatalf("will events: got %v, want a PUT of %v then its DELETE", evs, put.Will)
+		}
+	})
+	t.Run("brokers and assignments", func(t *testing.T) {
+		bw := startWatch(t, cl, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_BROKERS, Prefix: []byte("bk-")})
+		aw := startWatch(t, cl, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS, Prefix: []byte("bk-1")})
+		bw.started(t)
+		aw.started(t)
+		reg := must(cl.RegisterBroker(ctx10(t), &metapb.RegisterBrokerRequest{BrokerId: "bk-1", Endpoints: []string{"h:1"}}))(t)
+		must(cl.CreateResource(ctx10(t), &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: metapb.ResourceKind_RESOURCE_KIND_CONNECTOR,
+			Name: "cn-1", Spec: &metapb.Resource_Connector{Connector: &metapb.ConnectorSpec{Type: "s3"}}}}))(t)
+		b := bw.waitEvents(t, 1)[0]
+		if b.Type != metapb.WatchEvent_PUT || b.Broker.GetBrokerId() != "bk-1" || b.Broker.Epoch != reg.BrokerEpoch || b.Revision != reg.BrokerEpoch {
+			t.Fatalf("broker event: got %v, want bk-1 registered at epoch %d", b, reg.BrokerEpoch)
+		}
+		as := aw.waitEvents(t, 1)[0]
+		if as.Type != metapb.WatchEvent_PUT || as.Assignment.GetConnector() != "cn-1" || as.Assignment.BrokerId != "bk-1" {
+			t.Fatalf("assignment event: got %v, want cn-1 assigned to bk-1", as)
 		}
 	})
 	t.Run("progress while idle", func(t *testing.T) {
