@@ -6,9 +6,15 @@
 //
 // It owns: building a node image from a binary (BuildImage), the container
 // cluster of one run (StartCluster, Cluster), the network fault mechanisms
-// (netfault.go, nfqueue.go), node log capture, and the sweeper that removes
-// what earlier runs left behind (Sweep). Later phases add the nemeses,
-// workloads and run artefacts on top of these mechanisms.
+// (netfault.go, nfqueue.go), node log capture, the sweeper that removes
+// what earlier runs left behind (Sweep), the verify.Nemesis over a cluster
+// (Nemesis: every fault kind of verify's contract but crashpoint, recovery
+// probes after each heal), the schedule with heal allowances (Schedule),
+// one checked run and its folder (Run: run.json, plots, index.html, the
+// "recovery" and "nodes" checkers on top of verify's), and the summary of
+// a suite of runs (Tally). The workloads and checkers are verify's.
+// README.md describes the nemeses, how to run them and how to read a run
+// folder.
 //
 // It sees the system only as a broker does. It may import verify, the public
 // client (rpc/client, rpc/metapb), testcontainers-go and the Docker client.

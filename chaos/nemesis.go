@@ -27,8 +27,8 @@ import (
 //	            ingress; HealNetwork at Heal
 //	flap        a loop owned by the nemesis: cut the node off, wait
 //	            period, heal, wait period, ... until Heal
-//	delay       DelayNode (NFQUEUE delay line) and LossNode (statistic
-//	            match) on every bound node; HealNetwork at Heal
+//	delay       DegradeNodes: NFQUEUE delay line and statistic-match
+//	            loss on every link of the bound nodes; HealNetwork at Heal
 //	member      through the public client (RemoveMember, AddMember) plus
 //	            Kill, Wipe, Recreate (the wiped node must come back with
 //	            --join flags instead of --initial-cluster) and Start
@@ -58,8 +58,7 @@ type containers interface {
 	Recreate(ctx context.Context, name string, args []string) error
 	DropLinks(ctx context.Context, links []Link) error
 	HealPartitions(ctx context.Context) error
-	DelayNode(ctx context.Context, name string, d, jitter time.Duration) error
-	LossNode(ctx context.Context, name string, p float64) error
+	DegradeNodes(ctx context.Context, names []string, d, jitter time.Duration, loss float64) error
 	HealNetwork(ctx context.Context) error
 	PeerAddr(name string) (string, error)
 }
@@ -468,17 +467,7 @@ func (m *Nemesis) injectDelay(ctx context.Context, f *verify.Fault) error {
 			return fmt.Errorf("chaos: delay: bad loss %q", s)
 		}
 	}
-	for _, n := range f.Nodes {
-		if err := m.c.DelayNode(ctx, n, d, jitter); err != nil {
-			return err
-		}
-		if loss > 0 {
-			if err := m.c.LossNode(ctx, n, loss); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return m.c.DegradeNodes(ctx, f.Nodes, d, jitter, loss)
 }
 
 // each runs fn for every node at once (a kill-all must look like one power

@@ -102,12 +102,8 @@ func (f *fakeContainers) DropLinks(_ context.Context, links []Link) error {
 
 func (f *fakeContainers) HealPartitions(context.Context) error { return f.record("heal-partitions") }
 
-func (f *fakeContainers) DelayNode(_ context.Context, n string, d, j time.Duration) error {
-	return f.record("delay %s %s %s", n, d, j)
-}
-
-func (f *fakeContainers) LossNode(_ context.Context, n string, p float64) error {
-	return f.record("loss %s %.2f", n, p)
+func (f *fakeContainers) DegradeNodes(_ context.Context, ns []string, d, j time.Duration, p float64) error {
+	return f.record("degrade %s %s %s %.2f", strings.Join(ns, ","), d, j, p)
 }
 
 func (f *fakeContainers) HealNetwork(context.Context) error { return f.record("heal-network") }
@@ -293,13 +289,13 @@ func TestNemesisInjectHeal(t *testing.T) {
 			name: "delay with loss, jitter clamped to the delay",
 			fault: verify.Fault{Kind: verify.FaultDelay, Nodes: []string{"n1", "n2"},
 				Params: map[string]string{"delay": "20ms", "jitter": "50ms", "loss": "0.10"}},
-			inject: []string{"delay n1 20ms 20ms", "loss n1 0.10", "delay n2 20ms 20ms", "loss n2 0.10"},
+			inject: []string{"degrade n1,n2 20ms 20ms 0.10"},
 			heal:   []string{"heal-network"},
 		},
 		{
 			name:   "delay without loss",
 			fault:  verify.Fault{Kind: verify.FaultDelay, Nodes: []string{"n2"}, Params: map[string]string{"delay": "100ms", "jitter": "10ms", "loss": "0.00"}},
-			inject: []string{"delay n2 100ms 10ms"}, heal: []string{"heal-network"},
+			inject: []string{"degrade n2 100ms 10ms 0.00"}, heal: []string{"heal-network"},
 		},
 	}
 	for _, tt := range tests {

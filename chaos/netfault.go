@@ -253,6 +253,38 @@ func (c *Cluster) DelayNode(ctx context.Context, name string, d, jitter time.Dur
 	})
 }
 
+// DegradeNodes delays (as Delay does) and, with loss > 0, drops a loss
+// fraction of the packets on every link touching any of the nodes, in one
+// update of the rules. Two updates would replace the tables twice, and the
+// kernel drops the packets a delay queue holds at each replacement.
+func (c *Cluster) DegradeNodes(ctx context.Context, names []string, d, jitter time.Duration, loss float64) error {
+	if err := checkDelay(d, jitter); err != nil {
+		return err
+	}
+	if loss < 0 || loss > 1 {
+		return fmt.Errorf("%w: loss probability %v, want [0, 1]", ErrBadFault, loss)
+	}
+	var ns []*node
+	for _, name := range names {
+		n, err := c.node(name)
+		if err != nil {
+			return err
+		}
+		ns = append(ns, n)
+	}
+	degrade := func(f *linkFault) { f.delay, f.jitter, f.loss = d, jitter, loss }
+	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
+		for _, n := range ns {
+			for _, q := range c.nodes {
+				if q != n {
+					set(dirLink{n.index, q.index}, degrade)
+					set(dirLink{q.index, n.index}, degrade)
+				}
+			}
+		}
+	})
+}
+
 func checkDelay(d, jitter time.Duration) error {
 	if d <= 0 || jitter < 0 || jitter > d {
 		return fmt.Errorf("%w: delay %v jitter %v, want 0 < delay and 0 <= jitter <= delay", ErrBadFault, d, jitter)

@@ -263,6 +263,15 @@ func TestFaultModel(t *testing.T) {
 				return errors.Join(c.Isolate(ctx, "n1"), c.LossNode(ctx, "n2", 0.1), c.HealNetwork(ctx))
 			},
 		},
+		{
+			name:  "degrade sets delay and loss on every link of the nodes",
+			apply: func(c *Cluster) error { return c.DegradeNodes(ctx, []string{"n3"}, time.Second, 0, 0.25) },
+			want: []LinkFault{
+				{From: "n1", To: "n3", Loss: 0.25, Delay: time.Second}, {From: "n2", To: "n3", Loss: 0.25, Delay: time.Second},
+				{From: "n3", To: "n1", Loss: 0.25, Delay: time.Second}, {From: "n3", To: "n2", Loss: 0.25, Delay: time.Second},
+			},
+		},
+		{name: "degrade loss out of range", apply: func(c *Cluster) error { return c.DegradeNodes(ctx, []string{"n1"}, time.Second, 0, 2) }, wantErr: ErrBadFault},
 		{name: "partition must cover", apply: func(c *Cluster) error { return c.Partition(ctx, [][]string{{"n1"}, {"n2"}}) }, wantErr: ErrBadFault},
 		{name: "groups overlap", apply: func(c *Cluster) error { return c.Partition(ctx, [][]string{{"n1", "n2"}, {"n2", "n3"}}) }, wantErr: ErrBadFault},
 		{name: "unknown node", apply: func(c *Cluster) error { return c.Isolate(ctx, "n9") }, wantErr: ErrUnknownNode},

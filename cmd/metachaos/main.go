@@ -58,12 +58,12 @@ func execute(args []string, stdout, stderr io.Writer) (int, error) {
 
 // suite holds the flags shared by run and smoke.
 type suite struct {
-	binary, bug, out, logLevel      string
-	race, keepData, spare           bool
-	nodes, offsetGroups, dataGroups int
-	snapshotThreshold, trailingLogs uint64
-	snapshotInterval                time.Duration
-	stdout, stderr                  io.Writer
+	binary, bug, out, logLevel        string
+	race, keepData, spare, stopOnFail bool
+	nodes, offsetGroups, dataGroups   int
+	snapshotThreshold, trailingLogs   uint64
+	snapshotInterval                  time.Duration
+	stdout, stderr                    io.Writer
 }
 
 func command(stdout, stderr io.Writer) *cobra.Command {
@@ -89,6 +89,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf.DurationVar(&s.snapshotInterval, "snapshot-interval", time.Second, "nodes' --snapshot-interval, passed only if the binary has that flag")
 	pf.BoolVar(&s.spare, "spare", true, "create a spare node for member op=add")
 	pf.BoolVar(&s.keepData, "keep-data", false, "keep the nodes' data directories of passing runs too")
+	pf.BoolVar(&s.stopOnFail, "stop-on-failure", false, "stop the suite after the first run that does not pass")
 	pf.StringVar(&s.logLevel, "log-level", "warn", "level of the harness log on stderr (every run folder has chaos.log at debug)")
 
 	var nemesis string
@@ -286,6 +287,10 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 		fmt.Fprintf(s.stdout, "run %d/%d seed %d: %s  %d ops, %d faults (%s), %s  %s\n", i+1, len(plan), p.seed,
 			verdictWord(rep.Verdict), rep.Ops.Total, len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
 			filepath.Join(rep.Dir, chaos.IndexFile))
+		if s.stopOnFail && rep.Verdict != verify.Valid {
+			fmt.Fprintf(s.stdout, "stopping after the first run that did not pass (run %d of %d)\n", i+1, len(plan))
+			break
+		}
 	}
 	t := chaos.NewTally(reports, kinds)
 	fmt.Fprintf(s.stdout, "\n%d runs in %s\n", len(reports), time.Since(start).Round(time.Second))
