@@ -28,7 +28,7 @@ var rules = map[string][]string{
 	"rpc/transport":         {"rpc/transport/raftpb"},
 	"rpc/transport/raftpb":  {},
 	"rpc/client":            {"rpc/metapb"},
-	"rpc/server":            {"rpc/metapb", "sm", "sm/logpb"},
+	"rpc/server":            {"rpc/metapb", "sm", "sm/logpb", "controller"},
 	"metanode":              {"sm", "sm/logpb", "rocks", "rpc/transport", "rpc/transport/raftpb", "rpc/metapb"},
 	"metanode/metanodetest": {"metanode", "rpc/server", "rpc/client", "rpc/metapb", "verify", "sm", "sm/logpb", "controller"},
 	"controller":            {"sm", "sm/logpb", "rpc/metapb"},
