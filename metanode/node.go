@@ -522,3 +522,7 @@ func (n *Node) Machine(name string) (*sm.Machine, error) {
 	}
 	return g.fsm, nil
 }
+
+// Stopping is closed when the node begins to shut down; long-lived
+// streams (watches) end then, so an orderly stop need not wait for them.
+func (n *Node) Stopping() <-chan struct{} { return n.stopping }
