@@ -375,6 +375,21 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	}
 	progress("report")
 	res.Checks = append(res.Checks, CheckRecovery(recs, nem.cfg.RecoveryTimeout), CheckNodes(hits, notes, len(logs), scanErr))
+	if runErr != nil {
+		// A run stopped early (interrupted) did not play its schedule:
+		// what the schedule promised cannot be judged. What the history
+		// shows (kv, offsets) still can.
+		for i := range res.Checks {
+			c := &res.Checks[i]
+			switch c.Checker {
+			case verify.CheckerActivity, verify.CheckerNemesis, verify.CheckerFinal, CheckerRecovery:
+				if c.Verdict == verify.Invalid {
+					c.Verdict = verify.Unknown
+					c.Details = "run stopped early (" + runErr.Error() + "); " + c.Details
+				}
+			}
+		}
+	}
 	res.Verdict = combine(res)
 	rep.Verdict, rep.Faults, rep.Checks, rep.Ops = res.Verdict, res.Faults, res.Checks, res.Ops
 	// summary.json again, with chaos's checkers; report.html keeps
