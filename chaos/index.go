@@ -5,7 +5,6 @@ import (
 	"html"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -164,5 +163,5 @@ func kindList(ks []verify.FaultKind) string {
 	for i, k := range ks {
 		s[i] = string(k)
 	}
-	return strings.Join(slices.Clone(s), ",")
+	return strings.Join(s, ",")
 }

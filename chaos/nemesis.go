@@ -315,7 +315,7 @@ func (m *Nemesis) heal(ctx context.Context, f *verify.Fault) error {
 	switch f.Kind {
 	case verify.FaultKill, verify.FaultKillAll:
 		err := each(f.Nodes, func(n string) error { return m.c.Start(ctx, n) })
-		m.markStarted(f.Nodes, err)
+		m.markStarted(ctx, f.Nodes, err)
 		return err
 	case verify.FaultPause:
 		err := each(f.Nodes, func(n string) error { return m.c.Unpause(ctx, n) })
@@ -370,7 +370,7 @@ func (m *Nemesis) HealAll(ctx context.Context) error {
 				m.note(nil, true, "%s was down at the end of the schedule though no fault stopped it", n)
 			}
 			err := m.c.Start(ctx, n)
-			m.markStarted([]string{n}, err)
+			m.markStarted(ctx, []string{n}, err)
 			errs = append(errs, err)
 		}
 	}
@@ -425,13 +425,13 @@ func (m *Nemesis) mark(set map[string]bool, nodes []string, on bool) {
 }
 
 // markStarted forgets the kills of nodes that are running again.
-func (m *Nemesis) markStarted(nodes []string, err error) {
+func (m *Nemesis) markStarted(ctx context.Context, nodes []string, err error) {
 	if err == nil {
 		m.mark(m.killed, nodes, false)
 		return
 	}
 	for _, n := range nodes {
-		if st, serr := m.c.State(context.Background(), n); serr == nil && st.Running {
+		if st, serr := m.c.State(ctx, n); serr == nil && st.Running {
 			m.mark(m.killed, []string{n}, false)
 		}
 	}

@@ -47,6 +47,26 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+// TestScheduleMemberOps: a run with as many member faults as operations
+// plays each operation.
+func TestScheduleMemberOps(t *testing.T) {
+	ops := []string{"remove-readd", "wipe-readd", "add"}
+	for seed := int64(1); seed <= 20; seed++ {
+		faults := Schedule(seed, []verify.FaultKind{verify.FaultMember}, 60*time.Second, verify.ScheduleOptions{MemberOps: ops})
+		if len(faults) < len(ops) {
+			t.Fatalf("seed %d: got %d member faults in 60 s, want at least %d", seed, len(faults), len(ops))
+		}
+		var got []string
+		for _, f := range faults[:len(ops)] {
+			got = append(got, f.Params["op"])
+		}
+		slices.Sort(got)
+		if want := []string{"add", "remove-readd", "wipe-readd"}; !slices.Equal(got, want) {
+			t.Errorf("seed %d: ops of the first %d member faults: got %q, want each of %q", seed, len(ops), got, want)
+		}
+	}
+}
+
 func sameFault(a, b verify.Fault) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Target == b.Target && a.Start == b.Start && a.Duration == b.Duration && a.Pick == b.Pick
 }

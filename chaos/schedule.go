@@ -25,10 +25,22 @@ var HealAllowance = map[verify.FaultKind]time.Duration{
 
 // Schedule is verify.Schedule with every fault moved later by the heal
 // allowances of the faults before it. Faults that would then end after
-// total minus the cool-down are dropped. Like verify.Schedule, it depends
-// only on its arguments: the same seed gives the same schedule.
+// total minus the cool-down are dropped. Member faults take the operations
+// of opts.MemberOps in turn (from an offset the seed picks) rather than at
+// random, so that a run with as many member faults as operations plays
+// each one. Like verify.Schedule, it depends only on its arguments: the
+// same seed gives the same schedule.
 func Schedule(seed int64, kinds []verify.FaultKind, total time.Duration, opts verify.ScheduleOptions) []verify.Fault {
 	faults := verify.Schedule(seed, kinds, total, opts)
+	if ops := opts.MemberOps; len(ops) > 0 {
+		next := int(uint64(seed) % uint64(len(ops)))
+		for i := range faults {
+			if faults[i].Kind == verify.FaultMember {
+				faults[i].Params = map[string]string{"op": ops[next%len(ops)]}
+				next++
+			}
+		}
+	}
 	cooldown := opts.Cooldown
 	if cooldown <= 0 {
 		// verify's default, restated: total/8 within [1s, 10s].

@@ -3,7 +3,6 @@ package chaos
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,7 +111,7 @@ func (t Tally) Write(w io.Writer) error {
 	}
 	_, err := fmt.Fprintf(w, "%d ops in %s of runs\n", t.Ops, t.Elapsed.Round(time.Second))
 	if err == nil && len(t.Failing) > 0 {
-		_, err = fmt.Fprintf(w, "runs that did not pass:\n  %s\n", strings.Join(slices.Clone(t.Failing), "\n  "))
+		_, err = fmt.Fprintf(w, "runs that did not pass:\n  %s\n", strings.Join(t.Failing, "\n  "))
 	}
 	return err
 }

@@ -131,11 +131,12 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	var smokeTime time.Duration
 	smoke := &cobra.Command{
 		Use:   "smoke",
-		Short: "Every supported fault kind at least once, in three runs (make chaos-smoke)",
-		Long: "smoke plays three runs that split the supported fault kinds between them\n" +
+		Short: "Every supported fault kind at least once, in four runs (make chaos-smoke)",
+		Long: "smoke plays four runs that split the supported fault kinds between them\n" +
 			"(processes: kill, kill-all, pause, member; partitions: isolate, split, bridge, oneway;\n" +
-			"unstable: flap, delay, transfer, lag), so each kind is injected at least once,\n" +
-			"and fails unless every run passed and every kind was injected.",
+			"unstable: flap, delay, transfer, lag; then membership alone: add, remove-readd,\n" +
+			"wipe-readd), so each kind is injected at least once, and fails unless every run\n" +
+			"passed and every kind was injected.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var plan []planned
@@ -169,11 +170,14 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// smokeGroups split the supported kinds into three runs of related faults.
+// smokeGroups split the supported kinds into runs of related faults; the
+// last run is membership alone, long enough for each of its operations
+// (add, remove-readd, wipe-readd: chaos.Schedule plays them in turn).
 var smokeGroups = [][]verify.FaultKind{
 	{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember},
 	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay},
 	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag},
+	{verify.FaultMember},
 }
 
 func kindNames() string {
