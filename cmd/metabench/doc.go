@@ -53,7 +53,9 @@
 //
 // A progress line is written to stderr once a second while a run lasts (a
 // carriage-return line on a terminal, plain lines otherwise); --progress=false
-// turns it off.
+// turns it off. The report includes the CPU time metabench itself used
+// while timed, because on a small machine the load generator takes cores
+// from the cluster; --cpuprofile FILE writes its CPU profile.
 //
 // Adding a workload (the sessions benchmark of issue 5 is the next one):
 // write a workload (workload.go) whose calls assert the small interface

@@ -41,6 +41,7 @@ type options struct {
 	label        string
 	maxErrorRate float64
 	progress     bool
+	cpuProfile   string
 	keyPrefix    string
 
 	// get
@@ -267,6 +268,7 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	f.StringVar(&o.label, "label", "", "name of this run's column in metabench compare (default the target)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", o.maxErrorRate, "fraction of calls that may fail before the exit status is 1")
 	f.BoolVar(&o.progress, "progress", o.progress, "print a progress line on stderr once a second")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write metabench's own CPU profile of the timed phase to this file")
 	extra(f, &o)
 	return cmd
 }
@@ -287,6 +289,7 @@ func runLoad(ctx context.Context, name string, o options, wl workload, stdout, s
 		return err
 	}
 	cfg := runConfig{
+		cpuProfile:   o.cpuProfile,
 		label:        name,
 		clients:      o.clients,
 		total:        o.total,

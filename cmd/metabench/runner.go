@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +46,9 @@ type runConfig struct {
 	progress io.Writer
 	tty      bool
 	interval time.Duration // between progress lines; default 1s
+	// cpuProfile, when set, receives a CPU profile of the timed phase
+	// (the load generator's own cost, which shares the machine's cores).
+	cpuProfile string
 }
 
 // calls returns the number of calls that carry total items, batch at a
@@ -110,6 +115,10 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	var next atomic.Int64
 	hists := make([]*hdrhistogram.Histogram, cfg.clients)
 
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
 	stopProgress := startProgress(cfg, cfg.label, wl.unit(), cfg.total, func() progressFigures {
 		return progressFigures{done: ctr.items.Load(), definite: ctr.definite.Load(), unknown: ctr.unknown.Load(), missing: ctr.missing.Load()}
 	})
@@ -166,6 +175,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	elapsed := time.Since(start)
 	cpu := processCPU() - cpu0
 	stopProgress()
+	profErr := stopProfile()
 
 	all := hdrhistogram.New(histMin, histMax, histDigits)
 	for _, h := range hists {
@@ -173,6 +183,9 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	}
 	res := newResult(&ctr, calls, elapsed, all)
 	res.ClientCPUSeconds = cpu.Seconds()
+	if profErr != nil {
+		return res, fmt.Errorf("--cpuprofile: %w", profErr)
+	}
 	switch {
 	case aborted.Load():
 		res.Aborted = true
@@ -186,6 +199,26 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 			ErrTooManyFailures, ctr.failed(), ctr.calls.Load(), cfg.maxErrorRate)
 	}
 	return res, nil
+}
+
+// startCPUProfile starts writing a CPU profile to path ("" for none);
+// stop ends it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // processCPU returns the user and system CPU time this process has used:

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -377,4 +379,29 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestRunWritesCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	cfg := testConfig(2, 50, 1)
+	cfg.cpuProfile = path
+	res, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{newFakeConn()}, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.ClientCPUSeconds < 0 {
+		t.Errorf("client CPU: got %v, want >= 0", res.ClientCPUSeconds)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	if st.Size() == 0 {
+		t.Errorf("profile size: got 0, want a written profile")
+	}
+
+	cfg.cpuProfile = filepath.Join(t.TempDir(), "missing-dir", "cpu.pprof")
+	if _, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{newFakeConn()}, cfg); err == nil {
+		t.Errorf("profile in a missing directory: got no error, want one")
+	}
 }
