@@ -198,6 +198,9 @@ type Result struct {
 	Faults []Fault `json:"-"`
 	// Dir is the run folder.
 	Dir string `json:"-"`
+	// ext holds the broker workloads' records (broker.jsonl, watch.jsonl)
+	// while a run evaluates them; a re-check loads them from Dir.
+	ext *brokerRecords
 }
 
 // Check returns the result of one checker, or nil.
@@ -272,6 +275,16 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	hist := &History{}
 	rec := NewRecorder(clock, hist, cfg.OpTimeout)
 	wl := NewWorkload(cfg.Seed, cfg.Workload, res.Settings.DataGroups, res.Settings.OffsetGroups)
+	// The broker workloads (opt-in): watchers first, so that they see the
+	// whole workload, then the controller workload.
+	var br *brokerRun
+	if cfg.Workload.broker() {
+		br, err = startBroker(ctx, cfg, clock, rec, wl, res.Settings.DataGroups, eps, admin)
+		if err != nil {
+			return nil, err
+		}
+		defer br.stop()
+	}
 	var conns []Conn
 	defer func() {
 		for _, c := range conns {
@@ -300,6 +313,17 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 			worker++
 			wg.Go(func() { wl.RunOffsets(wctx, s, w) })
 		}
+		for range cfg.Workload.SessionClientsPerNode {
+			s, err := br.sessionClient(conn, id)
+			if err != nil {
+				stopWorkload()
+				wg.Wait()
+				return nil, err
+			}
+			w := worker
+			worker++
+			wg.Go(func() { wl.RunSessions(wctx, s, w) })
+		}
 	}
 	start := clock.Since()
 	progress("workload", nil, 0)
@@ -312,6 +336,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	stopWorkload()
 	wg.Wait()
+	if br != nil {
+		br.endChaos()
+	}
 	res.Faults = faults
 
 	var conv CheckResult
@@ -322,6 +349,13 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		cancel()
 		if len(missed) > 0 {
 			log.Warn("verify: final reads failed", "missed", missed)
+		}
+		if br != nil {
+			if missed := br.final(ctx, admin); len(missed) > 0 {
+				log.Warn("verify: broker workloads' final phase incomplete", "missed", missed)
+			}
+			br.stop()
+			br.cleanup(ctx)
 		}
 		progress("converge", nil, hist.Len())
 		cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
@@ -337,12 +371,21 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 
 	progress("check", nil, hist.Len())
+	if br != nil {
+		br.stop()
+		res.ext = br.records()
+	}
 	ops := hist.Ops()
 	lin := Evaluate(res, ops, conv)
 	res.Elapsed = clock.Since()
 	if cfg.Dir != "" {
 		if err := WriteRun(cfg.Dir, res, ops, lin); err != nil {
 			return res, err
+		}
+		if res.ext != nil {
+			if err := writeBrokerRecords(cfg.Dir, res.ext); err != nil {
+				return res, err
+			}
 		}
 	}
 	log.Info("verify: run done", "seed", cfg.Seed, "valid", res.Verdict, "ops", res.Ops.Total, "dir", cfg.Dir)
@@ -363,6 +406,9 @@ func Evaluate(res *Result, ops []Op, conv CheckResult) *Linearizability {
 		CheckActivity(ops, res.Faults, res.Settings.MinOps),
 		CheckNemesis(res.Faults),
 	)
+	// The broker workloads' checkers (sessions, watch, controller), when
+	// the run had them.
+	res.Checks = append(res.Checks, brokerChecks(res, ops)...)
 	res.Windows = Windows(ops, res.Faults)
 	res.Ops = Stats(ops)
 	verdicts := make([]Verdict, len(res.Checks))

@@ -31,6 +31,28 @@ type WorkloadConfig struct {
 	ConsumerGroups, Topics, Partitions int
 	// Interval is the pause between two ops of one client (0: none).
 	Interval time.Duration
+
+	// The broker workloads (broker_workload.go) are off by default;
+	// BrokerWorkloadConfig and WithBroker turn them all on. They need
+	// connections that implement BrokerAPI.
+
+	// SessionClientsPerNode clients run the sessions workload (0: none)
+	// over Sessions client ids, chosen so that every data group holds
+	// some, writing batches of up to SessionBatch sessions.
+	SessionClientsPerNode, Sessions, SessionBatch int
+	// KVWatchers watch the KV workload's keys (one prefix watch over every
+	// data group each) for the whole run; ResourceWatch adds a watch of
+	// the run's metadata resources. Both are checked by the watch checker.
+	KVWatchers    int
+	ResourceWatch bool
+	// Brokers simulated brokers (0: no controller workload) register,
+	// heartbeat, fall silent for a while and come back, and run the
+	// Connectors connectors the controller assigns them.
+	Brokers, Connectors int
+	// AssignSlack: once the cluster has healed and every broker is back,
+	// every connector that should run must be assigned within the session
+	// timeout plus AssignSlack, and stay assigned. Default 5s.
+	AssignSlack time.Duration
 }
 
 // DefaultWorkloadConfig returns a workload that suits a 3-node cluster on a
@@ -59,8 +81,11 @@ func (c WorkloadConfig) Validate() error {
 	if c.OffsetClientsPerNode > 0 && (c.ConsumerGroups <= 0 || c.Topics <= 0 || c.Partitions <= 0) {
 		errs = append(errs, errors.New("verify: workload: offsets clients need ConsumerGroups, Topics and Partitions > 0"))
 	}
-	if c.KVClientsPerNode == 0 && c.OffsetClientsPerNode == 0 {
+	if c.KVClientsPerNode == 0 && c.OffsetClientsPerNode == 0 && c.SessionClientsPerNode == 0 && c.Brokers == 0 {
 		errs = append(errs, errors.New("verify: workload: no clients"))
+	}
+	if err := c.validateBroker(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Interval < 0 {
 		errs = append(errs, errors.New("verify: workload: negative Interval"))
@@ -145,6 +170,8 @@ type Workload struct {
 	// next hands out offsets: unique and increasing per partition across
 	// all clients, so a fetched offset names the commit that wrote it.
 	next map[TopicPartition]*atomic.Int64
+	// sessions are the sessions workload's client ids.
+	sessions []string
 }
 
 // NewWorkload prepares the key set and consumer groups for a cluster with
@@ -153,6 +180,7 @@ func NewWorkload(seed int64, cfg WorkloadConfig, dataGroups, offsetGroups int) *
 	w := &Workload{cfg: cfg, seed: seed, next: map[TopicPartition]*atomic.Int64{}}
 	w.keys = ChooseKeys(cfg.Prefix, cfg.Keys, dataGroups)
 	w.groups = ChooseConsumerGroups(cfg.Prefix, cfg.ConsumerGroups, offsetGroups)
+	w.sessions = ChooseSessionIDs(cfg.Prefix, cfg.Sessions, dataGroups)
 	for t := 0; t < cfg.Topics; t++ {
 		w.topics = append(w.topics, fmt.Sprintf("t%d", t))
 	}

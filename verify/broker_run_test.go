@@ -1,0 +1,128 @@
+package verify
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// brokerRun is fastRun with every broker workload on, against a
+// brokerFake (controller timeout 400 ms).
+func fastBrokerRun(t *testing.T, f *brokerFake, seed int64, kinds []FaultKind) RunConfig {
+	t.Helper()
+	cfg := fastRun(t, f.c, &memNemesis{c: f.c}, seed, kinds)
+	cfg.Dial = f.dial
+	cfg.Duration = 3 * time.Second
+	cfg.Workload = cfg.Workload.WithBroker()
+	cfg.Workload.Connectors = 4
+	cfg.Workload.AssignSlack = time.Second
+	return cfg
+}
+
+func TestRunBrokerWorkloadsOnACorrectSystemPass(t *testing.T) {
+	f := newBrokerFake(newMemCluster(21, "n1", "n2", "n3"))
+	cfg := fastBrokerRun(t, f, 21, []FaultKind{FaultKill, FaultIsolate})
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CheckerSessions, CheckerWatch, CheckerController} {
+		c := res.Check(name)
+		if c == nil {
+			t.Fatalf("%s: got no result, want one", name)
+		}
+		t.Logf("%s: %s ops %d: %s", name, c.Verdict, c.Ops, c.Details)
+	}
+	for _, ch := range res.Checks {
+		if ch.Verdict != Valid {
+			t.Errorf("%s: got %s, want valid (failing %v: %s)", ch.Checker, ch.Verdict, ch.Failing, ch.Details)
+		}
+	}
+	for _, file := range []string{BrokerFile, WatchFile, SessionsReportFile} {
+		if _, err := os.Stat(filepath.Join(cfg.Dir, file)); err != nil {
+			t.Errorf("run folder: %v", err)
+		}
+	}
+	ops, err := LoadBrokerOps(filepath.Join(cfg.Dir, BrokerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[BrokerOpKind]int{}
+	for _, op := range ops {
+		if op.Outcome == OutcomeOK {
+			kinds[op.Kind]++
+		}
+	}
+	for _, k := range []BrokerOpKind{OpSessionPut, OpSessionDelete, OpSessionGet, OpSessionList, OpResourceCreate, OpResourceUpdate,
+		OpRegister, OpHeartbeat, OpReport, OpListBrokers, OpListAssignments, OpSilence} {
+		if kinds[k] == 0 {
+			t.Errorf("kind %s: got no successful op, want some (%v)", k, kinds)
+		}
+	}
+	again, err := Recheck(cfg.Dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CheckerSessions, CheckerWatch, CheckerController} {
+		a, b := res.Check(name), again.Check(name)
+		if b == nil || a.Verdict != b.Verdict || a.Ops != b.Ops {
+			t.Errorf("recheck %s: got %+v, want %s with %d ops", name, b, a.Verdict, a.Ops)
+		}
+	}
+}
+
+func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
+	tests := []struct {
+		name    string
+		plant   func(f *brokerFake)
+		checker string
+		// noFaults: a fault window exempts brokers from the liveness
+		// check, so that planted bug is tested without one.
+		noFaults bool
+	}{
+		{"watch skips an event", func(f *brokerFake) { f.bugWatchDrop = true }, CheckerWatch, false},
+		{"watch repeats an event", func(f *brokerFake) { f.bugWatchDup = true }, CheckerWatch, false},
+		{"watch invents a value", func(f *brokerFake) { f.bugWatchInvent = true }, CheckerWatch, false},
+		{"a session of a batch is lost", func(f *brokerFake) { f.bugSessionDrop = true }, CheckerSessions, false},
+		{"a down broker keeps its connectors", func(f *brokerFake) { f.bugOwnerDown = true }, CheckerController, false},
+		{"two owners in one epoch", func(f *brokerFake) { f.bugTwoOwners = true }, CheckerController, false},
+		{"connectors never reassigned", func(f *brokerFake) { f.bugNoReassign = true }, CheckerController, false},
+		{"live brokers declared down", func(f *brokerFake) { f.bugEagerDown = true }, CheckerController, true},
+		{"stale reports accepted", func(f *brokerFake) { f.bugAcceptStale = true }, CheckerController, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newBrokerFake(newMemCluster(22, "n1", "n2", "n3"))
+			tt.plant(f)
+			kinds := []FaultKind{FaultKill}
+			if tt.noFaults {
+				kinds = nil
+			}
+			cfg := fastBrokerRun(t, f, 22, kinds)
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Check(tt.checker)
+			if c == nil || c.Verdict != Invalid {
+				t.Fatalf("%s: got %+v, want invalid", tt.checker, c)
+			}
+			t.Logf("caught: failing %v: %s", c.Failing, firstChars(c.Details, 400))
+			if res.Verdict != Invalid {
+				t.Fatalf("run: got %s, want invalid", res.Verdict)
+			}
+		})
+	}
+}
+
+func firstChars(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+var _ = strings.Contains

@@ -1,0 +1,498 @@
+package verify
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CheckerController names the controller checker.
+const CheckerController = "controller"
+
+// The controller checker judges the controller workload's broker history
+// (and the assignment watch, when there is one) against the controller's
+// contract. Every read is a linearizable ListAssignments or ListBrokers,
+// so a read that returned before another was called saw an earlier (or
+// the same) state. It checks:
+//
+//   - epochs rise: a connector's assignment epoch seen by a read (or in
+//     a report's response) is never below one a read that returned
+//     earlier saw; along an assignment watch, epochs never go down;
+//   - one owner per epoch: every observation of (connector, epoch) names
+//     the same broker and broker epoch;
+//   - nothing on a down broker: ListBrokers never shows a DOWN broker
+//     with connectors, and when a ListAssignments and a ListBrokers read
+//     the same revision (so the same state), every assigned connector's
+//     broker is ALIVE in it with the assignment's broker epoch;
+//   - fencing: a report is accepted only under the current epoch (never
+//     one below what a read saw before the report was called; the
+//     response shows the report's epoch and broker), and a report by the
+//     owner under an epoch that reads before and after it both show
+//     current is not rejected;
+//   - bounded assignment: once the cluster healed (the last fault ended,
+//     every silent broker came back, every connector's desired state was
+//     last written), every observer read called more than the session
+//     timeout plus AssignSlack later shows every connector that should
+//     run assigned;
+//   - liveness: a broker that heartbeats on time is not declared down:
+//     when a read shows a broker DOWN in an epoch it registered, it must
+//     be possible that no acknowledged heartbeat of that epoch reached
+//     the controller within the timeout before the declaration (which
+//     happened after the last read that showed it ALIVE). Brokers that
+//     were silent, and declarations near a fault (up to a timeout after
+//     it ended: a paused or cut-off controller gives grace), are exempt.
+
+// ControllerSettings are what the checker needs besides the history.
+type ControllerSettings struct {
+	// AssignSlack: see WorkloadConfig.AssignSlack.
+	AssignSlack time.Duration
+	// Faults of the run (Began, Ended on the run clock).
+	Faults []Fault
+}
+
+// assignObs is an observation of a connector's assignment.
+type assignObs struct {
+	AssignmentValue
+	call, ret int64
+	src       string
+}
+
+// CheckController checks a broker history's controller workload. recs
+// are the watch records (assignment watches are used when present).
+func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings) CheckResult {
+	start := time.Now()
+	r := CheckResult{Checker: CheckerController, Verdict: Valid}
+	failing := map[string]bool{}
+	var problems []string
+	fail := func(what, p string) {
+		failing[what] = true
+		problems = append(problems, p)
+	}
+
+	// The run's brokers and connectors, the timing the controller gave.
+	brokers := map[string]bool{}
+	connectors := map[string]bool{}
+	var timeout, heartbeat time.Duration
+	for i := range bops {
+		op := &bops[i]
+		switch op.Kind {
+		case OpRegister:
+			brokers[op.Input.BrokerID] = true
+			if op.Outcome == OutcomeOK {
+				timeout = max(timeout, time.Duration(op.Output.TimeoutMs)*time.Millisecond)
+				heartbeat = max(heartbeat, time.Duration(op.Output.HeartbeatMs)*time.Millisecond)
+			}
+		case OpResourceCreate:
+			if op.Input.Resource.Kind == "connector" {
+				connectors[op.Input.Resource.Name] = true
+			}
+		}
+	}
+	if len(brokers) == 0 {
+		r.Verdict = Unknown
+		r.Details = "no broker registered: nothing to check"
+		return r
+	}
+	if timeout == 0 {
+		timeout = 6 * time.Second
+	}
+
+	// Observations of assignments.
+	obs := map[string][]assignObs{}
+	for i := range bops {
+		op := &bops[i]
+		if op.Outcome != OutcomeOK {
+			continue
+		}
+		src := fmt.Sprintf("broker op %d %s", op.Index, op.Kind)
+		switch op.Kind {
+		case OpListAssignments:
+			for _, a := range op.Output.Assignments {
+				obs[a.Connector] = append(obs[a.Connector], assignObs{a, op.Call, op.Return, src})
+			}
+		case OpReport:
+			if a := op.Output.Assignment; a != nil {
+				obs[a.Connector] = append(obs[a.Connector], assignObs{*a, op.Call, op.Return, src})
+			}
+		}
+	}
+	names := slices.Sorted(mapKeys(obs))
+	nobs := 0
+	// Epochs rise in real time.
+	for _, c := range names {
+		os := slices.Clone(obs[c])
+		nobs += len(os)
+		slices.SortFunc(os, func(a, b assignObs) int { return cmp.Compare(a.ret, b.ret) })
+		best := make([]int, len(os)) // index of the highest epoch among os[:i+1]
+		for i := range os {
+			best[i] = i
+			if i > 0 && os[best[i-1]].Epoch > os[i].Epoch {
+				best[i] = best[i-1]
+			}
+		}
+		for _, b := range os {
+			j := sort.Search(len(os), func(i int) bool { return os[i].ret >= b.call }) - 1
+			if j >= 0 && os[best[j]].Epoch > b.Epoch {
+				a := os[best[j]]
+				fail("epochs", fmt.Sprintf("connector %s: epoch went back from %d (%s) to %d (%s, called after)", c, a.Epoch, a.src, b.Epoch, b.src))
+				break
+			}
+		}
+	}
+	// One owner per epoch (reads, reports, assignment watches).
+	type ce struct {
+		c     string
+		epoch uint64
+	}
+	owner := map[ce]assignObs{}
+	noteOwner := func(o assignObs) {
+		k := ce{o.Connector, o.Epoch}
+		if p, ok := owner[k]; ok && (p.Broker != o.Broker || p.BrokerEpoch != o.BrokerEpoch) {
+			fail("owners", fmt.Sprintf("connector %s epoch %d: owned by %s@%d (%s) and by %s@%d (%s)", o.Connector, o.Epoch,
+				p.Broker, p.BrokerEpoch, p.src, o.Broker, o.BrokerEpoch, o.src))
+			return
+		}
+		if _, ok := owner[k]; !ok {
+			owner[k] = o
+		}
+	}
+	for _, c := range names {
+		for _, o := range obs[c] {
+			noteOwner(o)
+		}
+	}
+	for _, s := range segments(recs) {
+		if s.space != "assignments" {
+			continue
+		}
+		last := map[string]uint64{}
+		for _, ev := range s.events {
+			if ev.Type != "put" {
+				continue
+			}
+			a := AssignmentValue{Connector: ev.Key, Broker: ev.Broker, BrokerEpoch: ev.BrokerEpoch, Epoch: ev.Epoch, State: ev.Status}
+			noteOwner(assignObs{a, ev.at, ev.at, fmt.Sprintf("%s event at revision %d", s.name, ev.Revision)})
+			if ev.Epoch < last[ev.Key] {
+				fail("epochs", fmt.Sprintf("%s: connector %s epoch went back from %d to %d at revision %d", s.name, ev.Key, last[ev.Key], ev.Epoch, ev.Revision))
+			}
+			last[ev.Key] = max(last[ev.Key], ev.Epoch)
+		}
+	}
+
+	// Nothing on a down broker.
+	brokersAt := map[uint64]*BrokerOp{}
+	for i := range bops {
+		op := &bops[i]
+		if op.Kind != OpListBrokers || op.Outcome != OutcomeOK {
+			continue
+		}
+		brokersAt[op.Output.Revision] = op
+		for _, b := range op.Output.Brokers {
+			if b.Status == "DOWN" && b.Connectors > 0 {
+				fail("down broker", fmt.Sprintf("broker op %d: broker %s is DOWN at revision %d with %d connectors", op.Index, b.ID, op.Output.Revision, b.Connectors))
+			}
+		}
+	}
+	pairs := 0
+	for i := range bops {
+		op := &bops[i]
+		if op.Kind != OpListAssignments || op.Outcome != OutcomeOK {
+			continue
+		}
+		lb := brokersAt[op.Output.Revision]
+		if lb == nil {
+			continue
+		}
+		pairs++
+		state := map[string]BrokerValue{}
+		for _, b := range lb.Output.Brokers {
+			state[b.ID] = b
+		}
+		for _, a := range op.Output.Assignments {
+			if a.Broker == "" {
+				continue
+			}
+			b, ok := state[a.Broker]
+			if !ok || b.Status != "ALIVE" || b.Epoch != a.BrokerEpoch {
+				fail("down broker", fmt.Sprintf("revision %d (broker ops %d, %d): connector %s assigned to %s@%d, brokers show %s",
+					op.Output.Revision, op.Index, lb.Index, a.Connector, a.Broker, a.BrokerEpoch, describeBroker(b, ok)))
+			}
+		}
+	}
+
+	// Fencing of reports.
+	reports, rejected := 0, 0
+	for i := range bops {
+		op := &bops[i]
+		if op.Kind != OpReport {
+			continue
+		}
+		reports++
+		c, e, b := op.Input.Connector, op.Input.Epoch, op.Input.BrokerID
+		switch {
+		case op.Outcome == OutcomeOK:
+			if a := op.Output.Assignment; a == nil || a.Epoch != e || a.Broker != b {
+				fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted, response shows %v", op.Index, b, e, c, a))
+			}
+			for _, o := range obs[c] {
+				if o.ret < op.Call && o.Epoch > e {
+					fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted after %s saw epoch %d", op.Index, b, e, c, o.src, o.Epoch))
+					break
+				}
+			}
+		case op.Outcome == OutcomeFail && (op.Reason == "STALE_EPOCH" || op.Code == "NotFound"):
+			rejected++
+			current := func(o assignObs) bool { return o.Epoch == e && o.Broker == b }
+			before := slices.IndexFunc(obs[c], func(o assignObs) bool { return current(o) && o.ret < op.Call })
+			after := slices.IndexFunc(obs[c], func(o assignObs) bool { return current(o) && o.call > op.Return })
+			if before >= 0 && after >= 0 {
+				fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s rejected (%s), though %s and %s show that epoch current before and after",
+					op.Index, b, e, c, op.Reason, obs[c][before].src, obs[c][after].src))
+			}
+		}
+	}
+
+	// Bounded assignment after the cluster healed.
+	healed := int64(0)
+	for _, f := range set.Faults {
+		healed = max(healed, int64(f.Ended))
+	}
+	// desired[c]: when the connector's desired state was written or read,
+	// and what it was, in history order (which is return order).
+	type want struct {
+		at    int64
+		state string
+	}
+	desired := map[string][]want{}
+	for i := range bops {
+		op := &bops[i]
+		switch op.Kind {
+		case OpSilence, OpRegister:
+			if brokers[op.Input.BrokerID] {
+				healed = max(healed, op.Return)
+			}
+		case OpResourceCreate, OpResourceUpdate:
+			if connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
+				healed = max(healed, op.Return)
+				if op.Outcome == OutcomeOK {
+					desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Return, op.Input.Resource.Desired})
+				}
+			}
+		case OpResourceGet:
+			// A read shows the desired state too (after an update whose
+			// outcome was unknown, it is the only word on it).
+			if connectors[op.Input.Resource.Name] && op.Outcome == OutcomeOK && op.Output.Resource != nil {
+				desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Return, op.Output.Resource.Desired})
+			}
+		case OpResourceDelete:
+			if connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
+				// Deleted (the cleanup), or maybe: nothing is expected from
+				// its call on.
+				desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Call, ""})
+			}
+		}
+	}
+	// shouldRun: the connector's desired state, as last known before t,
+	// is RUNNING.
+	shouldRun := func(c string, t int64) bool {
+		state := ""
+		for _, w := range desired[c] {
+			if w.at < t {
+				state = w.state
+			}
+		}
+		return state == "RUNNING"
+	}
+	bound := healed + int64(timeout+set.AssignSlack)
+	checked, late := 0, 0
+	var lastObserver *BrokerOp
+	for i := range bops {
+		op := &bops[i]
+		if op.Kind != OpListAssignments || op.Input.BrokerID != "" || op.Outcome != OutcomeOK || op.Call < healed {
+			continue
+		}
+		if lastObserver == nil || op.Call > lastObserver.Call {
+			lastObserver = op
+		}
+		if op.Call < bound {
+			continue
+		}
+		checked++
+		assigned := map[string]bool{}
+		for _, a := range op.Output.Assignments {
+			assigned[a.Connector] = a.Broker != ""
+		}
+		for _, c := range slices.Sorted(mapKeys(connectors)) {
+			if shouldRun(c, op.Call) && !assigned[c] {
+				late++
+				fail("late", fmt.Sprintf("broker op %d: connector %s unassigned %s after the cluster healed (bound %s)", op.Index, c,
+					time.Duration(op.Call-healed).Round(time.Millisecond), timeout+set.AssignSlack))
+				break
+			}
+		}
+	}
+	settledOK := lastObserver != nil && checked == 0 && settledLast(lastObserver, connectors, func(c string) bool { return shouldRun(c, lastObserver.Call) })
+
+	// Liveness: declared down while heartbeating on time.
+	declared := 0
+	for _, p := range liveness(bops, brokers, set.Faults, timeout) {
+		declared++
+		fail("liveness", p)
+	}
+
+	r.Ops = nobs
+	r.Partitions = len(names)
+	for w := range failing {
+		r.Failing = append(r.Failing, w)
+	}
+	slices.Sort(r.Failing)
+	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d reports (%d rejected); healed at %s, %d reads after the bound",
+		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, reports, rejected, time.Duration(healed).Round(time.Millisecond), checked)}
+	switch {
+	case len(r.Failing) > 0:
+		r.Verdict = Invalid
+	case checked == 0 && !settledOK:
+		r.Verdict = Unknown
+		details = append(details, "no read after the assignment bound and the last read was not settled: cannot tell whether connectors were assigned in time")
+	}
+	if len(problems) > 20 {
+		details = append(details, problems[:20]...)
+		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
+	} else {
+		details = append(details, problems...)
+	}
+	r.Details = strings.Join(details, "; ")
+	r.Elapsed = time.Since(start)
+	return r
+}
+
+func describeBroker(b BrokerValue, ok bool) string {
+	if !ok {
+		return "no such broker"
+	}
+	return fmt.Sprintf("%s@%d %s", b.ID, b.Epoch, b.Status)
+}
+
+// settledLast reports whether the read shows every connector that should
+// run assigned.
+func settledLast(op *BrokerOp, connectors map[string]bool, shouldRun func(string) bool) bool {
+	assigned := map[string]bool{}
+	for _, a := range op.Output.Assignments {
+		assigned[a.Connector] = a.Broker != ""
+	}
+	for c := range connectors {
+		if shouldRun(c) && !assigned[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// liveness finds brokers declared down although acknowledged heartbeats
+// leave no moment for the declaration.
+func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout time.Duration) []string {
+	type key struct {
+		broker string
+		epoch  uint64
+	}
+	// Acknowledged heartbeats, silences and registrations per broker epoch.
+	beats := map[key][][2]int64{} // [call, return]
+	registered := map[key]int64{}
+	var silences []BrokerOp
+	for i := range bops {
+		op := &bops[i]
+		switch {
+		case op.Kind == OpHeartbeat && op.Outcome == OutcomeOK:
+			k := key{op.Input.BrokerID, op.Input.Epoch}
+			beats[k] = append(beats[k], [2]int64{op.Call, op.Return})
+		case op.Kind == OpRegister && op.Outcome == OutcomeOK:
+			registered[key{op.Input.BrokerID, op.Output.Epoch}] = op.Call
+		case op.Kind == OpSilence:
+			silences = append(silences, *op)
+		}
+	}
+	exempt := func(b string, lo, hi int64) bool {
+		for _, f := range faults {
+			if int64(f.Began) <= hi && int64(f.Ended)+int64(timeout) >= lo {
+				return true
+			}
+		}
+		for _, s := range silences {
+			if s.Input.BrokerID == b && s.Call <= hi && s.Return >= lo-int64(timeout) {
+				return true
+			}
+		}
+		return false
+	}
+	// Reads in call order: the last ALIVE observation before each DOWN.
+	var reads []*BrokerOp
+	for i := range bops {
+		if bops[i].Kind == OpListBrokers && bops[i].Outcome == OutcomeOK {
+			reads = append(reads, &bops[i])
+		}
+	}
+	slices.SortFunc(reads, func(a, b *BrokerOp) int { return cmp.Compare(a.Call, b.Call) })
+	lastAlive := map[key]int64{}
+	reported := map[key]bool{}
+	var problems []string
+	for _, op := range reads {
+		for _, b := range op.Output.Brokers {
+			k := key{b.ID, b.Epoch}
+			reg, ok := registered[k]
+			if !brokers[b.ID] || !ok {
+				continue
+			}
+			if b.Status == "ALIVE" {
+				lastAlive[k] = max(lastAlive[k], op.Call)
+				continue
+			}
+			if reported[k] {
+				continue
+			}
+			// Declared in [lo, hi].
+			lo, hi := max(lastAlive[k], reg), op.Return
+			if exempt(b.ID, lo, hi) {
+				continue
+			}
+			if covered(beats[k], lo, hi, int64(timeout)) {
+				reported[k] = true
+				problems = append(problems, fmt.Sprintf("broker op %d: broker %s epoch %d DOWN, declared in [%s, %s] while its acknowledged heartbeats leave no moment without one in the last %s",
+					op.Index, b.ID, b.Epoch, time.Duration(lo).Round(time.Millisecond), time.Duration(hi).Round(time.Millisecond), timeout))
+			}
+		}
+	}
+	return problems
+}
+
+// livenessMargin is taken off each heartbeat's cover: the controller's
+// clock and run clock may differ slightly, and it checks every 200 ms.
+const livenessMargin = 250 * time.Millisecond
+
+// covered reports whether every moment t of [lo, hi] has an acknowledged
+// heartbeat h with h.return <= t <= h.call + timeout (less livenessMargin): at any such t the
+// controller had heard from the broker within the timeout, so it could
+// not declare it down.
+func covered(beats [][2]int64, lo, hi, timeout int64) bool {
+	iv := make([][2]int64, 0, len(beats))
+	for _, b := range beats {
+		// A margin for the controller's clock and its check interval.
+		if end := b[0] + timeout - int64(livenessMargin); b[1] <= end {
+			iv = append(iv, [2]int64{b[1], end})
+		}
+	}
+	slices.SortFunc(iv, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	at := lo
+	for _, x := range iv {
+		if x[0] > at {
+			break
+		}
+		at = max(at, x[1])
+		if at >= hi {
+			return true
+		}
+	}
+	return at >= hi
+}
