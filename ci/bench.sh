@@ -161,6 +161,10 @@ run_meta() {
     log "meta cluster not serving: starting it (make run)"
     make run >"$OUT/make-run.log" 2>&1 || { cat "$OUT/make-run.log" >&2; return 1; }
     META_STARTED=1
+  else
+    # Its binaries may predate this build: `make stop` first to measure
+    # the current tree.
+    log "using the meta cluster already serving at $META_EPS (make stop first to measure a fresh build)"
   fi
   local pids="" f
   for f in data/n1.pid data/n2.pid data/n3.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
