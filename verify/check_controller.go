@@ -336,6 +336,13 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 	}
 	settledOK := lastObserver != nil && checked == 0 && settledLast(lastObserver, connectors, func(c string) bool { return shouldRun(c, lastObserver.Call) })
 
+	// Stuck: while the cluster is whole and some broker is alive, a
+	// connector that should run never stays unassigned longer than the
+	// bound, during the chaos too.
+	for _, p := range stuck(bops, connectors, brokers, set.Faults, timeout, timeout+set.AssignSlack, shouldRun) {
+		fail("late", p)
+	}
+
 	// Liveness: declared down while heartbeating on time.
 	declared := 0
 	for _, p := range liveness(bops, brokers, set.Faults, timeout) {
@@ -495,4 +502,88 @@ func covered(beats [][2]int64, lo, hi, timeout int64) bool {
 		}
 	}
 	return at >= hi
+}
+
+// stuck finds connectors that two observer reads, more than bound apart,
+// show unassigned in the same state (the same unassigned epoch, or no
+// assignment at all), with no excuse in between: no fault (or its
+// aftermath, a timeout long), no change of the desired state, and some
+// broker of the run ALIVE in every ListBrokers read of the interval. The
+// same unassigned epoch in both reads means no assignment was made in
+// between (each one takes a new epoch).
+func stuck(bops []BrokerOp, connectors, brokers map[string]bool, faults []Fault, timeout, bound time.Duration,
+	shouldRun func(string, int64) bool) []string {
+	type seen struct {
+		op    *BrokerOp
+		epoch uint64 // 0: no assignment at all
+	}
+	var reads, lists []*BrokerOp
+	for i := range bops {
+		op := &bops[i]
+		if op.Outcome != OutcomeOK {
+			continue
+		}
+		switch {
+		case op.Kind == OpListAssignments && op.Input.BrokerID == "":
+			reads = append(reads, op)
+		case op.Kind == OpListBrokers:
+			lists = append(lists, op)
+		}
+	}
+	byCall := func(a, b *BrokerOp) int { return cmp.Compare(a.Call, b.Call) }
+	slices.SortFunc(reads, byCall)
+	slices.SortFunc(lists, byCall)
+	excused := func(c string, a, b *BrokerOp) bool {
+		for _, f := range faults {
+			if int64(f.Began) <= b.Call && int64(f.Ended)+int64(timeout) >= a.Call {
+				return true
+			}
+		}
+		if !shouldRun(c, a.Call) || !shouldRun(c, a.Return) || !shouldRun(c, b.Call) {
+			return true
+		}
+		for i := range bops {
+			op := &bops[i]
+			if (op.Kind == OpResourceUpdate || op.Kind == OpResourceCreate || op.Kind == OpResourceDelete) &&
+				op.Input.Resource.Name == c && op.Outcome != OutcomeFail && op.Call <= b.Call && op.Return >= a.Call {
+				return true
+			}
+		}
+		for _, l := range lists {
+			if l.Return < a.Call || l.Call > b.Return {
+				continue
+			}
+			if !slices.ContainsFunc(l.Output.Brokers, func(v BrokerValue) bool { return brokers[v.ID] && v.Status == "ALIVE" }) {
+				return true
+			}
+		}
+		return false
+	}
+	var problems []string
+	for _, c := range slices.Sorted(mapKeys(connectors)) {
+		var first *seen
+		for _, op := range reads {
+			cur := &seen{op: op}
+			assigned := false
+			for _, a := range op.Output.Assignments {
+				if a.Connector == c {
+					cur.epoch, assigned = a.Epoch, a.Broker != ""
+				}
+			}
+			if assigned {
+				first = nil
+				continue
+			}
+			if first == nil || first.epoch != cur.epoch {
+				first = cur
+				continue
+			}
+			if time.Duration(op.Call-first.op.Return) > bound && !excused(c, first.op, op) {
+				problems = append(problems, fmt.Sprintf("connector %s unassigned (epoch %d) from broker op %d to broker op %d (%s) with brokers alive and no fault",
+					c, cur.epoch, first.op.Index, op.Index, time.Duration(op.Call-first.op.Return).Round(time.Millisecond)))
+				break
+			}
+		}
+	}
+	return problems
 }

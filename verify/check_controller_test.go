@@ -1,0 +1,182 @@
+package verify
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// ctlHistory builds broker histories for the controller checker, with
+// times in milliseconds.
+type ctlHistory struct{ ops []BrokerOp }
+
+func ms(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+
+func (h *ctlHistory) add(kind BrokerOpKind, in BrokerInput, out *BrokerOutput, call, ret int) *BrokerOp {
+	op := BrokerOp{Index: len(h.ops), Client: len(h.ops), Process: len(h.ops), Kind: kind, Input: in, Output: out,
+		Call: ms(call), Return: ms(ret), Outcome: OutcomeOK}
+	if out == nil {
+		op.Outcome = OutcomeFail
+	}
+	h.ops = append(h.ops, op)
+	return &h.ops[len(h.ops)-1]
+}
+
+func (h *ctlHistory) observe(at int, rev uint64, brokers []BrokerValue, assigns []AssignmentValue) {
+	h.add(OpListBrokers, BrokerInput{}, &BrokerOutput{Revision: rev, Brokers: brokers}, at, at+2)
+	h.add(OpListAssignments, BrokerInput{}, &BrokerOutput{Revision: rev, Assignments: assigns}, at+3, at+5)
+}
+
+var (
+	b0alive = BrokerValue{ID: "r-b0", Epoch: 10, Status: "ALIVE", Connectors: 1}
+	b1alive = BrokerValue{ID: "r-b1", Epoch: 12, Status: "ALIVE"}
+	c0onB0  = AssignmentValue{Connector: "r-c0", Broker: "r-b0", BrokerEpoch: 10, Epoch: 15, State: "ASSIGNED", ModRevision: 15}
+	c0run   = AssignmentValue{Connector: "r-c0", Broker: "r-b0", BrokerEpoch: 10, Epoch: 15, State: "RUNNING", ModRevision: 16}
+)
+
+// ctlCase is a quiet, correct run: one connector, two brokers
+// heartbeating every 500 ms (timeout 2 s), the connector assigned to
+// r-b0, which reports it RUNNING; r-b1 reports under a stale epoch and
+// is rejected.
+func ctlCase() *ctlHistory {
+	h := &ctlHistory{}
+	h.add(OpResourceCreate, BrokerInput{Resource: &ResourceValue{Kind: "connector", Name: "r-c0", Marker: "m0", Desired: "RUNNING"}},
+		&BrokerOutput{Resource: &ResourceValue{Kind: "connector", Name: "r-c0", Marker: "m0", Desired: "RUNNING", ModRevision: 3}}, 0, 1)
+	h.add(OpRegister, BrokerInput{BrokerID: "r-b0"}, &BrokerOutput{Epoch: 10, HeartbeatMs: 500, TimeoutMs: 2000}, 2, 3)
+	h.add(OpRegister, BrokerInput{BrokerID: "r-b1"}, &BrokerOutput{Epoch: 12, HeartbeatMs: 500, TimeoutMs: 2000}, 4, 5)
+	for t := 500; t <= 12000; t += 500 {
+		h.add(OpHeartbeat, BrokerInput{BrokerID: "r-b0", Epoch: 10}, &BrokerOutput{Status: "ALIVE"}, t, t+5)
+		h.add(OpHeartbeat, BrokerInput{BrokerID: "r-b1", Epoch: 12}, &BrokerOutput{Status: "ALIVE"}, t+10, t+15)
+	}
+	h.observe(600, 15, []BrokerValue{b0alive, b1alive}, []AssignmentValue{c0onB0})
+	h.add(OpReport, BrokerInput{BrokerID: "r-b0", Connector: "r-c0", Epoch: 15, State: "RUNNING"}, &BrokerOutput{Assignment: &c0run}, 700, 710)
+	stale := h.add(OpReport, BrokerInput{BrokerID: "r-b1", Connector: "r-c0", Epoch: 14, State: "RUNNING", Stale: true}, nil, 720, 730)
+	stale.Code, stale.Reason = "FailedPrecondition", "STALE_EPOCH"
+	for t := 1000; t <= 12000; t += 1000 {
+		h.observe(t, 16, []BrokerValue{b0alive, b1alive}, []AssignmentValue{c0run})
+	}
+	return h
+}
+
+func TestControllerCheckerOnKnownHistories(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(h *ctlHistory)
+		faults []Fault
+		want   Verdict
+		detail string
+	}{
+		{"good", nil, nil, Valid, "2 reports (1 rejected)"},
+		{"a connector owned by a down broker", func(h *ctlHistory) {
+			b0 := b0alive
+			b0.Status = "DOWN"
+			h.observe(12500, 20, []BrokerValue{b0, b1alive}, nil)
+		}, nil, Invalid, "broker r-b0 is DOWN at revision 20 with 1 connectors"},
+		{"an assignment to a broker the same revision shows down", func(h *ctlHistory) {
+			b0 := b0alive
+			b0.Status, b0.Connectors = "DOWN", 0
+			h.observe(12500, 20, []BrokerValue{b0, b1alive}, []AssignmentValue{c0run})
+		}, nil, Invalid, "connector r-c0 assigned to r-b0@10, brokers show r-b0@10 DOWN"},
+		{"an owner with an old broker epoch", func(h *ctlHistory) {
+			b0 := b0alive
+			b0.Epoch = 18
+			h.observe(12500, 20, []BrokerValue{b0, b1alive}, []AssignmentValue{c0run})
+		}, nil, Invalid, "brokers show r-b0@18 ALIVE"},
+		{"two owners in one epoch", func(h *ctlHistory) {
+			a := c0run
+			a.Broker, a.BrokerEpoch = "r-b1", 12
+			h.observe(12500, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{a})
+		}, nil, Invalid, "connector r-c0 epoch 15: owned by r-b0@10"},
+		{"an epoch going back", func(h *ctlHistory) {
+			a := c0run
+			a.Epoch = 14
+			h.observe(12500, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{a})
+		}, nil, Invalid, "epoch went back from 15"},
+		{"a stale report accepted", func(h *ctlHistory) {
+			a := c0run
+			a.Epoch = 14
+			h.add(OpReport, BrokerInput{BrokerID: "r-b0", Connector: "r-c0", Epoch: 14, State: "RUNNING", Stale: true}, &BrokerOutput{Assignment: &a}, 5000, 5010)
+		}, nil, Invalid, "accepted after"},
+		{"a current report rejected", func(h *ctlHistory) {
+			op := h.add(OpReport, BrokerInput{BrokerID: "r-b0", Connector: "r-c0", Epoch: 15, State: "RUNNING"}, nil, 5100, 5110)
+			op.Code, op.Reason = "FailedPrecondition", "STALE_EPOCH"
+		}, nil, Invalid, "rejected (STALE_EPOCH), though"},
+		{"a late assignment", func(h *ctlHistory) {
+			un := AssignmentValue{Connector: "r-c0", Epoch: 20}
+			h.observe(13000, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{un})
+		}, nil, Invalid, "connector r-c0 unassigned"},
+		{"a connector stuck unassigned mid-run", func(h *ctlHistory) { unassignBetween(h, 5000, 9000) }, nil, Invalid, "unassigned (epoch 20) from broker op"},
+		{"unassigned during a fault is fine", func(h *ctlHistory) { unassignBetween(h, 5000, 9000) },
+			[]Fault{{ID: 1, Kind: FaultPause, Began: 5 * time.Second, Ended: 6 * time.Second}}, Valid, ""},
+		{"a live broker declared down", func(h *ctlHistory) {
+			b1 := b1alive
+			b1.Status = "DOWN"
+			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+		}, nil, Invalid, "broker r-b1 epoch 12 DOWN"},
+		{"a silent broker declared down is fine", func(h *ctlHistory) {
+			b1 := b1alive
+			b1.Status = "DOWN"
+			h.add(OpSilence, BrokerInput{BrokerID: "r-b1", Epoch: 12}, &BrokerOutput{}, 5000, 7900)
+			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+		}, nil, Valid, ""},
+		{"a broker declared down near a fault is fine", func(h *ctlHistory) {
+			b1 := b1alive
+			b1.Status = "DOWN"
+			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+		}, []Fault{{ID: 1, Kind: FaultIsolate, Began: 6 * time.Second, Ended: 7 * time.Second}}, Valid, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := ctlCase()
+			if tt.mutate != nil {
+				tt.mutate(h)
+			}
+			r := CheckController(h.ops, nil, ControllerSettings{AssignSlack: 500 * time.Millisecond, Faults: tt.faults})
+			if r.Verdict != tt.want {
+				t.Fatalf("got %s, want %s (failing %v: %s)", r.Verdict, tt.want, r.Failing, r.Details)
+			}
+			if !strings.Contains(r.Details, tt.detail) {
+				t.Fatalf("details: got %q, want it to mention %q", r.Details, tt.detail)
+			}
+		})
+	}
+}
+
+// unassignBetween rewrites the observer's reads: from..to (ms) show the
+// connector unassigned at epoch 20, after that owned by r-b1 at epoch 21.
+func unassignBetween(h *ctlHistory, from, to int) {
+	b1 := AssignmentValue{Connector: "r-c0", Broker: "r-b1", BrokerEpoch: 12, Epoch: 21, State: "RUNNING", ModRevision: 22}
+	for i := range h.ops {
+		op := &h.ops[i]
+		if (op.Kind != OpListAssignments && op.Kind != OpListBrokers) || op.Call < ms(from) {
+			continue
+		}
+		op.Output.Revision = 20
+		as := []AssignmentValue{{Connector: "r-c0", Epoch: 20, ModRevision: 20}}
+		if op.Call >= ms(to) {
+			op.Output.Revision, as = 22, []AssignmentValue{b1}
+		}
+		if op.Kind == OpListAssignments {
+			op.Output.Assignments = as
+		}
+	}
+}
+
+// Epochs along an assignment watch never go down, and one epoch has one
+// owner there too.
+func TestControllerCheckerReadsAssignmentWatches(t *testing.T) {
+	ev := func(rev, epoch uint64, broker string) WatchEvent {
+		return WatchEvent{Group: "metadata-0", Revision: rev, Type: "put", Key: "r-c0", Broker: broker, BrokerEpoch: 10, Epoch: epoch, Status: "ASSIGNED"}
+	}
+	recs := []WatchRecord{
+		{Watcher: 3, Type: WatchStart, Name: "assignments", Space: "assignments", KeyPrefix: "r-c"},
+		{Watcher: 3, Type: WatchResponse, Time: ms(1), Revisions: map[string]uint64{"metadata-0": 2}, Progress: true},
+		{Watcher: 3, Type: WatchResponse, Time: ms(600), Revisions: map[string]uint64{"metadata-0": 30},
+			Events: []WatchEvent{ev(15, 15, "r-b0"), ev(25, 14, "r-b0"), ev(30, 15, "r-b1")}},
+	}
+	r := CheckController(ctlCase().ops, recs, ControllerSettings{AssignSlack: time.Second})
+	if r.Verdict != Invalid || !strings.Contains(r.Details, "assignments: connector r-c0 epoch went back from 15 to 14") ||
+		!strings.Contains(r.Details, "owned by r-b0@10") {
+		t.Fatalf("got %s (%s), want invalid: epoch back and two owners", r.Verdict, r.Details)
+	}
+}
