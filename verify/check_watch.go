@@ -414,7 +414,7 @@ func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResul
 	}
 	seen := map[gk]recvEvent{}
 	seenBy := map[gk]string{}
-	resumes, events := 0, 0
+	resumes, events, matched := 0, 0, 0
 	for _, s := range segs {
 		for _, p := range s.problems {
 			fail(s.name, p)
@@ -455,9 +455,11 @@ func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResul
 					continue
 				}
 				got := byRev[k]
-				if !slices.ContainsFunc(got, func(ev recvEvent) bool {
+				if slices.ContainsFunc(got, func(ev recvEvent) bool {
 					return ev.Key == c.Key && ev.Type == c.Type && (ev.Value == c.Value || c.Type == "delete")
 				}) {
+					matched++
+				} else {
 					what := "nothing"
 					if len(got) > 0 {
 						what = evString(got[0].WatchEvent)
@@ -488,7 +490,8 @@ func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResul
 	if len(r.Failing) > 0 {
 		r.Verdict = Invalid
 	}
-	details := []string{fmt.Sprintf("%d watchers, %d segments, %d events, %d resumes", len(watcherSegments(segs)), len(segs), events, resumes)}
+	details := []string{fmt.Sprintf("%d watchers, %d segments, %d events, %d resumes; %d proven changes found where expected",
+		len(watcherSegments(segs)), len(segs), events, resumes, matched)}
 	if len(problems) > 20 {
 		details = append(details, problems[:20]...)
 		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
