@@ -1,0 +1,120 @@
+//go:build metabugs
+
+package metanodetest_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/verify"
+)
+
+// correctness are the checkers whose failure means the system broke a
+// promise; activity and nemesis failures mean a run that tested too
+// little, which is not catching a bug.
+var correctness = []string{
+	verify.CheckerKV, verify.CheckerOffsets, verify.CheckerOffsetsGroup,
+	verify.CheckerFinal, verify.CheckerConvergence,
+}
+
+// TestPlantedBugs is the runner's self-test: with each planted bug
+// switched on (build tag metabugs, META_BUG), seeded runs with fault
+// kinds that can expose it must fail a correctness checker within 20
+// seeds. It reports how many seeds each bug took and fails if one is not
+// caught. Run it with
+//
+//	go test -tags metabugs -run TestPlantedBugs ./metanode/metanodetest/
+//
+// The kinds per bug:
+//   - localreads (a node serves linearizable reads from its own replica
+//     without confirming leadership): isolate and split keep clients on a
+//     deposed leader or a cut-off follower that still answers reads.
+//   - retryunknown (the client retries a write whose outcome is unknown
+//     and reports a failed retry as a definite failure): kill, isolate and
+//     delay with loss make outcomes unknown while the first attempt may
+//     have been applied.
+//   - nosync (raft log writes bypass RocksDB's write-ahead log, so a crash
+//     loses acknowledged entries): kill-all crashes every node soon after
+//     writes, before any memtable flush.
+func TestPlantedBugs(t *testing.T) {
+	bugs := []struct {
+		bug   string
+		kinds []verify.FaultKind
+	}{
+		{"localreads", []verify.FaultKind{verify.FaultIsolate, verify.FaultSplit}},
+		{"retryunknown", []verify.FaultKind{verify.FaultKill, verify.FaultIsolate, verify.FaultDelay}},
+		{"nosync", []verify.FaultKind{verify.FaultKillAll}},
+	}
+	took := map[string]int{}
+	for _, b := range bugs {
+		t.Run(b.bug, func(t *testing.T) {
+			// Before the cluster starts: rocks reads it when it opens the
+			// database, the others on every call.
+			t.Setenv("META_BUG", b.bug)
+			l := &lane{t: t, nodes: 3}
+			defer l.stop()
+			base := t.TempDir()
+			for seed := int64(1); seed <= 20; seed++ {
+				if l.nem == nil || l.broken {
+					l.start()
+				}
+				p := planFor(seed, b.kinds)
+				p.nodes = 3
+				res := runBugSeed(t, l, p, base)
+				var failing []string
+				for _, c := range res.Checks {
+					if c.Verdict != verify.Valid && slices.Contains(correctness, c.Checker) {
+						failing = append(failing, fmt.Sprintf("%s %v", c.Checker, c.Failing))
+					}
+				}
+				if len(failing) > 0 {
+					took[b.bug] = int(seed)
+					t.Logf("%s caught at seed %d (%s), failing: %v; run folder kept at %s", b.bug, seed, p.kinds[0], failing, keep(t, res.Dir, seed))
+					return
+				}
+				if res.Verdict != verify.Valid {
+					// Not a catch, but the cluster may be in any state.
+					l.broken = true
+				}
+			}
+			t.Errorf("%s: got no correctness failure in 20 seeds, want the bug caught", b.bug)
+		})
+	}
+	t.Logf("seeds needed per planted bug: %v", took)
+}
+
+// runBugSeed runs one seed and logs its verdicts; a run with any
+// non-valid verdict marks the lane broken (the planted bug may have
+// corrupted it).
+func runBugSeed(t *testing.T, l *lane, p plan, base string) *verify.Result {
+	t.Helper()
+	dir := fmt.Sprintf("%s/%s-seed-%d", base, p.kinds[0], p.seed)
+	log := metanodetest.NewLogger(t)
+	cfg := runConfig(l, p, dir, 10*time.Second+p.extra, log)
+	// A planted bug may leave the cluster unable to recover (nosync can
+	// lose the log entry holding a group's configuration): do not wait
+	// the default minutes for what will not come.
+	cfg.NemesisTimeout = 20 * time.Second
+	cfg.FinalTimeout = 15 * time.Second
+	cfg.ConvergeTimeout = 15 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := verify.Run(ctx, cfg)
+	if res == nil {
+		t.Fatalf("seed %d: run not carried out: %v", p.seed, err)
+	}
+	var verdicts []string
+	for _, c := range res.Checks {
+		verdicts = append(verdicts, c.Checker+"="+string(c.Verdict))
+	}
+	t.Logf("seed %d %v: verdict %s; ops %d ok %d fail %d unknown %d; %v",
+		p.seed, p.kinds, res.Verdict, res.Ops.Total, res.Ops.OK, res.Ops.Fail, res.Ops.Unknown, verdicts)
+	if res.Verdict != verify.Valid {
+		l.broken = true
+	}
+	return res
+}
