@@ -4,12 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
 
-// brokerRun is fastRun with every broker workload on, against a
+// fastBrokerRun is fastRun with every broker workload on, against a
 // brokerFake (controller timeout 400 ms).
 func fastBrokerRun(t *testing.T, f *brokerFake, seed int64, kinds []FaultKind) RunConfig {
 	t.Helper()
@@ -124,5 +123,3 @@ func firstChars(s string, n int) string {
 	}
 	return s
 }
-
-var _ = strings.Contains

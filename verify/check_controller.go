@@ -344,9 +344,8 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 	}
 
 	// Liveness: declared down while heartbeating on time.
-	declared := 0
-	for _, p := range liveness(bops, brokers, set.Faults, timeout) {
-		declared++
+	downs, judged, lproblems := liveness(bops, brokers, set.Faults, timeout)
+	for _, p := range lproblems {
 		fail("liveness", p)
 	}
 
@@ -356,8 +355,8 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		r.Failing = append(r.Failing, w)
 	}
 	slices.Sort(r.Failing)
-	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d reports (%d rejected); healed at %s, %d reads after the bound",
-		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, reports, rejected, time.Duration(healed).Round(time.Millisecond), checked)}
+	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others silent or near a fault); healed at %s, %d reads after the bound",
+		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, reports, rejected, downs, judged, time.Duration(healed).Round(time.Millisecond), checked)}
 	switch {
 	case len(r.Failing) > 0:
 		r.Verdict = Invalid
@@ -399,8 +398,9 @@ func settledLast(op *BrokerOp, connectors map[string]bool, shouldRun func(string
 }
 
 // liveness finds brokers declared down although acknowledged heartbeats
-// leave no moment for the declaration.
-func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout time.Duration) []string {
+// leave no moment for the declaration. It also counts the declarations
+// seen (first DOWN per broker epoch) and those judged (not exempt).
+func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout time.Duration) (downs, judged int, problems []string) {
 	type key struct {
 		broker string
 		epoch  uint64
@@ -444,7 +444,7 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 	slices.SortFunc(reads, func(a, b *BrokerOp) int { return cmp.Compare(a.Call, b.Call) })
 	lastAlive := map[key]int64{}
 	reported := map[key]bool{}
-	var problems []string
+	seen := map[key]bool{}
 	for _, op := range reads {
 		for _, b := range op.Output.Brokers {
 			k := key{b.ID, b.Epoch}
@@ -459,10 +459,18 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 			if reported[k] {
 				continue
 			}
+			first := !seen[k]
+			seen[k] = true
+			if first {
+				downs++
+			}
 			// Declared in [lo, hi].
 			lo, hi := max(lastAlive[k], reg), op.Return
 			if exempt(b.ID, lo, hi) {
 				continue
+			}
+			if first {
+				judged++
 			}
 			if covered(beats[k], lo, hi, int64(timeout)) {
 				reported[k] = true
@@ -471,7 +479,7 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 			}
 		}
 	}
-	return problems
+	return downs, judged, problems
 }
 
 // livenessMargin is taken off each heartbeat's cover: the controller's

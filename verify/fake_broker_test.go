@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -722,9 +721,4 @@ func (b *brokerConn) Watch(ctx context.Context, req *metapb.WatchRequest, fn fun
 		case <-changed:
 		}
 	}
-}
-
-// Describe for debugging.
-func (f *brokerFake) String() string {
-	return fmt.Sprintf("brokerFake{%d events}", len(f.events))
 }
