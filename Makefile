@@ -37,7 +37,20 @@ lint: vet fmt-check
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-test: deps lint unit
+# chaos-smoke: every nemesis kind once against real nodes in containers
+# (about 5 minutes); skipped, loudly, where no Docker engine answers.
+chaos-smoke: build
+	@if docker info >/dev/null 2>&1; then \
+		TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos smoke --binary $(BIN)/metanode; \
+	else \
+		echo "!!! chaos-smoke SKIPPED: no Docker engine reachable !!!"; \
+	fi
+
+# chaos: the maintainers' suite, 20 runs x 60 s over every nemesis kind.
+chaos: build
+	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
+
+test: deps lint unit chaos-smoke
 
 clean:
 	rm -rf $(BIN)
