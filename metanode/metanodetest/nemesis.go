@@ -580,7 +580,8 @@ func durationParam(f *verify.Fault, key string, def time.Duration) (time.Duratio
 }
 
 // startFlap cuts Nodes[0] off for the first half of every period and
-// restores it for the second, until stopped.
+// restores it for the second, until stopped. It returns once the first cut
+// is in effect.
 func (n *Nemesis) startFlap(f *verify.Fault) error {
 	period, err := durationParam(f, "period", 2*time.Second)
 	if err != nil {
@@ -588,12 +589,16 @@ func (n *Nemesis) startFlap(f *verify.Fault) error {
 	}
 	period = max(period, 100*time.Millisecond)
 	cut := &verify.Fault{Kind: verify.FaultIsolate, Nodes: f.Nodes[:1]}
-	n.cut(cut)
-	n.mu.Lock()
-	n.stats.Flaps++
-	n.mu.Unlock()
-	return n.startLoop(func(ctx context.Context) {
-		for {
+	first := make(chan struct{})
+	err = n.startLoop(func(ctx context.Context) {
+		for i := 0; ; i++ {
+			n.cut(cut)
+			n.mu.Lock()
+			n.stats.Flaps++
+			n.mu.Unlock()
+			if i == 0 {
+				close(first)
+			}
 			if !sleep(ctx, period/2) {
 				return
 			}
@@ -601,12 +606,13 @@ func (n *Nemesis) startFlap(f *verify.Fault) error {
 			if !sleep(ctx, period-period/2) {
 				return
 			}
-			n.cut(cut)
-			n.mu.Lock()
-			n.stats.Flaps++
-			n.mu.Unlock()
 		}
 	})
+	if err != nil {
+		return err
+	}
+	<-first
+	return nil
 }
 
 // startTransfer runs the leadership storm.
