@@ -45,7 +45,10 @@ const fenceMark = "fence-"
 //   - final state: a KV watcher with one segment ends, at each final
 //     read's revision, in the state the final read saw;
 //   - catch-up: every watcher delivered the fences written after the
-//     workload (KV: one per data group; resources: one resource).
+//     workload (KV: one per data group; resources: one resource);
+//   - no give-up: the client's Watch returned only because the run
+//     stopped it or with COMPACTED (after which the watcher starts a new
+//     segment, checked on its own).
 //
 // Controller spaces (brokers, assignments) are decided by the controller,
 // not written by the workload: they get the order, gap (from list reads
@@ -272,6 +275,9 @@ func (in *watchInputs) writers(space string) (puts map[[2]string][]writeOp, dels
 // segment is one call of the client's Watch by one watcher.
 type segment struct {
 	watcher int
+	// endErr: Watch gave up by itself with this error (not COMPACTED,
+	// not stopped by the run).
+	endErr  string
 	name    string
 	space   string
 	prefix  string // key prefix followed
@@ -310,6 +316,9 @@ func segments(recs []WatchRecord) []*segment {
 			last[s] = map[string]*pos{}
 			out = append(out, s)
 		case WatchEnd:
+			if s := open[r.Watcher]; s != nil && r.Err != "" && !r.Compacted && !r.Stopped {
+				s.endErr = r.Err
+			}
 			delete(open, r.Watcher)
 		case WatchResponse:
 			s := open[r.Watcher]
@@ -418,6 +427,13 @@ func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResul
 	for _, s := range segs {
 		for _, p := range s.problems {
 			fail(s.name, p)
+		}
+		if s.endErr != "" {
+			// The client's Watch resumes by itself from everything but
+			// bad input and COMPACTED: a watch that gives up on a valid
+			// request breaks the contract (the watcher restarts it, and
+			// what it missed in between is nobody's check).
+			fail(s.name, fmt.Sprintf("%s: the client's Watch gave up: %s", s.name, s.endErr))
 		}
 		resumes += s.resumes
 		events += len(s.events)

@@ -37,7 +37,7 @@ func watchCase() ([]Op, []WatchRecord) {
 		resp(65, 8, put(8, "k/b", "v3")),
 		{Watcher: 0, Type: WatchResponse, Time: 80, Revisions: map[string]uint64{"data-0": 8}, Progress: true}, // a resume
 		resp(245, 10, put(10, "k/fence-data-0-0", "f1")),
-		{Watcher: 0, Type: WatchEnd, Time: 300, Err: "context canceled"},
+		{Watcher: 0, Type: WatchEnd, Time: 300, Err: "context canceled", Stopped: true},
 	}
 	return ops, recs
 }
@@ -109,6 +109,15 @@ func TestWatchCheckerOnKnownHistories(t *testing.T) {
 			ops[1].Output.Revision = 5
 			return ops, recs
 		}, Invalid, "claim one revision"},
+		{"a watch that gives up", func(ops []Op, recs []WatchRecord) ([]Op, []WatchRecord) {
+			out := append([]WatchRecord{}, recs[:4]...)
+			out = append(out,
+				WatchRecord{Watcher: 0, Type: WatchEnd, Time: 40, Err: `rpc error: code = InvalidArgument desc = start_revisions[data-1]: "data-1" is not a group this watch covers`},
+				WatchRecord{Watcher: 0, Type: WatchStart, Time: 60, Name: "kv-0", Space: "kv", Prefix: "k/", KeyPrefix: "k/"},
+				WatchRecord{Watcher: 0, Type: WatchResponse, Time: 61, Revisions: map[string]uint64{"data-0": 7}, Progress: true})
+			out = append(out, recs[5:]...)
+			return ops, out
+		}, Invalid, "the client's Watch gave up: rpc error: code = InvalidArgument"},
 		{"a restart after COMPACTED checks the rest from there", func(ops []Op, recs []WatchRecord) ([]Op, []WatchRecord) {
 			// The first segment ends after revision 6; the second starts
 			// at 8: revision 7 is nobody's business.

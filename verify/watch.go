@@ -25,7 +25,7 @@ const (
 	// WatchResponse: Watch handed a response to the watcher.
 	WatchResponse = "response"
 	// WatchEnd: Watch returned; Err says why, Compacted if it was
-	// COMPACTED.
+	// COMPACTED, Stopped if the run ended it.
 	WatchEnd = "end"
 )
 
@@ -60,6 +60,9 @@ type WatchRecord struct {
 	Events    []WatchEvent      `json:"events,omitempty"`
 	Err       string            `json:"error,omitempty"`
 	Compacted bool              `json:"compacted,omitempty"`
+	// Stopped: the run stopped the watcher (Watch returned because its
+	// context ended), as opposed to Watch giving up by itself.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // WatchEvent is one event as a watcher received it. Key and Value depend
@@ -205,7 +208,7 @@ func (w *watcher) run(ctx context.Context) {
 		w.log.Append(WatchRecord{Watcher: w.id, Type: WatchStart, Time: w.clock.Now(), Name: w.spec.Name,
 			Space: w.spec.Space, Prefix: w.spec.Prefix, KeyPrefix: w.spec.KeyPrefix})
 		err := w.api.Watch(ctx, req, w.receive)
-		end := WatchRecord{Watcher: w.id, Type: WatchEnd, Time: w.clock.Now()}
+		end := WatchRecord{Watcher: w.id, Type: WatchEnd, Time: w.clock.Now(), Stopped: ctx.Err() != nil}
 		if err != nil {
 			end.Err = err.Error()
 			_, _, end.Compacted = client.Compacted(err)
