@@ -26,7 +26,10 @@ const CheckerController = "controller"
 //   - nothing on a down broker: ListBrokers never shows a DOWN broker
 //     with connectors, and when a ListAssignments and a ListBrokers read
 //     the same revision (so the same state), every assigned connector's
-//     broker is ALIVE in it with the assignment's broker epoch;
+//     broker is ALIVE in it with the assignment's broker epoch; the same
+//     holds at every revision of the state replayed from the brokers and
+//     assignments watches (both streams of metadata-0, merged by
+//     revision, each revision's changes applied whole);
 //   - fencing: a report is accepted only under the current epoch (never
 //     one below what a read saw before the report was called; the
 //     response shows the report's epoch and broker), and a report by the
@@ -182,7 +185,13 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		}
 	}
 
-	// Nothing on a down broker.
+	// Nothing on a down broker: at every revision the brokers and
+	// assignments watches cover...
+	replayed, rproblems := replay(recs)
+	for _, p := range rproblems {
+		fail("down broker", p)
+	}
+	// ...and in every read.
 	brokersAt := map[uint64]*BrokerOp{}
 	for i := range bops {
 		op := &bops[i]
@@ -355,8 +364,8 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		r.Failing = append(r.Failing, w)
 	}
 	slices.Sort(r.Failing)
-	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others silent or near a fault); healed at %s, %d reads after the bound",
-		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, reports, rejected, downs, judged, time.Duration(healed).Round(time.Millisecond), checked)}
+	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d revisions replayed from the watches, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others silent or near a fault); healed at %s, %d reads after the bound",
+		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, replayed, reports, rejected, downs, judged, time.Duration(healed).Round(time.Millisecond), checked)}
 	switch {
 	case len(r.Failing) > 0:
 		r.Verdict = Invalid
@@ -594,4 +603,77 @@ func stuck(bops []BrokerOp, connectors, brokers map[string]bool, faults []Fault,
 		}
 	}
 	return problems
+}
+
+// replay merges the first segment of the brokers watch and of the
+// assignments watch (both metadata-0, so one revision sequence) and
+// replays them revision by revision, up to the revision both have
+// delivered in full. After each revision every connector the run follows
+// that is assigned to a broker the run follows must have that broker
+// ALIVE in the assignment's broker epoch. The run's brokers register and
+// its connectors are created after the watches start, so the replay has
+// their whole history. It returns the number of revisions replayed.
+func replay(recs []WatchRecord) (int, []string) {
+	var bs, as *segment
+	for _, s := range segments(recs) {
+		switch {
+		case s.space == "brokers" && bs == nil:
+			bs = s
+		case s.space == "assignments" && as == nil:
+			as = s
+		}
+	}
+	if bs == nil || as == nil {
+		return 0, nil
+	}
+	const g = "metadata-0"
+	hi := min(bs.hi[g], as.hi[g])
+	type broker struct {
+		epoch  uint64
+		status string
+	}
+	brokers := map[string]broker{}
+	assigns := map[string]WatchEvent{}
+	var evs []recvEvent
+	for _, s := range []*segment{bs, as} {
+		for _, ev := range s.events {
+			if strings.HasPrefix(ev.Key, s.prefix) && ev.Group == g && ev.Revision <= hi {
+				ev.Kind = s.space // which stream it came from
+				evs = append(evs, ev)
+			}
+		}
+	}
+	slices.SortStableFunc(evs, func(a, b recvEvent) int { return cmp.Compare(a.Revision, b.Revision) })
+	var problems []string
+	revisions := 0
+	for i := 0; i < len(evs); {
+		r := evs[i].Revision
+		for ; i < len(evs) && evs[i].Revision == r; i++ {
+			ev := evs[i]
+			switch {
+			case ev.Kind == "brokers" && ev.Type == "put":
+				brokers[ev.Key] = broker{ev.Epoch, ev.Status}
+			case ev.Kind == "brokers":
+				delete(brokers, ev.Key)
+			case ev.Type == "put":
+				assigns[ev.Key] = ev.WatchEvent
+			default:
+				delete(assigns, ev.Key)
+			}
+		}
+		revisions++
+		for _, c := range slices.Sorted(mapKeys(assigns)) {
+			a := assigns[c]
+			b, ok := brokers[a.Broker]
+			if a.Broker == "" || !ok || (b.status == "ALIVE" && b.epoch == a.BrokerEpoch) {
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("revision %d (watches): connector %s assigned to %s@%d while the broker is %s@%d",
+				r, c, a.Broker, a.BrokerEpoch, b.status, b.epoch))
+			if len(problems) >= 10 {
+				return revisions, problems
+			}
+		}
+	}
+	return revisions, problems
 }

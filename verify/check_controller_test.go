@@ -180,3 +180,52 @@ func TestControllerCheckerReadsAssignmentWatches(t *testing.T) {
 		t.Fatalf("got %s (%s), want invalid: epoch back and two owners", r.Verdict, r.Details)
 	}
 }
+
+// The brokers and assignments watches, replayed revision by revision,
+// must never leave a connector on a broker that is down or in another
+// epoch, even for one revision.
+func TestControllerCheckerReplaysWatches(t *testing.T) {
+	brk := func(rev, epoch uint64, status string) WatchEvent {
+		return WatchEvent{Group: "metadata-0", Revision: rev, Type: "put", Key: "r-b0", Epoch: epoch, Status: status}
+	}
+	asg := func(rev uint64, broker string, brokerEpoch, epoch uint64) WatchEvent {
+		return WatchEvent{Group: "metadata-0", Revision: rev, Type: "put", Key: "r-c0", Broker: broker, BrokerEpoch: brokerEpoch, Epoch: epoch, Status: "ASSIGNED"}
+	}
+	watches := func(brokers, assigns []WatchEvent) []WatchRecord {
+		return []WatchRecord{
+			{Watcher: 1, Type: WatchStart, Name: "brokers", Space: "brokers", KeyPrefix: "r-b"},
+			{Watcher: 2, Type: WatchStart, Name: "assignments", Space: "assignments", KeyPrefix: "r-c"},
+			{Watcher: 1, Type: WatchResponse, Time: ms(1), Revisions: map[string]uint64{"metadata-0": 1}, Progress: true},
+			{Watcher: 2, Type: WatchResponse, Time: ms(1), Revisions: map[string]uint64{"metadata-0": 1}, Progress: true},
+			{Watcher: 1, Type: WatchResponse, Time: ms(100), Revisions: map[string]uint64{"metadata-0": 9}, Events: brokers},
+			{Watcher: 2, Type: WatchResponse, Time: ms(100), Revisions: map[string]uint64{"metadata-0": 9}, Events: assigns},
+		}
+	}
+	tests := []struct {
+		name             string
+		brokers, assigns []WatchEvent
+		want             string // "" for valid
+	}{
+		{"unassigned in the op that declares the broker down",
+			[]WatchEvent{brk(2, 2, "ALIVE"), brk(5, 2, "DOWN")},
+			[]WatchEvent{asg(3, "r-b0", 2, 3), asg(5, "", 0, 5)}, ""},
+		{"left on the broker for a revision after it went down",
+			[]WatchEvent{brk(2, 2, "ALIVE"), brk(5, 2, "DOWN")},
+			[]WatchEvent{asg(3, "r-b0", 2, 3), asg(6, "", 0, 6)}, "revision 5 (watches): connector r-c0 assigned to r-b0@2 while the broker is DOWN@2"},
+		{"left on the old epoch after a registration",
+			[]WatchEvent{brk(2, 2, "ALIVE"), brk(7, 7, "ALIVE")},
+			[]WatchEvent{asg(3, "r-b0", 2, 3), asg(8, "r-b0", 7, 8)}, "revision 7 (watches): connector r-c0 assigned to r-b0@2 while the broker is ALIVE@7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, problems := replay(watches(tt.brokers, tt.assigns))
+			if n == 0 {
+				t.Fatalf("replayed %d revisions, want some", n)
+			}
+			got := strings.Join(problems, "; ")
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
