@@ -1,6 +1,8 @@
 package sm
 
 import (
+	"google.golang.org/protobuf/proto"
+
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -63,7 +65,49 @@ func (a *applier) brokerRegister(r *logpb.BrokerRegister) (*logpb.Result, error)
 	rev := a.bump()
 	b := &logpb.Broker{BrokerId: r.BrokerId, Epoch: rev, Status: BrokerAlive, Endpoints: r.Endpoints, Rack: r.Rack,
 		RegisteredAtUnixNano: a.now, StatusChangedAtUnixNano: a.now}
+	// The previous incarnation's connectors are its stale twin's: take
+	// them away in the same op.
+	if err := a.unassignBroker(r.BrokerId); err != nil {
+		return nil, err
+	}
 	return a.storeBroker(b, prevRaw)
+}
+
+// unassignBroker unassigns every connector a broker holds, each under the
+// current op's revision as its new epoch.
+func (a *applier) unassignBroker(brokerID string) error {
+	var held []*logpb.ConnectorAssignment
+	var raws [][]byte
+	var derr error
+	err := a.b.Scan(a.m.space, []byte{prefixAssignment}, []byte{prefixAssignment + 1}, func(_, v []byte) bool {
+		as := &logpb.ConnectorAssignment{}
+		if derr = proto.Unmarshal(v, as); derr != nil {
+			return false
+		}
+		if as.BrokerId == brokerID {
+			held = append(held, as)
+			raws = append(raws, append([]byte(nil), v...))
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if derr != nil {
+		return derr
+	}
+	rev := a.bump()
+	for i, as := range held {
+		un := &logpb.ConnectorAssignment{Connector: as.Connector, Epoch: rev, AssignedAtUnixNano: a.now, ModRevision: rev}
+		raw, err := a.writeRaw(prefixed(prefixAssignment, []byte(as.Connector)), un)
+		if err != nil {
+			return err
+		}
+		if err := a.emit(logpb.Space_SPACE_ASSIGNMENT, []byte(as.Connector), raw, raws[i], false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *applier) brokerSetStatus(s *logpb.BrokerSetStatus) (*logpb.Result, error) {
@@ -84,6 +128,13 @@ func (a *applier) brokerSetStatus(s *logpb.BrokerSetStatus) (*logpb.Result, erro
 		return &logpb.Result{Value: raw, PrevValue: raw}, nil
 	}
 	b.Status, b.StatusChangedAtUnixNano = s.Status, a.now
+	if s.Status == BrokerDown {
+		// Nothing stays assigned to a broker declared down, not even
+		// until the controller's next round.
+		if err := a.unassignBroker(b.BrokerId); err != nil {
+			return nil, err
+		}
+	}
 	return a.storeBroker(b, raw)
 }
 

@@ -52,11 +52,17 @@ func TestControllerFencing(t *testing.T) {
 		ctlOp(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown}),
 		ctlOp(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b2", Epoch: ep1, State: 2}),
 		ctlOp(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b1", Epoch: ep1, State: 2}))
-	for i, want := range []logpb.Code{logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_OK} {
+	for i, want := range []logpb.Code{logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED} {
 		if rs[i].Code != want {
 			t.Errorf("op %d: got %v, want %v", i, rs[i].Code, want)
 		}
 	}
+	// The re-registration took c1 away from b1's stale twin.
+	if as, _ := e.m.Assignment("c1"); as.BrokerId != "" || as.Epoch <= ep1 {
+		t.Fatalf("after b1 re-registered: assignment %v, want unassigned with a new epoch", as)
+	}
+	as, _ = e.m.Assignment("c1")
+	ep1 = as.Epoch
 	// b2 goes down: nothing can be assigned to it.
 	rs = apply(ctlOp(&logpb.BrokerSetStatus{BrokerId: "b2", Epoch: 2, Status: BrokerDown}),
 		ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b2", BrokerEpoch: 2, ExpectedEpoch: ep1}))
@@ -69,5 +75,18 @@ func TestControllerFencing(t *testing.T) {
 	as, _ = e.m.Assignment("c1")
 	if rs[0].Code != logpb.Code_CODE_OK || as.Epoch <= ep1 {
 		t.Fatalf("reassign: got %v epoch %d, want OK and epoch > %d", rs[0].Code, as.Epoch, ep1)
+	}
+}
+
+// Declaring a broker down unassigns its connectors in the same op.
+func TestBrokerDownUnassignsAtOnce(t *testing.T) {
+	e := newEnv(t, KindMetadata)
+	e.m.Apply(entry(t, 1, ctlOp(&logpb.BrokerRegister{BrokerId: "b1"})))
+	e.m.Apply(entry(t, 2, ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: 1})))
+	e.m.Apply(entry(t, 3, ctlOp(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown})))
+	as, _ := e.m.Assignment("c1")
+	b, _ := e.m.Broker("b1")
+	if as.BrokerId != "" || b.Status != BrokerDown || as.Epoch != b.ModRevision {
+		t.Fatalf("after down: assignment %v broker %v, want unassigned in the same revision", as, b)
 	}
 }
