@@ -554,3 +554,82 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("after bad input: offset of g found=%v err=%v, want absent", fr.GetOffsets(), err)
 	}
 }
+
+// Regression (verify/README, in-process runner): a member removed while it
+// leads a group other than metadata-0 used to stay in that group for as
+// long as it ran, because only a group's leader reconciled it and the
+// removed node can no longer read the member list. The metadata leader now
+// asks such a group's leader to drop it.
+func TestRemovedMemberThatLeadsAGroupLeavesIt(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{Configure: func(cfg *metanode.Config) {
+		cfg.ReconcileInterval = 200 * time.Millisecond
+	}, Controller: func(cfg *controller.Config) { cfg.SpreadInterval = 0 }})
+	cl := c.Client("")
+	n4 := c.AddNode("n4")
+	if _, err := cl.AddMember(ctxT(t, 20*time.Second), "n4", n4.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Join("n4"); err != nil {
+		t.Fatal(err)
+	}
+	groups := metapb.Groups(1, 1)
+	waitMembership(t, c, "n1", groups, func(ms []*metapb.Member) bool {
+		return slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" && m.Voter })
+	}, "n4 a voter")
+	g := metapb.DataGroupFor([]byte("x"), 1)
+	if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, "n4"); err != nil {
+		t.Fatalf("make n4 lead %s: %v", g, err)
+	}
+	if l := c.WaitLeader(g, 30*time.Second); l != "n4" {
+		t.Fatalf("%s led by %s, want n4", g, l)
+	}
+	if c.WaitLeader(metapb.MetadataGroup, 30*time.Second) == "n4" {
+		if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), metapb.MetadataGroup, "n1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.RemoveMember(ctxT(t, 60*time.Second), "n4"); err != nil {
+		t.Fatalf("remove n4 while it leads %s: %v", g, err)
+	}
+	waitMembership(t, c, "n1", groups, func(ms []*metapb.Member) bool {
+		return !slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" })
+	}, "n4 gone")
+	c.Forget("n4")
+	put(t, cl, "after", "1")
+}
+
+// Regression (verify/README, in-process runner): crashing a busy leader
+// could hang forever, waiting for an apply future raft never answers once
+// shut down. Every crash must return.
+func TestCrashOfBusyLeaderReturns(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	g := metapb.DataGroupFor([]byte("k"), 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := c.Client("")
+			for i := 0; ctx.Err() == nil; i++ {
+				wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, _ = cl.Put(wctx, &metapb.PutRequest{Key: []byte(fmt.Sprintf("w%d-%d", w, i)), Value: []byte("v")})
+				wcancel()
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	for round := 0; round < 10; round++ {
+		leader := c.WaitLeader(g, 30*time.Second)
+		done := make(chan struct{})
+		go func() { c.Crash(leader); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: crashing busy leader %s did not return in 30s", round, leader)
+		}
+		if err := c.Restart(leader); err != nil {
+			t.Fatalf("restart %s: %v", leader, err)
+		}
+	}
+}

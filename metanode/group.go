@@ -103,7 +103,10 @@ func (n *Node) newGroup(name string) (*group, error) {
 	conf.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
 	conf.CommitTimeout = n.cfg.CommitTimeout
 	conf.MaxAppendEntries = n.cfg.MaxAppendEntries
-	conf.BatchApplyCh = true
+	// No buffered apply channel: raft leaves a future in that buffer
+	// unanswered at shutdown; our batcher already packs many writes into
+	// each entry, and raft still drains what waits into one dispatch.
+	conf.BatchApplyCh = false
 	conf.SnapshotThreshold = n.cfg.SnapshotThreshold
 	conf.SnapshotInterval = n.cfg.SnapshotInterval
 	conf.TrailingLogs = n.cfg.TrailingLogs

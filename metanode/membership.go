@@ -3,6 +3,7 @@ package metanode
 import (
 	"context"
 	"fmt"
+	"strings"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -176,6 +177,7 @@ func (n *Node) reconcileOnce(stop <-chan struct{}) {
 	if len(led) == 0 {
 		return
 	}
+	leadsMetadata := n.LeadsMetadata()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go func() {
@@ -202,6 +204,55 @@ func (n *Node) reconcileOnce(stop <-chan struct{}) {
 			n.log.Warn("membership reconcile", "group", g.name, "err", err)
 		}
 	}
+	if leadsMetadata {
+		n.removeFromOthers(ctx, want)
+	}
+}
+
+// removeFromOthers makes the leaders of the groups this node does not lead
+// drop servers that are no longer members. A group's own leader does that
+// itself, except when the leader is the removed member: out of metadata-0
+// it can no longer read the member list, so it would keep the group
+// forever. The metadata leader can always read the list, so it asks.
+func (n *Node) removeFromOthers(ctx context.Context, want map[string]string) {
+	for _, g := range n.groupList {
+		if g.isLeader() {
+			continue
+		}
+		for _, s := range g.configuration() {
+			if _, ok := want[string(s.ID)]; ok {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := n.CallLeader(cctx, g.name, callRemoveServer, []byte(g.name+"\x00"+string(s.ID)))
+			cancel()
+			n.log.Info("asked group leader to remove a former member", "group", g.name, "server", s.ID, "err", err)
+			break // one change per group per round
+		}
+	}
+}
+
+const callRemoveServer = "metanode.remove-server"
+
+// serveRemoveServer removes a server ("group\x00id") from a group this
+// node leads, at the metadata leader's request (it read the member list
+// linearizably).
+func (n *Node) serveRemoveServer(_ context.Context, payload []byte) ([]byte, error) {
+	groupName, id, ok := strings.Cut(string(payload), "\x00")
+	if !ok || id == "" {
+		return nil, toPeerError(fmt.Errorf("%w: remove-server payload", ErrInvalid))
+	}
+	g, err := n.group(groupName)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	if !g.isLeader() {
+		return nil, toPeerError(g.notLeader())
+	}
+	if err := g.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
+		return nil, toPeerError(unknown(err))
+	}
+	return nil, nil
 }
 
 // reconcile makes at most one configuration change.

@@ -98,6 +98,7 @@ func New(cfg Config) (*Node, error) {
 	tm.Register(n.grpc)
 	tm.SetPeerHandler(peerHandler{n})
 	n.calls[callTransfer] = n.serveTransfer
+	n.calls[callRemoveServer] = n.serveRemoveServer
 	n.hlth = health.NewServer()
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.hlth)

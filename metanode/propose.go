@@ -187,7 +187,23 @@ func (g *group) submit(batch []*proposal) {
 	go func() {
 		defer g.n.loops.Done()
 		defer func() { <-g.inflight }()
-		err := f.Error()
+		// Raft may never answer a future once it has shut down (one left
+		// in its apply channel, or in a batch its FSM goroutine did not
+		// reach), so the wait ends when raft is done as well: the outcome
+		// is then unknown. The goroutine blocked on such a future is
+		// abandoned; it only exists during shutdown.
+		errc := make(chan error, 1)
+		go func() { errc <- f.Error() }()
+		var err error
+		select {
+		case err = <-errc:
+		case <-g.raftDone:
+			select {
+			case err = <-errc:
+			default:
+				err = raft.ErrRaftShutdown
+			}
+		}
 		if err != nil {
 			err = g.applyError(err)
 			for _, p := range batch {

@@ -254,7 +254,7 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 	var err error
 	switch f.Kind {
 	case verify.FaultKill, verify.FaultKillAll:
-		n.parallel(f.Nodes, func(id string) error { n.c.Crash(id); return nil })
+		err = n.crash(ctx, f.Nodes...)
 	case verify.FaultPause:
 		for _, id := range f.Nodes {
 			for _, o := range append(n.c.IDs(), Client) {
@@ -292,7 +292,7 @@ func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 	switch f.Kind {
 	case verify.FaultKill, verify.FaultKillAll:
 		start := time.Now()
-		if err := n.restartDown(f.Nodes); err != nil {
+		if err := n.restartDown(ctx, f.Nodes); err != nil {
 			return err
 		}
 		restarted := time.Since(start)
@@ -345,7 +345,7 @@ func (n *Nemesis) HealAll(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
-	if err := n.restartDown(down); err != nil {
+	if err := n.restartDown(ctx, down); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -357,10 +357,15 @@ func (n *Nemesis) HealAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// parallel runs f for every id at once and joins the errors.
-func (n *Nemesis) parallel(ids []string, f func(id string) error) error {
-	var wg sync.WaitGroup
+// parallel runs f for every id at once and joins the errors. It returns
+// early when ctx ends: a node whose Crash or Start hangs (a node bug) must
+// fail the fault, not the whole test by its timeout. The goroutines still
+// running then are abandoned (nothing can stop a hung Crash); goleak will
+// name them, next to the run that failed.
+func (n *Nemesis) parallel(ctx context.Context, ids []string, f func(id string) error) error {
 	errs := make([]error, len(ids))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() {
 			if err := f(id); err != nil {
@@ -368,13 +373,26 @@ func (n *Nemesis) parallel(ids []string, f func(id string) error) error {
 			}
 		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return errors.Join(errs...)
+	case <-ctx.Done():
+		return fmt.Errorf("metanodetest: stopping or starting %v did not finish (a hung Crash or Start): %w", ids, ctx.Err())
+	}
+}
+
+// crash crash-stops the nodes at once, bounded by ctx.
+func (n *Nemesis) crash(ctx context.Context, ids ...string) error {
+	return n.parallel(ctx, ids, func(id string) error { n.c.Crash(id); return nil })
 }
 
 // restartDown restarts, at once, every listed node that is not running.
-func (n *Nemesis) restartDown(ids []string) error {
-	return n.parallel(ids, func(id string) error {
+func (n *Nemesis) restartDown(ctx context.Context, ids []string) error {
+	return n.parallel(ctx, ids, func(id string) error {
 		if n.c.Running(id) != nil {
 			return nil
 		}
@@ -954,7 +972,9 @@ func (n *Nemesis) removeAndStop(ctx context.Context, id string) error {
 	if err := n.unlist(ctx, id); err != nil {
 		return err
 	}
-	n.c.Crash(id)
+	if err := n.crash(ctx, id); err != nil {
+		return err
+	}
 	return n.waitGone(ctx, id)
 }
 
@@ -968,13 +988,13 @@ func (n *Nemesis) readd(ctx context.Context, id string) error {
 	}
 	if slices.Contains(ids, id) {
 		// Never removed (or already re-added): it only needs to run.
-		if n.c.Running(id) == nil {
-			if err := n.c.Restart(id); err != nil {
-				return err
-			}
+		if err := n.restartDown(ctx, []string{id}); err != nil {
+			return err
 		}
 	} else {
-		n.c.Crash(id)
+		if err := n.crash(ctx, id); err != nil {
+			return err
+		}
 		if err := n.waitGone(ctx, id); err != nil {
 			return err
 		}
@@ -1024,6 +1044,9 @@ func (n *Nemesis) addSpare(ctx context.Context) (string, error) {
 // removeSpare removes a spare from the cluster and the harness.
 func (n *Nemesis) removeSpare(ctx context.Context, id string) error {
 	if err := n.unlist(ctx, id); err != nil {
+		return err
+	}
+	if err := n.crash(ctx, id); err != nil {
 		return err
 	}
 	n.c.Forget(id)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -103,6 +104,11 @@ func (s *Server) watchScope(space metapb.WatchSpace) []string {
 }
 
 func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, time.Duration, error) {
+	if _, m := s.node.GroupCounts(); m == 0 {
+		// The node has not started: it does not know its groups yet, so
+		// it cannot judge start_revisions. Definite; try another node.
+		return nil, nil, 0, withInfo(codes.Unavailable, "node is starting", metapb.ReasonNoLeader, nil)
+	}
 	if _, ok := metapb.WatchSpace_name[int32(req.Space)]; !ok {
 		return nil, nil, 0, invalid("space", "unknown space %d", req.Space)
 	}
