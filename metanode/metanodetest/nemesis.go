@@ -45,7 +45,8 @@ type NemesisOptions struct {
 //   - kill, kill-all: Cluster.Crash (RocksDB closed without flushing
 //     memtables, no leadership handoff) at Inject; Restart at Heal, which
 //     then waits until every group has a leader again, so that the "after"
-//     window measures a serving cluster.
+//     window measures a serving cluster. Crashes and restarts are bounded
+//     by the fault's context: a node whose shutdown hangs fails the run.
 //   - pause: there is no SIGSTOP for a goroutine set, so a paused node is
 //     one whose every link, to and from every other node and the client
 //     pseudo-node, is blocked: its raft timers still run, but nobody hears
