@@ -5,6 +5,12 @@
 // traffic of any directed link, and nodes can be crashed, stopped and
 // restarted on their data directories.
 //
+// It also carries the in-process fault runner: a verify.Nemesis over a
+// Cluster (nemesis.go) and the seeded runs of verify's workloads and
+// checkers against it (runner_test.go; planted bugs in bugs_test.go under
+// the metabugs tag).
+//
 // It is a test harness: production code never imports it. It may import
-// metanode, rpc/server, rpc/client and verify.
+// metanode, controller, rpc/server, rpc/client, rpc/metapb, sm/logpb and
+// verify.
 package metanodetest
