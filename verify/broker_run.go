@@ -325,6 +325,12 @@ func brokerChecks(res *Result, ops []Op) []CheckResult {
 	if ext == nil {
 		ext = &brokerRecords{}
 	}
+	res.BrokerOps = map[BrokerOpKind]Counts{}
+	for i := range ext.ops {
+		c := res.BrokerOps[ext.ops[i].Kind]
+		c.add(ext.ops[i].Outcome)
+		res.BrokerOps[ext.ops[i].Kind] = c
+	}
 	var out []CheckResult
 	if w.SessionClientsPerNode > 0 {
 		ext.sessions = CheckSessions(ext.ops, res.Settings.DataGroups, res.Settings.CheckTimeout)

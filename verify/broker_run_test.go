@@ -61,6 +61,9 @@ func TestRunBrokerWorkloadsOnACorrectSystemPass(t *testing.T) {
 			t.Errorf("kind %s: got no successful op, want some (%v)", k, kinds)
 		}
 	}
+	if got := res.BrokerOps[OpSessionPut].OK; got == 0 || got != kinds[OpSessionPut] {
+		t.Errorf("summary broker_ops[session-put].ok: got %d, want %d (> 0)", got, kinds[OpSessionPut])
+	}
 	again, err := Recheck(cfg.Dir, 0)
 	if err != nil {
 		t.Fatal(err)

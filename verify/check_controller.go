@@ -425,7 +425,10 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 			k := key{op.Input.BrokerID, op.Input.Epoch}
 			beats[k] = append(beats[k], [2]int64{op.Call, op.Return})
 		case op.Kind == OpRegister && op.Outcome == OutcomeOK:
-			registered[key{op.Input.BrokerID, op.Output.Epoch}] = op.Call
+			// The controller hears from a broker when it registers, too.
+			k := key{op.Input.BrokerID, op.Output.Epoch}
+			registered[k] = op.Call
+			beats[k] = append(beats[k], [2]int64{op.Call, op.Return})
 		case op.Kind == OpSilence:
 			silences = append(silences, *op)
 		}

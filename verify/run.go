@@ -198,6 +198,9 @@ type Result struct {
 	Faults []Fault `json:"-"`
 	// Dir is the run folder.
 	Dir string `json:"-"`
+	// BrokerOps counts broker.jsonl's ops by kind and outcome (broker
+	// workloads only).
+	BrokerOps map[BrokerOpKind]Counts `json:"broker_ops,omitempty"`
 	// ext holds the broker workloads' records (broker.jsonl, watch.jsonl)
 	// while a run evaluates them; a re-check loads them from Dir.
 	ext *brokerRecords
