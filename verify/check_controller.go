@@ -409,28 +409,53 @@ func settledLast(op *BrokerOp, connectors map[string]bool, shouldRun func(string
 // liveness finds brokers declared down although acknowledged heartbeats
 // leave no moment for the declaration. It also counts the declarations
 // seen (first DOWN per broker epoch) and those judged (not exempt).
+//
+// For a read D showing a broker DOWN in epoch e, the declaration that D
+// sees came after the latest evidence of the broker ALIVE in e that
+// completed before D was called: a read showing it ALIVE (from its call),
+// its registration, or an acknowledged heartbeat (from its call: the
+// controller answers a heartbeat of a DOWN broker by declaring it ALIVE
+// again, so after the heartbeat was handled any DOWN needs a new
+// declaration). The declaration is then impossible at any moment within
+// the timeout after the call of a heartbeat the controller had handled by
+// then: from the heartbeat's return on, or from that evidence on for the
+// heartbeat that is the evidence. (A declaration is applied a little
+// after the controller decided it; a broker that was silent, or a fault,
+// within a timeout of the window exempts it, which covers that lag
+// unless the proposal took longer than the timeout.)
 func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout time.Duration) (downs, judged int, problems []string) {
 	type key struct {
 		broker string
 		epoch  uint64
 	}
-	// Acknowledged heartbeats, silences and registrations per broker epoch.
-	beats := map[key][][2]int64{} // [call, return]
-	registered := map[key]int64{}
+	// alive: evidence of a broker epoch ALIVE, [call, return]; beats: the
+	// acknowledged heartbeats and registrations, which also cover.
+	alive := map[key][][2]int64{}
+	beats := map[key][][2]int64{}
 	var silences []BrokerOp
+	var reads []*BrokerOp
 	for i := range bops {
 		op := &bops[i]
 		switch {
-		case op.Kind == OpHeartbeat && op.Outcome == OutcomeOK:
+		case op.Kind == OpHeartbeat && op.Outcome == OutcomeOK && op.Output.Status == "ALIVE":
 			k := key{op.Input.BrokerID, op.Input.Epoch}
 			beats[k] = append(beats[k], [2]int64{op.Call, op.Return})
+			alive[k] = append(alive[k], [2]int64{op.Call, op.Return})
 		case op.Kind == OpRegister && op.Outcome == OutcomeOK:
 			// The controller hears from a broker when it registers, too.
 			k := key{op.Input.BrokerID, op.Output.Epoch}
-			registered[k] = op.Call
 			beats[k] = append(beats[k], [2]int64{op.Call, op.Return})
+			alive[k] = append(alive[k], [2]int64{op.Call, op.Return})
 		case op.Kind == OpSilence:
 			silences = append(silences, *op)
+		case op.Kind == OpListBrokers && op.Outcome == OutcomeOK:
+			reads = append(reads, op)
+			for _, b := range op.Output.Brokers {
+				if b.Status == "ALIVE" {
+					k := key{b.ID, b.Epoch}
+					alive[k] = append(alive[k], [2]int64{op.Call, op.Return})
+				}
+			}
 		}
 	}
 	exempt := func(b string, lo, hi int64) bool {
@@ -446,38 +471,31 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 		}
 		return false
 	}
-	// Reads in call order: the last ALIVE observation before each DOWN.
-	var reads []*BrokerOp
-	for i := range bops {
-		if bops[i].Kind == OpListBrokers && bops[i].Outcome == OutcomeOK {
-			reads = append(reads, &bops[i])
-		}
-	}
 	slices.SortFunc(reads, func(a, b *BrokerOp) int { return cmp.Compare(a.Call, b.Call) })
-	lastAlive := map[key]int64{}
 	reported := map[key]bool{}
 	seen := map[key]bool{}
 	for _, op := range reads {
 		for _, b := range op.Output.Brokers {
 			k := key{b.ID, b.Epoch}
-			reg, ok := registered[k]
-			if !brokers[b.ID] || !ok {
+			if !brokers[b.ID] || b.Status == "ALIVE" || reported[k] || len(alive[k]) == 0 {
 				continue
 			}
-			if b.Status == "ALIVE" {
-				lastAlive[k] = max(lastAlive[k], op.Call)
-				continue
+			lo := int64(-1)
+			for _, a := range alive[k] {
+				if a[1] < op.Call {
+					lo = max(lo, a[0])
+				}
 			}
-			if reported[k] {
-				continue
+			if lo < 0 {
+				continue // no evidence of this epoch ALIVE before the read
 			}
 			first := !seen[k]
 			seen[k] = true
 			if first {
 				downs++
 			}
-			// Declared in [lo, hi].
-			lo, hi := max(lastAlive[k], reg), op.Return
+			// The declaration the read sees happened in (lo, hi].
+			hi := op.Return
 			if exempt(b.ID, lo, hi) {
 				continue
 			}
@@ -502,15 +520,19 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 const livenessMargin = 250 * time.Millisecond
 
 // covered reports whether every moment t of [lo, hi] has an acknowledged
-// heartbeat h with h.return <= t <= h.call + timeout (less livenessMargin): at any such t the
+// heartbeat h with h.return <= t <= h.call + timeout (less a margin; from
+// lo on for the heartbeat called at lo, the evidence): at any such t the
 // controller had heard from the broker within the timeout, so it could
 // not declare it down.
 func covered(beats [][2]int64, lo, hi, timeout int64) bool {
 	iv := make([][2]int64, 0, len(beats))
 	for _, b := range beats {
-		// A margin for the controller's clock and its check interval.
-		if end := b[0] + timeout - min(int64(livenessMargin), timeout/8); b[1] <= end {
-			iv = append(iv, [2]int64{b[1], end})
+		from := b[1]
+		if b[0] == lo {
+			from = lo // the heartbeat that is the evidence covers from it
+		}
+		if end := b[0] + timeout - min(int64(livenessMargin), timeout/8); from <= end {
+			iv = append(iv, [2]int64{from, end})
 		}
 	}
 	slices.SortFunc(iv, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
