@@ -44,7 +44,8 @@ const CheckerController = "controller"
 //     when a read shows a broker DOWN in an epoch it registered, it must
 //     be possible that no acknowledged heartbeat of that epoch reached
 //     the controller within the timeout before the declaration (which
-//     happened after the last read that showed it ALIVE). Brokers that
+//     happened after the last evidence of it ALIVE: a read, its
+//     registration, an acknowledged heartbeat; see liveness). Brokers that
 //     were silent, and declarations near a fault (up to a timeout after
 //     it ended: a paused or cut-off controller gives grace), are exempt.
 
