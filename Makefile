@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop test vet fmt-check lint unit chaos-smoke chaos clean
+.PHONY: all deps build proto run stop test vet fmt-check lint unit planted-bugs chaos-smoke chaos clean
 
 all: build
 
@@ -37,6 +37,11 @@ lint: vet fmt-check
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# planted-bugs: builds with test-only bugs (tag metabugs; META_BUG picks
+# one) must be caught by the in-process fault runner within 20 seeds.
+planted-bugs:
+	$(GO) test -tags metabugs -count=1 -timeout 15m -run 'TestPlantedBugs|TestPlantedNoSyncBug' ./metanode/metanodetest/ ./rocks/
+
 # chaos-smoke: every nemesis kind once against real nodes in containers
 # (about 5 minutes); skipped, loudly, where no Docker engine answers.
 chaos-smoke: build
@@ -50,7 +55,7 @@ chaos-smoke: build
 chaos: build
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
 
-test: deps lint unit chaos-smoke
+test: deps lint unit planted-bugs chaos-smoke
 
 clean:
 	rm -rf $(BIN)
