@@ -13,8 +13,12 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
@@ -544,6 +548,19 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// Bytes that are no protobuf at all: InvalidArgument naming the
+	// request, not gRPC's Internal.
+	conn, err := grpc.NewClient(c.Endpoints()[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var out emptypb.Empty
+	err = conn.Invoke(ctxT(t, 10*time.Second), "/meta.v1.KV/Put", rawBytes{0xff, 0xff, 0xff, 0x01}, &out,
+		grpc.ForceCodecV2(rawCodec{}))
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "malformed") {
+		t.Fatalf("malformed request: got %v, want InvalidArgument naming a malformed request", err)
+	}
 	// Nothing was written: no keys, and the offset of group "g" absent.
 	lr, err := cl.List(ctxT(t, 10*time.Second), &metapb.ListRequest{})
 	if err != nil || len(lr.Kvs) != 0 {
@@ -638,3 +655,14 @@ func TestCrashOfBusyLeaderReturns(t *testing.T) {
 		}
 	}
 }
+
+// rawBytes and rawCodec send arbitrary bytes as a request.
+type rawBytes []byte
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(rawBytes))}, nil
+}
+func (rawCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
+func (rawCodec) Name() string                         { return "proto" }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
 )
@@ -98,6 +100,10 @@ type Config struct {
 	// events; EventRetentionMin revisions are kept regardless.
 	EventRetention    time.Duration
 	EventRetentionMin uint64
+
+	// ServerOptions are added to the node's gRPC server (the public API's
+	// codec and interceptors: rpc/server.ServerOptions).
+	ServerOptions []grpc.ServerOption
 
 	Logger *slog.Logger
 	// Dialer, when set, makes every node-to-node connection (tests inject

@@ -94,7 +94,7 @@ func New(cfg Config) (*Node, error) {
 	n.trans = tm
 	// The transport's options set the message limits and the keepalive
 	// policy its peers' connections rely on.
-	n.grpc = grpc.NewServer(tm.ServerOptions()...)
+	n.grpc = grpc.NewServer(append(tm.ServerOptions(), cfg.ServerOptions...)...)
 	tm.Register(n.grpc)
 	tm.SetPeerHandler(peerHandler{n})
 	n.calls[callTransfer] = n.serveTransfer

@@ -110,6 +110,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 }
 
 func run(cfg metanode.Config, ctlCfg controller.Config) error {
+	cfg.ServerOptions = server.ServerOptions()
 	node, err := metanode.New(cfg)
 	if err != nil {
 		return err

@@ -153,6 +153,7 @@ func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
 	cfg.Rocks.BlockCacheBytes = 8 << 20
 	cfg.Rocks.WriteBufferBytes = 16 << 20
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.ServerOptions = server.ServerOptions()
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // registers the "proto" codec wrapped below
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+)
+
+// Malformed requests. gRPC answers a request it cannot decode with
+// Internal, which tells a client nothing useful and looks like a server
+// fault. For the public API (messages of package meta.v1) the server codec
+// below instead lets the call through with an empty request and remembers
+// the decoding error; the interceptors then answer InvalidArgument naming
+// the request. Every other message (raft, peer calls, health) is decoded
+// strictly, as before.
+
+type lenientCodec struct{ base encoding.CodecV2 }
+
+// malformed maps a request message (by pointer) to its decoding error,
+// from the codec to the interceptor of the same call.
+var malformed sync.Map
+
+func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
+func (c lenientCodec) Name() string                           { return c.base.Name() }
+
+func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.base.Unmarshal(data, v)
+	if err == nil {
+		return nil
+	}
+	m, ok := v.(proto.Message)
+	if !ok || !strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "meta.v1.") {
+		return err
+	}
+	proto.Reset(m)
+	malformed.Store(m, err.Error())
+	return nil
+}
+
+func checkMalformed(req any) error {
+	if msg, ok := malformed.LoadAndDelete(req); ok {
+		return invalidArgument("request", "request: malformed protobuf: "+msg.(string))
+	}
+	return nil
+}
+
+// ServerOptions are the gRPC server options the public API needs: the
+// codec and interceptors that turn malformed requests into
+// InvalidArgument. Pass them to the node (metanode.Config.ServerOptions).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(lenientCodec{base: encoding.GetCodecV2("proto")}),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := checkMalformed(req); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, checkedStream{ss})
+		}),
+	}
+}
+
+type checkedStream struct{ grpc.ServerStream }
+
+func (s checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return checkMalformed(m)
+}
