@@ -328,9 +328,10 @@ type modelKV struct {
 }
 
 type model struct {
-	rev     uint64
-	kv      map[string]modelKV
-	offsets map[string]int64
+	rev       uint64
+	kv        map[string]modelKV
+	offsets   map[string]int64
+	resources map[string]modelKV // name -> spec as value
 }
 
 func (md *model) apply(op *logpb.Op) (logpb.Code, uint64) {
@@ -357,6 +358,35 @@ func (md *model) apply(op *logpb.Op) (logpb.Code, uint64) {
 		for _, e := range o.OffsetCommit.Entries {
 			md.offsets[fmt.Sprintf("%s/%s/%d", e.Group, e.Topic, e.Partition)] = e.Offset
 		}
+		return logpb.Code_CODE_OK, md.rev
+	case *logpb.Op_ResourceCreate:
+		if _, ok := md.resources[o.ResourceCreate.Name]; ok {
+			return logpb.Code_CODE_CONFLICT, md.rev
+		}
+		md.rev++
+		md.resources[o.ResourceCreate.Name] = modelKV{value: string(o.ResourceCreate.Spec), create: md.rev, mod: md.rev, version: 1}
+		return logpb.Code_CODE_OK, md.rev
+	case *logpb.Op_ResourceUpdate:
+		cur, ok := md.resources[o.ResourceUpdate.Name]
+		if !ok {
+			return logpb.Code_CODE_NOT_FOUND, md.rev
+		}
+		if cur.mod != o.ResourceUpdate.ExpectedRevision {
+			return logpb.Code_CODE_COMPARE_FAILED, md.rev
+		}
+		md.rev++
+		md.resources[o.ResourceUpdate.Name] = modelKV{value: string(o.ResourceUpdate.Spec), create: cur.create, mod: md.rev, version: cur.version + 1}
+		return logpb.Code_CODE_OK, md.rev
+	case *logpb.Op_ResourceDelete:
+		cur, ok := md.resources[o.ResourceDelete.Name]
+		if !ok {
+			return logpb.Code_CODE_NOT_FOUND, md.rev
+		}
+		if o.ResourceDelete.ExpectedRevision != 0 && cur.mod != o.ResourceDelete.ExpectedRevision {
+			return logpb.Code_CODE_COMPARE_FAILED, md.rev
+		}
+		md.rev++
+		delete(md.resources, o.ResourceDelete.Name)
 		return logpb.Code_CODE_OK, md.rev
 	case *logpb.Op_OffsetDeleteGroup:
 		n := 0
@@ -397,6 +427,21 @@ func (md *model) put(k, v string) {
 func genOp(kind Kind) *rapid.Generator[*logpb.Op] {
 	key := rapid.SampledFrom([]string{"a", "b", "c", "ab", "b\x00"})
 	val := rapid.StringMatching(`[xyz]{0,3}`)
+	if kind == KindMetadata {
+		name := rapid.SampledFrom([]string{"orders", "order", "x"})
+		rev := rapid.Uint64Range(0, 12)
+		return rapid.Custom(func(t *rapid.T) *logpb.Op {
+			n, spec := name.Draw(t, "name"), []byte(val.Draw(t, "spec"))
+			switch rapid.IntRange(0, 2).Draw(t, "kind") {
+			case 0:
+				return &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{Kind: 2, Name: n, Spec: spec}}}
+			case 1:
+				return &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{Kind: 2, Name: n, Spec: spec, ExpectedRevision: rev.Draw(t, "rev")}}}
+			default:
+				return &logpb.Op{Op: &logpb.Op_ResourceDelete{ResourceDelete: &logpb.ResourceDelete{Kind: 2, Name: n, ExpectedRevision: rev.Draw(t, "rev")}}}
+			}
+		})
+	}
 	if kind == KindOffset {
 		group := rapid.SampledFrom([]string{"g", "gg", "h"})
 		return rapid.Custom(func(t *rapid.T) *logpb.Op {
@@ -434,7 +479,7 @@ func genOp(kind Kind) *rapid.Generator[*logpb.Op] {
 // stored, which is the state a reopened database holds (a real reopen is
 // covered by TestRestartSkipsAppliedEntries).
 func TestMachineAgainstModel(t *testing.T) {
-	for _, kind := range []Kind{KindData, KindOffset} {
+	for _, kind := range []Kind{KindData, KindOffset, KindMetadata} {
 		t.Run(kind.String(), func(t *testing.T) {
 			groups := []string{kind.String() + "-0", kind.String() + "-1"}
 			opts := rocks.DefaultOptions(filepath.Join(t.TempDir(), "db"))
@@ -460,7 +505,7 @@ func TestMachineAgainstModel(t *testing.T) {
 				}
 				cur := 0
 				m := machine(rt, groups[cur])
-				md := &model{kv: map[string]modelKV{}, offsets: map[string]int64{}}
+				md := &model{kv: map[string]modelKV{}, offsets: map[string]int64{}, resources: map[string]modelKV{}}
 				var logs []*raft.Log
 				steps := rapid.IntRange(1, 25).Draw(rt, "steps")
 				for s := 0; s < steps; s++ {
@@ -514,6 +559,7 @@ func compare(t *rapid.T, m *Machine, md *model) {
 	}
 	got := map[string]modelKV{}
 	gotOff := map[string]int64{}
+	gotRes := map[string]modelKV{}
 	err := m.space.Scan(userStart, userEnd, func(k, v []byte) bool {
 		switch k[0] {
 		case prefixKV:
@@ -522,6 +568,12 @@ func compare(t *rapid.T, m *Machine, md *model) {
 				t.Fatal(err)
 			}
 			got[string(k[1:])] = modelKV{value: string(kv.Value), create: kv.CreateRevision, mod: kv.ModRevision, version: kv.Version}
+		case prefixResource:
+			r := &logpb.Resource{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				t.Fatal(err)
+			}
+			gotRes[r.Name] = modelKV{value: string(r.Spec), create: r.CreateRevision, mod: r.ModRevision, version: r.Version}
 		case prefixOffset:
 			g, tp, p, err := parseOffsetKey(k)
 			if err != nil {
@@ -543,6 +595,9 @@ func compare(t *rapid.T, m *Machine, md *model) {
 	}
 	if fmt.Sprint(sortedMap(gotOff)) != fmt.Sprint(sortedMap(md.offsets)) {
 		t.Fatalf("offset state:\n got %v\nwant %v", gotOff, md.offsets)
+	}
+	if fmt.Sprint(sortedMap(gotRes)) != fmt.Sprint(sortedMap(md.resources)) {
+		t.Fatalf("resource state:\n got %v\nwant %v", gotRes, md.resources)
 	}
 }
 
