@@ -4,6 +4,8 @@
 //	metabench put     [--clients N] [--total N] [--key-size B] [--value-size B]
 //	metabench get     [--keys N] [--consistency linearizable|stale] ...
 //	metabench offsets [--groups G] [--partitions P] [--batch B] ...
+//	metabench sessions [--batch B] [--broker ID] [--expiry-seconds S] ...
+//	metabench sessions-list [--batch PAGE] [--load=false] [--consistency C] ...
 //	metabench compare RESULT.json...
 //
 // Every load command takes --target meta|etcd (default meta) and
@@ -11,8 +13,10 @@
 // ci/bench.sh starts for etcd). --clients goroutines each keep one request
 // in flight; they share --conns client connections (default one per 16
 // clients), as real brokers share a few connections. --total counts items:
-// keys for put and get, offsets for offsets; a call carries --batch items
-// where the API has batches, so an offsets run makes total/batch calls.
+// keys for put and get, offsets for offsets, sessions for sessions and
+// sessions-list; a call carries --batch items where the API has batches
+// (default 100 for sessions, 1000 for sessions-list, 1 otherwise), so an
+// offsets run makes total/batch calls.
 // put and get send one key per call (the KV API has no batch put or get),
 // so they reject --batch other than 1.
 //
@@ -22,13 +26,33 @@
 // earlier run loaded with the same prefix, sizes and count) and then reads
 // keys chosen uniformly at random from them. offsets commits to --groups
 // consumer groups times --partitions partitions of one topic: call s commits
-// --batch consecutive partitions of consumer group s mod groups. Values are
-// random letters drawn from --seed, which also seeds the random key choice,
-// so two runs with the same flags send the same requests.
+// --batch consecutive partitions of consumer group s mod groups. sessions
+// creates new MQTT sessions, one PutSessions call of --batch sessions per
+// call: call s writes sessions s*batch .. s*batch+batch-1, session i having
+// client id i of the key space (--key-prefix, default "bench-session-",
+// zero-padded to --key-size), so every client id is written once in a run;
+// each is connected, held by --broker, with --expiry-seconds as its expiry
+// interval (which only counts once a client disconnects) and --value-size
+// random letters as its state. sessions-list pages through --total
+// sessions of such a key space with ListSessions, --batch per page: page s
+// starts after client id s*batch-1 (the first after the bare prefix), so
+// pages are known without listing the ones before and --clients workers
+// can list concurrently (--clients 1 pages through in order). Each page
+// must hold exactly the client ids the key space puts there, say whether
+// more follow, and give its last id as the next page's cursor; a page that
+// does not counts as missing. It first loads the sessions (in calls of up
+// to 1000, not timed) unless --load=false, which lists what an earlier
+// sessions run wrote with the same --key-prefix, --key-size and --total.
+// Values are random letters drawn from --seed, which also seeds the random
+// key choice, so two runs with the same flags send the same requests.
 //
 // On etcd, put is an etcd Put, get an etcd Get (linearizable, or
-// serializable for --consistency stale), and offsets one Txn of --batch
-// Puts, which like meta's offset commit is atomic.
+// serializable for --consistency stale), offsets one Txn of --batch Puts,
+// which like meta's offset commit is atomic, and sessions one Txn of
+// --batch Puts of "sessions/" + client id, each value the session encoded
+// as meta's metapb.Session (etcd refuses a Txn of more than its
+// --max-txn-ops, 128 by default); sessions-list is a range Get of keys
+// only, limited to the page.
 //
 // Results. Latency is measured per call, from just before the call to its
 // return, for successful calls only, in an HDR histogram (1 µs to 1 min,
@@ -38,7 +62,8 @@
 // call, "unknown" means a write may or may not have been applied (meta's
 // client reports it with client.IsUnknown; for etcd a write that timed out,
 // was cancelled or lost its connection counts as unknown), and "missing"
-// counts linearizable reads that found no value for a key get had loaded.
+// counts linearizable reads that found no value for a key get had loaded
+// (and sessions-list pages that lacked a loaded session).
 // Reads never have unknown outcomes. A stale read that finds nothing is
 // not a failure (the replica it asked may not have caught up with the
 // load yet): it counts as a successful call and in stale_misses. The command exits with status 1 when more than
@@ -57,7 +82,10 @@
 // while timed, because on a small machine the load generator takes cores
 // from the cluster; --cpuprofile FILE writes its CPU profile.
 //
-// Adding a workload (the sessions benchmark of issue 5 is the next one):
+// ci/memsessions.sh uses sessions and sessions-list to load millions of
+// sessions into the `make run` cluster and record the nodes' memory.
+//
+// Adding a workload:
 // write a workload (workload.go) whose calls assert the small interface
 // they need from a connection (declared next to the workload, like putter),
 // implement that interface on the targets that support it, and add a

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 // etcdConn drives an etcd cluster with etcd's own Go client, which spreads
@@ -24,8 +28,15 @@ var (
 	_ putter          = (*etcdConn)(nil)
 	_ getter          = (*etcdConn)(nil)
 	_ offsetCommitter = (*etcdConn)(nil)
+	_ sessionPutter   = (*etcdConn)(nil)
+	_ sessionLister   = (*etcdConn)(nil)
 	_ pinger          = (*etcdConn)(nil)
 )
+
+// etcdSessionPrefix prefixes the key of a session on etcd; the value is
+// the session encoded as meta's metapb.Session, so both targets store
+// the same bytes per session.
+const etcdSessionPrefix = "sessions/"
 
 func openEtcd(cfg dialConfig) (conn, error) {
 	c, err := clientv3.New(clientv3.Config{
@@ -109,4 +120,47 @@ func (e *etcdConn) commitOffsets(ctx context.Context, offsets []offsetCommit) er
 	}
 	_, err := e.c.Txn(ctx).Then(ops...).Commit()
 	return err
+}
+
+// putSessions writes the batch as one transaction of puts, atomic like
+// meta's per-group parts. etcd refuses a transaction of more than
+// --max-txn-ops operations (128 by default) as a definite failure.
+func (e *etcdConn) putSessions(ctx context.Context, sessions []session) error {
+	ops := make([]clientv3.Op, len(sessions))
+	for i, s := range sessions {
+		v, err := proto.Marshal(&metapb.Session{ClientId: s.clientID, BrokerId: s.brokerID, Connected: s.connected,
+			ExpiryIntervalSeconds: s.expirySeconds, State: s.state})
+		if err != nil {
+			return err
+		}
+		ops[i] = clientv3.OpPut(etcdSessionPrefix+s.clientID, string(v))
+	}
+	_, err := e.c.Txn(ctx).Then(ops...).Commit()
+	return err
+}
+
+// listSessions is a range read of the session keys after startAfter
+// (the key followed by a zero byte is the first one after it), limited
+// to limit keys, without the values.
+func (e *etcdConn) listSessions(ctx context.Context, startAfter string, limit int, stale bool) (sessionPage, error) {
+	opts := []clientv3.OpOption{
+		clientv3.WithRange(clientv3.GetPrefixRangeEnd(etcdSessionPrefix)),
+		clientv3.WithLimit(int64(limit)),
+		clientv3.WithKeysOnly(),
+	}
+	if stale {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	resp, err := e.c.Get(ctx, etcdSessionPrefix+startAfter+"\x00", opts...)
+	if err != nil {
+		return sessionPage{}, err
+	}
+	page := sessionPage{ids: make([]string, len(resp.Kvs)), more: resp.More}
+	for i, kv := range resp.Kvs {
+		page.ids[i] = strings.TrimPrefix(string(kv.Key), etcdSessionPrefix)
+	}
+	if page.more && len(page.ids) > 0 {
+		page.next = page.ids[len(page.ids)-1]
+	}
+	return page, nil
 }

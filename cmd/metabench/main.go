@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 func main() {
@@ -54,28 +56,34 @@ type options struct {
 	partitions  int
 	topic       string
 	groupPrefix string
+
+	// sessions, sessions-list
+	brokerID      string
+	expirySeconds int64
 }
 
 func defaultOptions() options {
 	return options{
-		target:       targetMeta,
-		clients:      16,
-		total:        10000,
-		keySize:      32,
-		valueSize:    256,
-		batch:        1,
-		seed:         1,
-		timeout:      10 * time.Second,
-		output:       "text",
-		maxErrorRate: 0.01,
-		progress:     true,
-		keys:         10000,
-		consistency:  "linearizable",
-		load:         true,
-		groups:       100,
-		partitions:   100,
-		topic:        "bench",
-		groupPrefix:  "bench-group-",
+		target:        targetMeta,
+		clients:       16,
+		total:         10000,
+		keySize:       32,
+		valueSize:     256,
+		batch:         1,
+		seed:          1,
+		timeout:       10 * time.Second,
+		output:        "text",
+		maxErrorRate:  0.01,
+		progress:      true,
+		keys:          10000,
+		consistency:   "linearizable",
+		load:          true,
+		groups:        100,
+		partitions:    100,
+		topic:         "bench",
+		groupPrefix:   "bench-group-",
+		brokerID:      "bench-broker",
+		expirySeconds: 7 * 24 * 3600,
 	}
 }
 
@@ -168,6 +176,20 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 				f.StringVar(&o.topic, "topic", o.topic, "topic name")
 				f.StringVar(&o.groupPrefix, "group-prefix", o.groupPrefix, "prefix of the consumer group names")
 			}, newOffsetsWorkload),
+		loadCommand(stdout, stderr, "sessions", "Create new MQTT sessions, --batch per PutSessions call",
+			func(f flagSet, o *options) {
+				o.batch = 100
+				f.StringVar(&o.keyPrefix, "key-prefix", defaultSessionPrefix, "prefix of the client ids written")
+				sessionFlags(f, o)
+			}, newSessionsWorkload),
+		loadCommand(stdout, stderr, "sessions-list", "Page through sessions an earlier run wrote, --batch per ListSessions page",
+			func(f flagSet, o *options) {
+				o.batch = 1000
+				f.StringVar(&o.keyPrefix, "key-prefix", defaultSessionPrefix, "prefix of the client ids listed")
+				f.StringVar(&o.consistency, "consistency", o.consistency, "linearizable or stale (etcd: serializable)")
+				f.BoolVar(&o.load, "load", o.load, "write the --total sessions before listing (false: list what `metabench sessions` wrote with the same --key-prefix, --key-size and --total)")
+				sessionFlags(f, o)
+			}, newSessionsListWorkload),
 		compareCommand(stdout),
 	)
 	return root
@@ -179,6 +201,16 @@ type flagSet interface {
 	IntVar(p *int, name string, value int, usage string)
 	Int64Var(p *int64, name string, value int64, usage string)
 	BoolVar(p *bool, name string, value bool, usage string)
+}
+
+// defaultSessionPrefix starts the client ids of the sessions workloads.
+const defaultSessionPrefix = "bench-session-"
+
+// sessionFlags are the flags that shape a written session.
+func sessionFlags(f flagSet, o *options) {
+	f.StringVar(&o.brokerID, "broker", o.brokerID, "broker id the sessions are held by")
+	f.Int64Var(&o.expirySeconds, "expiry-seconds", o.expirySeconds,
+		"session expiry interval in seconds (counts only once a client disconnects; 4294967295: never)")
 }
 
 func newPutWorkload(o options) (workload, error) {
@@ -233,8 +265,59 @@ func newOffsetsWorkload(o options) (workload, error) {
 	return &offsetsWorkload{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}, nil
 }
 
-// loadCommand builds a load command: the shared flags, the command's own
-// flags (extra), and a constructor of its workload.
+func newSessionShape(o options) (sessionShape, []error) {
+	var errs []error
+	expiry, err := parseExpiry(o.expirySeconds)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if o.keySize > metapb.MaxClientIDBytes {
+		errs = append(errs, fmt.Errorf("--key-size: %d, but a client id has at most %d bytes", o.keySize, metapb.MaxClientIDBytes))
+	}
+	if len(o.brokerID) > metapb.MaxBrokerIDBytes {
+		errs = append(errs, fmt.Errorf("--broker: %d bytes, at most %d", len(o.brokerID), metapb.MaxBrokerIDBytes))
+	}
+	if o.valueSize > metapb.MaxSessionStateBytes {
+		errs = append(errs, fmt.Errorf("--value-size: %d, but a session state has at most %d bytes", o.valueSize, metapb.MaxSessionStateBytes))
+	}
+	ks := keySpace{prefix: o.keyPrefix, size: o.keySize}
+	if err := ks.validate(o.total); err != nil {
+		errs = append(errs, err)
+	}
+	return sessionShape{ids: ks, brokerID: o.brokerID, expirySeconds: expiry}, errs
+}
+
+func newSessionsWorkload(o options) (workload, error) {
+	shape, errs := newSessionShape(o)
+	if o.batch > metapb.MaxBatchEntries {
+		errs = append(errs, fmt.Errorf("--batch: %d, but a PutSessions call carries at most %d sessions", o.batch, metapb.MaxBatchEntries))
+	} else if b := shape.batchBytes(o.batch, o.valueSize); b > metapb.MaxBatchBytes {
+		errs = append(errs, fmt.Errorf("--batch: %d sessions of %d bytes make %d bytes, but a call carries at most %d; use --batch %d or less",
+			o.batch, o.valueSize, b, metapb.MaxBatchBytes, shape.maxBatch(o.batch, o.valueSize)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &sessionsWorkload{shape: shape, batch: o.batch}, nil
+}
+
+func newSessionsListWorkload(o options) (workload, error) {
+	shape, errs := newSessionShape(o)
+	if o.batch > metapb.MaxListLimit {
+		errs = append(errs, fmt.Errorf("--batch: %d, but a ListSessions page holds at most %d sessions", o.batch, metapb.MaxListLimit))
+	}
+	if o.consistency != "linearizable" && o.consistency != "stale" {
+		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &sessionsListWorkload{shape: shape, n: o.total, batch: o.batch, stale: o.consistency == "stale", load: o.load}, nil
+}
+
+// loadCommand builds a load command: the command's own flags (extra,
+// which may also change the shared flags' defaults), the shared flags,
+// and a constructor of its workload.
 func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSet, *options),
 	build func(options) (workload, error)) *cobra.Command {
 	o := defaultOptions()
@@ -254,14 +337,15 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 		},
 	}
 	f := cmd.Flags()
+	extra(f, &o)
 	f.StringVar(&o.target, "target", o.target, "meta or etcd (the same load against etcd, for comparison)")
 	f.StringVar(&o.endpoints, "endpoints", "", "comma-separated host:port (default "+defaultMetaEndpoints+" for meta, "+defaultEtcdEndpoints+" for etcd)")
 	f.IntVar(&o.clients, "clients", o.clients, "concurrent workers, each with one call in flight")
 	f.IntVar(&o.conns, "conns", o.conns, "client connections the workers share (0: one per 16 workers)")
-	f.Int64Var(&o.total, "total", o.total, "items to send (keys for put and get, offsets for offsets)")
-	f.IntVar(&o.keySize, "key-size", o.keySize, "key size in bytes")
-	f.IntVar(&o.valueSize, "value-size", o.valueSize, "value size in bytes")
-	f.IntVar(&o.batch, "batch", o.batch, "items per call where the API batches (offsets); put and get need 1")
+	f.Int64Var(&o.total, "total", o.total, "items to send (keys for put and get, offsets for offsets, sessions for sessions and sessions-list)")
+	f.IntVar(&o.keySize, "key-size", o.keySize, "key size in bytes (client id size for sessions)")
+	f.IntVar(&o.valueSize, "value-size", o.valueSize, "value size in bytes (session state size for sessions)")
+	f.IntVar(&o.batch, "batch", o.batch, "items per call where the API batches (offsets, sessions; the page size of sessions-list); put and get need 1")
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of values and of random key choices")
 	f.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of one call")
 	f.StringVarP(&o.output, "output", "o", o.output, "text or json (one line, for scripts and metabench compare)")
@@ -269,7 +353,6 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", o.maxErrorRate, "fraction of calls that may fail before the exit status is 1")
 	f.BoolVar(&o.progress, "progress", o.progress, "print a progress line on stderr once a second")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write metabench's own CPU profile of the timed phase to this file")
-	extra(f, &o)
 	return cmd
 }
 

@@ -240,6 +240,22 @@ func TestAgainstEtcd(t *testing.T) {
 	if err != nil || res.OK != 10 || res.Items != 40 {
 		t.Errorf("offsets: got %+v, %v; want 10 calls carrying 40 offsets", res, err)
 	}
+	// Sessions: a batch is one transaction (at most etcd's 128 ops).
+	res, err = executeJSON(t, "sessions", "--target", "etcd", "--endpoints", client, "--clients", "3", "--total", "250",
+		"--batch", "100")
+	if err != nil || res.OK != 3 || res.Items != 250 {
+		t.Errorf("sessions: got %+v, %v; want 3 calls carrying 250 sessions", res, err)
+	}
+	res, err = executeJSON(t, "sessions-list", "--target", "etcd", "--endpoints", client, "--clients", "2", "--total", "250",
+		"--batch", "40", "--load=false")
+	if err != nil || res.OK != 7 || res.Items != 250 || res.Missing != 0 {
+		t.Errorf("sessions-list: got %+v, %v; want 7 pages carrying 250 sessions, none missing", res, err)
+	}
+	res, err = executeJSON(t, "sessions-list", "--target", "etcd", "--endpoints", client, "--clients", "1", "--total", "300",
+		"--batch", "40", "--load=false")
+	if !errors.Is(err, ErrTooManyFailures) || res == nil || res.Missing == 0 {
+		t.Errorf("sessions-list past the sessions written: got %+v, %v; want missing pages and %v", res, err, ErrTooManyFailures)
+	}
 }
 
 func freeAddr(t *testing.T) string {

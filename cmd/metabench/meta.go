@@ -19,6 +19,8 @@ var (
 	_ putter          = (*metaConn)(nil)
 	_ getter          = (*metaConn)(nil)
 	_ offsetCommitter = (*metaConn)(nil)
+	_ sessionPutter   = (*metaConn)(nil)
+	_ sessionLister   = (*metaConn)(nil)
 	_ pinger          = (*metaConn)(nil)
 )
 
@@ -85,4 +87,32 @@ func (m *metaConn) commitOffsets(ctx context.Context, offsets []offsetCommit) er
 	}
 	_, err := m.c.CommitOffsets(ctx, req)
 	return err
+}
+
+// putSessions is one PutSessions call; the server splits it by data group
+// and applies each group's part atomically.
+func (m *metaConn) putSessions(ctx context.Context, sessions []session) error {
+	req := &metapb.PutSessionsRequest{Sessions: make([]*metapb.Session, len(sessions))}
+	for i, s := range sessions {
+		req.Sessions[i] = &metapb.Session{ClientId: s.clientID, BrokerId: s.brokerID, Connected: s.connected,
+			ExpiryIntervalSeconds: s.expirySeconds, State: s.state}
+	}
+	_, err := m.c.PutSessions(ctx, req)
+	return err
+}
+
+func (m *metaConn) listSessions(ctx context.Context, startAfter string, limit int, stale bool) (sessionPage, error) {
+	req := &metapb.ListSessionsRequest{StartAfter: startAfter, Limit: uint32(limit)}
+	if stale {
+		req.Consistency = metapb.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	resp, err := m.c.ListSessions(ctx, req)
+	if err != nil {
+		return sessionPage{}, err
+	}
+	page := sessionPage{ids: make([]string, len(resp.Sessions)), more: resp.More, next: resp.NextStartAfter}
+	for i, s := range resp.Sessions {
+		page.ids[i] = s.ClientId
+	}
+	return page, nil
 }

@@ -16,7 +16,7 @@ import (
 // renamed.
 type Result struct {
 	// The run's settings.
-	Command     string   `json:"command"`         // put, get, offsets
+	Command     string   `json:"command"`         // put, get, offsets, sessions, sessions-list
 	Target      string   `json:"target"`          // meta or etcd
 	Label       string   `json:"label,omitempty"` // --label, for compare
 	Endpoints   []string `json:"endpoints"`
@@ -27,7 +27,7 @@ type Result struct {
 	ValueSize   int      `json:"value_size"`
 	Consistency string   `json:"consistency,omitempty"` // reads only
 	Seed        uint64   `json:"seed"`
-	// Unit names an item ("puts", "gets", "offsets").
+	// Unit names an item ("puts", "gets", "offsets", "sessions").
 	Unit string `json:"unit"`
 	// Total is the number of items asked for.
 	Total int64 `json:"total"`
@@ -40,7 +40,9 @@ type Result struct {
 	OK    int64 `json:"ok"`
 	Items int64 `json:"items"`
 	// Failed calls: definitely not applied, outcome unknown (writes only),
-	// and reads of loaded keys that found nothing.
+	// and reads of loaded keys that found nothing (for sessions-list:
+	// pages that lacked a loaded session or did not continue the
+	// listing).
 	ErrorsDefinite int64 `json:"errors_definite"`
 	ErrorsUnknown  int64 `json:"errors_unknown"`
 	Missing        int64 `json:"missing"`

@@ -95,9 +95,9 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	if cfg.interval <= 0 {
 		cfg.interval = time.Second
 	}
-	env := prepareEnv{clients: cfg.clients, seed: cfg.seed, valueSize: cfg.valueSize, timeout: cfg.timeout, phase: func(label string, total int64) (func(int64), func()) {
+	env := prepareEnv{clients: cfg.clients, seed: cfg.seed, valueSize: cfg.valueSize, timeout: cfg.timeout, phase: func(label, unit string, total int64) (func(int64), func()) {
 		var done atomic.Int64
-		stop := startProgress(cfg, label, "keys", total, func() progressFigures {
+		stop := startProgress(cfg, label, unit, total, func() progressFigures {
 			return progressFigures{done: done.Load()}
 		})
 		return func(n int64) { done.Add(n) }, stop
@@ -157,7 +157,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 					ctr.items.Add(int64(n))
 					_ = h.RecordValue(max(took.Microseconds(), histMin))
 					continue
-				case errors.Is(err, errMissing):
+				case errors.Is(err, errMissing), errors.Is(err, errPage):
 					ctr.missing.Add(1)
 				case wl.writes() && c.unknown(err):
 					ctr.unknown.Add(1)

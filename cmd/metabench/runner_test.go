@@ -31,13 +31,18 @@ type fakeConn struct {
 	calls int
 	// offsets counts committed offsets per "group/topic/partition".
 	offsets map[string]int
-	fail    func(call int) error
+	// sessions holds the sessions put, by client id; sessionPuts counts
+	// how many times each was put.
+	sessions    map[string]session
+	sessionPuts map[string]int
+	fail        func(call int) error
 	// block, when set, makes every call wait for its context to end.
 	block bool
 }
 
 func newFakeConn() *fakeConn {
-	return &fakeConn{store: map[string]string{}, puts: map[string]int{}, offsets: map[string]int{}}
+	return &fakeConn{store: map[string]string{}, puts: map[string]int{}, offsets: map[string]int{},
+		sessions: map[string]session{}, sessionPuts: map[string]int{}}
 }
 
 func (f *fakeConn) Close() error { return nil }

@@ -41,9 +41,9 @@ type prepareEnv struct {
 	seed      uint64
 	valueSize int
 	timeout   time.Duration // per call
-	// phase starts a progress line for a loading phase of total items;
-	// add counts items done, end stops the line.
-	phase func(label string, total int64) (add func(int64), end func())
+	// phase starts a progress line for a loading phase of total items
+	// (unit names them); add counts items done, end stops the line.
+	phase func(label, unit string, total int64) (add func(int64), end func())
 }
 
 // worker is one goroutine's private state; workloads keep their scratch
@@ -55,6 +55,8 @@ type worker struct {
 	value []byte
 	// offsets is the offsets workload's reusable batch.
 	offsets []offsetCommit
+	// sessions is the sessions workloads' reusable batch.
+	sessions []session
 }
 
 // newWorker seeds worker id's generator from seed, so that a run is
@@ -171,7 +173,7 @@ func (g *getWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv)
 	if !g.load {
 		return nil
 	}
-	add, end := env.phase("load", g.n)
+	add, end := env.phase("load", "keys", g.n)
 	defer end()
 	return forEach(ctx, env, conns, g.n, func(ctx context.Context, c conn, w *worker, i int64) error {
 		w.key = g.keys.key(w.key, i)
