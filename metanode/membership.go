@@ -3,9 +3,9 @@ package metanode
 import (
 	"context"
 	"fmt"
-	"strings"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
