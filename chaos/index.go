@@ -51,6 +51,18 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 	b.WriteString("</table>")
 	fmt.Fprintf(&b, "<p>%d ops: ok %d, fail %d, unknown %d, final reads %d. Porcupine's view of every key and partition: <a href=%q>report.html</a>.</p>",
 		rep.Ops.Total, rep.Ops.OK, rep.Ops.Fail, rep.Ops.Unknown, rep.Ops.Final, verify.ReportFile)
+	if len(rep.BrokerOps) > 0 {
+		var parts []string
+		var sum verify.Counts
+		for _, k := range sortedKeys(rep.BrokerOps) {
+			c := rep.BrokerOps[k]
+			sum.OK, sum.Fail, sum.Unknown = sum.OK+c.OK, sum.Fail+c.Fail, sum.Unknown+c.Unknown
+			parts = append(parts, fmt.Sprintf("%s %d/%d/%d", k, c.OK, c.Fail, c.Unknown))
+		}
+		fmt.Fprintf(&b, "<p>Broker workloads: %d ops: ok %d, fail %d, unknown %d (ok/fail/unknown by kind: %s). Controller timings: heartbeat %s, session timeout %s.</p>",
+			sum.OK+sum.Fail+sum.Unknown, sum.OK, sum.Fail, sum.Unknown, e(strings.Join(parts, ", ")),
+			orDefault(rec.Options.BrokerHeartbeat), orDefault(rec.Options.BrokerTimeout))
+	}
 
 	b.WriteString(`<h3>Throughput and latency</h3><p><img src="` + ThroughputPlot + `" alt="throughput"><br><img src="` + LatencyPlot + `" alt="latency"></p>`)
 
@@ -122,6 +134,9 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 		{RunFile, "seed, options, commit, image, node flags, nemesis notes, recovery probes, log findings"},
 		{verify.HistoryFile, "every op, one JSON object per line"},
 		{verify.FaultsFile, "the fault timeline as played"},
+		{verify.BrokerFile, "the broker workloads' ops (sessions, resources, simulated brokers, observer reads), one JSON object per line"},
+		{verify.WatchFile, "what every watcher received, one JSON object per line"},
+		{verify.SessionsReportFile, "porcupine visualization per session client id and data group"},
 		{ThroughputPlot, "ops per second by outcome"},
 		{LatencyPlot, "p50 / p99 / max latency"},
 		{HarnessLog, "the harness's own log (debug level)"},
@@ -143,6 +158,14 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 	}
 	b.WriteString("</ul></body></html>\n")
 	return os.WriteFile(filepath.Join(dir, IndexFile), []byte(b.String()), 0o644)
+}
+
+// orDefault renders a node flag's duration, zero being metanode's default.
+func orDefault(d time.Duration) string {
+	if d == 0 {
+		return "metanode's default"
+	}
+	return d.String()
 }
 
 func verdictSpan(v verify.Verdict) string {

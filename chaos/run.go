@@ -53,7 +53,20 @@ type RunOptions struct {
 	// SnapshotInterval is passed as --snapshot-interval when positive;
 	// only binaries that have the flag accept it.
 	SnapshotInterval time.Duration
-	ExtraFlags       []string // appended to every node's flags
+	// BrokerHeartbeat and BrokerSessionTimeout are passed as
+	// --broker-heartbeat-interval and --broker-session-timeout when
+	// positive (zero: metanode's defaults, 2s and 6s). Runs with the
+	// controller workload want them short, so that within a minute the
+	// simulated brokers fall silent, are declared down and come back
+	// several times; Workload.AssignSlack should suit them.
+	BrokerHeartbeat, BrokerSessionTimeout time.Duration
+	ExtraFlags                            []string // appended to every node's flags
+	// AtController lists fault kinds (kill, pause, isolate and the other
+	// kinds aimed at one node's role) whose first fault in the schedule
+	// is aimed at the leader of metadata-0, the node that runs the
+	// controller, instead of the target the schedule drew (see
+	// AimAtController).
+	AtController []verify.FaultKind
 	// KeepData keeps the nodes' data directories of passing runs too
 	// (failing runs always keep them).
 	KeepData bool
@@ -85,6 +98,17 @@ func (o RunOptions) Validate() error {
 	}
 	if o.OffsetGroups < 0 || o.DataGroups < 0 {
 		errs = append(errs, errors.New("OffsetGroups, DataGroups: negative"))
+	}
+	if o.BrokerHeartbeat < 0 || o.BrokerSessionTimeout < 0 {
+		errs = append(errs, errors.New("BrokerHeartbeat, BrokerSessionTimeout: negative"))
+	}
+	if o.BrokerHeartbeat > 0 && o.BrokerSessionTimeout > 0 && o.BrokerSessionTimeout <= o.BrokerHeartbeat {
+		errs = append(errs, fmt.Errorf("BrokerSessionTimeout %s: want more than BrokerHeartbeat %s", o.BrokerSessionTimeout, o.BrokerHeartbeat))
+	}
+	for _, k := range o.AtController {
+		if !slices.Contains(aimable, k) {
+			errs = append(errs, fmt.Errorf("AtController: %q is not aimed at one node (want one of %s)", k, kindList(aimable)))
+		}
 	}
 	for _, k := range o.Kinds {
 		if !slices.Contains(verify.AllFaultKinds, k) {
@@ -153,6 +177,12 @@ func (o RunOptions) nodeArgs(node string, members []string, join bool) []string 
 	if o.SnapshotInterval > 0 {
 		args = append(args, "--snapshot-interval", o.SnapshotInterval.String())
 	}
+	if o.BrokerHeartbeat > 0 {
+		args = append(args, "--broker-heartbeat-interval", o.BrokerHeartbeat.String())
+	}
+	if o.BrokerSessionTimeout > 0 {
+		args = append(args, "--broker-session-timeout", o.BrokerSessionTimeout.String())
+	}
 	return append(args, o.ExtraFlags...)
 }
 
@@ -168,6 +198,9 @@ type RunReport struct {
 	Faults []verify.Fault
 	Checks []verify.CheckResult
 	Ops    verify.OpStats
+	// BrokerOps counts the broker workloads' ops by kind and outcome
+	// (nil without them).
+	BrokerOps map[verify.BrokerOpKind]verify.Counts
 	// Err is why the run could not be carried out (the verdict is then
 	// unknown), e.g. the cluster did not start.
 	Err error
@@ -216,7 +249,10 @@ type runOptionsRecord struct {
 	SnapshotThreshold uint64                 `json:"snapshot_threshold,omitempty"`
 	TrailingLogs      uint64                 `json:"trailing_logs,omitempty"`
 	SnapshotInterval  time.Duration          `json:"snapshot_interval_ns,omitempty"`
+	BrokerHeartbeat   time.Duration          `json:"broker_heartbeat_ns,omitempty"`
+	BrokerTimeout     time.Duration          `json:"broker_session_timeout_ns,omitempty"`
 	ExtraFlags        []string               `json:"extra_flags,omitempty"`
+	AtController      []verify.FaultKind     `json:"at_controller,omitempty"`
 	Workload          verify.WorkloadConfig  `json:"workload"`
 	Schedule          verify.ScheduleOptions `json:"schedule"`
 }
@@ -268,7 +304,9 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		Options: runOptionsRecord{Nodes: opts.Nodes, Kinds: opts.Kinds, Duration: opts.Duration, Env: opts.Env,
 			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups,
 			SnapshotThreshold: opts.SnapshotThreshold, TrailingLogs: opts.TrailingLogs,
-			SnapshotInterval: opts.SnapshotInterval, ExtraFlags: opts.ExtraFlags, Workload: opts.Workload}}
+			SnapshotInterval: opts.SnapshotInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
+			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController,
+			Workload: opts.Workload}}
 	finish := func(runErr error) (*RunReport, error) {
 		rep.Elapsed = time.Since(started)
 		rep.Err = runErr
@@ -348,7 +386,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	vcfg := verify.DefaultRunConfig()
 	vcfg.Seed, vcfg.Dir, vcfg.Endpoints, vcfg.Nemesis = opts.Seed, dir, endpoints, nem
 	vcfg.Kinds, vcfg.Schedule, vcfg.Duration, vcfg.Workload = opts.Kinds, sched, opts.Duration, opts.Workload
-	vcfg.Faults = Schedule(opts.Seed, opts.Kinds, opts.Duration, sched)
+	vcfg.Faults = AimAtController(Schedule(opts.Seed, opts.Kinds, opts.Duration, sched), opts.AtController)
 	vcfg.Logger, vcfg.Progress = log, opts.Progress
 	res, runErr := verify.Run(ctx, vcfg)
 
@@ -392,6 +430,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	}
 	res.Verdict = combine(res)
 	rep.Verdict, rep.Faults, rep.Checks, rep.Ops = res.Verdict, res.Faults, res.Checks, res.Ops
+	rep.BrokerOps = res.BrokerOps
 	// summary.json again, with chaos's checkers; report.html keeps
 	// verify's (index.html shows all).
 	werr := writeJSON(filepath.Join(dir, verify.SummaryFile), res)

@@ -67,6 +67,45 @@ func TestScheduleMemberOps(t *testing.T) {
 	}
 }
 
+// TestAimAtController: the first fault of each named kind is aimed at
+// the leader of metadata-0; the others, and later faults of those kinds,
+// keep their targets.
+func TestAimAtController(t *testing.T) {
+	kinds := []verify.FaultKind{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember}
+	aim := []verify.FaultKind{verify.FaultKill, verify.FaultPause, verify.FaultIsolate}
+	controller := verify.LeaderOf("metadata-0")
+	for seed := int64(1); seed <= 20; seed++ {
+		drawn := Schedule(seed, kinds, 60*time.Second, verify.ScheduleOptions{})
+		got := AimAtController(Schedule(seed, kinds, 60*time.Second, verify.ScheduleOptions{}), aim)
+		if len(got) != len(drawn) {
+			t.Fatalf("seed %d: got %d faults, want %d", seed, len(got), len(drawn))
+		}
+		first := map[verify.FaultKind]bool{}
+		for i, f := range got {
+			want := drawn[i].Target
+			if slices.Contains(aim, f.Kind) && !first[f.Kind] {
+				first[f.Kind] = true
+				want = controller
+			}
+			if f.Target != want {
+				t.Errorf("seed %d fault %s: got target %s, want %s", seed, f.String(), f.Target, want)
+			}
+			if f.Kind != drawn[i].Kind || f.Start != drawn[i].Start || f.Duration != drawn[i].Duration {
+				t.Errorf("seed %d fault %d: got %s, want only the target of %s changed", seed, i, f.String(), drawn[i].String())
+			}
+		}
+		for _, k := range []verify.FaultKind{verify.FaultKill, verify.FaultPause} {
+			if !first[k] {
+				t.Errorf("seed %d: no %s fault in 60 s of %v; want one aimed at the controller's node", seed, k, kinds)
+			}
+		}
+	}
+	if !CanAimAtController(verify.FaultPause) || CanAimAtController(verify.FaultKillAll) || CanAimAtController(verify.FaultMember) {
+		t.Errorf("CanAimAtController: got pause %t, kill-all %t, member %t; want true, false, false",
+			CanAimAtController(verify.FaultPause), CanAimAtController(verify.FaultKillAll), CanAimAtController(verify.FaultMember))
+	}
+}
+
 func sameFault(a, b verify.Fault) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Target == b.Target && a.Start == b.Start && a.Duration == b.Duration && a.Pick == b.Pick
 }
@@ -75,6 +114,7 @@ func stripStart(f verify.Fault) verify.Fault { f.Start = 0; return f }
 
 func TestNodeArgs(t *testing.T) {
 	o := RunOptions{OffsetGroups: 2, DataGroups: 3, SnapshotThreshold: 256, TrailingLogs: 64, SnapshotInterval: time.Second,
+		BrokerHeartbeat: 500 * time.Millisecond, BrokerSessionTimeout: 2 * time.Second,
 		ExtraFlags: []string{"--log-level", "debug"}}
 	members := []string{"n1", "n2", "n3"}
 	tests := []struct {
@@ -84,9 +124,11 @@ func TestNodeArgs(t *testing.T) {
 	}{
 		{"form", false, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
 			"--initial-cluster n1=n1:7000,n2=n2:7000,n3=n3:7000 --offset-groups 2 --data-groups 3 " +
-			"--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s --log-level debug"},
+			"--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s " +
+			"--broker-heartbeat-interval 500ms --broker-session-timeout 2s --log-level debug"},
 		{"join asks the others", true, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
-			"--join n1:7000,n3:7000 --snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s --log-level debug"},
+			"--join n1:7000,n3:7000 --snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s " +
+			"--broker-heartbeat-interval 500ms --broker-session-timeout 2s --log-level debug"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,8 +137,9 @@ func TestNodeArgs(t *testing.T) {
 			}
 		})
 	}
-	if got := strings.Join(RunOptions{}.nodeArgs("n1", []string{"n1"}, false), " "); strings.Contains(got, "snapshot") || strings.Contains(got, "groups") {
-		t.Errorf("zero options: got %s, want no group or snapshot flags", got)
+	if got := strings.Join(RunOptions{}.nodeArgs("n1", []string{"n1"}, false), " "); strings.Contains(got, "snapshot") ||
+		strings.Contains(got, "groups") || strings.Contains(got, "broker") {
+		t.Errorf("zero options: got %s, want no group, snapshot or broker flags", got)
 	}
 }
 
@@ -114,6 +157,13 @@ func TestRunOptionsValidate(t *testing.T) {
 		{"crashpoint", func(o *RunOptions) { o.Kinds = []verify.FaultKind{verify.FaultCrashpoint} }, "crashpoint"},
 		{"unknown kind", func(o *RunOptions) { o.Kinds = []verify.FaultKind{"meteor"} }, "meteor"},
 		{"too many nodes", func(o *RunOptions) { o.Nodes = MaxNodes }, "Nodes"},
+		{"session timeout not above heartbeat", func(o *RunOptions) {
+			o.BrokerHeartbeat, o.BrokerSessionTimeout = 2*time.Second, 2*time.Second
+		}, "BrokerSessionTimeout"},
+		{"negative broker timing", func(o *RunOptions) { o.BrokerHeartbeat = -time.Second }, "BrokerHeartbeat"},
+		{"kill-all at the controller", func(o *RunOptions) {
+			o.AtController = []verify.FaultKind{verify.FaultPause, verify.FaultKillAll}
+		}, "kill-all"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

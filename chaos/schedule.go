@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"slices"
 	"time"
 
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
 )
 
@@ -58,4 +60,35 @@ func Schedule(seed int64, kinds []verify.FaultKind, total time.Duration, opts ve
 		shift += HealAllowance[f.Kind]
 	}
 	return out
+}
+
+// aimable are the kinds whose target is one node's role, which
+// AimAtController can point at the controller's node.
+var aimable = []verify.FaultKind{
+	verify.FaultKill, verify.FaultPause, verify.FaultIsolate, verify.FaultSplit,
+	verify.FaultBridge, verify.FaultOneWay, verify.FaultFlap, verify.FaultDelay,
+}
+
+// CanAimAtController reports whether AimAtController can aim a fault of
+// kind k (RunOptions.AtController): one whose target is one node's role.
+func CanAimAtController(k verify.FaultKind) bool { return slices.Contains(aimable, k) }
+
+// AimAtController aims the first fault of each of kinds in faults at the
+// leader of metadata-0, the node that runs the controller: the node whose
+// crash, pause or isolation makes the controller fail over while brokers
+// heartbeat, and whose new leader must give every broker a full timeout
+// of grace. Later faults of those kinds keep the target the schedule
+// drew, so followers and random nodes are hit too. It changes faults in
+// place and returns it.
+func AimAtController(faults []verify.Fault, kinds []verify.FaultKind) []verify.Fault {
+	done := map[verify.FaultKind]bool{}
+	for i := range faults {
+		k := faults[i].Kind
+		if done[k] || !slices.Contains(kinds, k) {
+			continue
+		}
+		done[k] = true
+		faults[i].Target = verify.LeaderOf(metapb.MetadataGroup)
+	}
+	return faults
 }

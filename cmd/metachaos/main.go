@@ -63,7 +63,11 @@ type suite struct {
 	nodes, offsetGroups, dataGroups   int
 	snapshotThreshold, trailingLogs   uint64
 	snapshotInterval                  time.Duration
-	stdout, stderr                    io.Writer
+	// workload is verify's workload set; the broker settings shape its
+	// controller workload and the nodes' controllers.
+	workload, atController                      string
+	brokerHeartbeat, brokerTimeout, assignSlack time.Duration
+	stdout, stderr                              io.Writer
 }
 
 func command(stdout, stderr io.Writer) *cobra.Command {
@@ -91,6 +95,11 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&s.keepData, "keep-data", false, "keep the nodes' data directories of passing runs too")
 	pf.BoolVar(&s.stopOnFail, "stop-on-failure", false, "stop the suite after the first run that does not pass")
 	pf.StringVar(&s.logLevel, "log-level", "warn", "level of the harness log on stderr (every run folder has chaos.log at debug)")
+	pf.StringVar(&s.workload, "workload", "broker", "verify's workload set: broker (KV, offsets, sessions, watches, simulated brokers and the controller checker) or default (KV and offsets)")
+	pf.DurationVar(&s.brokerHeartbeat, "broker-heartbeat-interval", 500*time.Millisecond, "nodes' --broker-heartbeat-interval (short, so brokers are declared down and come back within a run; 0: metanode's default)")
+	pf.DurationVar(&s.brokerTimeout, "broker-session-timeout", 2*time.Second, "nodes' --broker-session-timeout (0: metanode's default)")
+	pf.DurationVar(&s.assignSlack, "assign-slack", 5*time.Second, "broker workload: once the cluster is whole, connectors must be assigned within the session timeout plus this")
+	pf.StringVar(&s.atController, "at-controller", "kill,pause,isolate", "fault kinds whose first fault in each run is aimed at the leader of metadata-0, the node running the controller (none: keep the drawn targets)")
 
 	var nemesis string
 	var dur time.Duration
@@ -209,6 +218,23 @@ func parseKinds(s string, stderr io.Writer) ([]verify.FaultKind, error) {
 	return out, nil
 }
 
+// parseAtController parses --at-controller: fault kinds, or "none".
+func parseAtController(s string) ([]verify.FaultKind, error) {
+	if s == "" || s == "none" {
+		return nil, nil
+	}
+	kinds, err := verify.ParseKinds(s)
+	if err != nil {
+		return nil, fmt.Errorf("--at-controller: %w", err)
+	}
+	for _, k := range kinds {
+		if !chaos.CanAimAtController(k) {
+			return nil, fmt.Errorf("--at-controller: %s is not aimed at one node", k)
+		}
+	}
+	return kinds, nil
+}
+
 // planned is one run of a suite.
 type planned struct {
 	seed  int64
@@ -236,6 +262,17 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	if s.nodes < 1 || s.nodes > chaos.MaxNodes-1 {
 		return fmt.Errorf("--nodes %d: want 1..%d", s.nodes, chaos.MaxNodes-1)
 	}
+	workload, err := verify.WorkloadSet(s.workload)
+	if err != nil {
+		return fmt.Errorf("--workload: %w", err)
+	}
+	if workload.Brokers > 0 {
+		workload.AssignSlack = s.assignSlack
+	}
+	atController, err := parseAtController(s.atController)
+	if err != nil {
+		return err
+	}
 	binary, err := s.prepareBinary(ctx)
 	if err != nil {
 		return err
@@ -252,6 +289,11 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			fmt.Fprintf(s.stderr, "metachaos: note: %s has no --snapshot-interval flag; raft snapshots every 2-4 minutes, so a lag fault rarely forces a snapshot install within a run\n", binary)
 		}
 	}
+	heartbeat, timeout := s.brokerHeartbeat, s.brokerTimeout
+	if (heartbeat > 0 || timeout > 0) && !hasFlag(ctx, binary, "--broker-session-timeout") {
+		fmt.Fprintf(s.stderr, "metachaos: note: %s has no --broker-session-timeout flag; the nodes' controllers keep their defaults\n", binary)
+		heartbeat, timeout = 0, 0
+	}
 	if _, err := chaos.Sweep(ctx, chaos.SweepOptions{Log: log}); err != nil {
 		return fmt.Errorf("sweep leftovers: %w", err)
 	}
@@ -266,6 +308,8 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	}
 	fmt.Fprintf(s.stdout, "metachaos: %d runs, image %s, seeds %d..%d, run folders in %s\n",
 		len(plan), img.Tag, plan[0].seed, plan[len(plan)-1].seed, s.out)
+	fmt.Fprintf(s.stdout, "metachaos: workload %s; broker heartbeat %s, session timeout %s (0: metanode's defaults); first %s of each run at the controller's node\n",
+		s.workload, heartbeat, timeout, orNone(atController))
 
 	var reports []*chaos.RunReport
 	start := time.Now()
@@ -278,6 +322,7 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
 			Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
 			SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
+			BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
 			KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log,
 		})
 		pr.done()
@@ -288,9 +333,16 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			fmt.Fprintf(s.stderr, "metachaos: run %d (seed %d): %v\n", i+1, p.seed, err)
 		}
 		reports = append(reports, rep)
-		fmt.Fprintf(s.stdout, "run %d/%d seed %d: %s  %d ops, %d faults (%s), %s  %s\n", i+1, len(plan), p.seed,
-			verdictWord(rep.Verdict), rep.Ops.Total, len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
+		fmt.Fprintf(s.stdout, "run %d/%d seed %d: %s  %d ops%s, %d faults (%s), %s  %s\n", i+1, len(plan), p.seed,
+			verdictWord(rep.Verdict), rep.Ops.Total, brokerOps(rep), len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
 			filepath.Join(rep.Dir, chaos.IndexFile))
+		if rep.Verdict != verify.Valid {
+			for _, c := range rep.Checks {
+				if c.Verdict != verify.Valid {
+					fmt.Fprintf(s.stdout, "  %s: %s %s\n", c.Checker, c.Verdict, firstLine(c.Details))
+				}
+			}
+		}
 		if s.stopOnFail && rep.Verdict != verify.Valid {
 			fmt.Fprintf(s.stdout, "stopping after the first run that did not pass (run %d of %d)\n", i+1, len(plan))
 			break
@@ -330,6 +382,38 @@ func verdictWord(v verify.Verdict) string {
 		return "FAIL"
 	}
 	return "UNKNOWN"
+}
+
+// brokerOps renders the broker workloads' op count (empty without them).
+func brokerOps(rep *chaos.RunReport) string {
+	if len(rep.BrokerOps) == 0 {
+		return ""
+	}
+	n := 0
+	for _, c := range rep.BrokerOps {
+		n += c.OK + c.Fail + c.Unknown
+	}
+	return fmt.Sprintf(" + %d broker ops", n)
+}
+
+func orNone(kinds []verify.FaultKind) string {
+	if len(kinds) == 0 {
+		return "nothing"
+	}
+	s := make([]string, len(kinds))
+	for i, k := range kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
+}
+
+// firstLine cuts a checker's details to one line of at most 300 bytes.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
 
 func injectedList(rep *chaos.RunReport) string {

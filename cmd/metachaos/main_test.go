@@ -53,6 +53,9 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "--runs", "0"}, "--runs"},
+		{[]string{"run", "--workload", "nonsense", "--binary", "/nonexistent"}, "--workload"},
+		{[]string{"smoke", "--at-controller", "kill-all", "--binary", "/nonexistent"}, "--at-controller"},
+		{[]string{"run", "--at-controller", "meteor", "--binary", "/nonexistent"}, "--at-controller"},
 		{[]string{"run", "--nemesis", "crashpoint"}, "not supported"},
 		{[]string{"run", "--nodes", "12", "--binary", "/nonexistent"}, "--nodes"},
 		{[]string{"run", "--binary", "/nonexistent/metanode"}, "--binary"},
