@@ -2,9 +2,13 @@
 # Starts or stops the local 3-node cluster of `make run`:
 # gRPC on 127.0.0.1:7001-7003, data and logs under ./data.
 #   ci/cluster.sh start | stop | status
+# META_NODE_FLAGS adds flags to every node, with {i} replaced by the node's
+# number, e.g. META_NODE_FLAGS='--debug-listen 127.0.0.1:606{i}' serves
+# pprof on 6061-6063.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${META_DATA:-./data}
+NODE_FLAGS=${META_NODE_FLAGS:-}
 PORTS=(7001 7002 7003)
 IC="n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"
 EPS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
@@ -16,7 +20,7 @@ start() {
   for i in 1 2 3; do
     if running $i; then echo "n$i already running (pid $(cat "$DATA/n$i.pid"))"; continue; fi
     nohup bin/metanode --id "n$i" --data-dir "$DATA/n$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
-      --initial-cluster "$IC" >>"$DATA/n$i.log" 2>&1 &
+      --initial-cluster "$IC" ${NODE_FLAGS//\{i\}/$i} >>"$DATA/n$i.log" 2>&1 &
     echo $! >"$DATA/n$i.pid"
   done
   # Wait until the cluster serves a linearizable read.

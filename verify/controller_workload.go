@@ -136,6 +136,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 	reported := map[string]uint64{} // connector → epoch reported RUNNING
 	stale := map[string]uint64{}    // connector → an epoch it had before its current one
 	current := map[string]uint64{}  // connector → the latest epoch seen
+	sentStale := false
 	_, timeout := c.timing()
 	nextSilence := time.Now().Add(jitter(rng, 2*timeout, 4*timeout))
 	for ctx.Err() == nil {
@@ -177,7 +178,10 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 				}
 			}
 		}
-		if len(stale) > 0 && rng.IntN(10) == 0 {
+		// The first stale epoch a broker learns is reported at once (a
+		// run may see few reassignments), later ones one round in ten.
+		if len(stale) > 0 && (!sentStale || rng.IntN(10) == 0) {
+			sentStale = true
 			names := slices.Sorted(mapKeys(stale))
 			name := names[rng.IntN(len(names))]
 			s.Report(ctx, id, name, stale[name], "RUNNING", true)

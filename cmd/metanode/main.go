@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -32,7 +35,7 @@ func main() {
 func command() *cobra.Command {
 	cfg := metanode.DefaultConfig()
 	ctlCfg := controller.DefaultConfig()
-	var initial, join, logLevel, logFormat string
+	var initial, join, logLevel, logFormat, debugListen string
 	var blockCache, writeBuffer int64
 	cmd := &cobra.Command{
 		Use:           "metanode",
@@ -57,7 +60,7 @@ func command() *cobra.Command {
 			}
 			cfg.Logger = logger
 			ctlCfg.Logger = logger.With("node", cfg.ID)
-			return run(cfg, ctlCfg)
+			return run(cfg, ctlCfg, debugListen)
 		},
 	}
 	f := cmd.Flags()
@@ -86,6 +89,7 @@ func command() *cobra.Command {
 	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")
 	f.DurationVar(&ctlCfg.RebalanceInterval, "connector-rebalance-interval", ctlCfg.RebalanceInterval, "how often connectors are rebalanced")
 	f.IntVar(&ctlCfg.MaxMoves, "connector-max-moves", ctlCfg.MaxMoves, "connectors moved between live brokers per rebalance at most")
+	f.StringVar(&debugListen, "debug-listen", "", "serve Go's pprof profiles on http://ADDR/debug/pprof/ (empty: off; bind it to loopback)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	_ = cmd.MarkFlagRequired("id")
@@ -109,7 +113,34 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
 }
 
-func run(cfg metanode.Config, ctlCfg controller.Config) error {
+// serveDebug serves net/http/pprof on addr until the process ends.
+func serveDebug(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug listener stopped", "err", err)
+		}
+	}()
+	log.Info("pprof served", "addr", ln.Addr().String())
+	return nil
+}
+
+func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) error {
+	if debugListen != "" {
+		if err := serveDebug(debugListen, cfg.Logger); err != nil {
+			return err
+		}
+	}
 	cfg.ServerOptions = server.ServerOptions()
 	node, err := metanode.New(cfg)
 	if err != nil {
