@@ -326,7 +326,11 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 	for range 11 + i { // n1 = .11
 		ip = ip.Next()
 	}
-	dataDir := filepath.Join(c.opts.RunDir, "data", name)
+	// Absolute: Docker refuses relative bind-mount sources.
+	dataDir, err := filepath.Abs(filepath.Join(c.opts.RunDir, "data", name))
+	if err != nil {
+		return nil, fmt.Errorf("chaos: data dir: %w", err)
+	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: data dir: %w", err)
 	}

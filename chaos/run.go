@@ -467,6 +467,12 @@ func combine(res *verify.Result) verify.Verdict {
 
 // runDir creates root/<UTC time>-<seed>, with a suffix if it exists.
 func runDir(root string, t time.Time, seed int64) (string, error) {
+	// Absolute, because the nodes' data directories in it are bind
+	// mounts, and Docker refuses relative mount paths.
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", fmt.Errorf("chaos: run folder: %w", err)
+	}
 	base := filepath.Join(root, t.UTC().Format("20060102-150405")+"-"+strconv.FormatInt(seed, 10))
 	dir := base
 	for i := 2; ; i++ {

@@ -334,3 +334,20 @@ func TestTally(t *testing.T) {
 		t.Errorf("AllPassed of no runs: got true, want false")
 	}
 }
+
+// TestRunDirIsAbsolute: the run folder holds the nodes' bind-mounted data
+// directories, and Docker refuses relative mount sources, so a relative
+// --out (metachaos's default, "chaos-runs") must become absolute.
+func TestRunDirIsAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir, err := runDir("chaos-runs", time.Now(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(dir) {
+		t.Fatalf("runDir(%q): got %q, want an absolute path", "chaos-runs", dir)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("runDir: %v", err)
+	}
+}
