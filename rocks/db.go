@@ -120,8 +120,11 @@ func Open(opts Options, groups []string) (*DB, error) {
 		return nil, err
 	}
 	cfOpts := make([]*grocksdb.Options, len(names))
-	for i := range cfOpts {
+	for i, n := range names {
 		cfOpts[i] = nat.opts
+		if strings.HasSuffix(n, suffixLog) {
+			cfOpts[i] = nat.logOpts
+		}
 	}
 	rdb, handles, err := grocksdb.OpenDbColumnFamilies(nat.opts, opts.Dir, names, cfOpts)
 	if err != nil {

@@ -95,7 +95,7 @@ func TestOptionsFileRecordsSettings(t *testing.T) {
 		"write_buffer_size=1048576",
 		"max_background_jobs=2",
 		"compression=kLZ4Compression",
-		"bottommost_compression=kZSTD",
+		"bottommost_compression=kLZ4Compression",
 		"cache_index_and_filter_blocks=true",
 		"cache_index_and_filter_blocks_with_high_priority=true",
 		"filter_policy=bloomfilter",
@@ -106,6 +106,19 @@ func TestOptionsFileRecordsSettings(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("OPTIONS file: %q missing", want)
+		}
+	}
+	// Per column family: the raft log is not compressed, the data is.
+	for cf, want := range map[string]string{"g/log": "kNoCompression", "g/data": "kLZ4Compression", "g/stable": "kLZ4Compression"} {
+		_, section, ok := strings.Cut(text, `[CFOptions "`+cf+`"]`)
+		if !ok {
+			continue // reported above
+		}
+		section, _, _ = strings.Cut(section, "[CFOptions")
+		for _, key := range []string{"\n  compression=", "bottommost_compression="} {
+			if !strings.Contains(section, key+want) {
+				t.Errorf("OPTIONS file, %s: want %s%s", cf, strings.TrimSpace(key), want)
+			}
 		}
 	}
 }
