@@ -69,6 +69,9 @@ type Config struct {
 	CommitTimeout      time.Duration
 	// MaxAppendEntries bounds entries per AppendEntries and per batch.
 	MaxAppendEntries int
+	// LogCacheBytes bounds, per group, the recent raft log entries kept in
+	// memory in front of RocksDB (rocks.LogCache).
+	LogCacheBytes int
 	// SnapshotThreshold and SnapshotInterval decide when a group snapshots;
 	// TrailingLogs is how many entries stay after one.
 	SnapshotThreshold uint64
@@ -121,6 +124,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 		MaxAppendEntries:   64,
+		LogCacheBytes:      8 << 20,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		TrailingLogs:       10240,
@@ -225,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotThreshold == 0 || c.SnapshotInterval <= 0 {
 		add("SnapshotThreshold, SnapshotInterval: must be positive")
+	}
+	if c.LogCacheBytes < 0 {
+		add("LogCacheBytes: %d is negative", c.LogCacheBytes)
 	}
 	if c.MaxBatchOps <= 0 || c.MaxBatchBytes <= 0 || c.MaxInflight <= 0 {
 		add("MaxBatchOps, MaxBatchBytes, MaxInflight: must be positive")

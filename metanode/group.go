@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
@@ -73,10 +74,7 @@ func (n *Node) newGroup(name string) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	cached, err := raft.NewLogCache(512, logs)
-	if err != nil {
-		return nil, err
-	}
+	cached := rocks.NewLogCache(logs, n.cfg.LogCacheBytes)
 	stable, err := n.db.StableStore(name)
 	if err != nil {
 		return nil, err

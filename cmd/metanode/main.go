@@ -81,6 +81,7 @@ func command() *cobra.Command {
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold, "raft entries between snapshots")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "raft entries kept after a snapshot")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval, "how often raft checks whether to snapshot (--snapshot-threshold)")
+	f.IntVar(&cfg.LogCacheBytes, "log-cache", cfg.LogCacheBytes, "bytes of recent raft log entries kept in memory per group")
 	f.IntVar(&cfg.MaxBatchOps, "max-batch-ops", cfg.MaxBatchOps, "client operations packed into one raft entry at most")
 	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "raft entries in flight per group at most")
 	f.DurationVar(&ctlCfg.SpreadInterval, "spread-interval", ctlCfg.SpreadInterval, "how often the controller spreads group leaders over nodes (0: never)")
