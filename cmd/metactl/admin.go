@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -28,18 +30,14 @@ func (a *app) offsetsCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("OFFSET %q: not an integer", args[3])
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
-				{Group: args[0], Topic: args[1], Partition: int32(part), Offset: off, Metadata: metadata}}})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+					{Group: args[0], Topic: args[1], Partition: int32(part), Offset: off, Metadata: metadata}}})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	commit.Flags().StringVar(&metadata, "metadata", "", "metadata stored with the offset")
@@ -50,43 +48,35 @@ func (a *app) offsetsCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("PARTITION %q: not an integer", args[2])
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			cons := metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
-			if stale {
-				cons = metapb.ReadConsistency_READ_CONSISTENCY_STALE
-			}
-			resp, err := c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: cons,
-				Partitions: []*metapb.TopicPartition{{Group: args[0], Topic: args[1], Partition: int32(part)}}})
-			if err != nil {
-				return err
-			}
-			v := resp.Offsets[0]
-			if !v.Found && a.output == "text" {
-				return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, v.Offset) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				cons := metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+				if stale {
+					cons = metapb.ReadConsistency_READ_CONSISTENCY_STALE
+				}
+				resp, err := c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: cons,
+					Partitions: []*metapb.TopicPartition{{Group: args[0], Topic: args[1], Partition: int32(part)}}})
+				if err != nil {
+					return err
+				}
+				v := resp.Offsets[0]
+				if !v.Found && a.output == "text" {
+					return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, v.Offset) })
+			})
 		},
 	}
 	fetch.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
 	del := &cobra.Command{
 		Use: "delete GROUP", Short: "Delete every offset of a consumer group", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
+			})
 		},
 	}
 	cmd.AddCommand(commit, fetch, del)
@@ -99,72 +89,68 @@ func (a *app) statusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "status", Short: "Each group: leader, term, commit and applied index per node", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			eps := c.Endpoints()
-			views := make([]*metapb.StatusResponse, len(eps))
-			errs := make([]error, len(eps))
-			var wg sync.WaitGroup
-			for i, ep := range eps {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					views[i], errs[i] = c.Status(ctx, ep)
-				}()
-			}
-			wg.Wait()
-			type nodeView struct {
-				Endpoint string                 `json:"endpoint"`
-				Error    string                 `json:"error,omitempty"`
-				Status   *metapb.StatusResponse `json:"status,omitempty"`
-			}
-			var out []nodeView
-			ok := 0
-			for i, ep := range eps {
-				v := nodeView{Endpoint: ep, Status: views[i]}
-				if errs[i] != nil {
-					v.Error = oneLine(errs[i])
-				} else {
-					ok++
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				eps := c.Endpoints()
+				views := make([]*metapb.StatusResponse, len(eps))
+				errs := make([]error, len(eps))
+				var wg sync.WaitGroup
+				for i, ep := range eps {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						views[i], errs[i] = c.Status(ctx, ep)
+					}()
 				}
-				out = append(out, v)
-			}
-			if ok == 0 {
-				return fmt.Errorf("no endpoint answered: %s", oneLine(errs[0]))
-			}
-			return a.emitJSON(out, func() {
-				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT")
-				rows := map[string][]string{}
-				var groups []string
-				for i, v := range views {
-					if v == nil {
-						continue
+				wg.Wait()
+				type nodeView struct {
+					Endpoint string                 `json:"endpoint"`
+					Error    string                 `json:"error,omitempty"`
+					Status   *metapb.StatusResponse `json:"status,omitempty"`
+				}
+				var out []nodeView
+				ok := 0
+				for i, ep := range eps {
+					v := nodeView{Endpoint: ep, Status: views[i]}
+					if errs[i] != nil {
+						v.Error = oneLine(errs[i])
+					} else {
+						ok++
 					}
-					for _, g := range v.Groups {
-						if _, seen := rows[g.Group]; !seen {
-							groups = append(groups, g.Group)
+					out = append(out, v)
+				}
+				if ok == 0 {
+					return fmt.Errorf("no endpoint answered: %s", oneLine(errs[0]))
+				}
+				return a.emitJSON(out, func() {
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT")
+					rows := map[string][]string{}
+					var groups []string
+					for i, v := range views {
+						if v == nil {
+							continue
 						}
-						rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
-							g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+						for _, g := range v.Groups {
+							if _, seen := rows[g.Group]; !seen {
+								groups = append(groups, g.Group)
+							}
+							rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
+								g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+						}
+						_ = i
 					}
-					_ = i
-				}
-				for _, g := range groups {
-					for _, r := range rows[g] {
-						fmt.Fprintln(tw, r)
+					for _, g := range groups {
+						for _, r := range rows[g] {
+							fmt.Fprintln(tw, r)
+						}
 					}
-				}
-				_ = tw.Flush()
-				for i, e := range errs {
-					if e != nil {
-						fmt.Fprintf(a.out, "%s: unreachable: %s\n", eps[i], oneLine(e))
+					_ = tw.Flush()
+					for i, e := range errs {
+						if e != nil {
+							fmt.Fprintf(a.out, "%s: unreachable: %s\n", eps[i], oneLine(e))
+						}
 					}
-				}
+				})
 			})
 		},
 	}
@@ -184,49 +170,37 @@ func (a *app) memberCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List members", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.Members(ctx)
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { printMembers(resp.Members) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Members(ctx)
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { printMembers(resp.Members) })
+			})
 		},
 	}
 	add := &cobra.Command{
 		Use: "add ID ADDR", Short: "Add a member (then start it with --join)", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.AddMember(ctx, args[0], args[1])
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { printMembers(resp.Members) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.AddMember(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { printMembers(resp.Members) })
+			})
 		},
 	}
 	remove := &cobra.Command{
 		Use: "remove ID", Short: "Remove a member from every group", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.RemoveMember(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { printMembers(resp.Members) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.RemoveMember(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { printMembers(resp.Members) })
+			})
 		},
 	}
 	cmd.AddCommand(list, add, remove)

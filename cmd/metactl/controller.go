@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -22,24 +24,20 @@ func (a *app) controllerCommands() []*cobra.Command {
 	brokers.AddCommand(&cobra.Command{
 		Use: "list", Short: "Registered brokers: epoch, liveness, connectors", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.ListBrokers(ctx, &metapb.ListBrokersRequest{})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "BROKER\tEPOCH\tSTATUS\tCONNECTORS\tSINCE\tENDPOINTS")
-				for _, b := range resp.Brokers {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", b.BrokerId, b.Epoch, trimEnum(b.Status.String(), "BROKER_STATUS_"),
-						b.Connectors, time.Unix(0, b.StatusChangedAtUnixNano).UTC().Format(time.RFC3339), strings.Join(b.Endpoints, ","))
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListBrokers(ctx, &metapb.ListBrokersRequest{})
+				if err != nil {
+					return err
 				}
-				_ = tw.Flush()
+				return a.emit(resp, func() {
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "BROKER\tEPOCH\tSTATUS\tCONNECTORS\tSINCE\tENDPOINTS")
+					for _, b := range resp.Brokers {
+						fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", b.BrokerId, b.Epoch, trimEnum(b.Status.String(), "BROKER_STATUS_"),
+							b.Connectors, time.Unix(0, b.StatusChangedAtUnixNano).UTC().Format(time.RFC3339), strings.Join(b.Endpoints, ","))
+					}
+					_ = tw.Flush()
+				})
 			})
 		},
 	})
@@ -48,28 +46,24 @@ func (a *app) controllerCommands() []*cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "Connector assignments: owner, epoch, state", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.ListAssignments(ctx, &metapb.ListAssignmentsRequest{BrokerId: broker})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CONNECTOR\tOWNER\tEPOCH\tSTATE\tERROR")
-				for _, as := range resp.Assignments {
-					owner := as.BrokerId
-					if owner == "" {
-						owner = "-"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", as.Connector, owner, as.Epoch,
-						trimEnum(as.State.String(), "CONNECTOR_RUN_STATE_"), as.Error)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListAssignments(ctx, &metapb.ListAssignmentsRequest{BrokerId: broker})
+				if err != nil {
+					return err
 				}
-				_ = tw.Flush()
+				return a.emit(resp, func() {
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "CONNECTOR\tOWNER\tEPOCH\tSTATE\tERROR")
+					for _, as := range resp.Assignments {
+						owner := as.BrokerId
+						if owner == "" {
+							owner = "-"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", as.Connector, owner, as.Epoch,
+							trimEnum(as.State.String(), "CONNECTOR_RUN_STATE_"), as.Error)
+					}
+					_ = tw.Flush()
+				})
 			})
 		},
 	}
@@ -79,32 +73,28 @@ func (a *app) controllerCommands() []*cobra.Command {
 	ctl.AddCommand(&cobra.Command{
 		Use: "status", Short: "Where the controller runs and what it sees", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.ControllerStatus(ctx)
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				fmt.Fprintf(a.out, "controller: %s (metadata-0 term %d), active since %s\n", resp.NodeId, resp.Term,
-					time.Unix(0, resp.ActiveSinceUnixNano).UTC().Format(time.RFC3339))
-				fmt.Fprintf(a.out, "brokers: %d alive, %d down (session timeout %dms)\n", resp.BrokersAlive, resp.BrokersDown, resp.HeartbeatTimeoutMs)
-				fmt.Fprintf(a.out, "connectors: %d, %d unassigned\n", resp.Connectors, resp.Unassigned)
-				fmt.Fprintf(a.out, "decisions since activation: %d brokers declared down, %d assignments\n", resp.BrokersDeclaredDown, resp.AssignmentsMade)
-				var nodes []string
-				for n := range resp.LeadersPerNode {
-					nodes = append(nodes, n)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ControllerStatus(ctx)
+				if err != nil {
+					return err
 				}
-				sort.Strings(nodes)
-				var parts []string
-				for _, n := range nodes {
-					parts = append(parts, fmt.Sprintf("%s=%d", n, resp.LeadersPerNode[n]))
-				}
-				fmt.Fprintf(a.out, "group leaders per node: %s\n", strings.Join(parts, " "))
+				return a.emit(resp, func() {
+					fmt.Fprintf(a.out, "controller: %s (metadata-0 term %d), active since %s\n", resp.NodeId, resp.Term,
+						time.Unix(0, resp.ActiveSinceUnixNano).UTC().Format(time.RFC3339))
+					fmt.Fprintf(a.out, "brokers: %d alive, %d down (session timeout %dms)\n", resp.BrokersAlive, resp.BrokersDown, resp.HeartbeatTimeoutMs)
+					fmt.Fprintf(a.out, "connectors: %d, %d unassigned\n", resp.Connectors, resp.Unassigned)
+					fmt.Fprintf(a.out, "decisions since activation: %d brokers declared down, %d assignments\n", resp.BrokersDeclaredDown, resp.AssignmentsMade)
+					var nodes []string
+					for n := range resp.LeadersPerNode {
+						nodes = append(nodes, n)
+					}
+					sort.Strings(nodes)
+					var parts []string
+					for _, n := range nodes {
+						parts = append(parts, fmt.Sprintf("%s=%d", n, resp.LeadersPerNode[n]))
+					}
+					fmt.Fprintf(a.out, "group leaders per node: %s\n", strings.Join(parts, " "))
+				})
 			})
 		},
 	})

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -21,84 +23,68 @@ func (a *app) kvCommands() []*cobra.Command {
 	put := &cobra.Command{
 		Use: "put KEY VALUE", Short: "Store a value", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1]), Lease: lease})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1]), Lease: lease})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	put.Flags().Int64Var(&lease, "lease", 0, "attach the key to this lease (deleted when it expires)")
 	get := &cobra.Command{
 		Use: "get KEY", Short: "Print a key's value (linearizable unless --stale)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.Get(ctx, &metapb.GetRequest{Key: []byte(args[0]), Consistency: consistency()})
-			if err != nil {
-				return err
-			}
-			if resp.Kv == nil && a.output == "text" {
-				return fmt.Errorf("key %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Kv.Value)) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Get(ctx, &metapb.GetRequest{Key: []byte(args[0]), Consistency: consistency()})
+				if err != nil {
+					return err
+				}
+				if resp.Kv == nil && a.output == "text" {
+					return fmt.Errorf("key %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Kv.Value)) })
+			})
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica of the node asked, without confirming it is current")
 	del := &cobra.Command{
 		Use: "del KEY", Aliases: []string{"delete"}, Short: "Delete a key", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.Delete(ctx, &metapb.DeleteRequest{Key: []byte(args[0])})
-			if err != nil {
-				return err
-			}
-			if !resp.Deleted && a.output == "text" {
-				return fmt.Errorf("key %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Delete(ctx, &metapb.DeleteRequest{Key: []byte(args[0])})
+				if err != nil {
+					return err
+				}
+				if !resp.Deleted && a.output == "text" {
+					return fmt.Errorf("key %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	cas := &cobra.Command{
 		Use: "cas KEY OLD NEW", Short: "Set KEY to NEW if its value is OLD (with --absent: if it does not exist; give OLD as \"\")",
 		Args: cobra.ExactArgs(3),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.CompareAndSwapRequest{Key: []byte(args[0]), NewValue: []byte(args[2]), ExpectAbsent: absent}
-			if !absent {
-				req.ExpectedValue = []byte(args[1])
-			}
-			resp, err := c.CompareAndSwap(ctx, req)
-			if err != nil {
-				return err
-			}
-			if !resp.Succeeded && a.output == "text" {
-				if resp.Current == nil {
-					return fmt.Errorf("compare failed: key %q does not exist", args[0])
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.CompareAndSwapRequest{Key: []byte(args[0]), NewValue: []byte(args[2]), ExpectAbsent: absent}
+				if !absent {
+					req.ExpectedValue = []byte(args[1])
 				}
-				return fmt.Errorf("compare failed: current value is %q", resp.Current.Value)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+				resp, err := c.CompareAndSwap(ctx, req)
+				if err != nil {
+					return err
+				}
+				if !resp.Succeeded && a.output == "text" {
+					if resp.Current == nil {
+						return fmt.Errorf("compare failed: key %q does not exist", args[0])
+					}
+					return fmt.Errorf("compare failed: current value is %q", resp.Current.Value)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	cas.Flags().BoolVar(&absent, "absent", false, "succeed only if the key does not exist")

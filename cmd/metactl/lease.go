@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -27,17 +29,13 @@ func (a *app) leaseCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("TTL_SECONDS %q: not an integer", args[0])
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: ttl, Id: id})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, resp.Id) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: ttl, Id: id})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, resp.Id) })
+			})
 		},
 	}
 	grant.Flags().Int64Var(&id, "id", 0, "lease id (default: the server picks one)")
@@ -48,17 +46,13 @@ func (a *app) leaseCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.LeaseKeepAlive(ctx, &metapb.LeaseKeepAliveRequest{Id: id})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "lease %d renewed for %ds\n", resp.Id, resp.TtlSeconds) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.LeaseKeepAlive(ctx, &metapb.LeaseKeepAliveRequest{Id: id})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "lease %d renewed for %ds\n", resp.Id, resp.TtlSeconds) })
+			})
 		},
 	}
 	revoke := &cobra.Command{
@@ -68,17 +62,13 @@ func (a *app) leaseCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.LeaseRevoke(ctx, &metapb.LeaseRevokeRequest{Id: id})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "revoked; %d keys deleted\n", resp.Deleted) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.LeaseRevoke(ctx, &metapb.LeaseRevokeRequest{Id: id})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "revoked; %d keys deleted\n", resp.Deleted) })
+			})
 		},
 	}
 	var keys bool
@@ -89,21 +79,17 @@ func (a *app) leaseCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.LeaseTimeToLive(ctx, &metapb.LeaseTimeToLiveRequest{Id: id, Keys: keys})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				fmt.Fprintf(a.out, "lease %d: %ds left of %ds\n", resp.Id, resp.TtlSeconds, resp.GrantedTtlSeconds)
-				for _, k := range resp.Keys {
-					fmt.Fprintln(a.out, string(k))
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.LeaseTimeToLive(ctx, &metapb.LeaseTimeToLiveRequest{Id: id, Keys: keys})
+				if err != nil {
+					return err
 				}
+				return a.emit(resp, func() {
+					fmt.Fprintf(a.out, "lease %d: %ds left of %ds\n", resp.Id, resp.TtlSeconds, resp.GrantedTtlSeconds)
+					for _, k := range resp.Keys {
+						fmt.Fprintln(a.out, string(k))
+					}
+				})
 			})
 		},
 	}

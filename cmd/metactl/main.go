@@ -126,3 +126,14 @@ func (a *app) emitJSON(v any, text func()) error {
 }
 
 var errNotFound = errors.New("not found")
+
+// with runs fn with the client and a context bounded by --timeout.
+func (a *app) with(fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.ctx()
+	defer cancel()
+	return fn(ctx, c)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -39,22 +41,18 @@ func (a *app) sessionCommand() *cobra.Command {
 	put := &cobra.Command{
 		Use: "put CLIENT_ID...", Short: "Create or replace sessions (one call, split by data group)", Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.PutSessionsRequest{}
-			for _, id := range args {
-				req.Sessions = append(req.Sessions, &metapb.Session{ClientId: id, BrokerId: broker, Connected: !disconnected,
-					ExpiryIntervalSeconds: expiry, State: []byte(state)})
-			}
-			resp, err := c.PutSessions(ctx, req)
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "put %d sessions in %d groups\n", len(args), resp.Groups) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.PutSessionsRequest{}
+				for _, id := range args {
+					req.Sessions = append(req.Sessions, &metapb.Session{ClientId: id, BrokerId: broker, Connected: !disconnected,
+						ExpiryIntervalSeconds: expiry, State: []byte(state)})
+				}
+				resp, err := c.PutSessions(ctx, req)
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "put %d sessions in %d groups\n", len(args), resp.Groups) })
+			})
 		},
 	}
 	put.Flags().StringVar(&broker, "broker", "", "broker holding the connection")
@@ -66,20 +64,16 @@ func (a *app) sessionCommand() *cobra.Command {
 	get := &cobra.Command{
 		Use: "get CLIENT_ID", Short: "Print a session", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: args[0], Consistency: consistency(stale)})
-			if err != nil {
-				return err
-			}
-			if resp.Session == nil && a.output == "text" {
-				return fmt.Errorf("session %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { a.printSessions([]*metapb.Session{resp.Session}) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: args[0], Consistency: consistency(stale)})
+				if err != nil {
+					return err
+				}
+				if resp.Session == nil && a.output == "text" {
+					return fmt.Errorf("session %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { a.printSessions([]*metapb.Session{resp.Session}) })
+			})
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
@@ -90,26 +84,22 @@ func (a *app) sessionCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List sessions in client id order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
-			for {
-				resp, err := c.ListSessions(ctx, req)
-				if err != nil {
-					return err
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
+				for {
+					resp, err := c.ListSessions(ctx, req)
+					if err != nil {
+						return err
+					}
+					if err := a.emit(resp, func() { a.printSessions(resp.Sessions) }); err != nil {
+						return err
+					}
+					if !all || !resp.More {
+						return nil
+					}
+					req.StartAfter = resp.NextStartAfter
 				}
-				if err := a.emit(resp, func() { a.printSessions(resp.Sessions) }); err != nil {
-					return err
-				}
-				if !all || !resp.More {
-					return nil
-				}
-				req.StartAfter = resp.NextStartAfter
-			}
+			})
 		},
 	}
 	list.Flags().Uint32Var(&limit, "limit", 0, "sessions per page (default 1000, at most 10000)")
@@ -120,24 +110,20 @@ func (a *app) sessionCommand() *cobra.Command {
 	del := &cobra.Command{
 		Use: "del CLIENT_ID...", Aliases: []string{"delete"}, Short: "Delete sessions", Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{ClientIds: args})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				for i, id := range args {
-					what := "deleted"
-					if !resp.Deleted[i] {
-						what = "no session"
-					}
-					fmt.Fprintf(a.out, "%s: %s\n", id, what)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{ClientIds: args})
+				if err != nil {
+					return err
 				}
+				return a.emit(resp, func() {
+					for i, id := range args {
+						what := "deleted"
+						if !resp.Deleted[i] {
+							what = "no session"
+						}
+						fmt.Fprintf(a.out, "%s: %s\n", id, what)
+					}
+				})
 			})
 		},
 	}
@@ -151,22 +137,18 @@ func (a *app) retainedCommand() *cobra.Command {
 	set := &cobra.Command{
 		Use: "set TOPIC PAYLOAD", Short: "Set a topic's retained message (an empty PAYLOAD deletes it)", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: args[0], Payload: []byte(args[1]), Qos: qos}})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				if args[1] == "" {
-					fmt.Fprintf(a.out, "deleted: %v\n", resp.Deleted)
-					return
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: args[0], Payload: []byte(args[1]), Qos: qos}})
+				if err != nil {
+					return err
 				}
-				fmt.Fprintln(a.out, "OK")
+				return a.emit(resp, func() {
+					if args[1] == "" {
+						fmt.Fprintf(a.out, "deleted: %v\n", resp.Deleted)
+						return
+					}
+					fmt.Fprintln(a.out, "OK")
+				})
 			})
 		},
 	}
@@ -175,20 +157,16 @@ func (a *app) retainedCommand() *cobra.Command {
 	get := &cobra.Command{
 		Use: "get TOPIC", Short: "Print a topic's retained payload", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: args[0], Consistency: consistency(stale)})
-			if err != nil {
-				return err
-			}
-			if resp.Message == nil && a.output == "text" {
-				return fmt.Errorf("retained message of %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: args[0], Consistency: consistency(stale)})
+				if err != nil {
+					return err
+				}
+				if resp.Message == nil && a.output == "text" {
+					return fmt.Errorf("retained message of %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
+			})
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
@@ -197,30 +175,26 @@ func (a *app) retainedCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list FILTER", Short: "List retained messages matching an MQTT topic filter (+, #)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
-			for {
-				resp, err := c.ListRetained(ctx, req)
-				if err != nil {
-					return err
-				}
-				if err := a.emit(resp, func() {
-					for _, m := range resp.Messages {
-						fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
+				for {
+					resp, err := c.ListRetained(ctx, req)
+					if err != nil {
+						return err
 					}
-				}); err != nil {
-					return err
+					if err := a.emit(resp, func() {
+						for _, m := range resp.Messages {
+							fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
+						}
+					}); err != nil {
+						return err
+					}
+					if !all || !resp.More {
+						return nil
+					}
+					req.StartAfter = resp.NextStartAfter
 				}
-				if !all || !resp.More {
-					return nil
-				}
-				req.StartAfter = resp.NextStartAfter
-			}
+			})
 		},
 	}
 	list.Flags().Uint32Var(&limit, "limit", 0, "messages per page (default 1000, at most 10000)")
@@ -248,18 +222,14 @@ func (a *app) willCommand() *cobra.Command {
 	put := &cobra.Command{
 		Use: "put CLIENT_ID", Short: "Set a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: args[0], Topic: topic,
-				Payload: []byte(payload), Qos: qos, Retain: retain, DelaySeconds: delay}})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: args[0], Topic: topic,
+					Payload: []byte(payload), Qos: qos, Retain: retain, DelaySeconds: delay}})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			})
 		},
 	}
 	put.Flags().StringVar(&topic, "topic", "", "topic to publish the will on")
@@ -271,40 +241,32 @@ func (a *app) willCommand() *cobra.Command {
 	get := &cobra.Command{
 		Use: "get CLIENT_ID", Short: "Print a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.GetWill(ctx, &metapb.GetWillRequest{ClientId: args[0], Consistency: consistency(stale)})
-			if err != nil {
-				return err
-			}
-			if resp.Will == nil && a.output == "text" {
-				return fmt.Errorf("will of %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.GetWill(ctx, &metapb.GetWillRequest{ClientId: args[0], Consistency: consistency(stale)})
+				if err != nil {
+					return err
+				}
+				if resp.Will == nil && a.output == "text" {
+					return fmt.Errorf("will of %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			})
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
 	del := &cobra.Command{
 		Use: "del CLIENT_ID", Aliases: []string{"delete"}, Short: "Delete a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DeleteWill(ctx, &metapb.DeleteWillRequest{ClientId: args[0]})
-			if err != nil {
-				return err
-			}
-			if !resp.Deleted && a.output == "text" {
-				return fmt.Errorf("will of %q: %w", args[0], errNotFound)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DeleteWill(ctx, &metapb.DeleteWillRequest{ClientId: args[0]})
+				if err != nil {
+					return err
+				}
+				if !resp.Deleted && a.output == "text" {
+					return fmt.Errorf("will of %q: %w", args[0], errNotFound)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	var limit uint32
@@ -312,26 +274,22 @@ func (a *app) willCommand() *cobra.Command {
 	due := &cobra.Command{
 		Use: "due", Short: "List the wills due now, over every data group", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.ListDueWillsRequest{Limit: limit}
-			for {
-				resp, err := c.ListDueWills(ctx, req)
-				if err != nil {
-					return err
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.ListDueWillsRequest{Limit: limit}
+				for {
+					resp, err := c.ListDueWills(ctx, req)
+					if err != nil {
+						return err
+					}
+					if err := a.emit(resp, func() { a.printWills(resp.Wills) }); err != nil {
+						return err
+					}
+					if !all || !resp.More {
+						return nil
+					}
+					req.StartAfter = resp.NextStartAfter
 				}
-				if err := a.emit(resp, func() { a.printWills(resp.Wills) }); err != nil {
-					return err
-				}
-				if !all || !resp.More {
-					return nil
-				}
-				req.StartAfter = resp.NextStartAfter
-			}
+			})
 		},
 	}
 	due.Flags().Uint32Var(&limit, "limit", 0, "wills per page (default 1000, at most 10000)")
@@ -341,20 +299,16 @@ func (a *app) willCommand() *cobra.Command {
 	claim := &cobra.Command{
 		Use: "claim CLIENT_ID", Short: "Claim a due will for a broker (exactly one claimer wins)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: args[0], BrokerId: broker, ClaimTtlSeconds: ttl})
-			if err != nil {
-				return err
-			}
-			if !resp.Claimed && a.output == "text" {
-				return fmt.Errorf("not claimed: the will is %s (claimed by %q)", strings.TrimPrefix(resp.Will.GetState().String(), "WILL_STATE_"), resp.Will.GetClaimedBy())
-			}
-			return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: args[0], BrokerId: broker, ClaimTtlSeconds: ttl})
+				if err != nil {
+					return err
+				}
+				if !resp.Claimed && a.output == "text" {
+					return fmt.Errorf("not claimed: the will is %s (claimed by %q)", strings.TrimPrefix(resp.Will.GetState().String(), "WILL_STATE_"), resp.Will.GetClaimedBy())
+				}
+				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
+			})
 		},
 	}
 	claim.Flags().StringVar(&broker, "broker", "", "the claiming broker")
@@ -362,20 +316,16 @@ func (a *app) willCommand() *cobra.Command {
 	complete := &cobra.Command{
 		Use: "complete CLIENT_ID", Short: "Delete a will the broker claimed and published", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.CompleteWill(ctx, &metapb.CompleteWillRequest{ClientId: args[0], BrokerId: broker})
-			if err != nil {
-				return err
-			}
-			if !resp.Completed && a.output == "text" {
-				return fmt.Errorf("not completed: the will of %q is not claimed by %q", args[0], broker)
-			}
-			return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.CompleteWill(ctx, &metapb.CompleteWillRequest{ClientId: args[0], BrokerId: broker})
+				if err != nil {
+					return err
+				}
+				if !resp.Completed && a.output == "text" {
+					return fmt.Errorf("not completed: the will of %q is not claimed by %q", args[0], broker)
+				}
+				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
+			})
 		},
 	}
 	complete.Flags().StringVar(&broker, "broker", "", "the broker that claimed the will")

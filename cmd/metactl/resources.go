@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -282,18 +284,14 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 		if err := applyCreate(r, func(string) bool { return true }); err != nil {
 			return err
 		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		resp, err := c.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-		if err != nil {
-			return err
-		}
-		return a.emit(resp, func() {
-			fmt.Fprintf(a.out, "created %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
+		return a.with(func(ctx context.Context, c *client.Client) error {
+			resp, err := c.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
+			if err != nil {
+				return err
+			}
+			return a.emit(resp, func() {
+				fmt.Fprintf(a.out, "created %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
+			})
 		})
 	}
 
@@ -301,17 +299,13 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get NAME", Short: "Print a " + k.word, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0], Consistency: consistency(stale)})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { a.printResources([]*metapb.Resource{resp.Resource}) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0], Consistency: consistency(stale)})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { a.printResources([]*metapb.Resource{resp.Resource}) })
+			})
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
@@ -322,26 +316,22 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List " + k.word + "s in name order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
-			for {
-				resp, err := c.ListResources(ctx, req)
-				if err != nil {
-					return err
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
+				for {
+					resp, err := c.ListResources(ctx, req)
+					if err != nil {
+						return err
+					}
+					if err := a.emit(resp, func() { a.printResources(resp.Resources) }); err != nil {
+						return err
+					}
+					if !all || !resp.More {
+						return nil
+					}
+					req.StartAfter = resp.NextStartAfter
 				}
-				if err := a.emit(resp, func() { a.printResources(resp.Resources) }); err != nil {
-					return err
-				}
-				if !all || !resp.More {
-					return nil
-				}
-				req.StartAfter = resp.NextStartAfter
-			}
+			})
 		},
 	}
 	list.Flags().StringVar(&prefix, "prefix", "", "only names with this prefix")
@@ -358,30 +348,26 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	applyUpdate := k.flags(update.Flags())
 	update.Flags().Uint64Var(&revision, "revision", 0, "expected mod revision (read, change, write back)")
 	update.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx()
-		defer cancel()
-		cur, err := c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0]})
-		if err != nil {
-			return err
-		}
-		r := cur.Resource
-		if err := applyUpdate(r, cmd.Flags().Changed); err != nil {
-			return err
-		}
-		expected := revision
-		if expected == 0 {
-			expected = r.ModRevision
-		}
-		resp, err := c.UpdateResource(ctx, &metapb.UpdateResourceRequest{Resource: r, ExpectedRevision: expected})
-		if err != nil {
-			return err
-		}
-		return a.emit(resp, func() {
-			fmt.Fprintf(a.out, "updated %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
+		return a.with(func(ctx context.Context, c *client.Client) error {
+			cur, err := c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0]})
+			if err != nil {
+				return err
+			}
+			r := cur.Resource
+			if err := applyUpdate(r, cmd.Flags().Changed); err != nil {
+				return err
+			}
+			expected := revision
+			if expected == 0 {
+				expected = r.ModRevision
+			}
+			resp, err := c.UpdateResource(ctx, &metapb.UpdateResourceRequest{Resource: r, ExpectedRevision: expected})
+			if err != nil {
+				return err
+			}
+			return a.emit(resp, func() {
+				fmt.Fprintf(a.out, "updated %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
+			})
 		})
 	}
 
@@ -389,17 +375,13 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete NAME", Aliases: []string{"del"}, Short: "Delete a " + k.word, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DeleteResource(ctx, &metapb.DeleteResourceRequest{Kind: k.kind, Name: args[0], ExpectedRevision: delRevision})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %s %s at revision %d\n", k.word, args[0], resp.Revision) })
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DeleteResource(ctx, &metapb.DeleteResourceRequest{Kind: k.kind, Name: args[0], ExpectedRevision: delRevision})
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %s %s at revision %d\n", k.word, args[0], resp.Revision) })
+			})
 		},
 	}
 	del.Flags().Uint64Var(&delRevision, "revision", 0, "delete only at this mod revision")
