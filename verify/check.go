@@ -139,24 +139,28 @@ func (m *opMeta) String() string {
 	return s
 }
 
+// partitionByPart splits a history by the partition each op's metadata
+// names (opMeta.Part).
+func partitionByPart(history []porcupine.Operation) [][]porcupine.Operation {
+	var out [][]porcupine.Operation
+	for _, op := range history {
+		p := op.Metadata.(*opMeta).Part
+		for len(out) <= p {
+			out = append(out, nil)
+		}
+		out[p] = append(out[p], op)
+	}
+	return out
+}
+
 // model is one porcupine model for every checker: the partition function
 // keeps the checkers apart and the step function dispatches on the input
 // type, so that one check run and one report cover the whole history.
 // States start as nil and take the type of their partition's model.
 func model() porcupine.Model {
 	return porcupine.Model{
-		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-			var out [][]porcupine.Operation
-			for _, op := range history {
-				p := op.Metadata.(*opMeta).Part
-				for len(out) <= p {
-					out = append(out, nil)
-				}
-				out[p] = append(out[p], op)
-			}
-			return out
-		},
-		Init: func() any { return nil },
+		Partition: partitionByPart,
+		Init:      func() any { return nil },
 		Step: func(state, input, output any) (bool, any) {
 			switch c := input.(type) {
 			case kvCall:

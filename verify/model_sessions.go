@@ -292,18 +292,8 @@ func describeSessGroup(c sessGroupCall, r sessGroupResult) string {
 // sessionsModel is the porcupine model of both session partitions kinds.
 func sessionsModel() porcupine.Model {
 	return porcupine.Model{
-		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-			var out [][]porcupine.Operation
-			for _, op := range history {
-				p := op.Metadata.(*opMeta).Part
-				for len(out) <= p {
-					out = append(out, nil)
-				}
-				out[p] = append(out[p], op)
-			}
-			return out
-		},
-		Init: func() any { return nil },
+		Partition: partitionByPart,
+		Init:      func() any { return nil },
 		Step: func(state, input, output any) (bool, any) {
 			switch c := input.(type) {
 			case sessCall:
