@@ -138,7 +138,12 @@ func (c *Controller) Run(ctx context.Context) {
 	}()
 	tick := time.NewTicker(c.cfg.CheckInterval)
 	defer tick.Stop()
-	var lastRebalance, lastSpread time.Time
+	// The first spread waits one interval: a controller becomes active
+	// right after an election, often as the cluster forms, and moving
+	// leaders before the other groups have settled would only add
+	// elections (and unknown outcomes for writes in flight).
+	var lastRebalance time.Time
+	lastSpread := time.Now()
 	for {
 		select {
 		case <-ctx.Done():

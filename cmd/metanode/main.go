@@ -84,7 +84,7 @@ func command() *cobra.Command {
 	f.IntVar(&cfg.LogCacheBytes, "log-cache", cfg.LogCacheBytes, "bytes of recent raft log entries kept in memory per group")
 	f.IntVar(&cfg.MaxBatchOps, "max-batch-ops", cfg.MaxBatchOps, "client operations packed into one raft entry at most")
 	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "raft entries in flight per group at most")
-	f.DurationVar(&ctlCfg.SpreadInterval, "spread-interval", ctlCfg.SpreadInterval, "how often the controller spreads group leaders over nodes (0: never)")
+	f.DurationVar(&ctlCfg.SpreadInterval, "spread-interval", ctlCfg.SpreadInterval, "how often the controller spreads group leaders over nodes, first one interval after it becomes active (0: never)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on an orderly shutdown")
 	f.DurationVar(&ctlCfg.HeartbeatInterval, "broker-heartbeat-interval", ctlCfg.HeartbeatInterval, "how often brokers are told to heartbeat")
 	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")

@@ -89,7 +89,8 @@ func NewLogger(t testing.TB) *slog.Logger {
 
 // Start starts a cluster of opts.Nodes nodes formed from an initial
 // member list, all at the same moment, and waits until every node has
-// started (the cluster has formed). Nodes stop at the end of the test.
+// started (the cluster has formed) and every group has a leader. Nodes
+// stop at the end of the test.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Nodes == 0 {
@@ -136,6 +137,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	close(errs)
 	for err := range errs {
 		t.Fatalf("start cluster: %v", err)
+	}
+	// A cluster serves once every group has elected a leader; tests that
+	// start writing before then race the first elections and may see the
+	// unknown outcome of a write whose leader lost a split vote.
+	for _, st := range c.Running(c.order[0]).Status() {
+		c.WaitLeader(st.Group, 60*time.Second)
 	}
 	return c
 }
