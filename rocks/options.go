@@ -186,6 +186,10 @@ func (n *native) destroy() {
 	}
 }
 
+// extraOptions are set through RocksDB's option-string parser (see build).
+const extraOptions = "avoid_flush_during_shutdown=true;" +
+	"memtable_whole_key_filtering=true;memtable_prefix_bloom_size_ratio=0.05"
+
 // build turns Options into RocksDB options. The same options serve the DB
 // and every column family but the raft logs': they share one block-based
 // table factory, hence one block cache.
@@ -198,13 +202,21 @@ func (n *native) destroy() {
 // worth it here. The raft-log column families are not compressed at all:
 // their entries are read back once or twice and deleted within minutes.
 //
-// avoid_flush_during_shutdown is not exposed by the C API of RocksDB 7.8, so
-// it is set through RocksDB's option-string parser on top of the rest. With
+// avoid_flush_during_shutdown and the memtable bloom filter are not exposed
+// by the C API of RocksDB 7.8, so they are set through RocksDB's
+// option-string parser on top of the rest. With
 // it, Close does not flush memtables: a clean shutdown leaves the same files
 // a kill -9 would, and recovery replays the write-ahead log either way. That
 // is deliberate. It keeps Close fast and makes every restart exercise the
 // crash-recovery path; and data written without the WAL (only the planted
 // "nosync" bug does that) is lost on Close exactly as on a crash.
+//
+// A whole-key bloom filter in every memtable (5% of its size, so bounded by
+// --write-buffer) answers "not here" for keys the memtable lacks without
+// searching its skiplist: most state-machine reads are such misses (a new
+// session, a client without a will, a new key). With it, `metabench
+// sessions --batch 100 --clients 20` on the make-run cluster went from
+// 46-47k to 54-56k sessions/s.
 func (o Options) build() (*native, error) {
 	cache := grocksdb.NewLRUCache(uint64(o.BlockCacheBytes))
 
@@ -237,7 +249,7 @@ func (o Options) build() (*native, error) {
 	base.SetKeepLogFileNum(4)
 	base.SetMaxLogFileSize(16 * mib)
 
-	opts, err := grocksdb.GetOptionsFromString(base, "avoid_flush_during_shutdown=true")
+	opts, err := grocksdb.GetOptionsFromString(base, extraOptions)
 	if err != nil {
 		cache.Destroy()
 		return nil, fmt.Errorf("rocks: options: %w", err)

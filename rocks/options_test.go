@@ -99,6 +99,8 @@ func TestOptionsFileRecordsSettings(t *testing.T) {
 		"cache_index_and_filter_blocks=true",
 		"cache_index_and_filter_blocks_with_high_priority=true",
 		"filter_policy=bloomfilter",
+		"memtable_whole_key_filtering=true",
+		"memtable_prefix_bloom_size_ratio=0.050000",
 		`[CFOptions "g/log"]`,
 		`[CFOptions "g/stable"]`,
 		`[CFOptions "g/data"]`,
