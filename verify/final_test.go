@@ -143,3 +143,25 @@ func TestConverge(t *testing.T) {
 		t.Fatalf("node down: got %s %q, want invalid naming n2", r.Verdict, r.Details)
 	}
 }
+
+func TestStarved(t *testing.T) {
+	act := CheckResult{Checker: CheckerActivity, Verdict: Invalid}
+	kv := CheckResult{Checker: CheckerKV, Verdict: Valid}
+	tests := []struct {
+		name   string
+		checks []CheckResult
+		want   bool
+	}{
+		{"activity alone failed", []CheckResult{kv, act}, true},
+		{"everything valid", []CheckResult{kv, {Checker: CheckerActivity, Verdict: Valid}}, false},
+		{"kv failed too", []CheckResult{{Checker: CheckerKV, Verdict: Invalid}, act}, false},
+		{"kv unknown too", []CheckResult{{Checker: CheckerKV, Verdict: Unknown}, act}, false},
+		{"another checker failed alone", []CheckResult{{Checker: CheckerKV, Verdict: Invalid}}, false},
+		{"no checks", nil, false},
+	}
+	for _, tt := range tests {
+		if got := Starved(tt.checks); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

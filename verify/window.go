@@ -155,6 +155,24 @@ func CheckActivity(ops []Op, faults []Fault, minOps int) CheckResult {
 	return r
 }
 
+// Starved reports whether activity is the only checker in checks that did
+// not pass: the run had too few successful ops in some window (the machine
+// starved the cluster) and proved nothing either way, so runners play the
+// seed once more instead of counting it as failed. Any other failure,
+// alone or beside activity's, is a failure.
+func Starved(checks []CheckResult) bool {
+	act := false
+	for _, c := range checks {
+		if c.Verdict != Valid {
+			if c.Checker != CheckerActivity {
+				return false
+			}
+			act = true
+		}
+	}
+	return act
+}
+
 // CheckNemesis fails a run whose faults were not all injected and healed:
 // a fault that did not happen tested nothing, and one that did not heal
 // may leave the cluster broken for the final checks.

@@ -317,32 +317,48 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 		if ctx.Err() != nil {
 			break
 		}
-		pr := newProgress(s.stderr, fmt.Sprintf("run %d/%d seed %d", i+1, len(plan), p.seed))
-		rep, err := chaos.Run(ctx, chaos.RunOptions{
-			Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
-			Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
-			SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
-			BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
-			KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log,
-		})
-		pr.done()
-		if rep == nil {
-			return fmt.Errorf("run %d (seed %d): %w", i+1, p.seed, err)
-		}
-		if err != nil {
-			fmt.Fprintf(s.stderr, "metachaos: run %d (seed %d): %v\n", i+1, p.seed, err)
-		}
-		reports = append(reports, rep)
-		fmt.Fprintf(s.stdout, "run %d/%d seed %d: %s  %d ops%s, %d faults (%s), %s  %s\n", i+1, len(plan), p.seed,
-			verdictWord(rep.Verdict), rep.Ops.Total, brokerOps(rep), len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
-			filepath.Join(rep.Dir, chaos.IndexFile))
-		if rep.Verdict != verify.Valid {
-			for _, c := range rep.Checks {
-				if c.Verdict != verify.Valid {
-					fmt.Fprintf(s.stdout, "  %s: %s %s\n", c.Checker, c.Verdict, firstLine(c.Details))
+		var rep *chaos.RunReport
+		// A run whose only complaint is activity (too few successful ops
+		// in some window: the machine starved the cluster) proved nothing
+		// either way; the seed is played once more and the second
+		// attempt counts. Both attempts are printed and keep their folders.
+		for attempt := 1; attempt <= 2; attempt++ {
+			name := fmt.Sprintf("run %d/%d seed %d", i+1, len(plan), p.seed)
+			if attempt > 1 {
+				name += " (again)"
+			}
+			pr := newProgress(s.stderr, name)
+			var err error
+			rep, err = chaos.Run(ctx, chaos.RunOptions{
+				Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
+				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
+				SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
+				BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
+				KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log,
+			})
+			pr.done()
+			if rep == nil {
+				return fmt.Errorf("run %d (seed %d): %w", i+1, p.seed, err)
+			}
+			if err != nil {
+				fmt.Fprintf(s.stderr, "metachaos: run %d (seed %d): %v\n", i+1, p.seed, err)
+			}
+			fmt.Fprintf(s.stdout, "%s: %s  %d ops%s, %d faults (%s), %s  %s\n", name,
+				verdictWord(rep.Verdict), rep.Ops.Total, brokerOps(rep), len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
+				filepath.Join(rep.Dir, chaos.IndexFile))
+			if rep.Verdict != verify.Valid {
+				for _, c := range rep.Checks {
+					if c.Verdict != verify.Valid {
+						fmt.Fprintf(s.stdout, "  %s: %s %s\n", c.Checker, c.Verdict, firstLine(c.Details))
+					}
 				}
 			}
+			if ctx.Err() != nil || !playAgain(rep, err, attempt) {
+				break
+			}
+			fmt.Fprintf(s.stdout, "  too little activity to judge (a starved machine?); playing seed %d again\n", p.seed)
 		}
+		reports = append(reports, rep)
 		if s.stopOnFail && rep.Verdict != verify.Valid {
 			fmt.Fprintf(s.stdout, "stopping after the first run that did not pass (run %d of %d)\n", i+1, len(plan))
 			break
@@ -372,6 +388,12 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	}
 	fmt.Fprintln(s.stdout, "PASSED")
 	return nil
+}
+
+// playAgain says whether a run's seed is played once more: its first
+// attempt ran to the end and failed only the activity checker.
+func playAgain(rep *chaos.RunReport, err error, attempt int) bool {
+	return attempt == 1 && err == nil && rep.Err == nil && rep.Verdict != verify.Valid && verify.Starved(rep.Checks)
 }
 
 func verdictWord(v verify.Verdict) string {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/metamq/meta/chaos"
 	"github.com/metamq/meta/verify"
 )
 
@@ -89,6 +91,30 @@ func TestProgressLine(t *testing.T) {
 	for _, want := range []string{"run 1/2 seed 7", "inject", "200 ops/s", "#3 kill leader:data-0 [n2]"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("line %q lacks %q", lines[1], want)
+		}
+	}
+}
+
+func TestPlayAgain(t *testing.T) {
+	starved := []verify.CheckResult{{Checker: verify.CheckerKV, Verdict: verify.Valid}, {Checker: verify.CheckerActivity, Verdict: verify.Invalid}}
+	broken := []verify.CheckResult{{Checker: verify.CheckerKV, Verdict: verify.Invalid}, {Checker: verify.CheckerActivity, Verdict: verify.Invalid}}
+	tests := []struct {
+		name    string
+		rep     chaos.RunReport
+		err     error
+		attempt int
+		want    bool
+	}{
+		{"starved first attempt", chaos.RunReport{Verdict: verify.Invalid, Checks: starved}, nil, 1, true},
+		{"starved second attempt", chaos.RunReport{Verdict: verify.Invalid, Checks: starved}, nil, 2, false},
+		{"a correctness checker failed", chaos.RunReport{Verdict: verify.Invalid, Checks: broken}, nil, 1, false},
+		{"passed", chaos.RunReport{Verdict: verify.Valid}, nil, 1, false},
+		{"run stopped early", chaos.RunReport{Verdict: verify.Unknown, Checks: starved}, errors.New("interrupted"), 1, false},
+		{"run not carried out", chaos.RunReport{Verdict: verify.Unknown, Checks: starved, Err: errors.New("no cluster")}, nil, 1, false},
+	}
+	for _, tt := range tests {
+		if got := playAgain(&tt.rep, tt.err, tt.attempt); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

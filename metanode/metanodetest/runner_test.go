@@ -371,7 +371,7 @@ func runSeed(t *testing.T, l *lane, p plan, base string, d time.Duration) (res *
 		if err == nil && res.Verdict == verify.Valid {
 			return res, attempt > 1
 		}
-		if attempt == 1 && err == nil && onlyActivity(res) {
+		if attempt == 1 && err == nil && verify.Starved(res.Checks) {
 			t.Logf("seed %d: too little activity to judge (a starved machine?); running it again", p.seed)
 			hctx, hcancel := context.WithTimeout(context.Background(), 60*time.Second)
 			err := l.nem.WaitHealthy(hctx)
@@ -386,21 +386,6 @@ func runSeed(t *testing.T, l *lane, p plan, base string, d time.Duration) (res *
 		l.broken = true
 		return res, attempt > 1
 	}
-}
-
-// onlyActivity reports whether the activity checker is the only one that
-// did not pass.
-func onlyActivity(res *verify.Result) bool {
-	act := false
-	for _, c := range res.Checks {
-		if c.Verdict != verify.Valid {
-			if c.Checker != verify.CheckerActivity {
-				return false
-			}
-			act = true
-		}
-	}
-	return act
 }
 
 // runOnce runs one seed's schedule into dir and logs the faults and the
