@@ -49,6 +49,10 @@ type group struct {
 	// leadership on this node; remoteReads asks the leader for a read index.
 	leaderReads rounds
 	remoteReads rounds
+
+	// askingSnapshot is set while this follower asks its leader for a
+	// fresh snapshot (see askFreshSnapshot).
+	askingSnapshot atomic.Bool
 }
 
 func (n *Node) newGroup(name string) (*group, error) {
@@ -70,6 +74,7 @@ func (n *Node) newGroup(name string) (*group, error) {
 	if g.fsm, err = sm.New(sm.Config{Kind: kind, Group: name, DB: n.db, Logger: log}); err != nil {
 		return nil, err
 	}
+	g.fsm.OnStaleSnapshot(func(_, applied uint64) { g.askFreshSnapshot(applied) })
 	logs, err := n.db.LogStore(name)
 	if err != nil {
 		return nil, err

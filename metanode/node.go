@@ -99,6 +99,7 @@ func New(cfg Config) (*Node, error) {
 	tm.SetPeerHandler(peerHandler{n})
 	n.calls[callTransfer] = n.serveTransfer
 	n.calls[callRemoveServer] = n.serveRemoveServer
+	n.calls[callFreshSnapshot] = n.serveFreshSnapshot
 	n.hlth = health.NewServer()
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.hlth)

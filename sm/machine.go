@@ -47,6 +47,9 @@ type Machine struct {
 	// that no read sees half of the old state and half of the new.
 	restoreMu sync.RWMutex
 
+	// onStale is called when Restore refuses a stale snapshot.
+	onStale atomic.Pointer[func(snapshotIndex, applied uint64)]
+
 	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
 	closed  atomic.Bool
@@ -244,12 +247,39 @@ func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{m: m, sn: sn, st: st}, nil
 }
 
+// OnStaleSnapshot sets fn to be called (on the FSM goroutine; it must not
+// block) when Restore refuses a snapshot older than the applied state.
+func (m *Machine) OnStaleSnapshot(fn func(snapshotIndex, applied uint64)) {
+	m.onStale.Store(&fn)
+}
+
 // Restore replaces the group's data wholly with a snapshot stream.
+//
+// It refuses (ErrStaleSnapshot, nothing changed) a snapshot older than
+// the state already applied. hashicorp/raft installs whatever snapshot a
+// leader sends and then sets its applied index to the snapshot's, even
+// below its own; a leader that fell back to an old snapshot (its view of
+// the follower's log ran below its own first entry, e.g. after the
+// follower compacted entries it had just received) sends one. Installed,
+// it would rewind the state, and raft would panic ("log not found")
+// re-applying entries this replica has already compacted away (seen in a
+// chaos run, a re-added member: hashicorp/raft issues #85 and #697).
+// Refused, raft answers the leader with an error and keeps its state; the
+// leader retries, and the handler set with OnStaleSnapshot can ask it for
+// a fresh snapshot so that the retry carries one this replica can use.
 func (m *Machine) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	m.restoreMu.Lock()
 	defer m.restoreMu.Unlock()
 	st, err := m.restore(rc)
+	if errors.Is(err, ErrStaleSnapshot) {
+		applied := m.index.Load()
+		m.log.Warn("refused a snapshot older than this replica's state", "snapshot_index", st.Index, "applied", applied)
+		if fn := m.onStale.Load(); fn != nil {
+			(*fn)(st.Index, applied)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package sm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -297,6 +298,55 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 	}
 }
 
+// A snapshot older than the applied state is refused and changes nothing;
+// the stale-snapshot handler hears of it. One at the applied index, or
+// after an interrupted restore, is installed.
+func TestRestoreRefusesStaleSnapshot(t *testing.T) {
+	e := newEnv(t, KindData)
+	e.m.Apply(entry(t, 3, putOp("a", "1")))
+	old := snapshotBytes(t, e.m)
+	e.m.Apply(entry(t, 4, putOp("b", "2")))
+	e.m.Apply(entry(t, 5, putOp("a", "3")))
+	same := snapshotBytes(t, e.m)
+	before := dump(t, e.m)
+	hashBefore, _ := e.m.Hash()
+	var heard [][2]uint64
+	e.m.OnStaleSnapshot(func(snap, applied uint64) { heard = append(heard, [2]uint64{snap, applied}) })
+
+	err := e.m.Restore(io.NopCloser(bytes.NewReader(old)))
+	if !errors.Is(err, ErrStaleSnapshot) {
+		t.Fatalf("restore of the index-3 snapshot at index 5: got %v, want %v", err, ErrStaleSnapshot)
+	}
+	if got := dump(t, e.m); fmt.Sprint(got) != fmt.Sprint(before) || e.m.AppliedIndex() != 5 {
+		t.Fatalf("after a refused restore: got %v at %d, want %v at 5", got, e.m.AppliedIndex(), before)
+	}
+	if h, _ := e.m.Hash(); h != hashBefore {
+		t.Fatalf("hash after a refused restore: got %+v, want %+v", h, hashBefore)
+	}
+	if len(heard) != 1 || heard[0] != [2]uint64{3, 5} {
+		t.Fatalf("stale-snapshot handler: got %v, want one call (3, 5)", heard)
+	}
+	// Still refused after a restart (the applied index is stored).
+	e.reopen()
+	if err := e.m.Restore(io.NopCloser(bytes.NewReader(old))); !errors.Is(err, ErrStaleSnapshot) {
+		t.Fatalf("after reopen: got %v, want %v", err, ErrStaleSnapshot)
+	}
+	// A snapshot of the applied index itself is installed.
+	if err := e.m.Restore(io.NopCloser(bytes.NewReader(same))); err != nil {
+		t.Fatalf("restore at the applied index: %v", err)
+	}
+	// After an interrupted restore any snapshot may replace the state.
+	if err := e.m.Restore(io.NopCloser(bytes.NewReader(same[:len(same)/2]))); err == nil {
+		t.Fatal("half a snapshot restored without error")
+	}
+	if err := e.m.Restore(io.NopCloser(bytes.NewReader(old))); err != nil {
+		t.Fatalf("restore after an interrupted one: %v", err)
+	}
+	if e.m.AppliedIndex() != 3 {
+		t.Fatalf("applied after restoring the index-3 snapshot: got %d, want 3", e.m.AppliedIndex())
+	}
+}
+
 func flip(b []byte, i int) []byte {
 	out := append([]byte(nil), b...)
 	out[i] ^= 0x55
@@ -521,10 +571,16 @@ func TestMachineAgainstModel(t *testing.T) {
 						}
 					case 1: // snapshot into the other replica, which takes over
 						data := snapshotBytes(t, m)
+						at := m.AppliedIndex()
 						m.Close()
 						cur = 1 - cur
 						other := machine(rt, groups[cur])
-						other.Apply(entry(t, other.AppliedIndex()+1, genOp(kind).Draw(rt, "junk")))
+						// State the restore must replace (a snapshot older
+						// than the applied state is refused: see
+						// TestRestoreRefusesStaleSnapshot).
+						if next := other.AppliedIndex() + 1; next <= at {
+							other.Apply(entry(t, next, genOp(kind).Draw(rt, "junk")))
+						}
 						if err := other.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 							rt.Fatal(err)
 						}

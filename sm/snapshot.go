@@ -37,6 +37,10 @@ const snapshotMagic = "METASNP1"
 // ErrBadSnapshot is returned when a snapshot stream is malformed.
 var ErrBadSnapshot = errors.New("sm: bad snapshot")
 
+// ErrStaleSnapshot is returned by Restore for a snapshot older than the
+// state this replica has already applied (see Machine.Restore).
+var ErrStaleSnapshot = errors.New("sm: snapshot older than the applied state")
+
 type snapshot struct {
 	m  *Machine
 	sn *rocks.Snapshot
@@ -129,6 +133,16 @@ func (m *Machine) restore(r io.Reader) (*logpb.AppliedState, error) {
 	st := &logpb.AppliedState{}
 	if err := proto.Unmarshal(stb, st); err != nil {
 		return nil, fmt.Errorf("%w: state: %v", ErrBadSnapshot, err)
+	}
+	// Nothing has been changed yet: a stale snapshot leaves the state as
+	// it was. After an interrupted restore the stored state is not whole,
+	// so any snapshot may replace it.
+	incomplete, err := m.RestoreIncomplete()
+	if err != nil {
+		return nil, fmt.Errorf("sm: restore: %w", err)
+	}
+	if applied := m.index.Load(); st.Index < applied && !incomplete {
+		return st, fmt.Errorf("%w: snapshot at index %d, this replica applied %d", ErrStaleSnapshot, st.Index, applied)
 	}
 
 	if err := m.space.DeleteAll(true); err != nil {
