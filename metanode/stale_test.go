@@ -34,18 +34,12 @@ func TestFollowerRefusesStaleSnapshotAndAsksForAFreshOne(t *testing.T) {
 	cl := c.Client("")
 	const group = "data-0"
 	leader := c.WaitLeader(group, 30*time.Second)
-	follower := ""
-	for _, id := range c.IDs() {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
+	follower := followerOf(t, c, group)
 	for i := range 10 {
 		put(t, cl, fmt.Sprintf("k%d", i), "v")
 	}
 	fsm := c.Running(follower).FSM(group)
-	waitUntil(t, "the follower to apply the first writes", func() bool { return fsm.AppliedIndex() >= c.Running(leader).FSM(group).AppliedIndex() })
+	waitCaughtUp(t, c, follower, group)
 	snap, err := fsm.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +54,7 @@ func TestFollowerRefusesStaleSnapshotAndAsksForAFreshOne(t *testing.T) {
 	for i := 10; i < 60; i++ {
 		put(t, cl, fmt.Sprintf("k%d", i), "v")
 	}
-	lfsm := c.Running(leader).FSM(group)
-	waitUntil(t, "the follower to catch up", func() bool { return fsm.AppliedIndex() >= lfsm.AppliedIndex() })
+	waitCaughtUp(t, c, follower, group)
 	applied := fsm.AppliedIndex()
 	before, err := fsm.Hash()
 	if err != nil {
@@ -78,9 +71,13 @@ func TestFollowerRefusesStaleSnapshotAndAsksForAFreshOne(t *testing.T) {
 	if after, _ := fsm.Hash(); after != before || fsm.AppliedIndex() < applied {
 		t.Fatalf("follower after a refused restore: hash %+v at %d, want %+v at %d or later", after, fsm.AppliedIndex(), before, applied)
 	}
-	waitUntil(t, "the leader to take a snapshot at or above the follower's index", func() bool {
-		return lastSnapshot(c, leader, group) >= applied
-	})
+	deadline := time.Now().Add(20 * time.Second)
+	for lastSnapshot(c, leader, group) < applied {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader's last snapshot: %d after 20 s, want at least the follower's %d", lastSnapshot(c, leader, group), applied)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// The group still serves, on both.
 	put(t, cl, "after", "v")
 }
@@ -92,15 +89,4 @@ func lastSnapshot(c *metanodetest.Cluster, id, group string) uint64 {
 		}
 	}
 	return 0
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
