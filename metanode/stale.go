@@ -72,9 +72,12 @@ func (n *Node) serveFreshSnapshot(_ context.Context, payload []byte) ([]byte, er
 	if snaps, err := g.snaps.List(); err == nil && len(snaps) > 0 && snaps[0].Index >= applied {
 		return nil, nil
 	}
-	if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+	switch err := g.raft.Snapshot().Error(); {
+	case errors.Is(err, raft.ErrNothingNewToSnapshot):
+	case err != nil:
 		return nil, toPeerError(fmt.Errorf("%s: snapshot: %w", g.name, err))
+	default:
+		n.log.Info("took a snapshot for a follower that refused an older one", "group", g.name, "follower_applied", applied)
 	}
-	n.log.Info("took a snapshot for a follower that refused an older one", "group", g.name, "follower_applied", applied)
 	return nil, nil
 }

@@ -94,6 +94,40 @@ func TestBrokerCommands(t *testing.T) {
 		}
 		fails("not found", "session", "get", "c1")
 	})
+	// --all follows pages to the end; without it one page is printed.
+	t.Run("paging", func(t *testing.T) {
+		for _, k := range []string{"p1", "p2", "p3"} {
+			ok("put", "page/"+k, "v"+k)
+			ok("session", "put", "page-"+k, "--broker", "b1")
+			ok("retained", "set", "page/"+k, "m"+k)
+			ok("user", "create", "page-"+k)
+		}
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"list", "page/"}, "page/p1\tvp1\npage/p2\tvp2\npage/p3\tvp3\n"},
+			{[]string{"retained", "list", "page/#"}, "page/p1\tmp1\npage/p2\tmp2\npage/p3\tmp3\n"},
+		} {
+			if out := ok(append(tt.args, "--limit", "1", "--all")...); out != tt.want {
+				t.Errorf("%s --limit 1 --all: got %q, want %q", strings.Join(tt.args, " "), out, tt.want)
+			}
+			if out := ok(append(tt.args, "--limit", "1")...); !strings.HasPrefix(tt.want, out) || strings.Count(out, "\n") != 1 {
+				t.Errorf("%s --limit 1: got %q, want the first line of %q", strings.Join(tt.args, " "), out, tt.want)
+			}
+		}
+		for _, args := range [][]string{{"session", "list"}, {"user", "list"}} {
+			out := ok(append(args, "--limit", "1", "--all")...)
+			for _, k := range []string{"page-p1", "page-p2", "page-p3"} {
+				if !strings.Contains(out, k) {
+					t.Errorf("%s --limit 1 --all: got %q, want %s in it", strings.Join(args, " "), out, k)
+				}
+			}
+			if one := ok(append(args, "--limit", "1")...); strings.Count(one, "page-") > 1 {
+				t.Errorf("%s --limit 1: got %q, want one page of one", strings.Join(args, " "), one)
+			}
+		}
+	})
 	t.Run("retained", func(t *testing.T) {
 		ok("retained", "set", "a/b", "hello", "--qos", "1")
 		if out := ok("retained", "get", "a/b"); out != "hello\n" {

@@ -91,38 +91,24 @@ func (a *app) kvCommands() []*cobra.Command {
 	list := &cobra.Command{
 		Use: "list PREFIX", Short: "List keys with a prefix (one page, or every page with --all)", Args: cobra.RangeArgs(0, 1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			req := &metapb.ListRequest{Prefix: []byte(prefix), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
-			for {
-				resp, err := c.List(ctx, req)
-				if err != nil {
-					return err
-				}
-				if err := a.emit(resp, func() {
-					for _, kv := range resp.Kvs {
-						if keysOnly {
-							fmt.Fprintln(a.out, string(kv.Key))
-						} else {
-							fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				req := &metapb.ListRequest{Prefix: []byte(prefix), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
+				return pages(a, all, func() (*metapb.ListResponse, error) { return c.List(ctx, req) },
+					func(resp *metapb.ListResponse) { req.StartAfter = resp.NextStartAfter },
+					func(resp *metapb.ListResponse) {
+						for _, kv := range resp.Kvs {
+							if keysOnly {
+								fmt.Fprintln(a.out, string(kv.Key))
+							} else {
+								fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+							}
 						}
-					}
-				}); err != nil {
-					return err
-				}
-				if !all || !resp.More {
-					return nil
-				}
-				req.StartAfter = resp.NextStartAfter
-			}
+					})
+			})
 		},
 	}
 	list.Flags().Uint32Var(&limit, "limit", 0, "keys per page (default 1000, at most 10000)")

@@ -115,6 +115,30 @@ func (a *app) emit(msg proto.Message, text func()) error {
 	return nil
 }
 
+// page is a list response that may have more pages.
+type page interface {
+	proto.Message
+	GetMore() bool
+}
+
+// pages prints the page call returns, and with all every following one:
+// next moves the request past a page (to its NextStartAfter).
+func pages[R page](a *app, all bool, call func() (R, error), next func(R), text func(R)) error {
+	for {
+		resp, err := call()
+		if err != nil {
+			return err
+		}
+		if err := a.emit(resp, func() { text(resp) }); err != nil {
+			return err
+		}
+		if !all || !resp.GetMore() {
+			return nil
+		}
+		next(resp)
+	}
+}
+
 func (a *app) emitJSON(v any, text func()) error {
 	if a.output == "json" {
 		enc := json.NewEncoder(a.out)

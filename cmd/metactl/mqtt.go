@@ -86,19 +86,9 @@ func (a *app) sessionCommand() *cobra.Command {
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
-				for {
-					resp, err := c.ListSessions(ctx, req)
-					if err != nil {
-						return err
-					}
-					if err := a.emit(resp, func() { a.printSessions(resp.Sessions) }); err != nil {
-						return err
-					}
-					if !all || !resp.More {
-						return nil
-					}
-					req.StartAfter = resp.NextStartAfter
-				}
+				return pages(a, all, func() (*metapb.ListSessionsResponse, error) { return c.ListSessions(ctx, req) },
+					func(resp *metapb.ListSessionsResponse) { req.StartAfter = resp.NextStartAfter },
+					func(resp *metapb.ListSessionsResponse) { a.printSessions(resp.Sessions) })
 			})
 		},
 	}
@@ -177,23 +167,13 @@ func (a *app) retainedCommand() *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
-				for {
-					resp, err := c.ListRetained(ctx, req)
-					if err != nil {
-						return err
-					}
-					if err := a.emit(resp, func() {
+				return pages(a, all, func() (*metapb.ListRetainedResponse, error) { return c.ListRetained(ctx, req) },
+					func(resp *metapb.ListRetainedResponse) { req.StartAfter = resp.NextStartAfter },
+					func(resp *metapb.ListRetainedResponse) {
 						for _, m := range resp.Messages {
 							fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
 						}
-					}); err != nil {
-						return err
-					}
-					if !all || !resp.More {
-						return nil
-					}
-					req.StartAfter = resp.NextStartAfter
-				}
+					})
 			})
 		},
 	}
@@ -276,19 +256,9 @@ func (a *app) willCommand() *cobra.Command {
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				req := &metapb.ListDueWillsRequest{Limit: limit}
-				for {
-					resp, err := c.ListDueWills(ctx, req)
-					if err != nil {
-						return err
-					}
-					if err := a.emit(resp, func() { a.printWills(resp.Wills) }); err != nil {
-						return err
-					}
-					if !all || !resp.More {
-						return nil
-					}
-					req.StartAfter = resp.NextStartAfter
-				}
+				return pages(a, all, func() (*metapb.ListDueWillsResponse, error) { return c.ListDueWills(ctx, req) },
+					func(resp *metapb.ListDueWillsResponse) { req.StartAfter = resp.NextStartAfter },
+					func(resp *metapb.ListDueWillsResponse) { a.printWills(resp.Wills) })
 			})
 		},
 	}

@@ -318,19 +318,9 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
-				for {
-					resp, err := c.ListResources(ctx, req)
-					if err != nil {
-						return err
-					}
-					if err := a.emit(resp, func() { a.printResources(resp.Resources) }); err != nil {
-						return err
-					}
-					if !all || !resp.More {
-						return nil
-					}
-					req.StartAfter = resp.NextStartAfter
-				}
+				return pages(a, all, func() (*metapb.ListResourcesResponse, error) { return c.ListResources(ctx, req) },
+					func(resp *metapb.ListResourcesResponse) { req.StartAfter = resp.NextStartAfter },
+					func(resp *metapb.ListResourcesResponse) { a.printResources(resp.Resources) })
 			})
 		},
 	}
