@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/metamq/meta/verify/poll"
 )
 
 func TestBuildImageReusesTag(t *testing.T) {
@@ -81,10 +83,10 @@ func TestClusterLifecycle(t *testing.T) {
 			t.Errorf("host copy of the data: got %q, %v; want %q", b, err, "v1")
 		}
 		logPath, _ := c.LogPath("n1")
-		waitFor(t, "n1's log to hold both starts", 30*time.Second, func() (bool, string) {
+		poll.For(t, "n1's log to hold both starts", 30*time.Second, func() error {
 			b, _ := os.ReadFile(logPath)
 			s := string(b)
-			return strings.Count(s, "standin n1 started") == 2 && strings.Contains(s, "n1 SIGKILL"), s
+			return poll.Check(strings.Count(s, "standin n1 started") == 2 && strings.Contains(s, "n1 SIGKILL"), s)
 		})
 	})
 
@@ -93,9 +95,9 @@ func TestClusterLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		logPath, _ := c.LogPath("n2")
-		waitFor(t, "n2's log to show a graceful stop", 30*time.Second, func() (bool, string) {
+		poll.For(t, "n2's log to show a graceful stop", 30*time.Second, func() error {
 			b, _ := os.ReadFile(logPath)
-			return strings.Contains(string(b), "standin n2 stopping"), string(b)
+			return poll.Check(strings.Contains(string(b), "standin n2 stopping"), string(b))
 		})
 		if err := c.Start(ctx, "n2"); err != nil {
 			t.Fatal(err)
@@ -201,8 +203,8 @@ func TestRocksDBImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath, _ := c.LogPath("n1")
-	waitFor(t, "the second start to reopen RocksDB after kill -9", 30*time.Second, func() (bool, string) {
+	poll.For(t, "the second start to reopen RocksDB after kill -9", 30*time.Second, func() error {
 		b, _ := os.ReadFile(logPath)
-		return strings.Contains(string(b), "standin n1 rocksdb starts=2"), string(b)
+		return poll.Check(strings.Contains(string(b), "standin n1 rocksdb starts=2"), string(b))
 	})
 }

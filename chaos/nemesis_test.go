@@ -12,6 +12,7 @@ import (
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // fakeContainers records what the nemesis asks of the cluster.
@@ -497,7 +498,7 @@ func TestNemesisLoops(t *testing.T) {
 		if err := m.Inject(ctx, f); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the flap loop to heal and cut again", 5*time.Second, func() (bool, string) {
+		poll.For(t, "the flap loop to heal and cut again", 5*time.Second, func() error {
 			fc.mu.Lock()
 			defer fc.mu.Unlock()
 			heals, cuts := 0, 0
@@ -509,7 +510,7 @@ func TestNemesisLoops(t *testing.T) {
 					cuts++
 				}
 			}
-			return heals >= 2 && cuts >= 2, fmt.Sprint(fc.calls)
+			return poll.Check(heals >= 2 && cuts >= 2, fmt.Sprint(fc.calls))
 		})
 		if err := m.Heal(ctx, f); err != nil {
 			t.Fatal(err)
@@ -528,10 +529,10 @@ func TestNemesisLoops(t *testing.T) {
 		if err := m.Inject(ctx, f); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "a few transfers", 5*time.Second, func() (bool, string) {
+		poll.For(t, "a few transfers", 5*time.Second, func() error {
 			fa.mu.Lock()
 			defer fa.mu.Unlock()
-			return fa.transfers >= 3, fmt.Sprint(fa.transfers)
+			return poll.Check(fa.transfers >= 3, fmt.Sprint(fa.transfers))
 		})
 		if err := m.Heal(ctx, f); err != nil {
 			t.Fatal(err)

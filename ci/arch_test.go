@@ -33,6 +33,7 @@ var rules = map[string][]string{
 	"metanode/metanodetest": {"metanode", "rpc/server", "rpc/client", "rpc/metapb", "verify", "sm", "sm/logpb", "controller"},
 	"controller":            {"sm", "sm/logpb", "rpc/metapb"},
 	"verify":                {"rpc/client", "rpc/metapb", "verify"},
+	"verify/poll":           {},
 	"chaos":                 {"verify", "rpc/client", "rpc/metapb", "chaos"},
 	"cmd":                   {"*"},
 	"ci":                    {},

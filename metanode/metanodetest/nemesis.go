@@ -18,6 +18,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // Nemesis errors.
@@ -413,24 +414,6 @@ func (n *Nemesis) groups() []string {
 	return metapb.Groups(n.c.opts.OffsetGroups, n.c.opts.DataGroups)
 }
 
-// poll calls cond every 50ms until it returns nil or ctx ends; it returns
-// cond's last error wrapped with ctx's.
-func poll(ctx context.Context, cond func() error) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%w)", err, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
 // leader returns the running node that leads group with the highest term
 // and its status of the group, or "" and nil.
 func (n *Nemesis) leader(group string) (string, *metapb.GroupStatus) {
@@ -467,7 +450,7 @@ func (n *Nemesis) groupStatus(id, group string) *metapb.GroupStatus {
 // waitLeaders waits until every group has a leader a majority of the
 // running nodes agree on.
 func (n *Nemesis) waitLeaders(ctx context.Context) error {
-	return poll(ctx, func() error {
+	return poll.Until(ctx, func() error {
 		for _, g := range n.groups() {
 			if n.c.Leader(g) == "" {
 				return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
@@ -482,7 +465,7 @@ func (n *Nemesis) waitLeaders(ctx context.Context) error {
 // all voters. A cluster in this state can take the next fault (or the next
 // run) as if it had just started.
 func (n *Nemesis) WaitHealthy(ctx context.Context) error {
-	return poll(ctx, func() error {
+	return poll.Until(ctx, func() error {
 		for _, id := range n.nodes {
 			if n.c.Running(id) == nil {
 				return fmt.Errorf("%w: %s is down", ErrUnhealthy, id)
@@ -828,7 +811,7 @@ func (n *Nemesis) healLag(ctx context.Context) error {
 		n.c.Net.Heal()
 		return errors.New("metanodetest: lag: not injected")
 	}
-	err := poll(ctx, func() error { return n.compactPast(ctx, ls) })
+	err := poll.Until(ctx, func() error { return n.compactPast(ctx, ls) })
 	n.c.Net.Heal()
 	if err != nil {
 		return err
@@ -853,7 +836,7 @@ func (n *Nemesis) checkLags(ctx context.Context) error {
 	n.mu.Unlock()
 	var errs []error
 	for _, chk := range checks {
-		err := poll(ctx, func() error {
+		err := poll.Until(ctx, func() error {
 			st := n.groupStatus(chk.follower, chk.group)
 			if st == nil {
 				return fmt.Errorf("%w: %s", ErrNodeDown, chk.follower)
@@ -897,7 +880,7 @@ func (n *Nemesis) members(ctx context.Context) ([]string, error) {
 // the list is counted in Stats().SlowRemovals and logged, and the removal
 // is then judged by waitGone.
 func (n *Nemesis) unlist(ctx context.Context, id string) error {
-	return poll(ctx, func() error {
+	return poll.Until(ctx, func() error {
 		ids, err := n.members(ctx)
 		if err != nil {
 			return err
@@ -930,7 +913,7 @@ func (n *Nemesis) unlist(ctx context.Context, id string) error {
 // waitGone waits until no running node's configuration of any group holds
 // id.
 func (n *Nemesis) waitGone(ctx context.Context, id string) error {
-	return poll(ctx, func() error {
+	return poll.Until(ctx, func() error {
 		for _, other := range n.c.IDs() {
 			if other == id {
 				continue
@@ -952,7 +935,7 @@ func (n *Nemesis) waitGone(ctx context.Context, id string) error {
 // addMember adds id at addr to the member list, retrying (a removal may
 // still be finishing somewhere) until the list holds it.
 func (n *Nemesis) addMember(ctx context.Context, id, addr string) error {
-	return poll(ctx, func() error {
+	return poll.Until(ctx, func() error {
 		_, err := n.cl.AddMember(ctx, id, addr)
 		if err == nil {
 			return nil
@@ -1019,7 +1002,7 @@ func (n *Nemesis) readd(ctx context.Context, id string) error {
 
 func (n *Nemesis) membersRetry(ctx context.Context) ([]string, error) {
 	var ids []string
-	err := poll(ctx, func() error {
+	err := poll.Until(ctx, func() error {
 		var err error
 		ids, err = n.members(ctx)
 		return err

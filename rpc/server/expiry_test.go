@@ -11,6 +11,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 const never = 0xFFFFFFFF
@@ -60,14 +61,14 @@ func testSessionExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeCl
 	// Reconnecting cancels the expiry.
 	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{session(back, true, 30)}}))(t)
 	clk.Advance(21 * time.Second)
-	eventually(t, 20*time.Second, "the disconnected session to expire", func() bool { return getSession(t, cl, gone) == nil })
+	poll.ForTrue(t, "the disconnected session to expire", 20*time.Second, func() bool { return getSession(t, cl, gone) == nil })
 	for _, id := range []string{connected, forever, later, back} {
 		if getSession(t, cl, id) == nil {
 			t.Fatalf("session %s expired with %s, want it kept", id, gone)
 		}
 	}
 	clk.Advance(300 * time.Second)
-	eventually(t, 20*time.Second, "the 300s session to expire", func() bool { return getSession(t, cl, later) == nil })
+	poll.ForTrue(t, "the 300s session to expire", 20*time.Second, func() bool { return getSession(t, cl, later) == nil })
 	if getSession(t, cl, forever) == nil || getSession(t, cl, back) == nil {
 		t.Fatalf("a session that never expires (or is connected) expired")
 	}
@@ -88,14 +89,14 @@ func testWillsDue(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) 
 	must(cl.PutWill(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: bySession, Topic: "t", Payload: []byte("x"), DelaySeconds: 100}}))(t)
 
 	clk.Advance(6 * time.Second)
-	eventually(t, 20*time.Second, "the session to expire and its will to be due", func() bool {
+	poll.ForTrue(t, "the session to expire and its will to be due", 20*time.Second, func() bool {
 		return getSession(t, cl, bySession) == nil && getWill(t, cl, bySession).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
 	if w := getWill(t, cl, byDelay); w.State != metapb.WillState_WILL_STATE_ARMED {
 		t.Fatalf("will with 10s delay after 6s: got %s, want ARMED", w.State)
 	}
 	clk.Advance(5 * time.Second)
-	eventually(t, 20*time.Second, "the delayed will to be due", func() bool {
+	poll.ForTrue(t, "the delayed will to be due", 20*time.Second, func() bool {
 		return getWill(t, cl, byDelay).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
 	due := must(cl.ListDueWills(ctx10(t), &metapb.ListDueWillsRequest{}))(t)
@@ -207,7 +208,7 @@ func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *m
 		t.Fatalf("a will claimed by slow was claimed again before the claim lapsed")
 	}
 	clk.Advance(6 * time.Second)
-	eventually(t, 20*time.Second, "the lapsed claim to make the will due again", func() bool {
+	poll.ForTrue(t, "the lapsed claim to make the will due again", 20*time.Second, func() bool {
 		return getWill(t, cl, id).GetState() == metapb.WillState_WILL_STATE_DUE
 	})
 	if again := must(cl.ClaimWill(ctx10(t), &metapb.ClaimWillRequest{ClientId: id, BrokerId: "other"}))(t); !again.Claimed || again.Will.ClaimedBy != "other" {
@@ -237,7 +238,7 @@ func testLeaseExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeCloc
 		t.Fatalf("keepalive: got ttl %d, want 10", ka.TtlSeconds)
 	}
 	clk.Advance(6 * time.Second) // lapsing expired 2s ago; kept has 4s left
-	eventually(t, 20*time.Second, "the lapsed lease's keys to be deleted in both groups", func() bool {
+	poll.ForTrue(t, "the lapsed lease's keys to be deleted in both groups", 20*time.Second, func() bool {
 		return !exists(k0[0]) && !exists(k1[0])
 	})
 	if !exists(k0[1]) {
@@ -254,5 +255,5 @@ func testLeaseExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeCloc
 		t.Fatalf("keepalive of an expired lease: got %v, want NotFound", err)
 	}
 	clk.Advance(5 * time.Second)
-	eventually(t, 20*time.Second, "the kept lease to expire once not kept alive", func() bool { return !exists(k0[1]) })
+	poll.ForTrue(t, "the kept lease to expire once not kept alive", 20*time.Second, func() bool { return !exists(k0[1]) })
 }

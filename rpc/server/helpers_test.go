@@ -15,6 +15,7 @@ import (
 
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -96,18 +97,6 @@ func idsIn(prefix string, g string, m, n int) []string {
 	return out
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // watchCollector runs client.Watch in a goroutine the test owns and
 // gathers what it delivers.
 type watchCollector struct {
@@ -172,7 +161,7 @@ func (w *watchCollector) snapshot() ([]*metapb.WatchEvent, map[string]uint64, in
 func (w *watchCollector) started(t *testing.T) map[string]uint64 {
 	t.Helper()
 	var first map[string]uint64
-	eventually(t, 20*time.Second, "the watch's first response", func() bool {
+	poll.ForTrue(t, "the watch's first response", 20*time.Second, func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		first = w.first
@@ -188,7 +177,7 @@ func (w *watchCollector) started(t *testing.T) map[string]uint64 {
 func (w *watchCollector) waitEvents(t *testing.T, n int) []*metapb.WatchEvent {
 	t.Helper()
 	var evs []*metapb.WatchEvent
-	eventually(t, 20*time.Second, fmt.Sprintf("%d watch events", n), func() bool {
+	poll.ForTrue(t, fmt.Sprintf("%d watch events", n), 20*time.Second, func() bool {
 		evs, _, _ = w.snapshot()
 		return len(evs) >= n
 	})
@@ -199,7 +188,7 @@ func (w *watchCollector) waitEvents(t *testing.T, n int) []*metapb.WatchEvent {
 // want's.
 func (w *watchCollector) waitRevisions(t *testing.T, want map[string]uint64) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("watch revisions %v", want), func() bool {
+	poll.ForTrue(t, fmt.Sprintf("watch revisions %v", want), 30*time.Second, func() bool {
 		_, revs, _ := w.snapshot()
 		for g, r := range want {
 			if revs[g] < r {

@@ -21,6 +21,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // change is what a watch event says, in comparable form.
@@ -285,7 +286,7 @@ func TestWatch(t *testing.T) {
 		clk.Advance(2 * time.Minute)
 		from := map[string]uint64{"data-0": 1, "data-1": 1}
 		var err error
-		eventually(t, 20*time.Second, "a watch from revision 1 to be refused as compacted", func() bool {
+		poll.ForTrue(t, "a watch from revision 1 to be refused as compacted", 20*time.Second, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			err = cl.Watch(ctx, &metapb.WatchRequest{StartRevisions: from}, func(*metapb.WatchResponse) error { return nil })
@@ -369,7 +370,7 @@ func TestWatchResumeAfterRestart(t *testing.T) {
 	ackedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	progressTo := func(n int) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("%d acknowledged writes", n), func() bool { return ackedCount() >= n })
+		poll.ForTrue(t, fmt.Sprintf("%d acknowledged writes", n), 30*time.Second, func() bool { return ackedCount() >= n })
 	}
 	// Whichever of A and B serves the watch, it is restarted once.
 	progressTo(50)

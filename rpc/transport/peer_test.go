@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // fakeHandler behaves according to the group named in the call.
@@ -210,7 +211,7 @@ func TestPeerHandlerRespectsDeadline(t *testing.T) {
 		err := tt.do(ctx)
 		cancel()
 		checkPeerErr(t, tt.name, err, tt.want, context.DeadlineExceeded)
-		waitFor(t, "the handler to see its ctx end", 10*time.Second, func() bool { return len(h.blockedCalls()) == i+1 })
+		poll.ForTrue(t, "the handler to see its ctx end", 10*time.Second, func() bool { return len(h.blockedCalls()) == i+1 })
 		if got := h.blockedCalls()[i]; got == nil {
 			t.Fatalf("%s: handler's ctx error: got nil, want an error", tt.name)
 		}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // testFSM keeps every applied command; its snapshot is all of them.
@@ -234,7 +235,7 @@ func newRaftCluster(t *testing.T, n int, groups []string) *raftCluster {
 func (c *raftCluster) leader(t *testing.T, group string) *member {
 	t.Helper()
 	var l *member
-	waitFor(t, "a leader of "+group, 60*time.Second, func() bool {
+	poll.ForTrue(t, "a leader of "+group, 60*time.Second, func() bool {
 		l = nil
 		for _, m := range c.members[group] {
 			if m.raft.State() == raft.Leader {
@@ -280,7 +281,7 @@ func (c *raftCluster) apply(t *testing.T, group string, data []byte) {
 // entries, at least min of them.
 func (c *raftCluster) converged(t *testing.T, group string, min int) {
 	t.Helper()
-	waitFor(t, group+" members to converge", 60*time.Second, func() bool {
+	poll.ForTrue(t, group+" members to converge", 60*time.Second, func() bool {
 		var first [32]byte
 		seen := false
 		for _, m := range c.members[group] {

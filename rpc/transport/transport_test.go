@@ -17,6 +17,8 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/verify/poll"
 )
 
 func heartbeat(from *testNode) *raft.AppendEntriesRequest {
@@ -63,7 +65,7 @@ func TestHeartbeatBypassesConsumer(t *testing.T) {
 	blocked := call(func() error {
 		return ta.AppendEntries("b", raft.ServerAddress(b.addr), entries, new(raft.AppendEntriesResponse))
 	})
-	waitFor(t, "the request to wait on the consumer", 10*time.Second, func() bool { return tb.Pending() == 1 })
+	poll.ForTrue(t, "the request to wait on the consumer", 10*time.Second, func() bool { return tb.Pending() == 1 })
 
 	hb := heartbeat(a)
 	var resp raft.AppendEntriesResponse
@@ -562,7 +564,7 @@ func TestReconnectAfterCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.cut()
-	waitFor(t, "a call to succeed after the cut", 20*time.Second, func() bool {
+	poll.ForTrue(t, "a call to succeed after the cut", 20*time.Second, func() bool {
 		_, err := a.mgr.Applied(ctx, b.addr, "ok")
 		return err == nil
 	})
