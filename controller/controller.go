@@ -16,16 +16,18 @@ import (
 	"github.com/metamq/meta/sm/logpb"
 )
 
-// Errors.
+// Errors, in meta's vocabulary (rpc/metapb/errors.go): each says its
+// reason, so the servers and the peer wire carry them as they are.
 var (
 	// ErrNotActive: this node is not running the controller (it does not
-	// lead metadata-0, or its term has not started yet).
-	ErrNotActive = errors.New("controller: not active on this node")
+	// lead metadata-0, or its term has not started yet). NOT_LEADER: the
+	// caller retries on metadata-0's leader.
+	ErrNotActive = metapb.NewError(metapb.ReasonNotLeader, nil, "controller: not active on this node")
 	// ErrStaleEpoch: a heartbeat or report names an epoch that is not the
 	// current one.
-	ErrStaleEpoch = errors.New("controller: stale epoch")
+	ErrStaleEpoch = metapb.NewError(metapb.ReasonStaleEpoch, nil, "controller: stale epoch")
 	// ErrUnknownBroker: the broker never registered.
-	ErrUnknownBroker = errors.New("controller: unknown broker")
+	ErrUnknownBroker = metapb.NewError(metapb.ReasonNotFound, map[string]string{metapb.MetaField: "broker_id"}, "controller: unknown broker")
 )
 
 // Node is what the controller needs from the node it runs on.
@@ -97,8 +99,11 @@ type Controller struct {
 	log  *slog.Logger
 
 	mu sync.Mutex // guards the fields below
-	// active is true between the start and the end of Run.
-	active      bool
+	// run counts the runs started; active is the run that is active now
+	// (0: none). Each run ends only its own activity, so a run that is
+	// slow to stop can never deactivate the next one.
+	run         uint64
+	active      uint64
 	activeSince time.Time
 	// seen holds the last heartbeat per broker (in memory only).
 	seen map[string]heartbeat
@@ -125,14 +130,18 @@ func New(cfg Config, node Node) (*Controller, error) {
 // Run makes this controller active until ctx ends (leadership lost).
 func (c *Controller) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.active, c.activeSince = true, c.node.Now()
+	c.run++
+	run := c.run
+	c.active, c.activeSince = run, c.node.Now()
 	c.seen = map[string]heartbeat{}
 	c.declaredDown, c.assigned = 0, 0
 	c.mu.Unlock()
 	c.log.Info("controller active")
 	defer func() {
 		c.mu.Lock()
-		c.active = false
+		if c.active == run {
+			c.active = 0
+		}
 		c.mu.Unlock()
 		c.log.Info("controller inactive")
 	}()
@@ -162,10 +171,11 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-func (c *Controller) isActive() bool {
+// Active reports whether a run of the controller is active.
+func (c *Controller) Active() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.active
+	return c.active != 0
 }
 
 // lastSeen is when a broker last showed life in its current epoch: its
@@ -318,7 +328,7 @@ func (c *Controller) spreadLeaders(ctx context.Context) {
 
 // Register registers a broker and returns its new epoch.
 func (c *Controller) Register(ctx context.Context, req *logpb.BrokerRegister) (*logpb.Broker, error) {
-	if !c.isActive() {
+	if !c.Active() {
 		return nil, ErrNotActive
 	}
 	res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_BrokerRegister{BrokerRegister: req}})
@@ -326,7 +336,7 @@ func (c *Controller) Register(ctx context.Context, req *logpb.BrokerRegister) (*
 		return nil, err
 	}
 	if res.Code != logpb.Code_CODE_OK {
-		return nil, fmt.Errorf("controller: register: %s", res.Message)
+		return nil, metapb.NewError(metapb.ReasonInvalidArgument, nil, "controller: register: %s", res.Message)
 	}
 	b := &logpb.Broker{}
 	if err := proto.Unmarshal(res.Value, b); err != nil {
@@ -342,7 +352,7 @@ func (c *Controller) Register(ctx context.Context, req *logpb.BrokerRegister) (*
 // down that heartbeats in its current epoch is declared alive again,
 // through raft.
 func (c *Controller) Heartbeat(ctx context.Context, brokerID string, epoch uint64) (int32, error) {
-	if !c.isActive() {
+	if !c.Active() {
 		return 0, ErrNotActive
 	}
 	md, err := c.node.Metadata()
@@ -377,19 +387,19 @@ func (c *Controller) Heartbeat(ctx context.Context, brokerID string, epoch uint6
 	return sm.BrokerAlive, nil
 }
 
-// Status describes the controller.
-type Status struct {
-	Active                 bool
-	ActiveSince            time.Time
-	DeclaredDown, Assigned uint64
-	HeartbeatTimeout       time.Duration
-	HeartbeatInterval      time.Duration
+// HeartbeatTiming is what brokers are told: how often to heartbeat, and
+// after how long a silent broker is declared down.
+func (c *Controller) HeartbeatTiming() (interval, timeout time.Duration) {
+	return c.cfg.HeartbeatInterval, c.cfg.HeartbeatTimeout
 }
 
-// Status returns the controller's status.
-func (c *Controller) Status() Status {
+// Describe fills what the controller knows of itself: when it became
+// active, its heartbeat timeout, and its counters since then.
+func (c *Controller) Describe(out *metapb.ControllerStatusResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Status{Active: c.active, ActiveSince: c.activeSince, DeclaredDown: c.declaredDown, Assigned: c.assigned,
-		HeartbeatTimeout: c.cfg.HeartbeatTimeout, HeartbeatInterval: c.cfg.HeartbeatInterval}
+	out.ActiveSinceUnixNano = c.activeSince.UnixNano()
+	out.HeartbeatTimeoutMs = uint32(c.cfg.HeartbeatTimeout / time.Millisecond)
+	out.BrokersDeclaredDown = c.declaredDown
+	out.AssignmentsMade = c.assigned
 }

@@ -2,17 +2,20 @@ package metanode
 
 import (
 	"context"
-	"errors"
+	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/rpc/transport/raftpb"
 )
 
-// CallHandler serves a named request on a group's leader. An error with a
-// gRPC status crosses back to the forwarding node as that status.
+// CallHandler serves a named request on a group's leader. Its error should
+// be of meta's vocabulary (metapb.Coded): it crosses back to the
+// forwarding node with its reason; an error without one is an unknown
+// outcome there.
 type CallHandler func(ctx context.Context, payload []byte) ([]byte, error)
 
 // HandleCall registers a handler for requests that must run on a group's
@@ -30,65 +33,111 @@ func (n *Node) callHandler(method string) CallHandler {
 }
 
 // CallLeader runs a named request on the leader of group: here if this
-// node leads it, else on the leader through the transport. Not-leader
-// answers (leadership moved meanwhile) are retried a few times, waiting
-// for a leader; they are definite, nothing ran.
+// node leads it, else on the leader through a peer call (onLeader's
+// retries of definite not-leader answers included).
 func (n *Node) CallLeader(ctx context.Context, groupName, method string, payload []byte) ([]byte, error) {
 	g, err := n.group(groupName)
 	if err != nil {
 		return nil, err
 	}
-	var last error
-	for attempt := 0; attempt < 5; attempt++ {
-		if g.isLeader() {
-			fn := n.callHandler(method)
+	return g.callLeader(ctx, method, payload)
+}
+
+func (g *group) callLeader(ctx context.Context, method string, payload []byte) ([]byte, error) {
+	return onLeader(ctx, g,
+		func(ctx context.Context) ([]byte, error) {
+			fn := g.env.handler(method)
 			if fn == nil {
 				return nil, fmt.Errorf("%w: no handler for %q", ErrInvalid, method)
 			}
 			return fn(ctx, payload)
-		}
-		id, addr := g.leader()
-		if id == "" {
-			last = fmt.Errorf("%s: %w", g.name, ErrNoLeader)
-		} else {
-			out, err := n.trans.Call(ctx, addr, method, payload)
-			var pe *transport.PeerError
-			if err == nil || !errors.As(err, &pe) {
-				return out, err // success, or the handler's own status
-			}
-			if pe.Kind != transport.KindNotLeader && pe.Kind != transport.KindUnavailable {
-				return nil, fromPeerError(g.name, err)
-			}
-			last = fromPeerError(g.name, err)
-		}
-		if err := g.waitLeader(ctx); err != nil {
-			return nil, last
-		}
-	}
-	return nil, last
+		},
+		func(ctx context.Context, addr string) ([]byte, error) {
+			return g.env.peers.Call(ctx, addr, method, payload)
+		})
 }
 
-const callTransfer = "metanode.transfer-leader"
+// The node's own named calls (the table in doc.go lists every call).
+// Payloads are raftpb messages. The names of the previous release, with
+// their hand-made payloads, are still served for one release so that a
+// rolling upgrade keeps working; this release never sends them.
+const (
+	callTransfer      = "metanode.transfer-leader/v2"
+	callRemoveServer  = "metanode.remove-server/v2"
+	callFreshSnapshot = "metanode.fresh-snapshot/v2"
 
-// moveLeaderRemote asks the leader of a group to transfer it.
-func (n *Node) moveLeaderRemote(ctx context.Context, group, target string) error {
-	payload, err := proto.Marshal(&metapb.TransferLeaderRequest{Group: group, TargetId: target})
-	if err != nil {
-		return err
+	legacyCallTransfer      = "metanode.transfer-leader"
+	legacyCallRemoveServer  = "metanode.remove-server"
+	legacyCallFreshSnapshot = "metanode.fresh-snapshot"
+)
+
+// registerCalls registers the node's own named calls.
+func (n *Node) registerCalls() {
+	n.calls[callTransfer] = protoCall(n.serveTransfer)
+	n.calls[callRemoveServer] = protoCall(n.serveRemoveServer)
+	n.calls[callFreshSnapshot] = protoCall(n.serveFreshSnapshot)
+	// Previous release's payloads: TransferLeaderRequest (the public
+	// message), "group\x00id", and an 8-byte big-endian index + group.
+	n.calls[legacyCallTransfer] = func(ctx context.Context, payload []byte) ([]byte, error) {
+		req := &metapb.TransferLeaderRequest{}
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return nil, n.serveTransfer(ctx, &raftpb.TransferLeaderCall{Group: req.Group, TargetId: req.TargetId})
 	}
-	_, err = n.CallLeader(ctx, group, callTransfer, payload)
+	n.calls[legacyCallRemoveServer] = func(ctx context.Context, payload []byte) ([]byte, error) {
+		group, id, ok := strings.Cut(string(payload), "\x00")
+		if !ok {
+			return nil, fmt.Errorf("%w: remove-server payload", ErrInvalid)
+		}
+		return nil, n.serveRemoveServer(ctx, &raftpb.RemoveServerCall{Group: group, ServerId: id})
+	}
+	n.calls[legacyCallFreshSnapshot] = func(ctx context.Context, payload []byte) ([]byte, error) {
+		if len(payload) < 9 {
+			return nil, fmt.Errorf("%w: fresh-snapshot request of %d bytes", ErrInvalid, len(payload))
+		}
+		return nil, n.serveFreshSnapshot(ctx, &raftpb.FreshSnapshotCall{Group: string(payload[8:]), Applied: binary.BigEndian.Uint64(payload)})
+	}
+}
+
+// protoCall adapts a handler of one request message (and no answer) to a
+// CallHandler.
+func protoCall[Req any, P interface {
+	*Req
+	proto.Message
+}](serve func(context.Context, P) error) CallHandler {
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
+		req := P(new(Req))
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return nil, fmt.Errorf("%w: undecodable %T: %v", ErrInvalid, req, err)
+		}
+		return nil, serve(ctx, req)
+	}
+}
+
+// callOnLeader marshals req and runs the named call method on group's
+// leader.
+func (g *group) callOnLeader(ctx context.Context, method string, req proto.Message) error {
+	payload, err := proto.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	_, err = g.callLeader(ctx, method, payload)
 	return err
 }
 
-// serveTransfer is the leader's side of moveLeaderRemote.
-func (n *Node) serveTransfer(ctx context.Context, payload []byte) ([]byte, error) {
-	req := &metapb.TransferLeaderRequest{}
-	if err := proto.Unmarshal(payload, req); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
+// serveTransfer is the leader's side of MoveLeader.
+func (n *Node) serveTransfer(ctx context.Context, req *raftpb.TransferLeaderCall) error {
 	_, err := n.TransferLeader(ctx, req.Group, req.TargetId)
+	return err
+}
+
+// MoveLeader moves a group's leadership to target, asking the group's
+// leader wherever it is.
+func (n *Node) MoveLeader(ctx context.Context, group, target string) error {
+	g, err := n.group(group)
 	if err != nil {
-		return nil, toPeerError(err)
+		return err
 	}
-	return nil, nil
+	return g.callOnLeader(ctx, callTransfer, &raftpb.TransferLeaderCall{Group: group, TargetId: target})
 }

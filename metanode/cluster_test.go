@@ -25,6 +25,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -683,3 +684,46 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 func (rawCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
 func (rawCodec) Name() string                         { return "proto" }
+
+// Removing the member that leads a group succeeds, whichever kind of group
+// it leads: the removal applies, the removed node leaves the group, and
+// nothing read afterwards may turn the applied removal into a definite
+// failure (it did: `metactl member remove n4` with n4 leading metadata-0
+// said `no member "n4"` after the client retried a NO_LEADER from the
+// read that followed the applied removal).
+func TestRemovingTheLeaderSucceeds(t *testing.T) {
+	for _, led := range [][]string{{metapb.MetadataGroup}, {"offset-0"}, {"data-0"}, metapb.Groups(1, 1)} {
+		t.Run(strings.Join(led, "+"), func(t *testing.T) {
+			// Reconciliation right after the removal: the removed leader
+			// leaves its groups while the call is still answering.
+			c := metanodetest.Start(t, metanodetest.Options{Nodes: 4,
+				Configure:  func(cfg *metanode.Config) { cfg.ReconcileInterval = 20 * time.Millisecond },
+				Controller: func(cfg *controller.Config) { cfg.SpreadInterval = 0 }})
+			cl := c.Client("")
+			for _, g := range metapb.Groups(1, 1) {
+				want := "n1"
+				if slices.Contains(led, g) {
+					want = "n4"
+				}
+				if c.WaitLeader(g, 30*time.Second) != want {
+					if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, want); err != nil {
+						t.Fatalf("make %s lead %s: %v", want, g, err)
+					}
+				}
+				poll.ForTrue(t, want+" to lead "+g, 30*time.Second, func() bool { return c.Leader(g) == want })
+			}
+			// Through n4 itself, as `metactl member remove n4` does when
+			// n4 leads metadata-0: the node answering is the one removed.
+			resp, err := c.Client("n4").RemoveMember(ctxT(t, 30*time.Second), "n4")
+			if err != nil {
+				t.Fatalf("remove n4 while it leads %v: %v", led, err)
+			}
+			if slices.ContainsFunc(resp.Members, func(m *metapb.Member) bool { return m.Id == "n4" }) || len(resp.Members) != 3 {
+				t.Fatalf("members after removing n4: got %v, want n1..n3", resp.Members)
+			}
+			waitMembership(t, c, "n1", metapb.Groups(1, 1), func(ms []*metapb.Member) bool {
+				return !slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" })
+			}, "n4 gone")
+		})
+	}
+}

@@ -1,27 +1,35 @@
 package metanode
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	"github.com/metamq/meta/rpc/metapb"
 )
 
-// Errors of node operations. The public servers map them to gRPC statuses
-// with errors.Is. The first group means "definitely not applied".
+// Errors of node operations, in meta's one vocabulary (rpc/metapb/errors.go):
+// each says its reason, so the public servers, the peer wire and the client
+// all classify it the same way without a table of their own. The first
+// group means "definitely not applied".
 var (
-	ErrNotLeader      = errors.New("metanode: not the leader")
-	ErrNoLeader       = errors.New("metanode: no leader")
-	ErrShuttingDown   = errors.New("metanode: shutting down")
-	ErrUnknownGroup   = errors.New("metanode: unknown group")
-	ErrNotStarted     = errors.New("metanode: not started")
-	ErrInvalid        = errors.New("metanode: invalid request")
-	ErrUnknownOutcome = errors.New("metanode: outcome unknown")
+	ErrNotLeader      error = &sentinel{"metanode: not the leader", metapb.ReasonNotLeader}
+	ErrNoLeader       error = &sentinel{"metanode: no leader", metapb.ReasonNoLeader}
+	ErrShuttingDown   error = &sentinel{"metanode: shutting down", metapb.ReasonShuttingDown}
+	ErrUnknownGroup   error = &sentinel{"metanode: unknown group", metapb.ReasonInvalidArgument}
+	ErrNotStarted     error = &sentinel{"metanode: not started", metapb.ReasonNoLeader}
+	ErrInvalid        error = &sentinel{"metanode: invalid request", metapb.ReasonInvalidArgument}
+	ErrUnknownOutcome error = &sentinel{"metanode: outcome unknown", metapb.ReasonOutcomeUnknown}
 	// ErrClusterMismatch: the data directory, the flags and the cluster
 	// disagree about the cluster's identity or shape.
-	ErrClusterMismatch = errors.New("metanode: cluster mismatch")
+	ErrClusterMismatch error = &sentinel{"metanode: cluster mismatch", metapb.ReasonClusterMismatch}
 )
+
+// sentinel is an error value with a reason; errors.Is matches it by
+// identity.
+type sentinel struct{ msg, reason string }
+
+func (e *sentinel) Error() string               { return e.msg }
+func (e *sentinel) Reason() string              { return e.reason }
+func (e *sentinel) Metadata() map[string]string { return nil }
 
 // NotLeaderError says which node leads a group, when known.
 type NotLeaderError struct {
@@ -40,14 +48,29 @@ func (e *NotLeaderError) Error() string {
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
-// unknownOutcome wraps the cause of an unknown outcome.
+// Reason is NOT_LEADER, or NO_LEADER when the leader is unknown.
+func (e *NotLeaderError) Reason() string {
+	if e.LeaderID == "" {
+		return metapb.ReasonNoLeader
+	}
+	return metapb.ReasonNotLeader
+}
+
+// Metadata carries the leader hint.
+func (e *NotLeaderError) Metadata() map[string]string {
+	return map[string]string{metapb.MetaGroup: e.Group, metapb.MetaLeaderID: e.LeaderID, metapb.MetaLeaderAddr: e.LeaderAddr}
+}
+
+// unknownOutcome wraps the cause of an unknown outcome. Its reason is
+// OUTCOME_UNKNOWN whatever the cause says: once a write may have been
+// proposed, nothing below may claim it was not applied.
 type unknownOutcome struct{ cause error }
 
-func (e *unknownOutcome) Error() string { return "metanode: outcome unknown: " + e.cause.Error() }
-func (e *unknownOutcome) Unwrap() error { return e.cause }
-func (e *unknownOutcome) Is(target error) bool {
-	return target == ErrUnknownOutcome
-}
+func (e *unknownOutcome) Error() string               { return "metanode: outcome unknown: " + e.cause.Error() }
+func (e *unknownOutcome) Unwrap() error               { return e.cause }
+func (e *unknownOutcome) Is(target error) bool        { return target == ErrUnknownOutcome }
+func (e *unknownOutcome) Reason() string              { return metapb.ReasonOutcomeUnknown }
+func (e *unknownOutcome) Metadata() map[string]string { return nil }
 
 func unknown(cause error) error { return &unknownOutcome{cause: cause} }
 
@@ -58,39 +81,17 @@ type invalidField struct {
 
 func (e *invalidField) Error() string        { return "metanode: " + e.field + ": " + e.msg }
 func (e *invalidField) Is(target error) bool { return target == ErrInvalid }
-
-// Field returns the name of the offending request field.
-func (e *invalidField) Field() string { return e.field }
+func (e *invalidField) Reason() string       { return metapb.ReasonInvalidArgument }
+func (e *invalidField) Metadata() map[string]string {
+	return map[string]string{metapb.MetaField: e.field}
+}
 
 func invalidf(field, format string, args ...any) error {
 	return &invalidField{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
-// Hint returns the group and its leader, for error mapping.
-func (e *NotLeaderError) Hint() (group, leaderID, leaderAddr string) {
-	return e.Group, e.LeaderID, e.LeaderAddr
-}
-
-// ErrorReason classifies a node error into the public API's reasons
-// (rpc/metapb), which say whether the operation was definitely not applied
-// or may have been. "" means the error is not the node's: the server then
-// treats a write as an unknown outcome.
-func (n *Node) ErrorReason(err error) string {
-	switch {
-	case errors.Is(err, ErrUnknownOutcome):
-		return metapb.ReasonOutcomeUnknown
-	case errors.Is(err, ErrNotLeader):
-		return metapb.ReasonNotLeader
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrNotStarted):
-		return metapb.ReasonNoLeader
-	case errors.Is(err, ErrShuttingDown):
-		return metapb.ReasonShuttingDown
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnknownGroup):
-		return metapb.ReasonInvalidArgument
-	case errors.Is(err, ErrClusterMismatch):
-		return metapb.ReasonClusterMismatch
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return ""
-	}
-	return ""
+// retryable reports whether err says, in the vocabulary, that
+// nothing was applied and another attempt (elsewhere, later) may succeed.
+func retryable(err error) bool {
+	return metapb.ClassOf(metapb.ReasonOf(err)) == metapb.ClassRetry
 }

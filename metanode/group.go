@@ -3,11 +3,10 @@ package metanode
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -15,32 +14,61 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
-	"github.com/metamq/meta/sm/logpb"
 )
+
+// env is what a group uses of its node, handed over explicitly: a group
+// holds no pointer to the node.
+type env struct {
+	id    string // this node's id
+	cfg   Config
+	t     timings
+	log   *slog.Logger
+	db    *rocks.DB
+	peers *transport.Manager
+	// serving reports whether the node serves requests (false once it
+	// begins to stop).
+	serving func() bool
+	// handler returns the named call handler for method, or nil.
+	handler func(method string) CallHandler
+	// onLead runs once a term of this node's leadership of the group is
+	// ready (its marker applied) and returns the tasks to run until the
+	// term ends.
+	onLead func(ctx context.Context, g *group) []func(context.Context)
+}
 
 // group is one raft group on this node.
 type group struct {
 	name  string
 	kind  sm.Kind
-	n     *Node
+	env   *env
+	log   *slog.Logger
 	raft  *raft.Raft
 	fsm   *sm.Machine
 	trans *transport.Transport
 	snaps *raft.FileSnapshotStore
 
-	notifyCh chan bool
-	// raftDone is closed once raft has shut down (the leadership watcher
-	// drains notifyCh until then, so raft never blocks on it).
+	// life owns the group's goroutines (batcher, terms, timers).
+	life *lifetime
+	// calls counts raft calls awaiting answers (see raftCalls).
+	calls raftCalls
+	// raftDone is closed once raft has shut down; watched once the
+	// leadership watcher has returned after it.
 	raftDone chan struct{}
+	watched  chan struct{}
+	started  atomic.Bool
+	// notifyCh is raft's reliable leadership notification; observations
+	// carry every leader change (this node's or another's).
+	notifyCh     chan bool
+	observations chan raft.Observation
+	observer     *raft.Observer
+	// changes is the one leadership-change notification of the group.
+	changes changes
 
 	// readyTerm is the term in which this node, as leader, applied its
-	// term marker (see lead): from then on its commit index is current and it may serve
-	// linearizable reads and leader-only work. 0 when not ready.
+	// term marker (see runTerm): from then on its commit index is current
+	// and it may serve linearizable reads and leader-only work. 0 when
+	// not ready.
 	readyTerm atomic.Uint64
-
-	// leaderMu guards leaderCancel, the context of leader-only work.
-	leaderMu     sync.Mutex
-	leaderCancel context.CancelFunc
 
 	proposals chan *proposal
 	inflight  chan struct{}
@@ -55,7 +83,9 @@ type group struct {
 	askingSnapshot atomic.Bool
 }
 
-func (n *Node) newGroup(name string) (*group, error) {
+// newGroup opens a group's storage and starts its raft; start then starts
+// its goroutines.
+func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	kindName, err := metapb.GroupKind(name)
 	if err != nil {
 		return nil, err
@@ -64,55 +94,62 @@ func (n *Node) newGroup(name string) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &group{name: name, kind: kind, n: n,
-		notifyCh:  make(chan bool, 8),
-		raftDone:  make(chan struct{}),
-		proposals: make(chan *proposal, 4096),
-		inflight:  make(chan struct{}, n.cfg.MaxInflight),
+	g := &group{name: name, kind: kind, env: e, log: e.log.With("group", name),
+		life:         newLifetime(parent),
+		raftDone:     make(chan struct{}),
+		watched:      make(chan struct{}),
+		notifyCh:     make(chan bool, 8),
+		observations: make(chan raft.Observation, 16),
+		proposals:    make(chan *proposal, 4096),
+		inflight:     make(chan struct{}, e.cfg.MaxInflight),
 	}
-	log := n.log.With("group", name)
-	if g.fsm, err = sm.New(sm.Config{Kind: kind, Group: name, DB: n.db, Logger: log}); err != nil {
+	g.leaderReads.run = g.confirmLeadership
+	g.leaderReads.timeout = e.t.readRound
+	g.remoteReads.run = g.askLeaderReadIndex
+	g.remoteReads.timeout = e.t.readRound
+	if g.fsm, err = sm.New(sm.Config{Kind: kind, Group: name, DB: e.db, Logger: g.log}); err != nil {
 		return nil, err
 	}
 	g.fsm.OnStaleSnapshot(func(_, applied uint64) { g.askFreshSnapshot(applied) })
-	logs, err := n.db.LogStore(name)
+	logs, err := e.db.LogStore(name)
 	if err != nil {
 		return nil, err
 	}
-	cached := rocks.NewLogCache(logs, n.cfg.LogCacheBytes)
-	stable, err := n.db.StableStore(name)
+	cached := rocks.NewLogCache(logs, e.cfg.LogCacheBytes)
+	stable, err := e.db.StableStore(name)
 	if err != nil {
 		return nil, err
 	}
-	snapDir := filepath.Join(n.cfg.DataDir, "snapshots", name)
+	snapDir := filepath.Join(e.cfg.DataDir, "snapshots", name)
 	if err := os.MkdirAll(snapDir, 0o755); err != nil {
 		return nil, err
 	}
-	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(snapDir, 2, newHclog(log, "snapshots")); err != nil {
+	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(snapDir, 2, newHclog(g.log, "snapshots")); err != nil {
 		return nil, err
 	}
-	if g.trans, err = n.trans.Group(name); err != nil {
+	if g.trans, err = e.peers.Group(name); err != nil {
 		return nil, err
 	}
 	restore, err := g.needsSnapshotRestore()
 	if err != nil {
 		return nil, err
 	}
+	cfg := e.cfg
 	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(n.id)
-	conf.Logger = newHclog(log, "raft")
-	conf.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	conf.ElectionTimeout = n.cfg.ElectionTimeout
-	conf.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	conf.CommitTimeout = n.cfg.CommitTimeout
-	conf.MaxAppendEntries = n.cfg.MaxAppendEntries
+	conf.LocalID = raft.ServerID(e.id)
+	conf.Logger = newHclog(g.log, "raft")
+	conf.HeartbeatTimeout = cfg.HeartbeatTimeout
+	conf.ElectionTimeout = cfg.ElectionTimeout
+	conf.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	conf.CommitTimeout = cfg.CommitTimeout
+	conf.MaxAppendEntries = cfg.MaxAppendEntries
 	// No buffered apply channel: raft leaves a future in that buffer
 	// unanswered at shutdown; our batcher already packs many writes into
 	// each entry, and raft still drains what waits into one dispatch.
 	conf.BatchApplyCh = false
-	conf.SnapshotThreshold = n.cfg.SnapshotThreshold
-	conf.SnapshotInterval = n.cfg.SnapshotInterval
-	conf.TrailingLogs = n.cfg.TrailingLogs
+	conf.SnapshotThreshold = cfg.SnapshotThreshold
+	conf.SnapshotInterval = cfg.SnapshotInterval
+	conf.TrailingLogs = cfg.TrailingLogs
 	conf.NotifyCh = g.notifyCh
 	// The state machine's data survives restarts with the index it
 	// reflects, so raft need not rebuild it from a snapshot: it re-delivers
@@ -126,9 +163,65 @@ func (n *Node) newGroup(name string) (*group, error) {
 	if g.raft, err = raft.NewRaft(conf, g.fsm, cached, stable, g.snaps, g.trans); err != nil {
 		return nil, fmt.Errorf("metanode: %s: start raft: %w", name, err)
 	}
-	g.leaderReads.run = g.confirmLeadership
-	g.remoteReads.run = g.askLeaderReadIndex
+	g.observer = raft.NewObserver(g.observations, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	g.raft.RegisterObserver(g.observer)
 	return g, nil
+}
+
+// start starts the group's goroutines: the leadership watcher (outside the
+// lifetime: it must drain raft's notifications until raft is down), the
+// terms and the batcher.
+func (g *group) start() {
+	g.started.Store(true)
+	go func() {
+		defer close(g.watched)
+		g.watchLeadership()
+	}()
+	g.life.Go(g.runTerms)
+	g.life.Go(g.runProposals)
+}
+
+// stop ends the group's work, waits for raft to answer every call the
+// group made, then shuts raft down (bounded by ctx).
+func (g *group) stop(ctx context.Context) error {
+	g.life.End()
+	if !g.calls.close(ctx) {
+		g.log.Warn("raft calls still unanswered at shutdown")
+	}
+	g.raft.DeregisterObserver(g.observer)
+	err := g.raft.Shutdown().Error()
+	close(g.raftDone)
+	if g.started.Load() {
+		<-g.watched
+	}
+	if err != nil {
+		return fmt.Errorf("%s: raft shutdown: %w", g.name, err)
+	}
+	return nil
+}
+
+// await makes a raft call and waits for its answer or ctx, whichever comes
+// first. A call abandoned by ctx is still answered by raft later, to the
+// goroutine waiting for it (raftCalls makes sure of that).
+func (g *group) await(ctx context.Context, call func() raft.Future) (raft.Future, error) {
+	f, done, err := g.calls.start(call)
+	if err != nil {
+		return nil, err
+	}
+	answered := make(chan error, 1)
+	go func() {
+		defer done()
+		answered <- f.Error()
+	}()
+	select {
+	case err := <-answered:
+		return f, err
+	case <-ctx.Done():
+		return f, ctx.Err()
+	}
 }
 
 // needsSnapshotRestore decides whether raft must restore the latest
@@ -146,105 +239,10 @@ func (g *group) needsSnapshotRestore() (bool, error) {
 	}
 	behind := len(snaps) > 0 && g.fsm.AppliedIndex() < snaps[0].Index
 	if incomplete || behind {
-		g.n.log.Warn("state machine will be restored from snapshot", "group", g.name,
+		g.log.Warn("state machine will be restored from snapshot",
 			"restore_incomplete", incomplete, "applied", g.fsm.AppliedIndex())
 	}
 	return incomplete || behind, nil
-}
-
-// watchLeadership follows raft's reliable notify channel. On gaining
-// leadership it waits for a barrier (so the commit index is current) before
-// marking the term ready and starting leader-only work; on losing it, it
-// cancels that work at once.
-func (g *group) watchLeadership(stop <-chan struct{}) {
-	defer g.stepDown()
-	for {
-		select {
-		case leader := <-g.notifyCh:
-			if !leader {
-				g.stepDown()
-				continue
-			}
-			g.stepDown()
-			ctx, cancel := context.WithCancel(context.Background())
-			g.leaderMu.Lock()
-			g.leaderCancel = cancel
-			g.leaderMu.Unlock()
-			g.n.loops.Add(1)
-			go func() {
-				defer g.n.loops.Done()
-				g.lead(ctx)
-			}()
-		case <-g.raftDone:
-			return
-		case <-stop:
-			// Keep draining until raft is down so it never blocks on us.
-			for {
-				select {
-				case <-g.notifyCh:
-				case <-g.raftDone:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (g *group) stepDown() {
-	g.readyTerm.Store(0)
-	g.leaderMu.Lock()
-	if g.leaderCancel != nil {
-		g.leaderCancel()
-		g.leaderCancel = nil
-	}
-	g.leaderMu.Unlock()
-}
-
-// lead runs while this node leads the group.
-func (g *group) lead(ctx context.Context) {
-	term := g.raft.CurrentTerm()
-	// The term starts with an empty command batch rather than a bare
-	// Barrier: like a barrier, its future completes once everything before
-	// it is applied, so the commit index is current; unlike one, the state
-	// machine sees it (raft never hands no-op and barrier entries to the
-	// FSM), so every replica's applied index moves past the new leader's
-	// no-op and a read index never points at an entry no FSM will apply.
-	marker, err := sm.EncodeBatch(&logpb.Batch{})
-	if err != nil {
-		g.n.log.Error("encode term marker", "err", err)
-		return
-	}
-	for ctx.Err() == nil {
-		err := g.raft.Apply(marker, g.n.cfg.ElectionTimeout*5).Error()
-		if err == nil {
-			break
-		}
-		if g.raft.State() != raft.Leader {
-			return
-		}
-		g.n.log.Warn("term marker after election failed; retrying", "group", g.name, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	if ctx.Err() != nil || g.raft.CurrentTerm() != term {
-		return
-	}
-	g.readyTerm.Store(term)
-	g.n.log.Info("leading group", "group", g.name, "term", term)
-	if g.name == metapb.MetadataGroup {
-		g.n.initCluster(ctx)
-	}
-	for _, task := range g.n.leaderTasks(g.name) {
-		g.n.loops.Add(1)
-		go func() {
-			defer g.n.loops.Done()
-			task(ctx)
-		}()
-	}
-	g.runTimers(ctx)
 }
 
 // leader returns the group's leader as this node knows it.
@@ -255,14 +253,16 @@ func (g *group) leader() (id, addr string) {
 
 func (g *group) isLeader() bool { return g.raft.State() == raft.Leader }
 
+// ready reports whether this node leads the group in a term whose marker it
+// applied.
+func (g *group) ready() bool {
+	return g.isLeader() && g.readyTerm.Load() == g.raft.CurrentTerm()
+}
+
 // voters returns the voters of the group's latest configuration.
 func (g *group) voters() []raft.Server {
-	f := g.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
 	var out []raft.Server
-	for _, s := range f.Configuration().Servers {
+	for _, s := range g.configuration() {
 		if s.Suffrage == raft.Voter {
 			out = append(out, s)
 		}
@@ -270,10 +270,20 @@ func (g *group) voters() []raft.Server {
 	return out
 }
 
+// configuration returns the group's latest configuration (raft answers it
+// at once, from memory).
 func (g *group) configuration() []raft.Server {
 	f := g.raft.GetConfiguration()
 	if f.Error() != nil {
 		return nil
 	}
 	return f.Configuration().Servers
+}
+
+func (g *group) notLeader() error {
+	id, addr := g.leader()
+	if id == "" {
+		return fmt.Errorf("%s: %w", g.name, ErrNoLeader)
+	}
+	return &NotLeaderError{Group: g.name, LeaderID: id, LeaderAddr: addr}
 }

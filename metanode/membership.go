@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -110,11 +110,16 @@ func (n *Node) AddMember(ctx context.Context, id, addr string) ([]*metapb.Member
 	if res.Code != logpb.Code_CODE_OK {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
 	}
-	return n.Members(ctx)
+	// Applied: from here on nothing may fail the call. The answer is the
+	// list as this change left it (a new member joins as a non-voter).
+	return append(current, &metapb.Member{Id: id, Addr: addr}), nil
 }
 
 // RemoveMember removes a member from the list and waits (bounded by ctx)
-// until no group's configuration on this node includes it.
+// until no group's configuration on this node includes it. Once the
+// removal is applied the call succeeds: the removed member may have led
+// metadata-0 (or any group) and left it, so nothing read afterwards may
+// turn an applied removal into a failure.
 func (n *Node) RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error) {
 	current, err := n.Members(ctx)
 	if err != nil {
@@ -133,44 +138,43 @@ func (n *Node) RemoveMember(ctx context.Context, id string) ([]*metapb.Member, e
 	if res.Code != logpb.Code_CODE_OK && res.Code != logpb.Code_CODE_NOT_FOUND {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
 	}
-	for {
-		still := ""
-		for _, g := range n.groupList {
-			if slices.ContainsFunc(g.configuration(), func(s raft.Server) bool { return string(s.ID) == id }) {
-				still = g.name
-				break
+	left := slices.DeleteFunc(current, func(m *metapb.Member) bool { return m.Id == id })
+	if id == n.id {
+		return left, nil // this node leaves every group; it cannot watch that
+	}
+	for _, g := range n.groupList {
+		for slices.ContainsFunc(g.configuration(), func(s raft.Server) bool { return string(s.ID) == id }) {
+			select {
+			case <-ctx.Done():
+				n.log.Warn("member removed; a group still lists it", "member", id, "group", g.name, "err", ctx.Err())
+				return left, nil
+			case <-g.life.Done():
+				return left, nil
+			case <-g.fsm.Changed():
 			}
 		}
-		if still == "" || id == n.id {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %s removed from the member list but still in %s: %w", ErrUnknownOutcome, id, still, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
 	}
-	return n.Members(ctx)
+	return left, nil
 }
 
 // reconcileLoop makes the configuration of every group this node leads
 // follow the member list.
-func (n *Node) reconcileLoop(stop <-chan struct{}) {
+func (n *Node) reconcileLoop(ctx context.Context) {
 	for {
 		d := n.cfg.ReconcileInterval
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-time.After(d/2 + rand.N(d)):
 		}
-		n.reconcileOnce(stop)
+		n.reconcileOnce(ctx)
 	}
 }
 
-func (n *Node) reconcileOnce(stop <-chan struct{}) {
+func (n *Node) reconcileOnce(ctx context.Context) {
 	var led []*group
 	for _, g := range n.groupList {
-		if g.isLeader() && g.readyTerm.Load() == g.raft.CurrentTerm() {
+		if g.ready() {
 			led = append(led, g)
 		}
 	}
@@ -178,15 +182,8 @@ func (n *Node) reconcileOnce(stop <-chan struct{}) {
 		return
 	}
 	leadsMetadata := n.LeadsMetadata()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, n.t.reconcileRound)
 	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	md, err := n.Read(ctx, metapb.MetadataGroup, false)
 	if err != nil {
 		return
@@ -223,8 +220,8 @@ func (n *Node) removeFromOthers(ctx context.Context, want map[string]string) {
 			if _, ok := want[string(s.ID)]; ok {
 				continue
 			}
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := n.CallLeader(cctx, g.name, callRemoveServer, []byte(g.name+"\x00"+string(s.ID)))
+			cctx, cancel := context.WithTimeout(ctx, n.t.peerCall)
+			err := g.callOnLeader(cctx, callRemoveServer, &raftpb.RemoveServerCall{Group: g.name, ServerId: string(s.ID)})
 			cancel()
 			n.log.Info("asked group leader to remove a former member", "group", g.name, "server", s.ID, "err", err)
 			break // one change per group per round
@@ -232,27 +229,25 @@ func (n *Node) removeFromOthers(ctx context.Context, want map[string]string) {
 	}
 }
 
-const callRemoveServer = "metanode.remove-server"
-
-// serveRemoveServer removes a server ("group\x00id") from a group this
-// node leads, at the metadata leader's request (it read the member list
-// linearizably).
-func (n *Node) serveRemoveServer(_ context.Context, payload []byte) ([]byte, error) {
-	groupName, id, ok := strings.Cut(string(payload), "\x00")
-	if !ok || id == "" {
-		return nil, toPeerError(fmt.Errorf("%w: remove-server payload", ErrInvalid))
-	}
-	g, err := n.group(groupName)
+// serveRemoveServer removes a server from a group this node leads, at the
+// metadata leader's request (it read the member list linearizably).
+func (n *Node) serveRemoveServer(ctx context.Context, req *raftpb.RemoveServerCall) error {
+	g, err := n.group(req.Group)
 	if err != nil {
-		return nil, toPeerError(err)
+		return err
+	}
+	if req.ServerId == "" {
+		return invalidf("server_id", "required")
 	}
 	if !g.isLeader() {
-		return nil, toPeerError(g.notLeader())
+		return g.notLeader()
 	}
-	if err := g.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
-		return nil, toPeerError(unknown(err))
+	if _, err := g.await(ctx, func() raft.Future {
+		return g.raft.RemoveServer(raft.ServerID(req.ServerId), 0, n.t.configChange)
+	}); err != nil {
+		return unknown(err)
 	}
-	return nil, nil
+	return nil
 }
 
 // reconcile makes at most one configuration change.
@@ -262,12 +257,16 @@ func (g *group) reconcile(ctx context.Context, want map[string]string) error {
 	for _, s := range servers {
 		have[string(s.ID)] = s
 	}
-	timeout := 5 * time.Second
+	timeout := g.env.t.configChange
+	change := func(call func() raft.Future) error {
+		_, err := g.await(ctx, call)
+		return err
+	}
 	// Removals first, so a replaced member never coexists with its twin.
 	for _, s := range servers {
 		if _, ok := want[string(s.ID)]; !ok {
-			g.n.log.Info("removing server from group", "group", g.name, "server", s.ID)
-			return g.raft.RemoveServer(s.ID, 0, timeout).Error()
+			g.log.Info("removing server from group", "server", s.ID)
+			return change(func() raft.Future { return g.raft.RemoveServer(s.ID, 0, timeout) })
 		}
 	}
 	ids := make([]string, 0, len(want))
@@ -277,8 +276,10 @@ func (g *group) reconcile(ctx context.Context, want map[string]string) error {
 	slices.Sort(ids)
 	for _, id := range ids {
 		if _, ok := have[id]; !ok {
-			g.n.log.Info("adding non-voter to group", "group", g.name, "server", id)
-			return g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(want[id]), 0, timeout).Error()
+			g.log.Info("adding non-voter to group", "server", id)
+			return change(func() raft.Future {
+				return g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(want[id]), 0, timeout)
+			})
 		}
 	}
 	for _, id := range ids {
@@ -286,15 +287,15 @@ func (g *group) reconcile(ctx context.Context, want map[string]string) error {
 		if s.Suffrage == raft.Voter {
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		applied, err := g.n.trans.Applied(actx, string(s.Address), g.name)
+		actx, cancel := context.WithTimeout(ctx, g.env.t.peerCall)
+		applied, err := g.env.peers.Applied(actx, string(s.Address), g.name)
 		cancel()
 		if err != nil {
 			continue // not up yet
 		}
-		if applied+uint64(g.n.cfg.MaxAppendEntries) >= g.raft.CommitIndex() {
-			g.n.log.Info("promoting caught-up member to voter", "group", g.name, "server", id, "applied", applied)
-			return g.raft.AddVoter(s.ID, s.Address, 0, timeout).Error()
+		if applied+uint64(g.env.cfg.MaxAppendEntries) >= g.raft.CommitIndex() {
+			g.log.Info("promoting caught-up member to voter", "server", id, "applied", applied)
+			return change(func() raft.Future { return g.raft.AddVoter(s.ID, s.Address, 0, timeout) })
 		}
 	}
 	return nil

@@ -47,14 +47,18 @@ type Node struct {
 	groups    map[string]*group
 	groupList []*group
 
+	t       timings
+	env     *env
 	tasksMu sync.Mutex // guards tasks and calls
 	tasks   map[string][]func(context.Context)
 	calls   map[string]CallHandler
 
-	started  atomic.Bool
-	serving  atomic.Bool
-	stopping chan struct{} // closed when Close begins
-	loops    sync.WaitGroup
+	started atomic.Bool
+	serving atomic.Bool
+	// life owns the node's own goroutines (reconciliation); its context
+	// is the node's lifetime and ends when Close begins. Each group has a
+	// lifetime of its own inside it.
+	life     *lifetime
 	serveErr chan error
 
 	closeMu sync.Mutex // serialises Close
@@ -72,8 +76,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
 	}
-	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID),
-		stopping: make(chan struct{}), serveErr: make(chan error, 1), groups: map[string]*group{},
+	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID), t: cfg.timings(),
+		life: newLifetime(context.Background()), serveErr: make(chan error, 1), groups: map[string]*group{},
 		tasks: map[string][]func(context.Context){}, calls: map[string]CallHandler{}}
 	n.addr = cfg.AdvertiseAddr
 	if n.addr == "" {
@@ -97,9 +101,7 @@ func New(cfg Config) (*Node, error) {
 	n.grpc = grpc.NewServer(append(tm.ServerOptions(), cfg.ServerOptions...)...)
 	tm.Register(n.grpc)
 	tm.SetPeerHandler(peerHandler{n})
-	n.calls[callTransfer] = n.serveTransfer
-	n.calls[callRemoveServer] = n.serveRemoveServer
-	n.calls[callFreshSnapshot] = n.serveFreshSnapshot
+	n.registerCalls()
 	n.hlth = health.NewServer()
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.hlth)
@@ -162,9 +164,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.trans.SetClusterID(n.identity.ClusterId)
+	n.env = &env{id: n.id, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
+		serving: n.serving.Load, handler: n.callHandler, onLead: n.onLead}
 	k, m := int(n.identity.OffsetGroups), int(n.identity.DataGroups)
 	for _, name := range metapb.Groups(k, m) {
-		g, err := n.newGroup(name)
+		g, err := newGroup(n.env, name, n.life.ctx)
 		if err != nil {
 			return err
 		}
@@ -178,10 +182,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.started.Store(true)
 	for _, g := range n.groupList {
-		n.goLoop(g.watchLeadership)
-		n.goLoop(g.runProposals)
+		g.start()
 	}
-	n.goLoop(n.reconcileLoop)
+	n.life.Go(n.reconcileLoop)
 	if err := n.checkClusterRecord(ctx, fresh); err != nil {
 		return err
 	}
@@ -192,12 +195,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func (n *Node) goLoop(f func(stop <-chan struct{})) {
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		f(n.stopping)
-	}()
+// onLead is what a group runs once a term of this node's leadership is
+// ready: the cluster record for metadata-0, then the registered tasks.
+func (n *Node) onLead(ctx context.Context, g *group) []func(context.Context) {
+	if g.name == metapb.MetadataGroup {
+		n.initCluster(ctx)
+	}
+	n.tasksMu.Lock()
+	defer n.tasksMu.Unlock()
+	return append([]func(context.Context){}, n.tasks[g.name]...)
 }
 
 // openStorage opens (or creates) the RocksDB and settles the node's
@@ -325,7 +331,7 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 	var last error
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, n.t.peerCall)
 			info, err := n.trans.ClusterInfo(cctx, addr)
 			cancel()
 			if err != nil {
@@ -352,7 +358,7 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("metanode: join %v: %w (last: %v)", n.cfg.Join, ctx.Err(), last)
-		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		case <-time.After(time.Duration(min(attempt+1, 10)) * n.t.joinPause):
 		}
 	}
 }
@@ -380,6 +386,7 @@ func (n *Node) bootstrap() error {
 func (n *Node) checkClusterRecord(ctx context.Context, fresh bool) error {
 	md := n.groups[metapb.MetadataGroup].fsm
 	for {
+		changed := md.Changed()
 		ci, _, err := md.Cluster()
 		if err != nil {
 			return err
@@ -398,7 +405,7 @@ func (n *Node) checkClusterRecord(ctx context.Context, fresh bool) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("metanode: waiting for the cluster to form: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
 		}
 	}
 }
@@ -437,18 +444,29 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 	n.closed = true
 	n.serving.Store(false)
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	close(n.stopping)
+	// The node's lifetime ends first: watches and the groups' loops see it
+	// at once; raft keeps running (and answering) until each group stops.
+	n.life.End()
 	if orderly {
 		n.handOffLeaderships(ctx)
 	}
 	var errs []error
+	var wg sync.WaitGroup
+	errc := make(chan error, len(n.groupList))
 	for _, g := range n.groupList {
-		if err := g.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: raft shutdown: %w", g.name, err))
-		}
-		close(g.raftDone)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- g.stop(ctx)
+		}()
 	}
-	n.loops.Wait()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// The transport goes first: its streams (peers' append pipelines)
 	// never end on their own, so a graceful gRPC stop would wait for them.
 	if err := n.trans.Close(); err != nil {
@@ -488,15 +506,8 @@ func (n *Node) handOffLeaderships(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := g.raft.LeadershipTransfer()
-			done := make(chan error, 1)
-			go func() { done <- f.Error() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					n.log.Warn("leadership handoff failed", "group", g.name, "err", err)
-				}
-			case <-ctx.Done():
+			if _, err := g.await(ctx, g.raft.LeadershipTransfer); err != nil {
+				n.log.Warn("leadership handoff failed", "group", g.name, "err", err)
 			}
 		}()
 	}
@@ -527,4 +538,4 @@ func (n *Node) Machine(name string) (*sm.Machine, error) {
 
 // Stopping is closed when the node begins to shut down; long-lived
 // streams (watches) end then, so an orderly stop need not wait for them.
-func (n *Node) Stopping() <-chan struct{} { return n.stopping }
+func (n *Node) Stopping() <-chan struct{} { return n.life.Done() }

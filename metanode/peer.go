@@ -21,28 +21,28 @@ var _ transport.PeerHandler = peerHandler{}
 func (h peerHandler) Propose(ctx context.Context, groupName string, payload []byte) ([]byte, error) {
 	g, err := h.n.group(groupName)
 	if err != nil {
-		return nil, toPeerError(err)
+		return nil, err
 	}
 	if !h.n.serving.Load() {
-		return nil, toPeerError(ErrShuttingDown)
+		return nil, ErrShuttingDown
 	}
 	op, err := sm.DecodeOp(payload)
 	if err != nil {
-		return nil, toPeerError(ErrInvalid)
+		return nil, fmt.Errorf("%w: undecodable operation: %v", ErrInvalid, err)
 	}
 	if !g.kind.Allows(op) {
-		return nil, toPeerError(ErrInvalid)
+		return nil, fmt.Errorf("%w: operation %T not allowed in group %s", ErrInvalid, op.Op, groupName)
 	}
 	if !g.isLeader() {
-		return nil, toPeerError(g.notLeader())
+		return nil, g.notLeader()
 	}
 	res, err := g.proposeLocal(ctx, op)
 	if err != nil {
-		return nil, toPeerError(err)
+		return nil, err
 	}
 	out, err := sm.EncodeResult(res)
 	if err != nil {
-		return nil, toPeerError(unknown(err))
+		return nil, unknown(err)
 	}
 	return out, nil
 }
@@ -51,14 +51,14 @@ func (h peerHandler) Propose(ctx context.Context, groupName string, payload []by
 func (h peerHandler) ReadIndex(ctx context.Context, groupName string) (uint64, error) {
 	g, err := h.n.group(groupName)
 	if err != nil {
-		return 0, toPeerError(err)
+		return 0, err
 	}
 	if !g.isLeader() {
-		return 0, toPeerError(g.notLeader())
+		return 0, g.notLeader()
 	}
 	idx, err := g.leaderReads.do(ctx)
 	if err != nil {
-		return 0, toPeerError(err)
+		return 0, err
 	}
 	return idx, nil
 }
@@ -67,7 +67,7 @@ func (h peerHandler) ReadIndex(ctx context.Context, groupName string) (uint64, e
 func (h peerHandler) Applied(_ context.Context, groupName string) (uint64, error) {
 	g, err := h.n.group(groupName)
 	if err != nil {
-		return 0, toPeerError(err)
+		return 0, err
 	}
 	return g.fsm.AppliedIndex(), nil
 }
@@ -78,14 +78,14 @@ func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, erro
 	n := h.n
 	m, err := n.Read(ctx, metapb.MetadataGroup, false)
 	if err != nil {
-		return nil, toPeerError(err)
+		return nil, err
 	}
 	ci, members, err := m.Cluster()
 	if err != nil {
-		return nil, toPeerError(err)
+		return nil, err
 	}
 	if ci == nil {
-		return nil, toPeerError(ErrNotStarted)
+		return nil, ErrNotStarted
 	}
 	out := &raftpb.ClusterInfo{ClusterId: ci.ClusterId, OffsetGroups: ci.OffsetGroups, DataGroups: ci.DataGroups}
 	for _, mp := range members {
@@ -98,7 +98,7 @@ func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, erro
 func (h peerHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
 	fn := h.n.callHandler(method)
 	if fn == nil {
-		return nil, toPeerError(fmt.Errorf("%w: no handler for %q", ErrInvalid, method))
+		return nil, fmt.Errorf("%w: no handler for %q", ErrInvalid, method)
 	}
 	return fn(ctx, payload)
 }

@@ -9,10 +9,50 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 )
+
+// onLeader is the one way the node runs something on a group's leader:
+// local when this node leads the group, else remote at the leader's
+// address (a peer call). Answers that say "definitely not applied, try
+// again" (no leader, not the leader, a transfer under way, the peer
+// stopping) are retried, waiting for the next leader, for up to
+// leaderRetry; anything else — success, an unknown outcome, a final
+// refusal — is returned as it is.
+func onLeader[T any](ctx context.Context, g *group, local func(context.Context) (T, error),
+	remote func(ctx context.Context, addr string) (T, error)) (T, error) {
+	var zero T
+	deadline := time.Now().Add(g.env.t.leaderRetry)
+	for attempt := 0; ; attempt++ {
+		var res T
+		var err error
+		if g.isLeader() {
+			res, err = local(ctx)
+		} else if id, addr := g.leader(); id == "" {
+			err = g.notLeader()
+		} else {
+			res, err = remote(ctx, addr)
+		}
+		if err == nil || !retryable(err) || errors.Is(err, ErrShuttingDown) {
+			return res, err
+		}
+		if time.Now().After(deadline) {
+			return zero, err
+		}
+		// Wait for a leadership change, or a moment: a peer's hint may be
+		// ahead of this node's view.
+		pause := min(g.env.cfg.ElectionTimeout/50<<min(attempt, 4), g.env.cfg.ElectionTimeout/2)
+		select {
+		case <-ctx.Done():
+			return zero, err
+		case <-g.life.Done():
+			return zero, ErrShuttingDown
+		case <-g.changes.wait():
+		case <-time.After(pause):
+		}
+	}
+}
 
 // A proposal is one client operation waiting to be packed into a raft
 // entry. done receives exactly one outcome.
@@ -30,8 +70,9 @@ type outcome struct {
 // Propose replicates one operation through the group's leader and returns
 // its result once applied there. On a follower it forwards to the leader.
 //
-// Errors: ErrNotLeader / ErrNoLeader / ErrShuttingDown mean the operation
-// was definitely not applied; ErrUnknownOutcome means it may have been.
+// Errors are in meta's vocabulary: ErrNotLeader, ErrNoLeader and
+// ErrShuttingDown mean the operation was definitely not applied;
+// ErrUnknownOutcome (and a peer's OUTCOME_UNKNOWN) that it may have been.
 // Domain outcomes (compare failed, not found, invalid) are in the result.
 func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*logpb.Result, error) {
 	g, err := n.group(groupName)
@@ -44,58 +85,14 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 	if !g.kind.Allows(op) {
 		return nil, fmt.Errorf("%w: operation %T not allowed in group %s", ErrInvalid, op.Op, groupName)
 	}
-	// Retry what definitely did not apply (no leader, not the leader, a
-	// transfer under way) for up to a few election timeouts.
-	var last error
-	deadline := time.Now().Add(4 * g.n.cfg.ElectionTimeout)
-	for time.Now().Before(deadline) {
-		if g.isLeader() {
-			res, err := g.proposeLocal(ctx, op)
-			if err == nil || !errors.Is(err, ErrNotLeader) {
-				return res, err
-			}
-			last = err
-		} else {
-			res, err := g.forward(ctx, op)
-			if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
-				return res, err
-			}
-			last = err
-		}
-		// Definitely not applied: wait for a leader and try again.
-		if err := g.waitLeader(ctx); err != nil {
-			return nil, last
-		}
-	}
-	return nil, last
+	return g.propose(ctx, op)
 }
 
-// waitLeader waits briefly for the group to have a leader.
-func (g *group) waitLeader(ctx context.Context) error {
-	deadline := time.Now().Add(2 * g.n.cfg.ElectionTimeout)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-g.n.stopping:
-			return ErrShuttingDown
-		case <-time.After(20 * time.Millisecond):
-		}
-		if id, _ := g.leader(); id != "" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return ErrNoLeader
-		}
-	}
-}
-
-func (g *group) notLeader() error {
-	id, addr := g.leader()
-	if id == "" {
-		return fmt.Errorf("%s: %w", g.name, ErrNoLeader)
-	}
-	return &NotLeaderError{Group: g.name, LeaderID: id, LeaderAddr: addr}
+// propose runs op through the group's leader, wherever it is.
+func (g *group) propose(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
+	return onLeader(ctx, g,
+		func(ctx context.Context) (*logpb.Result, error) { return g.proposeLocal(ctx, op) },
+		func(ctx context.Context, addr string) (*logpb.Result, error) { return g.forward(ctx, addr, op) })
 }
 
 // proposeLocal queues op for the batcher and waits for its outcome. Once
@@ -107,7 +104,7 @@ func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, 
 	case g.proposals <- p:
 	case <-ctx.Done():
 		return nil, ctx.Err() // never queued
-	case <-g.n.stopping:
+	case <-g.life.Done():
 		return nil, ErrShuttingDown
 	}
 	select {
@@ -123,37 +120,42 @@ func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, 
 // arrived meanwhile (up to the limits) into one raft entry. Under load,
 // entries grow while earlier ones are being replicated and synced, so one
 // fsync carries many client writes.
-func (g *group) runProposals(stop <-chan struct{}) {
-	cfg := g.n.cfg
+func (g *group) runProposals(ctx context.Context) {
+	cfg := g.env.cfg
 	for {
 		var first *proposal
 		select {
 		case first = <-g.proposals:
-		case <-stop:
+		case <-ctx.Done():
 			g.failQueued()
 			return
 		}
 		select {
 		case g.inflight <- struct{}{}:
-		case <-stop:
+		case <-ctx.Done():
 			first.done <- outcome{err: ErrShuttingDown}
 			g.failQueued()
 			return
 		}
-		batch := []*proposal{first}
-		size := first.size
-	fill:
-		for len(batch) < cfg.MaxBatchOps && size < cfg.MaxBatchBytes {
-			select {
-			case p := <-g.proposals:
-				batch = append(batch, p)
-				size += p.size
-			default:
-				break fill
-			}
-		}
-		g.submit(batch)
+		g.submit(fill(first, g.proposals, cfg.MaxBatchOps, cfg.MaxBatchBytes))
 	}
+}
+
+// fill packs first and every proposal waiting in queue into one batch, up
+// to maxOps operations or maxBytes bytes; it never waits.
+func fill(first *proposal, queue <-chan *proposal, maxOps, maxBytes int) []*proposal {
+	batch := []*proposal{first}
+	size := first.size
+	for len(batch) < maxOps && size < maxBytes {
+		select {
+		case p := <-queue:
+			batch = append(batch, p)
+			size += p.size
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (g *group) failQueued() {
@@ -170,58 +172,44 @@ func (g *group) failQueued() {
 // submit hands one entry to raft and delivers the results when it is
 // applied; it releases the in-flight slot then.
 func (g *group) submit(batch []*proposal) {
-	b := &logpb.Batch{NowUnixNano: g.n.cfg.Clock.Now().UnixNano(), Ops: make([]*logpb.Op, len(batch))}
+	b := &logpb.Batch{NowUnixNano: g.env.cfg.Clock.Now().UnixNano(), Ops: make([]*logpb.Op, len(batch))}
 	for i, p := range batch {
 		b.Ops[i] = p.op
 	}
+	deliver := func(res []*logpb.Result, err error) {
+		<-g.inflight
+		for i, p := range batch {
+			if err != nil {
+				p.done <- outcome{err: err}
+			} else {
+				p.done <- outcome{res: res[i]}
+			}
+		}
+	}
 	data, err := sm.EncodeBatch(b)
 	if err != nil {
-		<-g.inflight
-		for _, p := range batch {
-			p.done <- outcome{err: fmt.Errorf("%w: encode: %v", ErrInvalid, err)}
-		}
+		deliver(nil, fmt.Errorf("%w: encode: %v", ErrInvalid, err))
 		return
 	}
-	f := g.raft.Apply(data, 5*time.Second)
-	g.n.loops.Add(1)
+	f, done, err := g.calls.start(func() raft.Future { return g.raft.Apply(data, g.env.t.applyEnqueue) })
+	if err != nil {
+		deliver(nil, err) // never handed to raft
+		return
+	}
+	// Raft answers every entry it accepted (raftCalls keeps it running
+	// until it has), so this goroutine always ends.
 	go func() {
-		defer g.n.loops.Done()
-		defer func() { <-g.inflight }()
-		// Raft may never answer a future once it has shut down (one left
-		// in its apply channel, or in a batch its FSM goroutine did not
-		// reach), so the wait ends when raft is done as well: the outcome
-		// is then unknown. The goroutine blocked on such a future is
-		// abandoned; it only exists during shutdown.
-		errc := make(chan error, 1)
-		go func() { errc <- f.Error() }()
-		var err error
-		select {
-		case err = <-errc:
-		case <-g.raftDone:
-			select {
-			case err = <-errc:
-			default:
-				err = raft.ErrRaftShutdown
-			}
-		}
-		if err != nil {
-			err = g.applyError(err)
-			for _, p := range batch {
-				p.done <- outcome{err: err}
-			}
+		defer done()
+		if err := f.Error(); err != nil {
+			deliver(nil, g.applyError(err))
 			return
 		}
-		res, ok := f.Response().(*sm.BatchResult)
+		res, ok := f.(raft.ApplyFuture).Response().(*sm.BatchResult)
 		if !ok || len(res.Results) != len(batch) {
-			err := unknown(fmt.Errorf("unexpected apply response %T", f.Response()))
-			for _, p := range batch {
-				p.done <- outcome{err: err}
-			}
+			deliver(nil, unknown(fmt.Errorf("unexpected apply response %T", f.(raft.ApplyFuture).Response())))
 			return
 		}
-		for i, p := range batch {
-			p.done <- outcome{res: res.Results[i]}
-		}
+		deliver(res.Results, nil)
 	}()
 }
 
@@ -240,57 +228,20 @@ func (g *group) applyError(err error) error {
 	return unknown(fmt.Errorf("%s: %w", g.name, err))
 }
 
-// forward sends op to the group's leader.
-func (g *group) forward(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
-	id, addr := g.leader()
-	if id == "" {
-		return nil, fmt.Errorf("%s: %w", g.name, ErrNoLeader)
-	}
+// forward sends op to the group's leader at addr. A failure is the peer's
+// error as it came (meta's vocabulary: definite or unknown).
+func (g *group) forward(ctx context.Context, addr string, op *logpb.Op) (*logpb.Result, error) {
 	payload, err := sm.EncodeOp(op)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	out, err := g.n.trans.Propose(ctx, addr, g.name, payload)
+	out, err := g.env.peers.Propose(ctx, addr, g.name, payload)
 	if err != nil {
-		return nil, fromPeerError(g.name, err)
+		return nil, err
 	}
 	res, err := sm.DecodeResult(out)
 	if err != nil {
 		return nil, unknown(err)
 	}
 	return res, nil
-}
-
-// fromPeerError maps a peer call's error to the node's errors.
-func fromPeerError(group string, err error) error {
-	var pe *transport.PeerError
-	if !errors.As(err, &pe) {
-		return unknown(err)
-	}
-	switch pe.Kind {
-	case transport.KindNotLeader:
-		if pe.LeaderID == "" {
-			return fmt.Errorf("%s: %w: %s", group, ErrNoLeader, pe.Msg)
-		}
-		return &NotLeaderError{Group: group, LeaderID: pe.LeaderID, LeaderAddr: pe.LeaderAddr}
-	case transport.KindUnavailable:
-		return fmt.Errorf("%s: %w: %s", group, ErrNoLeader, pe.Msg)
-	case transport.KindRejected:
-		return fmt.Errorf("%w: %s", ErrInvalid, pe.Msg)
-	}
-	return unknown(err)
-}
-
-// toPeerError maps the node's errors onto peer-call kinds.
-func toPeerError(err error) error {
-	var nl *NotLeaderError
-	switch {
-	case errors.As(err, &nl):
-		return &transport.PeerError{Kind: transport.KindNotLeader, Msg: err.Error(), LeaderID: nl.LeaderID, LeaderAddr: nl.LeaderAddr}
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrNotStarted), errors.Is(err, ErrUnknownGroup):
-		return &transport.PeerError{Kind: transport.KindUnavailable, Msg: err.Error()}
-	case errors.Is(err, ErrInvalid):
-		return &transport.PeerError{Kind: transport.KindRejected, Msg: err.Error()}
-	}
-	return &transport.PeerError{Kind: transport.KindUnknownOutcome, Msg: err.Error()}
 }

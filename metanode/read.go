@@ -2,13 +2,12 @@ package metanode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
-	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/state"
 )
 
 // Read returns the group's state machine once a read may be served from
@@ -18,7 +17,7 @@ import (
 // at that moment) and the local replica waits until it has applied the
 // commit index the leader had. A stale read reads this node's replica as it
 // is.
-func (n *Node) Read(ctx context.Context, groupName string, stale bool) (*sm.Machine, error) {
+func (n *Node) Read(ctx context.Context, groupName string, stale bool) (state.Reader, error) {
 	g, err := n.group(groupName)
 	if err != nil {
 		return nil, err
@@ -51,20 +50,23 @@ func (g *group) readIndex(ctx context.Context) (uint64, error) {
 
 // confirmLeadership samples the commit index, then confirms with a
 // heartbeat round that this node still leads in the same term. It runs only
-// in a term whose barrier completed, so the commit index is current.
+// in a term whose marker was applied, so the commit index is current.
 func (g *group) confirmLeadership(ctx context.Context) (uint64, error) {
 	term := g.raft.CurrentTerm()
-	if g.raft.State() != raft.Leader {
+	if !g.isLeader() {
 		return 0, g.notLeader()
 	}
 	if g.readyTerm.Load() != term {
-		// Elected, but the barrier of this term has not completed yet.
+		// Elected, but the marker of this term has not applied yet.
 		if err := g.waitReady(ctx, term); err != nil {
 			return 0, err
 		}
 	}
 	idx := g.raft.CommitIndex()
-	if err := g.raft.VerifyLeader().Error(); err != nil {
+	if _, err := g.await(ctx, g.raft.VerifyLeader); err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrShuttingDown) {
+			return 0, err
+		}
 		return 0, g.notLeader()
 	}
 	if g.raft.CurrentTerm() != term {
@@ -73,33 +75,13 @@ func (g *group) confirmLeadership(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
-func (g *group) waitReady(ctx context.Context, term uint64) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for g.readyTerm.Load() != term {
-		if g.raft.State() != raft.Leader || g.raft.CurrentTerm() != term {
-			return g.notLeader()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
-}
-
 // askLeaderReadIndex asks the leader for a read index.
 func (g *group) askLeaderReadIndex(ctx context.Context) (uint64, error) {
 	id, addr := g.leader()
 	if id == "" {
 		return 0, fmt.Errorf("%s: %w", g.name, ErrNoLeader)
 	}
-	idx, err := g.n.trans.ReadIndex(ctx, addr, g.name)
-	if err != nil {
-		return 0, fromPeerError(g.name, err)
-	}
-	return idx, nil
+	return g.env.peers.ReadIndex(ctx, addr, g.name)
 }
 
 // rounds shares one in-flight call among concurrent callers. A caller
@@ -108,6 +90,8 @@ func (g *group) askLeaderReadIndex(ctx context.Context) (uint64, error) {
 // every caller gets a result that is fresh for it.
 type rounds struct {
 	run func(ctx context.Context) (uint64, error)
+	// timeout bounds one round; callers still honour their own ctx.
+	timeout time.Duration
 
 	mu      sync.Mutex // guards waiting and running
 	waiting []chan roundResult
@@ -118,9 +102,6 @@ type roundResult struct {
 	idx uint64
 	err error
 }
-
-// roundTimeout bounds one shared round; callers still honour their ctx.
-const roundTimeout = 5 * time.Second
 
 func (r *rounds) do(ctx context.Context) (uint64, error) {
 	ch := make(chan roundResult, 1)
@@ -140,7 +121,7 @@ func (r *rounds) do(ctx context.Context) (uint64, error) {
 }
 
 // loop runs rounds while callers wait; it exits when none do. Each round
-// is bounded by roundTimeout, so the goroutine always ends.
+// is bounded by timeout, so the goroutine always ends.
 func (r *rounds) loop() {
 	for {
 		r.mu.Lock()
@@ -152,7 +133,7 @@ func (r *rounds) loop() {
 			return
 		}
 		r.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		idx, err := r.run(ctx)
 		cancel()
 		for _, ch := range batch {

@@ -10,7 +10,8 @@ import (
 
 // RunWhileLeading registers a task that runs while this node leads group:
 // it starts once the term marker of a new term is applied (the node's view
-// is then current) and its ctx ends the moment leadership is lost. The
+// is then current) and its ctx ends the moment leadership is lost. A term's
+// tasks start only after the previous term's tasks have returned. The
 // controller is started this way on metadata-0. Register before Start.
 func (n *Node) RunWhileLeading(group string, task func(ctx context.Context)) {
 	n.tasksMu.Lock()
@@ -44,7 +45,7 @@ func (n *Node) Metadata() (*sm.Machine, error) { return n.Machine(metapb.Metadat
 // marker it has applied.
 func (n *Node) LeadsMetadata() bool {
 	g, err := n.group(metapb.MetadataGroup)
-	return err == nil && g.isLeader() && g.readyTerm.Load() == g.raft.CurrentTerm()
+	return err == nil && g.ready()
 }
 
 // MetadataLeader returns the id and address of metadata-0's leader as
@@ -73,18 +74,4 @@ func (n *Node) Leaders() (map[string]string, []string) {
 		}
 	}
 	return out, voters
-}
-
-// MoveLeader moves a group's leadership to target, asking the group's
-// leader wherever it is.
-func (n *Node) MoveLeader(ctx context.Context, group, target string) error {
-	g, err := n.group(group)
-	if err != nil {
-		return err
-	}
-	if g.isLeader() {
-		_, err = n.TransferLeader(ctx, group, target)
-		return err
-	}
-	return n.moveLeaderRemote(ctx, group, target)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 )
@@ -20,7 +18,7 @@ const timerBatch = 1000
 
 // runTimers runs while this node leads the group (ctx ends on step-down).
 func (g *group) runTimers(ctx context.Context) {
-	interval := g.n.cfg.TimerInterval
+	interval := g.env.cfg.TimerInterval
 	lastCompact := time.Time{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -37,18 +35,15 @@ func (g *group) runTimers(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if g.raft.State() != raft.Leader {
-			return
-		}
 	}
 }
 
 // expire proposes what is past its time: sessions, wills, leases.
 func (g *group) expire(ctx context.Context) {
-	now := g.n.cfg.Clock.Now().UnixNano()
+	now := g.env.cfg.Clock.Now().UnixNano()
 	tm, err := g.fsm.DueTimers(now, timerBatch)
 	if err != nil {
-		g.n.log.Warn("scan timers", "group", g.name, "err", err)
+		g.log.Warn("scan timers", "err", err)
 		return
 	}
 	var ops []*logpb.Op
@@ -63,7 +58,7 @@ func (g *group) expire(ctx context.Context) {
 	}
 	for _, op := range ops {
 		if _, err := g.proposeLocal(ctx, op); err != nil {
-			g.n.log.Debug("propose expiry", "group", g.name, "err", err)
+			g.log.Debug("propose expiry", "err", err)
 			return
 		}
 	}
@@ -77,11 +72,11 @@ func (g *group) compactEvents(ctx context.Context) {
 		return
 	}
 	rev := g.fsm.Revision()
-	if rev <= g.n.cfg.EventRetentionMin {
+	if rev <= g.env.cfg.EventRetentionMin {
 		return
 	}
-	limit := rev - g.n.cfg.EventRetentionMin // may compact below this
-	cutoff := g.n.cfg.Clock.Now().Add(-g.n.cfg.EventRetention).UnixNano()
+	limit := rev - g.env.cfg.EventRetentionMin // may compact below this
+	cutoff := g.env.cfg.Clock.Now().Add(-g.env.cfg.EventRetention).UnixNano()
 	if oldest.Event.AtUnixNano > cutoff {
 		return
 	}
@@ -105,6 +100,6 @@ func (g *group) compactEvents(ctx context.Context) {
 		below = hi
 	}
 	if _, err := g.proposeLocal(ctx, &logpb.Op{Op: &logpb.Op_EventsCompact{EventsCompact: &logpb.EventsCompact{BelowRevision: below}}}); err != nil {
-		g.n.log.Debug("propose compaction", "group", g.name, "err", err)
+		g.log.Debug("propose compaction", "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // The change log. Every change to a watched space (KV keys, resources,
@@ -18,20 +19,13 @@ import (
 
 // ErrCompacted is returned when events below the compacted revision are
 // asked for.
-var ErrCompacted = errors.New("sm: revision compacted")
+var ErrCompacted = state.ErrCompacted
 
 // EventRecord is one logged change.
-type EventRecord struct {
-	Revision uint64
-	N        uint32
-	Event    *logpb.Event
-}
+type EventRecord = state.EventRecord
 
 // Cursor is a position in the change log: the next event to read.
-type Cursor struct {
-	Revision uint64
-	N        uint32
-}
+type Cursor = state.Cursor
 
 // Events returns up to max events from the cursor on, in order, and the
 // cursor after them. It fails with ErrCompacted (wrapping the compacted

@@ -14,6 +14,7 @@ import (
 
 	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // ErrClosed is returned by reads after Close.
@@ -155,6 +156,8 @@ func (m *Machine) Close() {
 		m.notify()
 	}
 }
+
+var _ state.Reader = (*Machine)(nil)
 
 // BatchResult is the response of an applied TypeBatch entry: one result per
 // op, in order.

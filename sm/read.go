@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // Reads see the latest applied state of this replica. Linearizability is
@@ -17,10 +18,7 @@ import (
 // a later state than the one it waited for, never an earlier one.
 
 // Entry is a stored key and its value.
-type Entry struct {
-	Key []byte
-	KV  *logpb.KV
-}
+type Entry = state.Entry
 
 func (m *Machine) read(fn func() error) error {
 	if m.closed.Load() {
@@ -80,10 +78,7 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 }
 
 // OffsetKey names one committed offset.
-type OffsetKey struct {
-	Group, Topic string
-	Partition    int32
-}
+type OffsetKey = state.OffsetKey
 
 // Offsets returns committed offsets (nil where none), all read from one
 // consistent view, so a fetch never sees half of an atomic commit or of a
@@ -114,7 +109,7 @@ func (m *Machine) Offsets(keys []OffsetKey) ([]*logpb.Offset, error) {
 
 // Offset returns one committed offset, or nil when none.
 func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, error) {
-	out, err := m.Offsets([]OffsetKey{{group, topic, partition}})
+	out, err := m.Offsets([]OffsetKey{{Group: group, Topic: topic, Partition: partition}})
 	if err != nil {
 		return nil, err
 	}
@@ -158,9 +153,7 @@ func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
 // applied state and an FNV-1a 64 over every data key and value in key order
 // (each as a uvarint length and the bytes). Replicas at the same applied
 // index must agree.
-type StateHash struct {
-	Index, Revision, Hash, Keys uint64
-}
+type StateHash = state.Hash
 
 // Hash computes the state hash.
 func (m *Machine) Hash() (StateHash, error) {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // getMsg reads one stored message; nil when absent.
@@ -141,10 +142,7 @@ func (m *Machine) Retained(topic string) (*logpb.Retained, error) {
 }
 
 // RetainedEntry is a retained message with its topic.
-type RetainedEntry struct {
-	Topic string
-	Msg   *logpb.Retained
-}
+type RetainedEntry = state.RetainedEntry
 
 // RetainedList pages through retained messages whose topic starts with
 // prefix and satisfies match, in topic order.

@@ -28,6 +28,10 @@ type Options struct {
 	Configure func(*metanode.Config)
 	// Controller, when set, adjusts every node's controller configuration.
 	Controller func(*controller.Config)
+	// Prepare, when set, is called with every node after it is created and
+	// wired and before it starts (on every start), e.g. to register leader
+	// tasks.
+	Prepare func(id string, node *metanode.Node)
 	// Seed seeds the fault layer's randomness.
 	Seed uint64
 	// Dir holds the nodes' data directories; default t.TempDir().
@@ -200,6 +204,9 @@ func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
 	srv := server.Register(node.GRPCServer(), node, "test")
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
+	if c.opts.Prepare != nil {
+		c.opts.Prepare(id, node)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := node.Start(ctx); err != nil {

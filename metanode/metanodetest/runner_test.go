@@ -28,13 +28,6 @@ func TestMain(m *testing.M) {
 		// Close; the nodes' own loops are checked by their Close.
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		// metanode abandons, on purpose, the goroutine that waits for an
-		// apply future raft never answers after it shut down (a crash
-		// with an entry in flight; see group.submit in
-		// metanode/propose.go): it has no owner to stop it, so a crash
-		// under load leaves one behind for the life of the process. It
-		// is metanode's to fix; reported, not hidden anywhere else.
-		goleak.IgnoreAnyFunction("github.com/metamq/meta/metanode.(*group).submit.func1.2"),
 	)
 }
 

@@ -1,20 +1,147 @@
 package metapb
 
-// Errors of the public API are gRPC statuses. Each one the server produces
-// on purpose carries a google.rpc.ErrorInfo detail with Domain ErrorDomain
-// and one of the reasons below; metadata keys are the Meta* constants.
+import (
+	"errors"
+	"fmt"
+	"maps"
+
+	"google.golang.org/grpc/codes"
+)
+
+// The error vocabulary. "Was it applied?" has one answer everywhere: every
+// failure carries a reason (below), and the reason alone decides its
+// class: applied (no error), definitely not applied, or unknown. Each
+// layer carries the reason as it is and maps it exactly once at its own
+// boundary:
 //
-// The reasons split failures into three classes, which is what a client
-// must know before it retries:
+//	outcome            node (metanode)         peer wire (raftpb)        public API (gRPC)          Go client
+//	-----------------  ----------------------  ------------------------  -------------------------  ---------------------------------
+//	applied            nil                     OK                        OK                         nil
+//	NOT_LEADER         *NotLeaderError         PeerError NOT_LEADER      Unavailable + ErrorInfo    retried at the hinted leader
+//	                   (group, leader hint)    + metadata (hint)         (group, leader_id, _addr)
+//	NO_LEADER          ErrNoLeader             PeerError UNAVAILABLE     Unavailable                retried with backoff
+//	SHUTTING_DOWN      ErrShuttingDown         PeerError UNAVAILABLE     Unavailable                retried elsewhere
+//	INVALID_ARGUMENT   ErrInvalid (+ field)    PeerError REJECTED        InvalidArgument + field    returned
+//	CLUSTER_MISMATCH   ErrClusterMismatch      PeerError REJECTED        FailedPrecondition         returned
+//	NOT_FOUND, ALREADY_EXISTS, REVISION_CONFLICT, STALE_EPOCH, COMPACTED:
+//	                   results or *Error       PeerError REJECTED        NotFound, AlreadyExists,   returned
+//	                                                                     FailedPrecondition
+//	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
-//   - definitely not applied: NOT_LEADER, NO_LEADER, SHUTTING_DOWN,
-//     INVALID_ARGUMENT, CLUSTER_MISMATCH (code Unavailable, InvalidArgument or
-//     FailedPrecondition). Safe to retry elsewhere or later.
-//   - outcome unknown: OUTCOME_UNKNOWN, always with code Unknown. The write
-//     may or may not have been applied (leadership lost after the proposal,
-//     deadline after it was sent). It must not be retried blindly.
-//   - domain results (CAS mismatch, key absent) are not errors: they are
-//     fields of the response.
+// The wire column's kind is only for peers of the previous release; the
+// reason itself crosses the wire too (raftpb.PeerError.outcome), with its
+// metadata. An error that carries no reason is an unknown outcome for a
+// write (the node may have proposed it) and a plain failure for a read.
+// Domain answers that are not failures (a compare-and-swap that did not
+// match, a key that is absent) are fields of the response, not errors.
+//
+// In code: errors implement Coded (Reason and Metadata); ReasonOf finds
+// the reason in a chain of wrapped errors, ClassOf classifies a reason,
+// and CodeOf gives its gRPC code.
+
+// Class is what a failure says about whether the operation was applied.
+type Class int
+
+const (
+	// ClassUnknown: it may or may not have been applied. A client must
+	// not retry it blindly.
+	ClassUnknown Class = iota
+	// ClassRetry: definitely not applied, and the same request may
+	// succeed on another node or a moment later (after an election).
+	ClassRetry
+	// ClassFinal: definitely not applied, and sending it again will get
+	// the same answer (bad input, a domain refusal).
+	ClassFinal
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassRetry:
+		return "not applied (retry)"
+	case ClassFinal:
+		return "not applied"
+	}
+	return "unknown"
+}
+
+// reasons is the one table of reasons: class and gRPC code.
+var reasons = map[string]struct {
+	class Class
+	code  codes.Code
+}{
+	ReasonNotLeader:        {ClassRetry, codes.Unavailable},
+	ReasonNoLeader:         {ClassRetry, codes.Unavailable},
+	ReasonShuttingDown:     {ClassRetry, codes.Unavailable},
+	ReasonInvalidArgument:  {ClassFinal, codes.InvalidArgument},
+	ReasonClusterMismatch:  {ClassFinal, codes.FailedPrecondition},
+	ReasonRevisionConflict: {ClassFinal, codes.FailedPrecondition},
+	ReasonCompacted:        {ClassFinal, codes.FailedPrecondition},
+	ReasonStaleEpoch:       {ClassFinal, codes.FailedPrecondition},
+	ReasonNotFound:         {ClassFinal, codes.NotFound},
+	ReasonAlreadyExists:    {ClassFinal, codes.AlreadyExists},
+	ReasonOutcomeUnknown:   {ClassUnknown, codes.Unknown},
+}
+
+// ClassOf classifies a reason; an unknown reason (from a newer peer) is
+// ClassUnknown: never claim that a write failed without knowing it.
+func ClassOf(reason string) Class {
+	if r, ok := reasons[reason]; ok {
+		return r.class
+	}
+	return ClassUnknown
+}
+
+// CodeOf is the gRPC code a reason travels with on the public API.
+func CodeOf(reason string) codes.Code {
+	if r, ok := reasons[reason]; ok {
+		return r.code
+	}
+	return codes.Unknown
+}
+
+// Coded is an error of the vocabulary: it says its reason and the
+// reason's metadata (leader hints, the field at fault, a revision). The
+// node's, the controller's and the peer wire's errors implement it.
+type Coded interface {
+	error
+	Reason() string
+	Metadata() map[string]string
+}
+
+// ReasonOf returns the reason of the first Coded error in err's chain, or
+// "" when there is none.
+func ReasonOf(err error) string {
+	var c Coded
+	if errors.As(err, &c) {
+		return c.Reason()
+	}
+	return ""
+}
+
+// Error is a Coded error made from a reason, metadata and a message.
+type Error struct {
+	reason string
+	md     map[string]string
+	msg    string
+}
+
+// NewError returns an error with reason and metadata (which may be nil).
+func NewError(reason string, md map[string]string, format string, args ...any) *Error {
+	return &Error{reason: reason, md: md, msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string               { return e.msg }
+func (e *Error) Reason() string              { return e.reason }
+func (e *Error) Metadata() map[string]string { return maps.Clone(e.md) }
+
+// Invalid is an INVALID_ARGUMENT error naming the request field at fault.
+func Invalid(field, format string, args ...any) *Error {
+	return NewError(ReasonInvalidArgument, map[string]string{MetaField: field}, format, args...)
+}
+
+// On the public API every error the server produces on purpose carries a
+// google.rpc.ErrorInfo detail with Domain ErrorDomain and its reason;
+// metadata keys are the Meta* constants.
 const (
 	ErrorDomain = "meta.metamq.io"
 

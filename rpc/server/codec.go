@@ -52,21 +52,35 @@ func checkMalformed(req any) error {
 
 // ServerOptions are the gRPC server options the public API needs: the
 // codec and interceptors that turn malformed requests into
-// InvalidArgument. Pass them to the node (metanode.Config.ServerOptions).
+// InvalidArgument, and that give every error of the public services its
+// status (publicStatus). Pass them to the node
+// (metanode.Config.ServerOptions); the node's other services (raft, peer
+// calls, health) are left alone.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(lenientCodec{base: encoding.GetCodecV2("proto")}),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := checkMalformed(req); err != nil {
-				return nil, err
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if !public(info.FullMethod) {
+				return h(ctx, req)
 			}
-			return h(ctx, req)
+			if err := checkMalformed(req); err != nil {
+				return nil, publicStatus(err)
+			}
+			resp, err := h(ctx, req)
+			return resp, publicStatus(err)
 		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			return h(srv, checkedStream{ss})
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if !public(info.FullMethod) {
+				return h(srv, ss)
+			}
+			return publicStatus(h(srv, checkedStream{ss}))
 		}),
 	}
 }
+
+// public reports whether a method belongs to the public API (package
+// meta.v1).
+func public(fullMethod string) bool { return strings.HasPrefix(fullMethod, "/meta.v1.") }
 
 type checkedStream struct{ grpc.ServerStream }
 
@@ -74,5 +88,5 @@ func (s checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return checkMalformed(m)
+	return publicStatus(checkMalformed(m))
 }

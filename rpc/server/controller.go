@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 )
@@ -31,27 +27,52 @@ type ControllerNode interface {
 	CallLeader(ctx context.Context, group, method string, payload []byte) ([]byte, error)
 }
 
+// Controller is what the Controller service needs of the controller
+// (controller.Controller implements it). Its errors are of meta's
+// vocabulary; not running here is NOT_LEADER.
+type Controller interface {
+	Register(ctx context.Context, req *logpb.BrokerRegister) (*logpb.Broker, error)
+	Heartbeat(ctx context.Context, brokerID string, epoch uint64) (status int32, err error)
+	// Active reports whether the controller runs on this node.
+	Active() bool
+	// HeartbeatTiming is what brokers are told: how often to heartbeat,
+	// and after how long a silent broker is declared down.
+	HeartbeatTiming() (interval, timeout time.Duration)
+	// Describe fills what the controller knows of itself (active since,
+	// heartbeat timeout, counters).
+	Describe(out *metapb.ControllerStatusResponse)
+}
+
 // ControllerService implements metapb.ControllerServer.
 type ControllerService struct {
 	metapb.UnimplementedControllerServer
 	*Server
 	node ControllerNode
-	ctl  *controller.Controller
+	ctl  Controller
 }
+
+// The controller's named calls, forwarded from any node to metadata-0's
+// leader (see metanode/doc.go).
+const (
+	callRegister  = "controller.register"
+	callHeartbeat = "controller.heartbeat"
+	callStatus    = "controller.status"
+)
 
 // RegisterController registers the Controller service. Calls only the
 // controller can serve (register, heartbeat, status) are forwarded from
 // any node to metadata-0's leader.
-func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl *controller.Controller) {
+func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl Controller) {
 	c := &ControllerService{Server: srv, node: node, ctl: ctl}
 	metapb.RegisterControllerServer(s, c)
-	forwardable(node, "controller.register", c.registerLocal)
-	forwardable(node, "controller.heartbeat", c.heartbeatLocal)
-	forwardable(node, "controller.status", c.statusLocal)
+	forwardable(node, callRegister, c.registerLocal)
+	forwardable(node, callHeartbeat, c.heartbeatLocal)
+	forwardable(node, callStatus, c.statusLocal)
 }
 
 // forwardable registers a local handler as a named call, so that other
-// nodes can forward the request to this one when it leads.
+// nodes can forward the request to this one when it leads. Its errors
+// cross back with their reasons.
 func forwardable[Req, Resp proto.Message](node ControllerNode, method string, local func(context.Context, Req) (Resp, error)) {
 	node.HandleCall(method, func(ctx context.Context, payload []byte) ([]byte, error) {
 		var req Req
@@ -79,9 +100,6 @@ func forward[Req, Resp proto.Message](ctx context.Context, c *ControllerService,
 	}
 	out, err := c.node.CallLeader(ctx, metapb.MetadataGroup, method, payload)
 	if err != nil {
-		if _, ok := status.FromError(err); ok && !isWrapped(err) {
-			return resp, err
-		}
 		return resp, c.statusOf(err, true)
 	}
 	if err := proto.Unmarshal(out, resp); err != nil {
@@ -95,18 +113,15 @@ func forward[Req, Resp proto.Message](ctx context.Context, c *ControllerService,
 // definite, so the client retries there.
 func (c *ControllerService) notController() error {
 	id, addr := c.node.MetadataLeader()
-	return withInfo(codes.Unavailable, "this node does not run the controller", metapb.ReasonNotLeader,
-		map[string]string{metapb.MetaGroup: metapb.MetadataGroup, metapb.MetaLeaderID: id, metapb.MetaLeaderAddr: addr})
+	return coded(metapb.ReasonNotLeader, map[string]string{metapb.MetaGroup: metapb.MetadataGroup, metapb.MetaLeaderID: id, metapb.MetaLeaderAddr: addr},
+		"this node does not run the controller")
 }
 
+// ctlError gives the controller's "not running here" metadata-0's leader
+// as its hint; every other error keeps its reason.
 func (c *ControllerService) ctlError(err error) error {
-	switch {
-	case errors.Is(err, controller.ErrNotActive):
+	if metapb.ReasonOf(err) == metapb.ReasonNotLeader {
 		return c.notController()
-	case errors.Is(err, controller.ErrStaleEpoch):
-		return withInfo(codes.FailedPrecondition, err.Error(), metapb.ReasonStaleEpoch, nil)
-	case errors.Is(err, controller.ErrUnknownBroker):
-		return withInfo(codes.NotFound, err.Error(), metapb.ReasonInvalidArgument, map[string]string{metapb.MetaField: "broker_id"})
 	}
 	return c.statusOf(err, true)
 }
@@ -129,10 +144,10 @@ func (c *ControllerService) registerLocal(ctx context.Context, req *metapb.Regis
 	if err != nil {
 		return nil, c.ctlError(err)
 	}
-	st := c.ctl.Status()
+	interval, timeout := c.ctl.HeartbeatTiming()
 	return &metapb.RegisterBrokerResponse{BrokerEpoch: b.Epoch,
-		HeartbeatIntervalMs: uint32(st.HeartbeatInterval / time.Millisecond),
-		SessionTimeoutMs:    uint32(st.HeartbeatTimeout / time.Millisecond)}, nil
+		HeartbeatIntervalMs: uint32(interval / time.Millisecond),
+		SessionTimeoutMs:    uint32(timeout / time.Millisecond)}, nil
 }
 
 // Heartbeat records a broker's liveness on the controller.
@@ -173,9 +188,9 @@ func (c *ControllerService) ReportConnector(ctx context.Context, req *metapb.Rep
 	switch res.Code {
 	case logpb.Code_CODE_OK:
 	case logpb.Code_CODE_NOT_FOUND:
-		return nil, withInfo(codes.NotFound, res.Message, metapb.ReasonInvalidArgument, map[string]string{metapb.MetaField: "connector"})
+		return nil, coded(metapb.ReasonNotFound, map[string]string{metapb.MetaField: "connector"}, res.Message)
 	default:
-		return nil, withInfo(codes.FailedPrecondition, "stale assignment epoch: "+res.Message, metapb.ReasonStaleEpoch, nil)
+		return nil, coded(metapb.ReasonStaleEpoch, nil, "stale assignment epoch: "+res.Message)
 	}
 	as := &logpb.ConnectorAssignment{}
 	if err := proto.Unmarshal(res.Value, as); err != nil {
@@ -252,17 +267,15 @@ func (c *ControllerService) Status(ctx context.Context, req *metapb.ControllerSt
 }
 
 func (c *ControllerService) statusLocal(ctx context.Context, _ *metapb.ControllerStatusRequest) (*metapb.ControllerStatusResponse, error) {
-	st := c.ctl.Status()
-	if !st.Active || !c.node.LeadsMetadata() {
+	if !c.ctl.Active() || !c.node.LeadsMetadata() {
 		return nil, c.notController()
 	}
 	m, err := c.read(ctx, metapb.MetadataGroup, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
 	if err != nil {
 		return nil, err
 	}
-	out := &metapb.ControllerStatusResponse{NodeId: c.node.ID(), ActiveSinceUnixNano: st.ActiveSince.UnixNano(),
-		HeartbeatTimeoutMs: uint32(st.HeartbeatTimeout / time.Millisecond), BrokersDeclaredDown: st.DeclaredDown,
-		AssignmentsMade: st.Assigned, LeadersPerNode: map[string]uint32{}}
+	out := &metapb.ControllerStatusResponse{NodeId: c.node.ID(), LeadersPerNode: map[string]uint32{}}
+	c.ctl.Describe(out)
 	for _, g := range c.node.Status() {
 		if g.Group == metapb.MetadataGroup {
 			out.Term = g.Term

@@ -9,91 +9,77 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 )
 
-// leaderHint is implemented by the node's not-leader error.
-type leaderHint interface {
-	error
-	Hint() (group, leaderID, leaderAddr string)
-}
+// Errors. The server speaks meta's one vocabulary (rpc/metapb/errors.go):
+// handlers return errors that say their reason — the node's, the peer
+// wire's, the controller's, or their own (metapb.Invalid, coded) — and the
+// public API's interceptor (publicStatus, installed by ServerOptions) turns
+// each into its gRPC status exactly once. statusOf only decides what an
+// error without a reason means.
 
-// fieldError is implemented by invalid-request errors that name a field.
-type fieldError interface {
-	error
-	Field() string
-}
-
-// statusOf is the one table from node errors to gRPC statuses. The node
-// classifies its errors into the public reasons (Node.ErrorReason); this
-// table gives each reason its code and details. An error the node cannot
-// classify is an unknown outcome for a write and Unavailable for a read.
+// statusOf gives an error without a reason its meaning: an unknown outcome
+// for a write (it may have been proposed), a plain failure for a read.
+// Errors with a reason, and gRPC's own statuses, pass as they are.
 func (s *Server) statusOf(err error, write bool) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok && !isWrapped(err) {
+	var c metapb.Coded
+	if errors.As(err, &c) {
 		return err
 	}
-	switch s.node.ErrorReason(err) {
-	case metapb.ReasonNotLeader:
-		var lh leaderHint
-		md := map[string]string{}
-		if errors.As(err, &lh) {
-			g, id, addr := lh.Hint()
-			md = map[string]string{metapb.MetaGroup: g, metapb.MetaLeaderID: id, metapb.MetaLeaderAddr: addr}
-		}
-		return withInfo(codes.Unavailable, err.Error(), metapb.ReasonNotLeader, md)
-	case metapb.ReasonNoLeader:
-		return withInfo(codes.Unavailable, err.Error(), metapb.ReasonNoLeader, nil)
-	case metapb.ReasonShuttingDown:
-		return withInfo(codes.Unavailable, err.Error(), metapb.ReasonShuttingDown, nil)
-	case metapb.ReasonInvalidArgument:
-		var fe fieldError
-		if errors.As(err, &fe) {
-			return invalidArgument(fe.Field(), err.Error())
-		}
-		return invalidArgument("", err.Error())
-	case metapb.ReasonClusterMismatch:
-		return withInfo(codes.FailedPrecondition, err.Error(), metapb.ReasonClusterMismatch, nil)
-	case metapb.ReasonOutcomeUnknown:
-		return withInfo(codes.Unknown, err.Error(), metapb.ReasonOutcomeUnknown, nil)
+	if _, ok := status.FromError(err); ok {
+		return err
 	}
 	if write {
-		return withInfo(codes.Unknown, err.Error(), metapb.ReasonOutcomeUnknown, nil)
+		return coded(metapb.ReasonOutcomeUnknown, nil, err.Error())
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
 	}
 	return status.Error(codes.Unavailable, err.Error())
 }
 
-// isWrapped reports whether err carries more than a bare status (a status
-// error wrapped in a node error must still go through the table).
-func isWrapped(err error) bool { return errors.Unwrap(err) != nil }
-
-func withInfo(code codes.Code, msg, reason string, md map[string]string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: metapb.ErrorDomain, Metadata: md}); err == nil {
+// publicStatus is the one mapping of an error to the public API's status:
+// a Coded error gets its reason's code and an ErrorInfo with the reason and
+// metadata (and, for INVALID_ARGUMENT, a BadRequest naming the field); a
+// status passes as it is.
+func publicStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var c metapb.Coded
+	if !errors.As(err, &c) {
+		return err
+	}
+	reason, md := c.Reason(), c.Metadata()
+	st := status.New(metapb.CodeOf(reason), err.Error())
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: metapb.ErrorDomain, Metadata: md}}
+	if reason == metapb.ReasonInvalidArgument {
+		field := md[metapb.MetaField]
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: err.Error()}}})
+	}
+	if d, derr := st.WithDetails(details...); derr == nil {
 		return d.Err()
 	}
 	return st.Err()
 }
 
-// invalidArgument builds the status for bad input: the message names the
-// field, and so do an ErrorInfo and a BadRequest detail.
-func invalidArgument(field, msg string) error {
-	st := status.New(codes.InvalidArgument, msg)
-	info := &errdetails.ErrorInfo{Reason: metapb.ReasonInvalidArgument, Domain: metapb.ErrorDomain,
-		Metadata: map[string]string{metapb.MetaField: field}}
-	br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}
-	if d, err := st.WithDetails(info, br); err == nil {
-		return d.Err()
-	}
-	return st.Err()
+// coded is an error with reason and metadata.
+func coded(reason string, md map[string]string, msg string) error {
+	return metapb.NewError(reason, md, "%s", msg)
 }
+
+// invalidArgument is bad input in field; msg names it.
+func invalidArgument(field, msg string) error { return metapb.Invalid(field, "%s", msg) }
 
 // invalid is a validation failure for field.
 func invalid(field, format string, args ...any) error {
@@ -109,11 +95,10 @@ func invalid(field, format string, args ...any) error {
 // claims), look at the code before they come here.
 //
 //	CODE_OK              nil
-//	CODE_NOT_FOUND       NotFound, reason NOT_FOUND
-//	CODE_CONFLICT        AlreadyExists, reason ALREADY_EXISTS
-//	CODE_COMPARE_FAILED  FailedPrecondition, reason REVISION_CONFLICT,
-//	                     metadata current_revision
-//	CODE_INVALID         InvalidArgument (the servers validate first, so
+//	CODE_NOT_FOUND       NOT_FOUND (metadata field)
+//	CODE_CONFLICT        ALREADY_EXISTS (metadata field)
+//	CODE_COMPARE_FAILED  REVISION_CONFLICT (metadata current_revision)
+//	CODE_INVALID         INVALID_ARGUMENT (the servers validate first, so
 //	                     this signals a bug in the caller or the server)
 func resultError(res *logpb.Result, subject, field string, current uint64) error {
 	msg := subject + " already exists"
@@ -124,13 +109,12 @@ func resultError(res *logpb.Result, subject, field string, current uint64) error
 	case logpb.Code_CODE_OK:
 		return nil
 	case logpb.Code_CODE_NOT_FOUND:
-		return withInfo(codes.NotFound, subject+" not found", metapb.ReasonNotFound, map[string]string{metapb.MetaField: field})
+		return coded(metapb.ReasonNotFound, map[string]string{metapb.MetaField: field}, subject+" not found")
 	case logpb.Code_CODE_CONFLICT:
-		return withInfo(codes.AlreadyExists, msg, metapb.ReasonAlreadyExists, map[string]string{metapb.MetaField: field})
+		return coded(metapb.ReasonAlreadyExists, map[string]string{metapb.MetaField: field}, msg)
 	case logpb.Code_CODE_COMPARE_FAILED:
-		return withInfo(codes.FailedPrecondition,
-			fmt.Sprintf("%s: revision conflict, current revision is %d", subject, current),
-			metapb.ReasonRevisionConflict, map[string]string{metapb.MetaCurrentRevision: strconv.FormatUint(current, 10)})
+		return coded(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaCurrentRevision: strconv.FormatUint(current, 10)},
+			fmt.Sprintf("%s: revision conflict, current revision is %d", subject, current))
 	}
 	return invalidArgument(field, msg)
 }
@@ -139,7 +123,6 @@ func resultError(res *logpb.Result, subject, field string, current uint64) error
 // holds the revision it asked for: re-list, then watch from the listing's
 // revision + 1.
 func compactedError(group string, requested, compact uint64) error {
-	return withInfo(codes.FailedPrecondition,
-		fmt.Sprintf("%s: revision %d is compacted (the change log starts at %d); list again and watch from the listing's revision + 1", group, requested, compact),
-		metapb.ReasonCompacted, map[string]string{metapb.MetaGroup: group, metapb.MetaCompactRevision: strconv.FormatUint(compact, 10)})
+	return coded(metapb.ReasonCompacted, map[string]string{metapb.MetaGroup: group, metapb.MetaCompactRevision: strconv.FormatUint(compact, 10)},
+		fmt.Sprintf("%s: revision %d is compacted (the change log starts at %d); list again and watch from the listing's revision + 1", group, requested, compact))
 }

@@ -24,11 +24,6 @@ func TestMain(m *testing.M) {
 		// Close; the node's own loops are checked by its own tests.
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		// metanode abandons the goroutine waiting for an apply future raft
-		// never answers once it has shut down (group.submit in
-		// metanode/propose.go); a node closed with an entry in flight
-		// leaves one behind. Seen once in CI.
-		goleak.IgnoreAnyFunction("github.com/metamq/meta/metanode.(*group).submit.func1.2"),
 	)
 }
 

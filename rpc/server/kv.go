@@ -6,8 +6,8 @@ import (
 	"context"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 func (s *Server) dataGroup(key []byte) string {
@@ -153,7 +153,7 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 		limit = metapb.DefaultListLimit
 	}
 	_, m := s.node.GroupCounts()
-	pages := make([][]sm.Entry, 0, max(m, 1))
+	pages := make([][]state.Entry, 0, max(m, 1))
 	more := false
 	var hdr *metapb.ResponseHeader
 	for i := 0; i < max(m, 1); i++ {
@@ -187,7 +187,7 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 // reports whether entries were left out. Every page holds up to limit keys
 // after start_after, so the first limit keys of the merge are exactly the
 // first limit keys of the whole key space after start_after.
-func mergePages(pages [][]sm.Entry, limit int) (out []sm.Entry, cut bool) {
+func mergePages(pages [][]state.Entry, limit int) (out []state.Entry, cut bool) {
 	if len(pages) == 1 {
 		return pages[0], false
 	}
@@ -218,7 +218,7 @@ type cursor struct{ page, pos int }
 
 type entryHeap struct {
 	cs    []cursor
-	pages [][]sm.Entry
+	pages [][]state.Entry
 }
 
 func (h *entryHeap) Len() int { return len(h.cs) }

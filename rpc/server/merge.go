@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // dataGroups lists the cluster's data groups.
@@ -41,7 +41,7 @@ func mergeSorted[T any](pages [][]T, limit int, key func(T) string) (out []T, cu
 // readEach runs fn on every data group's state machine, each read with the
 // given consistency, concurrently; pages come back in group order.
 func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency,
-	fn func(g string, m *sm.Machine) ([]T, bool, error)) (pages [][]T, more bool, err error) {
+	fn func(g string, m state.Reader) ([]T, bool, error)) (pages [][]T, more bool, err error) {
 	groups := s.dataGroups()
 	pages = make([][]T, len(groups))
 	mores := make([]bool, len(groups))

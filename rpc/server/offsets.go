@@ -6,11 +6,10 @@ import (
 	"sort"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 func checkName(field, v string) error {
@@ -127,14 +126,14 @@ func (s *Server) batchError(errs []error) error {
 		if first == nil {
 			first = mapped
 		}
-		if s.node.ErrorReason(err) == metapb.ReasonOutcomeUnknown || s.node.ErrorReason(err) == "" {
+		if metapb.ClassOf(metapb.ReasonOf(mapped)) == metapb.ClassUnknown {
 			return mapped
 		}
 	}
 	if failed > 0 && failed < len(errs) {
 		// Some parts applied, some definitely not: report unknown so the
 		// caller does not take the batch as not applied.
-		return withInfo(codes.Unknown, "some parts of the batch were applied, others not: "+first.Error(), metapb.ReasonOutcomeUnknown, nil)
+		return coded(metapb.ReasonOutcomeUnknown, nil, "some parts of the batch were applied, others not: "+first.Error())
 	}
 	return first
 }
@@ -174,10 +173,10 @@ func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*m
 			return nil, err
 		}
 		idx := byGroup[g]
-		keys := make([]sm.OffsetKey, len(idx))
+		keys := make([]state.OffsetKey, len(idx))
 		for j, i := range idx {
 			tp := req.Partitions[i]
-			keys[j] = sm.OffsetKey{Group: tp.Group, Topic: tp.Topic, Partition: tp.Partition}
+			keys[j] = state.OffsetKey{Group: tp.Group, Topic: tp.Topic, Partition: tp.Partition}
 		}
 		vals, err := m.Offsets(keys)
 		if err != nil {

@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // retainedService serves retained messages from the data groups, routed
@@ -143,13 +143,13 @@ func (rs *retainedService) List(ctx context.Context, req *metapb.ListRetainedReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, rs.s, req.Consistency, func(_ string, m *sm.Machine) ([]sm.RetainedEntry, bool, error) {
+	pages, more, err := readEach(ctx, rs.s, req.Consistency, func(_ string, m state.Reader) ([]state.RetainedEntry, bool, error) {
 		return m.RetainedList(f.prefix, req.StartAfter, limit, f.match)
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(e sm.RetainedEntry) string { return e.Topic })
+	page, cut := mergeSorted(pages, limit, func(e state.RetainedEntry) string { return e.Topic })
 	out := &metapb.ListRetainedResponse{More: more || cut}
 	for _, e := range page {
 		out.Messages = append(out.Messages, toRetained(e.Topic, e.Msg))

@@ -7,11 +7,12 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
-// Node is what the public services need from a Meta Node.
+// Node is what the public services need from a Meta Node. Its errors are
+// of meta's vocabulary (rpc/metapb/errors.go).
 type Node interface {
 	ID() string
 	Addr() string
@@ -19,20 +20,21 @@ type Node interface {
 	GroupCounts() (k, m int)
 	// Propose replicates one operation through the group's leader.
 	Propose(ctx context.Context, group string, op *logpb.Op) (*logpb.Result, error)
-	// Read returns the group's state machine once it may serve a read:
+	// Read returns the group's state once it may serve a read:
 	// linearizable unless stale.
-	Read(ctx context.Context, group string, stale bool) (*sm.Machine, error)
+	Read(ctx context.Context, group string, stale bool) (state.Reader, error)
 	Status() []*metapb.GroupStatus
 	Members(ctx context.Context) ([]*metapb.Member, error)
 	AddMember(ctx context.Context, id, addr string) ([]*metapb.Member, error)
 	RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error)
 	TransferLeader(ctx context.Context, group, target string) (string, error)
-	StateHash(group string) (sm.StateHash, error)
-	// ErrorReason classifies the node's errors into metapb reasons.
-	ErrorReason(err error) string
+	StateHash(group string) (state.Hash, error)
 	// Now is the node's clock, the one the leaders stamp entries with
 	// (remaining lease TTLs and due wills are judged by it).
 	Now() time.Time
+	// Stopping is closed when the node begins to shut down (watches end
+	// then, so an orderly stop need not wait for them).
+	Stopping() <-chan struct{}
 }
 
 // Server implements the public services.
@@ -59,7 +61,7 @@ func Register(s *grpc.Server, node Node, version string) *Server {
 	return srv
 }
 
-func (s *Server) header(group string, m *sm.Machine, rev uint64) *metapb.ResponseHeader {
+func (s *Server) header(group string, m state.Reader, rev uint64) *metapb.ResponseHeader {
 	h := &metapb.ResponseHeader{NodeId: s.node.ID(), Group: group, Revision: rev}
 	if m != nil {
 		h.AppliedIndex = m.AppliedIndex()
@@ -83,7 +85,7 @@ func (s *Server) propose(ctx context.Context, group string, op *logpb.Op) (*logp
 	return res, nil
 }
 
-func (s *Server) read(ctx context.Context, group string, c metapb.ReadConsistency) (*sm.Machine, error) {
+func (s *Server) read(ctx context.Context, group string, c metapb.ReadConsistency) (state.Reader, error) {
 	m, err := s.node.Read(ctx, group, c == metapb.ReadConsistency_READ_CONSISTENCY_STALE)
 	if err != nil {
 		return nil, s.statusOf(err, false)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // sessionsService serves MQTT sessions from the data groups, routed by
@@ -194,7 +194,7 @@ func (ss *sessionsService) List(ctx context.Context, req *metapb.ListSessionsReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, ss.s, req.Consistency, func(_ string, m *sm.Machine) ([]*logpb.Session, bool, error) {
+	pages, more, err := readEach(ctx, ss.s, req.Consistency, func(_ string, m state.Reader) ([]*logpb.Session, bool, error) {
 		return m.Sessions(req.StartAfter, limit, req.BrokerId)
 	})
 	if err != nil {

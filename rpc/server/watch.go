@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // watchService streams changes from the groups' change logs.
@@ -64,17 +63,7 @@ const (
 	watchChunk = 256
 	// watchMaxBytes is the encoded size at which a response is cut.
 	watchMaxBytes = 4 << 20
-	// watchStopPoll is how often an idle watch checks that its node still
-	// serves, when the node cannot signal shutdown (stopSignaller).
-	watchStopPoll = 250 * time.Millisecond
 )
-
-// stopSignaller is an optional ability of the Node: a channel closed when
-// the node begins to shut down, so that watches end at once (an orderly
-// gRPC stop waits for every stream to end).
-type stopSignaller interface {
-	Stopping() <-chan struct{}
-}
 
 // watchFilter selects and converts change-log events for one request.
 type watchFilter struct {
@@ -87,10 +76,10 @@ type watchFilter struct {
 // watchGroup is one group's position in a watch.
 type watchGroup struct {
 	name string
-	m    *sm.Machine
+	m    state.Reader
 	// cur is the next change-log position to read; N > 0 only in the
 	// middle of a revision split over responses.
-	cur sm.Cursor
+	cur state.Cursor
 	// delivered is the highest revision whose every event has been sent.
 	delivered uint64
 }
@@ -107,7 +96,7 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 	if _, m := s.node.GroupCounts(); m == 0 {
 		// The node has not started: it does not know its groups yet, so
 		// it cannot judge start_revisions. Definite; try another node.
-		return nil, nil, 0, withInfo(codes.Unavailable, "node is starting", metapb.ReasonNoLeader, nil)
+		return nil, nil, 0, coded(metapb.ReasonNoLeader, nil, "node is starting")
 	}
 	if _, ok := metapb.WatchSpace_name[int32(req.Space)]; !ok {
 		return nil, nil, 0, invalid("space", "unknown space %d", req.Space)
@@ -181,7 +170,7 @@ func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStream
 		if start < c {
 			return compactedError(g, start, c)
 		}
-		groups[i] = &watchGroup{name: g, m: m, cur: sm.Cursor{Revision: start}, delivered: start - 1}
+		groups[i] = &watchGroup{name: g, m: m, cur: state.Cursor{Revision: start}, delivered: start - 1}
 	}
 	w := &watcher{s: s, f: f, groups: groups, stream: stream}
 	if err := w.send(nil, true); err != nil {
@@ -213,18 +202,12 @@ func (w *watcher) send(events []*metapb.WatchEvent, progress bool) error {
 func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 	progress := time.NewTimer(interval)
 	defer progress.Stop()
-	var stopping <-chan struct{}
-	var poll <-chan time.Time
-	if st, ok := w.s.node.(stopSignaller); ok {
-		stopping = st.Stopping()
-	} else {
-		t := time.NewTicker(watchStopPoll)
-		defer t.Stop()
-		poll = t.C
-	}
-	// The select cases: ctx, progress, stopping, poll, then one Changed
-	// channel per group.
-	const fixed = 4
+	// A watch ends when its node begins to stop (an orderly gRPC stop
+	// waits for every stream to end).
+	stopping := w.s.node.Stopping()
+	// The select cases: ctx, progress, stopping, then one Changed channel
+	// per group.
+	const fixed = 3
 	cases := make([]reflect.SelectCase, fixed+len(w.groups))
 	for {
 		again, sent := false, false
@@ -251,7 +234,6 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 		cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
 		cases[1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(progress.C)}
 		cases[2] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stopping)}
-		cases[3] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(poll)}
 		chosen, _, _ := reflect.Select(cases)
 		switch chosen {
 		case 0:
@@ -262,17 +244,13 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 			}
 			progress.Reset(interval)
 		case 2:
-			return w.s.statusOf(errShuttingDown, false)
-		case 3:
-			if _, err := w.s.node.Read(ctx, w.groups[0].name, true); err != nil {
-				return w.s.statusOf(err, false)
-			}
+			return errShuttingDown
 		}
 	}
 }
 
 // errShuttingDown ends watches on a node that is stopping.
-var errShuttingDown = errors.New("server: node shutting down")
+var errShuttingDown = coded(metapb.ReasonShuttingDown, nil, "server: node shutting down")
 
 // scan reads one chunk of a group's change log from its cursor, sends
 // what matches, and advances the group. full reports that the chunk was
@@ -282,7 +260,7 @@ func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
 	// (a revision's events commit in one batch with it).
 	r0 := g.m.Revision()
 	recs, next, err := g.m.Events(g.cur, watchChunk)
-	if errors.Is(err, sm.ErrCompacted) {
+	if errors.Is(err, state.ErrCompacted) {
 		c, cerr := g.m.CompactRevision()
 		if cerr != nil {
 			return false, 0, w.s.statusOf(cerr, false)
@@ -294,7 +272,7 @@ func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
 	}
 	full = len(recs) == watchChunk
 	var delivered uint64
-	var cur sm.Cursor
+	var cur state.Cursor
 	switch {
 	case len(recs) < watchChunk:
 		// Everything from the cursor up to at least r0.
@@ -302,7 +280,7 @@ func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
 		if len(recs) > 0 {
 			delivered = max(delivered, recs[len(recs)-1].Revision)
 		}
-		cur = sm.Cursor{Revision: delivered + 1}
+		cur = state.Cursor{Revision: delivered + 1}
 	case recs[0].Revision != recs[len(recs)-1].Revision:
 		// Hold back the last revision, which may go on past the chunk.
 		last := recs[len(recs)-1].Revision
@@ -311,7 +289,7 @@ func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
 			k--
 		}
 		recs = recs[:k]
-		delivered, cur = last-1, sm.Cursor{Revision: last}
+		delivered, cur = last-1, state.Cursor{Revision: last}
 	default:
 		// One revision fills the chunk: send it in parts. The revisions
 		// before it have no events.
@@ -359,7 +337,7 @@ func (w *watcher) scan(g *watchGroup) (full bool, n int, err error) {
 
 // convert turns a logged change into a public event; nil when the filter
 // does not select it.
-func (f *watchFilter) convert(group string, rec sm.EventRecord) (*metapb.WatchEvent, error) {
+func (f *watchFilter) convert(group string, rec state.EventRecord) (*metapb.WatchEvent, error) {
 	ev := rec.Event
 	out := &metapb.WatchEvent{Group: group, Revision: rec.Revision}
 	if ev.Deleted {
@@ -436,7 +414,7 @@ func (f *watchFilter) convert(group string, rec sm.EventRecord) (*metapb.WatchEv
 // assignment selects an assignment change. With a prefix (a broker id),
 // only that broker's assignments: an assignment that moves away from it
 // is delivered as a DELETE carrying the state it had with the broker.
-func (f *watchFilter) assignment(out *metapb.WatchEvent, rec sm.EventRecord) (*metapb.WatchEvent, error) {
+func (f *watchFilter) assignment(out *metapb.WatchEvent, rec state.EventRecord) (*metapb.WatchEvent, error) {
 	ev := rec.Event
 	if ev.Space != logpb.Space_SPACE_ASSIGNMENT {
 		return nil, nil

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // willsService serves will messages from the data groups, routed by
@@ -136,7 +136,7 @@ func (ws *willsService) ListDue(ctx context.Context, req *metapb.ListDueWillsReq
 	limit := listLimit(req.Limit)
 	now := ws.s.node.Now().UnixNano()
 	pages, more, err := readEach(ctx, ws.s, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
-		func(_ string, m *sm.Machine) ([]*logpb.Will, bool, error) {
+		func(_ string, m state.Reader) ([]*logpb.Will, bool, error) {
 			return m.DueWills(now, req.StartAfter, limit)
 		})
 	if err != nil {

@@ -20,7 +20,13 @@
 // and waits for their goroutines. Server-side handlers run on goroutines of
 // the caller's grpc.Server; they never block on a group that is closed.
 //
-// Imports: only hashicorp/raft, grpc, protobuf, raftpb and the standard
-// library. This package must not import metanode, sm or rocks: metanode
-// imports it.
+// Errors. A failed peer call is a *PeerError of meta's one error
+// vocabulary (rpc/metapb/errors.go): the reason of the handler's error and
+// its metadata cross the wire as they are, beside a kind kept for peers of
+// the previous release; this package is the only place that converts
+// between the two.
+//
+// Imports: only hashicorp/raft, grpc, protobuf, raftpb, rpc/metapb (the
+// error vocabulary, a leaf) and the standard library. This package must
+// not import metanode, sm or rocks: metanode imports it.
 package transport

@@ -19,6 +19,7 @@ func TestImports(t *testing.T) {
 		"google.golang.org/protobuf",
 		"google.golang.org/genproto/googleapis/rpc", // google.rpc.Status, the standard gRPC status proto
 		"github.com/metamq/meta/rpc/transport/raftpb",
+		"github.com/metamq/meta/rpc/metapb", // the error vocabulary (a leaf: it imports no meta package)
 	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -11,16 +12,19 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 )
 
 // PeerHandler serves the peer calls other nodes make to this one. Its
-// errors cross the wire by these rules: an error that is (errors.As) a
-// *PeerError keeps its kind and leader hints; any other error becomes
-// KindUnknownOutcome for Propose (the command may have been proposed) and
-// KindUnavailable for the read-only calls. Every method must return when
+// errors cross the wire by these rules: an error of meta's vocabulary
+// (metapb.Coded, *PeerError included) keeps its reason and metadata; any
+// other error becomes KindUnknownOutcome for Propose and Call (the
+// command may have been proposed) and KindUnavailable for the read-only
+// calls. Every method must return when
 // ctx is done: ctx carries the caller's deadline.
 type PeerHandler interface {
 	// Propose asks this node (the group's leader) to replicate an opaque
@@ -34,9 +38,8 @@ type PeerHandler interface {
 	// ClusterInfo returns the cluster identity and members (for joining
 	// nodes).
 	ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error)
-	// Call serves a named request. An error with a gRPC status (from
-	// status.Error) crosses to the caller as that status; any other error
-	// crosses as a PeerError of KindUnknownOutcome.
+	// Call serves a named request. Its error crosses to the caller by the
+	// rules above (an error without a reason: KindUnknownOutcome).
 	Call(ctx context.Context, method string, payload []byte) ([]byte, error)
 }
 
@@ -72,10 +75,17 @@ func (k ErrorKind) String() string {
 	}
 }
 
-// PeerError is the error of a peer call, on both sides of the wire.
+// PeerError is the error of a peer call, on both sides of the wire. It
+// is an error of meta's vocabulary (metapb.Coded): its reason says whether
+// the call was applied, and a node returns it up its stack unchanged.
 type PeerError struct {
-	Kind       ErrorKind
-	Msg        string
+	Kind ErrorKind
+	Msg  string
+	// Outcome is the reason (metapb.Reason*) and Meta its metadata, as the
+	// handler's error said them; empty for failures of the call itself
+	// and from peers of the previous release, and then derived from Kind.
+	Outcome    string
+	Meta       map[string]string
 	LeaderID   string
 	LeaderAddr string
 	// Err is the cause on the calling side, when there is one worth
@@ -85,6 +95,8 @@ type PeerError struct {
 	// cross the wire.
 	Err error
 }
+
+var _ metapb.Coded = (*PeerError)(nil)
 
 func (e *PeerError) Error() string {
 	s := "transport: peer call: " + e.Kind.String()
@@ -98,6 +110,71 @@ func (e *PeerError) Error() string {
 }
 
 func (e *PeerError) Unwrap() error { return e.Err }
+
+// Reason is the error's reason in meta's vocabulary.
+func (e *PeerError) Reason() string {
+	if e.Outcome != "" {
+		return e.Outcome
+	}
+	switch e.Kind {
+	case KindNotLeader:
+		if e.LeaderID == "" {
+			return metapb.ReasonNoLeader
+		}
+		return metapb.ReasonNotLeader
+	case KindUnavailable:
+		return metapb.ReasonNoLeader
+	case KindRejected:
+		return metapb.ReasonInvalidArgument
+	}
+	return metapb.ReasonOutcomeUnknown
+}
+
+// Metadata is the reason's metadata, leader hints included.
+func (e *PeerError) Metadata() map[string]string {
+	md := maps.Clone(e.Meta)
+	if e.LeaderID != "" || e.LeaderAddr != "" {
+		if md == nil {
+			md = map[string]string{}
+		}
+		md[metapb.MetaLeaderID] = e.LeaderID
+		md[metapb.MetaLeaderAddr] = e.LeaderAddr
+	}
+	return md
+}
+
+// kindOf is the wire kind of a reason, for peers of the previous release.
+func kindOf(reason string) ErrorKind {
+	switch metapb.ClassOf(reason) {
+	case metapb.ClassRetry:
+		if reason == metapb.ReasonNotLeader {
+			return KindNotLeader
+		}
+		return KindUnavailable
+	case metapb.ClassFinal:
+		return KindRejected
+	}
+	return KindUnknownOutcome
+}
+
+// toPeerError is the one conversion of a handler's error to what crosses
+// the wire: a Coded error keeps its reason and metadata; any other error
+// gets the reason of other.
+func toPeerError(err error, other ErrorKind) *PeerError {
+	var c metapb.Coded
+	if !errors.As(err, &c) {
+		pe := &PeerError{Kind: other, Msg: err.Error()}
+		pe.Outcome = pe.Reason()
+		return pe
+	}
+	reason, md := c.Reason(), c.Metadata()
+	msg := err.Error()
+	if pe, ok := c.(*PeerError); ok {
+		msg = pe.Msg // forwarded as it came
+	}
+	return &PeerError{Kind: kindOf(reason), Msg: msg, Outcome: reason, Meta: md,
+		LeaderID: md[metapb.MetaLeaderID], LeaderAddr: md[metapb.MetaLeaderAddr]}
+}
 
 var kindToProto = map[ErrorKind]raftpb.ErrorKind{
 	KindUnknownOutcome: raftpb.ErrorKind_ERROR_KIND_UNKNOWN_OUTCOME,
@@ -175,20 +252,18 @@ func errGroupClosing(group string) error {
 }
 
 // handlerStatus turns a PeerHandler error into the status that crosses the
-// wire; other is the kind of an error that is not a *PeerError.
+// wire; other is the kind of an error that carries no reason.
 func handlerStatus(err error, other ErrorKind) error {
-	pe := &raftpb.PeerError{Kind: kindToProto[other], Msg: err.Error()}
-	code := kindCode(other)
-	var perr *PeerError
-	if errors.As(err, &perr) {
-		pe = &raftpb.PeerError{
-			Kind:       kindToProto[perr.Kind],
-			Msg:        perr.Msg,
-			LeaderId:   perr.LeaderID,
-			LeaderAddr: perr.LeaderAddr,
-		}
-		code = kindCode(perr.Kind)
+	perr := toPeerError(err, other)
+	pe := &raftpb.PeerError{
+		Kind:       kindToProto[perr.Kind],
+		Msg:        perr.Msg,
+		LeaderId:   perr.LeaderID,
+		LeaderAddr: perr.LeaderAddr,
+		Outcome:    perr.Outcome,
+		Metadata:   perr.Meta,
 	}
+	code := kindCode(perr.Kind)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
@@ -219,6 +294,8 @@ func callError(addr string, err error, transportKind ErrorKind) *PeerError {
 			return &PeerError{
 				Kind:       kindFromProto(pe.GetKind()),
 				Msg:        pe.GetMsg(),
+				Outcome:    pe.GetOutcome(),
+				Meta:       pe.GetMetadata(),
 				LeaderID:   pe.GetLeaderId(),
 				LeaderAddr: pe.GetLeaderAddr(),
 				Err:        cause,
@@ -326,10 +403,10 @@ func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.Cluster
 	return out, nil
 }
 
-// Call sends a named request to the node at addr. An application error
-// comes back as the gRPC status error the remote handler returned; a
-// failure to deliver or answer is a *PeerError (KindUnavailable when
-// nothing was sent, KindUnknownOutcome otherwise).
+// Call sends a named request to the node at addr. Every failure is a
+// *PeerError: the handler's own error with its reason, or a failure to
+// deliver or answer (KindUnavailable when nothing was sent,
+// KindUnknownOutcome otherwise).
 func (m *Manager) Call(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
 	pc, err := m.conn(addr)
 	if err != nil {
@@ -343,11 +420,7 @@ func (m *Manager) Call(ctx context.Context, addr, method string, payload []byte)
 		return nil, callError(addr, err, KindUnknownOutcome)
 	}
 	if len(out.GetStatus()) > 0 {
-		st := &spb.Status{}
-		if err := proto.Unmarshal(out.GetStatus(), st); err != nil {
-			return nil, &PeerError{Kind: KindUnknownOutcome, Msg: "undecodable status: " + err.Error(), Err: err}
-		}
-		return nil, status.ErrorProto(st)
+		return nil, legacyStatus(out.GetStatus())
 	}
 	return out.GetPayload(), nil
 }
@@ -434,14 +507,25 @@ func (s peerServer) Call(ctx context.Context, req *raftpb.CallRequest) (*raftpb.
 	}
 	out, err := h.Call(ctx, req.GetMethod(), req.GetPayload())
 	if err != nil {
-		var pe *PeerError
-		if st, ok := status.FromError(err); ok && !errors.As(err, &pe) {
-			b, merr := proto.Marshal(st.Proto())
-			if merr == nil {
-				return &raftpb.CallResponse{Status: b}, nil
-			}
-		}
 		return nil, handlerStatus(err, KindUnknownOutcome)
 	}
 	return &raftpb.CallResponse{Payload: out}, nil
+}
+
+// legacyStatus decodes the status a peer of the previous release returned
+// for a named call's error: its ErrorInfo reason, if it has one, is kept;
+// anything else is an unknown outcome.
+func legacyStatus(b []byte) *PeerError {
+	sp := &spb.Status{}
+	if err := proto.Unmarshal(b, sp); err != nil {
+		return &PeerError{Kind: KindUnknownOutcome, Msg: "undecodable status: " + err.Error(), Err: err}
+	}
+	st := status.FromProto(sp)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == metapb.ErrorDomain {
+			return &PeerError{Kind: kindOf(info.Reason), Msg: st.Message(), Outcome: info.Reason, Meta: info.Metadata,
+				LeaderID: info.Metadata[metapb.MetaLeaderID], LeaderAddr: info.Metadata[metapb.MetaLeaderAddr], Err: st.Err()}
+		}
+	}
+	return &PeerError{Kind: KindUnknownOutcome, Msg: st.Message(), Err: st.Err()}
 }

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/verify/poll"
 )
@@ -87,11 +89,11 @@ func (h *fakeHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, err
 	return testInfo, nil
 }
 
-// Call echoes the method and payload; method "status" returns an
-// application error, other outcomes follow the method like a group name.
+// Call echoes the method and payload; method "coded" returns an error of
+// meta's vocabulary, other outcomes follow the method like a group name.
 func (h *fakeHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
-	if method == "status" {
-		return nil, status.Error(codes.FailedPrecondition, "stale epoch")
+	if method == "coded" {
+		return nil, metapb.NewError(metapb.ReasonStaleEpoch, map[string]string{"epoch": "7"}, "stale epoch")
 	}
 	if err := h.outcome(ctx, method); err != nil {
 		return nil, err
@@ -319,8 +321,9 @@ func TestPeerErrorText(t *testing.T) {
 	}
 }
 
-// Call carries payloads both ways, an application status as that status,
-// and a handler's plain error as an unknown outcome.
+// Call carries payloads both ways, a handler's error of meta's vocabulary
+// with its reason and metadata, and a handler's plain error as an unknown
+// outcome.
 func TestPeerCall(t *testing.T) {
 	a := startNode(t, "c", nil)
 	b := startNode(t, "c", nil)
@@ -331,15 +334,37 @@ func TestPeerCall(t *testing.T) {
 	if err != nil || string(out) != "ok:hi" {
 		t.Fatalf("call ok: got %q, %v; want \"ok:hi\"", out, err)
 	}
-	_, err = a.mgr.Call(ctx, b.addr, "status", nil)
-	if st, ok := status.FromError(err); !ok || st.Code() != codes.FailedPrecondition || st.Message() != "stale epoch" {
-		t.Fatalf("call status: got %v, want FailedPrecondition \"stale epoch\"", err)
+	_, err = a.mgr.Call(ctx, b.addr, "coded", nil)
+	pe := checkPeerErr(t, "call coded", err, KindRejected, nil)
+	if pe.Reason() != metapb.ReasonStaleEpoch || pe.Metadata()["epoch"] != "7" || pe.Msg != "stale epoch" {
+		t.Fatalf("call coded: got reason %q, metadata %v, msg %q; want STALE_EPOCH, epoch 7, \"stale epoch\"", pe.Reason(), pe.Metadata(), pe.Msg)
 	}
 	_, err = a.mgr.Call(ctx, b.addr, "plain", nil)
 	checkPeerErr(t, "call plain", err, KindUnknownOutcome, nil)
 	_, err = a.mgr.Call(ctx, b.addr, "notleader", nil)
-	pe := checkPeerErr(t, "call notleader", err, KindNotLeader, nil)
+	pe = checkPeerErr(t, "call notleader", err, KindNotLeader, nil)
 	if pe.LeaderID != "n2" {
 		t.Fatalf("call notleader: got leader %q, want n2", pe.LeaderID)
+	}
+}
+
+// A peer of the previous release answered a named call's error with a
+// status in the response: its ErrorInfo reason and metadata are kept, and
+// a status without one is an unknown outcome.
+func TestLegacyCallStatus(t *testing.T) {
+	st, err := status.New(codes.Unavailable, "not the controller").WithDetails(&errdetails.ErrorInfo{
+		Reason: metapb.ReasonNotLeader, Domain: metapb.ErrorDomain,
+		Metadata: map[string]string{metapb.MetaLeaderID: "n3", metapb.MetaLeaderAddr: "a3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(st.Proto())
+	pe := legacyStatus(b)
+	if pe.Reason() != metapb.ReasonNotLeader || pe.Kind != KindNotLeader || pe.LeaderID != "n3" || pe.LeaderAddr != "a3" {
+		t.Fatalf("got %+v, want NOT_LEADER with leader n3 at a3", pe)
+	}
+	b, _ = proto.Marshal(status.New(codes.FailedPrecondition, "bare").Proto())
+	if pe := legacyStatus(b); pe.Reason() != metapb.ReasonOutcomeUnknown {
+		t.Fatalf("bare status: got reason %q, want OUTCOME_UNKNOWN", pe.Reason())
 	}
 }

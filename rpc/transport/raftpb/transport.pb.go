@@ -1735,9 +1735,14 @@ type PeerError struct {
 	Kind  ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=meta.raft.v1.ErrorKind" json:"kind,omitempty"`
 	Msg   string                 `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
 	// Hints where the leader is, when kind is NOT_LEADER and it is known.
-	LeaderId      string `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	LeaderAddr    string `protobuf:"bytes,4,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
-	Reason        Reason `protobuf:"varint,5,opt,name=reason,proto3,enum=meta.raft.v1.Reason" json:"reason,omitempty"`
+	LeaderId   string `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderAddr string `protobuf:"bytes,4,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	Reason     Reason `protobuf:"varint,5,opt,name=reason,proto3,enum=meta.raft.v1.Reason" json:"reason,omitempty"`
+	// The public reason (rpc/metapb, e.g. "NOT_LEADER") of a handler's
+	// error and its metadata. A peer of the previous release sends only the
+	// kind; the receiver then derives the reason from it.
+	Outcome       string            `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Metadata      map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1805,6 +1810,181 @@ func (x *PeerError) GetReason() Reason {
 		return x.Reason
 	}
 	return Reason_REASON_UNSPECIFIED
+}
+
+func (x *PeerError) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *PeerError) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// metanode.transfer-leader/v2: hand a group's leadership to target_id
+// (empty: to the most up-to-date voter).
+type TransferLeaderCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	TargetId      string                 `protobuf:"bytes,2,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderCall) Reset() {
+	*x = TransferLeaderCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderCall) ProtoMessage() {}
+
+func (x *TransferLeaderCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderCall.ProtoReflect.Descriptor instead.
+func (*TransferLeaderCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TransferLeaderCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *TransferLeaderCall) GetTargetId() string {
+	if x != nil {
+		return x.TargetId
+	}
+	return ""
+}
+
+// metanode.remove-server/v2: remove server_id from group's configuration.
+type RemoveServerCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ServerId      string                 `protobuf:"bytes,2,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerCall) Reset() {
+	*x = RemoveServerCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerCall) ProtoMessage() {}
+
+func (x *RemoveServerCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerCall.ProtoReflect.Descriptor instead.
+func (*RemoveServerCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RemoveServerCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RemoveServerCall) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+// metanode.fresh-snapshot/v2: take a snapshot of group covering at least
+// applied, for a follower that refused an older one.
+type FreshSnapshotCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Applied       uint64                 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreshSnapshotCall) Reset() {
+	*x = FreshSnapshotCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreshSnapshotCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreshSnapshotCall) ProtoMessage() {}
+
+func (x *FreshSnapshotCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreshSnapshotCall.ProtoReflect.Descriptor instead.
+func (*FreshSnapshotCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FreshSnapshotCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FreshSnapshotCall) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
 }
 
 var File_rpc_transport_raftpb_transport_proto protoreflect.FileDescriptor
@@ -1937,14 +2117,28 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\roffset_groups\x18\x02 \x01(\rR\foffsetGroups\x12\x1f\n" +
 	"\vdata_groups\x18\x03 \x01(\rR\n" +
 	"dataGroups\x12,\n" +
-	"\amembers\x18\x04 \x03(\v2\x12.meta.raft.v1.PeerR\amembers\"\xb6\x01\n" +
+	"\amembers\x18\x04 \x03(\v2\x12.meta.raft.v1.PeerR\amembers\"\xd0\x02\n" +
 	"\tPeerError\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.meta.raft.v1.ErrorKindR\x04kind\x12\x10\n" +
 	"\x03msg\x18\x02 \x01(\tR\x03msg\x12\x1b\n" +
 	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x04 \x01(\tR\n" +
 	"leaderAddr\x12,\n" +
-	"\x06reason\x18\x05 \x01(\x0e2\x14.meta.raft.v1.ReasonR\x06reason*\x97\x01\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x14.meta.raft.v1.ReasonR\x06reason\x12\x18\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12A\n" +
+	"\bmetadata\x18\a \x03(\v2%.meta.raft.v1.PeerError.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x12TransferLeaderCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
+	"\ttarget_id\x18\x02 \x01(\tR\btargetId\"E\n" +
+	"\x10RemoveServerCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
+	"\tserver_id\x18\x02 \x01(\tR\bserverId\"C\n" +
+	"\x11FreshSnapshotCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\x04R\aapplied*\x97\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_KIND_NOT_LEADER\x10\x01\x12\x1a\n" +
@@ -1985,7 +2179,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -2013,6 +2207,10 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*Peer)(nil),                    // 23: meta.raft.v1.Peer
 	(*ClusterInfo)(nil),             // 24: meta.raft.v1.ClusterInfo
 	(*PeerError)(nil),               // 25: meta.raft.v1.PeerError
+	(*TransferLeaderCall)(nil),      // 26: meta.raft.v1.TransferLeaderCall
+	(*RemoveServerCall)(nil),        // 27: meta.raft.v1.RemoveServerCall
+	(*FreshSnapshotCall)(nil),       // 28: meta.raft.v1.FreshSnapshotCall
+	nil,                             // 29: meta.raft.v1.PeerError.MetadataEntry
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -2030,33 +2228,34 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
-	4,  // 15: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
-	4,  // 16: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
-	6,  // 17: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
-	8,  // 18: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
-	10, // 19: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
-	13, // 20: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
-	15, // 21: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
-	17, // 22: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
-	18, // 23: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
-	22, // 24: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
-	20, // 25: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
-	5,  // 26: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
-	5,  // 27: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
-	7,  // 28: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
-	9,  // 29: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
-	11, // 30: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	14, // 31: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
-	16, // 32: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
-	19, // 33: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
-	19, // 34: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
-	24, // 35: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
-	21, // 36: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	29, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
+	4,  // 16: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
+	4,  // 17: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
+	6,  // 18: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
+	8,  // 19: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
+	10, // 20: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
+	13, // 21: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
+	15, // 22: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
+	17, // 23: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
+	18, // 24: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
+	22, // 25: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
+	20, // 26: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
+	5,  // 27: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
+	5,  // 28: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
+	7,  // 29: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
+	9,  // 30: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
+	11, // 31: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
+	14, // 32: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
+	16, // 33: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
+	19, // 34: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
+	19, // 35: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
+	24, // 36: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
+	21, // 37: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rpc_transport_raftpb_transport_proto_init() }
@@ -2074,7 +2273,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

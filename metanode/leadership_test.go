@@ -1,0 +1,75 @@
+package metanode_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// Leader work runs one term at a time: when a node loses a group's
+// leadership and regains it while the old term's work is still stopping,
+// the new term's work starts only after the old one returned. The task
+// here takes a second to stop; leadership goes away and comes straight
+// back.
+func TestLeaderWorkRunsOneTermAtATime(t *testing.T) {
+	const group = "data-0"
+	var running, most, starts atomic.Int32
+	var mu sync.Mutex
+	var stoppedAt, startedAt []time.Time
+	task := func(ctx context.Context) {
+		n := running.Add(1)
+		starts.Add(1)
+		mu.Lock()
+		startedAt = append(startedAt, time.Now())
+		mu.Unlock()
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-ctx.Done()
+		time.Sleep(time.Second) // slow to stop
+		mu.Lock()
+		stoppedAt = append(stoppedAt, time.Now())
+		mu.Unlock()
+		running.Add(-1)
+	}
+	c := metanodetest.Start(t, metanodetest.Options{
+		Prepare: func(id string, node *metanode.Node) {
+			if id == "n1" {
+				node.RunWhileLeading(group, task)
+			}
+		},
+	})
+	ctx := ctxT(t, 90*time.Second)
+	n1 := c.Running("n1")
+	if c.Leader(group) != "n1" {
+		if err := n1.MoveLeader(ctx, group, "n1"); err != nil {
+			t.Fatalf("move %s to n1: %v", group, err)
+		}
+	}
+	poll.ForTrue(t, "n1 to lead and run its task", 30*time.Second, func() bool { return starts.Load() >= 1 })
+	for round := 0; round < 3; round++ {
+		before := starts.Load()
+		// Away and straight back: the second transfer lands while the
+		// first term's task is still stopping.
+		if err := n1.MoveLeader(ctx, group, followerOf(t, c, group, "n1")); err != nil {
+			t.Fatalf("move %s away: %v", group, err)
+		}
+		poll.ForTrue(t, "a new leader", 30*time.Second, func() bool { l := c.Leader(group); return l != "" && l != "n1" })
+		if err := n1.MoveLeader(ctx, group, "n1"); err != nil {
+			t.Fatalf("move %s back: %v", group, err)
+		}
+		poll.ForTrue(t, "the next term's task to start", 30*time.Second, func() bool { return starts.Load() > before })
+	}
+	if m := most.Load(); m > 1 {
+		t.Fatalf("leader work of two terms ran at once (%d at most); starts %v, stops %v", m, startedAt, stoppedAt)
+	}
+}

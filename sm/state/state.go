@@ -1,0 +1,89 @@
+package state
+
+import (
+	"context"
+	"errors"
+
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// ErrCompacted is returned when events below the compacted revision are
+// asked for.
+var ErrCompacted = errors.New("sm: revision compacted")
+
+// Entry is one key-value pair of a listing.
+type Entry struct {
+	Key []byte
+	KV  *logpb.KV
+}
+
+// OffsetKey names one partition of one consumer group.
+type OffsetKey struct {
+	Group, Topic string
+	Partition    int32
+}
+
+// EventRecord is one logged change.
+type EventRecord struct {
+	Revision uint64
+	N        uint32
+	Event    *logpb.Event
+}
+
+// Cursor is a position in the change log: the next event to read.
+type Cursor struct {
+	Revision uint64
+	N        uint32
+}
+
+// RetainedEntry is one retained message of a listing.
+type RetainedEntry struct {
+	Topic string
+	Msg   *logpb.Retained
+}
+
+// Hash digests a group's state at an applied index.
+type Hash struct {
+	Index, Revision, Hash, Keys uint64
+}
+
+// Reader reads one group's state as this replica has applied it. Each call
+// reads one consistent view.
+type Reader interface {
+	AppliedIndex() uint64
+	Revision() uint64
+	// Changed is closed at the next apply (close-and-replace).
+	Changed() <-chan struct{}
+	WaitApplied(ctx context.Context, index uint64) error
+	Hash() (Hash, error)
+
+	// KV and leases (data groups).
+	Get(key []byte) (*logpb.KV, error)
+	List(prefix, startAfter []byte, limit int, keysOnly bool) (out []Entry, more bool, err error)
+	Lease(id int64) (*logpb.Lease, error)
+	LeaseKeys(id int64, limit int) ([][]byte, error)
+
+	// Offsets (offset groups).
+	Offsets(keys []OffsetKey) ([]*logpb.Offset, error)
+
+	// MQTT (data groups).
+	Session(clientID string) (*logpb.Session, error)
+	Sessions(startAfter string, limit int, brokerID string) ([]*logpb.Session, bool, error)
+	Will(clientID string) (*logpb.Will, error)
+	DueWills(now int64, startAfter string, limit int) ([]*logpb.Will, bool, error)
+	Retained(topic string) (*logpb.Retained, error)
+	RetainedList(prefix, startAfter string, limit int, match func(topic string) bool) ([]RetainedEntry, bool, error)
+
+	// Metadata (metadata-0).
+	Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error)
+	Resource(kind int32, name string) (*logpb.Resource, error)
+	Resources(kind int32, namePrefix, startAfter string, limit int) ([]*logpb.Resource, bool, error)
+	Broker(id string) (*logpb.Broker, error)
+	Brokers() ([]*logpb.Broker, error)
+	Assignment(connector string) (*logpb.ConnectorAssignment, error)
+	Assignments(brokerID string) ([]*logpb.ConnectorAssignment, error)
+
+	// The change log (watches).
+	Events(from Cursor, max int) ([]EventRecord, Cursor, error)
+	CompactRevision() (uint64, error)
+}
