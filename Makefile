@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop test vet fmt-check lint unit planted-bugs chaos-smoke chaos clean
+.PHONY: all deps build proto run stop test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos clean
 
 all: build
 
@@ -32,7 +32,12 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-lint: vet fmt-check
+# staticcheck runs through `go run` at a pinned version (not a module
+# dependency); per-directory exceptions are in staticcheck.conf files.
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+lint: vet fmt-check staticcheck
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...

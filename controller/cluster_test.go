@@ -190,9 +190,20 @@ func TestLeaderChangeDeclaresNobodyDead(t *testing.T) {
 			l := e.c.Leader(metapb.MetadataGroup)
 			return l != "" && l != old
 		})
-		// 5s pass (under the 6s timeout) before the next heartbeat.
+		// 5s pass (under the 6s timeout) before the next heartbeat, and
+		// the new controller checks liveness several times meanwhile.
 		e.clock.Advance(5 * time.Second)
-		time.Sleep(300 * time.Millisecond) // let the new controller run several checks
+		var before uint64
+		e.until("the new controller to check liveness three times", 20*time.Second, func() bool {
+			st, err := e.cl.ControllerStatus(e.ctx())
+			if err != nil || st.NodeId == old {
+				return false
+			}
+			if before == 0 {
+				before = st.Checks + 1
+			}
+			return st.Checks >= before+2
+		})
 		beat()
 		for id := range epochs {
 			if st := brokerStatus(e, id); st != metapb.BrokerStatus_BROKER_STATUS_ALIVE {

@@ -108,7 +108,7 @@ type Controller struct {
 	// seen holds the last heartbeat per broker (in memory only).
 	seen map[string]heartbeat
 	// counters since activation.
-	declaredDown, assigned uint64
+	declaredDown, assigned, checks uint64
 }
 
 type heartbeat struct {
@@ -134,7 +134,7 @@ func (c *Controller) Run(ctx context.Context) {
 	run := c.run
 	c.active, c.activeSince = run, c.node.Now()
 	c.seen = map[string]heartbeat{}
-	c.declaredDown, c.assigned = 0, 0
+	c.declaredDown, c.assigned, c.checks = 0, 0, 0
 	c.mu.Unlock()
 	c.log.Info("controller active")
 	defer func() {
@@ -160,6 +160,9 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 		c.checkLiveness(ctx)
+		c.mu.Lock()
+		c.checks++
+		c.mu.Unlock()
 		rebalance := time.Since(lastRebalance) >= c.cfg.RebalanceInterval
 		if c.schedule(ctx, rebalance) && rebalance {
 			lastRebalance = time.Now()
@@ -402,4 +405,5 @@ func (c *Controller) Describe(out *metapb.ControllerStatusResponse) {
 	out.HeartbeatTimeoutMs = uint32(c.cfg.HeartbeatTimeout / time.Millisecond)
 	out.BrokersDeclaredDown = c.declaredDown
 	out.AssignmentsMade = c.assigned
+	out.Checks = c.checks
 }

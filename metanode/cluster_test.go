@@ -138,16 +138,10 @@ func TestLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 		old := c.WaitLeader(g, 30*time.Second)
 		c.Crash(old)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if l := c.Leader(g); l != "" && l != old {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no new leader after crashing %s", g, old)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		poll.ForTrue(t, g+": a new leader after crashing "+old, 30*time.Second, func() bool {
+			l := c.Leader(g)
+			return l != "" && l != old
+		})
 		for k, v := range acked {
 			if got, ok := get(t, cl, k, lin); !ok || got != v {
 				t.Fatalf("after crashing %s (leader of %s): %s = %q (found %v), want %q", old, g, k, got, ok, v)
@@ -178,16 +172,14 @@ func waitCaughtUp(t *testing.T, c *metanodetest.Cluster, id, group string) {
 			want = st.CommitIndex
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	poll.ForTrue(t, fmt.Sprintf("%s to catch up on %s to index %d", id, group, want), 60*time.Second, func() bool {
 		for _, st := range c.Running(id).Status() {
 			if st.Group == group && st.AppliedIndex >= want {
-				return
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not catch up on %s to index %d", id, group, want)
+		return false
+	})
 }
 
 // A stopped node restarts on its data, catches up, and serves what was
@@ -237,22 +229,14 @@ func TestSnapshotInstallForLaggingNode(t *testing.T) {
 	}
 	leader := c.WaitLeader(g, 30*time.Second)
 	// Wait until the leader has snapshotted past the victim's log.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var snap uint64
+	poll.ForTrue(t, "leader "+leader+" to snapshot "+g, 30*time.Second, func() bool {
 		for _, st := range c.Running(leader).Status() {
 			if st.Group == g {
-				snap = st.LastSnapshotIndex
+				return st.LastSnapshotIndex > 100
 			}
 		}
-		if snap > 100 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leader %s never snapshotted %s", leader, g)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 	if err := c.Restart(victim); err != nil {
 		t.Fatal(err)
 	}
@@ -265,21 +249,17 @@ func TestSnapshotInstallForLaggingNode(t *testing.T) {
 		t.Fatalf("%s lacks k399 after catching up", victim)
 	}
 	// Same applied index, same state hash.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	poll.For(t, "the same state on the leader and the restored node", 30*time.Second, func() error {
 		lh, err1 := c.Running(leader).StateHash(g)
 		vh, err2 := c.Running(victim).StateHash(g)
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
-		if lh.Index == vh.Index && lh.Hash == vh.Hash {
-			break
+		if lh.Index == vh.Index && lh.Hash != vh.Hash {
+			t.Fatalf("state differs at the same index: leader %+v, restored %+v", lh, vh)
 		}
-		if time.Now().After(deadline) || (lh.Index == vh.Index && lh.Hash != vh.Hash) {
-			t.Fatalf("state differs: leader %+v, restored %+v", lh, vh)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return poll.Check(lh == vh, fmt.Sprintf("leader %+v, restored %+v", lh, vh))
+	})
 }
 
 // A fourth node joins under write load (member add, then start with
@@ -348,20 +328,14 @@ func TestAddAndRemoveFourthNodeUnderLoad(t *testing.T) {
 
 func waitMembership(t *testing.T, c *metanodetest.Cluster, observer string, groups []string, ok func([]*metapb.Member) bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		all := true
+	poll.ForTrue(t, what+" in every group", 60*time.Second, func() bool {
 		for _, st := range c.Running(observer).Status() {
 			if slices.Contains(groups, st.Group) && !ok(st.Members) {
-				all = false
+				return false
 			}
 		}
-		if all {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s in every group", what)
+		return true
+	})
 }
 
 // With 3 nodes and 5 groups, the controller spreads leadership: no node
@@ -380,32 +354,17 @@ func TestLeadersSpread(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	poll.For(t, "leaders spread", 60*time.Second, func() error {
 		counts := map[string]int{}
 		for _, g := range groups {
 			counts[c.WaitLeader(g, 30*time.Second)]++
 		}
-		max := 0
+		most := 0
 		for _, n := range counts {
-			max = maxInt(max, n)
+			most = max(most, n)
 		}
-		if max <= 2 && len(counts) == 3 {
-			t.Logf("leaders spread: %v", counts)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leaders not spread after 60s: %v", counts)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func maxInt(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
+		return poll.Check(most <= 2 && len(counts) == 3, fmt.Sprint(counts))
+	})
 }
 
 // A node whose data directory says one shape refuses to start with other

@@ -5,8 +5,59 @@
 // to leaders, linearizable reads, cluster formation and membership, and the
 // spreading of leaders over nodes.
 //
-// metanode may import sm, rocks, rpc/transport, rpc/metapb (the routing
-// contract), raft and grpc. It must not import rpc/server, rpc/client,
-// controller, verify or chaos. metanode/metanodetest is the in-process
-// cluster harness for tests.
+// # Structure
+//
+// A Node owns its groups; a group holds no pointer to the node, only an env
+// (timings, logger, storage, the peer transport, the named-call handlers
+// and what to run while it leads). Every goroutine has an owner that ends
+// and awaits it (lifetime: the node's, each group's inside it, each
+// leadership term's inside its group's). Every call made to raft is
+// counted, and raft is shut down only once each was answered, so nothing
+// ever waits on raft for ever. Each group has one leadership-change
+// notification; a term's leader work starts only after the previous
+// term's work has returned. All waits and bounds are derived from Config
+// in timings.go.
+//
+// # Errors
+//
+// Node errors speak meta's one vocabulary (rpc/metapb/errors.go): each
+// says its reason (NotLeaderError, ErrNoLeader, ErrUnknownOutcome, ...),
+// and the servers, the peer wire and the client classify it by that
+// reason. An error from a peer (transport.PeerError) is returned up as it
+// came.
+//
+// # Running something on a group's leader
+//
+// onLeader is the one way: local when this node leads, else a peer call to
+// the leader; definite not-leader answers are retried while a new leader
+// is found (Propose, CallLeader, MoveLeader all use it).
+//
+// # Peer calls (rpc/transport, PeerService)
+//
+//	call          served by (this package)   called by
+//	Propose       peerHandler.Propose         group.forward (Propose on a follower)
+//	ReadIndex     peerHandler.ReadIndex       group.askLeaderReadIndex (linearizable read on a follower)
+//	Applied       peerHandler.Applied         group.reconcile (promote a caught-up non-voter)
+//	ClusterInfo   peerHandler.ClusterInfo     Node.joinIdentity (a node started with --join)
+//	Call          peerHandler.Call            CallLeader: the named calls below
+//
+// # Named calls (Call; payloads are protobuf messages)
+//
+//	method                          payload                        registered by          called by
+//	metanode.transfer-leader/v2     raftpb.TransferLeaderCall      metanode (registerCalls) Node.MoveLeader (controller's leader spread)
+//	metanode.remove-server/v2       raftpb.RemoveServerCall        metanode                 Node.removeFromOthers (metadata leader evicts a removed member)
+//	metanode.fresh-snapshot/v2      raftpb.FreshSnapshotCall       metanode                 group.askFreshSnapshot (a follower refused a stale snapshot)
+//	controller.register             metapb.RegisterBrokerRequest   rpc/server               ControllerService.RegisterBroker on any node
+//	controller.heartbeat            metapb.HeartbeatRequest        rpc/server               ControllerService.Heartbeat on any node
+//	controller.status               metapb.ControllerStatusRequest rpc/server               ControllerService.Status on any node
+//
+// The previous release's names (metanode.transfer-leader,
+// metanode.remove-server, metanode.fresh-snapshot, with hand-made
+// payloads) are still served for one release, so nodes can be upgraded
+// one at a time; this release only sends the /v2 names.
+//
+// metanode may import sm, sm/state, rocks, rpc/transport, rpc/metapb (the
+// routing contract and the error vocabulary), raft and grpc. It must not
+// import rpc/server, rpc/client, controller, verify or chaos.
+// metanode/metanodetest is the in-process cluster harness for tests.
 package metanode

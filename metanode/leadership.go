@@ -135,11 +135,6 @@ func (g *group) runTerm(ctx context.Context, life *lifetime, term uint64) {
 	g.runTimers(ctx)
 }
 
-// waitLeader waits until the group has a leader (bounded by leaderWait).
-func (g *group) waitLeader(ctx context.Context) error {
-	return g.waitFor(ctx, g.env.t.leaderWait, func() bool { id, _ := g.leader(); return id != "" }, ErrNoLeader)
-}
-
 // waitReady waits until this node's leadership of term is ready, failing
 // with not-leader when the term is lost first.
 func (g *group) waitReady(ctx context.Context, term uint64) error {

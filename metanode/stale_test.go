@@ -12,6 +12,7 @@ import (
 
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // memSink is a raft.SnapshotSink into memory.
@@ -71,13 +72,9 @@ func TestFollowerRefusesStaleSnapshotAndAsksForAFreshOne(t *testing.T) {
 	if after, _ := fsm.Hash(); after != before || fsm.AppliedIndex() < applied {
 		t.Fatalf("follower after a refused restore: hash %+v at %d, want %+v at %d or later", after, fsm.AppliedIndex(), before, applied)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for lastSnapshot(c, leader, group) < applied {
-		if time.Now().After(deadline) {
-			t.Fatalf("leader's last snapshot: %d after 20 s, want at least the follower's %d", lastSnapshot(c, leader, group), applied)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.ForTrue(t, fmt.Sprintf("the leader to snapshot at least the follower's index %d", applied), 20*time.Second, func() bool {
+		return lastSnapshot(c, leader, group) >= applied
+	})
 	// The group still serves, on both.
 	put(t, cl, "after", "v")
 }

@@ -19,11 +19,6 @@ func (n *Node) RunWhileLeading(group string, task func(ctx context.Context)) {
 	n.tasks[group] = append(n.tasks[group], task)
 }
 
-func (n *Node) leaderTasks(group string) []func(context.Context) {
-	n.tasksMu.Lock()
-	defer n.tasksMu.Unlock()
-	return append([]func(context.Context){}, n.tasks[group]...)
-}
 
 // ProposeMetadata proposes an op in metadata-0 on this node, which must
 // lead it (for leader-only work such as the controller's).

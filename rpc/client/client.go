@@ -375,49 +375,43 @@ func errorInfo(err error) (*status.Status, *errdetails.ErrorInfo) {
 	return st, nil
 }
 
-// retryable reports whether err says the request was definitely not
-// applied and another attempt may succeed; it records leader hints.
-func (c *Client) retryable(group string, err error) bool {
-	_, info := errorInfo(err)
-	if info == nil {
-		return false
-	}
-	switch info.Reason {
-	case metapb.ReasonNotLeader:
-		g := info.Metadata[metapb.MetaGroup]
-		if g == "" {
-			g = group
-		}
-		if id := info.Metadata[metapb.MetaLeaderID]; id != "" {
-			c.noteLeader(g, id)
-		} else {
-			c.forgetLeader(g)
-		}
-		return true
-	case metapb.ReasonNoLeader, metapb.ReasonShuttingDown:
-		c.forgetLeader(group)
-		return true
-	}
-	return false
-}
-
-// definite reports whether a write error certainly means nothing was
-// applied. Everything else that is not a success is an unknown outcome.
-func definite(err error) bool {
+// classify says what a failed call means, in meta's error vocabulary
+// (rpc/metapb/errors.go): the class of its reason. A status without meta's
+// ErrorInfo was made by gRPC itself (or a proxy): codes that refuse a
+// request before any handler ran are final; anything else (Unavailable or
+// DeadlineExceeded once the request may have been sent, Internal,
+// Unknown) is an unknown outcome.
+func classify(err error) (metapb.Class, *errdetails.ErrorInfo) {
 	st, info := errorInfo(err)
 	if st == nil {
-		return false
+		return metapb.ClassUnknown, nil
 	}
 	if info != nil {
-		return info.Reason != metapb.ReasonOutcomeUnknown
+		return metapb.ClassOf(info.Reason), info
 	}
 	switch st.Code() {
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists,
 		codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.OutOfRange,
 		codes.ResourceExhausted:
-		return true
+		return metapb.ClassFinal, nil
 	}
-	return false
+	return metapb.ClassUnknown, nil
+}
+
+// noteHints records what a retryable answer says of the group's leader.
+func (c *Client) noteHints(group string, info *errdetails.ErrorInfo) {
+	if info == nil {
+		return
+	}
+	g := info.Metadata[metapb.MetaGroup]
+	if g == "" {
+		g = group
+	}
+	if id := info.Metadata[metapb.MetaLeaderID]; info.Reason == metapb.ReasonNotLeader && id != "" {
+		c.noteLeader(g, id)
+		return
+	}
+	c.forgetLeader(g)
 }
 
 func sleepBackoff(ctx context.Context, attempt int) error {
@@ -451,12 +445,14 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 			if err == nil {
 				return r, nil
 			}
-			if !definite(err) {
+			class, info := classify(err)
+			switch class {
+			case metapb.ClassUnknown:
 				return plantedRetryUnknown(ctx, c, group, call, &unknownError{err: err})
-			}
-			if !c.retryable(group, err) {
+			case metapb.ClassFinal:
 				return zero, err
 			}
+			c.noteHints(group, info)
 			last = err
 		}
 		if attempt > 0 || c.cfg.Pinned {

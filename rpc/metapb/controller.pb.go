@@ -946,8 +946,10 @@ type ControllerStatusResponse struct {
 	// Decisions made since activation.
 	BrokersDeclaredDown uint64 `protobuf:"varint,10,opt,name=brokers_declared_down,json=brokersDeclaredDown,proto3" json:"brokers_declared_down,omitempty"`
 	AssignmentsMade     uint64 `protobuf:"varint,11,opt,name=assignments_made,json=assignmentsMade,proto3" json:"assignments_made,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Liveness checks completed since activation (one per check interval).
+	Checks        uint64 `protobuf:"varint,12,opt,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ControllerStatusResponse) Reset() {
@@ -1057,6 +1059,13 @@ func (x *ControllerStatusResponse) GetAssignmentsMade() uint64 {
 	return 0
 }
 
+func (x *ControllerStatusResponse) GetChecks() uint64 {
+	if x != nil {
+		return x.Checks
+	}
+	return 0
+}
+
 var File_rpc_metapb_controller_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_controller_proto_rawDesc = "" +
@@ -1118,7 +1127,7 @@ const file_rpc_metapb_controller_proto_rawDesc = "" +
 	"\x17ListAssignmentsResponse\x125\n" +
 	"\vassignments\x18\x01 \x03(\v2\x13.meta.v1.AssignmentR\vassignments\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"\x19\n" +
-	"\x17ControllerStatusRequest\"\xb9\x04\n" +
+	"\x17ControllerStatusRequest\"\xd1\x04\n" +
 	"\x18ControllerStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x123\n" +
@@ -1135,7 +1144,8 @@ const file_rpc_metapb_controller_proto_rawDesc = "" +
 	"\x10leaders_per_node\x18\t \x03(\v25.meta.v1.ControllerStatusResponse.LeadersPerNodeEntryR\x0eleadersPerNode\x122\n" +
 	"\x15brokers_declared_down\x18\n" +
 	" \x01(\x04R\x13brokersDeclaredDown\x12)\n" +
-	"\x10assignments_made\x18\v \x01(\x04R\x0fassignmentsMade\x1aA\n" +
+	"\x10assignments_made\x18\v \x01(\x04R\x0fassignmentsMade\x12\x16\n" +
+	"\x06checks\x18\f \x01(\x04R\x06checks\x1aA\n" +
 	"\x13LeadersPerNodeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01*^\n" +

@@ -15,8 +15,6 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 )
 
-const lin = metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
-
 func topic(name string, partitions int32) *metapb.Resource {
 	return &metapb.Resource{Kind: metapb.ResourceKind_RESOURCE_KIND_TOPIC, Name: name,
 		Spec: &metapb.Resource_Topic{Topic: &metapb.TopicSpec{Partitions: partitions, Config: map[string]string{"retention.ms": "1000"}}}}

@@ -1,0 +1,188 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// withReason is a status error of meta's vocabulary, as the server sends.
+func withReason(code codes.Code, reason string, md map[string]string) error {
+	st, err := status.New(code, reason).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: metapb.ErrorDomain, Metadata: md})
+	if err != nil {
+		panic(err)
+	}
+	return st.Err()
+}
+
+// What a failure means decides whether a write is retried: the reason's
+// class when the server gave one (an unknown reason is an unknown
+// outcome), else the gRPC code (refusals before any handler ran are final;
+// everything else may have been applied).
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want metapb.Class
+	}{
+		{"not leader", withReason(codes.Unavailable, metapb.ReasonNotLeader, nil), metapb.ClassRetry},
+		{"no leader", withReason(codes.Unavailable, metapb.ReasonNoLeader, nil), metapb.ClassRetry},
+		{"shutting down", withReason(codes.Unavailable, metapb.ReasonShuttingDown, nil), metapb.ClassRetry},
+		{"outcome unknown", withReason(codes.Unknown, metapb.ReasonOutcomeUnknown, nil), metapb.ClassUnknown},
+		{"invalid argument", withReason(codes.InvalidArgument, metapb.ReasonInvalidArgument, nil), metapb.ClassFinal},
+		{"revision conflict", withReason(codes.FailedPrecondition, metapb.ReasonRevisionConflict, nil), metapb.ClassFinal},
+		{"stale epoch", withReason(codes.FailedPrecondition, metapb.ReasonStaleEpoch, nil), metapb.ClassFinal},
+		{"a reason from a newer server", withReason(codes.Unavailable, "SOMETHING_NEW", nil), metapb.ClassUnknown},
+		{"bare Unavailable (after sending)", status.Error(codes.Unavailable, "connection reset"), metapb.ClassUnknown},
+		{"bare DeadlineExceeded", status.Error(codes.DeadlineExceeded, "deadline"), metapb.ClassUnknown},
+		{"bare Internal", status.Error(codes.Internal, "oops"), metapb.ClassUnknown},
+		{"bare Unimplemented", status.Error(codes.Unimplemented, "no such method"), metapb.ClassFinal},
+		{"bare ResourceExhausted", status.Error(codes.ResourceExhausted, "too large"), metapb.ClassFinal},
+		{"not a status", errors.New("plain"), metapb.ClassUnknown},
+	} {
+		if got, _ := classify(tc.err); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// testClient is a client of one endpoint that answers (a gRPC server with
+// no services: write's calls are scripted, but the connection is real, so
+// that the client's readiness checks run as they do in production).
+func testClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	cfg.Endpoints = []string{lis.Addr().String()}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// write retries exactly the failures that say nothing was applied and a
+// retry may succeed; it returns a final refusal as it is, and an unknown
+// outcome at once, marked unknown, never retried.
+func TestWriteRetriesOnlyDefiniteFailures(t *testing.T) {
+	notLeader := withReason(codes.Unavailable, metapb.ReasonNotLeader, map[string]string{metapb.MetaLeaderID: "n9"})
+	noLeader := withReason(codes.Unavailable, metapb.ReasonNoLeader, nil)
+	shutting := withReason(codes.Unavailable, metapb.ReasonShuttingDown, nil)
+	unknownErr := withReason(codes.Unknown, metapb.ReasonOutcomeUnknown, nil)
+	invalidErr := withReason(codes.InvalidArgument, metapb.ReasonInvalidArgument, nil)
+	for _, tc := range []struct {
+		name        string
+		script      []error // one answer per attempt; nil is success
+		wantCalls   int
+		wantErr     error // nil: success
+		wantUnknown bool
+	}{
+		{"success", []error{nil}, 1, nil, false},
+		{"not leader, no leader, then success", []error{notLeader, noLeader, nil}, 3, nil, false},
+		{"shutting down, then unknown", []error{shutting, unknownErr}, 2, unknownErr, true},
+		{"unknown at once", []error{unknownErr, nil}, 1, unknownErr, true},
+		{"bare Unavailable after sending", []error{status.Error(codes.Unavailable, "reset")}, 1, nil, true},
+		{"invalid argument", []error{invalidErr, nil}, 1, invalidErr, false},
+		{"retried until the deadline", nil, -1, noLeader, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testClient(t, Config{RequestTimeout: 500 * time.Millisecond})
+			calls := 0
+			_, err := write(context.Background(), c, "data-0", func(context.Context, *endpoint) (struct{}, error) {
+				calls++
+				if tc.script == nil {
+					return struct{}{}, noLeader
+				}
+				return struct{}{}, tc.script[calls-1]
+			})
+			if tc.wantCalls >= 0 && calls != tc.wantCalls {
+				t.Errorf("calls: got %d, want %d", calls, tc.wantCalls)
+			}
+			if tc.wantCalls < 0 && calls < 2 {
+				t.Errorf("calls: got %d, want several retries", calls)
+			}
+			if IsUnknown(err) != tc.wantUnknown {
+				t.Errorf("unknown: got %v (err %v), want %v", IsUnknown(err), err, tc.wantUnknown)
+			}
+			switch {
+			case tc.wantErr == nil && !tc.wantUnknown && err != nil:
+				t.Errorf("got %v, want success", err)
+			case tc.wantErr != nil && status.Code(err) != status.Code(tc.wantErr):
+				t.Errorf("got %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// A NOT_LEADER answer's hint becomes the group's leader; a NO_LEADER
+// answer forgets the one known.
+func TestWriteFollowsLeaderHints(t *testing.T) {
+	c := testClient(t, Config{})
+	notLeader := withReason(codes.Unavailable, metapb.ReasonNotLeader, map[string]string{metapb.MetaGroup: "data-0", metapb.MetaLeaderID: "n9"})
+	calls := 0
+	if _, err := write(context.Background(), c, "data-0", func(context.Context, *endpoint) (int, error) {
+		if calls++; calls == 1 {
+			return 0, notLeader
+		}
+		return 1, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	got := c.leaders["data-0"]
+	c.mu.Unlock()
+	if got != "n9" {
+		t.Fatalf("leader of data-0: got %q, want n9 (from the hint)", got)
+	}
+	c.noteHints("data-0", &errdetails.ErrorInfo{Reason: metapb.ReasonNoLeader})
+	c.mu.Lock()
+	_, known := c.leaders["data-0"]
+	c.mu.Unlock()
+	if known {
+		t.Fatal("NO_LEADER did not forget data-0's leader")
+	}
+}
+
+// read retries any failure (a read changes nothing) until the deadline,
+// except an answer: bad input, or that what was asked for does not exist.
+func TestReadRetriesAllButAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       error
+		wantCalls int
+	}{
+		{"invalid argument", status.Error(codes.InvalidArgument, "bad"), 1},
+		{"not found", status.Error(codes.NotFound, "none"), 1},
+		{"unavailable, then success", status.Error(codes.Unavailable, "down"), 2},
+		{"unknown, then success", status.Error(codes.Unknown, "?"), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testClient(t, Config{})
+			calls := 0
+			_, err := read(context.Background(), c, func(context.Context, *endpoint) (int, error) {
+				if calls++; calls == 1 {
+					return 0, tc.err
+				}
+				return 1, nil
+			})
+			if calls != tc.wantCalls {
+				t.Fatalf("calls: got %d (err %v), want %d", calls, err, tc.wantCalls)
+			}
+		})
+	}
+}

@@ -1,0 +1,226 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rocks"
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/server"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
+)
+
+// fakeNode is a node without raft: real state machines over one RocksDB,
+// each proposal applied at once as the next entry. The servers run on it
+// exactly as on a node (same gRPC options, same handlers), so their
+// validation and error mapping are tested in milliseconds.
+type fakeNode struct {
+	mu       sync.Mutex // guards index, proposed, fail
+	machines map[string]*sm.Machine
+	index    uint64
+	proposed int
+	// fail, when set, is what Propose and Read return.
+	fail     error
+	stopping chan struct{}
+}
+
+func newFakeNode(t *testing.T, dataGroups int) *fakeNode {
+	t.Helper()
+	groups := metapb.Groups(1, dataGroups)
+	opts := rocks.DefaultOptions(filepath.Join(t.TempDir(), "db"))
+	opts.BlockCacheBytes, opts.WriteBufferBytes = 4<<20, 8<<20
+	db, err := rocks.Open(opts, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &fakeNode{machines: map[string]*sm.Machine{}, stopping: make(chan struct{})}
+	for _, g := range groups {
+		kind, _ := metapb.GroupKind(g)
+		k, _ := sm.ParseKind(kind)
+		m, err := sm.New(sm.Config{Kind: k, Group: g, DB: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.machines[g] = m
+	}
+	t.Cleanup(func() {
+		close(n.stopping)
+		for _, m := range n.machines {
+			m.Close()
+		}
+		_ = db.Close()
+	})
+	return n
+}
+
+func (n *fakeNode) failWith(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.fail = err
+}
+
+func (n *fakeNode) proposals() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proposed
+}
+
+func (n *fakeNode) ID() string                    { return "fake" }
+func (n *fakeNode) Addr() string                  { return "fake:0" }
+func (n *fakeNode) ClusterID() string             { return "fake-cluster" }
+func (n *fakeNode) GroupCounts() (int, int)       { return 1, len(n.machines) - 2 }
+func (n *fakeNode) Now() time.Time                { return time.Now() }
+func (n *fakeNode) Stopping() <-chan struct{}     { return n.stopping }
+func (n *fakeNode) Status() []*metapb.GroupStatus { return nil }
+func (n *fakeNode) Members(context.Context) ([]*metapb.Member, error) {
+	return []*metapb.Member{{Id: "fake", Addr: "fake:0", Voter: true}}, nil
+}
+func (n *fakeNode) AddMember(context.Context, string, string) ([]*metapb.Member, error) {
+	return nil, errors.New("fake: no membership")
+}
+func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
+	return nil, errors.New("fake: no membership")
+}
+func (n *fakeNode) TransferLeader(context.Context, string, string) (string, error) {
+	return "", errors.New("fake: no leadership")
+}
+func (n *fakeNode) StateHash(group string) (state.Hash, error) { return n.machines[group].Hash() }
+
+func (n *fakeNode) Propose(_ context.Context, group string, op *logpb.Op) (*logpb.Result, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fail != nil {
+		return nil, n.fail
+	}
+	m := n.machines[group]
+	if m == nil {
+		return nil, metapb.Invalid("group", "no group %q", group)
+	}
+	data, err := sm.EncodeBatch(&logpb.Batch{NowUnixNano: time.Now().UnixNano(), Ops: []*logpb.Op{op}})
+	if err != nil {
+		return nil, err
+	}
+	n.index++
+	n.proposed++
+	res := m.Apply(&raft.Log{Index: n.index, Term: 1, Type: raft.LogCommand, Data: data}).(*sm.BatchResult)
+	return res.Results[0], nil
+}
+
+func (n *fakeNode) Read(_ context.Context, group string, _ bool) (state.Reader, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fail != nil {
+		return nil, n.fail
+	}
+	return n.machines[group], nil
+}
+
+var _ server.Node = (*fakeNode)(nil)
+
+// serveFake serves the public API on a fake node and returns a client
+// connection to it and a meta client.
+func serveFake(t *testing.T, n *fakeNode) (*grpc.ClientConn, *client.Client) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node's server takes messages of up to 64 MiB (raft's need).
+	srv := grpc.NewServer(append(server.ServerOptions(), grpc.MaxRecvMsgSize(64<<20))...)
+	server.Register(srv, n, "test")
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	cl, err := client.New(client.Config{Endpoints: []string{lis.Addr().String()}, Pinned: true, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return conn, cl
+}
+
+// The handlers against a node without raft: bad input is refused naming
+// the field with nothing proposed, and the resource calls behave as on a
+// cluster.
+func TestHandlersOnAFakeNode(t *testing.T) {
+	n := newFakeNode(t, 2)
+	_, cl := serveFake(t, n)
+	t.Run("bad input", func(t *testing.T) {
+		testBadInput(t, cl)
+		if p := n.proposals(); p != 0 {
+			t.Fatalf("bad input proposed %d operations, want none", p)
+		}
+	})
+	t.Run("resources", func(t *testing.T) { testResources(t, cl) })
+}
+
+// Every node error reaches the public API as its reason's status, with
+// its metadata; an error without a reason is an unknown outcome for a
+// write and a plain Unavailable for a read.
+func TestErrorsBecomeStatusesOnce(t *testing.T) {
+	n := newFakeNode(t, 1)
+	conn, _ := serveFake(t, n)
+	kv := metapb.NewKVClient(conn)
+	ctx := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	hint := map[string]string{metapb.MetaGroup: "data-0", metapb.MetaLeaderID: "n2", metapb.MetaLeaderAddr: "a2"}
+	for _, tc := range []struct {
+		name       string
+		fail       error
+		write      bool
+		code       codes.Code
+		reason     string
+		wantLeader string
+	}{
+		{"not leader, write", metapb.NewError(metapb.ReasonNotLeader, hint, "not the leader"), true, codes.Unavailable, metapb.ReasonNotLeader, "n2"},
+		{"not leader, read", metapb.NewError(metapb.ReasonNotLeader, hint, "not the leader"), false, codes.Unavailable, metapb.ReasonNotLeader, "n2"},
+		{"shutting down", metapb.NewError(metapb.ReasonShuttingDown, nil, "stopping"), true, codes.Unavailable, metapb.ReasonShuttingDown, ""},
+		{"unknown outcome", metapb.NewError(metapb.ReasonOutcomeUnknown, nil, "lost"), true, codes.Unknown, metapb.ReasonOutcomeUnknown, ""},
+		{"wrapped reason", errors.Join(errors.New("context"), metapb.NewError(metapb.ReasonNoLeader, nil, "none")), true, codes.Unavailable, metapb.ReasonNoLeader, ""},
+		{"no reason, write", errors.New("disk on fire"), true, codes.Unknown, metapb.ReasonOutcomeUnknown, ""},
+		{"no reason, read", errors.New("disk on fire"), false, codes.Unavailable, "", ""},
+		{"deadline, read", context.DeadlineExceeded, false, codes.DeadlineExceeded, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.failWith(tc.fail)
+			defer n.failWith(nil)
+			var err error
+			if tc.write {
+				_, err = kv.Put(ctx(), &metapb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+			} else {
+				_, err = kv.Get(ctx(), &metapb.GetRequest{Key: []byte("k")})
+			}
+			info := wantStatus(t, err, tc.code, tc.reason, "")
+			if tc.reason == "" && info != nil {
+				t.Fatalf("got error info %v, want none", info)
+			}
+			if tc.wantLeader != "" && info.Metadata[metapb.MetaLeaderID] != tc.wantLeader {
+				t.Fatalf("leader hint: got %v, want %s", info.Metadata, tc.wantLeader)
+			}
+			if st, _ := status.FromError(err); st.Message() == "" {
+				t.Fatal("empty message")
+			}
+		})
+	}
+}
