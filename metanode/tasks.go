@@ -19,7 +19,6 @@ func (n *Node) RunWhileLeading(group string, task func(ctx context.Context)) {
 	n.tasks[group] = append(n.tasks[group], task)
 }
 
-
 // ProposeMetadata proposes an op in metadata-0 on this node, which must
 // lead it (for leader-only work such as the controller's).
 func (n *Node) ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
