@@ -188,8 +188,8 @@ func (g *group) start() {
 // group made, then shuts raft down (bounded by ctx).
 func (g *group) stop(ctx context.Context) error {
 	g.life.End()
-	if !g.calls.close(ctx) {
-		g.log.Warn("raft calls still unanswered at shutdown")
+	if left := g.calls.close(ctx); len(left) > 0 {
+		g.log.Warn("raft calls still unanswered at shutdown; shutting raft down regardless", "calls", left)
 	}
 	g.raft.DeregisterObserver(g.observer)
 	err := g.raft.Shutdown().Error()
@@ -206,8 +206,8 @@ func (g *group) stop(ctx context.Context) error {
 // await makes a raft call and waits for its answer or ctx, whichever comes
 // first. A call abandoned by ctx is still answered by raft later, to the
 // goroutine waiting for it (raftCalls makes sure of that).
-func (g *group) await(ctx context.Context, call func() raft.Future) (raft.Future, error) {
-	f, done, err := g.calls.start(call)
+func (g *group) await(ctx context.Context, what string, call func() raft.Future) (raft.Future, error) {
+	f, done, err := g.calls.start(what, call)
 	if err != nil {
 		return nil, err
 	}

@@ -109,7 +109,7 @@ func (g *group) runTerm(ctx context.Context, life *lifetime, term uint64) {
 		return
 	}
 	for {
-		_, err := g.await(ctx, func() raft.Future { return g.raft.Apply(marker, g.env.t.applyEnqueue) })
+		_, err := g.await(ctx, "term marker", func() raft.Future { return g.raft.Apply(marker, g.env.t.applyEnqueue) })
 		if err == nil {
 			break
 		}
@@ -207,7 +207,7 @@ func (n *Node) TransferLeader(ctx context.Context, groupName, target string) (st
 		}
 		call = func() raft.Future { return g.raft.LeadershipTransferToServer(raft.ServerID(target), addr) }
 	}
-	if _, err := g.await(ctx, call); err != nil {
+	if _, err := g.await(ctx, "leadership transfer", call); err != nil {
 		return "", err
 	}
 	var leader string

@@ -2,7 +2,9 @@ package metanode
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -61,27 +63,49 @@ func (l *lifetime) Done() <-chan struct{} { return l.ctx.Done() }
 // down only once every call it made was answered (close), and makes no new
 // call after that: nothing ever waits on raft for ever.
 type raftCalls struct {
-	mu     sync.Mutex // guards closed, and orders wg.Add before wg.Wait
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex // guards closed and pending, and orders wg.Add before wg.Wait
+	closed  bool
+	pending map[*pendingCall]struct{}
+	wg      sync.WaitGroup
 }
 
-// start hands raft a call and returns its future, or ErrShuttingDown once
-// closing began. done must be called once the answer is in.
-func (c *raftCalls) start(call func() raft.Future) (f raft.Future, done func(), err error) {
+// pendingCall is one call awaiting raft's answer.
+type pendingCall struct {
+	what  string
+	since time.Time
+}
+
+// start hands raft a call (what names it in logs) and returns its future,
+// or ErrShuttingDown once closing began. done must be called once the
+// answer is in.
+func (c *raftCalls) start(what string, call func() raft.Future) (f raft.Future, done func(), err error) {
+	p := &pendingCall{what: what, since: time.Now()}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, nil, ErrShuttingDown
 	}
 	c.wg.Add(1)
-	return call(), c.wg.Done, nil
+	if c.pending == nil {
+		c.pending = map[*pendingCall]struct{}{}
+	}
+	c.pending[p] = struct{}{}
+	c.mu.Unlock()
+	done = func() {
+		c.mu.Lock()
+		delete(c.pending, p)
+		c.mu.Unlock()
+		c.wg.Done()
+	}
+	// The call itself may wait (raft's enqueue timeout): never under mu.
+	return call(), done, nil
 }
 
 // close refuses new calls and waits until every call made was answered, or
-// ctx ends (then raft is shut down regardless: a call it never answers is
-// abandoned, which only a raft stuck for ShutdownTimeout can cause).
-func (c *raftCalls) close(ctx context.Context) bool {
+// ctx ends; it then returns the calls still unanswered (raft is shut down
+// regardless: a call it never answers is abandoned, which only a raft
+// blocked for the whole shutdown timeout can cause).
+func (c *raftCalls) close(ctx context.Context) []string {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
@@ -89,8 +113,14 @@ func (c *raftCalls) close(ctx context.Context) bool {
 	go func() { c.wg.Wait(); close(idle) }()
 	select {
 	case <-idle:
-		return true
+		return nil
 	case <-ctx.Done():
-		return false
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for p := range c.pending {
+		out = append(out, fmt.Sprintf("%s (%s)", p.what, time.Since(p.since).Round(time.Millisecond)))
+	}
+	return out
 }

@@ -242,7 +242,7 @@ func (n *Node) serveRemoveServer(ctx context.Context, req *raftpb.RemoveServerCa
 	if !g.isLeader() {
 		return g.notLeader()
 	}
-	if _, err := g.await(ctx, func() raft.Future {
+	if _, err := g.await(ctx, "remove server "+req.ServerId, func() raft.Future {
 		return g.raft.RemoveServer(raft.ServerID(req.ServerId), 0, n.t.configChange)
 	}); err != nil {
 		return unknown(err)
@@ -259,7 +259,7 @@ func (g *group) reconcile(ctx context.Context, want map[string]string) error {
 	}
 	timeout := g.env.t.configChange
 	change := func(call func() raft.Future) error {
-		_, err := g.await(ctx, call)
+		_, err := g.await(ctx, "configuration change", call)
 		return err
 	}
 	// Removals first, so a replaced member never coexists with its twin.

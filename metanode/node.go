@@ -429,8 +429,14 @@ func (n *Node) Close() error {
 // Crash stops the node abruptly, as kill -9 would: no leadership handoff,
 // no waiting for in-flight requests. Data already handed to RocksDB's WAL
 // survives (as it would in the OS page cache); tests use it.
+//
+// Unlike Close it is not bound by ShutdownTimeout: it waits (up to a
+// minute) until raft has answered every call the node made, which raft
+// always does while it runs, so that no goroutine is left waiting for an
+// answer after raft is gone (raft's main loop can be busy for longer than
+// ShutdownTimeout, installing a snapshot from a peer that went silent).
 func (n *Node) Crash() error {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), max(n.cfg.ShutdownTimeout, time.Minute))
 	defer cancel()
 	return n.shutdown(ctx, false)
 }
@@ -506,7 +512,7 @@ func (n *Node) handOffLeaderships(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := g.await(ctx, g.raft.LeadershipTransfer); err != nil {
+			if _, err := g.await(ctx, "leadership handoff", g.raft.LeadershipTransfer); err != nil {
 				n.log.Warn("leadership handoff failed", "group", g.name, "err", err)
 			}
 		}()

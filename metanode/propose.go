@@ -191,7 +191,7 @@ func (g *group) submit(batch []*proposal) {
 		deliver(nil, fmt.Errorf("%w: encode: %v", ErrInvalid, err))
 		return
 	}
-	f, done, err := g.calls.start(func() raft.Future { return g.raft.Apply(data, g.env.t.applyEnqueue) })
+	f, done, err := g.calls.start("apply", func() raft.Future { return g.raft.Apply(data, g.env.t.applyEnqueue) })
 	if err != nil {
 		deliver(nil, err) // never handed to raft
 		return

@@ -63,7 +63,7 @@ func (g *group) confirmLeadership(ctx context.Context) (uint64, error) {
 		}
 	}
 	idx := g.raft.CommitIndex()
-	if _, err := g.await(ctx, g.raft.VerifyLeader); err != nil {
+	if _, err := g.await(ctx, "verify leader", g.raft.VerifyLeader); err != nil {
 		if ctx.Err() != nil || errors.Is(err, ErrShuttingDown) {
 			return 0, err
 		}

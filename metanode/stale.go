@@ -52,7 +52,7 @@ func (n *Node) serveFreshSnapshot(ctx context.Context, req *raftpb.FreshSnapshot
 	if snaps, err := g.snaps.List(); err == nil && len(snaps) > 0 && snaps[0].Index >= req.Applied {
 		return nil
 	}
-	_, err = g.await(ctx, func() raft.Future { return g.raft.Snapshot() })
+	_, err = g.await(ctx, "snapshot", func() raft.Future { return g.raft.Snapshot() })
 	switch {
 	case errors.Is(err, raft.ErrNothingNewToSnapshot):
 	case err != nil:
