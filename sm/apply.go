@@ -96,6 +96,12 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.memberPut(o.MemberPut)
 	case *logpb.Op_MemberRemove:
 		return a.memberRemove(o.MemberRemove.Id)
+	case *logpb.Op_MemberSetState:
+		return a.memberSetState(o.MemberSetState)
+	case *logpb.Op_GroupPut:
+		return a.groupPut(o.GroupPut)
+	case *logpb.Op_DirectoryInit:
+		return a.directoryInit(o.DirectoryInit)
 	case *logpb.Op_ResourceCreate:
 		return a.resourceCreate(o.ResourceCreate)
 	case *logpb.Op_ResourceUpdate:
@@ -337,22 +343,48 @@ func (a *applier) clusterInit(c *logpb.ClusterInit) (*logpb.Result, error) {
 			return invalid("member id and addr must be set"), nil
 		}
 	}
+	for _, g := range c.Groups {
+		if r := checkGroup(g); r != nil {
+			return r, nil
+		}
+	}
 	a.bump()
 	for _, mp := range c.Members {
 		if err := a.write(memberKey(mp.Id), mp); err != nil {
 			return nil, err
 		}
 	}
-	rec := &logpb.ClusterInit{ClusterId: c.ClusterId, OffsetGroups: c.OffsetGroups, DataGroups: c.DataGroups}
-	return &logpb.Result{}, a.write(keyClusterID, rec)
+	for _, g := range c.Groups {
+		g = proto.CloneOf(g)
+		g.ConfVer = 1
+		if err := a.write(groupKey(g.Name), g); err != nil {
+			return nil, err
+		}
+	}
+	rec := &logpb.ClusterInit{ClusterId: c.ClusterId, OffsetGroups: c.OffsetGroups, DataGroups: c.DataGroups,
+		ReplicationFactor: c.ReplicationFactor, MetadataReplicationFactor: c.MetadataReplicationFactor}
+	if err := a.write(keyClusterID, rec); err != nil {
+		return nil, err
+	}
+	return &logpb.Result{}, a.bumpDirectory()
 }
 
 func (a *applier) memberPut(mp *logpb.MemberPut) (*logpb.Result, error) {
 	if mp.Id == "" || mp.Addr == "" {
 		return invalid("member id and addr must be set"), nil
 	}
+	cur := &logpb.MemberPut{}
+	if _, ok, err := a.get(memberKey(mp.Id), cur); err != nil {
+		return nil, err
+	} else if ok {
+		mp = proto.CloneOf(mp)
+		mp.State = cur.State // a put never changes the state (MemberSetState does)
+	}
 	a.bump()
-	return &logpb.Result{}, a.write(memberKey(mp.Id), mp)
+	if err := a.write(memberKey(mp.Id), mp); err != nil {
+		return nil, err
+	}
+	return &logpb.Result{}, a.bumpDirectory()
 }
 
 func (a *applier) memberRemove(id string) (*logpb.Result, error) {
@@ -365,5 +397,5 @@ func (a *applier) memberRemove(id string) (*logpb.Result, error) {
 	}
 	a.bump()
 	a.b.Delete(a.m.space, memberKey(id))
-	return &logpb.Result{Count: 1}, nil
+	return &logpb.Result{Count: 1}, a.bumpDirectory()
 }

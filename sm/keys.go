@@ -18,6 +18,9 @@ import (
 //	                              4-byte big-endian uint32 (partitions >= 0)
 //	0x03 'c'                      metadata: ClusterInit record
 //	0x03 'm' <id>                 metadata: member id -> logpb.MemberPut
+//	0x03 'g' <name>               metadata: directory: group -> logpb.GroupRecord
+//	0x03 'v'                      metadata: directory version (uint64): rises
+//	                              with every change of members or groups
 //	0x04 <kind> <name>            metadata: resource -> logpb.Resource
 //	0x05 <client id>              data: MQTT session -> logpb.Session
 //	0x06 <at> <client id>         data: session expiry index (empty value)
@@ -66,6 +69,7 @@ var (
 	keyApplied   = []byte{prefixMeta, 'a'}
 	keyRestoring = []byte{prefixMeta, 'r'}
 	keyClusterID = []byte{prefixCluster, 'c'}
+	keyDirVer    = []byte{prefixCluster, 'v'}
 	userStart    = []byte{prefixUserMin}
 	userEnd      = []byte{prefixSentinel}
 )
@@ -115,6 +119,8 @@ func parseOffsetKey(k []byte) (group, topic string, partition int32, err error) 
 	}
 	return group, topic, int32(binary.BigEndian.Uint32(rest)), nil
 }
+
+func groupKey(name string) []byte { return append([]byte{prefixCluster, 'g'}, name...) }
 
 func memberKey(id string) []byte {
 	return append([]byte{prefixCluster, 'm'}, id...)

@@ -29,6 +29,106 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MemberState is what the controller does with a member's replicas.
+type MemberState int32
+
+const (
+	// Active: it hosts replicas and leaderships.
+	MemberState_MEMBER_STATE_ACTIVE MemberState = 0
+	// Draining: every replica and leadership moves off it; it then holds
+	// none and may be removed.
+	MemberState_MEMBER_STATE_DRAINING MemberState = 1
+)
+
+// Enum value maps for MemberState.
+var (
+	MemberState_name = map[int32]string{
+		0: "MEMBER_STATE_ACTIVE",
+		1: "MEMBER_STATE_DRAINING",
+	}
+	MemberState_value = map[string]int32{
+		"MEMBER_STATE_ACTIVE":   0,
+		"MEMBER_STATE_DRAINING": 1,
+	}
+)
+
+func (x MemberState) Enum() *MemberState {
+	p := new(MemberState)
+	*p = x
+	return p
+}
+
+func (x MemberState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MemberState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sm_logpb_log_proto_enumTypes[0].Descriptor()
+}
+
+func (MemberState) Type() protoreflect.EnumType {
+	return &file_sm_logpb_log_proto_enumTypes[0]
+}
+
+func (x MemberState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MemberState.Descriptor instead.
+func (MemberState) EnumDescriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{0}
+}
+
+// GroupState is a group's life cycle.
+type GroupState int32
+
+const (
+	GroupState_GROUP_STATE_ACTIVE   GroupState = 0
+	GroupState_GROUP_STATE_CREATING GroupState = 1
+	GroupState_GROUP_STATE_DELETING GroupState = 2
+)
+
+// Enum value maps for GroupState.
+var (
+	GroupState_name = map[int32]string{
+		0: "GROUP_STATE_ACTIVE",
+		1: "GROUP_STATE_CREATING",
+		2: "GROUP_STATE_DELETING",
+	}
+	GroupState_value = map[string]int32{
+		"GROUP_STATE_ACTIVE":   0,
+		"GROUP_STATE_CREATING": 1,
+		"GROUP_STATE_DELETING": 2,
+	}
+)
+
+func (x GroupState) Enum() *GroupState {
+	p := new(GroupState)
+	*p = x
+	return p
+}
+
+func (x GroupState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sm_logpb_log_proto_enumTypes[1].Descriptor()
+}
+
+func (GroupState) Type() protoreflect.EnumType {
+	return &file_sm_logpb_log_proto_enumTypes[1]
+}
+
+func (x GroupState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupState.Descriptor instead.
+func (GroupState) EnumDescriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{1}
+}
+
 // Will states, as in the public API.
 type WillState int32
 
@@ -69,11 +169,11 @@ func (x WillState) String() string {
 }
 
 func (WillState) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[0].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[2].Descriptor()
 }
 
 func (WillState) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[0]
+	return &file_sm_logpb_log_proto_enumTypes[2]
 }
 
 func (x WillState) Number() protoreflect.EnumNumber {
@@ -82,7 +182,7 @@ func (x WillState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WillState.Descriptor instead.
 func (WillState) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{0}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
 }
 
 // Event spaces of the change log.
@@ -125,11 +225,11 @@ func (x Space) String() string {
 }
 
 func (Space) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[1].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[3].Descriptor()
 }
 
 func (Space) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[1]
+	return &file_sm_logpb_log_proto_enumTypes[3]
 }
 
 func (x Space) Number() protoreflect.EnumNumber {
@@ -138,7 +238,7 @@ func (x Space) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Space.Descriptor instead.
 func (Space) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{1}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
 }
 
 type Code int32
@@ -183,11 +283,11 @@ func (x Code) String() string {
 }
 
 func (Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[2].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[4].Descriptor()
 }
 
 func (Code) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[2]
+	return &file_sm_logpb_log_proto_enumTypes[4]
 }
 
 func (x Code) Number() protoreflect.EnumNumber {
@@ -196,7 +296,7 @@ func (x Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Code.Descriptor instead.
 func (Code) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
 }
 
 // Batch is the body of an entry of type 1: independent operations proposed
@@ -288,6 +388,9 @@ type Op struct {
 	//	*Op_BrokerSetStatus
 	//	*Op_Assign
 	//	*Op_ConnectorReport
+	//	*Op_GroupPut
+	//	*Op_DirectoryInit
+	//	*Op_MemberSetState
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -591,6 +694,33 @@ func (x *Op) GetConnectorReport() *ConnectorReport {
 	return nil
 }
 
+func (x *Op) GetGroupPut() *GroupPut {
+	if x != nil {
+		if x, ok := x.Op.(*Op_GroupPut); ok {
+			return x.GroupPut
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetDirectoryInit() *DirectoryInit {
+	if x != nil {
+		if x, ok := x.Op.(*Op_DirectoryInit); ok {
+			return x.DirectoryInit
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetMemberSetState() *MemberSetState {
+	if x != nil {
+		if x, ok := x.Op.(*Op_MemberSetState); ok {
+			return x.MemberSetState
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -711,6 +841,18 @@ type Op_ConnectorReport struct {
 	ConnectorReport *ConnectorReport `protobuf:"bytes,29,opt,name=connector_report,json=connectorReport,proto3,oneof"`
 }
 
+type Op_GroupPut struct {
+	GroupPut *GroupPut `protobuf:"bytes,30,opt,name=group_put,json=groupPut,proto3,oneof"`
+}
+
+type Op_DirectoryInit struct {
+	DirectoryInit *DirectoryInit `protobuf:"bytes,31,opt,name=directory_init,json=directoryInit,proto3,oneof"`
+}
+
+type Op_MemberSetState struct {
+	MemberSetState *MemberSetState `protobuf:"bytes,32,opt,name=member_set_state,json=memberSetState,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -768,6 +910,12 @@ func (*Op_BrokerSetStatus) isOp_Op() {}
 func (*Op_Assign) isOp_Op() {}
 
 func (*Op_ConnectorReport) isOp_Op() {}
+
+func (*Op_GroupPut) isOp_Op() {}
+
+func (*Op_DirectoryInit) isOp_Op() {}
+
+func (*Op_MemberSetState) isOp_Op() {}
 
 // BrokerRegister registers a broker; its epoch becomes the op's revision.
 type BrokerRegister struct {
@@ -2412,7 +2560,14 @@ type ClusterInit struct {
 	DataGroups   uint32                 `protobuf:"varint,3,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
 	// The initial member list, recorded in the same entry so that no one
 	// ever sees a partial list.
-	Members       []*MemberPut `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*MemberPut `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// How many replicas each group has (metadata-0: metadata_replication_factor).
+	// 0 in a cluster created before placement existed.
+	ReplicationFactor         uint32 `protobuf:"varint,5,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	MetadataReplicationFactor uint32 `protobuf:"varint,6,opt,name=metadata_replication_factor,json=metadataReplicationFactor,proto3" json:"metadata_replication_factor,omitempty"`
+	// The initial directory (every group and its replicas), recorded with
+	// the cluster so that no one ever sees a cluster without one.
+	Groups        []*GroupRecord `protobuf:"bytes,7,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2475,10 +2630,37 @@ func (x *ClusterInit) GetMembers() []*MemberPut {
 	return nil
 }
 
+func (x *ClusterInit) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *ClusterInit) GetMetadataReplicationFactor() uint32 {
+	if x != nil {
+		return x.MetadataReplicationFactor
+	}
+	return 0
+}
+
+func (x *ClusterInit) GetGroups() []*GroupRecord {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// MemberPut adds a member, or changes its address or zone (its state is
+// kept; a new member is active).
 type MemberPut struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// An optional failure-domain label: replicas of a group are spread over
+	// zones when there are enough.
+	Zone          string      `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	State         MemberState `protobuf:"varint,4,opt,name=state,proto3,enum=meta.log.v1.MemberState" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2527,6 +2709,328 @@ func (x *MemberPut) GetAddr() string {
 	return ""
 }
 
+func (x *MemberPut) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *MemberPut) GetState() MemberState {
+	if x != nil {
+		return x.State
+	}
+	return MemberState_MEMBER_STATE_ACTIVE
+}
+
+// MemberSetState sets a member's state (drain, or undo a drain).
+type MemberSetState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State         MemberState            `protobuf:"varint,2,opt,name=state,proto3,enum=meta.log.v1.MemberState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberSetState) Reset() {
+	*x = MemberSetState{}
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberSetState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberSetState) ProtoMessage() {}
+
+func (x *MemberSetState) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
+func (*MemberSetState) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MemberSetState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MemberSetState) GetState() MemberState {
+	if x != nil {
+		return x.State
+	}
+	return MemberState_MEMBER_STATE_ACTIVE
+}
+
+// Replica is one member of a group's replica set.
+type Replica struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The role the replica should have: a voter, or a non-voter (a replica
+	// being added catches up as a non-voter first in any case).
+	Voter         bool `protobuf:"varint,2,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Replica) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Replica) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+// GroupRecord is one group of the directory. replicas is where the group
+// should run; each group's leader makes the group's raft configuration
+// follow it (adding before removing), so a move is resumed by whoever
+// leads. conf_ver rises by one with every change of the record.
+type GroupRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "metadata", "offset" or "data".
+	Kind          string     `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Replicas      []*Replica `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	ConfVer       uint64     `protobuf:"varint,4,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	State         GroupState `protobuf:"varint,5,opt,name=state,proto3,enum=meta.log.v1.GroupState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRecord) Reset() {
+	*x = GroupRecord{}
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRecord) ProtoMessage() {}
+
+func (x *GroupRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
+func (*GroupRecord) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GroupRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GroupRecord) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *GroupRecord) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
+}
+
+func (x *GroupRecord) GetState() GroupState {
+	if x != nil {
+		return x.State
+	}
+	return GroupState_GROUP_STATE_ACTIVE
+}
+
+// GroupPut writes a group's record if its stored conf_ver is
+// expected_conf_ver (0: the group must not exist yet); the stored record
+// gets conf_ver expected_conf_ver + 1. A mismatch is CODE_COMPARE_FAILED
+// with the current record in the result's value.
+type GroupPut struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Group           *GroupRecord           `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ExpectedConfVer uint64                 `protobuf:"varint,2,opt,name=expected_conf_ver,json=expectedConfVer,proto3" json:"expected_conf_ver,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GroupPut) Reset() {
+	*x = GroupPut{}
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupPut) ProtoMessage() {}
+
+func (x *GroupPut) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
+func (*GroupPut) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GroupPut) GetGroup() *GroupRecord {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *GroupPut) GetExpectedConfVer() uint64 {
+	if x != nil {
+		return x.ExpectedConfVer
+	}
+	return 0
+}
+
+// DirectoryInit records the directory of a cluster created before the
+// directory existed (every member hosts every group): a no-op once any
+// group record exists.
+type DirectoryInit struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	Groups                    []*GroupRecord         `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	ReplicationFactor         uint32                 `protobuf:"varint,2,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	MetadataReplicationFactor uint32                 `protobuf:"varint,3,opt,name=metadata_replication_factor,json=metadataReplicationFactor,proto3" json:"metadata_replication_factor,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *DirectoryInit) Reset() {
+	*x = DirectoryInit{}
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectoryInit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectoryInit) ProtoMessage() {}
+
+func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
+func (*DirectoryInit) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DirectoryInit) GetGroups() []*GroupRecord {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *DirectoryInit) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *DirectoryInit) GetMetadataReplicationFactor() uint32 {
+	if x != nil {
+		return x.MetadataReplicationFactor
+	}
+	return 0
+}
+
 type MemberRemove struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2536,7 +3040,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +3052,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +3065,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -2585,7 +3089,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +3101,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +3114,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KV) GetValue() []byte {
@@ -2660,7 +3164,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +3176,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +3189,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -2723,7 +3227,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +3239,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +3252,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -2811,7 +3315,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +3327,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +3340,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Session) GetClientId() string {
@@ -2929,7 +3433,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3445,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3458,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Will) GetClientId() string {
@@ -3053,7 +3557,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3569,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3582,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -3126,7 +3630,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3642,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3655,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -3227,7 +3731,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3743,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3756,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -3322,7 +3826,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3334,7 +3838,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3347,7 +3851,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Lease) GetId() int64 {
@@ -3389,7 +3893,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3401,7 +3905,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3414,7 +3918,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Event) GetSpace() Space {
@@ -3471,7 +3975,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3987,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +4000,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -3545,7 +4049,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +4061,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +4074,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Result) GetCode() Code {
@@ -3654,7 +4158,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3666,7 +4170,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3679,7 +4183,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -3731,7 +4235,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xd0\x0e\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\x94\x10\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -3766,7 +4270,10 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0fbroker_register\x18\x1a \x01(\v2\x1b.meta.log.v1.BrokerRegisterH\x00R\x0ebrokerRegister\x12J\n" +
 	"\x11broker_set_status\x18\x1b \x01(\v2\x1c.meta.log.v1.BrokerSetStatusH\x00R\x0fbrokerSetStatus\x12-\n" +
 	"\x06assign\x18\x1c \x01(\v2\x13.meta.log.v1.AssignH\x00R\x06assign\x12I\n" +
-	"\x10connector_report\x18\x1d \x01(\v2\x1c.meta.log.v1.ConnectorReportH\x00R\x0fconnectorReportB\x04\n" +
+	"\x10connector_report\x18\x1d \x01(\v2\x1c.meta.log.v1.ConnectorReportH\x00R\x0fconnectorReport\x124\n" +
+	"\tgroup_put\x18\x1e \x01(\v2\x15.meta.log.v1.GroupPutH\x00R\bgroupPut\x12C\n" +
+	"\x0edirectory_init\x18\x1f \x01(\v2\x1a.meta.log.v1.DirectoryInitH\x00R\rdirectoryInit\x12G\n" +
+	"\x10member_set_state\x18  \x01(\v2\x1b.meta.log.v1.MemberSetStateH\x00R\x0ememberSetStateB\x04\n" +
 	"\x02op\"_\n" +
 	"\x0eBrokerRegister\x12\x1b\n" +
 	"\tbroker_id\x18\x01 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -3881,17 +4388,41 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fOffsetCommit\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.meta.log.v1.OffsetEntryR\aentries\")\n" +
 	"\x11OffsetDeleteGroup\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\tR\x05group\"\xa4\x01\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\xc5\x02\n" +
 	"\vClusterInit\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
 	"\roffset_groups\x18\x02 \x01(\rR\foffsetGroups\x12\x1f\n" +
 	"\vdata_groups\x18\x03 \x01(\rR\n" +
 	"dataGroups\x120\n" +
-	"\amembers\x18\x04 \x03(\v2\x16.meta.log.v1.MemberPutR\amembers\"/\n" +
+	"\amembers\x18\x04 \x03(\v2\x16.meta.log.v1.MemberPutR\amembers\x12-\n" +
+	"\x12replication_factor\x18\x05 \x01(\rR\x11replicationFactor\x12>\n" +
+	"\x1bmetadata_replication_factor\x18\x06 \x01(\rR\x19metadataReplicationFactor\x120\n" +
+	"\x06groups\x18\a \x03(\v2\x18.meta.log.v1.GroupRecordR\x06groups\"s\n" +
 	"\tMemberPut\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x1e\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\x12.\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x18.meta.log.v1.MemberStateR\x05state\"P\n" +
+	"\x0eMemberSetState\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.meta.log.v1.MemberStateR\x05state\"3\n" +
+	"\aReplica\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05voter\x18\x02 \x01(\bR\x05voter\"\xb1\x01\n" +
+	"\vGroupRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
+	"\breplicas\x18\x03 \x03(\v2\x14.meta.log.v1.ReplicaR\breplicas\x12\x19\n" +
+	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\x12-\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x17.meta.log.v1.GroupStateR\x05state\"f\n" +
+	"\bGroupPut\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.meta.log.v1.GroupRecordR\x05group\x12*\n" +
+	"\x11expected_conf_ver\x18\x02 \x01(\x04R\x0fexpectedConfVer\"\xb0\x01\n" +
+	"\rDirectoryInit\x120\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.meta.log.v1.GroupRecordR\x06groups\x12-\n" +
+	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12>\n" +
+	"\x1bmetadata_replication_factor\x18\x03 \x01(\rR\x19metadataReplicationFactor\"\x1e\n" +
 	"\fMemberRemove\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x96\x01\n" +
 	"\x02KV\x12\x14\n" +
@@ -4001,7 +4532,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\vdata_groups\x18\x04 \x01(\rR\n" +
 	"dataGroups\x12?\n" +
 	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
-	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*\x81\x01\n" +
+	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*A\n" +
+	"\vMemberState\x12\x17\n" +
+	"\x13MEMBER_STATE_ACTIVE\x10\x00\x12\x19\n" +
+	"\x15MEMBER_STATE_DRAINING\x10\x01*X\n" +
+	"\n" +
+	"GroupState\x12\x16\n" +
+	"\x12GROUP_STATE_ACTIVE\x10\x00\x12\x18\n" +
+	"\x14GROUP_STATE_CREATING\x10\x01\x12\x18\n" +
+	"\x14GROUP_STATE_DELETING\x10\x02*\x81\x01\n" +
 	"\tWillState\x12\x1a\n" +
 	"\x16WILL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
@@ -4034,103 +4573,120 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 	return file_sm_logpb_log_proto_rawDescData
 }
 
-var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_sm_logpb_log_proto_goTypes = []any{
-	(WillState)(0),              // 0: meta.log.v1.WillState
-	(Space)(0),                  // 1: meta.log.v1.Space
-	(Code)(0),                   // 2: meta.log.v1.Code
-	(*Batch)(nil),               // 3: meta.log.v1.Batch
-	(*Op)(nil),                  // 4: meta.log.v1.Op
-	(*BrokerRegister)(nil),      // 5: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 6: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 7: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 8: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 9: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 10: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 11: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 12: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 13: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 14: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 15: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 16: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 17: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 18: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 19: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 20: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 21: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 22: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 23: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 24: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 25: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 26: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 27: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 28: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 29: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),         // 30: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 31: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 32: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 33: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 34: meta.log.v1.MemberPut
-	(*MemberRemove)(nil),        // 35: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 36: meta.log.v1.KV
-	(*Offset)(nil),              // 37: meta.log.v1.Offset
-	(*Resource)(nil),            // 38: meta.log.v1.Resource
-	(*Session)(nil),             // 39: meta.log.v1.Session
-	(*Will)(nil),                // 40: meta.log.v1.Will
-	(*Retained)(nil),            // 41: meta.log.v1.Retained
-	(*Broker)(nil),              // 42: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 43: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 44: meta.log.v1.Lease
-	(*Event)(nil),               // 45: meta.log.v1.Event
-	(*AppliedState)(nil),        // 46: meta.log.v1.AppliedState
-	(*Result)(nil),              // 47: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 48: meta.log.v1.NodeIdentity
+	(MemberState)(0),            // 0: meta.log.v1.MemberState
+	(GroupState)(0),             // 1: meta.log.v1.GroupState
+	(WillState)(0),              // 2: meta.log.v1.WillState
+	(Space)(0),                  // 3: meta.log.v1.Space
+	(Code)(0),                   // 4: meta.log.v1.Code
+	(*Batch)(nil),               // 5: meta.log.v1.Batch
+	(*Op)(nil),                  // 6: meta.log.v1.Op
+	(*BrokerRegister)(nil),      // 7: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 8: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 9: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 10: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 11: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 12: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 13: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 14: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 15: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 16: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 17: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 18: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 19: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 20: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 21: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 22: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 23: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 24: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 25: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 26: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 27: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 28: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 29: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 30: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 31: meta.log.v1.KVCompareAndSwap
+	(*OffsetEntry)(nil),         // 32: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 33: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 34: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 35: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 36: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 37: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 38: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 39: meta.log.v1.GroupRecord
+	(*GroupPut)(nil),            // 40: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 41: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 42: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 43: meta.log.v1.KV
+	(*Offset)(nil),              // 44: meta.log.v1.Offset
+	(*Resource)(nil),            // 45: meta.log.v1.Resource
+	(*Session)(nil),             // 46: meta.log.v1.Session
+	(*Will)(nil),                // 47: meta.log.v1.Will
+	(*Retained)(nil),            // 48: meta.log.v1.Retained
+	(*Broker)(nil),              // 49: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 50: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 51: meta.log.v1.Lease
+	(*Event)(nil),               // 52: meta.log.v1.Event
+	(*AppliedState)(nil),        // 53: meta.log.v1.AppliedState
+	(*Result)(nil),              // 54: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 55: meta.log.v1.NodeIdentity
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
-	4,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	27, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	28, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	29, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	31, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	32, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	33, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	34, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	35, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	9,  // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	10, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	11, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	13, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	14, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	15, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	16, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	17, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	18, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	19, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	20, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	21, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	22, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	23, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	24, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	25, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	26, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	5,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	6,  // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	7,  // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	8,  // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	12, // 30: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	30, // 31: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	34, // 32: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	0,  // 33: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	1,  // 34: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	2,  // 35: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	36, // 36: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	34, // 37: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
+	29, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	30, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	31, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	33, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	34, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	35, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	36, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	42, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	11, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	12, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	13, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	15, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	16, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	17, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	18, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	19, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	20, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	21, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	22, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	23, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	24, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	25, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	26, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	27, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	28, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	7,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	8,  // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	9,  // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	10, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	40, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	41, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	37, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	14, // 33: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	32, // 34: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	36, // 35: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	39, // 36: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 37: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 38: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	38, // 39: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 40: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	39, // 41: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	39, // 42: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	2,  // 43: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	3,  // 44: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	4,  // 45: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	43, // 46: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	36, // 47: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -4168,14 +4724,17 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_BrokerSetStatus)(nil),
 		(*Op_Assign)(nil),
 		(*Op_ConnectorReport)(nil),
+		(*Op_GroupPut)(nil),
+		(*Op_DirectoryInit)(nil),
+		(*Op_MemberSetState)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   46,
+			NumEnums:      5,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

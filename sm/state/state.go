@@ -47,6 +47,36 @@ type Hash struct {
 	Index, Revision, Hash, Keys uint64
 }
 
+// Directory is metadata-0's directory at one point: its version (rising
+// with every change of members or groups), the cluster record, the
+// members and every group's record.
+type Directory struct {
+	Version uint64
+	Cluster *logpb.ClusterInit
+	Members []*logpb.MemberPut
+	Groups  []*logpb.GroupRecord
+}
+
+// Group returns the record of the named group, or nil.
+func (d *Directory) Group(name string) *logpb.GroupRecord {
+	for _, g := range d.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// Member returns the named member, or nil.
+func (d *Directory) Member(id string) *logpb.MemberPut {
+	for _, m := range d.Members {
+		if m.Id == id {
+			return m
+		}
+	}
+	return nil
+}
+
 // Reader reads one group's state as this replica has applied it. Each call
 // reads one consistent view.
 type Reader interface {
@@ -76,6 +106,7 @@ type Reader interface {
 
 	// Metadata (metadata-0).
 	Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error)
+	Directory() (*Directory, error)
 	Resource(kind int32, name string) (*logpb.Resource, error)
 	Resources(kind int32, namePrefix, startAfter string, limit int) ([]*logpb.Resource, bool, error)
 	Broker(id string) (*logpb.Broker, error)
