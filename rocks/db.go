@@ -35,9 +35,11 @@ type DB struct {
 	nat    *native
 	db     *grocksdb.DB
 	cfs    []*grocksdb.ColumnFamilyHandle // every handle opened; destroyed before the DB closes
-	node   *Space
-	groups map[string]*group
-	names  []string // sorted group names
+	node *Space
+
+	groupsMu sync.RWMutex // guards groups, names and cfs after Open
+	groups   map[string]*group
+	names    []string // sorted group names
 
 	ro      *grocksdb.ReadOptions  // plain reads; read-only after Open, so shared
 	syncWO  *grocksdb.WriteOptions // Sync = true
@@ -274,9 +276,11 @@ func (db *DB) Close() error {
 			sn.gate.close()
 			sn.release()
 		}
+		db.groupsMu.Lock()
 		for _, h := range db.cfs {
 			h.Destroy()
 		}
+		db.groupsMu.Unlock()
 		db.db.Close()
 		db.ro.Destroy()
 		db.syncWO.Destroy()
@@ -291,14 +295,20 @@ func (db *DB) Close() error {
 // Dir returns the database directory.
 func (db *DB) Dir() string { return db.dir }
 
-// Groups returns the sorted groups the DB was opened with.
-func (db *DB) Groups() []string { return slices.Clone(db.names) }
+// Groups returns the sorted groups the DB has.
+func (db *DB) Groups() []string {
+	db.groupsMu.RLock()
+	defer db.groupsMu.RUnlock()
+	return slices.Clone(db.names)
+}
 
 func (db *DB) group(name string) (*group, error) {
 	if db.gate.isClosed() {
 		return nil, ErrClosed
 	}
+	db.groupsMu.RLock()
 	g, ok := db.groups[name]
+	db.groupsMu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
 	}
@@ -398,4 +408,70 @@ func (db *DB) Property(name string) string {
 	}
 	defer db.gate.leave()
 	return db.db.GetProperty(name)
+}
+
+// AddGroup creates the column families of a group at run time (a no-op for
+// a group the DB has).
+func (db *DB) AddGroup(name string) error {
+	if err := checkGroups([]string{name}); err != nil {
+		return err
+	}
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	db.groupsMu.Lock()
+	defer db.groupsMu.Unlock()
+	if _, ok := db.groups[name]; ok {
+		return nil
+	}
+	byName := map[string]*grocksdb.ColumnFamilyHandle{}
+	for _, suffix := range groupSuffixes {
+		opts := db.nat.opts
+		if suffix == suffixLog {
+			opts = db.nat.logOpts
+		}
+		h, err := db.db.CreateColumnFamily(opts, name+suffix)
+		if err != nil {
+			return fmt.Errorf("rocks: add group %s: %w", name, err)
+		}
+		db.cfs = append(db.cfs, h)
+		byName[suffix] = h
+	}
+	ls := &LogStore{db: db, cf: byName[suffixLog], group: name}
+	if err := ls.loadBounds(); err != nil {
+		return err
+	}
+	db.groups[name] = &group{log: ls, stable: &StableStore{db: db, cf: byName[suffixStable], group: name},
+		data: &Space{db: db, cf: byName[suffixData], name: name + suffixData}}
+	db.names = append(db.names, name)
+	slices.Sort(db.names)
+	return nil
+}
+
+// DropGroup deletes a group's data and forgets it; its column families
+// are dropped.
+func (db *DB) DropGroup(name string) error {
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	db.groupsMu.Lock()
+	g, ok := db.groups[name]
+	if ok {
+		delete(db.groups, name)
+		db.names = slices.DeleteFunc(db.names, func(n string) bool { return n == name })
+	}
+	db.groupsMu.Unlock()
+	if !ok {
+		return nil
+	}
+	// The handles stay valid until Close (a reader may still hold the
+	// group); the column families are dropped, so their files go.
+	for _, cf := range []*grocksdb.ColumnFamilyHandle{g.log.cf, g.stable.cf, g.data.cf} {
+		if err := db.db.DropColumnFamily(cf); err != nil {
+			return fmt.Errorf("rocks: drop group %s: %w", name, err)
+		}
+	}
+	return nil
 }
