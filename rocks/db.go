@@ -29,12 +29,12 @@ var groupSuffixes = []string{suffixLog, suffixStable, suffixData}
 // DB is one node's RocksDB. Create it with Open; it is safe for concurrent
 // use.
 type DB struct {
-	dir    string
-	log    *slog.Logger
-	gate   *gate
-	nat    *native
-	db     *grocksdb.DB
-	cfs    []*grocksdb.ColumnFamilyHandle // every handle opened; destroyed before the DB closes
+	dir  string
+	log  *slog.Logger
+	gate *gate
+	nat  *native
+	db   *grocksdb.DB
+	cfs  []*grocksdb.ColumnFamilyHandle // every handle opened; destroyed before the DB closes
 	node *Space
 
 	groupsMu sync.RWMutex // guards groups, names and cfs after Open

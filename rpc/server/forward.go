@@ -156,13 +156,13 @@ func restrictedTo(ctx context.Context) string {
 // hasForwarder is implemented by every public service.
 type hasForwarder interface{ forwarding() *forwarder }
 
-func (s *Server) forwarding() *forwarder           { return s.fwd }
-func (s *leasesService) forwarding() *forwarder    { return s.s.fwd }
-func (s *metadataService) forwarding() *forwarder  { return s.s.fwd }
-func (s *retainedService) forwarding() *forwarder  { return s.s.fwd }
-func (s *sessionsService) forwarding() *forwarder  { return s.s.fwd }
-func (s *watchService) forwarding() *forwarder     { return s.s.fwd }
-func (s *willsService) forwarding() *forwarder     { return s.s.fwd }
+func (s *Server) forwarding() *forwarder            { return s.fwd }
+func (s *leasesService) forwarding() *forwarder     { return s.s.fwd }
+func (s *metadataService) forwarding() *forwarder   { return s.s.fwd }
+func (s *retainedService) forwarding() *forwarder   { return s.s.fwd }
+func (s *sessionsService) forwarding() *forwarder   { return s.s.fwd }
+func (s *watchService) forwarding() *forwarder      { return s.s.fwd }
+func (s *willsService) forwarding() *forwarder      { return s.s.fwd }
 func (c *ControllerService) forwarding() *forwarder { return c.fwd }
 
 // forwardUnary sends a unary call that failed here with a redirect to the
