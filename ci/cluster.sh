@@ -4,14 +4,16 @@
 #   ci/cluster.sh start | stop | status
 # META_NODE_FLAGS adds flags to every node, with {i} replaced by the node's
 # number, e.g. META_NODE_FLAGS='--debug-listen 127.0.0.1:606{i}' serves
-# pprof on 6061-6063.
+# pprof on 6061-6063. META_DATA moves the data (default ./data) and
+# META_BASE_PORT the ports (default 7001: 7001-7003).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${META_DATA:-./data}
 NODE_FLAGS=${META_NODE_FLAGS:-}
-PORTS=(7001 7002 7003)
-IC="n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"
-EPS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+B=${META_BASE_PORT:-7001}
+PORTS=($B $((B+1)) $((B+2)))
+IC="n1=127.0.0.1:$B,n2=127.0.0.1:$((B+1)),n3=127.0.0.1:$((B+2))"
+EPS="127.0.0.1:$B,127.0.0.1:$((B+1)),127.0.0.1:$((B+2))"
 
 running() { [ -f "$DATA/n$1.pid" ] && kill -0 "$(cat "$DATA/n$1.pid")" 2>/dev/null; }
 

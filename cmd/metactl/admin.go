@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -161,9 +163,9 @@ func (a *app) memberCommand() *cobra.Command {
 	printMembers := func(ms []*metapb.Member) {
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
 		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tADDRESS\tVOTER")
+		fmt.Fprintln(tw, "ID\tADDRESS\tZONE\tDRAINING")
 		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%v\n", m.Id, m.Addr, m.Voter)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Id, m.Addr, m.Zone, m.Draining)
 		}
 		_ = tw.Flush()
 	}
@@ -179,11 +181,12 @@ func (a *app) memberCommand() *cobra.Command {
 			})
 		},
 	}
+	var zone string
 	add := &cobra.Command{
-		Use: "add ID ADDR", Short: "Add a member (then start it with --join)", Args: cobra.ExactArgs(2),
+		Use: "add ID ADDR", Short: "Add an empty node to the pool (then start it with --join); the controller fills it", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.AddMember(ctx, args[0], args[1])
+				resp, err := c.AddMemberInZone(ctx, args[0], args[1], zone)
 				if err != nil {
 					return err
 				}
@@ -191,11 +194,17 @@ func (a *app) memberCommand() *cobra.Command {
 			})
 		},
 	}
+	add.Flags().StringVar(&zone, "zone", "", "the node's failure-domain label (replicas of a group are spread over zones)")
+	var force bool
 	remove := &cobra.Command{
-		Use: "remove ID", Short: "Remove a member from every group", Args: cobra.ExactArgs(1),
+		Use: "remove ID", Short: "Remove a drained (or dead) node; --force removes any, its replicas are re-created elsewhere", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.RemoveMember(ctx, args[0])
+				call := c.RemoveMember
+				if force {
+					call = c.ForceRemoveMember
+				}
+				resp, err := call(ctx, args[0])
 				if err != nil {
 					return err
 				}
@@ -203,7 +212,113 @@ func (a *app) memberCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(list, add, remove)
+	remove.Flags().BoolVar(&force, "force", false, "remove a live node that still holds replicas or leaderships")
+	var undo, noWait bool
+	drain := &cobra.Command{
+		Use: "drain ID", Short: "Move every replica and leadership off a node, and wait until it holds none", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			resp, err := c.DrainMember(ctx, args[0], undo)
+			if err != nil {
+				return err
+			}
+			if undo || noWait {
+				return a.emit(resp, func() { printMembers(resp.Members) })
+			}
+			for {
+				ns, err := c.ListNodes(ctx)
+				if err == nil {
+					for _, n := range ns.Nodes {
+						if n.Id != args[0] {
+							continue
+						}
+						if n.State == "drained" {
+							return a.emit(n, func() { fmt.Fprintf(a.out, "%s drained\n", n.Id) })
+						}
+						if a.output == "text" {
+							fmt.Fprintf(a.errOut, "%s: %d replicas, %d leaderships left\n", n.Id, n.Replicas, n.Leaders)
+						}
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%s not drained yet (%w): see metactl node list; raise --timeout to wait longer", args[0], ctx.Err())
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	drain.Flags().BoolVar(&undo, "undo", false, "make the node active again")
+	drain.Flags().BoolVar(&noWait, "no-wait", false, "return once the drain has started")
+	cmd.AddCommand(list, add, remove, drain)
+	return cmd
+}
+
+func (a *app) groupCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "group", Short: "Groups: where their replicas are"}
+	list := &cobra.Command{
+		Use: "list", Short: "Each group: kind, replicas, leader, applied index, bytes, ops/s", Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListGroups(ctx)
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() {
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE")
+					for _, g := range resp.Groups {
+						var rs []string
+						for _, r := range g.Replicas {
+							s := r.Node
+							if r.Role != "voter" {
+								s += "(" + cmp.Or(r.Role, "adding") + ")"
+							}
+							rs = append(rs, s)
+						}
+						st := g.State
+						if g.Moving {
+							st += ",moving"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
+							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st)
+					}
+					_ = tw.Flush()
+				})
+			})
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func (a *app) nodeCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "Nodes: what each holds"}
+	list := &cobra.Command{
+		Use: "list", Short: "Each node: replicas, leaders, bytes, zone, state", Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListNodes(ctx)
+				if err != nil {
+					return err
+				}
+				return a.emit(resp, func() {
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES")
+					for _, n := range resp.Nodes {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
+					}
+					_ = tw.Flush()
+				})
+			})
+		},
+	}
+	cmd.AddCommand(list)
 	return cmd
 }
 
@@ -232,5 +347,3 @@ func (a *app) leaderCommand() *cobra.Command {
 	cmd.AddCommand(transfer)
 	return cmd
 }
-
-var _ = strings.TrimSpace

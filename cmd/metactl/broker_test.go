@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 func metactl(t *testing.T, endpoints string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	a := &app{out: &out}
+	a := &app{out: &out, errOut: io.Discard}
 	root := a.root()
 	root.SetArgs(append([]string{"--endpoints", endpoints, "--timeout", "20s"}, args...))
 	root.SetErr(&bytes.Buffer{})

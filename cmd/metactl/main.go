@@ -26,11 +26,12 @@ type app struct {
 	timeout   time.Duration
 	output    string
 	out       io.Writer
+	errOut    io.Writer // progress lines
 	cli       *client.Client
 }
 
 func main() {
-	a := &app{out: os.Stdout}
+	a := &app{out: os.Stdout, errOut: os.Stderr}
 	if err := a.root().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "metactl:", oneLine(err))
 		os.Exit(1)
@@ -73,7 +74,7 @@ func (a *app) root() *cobra.Command {
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole command")
 	pf.StringVarP(&a.output, "output", "o", "text", "text or json")
 	root.AddCommand(a.kvCommands()...)
-	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand())
+	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand(), a.groupCommand(), a.nodeCommand())
 	addMerged(root, a.controllerCommands()...)
 	addMerged(root, a.brokerAPICommands()...)
 	return root

@@ -21,9 +21,11 @@ import (
 // Forwarding. Any node serves any request: when this node hosts no
 // replica of a group a call needs, the node says where one is
 // (ForwardTo), and the call is sent there whole, once (a forwarded call
-// carries mdForwarded and is never forwarded again: the client then sees
-// the redirect and follows it itself). Calls that span groups ask each
-// group that is not here separately, restricted to that group (mdGroup).
+// carries mdForwarded and is never forwarded whole again: the client then
+// sees the redirect and follows it itself). A call that spans groups asks
+// each group not hosted here separately, restricted to that group
+// (mdGroup); a restricted call is never forwarded further. So a call
+// travels at most two hops.
 
 const (
 	// mdForwarded marks a call forwarded by another node.

@@ -1,13 +1,13 @@
 package server
 
 import (
-	"bytes"
-	"container/heap"
 	"context"
+	"sync"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 func (s *Server) dataGroup(key []byte) string {
@@ -152,86 +152,39 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 	if limit == 0 {
 		limit = metapb.DefaultListLimit
 	}
-	_, m := s.node.GroupCounts()
-	pages := make([][]state.Entry, 0, max(m, 1))
-	more := false
 	var hdr *metapb.ResponseHeader
-	for i := 0; i < max(m, 1); i++ {
-		g := metapb.DataGroup(i)
-		mc, err := s.read(ctx, g, req.Consistency)
-		if err != nil {
-			return nil, err
-		}
-		page, gmore, err := mc.List(req.Prefix, req.StartAfter, limit, req.KeysOnly)
-		if err != nil {
-			return nil, s.statusOf(err, false)
-		}
-		more = more || gmore
-		pages = append(pages, page)
-		if hdr == nil {
-			hdr = s.header(g, mc, 0)
+	var hdrMu sync.Mutex
+	setHeader := func(h *metapb.ResponseHeader) {
+		hdrMu.Lock()
+		defer hdrMu.Unlock()
+		if hdr == nil || h.Group < hdr.Group {
+			hdr = h
 		}
 	}
-	merged, cut := mergePages(pages, limit)
-	out := &metapb.ListResponse{Header: hdr, More: more || cut}
-	for _, e := range merged {
-		out.Kvs = append(out.Kvs, toKV(e.Key, e.KV))
+	pages, more, err := readEach(ctx, s, req.Consistency, req, func(g string, mc state.Reader) ([]*metapb.KeyValue, bool, error) {
+		es, more, err := mc.List(req.Prefix, req.StartAfter, limit, req.KeysOnly)
+		out := make([]*metapb.KeyValue, len(es))
+		for i, e := range es {
+			out[i] = toKV(e.Key, e.KV)
+		}
+		setHeader(s.header(g, mc, 0))
+		return out, more, err
+	}, func(resp proto.Message) ([]*metapb.KeyValue, bool) {
+		r := resp.(*metapb.ListResponse)
+		if r.Header != nil {
+			setHeader(r.Header)
+		}
+		return r.Kvs, r.More
+	})
+	if err != nil {
+		return nil, err
 	}
+	merged, cut := mergeSorted(pages, limit, func(kv *metapb.KeyValue) string { return string(kv.Key) })
+	out := &metapb.ListResponse{Header: hdr, More: more || cut, Kvs: merged}
 	if out.More && len(merged) > 0 {
 		out.NextStartAfter = merged[len(merged)-1].Key
 	}
 	return out, nil
-}
-
-// mergePages merges sorted pages and keeps the first limit entries; cut
-// reports whether entries were left out. Every page holds up to limit keys
-// after start_after, so the first limit keys of the merge are exactly the
-// first limit keys of the whole key space after start_after.
-func mergePages(pages [][]state.Entry, limit int) (out []state.Entry, cut bool) {
-	if len(pages) == 1 {
-		return pages[0], false
-	}
-	h := &entryHeap{pages: pages}
-	for i, p := range pages {
-		if len(p) > 0 {
-			h.cs = append(h.cs, cursor{page: i})
-		}
-	}
-	heap.Init(h)
-	for h.Len() > 0 {
-		if len(out) == limit {
-			return out, true
-		}
-		c := &h.cs[0]
-		out = append(out, pages[c.page][c.pos])
-		if c.pos+1 < len(pages[c.page]) {
-			c.pos++
-			heap.Fix(h, 0)
-		} else {
-			heap.Pop(h)
-		}
-	}
-	return out, false
-}
-
-type cursor struct{ page, pos int }
-
-type entryHeap struct {
-	cs    []cursor
-	pages [][]state.Entry
-}
-
-func (h *entryHeap) Len() int { return len(h.cs) }
-func (h *entryHeap) Less(i, j int) bool {
-	a, b := h.cs[i], h.cs[j]
-	return bytes.Compare(h.pages[a.page][a.pos].Key, h.pages[b.page][b.pos].Key) < 0
-}
-func (h *entryHeap) Swap(i, j int) { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
-func (h *entryHeap) Push(x any)    { h.cs = append(h.cs, x.(cursor)) }
-func (h *entryHeap) Pop() any {
-	c := h.cs[len(h.cs)-1]
-	h.cs = h.cs[:len(h.cs)-1]
-	return c
 }
 
 func firstErr(errs ...error) error {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // leasesService serves leases. Every data group holds a replica of every
@@ -162,7 +164,13 @@ func (ls *leasesService) TimeToLive(ctx context.Context, req *metapb.LeaseTimeTo
 		return nil, err
 	}
 	s := ls.s
-	m, err := s.read(ctx, metapb.DataGroup(0), metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+	// Every data group holds the lease (grants fan out to all of them);
+	// a call restricted to one group reads it there.
+	first := metapb.DataGroup(0)
+	if g := restrictedTo(ctx); g != "" {
+		first = g
+	}
+	m, err := s.read(ctx, first, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		return nil, err
 	}
@@ -180,20 +188,32 @@ func (ls *leasesService) TimeToLive(ctx context.Context, req *metapb.LeaseTimeTo
 	if !req.Keys {
 		return out, nil
 	}
-	for _, g := range s.dataGroups() {
+	groups, err := s.groupsFor(ctx, s.dataGroups())
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
 		room := metapb.MaxLeaseKeys - len(out.Keys)
 		if room <= 0 {
 			break
 		}
-		gm, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+		err := s.inGroup(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE, req,
+			func(gm state.Reader) error {
+				keys, err := gm.LeaseKeys(req.Id, room)
+				if err != nil {
+					return s.statusOf(err, false)
+				}
+				out.Keys = append(out.Keys, keys...)
+				return nil
+			},
+			func(resp proto.Message) error {
+				keys := resp.(*metapb.LeaseTimeToLiveResponse).Keys
+				out.Keys = append(out.Keys, keys[:min(len(keys), room)]...)
+				return nil
+			})
 		if err != nil {
 			return nil, err
 		}
-		keys, err := gm.LeaseKeys(req.Id, room)
-		if err != nil {
-			return nil, s.statusOf(err, false)
-		}
-		out.Keys = append(out.Keys, keys...)
 	}
 	return out, nil
 }

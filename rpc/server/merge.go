@@ -3,10 +3,14 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sort"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
@@ -38,32 +42,82 @@ func mergeSorted[T any](pages [][]T, limit int, key func(T) string) (out []T, cu
 	return out, false
 }
 
-// readEach runs fn on every data group's state machine, each read with the
-// given consistency, concurrently; pages come back in group order.
-func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency,
-	fn func(g string, m state.Reader) ([]T, bool, error)) (pages [][]T, more bool, err error) {
-	groups := s.dataGroups()
+// readEach reads every data group (or only the one an incoming call is
+// restricted to) with the given consistency, concurrently: each group this
+// node hosts locally (fn), each other one by forwarding the call, req,
+// restricted to that group, to a node that hosts it (part picks the items,
+// and whether more follow, from its answer). Items are the call's own
+// answer items, so local and forwarded pages merge alike; pages come back
+// in group order.
+func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, req proto.Message,
+	fn func(g string, m state.Reader) ([]T, bool, error), part func(resp proto.Message) ([]T, bool)) (pages [][]T, more bool, err error) {
+	groups, err := s.groupsFor(ctx, s.dataGroups())
+	if err != nil {
+		return nil, false, err
+	}
 	pages = make([][]T, len(groups))
 	mores := make([]bool, len(groups))
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, g := range groups {
 		eg.Go(func() error {
-			m, err := s.read(ectx, g, c)
-			if err != nil {
-				return err
-			}
-			p, gm, err := fn(g, m)
-			if err != nil {
-				return s.statusOf(err, false)
-			}
-			pages[i], mores[i] = p, gm
-			return nil
+			return s.inGroup(ectx, g, c, req,
+				func(m state.Reader) error {
+					p, gm, err := fn(g, m)
+					if err != nil {
+						return s.statusOf(err, false)
+					}
+					pages[i], mores[i] = p, gm
+					return nil
+				},
+				func(resp proto.Message) error {
+					pages[i], mores[i] = part(resp)
+					return nil
+				})
 		})
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, false, err
 	}
 	return pages, slices.Contains(mores, true), nil
+}
+
+// inGroup runs local on group g's state when this node hosts it; when it
+// does not, it forwards req (the call, or the part of it about g),
+// restricted to g, to a node that does, and hands the answer to remote.
+func (s *Server) inGroup(ctx context.Context, g string, c metapb.ReadConsistency, req proto.Message,
+	local func(state.Reader) error, remote func(proto.Message) error) error {
+	m, err := s.read(ctx, g, c)
+	if err == nil {
+		return local(m)
+	}
+	// A call already restricted to one group was forwarded for that group
+	// alone: it never goes further (the caller follows the redirect).
+	var r redirect
+	if !errors.As(err, &r) || r.ForwardTo() == "" || restrictedTo(ctx) != "" {
+		return err
+	}
+	method, ok := grpc.Method(ctx)
+	if !ok {
+		return err
+	}
+	resp, ferr := s.fwd.invoke(ctx, r.ForwardTo(), method, req, g)
+	if ferr != nil {
+		return ferr
+	}
+	return remote(resp)
+}
+
+// groupsFor narrows groups to the one an incoming call is restricted to
+// (a node forwarding the part of a call about one group), if any.
+func (s *Server) groupsFor(ctx context.Context, groups []string) ([]string, error) {
+	g := restrictedTo(ctx)
+	if g == "" {
+		return groups, nil
+	}
+	if !slices.Contains(groups, g) {
+		return nil, invalidArgument("", fmt.Sprintf("the call is restricted to %q, which it does not read", g))
+	}
+	return []string{g}, nil
 }
 
 // split groups request entries by the data group that owns their routing

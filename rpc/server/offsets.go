@@ -6,6 +6,9 @@ import (
 	"sort"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
@@ -168,26 +171,43 @@ func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*m
 	}
 	out := &metapb.FetchOffsetsResponse{Offsets: make([]*metapb.OffsetValue, len(req.Partitions))}
 	for _, g := range order {
-		m, err := s.read(ctx, g, req.Consistency)
+		idx := byGroup[g]
+		sub := &metapb.FetchOffsetsRequest{Consistency: req.Consistency, Partitions: make([]*metapb.TopicPartition, len(idx))}
+		for j, i := range idx {
+			sub.Partitions[j] = req.Partitions[i]
+		}
+		err := s.inGroup(ctx, g, req.Consistency, sub,
+			func(m state.Reader) error {
+				keys := make([]state.OffsetKey, len(idx))
+				for j, i := range idx {
+					tp := req.Partitions[i]
+					keys[j] = state.OffsetKey{Group: tp.Group, Topic: tp.Topic, Partition: tp.Partition}
+				}
+				vals, err := m.Offsets(keys)
+				if err != nil {
+					return s.statusOf(err, false)
+				}
+				for j, i := range idx {
+					v := &metapb.OffsetValue{Partition: req.Partitions[i], Offset: -1}
+					if o := vals[j]; o != nil {
+						v.Found, v.Offset, v.Metadata, v.ModRevision = true, o.Offset, o.Metadata, o.ModRevision
+					}
+					out.Offsets[i] = v
+				}
+				return nil
+			},
+			func(resp proto.Message) error {
+				vals := resp.(*metapb.FetchOffsetsResponse).Offsets
+				if len(vals) != len(idx) {
+					return status.Errorf(codes.Unavailable, "%s answered %d offsets for %d partitions", g, len(vals), len(idx))
+				}
+				for j, i := range idx {
+					out.Offsets[i] = vals[j]
+				}
+				return nil
+			})
 		if err != nil {
 			return nil, err
-		}
-		idx := byGroup[g]
-		keys := make([]state.OffsetKey, len(idx))
-		for j, i := range idx {
-			tp := req.Partitions[i]
-			keys[j] = state.OffsetKey{Group: tp.Group, Topic: tp.Topic, Partition: tp.Partition}
-		}
-		vals, err := m.Offsets(keys)
-		if err != nil {
-			return nil, s.statusOf(err, false)
-		}
-		for j, i := range idx {
-			v := &metapb.OffsetValue{Partition: req.Partitions[i], Offset: -1}
-			if o := vals[j]; o != nil {
-				v.Found, v.Offset, v.Metadata, v.ModRevision = true, o.Offset, o.Metadata, o.ModRevision
-			}
-			out.Offsets[i] = v
 		}
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // retainedService serves retained messages from the data groups, routed
@@ -143,17 +144,22 @@ func (rs *retainedService) List(ctx context.Context, req *metapb.ListRetainedReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, rs.s, req.Consistency, func(_ string, m state.Reader) ([]state.RetainedEntry, bool, error) {
-		return m.RetainedList(f.prefix, req.StartAfter, limit, f.match)
+	pages, more, err := readEach(ctx, rs.s, req.Consistency, req, func(_ string, m state.Reader) ([]*metapb.RetainedMessage, bool, error) {
+		es, more, err := m.RetainedList(f.prefix, req.StartAfter, limit, f.match)
+		out := make([]*metapb.RetainedMessage, len(es))
+		for i, e := range es {
+			out[i] = toRetained(e.Topic, e.Msg)
+		}
+		return out, more, err
+	}, func(resp proto.Message) ([]*metapb.RetainedMessage, bool) {
+		r := resp.(*metapb.ListRetainedResponse)
+		return r.Messages, r.More
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(e state.RetainedEntry) string { return e.Topic })
-	out := &metapb.ListRetainedResponse{More: more || cut}
-	for _, e := range page {
-		out.Messages = append(out.Messages, toRetained(e.Topic, e.Msg))
-	}
+	page, cut := mergeSorted(pages, limit, func(e *metapb.RetainedMessage) string { return e.Topic })
+	out := &metapb.ListRetainedResponse{More: more || cut, Messages: page}
 	if out.More && len(page) > 0 {
 		out.NextStartAfter = page[len(page)-1].Topic
 	}

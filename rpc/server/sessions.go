@@ -7,6 +7,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // sessionsService serves MQTT sessions from the data groups, routed by
@@ -194,17 +195,22 @@ func (ss *sessionsService) List(ctx context.Context, req *metapb.ListSessionsReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, ss.s, req.Consistency, func(_ string, m state.Reader) ([]*logpb.Session, bool, error) {
-		return m.Sessions(req.StartAfter, limit, req.BrokerId)
+	pages, more, err := readEach(ctx, ss.s, req.Consistency, req, func(_ string, m state.Reader) ([]*metapb.Session, bool, error) {
+		ses, more, err := m.Sessions(req.StartAfter, limit, req.BrokerId)
+		out := make([]*metapb.Session, len(ses))
+		for i, se := range ses {
+			out[i] = toSession(se)
+		}
+		return out, more, err
+	}, func(resp proto.Message) ([]*metapb.Session, bool) {
+		r := resp.(*metapb.ListSessionsResponse)
+		return r.Sessions, r.More
 	})
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(s *logpb.Session) string { return s.ClientId })
-	out := &metapb.ListSessionsResponse{More: more || cut}
-	for _, se := range page {
-		out.Sessions = append(out.Sessions, toSession(se))
-	}
+	page, cut := mergeSorted(pages, limit, func(s *metapb.Session) string { return s.ClientId })
+	out := &metapb.ListSessionsResponse{More: more || cut, Sessions: page}
 	if out.More && len(page) > 0 {
 		out.NextStartAfter = page[len(page)-1].ClientId
 	}

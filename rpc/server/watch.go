@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -82,6 +83,15 @@ type watchGroup struct {
 	cur state.Cursor
 	// delivered is the highest revision whose every event has been sent.
 	delivered uint64
+	// remote, for a group this node does not host (m is nil then),
+	// delivers the answers of a watch of that group alone on a node that
+	// hosts it; its error ends this watch (the client resumes).
+	remote <-chan remoteWatch
+}
+
+type remoteWatch struct {
+	resp *metapb.WatchResponse
+	err  error
 }
 
 func (s *Server) watchScope(space metapb.WatchSpace) []string {
@@ -147,8 +157,19 @@ func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStream
 	if err != nil {
 		return err
 	}
+	if names, err = s.groupsFor(ctx, names); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the remote group watches
 	groups := make([]*watchGroup, len(names))
 	for i, g := range names {
+		if wg, err := s.remoteWatch(wctx, g, req); err != nil {
+			return err
+		} else if wg != nil {
+			groups[i] = wg
+			continue
+		}
 		start, given := req.StartRevisions[g]
 		if !given {
 			// Only changes after everything acknowledged so far.
@@ -199,6 +220,53 @@ func (w *watcher) send(events []*metapb.WatchEvent, progress bool) error {
 	return w.stream.Send(&metapb.WatchResponse{Events: events, Revisions: w.revisions(), Progress: progress})
 }
 
+// remoteWatch watches g, a group this node does not host, on a node that
+// hosts it: the same request, restricted to g. It returns nil when this
+// node hosts g (or the call is already restricted: the client follows the
+// redirect).
+func (s *Server) remoteWatch(ctx context.Context, g string, req *metapb.WatchRequest) (*watchGroup, error) {
+	_, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
+	var r redirect
+	if err == nil || !errors.As(err, &r) || r.ForwardTo() == "" || restrictedTo(ctx) != "" {
+		return nil, nil
+	}
+	cc, cerr := s.fwd.conn(r.ForwardTo())
+	if cerr != nil {
+		return nil, err
+	}
+	sub := proto.CloneOf(req)
+	sub.StartRevisions = nil
+	if start, ok := req.StartRevisions[g]; ok {
+		sub.StartRevisions = map[string]uint64{g: start}
+	}
+	rctx := metadata.NewOutgoingContext(ctx, metadata.Pairs(mdForwarded, "1", mdGroup, g))
+	stream, err := metapb.NewWatchClient(cc).Watch(rctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	// The first answer says where the watch starts, or why it cannot.
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan remoteWatch, 1)
+	go func() {
+		resp, err := first, error(nil)
+		for {
+			select {
+			case ch <- remoteWatch{resp, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			resp, err = stream.Recv()
+		}
+	}()
+	return &watchGroup{name: g, delivered: first.Revisions[g], remote: ch}, nil
+}
+
 func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 	progress := time.NewTimer(interval)
 	defer progress.Stop()
@@ -212,6 +280,10 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 	for {
 		again, sent := false, false
 		for i, g := range w.groups {
+			if g.remote != nil {
+				cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(g.remote)}
+				continue
+			}
 			// Take the channel before reading: an apply after this point
 			// closes it, so the wait below cannot miss it.
 			cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(g.m.Changed())}
@@ -234,7 +306,23 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 		cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
 		cases[1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(progress.C)}
 		cases[2] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stopping)}
-		chosen, _, _ := reflect.Select(cases)
+		chosen, v, _ := reflect.Select(cases)
+		if chosen >= fixed && w.groups[chosen-fixed].remote != nil {
+			g, rw := w.groups[chosen-fixed], v.Interface().(remoteWatch)
+			if rw.err != nil {
+				return rw.err
+			}
+			if rev, ok := rw.resp.Revisions[g.name]; ok {
+				g.delivered = max(g.delivered, rev)
+			}
+			if len(rw.resp.Events) > 0 {
+				if err := w.send(rw.resp.Events, false); err != nil {
+					return err
+				}
+				progress.Reset(interval)
+			}
+			continue
+		}
 		switch chosen {
 		case 0:
 			return ctx.Err()

@@ -135,18 +135,23 @@ func (ws *willsService) ListDue(ctx context.Context, req *metapb.ListDueWillsReq
 	}
 	limit := listLimit(req.Limit)
 	now := ws.s.node.Now().UnixNano()
-	pages, more, err := readEach(ctx, ws.s, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
-		func(_ string, m state.Reader) ([]*logpb.Will, bool, error) {
-			return m.DueWills(now, req.StartAfter, limit)
+	pages, more, err := readEach(ctx, ws.s, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE, req,
+		func(_ string, m state.Reader) ([]*metapb.Will, bool, error) {
+			ws, more, err := m.DueWills(now, req.StartAfter, limit)
+			out := make([]*metapb.Will, len(ws))
+			for i, w := range ws {
+				out[i] = toWill(w)
+			}
+			return out, more, err
+		}, func(resp proto.Message) ([]*metapb.Will, bool) {
+			r := resp.(*metapb.ListDueWillsResponse)
+			return r.Wills, r.More
 		})
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(w *logpb.Will) string { return w.ClientId })
-	out := &metapb.ListDueWillsResponse{More: more || cut}
-	for _, w := range page {
-		out.Wills = append(out.Wills, toWill(w))
-	}
+	page, cut := mergeSorted(pages, limit, func(w *metapb.Will) string { return w.ClientId })
+	out := &metapb.ListDueWillsResponse{More: more || cut, Wills: page}
 	if out.More && len(page) > 0 {
 		out.NextStartAfter = page[len(page)-1].ClientId
 	}
