@@ -393,3 +393,50 @@ func watchVoters(t *testing.T, c *metanodetest.Cluster, rf int) (stop func()) {
 	}()
 	return func() { close(done); wg.Wait() }
 }
+
+// The Go client follows the directory: configured with n1 alone, it keeps
+// working once n1, n2 and n3 are drained, removed and gone, and n4..n6
+// hold everything.
+func TestClientFollowsTheDirectory(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{DataGroups: 2}))
+	cl, err := client.New(client.Config{Endpoints: []string{c.Get("n1").Addr}, Dialer: c.Net.Dialer(metanodetest.Client),
+		RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	admin := c.Client("")
+	for _, id := range []string{"n4", "n5", "n6"} {
+		n := c.AddNode(id)
+		if _, err := admin.AddMember(ctxT(t, 20*time.Second), id, n.Addr); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Join(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, cl, "before", "1")
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if _, err := admin.DrainMember(ctxT(t, 20*time.Second), id, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPlacement(t, admin, 3, []string{"n4", "n5", "n6"}, 240*time.Second)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if _, err := c.Client("n4").RemoveMember(ctxT(t, 30*time.Second), id); err != nil {
+			t.Fatalf("remove %s: %v", id, err)
+		}
+		c.Forget(id)
+	}
+	// A request in flight to a node as it stops is rightly an unknown
+	// outcome; the next ones go to the nodes that are left.
+	var last error
+	poll.For(t, "a put through the client that only knew n1", 30*time.Second, func() error {
+		_, last = cl.Put(ctxT(t, 10*time.Second), &metapb.PutRequest{Key: []byte("after"), Value: []byte("2")})
+		return last
+	})
+	if got, ok := get(t, cl, "before", lin); !ok || got != "1" {
+		t.Fatalf("before: got %q (%v)", got, ok)
+	}
+	t.Logf("the client now knows %v", cl.Endpoints())
+}

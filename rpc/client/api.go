@@ -100,12 +100,12 @@ func (c *Client) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest
 }
 
 func (c *Client) endpoint(addr string) (*endpoint, error) {
-	for _, ep := range c.eps {
+	for _, ep := range c.endpoints() {
 		if ep.addr == addr {
 			return ep, nil
 		}
 	}
-	return nil, fmt.Errorf("client: %s is not one of the configured endpoints", addr)
+	return nil, fmt.Errorf("client: %s is not one of the client's endpoints", addr)
 }
 
 // Status returns one node's view of the cluster (no retries, no

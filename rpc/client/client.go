@@ -92,20 +92,34 @@ type endpoint struct {
 	kv        metapb.KVClient
 	off       metapb.OffsetsClient
 	cl        metapb.ClusterClient
-	// nodeID is learned from the node's Status; guarded by Client.mu.
+	// nodeID is learned from the node's Status or the directory; guarded
+	// by Client.mu.
 	nodeID string
+	// gone marks a node the directory no longer lists: skipped unless
+	// nothing else answers.
+	gone atomic.Bool
 }
 
-// Client is safe for concurrent use.
+// Client is safe for concurrent use. It follows the cluster's directory
+// (Cluster.WatchDirectory): every member becomes an endpoint as it joins,
+// writes go to the group's leader (or one of its replicas), and a node
+// drained and removed is left behind, so the client keeps working when
+// every node it was configured with is gone.
 type Client struct {
 	cfg Config
 	log *slog.Logger
-	eps []*endpoint
+	// eps is the endpoint list, replaced whole (copy on write) under mu.
+	eps atomic.Pointer[[]*endpoint]
 	rr  atomic.Uint64
+	// follow ends the directory follower; followed is closed once it did.
+	follow   context.CancelFunc
+	followed chan struct{}
 
 	mu sync.Mutex // guards the fields below
 	// leaders maps a group to the node id believed to lead it.
 	leaders map[string]string
+	// replicas maps a group to the nodes the directory places it on.
+	replicas map[string][]string
 	// byID maps node ids to endpoints.
 	byID     map[string]*endpoint
 	k, m     int // group counts, 0 until learned
@@ -129,30 +143,62 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, leaders: map[string]string{}, byID: map[string]*endpoint{}}
+	c := &Client{cfg: cfg, log: cfg.Logger, leaders: map[string]string{}, replicas: map[string][]string{},
+		byID: map[string]*endpoint{}, followed: make(chan struct{})}
+	c.eps.Store(&[]*endpoint{})
 	for _, addr := range cfg.Endpoints {
-		opts := []grpc.DialOption{
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			// Reconnect soon after a node comes back (gRPC's default
-			// backoff grows to two minutes).
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
-				BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-				MinConnectTimeout: time.Second}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
-		}
-		if cfg.Dialer != nil {
-			opts = append(opts, grpc.WithContextDialer(cfg.Dialer))
-		}
-		conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
-		if err != nil {
+		if _, err := c.addEndpoint(addr); err != nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("client: endpoint %s: %w", addr, err)
+			return nil, err
 		}
-		c.eps = append(c.eps, &endpoint{addr: addr, conn: conn,
-			kv: metapb.NewKVClient(conn), off: metapb.NewOffsetsClient(conn), cl: metapb.NewClusterClient(conn)})
 	}
 	c.rr.Store(rand.Uint64())
+	ctx, cancel := context.WithCancel(context.Background())
+	c.follow = cancel
+	if cfg.Pinned {
+		close(c.followed)
+	} else {
+		go func() {
+			defer close(c.followed)
+			c.followDirectory(ctx)
+		}()
+	}
 	return c, nil
+}
+
+// endpoints returns the current endpoint list.
+func (c *Client) endpoints() []*endpoint { return *c.eps.Load() }
+
+// addEndpoint returns the endpoint of addr, creating it (lazily
+// connected) if it is new. Call with mu held or before the client is
+// shared.
+func (c *Client) addEndpoint(addr string) (*endpoint, error) {
+	for _, ep := range c.endpoints() {
+		if ep.addr == addr {
+			return ep, nil
+		}
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Reconnect soon after a node comes back (gRPC's default
+		// backoff grows to two minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	}
+	if c.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(c.cfg.Dialer))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: endpoint %s: %w", addr, err)
+	}
+	ep := &endpoint{addr: addr, conn: conn,
+		kv: metapb.NewKVClient(conn), off: metapb.NewOffsetsClient(conn), cl: metapb.NewClusterClient(conn)}
+	eps := append(slices.Clone(c.endpoints()), ep)
+	c.eps.Store(&eps)
+	return ep, nil
 }
 
 // Close closes every connection. Safe to call twice.
@@ -164,8 +210,14 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	if c.follow != nil {
+		c.follow()
+		<-c.followed
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
-	for _, ep := range c.eps {
+	for _, ep := range c.endpoints() {
 		if err := ep.conn.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -173,8 +225,15 @@ func (c *Client) Close() error {
 	return errors.Join(errs...)
 }
 
-// Endpoints returns the configured endpoints.
-func (c *Client) Endpoints() []string { return slices.Clone(c.cfg.Endpoints) }
+// Endpoints returns the endpoints: the configured ones, then every member
+// learned from the directory.
+func (c *Client) Endpoints() []string {
+	var out []string
+	for _, ep := range c.endpoints() {
+		out = append(out, ep.addr)
+	}
+	return out
+}
 
 func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -224,19 +283,20 @@ func (c *Client) connect(ctx context.Context, ep *endpoint, st connectivity.Stat
 }
 
 // next picks the next endpoint round-robin, skipping endpoints marked
-// down unless all are.
+// down or gone unless all are.
 func (c *Client) next() *endpoint {
+	eps := c.endpoints()
 	if c.cfg.Pinned {
-		return c.eps[0]
+		return eps[0]
 	}
 	now := time.Now().UnixNano()
-	for range c.eps {
-		ep := c.eps[c.rr.Add(1)%uint64(len(c.eps))]
-		if ep.downUntil.Load() <= now {
+	for range eps {
+		ep := eps[c.rr.Add(1)%uint64(len(eps))]
+		if ep.downUntil.Load() <= now && !ep.gone.Load() {
 			return ep
 		}
 	}
-	return c.eps[c.rr.Add(1)%uint64(len(c.eps))]
+	return eps[c.rr.Add(1)%uint64(len(eps))]
 }
 
 // writeEndpoint picks where to send a write for group.
@@ -247,9 +307,19 @@ func (c *Client) writeEndpoint(group string) *endpoint {
 	c.mu.Lock()
 	ep := c.byID[c.leaders[group]]
 	stale := time.Since(c.learned) > 500*time.Millisecond && c.learning == nil
+	var replicas []*endpoint
+	for _, id := range c.replicas[group] {
+		if r := c.byID[id]; r != nil && r.downUntil.Load() <= time.Now().UnixNano() {
+			replicas = append(replicas, r)
+		}
+	}
 	c.mu.Unlock()
 	if ep != nil && ep.downUntil.Load() <= time.Now().UnixNano() {
 		return ep
+	}
+	if len(replicas) > 0 {
+		// No leader known: a replica of the group, which knows it.
+		return replicas[c.rr.Add(1)%uint64(len(replicas))]
 	}
 	if stale {
 		// Learn who leads now, without holding up this request.
@@ -306,7 +376,7 @@ func (c *Client) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, ep := range c.eps {
+	for _, ep := range c.endpoints() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// previousRelease is the last commit before groups were placed on replica
+// sets (every node hosted every group): the layout an upgrade starts from.
+const previousRelease = "b42050f"
+
+// Data directories written by the previous release (every node hosts
+// every group, no directory) open under this code with no manual step: the
+// cluster serves what was written, and gets a directory whose replica sets
+// are every member. The old binary is built from the repository's history.
+func TestUpgradeFromEveryNodeHostsEveryGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the previous release: not in -short")
+	}
+	root := repoRoot(t)
+	if err := exec.Command("git", "-C", root, "rev-parse", "--verify", previousRelease+"^{commit}").Run(); err != nil {
+		t.Skipf("!!! the previous release %s is not in this clone's history (a shallow clone?): upgrade not tested", previousRelease)
+	}
+	dir := t.TempDir()
+	oldBin := buildAt(t, root, previousRelease, dir)
+	newBin := filepath.Join(dir, "metanode-new")
+	runCmd(t, root, "go", "build", "-o", newBin, "./cmd/metanode")
+
+	ports := freePorts(t, 3)
+	var ic, eps []string
+	for i, p := range ports {
+		ic = append(ic, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, p))
+		eps = append(eps, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	start := func(bin string) []*exec.Cmd {
+		var cmds []*exec.Cmd
+		for i, p := range ports {
+			id := fmt.Sprintf("n%d", i+1)
+			logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "--id", id, "--data-dir", filepath.Join(dir, id), "--listen", fmt.Sprintf("127.0.0.1:%d", p),
+				"--initial-cluster", strings.Join(ic, ","), "--data-groups", "2")
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait(); logf.Close() })
+			cmds = append(cmds, cmd)
+		}
+		return cmds
+	}
+	stop := func(cmds []*exec.Cmd) {
+		for _, c := range cmds {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+		for _, c := range cmds {
+			_, _ = c.Process.Wait()
+		}
+	}
+	ctx := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	cl, err := client.New(client.Config{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	old := start(oldBin)
+	poll.For(t, "the previous release's cluster to serve", 60*time.Second, func() error {
+		_, err := cl.Put(ctx(), &metapb.PutRequest{Key: []byte("warm"), Value: []byte("1")})
+		return err
+	})
+	for i := range 50 {
+		k := fmt.Sprintf("k%02d", i)
+		if _, err := cl.Put(ctx(), &metapb.PutRequest{Key: []byte(k), Value: []byte(k)}); err != nil {
+			t.Fatalf("put %s on the previous release: %v", k, err)
+		}
+	}
+	stop(old)
+
+	start(newBin)
+	cl2, err := client.New(client.Config{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	var gs *metapb.ListGroupsResponse
+	poll.For(t, "the upgraded cluster's directory", 90*time.Second, func() error {
+		gs, err = cl2.ListGroups(ctx())
+		if err != nil {
+			return err
+		}
+		if len(gs.Groups) != 4 {
+			return fmt.Errorf("%d groups", len(gs.Groups))
+		}
+		return nil
+	})
+	for _, g := range gs.Groups {
+		if len(g.Replicas) != 3 {
+			t.Fatalf("%s: replicas %v, want every member", g.Group, g.Replicas)
+		}
+	}
+	for i := range 50 {
+		k := fmt.Sprintf("k%02d", i)
+		got, err := cl2.Get(ctx(), &metapb.GetRequest{Key: []byte(k)})
+		if err != nil || got.Kv == nil || string(got.Kv.Value) != k {
+			t.Fatalf("get %s after the upgrade: %v, %v", k, got, err)
+		}
+	}
+	if _, err := cl2.Put(ctx(), &metapb.PutRequest{Key: []byte("after"), Value: []byte("1")}); err != nil {
+		t.Fatalf("put after the upgrade: %v", err)
+	}
+	t.Logf("upgraded: %d groups, RF %d; every key written by %s reads back", len(gs.Groups), gs.ReplicationFactor, previousRelease)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("!!! not in a git checkout: upgrade not tested: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// buildAt builds cmd/metanode as it was at commit.
+func buildAt(t *testing.T, root, commit, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "src-"+commit)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command("git", "-C", root, "archive", commit)
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untar.Stdin = pipe
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "metanode-"+commit)
+	runCmd(t, src, "go", "build", "-o", bin, "./cmd/metanode")
+	return bin
+}
+
+func runCmd(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
