@@ -38,7 +38,7 @@ func (n *Node) callHandler(method string) CallHandler {
 // retries of definite not-leader answers included).
 func (n *Node) CallLeader(ctx context.Context, groupName, method string, payload []byte) ([]byte, error) {
 	g, err := n.group(groupName)
-	var nh *NotHostedError
+	var nh *RedirectError
 	if errors.As(err, &nh) {
 		return onLeader(ctx, n.env, groupName, nil, nil, func(ctx context.Context, addr string) ([]byte, error) {
 			return n.trans.Call(ctx, addr, method, payload)

@@ -141,6 +141,9 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	if g.trans, err = e.peers.Group(name); err != nil {
 		return nil, err
 	}
+	// Heartbeats wait to travel with other groups' (rpc/transport), but
+	// not while a read waits for a leadership confirmation.
+	g.trans.SetUrgent(g.leaderReads.busy)
 	restore, err := g.needsSnapshotRestore()
 	if err != nil {
 		return nil, err

@@ -105,7 +105,7 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 		return nil, ErrShuttingDown
 	}
 	g, err := n.group(groupName)
-	var nh *NotHostedError
+	var nh *RedirectError
 	if errors.As(err, &nh) {
 		return onLeader(ctx, n.env, groupName, nil, nil, func(ctx context.Context, addr string) (*logpb.Result, error) {
 			return forward(ctx, n.trans, addr, groupName, op)

@@ -37,6 +37,14 @@ func (n *Node) Read(ctx context.Context, groupName string, stale bool) (state.Re
 	if err != nil {
 		return nil, err
 	}
+	if g.raft.CommitIndex() < idx {
+		// A follower that has not heard the read's index is committed
+		// learns it with the leader's next AppendEntries, up to
+		// CommitTimeout away in an idle group: the leader answers sooner.
+		if id, addr := g.leader(); addr != "" && id != n.id {
+			return nil, &RedirectError{Group: g.name, LeaderID: id, LeaderAddr: addr, Why: "has not learned the read's index is committed"}
+		}
+	}
 	if err := g.fsm.WaitApplied(ctx, idx); err != nil {
 		return nil, fmt.Errorf("%s: wait for index %d: %w", g.name, idx, err)
 	}
@@ -123,6 +131,13 @@ func (r *rounds) do(ctx context.Context) (uint64, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// busy reports whether a round runs or callers wait for one.
+func (r *rounds) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running
 }
 
 // loop runs rounds while callers wait; it exits when none do. Each round

@@ -10,27 +10,32 @@ import (
 // Groups this node does not host. Any node serves any request: a write or
 // a named call for such a group is forwarded to its leader (found from
 // leader hints and the directory's replica set), and a read answers
-// NotHostedError, which names a node that hosts the group (the public
+// RedirectError, which names a node that hosts the group (the public
 // servers forward the request there).
 
-// NotHostedError says this node hosts no replica of a group, and where one
-// is. Its reason is NOT_LEADER with that node as the hint (NO_LEADER when
-// none is known): definitely not applied, to be sent there.
-type NotHostedError struct {
+// RedirectError says a request is better served by another node, and
+// which: this node hosts no replica of the group, or its replica has not
+// even heard that the read's index is committed (an idle group's followers
+// learn the commit index only every CommitTimeout). Its reason is
+// NOT_LEADER with that node as the hint (NO_LEADER when none is known):
+// definitely not applied, to be sent there.
+type RedirectError struct {
 	Group      string
 	LeaderID   string
 	LeaderAddr string
+	// Why says why, for the message.
+	Why string
 }
 
-func (e *NotHostedError) Error() string {
+func (e *RedirectError) Error() string {
 	if e.LeaderAddr == "" {
-		return fmt.Sprintf("metanode: %s is not hosted here, and no replica is known", e.Group)
+		return fmt.Sprintf("metanode: %s %s, and no other replica is known", e.Group, e.Why)
 	}
-	return fmt.Sprintf("metanode: %s is not hosted here; %s at %s hosts it", e.Group, e.LeaderID, e.LeaderAddr)
+	return fmt.Sprintf("metanode: %s %s; %s at %s serves it", e.Group, e.Why, e.LeaderID, e.LeaderAddr)
 }
 
 // Reason is NOT_LEADER (a redirect), or NO_LEADER when no host is known.
-func (e *NotHostedError) Reason() string {
+func (e *RedirectError) Reason() string {
 	if e.LeaderAddr == "" {
 		return metapb.ReasonNoLeader
 	}
@@ -38,24 +43,25 @@ func (e *NotHostedError) Reason() string {
 }
 
 // Metadata carries the host as the leader hint.
-func (e *NotHostedError) Metadata() map[string]string {
+func (e *RedirectError) Metadata() map[string]string {
 	return map[string]string{metapb.MetaGroup: e.Group, metapb.MetaLeaderID: e.LeaderID, metapb.MetaLeaderAddr: e.LeaderAddr}
 }
 
 // Is makes errors.Is(err, ErrNotLeader) true.
-func (e *NotHostedError) Is(target error) bool { return target == ErrNotLeader }
+func (e *RedirectError) Is(target error) bool { return target == ErrNotLeader }
 
 // ForwardTo names the node to send the request to ("" when none is known).
-func (e *NotHostedError) ForwardTo() string { return e.LeaderAddr }
+func (e *RedirectError) ForwardTo() string { return e.LeaderAddr }
 
 // notHosted is the error for a group this node does not host, naming the
 // best host it knows: the leader hint, else the first replica.
 func (n *Node) notHosted(group string) error {
 	cands := n.candidates(group)
+	const why = "is not hosted here"
 	if len(cands) == 0 {
-		return &NotHostedError{Group: group}
+		return &RedirectError{Group: group, Why: why}
 	}
-	return &NotHostedError{Group: group, LeaderID: cands[0].id, LeaderAddr: cands[0].addr}
+	return &RedirectError{Group: group, LeaderID: cands[0].id, LeaderAddr: cands[0].addr, Why: why}
 }
 
 type candidate struct{ id, addr string }

@@ -22,9 +22,19 @@ func (g *group) runTimers(ctx context.Context) {
 	lastCompact := time.Time{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// An idle group need not be scanned every interval: once a scan found
+	// nothing due, the next one waits until something is applied or the
+	// earliest timer it saw comes due.
+	var quietAt uint64
+	var next int64
+	quiet := false
 	for {
 		if g.kind == sm.KindData {
-			g.expire(ctx)
+			now := g.env.cfg.Clock.Now().UnixNano()
+			if !quiet || g.fsm.AppliedIndex() != quietAt || (next != 0 && now >= next) {
+				quietAt = g.fsm.AppliedIndex()
+				next, quiet = g.expire(ctx, now)
+			}
 		}
 		if g.kind != sm.KindOffset && time.Since(lastCompact) > 10*interval {
 			lastCompact = time.Now()
@@ -38,13 +48,17 @@ func (g *group) runTimers(ctx context.Context) {
 	}
 }
 
-// expire proposes what is past its time: sessions, wills, leases.
-func (g *group) expire(ctx context.Context) {
-	now := g.env.cfg.Clock.Now().UnixNano()
+// expire proposes what is past its time: sessions, wills, leases. It
+// returns the earliest timer still to come (0: none), and whether nothing
+// was due.
+func (g *group) expire(ctx context.Context, now int64) (next int64, quiet bool) {
 	tm, err := g.fsm.DueTimers(now, timerBatch)
 	if err != nil {
 		g.log.Warn("scan timers", "err", err)
-		return
+		return 0, false
+	}
+	if len(tm.Sessions)+len(tm.Wills)+len(tm.Leases) == 0 {
+		return tm.Next, true
 	}
 	var ops []*logpb.Op
 	if len(tm.Sessions) > 0 {
@@ -59,9 +73,10 @@ func (g *group) expire(ctx context.Context) {
 	for _, op := range ops {
 		if _, err := g.proposeLocal(ctx, op); err != nil {
 			g.log.Debug("propose expiry", "err", err)
-			return
+			return tm.Next, false
 		}
 	}
+	return tm.Next, false
 }
 
 // compactEvents drops change-log entries older than the retention, keeping

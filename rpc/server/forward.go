@@ -35,7 +35,7 @@ const (
 )
 
 // redirect is implemented by errors that name a node hosting what this one
-// does not (metanode.NotHostedError).
+// does not (metanode.RedirectError).
 type redirect interface {
 	error
 	ForwardTo() string

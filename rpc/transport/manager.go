@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,16 @@ type Manager struct {
 	groups map[string]*Transport
 	conns  map[string]*peerConn
 	closed bool
+
+	hbMu sync.Mutex // guards hb
+	hb   map[string]*hbBatcher
+
+	// lifetime ends at Close; spawned goroutines (heartbeat flushes) are
+	// counted in loops and awaited by Close.
+	lifetime context.Context
+	cancel   context.CancelFunc
+	loopsMu  sync.Mutex // guards loops.Add against Close's Wait
+	loops    sync.WaitGroup
 }
 
 // peerConn is the one connection to a peer address and its service stubs.
@@ -55,7 +66,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		log:    cfg.Logger.With("component", "transport"),
 		groups: make(map[string]*Transport),
 		conns:  make(map[string]*peerConn),
+		hb:     make(map[string]*hbBatcher),
 	}
+	m.lifetime, m.cancel = context.WithCancel(context.Background())
 	m.SetClusterID(cfg.ClusterID)
 	return m, nil
 }
@@ -156,6 +169,10 @@ func (m *Manager) Close() error {
 	m.groups, m.conns = map[string]*Transport{}, map[string]*peerConn{}
 	m.mu.Unlock()
 
+	m.cancel()
+	m.loopsMu.Lock()
+	m.loops.Wait()
+	m.loopsMu.Unlock()
 	var errs []error
 	for _, t := range groups {
 		errs = append(errs, t.Close())
@@ -166,6 +183,21 @@ func (m *Manager) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// spawn runs f in a goroutine Close waits for; false once closed.
+func (m *Manager) spawn(f func()) bool {
+	m.loopsMu.Lock()
+	defer m.loopsMu.Unlock()
+	if m.lifetime.Err() != nil {
+		return false
+	}
+	m.loops.Add(1)
+	go func() {
+		defer m.loops.Done()
+		f()
+	}()
+	return true
 }
 
 // Disconnect closes the connection to addr, if any, and forgets it: calls

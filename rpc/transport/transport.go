@@ -25,6 +25,8 @@ type Transport struct {
 	consumeCh chan raft.RPC
 	heartbeat atomic.Pointer[func(raft.RPC)]
 	pending   atomic.Int64 // incoming requests waiting for raft
+	// urgent says this group's heartbeats must not linger (SetUrgent).
+	urgent atomic.Pointer[func() bool]
 
 	// lifetime is not a request context: raft.Transport's methods take no
 	// ctx, so every outgoing call derives its context from lifetime, and
@@ -147,6 +149,9 @@ func (t *Transport) callErr(method string, target raft.ServerAddress, err error)
 
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.m.cfg.HeartbeatLinger > 0 && isHeartbeat(args) {
+		return t.sendHeartbeat(target, args, resp)
+	}
 	c, err := t.client(target)
 	if err != nil {
 		return err

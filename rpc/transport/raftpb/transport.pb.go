@@ -2158,6 +2158,157 @@ func (x *ConfigurationAnswer) GetCommitted() bool {
 	return false
 }
 
+type HeartbeatBatch struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	ClusterId     string                  `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Heartbeats    []*AppendEntriesRequest `protobuf:"bytes,2,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatBatch) Reset() {
+	*x = HeartbeatBatch{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatBatch) ProtoMessage() {}
+
+func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
+func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *HeartbeatBatch) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *HeartbeatBatch) GetHeartbeats() []*AppendEntriesRequest {
+	if x != nil {
+		return x.Heartbeats
+	}
+	return nil
+}
+
+type HeartbeatResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Response *AppendEntriesResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// Set instead of response when the heartbeat failed (an unknown or
+	// closing group, raft shut down): a marshalled google.rpc.Status, as a
+	// one-heartbeat call would have failed.
+	Status        []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResult) Reset() {
+	*x = HeartbeatResult{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResult) ProtoMessage() {}
+
+func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResult.ProtoReflect.Descriptor instead.
+func (*HeartbeatResult) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HeartbeatResult) GetResponse() *AppendEntriesResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *HeartbeatResult) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type HeartbeatBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*HeartbeatResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatBatchResponse) Reset() {
+	*x = HeartbeatBatchResponse{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatBatchResponse) ProtoMessage() {}
+
+func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatBatchResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatBatchResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *HeartbeatBatchResponse) GetResults() []*HeartbeatResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_rpc_transport_raftpb_transport_proto protoreflect.FileDescriptor
 
 const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
@@ -2319,7 +2470,18 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x06voters\x18\x01 \x03(\v2\x12.meta.raft.v1.PeerR\x06voters\x120\n" +
 	"\tnonvoters\x18\x02 \x03(\v2\x12.meta.raft.v1.PeerR\tnonvoters\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1c\n" +
-	"\tcommitted\x18\x04 \x01(\bR\tcommitted*\x97\x01\n" +
+	"\tcommitted\x18\x04 \x01(\bR\tcommitted\"s\n" +
+	"\x0eHeartbeatBatch\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12B\n" +
+	"\n" +
+	"heartbeats\x18\x02 \x03(\v2\".meta.raft.v1.AppendEntriesRequestR\n" +
+	"heartbeats\"j\n" +
+	"\x0fHeartbeatResult\x12?\n" +
+	"\bresponse\x18\x01 \x01(\v2#.meta.raft.v1.AppendEntriesResponseR\bresponse\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\"Q\n" +
+	"\x16HeartbeatBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.meta.raft.v1.HeartbeatResultR\aresults*\x97\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_KIND_NOT_LEADER\x10\x01\x12\x1a\n" +
@@ -2331,14 +2493,16 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x17REASON_CLUSTER_MISMATCH\x10\x01\x12\x18\n" +
 	"\x14REASON_UNKNOWN_GROUP\x10\x02\x12\x15\n" +
 	"\x11REASON_NO_HANDLER\x10\x03\x12\x11\n" +
-	"\rREASON_CLOSED\x10\x042\xaf\x04\n" +
+	"\rREASON_CLOSED\x10\x042\x81\x05\n" +
 	"\vRaftService\x12X\n" +
 	"\rAppendEntries\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse\x12d\n" +
 	"\x15AppendEntriesPipeline\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse(\x010\x01\x12R\n" +
 	"\vRequestVote\x12 .meta.raft.v1.RequestVoteRequest\x1a!.meta.raft.v1.RequestVoteResponse\x12[\n" +
 	"\x0eRequestPreVote\x12#.meta.raft.v1.RequestPreVoteRequest\x1a$.meta.raft.v1.RequestPreVoteResponse\x12O\n" +
 	"\n" +
-	"TimeoutNow\x12\x1f.meta.raft.v1.TimeoutNowRequest\x1a .meta.raft.v1.TimeoutNowResponse\x12^\n" +
+	"TimeoutNow\x12\x1f.meta.raft.v1.TimeoutNowRequest\x1a .meta.raft.v1.TimeoutNowResponse\x12P\n" +
+	"\n" +
+	"Heartbeats\x12\x1c.meta.raft.v1.HeartbeatBatch\x1a$.meta.raft.v1.HeartbeatBatchResponse\x12^\n" +
 	"\x0fInstallSnapshot\x12\".meta.raft.v1.InstallSnapshotChunk\x1a%.meta.raft.v1.InstallSnapshotResponse(\x012\xf3\x02\n" +
 	"\vPeerService\x12F\n" +
 	"\aPropose\x12\x1c.meta.raft.v1.ProposeRequest\x1a\x1d.meta.raft.v1.ProposeResponse\x12H\n" +
@@ -2360,7 +2524,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -2394,7 +2558,10 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*DirectoryCall)(nil),           // 29: meta.raft.v1.DirectoryCall
 	(*ConfigurationCall)(nil),       // 30: meta.raft.v1.ConfigurationCall
 	(*ConfigurationAnswer)(nil),     // 31: meta.raft.v1.ConfigurationAnswer
-	nil,                             // 32: meta.raft.v1.PeerError.MetadataEntry
+	(*HeartbeatBatch)(nil),          // 32: meta.raft.v1.HeartbeatBatch
+	(*HeartbeatResult)(nil),         // 33: meta.raft.v1.HeartbeatResult
+	(*HeartbeatBatchResponse)(nil),  // 34: meta.raft.v1.HeartbeatBatchResponse
+	nil,                             // 35: meta.raft.v1.PeerError.MetadataEntry
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -2412,36 +2579,41 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
-	32, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
+	35, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
 	23, // 16: meta.raft.v1.ConfigurationAnswer.voters:type_name -> meta.raft.v1.Peer
 	23, // 17: meta.raft.v1.ConfigurationAnswer.nonvoters:type_name -> meta.raft.v1.Peer
-	4,  // 18: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
-	4,  // 19: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
-	6,  // 20: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
-	8,  // 21: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
-	10, // 22: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
-	13, // 23: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
-	15, // 24: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
-	17, // 25: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
-	18, // 26: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
-	22, // 27: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
-	20, // 28: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
-	5,  // 29: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
-	5,  // 30: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
-	7,  // 31: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
-	9,  // 32: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
-	11, // 33: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	14, // 34: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
-	16, // 35: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
-	19, // 36: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
-	19, // 37: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
-	24, // 38: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
-	21, // 39: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 18: meta.raft.v1.HeartbeatBatch.heartbeats:type_name -> meta.raft.v1.AppendEntriesRequest
+	5,  // 19: meta.raft.v1.HeartbeatResult.response:type_name -> meta.raft.v1.AppendEntriesResponse
+	33, // 20: meta.raft.v1.HeartbeatBatchResponse.results:type_name -> meta.raft.v1.HeartbeatResult
+	4,  // 21: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
+	4,  // 22: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
+	6,  // 23: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
+	8,  // 24: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
+	10, // 25: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
+	32, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
+	13, // 27: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
+	15, // 28: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
+	17, // 29: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
+	18, // 30: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
+	22, // 31: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
+	20, // 32: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
+	5,  // 33: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
+	5,  // 34: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
+	7,  // 35: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
+	9,  // 36: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
+	11, // 37: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
+	34, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
+	14, // 39: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
+	16, // 40: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
+	19, // 41: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
+	19, // 42: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
+	24, // 43: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
+	21, // 44: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_rpc_transport_raftpb_transport_proto_init() }
@@ -2459,7 +2631,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -48,6 +48,7 @@ const (
 	RaftService_RequestVote_FullMethodName           = "/meta.raft.v1.RaftService/RequestVote"
 	RaftService_RequestPreVote_FullMethodName        = "/meta.raft.v1.RaftService/RequestPreVote"
 	RaftService_TimeoutNow_FullMethodName            = "/meta.raft.v1.RaftService/TimeoutNow"
+	RaftService_Heartbeats_FullMethodName            = "/meta.raft.v1.RaftService/Heartbeats"
 	RaftService_InstallSnapshot_FullMethodName       = "/meta.raft.v1.RaftService/InstallSnapshot"
 )
 
@@ -66,6 +67,11 @@ type RaftServiceClient interface {
 	RequestVote(ctx context.Context, in *RequestVoteRequest, opts ...grpc.CallOption) (*RequestVoteResponse, error)
 	RequestPreVote(ctx context.Context, in *RequestPreVoteRequest, opts ...grpc.CallOption) (*RequestPreVoteResponse, error)
 	TimeoutNow(ctx context.Context, in *TimeoutNowRequest, opts ...grpc.CallOption) (*TimeoutNowResponse, error)
+	// Heartbeats carries the heartbeats of many groups to one peer in one
+	// call (each item an AppendEntries heartbeat naming its group) and
+	// answers each; a peer of the previous release answers Unimplemented and
+	// is sent heartbeats one by one.
+	Heartbeats(ctx context.Context, in *HeartbeatBatch, opts ...grpc.CallOption) (*HeartbeatBatchResponse, error)
 	// InstallSnapshot streams a snapshot: the first chunk holds the request,
 	// every later chunk holds the next piece of the snapshot's bytes (about
 	// 1 MiB each). The client half-closes after the last piece; the snapshot's
@@ -135,6 +141,16 @@ func (c *raftServiceClient) TimeoutNow(ctx context.Context, in *TimeoutNowReques
 	return out, nil
 }
 
+func (c *raftServiceClient) Heartbeats(ctx context.Context, in *HeartbeatBatch, opts ...grpc.CallOption) (*HeartbeatBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeartbeatBatchResponse)
+	err := c.cc.Invoke(ctx, RaftService_Heartbeats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *raftServiceClient) InstallSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &RaftService_ServiceDesc.Streams[1], RaftService_InstallSnapshot_FullMethodName, cOpts...)
@@ -163,6 +179,11 @@ type RaftServiceServer interface {
 	RequestVote(context.Context, *RequestVoteRequest) (*RequestVoteResponse, error)
 	RequestPreVote(context.Context, *RequestPreVoteRequest) (*RequestPreVoteResponse, error)
 	TimeoutNow(context.Context, *TimeoutNowRequest) (*TimeoutNowResponse, error)
+	// Heartbeats carries the heartbeats of many groups to one peer in one
+	// call (each item an AppendEntries heartbeat naming its group) and
+	// answers each; a peer of the previous release answers Unimplemented and
+	// is sent heartbeats one by one.
+	Heartbeats(context.Context, *HeartbeatBatch) (*HeartbeatBatchResponse, error)
 	// InstallSnapshot streams a snapshot: the first chunk holds the request,
 	// every later chunk holds the next piece of the snapshot's bytes (about
 	// 1 MiB each). The client half-closes after the last piece; the snapshot's
@@ -193,6 +214,9 @@ func (UnimplementedRaftServiceServer) RequestPreVote(context.Context, *RequestPr
 }
 func (UnimplementedRaftServiceServer) TimeoutNow(context.Context, *TimeoutNowRequest) (*TimeoutNowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TimeoutNow not implemented")
+}
+func (UnimplementedRaftServiceServer) Heartbeats(context.Context, *HeartbeatBatch) (*HeartbeatBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Heartbeats not implemented")
 }
 func (UnimplementedRaftServiceServer) InstallSnapshot(grpc.ClientStreamingServer[InstallSnapshotChunk, InstallSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method InstallSnapshot not implemented")
@@ -297,6 +321,24 @@ func _RaftService_TimeoutNow_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RaftService_Heartbeats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeartbeatBatch)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftServiceServer).Heartbeats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RaftService_Heartbeats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftServiceServer).Heartbeats(ctx, req.(*HeartbeatBatch))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RaftService_InstallSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(RaftServiceServer).InstallSnapshot(&grpc.GenericServerStream[InstallSnapshotChunk, InstallSnapshotResponse]{ServerStream: stream})
 }
@@ -326,6 +368,10 @@ var RaftService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TimeoutNow",
 			Handler:    _RaftService_TimeoutNow_Handler,
+		},
+		{
+			MethodName: "Heartbeats",
+			Handler:    _RaftService_Heartbeats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

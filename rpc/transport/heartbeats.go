@@ -1,0 +1,237 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/metamq/meta/rpc/transport/raftpb"
+)
+
+// Heartbeat coalescing. hashicorp/raft heartbeats every follower of every
+// group separately, every HeartbeatTimeout/10..HeartbeatTimeout/5: a node
+// leading 33 of 100 groups sends 2 peers some 450 one-message RPCs a
+// second, and an idle node spends a fifth of a core on them. Here a
+// group's heartbeat to a peer waits up to Config.HeartbeatLinger for the
+// other groups' heartbeats to the same peer, and they travel as one call
+// (Heartbeats), answered item by item. A heartbeat someone is waiting for
+// (a linearizable read confirming leadership: Transport.SetUrgent) goes
+// at once, with whatever else is waiting.
+
+// hbBatcher coalesces the heartbeats to one peer.
+type hbBatcher struct {
+	m    *Manager
+	addr string
+
+	mu       sync.Mutex // guards the fields below
+	pending  []*hbCall
+	timer    *time.Timer
+	flushing bool
+	// legacy: the peer does not know Heartbeats; send one by one.
+	legacy atomic.Bool
+}
+
+type hbCall struct {
+	req  *raftpb.AppendEntriesRequest
+	done chan hbResult
+}
+
+type hbResult struct {
+	resp *raftpb.AppendEntriesResponse
+	err  error
+}
+
+func (m *Manager) heartbeats(addr string) *hbBatcher {
+	m.hbMu.Lock()
+	defer m.hbMu.Unlock()
+	b := m.hb[addr]
+	if b == nil {
+		b = &hbBatcher{m: m, addr: addr}
+		m.hb[addr] = b
+	}
+	return b
+}
+
+// send queues one heartbeat and waits for its answer.
+func (b *hbBatcher) send(ctx context.Context, req *raftpb.AppendEntriesRequest, urgent bool) (*raftpb.AppendEntriesResponse, error) {
+	call := &hbCall{req: req, done: make(chan hbResult, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, call)
+	switch {
+	case b.flushing:
+		// The flush under way takes it next.
+	case urgent:
+		b.startFlush()
+	case b.timer == nil:
+		b.timer = time.AfterFunc(b.m.cfg.HeartbeatLinger, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.timer = nil
+			if !b.flushing && len(b.pending) > 0 {
+				b.startFlush()
+			}
+		})
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-call.done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// startFlush starts sending what is pending; b.mu is held.
+func (b *hbBatcher) startFlush() {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.flushing = true
+	if !b.m.spawn(b.flush) {
+		b.flushing = false
+		for _, c := range b.pending {
+			c.done <- hbResult{err: ErrClosed}
+		}
+		b.pending = nil
+	}
+}
+
+// flush sends the pending heartbeats until none is left.
+func (b *hbBatcher) flush() {
+	for {
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = nil
+		if len(batch) == 0 {
+			b.flushing = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.deliver(batch)
+	}
+}
+
+func (b *hbBatcher) deliver(batch []*hbCall) {
+	fail := func(calls []*hbCall, err error) {
+		for _, c := range calls {
+			c.done <- hbResult{err: err}
+		}
+	}
+	pc, err := b.m.conn(b.addr)
+	if err != nil {
+		fail(batch, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.m.lifetime, b.m.cfg.Timeout)
+	defer cancel()
+	if b.legacy.Load() {
+		for _, c := range batch {
+			resp, err := pc.raft.AppendEntries(ctx, c.req)
+			c.done <- hbResult{resp, err}
+		}
+		return
+	}
+	req := &raftpb.HeartbeatBatch{ClusterId: b.m.ClusterID(), Heartbeats: make([]*raftpb.AppendEntriesRequest, len(batch))}
+	for i, c := range batch {
+		req.Heartbeats[i] = c.req
+	}
+	out, err := pc.raft.Heartbeats(ctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		b.legacy.Store(true)
+		b.m.log.Info("peer sends no heartbeat batches (an older release): heartbeats go one by one", "peer", b.addr)
+		b.deliver(batch)
+		return
+	}
+	if err != nil {
+		fail(batch, err)
+		return
+	}
+	for i, c := range batch {
+		if i >= len(out.GetResults()) {
+			c.done <- hbResult{err: status.Error(codes.Internal, "transport: heartbeat batch answered short")}
+			continue
+		}
+		r := out.Results[i]
+		if len(r.GetStatus()) > 0 {
+			sp := &spb.Status{}
+			if err := proto.Unmarshal(r.GetStatus(), sp); err != nil {
+				c.done <- hbResult{err: err}
+				continue
+			}
+			c.done <- hbResult{err: status.ErrorProto(sp)}
+			continue
+		}
+		c.done <- hbResult{resp: r.GetResponse()}
+	}
+}
+
+// SetUrgent makes this group's heartbeats go at once while urgent returns
+// true (someone waits for their answers: a leadership confirmation).
+func (t *Transport) SetUrgent(urgent func() bool) { t.urgent.Store(&urgent) }
+
+func (t *Transport) isUrgent() bool {
+	if f := t.urgent.Load(); f != nil {
+		return (*f)()
+	}
+	return false
+}
+
+// sendHeartbeat sends one heartbeat through the peer's batcher.
+func (t *Transport) sendHeartbeat(target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
+	defer cancel()
+	out, err := t.m.heartbeats(string(target)).send(ctx, encodeAppendEntriesRequest(t.m.ClusterID(), t.group, args), t.isUrgent())
+	if err != nil {
+		return t.callErr("AppendEntries", target, err)
+	}
+	decodeAppendEntriesResponse(out, resp)
+	return nil
+}
+
+// Heartbeats serves a batch: each heartbeat goes to its group's heartbeat
+// handler, and each gets its own answer.
+func (s raftServer) Heartbeats(ctx context.Context, req *raftpb.HeartbeatBatch) (*raftpb.HeartbeatBatchResponse, error) {
+	if err := s.m.checkCluster("Heartbeats", req.GetClusterId(), false); err != nil {
+		return nil, err
+	}
+	out := &raftpb.HeartbeatBatchResponse{Results: make([]*raftpb.HeartbeatResult, len(req.GetHeartbeats()))}
+	for i, hb := range req.GetHeartbeats() {
+		r := &raftpb.HeartbeatResult{}
+		out.Results[i] = r
+		ar, err := s.heartbeat(ctx, req.GetClusterId(), hb)
+		if err != nil {
+			st, _ := status.FromError(err)
+			r.Status, _ = proto.Marshal(st.Proto())
+			continue
+		}
+		r.Response = ar
+	}
+	return out, nil
+}
+
+func (s raftServer) heartbeat(ctx context.Context, cluster string, hb *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	t, err := s.m.route("Heartbeats", cluster, hb.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	cmd := decodeAppendEntriesRequest(hb)
+	resp, err := t.deliver(ctx, cmd, isHeartbeat(cmd))
+	if err != nil {
+		return nil, err
+	}
+	ar, ok := resp.(*raft.AppendEntriesResponse)
+	if !ok {
+		return nil, unexpected(resp)
+	}
+	return encodeAppendEntriesResponse(ar), nil
+}
