@@ -165,7 +165,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.trans.SetClusterID(n.identity.ClusterId)
 	n.env = &env{id: n.id, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
-		serving: n.serving.Load, handler: n.callHandler, onLead: n.onLead}
+		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
+		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead}
 	k, m := int(n.identity.OffsetGroups), int(n.identity.DataGroups)
 	for _, name := range metapb.Groups(k, m) {
 		g, err := newGroup(n.env, name, n.life.ctx)
