@@ -180,3 +180,18 @@ func TestDeleteRange(t *testing.T) {
 		t.Fatalf("after DeleteRange [d, end): got %v, want [a=v]", got)
 	}
 }
+
+func TestSyncWAL(t *testing.T) {
+	dir := t.TempDir()
+	db := openAt(t, dir, "a")
+	mustPut(t, mustData(t, db, "a"), "k", "unsynced")
+	if err := db.SyncWAL(); err != nil {
+		t.Fatalf("SyncWAL: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openAt(t, dir)
+	v, ok, err := mustData(t, db, "a").Get([]byte("k"))
+	expectGet(t, "Get after SyncWAL and reopen", v, ok, err, "unsynced", true)
+}
