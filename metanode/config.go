@@ -80,8 +80,9 @@ type Config struct {
 	// SnapshotBytesPerSecond bounds the rate at which this node sends
 	// snapshots to followers (replica moves, lagging followers), all groups
 	// together, so that they do not starve client traffic; 0 means no
-	// limit. Keep it above ~100 KiB/s: the transport gives up on a 1 MiB
-	// chunk that makes no progress for its Timeout (10 s).
+	// limit. Concurrent sends share it; each must still get well over
+	// 100 KiB/s, because the transport gives up on a 1 MiB chunk that makes
+	// no progress for its Timeout (10 s).
 	SnapshotBytesPerSecond int64
 
 	// Proposal batching: client writes to one group are packed into one
