@@ -717,7 +717,8 @@ func (m *Machine) staleCheck(index uint64) error {
 	return nil
 }
 
-// restoreSource restores one of SnapStore's snapshots.
+// restoreSource restores one of SnapStore's snapshots: received files or
+// a marker's export (formatFiles), or a legacy state.bin.
 func (m *Machine) restoreSource(src *snapSource) (*logpb.AppliedState, restoreOutcome, error) {
 	switch src.format {
 	case formatFiles:
@@ -747,8 +748,8 @@ func (m *Machine) restoreSource(src *snapSource) (*logpb.AppliedState, restoreOu
 		}
 		defer f.Close()
 		return m.restoreStream(f)
-	default: // a marker's export, streamed
-		return m.restoreStream(src)
+	default:
+		return nil, restoreRefused, fmt.Errorf("%w: snapshot format %q", ErrBadSnapshot, src.format)
 	}
 }
 
