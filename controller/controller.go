@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -39,8 +38,6 @@ type Node interface {
 	ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb.Result, error)
 	// Metadata is this node's replica of metadata-0 (current on its leader).
 	Metadata() (*sm.Machine, error)
-	// Leaders returns each group's leader and the voters of metadata-0.
-	Leaders() (leaders map[string]string, voters []string)
 	// MoveLeader asks a group's leader to hand leadership to target.
 	MoveLeader(ctx context.Context, group, target string) error
 }
@@ -59,7 +56,17 @@ type Config struct {
 	MaxMoves          int
 	// SpreadInterval is how often group leaders are spread (0: never).
 	SpreadInterval time.Duration
-	Logger         *slog.Logger
+	// NodeTimeout: a node silent for longer is not alive (it gets no new
+	// replicas, and a live node must be drained before it is removed).
+	// DeadNodeTimeout: a node silent for longer is dead, and its replicas
+	// are re-created on the others.
+	NodeTimeout     time.Duration
+	DeadNodeTimeout time.Duration
+	// PlacementInterval is how often replicas are placed; at most
+	// MaxReplicaMoves changes run at once (and one per node).
+	PlacementInterval time.Duration
+	MaxReplicaMoves   int
+	Logger            *slog.Logger
 }
 
 // DefaultConfig returns the defaults.
@@ -71,6 +78,10 @@ func DefaultConfig() Config {
 		RebalanceInterval: 5 * time.Second,
 		MaxMoves:          2,
 		SpreadInterval:    10 * time.Second,
+		NodeTimeout:       5 * time.Second,
+		DeadNodeTimeout:   5 * time.Minute,
+		PlacementInterval: time.Second,
+		MaxReplicaMoves:   4,
 	}
 }
 
@@ -88,6 +99,12 @@ func (c Config) Validate() error {
 	}
 	if c.SpreadInterval < 0 {
 		errs = append(errs, errors.New("controller: SpreadInterval must not be negative"))
+	}
+	if c.NodeTimeout <= 0 || c.DeadNodeTimeout < c.NodeTimeout {
+		errs = append(errs, errors.New("controller: DeadNodeTimeout must be at least a positive NodeTimeout"))
+	}
+	if c.PlacementInterval <= 0 || c.MaxReplicaMoves < 1 {
+		errs = append(errs, errors.New("controller: PlacementInterval must be positive and MaxReplicaMoves at least 1"))
 	}
 	return errors.Join(errs...)
 }
@@ -107,6 +124,10 @@ type Controller struct {
 	activeSince time.Time
 	// seen holds the last heartbeat per broker (in memory only).
 	seen map[string]heartbeat
+	// nodes holds the last report per node (in memory only).
+	nodes map[string]nodeSeen
+	// moves counts placement changes proposed since activation.
+	moves uint64
 	// counters since activation.
 	declaredDown, assigned, checks uint64
 }
@@ -124,7 +145,8 @@ func New(cfg Config, node Node) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, node: node, log: cfg.Logger.With("component", "controller"), seen: map[string]heartbeat{}}, nil
+	return &Controller{cfg: cfg, node: node, log: cfg.Logger.With("component", "controller"), seen: map[string]heartbeat{},
+		nodes: map[string]nodeSeen{}}, nil
 }
 
 // Run makes this controller active until ctx ends (leadership lost).
@@ -134,7 +156,8 @@ func (c *Controller) Run(ctx context.Context) {
 	run := c.run
 	c.active, c.activeSince = run, c.node.Now()
 	c.seen = map[string]heartbeat{}
-	c.declaredDown, c.assigned, c.checks = 0, 0, 0
+	c.nodes = map[string]nodeSeen{}
+	c.declaredDown, c.assigned, c.checks, c.moves = 0, 0, 0, 0
 	c.mu.Unlock()
 	c.log.Info("controller active")
 	defer func() {
@@ -151,7 +174,7 @@ func (c *Controller) Run(ctx context.Context) {
 	// right after an election, often as the cluster forms, and moving
 	// leaders before the other groups have settled would only add
 	// elections (and unknown outcomes for writes in flight).
-	var lastRebalance time.Time
+	var lastRebalance, lastPlace time.Time
 	lastSpread := time.Now()
 	for {
 		select {
@@ -167,9 +190,13 @@ func (c *Controller) Run(ctx context.Context) {
 		if c.schedule(ctx, rebalance) && rebalance {
 			lastRebalance = time.Now()
 		}
+		if time.Since(lastPlace) >= c.cfg.PlacementInterval {
+			lastPlace = time.Now()
+			c.place(ctx)
+		}
 		if c.cfg.SpreadInterval > 0 && time.Since(lastSpread) >= c.cfg.SpreadInterval {
 			lastSpread = time.Now()
-			c.spreadLeaders(ctx)
+			c.spread(ctx)
 		}
 	}
 }
@@ -284,49 +311,6 @@ func (c *Controller) schedule(ctx context.Context, rebalance bool) bool {
 		}
 	}
 	return true
-}
-
-// spreadLeaders moves one leadership from the node leading the most groups
-// to the voter leading the fewest, when they differ by more than one.
-func (c *Controller) spreadLeaders(ctx context.Context) {
-	leaders, voters := c.node.Leaders()
-	if len(voters) < 2 {
-		return
-	}
-	count := map[string]int{}
-	for _, v := range voters {
-		count[v] = 0
-	}
-	var groups []string
-	for g, l := range leaders {
-		if _, ok := count[l]; ok {
-			count[l]++
-			groups = append(groups, g)
-		}
-	}
-	sort.Strings(groups)
-	sort.Strings(voters)
-	most, few := "", ""
-	for _, v := range voters {
-		if most == "" || count[v] > count[most] {
-			most = v
-		}
-		if few == "" || count[v] < count[few] {
-			few = v
-		}
-	}
-	if count[most]-count[few] <= 1 {
-		return
-	}
-	for _, g := range groups {
-		if leaders[g] == most && g != metapb.MetadataGroup {
-			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := c.node.MoveLeader(tctx, g, few)
-			cancel()
-			c.log.Info("spreading leaders", "group", g, "from", most, "to", few, "err", err)
-			return
-		}
-	}
 }
 
 // Register registers a broker and returns its new epoch.

@@ -3,6 +3,7 @@ package metanode
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -37,6 +38,12 @@ func (n *Node) callHandler(method string) CallHandler {
 // retries of definite not-leader answers included).
 func (n *Node) CallLeader(ctx context.Context, groupName, method string, payload []byte) ([]byte, error) {
 	g, err := n.group(groupName)
+	var nh *NotHostedError
+	if errors.As(err, &nh) {
+		return onLeader(ctx, n.env, groupName, nil, nil, func(ctx context.Context, addr string) ([]byte, error) {
+			return n.trans.Call(ctx, addr, method, payload)
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +51,7 @@ func (n *Node) CallLeader(ctx context.Context, groupName, method string, payload
 }
 
 func (g *group) callLeader(ctx context.Context, method string, payload []byte) ([]byte, error) {
-	return onLeader(ctx, g,
+	return onLeader(ctx, g.env, g.name, g,
 		func(ctx context.Context) ([]byte, error) {
 			fn := g.env.handler(method)
 			if fn == nil {
@@ -76,6 +83,8 @@ func (n *Node) registerCalls() {
 	n.calls[callTransfer] = protoCall(n.serveTransfer)
 	n.calls[callRemoveServer] = protoCall(n.serveRemoveServer)
 	n.calls[callFreshSnapshot] = protoCall(n.serveFreshSnapshot)
+	n.calls[callDirectory] = protoAnswer(n.serveDirectory)
+	n.calls[callConfiguration] = protoAnswer(n.serveConfiguration)
 	// Previous release's payloads: TransferLeaderRequest (the public
 	// message), "group\x00id", and an 8-byte big-endian index + group.
 	n.calls[legacyCallTransfer] = func(ctx context.Context, payload []byte) ([]byte, error) {
@@ -115,6 +124,21 @@ func protoCall[Req any, P interface {
 	}
 }
 
+// protoAnswer adapts a handler of one request message that answers bytes
+// to a CallHandler.
+func protoAnswer[Req any, P interface {
+	*Req
+	proto.Message
+}](serve func(context.Context, P) ([]byte, error)) CallHandler {
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
+		req := P(new(Req))
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return nil, fmt.Errorf("%w: undecodable %T: %v", ErrInvalid, req, err)
+		}
+		return serve(ctx, req)
+	}
+}
+
 // callOnLeader marshals req and runs the named call method on group's
 // leader.
 func (g *group) callOnLeader(ctx context.Context, method string, req proto.Message) error {
@@ -135,9 +159,10 @@ func (n *Node) serveTransfer(ctx context.Context, req *raftpb.TransferLeaderCall
 // MoveLeader moves a group's leadership to target, asking the group's
 // leader wherever it is.
 func (n *Node) MoveLeader(ctx context.Context, group, target string) error {
-	g, err := n.group(group)
+	payload, err := proto.Marshal(&raftpb.TransferLeaderCall{Group: group, TargetId: target})
 	if err != nil {
 		return err
 	}
-	return g.callOnLeader(ctx, callTransfer, &raftpb.TransferLeaderCall{Group: group, TargetId: target})
+	_, err = n.CallLeader(ctx, group, callTransfer, payload)
+	return err
 }

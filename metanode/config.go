@@ -57,6 +57,19 @@ type Config struct {
 	// cluster, or 1 for a new cluster.
 	OffsetGroups int
 	DataGroups   int
+	// ReplicationFactor is how many replicas each group of a new cluster
+	// has, MetadataReplicationFactor how many metadata-0 has (1, 3 or 5).
+	// Groups run on that many nodes each (all nodes when there are fewer),
+	// placed and balanced by the controller. Ignored once the cluster
+	// exists (it is recorded in it).
+	ReplicationFactor         int
+	MetadataReplicationFactor int
+	// Zone is an optional failure-domain label of this node: replicas of a
+	// group are spread over zones when there are enough.
+	Zone string
+	// ReportInterval is how often the node tells the controller how its
+	// replicas stand (the controller's liveness and placement input).
+	ReportInterval time.Duration
 
 	// Rocks sets RocksDB's memory budget and files. Dir is DataDir/db.
 	Rocks rocks.Options
@@ -124,25 +137,28 @@ type Config struct {
 // DefaultConfig returns a configuration with every default set.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:         "127.0.0.1:7001",
-		Rocks:              rocks.DefaultOptions(""),
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
-		MaxAppendEntries:   64,
-		LogCacheBytes:      8 << 20,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   2 * time.Minute,
-		TrailingLogs:       10240,
-		MaxBatchOps:        1024,
-		MaxBatchBytes:      4 << 20,
-		MaxInflight:        4,
-		ReconcileInterval:  2 * time.Second,
-		ShutdownTimeout:    10 * time.Second,
-		TimerInterval:      250 * time.Millisecond,
-		EventRetention:     10 * time.Minute,
-		EventRetentionMin:  10000,
+		ListenAddr:                "127.0.0.1:7001",
+		Rocks:                     rocks.DefaultOptions(""),
+		HeartbeatTimeout:          time.Second,
+		ElectionTimeout:           time.Second,
+		LeaderLeaseTimeout:        500 * time.Millisecond,
+		CommitTimeout:             50 * time.Millisecond,
+		MaxAppendEntries:          64,
+		LogCacheBytes:             8 << 20,
+		SnapshotThreshold:         8192,
+		SnapshotInterval:          2 * time.Minute,
+		TrailingLogs:              10240,
+		MaxBatchOps:               1024,
+		MaxBatchBytes:             4 << 20,
+		MaxInflight:               4,
+		ReplicationFactor:         DefaultReplicationFactor,
+		ReportInterval:            time.Second,
+		MetadataReplicationFactor: DefaultMetadataReplicationFactor,
+		ReconcileInterval:         2 * time.Second,
+		ShutdownTimeout:           10 * time.Second,
+		TimerInterval:             250 * time.Millisecond,
+		EventRetention:            10 * time.Minute,
+		EventRetentionMin:         10000,
 	}
 }
 
@@ -224,6 +240,18 @@ func (c Config) Validate() error {
 	}
 	if c.DataGroups < 0 || c.DataGroups > 64 {
 		add("DataGroups: %d out of range 0..64", c.DataGroups)
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		add("ReplicationFactor: %d out of range 1..7", c.ReplicationFactor)
+	}
+	if c.MetadataReplicationFactor != 1 && c.MetadataReplicationFactor != 3 && c.MetadataReplicationFactor != 5 {
+		add("MetadataReplicationFactor: %d is not 1, 3 or 5", c.MetadataReplicationFactor)
+	}
+	if len(c.Zone) > metapb.MaxNameBytes {
+		add("Zone: at most %d bytes", metapb.MaxNameBytes)
+	}
+	if c.ReportInterval <= 0 {
+		add("ReportInterval: must be positive")
 	}
 	if c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.CommitTimeout <= 0 {
 		add("HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout: must be positive")

@@ -13,6 +13,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/state"
 )
 
 // env is what a group uses of its node, handed over explicitly: a group
@@ -36,6 +37,16 @@ type env struct {
 	// ready (its marker applied) and returns the tasks to run until the
 	// term ends.
 	onLead func(ctx context.Context, g *group) []func(context.Context)
+	// candidates lists nodes that may lead a group (the leader hint, the
+	// directory's replicas); noteLeader records a hint.
+	candidates func(group string) []candidate
+	noteLeader func(group string, c candidate)
+	// stopping is closed when the node begins to stop.
+	stopping <-chan struct{}
+	// directory is the newest directory the node has seen; dirChanged is
+	// closed at its next change.
+	directory  func() *state.Directory
+	dirChanged func() <-chan struct{}
 }
 
 // group is one raft group on this node.

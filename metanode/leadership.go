@@ -132,6 +132,7 @@ func (g *group) runTerm(ctx context.Context, life *lifetime, term uint64) {
 	for _, task := range g.env.onLead(ctx, g) {
 		life.Go(task)
 	}
+	life.Go(g.reconcileLoop)
 	g.runTimers(ctx)
 }
 

@@ -14,29 +14,53 @@ import (
 	"github.com/metamq/meta/sm/logpb"
 )
 
-// Membership has one source of truth: the member list in metadata-0
-// (MemberPut / MemberRemove). Every group's raft configuration follows it:
-// the leader of each group reconciles its configuration with the list
-// (adding new members as non-voters, promoting them once caught up,
-// removing members no longer listed). A change interrupted halfway (a
-// leader crash, a partition) is finished by whoever leads next.
+// Membership and placement have one source of truth: the directory in
+// metadata-0 (members and their states; every group's record with its
+// replica set). Every group's raft configuration follows its record: the
+// group's leader reconciles the configuration with it, one change at a
+// time, adding before removing (a new replica joins as a non-voter, is
+// promoted once caught up, and only then is a replica that leaves
+// removed; a leader that leaves hands its leadership off first), each
+// change conditional on the configuration it read. A change interrupted
+// halfway (a leader crash, a partition) is finished by whoever leads next.
+// Where replicas go is the controller's decision (controller/placement.go).
 
 // initCluster runs when this node becomes metadata-0's leader: it records
 // the cluster's identity and, for a cluster bootstrapped from an initial
-// member list, that list.
+// member list, that list and the initial directory; a cluster created
+// before the directory existed gets its directory (every member hosts
+// every group, as it does).
 func (n *Node) initCluster(ctx context.Context) {
-	md := n.groups[metapb.MetadataGroup]
-	ci, _, err := md.fsm.Cluster()
+	md := n.hosted(metapb.MetadataGroup)
+	d, err := md.fsm.Directory()
 	if err != nil {
 		n.log.Error("read cluster record", "err", err)
 		return
 	}
-	if ci != nil {
+	var op *logpb.Op
+	switch {
+	case d.Cluster == nil:
+		ci := &logpb.ClusterInit{ClusterId: n.identity.ClusterId, OffsetGroups: n.identity.OffsetGroups,
+			DataGroups: n.identity.DataGroups, Members: n.identity.InitialMembers}
+		if n.identity.ReplicationFactor > 0 {
+			ci.ReplicationFactor = n.identity.ReplicationFactor
+			ci.MetadataReplicationFactor = n.identity.MetadataReplicationFactor
+			ci.Groups = initialRecords(n.identity)
+		}
+		op = &logpb.Op{Op: &logpb.Op_ClusterInit{ClusterInit: ci}}
+	case len(d.Groups) == 0:
+		var members []string
+		for _, m := range d.Members {
+			members = append(members, m.Id)
+		}
+		groups := metapb.Groups(int(d.Cluster.OffsetGroups), int(d.Cluster.DataGroups))
+		op = &logpb.Op{Op: &logpb.Op_DirectoryInit{DirectoryInit: &logpb.DirectoryInit{Groups: legacyDirectory(members, groups),
+			ReplicationFactor: DefaultReplicationFactor, MetadataReplicationFactor: DefaultMetadataReplicationFactor}}}
+		n.log.Info("recording the directory of a cluster created before it: every member hosts every group", "members", members)
+	default:
 		return
 	}
-	res, err := md.proposeLocal(ctx, &logpb.Op{Op: &logpb.Op_ClusterInit{ClusterInit: &logpb.ClusterInit{
-		ClusterId: n.identity.ClusterId, OffsetGroups: n.identity.OffsetGroups, DataGroups: n.identity.DataGroups,
-		Members: n.identity.InitialMembers}}})
+	res, err := md.proposeLocal(ctx, op)
 	if err != nil {
 		n.log.Warn("record cluster identity", "err", err)
 		return
@@ -53,37 +77,45 @@ func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, members, err := m.Cluster()
+	d, err := m.Directory()
 	if err != nil {
 		return nil, err
 	}
+	return membersOf(d.Members, n.hosted(metapb.MetadataGroup).configuration()), nil
+}
+
+func membersOf(members []*logpb.MemberPut, config []raft.Server) []*metapb.Member {
 	voters := map[string]bool{}
-	for _, s := range n.groups[metapb.MetadataGroup].configuration() {
+	for _, s := range config {
 		voters[string(s.ID)] = s.Suffrage == raft.Voter
 	}
 	out := make([]*metapb.Member, 0, len(members))
 	for _, mp := range members {
-		out = append(out, &metapb.Member{Id: mp.Id, Addr: mp.Addr, Voter: voters[mp.Id]})
+		out = append(out, &metapb.Member{Id: mp.Id, Addr: mp.Addr, Voter: voters[mp.Id], Zone: mp.Zone,
+			Draining: mp.State == logpb.MemberState_MEMBER_STATE_DRAINING})
 	}
-	return out, nil
+	return out
 }
 
-// AddMember records a new member; the group leaders then add it to every
-// group as a non-voter and promote it once it has caught up. Start the new
-// node with Join after this returns.
-func (n *Node) AddMember(ctx context.Context, id, addr string) ([]*metapb.Member, error) {
+// AddMember records a new member (with an optional zone); the controller
+// then places replicas on it. Start the new node with Join after this
+// returns.
+func (n *Node) AddMember(ctx context.Context, id, addr, zone string) ([]*metapb.Member, error) {
 	if id == "" || len(id) > metapb.MaxMemberIDBytes {
 		return nil, invalidf("id", "1..%d bytes required", metapb.MaxMemberIDBytes)
 	}
 	if addr == "" || len(addr) > metapb.MaxMemberAddrBytes {
 		return nil, invalidf("addr", "1..%d bytes required", metapb.MaxMemberAddrBytes)
 	}
+	if len(zone) > metapb.MaxNameBytes {
+		return nil, invalidf("zone", "at most %d bytes", metapb.MaxNameBytes)
+	}
 	current, err := n.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range current {
-		if m.Id == id && m.Addr == addr {
+		if m.Id == id && m.Addr == addr && m.Zone == zone {
 			return current, nil
 		}
 		if m.Id == id {
@@ -96,14 +128,14 @@ func (n *Node) AddMember(ctx context.Context, id, addr string) ([]*metapb.Member
 	// A member removed a moment ago may still be in some group's
 	// configuration; re-adding it (perhaps with a wiped disk) before the
 	// removal finished could let it vote without its log.
-	for _, g := range n.groupList {
+	for _, g := range n.hostedGroups() {
 		for _, s := range g.configuration() {
 			if string(s.ID) == id {
 				return nil, invalidf("id", "%s is still being removed from %s; retry shortly", id, g.name)
 			}
 		}
 	}
-	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_MemberPut{MemberPut: &logpb.MemberPut{Id: id, Addr: addr}}})
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_MemberPut{MemberPut: &logpb.MemberPut{Id: id, Addr: addr, Zone: zone}}})
 	if err != nil {
 		return nil, err
 	}
@@ -111,15 +143,32 @@ func (n *Node) AddMember(ctx context.Context, id, addr string) ([]*metapb.Member
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
 	}
 	// Applied: from here on nothing may fail the call. The answer is the
-	// list as this change left it (a new member joins as a non-voter).
-	return append(current, &metapb.Member{Id: id, Addr: addr}), nil
+	// list as this change left it.
+	return append(current, &metapb.Member{Id: id, Addr: addr, Zone: zone}), nil
 }
 
-// RemoveMember removes a member from the list and waits (bounded by ctx)
-// until no group's configuration on this node includes it. Once the
-// removal is applied the call succeeds: the removed member may have led
-// metadata-0 (or any group) and left it, so nothing read afterwards may
-// turn an applied removal into a failure.
+// SetMemberState drains a member (the controller moves every replica and
+// leadership off it) or makes it active again.
+func (n *Node) SetMemberState(ctx context.Context, id string, state logpb.MemberState) error {
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_MemberSetState{MemberSetState: &logpb.MemberSetState{Id: id, State: state}}})
+	if err != nil {
+		return err
+	}
+	if res.Code == logpb.Code_CODE_NOT_FOUND {
+		return invalidf("id", "no member %q", id)
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return fmt.Errorf("%w: %s", ErrInvalid, res.Message)
+	}
+	return nil
+}
+
+// RemoveMember removes a member from the list. Whether it may be removed
+// (drained, or dead, or forced) is the controller's decision; the groups
+// then drop it as their records do. Once the removal is applied the call
+// succeeds: the removed member may have led metadata-0 (or any group) and
+// left it, so nothing read afterwards may turn an applied removal into a
+// failure.
 func (n *Node) RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error) {
 	current, err := n.Members(ctx)
 	if err != nil {
@@ -138,99 +187,132 @@ func (n *Node) RemoveMember(ctx context.Context, id string) ([]*metapb.Member, e
 	if res.Code != logpb.Code_CODE_OK && res.Code != logpb.Code_CODE_NOT_FOUND {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, res.Message)
 	}
-	left := slices.DeleteFunc(current, func(m *metapb.Member) bool { return m.Id == id })
-	if id == n.id {
-		return left, nil // this node leaves every group; it cannot watch that
-	}
-	for _, g := range n.groupList {
-		for slices.ContainsFunc(g.configuration(), func(s raft.Server) bool { return string(s.ID) == id }) {
-			select {
-			case <-ctx.Done():
-				n.log.Warn("member removed; a group still lists it", "member", id, "group", g.name, "err", ctx.Err())
-				return left, nil
-			case <-g.life.Done():
-				return left, nil
-			case <-g.fsm.Changed():
-			}
-		}
-	}
-	return left, nil
+	return slices.DeleteFunc(current, func(m *metapb.Member) bool { return m.Id == id }), nil
 }
 
-// reconcileLoop makes the configuration of every group this node leads
-// follow the member list.
-func (n *Node) reconcileLoop(ctx context.Context) {
+// reconcileLoop runs while this node leads the group (part of the term's
+// work): every ReconcileInterval, and at once when the directory changes,
+// it makes the group's configuration follow its record. Each group has its
+// own, so a change that waits (a commit, a peer) holds up no other group.
+func (g *group) reconcileLoop(ctx context.Context) {
 	for {
-		d := n.cfg.ReconcileInterval
+		d := g.env.cfg.ReconcileInterval
+		changed := g.env.dirChanged()
+		if dir := g.env.directory(); len(dir.Groups) > 0 {
+			if rec := dir.Group(g.name); rec != nil && g.ready() {
+				addrs := map[string]string{}
+				for _, m := range dir.Members {
+					addrs[m.Id] = m.Addr
+				}
+				rctx, cancel := context.WithTimeout(ctx, g.env.t.reconcileRound)
+				if err := g.reconcile(rctx, rec, addrs); err != nil && ctx.Err() == nil {
+					g.log.Warn("reconcile group configuration", "err", err)
+				}
+				cancel()
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(d/2 + rand.N(d)):
+		case <-changed:
 		}
-		n.reconcileOnce(ctx)
 	}
 }
 
-func (n *Node) reconcileOnce(ctx context.Context) {
-	var led []*group
-	for _, g := range n.groupList {
-		if g.ready() {
-			led = append(led, g)
+// reconcile makes at most one configuration change towards rec: add a
+// missing replica as a non-voter; promote a caught-up one that should
+// vote; demote a voter that should not; and only once every replica that
+// should vote does, remove one that is not in rec (handing leadership off
+// first when it is this node). Each change is conditional on the
+// configuration it read (raft's prevIndex).
+func (g *group) reconcile(ctx context.Context, rec *logpb.GroupRecord, addrs map[string]string) error {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	servers, prev := f.Configuration().Servers, f.Index()
+	have := map[string]raft.Server{}
+	for _, s := range servers {
+		have[string(s.ID)] = s
+	}
+	timeout := g.env.t.configChange
+	change := func(what string, call func() raft.Future) error {
+		g.log.Info("configuration change", "change", what, "conf_ver", rec.ConfVer)
+		_, err := g.await(ctx, what, call)
+		return err
+	}
+	want := map[string]bool{}
+	for _, r := range rec.Replicas {
+		want[r.Node] = r.Voter
+		addr := addrs[r.Node]
+		if _, ok := have[r.Node]; !ok && addr != "" {
+			return change("add non-voter "+r.Node, func() raft.Future {
+				return g.raft.AddNonvoter(raft.ServerID(r.Node), raft.ServerAddress(addr), prev, timeout)
+			})
 		}
 	}
-	if len(led) == 0 {
-		return
-	}
-	leadsMetadata := n.LeadsMetadata()
-	ctx, cancel := context.WithTimeout(ctx, n.t.reconcileRound)
-	defer cancel()
-	md, err := n.Read(ctx, metapb.MetadataGroup, false)
-	if err != nil {
-		return
-	}
-	_, members, err := md.Cluster()
-	if err != nil || len(members) == 0 {
-		return
-	}
-	want := map[string]string{}
-	for _, m := range members {
-		want[m.Id] = m.Addr
-	}
-	for _, g := range led {
-		if err := g.reconcile(ctx, want); err != nil {
-			n.log.Warn("membership reconcile", "group", g.name, "err", err)
-		}
-	}
-	if leadsMetadata {
-		n.removeFromOthers(ctx, want)
-	}
-}
-
-// removeFromOthers makes the leaders of the groups this node does not lead
-// drop servers that are no longer members. A group's own leader does that
-// itself, except when the leader is the removed member: out of metadata-0
-// it can no longer read the member list, so it would keep the group
-// forever. The metadata leader can always read the list, so it asks.
-func (n *Node) removeFromOthers(ctx context.Context, want map[string]string) {
-	for _, g := range n.groupList {
-		if g.isLeader() {
+	complete := true
+	for _, r := range rec.Replicas {
+		s, ok := have[r.Node]
+		if !ok {
+			complete = false
 			continue
 		}
-		for _, s := range g.configuration() {
-			if _, ok := want[string(s.ID)]; ok {
+		switch {
+		case r.Voter && s.Suffrage != raft.Voter:
+			complete = false
+			if !g.caughtUp(ctx, s) {
 				continue
 			}
-			cctx, cancel := context.WithTimeout(ctx, n.t.peerCall)
-			err := g.callOnLeader(cctx, callRemoveServer, &raftpb.RemoveServerCall{Group: g.name, ServerId: string(s.ID)})
-			cancel()
-			n.log.Info("asked group leader to remove a former member", "group", g.name, "server", s.ID, "err", err)
-			break // one change per group per round
+			return change("promote "+r.Node, func() raft.Future { return g.raft.AddVoter(s.ID, s.Address, prev, timeout) })
+		case !r.Voter && s.Suffrage == raft.Voter && string(s.ID) != g.env.id:
+			return change("demote "+r.Node, func() raft.Future { return g.raft.DemoteVoter(s.ID, prev, timeout) })
 		}
 	}
+	if !complete {
+		return nil
+	}
+	for _, s := range servers {
+		if _, ok := want[string(s.ID)]; ok {
+			continue
+		}
+		if string(s.ID) == g.env.id {
+			return g.handOff(ctx, rec)
+		}
+		return change("remove "+string(s.ID), func() raft.Future { return g.raft.RemoveServer(s.ID, prev, timeout) })
+	}
+	return nil
 }
 
-// serveRemoveServer removes a server from a group this node leads, at the
-// metadata leader's request (it read the member list linearizably).
+// caughtUp reports whether a non-voter has applied (nearly) what the
+// leader committed.
+func (g *group) caughtUp(ctx context.Context, s raft.Server) bool {
+	actx, cancel := context.WithTimeout(ctx, g.env.t.peerCall)
+	defer cancel()
+	applied, err := g.env.peers.Applied(actx, string(s.Address), g.name)
+	return err == nil && applied+uint64(g.env.cfg.MaxAppendEntries) >= g.raft.CommitIndex()
+}
+
+// handOff transfers the leadership of a group this node leaves to a voter
+// that stays.
+func (g *group) handOff(ctx context.Context, rec *logpb.GroupRecord) error {
+	for _, s := range g.voters() {
+		if string(s.ID) == g.env.id || !hosts(rec, string(s.ID)) {
+			continue
+		}
+		_, err := g.await(ctx, "hand off to "+string(s.ID), func() raft.Future {
+			return g.raft.LeadershipTransferToServer(s.ID, s.Address)
+		})
+		return err
+	}
+	return nil
+}
+
+// serveRemoveServer removes a server from a group this node leads, at
+// another node's request. This release never asks (the directory decides
+// every group's configuration); it is served for nodes of the previous
+// release during a rolling upgrade.
 func (n *Node) serveRemoveServer(ctx context.Context, req *raftpb.RemoveServerCall) error {
 	g, err := n.group(req.Group)
 	if err != nil {
@@ -246,57 +328,6 @@ func (n *Node) serveRemoveServer(ctx context.Context, req *raftpb.RemoveServerCa
 		return g.raft.RemoveServer(raft.ServerID(req.ServerId), 0, n.t.configChange)
 	}); err != nil {
 		return unknown(err)
-	}
-	return nil
-}
-
-// reconcile makes at most one configuration change.
-func (g *group) reconcile(ctx context.Context, want map[string]string) error {
-	servers := g.configuration()
-	have := map[string]raft.Server{}
-	for _, s := range servers {
-		have[string(s.ID)] = s
-	}
-	timeout := g.env.t.configChange
-	change := func(call func() raft.Future) error {
-		_, err := g.await(ctx, "configuration change", call)
-		return err
-	}
-	// Removals first, so a replaced member never coexists with its twin.
-	for _, s := range servers {
-		if _, ok := want[string(s.ID)]; !ok {
-			g.log.Info("removing server from group", "server", s.ID)
-			return change(func() raft.Future { return g.raft.RemoveServer(s.ID, 0, timeout) })
-		}
-	}
-	ids := make([]string, 0, len(want))
-	for id := range want {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if _, ok := have[id]; !ok {
-			g.log.Info("adding non-voter to group", "server", id)
-			return change(func() raft.Future {
-				return g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(want[id]), 0, timeout)
-			})
-		}
-	}
-	for _, id := range ids {
-		s := have[id]
-		if s.Suffrage == raft.Voter {
-			continue
-		}
-		actx, cancel := context.WithTimeout(ctx, g.env.t.peerCall)
-		applied, err := g.env.peers.Applied(actx, string(s.Address), g.name)
-		cancel()
-		if err != nil {
-			continue // not up yet
-		}
-		if applied+uint64(g.env.cfg.MaxAppendEntries) >= g.raft.CommitIndex() {
-			g.log.Info("promoting caught-up member to voter", "server", id, "applied", applied)
-			return change(func() raft.Future { return g.raft.AddVoter(s.ID, s.Address, 0, timeout) })
-		}
 	}
 	return nil
 }

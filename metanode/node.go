@@ -25,6 +25,7 @@ import (
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 var keyIdentity = []byte("identity")
@@ -40,12 +41,19 @@ type Node struct {
 	trans *transport.Manager
 
 	// Set by Start before started is set; read-only afterwards.
-	addr      string
-	lis       net.Listener
-	db        *rocks.DB
-	identity  *logpb.NodeIdentity
-	groups    map[string]*group
-	groupList []*group
+	addr     string
+	lis      net.Listener
+	db       *rocks.DB
+	identity *logpb.NodeIdentity
+
+	groupsMu sync.RWMutex // guards groups
+	// groups are the replicas this node runs (hosting.go).
+	groups map[string]*group
+	// dir is the newest directory seen; dirChanges fires when it changes.
+	dir        atomic.Pointer[state.Directory]
+	dirChanges changes
+	// hints maps a group to the node last said to lead it.
+	hints sync.Map
 
 	t       timings
 	env     *env
@@ -166,15 +174,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.trans.SetClusterID(n.identity.ClusterId)
 	n.env = &env{id: n.id, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
 		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
-		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead}
-	k, m := int(n.identity.OffsetGroups), int(n.identity.DataGroups)
-	for _, name := range metapb.Groups(k, m) {
-		g, err := newGroup(n.env, name, n.life.ctx)
-		if err != nil {
+		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
+		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(),
+		directory: n.Directory, dirChanged: n.DirectoryChanged}
+	for _, name := range n.db.Groups() {
+		if _, err := n.openGroup(name); err != nil {
 			return err
 		}
-		n.groups[name] = g
-		n.groupList = append(n.groupList, g)
 	}
 	if n.identity.Bootstrap && fresh {
 		if err := n.bootstrap(); err != nil {
@@ -182,17 +188,20 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}
 	n.started.Store(true)
-	for _, g := range n.groupList {
+	for _, g := range n.hostedGroups() {
 		g.start()
 	}
-	n.life.Go(n.reconcileLoop)
+	n.life.Go(n.directoryLoop)
+	n.life.Go(n.hostLoop)
+	n.life.Go(n.reportLoop)
 	if err := n.checkClusterRecord(ctx, fresh); err != nil {
 		return err
 	}
 	n.serving.Store(true)
 	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.log.Info("node started", "addr", n.addr, "cluster", n.identity.ClusterId,
-		"offset_groups", k, "data_groups", m, "fresh", fresh)
+		"offset_groups", n.identity.OffsetGroups, "data_groups", n.identity.DataGroups,
+		"hosted", n.db.Groups(), "fresh", fresh)
 	return nil
 }
 
@@ -241,7 +250,7 @@ func (n *Node) openStorage(ctx context.Context) (fresh bool, err error) {
 	if id, err = n.newIdentity(ctx); err != nil {
 		return false, err
 	}
-	groups := metapb.Groups(int(id.OffsetGroups), int(id.DataGroups))
+	groups := initialGroups(id)
 	if n.db != nil && !slices.Equal(sorted(n.db.Groups()), sorted(groups)) {
 		_ = n.db.Close()
 		n.db = nil
@@ -282,8 +291,38 @@ func (n *Node) openDB(dir string, groups []string) error {
 	return nil
 }
 
+// initialGroups are the groups a new node starts with: for an initial
+// member, those the initial directory places on it; for a joining node,
+// none (the controller places replicas on it).
+func initialGroups(id *logpb.NodeIdentity) []string {
+	if !id.Bootstrap {
+		return nil
+	}
+	var out []string
+	for _, rec := range initialRecords(id) {
+		if hosts(rec, id.NodeId) {
+			out = append(out, rec.Name)
+		}
+	}
+	return out
+}
+
+// initialRecords is the directory an initial member computes from its
+// identity (every initial member computes the same).
+func initialRecords(id *logpb.NodeIdentity) []*logpb.GroupRecord {
+	var members []string
+	for _, m := range id.InitialMembers {
+		members = append(members, m.Id)
+	}
+	groups := metapb.Groups(int(id.OffsetGroups), int(id.DataGroups))
+	if id.ReplicationFactor == 0 {
+		return legacyDirectory(members, groups)
+	}
+	return initialDirectory(members, groups, int(id.ReplicationFactor), int(id.MetadataReplicationFactor))
+}
+
 // checkIdentity compares a stored identity with the configuration.
-func (n *Node) checkIdentity(id *logpb.NodeIdentity, dbGroups []string) error {
+func (n *Node) checkIdentity(id *logpb.NodeIdentity, _ []string) error {
 	var errs []error
 	if id.NodeId != n.cfg.ID {
 		errs = append(errs, fmt.Errorf("data directory %s belongs to node %q, not %q", n.cfg.DataDir, id.NodeId, n.cfg.ID))
@@ -298,9 +337,6 @@ func (n *Node) checkIdentity(id *logpb.NodeIdentity, dbGroups []string) error {
 	if n.cfg.DataGroups != 0 && n.cfg.DataGroups != int(id.DataGroups) {
 		errs = append(errs, fmt.Errorf("cluster %s was created with %d data groups; this node was started with %d",
 			id.ClusterId, id.DataGroups, n.cfg.DataGroups))
-	}
-	if want := metapb.Groups(int(id.OffsetGroups), int(id.DataGroups)); !slices.Equal(sorted(want), sorted(dbGroups)) {
-		errs = append(errs, fmt.Errorf("database has groups %v, identity says %v", dbGroups, want))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrClusterMismatch, errors.Join(errs...))
@@ -318,7 +354,9 @@ func (n *Node) newIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 		return nil, fmt.Errorf("metanode: data directory %s is empty: give an initial cluster (--initial-cluster) or members to join (--join)", n.cfg.DataDir)
 	}
 	id := &logpb.NodeIdentity{NodeId: n.cfg.ID, ClusterId: n.cfg.ClusterID,
-		OffsetGroups: uint32(max(n.cfg.OffsetGroups, 1)), DataGroups: uint32(max(n.cfg.DataGroups, 1)), Bootstrap: true}
+		OffsetGroups: uint32(max(n.cfg.OffsetGroups, 1)), DataGroups: uint32(max(n.cfg.DataGroups, 1)), Bootstrap: true,
+		ReplicationFactor:         uint32(n.cfg.ReplicationFactor),
+		MetadataReplicationFactor: uint32(n.cfg.MetadataReplicationFactor)}
 	if id.ClusterId == "" {
 		id.ClusterId = DeriveClusterID(n.cfg.InitialCluster)
 	}
@@ -351,7 +389,7 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 			}
 			id := &logpb.NodeIdentity{NodeId: n.cfg.ID, ClusterId: info.ClusterId,
 				OffsetGroups: info.OffsetGroups, DataGroups: info.DataGroups}
-			if err := n.checkIdentity(id, metapb.Groups(int(id.OffsetGroups), int(id.DataGroups))); err != nil {
+			if err := n.checkIdentity(id, nil); err != nil {
 				return nil, err
 			}
 			return id, nil
@@ -364,15 +402,25 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 	}
 }
 
-// bootstrap gives every group its initial configuration. Every initial
-// member does the same with the same list, so they agree; a node alone can
-// never win an election in a configuration of several voters.
+// bootstrap gives every group this node hosts its initial configuration:
+// the replicas of the initial directory. Every initial member computes the
+// same directory and bootstraps the groups it is given with the same
+// configuration, so they agree; a node alone can never win an election in
+// a configuration of several voters.
 func (n *Node) bootstrap() error {
-	var servers []raft.Server
+	addr := map[string]string{}
 	for _, p := range n.identity.InitialMembers {
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Id), Address: raft.ServerAddress(p.Addr)})
+		addr[p.Id] = p.Addr
 	}
-	for _, g := range n.groupList {
+	for _, rec := range initialRecords(n.identity) {
+		g := n.hosted(rec.Name)
+		if g == nil {
+			continue
+		}
+		var servers []raft.Server
+		for _, r := range rec.Replicas {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(r.Node), Address: raft.ServerAddress(addr[r.Node])})
+		}
 		err := g.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("metanode: bootstrap %s: %w", g.name, err)
@@ -383,14 +431,21 @@ func (n *Node) bootstrap() error {
 
 // checkClusterRecord makes sure metadata-0's cluster record matches this
 // node. A fresh node waits for the record (the first metadata leader writes
-// it); a restarted node checks it if its replica has it.
+// it): in its own replica of metadata-0, or else through the directory it
+// follows; a restarted node checks it if it has it.
 func (n *Node) checkClusterRecord(ctx context.Context, fresh bool) error {
-	md := n.groups[metapb.MetadataGroup].fsm
 	for {
-		changed := md.Changed()
-		ci, _, err := md.Cluster()
-		if err != nil {
-			return err
+		changed := n.dirChanges.wait()
+		var ci *logpb.ClusterInit
+		if md := n.hosted(metapb.MetadataGroup); md != nil {
+			c, _, err := md.fsm.Cluster()
+			if err != nil {
+				return err
+			}
+			ci = c
+			changed = md.fsm.Changed()
+		} else {
+			ci = n.Directory().Cluster
 		}
 		if ci != nil {
 			if ci.ClusterId != n.identity.ClusterId || ci.OffsetGroups != n.identity.OffsetGroups || ci.DataGroups != n.identity.DataGroups {
@@ -459,8 +514,9 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 	}
 	var errs []error
 	var wg sync.WaitGroup
-	errc := make(chan error, len(n.groupList))
-	for _, g := range n.groupList {
+	groups := n.hostedGroups()
+	errc := make(chan error, len(groups))
+	for _, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -490,7 +546,7 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 	} else {
 		n.grpc.Stop()
 	}
-	for _, g := range n.groupList {
+	for _, g := range groups {
 		g.fsm.Close()
 	}
 	if n.db != nil {
@@ -506,7 +562,7 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 // voter, so the cluster does not wait an election timeout for it.
 func (n *Node) handOffLeaderships(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, g := range n.groupList {
+	for _, g := range n.hostedGroups() {
 		if g.raft.State() != raft.Leader || len(g.voters()) < 2 {
 			continue
 		}
@@ -526,11 +582,13 @@ func (n *Node) group(name string) (*group, error) {
 	if !n.started.Load() {
 		return nil, ErrNotStarted
 	}
-	g, ok := n.groups[name]
-	if !ok {
+	if g := n.hosted(name); g != nil {
+		return g, nil
+	}
+	if _, err := metapb.GroupKind(name); err != nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
 	}
-	return g, nil
+	return nil, n.notHosted(name)
 }
 
 // Machine returns a group's state machine for local reads (tests and the

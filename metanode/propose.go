@@ -9,30 +9,52 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 )
 
 // onLeader is the one way the node runs something on a group's leader:
 // local when this node leads the group, else remote at the leader's
-// address (a peer call). Answers that say "definitely not applied, try
-// again" (no leader, not the leader, a transfer under way, the peer
-// stopping) are retried, waiting for the next leader, for up to
-// leaderRetry; anything else — success, an unknown outcome, a final
-// refusal — is returned as it is.
-func onLeader[T any](ctx context.Context, g *group, local func(context.Context) (T, error),
+// address (a peer call). The leader's address is raft's view when this
+// node hosts the group and knows it; else the leader hint and the
+// directory's replicas of the group are tried in turn (a node that does
+// not host the group, or whose replica was removed and no longer hears
+// from the leader). Answers that say "definitely not applied, try again"
+// (no leader, not the leader, a transfer under way, the peer stopping) are
+// retried, following leader hints, for up to leaderRetry; anything else —
+// success, an unknown outcome, a final refusal — is returned as it is. g
+// is nil when this node does not host the group.
+func onLeader[T any](ctx context.Context, e *env, name string, g *group, local func(context.Context) (T, error),
 	remote func(ctx context.Context, addr string) (T, error)) (T, error) {
 	var zero T
-	deadline := time.Now().Add(g.env.t.leaderRetry)
+	deadline := time.Now().Add(e.t.leaderRetry)
+	var err error
 	for attempt := 0; ; attempt++ {
 		var res T
-		var err error
-		if g.isLeader() {
+		if g != nil && g.isLeader() {
 			res, err = local(ctx)
-		} else if id, addr := g.leader(); id == "" {
-			err = g.notLeader()
 		} else {
-			res, err = remote(ctx, addr)
+			err = ErrNoLeader
+			for _, c := range e.leaderCandidates(name, g) {
+				res, err = remote(ctx, c.addr)
+				if err == nil {
+					e.noteLeader(name, c)
+					break
+				}
+				if !retryable(err) {
+					break
+				}
+				var coded metapb.Coded
+				if errors.As(err, &coded) {
+					md := coded.Metadata()
+					if hint := (candidate{md[metapb.MetaLeaderID], md[metapb.MetaLeaderAddr]}); hint.addr != "" && hint.addr != c.addr {
+						e.noteLeader(name, hint)
+						break // the hinted leader goes first next time
+					}
+				}
+			}
 		}
 		if err == nil || !retryable(err) || errors.Is(err, ErrShuttingDown) {
 			return res, err
@@ -42,13 +64,17 @@ func onLeader[T any](ctx context.Context, g *group, local func(context.Context) 
 		}
 		// Wait for a leadership change, or a moment: a peer's hint may be
 		// ahead of this node's view.
-		pause := min(g.env.cfg.ElectionTimeout/50<<min(attempt, 4), g.env.cfg.ElectionTimeout/2)
+		pause := min(e.cfg.ElectionTimeout/50<<min(attempt, 4), e.cfg.ElectionTimeout/2)
+		var changed <-chan struct{}
+		if g != nil {
+			changed = g.changes.wait()
+		}
 		select {
 		case <-ctx.Done():
 			return zero, err
-		case <-g.life.Done():
+		case <-e.stopping:
 			return zero, ErrShuttingDown
-		case <-g.changes.wait():
+		case <-changed:
 		case <-time.After(pause):
 		}
 	}
@@ -75,12 +101,18 @@ type outcome struct {
 // ErrUnknownOutcome (and a peer's OUTCOME_UNKNOWN) that it may have been.
 // Domain outcomes (compare failed, not found, invalid) are in the result.
 func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*logpb.Result, error) {
-	g, err := n.group(groupName)
-	if err != nil {
-		return nil, err
-	}
 	if !n.serving.Load() {
 		return nil, ErrShuttingDown
+	}
+	g, err := n.group(groupName)
+	var nh *NotHostedError
+	if errors.As(err, &nh) {
+		return onLeader(ctx, n.env, groupName, nil, nil, func(ctx context.Context, addr string) (*logpb.Result, error) {
+			return forward(ctx, n.trans, addr, groupName, op)
+		})
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !g.kind.Allows(op) {
 		return nil, fmt.Errorf("%w: operation %T not allowed in group %s", ErrInvalid, op.Op, groupName)
@@ -90,9 +122,11 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 
 // propose runs op through the group's leader, wherever it is.
 func (g *group) propose(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
-	return onLeader(ctx, g,
+	return onLeader(ctx, g.env, g.name, g,
 		func(ctx context.Context) (*logpb.Result, error) { return g.proposeLocal(ctx, op) },
-		func(ctx context.Context, addr string) (*logpb.Result, error) { return g.forward(ctx, addr, op) })
+		func(ctx context.Context, addr string) (*logpb.Result, error) {
+			return forward(ctx, g.env.peers, addr, g.name, op)
+		})
 }
 
 // proposeLocal queues op for the batcher and waits for its outcome. Once
@@ -230,12 +264,12 @@ func (g *group) applyError(err error) error {
 
 // forward sends op to the group's leader at addr. A failure is the peer's
 // error as it came (meta's vocabulary: definite or unknown).
-func (g *group) forward(ctx context.Context, addr string, op *logpb.Op) (*logpb.Result, error) {
+func forward(ctx context.Context, peers *transport.Manager, addr, group string, op *logpb.Op) (*logpb.Result, error) {
 	payload, err := sm.EncodeOp(op)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	out, err := g.env.peers.Propose(ctx, addr, g.name, payload)
+	out, err := peers.Propose(ctx, addr, group, payload)
 	if err != nil {
 		return nil, err
 	}

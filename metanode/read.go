@@ -25,6 +25,11 @@ func (n *Node) Read(ctx context.Context, groupName string, stale bool) (state.Re
 	if !n.serving.Load() {
 		return nil, ErrShuttingDown
 	}
+	if rec := n.Directory().Group(groupName); rec != nil && !hosts(rec, n.id) {
+		// A replica on its way out (no longer placed here) may no longer
+		// hear from its group: another node serves the read.
+		return nil, n.notHosted(groupName)
+	}
 	if stale || plantedLocalReads() {
 		return g.fsm, nil
 	}

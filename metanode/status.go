@@ -15,8 +15,9 @@ func (n *Node) Status() []*metapb.GroupStatus {
 	if !n.started.Load() {
 		return nil
 	}
-	out := make([]*metapb.GroupStatus, 0, len(n.groupList))
-	for _, g := range n.groupList {
+	groups := n.hostedGroups()
+	out := make([]*metapb.GroupStatus, 0, len(groups))
+	for _, g := range groups {
 		id, addr := g.leader()
 		st := &metapb.GroupStatus{
 			Group:        g.name,

@@ -56,7 +56,7 @@ func (n *Node) MetadataLeader() (id, addr string) {
 // of metadata-0.
 func (n *Node) Leaders() (map[string]string, []string) {
 	out := map[string]string{}
-	for _, g := range n.groupList {
+	for _, g := range n.hostedGroups() {
 		if id, _ := g.leader(); id != "" {
 			out[g.name] = id
 		}

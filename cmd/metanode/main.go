@@ -73,6 +73,11 @@ func command() *cobra.Command {
 	f.StringVar(&cfg.ClusterID, "cluster-id", "", "name of a new cluster (default: derived from --initial-cluster)")
 	f.IntVar(&cfg.OffsetGroups, "offset-groups", 0, "number of offset groups of a new cluster (default 1; must match an existing cluster)")
 	f.IntVar(&cfg.DataGroups, "data-groups", 0, "number of data groups of a new cluster (default 1; must match an existing cluster)")
+	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "replicas of each offset and data group of a new cluster (recorded in it)")
+	f.IntVar(&cfg.MetadataReplicationFactor, "metadata-replication-factor", cfg.MetadataReplicationFactor, "replicas of metadata-0 of a new cluster: 1, 3 or 5 (recorded in it)")
+	f.StringVar(&cfg.Zone, "zone", "", "this node's failure-domain label: replicas of a group are spread over zones when there are enough")
+	f.DurationVar(&ctlCfg.DeadNodeTimeout, "dead-node-timeout", ctlCfg.DeadNodeTimeout, "a node silent this long is dead: the controller re-creates its replicas on other nodes")
+	f.IntVar(&ctlCfg.MaxReplicaMoves, "max-replica-moves", ctlCfg.MaxReplicaMoves, "replica moves under way at once at most (and one per node)")
 	f.Int64Var(&blockCache, "block-cache", cfg.Rocks.BlockCacheBytes, "RocksDB block cache bytes (shared by all groups; bounds read memory)")
 	f.Int64Var(&writeBuffer, "write-buffer", cfg.Rocks.WriteBufferBytes, "RocksDB memtable budget bytes for the whole node")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "raft heartbeat timeout")
@@ -153,6 +158,7 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
 	srv := server.Register(node.GRPCServer(), node, version)
+	defer srv.Close()
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -45,6 +45,8 @@ type Node struct {
 	Dir  string
 	// Node is nil while the node is down.
 	Node *metanode.Node
+	// public is the node's public API (closed after the node).
+	public *server.Server
 }
 
 // Cluster is a set of in-process nodes. Methods may be called from any
@@ -202,7 +204,7 @@ func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)
 		return err
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
-	srv := server.Register(node.GRPCServer(), node, "test")
+	srv := server.Register(node.GRPCServer(), node, "test", server.WithDialer(cfg.Dialer))
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 	if c.opts.Prepare != nil {
 		c.opts.Prepare(id, node)
@@ -213,7 +215,7 @@ func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)
 		return err
 	}
 	c.mu.Lock()
-	n.Node = node
+	n.Node, n.public = node, srv
 	c.mu.Unlock()
 	return nil
 }
@@ -298,8 +300,8 @@ func (c *Cluster) Stop(id string) {
 func (c *Cluster) stop(id string, orderly bool) {
 	c.mu.Lock()
 	n := c.nodes[id]
-	node := n.Node
-	n.Node = nil
+	node, public := n.Node, n.public
+	n.Node, n.public = nil, nil
 	c.mu.Unlock()
 	if node == nil {
 		return
@@ -313,6 +315,7 @@ func (c *Cluster) stop(id string, orderly bool) {
 	if err != nil {
 		c.t.Logf("stop %s: %v", id, err)
 	}
+	_ = public.Close()
 }
 
 // Restart starts a stopped node again on its data directory.

@@ -138,18 +138,57 @@ func (c *Client) Members(ctx context.Context) (*metapb.MembersResponse, error) {
 	})
 }
 
-// AddMember adds a node to every group as a non-voter; it is promoted once
-// it has caught up.
+// AddMember adds an empty node to the pool; the controller places
+// replicas on it. Start the node with --join after.
 func (c *Client) AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error) {
+	return c.AddMemberInZone(ctx, id, addr, "")
+}
+
+// AddMemberInZone adds a node with a failure-domain label: replicas of a
+// group are spread over zones when there are enough.
+func (c *Client) AddMemberInZone(ctx context.Context, id, addr, zone string) (*metapb.AddMemberResponse, error) {
 	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.AddMemberResponse, error) {
-		return ep.cl.AddMember(ctx, &metapb.AddMemberRequest{Id: id, Addr: addr})
+		return ep.cl.AddMember(ctx, &metapb.AddMemberRequest{Id: id, Addr: addr, Zone: zone})
 	})
 }
 
-// RemoveMember removes a node from every group.
+// RemoveMember removes a node that holds nothing (drained) or is dead; a
+// live node that still holds replicas or leaderships is refused.
 func (c *Client) RemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error) {
+	return c.removeMember(ctx, id, false)
+}
+
+// ForceRemoveMember removes a node whatever it holds; its replicas are
+// re-created elsewhere.
+func (c *Client) ForceRemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error) {
+	return c.removeMember(ctx, id, true)
+}
+
+func (c *Client) removeMember(ctx context.Context, id string, force bool) (*metapb.RemoveMemberResponse, error) {
 	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.RemoveMemberResponse, error) {
-		return ep.cl.RemoveMember(ctx, &metapb.RemoveMemberRequest{Id: id})
+		return ep.cl.RemoveMember(ctx, &metapb.RemoveMemberRequest{Id: id, Force: force})
+	})
+}
+
+// DrainMember starts moving every replica and leadership off a node (undo:
+// make it active again); ListNodes shows when it is drained.
+func (c *Client) DrainMember(ctx context.Context, id string, undo bool) (*metapb.DrainMemberResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.DrainMemberResponse, error) {
+		return ep.cl.DrainMember(ctx, &metapb.DrainMemberRequest{Id: id, Undo: undo})
+	})
+}
+
+// ListGroups lists every group with its replicas and leader.
+func (c *Client) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListGroupsResponse, error) {
+		return ep.cl.ListGroups(ctx, &metapb.ListGroupsRequest{})
+	})
+}
+
+// ListNodes lists every node with its replicas, leaders and state.
+func (c *Client) ListNodes(ctx context.Context) (*metapb.ListNodesResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListNodesResponse, error) {
+		return ep.cl.ListNodes(ctx, &metapb.ListNodesRequest{})
 	})
 }
 

@@ -30,7 +30,11 @@ type Member struct {
 	// host:port of the member's gRPC listener (API and raft).
 	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	// False while the member is a non-voter catching up.
-	Voter         bool `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	Voter bool `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	// The member's failure-domain label, if any.
+	Zone string `protobuf:"bytes,4,opt,name=zone,proto3" json:"zone,omitempty"`
+	// True while the controller moves every replica and leadership off it.
+	Draining      bool `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +86,20 @@ func (x *Member) GetAddr() string {
 func (x *Member) GetVoter() bool {
 	if x != nil {
 		return x.Voter
+	}
+	return false
+}
+
+func (x *Member) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *Member) GetDraining() bool {
+	if x != nil {
+		return x.Draining
 	}
 	return false
 }
@@ -447,12 +465,16 @@ func (x *MembersResponse) GetDataGroups() uint32 {
 	return 0
 }
 
-// AddMemberRequest adds a node to every group as a non-voter; it becomes a
-// voter by itself once it has caught up. Start the node with --join after.
+// AddMemberRequest adds an empty node to the pool; the controller places
+// replicas on it (each joins a group as a non-voter and becomes a voter
+// once caught up). Start the node with --join after.
 type AddMemberRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// Optional failure-domain label: replicas of a group are spread over
+	// zones when there are enough.
+	Zone          string `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +523,13 @@ func (x *AddMemberRequest) GetAddr() string {
 	return ""
 }
 
+func (x *AddMemberRequest) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
 type AddMemberResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
@@ -545,10 +574,13 @@ func (x *AddMemberResponse) GetMembers() []*Member {
 	return nil
 }
 
-// RemoveMemberRequest removes a node from every group.
+// RemoveMemberRequest removes a node from the cluster. A live node that
+// still hosts replicas or leads groups is refused (drain it first) unless
+// force is set; a dead node's replicas are re-created elsewhere.
 type RemoveMemberRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +622,782 @@ func (x *RemoveMemberRequest) GetId() string {
 	return ""
 }
 
+func (x *RemoveMemberRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// DrainMemberRequest moves every replica and leadership off a node (the
+// controller does it, a bounded number of moves at a time); undo makes it
+// active again. It returns at once: ListNodes shows the progress.
+type DrainMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Undo          bool                   `protobuf:"varint,2,opt,name=undo,proto3" json:"undo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainMemberRequest) Reset() {
+	*x = DrainMemberRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainMemberRequest) ProtoMessage() {}
+
+func (x *DrainMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainMemberRequest.ProtoReflect.Descriptor instead.
+func (*DrainMemberRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DrainMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DrainMemberRequest) GetUndo() bool {
+	if x != nil {
+		return x.Undo
+	}
+	return false
+}
+
+type DrainMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainMemberResponse) Reset() {
+	*x = DrainMemberResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainMemberResponse) ProtoMessage() {}
+
+func (x *DrainMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainMemberResponse.ProtoReflect.Descriptor instead.
+func (*DrainMemberResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DrainMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+type ReplicaInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// In the record: the replica should vote.
+	Voter bool `protobuf:"varint,2,opt,name=voter,proto3" json:"voter,omitempty"`
+	// In the group's configuration (as its leader last reported it):
+	// "voter", "nonvoter", or "" (not yet added).
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaInfo) Reset() {
+	*x = ReplicaInfo{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaInfo) ProtoMessage() {}
+
+func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaInfo.ProtoReflect.Descriptor instead.
+func (*ReplicaInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReplicaInfo) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReplicaInfo) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *ReplicaInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type GroupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// "metadata", "offset" or "data".
+	Kind     string         `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Replicas []*ReplicaInfo `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	ConfVer  uint64         `protobuf:"varint,4,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	// "active", "creating" or "deleting".
+	State        string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Leader       string `protobuf:"bytes,6,opt,name=leader,proto3" json:"leader,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Bytes of the group's data on its leader.
+	Bytes     uint64  `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	OpsPerSec float64 `protobuf:"fixed64,9,opt,name=ops_per_sec,json=opsPerSec,proto3" json:"ops_per_sec,omitempty"`
+	// The group's configuration differs from its record (a move in progress).
+	Moving        bool `protobuf:"varint,10,opt,name=moving,proto3" json:"moving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupInfo) Reset() {
+	*x = GroupInfo{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupInfo) ProtoMessage() {}
+
+func (x *GroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
+func (*GroupInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GroupInfo) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetReplicas() []*ReplicaInfo {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *GroupInfo) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
+}
+
+func (x *GroupInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *GroupInfo) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *GroupInfo) GetOpsPerSec() float64 {
+	if x != nil {
+		return x.OpsPerSec
+	}
+	return 0
+}
+
+func (x *GroupInfo) GetMoving() bool {
+	if x != nil {
+		return x.Moving
+	}
+	return false
+}
+
+type ListGroupsResponse struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	DirectoryVersion          uint64                 `protobuf:"varint,1,opt,name=directory_version,json=directoryVersion,proto3" json:"directory_version,omitempty"`
+	ReplicationFactor         uint32                 `protobuf:"varint,2,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	MetadataReplicationFactor uint32                 `protobuf:"varint,3,opt,name=metadata_replication_factor,json=metadataReplicationFactor,proto3" json:"metadata_replication_factor,omitempty"`
+	Groups                    []*GroupInfo           `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListGroupsResponse) GetDirectoryVersion() uint64 {
+	if x != nil {
+		return x.DirectoryVersion
+	}
+	return 0
+}
+
+func (x *ListGroupsResponse) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *ListGroupsResponse) GetMetadataReplicationFactor() uint32 {
+	if x != nil {
+		return x.MetadataReplicationFactor
+	}
+	return 0
+}
+
+func (x *ListGroupsResponse) GetGroups() []*GroupInfo {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type ListNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesRequest) Reset() {
+	*x = ListNodesRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesRequest) ProtoMessage() {}
+
+func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
+func (*ListNodesRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+type NodeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Zone  string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	// "active", "draining", "drained" (draining and holding nothing) or
+	// "dead" (silent past the dead-node timeout).
+	State    string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Alive    bool   `protobuf:"varint,5,opt,name=alive,proto3" json:"alive,omitempty"`
+	Replicas uint32 `protobuf:"varint,6,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders  uint32 `protobuf:"varint,7,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Bytes    uint64 `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Milliseconds since the node's last report.
+	LastSeenMs    int64 `protobuf:"varint,9,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NodeInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+func (x *NodeInfo) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+type ListNodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesResponse) Reset() {
+	*x = ListNodesResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesResponse) ProtoMessage() {}
+
+func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
+func (*ListNodesResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListNodesResponse) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// WatchDirectoryRequest follows the directory: the full directory at
+// once, then again at every change (each message is whole).
+type WatchDirectoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchDirectoryRequest) Reset() {
+	*x = WatchDirectoryRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchDirectoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchDirectoryRequest) ProtoMessage() {}
+
+func (x *WatchDirectoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchDirectoryRequest.ProtoReflect.Descriptor instead.
+func (*WatchDirectoryRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{18}
+}
+
+type DirectoryGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Kind  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Nodes with a replica, voters first.
+	Replicas []string `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The leader as the answering node knows it ("" when unknown).
+	Leader        string `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectoryGroup) Reset() {
+	*x = DirectoryGroup{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectoryGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectoryGroup) ProtoMessage() {}
+
+func (x *DirectoryGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectoryGroup.ProtoReflect.Descriptor instead.
+func (*DirectoryGroup) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DirectoryGroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *DirectoryGroup) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DirectoryGroup) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *DirectoryGroup) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type DirectoryUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	OffsetGroups  uint32                 `protobuf:"varint,3,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
+	DataGroups    uint32                 `protobuf:"varint,4,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	Members       []*Member              `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	Groups        []*DirectoryGroup      `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectoryUpdate) Reset() {
+	*x = DirectoryUpdate{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectoryUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectoryUpdate) ProtoMessage() {}
+
+func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectoryUpdate.ProtoReflect.Descriptor instead.
+func (*DirectoryUpdate) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DirectoryUpdate) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DirectoryUpdate) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *DirectoryUpdate) GetOffsetGroups() uint32 {
+	if x != nil {
+		return x.OffsetGroups
+	}
+	return 0
+}
+
+func (x *DirectoryUpdate) GetDataGroups() uint32 {
+	if x != nil {
+		return x.DataGroups
+	}
+	return 0
+}
+
+func (x *DirectoryUpdate) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *DirectoryUpdate) GetGroups() []*DirectoryGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 type RemoveMemberResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
@@ -599,7 +1407,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[9]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +1419,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[9]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +1432,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{9}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -645,7 +1453,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[10]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1465,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[10]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1478,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{10}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferLeaderRequest) GetGroup() string {
@@ -696,7 +1504,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1516,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1529,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{11}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() string {
@@ -743,7 +1551,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1563,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1576,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{12}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -792,7 +1600,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1612,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1625,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{13}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -859,11 +1667,13 @@ var File_rpc_metapb_cluster_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x18rpc/metapb/cluster.proto\x12\ameta.v1\"B\n" +
+	"\x18rpc/metapb/cluster.proto\x12\ameta.v1\"r\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
-	"\x05voter\x18\x03 \x01(\bR\x05voter\"\xf0\x02\n" +
+	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x12\n" +
+	"\x04zone\x18\x04 \x01(\tR\x04zone\x12\x1a\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xf0\x02\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -896,14 +1706,72 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x0f.meta.v1.MemberR\amembers\x12#\n" +
 	"\roffset_groups\x18\x03 \x01(\rR\foffsetGroups\x12\x1f\n" +
 	"\vdata_groups\x18\x04 \x01(\rR\n" +
-	"dataGroups\"6\n" +
+	"dataGroups\"J\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\">\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\">\n" +
 	"\x11AddMemberResponse\x12)\n" +
-	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\"%\n" +
+	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\";\n" +
 	"\x13RemoveMemberRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"8\n" +
+	"\x12DrainMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04undo\x18\x02 \x01(\bR\x04undo\"@\n" +
+	"\x13DrainMemberResponse\x12)\n" +
+	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\"\x13\n" +
+	"\x11ListGroupsRequest\"K\n" +
+	"\vReplicaInfo\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\xa3\x02\n" +
+	"\tGroupInfo\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
+	"\breplicas\x18\x03 \x03(\v2\x14.meta.v1.ReplicaInfoR\breplicas\x12\x19\n" +
+	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x06 \x01(\tR\x06leader\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x04R\x05bytes\x12\x1e\n" +
+	"\vops_per_sec\x18\t \x01(\x01R\topsPerSec\x12\x16\n" +
+	"\x06moving\x18\n" +
+	" \x01(\bR\x06moving\"\xdc\x01\n" +
+	"\x12ListGroupsResponse\x12+\n" +
+	"\x11directory_version\x18\x01 \x01(\x04R\x10directoryVersion\x12-\n" +
+	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12>\n" +
+	"\x1bmetadata_replication_factor\x18\x03 \x01(\rR\x19metadataReplicationFactor\x12*\n" +
+	"\x06groups\x18\x04 \x03(\v2\x12.meta.v1.GroupInfoR\x06groups\"\x12\n" +
+	"\x10ListNodesRequest\"\xdc\x01\n" +
+	"\bNodeInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x14\n" +
+	"\x05alive\x18\x05 \x01(\bR\x05alive\x12\x1a\n" +
+	"\breplicas\x18\x06 \x01(\rR\breplicas\x12\x18\n" +
+	"\aleaders\x18\a \x01(\rR\aleaders\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x04R\x05bytes\x12 \n" +
+	"\flast_seen_ms\x18\t \x01(\x03R\n" +
+	"lastSeenMs\"<\n" +
+	"\x11ListNodesResponse\x12'\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x11.meta.v1.NodeInfoR\x05nodes\"\x17\n" +
+	"\x15WatchDirectoryRequest\"n\n" +
+	"\x0eDirectoryGroup\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\"\xec\x01\n" +
+	"\x0fDirectoryUpdate\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12#\n" +
+	"\roffset_groups\x18\x03 \x01(\rR\foffsetGroups\x12\x1f\n" +
+	"\vdata_groups\x18\x04 \x01(\rR\n" +
+	"dataGroups\x12)\n" +
+	"\amembers\x18\x05 \x03(\v2\x0f.meta.v1.MemberR\amembers\x12/\n" +
+	"\x06groups\x18\x06 \x03(\v2\x17.meta.v1.DirectoryGroupR\x06groups\"A\n" +
 	"\x14RemoveMemberResponse\x12)\n" +
 	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\"J\n" +
 	"\x15TransferLeaderRequest\x12\x14\n" +
@@ -918,14 +1786,19 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04hash\x18\x04 \x01(\x04R\x04hash\x12\x12\n" +
-	"\x04keys\x18\x05 \x01(\x04R\x04keys2\xaa\x03\n" +
+	"\x04keys\x18\x05 \x01(\x04R\x04keys2\xcd\x05\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
 	"\tAddMember\x12\x19.meta.v1.AddMemberRequest\x1a\x1a.meta.v1.AddMemberResponse\x12K\n" +
 	"\fRemoveMember\x12\x1c.meta.v1.RemoveMemberRequest\x1a\x1d.meta.v1.RemoveMemberResponse\x12Q\n" +
 	"\x0eTransferLeader\x12\x1e.meta.v1.TransferLeaderRequest\x1a\x1f.meta.v1.TransferLeaderResponse\x12B\n" +
-	"\tStateHash\x12\x19.meta.v1.StateHashRequest\x1a\x1a.meta.v1.StateHashResponseB*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
+	"\tStateHash\x12\x19.meta.v1.StateHashRequest\x1a\x1a.meta.v1.StateHashResponse\x12H\n" +
+	"\vDrainMember\x12\x1b.meta.v1.DrainMemberRequest\x1a\x1c.meta.v1.DrainMemberResponse\x12E\n" +
+	"\n" +
+	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
+	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
+	"\x0eWatchDirectory\x12\x1e.meta.v1.WatchDirectoryRequest\x1a\x18.meta.v1.DirectoryUpdate0\x01B*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
 
 var (
 	file_rpc_metapb_cluster_proto_rawDescOnce sync.Once
@@ -939,7 +1812,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -950,35 +1823,61 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*AddMemberRequest)(nil),       // 6: meta.v1.AddMemberRequest
 	(*AddMemberResponse)(nil),      // 7: meta.v1.AddMemberResponse
 	(*RemoveMemberRequest)(nil),    // 8: meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 9: meta.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 10: meta.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 11: meta.v1.TransferLeaderResponse
-	(*StateHashRequest)(nil),       // 12: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 13: meta.v1.StateHashResponse
+	(*DrainMemberRequest)(nil),     // 9: meta.v1.DrainMemberRequest
+	(*DrainMemberResponse)(nil),    // 10: meta.v1.DrainMemberResponse
+	(*ListGroupsRequest)(nil),      // 11: meta.v1.ListGroupsRequest
+	(*ReplicaInfo)(nil),            // 12: meta.v1.ReplicaInfo
+	(*GroupInfo)(nil),              // 13: meta.v1.GroupInfo
+	(*ListGroupsResponse)(nil),     // 14: meta.v1.ListGroupsResponse
+	(*ListNodesRequest)(nil),       // 15: meta.v1.ListNodesRequest
+	(*NodeInfo)(nil),               // 16: meta.v1.NodeInfo
+	(*ListNodesResponse)(nil),      // 17: meta.v1.ListNodesResponse
+	(*WatchDirectoryRequest)(nil),  // 18: meta.v1.WatchDirectoryRequest
+	(*DirectoryGroup)(nil),         // 19: meta.v1.DirectoryGroup
+	(*DirectoryUpdate)(nil),        // 20: meta.v1.DirectoryUpdate
+	(*RemoveMemberResponse)(nil),   // 21: meta.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 22: meta.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 23: meta.v1.TransferLeaderResponse
+	(*StateHashRequest)(nil),       // 24: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 25: meta.v1.StateHashResponse
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
 	1,  // 1: meta.v1.StatusResponse.groups:type_name -> meta.v1.GroupStatus
 	0,  // 2: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
 	0,  // 3: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
-	0,  // 4: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	2,  // 5: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 6: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 7: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 8: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	10, // 9: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	12, // 10: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	3,  // 11: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 12: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 13: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	9,  // 14: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	11, // 15: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	13, // 16: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	0,  // 4: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
+	12, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
+	13, // 6: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
+	16, // 7: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
+	0,  // 8: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
+	19, // 9: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	0,  // 10: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
+	2,  // 11: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 12: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 13: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 14: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	22, // 15: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	24, // 16: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 17: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 18: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	15, // 19: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	18, // 20: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	3,  // 21: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 22: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 23: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	21, // 24: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	23, // 25: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	25, // 26: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 27: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	14, // 28: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	17, // 29: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	20, // 30: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	21, // [21:31] is the sub-list for method output_type
+	11, // [11:21] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -992,7 +1891,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

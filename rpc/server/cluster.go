@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // Status returns this node's view of every group.
@@ -41,23 +43,122 @@ func (s *Server) AddMember(ctx context.Context, req *metapb.AddMemberRequest) (*
 	if req.Addr == "" || len(req.Addr) > metapb.MaxMemberAddrBytes {
 		return nil, invalid("addr", "1..%d bytes required", metapb.MaxMemberAddrBytes)
 	}
-	ms, err := s.node.AddMember(ctx, req.Id, req.Addr)
+	if len(req.Zone) > metapb.MaxNameBytes {
+		return nil, invalid("zone", "%d bytes, at most %d", len(req.Zone), metapb.MaxNameBytes)
+	}
+	ms, err := s.node.AddMember(ctx, req.Id, req.Addr, req.Zone)
 	if err != nil {
 		return nil, s.statusOf(err, true)
 	}
 	return &metapb.AddMemberResponse{Members: ms}, nil
 }
 
-// RemoveMember removes a member.
+// RemoveMember removes a member; the controller decides whether it may
+// (drained, dead, or forced).
 func (s *Server) RemoveMember(ctx context.Context, req *metapb.RemoveMemberRequest) (*metapb.RemoveMemberResponse, error) {
 	if err := checkMemberID(req.Id); err != nil {
 		return nil, err
 	}
-	ms, err := s.node.RemoveMember(ctx, req.Id)
+	c, err := s.controller()
 	if err != nil {
+		return nil, err
+	}
+	return forward(ctx, c, callRemoveMember, req, c.removeMemberLocal, &metapb.RemoveMemberResponse{})
+}
+
+// DrainMember starts (or undoes) the drain of a member.
+func (s *Server) DrainMember(ctx context.Context, req *metapb.DrainMemberRequest) (*metapb.DrainMemberResponse, error) {
+	if err := checkMemberID(req.Id); err != nil {
+		return nil, err
+	}
+	st := logpb.MemberState_MEMBER_STATE_DRAINING
+	if req.Undo {
+		st = logpb.MemberState_MEMBER_STATE_ACTIVE
+	}
+	if err := s.node.SetMemberState(ctx, req.Id, st); err != nil {
 		return nil, s.statusOf(err, true)
 	}
-	return &metapb.RemoveMemberResponse{Members: ms}, nil
+	ms, err := s.node.Members(ctx)
+	if err != nil {
+		// Applied: the answer is only missing the list.
+		return &metapb.DrainMemberResponse{}, nil
+	}
+	return &metapb.DrainMemberResponse{Members: ms}, nil
+}
+
+// ListGroups lists every group with its replicas, from the controller.
+func (s *Server) ListGroups(ctx context.Context, req *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
+	c, err := s.controller()
+	if err != nil {
+		return nil, err
+	}
+	return forward(ctx, c, callListGroups, req, c.listGroupsLocal, &metapb.ListGroupsResponse{})
+}
+
+// ListNodes lists every node with its replicas, from the controller.
+func (s *Server) ListNodes(ctx context.Context, req *metapb.ListNodesRequest) (*metapb.ListNodesResponse, error) {
+	c, err := s.controller()
+	if err != nil {
+		return nil, err
+	}
+	return forward(ctx, c, callListNodes, req, c.listNodesLocal, &metapb.ListNodesResponse{})
+}
+
+func (s *Server) controller() (*ControllerService, error) {
+	if s.ctl == nil {
+		return nil, coded(metapb.ReasonNoLeader, nil, "this node runs no controller service")
+	}
+	return s.ctl, nil
+}
+
+// WatchDirectory streams the directory as this node follows it: whole, at
+// once and after every change.
+func (s *Server) WatchDirectory(_ *metapb.WatchDirectoryRequest, stream metapb.Cluster_WatchDirectoryServer) error {
+	ctx := stream.Context()
+	var sent uint64
+	for {
+		changed := s.node.DirectoryChanged()
+		if d := s.node.Directory(); d.Version > sent || sent == 0 {
+			if err := stream.Send(s.directoryUpdate(d)); err != nil {
+				return err
+			}
+			sent = max(d.Version, 1)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.node.Stopping():
+			return errShuttingDown
+		case <-changed:
+		}
+	}
+}
+
+func (s *Server) directoryUpdate(d *state.Directory) *metapb.DirectoryUpdate {
+	u := &metapb.DirectoryUpdate{Version: d.Version}
+	if d.Cluster != nil {
+		u.ClusterId, u.OffsetGroups, u.DataGroups = d.Cluster.ClusterId, d.Cluster.OffsetGroups, d.Cluster.DataGroups
+	}
+	for _, m := range d.Members {
+		u.Members = append(u.Members, &metapb.Member{Id: m.Id, Addr: m.Addr, Zone: m.Zone,
+			Draining: m.State == logpb.MemberState_MEMBER_STATE_DRAINING})
+	}
+	leaders := map[string]string{}
+	for _, st := range s.node.Status() {
+		leaders[st.Group] = st.LeaderId
+	}
+	for _, g := range d.Groups {
+		dg := &metapb.DirectoryGroup{Group: g.Name, Kind: g.Kind, Leader: leaders[g.Name]}
+		for _, voters := range []bool{true, false} {
+			for _, r := range g.Replicas {
+				if r.Voter == voters {
+					dg.Replicas = append(dg.Replicas, r.Node)
+				}
+			}
+		}
+		u.Groups = append(u.Groups, dg)
+	}
+	return u
 }
 
 // TransferLeader moves a group's leadership.

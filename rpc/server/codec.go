@@ -67,6 +67,9 @@ func ServerOptions() []grpc.ServerOption {
 				return nil, publicStatus(err)
 			}
 			resp, err := h(ctx, req)
+			if err != nil {
+				resp, err = forwardUnary(ctx, info.Server, info.FullMethod, req, err)
+			}
 			return resp, publicStatus(err)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {

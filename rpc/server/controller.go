@@ -41,6 +41,14 @@ type Controller interface {
 	// Describe fills what the controller knows of itself (active since,
 	// heartbeat timeout, counters).
 	Describe(out *metapb.ControllerStatusResponse)
+	// Report takes a node's report (liveness, its replicas).
+	Report(ctx context.Context, r *logpb.NodeReport) error
+	// RemoveMember removes a member if it may go (drained, dead, or
+	// forced) and returns the members left.
+	RemoveMember(ctx context.Context, id string, force bool) ([]*logpb.MemberPut, error)
+	// Groups and Nodes are the placement views.
+	Groups() (*metapb.ListGroupsResponse, error)
+	Nodes() (*metapb.ListNodesResponse, error)
 }
 
 // ControllerService implements metapb.ControllerServer.
@@ -54,9 +62,15 @@ type ControllerService struct {
 // The controller's named calls, forwarded from any node to metadata-0's
 // leader (see metanode/doc.go).
 const (
-	callRegister  = "controller.register"
-	callHeartbeat = "controller.heartbeat"
-	callStatus    = "controller.status"
+	callRegister     = "controller.register"
+	callHeartbeat    = "controller.heartbeat"
+	callStatus       = "controller.status"
+	callRemoveMember = "controller.remove-member"
+	callListGroups   = "controller.list-groups"
+	callListNodes    = "controller.list-nodes"
+	// CallNodeReport: a node's report to the controller (metanode sends
+	// it; see metanode/doc.go).
+	CallNodeReport = "controller.node-report"
 )
 
 // RegisterController registers the Controller service. Calls only the
@@ -64,10 +78,59 @@ const (
 // any node to metadata-0's leader.
 func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl Controller) {
 	c := &ControllerService{Server: srv, node: node, ctl: ctl}
+	srv.ctl = c
 	metapb.RegisterControllerServer(s, c)
 	forwardable(node, callRegister, c.registerLocal)
 	forwardable(node, callHeartbeat, c.heartbeatLocal)
 	forwardable(node, callStatus, c.statusLocal)
+	forwardable(node, callRemoveMember, c.removeMemberLocal)
+	forwardable(node, callListGroups, c.listGroupsLocal)
+	forwardable(node, callListNodes, c.listNodesLocal)
+	node.HandleCall(CallNodeReport, func(ctx context.Context, payload []byte) ([]byte, error) {
+		r := &logpb.NodeReport{}
+		if err := proto.Unmarshal(payload, r); err != nil {
+			return nil, invalidArgument("", "undecodable node report: "+err.Error())
+		}
+		if !ctl.Active() {
+			return nil, c.notController()
+		}
+		return nil, ctl.Report(ctx, r)
+	})
+}
+
+func (c *ControllerService) removeMemberLocal(ctx context.Context, req *metapb.RemoveMemberRequest) (*metapb.RemoveMemberResponse, error) {
+	left, err := c.ctl.RemoveMember(ctx, req.Id, req.Force)
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	out := &metapb.RemoveMemberResponse{}
+	for _, m := range left {
+		out.Members = append(out.Members, &metapb.Member{Id: m.Id, Addr: m.Addr, Zone: m.Zone,
+			Draining: m.State == logpb.MemberState_MEMBER_STATE_DRAINING})
+	}
+	return out, nil
+}
+
+func (c *ControllerService) listGroupsLocal(_ context.Context, _ *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
+	if !c.ctl.Active() {
+		return nil, c.notController()
+	}
+	out, err := c.ctl.Groups()
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	return out, nil
+}
+
+func (c *ControllerService) listNodesLocal(_ context.Context, _ *metapb.ListNodesRequest) (*metapb.ListNodesResponse, error) {
+	if !c.ctl.Active() {
+		return nil, c.notController()
+	}
+	out, err := c.ctl.Nodes()
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	return out, nil
 }
 
 // forwardable registers a local handler as a named call, so that other

@@ -89,9 +89,14 @@ func (n *fakeNode) Status() []*metapb.GroupStatus { return nil }
 func (n *fakeNode) Members(context.Context) ([]*metapb.Member, error) {
 	return []*metapb.Member{{Id: "fake", Addr: "fake:0", Voter: true}}, nil
 }
-func (n *fakeNode) AddMember(context.Context, string, string) ([]*metapb.Member, error) {
+func (n *fakeNode) AddMember(context.Context, string, string, string) ([]*metapb.Member, error) {
 	return nil, errors.New("fake: no membership")
 }
+func (n *fakeNode) SetMemberState(context.Context, string, logpb.MemberState) error {
+	return errors.New("fake: no membership")
+}
+func (n *fakeNode) Directory() *state.Directory       { return &state.Directory{} }
+func (n *fakeNode) DirectoryChanged() <-chan struct{} { return nil }
 func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
 	return nil, errors.New("fake: no membership")
 }
@@ -141,7 +146,8 @@ func serveFake(t *testing.T, n *fakeNode) (*grpc.ClientConn, *client.Client) {
 	}
 	// The node's server takes messages of up to 64 MiB (raft's need).
 	srv := grpc.NewServer(append(server.ServerOptions(), grpc.MaxRecvMsgSize(64<<20))...)
-	server.Register(srv, n, "test")
+	s := server.Register(srv, n, "test")
+	t.Cleanup(func() { _ = s.Close() })
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

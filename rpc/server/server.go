@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,8 +26,13 @@ type Node interface {
 	Read(ctx context.Context, group string, stale bool) (state.Reader, error)
 	Status() []*metapb.GroupStatus
 	Members(ctx context.Context) ([]*metapb.Member, error)
-	AddMember(ctx context.Context, id, addr string) ([]*metapb.Member, error)
+	AddMember(ctx context.Context, id, addr, zone string) ([]*metapb.Member, error)
 	RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error)
+	SetMemberState(ctx context.Context, id string, state logpb.MemberState) error
+	// Directory is the newest directory the node has seen, and
+	// DirectoryChanged is closed at the next change.
+	Directory() *state.Directory
+	DirectoryChanged() <-chan struct{}
 	TransferLeader(ctx context.Context, group, target string) (string, error)
 	StateHash(group string) (state.Hash, error)
 	// Now is the node's clock, the one the leaders stamp entries with
@@ -44,11 +50,29 @@ type Server struct {
 	metapb.UnimplementedClusterServer
 	node    Node
 	version string
+	fwd     *forwarder
+	// ctl is the Controller service once registered (the Cluster calls
+	// that only the controller can answer go through it).
+	ctl *ControllerService
+}
+
+// Option configures Register.
+type Option func(*Server)
+
+// WithDialer makes the connections on which calls are forwarded to other
+// nodes (tests inject faults through it; the node's transport uses the
+// same).
+func WithDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
+	return func(s *Server) { s.fwd.dial = dial }
 }
 
 // Register creates the public services for node and registers them on s.
-func Register(s *grpc.Server, node Node, version string) *Server {
-	srv := &Server{node: node, version: version}
+// Close the returned Server after the node.
+func Register(s *grpc.Server, node Node, version string, opts ...Option) *Server {
+	srv := &Server{node: node, version: version, fwd: newForwarder(nil)}
+	for _, o := range opts {
+		o(srv)
+	}
 	metapb.RegisterKVServer(s, srv)
 	metapb.RegisterOffsetsServer(s, srv)
 	metapb.RegisterClusterServer(s, srv)
@@ -60,6 +84,9 @@ func Register(s *grpc.Server, node Node, version string) *Server {
 	metapb.RegisterWatchServer(s, &watchService{s: srv})
 	return srv
 }
+
+// Close closes the connections calls were forwarded on.
+func (s *Server) Close() error { return s.fwd.close() }
 
 func (s *Server) header(group string, m state.Reader, rev uint64) *metapb.ResponseHeader {
 	h := &metapb.ResponseHeader{NodeId: s.node.ID(), Group: group, Revision: rev}

@@ -4151,9 +4151,13 @@ type NodeIdentity struct {
 	// records them in metadata-0 if it becomes the first leader).
 	InitialMembers []*MemberPut `protobuf:"bytes,5,rep,name=initial_members,json=initialMembers,proto3" json:"initial_members,omitempty"`
 	// True when the node bootstraps its groups from initial_members.
-	Bootstrap     bool `protobuf:"varint,6,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Bootstrap bool `protobuf:"varint,6,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	// Replication factors of a new cluster (0 in a node created before
+	// placement existed: it hosts every group).
+	ReplicationFactor         uint32 `protobuf:"varint,7,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	MetadataReplicationFactor uint32 `protobuf:"varint,8,opt,name=metadata_replication_factor,json=metadataReplicationFactor,proto3" json:"metadata_replication_factor,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *NodeIdentity) Reset() {
@@ -4226,6 +4230,299 @@ func (x *NodeIdentity) GetBootstrap() bool {
 		return x.Bootstrap
 	}
 	return false
+}
+
+func (x *NodeIdentity) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *NodeIdentity) GetMetadataReplicationFactor() uint32 {
+	if x != nil {
+		return x.MetadataReplicationFactor
+	}
+	return 0
+}
+
+// Directory is metadata-0's directory at one point, as nodes pass it to
+// each other (metanode's directory call) and to the controller.
+type Directory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Cluster       *ClusterInit           `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Members       []*MemberPut           `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Groups        []*GroupRecord         `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Directory) Reset() {
+	*x = Directory{}
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Directory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Directory) ProtoMessage() {}
+
+func (x *Directory) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Directory.ProtoReflect.Descriptor instead.
+func (*Directory) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *Directory) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Directory) GetCluster() *ClusterInit {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *Directory) GetMembers() []*MemberPut {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Directory) GetGroups() []*GroupRecord {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// NodeReport is what a node tells the controller every report interval:
+// it is alive, where it is, and how its replicas stand. The controller
+// keeps the latest report of every node in memory (never in raft).
+type NodeReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	Replicas      []*ReplicaReport       `protobuf:"bytes,5,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeReport) Reset() {
+	*x = NodeReport{}
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeReport) ProtoMessage() {}
+
+func (x *NodeReport) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
+func (*NodeReport) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *NodeReport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeReport) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NodeReport) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *NodeReport) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *NodeReport) GetReplicas() []*ReplicaReport {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// ReplicaReport is one replica of one group on the reporting node.
+type ReplicaReport struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Group        string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Leader       bool                   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term         uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex  uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	// Bytes of the group's data on this node (RocksDB's estimate).
+	Bytes uint64 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Entries applied per second over the last interval.
+	OpsPerSec float64 `protobuf:"fixed64,7,opt,name=ops_per_sec,json=opsPerSec,proto3" json:"ops_per_sec,omitempty"`
+	// On the leader: the group's raft configuration, its index, and whether
+	// it is committed.
+	Config          []*Replica `protobuf:"bytes,8,rep,name=config,proto3" json:"config,omitempty"`
+	ConfigIndex     uint64     `protobuf:"varint,9,opt,name=config_index,json=configIndex,proto3" json:"config_index,omitempty"`
+	ConfigCommitted bool       `protobuf:"varint,10,opt,name=config_committed,json=configCommitted,proto3" json:"config_committed,omitempty"`
+	// The directory's configuration version the leader last reconciled to.
+	ConfVer       uint64 `protobuf:"varint,11,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaReport) Reset() {
+	*x = ReplicaReport{}
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaReport) ProtoMessage() {}
+
+func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
+func (*ReplicaReport) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ReplicaReport) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReplicaReport) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *ReplicaReport) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetOpsPerSec() float64 {
+	if x != nil {
+		return x.OpsPerSec
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetConfig() []*Replica {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ReplicaReport) GetConfigIndex() uint64 {
+	if x != nil {
+		return x.ConfigIndex
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetConfigCommitted() bool {
+	if x != nil {
+		return x.ConfigCommitted
+	}
+	return false
+}
+
+func (x *ReplicaReport) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
 }
 
 var File_sm_logpb_log_proto protoreflect.FileDescriptor
@@ -4523,7 +4820,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x05value\x18\a \x01(\fR\x05value\x12\x1d\n" +
 	"\n" +
 	"prev_value\x18\b \x01(\fR\tprevValue\x12\x14\n" +
-	"\x05flags\x18\t \x03(\bR\x05flags\"\xeb\x01\n" +
+	"\x05flags\x18\t \x03(\bR\x05flags\"\xda\x02\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -4532,7 +4829,35 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\vdata_groups\x18\x04 \x01(\rR\n" +
 	"dataGroups\x12?\n" +
 	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
-	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap*A\n" +
+	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap\x12-\n" +
+	"\x12replication_factor\x18\a \x01(\rR\x11replicationFactor\x12>\n" +
+	"\x1bmetadata_replication_factor\x18\b \x01(\rR\x19metadataReplicationFactor\"\xbd\x01\n" +
+	"\tDirectory\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
+	"\acluster\x18\x02 \x01(\v2\x18.meta.log.v1.ClusterInitR\acluster\x120\n" +
+	"\amembers\x18\x03 \x03(\v2\x16.meta.log.v1.MemberPutR\amembers\x120\n" +
+	"\x06groups\x18\x04 \x03(\v2\x18.meta.log.v1.GroupRecordR\x06groups\"\xa7\x01\n" +
+	"\n" +
+	"NodeReport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\x126\n" +
+	"\breplicas\x18\x05 \x03(\v2\x1a.meta.log.v1.ReplicaReportR\breplicas\"\xe6\x02\n" +
+	"\rReplicaReport\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12\x1e\n" +
+	"\vops_per_sec\x18\a \x01(\x01R\topsPerSec\x12,\n" +
+	"\x06config\x18\b \x03(\v2\x14.meta.log.v1.ReplicaR\x06config\x12!\n" +
+	"\fconfig_index\x18\t \x01(\x04R\vconfigIndex\x12)\n" +
+	"\x10config_committed\x18\n" +
+	" \x01(\bR\x0fconfigCommitted\x12\x19\n" +
+	"\bconf_ver\x18\v \x01(\x04R\aconfVer*A\n" +
 	"\vMemberState\x12\x17\n" +
 	"\x13MEMBER_STATE_ACTIVE\x10\x00\x12\x19\n" +
 	"\x15MEMBER_STATE_DRAINING\x10\x01*X\n" +
@@ -4574,7 +4899,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -4632,6 +4957,9 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(*AppliedState)(nil),        // 53: meta.log.v1.AppliedState
 	(*Result)(nil),              // 54: meta.log.v1.Result
 	(*NodeIdentity)(nil),        // 55: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 56: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 57: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 58: meta.log.v1.ReplicaReport
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
@@ -4682,11 +5010,16 @@ var file_sm_logpb_log_proto_depIdxs = []int32{
 	4,  // 45: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
 	43, // 46: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
 	36, // 47: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	35, // 48: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	36, // 49: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	39, // 50: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	58, // 51: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	38, // 52: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -4734,7 +5067,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   51,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1987,6 +1987,177 @@ func (x *FreshSnapshotCall) GetApplied() uint64 {
 	return 0
 }
 
+// metanode.directory/v2: the directory, from a node hosting metadata-0,
+// once its version is above after (waiting up to wait_ms for a change);
+// the answer is an sm/logpb Directory.
+type DirectoryCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         uint64                 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	WaitMs        uint32                 `protobuf:"varint,2,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectoryCall) Reset() {
+	*x = DirectoryCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectoryCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectoryCall) ProtoMessage() {}
+
+func (x *DirectoryCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectoryCall.ProtoReflect.Descriptor instead.
+func (*DirectoryCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DirectoryCall) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *DirectoryCall) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+// metanode.configuration/v2: the group's configuration as its leader has
+// it (a replica asks before it deletes itself: replica garbage collection).
+type ConfigurationCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigurationCall) Reset() {
+	*x = ConfigurationCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigurationCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigurationCall) ProtoMessage() {}
+
+func (x *ConfigurationCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigurationCall.ProtoReflect.Descriptor instead.
+func (*ConfigurationCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConfigurationCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type ConfigurationAnswer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Voters    []*Peer                `protobuf:"bytes,1,rep,name=voters,proto3" json:"voters,omitempty"`
+	Nonvoters []*Peer                `protobuf:"bytes,2,rep,name=nonvoters,proto3" json:"nonvoters,omitempty"`
+	Index     uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The configuration is committed (its index is at or below the commit
+	// index): no later leader can hold an older one.
+	Committed     bool `protobuf:"varint,4,opt,name=committed,proto3" json:"committed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigurationAnswer) Reset() {
+	*x = ConfigurationAnswer{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigurationAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigurationAnswer) ProtoMessage() {}
+
+func (x *ConfigurationAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigurationAnswer.ProtoReflect.Descriptor instead.
+func (*ConfigurationAnswer) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ConfigurationAnswer) GetVoters() []*Peer {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *ConfigurationAnswer) GetNonvoters() []*Peer {
+	if x != nil {
+		return x.Nonvoters
+	}
+	return nil
+}
+
+func (x *ConfigurationAnswer) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ConfigurationAnswer) GetCommitted() bool {
+	if x != nil {
+		return x.Committed
+	}
+	return false
+}
+
 var File_rpc_transport_raftpb_transport_proto protoreflect.FileDescriptor
 
 const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
@@ -2138,7 +2309,17 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\"C\n" +
 	"\x11FreshSnapshotCall\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\x04R\aapplied*\x97\x01\n" +
+	"\aapplied\x18\x02 \x01(\x04R\aapplied\">\n" +
+	"\rDirectoryCall\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x04R\x05after\x12\x17\n" +
+	"\await_ms\x18\x02 \x01(\rR\x06waitMs\")\n" +
+	"\x11ConfigurationCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\xa7\x01\n" +
+	"\x13ConfigurationAnswer\x12*\n" +
+	"\x06voters\x18\x01 \x03(\v2\x12.meta.raft.v1.PeerR\x06voters\x120\n" +
+	"\tnonvoters\x18\x02 \x03(\v2\x12.meta.raft.v1.PeerR\tnonvoters\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1c\n" +
+	"\tcommitted\x18\x04 \x01(\bR\tcommitted*\x97\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_KIND_NOT_LEADER\x10\x01\x12\x1a\n" +
@@ -2179,7 +2360,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -2210,7 +2391,10 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*TransferLeaderCall)(nil),      // 26: meta.raft.v1.TransferLeaderCall
 	(*RemoveServerCall)(nil),        // 27: meta.raft.v1.RemoveServerCall
 	(*FreshSnapshotCall)(nil),       // 28: meta.raft.v1.FreshSnapshotCall
-	nil,                             // 29: meta.raft.v1.PeerError.MetadataEntry
+	(*DirectoryCall)(nil),           // 29: meta.raft.v1.DirectoryCall
+	(*ConfigurationCall)(nil),       // 30: meta.raft.v1.ConfigurationCall
+	(*ConfigurationAnswer)(nil),     // 31: meta.raft.v1.ConfigurationAnswer
+	nil,                             // 32: meta.raft.v1.PeerError.MetadataEntry
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -2228,34 +2412,36 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
-	29, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
-	4,  // 16: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
-	4,  // 17: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
-	6,  // 18: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
-	8,  // 19: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
-	10, // 20: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
-	13, // 21: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
-	15, // 22: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
-	17, // 23: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
-	18, // 24: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
-	22, // 25: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
-	20, // 26: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
-	5,  // 27: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
-	5,  // 28: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
-	7,  // 29: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
-	9,  // 30: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
-	11, // 31: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	14, // 32: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
-	16, // 33: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
-	19, // 34: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
-	19, // 35: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
-	24, // 36: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
-	21, // 37: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	32, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
+	23, // 16: meta.raft.v1.ConfigurationAnswer.voters:type_name -> meta.raft.v1.Peer
+	23, // 17: meta.raft.v1.ConfigurationAnswer.nonvoters:type_name -> meta.raft.v1.Peer
+	4,  // 18: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
+	4,  // 19: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
+	6,  // 20: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
+	8,  // 21: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
+	10, // 22: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
+	13, // 23: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
+	15, // 24: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
+	17, // 25: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
+	18, // 26: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
+	22, // 27: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
+	20, // 28: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
+	5,  // 29: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
+	5,  // 30: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
+	7,  // 31: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
+	9,  // 32: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
+	11, // 33: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
+	14, // 34: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
+	16, // 35: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
+	19, // 36: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
+	19, // 37: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
+	24, // 38: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
+	21, // 39: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_rpc_transport_raftpb_transport_proto_init() }
@@ -2273,7 +2459,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1,0 +1,116 @@
+package metanode
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/metamq/meta/rpc/metapb"
+)
+
+// Groups this node does not host. Any node serves any request: a write or
+// a named call for such a group is forwarded to its leader (found from
+// leader hints and the directory's replica set), and a read answers
+// NotHostedError, which names a node that hosts the group (the public
+// servers forward the request there).
+
+// NotHostedError says this node hosts no replica of a group, and where one
+// is. Its reason is NOT_LEADER with that node as the hint (NO_LEADER when
+// none is known): definitely not applied, to be sent there.
+type NotHostedError struct {
+	Group      string
+	LeaderID   string
+	LeaderAddr string
+}
+
+func (e *NotHostedError) Error() string {
+	if e.LeaderAddr == "" {
+		return fmt.Sprintf("metanode: %s is not hosted here, and no replica is known", e.Group)
+	}
+	return fmt.Sprintf("metanode: %s is not hosted here; %s at %s hosts it", e.Group, e.LeaderID, e.LeaderAddr)
+}
+
+// Reason is NOT_LEADER (a redirect), or NO_LEADER when no host is known.
+func (e *NotHostedError) Reason() string {
+	if e.LeaderAddr == "" {
+		return metapb.ReasonNoLeader
+	}
+	return metapb.ReasonNotLeader
+}
+
+// Metadata carries the host as the leader hint.
+func (e *NotHostedError) Metadata() map[string]string {
+	return map[string]string{metapb.MetaGroup: e.Group, metapb.MetaLeaderID: e.LeaderID, metapb.MetaLeaderAddr: e.LeaderAddr}
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotHostedError) Is(target error) bool { return target == ErrNotLeader }
+
+// ForwardTo names the node to send the request to ("" when none is known).
+func (e *NotHostedError) ForwardTo() string { return e.LeaderAddr }
+
+// notHosted is the error for a group this node does not host, naming the
+// best host it knows: the leader hint, else the first replica.
+func (n *Node) notHosted(group string) error {
+	cands := n.candidates(group)
+	if len(cands) == 0 {
+		return &NotHostedError{Group: group}
+	}
+	return &NotHostedError{Group: group, LeaderID: cands[0].id, LeaderAddr: cands[0].addr}
+}
+
+type candidate struct{ id, addr string }
+
+// candidates lists the nodes to try for a group: the leader hint first,
+// then the directory's replicas (or, before the directory knows the
+// group, every address this node knows).
+func (n *Node) candidates(group string) []candidate {
+	d := n.Directory()
+	var out []candidate
+	add := func(c candidate) {
+		if c.addr == "" || c.id == n.id || c.addr == n.addr ||
+			slices.ContainsFunc(out, func(o candidate) bool { return o.addr == c.addr }) {
+			return
+		}
+		out = append(out, c)
+	}
+	if h, ok := n.hints.Load(group); ok {
+		add(h.(candidate))
+	}
+	if rec := d.Group(group); rec != nil {
+		for _, r := range rec.Replicas {
+			add(candidate{r.Node, memberAddr(d, r.Node)})
+		}
+		return out
+	}
+	for _, addr := range n.knownAddrs() {
+		add(candidate{addr: addr})
+	}
+	return out
+}
+
+// leaderHint returns who last said it leads group (or was said to).
+func (n *Node) leaderHint(group string) string {
+	if v, ok := n.hints.Load(group); ok {
+		return v.(candidate).id
+	}
+	return ""
+}
+
+// noteLeader records who leads a group, as a node said.
+func (n *Node) noteLeader(group string, c candidate) {
+	if c.addr != "" {
+		n.hints.Store(group, c)
+	}
+}
+
+// leaderCandidates lists where a group's leader may be, best first: raft's
+// view when this node hosts the group and knows the leader, else the
+// hint and the directory's replicas.
+func (e *env) leaderCandidates(name string, g *group) []candidate {
+	if g != nil {
+		if id, addr := g.leader(); id != "" && id != e.id {
+			return []candidate{{id, addr}}
+		}
+	}
+	return e.candidates(name)
+}

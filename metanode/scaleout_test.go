@@ -1,0 +1,285 @@
+package metanode_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/controller"
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// fastPlacement makes membership and placement quick enough for tests.
+func fastPlacement(opts metanodetest.Options) metanodetest.Options {
+	configure := opts.Configure
+	opts.Configure = func(cfg *metanode.Config) {
+		cfg.ReconcileInterval = 200 * time.Millisecond
+		cfg.ReportInterval = 200 * time.Millisecond
+		if configure != nil {
+			configure(cfg)
+		}
+	}
+	ctl := opts.Controller
+	opts.Controller = func(cfg *controller.Config) {
+		cfg.PlacementInterval = 200 * time.Millisecond
+		cfg.NodeTimeout = 2 * time.Second
+		cfg.SpreadInterval = time.Second
+		if ctl != nil {
+			ctl(cfg)
+		}
+	}
+	return opts
+}
+
+// placementState reads the controller's views.
+func placementState(ctx context.Context, cl *client.Client) (*metapb.ListGroupsResponse, *metapb.ListNodesResponse, error) {
+	gs, err := cl.ListGroups(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := cl.ListNodes(ctx)
+	return gs, ns, err
+}
+
+// checkPlacement says what is wrong with the placement, or "": every group
+// has exactly want replicas on distinct live nodes of the given set, all
+// voters in its configuration, nothing moving, and replica counts per
+// active node within one of each other. Two replicas of a group on one
+// node is a failure at once (t.Fatal).
+func checkPlacement(t *testing.T, gs *metapb.ListGroupsResponse, ns *metapb.ListNodesResponse, want int, nodes []string) string {
+	t.Helper()
+	count := map[string]int{}
+	for _, g := range gs.Groups {
+		seen := map[string]bool{}
+		for _, r := range g.Replicas {
+			if seen[r.Node] {
+				t.Fatalf("%s has two replicas on %s: %v", g.Group, r.Node, g.Replicas)
+			}
+			seen[r.Node] = true
+			count[r.Node]++
+			if !slices.Contains(nodes, r.Node) {
+				return fmt.Sprintf("%s has a replica on %s", g.Group, r.Node)
+			}
+			if r.Role != "voter" {
+				return fmt.Sprintf("%s: %s is %q", g.Group, r.Node, r.Role)
+			}
+		}
+		if g.Moving {
+			return g.Group + " moving"
+		}
+		w := want
+		if g.Group == metapb.MetadataGroup {
+			w = min(int(gs.MetadataReplicationFactor), len(nodes))
+		}
+		if len(g.Replicas) != w {
+			return fmt.Sprintf("%s has %d replicas, want %d", g.Group, len(g.Replicas), w)
+		}
+	}
+	lo, hi := 1<<30, 0
+	for _, n := range ns.Nodes {
+		if n.State == "active" && slices.Contains(nodes, n.Id) {
+			lo, hi = min(lo, count[n.Id]), max(hi, count[n.Id])
+		}
+	}
+	if hi-lo > 1 {
+		return fmt.Sprintf("replicas per node %v", count)
+	}
+	return ""
+}
+
+// waitPlacement waits until checkPlacement finds nothing wrong.
+func waitPlacement(t *testing.T, cl *client.Client, want int, nodes []string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	poll.For(t, fmt.Sprintf("RF %d on %v, balanced", want, nodes), timeout, func() error {
+		gs, ns, err := placementState(ctxT(t, 5*time.Second), cl)
+		if err != nil {
+			return err
+		}
+		return poll.Check(checkPlacement(t, gs, ns, want, nodes) == "", checkPlacement(t, gs, ns, want, nodes))
+	})
+	return time.Since(start)
+}
+
+// load writes unique keys until stopped and keeps the acknowledged ones.
+type load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	acked  sync.Map
+	writes atomic.Int64
+}
+
+func startLoad(cl *client.Client, writers int) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for w := range writers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				k := fmt.Sprintf("w%d-%d", w, i)
+				wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := cl.Put(wctx, &metapb.PutRequest{Key: []byte(k), Value: []byte(k)})
+				wcancel()
+				if err == nil {
+					l.acked.Store(k, true)
+					l.writes.Add(1)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and checks that every acknowledged write reads back.
+func (l *load) stop(t *testing.T, cl *client.Client) {
+	t.Helper()
+	l.cancel()
+	l.wg.Wait()
+	if l.writes.Load() == 0 {
+		t.Fatal("no write succeeded")
+	}
+	n := 0
+	l.acked.Range(func(k, _ any) bool {
+		if got, ok := get(t, cl, k.(string), lin); !ok || got != k.(string) {
+			t.Fatalf("acknowledged write %s lost: got %q", k, got)
+		}
+		n++
+		return true
+	})
+	t.Logf("%d acknowledged writes, all present", n)
+}
+
+// Nodes are a pool: a fourth node joins empty and the controller fills
+// it (RF honoured, never two replicas of a group on one node, counts
+// balanced within one); drained, it holds nothing and is removed; under
+// load throughout, no acknowledged write is lost.
+func TestAddDrainRemoveUnderLoad(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{DataGroups: 4}))
+	cl := c.Client("")
+	waitPlacement(t, cl, 3, []string{"n1", "n2", "n3"}, 60*time.Second)
+	l := startLoad(cl, 4)
+	defer l.cancel()
+
+	n4 := c.AddNode("n4")
+	if _, err := cl.AddMember(ctxT(t, 20*time.Second), "n4", n4.Addr); err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	if err := c.Join("n4"); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	took := waitPlacement(t, cl, 3, []string{"n1", "n2", "n3", "n4"}, 120*time.Second)
+	t.Logf("balanced over 4 nodes %s after the join", took.Round(time.Millisecond))
+
+	if _, err := cl.RemoveMember(ctxT(t, 20*time.Second), "n4"); err == nil || !strings.Contains(err.Error(), "drain it first") {
+		t.Fatalf("removing a live node that holds replicas: got %v, want a refusal saying to drain it", err)
+	}
+	if _, err := cl.DrainMember(ctxT(t, 20*time.Second), "n4", false); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	poll.For(t, "n4 drained", 120*time.Second, func() error {
+		ns, err := cl.ListNodes(ctxT(t, 5*time.Second))
+		if err != nil {
+			return err
+		}
+		for _, n := range ns.Nodes {
+			if n.Id == "n4" {
+				return poll.Check(n.State == "drained", fmt.Sprintf("%s: %d replicas, %d leaders", n.State, n.Replicas, n.Leaders))
+			}
+		}
+		return fmt.Errorf("n4 not listed")
+	})
+	waitPlacement(t, cl, 3, []string{"n1", "n2", "n3"}, 60*time.Second)
+	if _, err := cl.RemoveMember(ctxT(t, 30*time.Second), "n4"); err != nil {
+		t.Fatalf("remove the drained node: %v", err)
+	}
+	c.Forget("n4")
+	l.stop(t, cl)
+}
+
+// groupsOn lists the groups whose records place a replica on node.
+func groupsOn(t *testing.T, cl *client.Client, node string) []string {
+	t.Helper()
+	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, g := range gs.Groups {
+		for _, r := range g.Replicas {
+			if r.Node == node {
+				out = append(out, g.Group)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// A member removed by force while it leads a group leaves it: the group's
+// record drops it, it hands its leadership to a replica that stays, the
+// new leader removes it, and its replica is deleted once it has left; the
+// group keeps serving with RF voters.
+func TestForceRemovedLeaderLeavesItsGroups(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{Nodes: 4, DataGroups: 2}))
+	cl := c.Client("")
+	all := []string{"n1", "n2", "n3", "n4"}
+	waitPlacement(t, cl, 3, all, 60*time.Second)
+	on4 := groupsOn(t, cl, "n4")
+	if len(on4) == 0 {
+		t.Fatal("n4 hosts nothing")
+	}
+	g := on4[0]
+	if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, "n4"); err != nil {
+		t.Fatalf("make n4 lead %s: %v", g, err)
+	}
+	poll.ForTrue(t, "n4 to lead "+g, 30*time.Second, func() bool { return c.Leader(g) == "n4" })
+	if _, err := cl.ForceRemoveMember(ctxT(t, 30*time.Second), "n4"); err != nil {
+		t.Fatalf("force remove n4 while it leads %s: %v", g, err)
+	}
+	took := waitPlacement(t, cl, 3, all[:3], 120*time.Second)
+	t.Logf("n4's replicas re-created on the others %s after its removal", took.Round(time.Millisecond))
+	poll.ForTrue(t, "n4 to delete its replicas", 60*time.Second, func() bool { return len(c.Running("n4").Status()) == 0 })
+	c.Forget("n4")
+	put(t, cl, "after", "v")
+}
+
+// A node that stays dead past the dead-node timeout has its replicas
+// re-created on the survivors, within the timeout plus a bound (the
+// figure is logged), and no acknowledged write is lost.
+func TestDeadNodeIsReplaced(t *testing.T) {
+	const timeout = 3 * time.Second
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{Nodes: 4, DataGroups: 2,
+		Controller: func(cfg *controller.Config) { cfg.DeadNodeTimeout = timeout }}))
+	cl := c.Client("")
+	all := []string{"n1", "n2", "n3", "n4"}
+	waitPlacement(t, cl, 3, all, 60*time.Second)
+	l := startLoad(cl, 2)
+	defer l.cancel()
+	victim := "n4"
+	if c.Leader(metapb.MetadataGroup) == victim {
+		victim = "n3"
+	}
+	c.Crash(victim)
+	start := time.Now()
+	rest := slices.DeleteFunc(slices.Clone(all), func(id string) bool { return id == victim })
+	poll.For(t, "the dead node's replicas re-created", timeout+120*time.Second, func() error {
+		gs, ns, err := placementState(ctxT(t, 5*time.Second), cl)
+		if err != nil {
+			return err
+		}
+		return poll.Check(checkPlacement(t, gs, ns, 3, rest) == "", checkPlacement(t, gs, ns, 3, rest))
+	})
+	t.Logf("replicas of dead %s re-created %s after the crash (dead-node timeout %s)", victim, time.Since(start).Round(time.Millisecond), timeout)
+	l.stop(t, cl)
+}
