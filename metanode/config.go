@@ -96,6 +96,13 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// SnapshotBytesPerSecond bounds the rate at which this node sends
+	// snapshots to followers (replica moves, lagging followers), all groups
+	// together, so that they do not starve client traffic; 0 means no
+	// limit. Concurrent sends share it; each must still get well over
+	// 100 KiB/s, because the transport gives up on a 1 MiB chunk that makes
+	// no progress for its Timeout (10 s).
+	SnapshotBytesPerSecond int64
 
 	// Proposal batching: client writes to one group are packed into one
 	// raft entry, up to MaxBatchOps ops or MaxBatchBytes bytes, with at
@@ -266,6 +273,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogCacheBytes < 0 {
 		add("LogCacheBytes: %d is negative", c.LogCacheBytes)
+	}
+	if c.SnapshotBytesPerSecond < 0 {
+		add("SnapshotBytesPerSecond: %d is negative", c.SnapshotBytesPerSecond)
 	}
 	if c.MaxBatchOps <= 0 || c.MaxBatchBytes <= 0 || c.MaxInflight <= 0 {
 		add("MaxBatchOps, MaxBatchBytes, MaxInflight: must be positive")

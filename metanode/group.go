@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 
@@ -26,6 +25,9 @@ type env struct {
 	log   *slog.Logger
 	db    *rocks.DB
 	peers *transport.Manager
+	// snapLimit bounds the rate at which the node's groups send snapshots,
+	// all together (nil: no limit).
+	snapLimit *sm.Limiter
 	// serving reports whether the node serves requests (false once it
 	// begins to stop).
 	serving func() bool
@@ -56,7 +58,7 @@ type group struct {
 	raft  *raft.Raft
 	fsm   *sm.Machine
 	trans *transport.Transport
-	snaps *raft.FileSnapshotStore
+	snaps *sm.SnapStore
 
 	// life owns the group's goroutines (batcher, terms, timers).
 	life *lifetime
@@ -131,11 +133,11 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Snapshots are markers over the data in RocksDB, exported as SST files
+	// when sent (sm.SnapStore). The directory is the one raft's
+	// FileSnapshotStore used, whose snapshots the store still reads.
 	snapDir := filepath.Join(e.cfg.DataDir, "snapshots", name)
-	if err := os.MkdirAll(snapDir, 0o755); err != nil {
-		return nil, err
-	}
-	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(snapDir, 2, newHclog(g.log, "snapshots")); err != nil {
+	if g.snaps, err = sm.NewSnapStore(sm.SnapStoreConfig{Dir: snapDir, Machine: g.fsm, Limiter: e.snapLimit, Logger: g.log}); err != nil {
 		return nil, err
 	}
 	if g.trans, err = e.peers.Group(name); err != nil {
@@ -240,23 +242,17 @@ func (g *group) await(ctx context.Context, what string, call func() raft.Future)
 
 // needsSnapshotRestore decides whether raft must restore the latest
 // snapshot at start: when a restore was interrupted, or when the stored
-// state is older than the latest snapshot (the entries between are gone
-// from the log once it was compacted).
+// state is older than the data the latest snapshot stands for (a snapshot
+// received just before a crash); see sm.SnapStore.NeedsRestore.
 func (g *group) needsSnapshotRestore() (bool, error) {
-	incomplete, err := g.fsm.RestoreIncomplete()
+	restore, err := g.snaps.NeedsRestore()
 	if err != nil {
 		return false, err
 	}
-	snaps, err := g.snaps.List()
-	if err != nil {
-		return false, err
+	if restore {
+		g.log.Warn("state machine will be restored from snapshot", "applied", g.fsm.AppliedIndex())
 	}
-	behind := len(snaps) > 0 && g.fsm.AppliedIndex() < snaps[0].Index
-	if incomplete || behind {
-		g.log.Warn("state machine will be restored from snapshot",
-			"restore_incomplete", incomplete, "applied", g.fsm.AppliedIndex())
-	}
-	return incomplete || behind, nil
+	return restore, nil
 }
 
 // leader returns the group's leader as this node knows it.

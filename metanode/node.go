@@ -173,7 +173,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.trans.SetClusterID(n.identity.ClusterId)
 	n.env = &env{id: n.id, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
-		serving: n.serving.Load, handler: n.callHandler, onLead: n.onLead,
+		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
+		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
 		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(),
 		directory: n.Directory, dirChanged: n.DirectoryChanged}
 	for _, name := range n.db.Groups() {

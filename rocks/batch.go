@@ -3,6 +3,7 @@ package rocks
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/linxGnu/grocksdb"
 )
@@ -16,9 +17,10 @@ import (
 // the batch remembers the first such error and Commit returns it without
 // writing anything. Close releases the batch's C memory and is safe twice.
 type Batch struct {
-	db  *DB
-	wb  *grocksdb.WriteBatchWI // nil after Close
-	err error                  // first Put/Delete that could not be recorded
+	db    *DB
+	wb    *grocksdb.WriteBatchWI // nil after Close
+	err   error                  // first Put/Delete that could not be recorded
+	gates []*gate                // groups written to: Commit holds them so no drop races it
 }
 
 // NewBatch returns an empty batch.
@@ -28,7 +30,8 @@ func (db *DB) NewBatch() *Batch {
 	return &Batch{db: db, wb: grocksdb.NewWriteBatchWI(0, true)}
 }
 
-// use admits one call that touches s's column family handle.
+// use admits one call that touches s's column family handle; the caller
+// leaves with b.db.leaveCF(s.gate).
 func (b *Batch) use(s *Space) error {
 	if b.wb == nil {
 		return ErrClosed
@@ -36,7 +39,7 @@ func (b *Batch) use(s *Space) error {
 	if s.db != b.db {
 		return fmt.Errorf("%w: %s", ErrForeignSpace, s.name)
 	}
-	return b.db.gate.enter()
+	return b.db.enterCF(s.gate)
 }
 
 func (b *Batch) fail(err error) {
@@ -51,8 +54,16 @@ func (b *Batch) Put(s *Space, key, value []byte) {
 		b.fail(err)
 		return
 	}
-	defer b.db.gate.leave()
+	defer b.db.leaveCF(s.gate)
 	b.wb.PutCF(s.cf, key, value)
+	b.touch(s)
+}
+
+// touch remembers that the batch writes to s's group.
+func (b *Batch) touch(s *Space) {
+	if s.gate != nil && !slices.Contains(b.gates, s.gate) {
+		b.gates = append(b.gates, s.gate)
+	}
 }
 
 // Delete records the removal of key from s.
@@ -61,8 +72,9 @@ func (b *Batch) Delete(s *Space, key []byte) {
 		b.fail(err)
 		return
 	}
-	defer b.db.gate.leave()
+	defer b.db.leaveCF(s.gate)
 	b.wb.DeleteCF(s.cf, key)
+	b.touch(s)
 }
 
 // Get reads key from s as the batch would leave it: the batch's own last
@@ -71,7 +83,7 @@ func (b *Batch) Get(s *Space, key []byte) ([]byte, bool, error) {
 	if err := b.use(s); err != nil {
 		return nil, false, err
 	}
-	defer b.db.gate.leave()
+	defer b.db.leaveCF(s.gate)
 	v, err := b.wb.GetFromDBWithCF(b.db.db, b.db.ro, s.cf, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("rocks: batch get: %w", err)
@@ -89,7 +101,7 @@ func (b *Batch) Scan(s *Space, start, end []byte, fn func(k, v []byte) bool) err
 	if err := b.use(s); err != nil {
 		return err
 	}
-	defer b.db.gate.leave()
+	defer b.db.leaveCF(s.gate)
 	return b.db.scan(s.cf, nil, b.wb, start, end, true, fn)
 }
 
@@ -135,6 +147,21 @@ func (b *Batch) Commit(sync bool) error {
 		return err
 	}
 	defer b.db.gate.leave()
+	// Hold the gate of every group written to: a group dropped before
+	// fails the commit with ErrGroupDropped, and none is dropped during it.
+	for i, g := range b.gates {
+		if err := g.enter(); err != nil {
+			for _, h := range b.gates[:i] {
+				h.leave()
+			}
+			return err
+		}
+	}
+	defer func() {
+		for _, g := range b.gates {
+			g.leave()
+		}
+	}()
 	if err := b.db.db.WriteWI(b.db.writeOptions(sync), b.wb); err != nil {
 		return fmt.Errorf("rocks: commit batch: %w", err)
 	}
@@ -147,6 +174,7 @@ func (b *Batch) Reset() {
 		b.wb.Clear()
 	}
 	b.err = nil
+	b.gates = b.gates[:0]
 }
 
 // Close frees the batch. It is safe to call twice.

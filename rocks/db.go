@@ -29,17 +29,22 @@ var groupSuffixes = []string{suffixLog, suffixStable, suffixData}
 // DB is one node's RocksDB. Create it with Open; it is safe for concurrent
 // use.
 type DB struct {
-	dir  string
-	log  *slog.Logger
-	gate *gate
-	nat  *native
-	db   *grocksdb.DB
-	cfs  []*grocksdb.ColumnFamilyHandle // every handle opened; destroyed before the DB closes
-	node *Space
+	dir   string
+	log   *slog.Logger
+	gate  *gate
+	nat   *native
+	db    *grocksdb.DB
+	fixed []*grocksdb.ColumnFamilyHandle // default, node and unknown column families; destroyed by Close
+	node  *Space
 
-	groupsMu sync.RWMutex // guards groups, names and cfs after Open
-	groups   map[string]*group
-	names    []string // sorted group names
+	// lifeMu serialises AddGroup and DropGroup. It is held across a whole
+	// add or drop, which may wait for calls on the dropped group to finish,
+	// so nothing else takes it.
+	lifeMu sync.Mutex
+	// mu guards groups and names; held only for map and slice operations.
+	mu     sync.RWMutex
+	groups map[string]*group
+	names  []string // sorted group names
 
 	ro      *grocksdb.ReadOptions  // plain reads; read-only after Open, so shared
 	syncWO  *grocksdb.WriteOptions // Sync = true
@@ -52,10 +57,16 @@ type DB struct {
 	closeOnce sync.Once
 }
 
+// group is one raft group's three column families. Every call that uses
+// one of its handles enters gate (after the DB's gate); DropGroup closes
+// gate, which waits for the calls in progress, before it drops and
+// destroys the handles, so no call ever touches a freed handle.
 type group struct {
-	log    *LogStore
-	stable *StableStore
-	data   *Space
+	gate    *gate
+	handles []*grocksdb.ColumnFamilyHandle // log, stable, data (groupSuffixes' order)
+	log     *LogStore
+	stable  *StableStore
+	data    *Space
 }
 
 // Open opens (creating if needed) the database in opts.Dir with the node
@@ -140,7 +151,6 @@ func Open(opts Options, groups []string) (*DB, error) {
 		gate:    newGate(),
 		nat:     nat,
 		db:      rdb,
-		cfs:     handles,
 		groups:  make(map[string]*group, len(all)),
 		names:   all,
 		ro:      grocksdb.NewDefaultReadOptions(),
@@ -164,21 +174,158 @@ func Open(opts Options, groups []string) (*DB, error) {
 	for i, n := range names {
 		byName[n] = handles[i]
 	}
+	for _, n := range names {
+		if g, _, ok := parseCF(n); !ok || !slices.Contains(all, g) {
+			db.fixed = append(db.fixed, byName[n])
+		}
+	}
 	db.node = &Space{db: db, cf: byName[cfNode], name: cfNode}
 	for _, g := range all {
-		ls := &LogStore{db: db, cf: byName[g+suffixLog], group: g}
-		if err := ls.loadBounds(); err != nil {
-			_ = db.Close()
-			return nil, fmt.Errorf("rocks: open %s: group %s: %w", opts.Dir, g, err)
+		hs := make([]*grocksdb.ColumnFamilyHandle, len(groupSuffixes))
+		for i, sfx := range groupSuffixes {
+			hs[i] = byName[g+sfx]
 		}
-		db.groups[g] = &group{
-			log:    ls,
-			stable: &StableStore{db: db, cf: byName[g+suffixStable], group: g},
-			data:   &Space{db: db, cf: byName[g+suffixData], name: g + suffixData},
+		db.groups[g] = db.newGroup(g, hs)
+	}
+	for _, g := range all {
+		if err := db.groups[g].log.loadBounds(); err != nil {
+			_ = db.Close() // destroys every handle
+			return nil, fmt.Errorf("rocks: open %s: group %s: %w", opts.Dir, g, err)
 		}
 	}
 	logger.Info("rocks: opened", "dir", opts.Dir, "groups", all, "column_families", len(names))
 	return db, nil
+}
+
+// newGroup builds the stores of group name over its handles (in
+// groupSuffixes' order); the caller loads the log's bounds.
+func (db *DB) newGroup(name string, hs []*grocksdb.ColumnFamilyHandle) *group {
+	gt := newGateErr(fmt.Errorf("%w: %q", ErrGroupDropped, name))
+	g := &group{
+		gate:    gt,
+		handles: hs,
+		log:     &LogStore{db: db, cf: hs[0], gate: gt, group: name},
+		stable:  &StableStore{db: db, cf: hs[1], gate: gt, group: name},
+		data:    &Space{db: db, cf: hs[2], gate: gt, name: name + suffixData},
+	}
+	return g
+}
+
+// AddGroup creates the column families of group name ("name/log",
+// "name/stable", "name/data") while the database is open, and makes the
+// group's stores available. It is idempotent: adding a group the database
+// already has does nothing. A name may be added again after DropGroup; it
+// then starts empty.
+//
+// The three column families are created one after another. If one cannot
+// be created, AddGroup drops those it created and returns the error; if
+// the process dies in between, the next Open finds a partial group and
+// completes it (Open creates every missing column family of every group it
+// sees), so the group then exists, empty.
+func (db *DB) AddGroup(name string) error {
+	if err := checkGroups([]string{name}); err != nil {
+		return err
+	}
+	db.lifeMu.Lock()
+	defer db.lifeMu.Unlock()
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	db.mu.RLock()
+	_, ok := db.groups[name]
+	db.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	var hs []*grocksdb.ColumnFamilyHandle
+	undo := func() {
+		for _, h := range hs {
+			if err := db.db.DropColumnFamily(h); err != nil {
+				db.log.Warn("rocks: add group: could not drop a column family after a failure", "group", name, "err", err)
+			}
+			h.Destroy()
+		}
+	}
+	for _, sfx := range groupSuffixes {
+		o := db.nat.opts
+		if sfx == suffixLog {
+			o = db.nat.logOpts
+		}
+		h, err := db.db.CreateColumnFamily(o, name+sfx)
+		if err != nil {
+			undo()
+			return fmt.Errorf("rocks: add group %s: %w", name, err)
+		}
+		hs = append(hs, h)
+	}
+	g := db.newGroup(name, hs)
+	if err := g.log.loadBounds(); err != nil {
+		undo()
+		return fmt.Errorf("rocks: add group %s: %w", name, err)
+	}
+	db.mu.Lock()
+	db.groups[name] = g
+	i, _ := slices.BinarySearch(db.names, name)
+	db.names = slices.Insert(db.names, i, name)
+	db.mu.Unlock()
+	db.log.Info("rocks: added group", "group", name)
+	return nil
+}
+
+// DropGroup drops the column families of group name and everything they
+// hold, while the other groups keep working. It is idempotent: dropping a
+// group the database does not have does nothing.
+//
+// The group disappears from Groups at once, and LogStore, StableStore and
+// Data stop returning it (ErrUnknownGroup). Stores obtained before keep
+// answering calls in progress; DropGroup waits for those, and from then on
+// every call on them returns an error wrapping ErrGroupDropped, without
+// touching the freed handles. A Batch that recorded writes to the group
+// fails to commit. The caller stops whatever uses the group (its raft)
+// first; a call that drops the group it is being called from (a Scan
+// callback of the group's space) deadlocks.
+//
+// RocksDB deletes a dropped column family's files when its last handle is
+// destroyed, which DropGroup does before it returns (the handle's
+// destructor runs RocksDB's obsolete-file purge).
+func (db *DB) DropGroup(name string) error {
+	db.lifeMu.Lock()
+	defer db.lifeMu.Unlock()
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	db.mu.Lock()
+	g, ok := db.groups[name]
+	if ok {
+		delete(db.groups, name)
+		if i, found := slices.BinarySearch(db.names, name); found {
+			db.names = slices.Delete(db.names, i, i+1)
+		}
+	}
+	db.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	g.gate.close() // waits for the calls in progress on the group's stores
+	var errs []error
+	for _, h := range g.handles {
+		if err := db.db.DropColumnFamily(h); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Destroyed even if a drop failed: Debian's RocksDB aborts at Close on
+	// a handle left open. A column family whose drop failed reappears at
+	// the next Open, as a group.
+	for _, h := range g.handles {
+		h.Destroy()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rocks: drop group %s: %w", name, err)
+	}
+	db.log.Info("rocks: dropped group", "group", name)
+	return nil
 }
 
 // checkGroups reports every unusable group name at once.
@@ -276,11 +423,18 @@ func (db *DB) Close() error {
 			sn.gate.close()
 			sn.release()
 		}
-		db.groupsMu.Lock()
-		for _, h := range db.cfs {
+		db.mu.Lock()
+		for _, g := range db.groups {
+			g.gate.close()
+			for _, h := range g.handles {
+				h.Destroy()
+			}
+		}
+		db.groups = map[string]*group{}
+		db.mu.Unlock()
+		for _, h := range db.fixed {
 			h.Destroy()
 		}
-		db.groupsMu.Unlock()
 		db.db.Close()
 		db.ro.Destroy()
 		db.syncWO.Destroy()
@@ -295,10 +449,11 @@ func (db *DB) Close() error {
 // Dir returns the database directory.
 func (db *DB) Dir() string { return db.dir }
 
-// Groups returns the sorted groups the DB has.
+// Groups returns the sorted groups the DB has now: those it was opened
+// with, plus those added, minus those dropped.
 func (db *DB) Groups() []string {
-	db.groupsMu.RLock()
-	defer db.groupsMu.RUnlock()
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	return slices.Clone(db.names)
 }
 
@@ -306,9 +461,9 @@ func (db *DB) group(name string) (*group, error) {
 	if db.gate.isClosed() {
 		return nil, ErrClosed
 	}
-	db.groupsMu.RLock()
+	db.mu.RLock()
 	g, ok := db.groups[name]
-	db.groupsMu.RUnlock()
+	db.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
 	}
@@ -357,12 +512,76 @@ func (db *DB) Flush() error {
 	fo := grocksdb.NewDefaultFlushOptions()
 	defer fo.Destroy()
 	fo.SetWait(true)
-	for _, h := range db.cfs {
+	for _, h := range db.fixed {
+		if err := db.db.FlushCF(h, fo); err != nil {
+			return fmt.Errorf("rocks: flush: %w", err)
+		}
+	}
+	db.mu.RLock()
+	groups := make([]*group, 0, len(db.groups))
+	for _, g := range db.groups {
+		groups = append(groups, g)
+	}
+	db.mu.RUnlock()
+	for _, g := range groups {
+		if err := db.flushGroup(g, fo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushGroup flushes one group's column families; a group dropped
+// meanwhile is skipped.
+func (db *DB) flushGroup(g *group, fo *grocksdb.FlushOptions) error {
+	if g.gate.enter() != nil {
+		return nil
+	}
+	defer g.gate.leave()
+	for _, h := range g.handles {
 		if err := db.db.FlushCF(h, fo); err != nil {
 			return fmt.Errorf("rocks: flush: %w", err)
 		}
 	}
 	return nil
+}
+
+// SyncWAL makes every write made so far durable: it fsyncs the write-ahead
+// log, which all column families share. Writes made with sync == false
+// (the state machines') are in the log but possibly not on disk until a
+// later synced write or this call.
+func (db *DB) SyncWAL() error {
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	defer db.gate.leave()
+	if err := db.db.FlushWAL(true); err != nil {
+		return fmt.Errorf("rocks: sync WAL: %w", err)
+	}
+	return nil
+}
+
+// enterCF admits one call that uses a column family handle: the DB must be
+// open and, for a group's column family (g != nil), the group not dropped.
+// Every successful enterCF is paired with one leaveCF.
+func (db *DB) enterCF(g *gate) error {
+	if err := db.gate.enter(); err != nil {
+		return err
+	}
+	if g != nil {
+		if err := g.enter(); err != nil {
+			db.gate.leave()
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) leaveCF(g *gate) {
+	if g != nil {
+		g.leave()
+	}
+	db.gate.leave()
 }
 
 // MemoryUsage is RocksDB's own account of its memory.
@@ -408,70 +627,4 @@ func (db *DB) Property(name string) string {
 	}
 	defer db.gate.leave()
 	return db.db.GetProperty(name)
-}
-
-// AddGroup creates the column families of a group at run time (a no-op for
-// a group the DB has).
-func (db *DB) AddGroup(name string) error {
-	if err := checkGroups([]string{name}); err != nil {
-		return err
-	}
-	if err := db.gate.enter(); err != nil {
-		return err
-	}
-	defer db.gate.leave()
-	db.groupsMu.Lock()
-	defer db.groupsMu.Unlock()
-	if _, ok := db.groups[name]; ok {
-		return nil
-	}
-	byName := map[string]*grocksdb.ColumnFamilyHandle{}
-	for _, suffix := range groupSuffixes {
-		opts := db.nat.opts
-		if suffix == suffixLog {
-			opts = db.nat.logOpts
-		}
-		h, err := db.db.CreateColumnFamily(opts, name+suffix)
-		if err != nil {
-			return fmt.Errorf("rocks: add group %s: %w", name, err)
-		}
-		db.cfs = append(db.cfs, h)
-		byName[suffix] = h
-	}
-	ls := &LogStore{db: db, cf: byName[suffixLog], group: name}
-	if err := ls.loadBounds(); err != nil {
-		return err
-	}
-	db.groups[name] = &group{log: ls, stable: &StableStore{db: db, cf: byName[suffixStable], group: name},
-		data: &Space{db: db, cf: byName[suffixData], name: name + suffixData}}
-	db.names = append(db.names, name)
-	slices.Sort(db.names)
-	return nil
-}
-
-// DropGroup deletes a group's data and forgets it; its column families
-// are dropped.
-func (db *DB) DropGroup(name string) error {
-	if err := db.gate.enter(); err != nil {
-		return err
-	}
-	defer db.gate.leave()
-	db.groupsMu.Lock()
-	g, ok := db.groups[name]
-	if ok {
-		delete(db.groups, name)
-		db.names = slices.DeleteFunc(db.names, func(n string) bool { return n == name })
-	}
-	db.groupsMu.Unlock()
-	if !ok {
-		return nil
-	}
-	// The handles stay valid until Close (a reader may still hold the
-	// group); the column families are dropped, so their files go.
-	for _, cf := range []*grocksdb.ColumnFamilyHandle{g.log.cf, g.stable.cf, g.data.cf} {
-		if err := db.db.DropColumnFamily(cf); err != nil {
-			return fmt.Errorf("rocks: drop group %s: %w", name, err)
-		}
-	}
-	return nil
 }

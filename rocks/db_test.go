@@ -155,6 +155,12 @@ func TestUseAfterClose(t *testing.T) {
 		"DB.LogStore":          func() error { _, err := db.LogStore("g"); return err },
 		"DB.StableStore":       func() error { _, err := db.StableStore("g"); return err },
 		"DB.Flush":             func() error { return db.Flush() },
+		"DB.SyncWAL":           func() error { return db.SyncWAL() },
+		"DB.AddGroup":          func() error { return db.AddGroup("h") },
+		"DB.DropGroup":         func() error { return db.DropGroup("g") },
+		"DB.NewSSTWriter":      func() error { _, err := db.NewSSTWriter(filepath.Join(t.TempDir(), "x.sst")); return err },
+		"Space.DeleteRange":    func() error { return data.DeleteRange(nil, nil, true) },
+		"Space.Ingest":         func() error { return data.Ingest([]string{"x.sst"}) },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrClosed) {

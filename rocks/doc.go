@@ -2,8 +2,9 @@
 // meta that uses cgo. It opens and closes the database, lays out its column
 // families, and offers the storage abstractions the rest of the node is built
 // on: spaces (one column family each), write batches that can read their own
-// writes, point-in-time snapshots, and the raft LogStore and StableStore of
-// every raft group.
+// writes, point-in-time snapshots, SST files written outside the database
+// and ingested into a space, and the raft LogStore and StableStore of every
+// raft group.
 //
 // # Layout
 //
@@ -15,9 +16,11 @@
 //     current term, vote) and "g/data" (the group's state-machine data);
 //   - "default", which RocksDB always has and meta never uses.
 //
-// The set of groups is fixed when the database is opened. ListGroups reads
-// the groups an existing database has, so a node can compare them with its
-// configuration before it opens the database.
+// Open opens the groups it is given and every group the database already
+// has. Groups come and go at run time: AddGroup creates a group's three
+// column families, DropGroup drops them (and RocksDB deletes their files)
+// while the other groups keep working. ListGroups reads the groups an
+// existing database has without opening it.
 //
 // # Boundaries
 //
@@ -35,8 +38,12 @@
 // # Lifetime
 //
 // Every method of every type is safe for concurrent use except where a type
-// says otherwise (Batch is owned by one goroutine). DB.Close waits for calls
-// in progress, releases outstanding snapshots, destroys every column family
-// handle and then closes the database; any later call returns ErrClosed and
-// never touches freed C memory. A Scan callback must not call DB.Close.
+// says otherwise (Batch and SSTWriter are owned by one goroutine). DB.Close
+// waits for calls in progress, releases outstanding snapshots, destroys
+// every column family handle and then closes the database; any later call
+// returns ErrClosed and never touches freed C memory. DropGroup does the
+// same for one group: it waits for the calls in progress on the group's
+// stores, then drops and destroys its handles; later calls on them return
+// ErrGroupDropped. A Scan callback must not call DB.Close, nor DropGroup
+// on its own group.
 package rocks

@@ -7,10 +7,15 @@ var (
 	// Snapshot.Close / Batch.Close on that object).
 	ErrClosed = errors.New("rocks: closed")
 
-	// ErrUnknownGroup is returned when a group was not opened with the DB.
+	// ErrUnknownGroup is returned when the DB has no such group (it was
+	// never opened or added, or it was dropped).
 	ErrUnknownGroup = errors.New("rocks: unknown group")
 
-	// ErrInvalidGroup is returned by Open for a group name that cannot name
+	// ErrGroupDropped is returned by every call on a LogStore,
+	// StableStore or Space of a group after DropGroup dropped it.
+	ErrGroupDropped = errors.New("rocks: group dropped")
+
+	// ErrInvalidGroup is returned by Open and AddGroup for a group name that cannot name
 	// column families (empty, reserved, duplicated or with a '/').
 	ErrInvalidGroup = errors.New("rocks: invalid group name")
 

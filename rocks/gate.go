@@ -9,25 +9,31 @@ import "sync"
 // pending Close would block the nested read lock and deadlock; here the
 // nested call simply fails with ErrClosed once Close has begun.
 type gate struct {
+	err    error // what enter returns once closed
 	mu     sync.Mutex
 	idle   *sync.Cond // signalled when active drops to zero; uses mu
 	closed bool       // guarded by mu
 	active int        // guarded by mu: calls between enter and leave
 }
 
-func newGate() *gate {
-	g := &gate{}
+// newGate returns an open gate whose enter returns ErrClosed once closed.
+func newGate() *gate { return newGateErr(ErrClosed) }
+
+// newGateErr returns an open gate whose enter returns err once closed.
+func newGateErr(err error) *gate {
+	g := &gate{err: err}
 	g.idle = sync.NewCond(&g.mu)
 	return g
 }
 
-// enter admits one call, or returns ErrClosed. Every successful enter must
-// be paired with one leave.
+// enter admits one call, or returns the gate's error (ErrClosed unless
+// made with newGateErr). Every successful enter must be paired with one
+// leave.
 func (g *gate) enter() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return ErrClosed
+		return g.err
 	}
 	g.active++
 	return nil
@@ -61,4 +67,12 @@ func (g *gate) isClosed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.closed
+}
+
+// check returns the gate's error once it is closed, nil before.
+func (g *gate) check() error {
+	if g.isClosed() {
+		return g.err
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 type LogStore struct {
 	db    *DB
 	cf    *grocksdb.ColumnFamilyHandle
+	gate  *gate // the group's: closed by DropGroup
 	group string
 
 	// mu serialises writers (StoreLogs, DeleteRange), so that a write to
@@ -59,18 +60,27 @@ func (ls *LogStore) loadBounds() error {
 	return nil
 }
 
+// check returns ErrClosed after DB.Close and an ErrGroupDropped error after
+// DropGroup.
+func (ls *LogStore) check() error {
+	if ls.db.gate.isClosed() {
+		return ErrClosed
+	}
+	return ls.gate.check()
+}
+
 // FirstIndex returns the smallest stored index, 0 if the log is empty.
 func (ls *LogStore) FirstIndex() (uint64, error) {
-	if ls.db.gate.isClosed() {
-		return 0, ErrClosed
+	if err := ls.check(); err != nil {
+		return 0, err
 	}
 	return ls.bounds.Load().first, nil
 }
 
 // LastIndex returns the greatest stored index, 0 if the log is empty.
 func (ls *LogStore) LastIndex() (uint64, error) {
-	if ls.db.gate.isClosed() {
-		return 0, ErrClosed
+	if err := ls.check(); err != nil {
+		return 0, err
 	}
 	return ls.bounds.Load().last, nil
 }
@@ -79,10 +89,10 @@ func (ls *LogStore) LastIndex() (uint64, error) {
 // raft.ErrLogNotFound (raft compares with ==). Data and Extensions are Go
 // memory owned by the caller.
 func (ls *LogStore) GetLog(index uint64, log *raft.Log) error {
-	if err := ls.db.gate.enter(); err != nil {
+	if err := ls.db.enterCF(ls.gate); err != nil {
 		return err
 	}
-	defer ls.db.gate.leave()
+	defer ls.db.leaveCF(ls.gate)
 	v, found, err := getPinned(ls.db.db, ls.db.ro, ls.cf, logKey(index))
 	if err != nil {
 		return err
@@ -104,10 +114,10 @@ func (ls *LogStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	if err := ls.db.gate.enter(); err != nil {
+	if err := ls.db.enterCF(ls.gate); err != nil {
 		return err
 	}
-	defer ls.db.gate.leave()
+	defer ls.db.leaveCF(ls.gate)
 
 	wb := grocksdb.NewWriteBatch()
 	defer wb.Destroy()
@@ -152,10 +162,10 @@ func (ls *LogStore) DeleteRange(lo, hi uint64) error {
 	if lo > hi {
 		return nil
 	}
-	if err := ls.db.gate.enter(); err != nil {
+	if err := ls.db.enterCF(ls.gate); err != nil {
 		return err
 	}
-	defer ls.db.gate.leave()
+	defer ls.db.leaveCF(ls.gate)
 
 	ls.mu.Lock()
 	defer ls.mu.Unlock()

@@ -35,7 +35,8 @@ func (db *DB) NewSnapshot() *Snapshot {
 	return sn
 }
 
-// enter admits one read: the snapshot and the DB must both be open.
+// enter admits one read of s: the snapshot, the DB and s's group must be
+// open.
 func (sn *Snapshot) enter(s *Space) error {
 	if s.db != sn.db {
 		return fmt.Errorf("%w: %s", ErrForeignSpace, s.name)
@@ -43,15 +44,15 @@ func (sn *Snapshot) enter(s *Space) error {
 	if err := sn.gate.enter(); err != nil {
 		return err
 	}
-	if err := sn.db.gate.enter(); err != nil {
+	if err := sn.db.enterCF(s.gate); err != nil {
 		sn.gate.leave()
 		return err
 	}
 	return nil
 }
 
-func (sn *Snapshot) leave() {
-	sn.db.gate.leave()
+func (sn *Snapshot) leave(s *Space) {
+	sn.db.leaveCF(s.gate)
 	sn.gate.leave()
 }
 
@@ -61,7 +62,7 @@ func (sn *Snapshot) Get(s *Space, key []byte) ([]byte, bool, error) {
 	if err := sn.enter(s); err != nil {
 		return nil, false, err
 	}
-	defer sn.leave()
+	defer sn.leave(s)
 	return getPinned(sn.db.db, sn.ro, s.cf, key)
 }
 
@@ -73,7 +74,7 @@ func (sn *Snapshot) Scan(s *Space, start, end []byte, fn func(k, v []byte) bool)
 	if err := sn.enter(s); err != nil {
 		return err
 	}
-	defer sn.leave()
+	defer sn.leave(s)
 	return sn.db.scan(s.cf, sn.snap, nil, start, end, false, fn)
 }
 

@@ -12,6 +12,7 @@ import (
 type Space struct {
 	db   *DB
 	cf   *grocksdb.ColumnFamilyHandle
+	gate *gate // the group's (closed by DropGroup); nil for the node space
 	name string
 }
 
@@ -20,10 +21,10 @@ func (s *Space) Name() string { return s.name }
 
 // Get returns a copy of key's value in Go memory, or found == false.
 func (s *Space) Get(key []byte) (value []byte, found bool, err error) {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return nil, false, err
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	return getPinned(s.db.db, s.db.ro, s.cf, key)
 }
 
@@ -56,10 +57,10 @@ func nonNil(b []byte) []byte {
 // crash, not a machine crash) and is ordered after every earlier synced
 // write, because all column families share one log.
 func (s *Space) Put(key, value []byte, sync bool) error {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return err
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	if err := s.db.db.PutCF(s.db.writeOptions(sync), s.cf, key, value); err != nil {
 		return fmt.Errorf("rocks: put: %w", err)
 	}
@@ -68,10 +69,10 @@ func (s *Space) Put(key, value []byte, sync bool) error {
 
 // Delete removes key (a no-op if it is absent).
 func (s *Space) Delete(key []byte, sync bool) error {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return err
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	if err := s.db.db.DeleteCF(s.db.writeOptions(sync), s.cf, key); err != nil {
 		return fmt.Errorf("rocks: delete: %w", err)
 	}
@@ -86,10 +87,10 @@ func (s *Space) Delete(key []byte, sync bool) error {
 // keeps in memory anything outside the range, and it closes the iterator
 // before returning.
 func (s *Space) Scan(start, end []byte, fn func(key, value []byte) bool) error {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return err
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	return s.db.scan(s.cf, nil, nil, start, end, true, fn)
 }
 
@@ -102,10 +103,10 @@ func (s *Space) Scan(start, end []byte, fn func(key, value []byte) bool) error {
 // with DeleteAll and greater than L survive it; the caller (a state machine
 // restoring a snapshot) excludes concurrent writers.
 func (s *Space) DeleteAll(sync bool) error {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return err
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	last, ok, err := s.db.lastKey(s.cf)
 	if err != nil || !ok {
 		return err
@@ -117,13 +118,39 @@ func (s *Space) DeleteAll(sync bool) error {
 	return nil
 }
 
+// DeleteRange removes every key in [start, end) with one range tombstone;
+// a nil end means every key from start on (the tombstone then ends just
+// after the greatest key present, as in DeleteAll). Keys written
+// concurrently with a nil-end DeleteRange and greater than the greatest key
+// present survive it.
+func (s *Space) DeleteRange(start, end []byte, sync bool) error {
+	if err := s.db.enterCF(s.gate); err != nil {
+		return err
+	}
+	defer s.db.leaveCF(s.gate)
+	if end == nil {
+		last, ok, err := s.db.lastKey(s.cf)
+		if err != nil || !ok || bytes.Compare(last, start) < 0 {
+			return err
+		}
+		end = append(last, 0)
+	}
+	if bytes.Compare(start, end) >= 0 {
+		return nil
+	}
+	if err := s.db.db.DeleteRangeCF(s.db.writeOptions(sync), s.cf, start, end); err != nil {
+		return fmt.Errorf("rocks: delete range of %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // Property returns a RocksDB property of this column family (for example
 // "rocksdb.estimate-num-keys"), "" if unknown or closed.
 func (s *Space) Property(name string) string {
-	if err := s.db.gate.enter(); err != nil {
+	if err := s.db.enterCF(s.gate); err != nil {
 		return ""
 	}
-	defer s.db.gate.leave()
+	defer s.db.leaveCF(s.gate)
 	return s.db.db.GetPropertyCF(name, s.cf)
 }
 

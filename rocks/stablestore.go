@@ -20,6 +20,7 @@ import (
 type StableStore struct {
 	db    *DB
 	cf    *grocksdb.ColumnFamilyHandle
+	gate  *gate // the group's: closed by DropGroup
 	group string
 }
 
@@ -27,10 +28,10 @@ var _ raft.StableStore = (*StableStore)(nil)
 
 // Set stores key = val, synced.
 func (st *StableStore) Set(key, val []byte) error {
-	if err := st.db.gate.enter(); err != nil {
+	if err := st.db.enterCF(st.gate); err != nil {
 		return err
 	}
-	defer st.db.gate.leave()
+	defer st.db.leaveCF(st.gate)
 	if err := st.db.db.PutCF(st.db.syncWO, st.cf, key, val); err != nil {
 		return fmt.Errorf("rocks: %s: stable set %q: %w", st.group, key, err)
 	}
@@ -39,10 +40,10 @@ func (st *StableStore) Set(key, val []byte) error {
 
 // Get returns a copy of key's value, or (nil, ErrNotFound).
 func (st *StableStore) Get(key []byte) ([]byte, error) {
-	if err := st.db.gate.enter(); err != nil {
+	if err := st.db.enterCF(st.gate); err != nil {
 		return nil, err
 	}
-	defer st.db.gate.leave()
+	defer st.db.leaveCF(st.gate)
 	v, found, err := getPinned(st.db.db, st.db.ro, st.cf, key)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,8 +44,17 @@ type Machine struct {
 	rev   atomic.Uint64
 
 	// restoreMu is held for writing while Restore replaces the data, so
-	// that no read sees half of the old state and half of the new.
+	// that no read (and no snapshot export) sees half of the old state and
+	// half of the new.
 	restoreMu sync.RWMutex
+
+	// workDir is where Restore stages a stream that is not one of a
+	// SnapStore's snapshots; NewSnapStore sets it to its work directory.
+	workDir atomic.Pointer[string]
+	// afterClear, when set (by tests only), runs in Restore after the old
+	// data is cleared and before the new is ingested; an error stops the
+	// restore there, as a crash would.
+	afterClear func() error
 
 	// onStale is called when Restore refuses a stale snapshot.
 	onStale atomic.Pointer[func(snapshotIndex, applied uint64)]
@@ -238,58 +246,24 @@ func putProto(b *rocks.Batch, s *rocks.Space, key []byte, msg proto.Message) err
 	return nil
 }
 
-// Snapshot captures a consistent view; it runs on the FSM goroutine, so the
-// view and the applied state it reports belong together.
-func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
-	sn := m.db.NewSnapshot()
-	st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
-	if err != nil {
-		sn.Close()
-		return nil, err
-	}
-	return &snapshot{m: m, sn: sn, st: st}, nil
-}
-
-// OnStaleSnapshot sets fn to be called (on the FSM goroutine; it must not
-// block) when Restore refuses a snapshot older than the applied state.
+// OnStaleSnapshot sets fn to be called (on the FSM goroutine, or on the
+// goroutine receiving a snapshot for a SnapStore; it must not block) when
+// a snapshot older than the applied state is refused.
 func (m *Machine) OnStaleSnapshot(fn func(snapshotIndex, applied uint64)) {
 	m.onStale.Store(&fn)
 }
 
-// Restore replaces the group's data wholly with a snapshot stream.
-//
-// It refuses (ErrStaleSnapshot, nothing changed) a snapshot older than
-// the state already applied. hashicorp/raft installs whatever snapshot a
-// leader sends and then sets its applied index to the snapshot's, even
-// below its own; a leader that fell back to an old snapshot (its view of
-// the follower's log ran below its own first entry, e.g. after the
-// follower compacted entries it had just received) sends one. Installed,
-// it would rewind the state, and raft would panic ("log not found")
-// re-applying entries this replica has already compacted away (seen in a
-// chaos run, a re-added member: hashicorp/raft issues #85 and #697).
-// Refused, raft answers the leader with an error and keeps its state; the
-// leader retries, and the handler set with OnStaleSnapshot can ask it for
-// a fresh snapshot so that the retry carries one this replica can use.
-func (m *Machine) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	m.restoreMu.Lock()
-	defer m.restoreMu.Unlock()
-	st, err := m.restore(rc)
-	if errors.Is(err, ErrStaleSnapshot) {
-		applied := m.index.Load()
-		m.log.Warn("refused a snapshot older than this replica's state", "snapshot_index", st.Index, "applied", applied)
-		if fn := m.onStale.Load(); fn != nil {
-			(*fn)(st.Index, applied)
-		}
-		return err
+// refusedStale reports a refused stale snapshot to the log and to the
+// OnStaleSnapshot handler.
+func (m *Machine) refusedStale(se *staleError) {
+	applied := m.index.Load()
+	m.log.Warn("refused a snapshot older than this replica's state", "snapshot_index", se.index, "applied", applied)
+	if fn := m.onStale.Load(); fn != nil {
+		(*fn)(se.index, applied)
 	}
-	if err != nil {
-		return err
-	}
-	m.index.Store(st.Index)
-	m.term.Store(st.Term)
-	m.rev.Store(st.Revision)
-	m.notify()
-	m.log.Info("restored snapshot", "index", st.Index, "revision", st.Revision)
-	return nil
+}
+
+// appliedState returns the applied state as last stored.
+func (m *Machine) appliedState() *logpb.AppliedState {
+	return &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}
 }
