@@ -107,10 +107,10 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("RunID %q: want 1..48 of [A-Za-z0-9_.-]", o.RunID))
 	}
 	if o.Port < 1 || o.Port > 65535 {
-		errs = append(errs, fmt.Errorf("Port = %d, want 1..65535", o.Port))
+		errs = append(errs, fmt.Errorf("option Port = %d, want 1..65535", o.Port))
 	}
 	if o.Args == nil {
-		errs = append(errs, errors.New("Args is nil"))
+		errs = append(errs, errors.New("option Args is nil"))
 	}
 	if o.StartTimeout < 0 || o.StopTimeout < 0 {
 		errs = append(errs, errors.New("negative StartTimeout or StopTimeout"))

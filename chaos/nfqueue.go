@@ -67,8 +67,6 @@ const (
 	queueMaxLen = 1 << 16
 )
 
-var errQueueClosed = errors.New("chaos: delay queue closed")
-
 // delayQueue holds packets of one NFQUEUE for a delay. It owns two
 // goroutines, the receiver and the releaser; close stops and waits for
 // both.

@@ -91,7 +91,7 @@ func (o RunOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("Nodes = %d, want 1..%d", o.Nodes, MaxNodes-1))
 	}
 	if o.Duration < 0 {
-		errs = append(errs, errors.New("Duration: negative"))
+		errs = append(errs, errors.New("option Duration: negative"))
 	}
 	if o.Image.Tag == "" {
 		errs = append(errs, errors.New("Image: no tag (use BuildImage)"))

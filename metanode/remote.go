@@ -94,14 +94,6 @@ func (n *Node) candidates(group string) []candidate {
 	return out
 }
 
-// leaderHint returns who last said it leads group (or was said to).
-func (n *Node) leaderHint(group string) string {
-	if v, ok := n.hints.Load(group); ok {
-		return v.(candidate).id
-	}
-	return ""
-}
-
 // noteLeader records who leads a group, as a node said.
 func (n *Node) noteLeader(group string, c candidate) {
 	if c.addr != "" {

@@ -43,11 +43,10 @@ type memCluster struct {
 }
 
 type memKV struct {
-	value                  string
-	create, mod, version   uint64
-	offset                 int64
-	metadata               string
-	isOffset, offsetExists bool
+	value                string
+	create, mod, version uint64
+	offset               int64
+	metadata             string
 }
 
 type memState struct {
