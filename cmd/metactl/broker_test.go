@@ -31,7 +31,7 @@ func metactl(t *testing.T, endpoints string, args ...string) (string, error) {
 	root := a.root()
 	root.SetArgs(append([]string{"--endpoints", endpoints, "--timeout", "20s"}, args...))
 	root.SetErr(&bytes.Buffer{})
-	err := root.Execute()
+	err := a.execute(root)
 	return out.String(), err
 }
 

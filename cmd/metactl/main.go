@@ -32,7 +32,7 @@ type app struct {
 
 func main() {
 	a := &app{out: os.Stdout, errOut: os.Stderr}
-	if err := a.root().Execute(); err != nil {
+	if err := a.execute(a.root()); err != nil {
 		fmt.Fprintln(os.Stderr, "metactl:", oneLine(err))
 		os.Exit(1)
 	}
@@ -63,11 +63,6 @@ func (a *app) root() *cobra.Command {
 			}
 			return nil
 		},
-		PersistentPostRun: func(*cobra.Command, []string) {
-			if a.cli != nil {
-				_ = a.cli.Close()
-			}
-		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.endpoints, "endpoints", DefaultEndpoints, "comma-separated host:port of cluster nodes")
@@ -78,6 +73,17 @@ func (a *app) root() *cobra.Command {
 	addMerged(root, a.controllerCommands()...)
 	addMerged(root, a.brokerAPICommands()...)
 	return root
+}
+
+// execute runs the command line and closes the client it opened, whether
+// the command succeeded or not.
+func (a *app) execute(root *cobra.Command) error {
+	err := root.Execute()
+	if a.cli != nil {
+		_ = a.cli.Close()
+		a.cli = nil
+	}
+	return err
 }
 
 func (a *app) client() (*client.Client, error) {
