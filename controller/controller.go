@@ -124,6 +124,11 @@ type Controller struct {
 	activeSince time.Time
 	// seen holds the last heartbeat per broker (in memory only).
 	seen map[string]heartbeat
+	// declaring holds, per broker, a channel closed when the down
+	// declaration in flight for it has been applied or has failed: a
+	// heartbeat arriving meanwhile waits for it, so that it is never
+	// answered ALIVE and then overtaken by the declaration.
+	declaring map[string]chan struct{}
 	// nodes holds the last report per node (in memory only).
 	nodes map[string]nodeSeen
 	// moves counts placement changes proposed since activation.
@@ -146,7 +151,7 @@ func New(cfg Config, node Node) (*Controller, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Controller{cfg: cfg, node: node, log: cfg.Logger.With("component", "controller"), seen: map[string]heartbeat{},
-		nodes: map[string]nodeSeen{}}, nil
+		nodes: map[string]nodeSeen{}, declaring: map[string]chan struct{}{}}, nil
 }
 
 // Run makes this controller active until ctx ends (leadership lost).
@@ -214,6 +219,11 @@ func (c *Controller) Active() bool {
 func (c *Controller) lastSeen(b *logpb.Broker) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.lastSeenLocked(b)
+}
+
+// lastSeenLocked is lastSeen with c.mu held.
+func (c *Controller) lastSeenLocked(b *logpb.Broker) time.Time {
 	last := c.activeSince
 	if reg := time.Unix(0, b.RegisteredAtUnixNano); reg.After(last) {
 		last = reg
@@ -233,13 +243,21 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	now := c.node.Now()
 	for _, b := range brokers {
-		if b.Status != sm.BrokerAlive || now.Sub(c.lastSeen(b)) <= c.cfg.HeartbeatTimeout {
+		if b.Status != sm.BrokerAlive {
+			continue
+		}
+		now := c.node.Now()
+		done, silent := c.startDeclaring(b, now)
+		if done == nil {
 			continue
 		}
 		res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_BrokerSetStatus{BrokerSetStatus: &logpb.BrokerSetStatus{
 			BrokerId: b.BrokerId, Epoch: b.Epoch, Status: sm.BrokerDown}}})
+		c.mu.Lock()
+		delete(c.declaring, b.BrokerId)
+		c.mu.Unlock()
+		close(done)
 		if err != nil {
 			c.log.Warn("declare broker down", "broker", b.BrokerId, "err", err)
 			return
@@ -248,9 +266,25 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 			c.mu.Lock()
 			c.declaredDown++
 			c.mu.Unlock()
-			c.log.Info("broker declared down", "broker", b.BrokerId, "epoch", b.Epoch, "silent_for", now.Sub(c.lastSeen(b)).Round(time.Millisecond))
+			c.log.Info("broker declared down", "broker", b.BrokerId, "epoch", b.Epoch, "silent_for", silent.Round(time.Millisecond))
 		}
 	}
+}
+
+// startDeclaring decides, under one lock with the heartbeats, whether a
+// broker has been silent past the timeout at now; if so it marks a down
+// declaration in flight (heartbeats wait for it) and returns the channel
+// to close when it is over, and how long the broker was silent; else nil.
+func (c *Controller) startDeclaring(b *logpb.Broker, now time.Time) (chan struct{}, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	silent := now.Sub(c.lastSeenLocked(b))
+	if silent <= c.cfg.HeartbeatTimeout || c.declaring[b.BrokerId] != nil {
+		return nil, silent
+	}
+	done := make(chan struct{})
+	c.declaring[b.BrokerId] = done
+	return done, silent
 }
 
 // state reads what a plan is made from.
@@ -358,7 +392,27 @@ func (c *Controller) Heartbeat(ctx context.Context, brokerID string, epoch uint6
 	}
 	c.mu.Lock()
 	c.seen[brokerID] = heartbeat{epoch: epoch, at: c.node.Now()}
+	declaring := c.declaring[brokerID]
 	c.mu.Unlock()
+	if declaring != nil {
+		// A down declaration decided before this heartbeat is in flight:
+		// answer only once it is applied (then declare the broker alive
+		// again), never ALIVE ahead of it.
+		select {
+		case <-declaring:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if md, err = c.node.Metadata(); err != nil {
+			return 0, err
+		}
+		if b, err = md.Broker(brokerID); err != nil {
+			return 0, err
+		}
+		if b == nil || b.Epoch != epoch {
+			return 0, fmt.Errorf("%w: broker %s is no longer at epoch %d", ErrStaleEpoch, brokerID, epoch)
+		}
+	}
 	if b.Status == sm.BrokerAlive {
 		return sm.BrokerAlive, nil
 	}
