@@ -213,16 +213,10 @@ func (c *Controller) Active() bool {
 	return c.active != 0
 }
 
-// lastSeen is when a broker last showed life in its current epoch: its
+// lastSeenLocked is when a broker last showed life in its current epoch: its
 // last heartbeat, its registration, or the controller's activation (the
 // grace every broker gets from a new controller), whichever is latest.
-func (c *Controller) lastSeen(b *logpb.Broker) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastSeenLocked(b)
-}
-
-// lastSeenLocked is lastSeen with c.mu held.
+// c.mu held.
 func (c *Controller) lastSeenLocked(b *logpb.Broker) time.Time {
 	last := c.activeSince
 	if reg := time.Unix(0, b.RegisteredAtUnixNano); reg.After(last) {
