@@ -244,6 +244,10 @@ func (c *Controller) Groups() (*metapb.ListGroupsResponse, error) {
 			}
 			gi.Replicas = append(gi.Replicas, ri)
 		}
+		gi.Parent = g.Record.Parent
+		for _, r := range g.Record.Ranges {
+			gi.Ranges = append(gi.Ranges, &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
+		}
 		if seen, ok := c.nodes[g.Leader]; ok {
 			for _, rr := range seen.report.Replicas {
 				if rr.Group == g.Record.Name {

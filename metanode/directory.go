@@ -37,6 +37,40 @@ func (n *Node) Directory() *state.Directory {
 	return &state.Directory{}
 }
 
+// Router routes keys to groups by the directory this node holds (a router
+// of version 0 until it has one).
+func (n *Node) Router() *metapb.Router {
+	if r := n.router.Load(); r != nil {
+		return r
+	}
+	return &metapb.Router{}
+}
+
+// routerOf builds the router of a directory.
+func routerOf(d *state.Directory) *metapb.Router {
+	r := &metapb.Router{Version: d.Version}
+	if d.Cluster != nil {
+		r.K, r.M = int(d.Cluster.OffsetGroups), int(d.Cluster.DataGroups)
+	}
+	r.Data, r.Offset = rangeMap(d, "data"), rangeMap(d, "offset")
+	return r
+}
+
+// rangeMap is the map of one kind of group in d, or nil when its groups
+// have no ranges (routing by Shard).
+func rangeMap(d *state.Directory, kind string) metapb.RangeMap {
+	var m metapb.RangeMap
+	for _, g := range d.Groups {
+		if g.Kind != kind {
+			continue
+		}
+		for _, r := range g.Ranges {
+			m = append(m, metapb.Range{Lo: r.Lo, Hi: r.Hi, Group: g.Name, Version: r.Version})
+		}
+	}
+	return m.Sorted()
+}
+
 // DirectoryChanged is closed when the directory this node holds changes.
 func (n *Node) DirectoryChanged() <-chan struct{} { return n.dirChanges.wait() }
 
@@ -48,6 +82,7 @@ func (n *Node) setDirectory(d *state.Directory) bool {
 			return false
 		}
 		if n.dir.CompareAndSwap(cur, d) {
+			n.router.Store(routerOf(d))
 			n.dirChanges.notify()
 			return true
 		}

@@ -51,6 +51,7 @@ type Node struct {
 	groups map[string]*group
 	// dir is the newest directory seen; dirChanges fires when it changes.
 	dir        atomic.Pointer[state.Directory]
+	router     atomic.Pointer[metapb.Router]
 	dirChanges changes
 	// hints maps a group to the node last said to lead it.
 	hints sync.Map

@@ -40,11 +40,14 @@ func initialDirectory(members, groups []string, rf, mdRF int) []*logpb.GroupReco
 		}
 		out = append(out, rec)
 	}
+	setRanges(out, metapb.EvenRanges)
 	return out
 }
 
 // legacyDirectory is the directory of a cluster created before placement:
-// every member hosts every group.
+// every member hosts every group. Groups counted in a power of two get the
+// ranges that route every key where it already is; the others keep
+// routing by Shard.
 func legacyDirectory(members, groups []string) []*logpb.GroupRecord {
 	var out []*logpb.GroupRecord
 	for _, name := range groups {
@@ -55,7 +58,28 @@ func legacyDirectory(members, groups []string) []*logpb.GroupRecord {
 		}
 		out = append(out, rec)
 	}
+	setRanges(out, metapb.LegacyRanges)
 	return out
+}
+
+// setRanges gives the data and offset groups of records their ranges, as
+// ranges (n, name) lays them out for each kind.
+func setRanges(records []*logpb.GroupRecord, ranges func(n int, name func(int) string) metapb.RangeMap) {
+	for kind, name := range map[string]func(int) string{"data": metapb.DataGroup, "offset": metapb.OffsetGroup} {
+		n := 0
+		byName := map[string]*logpb.GroupRecord{}
+		for _, rec := range records {
+			if rec.Kind == kind {
+				n++
+				byName[rec.Name] = rec
+			}
+		}
+		for _, r := range ranges(n, name) {
+			if rec := byName[r.Group]; rec != nil {
+				rec.Ranges = append(rec.Ranges, &logpb.HashRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
+			}
+		}
+	}
 }
 
 // hosts reports whether rec places a replica on node.

@@ -439,4 +439,21 @@ func TestClientFollowsTheDirectory(t *testing.T) {
 		t.Fatalf("before: got %q (%v)", got, ok)
 	}
 	t.Logf("the client now knows %v", cl.Endpoints())
+	// The directory's ranges survived every move: each kind's map tiles
+	// the hash space, and the groups' ownership records say the same.
+	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps := map[string]metapb.RangeMap{}
+	for _, g := range gs.Groups {
+		for _, r := range g.Ranges {
+			maps[g.Kind] = append(maps[g.Kind], metapb.Range{Lo: r.Lo, Hi: r.Hi, Group: g.Group, Version: r.Version})
+		}
+	}
+	for _, kind := range []string{"data", "offset"} {
+		if m := maps[kind]; m.Sorted() == nil {
+			t.Fatalf("%s ranges do not tile the hash space: %v", kind, m)
+		}
+	}
 }

@@ -26,6 +26,11 @@ type applier struct {
 
 	bumped bool   // the current op has its revision
 	seq    uint32 // next event number within the current op
+
+	// own is the ownership ops are checked against (the batch's latest);
+	// ownChanged is set by an op that changed it.
+	own        *ownView
+	ownChanged *logpb.Ownership
 }
 
 func invalid(format string, args ...any) *logpb.Result {
@@ -39,6 +44,11 @@ func notFound(format string, args ...any) *logpb.Result {
 func (a *applier) apply(op *logpb.Op) *logpb.Result {
 	if !a.m.kind.Allows(op) {
 		return invalid("operation %T not allowed in a %s group", op.Op, a.m.kind)
+	}
+	op, refused := a.checkOp(op)
+	if refused != nil {
+		refused.Revision = a.st.Revision
+		return refused
 	}
 	a.b.SetSavePoint()
 	rev := a.st.Revision
@@ -102,6 +112,8 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.groupPut(o.GroupPut)
 	case *logpb.Op_DirectoryInit:
 		return a.directoryInit(o.DirectoryInit)
+	case *logpb.Op_OwnershipInit:
+		return a.ownershipInit(o.OwnershipInit)
 	case *logpb.Op_ResourceCreate:
 		return a.resourceCreate(o.ResourceCreate)
 	case *logpb.Op_ResourceUpdate:

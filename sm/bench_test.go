@@ -86,6 +86,7 @@ func benchDB(b *testing.B, dir string) (*rocks.DB, *Machine) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ownEverything(b, m)
 	return db, m
 }
 

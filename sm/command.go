@@ -113,6 +113,8 @@ func (k Kind) Allows(op *logpb.Op) bool {
 		return k == KindData
 	case *logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup:
 		return k == KindOffset
+	case *logpb.Op_OwnershipInit:
+		return k == KindOffset || k == KindData
 	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove, *logpb.Op_MemberSetState,
 		*logpb.Op_GroupPut, *logpb.Op_DirectoryInit,
 		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete,

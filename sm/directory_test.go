@@ -107,3 +107,28 @@ func TestDirectoryInitUpgrade(t *testing.T) {
 		t.Fatalf("after upgrade: %+v", d)
 	}
 }
+
+// ownEverything records that a data or offset machine owns whatever is
+// sent to it (as OwnershipInit{legacy} does through raft), for tests that
+// apply ops directly.
+func ownEverything(t testing.TB, m *Machine) {
+	t.Helper()
+	if !m.routed() {
+		return
+	}
+	if err := m.space.Put(keyOwnership, mustMarshal(t, &logpb.Ownership{Legacy: true}), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.loadOwnership(m.space.Get); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustMarshal(t testing.TB, msg proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -37,6 +37,8 @@ import (
 //	0x10 <broker id>              controller: broker -> logpb.Broker
 //	0x11 <connector>              controller: assignment ->
 //	                              logpb.ConnectorAssignment
+//	0x12 'o'                      data, offset: the ranges the group owns
+//	                              (logpb.Ownership; ownership.go)
 //
 // <at> is a Unix time in nanoseconds and <id> a lease id, both 8-byte
 // big-endian (times and ids are never negative), so indexes sort by time;
@@ -60,6 +62,7 @@ const (
 	prefixCompact    byte = 0x0f
 	prefixBroker     byte = 0x10
 	prefixAssignment byte = 0x11
+	prefixOwnership  byte = 0x12
 	prefixUserMin    byte = 0x01
 	prefixSentinel   byte = 0xff // no key starts with it: the end of every range
 )
@@ -70,6 +73,7 @@ var (
 	keyRestoring = []byte{prefixMeta, 'r'}
 	keyClusterID = []byte{prefixCluster, 'c'}
 	keyDirVer    = []byte{prefixCluster, 'v'}
+	keyOwnership = []byte{prefixOwnership, 'o'}
 	userStart    = []byte{prefixUserMin}
 	userEnd      = []byte{prefixSentinel}
 )

@@ -59,6 +59,10 @@ type Machine struct {
 	// onStale is called when Restore refuses a stale snapshot.
 	onStale atomic.Pointer[func(snapshotIndex, applied uint64)]
 
+	// own mirrors the stored ownership record (ownership.go); replaced,
+	// holding restoreMu for writing, when an apply changes it.
+	own atomic.Pointer[ownView]
+
 	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
 	closed  atomic.Bool
@@ -94,6 +98,9 @@ func New(cfg Config) (*Machine, error) {
 	m.index.Store(st.Index)
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)
+	if err := m.loadOwnership(space.Get); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -190,6 +197,8 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	b := m.db.NewBatch()
 	defer b.Close()
 	changed := false
+	own := m.own.Load()
+	var ownChanged *logpb.Ownership
 	for i, l := range logs {
 		if l.Index <= st.Index {
 			continue
@@ -205,12 +214,16 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 			out[i] = &BatchResult{Index: l.Index}
 			continue
 		}
-		a := applier{m: m, b: b, st: st, now: batch.NowUnixNano}
+		a := applier{m: m, b: b, st: st, now: batch.NowUnixNano, own: own}
 		res := &BatchResult{Index: l.Index, Results: make([]*logpb.Result, len(batch.Ops))}
 		for j, op := range batch.Ops {
 			r := a.apply(op)
 			r.Index = l.Index
 			res.Results[j] = r
+			if a.ownChanged != nil {
+				ownChanged, own = a.ownChanged, &ownView{rec: a.ownChanged}
+				a.ownChanged = nil
+			}
 		}
 		out[i] = res
 	}
@@ -220,8 +233,17 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	if err := putProto(b, m.space, keyApplied, st); err != nil {
 		m.fatal("encode applied state", err)
 	}
+	if ownChanged != nil {
+		// Readers check ownership and read data in one view: they see
+		// both before this batch or both after it.
+		m.restoreMu.Lock()
+		defer m.restoreMu.Unlock()
+	}
 	if err := b.Commit(false); err != nil {
 		m.fatal("commit applied batch", err)
+	}
+	if ownChanged != nil {
+		m.own.Store(&ownView{rec: ownChanged})
 	}
 	m.index.Store(st.Index)
 	m.term.Store(st.Term)

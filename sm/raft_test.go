@@ -41,6 +41,9 @@ func startRaftNode(t *testing.T, id, dir string, trans *raft.InmemTransport) *ra
 	if n.m, err = New(Config{Kind: KindData, Group: "data-0", DB: n.db}); err != nil {
 		t.Fatal(err)
 	}
+	if n.m.Ownership() == nil {
+		ownEverything(t, n.m)
+	}
 	if n.store, err = NewSnapStore(SnapStoreConfig{Dir: filepath.Join(dir, "snap"), Machine: n.m, FileBytes: 8 << 10}); err != nil {
 		t.Fatal(err)
 	}

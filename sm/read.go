@@ -33,6 +33,9 @@ func (m *Machine) read(fn func() error) error {
 func (m *Machine) Get(key []byte) (*logpb.KV, error) {
 	var kv *logpb.KV
 	err := m.read(func() error {
+		if err := m.checkRead(key); err != nil {
+			return err
+		}
 		v, ok, err := m.space.Get(kvKey(key))
 		if err != nil || !ok {
 			return err
@@ -55,6 +58,9 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 	err = m.read(func() error {
 		var derr error
 		serr := m.space.Scan(start, end, func(k, v []byte) bool {
+			if !m.owns(k[1:]) {
+				return true // listed by the group that owns it
+			}
 			if len(out) == limit {
 				more = true
 				return false
@@ -86,6 +92,11 @@ type OffsetKey = state.OffsetKey
 func (m *Machine) Offsets(keys []OffsetKey) ([]*logpb.Offset, error) {
 	out := make([]*logpb.Offset, len(keys))
 	err := m.read(func() error {
+		for _, k := range keys {
+			if err := m.checkRead([]byte(k.Group)); err != nil {
+				return err
+			}
+		}
 		sn := m.db.NewSnapshot()
 		defer sn.Close()
 		for i, k := range keys {

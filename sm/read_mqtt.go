@@ -15,6 +15,11 @@ import (
 func getMsg[T proto.Message](m *Machine, key []byte, fresh func() T) (T, error) {
 	var out T
 	err := m.read(func() error {
+		if rk, ok := rawRoute(key); ok {
+			if err := m.checkRead(rk); err != nil {
+				return err
+			}
+		}
 		v, ok, err := m.space.Get(key)
 		if err != nil || !ok {
 			return err
@@ -40,6 +45,9 @@ func scanMsgs[T proto.Message](m *Machine, p []byte, startAfter string, limit in
 	err = m.read(func() error {
 		var derr error
 		serr := m.space.Scan(start, prefixEnd(p), func(k, v []byte) bool {
+			if rk, ok := rawRoute(k); ok && !m.owns(rk) {
+				return true // listed by the group that owns it
+			}
 			msg := fresh()
 			if derr = proto.Unmarshal(v, msg); derr != nil {
 				return false
@@ -115,7 +123,7 @@ func (m *Machine) DueWills(now int64, startAfter string, limit int) ([]*logpb.Wi
 	}
 	sorted := make([]string, 0, len(ids))
 	for id := range ids {
-		if id > startAfter {
+		if id > startAfter && m.owns([]byte(id)) {
 			sorted = append(sorted, id)
 		}
 	}
@@ -158,7 +166,7 @@ func (m *Machine) RetainedList(prefix, startAfter string, limit int, match func(
 		var derr error
 		serr := m.space.Scan(start, prefixEnd(p), func(k, v []byte) bool {
 			topic := string(k[1:])
-			if match != nil && !match(topic) {
+			if (match != nil && !match(topic)) || !m.owns(k[1:]) {
 				return true
 			}
 			if len(out) == limit {
@@ -191,7 +199,9 @@ func (m *Machine) LeaseKeys(id int64, limit int) ([][]byte, error) {
 	var out [][]byte
 	err := m.read(func() error {
 		return m.space.Scan(p, prefixEnd(p), func(k, _ []byte) bool {
-			out = append(out, append([]byte(nil), k[len(p):]...))
+			if m.owns(k[len(p):]) {
+				out = append(out, append([]byte(nil), k[len(p):]...))
+			}
 			return len(out) < limit
 		})
 	})

@@ -915,6 +915,9 @@ func (m *Machine) install(dir string, files []snapFile, st *logpb.AppliedState) 
 	if err := m.space.Ingest(paths); err != nil {
 		return nil, restoreFailed, fmt.Errorf("sm: restore: %w", err)
 	}
+	if err := m.loadOwnership(m.space.Get); err != nil {
+		return nil, restoreFailed, err
+	}
 	m.index.Store(st.Index)
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)

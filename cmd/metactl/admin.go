@@ -271,7 +271,7 @@ func (a *app) groupCommand() *cobra.Command {
 				}
 				return a.emit(resp, func() {
 					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE")
+					fmt.Fprintln(tw, "GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES")
 					for _, g := range resp.Groups {
 						var rs []string
 						for _, r := range g.Replicas {
@@ -285,8 +285,12 @@ func (a *app) groupCommand() *cobra.Command {
 						if g.Moving {
 							st += ",moving"
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
-							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st)
+						var ranges []string
+						for _, r := range g.Ranges {
+							ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
+							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
 					}
 					_ = tw.Flush()
 				})

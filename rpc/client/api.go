@@ -13,24 +13,24 @@ func (c *Client) dataGroup(ctx context.Context, key []byte) string {
 	if c.cfg.Pinned {
 		return ""
 	}
-	_, m, err := c.topology(ctx)
+	r, err := c.topology(ctx)
 	if err != nil {
 		return ""
 	}
-	return metapb.DataGroupFor(key, m)
+	return r.DataGroup(key)
 }
 
 func (c *Client) offsetGroup(ctx context.Context, consumerGroups ...string) string {
 	if c.cfg.Pinned || len(consumerGroups) == 0 {
 		return ""
 	}
-	k, _, err := c.topology(ctx)
+	r, err := c.topology(ctx)
 	if err != nil {
 		return ""
 	}
-	g := metapb.OffsetGroupFor(consumerGroups[0], k)
+	g := r.OffsetGroup(consumerGroups[0])
 	for _, cg := range consumerGroups[1:] {
-		if metapb.OffsetGroupFor(cg, k) != g {
+		if r.OffsetGroup(cg) != g {
 			return "" // several groups: any node splits the batch
 		}
 	}

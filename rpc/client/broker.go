@@ -25,13 +25,13 @@ func (c *Client) groupOf(ctx context.Context, keys ...[]byte) string {
 	if c.cfg.Pinned || len(keys) == 0 {
 		return ""
 	}
-	_, m, err := c.topology(ctx)
+	r, err := c.topology(ctx)
 	if err != nil {
 		return ""
 	}
-	g := metapb.DataGroupFor(keys[0], m)
+	g := r.DataGroup(keys[0])
 	for _, k := range keys[1:] {
-		if metapb.DataGroupFor(k, m) != g {
+		if r.DataGroup(k) != g {
 			return ""
 		}
 	}

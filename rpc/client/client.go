@@ -121,11 +121,14 @@ type Client struct {
 	// replicas maps a group to the nodes the directory places it on.
 	replicas map[string][]string
 	// byID maps node ids to endpoints.
-	byID     map[string]*endpoint
-	k, m     int // group counts, 0 until learned
-	learned  time.Time
-	closed   bool
-	learning chan struct{} // non-nil while a refresh runs
+	byID map[string]*endpoint
+	k, m int // group counts, 0 until learned
+	// dataRanges and offsetRanges are the range maps from the directory
+	// (nil: route by Shard over k and m).
+	dataRanges, offsetRanges metapb.RangeMap
+	learned                  time.Time
+	closed                   bool
+	learning                 chan struct{} // non-nil while a refresh runs
 }
 
 // New creates a client. It does not block: connections are made on first
@@ -330,25 +333,30 @@ func (c *Client) writeEndpoint(group string) *endpoint {
 
 // topology returns the group counts, learning them (and the leaders) from
 // the nodes when they are not known yet.
-func (c *Client) topology(ctx context.Context) (k, m int, err error) {
+func (c *Client) topology(ctx context.Context) (*metapb.Router, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return 0, 0, ErrClosed
+		return nil, ErrClosed
 	}
 	if c.m > 0 {
-		k, m = c.k, c.m
-		c.mu.Unlock()
-		return k, m, nil
+		defer c.mu.Unlock()
+		return c.routerLocked(), nil
 	}
 	c.mu.Unlock()
 	c.refresh(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == 0 {
-		return 0, 0, status.Error(codes.Unavailable, "client: no endpoint answered Status")
+		return nil, status.Error(codes.Unavailable, "client: no endpoint answered Status")
 	}
-	return c.k, c.m, nil
+	return c.routerLocked(), nil
+}
+
+// routerLocked is the routing the client knows: by the directory's range
+// maps when it has them, else by Shard over the group counts. c.mu held.
+func (c *Client) routerLocked() *metapb.Router {
+	return &metapb.Router{K: c.k, M: c.m, Data: c.dataRanges, Offset: c.offsetRanges}
 }
 
 // refresh asks every endpoint for its status, concurrently, and records

@@ -186,3 +186,45 @@ func TestReadRetriesAllButAnswers(t *testing.T) {
 		})
 	}
 }
+
+// The client routes by the directory's range maps when it has them (a
+// split moves keys between groups without changing the group count), and
+// by Shard over the counts otherwise or when the ranges do not tile the
+// hash space.
+func TestClientRoutesByTheDirectorysRanges(t *testing.T) {
+	c := testClient(t, Config{})
+	half := metapb.HashSpace / 2
+	c.learnDirectory(&metapb.DirectoryUpdate{Version: 7, OffsetGroups: 1, DataGroups: 1, Groups: []*metapb.DirectoryGroup{
+		{Group: "offset-0", Kind: "offset", Ranges: []*metapb.KeyRange{{Lo: 0, Hi: metapb.HashSpace, Version: 1}}},
+		{Group: "data-0", Kind: "data", Ranges: []*metapb.KeyRange{{Lo: 0, Hi: half, Version: 2}}},
+		{Group: "data-1", Kind: "data", Ranges: []*metapb.KeyRange{{Lo: half, Hi: metapb.HashSpace, Version: 2}}},
+	}})
+	ctx := context.Background()
+	seen := map[string]int{}
+	for i := range 200 {
+		key := []byte{byte(i), 'k'}
+		want := "data-0"
+		if uint64(metapb.RouteHash(key)) >= half {
+			want = "data-1"
+		}
+		if got := c.dataGroup(ctx, key); got != want {
+			t.Fatalf("key %q: routed to %q, want %q", key, got, want)
+		}
+		seen[want]++
+	}
+	if seen["data-0"] == 0 || seen["data-1"] == 0 {
+		t.Fatalf("keys all on one side: %v", seen)
+	}
+	if got := c.offsetGroup(ctx, "cg"); got != "offset-0" {
+		t.Fatalf("offset group: %q", got)
+	}
+	// A map with a hole is not used: Shard over the counts (one group).
+	c.learnDirectory(&metapb.DirectoryUpdate{Version: 8, OffsetGroups: 1, DataGroups: 1, Groups: []*metapb.DirectoryGroup{
+		{Group: "data-0", Kind: "data", Ranges: []*metapb.KeyRange{{Lo: 0, Hi: half, Version: 2}}},
+	}})
+	for i := range 50 {
+		if got := c.dataGroup(ctx, []byte{byte(i)}); got != "data-0" {
+			t.Fatalf("with a broken map: routed to %q, want data-0 by Shard", got)
+		}
+	}
+}

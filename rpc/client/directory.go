@@ -58,6 +58,7 @@ func (c *Client) learnDirectory(u *metapb.DirectoryUpdate) {
 	if u.DataGroups > 0 {
 		c.k, c.m = int(u.OffsetGroups), int(u.DataGroups)
 	}
+	c.dataRanges, c.offsetRanges = rangeMaps(u.Groups, "data"), rangeMaps(u.Groups, "offset")
 	for _, g := range u.Groups {
 		c.replicas[g.Group] = g.Replicas
 		if g.Leader != "" {
@@ -65,4 +66,21 @@ func (c *Client) learnDirectory(u *metapb.DirectoryUpdate) {
 		}
 	}
 	c.learned = time.Now()
+}
+
+// rangeMaps returns the range map of one kind of group in a directory
+// update, or nil when its groups carry no ranges (the cluster routes by
+// Shard) or they do not tile the hash space (then Shard routing, and the
+// servers' WRONG_GROUP answers, steer requests).
+func rangeMaps(groups []*metapb.DirectoryGroup, kind string) metapb.RangeMap {
+	var m metapb.RangeMap
+	for _, g := range groups {
+		if g.Kind != kind {
+			continue
+		}
+		for _, r := range g.Ranges {
+			m = append(m, metapb.Range{Lo: r.Lo, Hi: r.Hi, Group: g.Group, Version: r.Version})
+		}
+	}
+	return m.Sorted()
 }

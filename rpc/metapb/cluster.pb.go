@@ -842,7 +842,10 @@ type GroupInfo struct {
 	Bytes     uint64  `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	OpsPerSec float64 `protobuf:"fixed64,9,opt,name=ops_per_sec,json=opsPerSec,proto3" json:"ops_per_sec,omitempty"`
 	// The group's configuration differs from its record (a move in progress).
-	Moving        bool `protobuf:"varint,10,opt,name=moving,proto3" json:"moving,omitempty"`
+	Moving bool        `protobuf:"varint,10,opt,name=moving,proto3" json:"moving,omitempty"`
+	Ranges []*KeyRange `protobuf:"bytes,11,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// A group made by a split: its parent.
+	Parent        string `protobuf:"bytes,12,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +948,20 @@ func (x *GroupInfo) GetMoving() bool {
 		return x.Moving
 	}
 	return false
+}
+
+func (x *GroupInfo) GetRanges() []*KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *GroupInfo) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
 }
 
 type ListGroupsResponse struct {
@@ -1251,7 +1268,10 @@ type DirectoryGroup struct {
 	// Nodes with a replica, voters first.
 	Replicas []string `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	// The leader as the answering node knows it ("" when unknown).
-	Leader        string `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader string `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The ranges of the route hash space the map gives this group (empty
+	// when the cluster routes by FNV-1a modulo the group count).
+	Ranges        []*KeyRange `protobuf:"bytes,5,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1314,6 +1334,75 @@ func (x *DirectoryGroup) GetLeader() string {
 	return ""
 }
 
+func (x *DirectoryGroup) GetRanges() []*KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+// KeyRange is [lo, hi) of the route hash space (rpc/metapb/ranges.go) at
+// a version that rises each time the range changes hands.
+type KeyRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lo            uint64                 `protobuf:"varint,1,opt,name=lo,proto3" json:"lo,omitempty"`
+	Hi            uint64                 `protobuf:"varint,2,opt,name=hi,proto3" json:"hi,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyRange) Reset() {
+	*x = KeyRange{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRange) ProtoMessage() {}
+
+func (x *KeyRange) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRange.ProtoReflect.Descriptor instead.
+func (*KeyRange) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KeyRange) GetLo() uint64 {
+	if x != nil {
+		return x.Lo
+	}
+	return 0
+}
+
+func (x *KeyRange) GetHi() uint64 {
+	if x != nil {
+		return x.Hi
+	}
+	return 0
+}
+
+func (x *KeyRange) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type DirectoryUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1328,7 +1417,7 @@ type DirectoryUpdate struct {
 
 func (x *DirectoryUpdate) Reset() {
 	*x = DirectoryUpdate{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1429,7 @@ func (x *DirectoryUpdate) String() string {
 func (*DirectoryUpdate) ProtoMessage() {}
 
 func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1442,7 @@ func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryUpdate.ProtoReflect.Descriptor instead.
 func (*DirectoryUpdate) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{20}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DirectoryUpdate) GetVersion() uint64 {
@@ -1407,7 +1496,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1508,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1521,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{21}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -1453,7 +1542,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1554,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1567,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferLeaderRequest) GetGroup() string {
@@ -1504,7 +1593,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1605,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1618,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() string {
@@ -1551,7 +1640,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1652,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1665,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -1600,7 +1689,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1701,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1714,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -1725,7 +1814,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vReplicaInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role\"\xa3\x02\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\xe6\x02\n" +
 	"\tGroupInfo\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -1737,7 +1826,9 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x05bytes\x18\b \x01(\x04R\x05bytes\x12\x1e\n" +
 	"\vops_per_sec\x18\t \x01(\x01R\topsPerSec\x12\x16\n" +
 	"\x06moving\x18\n" +
-	" \x01(\bR\x06moving\"\xdc\x01\n" +
+	" \x01(\bR\x06moving\x12)\n" +
+	"\x06ranges\x18\v \x03(\v2\x11.meta.v1.KeyRangeR\x06ranges\x12\x16\n" +
+	"\x06parent\x18\f \x01(\tR\x06parent\"\xdc\x01\n" +
 	"\x12ListGroupsResponse\x12+\n" +
 	"\x11directory_version\x18\x01 \x01(\x04R\x10directoryVersion\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12>\n" +
@@ -1757,12 +1848,17 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"lastSeenMs\"<\n" +
 	"\x11ListNodesResponse\x12'\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x11.meta.v1.NodeInfoR\x05nodes\"\x17\n" +
-	"\x15WatchDirectoryRequest\"n\n" +
+	"\x15WatchDirectoryRequest\"\x99\x01\n" +
 	"\x0eDirectoryGroup\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
 	"\breplicas\x18\x03 \x03(\tR\breplicas\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\tR\x06leader\"\xec\x01\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\x12)\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x11.meta.v1.KeyRangeR\x06ranges\"D\n" +
+	"\bKeyRange\x12\x0e\n" +
+	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
+	"\x02hi\x18\x02 \x01(\x04R\x02hi\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xec\x01\n" +
 	"\x0fDirectoryUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1d\n" +
 	"\n" +
@@ -1812,7 +1908,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -1834,12 +1930,13 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),      // 17: meta.v1.ListNodesResponse
 	(*WatchDirectoryRequest)(nil),  // 18: meta.v1.WatchDirectoryRequest
 	(*DirectoryGroup)(nil),         // 19: meta.v1.DirectoryGroup
-	(*DirectoryUpdate)(nil),        // 20: meta.v1.DirectoryUpdate
-	(*RemoveMemberResponse)(nil),   // 21: meta.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 22: meta.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 23: meta.v1.TransferLeaderResponse
-	(*StateHashRequest)(nil),       // 24: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 25: meta.v1.StateHashResponse
+	(*KeyRange)(nil),               // 20: meta.v1.KeyRange
+	(*DirectoryUpdate)(nil),        // 21: meta.v1.DirectoryUpdate
+	(*RemoveMemberResponse)(nil),   // 22: meta.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 23: meta.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 24: meta.v1.TransferLeaderResponse
+	(*StateHashRequest)(nil),       // 25: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 26: meta.v1.StateHashResponse
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
@@ -1848,36 +1945,38 @@ var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 3: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
 	0,  // 4: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
 	12, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	13, // 6: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
-	16, // 7: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	0,  // 8: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
-	19, // 9: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
-	0,  // 10: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	2,  // 11: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 12: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 13: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 14: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	22, // 15: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	24, // 16: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 17: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 18: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	15, // 19: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	18, // 20: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	3,  // 21: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 22: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 23: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	21, // 24: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	23, // 25: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	25, // 26: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 27: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	14, // 28: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	17, // 29: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	20, // 30: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	21, // [21:31] is the sub-list for method output_type
-	11, // [11:21] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	13, // 7: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
+	16, // 8: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
+	20, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	0,  // 10: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
+	19, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	0,  // 12: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
+	2,  // 13: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 14: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 15: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 16: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	23, // 17: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	25, // 18: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 19: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 20: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	15, // 21: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	18, // 22: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	3,  // 23: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 24: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 25: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	22, // 26: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	24, // 27: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	26, // 28: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 29: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	14, // 30: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	17, // 31: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	21, // 32: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -1891,7 +1990,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

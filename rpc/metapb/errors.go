@@ -26,6 +26,10 @@ import (
 //	NOT_FOUND, ALREADY_EXISTS, REVISION_CONFLICT, STALE_EPOCH, COMPACTED:
 //	                   results or *Error       PeerError REJECTED        NotFound, AlreadyExists,   returned
 //	                                                                     FailedPrecondition
+//	WRONG_GROUP, RANGE_MOVING, ROUTE_AHEAD (routing: the group's own log
+//	refused the key, a range changing hands, a caller ahead of the node):
+//	                   result codes, sm.Own-   PeerError UNAVAILABLE     Unavailable                map refreshed, retried
+//	                   ershipError
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -80,6 +84,9 @@ var reasons = map[string]struct {
 	ReasonNotFound:         {ClassFinal, codes.NotFound},
 	ReasonAlreadyExists:    {ClassFinal, codes.AlreadyExists},
 	ReasonOutcomeUnknown:   {ClassUnknown, codes.Unknown},
+	ReasonWrongGroup:       {ClassRetry, codes.Unavailable},
+	ReasonRangeMoving:      {ClassRetry, codes.Unavailable},
+	ReasonRouteAhead:       {ClassRetry, codes.Unavailable},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -159,6 +166,16 @@ const (
 	// metadata key "field" names the request field they are about.
 	ReasonNotFound      = "NOT_FOUND"
 	ReasonAlreadyExists = "ALREADY_EXISTS"
+	// Routing (rpc/metapb/ranges.go), all definitely not applied:
+	// WRONG_GROUP: the group does not own the key's range (the map moved
+	// it); route again with a newer map (metadata range_version: the
+	// directory version to wait for). RANGE_MOVING: the range is
+	// changing hands; retry shortly. ROUTE_AHEAD: the caller knows a
+	// newer map than this node; retry, on another node or shortly.
+	ReasonWrongGroup  = "WRONG_GROUP"
+	ReasonRangeMoving = "RANGE_MOVING"
+	ReasonRouteAhead  = "ROUTE_AHEAD"
+	MetaRangeVersion  = "range_version"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"

@@ -1,6 +1,9 @@
 package metapb
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // The routing function is a contract between servers, clients and the data
 // on disk: a cluster's keys stay in the groups they were written to. These
@@ -53,5 +56,31 @@ func TestGroupNames(t *testing.T) {
 	}
 	if DataGroupFor([]byte("a"), 3) != DataGroup(1) || OffsetGroupFor("a", 3) != OffsetGroup(1) {
 		t.Fatal("group-for helpers disagree with Shard")
+	}
+}
+
+// With a power-of-two count, routing by range over the reversed hash picks
+// the same group as Shard for every key: an existing cluster's data stays
+// where it is.
+func TestLegacyRangesMatchShard(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 8, 64} {
+		m := LegacyRanges(n, DataGroup)
+		if err := m.Check(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5000 {
+			k := []byte(fmt.Sprintf("key-%d", i))
+			r, ok := m.Lookup(RouteHash(k))
+			if !ok || r.Group != DataGroupFor(k, n) {
+				t.Fatalf("n=%d key %s: range %v, Shard says %s", n, k, r, DataGroupFor(k, n))
+			}
+		}
+	}
+	if LegacyRanges(12, DataGroup) != nil {
+		t.Fatal("12 groups are not a power of two: no legacy ranges")
+	}
+	even := EvenRanges(12, DataGroup)
+	if err := even.Check(); err != nil || len(even) != 12 {
+		t.Fatalf("even ranges of 12: %v, %v", even, err)
 	}
 }

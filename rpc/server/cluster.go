@@ -156,6 +156,9 @@ func (s *Server) directoryUpdate(d *state.Directory) *metapb.DirectoryUpdate {
 				}
 			}
 		}
+		for _, r := range g.Ranges {
+			dg.Ranges = append(dg.Ranges, &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
+		}
 		u.Groups = append(u.Groups, dg)
 	}
 	return u

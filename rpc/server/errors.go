@@ -13,6 +13,7 @@ import (
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // Errors. The server speaks meta's one vocabulary (rpc/metapb/errors.go):
@@ -36,6 +37,10 @@ func (s *Server) statusOf(err error, write bool) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	var oe *state.OwnershipError
+	if errors.As(err, &oe) {
+		return s.routingError(oe.Group, oe.Moving)
+	}
 	if write {
 		return coded(metapb.ReasonOutcomeUnknown, nil, err.Error())
 	}
@@ -46,6 +51,18 @@ func (s *Server) statusOf(err error, write bool) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	return status.Error(codes.Unavailable, err.Error())
+}
+
+// routingError is the answer for a group that does not serve a key (its
+// own log said so): WRONG_GROUP with the directory version to wait for, or
+// RANGE_MOVING.
+func (s *Server) routingError(group string, moving bool) error {
+	if moving {
+		return coded(metapb.ReasonRangeMoving, map[string]string{metapb.MetaGroup: group}, group+": the key's range is changing hands; retry shortly")
+	}
+	v := strconv.FormatUint(s.node.Router().Version, 10)
+	return coded(metapb.ReasonWrongGroup, map[string]string{metapb.MetaGroup: group, metapb.MetaRangeVersion: v},
+		group+" does not own the key's range (the map moved it); route it again")
 }
 
 // publicStatus is the one mapping of an error to the public API's status:

@@ -56,6 +56,11 @@ func newFakeNode(t *testing.T, dataGroups int) *fakeNode {
 			t.Fatal(err)
 		}
 		n.machines[g] = m
+		if k == sm.KindData || k == sm.KindOffset {
+			init, _ := sm.EncodeBatch(&logpb.Batch{Ops: []*logpb.Op{{Op: &logpb.Op_OwnershipInit{OwnershipInit: &logpb.OwnershipInit{Legacy: true}}}}})
+			n.index++
+			m.Apply(&raft.Log{Index: n.index, Term: 1, Type: raft.LogCommand, Data: init})
+		}
 	}
 	t.Cleanup(func() {
 		close(n.stopping)
@@ -97,6 +102,9 @@ func (n *fakeNode) SetMemberState(context.Context, string, logpb.MemberState) er
 }
 func (n *fakeNode) Directory() *state.Directory       { return &state.Directory{} }
 func (n *fakeNode) DirectoryChanged() <-chan struct{} { return nil }
+func (n *fakeNode) Router() *metapb.Router {
+	return &metapb.Router{K: 1, M: len(n.machines) - 2, Version: 1}
+}
 func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
 	return nil, errors.New("fake: no membership")
 }

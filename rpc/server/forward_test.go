@@ -50,11 +50,20 @@ func TestAnyNodeServesAnyRequest(t *testing.T) {
 	for i := range 40 {
 		k := fmt.Sprintf("k%02d", i)
 		keys = append(keys, k)
-		must(cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(k), Value: []byte(k), Lease: lease}))(t)
 		tp := &metapb.TopicPartition{Group: fmt.Sprintf("cg%d", i), Topic: "t", Partition: 0}
 		parts = append(parts, tp)
-		must(cl.CommitOffsets(ctx10(t), &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
-			{Group: tp.Group, Topic: tp.Topic, Partition: 0, Offset: int64(i)}}}))(t)
+		// Leaderships still move while the controller balances them: a
+		// write caught by a move may end unknown; these writes are
+		// idempotent, so they are simply made again.
+		poll.For(t, "put "+k, 30*time.Second, func() error {
+			_, err := cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(k), Value: []byte(k), Lease: lease})
+			return err
+		})
+		poll.For(t, "commit the offset of "+tp.Group, 30*time.Second, func() error {
+			_, err := cl.CommitOffsets(ctx10(t), &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+				{Group: tp.Group, Topic: tp.Topic, Partition: 0, Offset: int64(i)}}})
+			return err
+		})
 	}
 	for _, id := range c.IDs() {
 		t.Run(id, func(t *testing.T) {

@@ -10,10 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func (s *Server) dataGroup(key []byte) string {
-	_, m := s.node.GroupCounts()
-	return metapb.DataGroupFor(key, max(m, 1))
-}
+func (s *Server) dataGroup(key []byte) string { return s.node.Router().DataGroup(key) }
 
 func checkKey(field string, key []byte) error {
 	if len(key) == 0 {

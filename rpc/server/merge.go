@@ -148,9 +148,22 @@ func (s *Server) proposeEach(ctx context.Context, groups []string, op func(i int
 	for i, g := range groups {
 		eg.Go(func() error {
 			results[i], errs[i] = s.node.Propose(ctx, g, op(i, g))
+			if errs[i] == nil {
+				errs[i] = s.routingResult(g, results[i])
+			}
 			return nil
 		})
 	}
 	_ = eg.Wait()
 	return results, errs
+}
+
+// routingResult turns a result refused by the group's ownership into its
+// routing error (nil for any other result).
+func (s *Server) routingResult(group string, res *logpb.Result) error {
+	switch res.GetCode() {
+	case logpb.Code_CODE_WRONG_GROUP, logpb.Code_CODE_RANGE_MOVING:
+		return s.routingError(group, res.Code == logpb.Code_CODE_RANGE_MOVING)
+	}
+	return nil
 }

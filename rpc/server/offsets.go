@@ -41,8 +41,7 @@ func nonNegative(field string, v int64) error {
 }
 
 func (s *Server) offsetGroup(consumerGroup string) string {
-	k, _ := s.node.GroupCounts()
-	return metapb.OffsetGroupFor(consumerGroup, max(k, 1))
+	return s.node.Router().OffsetGroup(consumerGroup)
 }
 
 // Commit splits the batch by offset group; each part is one op (one raft
@@ -95,6 +94,10 @@ func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (
 			if err != nil {
 				errs[gi] = err
 				return nil // let the other parts finish: each is atomic on its own
+			}
+			if err := s.routingResult(g, res); err != nil {
+				errs[gi] = err
+				return nil
 			}
 			if res.Code != logpb.Code_CODE_OK {
 				errs[gi] = invalidArgument("offsets", res.Message)

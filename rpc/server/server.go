@@ -41,6 +41,9 @@ type Node interface {
 	// Stopping is closed when the node begins to shut down (watches end
 	// then, so an orderly stop need not wait for them).
 	Stopping() <-chan struct{}
+	// Router routes routing keys to groups by the directory the node
+	// holds.
+	Router() *metapb.Router
 }
 
 // Server implements the public services.
@@ -105,6 +108,9 @@ func (s *Server) propose(ctx context.Context, group string, op *logpb.Op) (*logp
 	res, err := s.node.Propose(ctx, group, op)
 	if err != nil {
 		return nil, s.statusOf(err, true)
+	}
+	if err := s.routingResult(group, res); err != nil {
+		return nil, err
 	}
 	if res.Code == logpb.Code_CODE_INVALID {
 		return nil, invalidArgument("", res.Message)

@@ -252,6 +252,12 @@ const (
 	Code_CODE_INVALID Code = 3
 	// A recorded fact disagrees (e.g. a second ClusterInit with other counts).
 	Code_CODE_CONFLICT Code = 4
+	// The group does not own the op's routing key (the map moved it): not
+	// applied; route it again.
+	Code_CODE_WRONG_GROUP Code = 5
+	// The routing key's range is changing hands (or the group has not
+	// recorded what it owns yet): not applied; retry shortly.
+	Code_CODE_RANGE_MOVING Code = 6
 )
 
 // Enum value maps for Code.
@@ -262,6 +268,8 @@ var (
 		2: "CODE_NOT_FOUND",
 		3: "CODE_INVALID",
 		4: "CODE_CONFLICT",
+		5: "CODE_WRONG_GROUP",
+		6: "CODE_RANGE_MOVING",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":             0,
@@ -269,6 +277,8 @@ var (
 		"CODE_NOT_FOUND":      2,
 		"CODE_INVALID":        3,
 		"CODE_CONFLICT":       4,
+		"CODE_WRONG_GROUP":    5,
+		"CODE_RANGE_MOVING":   6,
 	}
 )
 
@@ -391,6 +401,7 @@ type Op struct {
 	//	*Op_GroupPut
 	//	*Op_DirectoryInit
 	//	*Op_MemberSetState
+	//	*Op_OwnershipInit
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -721,6 +732,15 @@ func (x *Op) GetMemberSetState() *MemberSetState {
 	return nil
 }
 
+func (x *Op) GetOwnershipInit() *OwnershipInit {
+	if x != nil {
+		if x, ok := x.Op.(*Op_OwnershipInit); ok {
+			return x.OwnershipInit
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -853,6 +873,10 @@ type Op_MemberSetState struct {
 	MemberSetState *MemberSetState `protobuf:"bytes,32,opt,name=member_set_state,json=memberSetState,proto3,oneof"`
 }
 
+type Op_OwnershipInit struct {
+	OwnershipInit *OwnershipInit `protobuf:"bytes,33,opt,name=ownership_init,json=ownershipInit,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -917,6 +941,121 @@ func (*Op_DirectoryInit) isOp_Op() {}
 
 func (*Op_MemberSetState) isOp_Op() {}
 
+func (*Op_OwnershipInit) isOp_Op() {}
+
+// Ownership is the record of which ranges of the route hash space a data
+// or offset group serves. Every op that touches a routing key is checked
+// against it when applied, and every read in the same view as the data:
+// an op outside the owned ranges is refused (WRONG_GROUP, or RANGE_MOVING
+// while the range changes hands).
+type Ownership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster routes by Shard (FNV-1a modulo the count): the group owns
+	// whatever is sent to it.
+	Legacy        bool         `protobuf:"varint,1,opt,name=legacy,proto3" json:"legacy,omitempty"`
+	Owned         []*HashRange `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ownership) Reset() {
+	*x = Ownership{}
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ownership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ownership) ProtoMessage() {}
+
+func (x *Ownership) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ownership.ProtoReflect.Descriptor instead.
+func (*Ownership) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Ownership) GetLegacy() bool {
+	if x != nil {
+		return x.Legacy
+	}
+	return false
+}
+
+func (x *Ownership) GetOwned() []*HashRange {
+	if x != nil {
+		return x.Owned
+	}
+	return nil
+}
+
+// OwnershipInit records a group's ownership once (a no-op when it has
+// one): the ranges the directory gives it, or legacy.
+type OwnershipInit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*HashRange           `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	Legacy        bool                   `protobuf:"varint,2,opt,name=legacy,proto3" json:"legacy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnershipInit) Reset() {
+	*x = OwnershipInit{}
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnershipInit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnershipInit) ProtoMessage() {}
+
+func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
+func (*OwnershipInit) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OwnershipInit) GetRanges() []*HashRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *OwnershipInit) GetLegacy() bool {
+	if x != nil {
+		return x.Legacy
+	}
+	return false
+}
+
 // BrokerRegister registers a broker; its epoch becomes the op's revision.
 type BrokerRegister struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -929,7 +1068,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1080,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1093,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -992,7 +1131,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1143,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1156,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -1058,7 +1197,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1209,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1222,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Assign) GetConnector() string {
@@ -1136,7 +1275,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1287,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1300,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -1213,7 +1352,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1364,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1377,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -1274,7 +1413,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1425,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1438,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -1342,7 +1481,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1493,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1506,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -1404,7 +1543,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1555,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1568,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -1477,7 +1616,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1628,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1641,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -1521,7 +1660,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1672,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1685,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -1568,7 +1707,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1719,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1732,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -1618,7 +1757,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1769,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1782,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -1704,7 +1843,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1855,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1868,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -1750,7 +1889,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1901,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1914,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -1796,7 +1935,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1947,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +1960,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -1855,7 +1994,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2006,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2019,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -1910,7 +2049,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2061,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2074,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -1976,7 +2115,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2127,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2140,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -2027,7 +2166,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2178,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2191,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -2071,7 +2210,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2222,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2235,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -2116,7 +2255,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2267,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2280,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -2162,7 +2301,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2313,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2326,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -2208,7 +2347,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2359,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2372,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -2266,7 +2405,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2417,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2430,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -2315,7 +2454,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2466,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2479,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2398,7 +2537,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2549,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2562,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -2471,7 +2610,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2622,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2635,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -2515,7 +2654,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2666,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2679,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -2574,7 +2713,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2725,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2738,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -2667,7 +2806,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +2818,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +2831,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberPut) GetId() string {
@@ -2734,7 +2873,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2885,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2898,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -2789,7 +2928,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2940,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2953,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Replica) GetNode() string {
@@ -2839,17 +2978,25 @@ type GroupRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// "metadata", "offset" or "data".
-	Kind          string     `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Replicas      []*Replica `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
-	ConfVer       uint64     `protobuf:"varint,4,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
-	State         GroupState `protobuf:"varint,5,opt,name=state,proto3,enum=meta.log.v1.GroupState" json:"state,omitempty"`
+	Kind     string     `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Replicas []*Replica `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	ConfVer  uint64     `protobuf:"varint,4,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	State    GroupState `protobuf:"varint,5,opt,name=state,proto3,enum=meta.log.v1.GroupState" json:"state,omitempty"`
+	// The ranges of the route hash space (rpc/metapb/ranges.go) the map
+	// gives this group; empty in a cluster that routes by Shard (a count
+	// that is not a power of two, from before ranges).
+	Ranges []*HashRange `protobuf:"bytes,6,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// A group made by a split: its parent, and the parent's revision at
+	// the split's fence (this group's revisions continue from it).
+	Parent        string `protobuf:"bytes,7,opt,name=parent,proto3" json:"parent,omitempty"`
+	BaseRevision  uint64 `protobuf:"varint,8,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +3008,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +3021,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -2912,6 +3059,88 @@ func (x *GroupRecord) GetState() GroupState {
 	return GroupState_GROUP_STATE_ACTIVE
 }
 
+func (x *GroupRecord) GetRanges() []*HashRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *GroupRecord) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *GroupRecord) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+// HashRange is [lo, hi) of the route hash space at a version.
+type HashRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lo            uint64                 `protobuf:"varint,1,opt,name=lo,proto3" json:"lo,omitempty"`
+	Hi            uint64                 `protobuf:"varint,2,opt,name=hi,proto3" json:"hi,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashRange) Reset() {
+	*x = HashRange{}
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashRange) ProtoMessage() {}
+
+func (x *HashRange) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
+func (*HashRange) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *HashRange) GetLo() uint64 {
+	if x != nil {
+		return x.Lo
+	}
+	return 0
+}
+
+func (x *HashRange) GetHi() uint64 {
+	if x != nil {
+		return x.Hi
+	}
+	return 0
+}
+
+func (x *HashRange) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // GroupPut writes a group's record if its stored conf_ver is
 // expected_conf_ver (0: the group must not exist yet); the stored record
 // gets conf_ver expected_conf_ver + 1. A mismatch is CODE_COMPARE_FAILED
@@ -2926,7 +3155,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3167,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3180,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -2982,7 +3211,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3223,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3236,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -3040,7 +3269,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3281,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3294,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -3089,7 +3318,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3330,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3343,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KV) GetValue() []byte {
@@ -3164,7 +3393,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3405,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3418,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -3227,7 +3456,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3468,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3481,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -3315,7 +3544,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3556,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3569,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Session) GetClientId() string {
@@ -3433,7 +3662,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3674,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3687,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Will) GetClientId() string {
@@ -3557,7 +3786,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3798,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3811,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -3630,7 +3859,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3642,7 +3871,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3655,7 +3884,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -3731,7 +3960,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +3972,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +3985,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -3826,7 +4055,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4067,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4080,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Lease) GetId() int64 {
@@ -3893,7 +4122,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3905,7 +4134,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3918,7 +4147,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Event) GetSpace() Space {
@@ -3975,7 +4204,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3987,7 +4216,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4000,7 +4229,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -4049,7 +4278,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4061,7 +4290,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4074,7 +4303,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Result) GetCode() Code {
@@ -4162,7 +4391,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4174,7 +4403,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4187,7 +4416,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -4260,7 +4489,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4272,7 +4501,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4285,7 +4514,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -4332,7 +4561,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4344,7 +4573,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4357,7 +4586,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -4420,7 +4649,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4432,7 +4661,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4445,7 +4674,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -4532,7 +4761,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\x94\x10\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xd9\x10\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -4570,8 +4799,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x10connector_report\x18\x1d \x01(\v2\x1c.meta.log.v1.ConnectorReportH\x00R\x0fconnectorReport\x124\n" +
 	"\tgroup_put\x18\x1e \x01(\v2\x15.meta.log.v1.GroupPutH\x00R\bgroupPut\x12C\n" +
 	"\x0edirectory_init\x18\x1f \x01(\v2\x1a.meta.log.v1.DirectoryInitH\x00R\rdirectoryInit\x12G\n" +
-	"\x10member_set_state\x18  \x01(\v2\x1b.meta.log.v1.MemberSetStateH\x00R\x0ememberSetStateB\x04\n" +
-	"\x02op\"_\n" +
+	"\x10member_set_state\x18  \x01(\v2\x1b.meta.log.v1.MemberSetStateH\x00R\x0ememberSetState\x12C\n" +
+	"\x0eownership_init\x18! \x01(\v2\x1a.meta.log.v1.OwnershipInitH\x00R\rownershipInitB\x04\n" +
+	"\x02op\"Q\n" +
+	"\tOwnership\x12\x16\n" +
+	"\x06legacy\x18\x01 \x01(\bR\x06legacy\x12,\n" +
+	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\"W\n" +
+	"\rOwnershipInit\x12.\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
+	"\x06legacy\x18\x02 \x01(\bR\x06legacy\"_\n" +
 	"\x0eBrokerRegister\x12\x1b\n" +
 	"\tbroker_id\x18\x01 \x01(\tR\bbrokerId\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x12\n" +
@@ -4706,13 +4942,20 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.meta.log.v1.MemberStateR\x05state\"3\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
-	"\x05voter\x18\x02 \x01(\bR\x05voter\"\xb1\x01\n" +
+	"\x05voter\x18\x02 \x01(\bR\x05voter\"\x9e\x02\n" +
 	"\vGroupRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
 	"\breplicas\x18\x03 \x03(\v2\x14.meta.log.v1.ReplicaR\breplicas\x12\x19\n" +
 	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\x12-\n" +
-	"\x05state\x18\x05 \x01(\x0e2\x17.meta.log.v1.GroupStateR\x05state\"f\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x17.meta.log.v1.GroupStateR\x05state\x12.\n" +
+	"\x06ranges\x18\x06 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
+	"\x06parent\x18\a \x01(\tR\x06parent\x12#\n" +
+	"\rbase_revision\x18\b \x01(\x04R\fbaseRevision\"E\n" +
+	"\tHashRange\x12\x0e\n" +
+	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
+	"\x02hi\x18\x02 \x01(\x04R\x02hi\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"f\n" +
 	"\bGroupPut\x12.\n" +
 	"\x05group\x18\x01 \x01(\v2\x18.meta.log.v1.GroupRecordR\x05group\x12*\n" +
 	"\x11expected_conf_ver\x18\x02 \x01(\x04R\x0fexpectedConfVer\"\xb0\x01\n" +
@@ -4878,13 +5121,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"SPACE_WILL\x10\x02\x12\x10\n" +
 	"\fSPACE_BROKER\x10\x03\x12\x14\n" +
-	"\x10SPACE_ASSIGNMENT\x10\x04*e\n" +
+	"\x10SPACE_ASSIGNMENT\x10\x04*\x92\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x17\n" +
 	"\x13CODE_COMPARE_FAILED\x10\x01\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fCODE_INVALID\x10\x03\x12\x11\n" +
-	"\rCODE_CONFLICT\x10\x04B'Z%github.com/metamq/meta/sm/logpb;logpbb\x06proto3"
+	"\rCODE_CONFLICT\x10\x04\x12\x14\n" +
+	"\x10CODE_WRONG_GROUP\x10\x05\x12\x15\n" +
+	"\x11CODE_RANGE_MOVING\x10\x06B'Z%github.com/metamq/meta/sm/logpb;logpbb\x06proto3"
 
 var (
 	file_sm_logpb_log_proto_rawDescOnce sync.Once
@@ -4899,7 +5144,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -4908,118 +5153,125 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(Code)(0),                   // 4: meta.log.v1.Code
 	(*Batch)(nil),               // 5: meta.log.v1.Batch
 	(*Op)(nil),                  // 6: meta.log.v1.Op
-	(*BrokerRegister)(nil),      // 7: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 8: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 9: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 10: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 11: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 12: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 13: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 14: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 15: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 16: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 17: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 18: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 19: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 20: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 21: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 22: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 23: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 24: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 25: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 26: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 27: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 28: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 29: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 30: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 31: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),         // 32: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 33: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 34: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 35: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 36: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 37: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 38: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 39: meta.log.v1.GroupRecord
-	(*GroupPut)(nil),            // 40: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 41: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 42: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 43: meta.log.v1.KV
-	(*Offset)(nil),              // 44: meta.log.v1.Offset
-	(*Resource)(nil),            // 45: meta.log.v1.Resource
-	(*Session)(nil),             // 46: meta.log.v1.Session
-	(*Will)(nil),                // 47: meta.log.v1.Will
-	(*Retained)(nil),            // 48: meta.log.v1.Retained
-	(*Broker)(nil),              // 49: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 50: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 51: meta.log.v1.Lease
-	(*Event)(nil),               // 52: meta.log.v1.Event
-	(*AppliedState)(nil),        // 53: meta.log.v1.AppliedState
-	(*Result)(nil),              // 54: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 55: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 56: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 57: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 58: meta.log.v1.ReplicaReport
+	(*Ownership)(nil),           // 7: meta.log.v1.Ownership
+	(*OwnershipInit)(nil),       // 8: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 9: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 10: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 11: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 12: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 13: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 14: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 15: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 16: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 17: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 18: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 19: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 20: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 21: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 22: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 23: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 24: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 25: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 26: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 27: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 28: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 29: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 30: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 31: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 32: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 33: meta.log.v1.KVCompareAndSwap
+	(*OffsetEntry)(nil),         // 34: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 35: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 36: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 37: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 38: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 39: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 40: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 41: meta.log.v1.GroupRecord
+	(*HashRange)(nil),           // 42: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 43: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 44: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 45: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 46: meta.log.v1.KV
+	(*Offset)(nil),              // 47: meta.log.v1.Offset
+	(*Resource)(nil),            // 48: meta.log.v1.Resource
+	(*Session)(nil),             // 49: meta.log.v1.Session
+	(*Will)(nil),                // 50: meta.log.v1.Will
+	(*Retained)(nil),            // 51: meta.log.v1.Retained
+	(*Broker)(nil),              // 52: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 53: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 54: meta.log.v1.Lease
+	(*Event)(nil),               // 55: meta.log.v1.Event
+	(*AppliedState)(nil),        // 56: meta.log.v1.AppliedState
+	(*Result)(nil),              // 57: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 58: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 59: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 60: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 61: meta.log.v1.ReplicaReport
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	29, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	30, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	31, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	33, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	34, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	35, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	36, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	42, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	11, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	12, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	13, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	15, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	16, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	17, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	18, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	19, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	20, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	21, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	22, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	23, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	24, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	25, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	26, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	27, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	28, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	7,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	8,  // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	9,  // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	10, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	40, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	41, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	37, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	14, // 33: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	32, // 34: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	36, // 35: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	39, // 36: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 37: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 38: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	38, // 39: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 40: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	39, // 41: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	39, // 42: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	2,  // 43: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	3,  // 44: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	4,  // 45: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	43, // 46: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	36, // 47: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	35, // 48: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	36, // 49: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	39, // 50: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	58, // 51: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	38, // 52: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	31, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	32, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	33, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	35, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	36, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	37, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	38, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	45, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	13, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	14, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	15, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	17, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	18, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	19, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	20, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	21, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	22, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	23, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	24, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	25, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	26, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	27, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	28, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	29, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	30, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	9,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	10, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	11, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	12, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	43, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	44, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	39, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	8,  // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	42, // 34: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	42, // 35: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	16, // 36: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	34, // 37: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	38, // 38: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	41, // 39: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 40: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 41: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	40, // 42: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 43: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	42, // 44: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	41, // 45: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	41, // 46: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	2,  // 47: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	3,  // 48: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	4,  // 49: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	46, // 50: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	38, // 51: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	37, // 52: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	38, // 53: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	41, // 54: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	61, // 55: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	40, // 56: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -5060,6 +5312,7 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_GroupPut)(nil),
 		(*Op_DirectoryInit)(nil),
 		(*Op_MemberSetState)(nil),
+		(*Op_OwnershipInit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5067,7 +5320,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   54,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -11,6 +11,21 @@ import (
 // asked for.
 var ErrCompacted = errors.New("sm: revision compacted")
 
+// OwnershipError refuses a read of a routing key the replica's group does
+// not serve: Moving when its range is changing hands (or the group has not
+// recorded what it owns yet), else the key belongs to another group.
+type OwnershipError struct {
+	Group  string
+	Moving bool
+}
+
+func (e *OwnershipError) Error() string {
+	if e.Moving {
+		return "sm: " + e.Group + ": this key's range is changing hands"
+	}
+	return "sm: " + e.Group + " does not own this key's range"
+}
+
 // Entry is one key-value pair of a listing.
 type Entry struct {
 	Key []byte
