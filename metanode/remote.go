@@ -94,6 +94,19 @@ func (n *Node) candidates(group string) []candidate {
 	return out
 }
 
+// LeaderOf returns the group's leader as this node knows it: raft's when
+// it hosts the group, else who last said it leads it ("" when unknown).
+func (n *Node) LeaderOf(group string) string {
+	if g := n.hosted(group); g != nil {
+		id, _ := g.leader()
+		return id
+	}
+	if v, ok := n.hints.Load(group); ok {
+		return v.(candidate).id
+	}
+	return ""
+}
+
 // noteLeader records who leads a group, as a node said.
 func (n *Node) noteLeader(group string, c candidate) {
 	if c.addr != "" {

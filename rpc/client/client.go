@@ -413,6 +413,26 @@ func (c *Client) refresh(ctx context.Context) {
 	wg.Wait()
 }
 
+// learnLeader takes the leader a response names for its group: the next
+// writes of the group go there, so the client follows a leadership move
+// at once instead of having every write forwarded.
+func (c *Client) learnLeader(r any) {
+	h, ok := r.(interface{ GetHeader() *metapb.ResponseHeader })
+	if !ok {
+		return
+	}
+	hd := h.GetHeader()
+	if hd.GetGroup() == "" || hd.GetLeaderId() == "" {
+		return
+	}
+	c.mu.Lock()
+	same := c.leaders[hd.Group] == hd.LeaderId
+	c.mu.Unlock()
+	if !same {
+		c.noteLeader(hd.Group, hd.LeaderId)
+	}
+}
+
 func (c *Client) noteLeader(group, id string) {
 	if group == "" || id == "" {
 		return
@@ -521,6 +541,7 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 		} else {
 			r, err := call(ctx, ep)
 			if err == nil {
+				c.learnLeader(r)
 				return r, nil
 			}
 			class, info := classify(err)

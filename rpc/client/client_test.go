@@ -228,3 +228,21 @@ func TestClientRoutesByTheDirectorysRanges(t *testing.T) {
 		}
 	}
 }
+
+// A successful write's response names its group's leader: the client
+// sends the group's next writes there (it follows a leadership move
+// without a failed call).
+func TestWriteLearnsTheLeaderFromTheResponse(t *testing.T) {
+	c := testClient(t, Config{})
+	if _, err := write(context.Background(), c, "data-0", func(context.Context, *endpoint) (*metapb.PutResponse, error) {
+		return &metapb.PutResponse{Header: &metapb.ResponseHeader{NodeId: "n1", Group: "data-0", LeaderId: "n7"}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	got := c.leaders["data-0"]
+	c.mu.Unlock()
+	if got != "n7" {
+		t.Fatalf("leader of data-0: got %q, want n7 (from the response)", got)
+	}
+}

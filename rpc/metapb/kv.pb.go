@@ -179,7 +179,11 @@ type ResponseHeader struct {
 	// The group's revision after the write, or at the time of the read.
 	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	// The raft index applied when the response was produced.
-	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The group's leader as the serving node knew it when it answered (""
+	// when unknown): a client sends the group's next writes there, so it
+	// follows leadership moves without a failed call.
+	LeaderId      string `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -240,6 +244,13 @@ func (x *ResponseHeader) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *ResponseHeader) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
 }
 
 type PutRequest struct {
@@ -896,12 +907,13 @@ const file_rpc_metapb_kv_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\x80\x01\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\x9d\x01\n" +
 	"\x0eResponseHeader\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
-	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"c\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x1b\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\"c\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +

@@ -85,6 +85,7 @@ func (n *fakeNode) proposals() int {
 }
 
 func (n *fakeNode) ID() string                    { return "fake" }
+func (n *fakeNode) LeaderOf(string) string        { return "fake" }
 func (n *fakeNode) Addr() string                  { return "fake:0" }
 func (n *fakeNode) ClusterID() string             { return "fake-cluster" }
 func (n *fakeNode) GroupCounts() (int, int)       { return 1, len(n.machines) - 2 }
@@ -184,6 +185,17 @@ func TestHandlersOnAFakeNode(t *testing.T) {
 		}
 	})
 	t.Run("resources", func(t *testing.T) { testResources(t, cl) })
+	t.Run("responses name the leader", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte("leader"), Value: []byte("1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := resp.GetHeader(); h.GetGroup() == "" || h.GetLeaderId() != "fake" {
+			t.Fatalf("header %v: want the group and its leader", h)
+		}
+	})
 }
 
 // Every node error reaches the public API as its reason's status, with

@@ -44,6 +44,9 @@ type Node interface {
 	// Router routes routing keys to groups by the directory the node
 	// holds.
 	Router() *metapb.Router
+	// LeaderOf is the group's leader as this node knows it ("" when
+	// unknown).
+	LeaderOf(group string) string
 }
 
 // Server implements the public services.
@@ -93,6 +96,9 @@ func (s *Server) Close() error { return s.fwd.close() }
 
 func (s *Server) header(group string, m state.Reader, rev uint64) *metapb.ResponseHeader {
 	h := &metapb.ResponseHeader{NodeId: s.node.ID(), Group: group, Revision: rev}
+	if group != "" {
+		h.LeaderId = s.node.LeaderOf(group)
+	}
 	if m != nil {
 		h.AppliedIndex = m.AppliedIndex()
 		if rev == 0 {
