@@ -20,6 +20,7 @@ import (
 // holds no pointer to the node.
 type env struct {
 	id    string // this node's id
+	m     *metrics
 	cfg   Config
 	t     timings
 	log   *slog.Logger

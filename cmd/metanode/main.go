@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/metamq/meta/controller"
@@ -97,6 +99,7 @@ func command() *cobra.Command {
 	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")
 	f.DurationVar(&ctlCfg.RebalanceInterval, "connector-rebalance-interval", ctlCfg.RebalanceInterval, "how often connectors are rebalanced")
 	f.IntVar(&ctlCfg.MaxMoves, "connector-max-moves", ctlCfg.MaxMoves, "connectors moved between live brokers per rebalance at most")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics, /livez and /readyz on http://ADDR (empty: off)")
 	f.StringVar(&debugListen, "debug-listen", "", "serve Go's pprof profiles on http://ADDR/debug/pprof/ (empty: off; bind it to loopback)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -149,7 +152,10 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 			return err
 		}
 	}
-	cfg.ServerOptions = server.ServerOptions()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Metrics = reg
+	cfg.ServerOptions = append(server.MetricsOptions(reg), server.ServerOptions()...)
 	node, err := metanode.New(cfg)
 	if err != nil {
 		return err
@@ -159,6 +165,7 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 		return err
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
+	reg.MustRegister(ctl.Collector())
 	srv := server.Register(node.GRPCServer(), node, version)
 	defer srv.Close()
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
