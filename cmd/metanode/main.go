@@ -37,7 +37,7 @@ func main() {
 func command() *cobra.Command {
 	cfg := metanode.DefaultConfig()
 	ctlCfg := controller.DefaultConfig()
-	var initial, join, logLevel, logFormat, debugListen string
+	var initial, join, logLevel, logFormat, debugListen, configFile string
 	var blockCache, writeBuffer int64
 	cmd := &cobra.Command{
 		Use:           "metanode",
@@ -46,6 +46,14 @@ func command() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
+			if cfg.ID == "" || cfg.DataDir == "" {
+				return errors.New("--id and --data-dir are required (flags, or the keys id and data-dir of --config)")
+			}
 			peers, err := metanode.ParsePeers(initial)
 			if err != nil {
 				return err
@@ -66,6 +74,7 @@ func command() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file of flag values, keyed by flag name (flags given on the command line win)")
 	f.StringVar(&cfg.ID, "id", "", "this node's id, unique in the cluster for all time (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for RocksDB and raft snapshots (required)")
 	f.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "gRPC listen address (public API and raft)")
@@ -103,8 +112,6 @@ func command() *cobra.Command {
 	f.StringVar(&debugListen, "debug-listen", "", "serve Go's pprof profiles on http://ADDR/debug/pprof/ (empty: off; bind it to loopback)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
-	_ = cmd.MarkFlagRequired("id")
-	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.Version = version
 	return cmd
 }
