@@ -237,3 +237,85 @@ func TestHealthFollowsLeadership(t *testing.T) {
 	}
 	expect("n1 ready again with a quorum", http.StatusOK, healthpb.HealthCheckResponse_SERVING, "ok")
 }
+
+// A watch whose node goes silent (blackholed: nothing answers, nothing
+// resets) notices it and resumes on another node without losing or
+// repeating an event.
+func TestWatchLeavesSilentNode(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{Metrics: true})
+	cl := c.Client("")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	got := make(chan string, 100)
+	watchDone := make(chan error, 1)
+	go func() {
+		watchDone <- cl.Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV, Prefix: []byte("w/"), ProgressIntervalMs: 300},
+			func(r *metapb.WatchResponse) error {
+				for _, ev := range r.Events {
+					got <- string(ev.Kv.Key)
+				}
+				return nil
+			})
+	}()
+	defer func() {
+		cancel()
+		<-watchDone
+	}()
+	// The node serving the watch is the one that counts it open.
+	var serving string
+	poll.ForTrue(t, "the watch to open", 30*time.Second, func() bool {
+		for _, id := range c.IDs() {
+			if value(scrape(t, c.Running(id).MetricsAddr()), "meta_watches_open", nil) == 1 {
+				serving = id
+				return true
+			}
+		}
+		return false
+	})
+	var other string
+	for _, id := range c.IDs() {
+		if id != serving {
+			other = id
+			break
+		}
+	}
+	writer := c.Client(other)
+	want := []string{}
+	put := func(i int) {
+		k := fmt.Sprintf("w/%03d", i)
+		if _, err := writer.Put(ctx, &metapb.PutRequest{Key: []byte(k), Value: []byte("v")}); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+		want = append(want, k)
+	}
+	put(0)
+	if k := <-got; k != "w/000" {
+		t.Fatalf("first event: got %s, want w/000", k)
+	}
+	want = want[1:]
+
+	t.Logf("blackholing the watch's node %s", serving)
+	c.Net.Block(metanodetest.Client, serving)
+	c.Net.Block(serving, metanodetest.Client)
+	defer c.Net.Heal()
+	for i := 1; i <= 10; i++ {
+		put(i)
+	}
+	for _, w := range want {
+		select {
+		case k := <-got:
+			if k != w {
+				t.Fatalf("event: got %s, want %s (lost or reordered)", k, w)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch did not resume on another node: still waiting for %s", w)
+		}
+	}
+	c.Net.Heal()
+	select {
+	case k := <-got:
+		t.Fatalf("unexpected event %s (a repeat?)", k)
+	case <-time.After(time.Second):
+	}
+}
