@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,28 @@ func TestMetricsScrape(t *testing.T) {
 	} {
 		if fams[name] == nil {
 			t.Errorf("family %s missing from /metrics", name)
+		}
+	}
+	// The dashboard is built on these figures only.
+	dash, err := os.ReadFile("../ci/deploy/grafana/meta.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposed := map[string]bool{}
+	for _, id := range c.IDs() {
+		for name := range scrape(t, c.Running(id).MetricsAddr()) {
+			exposed[name] = true
+		}
+	}
+	for _, name := range regexp.MustCompile(`meta_[a-z_]+`).FindAllString(string(dash), -1) {
+		base := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok && exposed[b] {
+				base = b
+			}
+		}
+		if !exposed[base] {
+			t.Errorf("the Grafana dashboard uses %s, which no node exposes", name)
 		}
 	}
 	poll.For(t, "the figures to move", 30*time.Second, func() error {
