@@ -44,13 +44,7 @@ func (db *DB) Stats() Stats {
 	for _, h := range db.fixed {
 		perCF(h)
 	}
-	db.mu.RLock()
-	groups := make([]*group, 0, len(db.groups))
-	for _, g := range db.groups {
-		groups = append(groups, g)
-	}
-	db.mu.RUnlock()
-	for _, g := range groups {
+	for _, g := range db.openGroups() {
 		if g.gate.enter() != nil {
 			continue // dropped meanwhile
 		}
