@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos clean
+.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos clean
 
 all: build
 
@@ -25,6 +25,12 @@ run: build
 
 stop:
 	@ci/cluster.sh stop
+
+# image builds the node image locally (no registry: FROM scratch with
+# bin/metanode, its shared libraries and the loader, as the chaos suite
+# does) and tags it meta-node:latest for ci/deploy/docker-compose.yml.
+image: build
+	@tag=$$($(BIN)/metachaos image --binary $(BIN)/metanode) && docker tag "$$tag" meta-node:latest && echo "built $$tag, tagged meta-node:latest"
 
 vet:
 	$(GO) vet ./...

@@ -5,13 +5,16 @@
 # META_NODE_FLAGS adds flags to every node, with {i} replaced by the node's
 # number, e.g. META_NODE_FLAGS='--debug-listen 127.0.0.1:606{i}' serves
 # pprof on 6061-6063. META_DATA moves the data (default ./data) and
-# META_BASE_PORT the ports (default 7001: 7001-7003).
+# META_BASE_PORT the ports (default 7001: 7001-7003). Each node serves
+# /metrics, /livez and /readyz on META_BASE_PORT+2000+i-1 (9001-9003 by
+# default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${META_DATA:-./data}
 NODE_FLAGS=${META_NODE_FLAGS:-}
 B=${META_BASE_PORT:-7001}
 PORTS=($B $((B+1)) $((B+2)))
+MPORTS=($((B+2000)) $((B+2001)) $((B+2002)))
 IC="n1=127.0.0.1:$B,n2=127.0.0.1:$((B+1)),n3=127.0.0.1:$((B+2))"
 EPS="127.0.0.1:$B,127.0.0.1:$((B+1)),127.0.0.1:$((B+2))"
 
@@ -22,13 +25,14 @@ start() {
   for i in 1 2 3; do
     if running $i; then echo "n$i already running (pid $(cat "$DATA/n$i.pid"))"; continue; fi
     nohup bin/metanode --id "n$i" --data-dir "$DATA/n$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
-      --initial-cluster "$IC" ${NODE_FLAGS//\{i\}/$i} >>"$DATA/n$i.log" 2>&1 &
+      --metrics-listen "127.0.0.1:${MPORTS[$((i-1))]}" --initial-cluster "$IC" ${NODE_FLAGS//\{i\}/$i} >>"$DATA/n$i.log" 2>&1 &
     echo $! >"$DATA/n$i.pid"
   done
   # Wait until the cluster serves a linearizable read.
   for _ in $(seq 1 150); do
     if bin/metactl --endpoints "$EPS" --timeout 2s member list >/dev/null 2>&1; then
       echo "meta cluster is up: endpoints $EPS (data and logs in $DATA; stop with 'make stop')"
+      echo "metrics: http://127.0.0.1:{${MPORTS[0]},${MPORTS[1]},${MPORTS[2]}}/metrics (also /livez, /readyz)"
       bin/metactl --endpoints "$EPS" status
       return 0
     fi

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/metamq/meta/rocks"
@@ -129,6 +130,16 @@ type Config struct {
 	// events; EventRetentionMin revisions are kept regardless.
 	EventRetention    time.Duration
 	EventRetentionMin uint64
+
+	// Metrics is the registry the node's figures go into (served on
+	// /metrics); nil: the node makes its own. Register the public API's
+	// (rpc/server.MetricsOptions) and the controller's in the same one.
+	Metrics *prometheus.Registry
+	// MetricsListen, when set, is where the node serves /metrics, /livez
+	// and /readyz over HTTP; MetricsListener, when set, is used instead
+	// (tests pass one bound to port 0).
+	MetricsListen   string
+	MetricsListener net.Listener
 
 	// ServerOptions are added to the node's gRPC server (the public API's
 	// codec and interceptors: rpc/server.ServerOptions).

@@ -18,6 +18,17 @@
 // term's work has returned. All waits and bounds are derived from Config
 // in timings.go.
 //
+// # Metrics and health
+//
+// metrics.go: the node's figures go into one Prometheus registry
+// (Config.Metrics), read at scrape time where they are state (group
+// indexes, queue depths, RocksDB) and counted where they happen otherwise
+// (leader changes, batch sizes, apply latency); labels are group names at
+// most. Ready is the one meaning of "ready" (every hosted group has a
+// leader, applied close to commit, no storage error): /readyz says it over
+// HTTP on Config.MetricsListen, and the health loop keeps the gRPC health
+// service in step with it.
+//
 // # Errors
 //
 // Node errors speak meta's one vocabulary (rpc/metapb/errors.go): each

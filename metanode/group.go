@@ -20,6 +20,7 @@ import (
 // holds no pointer to the node.
 type env struct {
 	id    string // this node's id
+	m     *metrics
 	cfg   Config
 	t     timings
 	log   *slog.Logger
@@ -116,6 +117,10 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 		proposals:    make(chan *proposal, 4096),
 		inflight:     make(chan struct{}, e.cfg.MaxInflight),
 	}
+	// The group's counters exist from the start (at 0), so that a rate
+	// over them is defined before the first event.
+	e.m.leaderChanges.WithLabelValues(name)
+	e.m.proposeFailed.WithLabelValues(name)
 	g.leaderReads.run = g.confirmLeadership
 	g.leaderReads.timeout = e.t.readRound
 	g.remoteReads.run = g.askLeaderReadIndex

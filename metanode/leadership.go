@@ -60,7 +60,10 @@ func (g *group) watchLeadership() {
 			// A term that is lost is unready at once: readiness is
 			// always checked against raft's current state and term.
 			g.changes.notify()
-		case <-g.observations:
+		case o := <-g.observations:
+			if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
+				g.env.m.leaderChanges.WithLabelValues(g.name).Inc()
+			}
 			g.changes.notify()
 		case <-g.raftDone:
 			return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -39,6 +41,11 @@ type Node struct {
 	grpc  *grpc.Server
 	hlth  *health.Server
 	trans *transport.Manager
+	reg   *prometheus.Registry
+	m     *metrics
+	// metricsSrv serves /metrics, /livez and /readyz (nil when off).
+	metricsSrv  *http.Server
+	metricsAddr string
 
 	// Set by Start before started is set; read-only afterwards.
 	addr     string
@@ -88,6 +95,11 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID), t: cfg.timings(),
 		life: newLifetime(context.Background()), serveErr: make(chan error, 1), groups: map[string]*group{},
 		tasks: map[string][]func(context.Context){}, calls: map[string]CallHandler{}}
+	n.reg = cfg.Metrics
+	if n.reg == nil {
+		n.reg = prometheus.NewRegistry()
+	}
+	n.m = newMetrics(n.reg, n)
 	n.addr = cfg.AdvertiseAddr
 	if n.addr == "" {
 		if cfg.Listener != nil {
@@ -165,6 +177,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.abort()
 		}
 	}()
+	if n.cfg.MetricsListen != "" || n.cfg.MetricsListener != nil {
+		if err := n.serveMetrics(); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("metanode: data dir: %w", err)
 	}
@@ -173,7 +190,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.trans.SetClusterID(n.identity.ClusterId)
-	n.env = &env{id: n.id, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
+	n.env = &env{id: n.id, m: n.m, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
 		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
 		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
 		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(),
@@ -199,7 +216,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.serving.Store(true)
-	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.life.Go(n.healthLoop)
 	n.log.Info("node started", "addr", n.addr, "cluster", n.identity.ClusterId,
 		"offset_groups", n.identity.OffsetGroups, "data_groups", n.identity.DataGroups,
 		"hosted", n.db.Groups(), "fresh", fresh)
@@ -506,7 +523,9 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 	}
 	n.closed = true
 	n.serving.Store(false)
-	n.hlth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	// Every service NOT_SERVING from now on, whatever the health loop
+	// does before it stops.
+	n.hlth.Shutdown()
 	// The node's lifetime ends first: watches and the groups' loops see it
 	// at once; raft keeps running (and answering) until each group stops.
 	n.life.End()
@@ -554,6 +573,9 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 		if err := n.db.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if n.metricsSrv != nil {
+		_ = n.metricsSrv.Close()
 	}
 	n.log.Info("node stopped", "orderly", orderly)
 	return errors.Join(errs...)

@@ -225,6 +225,9 @@ func (g *group) submit(batch []*proposal) {
 		deliver(nil, fmt.Errorf("%w: encode: %v", ErrInvalid, err))
 		return
 	}
+	m := g.env.m
+	m.batchOps.WithLabelValues(g.name).Observe(float64(len(batch)))
+	start := time.Now()
 	f, done, err := g.calls.start("apply", func() raft.Future { return g.raft.Apply(data, g.env.t.applyEnqueue) })
 	if err != nil {
 		deliver(nil, err) // never handed to raft
@@ -235,9 +238,11 @@ func (g *group) submit(batch []*proposal) {
 	go func() {
 		defer done()
 		if err := f.Error(); err != nil {
+			m.proposeFailed.WithLabelValues(g.name).Inc()
 			deliver(nil, g.applyError(err))
 			return
 		}
+		m.raftApply.WithLabelValues(g.name).Observe(time.Since(start).Seconds())
 		res, ok := f.(raft.ApplyFuture).Response().(*sm.BatchResult)
 		if !ok || len(res.Results) != len(batch) {
 			deliver(nil, unknown(fmt.Errorf("unexpected apply response %T", f.(raft.ApplyFuture).Response())))

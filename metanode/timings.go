@@ -31,6 +31,9 @@ type timings struct {
 	freshSnapshotPause time.Duration
 	// joinPause is the first pause between join attempts (it grows to 10×).
 	joinPause time.Duration
+	// healthInterval is how often the gRPC health status is brought in
+	// step with Ready.
+	healthInterval time.Duration
 }
 
 func (c Config) timings() timings {
@@ -46,5 +49,6 @@ func (c Config) timings() timings {
 		peerCall:           3 * e,
 		freshSnapshotPause: e,
 		joinPause:          e / 5,
+		healthInterval:     e / 2,
 	}
 }

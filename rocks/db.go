@@ -517,18 +517,24 @@ func (db *DB) Flush() error {
 			return fmt.Errorf("rocks: flush: %w", err)
 		}
 	}
-	db.mu.RLock()
-	groups := make([]*group, 0, len(db.groups))
-	for _, g := range db.groups {
-		groups = append(groups, g)
-	}
-	db.mu.RUnlock()
-	for _, g := range groups {
+	for _, g := range db.openGroups() {
 		if err := db.flushGroup(g, fo); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// openGroups returns the groups open now (a caller enters each one's gate
+// before it uses its handles: it may be dropped meanwhile).
+func (db *DB) openGroups() []*group {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	groups := make([]*group, 0, len(db.groups))
+	for _, g := range db.groups {
+		groups = append(groups, g)
+	}
+	return groups
 }
 
 // flushGroup flushes one group's column families; a group dropped

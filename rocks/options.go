@@ -254,6 +254,9 @@ func (o Options) build() (*native, error) {
 		cache.Destroy()
 		return nil, fmt.Errorf("rocks: options: %w", err)
 	}
+	// Statistics give the block-cache hit and stall counters of the
+	// node's metrics (Stats).
+	opts.EnableStatistics()
 	logOpts := opts.Clone()
 	logOpts.SetCompression(grocksdb.NoCompression)
 	logOpts.SetBottommostCompression(grocksdb.NoCompression)

@@ -3,5 +3,8 @@
 //	metanode --id n1 --data-dir D --listen ADDR --initial-cluster n1=A1,n2=A2,n3=A3
 //	metanode --id n4 --data-dir D --listen ADDR4 --join A1      (after `metactl member add n4 ADDR4`)
 //
+//	metanode --config node.yaml [flags]                        (YAML keyed by flag names; flags win)
+//
+// --metrics-listen ADDR serves /metrics, /livez and /readyz over HTTP.
 // SIGTERM or SIGINT shuts the node down in order within --shutdown-timeout.
 package main

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/metamq/meta/controller"
@@ -35,7 +37,7 @@ func main() {
 func command() *cobra.Command {
 	cfg := metanode.DefaultConfig()
 	ctlCfg := controller.DefaultConfig()
-	var initial, join, logLevel, logFormat, debugListen string
+	var initial, join, logLevel, logFormat, debugListen, configFile string
 	var blockCache, writeBuffer int64
 	cmd := &cobra.Command{
 		Use:           "metanode",
@@ -44,6 +46,14 @@ func command() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
+			if cfg.ID == "" || cfg.DataDir == "" {
+				return errors.New("--id and --data-dir are required (flags, or the keys id and data-dir of --config)")
+			}
 			peers, err := metanode.ParsePeers(initial)
 			if err != nil {
 				return err
@@ -64,6 +74,7 @@ func command() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file of flag values, keyed by flag name (flags given on the command line win)")
 	f.StringVar(&cfg.ID, "id", "", "this node's id, unique in the cluster for all time (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for RocksDB and raft snapshots (required)")
 	f.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "gRPC listen address (public API and raft)")
@@ -97,11 +108,10 @@ func command() *cobra.Command {
 	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")
 	f.DurationVar(&ctlCfg.RebalanceInterval, "connector-rebalance-interval", ctlCfg.RebalanceInterval, "how often connectors are rebalanced")
 	f.IntVar(&ctlCfg.MaxMoves, "connector-max-moves", ctlCfg.MaxMoves, "connectors moved between live brokers per rebalance at most")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics, /livez and /readyz on http://ADDR (empty: off)")
 	f.StringVar(&debugListen, "debug-listen", "", "serve Go's pprof profiles on http://ADDR/debug/pprof/ (empty: off; bind it to loopback)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
-	_ = cmd.MarkFlagRequired("id")
-	_ = cmd.MarkFlagRequired("data-dir")
 	cmd.Version = version
 	return cmd
 }
@@ -149,7 +159,10 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 			return err
 		}
 	}
-	cfg.ServerOptions = server.ServerOptions()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Metrics = reg
+	cfg.ServerOptions = append(server.MetricsOptions(reg), server.ServerOptions()...)
 	node, err := metanode.New(cfg)
 	if err != nil {
 		return err
@@ -159,6 +172,7 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 		return err
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
+	reg.MustRegister(ctl.Collector())
 	srv := server.Register(node.GRPCServer(), node, version)
 	defer srv.Close()
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/rpc/client"
@@ -36,6 +38,9 @@ type Options struct {
 	Seed uint64
 	// Dir holds the nodes' data directories; default t.TempDir().
 	Dir string
+	// Metrics serves every node's /metrics, /livez and /readyz on a port
+	// of its own (metanode.Node.MetricsAddr).
+	Metrics bool
 }
 
 // Node is one member of a test cluster.
@@ -166,7 +171,11 @@ func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
 	cfg.Rocks.BlockCacheBytes = 8 << 20
 	cfg.Rocks.WriteBufferBytes = 16 << 20
 	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.ServerOptions = server.ServerOptions()
+	cfg.Metrics = prometheus.NewRegistry()
+	cfg.ServerOptions = append(server.MetricsOptions(cfg.Metrics), server.ServerOptions()...)
+	if c.opts.Metrics {
+		cfg.MetricsListen = "127.0.0.1:0"
+	}
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}
@@ -204,6 +213,7 @@ func (c *Cluster) start(id string, l net.Listener, adjust func(*metanode.Config)
 		return err
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
+	node.Metrics().MustRegister(ctl.Collector())
 	srv := server.Register(node.GRPCServer(), node, "test", server.WithDialer(cfg.Dialer))
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 	if c.opts.Prepare != nil {

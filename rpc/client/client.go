@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -189,6 +190,11 @@ func (c *Client) addEndpoint(addr string) (*endpoint, error) {
 			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		// A node that goes silent (blackholed: no answer, no reset) is
+		// noticed within keepaliveTime + keepaliveTimeout and its calls
+		// fail, instead of waiting for their deadlines; the nodes accept
+		// pings this often (rpc/transport's enforcement policy).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 	}
 	if c.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(c.cfg.Dialer))
@@ -260,6 +266,13 @@ func (c *Client) ready(ctx context.Context, ep *endpoint) bool {
 	}
 	return ok
 }
+
+// Client keepalive: ping an idle connection every keepaliveTime, drop it
+// if a ping is not answered within keepaliveTimeout.
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+)
 
 // downFor is how long an endpoint that failed to connect is skipped.
 const downFor = 500 * time.Millisecond

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +25,11 @@ import (
 // (ctx.Err()), when fn returns an error (that error), or when the watch
 // cannot continue: bad input, or COMPACTED (see Compacted: re-list, then
 // watch from the listing's revision + 1).
+//
+// A stream that stays silent for silentAfter progress intervals (the
+// server sends a progress notification at least every interval) is taken
+// for a node that can no longer be heard (blackholed, stalled): the watch
+// resumes elsewhere the same way.
 //
 // The first response of every stream is a progress notification giving
 // the start point per group; a watch whose first stream fails before that
@@ -89,22 +96,46 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, st *watchState, fn
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// silent fires when nothing arrived for a while; it is stopped while
+	// fn runs (a slow callback is not a silent node).
+	limit := silentAfter * progressInterval(st.req)
+	var silent atomic.Bool
+	timer := time.AfterFunc(limit, func() { silent.Store(true); cancel() })
+	defer timer.Stop()
 	stream, err := metapb.NewWatchClient(ep.conn).Watch(ctx, st.resume())
-	if err != nil {
-		return false, err
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return received, err
+	for err == nil {
+		var resp *metapb.WatchResponse
+		if resp, err = stream.Recv(); err != nil {
+			break
 		}
+		timer.Stop()
 		received = true
 		if out := st.filter(resp); out != nil {
 			if err := fn(out); err != nil {
 				return received, &fnError{err: err}
 			}
 		}
+		timer.Reset(limit)
 	}
+	if silent.Load() {
+		ep.downUntil.Store(time.Now().Add(limit).UnixNano())
+		return received, status.Errorf(codes.Unavailable, "client: watch on %s: nothing heard for %v", ep.addr, limit)
+	}
+	return received, err
+}
+
+// silentAfter is how many progress intervals a watch stream may stay
+// silent before the client gives up on it.
+const silentAfter = 3
+
+// progressInterval is the interval the server sends progress
+// notifications at for req (rpc/metapb/watch.proto's default and minimum).
+func progressInterval(req *metapb.WatchRequest) time.Duration {
+	ms := req.GetProgressIntervalMs()
+	if ms == 0 {
+		ms = 5000
+	}
+	return time.Duration(max(ms, 100)) * time.Millisecond
 }
 
 // watchState is what a resumable watch remembers between streams.

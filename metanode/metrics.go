@@ -1,0 +1,272 @@
+package metanode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Metrics and health. Every figure of a node is in its registry
+// (Config.Metrics): the per-group and RocksDB figures are read when
+// scraped (collector), the rest are counted where they happen (metrics).
+// Labels are bounded: group names and nothing finer (never keys, clients
+// or brokers).
+
+// maxReadyLag is how many committed entries a replica may have left to
+// apply and still call itself caught up (ready).
+const maxReadyLag = 1000
+
+// metrics are the figures counted as they happen.
+type metrics struct {
+	leaderChanges *prometheus.CounterVec   // group
+	batchOps      *prometheus.HistogramVec // group
+	raftApply     *prometheus.HistogramVec // group
+	proposeFailed *prometheus.CounterVec   // group
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+	m := &metrics{
+		leaderChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_group_leader_changes_total",
+			Help: "Times this replica saw a new leader of the group (a new leader id, or the same one in a new term)."}, []string{"group"}),
+		batchOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meta_group_batch_ops",
+			Help:    "Client operations packed into one raft entry by this node as the group's leader.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, []string{"group"}),
+		raftApply: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meta_group_apply_seconds",
+			Help:    "From handing an entry to raft until it is applied here as leader: log write, replication, commit and apply.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"group"}),
+		proposeFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_group_apply_failures_total",
+			Help: "Entries raft did not apply as this node proposed them (leadership lost, shutdown), by group."}, []string{"group"}),
+	}
+	reg.MustRegister(m.leaderChanges, m.batchOps, m.raftApply, m.proposeFailed, collector{n})
+	return m
+}
+
+// collector reads the per-group, storage and readiness figures at scrape
+// time.
+type collector struct{ n *Node }
+
+var (
+	descTerm     = prometheus.NewDesc("meta_group_term", "Current raft term of the group on this replica.", []string{"group"}, nil)
+	descLeader   = prometheus.NewDesc("meta_group_is_leader", "1 when this replica leads the group.", []string{"group"}, nil)
+	descHasLead  = prometheus.NewDesc("meta_group_has_leader", "1 when this replica knows a leader of the group.", []string{"group"}, nil)
+	descCommit   = prometheus.NewDesc("meta_group_commit_index", "Raft commit index known to this replica.", []string{"group"}, nil)
+	descApplied  = prometheus.NewDesc("meta_group_applied_index", "Index the state machine has applied on this replica.", []string{"group"}, nil)
+	descLastLog  = prometheus.NewDesc("meta_group_last_log_index", "Last index in this replica's raft log.", []string{"group"}, nil)
+	descSnapshot = prometheus.NewDesc("meta_group_snapshot_index", "Index of this replica's latest raft snapshot.", []string{"group"}, nil)
+	descQueue    = prometheus.NewDesc("meta_group_proposal_queue", "Client operations waiting to be packed into a raft entry.", []string{"group"}, nil)
+	descInflight = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
+	descGroups   = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
+	descReady    = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
+
+	descRocksGauges = map[string]*prometheus.Desc{}
+	descRocksCounts = map[string]*prometheus.Desc{}
+)
+
+func rocksDesc(m map[string]*prometheus.Desc, name, help string) *prometheus.Desc {
+	d := prometheus.NewDesc(name, help, nil, nil)
+	m[name] = d
+	return d
+}
+
+var (
+	descLiveSST   = rocksDesc(descRocksGauges, "meta_rocksdb_live_sst_bytes", "Bytes of live SST files, all column families.")
+	descTotalSST  = rocksDesc(descRocksGauges, "meta_rocksdb_sst_bytes", "Bytes of all SST files, obsolete ones not yet deleted included.")
+	descPending   = rocksDesc(descRocksGauges, "meta_rocksdb_pending_compaction_bytes", "RocksDB's estimate of the bytes compaction must rewrite.")
+	descRunning   = rocksDesc(descRocksGauges, "meta_rocksdb_running_compactions", "Compactions running.")
+	descMemtables = rocksDesc(descRocksGauges, "meta_rocksdb_memtable_bytes", "Bytes in memtables, all column families.")
+	descStopped   = rocksDesc(descRocksGauges, "meta_rocksdb_write_stopped", "1 while RocksDB stops writes (a stall).")
+	descDelayed   = rocksDesc(descRocksGauges, "meta_rocksdb_delayed_write_rate_bytes", "Rate writes are throttled to; 0 when not throttled.")
+	descBgErrors  = rocksDesc(descRocksGauges, "meta_rocksdb_background_errors", "Background (flush, compaction) errors since the node started.")
+	descCacheUse  = rocksDesc(descRocksGauges, "meta_rocksdb_block_cache_usage_bytes", "Bytes held in the shared block cache.")
+	descCacheCap  = rocksDesc(descRocksGauges, "meta_rocksdb_block_cache_capacity_bytes", "Capacity of the shared block cache.")
+	descHits      = rocksDesc(descRocksCounts, "meta_rocksdb_block_cache_hits_total", "Block cache hits.")
+	descMisses    = rocksDesc(descRocksCounts, "meta_rocksdb_block_cache_misses_total", "Block cache misses.")
+	descStall     = rocksDesc(descRocksCounts, "meta_rocksdb_stall_seconds_total", "Time writes waited in RocksDB stalls.")
+	descWritten   = rocksDesc(descRocksCounts, "meta_rocksdb_written_bytes_total", "Bytes written to RocksDB.")
+	descRead      = rocksDesc(descRocksCounts, "meta_rocksdb_read_bytes_total", "Bytes read from RocksDB.")
+)
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
+		descSnapshot, descQueue, descInflight, descGroups, descReady} {
+		ch <- d
+	}
+	for _, d := range descRocksGauges {
+		ch <- d
+	}
+	for _, d := range descRocksCounts {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(descReady, b2f(n.Ready() == nil))
+	if !n.started.Load() {
+		return
+	}
+	groups := n.hostedGroups()
+	gauge(descGroups, float64(len(groups)))
+	for _, g := range groups {
+		id, _ := g.leader()
+		gauge(descTerm, float64(g.raft.CurrentTerm()), g.name)
+		gauge(descLeader, b2f(g.raft.State() == raft.Leader), g.name)
+		gauge(descHasLead, b2f(id != ""), g.name)
+		gauge(descCommit, float64(g.raft.CommitIndex()), g.name)
+		gauge(descApplied, float64(g.fsm.AppliedIndex()), g.name)
+		gauge(descLastLog, float64(g.raft.LastIndex()), g.name)
+		snap, _ := strconv.ParseUint(g.raft.Stats()["last_snapshot_index"], 10, 64)
+		gauge(descSnapshot, float64(snap), g.name)
+		gauge(descQueue, float64(len(g.proposals)), g.name)
+		gauge(descInflight, float64(len(g.inflight)), g.name)
+	}
+	s := n.db.Stats()
+	gauge(descLiveSST, float64(s.LiveSSTBytes))
+	gauge(descTotalSST, float64(s.TotalSSTBytes))
+	gauge(descPending, float64(s.PendingCompactionBytes))
+	gauge(descRunning, float64(s.RunningCompactions))
+	gauge(descMemtables, float64(s.MemTableBytes))
+	gauge(descStopped, b2f(s.WriteStopped))
+	gauge(descDelayed, float64(s.DelayedWriteRate))
+	gauge(descBgErrors, float64(s.BackgroundErrors))
+	gauge(descCacheUse, float64(s.BlockCacheUsage))
+	gauge(descCacheCap, float64(s.BlockCacheCapacity))
+	counter(descHits, float64(s.BlockCacheHits))
+	counter(descMisses, float64(s.BlockCacheMisses))
+	counter(descStall, float64(s.StallMicros)/1e6)
+	counter(descWritten, float64(s.BytesWritten))
+	counter(descRead, float64(s.BytesRead))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Metrics returns the node's registry (Config.Metrics, or the node's own).
+func (n *Node) Metrics() *prometheus.Registry { return n.reg }
+
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("metanode: not ready")
+
+// Ready returns nil when the node is ready to serve: it has started and is
+// not stopping, every group it hosts has a leader, each of its replicas
+// has applied all but at most maxReadyLag of the entries it knows
+// committed, and RocksDB reports no background error. Otherwise it says
+// every reason.
+func (n *Node) Ready() error {
+	if !n.started.Load() || !n.serving.Load() {
+		return fmt.Errorf("%w: not serving (starting or stopping)", ErrNotReady)
+	}
+	var why []string
+	for _, g := range n.hostedGroups() {
+		if id, _ := g.leader(); id == "" {
+			why = append(why, g.name+" has no leader")
+		}
+		if commit, applied := g.raft.CommitIndex(), g.fsm.AppliedIndex(); commit > applied+maxReadyLag {
+			why = append(why, fmt.Sprintf("%s has applied %d of %d committed entries", g.name, applied, commit))
+		}
+	}
+	if e := n.db.BackgroundErrors(); e > 0 {
+		why = append(why, fmt.Sprintf("storage: %d RocksDB background errors", e))
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(why, "; "))
+	}
+	return nil
+}
+
+// healthLoop keeps the gRPC health service in step with Ready: the
+// overall status ("") and every public service are SERVING only while the
+// node is ready; the internal services (raft, peer calls) serve while the
+// node runs, since a group without a leader needs them to elect one.
+func (n *Node) healthLoop(ctx context.Context) {
+	var last error
+	first := true
+	tick := time.NewTicker(n.t.healthInterval)
+	defer tick.Stop()
+	for {
+		err := n.Ready()
+		if first || (err == nil) != (last == nil) {
+			st := healthpb.HealthCheckResponse_SERVING
+			if err != nil {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+				n.log.Warn("node not ready", "why", err)
+			} else if !first {
+				n.log.Info("node ready")
+			}
+			n.setHealth(st)
+		}
+		first, last = false, err
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	n.hlth.SetServingStatus("", st)
+	for name := range n.grpc.GetServiceInfo() {
+		if strings.HasPrefix(name, "meta.v1.") {
+			n.hlth.SetServingStatus(name, st)
+		} else if name != healthpb.Health_ServiceDesc.ServiceName {
+			n.hlth.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		}
+	}
+}
+
+// serveMetrics serves /metrics, /livez and /readyz on the metrics
+// listener until Close.
+func (n *Node) serveMetrics() error {
+	lis := n.cfg.MetricsListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", n.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metanode: metrics listen: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	n.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.metricsAddr = lis.Addr().String()
+	go func() {
+		if err := n.metricsSrv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Warn("metrics listener stopped", "err", err)
+		}
+	}()
+	n.log.Info("metrics served", "addr", n.metricsAddr, "paths", "/metrics /livez /readyz")
+	return nil
+}
+
+// MetricsAddr is the address /metrics is served on ("" when off).
+func (n *Node) MetricsAddr() string { return n.metricsAddr }
