@@ -433,7 +433,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 func compareCommand(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var median bool
+	cmd := &cobra.Command{
 		Use:   "compare RESULT.json...",
 		Short: "Print results written with --output json side by side (- reads stdin)",
 		Args:  cobra.MinimumNArgs(1),
@@ -449,9 +450,11 @@ func compareCommand(stdout io.Writer) *cobra.Command {
 			if len(all) == 0 {
 				return errors.New("compare: no results in the files given")
 			}
-			return writeComparison(stdout, all)
+			return writeComparison(stdout, all, median)
 		},
 	}
+	cmd.Flags().BoolVar(&median, "median", false, "summarise several results of one workload and column (repetitions) by their medians, with the range and count (default: the last one counts)")
+	return cmd
 }
 
 func readResultsFile(stdin io.Reader, name string) ([]*Result, error) {

@@ -175,7 +175,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	}
 	sweep.Flags().BoolVar(&images, "images", false, "also remove node images no container uses")
 
-	root.AddCommand(run, smoke, sweep)
+	root.AddCommand(run, smoke, sweep, imageCommand(s), plotCommand(s))
 	return root
 }
 
