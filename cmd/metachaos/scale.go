@@ -172,5 +172,5 @@ func parseWindow(a string, origin map[string]int64) (verify.Fault, error) {
 		name = label + " " + parts[2]
 	}
 	ms := func(v int64) time.Duration { return time.Duration(max(v-start, 0)) * time.Millisecond }
-	return verify.Fault{Kind: verify.FaultKind(name), Began: ms(b), Ended: ms(e)}, nil
+	return verify.Fault{Kind: verify.FaultKind(name), Start: ms(b), Duration: ms(e) - ms(b), Began: ms(b), Ended: ms(e)}, nil
 }
