@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos clean
+.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos scaleout clean
 
 all: build
 
@@ -67,6 +67,11 @@ chaos: build
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
 
 test: deps lint unit planted-bugs chaos-smoke
+
+# scaleout: the scale-out benchmark, 3 nodes then 6, in containers with a
+# CPU quota (SCALE_* settings: see ci/scaleout.sh); by hand, never in test.
+scaleout: build
+	ci/scaleout.sh
 
 clean:
 	rm -rf $(BIN)

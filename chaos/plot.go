@@ -294,3 +294,29 @@ func fmtTick(v float64) string {
 	}
 	return fmt.Sprintf("%.0f", v)
 }
+
+// Line is one line of WriteLineChart: Ys[i] at Xs[i] seconds (NaN breaks
+// the line).
+type Line struct {
+	Name, Color string
+	Xs, Ys      []float64
+}
+
+// WriteLineChart writes an SVG line chart of lines to path, in the style
+// of the run plots: x in seconds from 0, a linear y axis, and windows
+// (Began..Ended, labelled "#ID Kind") shaded behind the lines. Tools other
+// than the fault runner use it (ci/scaleout.sh plots throughput through a
+// rebalance with `metachaos plot`).
+func WriteLineChart(path, title, ylabel string, lines []Line, windows []verify.Fault) error {
+	c := chart{title: title, ylabel: ylabel, xmax: 1, faults: windows}
+	for _, l := range lines {
+		for _, x := range l.Xs {
+			c.xmax = math.Max(c.xmax, x)
+		}
+		c.series = append(c.series, series{name: l.Name, color: l.Color, xs: l.Xs, ys: l.Ys})
+	}
+	for _, w := range windows {
+		c.xmax = math.Max(c.xmax, w.Ended.Seconds())
+	}
+	return writeSVG(path, c)
+}

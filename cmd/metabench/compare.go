@@ -60,32 +60,44 @@ func workloadName(r *Result) string {
 // each column (label or target, in the order first seen), items per
 // second, p50 and p99. With exactly two columns it adds the first's
 // throughput divided by the second's and whether the first's p99 is no
-// worse. A later result for the same row and column replaces an earlier
-// one.
-func writeComparison(w io.Writer, results []*Result) error {
+// worse. Without median, a later result for the same row and column
+// replaces an earlier one; with median, the results of a cell (the
+// repetitions of a run) are summarised: the medians of items per second,
+// p50 and p99, the errors added up, and two more columns per column, the
+// range of items per second (min-max) and the number of results.
+func writeComparison(w io.Writer, results []*Result, median bool) error {
 	type rowKey struct {
 		workload string
 		clients  int
 	}
 	var rows []rowKey
 	var cols []string
-	cells := map[rowKey]map[string]*Result{}
+	cells := map[rowKey]map[string][]*Result{}
 	for _, r := range results {
 		k := rowKey{workloadName(r), r.Clients}
 		if _, ok := cells[k]; !ok {
-			cells[k] = map[string]*Result{}
+			cells[k] = map[string][]*Result{}
 			rows = append(rows, k)
 		}
 		c := column(r)
 		if !slices.Contains(cols, c) {
 			cols = append(cols, c)
 		}
-		cells[k][c] = r
+		if median {
+			cells[k][c] = append(cells[k][c], r)
+		} else {
+			cells[k][c] = []*Result{r}
+		}
 	}
+	cell := func(k rowKey, c string) *Result { return summarise(cells[k][c]) }
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := []string{"workload", "clients"}
 	for _, c := range cols {
-		header = append(header, c+" ops/s", "p50 ms", "p99 ms", "errors")
+		header = append(header, c+" ops/s")
+		if median {
+			header = append(header, "min-max", "runs")
+		}
+		header = append(header, "p50 ms", "p99 ms", "errors")
 	}
 	if len(cols) == 2 {
 		header = append(header, cols[0]+"/"+cols[1], "p99 no worse")
@@ -94,19 +106,26 @@ func writeComparison(w io.Writer, results []*Result) error {
 	for _, k := range rows {
 		line := []string{k.workload, strconv.Itoa(k.clients)}
 		for _, c := range cols {
-			r := cells[k][c]
+			r := cell(k, c)
 			if r == nil {
 				line = append(line, "-", "-", "-", "-")
+				if median {
+					line = append(line, "-", "-")
+				}
 				continue
 			}
+			line = append(line, fmt.Sprintf("%.0f", r.ItemsPerSecond))
+			if median {
+				lo, hi := rangeOf(cells[k][c])
+				line = append(line, fmt.Sprintf("%.0f-%.0f", lo, hi), strconv.Itoa(len(cells[k][c])))
+			}
 			line = append(line,
-				fmt.Sprintf("%.0f", r.ItemsPerSecond),
 				fmt.Sprintf("%.2f", r.LatencyMs.P50),
 				fmt.Sprintf("%.2f", r.LatencyMs.P99),
 				strconv.FormatInt(r.ErrorsDefinite+r.ErrorsUnknown+r.Missing, 10))
 		}
 		if len(cols) == 2 {
-			a, b := cells[k][cols[0]], cells[k][cols[1]]
+			a, b := cell(k, cols[0]), cell(k, cols[1])
 			if a != nil && b != nil && b.ItemsPerSecond > 0 {
 				verdict := "no"
 				if a.LatencyMs.P99 <= b.LatencyMs.P99 {
@@ -120,4 +139,51 @@ func writeComparison(w io.Writer, results []*Result) error {
 		fmt.Fprintln(tw, strings.Join(line, "\t")+"\t")
 	}
 	return tw.Flush()
+}
+
+// summarise returns the only result of a cell, or for several a result
+// holding the medians of items per second, p50 and p99 and the sum of
+// the errors; nil for none.
+func summarise(rs []*Result) *Result {
+	switch len(rs) {
+	case 0:
+		return nil
+	case 1:
+		return rs[0]
+	}
+	med := func(f func(*Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	out := &Result{
+		ItemsPerSecond: med(func(r *Result) float64 { return r.ItemsPerSecond }),
+		LatencyMs: Latency{
+			P50: med(func(r *Result) float64 { return r.LatencyMs.P50 }),
+			P99: med(func(r *Result) float64 { return r.LatencyMs.P99 }),
+		},
+	}
+	for _, r := range rs {
+		out.ErrorsDefinite += r.ErrorsDefinite
+		out.ErrorsUnknown += r.ErrorsUnknown
+		out.Missing += r.Missing
+	}
+	return out
+}
+
+// rangeOf returns the least and greatest items per second of rs.
+func rangeOf(rs []*Result) (lo, hi float64) {
+	for i, r := range rs {
+		if i == 0 || r.ItemsPerSecond < lo {
+			lo = r.ItemsPerSecond
+		}
+		hi = max(hi, r.ItemsPerSecond)
+	}
+	return lo, hi
 }

@@ -76,6 +76,13 @@
 // prints a side-by-side table with one row per workload and client count
 // and one column group per target (or --label).
 //
+// --duration D ends the timed phase after D even if --total items were not
+// sent (give a large --total to run for a fixed time); --series FILE writes
+// one CSV line a second with the items and failures of that second, for a
+// plot of throughput over time (ci/scaleout.sh plots it through a
+// rebalance). An interrupted run (SIGINT) still leaves the series written
+// so far.
+//
 // A progress line is written to stderr once a second while a run lasts (a
 // carriage-return line on a terminal, plain lines otherwise); --progress=false
 // turns it off. The report includes the CPU time metabench itself used

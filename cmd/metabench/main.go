@@ -45,6 +45,8 @@ type options struct {
 	progress     bool
 	cpuProfile   string
 	keyPrefix    string
+	duration     time.Duration
+	series       string
 
 	// get
 	keys        int64
@@ -120,6 +122,9 @@ func (o options) Validate() error {
 	}
 	if o.output != "text" && o.output != "json" {
 		errs = append(errs, fmt.Errorf("--output: %q is not text or json", o.output))
+	}
+	if o.duration < 0 {
+		errs = append(errs, fmt.Errorf("--duration: %v, want 0 (until --total) or more", o.duration))
 	}
 	if o.maxErrorRate < 0 || o.maxErrorRate > 1 {
 		errs = append(errs, fmt.Errorf("--max-error-rate: %g, want 0 to 1", o.maxErrorRate))
@@ -353,6 +358,8 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", o.maxErrorRate, "fraction of calls that may fail before the exit status is 1")
 	f.BoolVar(&o.progress, "progress", o.progress, "print a progress line on stderr once a second")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write metabench's own CPU profile of the timed phase to this file")
+	f.DurationVar(&o.duration, "duration", 0, "end the timed phase after this long even if --total is not reached (0: run until --total)")
+	f.StringVar(&o.series, "series", "", "write throughput over time to this CSV file, one line a second ("+seriesHeader+")")
 	return cmd
 }
 
@@ -381,6 +388,15 @@ func runLoad(ctx context.Context, name string, o options, wl workload, stdout, s
 		seed:         o.seed,
 		valueSize:    o.valueSize,
 		maxErrorRate: o.maxErrorRate,
+		duration:     o.duration,
+	}
+	if o.series != "" {
+		f, err := os.Create(o.series)
+		if err != nil {
+			return fmt.Errorf("--series: %w", err)
+		}
+		defer f.Close()
+		cfg.series = f
 	}
 	if o.progress {
 		cfg.progress = stderr
@@ -417,7 +433,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 func compareCommand(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var median bool
+	cmd := &cobra.Command{
 		Use:   "compare RESULT.json...",
 		Short: "Print results written with --output json side by side (- reads stdin)",
 		Args:  cobra.MinimumNArgs(1),
@@ -433,9 +450,11 @@ func compareCommand(stdout io.Writer) *cobra.Command {
 			if len(all) == 0 {
 				return errors.New("compare: no results in the files given")
 			}
-			return writeComparison(stdout, all)
+			return writeComparison(stdout, all, median)
 		},
 	}
+	cmd.Flags().BoolVar(&median, "median", false, "summarise several results of one workload and column (repetitions) by their medians, with the range and count (default: the last one counts)")
+	return cmd
 }
 
 func readResultsFile(stdin io.Reader, name string) ([]*Result, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestWriteComparison(t *testing.T) {
 	get.Command, get.Consistency = "get", "linearizable"
 	results = append(results, get)
 	var buf bytes.Buffer
-	if err := writeComparison(&buf, results); err != nil {
+	if err := writeComparison(&buf, results, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
@@ -114,6 +115,42 @@ func TestWriteText(t *testing.T) {
 	for _, want := range []string{"metabench put on meta", "1234.5 puts/s", "2 unknown", "first error boom", "p99 12.0ms"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("text report: got\n%s\nwant it to contain %q", buf.String(), want)
+		}
+	}
+}
+
+func TestWriteComparisonMedian(t *testing.T) {
+	results := []*Result{
+		sampleResult("six", 256, 3000, 40),
+		sampleResult("three", 256, 1000, 50),
+		sampleResult("six", 256, 1000, 90),
+		sampleResult("three", 256, 1500, 60),
+		sampleResult("six", 256, 2000, 30),
+		sampleResult("three", 256, 1100, 55),
+	}
+	var buf bytes.Buffer
+	if err := writeComparison(&buf, results, true); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want header and 1 row:\n%s", len(lines), buf.String())
+	}
+	// six: median 2000 (1000-3000), p99 median 40; three: median 1100
+	// (1000-1500), p99 median 55.
+	for _, w := range []string{"min-max", "runs", "six/three"} {
+		if !strings.Contains(lines[0], w) {
+			t.Errorf("header %q: want %q", lines[0], w)
+		}
+	}
+	got := strings.Fields(lines[1])
+	want := []string{"put", "256", "2000", "1000-3000", "3"}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("row %q: want it to start %q", lines[1], want)
+	}
+	for _, w := range []string{"1100", "1000-1500", "40.00", "55.00", "1.82x", "yes"} {
+		if !strings.Contains(lines[1], w) {
+			t.Errorf("row %q: want it to contain %q", lines[1], w)
 		}
 	}
 }

@@ -49,7 +49,19 @@ type runConfig struct {
 	// cpuProfile, when set, receives a CPU profile of the timed phase
 	// (the load generator's own cost, which shares the machine's cores).
 	cpuProfile string
+	// duration, when more than 0, ends the timed phase: no call starts
+	// after it (calls in flight finish), even if total is not reached.
+	duration time.Duration
+	// series, when set, receives one CSV line per interval of the timed
+	// phase (seriesHeader), for plots of throughput over time.
+	series io.Writer
 }
+
+// seriesHeader names the columns of the --series CSV: the sample's wall
+// clock (Unix milliseconds), seconds since the timed phase began, items of
+// successful calls and failed calls since the previous sample, and the
+// items per second over that interval.
+const seriesHeader = "unix_ms,elapsed_s,items,failed,items_per_second"
 
 // calls returns the number of calls that carry total items, batch at a
 // time, and how many items call seq carries.
@@ -124,6 +136,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	})
 	cpu0 := processCPU()
 	start := time.Now()
+	stopSeries, seriesErr := startSeries(cfg, start, &ctr)
 	var wg sync.WaitGroup
 	for id := range cfg.clients {
 		w := newWorker(id, cfg.seed, cfg.valueSize)
@@ -132,6 +145,9 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 		c := conns[id%len(conns)]
 		wg.Go(func() {
 			for runCtx.Err() == nil {
+				if cfg.duration > 0 && time.Since(start) >= cfg.duration {
+					return
+				}
 				seq := next.Add(1) - 1
 				if seq >= calls {
 					return
@@ -175,6 +191,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	elapsed := time.Since(start)
 	cpu := processCPU() - cpu0
 	stopProgress()
+	stopSeries()
 	profErr := stopProfile()
 
 	all := hdrhistogram.New(histMin, histMax, histDigits)
@@ -185,6 +202,9 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	res.ClientCPUSeconds = cpu.Seconds()
 	if profErr != nil {
 		return res, fmt.Errorf("--cpuprofile: %w", profErr)
+	}
+	if err := seriesErr(); err != nil {
+		return res, fmt.Errorf("--series: %w", err)
 	}
 	switch {
 	case aborted.Load():
@@ -263,6 +283,63 @@ func forEach(ctx context.Context, env prepareEnv, conns []conn, n int64,
 	return g.Wait()
 }
 
+// startSeries writes the --series CSV (seriesHeader) every cfg.interval
+// until stop is called; stop writes a last sample, and err returns the
+// first write error.
+func startSeries(cfg runConfig, start time.Time, ctr *counters) (stop func(), err func() error) {
+	if cfg.series == nil {
+		return func() {}, func() error { return nil }
+	}
+	var werr error
+	lastItems, lastFailed, lastAt := int64(0), int64(0), start
+	sample := func(now time.Time) {
+		items, failed := ctr.items.Load(), ctr.failed()
+		rate := 0.0
+		if d := now.Sub(lastAt).Seconds(); d > 0 {
+			rate = float64(items-lastItems) / d
+		}
+		if werr == nil {
+			_, werr = fmt.Fprintf(cfg.series, "%d,%.3f,%d,%d,%.1f\n", now.UnixMilli(), now.Sub(start).Seconds(),
+				items-lastItems, failed-lastFailed, rate)
+		}
+		lastItems, lastFailed, lastAt = items, failed, now
+	}
+	if _, werr = fmt.Fprintln(cfg.series, seriesHeader); werr != nil {
+		return func() {}, func() error { return werr }
+	}
+	stopTicks := every(cfg.interval, sample)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stopTicks()
+			sample(time.Now())
+		})
+	}, func() error { return werr }
+}
+
+// every calls fn with the tick's time every interval, from one goroutine,
+// until the returned stop is called; stop waits for fn to return.
+func every(interval time.Duration, fn func(now time.Time)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				fn(now)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // progressFigures is one sample for the progress line.
 type progressFigures struct {
 	done                       int64
@@ -275,38 +352,26 @@ func startProgress(cfg runConfig, label, unit string, total int64, sample func()
 	if cfg.progress == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
 	start := time.Now()
-	wg.Go(func() {
-		t := time.NewTicker(cfg.interval)
-		defer t.Stop()
-		var last int64
-		lastAt := start
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				f := sample()
-				rate := float64(f.done-last) / now.Sub(lastAt).Seconds()
-				last, lastAt = f.done, now
-				line := fmt.Sprintf("%s %5.1f%% %d/%d %s  %.0f %s/s  errors %d definite, %d unknown, %d missing  %s",
-					label, 100*float64(f.done)/float64(max(total, 1)), f.done, total, unit, rate, unit,
-					f.definite, f.unknown, f.missing, now.Sub(start).Truncate(time.Second))
-				if cfg.tty {
-					fmt.Fprintf(cfg.progress, "\r%s\x1b[K", line)
-				} else {
-					fmt.Fprintln(cfg.progress, line)
-				}
-			}
+	var last int64
+	lastAt := start
+	stopTicks := every(cfg.interval, func(now time.Time) {
+		f := sample()
+		rate := float64(f.done-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = f.done, now
+		line := fmt.Sprintf("%s %5.1f%% %d/%d %s  %.0f %s/s  errors %d definite, %d unknown, %d missing  %s",
+			label, 100*float64(f.done)/float64(max(total, 1)), f.done, total, unit, rate, unit,
+			f.definite, f.unknown, f.missing, now.Sub(start).Truncate(time.Second))
+		if cfg.tty {
+			fmt.Fprintf(cfg.progress, "\r%s\x1b[K", line)
+		} else {
+			fmt.Fprintln(cfg.progress, line)
 		}
 	})
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(done)
-			wg.Wait()
+			stopTicks()
 			if cfg.tty {
 				fmt.Fprint(cfg.progress, "\r\x1b[K")
 			}

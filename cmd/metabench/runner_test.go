@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -408,5 +409,61 @@ func TestRunWritesCPUProfile(t *testing.T) {
 	cfg.cpuProfile = filepath.Join(t.TempDir(), "missing-dir", "cpu.pprof")
 	if _, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{newFakeConn()}, cfg); err == nil {
 		t.Errorf("profile in a missing directory: got no error, want one")
+	}
+}
+
+func TestRunDurationEndsBeforeTotal(t *testing.T) {
+	f := newFakeConn()
+	wl := &putWorkload{keys: keySpace{prefix: "k/", size: 16}}
+	cfg := testConfig(4, 1_000_000_000, 1)
+	cfg.duration = 20 * time.Millisecond
+	res, err := run(context.Background(), wl, []conn{f}, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.Aborted || res.Done >= res.Calls || res.OK != res.Done {
+		t.Errorf("got aborted %v, done %d of %d, ok %d; want a complete run that stopped at its duration",
+			res.Aborted, res.Done, res.Calls, res.OK)
+	}
+}
+
+func TestRunSeriesAddsUpToTheResult(t *testing.T) {
+	f := newFakeConn()
+	f.fail = func(call int) error {
+		if call%50 == 7 {
+			return errFakeDefinite
+		}
+		return nil
+	}
+	wl := &putWorkload{keys: keySpace{prefix: "k/", size: 16}}
+	var buf strings.Builder
+	cfg := testConfig(4, 3000, 1)
+	cfg.interval, cfg.series, cfg.maxErrorRate = time.Millisecond, &buf, 0.5
+	res, err := run(context.Background(), wl, []conn{f}, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if lines[0] != seriesHeader || len(lines) < 2 {
+		t.Fatalf("series: got %q, want the header and samples", lines)
+	}
+	var items, failed int64
+	var lastMs int64
+	for _, l := range lines[1:] {
+		var ms, n, fl int64
+		var el, rate float64
+		if _, err := fmt.Sscanf(l, "%d,%g,%d,%d,%g", &ms, &el, &n, &fl, &rate); err != nil {
+			t.Fatalf("series line %q: %v", l, err)
+		}
+		if ms < lastMs || n < 0 || fl < 0 || rate < 0 {
+			t.Errorf("series line %q: want time not going back and counts >= 0", l)
+		}
+		lastMs = ms
+		items += n
+		failed += fl
+	}
+	if items != res.Items || failed != res.ErrorsDefinite || items+failed != 3000 {
+		t.Errorf("series sums: items %d failed %d, result items %d failed %d; want equal, 3000 together",
+			items, failed, res.Items, res.ErrorsDefinite)
 	}
 }

@@ -175,21 +175,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	}
 	sweep.Flags().BoolVar(&images, "images", false, "also remove node images no container uses")
 
-	image := &cobra.Command{
-		Use:   "image",
-		Short: "Build the node image from --binary (FROM scratch: the binary, its shared libraries, the loader) and print its tag (make image)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			img, err := chaos.BuildImage(cmd.Context(), s.binary, chaos.ImageOptions{Log: s.logger()})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, img.Tag)
-			return nil
-		},
-	}
-
-	root.AddCommand(run, smoke, sweep, image)
+	root.AddCommand(run, smoke, sweep, imageCommand(s), plotCommand(s))
 	return root
 }
 
