@@ -239,3 +239,59 @@ func TestRetainedEmptyPayloadDeletes(t *testing.T) {
 		t.Fatalf("got %v more %v (err %v), want only a/c", got, more, err)
 	}
 }
+
+// A broker marks its clients disconnected with if_broker_id, so a client
+// that meanwhile connected to another broker keeps its connected session
+// (and its will stays pending); keep_state resumes the stored state and
+// return_previous reports the session before the put.
+func TestSessionPutConditions(t *testing.T) {
+	e := newEnv(t, KindData)
+	sec := time.Second
+	put := func(idx uint64, ret bool, ps ...*logpb.SessionPut) *logpb.Result {
+		t.Helper()
+		return results(t, e.m.Apply(entryAt(t, idx, time.Duration(idx)*sec, op(&logpb.SessionsPut{Sessions: ps, ReturnPrevious: ret}))))[0]
+	}
+	put(1, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", Connected: true, ExpiryIntervalSeconds: 60, State: []byte("subs-a")})
+	e.m.Apply(entryAt(t, 2, 2*sec, op(&logpb.WillPut{ClientId: "c1", Topic: "t/will", Payload: []byte("bye")})))
+	// The client moves to b, keeping its state; the previous session says a held it.
+	r := put(3, true, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", Connected: true, ExpiryIntervalSeconds: 60, KeepState: true},
+		&logpb.SessionPut{ClientId: "new", BrokerId: "b", Connected: true, KeepState: true, State: []byte("fresh")})
+	if len(r.PrevValues) != 2 || len(r.PrevValues[1]) != 0 {
+		t.Fatalf("previous values: got %d entries (second %q), want 2, the second empty", len(r.PrevValues), r.PrevValues)
+	}
+	var prev logpb.Session
+	if err := proto.Unmarshal(r.PrevValues[0], &prev); err != nil || prev.BrokerId != "a" || string(prev.State) != "subs-a" {
+		t.Fatalf("previous c1: got %v (err %v), want held by a with state subs-a", &prev, err)
+	}
+	if s, _ := e.m.Session("c1"); s.BrokerId != "b" || string(s.State) != "subs-a" || s.Version != 2 {
+		t.Fatalf("c1 after keep_state: got %v, want held by b, state subs-a, version 2", s)
+	}
+	if s, _ := e.m.Session("new"); string(s.State) != "fresh" {
+		t.Fatalf("new session with keep_state: got state %q, want the put's", s.State)
+	}
+	// a's late disconnect must not touch the session b holds; b's applies.
+	r = put(4, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", IfBrokerId: "a", ExpiryIntervalSeconds: 60},
+		&logpb.SessionPut{ClientId: "gone", BrokerId: "a", IfBrokerId: "a"})
+	if r.Applied[0] || r.Applied[1] || !r.Flags[0] || r.Flags[1] {
+		t.Fatalf("a's conditional puts: got applied %v existed %v, want none applied, c1 existed", r.Applied, r.Flags)
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerId != "b" {
+		t.Fatalf("c1 after a's conditional put: got %v, want connected to b", s)
+	}
+	if s, _ := e.m.Session("gone"); s != nil {
+		t.Fatalf("a conditional put created %v", s)
+	}
+	if w, _ := e.m.Will("c1"); w.State != logpb.WillState_WILL_STATE_PENDING {
+		t.Fatalf("will after a's conditional put: got %v, want PENDING", w.State)
+	}
+	r = put(5, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", IfBrokerId: "b", ExpiryIntervalSeconds: 60, KeepState: true})
+	if !r.Applied[0] {
+		t.Fatalf("b's conditional put: not applied")
+	}
+	if s, _ := e.m.Session("c1"); s.Connected || string(s.State) != "subs-a" {
+		t.Fatalf("c1 after b's disconnect: got %v, want disconnected with its state", s)
+	}
+	if w, _ := e.m.Will("c1"); w.State != logpb.WillState_WILL_STATE_DUE {
+		t.Fatalf("will after b's disconnect: got %v, want DUE", w.State)
+	}
+}
