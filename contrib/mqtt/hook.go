@@ -212,10 +212,17 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
 		wl := cl.Properties.Will
-		_, err := h.cfg.Meta.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: cl.ID, Topic: wl.TopicName,
-			Payload: wl.Payload, Qos: uint32(wl.Qos), Retain: wl.Retain, DelaySeconds: wl.WillDelayInterval}})
+		req := &metapb.PutWillRequest{Will: &metapb.Will{ClientId: cl.ID, Topic: wl.TopicName,
+			Payload: wl.Payload, Qos: uint32(wl.Qos), Retain: wl.Retain, DelaySeconds: wl.WillDelayInterval}}
+		// Setting the same will again is harmless, so an unknown outcome
+		// is retried (a few times) rather than refusing the client.
+		_, err := h.cfg.Meta.PutWill(ctx, req)
+		for i := 0; i < 3 && client.IsUnknown(err); i++ {
+			_, err = h.cfg.Meta.PutWill(ctx, req)
+		}
 		if err != nil {
 			h.log.Warn("connect: will write failed", "client", cl.ID, "err", err)
+			h.undoConnect(cl, c)
 			return fmt.Errorf("mqtt: meta: %w", err)
 		}
 		c.hasWill = true
@@ -229,6 +236,25 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 	return nil
+}
+
+// undoConnect writes a refused connection's session back as disconnected
+// (while this broker holds it), so that meta does not show the client
+// connected here with no connection (and its will arms as for any lost
+// connection).
+func (h *Hook) undoConnect(cl *mqtt.Client, c *conn) {
+	if _, ok := h.current(cl); !ok {
+		return
+	}
+	h.mu.Lock()
+	delete(h.conns, cl.ID)
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, IfBrokerId: h.cfg.BrokerID,
+		ExpiryIntervalSeconds: c.expiry, KeepState: true}, false); r.err != nil {
+		h.log.Warn("refused connection: session not written back as disconnected", "client", cl.ID, "err", r.err)
+	}
 }
 
 // restore makes the session stored in meta the one the broker resumes: a
