@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos clean
+.PHONY: all deps build proto run stop test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos mqttbench clean
 
 all: build
 
@@ -61,6 +61,12 @@ chaos: build
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
 
 test: deps lint unit planted-bugs chaos-smoke
+
+# mqttbench: two metamqtt brokers on a cluster of their own, MQB_CLIENTS x
+# MQB_PROCS MQTT clients connecting and reconnecting; against the brokers'
+# in-memory store for comparison (by hand; not part of make test).
+mqttbench: deps
+	@ci/mqttbench.sh
 
 clean:
 	rm -rf $(BIN)

@@ -191,6 +191,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 				sessionFlags(f, o)
 			}, newSessionsListWorkload),
 		compareCommand(stdout),
+		mqttCommand(stdout),
 	)
 	return root
 }
