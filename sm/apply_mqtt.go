@@ -86,9 +86,12 @@ func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
 		if sp.IfBrokerId != "" && (cur == nil || cur.BrokerId != sp.IfBrokerId) {
 			continue // held by another broker now (or gone): not ours to change
 		}
+		if sp.IfBrokerEpochAtMost != 0 && (cur == nil || cur.BrokerEpoch > sp.IfBrokerEpochAtMost) {
+			continue // rewritten by a later registration of its broker
+		}
 		applied[i] = true
 		s := &logpb.Session{ClientId: sp.ClientId, BrokerId: sp.BrokerId, Connected: sp.Connected,
-			ExpiryIntervalSeconds: sp.ExpiryIntervalSeconds, State: sp.State,
+			ExpiryIntervalSeconds: sp.ExpiryIntervalSeconds, State: sp.State, BrokerEpoch: sp.BrokerEpoch,
 			CreateRevision: rev, ModRevision: rev, Version: 1}
 		if cur != nil {
 			s.CreateRevision, s.Version = cur.CreateRevision, cur.Version+1

@@ -294,4 +294,19 @@ func TestSessionPutConditions(t *testing.T) {
 	if w, _ := e.m.Will("c1"); w.State != logpb.WillState_WILL_STATE_DUE {
 		t.Fatalf("will after b's disconnect: got %v, want DUE", w.State)
 	}
+	// Epochs: b, declared down at epoch 3, registered again (epoch 7) and
+	// rewrote its session; a survivor's late failover for epoch 3 is
+	// skipped, one for epoch 7 applies.
+	put(6, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 7, Connected: true, KeepState: true})
+	r = put(7, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 3, IfBrokerId: "b", IfBrokerEpochAtMost: 3, KeepState: true})
+	if r.Applied[0] {
+		t.Fatalf("failover for epoch 3 applied over the session of epoch 7")
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerEpoch != 7 {
+		t.Fatalf("c1 after a stale failover: got %v, want connected at epoch 7", s)
+	}
+	r = put(8, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 7, IfBrokerId: "b", IfBrokerEpochAtMost: 7, KeepState: true})
+	if s, _ := e.m.Session("c1"); !r.Applied[0] || s.Connected {
+		t.Fatalf("failover for epoch 7: applied %v, session %v; want applied, disconnected", r.Applied[0], s)
+	}
 }

@@ -163,9 +163,8 @@ func connectAll(ctx context.Context, o mqttOptions, brokers []string, conns []ne
 	return p
 }
 
-// mqttConnect opens a connection, sends an MQTT 3.1.1 CONNECT (keep alive
-// off, so that an idle connection stays) and reads the CONNACK: whether a
-// session was present, or the refusal.
+// mqttConnect opens a connection, sends an MQTT 3.1.1 CONNECT and reads
+// the CONNACK: whether a session was present, or the refusal.
 func mqttConnect(ctx context.Context, addr, clientID string, clean bool, timeout time.Duration) (net.Conn, bool, error) {
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -177,7 +176,8 @@ func mqttConnect(ctx context.Context, addr, clientID string, clean bool, timeout
 	if clean {
 		flags = 0x02
 	}
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 0, byte(len(clientID) >> 8), byte(len(clientID))}
+	// Keep alive 3600 s: longer than any run, so the idle connection stays.
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0x0e, 0x10, byte(len(clientID) >> 8), byte(len(clientID))}
 	body = append(body, clientID...)
 	pkt := append([]byte{0x10}, remainingLength(len(body))...)
 	pkt = append(pkt, body...)

@@ -18,11 +18,20 @@ func (h *Hook) Start(ctx context.Context) error {
 	if h.srv == nil {
 		return errors.New("mqtt: Start before Attach")
 	}
-	hb, err := h.register(ctx)
-	if err != nil {
+	// Both steps may be repeated (a registration again only raises the
+	// epoch; the session writes are conditional), so a meta that is
+	// electing a leader is waited for until ctx ends.
+	var hb time.Duration
+	if err := retry(ctx, h, "register", func() (err error) {
+		hb, err = h.register(ctx)
+		return err
+	}); err != nil {
 		return err
 	}
-	if err := h.disconnectHeldBy(ctx, h.cfg.BrokerID); err != nil {
+	// Sessions a previous run left connected carry an older epoch.
+	if err := retry(ctx, h, "sessions of a previous run", func() error {
+		return h.disconnectHeldBy(ctx, h.cfg.BrokerID, h.epoch.Load()-1)
+	}); err != nil {
 		return fmt.Errorf("mqtt: sessions of a previous run: %w", err)
 	}
 	h.goLoop(func(ctx context.Context) { h.heartbeat(ctx, hb) })
@@ -82,8 +91,11 @@ func (h *Hook) heartbeat(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		resp, err := h.cfg.Meta.Heartbeat(ctx, &metapb.HeartbeatRequest{BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load()})
+		epoch := h.epoch.Load()
+		resp, err := h.cfg.Meta.Heartbeat(ctx, &metapb.HeartbeatRequest{BrokerId: h.cfg.BrokerID, BrokerEpoch: epoch})
 		switch {
+		case client.IsStaleEpoch(err) && epoch != h.epoch.Load():
+			// This broker registered again meanwhile (see rejoin).
 		case client.IsStaleEpoch(err):
 			h.fenced.Store(true)
 			h.log.Error("fenced: another broker registered with this id; stopping", "err", err)
@@ -96,12 +108,27 @@ func (h *Hook) heartbeat(ctx context.Context, every time.Duration) {
 				h.log.Warn("heartbeat failed", "err", err)
 			}
 		case resp.Status == metapb.BrokerStatus_BROKER_STATUS_DOWN:
-			h.log.Warn("declared down by the controller; registering again")
-			if _, err := h.register(ctx); err == nil {
-				h.reassert(ctx)
-			}
+			h.rejoin(ctx)
 		}
 	}
+}
+
+// rejoin follows this broker being declared down (a pause or partition
+// longer than the heartbeat timeout) while it kept its clients: the
+// survivors are marking its sessions disconnected, for the epoch it was
+// declared down at. It registers again, for a higher epoch, and writes
+// its connected clients' sessions as connected at that epoch; the
+// survivors' failover writes are conditional on the old epoch, so they
+// cannot undo these, whichever lands last.
+func (h *Hook) rejoin(ctx context.Context) {
+	h.rejoinMu.Lock()
+	defer h.rejoinMu.Unlock()
+	h.log.Warn("declared down by the controller; registering again")
+	if _, err := h.register(ctx); err != nil {
+		h.log.Warn("registering again failed", "err", err)
+		return
+	}
+	h.reassert(ctx)
 }
 
 // reassert writes every client connected here as connected again.
@@ -113,7 +140,7 @@ func (h *Hook) reassert(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, c := range conns {
-		if r := h.w.write(ctx, &metapb.Session{ClientId: c.cl.ID, BrokerId: h.cfg.BrokerID, Connected: true,
+		if r := h.w.write(ctx, &metapb.Session{ClientId: c.cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), Connected: true,
 			ExpiryIntervalSeconds: c.expiry, KeepState: true}, false); r.err != nil {
 			h.log.Warn("session not re-asserted", "client", c.cl.ID, "err", r.err)
 		}
@@ -130,15 +157,13 @@ func (h *Hook) watchBrokers(ctx context.Context) {
 		list, err := h.cfg.Meta.ListBrokers(ctx, &metapb.ListBrokersRequest{})
 		if err == nil {
 			for _, b := range list.Brokers {
-				if b.BrokerId != h.cfg.BrokerID && b.Status == metapb.BrokerStatus_BROKER_STATUS_DOWN {
-					h.failover(ctx, b.BrokerId)
-				}
+				h.brokerChanged(ctx, b)
 			}
 			err = h.cfg.Meta.Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_BROKERS,
 				StartRevisions: map[string]uint64{"metadata-0": list.Revision + 1}}, func(resp *metapb.WatchResponse) error {
 				for _, ev := range resp.Events {
-					if b := ev.Broker; b != nil && b.BrokerId != h.cfg.BrokerID && b.Status == metapb.BrokerStatus_BROKER_STATUS_DOWN {
-						h.failover(ctx, b.BrokerId)
+					if ev.Broker != nil {
+						h.brokerChanged(ctx, ev.Broker)
 					}
 				}
 				return nil
@@ -151,8 +176,20 @@ func (h *Hook) watchBrokers(ctx context.Context) {
 	}
 }
 
-func (h *Hook) failover(ctx context.Context, broker string) {
-	if err := h.disconnectHeldBy(ctx, broker); err != nil && ctx.Err() == nil {
+// brokerChanged reacts to a broker declared down: another one is failed
+// over, this one (still running, so it was paused or cut off) rejoins.
+func (h *Hook) brokerChanged(ctx context.Context, b *metapb.BrokerState) {
+	switch {
+	case b.Status != metapb.BrokerStatus_BROKER_STATUS_DOWN:
+	case b.BrokerId != h.cfg.BrokerID:
+		h.failover(ctx, b.BrokerId, b.Epoch)
+	case b.Epoch == h.epoch.Load():
+		h.rejoin(ctx)
+	}
+}
+
+func (h *Hook) failover(ctx context.Context, broker string, epoch uint64) {
+	if err := h.disconnectHeldBy(ctx, broker, epoch); err != nil && ctx.Err() == nil {
 		h.log.Warn("failover of a down broker incomplete", "down", broker, "err", err)
 		return
 	}
@@ -160,8 +197,8 @@ func (h *Hook) failover(ctx context.Context, broker string) {
 }
 
 // disconnectHeldBy marks disconnected every connected session held by
-// broker, only while it still holds it.
-func (h *Hook) disconnectHeldBy(ctx context.Context, broker string) error {
+// broker, only while it still holds it at an epoch no higher than epoch.
+func (h *Hook) disconnectHeldBy(ctx context.Context, broker string, epoch uint64) error {
 	req := &metapb.ListSessionsRequest{BrokerId: broker, Limit: 1000}
 	for {
 		resp, err := h.cfg.Meta.ListSessions(ctx, req)
@@ -171,13 +208,13 @@ func (h *Hook) disconnectHeldBy(ctx context.Context, broker string) error {
 		errs := make(chan error, len(resp.Sessions))
 		n := 0
 		for _, s := range resp.Sessions {
-			if !s.Connected || s.BrokerId != broker {
+			if !s.Connected || s.BrokerId != broker || s.BrokerEpoch > epoch {
 				continue
 			}
 			n++
 			go func() {
-				errs <- h.w.write(ctx, &metapb.Session{ClientId: s.ClientId, BrokerId: broker, IfBrokerId: broker,
-					ExpiryIntervalSeconds: s.ExpiryIntervalSeconds, KeepState: true}, false).err
+				errs <- h.w.write(ctx, &metapb.Session{ClientId: s.ClientId, BrokerId: broker, BrokerEpoch: s.BrokerEpoch,
+					IfBrokerId: broker, IfBrokerEpochAtMost: max(epoch, 1), ExpiryIntervalSeconds: s.ExpiryIntervalSeconds, KeepState: true}, false).err
 			}()
 		}
 		var first error
@@ -275,6 +312,18 @@ func (h *Hook) publishWill(ctx context.Context, clientID string) {
 	h.wills.Add(1)
 	if _, err := h.cfg.Meta.CompleteWill(ctx, &metapb.CompleteWillRequest{ClientId: clientID, BrokerId: h.cfg.BrokerID}); err != nil {
 		h.log.Warn("will published but not completed", "client", clientID, "err", err)
+	}
+}
+
+// retry calls fn until it succeeds or ctx ends (then the last error).
+func retry(ctx context.Context, h *Hook, what string, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		h.log.Warn(what+": retrying", "err", err)
+		sleep(ctx, 500*time.Millisecond)
 	}
 }
 

@@ -101,10 +101,12 @@ type Hook struct {
 	mu    sync.Mutex       // guards conns
 	conns map[string]*conn // client id -> its current connection here
 
-	epoch   atomic.Uint64
-	fenced  atomic.Bool
-	resumed atomic.Uint64
-	wills   atomic.Uint64
+	epoch atomic.Uint64
+	// rejoinMu makes registrations after being declared down one at a time.
+	rejoinMu sync.Mutex
+	fenced   atomic.Bool
+	resumed  atomic.Uint64
+	wills    atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -201,7 +203,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.mu.Unlock()
 
 	clean := pk.Connect.Clean
-	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, Connected: true,
+	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), Connected: true,
 		ExpiryIntervalSeconds: c.expiry, KeepState: !clean}, true)
 	if r.err != nil {
 		h.log.Warn("connect: session write failed", "client", cl.ID, "err", r.err)
@@ -251,7 +253,7 @@ func (h *Hook) undoConnect(cl *mqtt.Client, c *conn) {
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, IfBrokerId: h.cfg.BrokerID,
+	if r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), IfBrokerId: h.cfg.BrokerID,
 		ExpiryIntervalSeconds: c.expiry, KeepState: true}, false); r.err != nil {
 		h.log.Warn("refused connection: session not written back as disconnected", "client", cl.ID, "err", r.err)
 	}
@@ -334,7 +336,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 			h.log.Warn("disconnect: session state not stored", "client", cl.ID, "err", serr)
 		}
 	}
-	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, IfBrokerId: h.cfg.BrokerID,
+	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), IfBrokerId: h.cfg.BrokerID,
 		ExpiryIntervalSeconds: c.expiry, State: state, KeepState: state == nil && !expire}, false)
 	if r.err != nil {
 		h.log.Warn("disconnect: session write failed", "client", cl.ID, "err", r.err)
@@ -405,7 +407,7 @@ func (h *Hook) storeSubscriptions(cl *mqtt.Client) {
 	}
 	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
 	defer cancel()
-	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, IfBrokerId: h.cfg.BrokerID,
+	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), IfBrokerId: h.cfg.BrokerID,
 		Connected: true, ExpiryIntervalSeconds: c.expiry, State: state}, false)
 	if r.err != nil {
 		h.log.Warn("subscriptions not stored", "client", cl.ID, "err", r.err)

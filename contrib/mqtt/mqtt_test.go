@@ -45,7 +45,7 @@ type broker struct {
 
 // startBroker starts an in-process mochi broker with the meta hook on a
 // free port; it is closed at test end.
-func startBroker(t *testing.T, c *metanodetest.Cluster, id string, adjust func(*mochi.Capabilities)) *broker {
+func startBroker(t *testing.T, c *metanodetest.Cluster, id string, adjust func(*mochi.Capabilities), hookOpts ...func(*metamqtt.Config)) *broker {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +66,11 @@ func startBroker(t *testing.T, c *metanodetest.Cluster, id string, adjust func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook, err := metamqtt.New(metamqtt.Config{BrokerID: id, Endpoints: []string{addr}, Meta: meta, Logger: quiet, WillSweep: time.Second})
+	cfg := metamqtt.Config{BrokerID: id, Endpoints: []string{addr}, Meta: meta, Logger: quiet, WillSweep: time.Second}
+	for _, o := range hookOpts {
+		o(&cfg)
+	}
+	hook, err := metamqtt.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +130,7 @@ func connect(t *testing.T, addr, id string, clean bool, adjust func(*paho.Client
 // loaded machine), and the client tries again.
 func connectRetrying(t *testing.T, addr, id, willTopic string) error {
 	var err error
-	for range 10 {
+	for range 20 {
 		o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetCleanSession(false).
 			SetAutoReconnect(false).SetConnectTimeout(20*time.Second).SetKeepAlive(30*time.Second).
 			SetWill(willTopic, id, 1, false)
@@ -138,7 +142,7 @@ func connectRetrying(t *testing.T, addr, id, willTopic string) error {
 			t.Cleanup(func() { cl.Disconnect(0) })
 			return nil
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
 	return fmt.Errorf("connect %s: %w", id, err)
 }
@@ -344,12 +348,14 @@ func TestWillsOfKilledBrokerPublishedOnce(t *testing.T) {
 				_ = cmd.Wait()
 			}
 		})
-		eventually(t, "broker "+id+" listening", func() (bool, string) {
-			conn, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				_ = conn.Close()
+		eventually(t, "broker "+id+" registered", func() (bool, string) {
+			list, err := meta.ListBrokers(ctx30(t), &metapb.ListBrokersRequest{})
+			for _, b := range list.GetBrokers() {
+				if b.BrokerId == id && b.Status == metapb.BrokerStatus_BROKER_STATUS_ALIVE {
+					return true, ""
+				}
 			}
-			return err == nil, fmt.Sprint(err)
+			return false, fmt.Sprintf("not alive (err %v)", err)
 		})
 		var wg sync.WaitGroup
 		for i := range clients {
@@ -406,5 +412,28 @@ func TestWillsOfKilledBrokerPublishedOnce(t *testing.T) {
 	}
 	if st := b.hook.Stats().WillsPublished + d.hook.Stats().WillsPublished; st != uint64(runs*clients) {
 		t.Fatalf("survivors claimed and published %d wills, want %d", st, runs*clients)
+	}
+}
+
+// A second registration of the broker's id fences the first: its next
+// heartbeat is refused with STALE_EPOCH and OnFenced tells the broker to
+// stop.
+func TestFencedBrokerIsTold(t *testing.T) {
+	c := startCluster(t)
+	fenced := make(chan error, 1)
+	startBroker(t, c, "twin", nil, func(cfg *metamqtt.Config) {
+		cfg.OnFenced = func(err error) { fenced <- err }
+	})
+	meta := c.Client("")
+	if _, err := meta.RegisterBroker(ctx30(t), &metapb.RegisterBrokerRequest{BrokerId: "twin"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-fenced:
+		if !client.IsStaleEpoch(err) {
+			t.Fatalf("fenced with %v, want a STALE_EPOCH error", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("broker not told it was fenced 60s after another registration of its id")
 	}
 }

@@ -118,9 +118,18 @@ type Session struct {
 	IfBrokerId string `protobuf:"bytes,11,opt,name=if_broker_id,json=ifBrokerId,proto3" json:"if_broker_id,omitempty"`
 	// Put only: keep the stored session's state, when there is one, and
 	// ignore state (a reconnect that resumes its session).
-	KeepState     bool `protobuf:"varint,12,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeepState bool `protobuf:"varint,12,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
+	// The registration epoch of broker_id when it wrote the session (0:
+	// not given). Stored.
+	BrokerEpoch uint64 `protobuf:"varint,13,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	// Put only: write this session only if one is stored and its
+	// broker_epoch is at most this (0: no condition). Survivors failing
+	// over a broker declared down at epoch E use it, so that a broker that
+	// came back, registered again (a higher epoch) and rewrote its
+	// sessions keeps them.
+	IfBrokerEpochAtMost uint64 `protobuf:"varint,14,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -235,6 +244,20 @@ func (x *Session) GetKeepState() bool {
 		return x.KeepState
 	}
 	return false
+}
+
+func (x *Session) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *Session) GetIfBrokerEpochAtMost() uint64 {
+	if x != nil {
+		return x.IfBrokerEpochAtMost
+	}
+	return 0
 }
 
 // PutSessionsRequest creates or replaces sessions in one call (the
@@ -1822,7 +1845,7 @@ var File_rpc_metapb_mqtt_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\n" +
-	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\xc2\x03\n" +
+	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\x9b\x04\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -1838,7 +1861,9 @@ const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\fif_broker_id\x18\v \x01(\tR\n" +
 	"ifBrokerId\x12\x1d\n" +
 	"\n" +
-	"keep_state\x18\f \x01(\bR\tkeepState\"k\n" +
+	"keep_state\x18\f \x01(\bR\tkeepState\x12!\n" +
+	"\fbroker_epoch\x18\r \x01(\x04R\vbrokerEpoch\x124\n" +
+	"\x17if_broker_epoch_at_most\x18\x0e \x01(\x04R\x13ifBrokerEpochAtMost\"k\n" +
 	"\x12PutSessionsRequest\x12,\n" +
 	"\bsessions\x18\x01 \x03(\v2\x10.meta.v1.SessionR\bsessions\x12'\n" +
 	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"\x93\x01\n" +

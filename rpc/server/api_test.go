@@ -200,6 +200,12 @@ func testSessions(t *testing.T, cl *client.Client) {
 	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "mv"}))(t).Session; !s.Connected || s.BrokerId != "b" || string(s.State) != "subs" {
 		t.Fatalf("mv: got %v, want connected to b with state subs", s)
 	}
+	// Epochs: stored with the session; a put for an older epoch is skipped.
+	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", BrokerEpoch: 5, Connected: true, KeepState: true}}}))(t)
+	old := must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", IfBrokerId: "b", IfBrokerEpochAtMost: 4}}}))(t)
+	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "mv"}))(t).Session; old.Applied[0] || s.BrokerEpoch != 5 || !s.Connected {
+		t.Fatalf("put for epoch 4 over epoch 5: applied %v, session %v; want skipped, connected at epoch 5", old.Applied[0], s)
+	}
 	must(cl.DeleteSessions(ctx10(t), &metapb.DeleteSessionsRequest{ClientIds: []string{"mv", "mv-new"}}))(t)
 
 	var listed []string

@@ -51,7 +51,7 @@ func toSession(s *logpb.Session) *metapb.Session {
 	return &metapb.Session{ClientId: s.ClientId, BrokerId: s.BrokerId, Connected: s.Connected,
 		ExpiryIntervalSeconds: s.ExpiryIntervalSeconds, State: s.State,
 		DisconnectedAtUnixNano: s.DisconnectedAtUnixNano, ExpiresAtUnixNano: s.ExpiresAtUnixNano,
-		CreateRevision: s.CreateRevision, ModRevision: s.ModRevision, Version: s.Version}
+		CreateRevision: s.CreateRevision, ModRevision: s.ModRevision, Version: s.Version, BrokerEpoch: s.BrokerEpoch}
 }
 
 // Put creates or replaces sessions. The batch is split by data group, one
@@ -99,7 +99,8 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 			se := req.Sessions[i]
 			puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
 				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State,
-				IfBrokerId: se.IfBrokerId, KeepState: se.KeepState}
+				IfBrokerId: se.IfBrokerId, KeepState: se.KeepState,
+				BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost}
 		}
 		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts, ReturnPrevious: req.ReturnPrevious}}}
 	})

@@ -1402,9 +1402,13 @@ type SessionPut struct {
 	// (empty: unconditional).
 	IfBrokerId string `protobuf:"bytes,6,opt,name=if_broker_id,json=ifBrokerId,proto3" json:"if_broker_id,omitempty"`
 	// Keep the stored session's state (when there is one) instead of state.
-	KeepState     bool `protobuf:"varint,7,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeepState   bool   `protobuf:"varint,7,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
+	BrokerEpoch uint64 `protobuf:"varint,8,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	// Apply only if the stored session exists with broker_epoch at most
+	// this (0: unconditional).
+	IfBrokerEpochAtMost uint64 `protobuf:"varint,9,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SessionPut) Reset() {
@@ -1484,6 +1488,20 @@ func (x *SessionPut) GetKeepState() bool {
 		return x.KeepState
 	}
 	return false
+}
+
+func (x *SessionPut) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *SessionPut) GetIfBrokerEpochAtMost() uint64 {
+	if x != nil {
+		return x.IfBrokerEpochAtMost
+	}
+	return 0
 }
 
 // SessionsPut upserts sessions atomically (one group's part of a batch).
@@ -3340,6 +3358,7 @@ type Session struct {
 	CreateRevision         uint64                 `protobuf:"varint,8,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	ModRevision            uint64                 `protobuf:"varint,9,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	Version                uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	BrokerEpoch            uint64                 `protobuf:"varint,11,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -3440,6 +3459,13 @@ func (x *Session) GetModRevision() uint64 {
 func (x *Session) GetVersion() uint64 {
 	if x != nil {
 		return x.Version
+	}
+	return 0
+}
+
+func (x *Session) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
 	}
 	return 0
 }
@@ -4653,7 +4679,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0eResourceDelete\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xf3\x01\n" +
+	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xcc\x02\n" +
 	"\n" +
 	"SessionPut\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
@@ -4664,7 +4690,9 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fif_broker_id\x18\x06 \x01(\tR\n" +
 	"ifBrokerId\x12\x1d\n" +
 	"\n" +
-	"keep_state\x18\a \x01(\bR\tkeepState\"k\n" +
+	"keep_state\x18\a \x01(\bR\tkeepState\x12!\n" +
+	"\fbroker_epoch\x18\b \x01(\x04R\vbrokerEpoch\x124\n" +
+	"\x17if_broker_epoch_at_most\x18\t \x01(\x04R\x13ifBrokerEpochAtMost\"k\n" +
 	"\vSessionsPut\x123\n" +
 	"\bsessions\x18\x01 \x03(\v2\x17.meta.log.v1.SessionPutR\bsessions\x12'\n" +
 	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"/\n" +
@@ -4792,7 +4820,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\fR\x04spec\x12'\n" +
 	"\x0fcreate_revision\x18\x04 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x05 \x01(\x04R\vmodRevision\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\"\x81\x03\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xa4\x03\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -4804,7 +4832,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\b \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\t \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x04R\aversion\"\x97\x03\n" +
+	" \x01(\x04R\aversion\x12!\n" +
+	"\fbroker_epoch\x18\v \x01(\x04R\vbrokerEpoch\"\x97\x03\n" +
 	"\x04Will\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
