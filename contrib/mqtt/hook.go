@@ -245,12 +245,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // connected here with no connection (and its will arms as for any lost
 // connection).
 func (h *Hook) undoConnect(cl *mqtt.Client, c *conn) {
-	if _, ok := h.current(cl); !ok {
+	if _, ok := h.release(cl); !ok {
 		return
 	}
-	h.mu.Lock()
-	delete(h.conns, cl.ID)
-	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), IfBrokerId: h.cfg.BrokerID,
@@ -309,19 +306,28 @@ func (h *Hook) current(cl *mqtt.Client) (*conn, bool) {
 	return c, ok && c.cl == cl
 }
 
+// release forgets cl as the client's current connection here, if it is.
+func (h *Hook) release(cl *mqtt.Client) (*conn, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, ok := h.conns[cl.ID]
+	if !ok || c.cl != cl {
+		return nil, false
+	}
+	delete(h.conns, cl.ID)
+	return c, true
+}
+
 // OnDisconnect records the disconnection: a clean DISCONNECT deletes the
 // will first; the session is then written disconnected (with its state)
 // only while this broker still holds it, which arms a remaining will. A
 // connection that another connection to this broker took over writes
 // nothing.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	c, ok := h.current(cl)
+	c, ok := h.release(cl)
 	if !ok {
 		return
 	}
-	h.mu.Lock()
-	delete(h.conns, cl.ID)
-	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err == nil && c.hasWill {
