@@ -115,6 +115,18 @@ func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
 		if err := a.write(prefixed(prefixSession, []byte(s.ClientId)), s); err != nil {
 			return nil, err
 		}
+		if sp.DeleteWill {
+			w, raw, err := a.getWill(s.ClientId)
+			if err != nil {
+				return nil, err
+			}
+			if w != nil {
+				if err := a.deleteWill(w, raw); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
 		if err := a.sessionChangedWill(s); err != nil {
 			return nil, err
 		}

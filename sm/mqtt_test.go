@@ -309,4 +309,13 @@ func TestSessionPutConditions(t *testing.T) {
 	if s, _ := e.m.Session("c1"); !r.Applied[0] || s.Connected {
 		t.Fatalf("failover for epoch 7: applied %v, session %v; want applied, disconnected", r.Applied[0], s)
 	}
+	// A connection without a will: the session write deletes the old one.
+	e.m.Apply(entryAt(t, 9, 9*sec, op(&logpb.WillPut{ClientId: "c1", Topic: "t/will", Payload: []byte("bye")})))
+	put(10, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", Connected: true, KeepState: true, DeleteWill: true})
+	if w, _ := e.m.Will("c1"); w != nil {
+		t.Fatalf("will after a put with delete_will: got %v, want none", w)
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerId != "a" {
+		t.Fatalf("c1 after a put with delete_will: got %v, want connected to a", s)
+	}
 }

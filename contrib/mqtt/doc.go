@@ -28,11 +28,16 @@
 //   - Retained messages are written to meta as they are set or cleared, and
 //     read from meta when a client subscribes, so a retained message set
 //     through one broker is delivered by every other.
-//   - The broker registers with meta's controller and heartbeats. When the
+//   - The broker registers with meta's controller and heartbeats; every
+//     session it writes carries its registration epoch. When the
 //     controller declares another broker down, the survivors mark that
-//     broker's connected sessions disconnected (again only while it still
-//     holds them), which arms their wills. A broker fenced by a newer
-//     registration of its id (STALE_EPOCH) stops, through Config.OnFenced.
+//     broker's connected sessions disconnected, only while it still holds
+//     them at the epoch it was declared down at, which arms their wills. A
+//     broker that learns it was declared down itself (paused, cut off)
+//     registers again and writes its clients' sessions back as connected
+//     at the new epoch, which the survivors' writes cannot undo. A broker
+//     fenced by a newer registration of its id (STALE_EPOCH) stops,
+//     through Config.OnFenced.
 //
 // The package sees meta only as a broker does: it imports meta's public
 // client and API (rpc/client, rpc/metapb) and nothing else of meta; nothing

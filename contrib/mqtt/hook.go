@@ -203,8 +203,12 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.mu.Unlock()
 
 	clean := pk.Connect.Clean
+	hasWill := atomic.LoadUint32(&cl.Properties.Will.Flag) == 1
+	// A will of a previous connection must not outlive it: without a will
+	// of its own, the connection's session write deletes it (no call of
+	// its own); with one, PutWill below replaces it.
 	r := h.w.write(ctx, &metapb.Session{ClientId: cl.ID, BrokerId: h.cfg.BrokerID, BrokerEpoch: h.epoch.Load(), Connected: true,
-		ExpiryIntervalSeconds: c.expiry, KeepState: !clean}, true)
+		ExpiryIntervalSeconds: c.expiry, KeepState: !clean, DeleteWill: !hasWill}, true)
 	if r.err != nil {
 		h.log.Warn("connect: session write failed", "client", cl.ID, "err", r.err)
 		return fmt.Errorf("mqtt: meta: %w", r.err)
@@ -212,7 +216,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if prev := r.previous; prev != nil && !clean {
 		h.restore(cl, prev)
 	}
-	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+	if hasWill {
 		wl := cl.Properties.Will
 		req := &metapb.PutWillRequest{Will: &metapb.Will{ClientId: cl.ID, Topic: wl.TopicName,
 			Payload: wl.Payload, Qos: uint32(wl.Qos), Retain: wl.Retain, DelaySeconds: wl.WillDelayInterval}}
@@ -231,11 +235,6 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// meta publishes it (through whichever broker claims it), never
 		// this broker on its own: so it is published exactly once.
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-	} else if r.previous != nil {
-		// A will of the previous connection must not outlive it.
-		if _, err := h.cfg.Meta.DeleteWill(ctx, &metapb.DeleteWillRequest{ClientId: cl.ID}); err != nil && !client.IsNotFound(err) {
-			h.log.Warn("connect: will delete failed", "client", cl.ID, "err", err)
-		}
 	}
 	return nil
 }

@@ -128,8 +128,11 @@ type Session struct {
 	// came back, registered again (a higher epoch) and rewrote its
 	// sessions keeps them.
 	IfBrokerEpochAtMost uint64 `protobuf:"varint,14,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Put only: also delete the client's will, in the same atomic write (a
+	// new connection without a will replaces one that had a will).
+	DeleteWill    bool `protobuf:"varint,15,opt,name=delete_will,json=deleteWill,proto3" json:"delete_will,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -258,6 +261,13 @@ func (x *Session) GetIfBrokerEpochAtMost() uint64 {
 		return x.IfBrokerEpochAtMost
 	}
 	return 0
+}
+
+func (x *Session) GetDeleteWill() bool {
+	if x != nil {
+		return x.DeleteWill
+	}
+	return false
 }
 
 // PutSessionsRequest creates or replaces sessions in one call (the
@@ -1845,7 +1855,7 @@ var File_rpc_metapb_mqtt_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\n" +
-	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\x9b\x04\n" +
+	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\xbc\x04\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -1863,7 +1873,9 @@ const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\n" +
 	"keep_state\x18\f \x01(\bR\tkeepState\x12!\n" +
 	"\fbroker_epoch\x18\r \x01(\x04R\vbrokerEpoch\x124\n" +
-	"\x17if_broker_epoch_at_most\x18\x0e \x01(\x04R\x13ifBrokerEpochAtMost\"k\n" +
+	"\x17if_broker_epoch_at_most\x18\x0e \x01(\x04R\x13ifBrokerEpochAtMost\x12\x1f\n" +
+	"\vdelete_will\x18\x0f \x01(\bR\n" +
+	"deleteWill\"k\n" +
 	"\x12PutSessionsRequest\x12,\n" +
 	"\bsessions\x18\x01 \x03(\v2\x10.meta.v1.SessionR\bsessions\x12'\n" +
 	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"\x93\x01\n" +

@@ -206,6 +206,12 @@ func testSessions(t *testing.T, cl *client.Client) {
 	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "mv"}))(t).Session; old.Applied[0] || s.BrokerEpoch != 5 || !s.Connected {
 		t.Fatalf("put for epoch 4 over epoch 5: applied %v, session %v; want skipped, connected at epoch 5", old.Applied[0], s)
 	}
+	// delete_will removes the client's will in the same write.
+	must(cl.PutWill(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "mv", Topic: "w/mv"}}))(t)
+	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", Connected: true, KeepState: true, DeleteWill: true}}}))(t)
+	if w := must(cl.GetWill(ctx10(t), &metapb.GetWillRequest{ClientId: "mv"}))(t).Will; w != nil {
+		t.Fatalf("will after a session put with delete_will: got %v, want none", w)
+	}
 	must(cl.DeleteSessions(ctx10(t), &metapb.DeleteSessionsRequest{ClientIds: []string{"mv", "mv-new"}}))(t)
 
 	var listed []string

@@ -100,7 +100,7 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 			puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
 				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State,
 				IfBrokerId: se.IfBrokerId, KeepState: se.KeepState,
-				BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost}
+				BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost, DeleteWill: se.DeleteWill}
 		}
 		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts, ReturnPrevious: req.ReturnPrevious}}}
 	})

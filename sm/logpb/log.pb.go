@@ -1407,8 +1407,10 @@ type SessionPut struct {
 	// Apply only if the stored session exists with broker_epoch at most
 	// this (0: unconditional).
 	IfBrokerEpochAtMost uint64 `protobuf:"varint,9,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Delete the client's will too (when the put applies).
+	DeleteWill    bool `protobuf:"varint,10,opt,name=delete_will,json=deleteWill,proto3" json:"delete_will,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionPut) Reset() {
@@ -1502,6 +1504,13 @@ func (x *SessionPut) GetIfBrokerEpochAtMost() uint64 {
 		return x.IfBrokerEpochAtMost
 	}
 	return 0
+}
+
+func (x *SessionPut) GetDeleteWill() bool {
+	if x != nil {
+		return x.DeleteWill
+	}
+	return false
 }
 
 // SessionsPut upserts sessions atomically (one group's part of a batch).
@@ -4679,7 +4688,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0eResourceDelete\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xcc\x02\n" +
+	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xed\x02\n" +
 	"\n" +
 	"SessionPut\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
@@ -4692,7 +4701,10 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"keep_state\x18\a \x01(\bR\tkeepState\x12!\n" +
 	"\fbroker_epoch\x18\b \x01(\x04R\vbrokerEpoch\x124\n" +
-	"\x17if_broker_epoch_at_most\x18\t \x01(\x04R\x13ifBrokerEpochAtMost\"k\n" +
+	"\x17if_broker_epoch_at_most\x18\t \x01(\x04R\x13ifBrokerEpochAtMost\x12\x1f\n" +
+	"\vdelete_will\x18\n" +
+	" \x01(\bR\n" +
+	"deleteWill\"k\n" +
 	"\vSessionsPut\x123\n" +
 	"\bsessions\x18\x01 \x03(\v2\x17.meta.log.v1.SessionPutR\bsessions\x12'\n" +
 	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"/\n" +
