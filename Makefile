@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos scaleout clean
+.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos scaleout mqttbench clean
 
 all: build
 
@@ -72,6 +72,12 @@ test: deps lint unit planted-bugs chaos-smoke
 # CPU quota (SCALE_* settings: see ci/scaleout.sh); by hand, never in test.
 scaleout: build
 	ci/scaleout.sh
+
+# mqttbench: two metamqtt brokers on a cluster of their own, MQB_CLIENTS x
+# MQB_PROCS MQTT clients connecting and reconnecting; against the brokers'
+# in-memory store for comparison (by hand; not part of make test).
+mqttbench: deps
+	@ci/mqttbench.sh
 
 clean:
 	rm -rf $(BIN)

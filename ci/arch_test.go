@@ -36,6 +36,7 @@ var rules = map[string][]string{
 	"verify":                {"rpc/client", "rpc/metapb", "verify"},
 	"verify/poll":           {},
 	"chaos":                 {"verify", "rpc/client", "rpc/metapb", "chaos"},
+	"contrib":               {"rpc/client", "rpc/metapb"},
 	"cmd":                   {"*"},
 	"ci":                    {},
 }

@@ -1,6 +1,7 @@
 package sm
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/metamq/meta/sm/logpb"
@@ -68,17 +69,35 @@ func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
 	}
 	rev := a.bump()
 	flags := make([]bool, len(p.Sessions))
+	applied := make([]bool, len(p.Sessions))
+	var prevs [][]byte
+	if p.ReturnPrevious {
+		prevs = make([][]byte, len(p.Sessions))
+	}
 	for i, sp := range p.Sessions {
-		cur, _, err := a.getSession(sp.ClientId)
+		cur, curRaw, err := a.getSession(sp.ClientId)
 		if err != nil {
 			return nil, err
 		}
+		flags[i] = cur != nil
+		if prevs != nil {
+			prevs[i] = bytes.Clone(curRaw)
+		}
+		if sp.IfBrokerId != "" && (cur == nil || cur.BrokerId != sp.IfBrokerId) {
+			continue // held by another broker now (or gone): not ours to change
+		}
+		if sp.IfBrokerEpochAtMost != 0 && (cur == nil || cur.BrokerEpoch > sp.IfBrokerEpochAtMost) {
+			continue // rewritten by a later registration of its broker
+		}
+		applied[i] = true
 		s := &logpb.Session{ClientId: sp.ClientId, BrokerId: sp.BrokerId, Connected: sp.Connected,
-			ExpiryIntervalSeconds: sp.ExpiryIntervalSeconds, State: sp.State,
+			ExpiryIntervalSeconds: sp.ExpiryIntervalSeconds, State: sp.State, BrokerEpoch: sp.BrokerEpoch,
 			CreateRevision: rev, ModRevision: rev, Version: 1}
 		if cur != nil {
-			flags[i] = true
 			s.CreateRevision, s.Version = cur.CreateRevision, cur.Version+1
+			if sp.KeepState {
+				s.State = cur.State
+			}
 			if cur.ExpiresAtUnixNano != 0 {
 				a.unmark(timerKey(prefixSessionExp, cur.ExpiresAtUnixNano, []byte(cur.ClientId)))
 			}
@@ -96,11 +115,23 @@ func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
 		if err := a.write(prefixed(prefixSession, []byte(s.ClientId)), s); err != nil {
 			return nil, err
 		}
+		if sp.DeleteWill {
+			w, raw, err := a.getWill(s.ClientId)
+			if err != nil {
+				return nil, err
+			}
+			if w != nil {
+				if err := a.deleteWill(w, raw); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
 		if err := a.sessionChangedWill(s); err != nil {
 			return nil, err
 		}
 	}
-	return &logpb.Result{Count: uint64(len(p.Sessions)), Flags: flags}, nil
+	return &logpb.Result{Count: uint64(len(p.Sessions)), Flags: flags, Applied: applied, PrevValues: prevs}, nil
 }
 
 // sessionChangedWill moves a client's will with its session's connection.

@@ -239,3 +239,83 @@ func TestRetainedEmptyPayloadDeletes(t *testing.T) {
 		t.Fatalf("got %v more %v (err %v), want only a/c", got, more, err)
 	}
 }
+
+// A broker marks its clients disconnected with if_broker_id, so a client
+// that meanwhile connected to another broker keeps its connected session
+// (and its will stays pending); keep_state resumes the stored state and
+// return_previous reports the session before the put.
+func TestSessionPutConditions(t *testing.T) {
+	e := newEnv(t, KindData)
+	sec := time.Second
+	put := func(idx uint64, ret bool, ps ...*logpb.SessionPut) *logpb.Result {
+		t.Helper()
+		return results(t, e.m.Apply(entryAt(t, idx, time.Duration(idx)*sec, op(&logpb.SessionsPut{Sessions: ps, ReturnPrevious: ret}))))[0]
+	}
+	put(1, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", Connected: true, ExpiryIntervalSeconds: 60, State: []byte("subs-a")})
+	e.m.Apply(entryAt(t, 2, 2*sec, op(&logpb.WillPut{ClientId: "c1", Topic: "t/will", Payload: []byte("bye")})))
+	// The client moves to b, keeping its state; the previous session says a held it.
+	r := put(3, true, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", Connected: true, ExpiryIntervalSeconds: 60, KeepState: true},
+		&logpb.SessionPut{ClientId: "new", BrokerId: "b", Connected: true, KeepState: true, State: []byte("fresh")})
+	if len(r.PrevValues) != 2 || len(r.PrevValues[1]) != 0 {
+		t.Fatalf("previous values: got %d entries (second %q), want 2, the second empty", len(r.PrevValues), r.PrevValues)
+	}
+	var prev logpb.Session
+	if err := proto.Unmarshal(r.PrevValues[0], &prev); err != nil || prev.BrokerId != "a" || string(prev.State) != "subs-a" {
+		t.Fatalf("previous c1: got %v (err %v), want held by a with state subs-a", &prev, err)
+	}
+	if s, _ := e.m.Session("c1"); s.BrokerId != "b" || string(s.State) != "subs-a" || s.Version != 2 {
+		t.Fatalf("c1 after keep_state: got %v, want held by b, state subs-a, version 2", s)
+	}
+	if s, _ := e.m.Session("new"); string(s.State) != "fresh" {
+		t.Fatalf("new session with keep_state: got state %q, want the put's", s.State)
+	}
+	// a's late disconnect must not touch the session b holds; b's applies.
+	r = put(4, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", IfBrokerId: "a", ExpiryIntervalSeconds: 60},
+		&logpb.SessionPut{ClientId: "gone", BrokerId: "a", IfBrokerId: "a"})
+	if r.Applied[0] || r.Applied[1] || !r.Flags[0] || r.Flags[1] {
+		t.Fatalf("a's conditional puts: got applied %v existed %v, want none applied, c1 existed", r.Applied, r.Flags)
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerId != "b" {
+		t.Fatalf("c1 after a's conditional put: got %v, want connected to b", s)
+	}
+	if s, _ := e.m.Session("gone"); s != nil {
+		t.Fatalf("a conditional put created %v", s)
+	}
+	if w, _ := e.m.Will("c1"); w.State != logpb.WillState_WILL_STATE_PENDING {
+		t.Fatalf("will after a's conditional put: got %v, want PENDING", w.State)
+	}
+	r = put(5, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", IfBrokerId: "b", ExpiryIntervalSeconds: 60, KeepState: true})
+	if !r.Applied[0] {
+		t.Fatalf("b's conditional put: not applied")
+	}
+	if s, _ := e.m.Session("c1"); s.Connected || string(s.State) != "subs-a" {
+		t.Fatalf("c1 after b's disconnect: got %v, want disconnected with its state", s)
+	}
+	if w, _ := e.m.Will("c1"); w.State != logpb.WillState_WILL_STATE_DUE {
+		t.Fatalf("will after b's disconnect: got %v, want DUE", w.State)
+	}
+	// Epochs: b, declared down at epoch 3, registered again (epoch 7) and
+	// rewrote its session; a survivor's late failover for epoch 3 is
+	// skipped, one for epoch 7 applies.
+	put(6, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 7, Connected: true, KeepState: true})
+	r = put(7, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 3, IfBrokerId: "b", IfBrokerEpochAtMost: 3, KeepState: true})
+	if r.Applied[0] {
+		t.Fatalf("failover for epoch 3 applied over the session of epoch 7")
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerEpoch != 7 {
+		t.Fatalf("c1 after a stale failover: got %v, want connected at epoch 7", s)
+	}
+	r = put(8, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "b", BrokerEpoch: 7, IfBrokerId: "b", IfBrokerEpochAtMost: 7, KeepState: true})
+	if s, _ := e.m.Session("c1"); !r.Applied[0] || s.Connected {
+		t.Fatalf("failover for epoch 7: applied %v, session %v; want applied, disconnected", r.Applied[0], s)
+	}
+	// A connection without a will: the session write deletes the old one.
+	e.m.Apply(entryAt(t, 9, 9*sec, op(&logpb.WillPut{ClientId: "c1", Topic: "t/will", Payload: []byte("bye")})))
+	put(10, false, &logpb.SessionPut{ClientId: "c1", BrokerId: "a", Connected: true, KeepState: true, DeleteWill: true})
+	if w, _ := e.m.Will("c1"); w != nil {
+		t.Fatalf("will after a put with delete_will: got %v, want none", w)
+	}
+	if s, _ := e.m.Session("c1"); !s.Connected || s.BrokerId != "a" {
+		t.Fatalf("c1 after a put with delete_will: got %v, want connected to a", s)
+	}
+}

@@ -196,6 +196,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 				sessionFlags(f, o)
 			}, newSessionsListWorkload),
 		compareCommand(stdout),
+		mqttCommand(stdout),
 	)
 	return root
 }

@@ -57,6 +57,14 @@ func RevisionConflict(err error) (current uint64, ok bool) {
 	return current, true
 }
 
+// IsStaleEpoch reports whether err says the broker epoch a call carried
+// is no longer the broker's current one: another registration with the
+// same broker id fenced this one.
+func IsStaleEpoch(err error) bool {
+	_, info := errorInfo(err)
+	return info != nil && info.Reason == metapb.ReasonStaleEpoch
+}
+
 // Compacted reports whether err says a watch started below a group's
 // compacted revision, which group, and the first revision still logged.
 // Re-list, then watch from the listing's revision + 1.

@@ -111,8 +111,28 @@ type Session struct {
 	CreateRevision         uint64 `protobuf:"varint,8,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	ModRevision            uint64 `protobuf:"varint,9,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	Version                uint64 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Put only: write this session only if one is stored and held by this
+	// broker (empty: unconditional). A broker marking its clients
+	// disconnected uses it so that it never overwrites the session of a
+	// client that has meanwhile connected to another broker.
+	IfBrokerId string `protobuf:"bytes,11,opt,name=if_broker_id,json=ifBrokerId,proto3" json:"if_broker_id,omitempty"`
+	// Put only: keep the stored session's state, when there is one, and
+	// ignore state (a reconnect that resumes its session).
+	KeepState bool `protobuf:"varint,12,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
+	// The registration epoch of broker_id when it wrote the session (0:
+	// not given). Stored.
+	BrokerEpoch uint64 `protobuf:"varint,13,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	// Put only: write this session only if one is stored and its
+	// broker_epoch is at most this (0: no condition). Survivors failing
+	// over a broker declared down at epoch E use it, so that a broker that
+	// came back, registered again (a higher epoch) and rewrote its
+	// sessions keeps them.
+	IfBrokerEpochAtMost uint64 `protobuf:"varint,14,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
+	// Put only: also delete the client's will, in the same atomic write (a
+	// new connection without a will replaces one that had a will).
+	DeleteWill    bool `protobuf:"varint,15,opt,name=delete_will,json=deleteWill,proto3" json:"delete_will,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -215,14 +235,53 @@ func (x *Session) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Session) GetIfBrokerId() string {
+	if x != nil {
+		return x.IfBrokerId
+	}
+	return ""
+}
+
+func (x *Session) GetKeepState() bool {
+	if x != nil {
+		return x.KeepState
+	}
+	return false
+}
+
+func (x *Session) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *Session) GetIfBrokerEpochAtMost() uint64 {
+	if x != nil {
+		return x.IfBrokerEpochAtMost
+	}
+	return 0
+}
+
+func (x *Session) GetDeleteWill() bool {
+	if x != nil {
+		return x.DeleteWill
+	}
+	return false
+}
+
 // PutSessionsRequest creates or replaces sessions in one call (the
 // reconnect-storm case). The batch is split by data group; each group's part
 // is one raft entry and is applied atomically.
 type PutSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Return each session as it was before the put (previous), so that a
+	// broker learns "session present" and the state to resume in the same
+	// call that records the connection.
+	ReturnPrevious bool `protobuf:"varint,2,opt,name=return_previous,json=returnPrevious,proto3" json:"return_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PutSessionsRequest) Reset() {
@@ -262,12 +321,25 @@ func (x *PutSessionsRequest) GetSessions() []*Session {
 	return nil
 }
 
+func (x *PutSessionsRequest) GetReturnPrevious() bool {
+	if x != nil {
+		return x.ReturnPrevious
+	}
+	return false
+}
+
 type PutSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The group revision that applied each session, in request order.
 	Revisions []uint64 `protobuf:"varint,1,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
 	// Number of data groups the batch touched.
-	Groups        uint32 `protobuf:"varint,2,opt,name=groups,proto3" json:"groups,omitempty"`
+	Groups uint32 `protobuf:"varint,2,opt,name=groups,proto3" json:"groups,omitempty"`
+	// Whether each session was written (false only for a put whose
+	// if_broker_id did not match), in request order.
+	Applied []bool `protobuf:"varint,3,rep,packed,name=applied,proto3" json:"applied,omitempty"`
+	// With return_previous: each session before the put, in request order;
+	// an empty Session (no client_id) when there was none.
+	Previous      []*Session `protobuf:"bytes,4,rep,name=previous,proto3" json:"previous,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +386,20 @@ func (x *PutSessionsResponse) GetGroups() uint32 {
 		return x.Groups
 	}
 	return 0
+}
+
+func (x *PutSessionsResponse) GetApplied() []bool {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+func (x *PutSessionsResponse) GetPrevious() []*Session {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
 }
 
 type DeleteSessionsRequest struct {
@@ -1769,7 +1855,7 @@ var File_rpc_metapb_mqtt_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\n" +
-	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\x81\x03\n" +
+	"\x15rpc/metapb/mqtt.proto\x12\ameta.v1\x1a\x13rpc/metapb/kv.proto\"\xbc\x04\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -1781,12 +1867,23 @@ const file_rpc_metapb_mqtt_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\b \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\t \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x04R\aversion\"B\n" +
+	" \x01(\x04R\aversion\x12 \n" +
+	"\fif_broker_id\x18\v \x01(\tR\n" +
+	"ifBrokerId\x12\x1d\n" +
+	"\n" +
+	"keep_state\x18\f \x01(\bR\tkeepState\x12!\n" +
+	"\fbroker_epoch\x18\r \x01(\x04R\vbrokerEpoch\x124\n" +
+	"\x17if_broker_epoch_at_most\x18\x0e \x01(\x04R\x13ifBrokerEpochAtMost\x12\x1f\n" +
+	"\vdelete_will\x18\x0f \x01(\bR\n" +
+	"deleteWill\"k\n" +
 	"\x12PutSessionsRequest\x12,\n" +
-	"\bsessions\x18\x01 \x03(\v2\x10.meta.v1.SessionR\bsessions\"K\n" +
+	"\bsessions\x18\x01 \x03(\v2\x10.meta.v1.SessionR\bsessions\x12'\n" +
+	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"\x93\x01\n" +
 	"\x13PutSessionsResponse\x12\x1c\n" +
 	"\trevisions\x18\x01 \x03(\x04R\trevisions\x12\x16\n" +
-	"\x06groups\x18\x02 \x01(\rR\x06groups\"6\n" +
+	"\x06groups\x18\x02 \x01(\rR\x06groups\x12\x18\n" +
+	"\aapplied\x18\x03 \x03(\bR\aapplied\x12,\n" +
+	"\bprevious\x18\x04 \x03(\v2\x10.meta.v1.SessionR\bprevious\"6\n" +
 	"\x15DeleteSessionsRequest\x12\x1d\n" +
 	"\n" +
 	"client_ids\x18\x01 \x03(\tR\tclientIds\"2\n" +
@@ -1957,53 +2054,54 @@ var file_rpc_metapb_mqtt_proto_goTypes = []any{
 }
 var file_rpc_metapb_mqtt_proto_depIdxs = []int32{
 	1,  // 0: meta.v1.PutSessionsRequest.sessions:type_name -> meta.v1.Session
-	30, // 1: meta.v1.GetSessionRequest.consistency:type_name -> meta.v1.ReadConsistency
-	1,  // 2: meta.v1.GetSessionResponse.session:type_name -> meta.v1.Session
-	30, // 3: meta.v1.ListSessionsRequest.consistency:type_name -> meta.v1.ReadConsistency
-	1,  // 4: meta.v1.ListSessionsResponse.sessions:type_name -> meta.v1.Session
-	0,  // 5: meta.v1.Will.state:type_name -> meta.v1.WillState
-	10, // 6: meta.v1.PutWillRequest.will:type_name -> meta.v1.Will
-	10, // 7: meta.v1.PutWillResponse.will:type_name -> meta.v1.Will
-	30, // 8: meta.v1.GetWillRequest.consistency:type_name -> meta.v1.ReadConsistency
-	10, // 9: meta.v1.GetWillResponse.will:type_name -> meta.v1.Will
-	10, // 10: meta.v1.ListDueWillsResponse.wills:type_name -> meta.v1.Will
-	10, // 11: meta.v1.ClaimWillResponse.will:type_name -> meta.v1.Will
-	23, // 12: meta.v1.SetRetainedRequest.message:type_name -> meta.v1.RetainedMessage
-	30, // 13: meta.v1.GetRetainedRequest.consistency:type_name -> meta.v1.ReadConsistency
-	23, // 14: meta.v1.GetRetainedResponse.message:type_name -> meta.v1.RetainedMessage
-	30, // 15: meta.v1.ListRetainedRequest.consistency:type_name -> meta.v1.ReadConsistency
-	23, // 16: meta.v1.ListRetainedResponse.messages:type_name -> meta.v1.RetainedMessage
-	2,  // 17: meta.v1.Sessions.Put:input_type -> meta.v1.PutSessionsRequest
-	4,  // 18: meta.v1.Sessions.Delete:input_type -> meta.v1.DeleteSessionsRequest
-	6,  // 19: meta.v1.Sessions.Get:input_type -> meta.v1.GetSessionRequest
-	8,  // 20: meta.v1.Sessions.List:input_type -> meta.v1.ListSessionsRequest
-	11, // 21: meta.v1.Wills.Put:input_type -> meta.v1.PutWillRequest
-	13, // 22: meta.v1.Wills.Delete:input_type -> meta.v1.DeleteWillRequest
-	15, // 23: meta.v1.Wills.Get:input_type -> meta.v1.GetWillRequest
-	17, // 24: meta.v1.Wills.ListDue:input_type -> meta.v1.ListDueWillsRequest
-	19, // 25: meta.v1.Wills.Claim:input_type -> meta.v1.ClaimWillRequest
-	21, // 26: meta.v1.Wills.Complete:input_type -> meta.v1.CompleteWillRequest
-	24, // 27: meta.v1.Retained.Set:input_type -> meta.v1.SetRetainedRequest
-	26, // 28: meta.v1.Retained.Get:input_type -> meta.v1.GetRetainedRequest
-	28, // 29: meta.v1.Retained.List:input_type -> meta.v1.ListRetainedRequest
-	3,  // 30: meta.v1.Sessions.Put:output_type -> meta.v1.PutSessionsResponse
-	5,  // 31: meta.v1.Sessions.Delete:output_type -> meta.v1.DeleteSessionsResponse
-	7,  // 32: meta.v1.Sessions.Get:output_type -> meta.v1.GetSessionResponse
-	9,  // 33: meta.v1.Sessions.List:output_type -> meta.v1.ListSessionsResponse
-	12, // 34: meta.v1.Wills.Put:output_type -> meta.v1.PutWillResponse
-	14, // 35: meta.v1.Wills.Delete:output_type -> meta.v1.DeleteWillResponse
-	16, // 36: meta.v1.Wills.Get:output_type -> meta.v1.GetWillResponse
-	18, // 37: meta.v1.Wills.ListDue:output_type -> meta.v1.ListDueWillsResponse
-	20, // 38: meta.v1.Wills.Claim:output_type -> meta.v1.ClaimWillResponse
-	22, // 39: meta.v1.Wills.Complete:output_type -> meta.v1.CompleteWillResponse
-	25, // 40: meta.v1.Retained.Set:output_type -> meta.v1.SetRetainedResponse
-	27, // 41: meta.v1.Retained.Get:output_type -> meta.v1.GetRetainedResponse
-	29, // 42: meta.v1.Retained.List:output_type -> meta.v1.ListRetainedResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	1,  // 1: meta.v1.PutSessionsResponse.previous:type_name -> meta.v1.Session
+	30, // 2: meta.v1.GetSessionRequest.consistency:type_name -> meta.v1.ReadConsistency
+	1,  // 3: meta.v1.GetSessionResponse.session:type_name -> meta.v1.Session
+	30, // 4: meta.v1.ListSessionsRequest.consistency:type_name -> meta.v1.ReadConsistency
+	1,  // 5: meta.v1.ListSessionsResponse.sessions:type_name -> meta.v1.Session
+	0,  // 6: meta.v1.Will.state:type_name -> meta.v1.WillState
+	10, // 7: meta.v1.PutWillRequest.will:type_name -> meta.v1.Will
+	10, // 8: meta.v1.PutWillResponse.will:type_name -> meta.v1.Will
+	30, // 9: meta.v1.GetWillRequest.consistency:type_name -> meta.v1.ReadConsistency
+	10, // 10: meta.v1.GetWillResponse.will:type_name -> meta.v1.Will
+	10, // 11: meta.v1.ListDueWillsResponse.wills:type_name -> meta.v1.Will
+	10, // 12: meta.v1.ClaimWillResponse.will:type_name -> meta.v1.Will
+	23, // 13: meta.v1.SetRetainedRequest.message:type_name -> meta.v1.RetainedMessage
+	30, // 14: meta.v1.GetRetainedRequest.consistency:type_name -> meta.v1.ReadConsistency
+	23, // 15: meta.v1.GetRetainedResponse.message:type_name -> meta.v1.RetainedMessage
+	30, // 16: meta.v1.ListRetainedRequest.consistency:type_name -> meta.v1.ReadConsistency
+	23, // 17: meta.v1.ListRetainedResponse.messages:type_name -> meta.v1.RetainedMessage
+	2,  // 18: meta.v1.Sessions.Put:input_type -> meta.v1.PutSessionsRequest
+	4,  // 19: meta.v1.Sessions.Delete:input_type -> meta.v1.DeleteSessionsRequest
+	6,  // 20: meta.v1.Sessions.Get:input_type -> meta.v1.GetSessionRequest
+	8,  // 21: meta.v1.Sessions.List:input_type -> meta.v1.ListSessionsRequest
+	11, // 22: meta.v1.Wills.Put:input_type -> meta.v1.PutWillRequest
+	13, // 23: meta.v1.Wills.Delete:input_type -> meta.v1.DeleteWillRequest
+	15, // 24: meta.v1.Wills.Get:input_type -> meta.v1.GetWillRequest
+	17, // 25: meta.v1.Wills.ListDue:input_type -> meta.v1.ListDueWillsRequest
+	19, // 26: meta.v1.Wills.Claim:input_type -> meta.v1.ClaimWillRequest
+	21, // 27: meta.v1.Wills.Complete:input_type -> meta.v1.CompleteWillRequest
+	24, // 28: meta.v1.Retained.Set:input_type -> meta.v1.SetRetainedRequest
+	26, // 29: meta.v1.Retained.Get:input_type -> meta.v1.GetRetainedRequest
+	28, // 30: meta.v1.Retained.List:input_type -> meta.v1.ListRetainedRequest
+	3,  // 31: meta.v1.Sessions.Put:output_type -> meta.v1.PutSessionsResponse
+	5,  // 32: meta.v1.Sessions.Delete:output_type -> meta.v1.DeleteSessionsResponse
+	7,  // 33: meta.v1.Sessions.Get:output_type -> meta.v1.GetSessionResponse
+	9,  // 34: meta.v1.Sessions.List:output_type -> meta.v1.ListSessionsResponse
+	12, // 35: meta.v1.Wills.Put:output_type -> meta.v1.PutWillResponse
+	14, // 36: meta.v1.Wills.Delete:output_type -> meta.v1.DeleteWillResponse
+	16, // 37: meta.v1.Wills.Get:output_type -> meta.v1.GetWillResponse
+	18, // 38: meta.v1.Wills.ListDue:output_type -> meta.v1.ListDueWillsResponse
+	20, // 39: meta.v1.Wills.Claim:output_type -> meta.v1.ClaimWillResponse
+	22, // 40: meta.v1.Wills.Complete:output_type -> meta.v1.CompleteWillResponse
+	25, // 41: meta.v1.Retained.Set:output_type -> meta.v1.SetRetainedResponse
+	27, // 42: meta.v1.Retained.Get:output_type -> meta.v1.GetRetainedResponse
+	29, // 43: meta.v1.Retained.List:output_type -> meta.v1.ListRetainedResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_mqtt_proto_init() }

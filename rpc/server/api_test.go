@@ -183,6 +183,36 @@ func testSessions(t *testing.T, cl *client.Client) {
 	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "nobody"}))(t).Session; s != nil {
 		t.Fatalf("get nobody: got %v, want none", s)
 	}
+	// A reconnect that resumes: return_previous reports the session before
+	// the put, keep_state keeps its state; a stale broker's if_broker_id
+	// put is skipped.
+	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "a", Connected: true, State: []byte("subs")}}}))(t)
+	mv := must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{ReturnPrevious: true, Sessions: []*metapb.Session{
+		{ClientId: "mv", BrokerId: "b", Connected: true, KeepState: true}, {ClientId: "mv-new", BrokerId: "b", Connected: true}}}))(t)
+	if len(mv.Previous) != 2 || mv.Previous[0].BrokerId != "a" || string(mv.Previous[0].State) != "subs" || mv.Previous[1].ClientId != "" {
+		t.Fatalf("previous: got %v, want mv held by a with its state, then none", mv.Previous)
+	}
+	stale := must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{
+		{ClientId: "mv", BrokerId: "a", IfBrokerId: "a"}, {ClientId: "mv-new", BrokerId: "b", IfBrokerId: "b"}}}))(t)
+	if len(stale.Applied) != 2 || stale.Applied[0] || !stale.Applied[1] {
+		t.Fatalf("conditional puts: got applied %v, want [false true]", stale.Applied)
+	}
+	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "mv"}))(t).Session; !s.Connected || s.BrokerId != "b" || string(s.State) != "subs" {
+		t.Fatalf("mv: got %v, want connected to b with state subs", s)
+	}
+	// Epochs: stored with the session; a put for an older epoch is skipped.
+	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", BrokerEpoch: 5, Connected: true, KeepState: true}}}))(t)
+	old := must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", IfBrokerId: "b", IfBrokerEpochAtMost: 4}}}))(t)
+	if s := must(cl.GetSession(ctx10(t), &metapb.GetSessionRequest{ClientId: "mv"}))(t).Session; old.Applied[0] || s.BrokerEpoch != 5 || !s.Connected {
+		t.Fatalf("put for epoch 4 over epoch 5: applied %v, session %v; want skipped, connected at epoch 5", old.Applied[0], s)
+	}
+	// delete_will removes the client's will in the same write.
+	must(cl.PutWill(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "mv", Topic: "w/mv"}}))(t)
+	must(cl.PutSessions(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "mv", BrokerId: "b", Connected: true, KeepState: true, DeleteWill: true}}}))(t)
+	if w := must(cl.GetWill(ctx10(t), &metapb.GetWillRequest{ClientId: "mv"}))(t).Will; w != nil {
+		t.Fatalf("will after a session put with delete_will: got %v, want none", w)
+	}
+	must(cl.DeleteSessions(ctx10(t), &metapb.DeleteSessionsRequest{ClientIds: []string{"mv", "mv-new"}}))(t)
 
 	var listed []string
 	lreq := &metapb.ListSessionsRequest{Limit: 10}
@@ -500,6 +530,10 @@ func testBadInput(t *testing.T, cl *client.Client) {
 			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", State: make([]byte, metapb.MaxSessionStateBytes+1)}}})
 			return err
 		}, "sessions[0].state"},
+		{"sessions long if_broker_id", func(ctx context.Context) error {
+			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", IfBrokerId: long(metapb.MaxBrokerIDBytes + 1)}}})
+			return err
+		}, "sessions[0].if_broker_id"},
 		{"sessions nil entry", func(ctx context.Context) error {
 			// A nil entry travels as an empty message.
 			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, nil}})

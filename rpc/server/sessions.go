@@ -51,7 +51,7 @@ func toSession(s *logpb.Session) *metapb.Session {
 	return &metapb.Session{ClientId: s.ClientId, BrokerId: s.BrokerId, Connected: s.Connected,
 		ExpiryIntervalSeconds: s.ExpiryIntervalSeconds, State: s.State,
 		DisconnectedAtUnixNano: s.DisconnectedAtUnixNano, ExpiresAtUnixNano: s.ExpiresAtUnixNano,
-		CreateRevision: s.CreateRevision, ModRevision: s.ModRevision, Version: s.Version}
+		CreateRevision: s.CreateRevision, ModRevision: s.ModRevision, Version: s.Version, BrokerEpoch: s.BrokerEpoch}
 }
 
 // Put creates or replaces sessions. The batch is split by data group, one
@@ -74,7 +74,8 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 		if se == nil {
 			return nil, invalid(f, "must be set")
 		}
-		if err := firstErr(checkClientID(f+".client_id", se.ClientId), checkBrokerID(f+".broker_id", se.BrokerId, false)); err != nil {
+		if err := firstErr(checkClientID(f+".client_id", se.ClientId), checkBrokerID(f+".broker_id", se.BrokerId, false),
+			checkBrokerID(f+".if_broker_id", se.IfBrokerId, false)); err != nil {
 			return nil, err
 		}
 		if j, dup := seen[se.ClientId]; dup {
@@ -97,17 +98,37 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 		for j, i := range idx {
 			se := req.Sessions[i]
 			puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
-				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State}
+				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State,
+				IfBrokerId: se.IfBrokerId, KeepState: se.KeepState,
+				BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost, DeleteWill: se.DeleteWill}
 		}
-		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts}}}
+		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts, ReturnPrevious: req.ReturnPrevious}}}
 	})
 	if err := s.batchResultError(results, errs, "sessions"); err != nil {
 		return nil, err
 	}
-	out := &metapb.PutSessionsResponse{Revisions: make([]uint64, n), Groups: uint32(len(groups))}
+	out := &metapb.PutSessionsResponse{Revisions: make([]uint64, n), Groups: uint32(len(groups)), Applied: make([]bool, n)}
+	if req.ReturnPrevious {
+		out.Previous = make([]*metapb.Session, n)
+	}
 	for gi, g := range groups {
-		for _, i := range parts[g] {
-			out.Revisions[i] = results[gi].Revision
+		r := results[gi]
+		for j, i := range parts[g] {
+			out.Revisions[i] = r.Revision
+			// A node of the previous release reports no applied flags:
+			// it ignored the conditions, so everything applied.
+			out.Applied[i] = j >= len(r.Applied) || r.Applied[j]
+			if out.Previous == nil {
+				continue
+			}
+			out.Previous[i] = &metapb.Session{}
+			if j < len(r.PrevValues) && len(r.PrevValues[j]) > 0 {
+				var prev logpb.Session
+				if err := proto.Unmarshal(r.PrevValues[j], &prev); err != nil {
+					return nil, s.statusOf(fmt.Errorf("server: decode previous session: %w", err), true)
+				}
+				out.Previous[i] = toSession(&prev)
+			}
 		}
 	}
 	return out, nil

@@ -1537,8 +1537,19 @@ type SessionPut struct {
 	Connected             bool                   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
 	ExpiryIntervalSeconds uint32                 `protobuf:"varint,4,opt,name=expiry_interval_seconds,json=expiryIntervalSeconds,proto3" json:"expiry_interval_seconds,omitempty"`
 	State                 []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Apply only if the stored session exists and is held by this broker
+	// (empty: unconditional).
+	IfBrokerId string `protobuf:"bytes,6,opt,name=if_broker_id,json=ifBrokerId,proto3" json:"if_broker_id,omitempty"`
+	// Keep the stored session's state (when there is one) instead of state.
+	KeepState   bool   `protobuf:"varint,7,opt,name=keep_state,json=keepState,proto3" json:"keep_state,omitempty"`
+	BrokerEpoch uint64 `protobuf:"varint,8,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
+	// Apply only if the stored session exists with broker_epoch at most
+	// this (0: unconditional).
+	IfBrokerEpochAtMost uint64 `protobuf:"varint,9,opt,name=if_broker_epoch_at_most,json=ifBrokerEpochAtMost,proto3" json:"if_broker_epoch_at_most,omitempty"`
+	// Delete the client's will too (when the put applies).
+	DeleteWill    bool `protobuf:"varint,10,opt,name=delete_will,json=deleteWill,proto3" json:"delete_will,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionPut) Reset() {
@@ -1606,12 +1617,52 @@ func (x *SessionPut) GetState() []byte {
 	return nil
 }
 
+func (x *SessionPut) GetIfBrokerId() string {
+	if x != nil {
+		return x.IfBrokerId
+	}
+	return ""
+}
+
+func (x *SessionPut) GetKeepState() bool {
+	if x != nil {
+		return x.KeepState
+	}
+	return false
+}
+
+func (x *SessionPut) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
+	}
+	return 0
+}
+
+func (x *SessionPut) GetIfBrokerEpochAtMost() uint64 {
+	if x != nil {
+		return x.IfBrokerEpochAtMost
+	}
+	return 0
+}
+
+func (x *SessionPut) GetDeleteWill() bool {
+	if x != nil {
+		return x.DeleteWill
+	}
+	return false
+}
+
 // SessionsPut upserts sessions atomically (one group's part of a batch).
+// The result's flags say which sessions existed, applied which were
+// written (a put whose if_broker_id did not match is skipped), and, with
+// return_previous, prev_values holds each session's stored encoding
+// before the put (empty when there was none).
 type SessionsPut struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*SessionPut          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Sessions       []*SessionPut          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	ReturnPrevious bool                   `protobuf:"varint,2,opt,name=return_previous,json=returnPrevious,proto3" json:"return_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SessionsPut) Reset() {
@@ -1649,6 +1700,13 @@ func (x *SessionsPut) GetSessions() []*SessionPut {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *SessionsPut) GetReturnPrevious() bool {
+	if x != nil {
+		return x.ReturnPrevious
+	}
+	return false
 }
 
 type SessionsDelete struct {
@@ -3538,6 +3596,7 @@ type Session struct {
 	CreateRevision         uint64                 `protobuf:"varint,8,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	ModRevision            uint64                 `protobuf:"varint,9,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	Version                uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	BrokerEpoch            uint64                 `protobuf:"varint,11,opt,name=broker_epoch,json=brokerEpoch,proto3" json:"broker_epoch,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -3638,6 +3697,13 @@ func (x *Session) GetModRevision() uint64 {
 func (x *Session) GetVersion() uint64 {
 	if x != nil {
 		return x.Version
+	}
+	return 0
+}
+
+func (x *Session) GetBrokerEpoch() uint64 {
+	if x != nil {
+		return x.BrokerEpoch
 	}
 	return 0
 }
@@ -4271,7 +4337,11 @@ type Result struct {
 	Value     []byte `protobuf:"bytes,7,opt,name=value,proto3" json:"value,omitempty"`
 	PrevValue []byte `protobuf:"bytes,8,opt,name=prev_value,json=prevValue,proto3" json:"prev_value,omitempty"`
 	// Per-entry outcomes of batch ops (e.g. which sessions existed).
-	Flags         []bool `protobuf:"varint,9,rep,packed,name=flags,proto3" json:"flags,omitempty"`
+	Flags []bool `protobuf:"varint,9,rep,packed,name=flags,proto3" json:"flags,omitempty"`
+	// Per-entry: whether a conditional batch entry was applied.
+	Applied []bool `protobuf:"varint,10,rep,packed,name=applied,proto3" json:"applied,omitempty"`
+	// Per-entry stored encodings before a batch op (when asked for).
+	PrevValues    [][]byte `protobuf:"bytes,11,rep,name=prev_values,json=prevValues,proto3" json:"prev_values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4365,6 +4435,20 @@ func (x *Result) GetPrevValue() []byte {
 func (x *Result) GetFlags() []bool {
 	if x != nil {
 		return x.Flags
+	}
+	return nil
+}
+
+func (x *Result) GetApplied() []bool {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+func (x *Result) GetPrevValues() [][]byte {
+	if x != nil {
+		return x.PrevValues
 	}
 	return nil
 }
@@ -4840,16 +4924,26 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0eResourceDelete\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xb2\x01\n" +
+	"\x11expected_revision\x18\x03 \x01(\x04R\x10expectedRevision\"\xed\x02\n" +
 	"\n" +
 	"SessionPut\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
 	"\tconnected\x18\x03 \x01(\bR\tconnected\x126\n" +
 	"\x17expiry_interval_seconds\x18\x04 \x01(\rR\x15expiryIntervalSeconds\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\fR\x05state\"B\n" +
+	"\x05state\x18\x05 \x01(\fR\x05state\x12 \n" +
+	"\fif_broker_id\x18\x06 \x01(\tR\n" +
+	"ifBrokerId\x12\x1d\n" +
+	"\n" +
+	"keep_state\x18\a \x01(\bR\tkeepState\x12!\n" +
+	"\fbroker_epoch\x18\b \x01(\x04R\vbrokerEpoch\x124\n" +
+	"\x17if_broker_epoch_at_most\x18\t \x01(\x04R\x13ifBrokerEpochAtMost\x12\x1f\n" +
+	"\vdelete_will\x18\n" +
+	" \x01(\bR\n" +
+	"deleteWill\"k\n" +
 	"\vSessionsPut\x123\n" +
-	"\bsessions\x18\x01 \x03(\v2\x17.meta.log.v1.SessionPutR\bsessions\"/\n" +
+	"\bsessions\x18\x01 \x03(\v2\x17.meta.log.v1.SessionPutR\bsessions\x12'\n" +
+	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"/\n" +
 	"\x0eSessionsDelete\x12\x1d\n" +
 	"\n" +
 	"client_ids\x18\x01 \x03(\tR\tclientIds\"/\n" +
@@ -4981,7 +5075,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\fR\x04spec\x12'\n" +
 	"\x0fcreate_revision\x18\x04 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x05 \x01(\x04R\vmodRevision\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\"\x81\x03\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xa4\x03\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\tR\bbrokerId\x12\x1c\n" +
@@ -4993,7 +5087,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\b \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\t \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x04R\aversion\"\x97\x03\n" +
+	" \x01(\x04R\aversion\x12!\n" +
+	"\fbroker_epoch\x18\v \x01(\x04R\vbrokerEpoch\"\x97\x03\n" +
 	"\x04Will\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x18\n" +
@@ -5052,7 +5147,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\x81\x02\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xbc\x02\n" +
 	"\x06Result\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.meta.log.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -5063,7 +5158,11 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x05value\x18\a \x01(\fR\x05value\x12\x1d\n" +
 	"\n" +
 	"prev_value\x18\b \x01(\fR\tprevValue\x12\x14\n" +
-	"\x05flags\x18\t \x03(\bR\x05flags\"\xda\x02\n" +
+	"\x05flags\x18\t \x03(\bR\x05flags\x12\x18\n" +
+	"\aapplied\x18\n" +
+	" \x03(\bR\aapplied\x12\x1f\n" +
+	"\vprev_values\x18\v \x03(\fR\n" +
+	"prevValues\"\xda\x02\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
