@@ -99,6 +99,11 @@ type endpoint struct {
 	// gone marks a node the directory no longer lists: skipped unless
 	// nothing else answers.
 	gone atomic.Bool
+	// configured: one of Config.Endpoints. It may reach its node by an
+	// address of its own (a port mapping, a proxy, a load balancer) that
+	// the directory does not list: it is kept, and preferred to the
+	// member address, until the directory drops its node.
+	configured bool
 }
 
 // Client is safe for concurrent use. It follows the cluster's directory
@@ -151,10 +156,12 @@ func New(cfg Config) (*Client, error) {
 		byID: map[string]*endpoint{}, followed: make(chan struct{})}
 	c.eps.Store(&[]*endpoint{})
 	for _, addr := range cfg.Endpoints {
-		if _, err := c.addEndpoint(addr); err != nil {
+		ep, err := c.addEndpoint(addr)
+		if err != nil {
 			_ = c.Close()
 			return nil, err
 		}
+		ep.configured = true
 	}
 	c.rr.Store(rand.Uint64())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -246,3 +246,37 @@ func TestWriteLearnsTheLeaderFromTheResponse(t *testing.T) {
 		t.Fatalf("leader of data-0: got %q, want n7 (from the response)", got)
 	}
 }
+
+// A configured endpoint that reaches its node by an address the directory
+// does not list (a port mapping, a proxy) stays in use and is preferred to
+// the member address, until the directory drops its node; member
+// addresses of other nodes are added.
+func TestConfiguredEndpointBehindAnotherAddressIsKept(t *testing.T) {
+	c := testClient(t, Config{})
+	configured := c.endpoints()[0]
+	c.mu.Lock()
+	configured.nodeID = "n1" // as Status told it
+	c.byID["n1"] = configured
+	c.mu.Unlock()
+	c.learnDirectory(&metapb.DirectoryUpdate{Version: 2, Members: []*metapb.Member{
+		{Id: "n1", Addr: "n1.internal:7001"}, {Id: "n2", Addr: "n2.internal:7001"}}})
+	c.mu.Lock()
+	n1, n2 := c.byID["n1"], c.byID["n2"]
+	c.mu.Unlock()
+	if n1 != configured || configured.gone.Load() {
+		t.Fatalf("n1 is reached by %v (gone %v), want the configured endpoint, in use", n1.addr, configured.gone.Load())
+	}
+	if n2 == nil || n2.addr != "n2.internal:7001" || n2.gone.Load() {
+		t.Fatalf("n2: %+v, want its member address, in use", n2)
+	}
+	for _, ep := range c.endpoints() {
+		if ep.addr == "n1.internal:7001" {
+			t.Fatal("n1's member address was added although a configured endpoint reaches n1")
+		}
+	}
+	// n1 leaves the cluster: its configured endpoint is left behind.
+	c.learnDirectory(&metapb.DirectoryUpdate{Version: 3, Members: []*metapb.Member{{Id: "n2", Addr: "n2.internal:7001"}}})
+	if !configured.gone.Load() {
+		t.Fatal("the configured endpoint of a removed node is still in use")
+	}
+}

@@ -24,6 +24,11 @@ func (c *Client) followDirectory(ctx context.Context) {
 						break
 					}
 					attempt = 0
+					if c.configuredIDsUnknown() {
+						// Learn which node each configured endpoint
+						// reaches before member addresses take over.
+						c.refresh(ctx)
+					}
 					c.learnDirectory(u)
 				}
 			}
@@ -41,19 +46,33 @@ func (c *Client) learnDirectory(u *metapb.DirectoryUpdate) {
 	if c.closed {
 		return
 	}
-	members := map[string]bool{}
+	members, ids := map[string]bool{}, map[string]bool{}
 	for _, m := range u.Members {
+		ids[m.Id] = true
+		if ep := c.byID[m.Id]; ep != nil && ep.configured && ep.addr != m.Addr {
+			continue // reached by its configured address
+		}
 		ep, err := c.addEndpoint(m.Addr)
 		if err != nil {
 			continue
 		}
 		ep.nodeID = m.Id
-		ep.gone.Store(false)
 		c.byID[m.Id] = ep
 		members[m.Addr] = true
 	}
 	for _, ep := range c.endpoints() {
-		ep.gone.Store(len(members) > 0 && !members[ep.addr])
+		switch {
+		case len(ids) == 0:
+			ep.gone.Store(false)
+		case ep.nodeID != "":
+			// Gone when its node left, or when the node is reached by
+			// another (configured) endpoint.
+			ep.gone.Store(!ids[ep.nodeID] || c.byID[ep.nodeID] != ep)
+		case ep.configured:
+			ep.gone.Store(false) // its node is not known yet
+		default:
+			ep.gone.Store(!members[ep.addr])
+		}
 	}
 	if u.DataGroups > 0 {
 		c.k, c.m = int(u.OffsetGroups), int(u.DataGroups)
@@ -66,6 +85,19 @@ func (c *Client) learnDirectory(u *metapb.DirectoryUpdate) {
 		}
 	}
 	c.learned = time.Now()
+}
+
+// configuredIDsUnknown reports whether some configured endpoint's node is
+// not known yet.
+func (c *Client) configuredIDsUnknown() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ep := range c.endpoints() {
+		if ep.configured && ep.nodeID == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // rangeMaps returns the range map of one kind of group in a directory
