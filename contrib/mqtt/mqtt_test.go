@@ -278,6 +278,14 @@ var buildOnce struct {
 	err  error
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildOnce.path != "" {
+		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+	os.Exit(code)
+}
+
 func buildBroker(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
