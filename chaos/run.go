@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
 )
 
@@ -505,16 +508,23 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
-// metaReady is the readiness probe of a node: its gRPC health service
-// says SERVING, which metanode sets once it has joined or formed the
-// cluster and serves the public API.
+// metaReady is the start probe of a node: its gRPC health service says
+// SERVING for metapb.HealthStarted, which metanode sets once it has joined
+// or formed the cluster, whether or not its groups have leaders yet (a
+// node restarted while its peers are down or cut off must pass it). A
+// binary older than that name is asked for the overall status, which
+// meant the same there.
 func metaReady(ctx context.Context, addr string) error {
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	hc := healthpb.NewHealthClient(conn)
+	resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: metapb.HealthStarted})
+	if status.Code(err) == codes.NotFound {
+		resp, err = hc.Check(ctx, &healthpb.HealthCheckRequest{})
+	}
 	if err != nil {
 		return err
 	}

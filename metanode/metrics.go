@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 // Metrics and health. Every figure of a node is in its registry
@@ -225,6 +227,7 @@ func (n *Node) healthLoop(ctx context.Context) {
 }
 
 func (n *Node) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	n.hlth.SetServingStatus(metapb.HealthStarted, healthpb.HealthCheckResponse_SERVING)
 	n.hlth.SetServingStatus("", st)
 	for name := range n.grpc.GetServiceInfo() {
 		if strings.HasPrefix(name, "meta.v1.") {

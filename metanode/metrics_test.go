@@ -252,8 +252,10 @@ func TestHealthFollowsLeadership(t *testing.T) {
 	c.Stop("n3")
 	expect("n1 not ready without a quorum", http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING, "has no leader")
 	// The raft service itself keeps serving: it is how a leader is elected.
-	if s := health("meta.raft.v1.RaftService"); s == healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Errorf("health of the raft service: got %v, want SERVING", s)
+	for _, svc := range []string{"meta.raft.v1.RaftService", metapb.HealthStarted} {
+		if s := health(svc); s != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %s: got %v, want SERVING", svc, s)
+		}
 	}
 
 	if err := c.Restart("n2"); err != nil {
