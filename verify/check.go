@@ -100,6 +100,13 @@ type CheckResult struct {
 	// Undecided names partitions the checker could not decide in time.
 	Undecided []string `json:"undecided,omitempty"`
 	Details   string   `json:"details,omitempty"`
+	// Judged of Total: the cases the checker is meant to judge (its keys,
+	// partitions, windows, heals; for the controller, the brokers seen
+	// declared down) and how many of them it did judge (the others were
+	// undecided or exempt). A checker that judged none fails the suite's
+	// coverage (Result.CoverageGaps), not the cluster.
+	Judged int `json:"judged"`
+	Total  int `json:"total"`
 	// Recorded: a live observation copied from the run (convergence), not
 	// recomputed from the history by an offline re-check.
 	Recorded bool          `json:"recorded,omitempty"`

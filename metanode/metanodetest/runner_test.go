@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -361,6 +362,19 @@ func runSeed(t *testing.T, l *lane, p plan, base string, d time.Duration) (res *
 	for attempt := 1; ; attempt++ {
 		dir := filepath.Join(base, fmt.Sprintf("seed-%d-attempt-%d", p.seed, attempt))
 		res, err := runOnce(t, l, p, dir, d)
+		if err == nil && res.Verdict == verify.Valid && len(res.CoverageGaps) > 0 {
+			// The cluster passed, but some checker judged nothing it was
+			// meant to judge: the run did not exercise it. Drive the
+			// scenario once more; a second blind run is a coverage
+			// failure of the suite, not of the cluster.
+			if attempt == 1 {
+				t.Logf("seed %d: coverage gap %q; running it again", p.seed, res.CoverageGaps)
+				continue
+			}
+			t.Errorf("seed %d: coverage failure of the suite (not of the cluster): %q in two runs; run folder kept at %s",
+				p.seed, res.CoverageGaps, keep(t, dir, p.seed))
+			return res, true
+		}
 		if err == nil && res.Verdict == verify.Valid {
 			return res, attempt > 1
 		}
@@ -398,6 +412,12 @@ func runOnce(t *testing.T, l *lane, p plan, dir string, d time.Duration) (*verif
 	for i := range res.Faults {
 		f := &res.Faults[i]
 		line := fmt.Sprintf("seed %d fault %s began %s ended %s", p.seed, f.String(), f.Began.Round(time.Millisecond), f.Ended.Round(time.Millisecond))
+		if r := f.Recovery; r != nil {
+			line += fmt.Sprintf(" recovered in %s (%s)", r.Took.Round(time.Millisecond), r.Slowest)
+			if !r.Recovered() {
+				line += fmt.Sprintf(" NOT RECOVERED: %v", r.Missing)
+			}
+		}
 		if f.Err != "" {
 			line += " error: " + f.Err
 		}
@@ -405,7 +425,7 @@ func runOnce(t *testing.T, l *lane, p plan, dir string, d time.Duration) (*verif
 	}
 	var verdicts []string
 	for _, c := range res.Checks {
-		v := c.Checker + "=" + string(c.Verdict)
+		v := fmt.Sprintf("%s=%s(%d/%d)", c.Checker, c.Verdict, c.Judged, c.Total)
 		if c.Verdict != verify.Valid {
 			v += fmt.Sprintf(" (failing %v: %s)", c.Failing, c.Details)
 		}
@@ -463,6 +483,7 @@ func TestInProcessFaultRuns(t *testing.T) {
 		verdicts = map[verify.Verdict]int{}
 		retries  int
 		broker   = newBrokerCoverage()
+		recovery = map[verify.FaultKind][]time.Duration{}
 	)
 	t.Run("slots", func(t *testing.T) {
 		for i, slot := range slots {
@@ -488,6 +509,11 @@ func TestInProcessFaultRuns(t *testing.T) {
 								if retried {
 									retries++
 								}
+								for _, f := range res.Faults {
+									if f.Recovery.Recovered() {
+										recovery[f.Kind] = append(recovery[f.Kind], f.Recovery.Took)
+									}
+								}
 								if p.broker && res.Verdict == verify.Valid {
 									broker.add(res)
 								}
@@ -504,8 +530,22 @@ func TestInProcessFaultRuns(t *testing.T) {
 	})
 	t.Logf("%d seeds in %s: %v (%d run again after too little activity)",
 		len(s.seeds), time.Since(began).Round(time.Second), verdicts, retries)
+	logRecovery(t, recovery)
 	checkCoverage(t, stats, s.sweep && !t.Failed())
 	broker.check(t, s.sweep && !t.Failed())
+}
+
+// logRecovery logs the recovery times per fault kind over every seed:
+// how long after each heal every group served again.
+func logRecovery(t *testing.T, times map[verify.FaultKind][]time.Duration) {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(times)) {
+		ts := times[k]
+		slices.Sort(ts)
+		parts = append(parts, fmt.Sprintf("%s %d: p50 %s p99 %s max %s", k, len(ts), verify.Percentile(ts, 50).Round(time.Millisecond),
+			verify.Percentile(ts, 99).Round(time.Millisecond), ts[len(ts)-1].Round(time.Millisecond)))
+	}
+	t.Logf("recovery after heal, per kind: %s", strings.Join(parts, "; "))
 }
 
 // brokerCoverage counts what the valid runs with the broker workloads
