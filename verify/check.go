@@ -86,6 +86,18 @@ func worst(vs ...Verdict) Verdict {
 	return out
 }
 
+// detailsWith joins a checker's summary lines and at most 20 of its
+// problems into CheckResult.Details.
+func detailsWith(details, problems []string) string {
+	if len(problems) > 20 {
+		details = append(details, problems[:20]...)
+		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
+	} else {
+		details = append(details, problems...)
+	}
+	return strings.Join(details, "; ")
+}
+
 // CheckResult is one checker's verdict on a run.
 type CheckResult struct {
 	Checker string  `json:"checker"`

@@ -117,13 +117,7 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		r.Verdict = Unknown
 		details = append(details, "no read after the assignment bound and the last read was not settled: cannot tell whether connectors were assigned in time")
 	}
-	if len(problems) > 20 {
-		details = append(details, problems[:20]...)
-		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
-	} else {
-		details = append(details, problems...)
-	}
-	r.Details = strings.Join(details, "; ")
+	r.Details = detailsWith(details, problems)
 	r.Elapsed = time.Since(start)
 	return r
 }

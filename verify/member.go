@@ -55,25 +55,28 @@ func TakeOut(ctx context.Context, adm MemberAdmin, id string, removal Removal, o
 		}
 		return slices.ContainsFunc(ms.GetMembers(), func(m *metapb.Member) bool { return m.Id == id }), nil
 	}
+	// whileListed polls step while id is a member.
+	whileListed := func(step func() error) error {
+		return poll.Until(ctx, func() error {
+			in, err := listed()
+			if err != nil || !in {
+				return err
+			}
+			return step()
+		})
+	}
 	if removal == RemoveDrained {
-		if err := drain(ctx, adm, id, opTimeout, listed); err != nil {
+		if err := whileListed(drainStep(ctx, adm, id, opTimeout)); err != nil {
 			return 0, err
 		}
 	}
-	err = poll.Until(ctx, func() error {
-		in, err := listed()
-		if err != nil {
-			return err
-		}
-		if !in {
-			return nil
-		}
+	err = whileListed(func() error {
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		remove := adm.RemoveMember
 		if removal == RemoveForced {
-			_, err = adm.ForceRemoveMember(cctx, id)
-		} else {
-			_, err = adm.RemoveMember(cctx, id)
+			remove = adm.ForceRemoveMember
 		}
+		_, err := remove(cctx, id)
 		cancel()
 		if err == nil {
 			return nil
@@ -89,19 +92,12 @@ func TakeOut(ctx context.Context, adm MemberAdmin, id string, removal Removal, o
 	return slow, err
 }
 
-// drain starts the drain of id and waits until the controller reports it
-// drained (it holds no replica, leadership or configuration entry), or
-// until it is no longer a member.
-func drain(ctx context.Context, adm MemberAdmin, id string, opTimeout time.Duration, listed func() (bool, error)) error {
+// drainStep starts the drain of id (once) and reports whether the
+// controller shows it drained (it holds no replica, leadership or
+// configuration entry): nil once it is.
+func drainStep(ctx context.Context, adm MemberAdmin, id string, opTimeout time.Duration) func() error {
 	started := false
-	return poll.Until(ctx, func() error {
-		in, err := listed()
-		if err != nil {
-			return err
-		}
-		if !in {
-			return nil
-		}
+	return func() error {
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
 		if !started {
@@ -124,5 +120,5 @@ func drain(ctx context.Context, adm MemberAdmin, id string, opTimeout time.Durat
 			return fmt.Errorf("verify: drain member %s: %s, %d replicas and %d leaderships left", id, n.State, n.Replicas, n.Leaders)
 		}
 		return fmt.Errorf("verify: drain member %s: not in the node list", id)
-	})
+	}
 }
