@@ -20,9 +20,8 @@ import (
 // back by heartbeating in its old epoch or by registering again. Once
 // the cluster has been quiet for a timeout (no fault active, the last one
 // healed and recovered a timeout ago), one broker stops at once for a
-// long silence, and any silence is a long one: brokers that stop cleanly
-// outside every fault window, whose declarations the liveness check
-// judges. An
+// long silence: a broker that stops cleanly outside every fault window,
+// whose declaration the liveness check judges. An
 // observer reads ListBrokers and ListAssignments back to back every
 // 300 ms, and a toggler flips a connector's desired state between
 // RUNNING and STOPPED every few seconds. Everything is recorded in the
@@ -157,7 +156,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 		heartbeat, timeout := c.timing()
 		clean := c.chaos.Load() && c.cleanStop(timeout)
 		if clean || c.chaos.Load() && tick.After(nextSilence) {
-			long := clean || rng.IntN(2) == 0 || c.quiet(timeout)
+			long := clean || rng.IntN(2) == 0
 			d := timeout / 3
 			if long {
 				d = jitter(rng, timeout*3/2, 2*timeout)
@@ -204,13 +203,6 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 			return
 		}
 	}
-}
-
-// quiet reports whether the cluster has been quiet for at least d: a
-// broker stopping now is declared down outside every fault window.
-func (c *controllerWorkload) quiet(d time.Duration) bool {
-	q := c.quietSince.Load()
-	return q != 0 && time.Since(time.Unix(0, q)) >= d
 }
 
 // cleanStop reports whether the calling broker is the one to stop now:
