@@ -227,10 +227,13 @@ const (
 // clusterOptions: 2 offset and 2 data groups so that routing and
 // multi-group batches are exercised; snapshots small and frequent so that
 // a lag fault (and a long kill) needs a snapshot install within a run;
-// short controller timings (above) for the broker workloads.
+// short controller timings (above) for the broker workloads. Every node
+// hosts every group (replication factors = nodes): the nemesis and
+// WaitHealthy expect every member a voter of every group.
 func clusterOptions(nodes int, seed uint64) metanodetest.Options {
 	return metanodetest.Options{Nodes: nodes, OffsetGroups: 2, DataGroups: 2, Seed: seed,
 		Configure: func(cfg *metanode.Config) {
+			cfg.ReplicationFactor, cfg.MetadataReplicationFactor = nodes, nodes
 			cfg.SnapshotThreshold = 64
 			cfg.TrailingLogs = 32
 			cfg.SnapshotInterval = 300 * time.Millisecond
