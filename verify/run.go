@@ -356,7 +356,18 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	// Faults, each followed by its recovery window, then the cool-down
 	// until Duration (later when recoveries moved the schedule).
 	groups := metapb.Groups(res.Settings.OffsetGroups, res.Settings.DataGroups)
-	end, final, runErr := playSchedule(ctx, cfg, clock, start, faults, admin, groups,
+	// The recovery probe goes through one node (the first), which forwards
+	// what it does not serve: the unpinned client would follow the
+	// directory's member addresses, which a harness outside the cluster's
+	// network (containers) may not resolve.
+	prober, err := cfg.Dial(eps, true)
+	if err != nil {
+		stopWorkload()
+		wg.Wait()
+		return nil, fmt.Errorf("verify: dial %s: %w", eps[0], err)
+	}
+	conns = append(conns, prober)
+	end, final, runErr := playSchedule(ctx, cfg, clock, start, faults, prober, groups,
 		func(phase string, f *Fault) {
 			if br != nil {
 				br.faultPhase(phase, f)
