@@ -8,11 +8,12 @@
 // cluster of one run (StartCluster, Cluster), the network fault mechanisms
 // (netfault.go, nfqueue.go), node log capture, the sweeper that removes
 // what earlier runs left behind (Sweep), the verify.Nemesis over a cluster
-// (Nemesis: every fault kind of verify's contract but crashpoint, recovery
-// probes after each heal), the schedule with heal allowances (Schedule),
-// one checked run and its folder (Run: run.json, plots, index.html, the
-// "recovery" and "nodes" checkers on top of verify's), and the summary of
-// a suite of runs (Tally). The workloads and checkers are verify's.
+// (Nemesis: every fault kind of verify's contract but crashpoint), the
+// schedule with heal allowances (Schedule), one checked run and its folder
+// (Run: run.json, plots, index.html, the "nodes" checker on top of
+// verify's, whose recovery windows follow every heal), and the summary of
+// a suite of runs (Tally: verdicts, judged/total per checker, coverage
+// gaps, recovery times). The workloads and checkers are verify's.
 // README.md describes the nemeses, how to run them and how to read a run
 // folder.
 //

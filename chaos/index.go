@@ -93,31 +93,36 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 		fmt.Fprintf(&b, "<p>End of schedule (heal all): %s</p>", e(strings.Join(other, "; ")))
 	}
 
-	b.WriteString("<h3>Recovery after each heal</h3><table><tr><th>fault</th><th>interrupted by next fault</th><th>time to first write per group</th><th>errors</th></tr>")
-	for _, r := range rec.Recoveries {
-		name := fmt.Sprint(r.Fault)
-		if r.Fault == 0 {
-			name = "final heal"
+	b.WriteString("<h3>Recovery after each heal</h3><p>From the end of the heal until every group took a write; the next fault waited for it.</p><table><tr><th>after</th><th>recovered in</th><th>slowest group</th><th>groups that never served</th></tr>")
+	recRow := func(name string, r *verify.Recovery) {
+		if r == nil {
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>not probed</td><td></td><td></td></tr>", e(name))
+			return
 		}
-		var per []string
-		for _, g := range r.Groups {
-			if w, ok := r.Writable[g]; ok {
-				per = append(per, fmt.Sprintf("%s %s", g, w.Round(time.Millisecond)))
-			} else {
-				per = append(per, g+" never")
-			}
+		var missing []string
+		for _, g := range sortedKeys(r.Missing) {
+			missing = append(missing, g+": "+r.Missing[g])
 		}
-		intr := ""
-		if !r.Interrupted.IsZero() {
-			intr = fmt.Sprintf("after %s", r.Interrupted.Sub(r.Healed).Round(time.Millisecond))
-		}
-		var errs []string
-		for _, g := range sortedKeys(r.LastErr) {
-			errs = append(errs, g+": "+r.LastErr[g])
-		}
-		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>", e(name), e(intr), e(strings.Join(per, ", ")), e(strings.Join(errs, "; ")))
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>", e(name), r.Took.Round(time.Millisecond),
+			e(r.Slowest), e(strings.Join(missing, "; ")))
 	}
+	for i := range rep.Faults {
+		f := &rep.Faults[i]
+		if f.Began > 0 || f.Ended > 0 {
+			recRow(fmt.Sprintf("fault %d (%s)", f.ID, f.Kind), f.Recovery)
+		}
+	}
+	recRow("final heal", rep.FinalRecovery)
 	b.WriteString("</table>")
+	if len(rep.Recovery) > 0 {
+		b.WriteString("<table><tr><th>kind</th><th>heals</th><th>p50</th><th>p99</th><th>max</th><th>not recovered</th></tr>")
+		for _, k := range sortedKeys(rep.Recovery) {
+			st := rep.Recovery[k]
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td></tr>", e(string(k)), st.Heals,
+				st.P50.Round(time.Millisecond), st.P99.Round(time.Millisecond), st.Max.Round(time.Millisecond), st.Unrecovered)
+		}
+		b.WriteString("</table>")
+	}
 
 	if len(rec.LogHits) > 0 {
 		b.WriteString("<h3 class=bad>Node log findings</h3><table><tr><th>file</th><th>line</th><th>text</th></tr>")
@@ -131,7 +136,7 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 	files := []struct{ name, what string }{
 		{verify.ReportFile, "porcupine visualization per key / partition / consumer group, faults on a row of their own"},
 		{verify.SummaryFile, "verdict per checker (verify's and chaos's), op counts, ops per fault window"},
-		{RunFile, "seed, options, commit, image, node flags, nemesis notes, recovery probes, log findings"},
+		{RunFile, "seed, options, commit, image, node flags, nemesis notes, log findings"},
 		{verify.HistoryFile, "every op, one JSON object per line"},
 		{verify.FaultsFile, "the fault timeline as played"},
 		{verify.BrokerFile, "the broker workloads' ops (sessions, resources, simulated brokers, observer reads), one JSON object per line"},

@@ -73,6 +73,11 @@ func ScanLogs(paths []string) ([]LogHit, error) {
 	return hits, nil
 }
 
+// CheckerNodes is the checker chaos adds to verify's in summary.json: no
+// node log holds a panic, a fatal runtime error or a data race report,
+// and no node went down or left the membership without a fault doing it.
+const CheckerNodes = "nodes"
+
 // CheckNodes judges the node logs and the nemesis's problem notes (a node
 // down without a fault, a member list that did not end as it began).
 // scanErr, if not nil, makes the verdict unknown unless something already

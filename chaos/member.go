@@ -12,7 +12,8 @@ import (
 
 // Membership faults.
 //
-// A node is taken out with RemoveMember and brought back with AddMember
+// A node is taken out with a forced RemoveMember (a spare an "add" fault
+// added is drained first, then removed) and brought back with AddMember
 // followed by a start with --join flags on an empty data directory. The
 // order matters for safety: the node is killed and wiped first, AddMember
 // is retried until the cluster accepts it (it refuses while any group still
@@ -35,7 +36,9 @@ func (m *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
 			return fmt.Errorf("chaos: member %s: no node", op)
 		}
 		n := f.Nodes[0]
-		if err := m.ensureRemoved(ctx, n); err != nil {
+		// Forced: n is a live voter of its groups, and on a cluster of RF
+		// nodes nothing else could take its replicas.
+		if err := m.ensureRemoved(ctx, n, verify.RemoveForced); err != nil {
 			return err
 		}
 		m.mark(m.removed, []string{n}, true)
@@ -124,10 +127,10 @@ func (m *Nemesis) rejoin(ctx context.Context, f *verify.Fault, n string) error {
 	return nil
 }
 
-// retire takes a spare out again: RemoveMember, kill, wipe (so that it
-// can be added afresh later).
+// retire takes a spare out again: drain, RemoveMember, kill, wipe (so
+// that it can be added afresh later).
 func (m *Nemesis) retire(ctx context.Context, f *verify.Fault, spare string) error {
-	if err := m.ensureRemoved(ctx, spare); err != nil {
+	if err := m.ensureRemoved(ctx, spare, verify.RemoveDrained); err != nil {
 		return err
 	}
 	if err := m.c.Kill(ctx, spare); err != nil {
@@ -165,21 +168,13 @@ func listed(ms *metapb.MembersResponse, id string) bool {
 	return slices.ContainsFunc(ms.GetMembers(), func(m *metapb.Member) bool { return m.Id == id })
 }
 
-// ensureRemoved removes n from the member list, or finds it removed. A
-// RemoveMember with an unknown outcome is simply asked again: the list
-// says whether it took.
-func (m *Nemesis) ensureRemoved(ctx context.Context, n string) error {
-	return m.retry(ctx, "remove member "+n, func(ctx context.Context) (bool, error) {
-		ms, err := m.adm.Members(ctx)
-		if err != nil {
-			return false, err
-		}
-		if !listed(ms, n) {
-			return true, nil
-		}
-		_, err = m.adm.RemoveMember(ctx, n)
-		return err == nil, err
-	})
+// ensureRemoved takes n out of the member list by removal, or finds it
+// removed (see verify.TakeOut).
+func (m *Nemesis) ensureRemoved(ctx context.Context, n string, removal verify.Removal) error {
+	if _, err := verify.TakeOut(ctx, m.adm, n, removal, m.cfg.OpTimeout); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	return nil
 }
 
 // ensureAdded adds n to the member list, or finds it there. The cluster

@@ -41,10 +41,9 @@ import (
 //	            up, noting whether it installed one
 //	crashpoint  not supported: metanode has no crash points to arm
 //
-// After every Heal and after HealAll, a recovery probe writes to every
-// group (metadata-0: a linearizable Members read, since the public API has
-// no metadata write) until each succeeds or RecoveryTimeout passes; the
-// "recovery" checker reads the results (Recoveries).
+// The recovery window after every Heal and after HealAll (every group
+// takes a write before the next fault begins) is verify.Run's, the same
+// for every nemesis.
 
 // containers is the part of *Cluster the nemesis drives, declared here so
 // that the mapping from faults to container operations can be tested
@@ -71,9 +70,8 @@ var _ containers = (*Cluster)(nil)
 // probe.
 type admin interface {
 	verify.StatusReader
-	Members(ctx context.Context) (*metapb.MembersResponse, error)
+	verify.MemberAdmin
 	AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error)
-	RemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error)
 	TransferLeader(ctx context.Context, group, target string) (*metapb.TransferLeaderResponse, error)
 	Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error)
 	CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error)
@@ -94,9 +92,6 @@ type NemesisConfig struct {
 	JoinArgs func(node string) []string
 	// OpTimeout bounds each call to the cluster. Default 3s.
 	OpTimeout time.Duration
-	// RecoveryTimeout: after a heal, every group must take a write within
-	// it. Default 30s.
-	RecoveryTimeout time.Duration
 	// LagCatchUp bounds waiting, at the Heal of a lag fault, for the
 	// follower to catch up. Default 20s.
 	LagCatchUp time.Duration
@@ -110,9 +105,6 @@ type NemesisConfig struct {
 func (c NemesisConfig) withDefaults() NemesisConfig {
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = 3 * time.Second
-	}
-	if c.RecoveryTimeout <= 0 {
-		c.RecoveryTimeout = 30 * time.Second
 	}
 	if c.LagCatchUp <= 0 {
 		c.LagCatchUp = 20 * time.Second
@@ -134,30 +126,9 @@ type Note struct {
 	Problem bool             `json:"problem,omitempty"`
 }
 
-// Recovery is the result of one recovery probe: writes to every group,
-// started when a fault healed.
-type Recovery struct {
-	// Fault is the fault whose Heal started the probe; 0 for HealAll,
-	// which ends the schedule.
-	Fault  int       `json:"fault"`
-	Healed time.Time `json:"healed"`
-	// Writable maps each group to the time from the heal to its first
-	// successful write (metadata-0: linearizable Members read). A group
-	// missing here never took one within the timeout.
-	Writable map[string]time.Duration `json:"writable_ns"`
-	// LastErr is the last error of each group that never succeeded.
-	LastErr map[string]string `json:"last_error,omitempty"`
-	// Interrupted is when the next fault began while some group had not
-	// yet taken a write (zero if it did not happen). Such a probe proves
-	// nothing either way.
-	Interrupted time.Time `json:"interrupted,omitzero"`
-	// Groups probed.
-	Groups []string `json:"groups"`
-}
-
 // Nemesis implements verify.Nemesis and verify.KindSupporter over a
 // Cluster. Calls of the verify.Nemesis methods come from one goroutine
-// (verify.Run's); Recoveries, Notes and Close may be called from another
+// (verify.Run's); Notes and Close may be called from another
 // once Run has returned.
 type Nemesis struct {
 	c     containers
@@ -169,19 +140,17 @@ type Nemesis struct {
 
 	loop *loop // the flap or transfer loop in force; Run's goroutine only
 
-	stop      chan struct{} // closed by Close: probes and loops end
+	stop      chan struct{} // closed by Close: loops end
 	closeOnce sync.Once
-	probes    sync.WaitGroup // recovery probes
 
-	mu         sync.Mutex // guards the fields below
-	killed     map[string]bool
-	paused     map[string]bool
-	removed    map[string]bool // nodes taken out of the membership, not yet re-added
-	added      map[string]bool // spares taken into the membership
-	notes      []Note
-	recoveries []*Recovery
-	groups     []string // learned from Status for the probes
-	lag        map[int]lagState
+	mu      sync.Mutex // guards the fields below
+	killed  map[string]bool
+	paused  map[string]bool
+	removed map[string]bool // nodes taken out of the membership, not yet re-added
+	added   map[string]bool // spares taken into the membership
+	notes   []Note
+	groups  []string // learned from Status (topology)
+	lag     map[int]lagState
 }
 
 var (
@@ -215,7 +184,7 @@ func newNemesis(c containers, adm admin, cfg NemesisConfig) *Nemesis {
 	}
 }
 
-// Close stops the loops and probes still running, waits for them, and
+// Close stops the loops still running, waits for them, and
 // closes the nemesis's client. Safe to call twice.
 func (m *Nemesis) Close() error {
 	var err error
@@ -225,7 +194,6 @@ func (m *Nemesis) Close() error {
 			m.loop.halt()
 			m.loop = nil
 		}
-		m.probes.Wait()
 		if m.close != nil {
 			err = m.close()
 		}
@@ -280,7 +248,6 @@ func (m *Nemesis) note(f *verify.Fault, problem bool, format string, args ...any
 
 // Inject starts f on f.Nodes.
 func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
-	m.interruptProbes()
 	m.reviveStrays(ctx, f)
 	switch f.Kind {
 	case verify.FaultKill, verify.FaultKillAll:
@@ -305,14 +272,8 @@ func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }
 
-// Heal ends f, then starts a recovery probe.
+// Heal ends f.
 func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
-	err := m.heal(ctx, f)
-	m.startProbe(f.ID)
-	return err
-}
-
-func (m *Nemesis) heal(ctx context.Context, f *verify.Fault) error {
 	switch f.Kind {
 	case verify.FaultKill, verify.FaultKillAll:
 		err := each(f.Nodes, func(n string) error { return m.c.Start(ctx, n) })
@@ -345,8 +306,7 @@ func (m *Nemesis) heal(ctx context.Context, f *verify.Fault) error {
 }
 
 // HealAll ends every fault: no loop, no network fault, every node
-// unpaused and running, every node of the cluster a member and no spare;
-// then it starts the final recovery probe.
+// unpaused and running, every node of the cluster a member and no spare.
 func (m *Nemesis) HealAll(ctx context.Context) error {
 	if m.loop != nil {
 		m.loop.halt()
@@ -386,7 +346,6 @@ func (m *Nemesis) HealAll(ctx context.Context) error {
 		errs = append(errs, m.retire(ctx, nil, n))
 	}
 	errs = append(errs, m.checkMembers(ctx))
-	m.startProbe(0)
 	return errors.Join(errs...)
 }
 

@@ -204,6 +204,14 @@ type RunReport struct {
 	// BrokerOps counts the broker workloads' ops by kind and outcome
 	// (nil without them).
 	BrokerOps map[verify.BrokerOpKind]verify.Counts
+	// Recovery is the recovery time per fault kind (and the final heal's):
+	// how long after each heal every group served again.
+	Recovery map[verify.FaultKind]verify.RecoveryStats
+	// FinalRecovery is the final heal's (nil if not probed).
+	FinalRecovery *verify.Recovery
+	// CoverageGaps: checkers that judged nothing they were meant to judge
+	// (verify.Result.CoverageGaps).
+	CoverageGaps []string
 	// Err is why the run could not be carried out (the verdict is then
 	// unknown), e.g. the cluster did not start.
 	Err error
@@ -224,21 +232,20 @@ func (r *RunReport) Injected() map[verify.FaultKind]int {
 // runRecord is run.json. Its fields are documented in README.md ("Reading
 // a run folder").
 type runRecord struct {
-	Seed       int64                    `json:"seed"`
-	Verdict    verify.Verdict           `json:"valid"`
-	Started    time.Time                `json:"started"`
-	Elapsed    time.Duration            `json:"elapsed_ns"`
-	Error      string                   `json:"error,omitempty"`
-	Options    runOptionsRecord         `json:"options"`
-	Meta       map[string]any           `json:"meta,omitempty"`
-	Image      Image                    `json:"image"`
-	Cluster    clusterRecord            `json:"cluster"`
-	Checks     []verify.CheckResult     `json:"checks,omitempty"`
-	Injected   map[verify.FaultKind]int `json:"injected"`
-	Notes      []Note                   `json:"notes,omitempty"`
-	Recoveries []Recovery               `json:"recoveries,omitempty"`
-	LogHits    []LogHit                 `json:"log_hits,omitempty"`
-	DataKept   bool                     `json:"data_kept"`
+	Seed     int64                    `json:"seed"`
+	Verdict  verify.Verdict           `json:"valid"`
+	Started  time.Time                `json:"started"`
+	Elapsed  time.Duration            `json:"elapsed_ns"`
+	Error    string                   `json:"error,omitempty"`
+	Options  runOptionsRecord         `json:"options"`
+	Meta     map[string]any           `json:"meta,omitempty"`
+	Image    Image                    `json:"image"`
+	Cluster  clusterRecord            `json:"cluster"`
+	Checks   []verify.CheckResult     `json:"checks,omitempty"`
+	Injected map[verify.FaultKind]int `json:"injected"`
+	Notes    []Note                   `json:"notes,omitempty"`
+	LogHits  []LogHit                 `json:"log_hits,omitempty"`
+	DataKept bool                     `json:"data_kept"`
 }
 
 type runOptionsRecord struct {
@@ -269,8 +276,8 @@ type clusterRecord struct {
 }
 
 // Run carries out one run: it starts a fresh cluster from opts.Image,
-// runs verify.Run against it with a Nemesis, probes recovery after every
-// heal, tears the cluster down, scans the node logs, and writes the run
+// runs verify.Run against it with a Nemesis (which waits for the cluster
+// to serve again after every heal), tears the cluster down, scans the node logs, and writes the run
 // folder (see README.md). The returned error is for runs that could not be
 // carried out or whose folder could not be written; a run that found a
 // problem returns a report whose Verdict is not Valid and no error. When
@@ -393,9 +400,6 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	vcfg.Logger, vcfg.Progress = log, opts.Progress
 	res, runErr := verify.Run(ctx, vcfg)
 
-	// Recovery probes end at most RecoveryTimeout after the last heal.
-	progress("recovery")
-	recs := nem.Recoveries()
 	notes := nem.Notes()
 	if err := nem.Close(); err != nil {
 		log.Debug("chaos: close nemesis", "err", err)
@@ -407,7 +411,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		logs = append(logs, filepath.Join(dir, LogsDir, n+".log"))
 	}
 	hits, scanErr := ScanLogs(logs)
-	rec.Notes, rec.Recoveries, rec.LogHits = notes, recs, hits
+	rec.Notes, rec.LogHits = notes, hits
 	if res == nil {
 		if runErr == nil {
 			runErr = errors.New("chaos: verify returned no result")
@@ -415,7 +419,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		return finish(runErr)
 	}
 	progress("report")
-	res.Checks = append(res.Checks, CheckRecovery(recs, nem.cfg.RecoveryTimeout), CheckNodes(hits, notes, len(logs), scanErr))
+	res.Checks = append(res.Checks, CheckNodes(hits, notes, len(logs), scanErr))
 	if runErr != nil {
 		// A run stopped early (interrupted) did not play its schedule:
 		// what the schedule promised cannot be judged. What the history
@@ -423,7 +427,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		for i := range res.Checks {
 			c := &res.Checks[i]
 			switch c.Checker {
-			case verify.CheckerActivity, verify.CheckerNemesis, verify.CheckerFinal, CheckerRecovery:
+			case verify.CheckerActivity, verify.CheckerNemesis, verify.CheckerFinal, verify.CheckerRecovery:
 				if c.Verdict == verify.Invalid {
 					c.Verdict = verify.Unknown
 					c.Details = "run stopped early (" + runErr.Error() + "); " + c.Details
@@ -433,7 +437,8 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	}
 	res.Verdict = combine(res)
 	rep.Verdict, rep.Faults, rep.Checks, rep.Ops = res.Verdict, res.Faults, res.Checks, res.Ops
-	rep.BrokerOps = res.BrokerOps
+	rep.BrokerOps, rep.Recovery, rep.FinalRecovery = res.BrokerOps, res.Recovery, res.FinalRecovery
+	rep.CoverageGaps = res.CoverageGaps
 	// summary.json again, with chaos's checkers; report.html keeps
 	// verify's (index.html shows all).
 	werr := writeJSON(filepath.Join(dir, verify.SummaryFile), res)

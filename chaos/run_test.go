@@ -335,6 +335,45 @@ func TestTally(t *testing.T) {
 	}
 }
 
+// The tally sums judged/total per checker and the recovery times per
+// kind, and names a checker that judged nothing in any run.
+func TestTallyCoverageAndRecovery(t *testing.T) {
+	ctl := func(judged, total int) verify.CheckResult {
+		return verify.CheckResult{Checker: verify.CheckerController, Verdict: verify.Valid, Judged: judged, Total: total}
+	}
+	kill := func(took time.Duration) verify.Fault {
+		return verify.Fault{ID: 1, Kind: verify.FaultKill, Began: time.Second, Ended: 2 * time.Second, Recovery: &verify.Recovery{Took: took}}
+	}
+	gap := []string{verify.CheckerController + ": judged 0 of 2 down declarations"}
+	blind := NewTally([]*RunReport{
+		{Dir: "a", Verdict: verify.Valid, Checks: []verify.CheckResult{ctl(0, 2)}, CoverageGaps: gap, Faults: []verify.Fault{kill(time.Second)}},
+		{Dir: "b", Verdict: verify.Valid, Checks: []verify.CheckResult{ctl(0, 2)}, CoverageGaps: gap, Faults: []verify.Fault{kill(3 * time.Second)}},
+	}, nil)
+	if got := blind.Blind(); len(got) != 1 || !strings.HasPrefix(got[0], verify.CheckerController) {
+		t.Errorf("Blind: got %q, want the controller", got)
+	}
+	if st := blind.Recovery[verify.FaultKill]; st.Heals != 2 || st.P50 != time.Second || st.Max != 3*time.Second {
+		t.Errorf("recovery[kill]: got %+v, want 2 heals, p50 1s, max 3s", st)
+	}
+	seen := NewTally([]*RunReport{
+		{Dir: "a", Verdict: verify.Valid, Checks: []verify.CheckResult{ctl(0, 2)}, CoverageGaps: gap},
+		{Dir: "b", Verdict: verify.Valid, Checks: []verify.CheckResult{ctl(1, 3)}},
+	}, nil)
+	if got := seen.Blind(); len(got) != 0 {
+		t.Errorf("Blind with one judged run: got %q, want none", got)
+	}
+	if c := seen.Checkers; len(c) != 1 || c[0].Judged != 1 || c[0].Total != 5 || c[0].Blind != 1 {
+		t.Errorf("checkers: got %+v, want controller judged 1 of 5, blind in 1 run", c)
+	}
+	var out strings.Builder
+	if err := seen.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "coverage gaps") || !strings.Contains(out.String(), "judged") {
+		t.Errorf("table lacks the coverage:\n%s", out.String())
+	}
+}
+
 // TestRunDirIsAbsolute: the run folder holds the nodes' bind-mounted data
 // directories, and Docker refuses relative mount sources, so a relative
 // --out (metachaos's default, "chaos-runs") must become absolute.

@@ -3,6 +3,8 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +23,22 @@ type Tally struct {
 	Kinds                         []KindTally
 	// Failing lists the run folders of runs that did not pass.
 	Failing []string
+	// Checkers sums each checker's judged/total over the runs.
+	Checkers []CheckerTally
+	// Gaps lists each run's coverage gaps ("dir: gap"): checkers that
+	// judged nothing they were meant to judge in that run.
+	Gaps []string
+	// Recovery is the recovery time per fault kind over every run.
+	Recovery map[verify.FaultKind]verify.RecoveryStats
+}
+
+// CheckerTally is one checker's coverage over a suite.
+type CheckerTally struct {
+	Checker       string
+	Runs          int // runs that had the checker
+	Judged, Total int
+	// Blind counts the runs in which it judged nothing it was meant to.
+	Blind int
 }
 
 // KindTally is one row of the per-kind table.
@@ -45,7 +63,35 @@ func NewTally(reports []*RunReport, requested []verify.FaultKind) Tally {
 	for _, k := range requested {
 		row(k)
 	}
+	checkers := map[string]*CheckerTally{}
+	var order []string
+	times := map[verify.FaultKind][]time.Duration{}
+	unrecovered := map[verify.FaultKind]int{}
 	for _, r := range reports {
+		for _, c := range r.Checks {
+			ct := checkers[c.Checker]
+			if ct == nil {
+				ct = &CheckerTally{Checker: c.Checker}
+				checkers[c.Checker] = ct
+				order = append(order, c.Checker)
+			}
+			ct.Runs++
+			ct.Judged += c.Judged
+			ct.Total += c.Total
+		}
+		for _, g := range r.CoverageGaps {
+			t.Gaps = append(t.Gaps, r.Dir+": "+g)
+			if name, _, ok := strings.Cut(g, ":"); ok && checkers[name] != nil {
+				checkers[name].Blind++
+			}
+		}
+		for _, f := range r.Faults {
+			if f.Recovery.Recovered() {
+				times[f.Kind] = append(times[f.Kind], f.Recovery.Took)
+			} else if f.Recovery != nil {
+				unrecovered[f.Kind]++
+			}
+		}
 		t.Runs++
 		t.Ops += r.Ops.Total
 		t.Elapsed += r.Elapsed
@@ -91,7 +137,30 @@ func NewTally(reports []*RunReport, requested []verify.FaultKind) Tally {
 			t.Kinds = append(t.Kinds, *kt)
 		}
 	}
+	for _, name := range order {
+		t.Checkers = append(t.Checkers, *checkers[name])
+	}
+	for k, ts := range times {
+		slices.Sort(ts)
+		if t.Recovery == nil {
+			t.Recovery = map[verify.FaultKind]verify.RecoveryStats{}
+		}
+		t.Recovery[k] = verify.RecoveryStats{Heals: len(ts) + unrecovered[k], Unrecovered: unrecovered[k],
+			P50: verify.Percentile(ts, 50), P99: verify.Percentile(ts, 99), Max: ts[len(ts)-1]}
+	}
 	return t
+}
+
+// Blind lists the checkers that judged nothing over the whole suite
+// although they ran: a coverage failure of the suite, not of the cluster.
+func (t Tally) Blind() []string {
+	var out []string
+	for _, c := range t.Checkers {
+		if c.Runs > 0 && c.Blind == c.Runs {
+			out = append(out, fmt.Sprintf("%s (judged %d of %d)", c.Checker, c.Judged, c.Total))
+		}
+	}
+	return out
 }
 
 // AllPassed reports whether there was at least one run and every run
@@ -108,6 +177,20 @@ func (t Tally) Write(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "checker\truns\tjudged\ttotal\truns judging nothing\t\n")
+	for _, c := range t.Checkers {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", c.Checker, c.Runs, c.Judged, c.Total, c.Blind)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(t.Recovery)) {
+		fmt.Fprintf(w, "recovery after %s: %s\n", k, t.Recovery[k])
+	}
+	if len(t.Gaps) > 0 {
+		fmt.Fprintf(w, "coverage gaps (the suite's, not the cluster's):\n  %s\n", strings.Join(t.Gaps, "\n  "))
 	}
 	_, err := fmt.Fprintf(w, "%d ops in %s of runs\n", t.Ops, t.Elapsed.Round(time.Second))
 	if err == nil && len(t.Failing) > 0 {

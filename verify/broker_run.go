@@ -155,6 +155,21 @@ func (b *brokerRun) endChaos() {
 	}
 }
 
+// faultPhase tells the controller workload where the schedule is: a
+// fault being injected, healed or recovered from (phase "inject", "heal",
+// "recovery"), or none ("workload" with no fault: quiet from then on).
+func (b *brokerRun) faultPhase(phase string, f *Fault) {
+	if b.ctl == nil {
+		return
+	}
+	switch {
+	case phase == "inject" || phase == "heal" || phase == "recovery":
+		b.ctl.quietSince.Store(0)
+	case phase == "workload" && f == nil:
+		b.ctl.quietSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
 // final runs after the workload stopped and every fault healed: final
 // session reads; every connector back to RUNNING; the fences (a KV put
 // per data group, a resource) and waiting for every watcher to deliver

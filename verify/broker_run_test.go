@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -76,7 +77,35 @@ func TestRunBrokerWorkloadsOnACorrectSystemPass(t *testing.T) {
 	}
 }
 
+// TestRunBrokerWorkloadsCatchPlantedBugs plants each bug and asserts the
+// verdict only once a run made the scenario the bug needs happen: a
+// run that never exercised the bug proves nothing, so each bug is run on
+// consecutive seeds until its scenario happened (at most scenarioTries
+// runs), and a bug whose scenario never happened fails loudly.
 func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
+	const scenarioTries = 5
+	// declared: some read showed a broker DOWN.
+	declared := func(ops []BrokerOp, _ *Result) bool {
+		return slices.ContainsFunc(ops, func(op BrokerOp) bool {
+			return op.Kind == OpListBrokers && op.Outcome == OutcomeOK &&
+				slices.ContainsFunc(op.Output.Brokers, func(b BrokerValue) bool { return b.Status == "DOWN" })
+		})
+	}
+	// judged: the controller checker judged a down declaration.
+	judged := func(_ []BrokerOp, res *Result) bool {
+		c := res.Check(CheckerController)
+		return c != nil && c.Judged > 0
+	}
+	staleSent := func(ops []BrokerOp, _ *Result) bool {
+		return slices.ContainsFunc(ops, func(op BrokerOp) bool { return op.Kind == OpReport && op.Input.Stale })
+	}
+	watched := func(_ []BrokerOp, res *Result) bool {
+		c := res.Check(CheckerWatch)
+		return c != nil && c.Judged > 0
+	}
+	sessions := func(ops []BrokerOp, _ *Result) bool {
+		return slices.ContainsFunc(ops, func(op BrokerOp) bool { return op.Kind == OpSessionPut && op.Outcome == OutcomeOK })
+	}
 	tests := []struct {
 		name    string
 		plant   func(f *brokerFake)
@@ -84,38 +113,53 @@ func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
 		// noFaults: a fault window exempts brokers from the liveness
 		// check, so that planted bug is tested without one.
 		noFaults bool
+		// scenario reports whether the run did what the bug needs.
+		scenario func(ops []BrokerOp, res *Result) bool
 	}{
-		{"watch skips an event", func(f *brokerFake) { f.bugWatchDrop = true }, CheckerWatch, false},
-		{"watch repeats an event", func(f *brokerFake) { f.bugWatchDup = true }, CheckerWatch, false},
-		{"watch invents a value", func(f *brokerFake) { f.bugWatchInvent = true }, CheckerWatch, false},
-		{"a session of a batch is lost", func(f *brokerFake) { f.bugSessionDrop = true }, CheckerSessions, false},
-		{"a down broker keeps its connectors", func(f *brokerFake) { f.bugOwnerDown = true }, CheckerController, false},
-		{"two owners in one epoch", func(f *brokerFake) { f.bugTwoOwners = true }, CheckerController, false},
-		{"connectors never reassigned", func(f *brokerFake) { f.bugNoReassign = true }, CheckerController, false},
-		{"live brokers declared down", func(f *brokerFake) { f.bugEagerDown = true }, CheckerController, true},
-		{"stale reports accepted", func(f *brokerFake) { f.bugAcceptStale = true }, CheckerController, false},
+		{"watch skips an event", func(f *brokerFake) { f.bugWatchDrop = true }, CheckerWatch, false, watched},
+		{"watch repeats an event", func(f *brokerFake) { f.bugWatchDup = true }, CheckerWatch, false, watched},
+		{"watch invents a value", func(f *brokerFake) { f.bugWatchInvent = true }, CheckerWatch, false, watched},
+		{"a session of a batch is lost", func(f *brokerFake) { f.bugSessionDrop = true }, CheckerSessions, false, sessions},
+		{"a down broker keeps its connectors", func(f *brokerFake) { f.bugOwnerDown = true }, CheckerController, false, declared},
+		{"two owners in one epoch", func(f *brokerFake) { f.bugTwoOwners = true }, CheckerController, false, declared},
+		{"connectors never reassigned", func(f *brokerFake) { f.bugNoReassign = true }, CheckerController, false, declared},
+		{"live brokers declared down", func(f *brokerFake) { f.bugEagerDown = true }, CheckerController, true, judged},
+		{"stale reports accepted", func(f *brokerFake) { f.bugAcceptStale = true }, CheckerController, false, staleSent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newBrokerFake(newMemCluster(22, "n1", "n2", "n3"))
-			tt.plant(f)
-			kinds := []FaultKind{FaultKill}
-			if tt.noFaults {
-				kinds = nil
+			for try := range scenarioTries {
+				seed := int64(22 + try)
+				f := newBrokerFake(newMemCluster(seed, "n1", "n2", "n3"))
+				tt.plant(f)
+				kinds := []FaultKind{FaultKill}
+				if tt.noFaults {
+					kinds = nil
+				}
+				cfg := fastBrokerRun(t, f, seed, kinds)
+				res, err := Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ops, err := LoadBrokerOps(filepath.Join(cfg.Dir, BrokerFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tt.scenario(ops, res) {
+					t.Logf("seed %d: the scenario the bug needs did not happen; running the next seed", seed)
+					continue
+				}
+				c := res.Check(tt.checker)
+				if c == nil || c.Verdict != Invalid {
+					t.Fatalf("seed %d, scenario exercised: %s: got %+v, want invalid", seed, tt.checker, c)
+				}
+				t.Logf("seed %d: caught: failing %v: %s", seed, c.Failing, firstChars(c.Details, 400))
+				if res.Verdict != Invalid {
+					t.Fatalf("run: got %s, want invalid", res.Verdict)
+				}
+				return
 			}
-			cfg := fastBrokerRun(t, f, 22, kinds)
-			res, err := Run(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := res.Check(tt.checker)
-			if c == nil || c.Verdict != Invalid {
-				t.Fatalf("%s: got %+v, want invalid", tt.checker, c)
-			}
-			t.Logf("caught: failing %v: %s", c.Failing, firstChars(c.Details, 400))
-			if res.Verdict != Invalid {
-				t.Fatalf("run: got %s, want invalid", res.Verdict)
-			}
+			t.Fatalf("the scenario the bug needs never happened in %d runs (seeds 22..%d): the self-test proves nothing", scenarioTries, 22+scenarioTries-1)
 		})
 	}
 }

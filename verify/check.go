@@ -86,6 +86,18 @@ func worst(vs ...Verdict) Verdict {
 	return out
 }
 
+// detailsWith joins a checker's summary lines and at most 20 of its
+// problems into CheckResult.Details.
+func detailsWith(details, problems []string) string {
+	if len(problems) > 20 {
+		details = append(details, problems[:20]...)
+		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
+	} else {
+		details = append(details, problems...)
+	}
+	return strings.Join(details, "; ")
+}
+
 // CheckResult is one checker's verdict on a run.
 type CheckResult struct {
 	Checker string  `json:"checker"`
@@ -100,6 +112,13 @@ type CheckResult struct {
 	// Undecided names partitions the checker could not decide in time.
 	Undecided []string `json:"undecided,omitempty"`
 	Details   string   `json:"details,omitempty"`
+	// Judged of Total: the cases the checker is meant to judge (its keys,
+	// partitions, windows, heals; for the controller, the brokers seen
+	// declared down) and how many of them it did judge (the others were
+	// undecided or exempt). A checker that judged none fails the suite's
+	// coverage (Result.CoverageGaps), not the cluster.
+	Judged int `json:"judged"`
+	Total  int `json:"total"`
 	// Recorded: a live observation copied from the run (convergence), not
 	// recomputed from the history by an offline re-check.
 	Recorded bool          `json:"recorded,omitempty"`

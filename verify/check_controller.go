@@ -46,8 +46,11 @@ const CheckerController = "controller"
 //     the controller within the timeout before the declaration (which
 //     happened after the last evidence of it ALIVE: a read, its
 //     registration, an acknowledged heartbeat; see liveness). Brokers that
-//     were silent, and declarations near a fault (up to a timeout after
-//     it ended: a paused or cut-off controller gives grace), are exempt.
+//     stopped (a silence) are judged: their declaration must come a
+//     timeout after their last acknowledged heartbeat. Declarations near
+//     a fault (up to a timeout after it ended: a paused or cut-off
+//     controller gives grace), or right after a silence ended (decided
+//     during it, applied after), are exempt.
 
 // ControllerSettings are what the checker needs besides the history.
 type ControllerSettings struct {
@@ -65,47 +68,92 @@ type assignObs struct {
 }
 
 // CheckController checks a broker history's controller workload. recs
-// are the watch records (assignment watches are used when present).
+// are the watch records (assignment watches are used when present). Each
+// property is its own function (checkEpochs, checkOwners,
+// checkDownBroker, checkFencing, checkAssignment, liveness); this one
+// gathers their problems into one result.
 func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings) CheckResult {
 	start := time.Now()
 	r := CheckResult{Checker: CheckerController, Verdict: Valid}
-	failing := map[string]bool{}
-	var problems []string
-	fail := func(what, p string) {
-		failing[what] = true
-		problems = append(problems, p)
-	}
-
-	// The run's brokers and connectors, the timing the controller gave.
-	brokers := map[string]bool{}
-	connectors := map[string]bool{}
-	var timeout, heartbeat time.Duration
-	for i := range bops {
-		op := &bops[i]
-		switch op.Kind {
-		case OpRegister:
-			brokers[op.Input.BrokerID] = true
-			if op.Outcome == OutcomeOK {
-				timeout = max(timeout, time.Duration(op.Output.TimeoutMs)*time.Millisecond)
-				heartbeat = max(heartbeat, time.Duration(op.Output.HeartbeatMs)*time.Millisecond)
-			}
-		case OpResourceCreate:
-			if op.Input.Resource.Kind == "connector" {
-				connectors[op.Input.Resource.Name] = true
-			}
-		}
-	}
-	if len(brokers) == 0 {
+	h := controllerFacts(bops)
+	if len(h.brokers) == 0 {
 		r.Verdict = Unknown
 		r.Details = "no broker registered: nothing to check"
 		return r
 	}
-	if timeout == 0 {
-		timeout = 6 * time.Second
+	failing := map[string]bool{}
+	var problems []string
+	note := func(what string, ps []string) {
+		if len(ps) > 0 {
+			failing[what] = true
+			problems = append(problems, ps...)
+		}
 	}
+	note("epochs", h.checkEpochs(recs))
+	note("owners", h.checkOwners(recs))
+	down, replayed, pairs := h.checkDownBroker(recs)
+	note("down broker", down)
+	fencing, reports, rejected := h.checkFencing()
+	note("fencing", fencing)
+	asg := h.checkAssignment(set)
+	note("late", asg.problems)
+	downs, judged, lproblems := liveness(bops, h.brokers, set.Faults, h.timeout)
+	note("liveness", lproblems)
 
-	// Observations of assignments.
-	obs := map[string][]assignObs{}
+	r.Ops = h.nobs
+	r.Partitions = len(h.names)
+	r.Judged, r.Total = judged, downs
+	for w := range failing {
+		r.Failing = append(r.Failing, w)
+	}
+	slices.Sort(r.Failing)
+	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d revisions replayed from the watches, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others near a fault or the end of a silence); healed at %s, %d reads after the bound",
+		len(h.brokers), len(h.connectors), h.heartbeat, h.timeout, h.nobs, pairs, replayed, reports, rejected, downs, judged,
+		time.Duration(asg.healed).Round(time.Millisecond), asg.checked)}
+	switch {
+	case len(r.Failing) > 0:
+		r.Verdict = Invalid
+	case asg.checked == 0 && !asg.settled:
+		r.Verdict = Unknown
+		details = append(details, "no read after the assignment bound and the last read was not settled: cannot tell whether connectors were assigned in time")
+	}
+	r.Details = detailsWith(details, problems)
+	r.Elapsed = time.Since(start)
+	return r
+}
+
+// ctlFacts is what every controller property reads from a broker
+// history: the run's brokers and connectors, the timing the controller
+// gave, and every observation of an assignment.
+type ctlFacts struct {
+	bops                []BrokerOp
+	brokers, connectors map[string]bool
+	timeout, heartbeat  time.Duration
+	obs                 map[string][]assignObs // per connector
+	names               []string               // connectors observed, sorted
+	nobs                int
+}
+
+func controllerFacts(bops []BrokerOp) *ctlFacts {
+	h := &ctlFacts{bops: bops, brokers: map[string]bool{}, connectors: map[string]bool{}, obs: map[string][]assignObs{}}
+	for i := range bops {
+		op := &bops[i]
+		switch op.Kind {
+		case OpRegister:
+			h.brokers[op.Input.BrokerID] = true
+			if op.Outcome == OutcomeOK {
+				h.timeout = max(h.timeout, time.Duration(op.Output.TimeoutMs)*time.Millisecond)
+				h.heartbeat = max(h.heartbeat, time.Duration(op.Output.HeartbeatMs)*time.Millisecond)
+			}
+		case OpResourceCreate:
+			if op.Input.Resource.Kind == "connector" {
+				h.connectors[op.Input.Resource.Name] = true
+			}
+		}
+	}
+	if h.timeout == 0 {
+		h.timeout = 6 * time.Second
+	}
 	for i := range bops {
 		op := &bops[i]
 		if op.Outcome != OutcomeOK {
@@ -115,20 +163,28 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		switch op.Kind {
 		case OpListAssignments:
 			for _, a := range op.Output.Assignments {
-				obs[a.Connector] = append(obs[a.Connector], assignObs{a, op.Call, op.Return, src})
+				h.obs[a.Connector] = append(h.obs[a.Connector], assignObs{a, op.Call, op.Return, src})
 			}
 		case OpReport:
 			if a := op.Output.Assignment; a != nil {
-				obs[a.Connector] = append(obs[a.Connector], assignObs{*a, op.Call, op.Return, src})
+				h.obs[a.Connector] = append(h.obs[a.Connector], assignObs{*a, op.Call, op.Return, src})
 			}
 		}
 	}
-	names := slices.Sorted(mapKeys(obs))
-	nobs := 0
-	// Epochs rise in real time.
-	for _, c := range names {
-		os := slices.Clone(obs[c])
-		nobs += len(os)
+	h.names = slices.Sorted(mapKeys(h.obs))
+	for _, c := range h.names {
+		h.nobs += len(h.obs[c])
+	}
+	return h
+}
+
+// checkEpochs: a connector's epoch seen by a read (or a report's
+// response) is never below one a read that returned earlier saw; along an
+// assignment watch, epochs never go down.
+func (h *ctlFacts) checkEpochs(recs []WatchRecord) []string {
+	var problems []string
+	for _, c := range h.names {
+		os := slices.Clone(h.obs[c])
 		slices.SortFunc(os, func(a, b assignObs) int { return cmp.Compare(a.ret, b.ret) })
 		best := make([]int, len(os)) // index of the highest epoch among os[:i+1]
 		for i := range os {
@@ -141,31 +197,9 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 			j := sort.Search(len(os), func(i int) bool { return os[i].ret >= b.call }) - 1
 			if j >= 0 && os[best[j]].Epoch > b.Epoch {
 				a := os[best[j]]
-				fail("epochs", fmt.Sprintf("connector %s: epoch went back from %d (%s) to %d (%s, called after)", c, a.Epoch, a.src, b.Epoch, b.src))
+				problems = append(problems, fmt.Sprintf("connector %s: epoch went back from %d (%s) to %d (%s, called after)", c, a.Epoch, a.src, b.Epoch, b.src))
 				break
 			}
-		}
-	}
-	// One owner per epoch (reads, reports, assignment watches).
-	type ce struct {
-		c     string
-		epoch uint64
-	}
-	owner := map[ce]assignObs{}
-	noteOwner := func(o assignObs) {
-		k := ce{o.Connector, o.Epoch}
-		if p, ok := owner[k]; ok && (p.Broker != o.Broker || p.BrokerEpoch != o.BrokerEpoch) {
-			fail("owners", fmt.Sprintf("connector %s epoch %d: owned by %s@%d (%s) and by %s@%d (%s)", o.Connector, o.Epoch,
-				p.Broker, p.BrokerEpoch, p.src, o.Broker, o.BrokerEpoch, o.src))
-			return
-		}
-		if _, ok := owner[k]; !ok {
-			owner[k] = o
-		}
-	}
-	for _, c := range names {
-		for _, o := range obs[c] {
-			noteOwner(o)
 		}
 	}
 	for _, s := range segments(recs) {
@@ -177,38 +211,77 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 			if ev.Type != "put" {
 				continue
 			}
-			a := AssignmentValue{Connector: ev.Key, Broker: ev.Broker, BrokerEpoch: ev.BrokerEpoch, Epoch: ev.Epoch, State: ev.Status}
-			noteOwner(assignObs{a, ev.at, ev.at, fmt.Sprintf("%s event at revision %d", s.name, ev.Revision)})
 			if ev.Epoch < last[ev.Key] {
-				fail("epochs", fmt.Sprintf("%s: connector %s epoch went back from %d to %d at revision %d", s.name, ev.Key, last[ev.Key], ev.Epoch, ev.Revision))
+				problems = append(problems, fmt.Sprintf("%s: connector %s epoch went back from %d to %d at revision %d", s.name, ev.Key, last[ev.Key], ev.Epoch, ev.Revision))
 			}
 			last[ev.Key] = max(last[ev.Key], ev.Epoch)
 		}
 	}
+	return problems
+}
 
-	// Nothing on a down broker: at every revision the brokers and
-	// assignments watches cover...
-	replayed, rproblems := replay(recs)
-	for _, p := range rproblems {
-		fail("down broker", p)
+// checkOwners: every observation of (connector, epoch) — reads, reports,
+// assignment watches — names the same broker and broker epoch.
+func (h *ctlFacts) checkOwners(recs []WatchRecord) []string {
+	var problems []string
+	type ce struct {
+		c     string
+		epoch uint64
 	}
-	// ...and in every read.
+	owner := map[ce]assignObs{}
+	noteOwner := func(o assignObs) {
+		k := ce{o.Connector, o.Epoch}
+		p, ok := owner[k]
+		if !ok {
+			owner[k] = o
+			return
+		}
+		if p.Broker != o.Broker || p.BrokerEpoch != o.BrokerEpoch {
+			problems = append(problems, fmt.Sprintf("connector %s epoch %d: owned by %s@%d (%s) and by %s@%d (%s)", o.Connector, o.Epoch,
+				p.Broker, p.BrokerEpoch, p.src, o.Broker, o.BrokerEpoch, o.src))
+		}
+	}
+	for _, c := range h.names {
+		for _, o := range h.obs[c] {
+			noteOwner(o)
+		}
+	}
+	for _, s := range segments(recs) {
+		if s.space != "assignments" {
+			continue
+		}
+		for _, ev := range s.events {
+			if ev.Type != "put" {
+				continue
+			}
+			a := AssignmentValue{Connector: ev.Key, Broker: ev.Broker, BrokerEpoch: ev.BrokerEpoch, Epoch: ev.Epoch, State: ev.Status}
+			noteOwner(assignObs{a, ev.at, ev.at, fmt.Sprintf("%s event at revision %d", s.name, ev.Revision)})
+		}
+	}
+	return problems
+}
+
+// checkDownBroker: nothing on a down broker, at every revision the
+// brokers and assignments watches cover, in every ListBrokers read, and
+// in every ListAssignments read paired with a ListBrokers read of the same
+// revision.
+func (h *ctlFacts) checkDownBroker(recs []WatchRecord) (problems []string, replayed, pairs int) {
+	replayed, problems = replay(recs)
 	brokersAt := map[uint64]*BrokerOp{}
-	for i := range bops {
-		op := &bops[i]
+	for i := range h.bops {
+		op := &h.bops[i]
 		if op.Kind != OpListBrokers || op.Outcome != OutcomeOK {
 			continue
 		}
 		brokersAt[op.Output.Revision] = op
 		for _, b := range op.Output.Brokers {
 			if b.Status == "DOWN" && b.Connectors > 0 {
-				fail("down broker", fmt.Sprintf("broker op %d: broker %s is DOWN at revision %d with %d connectors", op.Index, b.ID, op.Output.Revision, b.Connectors))
+				problems = append(problems, fmt.Sprintf("broker op %d: broker %s is DOWN at revision %d with %d connectors", op.Index, b.ID, op.Output.Revision, b.Connectors))
 			}
 		}
 	}
-	pairs := 0
-	for i := range bops {
-		op := &bops[i]
+	for i := range h.bops {
+		op := &h.bops[i]
 		if op.Kind != OpListAssignments || op.Outcome != OutcomeOK {
 			continue
 		}
@@ -227,16 +300,20 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 			}
 			b, ok := state[a.Broker]
 			if !ok || b.Status != "ALIVE" || b.Epoch != a.BrokerEpoch {
-				fail("down broker", fmt.Sprintf("revision %d (broker ops %d, %d): connector %s assigned to %s@%d, brokers show %s",
+				problems = append(problems, fmt.Sprintf("revision %d (broker ops %d, %d): connector %s assigned to %s@%d, brokers show %s",
 					op.Output.Revision, op.Index, lb.Index, a.Connector, a.Broker, a.BrokerEpoch, describeBroker(b, ok)))
 			}
 		}
 	}
+	return problems, replayed, pairs
+}
 
-	// Fencing of reports.
-	reports, rejected := 0, 0
-	for i := range bops {
-		op := &bops[i]
+// checkFencing: a report is accepted only under the current epoch, and a
+// report by the owner under an epoch reads before and after it both show
+// current is not rejected.
+func (h *ctlFacts) checkFencing() (problems []string, reports, rejected int) {
+	for i := range h.bops {
+		op := &h.bops[i]
 		if op.Kind != OpReport {
 			continue
 		}
@@ -245,30 +322,48 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		switch {
 		case op.Outcome == OutcomeOK:
 			if a := op.Output.Assignment; a == nil || a.Epoch != e || a.Broker != b {
-				fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted, response shows %v", op.Index, b, e, c, a))
+				problems = append(problems, fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted, response shows %v", op.Index, b, e, c, a))
 			}
-			for _, o := range obs[c] {
+			for _, o := range h.obs[c] {
 				if o.ret < op.Call && o.Epoch > e {
-					fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted after %s saw epoch %d", op.Index, b, e, c, o.src, o.Epoch))
+					problems = append(problems, fmt.Sprintf("broker op %d: report by %s under epoch %d of %s accepted after %s saw epoch %d", op.Index, b, e, c, o.src, o.Epoch))
 					break
 				}
 			}
 		case op.Outcome == OutcomeFail && (op.Reason == "STALE_EPOCH" || op.Code == "NotFound"):
 			rejected++
 			current := func(o assignObs) bool { return o.Epoch == e && o.Broker == b }
-			before := slices.IndexFunc(obs[c], func(o assignObs) bool { return current(o) && o.ret < op.Call })
-			after := slices.IndexFunc(obs[c], func(o assignObs) bool { return current(o) && o.call > op.Return })
+			before := slices.IndexFunc(h.obs[c], func(o assignObs) bool { return current(o) && o.ret < op.Call })
+			after := slices.IndexFunc(h.obs[c], func(o assignObs) bool { return current(o) && o.call > op.Return })
 			if before >= 0 && after >= 0 {
-				fail("fencing", fmt.Sprintf("broker op %d: report by %s under epoch %d of %s rejected (%s), though %s and %s show that epoch current before and after",
-					op.Index, b, e, c, op.Reason, obs[c][before].src, obs[c][after].src))
+				problems = append(problems, fmt.Sprintf("broker op %d: report by %s under epoch %d of %s rejected (%s), though %s and %s show that epoch current before and after",
+					op.Index, b, e, c, op.Reason, h.obs[c][before].src, h.obs[c][after].src))
 			}
 		}
 	}
+	return problems, reports, rejected
+}
 
-	// Bounded assignment after the cluster healed.
-	healed := int64(0)
+// assignment is what checkAssignment found: its problems, when the
+// cluster healed, how many observer reads it checked past the bound, and
+// whether the last observer read was settled.
+type assignment struct {
+	problems []string
+	healed   int64
+	checked  int
+	settled  bool
+}
+
+// checkAssignment: once the cluster healed (the last fault ended, every
+// silent broker came back, every connector's desired state was last
+// written), every observer read called more than the session timeout
+// plus AssignSlack later shows every connector that should run assigned;
+// and during the chaos too, no connector stays unassigned longer than
+// that while the cluster is whole and some broker is alive (stuck).
+func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
+	var out assignment
 	for _, f := range set.Faults {
-		healed = max(healed, int64(f.Ended))
+		out.healed = max(out.healed, int64(f.Ended))
 	}
 	// desired[c]: when the connector's desired state was written or read,
 	// and what it was, in history order (which is return order).
@@ -277,16 +372,16 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		state string
 	}
 	desired := map[string][]want{}
-	for i := range bops {
-		op := &bops[i]
+	for i := range h.bops {
+		op := &h.bops[i]
 		switch op.Kind {
 		case OpSilence, OpRegister:
-			if brokers[op.Input.BrokerID] {
-				healed = max(healed, op.Return)
+			if h.brokers[op.Input.BrokerID] {
+				out.healed = max(out.healed, op.Return)
 			}
 		case OpResourceCreate, OpResourceUpdate:
-			if connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
-				healed = max(healed, op.Return)
+			if h.connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
+				out.healed = max(out.healed, op.Return)
 				if op.Outcome == OutcomeOK {
 					desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Return, op.Input.Resource.Desired})
 				}
@@ -294,11 +389,11 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		case OpResourceGet:
 			// A read shows the desired state too (after an update whose
 			// outcome was unknown, it is the only word on it).
-			if connectors[op.Input.Resource.Name] && op.Outcome == OutcomeOK && op.Output.Resource != nil {
+			if h.connectors[op.Input.Resource.Name] && op.Outcome == OutcomeOK && op.Output.Resource != nil {
 				desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Return, op.Output.Resource.Desired})
 			}
 		case OpResourceDelete:
-			if connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
+			if h.connectors[op.Input.Resource.Name] && op.Outcome != OutcomeFail {
 				// Deleted (the cleanup), or maybe: nothing is expected from
 				// its call on.
 				desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Call, ""})
@@ -316,12 +411,11 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		}
 		return state == "RUNNING"
 	}
-	bound := healed + int64(timeout+set.AssignSlack)
-	checked, late := 0, 0
+	bound := out.healed + int64(h.timeout+set.AssignSlack)
 	var lastObserver *BrokerOp
-	for i := range bops {
-		op := &bops[i]
-		if op.Kind != OpListAssignments || op.Input.BrokerID != "" || op.Outcome != OutcomeOK || op.Call < healed {
+	for i := range h.bops {
+		op := &h.bops[i]
+		if op.Kind != OpListAssignments || op.Input.BrokerID != "" || op.Outcome != OutcomeOK || op.Call < out.healed {
 			continue
 		}
 		if lastObserver == nil || op.Call > lastObserver.Call {
@@ -330,59 +424,23 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		if op.Call < bound {
 			continue
 		}
-		checked++
+		out.checked++
 		assigned := map[string]bool{}
 		for _, a := range op.Output.Assignments {
 			assigned[a.Connector] = a.Broker != ""
 		}
-		for _, c := range slices.Sorted(mapKeys(connectors)) {
+		for _, c := range slices.Sorted(mapKeys(h.connectors)) {
 			if shouldRun(c, op.Call) && !assigned[c] {
-				late++
-				fail("late", fmt.Sprintf("broker op %d: connector %s unassigned %s after the cluster healed (bound %s)", op.Index, c,
-					time.Duration(op.Call-healed).Round(time.Millisecond), timeout+set.AssignSlack))
+				out.problems = append(out.problems, fmt.Sprintf("broker op %d: connector %s unassigned %s after the cluster healed (bound %s)", op.Index, c,
+					time.Duration(op.Call-out.healed).Round(time.Millisecond), h.timeout+set.AssignSlack))
 				break
 			}
 		}
 	}
-	settledOK := lastObserver != nil && checked == 0 && settledLast(lastObserver, connectors, func(c string) bool { return shouldRun(c, lastObserver.Call) })
-
-	// Stuck: while the cluster is whole and some broker is alive, a
-	// connector that should run never stays unassigned longer than the
-	// bound, during the chaos too.
-	for _, p := range stuck(bops, connectors, brokers, set.Faults, timeout, timeout+set.AssignSlack, shouldRun) {
-		fail("late", p)
-	}
-
-	// Liveness: declared down while heartbeating on time.
-	downs, judged, lproblems := liveness(bops, brokers, set.Faults, timeout)
-	for _, p := range lproblems {
-		fail("liveness", p)
-	}
-
-	r.Ops = nobs
-	r.Partitions = len(names)
-	for w := range failing {
-		r.Failing = append(r.Failing, w)
-	}
-	slices.Sort(r.Failing)
-	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d revisions replayed from the watches, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others silent or near a fault); healed at %s, %d reads after the bound",
-		len(brokers), len(connectors), heartbeat, timeout, nobs, pairs, replayed, reports, rejected, downs, judged, time.Duration(healed).Round(time.Millisecond), checked)}
-	switch {
-	case len(r.Failing) > 0:
-		r.Verdict = Invalid
-	case checked == 0 && !settledOK:
-		r.Verdict = Unknown
-		details = append(details, "no read after the assignment bound and the last read was not settled: cannot tell whether connectors were assigned in time")
-	}
-	if len(problems) > 20 {
-		details = append(details, problems[:20]...)
-		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
-	} else {
-		details = append(details, problems...)
-	}
-	r.Details = strings.Join(details, "; ")
-	r.Elapsed = time.Since(start)
-	return r
+	out.settled = lastObserver != nil && out.checked == 0 &&
+		settledLast(lastObserver, h.connectors, func(c string) bool { return shouldRun(c, lastObserver.Call) })
+	out.problems = append(out.problems, stuck(h.bops, h.connectors, h.brokers, set.Faults, h.timeout, h.timeout+set.AssignSlack, shouldRun)...)
+	return out
 }
 
 func describeBroker(b BrokerValue, ok bool) string {
@@ -421,9 +479,10 @@ func settledLast(op *BrokerOp, connectors map[string]bool, shouldRun func(string
 // the timeout after the call of a heartbeat the controller had handled by
 // then: from the heartbeat's return on, or from that evidence on for the
 // heartbeat that is the evidence. (A declaration is applied a little
-// after the controller decided it; a broker that was silent, or a fault,
-// within a timeout of the window exempts it, which covers that lag
-// unless the proposal took longer than the timeout.)
+// after the controller decided it; a fault within a timeout of the
+// window, or evidence from the first timeout after a silence ended,
+// exempts it, which covers that lag unless the proposal took longer than
+// the timeout.)
 func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout time.Duration) (downs, judged int, problems []string) {
 	type key struct {
 		broker string
@@ -459,6 +518,12 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 			}
 		}
 	}
+	// A declaration near a fault is exempt. So is one whose interval
+	// begins with evidence from the first timeout after a silence ended
+	// (a heartbeat, a read showing the broker ALIVE): the controller may
+	// have decided it during the silence and applied it after that
+	// evidence. A declaration during a silence (a broker that stopped) is
+	// judged.
 	exempt := func(b string, lo, hi int64) bool {
 		for _, f := range faults {
 			if int64(f.Began) <= hi && int64(f.Ended)+int64(timeout) >= lo {
@@ -466,7 +531,7 @@ func liveness(bops []BrokerOp, brokers map[string]bool, faults []Fault, timeout 
 			}
 		}
 		for _, s := range silences {
-			if s.Input.BrokerID == b && s.Call <= hi && s.Return >= lo-int64(timeout) {
+			if s.Input.BrokerID == b && lo >= s.Return && lo <= s.Return+int64(timeout) {
 				return true
 			}
 		}

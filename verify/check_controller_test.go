@@ -22,6 +22,23 @@ func (h *ctlHistory) add(kind BrokerOpKind, in BrokerInput, out *BrokerOutput, c
 	return &h.ops[len(h.ops)-1]
 }
 
+// silence makes broker stop heartbeating in [from, to] (its heartbeats
+// called then are dropped) and records the silence.
+func silence(h *ctlHistory, broker string, from, to int) {
+	kept := h.ops[:0]
+	for _, op := range h.ops {
+		if op.Kind == OpHeartbeat && op.Input.BrokerID == broker && op.Call >= ms(from) && op.Call <= ms(to) {
+			continue
+		}
+		kept = append(kept, op)
+	}
+	h.ops = kept
+	for i := range h.ops {
+		h.ops[i].Index = i
+	}
+	h.add(OpSilence, BrokerInput{BrokerID: broker, Epoch: 12}, &BrokerOutput{}, from, to)
+}
+
 func (h *ctlHistory) observe(at int, rev uint64, brokers []BrokerValue, assigns []AssignmentValue) {
 	h.add(OpListBrokers, BrokerInput{}, &BrokerOutput{Revision: rev, Brokers: brokers}, at, at+2)
 	h.add(OpListAssignments, BrokerInput{}, &BrokerOutput{Revision: rev, Assignments: assigns}, at+3, at+5)
@@ -113,10 +130,22 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 			b1.Status = "DOWN"
 			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
 		}, nil, Invalid, "broker r-b1 epoch 12 DOWN"},
-		{"a silent broker declared down is fine", func(h *ctlHistory) {
+		{"a stopped broker declared down is fine", func(h *ctlHistory) {
 			b1 := b1alive
 			b1.Status = "DOWN"
-			h.add(OpSilence, BrokerInput{BrokerID: "r-b1", Epoch: 12}, &BrokerOutput{}, 5000, 7900)
+			silence(h, "r-b1", 5000, 7900)
+			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+		}, nil, Valid, ""},
+		{"a stopped broker declared down before its timeout", func(h *ctlHistory) {
+			b1 := b1alive
+			b1.Status = "DOWN"
+			silence(h, "r-b1", 5000, 7900)
+			h.observe(5600, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+		}, nil, Invalid, "broker r-b1 epoch 12 DOWN"},
+		{"a declaration applied right after a silence ended is fine", func(h *ctlHistory) {
+			b1 := b1alive
+			b1.Status = "DOWN"
+			silence(h, "r-b1", 5000, 7400)
 			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
 		}, nil, Valid, ""},
 		{"a broker declared down near a fault is fine", func(h *ctlHistory) {

@@ -508,13 +508,7 @@ func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResul
 	}
 	details := []string{fmt.Sprintf("%d watchers, %d segments, %d events, %d resumes; %d proven changes found where expected",
 		len(watcherSegments(segs)), len(segs), events, resumes, matched)}
-	if len(problems) > 20 {
-		details = append(details, problems[:20]...)
-		details = append(details, fmt.Sprintf("… and %d more", len(problems)-20))
-	} else {
-		details = append(details, problems...)
-	}
-	r.Details = strings.Join(details, "; ")
+	r.Details = detailsWith(details, problems)
 	r.Elapsed = time.Since(start)
 	return r
 }

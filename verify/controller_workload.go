@@ -17,7 +17,11 @@ import (
 // stale, which must be rejected); every few session timeouts a broker
 // falls silent, for a third of the timeout (it must stay alive) or for
 // one and a half to two timeouts (it may be declared down), and comes
-// back by heartbeating in its old epoch or by registering again. An
+// back by heartbeating in its old epoch or by registering again. Once
+// the cluster has been quiet for a timeout (no fault active, the last one
+// healed and recovered a timeout ago), one broker stops at once for a
+// long silence: a broker that stops cleanly outside every fault window,
+// whose declaration the liveness check judges. An
 // observer reads ListBrokers and ListAssignments back to back every
 // 300 ms, and a toggler flips a connector's desired state between
 // RUNNING and STOPPED every few seconds. Everything is recorded in the
@@ -48,6 +52,13 @@ type controllerWorkload struct {
 	brokers    []string
 	// chaos is true while brokers may fall silent and the toggler runs.
 	chaos atomic.Bool
+	// quietSince is when the cluster last became quiet (no fault active,
+	// the last one healed and recovered), in Unix nanoseconds; 0 while a
+	// fault is active. Run sets it (see brokerRun.faultPhase).
+	quietSince atomic.Int64
+	// stoppedIn is the quietSince of the quiet period in which a broker
+	// last stopped cleanly.
+	stoppedIn atomic.Int64
 	// final marks the observer's reads as final.
 	final atomic.Bool
 
@@ -62,6 +73,7 @@ func newControllerWorkload(w *Workload) *controllerWorkload {
 	c := &controllerWorkload{w: w, connectors: connectorNames(w.cfg.Prefix, w.cfg.Connectors),
 		brokers: brokerNames(w.cfg.Prefix, w.cfg.Brokers), heartbeat: 2 * time.Second, timeout: 6 * time.Second}
 	c.chaos.Store(true)
+	c.quietSince.Store(time.Now().UnixNano())
 	return c
 }
 
@@ -142,8 +154,9 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 	for ctx.Err() == nil {
 		tick := time.Now()
 		heartbeat, timeout := c.timing()
-		if c.chaos.Load() && tick.After(nextSilence) {
-			long := rng.IntN(2) == 0
+		clean := c.chaos.Load() && c.cleanStop(timeout)
+		if clean || c.chaos.Load() && tick.After(nextSilence) {
+			long := clean || rng.IntN(2) == 0
 			d := timeout / 3
 			if long {
 				d = jitter(rng, timeout*3/2, 2*timeout)
@@ -188,6 +201,25 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 		}
 		if !wait(ctx, max(heartbeat-time.Since(tick), 20*time.Millisecond)) {
 			return
+		}
+	}
+}
+
+// cleanStop reports whether the calling broker is the one to stop now:
+// the cluster has been quiet for d and no broker stopped in this quiet
+// period yet.
+func (c *controllerWorkload) cleanStop(d time.Duration) bool {
+	q := c.quietSince.Load()
+	if q == 0 || time.Since(time.Unix(0, q)) < d {
+		return false
+	}
+	for {
+		prev := c.stoppedIn.Load()
+		if prev == q {
+			return false
+		}
+		if c.stoppedIn.CompareAndSwap(prev, q) {
+			return true
 		}
 	}
 }

@@ -8,10 +8,12 @@ import (
 )
 
 // Conn is a connection to a cluster: the calls sessions record, the
-// introspection the final checks use, and Close. *client.Client is one.
+// introspection the final checks use, the recovery probe's calls, and
+// Close. *client.Client is one.
 type Conn interface {
 	API
 	Inspector
+	Prober
 	Close() error
 }
 

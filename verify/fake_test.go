@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,9 @@ type memCluster struct {
 	faulty bool
 	// down: the node is killed, paused or cut off: its calls fail.
 	down map[string]bool
+	// stallUntil: every call of every node fails until then (a cluster
+	// slow to serve again after a heal).
+	stallUntil time.Time
 	// Planted bugs, each enabled by a test.
 	bugStale         bool // a faulted node serves reads from its stale copy
 	bugUnknownAsFail bool // an unknown outcome that applied is reported failed
@@ -121,6 +125,9 @@ func (m *memConn) write(apply func(s *memState)) error {
 			return fmt.Errorf("mem: leadership lost: %w", client.ErrUnknownOutcome)
 		}
 	}
+	if time.Now().Before(c.stallUntil) {
+		return errUnavailable
+	}
 	apply(&c.st)
 	return nil
 }
@@ -130,7 +137,7 @@ func (m *memConn) read(look func(s *memState)) error {
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.down[m.node] {
+	if c.down[m.node] || time.Now().Before(c.stallUntil) {
 		return errUnavailable
 	}
 	if c.faulty && c.rng.IntN(10) == 0 {
@@ -334,6 +341,19 @@ func (m *memConn) Status(ctx context.Context, endpoint string) (*metapb.StatusRe
 	return st, nil
 }
 
+func (m *memConn) Members(ctx context.Context) (*metapb.MembersResponse, error) {
+	out := &metapb.MembersResponse{}
+	err := m.read(func(*memState) {
+		for _, n := range m.c.nodes {
+			out.Members = append(out.Members, &metapb.Member{Id: n, Addr: "mem://" + n, Voter: true})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (m *memConn) StateHash(ctx context.Context, endpoint, group string) (*metapb.StateHashResponse, error) {
 	node := strings.TrimPrefix(endpoint, "mem://")
 	c := m.c
@@ -361,6 +381,8 @@ type memNemesis struct {
 	calls   []string
 	failOn  FaultKind // Inject fails for this kind
 	healAll int
+	// stall: after each Heal, the cluster serves nothing for this long.
+	stall time.Duration
 }
 
 var _ Nemesis = (*memNemesis)(nil)
@@ -407,6 +429,11 @@ func (n *memNemesis) Inject(ctx context.Context, f *Fault) error {
 func (n *memNemesis) Heal(ctx context.Context, f *Fault) error {
 	n.record(fmt.Sprintf("heal %d", f.ID))
 	n.c.heal()
+	if n.stall > 0 {
+		n.c.mu.Lock()
+		n.c.stallUntil = time.Now().Add(n.stall)
+		n.c.mu.Unlock()
+	}
 	return nil
 }
 

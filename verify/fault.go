@@ -184,6 +184,10 @@ type Fault struct {
 	Began time.Duration `json:"began_ns,omitempty"`
 	Ended time.Duration `json:"ended_ns,omitempty"`
 	Err   string        `json:"error,omitempty"`
+	// Recovery is how long the cluster took to serve again after the
+	// heal (see AwaitRecovery); nil if the run stopped before it was
+	// probed.
+	Recovery *Recovery `json:"recovery,omitempty"`
 }
 
 // String renders a fault for logs: "#3 kill leader:data-0 [n2] @4s for 3s".

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +91,10 @@ func summaryHTML(res *Result) string {
 	if res.Error != "" {
 		fmt.Fprintf(&b, "<p><b>run stopped early:</b> %s</p>", e(res.Error))
 	}
-	b.WriteString(`<h3>Checkers</h3><table class="vt"><tr><th>checker</th><th>valid</th><th>ops</th><th>partitions</th><th>failing</th><th>details</th></tr>`)
+	if len(res.CoverageGaps) > 0 {
+		fmt.Fprintf(&b, "<p><b>COVERAGE GAP (a failure of the suite, not of the cluster):</b> %s</p>", e(strings.Join(res.CoverageGaps, "; ")))
+	}
+	b.WriteString(`<h3>Checkers</h3><table class="vt"><tr><th>checker</th><th>valid</th><th>judged / total</th><th>ops</th><th>partitions</th><th>failing</th><th>details</th></tr>`)
 	for _, c := range res.Checks {
 		failing := c.Failing
 		more := ""
@@ -101,11 +106,11 @@ func summaryHTML(res *Result) string {
 		if c.Recorded {
 			rec = " (recorded live)"
 		}
-		fmt.Fprintf(&b, "<tr><td>%s%s</td><td>%s</td><td>%d</td><td>%d</td><td>%s%s</td><td>%s</td></tr>",
-			e(c.Checker), rec, verdictHTML(c.Verdict), c.Ops, c.Partitions, e(strings.Join(failing, ", ")), e(more), e(c.Details))
+		fmt.Fprintf(&b, "<tr><td>%s%s</td><td>%s</td><td>%d / %d</td><td>%d</td><td>%d</td><td>%s%s</td><td>%s</td></tr>",
+			e(c.Checker), rec, verdictHTML(c.Verdict), c.Judged, c.Total, c.Ops, c.Partitions, e(strings.Join(failing, ", ")), e(more), e(c.Details))
 	}
 	b.WriteString("</table>")
-	b.WriteString(`<h3>Faults and ops per window</h3><table class="vt"><tr><th>#</th><th>kind</th><th>target</th><th>nodes</th><th>params</th><th>began</th><th>ended</th><th>before ok/fail/unknown</th><th>during</th><th>after</th><th>error</th></tr>`)
+	b.WriteString(`<h3>Faults and ops per window</h3><table class="vt"><tr><th>#</th><th>kind</th><th>target</th><th>nodes</th><th>params</th><th>began</th><th>ended</th><th>recovered in</th><th>before ok/fail/unknown</th><th>during</th><th>after</th><th>error</th></tr>`)
 	windows := map[int]Window{}
 	for _, w := range res.Windows {
 		windows[w.Fault] = w
@@ -117,15 +122,36 @@ func summaryHTML(res *Result) string {
 		for k, v := range f.Params {
 			params = append(params, k+"="+v)
 		}
-		fmt.Fprintf(&b, "<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
+		fmt.Fprintf(&b, "<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
 			f.ID, e(string(f.Kind)), e(string(f.Target)), e(strings.Join(f.Nodes, ",")), e(strings.Join(params, " ")),
-			f.Began.Round(time.Millisecond), f.Ended.Round(time.Millisecond), cnt(w.Before), cnt(w.During), cnt(w.After), e(f.Err))
+			f.Began.Round(time.Millisecond), f.Ended.Round(time.Millisecond), e(recoveryText(f.Recovery)),
+			cnt(w.Before), cnt(w.During), cnt(w.After), e(f.Err))
 	}
 	b.WriteString("</table>")
+	if len(res.Recovery) > 0 {
+		b.WriteString(`<h3>Recovery time per fault kind</h3><p>From the end of each heal until every group served again; the next fault waits for it.</p><table class="vt"><tr><th>kind</th><th>heals</th><th>p50</th><th>p99</th><th>max</th><th>not recovered</th></tr>`)
+		for _, k := range slices.Sorted(maps.Keys(res.Recovery)) {
+			st := res.Recovery[k]
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td></tr>", e(string(k)), st.Heals,
+				st.P50.Round(time.Millisecond), st.P99.Round(time.Millisecond), st.Max.Round(time.Millisecond), st.Unrecovered)
+		}
+		b.WriteString("</table>")
+	}
 	b.WriteString("<p>Below, porcupine's view: one block per KV key, per offsets partition and per consumer group " +
 		"(offsets-group). Operations that never returned (unknown outcome) reach the right edge. Faults are on the " +
 		"<i>faults</i> row. Hover for states; \"jump to first error\" finds a violation.</p></div>")
 	return b.String()
+}
+
+// recoveryText renders a fault's recovery for the report.
+func recoveryText(r *Recovery) string {
+	switch {
+	case r == nil:
+		return "not probed"
+	case !r.Recovered():
+		return fmt.Sprintf("NOT within %s", r.Took.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("%s (%s)", r.Took.Round(time.Millisecond), r.Slowest)
 }
 
 func verdictHTML(v Verdict) string {
@@ -172,7 +198,7 @@ func Recheck(dir string, timeout time.Duration) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Seed: saved.Seed, Started: saved.Started, Elapsed: saved.Elapsed, Settings: saved.Settings,
-		Error: saved.Error, Faults: saved.Faults, Dir: dir}
+		Error: saved.Error, Faults: saved.Faults, FinalRecovery: saved.FinalRecovery, Dir: dir}
 	if timeout > 0 {
 		res.Settings.CheckTimeout = timeout
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 // RunConfig configures one checked run.
@@ -44,6 +46,9 @@ type RunConfig struct {
 	ResolveTimeout time.Duration
 	// NemesisTimeout bounds each Inject, Heal and HealAll. Default 60s.
 	NemesisTimeout time.Duration
+	// RecoveryTimeout bounds the recovery window after each heal: every
+	// group must serve again within it (see AwaitRecovery). Default 30s.
+	RecoveryTimeout time.Duration
 	// FinalTimeout bounds the final reads. Default 30s.
 	FinalTimeout time.Duration
 	// ConvergeTimeout bounds waiting for replicas to converge. Default 60s.
@@ -62,7 +67,7 @@ type RunConfig struct {
 
 // Progress reports where a run is.
 type Progress struct {
-	Phase   string // "workload", "inject", "heal", "final", "converge", "check", "done"
+	Phase   string // "workload", "inject", "heal", "recovery", "final", "converge", "check", "done"
 	Elapsed time.Duration
 	Ops     int
 	Fault   *Fault // the fault being injected or healed, or active
@@ -76,6 +81,7 @@ func DefaultRunConfig() RunConfig {
 		OpTimeout:       time.Second,
 		ResolveTimeout:  15 * time.Second,
 		NemesisTimeout:  60 * time.Second,
+		RecoveryTimeout: 30 * time.Second,
 		FinalTimeout:    30 * time.Second,
 		ConvergeTimeout: 60 * time.Second,
 		CheckTimeout:    60 * time.Second,
@@ -101,6 +107,9 @@ func (c RunConfig) withDefaults() RunConfig {
 	}
 	if c.NemesisTimeout == 0 {
 		c.NemesisTimeout = d.NemesisTimeout
+	}
+	if c.RecoveryTimeout == 0 {
+		c.RecoveryTimeout = d.RecoveryTimeout
 	}
 	if c.FinalTimeout == 0 {
 		c.FinalTimeout = d.FinalTimeout
@@ -137,7 +146,7 @@ func (c RunConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("verify: Endpoints: empty id or endpoint (%q: %q)", id, ep))
 		}
 	}
-	if c.Duration < 0 || c.OpTimeout < 0 || c.ResolveTimeout < 0 || c.NemesisTimeout < 0 ||
+	if c.Duration < 0 || c.OpTimeout < 0 || c.ResolveTimeout < 0 || c.NemesisTimeout < 0 || c.RecoveryTimeout < 0 ||
 		c.FinalTimeout < 0 || c.ConvergeTimeout < 0 || c.CheckTimeout < 0 {
 		errs = append(errs, errors.New("verify: negative duration"))
 	}
@@ -180,6 +189,8 @@ type RunSettings struct {
 	OpTimeout    time.Duration  `json:"op_timeout_ns"`
 	DataGroups   int            `json:"data_groups"`
 	OffsetGroups int            `json:"offset_groups"`
+	// RecoveryTimeout is the recovery checker's bound.
+	RecoveryTimeout time.Duration `json:"recovery_timeout_ns,omitempty"`
 }
 
 // Result is the outcome of a run; summary.json is its JSON.
@@ -194,6 +205,17 @@ type Result struct {
 	Windows  []Window      `json:"windows"`
 	// Error is why the run stopped early, if it did.
 	Error string `json:"error,omitempty"`
+	// FinalRecovery is how long the cluster took to serve again after
+	// the final heal (HealAll); nil without a nemesis.
+	FinalRecovery *Recovery `json:"final_recovery,omitempty"`
+	// CoverageGaps names the checkers that judged nothing they were meant
+	// to judge (see CheckResult.Judged): a failure of the suite, which did
+	// not exercise what the checker checks, not of the cluster; Verdict
+	// does not count them.
+	CoverageGaps []string `json:"coverage_gaps,omitempty"`
+	// Recovery summarises the recovery times per fault kind (and the
+	// final heal's, under FinalHeal).
+	Recovery map[FaultKind]RecoveryStats `json:"recovery,omitempty"`
 	// Faults are saved in faults.jsonl.
 	Faults []Fault `json:"-"`
 	// Dir is the run folder.
@@ -245,7 +267,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	res := &Result{Seed: cfg.Seed, Started: clock.Base(), Dir: cfg.Dir, Verdict: Unknown, Settings: RunSettings{
 		Duration: cfg.Duration, Kinds: cfg.Kinds, Nodes: nodes, Endpoints: eps, Workload: cfg.Workload,
-		MinOps: cfg.MinOps, CheckTimeout: cfg.CheckTimeout, OpTimeout: cfg.OpTimeout,
+		MinOps: cfg.MinOps, CheckTimeout: cfg.CheckTimeout, OpTimeout: cfg.OpTimeout, RecoveryTimeout: cfg.RecoveryTimeout,
 	}}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -331,10 +353,30 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	start := clock.Since()
 	progress("workload", nil, 0)
 
-	// Faults, then the cool-down until Duration.
-	runErr := playSchedule(ctx, cfg, clock, start, faults, func(phase string, f *Fault) { progress(phase, f, hist.Len()) })
+	// Faults, each followed by its recovery window, then the cool-down
+	// until Duration (later when recoveries moved the schedule).
+	groups := metapb.Groups(res.Settings.OffsetGroups, res.Settings.DataGroups)
+	// The recovery probe goes through one node (the first), which forwards
+	// what it does not serve: the unpinned client would follow the
+	// directory's member addresses, which a harness outside the cluster's
+	// network (containers) may not resolve.
+	prober, err := cfg.Dial(eps, true)
+	if err != nil {
+		stopWorkload()
+		wg.Wait()
+		return nil, fmt.Errorf("verify: dial %s: %w", eps[0], err)
+	}
+	conns = append(conns, prober)
+	end, final, runErr := playSchedule(ctx, cfg, clock, start, faults, prober, groups,
+		func(phase string, f *Fault) {
+			if br != nil {
+				br.faultPhase(phase, f)
+			}
+			progress(phase, f, hist.Len())
+		})
+	res.FinalRecovery = final
 	tick := func() { progress("workload", nil, hist.Len()) }
-	if !sleepUntil(ctx, clock, start+cfg.Duration, tick) && runErr == nil {
+	if !sleepUntil(ctx, clock, end, tick) && runErr == nil {
 		runErr = ctx.Err()
 	}
 	stopWorkload()
@@ -408,12 +450,15 @@ func Evaluate(res *Result, ops []Op, conv CheckResult) *Linearizability {
 		conv,
 		CheckActivity(ops, res.Faults, res.Settings.MinOps),
 		CheckNemesis(res.Faults),
+		CheckRecovery(res.Faults, res.FinalRecovery, res.Settings.RecoveryTimeout),
 	)
+	res.Recovery = RecoveryByKind(res.Faults, res.FinalRecovery)
 	// The broker workloads' checkers (sessions, watch, controller), when
 	// the run had them.
 	res.Checks = append(res.Checks, brokerChecks(res, ops)...)
 	res.Windows = Windows(ops, res.Faults)
 	res.Ops = Stats(ops)
+	res.CoverageGaps = coverage(res.Checks)
 	verdicts := make([]Verdict, len(res.Checks))
 	for i, c := range res.Checks {
 		verdicts[i] = c.Verdict
@@ -423,6 +468,30 @@ func Evaluate(res *Result, ops []Op, conv CheckResult) *Linearizability {
 		res.Verdict = Unknown
 	}
 	return lin
+}
+
+// coverage fills Judged and Total of the checkers that leave them to it
+// (every one but the controller's: its partitions, less the undecided
+// ones) and returns the coverage gaps: checkers meant to judge something
+// that judged nothing. The controller is meant to judge down
+// declarations (brokers stop cleanly outside fault windows), so judging
+// none is a gap even when none was seen.
+func coverage(checks []CheckResult) []string {
+	var gaps []string
+	for i := range checks {
+		c := &checks[i]
+		if c.Checker != CheckerController {
+			c.Total = c.Partitions
+			c.Judged = max(c.Partitions-len(c.Undecided), 0)
+		}
+		switch {
+		case c.Checker == CheckerController && c.Judged == 0:
+			gaps = append(gaps, fmt.Sprintf("%s: judged 0 of %d down declarations (no broker declared down outside a fault window)", c.Checker, c.Total))
+		case c.Total > 0 && c.Judged == 0:
+			gaps = append(gaps, fmt.Sprintf("%s: judged 0 of %d", c.Checker, c.Total))
+		}
+	}
+	return gaps
 }
 
 // topology learns the group counts (offset, data) from any node, waiting
@@ -443,19 +512,45 @@ func topology(ctx context.Context, sr StatusReader, eps []string, timeout time.D
 	}
 }
 
-// playSchedule injects and heals faults in order, at their start times
-// (relative to the run-clock time base), then heals everything. Heal and
-// HealAll run even when ctx is cancelled, each bounded by NemesisTimeout.
-func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Duration, faults []Fault, progress func(string, *Fault)) error {
+// playSchedule injects and heals faults in order, each followed by its
+// recovery window, then heals everything and waits for the final
+// recovery. A fault begins at its planned start (relative to the
+// run-clock time base), moved later by as much as the recoveries before
+// it overran: never sooner than its planned gap after the previous
+// fault's recovery. It returns when the workload should end: Duration
+// after base, moved the same way (the last fault's planned tail after its
+// recovery). Heal and HealAll run even when ctx is cancelled, each
+// bounded by NemesisTimeout.
+func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Duration, faults []Fault, p Prober, groups []string, progress func(string, *Fault)) (end time.Duration, final *Recovery, err error) {
+	end = base + cfg.Duration
 	nem := cfg.Nemesis
 	if nem == nil {
-		return nil
+		return end, nil, nil
 	}
 	log := cfg.Logger
 	healCtx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), cfg.NemesisTimeout)
 	}
+	probe := func(name string) *Recovery {
+		rctx, cancel := context.WithTimeout(ctx, cfg.RecoveryTimeout)
+		defer cancel()
+		r := AwaitRecovery(rctx, p, groups, cfg.OpTimeout)
+		if ctx.Err() != nil {
+			return nil // stopped: proves nothing either way
+		}
+		if r.Recovered() {
+			log.Info("verify: recovered", "after", name, "took", r.Took, "slowest", r.Slowest)
+		} else {
+			log.Error("verify: the cluster did not serve again within the recovery bound", "after", name,
+				"bound", cfg.RecoveryTimeout, "missing", r.Missing)
+		}
+		return &r
+	}
+	healedAll := false
 	defer func() {
+		if healedAll {
+			return
+		}
 		hctx, cancel := healCtx()
 		defer cancel()
 		if err := nem.HealAll(hctx); err != nil {
@@ -463,11 +558,29 @@ func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Du
 		}
 	}()
 	tick := func(f *Fault) func() { return func() { progress("workload", f) } }
+	// shift is how much later than planned the schedule runs; gap is the
+	// planned quiet time after the previous fault (from its end to the
+	// next start, or to the end of the workload); recovered is when the
+	// previous fault's recovery window closed.
+	var shift, gap, recovered time.Duration
+	after := func(planned time.Duration) time.Duration {
+		at := base + planned + shift
+		if recovered > 0 && recovered+gap > at {
+			shift += recovered + gap - at
+			at = recovered + gap
+		}
+		return at
+	}
 	for i := range faults {
 		f := &faults[i]
-		if !sleepUntil(ctx, clock, base+f.Start, tick(nil)) {
-			return ctx.Err()
+		if !sleepUntil(ctx, clock, after(f.Start), tick(nil)) {
+			return end, nil, ctx.Err()
 		}
+		gap = cfg.Duration - (f.Start + f.Duration)
+		if i+1 < len(faults) {
+			gap = faults[i+1].Start - (f.Start + f.Duration)
+		}
+		gap = max(gap, 0)
 		rctx, cancel := context.WithTimeout(ctx, cfg.ResolveTimeout)
 		candidates, err := resolve(rctx, nem, f.Target)
 		cancel()
@@ -479,6 +592,7 @@ func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Du
 			f.Ended = f.Began
 			f.Err = "resolve: " + err.Error()
 			log.Error("verify: fault not injected", "fault", f.String(), "err", err)
+			recovered = 0
 			continue
 		}
 		progress("inject", f)
@@ -503,10 +617,32 @@ func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Du
 		f.Ended = clock.Since()
 		log.Info("verify: healed", "fault", f.ID, "began", f.Began, "ended", f.Ended)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return end, nil, ctx.Err()
 		}
+		progress("recovery", f)
+		f.Recovery = probe(fmt.Sprintf("fault %d (%s)", f.ID, f.Kind))
+		if ctx.Err() != nil {
+			return end, nil, ctx.Err()
+		}
+		recovered = clock.Since()
+		progress("workload", nil)
 	}
-	return nil
+	if len(faults) == 0 {
+		gap = cfg.Duration
+	}
+	healedAll = true
+	hctx, cancel := healCtx()
+	if err := nem.HealAll(hctx); err != nil {
+		log.Error("verify: heal all", "err", err)
+	}
+	cancel()
+	progress("recovery", nil)
+	final = probe("the final heal")
+	if ctx.Err() != nil {
+		return end, nil, ctx.Err()
+	}
+	progress("workload", nil)
+	return after(cfg.Duration), final, nil
 }
 
 func joinErr(a, b string) string {

@@ -382,7 +382,11 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	if len(missing) > 0 {
 		fmt.Fprintf(s.stdout, "kinds never injected: %s\n", strings.Join(missing, ", "))
 	}
-	if !t.AllPassed() || len(reports) < len(plan) || len(missing) > 0 {
+	blind := t.Blind()
+	if len(blind) > 0 {
+		fmt.Fprintf(s.stdout, "COVERAGE FAILURE of the suite (not of the cluster): judged nothing in any run: %s\n", strings.Join(blind, ", "))
+	}
+	if !t.AllPassed() || len(reports) < len(plan) || len(missing) > 0 || len(blind) > 0 {
 		fmt.Fprintln(s.stdout, "FAILED")
 		return errSuiteFailed
 	}

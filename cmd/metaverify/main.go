@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,7 +76,7 @@ func printResult(out io.Writer, res *verify.Result) {
 		if c.Recorded {
 			note = " (recorded)"
 		}
-		fmt.Fprintf(tw, "  %s%s\t%s\t%d ops\t%s\n", c.Checker, note, c.Verdict, c.Ops, failing(c))
+		fmt.Fprintf(tw, "  %s%s\t%s\tjudged %d/%d\t%d ops\t%s\n", c.Checker, note, c.Verdict, c.Judged, c.Total, c.Ops, failing(c))
 	}
 	tw.Flush()
 	for _, c := range res.Checks {
@@ -85,8 +87,14 @@ func printResult(out io.Writer, res *verify.Result) {
 	if res.Error != "" {
 		fmt.Fprintf(out, "  run stopped early: %s\n", res.Error)
 	}
+	for _, k := range slices.Sorted(maps.Keys(res.Recovery)) {
+		fmt.Fprintf(out, "  recovery after %s: %s\n", k, res.Recovery[k])
+	}
 	fmt.Fprintf(out, "report: %s\n", filepath.Join(res.Dir, verify.ReportFile))
 	fmt.Fprintf(out, "verdict: %s\n", strings.ToUpper(string(res.Verdict)))
+	for _, g := range res.CoverageGaps {
+		fmt.Fprintf(out, "coverage gap (the suite's, not the cluster's): %s\n", g)
+	}
 }
 
 func failing(c verify.CheckResult) string {

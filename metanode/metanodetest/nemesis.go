@@ -874,40 +874,23 @@ func (n *Nemesis) members(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// unlist removes id from the member list, retrying until the list lacks
-// it. RemoveMember also waits until the serving node's configurations no
-// longer hold the member; a call that times out although the member left
-// the list is counted in Stats().SlowRemovals and logged, and the removal
-// is then judged by waitGone.
-func (n *Nemesis) unlist(ctx context.Context, id string) error {
-	return poll.Until(ctx, func() error {
-		ids, err := n.members(ctx)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(ids, id) {
-			return nil
-		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = n.cl.RemoveMember(cctx, id)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ids, lerr := n.members(ctx); lerr == nil && !slices.Contains(ids, id) {
-			// Gone from the list: an earlier attempt did it (this one then
-			// reports "no member"), or this one timed out waiting for the
-			// configurations.
-			if client.IsUnknown(err) {
-				n.log.Warn("nemesis: member unlisted but RemoveMember did not return", "member", id, "err", err)
-				n.mu.Lock()
-				n.stats.SlowRemovals++
-				n.mu.Unlock()
-			}
-			return nil
-		}
-		return fmt.Errorf("metanodetest: remove %s: %w", id, err)
-	})
+// unlist takes id out of the member list by removal (see
+// verify.TakeOut). RemoveMember also waits until the serving node's
+// configurations no longer hold the member; a call that failed although
+// the member left the list is counted in Stats().SlowRemovals and logged,
+// and the removal is then judged by waitGone.
+func (n *Nemesis) unlist(ctx context.Context, id string, removal verify.Removal) error {
+	slow, err := verify.TakeOut(ctx, n.cl, id, removal, 10*time.Second)
+	if slow > 0 {
+		n.log.Warn("nemesis: member unlisted but RemoveMember did not return", "member", id, "calls", slow)
+		n.mu.Lock()
+		n.stats.SlowRemovals += slow
+		n.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("metanodetest: %w", err)
+	}
+	return nil
 }
 
 // waitGone waits until no running node's configuration of any group holds
@@ -947,15 +930,15 @@ func (n *Nemesis) addMember(ctx context.Context, id, addr string) error {
 	})
 }
 
-// removeAndStop removes member id, waits until no configuration holds it
-// while it still runs (the careful operator's order: the removed node may
+// removeAndStop removes member id (forced: it is a live voter of every
+// group), waits until no configuration holds it while it still runs (the careful operator's order: the removed node may
 // lead a group, and must hand it over), then crashes it, remembering that
 // it must come back.
 func (n *Nemesis) removeAndStop(ctx context.Context, id string) error {
 	n.mu.Lock()
 	n.removed[id] = true
 	n.mu.Unlock()
-	if err := n.unlist(ctx, id); err != nil {
+	if err := n.unlist(ctx, id, verify.RemoveForced); err != nil {
 		return err
 	}
 	if err := n.waitGone(ctx, id); err != nil {
@@ -1027,9 +1010,9 @@ func (n *Nemesis) addSpare(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// removeSpare removes a spare from the cluster and the harness.
+// removeSpare drains a spare, removes it from the cluster and the harness.
 func (n *Nemesis) removeSpare(ctx context.Context, id string) error {
-	if err := n.unlist(ctx, id); err != nil {
+	if err := n.unlist(ctx, id, verify.RemoveDrained); err != nil {
 		return err
 	}
 	if err := n.waitGone(ctx, id); err != nil {

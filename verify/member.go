@@ -1,0 +1,124 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// MemberAdmin is the part of the public client that takes a member out of
+// the cluster. *client.Client is one.
+type MemberAdmin interface {
+	Members(ctx context.Context) (*metapb.MembersResponse, error)
+	RemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error)
+	ForceRemoveMember(ctx context.Context, id string) (*metapb.RemoveMemberResponse, error)
+	DrainMember(ctx context.Context, id string, undo bool) (*metapb.DrainMemberResponse, error)
+	ListNodes(ctx context.Context) (*metapb.ListNodesResponse, error)
+}
+
+var _ MemberAdmin = (*client.Client)(nil)
+
+// Removal is how a member fault takes a live member out.
+type Removal int
+
+const (
+	// RemoveForced removes the member whatever it still holds (its
+	// replicas are re-created elsewhere, or the groups shrink): the
+	// remove-readd and wipe-readd faults, a live replica-holding voter
+	// taken out under load. On a cluster of RF nodes nothing else could
+	// take its replicas, so a drain could never finish.
+	RemoveForced Removal = iota
+	// RemoveDrained drains the member first (every replica and
+	// leadership moved off it) and removes it once it holds nothing: the
+	// operator's order, used to retire the spare an "add" fault added.
+	RemoveDrained
+)
+
+// TakeOut removes member id from the member list by removal, or finds it
+// already out. Each call is bounded by opTimeout and retried until ctx
+// ends; a removal whose outcome is unknown is simply asked again, the
+// member list says whether it took. slow counts calls that failed
+// although the member had left the list (an unknown outcome, or a call
+// that timed out waiting for the configurations).
+func TakeOut(ctx context.Context, adm MemberAdmin, id string, removal Removal, opTimeout time.Duration) (slow int, err error) {
+	listed := func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		ms, err := adm.Members(cctx)
+		if err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(ms.GetMembers(), func(m *metapb.Member) bool { return m.Id == id }), nil
+	}
+	// whileListed polls step while id is a member.
+	whileListed := func(step func() error) error {
+		return poll.Until(ctx, func() error {
+			in, err := listed()
+			if err != nil || !in {
+				return err
+			}
+			return step()
+		})
+	}
+	if removal == RemoveDrained {
+		if err := whileListed(drainStep(ctx, adm, id, opTimeout)); err != nil {
+			return 0, err
+		}
+	}
+	err = whileListed(func() error {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		remove := adm.RemoveMember
+		if removal == RemoveForced {
+			remove = adm.ForceRemoveMember
+		}
+		_, err := remove(cctx, id)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if in, lerr := listed(); lerr == nil && !in {
+			if client.IsUnknown(err) || cctx.Err() != nil {
+				slow++
+			}
+			return nil
+		}
+		return fmt.Errorf("verify: remove member %s: %w", id, err)
+	})
+	return slow, err
+}
+
+// drainStep starts the drain of id (once) and reports whether the
+// controller shows it drained (it holds no replica, leadership or
+// configuration entry): nil once it is.
+func drainStep(ctx context.Context, adm MemberAdmin, id string, opTimeout time.Duration) func() error {
+	started := false
+	return func() error {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		if !started {
+			if _, err := adm.DrainMember(cctx, id, false); err != nil {
+				return fmt.Errorf("verify: drain member %s: %w", id, err)
+			}
+			started = true
+		}
+		ns, err := adm.ListNodes(cctx)
+		if err != nil {
+			return fmt.Errorf("verify: drain member %s: %w", id, err)
+		}
+		for _, n := range ns.Nodes {
+			if n.Id != id {
+				continue
+			}
+			if n.State == "drained" {
+				return nil
+			}
+			return fmt.Errorf("verify: drain member %s: %s, %d replicas and %d leaderships left", id, n.State, n.Replicas, n.Leaders)
+		}
+		return fmt.Errorf("verify: drain member %s: not in the node list", id)
+	}
+}
