@@ -316,8 +316,13 @@ func TestWatchLeavesSilentNode(t *testing.T) {
 		want = append(want, k)
 	}
 	put(0)
-	if k := <-got; k != "w/000" {
-		t.Fatalf("first event: got %s, want w/000", k)
+	select {
+	case k := <-got:
+		if k != "w/000" {
+			t.Fatalf("first event: got %s, want w/000", k)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watch never delivered w/000")
 	}
 	want = want[1:]
 

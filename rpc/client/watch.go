@@ -98,7 +98,7 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, st *watchState, fn
 	defer cancel()
 	// silent fires when nothing arrived for a while; it is stopped while
 	// fn runs (a slow callback is not a silent node).
-	limit := silentAfter * progressInterval(st.req)
+	limit := max(silentAfter*progressInterval(st.req), minSilence)
 	var silent atomic.Bool
 	timer := time.AfterFunc(limit, func() { silent.Store(true); cancel() })
 	defer timer.Stop()
@@ -125,8 +125,13 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, st *watchState, fn
 }
 
 // silentAfter is how many progress intervals a watch stream may stay
-// silent before the client gives up on it.
-const silentAfter = 3
+// silent before the client gives up on it, and minSilence the least
+// silence that counts (a short progress interval on a loaded machine
+// must not make a watch leave every node in turn before it delivers).
+const (
+	silentAfter = 3
+	minSilence  = 5 * time.Second
+)
 
 // progressInterval is the interval the server sends progress
 // notifications at for req (rpc/metapb/watch.proto's default and minimum).

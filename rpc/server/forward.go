@@ -9,23 +9,28 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 // Forwarding. Any node serves any request: when this node hosts no
 // replica of a group a call needs, the node says where one is
-// (ForwardTo), and the call is sent there whole, once (a forwarded call
-// carries mdForwarded and is never forwarded whole again: the client then
-// sees the redirect and follows it itself). A call that spans groups asks
-// each group not hosted here separately, restricted to that group
-// (mdGroup); a restricted call is never forwarded further. So a call
-// travels at most two hops.
+// (ForwardTo), and the call is sent there whole (a forwarded call carries
+// mdForwarded and is never forwarded again by the node it reached: that
+// node answers with a redirect instead, which the forwarding node follows
+// up to maxRedirects times, so a pinned client is served while a replica
+// moves). A call that spans groups asks each group not hosted here
+// separately, restricted to that group (mdGroup); a restricted call is
+// never forwarded further by the node it reached.
 
 const (
 	// mdForwarded marks a call forwarded by another node.
@@ -92,9 +97,44 @@ func (f *forwarder) close() error {
 	return errors.Join(errs...)
 }
 
+// maxRedirects bounds how many redirects a forwarding node follows for one
+// call: the node it forwarded to may itself know better (a replica that
+// just moved away names where the group is now).
+const maxRedirects = 2
+
 // invoke runs the unary call method with req on the node at addr,
-// restricted to group when it is not empty, and returns its response.
+// restricted to group when it is not empty, and returns its response. A
+// node that answers with a redirect (it does not host the group, or does
+// not lead it: nothing was done) is followed, up to maxRedirects times.
 func (f *forwarder) invoke(ctx context.Context, addr, method string, req any, group string) (proto.Message, error) {
+	seen := map[string]bool{}
+	for i := 0; ; i++ {
+		seen[addr] = true
+		resp, err := f.invokeOnce(ctx, addr, method, req, group)
+		next := redirectAddr(err)
+		if err == nil || i == maxRedirects || next == "" || seen[next] || ctx.Err() != nil {
+			return resp, err
+		}
+		addr = next
+	}
+}
+
+// redirectAddr returns the node a NOT_LEADER answer names, or "".
+func redirectAddr(err error) string {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == metapb.ErrorDomain && info.Reason == metapb.ReasonNotLeader {
+			return info.Metadata[metapb.MetaLeaderAddr]
+		}
+	}
+	return ""
+}
+
+// invokeOnce is one call of invoke.
+func (f *forwarder) invokeOnce(ctx context.Context, addr, method string, req any, group string) (proto.Message, error) {
 	cc, err := f.conn(addr)
 	if err != nil {
 		return nil, err
