@@ -26,11 +26,11 @@ import (
 // group made by a split must start with an explicit record.
 //
 // The route hash is FNV-1a of the routing key with its bits reversed
-// (rpc/metapb.RouteHash; sm cannot import rpc, so routeHash repeats the
+// (rpc/metapb.RouteHash; sm cannot import rpc, so RouteHash repeats the
 // two lines of the contract, and a test holds them equal).
 
-// routeHash is rpc/metapb.RouteHash.
-func routeHash(routingKey []byte) uint32 {
+// RouteHash is rpc/metapb.RouteHash (ci/route_test.go holds them equal).
+func RouteHash(routingKey []byte) uint32 {
 	h := uint32(2166136261)
 	for _, c := range routingKey {
 		h ^= uint32(c)
@@ -50,7 +50,7 @@ func (v *ownView) code(routingKey []byte) logpb.Code {
 	if v == nil || v.rec == nil || v.rec.Legacy {
 		return logpb.Code_CODE_OK
 	}
-	h := uint64(routeHash(routingKey))
+	h := uint64(RouteHash(routingKey))
 	for _, r := range v.rec.Owned {
 		if h >= r.Lo && h < r.Hi {
 			return logpb.Code_CODE_OK

@@ -17,7 +17,7 @@ func ownOp(legacy bool, ranges ...*logpb.HashRange) *logpb.Op {
 func keysBySide(n int) (low, high []string) {
 	for i := 0; len(low) < n || len(high) < n; i++ {
 		k := string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))
-		if routeHash([]byte(k)) < 1<<31 {
+		if RouteHash([]byte(k)) < 1<<31 {
 			if len(low) < n {
 				low = append(low, k)
 			}
@@ -90,7 +90,7 @@ func TestOwnershipDecidedByTheLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, kv := range kvs {
-			if routeHash(kv.Key) >= 1<<31 {
+			if RouteHash(kv.Key) >= 1<<31 {
 				t.Fatalf("%s: listing shows %s, outside the owned range", stage, kv.Key)
 			}
 		}

@@ -1,0 +1,24 @@
+package ci
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+)
+
+// The state machine decides ownership with its own copy of the route hash
+// (sm cannot import rpc); the map that directs clients uses metapb's. They
+// must agree on every key, or a group would refuse keys the map sends it.
+func TestRouteHashIsTheSameInSmAndMetapb(t *testing.T) {
+	keys := [][]byte{nil, {}, {0}, {0xff}, []byte("k48"), []byte("client-ü")}
+	for i := range 10000 {
+		keys = append(keys, []byte(fmt.Sprintf("key-%d", i)))
+	}
+	for _, k := range keys {
+		if a, b := sm.RouteHash(k), metapb.RouteHash(k); a != b {
+			t.Fatalf("key %q: sm %#x, metapb %#x", k, a, b)
+		}
+	}
+}
