@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run stop image test vet fmt-check staticcheck lint unit planted-bugs chaos-smoke chaos scaleout mqttbench clean
+.PHONY: all deps build proto run run-tls stop image test vet fmt-check staticcheck lint unit fuzz-short fuzz planted-bugs chaos-smoke chaos scaleout mqttbench clean
 
 all: build
 
@@ -22,6 +22,11 @@ proto:
 
 run: build
 	@ci/cluster.sh start
+
+# run-tls: the same cluster with mutual TLS and authentication on; the
+# CA, certificates and an admin token under data/tls (ci/cluster.sh).
+run-tls: build
+	@META_TLS=1 ci/cluster.sh start
 
 stop:
 	@ci/cluster.sh stop
@@ -48,6 +53,16 @@ lint: vet fmt-check staticcheck
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# fuzz-short: every native fuzz target (public requests, log entries,
+# snapshots, the raft transport codec) for 5 s each; `make fuzz` runs them
+# FUZZTIME each (default 2m). Found inputs stay in testdata/fuzz as
+# regression tests.
+fuzz-short:
+	@FUZZTIME=5s ci/fuzz.sh
+
+fuzz:
+	@ci/fuzz.sh
+
 # planted-bugs: builds with test-only bugs (tag metabugs; META_BUG picks
 # one) must be caught by the in-process fault runner within 20 seeds.
 planted-bugs:
@@ -66,7 +81,7 @@ chaos-smoke: build
 chaos: build
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
 
-test: deps lint unit planted-bugs chaos-smoke
+test: deps lint unit fuzz-short planted-bugs chaos-smoke
 
 # scaleout: the scale-out benchmark, 3 nodes then 6, in containers with a
 # CPU quota (SCALE_* settings: see ci/scaleout.sh); by hand, never in test.

@@ -44,7 +44,9 @@ var (
 
 // Defaults for Options.
 const (
-	DefaultDataPath     = "/data"
+	DefaultDataPath = "/data"
+	// CertPath is where a node's Options.CertDir folder is mounted.
+	CertPath            = "/tls"
 	DefaultStartTimeout = 60 * time.Second
 	DefaultStopTimeout  = 10 * time.Second
 	MaxNodes            = 9
@@ -65,7 +67,11 @@ type Options struct {
 	Args func(node string) []string
 	Env  map[string]string // environment for every node
 
-	DataPath     string        // bind-mount target in the container; DefaultDataPath if empty
+	DataPath string // bind-mount target in the container; DefaultDataPath if empty
+	// CertDir, when set, holds a folder per node (<CertDir>/<node>) that
+	// is mounted read-only at CertPath in its container: its TLS files,
+	// kept apart from the data directory (which Wipe empties).
+	CertDir      string
 	StartTimeout time.Duration // how long a node may take to pass Ready; DefaultStartTimeout if 0
 	StopTimeout  time.Duration // SIGTERM grace before SIGKILL in Stop; DefaultStopTimeout if 0
 
@@ -393,6 +399,10 @@ func (c *Cluster) createContainer(ctx context.Context, n *node, args []string) (
 					HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: strconv.Itoa(n.hostPort),
 				}}}
 				hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: n.dataDir, Target: c.opts.DataPath})
+				if c.opts.CertDir != "" {
+					hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, ReadOnly: true,
+						Source: filepath.Join(c.opts.CertDir, n.name), Target: CertPath})
+				}
 			},
 			EndpointSettingsModifier: func(eps map[string]*network.EndpointSettings) {
 				if ep := eps[c.netName]; ep != nil {

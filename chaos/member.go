@@ -158,7 +158,7 @@ func (m *Nemesis) retry(ctx context.Context, what string, fn func(ctx context.Co
 		if err != nil {
 			last = err
 		}
-		if !sleepCtx(ctx, 250*time.Millisecond) {
+		if !verify.Sleep(ctx, 250*time.Millisecond) {
 			return fmt.Errorf("chaos: %s: %w (last error: %v)", what, ctx.Err(), last)
 		}
 	}

@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,8 @@ type NemesisConfig struct {
 	TrailingLogs uint64
 	// Log, nil discards.
 	Log *slog.Logger
+	// TLS secures the nemesis's client (nil: plaintext).
+	TLS *tls.Config
 }
 
 func (c NemesisConfig) withDefaults() NemesisConfig {
@@ -166,7 +169,7 @@ func NewNemesis(c *Cluster, cfg NemesisConfig) (*Nemesis, error) {
 	for _, id := range sortedKeys(cfg.Endpoints) {
 		eps = append(eps, cfg.Endpoints[id])
 	}
-	cl, err := client.New(client.Config{Endpoints: eps, RequestTimeout: cfg.OpTimeout, Logger: cfg.Log})
+	cl, err := client.New(client.Config{Endpoints: eps, RequestTimeout: cfg.OpTimeout, Logger: cfg.Log, TLS: cfg.TLS})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: nemesis client: %w", err)
 	}
@@ -662,7 +665,7 @@ func (m *Nemesis) healLag(ctx context.Context, f *verify.Fault) error {
 			after = st
 			break
 		}
-		if !sleepCtx(wctx, 100*time.Millisecond) {
+		if !verify.Sleep(wctx, 100*time.Millisecond) {
 			break
 		}
 	}
@@ -676,15 +679,4 @@ func (m *Nemesis) healLag(ctx context.Context, f *verify.Fault) error {
 		group, follower, before.lastLog, leader.LeaderId, leader.CommitIndex, leader.LastSnapshotIndex, needed,
 		time.Since(start).Round(time.Millisecond), before.snapshot, after.LastSnapshotIndex, installed)
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
 )
@@ -64,6 +67,16 @@ type RunOptions struct {
 	// several times; Workload.AssignSlack should suit them.
 	BrokerHeartbeat, BrokerSessionTimeout time.Duration
 	ExtraFlags                            []string // appended to every node's flags
+	// TLS turns on mutual TLS and authentication on every node
+	// (--tls-dir, --auth): WriteCerts makes a development CA and member
+	// certificates in the run folder (tls/), and the harness connects as
+	// an admin (a client certificate meta://admin/admin).
+	TLS bool
+	// WriteCerts writes, for TLS runs, a development CA and a member
+	// certificate per node under dir in the layout of
+	// rpc/transport.WriteDevCerts (which the caller passes: chaos sees the
+	// system only as a client does). Required when TLS is set.
+	WriteCerts func(dir string, nodes []string) error
 	// AtController lists fault kinds (kill, pause, isolate and the other
 	// kinds aimed at one node's role) whose first fault in the schedule
 	// is aimed at the leader of metadata-0, the node that runs the
@@ -186,6 +199,9 @@ func (o RunOptions) nodeArgs(node string, members []string, join bool) []string 
 	if o.BrokerSessionTimeout > 0 {
 		args = append(args, "--broker-session-timeout", o.BrokerSessionTimeout.String())
 	}
+	if o.TLS {
+		args = append(args, "--tls-dir", CertPath, "--auth")
+	}
 	return append(args, o.ExtraFlags...)
 }
 
@@ -263,6 +279,7 @@ type runOptionsRecord struct {
 	BrokerTimeout     time.Duration          `json:"broker_session_timeout_ns,omitempty"`
 	ExtraFlags        []string               `json:"extra_flags,omitempty"`
 	AtController      []verify.FaultKind     `json:"at_controller,omitempty"`
+	TLS               bool                   `json:"tls,omitempty"`
 	Workload          verify.WorkloadConfig  `json:"workload"`
 	Schedule          verify.ScheduleOptions `json:"schedule"`
 }
@@ -315,7 +332,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups,
 			SnapshotThreshold: opts.SnapshotThreshold, TrailingLogs: opts.TrailingLogs,
 			SnapshotInterval: opts.SnapshotInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
-			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController,
+			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController, TLS: opts.TLS,
 			Workload: opts.Workload}}
 	finish := func(runErr error) (*RunReport, error) {
 		rep.Elapsed = time.Since(started)
@@ -355,10 +372,18 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	for _, n := range append(slices.Clone(members), spares...) {
 		rec.Cluster.Args[n] = args(n)
 	}
-	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "dir", dir)
+	var certDir string
+	var clientTLS *tls.Config
+	if opts.TLS {
+		certDir = filepath.Join(dir, TLSDir)
+		if clientTLS, err = writeCerts(opts.WriteCerts, certDir, append(slices.Clone(members), spares...)); err != nil {
+			return finish(err)
+		}
+	}
+	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "dir", dir, "tls", opts.TLS)
 	cl, err := StartCluster(ctx, Options{
 		Nodes: opts.Nodes, Spares: len(spares), Image: opts.Image.Tag, RunDir: dir, Port: NodePort,
-		Args: args, Env: opts.Env, Ready: metaReady, Log: log,
+		Args: args, Env: opts.Env, Ready: readyProbe(clientTLS), Log: log, CertDir: certDir,
 	})
 	if err != nil {
 		return finish(fmt.Errorf("chaos: start cluster: %w", err))
@@ -382,7 +407,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	rec.Cluster.Endpoints = endpoints
 
 	nem, err := NewNemesis(cl, NemesisConfig{
-		Endpoints: endpoints, Spares: spares, JoinArgs: joinArgs, TrailingLogs: opts.TrailingLogs, Log: log,
+		Endpoints: endpoints, Spares: spares, JoinArgs: joinArgs, TrailingLogs: opts.TrailingLogs, Log: log, TLS: clientTLS,
 	})
 	if err != nil {
 		teardown()
@@ -398,6 +423,9 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	vcfg.Kinds, vcfg.Schedule, vcfg.Duration, vcfg.Workload = opts.Kinds, sched, opts.Duration, opts.Workload
 	vcfg.Faults = AimAtController(Schedule(opts.Seed, opts.Kinds, opts.Duration, sched), opts.AtController)
 	vcfg.Logger, vcfg.Progress = log, opts.Progress
+	if clientTLS != nil {
+		vcfg.Dial = verify.TLSClientDialer(log, vcfg.OpTimeout, clientTLS)
+	}
 	res, runErr := verify.Run(ctx, vcfg)
 
 	notes := nem.Notes()
@@ -513,14 +541,49 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
+// TLSDir is the folder of a TLS run's certificates in its run folder:
+// the CA (ca.crt, ca.key), <node>/ per node (mounted at CertPath) and the
+// harness's admin certificate (client.crt, client.key).
+const TLSDir = "tls"
+
+// writeCerts makes a development CA and member certificates for nodes
+// under dir with write, and returns the harness's client TLS (as the
+// admin).
+func writeCerts(write func(string, []string) error, dir string, nodes []string) (*tls.Config, error) {
+	if write == nil {
+		return nil, errors.New("chaos: TLS: RunOptions.WriteCerts is nil")
+	}
+	if err := write(dir, nodes); err != nil {
+		return nil, fmt.Errorf("chaos: certificates: %w", err)
+	}
+	cfg, err := client.LoadTLSDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: certificates: %w", err)
+	}
+	return cfg, nil
+}
+
+// readyProbe is metaReady over TLS with cfg (nil: plaintext). The node's
+// certificate names the container's loopback and localhost, not its
+// bridge address, so the probe checks the chain only.
+func readyProbe(cfg *tls.Config) func(ctx context.Context, addr string) error {
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		c := cfg.Clone()
+		c.ServerName = "localhost"
+		creds = credentials.NewTLS(c)
+	}
+	return func(ctx context.Context, addr string) error { return metaReady(ctx, addr, creds) }
+}
+
 // metaReady is the start probe of a node: its gRPC health service says
 // SERVING for metapb.HealthStarted, which metanode sets once it has joined
 // or formed the cluster, whether or not its groups have leaders yet (a
 // node restarted while its peers are down or cut off must pass it). A
 // binary older than that name is asked for the overall status, which
 // meant the same there.
-func metaReady(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func metaReady(ctx context.Context, addr string, creds credentials.TransportCredentials) error {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,10 @@
 #   BENCH_GET_CLIENTS  256
 #   BENCH_GET_TOTAL    100000
 #   BENCH_GET_KEYS     10000
-#   BENCH_TARGETS      "meta etcd"
+#   BENCH_TARGETS      "meta etcd"; also meta-tls: a fresh cluster like
+#                      `make run-tls` (mutual TLS and authentication, data
+#                      in the results directory, ports 7201-7203), driven
+#                      with the admin certificate, labelled meta-tls
 #   BENCH_OUT          directory for results.json and logs (default: a new
 #                      temporary directory, printed at the end)
 set -euo pipefail
@@ -117,18 +120,21 @@ bench() {
   if [ "$rc" -ne 0 ]; then log "$target: run failed (exit $rc); its result is still recorded"; fi
 }
 
-# workloads TARGET PIDS runs every workload against one target.
+# workloads TARGET PIDS EPS [LABEL METABENCH-ARGS...] runs every workload
+# against one target (LABEL: its name in the results, default TARGET).
 workloads() {
-  local target=$1 pids=$2 eps=$3 pair c total
+  local target=$1 pids=$2 eps=$3 label=${4:-$1} pair c total
+  shift 3
+  [ $# -gt 0 ] && shift
   for pair in $PUT_TOTALS; do
     c=${pair%%:*}
     total=${pair##*:}
-    bench "$target" "$target put c=$c" "$pids" -- put --endpoints "$eps" --clients "$c" --total "$total" \
-      --key-size 32 --value-size 256 --key-prefix "b/$RUN_ID/p$c/"
+    bench "$target" "$label put c=$c" "$pids" -- put --endpoints "$eps" --clients "$c" --total "$total" \
+      --key-size 32 --value-size 256 --key-prefix "b/$RUN_ID/p$c/" --label "$label" "$@"
   done
-  bench "$target" "$target get c=$GET_CLIENTS" "$pids" -- get --endpoints "$eps" --clients "$GET_CLIENTS" \
+  bench "$target" "$label get c=$GET_CLIENTS" "$pids" -- get --endpoints "$eps" --clients "$GET_CLIENTS" \
     --total "$GET_TOTAL" --keys "$GET_KEYS" --key-size 32 --value-size 256 --consistency linearizable \
-    --key-prefix "b/$RUN_ID/g/"
+    --key-prefix "b/$RUN_ID/g/" --label "$label" "$@"
 }
 
 META_STARTED=0
@@ -147,8 +153,13 @@ stop_etcd() {
   if [ -n "$ETCD_DIR" ]; then rm -rf "$ETCD_DIR"; ETCD_DIR=""; fi
 }
 
+TLS_ENV=(META_TLS=1 META_BASE_PORT=7201 META_DATA="$OUT/tls-data")
+TLS_EPS="127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203"
+TLS_STARTED=0
+
 cleanup() {
   stop_etcd
+  if [ "$TLS_STARTED" -eq 1 ]; then env "${TLS_ENV[@]}" ci/cluster.sh stop >/dev/null || true; TLS_STARTED=0; fi
   if [ "$META_STARTED" -eq 1 ]; then ci/cluster.sh stop >/dev/null || true; META_STARTED=0; fi
 }
 trap cleanup EXIT
@@ -175,6 +186,19 @@ run_meta() {
     ci/cluster.sh stop >/dev/null
     META_STARTED=0
   fi
+}
+
+# run_meta_tls measures a fresh cluster with mutual TLS and
+# authentication, as the admin.
+run_meta_tls() {
+  log "meta-tls: starting a cluster like make run-tls on $TLS_EPS"
+  env "${TLS_ENV[@]}" ci/cluster.sh start >"$OUT/make-run-tls.log" 2>&1 || { cat "$OUT/make-run-tls.log" >&2; return 1; }
+  TLS_STARTED=1
+  local pids="" f
+  for f in "$OUT"/tls-data/n{1,2,3}.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
+  workloads meta "$pids" "$TLS_EPS" meta-tls --tls-dir "$OUT/tls-data/tls"
+  env "${TLS_ENV[@]}" ci/cluster.sh stop >/dev/null
+  TLS_STARTED=0
 }
 
 run_etcd() {
@@ -216,6 +240,7 @@ log "etcd $(etcd --version | awk 'NR==1{print $3}'), $(nproc) cores, results in 
 for t in $TARGETS; do
   case "$t" in
     meta) run_meta ;;
+    meta-tls) run_meta_tls ;;
     etcd) run_etcd ;;
     *) log "unknown target $t"; exit 2 ;;
   esac

@@ -108,11 +108,7 @@ func (c *Controller) view(d *state.Directory) ([]NodeView, []GroupView) {
 // record's configuration version (a change computed from an older record
 // fails cleanly and is planned again from the new one).
 func (c *Controller) place(ctx context.Context) {
-	md, err := c.node.Metadata()
-	if err != nil {
-		return
-	}
-	d, err := md.Directory()
+	d, err := c.directory()
 	if err != nil || d.Cluster == nil || len(d.Groups) == 0 {
 		return
 	}
@@ -141,11 +137,7 @@ func (c *Controller) place(ctx context.Context) {
 
 // spread moves one leadership PlanLeaders finds.
 func (c *Controller) spread(ctx context.Context) {
-	md, err := c.node.Metadata()
-	if err != nil {
-		return
-	}
-	d, err := md.Directory()
+	d, err := c.directory()
 	if err != nil {
 		return
 	}
@@ -175,11 +167,7 @@ func (c *Controller) RemoveMember(ctx context.Context, id string, force bool) ([
 	if !c.Active() {
 		return nil, ErrNotActive
 	}
-	md, err := c.node.Metadata()
-	if err != nil {
-		return nil, err
-	}
-	d, err := md.Directory()
+	d, err := c.directory()
 	if err != nil {
 		return nil, err
 	}
@@ -215,13 +203,18 @@ func (c *Controller) RemoveMember(ctx context.Context, id string, force bool) ([
 	return slices.DeleteFunc(slices.Clone(d.Members), func(m *logpb.MemberPut) bool { return m.Id == id }), nil
 }
 
-// Groups is the group view.
-func (c *Controller) Groups() (*metapb.ListGroupsResponse, error) {
+// directory reads metadata-0's directory on this node.
+func (c *Controller) directory() (*state.Directory, error) {
 	md, err := c.node.Metadata()
 	if err != nil {
 		return nil, err
 	}
-	d, err := md.Directory()
+	return md.Directory()
+}
+
+// Groups is the group view.
+func (c *Controller) Groups() (*metapb.ListGroupsResponse, error) {
+	d, err := c.directory()
 	if err != nil {
 		return nil, err
 	}
@@ -272,11 +265,7 @@ func groupState(s logpb.GroupState) string {
 
 // Nodes is the node view.
 func (c *Controller) Nodes() (*metapb.ListNodesResponse, error) {
-	md, err := c.node.Metadata()
-	if err != nil {
-		return nil, err
-	}
-	d, err := md.Directory()
+	d, err := c.directory()
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport/raftpb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/verify/poll"
 )
 
@@ -559,5 +562,37 @@ func TestRemovingTheLeaderSucceeds(t *testing.T) {
 				return !slices.ContainsFunc(ms, func(m *metapb.Member) bool { return m.Id == "n4" })
 			}, "n4 gone")
 		})
+	}
+}
+
+// Operations that only a node proposes for itself (the controller's
+// decisions, expiries, formation, the directory) are refused when they
+// arrive over the peer call, which anyone reaching the port can make: a
+// forged broker registration is not applied.
+func TestInternalOperationOverPeerCallRefused(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{})
+	leader := c.Running(c.WaitLeader(metapb.MetadataGroup, 30*time.Second))
+	conn, err := grpc.NewClient(leader.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	payload, err := sm.EncodeOp(&logpb.Op{Op: &logpb.Op_BrokerRegister{BrokerRegister: &logpb.BrokerRegister{BrokerId: "forged", Endpoints: []string{"x:1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raftpb.NewPeerServiceClient(conn).Propose(ctxT(t, 10*time.Second),
+		&raftpb.ProposeRequest{ClusterId: leader.ClusterID(), Group: metapb.MetadataGroup, Payload: payload})
+	if err == nil || !strings.Contains(err.Error(), "cannot be proposed from outside") {
+		t.Fatalf("a forged broker registration over the peer call: %v, want it refused", err)
+	}
+	brokers, err := c.Client("").ListBrokers(ctxT(t, 10*time.Second), &metapb.ListBrokersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range brokers.GetBrokers() {
+		if b.GetBrokerId() == "forged" {
+			t.Fatalf("the forged registration was applied: %v", b)
+		}
 	}
 }

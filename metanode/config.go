@@ -17,6 +17,7 @@ import (
 
 	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
 )
 
 // Peer is a cluster member: a node id and its gRPC address.
@@ -40,6 +41,10 @@ type Config struct {
 	// AdvertiseAddr is the address peers and clients use to reach this
 	// node; default ListenAddr (or the Listener's address).
 	AdvertiseAddr string
+	// MaxConnections bounds the connections the gRPC port holds at once
+	// (peers and clients); one more waits to be accepted until another
+	// closes. 0: no bound.
+	MaxConnections int
 
 	// InitialCluster lists every member of a new cluster, this node
 	// included. All initial members must be started with the same list;
@@ -149,12 +154,18 @@ type Config struct {
 	// Dialer, when set, makes every node-to-node connection (tests inject
 	// faults through it).
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, turns on mutual TLS for every connection of the
+	// node's gRPC port; raft and peer calls are admitted only from a
+	// certificate naming a member, and the node's ID comes from its own
+	// certificate. Nil (the default) is plaintext.
+	TLS *transport.CertReloader
 }
 
 // DefaultConfig returns a configuration with every default set.
 func DefaultConfig() Config {
 	return Config{
 		ListenAddr:                "127.0.0.1:7001",
+		MaxConnections:            10000,
 		Rocks:                     rocks.DefaultOptions(""),
 		HeartbeatTimeout:          time.Second,
 		ElectionTimeout:           time.Second,
@@ -228,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		add("DataDir: required")
+	}
+	if c.MaxConnections < 0 {
+		add("MaxConnections (%d): must not be negative", c.MaxConnections)
 	}
 	if c.Listener == nil && c.ListenAddr == "" {
 		add("ListenAddr: required")

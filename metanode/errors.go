@@ -18,6 +18,9 @@ var (
 	ErrNotStarted     error = &sentinel{"metanode: not started", metapb.ReasonNoLeader}
 	ErrInvalid        error = &sentinel{"metanode: invalid request", metapb.ReasonInvalidArgument}
 	ErrUnknownOutcome error = &sentinel{"metanode: outcome unknown", metapb.ReasonOutcomeUnknown}
+	// ErrOverloaded: the group's proposal queue is full; the operation was
+	// refused at once, never queued (definite; retry after a backoff).
+	ErrOverloaded error = &sentinel{"metanode: overloaded: the group's proposal queue is full", metapb.ReasonOverloaded}
 	// ErrClusterMismatch: the data directory, the flags and the cluster
 	// disagree about the cluster's identity or shape.
 	ErrClusterMismatch error = &sentinel{"metanode: cluster mismatch", metapb.ReasonClusterMismatch}

@@ -198,7 +198,14 @@ func (g *group) reconcileLoop(ctx context.Context) {
 	for {
 		d := g.env.cfg.ReconcileInterval
 		changed := g.env.dirChanged()
-		if dir := g.env.directory(); len(dir.Groups) > 0 {
+		if halted := g.fsm.Halted(); halted != nil {
+			// This replica cannot apply the log (sm/halt.go): a leader
+			// here could neither answer its proposals nor serve reads.
+			g.log.Error("replica halted while leading; handing leadership off", "err", halted)
+			if err := g.raft.LeadershipTransfer().Error(); err != nil && ctx.Err() == nil {
+				g.log.Warn("hand off leadership of a halted replica", "err", err)
+			}
+		} else if dir := g.env.directory(); len(dir.Groups) > 0 {
 			if rec := dir.Group(g.name); rec != nil && g.ready() {
 				addrs := map[string]string{}
 				for _, m := range dir.Members {
@@ -285,13 +292,21 @@ func (g *group) reconcile(ctx context.Context, rec *logpb.GroupRecord, addrs map
 	return nil
 }
 
-// caughtUp reports whether a non-voter has applied (nearly) what the
-// leader committed.
+// caughtUp reports whether a non-voter holds (nearly) what the leader
+// committed, as this leader saw it accept appends in its term
+// (transport.Matched), and says it has applied as much. What the replica
+// says of itself alone is never enough: anyone reaching the port could
+// answer for it.
 func (g *group) caughtUp(ctx context.Context, s raft.Server) bool {
+	slack, commit := uint64(g.env.cfg.MaxAppendEntries), g.raft.CommitIndex()
+	matched, ok := g.trans.Matched(s.Address, g.raft.CurrentTerm())
+	if !ok || matched+slack < commit {
+		return false
+	}
 	actx, cancel := context.WithTimeout(ctx, g.env.t.peerCall)
 	defer cancel()
 	applied, err := g.env.peers.Applied(actx, string(s.Address), g.name)
-	return err == nil && applied+uint64(g.env.cfg.MaxAppendEntries) >= g.raft.CommitIndex()
+	return err == nil && applied+slack >= commit
 }
 
 // handOff transfers the leadership of a group this node leaves to a voter

@@ -65,6 +65,7 @@ var (
 	descApplied  = prometheus.NewDesc("meta_group_applied_index", "Index the state machine has applied on this replica.", []string{"group"}, nil)
 	descLastLog  = prometheus.NewDesc("meta_group_last_log_index", "Last index in this replica's raft log.", []string{"group"}, nil)
 	descSnapshot = prometheus.NewDesc("meta_group_snapshot_index", "Index of this replica's latest raft snapshot.", []string{"group"}, nil)
+	descHalted   = prometheus.NewDesc("meta_group_halted", "1 when this replica stopped applying at an entry it cannot apply (sm/halt.go; /readyz names it).", []string{"group"}, nil)
 	descQueue    = prometheus.NewDesc("meta_group_proposal_queue", "Client operations waiting to be packed into a raft entry.", []string{"group"}, nil)
 	descInflight = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
 	descGroups   = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
@@ -100,7 +101,7 @@ var (
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
-		descSnapshot, descQueue, descInflight, descGroups, descReady} {
+		descSnapshot, descHalted, descQueue, descInflight, descGroups, descReady} {
 		ch <- d
 	}
 	for _, d := range descRocksGauges {
@@ -135,6 +136,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLastLog, float64(g.raft.LastIndex()), g.name)
 		snap, _ := strconv.ParseUint(g.raft.Stats()["last_snapshot_index"], 10, 64)
 		gauge(descSnapshot, float64(snap), g.name)
+		gauge(descHalted, b2f(g.fsm.Halted() != nil), g.name)
 		gauge(descQueue, float64(len(g.proposals)), g.name)
 		gauge(descInflight, float64(len(g.inflight)), g.name)
 	}
@@ -172,7 +174,8 @@ var ErrNotReady = errors.New("metanode: not ready")
 // Ready returns nil when the node is ready to serve: it has started and is
 // not stopping, every group it hosts has a leader, each of its replicas
 // has applied all but at most maxReadyLag of the entries it knows
-// committed, and RocksDB reports no background error. Otherwise it says
+// committed and has not halted (an entry it cannot apply, sm/halt.go), and
+// RocksDB reports no background error. Otherwise it says
 // every reason.
 func (n *Node) Ready() error {
 	if !n.started.Load() || !n.serving.Load() {
@@ -183,7 +186,9 @@ func (n *Node) Ready() error {
 		if id, _ := g.leader(); id == "" {
 			why = append(why, g.name+" has no leader")
 		}
-		if commit, applied := g.raft.CommitIndex(), g.fsm.AppliedIndex(); commit > applied+maxReadyLag {
+		if err := g.fsm.Halted(); err != nil {
+			why = append(why, err.Error())
+		} else if commit, applied := g.raft.CommitIndex(), g.fsm.AppliedIndex(); commit > applied+maxReadyLag {
 			why = append(why, fmt.Sprintf("%s has applied %d of %d committed entries", g.name, applied, commit))
 		}
 	}

@@ -128,7 +128,7 @@ func TestMetricsScrape(t *testing.T) {
 	for _, name := range []string{
 		"meta_grpc_handled_total", "meta_grpc_handling_seconds", "meta_grpc_streams_open", "meta_watches_open",
 		"meta_group_term", "meta_group_is_leader", "meta_group_has_leader", "meta_group_commit_index",
-		"meta_group_applied_index", "meta_group_last_log_index", "meta_group_snapshot_index",
+		"meta_group_applied_index", "meta_group_last_log_index", "meta_group_snapshot_index", "meta_group_halted",
 		"meta_group_proposal_queue", "meta_group_entries_inflight", "meta_group_leader_changes_total",
 		"meta_node_ready", "meta_node_groups_hosted",
 		"meta_rocksdb_live_sst_bytes", "meta_rocksdb_pending_compaction_bytes", "meta_rocksdb_memtable_bytes",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -83,6 +84,9 @@ type Node struct {
 
 // New creates a node and its gRPC server; it listens on nothing yet.
 func New(cfg Config) (*Node, error) {
+	if err := checkTLSIdentity(&cfg); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,6 +116,9 @@ func New(cfg Config) (*Node, error) {
 		LocalAddr: n.addr,
 		Logger:    n.log.With("component", "transport"),
 		Dialer:    cfg.Dialer,
+		TLS:       cfg.TLS,
+		// Bound late: n is complete before any call arrives.
+		PeerAllowed: func(id string) bool { return n.peerAllowed(id) },
 	})
 	if err != nil {
 		return nil, err
@@ -169,6 +176,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if lis, err = net.Listen("tcp", n.cfg.ListenAddr); err != nil {
 			return fmt.Errorf("metanode: listen: %w", err)
 		}
+	}
+	if n.cfg.MaxConnections > 0 {
+		lis = netutil.LimitListener(lis, n.cfg.MaxConnections)
 	}
 	n.lis = lis
 	go func() { n.serveErr <- n.grpc.Serve(lis) }()

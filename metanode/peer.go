@@ -8,6 +8,7 @@ import (
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // peerHandler serves the node-to-node calls of rpc/transport.
@@ -33,6 +34,9 @@ func (h peerHandler) Propose(ctx context.Context, groupName string, payload []by
 	if !g.kind.Allows(op) {
 		return nil, fmt.Errorf("%w: operation %T not allowed in group %s", ErrInvalid, op.Op, groupName)
 	}
+	if internalOnly(op) {
+		return nil, fmt.Errorf("%w: operation %T is the node's own work and cannot be proposed from outside it", ErrInvalid, op.Op)
+	}
 	if !g.isLeader() {
 		return nil, g.notLeader()
 	}
@@ -45,6 +49,21 @@ func (h peerHandler) Propose(ctx context.Context, groupName string, payload []by
 		return nil, unknown(err)
 	}
 	return out, nil
+}
+
+// internalOnly reports whether an operation is only ever proposed by a
+// node for itself (its leader's timers and compaction, formation, the
+// directory, the controller's decisions: all through proposeLocal), so a
+// forwarded one can only be forged. Membership changes and client
+// operations are forwarded and stay allowed.
+func internalOnly(op *logpb.Op) bool {
+	switch op.Op.(type) {
+	case *logpb.Op_ClusterInit, *logpb.Op_DirectoryInit, *logpb.Op_GroupPut, *logpb.Op_OwnershipInit,
+		*logpb.Op_SessionsExpire, *logpb.Op_WillsMarkDue, *logpb.Op_LeasesExpire, *logpb.Op_EventsCompact,
+		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign:
+		return true
+	}
+	return false
 }
 
 // ReadIndex confirms leadership for a follower's linearizable read.

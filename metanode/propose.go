@@ -56,7 +56,9 @@ func onLeader[T any](ctx context.Context, e *env, name string, g *group, local f
 				}
 			}
 		}
-		if err == nil || !retryable(err) || errors.Is(err, ErrShuttingDown) {
+		if err == nil || !retryable(err) || errors.Is(err, ErrShuttingDown) || metapb.ReasonOf(err) == metapb.ReasonOverloaded {
+			// An overloaded leader is answered at once: retrying here
+			// would only add to its queue.
 			return res, err
 		}
 		if time.Now().After(deadline) {
@@ -131,9 +133,21 @@ func (g *group) propose(ctx context.Context, op *logpb.Op) (*logpb.Result, error
 
 // proposeLocal queues op for the batcher and waits for its outcome. Once
 // queued, a cancelled ctx yields an unknown outcome: the op may still be
-// proposed.
+// proposed. A client's operation finding the queue full is refused at
+// once (ErrOverloaded) rather than waiting out its deadline; the node's
+// and the controller's own operations (sheddable says which) wait, so
+// broker heartbeats, liveness decisions, expiries and membership changes
+// are never shed behind bulk writes.
 func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
 	p := &proposal{op: op, size: proto.Size(op), done: make(chan outcome, 1)}
+	if sheddable(op) {
+		select {
+		case g.proposals <- p:
+			return g.awaitProposal(ctx, p)
+		default:
+			return nil, fmt.Errorf("%s: %w", g.name, ErrOverloaded)
+		}
+	}
 	select {
 	case g.proposals <- p:
 	case <-ctx.Done():
@@ -141,12 +155,34 @@ func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, 
 	case <-g.life.Done():
 		return nil, ErrShuttingDown
 	}
+	return g.awaitProposal(ctx, p)
+}
+
+// awaitProposal waits for a queued proposal's outcome.
+func (g *group) awaitProposal(ctx context.Context, p *proposal) (*logpb.Result, error) {
 	select {
 	case o := <-p.done:
 		return o.res, o.err
 	case <-ctx.Done():
 		return nil, unknown(ctx.Err())
 	}
+}
+
+// sheddable reports whether an operation is a client's, which a full
+// queue refuses at once; the rest are the node's and the controller's own
+// work (liveness, assignments, membership, directory, expiries,
+// compaction, ownership), which waits for room.
+func sheddable(op *logpb.Op) bool {
+	switch op.Op.(type) {
+	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas,
+		*logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup,
+		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete,
+		*logpb.Op_SessionsPut, *logpb.Op_SessionsDelete,
+		*logpb.Op_WillPut, *logpb.Op_WillDelete, *logpb.Op_WillClaim, *logpb.Op_WillComplete,
+		*logpb.Op_RetainedSet, *logpb.Op_LeaseGrant, *logpb.Op_LeaseRevoke:
+		return true
+	}
+	return false
 }
 
 // runProposals is the group's batcher: it takes the first waiting

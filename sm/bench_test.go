@@ -3,7 +3,6 @@ package sm
 import (
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -162,25 +161,6 @@ func settle(b *testing.B, db *rocks.DB, m *Machine) {
 	})
 }
 
-func duBytes(b *testing.B, dir string) int64 {
-	b.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			n += info.Size()
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
-}
-
 // BenchmarkSessionsOnDisk loads META_BENCH_SESSIONS sessions into one data
 // group, snapshots it as raft does (twice: raft keeps the two latest),
 // lets RocksDB settle, and reports the bytes on disk per session: the
@@ -209,7 +189,7 @@ func BenchmarkSessionsOnDisk(b *testing.B) {
 			}
 		}
 		settle(b, db, m)
-		dbBytes, snapBytes := duBytes(b, filepath.Join(dir, "db")), duBytes(b, filepath.Join(dir, "snap"))
+		dbBytes, snapBytes := dirBytes(b, filepath.Join(dir, "db")), dirBytes(b, filepath.Join(dir, "snap"))
 		b.ReportMetric(float64(dbBytes)/float64(n), "db-B/session")
 		b.ReportMetric(float64(snapBytes)/float64(n), "snap-B/session")
 		b.ReportMetric(float64(dbBytes+snapBytes)/float64(n), "B/session")

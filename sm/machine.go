@@ -62,6 +62,10 @@ type Machine struct {
 	// own mirrors the stored ownership record (ownership.go); replaced,
 	// holding restoreMu for writing, when an apply changes it.
 	own atomic.Pointer[ownView]
+	// halted is set when an entry cannot be applied here (halt.go): from
+	// it on, nothing more is applied, and the stored applied index stays
+	// below it.
+	halted atomic.Pointer[HaltError]
 
 	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
@@ -203,17 +207,25 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 		if l.Index <= st.Index {
 			continue
 		}
-		st.Index, st.Term = l.Index, l.Term
-		changed = true
-		if l.Type != raft.LogCommand {
-			continue
-		}
-		batch, err := DecodeBatch(l.Data)
-		if err != nil {
-			m.log.Error("undecodable entry", "index", l.Index, "err", err)
+		if m.halted.Load() != nil {
+			// Its outcome here is unknown (no results): other replicas
+			// may apply it.
 			out[i] = &BatchResult{Index: l.Index}
 			continue
 		}
+		if l.Type != raft.LogCommand {
+			st.Index, st.Term = l.Index, l.Term
+			changed = true
+			continue
+		}
+		batch, err := decodeKnownBatch(l.Data)
+		if err != nil {
+			m.halt(l.Index, err)
+			out[i] = &BatchResult{Index: l.Index}
+			continue
+		}
+		st.Index, st.Term = l.Index, l.Term
+		changed = true
 		a := applier{m: m, b: b, st: st, now: batch.NowUnixNano, own: own}
 		res := &BatchResult{Index: l.Index, Results: make([]*logpb.Result, len(batch.Ops))}
 		for j, op := range batch.Ops {

@@ -599,6 +599,10 @@ func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
 	if incomplete {
 		return nil, errors.New("sm: snapshot: a snapshot restore is incomplete")
 	}
+	if h := m.halted.Load(); h != nil {
+		// Raft would label it with an index this state has not reached.
+		return nil, fmt.Errorf("sm: snapshot: %w", h)
+	}
 	return &marker{kind: m.kind, st: &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}}, nil
 }
 
@@ -921,6 +925,11 @@ func (m *Machine) install(dir string, files []snapFile, st *logpb.AppliedState) 
 	m.index.Store(st.Index)
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)
+	if h := m.halted.Load(); h != nil && st.Index >= h.Index {
+		// Another replica applied the entry this one could not.
+		m.halted.CompareAndSwap(h, nil)
+		m.log.Info("a snapshot past the entry that halted the group was restored; applying again", "halted_at", h.Index, "snapshot", st.Index)
+	}
 	m.notify()
 	return st, restoreComplete, nil
 }

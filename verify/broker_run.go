@@ -165,8 +165,18 @@ func (b *brokerRun) faultPhase(phase string, f *Fault) {
 	switch {
 	case phase == "inject" || phase == "heal" || phase == "recovery":
 		b.ctl.quietSince.Store(0)
+		b.ctl.release()
 	case phase == "workload" && f == nil:
 		b.ctl.quietSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// hold keeps the next fault back until the brokers stopped in the quiet
+// period have been silent for as long as they planned (see
+// controllerWorkload.hold).
+func (b *brokerRun) hold(ctx context.Context) {
+	if b.ctl != nil {
+		b.ctl.hold(ctx)
 	}
 }
 
@@ -211,7 +221,7 @@ func (b *brokerRun) final(ctx context.Context, admin Conn) []string {
 					}
 					break
 				}
-				wait(fctx, 100*time.Millisecond)
+				Sleep(fctx, 100*time.Millisecond)
 			}
 		}
 	}
@@ -229,13 +239,13 @@ func (b *brokerRun) final(ctx context.Context, admin Conn) []string {
 			}
 			if op.Outcome == OutcomeFail && op.Code != "AlreadyExists" {
 				i-- // definitely not created: the name is still free
-				wait(fctx, 100*time.Millisecond)
+				Sleep(fctx, 100*time.Millisecond)
 			}
 		}
 	}
 	for _, ok := range waits {
 		for !ok() {
-			if !wait(fctx, 20*time.Millisecond) {
+			if !Sleep(fctx, 20*time.Millisecond) {
 				missed = append(missed, "watchers caught up")
 				break
 			}

@@ -106,6 +106,11 @@ func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
 	sessions := func(ops []BrokerOp, _ *Result) bool {
 		return slices.ContainsFunc(ops, func(op BrokerOp) bool { return op.Kind == OpSessionPut && op.Outcome == OutcomeOK })
 	}
+	fired := func(f *brokerFake) bool {
+		f.c.mu.Lock()
+		defer f.c.mu.Unlock()
+		return f.bugFired > 0
+	}
 	tests := []struct {
 		name    string
 		plant   func(f *brokerFake)
@@ -115,16 +120,20 @@ func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
 		noFaults bool
 		// scenario reports whether the run did what the bug needs.
 		scenario func(ops []BrokerOp, res *Result) bool
+		// fired, when set, reports whether the planted bug changed what
+		// the fake did (a bug that can stay dormant through a run, such
+		// as a broker declared down while it owned nothing).
+		fired func(f *brokerFake) bool
 	}{
-		{"watch skips an event", func(f *brokerFake) { f.bugWatchDrop = true }, CheckerWatch, false, watched},
-		{"watch repeats an event", func(f *brokerFake) { f.bugWatchDup = true }, CheckerWatch, false, watched},
-		{"watch invents a value", func(f *brokerFake) { f.bugWatchInvent = true }, CheckerWatch, false, watched},
-		{"a session of a batch is lost", func(f *brokerFake) { f.bugSessionDrop = true }, CheckerSessions, false, sessions},
-		{"a down broker keeps its connectors", func(f *brokerFake) { f.bugOwnerDown = true }, CheckerController, false, declared},
-		{"two owners in one epoch", func(f *brokerFake) { f.bugTwoOwners = true }, CheckerController, false, declared},
-		{"connectors never reassigned", func(f *brokerFake) { f.bugNoReassign = true }, CheckerController, false, declared},
-		{"live brokers declared down", func(f *brokerFake) { f.bugEagerDown = true }, CheckerController, true, judged},
-		{"stale reports accepted", func(f *brokerFake) { f.bugAcceptStale = true }, CheckerController, false, staleSent},
+		{"watch skips an event", func(f *brokerFake) { f.bugWatchDrop = true }, CheckerWatch, false, watched, nil},
+		{"watch repeats an event", func(f *brokerFake) { f.bugWatchDup = true }, CheckerWatch, false, watched, nil},
+		{"watch invents a value", func(f *brokerFake) { f.bugWatchInvent = true }, CheckerWatch, false, watched, nil},
+		{"a session of a batch is lost", func(f *brokerFake) { f.bugSessionDrop = true }, CheckerSessions, false, sessions, nil},
+		{"a down broker keeps its connectors", func(f *brokerFake) { f.bugOwnerDown = true }, CheckerController, false, declared, fired},
+		{"two owners in one epoch", func(f *brokerFake) { f.bugTwoOwners = true }, CheckerController, false, declared, fired},
+		{"connectors never reassigned", func(f *brokerFake) { f.bugNoReassign = true }, CheckerController, false, declared, fired},
+		{"live brokers declared down", func(f *brokerFake) { f.bugEagerDown = true }, CheckerController, true, judged, nil},
+		{"stale reports accepted", func(f *brokerFake) { f.bugAcceptStale = true }, CheckerController, false, staleSent, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +154,7 @@ func TestRunBrokerWorkloadsCatchPlantedBugs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !tt.scenario(ops, res) {
+				if !tt.scenario(ops, res) || (tt.fired != nil && !tt.fired(f)) {
 					t.Logf("seed %d: the scenario the bug needs did not happen; running the next seed", seed)
 					continue
 				}

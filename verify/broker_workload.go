@@ -143,7 +143,7 @@ func (w *Workload) RunSessions(ctx context.Context, s *BrokerSession, worker int
 			}
 			s.ListSessions(ctx, after, []uint32{0, 3, 5}[rng.IntN(3)])
 		}
-		if w.cfg.Interval > 0 && !wait(ctx, w.cfg.Interval) {
+		if w.cfg.Interval > 0 && !Sleep(ctx, w.cfg.Interval) {
 			return
 		}
 	}
@@ -157,7 +157,7 @@ func FinalSessionReads(ctx context.Context, s *BrokerSession, ops []BrokerOp, re
 	defer s.SetFinal(false)
 	for _, id := range sessionUniverse(ops, false) {
 		for s.GetSession(ctx, id).Outcome != OutcomeOK {
-			if !wait(ctx, retry) {
+			if !Sleep(ctx, retry) {
 				missed = append(missed, id)
 				break
 			}

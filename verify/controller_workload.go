@@ -17,15 +17,18 @@ import (
 // stale, which must be rejected); every few session timeouts a broker
 // falls silent, for a third of the timeout (it must stay alive) or for
 // one and a half to two timeouts (it may be declared down), and comes
-// back by heartbeating in its old epoch or by registering again. Once
-// the cluster has been quiet for a timeout (no fault active, the last one
-// healed and recovered a timeout ago), one broker stops at once for a
-// long silence: a broker that stops cleanly outside every fault window,
-// whose declaration the liveness check judges. An
-// observer reads ListBrokers and ListAssignments back to back every
-// 300 ms, and a toggler flips a connector's desired state between
-// RUNNING and STOPPED every few seconds. Everything is recorded in the
-// broker history; CheckController judges it.
+// back by heartbeating in its old epoch or by registering again. Long
+// silences happen only where their declaration can be judged: once the
+// cluster has been quiet for a timeout (no fault active, the last one
+// healed and recovered a timeout ago), and the next fault is held back
+// until they end (hold); elsewhere a broker falls silent only briefly,
+// and the declarations the faults themselves cause (brokers cut off from
+// the cluster) are the ones caught in faults. In each quiet period one
+// broker also stops at once for a long silence. An observer reads
+// ListBrokers and ListAssignments back to back every 300 ms, and a
+// toggler flips a connector's desired state between RUNNING and STOPPED
+// every few seconds. Everything is recorded in the broker history;
+// CheckController judges it.
 
 // Connector resources of a run: "<prefix>-c<i>"; brokers "<prefix>-b<i>".
 func connectorNames(prefix string, n int) []string {
@@ -56,15 +59,21 @@ type controllerWorkload struct {
 	// the last one healed and recovered), in Unix nanoseconds; 0 while a
 	// fault is active. Run sets it (see brokerRun.faultPhase).
 	quietSince atomic.Int64
-	// stoppedIn is the quietSince of the quiet period in which a broker
-	// last stopped cleanly.
-	stoppedIn atomic.Int64
 	// final marks the observer's reads as final.
 	final atomic.Bool
 
 	mu sync.Mutex // guards the fields below
 	// heartbeat and timeout as the controller announced them.
 	heartbeat, timeout time.Duration
+	// longUntil is when the long silences begun so far end, plus
+	// declareSettle; holding is set while the runner holds the next fault
+	// back (hold), until it is injected (release): no long silence begins
+	// then.
+	longUntil time.Time
+	holding   bool
+	// stoppedIn is the quietSince of the quiet period in which a broker
+	// last stopped cleanly.
+	stoppedIn int64
 	// latest is the observer's latest pair of reads.
 	latest *BrokerOp
 }
@@ -117,7 +126,7 @@ func (c *controllerWorkload) setup(ctx context.Context, s *BrokerSession) error 
 					break
 				}
 			}
-			if !wait(ctx, 100*time.Millisecond) {
+			if !Sleep(ctx, 100*time.Millisecond) {
 				return fmt.Errorf("verify: create connector %s: %w", name, ctx.Err())
 			}
 		}
@@ -138,7 +147,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 				c.learn(op)
 				return true
 			}
-			wait(ctx, 100*time.Millisecond)
+			Sleep(ctx, 100*time.Millisecond)
 		}
 		return false
 	}
@@ -154,9 +163,15 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 	for ctx.Err() == nil {
 		tick := time.Now()
 		heartbeat, timeout := c.timing()
-		clean := c.chaos.Load() && c.cleanStop(timeout)
-		if clean || c.chaos.Load() && tick.After(nextSilence) {
-			long := clean || rng.IntN(2) == 0
+		long, silent := false, false
+		if c.chaos.Load() {
+			long = c.beginLong(timeout, true)
+			if !long && tick.After(nextSilence) {
+				silent = true
+				long = rng.IntN(2) == 0 && c.beginLong(timeout, false)
+			}
+		}
+		if long || silent {
 			d := timeout / 3
 			if long {
 				d = jitter(rng, timeout*3/2, 2*timeout)
@@ -199,36 +214,95 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 			name := names[rng.IntN(len(names))]
 			s.Report(ctx, id, name, stale[name], "RUNNING", true)
 		}
-		if !wait(ctx, max(heartbeat-time.Since(tick), 20*time.Millisecond)) {
+		if !Sleep(ctx, max(heartbeat-time.Since(tick), 20*time.Millisecond)) {
 			return
 		}
 	}
 }
 
-// cleanStop reports whether the calling broker is the one to stop now:
-// the cluster has been quiet for d and no broker stopped in this quiet
-// period yet.
-func (c *controllerWorkload) cleanStop(d time.Duration) bool {
+// declareSettle is how long after a long silence the next fault stays
+// held: the observer's next read (every 300 ms) sees the declaration.
+const declareSettle = time.Second
+
+// quietFor reports whether the cluster has been quiet for d.
+func (c *controllerWorkload) quietFor(d time.Duration) bool {
 	q := c.quietSince.Load()
-	if q == 0 || time.Since(time.Unix(0, q)) < d {
+	return q != 0 && time.Since(time.Unix(0, q)) >= d
+}
+
+// beginLong reports whether the calling broker may fall silent for long
+// now (then the next fault waits until it ended): only where its
+// declaration can be judged, the cluster quiet for timeout and no fault
+// held back. clean asks to be the quiet period's one clean stop, which
+// only the first broker to ask gets. Otherwise it falls silent only
+// briefly, or not at all.
+func (c *controllerWorkload) beginLong(timeout time.Duration, clean bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := c.quietSince.Load()
+	if c.holding || !c.quietFor(timeout) || clean && c.stoppedIn == q {
 		return false
 	}
-	for {
-		prev := c.stoppedIn.Load()
-		if prev == q {
-			return false
-		}
-		if c.stoppedIn.CompareAndSwap(prev, q) {
-			return true
+	if clean {
+		c.stoppedIn = q
+	}
+	c.reserveLong(timeout)
+	return true
+}
+
+// reserveLong holds the next fault for a long silence beginning now (at
+// most two timeouts). c.mu is held.
+func (c *controllerWorkload) reserveLong(timeout time.Duration) {
+	if end := time.Now().Add(2*timeout + declareSettle); end.After(c.longUntil) {
+		c.longUntil = end
+	}
+}
+
+// hold keeps the next fault back so that each quiet period holds a clean
+// stop whose declaration can be judged: it waits (at most until two
+// heartbeats and a second after the period became old enough) for a
+// broker to stop cleanly, then until every long silence begun has ended
+// and declareSettle passed; no long silence begins from then until the
+// fault is injected (release). It returns early when ctx ends.
+func (c *controllerWorkload) hold(ctx context.Context) {
+	heartbeat, timeout := c.timing()
+	if q := c.quietSince.Load(); q != 0 && c.chaos.Load() {
+		deadline := time.Unix(0, q).Add(timeout + 2*heartbeat + time.Second)
+		for time.Now().Before(deadline) && !c.stoppedSince(q) {
+			if !Sleep(ctx, 20*time.Millisecond) {
+				return
+			}
 		}
 	}
+	c.mu.Lock()
+	c.holding = true
+	until := c.longUntil
+	c.mu.Unlock()
+	if d := time.Until(until); d > 0 {
+		Sleep(ctx, d)
+	}
+}
+
+// stoppedSince reports whether a broker stopped cleanly in the quiet
+// period that began at q.
+func (c *controllerWorkload) stoppedSince(q int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stoppedIn == q
+}
+
+// release ends a hold: the fault it held back has begun.
+func (c *controllerWorkload) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
 }
 
 // silence waits d, or less if the chaos phase ends first.
 func (c *controllerWorkload) silence(ctx context.Context, d time.Duration) {
 	end := time.Now().Add(d)
 	for c.chaos.Load() && time.Now().Before(end) {
-		if !wait(ctx, min(100*time.Millisecond, time.Until(end))) {
+		if !Sleep(ctx, min(100*time.Millisecond, time.Until(end))) {
 			return
 		}
 	}
@@ -253,7 +327,7 @@ func (c *controllerWorkload) runObserver(ctx context.Context, s *BrokerSession) 
 			c.latest = &op
 			c.mu.Unlock()
 		}
-		if !wait(ctx, 300*time.Millisecond) {
+		if !Sleep(ctx, 300*time.Millisecond) {
 			return
 		}
 	}
@@ -264,7 +338,7 @@ func (c *controllerWorkload) runObserver(ctx context.Context, s *BrokerSession) 
 func (c *controllerWorkload) runToggler(ctx context.Context, s *BrokerSession) {
 	rng := c.w.brokerRng(saltController, 1000)
 	for ctx.Err() == nil && c.chaos.Load() {
-		if !wait(ctx, jitter(rng, time.Second, 3*time.Second)) || !c.chaos.Load() {
+		if !Sleep(ctx, jitter(rng, time.Second, 3*time.Second)) || !c.chaos.Load() {
 			return
 		}
 		name := c.connectors[rng.IntN(len(c.connectors))]
@@ -294,7 +368,7 @@ func (c *controllerWorkload) restore(ctx context.Context, s *BrokerSession) bool
 				s.UpdateResource(ctx, ResourceValue{Kind: "connector", Name: name, Marker: s.NextValue(), Desired: "RUNNING"}, g.Output.Resource.ModRevision)
 				continue
 			}
-			if !wait(ctx, 100*time.Millisecond) {
+			if !Sleep(ctx, 100*time.Millisecond) {
 				return false
 			}
 		}
@@ -340,7 +414,7 @@ func (c *controllerWorkload) settle(ctx context.Context, clock *Clock, since, de
 				return
 			}
 		}
-		wait(ctx, 50*time.Millisecond)
+		Sleep(ctx, 50*time.Millisecond)
 	}
 }
 
@@ -353,7 +427,7 @@ func (c *controllerWorkload) cleanup(ctx context.Context, s *BrokerSession) {
 			if op.Outcome == OutcomeOK || op.Code == "NotFound" || ctx.Err() != nil {
 				break
 			}
-			wait(ctx, 100*time.Millisecond)
+			Sleep(ctx, 100*time.Millisecond)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -27,8 +28,13 @@ type Dialer func(endpoints []string, pinned bool) (Conn, error)
 // ClientDialer dials with the public client. requestTimeout bounds a call
 // whose context has no deadline (0: the client's default).
 func ClientDialer(log *slog.Logger, requestTimeout time.Duration) Dialer {
+	return TLSClientDialer(log, requestTimeout, nil)
+}
+
+// TLSClientDialer is ClientDialer over TLS with cfg (nil: plaintext).
+func TLSClientDialer(log *slog.Logger, requestTimeout time.Duration, cfg *tls.Config) Dialer {
 	return func(endpoints []string, pinned bool) (Conn, error) {
-		c, err := client.New(client.Config{Endpoints: endpoints, Pinned: pinned, RequestTimeout: requestTimeout, Logger: log})
+		c, err := client.New(client.Config{Endpoints: endpoints, Pinned: pinned, RequestTimeout: requestTimeout, Logger: log, TLS: cfg})
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -43,6 +44,12 @@ type brokerFake struct {
 	bugAcceptStale   bool // reports under any epoch are accepted
 	bugWatchDropDone bool
 	bugWatchDupDone  bool
+	// bugFired counts the times a planted controller bug changed what the
+	// fake did (a broker declared down while owning connectors kept them;
+	// a connector got a new owner under its old epoch; a connector that
+	// could have had a live owner stayed unassigned): a run where it
+	// stayed zero never exercised the bug.
+	bugFired int
 }
 
 type fakeEvent struct {
@@ -404,6 +411,8 @@ func (f *brokerFake) setAssignment(a AssignmentValue) {
 	a.ModRevision = rev
 	if a.Epoch == 0 || !f.bugTwoOwners {
 		a.Epoch = rev
+	} else if a.Broker != "" {
+		f.bugFired++
 	}
 	f.assignments[a.Connector] = &a
 	f.emit(fakeEvent{space: "assignments", ev: WatchEvent{Group: metapb.MetadataGroup, Revision: rev, Type: "put"}, asg: a})
@@ -431,6 +440,8 @@ func (f *brokerFake) tick() {
 		if bv.Status == "ALIVE" && now.Sub(f.seen[id]) > timeout {
 			if !f.bugOwnerDown {
 				f.unassign(id)
+			} else if slices.ContainsFunc(slices.Collect(maps.Values(f.assignments)), func(a *AssignmentValue) bool { return a.Broker == id }) {
+				f.bugFired++
 			}
 			bv.Status = "DOWN"
 			f.emitBroker(f.rev(), *bv)
@@ -466,10 +477,11 @@ func (f *brokerFake) tick() {
 		if a != nil && a.Broker != "" {
 			continue
 		}
-		if a != nil && f.bugNoReassign {
+		if len(alive) == 0 {
 			continue
 		}
-		if len(alive) == 0 {
+		if a != nil && f.bugNoReassign {
+			f.bugFired++
 			continue
 		}
 		best := alive[0]

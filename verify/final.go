@@ -62,7 +62,7 @@ func FinalReads(ctx context.Context, s *Session, ops []Op, retry time.Duration) 
 			if read().Outcome == OutcomeOK {
 				return true
 			}
-			if !wait(ctx, retry) {
+			if !Sleep(ctx, retry) {
 				return false
 			}
 		}
@@ -179,7 +179,7 @@ func Converge(ctx context.Context, insp Inspector, endpoints map[string]string, 
 				break
 			}
 		}
-		if !wait(ctx, poll) {
+		if !Sleep(ctx, poll) {
 			break
 		}
 	}
@@ -225,10 +225,10 @@ func converged(ctx context.Context, insp Inspector, endpoints map[string]string,
 	return ok, strings.Join(parts, ", ")
 }
 
-// wait waits for d or for ctx to end, and reports whether d passed. It
-// paces polling loops against a live cluster; tests never use it to
-// synchronise.
-func wait(ctx context.Context, d time.Duration) bool {
+// Sleep waits for d or for ctx to end, and reports whether d passed. It
+// paces polling loops against a live cluster (here, in chaos and in
+// metanodetest); tests never use it to synchronise.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -217,15 +217,7 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 
 	byKey := map[string][]porcupine.Operation{}
 	add := func(op *Op, c kvCall, r kvResult) {
-		ret := op.Return
-		if op.Outcome == OutcomeUnknown {
-			r = kvResult{Unknown: true}
-			ret = infinity
-		}
-		byKey[c.Key] = append(byKey[c.Key], porcupine.Operation{
-			ClientId: op.Client, Input: c, Call: op.Call, Output: r, Return: ret,
-			Metadata: newOpMeta(op),
-		})
+		byKey[c.Key] = append(byKey[c.Key], modelOp(op, c, r, kvResult{Unknown: true}))
 	}
 	for i := range ops {
 		op := &ops[i]
@@ -376,4 +368,19 @@ func listShape(op *Op) string {
 		prev = kv.Key
 	}
 	return ""
+}
+
+// modelOp is op as a porcupine operation of input in and output out (see
+// outcomeOp).
+func modelOp(op *Op, in, out, unknown any) porcupine.Operation {
+	return outcomeOp(op.Client, op.Call, op.Return, op.Outcome == OutcomeUnknown, in, out, unknown, newOpMeta(op))
+}
+
+// outcomeOp is a porcupine operation; an unknown outcome has output
+// unknown and never returns (it may take effect at any later point).
+func outcomeOp(client int, call, ret int64, unknownOutcome bool, in, out, unknown, meta any) porcupine.Operation {
+	if unknownOutcome {
+		out, ret = unknown, infinity
+	}
+	return porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret, Metadata: meta}
 }

@@ -119,15 +119,7 @@ func offsetPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	byTP := map[TopicPartition][]porcupine.Operation{}
 	add := func(op *Op, c offCall, r offResult) {
-		ret := op.Return
-		if op.Outcome == OutcomeUnknown {
-			r = offResult{Unknown: true}
-			ret = infinity
-		}
-		byTP[c.TP] = append(byTP[c.TP], porcupine.Operation{
-			ClientId: op.Client, Input: c, Call: op.Call, Output: r, Return: ret,
-			Metadata: newOpMeta(op),
-		})
+		byTP[c.TP] = append(byTP[c.TP], modelOp(op, c, r, offResult{Unknown: true}))
 	}
 	for i := range ops {
 		op := &ops[i]
@@ -405,15 +397,7 @@ func describeGrp(c grpCall, r grpResult) string {
 func groupPartitions(ops []Op) []partition {
 	byGroup := map[string][]porcupine.Operation{}
 	add := func(op *Op, c grpCall, r grpResult) {
-		ret := op.Return
-		if op.Outcome == OutcomeUnknown {
-			r = grpResult{Unknown: true}
-			ret = infinity
-		}
-		byGroup[c.Group] = append(byGroup[c.Group], porcupine.Operation{
-			ClientId: op.Client, Input: c, Call: op.Call, Output: r, Return: ret,
-			Metadata: newOpMeta(op),
-		})
+		byGroup[c.Group] = append(byGroup[c.Group], modelOp(op, c, r, grpResult{Unknown: true}))
 	}
 	for i := range ops {
 		op := &ops[i]

@@ -459,20 +459,12 @@ func sessionPartitions(ops []BrokerOp, m int) (parts []partition, problems []str
 	byID := map[string][]porcupine.Operation{}
 	byGroup := map[string][]porcupine.Operation{}
 	add := func(op *BrokerOp, c sessCall, r sessResult) {
-		ret := op.Return
-		if op.Outcome == OutcomeUnknown {
-			r, ret = sessResult{Unknown: true}, infinity
-		}
-		byID[c.ID] = append(byID[c.ID], porcupine.Operation{ClientId: op.Client, Input: c, Output: r,
-			Call: op.Call, Return: ret, Metadata: brokerOpMeta(op)})
+		byID[c.ID] = append(byID[c.ID], outcomeOp(op.Client, op.Call, op.Return, op.Outcome == OutcomeUnknown,
+			c, r, sessResult{Unknown: true}, brokerOpMeta(op)))
 	}
 	addGroup := func(op *BrokerOp, c sessGroupCall, r sessGroupResult) {
-		ret := op.Return
-		if op.Outcome == OutcomeUnknown {
-			r, ret = sessGroupResult{Unknown: true}, infinity
-		}
-		byGroup[c.Group] = append(byGroup[c.Group], porcupine.Operation{ClientId: op.Client, Input: c, Output: r,
-			Call: op.Call, Return: ret, Metadata: brokerOpMeta(op)})
+		byGroup[c.Group] = append(byGroup[c.Group], outcomeOp(op.Client, op.Call, op.Return, op.Outcome == OutcomeUnknown,
+			c, r, sessGroupResult{Unknown: true}, brokerOpMeta(op)))
 	}
 	// putRev: the revision an acknowledged put reported for each state.
 	putRev := map[string]uint64{}

@@ -86,7 +86,7 @@ func AwaitRecovery(ctx context.Context, p Prober, groups []string, opTimeout tim
 					mu.Unlock()
 					return
 				}
-				if !wait(ctx, 100*time.Millisecond) {
+				if !Sleep(ctx, 100*time.Millisecond) {
 					mu.Lock()
 					r.Missing[g] = err.Error()
 					mu.Unlock()

@@ -367,7 +367,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		return nil, fmt.Errorf("verify: dial %s: %w", eps[0], err)
 	}
 	conns = append(conns, prober)
-	end, final, runErr := playSchedule(ctx, cfg, clock, start, faults, prober, groups,
+	var hold func(context.Context)
+	if br != nil {
+		hold = br.hold
+	}
+	end, final, runErr := playSchedule(ctx, cfg, clock, start, faults, prober, groups, hold,
 		func(phase string, f *Fault) {
 			if br != nil {
 				br.faultPhase(phase, f)
@@ -506,7 +510,7 @@ func topology(ctx context.Context, sr StatusReader, eps []string, timeout time.D
 				return int(st.OffsetGroups), int(st.DataGroups)
 			}
 		}
-		if !wait(ctx, 100*time.Millisecond) {
+		if !Sleep(ctx, 100*time.Millisecond) {
 			return 0, 0
 		}
 	}
@@ -519,9 +523,12 @@ func topology(ctx context.Context, sr StatusReader, eps []string, timeout time.D
 // it overran: never sooner than its planned gap after the previous
 // fault's recovery. It returns when the workload should end: Duration
 // after base, moved the same way (the last fault's planned tail after its
-// recovery). Heal and HealAll run even when ctx is cancelled, each
+// recovery). Before each fault, hold (if not nil) may keep it back while
+// the workload finishes something that must happen away from faults (a
+// broker stopped cleanly, waiting to be declared down); the schedule moves
+// later by as much. Heal and HealAll run even when ctx is cancelled, each
 // bounded by NemesisTimeout.
-func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Duration, faults []Fault, p Prober, groups []string, progress func(string, *Fault)) (end time.Duration, final *Recovery, err error) {
+func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Duration, faults []Fault, p Prober, groups []string, hold func(context.Context), progress func(string, *Fault)) (end time.Duration, final *Recovery, err error) {
 	end = base + cfg.Duration
 	nem := cfg.Nemesis
 	if nem == nil {
@@ -575,6 +582,14 @@ func playSchedule(ctx context.Context, cfg RunConfig, clock *Clock, base time.Du
 		f := &faults[i]
 		if !sleepUntil(ctx, clock, after(f.Start), tick(nil)) {
 			return end, nil, ctx.Err()
+		}
+		if hold != nil {
+			held := clock.Since()
+			hold(ctx)
+			if ctx.Err() != nil {
+				return end, nil, ctx.Err()
+			}
+			shift += clock.Since() - held
 		}
 		gap = cfg.Duration - (f.Start + f.Duration)
 		if i+1 < len(faults) {
@@ -663,7 +678,7 @@ func resolve(ctx context.Context, nem Nemesis, t Target) ([]string, error) {
 		if err == nil {
 			err = fmt.Errorf("verify: no node for %s", t)
 		}
-		if errors.Is(err, ErrBadTarget) || !wait(ctx, 100*time.Millisecond) {
+		if errors.Is(err, ErrBadTarget) || !Sleep(ctx, 100*time.Millisecond) {
 			return nil, err
 		}
 	}
@@ -677,7 +692,7 @@ func sleepUntil(ctx context.Context, clock *Clock, at time.Duration, tick func()
 		if left <= 0 {
 			return true
 		}
-		if !wait(ctx, min(left, time.Second)) {
+		if !Sleep(ctx, min(left, time.Second)) {
 			return false
 		}
 		if tick != nil && at-clock.Since() > 0 {

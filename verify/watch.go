@@ -214,7 +214,7 @@ func (w *watcher) run(ctx context.Context) {
 			_, _, end.Compacted = client.Compacted(err)
 		}
 		w.log.Append(end)
-		if !wait(ctx, 200*time.Millisecond) {
+		if !Sleep(ctx, 200*time.Millisecond) {
 			return
 		}
 	}

@@ -260,7 +260,7 @@ func (w *Workload) RunKV(ctx context.Context, s *Session, worker int) {
 			limit := []uint32{0, 2, 5}[rng.IntN(3)]
 			s.List(ctx, listPrefix, after, limit, false)
 		}
-		if w.cfg.Interval > 0 && !wait(ctx, w.cfg.Interval) {
+		if w.cfg.Interval > 0 && !Sleep(ctx, w.cfg.Interval) {
 			return
 		}
 	}
@@ -316,7 +316,7 @@ func (w *Workload) RunOffsets(ctx context.Context, s *Session, worker int) {
 		default:
 			s.DeleteGroup(ctx, g)
 		}
-		if w.cfg.Interval > 0 && !wait(ctx, w.cfg.Interval) {
+		if w.cfg.Interval > 0 && !Sleep(ctx, w.cfg.Interval) {
 			return
 		}
 	}

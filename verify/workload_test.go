@@ -48,16 +48,23 @@ func TestWorkloadsRecordValidHistories(t *testing.T) {
 	done := make(chan struct{}, 2)
 	go func() { w.RunKV(ctx, s1, 0); done <- struct{}{} }()
 	go func() { w.RunOffsets(ctx, s2, 1); done <- struct{}{} }()
+	kinds := []OpKind{OpGet, OpPut, OpCAS, OpDelete, OpList, OpCommit, OpFetch, OpDeleteGroup}
+	// Run until 2,000 ops and a success of every kind (a rare kind such
+	// as delete-group may need more), or a deadline.
+	everyKind := func() bool {
+		st := Stats(h.Ops())
+		return !slices.ContainsFunc(kinds, func(k OpKind) bool { return st.ByKind[k].OK == 0 })
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.Len() < 2000 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // poll, with a deadline
+	for (h.Len() < 2000 || !everyKind()) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // poll, with a deadline
 	}
 	cancel()
 	<-done
 	<-done
 	ops := h.Ops()
 	st := Stats(ops)
-	for _, k := range []OpKind{OpGet, OpPut, OpCAS, OpDelete, OpList, OpCommit, OpFetch, OpDeleteGroup} {
+	for _, k := range kinds {
 		if st.ByKind[k].OK == 0 {
 			t.Errorf("kind %s: got no successful op in %d, want some", k, st.Total)
 		}

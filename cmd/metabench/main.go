@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -31,6 +32,8 @@ func main() {
 type options struct {
 	target       string
 	endpoints    string
+	tlsDir       string
+	token        string
 	clients      int
 	conns        int
 	total        int64
@@ -346,6 +349,8 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	extra(f, &o)
 	f.StringVar(&o.target, "target", o.target, "meta or etcd (the same load against etcd, for comparison)")
 	f.StringVar(&o.endpoints, "endpoints", "", "comma-separated host:port (default "+defaultMetaEndpoints+" for meta, "+defaultEtcdEndpoints+" for etcd)")
+	f.StringVar(&o.tlsDir, "tls-dir", "", "meta: folder holding ca.crt, client.crt and client.key (metactl certs): connect with mutual TLS (ca.crt alone with --token)")
+	f.StringVar(&o.token, "token", os.Getenv("META_TOKEN"), "meta: bearer token of a cluster started with --auth-tokens (default $META_TOKEN); needs --tls-dir")
 	f.IntVar(&o.clients, "clients", o.clients, "concurrent workers, each with one call in flight")
 	f.IntVar(&o.conns, "conns", o.conns, "client connections the workers share (0: one per 16 workers)")
 	f.Int64Var(&o.total, "total", o.total, "items to send (keys for put and get, offsets for offsets, sessions for sessions and sessions-list)")
@@ -368,7 +373,11 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 func runLoad(ctx context.Context, name string, o options, wl workload, stdout, stderr io.Writer) error {
 	eps := o.endpointList()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	conns, err := openConns(o.target, o.connCount(), dialConfig{endpoints: eps, timeout: o.timeout, log: log})
+	tlsCfg, err := client.LoadTLSDir(o.tlsDir)
+	if err != nil {
+		return fmt.Errorf("--tls-dir: %w", err)
+	}
+	conns, err := openConns(o.target, o.connCount(), dialConfig{endpoints: eps, timeout: o.timeout, log: log, tls: tlsCfg, token: o.token})
 	if err != nil {
 		return err
 	}

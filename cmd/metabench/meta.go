@@ -29,6 +29,8 @@ func openMeta(cfg dialConfig) (conn, error) {
 		Endpoints:      cfg.endpoints,
 		RequestTimeout: cfg.timeout,
 		Logger:         cfg.log,
+		TLS:            cfg.tls,
+		Token:          cfg.token,
 	})
 	if err != nil {
 		return nil, err

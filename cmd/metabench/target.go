@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type dialConfig struct {
 	endpoints []string
 	timeout   time.Duration // per request
 	log       *slog.Logger
+	// tls and token: meta's (nil, "": plaintext, anonymous).
+	tls   *tls.Config
+	token string
 }
 
 // openConns opens n connections to target, closing what it opened if one

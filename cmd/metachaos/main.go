@@ -18,6 +18,7 @@ import (
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/metamq/meta/chaos"
+	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/verify"
 )
 
@@ -60,6 +61,7 @@ func execute(args []string, stdout, stderr io.Writer) (int, error) {
 type suite struct {
 	binary, bug, out, logLevel        string
 	race, keepData, spare, stopOnFail bool
+	tls                               bool
 	nodes, offsetGroups, dataGroups   int
 	snapshotThreshold, trailingLogs   uint64
 	snapshotInterval                  time.Duration
@@ -92,6 +94,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf.Uint64Var(&s.trailingLogs, "trailing-logs", 64, "nodes' --trailing-logs (small, so a lagging follower needs a snapshot)")
 	pf.DurationVar(&s.snapshotInterval, "snapshot-interval", time.Second, "nodes' --snapshot-interval, passed only if the binary has that flag")
 	pf.BoolVar(&s.spare, "spare", true, "create a spare node for member op=add")
+	pf.BoolVar(&s.tls, "tls", false, "mutual TLS and authentication on every node (the harness connects as an admin); smoke plays its last run (membership) with TLS whatever this says")
 	pf.BoolVar(&s.keepData, "keep-data", false, "keep the nodes' data directories of passing runs too")
 	pf.BoolVar(&s.stopOnFail, "stop-on-failure", false, "stop the suite after the first run that does not pass")
 	pf.StringVar(&s.logLevel, "log-level", "warn", "level of the harness log on stderr (every run folder has chaos.log at debug)")
@@ -125,7 +128,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 			}
 			plan := make([]planned, runs)
 			for i := range plan {
-				plan[i] = planned{seed: seed + int64(i), kinds: kinds, dur: dur}
+				plan[i] = planned{seed: seed + int64(i), kinds: kinds, dur: dur, tls: s.tls}
 			}
 			return s.play(cmd.Context(), plan, kinds)
 		},
@@ -144,14 +147,16 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 		Long: "smoke plays four runs that split the supported fault kinds between them\n" +
 			"(processes: kill, kill-all, pause, member; partitions: isolate, split, bridge, oneway;\n" +
 			"unstable: flap, delay, transfer, lag; then membership alone: add, remove-readd,\n" +
-			"wipe-readd), so each kind is injected at least once, and fails unless every run\n" +
+			"wipe-readd, with mutual TLS and authentication on), so each kind is injected at least once, and fails unless every run\n" +
 			"passed and every kind was injected.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var plan []planned
 			var all []verify.FaultKind
 			for i, g := range smokeGroups {
-				plan = append(plan, planned{seed: smokeSeed + int64(i), kinds: g, dur: smokeTime})
+				// The last run (membership: nodes join with their
+				// certificates) has TLS and authentication on.
+				plan = append(plan, planned{seed: smokeSeed + int64(i), kinds: g, dur: smokeTime, tls: i == len(smokeGroups)-1 || s.tls})
 				all = append(all, g...)
 			}
 			return s.play(cmd.Context(), plan, all)
@@ -240,6 +245,7 @@ type planned struct {
 	seed  int64
 	kinds []verify.FaultKind
 	dur   time.Duration
+	tls   bool
 }
 
 func (s *suite) logger() *slog.Logger {
@@ -334,7 +340,7 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
 				SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
 				BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
-				KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log,
+				KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log, TLS: p.tls, WriteCerts: transport.WriteDevCerts,
 			})
 			pr.done()
 			if rep == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -24,6 +25,8 @@ const DefaultEndpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 type app struct {
 	endpoints string
 	timeout   time.Duration
+	tlsDir    string
+	token     string
 	output    string
 	out       io.Writer
 	errOut    io.Writer // progress lines
@@ -48,6 +51,9 @@ func oneLine(err error) string {
 	if client.IsUnknown(err) {
 		msg = "outcome unknown, the write may or may not have been applied: " + msg
 	}
+	if status.Code(err) == codes.Unavailable && strings.Contains(msg, "server preface") {
+		msg += " (the node closed the connection before speaking HTTP/2: it probably requires TLS; give --tls-dir)"
+	}
 	return strings.ReplaceAll(msg, "\n", " ")
 }
 
@@ -66,10 +72,13 @@ func (a *app) root() *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.endpoints, "endpoints", DefaultEndpoints, "comma-separated host:port of cluster nodes")
+	pf.StringVar(&a.tlsDir, "tls-dir", "", "folder holding ca.crt, client.crt and client.key: connect with mutual TLS (ca.crt alone with --token)")
+	pf.StringVar(&a.token, "token", os.Getenv("META_TOKEN"), "bearer token of a cluster started with --auth-tokens (default $META_TOKEN); needs --tls-dir")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the whole command")
 	pf.StringVarP(&a.output, "output", "o", "text", "text or json")
 	root.AddCommand(a.kvCommands()...)
-	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand(), a.groupCommand(), a.nodeCommand())
+	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand(), a.groupCommand(), a.nodeCommand(),
+		a.certsCommand(), a.authCommand())
 	addMerged(root, a.controllerCommands()...)
 	addMerged(root, a.brokerAPICommands()...)
 	return root
@@ -96,7 +105,11 @@ func (a *app) client() (*client.Client, error) {
 			eps = append(eps, e)
 		}
 	}
-	c, err := client.New(client.Config{Endpoints: eps, RequestTimeout: a.timeout})
+	tlsCfg, err := client.LoadTLSDir(a.tlsDir)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-dir: %w", err)
+	}
+	c, err := client.New(client.Config{Endpoints: eps, RequestTimeout: a.timeout, TLS: tlsCfg, Token: a.token})
 	if err != nil {
 		return nil, err
 	}

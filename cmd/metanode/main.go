@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
+	"github.com/metamq/meta/rpc/transport"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -38,7 +40,13 @@ func command() *cobra.Command {
 	cfg := metanode.DefaultConfig()
 	ctlCfg := controller.DefaultConfig()
 	var initial, join, logLevel, logFormat, debugListen, configFile string
+	var maxRequest int
 	var blockCache, writeBuffer int64
+	var tlsFiles transport.TLSFiles
+	var tlsDir string
+	var authOn bool
+	var tokensFile string
+	var maxWatches int
 	cmd := &cobra.Command{
 		Use:           "metanode",
 		Short:         "Run a Meta Node: metadata, offsets and KV raft groups over one RocksDB, served on one gRPC port",
@@ -49,6 +57,16 @@ func command() *cobra.Command {
 			if configFile != "" {
 				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
 					return err
+				}
+			}
+			tlsCfg, err := loadTLS(tlsFiles, tlsDir)
+			if err != nil {
+				return err
+			}
+			if tlsCfg != nil {
+				cfg.TLS = tlsCfg
+				if cfg.ID == "" {
+					cfg.ID = tlsCfg.ID() // a node's id comes from its certificate
 				}
 			}
 			if cfg.ID == "" || cfg.DataDir == "" {
@@ -70,13 +88,32 @@ func command() *cobra.Command {
 			}
 			cfg.Logger = logger
 			ctlCfg.Logger = logger.With("node", cfg.ID)
-			return run(cfg, ctlCfg, debugListen)
+			if maxRequest < 64<<10 || maxRequest > 64<<20 {
+				return fmt.Errorf("--max-request-bytes: %d is outside 65536..67108864", maxRequest)
+			}
+			auth, err := loadAuth(authOn, tokensFile, cfg.TLS != nil)
+			if err != nil {
+				return err
+			}
+			if cfg.TLS == nil {
+				warnPlaintext(logger, cfg.ListenAddr)
+			}
+			if maxWatches < 1 {
+				return fmt.Errorf("--max-watches-per-conn: %d, want at least 1", maxWatches)
+			}
+			return run(cfg, ctlCfg, debugListen, maxRequest, auth, server.WithMaxWatchesPerConn(maxWatches))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML file of flag values, keyed by flag name (flags given on the command line win)")
 	f.StringVar(&cfg.ID, "id", "", "this node's id, unique in the cluster for all time (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for RocksDB and raft snapshots (required)")
+	f.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM certificate naming this member (URI SAN meta://member/<id> or CN); turns on mutual TLS with --tls-key and --tls-ca")
+	f.StringVar(&tlsFiles.Key, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM CA bundle that signs members' certificates")
+	f.StringVar(&tlsDir, "tls-dir", "", "folder holding node.crt, node.key and ca.crt (instead of --tls-cert/--tls-key/--tls-ca)")
+	f.BoolVar(&authOn, "auth", false, "require every public API call to name its caller (a client certificate meta://<admin|broker|reader>/<name>, or a bearer token of --auth-tokens) and allow it by role; needs TLS")
+	f.StringVar(&tokensFile, "auth-tokens", "", "with --auth: file of bearer tokens, one a line: <role> <name> <sha256 hex of the token> (metactl auth token makes one)")
 	f.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "gRPC listen address (public API and raft)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients use to reach this node (default --listen)")
 	f.StringVar(&initial, "initial-cluster", "", "members of a new cluster: id=host:port,... (this node included)")
@@ -108,6 +145,9 @@ func command() *cobra.Command {
 	f.DurationVar(&ctlCfg.HeartbeatTimeout, "broker-session-timeout", ctlCfg.HeartbeatTimeout, "a broker silent this long is declared down")
 	f.DurationVar(&ctlCfg.RebalanceInterval, "connector-rebalance-interval", ctlCfg.RebalanceInterval, "how often connectors are rebalanced")
 	f.IntVar(&ctlCfg.MaxMoves, "connector-max-moves", ctlCfg.MaxMoves, "connectors moved between live brokers per rebalance at most")
+	f.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "connections the gRPC port holds at once at most (peers and clients; 0: no bound); one more waits to be accepted")
+	f.IntVar(&maxWatches, "max-watches-per-conn", server.DefaultMaxWatchesPerConn, "watches one client connection may hold open at once; one more is refused (OVERLOADED, retryable)")
+	f.IntVar(&maxRequest, "max-request-bytes", server.DefaultMaxRequestBytes, "largest public API request accepted; a larger one is refused (InvalidArgument) without being decoded")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics, /livez and /readyz on http://ADDR (empty: off)")
 	f.StringVar(&debugListen, "debug-listen", "", "serve Go's pprof profiles on http://ADDR/debug/pprof/ (empty: off; bind it to loopback)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -153,7 +193,7 @@ func serveDebug(addr string, log *slog.Logger) error {
 	return nil
 }
 
-func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) error {
+func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string, maxRequest int, auth *server.Auth, srvOpts ...server.Option) error {
 	if debugListen != "" {
 		if err := serveDebug(debugListen, cfg.Logger); err != nil {
 			return err
@@ -162,18 +202,31 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Metrics = reg
-	cfg.ServerOptions = append(server.MetricsOptions(reg), server.ServerOptions()...)
+	cfg.ServerOptions = server.MetricsOptions(reg)
+	var self atomic.Pointer[metanode.Node]
+	if auth != nil {
+		auth.IsMember = func(id string) bool {
+			n := self.Load()
+			return n != nil && n.PeerAllowed(id)
+		}
+		cfg.ServerOptions = append(cfg.ServerOptions, server.AuthOptions(auth)...)
+	}
+	cfg.ServerOptions = append(cfg.ServerOptions, server.ServerOptions(maxRequest)...)
 	node, err := metanode.New(cfg)
 	if err != nil {
 		return err
 	}
+	self.Store(node)
 	ctl, err := controller.New(ctlCfg, node)
 	if err != nil {
 		return err
 	}
 	node.RunWhileLeading(metapb.MetadataGroup, ctl.Run)
 	reg.MustRegister(ctl.Collector())
-	srv := server.Register(node.GRPCServer(), node, version)
+	if cfg.TLS != nil {
+		srvOpts = append(srvOpts, server.WithTransportCredentials(cfg.TLS.ClientCredentials()))
+	}
+	srv := server.Register(node.GRPCServer(), node, version, srvOpts...)
 	defer srv.Close()
 	server.RegisterController(node.GRPCServer(), srv, node, ctl)
 

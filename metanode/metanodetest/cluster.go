@@ -2,6 +2,7 @@ package metanodetest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -41,6 +42,9 @@ type Options struct {
 	// Metrics serves every node's /metrics, /livez and /readyz on a port
 	// of its own (metanode.Node.MetricsAddr).
 	Metrics bool
+	// ClientTLS secures the clients Client returns (a cluster whose
+	// nodes Configure gives TLS).
+	ClientTLS *tls.Config
 }
 
 // Node is one member of a test cluster.
@@ -284,7 +288,7 @@ func (c *Cluster) Endpoints() []string {
 // pinned set to a node id it is pinned to that node.
 func (c *Cluster) Client(pinned string) *client.Client {
 	c.t.Helper()
-	cfg := client.Config{Endpoints: c.Endpoints(), RequestTimeout: 10 * time.Second, Dialer: c.Net.Dialer(Client)}
+	cfg := client.Config{Endpoints: c.Endpoints(), RequestTimeout: 10 * time.Second, Dialer: c.Net.Dialer(Client), TLS: c.opts.ClientTLS}
 	if pinned != "" {
 		cfg.Endpoints = []string{c.Get(pinned).Addr}
 		cfg.Pinned = true

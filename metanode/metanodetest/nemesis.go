@@ -557,18 +557,6 @@ func (n *Nemesis) stopLoop() {
 	}
 }
 
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 func durationParam(f *verify.Fault, key string, def time.Duration) (time.Duration, error) {
 	s, ok := f.Params[key]
 	if !ok || s == "" {
@@ -601,11 +589,11 @@ func (n *Nemesis) startFlap(f *verify.Fault) error {
 			if i == 0 {
 				close(first)
 			}
-			if !sleep(ctx, period/2) {
+			if !verify.Sleep(ctx, period/2) {
 				return
 			}
 			n.c.Net.Heal()
-			if !sleep(ctx, period-period/2) {
+			if !verify.Sleep(ctx, period-period/2) {
 				return
 			}
 		}
@@ -647,7 +635,7 @@ func (n *Nemesis) startTransfer(f *verify.Fault) error {
 			} else if ctx.Err() == nil {
 				n.log.Debug("nemesis: transfer", "group", g, "to", target, "err", err)
 			}
-			if !sleep(ctx, every) {
+			if !verify.Sleep(ctx, every) {
 				return
 			}
 		}
@@ -755,7 +743,7 @@ func (n *Nemesis) injectLag(f *verify.Fault) error {
 			if err := n.compactPast(ctx, ls); err == nil {
 				return
 			}
-			sleep(ctx, 50*time.Millisecond)
+			verify.Sleep(ctx, 50*time.Millisecond)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -62,6 +64,11 @@ type Config struct {
 	// Dialer, when set, makes the connections (e.g. unix sockets, or a
 	// test harness that injects faults).
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, secures every connection (nil: plaintext).
+	TLS *tls.Config
+	// Token, when set, is sent with every call as a bearer token
+	// (a cluster started with --auth and --auth-tokens); it needs TLS.
+	Token string
 }
 
 // Validate reports every problem of the configuration at once.
@@ -80,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 {
 		errs = append(errs, errors.New("client: RequestTimeout: negative"))
+	}
+	if c.Token != "" && c.TLS == nil {
+		errs = append(errs, errors.New("client: Token: needs TLS (a bearer token must not cross the network in the clear)"))
 	}
 	return errors.Join(errs...)
 }
@@ -189,8 +199,12 @@ func (c *Client) addEndpoint(addr string) (*endpoint, error) {
 			return ep, nil
 		}
 	}
+	creds := insecure.NewCredentials()
+	if c.cfg.TLS != nil {
+		creds = credentials.NewTLS(c.cfg.TLS)
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// Reconnect soon after a node comes back (gRPC's default
 		// backoff grows to two minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
@@ -202,6 +216,9 @@ func (c *Client) addEndpoint(addr string) (*endpoint, error) {
 		// fail, instead of waiting for their deadlines; the nodes accept
 		// pings this often (rpc/transport's enforcement policy).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+	}
+	if c.cfg.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(c.cfg.Token)))
 	}
 	if c.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(c.cfg.Dialer))
@@ -586,8 +603,8 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 }
 
 // read runs an idempotent call, retrying any failure on the next endpoint
-// until the deadline, except an answer: bad input, or that what was asked
-// for does not exist.
+// until the deadline, except an answer: bad input, that what was asked
+// for does not exist, or that the caller may not ask (authentication).
 func read[R any](ctx context.Context, c *Client, call func(context.Context, *endpoint) (R, error)) (R, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -599,7 +616,8 @@ func read[R any](ctx context.Context, c *Client, call func(context.Context, *end
 		if err == nil {
 			return r, nil
 		}
-		if st, ok := status.FromError(err); ok && (st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound) {
+		switch status.Code(err) {
+		case codes.InvalidArgument, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied:
 			return zero, err
 		}
 		last = err
@@ -611,3 +629,12 @@ func read[R any](ctx context.Context, c *Client, call func(context.Context, *end
 		}
 	}
 }
+
+// bearer sends a token as "authorization: Bearer <token>", over TLS only.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return true }

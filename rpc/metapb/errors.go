@@ -30,6 +30,8 @@ import (
 //	refused the key, a range changing hands, a caller ahead of the node):
 //	                   result codes, sm.Own-   PeerError UNAVAILABLE     Unavailable                map refreshed, retried
 //	                   ershipError
+//	OVERLOADED         ErrOverloaded           PeerError UNAVAILABLE     ResourceExhausted          retried with backoff
+//	(the leader's proposal queue is full; refused at once, never queued)
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -87,6 +89,7 @@ var reasons = map[string]struct {
 	ReasonWrongGroup:       {ClassRetry, codes.Unavailable},
 	ReasonRangeMoving:      {ClassRetry, codes.Unavailable},
 	ReasonRouteAhead:       {ClassRetry, codes.Unavailable},
+	ReasonOverloaded:       {ClassRetry, codes.ResourceExhausted},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -176,6 +179,10 @@ const (
 	ReasonRangeMoving = "RANGE_MOVING"
 	ReasonRouteAhead  = "ROUTE_AHEAD"
 	MetaRangeVersion  = "range_version"
+	// OVERLOADED (code ResourceExhausted): the group's proposal queue on
+	// its leader is full; the request was refused at once, never queued.
+	// Retry after a backoff.
+	ReasonOverloaded = "OVERLOADED"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"

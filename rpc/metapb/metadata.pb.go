@@ -328,9 +328,14 @@ func (x *ConnectorSpec) GetDesiredState() ConnectorState {
 type UserSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SASL mechanism, e.g. SCRAM-SHA-256, and the stored credential.
-	Mechanism     string   `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
-	Credential    []byte   `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
-	Roles         []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	Mechanism string `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// Written by create and update; never returned by any read, listing,
+	// watch or write response (empty there; credential_set says whether
+	// one is stored).
+	Credential []byte   `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
+	Roles      []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Set in answers when a credential is stored (ignored in requests).
+	CredentialSet bool `protobuf:"varint,4,opt,name=credential_set,json=credentialSet,proto3" json:"credential_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +389,13 @@ func (x *UserSpec) GetRoles() []string {
 		return x.Roles
 	}
 	return nil
+}
+
+func (x *UserSpec) GetCredentialSet() bool {
+	if x != nil {
+		return x.CredentialSet
+	}
+	return false
 }
 
 type AclSpec struct {
@@ -1318,13 +1330,14 @@ const file_rpc_metapb_metadata_proto_rawDesc = "" +
 	"\rdesired_state\x18\x03 \x01(\x0e2\x17.meta.v1.ConnectorStateR\fdesiredState\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
 	"\bUserSpec\x12\x1c\n" +
 	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\fR\n" +
 	"credential\x12\x14\n" +
-	"\x05roles\x18\x03 \x03(\tR\x05roles\"\xec\x01\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12%\n" +
+	"\x0ecredential_set\x18\x04 \x01(\bR\rcredentialSet\"\xec\x01\n" +
 	"\aAclSpec\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
 	"\rresource_type\x18\x02 \x01(\tR\fresourceType\x12)\n" +

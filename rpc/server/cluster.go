@@ -115,6 +115,11 @@ func (s *Server) controller() (*ControllerService, error) {
 // once and after every change.
 func (s *Server) WatchDirectory(_ *metapb.WatchDirectoryRequest, stream metapb.Cluster_WatchDirectoryServer) error {
 	ctx := stream.Context()
+	release, err := s.watches.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var sent uint64
 	for {
 		changed := s.node.DirectoryChanged()

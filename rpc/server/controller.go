@@ -112,23 +112,23 @@ func (c *ControllerService) removeMemberLocal(ctx context.Context, req *metapb.R
 }
 
 func (c *ControllerService) listGroupsLocal(_ context.Context, _ *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
-	if !c.ctl.Active() {
-		return nil, c.notController()
-	}
-	out, err := c.ctl.Groups()
-	if err != nil {
-		return nil, c.ctlError(err)
-	}
-	return out, nil
+	return activeRead(c, c.ctl.Groups)
 }
 
 func (c *ControllerService) listNodesLocal(_ context.Context, _ *metapb.ListNodesRequest) (*metapb.ListNodesResponse, error) {
+	return activeRead(c, c.ctl.Nodes)
+}
+
+// activeRead answers a read of the controller's state on the active
+// controller only.
+func activeRead[Resp any](c *ControllerService, read func() (Resp, error)) (Resp, error) {
+	var zero Resp
 	if !c.ctl.Active() {
-		return nil, c.notController()
+		return zero, c.notController()
 	}
-	out, err := c.ctl.Nodes()
+	out, err := read()
 	if err != nil {
-		return nil, c.ctlError(err)
+		return zero, c.ctlError(err)
 	}
 	return out, nil
 }

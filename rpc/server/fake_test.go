@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ type fakeNode struct {
 	stopping chan struct{}
 }
 
-func newFakeNode(t *testing.T, dataGroups int) *fakeNode {
+func newFakeNode(t testing.TB, dataGroups int) *fakeNode {
 	t.Helper()
 	groups := metapb.Groups(1, dataGroups)
 	opts := rocks.DefaultOptions(filepath.Join(t.TempDir(), "db"))
@@ -96,10 +97,10 @@ func (n *fakeNode) Members(context.Context) ([]*metapb.Member, error) {
 	return []*metapb.Member{{Id: "fake", Addr: "fake:0", Voter: true}}, nil
 }
 func (n *fakeNode) AddMember(context.Context, string, string, string) ([]*metapb.Member, error) {
-	return nil, errors.New("fake: no membership")
+	return nil, errNoMembership
 }
 func (n *fakeNode) SetMemberState(context.Context, string, logpb.MemberState) error {
-	return errors.New("fake: no membership")
+	return errNoMembership
 }
 func (n *fakeNode) Directory() *state.Directory       { return &state.Directory{} }
 func (n *fakeNode) DirectoryChanged() <-chan struct{} { return nil }
@@ -107,10 +108,10 @@ func (n *fakeNode) Router() *metapb.Router {
 	return &metapb.Router{K: 1, M: len(n.machines) - 2, Version: 1}
 }
 func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
-	return nil, errors.New("fake: no membership")
+	return nil, errNoMembership
 }
 func (n *fakeNode) TransferLeader(context.Context, string, string) (string, error) {
-	return "", errors.New("fake: no leadership")
+	return "", errNoMembership
 }
 func (n *fakeNode) StateHash(group string) (state.Hash, error) { return n.machines[group].Hash() }
 
@@ -145,9 +146,22 @@ func (n *fakeNode) Read(_ context.Context, group string, _ bool) (state.Reader, 
 
 var _ server.Node = (*fakeNode)(nil)
 
+// errNoMembership answers the membership and leadership calls a fake node
+// cannot make: definitely not done (an uncoded error would be an unknown
+// outcome).
+var errNoMembership = metapb.NewError(metapb.ReasonNoLeader, nil, "fake: no membership")
+
 // serveFake serves the public API on a fake node and returns a client
 // connection to it and a meta client.
-func serveFake(t *testing.T, n *fakeNode) (*grpc.ClientConn, *client.Client) {
+func serveFake(t testing.TB, n *fakeNode, opts ...server.Option) (*grpc.ClientConn, *client.Client) {
+	t.Helper()
+	_, conn, cl := serveFakeServer(t, n, opts...)
+	return conn, cl
+}
+
+// serveFakeServer is serveFake that also returns the gRPC server (whose
+// service list the fuzz target walks).
+func serveFakeServer(t testing.TB, n *fakeNode, opts ...server.Option) (*grpc.Server, *grpc.ClientConn, *client.Client) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -155,7 +169,7 @@ func serveFake(t *testing.T, n *fakeNode) (*grpc.ClientConn, *client.Client) {
 	}
 	// The node's server takes messages of up to 64 MiB (raft's need).
 	srv := grpc.NewServer(append(server.ServerOptions(), grpc.MaxRecvMsgSize(64<<20))...)
-	s := server.Register(srv, n, "test")
+	s := server.Register(srv, n, "test", opts...)
 	t.Cleanup(func() { _ = s.Close() })
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
@@ -169,7 +183,7 @@ func serveFake(t *testing.T, n *fakeNode) (*grpc.ClientConn, *client.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cl.Close() })
-	return conn, cl
+	return srv, conn, cl
 }
 
 // The handlers against a node without raft: bad input is refused naming
@@ -249,4 +263,60 @@ func TestErrorsBecomeStatusesOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A public request over the size limit is refused, naming the request,
+// without being decoded or proposed; raft's own messages on the same port
+// are not bound by it (the transport's tests send larger ones).
+func TestOversizedRequestRefusedBeforeDecoding(t *testing.T) {
+	n := newFakeNode(t, 1)
+	conn, _ := serveFake(t, n)
+	kv := metapb.NewKVClient(conn)
+	_, err := kv.Put(ctx10(t), &metapb.PutRequest{Key: []byte("k"), Value: make([]byte, server.DefaultMaxRequestBytes+1)})
+	wantStatus(t, err, codes.InvalidArgument, metapb.ReasonInvalidArgument, "request")
+	if !strings.Contains(status.Convert(err).Message(), "over the limit") {
+		t.Fatalf("message %q does not say the request is too large", status.Convert(err).Message())
+	}
+	if p := n.proposals(); p != 0 {
+		t.Fatalf("an oversized request proposed %d operations", p)
+	}
+	// Just under the limit it is decoded (and refused for its value's size).
+	_, err = kv.Put(ctx10(t), &metapb.PutRequest{Key: []byte("k"), Value: make([]byte, metapb.MaxValueBytes+1)})
+	wantStatus(t, err, codes.InvalidArgument, metapb.ReasonInvalidArgument, "value")
+}
+
+// A stored credential is never returned: not by the write's answer, a
+// read, a listing or a watch (credential_set says one is stored).
+func TestStoredCredentialNeverReturned(t *testing.T) {
+	n := newFakeNode(t, 1)
+	_, cl := serveFake(t, n)
+	w := startWatch(t, cl, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_RESOURCES})
+	w.started(t)
+	secret := func(where string, r *metapb.Resource) {
+		t.Helper()
+		u := r.GetUser()
+		if u == nil {
+			t.Fatalf("%s: no user spec in %v", where, r)
+		}
+		if len(u.Credential) != 0 || !u.CredentialSet {
+			t.Fatalf("%s returned credential %q (set %v): want none, and credential_set", where, u.Credential, u.CredentialSet)
+		}
+	}
+	created := must(cl.CreateResource(ctx10(t), &metapb.CreateResourceRequest{Resource: user("alice")}))(t)
+	secret("create", created.Resource)
+	got := must(cl.GetResource(ctx10(t), &metapb.GetResourceRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Name: "alice"}))(t)
+	secret("get", got.Resource)
+	list := must(cl.ListResources(ctx10(t), &metapb.ListResourcesRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER}))(t)
+	if len(list.Resources) != 1 {
+		t.Fatalf("listed %v", list.Resources)
+	}
+	secret("list", list.Resources[0])
+	secret("watch", w.waitEvents(t, 1)[0].Resource)
+	upd := user("alice")
+	upd.GetUser().Credential = []byte("new")
+	updated := must(cl.UpdateResource(ctx10(t), &metapb.UpdateResourceRequest{Resource: upd, ExpectedRevision: got.Resource.ModRevision}))(t)
+	secret("update", updated.Resource)
+	secret("watch of the update", w.waitEvents(t, 2)[1].Resource)
+	deleted := must(cl.DeleteResource(ctx10(t), &metapb.DeleteResourceRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Name: "alice"}))(t)
+	secret("delete", deleted.GetPrev())
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -49,6 +50,8 @@ type redirect interface {
 // forwarder keeps one connection per node it forwards to.
 type forwarder struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+	// creds secure forwarded calls (nil: plaintext).
+	creds credentials.TransportCredentials
 
 	mu     sync.Mutex // guards conns and closed
 	conns  map[string]*grpc.ClientConn
@@ -68,8 +71,12 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	if cc := f.conns[addr]; cc != nil {
 		return cc, nil
 	}
+	creds := f.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),

@@ -48,6 +48,29 @@ func must[T any](v T, err error) func(*testing.T) T {
 	}
 }
 
+// fillerPut writes key=value for a test that needs the write done but
+// does not test its outcome (history to compact, revisions to move): an
+// unknown outcome (a leader lost in a stall of a loaded machine) is not a
+// failure there, so the same put is sent again, at most 5 times. Any
+// other error fails the test.
+func fillerPut(t *testing.T, cl *client.Client, key, value string) *metapb.PutResponse {
+	t.Helper()
+	var err error
+	for range 5 {
+		var resp *metapb.PutResponse
+		resp, err = cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(key), Value: []byte(value)})
+		if err == nil {
+			return resp
+		}
+		if !client.IsUnknown(err) {
+			break
+		}
+		t.Logf("put %s: %v; sending it again", key, err)
+	}
+	t.Fatalf("put %s: %v", key, err)
+	return nil
+}
+
 // wantStatus checks err's code, and that the ErrorInfo reason and (for
 // InvalidArgument) the named field are the expected ones.
 func wantStatus(t *testing.T, err error, code codes.Code, reason, field string) *errdetails.ErrorInfo {

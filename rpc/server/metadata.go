@@ -179,6 +179,12 @@ func fromStored(st *logpb.Resource) (*metapb.Resource, error) {
 	if err := proto.Unmarshal(st.Spec, msg); err != nil {
 		return nil, fmt.Errorf("server: decode %s spec of %q: %w", kindWord(r.Kind), st.Name, err)
 	}
+	if u, ok := msg.(*metapb.UserSpec); ok {
+		// A stored credential never leaves the node: every answer that
+		// carries a resource (reads, listings, watches, write responses)
+		// is made here.
+		u.CredentialSet, u.Credential = len(u.Credential) > 0, nil
+	}
 	return r, nil
 }
 
@@ -200,8 +206,18 @@ func (m *metadataService) Create(ctx context.Context, req *metapb.CreateResource
 		return nil, err
 	}
 	r := req.Resource
-	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{
+	out, err := m.write(ctx, r, &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{
 		Kind: int32(r.Kind), Name: r.Name, Spec: spec}}})
+	if err != nil {
+		return nil, err
+	}
+	return &metapb.CreateResourceResponse{Resource: out}, nil
+}
+
+// write proposes a create or update of resource r and returns the
+// resource as stored.
+func (m *metadataService) write(ctx context.Context, r *metapb.Resource, op *logpb.Op) (*metapb.Resource, error) {
+	res, err := m.s.propose(ctx, metapb.MetadataGroup, op)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +228,7 @@ func (m *metadataService) Create(ctx context.Context, req *metapb.CreateResource
 	if err != nil {
 		return nil, m.s.statusOf(err, false)
 	}
-	return &metapb.CreateResourceResponse{Resource: out}, nil
+	return out, nil
 }
 
 // Update replaces a resource's spec if its mod_revision is still the
@@ -226,17 +242,10 @@ func (m *metadataService) Update(ctx context.Context, req *metapb.UpdateResource
 		return nil, invalid("expected_revision", "must be set (the mod_revision the update is based on)")
 	}
 	r := req.Resource
-	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{
+	out, err := m.write(ctx, r, &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{
 		Kind: int32(r.Kind), Name: r.Name, Spec: spec, ExpectedRevision: req.ExpectedRevision}}})
 	if err != nil {
 		return nil, err
-	}
-	if err := resultError(res, subject(r.Kind, r.Name), "resource.name", modRevision(res.PrevValue)); err != nil {
-		return nil, err
-	}
-	out, err := toResource(res.Value)
-	if err != nil {
-		return nil, m.s.statusOf(err, false)
 	}
 	return &metapb.UpdateResourceResponse{Resource: out}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
@@ -60,6 +61,9 @@ type Server struct {
 	// ctl is the Controller service once registered (the Cluster calls
 	// that only the controller can answer go through it).
 	ctl *ControllerService
+	// watches counts the open watches per client connection (see
+	// WithMaxWatchesPerConn).
+	watches *connWatches
 }
 
 // Option configures Register.
@@ -72,10 +76,31 @@ func WithDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) O
 	return func(s *Server) { s.fwd.dial = dial }
 }
 
+// WithTransportCredentials secures the connections on which calls are
+// forwarded to other nodes (the node's mTLS credentials when TLS is on).
+func WithTransportCredentials(c credentials.TransportCredentials) Option {
+	return func(s *Server) { s.fwd.creds = c }
+}
+
+// WithMaxWatchesPerConn bounds the watches (Watch and WatchDirectory) one
+// client connection holds open at once (default DefaultMaxWatchesPerConn;
+// below 1: the default). One more is refused at once with OVERLOADED
+// (ResourceExhausted, retryable: on another connection, or after one
+// ends). Watches another node forwards are not counted: they carry many
+// clients' watches on one connection, each counted where it arrived.
+func WithMaxWatchesPerConn(n int) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.watches.max = n
+		}
+	}
+}
+
 // Register creates the public services for node and registers them on s.
 // Close the returned Server after the node.
 func Register(s *grpc.Server, node Node, version string, opts ...Option) *Server {
-	srv := &Server{node: node, version: version, fwd: newForwarder(nil)}
+	srv := &Server{node: node, version: version, fwd: newForwarder(nil),
+		watches: &connWatches{max: DefaultMaxWatchesPerConn, open: map[string]int{}}}
 	for _, o := range opts {
 		o(srv)
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -149,6 +151,42 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 	return &watchFilter{space: req.Space, prefix: req.Prefix, kind: req.ResourceKind, prevKV: req.PrevKv}, groups, interval, nil
 }
 
+// DefaultMaxWatchesPerConn is how many watches one client connection may
+// hold open at once unless the node is told otherwise.
+const DefaultMaxWatchesPerConn = 1000
+
+// connWatches counts open watches per client connection.
+type connWatches struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int // remote address -> open watches
+}
+
+// acquire counts one more watch on ctx's connection, or refuses it when
+// the connection holds max already; release undoes it. Forwarded watches
+// are not counted.
+func (c *connWatches) acquire(ctx context.Context) (release func(), err error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil || forwarded(ctx) {
+		return func() {}, nil
+	}
+	key := p.Addr.String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[key] >= c.max {
+		return nil, metapb.NewError(metapb.ReasonOverloaded, nil,
+			"this connection holds %d watches, at most %d: end one, or watch on another connection", c.open[key], c.max)
+	}
+	c.open[key]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.open[key]--; c.open[key] <= 0 {
+			delete(c.open, key)
+		}
+	}, nil
+}
+
 // Watch streams changes; see watchService.
 func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStreamingServer[metapb.WatchResponse]) error {
 	s := ws.s
@@ -157,6 +195,11 @@ func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStream
 	if err != nil {
 		return err
 	}
+	release, err := s.watches.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if names, err = s.groupsFor(ctx, names); err != nil {
 		return err
 	}

@@ -195,7 +195,7 @@ func TestWatch(t *testing.T) {
 		// notifications report them.
 		var last *metapb.PutResponse
 		for i := 0; i < 5; i++ {
-			last = must(cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("busy/%d", i)), Value: []byte("v")}))(t)
+			last = fillerPut(t, cl, fmt.Sprintf("busy/%d", i), "v")
 		}
 		w.waitRevisions(t, map[string]uint64{last.Header.Group: last.Header.Revision})
 		evs, revs, progress := w.snapshot()
@@ -280,7 +280,7 @@ func TestWatch(t *testing.T) {
 	})
 	t.Run("compacted", func(t *testing.T) {
 		for i := 0; i < 20; i++ {
-			must(cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("cmp/%d", i)), Value: []byte("v")}))(t)
+			fillerPut(t, cl, fmt.Sprintf("cmp/%d", i), "v")
 		}
 		// Older than the retention: the leaders compact.
 		clk.Advance(2 * time.Minute)

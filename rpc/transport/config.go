@@ -46,6 +46,14 @@ const (
 	// keepaliveMinTime is what the server tolerates; it must be below
 	// keepaliveTime or the server answers pings with GOAWAY.
 	keepaliveMinTime = 5 * time.Second
+	// maxConnectionIdle closes a connection with no call for this long (a
+	// peer's never is idle: heartbeats; a client reconnects on its next
+	// call), so abandoned connections do not pile up.
+	maxConnectionIdle = 15 * time.Minute
+	// maxConcurrentStreams bounds the calls and streams open at once on
+	// one connection (raft's pipelines and snapshots, a client's watches
+	// and calls); a client over it waits for one to end.
+	maxConcurrentStreams = 4096
 	// Reconnect backoff: gRPC's default grows to 120 s, far longer than a
 	// raft election; a restarted peer must be reachable again within a
 	// second or so.
@@ -85,6 +93,15 @@ type Config struct {
 	// (heartbeats.go). Zero means DefaultHeartbeatLinger; a negative value
 	// sends every heartbeat alone.
 	HeartbeatLinger time.Duration
+	// TLS, when set, turns on mutual TLS: the server and every dial use
+	// its (reloaded) certificate, and raft and peer calls are admitted
+	// only from a certificate naming an id PeerAllowed accepts. Nil (the
+	// default) keeps plaintext.
+	TLS *CertReloader
+	// PeerAllowed says whether a certificate's member id may make raft
+	// and peer calls (a current member or one being added). Required
+	// with TLS.
+	PeerAllowed func(id string) bool
 }
 
 // Validate reports every problem of c at once. It does not change c.
@@ -98,6 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMsgBytes < 0 || (c.MaxMsgBytes > 0 && c.MaxMsgBytes < minMsgBytes) {
 		errs = append(errs, fmt.Errorf("%w: MaxMsgBytes %d is below %d", ErrInvalidConfig, c.MaxMsgBytes, minMsgBytes))
+	}
+	if c.TLS != nil && c.PeerAllowed == nil {
+		errs = append(errs, fmt.Errorf("%w: PeerAllowed is required with TLS", ErrInvalidConfig))
 	}
 	return errors.Join(errs...)
 }

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
@@ -75,10 +74,12 @@ func NewManager(cfg Config) (*Manager, error) {
 
 // ServerOptions returns the options the node's grpc.Server must be created
 // with for raft traffic: the message size limit (incoming limits are server
-// options, so Register cannot raise them) and a keepalive policy that
-// accepts this package's client pings.
+// options, so Register cannot raise them), a keepalive policy that
+// accepts this package's client pings, an idle timeout for connections
+// and a bound on the streams open on one connection.
 func (m *Manager) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := m.tlsServerOptions()
+	return append(opts,
 		grpc.MaxRecvMsgSize(m.cfg.MaxMsgBytes),
 		grpc.MaxSendMsgSize(m.cfg.MaxMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -86,10 +87,12 @@ func (m *Manager) ServerOptions() []grpc.ServerOption {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:    keepaliveTime,
-			Timeout: keepaliveTimeout,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
+			MaxConnectionIdle: maxConnectionIdle,
 		}),
-	}
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+	)
 }
 
 // Register registers the raft service and the peer service on s. Call it
@@ -251,7 +254,7 @@ func (m *Manager) conn(addr string) (*peerConn, error) {
 
 func (m *Manager) dialOptions() []grpc.DialOption {
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(m.clientCredentials()),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(m.cfg.MaxMsgBytes),
 			grpc.MaxCallSendMsgSize(m.cfg.MaxMsgBytes),

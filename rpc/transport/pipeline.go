@@ -192,6 +192,7 @@ func (p *pipeline) receive() {
 			switch {
 			case rerr == nil:
 				decodeAppendEntriesResponse(out, f.resp)
+				p.t.matched.observe(p.target, f.args, f.resp)
 			case p.stalled.Load():
 				err = fmt.Errorf("transport: %s pipeline to %s: no response within %v: %w", p.t.group, p.target, p.timeout, ErrStalled)
 			default:

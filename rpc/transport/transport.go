@@ -38,6 +38,9 @@ type Transport struct {
 	mu        sync.Mutex // guards pipelines and closed
 	pipelines map[*pipeline]struct{}
 	closed    bool
+
+	// matched is the replication progress this node saw as leader.
+	matched matchTable
 }
 
 var (
@@ -163,6 +166,7 @@ func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, ar
 		return t.callErr("AppendEntries", target, err)
 	}
 	decodeAppendEntriesResponse(out, resp)
+	t.matched.observe(target, args, resp)
 	return nil
 }
 
