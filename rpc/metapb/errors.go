@@ -174,7 +174,8 @@ const (
 	// it); route again with a newer map (metadata range_version: the
 	// directory version to wait for). RANGE_MOVING: the range is
 	// changing hands; retry shortly. ROUTE_AHEAD: the caller knows a
-	// newer map than this node; retry, on another node or shortly.
+	// newer map than this node, or this node holds none yet (it has
+	// not loaded the directory); retry, on another node or shortly.
 	ReasonWrongGroup  = "WRONG_GROUP"
 	ReasonRangeMoving = "RANGE_MOVING"
 	ReasonRouteAhead  = "ROUTE_AHEAD"

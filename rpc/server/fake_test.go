@@ -35,8 +35,11 @@ type fakeNode struct {
 	index    uint64
 	proposed int
 	// fail, when set, is what Propose and Read return.
-	fail     error
-	stopping chan struct{}
+	fail error
+	// noDirectory makes Router answer as a node that has not loaded the
+	// directory yet (version 0).
+	noDirectory bool
+	stopping    chan struct{}
 }
 
 func newFakeNode(t testing.TB, dataGroups int) *fakeNode {
@@ -105,6 +108,11 @@ func (n *fakeNode) SetMemberState(context.Context, string, logpb.MemberState) er
 func (n *fakeNode) Directory() *state.Directory       { return &state.Directory{} }
 func (n *fakeNode) DirectoryChanged() <-chan struct{} { return nil }
 func (n *fakeNode) Router() *metapb.Router {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.noDirectory {
+		return &metapb.Router{}
+	}
 	return &metapb.Router{K: 1, M: len(n.machines) - 2, Version: 1}
 }
 func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
@@ -262,6 +270,65 @@ func TestErrorsBecomeStatusesOnce(t *testing.T) {
 				t.Fatal("empty message")
 			}
 		})
+	}
+}
+
+// A node that has not loaded the directory yet cannot route a key: it
+// would send every key to data-0 (no counts, no ranges), whose log,
+// without an ownership record yet, would take keys that are later read
+// from their own groups: acknowledged and never seen again (a fresh
+// cluster's first batch of sessions lost that way). It refuses every
+// routed call, ROUTE_AHEAD (definitely not applied, retried), and
+// proposes nothing; once it has a directory the same calls succeed.
+func TestNoRoutingBeforeTheDirectory(t *testing.T) {
+	n := newFakeNode(t, 3)
+	conn, _ := serveFake(t, n)
+	kv, sessions, offsets := metapb.NewKVClient(conn), metapb.NewSessionsClient(conn), metapb.NewOffsetsClient(conn)
+	wills, retained := metapb.NewWillsClient(conn), metapb.NewRetainedClient(conn)
+	calls := map[string]func() error{
+		"put": func() error {
+			_, err := kv.Put(ctx10(t), &metapb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+			return err
+		},
+		"get": func() error { _, err := kv.Get(ctx10(t), &metapb.GetRequest{Key: []byte("k")}); return err },
+		"put sessions": func() error {
+			_, err := sessions.Put(ctx10(t), &metapb.PutSessionsRequest{Sessions: []*metapb.Session{
+				{ClientId: "c1", BrokerId: "b1"}, {ClientId: "c2", BrokerId: "b1"}}})
+			return err
+		},
+		"get session": func() error {
+			_, err := sessions.Get(ctx10(t), &metapb.GetSessionRequest{ClientId: "c1"})
+			return err
+		},
+		"commit offsets": func() error {
+			_, err := offsets.Commit(ctx10(t), &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{{Group: "g", Topic: "t", Offset: 1}}})
+			return err
+		},
+		"put will": func() error {
+			_, err := wills.Put(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c1", Topic: "t"}})
+			return err
+		},
+		"set retained": func() error {
+			_, err := retained.Set(ctx10(t), &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: "t", Payload: []byte("p")}})
+			return err
+		},
+	}
+	n.mu.Lock()
+	n.noDirectory = true
+	n.mu.Unlock()
+	for name, call := range calls {
+		wantStatus(t, call(), codes.Unavailable, metapb.ReasonRouteAhead, "")
+		if p := n.proposals(); p != 0 {
+			t.Fatalf("%s: %d operations proposed without a directory", name, p)
+		}
+	}
+	n.mu.Lock()
+	n.noDirectory = false
+	n.mu.Unlock()
+	for name, call := range calls {
+		if err := call(); err != nil {
+			t.Fatalf("%s with a directory: %v", name, err)
+		}
 	}
 }
 

@@ -10,7 +10,46 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func (s *Server) dataGroup(key []byte) string { return s.node.Router().DataGroup(key) }
+// router is the node's router; a node that holds no directory yet would
+// route every key by counts it does not know (all of them to data-0, say,
+// whose log would accept keys it will never be asked for again), so it
+// refuses the call: ROUTE_AHEAD, definitely not applied, retried.
+func (s *Server) router() (*metapb.Router, error) {
+	if r := s.node.Router(); r.Version > 0 {
+		return r, nil
+	}
+	return nil, errNoRoutes
+}
+
+// errNoRoutes refuses a call this node cannot route yet.
+var errNoRoutes = coded(metapb.ReasonRouteAhead, nil, "this node has not loaded the cluster's directory yet, so it cannot route keys; retry, on another node or shortly")
+
+// dataGroup is the data group of a routing key.
+func (s *Server) dataGroup(key []byte) (string, error) {
+	r, err := s.router()
+	if err != nil {
+		return "", err
+	}
+	return r.DataGroup(key), nil
+}
+
+// proposeData proposes op to the data group of routingKey.
+func (s *Server) proposeData(ctx context.Context, routingKey []byte, op *logpb.Op) (*logpb.Result, error) {
+	g, err := s.dataGroup(routingKey)
+	if err != nil {
+		return nil, err
+	}
+	return s.propose(ctx, g, op)
+}
+
+// readData reads the data group of routingKey.
+func (s *Server) readData(ctx context.Context, routingKey []byte, c metapb.ReadConsistency) (state.Reader, error) {
+	g, err := s.dataGroup(routingKey)
+	if err != nil {
+		return nil, err
+	}
+	return s.read(ctx, g, c)
+}
 
 func checkKey(field string, key []byte) error {
 	if len(key) == 0 {
@@ -57,7 +96,10 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 	if err := firstErr(checkKey("key", req.Key), checkValue("value", req.Value), checkLease(req.Lease)); err != nil {
 		return nil, err
 	}
-	g := s.dataGroup(req.Key)
+	g, err := s.dataGroup(req.Key)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
 	if err != nil {
 		return nil, err
@@ -77,7 +119,10 @@ func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	if err := firstErr(checkKey("key", req.Key), checkConsistency(req.Consistency)); err != nil {
 		return nil, err
 	}
-	g := s.dataGroup(req.Key)
+	g, err := s.dataGroup(req.Key)
+	if err != nil {
+		return nil, err
+	}
 	m, err := s.read(ctx, g, req.Consistency)
 	if err != nil {
 		return nil, err
@@ -94,7 +139,10 @@ func (s *Server) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb
 	if err := checkKey("key", req.Key); err != nil {
 		return nil, err
 	}
-	g := s.dataGroup(req.Key)
+	g, err := s.dataGroup(req.Key)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
 	if err != nil {
 		return nil, err
@@ -116,7 +164,10 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 	if err := firstErr(errs...); err != nil {
 		return nil, err
 	}
-	g := s.dataGroup(req.Key)
+	g, err := s.dataGroup(req.Key)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
 		Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectAbsent: req.ExpectAbsent,
 		ExpectedModRevision: req.ExpectedModRevision, NewValue: req.NewValue, Lease: req.Lease}}})

@@ -36,7 +36,11 @@ func leaseSubject(id int64) string { return fmt.Sprintf("lease %d", id) }
 // (in group order) once all applied; a node error in any group makes the
 // call fail as batchError says.
 func (s *Server) everyGroup(ctx context.Context, op *logpb.Op) ([]*logpb.Result, error) {
-	results, errs := s.proposeEach(ctx, s.dataGroups(), func(int, string) *logpb.Op { return op })
+	groups, err := s.dataGroups()
+	if err != nil {
+		return nil, err
+	}
+	results, errs := s.proposeEach(ctx, groups, func(int, string) *logpb.Op { return op })
 	if err := s.batchError(errs); err != nil {
 		return nil, err
 	}
@@ -188,7 +192,10 @@ func (ls *leasesService) TimeToLive(ctx context.Context, req *metapb.LeaseTimeTo
 	if !req.Keys {
 		return out, nil
 	}
-	groups, err := s.groupsFor(ctx, s.dataGroups())
+	groups, err := s.dataGroups()
+	if err == nil {
+		groups, err = s.groupsFor(ctx, groups)
+	}
 	if err != nil {
 		return nil, err
 	}

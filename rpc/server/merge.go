@@ -18,13 +18,19 @@ import (
 )
 
 // dataGroups lists the cluster's data groups.
-func (s *Server) dataGroups() []string {
+// A node that has not started does not know them yet (it would read
+// data-0 alone, and answer a listing without the other groups' keys): it
+// refuses as a node without a directory does.
+func (s *Server) dataGroups() ([]string, error) {
 	_, m := s.node.GroupCounts()
-	out := make([]string, max(m, 1))
+	if m < 1 {
+		return nil, errNoRoutes
+	}
+	out := make([]string, m)
 	for i := range out {
 		out[i] = metapb.DataGroup(i)
 	}
-	return out
+	return out, nil
 }
 
 // mergeSorted merges pages that are each sorted by key and keeps the first
@@ -51,7 +57,10 @@ func mergeSorted[T any](pages [][]T, limit int, key func(T) string) (out []T, cu
 // in group order.
 func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, req proto.Message,
 	fn func(g string, m state.Reader) ([]T, bool, error), part func(resp proto.Message) ([]T, bool)) (pages [][]T, more bool, err error) {
-	groups, err := s.groupsFor(ctx, s.dataGroups())
+	groups, err := s.dataGroups()
+	if err == nil {
+		groups, err = s.groupsFor(ctx, groups)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -123,17 +132,21 @@ func (s *Server) groupsFor(ctx context.Context, groups []string) ([]string, erro
 // split groups request entries by the data group that owns their routing
 // key; the groups come back sorted, each with the entries' indexes in
 // request order.
-func (s *Server) split(n int, routingKey func(i int) []byte) (groups []string, parts map[string][]int) {
+func (s *Server) split(n int, routingKey func(i int) []byte) (groups []string, parts map[string][]int, err error) {
+	r, err := s.router()
+	if err != nil {
+		return nil, nil, err
+	}
 	parts = map[string][]int{}
 	for i := 0; i < n; i++ {
-		g := s.dataGroup(routingKey(i))
+		g := r.DataGroup(routingKey(i))
 		parts[g] = append(parts[g], i)
 	}
 	for g := range parts {
 		groups = append(groups, g)
 	}
 	sort.Strings(groups)
-	return groups, parts
+	return groups, parts, nil
 }
 
 // proposeEach proposes one op per group, concurrently, and waits for all

@@ -40,8 +40,12 @@ func nonNegative(field string, v int64) error {
 	return nil
 }
 
-func (s *Server) offsetGroup(consumerGroup string) string {
-	return s.node.Router().OffsetGroup(consumerGroup)
+func (s *Server) offsetGroup(consumerGroup string) (string, error) {
+	r, err := s.router()
+	if err != nil {
+		return "", err
+	}
+	return r.OffsetGroup(consumerGroup), nil
 }
 
 // Commit splits the batch by offset group; each part is one op (one raft
@@ -68,7 +72,10 @@ func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (
 			return nil, invalid(f+".metadata", "%d bytes, at most %d", len(o.Metadata), metapb.MaxMetadataBytes)
 		}
 		total += len(o.Group) + len(o.Topic) + len(o.Metadata) + 16
-		g := s.offsetGroup(o.Group)
+		g, err := s.offsetGroup(o.Group)
+		if err != nil {
+			return nil, err
+		}
 		parts[g] = append(parts[g], i)
 	}
 	if total > metapb.MaxBatchBytes {
@@ -166,7 +173,10 @@ func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*m
 	byGroup := map[string][]int{}
 	var order []string
 	for i, tp := range req.Partitions {
-		g := s.offsetGroup(tp.Group)
+		g, err := s.offsetGroup(tp.Group)
+		if err != nil {
+			return nil, err
+		}
 		if _, ok := byGroup[g]; !ok {
 			order = append(order, g)
 		}
@@ -221,7 +231,10 @@ func (s *Server) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest
 	if err := checkName("group", req.Group); err != nil {
 		return nil, err
 	}
-	g := s.offsetGroup(req.Group)
+	g, err := s.offsetGroup(req.Group)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_OffsetDeleteGroup{OffsetDeleteGroup: &logpb.OffsetDeleteGroup{Group: req.Group}}})
 	if err != nil {
 		return nil, err

@@ -105,7 +105,7 @@ func (rs *retainedService) Set(ctx context.Context, req *metapb.SetRetainedReque
 		return nil, err
 	}
 	s := rs.s
-	res, err := s.propose(ctx, s.dataGroup([]byte(msg.Topic)), &logpb.Op{Op: &logpb.Op_RetainedSet{RetainedSet: &logpb.RetainedSet{
+	res, err := s.proposeData(ctx, []byte(msg.Topic), &logpb.Op{Op: &logpb.Op_RetainedSet{RetainedSet: &logpb.RetainedSet{
 		Topic: msg.Topic, Payload: msg.Payload, Qos: msg.Qos, Properties: msg.Properties}}})
 	if err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func (rs *retainedService) Get(ctx context.Context, req *metapb.GetRetainedReque
 	if err := firstErr(checkTopicName("topic", req.Topic), checkConsistency(req.Consistency)); err != nil {
 		return nil, err
 	}
-	m, err := rs.s.read(ctx, rs.s.dataGroup([]byte(req.Topic)), req.Consistency)
+	m, err := rs.s.readData(ctx, []byte(req.Topic), req.Consistency)
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,10 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 		return nil, invalid("sessions", "%d bytes, at most %d", total, metapb.MaxBatchBytes)
 	}
 	s := ss.s
-	groups, parts := s.split(n, func(i int) []byte { return []byte(req.Sessions[i].ClientId) })
+	groups, parts, err := s.split(n, func(i int) []byte { return []byte(req.Sessions[i].ClientId) })
+	if err != nil {
+		return nil, err
+	}
 	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
 		idx := parts[g]
 		puts := make([]*logpb.SessionPut, len(idx))
@@ -169,7 +172,10 @@ func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSession
 		}
 	}
 	s := ss.s
-	groups, parts := s.split(n, func(i int) []byte { return []byte(req.ClientIds[i]) })
+	groups, parts, err := s.split(n, func(i int) []byte { return []byte(req.ClientIds[i]) })
+	if err != nil {
+		return nil, err
+	}
 	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
 		idx := parts[g]
 		ids := make([]string, len(idx))
@@ -197,7 +203,7 @@ func (ss *sessionsService) Get(ctx context.Context, req *metapb.GetSessionReques
 	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
 		return nil, err
 	}
-	m, err := ss.s.read(ctx, ss.s.dataGroup([]byte(req.ClientId)), req.Consistency)
+	m, err := ss.s.readData(ctx, []byte(req.ClientId), req.Consistency)
 	if err != nil {
 		return nil, err
 	}

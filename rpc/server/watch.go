@@ -96,12 +96,12 @@ type remoteWatch struct {
 	err  error
 }
 
-func (s *Server) watchScope(space metapb.WatchSpace) []string {
+func (s *Server) watchScope(space metapb.WatchSpace) ([]string, error) {
 	switch space {
 	case metapb.WatchSpace_WATCH_SPACE_KV, metapb.WatchSpace_WATCH_SPACE_WILLS:
 		return s.dataGroups()
 	}
-	return []string{metapb.MetadataGroup}
+	return []string{metapb.MetadataGroup}, nil
 }
 
 func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, time.Duration, error) {
@@ -138,7 +138,10 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 		}
 		interval = time.Duration(req.ProgressIntervalMs) * time.Millisecond
 	}
-	groups := s.watchScope(req.Space)
+	groups, err := s.watchScope(req.Space)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	for g := range req.StartRevisions {
 		found := false
 		for _, x := range groups {

@@ -81,7 +81,7 @@ func (ws *willsService) Put(ctx context.Context, req *metapb.PutWillRequest) (*m
 		return nil, err
 	}
 	s := ws.s
-	res, err := s.propose(ctx, s.dataGroup([]byte(w.ClientId)), &logpb.Op{Op: &logpb.Op_WillPut{WillPut: &logpb.WillPut{
+	res, err := s.proposeData(ctx, []byte(w.ClientId), &logpb.Op{Op: &logpb.Op_WillPut{WillPut: &logpb.WillPut{
 		ClientId: w.ClientId, Topic: w.Topic, Payload: w.Payload, Qos: w.Qos, Retain: w.Retain,
 		DelaySeconds: w.DelaySeconds, Properties: w.Properties}}})
 	if err != nil {
@@ -103,7 +103,7 @@ func (ws *willsService) Delete(ctx context.Context, req *metapb.DeleteWillReques
 		return nil, err
 	}
 	s := ws.s
-	res, err := s.propose(ctx, s.dataGroup([]byte(req.ClientId)), &logpb.Op{Op: &logpb.Op_WillDelete{WillDelete: &logpb.WillDelete{ClientId: req.ClientId}}})
+	res, err := s.proposeData(ctx, []byte(req.ClientId), &logpb.Op{Op: &logpb.Op_WillDelete{WillDelete: &logpb.WillDelete{ClientId: req.ClientId}}})
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (ws *willsService) Get(ctx context.Context, req *metapb.GetWillRequest) (*m
 	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
 		return nil, err
 	}
-	m, err := ws.s.read(ctx, ws.s.dataGroup([]byte(req.ClientId)), req.Consistency)
+	m, err := ws.s.readData(ctx, []byte(req.ClientId), req.Consistency)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (ws *willsService) Claim(ctx context.Context, req *metapb.ClaimWillRequest)
 		return nil, err
 	}
 	s := ws.s
-	res, err := s.propose(ctx, s.dataGroup([]byte(req.ClientId)), &logpb.Op{Op: &logpb.Op_WillClaim{WillClaim: &logpb.WillClaim{
+	res, err := s.proposeData(ctx, []byte(req.ClientId), &logpb.Op{Op: &logpb.Op_WillClaim{WillClaim: &logpb.WillClaim{
 		ClientId: req.ClientId, BrokerId: req.BrokerId, ClaimTtlSeconds: req.ClaimTtlSeconds}}})
 	if err != nil {
 		return nil, err
@@ -198,7 +198,7 @@ func (ws *willsService) Complete(ctx context.Context, req *metapb.CompleteWillRe
 		return nil, err
 	}
 	s := ws.s
-	res, err := s.propose(ctx, s.dataGroup([]byte(req.ClientId)), &logpb.Op{Op: &logpb.Op_WillComplete{WillComplete: &logpb.WillComplete{
+	res, err := s.proposeData(ctx, []byte(req.ClientId), &logpb.Op{Op: &logpb.Op_WillComplete{WillComplete: &logpb.WillComplete{
 		ClientId: req.ClientId, BrokerId: req.BrokerId}}})
 	if err != nil {
 		return nil, err
