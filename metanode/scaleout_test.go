@@ -457,3 +457,87 @@ func TestClientFollowsTheDirectory(t *testing.T) {
 		}
 	}
 }
+
+// A watch served from a node's own replicas follows them when they move
+// away: drained, the node no longer hosts its groups (their replicas there
+// stop hearing from them), and the watch, pinned to that node, must
+// still deliver every later change (the node's replicas close as they
+// leave, which ends the watch; the client resumes it from what it
+// delivered, through the node, which now forwards).
+func TestWatchFollowsGroupsOffADrainedNode(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{DataGroups: 4}))
+	cl := c.Client("")
+	waitPlacement(t, cl, 3, []string{"n1", "n2", "n3"}, 60*time.Second)
+	n4 := c.AddNode("n4")
+	if _, err := cl.AddMember(ctxT(t, 20*time.Second), "n4", n4.Addr); err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	if err := c.Join("n4"); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	waitPlacement(t, cl, 3, []string{"n1", "n2", "n3", "n4"}, 120*time.Second)
+	var local []string
+	for _, g := range groupsOn(t, cl, "n4") {
+		if strings.HasPrefix(g, "data-") {
+			local = append(local, g)
+		}
+	}
+	if len(local) == 0 {
+		t.Fatal("the placement gave n4 no data group: the watch would read none locally")
+	}
+	t.Logf("n4 hosts %v", local)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	got := make(chan string, 100)
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Client("n4").Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV, Prefix: []byte("m/"), ProgressIntervalMs: 300},
+			func(r *metapb.WatchResponse) error {
+				once.Do(func() { close(started) })
+				for _, ev := range r.Events {
+					got <- string(ev.Kv.Key)
+				}
+				return nil
+			})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the watch never answered")
+	}
+
+	if _, err := cl.DrainMember(ctxT(t, 20*time.Second), "n4", false); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	poll.For(t, "n4 drained", 120*time.Second, func() error {
+		if on := groupsOn(t, cl, "n4"); len(on) > 0 {
+			return fmt.Errorf("n4 still hosts %v", on)
+		}
+		return nil
+	})
+	var want []string
+	for i := range 20 {
+		k := fmt.Sprintf("m/%02d", i)
+		poll.For(t, "put "+k, 30*time.Second, func() error {
+			_, err := cl.Put(ctxT(t, 10*time.Second), &metapb.PutRequest{Key: []byte(k), Value: []byte("v")})
+			return err
+		})
+		want = append(want, k)
+	}
+	seen := map[string]bool{}
+	for len(seen) < len(want) {
+		select {
+		case k := <-got:
+			seen[k] = true // a put retried after an unknown outcome may apply twice
+		case <-ctx.Done():
+			t.Fatalf("the watch through n4 delivered %d of %d puts made after its groups moved away", len(seen), len(want))
+		}
+	}
+}

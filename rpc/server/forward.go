@@ -113,14 +113,45 @@ const maxRedirects = 2
 // restricted to group when it is not empty, and returns its response. A
 // node that answers with a redirect (it does not host the group, or does
 // not lead it: nothing was done) is followed, up to maxRedirects times.
-func (f *forwarder) invoke(ctx context.Context, addr, method string, req any, group string) (proto.Message, error) {
+func (f *forwarder) invoke(ctx context.Context, addr, method string, req any, group string) (resp proto.Message, err error) {
+	err = follow(ctx, addr, func(addr string) (err error) {
+		resp, err = f.invokeOnce(ctx, addr, method, req, group)
+		return err
+	})
+	return resp, err
+}
+
+// watch opens the watch req, restricted to group, on the node at addr and
+// returns the stream with its first answer (where the watch starts). A
+// redirect is followed as invoke follows one: a stale hint may name a
+// node whose replica just moved away.
+func (f *forwarder) watch(ctx context.Context, addr, group string, req *metapb.WatchRequest) (stream grpc.ServerStreamingClient[metapb.WatchResponse], first *metapb.WatchResponse, err error) {
+	err = follow(ctx, addr, func(addr string) error {
+		cc, err := f.conn(addr)
+		if err != nil {
+			return err
+		}
+		rctx := metadata.NewOutgoingContext(ctx, metadata.Pairs(mdForwarded, "1", mdGroup, group))
+		if stream, err = metapb.NewWatchClient(cc).Watch(rctx, req); err != nil {
+			return err
+		}
+		first, err = stream.Recv()
+		return err
+	})
+	return stream, first, err
+}
+
+// follow calls try with addr, then with the node each redirect it answers
+// names, up to maxRedirects times and never in a circle; it returns the
+// last call's error.
+func follow(ctx context.Context, addr string, try func(addr string) error) error {
 	seen := map[string]bool{}
 	for i := 0; ; i++ {
 		seen[addr] = true
-		resp, err := f.invokeOnce(ctx, addr, method, req, group)
+		err := try(addr)
 		next := redirectAddr(err)
 		if err == nil || i == maxRedirects || next == "" || seen[next] || ctx.Err() != nil {
-			return resp, err
+			return err
 		}
 		addr = next
 	}

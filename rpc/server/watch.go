@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -276,22 +275,13 @@ func (s *Server) remoteWatch(ctx context.Context, g string, req *metapb.WatchReq
 	if err == nil || !errors.As(err, &r) || r.ForwardTo() == "" || restrictedTo(ctx) != "" {
 		return nil, nil
 	}
-	cc, cerr := s.fwd.conn(r.ForwardTo())
-	if cerr != nil {
-		return nil, err
-	}
 	sub := proto.CloneOf(req)
 	sub.StartRevisions = nil
 	if start, ok := req.StartRevisions[g]; ok {
 		sub.StartRevisions = map[string]uint64{g: start}
 	}
-	rctx := metadata.NewOutgoingContext(ctx, metadata.Pairs(mdForwarded, "1", mdGroup, g))
-	stream, err := metapb.NewWatchClient(cc).Watch(rctx, sub)
-	if err != nil {
-		return nil, err
-	}
 	// The first answer says where the watch starts, or why it cannot.
-	first, err := stream.Recv()
+	stream, first, err := s.fwd.watch(ctx, r.ForwardTo(), g, sub)
 	if err != nil {
 		return nil, err
 	}
