@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
 )
@@ -265,6 +266,40 @@ func TestHealthFollowsLeadership(t *testing.T) {
 	expect("n1 ready again with a quorum", http.StatusOK, healthpb.HealthCheckResponse_SERVING, "ok")
 }
 
+// watchKeys watches the keys under prefix through cl until the test ends
+// (or ctx does), sending each event's key to got; started waits for the
+// watch's first answer, which gives its start point.
+func watchKeys(t *testing.T, ctx context.Context, cl *client.Client, prefix string) (got chan string, started func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	got = make(chan string, 100)
+	first := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		done <- cl.Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV, Prefix: []byte(prefix), ProgressIntervalMs: 300},
+			func(r *metapb.WatchResponse) error {
+				once.Do(func() { close(first) })
+				for _, ev := range r.Events {
+					got <- string(ev.Kv.Key)
+				}
+				return nil
+			})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return got, func() {
+		t.Helper()
+		select {
+		case <-first:
+		case <-ctx.Done():
+			t.Fatal("the watch never answered")
+		}
+	}
+}
+
 // A watch whose node goes silent (blackholed: nothing answers, nothing
 // resets) notices it and resumes on another node without losing or
 // repeating an event.
@@ -274,28 +309,10 @@ func TestWatchLeavesSilentNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	got := make(chan string, 100)
-	watchDone := make(chan error, 1)
-	// started is closed by the watch's first answer, which gives its start
-	// point: a put before it may fall before the start (the gauge below
-	// counts the stream from its opening, while its start is still being
-	// read) and is then rightly never delivered.
-	started := make(chan struct{})
-	var once sync.Once
-	go func() {
-		watchDone <- cl.Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV, Prefix: []byte("w/"), ProgressIntervalMs: 300},
-			func(r *metapb.WatchResponse) error {
-				once.Do(func() { close(started) })
-				for _, ev := range r.Events {
-					got <- string(ev.Kv.Key)
-				}
-				return nil
-			})
-	}()
-	defer func() {
-		cancel()
-		<-watchDone
-	}()
+	// The gauge below counts the stream from its opening, while its start
+	// is still being read: a put before the watch's first answer may fall
+	// before the start and is then rightly never delivered.
+	got, started := watchKeys(t, ctx, cl, "w/")
 	// The node serving the watch is the one that counts it open.
 	var serving string
 	poll.ForTrue(t, "the watch to open", 30*time.Second, func() bool {
@@ -307,11 +324,7 @@ func TestWatchLeavesSilentNode(t *testing.T) {
 		}
 		return false
 	})
-	select {
-	case <-started:
-	case <-ctx.Done():
-		t.Fatal("the watch never answered")
-	}
+	started()
 	var other string
 	for _, id := range c.IDs() {
 		if id != serving {

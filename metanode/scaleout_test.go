@@ -489,29 +489,8 @@ func TestWatchFollowsGroupsOffADrainedNode(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	got := make(chan string, 100)
-	started := make(chan struct{})
-	var once sync.Once
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Client("n4").Watch(ctx, &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV, Prefix: []byte("m/"), ProgressIntervalMs: 300},
-			func(r *metapb.WatchResponse) error {
-				once.Do(func() { close(started) })
-				for _, ev := range r.Events {
-					got <- string(ev.Kv.Key)
-				}
-				return nil
-			})
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	select {
-	case <-started:
-	case <-ctx.Done():
-		t.Fatal("the watch never answered")
-	}
+	got, started := watchKeys(t, ctx, c.Client("n4"), "m/")
+	started()
 
 	if _, err := cl.DrainMember(ctxT(t, 20*time.Second), "n4", false); err != nil {
 		t.Fatalf("drain: %v", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -59,66 +60,65 @@ func serveKV(t *testing.T, kv *redirectingKV) string {
 	return lis.Addr().String()
 }
 
-// A forwarding node follows the redirects of the node it forwarded to (a
-// replica that moved away names where the group is now), a bounded number
-// of times and never in a circle.
-func TestForwarderFollowsRedirects(t *testing.T) {
-	f := newForwarder(nil)
-	t.Cleanup(func() { _ = f.close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := serveKV(t, &redirectingKV{})
-	b := serveKV(t, &redirectingKV{next: c})
-	a := serveKV(t, &redirectingKV{next: b})
-	resp, err := f.invoke(ctx, a, metapb.KV_Get_FullMethodName, &metapb.GetRequest{Key: []byte("k")}, "")
-	if err != nil {
-		t.Fatalf("a -> b -> c: %v", err)
-	}
-	if v := string(resp.(*metapb.GetResponse).GetKv().GetValue()); v != "here" {
-		t.Fatalf("got %q, want the answer of the last node", v)
-	}
-	// A circle ends with the redirect, not a loop.
-	x := &redirectingKV{}
-	xa := serveKV(t, x)
-	y := serveKV(t, &redirectingKV{next: xa})
-	x.next = y
-	if _, err := f.invoke(ctx, xa, metapb.KV_Get_FullMethodName, &metapb.GetRequest{Key: []byte("k")}, ""); redirectAddr(err) == "" {
-		t.Fatalf("circle: got %v, want the redirect", err)
-	}
-	// A chain longer than maxRedirects ends with the redirect.
-	last := serveKV(t, &redirectingKV{})
-	chain := last
-	for range maxRedirects + 1 {
-		chain = serveKV(t, &redirectingKV{next: chain})
-	}
-	if _, err := f.invoke(ctx, chain, metapb.KV_Get_FullMethodName, &metapb.GetRequest{Key: []byte("k")}, ""); redirectAddr(err) == "" {
-		t.Fatalf("long chain: got %v, want the redirect", err)
-	}
-}
-
-// A forwarded watch follows redirects as a forwarded call does: a node
-// forwarding a watch on a stale hint reaches the group where it is now
-// (it ended with the redirect, and a pinned client's watch failed on every
-// attempt while the hint stayed stale).
-func TestForwardedWatchFollowsRedirects(t *testing.T) {
-	f := newForwarder(nil)
-	t.Cleanup(func() { _ = f.close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := serveKV(t, &redirectingKV{})
-	b := serveKV(t, &redirectingKV{next: c})
-	a := serveKV(t, &redirectingKV{next: b})
-	_, first, err := f.watch(ctx, a, "data-1", &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV})
-	if err != nil {
-		t.Fatalf("a -> b -> c: %v", err)
-	}
-	if got := first.Revisions["data-1"]; got != 7 {
-		t.Fatalf("first answer %v, want the last node's start for data-1", first)
-	}
+// serveCircle serves two nodes that redirect to each other and returns
+// the address of one.
+func serveCircle(t *testing.T) string {
 	x := &redirectingKV{}
 	xa := serveKV(t, x)
 	x.next = serveKV(t, &redirectingKV{next: xa})
-	if _, _, err := f.watch(ctx, xa, "data-1", &metapb.WatchRequest{}); redirectAddr(err) == "" {
-		t.Fatalf("circle: got %v, want the redirect", err)
+	return xa
+}
+
+// A forwarding node follows the redirects of the node it forwarded to (a
+// replica that moved away names where the group is now), a bounded number
+// of times and never in a circle: for a call, and for a watch (which
+// ended with the redirect, so that a pinned client's watch failed on
+// every attempt while its node's hint stayed stale).
+func TestForwardingFollowsRedirects(t *testing.T) {
+	f := newForwarder(nil)
+	t.Cleanup(func() { _ = f.close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		// do forwards to addr and returns what the last node answered.
+		do   func(addr string) (string, error)
+		want string
+	}{
+		{"call", func(addr string) (string, error) {
+			resp, err := f.invoke(ctx, addr, metapb.KV_Get_FullMethodName, &metapb.GetRequest{Key: []byte("k")}, "")
+			if err != nil {
+				return "", err
+			}
+			return string(resp.(*metapb.GetResponse).GetKv().GetValue()), nil
+		}, "here"},
+		{"watch", func(addr string) (string, error) {
+			_, first, err := f.watch(ctx, addr, "data-1", &metapb.WatchRequest{Space: metapb.WatchSpace_WATCH_SPACE_KV})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprint(first.Revisions["data-1"]), nil
+		}, "7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := serveKV(t, &redirectingKV{})
+			b := serveKV(t, &redirectingKV{next: c})
+			a := serveKV(t, &redirectingKV{next: b})
+			if got, err := tc.do(a); err != nil || got != tc.want {
+				t.Fatalf("a -> b -> c: got %q, %v; want the answer of the last node, %q", got, err, tc.want)
+			}
+			// A circle ends with the redirect, not a loop.
+			if _, err := tc.do(serveCircle(t)); redirectAddr(err) == "" {
+				t.Fatalf("circle: got %v, want the redirect", err)
+			}
+			// A chain longer than maxRedirects ends with the redirect.
+			chain := serveKV(t, &redirectingKV{})
+			for range maxRedirects + 1 {
+				chain = serveKV(t, &redirectingKV{next: chain})
+			}
+			if _, err := tc.do(chain); redirectAddr(err) == "" {
+				t.Fatalf("long chain: got %v, want the redirect", err)
+			}
+		})
 	}
 }
