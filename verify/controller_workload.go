@@ -16,7 +16,8 @@ import (
 // its assignment epoch (now and then also under an epoch they know is
 // stale, which must be rejected); every few session timeouts a broker
 // falls silent, for a third of the timeout (it must stay alive) or for
-// one and a half to two timeouts (it may be declared down), and comes
+// one and a half to two timeouts (it may be declared down; a clean stop,
+// below, two and a half to three), and comes
 // back by heartbeating in its old epoch or by registering again. Long
 // silences happen only where their declaration can be judged: once the
 // cluster has been quiet for a timeout (no fault active, the last one
@@ -164,9 +165,10 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 	for ctx.Err() == nil {
 		tick := time.Now()
 		heartbeat, timeout := c.timing()
-		long, silent := false, false
+		long, silent, clean := false, false, false
 		if c.chaos.Load() {
-			long = c.beginLong(timeout, true)
+			clean = c.beginLong(timeout, true)
+			long = clean
 			if !long && tick.After(nextSilence) {
 				silent = true
 				long = rng.IntN(2) == 0 && c.beginLong(timeout, false)
@@ -175,7 +177,8 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 		if long || silent {
 			d := timeout / 3
 			if long {
-				d = jitter(rng, timeout*3/2, 2*timeout)
+				lo, hi := longSilence(timeout, clean)
+				d = jitter(rng, lo, hi)
 			}
 			from := s.r.clock.Now()
 			c.silence(ctx, d)
@@ -250,14 +253,29 @@ func (c *controllerWorkload) beginLong(timeout time.Duration, clean bool) bool {
 		}
 		c.stopped++
 	}
-	c.reserveLong(timeout)
+	c.reserveLong(timeout, clean)
 	return true
 }
 
-// reserveLong holds the next fault for a long silence beginning now (at
-// most two timeouts). c.mu is held.
-func (c *controllerWorkload) reserveLong(timeout time.Duration) {
-	if end := time.Now().Add(2*timeout + declareSettle); end.After(c.longUntil) {
+// longSilence bounds a long silence: a clean stop lasts long enough that
+// its declaration is all but certain (the controller declares a broker a
+// timeout after its last heartbeat, give or take its sweep, the proposal,
+// and a new controller's grace after a fault: stops of one and a half to
+// two timeouts often ended first, and left nothing to judge); any other
+// lasts one and a half to two timeouts, where a declaration may come or
+// not.
+func longSilence(timeout time.Duration, clean bool) (lo, hi time.Duration) {
+	if clean {
+		return timeout * 5 / 2, 3 * timeout
+	}
+	return timeout * 3 / 2, 2 * timeout
+}
+
+// reserveLong holds the next fault for a long silence beginning now.
+// c.mu is held.
+func (c *controllerWorkload) reserveLong(timeout time.Duration, clean bool) {
+	_, longest := longSilence(timeout, clean)
+	if end := time.Now().Add(longest + declareSettle); end.After(c.longUntil) {
 		c.longUntil = end
 	}
 }
