@@ -64,9 +64,11 @@ fuzz:
 	@ci/fuzz.sh
 
 # planted-bugs: builds with test-only bugs (tag metabugs; META_BUG picks
-# one) must be caught by the in-process fault runner within 20 seeds.
+# one) must be caught by the in-process fault runner within 20 seeds, and
+# openauth (a caller without credentials let in) by the auth check that
+# TLS chaos runs make.
 planted-bugs:
-	$(GO) test -tags metabugs -count=1 -timeout 15m -run 'TestPlantedBugs|TestPlantedNoSyncBug' ./metanode/metanodetest/ ./rocks/
+	$(GO) test -tags metabugs -count=1 -timeout 15m -run 'TestPlantedBugs|TestPlantedNoSyncBug|TestPlantedOpenAuthCaught' ./metanode/metanodetest/ ./rocks/ ./rpc/server/
 
 # chaos-smoke: every nemesis kind once against real nodes in containers
 # (about 5 minutes); skipped, loudly, where no Docker engine answers.

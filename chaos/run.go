@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -427,6 +428,11 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		vcfg.Dial = verify.TLSClientDialer(log, vcfg.OpTimeout, clientTLS)
 	}
 	res, runErr := verify.Run(ctx, vcfg)
+	var authCheck *verify.CheckResult
+	if clientTLS != nil && res != nil {
+		c := checkAuth(ctx, log, vcfg.OpTimeout, clientTLS, endpoints, opts.Seed)
+		authCheck = &c
+	}
 
 	notes := nem.Notes()
 	if err := nem.Close(); err != nil {
@@ -448,6 +454,9 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	}
 	progress("report")
 	res.Checks = append(res.Checks, CheckNodes(hits, notes, len(logs), scanErr))
+	if authCheck != nil {
+		res.Checks = append(res.Checks, *authCheck)
+	}
 	if runErr != nil {
 		// A run stopped early (interrupted) did not play its schedule:
 		// what the schedule promised cannot be judged. What the history
@@ -539,6 +548,32 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("chaos: %s: %w", filepath.Base(path), err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// checkAuth runs verify.CheckAuth on a TLS run's cluster, still up and
+// healed: an anonymous connection (the CA, no certificate, no token)
+// against the harness's admin one.
+func checkAuth(ctx context.Context, log *slog.Logger, timeout time.Duration, admin *tls.Config, nodes map[string]string, seed int64) verify.CheckResult {
+	var endpoints []string
+	for _, id := range slices.Sorted(maps.Keys(nodes)) {
+		endpoints = append(endpoints, nodes[id])
+	}
+	anonTLS := admin.Clone()
+	anonTLS.Certificates, anonTLS.GetClientCertificate = nil, nil
+	fail := func(err error) verify.CheckResult {
+		return verify.CheckResult{Checker: verify.CheckerAuth, Verdict: verify.Unknown, Details: err.Error()}
+	}
+	anon, err := verify.TLSClientDialer(log, timeout, anonTLS)(endpoints, false)
+	if err != nil {
+		return fail(err)
+	}
+	defer anon.Close()
+	adm, err := verify.TLSClientDialer(log, timeout, admin)(endpoints, false)
+	if err != nil {
+		return fail(err)
+	}
+	defer adm.Close()
+	return verify.CheckAuth(ctx, anon, adm, endpoints[0], fmt.Sprintf("chaos-auth-probe/%d", seed))
 }
 
 // TLSDir is the folder of a TLS run's certificates in its run folder:

@@ -20,15 +20,18 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
 	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/verify"
 	"github.com/metamq/meta/verify/poll"
 )
 
-// TestAuthOverTLS serves the public API of a fake node with mutual TLS
-// and authentication, and calls it as nobody, a reader, two brokers (a
-// certificate and a token), an admin and a member certificate of a node
-// that is not a member: each is refused or let through as its role says.
-func TestAuthOverTLS(t *testing.T) {
-	dir := t.TempDir()
+// authFake serves the public API of a fake node with mutual TLS and
+// authentication (certificates under dir: the node "fake", a member
+// "intruder" that is not one of its members, a broker b1, a reader r1, an
+// admin; a token for broker b2) and returns its address and as, which
+// returns a client presenting files (nil: no certificate) and tok.
+func authFake(t *testing.T) (dir, addr string, as func(files *transport.TLSFiles, tok string) *client.Client) {
+	t.Helper()
+	dir = t.TempDir()
 	if err := transport.WriteDevCerts(dir, []string{"fake", "intruder"}); err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +44,7 @@ func TestAuthOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const token = "b2-token"
-	auth := &server.Auth{Tokens: map[string]server.Principal{server.HashToken(token): {Role: server.RoleBroker, Name: "b2"}},
+	auth := &server.Auth{Tokens: map[string]server.Principal{server.HashToken(b2Token): {Role: server.RoleBroker, Name: "b2"}},
 		IsMember: func(id string) bool { return id == "fake" }}
 	opts := append([]grpc.ServerOption{grpc.Creds(nodeCert.ServerCredentials())}, server.AuthOptions(auth)...)
 	srv := grpc.NewServer(append(opts, server.ServerOptions()...)...)
@@ -57,7 +59,7 @@ func TestAuthOverTLS(t *testing.T) {
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	addr := lis.Addr().String()
+	addr = lis.Addr().String()
 
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {
@@ -66,7 +68,7 @@ func TestAuthOverTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	// as returns a client presenting files (none: no certificate).
-	as := func(files *transport.TLSFiles, tok string) *client.Client {
+	as = func(files *transport.TLSFiles, tok string) *client.Client {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 		if files != nil {
 			cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
@@ -82,6 +84,19 @@ func TestAuthOverTLS(t *testing.T) {
 		t.Cleanup(func() { _ = cl.Close() })
 		return cl
 	}
+	return dir, addr, as
+}
+
+// b2Token is the bearer token of broker b2 on authFake's node.
+const b2Token = "b2-token"
+
+// TestAuthOverTLS serves the public API of a fake node with mutual TLS
+// and authentication, and calls it as nobody, a reader, two brokers (a
+// certificate and a token), an admin and a member certificate of a node
+// that is not a member: each is refused or let through as its role says.
+func TestAuthOverTLS(t *testing.T) {
+	dir, _, as := authFake(t)
+	token := b2Token
 	files := func(sub string) *transport.TLSFiles { f := transport.ClientFiles(filepath.Join(dir, sub)); return &f }
 	intruder := transport.TLSDirFiles(filepath.Join(dir, "intruder"))
 	nobody, reader, broker, tokenBroker, admin, stranger :=
@@ -203,4 +218,15 @@ func TestWatchesPerConnection(t *testing.T) {
 	})
 	again()
 	cancels[1]()
+}
+
+// The chaos suite's auth checker (verify.CheckAuth) judges every probe of
+// a server with authentication on, and finds nothing wrong with it.
+func TestAuthCheckerJudgesEveryProbe(t *testing.T) {
+	dir, addr, as := authFake(t)
+	admin := transport.ClientFiles(dir)
+	res := verify.CheckAuth(ctx10(t), as(nil, ""), as(&admin, ""), addr, "auth-probe")
+	if res.Verdict != verify.Valid || res.Judged != res.Total || res.Total != 4 {
+		t.Fatalf("auth check: %+v, want valid with 4 of 4 probes judged", res)
+	}
 }
