@@ -50,29 +50,70 @@ func (m *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
 		}
 		return m.rejoin(ctx, f, n)
 	case "add":
-		spare := ""
-		m.mu.Lock()
-		for _, s := range m.cfg.Spares {
-			if !m.added[s] {
-				spare = s
-				break
-			}
-		}
-		m.mu.Unlock()
-		if spare == "" {
-			return fmt.Errorf("chaos: member add: %w: no spare node", verify.ErrUnsupported)
-		}
-		if err := m.ensureAdded(ctx, spare); err != nil {
-			return err
-		}
-		m.mark(m.added, []string{spare}, true)
-		if err := m.c.Start(ctx, spare); err != nil {
-			return err
-		}
-		m.note(f, false, "added spare %s and started it", spare)
-		return nil
+		_, err := m.addSpare(ctx, f)
+		return err
 	}
 	return fmt.Errorf("chaos: member: unknown op %q", op)
+}
+
+// addSpare adds a spare that is not a member yet and starts it.
+func (m *Nemesis) addSpare(ctx context.Context, f *verify.Fault) (string, error) {
+	spare := ""
+	m.mu.Lock()
+	for _, s := range m.cfg.Spares {
+		if !m.added[s] {
+			spare = s
+			break
+		}
+	}
+	m.mu.Unlock()
+	if spare == "" {
+		return "", fmt.Errorf("chaos: %s: %w: no spare node", f.Kind, verify.ErrUnsupported)
+	}
+	if err := m.ensureAdded(ctx, spare); err != nil {
+		return spare, err
+	}
+	m.mark(m.added, []string{spare}, true)
+	if err := m.c.Start(ctx, spare); err != nil {
+		return spare, err
+	}
+	m.note(f, false, "added spare %s and started it", spare)
+	return spare, nil
+}
+
+// retireSpares retires every spare a fault added.
+func (m *Nemesis) retireSpares(ctx context.Context, f *verify.Fault) error {
+	m.mu.Lock()
+	added := sortedKeys(m.added)
+	m.mu.Unlock()
+	for _, s := range added {
+		if err := m.retire(ctx, f, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
+// it adds (the cluster's replication factor is its node count: no node
+// of the cluster lacks a replica). Heal retires the spare, and the
+// replica moves back.
+func (m *Nemesis) injectMove(ctx context.Context, f *verify.Fault) error {
+	if len(f.Nodes) == 0 {
+		return fmt.Errorf("chaos: move: no node")
+	}
+	spare, err := m.addSpare(ctx, f)
+	if err != nil {
+		return err
+	}
+	group := f.Params["group"]
+	start := time.Now()
+	replicas, err := verify.MoveReplica(ctx, m.adm, group, f.Nodes[0], spare, m.cfg.OpTimeout)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	m.note(f, false, "moved %s's replica of %s to %s in %s: replicas %v", f.Nodes[0], group, spare, time.Since(start).Round(time.Millisecond), replicas)
+	return nil
 }
 
 func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
@@ -85,15 +126,7 @@ func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
 	case "wipe-readd":
 		return m.waitVoter(ctx, f, f.Nodes[0])
 	case "add":
-		m.mu.Lock()
-		added := sortedKeys(m.added)
-		m.mu.Unlock()
-		for _, s := range added {
-			if err := m.retire(ctx, f, s); err != nil {
-				return err
-			}
-		}
-		return nil
+		return m.retireSpares(ctx, f)
 	}
 	return fmt.Errorf("chaos: member: unknown op %q", f.Params["op"])
 }

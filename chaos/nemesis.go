@@ -72,6 +72,7 @@ var _ containers = (*Cluster)(nil)
 type admin interface {
 	verify.StatusReader
 	verify.MemberAdmin
+	verify.ReplicaMover
 	AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error)
 	TransferLeader(ctx context.Context, group, target string) (*metapb.TransferLeaderResponse, error)
 	Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error)
@@ -207,8 +208,12 @@ func (m *Nemesis) Close() error {
 // Nodes returns the cluster's nodes (not the spares), sorted.
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
-// Supports reports every kind but crashpoint: the node has no crash points.
+// Supports reports every kind but crashpoint (the node has no crash
+// points), and move only with a spare to move replicas to.
 func (m *Nemesis) Supports(k verify.FaultKind) bool {
+	if k == verify.FaultMove {
+		return len(m.cfg.Spares) > 0
+	}
 	return slices.Contains(verify.AllFaultKinds, k) && k != verify.FaultCrashpoint
 }
 
@@ -269,6 +274,8 @@ func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		return m.injectDelay(ctx, f)
 	case verify.FaultMember:
 		return m.injectMember(ctx, f)
+	case verify.FaultMove:
+		return m.injectMove(ctx, f)
 	case verify.FaultTransfer:
 		return m.injectTransfer(f)
 	}
@@ -304,6 +311,8 @@ func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return nil
 	case verify.FaultMember:
 		return m.healMember(ctx, f)
+	case verify.FaultMove:
+		return m.retireSpares(ctx, f)
 	}
 	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }

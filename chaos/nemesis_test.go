@@ -123,10 +123,11 @@ type fakeAdmin struct {
 	failWrite map[string]bool // groups whose writes fail
 	snapIndex uint64          // leaders' last snapshot index
 	drained   map[string]bool
+	moved     map[string][2]string // group → the node that gave its replica, and the one that took it
 }
 
 func newFakeAdmin(members ...string) *fakeAdmin {
-	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{}, drained: map[string]bool{}}
+	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{}, drained: map[string]bool{}, moved: map[string][2]string{}}
 }
 
 func (a *fakeAdmin) Calls() []string {
@@ -223,6 +224,51 @@ func (a *fakeAdmin) ListNodes(context.Context) (*metapb.ListNodesResponse, error
 		res.Nodes = append(res.Nodes, &metapb.NodeInfo{Id: m, Addr: m + ":7000", Alive: true, State: st})
 	}
 	return res, nil
+}
+
+// ListGroups places every group on every member, but for moved
+// replicas.
+func (a *fakeAdmin) ListGroups(context.Context) (*metapb.ListGroupsResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	res := &metapb.ListGroupsResponse{}
+	for _, g := range a.groups {
+		gi := &metapb.GroupInfo{Group: g, Leader: "n1", State: "active"}
+		for _, m := range a.members {
+			switch mv := a.moved[g]; m {
+			case mv[0]:
+				continue
+			case mv[1]:
+			default:
+				if slices.Contains(a.spares(), m) {
+					continue
+				}
+			}
+			gi.Replicas = append(gi.Replicas, &metapb.ReplicaInfo{Node: m, Voter: true, Role: "voter"})
+		}
+		res.Groups = append(res.Groups, gi)
+	}
+	return res, nil
+}
+
+// spares are the members whose names do not start with "n" (a spare
+// holds only what was moved to it).
+func (a *fakeAdmin) spares() []string {
+	var out []string
+	for _, m := range a.members {
+		if !strings.HasPrefix(m, "n") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (a *fakeAdmin) MoveReplica(_ context.Context, group, from, to string) (*metapb.MoveReplicaResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, "move "+group+" "+from+" "+to)
+	a.moved[group] = [2]string{from, to}
+	return &metapb.MoveReplicaResponse{ConfVer: 2}, nil
 }
 
 func (a *fakeAdmin) TransferLeader(_ context.Context, group, target string) (*metapb.TransferLeaderResponse, error) {
@@ -369,7 +415,7 @@ func TestNemesisInjectHeal(t *testing.T) {
 func TestNemesisSupports(t *testing.T) {
 	m, _, _ := fakeNemesis(t)
 	for _, k := range verify.AllFaultKinds {
-		if got, want := m.Supports(k), k != verify.FaultCrashpoint; got != want {
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove; got != want { // no spare to move to
 			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
 		}
 	}
@@ -451,6 +497,35 @@ func TestNemesisMember(t *testing.T) {
 		}
 		if got, want := fc.Calls(), []string{"kill n4", "wipe n4"}; !slices.Equal(got, want) {
 			t.Errorf("Heal: container calls got %q, want %q", got, want)
+		}
+	})
+	t.Run("move", func(t *testing.T) {
+		m, fc, fa := fakeNemesis(t, "s4")
+		if !m.Supports(verify.FaultMove) {
+			t.Fatal("Supports(move) with a spare: got false")
+		}
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMove, Nodes: []string{"n2"}, Params: map[string]string{"group": "data-1"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"add s4 s4:7000", "move data-1 n2 s4"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q", got, want)
+		}
+		if got, want := fc.Calls(), []string{"start s4"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: container calls got %q, want %q", got, want)
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"drain s4", "remove s4"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: admin calls got %q, want %q", got, want)
+		}
+		if got, want := fc.Calls(), []string{"kill s4", "wipe s4"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: container calls got %q, want %q", got, want)
+		}
+		m, _, _ = fakeNemesis(t)
+		if m.Supports(verify.FaultMove) {
+			t.Error("Supports(move) without a spare: got true")
 		}
 	})
 	t.Run("add without a spare", func(t *testing.T) {

@@ -22,6 +22,7 @@ var HealAllowance = map[verify.FaultKind]time.Duration{
 	verify.FaultKillAll: 4 * time.Second,
 	verify.FaultPause:   time.Second,
 	verify.FaultMember:  10 * time.Second,
+	verify.FaultMove:    10 * time.Second,
 	verify.FaultLag:     3 * time.Second,
 }
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -172,10 +173,10 @@ func (c *Controller) RemoveMember(ctx context.Context, id string, force bool) ([
 		return nil, err
 	}
 	if d.Member(id) == nil {
-		return nil, metapb.Invalid("id", "no member %q", id)
+		return nil, invalid("id", "no member %q", id)
 	}
 	if len(d.Members) == 1 {
-		return nil, metapb.Invalid("id", "%s is the last member", id)
+		return nil, invalid("id", "%s is the last member", id)
 	}
 	nodes, groups := c.view(d)
 	i := slices.IndexFunc(nodes, func(n NodeView) bool { return n.ID == id })
@@ -187,7 +188,7 @@ func (c *Controller) RemoveMember(ctx context.Context, id string, force bool) ([
 			}
 		}
 		if len(holds) > 0 {
-			return nil, metapb.Invalid("id", "%s is alive and still holds %v: drain it first (metactl member drain %s), or force", id, holds, id)
+			return nil, invalid("id", "%s is alive and still holds %v: drain it first (metactl member drain %s), or force", id, holds, id)
 		}
 	}
 	res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_MemberRemove{MemberRemove: &logpb.MemberRemove{Id: id}}})
@@ -195,12 +196,73 @@ func (c *Controller) RemoveMember(ctx context.Context, id string, force bool) ([
 		return nil, err
 	}
 	if res.Code != logpb.Code_CODE_OK && res.Code != logpb.Code_CODE_NOT_FOUND {
-		return nil, metapb.Invalid("id", "%s", res.Message)
+		return nil, invalid("id", "%s", res.Message)
 	}
 	c.mu.Lock()
 	delete(c.nodes, id)
 	c.mu.Unlock()
 	return slices.DeleteFunc(slices.Clone(d.Members), func(m *logpb.MemberPut) bool { return m.Id == id }), nil
+}
+
+// MoveReplica moves group's replica from node from to node to: it
+// changes the group's record, compared on the version it read, and the
+// group's leader makes the configuration follow (metanode/membership.go).
+// A move is refused while another change of the group is under way
+// (REVISION_CONFLICT: try again once it settles), and when to cannot take
+// the replica. Placement may later move another replica to rebalance.
+func (c *Controller) MoveReplica(ctx context.Context, group, from, to string) (*logpb.GroupRecord, error) {
+	if !c.Active() {
+		return nil, ErrNotActive
+	}
+	d, err := c.directory()
+	if err != nil {
+		return nil, err
+	}
+	nodes, groups := c.view(d)
+	gi := slices.IndexFunc(groups, func(g GroupView) bool { return g.Record.Name == group })
+	if gi < 0 {
+		return nil, invalid("group", "no group %q", group)
+	}
+	g := groups[gi]
+	if !hostsNode(g.Record, from) {
+		return nil, invalid("from", "%s holds no replica of %s (replicas %v)", from, group, replicaNodes(g.Record))
+	}
+	ni := slices.IndexFunc(nodes, func(n NodeView) bool { return n.ID == to })
+	switch {
+	case ni < 0:
+		return nil, invalid("to", "no member %q", to)
+	case hostsNode(g.Record, to):
+		return nil, invalid("to", "%s already holds a replica of %s", to, group)
+	case nodes[ni].Draining:
+		return nil, invalid("to", "%s is draining", to)
+	case !nodes[ni].Alive || nodes[ni].Dead:
+		return nil, invalid("to", "%s has not reported for %s: it is not alive", to, c.cfg.NodeTimeout)
+	}
+	if moving(g) {
+		return nil, metapb.NewError(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaGroup: group},
+			"%s is changing (record conf_ver %d, its leader's configuration differs or is unknown): try again once it settles", group, g.Record.ConfVer)
+	}
+	rec := replace(g.Record, from, to)
+	res, err := c.node.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_GroupPut{GroupPut: &logpb.GroupPut{Group: rec, ExpectedConfVer: rec.ConfVer}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return nil, metapb.NewError(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaGroup: group},
+			"%s changed while the move was planned (%s): try again", group, res.Message)
+	}
+	c.log.Info("moving a replica", "group", group, "from", from, "to", to, "conf_ver", rec.ConfVer+1)
+	c.mu.Lock()
+	c.moves++
+	c.mu.Unlock()
+	rec.ConfVer++
+	return rec, nil
+}
+
+// invalid is an INVALID_ARGUMENT error naming the request field at
+// fault, in its metadata and at the head of its message.
+func invalid(field, format string, args ...any) error {
+	return metapb.Invalid(field, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
 // directory reads metadata-0's directory on this node.

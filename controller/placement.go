@@ -115,7 +115,7 @@ func PlanPlacement(p Placement) []*logpb.GroupRecord {
 		}
 		var cands []NodeView
 		for _, n := range p.Nodes {
-			if eligible(n.ID) && !busy[n.ID] && !hostsNode(g.Record, n.ID) {
+			if eligible(n.ID) && !busy[n.ID] && (!hostsNode(g.Record, n.ID) || plantedDupReplica()) {
 				cands = append(cands, n)
 			}
 		}

@@ -17,6 +17,8 @@ import (
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // fastPlacement makes membership and placement quick enough for tests.
@@ -519,4 +521,92 @@ func TestWatchFollowsGroupsOffADrainedNode(t *testing.T) {
 			t.Fatalf("the watch through n4 delivered %d of %d puts made after its groups moved away", len(seen), len(want))
 		}
 	}
+}
+
+// An operator moves a replica by hand (metactl group move): the leader's
+// replica of a group goes to the node that holds none while writes go
+// on; the group's configuration follows (the old leader hands its
+// leadership off and leaves), no acknowledged write is lost, and moves
+// that cannot be done are refused naming the field at fault.
+func TestMoveReplica(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{Nodes: 4, DataGroups: 2}))
+	cl := c.Client("")
+	all := []string{"n1", "n2", "n3", "n4"}
+	waitPlacement(t, cl, 3, all, 60*time.Second)
+	const g = "data-0"
+	holders := groupsHolders(t, cl, g)
+	from := c.Leader(g)
+	to := ""
+	for _, id := range all {
+		if !slices.Contains(holders, id) {
+			to = id
+		}
+	}
+	if from == "" || to == "" {
+		t.Fatalf("leader %q of %s, replicas %v: want a leader and a node without a replica", from, g, holders)
+	}
+	other := holders[0]
+	if other == from {
+		other = holders[1]
+	}
+	for _, tt := range []struct{ group, from, to, field string }{
+		{"data-9", from, to, "group"},
+		{g, to, from, "from"},
+		{g, from, other, "to"},
+		{g, from, "n9", "to"},
+		{"", from, to, "group"},
+		{g, from, "", "to"},
+	} {
+		_, err := cl.MoveReplica(ctxT(t, 10*time.Second), tt.group, tt.from, tt.to)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.field) {
+			t.Errorf("move %q from %q to %q: got %v, want InvalidArgument naming %s", tt.group, tt.from, tt.to, err, tt.field)
+		}
+	}
+
+	l := startLoad(cl, 2)
+	defer l.cancel()
+	resp, err := cl.MoveReplica(ctxT(t, 20*time.Second), g, from, to)
+	if err != nil {
+		t.Fatalf("move %s's leader replica from %s to %s: %v", g, from, to, err)
+	}
+	if !slices.Contains(resp.Replicas, to) || slices.Contains(resp.Replicas, from) {
+		t.Fatalf("move answered replicas %v, want %s in and %s out", resp.Replicas, to, from)
+	}
+	poll.For(t, "the move done", 120*time.Second, func() error {
+		gs, err := cl.ListGroups(ctxT(t, 5*time.Second))
+		if err != nil {
+			return err
+		}
+		for _, gi := range gs.Groups {
+			if gi.Group == g {
+				return poll.Check(gi.ConfVer >= resp.ConfVer && !gi.Moving && gi.Leader != "" && gi.Leader != from,
+					fmt.Sprintf("conf_ver %d moving %t leader %s replicas %v", gi.ConfVer, gi.Moving, gi.Leader, gi.Replicas))
+			}
+		}
+		return fmt.Errorf("%s not listed", g)
+	})
+	poll.ForTrue(t, from+" to delete its replica of "+g, 60*time.Second, func() bool {
+		return !slices.ContainsFunc(c.Running(from).Status(), func(st *metapb.GroupStatus) bool { return st.Group == g })
+	})
+	l.stop(t, cl)
+}
+
+// groupsHolders lists the nodes group's record places a replica on.
+func groupsHolders(t *testing.T, cl *client.Client, group string) []string {
+	t.Helper()
+	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs.Groups {
+		if g.Group == group {
+			var out []string
+			for _, r := range g.Replicas {
+				out = append(out, r.Node)
+			}
+			return out
+		}
+	}
+	t.Fatalf("%s not listed", group)
+	return nil
 }

@@ -15,6 +15,7 @@ type Conn interface {
 	API
 	Inspector
 	Prober
+	PlacementReader
 	Close() error
 }
 

@@ -42,6 +42,7 @@ type memCluster struct {
 	bugUnknownAsFail bool // an unknown outcome that applied is reported failed
 	bugLoseWrites    bool // healing a fault rolls state back to its start
 	bugDiverge       bool // the last node reports another state hash
+	bugPlacement     bool // data-0 ends with two replicas on the first node
 	stale            map[string]memState
 	rollback         *memState
 }
@@ -346,6 +347,42 @@ func (m *memConn) Members(ctx context.Context) (*metapb.MembersResponse, error) 
 	err := m.read(func(*memState) {
 		for _, n := range m.c.nodes {
 			out.Members = append(out.Members, &metapb.Member{Id: n, Addr: "mem://" + n, Voter: true})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListGroups places every group on every node, all voters, led by the
+// first node (with bugPlacement: data-0's last replica on the first node
+// again).
+func (m *memConn) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error) {
+	out := &metapb.ListGroupsResponse{ReplicationFactor: uint32(len(m.c.nodes)), MetadataReplicationFactor: uint32(len(m.c.nodes))}
+	err := m.read(func(*memState) {
+		for _, g := range memGroups {
+			gi := &metapb.GroupInfo{Group: g, State: "active", Leader: m.c.nodes[0]}
+			for _, n := range m.c.nodes {
+				if m.c.bugPlacement && g == "data-0" && n == m.c.nodes[len(m.c.nodes)-1] {
+					n = m.c.nodes[0]
+				}
+				gi.Replicas = append(gi.Replicas, &metapb.ReplicaInfo{Node: n, Voter: true, Role: "voter"})
+			}
+			out.Groups = append(out.Groups, gi)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (m *memConn) ListNodes(ctx context.Context) (*metapb.ListNodesResponse, error) {
+	out := &metapb.ListNodesResponse{}
+	err := m.read(func(*memState) {
+		for _, n := range m.c.nodes {
+			out.Nodes = append(out.Nodes, &metapb.NodeInfo{Id: n, Alive: true, State: "active", Replicas: uint32(len(memGroups))})
 		}
 	})
 	if err != nil {

@@ -93,12 +93,22 @@ const (
 	// and restarts the node if it crashed. An empty point lets the nemesis
 	// choose.
 	FaultCrashpoint FaultKind = "crashpoint"
+	// FaultMove moves a replica under load: Nodes[0] (two times in three
+	// the leader of Params["group"]) gives its replica of the group to a
+	// node that holds none, through the public MoveReplica. The group's
+	// leader adds the new replica as a non-voter, catches it up, promotes
+	// it, hands its leadership off when it is the one leaving, and
+	// removes Nodes[0]. On a cluster where every node holds every group
+	// the nemesis first adds a spare to take the replica; Heal then
+	// drains and removes the spare (the replica moves back). Nemeses
+	// without a spare for such a cluster return ErrUnsupported.
+	FaultMove FaultKind = "move"
 )
 
 // AllFaultKinds lists every kind, in a fixed order.
 var AllFaultKinds = []FaultKind{
 	FaultKill, FaultKillAll, FaultPause, FaultIsolate, FaultSplit, FaultBridge, FaultOneWay,
-	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint,
+	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove,
 }
 
 // ParseKinds parses a comma-separated list of fault kinds. "partition"
@@ -515,6 +525,8 @@ func drawFault(rng *rand.Rand, kind FaultKind, d time.Duration, o ScheduleOption
 		return role(1, 2, 0), map[string]string{"op": o.MemberOps[rng.IntN(len(o.MemberOps))]}
 	case FaultTransfer:
 		return LeaderOf(group), map[string]string{"group": group, "every": ms(200, 1000)}
+	case FaultMove:
+		return role(2, 1, 0), map[string]string{"group": group}
 	case FaultLag:
 		return FollowerOf(group), map[string]string{"group": group}
 	case FaultCrashpoint:

@@ -122,3 +122,60 @@ func drainStep(ctx context.Context, adm MemberAdmin, id string, opTimeout time.D
 		return fmt.Errorf("verify: drain member %s: not in the node list", id)
 	}
 }
+
+// ReplicaMover is the part of the public client a move fault needs.
+// *client.Client is one.
+type ReplicaMover interface {
+	MoveReplica(ctx context.Context, group, from, to string) (*metapb.MoveReplicaResponse, error)
+	ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error)
+}
+
+var _ ReplicaMover = (*client.Client)(nil)
+
+// MoveReplica has the directory move group's replica from node from to
+// node to, asking again (each call bounded by opTimeout) until the move
+// is recorded or ctx ends. A refusal that only says "not yet" is asked
+// again: the group is changing (REVISION_CONFLICT), or to has not
+// reported to the controller yet (a node that just joined). It returns
+// the group's replicas once they are on to and not on from, whoever put
+// them there (placement may have moved the same replica first); an
+// unknown outcome is resolved the same way, from the directory.
+func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, opTimeout time.Duration) ([]string, error) {
+	var replicas []string
+	var final error // a refusal asking again cannot change
+	err := poll.Until(ctx, func() error {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		gs, err := mv.ListGroups(cctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs.Groups {
+			if g.Group != group {
+				continue
+			}
+			replicas = replicas[:0]
+			for _, r := range g.Replicas {
+				replicas = append(replicas, r.Node)
+			}
+			if slices.Contains(replicas, to) && !slices.Contains(replicas, from) {
+				return nil
+			}
+			if !slices.Contains(replicas, from) {
+				final = fmt.Errorf("verify: move %s: %s holds none of its replicas %v", group, from, replicas)
+				return nil
+			}
+			_, err := mv.MoveReplica(cctx, group, from, to)
+			if err == nil {
+				return poll.Check(false, "recorded; reading it back")
+			}
+			return fmt.Errorf("verify: move %s from %s to %s: %w", group, from, to, err)
+		}
+		final = fmt.Errorf("verify: move %s: no such group", group)
+		return nil
+	})
+	if final != nil {
+		return replicas, final
+	}
+	return replicas, err
+}

@@ -202,11 +202,14 @@ func Recheck(dir string, timeout time.Duration) (*Result, error) {
 	if timeout > 0 {
 		res.Settings.CheckTimeout = timeout
 	}
-	conv := CheckResult{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "not in summary.json"}
+	live := []CheckResult{{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "not in summary.json"}}
 	if c := saved.Check(CheckerConvergence); c != nil {
-		conv = *c
+		live[0] = *c
 	}
-	lin := Evaluate(res, ops, conv)
+	if c := saved.Check(CheckerPlacement); c != nil { // runs from before the check have none
+		live = append(live, *c)
+	}
+	lin := Evaluate(res, ops, live...)
 	if err := WriteReport(filepath.Join(dir, ReportFile), res, lin); err != nil {
 		return res, err
 	}

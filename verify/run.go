@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -390,7 +391,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	res.Faults = faults
 
-	var conv CheckResult
+	var conv, place CheckResult
 	if runErr == nil {
 		progress("final", nil, hist.Len())
 		fctx, cancel := context.WithTimeout(ctx, cfg.FinalTimeout)
@@ -410,12 +411,17 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
 		conv = Converge(cctx, admin, cfg.Endpoints, nil, 200*time.Millisecond)
 		cancel()
+		progress("placement", nil, hist.Len())
+		pctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
+		place = CheckPlacement(pctx, admin, slices.Sorted(maps.Keys(cfg.Endpoints)), 200*time.Millisecond)
+		cancel()
 		if ctx.Err() != nil {
 			runErr = ctx.Err()
 		}
 	}
 	if runErr != nil {
 		conv = CheckResult{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
+		place = CheckResult{Checker: CheckerPlacement, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
 		res.Error = runErr.Error()
 	}
 
@@ -425,7 +431,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		res.ext = br.records()
 	}
 	ops := hist.Ops()
-	lin := Evaluate(res, ops, conv)
+	lin := Evaluate(res, ops, conv, place)
 	res.Elapsed = clock.Since()
 	if cfg.Dir != "" {
 		if err := WriteRun(cfg.Dir, res, ops, lin); err != nil {
@@ -444,14 +450,15 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 
 // Evaluate runs every checker over a history and its faults, fills res
 // (checks, windows, op stats, verdict) and returns the linearizability
-// result for the report. conv is the convergence result observed live
-// (it cannot be recomputed from a history).
-func Evaluate(res *Result, ops []Op, conv CheckResult) *Linearizability {
+// result for the report. live are the results observed on the running
+// cluster (convergence, placement), which cannot be recomputed from a
+// history.
+func Evaluate(res *Result, ops []Op, live ...CheckResult) *Linearizability {
 	lin := CheckLinearizability(ops, res.Settings.CheckTimeout)
 	res.Checks = slices.Clone(lin.Results)
+	res.Checks = append(res.Checks, CheckFinalReads(ops))
+	res.Checks = append(res.Checks, live...)
 	res.Checks = append(res.Checks,
-		CheckFinalReads(ops),
-		conv,
 		CheckActivity(ops, res.Faults, res.Settings.MinOps),
 		CheckNemesis(res.Faults),
 		CheckRecovery(res.Faults, res.FinalRecovery, res.Settings.RecoveryTimeout),

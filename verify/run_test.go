@@ -140,6 +140,7 @@ func TestRunCatchesPlantedBugs(t *testing.T) {
 		{"unknown outcome reported as failure", func(c *memCluster) { c.bugUnknownAsFail = true }, []FaultKind{FaultKill}, ""},
 		{"acknowledged writes lost", func(c *memCluster) { c.bugLoseWrites = true }, []FaultKind{FaultKill}, ""},
 		{"replicas diverge", func(c *memCluster) { c.bugDiverge = true }, []FaultKind{FaultPause}, CheckerConvergence},
+		{"two replicas of a group on one node", func(c *memCluster) { c.bugPlacement = true }, []FaultKind{FaultPause}, CheckerPlacement},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

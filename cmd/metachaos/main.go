@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -84,7 +85,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&s.binary, "binary", "bin/metanode", "metanode binary the node image is built from (make build puts it there)")
-	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync; openauth, with --tls: a caller without credentials let in as an admin, which the auth check catches)")
+	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync; dupreplica: placement may pick a node that holds a replica already, which the placement check catches after member faults; openauth, with --tls: a caller without credentials let in as an admin, which the auth check catches)")
 	pf.BoolVar(&s.race, "race", false, "build ./cmd/metanode with -race (into --out/.bin) and use that binary")
 	pf.StringVar(&s.out, "out", chaos.DefaultRoot, "directory the run folders go in")
 	pf.IntVar(&s.nodes, "nodes", 3, "cluster size (3 or 5)")
@@ -120,6 +121,14 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !s.spare && slices.Contains(kinds, verify.FaultMove) {
+				// A move needs a node without a replica: the spare.
+				if slices.Contains(strings.Split(nemesis, ","), string(verify.FaultMove)) {
+					return fmt.Errorf("--nemesis move needs the spare node (--spare)")
+				}
+				kinds = slices.DeleteFunc(kinds, func(k verify.FaultKind) bool { return k == verify.FaultMove })
+				fmt.Fprintln(stderr, "metachaos: note: move left out of \"all\": it needs the spare node (--spare)")
+			}
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: want at least 1", runs)
 			}
@@ -145,7 +154,8 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "smoke",
 		Short: "Every supported fault kind at least once, in four runs (make chaos-smoke)",
 		Long: "smoke plays four runs that split the supported fault kinds between them\n" +
-			"(processes: kill, kill-all, pause, member; partitions: isolate, split, bridge, oneway;\n" +
+			"(processes: kill, kill-all, pause, member; partitions and a replica move: isolate, split,\n" +
+			"bridge, oneway, move;\n" +
 			"unstable: flap, delay, transfer, lag; then membership alone: add, remove-readd,\n" +
 			"wipe-readd, with mutual TLS and authentication on), so each kind is injected at least once, and fails unless every run\n" +
 			"passed and every kind was injected.",
@@ -189,7 +199,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 // (add, remove-readd, wipe-readd: chaos.Schedule plays them in turn).
 var smokeGroups = [][]verify.FaultKind{
 	{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember},
-	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay},
+	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultMove},
 	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag},
 	{verify.FaultMember},
 }

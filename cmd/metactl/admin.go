@@ -230,27 +230,22 @@ func (a *app) memberCommand() *cobra.Command {
 			if undo || noWait {
 				return a.emit(resp, func() { printMembers(resp.Members) })
 			}
-			for {
+			return a.await(ctx, args[0]+" not drained yet", "node list", func() (bool, error) {
 				ns, err := c.ListNodes(ctx)
-				if err == nil {
-					for _, n := range ns.Nodes {
-						if n.Id != args[0] {
-							continue
-						}
-						if n.State == "drained" {
-							return a.emit(n, func() { fmt.Fprintf(a.out, "%s drained\n", n.Id) })
-						}
-						if a.output == "text" {
-							fmt.Fprintf(a.errOut, "%s: %d replicas, %d leaderships left\n", n.Id, n.Replicas, n.Leaders)
-						}
+				if err != nil {
+					return false, nil
+				}
+				for _, n := range ns.Nodes {
+					if n.Id != args[0] {
+						continue
 					}
+					if n.State == "drained" {
+						return true, a.emit(n, func() { fmt.Fprintf(a.out, "%s drained\n", n.Id) })
+					}
+					a.progress("%s: %d replicas, %d leaderships left", n.Id, n.Replicas, n.Leaders)
 				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("%s not drained yet (%w): see metactl node list; raise --timeout to wait longer", args[0], ctx.Err())
-				case <-time.After(time.Second):
-				}
-			}
+				return false, nil
+			})
 		},
 	}
 	drain.Flags().BoolVar(&undo, "undo", false, "make the node active again")
@@ -297,8 +292,83 @@ func (a *app) groupCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(list)
+	var from, to string
+	var noWait bool
+	move := &cobra.Command{
+		Use:   "move GROUP --from NODE --to NODE",
+		Short: "Move a group's replica from one node to another, and wait until the group's configuration follows",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			resp, err := c.MoveReplica(ctx, args[0], from, to)
+			if err != nil {
+				return err
+			}
+			if noWait {
+				return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: replicas %v (version %d)\n", args[0], resp.Replicas, resp.ConfVer) })
+			}
+			return a.await(ctx, args[0]+" still moving", "group list", func() (bool, error) {
+				gs, err := c.ListGroups(ctx)
+				if err != nil {
+					return false, nil
+				}
+				for _, g := range gs.Groups {
+					if g.Group != args[0] {
+						continue
+					}
+					if g.ConfVer >= resp.ConfVer && !g.Moving {
+						return true, a.emit(g, func() { fmt.Fprintf(a.out, "%s moved: replicas %v, leader %s\n", g.Group, replicaIDs(g), g.Leader) })
+					}
+					a.progress("%s: replicas %v, leader %s, moving", g.Group, replicaIDs(g), g.Leader)
+				}
+				return false, nil
+			})
+		},
+	}
+	move.Flags().StringVar(&from, "from", "", "the node that gives up its replica (required)")
+	move.Flags().StringVar(&to, "to", "", "the node that takes it: a live, active member without one (required)")
+	move.Flags().BoolVar(&noWait, "no-wait", false, "return once the directory records the move")
+	_ = move.MarkFlagRequired("from")
+	_ = move.MarkFlagRequired("to")
+	cmd.AddCommand(list, move)
 	return cmd
+}
+
+func replicaIDs(g *metapb.GroupInfo) []string {
+	var out []string
+	for _, r := range g.Replicas {
+		out = append(out, r.Node)
+	}
+	return out
+}
+
+// await polls done once a second until it reports true or fails, or ctx
+// ends (then: "WHAT (ctx error): see metactl SEE; raise --timeout ...").
+func (a *app) await(ctx context.Context, what, see string, done func() (bool, error)) error {
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s (%w): see metactl %s; raise --timeout to wait longer", what, ctx.Err(), see)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// progress prints a waiting command's progress on stderr (text output
+// only).
+func (a *app) progress(format string, args ...any) {
+	if a.output == "text" {
+		fmt.Fprintf(a.errOut, format+"\n", args...)
+	}
 }
 
 func (a *app) nodeCommand() *cobra.Command {

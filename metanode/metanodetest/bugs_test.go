@@ -18,7 +18,7 @@ import (
 // little, which is not catching a bug.
 var correctness = []string{
 	verify.CheckerKV, verify.CheckerOffsets, verify.CheckerOffsetsGroup,
-	verify.CheckerFinal, verify.CheckerConvergence,
+	verify.CheckerFinal, verify.CheckerConvergence, verify.CheckerPlacement,
 }
 
 // TestPlantedBugs is the runner's self-test: with each planted bug
@@ -40,6 +40,13 @@ var correctness = []string{
 //   - nosync (raft log writes bypass RocksDB's write-ahead log, so a crash
 //     loses acknowledged entries): kill-all crashes every node soon after
 //     writes, before any memtable flush.
+//   - dupreplica (placement may choose a node that already holds a
+//     replica of the group for a new one; metadata-0's state machine
+//     refuses such a record, so the change never lands): member faults
+//     take a node out, and its replicas are never re-created elsewhere or
+//     dropped; the placement check finds groups still placed on a node
+//     that is no longer a member. Move faults drain a spare, where the
+//     bug may strike too.
 func TestPlantedBugs(t *testing.T) {
 	bugs := []struct {
 		bug   string
@@ -48,6 +55,7 @@ func TestPlantedBugs(t *testing.T) {
 		{"localreads", []verify.FaultKind{verify.FaultIsolate, verify.FaultSplit}},
 		{"retryunknown", []verify.FaultKind{verify.FaultKill, verify.FaultIsolate, verify.FaultDelay}},
 		{"nosync", []verify.FaultKind{verify.FaultKillAll}},
+		{"dupreplica", []verify.FaultKind{verify.FaultMove, verify.FaultMember}},
 	}
 	took := map[string]int{}
 	for _, b := range bugs {

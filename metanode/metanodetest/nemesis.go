@@ -73,6 +73,10 @@ type NemesisOptions struct {
 //     spare) and returns; the node catches up and is promoted while the
 //     workload runs on. HealAll waits until the node set equals the
 //     initial one and every member is a voter in every group.
+//   - move: a spare is added (as for member add), then f.Nodes[0]'s
+//     replica of Params["group"] is moved to it through the public
+//     MoveReplica (verify.MoveReplica); Heal drains and removes the
+//     spare, so the replica moves back.
 //   - transfer: a loop owned by the nemesis calls TransferLeader every
 //     Params["every"], alternating between Params["group"] and a random
 //     group, each time to a random member.
@@ -132,6 +136,8 @@ type NemesisStats struct {
 	// LagSnapshots counts lag faults whose follower came back through a
 	// snapshot install (its snapshot index passed its old last index).
 	LagSnapshots int
+	// Moves counts move faults whose replica the directory moved.
+	Moves int
 	// SlowRemovals counts RemoveMember calls that did not return although
 	// the member had left the list (see Nemesis.unlist).
 	SlowRemovals int
@@ -278,6 +284,8 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		err = n.injectMember(ctx, f)
 	case verify.FaultTransfer:
 		err = n.startTransfer(f)
+	case verify.FaultMove:
+		err = n.injectMove(ctx, f)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -310,6 +318,8 @@ func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return n.healLag(ctx)
 	case verify.FaultMember:
 		return n.healMember(ctx, f)
+	case verify.FaultMove:
+		return n.removeSpares(ctx)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -1016,6 +1026,37 @@ func (n *Nemesis) removeSpare(ctx context.Context, id string) error {
 	return nil
 }
 
+// removeSpares drains and removes every spare a fault added.
+func (n *Nemesis) removeSpares(ctx context.Context) error {
+	n.mu.Lock()
+	spares := slices.Clone(n.spares)
+	n.mu.Unlock()
+	var errs []error
+	for _, id := range spares {
+		errs = append(errs, n.removeSpare(ctx, id))
+	}
+	return errors.Join(errs...)
+}
+
+// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
+// (every member holds every group here: the runner's replication factor
+// is the node count).
+func (n *Nemesis) injectMove(ctx context.Context, f *verify.Fault) error {
+	group := f.Params["group"]
+	spare, err := n.addSpare(ctx)
+	if err != nil {
+		return err
+	}
+	replicas, err := verify.MoveReplica(ctx, n.cl, group, f.Nodes[0], spare, 10*time.Second)
+	n.log.Info("nemesis: moved a replica", "fault", f.ID, "group", group, "from", f.Nodes[0], "to", spare, "replicas", replicas, "err", err)
+	if err == nil {
+		n.mu.Lock()
+		n.stats.Moves++
+		n.mu.Unlock()
+	}
+	return err
+}
+
 func (n *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
 	id := f.Nodes[0]
 	switch op := f.Params["op"]; op {
@@ -1046,12 +1087,7 @@ func (n *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
 			errs = append(errs, n.readd(ctx, f.Nodes[0]))
 		}
 	case "add":
-		n.mu.Lock()
-		spares := slices.Clone(n.spares)
-		n.mu.Unlock()
-		for _, id := range spares {
-			errs = append(errs, n.removeSpare(ctx, id))
-		}
+		errs = append(errs, n.removeSpares(ctx))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

@@ -33,13 +33,13 @@ func TestMain(m *testing.M) {
 }
 
 // inprocKinds are the fault kinds the in-process nemesis supports, in the
-// order seeds draw them: with kinds[s mod 12], seeds 1..30 give the first
-// seven kinds three times and the other five twice, so the kinds whose
-// code paths are longest (membership, snapshot installs, restarts) come
-// first.
+// order seeds draw them: with kinds[s mod 13], seeds 1..30 give kinds 1-4
+// (member, move, lag, kill) three times and the others twice, so the
+// kinds whose code paths are longest (membership, moves, snapshot
+// installs, restarts) come first.
 func inprocKinds() []verify.FaultKind {
 	return []verify.FaultKind{
-		verify.FaultTransfer, verify.FaultMember, verify.FaultLag, verify.FaultKill, verify.FaultKillAll,
+		verify.FaultTransfer, verify.FaultMember, verify.FaultMove, verify.FaultLag, verify.FaultKill, verify.FaultKillAll,
 		verify.FaultIsolate, verify.FaultSplit, verify.FaultPause, verify.FaultBridge, verify.FaultOneWay,
 		verify.FaultFlap, verify.FaultDelay,
 	}
@@ -72,11 +72,11 @@ type plan struct {
 	atController bool
 }
 
-// planFor gives seed s one fault kind, kinds[s mod n] (n = 12 kinds, or
+// planFor gives seed s one fault kind, kinds[s mod n] (n = 13 kinds, or
 // the kinds of META_INPROC_KINDS), and the member op memberOps[(s/n) mod
 // 3], so that seeds 1..30 inject every kind at least twice and do each
-// membership change once (seeds 1, 13 and 25); seeds divisible by 7 run on
-// five nodes (among 1..30: pause, lag, oneway and kill-all).
+// membership change once (seeds 1, 14 and 27); seeds divisible by 7 run on
+// five nodes (among 1..30: split, member, pause and move).
 func planFor(seed int64, override []verify.FaultKind) plan {
 	ks := inprocKinds()
 	if len(override) > 0 {
@@ -90,7 +90,7 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 		p.nodes = 5
 	}
 	for _, k := range p.kinds {
-		if k == verify.FaultMember || k == verify.FaultKillAll {
+		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultKillAll {
 			p.extra = 4 * time.Second
 		}
 	}
@@ -99,10 +99,10 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 
 // withBroker turns the broker workloads of p on or off. With them on, a
 // kill, pause or isolate fault of a seed in an even cycle of the kinds
-// (seed/n even: among 1..30 with the 12 default kinds, kill at seeds 3
-// and 27, isolate at 5 and 29, pause at 7) is aimed at the controller's
-// node; the odd cycle (kill 15, isolate 17, pause 19) keeps the target
-// verify drew, so followers and random nodes are hit too.
+// (seed/n even: among 1..30 with the 13 default kinds, kill at seeds 4
+// and 30, isolate at 6, pause at 8) is aimed at the controller's node;
+// the odd cycle (kill 17, isolate 19, pause 21) keeps the target verify
+// drew, so followers and random nodes are hit too.
 func (p plan) withBroker(on bool, kinds int) plan {
 	p.broker = on
 	p.atController = on && (p.seed/int64(kinds))%2 == 0 && slices.ContainsFunc(p.kinds, hitsController)
@@ -124,7 +124,7 @@ func hitsController(k verify.FaultKind) bool {
 // runnerSettings come from the environment so a maintainer can run more
 // seeds or replay one:
 //
-//	META_INPROC_SEEDS=N   run seeds 1..N (default 30, -short 12)
+//	META_INPROC_SEEDS=N   run seeds 1..N (default 30, -short one per kind: 13)
 //	META_INPROC_SEED=S    run only seed S (its plan and schedule)
 //	META_INPROC_KINDS=k,… draw each seed's kind from these (verify.ParseKinds)
 //	META_INPROC_DURATION  workload time per run (default 10s)
@@ -146,7 +146,7 @@ func settingsFromEnv(t *testing.T) runnerSettings {
 	s := runnerSettings{duration: 10 * time.Second, lanes: 2, sweep: true, broker: true}
 	n := 30
 	if testing.Short() {
-		n = 12
+		n = len(inprocKinds())
 	}
 	if v := os.Getenv("META_INPROC_SEEDS"); v != "" {
 		var err error
@@ -603,13 +603,13 @@ func (b *brokerCoverage) check(t *testing.T, assert bool) {
 	}
 }
 
-// TestRunnerPlans checks what the default sweeps (30 seeds, and the 12 of
+// TestRunnerPlans checks what the default sweeps (30 seeds, and the 13 of
 // -short) plan, before any cluster starts: every kind under the broker
 // workloads, and kill, pause and isolate aimed at the controller's node
 // at least once each and left to verify's draw at least once each in the
 // full sweep.
 func TestRunnerPlans(t *testing.T) {
-	for _, n := range []int64{12, 30} {
+	for _, n := range []int64{int64(len(inprocKinds())), 30} {
 		s := runnerSettings{broker: true, lanes: 2}
 		for seed := int64(1); seed <= n; seed++ {
 			s.seeds = append(s.seeds, seed)
@@ -719,7 +719,7 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 	t.Helper()
 	injected := map[verify.FaultKind]int{}
 	ops := map[string]int{}
-	var lagSnaps, transfers, slow int
+	var lagSnaps, transfers, slow, moves int
 	for _, s := range stats {
 		for k, v := range s.Injected {
 			injected[k] += v
@@ -730,9 +730,10 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 		lagSnaps += s.LagSnapshots
 		transfers += s.Transfers
 		slow += s.SlowRemovals
+		moves += s.Moves
 	}
-	t.Logf("injected %v; member ops %v; lag snapshot installs %d; leadership transfers %d; slow removals %d",
-		injected, ops, lagSnaps, transfers, slow)
+	t.Logf("injected %v; member ops %v; replicas moved %d; lag snapshot installs %d; leadership transfers %d; slow removals %d",
+		injected, ops, moves, lagSnaps, transfers, slow)
 	if !assert {
 		return
 	}
@@ -751,5 +752,8 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 	}
 	if transfers == 0 {
 		t.Errorf("transfer: got 0 successful leadership transfers, want at least 1")
+	}
+	if moves == 0 {
+		t.Errorf("move: got 0 replicas moved, want at least 1")
 	}
 }

@@ -178,6 +178,16 @@ func (c *Client) DrainMember(ctx context.Context, id string, undo bool) (*metapb
 	})
 }
 
+// MoveReplica moves group's replica from node from to node to. It returns
+// once the directory records the move; ListGroups shows it (moving) until
+// the group's configuration follows. A group already changing is refused
+// with REVISION_CONFLICT (definitely not applied): try again later.
+func (c *Client) MoveReplica(ctx context.Context, group, from, to string) (*metapb.MoveReplicaResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.MoveReplicaResponse, error) {
+		return ep.cl.MoveReplica(ctx, &metapb.MoveReplicaRequest{Group: group, From: from, To: to})
+	})
+}
+
 // ListGroups lists every group with its replicas and leader.
 func (c *Client) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error) {
 	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListGroupsResponse, error) {

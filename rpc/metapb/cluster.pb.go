@@ -728,6 +728,130 @@ func (x *DrainMemberResponse) GetMembers() []*Member {
 	return nil
 }
 
+// MoveReplicaRequest moves a group's replica from one node to another:
+// the controller changes the group's record (compared on the record it
+// read), and the group's leader makes the configuration follow (adds to
+// as a non-voter, catches it up, promotes it, hands its leadership off if
+// it is the one leaving, removes from). It returns once the record is
+// changed; ListGroups shows the move (moving) until the configuration
+// follows. Refused with INVALID_ARGUMENT naming the field when the group
+// is unknown, from holds no replica of it, or to cannot take one (not a
+// live, active member, or it already holds one); with REVISION_CONFLICT
+// while another change of the group is under way (try again later).
+type MoveReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaRequest) Reset() {
+	*x = MoveReplicaRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaRequest) ProtoMessage() {}
+
+func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaRequest.ProtoReflect.Descriptor instead.
+func (*MoveReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MoveReplicaRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *MoveReplicaRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *MoveReplicaRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type MoveReplicaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record's configuration version after the change, and its
+	// replicas.
+	ConfVer       uint64   `protobuf:"varint,1,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	Replicas      []string `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaResponse) Reset() {
+	*x = MoveReplicaResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaResponse) ProtoMessage() {}
+
+func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaResponse.ProtoReflect.Descriptor instead.
+func (*MoveReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MoveReplicaResponse) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
+}
+
+func (x *MoveReplicaResponse) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
 type ListGroupsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -736,7 +860,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +872,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[11]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +885,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{11}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 type ReplicaInfo struct {
@@ -778,7 +902,7 @@ type ReplicaInfo struct {
 
 func (x *ReplicaInfo) Reset() {
 	*x = ReplicaInfo{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +914,7 @@ func (x *ReplicaInfo) String() string {
 func (*ReplicaInfo) ProtoMessage() {}
 
 func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[12]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +927,7 @@ func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaInfo.ProtoReflect.Descriptor instead.
 func (*ReplicaInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{12}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReplicaInfo) GetNode() string {
@@ -852,7 +976,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +988,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[13]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1001,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{13}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GroupInfo) GetGroup() string {
@@ -976,7 +1100,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1112,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[14]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1125,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{14}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListGroupsResponse) GetDirectoryVersion() uint64 {
@@ -1040,7 +1164,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1176,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[15]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1189,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{15}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 type NodeInfo struct {
@@ -1088,7 +1212,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1224,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[16]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1237,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{16}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeInfo) GetId() string {
@@ -1188,7 +1312,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1324,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[17]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1337,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{17}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -1233,7 +1357,7 @@ type WatchDirectoryRequest struct {
 
 func (x *WatchDirectoryRequest) Reset() {
 	*x = WatchDirectoryRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1369,7 @@ func (x *WatchDirectoryRequest) String() string {
 func (*WatchDirectoryRequest) ProtoMessage() {}
 
 func (x *WatchDirectoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[18]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1382,7 @@ func (x *WatchDirectoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDirectoryRequest.ProtoReflect.Descriptor instead.
 func (*WatchDirectoryRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{18}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 type DirectoryGroup struct {
@@ -1278,7 +1402,7 @@ type DirectoryGroup struct {
 
 func (x *DirectoryGroup) Reset() {
 	*x = DirectoryGroup{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1414,7 @@ func (x *DirectoryGroup) String() string {
 func (*DirectoryGroup) ProtoMessage() {}
 
 func (x *DirectoryGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[19]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1427,7 @@ func (x *DirectoryGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryGroup.ProtoReflect.Descriptor instead.
 func (*DirectoryGroup) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{19}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DirectoryGroup) GetGroup() string {
@@ -1354,7 +1478,7 @@ type KeyRange struct {
 
 func (x *KeyRange) Reset() {
 	*x = KeyRange{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1490,7 @@ func (x *KeyRange) String() string {
 func (*KeyRange) ProtoMessage() {}
 
 func (x *KeyRange) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[20]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1503,7 @@ func (x *KeyRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyRange.ProtoReflect.Descriptor instead.
 func (*KeyRange) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{20}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyRange) GetLo() uint64 {
@@ -1417,7 +1541,7 @@ type DirectoryUpdate struct {
 
 func (x *DirectoryUpdate) Reset() {
 	*x = DirectoryUpdate{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1553,7 @@ func (x *DirectoryUpdate) String() string {
 func (*DirectoryUpdate) ProtoMessage() {}
 
 func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[21]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1566,7 @@ func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryUpdate.ProtoReflect.Descriptor instead.
 func (*DirectoryUpdate) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{21}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DirectoryUpdate) GetVersion() uint64 {
@@ -1496,7 +1620,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1632,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1645,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -1542,7 +1666,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1678,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1691,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TransferLeaderRequest) GetGroup() string {
@@ -1593,7 +1717,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1729,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1742,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() string {
@@ -1640,7 +1764,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1776,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1789,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -1689,7 +1813,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1825,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1838,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -1809,7 +1933,14 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04undo\x18\x02 \x01(\bR\x04undo\"@\n" +
 	"\x13DrainMemberResponse\x12)\n" +
-	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\"\x13\n" +
+	"\amembers\x18\x01 \x03(\v2\x0f.meta.v1.MemberR\amembers\"N\n" +
+	"\x12MoveReplicaRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"L\n" +
+	"\x13MoveReplicaResponse\x12\x19\n" +
+	"\bconf_ver\x18\x01 \x01(\x04R\aconfVer\x12\x1a\n" +
+	"\breplicas\x18\x02 \x03(\tR\breplicas\"\x13\n" +
 	"\x11ListGroupsRequest\"K\n" +
 	"\vReplicaInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
@@ -1882,7 +2013,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04hash\x18\x04 \x01(\x04R\x04hash\x12\x12\n" +
-	"\x04keys\x18\x05 \x01(\x04R\x04keys2\xcd\x05\n" +
+	"\x04keys\x18\x05 \x01(\x04R\x04keys2\x97\x06\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -1890,7 +2021,8 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\fRemoveMember\x12\x1c.meta.v1.RemoveMemberRequest\x1a\x1d.meta.v1.RemoveMemberResponse\x12Q\n" +
 	"\x0eTransferLeader\x12\x1e.meta.v1.TransferLeaderRequest\x1a\x1f.meta.v1.TransferLeaderResponse\x12B\n" +
 	"\tStateHash\x12\x19.meta.v1.StateHashRequest\x1a\x1a.meta.v1.StateHashResponse\x12H\n" +
-	"\vDrainMember\x12\x1b.meta.v1.DrainMemberRequest\x1a\x1c.meta.v1.DrainMemberResponse\x12E\n" +
+	"\vDrainMember\x12\x1b.meta.v1.DrainMemberRequest\x1a\x1c.meta.v1.DrainMemberResponse\x12H\n" +
+	"\vMoveReplica\x12\x1b.meta.v1.MoveReplicaRequest\x1a\x1c.meta.v1.MoveReplicaResponse\x12E\n" +
 	"\n" +
 	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
 	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
@@ -1908,7 +2040,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -1921,22 +2053,24 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*RemoveMemberRequest)(nil),    // 8: meta.v1.RemoveMemberRequest
 	(*DrainMemberRequest)(nil),     // 9: meta.v1.DrainMemberRequest
 	(*DrainMemberResponse)(nil),    // 10: meta.v1.DrainMemberResponse
-	(*ListGroupsRequest)(nil),      // 11: meta.v1.ListGroupsRequest
-	(*ReplicaInfo)(nil),            // 12: meta.v1.ReplicaInfo
-	(*GroupInfo)(nil),              // 13: meta.v1.GroupInfo
-	(*ListGroupsResponse)(nil),     // 14: meta.v1.ListGroupsResponse
-	(*ListNodesRequest)(nil),       // 15: meta.v1.ListNodesRequest
-	(*NodeInfo)(nil),               // 16: meta.v1.NodeInfo
-	(*ListNodesResponse)(nil),      // 17: meta.v1.ListNodesResponse
-	(*WatchDirectoryRequest)(nil),  // 18: meta.v1.WatchDirectoryRequest
-	(*DirectoryGroup)(nil),         // 19: meta.v1.DirectoryGroup
-	(*KeyRange)(nil),               // 20: meta.v1.KeyRange
-	(*DirectoryUpdate)(nil),        // 21: meta.v1.DirectoryUpdate
-	(*RemoveMemberResponse)(nil),   // 22: meta.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 23: meta.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 24: meta.v1.TransferLeaderResponse
-	(*StateHashRequest)(nil),       // 25: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 26: meta.v1.StateHashResponse
+	(*MoveReplicaRequest)(nil),     // 11: meta.v1.MoveReplicaRequest
+	(*MoveReplicaResponse)(nil),    // 12: meta.v1.MoveReplicaResponse
+	(*ListGroupsRequest)(nil),      // 13: meta.v1.ListGroupsRequest
+	(*ReplicaInfo)(nil),            // 14: meta.v1.ReplicaInfo
+	(*GroupInfo)(nil),              // 15: meta.v1.GroupInfo
+	(*ListGroupsResponse)(nil),     // 16: meta.v1.ListGroupsResponse
+	(*ListNodesRequest)(nil),       // 17: meta.v1.ListNodesRequest
+	(*NodeInfo)(nil),               // 18: meta.v1.NodeInfo
+	(*ListNodesResponse)(nil),      // 19: meta.v1.ListNodesResponse
+	(*WatchDirectoryRequest)(nil),  // 20: meta.v1.WatchDirectoryRequest
+	(*DirectoryGroup)(nil),         // 21: meta.v1.DirectoryGroup
+	(*KeyRange)(nil),               // 22: meta.v1.KeyRange
+	(*DirectoryUpdate)(nil),        // 23: meta.v1.DirectoryUpdate
+	(*RemoveMemberResponse)(nil),   // 24: meta.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 25: meta.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 26: meta.v1.TransferLeaderResponse
+	(*StateHashRequest)(nil),       // 27: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 28: meta.v1.StateHashResponse
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
@@ -1944,36 +2078,38 @@ var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 2: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
 	0,  // 3: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
 	0,  // 4: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
-	12, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	20, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
-	13, // 7: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
-	16, // 8: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	20, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	14, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
+	22, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	15, // 7: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
+	18, // 8: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
+	22, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
 	0,  // 10: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
-	19, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	21, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
 	0,  // 12: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
 	2,  // 13: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
 	4,  // 14: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
 	6,  // 15: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
 	8,  // 16: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	23, // 17: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	25, // 18: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	25, // 17: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	27, // 18: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
 	9,  // 19: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 20: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	15, // 21: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	18, // 22: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	3,  // 23: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 24: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 25: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	22, // 26: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	24, // 27: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	26, // 28: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 29: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	14, // 30: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	17, // 31: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	21, // 32: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	11, // 20: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	13, // 21: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 22: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 23: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	3,  // 24: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 25: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 26: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	24, // 27: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	26, // 28: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	28, // 29: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 30: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 31: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	16, // 32: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 33: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	23, // 34: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1990,7 +2126,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Cluster_TransferLeader_FullMethodName = "/meta.v1.Cluster/TransferLeader"
 	Cluster_StateHash_FullMethodName      = "/meta.v1.Cluster/StateHash"
 	Cluster_DrainMember_FullMethodName    = "/meta.v1.Cluster/DrainMember"
+	Cluster_MoveReplica_FullMethodName    = "/meta.v1.Cluster/MoveReplica"
 	Cluster_ListGroups_FullMethodName     = "/meta.v1.Cluster/ListGroups"
 	Cluster_ListNodes_FullMethodName      = "/meta.v1.Cluster/ListNodes"
 	Cluster_WatchDirectory_FullMethodName = "/meta.v1.Cluster/WatchDirectory"
@@ -45,6 +46,7 @@ type ClusterClient interface {
 	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 	StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error)
 	DrainMember(ctx context.Context, in *DrainMemberRequest, opts ...grpc.CallOption) (*DrainMemberResponse, error)
+	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	WatchDirectory(ctx context.Context, in *WatchDirectoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DirectoryUpdate], error)
@@ -128,6 +130,16 @@ func (c *clusterClient) DrainMember(ctx context.Context, in *DrainMemberRequest,
 	return out, nil
 }
 
+func (c *clusterClient) MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveReplicaResponse)
+	err := c.cc.Invoke(ctx, Cluster_MoveReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGroupsResponse)
@@ -178,6 +190,7 @@ type ClusterServer interface {
 	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error)
 	DrainMember(context.Context, *DrainMemberRequest) (*DrainMemberResponse, error)
+	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error
@@ -211,6 +224,9 @@ func (UnimplementedClusterServer) StateHash(context.Context, *StateHashRequest) 
 }
 func (UnimplementedClusterServer) DrainMember(context.Context, *DrainMemberRequest) (*DrainMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainMember not implemented")
+}
+func (UnimplementedClusterServer) MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveReplica not implemented")
 }
 func (UnimplementedClusterServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
@@ -368,6 +384,24 @@ func _Cluster_DrainMember_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_MoveReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MoveReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MoveReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MoveReplica(ctx, req.(*MoveReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Cluster_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListGroupsRequest)
 	if err := dec(in); err != nil {
@@ -449,6 +483,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainMember",
 			Handler:    _Cluster_DrainMember_Handler,
+		},
+		{
+			MethodName: "MoveReplica",
+			Handler:    _Cluster_MoveReplica_Handler,
 		},
 		{
 			MethodName: "ListGroups",

@@ -25,12 +25,15 @@ func (s *Server) Members(ctx context.Context, _ *metapb.MembersRequest) (*metapb
 	return &metapb.MembersResponse{ClusterId: s.node.ClusterID(), Members: ms, OffsetGroups: uint32(k), DataGroups: uint32(m)}, nil
 }
 
-func checkMemberID(id string) error {
+func checkMemberID(id string) error { return checkNodeField("id", id) }
+
+// checkNodeField checks a member id in the request field named field.
+func checkNodeField(field, id string) error {
 	if id == "" {
-		return invalid("id", "must not be empty")
+		return invalid(field, "must not be empty")
 	}
 	if len(id) > metapb.MaxMemberIDBytes {
-		return invalid("id", "%d bytes, at most %d", len(id), metapb.MaxMemberIDBytes)
+		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxMemberIDBytes)
 	}
 	return nil
 }
@@ -84,6 +87,25 @@ func (s *Server) DrainMember(ctx context.Context, req *metapb.DrainMemberRequest
 		return &metapb.DrainMemberResponse{}, nil
 	}
 	return &metapb.DrainMemberResponse{Members: ms}, nil
+}
+
+// MoveReplica moves a group's replica from one node to another, through
+// the controller.
+func (s *Server) MoveReplica(ctx context.Context, req *metapb.MoveReplicaRequest) (*metapb.MoveReplicaResponse, error) {
+	if err := checkName("group", req.Group); err != nil {
+		return nil, err
+	}
+	if err := checkNodeField("from", req.From); err != nil {
+		return nil, err
+	}
+	if err := checkNodeField("to", req.To); err != nil {
+		return nil, err
+	}
+	c, err := s.controller()
+	if err != nil {
+		return nil, err
+	}
+	return forward(ctx, c, callMoveReplica, req, c.moveReplicaLocal, &metapb.MoveReplicaResponse{})
 }
 
 // ListGroups lists every group with its replicas, from the controller.

@@ -46,6 +46,9 @@ type Controller interface {
 	// RemoveMember removes a member if it may go (drained, dead, or
 	// forced) and returns the members left.
 	RemoveMember(ctx context.Context, id string, force bool) ([]*logpb.MemberPut, error)
+	// MoveReplica moves a group's replica from one node to another and
+	// returns the group's new record.
+	MoveReplica(ctx context.Context, group, from, to string) (*logpb.GroupRecord, error)
 	// Groups and Nodes are the placement views.
 	Groups() (*metapb.ListGroupsResponse, error)
 	Nodes() (*metapb.ListNodesResponse, error)
@@ -67,6 +70,7 @@ const (
 	callStatus       = "controller.status"
 	callRemoveMember = "controller.remove-member"
 	callListGroups   = "controller.list-groups"
+	callMoveReplica  = "controller.move-replica"
 	callListNodes    = "controller.list-nodes"
 	// CallNodeReport: a node's report to the controller (metanode sends
 	// it; see metanode/doc.go).
@@ -85,6 +89,7 @@ func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl Co
 	forwardable(node, callStatus, c.statusLocal)
 	forwardable(node, callRemoveMember, c.removeMemberLocal)
 	forwardable(node, callListGroups, c.listGroupsLocal)
+	forwardable(node, callMoveReplica, c.moveReplicaLocal)
 	forwardable(node, callListNodes, c.listNodesLocal)
 	node.HandleCall(CallNodeReport, func(ctx context.Context, payload []byte) ([]byte, error) {
 		r := &logpb.NodeReport{}
@@ -107,6 +112,18 @@ func (c *ControllerService) removeMemberLocal(ctx context.Context, req *metapb.R
 	for _, m := range left {
 		out.Members = append(out.Members, &metapb.Member{Id: m.Id, Addr: m.Addr, Zone: m.Zone,
 			Draining: m.State == logpb.MemberState_MEMBER_STATE_DRAINING})
+	}
+	return out, nil
+}
+
+func (c *ControllerService) moveReplicaLocal(ctx context.Context, req *metapb.MoveReplicaRequest) (*metapb.MoveReplicaResponse, error) {
+	rec, err := c.ctl.MoveReplica(ctx, req.Group, req.From, req.To)
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	out := &metapb.MoveReplicaResponse{ConfVer: rec.ConfVer}
+	for _, r := range rec.Replicas {
+		out.Replicas = append(out.Replicas, r.Node)
 	}
 	return out, nil
 }
