@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -322,7 +323,14 @@ func (a *app) groupCommand() *cobra.Command {
 						continue
 					}
 					if g.ConfVer >= resp.ConfVer && !g.Moving {
-						return true, a.emit(g, func() { fmt.Fprintf(a.out, "%s moved: replicas %v, leader %s\n", g.Group, replicaIDs(g), g.Leader) })
+						return true, a.emit(g, func() {
+							rs := replicaIDs(g)
+							if g.ConfVer > resp.ConfVer && (!slices.Contains(rs, to) || slices.Contains(rs, from)) {
+								fmt.Fprintf(a.out, "%s moved, then placement changed it again to keep replica counts per node within one: replicas %v, leader %s\n", g.Group, rs, g.Leader)
+								return
+							}
+							fmt.Fprintf(a.out, "%s moved: replicas %v, leader %s\n", g.Group, rs, g.Leader)
+						})
 					}
 					a.progress("%s: replicas %v, leader %s, moving", g.Group, replicaIDs(g), g.Leader)
 				}
