@@ -43,8 +43,11 @@ type memCluster struct {
 	bugLoseWrites    bool // healing a fault rolls state back to its start
 	bugDiverge       bool // the last node reports another state hash
 	bugPlacement     bool // data-0 ends with two replicas on the first node
-	stale            map[string]memState
-	rollback         *memState
+	// placedOn lists the nodes of groups not placed on every node
+	// (ListGroups says so; StateHash on another node fails).
+	placedOn map[string][]string
+	stale    map[string]memState
+	rollback *memState
 }
 
 type memKV struct {
@@ -364,6 +367,9 @@ func (m *memConn) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, e
 		for _, g := range memGroups {
 			gi := &metapb.GroupInfo{Group: g, State: "active", Leader: m.c.nodes[0]}
 			for _, n := range m.c.nodes {
+				if on, ok := m.c.placedOn[g]; ok && !slices.Contains(on, n) {
+					continue
+				}
 				if m.c.bugPlacement && g == "data-0" && n == m.c.nodes[len(m.c.nodes)-1] {
 					n = m.c.nodes[0]
 				}
@@ -398,6 +404,9 @@ func (m *memConn) StateHash(ctx context.Context, endpoint, group string) (*metap
 	defer c.mu.Unlock()
 	if c.down[node] {
 		return nil, errUnavailable
+	}
+	if on, ok := c.placedOn[group]; ok && !slices.Contains(on, node) {
+		return nil, status.Errorf(codes.NotFound, "mem: %s holds no replica of %s", node, group)
 	}
 	h := fnv.New64a()
 	keys := slices.Sorted(maps.Keys(c.st.kv))

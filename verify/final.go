@@ -136,12 +136,14 @@ type Inspector interface {
 	StateHash(ctx context.Context, endpoint, group string) (*metapb.StateHashResponse, error)
 }
 
-// Converge polls every node's StateHash of every group until, for each
-// group, all nodes report the same applied index and the same hash, or
-// ctx ends. endpoints maps node ids to client endpoints. The groups are
-// learned from the nodes' Status (group counts) when groups is empty.
+// Converge polls the StateHash of every replica of every group until, for
+// each group, its replicas report the same applied index and the same
+// hash, or ctx ends. endpoints maps node ids to client endpoints. When
+// groups is empty they are learned from the directory (the controller's
+// ListGroups, with each group's replica nodes) if insp can read it, else
+// from the nodes' Status (group counts, every node holding every group).
 //
-// It fails naming each group that did not converge and what each node
+// It fails naming each group that did not converge and what each replica
 // reported last.
 func Converge(ctx context.Context, insp Inspector, endpoints map[string]string, groups []string, poll time.Duration) CheckResult {
 	start := time.Now()
@@ -151,24 +153,22 @@ func Converge(ctx context.Context, insp Inspector, endpoints map[string]string, 
 		nodes = append(nodes, id)
 	}
 	slices.Sort(nodes)
-	last := map[string]string{} // group → what the nodes reported last
+	holders := map[string][]string{} // group → its replicas' nodes, from the directory
+	last := map[string]string{}      // group → what the nodes reported last
 	pending := slices.Clone(groups)
 	for {
 		if len(groups) == 0 {
-			// Learn the groups from any node.
-			for _, id := range nodes {
-				st, err := insp.Status(ctx, endpoints[id])
-				if err == nil && st.DataGroups > 0 {
-					groups = metapb.Groups(int(st.OffsetGroups), int(st.DataGroups))
-					pending = slices.Clone(groups)
-					break
-				}
-			}
+			groups, holders = learnGroups(ctx, insp, endpoints, nodes)
+			pending = slices.Clone(groups)
 		}
 		if len(groups) > 0 {
 			var still []string
 			for _, g := range pending {
-				ok, report := converged(ctx, insp, endpoints, nodes, g)
+				on := nodes
+				if h := holders[g]; len(h) > 0 {
+					on = h
+				}
+				ok, report := converged(ctx, insp, endpoints, on, g)
 				last[g] = report
 				if !ok {
 					still = append(still, g)
@@ -201,6 +201,35 @@ func Converge(ctx context.Context, insp Inspector, endpoints map[string]string, 
 		r.Details = strings.Join(details, "; ")
 	}
 	return r
+}
+
+// learnGroups lists the groups: from the directory with their replicas'
+// nodes (those among nodes), or, when the directory cannot be read, from
+// any node's Status (no holders: every node holds every group).
+func learnGroups(ctx context.Context, insp Inspector, endpoints map[string]string, nodes []string) ([]string, map[string][]string) {
+	if pr, ok := insp.(PlacementReader); ok {
+		if gs, err := pr.ListGroups(ctx); err == nil && len(gs.Groups) > 0 {
+			var groups []string
+			holders := map[string][]string{}
+			for _, g := range gs.Groups {
+				groups = append(groups, g.Group)
+				for _, r := range g.Replicas {
+					if slices.Contains(nodes, r.Node) {
+						holders[g.Group] = append(holders[g.Group], r.Node)
+					}
+				}
+				slices.Sort(holders[g.Group])
+			}
+			return groups, holders
+		}
+	}
+	for _, id := range nodes {
+		st, err := insp.Status(ctx, endpoints[id])
+		if err == nil && st.DataGroups > 0 {
+			return metapb.Groups(int(st.OffsetGroups), int(st.DataGroups)), nil
+		}
+	}
+	return nil, nil
 }
 
 // converged asks every node for group's hash once.

@@ -127,6 +127,14 @@ func TestConverge(t *testing.T) {
 	if r.Verdict != Valid || r.Partitions != len(memGroups) {
 		t.Fatalf("got %s over %d groups (%s), want valid over %d", r.Verdict, r.Partitions, r.Details, len(memGroups))
 	}
+	// A group placed on some nodes only: only its replicas are asked.
+	c.placedOn = map[string][]string{"data-0": {"n1", "n2"}}
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if r := Converge(pctx, insp, c.endpoints(), nil, time.Millisecond); r.Verdict != Valid || r.Partitions != len(memGroups) {
+		t.Fatalf("data-0 on n1 and n2 only: got %s over %d groups (%s), want valid over %d", r.Verdict, r.Partitions, r.Details, len(memGroups))
+	}
+	c.placedOn = nil
 	c.bugDiverge = true
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
