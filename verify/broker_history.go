@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
-	"sync"
 )
 
 // BrokerFile is the run folder's record of the broker-facing API calls
@@ -209,33 +207,11 @@ func (op *BrokerOp) validate() error {
 }
 
 // BrokerHistory is a concurrent-safe, append-only list of broker ops.
-type BrokerHistory struct {
-	mu  sync.Mutex // guards ops
-	ops []BrokerOp
-}
+type BrokerHistory struct{ opLog[BrokerOp] }
 
-// Append adds op, numbering it, and returns the numbered op.
-func (h *BrokerHistory) Append(op BrokerOp) BrokerOp {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	op.Index = len(h.ops)
-	h.ops = append(h.ops, op)
-	return op
-}
+func (op BrokerOp) numbered(i int) BrokerOp { op.Index = i; return op }
 
-// Ops returns a copy of the ops recorded so far.
-func (h *BrokerHistory) Ops() []BrokerOp {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.ops)
-}
-
-// Len returns the number of ops recorded so far.
-func (h *BrokerHistory) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.ops)
-}
+var _ = BrokerOp.numbered // used through opLog's type constraint
 
 // WriteBrokerOps writes ops as JSON lines, one BrokerOp per line, in
 // order. Like history.jsonl this is the contract between a run and an
@@ -256,18 +232,7 @@ func SaveBrokerOps(path string, ops []BrokerOp) error {
 }
 
 // LoadBrokerOps reads ops saved by SaveBrokerOps.
-func LoadBrokerOps(path string) ([]BrokerOp, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ops, err := ReadBrokerOps(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return ops, nil
-}
+func LoadBrokerOps(path string) ([]BrokerOp, error) { return readFile(path, ReadBrokerOps) }
 
 func writeJSONLines[T any](w io.Writer, items []T) error {
 	bw := bufio.NewWriter(w)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -574,11 +573,4 @@ func SaveFaults(path string, faults []Fault) error {
 }
 
 // LoadFaults reads faults saved by SaveFaults.
-func LoadFaults(path string) ([]Fault, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ReadFaults(f)
-}
+func LoadFaults(path string) ([]Fault, error) { return readFile(path, ReadFaults) }

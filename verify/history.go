@@ -1,9 +1,6 @@
 package verify
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -202,29 +199,37 @@ func (c *Clock) Since() time.Duration { return time.Since(c.base) }
 func (c *Clock) Base() time.Time { return c.base }
 
 // History is a concurrent-safe, append-only list of ops.
-type History struct {
+type History struct{ opLog[Op] }
+
+func (op Op) numbered(i int) Op { op.Index = i; return op }
+
+var _ = Op.numbered // used through opLog's type constraint
+
+// opLog is a concurrent-safe, append-only list of ops that number
+// themselves in recording order (History, BrokerHistory).
+type opLog[T interface{ numbered(int) T }] struct {
 	mu  sync.Mutex // guards ops
-	ops []Op
+	ops []T
 }
 
 // Append adds op, numbering it, and returns the numbered op.
-func (h *History) Append(op Op) Op {
+func (h *opLog[T]) Append(op T) T {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	op.Index = len(h.ops)
+	op = op.numbered(len(h.ops))
 	h.ops = append(h.ops, op)
 	return op
 }
 
 // Ops returns a copy of the ops recorded so far, in recording order.
-func (h *History) Ops() []Op {
+func (h *opLog[T]) Ops() []T {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.ops)
 }
 
 // Len returns the number of ops recorded so far.
-func (h *History) Len() int {
+func (h *opLog[T]) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.ops)
@@ -237,44 +242,12 @@ func (h *History) Len() int {
 // kind, input, output, call, return, outcome, endpoint, error, final), times
 // in nanoseconds on the run clock. Keys and values are strings; workloads
 // only write ASCII, so they round-trip exactly.
-func WriteHistory(w io.Writer, ops []Op) error {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	for i := range ops {
-		if err := enc.Encode(&ops[i]); err != nil {
-			return fmt.Errorf("verify: write op %d: %w", i, err)
-		}
-	}
-	return bw.Flush()
-}
+func WriteHistory(w io.Writer, ops []Op) error { return writeJSONLines(w, ops) }
 
 // ReadHistory reads JSON lines written by WriteHistory. Blank lines are
 // skipped; anything else that does not parse is an error naming the line.
 func ReadHistory(r io.Reader) ([]Op, error) {
-	var ops []Op
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(bytes.TrimSpace(b)) == 0 {
-			continue
-		}
-		var op Op
-		if err := json.Unmarshal(b, &op); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrHistory, line, err)
-		}
-		if err := op.validate(); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrHistory, line, err)
-		}
-		ops = append(ops, op)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrHistory, err)
-	}
-	return ops, nil
+	return readJSONLines(r, func(op *Op) error { return op.validate() })
 }
 
 func (op *Op) validate() error {
@@ -304,17 +277,22 @@ func SaveHistory(path string, ops []Op) error {
 }
 
 // LoadHistory reads a history saved by SaveHistory.
-func LoadHistory(path string) ([]Op, error) {
+func LoadHistory(path string) ([]Op, error) { return readFile(path, ReadHistory) }
+
+// readFile opens path and reads it with read; a read error names the
+// path.
+func readFile[T any](path string, read func(io.Reader) (T, error)) (T, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	defer f.Close()
-	ops, err := ReadHistory(f)
+	v, err := read(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return v, fmt.Errorf("%s: %w", path, err)
 	}
-	return ops, nil
+	return v, nil
 }
 
 // writeFile writes through a temporary file and renames it into place, so

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -147,22 +146,15 @@ func SaveWatchRecords(path string, recs []WatchRecord) error {
 
 // LoadWatchRecords reads records saved by SaveWatchRecords.
 func LoadWatchRecords(path string) ([]WatchRecord, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	recs, err := readJSONLines(f, func(r *WatchRecord) error {
-		switch r.Type {
-		case WatchStart, WatchResponse, WatchEnd:
-			return nil
-		}
-		return fmt.Errorf("unknown watch record type %q", r.Type)
+	return readFile(path, func(r io.Reader) ([]WatchRecord, error) {
+		return readJSONLines(r, func(r *WatchRecord) error {
+			switch r.Type {
+			case WatchStart, WatchResponse, WatchEnd:
+				return nil
+			}
+			return fmt.Errorf("unknown watch record type %q", r.Type)
+		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return recs, nil
 }
 
 // watchSpec describes one watcher.
