@@ -191,19 +191,7 @@ func (op *BrokerOp) validate() error {
 	if !slices.Contains(brokerOpKinds, op.Kind) {
 		return fmt.Errorf("unknown kind %q", op.Kind)
 	}
-	switch op.Outcome {
-	case OutcomeOK:
-		if op.Output == nil {
-			return fmt.Errorf("op %d: outcome ok without output", op.Index)
-		}
-	case OutcomeFail, OutcomeUnknown:
-	default:
-		return fmt.Errorf("op %d: unknown outcome %q", op.Index, op.Outcome)
-	}
-	if op.Return < op.Call {
-		return fmt.Errorf("op %d: return %d before call %d", op.Index, op.Return, op.Call)
-	}
-	return nil
+	return checkRecorded(op.Index, op.Outcome, op.Output != nil, op.Call, op.Return)
 }
 
 // BrokerHistory is a concurrent-safe, append-only list of broker ops.

@@ -3,7 +3,6 @@ package verify
 import (
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"strings"
 	"sync"
@@ -172,61 +171,86 @@ func partitionByPart(history []porcupine.Operation) [][]porcupine.Operation {
 	return out
 }
 
-// model is one porcupine model for every checker: the partition function
-// keeps the checkers apart and the step function dispatches on the input
-// type, so that one check run and one report cover the whole history.
-// States start as nil and take the type of their partition's model.
+// model is one porcupine model for every checker of the history: the
+// partition function keeps the checkers apart and the step function
+// dispatches on the input type, so that one check run and one report
+// cover the whole history.
 func model() porcupine.Model {
+	return newModel("", partKind(kvStep, describeKV), partKind(offStep, describeOff), partKind(grpStep, describeGrp))
+}
+
+// partModel is one kind of partition of a porcupine model: its step and
+// its description of an operation, each answering only for its own
+// input type.
+type partModel struct {
+	step     func(state, input, output any) (ok bool, next any, mine bool)
+	describe func(input, output any) (string, bool)
+}
+
+// partKind makes a partModel from a typed step and description. A
+// partition's state starts as nil and takes the type S at its first step.
+func partKind[S, C, R any](step func(S, C, R) (bool, S), describe func(C, R) string) partModel {
+	return partModel{
+		step: func(state, input, output any) (bool, any, bool) {
+			c, mine := input.(C)
+			if !mine {
+				return false, state, false
+			}
+			s, _ := state.(S)
+			ok, next := step(s, c, output.(R))
+			return ok, next, true
+		},
+		describe: func(input, output any) (string, bool) {
+			c, mine := input.(C)
+			if !mine {
+				return "", false
+			}
+			return describe(c, output.(R)), true
+		},
+	}
+}
+
+// A partition's state may say of itself how it equals another state
+// (states compare with == otherwise) and its hash (0 otherwise).
+type (
+	stateEqualer interface{ equalState(other any) bool }
+	stateHasher  interface{ stateHash() uint64 }
+)
+
+// newModel is the porcupine model over kinds of partitions (partitioned
+// by partitionByPart); metaPrefix starts each operation's hover text.
+func newModel(metaPrefix string, kinds ...partModel) porcupine.Model {
 	return porcupine.Model{
 		Partition: partitionByPart,
 		Init:      func() any { return nil },
 		Step: func(state, input, output any) (bool, any) {
-			switch c := input.(type) {
-			case kvCall:
-				s, _ := state.(kvState)
-				return kvStep(s, c, output.(kvResult))
-			case offCall:
-				s, _ := state.(offState)
-				return offStep(s, c, output.(offResult))
-			case grpCall:
-				s, _ := state.(*grpState)
-				return grpStep(s, c, output.(grpResult))
+			for _, k := range kinds {
+				if ok, next, mine := k.step(state, input, output); mine {
+					return ok, next
+				}
 			}
 			return false, state
 		},
 		Equal: func(a, b any) bool {
-			switch x := a.(type) {
-			case nil:
+			if a == nil {
 				return b == nil
-			case *grpState:
-				y, ok := b.(*grpState)
-				return ok && x.equal(y)
+			}
+			if e, ok := a.(stateEqualer); ok {
+				return e.equalState(b)
 			}
 			return a == b
 		},
 		Hash: func(state any) uint64 {
-			h := fnv.New64a()
-			switch s := state.(type) {
-			case kvState:
-				fmt.Fprintf(h, "%t\x00%s", s.Exists, s.Value)
-			case offState:
-				fmt.Fprintf(h, "%t\x00%d\x00%s", s.Found, s.Offset, s.Metadata)
-			case *grpState:
-				if s.len() == 0 {
-					return 0
-				}
-				return s.hash
+			if h, ok := state.(stateHasher); ok {
+				return h.stateHash()
 			}
-			return h.Sum64()
+			return 0
 		},
 		DescribeOperation: func(input, output any) string {
-			switch c := input.(type) {
-			case kvCall:
-				return describeKV(c, output.(kvResult))
-			case offCall:
-				return describeOff(c, output.(offResult))
-			case grpCall:
-				return describeGrp(c, output.(grpResult))
+			for _, k := range kinds {
+				if d, mine := k.describe(input, output); mine {
+					return d
+				}
 			}
 			return fmt.Sprintf("%v → %v", input, output)
 		},
@@ -241,7 +265,7 @@ func model() porcupine.Model {
 		},
 		DescribeOperationMetadata: func(m any) string {
 			if m, ok := m.(*opMeta); ok {
-				return m.String()
+				return metaPrefix + m.String()
 			}
 			return ""
 		},

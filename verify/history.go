@@ -256,17 +256,24 @@ func (op *Op) validate() error {
 	default:
 		return fmt.Errorf("unknown kind %q", op.Kind)
 	}
-	switch op.Outcome {
+	return checkRecorded(op.Index, op.Outcome, op.Output != nil, op.Call, op.Return)
+}
+
+// checkRecorded checks what every recorded op must satisfy: a known
+// outcome, an output when it is ok, and a return no earlier than its
+// call.
+func checkRecorded(index int, outcome Outcome, output bool, call, ret int64) error {
+	switch outcome {
 	case OutcomeOK:
-		if op.Output == nil {
-			return fmt.Errorf("op %d: outcome ok without output", op.Index)
+		if !output {
+			return fmt.Errorf("op %d: outcome ok without output", index)
 		}
 	case OutcomeFail, OutcomeUnknown:
 	default:
-		return fmt.Errorf("op %d: unknown outcome %q", op.Index, op.Outcome)
+		return fmt.Errorf("op %d: unknown outcome %q", index, outcome)
 	}
-	if op.Return < op.Call {
-		return fmt.Errorf("op %d: return %d before call %d", op.Index, op.Return, op.Call)
+	if ret < call {
+		return fmt.Errorf("op %d: return %d before call %d", index, ret, call)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -69,6 +70,12 @@ type kvResult struct {
 type kvState struct {
 	Exists bool
 	Value  string
+}
+
+func (s kvState) stateHash() uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%t\x00%s", s.Exists, s.Value)
+	return h.Sum64()
 }
 
 func (s kvState) String() string {

@@ -56,6 +56,12 @@ type offState struct {
 	Metadata string
 }
 
+func (s offState) stateHash() uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%t\x00%d\x00%s", s.Found, s.Offset, s.Metadata)
+	return h.Sum64()
+}
+
 func (s offState) String() string {
 	if !s.Found {
 		return "∅"
@@ -284,6 +290,18 @@ func (s *grpState) len() int {
 		return 0
 	}
 	return len(s.entries)
+}
+
+func (s *grpState) equalState(other any) bool {
+	o, ok := other.(*grpState)
+	return ok && s.equal(o)
+}
+
+func (s *grpState) stateHash() uint64 {
+	if s.len() == 0 {
+		return 0
+	}
+	return s.hash
 }
 
 func (s *grpState) equal(o *grpState) bool {

@@ -291,72 +291,30 @@ func describeSessGroup(c sessGroupCall, r sessGroupResult) string {
 
 // sessionsModel is the porcupine model of both session partitions kinds.
 func sessionsModel() porcupine.Model {
-	return porcupine.Model{
-		Partition: partitionByPart,
-		Init:      func() any { return nil },
-		Step: func(state, input, output any) (bool, any) {
-			switch c := input.(type) {
-			case sessCall:
-				s, _ := state.(sessState)
-				return sessStep(s, c, output.(sessResult))
-			case sessGroupCall:
-				s, _ := state.(*sessGroup)
-				return sessGroupStep(s, c, output.(sessGroupResult))
-			}
-			return false, state
-		},
-		Equal: func(a, b any) bool {
-			switch x := a.(type) {
-			case nil:
-				return b == nil
-			case *sessGroup:
-				y, ok := b.(*sessGroup)
-				return ok && x.equal(y)
-			case sessState:
-				y, ok := b.(sessState)
-				return ok && x.Exists == y.Exists && (!x.Exists || sameSession(x.Value, y.Value))
-			}
-			return false
-		},
-		Hash: func(state any) uint64 {
-			switch s := state.(type) {
-			case sessState:
-				h := fnv.New64a()
-				fmt.Fprintf(h, "%t\x00%s\x00%s\x00%t\x00%d", s.Exists, s.Value.State, s.Value.BrokerID, s.Value.Connected, s.Value.Expiry)
-				return h.Sum64()
-			case *sessGroup:
-				if s.len() == 0 {
-					return 0
-				}
-				return s.hash
-			}
-			return 0
-		},
-		DescribeOperation: func(input, output any) string {
-			switch c := input.(type) {
-			case sessCall:
-				return describeSess(c, output.(sessResult))
-			case sessGroupCall:
-				return describeSessGroup(c, output.(sessGroupResult))
-			}
-			return fmt.Sprintf("%v → %v", input, output)
-		},
-		DescribeState: func(state any) string {
-			switch s := state.(type) {
-			case nil:
-				return "∅"
-			case fmt.Stringer:
-				return s.String()
-			}
-			return fmt.Sprintf("%v", state)
-		},
-		DescribeOperationMetadata: func(m any) string {
-			if m, ok := m.(*opMeta); ok {
-				return "broker " + m.String()
-			}
-			return ""
-		},
+	return newModel("broker ", partKind(sessStep, describeSess), partKind(sessGroupStep, describeSessGroup))
+}
+
+func (s sessState) equalState(other any) bool {
+	o, ok := other.(sessState)
+	return ok && s.Exists == o.Exists && (!s.Exists || sameSession(s.Value, o.Value))
+}
+
+func (s sessState) stateHash() uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%t\x00%s\x00%s\x00%t\x00%d", s.Exists, s.Value.State, s.Value.BrokerID, s.Value.Connected, s.Value.Expiry)
+	return h.Sum64()
+}
+
+func (g *sessGroup) equalState(other any) bool {
+	o, ok := other.(*sessGroup)
+	return ok && g.equal(o)
+}
+
+func (g *sessGroup) stateHash() uint64 {
+	if g.len() == 0 {
+		return 0
 	}
+	return g.hash
 }
 
 func brokerOpMeta(op *BrokerOp) *opMeta {
