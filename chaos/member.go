@@ -94,6 +94,56 @@ func (m *Nemesis) retireSpares(ctx context.Context, f *verify.Fault) error {
 	return nil
 }
 
+// injectScale grows the pool by the spare ("grow"), or replaces
+// f.Nodes[0], killed for good and removed, by it ("replace"): the
+// controller re-creates the dead node's replicas on the others.
+func (m *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
+	switch op := f.Params["op"]; op {
+	case "grow":
+		_, err := m.addSpare(ctx, f)
+		return err
+	case "replace":
+		if len(f.Nodes) == 0 {
+			return fmt.Errorf("chaos: scale replace: no node")
+		}
+		n := f.Nodes[0]
+		if _, err := m.addSpare(ctx, f); err != nil {
+			return err
+		}
+		m.mark(m.killed, []string{n}, true)
+		if err := m.c.Kill(ctx, n); err != nil {
+			return err
+		}
+		// Forced: n is neither drained nor yet past the dead-node timeout.
+		if err := m.ensureRemoved(ctx, n, verify.RemoveForced); err != nil {
+			return err
+		}
+		m.mark(m.removed, []string{n}, true)
+		m.note(f, false, "%s killed for good and removed: its replicas are re-created on the others", n)
+		return nil
+	}
+	return fmt.Errorf("chaos: scale: %w: op %q", verify.ErrUnsupported, f.Params["op"])
+}
+
+// healScale brings a replaced node back as a new member (once no group
+// lists it any more), retires the spare, and for "replace" waits until
+// the node is a voter of every group again.
+func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
+	replace := f.Params["op"] == "replace"
+	if replace {
+		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
+			return err
+		}
+	}
+	if err := m.retireSpares(ctx, f); err != nil {
+		return err
+	}
+	if replace {
+		return m.waitVoter(ctx, f, f.Nodes[0])
+	}
+	return nil
+}
+
 // injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
 // it adds (the cluster's replication factor is its node count: no node
 // of the cluster lacks a replica). Heal retires the spare, and the

@@ -209,9 +209,9 @@ func (m *Nemesis) Close() error {
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
 // Supports reports every kind but crashpoint (the node has no crash
-// points), and move only with a spare to move replicas to.
+// points), and move and scale only with a spare to put replicas on.
 func (m *Nemesis) Supports(k verify.FaultKind) bool {
-	if k == verify.FaultMove {
+	if k == verify.FaultMove || k == verify.FaultScale {
 		return len(m.cfg.Spares) > 0
 	}
 	return slices.Contains(verify.AllFaultKinds, k) && k != verify.FaultCrashpoint
@@ -276,6 +276,8 @@ func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		return m.injectMember(ctx, f)
 	case verify.FaultMove:
 		return m.injectMove(ctx, f)
+	case verify.FaultScale:
+		return m.injectScale(ctx, f)
 	case verify.FaultTransfer:
 		return m.injectTransfer(f)
 	}
@@ -313,6 +315,8 @@ func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return m.healMember(ctx, f)
 	case verify.FaultMove:
 		return m.retireSpares(ctx, f)
+	case verify.FaultScale:
+		return m.healScale(ctx, f)
 	}
 	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }

@@ -415,7 +415,7 @@ func TestNemesisInjectHeal(t *testing.T) {
 func TestNemesisSupports(t *testing.T) {
 	m, _, _ := fakeNemesis(t)
 	for _, k := range verify.AllFaultKinds {
-		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove; got != want { // no spare to move to
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale; got != want { // no spare
 			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
 		}
 	}
@@ -526,6 +526,31 @@ func TestNemesisMember(t *testing.T) {
 		m, _, _ = fakeNemesis(t)
 		if m.Supports(verify.FaultMove) {
 			t.Error("Supports(move) without a spare: got true")
+		}
+	})
+	t.Run("scale replace", func(t *testing.T) {
+		m, fc, fa := fakeNemesis(t, "s4")
+		f := &verify.Fault{ID: 1, Kind: verify.FaultScale, Nodes: []string{"n2"}, Params: map[string]string{"op": "replace"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		// The spare joins first, then n2 dies and is removed.
+		if got, want := fa.Calls(), []string{"add s4 s4:7000", "remove --force n2"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q", got, want)
+		}
+		if got, want := fc.Calls(), []string{"start s4", "kill n2"}; !slices.Equal(got, want) {
+			t.Errorf("Inject: container calls got %q, want %q", got, want)
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		// n2 comes back wiped as a new member, then the spare leaves.
+		if got, want := fa.Calls(), []string{"add n2 n2:7000", "drain s4", "remove s4"}; !slices.Equal(got, want) {
+			t.Errorf("Heal: admin calls got %q, want %q", got, want)
+		}
+		want := []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2", "kill s4", "wipe s4"}
+		if got := fc.Calls(); !slices.Equal(got, want) {
+			t.Errorf("Heal: container calls got %q, want %q", got, want)
 		}
 	})
 	t.Run("add without a spare", func(t *testing.T) {

@@ -23,6 +23,7 @@ var HealAllowance = map[verify.FaultKind]time.Duration{
 	verify.FaultPause:   time.Second,
 	verify.FaultMember:  10 * time.Second,
 	verify.FaultMove:    10 * time.Second,
+	verify.FaultScale:   15 * time.Second,
 	verify.FaultLag:     3 * time.Second,
 }
 

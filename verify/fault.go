@@ -102,12 +102,26 @@ const (
 	// drains and removes the spare (the replica moves back). Nemeses
 	// without a spare for such a cluster return ErrUnsupported.
 	FaultMove FaultKind = "move"
+	// FaultScale changes the pool of nodes under load, per Params["op"]:
+	//   "grow":    a spare joins and the controller rebalances replicas
+	//              onto it; Heal drains it (its replicas and leaderships
+	//              move off) and removes it.
+	//   "replace": Nodes[0] dies for good: a spare joins, Nodes[0] is
+	//              crashed and removed, and the controller re-creates its
+	//              replicas on the survivors and the spare; Heal brings
+	//              Nodes[0] back on an empty data directory as a new
+	//              member and retires the spare.
+	// Nemeses without a spare return ErrUnsupported.
+	FaultScale FaultKind = "scale"
 )
+
+// ScaleOps are the operations of a scale fault.
+var ScaleOps = []string{"grow", "replace"}
 
 // AllFaultKinds lists every kind, in a fixed order.
 var AllFaultKinds = []FaultKind{
 	FaultKill, FaultKillAll, FaultPause, FaultIsolate, FaultSplit, FaultBridge, FaultOneWay,
-	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove,
+	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove, FaultScale,
 }
 
 // ParseKinds parses a comma-separated list of fault kinds. "partition"
@@ -393,6 +407,8 @@ type ScheduleOptions struct {
 	// MemberOps are the membership changes to draw from. Default
 	// remove-readd and wipe-readd ("add" needs a nemesis with a spare).
 	MemberOps []string
+	// ScaleOps are the scale operations to draw from. Default ScaleOps.
+	ScaleOps []string
 	// CrashPoints are the crash point names to draw from. Default none:
 	// Params["point"] is left empty and the nemesis chooses.
 	CrashPoints []string
@@ -425,6 +441,9 @@ func (o ScheduleOptions) withDefaults(total time.Duration) ScheduleOptions {
 	}
 	if len(o.MemberOps) == 0 {
 		o.MemberOps = []string{"remove-readd", "wipe-readd"}
+	}
+	if len(o.ScaleOps) == 0 {
+		o.ScaleOps = ScaleOps
 	}
 	return o
 }
@@ -526,6 +545,8 @@ func drawFault(rng *rand.Rand, kind FaultKind, d time.Duration, o ScheduleOption
 		return LeaderOf(group), map[string]string{"group": group, "every": ms(200, 1000)}
 	case FaultMove:
 		return role(2, 1, 0), map[string]string{"group": group}
+	case FaultScale:
+		return role(1, 2, 0), map[string]string{"op": o.ScaleOps[rng.IntN(len(o.ScaleOps))]}
 	case FaultLag:
 		return FollowerOf(group), map[string]string{"group": group}
 	case FaultCrashpoint:

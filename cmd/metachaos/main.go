@@ -121,13 +121,16 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !s.spare && slices.Contains(kinds, verify.FaultMove) {
-				// A move needs a node without a replica: the spare.
-				if slices.Contains(strings.Split(nemesis, ","), string(verify.FaultMove)) {
-					return fmt.Errorf("--nemesis move needs the spare node (--spare)")
+			for _, k := range []verify.FaultKind{verify.FaultMove, verify.FaultScale} {
+				if s.spare || !slices.Contains(kinds, k) {
+					continue
 				}
-				kinds = slices.DeleteFunc(kinds, func(k verify.FaultKind) bool { return k == verify.FaultMove })
-				fmt.Fprintln(stderr, "metachaos: note: move left out of \"all\": it needs the spare node (--spare)")
+				// Moves and scaling need a node beyond the cluster: the spare.
+				if slices.Contains(strings.Split(nemesis, ","), string(k)) {
+					return fmt.Errorf("--nemesis %s needs the spare node (--spare)", k)
+				}
+				kinds = slices.DeleteFunc(kinds, func(x verify.FaultKind) bool { return x == k })
+				fmt.Fprintf(stderr, "metachaos: note: %s left out of \"all\": it needs the spare node (--spare)\n", k)
 			}
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: want at least 1", runs)
@@ -156,7 +159,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 		Long: "smoke plays four runs that split the supported fault kinds between them\n" +
 			"(processes: kill, kill-all, pause, member; partitions and a replica move: isolate, split,\n" +
 			"bridge, oneway, move;\n" +
-			"unstable: flap, delay, transfer, lag; then membership alone: add, remove-readd,\n" +
+			"unstable and scaling: flap, delay, transfer, lag, scale; then membership alone: add, remove-readd,\n" +
 			"wipe-readd, with mutual TLS and authentication on), so each kind is injected at least once, and fails unless every run\n" +
 			"passed and every kind was injected.",
 		Args: cobra.NoArgs,
@@ -200,7 +203,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 var smokeGroups = [][]verify.FaultKind{
 	{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember},
 	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultMove},
-	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag},
+	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag, verify.FaultScale},
 	{verify.FaultMember},
 }
 

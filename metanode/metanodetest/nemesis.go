@@ -73,6 +73,11 @@ type NemesisOptions struct {
 //     spare) and returns; the node catches up and is promoted while the
 //     workload runs on. HealAll waits until the node set equals the
 //     initial one and every member is a voter in every group.
+//   - scale: "grow" adds a spare (AddNode, AddMember, Join) and lets the
+//     controller fill it; "replace" adds a spare, crashes Nodes[0] and
+//     removes it (forced), so that the controller re-creates its replicas
+//     on the others. Heal brings a replaced node back wiped (as for
+//     member faults) and drains and removes the spare.
 //   - move: a spare is added (as for member add), then f.Nodes[0]'s
 //     replica of Params["group"] is moved to it through the public
 //     MoveReplica (verify.MoveReplica); Heal drains and removes the
@@ -138,6 +143,8 @@ type NemesisStats struct {
 	LagSnapshots int
 	// Moves counts move faults whose replica the directory moved.
 	Moves int
+	// ScaleOps counts completed scale faults per op.
+	ScaleOps map[string]int
 	// SlowRemovals counts RemoveMember calls that did not return although
 	// the member had left the list (see Nemesis.unlist).
 	SlowRemovals int
@@ -169,7 +176,7 @@ func NewNemesis(c *Cluster, opts NemesisOptions) (*Nemesis, error) {
 	}
 	probe := c.config(c.Get(nodes[0]), nil)
 	n := &Nemesis{c: c, log: opts.Logger, nodes: nodes, cl: cl, trailing: probe.TrailingLogs,
-		removed: map[string]bool{}, stats: NemesisStats{Injected: map[verify.FaultKind]int{}, MemberOps: map[string]int{}}}
+		removed: map[string]bool{}, stats: NemesisStats{Injected: map[verify.FaultKind]int{}, MemberOps: map[string]int{}, ScaleOps: map[string]int{}}}
 	c.t.Cleanup(func() { _ = n.Close() })
 	return n, nil
 }
@@ -221,6 +228,7 @@ func (n *Nemesis) Stats() NemesisStats {
 	s := n.stats
 	s.Injected = maps.Clone(s.Injected)
 	s.MemberOps = maps.Clone(s.MemberOps)
+	s.ScaleOps = maps.Clone(s.ScaleOps)
 	return s
 }
 
@@ -286,6 +294,8 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		err = n.startTransfer(f)
 	case verify.FaultMove:
 		err = n.injectMove(ctx, f)
+	case verify.FaultScale:
+		err = n.injectScale(ctx, f)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -320,6 +330,8 @@ func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return n.healMember(ctx, f)
 	case verify.FaultMove:
 		return n.removeSpares(ctx)
+	case verify.FaultScale:
+		return n.healScale(ctx, f)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -1055,6 +1067,55 @@ func (n *Nemesis) injectMove(ctx context.Context, f *verify.Fault) error {
 		n.mu.Unlock()
 	}
 	return err
+}
+
+// injectScale grows the pool by a spare, or replaces Nodes[0] (dead for
+// good) by one.
+func (n *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
+	switch op := f.Params["op"]; op {
+	case "grow":
+		_, err := n.addSpare(ctx)
+		return err
+	case "replace":
+		id := f.Nodes[0]
+		if _, err := n.addSpare(ctx); err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.removed[id] = true
+		n.mu.Unlock()
+		if err := n.crash(ctx, id); err != nil {
+			return err
+		}
+		// Forced: the node is not drained, and not yet past the
+		// controller's dead-node timeout.
+		return n.unlist(ctx, id, verify.RemoveForced)
+	default:
+		return fmt.Errorf("metanodetest: fault %d: %w: scale op %q", f.ID, verify.ErrUnsupported, op)
+	}
+}
+
+// healScale retires the spare; for "replace" it first brings the dead
+// node back, wiped, once no configuration holds it (its replicas were
+// re-created elsewhere).
+func (n *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
+	if f.Params["op"] == "replace" {
+		n.mu.Lock()
+		pending := n.removed[f.Nodes[0]]
+		n.mu.Unlock()
+		if pending {
+			if err := n.readd(ctx, f.Nodes[0]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := n.removeSpares(ctx); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.stats.ScaleOps[f.Params["op"]]++
+	n.mu.Unlock()
+	return nil
 }
 
 func (n *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {

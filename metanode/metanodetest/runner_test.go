@@ -33,13 +33,13 @@ func TestMain(m *testing.M) {
 }
 
 // inprocKinds are the fault kinds the in-process nemesis supports, in the
-// order seeds draw them: with kinds[s mod 13], seeds 1..30 give kinds 1-4
-// (member, move, lag, kill) three times and the others twice, so the
-// kinds whose code paths are longest (membership, moves, snapshot
+// order seeds draw them: with kinds[s mod 14], seeds 1..30 give kinds 1
+// and 2 (member, move) three times and the others twice, so the kinds
+// whose code paths are longest (membership, moves, scaling, snapshot
 // installs, restarts) come first.
 func inprocKinds() []verify.FaultKind {
 	return []verify.FaultKind{
-		verify.FaultTransfer, verify.FaultMember, verify.FaultMove, verify.FaultLag, verify.FaultKill, verify.FaultKillAll,
+		verify.FaultTransfer, verify.FaultMember, verify.FaultMove, verify.FaultScale, verify.FaultLag, verify.FaultKill, verify.FaultKillAll,
 		verify.FaultIsolate, verify.FaultSplit, verify.FaultPause, verify.FaultBridge, verify.FaultOneWay,
 		verify.FaultFlap, verify.FaultDelay,
 	}
@@ -57,6 +57,8 @@ type plan struct {
 	nodes    int
 	kinds    []verify.FaultKind
 	memberOp string
+	// scaleOp is the operation of a scale fault.
+	scaleOp string
 	// extra workload time for kinds whose heal is slow (a membership
 	// change joins and promotes a node; kill-all restarts everything and
 	// elects every leader), so the "after" window still sees the healed
@@ -72,11 +74,12 @@ type plan struct {
 	atController bool
 }
 
-// planFor gives seed s one fault kind, kinds[s mod n] (n = 13 kinds, or
-// the kinds of META_INPROC_KINDS), and the member op memberOps[(s/n) mod
-// 3], so that seeds 1..30 inject every kind at least twice and do each
-// membership change once (seeds 1, 14 and 27); seeds divisible by 7 run on
-// five nodes (among 1..30: split, member, pause and move).
+// planFor gives seed s one fault kind, kinds[s mod n] (n = 14 kinds, or
+// the kinds of META_INPROC_KINDS), the member op memberOps[(s/n) mod 3]
+// and the scale op verify.ScaleOps[(s/n) mod 2], so that seeds 1..30
+// inject every kind at least twice, do each membership change once (seeds
+// 1, 15 and 29) and each scale op once (seeds 3 and 17); seeds divisible
+// by 7 run on five nodes (among 1..30: isolate and transfer, twice each).
 func planFor(seed int64, override []verify.FaultKind) plan {
 	ks := inprocKinds()
 	if len(override) > 0 {
@@ -85,12 +88,13 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 	n := int64(len(ks))
 	pos := func(x, m int64) int64 { return ((x % m) + m) % m }
 	p := plan{seed: seed, nodes: 3, kinds: []verify.FaultKind{ks[pos(seed, n)]},
-		memberOp: memberOps[pos(seed/n, int64(len(memberOps)))]}
+		memberOp: memberOps[pos(seed/n, int64(len(memberOps)))],
+		scaleOp:  verify.ScaleOps[pos(seed/n, int64(len(verify.ScaleOps)))]}
 	if seed%7 == 0 {
 		p.nodes = 5
 	}
 	for _, k := range p.kinds {
-		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultKillAll {
+		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultScale || k == verify.FaultKillAll {
 			p.extra = 4 * time.Second
 		}
 	}
@@ -99,10 +103,10 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 
 // withBroker turns the broker workloads of p on or off. With them on, a
 // kill, pause or isolate fault of a seed in an even cycle of the kinds
-// (seed/n even: among 1..30 with the 13 default kinds, kill at seeds 4
-// and 30, isolate at 6, pause at 8) is aimed at the controller's node;
-// the odd cycle (kill 17, isolate 19, pause 21) keeps the target verify
-// drew, so followers and random nodes are hit too.
+// (seed/n even: among 1..30 with the 14 default kinds, kill at seed 5,
+// isolate at 7, pause at 9) is aimed at the controller's node; the odd
+// cycle (kill 19, isolate 21, pause 23) keeps the target verify drew, so
+// followers and random nodes are hit too.
 func (p plan) withBroker(on bool, kinds int) plan {
 	p.broker = on
 	p.atController = on && (p.seed/int64(kinds))%2 == 0 && slices.ContainsFunc(p.kinds, hitsController)
@@ -124,7 +128,7 @@ func hitsController(k verify.FaultKind) bool {
 // runnerSettings come from the environment so a maintainer can run more
 // seeds or replay one:
 //
-//	META_INPROC_SEEDS=N   run seeds 1..N (default 30, -short one per kind: 13)
+//	META_INPROC_SEEDS=N   run seeds 1..N (default 30, -short one per kind: 14)
 //	META_INPROC_SEED=S    run only seed S (its plan and schedule)
 //	META_INPROC_KINDS=k,… draw each seed's kind from these (verify.ParseKinds)
 //	META_INPROC_DURATION  workload time per run (default 10s)
@@ -314,6 +318,7 @@ func runConfig(l *lane, p plan, dir string, d time.Duration, log *slog.Logger) v
 		MinFault:  2 * time.Second,
 		MaxFault:  3 * time.Second,
 		MemberOps: []string{p.memberOp},
+		ScaleOps:  []string{p.scaleOp},
 		MaxFaults: 1,
 	}
 	if p.broker {
@@ -603,7 +608,7 @@ func (b *brokerCoverage) check(t *testing.T, assert bool) {
 	}
 }
 
-// TestRunnerPlans checks what the default sweeps (30 seeds, and the 13 of
+// TestRunnerPlans checks what the default sweeps (30 seeds, and the 14 of
 // -short) plan, before any cluster starts: every kind under the broker
 // workloads, and kill, pause and isolate aimed at the controller's node
 // at least once each and left to verify's draw at least once each in the
@@ -719,8 +724,12 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 	t.Helper()
 	injected := map[verify.FaultKind]int{}
 	ops := map[string]int{}
+	scale := map[string]int{}
 	var lagSnaps, transfers, slow, moves int
 	for _, s := range stats {
+		for k, v := range s.ScaleOps {
+			scale[k] += v
+		}
 		for k, v := range s.Injected {
 			injected[k] += v
 		}
@@ -732,8 +741,8 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 		slow += s.SlowRemovals
 		moves += s.Moves
 	}
-	t.Logf("injected %v; member ops %v; replicas moved %d; lag snapshot installs %d; leadership transfers %d; slow removals %d",
-		injected, ops, moves, lagSnaps, transfers, slow)
+	t.Logf("injected %v; member ops %v; scale ops %v; replicas moved %d; lag snapshot installs %d; leadership transfers %d; slow removals %d",
+		injected, ops, scale, moves, lagSnaps, transfers, slow)
 	if !assert {
 		return
 	}
@@ -752,6 +761,11 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 	}
 	if transfers == 0 {
 		t.Errorf("transfer: got 0 successful leadership transfers, want at least 1")
+	}
+	for _, op := range verify.ScaleOps {
+		if scale[op] == 0 {
+			t.Errorf("scale op %s: got 0, want at least 1", op)
+		}
 	}
 	if moves == 0 {
 		t.Errorf("move: got 0 replicas moved, want at least 1")
