@@ -125,11 +125,25 @@ func (m *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 	return fmt.Errorf("chaos: scale: %w: op %q", verify.ErrUnsupported, f.Params["op"])
 }
 
-// healScale brings a replaced node back as a new member (once no group
-// lists it any more), retires the spare, and for "replace" waits until
-// the node is a voter of every group again.
+// healScale retires the spare: for "grow" once the controller has given
+// it replicas; for "replace" after bringing the dead node back as a new
+// member (once no group lists it any more), then waits until that node
+// is a voter of every group again.
 func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 	replace := f.Params["op"] == "replace"
+	if f.Params["op"] == "grow" {
+		// Let the controller fill the spare before draining it.
+		m.mu.Lock()
+		added := sortedKeys(m.added)
+		m.mu.Unlock()
+		for _, s := range added {
+			start := time.Now()
+			if err := verify.WaitFilled(ctx, m.adm, s, m.cfg.OpTimeout); err != nil {
+				return fmt.Errorf("chaos: %w", err)
+			}
+			m.note(f, false, "the controller filled %s in %s", s, time.Since(start).Round(time.Millisecond))
+		}
+	}
 	if replace {
 		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
 			return err

@@ -422,6 +422,10 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	vcfg := verify.DefaultRunConfig()
 	vcfg.Seed, vcfg.Dir, vcfg.Endpoints, vcfg.Nemesis = opts.Seed, dir, endpoints, nem
 	vcfg.Kinds, vcfg.Schedule, vcfg.Duration, vcfg.Workload = opts.Kinds, sched, opts.Duration, opts.Workload
+	// A heal that brings a replaced node back and drains the spare
+	// re-creates every group twice, one snapshot at a time per node:
+	// about a minute in containers on a loaded 2-core machine.
+	vcfg.NemesisTimeout = 2 * time.Minute
 	vcfg.Faults = AimAtController(Schedule(opts.Seed, opts.Kinds, opts.Duration, sched), opts.AtController)
 	vcfg.Logger, vcfg.Progress = log, opts.Progress
 	if clientTLS != nil {

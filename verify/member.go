@@ -179,3 +179,32 @@ func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, o
 	}
 	return replicas, err
 }
+
+// WaitFilled waits until the controller has placed a replica on node id
+// and no group is moving: a node that joined the pool has been given its
+// share (a scale fault's grow lets the controller fill the new node
+// before draining it again). Each read is bounded by opTimeout.
+func WaitFilled(ctx context.Context, pr PlacementReader, id string, opTimeout time.Duration) error {
+	return poll.Until(ctx, func() error {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		ns, err := pr.ListNodes(cctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(ns.Nodes, func(n *metapb.NodeInfo) bool { return n.Id == id })
+		if i < 0 || ns.Nodes[i].Replicas == 0 {
+			return fmt.Errorf("verify: %s holds no replica yet", id)
+		}
+		gs, err := pr.ListGroups(cctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs.Groups {
+			if g.Moving {
+				return fmt.Errorf("verify: %s is still moving", g.Group)
+			}
+		}
+		return nil
+	})
+}

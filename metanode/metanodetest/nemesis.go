@@ -1095,10 +1095,21 @@ func (n *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 	}
 }
 
-// healScale retires the spare; for "replace" it first brings the dead
-// node back, wiped, once no configuration holds it (its replicas were
-// re-created elsewhere).
+// healScale retires the spare: for "grow" once the controller has given
+// it replicas (the pool rebalanced onto it); for "replace" after bringing
+// the dead node back, wiped, once no configuration holds it (its replicas
+// were re-created elsewhere).
 func (n *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
+	if f.Params["op"] == "grow" {
+		n.mu.Lock()
+		spares := slices.Clone(n.spares)
+		n.mu.Unlock()
+		for _, id := range spares {
+			if err := verify.WaitFilled(ctx, n.cl, id, 10*time.Second); err != nil {
+				return fmt.Errorf("metanodetest: %w", err)
+			}
+		}
+	}
 	if f.Params["op"] == "replace" {
 		n.mu.Lock()
 		pending := n.removed[f.Nodes[0]]

@@ -311,6 +311,9 @@ func runConfig(l *lane, p plan, dir string, d time.Duration, log *slog.Logger) v
 	cfg.Nemesis = l.nem
 	cfg.Kinds = p.kinds
 	cfg.Duration = d
+	// A scale replace heal re-creates every group twice (on the others,
+	// then back on the returning node): give it room on a loaded machine.
+	cfg.NemesisTimeout = 2 * time.Minute
 	cfg.Schedule = verify.ScheduleOptions{
 		Groups:    metapb.Groups(2, 2),
 		Warmup:    1500 * time.Millisecond,
