@@ -212,18 +212,12 @@ func TestAddDrainRemoveUnderLoad(t *testing.T) {
 // groupsOn lists the groups whose records place a replica on node.
 func groupsOn(t *testing.T, cl *client.Client, node string) []string {
 	t.Helper()
-	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, g := range gs.Groups {
-		for _, r := range g.Replicas {
-			if r.Node == node {
-				out = append(out, g.Group)
-			}
+	eachReplica(t, cl, func(g, n string) {
+		if n == node {
+			out = append(out, g)
 		}
-	}
+	})
 	sort.Strings(out)
 	return out
 }
@@ -594,19 +588,29 @@ func TestMoveReplica(t *testing.T) {
 // groupsHolders lists the nodes group's record places a replica on.
 func groupsHolders(t *testing.T, cl *client.Client, group string) []string {
 	t.Helper()
+	var out []string
+	eachReplica(t, cl, func(g, node string) {
+		if g == group {
+			out = append(out, node)
+		}
+	})
+	if len(out) == 0 {
+		t.Fatalf("%s not listed", group)
+	}
+	return out
+}
+
+// eachReplica calls f for every replica of every group, as the directory
+// places them.
+func eachReplica(t *testing.T, cl *client.Client, f func(group, node string)) {
+	t.Helper()
 	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, g := range gs.Groups {
-		if g.Group == group {
-			var out []string
-			for _, r := range g.Replicas {
-				out = append(out, r.Node)
-			}
-			return out
+		for _, r := range g.Replicas {
+			f(g.Group, r.Node)
 		}
 	}
-	t.Fatalf("%s not listed", group)
-	return nil
 }
