@@ -61,6 +61,13 @@
 //	controller.register             metapb.RegisterBrokerRequest   rpc/server               ControllerService.RegisterBroker on any node
 //	controller.heartbeat            metapb.HeartbeatRequest        rpc/server               ControllerService.Heartbeat on any node
 //	controller.status               metapb.ControllerStatusRequest rpc/server               ControllerService.Status on any node
+//	controller.remove-member        metapb.RemoveMemberRequest     rpc/server               Server.RemoveMember on any node
+//	controller.move-replica         metapb.MoveReplicaRequest      rpc/server               Server.MoveReplica on any node
+//	controller.list-groups          metapb.ListGroupsRequest       rpc/server               Server.ListGroups on any node
+//	controller.list-nodes           metapb.ListNodesRequest        rpc/server               Server.ListNodes on any node
+//	controller.node-report          logpb.NodeReport               rpc/server               Node's report loop (metanode/report.go)
+//	metanode.configuration/v2       raftpb.ConfigurationCall       metanode                 Node.leftGroup (replica GC asks the group's leader)
+//	metanode.directory/v2           raftpb.DirectoryCall           metanode                 Node.fetchDirectory (a node follows metadata-0's directory)
 //
 // The previous release's names (metanode.transfer-leader,
 // metanode.remove-server, metanode.fresh-snapshot, with hand-made
