@@ -247,9 +247,13 @@ func (c *Controller) MoveReplica(ctx context.Context, group, from, to string) (*
 	if err != nil {
 		return nil, err
 	}
-	if res.Code != logpb.Code_CODE_OK {
+	switch res.Code {
+	case logpb.Code_CODE_OK:
+	case logpb.Code_CODE_COMPARE_FAILED:
 		return nil, metapb.NewError(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaGroup: group},
 			"%s changed while the move was planned (%s): try again", group, res.Message)
+	default:
+		return nil, invalid("group", "%s", res.Message)
 	}
 	c.log.Info("moving a replica", "group", group, "from", from, "to", to, "conf_ver", rec.ConfVer+1)
 	c.mu.Lock()
