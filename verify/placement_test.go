@@ -1,9 +1,12 @@
 package verify
 
 import (
+	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metamq/meta/rpc/metapb"
 )
@@ -77,5 +80,116 @@ func TestPlacementProblems(t *testing.T) {
 				t.Fatalf("got %q, want a problem starting %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// fakeDirectory is a directory that changes as a script says: each
+// ListGroups or ListNodes call takes the next state (the last one stays).
+type fakeDirectory struct {
+	groups   []*metapb.ListGroupsResponse
+	nodes    []*metapb.ListNodesResponse
+	moveErrs []error // MoveReplica's answers, in turn (then nil)
+	moves    []string
+	moved    *metapb.ListGroupsResponse // what ListGroups says once a move is accepted
+	accepted bool
+}
+
+func (f *fakeDirectory) ListGroups(context.Context) (*metapb.ListGroupsResponse, error) {
+	if f.accepted {
+		return f.moved, nil
+	}
+	g := f.groups[0]
+	if len(f.groups) > 1 {
+		f.groups = f.groups[1:]
+	}
+	return g, nil
+}
+
+func (f *fakeDirectory) ListNodes(context.Context) (*metapb.ListNodesResponse, error) {
+	n := f.nodes[0]
+	if len(f.nodes) > 1 {
+		f.nodes = f.nodes[1:]
+	}
+	return n, nil
+}
+
+func (f *fakeDirectory) MoveReplica(_ context.Context, group, from, to string) (*metapb.MoveReplicaResponse, error) {
+	f.moves = append(f.moves, group+" "+from+" "+to)
+	if len(f.moveErrs) > 0 {
+		err := f.moveErrs[0]
+		f.moveErrs = f.moveErrs[1:]
+		return nil, err
+	}
+	f.accepted = true
+	return &metapb.MoveReplicaResponse{}, nil
+}
+
+func groupsOf(moving bool, placed map[string][]string) *metapb.ListGroupsResponse {
+	gs := &metapb.ListGroupsResponse{}
+	for _, name := range slices.Sorted(maps.Keys(placed)) {
+		g := &metapb.GroupInfo{Group: name, Moving: moving}
+		for _, n := range placed[name] {
+			g.Replicas = append(g.Replicas, &metapb.ReplicaInfo{Node: n})
+		}
+		gs.Groups = append(gs.Groups, g)
+	}
+	return gs
+}
+
+// MoveReplica asks again while the move is refused as "not yet", and
+// reads the outcome back from the directory; a move that cannot be (from
+// holds nothing) ends at once.
+func TestMoveReplicaHelper(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before := groupsOf(false, map[string][]string{"data-0": {"n1", "n2", "n3"}})
+	after := groupsOf(false, map[string][]string{"data-0": {"n2", "n3", "s1"}})
+	busy := metapb.NewError(metapb.ReasonRevisionConflict, nil, "data-0 is changing")
+	f := &fakeDirectory{groups: []*metapb.ListGroupsResponse{before}, moveErrs: []error{busy, busy}, moved: after}
+	replicas, err := MoveReplica(ctx, f, "data-0", "n1", "s1", time.Second)
+	if err != nil || !slices.Equal(replicas, []string{"n2", "n3", "s1"}) {
+		t.Fatalf("got %v, %v; want the replicas moved", replicas, err)
+	}
+	if len(f.moves) != 3 {
+		t.Errorf("MoveReplica called %d times, want 3 (two refusals, then accepted)", len(f.moves))
+	}
+	// Already where it should be: nothing to ask.
+	f = &fakeDirectory{groups: []*metapb.ListGroupsResponse{after}}
+	if _, err := MoveReplica(ctx, f, "data-0", "n1", "s1", time.Second); err != nil || len(f.moves) != 0 {
+		t.Errorf("already moved: got %v with %d calls, want nil and none", err, len(f.moves))
+	}
+	// from holds nothing (and to holds nothing either): a final error.
+	f = &fakeDirectory{groups: []*metapb.ListGroupsResponse{before}}
+	if _, err := MoveReplica(ctx, f, "data-0", "n9", "s1", time.Second); err == nil || !strings.Contains(err.Error(), "n9 holds none") || ctx.Err() != nil {
+		t.Errorf("from without a replica: got %v, want an error at once naming n9", err)
+	}
+	if _, err := MoveReplica(ctx, f, "data-7", "n1", "s1", time.Second); err == nil || !strings.Contains(err.Error(), "no such group") {
+		t.Errorf("unknown group: got %v, want an error naming it", err)
+	}
+}
+
+// WaitFilled waits until the node holds a replica and nothing moves.
+func TestWaitFilled(t *testing.T) {
+	nodes := func(replicas uint32) *metapb.ListNodesResponse {
+		return &metapb.ListNodesResponse{Nodes: []*metapb.NodeInfo{{Id: "n1", Replicas: 3}, {Id: "s1", Replicas: replicas}}}
+	}
+	placed := map[string][]string{"data-0": {"n1", "s1"}}
+	f := &fakeDirectory{
+		nodes:  []*metapb.ListNodesResponse{nodes(0), nodes(0), nodes(1)},
+		groups: []*metapb.ListGroupsResponse{groupsOf(true, placed), groupsOf(false, placed)},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := WaitFilled(ctx, f, "s1", time.Second); err != nil {
+		t.Fatalf("got %v, want nil once s1 holds a replica and nothing moves", err)
+	}
+	if len(f.nodes) != 1 || len(f.groups) != 1 {
+		t.Errorf("returned before the last states: %d node and %d group states left", len(f.nodes), len(f.groups))
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	f = &fakeDirectory{nodes: []*metapb.ListNodesResponse{nodes(0)}, groups: []*metapb.ListGroupsResponse{groupsOf(false, placed)}}
+	if err := WaitFilled(short, f, "s1", time.Second); err == nil || !strings.Contains(err.Error(), "s1 holds no replica") {
+		t.Errorf("never filled: got %v, want an error naming s1", err)
 	}
 }
