@@ -126,23 +126,13 @@ func (m *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 }
 
 // healScale retires the spare: for "grow" once the controller has given
-// it replicas; for "replace" after bringing the dead node back as a new
-// member (once no group lists it any more), then waits until that node
-// is a voter of every group again.
+// it replicas (retireFilled); for "replace" after bringing the dead node
+// back as a new member (once no group lists it any more), then waits
+// until that node is a voter of every group again.
 func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 	replace := f.Params["op"] == "replace"
 	if f.Params["op"] == "grow" {
-		// Let the controller fill the spare before draining it.
-		m.mu.Lock()
-		added := sortedKeys(m.added)
-		m.mu.Unlock()
-		for _, s := range added {
-			start := time.Now()
-			if err := verify.WaitFilled(ctx, m.adm, s, m.cfg.OpTimeout); err != nil {
-				return fmt.Errorf("chaos: %w", err)
-			}
-			m.note(f, false, "the controller filled %s in %s", s, time.Since(start).Round(time.Millisecond))
-		}
+		return m.retireFilled(ctx, f)
 	}
 	if replace {
 		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
@@ -152,10 +142,25 @@ func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 	if err := m.retireSpares(ctx, f); err != nil {
 		return err
 	}
-	if replace {
-		return m.waitVoter(ctx, f, f.Nodes[0])
+	return m.waitVoter(ctx, f, f.Nodes[0])
+}
+
+// retireFilled heals a spare's joining ("grow", member "add"): it lets
+// the controller fill every added spare (verify.WaitFilled), so that the
+// drain that follows moves replicas and leaderships off a node that holds
+// some, then retires them.
+func (m *Nemesis) retireFilled(ctx context.Context, f *verify.Fault) error {
+	m.mu.Lock()
+	added := sortedKeys(m.added)
+	m.mu.Unlock()
+	for _, s := range added {
+		start := time.Now()
+		if err := verify.WaitFilled(ctx, m.adm, s, m.cfg.OpTimeout); err != nil {
+			return fmt.Errorf("chaos: %w", err)
+		}
+		m.note(f, false, "the controller filled %s in %s", s, time.Since(start).Round(time.Millisecond))
 	}
-	return nil
+	return m.retireSpares(ctx, f)
 }
 
 // injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
@@ -190,7 +195,7 @@ func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
 	case "wipe-readd":
 		return m.waitVoter(ctx, f, f.Nodes[0])
 	case "add":
-		return m.retireSpares(ctx, f)
+		return m.retireFilled(ctx, f)
 	}
 	return fmt.Errorf("chaos: member: unknown op %q", f.Params["op"])
 }

@@ -221,9 +221,28 @@ func (a *fakeAdmin) ListNodes(context.Context) (*metapb.ListNodesResponse, error
 		if a.drained[m] {
 			st = "drained"
 		}
-		res.Nodes = append(res.Nodes, &metapb.NodeInfo{Id: m, Addr: m + ":7000", Alive: true, State: st})
+		n := &metapb.NodeInfo{Id: m, Addr: m + ":7000", Alive: true, State: st}
+		for _, g := range a.groups {
+			if a.holds(g, m) {
+				n.Replicas++
+			}
+		}
+		res.Nodes = append(res.Nodes, n)
 	}
 	return res, nil
+}
+
+// holds says whether member m holds a replica of group g: every member
+// does, but for moved replicas and spares (which hold only what was
+// moved to them). The caller holds a.mu.
+func (a *fakeAdmin) holds(g, m string) bool {
+	switch mv := a.moved[g]; m {
+	case mv[0]:
+		return false
+	case mv[1]:
+		return true
+	}
+	return !slices.Contains(a.spares(), m)
 }
 
 // ListGroups places every group on every member, but for moved
@@ -235,14 +254,8 @@ func (a *fakeAdmin) ListGroups(context.Context) (*metapb.ListGroupsResponse, err
 	for _, g := range a.groups {
 		gi := &metapb.GroupInfo{Group: g, Leader: "n1", State: "active"}
 		for _, m := range a.members {
-			switch mv := a.moved[g]; m {
-			case mv[0]:
+			if !a.holds(g, m) {
 				continue
-			case mv[1]:
-			default:
-				if slices.Contains(a.spares(), m) {
-					continue
-				}
 			}
 			gi.Replicas = append(gi.Replicas, &metapb.ReplicaInfo{Node: m, Voter: true, Role: "voter"})
 		}

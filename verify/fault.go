@@ -76,8 +76,10 @@ const (
 	//                   (the node catches up during the window); Heal waits
 	//                   for nothing more.
 	//   "add":          start a spare node and AddMember it at Inject;
-	//                   RemoveMember and stop it at Heal. Nemeses without a
-	//                   spare return ErrUnsupported.
+	//                   at Heal, once the controller has given it replicas
+	//                   (WaitFilled, as for scale "grow"), drain it,
+	//                   RemoveMember and stop it. Nemeses without a spare
+	//                   return ErrUnsupported.
 	FaultMember FaultKind = "member"
 	// FaultTransfer is a leadership storm: TransferLeader on
 	// Params["group"] every Params["every"] (a Go duration) until Heal.

@@ -1050,6 +1050,21 @@ func (n *Nemesis) removeSpares(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// retireFilled heals a spare's joining (scale "grow", member "add"): it lets the controller fill every spare
+// (verify.WaitFilled), so that the drain that follows moves replicas and
+// leaderships off a node that holds some, then removes them.
+func (n *Nemesis) retireFilled(ctx context.Context) error {
+	n.mu.Lock()
+	spares := slices.Clone(n.spares)
+	n.mu.Unlock()
+	for _, id := range spares {
+		if err := verify.WaitFilled(ctx, n.cl, id, 10*time.Second); err != nil {
+			return fmt.Errorf("metanodetest: %w", err)
+		}
+	}
+	return n.removeSpares(ctx)
+}
+
 // injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
 // (every member holds every group here: the runner's replication factor
 // is the node count).
@@ -1096,20 +1111,10 @@ func (n *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 }
 
 // healScale retires the spare: for "grow" once the controller has given
-// it replicas (the pool rebalanced onto it); for "replace" after bringing
+// it replicas (retireFilled: the pool rebalanced onto it); for "replace" after bringing
 // the dead node back, wiped, once no configuration holds it (its replicas
 // were re-created elsewhere).
 func (n *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
-	if f.Params["op"] == "grow" {
-		n.mu.Lock()
-		spares := slices.Clone(n.spares)
-		n.mu.Unlock()
-		for _, id := range spares {
-			if err := verify.WaitFilled(ctx, n.cl, id, 10*time.Second); err != nil {
-				return fmt.Errorf("metanodetest: %w", err)
-			}
-		}
-	}
 	if f.Params["op"] == "replace" {
 		n.mu.Lock()
 		pending := n.removed[f.Nodes[0]]
@@ -1120,7 +1125,11 @@ func (n *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 			}
 		}
 	}
-	if err := n.removeSpares(ctx); err != nil {
+	retire := n.removeSpares
+	if f.Params["op"] == "grow" {
+		retire = n.retireFilled
+	}
+	if err := retire(ctx); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -1159,7 +1168,7 @@ func (n *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
 			errs = append(errs, n.readd(ctx, f.Nodes[0]))
 		}
 	case "add":
-		errs = append(errs, n.removeSpares(ctx))
+		errs = append(errs, n.retireFilled(ctx))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
