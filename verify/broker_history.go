@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 )
 
@@ -192,6 +193,20 @@ func (op *BrokerOp) validate() error {
 		return fmt.Errorf("unknown kind %q", op.Kind)
 	}
 	return checkRecorded(op.Index, op.Outcome, op.Output != nil, op.Call, op.Return)
+}
+
+// okBrokerOps yields the broker ops of bops that succeeded, in order, each
+// with the text that names it as the source of an observation ("broker op 7
+// list_brokers").
+func okBrokerOps(bops []BrokerOp) iter.Seq2[*BrokerOp, string] {
+	return func(yield func(*BrokerOp, string) bool) {
+		for i := range bops {
+			op := &bops[i]
+			if op.Outcome == OutcomeOK && !yield(op, fmt.Sprintf("broker op %d %s", op.Index, op.Kind)) {
+				return
+			}
+		}
+	}
 }
 
 // BrokerHistory is a concurrent-safe, append-only list of broker ops.

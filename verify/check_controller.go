@@ -154,12 +154,7 @@ func controllerFacts(bops []BrokerOp) *ctlFacts {
 	if h.timeout == 0 {
 		h.timeout = 6 * time.Second
 	}
-	for i := range bops {
-		op := &bops[i]
-		if op.Outcome != OutcomeOK {
-			continue
-		}
-		src := fmt.Sprintf("broker op %d %s", op.Index, op.Kind)
+	for op, src := range okBrokerOps(bops) {
 		switch op.Kind {
 		case OpListAssignments:
 			for _, a := range op.Output.Assignments {
@@ -629,11 +624,7 @@ func stuck(bops []BrokerOp, connectors, brokers map[string]bool, faults []Fault,
 		epoch uint64 // 0: no assignment at all
 	}
 	var reads, lists []*BrokerOp
-	for i := range bops {
-		op := &bops[i]
-		if op.Outcome != OutcomeOK {
-			continue
-		}
+	for op := range okBrokerOps(bops) {
 		switch {
 		case op.Kind == OpListAssignments && op.Input.BrokerID == "":
 			reads = append(reads, op)

@@ -161,12 +161,7 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 			}
 		}
 	case "resources":
-		for i := range in.bops {
-			op := &in.bops[i]
-			if op.Outcome != OutcomeOK {
-				continue
-			}
-			src := fmt.Sprintf("broker op %d %s", op.Index, op.Kind)
+		for op, src := range okBrokerOps(in.bops) {
 			switch op.Kind {
 			case OpResourceCreate, OpResourceUpdate, OpResourceGet:
 				if r := op.Output.Resource; r != nil {
@@ -180,23 +175,17 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 			}
 		}
 	case "brokers":
-		for i := range in.bops {
-			op := &in.bops[i]
-			if op.Outcome != OutcomeOK || op.Kind != OpListBrokers {
+		for op, src := range okBrokerOps(in.bops) {
+			if op.Kind != OpListBrokers {
 				continue
 			}
 			for _, b := range op.Output.Brokers {
 				add(wchange{Group: metapb.MetadataGroup, Revision: b.ModRevision, Type: "put", Key: b.ID,
-					Value: brokerValue(b.Epoch, b.Status), Source: fmt.Sprintf("broker op %d %s", op.Index, op.Kind)})
+					Value: brokerValue(b.Epoch, b.Status), Source: src})
 			}
 		}
 	case "assignments":
-		for i := range in.bops {
-			op := &in.bops[i]
-			if op.Outcome != OutcomeOK {
-				continue
-			}
-			src := fmt.Sprintf("broker op %d %s", op.Index, op.Kind)
+		for op, src := range okBrokerOps(in.bops) {
 			switch op.Kind {
 			case OpListAssignments:
 				for _, a := range op.Output.Assignments {
