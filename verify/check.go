@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -300,96 +299,14 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 	parts = append(parts, offParts...)
 	parts = append(parts, grpParts...)
 
-	var history []porcupine.Operation
-	for i := range parts {
-		for _, op := range parts[i].Ops {
-			op.Metadata.(*opMeta).Part = i
-			history = append(history, op)
-		}
-	}
-	m := model()
 	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(m, history, timeout)
-	elapsed := time.Since(start)
-	timedOut := timeout > 0 && elapsed >= timeout
-
-	verdicts := make([]Verdict, len(parts))
-	partials := info.PartialLinearizations()
-	var recheck []int
-	for i := range parts {
-		complete := res == porcupine.Ok
-		if !complete && i < len(partials) {
-			for _, l := range partials[i] {
-				if len(l) == len(parts[i].Ops) {
-					complete = true
-					break
-				}
-			}
-		}
-		switch {
-		case complete:
-			verdicts[i] = Valid
-		case timedOut:
-			recheck = append(recheck, i)
-		default:
-			verdicts[i] = Invalid
-		}
-	}
-	if len(recheck) > 0 {
-		single := m
-		single.Partition = nil
-		var wg sync.WaitGroup
-		for _, i := range recheck {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				switch porcupine.CheckOperationsTimeout(single, parts[i].Ops, timeout) {
-				case porcupine.Ok:
-					verdicts[i] = Valid
-				case porcupine.Illegal:
-					verdicts[i] = Invalid
-				default:
-					verdicts[i] = Unknown
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	verdicts, longest, info := checkPartitions(model(), parts, timeout)
 
 	l := &Linearizability{parts: parts, info: info}
 	problems := map[string][]string{CheckerKV: kvProblems, CheckerOffsets: offProblems}
 	for _, name := range []string{CheckerKV, CheckerOffsets, CheckerOffsetsGroup} {
 		r := CheckResult{Checker: name, Verdict: Valid, Elapsed: time.Since(start)}
-		var details []string
-		pruned := 0
-		for i, p := range parts {
-			if p.Checker != name {
-				continue
-			}
-			r.Partitions++
-			r.Ops += len(p.Ops)
-			pruned += p.Pruned
-			switch verdicts[i] {
-			case Invalid:
-				r.Failing = append(r.Failing, p.Name)
-				longest := 0
-				if i < len(partials) {
-					for _, l := range partials[i] {
-						longest = max(longest, len(l))
-					}
-				}
-				details = append(details, fmt.Sprintf("%s %q: not linearizable (longest linearizable prefix: %d of %d ops)",
-					name, p.Name, longest, len(p.Ops)))
-			case Unknown:
-				r.Undecided = append(r.Undecided, p.Name)
-			}
-		}
-		if len(r.Undecided) > 0 {
-			details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
-		}
-		if pruned > 0 {
-			details = append(details, fmt.Sprintf("%d unknown writes nobody observed left out", pruned))
-		}
+		details := judgePartitions(&r, parts, verdicts, longest, name+" ", timeout)
 		for _, p := range problems[name] {
 			details = append(details, "malformed response: "+p)
 		}
@@ -403,6 +320,40 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 		l.Results = append(l.Results, r)
 	}
 	return l
+}
+
+// judgePartitions counts into r the partitions of parts that belong to
+// r.Checker and their ops, names in r those checkPartitions judged
+// Invalid (Failing) or could not decide (Undecided), and returns the
+// details that say so: each partition not linearizable (its name after
+// prefix) with its longest linearizable prefix, how many were undecided
+// within timeout and how many unknown writes pruning left out.
+func judgePartitions(r *CheckResult, parts []partition, verdicts []Verdict, longest []int, prefix string, timeout time.Duration) []string {
+	var details []string
+	pruned := 0
+	for i, p := range parts {
+		if p.Checker != r.Checker {
+			continue
+		}
+		r.Partitions++
+		r.Ops += len(p.Ops)
+		pruned += p.Pruned
+		switch verdicts[i] {
+		case Invalid:
+			r.Failing = append(r.Failing, p.Name)
+			details = append(details, fmt.Sprintf("%s%q: not linearizable (longest linearizable prefix: %d of %d ops)",
+				prefix, p.Name, longest[i], len(p.Ops)))
+		case Unknown:
+			r.Undecided = append(r.Undecided, p.Name)
+		}
+	}
+	if len(r.Undecided) > 0 {
+		details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
+	}
+	if pruned > 0 {
+		details = append(details, fmt.Sprintf("%d unknown writes nobody observed left out", pruned))
+	}
+	return details
 }
 
 // Visualize writes porcupine's HTML report of the check, with the given

@@ -648,26 +648,7 @@ func CheckSessions(ops []BrokerOp, m int, timeout time.Duration) *SessionsCheck 
 	parts, problems := sessionPartitions(ops, m)
 	verdicts, longest, info := checkPartitions(sessionsModel(), parts, timeout)
 	r := CheckResult{Checker: CheckerSessions, Verdict: Valid}
-	var details []string
-	pruned := 0
-	for i, p := range parts {
-		r.Partitions++
-		r.Ops += len(p.Ops)
-		pruned += p.Pruned
-		switch verdicts[i] {
-		case Invalid:
-			r.Failing = append(r.Failing, p.Name)
-			details = append(details, fmt.Sprintf("%q: not linearizable (longest linearizable prefix: %d of %d ops)", p.Name, longest[i], len(p.Ops)))
-		case Unknown:
-			r.Undecided = append(r.Undecided, p.Name)
-		}
-	}
-	if len(r.Undecided) > 0 {
-		details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
-	}
-	if pruned > 0 {
-		details = append(details, fmt.Sprintf("%d unknown writes nobody observed left out", pruned))
-	}
+	details := judgePartitions(&r, parts, verdicts, longest, "", timeout)
 	for _, p := range problems {
 		details = append(details, "bad response: "+p)
 	}
@@ -710,8 +691,8 @@ func firstN(s []string, n int) []string {
 // checkPartitions checks every partition in one porcupine call bounded by
 // timeout; if that ran into the timeout, partitions without a complete
 // linearization are checked again one by one (concurrently, each bounded
-// by timeout), as CheckLinearizability does. It returns a verdict and the
-// longest linearizable prefix per partition.
+// by timeout). It returns a verdict and the longest linearizable prefix per
+// partition. CheckLinearizability and CheckSessions both check with it.
 func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration) ([]Verdict, []int, porcupine.LinearizationInfo) {
 	var history []porcupine.Operation
 	for i := range parts {
