@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"slices"
 	"strings"
 
@@ -260,74 +261,27 @@ type grpEntry struct {
 }
 
 // grpState is a consumer group's committed offsets, sorted by topic and
-// partition. It is immutable once built; steps build new ones.
-type grpState struct {
-	entries []grpEntry
-	hash    uint64
+// partition.
+type grpState = sortedState[grpEntry]
+
+// compare orders entries by topic and partition.
+func (e grpEntry) compare(o grpEntry) int {
+	return cmp.Or(cmp.Compare(e.Topic, o.Topic), cmp.Compare(e.Partition, o.Partition))
 }
 
-func newGrpState(entries []grpEntry) *grpState {
-	h := fnv.New64a()
-	for _, e := range entries {
-		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00", e.Topic, e.Partition, e.Offset, e.Metadata)
-	}
-	return &grpState{entries: entries, hash: h.Sum64()}
+func (e grpEntry) hashTo(w io.Writer) {
+	fmt.Fprintf(w, "%s\x00%d\x00%d\x00%s\x00", e.Topic, e.Partition, e.Offset, e.Metadata)
 }
 
-func (s *grpState) find(topic string, partition int32) (grpEntry, bool) {
-	if s == nil {
-		return grpEntry{}, false
-	}
-	i, ok := slices.BinarySearchFunc(s.entries, grpEntry{Topic: topic, Partition: partition}, compareEntry)
-	if !ok {
-		return grpEntry{}, false
-	}
-	return s.entries[i], true
+func (e grpEntry) same(o grpEntry) bool { return e == o }
+
+func (e grpEntry) String() string {
+	return fmt.Sprintf("%s/%d:%d(%s)", e.Topic, e.Partition, e.Offset, e.Metadata)
 }
 
-func (s *grpState) len() int {
-	if s == nil {
-		return 0
-	}
-	return len(s.entries)
-}
-
-func (s *grpState) equalState(other any) bool {
-	o, ok := other.(*grpState)
-	return ok && s.equal(o)
-}
-
-func (s *grpState) stateHash() uint64 {
-	if s.len() == 0 {
-		return 0
-	}
-	return s.hash
-}
-
-func (s *grpState) equal(o *grpState) bool {
-	if s.len() != o.len() {
-		return false
-	}
-	if s.len() == 0 {
-		return true
-	}
-	return s.hash == o.hash && slices.Equal(s.entries, o.entries)
-}
-
-func (s *grpState) String() string {
-	if s.len() == 0 {
-		return "{}"
-	}
-	parts := make([]string, len(s.entries))
-	for i, e := range s.entries {
-		parts[i] = fmt.Sprintf("%s/%d:%d(%s)", e.Topic, e.Partition, e.Offset, e.Metadata)
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func compareEntry(a, b grpEntry) int {
-	return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
-}
+// The grpEntry methods sortedState calls (staticcheck does not see calls
+// through a type parameter).
+var _, _, _ = grpEntry.compare, grpEntry.hashTo, grpEntry.same
 
 // grpCall is the porcupine input of the consumer-group model.
 type grpCall struct {
@@ -347,24 +301,15 @@ type grpResult struct {
 func grpStep(s *grpState, c grpCall, r grpResult) (bool, *grpState) {
 	switch c.Op {
 	case OpCommit:
-		var entries []grpEntry
-		if s != nil {
-			entries = slices.Clone(s.entries)
+		puts := make([]grpEntry, len(c.Commits))
+		for i, e := range c.Commits {
+			puts[i] = grpEntry{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Metadata: e.Metadata}
 		}
-		for _, e := range c.Commits {
-			ne := grpEntry{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Metadata: e.Metadata}
-			i, ok := slices.BinarySearchFunc(entries, ne, compareEntry)
-			if ok {
-				entries[i] = ne
-			} else {
-				entries = slices.Insert(entries, i, ne)
-			}
-		}
-		return true, newGrpState(entries)
+		return true, s.put(puts)
 	case OpFetch:
 		for j, tp := range c.Partitions {
 			v := r.Values[j]
-			e, found := s.find(tp.Topic, tp.Partition)
+			e, found := s.find(grpEntry{Topic: tp.Topic, Partition: tp.Partition})
 			if v.Found != found || (found && (v.Offset != e.Offset || v.Metadata != e.Metadata)) {
 				return false, s
 			}
@@ -374,7 +319,7 @@ func grpStep(s *grpState, c grpCall, r grpResult) (bool, *grpState) {
 		if !r.Unknown && r.Count != uint64(s.len()) {
 			return false, s
 		}
-		return true, newGrpState(nil)
+		return true, newSortedState[grpEntry](nil)
 	}
 	return false, s
 }

@@ -144,62 +144,23 @@ type sessEntry struct {
 	Value SessionValue
 }
 
-// sessGroup is a data group's sessions, sorted by id; immutable once
-// built.
-type sessGroup struct {
-	entries []sessEntry
-	hash    uint64
+// sessGroup is a data group's sessions, sorted by id.
+type sessGroup = sortedState[sessEntry]
+
+// compare orders entries by id.
+func (e sessEntry) compare(o sessEntry) int { return cmp.Compare(e.ID, o.ID) }
+
+func (e sessEntry) hashTo(w io.Writer) {
+	fmt.Fprintf(w, "%s\x00%s\x00%t\x00%d\x00%s\x00", e.ID, e.Value.BrokerID, e.Value.Connected, e.Value.Expiry, e.Value.State)
 }
 
-func newSessGroup(entries []sessEntry) *sessGroup {
-	h := fnv.New64a()
-	for _, e := range entries {
-		fmt.Fprintf(h, "%s\x00%s\x00%t\x00%d\x00%s\x00", e.ID, e.Value.BrokerID, e.Value.Connected, e.Value.Expiry, e.Value.State)
-	}
-	return &sessGroup{entries: entries, hash: h.Sum64()}
-}
+func (e sessEntry) same(o sessEntry) bool { return e.ID == o.ID && sameSession(e.Value, o.Value) }
 
-func (g *sessGroup) len() int {
-	if g == nil {
-		return 0
-	}
-	return len(g.entries)
-}
+func (e sessEntry) String() string { return e.ID + "=" + describeSession(e.Value) }
 
-func (g *sessGroup) find(id string) (SessionValue, bool) {
-	if g == nil {
-		return SessionValue{}, false
-	}
-	i, ok := slices.BinarySearchFunc(g.entries, id, func(e sessEntry, id string) int { return cmp.Compare(e.ID, id) })
-	if !ok {
-		return SessionValue{}, false
-	}
-	return g.entries[i].Value, true
-}
-
-func (g *sessGroup) equal(o *sessGroup) bool {
-	if g.len() != o.len() {
-		return false
-	}
-	if g.len() == 0 {
-		return true
-	}
-	if g.hash != o.hash {
-		return false
-	}
-	return slices.EqualFunc(g.entries, o.entries, func(a, b sessEntry) bool { return a.ID == b.ID && sameSession(a.Value, b.Value) })
-}
-
-func (g *sessGroup) String() string {
-	if g.len() == 0 {
-		return "{}"
-	}
-	parts := make([]string, len(g.entries))
-	for i, e := range g.entries {
-		parts[i] = e.ID + "=" + describeSession(e.Value)
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
+// The sessEntry methods sortedState calls (staticcheck does not see calls
+// through a type parameter).
+var _, _, _ = sessEntry.compare, sessEntry.hashTo, sessEntry.same
 
 // sessGroupCall is the porcupine input of the data-group model.
 type sessGroupCall struct {
@@ -220,24 +181,15 @@ type sessGroupResult struct {
 func sessGroupStep(s *sessGroup, c sessGroupCall, r sessGroupResult) (bool, *sessGroup) {
 	switch c.Op {
 	case OpSessionPut:
-		var entries []sessEntry
-		if s != nil {
-			entries = slices.Clone(s.entries)
+		puts := make([]sessEntry, len(c.Puts))
+		for i, v := range c.Puts {
+			puts[i] = sessEntry{ID: v.ClientID, Value: SessionValue{BrokerID: v.BrokerID, Connected: v.Connected, Expiry: v.Expiry, State: v.State}}
 		}
-		for _, v := range c.Puts {
-			e := sessEntry{ID: v.ClientID, Value: SessionValue{BrokerID: v.BrokerID, Connected: v.Connected, Expiry: v.Expiry, State: v.State}}
-			i, ok := slices.BinarySearchFunc(entries, e.ID, func(x sessEntry, id string) int { return cmp.Compare(x.ID, id) })
-			if ok {
-				entries[i] = e
-			} else {
-				entries = slices.Insert(entries, i, e)
-			}
-		}
-		return true, newSessGroup(entries)
+		return true, s.put(puts)
 	case OpSessionDelete:
 		var entries []sessEntry
 		for j, id := range c.IDs {
-			_, ok := s.find(id)
+			_, ok := s.find(sessEntry{ID: id})
 			if !r.Unknown && r.Deleted[j] != ok {
 				return false, s
 			}
@@ -245,12 +197,12 @@ func sessGroupStep(s *sessGroup, c sessGroupCall, r sessGroupResult) (bool, *ses
 		if s != nil {
 			entries = slices.DeleteFunc(slices.Clone(s.entries), func(e sessEntry) bool { return slices.Contains(c.IDs, e.ID) })
 		}
-		return true, newSessGroup(entries)
+		return true, newSortedState(entries)
 	case OpSessionList:
 		for _, id := range c.IDs {
-			v, ok := s.find(id)
+			e, ok := s.find(sessEntry{ID: id})
 			got, read := r.Read[id]
-			if ok != read || (ok && !sameSession(v, got)) {
+			if ok != read || (ok && !sameSession(e.Value, got)) {
 				return false, s
 			}
 		}
@@ -303,18 +255,6 @@ func (s sessState) stateHash() uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%t\x00%s\x00%s\x00%t\x00%d", s.Exists, s.Value.State, s.Value.BrokerID, s.Value.Connected, s.Value.Expiry)
 	return h.Sum64()
-}
-
-func (g *sessGroup) equalState(other any) bool {
-	o, ok := other.(*sessGroup)
-	return ok && g.equal(o)
-}
-
-func (g *sessGroup) stateHash() uint64 {
-	if g.len() == 0 {
-		return 0
-	}
-	return g.hash
 }
 
 func brokerOpMeta(op *BrokerOp) *opMeta {
