@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"hash/fnv"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -222,15 +223,8 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	slices.Sort(keys)
 
-	byKey := map[string][]porcupine.Operation{}
-	add := func(op *Op, c kvCall, r kvResult) {
-		byKey[c.Key] = append(byKey[c.Key], modelOp(op, c, r, kvResult{Unknown: true}))
-	}
-	for i := range ops {
-		op := &ops[i]
-		if !includeInModel(op) {
-			continue
-		}
+	byKey, add := partitioner(func(c kvCall) string { return c.Key }, kvResult{Unknown: true})
+	for op := range modelledOps(ops) {
 		in, out := &op.Input, op.Output
 		switch op.Kind {
 		case OpGet:
@@ -375,6 +369,29 @@ func listShape(op *Op) string {
 		prev = kv.Key
 	}
 	return ""
+}
+
+// modelledOps yields the ops of ops that are evidence for the models (see
+// includeInModel), in order.
+func modelledOps(ops []Op) iter.Seq[*Op] {
+	return func(yield func(*Op) bool) {
+		for i := range ops {
+			if op := &ops[i]; includeInModel(op) && !yield(op) {
+				return
+			}
+		}
+	}
+}
+
+// partitioner returns the porcupine operations of a model by partition key,
+// empty, and the function that adds op to them as call c with result r, in
+// the partition key(c) names (see modelOp; unknown is the result of an
+// unknown outcome).
+func partitioner[K comparable, C, R any](key func(C) K, unknown R) (map[K][]porcupine.Operation, func(op *Op, c C, r R)) {
+	by := map[K][]porcupine.Operation{}
+	return by, func(op *Op, c C, r R) {
+		by[key(c)] = append(by[key(c)], modelOp(op, c, r, unknown))
+	}
 }
 
 // modelOp is op as a porcupine operation of input in and output out (see

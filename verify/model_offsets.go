@@ -124,15 +124,8 @@ func offsetPartitions(ops []Op) (parts []partition, problems []string) {
 			note(tp)
 		}
 	}
-	byTP := map[TopicPartition][]porcupine.Operation{}
-	add := func(op *Op, c offCall, r offResult) {
-		byTP[c.TP] = append(byTP[c.TP], modelOp(op, c, r, offResult{Unknown: true}))
-	}
-	for i := range ops {
-		op := &ops[i]
-		if !includeInModel(op) {
-			continue
-		}
+	byTP, add := partitioner(func(c offCall) TopicPartition { return c.TP }, offResult{Unknown: true})
+	for op := range modelledOps(ops) {
 		switch op.Kind {
 		case OpCommit:
 			for _, e := range op.Input.Offsets {
@@ -358,15 +351,8 @@ func describeGrp(c grpCall, r grpResult) string {
 // Shape problems are reported by offsetPartitions; malformed fetches are
 // skipped here.
 func groupPartitions(ops []Op) []partition {
-	byGroup := map[string][]porcupine.Operation{}
-	add := func(op *Op, c grpCall, r grpResult) {
-		byGroup[c.Group] = append(byGroup[c.Group], modelOp(op, c, r, grpResult{Unknown: true}))
-	}
-	for i := range ops {
-		op := &ops[i]
-		if !includeInModel(op) {
-			continue
-		}
+	byGroup, add := partitioner(func(c grpCall) string { return c.Group }, grpResult{Unknown: true})
+	for op := range modelledOps(ops) {
 		switch op.Kind {
 		case OpCommit:
 			// Each consumer group's part of a batch is one atomic write.
