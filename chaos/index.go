@@ -39,12 +39,7 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 
 	b.WriteString("<h3>Checkers</h3><table><tr><th>checker</th><th>valid</th><th>failing</th><th>details</th></tr>")
 	for _, c := range rep.Checks {
-		failing := c.Failing
-		more := ""
-		if len(failing) > 15 {
-			more = fmt.Sprintf(" … and %d more", len(failing)-15)
-			failing = failing[:15]
-		}
+		failing, more := c.FailingUpTo(15)
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td></tr>",
 			e(c.Checker), verdictSpan(c.Verdict), e(strings.Join(failing, "; ")), e(more), e(c.Details))
 	}

@@ -84,6 +84,15 @@ func worst(vs ...Verdict) Verdict {
 	return out
 }
 
+// FailingUpTo returns at most the first n names of r.Failing and, when it
+// left some out, the " … and N more" that says how many, for a report.
+func (r CheckResult) FailingUpTo(n int) (names []string, more string) {
+	if len(r.Failing) > n {
+		return r.Failing[:n], fmt.Sprintf(" … and %d more", len(r.Failing)-n)
+	}
+	return r.Failing, ""
+}
+
 // detailsWith joins a checker's summary lines and at most 20 of its
 // problems into CheckResult.Details.
 func detailsWith(details, problems []string) string {

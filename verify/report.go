@@ -96,12 +96,7 @@ func summaryHTML(res *Result) string {
 	}
 	b.WriteString(`<h3>Checkers</h3><table class="vt"><tr><th>checker</th><th>valid</th><th>judged / total</th><th>ops</th><th>partitions</th><th>failing</th><th>details</th></tr>`)
 	for _, c := range res.Checks {
-		failing := c.Failing
-		more := ""
-		if len(failing) > 20 {
-			more = fmt.Sprintf(" … and %d more", len(failing)-20)
-			failing = failing[:20]
-		}
+		failing, more := c.FailingUpTo(20)
 		rec := ""
 		if c.Recorded {
 			rec = " (recorded live)"
