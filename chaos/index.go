@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"os"
@@ -178,13 +179,7 @@ func verdictSpan(v verify.Verdict) string {
 	return `<span class=unk>unknown</span>`
 }
 
+// kindList is ks for a reader: comma-separated, "none" when empty.
 func kindList(ks []verify.FaultKind) string {
-	if len(ks) == 0 {
-		return "none"
-	}
-	s := make([]string, len(ks))
-	for i, k := range ks {
-		s[i] = string(k)
-	}
-	return strings.Join(s, ",")
+	return cmp.Or(verify.JoinKinds(ks), "none")
 }

@@ -126,6 +126,16 @@ var AllFaultKinds = []FaultKind{
 	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove, FaultScale,
 }
 
+// JoinKinds is kinds as the comma-separated list ParseKinds reads ("" for
+// none).
+func JoinKinds(kinds []FaultKind) string {
+	s := make([]string, len(kinds))
+	for i, k := range kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
+}
+
 // ParseKinds parses a comma-separated list of fault kinds. "partition"
 // stands for isolate,split,bridge,oneway; "all" for every kind.
 // Duplicates are removed; the order is kept.

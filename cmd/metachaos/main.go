@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -208,11 +209,7 @@ var smokeGroups = [][]verify.FaultKind{
 }
 
 func kindNames() string {
-	var s []string
-	for _, k := range verify.AllFaultKinds {
-		s = append(s, string(k))
-	}
-	return strings.Join(s, ",")
+	return verify.JoinKinds(verify.AllFaultKinds)
 }
 
 // parseKinds parses --nemesis; crashpoint, which the container nemesis
@@ -442,14 +439,7 @@ func brokerOps(rep *chaos.RunReport) string {
 }
 
 func orNone(kinds []verify.FaultKind) string {
-	if len(kinds) == 0 {
-		return "nothing"
-	}
-	s := make([]string, len(kinds))
-	for i, k := range kinds {
-		s[i] = string(k)
-	}
-	return strings.Join(s, ",")
+	return cmp.Or(verify.JoinKinds(kinds), "nothing")
 }
 
 // firstLine cuts a checker's details to one line of at most 300 bytes.
