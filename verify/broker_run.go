@@ -78,17 +78,10 @@ func startBroker(ctx context.Context, cfg RunConfig, clock *Clock, rec *Recorder
 	for i, spec := range specs {
 		// Each watcher has a connection of its own, starting at a
 		// different node; the client resumes on the others.
-		rot := append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
-		conn, err := cfg.Dial(rot, false)
+		wapi, err := dialAt[WatchAPI](b, cfg.Dial, eps, i, "watcher")
 		if err != nil {
 			b.stop()
-			return nil, fmt.Errorf("verify: dial watcher: %w", err)
-		}
-		b.conns = append(b.conns, conn)
-		wapi, ok := conn.(WatchAPI)
-		if !ok {
-			b.stop()
-			return nil, ErrNoBrokerAPI
+			return nil, err
 		}
 		wt := newWatcher(i, spec, wapi, b.wlog, clock)
 		b.watchers = append(b.watchers, wt)
@@ -114,17 +107,10 @@ func startBroker(ctx context.Context, cfg RunConfig, clock *Clock, rec *Recorder
 			return nil, err
 		}
 		for i := range w.Brokers {
-			rot := append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
-			conn, err := cfg.Dial(rot, false)
+			bapi, err := dialAt[BrokerAPI](b, cfg.Dial, eps, i, "broker")
 			if err != nil {
 				b.stop()
-				return nil, fmt.Errorf("verify: dial broker: %w", err)
-			}
-			b.conns = append(b.conns, conn)
-			bapi, ok := conn.(BrokerAPI)
-			if !ok {
-				b.stop()
-				return nil, ErrNoBrokerAPI
+				return nil, err
 			}
 			bs := rec.BrokerSession(b.hist, bapi, "any")
 			b.cwg.Go(func() { b.ctl.runBroker(cctx, bs, i) })
@@ -135,6 +121,25 @@ func startBroker(ctx context.Context, cfg RunConfig, clock *Clock, rec *Recorder
 		b.cwg.Go(func() { b.ctl.runToggler(cctx, tog) })
 	}
 	return b, nil
+}
+
+// dialAt dials a connection of its own for the i-th watcher or broker (what),
+// starting at endpoint i (mod their number) so that they spread over the
+// nodes; the client resumes on the others. b keeps the connection, to close
+// it when it stops. The connection must implement T.
+func dialAt[T any](b *brokerRun, dial Dialer, eps []string, i int, what string) (T, error) {
+	var none T
+	rot := append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
+	conn, err := dial(rot, false)
+	if err != nil {
+		return none, fmt.Errorf("verify: dial %s: %w", what, err)
+	}
+	b.conns = append(b.conns, conn)
+	api, ok := conn.(T)
+	if !ok {
+		return none, ErrNoBrokerAPI
+	}
+	return api, nil
 }
 
 // sessionClient returns a session client of the sessions workload on a
