@@ -102,24 +102,7 @@ func (c *Cluster) Isolate(ctx context.Context, name string) error {
 // keep all their links. It adds to the faults in force; HealPartitions or
 // HealNetwork undo it.
 func (c *Cluster) Partition(ctx context.Context, groups [][]string) error {
-	group, err := c.groupOf(groups...)
-	if err != nil {
-		return err
-	}
-	if err := c.placesAll(group); err != nil {
-		return fmt.Errorf("%w: partition: %w", ErrBadFault, err)
-	}
-	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
-		for _, a := range c.nodes {
-			for _, b := range c.nodes {
-				ga, oka := group[a.index]
-				gb, okb := group[b.index]
-				if oka && okb && ga != gb {
-					set(dirLink{a.index, b.index}, dropLink)
-				}
-			}
-		}
-	})
+	return c.cutGroups(ctx, "partition", groups, -1)
 }
 
 // Bridge cuts every link between the left and right halves; the bridge
@@ -127,19 +110,27 @@ func (c *Cluster) Partition(ctx context.Context, groups [][]string) error {
 // other. Every node must be in left, right or be the bridge (spares may
 // be left out).
 func (c *Cluster) Bridge(ctx context.Context, left, right []string, bridge string) error {
-	group, err := c.groupOf(left, right, []string{bridge})
+	return c.cutGroups(ctx, "bridge", [][]string{left, right, {bridge}}, 2)
+}
+
+// cutGroups drops every link between nodes of different groups, except
+// the links of the group whose index is keep (-1: none). Every member must
+// be in a group; what names the fault in the error that says otherwise.
+// Partition and Bridge cut with it.
+func (c *Cluster) cutGroups(ctx context.Context, what string, groups [][]string, keep int) error {
+	group, err := c.groupOf(groups...)
 	if err != nil {
 		return err
 	}
 	if err := c.placesAll(group); err != nil {
-		return fmt.Errorf("%w: bridge: %w", ErrBadFault, err)
+		return fmt.Errorf("%w: %s: %w", ErrBadFault, what, err)
 	}
 	return c.update(ctx, func(set func(dirLink, func(*linkFault))) {
 		for _, a := range c.nodes {
 			for _, b := range c.nodes {
 				ga, oka := group[a.index]
 				gb, okb := group[b.index]
-				if oka && okb && ga != gb && ga != 2 && gb != 2 {
+				if oka && okb && ga != gb && ga != keep && gb != keep {
 					set(dirLink{a.index, b.index}, dropLink)
 				}
 			}
