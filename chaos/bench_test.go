@@ -31,12 +31,7 @@ func BenchmarkKillStart(b *testing.B) {
 	c := startStandins(b, 3)
 	ctx := context.Background()
 	for b.Loop() {
-		if err := c.Kill(ctx, "n1"); err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Start(ctx, "n1"); err != nil {
-			b.Fatal(err)
-		}
+		restart(b, ctx, c, "n1")
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/metamq/meta/verify/poll"
 )
 
 func TestBuildImageReusesTag(t *testing.T) {
@@ -82,11 +80,8 @@ func TestClusterLifecycle(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(dir, "k")); err != nil || string(b) != "v1" {
 			t.Errorf("host copy of the data: got %q, %v; want %q", b, err, "v1")
 		}
-		logPath, _ := c.LogPath("n1")
-		poll.For(t, "n1's log to hold both starts", 30*time.Second, func() error {
-			b, _ := os.ReadFile(logPath)
-			s := string(b)
-			return poll.Check(strings.Count(s, "standin n1 started") == 2 && strings.Contains(s, "n1 SIGKILL"), s)
+		waitLog(t, c, "n1", "n1's log to hold both starts", func(log string) bool {
+			return strings.Count(log, "standin n1 started") == 2 && strings.Contains(log, "n1 SIGKILL")
 		})
 	})
 
@@ -94,10 +89,8 @@ func TestClusterLifecycle(t *testing.T) {
 		if err := c.Stop(ctx, "n2"); err != nil {
 			t.Fatal(err)
 		}
-		logPath, _ := c.LogPath("n2")
-		poll.For(t, "n2's log to show a graceful stop", 30*time.Second, func() error {
-			b, _ := os.ReadFile(logPath)
-			return poll.Check(strings.Contains(string(b), "standin n2 stopping"), string(b))
+		waitLog(t, c, "n2", "n2's log to show a graceful stop", func(log string) bool {
+			return strings.Contains(log, "standin n2 stopping")
 		})
 		if err := c.Start(ctx, "n2"); err != nil {
 			t.Fatal(err)
@@ -131,12 +124,7 @@ func TestClusterLifecycle(t *testing.T) {
 		if err := c.Pause(ctx, "n3"); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Kill(ctx, "n3"); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(ctx, "n3"); err != nil {
-			t.Fatal(err)
-		}
+		restart(t, ctx, c, "n3")
 		nc.mustDo(t, ctx, http.MethodGet, "n3", "/health", nil)
 	})
 
@@ -196,15 +184,8 @@ func TestRocksDBImage(t *testing.T) {
 			t.Errorf("Terminate: %v", err)
 		}
 	})
-	if err := c.Kill(ctx, "n1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx, "n1"); err != nil {
-		t.Fatal(err)
-	}
-	logPath, _ := c.LogPath("n1")
-	poll.For(t, "the second start to reopen RocksDB after kill -9", 30*time.Second, func() error {
-		b, _ := os.ReadFile(logPath)
-		return poll.Check(strings.Contains(string(b), "standin n1 rocksdb starts=2"), string(b))
+	restart(t, ctx, c, "n1")
+	waitLog(t, c, "n1", "the second start to reopen RocksDB after kill -9", func(log string) bool {
+		return strings.Contains(log, "standin n1 rocksdb starts=2")
 	})
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"go.uber.org/goleak"
+
+	"github.com/metamq/meta/verify/poll"
 )
 
 const standinPort = 7000
@@ -233,6 +235,40 @@ func leftovers(t testing.TB, runID string) []string {
 type nodeClient struct {
 	c  *Cluster
 	hc *http.Client
+}
+
+// mustHeal heals the network of the cluster and checks that every node of
+// nodes reaches every other again.
+func (nc *nodeClient) mustHeal(t *testing.T, ctx context.Context, nodes []string) {
+	t.Helper()
+	if err := nc.c.HealNetwork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := nc.matrix(t, ctx), fullMatrix(nodes); diffMatrix(got, want) != "" {
+		t.Fatalf("after HealNetwork:%s", diffMatrix(got, want))
+	}
+}
+
+// restart kills name (SIGKILL) and starts it again.
+func restart(tb testing.TB, ctx context.Context, c *Cluster, name string) {
+	tb.Helper()
+	if err := c.Kill(ctx, name); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Start(ctx, name); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// waitLog waits up to 30 s until ok holds of name's log; what says what
+// for, in the failure.
+func waitLog(t testing.TB, c *Cluster, name, what string, ok func(log string) bool) {
+	t.Helper()
+	logPath, _ := c.LogPath(name)
+	poll.For(t, what, 30*time.Second, func() error {
+		b, _ := os.ReadFile(logPath)
+		return poll.Check(ok(string(b)), string(b))
+	})
 }
 
 func newNodeClient(t *testing.T, c *Cluster) *nodeClient {

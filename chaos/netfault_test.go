@@ -105,12 +105,7 @@ func TestNetworkFaults(t *testing.T) {
 			if got, want := nc.matrix(t, ctx), reachTable(nodes, tt.want); diffMatrix(got, want) != "" {
 				t.Errorf("reachability:%s", diffMatrix(got, want))
 			}
-			if err := c.HealNetwork(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := nc.matrix(t, ctx), fullMatrix(nodes); diffMatrix(got, want) != "" {
-				t.Fatalf("after HealNetwork:%s", diffMatrix(got, want))
-			}
+			nc.mustHeal(t, ctx, nodes)
 		})
 	}
 
@@ -118,22 +113,12 @@ func TestNetworkFaults(t *testing.T) {
 		if err := c.Isolate(ctx, "n2"); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Kill(ctx, "n2"); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(ctx, "n2"); err != nil {
-			t.Fatal(err)
-		}
+		restart(t, ctx, c, "n2")
 		want := reachTable(nodes, "n1>n3,n4,n5;n2>;n3>n1,n4,n5;n4>n1,n3,n5;n5>n1,n3,n4")
 		if got := nc.matrix(t, ctx); diffMatrix(got, want) != "" {
 			t.Errorf("after restart of the isolated node:%s", diffMatrix(got, want))
 		}
-		if err := c.HealNetwork(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := nc.matrix(t, ctx), fullMatrix(nodes); diffMatrix(got, want) != "" {
-			t.Fatalf("after HealNetwork:%s", diffMatrix(got, want))
-		}
+		nc.mustHeal(t, ctx, nodes)
 	})
 
 	t.Run("loss", func(t *testing.T) {
@@ -189,12 +174,7 @@ func TestNetworkFaults(t *testing.T) {
 
 		// The delay reader is per namespace: a restart must get a new one.
 		// n2 holds the reader for n1 -> n2.
-		if err := c.Kill(ctx, "n2"); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(ctx, "n2"); err != nil {
-			t.Fatal(err)
-		}
+		restart(t, ctx, c, "n2")
 		if r := nc.rtt(t, ctx, "n2", "n1", 10, 10*time.Millisecond, 2*time.Second); r.Received != 10 || r.median() < 300 {
 			t.Errorf("after n2 restarted: got %d of 10 pongs, median %.1fms; want 10 above 300ms", r.Received, r.median())
 		}
