@@ -74,18 +74,7 @@ func TestSessionsTimeoutIsUnknown(t *testing.T) {
 }
 
 func TestBrokerOpsRoundTrip(t *testing.T) {
-	ops, err := LoadBrokerOps(filepath.Join("testdata", "sessions-good.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := WriteBrokerOps(&buf, ops); err != nil {
-		t.Fatal(err)
-	}
-	again, err := ReadBrokerOps(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ops, again := roundTrip(t, "sessions-good.jsonl", LoadBrokerOps, WriteBrokerOps, ReadBrokerOps)
 	if len(again) != len(ops) || again[3].Output.Deleted[0] != ops[3].Output.Deleted[0] || again[5].Outcome != OutcomeUnknown {
 		t.Fatalf("got %d ops back (%+v), want %d equal ones", len(again), again, len(ops))
 	}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"io"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -73,18 +74,7 @@ func TestModelsOnKnownHistories(t *testing.T) {
 func TestHistoryRoundTripRechecksIdentically(t *testing.T) {
 	for _, file := range []string{"kv-good.jsonl", "kv-stale-read.jsonl", "off-delete-torn.jsonl", "kv-unknown-visible.jsonl"} {
 		t.Run(file, func(t *testing.T) {
-			ops, err := LoadHistory(filepath.Join("testdata", file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			if err := WriteHistory(&buf, ops); err != nil {
-				t.Fatal(err)
-			}
-			back, err := ReadHistory(&buf)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ops, back := roundTrip(t, file, LoadHistory, WriteHistory, ReadHistory)
 			if !reflect.DeepEqual(back, ops) {
 				t.Fatalf("round trip changed the history:\ngot  %+v\nwant %+v", back, ops)
 			}
@@ -98,6 +88,26 @@ func TestHistoryRoundTripRechecksIdentically(t *testing.T) {
 			}
 		})
 	}
+}
+
+// roundTrip loads testdata/file with load, writes it with write and reads
+// it back with read: the ops loaded and those read back.
+func roundTrip[T any](t *testing.T, file string, load func(string) ([]T, error), write func(io.Writer, []T) error,
+	read func(io.Reader) ([]T, error)) (ops, back []T) {
+	t.Helper()
+	ops, err := load(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf, ops); err != nil {
+		t.Fatal(err)
+	}
+	back, err = read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops, back
 }
 
 func TestReadHistoryRejectsBadLines(t *testing.T) {
