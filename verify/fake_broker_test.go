@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -103,7 +102,7 @@ func dataGroupOf(key string) string { return metapb.DataGroupFor([]byte(key), 2)
 
 func (b *brokerConn) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
 	resp := &metapb.PutResponse{}
-	err := b.write(func(s *memState) {
+	return respond(resp, b.write(func(s *memState) {
 		k := string(req.Key)
 		old, ok := s.kv[k]
 		rev := b.f.rev()
@@ -117,16 +116,12 @@ func (b *brokerConn) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.P
 		s.kv[k] = nv
 		resp.Header = &metapb.ResponseHeader{NodeId: b.node, Revision: rev}
 		b.f.emit(fakeEvent{space: "kv", ev: WatchEvent{Group: dataGroupOf(k), Revision: rev, Type: "put"}, kv: pb(k, nv)})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb.DeleteResponse, error) {
 	resp := &metapb.DeleteResponse{}
-	err := b.write(func(s *memState) {
+	return respond(resp, b.write(func(s *memState) {
 		k := string(req.Key)
 		resp.Header = &metapb.ResponseHeader{NodeId: b.node, Revision: s.rev}
 		if old, ok := s.kv[k]; ok {
@@ -139,64 +134,36 @@ func (b *brokerConn) Delete(ctx context.Context, req *metapb.DeleteRequest) (*me
 			resp.Header.Revision = rev
 			b.f.emit(fakeEvent{space: "kv", ev: WatchEvent{Group: dataGroupOf(k), Revision: rev, Type: "delete"}, kv: &metapb.KeyValue{Key: req.Key}})
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapRequest) (*metapb.CompareAndSwapResponse, error) {
 	resp := &metapb.CompareAndSwapResponse{}
-	err := b.write(func(s *memState) {
-		k := string(req.Key)
-		old, ok := s.kv[k]
+	return respond(resp, b.write(func(s *memState) {
 		resp.Header = &metapb.ResponseHeader{NodeId: b.node, Revision: s.rev}
-		if ok {
-			resp.Current = pb(k, old)
+		if nv, ok := s.cas(req, resp, b.f.rev); ok {
+			k := string(req.Key)
+			resp.Header.Revision = nv.mod
+			b.f.emit(fakeEvent{space: "kv", ev: WatchEvent{Group: dataGroupOf(k), Revision: nv.mod, Type: "put"}, kv: pb(k, nv)})
 		}
-		match := !ok
-		if !req.ExpectAbsent {
-			match = ok && old.value == string(req.ExpectedValue)
-		}
-		if !match {
-			return
-		}
-		rev := b.f.rev()
-		nv := memKV{value: string(req.NewValue), create: rev, mod: rev, version: 1}
-		if ok {
-			nv.create, nv.version = old.create, old.version+1
-		}
-		s.kv[k] = nv
-		resp.Succeeded = true
-		resp.Header.Revision = rev
-		b.f.emit(fakeEvent{space: "kv", ev: WatchEvent{Group: dataGroupOf(k), Revision: rev, Type: "put"}, kv: pb(k, nv)})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
 	resp := &metapb.GetResponse{}
-	err := b.read(func(s *memState) {
+	return respond(resp, b.read(func(s *memState) {
 		if kv, ok := s.kv[string(req.Key)]; ok {
 			resp.Kv = pb(string(req.Key), kv)
 		}
 		resp.Header = &metapb.ResponseHeader{NodeId: b.node, Revision: b.f.c.st.rev}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 // ---- sessions ----
 
 func (b *brokerConn) PutSessions(ctx context.Context, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
 	resp := &metapb.PutSessionsResponse{}
-	err := b.write(func(s *memState) {
+	return respond(resp, b.write(func(s *memState) {
 		rev := b.f.rev()
 		groups := map[string]bool{}
 		for i, se := range req.Sessions {
@@ -213,16 +180,12 @@ func (b *brokerConn) PutSessions(ctx context.Context, req *metapb.PutSessionsReq
 			b.f.sessions[se.ClientId] = v
 		}
 		resp.Groups = uint32(len(groups))
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) DeleteSessions(ctx context.Context, req *metapb.DeleteSessionsRequest) (*metapb.DeleteSessionsResponse, error) {
 	resp := &metapb.DeleteSessionsResponse{}
-	err := b.write(func(s *memState) {
+	return respond(resp, b.write(func(s *memState) {
 		for _, id := range req.ClientIds {
 			_, ok := b.f.sessions[id]
 			resp.Deleted = append(resp.Deleted, ok)
@@ -231,11 +194,7 @@ func (b *brokerConn) DeleteSessions(ctx context.Context, req *metapb.DeleteSessi
 				delete(b.f.sessions, id)
 			}
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func toPBSession(v SessionValue) *metapb.Session {
@@ -245,43 +204,25 @@ func toPBSession(v SessionValue) *metapb.Session {
 
 func (b *brokerConn) GetSession(ctx context.Context, req *metapb.GetSessionRequest) (*metapb.GetSessionResponse, error) {
 	resp := &metapb.GetSessionResponse{}
-	err := b.read(func(s *memState) {
+	return respond(resp, b.read(func(s *memState) {
 		if v, ok := b.f.sessions[req.ClientId]; ok {
 			resp.Session = toPBSession(v)
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) ListSessions(ctx context.Context, req *metapb.ListSessionsRequest) (*metapb.ListSessionsResponse, error) {
 	resp := &metapb.ListSessionsResponse{}
-	err := b.read(func(s *memState) {
-		var ids []string
-		for id := range b.f.sessions {
-			if id > req.StartAfter {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
-		limit := int(req.Limit)
-		if limit == 0 {
-			limit = 1000
-		}
-		if len(ids) > limit {
-			ids, resp.More = ids[:limit], true
+	return respond(resp, b.read(func(s *memState) {
+		ids, more := page(b.f.sessions, req.StartAfter, req.Limit, func(string) bool { return true })
+		if more {
+			resp.More = true
 			resp.NextStartAfter = ids[len(ids)-1]
 		}
 		for _, id := range ids {
 			resp.Sessions = append(resp.Sessions, toPBSession(b.f.sessions[id]))
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 // ---- resources ----
@@ -300,25 +241,35 @@ func (b *brokerConn) CreateResource(ctx context.Context, req *metapb.CreateResou
 			return
 		}
 		rev := b.f.rev()
-		v := *fromResource(req.Resource)
-		v.CreateRevision, v.ModRevision, v.Version = rev, rev, 1
-		b.f.resources[v.Name] = v
-		b.f.emitResource(rev, "put", v)
-		b.f.tick()
-		resp.Resource = toPBResource(v)
-		resp.Resource.CreateRevision, resp.Resource.ModRevision, resp.Resource.Version = v.CreateRevision, v.ModRevision, v.Version
+		resp.Resource = b.f.putResource(req.Resource, rev, rev, 1)
 	})
 	if err == nil {
 		err = refused
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return respond(resp, err)
 }
 
 func (f *brokerFake) emitResource(rev uint64, typ string, v ResourceValue) {
 	f.emit(fakeEvent{space: "resources", ev: WatchEvent{Group: metapb.MetadataGroup, Revision: rev, Type: typ}, res: v})
+}
+
+// putResource stores r as created at revision create, modified at rev,
+// at version version, and announces it; it returns r as stored.
+func (f *brokerFake) putResource(r *metapb.Resource, create, rev, version uint64) *metapb.Resource {
+	v := *fromResource(r)
+	v.CreateRevision, v.ModRevision, v.Version = create, rev, version
+	f.resources[v.Name] = v
+	f.emitResource(rev, "put", v)
+	f.tick()
+	return storedResource(v)
+}
+
+// storedResource is v as the API returns it, with its revisions and
+// version.
+func storedResource(v ResourceValue) *metapb.Resource {
+	r := toPBResource(v)
+	r.CreateRevision, r.ModRevision, r.Version = v.CreateRevision, v.ModRevision, v.Version
+	return r
 }
 
 func (b *brokerConn) UpdateResource(ctx context.Context, req *metapb.UpdateResourceRequest) (*metapb.UpdateResourceResponse, error) {
@@ -335,21 +286,12 @@ func (b *brokerConn) UpdateResource(ctx context.Context, req *metapb.UpdateResou
 			return
 		}
 		rev := b.f.rev()
-		v := *fromResource(req.Resource)
-		v.CreateRevision, v.ModRevision, v.Version = old.CreateRevision, rev, old.Version+1
-		b.f.resources[v.Name] = v
-		b.f.emitResource(rev, "put", v)
-		b.f.tick()
-		resp.Resource = toPBResource(v)
-		resp.Resource.CreateRevision, resp.Resource.ModRevision, resp.Resource.Version = v.CreateRevision, v.ModRevision, v.Version
+		resp.Resource = b.f.putResource(req.Resource, old.CreateRevision, rev, old.Version+1)
 	})
 	if err == nil {
 		err = refused
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return respond(resp, err)
 }
 
 func (b *brokerConn) DeleteResource(ctx context.Context, req *metapb.DeleteResourceRequest) (*metapb.DeleteResourceResponse, error) {
@@ -372,10 +314,7 @@ func (b *brokerConn) DeleteResource(ctx context.Context, req *metapb.DeleteResou
 	if err == nil {
 		err = refused
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return respond(resp, err)
 }
 
 func (b *brokerConn) GetResource(ctx context.Context, req *metapb.GetResourceRequest) (*metapb.GetResourceResponse, error) {
@@ -385,8 +324,7 @@ func (b *brokerConn) GetResource(ctx context.Context, req *metapb.GetResourceReq
 		b.f.tick()
 		if v, ok := b.f.resources[req.Name]; ok {
 			found = true
-			resp.Resource = toPBResource(v)
-			resp.Resource.CreateRevision, resp.Resource.ModRevision, resp.Resource.Version = v.CreateRevision, v.ModRevision, v.Version
+			resp.Resource = storedResource(v)
 		}
 		resp.Revision = b.f.c.st.rev
 	})
@@ -508,7 +446,7 @@ func (f *brokerFake) tick() {
 
 func (b *brokerConn) RegisterBroker(ctx context.Context, req *metapb.RegisterBrokerRequest) (*metapb.RegisterBrokerResponse, error) {
 	resp := &metapb.RegisterBrokerResponse{HeartbeatIntervalMs: uint32(fakeHeartbeat / time.Millisecond), SessionTimeoutMs: uint32(fakeTimeout / time.Millisecond)}
-	err := b.write(func(s *memState) {
+	return respond(resp, b.write(func(s *memState) {
 		epoch := b.f.rev()
 		b.f.unassign(req.BrokerId)
 		bv := &BrokerValue{ID: req.BrokerId, Epoch: epoch, Status: "ALIVE"}
@@ -517,11 +455,7 @@ func (b *brokerConn) RegisterBroker(ctx context.Context, req *metapb.RegisterBro
 		b.f.emitBroker(b.f.rev(), *bv)
 		b.f.tick()
 		resp.BrokerEpoch = epoch
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) Heartbeat(ctx context.Context, req *metapb.HeartbeatRequest) (*metapb.HeartbeatResponse, error) {
@@ -548,10 +482,7 @@ func (b *brokerConn) Heartbeat(ctx context.Context, req *metapb.HeartbeatRequest
 	if err == nil {
 		err = refused
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return respond(resp, err)
 }
 
 func (b *brokerConn) ReportConnector(ctx context.Context, req *metapb.ReportConnectorRequest) (*metapb.ReportConnectorResponse, error) {
@@ -581,10 +512,7 @@ func (b *brokerConn) ReportConnector(ctx context.Context, req *metapb.ReportConn
 	if err == nil {
 		err = refused
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return respond(resp, err)
 }
 
 func toPBAssignment(a AssignmentValue) *metapb.Assignment {
@@ -594,7 +522,7 @@ func toPBAssignment(a AssignmentValue) *metapb.Assignment {
 
 func (b *brokerConn) ListBrokers(ctx context.Context, req *metapb.ListBrokersRequest) (*metapb.ListBrokersResponse, error) {
 	resp := &metapb.ListBrokersResponse{}
-	err := b.read(func(s *memState) {
+	return respond(resp, b.read(func(s *memState) {
 		b.f.tick()
 		load := map[string]uint32{}
 		for _, a := range b.f.assignments {
@@ -606,16 +534,12 @@ func (b *brokerConn) ListBrokers(ctx context.Context, req *metapb.ListBrokersReq
 			resp.Brokers = append(resp.Brokers, &metapb.BrokerState{BrokerId: id, Epoch: bv.Epoch, Status: st, Connectors: load[id], ModRevision: bv.ModRevision})
 		}
 		resp.Revision = b.f.c.st.rev
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (b *brokerConn) ListAssignments(ctx context.Context, req *metapb.ListAssignmentsRequest) (*metapb.ListAssignmentsResponse, error) {
 	resp := &metapb.ListAssignmentsResponse{}
-	err := b.read(func(s *memState) {
+	return respond(resp, b.read(func(s *memState) {
 		b.f.tick()
 		for _, name := range slices.Sorted(mapKeys(b.f.assignments)) {
 			a := b.f.assignments[name]
@@ -624,11 +548,7 @@ func (b *brokerConn) ListAssignments(ctx context.Context, req *metapb.ListAssign
 			}
 		}
 		resp.Revision = b.f.c.st.rev
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 // ---- watch ----

@@ -161,7 +161,7 @@ func pb(key string, kv memKV) *metapb.KeyValue {
 
 func (m *memConn) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
 	resp := &metapb.PutResponse{}
-	err := m.write(func(s *memState) {
+	return respond(resp, m.write(func(s *memState) {
 		k := string(req.Key)
 		old, ok := s.kv[k]
 		s.rev++
@@ -174,29 +174,30 @@ func (m *memConn) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutR
 		}
 		s.kv[k] = nv
 		resp.Header = &metapb.ResponseHeader{NodeId: m.node, Revision: s.rev}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (m *memConn) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
 	resp := &metapb.GetResponse{}
-	err := m.read(func(s *memState) {
+	return respond(resp, m.read(func(s *memState) {
 		if kv, ok := s.kv[string(req.Key)]; ok {
 			resp.Kv = pb(string(req.Key), kv)
 		}
-	})
+	}))
+}
+
+// respond is what a fake call returns: resp, unless err.
+func respond[R any](resp R, err error) (R, error) {
 	if err != nil {
-		return nil, err
+		var none R
+		return none, err
 	}
 	return resp, nil
 }
 
 func (m *memConn) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb.DeleteResponse, error) {
 	resp := &metapb.DeleteResponse{}
-	err := m.write(func(s *memState) {
+	return respond(resp, m.write(func(s *memState) {
 		k := string(req.Key)
 		if old, ok := s.kv[k]; ok {
 			s.rev++
@@ -206,89 +207,92 @@ func (m *memConn) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metap
 			}
 			delete(s.kv, k)
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (m *memConn) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapRequest) (*metapb.CompareAndSwapResponse, error) {
 	resp := &metapb.CompareAndSwapResponse{}
-	err := m.write(func(s *memState) {
-		k := string(req.Key)
-		old, ok := s.kv[k]
-		if ok {
-			resp.Current = pb(k, old)
-		}
-		match := !ok
-		if !req.ExpectAbsent {
-			match = ok && old.value == string(req.ExpectedValue)
-		}
-		if !match {
-			return
-		}
-		s.rev++
-		nv := memKV{value: string(req.NewValue), create: s.rev, mod: s.rev, version: 1}
-		if ok {
-			nv.create, nv.version = old.create, old.version+1
-		}
-		s.kv[k] = nv
-		resp.Succeeded = true
-	})
-	if err != nil {
-		return nil, err
+	return respond(resp, m.write(func(s *memState) {
+		s.cas(req, resp, func() uint64 { s.rev++; return s.rev })
+	}))
+}
+
+// cas applies req to s: resp.Current is the key's pair, if any; when req's
+// expectation holds of it, the new value is written at the revision next
+// returns (called only then) and resp.Succeeded says so. It returns the
+// pair written, or false.
+func (s *memState) cas(req *metapb.CompareAndSwapRequest, resp *metapb.CompareAndSwapResponse, next func() uint64) (memKV, bool) {
+	k := string(req.Key)
+	old, ok := s.kv[k]
+	if ok {
+		resp.Current = pb(k, old)
 	}
-	return resp, nil
+	match := !ok
+	if !req.ExpectAbsent {
+		match = ok && old.value == string(req.ExpectedValue)
+	}
+	if !match {
+		return memKV{}, false
+	}
+	rev := next()
+	nv := memKV{value: string(req.NewValue), create: rev, mod: rev, version: 1}
+	if ok {
+		nv.create, nv.version = old.create, old.version+1
+	}
+	s.kv[k] = nv
+	resp.Succeeded = true
+	return nv, true
+}
+
+// page is one page of a fake list of m: its keys after startAfter that
+// keep holds of, sorted, at most limit of them (0: 1000), and whether it
+// left some out.
+func page[V any](m map[string]V, startAfter string, limit uint32, keep func(string) bool) ([]string, bool) {
+	var keys []string
+	for k := range m {
+		if k > startAfter && keep(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	n := int(limit)
+	if n == 0 {
+		n = 1000
+	}
+	if len(keys) > n {
+		return keys[:n], true
+	}
+	return keys, false
 }
 
 func (m *memConn) List(ctx context.Context, req *metapb.ListRequest) (*metapb.ListResponse, error) {
 	resp := &metapb.ListResponse{}
-	err := m.read(func(s *memState) {
-		var keys []string
-		for k := range s.kv {
-			if strings.HasPrefix(k, string(req.Prefix)) && k > string(req.StartAfter) {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		limit := int(req.Limit)
-		if limit == 0 {
-			limit = 1000
-		}
-		if len(keys) > limit {
-			keys = keys[:limit]
+	return respond(resp, m.read(func(s *memState) {
+		keys, more := page(s.kv, string(req.StartAfter), req.Limit, func(k string) bool { return strings.HasPrefix(k, string(req.Prefix)) })
+		if more {
 			resp.More = true
 			resp.NextStartAfter = []byte(keys[len(keys)-1])
 		}
 		for _, k := range keys {
 			resp.Kvs = append(resp.Kvs, pb(k, s.kv[k]))
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (m *memConn) CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
 	resp := &metapb.CommitOffsetsResponse{}
-	err := m.write(func(s *memState) {
+	return respond(resp, m.write(func(s *memState) {
 		s.rev++
 		for _, o := range req.Offsets {
 			s.off[TopicPartition{o.Group, o.Topic, o.Partition}] = memKV{offset: o.Offset, metadata: o.Metadata, mod: s.rev}
 			resp.Revisions = append(resp.Revisions, s.rev)
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (m *memConn) FetchOffsets(ctx context.Context, req *metapb.FetchOffsetsRequest) (*metapb.FetchOffsetsResponse, error) {
 	resp := &metapb.FetchOffsetsResponse{}
-	err := m.read(func(s *memState) {
+	return respond(resp, m.read(func(s *memState) {
 		for _, p := range req.Partitions {
 			v := &metapb.OffsetValue{Partition: p, Offset: -1}
 			if o, ok := s.off[TopicPartition{p.Group, p.Topic, p.Partition}]; ok {
@@ -296,16 +300,12 @@ func (m *memConn) FetchOffsets(ctx context.Context, req *metapb.FetchOffsetsRequ
 			}
 			resp.Offsets = append(resp.Offsets, v)
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 func (m *memConn) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest) (*metapb.DeleteGroupResponse, error) {
 	resp := &metapb.DeleteGroupResponse{}
-	err := m.write(func(s *memState) {
+	return respond(resp, m.write(func(s *memState) {
 		for tp := range s.off {
 			if tp.Group == req.Group {
 				delete(s.off, tp)
@@ -313,11 +313,7 @@ func (m *memConn) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupReques
 			}
 		}
 		s.rev++
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	}))
 }
 
 var memGroups = metapb.Groups(2, 2)
