@@ -232,21 +232,26 @@ func withReason(code codes.Code, reason string) error {
 	return st.Err()
 }
 
+// writeRefusable applies fn like write; fn returns the error that refuses
+// the call, if it does. It returns write's error, or else fn's.
+func (b *brokerConn) writeRefusable(fn func(s *memState) error) error {
+	var refused error
+	if err := b.write(func(s *memState) { refused = fn(s) }); err != nil {
+		return err
+	}
+	return refused
+}
+
 func (b *brokerConn) CreateResource(ctx context.Context, req *metapb.CreateResourceRequest) (*metapb.CreateResourceResponse, error) {
 	resp := &metapb.CreateResourceResponse{}
-	var refused error
-	err := b.write(func(s *memState) {
+	return respond(resp, b.writeRefusable(func(s *memState) error {
 		if _, ok := b.f.resources[req.Resource.Name]; ok {
-			refused = withReason(codes.AlreadyExists, metapb.ReasonAlreadyExists)
-			return
+			return withReason(codes.AlreadyExists, metapb.ReasonAlreadyExists)
 		}
 		rev := b.f.rev()
 		resp.Resource = b.f.putResource(req.Resource, rev, rev, 1)
-	})
-	if err == nil {
-		err = refused
-	}
-	return respond(resp, err)
+		return nil
+	}))
 }
 
 func (f *brokerFake) emitResource(rev uint64, typ string, v ResourceValue) {
@@ -274,34 +279,26 @@ func storedResource(v ResourceValue) *metapb.Resource {
 
 func (b *brokerConn) UpdateResource(ctx context.Context, req *metapb.UpdateResourceRequest) (*metapb.UpdateResourceResponse, error) {
 	resp := &metapb.UpdateResourceResponse{}
-	var refused error
-	err := b.write(func(s *memState) {
+	return respond(resp, b.writeRefusable(func(s *memState) error {
 		old, ok := b.f.resources[req.Resource.Name]
 		if !ok {
-			refused = withReason(codes.NotFound, metapb.ReasonNotFound)
-			return
+			return withReason(codes.NotFound, metapb.ReasonNotFound)
 		}
 		if old.ModRevision != req.ExpectedRevision {
-			refused = withReason(codes.FailedPrecondition, metapb.ReasonRevisionConflict)
-			return
+			return withReason(codes.FailedPrecondition, metapb.ReasonRevisionConflict)
 		}
 		rev := b.f.rev()
 		resp.Resource = b.f.putResource(req.Resource, old.CreateRevision, rev, old.Version+1)
-	})
-	if err == nil {
-		err = refused
-	}
-	return respond(resp, err)
+		return nil
+	}))
 }
 
 func (b *brokerConn) DeleteResource(ctx context.Context, req *metapb.DeleteResourceRequest) (*metapb.DeleteResourceResponse, error) {
 	resp := &metapb.DeleteResourceResponse{}
-	var refused error
-	err := b.write(func(s *memState) {
+	return respond(resp, b.writeRefusable(func(s *memState) error {
 		old, ok := b.f.resources[req.Name]
 		if !ok {
-			refused = withReason(codes.NotFound, metapb.ReasonNotFound)
-			return
+			return withReason(codes.NotFound, metapb.ReasonNotFound)
 		}
 		rev := b.f.rev()
 		delete(b.f.resources, req.Name)
@@ -310,11 +307,8 @@ func (b *brokerConn) DeleteResource(ctx context.Context, req *metapb.DeleteResou
 		resp.Prev = toPBResource(old)
 		resp.Prev.ModRevision = old.ModRevision
 		resp.Revision = rev
-	})
-	if err == nil {
-		err = refused
-	}
-	return respond(resp, err)
+		return nil
+	}))
 }
 
 func (b *brokerConn) GetResource(ctx context.Context, req *metapb.GetResourceRequest) (*metapb.GetResourceResponse, error) {
@@ -460,16 +454,13 @@ func (b *brokerConn) RegisterBroker(ctx context.Context, req *metapb.RegisterBro
 
 func (b *brokerConn) Heartbeat(ctx context.Context, req *metapb.HeartbeatRequest) (*metapb.HeartbeatResponse, error) {
 	resp := &metapb.HeartbeatResponse{}
-	var refused error
-	err := b.write(func(s *memState) {
+	return respond(resp, b.writeRefusable(func(s *memState) error {
 		bv := b.f.brokers[req.BrokerId]
 		if bv == nil {
-			refused = withReason(codes.NotFound, metapb.ReasonInvalidArgument)
-			return
+			return withReason(codes.NotFound, metapb.ReasonInvalidArgument)
 		}
 		if bv.Epoch != req.BrokerEpoch {
-			refused = withReason(codes.FailedPrecondition, metapb.ReasonStaleEpoch)
-			return
+			return withReason(codes.FailedPrecondition, metapb.ReasonStaleEpoch)
 		}
 		b.f.seen[req.BrokerId] = time.Now()
 		if bv.Status == "DOWN" {
@@ -478,25 +469,19 @@ func (b *brokerConn) Heartbeat(ctx context.Context, req *metapb.HeartbeatRequest
 		}
 		b.f.tick()
 		resp.Status = metapb.BrokerStatus_BROKER_STATUS_ALIVE
-	})
-	if err == nil {
-		err = refused
-	}
-	return respond(resp, err)
+		return nil
+	}))
 }
 
 func (b *brokerConn) ReportConnector(ctx context.Context, req *metapb.ReportConnectorRequest) (*metapb.ReportConnectorResponse, error) {
 	resp := &metapb.ReportConnectorResponse{}
-	var refused error
-	err := b.write(func(s *memState) {
+	return respond(resp, b.writeRefusable(func(s *memState) error {
 		a := b.f.assignments[req.Connector]
 		if a == nil {
-			refused = withReason(codes.NotFound, metapb.ReasonInvalidArgument)
-			return
+			return withReason(codes.NotFound, metapb.ReasonInvalidArgument)
 		}
 		if !b.f.bugAcceptStale && (a.Epoch != req.Epoch || a.Broker != req.BrokerId) {
-			refused = withReason(codes.FailedPrecondition, metapb.ReasonStaleEpoch)
-			return
+			return withReason(codes.FailedPrecondition, metapb.ReasonStaleEpoch)
 		}
 		na := *a
 		na.State = trimEnum(req.State.String(), "CONNECTOR_RUN_STATE_")
@@ -508,11 +493,8 @@ func (b *brokerConn) ReportConnector(ctx context.Context, req *metapb.ReportConn
 		if b.f.bugAcceptStale {
 			resp.Assignment.Epoch, resp.Assignment.BrokerId = req.Epoch, req.BrokerId
 		}
-	})
-	if err == nil {
-		err = refused
-	}
-	return respond(resp, err)
+		return nil
+	}))
 }
 
 func toPBAssignment(a AssignmentValue) *metapb.Assignment {
