@@ -52,20 +52,11 @@ func (s *Server) readData(ctx context.Context, routingKey []byte, c metapb.ReadC
 }
 
 func checkKey(field string, key []byte) error {
-	if len(key) == 0 {
-		return invalid(field, "must not be empty")
-	}
-	if len(key) > metapb.MaxKeyBytes {
-		return invalid(field, "%d bytes, at most %d", len(key), metapb.MaxKeyBytes)
-	}
-	return nil
+	return checkRequired(field, key, metapb.MaxKeyBytes)
 }
 
 func checkValue(field string, v []byte) error {
-	if len(v) > metapb.MaxValueBytes {
-		return invalid(field, "%d bytes, at most %d", len(v), metapb.MaxValueBytes)
-	}
-	return nil
+	return checkMaxBytes(field, v, metapb.MaxValueBytes)
 }
 
 func checkLease(lease int64) error {
@@ -183,23 +174,11 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 
 // List returns one page of keys with a prefix, merged over the data groups.
 func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.ListResponse, error) {
-	errs := []error{checkConsistency(req.Consistency)}
-	if len(req.Prefix) > metapb.MaxKeyBytes {
-		errs = append(errs, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), metapb.MaxKeyBytes))
-	}
-	if len(req.StartAfter) > metapb.MaxKeyBytes {
-		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxKeyBytes))
-	}
-	if req.Limit > metapb.MaxListLimit {
-		errs = append(errs, invalid("limit", "%d, at most %d", req.Limit, metapb.MaxListLimit))
-	}
-	if err := firstErr(errs...); err != nil {
+	if err := firstErr(checkConsistency(req.Consistency), checkMaxBytes("prefix", req.Prefix, metapb.MaxKeyBytes),
+		checkMaxBytes("start_after", req.StartAfter, metapb.MaxKeyBytes), checkLimit(req.Limit)); err != nil {
 		return nil, err
 	}
-	limit := int(req.Limit)
-	if limit == 0 {
-		limit = metapb.DefaultListLimit
-	}
+	limit := listLimit(req.Limit)
 	var hdr *metapb.ResponseHeader
 	var hdrMu sync.Mutex
 	setHeader := func(h *metapb.ResponseHeader) {

@@ -28,11 +28,8 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // checkResourceName enforces 1..MaxNameBytes of [A-Za-z0-9._-].
 func checkResourceName(field, name string) error {
-	if name == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(name) > metapb.MaxNameBytes {
-		return invalid(field, "%d bytes, at most %d", len(name), metapb.MaxNameBytes)
+	if err := checkRequired(field, name, metapb.MaxNameBytes); err != nil {
+		return err
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -137,14 +134,7 @@ func subject(k metapb.ResourceKind, name string) string {
 // toResource decodes a stored resource (its stored encoding) into the
 // public message; nil for an empty encoding.
 func toResource(raw []byte) (*metapb.Resource, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	st := &logpb.Resource{}
-	if err := proto.Unmarshal(raw, st); err != nil {
-		return nil, fmt.Errorf("server: decode stored resource: %w", err)
-	}
-	return fromStored(st)
+	return decodeStored(raw, "resource", fromStored)
 }
 
 // fromStored converts a stored resource, decoding its spec by kind.
@@ -304,14 +294,8 @@ const listRetries = 3
 // page does not show (it may repeat a change the page already shows when
 // a write landed during the read; a quiet group gives the exact revision).
 func (m *metadataService) List(ctx context.Context, req *metapb.ListResourcesRequest) (*metapb.ListResourcesResponse, error) {
-	errs := []error{checkKind("kind", req.Kind), checkConsistency(req.Consistency), checkLimit(req.Limit)}
-	if len(req.StartAfter) > metapb.MaxNameBytes {
-		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxNameBytes))
-	}
-	if len(req.NamePrefix) > metapb.MaxNameBytes {
-		errs = append(errs, invalid("name_prefix", "%d bytes, at most %d", len(req.NamePrefix), metapb.MaxNameBytes))
-	}
-	if err := firstErr(errs...); err != nil {
+	if err := firstErr(checkKind("kind", req.Kind), checkConsistency(req.Consistency), checkLimit(req.Limit),
+		checkStartAfter(req.StartAfter, metapb.MaxNameBytes), checkMaxBytes("name_prefix", req.NamePrefix, metapb.MaxNameBytes)); err != nil {
 		return nil, err
 	}
 	limit := listLimit(req.Limit)

@@ -36,11 +36,8 @@ type topicFilter struct {
 
 // parseFilter validates a filter, naming field.
 func parseFilter(field, filter string) (*topicFilter, error) {
-	if filter == "" {
-		return nil, invalid(field, "must not be empty")
-	}
-	if len(filter) > metapb.MaxTopicBytes {
-		return nil, invalid(field, "%d bytes, at most %d", len(filter), metapb.MaxTopicBytes)
+	if err := checkRequired(field, filter, metapb.MaxTopicBytes); err != nil {
+		return nil, err
 	}
 	if i := strings.IndexByte(filter, 0); i >= 0 {
 		return nil, invalid(field, "byte %d is NUL", i)

@@ -18,30 +18,18 @@ type sessionsService struct {
 }
 
 func checkClientID(field, id string) error {
-	if id == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(id) > metapb.MaxClientIDBytes {
-		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxClientIDBytes)
-	}
-	return nil
+	return checkRequired(field, id, metapb.MaxClientIDBytes)
 }
 
 func checkBrokerID(field, id string, required bool) error {
-	if id == "" && required {
-		return invalid(field, "must not be empty")
+	if required {
+		return checkRequired(field, id, metapb.MaxBrokerIDBytes)
 	}
-	if len(id) > metapb.MaxBrokerIDBytes {
-		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxBrokerIDBytes)
-	}
-	return nil
+	return checkMaxBytes(field, id, metapb.MaxBrokerIDBytes)
 }
 
 func checkStartAfter(v string, maxBytes int) error {
-	if len(v) > maxBytes {
-		return invalid("start_after", "%d bytes, at most %d", len(v), maxBytes)
-	}
-	return nil
+	return checkMaxBytes("start_after", v, maxBytes)
 }
 
 func toSession(s *logpb.Session) *metapb.Session {
@@ -61,11 +49,8 @@ func toSession(s *logpb.Session) *metapb.Session {
 // revisions) are ignored.
 func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
 	n := len(req.Sessions)
-	if n == 0 {
-		return nil, invalid("sessions", "must not be empty")
-	}
-	if n > metapb.MaxBatchEntries {
-		return nil, invalid("sessions", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	if err := checkBatchLen("sessions", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	seen := make(map[string]int, n)
 	total := 0
@@ -82,8 +67,8 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 			return nil, invalid(f+".client_id", "%q repeats sessions[%d]", se.ClientId, j)
 		}
 		seen[se.ClientId] = i
-		if len(se.State) > metapb.MaxSessionStateBytes {
-			return nil, invalid(f+".state", "%d bytes, at most %d", len(se.State), metapb.MaxSessionStateBytes)
+		if err := checkMaxBytes(f+".state", se.State, metapb.MaxSessionStateBytes); err != nil {
+			return nil, err
 		}
 		total += len(se.ClientId) + len(se.BrokerId) + len(se.State) + 16
 	}
@@ -160,11 +145,8 @@ func (s *Server) batchResultError(results []*logpb.Result, errs []error, field s
 // whether client_ids[i] had a session.
 func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSessionsRequest) (*metapb.DeleteSessionsResponse, error) {
 	n := len(req.ClientIds)
-	if n == 0 {
-		return nil, invalid("client_ids", "must not be empty")
-	}
-	if n > metapb.MaxBatchEntries {
-		return nil, invalid("client_ids", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	if err := checkBatchLen("client_ids", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	for i, id := range req.ClientIds {
 		if err := checkClientID(fmt.Sprintf("client_ids[%d]", i), id); err != nil {

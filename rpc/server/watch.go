@@ -119,8 +119,8 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 		metapb.WatchSpace_WATCH_SPACE_BROKERS:     metapb.MaxBrokerIDBytes,
 		metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS: metapb.MaxBrokerIDBytes,
 	}[req.Space]
-	if len(req.Prefix) > maxPrefix {
-		return nil, nil, 0, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), maxPrefix)
+	if err := checkMaxBytes("prefix", req.Prefix, maxPrefix); err != nil {
+		return nil, nil, 0, err
 	}
 	if req.ResourceKind != metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED {
 		if req.Space != metapb.WatchSpace_WATCH_SPACE_RESOURCES {
@@ -522,9 +522,9 @@ func (f *watchFilter) convert(group string, rec state.EventRecord) (*metapb.Watc
 		if ev.Space != logpb.Space_SPACE_BROKER || !bytes.HasPrefix(ev.Key, f.prefix) {
 			return nil, nil
 		}
-		b := &logpb.Broker{}
-		if err := proto.Unmarshal(state, b); err != nil {
-			return nil, fmt.Errorf("server: decode stored broker: %w", err)
+		b, err := unmarshalStored[logpb.Broker](state, "broker")
+		if err != nil {
+			return nil, err
 		}
 		out.Broker = toBroker(b)
 	case metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS:
@@ -544,14 +544,7 @@ func (f *watchFilter) assignment(out *metapb.WatchEvent, rec state.EventRecord) 
 		return nil, nil
 	}
 	decode := func(raw []byte) (*logpb.ConnectorAssignment, error) {
-		if len(raw) == 0 {
-			return nil, nil
-		}
-		as := &logpb.ConnectorAssignment{}
-		if err := proto.Unmarshal(raw, as); err != nil {
-			return nil, fmt.Errorf("server: decode stored assignment: %w", err)
-		}
-		return as, nil
+		return decodeStored(raw, "assignment", func(as *logpb.ConnectorAssignment) (*logpb.ConnectorAssignment, error) { return as, nil })
 	}
 	cur, err := decode(ev.Value)
 	if err != nil {
@@ -580,9 +573,9 @@ func (f *watchFilter) assignment(out *metapb.WatchEvent, rec state.EventRecord) 
 }
 
 func decodeKV(key, raw []byte) (*metapb.KeyValue, error) {
-	kv := &logpb.KV{}
-	if err := proto.Unmarshal(raw, kv); err != nil {
-		return nil, fmt.Errorf("server: decode stored key: %w", err)
+	kv, err := unmarshalStored[logpb.KV](raw, "key")
+	if err != nil {
+		return nil, err
 	}
 	return toKV(key, kv), nil
 }

@@ -22,11 +22,8 @@ type willsService struct {
 // checkTopicName checks an MQTT topic name: 1..MaxTopicBytes, no
 // wildcards, no NUL.
 func checkTopicName(field, topic string) error {
-	if topic == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(topic) > metapb.MaxTopicBytes {
-		return invalid(field, "%d bytes, at most %d", len(topic), metapb.MaxTopicBytes)
+	if err := checkRequired(field, topic, metapb.MaxTopicBytes); err != nil {
+		return err
 	}
 	if i := strings.IndexAny(topic, "+#\x00"); i >= 0 {
 		return invalid(field, "byte %d (%q): a topic name has no wildcards and no NUL", i, topic[i])
@@ -58,14 +55,7 @@ func toWill(w *logpb.Will) *metapb.Will {
 
 // decodeWill decodes a stored will encoding; nil for an empty one.
 func decodeWill(raw []byte) (*metapb.Will, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	w := &logpb.Will{}
-	if err := proto.Unmarshal(raw, w); err != nil {
-		return nil, fmt.Errorf("server: decode stored will: %w", err)
-	}
-	return toWill(w), nil
+	return decodeStored(raw, "will", func(w *logpb.Will) (*metapb.Will, error) { return toWill(w), nil })
 }
 
 func willSubject(clientID string) string { return fmt.Sprintf("will of client %q", clientID) }
