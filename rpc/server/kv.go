@@ -7,7 +7,6 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
-	"google.golang.org/protobuf/proto"
 )
 
 // router is the node's router; a node that holds no directory yet would
@@ -42,13 +41,41 @@ func (s *Server) proposeData(ctx context.Context, routingKey []byte, op *logpb.O
 	return s.propose(ctx, g, op)
 }
 
-// readData reads the data group of routingKey.
-func (s *Server) readData(ctx context.Context, routingKey []byte, c metapb.ReadConsistency) (state.Reader, error) {
-	g, err := s.dataGroup(routingKey)
+// readFrom reads group g with consistency c and gets a value from its
+// state (get's error is the node's, as any read's); the state read is
+// returned too, for the response header.
+func readFrom[V any](ctx context.Context, s *Server, g string, c metapb.ReadConsistency, get func(state.Reader) (V, error)) (V, state.Reader, error) {
+	var zero V
+	m, err := s.read(ctx, g, c)
 	if err != nil {
-		return nil, err
+		return zero, nil, err
 	}
-	return s.read(ctx, g, c)
+	v, err := get(m)
+	if err != nil {
+		return zero, nil, s.statusOf(err, false)
+	}
+	return v, m, nil
+}
+
+// getByKey serves a read of one entry of a data group by its key, which is
+// also its routing key: it checks the key (check, naming field) and the
+// consistency c, reads the entry with get from the group that owns it and
+// answers with what answer makes of it.
+func getByKey[V, R any](ctx context.Context, s *Server, field, key string, check func(field, key string) error,
+	c metapb.ReadConsistency, get func(m state.Reader, key string) (V, error), answer func(V) R) (R, error) {
+	var zero R
+	if err := firstErr(check(field, key), checkConsistency(c)); err != nil {
+		return zero, err
+	}
+	g, err := s.dataGroup([]byte(key))
+	if err != nil {
+		return zero, err
+	}
+	v, _, err := readFrom(ctx, s, g, c, func(m state.Reader) (V, error) { return get(m, key) })
+	if err != nil {
+		return zero, err
+	}
+	return answer(v), nil
 }
 
 func checkKey(field string, key []byte) error {
@@ -114,13 +141,9 @@ func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.read(ctx, g, req.Consistency)
+	kv, m, err := readFrom(ctx, s, g, req.Consistency, func(m state.Reader) (*logpb.KV, error) { return m.Get(req.Key) })
 	if err != nil {
 		return nil, err
-	}
-	kv, err := m.Get(req.Key)
-	if err != nil {
-		return nil, s.statusOf(err, false)
 	}
 	return &metapb.GetResponse{Header: s.header(g, m, 0), Kv: toKV(req.Key, kv)}, nil
 }
@@ -188,27 +211,21 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 			hdr = h
 		}
 	}
-	pages, more, err := readEach(ctx, s, req.Consistency, req, func(g string, mc state.Reader) ([]*metapb.KeyValue, bool, error) {
+	merged, more, _, err := listPage(ctx, s, req.Consistency, req, limit, func(g string, mc state.Reader) ([]state.Entry, bool, error) {
 		es, more, err := mc.List(req.Prefix, req.StartAfter, limit, req.KeysOnly)
-		out := make([]*metapb.KeyValue, len(es))
-		for i, e := range es {
-			out[i] = toKV(e.Key, e.KV)
-		}
 		setHeader(s.header(g, mc, 0))
-		return out, more, err
-	}, func(resp proto.Message) ([]*metapb.KeyValue, bool) {
-		r := resp.(*metapb.ListResponse)
+		return es, more, err
+	}, func(e state.Entry) *metapb.KeyValue { return toKV(e.Key, e.KV) }, func(r *metapb.ListResponse) []*metapb.KeyValue {
 		if r.Header != nil {
 			setHeader(r.Header)
 		}
-		return r.Kvs, r.More
-	})
+		return r.Kvs
+	}, func(kv *metapb.KeyValue) string { return string(kv.Key) })
 	if err != nil {
 		return nil, err
 	}
-	merged, cut := mergeSorted(pages, limit, func(kv *metapb.KeyValue) string { return string(kv.Key) })
-	out := &metapb.ListResponse{Header: hdr, More: more || cut, Kvs: merged}
-	if out.More && len(merged) > 0 {
+	out := &metapb.ListResponse{Header: hdr, More: more, Kvs: merged}
+	if more && len(merged) > 0 {
 		out.NextStartAfter = merged[len(merged)-1].Key
 	}
 	return out, nil

@@ -182,18 +182,10 @@ func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSession
 // Get reads one session; the response's session is unset when there is
 // none.
 func (ss *sessionsService) Get(ctx context.Context, req *metapb.GetSessionRequest) (*metapb.GetSessionResponse, error) {
-	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
-		return nil, err
-	}
-	m, err := ss.s.readData(ctx, []byte(req.ClientId), req.Consistency)
-	if err != nil {
-		return nil, err
-	}
-	se, err := m.Session(req.ClientId)
-	if err != nil {
-		return nil, ss.s.statusOf(err, false)
-	}
-	return &metapb.GetSessionResponse{Session: toSession(se)}, nil
+	return getByKey(ctx, ss.s, "client_id", req.ClientId, checkClientID, req.Consistency, state.Reader.Session,
+		func(se *logpb.Session) *metapb.GetSessionResponse {
+			return &metapb.GetSessionResponse{Session: toSession(se)}
+		})
 }
 
 // List pages through sessions in client id order, merged over the data
@@ -204,24 +196,11 @@ func (ss *sessionsService) List(ctx context.Context, req *metapb.ListSessionsReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, ss.s, req.Consistency, req, func(_ string, m state.Reader) ([]*metapb.Session, bool, error) {
-		ses, more, err := m.Sessions(req.StartAfter, limit, req.BrokerId)
-		out := make([]*metapb.Session, len(ses))
-		for i, se := range ses {
-			out[i] = toSession(se)
-		}
-		return out, more, err
-	}, func(resp proto.Message) ([]*metapb.Session, bool) {
-		r := resp.(*metapb.ListSessionsResponse)
-		return r.Sessions, r.More
-	})
+	page, more, next, err := listPage(ctx, ss.s, req.Consistency, req, limit, func(_ string, m state.Reader) ([]*logpb.Session, bool, error) {
+		return m.Sessions(req.StartAfter, limit, req.BrokerId)
+	}, toSession, (*metapb.ListSessionsResponse).GetSessions, (*metapb.Session).GetClientId)
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(s *metapb.Session) string { return s.ClientId })
-	out := &metapb.ListSessionsResponse{More: more || cut, Sessions: page}
-	if out.More && len(page) > 0 {
-		out.NextStartAfter = page[len(page)-1].ClientId
-	}
-	return out, nil
+	return &metapb.ListSessionsResponse{More: more, Sessions: page, NextStartAfter: next}, nil
 }
