@@ -34,11 +34,19 @@ func (s *Server) dataGroup(key []byte) (string, error) {
 
 // proposeData proposes op to the data group of routingKey.
 func (s *Server) proposeData(ctx context.Context, routingKey []byte, op *logpb.Op) (*logpb.Result, error) {
+	_, res, err := s.proposeKey(ctx, routingKey, op)
+	return res, err
+}
+
+// proposeKey proposes op to the data group of routingKey and returns that
+// group (for the response header) with the result.
+func (s *Server) proposeKey(ctx context.Context, routingKey []byte, op *logpb.Op) (string, *logpb.Result, error) {
 	g, err := s.dataGroup(routingKey)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return s.propose(ctx, g, op)
+	res, err := s.propose(ctx, g, op)
+	return g, res, err
 }
 
 // readFrom reads group g with consistency c and gets a value from its
@@ -114,11 +122,7 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 	if err := firstErr(checkKey("key", req.Key), checkValue("value", req.Value), checkLease(req.Lease)); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
 	if err != nil {
 		return nil, err
 	}
@@ -153,11 +157,7 @@ func (s *Server) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb
 	if err := checkKey("key", req.Key); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
 	if err != nil {
 		return nil, err
 	}
@@ -178,11 +178,7 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 	if err := firstErr(errs...); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
 		Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectAbsent: req.ExpectAbsent,
 		ExpectedModRevision: req.ExpectedModRevision, NewValue: req.NewValue, Lease: req.Lease}}})
 	if err != nil {
