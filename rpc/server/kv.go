@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"sync"
 
@@ -227,11 +228,5 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 	return out, nil
 }
 
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
-}
+// firstErr is the first of errs that is not nil; nil if none.
+func firstErr(errs ...error) error { return cmp.Or(errs...) }
