@@ -25,6 +25,13 @@ func user(name string) *metapb.Resource {
 		Spec: &metapb.Resource_User{User: &metapb.UserSpec{Mechanism: "SCRAM-SHA-256", Credential: []byte("c")}}}
 }
 
+// withKind sets r's kind (to one that may not match its spec) and returns
+// r.
+func withKind(r *metapb.Resource, k metapb.ResourceKind) *metapb.Resource {
+	r.Kind = k
+	return r
+}
+
 // Every call of the broker API against one 3-node cluster with two data
 // groups (so batches and listings span groups).
 func TestBrokerAPI(t *testing.T) {
@@ -116,23 +123,14 @@ func testResources(t *testing.T, cl *client.Client) {
 		want = append(want, name)
 		must(cl.CreateResource(ctx10(t), &metapb.CreateResourceRequest{Resource: user(name)}))(t)
 	}
-	var names []string
-	req := &metapb.ListResourcesRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Limit: 10}
-	pages := 0
-	for {
-		resp := must(cl.ListResources(ctx10(t), req))(t)
-		pages++
-		for _, r := range resp.Resources {
-			names = append(names, r.Name)
-		}
+	names, pages := allPages(t, func(start string) (*metapb.ListResourcesResponse, error) {
+		return cl.ListResources(ctx10(t), &metapb.ListResourcesRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Limit: 10, StartAfter: start})
+	}, func(resp *metapb.ListResourcesResponse) []string {
 		if resp.Revision == 0 {
 			t.Fatalf("list: got revision 0")
 		}
-		if !resp.More {
-			break
-		}
-		req.StartAfter = resp.NextStartAfter
-	}
+		return keysOf(resp.Resources, (*metapb.Resource).GetName)
+	})
 	if !slices.Equal(names, want) || pages != 3 {
 		t.Fatalf("list users: got %v in %d pages, want %v in 3", names, pages, want)
 	}
@@ -214,20 +212,11 @@ func testSessions(t *testing.T, cl *client.Client) {
 	}
 	must(cl.DeleteSessions(ctx10(t), &metapb.DeleteSessionsRequest{ClientIds: []string{"mv", "mv-new"}}))(t)
 
-	var listed []string
-	lreq := &metapb.ListSessionsRequest{Limit: 10}
-	pages := 0
-	for {
-		resp := must(cl.ListSessions(ctx10(t), lreq))(t)
-		pages++
-		for _, s := range resp.Sessions {
-			listed = append(listed, s.ClientId)
-		}
-		if !resp.More {
-			break
-		}
-		lreq.StartAfter = resp.NextStartAfter
-	}
+	listed, pages := allPages(t, func(start string) (*metapb.ListSessionsResponse, error) {
+		return cl.ListSessions(ctx10(t), &metapb.ListSessionsRequest{Limit: 10, StartAfter: start})
+	}, func(resp *metapb.ListSessionsResponse) []string {
+		return keysOf(resp.Sessions, (*metapb.Session).GetClientId)
+	})
 	if !slices.Equal(listed, ids) || pages != 3 {
 		t.Fatalf("list: got %v in %d pages, want %v in 3", listed, pages, ids)
 	}
@@ -301,21 +290,17 @@ func testRetained(t *testing.T, cl *client.Client) {
 	}
 	list := func(filter string, limit uint32) []string {
 		t.Helper()
-		var out []string
-		req := &metapb.ListRetainedRequest{TopicFilter: filter, Limit: limit}
-		for {
-			resp := must(cl.ListRetained(ctx10(t), req))(t)
+		out, _ := allPages(t, func(start string) (*metapb.ListRetainedResponse, error) {
+			return cl.ListRetained(ctx10(t), &metapb.ListRetainedRequest{TopicFilter: filter, Limit: limit, StartAfter: start})
+		}, func(resp *metapb.ListRetainedResponse) []string {
 			for _, m := range resp.Messages {
 				if string(m.Payload) != "v:"+m.Topic {
 					t.Fatalf("list %s: %s has payload %q", filter, m.Topic, m.Payload)
 				}
-				out = append(out, m.Topic)
 			}
-			if !resp.More {
-				return out
-			}
-			req.StartAfter = resp.NextStartAfter
-		}
+			return keysOf(resp.Messages, (*metapb.RetainedMessage).GetTopic)
+		})
+		return out
 	}
 	cases := []struct {
 		filter string
@@ -436,28 +421,13 @@ func testBadInput(t *testing.T, cl *client.Client) {
 		field string
 	}{
 		{"create nil", errOf(cl.CreateResource, &metapb.CreateResourceRequest{}), "resource"},
-		{"create no kind", func(ctx context.Context) error {
-			r := topic("t", 1)
-			r.Kind = 0
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.kind"},
-		{"create unknown kind", func(ctx context.Context) error {
-			r := topic("t", 1)
-			r.Kind = 99
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.kind"},
+		{"create no kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(topic("t", 1), 0)}), "resource.kind"},
+		{"create unknown kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(topic("t", 1), 99)}), "resource.kind"},
 		{"create bad name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("a/b", 1)}), "resource.name"},
 		{"create empty name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("", 1)}), "resource.name"},
 		{"create long name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic(long(256), 1)}), "resource.name"},
 		{"create no spec", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: topicKind, Name: "t"}}), "resource.spec"},
-		{"create spec of another kind", func(ctx context.Context) error {
-			r := user("t")
-			r.Kind = topicKind
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.user"},
+		{"create spec of another kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(user("t"), topicKind)}), "resource.user"},
 		{"create zero partitions", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("t", 0)}), "resource.topic.partitions"},
 		{"create huge spec", func(ctx context.Context) error {
 			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: metapb.ResourceKind_RESOURCE_KIND_SCHEMA, Name: "s",
