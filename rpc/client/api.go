@@ -10,31 +10,13 @@ import (
 // dataGroup returns the data group of key, or "" when the topology is not
 // known (the request then goes to any node, which forwards it).
 func (c *Client) dataGroup(ctx context.Context, key []byte) string {
-	if c.cfg.Pinned {
-		return ""
-	}
-	r, err := c.topology(ctx)
-	if err != nil {
-		return ""
-	}
-	return r.DataGroup(key)
+	return c.groupOf(ctx, key)
 }
 
+// offsetGroup returns the offset group that holds every consumer group, or
+// "" as groupOf says.
 func (c *Client) offsetGroup(ctx context.Context, consumerGroups ...string) string {
-	if c.cfg.Pinned || len(consumerGroups) == 0 {
-		return ""
-	}
-	r, err := c.topology(ctx)
-	if err != nil {
-		return ""
-	}
-	g := r.OffsetGroup(consumerGroups[0])
-	for _, cg := range consumerGroups[1:] {
-		if r.OffsetGroup(cg) != g {
-			return "" // several groups: any node splits the batch
-		}
-	}
-	return g
+	return commonGroup(ctx, c, consumerGroups, (*metapb.Router).OffsetGroup)
 }
 
 // Put stores a value.

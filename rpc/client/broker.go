@@ -22,16 +22,24 @@ import (
 // they span several groups or the topology is not known (the request then
 // goes to any node, which splits it).
 func (c *Client) groupOf(ctx context.Context, keys ...[]byte) string {
-	if c.cfg.Pinned || len(keys) == 0 {
+	return commonGroup(ctx, c, keys, (*metapb.Router).DataGroup)
+}
+
+// commonGroup returns the group (groupOf of the topology) that holds every
+// one of items, or "" when they span several groups (any node splits the
+// batch), there are none, the client is pinned or the topology is not
+// known.
+func commonGroup[K any](ctx context.Context, c *Client, items []K, groupOf func(*metapb.Router, K) string) string {
+	if c.cfg.Pinned || len(items) == 0 {
 		return ""
 	}
 	r, err := c.topology(ctx)
 	if err != nil {
 		return ""
 	}
-	g := r.DataGroup(keys[0])
-	for _, k := range keys[1:] {
-		if r.DataGroup(k) != g {
+	g := groupOf(r, items[0])
+	for _, it := range items[1:] {
+		if groupOf(r, it) != g {
 			return ""
 		}
 	}

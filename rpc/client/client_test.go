@@ -143,17 +143,9 @@ func TestWriteFollowsLeaderHints(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	got := c.leaders["data-0"]
-	c.mu.Unlock()
-	if got != "n9" {
-		t.Fatalf("leader of data-0: got %q, want n9 (from the hint)", got)
-	}
+	wantLeader(t, c, "data-0", "n9", "the hint")
 	c.noteHints("data-0", &errdetails.ErrorInfo{Reason: metapb.ReasonNoLeader})
-	c.mu.Lock()
-	_, known := c.leaders["data-0"]
-	c.mu.Unlock()
-	if known {
+	if _, known := leaderOf(c, "data-0"); known {
 		t.Fatal("NO_LEADER did not forget data-0's leader")
 	}
 }
@@ -239,11 +231,23 @@ func TestWriteLearnsTheLeaderFromTheResponse(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	wantLeader(t, c, "data-0", "n7", "the response")
+}
+
+// leaderOf is the leader c knows for group, if it knows one.
+func leaderOf(c *Client, group string) (string, bool) {
 	c.mu.Lock()
-	got := c.leaders["data-0"]
-	c.mu.Unlock()
-	if got != "n7" {
-		t.Fatalf("leader of data-0: got %q, want n7 (from the response)", got)
+	defer c.mu.Unlock()
+	id, ok := c.leaders[group]
+	return id, ok
+}
+
+// wantLeader fails t unless c takes want for group's leader (learnt from
+// from).
+func wantLeader(t *testing.T, c *Client, group, want, from string) {
+	t.Helper()
+	if got, _ := leaderOf(c, group); got != want {
+		t.Fatalf("leader of %s: got %q, want %s (from %s)", group, got, want, from)
 	}
 }
 

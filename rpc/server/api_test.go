@@ -25,6 +25,13 @@ func user(name string) *metapb.Resource {
 		Spec: &metapb.Resource_User{User: &metapb.UserSpec{Mechanism: "SCRAM-SHA-256", Credential: []byte("c")}}}
 }
 
+// withKind sets r's kind (to one that may not match its spec) and returns
+// r.
+func withKind(r *metapb.Resource, k metapb.ResourceKind) *metapb.Resource {
+	r.Kind = k
+	return r
+}
+
 // Every call of the broker API against one 3-node cluster with two data
 // groups (so batches and listings span groups).
 func TestBrokerAPI(t *testing.T) {
@@ -116,23 +123,14 @@ func testResources(t *testing.T, cl *client.Client) {
 		want = append(want, name)
 		must(cl.CreateResource(ctx10(t), &metapb.CreateResourceRequest{Resource: user(name)}))(t)
 	}
-	var names []string
-	req := &metapb.ListResourcesRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Limit: 10}
-	pages := 0
-	for {
-		resp := must(cl.ListResources(ctx10(t), req))(t)
-		pages++
-		for _, r := range resp.Resources {
-			names = append(names, r.Name)
-		}
+	names, pages := allPages(t, func(start string) (*metapb.ListResourcesResponse, error) {
+		return cl.ListResources(ctx10(t), &metapb.ListResourcesRequest{Kind: metapb.ResourceKind_RESOURCE_KIND_USER, Limit: 10, StartAfter: start})
+	}, func(resp *metapb.ListResourcesResponse) []string {
 		if resp.Revision == 0 {
 			t.Fatalf("list: got revision 0")
 		}
-		if !resp.More {
-			break
-		}
-		req.StartAfter = resp.NextStartAfter
-	}
+		return keysOf(resp.Resources, (*metapb.Resource).GetName)
+	})
 	if !slices.Equal(names, want) || pages != 3 {
 		t.Fatalf("list users: got %v in %d pages, want %v in 3", names, pages, want)
 	}
@@ -214,20 +212,11 @@ func testSessions(t *testing.T, cl *client.Client) {
 	}
 	must(cl.DeleteSessions(ctx10(t), &metapb.DeleteSessionsRequest{ClientIds: []string{"mv", "mv-new"}}))(t)
 
-	var listed []string
-	lreq := &metapb.ListSessionsRequest{Limit: 10}
-	pages := 0
-	for {
-		resp := must(cl.ListSessions(ctx10(t), lreq))(t)
-		pages++
-		for _, s := range resp.Sessions {
-			listed = append(listed, s.ClientId)
-		}
-		if !resp.More {
-			break
-		}
-		lreq.StartAfter = resp.NextStartAfter
-	}
+	listed, pages := allPages(t, func(start string) (*metapb.ListSessionsResponse, error) {
+		return cl.ListSessions(ctx10(t), &metapb.ListSessionsRequest{Limit: 10, StartAfter: start})
+	}, func(resp *metapb.ListSessionsResponse) []string {
+		return keysOf(resp.Sessions, (*metapb.Session).GetClientId)
+	})
 	if !slices.Equal(listed, ids) || pages != 3 {
 		t.Fatalf("list: got %v in %d pages, want %v in 3", listed, pages, ids)
 	}
@@ -301,21 +290,17 @@ func testRetained(t *testing.T, cl *client.Client) {
 	}
 	list := func(filter string, limit uint32) []string {
 		t.Helper()
-		var out []string
-		req := &metapb.ListRetainedRequest{TopicFilter: filter, Limit: limit}
-		for {
-			resp := must(cl.ListRetained(ctx10(t), req))(t)
+		out, _ := allPages(t, func(start string) (*metapb.ListRetainedResponse, error) {
+			return cl.ListRetained(ctx10(t), &metapb.ListRetainedRequest{TopicFilter: filter, Limit: limit, StartAfter: start})
+		}, func(resp *metapb.ListRetainedResponse) []string {
 			for _, m := range resp.Messages {
 				if string(m.Payload) != "v:"+m.Topic {
 					t.Fatalf("list %s: %s has payload %q", filter, m.Topic, m.Payload)
 				}
-				out = append(out, m.Topic)
 			}
-			if !resp.More {
-				return out
-			}
-			req.StartAfter = resp.NextStartAfter
-		}
+			return keysOf(resp.Messages, (*metapb.RetainedMessage).GetTopic)
+		})
+		return out
 	}
 	cases := []struct {
 		filter string
@@ -435,238 +420,70 @@ func testBadInput(t *testing.T, cl *client.Client) {
 		call  call
 		field string
 	}{
-		{"create nil", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{})
-			return err
-		}, "resource"},
-		{"create no kind", func(ctx context.Context) error {
-			r := topic("t", 1)
-			r.Kind = 0
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.kind"},
-		{"create unknown kind", func(ctx context.Context) error {
-			r := topic("t", 1)
-			r.Kind = 99
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.kind"},
-		{"create bad name", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: topic("a/b", 1)})
-			return err
-		}, "resource.name"},
-		{"create empty name", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: topic("", 1)})
-			return err
-		}, "resource.name"},
-		{"create long name", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: topic(long(256), 1)})
-			return err
-		}, "resource.name"},
-		{"create no spec", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: topicKind, Name: "t"}})
-			return err
-		}, "resource.spec"},
-		{"create spec of another kind", func(ctx context.Context) error {
-			r := user("t")
-			r.Kind = topicKind
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			return err
-		}, "resource.user"},
-		{"create zero partitions", func(ctx context.Context) error {
-			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: topic("t", 0)})
-			return err
-		}, "resource.topic.partitions"},
+		{"create nil", errOf(cl.CreateResource, &metapb.CreateResourceRequest{}), "resource"},
+		{"create no kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(topic("t", 1), 0)}), "resource.kind"},
+		{"create unknown kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(topic("t", 1), 99)}), "resource.kind"},
+		{"create bad name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("a/b", 1)}), "resource.name"},
+		{"create empty name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("", 1)}), "resource.name"},
+		{"create long name", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic(long(256), 1)}), "resource.name"},
+		{"create no spec", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: topicKind, Name: "t"}}), "resource.spec"},
+		{"create spec of another kind", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: withKind(user("t"), topicKind)}), "resource.user"},
+		{"create zero partitions", errOf(cl.CreateResource, &metapb.CreateResourceRequest{Resource: topic("t", 0)}), "resource.topic.partitions"},
 		{"create huge spec", func(ctx context.Context) error {
 			_, err := cl.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: &metapb.Resource{Kind: metapb.ResourceKind_RESOURCE_KIND_SCHEMA, Name: "s",
 				Spec: &metapb.Resource_Schema{Schema: &metapb.SchemaSpec{Definition: long(metapb.MaxSpecBytes)}}}})
 			return err
 		}, "resource.schema"},
-		{"update no revision", func(ctx context.Context) error {
-			_, err := cl.UpdateResource(ctx, &metapb.UpdateResourceRequest{Resource: topic("t", 1)})
-			return err
-		}, "expected_revision"},
-		{"delete no kind", func(ctx context.Context) error {
-			_, err := cl.DeleteResource(ctx, &metapb.DeleteResourceRequest{Name: "t"})
-			return err
-		}, "kind"},
-		{"get bad name", func(ctx context.Context) error {
-			_, err := cl.GetResource(ctx, &metapb.GetResourceRequest{Kind: topicKind, Name: "a b"})
-			return err
-		}, "name"},
-		{"list no kind", func(ctx context.Context) error {
-			_, err := cl.ListResources(ctx, &metapb.ListResourcesRequest{})
-			return err
-		}, "kind"},
-		{"list limit", func(ctx context.Context) error {
-			_, err := cl.ListResources(ctx, &metapb.ListResourcesRequest{Kind: topicKind, Limit: metapb.MaxListLimit + 1})
-			return err
-		}, "limit"},
-		{"sessions empty", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{})
-			return err
-		}, "sessions"},
-		{"sessions too many", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: tooMany})
-			return err
-		}, "sessions"},
-		{"sessions too big", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: bigBatch})
-			return err
-		}, "sessions"},
-		{"sessions empty id", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, {}, {ClientId: "b"}}})
-			return err
-		}, "sessions[1].client_id"},
-		{"sessions long id", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: long(metapb.MaxClientIDBytes + 1)}}})
-			return err
-		}, "sessions[0].client_id"},
-		{"sessions duplicate id", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, {ClientId: "b"}, {ClientId: "a"}}})
-			return err
-		}, "sessions[2].client_id"},
-		{"sessions big state", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", State: make([]byte, metapb.MaxSessionStateBytes+1)}}})
-			return err
-		}, "sessions[0].state"},
-		{"sessions long if_broker_id", func(ctx context.Context) error {
-			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", IfBrokerId: long(metapb.MaxBrokerIDBytes + 1)}}})
-			return err
-		}, "sessions[0].if_broker_id"},
+		{"update no revision", errOf(cl.UpdateResource, &metapb.UpdateResourceRequest{Resource: topic("t", 1)}), "expected_revision"},
+		{"delete no kind", errOf(cl.DeleteResource, &metapb.DeleteResourceRequest{Name: "t"}), "kind"},
+		{"get bad name", errOf(cl.GetResource, &metapb.GetResourceRequest{Kind: topicKind, Name: "a b"}), "name"},
+		{"list no kind", errOf(cl.ListResources, &metapb.ListResourcesRequest{}), "kind"},
+		{"list limit", errOf(cl.ListResources, &metapb.ListResourcesRequest{Kind: topicKind, Limit: metapb.MaxListLimit + 1}), "limit"},
+		{"sessions empty", errOf(cl.PutSessions, &metapb.PutSessionsRequest{}), "sessions"},
+		{"sessions too many", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: tooMany}), "sessions"},
+		{"sessions too big", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: bigBatch}), "sessions"},
+		{"sessions empty id", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, {}, {ClientId: "b"}}}), "sessions[1].client_id"},
+		{"sessions long id", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: long(metapb.MaxClientIDBytes + 1)}}}), "sessions[0].client_id"},
+		{"sessions duplicate id", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, {ClientId: "b"}, {ClientId: "a"}}}), "sessions[2].client_id"},
+		{"sessions big state", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", State: make([]byte, metapb.MaxSessionStateBytes+1)}}}), "sessions[0].state"},
+		{"sessions long if_broker_id", errOf(cl.PutSessions, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a", IfBrokerId: long(metapb.MaxBrokerIDBytes + 1)}}}), "sessions[0].if_broker_id"},
 		{"sessions nil entry", func(ctx context.Context) error {
 			// A nil entry travels as an empty message.
 			_, err := cl.PutSessions(ctx, &metapb.PutSessionsRequest{Sessions: []*metapb.Session{{ClientId: "a"}, nil}})
 			return err
 		}, "sessions[1].client_id"},
-		{"delete sessions empty id", func(ctx context.Context) error {
-			_, err := cl.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{ClientIds: []string{"a", ""}})
-			return err
-		}, "client_ids[1]"},
-		{"delete sessions none", func(ctx context.Context) error {
-			_, err := cl.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{})
-			return err
-		}, "client_ids"},
-		{"get session empty id", func(ctx context.Context) error {
-			_, err := cl.GetSession(ctx, &metapb.GetSessionRequest{})
-			return err
-		}, "client_id"},
-		{"list sessions limit", func(ctx context.Context) error {
-			_, err := cl.ListSessions(ctx, &metapb.ListSessionsRequest{Limit: metapb.MaxListLimit + 1})
-			return err
-		}, "limit"},
-		{"list sessions consistency", func(ctx context.Context) error {
-			_, err := cl.ListSessions(ctx, &metapb.ListSessionsRequest{Consistency: 9})
-			return err
-		}, "consistency"},
-		{"will nil", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{})
-			return err
-		}, "will"},
-		{"will no topic", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c"}})
-			return err
-		}, "will.topic"},
-		{"will wildcard topic", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a/+"}})
-			return err
-		}, "will.topic"},
-		{"will qos", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a", Qos: 3}})
-			return err
-		}, "will.qos"},
-		{"will payload", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a", Payload: huge}})
-			return err
-		}, "will.payload"},
-		{"will no client", func(ctx context.Context) error {
-			_, err := cl.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{Topic: "a"}})
-			return err
-		}, "will.client_id"},
-		{"delete will no client", func(ctx context.Context) error {
-			_, err := cl.DeleteWill(ctx, &metapb.DeleteWillRequest{})
-			return err
-		}, "client_id"},
-		{"get will no client", func(ctx context.Context) error {
-			_, err := cl.GetWill(ctx, &metapb.GetWillRequest{})
-			return err
-		}, "client_id"},
-		{"due wills limit", func(ctx context.Context) error {
-			_, err := cl.ListDueWills(ctx, &metapb.ListDueWillsRequest{Limit: metapb.MaxListLimit + 1})
-			return err
-		}, "limit"},
-		{"claim no broker", func(ctx context.Context) error {
-			_, err := cl.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: "c"})
-			return err
-		}, "broker_id"},
-		{"claim long ttl", func(ctx context.Context) error {
-			_, err := cl.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: "c", BrokerId: "b", ClaimTtlSeconds: metapb.MaxClaimTTLSeconds + 1})
-			return err
-		}, "claim_ttl_seconds"},
-		{"complete no client", func(ctx context.Context) error {
-			_, err := cl.CompleteWill(ctx, &metapb.CompleteWillRequest{BrokerId: "b"})
-			return err
-		}, "client_id"},
-		{"retained nil", func(ctx context.Context) error {
-			_, err := cl.SetRetained(ctx, &metapb.SetRetainedRequest{})
-			return err
-		}, "message"},
-		{"retained wildcard", func(ctx context.Context) error {
-			_, err := cl.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: "a/#", Payload: []byte("x")}})
-			return err
-		}, "message.topic"},
-		{"retained long topic", func(ctx context.Context) error {
-			_, err := cl.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: long(metapb.MaxTopicBytes + 1), Payload: []byte("x")}})
-			return err
-		}, "message.topic"},
-		{"retained properties", func(ctx context.Context) error {
-			_, err := cl.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: "a", Payload: []byte("x"), Properties: huge}})
-			return err
-		}, "message.properties"},
-		{"get retained wildcard", func(ctx context.Context) error {
-			_, err := cl.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: "+"})
-			return err
-		}, "topic"},
-		{"list retained no filter", func(ctx context.Context) error {
-			_, err := cl.ListRetained(ctx, &metapb.ListRetainedRequest{})
-			return err
-		}, "topic_filter"},
-		{"list retained # not last", func(ctx context.Context) error {
-			_, err := cl.ListRetained(ctx, &metapb.ListRetainedRequest{TopicFilter: "a/#/b"})
-			return err
-		}, "topic_filter"},
-		{"list retained mixed wildcard", func(ctx context.Context) error {
-			_, err := cl.ListRetained(ctx, &metapb.ListRetainedRequest{TopicFilter: "a/b+"})
-			return err
-		}, "topic_filter"},
-		{"grant zero ttl", func(ctx context.Context) error {
-			_, err := cl.LeaseGrant(ctx, &metapb.LeaseGrantRequest{})
-			return err
-		}, "ttl_seconds"},
-		{"grant long ttl", func(ctx context.Context) error {
-			_, err := cl.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: metapb.MaxLeaseTTLSeconds + 1})
-			return err
-		}, "ttl_seconds"},
-		{"grant negative id", func(ctx context.Context) error {
-			_, err := cl.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: 5, Id: -1})
-			return err
-		}, "id"},
-		{"keepalive zero", func(ctx context.Context) error {
-			_, err := cl.LeaseKeepAlive(ctx, &metapb.LeaseKeepAliveRequest{})
-			return err
-		}, "id"},
-		{"revoke zero", func(ctx context.Context) error {
-			_, err := cl.LeaseRevoke(ctx, &metapb.LeaseRevokeRequest{})
-			return err
-		}, "id"},
-		{"ttl zero", func(ctx context.Context) error {
-			_, err := cl.LeaseTimeToLive(ctx, &metapb.LeaseTimeToLiveRequest{})
-			return err
-		}, "id"},
-		{"put negative lease", func(ctx context.Context) error {
-			_, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte("k"), Lease: -3})
-			return err
-		}, "lease"},
+		{"delete sessions empty id", errOf(cl.DeleteSessions, &metapb.DeleteSessionsRequest{ClientIds: []string{"a", ""}}), "client_ids[1]"},
+		{"delete sessions none", errOf(cl.DeleteSessions, &metapb.DeleteSessionsRequest{}), "client_ids"},
+		{"get session empty id", errOf(cl.GetSession, &metapb.GetSessionRequest{}), "client_id"},
+		{"list sessions limit", errOf(cl.ListSessions, &metapb.ListSessionsRequest{Limit: metapb.MaxListLimit + 1}), "limit"},
+		{"list sessions consistency", errOf(cl.ListSessions, &metapb.ListSessionsRequest{Consistency: 9}), "consistency"},
+		{"will nil", errOf(cl.PutWill, &metapb.PutWillRequest{}), "will"},
+		{"will no topic", errOf(cl.PutWill, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c"}}), "will.topic"},
+		{"will wildcard topic", errOf(cl.PutWill, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a/+"}}), "will.topic"},
+		{"will qos", errOf(cl.PutWill, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a", Qos: 3}}), "will.qos"},
+		{"will payload", errOf(cl.PutWill, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: "c", Topic: "a", Payload: huge}}), "will.payload"},
+		{"will no client", errOf(cl.PutWill, &metapb.PutWillRequest{Will: &metapb.Will{Topic: "a"}}), "will.client_id"},
+		{"delete will no client", errOf(cl.DeleteWill, &metapb.DeleteWillRequest{}), "client_id"},
+		{"get will no client", errOf(cl.GetWill, &metapb.GetWillRequest{}), "client_id"},
+		{"due wills limit", errOf(cl.ListDueWills, &metapb.ListDueWillsRequest{Limit: metapb.MaxListLimit + 1}), "limit"},
+		{"claim no broker", errOf(cl.ClaimWill, &metapb.ClaimWillRequest{ClientId: "c"}), "broker_id"},
+		{"claim long ttl", errOf(cl.ClaimWill, &metapb.ClaimWillRequest{ClientId: "c", BrokerId: "b", ClaimTtlSeconds: metapb.MaxClaimTTLSeconds + 1}), "claim_ttl_seconds"},
+		{"complete no client", errOf(cl.CompleteWill, &metapb.CompleteWillRequest{BrokerId: "b"}), "client_id"},
+		{"retained nil", errOf(cl.SetRetained, &metapb.SetRetainedRequest{}), "message"},
+		{"retained wildcard", errOf(cl.SetRetained, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: "a/#", Payload: []byte("x")}}), "message.topic"},
+		{"retained long topic", errOf(cl.SetRetained, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: long(metapb.MaxTopicBytes + 1), Payload: []byte("x")}}), "message.topic"},
+		{"retained properties", errOf(cl.SetRetained, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: "a", Payload: []byte("x"), Properties: huge}}), "message.properties"},
+		{"get retained wildcard", errOf(cl.GetRetained, &metapb.GetRetainedRequest{Topic: "+"}), "topic"},
+		{"list retained no filter", errOf(cl.ListRetained, &metapb.ListRetainedRequest{}), "topic_filter"},
+		{"list retained # not last", errOf(cl.ListRetained, &metapb.ListRetainedRequest{TopicFilter: "a/#/b"}), "topic_filter"},
+		{"list retained mixed wildcard", errOf(cl.ListRetained, &metapb.ListRetainedRequest{TopicFilter: "a/b+"}), "topic_filter"},
+		{"grant zero ttl", errOf(cl.LeaseGrant, &metapb.LeaseGrantRequest{}), "ttl_seconds"},
+		{"grant long ttl", errOf(cl.LeaseGrant, &metapb.LeaseGrantRequest{TtlSeconds: metapb.MaxLeaseTTLSeconds + 1}), "ttl_seconds"},
+		{"grant negative id", errOf(cl.LeaseGrant, &metapb.LeaseGrantRequest{TtlSeconds: 5, Id: -1}), "id"},
+		{"keepalive zero", errOf(cl.LeaseKeepAlive, &metapb.LeaseKeepAliveRequest{}), "id"},
+		{"revoke zero", errOf(cl.LeaseRevoke, &metapb.LeaseRevokeRequest{}), "id"},
+		{"ttl zero", errOf(cl.LeaseTimeToLive, &metapb.LeaseTimeToLiveRequest{}), "id"},
+		{"put negative lease", errOf(cl.Put, &metapb.PutRequest{Key: []byte("k"), Lease: -3}), "lease"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -695,5 +512,14 @@ func testBadInput(t *testing.T, cl *client.Client) {
 	}
 	if l := must(cl.List(ctx10(t), &metapb.ListRequest{}))(t); len(l.Kvs) != 0 {
 		t.Fatalf("after bad input: keys %v", l.Kvs)
+	}
+}
+
+// errOf is a case's call that makes one client call with req and keeps
+// only its error.
+func errOf[Req, Resp any](call func(context.Context, Req) (Resp, error), req Req) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := call(ctx, req)
+		return err
 	}
 }

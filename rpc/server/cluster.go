@@ -6,6 +6,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // Status returns this node's view of every group.
@@ -29,13 +30,7 @@ func checkMemberID(id string) error { return checkNodeField("id", id) }
 
 // checkNodeField checks a member id in the request field named field.
 func checkNodeField(field, id string) error {
-	if id == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(id) > metapb.MaxMemberIDBytes {
-		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxMemberIDBytes)
-	}
-	return nil
+	return checkRequired(field, id, metapb.MaxMemberIDBytes)
 }
 
 // AddMember adds a member.
@@ -46,8 +41,8 @@ func (s *Server) AddMember(ctx context.Context, req *metapb.AddMemberRequest) (*
 	if req.Addr == "" || len(req.Addr) > metapb.MaxMemberAddrBytes {
 		return nil, invalid("addr", "1..%d bytes required", metapb.MaxMemberAddrBytes)
 	}
-	if len(req.Zone) > metapb.MaxNameBytes {
-		return nil, invalid("zone", "%d bytes, at most %d", len(req.Zone), metapb.MaxNameBytes)
+	if err := checkMaxBytes("zone", req.Zone, metapb.MaxNameBytes); err != nil {
+		return nil, err
 	}
 	ms, err := s.node.AddMember(ctx, req.Id, req.Addr, req.Zone)
 	if err != nil {
@@ -62,11 +57,7 @@ func (s *Server) RemoveMember(ctx context.Context, req *metapb.RemoveMemberReque
 	if err := checkMemberID(req.Id); err != nil {
 		return nil, err
 	}
-	c, err := s.controller()
-	if err != nil {
-		return nil, err
-	}
-	return forward(ctx, c, callRemoveMember, req, c.removeMemberLocal, &metapb.RemoveMemberResponse{})
+	return viaController(ctx, s, callRemoveMember, req, (*ControllerService).removeMemberLocal, &metapb.RemoveMemberResponse{})
 }
 
 // DrainMember starts (or undoes) the drain of a member.
@@ -92,45 +83,34 @@ func (s *Server) DrainMember(ctx context.Context, req *metapb.DrainMemberRequest
 // MoveReplica moves a group's replica from one node to another, through
 // the controller.
 func (s *Server) MoveReplica(ctx context.Context, req *metapb.MoveReplicaRequest) (*metapb.MoveReplicaResponse, error) {
-	if err := checkName("group", req.Group); err != nil {
+	if err := firstErr(checkName("group", req.Group), checkNodeField("from", req.From), checkNodeField("to", req.To)); err != nil {
 		return nil, err
 	}
-	if err := checkNodeField("from", req.From); err != nil {
-		return nil, err
-	}
-	if err := checkNodeField("to", req.To); err != nil {
-		return nil, err
-	}
-	c, err := s.controller()
-	if err != nil {
-		return nil, err
-	}
-	return forward(ctx, c, callMoveReplica, req, c.moveReplicaLocal, &metapb.MoveReplicaResponse{})
+	return viaController(ctx, s, callMoveReplica, req, (*ControllerService).moveReplicaLocal, &metapb.MoveReplicaResponse{})
 }
 
 // ListGroups lists every group with its replicas, from the controller.
 func (s *Server) ListGroups(ctx context.Context, req *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
-	c, err := s.controller()
-	if err != nil {
-		return nil, err
-	}
-	return forward(ctx, c, callListGroups, req, c.listGroupsLocal, &metapb.ListGroupsResponse{})
+	return viaController(ctx, s, callListGroups, req, (*ControllerService).listGroupsLocal, &metapb.ListGroupsResponse{})
 }
 
 // ListNodes lists every node with its replicas, from the controller.
 func (s *Server) ListNodes(ctx context.Context, req *metapb.ListNodesRequest) (*metapb.ListNodesResponse, error) {
-	c, err := s.controller()
-	if err != nil {
-		return nil, err
-	}
-	return forward(ctx, c, callListNodes, req, c.listNodesLocal, &metapb.ListNodesResponse{})
+	return viaController(ctx, s, callListNodes, req, (*ControllerService).listNodesLocal, &metapb.ListNodesResponse{})
 }
 
-func (s *Server) controller() (*ControllerService, error) {
-	if s.ctl == nil {
-		return nil, coded(metapb.ReasonNoLeader, nil, "this node runs no controller service")
+// viaController runs one of the controller's named calls from the
+// Cluster service: through this node's controller service, which runs it
+// on metadata-0's leader (see forward). NO_LEADER when this node runs no
+// controller service.
+func viaController[Req, Resp proto.Message](ctx context.Context, s *Server, method string, req Req,
+	local func(*ControllerService, context.Context, Req) (Resp, error), resp Resp) (Resp, error) {
+	c := s.ctl
+	if c == nil {
+		var zero Resp
+		return zero, coded(metapb.ReasonNoLeader, nil, "this node runs no controller service")
 	}
-	return s.ctl, nil
+	return forward(ctx, c, method, req, func(ctx context.Context, r Req) (Resp, error) { return local(c, ctx, r) }, resp)
 }
 
 // WatchDirectory streams the directory as this node follows it: whole, at

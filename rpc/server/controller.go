@@ -9,6 +9,7 @@ import (
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // ControllerNode is what the Controller service needs from the node
@@ -289,21 +290,32 @@ func toBroker(b *logpb.Broker) *metapb.BrokerState {
 		Rack: b.Rack, RegisteredAtUnixNano: b.RegisteredAtUnixNano, StatusChangedAtUnixNano: b.StatusChangedAtUnixNano, ModRevision: b.ModRevision}
 }
 
-// ListBrokers lists registered brokers with their load.
-func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBrokersRequest) (*metapb.ListBrokersResponse, error) {
-	if err := checkConsistency(req.Consistency); err != nil {
-		return nil, err
+// readAssignments reads metadata-0 with consistency cs: its state, its
+// revision (read first) and the connector assignments of brokerID (every
+// broker's for "").
+func (c *ControllerService) readAssignments(ctx context.Context, cs metapb.ReadConsistency, brokerID string) (state.Reader, uint64, []*logpb.ConnectorAssignment, error) {
+	if err := checkConsistency(cs); err != nil {
+		return nil, 0, nil, err
 	}
-	m, err := c.read(ctx, metapb.MetadataGroup, req.Consistency)
+	m, err := c.read(ctx, metapb.MetadataGroup, cs)
 	if err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	rev := m.Revision()
-	brokers, err := m.Brokers()
+	assigns, err := m.Assignments(brokerID)
 	if err != nil {
-		return nil, c.statusOf(err, false)
+		return nil, 0, nil, c.statusOf(err, false)
 	}
-	assigns, err := m.Assignments("")
+	return m, rev, assigns, nil
+}
+
+// ListBrokers lists registered brokers with their load.
+func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBrokersRequest) (*metapb.ListBrokersResponse, error) {
+	m, rev, assigns, err := c.readAssignments(ctx, req.Consistency, "")
+	if err != nil {
+		return nil, err
+	}
+	brokers, err := m.Brokers()
 	if err != nil {
 		return nil, c.statusOf(err, false)
 	}
@@ -322,17 +334,9 @@ func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBro
 
 // ListAssignments lists connector assignments.
 func (c *ControllerService) ListAssignments(ctx context.Context, req *metapb.ListAssignmentsRequest) (*metapb.ListAssignmentsResponse, error) {
-	if err := checkConsistency(req.Consistency); err != nil {
-		return nil, err
-	}
-	m, err := c.read(ctx, metapb.MetadataGroup, req.Consistency)
+	_, rev, assigns, err := c.readAssignments(ctx, req.Consistency, req.BrokerId)
 	if err != nil {
 		return nil, err
-	}
-	rev := m.Revision()
-	assigns, err := m.Assignments(req.BrokerId)
-	if err != nil {
-		return nil, c.statusOf(err, false)
 	}
 	out := &metapb.ListAssignmentsResponse{Revision: rev}
 	for _, as := range assigns {

@@ -126,21 +126,15 @@ func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *m
 		must(cl.PutWill(ctx10(t), &metapb.PutWillRequest{Will: &metapb.Will{ClientId: id, Topic: "lwt/" + id, Payload: []byte("bye")}}))(t)
 	}
 	listDue := func() []string {
-		var out []string
-		req := &metapb.ListDueWillsRequest{Limit: 10}
-		for pages := 1; ; pages++ {
-			resp := must(cl.ListDueWills(ctx10(t), req))(t)
+		out, _ := allPages(t, func(start string) (*metapb.ListDueWillsResponse, error) {
+			return cl.ListDueWills(ctx10(t), &metapb.ListDueWillsRequest{Limit: 10, StartAfter: start})
+		}, func(resp *metapb.ListDueWillsResponse) []string {
 			if len(resp.Wills) > 10 {
 				t.Fatalf("page of %d wills, limit 10", len(resp.Wills))
 			}
-			for _, w := range resp.Wills {
-				out = append(out, w.ClientId)
-			}
-			if !resp.More {
-				return out
-			}
-			req.StartAfter = resp.NextStartAfter
-		}
+			return keysOf(resp.Wills, (*metapb.Will).GetClientId)
+		})
+		return out
 	}
 	if got := listDue(); !slices.Equal(got, ids) {
 		t.Fatalf("due wills over pages: got %v, want %v", got, ids)

@@ -38,6 +38,36 @@ func ctx10(t *testing.T) context.Context { t.Helper(); return ctxT(t, 10*time.Se
 
 // must(call(...))(t) fails the test if the call failed, else returns its
 // result.
+// allPages follows a listing from its first page to its last: list asks
+// for the page that starts after start, keys picks the keys of its items
+// (and may check them). It returns every key in order and the number of
+// pages.
+func allPages[Resp interface {
+	GetMore() bool
+	GetNextStartAfter() string
+}](t *testing.T, list func(start string) (Resp, error), keys func(Resp) []string) (all []string, pages int) {
+	t.Helper()
+	start := ""
+	for {
+		resp := must(list(start))(t)
+		pages++
+		all = append(all, keys(resp)...)
+		if !resp.GetMore() {
+			return all, pages
+		}
+		start = resp.GetNextStartAfter()
+	}
+}
+
+// keysOf is the key of each item.
+func keysOf[T any](items []T, key func(T) string) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, key(it))
+	}
+	return out
+}
+
 func must[T any](v T, err error) func(*testing.T) T {
 	return func(t *testing.T) T {
 		t.Helper()

@@ -1,13 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"sync"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
-	"google.golang.org/protobuf/proto"
 )
 
 // router is the node's router; a node that holds no directory yet would
@@ -35,37 +35,64 @@ func (s *Server) dataGroup(key []byte) (string, error) {
 
 // proposeData proposes op to the data group of routingKey.
 func (s *Server) proposeData(ctx context.Context, routingKey []byte, op *logpb.Op) (*logpb.Result, error) {
-	g, err := s.dataGroup(routingKey)
-	if err != nil {
-		return nil, err
-	}
-	return s.propose(ctx, g, op)
+	_, res, err := s.proposeKey(ctx, routingKey, op)
+	return res, err
 }
 
-// readData reads the data group of routingKey.
-func (s *Server) readData(ctx context.Context, routingKey []byte, c metapb.ReadConsistency) (state.Reader, error) {
+// proposeKey proposes op to the data group of routingKey and returns that
+// group (for the response header) with the result.
+func (s *Server) proposeKey(ctx context.Context, routingKey []byte, op *logpb.Op) (string, *logpb.Result, error) {
 	g, err := s.dataGroup(routingKey)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return s.read(ctx, g, c)
+	res, err := s.propose(ctx, g, op)
+	return g, res, err
+}
+
+// readFrom reads group g with consistency c and gets a value from its
+// state (get's error is the node's, as any read's); the state read is
+// returned too, for the response header.
+func readFrom[V any](ctx context.Context, s *Server, g string, c metapb.ReadConsistency, get func(state.Reader) (V, error)) (V, state.Reader, error) {
+	var zero V
+	m, err := s.read(ctx, g, c)
+	if err != nil {
+		return zero, nil, err
+	}
+	v, err := get(m)
+	if err != nil {
+		return zero, nil, s.statusOf(err, false)
+	}
+	return v, m, nil
+}
+
+// getByKey serves a read of one entry of a data group by its key, which is
+// also its routing key: it checks the key (check, naming field) and the
+// consistency c, reads the entry with get from the group that owns it and
+// answers with what answer makes of it.
+func getByKey[V, R any](ctx context.Context, s *Server, field, key string, check func(field, key string) error,
+	c metapb.ReadConsistency, get func(m state.Reader, key string) (V, error), answer func(V) R) (R, error) {
+	var zero R
+	if err := firstErr(check(field, key), checkConsistency(c)); err != nil {
+		return zero, err
+	}
+	g, err := s.dataGroup([]byte(key))
+	if err != nil {
+		return zero, err
+	}
+	v, _, err := readFrom(ctx, s, g, c, func(m state.Reader) (V, error) { return get(m, key) })
+	if err != nil {
+		return zero, err
+	}
+	return answer(v), nil
 }
 
 func checkKey(field string, key []byte) error {
-	if len(key) == 0 {
-		return invalid(field, "must not be empty")
-	}
-	if len(key) > metapb.MaxKeyBytes {
-		return invalid(field, "%d bytes, at most %d", len(key), metapb.MaxKeyBytes)
-	}
-	return nil
+	return checkRequired(field, key, metapb.MaxKeyBytes)
 }
 
 func checkValue(field string, v []byte) error {
-	if len(v) > metapb.MaxValueBytes {
-		return invalid(field, "%d bytes, at most %d", len(v), metapb.MaxValueBytes)
-	}
-	return nil
+	return checkMaxBytes(field, v, metapb.MaxValueBytes)
 }
 
 func checkLease(lease int64) error {
@@ -96,11 +123,7 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 	if err := firstErr(checkKey("key", req.Key), checkValue("value", req.Value), checkLease(req.Lease)); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: req.Key, Value: req.Value, Lease: req.Lease}}})
 	if err != nil {
 		return nil, err
 	}
@@ -123,13 +146,9 @@ func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.read(ctx, g, req.Consistency)
+	kv, m, err := readFrom(ctx, s, g, req.Consistency, func(m state.Reader) (*logpb.KV, error) { return m.Get(req.Key) })
 	if err != nil {
 		return nil, err
-	}
-	kv, err := m.Get(req.Key)
-	if err != nil {
-		return nil, s.statusOf(err, false)
 	}
 	return &metapb.GetResponse{Header: s.header(g, m, 0), Kv: toKV(req.Key, kv)}, nil
 }
@@ -139,11 +158,7 @@ func (s *Server) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb
 	if err := checkKey("key", req.Key); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Delete{Delete: &logpb.KVDelete{Key: req.Key}}})
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +179,7 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 	if err := firstErr(errs...); err != nil {
 		return nil, err
 	}
-	g, err := s.dataGroup(req.Key)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.propose(ctx, g, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
+	g, res, err := s.proposeKey(ctx, req.Key, &logpb.Op{Op: &logpb.Op_Cas{Cas: &logpb.KVCompareAndSwap{
 		Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectAbsent: req.ExpectAbsent,
 		ExpectedModRevision: req.ExpectedModRevision, NewValue: req.NewValue, Lease: req.Lease}}})
 	if err != nil {
@@ -183,23 +194,11 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 
 // List returns one page of keys with a prefix, merged over the data groups.
 func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.ListResponse, error) {
-	errs := []error{checkConsistency(req.Consistency)}
-	if len(req.Prefix) > metapb.MaxKeyBytes {
-		errs = append(errs, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), metapb.MaxKeyBytes))
-	}
-	if len(req.StartAfter) > metapb.MaxKeyBytes {
-		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxKeyBytes))
-	}
-	if req.Limit > metapb.MaxListLimit {
-		errs = append(errs, invalid("limit", "%d, at most %d", req.Limit, metapb.MaxListLimit))
-	}
-	if err := firstErr(errs...); err != nil {
+	if err := firstErr(checkConsistency(req.Consistency), checkMaxBytes("prefix", req.Prefix, metapb.MaxKeyBytes),
+		checkMaxBytes("start_after", req.StartAfter, metapb.MaxKeyBytes), checkLimit(req.Limit)); err != nil {
 		return nil, err
 	}
-	limit := int(req.Limit)
-	if limit == 0 {
-		limit = metapb.DefaultListLimit
-	}
+	limit := listLimit(req.Limit)
 	var hdr *metapb.ResponseHeader
 	var hdrMu sync.Mutex
 	setHeader := func(h *metapb.ResponseHeader) {
@@ -209,37 +208,25 @@ func (s *Server) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 			hdr = h
 		}
 	}
-	pages, more, err := readEach(ctx, s, req.Consistency, req, func(g string, mc state.Reader) ([]*metapb.KeyValue, bool, error) {
+	merged, more, _, err := listPage(ctx, s, req.Consistency, req, limit, func(g string, mc state.Reader) ([]state.Entry, bool, error) {
 		es, more, err := mc.List(req.Prefix, req.StartAfter, limit, req.KeysOnly)
-		out := make([]*metapb.KeyValue, len(es))
-		for i, e := range es {
-			out[i] = toKV(e.Key, e.KV)
-		}
 		setHeader(s.header(g, mc, 0))
-		return out, more, err
-	}, func(resp proto.Message) ([]*metapb.KeyValue, bool) {
-		r := resp.(*metapb.ListResponse)
+		return es, more, err
+	}, func(e state.Entry) *metapb.KeyValue { return toKV(e.Key, e.KV) }, func(r *metapb.ListResponse) []*metapb.KeyValue {
 		if r.Header != nil {
 			setHeader(r.Header)
 		}
-		return r.Kvs, r.More
-	})
+		return r.Kvs
+	}, func(kv *metapb.KeyValue) string { return string(kv.Key) })
 	if err != nil {
 		return nil, err
 	}
-	merged, cut := mergeSorted(pages, limit, func(kv *metapb.KeyValue) string { return string(kv.Key) })
-	out := &metapb.ListResponse{Header: hdr, More: more || cut, Kvs: merged}
-	if out.More && len(merged) > 0 {
+	out := &metapb.ListResponse{Header: hdr, More: more, Kvs: merged}
+	if more && len(merged) > 0 {
 		out.NextStartAfter = merged[len(merged)-1].Key
 	}
 	return out, nil
 }
 
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
-}
+// firstErr is the first of errs that is not nil; nil if none.
+func firstErr(errs ...error) error { return cmp.Or(errs...) }

@@ -48,6 +48,44 @@ func mergeSorted[T any](pages [][]T, limit int, key func(T) string) (out []T, cu
 	return out, false
 }
 
+// listPage reads one page of a listing from every data group (readEach):
+// each group this node hosts by read, its items converted by conv, each
+// other one by forwarding req (items picks them from the answer, of type
+// Resp). The pages merge by key (mergeSorted); more says whether items
+// follow the page, and next is then the last item's key (the next page's
+// start).
+func listPage[S, T any, Resp interface {
+	proto.Message
+	GetMore() bool
+}](ctx context.Context, s *Server, c metapb.ReadConsistency, req proto.Message, limit int,
+	read func(g string, m state.Reader) ([]S, bool, error), conv func(S) T,
+	items func(Resp) []T, key func(T) string) (page []T, more bool, next string, err error) {
+	part := func(resp proto.Message) ([]T, bool) {
+		r := resp.(Resp)
+		return items(r), r.GetMore()
+	}
+	pages, more, err := readEach(ctx, s, c, req, func(g string, m state.Reader) ([]T, bool, error) {
+		items, more, err := read(g, m)
+		if err != nil {
+			return nil, false, err
+		}
+		out := make([]T, len(items))
+		for i, it := range items {
+			out[i] = conv(it)
+		}
+		return out, more, nil
+	}, part)
+	if err != nil {
+		return nil, false, "", err
+	}
+	page, cut := mergeSorted(pages, limit, key)
+	more = more || cut
+	if more && len(page) > 0 {
+		next = key(page[len(page)-1])
+	}
+	return page, more, next, nil
+}
+
 // readEach reads every data group (or only the one an incoming call is
 // restricted to) with the given consistency, concurrently: each group this
 // node hosts locally (fn), each other one by forwarding the call, req,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
@@ -28,11 +29,8 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // checkResourceName enforces 1..MaxNameBytes of [A-Za-z0-9._-].
 func checkResourceName(field, name string) error {
-	if name == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(name) > metapb.MaxNameBytes {
-		return invalid(field, "%d bytes, at most %d", len(name), metapb.MaxNameBytes)
+	if err := checkRequired(field, name, metapb.MaxNameBytes); err != nil {
+		return err
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -52,22 +50,48 @@ func checkKind(field string, k metapb.ResourceKind) error {
 	return nil
 }
 
+// resourceKinds is the one table of resource kinds: each kind's short
+// lowercase name, which is also the name of the case of Resource's spec
+// oneof that holds the kind's spec.
+var resourceKinds = []struct {
+	kind metapb.ResourceKind
+	word string
+}{
+	{metapb.ResourceKind_RESOURCE_KIND_BROKER, "broker"},
+	{metapb.ResourceKind_RESOURCE_KIND_TOPIC, "topic"},
+	{metapb.ResourceKind_RESOURCE_KIND_CONNECTOR, "connector"},
+	{metapb.ResourceKind_RESOURCE_KIND_USER, "user"},
+	{metapb.ResourceKind_RESOURCE_KIND_ACL, "acl"},
+	{metapb.ResourceKind_RESOURCE_KIND_SCHEMA, "schema"},
+}
+
+// specOneof is Resource's spec oneof.
+var specOneof = (&metapb.Resource{}).ProtoReflect().Descriptor().Oneofs().ByName("spec")
+
+// specField is the case of the spec oneof that holds kind k's spec; nil
+// for a kind this build does not know.
+func specField(k metapb.ResourceKind) protoreflect.FieldDescriptor {
+	for _, rk := range resourceKinds {
+		if rk.kind == k {
+			return specOneof.Fields().ByName(protoreflect.Name(rk.word))
+		}
+	}
+	return nil
+}
+
 // specOf returns the spec message a resource carries, the field name of
 // the oneof case, and the kind that case belongs to.
 func specOf(r *metapb.Resource) (proto.Message, string, metapb.ResourceKind) {
-	switch sp := r.Spec.(type) {
-	case *metapb.Resource_Broker:
-		return sp.Broker, "broker", metapb.ResourceKind_RESOURCE_KIND_BROKER
-	case *metapb.Resource_Topic:
-		return sp.Topic, "topic", metapb.ResourceKind_RESOURCE_KIND_TOPIC
-	case *metapb.Resource_Connector:
-		return sp.Connector, "connector", metapb.ResourceKind_RESOURCE_KIND_CONNECTOR
-	case *metapb.Resource_User:
-		return sp.User, "user", metapb.ResourceKind_RESOURCE_KIND_USER
-	case *metapb.Resource_Acl:
-		return sp.Acl, "acl", metapb.ResourceKind_RESOURCE_KIND_ACL
-	case *metapb.Resource_Schema:
-		return sp.Schema, "schema", metapb.ResourceKind_RESOURCE_KIND_SCHEMA
+	rr := r.ProtoReflect()
+	fd := rr.WhichOneof(specOneof)
+	if fd == nil {
+		return nil, "", metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED
+	}
+	word := string(fd.Name())
+	for _, rk := range resourceKinds {
+		if rk.word == word {
+			return rr.Get(fd).Message().Interface(), word, rk.kind
+		}
 	}
 	return nil, "", metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED
 }
@@ -113,19 +137,10 @@ func checkResource(r *metapb.Resource) ([]byte, error) {
 
 // kindWord is a kind's short lowercase name ("topic").
 func kindWord(k metapb.ResourceKind) string {
-	switch k {
-	case metapb.ResourceKind_RESOURCE_KIND_BROKER:
-		return "broker"
-	case metapb.ResourceKind_RESOURCE_KIND_TOPIC:
-		return "topic"
-	case metapb.ResourceKind_RESOURCE_KIND_CONNECTOR:
-		return "connector"
-	case metapb.ResourceKind_RESOURCE_KIND_USER:
-		return "user"
-	case metapb.ResourceKind_RESOURCE_KIND_ACL:
-		return "acl"
-	case metapb.ResourceKind_RESOURCE_KIND_SCHEMA:
-		return "schema"
+	for _, rk := range resourceKinds {
+		if rk.kind == k {
+			return rk.word
+		}
 	}
 	return fmt.Sprintf("kind%d", int32(k))
 }
@@ -137,45 +152,22 @@ func subject(k metapb.ResourceKind, name string) string {
 // toResource decodes a stored resource (its stored encoding) into the
 // public message; nil for an empty encoding.
 func toResource(raw []byte) (*metapb.Resource, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	st := &logpb.Resource{}
-	if err := proto.Unmarshal(raw, st); err != nil {
-		return nil, fmt.Errorf("server: decode stored resource: %w", err)
-	}
-	return fromStored(st)
+	return decodeStored(raw, "resource", fromStored)
 }
 
 // fromStored converts a stored resource, decoding its spec by kind.
 func fromStored(st *logpb.Resource) (*metapb.Resource, error) {
 	r := &metapb.Resource{Kind: metapb.ResourceKind(st.Kind), Name: st.Name,
 		CreateRevision: st.CreateRevision, ModRevision: st.ModRevision, Version: st.Version}
-	var msg proto.Message
-	switch r.Kind {
-	case metapb.ResourceKind_RESOURCE_KIND_BROKER:
-		sp := &metapb.BrokerSpec{}
-		msg, r.Spec = sp, &metapb.Resource_Broker{Broker: sp}
-	case metapb.ResourceKind_RESOURCE_KIND_TOPIC:
-		sp := &metapb.TopicSpec{}
-		msg, r.Spec = sp, &metapb.Resource_Topic{Topic: sp}
-	case metapb.ResourceKind_RESOURCE_KIND_CONNECTOR:
-		sp := &metapb.ConnectorSpec{}
-		msg, r.Spec = sp, &metapb.Resource_Connector{Connector: sp}
-	case metapb.ResourceKind_RESOURCE_KIND_USER:
-		sp := &metapb.UserSpec{}
-		msg, r.Spec = sp, &metapb.Resource_User{User: sp}
-	case metapb.ResourceKind_RESOURCE_KIND_ACL:
-		sp := &metapb.AclSpec{}
-		msg, r.Spec = sp, &metapb.Resource_Acl{Acl: sp}
-	case metapb.ResourceKind_RESOURCE_KIND_SCHEMA:
-		sp := &metapb.SchemaSpec{}
-		msg, r.Spec = sp, &metapb.Resource_Schema{Schema: sp}
-	default:
+	fd := specField(r.Kind)
+	if fd == nil {
 		// A kind this build does not know: return it without a spec
 		// rather than fail the whole listing.
 		return r, nil
 	}
+	sp := r.ProtoReflect().NewField(fd).Message()
+	r.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(sp))
+	msg := sp.Interface()
 	if err := proto.Unmarshal(st.Spec, msg); err != nil {
 		return nil, fmt.Errorf("server: decode %s spec of %q: %w", kindWord(r.Kind), st.Name, err)
 	}
@@ -206,7 +198,7 @@ func (m *metadataService) Create(ctx context.Context, req *metapb.CreateResource
 		return nil, err
 	}
 	r := req.Resource
-	out, err := m.write(ctx, r, &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{
+	out, _, err := m.write(ctx, r.Kind, r.Name, "resource.name", false, &logpb.Op{Op: &logpb.Op_ResourceCreate{ResourceCreate: &logpb.ResourceCreate{
 		Kind: int32(r.Kind), Name: r.Name, Spec: spec}}})
 	if err != nil {
 		return nil, err
@@ -214,21 +206,26 @@ func (m *metadataService) Create(ctx context.Context, req *metapb.CreateResource
 	return &metapb.CreateResourceResponse{Resource: out}, nil
 }
 
-// write proposes a create or update of resource r and returns the
-// resource as stored.
-func (m *metadataService) write(ctx context.Context, r *metapb.Resource, op *logpb.Op) (*metapb.Resource, error) {
+// write proposes a create, update or delete (op) of resource kind/name
+// (field names the name in the request) and returns its result with the
+// resource as stored, or for prev as it was before.
+func (m *metadataService) write(ctx context.Context, kind metapb.ResourceKind, name, field string, prev bool, op *logpb.Op) (*metapb.Resource, *logpb.Result, error) {
 	res, err := m.s.propose(ctx, metapb.MetadataGroup, op)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := resultError(res, subject(r.Kind, r.Name), "resource.name", modRevision(res.PrevValue)); err != nil {
-		return nil, err
+	if err := resultError(res, subject(kind, name), field, modRevision(res.PrevValue)); err != nil {
+		return nil, nil, err
 	}
-	out, err := toResource(res.Value)
+	raw := res.Value
+	if prev {
+		raw = res.PrevValue
+	}
+	out, err := toResource(raw)
 	if err != nil {
-		return nil, m.s.statusOf(err, false)
+		return nil, nil, m.s.statusOf(err, false)
 	}
-	return out, nil
+	return out, res, nil
 }
 
 // Update replaces a resource's spec if its mod_revision is still the
@@ -242,7 +239,7 @@ func (m *metadataService) Update(ctx context.Context, req *metapb.UpdateResource
 		return nil, invalid("expected_revision", "must be set (the mod_revision the update is based on)")
 	}
 	r := req.Resource
-	out, err := m.write(ctx, r, &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{
+	out, _, err := m.write(ctx, r.Kind, r.Name, "resource.name", false, &logpb.Op{Op: &logpb.Op_ResourceUpdate{ResourceUpdate: &logpb.ResourceUpdate{
 		Kind: int32(r.Kind), Name: r.Name, Spec: spec, ExpectedRevision: req.ExpectedRevision}}})
 	if err != nil {
 		return nil, err
@@ -256,17 +253,10 @@ func (m *metadataService) Delete(ctx context.Context, req *metapb.DeleteResource
 	if err := firstErr(checkKind("kind", req.Kind), checkResourceName("name", req.Name)); err != nil {
 		return nil, err
 	}
-	res, err := m.s.propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_ResourceDelete{ResourceDelete: &logpb.ResourceDelete{
+	prev, res, err := m.write(ctx, req.Kind, req.Name, "name", true, &logpb.Op{Op: &logpb.Op_ResourceDelete{ResourceDelete: &logpb.ResourceDelete{
 		Kind: int32(req.Kind), Name: req.Name, ExpectedRevision: req.ExpectedRevision}}})
 	if err != nil {
 		return nil, err
-	}
-	if err := resultError(res, subject(req.Kind, req.Name), "name", modRevision(res.PrevValue)); err != nil {
-		return nil, err
-	}
-	prev, err := toResource(res.PrevValue)
-	if err != nil {
-		return nil, m.s.statusOf(err, false)
 	}
 	return &metapb.DeleteResourceResponse{Prev: prev, Revision: res.Revision}, nil
 }
@@ -304,14 +294,8 @@ const listRetries = 3
 // page does not show (it may repeat a change the page already shows when
 // a write landed during the read; a quiet group gives the exact revision).
 func (m *metadataService) List(ctx context.Context, req *metapb.ListResourcesRequest) (*metapb.ListResourcesResponse, error) {
-	errs := []error{checkKind("kind", req.Kind), checkConsistency(req.Consistency), checkLimit(req.Limit)}
-	if len(req.StartAfter) > metapb.MaxNameBytes {
-		errs = append(errs, invalid("start_after", "%d bytes, at most %d", len(req.StartAfter), metapb.MaxNameBytes))
-	}
-	if len(req.NamePrefix) > metapb.MaxNameBytes {
-		errs = append(errs, invalid("name_prefix", "%d bytes, at most %d", len(req.NamePrefix), metapb.MaxNameBytes))
-	}
-	if err := firstErr(errs...); err != nil {
+	if err := firstErr(checkKind("kind", req.Kind), checkConsistency(req.Consistency), checkLimit(req.Limit),
+		checkStartAfter(req.StartAfter, metapb.MaxNameBytes), checkMaxBytes("name_prefix", req.NamePrefix, metapb.MaxNameBytes)); err != nil {
 		return nil, err
 	}
 	limit := listLimit(req.Limit)

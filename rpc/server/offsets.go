@@ -16,13 +16,7 @@ import (
 )
 
 func checkName(field, v string) error {
-	if v == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(v) > metapb.MaxNameBytes {
-		return invalid(field, "%d bytes, at most %d", len(v), metapb.MaxNameBytes)
-	}
-	return nil
+	return checkRequired(field, v, metapb.MaxNameBytes)
 }
 
 func checkPartition(field string, tp *metapb.TopicPartition) error {
@@ -51,11 +45,8 @@ func (s *Server) offsetGroup(consumerGroup string) (string, error) {
 // Commit splits the batch by offset group; each part is one op (one raft
 // entry's worth, applied atomically); parts run concurrently.
 func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
-	if len(req.Offsets) == 0 {
-		return nil, invalid("offsets", "must not be empty")
-	}
-	if len(req.Offsets) > metapb.MaxBatchEntries {
-		return nil, invalid("offsets", "%d entries, at most %d", len(req.Offsets), metapb.MaxBatchEntries)
+	if err := checkBatchLen("offsets", len(req.Offsets), metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	total := 0
 	parts := map[string][]int{}
@@ -68,8 +59,8 @@ func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (
 			nonNegative(f+".partition", int64(o.Partition)), nonNegative(f+".offset", o.Offset)); err != nil {
 			return nil, err
 		}
-		if len(o.Metadata) > metapb.MaxMetadataBytes {
-			return nil, invalid(f+".metadata", "%d bytes, at most %d", len(o.Metadata), metapb.MaxMetadataBytes)
+		if err := checkMaxBytes(f+".metadata", o.Metadata, metapb.MaxMetadataBytes); err != nil {
+			return nil, err
 		}
 		total += len(o.Group) + len(o.Topic) + len(o.Metadata) + 16
 		g, err := s.offsetGroup(o.Group)
@@ -154,11 +145,8 @@ func (s *Server) batchError(errs []error) error {
 // Fetch reads committed offsets, one linearizable read per offset group
 // touched.
 func (s *Server) Fetch(ctx context.Context, req *metapb.FetchOffsetsRequest) (*metapb.FetchOffsetsResponse, error) {
-	if len(req.Partitions) == 0 {
-		return nil, invalid("partitions", "must not be empty")
-	}
-	if len(req.Partitions) > metapb.MaxBatchEntries {
-		return nil, invalid("partitions", "%d entries, at most %d", len(req.Partitions), metapb.MaxBatchEntries)
+	if err := checkBatchLen("partitions", len(req.Partitions), metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	if err := checkConsistency(req.Consistency); err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
-	"google.golang.org/protobuf/proto"
 )
 
 // retainedService serves retained messages from the data groups, routed
@@ -36,11 +35,8 @@ type topicFilter struct {
 
 // parseFilter validates a filter, naming field.
 func parseFilter(field, filter string) (*topicFilter, error) {
-	if filter == "" {
-		return nil, invalid(field, "must not be empty")
-	}
-	if len(filter) > metapb.MaxTopicBytes {
-		return nil, invalid(field, "%d bytes, at most %d", len(filter), metapb.MaxTopicBytes)
+	if err := checkRequired(field, filter, metapb.MaxTopicBytes); err != nil {
+		return nil, err
 	}
 	if i := strings.IndexByte(filter, 0); i >= 0 {
 		return nil, invalid(field, "byte %d is NUL", i)
@@ -118,18 +114,10 @@ func (rs *retainedService) Set(ctx context.Context, req *metapb.SetRetainedReque
 
 // Get reads a topic's retained message; unset when there is none.
 func (rs *retainedService) Get(ctx context.Context, req *metapb.GetRetainedRequest) (*metapb.GetRetainedResponse, error) {
-	if err := firstErr(checkTopicName("topic", req.Topic), checkConsistency(req.Consistency)); err != nil {
-		return nil, err
-	}
-	m, err := rs.s.readData(ctx, []byte(req.Topic), req.Consistency)
-	if err != nil {
-		return nil, err
-	}
-	r, err := m.Retained(req.Topic)
-	if err != nil {
-		return nil, rs.s.statusOf(err, false)
-	}
-	return &metapb.GetRetainedResponse{Message: toRetained(req.Topic, r)}, nil
+	return getByKey(ctx, rs.s, "topic", req.Topic, checkTopicName, req.Consistency, state.Reader.Retained,
+		func(r *logpb.Retained) *metapb.GetRetainedResponse {
+			return &metapb.GetRetainedResponse{Message: toRetained(req.Topic, r)}
+		})
 }
 
 // List pages through the retained messages whose topic matches a filter,
@@ -144,24 +132,12 @@ func (rs *retainedService) List(ctx context.Context, req *metapb.ListRetainedReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, rs.s, req.Consistency, req, func(_ string, m state.Reader) ([]*metapb.RetainedMessage, bool, error) {
-		es, more, err := m.RetainedList(f.prefix, req.StartAfter, limit, f.match)
-		out := make([]*metapb.RetainedMessage, len(es))
-		for i, e := range es {
-			out[i] = toRetained(e.Topic, e.Msg)
-		}
-		return out, more, err
-	}, func(resp proto.Message) ([]*metapb.RetainedMessage, bool) {
-		r := resp.(*metapb.ListRetainedResponse)
-		return r.Messages, r.More
-	})
+	page, more, next, err := listPage(ctx, rs.s, req.Consistency, req, limit, func(_ string, m state.Reader) ([]state.RetainedEntry, bool, error) {
+		return m.RetainedList(f.prefix, req.StartAfter, limit, f.match)
+	}, func(e state.RetainedEntry) *metapb.RetainedMessage { return toRetained(e.Topic, e.Msg) },
+		(*metapb.ListRetainedResponse).GetMessages, (*metapb.RetainedMessage).GetTopic)
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(e *metapb.RetainedMessage) string { return e.Topic })
-	out := &metapb.ListRetainedResponse{More: more || cut, Messages: page}
-	if out.More && len(page) > 0 {
-		out.NextStartAfter = page[len(page)-1].Topic
-	}
-	return out, nil
+	return &metapb.ListRetainedResponse{More: more, Messages: page, NextStartAfter: next}, nil
 }

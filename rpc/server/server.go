@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
@@ -155,6 +157,38 @@ func (s *Server) read(ctx context.Context, group string, c metapb.ReadConsistenc
 		return nil, s.statusOf(err, false)
 	}
 	return m, nil
+}
+
+// unmarshalStored decodes a stored encoding (of a will, a resource, ...:
+// what names it in the error). An empty encoding decodes to the empty
+// message.
+func unmarshalStored[M any, PM interface {
+	*M
+	proto.Message
+}](raw []byte, what string) (*M, error) {
+	m := new(M)
+	if err := proto.Unmarshal(raw, PM(m)); err != nil {
+		return nil, fmt.Errorf("server: decode stored %s: %w", what, err)
+	}
+	return m, nil
+}
+
+// decodeStored decodes a stored encoding as unmarshalStored does and
+// converts it with conv; an empty encoding (nothing stored) is the zero R
+// (nil).
+func decodeStored[M any, PM interface {
+	*M
+	proto.Message
+}, R any](raw []byte, what string, conv func(*M) (R, error)) (R, error) {
+	var zero R
+	if len(raw) == 0 {
+		return zero, nil
+	}
+	m, err := unmarshalStored[M, PM](raw, what)
+	if err != nil {
+		return zero, err
+	}
+	return conv(m)
 }
 
 func toKV(key []byte, kv *logpb.KV) *metapb.KeyValue {

@@ -18,30 +18,18 @@ type sessionsService struct {
 }
 
 func checkClientID(field, id string) error {
-	if id == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(id) > metapb.MaxClientIDBytes {
-		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxClientIDBytes)
-	}
-	return nil
+	return checkRequired(field, id, metapb.MaxClientIDBytes)
 }
 
 func checkBrokerID(field, id string, required bool) error {
-	if id == "" && required {
-		return invalid(field, "must not be empty")
+	if required {
+		return checkRequired(field, id, metapb.MaxBrokerIDBytes)
 	}
-	if len(id) > metapb.MaxBrokerIDBytes {
-		return invalid(field, "%d bytes, at most %d", len(id), metapb.MaxBrokerIDBytes)
-	}
-	return nil
+	return checkMaxBytes(field, id, metapb.MaxBrokerIDBytes)
 }
 
 func checkStartAfter(v string, maxBytes int) error {
-	if len(v) > maxBytes {
-		return invalid("start_after", "%d bytes, at most %d", len(v), maxBytes)
-	}
-	return nil
+	return checkMaxBytes("start_after", v, maxBytes)
 }
 
 func toSession(s *logpb.Session) *metapb.Session {
@@ -61,11 +49,8 @@ func toSession(s *logpb.Session) *metapb.Session {
 // revisions) are ignored.
 func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
 	n := len(req.Sessions)
-	if n == 0 {
-		return nil, invalid("sessions", "must not be empty")
-	}
-	if n > metapb.MaxBatchEntries {
-		return nil, invalid("sessions", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	if err := checkBatchLen("sessions", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	seen := make(map[string]int, n)
 	total := 0
@@ -82,8 +67,8 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 			return nil, invalid(f+".client_id", "%q repeats sessions[%d]", se.ClientId, j)
 		}
 		seen[se.ClientId] = i
-		if len(se.State) > metapb.MaxSessionStateBytes {
-			return nil, invalid(f+".state", "%d bytes, at most %d", len(se.State), metapb.MaxSessionStateBytes)
+		if err := checkMaxBytes(f+".state", se.State, metapb.MaxSessionStateBytes); err != nil {
+			return nil, err
 		}
 		total += len(se.ClientId) + len(se.BrokerId) + len(se.State) + 16
 	}
@@ -160,11 +145,8 @@ func (s *Server) batchResultError(results []*logpb.Result, errs []error, field s
 // whether client_ids[i] had a session.
 func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSessionsRequest) (*metapb.DeleteSessionsResponse, error) {
 	n := len(req.ClientIds)
-	if n == 0 {
-		return nil, invalid("client_ids", "must not be empty")
-	}
-	if n > metapb.MaxBatchEntries {
-		return nil, invalid("client_ids", "%d entries, at most %d", n, metapb.MaxBatchEntries)
+	if err := checkBatchLen("client_ids", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	for i, id := range req.ClientIds {
 		if err := checkClientID(fmt.Sprintf("client_ids[%d]", i), id); err != nil {
@@ -200,18 +182,10 @@ func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSession
 // Get reads one session; the response's session is unset when there is
 // none.
 func (ss *sessionsService) Get(ctx context.Context, req *metapb.GetSessionRequest) (*metapb.GetSessionResponse, error) {
-	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
-		return nil, err
-	}
-	m, err := ss.s.readData(ctx, []byte(req.ClientId), req.Consistency)
-	if err != nil {
-		return nil, err
-	}
-	se, err := m.Session(req.ClientId)
-	if err != nil {
-		return nil, ss.s.statusOf(err, false)
-	}
-	return &metapb.GetSessionResponse{Session: toSession(se)}, nil
+	return getByKey(ctx, ss.s, "client_id", req.ClientId, checkClientID, req.Consistency, state.Reader.Session,
+		func(se *logpb.Session) *metapb.GetSessionResponse {
+			return &metapb.GetSessionResponse{Session: toSession(se)}
+		})
 }
 
 // List pages through sessions in client id order, merged over the data
@@ -222,24 +196,11 @@ func (ss *sessionsService) List(ctx context.Context, req *metapb.ListSessionsReq
 		return nil, err
 	}
 	limit := listLimit(req.Limit)
-	pages, more, err := readEach(ctx, ss.s, req.Consistency, req, func(_ string, m state.Reader) ([]*metapb.Session, bool, error) {
-		ses, more, err := m.Sessions(req.StartAfter, limit, req.BrokerId)
-		out := make([]*metapb.Session, len(ses))
-		for i, se := range ses {
-			out[i] = toSession(se)
-		}
-		return out, more, err
-	}, func(resp proto.Message) ([]*metapb.Session, bool) {
-		r := resp.(*metapb.ListSessionsResponse)
-		return r.Sessions, r.More
-	})
+	page, more, next, err := listPage(ctx, ss.s, req.Consistency, req, limit, func(_ string, m state.Reader) ([]*logpb.Session, bool, error) {
+		return m.Sessions(req.StartAfter, limit, req.BrokerId)
+	}, toSession, (*metapb.ListSessionsResponse).GetSessions, (*metapb.Session).GetClientId)
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(s *metapb.Session) string { return s.ClientId })
-	out := &metapb.ListSessionsResponse{More: more || cut, Sessions: page}
-	if out.More && len(page) > 0 {
-		out.NextStartAfter = page[len(page)-1].ClientId
-	}
-	return out, nil
+	return &metapb.ListSessionsResponse{More: more, Sessions: page, NextStartAfter: next}, nil
 }

@@ -119,8 +119,8 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 		metapb.WatchSpace_WATCH_SPACE_BROKERS:     metapb.MaxBrokerIDBytes,
 		metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS: metapb.MaxBrokerIDBytes,
 	}[req.Space]
-	if len(req.Prefix) > maxPrefix {
-		return nil, nil, 0, invalid("prefix", "%d bytes, at most %d", len(req.Prefix), maxPrefix)
+	if err := checkMaxBytes("prefix", req.Prefix, maxPrefix); err != nil {
+		return nil, nil, 0, err
 	}
 	if req.ResourceKind != metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED {
 		if req.Space != metapb.WatchSpace_WATCH_SPACE_RESOURCES {
@@ -495,44 +495,48 @@ func (f *watchFilter) convert(group string, rec state.EventRecord) (*metapb.Watc
 			out.PrevKv = kv
 		}
 	case metapb.WatchSpace_WATCH_SPACE_RESOURCES:
-		if ev.Space != logpb.Space_SPACE_RESOURCE || len(ev.Key) < 1 {
-			return nil, nil
-		}
-		if f.kind != metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED && int32(ev.Key[0]) != int32(f.kind) {
-			return nil, nil
-		}
-		if !bytes.HasPrefix(ev.Key[1:], f.prefix) {
-			return nil, nil
-		}
-		r, err := toResource(state)
-		if err != nil {
-			return nil, err
-		}
-		out.Resource = r
+		// The key is the kind's byte, then the name.
+		selected := ev.Space == logpb.Space_SPACE_RESOURCE && len(ev.Key) >= 1 &&
+			(f.kind == metapb.ResourceKind_RESOURCE_KIND_UNSPECIFIED || int32(ev.Key[0]) == int32(f.kind)) &&
+			bytes.HasPrefix(ev.Key[1:], f.prefix)
+		return decodeInto(out, selected, state, toResource, &out.Resource)
 	case metapb.WatchSpace_WATCH_SPACE_WILLS:
-		if ev.Space != logpb.Space_SPACE_WILL || !bytes.HasPrefix(ev.Key, f.prefix) {
-			return nil, nil
-		}
-		wl, err := decodeWill(state)
-		if err != nil {
-			return nil, err
-		}
-		out.Will = wl
+		selected := ev.Space == logpb.Space_SPACE_WILL && bytes.HasPrefix(ev.Key, f.prefix)
+		return decodeInto(out, selected, state, decodeWill, &out.Will)
 	case metapb.WatchSpace_WATCH_SPACE_BROKERS:
-		if ev.Space != logpb.Space_SPACE_BROKER || !bytes.HasPrefix(ev.Key, f.prefix) {
-			return nil, nil
-		}
-		b := &logpb.Broker{}
-		if err := proto.Unmarshal(state, b); err != nil {
-			return nil, fmt.Errorf("server: decode stored broker: %w", err)
-		}
-		out.Broker = toBroker(b)
+		selected := ev.Space == logpb.Space_SPACE_BROKER && bytes.HasPrefix(ev.Key, f.prefix)
+		return decodeInto(out, selected, state, decodeBroker, &out.Broker)
 	case metapb.WatchSpace_WATCH_SPACE_ASSIGNMENTS:
 		return f.assignment(out, rec)
 	default:
 		return nil, nil
 	}
 	return out, nil
+}
+
+// decodeInto completes out, the event of a change the filter selected,
+// with the change's state decoded into the field into; nil when the filter
+// did not select it.
+func decodeInto[T any](out *metapb.WatchEvent, selected bool, state []byte, decode func([]byte) (T, error), into *T) (*metapb.WatchEvent, error) {
+	if !selected {
+		return nil, nil
+	}
+	v, err := decode(state)
+	if err != nil {
+		return nil, err
+	}
+	*into = v
+	return out, nil
+}
+
+// decodeBroker decodes a stored broker (an empty encoding is the empty
+// broker).
+func decodeBroker(raw []byte) (*metapb.BrokerState, error) {
+	b, err := unmarshalStored[logpb.Broker](raw, "broker")
+	if err != nil {
+		return nil, err
+	}
+	return toBroker(b), nil
 }
 
 // assignment selects an assignment change. With a prefix (a broker id),
@@ -544,14 +548,7 @@ func (f *watchFilter) assignment(out *metapb.WatchEvent, rec state.EventRecord) 
 		return nil, nil
 	}
 	decode := func(raw []byte) (*logpb.ConnectorAssignment, error) {
-		if len(raw) == 0 {
-			return nil, nil
-		}
-		as := &logpb.ConnectorAssignment{}
-		if err := proto.Unmarshal(raw, as); err != nil {
-			return nil, fmt.Errorf("server: decode stored assignment: %w", err)
-		}
-		return as, nil
+		return decodeStored(raw, "assignment", func(as *logpb.ConnectorAssignment) (*logpb.ConnectorAssignment, error) { return as, nil })
 	}
 	cur, err := decode(ev.Value)
 	if err != nil {
@@ -580,9 +577,9 @@ func (f *watchFilter) assignment(out *metapb.WatchEvent, rec state.EventRecord) 
 }
 
 func decodeKV(key, raw []byte) (*metapb.KeyValue, error) {
-	kv := &logpb.KV{}
-	if err := proto.Unmarshal(raw, kv); err != nil {
-		return nil, fmt.Errorf("server: decode stored key: %w", err)
+	kv, err := unmarshalStored[logpb.KV](raw, "key")
+	if err != nil {
+		return nil, err
 	}
 	return toKV(key, kv), nil
 }

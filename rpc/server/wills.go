@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
@@ -22,11 +20,8 @@ type willsService struct {
 // checkTopicName checks an MQTT topic name: 1..MaxTopicBytes, no
 // wildcards, no NUL.
 func checkTopicName(field, topic string) error {
-	if topic == "" {
-		return invalid(field, "must not be empty")
-	}
-	if len(topic) > metapb.MaxTopicBytes {
-		return invalid(field, "%d bytes, at most %d", len(topic), metapb.MaxTopicBytes)
+	if err := checkRequired(field, topic, metapb.MaxTopicBytes); err != nil {
+		return err
 	}
 	if i := strings.IndexAny(topic, "+#\x00"); i >= 0 {
 		return invalid(field, "byte %d (%q): a topic name has no wildcards and no NUL", i, topic[i])
@@ -58,14 +53,7 @@ func toWill(w *logpb.Will) *metapb.Will {
 
 // decodeWill decodes a stored will encoding; nil for an empty one.
 func decodeWill(raw []byte) (*metapb.Will, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	w := &logpb.Will{}
-	if err := proto.Unmarshal(raw, w); err != nil {
-		return nil, fmt.Errorf("server: decode stored will: %w", err)
-	}
-	return toWill(w), nil
+	return decodeStored(raw, "will", func(w *logpb.Will) (*metapb.Will, error) { return toWill(w), nil })
 }
 
 func willSubject(clientID string) string { return fmt.Sprintf("will of client %q", clientID) }
@@ -112,18 +100,8 @@ func (ws *willsService) Delete(ctx context.Context, req *metapb.DeleteWillReques
 
 // Get reads a client's will; unset when there is none.
 func (ws *willsService) Get(ctx context.Context, req *metapb.GetWillRequest) (*metapb.GetWillResponse, error) {
-	if err := firstErr(checkClientID("client_id", req.ClientId), checkConsistency(req.Consistency)); err != nil {
-		return nil, err
-	}
-	m, err := ws.s.readData(ctx, []byte(req.ClientId), req.Consistency)
-	if err != nil {
-		return nil, err
-	}
-	w, err := m.Will(req.ClientId)
-	if err != nil {
-		return nil, ws.s.statusOf(err, false)
-	}
-	return &metapb.GetWillResponse{Will: toWill(w)}, nil
+	return getByKey(ctx, ws.s, "client_id", req.ClientId, checkClientID, req.Consistency, state.Reader.Will,
+		func(w *logpb.Will) *metapb.GetWillResponse { return &metapb.GetWillResponse{Will: toWill(w)} })
 }
 
 // ListDue lists wills that are due at the node's clock (or whose claim
@@ -135,27 +113,14 @@ func (ws *willsService) ListDue(ctx context.Context, req *metapb.ListDueWillsReq
 	}
 	limit := listLimit(req.Limit)
 	now := ws.s.node.Now().UnixNano()
-	pages, more, err := readEach(ctx, ws.s, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE, req,
-		func(_ string, m state.Reader) ([]*metapb.Will, bool, error) {
-			ws, more, err := m.DueWills(now, req.StartAfter, limit)
-			out := make([]*metapb.Will, len(ws))
-			for i, w := range ws {
-				out[i] = toWill(w)
-			}
-			return out, more, err
-		}, func(resp proto.Message) ([]*metapb.Will, bool) {
-			r := resp.(*metapb.ListDueWillsResponse)
-			return r.Wills, r.More
-		})
+	page, more, next, err := listPage(ctx, ws.s, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE, req, limit,
+		func(_ string, m state.Reader) ([]*logpb.Will, bool, error) {
+			return m.DueWills(now, req.StartAfter, limit)
+		}, toWill, (*metapb.ListDueWillsResponse).GetWills, (*metapb.Will).GetClientId)
 	if err != nil {
 		return nil, err
 	}
-	page, cut := mergeSorted(pages, limit, func(w *metapb.Will) string { return w.ClientId })
-	out := &metapb.ListDueWillsResponse{More: more || cut, Wills: page}
-	if out.More && len(page) > 0 {
-		out.NextStartAfter = page[len(page)-1].ClientId
-	}
-	return out, nil
+	return &metapb.ListDueWillsResponse{More: more, Wills: page, NextStartAfter: next}, nil
 }
 
 // Claim claims a due will for one broker through raft: of brokers racing,

@@ -19,96 +19,16 @@ type codecCase struct {
 
 func codecCases() []codecCase {
 	return []codecCase{
-		{"AppendEntriesRequest", func(b []byte) (any, any, bool) {
-			m := &raftpb.AppendEntriesRequest{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			r := decodeAppendEntriesRequest(m)
-			return r, decodeAppendEntriesRequest(onWire(encodeAppendEntriesRequest("c", "g", r))), true
-		}},
-		{"AppendEntriesResponse", func(b []byte) (any, any, bool) {
-			m := &raftpb.AppendEntriesResponse{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			var r, r2 raft.AppendEntriesResponse
-			decodeAppendEntriesResponse(m, &r)
-			decodeAppendEntriesResponse(onWire(encodeAppendEntriesResponse(&r)), &r2)
-			return r, r2, true
-		}},
-		{"RequestVoteRequest", func(b []byte) (any, any, bool) {
-			m := &raftpb.RequestVoteRequest{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			r := decodeRequestVoteRequest(m)
-			return r, decodeRequestVoteRequest(onWire(encodeRequestVoteRequest("c", "g", r))), true
-		}},
-		{"RequestVoteResponse", func(b []byte) (any, any, bool) {
-			m := &raftpb.RequestVoteResponse{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			var r, r2 raft.RequestVoteResponse
-			decodeRequestVoteResponse(m, &r)
-			decodeRequestVoteResponse(onWire(encodeRequestVoteResponse(&r)), &r2)
-			return r, r2, true
-		}},
-		{"RequestPreVoteRequest", func(b []byte) (any, any, bool) {
-			m := &raftpb.RequestPreVoteRequest{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			r := decodeRequestPreVoteRequest(m)
-			return r, decodeRequestPreVoteRequest(onWire(encodeRequestPreVoteRequest("c", "g", r))), true
-		}},
-		{"RequestPreVoteResponse", func(b []byte) (any, any, bool) {
-			m := &raftpb.RequestPreVoteResponse{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			var r, r2 raft.RequestPreVoteResponse
-			decodeRequestPreVoteResponse(m, &r)
-			decodeRequestPreVoteResponse(onWire(encodeRequestPreVoteResponse(&r)), &r2)
-			return r, r2, true
-		}},
-		{"TimeoutNowRequest", func(b []byte) (any, any, bool) {
-			m := &raftpb.TimeoutNowRequest{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			r := decodeTimeoutNowRequest(m)
-			return r, decodeTimeoutNowRequest(onWire(encodeTimeoutNowRequest("c", "g", r))), true
-		}},
-		{"TimeoutNowResponse", func(b []byte) (any, any, bool) {
-			m := &raftpb.TimeoutNowResponse{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			var r, r2 raft.TimeoutNowResponse
-			decodeTimeoutNowResponse(m, &r)
-			decodeTimeoutNowResponse(onWire(encodeTimeoutNowResponse(&r)), &r2)
-			return r, r2, true
-		}},
-		{"InstallSnapshotRequest", func(b []byte) (any, any, bool) {
-			m := &raftpb.InstallSnapshotRequest{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			r := decodeInstallSnapshotRequest(m)
-			return r, decodeInstallSnapshotRequest(onWire(encodeInstallSnapshotRequest("c", "g", r))), true
-		}},
-		{"InstallSnapshotResponse", func(b []byte) (any, any, bool) {
-			m := &raftpb.InstallSnapshotResponse{}
-			if proto.Unmarshal(b, m) != nil {
-				return nil, nil, false
-			}
-			var r, r2 raft.InstallSnapshotResponse
-			decodeInstallSnapshotResponse(m, &r)
-			decodeInstallSnapshotResponse(onWire(encodeInstallSnapshotResponse(&r)), &r2)
-			return r, r2, true
-		}},
+		requestCase("AppendEntriesRequest", decodeAppendEntriesRequest, encodeAppendEntriesRequest),
+		responseCase("AppendEntriesResponse", decodeAppendEntriesResponse, encodeAppendEntriesResponse),
+		requestCase("RequestVoteRequest", decodeRequestVoteRequest, encodeRequestVoteRequest),
+		responseCase("RequestVoteResponse", decodeRequestVoteResponse, encodeRequestVoteResponse),
+		requestCase("RequestPreVoteRequest", decodeRequestPreVoteRequest, encodeRequestPreVoteRequest),
+		responseCase("RequestPreVoteResponse", decodeRequestPreVoteResponse, encodeRequestPreVoteResponse),
+		requestCase("TimeoutNowRequest", decodeTimeoutNowRequest, encodeTimeoutNowRequest),
+		responseCase("TimeoutNowResponse", decodeTimeoutNowResponse, encodeTimeoutNowResponse),
+		requestCase("InstallSnapshotRequest", decodeInstallSnapshotRequest, encodeInstallSnapshotRequest),
+		responseCase("InstallSnapshotResponse", decodeInstallSnapshotResponse, encodeInstallSnapshotResponse),
 		{"HeartbeatBatch", func(b []byte) (any, any, bool) {
 			m := &raftpb.HeartbeatBatch{}
 			if proto.Unmarshal(b, m) != nil {
@@ -124,6 +44,40 @@ func codecCases() []codecCase {
 			return first, second, true
 		}},
 	}
+}
+
+// requestCase is a raft request's case: the request decoded from the
+// wire, and the same request encoded, sent and decoded again.
+func requestCase[M any, PM interface {
+	*M
+	proto.Message
+}, R any](name string, decode func(PM) R, encode func(cluster, group string, r R) PM) codecCase {
+	return codecCase{name, func(b []byte) (any, any, bool) {
+		m := PM(new(M))
+		if proto.Unmarshal(b, m) != nil {
+			return nil, nil, false
+		}
+		r := decode(m)
+		return r, decode(onWire(encode("c", "g", r))), true
+	}}
+}
+
+// responseCase is requestCase for a raft response, which decodes into a
+// value of its own.
+func responseCase[M any, PM interface {
+	*M
+	proto.Message
+}, R any](name string, decode func(PM, *R), encode func(*R) PM) codecCase {
+	return codecCase{name, func(b []byte) (any, any, bool) {
+		m := PM(new(M))
+		if proto.Unmarshal(b, m) != nil {
+			return nil, nil, false
+		}
+		var r, r2 R
+		decode(m, &r)
+		decode(onWire(encode(&r)), &r2)
+		return r, r2, true
+	}}
 }
 
 // onWire sends m through its wire form, as a peer receives it.

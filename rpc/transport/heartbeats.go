@@ -220,18 +220,5 @@ func (s raftServer) Heartbeats(ctx context.Context, req *raftpb.HeartbeatBatch) 
 }
 
 func (s raftServer) heartbeat(ctx context.Context, cluster string, hb *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	t, err := s.m.route("Heartbeats", cluster, hb.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	cmd := decodeAppendEntriesRequest(hb)
-	resp, err := t.deliver(ctx, cmd, isHeartbeat(cmd))
-	if err != nil {
-		return nil, err
-	}
-	ar, ok := resp.(*raft.AppendEntriesResponse)
-	if !ok {
-		return nil, unexpected(resp)
-	}
-	return encodeAppendEntriesResponse(ar), nil
+	return serveRaft(ctx, s.m, "Heartbeats", cluster, hb.GetGroup(), hb, decodeAppendEntriesRequest, isHeartbeat, encodeAppendEntriesResponse)
 }

@@ -183,18 +183,15 @@ var kindToProto = map[ErrorKind]raftpb.ErrorKind{
 	KindRejected:       raftpb.ErrorKind_ERROR_KIND_REJECTED,
 }
 
+// kindFromProto inverts kindToProto.
 func kindFromProto(k raftpb.ErrorKind) ErrorKind {
-	switch k {
-	case raftpb.ErrorKind_ERROR_KIND_NOT_LEADER:
-		return KindNotLeader
-	case raftpb.ErrorKind_ERROR_KIND_UNAVAILABLE:
-		return KindUnavailable
-	case raftpb.ErrorKind_ERROR_KIND_REJECTED:
-		return KindRejected
-	default:
-		// Unspecified or from a newer peer: assume the worst.
-		return KindUnknownOutcome
+	for kind, pk := range kindToProto {
+		if pk == k {
+			return kind
+		}
 	}
+	// Unspecified or from a newer peer: assume the worst.
+	return KindUnknownOutcome
 }
 
 // kindCode is the gRPC code a handler error travels with. Callers decide by
@@ -345,46 +342,54 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
 // or ctx ended first, or the peer rejected the request before handling
 // it), or when the handler said so.
 func (m *Manager) Propose(ctx context.Context, addr, group string, payload []byte) ([]byte, error) {
-	pc, err := m.conn(addr)
+	out, err := callPeer(ctx, m, addr, true, KindUnknownOutcome, func(p raftpb.PeerServiceClient) (*raftpb.ProposeResponse, error) {
+		return p.Propose(ctx, &raftpb.ProposeRequest{ClusterId: m.ClusterID(), Group: group, Payload: payload})
+	})
 	if err != nil {
-		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
-	}
-	if err := waitReady(ctx, pc.cc); err != nil {
-		return nil, &PeerError{Kind: KindUnavailable, Msg: fmt.Sprintf("no connection to %s: %v", addr, err), Err: err}
-	}
-	out, err := pc.peer.Propose(ctx, &raftpb.ProposeRequest{ClusterId: m.ClusterID(), Group: group, Payload: payload})
-	if err != nil {
-		return nil, callError(addr, err, KindUnknownOutcome)
+		return nil, err
 	}
 	return out.GetResult(), nil
+}
+
+// callPeer makes one peer call to the node at addr. Every failure is a
+// *PeerError: no connection is KindUnavailable; with ready it first waits
+// for the connection to be READY, and a failure to get there is
+// KindUnavailable too (nothing was sent); a failed call is what the peer
+// said, else of kind callKind (callError).
+func callPeer[R any](ctx context.Context, m *Manager, addr string, ready bool, callKind ErrorKind, call func(raftpb.PeerServiceClient) (R, error)) (R, error) {
+	var zero R
+	pc, err := m.conn(addr)
+	if err != nil {
+		return zero, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
+	}
+	if ready {
+		if err := waitReady(ctx, pc.cc); err != nil {
+			return zero, &PeerError{Kind: KindUnavailable, Msg: fmt.Sprintf("no connection to %s: %v", addr, err), Err: err}
+		}
+	}
+	out, err := call(pc.peer)
+	if err != nil {
+		return zero, callError(addr, err, callKind)
+	}
+	return out, nil
 }
 
 // ReadIndex asks the node at addr, the group's leader, for a read index.
 // A failure is a *PeerError; call failures are KindUnavailable.
 func (m *Manager) ReadIndex(ctx context.Context, addr, group string) (uint64, error) {
-	pc, err := m.conn(addr)
-	if err != nil {
-		return 0, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
-	}
-	out, err := pc.peer.ReadIndex(ctx, &raftpb.ReadIndexRequest{ClusterId: m.ClusterID(), Group: group})
-	if err != nil {
-		return 0, callError(addr, err, KindUnavailable)
-	}
-	return out.GetIndex(), nil
+	out, err := callPeer(ctx, m, addr, false, KindUnavailable, func(p raftpb.PeerServiceClient) (*raftpb.IndexResponse, error) {
+		return p.ReadIndex(ctx, &raftpb.ReadIndexRequest{ClusterId: m.ClusterID(), Group: group})
+	})
+	return out.GetIndex(), err
 }
 
 // Applied returns the group's applied index on the node at addr.
 // A failure is a *PeerError; call failures are KindUnavailable.
 func (m *Manager) Applied(ctx context.Context, addr, group string) (uint64, error) {
-	pc, err := m.conn(addr)
-	if err != nil {
-		return 0, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
-	}
-	out, err := pc.peer.Applied(ctx, &raftpb.AppliedRequest{ClusterId: m.ClusterID(), Group: group})
-	if err != nil {
-		return 0, callError(addr, err, KindUnavailable)
-	}
-	return out.GetIndex(), nil
+	out, err := callPeer(ctx, m, addr, false, KindUnavailable, func(p raftpb.PeerServiceClient) (*raftpb.IndexResponse, error) {
+		return p.Applied(ctx, &raftpb.AppliedRequest{ClusterId: m.ClusterID(), Group: group})
+	})
+	return out.GetIndex(), err
 }
 
 // ClusterInfo asks the node at addr for the cluster's identity and members.
@@ -392,15 +397,9 @@ func (m *Manager) Applied(ctx context.Context, addr, group string) (uint64, erro
 // an empty id); once the id is known, a node of another cluster rejects it.
 // A failure is a *PeerError; call failures are KindUnavailable.
 func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.ClusterInfo, error) {
-	pc, err := m.conn(addr)
-	if err != nil {
-		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
-	}
-	out, err := pc.peer.GetClusterInfo(ctx, &raftpb.ClusterInfoRequest{ClusterId: m.ClusterID()})
-	if err != nil {
-		return nil, callError(addr, err, KindUnavailable)
-	}
-	return out, nil
+	return callPeer(ctx, m, addr, false, KindUnavailable, func(p raftpb.PeerServiceClient) (*raftpb.ClusterInfo, error) {
+		return p.GetClusterInfo(ctx, &raftpb.ClusterInfoRequest{ClusterId: m.ClusterID()})
+	})
 }
 
 // Call sends a named request to the node at addr. Every failure is a
@@ -408,16 +407,11 @@ func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.Cluster
 // deliver or answer (KindUnavailable when nothing was sent,
 // KindUnknownOutcome otherwise).
 func (m *Manager) Call(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
-	pc, err := m.conn(addr)
+	out, err := callPeer(ctx, m, addr, true, KindUnknownOutcome, func(p raftpb.PeerServiceClient) (*raftpb.CallResponse, error) {
+		return p.Call(ctx, &raftpb.CallRequest{ClusterId: m.ClusterID(), Method: method, Payload: payload})
+	})
 	if err != nil {
-		return nil, &PeerError{Kind: KindUnavailable, Msg: err.Error(), Err: err}
-	}
-	if err := waitReady(ctx, pc.cc); err != nil {
-		return nil, &PeerError{Kind: KindUnavailable, Msg: fmt.Sprintf("no connection to %s: %v", addr, err), Err: err}
-	}
-	out, err := pc.peer.Call(ctx, &raftpb.CallRequest{ClusterId: m.ClusterID(), Method: method, Payload: payload})
-	if err != nil {
-		return nil, callError(addr, err, KindUnknownOutcome)
+		return nil, err
 	}
 	if len(out.GetStatus()) > 0 {
 		return nil, legacyStatus(out.GetStatus())
@@ -449,67 +443,67 @@ func (s peerServer) handlerFor(method, cluster, group string, needGroup bool) (P
 	return h, nil
 }
 
+// handle serves one peer call: the handler (handlerFor), then call on
+// it; a failure of call becomes a status (handlerStatus) of kind other
+// unless the error names its own.
+func handle[R any](s peerServer, method, cluster, group string, needGroup bool, other ErrorKind, call func(PeerHandler) (R, error)) (R, error) {
+	var zero R
+	h, err := s.handlerFor(method, cluster, group, needGroup)
+	if err != nil {
+		return zero, err
+	}
+	out, err := call(h)
+	if err != nil {
+		return zero, handlerStatus(err, other)
+	}
+	return out, nil
+}
+
 func (s peerServer) Propose(ctx context.Context, req *raftpb.ProposeRequest) (*raftpb.ProposeResponse, error) {
-	h, err := s.handlerFor("Propose", req.GetClusterId(), req.GetGroup(), true)
-	if err != nil {
-		return nil, err
-	}
-	res, err := h.Propose(ctx, req.GetGroup(), req.GetPayload())
-	if err != nil {
-		return nil, handlerStatus(err, KindUnknownOutcome)
-	}
-	return &raftpb.ProposeResponse{Result: res}, nil
+	return handle(s, "Propose", req.GetClusterId(), req.GetGroup(), true, KindUnknownOutcome, func(h PeerHandler) (*raftpb.ProposeResponse, error) {
+		res, err := h.Propose(ctx, req.GetGroup(), req.GetPayload())
+		return &raftpb.ProposeResponse{Result: res}, err
+	})
+}
+
+// groupRequest is a peer request about one group.
+type groupRequest interface {
+	GetClusterId() string
+	GetGroup() string
+}
+
+// serveIndex serves ReadIndex and Applied: the index get returns for the
+// request's group.
+func (s peerServer) serveIndex(ctx context.Context, method string, req groupRequest, get func(PeerHandler, context.Context, string) (uint64, error)) (*raftpb.IndexResponse, error) {
+	return handle(s, method, req.GetClusterId(), req.GetGroup(), true, KindUnavailable, func(h PeerHandler) (*raftpb.IndexResponse, error) {
+		idx, err := get(h, ctx, req.GetGroup())
+		return &raftpb.IndexResponse{Index: idx}, err
+	})
 }
 
 func (s peerServer) ReadIndex(ctx context.Context, req *raftpb.ReadIndexRequest) (*raftpb.IndexResponse, error) {
-	h, err := s.handlerFor("ReadIndex", req.GetClusterId(), req.GetGroup(), true)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := h.ReadIndex(ctx, req.GetGroup())
-	if err != nil {
-		return nil, handlerStatus(err, KindUnavailable)
-	}
-	return &raftpb.IndexResponse{Index: idx}, nil
+	return s.serveIndex(ctx, "ReadIndex", req, PeerHandler.ReadIndex)
 }
 
 func (s peerServer) Applied(ctx context.Context, req *raftpb.AppliedRequest) (*raftpb.IndexResponse, error) {
-	h, err := s.handlerFor("Applied", req.GetClusterId(), req.GetGroup(), true)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := h.Applied(ctx, req.GetGroup())
-	if err != nil {
-		return nil, handlerStatus(err, KindUnavailable)
-	}
-	return &raftpb.IndexResponse{Index: idx}, nil
+	return s.serveIndex(ctx, "Applied", req, PeerHandler.Applied)
 }
 
 func (s peerServer) GetClusterInfo(ctx context.Context, req *raftpb.ClusterInfoRequest) (*raftpb.ClusterInfo, error) {
-	h, err := s.handlerFor("ClusterInfo", req.GetClusterId(), "", false)
-	if err != nil {
-		return nil, err
-	}
-	info, err := h.ClusterInfo(ctx)
-	if err != nil {
-		return nil, handlerStatus(err, KindUnavailable)
-	}
-	if info == nil {
-		return nil, handlerStatus(errors.New("transport: handler returned no cluster info"), KindUnavailable)
-	}
-	return info, nil
+	return handle(s, "ClusterInfo", req.GetClusterId(), "", false, KindUnavailable, func(h PeerHandler) (*raftpb.ClusterInfo, error) {
+		info, err := h.ClusterInfo(ctx)
+		if err == nil && info == nil {
+			err = errors.New("transport: handler returned no cluster info")
+		}
+		return info, err
+	})
 }
 
 func (s peerServer) Call(ctx context.Context, req *raftpb.CallRequest) (*raftpb.CallResponse, error) {
-	h, err := s.handlerFor("Call", req.GetClusterId(), "", false)
-	if err != nil {
-		return nil, err
-	}
-	out, err := h.Call(ctx, req.GetMethod(), req.GetPayload())
-	if err != nil {
-		return nil, handlerStatus(err, KindUnknownOutcome)
-	}
-	return &raftpb.CallResponse{Payload: out}, nil
+	return handle(s, "Call", req.GetClusterId(), "", false, KindUnknownOutcome, func(h PeerHandler) (*raftpb.CallResponse, error) {
+		out, err := h.Call(ctx, req.GetMethod(), req.GetPayload())
+		return &raftpb.CallResponse{Payload: out}, err
+	})
 }
 
 // legacyStatus decodes the status a peer of the previous release returned

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -155,66 +156,50 @@ func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, ar
 	if t.m.cfg.HeartbeatLinger > 0 && isHeartbeat(args) {
 		return t.sendHeartbeat(target, args, resp)
 	}
-	c, err := t.client(target)
-	if err != nil {
+	if err := callRaft(t, "AppendEntries", target, args, resp, encodeAppendEntriesRequest,
+		raftpb.RaftServiceClient.AppendEntries, decodeAppendEntriesResponse); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
-	defer cancel()
-	out, err := c.AppendEntries(ctx, encodeAppendEntriesRequest(t.m.ClusterID(), t.group, args))
-	if err != nil {
-		return t.callErr("AppendEntries", target, err)
-	}
-	decodeAppendEntriesResponse(out, resp)
 	t.matched.observe(target, args, resp)
 	return nil
 }
 
 // RequestVote implements raft.Transport.
 func (t *Transport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	c, err := t.client(target)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
-	defer cancel()
-	out, err := c.RequestVote(ctx, encodeRequestVoteRequest(t.m.ClusterID(), t.group, args))
-	if err != nil {
-		return t.callErr("RequestVote", target, err)
-	}
-	decodeRequestVoteResponse(out, resp)
-	return nil
+	return callRaft(t, "RequestVote", target, args, resp, encodeRequestVoteRequest,
+		raftpb.RaftServiceClient.RequestVote, decodeRequestVoteResponse)
 }
 
 // RequestPreVote implements raft.WithPreVote.
 func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	c, err := t.client(target)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
-	defer cancel()
-	out, err := c.RequestPreVote(ctx, encodeRequestPreVoteRequest(t.m.ClusterID(), t.group, args))
-	if err != nil {
-		return t.callErr("RequestPreVote", target, err)
-	}
-	decodeRequestPreVoteResponse(out, resp)
-	return nil
+	return callRaft(t, "RequestPreVote", target, args, resp, encodeRequestPreVoteRequest,
+		raftpb.RaftServiceClient.RequestPreVote, decodeRequestPreVoteResponse)
 }
 
 // TimeoutNow implements raft.Transport.
 func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	return callRaft(t, "TimeoutNow", target, args, resp, encodeTimeoutNowRequest,
+		raftpb.RaftServiceClient.TimeoutNow, decodeTimeoutNowResponse)
+}
+
+// callRaft makes one unary raft call (method) to target: args encoded with
+// the group's route, the call bounded by the configured timeout and the
+// transport's lifetime, the answer decoded into resp.
+func callRaft[A, Req, Out, R any](t *Transport, method string, target raft.ServerAddress, args A, resp R,
+	encode func(cluster, group string, args A) Req,
+	call func(raftpb.RaftServiceClient, context.Context, Req, ...grpc.CallOption) (Out, error),
+	decode func(Out, R)) error {
 	c, err := t.client(target)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(t.lifetime, t.m.cfg.Timeout)
 	defer cancel()
-	out, err := c.TimeoutNow(ctx, encodeTimeoutNowRequest(t.m.ClusterID(), t.group, args))
+	out, err := call(c, ctx, encode(t.m.ClusterID(), t.group, args))
 	if err != nil {
-		return t.callErr("TimeoutNow", target, err)
+		return t.callErr(method, target, err)
 	}
-	decodeTimeoutNowResponse(out, resp)
+	decode(out, resp)
 	return nil
 }
 
@@ -283,69 +268,57 @@ type raftServer struct {
 	m *Manager
 }
 
-func (s raftServer) AppendEntries(ctx context.Context, req *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	t, err := s.m.route("AppendEntries", req.GetClusterId(), req.GetGroup())
+// serveRaft serves one unary raft call: it routes the request to its
+// group's transport (the cluster and group it names), decodes it, hands it
+// to raft (as a heartbeat when heartbeat, if given, says it is one) and
+// encodes raft's response, of type *R.
+func serveRaft[Req, Cmd, R, Out any](ctx context.Context, m *Manager, method, cluster, group string, req Req,
+	decode func(Req) Cmd, heartbeat func(Cmd) bool, encode func(*R) Out) (Out, error) {
+	var zero Out
+	t, err := m.route(method, cluster, group)
+	if err != nil {
+		return zero, err
+	}
+	cmd := decode(req)
+	r, err := deliverAs[R](ctx, t, cmd, heartbeat != nil && heartbeat(cmd))
+	if err != nil {
+		return zero, err
+	}
+	return encode(r), nil
+}
+
+// deliverAs hands cmd to raft (see deliver) and returns its response,
+// which must be of type *R.
+func deliverAs[R any](ctx context.Context, t *Transport, cmd any, heartbeat bool) (*R, error) {
+	resp, err := t.deliver(ctx, cmd, heartbeat)
 	if err != nil {
 		return nil, err
 	}
-	cmd := decodeAppendEntriesRequest(req)
-	resp, err := t.deliver(ctx, cmd, isHeartbeat(cmd))
-	if err != nil {
-		return nil, err
-	}
-	r, ok := resp.(*raft.AppendEntriesResponse)
+	r, ok := resp.(*R)
 	if !ok {
 		return nil, unexpected(resp)
 	}
-	return encodeAppendEntriesResponse(r), nil
+	return r, nil
+}
+
+func (s raftServer) AppendEntries(ctx context.Context, req *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	return serveRaft(ctx, s.m, "AppendEntries", req.GetClusterId(), req.GetGroup(), req,
+		decodeAppendEntriesRequest, isHeartbeat, encodeAppendEntriesResponse)
 }
 
 func (s raftServer) RequestVote(ctx context.Context, req *raftpb.RequestVoteRequest) (*raftpb.RequestVoteResponse, error) {
-	t, err := s.m.route("RequestVote", req.GetClusterId(), req.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := t.deliver(ctx, decodeRequestVoteRequest(req), false)
-	if err != nil {
-		return nil, err
-	}
-	r, ok := resp.(*raft.RequestVoteResponse)
-	if !ok {
-		return nil, unexpected(resp)
-	}
-	return encodeRequestVoteResponse(r), nil
+	return serveRaft(ctx, s.m, "RequestVote", req.GetClusterId(), req.GetGroup(), req,
+		decodeRequestVoteRequest, nil, encodeRequestVoteResponse)
 }
 
 func (s raftServer) RequestPreVote(ctx context.Context, req *raftpb.RequestPreVoteRequest) (*raftpb.RequestPreVoteResponse, error) {
-	t, err := s.m.route("RequestPreVote", req.GetClusterId(), req.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := t.deliver(ctx, decodeRequestPreVoteRequest(req), false)
-	if err != nil {
-		return nil, err
-	}
-	r, ok := resp.(*raft.RequestPreVoteResponse)
-	if !ok {
-		return nil, unexpected(resp)
-	}
-	return encodeRequestPreVoteResponse(r), nil
+	return serveRaft(ctx, s.m, "RequestPreVote", req.GetClusterId(), req.GetGroup(), req,
+		decodeRequestPreVoteRequest, nil, encodeRequestPreVoteResponse)
 }
 
 func (s raftServer) TimeoutNow(ctx context.Context, req *raftpb.TimeoutNowRequest) (*raftpb.TimeoutNowResponse, error) {
-	t, err := s.m.route("TimeoutNow", req.GetClusterId(), req.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := t.deliver(ctx, decodeTimeoutNowRequest(req), false)
-	if err != nil {
-		return nil, err
-	}
-	r, ok := resp.(*raft.TimeoutNowResponse)
-	if !ok {
-		return nil, unexpected(resp)
-	}
-	return encodeTimeoutNowResponse(r), nil
+	return serveRaft(ctx, s.m, "TimeoutNow", req.GetClusterId(), req.GetGroup(), req,
+		decodeTimeoutNowRequest, nil, encodeTimeoutNowResponse)
 }
 
 // AppendEntriesPipeline serves one pipelined stream: requests are handed to
@@ -368,13 +341,9 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 		if req.GetGroup() != group || req.GetClusterId() != cluster {
 			return status.Errorf(codes.InvalidArgument, "transport: pipeline of group %q got a message for %q", group, req.GetGroup())
 		}
-		resp, err := t.deliver(ctx, decodeAppendEntriesRequest(req), false)
+		r, err := deliverAs[raft.AppendEntriesResponse](ctx, t, decodeAppendEntriesRequest(req), false)
 		if err != nil {
 			return err
-		}
-		r, ok := resp.(*raft.AppendEntriesResponse)
-		if !ok {
-			return unexpected(resp)
 		}
 		if err := stream.Send(encodeAppendEntriesResponse(r)); err != nil {
 			return err
