@@ -4,12 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,14 +33,10 @@ func (a *app) offsetsCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("OFFSET %q: not an integer", args[3])
 			}
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.CommitOffsetsResponse, error) {
+				return c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
 					{Group: args[0], Topic: args[1], Partition: int32(part), Offset: off, Metadata: metadata}}})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			}, func(*metapb.CommitOffsetsResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	commit.Flags().StringVar(&metadata, "metadata", "", "metadata stored with the offset")
@@ -51,35 +47,24 @@ func (a *app) offsetsCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("PARTITION %q: not an integer", args[2])
 			}
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				cons := metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
-				if stale {
-					cons = metapb.ReadConsistency_READ_CONSISTENCY_STALE
-				}
-				resp, err := c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: cons,
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.FetchOffsetsResponse, error) {
+				return c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: consistency(stale),
 					Partitions: []*metapb.TopicPartition{{Group: args[0], Topic: args[1], Partition: int32(part)}}})
-				if err != nil {
-					return err
+			}, func(resp *metapb.FetchOffsetsResponse) error {
+				if resp.Offsets[0].Found {
+					return nil
 				}
-				v := resp.Offsets[0]
-				if !v.Found && a.output == "text" {
-					return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, v.Offset) })
-			})
+				return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
+			}, func(resp *metapb.FetchOffsetsResponse) { fmt.Fprintln(a.out, resp.Offsets[0].Offset) })
 		},
 	}
-	fetch.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	staleFlag(fetch.Flags(), &stale)
 	del := &cobra.Command{
 		Use: "delete GROUP", Short: "Delete every offset of a consumer group", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteGroupResponse, error) {
+				return c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
+			}, func(resp *metapb.DeleteGroupResponse) { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
 		},
 	}
 	cmd.AddCommand(commit, fetch, del)
@@ -125,29 +110,27 @@ func (a *app) statusCommand() *cobra.Command {
 					return fmt.Errorf("no endpoint answered: %s", oneLine(errs[0]))
 				}
 				return a.emitJSON(out, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT")
-					rows := map[string][]string{}
-					var groups []string
-					for i, v := range views {
-						if v == nil {
-							continue
-						}
-						for _, g := range v.Groups {
-							if _, seen := rows[g.Group]; !seen {
-								groups = append(groups, g.Group)
+					a.table("GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT", func(tw io.Writer) {
+						rows := map[string][]string{}
+						var groups []string
+						for _, v := range views {
+							if v == nil {
+								continue
 							}
-							rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
-								g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+							for _, g := range v.Groups {
+								if _, seen := rows[g.Group]; !seen {
+									groups = append(groups, g.Group)
+								}
+								rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
+									g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+							}
 						}
-						_ = i
-					}
-					for _, g := range groups {
-						for _, r := range rows[g] {
-							fmt.Fprintln(tw, r)
+						for _, g := range groups {
+							for _, r := range rows[g] {
+								fmt.Fprintln(tw, r)
+							}
 						}
-					}
-					_ = tw.Flush()
+					})
 					for i, e := range errs {
 						if e != nil {
 							fmt.Fprintf(a.out, "%s: unreachable: %s\n", eps[i], oneLine(e))
@@ -163,36 +146,27 @@ func (a *app) memberCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Cluster membership"}
 	printMembers := func(ms []*metapb.Member) {
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
-		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tADDRESS\tZONE\tDRAINING")
-		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Id, m.Addr, m.Zone, m.Draining)
-		}
-		_ = tw.Flush()
+		a.table("ID\tADDRESS\tZONE\tDRAINING", func(tw io.Writer) {
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Id, m.Addr, m.Zone, m.Draining)
+			}
+		})
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List members", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Members(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.MembersResponse, error) {
+				return c.Members(ctx)
+			}, func(resp *metapb.MembersResponse) { printMembers(resp.Members) })
 		},
 	}
 	var zone string
 	add := &cobra.Command{
 		Use: "add ID ADDR", Short: "Add an empty node to the pool (then start it with --join); the controller fills it", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.AddMemberInZone(ctx, args[0], args[1], zone)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.AddMemberResponse, error) {
+				return c.AddMemberInZone(ctx, args[0], args[1], zone)
+			}, func(resp *metapb.AddMemberResponse) { printMembers(resp.Members) })
 		},
 	}
 	add.Flags().StringVar(&zone, "zone", "", "the node's failure-domain label (replicas of a group are spread over zones)")
@@ -200,17 +174,12 @@ func (a *app) memberCommand() *cobra.Command {
 	remove := &cobra.Command{
 		Use: "remove ID", Short: "Remove a drained (or dead) node; --force removes any, its replicas are re-created elsewhere", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				call := c.RemoveMember
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.RemoveMemberResponse, error) {
 				if force {
-					call = c.ForceRemoveMember
+					return c.ForceRemoveMember(ctx, args[0])
 				}
-				resp, err := call(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
+				return c.RemoveMember(ctx, args[0])
+			}, func(resp *metapb.RemoveMemberResponse) { printMembers(resp.Members) })
 		},
 	}
 	remove.Flags().BoolVar(&force, "force", false, "remove a live node that still holds replicas or leaderships")
@@ -260,14 +229,10 @@ func (a *app) groupCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "Each group: kind, replicas, leader, applied index, bytes, ops/s", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.ListGroups(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES")
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.ListGroupsResponse, error) {
+				return c.ListGroups(ctx)
+			}, func(resp *metapb.ListGroupsResponse) {
+				a.table("GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES", func(tw io.Writer) {
 					for _, g := range resp.Groups {
 						var rs []string
 						for _, r := range g.Replicas {
@@ -288,7 +253,6 @@ func (a *app) groupCommand() *cobra.Command {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
 							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
 					}
-					_ = tw.Flush()
 				})
 			})
 		},
@@ -384,18 +348,13 @@ func (a *app) nodeCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "Each node: replicas, leaders, bytes, zone, state", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.ListNodes(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES")
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.ListNodesResponse, error) {
+				return c.ListNodes(ctx)
+			}, func(resp *metapb.ListNodesResponse) {
+				a.table("NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES", func(tw io.Writer) {
 					for _, n := range resp.Nodes {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
 					}
-					_ = tw.Flush()
 				})
 			})
 		},
@@ -409,21 +368,15 @@ func (a *app) leaderCommand() *cobra.Command {
 	transfer := &cobra.Command{
 		Use: "transfer GROUP [NODE]", Short: "Move a group's leadership (to NODE, or to the best follower)", Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			target := ""
 			if len(args) == 2 {
 				target = args[1]
 			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.TransferLeader(ctx, args[0], target)
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "%s leader: %s\n", args[0], resp.LeaderId) })
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.TransferLeaderResponse, error) {
+				return c.TransferLeader(ctx, args[0], target)
+			}, func(resp *metapb.TransferLeaderResponse) {
+				fmt.Fprintf(a.out, "%s leader: %s\n", args[0], resp.LeaderId)
+			})
 		},
 	}
 	cmd.AddCommand(transfer)

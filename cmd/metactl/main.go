@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -171,6 +173,15 @@ func (a *app) emitJSON(v any, text func()) error {
 
 var errNotFound = errors.New("not found")
 
+// notFound is the error of a response that found nothing (missing): what,
+// formatted with args, then ": not found".
+func notFound(missing bool, what string, args ...any) error {
+	if !missing {
+		return nil
+	}
+	return fmt.Errorf(what+": %w", append(args, errNotFound)...)
+}
+
 // with runs fn with the client and a context bounded by --timeout.
 func (a *app) with(fn func(ctx context.Context, c *client.Client) error) error {
 	c, err := a.client()
@@ -180,4 +191,49 @@ func (a *app) with(fn func(ctx context.Context, c *client.Client) error) error {
 	ctx, cancel := a.ctx()
 	defer cancel()
 	return fn(ctx, c)
+}
+
+// show runs call with the client and a context bounded by --timeout and
+// prints the response it returns: as JSON when asked, else with text.
+func show[R proto.Message](a *app, call func(context.Context, *client.Client) (R, error), text func(R)) error {
+	return showOr(a, call, nil, text)
+}
+
+// showOr is show whose text output first asks refuse whether the response
+// is a failure to report as the command's error (a key not found, a compare
+// that failed); JSON output prints the response as it is.
+func showOr[R proto.Message](a *app, call func(context.Context, *client.Client) (R, error), refuse func(R) error, text func(R)) error {
+	return a.with(func(ctx context.Context, c *client.Client) error {
+		resp, err := call(ctx, c)
+		if err != nil {
+			return err
+		}
+		if refuse != nil && a.output == "text" {
+			if err := refuse(resp); err != nil {
+				return err
+			}
+		}
+		return a.emit(resp, func() { text(resp) })
+	})
+}
+
+// table prints header and the lines rows writes, tab-separated, as aligned
+// columns.
+func (a *app) table(header string, rows func(w io.Writer)) {
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	_ = tw.Flush()
+}
+
+// pageFlags registers --limit (what: the items a page holds) and --all, the
+// flags of a command that lists with pages.
+func pageFlags(fs *pflag.FlagSet, limit *uint32, all *bool, what string) {
+	fs.Uint32Var(limit, "limit", 0, what+" per page (default 1000, at most 10000)")
+	fs.BoolVar(all, "all", false, "follow pages until the end")
+}
+
+// staleFlag registers --stale, which reads the local replica.
+func staleFlag(fs *pflag.FlagSet, stale *bool) {
+	fs.BoolVar(stale, "stale", false, "read the local replica without confirming it is current")
 }
