@@ -47,22 +47,17 @@ func executeJSON(t *testing.T, args ...string) (*Result, error) {
 	return &r, err
 }
 
-func TestFlagErrors(t *testing.T) {
-	// Every case fails before any connection is made, so the endpoints
-	// need not exist.
-	tests := []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"put", "--batch", "2"}, []string{"--batch: 2", "no batch put"}},
-		{[]string{"get", "--batch", "5"}, []string{"no batch get"}},
-		{[]string{"get", "--consistency", "serializable"}, []string{"--consistency"}},
-		{[]string{"put", "--key-size", "12", "--total", "1000"}, []string{"--key-size 12 is too small"}},
-		{[]string{"offsets", "--batch", "20", "--partitions", "10"}, []string{"--batch: 20 is more than --partitions 10"}},
-		{[]string{"put", "--clients", "0", "--output", "xml", "--target", "zk"}, []string{"--clients", "--output", "--target"}},
-		{[]string{"put", "--max-error-rate", "2"}, []string{"--max-error-rate"}},
-		{[]string{"put", "extra"}, []string{"unknown command"}},
-	}
+// flagErrorCase is a command line that fails before any connection is
+// made, and what its error must say.
+type flagErrorCase struct {
+	args []string
+	want []string
+}
+
+// testFlagErrors runs each case and checks that it fails with an error
+// containing every want.
+func testFlagErrors(t *testing.T, tests []flagErrorCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			_, _, err := execute(t, tt.args...)
@@ -76,6 +71,21 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	// Every case fails before any connection is made, so the endpoints
+	// need not exist.
+	testFlagErrors(t, []flagErrorCase{
+		{[]string{"put", "--batch", "2"}, []string{"--batch: 2", "no batch put"}},
+		{[]string{"get", "--batch", "5"}, []string{"no batch get"}},
+		{[]string{"get", "--consistency", "serializable"}, []string{"--consistency"}},
+		{[]string{"put", "--key-size", "12", "--total", "1000"}, []string{"--key-size 12 is too small"}},
+		{[]string{"offsets", "--batch", "20", "--partitions", "10"}, []string{"--batch: 20 is more than --partitions 10"}},
+		{[]string{"put", "--clients", "0", "--output", "xml", "--target", "zk"}, []string{"--clients", "--output", "--target"}},
+		{[]string{"put", "--max-error-rate", "2"}, []string{"--max-error-rate"}},
+		{[]string{"put", "extra"}, []string{"unknown command"}},
+	})
 }
 
 func TestUnreachableClusterFailsFast(t *testing.T) {

@@ -87,16 +87,13 @@ func (s sessionShape) maxBatch(want, stateSize int) int {
 // s*batch .. s*batch+n-1 of its key space, so every client id is written
 // exactly once in a run.
 type sessionsWorkload struct {
+	writeOnly
 	shape sessionShape
 	batch int
 }
 
 func (s *sessionsWorkload) unit() string       { return "sessions" }
-func (s *sessionsWorkload) writes() bool       { return true }
 func (s *sessionsWorkload) check(c conn) error { return supports[sessionPutter](c, "sessions") }
-func (s *sessionsWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 func (s *sessionsWorkload) call(ctx context.Context, c conn, w *worker, seq int64, n int) error {
 	return c.(sessionPutter).putSessions(ctx, s.shape.fill(w, seq*int64(s.batch), n))

@@ -186,10 +186,7 @@ func TestSessionShapeMaxBatch(t *testing.T) {
 }
 
 func TestSessionsFlagErrors(t *testing.T) {
-	tests := []struct {
-		args []string
-		want []string
-	}{
+	testFlagErrors(t, []flagErrorCase{
 		{[]string{"sessions", "--batch", "20000"}, []string{"at most 10000 sessions"}},
 		{[]string{"sessions", "--batch", "1000", "--value-size", "8192"}, []string{"use --batch 508 or less"}},
 		{[]string{"sessions", "--value-size", "70000", "--expiry-seconds", "-1"}, []string{"--value-size: 70000", "--expiry-seconds: -1"}},
@@ -197,20 +194,7 @@ func TestSessionsFlagErrors(t *testing.T) {
 		{[]string{"sessions", "--key-size", "16", "--total", "1000"}, []string{"--key-size 16 is too small"}},
 		{[]string{"sessions-list", "--batch", "10001"}, []string{"at most 10000 sessions"}},
 		{[]string{"sessions-list", "--consistency", "serializable"}, []string{"--consistency"}},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, _, err := execute(t, tt.args...)
-			if err == nil {
-				t.Fatalf("got no error, want one containing %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("got error %q, want it to contain %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestSessionsAgainstMetaCluster runs both session commands against an

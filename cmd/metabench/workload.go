@@ -34,6 +34,13 @@ type workload interface {
 	call(ctx context.Context, c conn, w *worker, seq int64, n int) error
 }
 
+// writeOnly serves the workloads whose calls write and that need nothing
+// prepared: writes reports true, prepare does nothing.
+type writeOnly struct{}
+
+func (writeOnly) writes() bool                                      { return true }
+func (writeOnly) prepare(context.Context, []conn, prepareEnv) error { return nil }
+
 // prepareEnv is what prepare may use: the runner's settings and a way to
 // drive a loading phase with the same workers.
 type prepareEnv struct {
@@ -130,15 +137,12 @@ func supports[I any](c conn, what string) error {
 
 // putWorkload writes key i of its key space in call i: unique keys.
 type putWorkload struct {
+	writeOnly
 	keys keySpace
 }
 
 func (p *putWorkload) unit() string       { return "puts" }
-func (p *putWorkload) writes() bool       { return true }
 func (p *putWorkload) check(c conn) error { return supports[putter](c, "put") }
-func (p *putWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 func (p *putWorkload) call(ctx context.Context, c conn, w *worker, seq int64, _ int) error {
 	w.key = p.keys.key(w.key, seq)
@@ -205,6 +209,7 @@ func (g *getWorkload) call(ctx context.Context, c conn, w *worker, _ int64, _ in
 // starting after the ones the previous call to that group committed, with
 // offset s.
 type offsetsWorkload struct {
+	writeOnly
 	groups     int
 	partitions int
 	topic      string
@@ -212,11 +217,7 @@ type offsetsWorkload struct {
 }
 
 func (o *offsetsWorkload) unit() string       { return "offsets" }
-func (o *offsetsWorkload) writes() bool       { return true }
 func (o *offsetsWorkload) check(c conn) error { return supports[offsetCommitter](c, "offsets") }
-func (o *offsetsWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 // batch fills w.offsets with call seq's n offsets.
 func (o *offsetsWorkload) batch(w *worker, seq int64, n int) []offsetCommit {
