@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,13 +24,13 @@ func (a *app) offsetsCommand() *cobra.Command {
 	commit := &cobra.Command{
 		Use: "commit GROUP TOPIC PARTITION OFFSET", Short: "Commit an offset", Args: cobra.ExactArgs(4),
 		RunE: func(_ *cobra.Command, args []string) error {
-			part, err := strconv.ParseInt(args[2], 10, 32)
+			part, err := intArg("PARTITION", args[2], 32)
 			if err != nil {
-				return fmt.Errorf("PARTITION %q: not an integer", args[2])
+				return err
 			}
-			off, err := strconv.ParseInt(args[3], 10, 64)
+			off, err := intArg("OFFSET", args[3], 64)
 			if err != nil {
-				return fmt.Errorf("OFFSET %q: not an integer", args[3])
+				return err
 			}
 			return show(a, func(ctx context.Context, c *client.Client) (*metapb.CommitOffsetsResponse, error) {
 				return c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
@@ -43,9 +42,9 @@ func (a *app) offsetsCommand() *cobra.Command {
 	fetch := &cobra.Command{
 		Use: "fetch GROUP TOPIC PARTITION", Short: "Print a committed offset", Args: cobra.ExactArgs(3),
 		RunE: func(_ *cobra.Command, args []string) error {
-			part, err := strconv.ParseInt(args[2], 10, 32)
+			part, err := intArg("PARTITION", args[2], 32)
 			if err != nil {
-				return fmt.Errorf("PARTITION %q: not an integer", args[2])
+				return err
 			}
 			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.FetchOffsetsResponse, error) {
 				return c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: consistency(stale),
@@ -152,14 +151,7 @@ func (a *app) memberCommand() *cobra.Command {
 			}
 		})
 	}
-	list := &cobra.Command{
-		Use: "list", Short: "List members", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return show(a, func(ctx context.Context, c *client.Client) (*metapb.MembersResponse, error) {
-				return c.Members(ctx)
-			}, func(resp *metapb.MembersResponse) { printMembers(resp.Members) })
-		},
-	}
+	list := noArgs(a, "list", "List members", (*client.Client).Members, func(resp *metapb.MembersResponse) { printMembers(resp.Members) })
 	var zone string
 	add := &cobra.Command{
 		Use: "add ID ADDR", Short: "Add an empty node to the pool (then start it with --join); the controller fills it", Args: cobra.ExactArgs(2),
@@ -187,34 +179,24 @@ func (a *app) memberCommand() *cobra.Command {
 	drain := &cobra.Command{
 		Use: "drain ID", Short: "Move every replica and leadership off a node, and wait until it holds none", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DrainMember(ctx, args[0], undo)
-			if err != nil {
-				return err
-			}
-			if undo || noWait {
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			}
-			return a.await(ctx, args[0]+" not drained yet", "node list", func() (bool, error) {
-				ns, err := c.ListNodes(ctx)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DrainMember(ctx, args[0], undo)
 				if err != nil {
-					return false, nil
+					return err
 				}
-				for _, n := range ns.Nodes {
-					if n.Id != args[0] {
-						continue
-					}
+				if undo || noWait {
+					return a.emit(resp, func() { printMembers(resp.Members) })
+				}
+				return awaitOne(a, ctx, args[0]+" not drained yet", "node list", func() ([]*metapb.NodeInfo, error) {
+					ns, err := c.ListNodes(ctx)
+					return ns.GetNodes(), err
+				}, (*metapb.NodeInfo).GetId, args[0], func(n *metapb.NodeInfo) (bool, error) {
 					if n.State == "drained" {
 						return true, a.emit(n, func() { fmt.Fprintf(a.out, "%s drained\n", n.Id) })
 					}
 					a.progress("%s: %d replicas, %d leaderships left", n.Id, n.Replicas, n.Leaders)
-				}
-				return false, nil
+					return false, nil
+				})
 			})
 		},
 	}
@@ -226,37 +208,31 @@ func (a *app) memberCommand() *cobra.Command {
 
 func (a *app) groupCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "Groups: where their replicas are"}
-	list := &cobra.Command{
-		Use: "list", Short: "Each group: kind, replicas, leader, applied index, bytes, ops/s", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return show(a, func(ctx context.Context, c *client.Client) (*metapb.ListGroupsResponse, error) {
-				return c.ListGroups(ctx)
-			}, func(resp *metapb.ListGroupsResponse) {
-				a.table("GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES", func(tw io.Writer) {
-					for _, g := range resp.Groups {
-						var rs []string
-						for _, r := range g.Replicas {
-							s := r.Node
-							if r.Role != "voter" {
-								s += "(" + cmp.Or(r.Role, "adding") + ")"
-							}
-							rs = append(rs, s)
+	list := noArgs(a, "list", "Each group: kind, replicas, leader, applied index, bytes, ops/s", (*client.Client).ListGroups,
+		func(resp *metapb.ListGroupsResponse) {
+			a.table("GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES", func(tw io.Writer) {
+				for _, g := range resp.Groups {
+					var rs []string
+					for _, r := range g.Replicas {
+						s := r.Node
+						if r.Role != "voter" {
+							s += "(" + cmp.Or(r.Role, "adding") + ")"
 						}
-						st := g.State
-						if g.Moving {
-							st += ",moving"
-						}
-						var ranges []string
-						for _, r := range g.Ranges {
-							ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
-							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
+						rs = append(rs, s)
 					}
-				})
+					st := g.State
+					if g.Moving {
+						st += ",moving"
+					}
+					var ranges []string
+					for _, r := range g.Ranges {
+						ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
+						g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
+				}
 			})
-		},
-	}
+		})
 	var from, to string
 	var noWait bool
 	move := &cobra.Command{
@@ -264,28 +240,18 @@ func (a *app) groupCommand() *cobra.Command {
 		Short: "Move a group's replica from one node to another, and wait until the group's configuration follows",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.MoveReplica(ctx, args[0], from, to)
-			if err != nil {
-				return err
-			}
-			if noWait {
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: replicas %v (version %d)\n", args[0], resp.Replicas, resp.ConfVer) })
-			}
-			return a.await(ctx, args[0]+" still moving", "group list", func() (bool, error) {
-				gs, err := c.ListGroups(ctx)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.MoveReplica(ctx, args[0], from, to)
 				if err != nil {
-					return false, nil
+					return err
 				}
-				for _, g := range gs.Groups {
-					if g.Group != args[0] {
-						continue
-					}
+				if noWait {
+					return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: replicas %v (version %d)\n", args[0], resp.Replicas, resp.ConfVer) })
+				}
+				return awaitOne(a, ctx, args[0]+" still moving", "group list", func() ([]*metapb.GroupInfo, error) {
+					gs, err := c.ListGroups(ctx)
+					return gs.GetGroups(), err
+				}, (*metapb.GroupInfo).GetGroup, args[0], func(g *metapb.GroupInfo) (bool, error) {
 					if g.ConfVer >= resp.ConfVer && !g.Moving {
 						return true, a.emit(g, func() {
 							rs := replicaIDs(g)
@@ -297,8 +263,8 @@ func (a *app) groupCommand() *cobra.Command {
 						})
 					}
 					a.progress("%s: replicas %v, leader %s, moving", g.Group, replicaIDs(g), g.Leader)
-				}
-				return false, nil
+					return false, nil
+				})
 			})
 		},
 	}
@@ -335,6 +301,24 @@ func (a *app) await(ctx context.Context, what, see string, done func() (bool, er
 	}
 }
 
+// awaitOne is await for one item of a listing: each second it lists the
+// items (a listing that fails counts as not yet) and asks done about the
+// one whose key is key.
+func awaitOne[T any](a *app, ctx context.Context, what, see string, list func() ([]T, error), keyOf func(T) string, key string, done func(T) (bool, error)) error {
+	return a.await(ctx, what, see, func() (bool, error) {
+		items, err := list()
+		if err != nil {
+			return false, nil
+		}
+		for _, it := range items {
+			if keyOf(it) == key {
+				return done(it)
+			}
+		}
+		return false, nil
+	})
+}
+
 // progress prints a waiting command's progress on stderr (text output
 // only).
 func (a *app) progress(format string, args ...any) {
@@ -345,20 +329,13 @@ func (a *app) progress(format string, args ...any) {
 
 func (a *app) nodeCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Nodes: what each holds"}
-	list := &cobra.Command{
-		Use: "list", Short: "Each node: replicas, leaders, bytes, zone, state", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return show(a, func(ctx context.Context, c *client.Client) (*metapb.ListNodesResponse, error) {
-				return c.ListNodes(ctx)
-			}, func(resp *metapb.ListNodesResponse) {
-				a.table("NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES", func(tw io.Writer) {
-					for _, n := range resp.Nodes {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
-					}
-				})
-			})
-		},
-	}
+	list := noArgs(a, "list", "Each node: replicas, leaders, bytes, zone, state", (*client.Client).ListNodes, func(resp *metapb.ListNodesResponse) {
+		a.table("NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES", func(tw io.Writer) {
+			for _, n := range resp.Nodes {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
+			}
+		})
+	})
 	cmd.AddCommand(list)
 	return cmd
 }
@@ -368,12 +345,8 @@ func (a *app) leaderCommand() *cobra.Command {
 	transfer := &cobra.Command{
 		Use: "transfer GROUP [NODE]", Short: "Move a group's leadership (to NODE, or to the best follower)", Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			target := ""
-			if len(args) == 2 {
-				target = args[1]
-			}
 			return show(a, func(ctx context.Context, c *client.Client) (*metapb.TransferLeaderResponse, error) {
-				return c.TransferLeader(ctx, args[0], target)
+				return c.TransferLeader(ctx, args[0], optArg(args, 1))
 			}, func(resp *metapb.TransferLeaderResponse) {
 				fmt.Fprintf(a.out, "%s leader: %s\n", args[0], resp.LeaderId)
 			})

@@ -12,12 +12,13 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 )
 
-func parseLeaseID(s string) (int64, error) {
-	id, err := strconv.ParseInt(s, 10, 64)
+// intArg parses the argument s, named name, as an integer of bits bits.
+func intArg(name, s string, bits int) (int64, error) {
+	v, err := strconv.ParseInt(s, 10, bits)
 	if err != nil {
-		return 0, fmt.Errorf("lease id %q: not an integer", s)
+		return 0, fmt.Errorf("%s %q: not an integer", name, s)
 	}
-	return id, nil
+	return v, nil
 }
 
 // leaseByID is a lease subcommand whose one argument is a lease ID: it
@@ -26,7 +27,7 @@ func leaseByID[R proto.Message](a *app, use, short string, call func(context.Con
 	return &cobra.Command{
 		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			id, err := parseLeaseID(args[0])
+			id, err := intArg("lease id", args[0], 64)
 			if err != nil {
 				return err
 			}
@@ -41,9 +42,9 @@ func (a *app) leaseCommand() *cobra.Command {
 	grant := &cobra.Command{
 		Use: "grant TTL_SECONDS", Short: "Grant a lease and print its id", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			ttl, err := strconv.ParseInt(args[0], 10, 64)
+			ttl, err := intArg("TTL_SECONDS", args[0], 64)
 			if err != nil {
-				return fmt.Errorf("TTL_SECONDS %q: not an integer", args[0])
+				return err
 			}
 			return show(a, func(ctx context.Context, c *client.Client) (*metapb.LeaseGrantResponse, error) {
 				return c.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: ttl, Id: id})

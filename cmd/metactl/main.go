@@ -217,6 +217,25 @@ func showOr[R proto.Message](a *app, call func(context.Context, *client.Client) 
 	})
 }
 
+// noArgs is a subcommand without arguments that shows what call (a client
+// method) returns.
+func noArgs[R proto.Message](a *app, use, short string, call func(*client.Client, context.Context) (R, error), text func(R)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return show(a, func(ctx context.Context, c *client.Client) (R, error) { return call(c, ctx) }, text)
+		},
+	}
+}
+
+// optArg is the optional argument i: "" when it is not given.
+func optArg(args []string, i int) string {
+	if len(args) > i {
+		return args[i]
+	}
+	return ""
+}
+
 // table prints header and the lines rows writes, tab-separated, as aligned
 // columns.
 func (a *app) table(header string, rows func(w io.Writer)) {
