@@ -13,41 +13,34 @@ import (
 )
 
 func (f *fakeConn) putSessions(ctx context.Context, sessions []session) error {
-	if err := f.enter(ctx); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, s := range sessions {
-		// The workload reuses its buffers after the call returns, as a
-		// real connection is allowed to assume: keep a copy.
-		s.state = slices.Clone(s.state)
-		f.sessions[s.clientID] = s
-		f.sessionPuts[s.clientID]++
-	}
-	return nil
+	return f.locked(ctx, func() {
+		for _, s := range sessions {
+			// The workload reuses its buffers after the call returns, as a
+			// real connection is allowed to assume: keep a copy.
+			s.state = slices.Clone(s.state)
+			f.sessions[s.clientID] = s
+			f.sessionPuts[s.clientID]++
+		}
+	})
 }
 
 func (f *fakeConn) listSessions(ctx context.Context, startAfter string, limit int, _ bool) (sessionPage, error) {
-	if err := f.enter(ctx); err != nil {
-		return sessionPage{}, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []string
-	for id := range f.sessions {
-		if id > startAfter {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
 	var page sessionPage
-	if len(ids) > limit {
-		ids, page.more = ids[:limit], true
-		page.next = ids[limit-1]
-	}
-	page.ids = ids
-	return page, nil
+	err := f.locked(ctx, func() {
+		var ids []string
+		for id := range f.sessions {
+			if id > startAfter {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		if len(ids) > limit {
+			ids, page.more = ids[:limit], true
+			page.next = ids[limit-1]
+		}
+		page.ids = ids
+	})
+	return page, err
 }
 
 func testShape(prefix string, size int) sessionShape {
@@ -57,10 +50,7 @@ func testShape(prefix string, size int) sessionShape {
 func TestRunSessionsWritesEveryClientOnce(t *testing.T) {
 	f := newFakeConn()
 	wl := &sessionsWorkload{shape: testShape("s/", 8), batch: 7}
-	res, err := run(context.Background(), wl, []conn{f, f}, testConfig(5, 103, 7))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f, f}, testConfig(5, 103, 7))
 	if res.Calls != 15 || res.OK != 15 || res.Items != 103 {
 		t.Errorf("got calls %d ok %d items %d, want 15, 15, 103", res.Calls, res.OK, res.Items)
 	}
@@ -90,10 +80,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 	// page may be followed by them.
 	f.sessions["t/other"] = session{clientID: "t/other"}
 	wl := &sessionsListWorkload{shape: testShape("s/", 8), n: 95, batch: 10, load: true}
-	res, err := run(context.Background(), wl, []conn{f}, testConfig(3, 95, 10))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f}, testConfig(3, 95, 10))
 	if len(f.sessions) != 96 {
 		t.Errorf("sessions after loading: got %d, want 96", len(f.sessions))
 	}
@@ -107,10 +94,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 	wl.load = false
 	cfg := testConfig(1, 95, 10)
 	cfg.maxErrorRate = 1
-	res, err = run(context.Background(), wl, []conn{f}, cfg)
-	if err != nil {
-		t.Fatalf("run with a session missing: %v", err)
-	}
+	res = mustRun(t, "run with a session missing", wl, []conn{f}, cfg)
 	if res.Missing != 1 || res.OK != 9 || !strings.Contains(res.FirstError, "s/000042") {
 		t.Errorf("with session 42 gone: got missing %d ok %d first error %q, want 1 missing, 9 ok, naming s/000042",
 			res.Missing, res.OK, res.FirstError)
@@ -118,10 +102,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 
 	// Stale: a lagging replica's short page is a stale miss.
 	wl.stale = true
-	res, err = run(context.Background(), wl, []conn{f}, testConfig(1, 95, 10))
-	if err != nil {
-		t.Fatalf("stale run: %v", err)
-	}
+	res = mustRun(t, "stale run", wl, []conn{f}, testConfig(1, 95, 10))
 	if res.StaleMisses != 1 || res.OK != 10 || res.Missing != 0 {
 		t.Errorf("stale: got stale misses %d ok %d missing %d, want 1, 10, 0", res.StaleMisses, res.OK, res.Missing)
 	}
