@@ -21,36 +21,34 @@ func intArg(name, s string, bits int) (int64, error) {
 	return v, nil
 }
 
-// leaseByID is a lease subcommand whose one argument is a lease ID: it
-// parses the ID, then shows what call returns for it.
-func leaseByID[R proto.Message](a *app, use, short string, call func(context.Context, *client.Client, int64) (R, error), text func(R)) *cobra.Command {
+// intArgCommand is a subcommand whose one argument is an integer (name:
+// what its error calls it): it parses it, then shows what call returns for
+// it.
+func intArgCommand[R proto.Message](a *app, use, short, name string, call func(context.Context, *client.Client, int64) (R, error), text func(R)) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			id, err := intArg("lease id", args[0], 64)
+			v, err := intArg(name, args[0], 64)
 			if err != nil {
 				return err
 			}
-			return show(a, func(ctx context.Context, c *client.Client) (R, error) { return call(ctx, c, id) }, text)
+			return show(a, func(ctx context.Context, c *client.Client) (R, error) { return call(ctx, c, v) }, text)
 		},
 	}
+}
+
+// leaseByID is a lease subcommand whose one argument is a lease ID.
+func leaseByID[R proto.Message](a *app, use, short string, call func(context.Context, *client.Client, int64) (R, error), text func(R)) *cobra.Command {
+	return intArgCommand(a, use, short, "lease id", call, text)
 }
 
 func (a *app) leaseCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "lease", Short: "Leases: time-to-live for keys (put --lease ID)"}
 	var id int64
-	grant := &cobra.Command{
-		Use: "grant TTL_SECONDS", Short: "Grant a lease and print its id", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			ttl, err := intArg("TTL_SECONDS", args[0], 64)
-			if err != nil {
-				return err
-			}
-			return show(a, func(ctx context.Context, c *client.Client) (*metapb.LeaseGrantResponse, error) {
-				return c.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: ttl, Id: id})
-			}, func(resp *metapb.LeaseGrantResponse) { fmt.Fprintln(a.out, resp.Id) })
-		},
-	}
+	grant := intArgCommand(a, "grant TTL_SECONDS", "Grant a lease and print its id", "TTL_SECONDS",
+		func(ctx context.Context, c *client.Client, ttl int64) (*metapb.LeaseGrantResponse, error) {
+			return c.LeaseGrant(ctx, &metapb.LeaseGrantRequest{TtlSeconds: ttl, Id: id})
+		}, func(resp *metapb.LeaseGrantResponse) { fmt.Fprintln(a.out, resp.Id) })
 	grant.Flags().Int64Var(&id, "id", 0, "lease id (default: the server picks one)")
 	keepalive := leaseByID(a, "keepalive ID", "Renew a lease by its TTL",
 		func(ctx context.Context, c *client.Client, id int64) (*metapb.LeaseKeepAliveResponse, error) {
