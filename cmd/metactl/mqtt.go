@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
@@ -30,6 +31,25 @@ func (a *app) printSessions(ss []*metapb.Session) {
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%d\n", s.ClientId, s.BrokerId, s.Connected, exp, unixNano(s.ExpiresAtUnixNano), s.ModRevision, len(s.State))
 		}
 	})
+}
+
+// staleGet is a "get" subcommand of one argument, with --stale: it shows
+// what call returns for the argument at the consistency --stale picks, and
+// in text output fails as not found (what: the thing not found, with a %q
+// for the argument) where missing says so.
+func staleGet[R proto.Message](a *app, use, short string, call func(context.Context, *client.Client, string, metapb.ReadConsistency) (R, error),
+	missing func(R) bool, what string, text func(R)) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return showOr(a, func(ctx context.Context, c *client.Client) (R, error) {
+				return call(ctx, c, args[0], consistency(stale))
+			}, func(resp R) error { return notFound(missing(resp), what, args[0]) }, text)
+		},
+	}
+	staleFlag(cmd.Flags(), &stale)
+	return cmd
 }
 
 func (a *app) sessionCommand() *cobra.Command {
@@ -57,20 +77,13 @@ func (a *app) sessionCommand() *cobra.Command {
 	put.Flags().Uint32Var(&expiry, "expiry", 0, "session expiry interval in seconds (4294967295: never)")
 	put.Flags().StringVar(&state, "state", "", "opaque session state")
 
-	var stale bool
-	get := &cobra.Command{
-		Use: "get CLIENT_ID", Short: "Print a session", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.GetSessionResponse, error) {
-				return c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: args[0], Consistency: consistency(stale)})
-			}, func(resp *metapb.GetSessionResponse) error {
-				return notFound(resp.Session == nil, "session %q", args[0])
-			},
-				func(resp *metapb.GetSessionResponse) { a.printSessions([]*metapb.Session{resp.Session}) })
-		},
-	}
-	staleFlag(get.Flags(), &stale)
+	get := staleGet(a, "get CLIENT_ID", "Print a session",
+		func(ctx context.Context, c *client.Client, id string, cons metapb.ReadConsistency) (*metapb.GetSessionResponse, error) {
+			return c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: id, Consistency: cons})
+		}, func(resp *metapb.GetSessionResponse) bool { return resp.Session == nil }, "session %q",
+		func(resp *metapb.GetSessionResponse) { a.printSessions([]*metapb.Session{resp.Session}) })
 
+	var stale bool
 	var limit uint32
 	var all bool
 	var byBroker string
@@ -127,19 +140,12 @@ func (a *app) retainedCommand() *cobra.Command {
 		},
 	}
 	set.Flags().Uint32Var(&qos, "qos", 0, "QoS 0, 1 or 2")
+	get := staleGet(a, "get TOPIC", "Print a topic's retained payload",
+		func(ctx context.Context, c *client.Client, topic string, cons metapb.ReadConsistency) (*metapb.GetRetainedResponse, error) {
+			return c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: topic, Consistency: cons})
+		}, func(resp *metapb.GetRetainedResponse) bool { return resp.Message == nil }, "retained message of %q",
+		func(resp *metapb.GetRetainedResponse) { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
 	var stale bool
-	get := &cobra.Command{
-		Use: "get TOPIC", Short: "Print a topic's retained payload", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.GetRetainedResponse, error) {
-				return c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: args[0], Consistency: consistency(stale)})
-			}, func(resp *metapb.GetRetainedResponse) error {
-				return notFound(resp.Message == nil, "retained message of %q", args[0])
-			},
-				func(resp *metapb.GetRetainedResponse) { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
-		},
-	}
-	staleFlag(get.Flags(), &stale)
 	var limit uint32
 	var all bool
 	list := &cobra.Command{
@@ -191,17 +197,11 @@ func (a *app) willCommand() *cobra.Command {
 	put.Flags().Uint32Var(&qos, "qos", 0, "QoS 0, 1 or 2")
 	put.Flags().BoolVar(&retain, "retain", false, "publish as retained")
 	put.Flags().Uint32Var(&delay, "delay", 0, "will delay interval in seconds")
-	var stale bool
-	get := &cobra.Command{
-		Use: "get CLIENT_ID", Short: "Print a client's will", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.GetWillResponse, error) {
-				return c.GetWill(ctx, &metapb.GetWillRequest{ClientId: args[0], Consistency: consistency(stale)})
-			}, func(resp *metapb.GetWillResponse) error { return notFound(resp.Will == nil, "will of %q", args[0]) },
-				func(resp *metapb.GetWillResponse) { a.printWills([]*metapb.Will{resp.Will}) })
-		},
-	}
-	staleFlag(get.Flags(), &stale)
+	get := staleGet(a, "get CLIENT_ID", "Print a client's will",
+		func(ctx context.Context, c *client.Client, id string, cons metapb.ReadConsistency) (*metapb.GetWillResponse, error) {
+			return c.GetWill(ctx, &metapb.GetWillRequest{ClientId: id, Consistency: cons})
+		}, func(resp *metapb.GetWillResponse) bool { return resp.Will == nil }, "will of %q",
+		func(resp *metapb.GetWillResponse) { a.printWills([]*metapb.Will{resp.Will}) })
 	del := &cobra.Command{
 		Use: "del CLIENT_ID", Aliases: []string{"delete"}, Short: "Delete a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
