@@ -74,19 +74,17 @@ func (a *app) kvCommands() []*cobra.Command {
 	list := &cobra.Command{
 		Use: "list PREFIX", Short: "List keys with a prefix (one page, or every page with --all)", Args: cobra.RangeArgs(0, 1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListRequest{Prefix: []byte(optArg(args, 0)), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
-				return pages(a, all, func() (*metapb.ListResponse, error) { return c.List(ctx, req) },
-					func(resp *metapb.ListResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListResponse) {
-						for _, kv := range resp.Kvs {
-							if keysOnly {
-								fmt.Fprintln(a.out, string(kv.Key))
-							} else {
-								fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
-							}
-						}
-					})
+			req := &metapb.ListRequest{Prefix: []byte(optArg(args, 0)), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListResponse, error) {
+				return c.List(ctx, req)
+			}, func(resp *metapb.ListResponse) {
+				for _, kv := range resp.Kvs {
+					if keysOnly {
+						fmt.Fprintln(a.out, string(kv.Key))
+					} else {
+						fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+					}
+				}
 			})
 		},
 	}

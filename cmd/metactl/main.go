@@ -137,28 +137,33 @@ func (a *app) emit(msg proto.Message, text func()) error {
 	return nil
 }
 
-// page is a list response that may have more pages.
-type page interface {
+// page is a list response that may have more pages, the next one starting
+// after its NextStartAfter (of type C).
+type page[C any] interface {
 	proto.Message
 	GetMore() bool
+	GetNextStartAfter() C
 }
 
-// pages prints the page call returns, and with all every following one:
-// next moves the request past a page (to its NextStartAfter).
-func pages[R page](a *app, all bool, call func() (R, error), next func(R), text func(R)) error {
-	for {
-		resp, err := call()
-		if err != nil {
-			return err
+// pages prints, with the client and a context bounded by --timeout, the
+// page call returns, and with all every following one: startAfter points
+// at the request's StartAfter, which each page moves past itself.
+func pages[R page[C], C any](a *app, all bool, startAfter *C, call func(context.Context, *client.Client) (R, error), text func(R)) error {
+	return a.with(func(ctx context.Context, c *client.Client) error {
+		for {
+			resp, err := call(ctx, c)
+			if err != nil {
+				return err
+			}
+			if err := a.emit(resp, func() { text(resp) }); err != nil {
+				return err
+			}
+			if !all || !resp.GetMore() {
+				return nil
+			}
+			*startAfter = resp.GetNextStartAfter()
 		}
-		if err := a.emit(resp, func() { text(resp) }); err != nil {
-			return err
-		}
-		if !all || !resp.GetMore() {
-			return nil
-		}
-		next(resp)
-	}
+	})
 }
 
 func (a *app) emitJSON(v any, text func()) error {

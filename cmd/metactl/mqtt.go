@@ -90,12 +90,10 @@ func (a *app) sessionCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List sessions in client id order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListSessionsResponse, error) { return c.ListSessions(ctx, req) },
-					func(resp *metapb.ListSessionsResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListSessionsResponse) { a.printSessions(resp.Sessions) })
-			})
+			req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListSessionsResponse, error) {
+				return c.ListSessions(ctx, req)
+			}, func(resp *metapb.ListSessionsResponse) { a.printSessions(resp.Sessions) })
 		},
 	}
 	pageFlags(list.Flags(), &limit, &all, "sessions")
@@ -151,15 +149,13 @@ func (a *app) retainedCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list FILTER", Short: "List retained messages matching an MQTT topic filter (+, #)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListRetainedResponse, error) { return c.ListRetained(ctx, req) },
-					func(resp *metapb.ListRetainedResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListRetainedResponse) {
-						for _, m := range resp.Messages {
-							fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
-						}
-					})
+			req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListRetainedResponse, error) {
+				return c.ListRetained(ctx, req)
+			}, func(resp *metapb.ListRetainedResponse) {
+				for _, m := range resp.Messages {
+					fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
+				}
 			})
 		},
 	}
@@ -216,12 +212,10 @@ func (a *app) willCommand() *cobra.Command {
 	due := &cobra.Command{
 		Use: "due", Short: "List the wills due now, over every data group", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListDueWillsRequest{Limit: limit}
-				return pages(a, all, func() (*metapb.ListDueWillsResponse, error) { return c.ListDueWills(ctx, req) },
-					func(resp *metapb.ListDueWillsResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListDueWillsResponse) { a.printWills(resp.Wills) })
-			})
+			req := &metapb.ListDueWillsRequest{Limit: limit}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListDueWillsResponse, error) {
+				return c.ListDueWills(ctx, req)
+			}, func(resp *metapb.ListDueWillsResponse) { a.printWills(resp.Wills) })
 		},
 	}
 	pageFlags(due.Flags(), &limit, &all, "wills")

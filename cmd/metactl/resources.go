@@ -307,12 +307,10 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List " + k.word + "s in name order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListResourcesResponse, error) { return c.ListResources(ctx, req) },
-					func(resp *metapb.ListResourcesResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListResourcesResponse) { a.printResources(resp.Resources) })
-			})
+			req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListResourcesResponse, error) {
+				return c.ListResources(ctx, req)
+			}, func(resp *metapb.ListResourcesResponse) { a.printResources(resp.Resources) })
 		},
 	}
 	list.Flags().StringVar(&prefix, "prefix", "", "only names with this prefix")
