@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -135,12 +136,28 @@ func TestCompareCommand(t *testing.T) {
 	}
 }
 
-func TestAgainstMetaCluster(t *testing.T) {
+// startCluster starts an in-process 3-node cluster for a test that runs
+// metabench against it (skipped with -short), and returns it and its
+// endpoints as --endpoints takes them.
+func startCluster(t *testing.T, opts metanodetest.Options) (*metanodetest.Cluster, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
-	c := metanodetest.Start(t, metanodetest.Options{})
-	eps := strings.Join(c.Endpoints(), ",")
+	c := metanodetest.Start(t, opts)
+	return c, strings.Join(c.Endpoints(), ",")
+}
+
+// readBack returns a client of c and a context of 30 s for the checks that
+// read back what metabench wrote.
+func readBack(t *testing.T, c *metanodetest.Cluster) (*client.Client, context.Context) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c.Client(""), ctx
+}
+
+func TestAgainstMetaCluster(t *testing.T) {
+	c, eps := startCluster(t, metanodetest.Options{})
 
 	res, err := executeJSON(t, "put", "--endpoints", eps, "--clients", "8", "--total", "200", "--key-prefix", "e2e/")
 	if err != nil {
@@ -150,9 +167,7 @@ func TestAgainstMetaCluster(t *testing.T) {
 		t.Errorf("put result: got ok %d items %d unit %s target %s conns %d, want 200 200 puts meta 1",
 			res.OK, res.Items, res.Unit, res.Target, res.Conns)
 	}
-	cl := c.Client("")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := readBack(t, c)
 	ks := keySpace{prefix: "e2e/", size: 32}
 	for _, i := range []int64{0, 99, 199} {
 		resp, err := cl.Get(ctx, &metapb.GetRequest{Key: ks.key(nil, i)})

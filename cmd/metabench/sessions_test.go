@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
@@ -182,11 +181,7 @@ func TestSessionsFlagErrors(t *testing.T) {
 // in-process cluster with three data groups, so that every batch is
 // split by group and every page is merged from the groups.
 func TestSessionsAgainstMetaCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 3})
-	eps := strings.Join(c.Endpoints(), ",")
+	c, eps := startCluster(t, metanodetest.Options{DataGroups: 3})
 
 	res, err := executeJSON(t, "sessions", "--endpoints", eps, "--clients", "4", "--total", "1050",
 		"--batch", "100", "--value-size", "64", "--key-prefix", "e2e-", "--broker", "b7")
@@ -197,9 +192,7 @@ func TestSessionsAgainstMetaCluster(t *testing.T) {
 		t.Errorf("sessions result: got calls %d ok %d items %d unit %s command %s, want 11 11 1050 sessions sessions",
 			res.Calls, res.OK, res.Items, res.Unit, res.Command)
 	}
-	cl := c.Client("")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := readBack(t, c)
 	ks := keySpace{prefix: "e2e-", size: 32}
 	for _, i := range []int64{0, 99, 100, 1049} {
 		resp, err := cl.GetSession(ctx, &metapb.GetSessionRequest{ClientId: string(ks.key(nil, i))})
