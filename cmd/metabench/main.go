@@ -239,7 +239,7 @@ func newGetWorkload(o options) (workload, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &getWorkload{keys: ks, n: o.keys, stale: o.consistency == "stale", load: o.load}, nil
+	return &getWorkload{keys: ks, reads: reads{n: o.keys, stale: o.consistency == "stale", load: o.load}}, nil
 }
 
 func newOffsetsWorkload(o options) (workload, error) {
@@ -305,7 +305,7 @@ func newSessionsListWorkload(o options) (workload, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &sessionsListWorkload{shape: shape, n: o.total, batch: o.batch, stale: o.consistency == "stale", load: o.load}, nil
+	return &sessionsListWorkload{shape: shape, batch: o.batch, reads: reads{n: o.total, stale: o.consistency == "stale", load: o.load}}, nil
 }
 
 // loadCommand builds a load command: the command's own flags (extra,

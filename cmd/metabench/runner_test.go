@@ -162,7 +162,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 		},
 		{
 			name: "reads never unknown",
-			wl:   &getWorkload{keys: keySpace{prefix: "k", size: 8}, n: 10, load: false},
+			wl:   &getWorkload{keys: keySpace{prefix: "k", size: 8}, reads: reads{n: 10, load: false}},
 			fail: func(n int) error {
 				if n%10 == 0 {
 					return errFakeUnknown
@@ -219,7 +219,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 
 func TestRunGetLoadsThenCountsMissing(t *testing.T) {
 	f := newFakeConn()
-	wl := &getWorkload{keys: keySpace{prefix: "g", size: 6}, n: 50, load: true}
+	wl := &getWorkload{keys: keySpace{prefix: "g", size: 6}, reads: reads{n: 50, load: true}}
 	res := mustRun(t, "run", wl, []conn{f}, testConfig(4, 300, 1))
 	if len(f.puts) != 50 {
 		t.Errorf("keys loaded: got %d, want 50", len(f.puts))
@@ -269,7 +269,7 @@ func TestRunUnsupported(t *testing.T) {
 	c := putOnly{newFakeConn()}
 	for _, wl := range []workload{
 		&offsetsWorkload{groups: 1, partitions: 1, topic: "t"},
-		&getWorkload{keys: keySpace{prefix: "k", size: 4}, n: 1},
+		&getWorkload{keys: keySpace{prefix: "k", size: 4}, reads: reads{n: 1}},
 	} {
 		_, err := run(context.Background(), wl, []conn{c}, testConfig(1, 1, 1))
 		if !errors.Is(err, errUnsupported) {

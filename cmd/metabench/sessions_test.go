@@ -78,7 +78,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 	// Another prefix's sessions sort after the listed ones: the last
 	// page may be followed by them.
 	f.sessions["t/other"] = session{clientID: "t/other"}
-	wl := &sessionsListWorkload{shape: testShape("s/", 8), n: 95, batch: 10, load: true}
+	wl := &sessionsListWorkload{shape: testShape("s/", 8), batch: 10, reads: reads{n: 95, load: true}}
 	res := mustRun(t, "run", wl, []conn{f}, testConfig(3, 95, 10))
 	if len(f.sessions) != 96 {
 		t.Errorf("sessions after loading: got %d, want 96", len(f.sessions))
@@ -108,7 +108,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 }
 
 func TestSessionsListCheckPage(t *testing.T) {
-	l := &sessionsListWorkload{shape: testShape("p", 4), n: 10, batch: 3}
+	l := &sessionsListWorkload{shape: testShape("p", 4), batch: 3, reads: reads{n: 10}}
 	w := newWorker(0, 1, 0)
 	ids := func(is ...int) []string {
 		var out []string

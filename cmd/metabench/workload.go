@@ -149,43 +149,72 @@ func (p *putWorkload) call(ctx context.Context, c conn, w *worker, seq int64, _ 
 	return c.(putter).put(ctx, w.key, w.value)
 }
 
-// getWorkload reads keys chosen uniformly from a key space of n keys that
-// prepare loads (unless load is false).
-type getWorkload struct {
-	keys  keySpace
+// reads is what the read workloads (get, sessions-list) share: they read
+// n items that prepare loads first unless load is false, at stale
+// consistency if stale.
+type reads struct {
 	n     int64
 	stale bool
 	load  bool
 }
 
-func (g *getWorkload) unit() string { return "gets" }
-func (g *getWorkload) writes() bool { return false }
-func (g *getWorkload) check(c conn) error {
-	if err := supports[getter](c, "get"); err != nil {
+func (reads) writes() bool { return false }
+
+// loadAll is the prepare of a read workload: unless load is false, it
+// makes calls calls of fn with the run's workers, counting the items each
+// wrote (what: their name) towards n, and fails on the first error:
+// reading what was never loaded would measure nothing.
+func (r reads) loadAll(ctx context.Context, conns []conn, env prepareEnv, what string, calls int64,
+	fn func(ctx context.Context, c conn, w *worker, i int64) (int64, error)) error {
+	if !r.load {
+		return nil
+	}
+	add, end := env.phase("load", what, r.n)
+	defer end()
+	return forEach(ctx, env, conns, calls, func(ctx context.Context, c conn, w *worker, i int64) error {
+		n, err := fn(ctx, c, w, i)
+		if err != nil {
+			return err
+		}
+		add(n)
+		return nil
+	})
+}
+
+// supportsReads reports errUnsupported when c lacks R, what the reads
+// need (read names them), or, with load, W, what loading them needs.
+func supportsReads[R, W any](c conn, read string, load bool, write string) error {
+	if err := supports[R](c, read); err != nil {
 		return err
 	}
-	if g.load {
-		return supports[putter](c, "put (to load keys)")
+	if load {
+		return supports[W](c, write)
 	}
 	return nil
+}
+
+// getWorkload reads keys chosen uniformly from a key space of n keys that
+// prepare loads (unless load is false).
+type getWorkload struct {
+	keys keySpace
+	reads
+}
+
+func (g *getWorkload) unit() string { return "gets" }
+func (g *getWorkload) check(c conn) error {
+	return supportsReads[getter, putter](c, "get", g.load, "put (to load keys)")
 }
 
 // prepare writes every key of the space once, with the run's workers, and
 // fails on the first error: reading keys that were never loaded would
 // measure nothing.
 func (g *getWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv) error {
-	if !g.load {
-		return nil
-	}
-	add, end := env.phase("load", "keys", g.n)
-	defer end()
-	return forEach(ctx, env, conns, g.n, func(ctx context.Context, c conn, w *worker, i int64) error {
+	return g.loadAll(ctx, conns, env, "keys", g.n, func(ctx context.Context, c conn, w *worker, i int64) (int64, error) {
 		w.key = g.keys.key(w.key, i)
 		if err := c.(putter).put(ctx, w.key, w.value); err != nil {
-			return fmt.Errorf("load key %q: %w", w.key, err)
+			return 0, fmt.Errorf("load key %q: %w", w.key, err)
 		}
-		add(1)
-		return nil
+		return 1, nil
 	})
 }
 
