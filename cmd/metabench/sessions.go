@@ -110,9 +110,9 @@ func (s *sessionsWorkload) call(ctx context.Context, c conn, w *worker, seq int6
 // with --clients 1 the pages come one after the other, as a broker
 // re-listing its sessions would see them.
 type sessionsListWorkload struct {
+	reads
 	shape sessionShape
 	batch int
-	reads
 }
 
 func (l *sessionsListWorkload) unit() string { return "sessions" }

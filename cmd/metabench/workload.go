@@ -196,8 +196,8 @@ func supportsReads[R, W any](c conn, read string, load bool, write string) error
 // getWorkload reads keys chosen uniformly from a key space of n keys that
 // prepare loads (unless load is false).
 type getWorkload struct {
-	keys keySpace
 	reads
+	keys keySpace
 }
 
 func (g *getWorkload) unit() string { return "gets" }
