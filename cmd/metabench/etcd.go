@@ -24,14 +24,7 @@ type etcdConn struct {
 	c *clientv3.Client
 }
 
-var (
-	_ putter          = (*etcdConn)(nil)
-	_ getter          = (*etcdConn)(nil)
-	_ offsetCommitter = (*etcdConn)(nil)
-	_ sessionPutter   = (*etcdConn)(nil)
-	_ sessionLister   = (*etcdConn)(nil)
-	_ pinger          = (*etcdConn)(nil)
-)
+var _ targetConn = (*etcdConn)(nil)
 
 // etcdSessionPrefix prefixes the key of a session on etcd; the value is
 // the session encoded as meta's metapb.Session, so both targets store

@@ -92,6 +92,14 @@ func defaultOptions() options {
 	}
 }
 
+// wantFlag adds the problem of flag to errs when bad: "FLAG: V, want
+// WANT", v being the flag's value and want what it should be.
+func wantFlag(errs *[]error, bad bool, flag string, v any, want string) {
+	if bad {
+		*errs = append(*errs, fmt.Errorf("%s: %v, want %s", flag, v, want))
+	}
+}
+
 // Validate reports every problem of the shared flags at once; commands
 // add their own checks.
 func (o options) Validate() error {
@@ -102,36 +110,18 @@ func (o options) Validate() error {
 	if o.endpoints != "" && len(splitEndpoints(o.endpoints)) == 0 {
 		errs = append(errs, errors.New("--endpoints: no endpoint given"))
 	}
-	if o.clients < 1 {
-		errs = append(errs, fmt.Errorf("--clients: %d, want at least 1", o.clients))
-	}
-	if o.conns < 0 {
-		errs = append(errs, fmt.Errorf("--conns: %d, want 0 (one per 16 clients) or more", o.conns))
-	}
-	if o.total < 1 {
-		errs = append(errs, fmt.Errorf("--total: %d, want at least 1", o.total))
-	}
-	if o.keySize < 1 {
-		errs = append(errs, fmt.Errorf("--key-size: %d, want at least 1", o.keySize))
-	}
-	if o.valueSize < 0 {
-		errs = append(errs, fmt.Errorf("--value-size: %d, want 0 or more", o.valueSize))
-	}
-	if o.batch < 1 {
-		errs = append(errs, fmt.Errorf("--batch: %d, want at least 1", o.batch))
-	}
-	if o.timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--timeout: %v, want more than 0", o.timeout))
-	}
+	wantFlag(&errs, o.clients < 1, "--clients", o.clients, "at least 1")
+	wantFlag(&errs, o.conns < 0, "--conns", o.conns, "0 (one per 16 clients) or more")
+	wantFlag(&errs, o.total < 1, "--total", o.total, "at least 1")
+	wantFlag(&errs, o.keySize < 1, "--key-size", o.keySize, "at least 1")
+	wantFlag(&errs, o.valueSize < 0, "--value-size", o.valueSize, "0 or more")
+	wantFlag(&errs, o.batch < 1, "--batch", o.batch, "at least 1")
+	wantFlag(&errs, o.timeout <= 0, "--timeout", o.timeout, "more than 0")
 	if o.output != "text" && o.output != "json" {
 		errs = append(errs, fmt.Errorf("--output: %q is not text or json", o.output))
 	}
-	if o.duration < 0 {
-		errs = append(errs, fmt.Errorf("--duration: %v, want 0 (until --total) or more", o.duration))
-	}
-	if o.maxErrorRate < 0 || o.maxErrorRate > 1 {
-		errs = append(errs, fmt.Errorf("--max-error-rate: %g, want 0 to 1", o.maxErrorRate))
-	}
+	wantFlag(&errs, o.duration < 0, "--duration", o.duration, "0 (until --total) or more")
+	wantFlag(&errs, o.maxErrorRate < 0 || o.maxErrorRate > 1, "--max-error-rate", o.maxErrorRate, "0 to 1")
 	return errors.Join(errs...)
 }
 
@@ -241,9 +231,7 @@ func newGetWorkload(o options) (workload, error) {
 	if o.consistency != "linearizable" && o.consistency != "stale" {
 		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
 	}
-	if o.keys < 1 {
-		errs = append(errs, fmt.Errorf("--keys: %d, want at least 1", o.keys))
-	}
+	wantFlag(&errs, o.keys < 1, "--keys", o.keys, "at least 1")
 	ks := keySpace{prefix: o.keyPrefix, size: o.keySize}
 	if err := ks.validate(o.keys); err != nil {
 		errs = append(errs, err)
@@ -251,17 +239,13 @@ func newGetWorkload(o options) (workload, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &getWorkload{keys: ks, n: o.keys, stale: o.consistency == "stale", load: o.load}, nil
+	return &getWorkload{keys: ks, reads: reads{n: o.keys, stale: o.consistency == "stale", load: o.load}}, nil
 }
 
 func newOffsetsWorkload(o options) (workload, error) {
 	var errs []error
-	if o.groups < 1 {
-		errs = append(errs, fmt.Errorf("--groups: %d, want at least 1", o.groups))
-	}
-	if o.partitions < 1 {
-		errs = append(errs, fmt.Errorf("--partitions: %d, want at least 1", o.partitions))
-	}
+	wantFlag(&errs, o.groups < 1, "--groups", o.groups, "at least 1")
+	wantFlag(&errs, o.partitions < 1, "--partitions", o.partitions, "at least 1")
 	if o.batch > o.partitions {
 		errs = append(errs, fmt.Errorf("--batch: %d is more than --partitions %d; a call commits each partition at most once", o.batch, o.partitions))
 	}
@@ -321,7 +305,7 @@ func newSessionsListWorkload(o options) (workload, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &sessionsListWorkload{shape: shape, n: o.total, batch: o.batch, stale: o.consistency == "stale", load: o.load}, nil
+	return &sessionsListWorkload{shape: shape, batch: o.batch, reads: reads{n: o.total, stale: o.consistency == "stale", load: o.load}}, nil
 }
 
 // loadCommand builds a load command: the command's own flags (extra,

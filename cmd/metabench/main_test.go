@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -47,22 +48,17 @@ func executeJSON(t *testing.T, args ...string) (*Result, error) {
 	return &r, err
 }
 
-func TestFlagErrors(t *testing.T) {
-	// Every case fails before any connection is made, so the endpoints
-	// need not exist.
-	tests := []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"put", "--batch", "2"}, []string{"--batch: 2", "no batch put"}},
-		{[]string{"get", "--batch", "5"}, []string{"no batch get"}},
-		{[]string{"get", "--consistency", "serializable"}, []string{"--consistency"}},
-		{[]string{"put", "--key-size", "12", "--total", "1000"}, []string{"--key-size 12 is too small"}},
-		{[]string{"offsets", "--batch", "20", "--partitions", "10"}, []string{"--batch: 20 is more than --partitions 10"}},
-		{[]string{"put", "--clients", "0", "--output", "xml", "--target", "zk"}, []string{"--clients", "--output", "--target"}},
-		{[]string{"put", "--max-error-rate", "2"}, []string{"--max-error-rate"}},
-		{[]string{"put", "extra"}, []string{"unknown command"}},
-	}
+// flagErrorCase is a command line that fails before any connection is
+// made, and what its error must say.
+type flagErrorCase struct {
+	args []string
+	want []string
+}
+
+// testFlagErrors runs each case and checks that it fails with an error
+// containing every want.
+func testFlagErrors(t *testing.T, tests []flagErrorCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			_, _, err := execute(t, tt.args...)
@@ -76,6 +72,21 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	// Every case fails before any connection is made, so the endpoints
+	// need not exist.
+	testFlagErrors(t, []flagErrorCase{
+		{[]string{"put", "--batch", "2"}, []string{"--batch: 2", "no batch put"}},
+		{[]string{"get", "--batch", "5"}, []string{"no batch get"}},
+		{[]string{"get", "--consistency", "serializable"}, []string{"--consistency"}},
+		{[]string{"put", "--key-size", "12", "--total", "1000"}, []string{"--key-size 12 is too small"}},
+		{[]string{"offsets", "--batch", "20", "--partitions", "10"}, []string{"--batch: 20 is more than --partitions 10"}},
+		{[]string{"put", "--clients", "0", "--output", "xml", "--target", "zk"}, []string{"--clients", "--output", "--target"}},
+		{[]string{"put", "--max-error-rate", "2"}, []string{"--max-error-rate"}},
+		{[]string{"put", "extra"}, []string{"unknown command"}},
+	})
 }
 
 func TestUnreachableClusterFailsFast(t *testing.T) {
@@ -125,12 +136,28 @@ func TestCompareCommand(t *testing.T) {
 	}
 }
 
-func TestAgainstMetaCluster(t *testing.T) {
+// startCluster starts an in-process 3-node cluster for a test that runs
+// metabench against it (skipped with -short), and returns it and its
+// endpoints as --endpoints takes them.
+func startCluster(t *testing.T, opts metanodetest.Options) (*metanodetest.Cluster, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
-	c := metanodetest.Start(t, metanodetest.Options{})
-	eps := strings.Join(c.Endpoints(), ",")
+	c := metanodetest.Start(t, opts)
+	return c, strings.Join(c.Endpoints(), ",")
+}
+
+// readBack returns a client of c and a context of 30 s for the checks that
+// read back what metabench wrote.
+func readBack(t *testing.T, c *metanodetest.Cluster) (*client.Client, context.Context) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c.Client(""), ctx
+}
+
+func TestAgainstMetaCluster(t *testing.T) {
+	c, eps := startCluster(t, metanodetest.Options{})
 
 	res, err := executeJSON(t, "put", "--endpoints", eps, "--clients", "8", "--total", "200", "--key-prefix", "e2e/")
 	if err != nil {
@@ -140,9 +167,7 @@ func TestAgainstMetaCluster(t *testing.T) {
 		t.Errorf("put result: got ok %d items %d unit %s target %s conns %d, want 200 200 puts meta 1",
 			res.OK, res.Items, res.Unit, res.Target, res.Conns)
 	}
-	cl := c.Client("")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := readBack(t, c)
 	ks := keySpace{prefix: "e2e/", size: 32}
 	for _, i := range []int64{0, 99, 199} {
 		resp, err := cl.Get(ctx, &metapb.GetRequest{Key: ks.key(nil, i)})

@@ -15,14 +15,7 @@ type metaConn struct {
 	c *client.Client
 }
 
-var (
-	_ putter          = (*metaConn)(nil)
-	_ getter          = (*metaConn)(nil)
-	_ offsetCommitter = (*metaConn)(nil)
-	_ sessionPutter   = (*metaConn)(nil)
-	_ sessionLister   = (*metaConn)(nil)
-	_ pinger          = (*metaConn)(nil)
-)
+var _ targetConn = (*metaConn)(nil)
 
 func openMeta(cfg dialConfig) (conn, error) {
 	c, err := client.New(client.Config{

@@ -69,6 +69,21 @@ func TestResultJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// comparisonLines writes the comparison of results and returns its lines,
+// failing unless they are a header and rows rows.
+func comparisonLines(t *testing.T, results []*Result, median bool, rows int) []string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := writeComparison(&buf, results, median); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if len(lines) != 1+rows {
+		t.Fatalf("got %d lines, want header and %d rows:\n%s", len(lines), rows, buf.String())
+	}
+	return lines
+}
+
 func TestWriteComparison(t *testing.T) {
 	results := []*Result{
 		sampleResult("meta", 256, 50000, 40),
@@ -79,14 +94,7 @@ func TestWriteComparison(t *testing.T) {
 	get := sampleResult("etcd", 256, 5400, 90)
 	get.Command, get.Consistency = "get", "linearizable"
 	results = append(results, get)
-	var buf bytes.Buffer
-	if err := writeComparison(&buf, results, false); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("got %d lines, want header and 3 rows:\n%s", len(lines), buf.String())
-	}
+	lines := comparisonLines(t, results, false, 3)
 	tests := []struct {
 		line int
 		want []string
@@ -128,14 +136,7 @@ func TestWriteComparisonMedian(t *testing.T) {
 		sampleResult("six", 256, 2000, 30),
 		sampleResult("three", 256, 1100, 55),
 	}
-	var buf bytes.Buffer
-	if err := writeComparison(&buf, results, true); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("got %d lines, want header and 1 row:\n%s", len(lines), buf.String())
-	}
+	lines := comparisonLines(t, results, true, 1)
 	// six: median 2000 (1000-3000), p99 median 40; three: median 1100
 	// (1000-1500), p99 median 55.
 	for _, w := range []string{"min-max", "runs", "six/three"} {

@@ -65,37 +65,37 @@ func (f *fakeConn) enter(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeConn) put(ctx context.Context, key, value []byte) error {
+// locked enters a call (see enter) and, unless that fails it, runs fn
+// holding f.mu: the body of every fake call.
+func (f *fakeConn) locked(ctx context.Context, fn func()) error {
 	if err := f.enter(ctx); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.store[string(key)] = string(value)
-	f.puts[string(key)]++
+	fn()
 	return nil
+}
+
+func (f *fakeConn) put(ctx context.Context, key, value []byte) error {
+	return f.locked(ctx, func() {
+		f.store[string(key)] = string(value)
+		f.puts[string(key)]++
+	})
 }
 
 func (f *fakeConn) get(ctx context.Context, key []byte, _ bool) (bool, error) {
-	if err := f.enter(ctx); err != nil {
-		return false, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.store[string(key)]
-	return ok, nil
+	var ok bool
+	err := f.locked(ctx, func() { _, ok = f.store[string(key)] })
+	return ok, err
 }
 
 func (f *fakeConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
-	if err := f.enter(ctx); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, o := range offsets {
-		f.offsets[o.group+"/"+o.topic+"/"+string(rune('0'+o.partition))]++
-	}
-	return nil
+	return f.locked(ctx, func() {
+		for _, o := range offsets {
+			f.offsets[o.group+"/"+o.topic+"/"+string(rune('0'+o.partition))]++
+		}
+	})
 }
 
 // putOnly implements a connection without reads or offsets.
@@ -113,10 +113,7 @@ func testConfig(clients int, total int64, batch int) runConfig {
 func TestRunPutWritesEveryKeyOnce(t *testing.T) {
 	f := newFakeConn()
 	wl := &putWorkload{keys: keySpace{prefix: "k/", size: 8}}
-	res, err := run(context.Background(), wl, []conn{f, f}, testConfig(7, 500, 1))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f, f}, testConfig(7, 500, 1))
 	if res.OK != 500 || res.Items != 500 || res.Done != 500 || res.Calls != 500 {
 		t.Errorf("got ok %d items %d done %d calls %d, want 500 each", res.OK, res.Items, res.Done, res.Calls)
 	}
@@ -165,7 +162,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 		},
 		{
 			name: "reads never unknown",
-			wl:   &getWorkload{keys: keySpace{prefix: "k", size: 8}, n: 10, load: false},
+			wl:   &getWorkload{keys: keySpace{prefix: "k", size: 8}, reads: reads{n: 10, load: false}},
 			fail: func(n int) error {
 				if n%10 == 0 {
 					return errFakeUnknown
@@ -222,11 +219,8 @@ func TestRunClassifiesFailures(t *testing.T) {
 
 func TestRunGetLoadsThenCountsMissing(t *testing.T) {
 	f := newFakeConn()
-	wl := &getWorkload{keys: keySpace{prefix: "g", size: 6}, n: 50, load: true}
-	res, err := run(context.Background(), wl, []conn{f}, testConfig(4, 300, 1))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	wl := &getWorkload{keys: keySpace{prefix: "g", size: 6}, reads: reads{n: 50, load: true}}
+	res := mustRun(t, "run", wl, []conn{f}, testConfig(4, 300, 1))
 	if len(f.puts) != 50 {
 		t.Errorf("keys loaded: got %d, want 50", len(f.puts))
 	}
@@ -239,20 +233,14 @@ func TestRunGetLoadsThenCountsMissing(t *testing.T) {
 	wl.load = false
 	cfg := testConfig(2, 100, 1)
 	cfg.maxErrorRate = 1
-	res, err = run(context.Background(), wl, []conn{empty}, cfg)
-	if err != nil {
-		t.Fatalf("run without load: %v", err)
-	}
+	res = mustRun(t, "run without load", wl, []conn{empty}, cfg)
 	if res.Missing != 100 || res.OK != 0 {
 		t.Errorf("without load: got missing %d ok %d, want 100 and 0", res.Missing, res.OK)
 	}
 
 	// A stale read that finds nothing is a lagging replica, not a failure.
 	wl.stale = true
-	res, err = run(context.Background(), wl, []conn{empty}, testConfig(2, 100, 1))
-	if err != nil {
-		t.Fatalf("stale run without load: %v", err)
-	}
+	res = mustRun(t, "stale run without load", wl, []conn{empty}, testConfig(2, 100, 1))
 	if res.StaleMisses != 100 || res.OK != 100 || res.Missing != 0 {
 		t.Errorf("stale without load: got stale misses %d ok %d missing %d, want 100, 100, 0", res.StaleMisses, res.OK, res.Missing)
 	}
@@ -261,10 +249,7 @@ func TestRunGetLoadsThenCountsMissing(t *testing.T) {
 func TestRunOffsetsBatches(t *testing.T) {
 	f := newFakeConn()
 	wl := &offsetsWorkload{groups: 2, partitions: 5, topic: "t", prefix: "g"}
-	res, err := run(context.Background(), wl, []conn{f}, testConfig(3, 103, 5))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f}, testConfig(3, 103, 5))
 	if res.Calls != 21 || res.OK != 21 || res.Items != 103 {
 		t.Errorf("got calls %d ok %d items %d, want 21, 21, 103", res.Calls, res.OK, res.Items)
 	}
@@ -284,7 +269,7 @@ func TestRunUnsupported(t *testing.T) {
 	c := putOnly{newFakeConn()}
 	for _, wl := range []workload{
 		&offsetsWorkload{groups: 1, partitions: 1, topic: "t"},
-		&getWorkload{keys: keySpace{prefix: "k", size: 4}, n: 1},
+		&getWorkload{keys: keySpace{prefix: "k", size: 4}, reads: reads{n: 1}},
 	} {
 		_, err := run(context.Background(), wl, []conn{c}, testConfig(1, 1, 1))
 		if !errors.Is(err, errUnsupported) {
@@ -327,10 +312,7 @@ func TestRunTimeoutIsUnknownForWrites(t *testing.T) {
 	cfg := testConfig(2, 4, 1)
 	cfg.timeout = time.Millisecond
 	cfg.maxErrorRate = 1
-	res, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{timeoutUnknown{f}}, cfg)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{timeoutUnknown{f}}, cfg)
 	if res.ErrorsUnknown != 4 {
 		t.Errorf("unknown: got %d, want 4", res.ErrorsUnknown)
 	}
@@ -369,6 +351,16 @@ func TestProgressLines(t *testing.T) {
 	}
 }
 
+// mustRun runs wl and fails the test (saying what ran) if run fails.
+func mustRun(t *testing.T, what string, wl workload, conns []conn, cfg runConfig) *Result {
+	t.Helper()
+	res, err := run(context.Background(), wl, conns, cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return res
+}
+
 // syncBuffer is a strings.Builder safe for one writer and one reader.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -391,10 +383,7 @@ func TestRunWritesCPUProfile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cpu.pprof")
 	cfg := testConfig(2, 50, 1)
 	cfg.cpuProfile = path
-	res, err := run(context.Background(), &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{newFakeConn()}, cfg)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", &putWorkload{keys: keySpace{prefix: "k", size: 8}}, []conn{newFakeConn()}, cfg)
 	if res.ClientCPUSeconds < 0 {
 		t.Errorf("client CPU: got %v, want >= 0", res.ClientCPUSeconds)
 	}
@@ -417,10 +406,7 @@ func TestRunDurationEndsBeforeTotal(t *testing.T) {
 	wl := &putWorkload{keys: keySpace{prefix: "k/", size: 16}}
 	cfg := testConfig(4, 1_000_000_000, 1)
 	cfg.duration = 20 * time.Millisecond
-	res, err := run(context.Background(), wl, []conn{f}, cfg)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f}, cfg)
 	if res.Aborted || res.Done >= res.Calls || res.OK != res.Done {
 		t.Errorf("got aborted %v, done %d of %d, ok %d; want a complete run that stopped at its duration",
 			res.Aborted, res.Done, res.Calls, res.OK)
@@ -439,10 +425,7 @@ func TestRunSeriesAddsUpToTheResult(t *testing.T) {
 	var buf strings.Builder
 	cfg := testConfig(4, 3000, 1)
 	cfg.interval, cfg.series, cfg.maxErrorRate = time.Millisecond, &buf, 0.5
-	res, err := run(context.Background(), wl, []conn{f}, cfg)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f}, cfg)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if lines[0] != seriesHeader || len(lines) < 2 {
 		t.Fatalf("series: got %q, want the header and samples", lines)

@@ -87,16 +87,13 @@ func (s sessionShape) maxBatch(want, stateSize int) int {
 // s*batch .. s*batch+n-1 of its key space, so every client id is written
 // exactly once in a run.
 type sessionsWorkload struct {
+	writeOnly
 	shape sessionShape
 	batch int
 }
 
 func (s *sessionsWorkload) unit() string       { return "sessions" }
-func (s *sessionsWorkload) writes() bool       { return true }
 func (s *sessionsWorkload) check(c conn) error { return supports[sessionPutter](c, "sessions") }
-func (s *sessionsWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 func (s *sessionsWorkload) call(ctx context.Context, c conn, w *worker, seq int64, n int) error {
 	return c.(sessionPutter).putSessions(ctx, s.shape.fill(w, seq*int64(s.batch), n))
@@ -113,44 +110,28 @@ func (s *sessionsWorkload) call(ctx context.Context, c conn, w *worker, seq int6
 // with --clients 1 the pages come one after the other, as a broker
 // re-listing its sessions would see them.
 type sessionsListWorkload struct {
+	reads
 	shape sessionShape
-	n     int64
 	batch int
-	stale bool
-	load  bool
 }
 
 func (l *sessionsListWorkload) unit() string { return "sessions" }
-func (l *sessionsListWorkload) writes() bool { return false }
 func (l *sessionsListWorkload) check(c conn) error {
-	if err := supports[sessionLister](c, "sessions-list"); err != nil {
-		return err
-	}
-	if l.load {
-		return supports[sessionPutter](c, "sessions (to load sessions)")
-	}
-	return nil
+	return supportsReads[sessionLister, sessionPutter](c, "sessions-list", l.load, "sessions (to load sessions)")
 }
 
 // prepare writes the n sessions once, in batches as large as the server
 // accepts up to 1000, and fails on the first error: listing sessions that
 // were never loaded would measure nothing.
 func (l *sessionsListWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv) error {
-	if !l.load {
-		return nil
-	}
 	batch := int64(l.shape.maxBatch(1000, env.valueSize))
-	calls := (l.n + batch - 1) / batch
-	add, end := env.phase("load", "sessions", l.n)
-	defer end()
-	return forEach(ctx, env, conns, calls, func(ctx context.Context, c conn, w *worker, i int64) error {
+	return l.loadAll(ctx, conns, env, "sessions", (l.n+batch-1)/batch, func(ctx context.Context, c conn, w *worker, i int64) (int64, error) {
 		first := i * batch
 		n := int(min(batch, l.n-first))
 		if err := c.(sessionPutter).putSessions(ctx, l.shape.fill(w, first, n)); err != nil {
-			return fmt.Errorf("load sessions %d..%d: %w", first, first+int64(n)-1, err)
+			return 0, fmt.Errorf("load sessions %d..%d: %w", first, first+int64(n)-1, err)
 		}
-		add(int64(n))
-		return nil
+		return int64(n), nil
 	})
 }
 

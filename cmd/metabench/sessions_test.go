@@ -6,48 +6,40 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
 func (f *fakeConn) putSessions(ctx context.Context, sessions []session) error {
-	if err := f.enter(ctx); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, s := range sessions {
-		// The workload reuses its buffers after the call returns, as a
-		// real connection is allowed to assume: keep a copy.
-		s.state = slices.Clone(s.state)
-		f.sessions[s.clientID] = s
-		f.sessionPuts[s.clientID]++
-	}
-	return nil
+	return f.locked(ctx, func() {
+		for _, s := range sessions {
+			// The workload reuses its buffers after the call returns, as a
+			// real connection is allowed to assume: keep a copy.
+			s.state = slices.Clone(s.state)
+			f.sessions[s.clientID] = s
+			f.sessionPuts[s.clientID]++
+		}
+	})
 }
 
 func (f *fakeConn) listSessions(ctx context.Context, startAfter string, limit int, _ bool) (sessionPage, error) {
-	if err := f.enter(ctx); err != nil {
-		return sessionPage{}, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []string
-	for id := range f.sessions {
-		if id > startAfter {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
 	var page sessionPage
-	if len(ids) > limit {
-		ids, page.more = ids[:limit], true
-		page.next = ids[limit-1]
-	}
-	page.ids = ids
-	return page, nil
+	err := f.locked(ctx, func() {
+		var ids []string
+		for id := range f.sessions {
+			if id > startAfter {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		if len(ids) > limit {
+			ids, page.more = ids[:limit], true
+			page.next = ids[limit-1]
+		}
+		page.ids = ids
+	})
+	return page, err
 }
 
 func testShape(prefix string, size int) sessionShape {
@@ -57,10 +49,7 @@ func testShape(prefix string, size int) sessionShape {
 func TestRunSessionsWritesEveryClientOnce(t *testing.T) {
 	f := newFakeConn()
 	wl := &sessionsWorkload{shape: testShape("s/", 8), batch: 7}
-	res, err := run(context.Background(), wl, []conn{f, f}, testConfig(5, 103, 7))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, "run", wl, []conn{f, f}, testConfig(5, 103, 7))
 	if res.Calls != 15 || res.OK != 15 || res.Items != 103 {
 		t.Errorf("got calls %d ok %d items %d, want 15, 15, 103", res.Calls, res.OK, res.Items)
 	}
@@ -89,11 +78,8 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 	// Another prefix's sessions sort after the listed ones: the last
 	// page may be followed by them.
 	f.sessions["t/other"] = session{clientID: "t/other"}
-	wl := &sessionsListWorkload{shape: testShape("s/", 8), n: 95, batch: 10, load: true}
-	res, err := run(context.Background(), wl, []conn{f}, testConfig(3, 95, 10))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	wl := &sessionsListWorkload{shape: testShape("s/", 8), batch: 10, reads: reads{n: 95, load: true}}
+	res := mustRun(t, "run", wl, []conn{f}, testConfig(3, 95, 10))
 	if len(f.sessions) != 96 {
 		t.Errorf("sessions after loading: got %d, want 96", len(f.sessions))
 	}
@@ -107,10 +93,7 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 	wl.load = false
 	cfg := testConfig(1, 95, 10)
 	cfg.maxErrorRate = 1
-	res, err = run(context.Background(), wl, []conn{f}, cfg)
-	if err != nil {
-		t.Fatalf("run with a session missing: %v", err)
-	}
+	res = mustRun(t, "run with a session missing", wl, []conn{f}, cfg)
 	if res.Missing != 1 || res.OK != 9 || !strings.Contains(res.FirstError, "s/000042") {
 		t.Errorf("with session 42 gone: got missing %d ok %d first error %q, want 1 missing, 9 ok, naming s/000042",
 			res.Missing, res.OK, res.FirstError)
@@ -118,17 +101,14 @@ func TestRunSessionsListPagesThrough(t *testing.T) {
 
 	// Stale: a lagging replica's short page is a stale miss.
 	wl.stale = true
-	res, err = run(context.Background(), wl, []conn{f}, testConfig(1, 95, 10))
-	if err != nil {
-		t.Fatalf("stale run: %v", err)
-	}
+	res = mustRun(t, "stale run", wl, []conn{f}, testConfig(1, 95, 10))
 	if res.StaleMisses != 1 || res.OK != 10 || res.Missing != 0 {
 		t.Errorf("stale: got stale misses %d ok %d missing %d, want 1, 10, 0", res.StaleMisses, res.OK, res.Missing)
 	}
 }
 
 func TestSessionsListCheckPage(t *testing.T) {
-	l := &sessionsListWorkload{shape: testShape("p", 4), n: 10, batch: 3}
+	l := &sessionsListWorkload{shape: testShape("p", 4), batch: 3, reads: reads{n: 10}}
 	w := newWorker(0, 1, 0)
 	ids := func(is ...int) []string {
 		var out []string
@@ -186,10 +166,7 @@ func TestSessionShapeMaxBatch(t *testing.T) {
 }
 
 func TestSessionsFlagErrors(t *testing.T) {
-	tests := []struct {
-		args []string
-		want []string
-	}{
+	testFlagErrors(t, []flagErrorCase{
 		{[]string{"sessions", "--batch", "20000"}, []string{"at most 10000 sessions"}},
 		{[]string{"sessions", "--batch", "1000", "--value-size", "8192"}, []string{"use --batch 508 or less"}},
 		{[]string{"sessions", "--value-size", "70000", "--expiry-seconds", "-1"}, []string{"--value-size: 70000", "--expiry-seconds: -1"}},
@@ -197,31 +174,14 @@ func TestSessionsFlagErrors(t *testing.T) {
 		{[]string{"sessions", "--key-size", "16", "--total", "1000"}, []string{"--key-size 16 is too small"}},
 		{[]string{"sessions-list", "--batch", "10001"}, []string{"at most 10000 sessions"}},
 		{[]string{"sessions-list", "--consistency", "serializable"}, []string{"--consistency"}},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, _, err := execute(t, tt.args...)
-			if err == nil {
-				t.Fatalf("got no error, want one containing %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("got error %q, want it to contain %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestSessionsAgainstMetaCluster runs both session commands against an
 // in-process cluster with three data groups, so that every batch is
 // split by group and every page is merged from the groups.
 func TestSessionsAgainstMetaCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 3})
-	eps := strings.Join(c.Endpoints(), ",")
+	c, eps := startCluster(t, metanodetest.Options{DataGroups: 3})
 
 	res, err := executeJSON(t, "sessions", "--endpoints", eps, "--clients", "4", "--total", "1050",
 		"--batch", "100", "--value-size", "64", "--key-prefix", "e2e-", "--broker", "b7")
@@ -232,9 +192,7 @@ func TestSessionsAgainstMetaCluster(t *testing.T) {
 		t.Errorf("sessions result: got calls %d ok %d items %d unit %s command %s, want 11 11 1050 sessions sessions",
 			res.Calls, res.OK, res.Items, res.Unit, res.Command)
 	}
-	cl := c.Client("")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := readBack(t, c)
 	ks := keySpace{prefix: "e2e-", size: 32}
 	for _, i := range []int64{0, 99, 100, 1049} {
 		resp, err := cl.GetSession(ctx, &metapb.GetSessionRequest{ClientId: string(ks.key(nil, i))})

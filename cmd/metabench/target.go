@@ -43,6 +43,18 @@ type pinger interface {
 	ping(ctx context.Context) error
 }
 
+// targetConn is what the connection of every target (meta, etcd)
+// implements: the operations of every workload, and ping.
+type targetConn interface {
+	conn
+	putter
+	getter
+	offsetCommitter
+	sessionPutter
+	sessionLister
+	pinger
+}
+
 // dialConfig is what every target needs to open a connection.
 type dialConfig struct {
 	endpoints []string

@@ -34,6 +34,13 @@ type workload interface {
 	call(ctx context.Context, c conn, w *worker, seq int64, n int) error
 }
 
+// writeOnly serves the workloads whose calls write and that need nothing
+// prepared: writes reports true, prepare does nothing.
+type writeOnly struct{}
+
+func (writeOnly) writes() bool                                      { return true }
+func (writeOnly) prepare(context.Context, []conn, prepareEnv) error { return nil }
+
 // prepareEnv is what prepare may use: the runner's settings and a way to
 // drive a loading phase with the same workers.
 type prepareEnv struct {
@@ -130,58 +137,84 @@ func supports[I any](c conn, what string) error {
 
 // putWorkload writes key i of its key space in call i: unique keys.
 type putWorkload struct {
+	writeOnly
 	keys keySpace
 }
 
 func (p *putWorkload) unit() string       { return "puts" }
-func (p *putWorkload) writes() bool       { return true }
 func (p *putWorkload) check(c conn) error { return supports[putter](c, "put") }
-func (p *putWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 func (p *putWorkload) call(ctx context.Context, c conn, w *worker, seq int64, _ int) error {
 	w.key = p.keys.key(w.key, seq)
 	return c.(putter).put(ctx, w.key, w.value)
 }
 
-// getWorkload reads keys chosen uniformly from a key space of n keys that
-// prepare loads (unless load is false).
-type getWorkload struct {
-	keys  keySpace
+// reads is what the read workloads (get, sessions-list) share: they read
+// n items that prepare loads first unless load is false, at stale
+// consistency if stale.
+type reads struct {
 	n     int64
 	stale bool
 	load  bool
 }
 
-func (g *getWorkload) unit() string { return "gets" }
-func (g *getWorkload) writes() bool { return false }
-func (g *getWorkload) check(c conn) error {
-	if err := supports[getter](c, "get"); err != nil {
+func (reads) writes() bool { return false }
+
+// loadAll is the prepare of a read workload: unless load is false, it
+// makes calls calls of fn with the run's workers, counting the items each
+// wrote (what: their name) towards n, and fails on the first error:
+// reading what was never loaded would measure nothing.
+func (r reads) loadAll(ctx context.Context, conns []conn, env prepareEnv, what string, calls int64,
+	fn func(ctx context.Context, c conn, w *worker, i int64) (int64, error)) error {
+	if !r.load {
+		return nil
+	}
+	add, end := env.phase("load", what, r.n)
+	defer end()
+	return forEach(ctx, env, conns, calls, func(ctx context.Context, c conn, w *worker, i int64) error {
+		n, err := fn(ctx, c, w, i)
+		if err != nil {
+			return err
+		}
+		add(n)
+		return nil
+	})
+}
+
+// supportsReads reports errUnsupported when c lacks R, what the reads
+// need (read names them), or, with load, W, what loading them needs.
+func supportsReads[R, W any](c conn, read string, load bool, write string) error {
+	if err := supports[R](c, read); err != nil {
 		return err
 	}
-	if g.load {
-		return supports[putter](c, "put (to load keys)")
+	if load {
+		return supports[W](c, write)
 	}
 	return nil
+}
+
+// getWorkload reads keys chosen uniformly from a key space of n keys that
+// prepare loads (unless load is false).
+type getWorkload struct {
+	reads
+	keys keySpace
+}
+
+func (g *getWorkload) unit() string { return "gets" }
+func (g *getWorkload) check(c conn) error {
+	return supportsReads[getter, putter](c, "get", g.load, "put (to load keys)")
 }
 
 // prepare writes every key of the space once, with the run's workers, and
 // fails on the first error: reading keys that were never loaded would
 // measure nothing.
 func (g *getWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv) error {
-	if !g.load {
-		return nil
-	}
-	add, end := env.phase("load", "keys", g.n)
-	defer end()
-	return forEach(ctx, env, conns, g.n, func(ctx context.Context, c conn, w *worker, i int64) error {
+	return g.loadAll(ctx, conns, env, "keys", g.n, func(ctx context.Context, c conn, w *worker, i int64) (int64, error) {
 		w.key = g.keys.key(w.key, i)
 		if err := c.(putter).put(ctx, w.key, w.value); err != nil {
-			return fmt.Errorf("load key %q: %w", w.key, err)
+			return 0, fmt.Errorf("load key %q: %w", w.key, err)
 		}
-		add(1)
-		return nil
+		return 1, nil
 	})
 }
 
@@ -205,6 +238,7 @@ func (g *getWorkload) call(ctx context.Context, c conn, w *worker, _ int64, _ in
 // starting after the ones the previous call to that group committed, with
 // offset s.
 type offsetsWorkload struct {
+	writeOnly
 	groups     int
 	partitions int
 	topic      string
@@ -212,11 +246,7 @@ type offsetsWorkload struct {
 }
 
 func (o *offsetsWorkload) unit() string       { return "offsets" }
-func (o *offsetsWorkload) writes() bool       { return true }
 func (o *offsetsWorkload) check(c conn) error { return supports[offsetCommitter](c, "offsets") }
-func (o *offsetsWorkload) prepare(context.Context, []conn, prepareEnv) error {
-	return nil
-}
 
 // batch fills w.offsets with call seq's n offsets.
 func (o *offsetsWorkload) batch(w *worker, seq int64, n int) []offsetCommit {

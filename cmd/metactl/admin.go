@@ -4,12 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,61 +24,46 @@ func (a *app) offsetsCommand() *cobra.Command {
 	commit := &cobra.Command{
 		Use: "commit GROUP TOPIC PARTITION OFFSET", Short: "Commit an offset", Args: cobra.ExactArgs(4),
 		RunE: func(_ *cobra.Command, args []string) error {
-			part, err := strconv.ParseInt(args[2], 10, 32)
+			part, err := intArg("PARTITION", args[2], 32)
 			if err != nil {
-				return fmt.Errorf("PARTITION %q: not an integer", args[2])
+				return err
 			}
-			off, err := strconv.ParseInt(args[3], 10, 64)
+			off, err := intArg("OFFSET", args[3], 64)
 			if err != nil {
-				return fmt.Errorf("OFFSET %q: not an integer", args[3])
+				return err
 			}
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.CommitOffsetsResponse, error) {
+				return c.CommitOffsets(ctx, &metapb.CommitOffsetsRequest{Offsets: []*metapb.OffsetCommit{
 					{Group: args[0], Topic: args[1], Partition: int32(part), Offset: off, Metadata: metadata}}})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			}, func(*metapb.CommitOffsetsResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	commit.Flags().StringVar(&metadata, "metadata", "", "metadata stored with the offset")
 	fetch := &cobra.Command{
 		Use: "fetch GROUP TOPIC PARTITION", Short: "Print a committed offset", Args: cobra.ExactArgs(3),
 		RunE: func(_ *cobra.Command, args []string) error {
-			part, err := strconv.ParseInt(args[2], 10, 32)
+			part, err := intArg("PARTITION", args[2], 32)
 			if err != nil {
-				return fmt.Errorf("PARTITION %q: not an integer", args[2])
+				return err
 			}
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				cons := metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
-				if stale {
-					cons = metapb.ReadConsistency_READ_CONSISTENCY_STALE
-				}
-				resp, err := c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: cons,
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.FetchOffsetsResponse, error) {
+				return c.FetchOffsets(ctx, &metapb.FetchOffsetsRequest{Consistency: consistency(stale),
 					Partitions: []*metapb.TopicPartition{{Group: args[0], Topic: args[1], Partition: int32(part)}}})
-				if err != nil {
-					return err
+			}, func(resp *metapb.FetchOffsetsResponse) error {
+				if resp.Offsets[0].Found {
+					return nil
 				}
-				v := resp.Offsets[0]
-				if !v.Found && a.output == "text" {
-					return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, v.Offset) })
-			})
+				return fmt.Errorf("no offset committed for %s/%s/%d", args[0], args[1], part)
+			}, func(resp *metapb.FetchOffsetsResponse) { fmt.Fprintln(a.out, resp.Offsets[0].Offset) })
 		},
 	}
-	fetch.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	staleFlag(fetch.Flags(), &stale)
 	del := &cobra.Command{
 		Use: "delete GROUP", Short: "Delete every offset of a consumer group", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteGroupResponse, error) {
+				return c.DeleteGroup(ctx, &metapb.DeleteGroupRequest{Group: args[0]})
+			}, func(resp *metapb.DeleteGroupResponse) { fmt.Fprintf(a.out, "deleted %d partitions\n", resp.Deleted) })
 		},
 	}
 	cmd.AddCommand(commit, fetch, del)
@@ -125,29 +109,27 @@ func (a *app) statusCommand() *cobra.Command {
 					return fmt.Errorf("no endpoint answered: %s", oneLine(errs[0]))
 				}
 				return a.emitJSON(out, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT")
-					rows := map[string][]string{}
-					var groups []string
-					for i, v := range views {
-						if v == nil {
-							continue
-						}
-						for _, g := range v.Groups {
-							if _, seen := rows[g.Group]; !seen {
-								groups = append(groups, g.Group)
+					a.table("GROUP\tNODE\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT", func(tw io.Writer) {
+						rows := map[string][]string{}
+						var groups []string
+						for _, v := range views {
+							if v == nil {
+								continue
 							}
-							rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
-								g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+							for _, g := range v.Groups {
+								if _, seen := rows[g.Group]; !seen {
+									groups = append(groups, g.Group)
+								}
+								rows[g.Group] = append(rows[g.Group], fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d",
+									g.Group, v.NodeId, g.State, g.LeaderId, g.Term, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.LastSnapshotIndex))
+							}
 						}
-						_ = i
-					}
-					for _, g := range groups {
-						for _, r := range rows[g] {
-							fmt.Fprintln(tw, r)
+						for _, g := range groups {
+							for _, r := range rows[g] {
+								fmt.Fprintln(tw, r)
+							}
 						}
-					}
-					_ = tw.Flush()
+					})
 					for i, e := range errs {
 						if e != nil {
 							fmt.Fprintf(a.out, "%s: unreachable: %s\n", eps[i], oneLine(e))
@@ -163,36 +145,20 @@ func (a *app) memberCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Cluster membership"}
 	printMembers := func(ms []*metapb.Member) {
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
-		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tADDRESS\tZONE\tDRAINING")
-		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Id, m.Addr, m.Zone, m.Draining)
-		}
-		_ = tw.Flush()
+		a.table("ID\tADDRESS\tZONE\tDRAINING", func(tw io.Writer) {
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Id, m.Addr, m.Zone, m.Draining)
+			}
+		})
 	}
-	list := &cobra.Command{
-		Use: "list", Short: "List members", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Members(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
-		},
-	}
+	list := noArgs(a, "list", "List members", (*client.Client).Members, func(resp *metapb.MembersResponse) { printMembers(resp.Members) })
 	var zone string
 	add := &cobra.Command{
 		Use: "add ID ADDR", Short: "Add an empty node to the pool (then start it with --join); the controller fills it", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.AddMemberInZone(ctx, args[0], args[1], zone)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.AddMemberResponse, error) {
+				return c.AddMemberInZone(ctx, args[0], args[1], zone)
+			}, func(resp *metapb.AddMemberResponse) { printMembers(resp.Members) })
 		},
 	}
 	add.Flags().StringVar(&zone, "zone", "", "the node's failure-domain label (replicas of a group are spread over zones)")
@@ -200,17 +166,12 @@ func (a *app) memberCommand() *cobra.Command {
 	remove := &cobra.Command{
 		Use: "remove ID", Short: "Remove a drained (or dead) node; --force removes any, its replicas are re-created elsewhere", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				call := c.RemoveMember
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.RemoveMemberResponse, error) {
 				if force {
-					call = c.ForceRemoveMember
+					return c.ForceRemoveMember(ctx, args[0])
 				}
-				resp, err := call(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			})
+				return c.RemoveMember(ctx, args[0])
+			}, func(resp *metapb.RemoveMemberResponse) { printMembers(resp.Members) })
 		},
 	}
 	remove.Flags().BoolVar(&force, "force", false, "remove a live node that still holds replicas or leaderships")
@@ -218,34 +179,24 @@ func (a *app) memberCommand() *cobra.Command {
 	drain := &cobra.Command{
 		Use: "drain ID", Short: "Move every replica and leadership off a node, and wait until it holds none", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.DrainMember(ctx, args[0], undo)
-			if err != nil {
-				return err
-			}
-			if undo || noWait {
-				return a.emit(resp, func() { printMembers(resp.Members) })
-			}
-			return a.await(ctx, args[0]+" not drained yet", "node list", func() (bool, error) {
-				ns, err := c.ListNodes(ctx)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.DrainMember(ctx, args[0], undo)
 				if err != nil {
-					return false, nil
+					return err
 				}
-				for _, n := range ns.Nodes {
-					if n.Id != args[0] {
-						continue
-					}
+				if undo || noWait {
+					return a.emit(resp, func() { printMembers(resp.Members) })
+				}
+				return awaitOne(a, ctx, args[0]+" not drained yet", "node list", func() ([]*metapb.NodeInfo, error) {
+					ns, err := c.ListNodes(ctx)
+					return ns.GetNodes(), err
+				}, (*metapb.NodeInfo).GetId, args[0], func(n *metapb.NodeInfo) (bool, error) {
 					if n.State == "drained" {
 						return true, a.emit(n, func() { fmt.Fprintf(a.out, "%s drained\n", n.Id) })
 					}
 					a.progress("%s: %d replicas, %d leaderships left", n.Id, n.Replicas, n.Leaders)
-				}
-				return false, nil
+					return false, nil
+				})
 			})
 		},
 	}
@@ -257,42 +208,31 @@ func (a *app) memberCommand() *cobra.Command {
 
 func (a *app) groupCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "Groups: where their replicas are"}
-	list := &cobra.Command{
-		Use: "list", Short: "Each group: kind, replicas, leader, applied index, bytes, ops/s", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.ListGroups(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES")
-					for _, g := range resp.Groups {
-						var rs []string
-						for _, r := range g.Replicas {
-							s := r.Node
-							if r.Role != "voter" {
-								s += "(" + cmp.Or(r.Role, "adding") + ")"
-							}
-							rs = append(rs, s)
+	list := noArgs(a, "list", "Each group: kind, replicas, leader, applied index, bytes, ops/s", (*client.Client).ListGroups,
+		func(resp *metapb.ListGroupsResponse) {
+			a.table("GROUP\tKIND\tREPLICAS\tLEADER\tAPPLIED\tBYTES\tOPS/S\tVERSION\tSTATE\tRANGES", func(tw io.Writer) {
+				for _, g := range resp.Groups {
+					var rs []string
+					for _, r := range g.Replicas {
+						s := r.Node
+						if r.Role != "voter" {
+							s += "(" + cmp.Or(r.Role, "adding") + ")"
 						}
-						st := g.State
-						if g.Moving {
-							st += ",moving"
-						}
-						var ranges []string
-						for _, r := range g.Ranges {
-							ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
-							g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
+						rs = append(rs, s)
 					}
-					_ = tw.Flush()
-				})
+					st := g.State
+					if g.Moving {
+						st += ",moving"
+					}
+					var ranges []string
+					for _, r := range g.Ranges {
+						ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
+						g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
+				}
 			})
-		},
-	}
+		})
 	var from, to string
 	var noWait bool
 	move := &cobra.Command{
@@ -300,28 +240,18 @@ func (a *app) groupCommand() *cobra.Command {
 		Short: "Move a group's replica from one node to another, and wait until the group's configuration follows",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.MoveReplica(ctx, args[0], from, to)
-			if err != nil {
-				return err
-			}
-			if noWait {
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: replicas %v (version %d)\n", args[0], resp.Replicas, resp.ConfVer) })
-			}
-			return a.await(ctx, args[0]+" still moving", "group list", func() (bool, error) {
-				gs, err := c.ListGroups(ctx)
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.MoveReplica(ctx, args[0], from, to)
 				if err != nil {
-					return false, nil
+					return err
 				}
-				for _, g := range gs.Groups {
-					if g.Group != args[0] {
-						continue
-					}
+				if noWait {
+					return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: replicas %v (version %d)\n", args[0], resp.Replicas, resp.ConfVer) })
+				}
+				return awaitOne(a, ctx, args[0]+" still moving", "group list", func() ([]*metapb.GroupInfo, error) {
+					gs, err := c.ListGroups(ctx)
+					return gs.GetGroups(), err
+				}, (*metapb.GroupInfo).GetGroup, args[0], func(g *metapb.GroupInfo) (bool, error) {
 					if g.ConfVer >= resp.ConfVer && !g.Moving {
 						return true, a.emit(g, func() {
 							rs := replicaIDs(g)
@@ -333,8 +263,8 @@ func (a *app) groupCommand() *cobra.Command {
 						})
 					}
 					a.progress("%s: replicas %v, leader %s, moving", g.Group, replicaIDs(g), g.Leader)
-				}
-				return false, nil
+					return false, nil
+				})
 			})
 		},
 	}
@@ -371,6 +301,24 @@ func (a *app) await(ctx context.Context, what, see string, done func() (bool, er
 	}
 }
 
+// awaitOne is await for one item of a listing: each second it lists the
+// items (a listing that fails counts as not yet) and asks done about the
+// one whose key is key.
+func awaitOne[T any](a *app, ctx context.Context, what, see string, list func() ([]T, error), keyOf func(T) string, key string, done func(T) (bool, error)) error {
+	return a.await(ctx, what, see, func() (bool, error) {
+		items, err := list()
+		if err != nil {
+			return false, nil
+		}
+		for _, it := range items {
+			if keyOf(it) == key {
+				return done(it)
+			}
+		}
+		return false, nil
+	})
+}
+
 // progress prints a waiting command's progress on stderr (text output
 // only).
 func (a *app) progress(format string, args ...any) {
@@ -381,25 +329,13 @@ func (a *app) progress(format string, args ...any) {
 
 func (a *app) nodeCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Nodes: what each holds"}
-	list := &cobra.Command{
-		Use: "list", Short: "Each node: replicas, leaders, bytes, zone, state", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.ListNodes(ctx)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() {
-					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES")
-					for _, n := range resp.Nodes {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
-					}
-					_ = tw.Flush()
-				})
-			})
-		},
-	}
+	list := noArgs(a, "list", "Each node: replicas, leaders, bytes, zone, state", (*client.Client).ListNodes, func(resp *metapb.ListNodesResponse) {
+		a.table("NODE\tADDRESS\tZONE\tSTATE\tALIVE\tREPLICAS\tLEADERS\tBYTES", func(tw io.Writer) {
+			for _, n := range resp.Nodes {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\n", n.Id, n.Addr, n.Zone, n.State, n.Alive, n.Replicas, n.Leaders, n.Bytes)
+			}
+		})
+	})
 	cmd.AddCommand(list)
 	return cmd
 }
@@ -409,21 +345,11 @@ func (a *app) leaderCommand() *cobra.Command {
 	transfer := &cobra.Command{
 		Use: "transfer GROUP [NODE]", Short: "Move a group's leadership (to NODE, or to the best follower)", Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			target := ""
-			if len(args) == 2 {
-				target = args[1]
-			}
-			ctx, cancel := a.ctx()
-			defer cancel()
-			resp, err := c.TransferLeader(ctx, args[0], target)
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() { fmt.Fprintf(a.out, "%s leader: %s\n", args[0], resp.LeaderId) })
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.TransferLeaderResponse, error) {
+				return c.TransferLeader(ctx, args[0], optArg(args, 1))
+			}, func(resp *metapb.TransferLeaderResponse) {
+				fmt.Fprintf(a.out, "%s leader: %s\n", args[0], resp.LeaderId)
+			})
 		},
 	}
 	cmd.AddCommand(transfer)

@@ -23,97 +23,73 @@ func (a *app) kvCommands() []*cobra.Command {
 	put := &cobra.Command{
 		Use: "put KEY VALUE", Short: "Store a value", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1]), Lease: lease})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.PutResponse, error) {
+				return c.Put(ctx, &metapb.PutRequest{Key: []byte(args[0]), Value: []byte(args[1]), Lease: lease})
+			}, func(*metapb.PutResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	put.Flags().Int64Var(&lease, "lease", 0, "attach the key to this lease (deleted when it expires)")
 	get := &cobra.Command{
 		Use: "get KEY", Short: "Print a key's value (linearizable unless --stale)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Get(ctx, &metapb.GetRequest{Key: []byte(args[0]), Consistency: consistency()})
-				if err != nil {
-					return err
-				}
-				if resp.Kv == nil && a.output == "text" {
-					return fmt.Errorf("key %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Kv.Value)) })
-			})
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.GetResponse, error) {
+				return c.Get(ctx, &metapb.GetRequest{Key: []byte(args[0]), Consistency: consistency()})
+			}, func(resp *metapb.GetResponse) error { return notFound(resp.Kv == nil, "key %q", args[0]) },
+				func(resp *metapb.GetResponse) { fmt.Fprintln(a.out, string(resp.Kv.Value)) })
 		},
 	}
 	get.Flags().BoolVar(&stale, "stale", false, "read the local replica of the node asked, without confirming it is current")
 	del := &cobra.Command{
 		Use: "del KEY", Aliases: []string{"delete"}, Short: "Delete a key", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Delete(ctx, &metapb.DeleteRequest{Key: []byte(args[0])})
-				if err != nil {
-					return err
-				}
-				if !resp.Deleted && a.output == "text" {
-					return fmt.Errorf("key %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteResponse, error) {
+				return c.Delete(ctx, &metapb.DeleteRequest{Key: []byte(args[0])})
+			}, func(resp *metapb.DeleteResponse) error { return notFound(!resp.Deleted, "key %q", args[0]) },
+				func(*metapb.DeleteResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	cas := &cobra.Command{
 		Use: "cas KEY OLD NEW", Short: "Set KEY to NEW if its value is OLD (with --absent: if it does not exist; give OLD as \"\")",
 		Args: cobra.ExactArgs(3),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.CompareAndSwapRequest{Key: []byte(args[0]), NewValue: []byte(args[2]), ExpectAbsent: absent}
-				if !absent {
-					req.ExpectedValue = []byte(args[1])
-				}
-				resp, err := c.CompareAndSwap(ctx, req)
-				if err != nil {
-					return err
-				}
-				if !resp.Succeeded && a.output == "text" {
-					if resp.Current == nil {
-						return fmt.Errorf("compare failed: key %q does not exist", args[0])
-					}
+			req := &metapb.CompareAndSwapRequest{Key: []byte(args[0]), NewValue: []byte(args[2]), ExpectAbsent: absent}
+			if !absent {
+				req.ExpectedValue = []byte(args[1])
+			}
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.CompareAndSwapResponse, error) {
+				return c.CompareAndSwap(ctx, req)
+			}, func(resp *metapb.CompareAndSwapResponse) error {
+				switch {
+				case resp.Succeeded:
+					return nil
+				case resp.Current == nil:
+					return fmt.Errorf("compare failed: key %q does not exist", args[0])
+				default:
 					return fmt.Errorf("compare failed: current value is %q", resp.Current.Value)
 				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			}, func(*metapb.CompareAndSwapResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	cas.Flags().BoolVar(&absent, "absent", false, "succeed only if the key does not exist")
 	list := &cobra.Command{
 		Use: "list PREFIX", Short: "List keys with a prefix (one page, or every page with --all)", Args: cobra.RangeArgs(0, 1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			prefix := ""
-			if len(args) == 1 {
-				prefix = args[0]
-			}
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListRequest{Prefix: []byte(prefix), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
-				return pages(a, all, func() (*metapb.ListResponse, error) { return c.List(ctx, req) },
-					func(resp *metapb.ListResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListResponse) {
-						for _, kv := range resp.Kvs {
-							if keysOnly {
-								fmt.Fprintln(a.out, string(kv.Key))
-							} else {
-								fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
-							}
-						}
-					})
+			req := &metapb.ListRequest{Prefix: []byte(optArg(args, 0)), Limit: limit, KeysOnly: keysOnly, Consistency: consistency()}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListResponse, error) {
+				return c.List(ctx, req)
+			}, func(resp *metapb.ListResponse) {
+				for _, kv := range resp.Kvs {
+					if keysOnly {
+						fmt.Fprintln(a.out, string(kv.Key))
+					} else {
+						fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+					}
+				}
 			})
 		},
 	}
-	list.Flags().Uint32Var(&limit, "limit", 0, "keys per page (default 1000, at most 10000)")
+	pageFlags(list.Flags(), &limit, &all, "keys")
 	list.Flags().BoolVar(&keysOnly, "keys-only", false, "print keys only")
-	list.Flags().BoolVar(&all, "all", false, "follow pages until the end")
-	list.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	staleFlag(list.Flags(), &stale)
 	return []*cobra.Command{put, get, del, cas, list}
 }

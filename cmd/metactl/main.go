@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -135,28 +137,33 @@ func (a *app) emit(msg proto.Message, text func()) error {
 	return nil
 }
 
-// page is a list response that may have more pages.
-type page interface {
+// page is a list response that may have more pages, the next one starting
+// after its NextStartAfter (of type C).
+type page[C any] interface {
 	proto.Message
 	GetMore() bool
+	GetNextStartAfter() C
 }
 
-// pages prints the page call returns, and with all every following one:
-// next moves the request past a page (to its NextStartAfter).
-func pages[R page](a *app, all bool, call func() (R, error), next func(R), text func(R)) error {
-	for {
-		resp, err := call()
-		if err != nil {
-			return err
+// pages prints, with the client and a context bounded by --timeout, the
+// page call returns, and with all every following one: startAfter points
+// at the request's StartAfter, which each page moves past itself.
+func pages[R page[C], C any](a *app, all bool, startAfter *C, call func(context.Context, *client.Client) (R, error), text func(R)) error {
+	return a.with(func(ctx context.Context, c *client.Client) error {
+		for {
+			resp, err := call(ctx, c)
+			if err != nil {
+				return err
+			}
+			if err := a.emit(resp, func() { text(resp) }); err != nil {
+				return err
+			}
+			if !all || !resp.GetMore() {
+				return nil
+			}
+			*startAfter = resp.GetNextStartAfter()
 		}
-		if err := a.emit(resp, func() { text(resp) }); err != nil {
-			return err
-		}
-		if !all || !resp.GetMore() {
-			return nil
-		}
-		next(resp)
-	}
+	})
 }
 
 func (a *app) emitJSON(v any, text func()) error {
@@ -171,6 +178,15 @@ func (a *app) emitJSON(v any, text func()) error {
 
 var errNotFound = errors.New("not found")
 
+// notFound is the error of a response that found nothing (missing): what,
+// formatted with args, then ": not found".
+func notFound(missing bool, what string, args ...any) error {
+	if !missing {
+		return nil
+	}
+	return fmt.Errorf(what+": %w", append(args, errNotFound)...)
+}
+
 // with runs fn with the client and a context bounded by --timeout.
 func (a *app) with(fn func(ctx context.Context, c *client.Client) error) error {
 	c, err := a.client()
@@ -180,4 +196,68 @@ func (a *app) with(fn func(ctx context.Context, c *client.Client) error) error {
 	ctx, cancel := a.ctx()
 	defer cancel()
 	return fn(ctx, c)
+}
+
+// show runs call with the client and a context bounded by --timeout and
+// prints the response it returns: as JSON when asked, else with text.
+func show[R proto.Message](a *app, call func(context.Context, *client.Client) (R, error), text func(R)) error {
+	return showOr(a, call, nil, text)
+}
+
+// showOr is show whose text output first asks refuse whether the response
+// is a failure to report as the command's error (a key not found, a compare
+// that failed); JSON output prints the response as it is.
+func showOr[R proto.Message](a *app, call func(context.Context, *client.Client) (R, error), refuse func(R) error, text func(R)) error {
+	return a.with(func(ctx context.Context, c *client.Client) error {
+		resp, err := call(ctx, c)
+		if err != nil {
+			return err
+		}
+		if refuse != nil && a.output == "text" {
+			if err := refuse(resp); err != nil {
+				return err
+			}
+		}
+		return a.emit(resp, func() { text(resp) })
+	})
+}
+
+// noArgs is a subcommand without arguments that shows what call (a client
+// method) returns.
+func noArgs[R proto.Message](a *app, use, short string, call func(*client.Client, context.Context) (R, error), text func(R)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return show(a, func(ctx context.Context, c *client.Client) (R, error) { return call(c, ctx) }, text)
+		},
+	}
+}
+
+// optArg is the optional argument i: "" when it is not given.
+func optArg(args []string, i int) string {
+	if len(args) > i {
+		return args[i]
+	}
+	return ""
+}
+
+// table prints header and the lines rows writes, tab-separated, as aligned
+// columns.
+func (a *app) table(header string, rows func(w io.Writer)) {
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	_ = tw.Flush()
+}
+
+// pageFlags registers --limit (what: the items a page holds) and --all, the
+// flags of a command that lists with pages.
+func pageFlags(fs *pflag.FlagSet, limit *uint32, all *bool, what string) {
+	fs.Uint32Var(limit, "limit", 0, what+" per page (default 1000, at most 10000)")
+	fs.BoolVar(all, "all", false, "follow pages until the end")
+}
+
+// staleFlag registers --stale, which reads the local replica.
+func staleFlag(fs *pflag.FlagSet, stale *bool) {
+	fs.BoolVar(stale, "stale", false, "read the local replica without confirming it is current")
 }

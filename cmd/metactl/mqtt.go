@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
@@ -21,16 +22,34 @@ func unixNano(ns int64) string {
 }
 
 func (a *app) printSessions(ss []*metapb.Session) {
-	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT\tBROKER\tCONNECTED\tEXPIRY\tEXPIRES AT\tREVISION\tSTATE BYTES")
-	for _, s := range ss {
-		exp := fmt.Sprintf("%ds", s.ExpiryIntervalSeconds)
-		if s.ExpiryIntervalSeconds == 0xFFFFFFFF {
-			exp = "never"
+	a.table("CLIENT\tBROKER\tCONNECTED\tEXPIRY\tEXPIRES AT\tREVISION\tSTATE BYTES", func(tw io.Writer) {
+		for _, s := range ss {
+			exp := fmt.Sprintf("%ds", s.ExpiryIntervalSeconds)
+			if s.ExpiryIntervalSeconds == 0xFFFFFFFF {
+				exp = "never"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%d\n", s.ClientId, s.BrokerId, s.Connected, exp, unixNano(s.ExpiresAtUnixNano), s.ModRevision, len(s.State))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%d\n", s.ClientId, s.BrokerId, s.Connected, exp, unixNano(s.ExpiresAtUnixNano), s.ModRevision, len(s.State))
+	})
+}
+
+// staleGet is a "get" subcommand of one argument, with --stale: it shows
+// what call returns for the argument at the consistency --stale picks, and
+// in text output fails as not found (what: the thing not found, with a %q
+// for the argument) where missing says so.
+func staleGet[R proto.Message](a *app, use, short string, call func(context.Context, *client.Client, string, metapb.ReadConsistency) (R, error),
+	missing func(R) bool, what string, text func(R)) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return showOr(a, func(ctx context.Context, c *client.Client) (R, error) {
+				return call(ctx, c, args[0], consistency(stale))
+			}, func(resp R) error { return notFound(missing(resp), what, args[0]) }, text)
+		},
 	}
-	_ = tw.Flush()
+	staleFlag(cmd.Flags(), &stale)
+	return cmd
 }
 
 func (a *app) sessionCommand() *cobra.Command {
@@ -41,17 +60,15 @@ func (a *app) sessionCommand() *cobra.Command {
 	put := &cobra.Command{
 		Use: "put CLIENT_ID...", Short: "Create or replace sessions (one call, split by data group)", Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.PutSessionsRequest{}
-				for _, id := range args {
-					req.Sessions = append(req.Sessions, &metapb.Session{ClientId: id, BrokerId: broker, Connected: !disconnected,
-						ExpiryIntervalSeconds: expiry, State: []byte(state)})
-				}
-				resp, err := c.PutSessions(ctx, req)
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "put %d sessions in %d groups\n", len(args), resp.Groups) })
+			req := &metapb.PutSessionsRequest{}
+			for _, id := range args {
+				req.Sessions = append(req.Sessions, &metapb.Session{ClientId: id, BrokerId: broker, Connected: !disconnected,
+					ExpiryIntervalSeconds: expiry, State: []byte(state)})
+			}
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.PutSessionsResponse, error) {
+				return c.PutSessions(ctx, req)
+			}, func(resp *metapb.PutSessionsResponse) {
+				fmt.Fprintf(a.out, "put %d sessions in %d groups\n", len(args), resp.Groups)
 			})
 		},
 	}
@@ -60,60 +77,42 @@ func (a *app) sessionCommand() *cobra.Command {
 	put.Flags().Uint32Var(&expiry, "expiry", 0, "session expiry interval in seconds (4294967295: never)")
 	put.Flags().StringVar(&state, "state", "", "opaque session state")
 
-	var stale bool
-	get := &cobra.Command{
-		Use: "get CLIENT_ID", Short: "Print a session", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: args[0], Consistency: consistency(stale)})
-				if err != nil {
-					return err
-				}
-				if resp.Session == nil && a.output == "text" {
-					return fmt.Errorf("session %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { a.printSessions([]*metapb.Session{resp.Session}) })
-			})
-		},
-	}
-	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	get := staleGet(a, "get CLIENT_ID", "Print a session",
+		func(ctx context.Context, c *client.Client, id string, cons metapb.ReadConsistency) (*metapb.GetSessionResponse, error) {
+			return c.GetSession(ctx, &metapb.GetSessionRequest{ClientId: id, Consistency: cons})
+		}, func(resp *metapb.GetSessionResponse) bool { return resp.Session == nil }, "session %q",
+		func(resp *metapb.GetSessionResponse) { a.printSessions([]*metapb.Session{resp.Session}) })
 
+	var stale bool
 	var limit uint32
 	var all bool
 	var byBroker string
 	list := &cobra.Command{
 		Use: "list", Short: "List sessions in client id order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListSessionsResponse, error) { return c.ListSessions(ctx, req) },
-					func(resp *metapb.ListSessionsResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListSessionsResponse) { a.printSessions(resp.Sessions) })
-			})
+			req := &metapb.ListSessionsRequest{Limit: limit, BrokerId: byBroker, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListSessionsResponse, error) {
+				return c.ListSessions(ctx, req)
+			}, func(resp *metapb.ListSessionsResponse) { a.printSessions(resp.Sessions) })
 		},
 	}
-	list.Flags().Uint32Var(&limit, "limit", 0, "sessions per page (default 1000, at most 10000)")
-	list.Flags().BoolVar(&all, "all", false, "follow pages until the end")
+	pageFlags(list.Flags(), &limit, &all, "sessions")
 	list.Flags().StringVar(&byBroker, "broker", "", "only sessions held by this broker")
-	list.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	staleFlag(list.Flags(), &stale)
 
 	del := &cobra.Command{
 		Use: "del CLIENT_ID...", Aliases: []string{"delete"}, Short: "Delete sessions", Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{ClientIds: args})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() {
-					for i, id := range args {
-						what := "deleted"
-						if !resp.Deleted[i] {
-							what = "no session"
-						}
-						fmt.Fprintf(a.out, "%s: %s\n", id, what)
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteSessionsResponse, error) {
+				return c.DeleteSessions(ctx, &metapb.DeleteSessionsRequest{ClientIds: args})
+			}, func(resp *metapb.DeleteSessionsResponse) {
+				for i, id := range args {
+					what := "deleted"
+					if !resp.Deleted[i] {
+						what = "no session"
 					}
-				})
+					fmt.Fprintf(a.out, "%s: %s\n", id, what)
+				}
 			})
 		},
 	}
@@ -127,71 +126,52 @@ func (a *app) retainedCommand() *cobra.Command {
 	set := &cobra.Command{
 		Use: "set TOPIC PAYLOAD", Short: "Set a topic's retained message (an empty PAYLOAD deletes it)", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: args[0], Payload: []byte(args[1]), Qos: qos}})
-				if err != nil {
-					return err
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.SetRetainedResponse, error) {
+				return c.SetRetained(ctx, &metapb.SetRetainedRequest{Message: &metapb.RetainedMessage{Topic: args[0], Payload: []byte(args[1]), Qos: qos}})
+			}, func(resp *metapb.SetRetainedResponse) {
+				if args[1] == "" {
+					fmt.Fprintf(a.out, "deleted: %v\n", resp.Deleted)
+					return
 				}
-				return a.emit(resp, func() {
-					if args[1] == "" {
-						fmt.Fprintf(a.out, "deleted: %v\n", resp.Deleted)
-						return
-					}
-					fmt.Fprintln(a.out, "OK")
-				})
+				fmt.Fprintln(a.out, "OK")
 			})
 		},
 	}
 	set.Flags().Uint32Var(&qos, "qos", 0, "QoS 0, 1 or 2")
+	get := staleGet(a, "get TOPIC", "Print a topic's retained payload",
+		func(ctx context.Context, c *client.Client, topic string, cons metapb.ReadConsistency) (*metapb.GetRetainedResponse, error) {
+			return c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: topic, Consistency: cons})
+		}, func(resp *metapb.GetRetainedResponse) bool { return resp.Message == nil }, "retained message of %q",
+		func(resp *metapb.GetRetainedResponse) { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
 	var stale bool
-	get := &cobra.Command{
-		Use: "get TOPIC", Short: "Print a topic's retained payload", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.GetRetained(ctx, &metapb.GetRetainedRequest{Topic: args[0], Consistency: consistency(stale)})
-				if err != nil {
-					return err
-				}
-				if resp.Message == nil && a.output == "text" {
-					return fmt.Errorf("retained message of %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, string(resp.Message.Payload)) })
-			})
-		},
-	}
-	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
 	var limit uint32
 	var all bool
 	list := &cobra.Command{
 		Use: "list FILTER", Short: "List retained messages matching an MQTT topic filter (+, #)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListRetainedResponse, error) { return c.ListRetained(ctx, req) },
-					func(resp *metapb.ListRetainedResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListRetainedResponse) {
-						for _, m := range resp.Messages {
-							fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
-						}
-					})
+			req := &metapb.ListRetainedRequest{TopicFilter: args[0], Limit: limit, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListRetainedResponse, error) {
+				return c.ListRetained(ctx, req)
+			}, func(resp *metapb.ListRetainedResponse) {
+				for _, m := range resp.Messages {
+					fmt.Fprintf(a.out, "%s\t%s\n", m.Topic, m.Payload)
+				}
 			})
 		},
 	}
-	list.Flags().Uint32Var(&limit, "limit", 0, "messages per page (default 1000, at most 10000)")
-	list.Flags().BoolVar(&all, "all", false, "follow pages until the end")
-	list.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	pageFlags(list.Flags(), &limit, &all, "messages")
+	staleFlag(list.Flags(), &stale)
 	cmd.AddCommand(set, get, list)
 	return cmd
 }
 
 func (a *app) printWills(ws []*metapb.Will) {
-	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT\tTOPIC\tSTATE\tDUE AT\tCLAIMED BY\tCLAIM EXPIRES\tREVISION")
-	for _, w := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", w.ClientId, w.Topic, strings.TrimPrefix(w.State.String(), "WILL_STATE_"),
-			unixNano(w.DueAtUnixNano), w.ClaimedBy, unixNano(w.ClaimExpiresAtUnixNano), w.ModRevision)
-	}
-	_ = tw.Flush()
+	a.table("CLIENT\tTOPIC\tSTATE\tDUE AT\tCLAIMED BY\tCLAIM EXPIRES\tREVISION", func(tw io.Writer) {
+		for _, w := range ws {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", w.ClientId, w.Topic, strings.TrimPrefix(w.State.String(), "WILL_STATE_"),
+				unixNano(w.DueAtUnixNano), w.ClaimedBy, unixNano(w.ClaimExpiresAtUnixNano), w.ModRevision)
+		}
+	})
 }
 
 func (a *app) willCommand() *cobra.Command {
@@ -202,14 +182,10 @@ func (a *app) willCommand() *cobra.Command {
 	put := &cobra.Command{
 		Use: "put CLIENT_ID", Short: "Set a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: args[0], Topic: topic,
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.PutWillResponse, error) {
+				return c.PutWill(ctx, &metapb.PutWillRequest{Will: &metapb.Will{ClientId: args[0], Topic: topic,
 					Payload: []byte(payload), Qos: qos, Retain: retain, DelaySeconds: delay}})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
-			})
+			}, func(resp *metapb.PutWillResponse) { a.printWills([]*metapb.Will{resp.Will}) })
 		},
 	}
 	put.Flags().StringVar(&topic, "topic", "", "topic to publish the will on")
@@ -217,36 +193,18 @@ func (a *app) willCommand() *cobra.Command {
 	put.Flags().Uint32Var(&qos, "qos", 0, "QoS 0, 1 or 2")
 	put.Flags().BoolVar(&retain, "retain", false, "publish as retained")
 	put.Flags().Uint32Var(&delay, "delay", 0, "will delay interval in seconds")
-	var stale bool
-	get := &cobra.Command{
-		Use: "get CLIENT_ID", Short: "Print a client's will", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.GetWill(ctx, &metapb.GetWillRequest{ClientId: args[0], Consistency: consistency(stale)})
-				if err != nil {
-					return err
-				}
-				if resp.Will == nil && a.output == "text" {
-					return fmt.Errorf("will of %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
-			})
-		},
-	}
-	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	get := staleGet(a, "get CLIENT_ID", "Print a client's will",
+		func(ctx context.Context, c *client.Client, id string, cons metapb.ReadConsistency) (*metapb.GetWillResponse, error) {
+			return c.GetWill(ctx, &metapb.GetWillRequest{ClientId: id, Consistency: cons})
+		}, func(resp *metapb.GetWillResponse) bool { return resp.Will == nil }, "will of %q",
+		func(resp *metapb.GetWillResponse) { a.printWills([]*metapb.Will{resp.Will}) })
 	del := &cobra.Command{
 		Use: "del CLIENT_ID", Aliases: []string{"delete"}, Short: "Delete a client's will", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.DeleteWill(ctx, &metapb.DeleteWillRequest{ClientId: args[0]})
-				if err != nil {
-					return err
-				}
-				if !resp.Deleted && a.output == "text" {
-					return fmt.Errorf("will of %q: %w", args[0], errNotFound)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteWillResponse, error) {
+				return c.DeleteWill(ctx, &metapb.DeleteWillRequest{ClientId: args[0]})
+			}, func(resp *metapb.DeleteWillResponse) error { return notFound(!resp.Deleted, "will of %q", args[0]) },
+				func(*metapb.DeleteWillResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	var limit uint32
@@ -254,31 +212,26 @@ func (a *app) willCommand() *cobra.Command {
 	due := &cobra.Command{
 		Use: "due", Short: "List the wills due now, over every data group", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListDueWillsRequest{Limit: limit}
-				return pages(a, all, func() (*metapb.ListDueWillsResponse, error) { return c.ListDueWills(ctx, req) },
-					func(resp *metapb.ListDueWillsResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListDueWillsResponse) { a.printWills(resp.Wills) })
-			})
+			req := &metapb.ListDueWillsRequest{Limit: limit}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListDueWillsResponse, error) {
+				return c.ListDueWills(ctx, req)
+			}, func(resp *metapb.ListDueWillsResponse) { a.printWills(resp.Wills) })
 		},
 	}
-	due.Flags().Uint32Var(&limit, "limit", 0, "wills per page (default 1000, at most 10000)")
-	due.Flags().BoolVar(&all, "all", false, "follow pages until the end")
+	pageFlags(due.Flags(), &limit, &all, "wills")
 	var broker string
 	var ttl uint32
 	claim := &cobra.Command{
 		Use: "claim CLIENT_ID", Short: "Claim a due will for a broker (exactly one claimer wins)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: args[0], BrokerId: broker, ClaimTtlSeconds: ttl})
-				if err != nil {
-					return err
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.ClaimWillResponse, error) {
+				return c.ClaimWill(ctx, &metapb.ClaimWillRequest{ClientId: args[0], BrokerId: broker, ClaimTtlSeconds: ttl})
+			}, func(resp *metapb.ClaimWillResponse) error {
+				if resp.Claimed {
+					return nil
 				}
-				if !resp.Claimed && a.output == "text" {
-					return fmt.Errorf("not claimed: the will is %s (claimed by %q)", strings.TrimPrefix(resp.Will.GetState().String(), "WILL_STATE_"), resp.Will.GetClaimedBy())
-				}
-				return a.emit(resp, func() { a.printWills([]*metapb.Will{resp.Will}) })
-			})
+				return fmt.Errorf("not claimed: the will is %s (claimed by %q)", strings.TrimPrefix(resp.Will.GetState().String(), "WILL_STATE_"), resp.Will.GetClaimedBy())
+			}, func(resp *metapb.ClaimWillResponse) { a.printWills([]*metapb.Will{resp.Will}) })
 		},
 	}
 	claim.Flags().StringVar(&broker, "broker", "", "the claiming broker")
@@ -286,16 +239,14 @@ func (a *app) willCommand() *cobra.Command {
 	complete := &cobra.Command{
 		Use: "complete CLIENT_ID", Short: "Delete a will the broker claimed and published", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.CompleteWill(ctx, &metapb.CompleteWillRequest{ClientId: args[0], BrokerId: broker})
-				if err != nil {
-					return err
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.CompleteWillResponse, error) {
+				return c.CompleteWill(ctx, &metapb.CompleteWillRequest{ClientId: args[0], BrokerId: broker})
+			}, func(resp *metapb.CompleteWillResponse) error {
+				if resp.Completed {
+					return nil
 				}
-				if !resp.Completed && a.output == "text" {
-					return fmt.Errorf("not completed: the will of %q is not claimed by %q", args[0], broker)
-				}
-				return a.emit(resp, func() { fmt.Fprintln(a.out, "OK") })
-			})
+				return fmt.Errorf("not completed: the will of %q is not claimed by %q", args[0], broker)
+			}, func(*metapb.CompleteWillResponse) { fmt.Fprintln(a.out, "OK") })
 		},
 	}
 	complete.Flags().StringVar(&broker, "broker", "", "the broker that claimed the will")

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -265,12 +265,11 @@ func (a *app) resourceCommands() []*cobra.Command {
 }
 
 func (a *app) printResources(rs []*metapb.Resource) {
-	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREVISION\tVERSION\tSPEC")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Name, r.ModRevision, r.Version, specJSON(r))
-	}
-	_ = tw.Flush()
+	a.table("NAME\tREVISION\tVERSION\tSPEC", func(tw io.Writer) {
+		for _, r := range rs {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Name, r.ModRevision, r.Version, specJSON(r))
+		}
+	})
 }
 
 func (a *app) kindCommand(k kindDef) *cobra.Command {
@@ -284,14 +283,10 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 		if err := applyCreate(r, func(string) bool { return true }); err != nil {
 			return err
 		}
-		return a.with(func(ctx context.Context, c *client.Client) error {
-			resp, err := c.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
-			if err != nil {
-				return err
-			}
-			return a.emit(resp, func() {
-				fmt.Fprintf(a.out, "created %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
-			})
+		return show(a, func(ctx context.Context, c *client.Client) (*metapb.CreateResourceResponse, error) {
+			return c.CreateResource(ctx, &metapb.CreateResourceRequest{Resource: r})
+		}, func(resp *metapb.CreateResourceResponse) {
+			fmt.Fprintf(a.out, "created %s %s at revision %d\n", k.word, r.Name, resp.Resource.ModRevision)
 		})
 	}
 
@@ -299,16 +294,12 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get NAME", Short: "Print a " + k.word, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0], Consistency: consistency(stale)})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { a.printResources([]*metapb.Resource{resp.Resource}) })
-			})
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.GetResourceResponse, error) {
+				return c.GetResource(ctx, &metapb.GetResourceRequest{Kind: k.kind, Name: args[0], Consistency: consistency(stale)})
+			}, func(resp *metapb.GetResourceResponse) { a.printResources([]*metapb.Resource{resp.Resource}) })
 		},
 	}
-	get.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	staleFlag(get.Flags(), &stale)
 
 	var prefix string
 	var limit uint32
@@ -316,18 +307,15 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List " + k.word + "s in name order (one page, or every page with --all)", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
-				return pages(a, all, func() (*metapb.ListResourcesResponse, error) { return c.ListResources(ctx, req) },
-					func(resp *metapb.ListResourcesResponse) { req.StartAfter = resp.NextStartAfter },
-					func(resp *metapb.ListResourcesResponse) { a.printResources(resp.Resources) })
-			})
+			req := &metapb.ListResourcesRequest{Kind: k.kind, NamePrefix: prefix, Limit: limit, Consistency: consistency(stale)}
+			return pages(a, all, &req.StartAfter, func(ctx context.Context, c *client.Client) (*metapb.ListResourcesResponse, error) {
+				return c.ListResources(ctx, req)
+			}, func(resp *metapb.ListResourcesResponse) { a.printResources(resp.Resources) })
 		},
 	}
 	list.Flags().StringVar(&prefix, "prefix", "", "only names with this prefix")
-	list.Flags().Uint32Var(&limit, "limit", 0, "resources per page (default 1000, at most 10000)")
-	list.Flags().BoolVar(&all, "all", false, "follow pages until the end")
-	list.Flags().BoolVar(&stale, "stale", false, "read the local replica without confirming it is current")
+	pageFlags(list.Flags(), &limit, &all, "resources")
+	staleFlag(list.Flags(), &stale)
 
 	var revision uint64
 	update := &cobra.Command{
@@ -365,12 +353,10 @@ func (a *app) kindCommand(k kindDef) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete NAME", Aliases: []string{"del"}, Short: "Delete a " + k.word, Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return a.with(func(ctx context.Context, c *client.Client) error {
-				resp, err := c.DeleteResource(ctx, &metapb.DeleteResourceRequest{Kind: k.kind, Name: args[0], ExpectedRevision: delRevision})
-				if err != nil {
-					return err
-				}
-				return a.emit(resp, func() { fmt.Fprintf(a.out, "deleted %s %s at revision %d\n", k.word, args[0], resp.Revision) })
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.DeleteResourceResponse, error) {
+				return c.DeleteResource(ctx, &metapb.DeleteResourceRequest{Kind: k.kind, Name: args[0], ExpectedRevision: delRevision})
+			}, func(resp *metapb.DeleteResourceResponse) {
+				fmt.Fprintf(a.out, "deleted %s %s at revision %d\n", k.word, args[0], resp.Revision)
 			})
 		},
 	}
