@@ -41,21 +41,11 @@ func expiresAt(at int64, interval uint32) int64 {
 }
 
 func (a *applier) getSession(id string) (*logpb.Session, []byte, error) {
-	s := &logpb.Session{}
-	raw, ok, err := a.get(prefixed(prefixSession, []byte(id)), s)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return s, raw, nil
+	return getStored(a, prefixed(prefixSession, []byte(id)), &logpb.Session{})
 }
 
 func (a *applier) getWill(id string) (*logpb.Will, []byte, error) {
-	w := &logpb.Will{}
-	raw, ok, err := a.get(prefixed(prefixWill, []byte(id)), w)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return w, raw, nil
+	return getStored(a, prefixed(prefixWill, []byte(id)), &logpb.Will{})
 }
 
 func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
@@ -188,11 +178,8 @@ func (a *applier) unindexWill(w *logpb.Will) {
 
 func (a *applier) storeWill(w *logpb.Will, prevRaw []byte) error {
 	w.ModRevision = a.bump()
-	raw, err := a.writeRaw(prefixed(prefixWill, []byte(w.ClientId)), w)
-	if err != nil {
-		return err
-	}
-	return a.emit(logpb.Space_SPACE_WILL, []byte(w.ClientId), raw, prevRaw, false)
+	_, err := a.writeEmit(logpb.Space_SPACE_WILL, prefixed(prefixWill, []byte(w.ClientId)), []byte(w.ClientId), w, prevRaw)
+	return err
 }
 
 func (a *applier) deleteWill(w *logpb.Will, prevRaw []byte) error {

@@ -127,6 +127,25 @@ func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, e
 	return out[0], nil
 }
 
+// decodeAll decodes, in order, every value that scan (a Scan bound to its
+// range) visits, each into a fresh message; it stops at the first value
+// that does not decode. A failing scan's error comes first.
+func decodeAll[M proto.Message](scan func(fn func(k, v []byte) bool) error, fresh func() M) ([]M, error) {
+	var out []M
+	var derr error
+	if err := scan(func(_, v []byte) bool {
+		msg := fresh()
+		if derr = proto.Unmarshal(v, msg); derr != nil {
+			return false
+		}
+		out = append(out, msg)
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	return out, derr
+}
+
 // Cluster returns the cluster record of a metadata group (nil before the
 // first ClusterInit) and its members in id order.
 func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
@@ -144,18 +163,10 @@ func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
 			}
 		}
 		p := []byte{prefixCluster, 'm'}
-		var derr error
-		if err := m.space.Scan(p, prefixEnd(p), func(_, v []byte) bool {
-			mp := &logpb.MemberPut{}
-			if derr = proto.Unmarshal(v, mp); derr != nil {
-				return false
-			}
-			members = append(members, mp)
-			return true
-		}); err != nil {
-			return err
-		}
-		return derr
+		members, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return m.space.Scan(p, prefixEnd(p), fn)
+		}, func() *logpb.MemberPut { return &logpb.MemberPut{} })
+		return err
 	})
 	return ci, members, err
 }
