@@ -211,14 +211,7 @@ func TestDropThenAddSameName(t *testing.T) {
 		t.Fatal(err)
 	}
 	db = openAt(t, dir)
-	s := mustData(t, db, "a")
-	var got []kv
-	if err := s.Scan(nil, nil, collect(&got)); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[last=v]" {
-		t.Fatalf("after reopen: got %v, want [last=v]", got)
-	}
+	expectAll(t, mustData(t, db, "a"), "[last=v]", "after reopen")
 }
 
 // TestAddDropDuringUse adds and drops groups while other goroutines use

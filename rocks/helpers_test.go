@@ -32,14 +32,18 @@ func openAt(t testing.TB, dir string, groups ...string) *DB {
 	return db
 }
 
-func mustData(t testing.TB, db *DB, group string) *Space {
+// mustOpen returns what open (a DB method such as Data) returns for
+// group, failing the test on its error.
+func mustOpen[T any](t testing.TB, open func(string) (T, error), group string) T {
 	t.Helper()
-	s, err := db.Data(group)
+	v, err := open(group)
 	if err != nil {
-		t.Fatalf("Data(%q): %v", group, err)
+		t.Fatalf("group %q: %v", group, err)
 	}
-	return s
+	return v
 }
+
+func mustData(t testing.TB, db *DB, g string) *Space { t.Helper(); return mustOpen(t, db.Data, g) }
 
 func mustPut(t testing.TB, s *Space, k, v string) {
 	t.Helper()
@@ -58,6 +62,19 @@ func collect(out *[]kv) func(k, v []byte) bool {
 	return func(k, v []byte) bool {
 		*out = append(*out, kv{string(bytes.Clone(k)), string(bytes.Clone(v))})
 		return true
+	}
+}
+
+// expectAll checks a whole space's pairs, printed as "[k=v ...]"; when
+// names the moment checked.
+func expectAll(t testing.TB, s *Space, want, when string) {
+	t.Helper()
+	var got []kv
+	if err := s.Scan(nil, nil, collect(&got)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != want {
+		t.Fatalf("%s: got %v, want %s", when, got, want)
 	}
 }
 
