@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -530,11 +531,7 @@ func (db *DB) Flush() error {
 func (db *DB) openGroups() []*group {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	groups := make([]*group, 0, len(db.groups))
-	for _, g := range db.groups {
-		groups = append(groups, g)
-	}
-	return groups
+	return slices.Collect(maps.Values(db.groups))
 }
 
 // flushGroup flushes one group's column families; a group dropped
