@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/hashicorp/raft"
 )
 
 // testOptions are small so that the many databases the tests open stay
@@ -49,6 +51,31 @@ func mustPut(t testing.TB, s *Space, k, v string) {
 	t.Helper()
 	if err := s.Put([]byte(k), []byte(v), false); err != nil {
 		t.Fatalf("Put(%q): %v", k, err)
+	}
+}
+
+// storeCalls are the calls on a space (directly, through a batch and
+// through a snapshot), a log store and a stable store that a closed
+// database or a dropped group must refuse; the tests add their own.
+func storeCalls(s *Space, b *Batch, sn *Snapshot, ls *LogStore, st *StableStore) map[string]func() error {
+	noop := func(k, v []byte) bool { return true }
+	var l raft.Log
+	return map[string]func() error{
+		"Space.Get":            func() error { _, _, err := s.Get([]byte("k")); return err },
+		"Space.Scan":           func() error { return s.Scan(nil, nil, noop) },
+		"Space.DeleteAll":      func() error { return s.DeleteAll(true) },
+		"Space.DeleteRange":    func() error { return s.DeleteRange(nil, nil, true) },
+		"Space.Ingest":         func() error { return s.Ingest([]string{"x.sst"}) },
+		"Batch.Get":            func() error { _, _, err := b.Get(s, []byte("k")); return err },
+		"Batch.Scan":           func() error { return b.Scan(s, nil, nil, noop) },
+		"Snapshot.Get":         func() error { _, _, err := sn.Get(s, []byte("k")); return err },
+		"Snapshot.Scan":        func() error { return sn.Scan(s, nil, nil, noop) },
+		"LogStore.GetLog":      func() error { return ls.GetLog(1, &l) },
+		"LogStore.StoreLogs":   func() error { return ls.StoreLogs([]*raft.Log{{Index: 1}}) },
+		"LogStore.DeleteRange": func() error { return ls.DeleteRange(1, 2) },
+		"LogStore.FirstIndex":  func() error { _, err := ls.FirstIndex(); return err },
+		"LogStore.LastIndex":   func() error { _, err := ls.LastIndex(); return err },
+		"Stable.Set":           func() error { return st.Set([]byte("k"), []byte("v")) },
 	}
 }
 
