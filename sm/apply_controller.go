@@ -37,9 +37,9 @@ func (a *applier) storeBroker(b *logpb.Broker, prevRaw []byte) (*logpb.Result, e
 	return a.storeResult(logpb.Space_SPACE_BROKER, prefixed(prefixBroker, []byte(b.BrokerId)), []byte(b.BrokerId), b, prevRaw)
 }
 
-// storeAssignment stores a connector's assignment and logs the change.
-func (a *applier) storeAssignment(as *logpb.ConnectorAssignment, prevRaw []byte) (*logpb.Result, error) {
-	return a.storeResult(logpb.Space_SPACE_ASSIGNMENT, prefixed(prefixAssignment, []byte(as.Connector)), []byte(as.Connector), as, prevRaw)
+// storeAssignment stores connector's assignment and logs the change.
+func (a *applier) storeAssignment(connector string, as *logpb.ConnectorAssignment, prevRaw []byte) (*logpb.Result, error) {
+	return a.storeResult(logpb.Space_SPACE_ASSIGNMENT, prefixed(prefixAssignment, []byte(connector)), []byte(connector), as, prevRaw)
 }
 
 func (a *applier) brokerRegister(r *logpb.BrokerRegister) (*logpb.Result, error) {
@@ -87,7 +87,7 @@ func (a *applier) unassignBroker(brokerID string) error {
 	rev := a.bump()
 	for i, as := range held {
 		un := &logpb.ConnectorAssignment{Connector: as.Connector, Epoch: rev, AssignedAtUnixNano: a.now, ModRevision: rev}
-		if _, err := a.storeAssignment(un, raws[i]); err != nil {
+		if _, err := a.storeAssignment(as.Connector, un, raws[i]); err != nil {
 			return err
 		}
 	}
@@ -166,7 +166,7 @@ func (a *applier) assign(s *logpb.Assign) (*logpb.Result, error) {
 	} else {
 		as.BrokerEpoch = 0
 	}
-	return a.storeAssignment(as, curRaw)
+	return a.storeAssignment(s.Connector, as, curRaw)
 }
 
 func (a *applier) connectorReport(r *logpb.ConnectorReport) (*logpb.Result, error) {
@@ -182,5 +182,5 @@ func (a *applier) connectorReport(r *logpb.ConnectorReport) (*logpb.Result, erro
 	}
 	cur.State, cur.Error = r.State, r.Error
 	cur.ModRevision = a.bump()
-	return a.storeAssignment(cur, curRaw)
+	return a.storeAssignment(r.Connector, cur, curRaw)
 }
