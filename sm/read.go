@@ -55,24 +55,35 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 		// The smallest key strictly greater than startAfter.
 		start = append(kvKey(startAfter), 0)
 	}
+	return scanPage(m, start, end, limit, nil, func() *logpb.KV { return &logpb.KV{} }, func(key []byte, kv *logpb.KV) Entry {
+		if keysOnly {
+			kv.Value = nil
+		}
+		return Entry{Key: append([]byte(nil), key...), KV: kv}
+	})
+}
+
+// scanPage pages through [start, end) of a space whose keys are a prefix
+// byte then the key: up to limit records, in key order, and whether more
+// follow. It passes over the keys skip reports (when set) and those
+// another group owns; each record is decoded into a fresh message and
+// turned into an entry by entry (given the key without its prefix byte).
+func scanPage[M proto.Message, E any](m *Machine, start, end []byte, limit int, skip func(key []byte) bool, fresh func() M, entry func(key []byte, msg M) E) (out []E, more bool, err error) {
 	err = m.read(func() error {
 		var derr error
 		serr := m.space.Scan(start, end, func(k, v []byte) bool {
-			if !m.owns(k[1:]) {
+			if (skip != nil && skip(k[1:])) || !m.owns(k[1:]) {
 				return true // listed by the group that owns it
 			}
 			if len(out) == limit {
 				more = true
 				return false
 			}
-			kv := &logpb.KV{}
-			if derr = proto.Unmarshal(v, kv); derr != nil {
+			msg := fresh()
+			if derr = proto.Unmarshal(v, msg); derr != nil {
 				return false
 			}
-			if keysOnly {
-				kv.Value = nil
-			}
-			out = append(out, Entry{Key: append([]byte(nil), k[1:]...), KV: kv})
+			out = append(out, entry(k[1:], msg))
 			return true
 		})
 		if serr != nil {
