@@ -52,16 +52,25 @@ func (e *NotLeaderError) Error() string {
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // Reason is NOT_LEADER, or NO_LEADER when the leader is unknown.
-func (e *NotLeaderError) Reason() string {
-	if e.LeaderID == "" {
+func (e *NotLeaderError) Reason() string { return leaderReason(e.LeaderID != "") }
+
+// Metadata carries the leader hint.
+func (e *NotLeaderError) Metadata() map[string]string {
+	return leaderHint(e.Group, e.LeaderID, e.LeaderAddr)
+}
+
+// leaderReason is NOT_LEADER when a node to go to is known, else
+// NO_LEADER.
+func leaderReason(known bool) string {
+	if !known {
 		return metapb.ReasonNoLeader
 	}
 	return metapb.ReasonNotLeader
 }
 
-// Metadata carries the leader hint.
-func (e *NotLeaderError) Metadata() map[string]string {
-	return map[string]string{metapb.MetaGroup: e.Group, metapb.MetaLeaderID: e.LeaderID, metapb.MetaLeaderAddr: e.LeaderAddr}
+// leaderHint is the metadata naming the node that serves a group.
+func leaderHint(group, id, addr string) map[string]string {
+	return map[string]string{metapb.MetaGroup: group, metapb.MetaLeaderID: id, metapb.MetaLeaderAddr: addr}
 }
 
 // unknownOutcome wraps the cause of an unknown outcome. Its reason is

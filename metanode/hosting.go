@@ -3,10 +3,12 @@ package metanode
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -35,20 +37,7 @@ func (n *Node) hosted(name string) *group {
 func (n *Node) hostedGroups() []*group {
 	n.groupsMu.RLock()
 	defer n.groupsMu.RUnlock()
-	out := make([]*group, 0, len(n.groups))
-	for _, g := range n.groups {
-		out = append(out, g)
-	}
-	slices.SortFunc(out, func(a, b *group) int {
-		if a.name < b.name {
-			return -1
-		}
-		if a.name > b.name {
-			return 1
-		}
-		return 0
-	})
-	return out
+	return slices.SortedFunc(maps.Values(n.groups), func(a, b *group) int { return strings.Compare(a.name, b.name) })
 }
 
 // openGroup creates (or opens) a group's storage and raft and registers

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
 )
 
@@ -70,45 +71,65 @@ var (
 	descInflight = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
 	descGroups   = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
 	descReady    = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
-
-	descRocksGauges = map[string]*prometheus.Desc{}
-	descRocksCounts = map[string]*prometheus.Desc{}
 )
 
-func rocksDesc(m map[string]*prometheus.Desc, name, help string) *prometheus.Desc {
-	d := prometheus.NewDesc(name, help, nil, nil)
-	m[name] = d
-	return d
+// rocksFigure is one RocksDB figure: how it is described and exported, and
+// how it is read from the database's stats.
+type rocksFigure struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	of   func(rocks.Stats) float64
 }
 
-var (
-	descLiveSST   = rocksDesc(descRocksGauges, "meta_rocksdb_live_sst_bytes", "Bytes of live SST files, all column families.")
-	descTotalSST  = rocksDesc(descRocksGauges, "meta_rocksdb_sst_bytes", "Bytes of all SST files, obsolete ones not yet deleted included.")
-	descPending   = rocksDesc(descRocksGauges, "meta_rocksdb_pending_compaction_bytes", "RocksDB's estimate of the bytes compaction must rewrite.")
-	descRunning   = rocksDesc(descRocksGauges, "meta_rocksdb_running_compactions", "Compactions running.")
-	descMemtables = rocksDesc(descRocksGauges, "meta_rocksdb_memtable_bytes", "Bytes in memtables, all column families.")
-	descStopped   = rocksDesc(descRocksGauges, "meta_rocksdb_write_stopped", "1 while RocksDB stops writes (a stall).")
-	descDelayed   = rocksDesc(descRocksGauges, "meta_rocksdb_delayed_write_rate_bytes", "Rate writes are throttled to; 0 when not throttled.")
-	descBgErrors  = rocksDesc(descRocksGauges, "meta_rocksdb_background_errors", "Background (flush, compaction) errors since the node started.")
-	descCacheUse  = rocksDesc(descRocksGauges, "meta_rocksdb_block_cache_usage_bytes", "Bytes held in the shared block cache.")
-	descCacheCap  = rocksDesc(descRocksGauges, "meta_rocksdb_block_cache_capacity_bytes", "Capacity of the shared block cache.")
-	descHits      = rocksDesc(descRocksCounts, "meta_rocksdb_block_cache_hits_total", "Block cache hits.")
-	descMisses    = rocksDesc(descRocksCounts, "meta_rocksdb_block_cache_misses_total", "Block cache misses.")
-	descStall     = rocksDesc(descRocksCounts, "meta_rocksdb_stall_seconds_total", "Time writes waited in RocksDB stalls.")
-	descWritten   = rocksDesc(descRocksCounts, "meta_rocksdb_written_bytes_total", "Bytes written to RocksDB.")
-	descRead      = rocksDesc(descRocksCounts, "meta_rocksdb_read_bytes_total", "Bytes read from RocksDB.")
-)
+func rocksGauge(name, help string, of func(rocks.Stats) float64) rocksFigure {
+	return rocksFigure{prometheus.NewDesc(name, help, nil, nil), prometheus.GaugeValue, of}
+}
+
+func rocksCounter(name, help string, of func(rocks.Stats) float64) rocksFigure {
+	return rocksFigure{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, of}
+}
+
+// rocksFigures are the RocksDB figures, in the order they are collected.
+var rocksFigures = []rocksFigure{
+	rocksGauge("meta_rocksdb_live_sst_bytes", "Bytes of live SST files, all column families.",
+		func(s rocks.Stats) float64 { return float64(s.LiveSSTBytes) }),
+	rocksGauge("meta_rocksdb_sst_bytes", "Bytes of all SST files, obsolete ones not yet deleted included.",
+		func(s rocks.Stats) float64 { return float64(s.TotalSSTBytes) }),
+	rocksGauge("meta_rocksdb_pending_compaction_bytes", "RocksDB's estimate of the bytes compaction must rewrite.",
+		func(s rocks.Stats) float64 { return float64(s.PendingCompactionBytes) }),
+	rocksGauge("meta_rocksdb_running_compactions", "Compactions running.",
+		func(s rocks.Stats) float64 { return float64(s.RunningCompactions) }),
+	rocksGauge("meta_rocksdb_memtable_bytes", "Bytes in memtables, all column families.",
+		func(s rocks.Stats) float64 { return float64(s.MemTableBytes) }),
+	rocksGauge("meta_rocksdb_write_stopped", "1 while RocksDB stops writes (a stall).",
+		func(s rocks.Stats) float64 { return b2f(s.WriteStopped) }),
+	rocksGauge("meta_rocksdb_delayed_write_rate_bytes", "Rate writes are throttled to; 0 when not throttled.",
+		func(s rocks.Stats) float64 { return float64(s.DelayedWriteRate) }),
+	rocksGauge("meta_rocksdb_background_errors", "Background (flush, compaction) errors since the node started.",
+		func(s rocks.Stats) float64 { return float64(s.BackgroundErrors) }),
+	rocksGauge("meta_rocksdb_block_cache_usage_bytes", "Bytes held in the shared block cache.",
+		func(s rocks.Stats) float64 { return float64(s.BlockCacheUsage) }),
+	rocksGauge("meta_rocksdb_block_cache_capacity_bytes", "Capacity of the shared block cache.",
+		func(s rocks.Stats) float64 { return float64(s.BlockCacheCapacity) }),
+	rocksCounter("meta_rocksdb_block_cache_hits_total", "Block cache hits.",
+		func(s rocks.Stats) float64 { return float64(s.BlockCacheHits) }),
+	rocksCounter("meta_rocksdb_block_cache_misses_total", "Block cache misses.",
+		func(s rocks.Stats) float64 { return float64(s.BlockCacheMisses) }),
+	rocksCounter("meta_rocksdb_stall_seconds_total", "Time writes waited in RocksDB stalls.",
+		func(s rocks.Stats) float64 { return float64(s.StallMicros) / 1e6 }),
+	rocksCounter("meta_rocksdb_written_bytes_total", "Bytes written to RocksDB.",
+		func(s rocks.Stats) float64 { return float64(s.BytesWritten) }),
+	rocksCounter("meta_rocksdb_read_bytes_total", "Bytes read from RocksDB.",
+		func(s rocks.Stats) float64 { return float64(s.BytesRead) }),
+}
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
 		descSnapshot, descHalted, descQueue, descInflight, descGroups, descReady} {
 		ch <- d
 	}
-	for _, d := range descRocksGauges {
-		ch <- d
-	}
-	for _, d := range descRocksCounts {
-		ch <- d
+	for _, f := range rocksFigures {
+		ch <- f.desc
 	}
 }
 
@@ -116,9 +137,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
 	gauge(descReady, b2f(n.Ready() == nil))
 	if !n.started.Load() {
@@ -141,21 +159,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInflight, float64(len(g.inflight)), g.name)
 	}
 	s := n.db.Stats()
-	gauge(descLiveSST, float64(s.LiveSSTBytes))
-	gauge(descTotalSST, float64(s.TotalSSTBytes))
-	gauge(descPending, float64(s.PendingCompactionBytes))
-	gauge(descRunning, float64(s.RunningCompactions))
-	gauge(descMemtables, float64(s.MemTableBytes))
-	gauge(descStopped, b2f(s.WriteStopped))
-	gauge(descDelayed, float64(s.DelayedWriteRate))
-	gauge(descBgErrors, float64(s.BackgroundErrors))
-	gauge(descCacheUse, float64(s.BlockCacheUsage))
-	gauge(descCacheCap, float64(s.BlockCacheCapacity))
-	counter(descHits, float64(s.BlockCacheHits))
-	counter(descMisses, float64(s.BlockCacheMisses))
-	counter(descStall, float64(s.StallMicros)/1e6)
-	counter(descWritten, float64(s.BytesWritten))
-	counter(descRead, float64(s.BytesRead))
+	for _, f := range rocksFigures {
+		ch <- prometheus.MustNewConstMetric(f.desc, f.kind, f.of(s))
+	}
 }
 
 func b2f(b bool) float64 {

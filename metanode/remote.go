@@ -3,8 +3,6 @@ package metanode
 import (
 	"fmt"
 	"slices"
-
-	"github.com/metamq/meta/rpc/metapb"
 )
 
 // Groups this node does not host. Any node serves any request: a write or
@@ -35,16 +33,11 @@ func (e *RedirectError) Error() string {
 }
 
 // Reason is NOT_LEADER (a redirect), or NO_LEADER when no host is known.
-func (e *RedirectError) Reason() string {
-	if e.LeaderAddr == "" {
-		return metapb.ReasonNoLeader
-	}
-	return metapb.ReasonNotLeader
-}
+func (e *RedirectError) Reason() string { return leaderReason(e.LeaderAddr != "") }
 
 // Metadata carries the host as the leader hint.
 func (e *RedirectError) Metadata() map[string]string {
-	return map[string]string{metapb.MetaGroup: e.Group, metapb.MetaLeaderID: e.LeaderID, metapb.MetaLeaderAddr: e.LeaderAddr}
+	return leaderHint(e.Group, e.LeaderID, e.LeaderAddr)
 }
 
 // Is makes errors.Is(err, ErrNotLeader) true.

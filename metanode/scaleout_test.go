@@ -212,12 +212,7 @@ func TestAddDrainRemoveUnderLoad(t *testing.T) {
 // groupsOn lists the groups whose records place a replica on node.
 func groupsOn(t *testing.T, cl *client.Client, node string) []string {
 	t.Helper()
-	var out []string
-	eachReplica(t, cl, func(g, n string) {
-		if n == node {
-			out = append(out, g)
-		}
-	})
+	out := pickReplicas(t, cl, func(g, n string) (string, bool) { return g, n == node })
 	sort.Strings(out)
 	return out
 }
@@ -588,29 +583,28 @@ func TestMoveReplica(t *testing.T) {
 // groupsHolders lists the nodes group's record places a replica on.
 func groupsHolders(t *testing.T, cl *client.Client, group string) []string {
 	t.Helper()
-	var out []string
-	eachReplica(t, cl, func(g, node string) {
-		if g == group {
-			out = append(out, node)
-		}
-	})
+	out := pickReplicas(t, cl, func(g, node string) (string, bool) { return node, g == group })
 	if len(out) == 0 {
 		t.Fatalf("%s not listed", group)
 	}
 	return out
 }
 
-// eachReplica calls f for every replica of every group, as the directory
-// places them.
-func eachReplica(t *testing.T, cl *client.Client, f func(group, node string)) {
+// pickReplicas lists, in the directory's order, what pick returns for each
+// replica of each group where it also returns true.
+func pickReplicas(t *testing.T, cl *client.Client, pick func(group, node string) (string, bool)) []string {
 	t.Helper()
 	gs, err := cl.ListGroups(ctxT(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []string
 	for _, g := range gs.Groups {
 		for _, r := range g.Replicas {
-			f(g.Group, r.Node)
+			if v, ok := pick(g.Group, r.Node); ok {
+				out = append(out, v)
+			}
 		}
 	}
+	return out
 }

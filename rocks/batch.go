@@ -1,7 +1,6 @@
 package rocks
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 
@@ -89,10 +88,7 @@ func (b *Batch) Get(s *Space, key []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("rocks: batch get: %w", err)
 	}
 	defer v.Free()
-	if !v.Exists() {
-		return nil, false, nil
-	}
-	return bytes.Clone(nonNil(v.Data())), true, nil
+	return copyOut(v)
 }
 
 // Scan is Space.Scan over the batch merged with the database: pending puts

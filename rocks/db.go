@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,51 +227,47 @@ func (db *DB) AddGroup(name string) error {
 	if err := checkGroups([]string{name}); err != nil {
 		return err
 	}
-	db.lifeMu.Lock()
-	defer db.lifeMu.Unlock()
-	if err := db.gate.enter(); err != nil {
-		return err
-	}
-	defer db.gate.leave()
-	db.mu.RLock()
-	_, ok := db.groups[name]
-	db.mu.RUnlock()
-	if ok {
-		return nil
-	}
-	var hs []*grocksdb.ColumnFamilyHandle
-	undo := func() {
-		for _, h := range hs {
-			if err := db.db.DropColumnFamily(h); err != nil {
-				db.log.Warn("rocks: add group: could not drop a column family after a failure", "group", name, "err", err)
+	return db.changeGroups(func() error {
+		db.mu.RLock()
+		_, ok := db.groups[name]
+		db.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		var hs []*grocksdb.ColumnFamilyHandle
+		undo := func() {
+			for _, h := range hs {
+				if err := db.db.DropColumnFamily(h); err != nil {
+					db.log.Warn("rocks: add group: could not drop a column family after a failure", "group", name, "err", err)
+				}
+				h.Destroy()
 			}
-			h.Destroy()
 		}
-	}
-	for _, sfx := range groupSuffixes {
-		o := db.nat.opts
-		if sfx == suffixLog {
-			o = db.nat.logOpts
+		for _, sfx := range groupSuffixes {
+			o := db.nat.opts
+			if sfx == suffixLog {
+				o = db.nat.logOpts
+			}
+			h, err := db.db.CreateColumnFamily(o, name+sfx)
+			if err != nil {
+				undo()
+				return fmt.Errorf("rocks: add group %s: %w", name, err)
+			}
+			hs = append(hs, h)
 		}
-		h, err := db.db.CreateColumnFamily(o, name+sfx)
-		if err != nil {
+		g := db.newGroup(name, hs)
+		if err := g.log.loadBounds(); err != nil {
 			undo()
 			return fmt.Errorf("rocks: add group %s: %w", name, err)
 		}
-		hs = append(hs, h)
-	}
-	g := db.newGroup(name, hs)
-	if err := g.log.loadBounds(); err != nil {
-		undo()
-		return fmt.Errorf("rocks: add group %s: %w", name, err)
-	}
-	db.mu.Lock()
-	db.groups[name] = g
-	i, _ := slices.BinarySearch(db.names, name)
-	db.names = slices.Insert(db.names, i, name)
-	db.mu.Unlock()
-	db.log.Info("rocks: added group", "group", name)
-	return nil
+		db.mu.Lock()
+		db.groups[name] = g
+		i, _ := slices.BinarySearch(db.names, name)
+		db.names = slices.Insert(db.names, i, name)
+		db.mu.Unlock()
+		db.log.Info("rocks: added group", "group", name)
+		return nil
+	})
 }
 
 // DropGroup drops the column families of group name and everything they
@@ -290,42 +287,50 @@ func (db *DB) AddGroup(name string) error {
 // destroyed, which DropGroup does before it returns (the handle's
 // destructor runs RocksDB's obsolete-file purge).
 func (db *DB) DropGroup(name string) error {
+	return db.changeGroups(func() error {
+		db.mu.Lock()
+		g, ok := db.groups[name]
+		if ok {
+			delete(db.groups, name)
+			if i, found := slices.BinarySearch(db.names, name); found {
+				db.names = slices.Delete(db.names, i, i+1)
+			}
+		}
+		db.mu.Unlock()
+		if !ok {
+			return nil
+		}
+		g.gate.close() // waits for the calls in progress on the group's stores
+		var errs []error
+		for _, h := range g.handles {
+			if err := db.db.DropColumnFamily(h); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		// Destroyed even if a drop failed: Debian's RocksDB aborts at Close on
+		// a handle left open. A column family whose drop failed reappears at
+		// the next Open, as a group.
+		for _, h := range g.handles {
+			h.Destroy()
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("rocks: drop group %s: %w", name, err)
+		}
+		db.log.Info("rocks: dropped group", "group", name)
+		return nil
+	})
+}
+
+// changeGroups runs fn, an add or a drop, holding lifeMu and inside the
+// database's gate.
+func (db *DB) changeGroups(fn func() error) error {
 	db.lifeMu.Lock()
 	defer db.lifeMu.Unlock()
 	if err := db.gate.enter(); err != nil {
 		return err
 	}
 	defer db.gate.leave()
-	db.mu.Lock()
-	g, ok := db.groups[name]
-	if ok {
-		delete(db.groups, name)
-		if i, found := slices.BinarySearch(db.names, name); found {
-			db.names = slices.Delete(db.names, i, i+1)
-		}
-	}
-	db.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	g.gate.close() // waits for the calls in progress on the group's stores
-	var errs []error
-	for _, h := range g.handles {
-		if err := db.db.DropColumnFamily(h); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Destroyed even if a drop failed: Debian's RocksDB aborts at Close on
-	// a handle left open. A column family whose drop failed reappears at
-	// the next Open, as a group.
-	for _, h := range g.handles {
-		h.Destroy()
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("rocks: drop group %s: %w", name, err)
-	}
-	db.log.Info("rocks: dropped group", "group", name)
-	return nil
+	return fn()
 }
 
 // checkGroups reports every unusable group name at once.
@@ -530,11 +535,7 @@ func (db *DB) Flush() error {
 func (db *DB) openGroups() []*group {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	groups := make([]*group, 0, len(db.groups))
-	for _, g := range db.groups {
-		groups = append(groups, g)
-	}
-	return groups
+	return slices.Collect(maps.Values(db.groups))
 }
 
 // flushGroup flushes one group's column families; a group dropped

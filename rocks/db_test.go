@@ -2,11 +2,10 @@ package rocks
 
 import (
 	"errors"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/hashicorp/raft"
 )
 
 func TestListGroupsFreshDir(t *testing.T) {
@@ -124,44 +123,28 @@ func TestUseAfterClose(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	noop := func(k, v []byte) bool { return true }
-	var l raft.Log
-	calls := map[string]func() error{
-		"Space.Get":       func() error { _, _, err := data.Get([]byte("k")); return err },
-		"Space.Put":       func() error { return node.Put([]byte("k"), []byte("v"), true) },
-		"Space.Delete":    func() error { return node.Delete([]byte("k"), true) },
-		"Space.Scan":      func() error { return data.Scan(nil, nil, noop) },
-		"Space.DeleteAll": func() error { return data.DeleteAll(true) },
-		"Batch.Get":       func() error { _, _, err := b.Get(data, []byte("k")); return err },
-		"Batch.Scan":      func() error { return b.Scan(data, nil, nil, noop) },
-		"Batch.Commit":    func() error { return b.Commit(true) },
+	calls := storeCalls(data, b, sn, ls, st)
+	maps.Copy(calls, map[string]func() error{
+		"Space.Put":    func() error { return node.Put([]byte("k"), []byte("v"), true) },
+		"Space.Delete": func() error { return node.Delete([]byte("k"), true) },
+		"Batch.Commit": func() error { return b.Commit(true) },
 		"new Batch.Commit": func() error {
 			nb := db.NewBatch()
 			defer nb.Close()
 			nb.Put(data, []byte("k"), nil)
 			return nb.Commit(true)
 		},
-		"Snapshot.Get":         func() error { _, _, err := sn.Get(data, []byte("k")); return err },
-		"Snapshot.Scan":        func() error { return sn.Scan(data, nil, nil, noop) },
-		"new Snapshot.Get":     func() error { s := db.NewSnapshot(); defer s.Close(); _, _, err := s.Get(data, nil); return err },
-		"LogStore.GetLog":      func() error { return ls.GetLog(1, &l) },
-		"LogStore.StoreLogs":   func() error { return ls.StoreLogs([]*raft.Log{{Index: 1}}) },
-		"LogStore.DeleteRange": func() error { return ls.DeleteRange(1, 2) },
-		"LogStore.FirstIndex":  func() error { _, err := ls.FirstIndex(); return err },
-		"LogStore.LastIndex":   func() error { _, err := ls.LastIndex(); return err },
-		"Stable.Set":           func() error { return st.Set([]byte("k"), []byte("v")) },
-		"Stable.GetUint64":     func() error { _, err := st.GetUint64([]byte("k")); return err },
-		"DB.Data":              func() error { _, err := db.Data("g"); return err },
-		"DB.LogStore":          func() error { _, err := db.LogStore("g"); return err },
-		"DB.StableStore":       func() error { _, err := db.StableStore("g"); return err },
-		"DB.Flush":             func() error { return db.Flush() },
-		"DB.SyncWAL":           func() error { return db.SyncWAL() },
-		"DB.AddGroup":          func() error { return db.AddGroup("h") },
-		"DB.DropGroup":         func() error { return db.DropGroup("g") },
-		"DB.NewSSTWriter":      func() error { _, err := db.NewSSTWriter(filepath.Join(t.TempDir(), "x.sst")); return err },
-		"Space.DeleteRange":    func() error { return data.DeleteRange(nil, nil, true) },
-		"Space.Ingest":         func() error { return data.Ingest([]string{"x.sst"}) },
-	}
+		"new Snapshot.Get": func() error { s := db.NewSnapshot(); defer s.Close(); _, _, err := s.Get(data, nil); return err },
+		"Stable.GetUint64": func() error { _, err := st.GetUint64([]byte("k")); return err },
+		"DB.Data":          func() error { _, err := db.Data("g"); return err },
+		"DB.LogStore":      func() error { _, err := db.LogStore("g"); return err },
+		"DB.StableStore":   func() error { _, err := db.StableStore("g"); return err },
+		"DB.Flush":         func() error { return db.Flush() },
+		"DB.SyncWAL":       func() error { return db.SyncWAL() },
+		"DB.AddGroup":      func() error { return db.AddGroup("h") },
+		"DB.DropGroup":     func() error { return db.DropGroup("g") },
+		"DB.NewSSTWriter":  func() error { _, err := db.NewSSTWriter(filepath.Join(t.TempDir(), "x.sst")); return err },
+	})
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close: got %v, want ErrClosed", name, err)

@@ -122,28 +122,10 @@ func TestDropGroup(t *testing.T) {
 	}
 
 	// Stores obtained before the drop answer with ErrGroupDropped.
-	noop := func(k, v []byte) bool { return true }
-	var l raft.Log
-	calls := map[string]func() error{
-		"Space.Get":            func() error { _, _, err := gone.Get([]byte("k")); return err },
-		"Space.Put":            func() error { return gone.Put([]byte("k"), nil, true) },
-		"Space.Delete":         func() error { return gone.Delete([]byte("k"), true) },
-		"Space.Scan":           func() error { return gone.Scan(nil, nil, noop) },
-		"Space.DeleteAll":      func() error { return gone.DeleteAll(true) },
-		"Space.DeleteRange":    func() error { return gone.DeleteRange(nil, nil, true) },
-		"Space.Ingest":         func() error { return gone.Ingest([]string{"x.sst"}) },
-		"Batch.Get":            func() error { _, _, err := b.Get(gone, []byte("k")); return err },
-		"Batch.Scan":           func() error { return b.Scan(gone, nil, nil, noop) },
-		"Snapshot.Get":         func() error { _, _, err := sn.Get(gone, []byte("k")); return err },
-		"Snapshot.Scan":        func() error { return sn.Scan(gone, nil, nil, noop) },
-		"LogStore.GetLog":      func() error { return ls.GetLog(1, &l) },
-		"LogStore.StoreLogs":   func() error { return ls.StoreLogs([]*raft.Log{{Index: 2}}) },
-		"LogStore.DeleteRange": func() error { return ls.DeleteRange(1, 2) },
-		"LogStore.FirstIndex":  func() error { _, err := ls.FirstIndex(); return err },
-		"LogStore.LastIndex":   func() error { _, err := ls.LastIndex(); return err },
-		"Stable.Set":           func() error { return st.Set([]byte("k"), []byte("v")) },
-		"Stable.Get":           func() error { _, err := st.Get([]byte("k")); return err },
-	}
+	calls := storeCalls(gone, b, sn, ls, st)
+	calls["Space.Put"] = func() error { return gone.Put([]byte("k"), nil, true) }
+	calls["Space.Delete"] = func() error { return gone.Delete([]byte("k"), true) }
+	calls["Stable.Get"] = func() error { _, err := st.Get([]byte("k")); return err }
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrGroupDropped) {
 			t.Errorf("%s on a dropped group: got %v, want ErrGroupDropped", name, err)
@@ -211,14 +193,7 @@ func TestDropThenAddSameName(t *testing.T) {
 		t.Fatal(err)
 	}
 	db = openAt(t, dir)
-	s := mustData(t, db, "a")
-	var got []kv
-	if err := s.Scan(nil, nil, collect(&got)); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[last=v]" {
-		t.Fatalf("after reopen: got %v, want [last=v]", got)
-	}
+	expectAll(t, mustData(t, db, "a"), "[last=v]", "after reopen")
 }
 
 // TestAddDropDuringUse adds and drops groups while other goroutines use

@@ -118,26 +118,19 @@ func (d *decoder) byte() byte {
 	return c
 }
 
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = fmt.Errorf("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
+func (d *decoder) uvarint() uint64 { return readVarint(d, binary.Uvarint, "uvarint") }
 
-func (d *decoder) varint() int64 {
+func (d *decoder) varint() int64 { return readVarint(d, binary.Varint, "varint") }
+
+// readVarint reads one field with read (binary.Uvarint or binary.Varint);
+// what names the field's encoding when it is bad.
+func readVarint[T uint64 | int64](d *decoder, read func([]byte) (T, int), what string) T {
 	if d.err != nil {
 		return 0
 	}
-	x, n := binary.Varint(d.b)
+	x, n := read(d.b)
 	if n <= 0 {
-		d.err = fmt.Errorf("bad varint")
+		d.err = fmt.Errorf("bad %s", what)
 		return 0
 	}
 	d.b = d.b[n:]

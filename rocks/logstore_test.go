@@ -30,11 +30,7 @@ func testLogs(from, to uint64) []*raft.Log {
 
 func mustLogStore(t testing.TB, db *DB, g string) *LogStore {
 	t.Helper()
-	ls, err := db.LogStore(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ls
+	return mustOpen(t, db.LogStore, g)
 }
 
 func expectBounds(t testing.TB, ls *LogStore, first, last uint64) {

@@ -36,10 +36,20 @@ func getPinned(db *grocksdb.DB, ro *grocksdb.ReadOptions, cf *grocksdb.ColumnFam
 		return nil, false, fmt.Errorf("rocks: get: %w", err)
 	}
 	defer h.Destroy()
-	if !h.Exists() {
+	return copyOut(h)
+}
+
+// copyOut copies a value RocksDB returned (a slice or a pinnable slice)
+// into Go memory; found is false when the key is absent. The caller
+// releases v.
+func copyOut(v interface {
+	Exists() bool
+	Data() []byte
+}) (value []byte, found bool, err error) {
+	if !v.Exists() {
 		return nil, false, nil
 	}
-	return bytes.Clone(nonNil(h.Data())), true, nil
+	return bytes.Clone(nonNil(v.Data())), true, nil
 }
 
 // nonNil makes an empty stored value come back as a non-nil empty slice, so

@@ -2,7 +2,6 @@ package rocks
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -75,13 +74,7 @@ func TestIngestOverridesExistingState(t *testing.T) {
 	want := "[a2=new k1=new k3=new k5=new]"
 	check := func(when string) {
 		t.Helper()
-		var got []kv
-		if err := mustData(t, db, "a").Scan(nil, nil, collect(&got)); err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != want {
-			t.Fatalf("%s: got %v, want %s", when, got, want)
-		}
+		expectAll(t, mustData(t, db, "a"), want, when)
 		v, ok, err := mustData(t, db, "b").Get([]byte("k1"))
 		expectGet(t, when+": other space", v, ok, err, "other", true)
 	}
@@ -138,13 +131,7 @@ func TestIngestIsAllOrNothing(t *testing.T) {
 			t.Errorf("ingest of %v: got nil, want an error", batch)
 		}
 	}
-	var got []kv
-	if err := a.Scan(nil, nil, collect(&got)); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[keep=v]" {
-		t.Fatalf("after failed ingests: got %v, want [keep=v]", got)
-	}
+	expectAll(t, a, "[keep=v]", "after failed ingests")
 }
 
 func TestDeleteRange(t *testing.T) {
@@ -162,23 +149,11 @@ func TestDeleteRange(t *testing.T) {
 	if err := a.DeleteRange([]byte("d"), []byte("b"), true); err != nil { // empty range
 		t.Fatal(err)
 	}
-	var got []kv
-	if err := a.Scan(nil, nil, collect(&got)); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[a=v d=v e=v]" {
-		t.Fatalf("after DeleteRange [b, d): got %v, want [a=v d=v e=v]", got)
-	}
+	expectAll(t, a, "[a=v d=v e=v]", "after DeleteRange [b, d)")
 	if err := a.DeleteRange([]byte("d"), nil, true); err != nil {
 		t.Fatal(err)
 	}
-	got = nil
-	if err := a.Scan(nil, nil, collect(&got)); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "[a=v]" {
-		t.Fatalf("after DeleteRange [d, end): got %v, want [a=v]", got)
-	}
+	expectAll(t, a, "[a=v]", "after DeleteRange [d, end)")
 }
 
 func TestSyncWAL(t *testing.T) {

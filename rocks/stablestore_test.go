@@ -10,11 +10,7 @@ import (
 
 func mustStable(t testing.TB, db *DB, g string) *StableStore {
 	t.Helper()
-	st, err := db.StableStore(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return mustOpen(t, db.StableStore, g)
 }
 
 func TestStableStoreRoundTrip(t *testing.T) {

@@ -173,13 +173,19 @@ func (a *applier) get(key []byte, msg proto.Message) (raw []byte, found bool, er
 	return v, true, nil
 }
 
-func (a *applier) getKV(key []byte) (*logpb.KV, []byte, error) {
-	kv := &logpb.KV{}
-	raw, ok, err := a.get(kvKey(key), kv)
+// getStored reads the message stored under key into msg and returns it
+// with its stored encoding; nil (and no encoding) when the key is absent.
+func getStored[M proto.Message](a *applier, key []byte, msg M) (M, []byte, error) {
+	raw, ok, err := a.get(key, msg)
 	if err != nil || !ok {
-		return nil, nil, err
+		var none M
+		return none, nil, err
 	}
-	return kv, raw, nil
+	return msg, raw, nil
+}
+
+func (a *applier) getKV(key []byte) (*logpb.KV, []byte, error) {
+	return getStored(a, kvKey(key), &logpb.KV{})
 }
 
 // write stores msg and returns its encoding.
@@ -195,6 +201,29 @@ func (a *applier) writeRaw(key []byte, msg proto.Message) ([]byte, error) {
 	}
 	a.b.Put(a.m.space, key, v)
 	return v, nil
+}
+
+// writeEmit stores msg under key and logs the change of watchKey in space
+// (prevRaw the encoding it replaces); it returns the new encoding.
+func (a *applier) writeEmit(space logpb.Space, key, watchKey []byte, msg proto.Message, prevRaw []byte) ([]byte, error) {
+	raw, err := a.writeRaw(key, msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.emit(space, watchKey, raw, prevRaw, false); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// storeResult is writeEmit's result for ops that answer with the stored
+// value and the one it replaced.
+func (a *applier) storeResult(space logpb.Space, key, watchKey []byte, msg proto.Message, prevRaw []byte) (*logpb.Result, error) {
+	raw, err := a.writeEmit(space, key, watchKey, msg, prevRaw)
+	if err != nil {
+		return nil, err
+	}
+	return &logpb.Result{Value: raw, PrevValue: prevRaw}, nil
 }
 
 func (a *applier) mark(key []byte)   { a.b.Put(a.m.space, key, nil) }
@@ -229,11 +258,7 @@ func (a *applier) put(key, value []byte, lease int64) (*logpb.Result, error) {
 	if lease != 0 {
 		a.mark(leaseKeysKey(lease, key))
 	}
-	raw, err := a.writeRaw(kvKey(key), kv)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.emit(logpb.Space_SPACE_KV, key, raw, prevRaw, false); err != nil {
+	if _, err := a.writeEmit(logpb.Space_SPACE_KV, kvKey(key), key, kv, prevRaw); err != nil {
 		return nil, err
 	}
 	return &logpb.Result{Prev: prev}, nil

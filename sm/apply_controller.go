@@ -25,33 +25,21 @@ const (
 // broker that is not alive in the same state.
 
 func (a *applier) getBroker(id string) (*logpb.Broker, []byte, error) {
-	b := &logpb.Broker{}
-	raw, ok, err := a.get(prefixed(prefixBroker, []byte(id)), b)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return b, raw, nil
+	return getStored(a, prefixed(prefixBroker, []byte(id)), &logpb.Broker{})
 }
 
 func (a *applier) getAssignment(connector string) (*logpb.ConnectorAssignment, []byte, error) {
-	as := &logpb.ConnectorAssignment{}
-	raw, ok, err := a.get(prefixed(prefixAssignment, []byte(connector)), as)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return as, raw, nil
+	return getStored(a, prefixed(prefixAssignment, []byte(connector)), &logpb.ConnectorAssignment{})
 }
 
 func (a *applier) storeBroker(b *logpb.Broker, prevRaw []byte) (*logpb.Result, error) {
 	b.ModRevision = a.bump()
-	raw, err := a.writeRaw(prefixed(prefixBroker, []byte(b.BrokerId)), b)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.emit(logpb.Space_SPACE_BROKER, []byte(b.BrokerId), raw, prevRaw, false); err != nil {
-		return nil, err
-	}
-	return &logpb.Result{Value: raw, PrevValue: prevRaw}, nil
+	return a.storeResult(logpb.Space_SPACE_BROKER, prefixed(prefixBroker, []byte(b.BrokerId)), []byte(b.BrokerId), b, prevRaw)
+}
+
+// storeAssignment stores connector's assignment and logs the change.
+func (a *applier) storeAssignment(connector string, as *logpb.ConnectorAssignment, prevRaw []byte) (*logpb.Result, error) {
+	return a.storeResult(logpb.Space_SPACE_ASSIGNMENT, prefixed(prefixAssignment, []byte(connector)), []byte(connector), as, prevRaw)
 }
 
 func (a *applier) brokerRegister(r *logpb.BrokerRegister) (*logpb.Result, error) {
@@ -99,11 +87,7 @@ func (a *applier) unassignBroker(brokerID string) error {
 	rev := a.bump()
 	for i, as := range held {
 		un := &logpb.ConnectorAssignment{Connector: as.Connector, Epoch: rev, AssignedAtUnixNano: a.now, ModRevision: rev}
-		raw, err := a.writeRaw(prefixed(prefixAssignment, []byte(as.Connector)), un)
-		if err != nil {
-			return err
-		}
-		if err := a.emit(logpb.Space_SPACE_ASSIGNMENT, []byte(as.Connector), raw, raws[i], false); err != nil {
+		if _, err := a.storeAssignment(as.Connector, un, raws[i]); err != nil {
 			return err
 		}
 	}
@@ -182,14 +166,7 @@ func (a *applier) assign(s *logpb.Assign) (*logpb.Result, error) {
 	} else {
 		as.BrokerEpoch = 0
 	}
-	raw, err := a.writeRaw(key, as)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.emit(logpb.Space_SPACE_ASSIGNMENT, []byte(s.Connector), raw, curRaw, false); err != nil {
-		return nil, err
-	}
-	return &logpb.Result{Value: raw, PrevValue: curRaw}, nil
+	return a.storeAssignment(s.Connector, as, curRaw)
 }
 
 func (a *applier) connectorReport(r *logpb.ConnectorReport) (*logpb.Result, error) {
@@ -205,12 +182,5 @@ func (a *applier) connectorReport(r *logpb.ConnectorReport) (*logpb.Result, erro
 	}
 	cur.State, cur.Error = r.State, r.Error
 	cur.ModRevision = a.bump()
-	raw, err := a.writeRaw(prefixed(prefixAssignment, []byte(r.Connector)), cur)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.emit(logpb.Space_SPACE_ASSIGNMENT, []byte(r.Connector), raw, curRaw, false); err != nil {
-		return nil, err
-	}
-	return &logpb.Result{Value: raw, PrevValue: curRaw}, nil
+	return a.storeAssignment(r.Connector, cur, curRaw)
 }

@@ -36,13 +36,9 @@ func checkGroup(g *logpb.GroupRecord) *logpb.Result {
 
 // bumpDirectory raises the directory version.
 func (a *applier) bumpDirectory() error {
-	v, _, err := a.b.Get(a.m.space, keyDirVer)
+	ver, err := storedU64(a.b.Get(a.m.space, keyDirVer))
 	if err != nil {
 		return err
-	}
-	var ver uint64
-	if len(v) == 8 {
-		ver = binary.BigEndian.Uint64(v)
 	}
 	a.b.Put(a.m.space, keyDirVer, binary.BigEndian.AppendUint64(nil, ver+1))
 	return nil

@@ -1,7 +1,6 @@
 package sm
 
 import (
-	"encoding/binary"
 	"time"
 
 	"github.com/metamq/meta/sm/logpb"
@@ -55,13 +54,20 @@ func (a *applier) leaseGrant(g *logpb.LeaseGrant) (*logpb.Result, error) {
 	return &logpb.Result{}, a.storeLease(l, old)
 }
 
-func (a *applier) leaseKeepAlive(id int64) (*logpb.Result, error) {
+// existingLease reads a lease an op needs; a result that ends the op when
+// it is not found.
+func (a *applier) existingLease(id int64) (*logpb.Lease, *logpb.Result, error) {
 	cur, err := a.getLease(id)
-	if err != nil {
-		return nil, err
+	if err != nil || cur != nil {
+		return cur, nil, err
 	}
+	return nil, notFound("lease %d not found", id), nil
+}
+
+func (a *applier) leaseKeepAlive(id int64) (*logpb.Result, error) {
+	cur, res, err := a.existingLease(id)
 	if cur == nil {
-		return notFound("lease %d not found", id), nil
+		return res, err
 	}
 	a.bump()
 	old := cur.ExpiresAtUnixNano
@@ -70,12 +76,9 @@ func (a *applier) leaseKeepAlive(id int64) (*logpb.Result, error) {
 }
 
 func (a *applier) leaseRevoke(id int64) (*logpb.Result, error) {
-	cur, err := a.getLease(id)
-	if err != nil {
-		return nil, err
-	}
+	cur, res, err := a.existingLease(id)
 	if cur == nil {
-		return notFound("lease %d not found", id), nil
+		return res, err
 	}
 	n, err := a.revoke(cur)
 	if err != nil {
@@ -154,9 +157,5 @@ func (a *applier) eventsCompact(below uint64) (*logpb.Result, error) {
 }
 
 func (a *applier) compactRevision() (uint64, error) {
-	v, ok, err := a.b.Get(a.m.space, keyCompact)
-	if err != nil || !ok || len(v) != 8 {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(v), nil
+	return storedU64(a.b.Get(a.m.space, keyCompact))
 }

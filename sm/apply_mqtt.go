@@ -41,21 +41,11 @@ func expiresAt(at int64, interval uint32) int64 {
 }
 
 func (a *applier) getSession(id string) (*logpb.Session, []byte, error) {
-	s := &logpb.Session{}
-	raw, ok, err := a.get(prefixed(prefixSession, []byte(id)), s)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return s, raw, nil
+	return getStored(a, prefixed(prefixSession, []byte(id)), &logpb.Session{})
 }
 
 func (a *applier) getWill(id string) (*logpb.Will, []byte, error) {
-	w := &logpb.Will{}
-	raw, ok, err := a.get(prefixed(prefixWill, []byte(id)), w)
-	if err != nil || !ok {
-		return nil, nil, err
-	}
-	return w, raw, nil
+	return getStored(a, prefixed(prefixWill, []byte(id)), &logpb.Will{})
 }
 
 func (a *applier) sessionsPut(p *logpb.SessionsPut) (*logpb.Result, error) {
@@ -188,11 +178,8 @@ func (a *applier) unindexWill(w *logpb.Will) {
 
 func (a *applier) storeWill(w *logpb.Will, prevRaw []byte) error {
 	w.ModRevision = a.bump()
-	raw, err := a.writeRaw(prefixed(prefixWill, []byte(w.ClientId)), w)
-	if err != nil {
-		return err
-	}
-	return a.emit(logpb.Space_SPACE_WILL, []byte(w.ClientId), raw, prevRaw, false)
+	_, err := a.writeEmit(logpb.Space_SPACE_WILL, prefixed(prefixWill, []byte(w.ClientId)), []byte(w.ClientId), w, prevRaw)
+	return err
 }
 
 func (a *applier) deleteWill(w *logpb.Will, prevRaw []byte) error {
@@ -329,19 +316,31 @@ func (a *applier) timerPassed(w *logpb.Will) bool {
 	return false
 }
 
+// willIf reads the will of client id for a claim or a completion; a result
+// ends the op when there is none (not found) or when ok rejects it (a
+// compare failure).
+func (a *applier) willIf(id string, ok func(*logpb.Will) bool) (*logpb.Will, []byte, *logpb.Result, error) {
+	w, raw, err := a.getWill(id)
+	switch {
+	case err != nil:
+		return nil, nil, nil, err
+	case w == nil:
+		return nil, nil, notFound("no will for %q", id), nil
+	case !ok(w):
+		return nil, nil, &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: raw}, nil
+	}
+	return w, raw, nil, nil
+}
+
 func (a *applier) willClaim(c *logpb.WillClaim) (*logpb.Result, error) {
 	if c.ClientId == "" || c.BrokerId == "" {
 		return invalid("client id and broker id must be set"), nil
 	}
-	w, raw, err := a.getWill(c.ClientId)
-	if err != nil {
-		return nil, err
-	}
+	w, raw, res, err := a.willIf(c.ClientId, func(w *logpb.Will) bool {
+		return w.State == logpb.WillState_WILL_STATE_DUE || a.timerPassed(w)
+	})
 	if w == nil {
-		return notFound("no will for %q", c.ClientId), nil
-	}
-	if w.State != logpb.WillState_WILL_STATE_DUE && !a.timerPassed(w) {
-		return &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: raw}, nil
+		return res, err
 	}
 	ttl := int64(c.ClaimTtlSeconds) * int64(time.Second)
 	if ttl == 0 {
@@ -358,15 +357,11 @@ func (a *applier) willClaim(c *logpb.WillClaim) (*logpb.Result, error) {
 }
 
 func (a *applier) willComplete(c *logpb.WillComplete) (*logpb.Result, error) {
-	w, raw, err := a.getWill(c.ClientId)
-	if err != nil {
-		return nil, err
-	}
+	w, raw, res, err := a.willIf(c.ClientId, func(w *logpb.Will) bool {
+		return w.State == logpb.WillState_WILL_STATE_CLAIMED && w.ClaimedBy == c.BrokerId
+	})
 	if w == nil {
-		return notFound("no will for %q", c.ClientId), nil
-	}
-	if w.State != logpb.WillState_WILL_STATE_CLAIMED || w.ClaimedBy != c.BrokerId {
-		return &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: raw}, nil
+		return res, err
 	}
 	if err := a.deleteWill(w, raw); err != nil {
 		return nil, err

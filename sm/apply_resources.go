@@ -16,21 +16,39 @@ func validResource(kind int32, name string) *logpb.Result {
 }
 
 func (a *applier) getResource(kind int32, name string) (*logpb.Resource, []byte, error) {
-	r := &logpb.Resource{}
-	raw, ok, err := a.get(resourceKey(kind, name), r)
-	if err != nil || !ok {
-		return nil, nil, err
+	return getStored(a, resourceKey(kind, name), &logpb.Resource{})
+}
+
+// currentResource validates an op's kind and name and reads the resource
+// it names; a non-nil result (invalid) or error ends the op.
+func (a *applier) currentResource(kind int32, name string) (*logpb.Resource, []byte, *logpb.Result, error) {
+	if r := validResource(kind, name); r != nil {
+		return nil, nil, r, nil
 	}
-	return r, raw, nil
+	cur, curRaw, err := a.getResource(kind, name)
+	return cur, curRaw, nil, err
+}
+
+// matchingResource is currentResource for an update or a delete: it also
+// ends the op when the resource is not found or, with check, is at a
+// revision other than expected.
+func (a *applier) matchingResource(kind int32, name string, expected uint64, check bool) (*logpb.Resource, []byte, *logpb.Result, error) {
+	cur, curRaw, res, err := a.currentResource(kind, name)
+	switch {
+	case res != nil || err != nil:
+		return nil, nil, res, err
+	case cur == nil:
+		return nil, nil, notFound("resource not found"), nil
+	case check && cur.ModRevision != expected:
+		return nil, nil, &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: curRaw}, nil
+	}
+	return cur, curRaw, nil, nil
 }
 
 func (a *applier) resourceCreate(c *logpb.ResourceCreate) (*logpb.Result, error) {
-	if r := validResource(c.Kind, c.Name); r != nil {
-		return r, nil
-	}
-	cur, curRaw, err := a.getResource(c.Kind, c.Name)
-	if err != nil {
-		return nil, err
+	cur, curRaw, res, err := a.currentResource(c.Kind, c.Name)
+	if res != nil || err != nil {
+		return res, err
 	}
 	if cur != nil {
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: "resource exists", PrevValue: curRaw}, nil
@@ -41,18 +59,9 @@ func (a *applier) resourceCreate(c *logpb.ResourceCreate) (*logpb.Result, error)
 }
 
 func (a *applier) resourceUpdate(u *logpb.ResourceUpdate) (*logpb.Result, error) {
-	if r := validResource(u.Kind, u.Name); r != nil {
-		return r, nil
-	}
-	cur, curRaw, err := a.getResource(u.Kind, u.Name)
-	if err != nil {
-		return nil, err
-	}
+	cur, curRaw, res, err := a.matchingResource(u.Kind, u.Name, u.ExpectedRevision, true)
 	if cur == nil {
-		return notFound("resource not found"), nil
-	}
-	if cur.ModRevision != u.ExpectedRevision {
-		return &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: curRaw}, nil
+		return res, err
 	}
 	rev := a.bump()
 	r := &logpb.Resource{Kind: u.Kind, Name: u.Name, Spec: u.Spec, CreateRevision: cur.CreateRevision, ModRevision: rev, Version: cur.Version + 1}
@@ -60,29 +69,13 @@ func (a *applier) resourceUpdate(u *logpb.ResourceUpdate) (*logpb.Result, error)
 }
 
 func (a *applier) storeResource(r *logpb.Resource, prevRaw []byte) (*logpb.Result, error) {
-	raw, err := a.writeRaw(resourceKey(r.Kind, r.Name), r)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.emit(logpb.Space_SPACE_RESOURCE, resourceKey(r.Kind, r.Name)[1:], raw, prevRaw, false); err != nil {
-		return nil, err
-	}
-	return &logpb.Result{Value: raw, PrevValue: prevRaw}, nil
+	return a.storeResult(logpb.Space_SPACE_RESOURCE, resourceKey(r.Kind, r.Name), resourceKey(r.Kind, r.Name)[1:], r, prevRaw)
 }
 
 func (a *applier) resourceDelete(d *logpb.ResourceDelete) (*logpb.Result, error) {
-	if r := validResource(d.Kind, d.Name); r != nil {
-		return r, nil
-	}
-	cur, curRaw, err := a.getResource(d.Kind, d.Name)
-	if err != nil {
-		return nil, err
-	}
+	cur, curRaw, res, err := a.matchingResource(d.Kind, d.Name, d.ExpectedRevision, d.ExpectedRevision != 0)
 	if cur == nil {
-		return notFound("resource not found"), nil
-	}
-	if d.ExpectedRevision != 0 && cur.ModRevision != d.ExpectedRevision {
-		return &logpb.Result{Code: logpb.Code_CODE_COMPARE_FAILED, PrevValue: curRaw}, nil
+		return res, err
 	}
 	a.bump()
 	key := resourceKey(d.Kind, d.Name)

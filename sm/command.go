@@ -40,11 +40,16 @@ func DecodeBatch(data []byte) (*logpb.Batch, error) {
 	if data[0] != TypeBatch {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, data[0])
 	}
-	b := &logpb.Batch{}
-	if err := proto.Unmarshal(data[1:], b); err != nil {
-		return nil, fmt.Errorf("sm: decode batch: %w", err)
+	return decodeAs(data[1:], &logpb.Batch{}, "batch")
+}
+
+// decodeAs decodes b into msg; what names msg in the error.
+func decodeAs[M proto.Message](b []byte, msg M, what string) (M, error) {
+	if err := proto.Unmarshal(b, msg); err != nil {
+		var none M
+		return none, fmt.Errorf("sm: decode %s: %w", what, err)
 	}
-	return b, nil
+	return msg, nil
 }
 
 // EncodeOp and DecodeOp carry single operations between nodes (forwarding).
@@ -52,11 +57,7 @@ func EncodeOp(op *logpb.Op) ([]byte, error) { return marshal.Marshal(op) }
 
 // DecodeOp is the inverse of EncodeOp.
 func DecodeOp(b []byte) (*logpb.Op, error) {
-	op := &logpb.Op{}
-	if err := proto.Unmarshal(b, op); err != nil {
-		return nil, fmt.Errorf("sm: decode op: %w", err)
-	}
-	return op, nil
+	return decodeAs(b, &logpb.Op{}, "op")
 }
 
 // EncodeResult and DecodeResult carry results back.
@@ -64,11 +65,7 @@ func EncodeResult(r *logpb.Result) ([]byte, error) { return marshal.Marshal(r) }
 
 // DecodeResult is the inverse of EncodeResult.
 func DecodeResult(b []byte) (*logpb.Result, error) {
-	r := &logpb.Result{}
-	if err := proto.Unmarshal(b, r); err != nil {
-		return nil, fmt.Errorf("sm: decode result: %w", err)
-	}
-	return r, nil
+	return decodeAs(b, &logpb.Result{}, "result")
 }
 
 // Kind is the kind of a group's state machine.

@@ -8,38 +8,20 @@ import (
 	"github.com/metamq/meta/sm/logpb"
 )
 
-func ctlOp(o any) *logpb.Op {
-	switch v := o.(type) {
-	case *logpb.BrokerRegister:
-		return &logpb.Op{Op: &logpb.Op_BrokerRegister{BrokerRegister: v}}
-	case *logpb.BrokerSetStatus:
-		return &logpb.Op{Op: &logpb.Op_BrokerSetStatus{BrokerSetStatus: v}}
-	case *logpb.Assign:
-		return &logpb.Op{Op: &logpb.Op_Assign{Assign: v}}
-	case *logpb.ConnectorReport:
-		return &logpb.Op{Op: &logpb.Op_ConnectorReport{ConnectorReport: v}}
-	}
-	panic("unknown op")
-}
-
 // Every controller decision is fenced in apply against the state it was
 // made on.
 func TestControllerFencing(t *testing.T) {
 	e := newEnv(t, KindMetadata)
-	idx := uint64(0)
-	apply := func(ops ...*logpb.Op) []*logpb.Result {
-		idx++
-		return results(t, e.m.Apply(entry(t, idx, ops...)))
-	}
-	rs := apply(ctlOp(&logpb.BrokerRegister{BrokerId: "b1"}), ctlOp(&logpb.BrokerRegister{BrokerId: "b2"}))
+	apply := e.applyNext()
+	rs := apply(op(&logpb.BrokerRegister{BrokerId: "b1"}), op(&logpb.BrokerRegister{BrokerId: "b2"}))
 	var b1 logpb.Broker
 	_ = proto.Unmarshal(rs[0].Value, &b1)
 	if b1.Epoch != 1 || b1.Status != BrokerAlive {
 		t.Fatalf("b1: got epoch %d status %d, want 1 alive", b1.Epoch, b1.Status)
 	}
 	// Assign c1 to b1; a second assignment expecting "none" loses.
-	rs = apply(ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: 1}),
-		ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b2", BrokerEpoch: 2}))
+	rs = apply(op(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: 1}),
+		op(&logpb.Assign{Connector: "c1", BrokerId: "b2", BrokerEpoch: 2}))
 	if rs[0].Code != logpb.Code_CODE_OK || rs[1].Code != logpb.Code_CODE_COMPARE_FAILED {
 		t.Fatalf("assign: got %v, %v; want OK then COMPARE_FAILED", rs[0].Code, rs[1].Code)
 	}
@@ -47,11 +29,11 @@ func TestControllerFencing(t *testing.T) {
 	ep1 := as.Epoch
 	// b1 restarts: re-registration raises its epoch; the old twin's
 	// report and a decision about the old epoch are rejected.
-	apply(ctlOp(&logpb.BrokerRegister{BrokerId: "b1"}))
-	rs = apply(ctlOp(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b1", Epoch: ep1 - 1, State: 2}),
-		ctlOp(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown}),
-		ctlOp(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b2", Epoch: ep1, State: 2}),
-		ctlOp(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b1", Epoch: ep1, State: 2}))
+	apply(op(&logpb.BrokerRegister{BrokerId: "b1"}))
+	rs = apply(op(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b1", Epoch: ep1 - 1, State: 2}),
+		op(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown}),
+		op(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b2", Epoch: ep1, State: 2}),
+		op(&logpb.ConnectorReport{Connector: "c1", BrokerId: "b1", Epoch: ep1, State: 2}))
 	for i, want := range []logpb.Code{logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED, logpb.Code_CODE_COMPARE_FAILED} {
 		if rs[i].Code != want {
 			t.Errorf("op %d: got %v, want %v", i, rs[i].Code, want)
@@ -64,14 +46,14 @@ func TestControllerFencing(t *testing.T) {
 	as, _ = e.m.Assignment("c1")
 	ep1 = as.Epoch
 	// b2 goes down: nothing can be assigned to it.
-	rs = apply(ctlOp(&logpb.BrokerSetStatus{BrokerId: "b2", Epoch: 2, Status: BrokerDown}),
-		ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b2", BrokerEpoch: 2, ExpectedEpoch: ep1}))
+	rs = apply(op(&logpb.BrokerSetStatus{BrokerId: "b2", Epoch: 2, Status: BrokerDown}),
+		op(&logpb.Assign{Connector: "c1", BrokerId: "b2", BrokerEpoch: 2, ExpectedEpoch: ep1}))
 	if rs[0].Code != logpb.Code_CODE_OK || rs[1].Code != logpb.Code_CODE_COMPARE_FAILED {
 		t.Fatalf("assign to a down broker: got %v, %v", rs[0].Code, rs[1].Code)
 	}
 	// Epochs strictly increase per connector.
 	b, _ := e.m.Broker("b1")
-	rs = apply(ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: b.Epoch, ExpectedEpoch: ep1}))
+	rs = apply(op(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: b.Epoch, ExpectedEpoch: ep1}))
 	as, _ = e.m.Assignment("c1")
 	if rs[0].Code != logpb.Code_CODE_OK || as.Epoch <= ep1 {
 		t.Fatalf("reassign: got %v epoch %d, want OK and epoch > %d", rs[0].Code, as.Epoch, ep1)
@@ -81,9 +63,9 @@ func TestControllerFencing(t *testing.T) {
 // Declaring a broker down unassigns its connectors in the same op.
 func TestBrokerDownUnassignsAtOnce(t *testing.T) {
 	e := newEnv(t, KindMetadata)
-	e.m.Apply(entry(t, 1, ctlOp(&logpb.BrokerRegister{BrokerId: "b1"})))
-	e.m.Apply(entry(t, 2, ctlOp(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: 1})))
-	e.m.Apply(entry(t, 3, ctlOp(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown})))
+	e.m.Apply(entry(t, 1, op(&logpb.BrokerRegister{BrokerId: "b1"})))
+	e.m.Apply(entry(t, 2, op(&logpb.Assign{Connector: "c1", BrokerId: "b1", BrokerEpoch: 1})))
+	e.m.Apply(entry(t, 3, op(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: 1, Status: BrokerDown})))
 	as, _ := e.m.Assignment("c1")
 	b, _ := e.m.Broker("b1")
 	if as.BrokerId != "" || b.Status != BrokerDown || as.Epoch != b.ModRevision {

@@ -23,11 +23,7 @@ func groupRec(name string, nodes ...string) *logpb.GroupRecord {
 // group records.
 func TestDirectory(t *testing.T) {
 	e := newEnv(t, KindMetadata)
-	idx := uint64(0)
-	apply := func(ops ...*logpb.Op) []*logpb.Result {
-		idx++
-		return results(t, e.m.Apply(entry(t, idx, ops...)))
-	}
+	apply := e.applyNext()
 	version := func() uint64 {
 		d, err := e.m.Directory()
 		if err != nil {

@@ -37,14 +37,12 @@ func (m *Machine) Events(from Cursor, max int) ([]EventRecord, Cursor, error) {
 	err := m.read(func() error {
 		sn := m.db.NewSnapshot()
 		defer sn.Close()
-		v, ok, err := sn.Get(m.space, keyCompact)
+		c, err := storedU64(sn.Get(m.space, keyCompact))
 		if err != nil {
 			return err
 		}
-		if ok && len(v) == 8 {
-			if c := binary.BigEndian.Uint64(v); from.Revision < c {
-				return fmt.Errorf("%w: revision %d is below the compacted revision %d", ErrCompacted, from.Revision, c)
-			}
+		if from.Revision < c {
+			return fmt.Errorf("%w: revision %d is below the compacted revision %d", ErrCompacted, from.Revision, c)
 		}
 		var derr error
 		serr := sn.Scan(m.space, eventKey(from.Revision, from.N), []byte{prefixEvent + 1}, func(k, v []byte) bool {
@@ -76,10 +74,8 @@ func (m *Machine) Events(from Cursor, max int) ([]EventRecord, Cursor, error) {
 func (m *Machine) CompactRevision() (uint64, error) {
 	var c uint64
 	err := m.read(func() error {
-		v, ok, err := m.space.Get(keyCompact)
-		if err == nil && ok && len(v) == 8 {
-			c = binary.BigEndian.Uint64(v)
-		}
+		var err error
+		c, err = storedU64(m.space.Get(keyCompact))
 		return err
 	})
 	return c, err

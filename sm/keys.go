@@ -158,6 +158,15 @@ func prefixed(p byte, parts ...[]byte) []byte {
 
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
+// storedU64 decodes a counter stored by be64, taking what a Get returned:
+// 0 when the key is absent or holds anything but 8 bytes.
+func storedU64(v []byte, ok bool, err error) (uint64, error) {
+	if err != nil || !ok || len(v) != 8 {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
 // timerKey is an index entry ordered by time.
 func timerKey(p byte, at int64, id []byte) []byte {
 	return prefixed(p, be64(uint64(max(at, 0))), id)

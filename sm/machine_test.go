@@ -39,6 +39,16 @@ func newEnv(t testing.TB, kind Kind) *env {
 	return e
 }
 
+// applyNext returns a function that applies ops as the machine's next
+// entry (indexes 1, 2, ...) and returns their results.
+func (e *env) applyNext() func(ops ...*logpb.Op) []*logpb.Result {
+	idx := uint64(0)
+	return func(ops ...*logpb.Op) []*logpb.Result {
+		idx++
+		return results(e.t, e.m.Apply(entry(e.t, idx, ops...)))
+	}
+}
+
 func (e *env) open() {
 	e.t.Helper()
 	opts := rocks.DefaultOptions(filepath.Join(e.dir, "db"))

@@ -51,6 +51,14 @@ func op(o any) *logpb.Op {
 		return &logpb.Op{Op: &logpb.Op_EventsCompact{EventsCompact: v}}
 	case *logpb.KVPut:
 		return &logpb.Op{Op: &logpb.Op_Put{Put: v}}
+	case *logpb.BrokerRegister:
+		return &logpb.Op{Op: &logpb.Op_BrokerRegister{BrokerRegister: v}}
+	case *logpb.BrokerSetStatus:
+		return &logpb.Op{Op: &logpb.Op_BrokerSetStatus{BrokerSetStatus: v}}
+	case *logpb.Assign:
+		return &logpb.Op{Op: &logpb.Op_Assign{Assign: v}}
+	case *logpb.ConnectorReport:
+		return &logpb.Op{Op: &logpb.Op_ConnectorReport{ConnectorReport: v}}
 	}
 	panic("unknown op")
 }

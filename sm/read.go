@@ -55,24 +55,35 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 		// The smallest key strictly greater than startAfter.
 		start = append(kvKey(startAfter), 0)
 	}
+	return scanPage(m, start, end, limit, nil, func() *logpb.KV { return &logpb.KV{} }, func(key []byte, kv *logpb.KV) Entry {
+		if keysOnly {
+			kv.Value = nil
+		}
+		return Entry{Key: append([]byte(nil), key...), KV: kv}
+	})
+}
+
+// scanPage pages through [start, end) of a space whose keys are a prefix
+// byte then the key: up to limit records, in key order, and whether more
+// follow. It passes over the keys skip reports (when set) and those
+// another group owns; each record is decoded into a fresh message and
+// turned into an entry by entry (given the key without its prefix byte).
+func scanPage[M proto.Message, E any](m *Machine, start, end []byte, limit int, skip func(key []byte) bool, fresh func() M, entry func(key []byte, msg M) E) (out []E, more bool, err error) {
 	err = m.read(func() error {
 		var derr error
 		serr := m.space.Scan(start, end, func(k, v []byte) bool {
-			if !m.owns(k[1:]) {
+			if (skip != nil && skip(k[1:])) || !m.owns(k[1:]) {
 				return true // listed by the group that owns it
 			}
 			if len(out) == limit {
 				more = true
 				return false
 			}
-			kv := &logpb.KV{}
-			if derr = proto.Unmarshal(v, kv); derr != nil {
+			msg := fresh()
+			if derr = proto.Unmarshal(v, msg); derr != nil {
 				return false
 			}
-			if keysOnly {
-				kv.Value = nil
-			}
-			out = append(out, Entry{Key: append([]byte(nil), k[1:]...), KV: kv})
+			out = append(out, entry(k[1:], msg))
 			return true
 		})
 		if serr != nil {
@@ -127,6 +138,25 @@ func (m *Machine) Offset(group, topic string, partition int32) (*logpb.Offset, e
 	return out[0], nil
 }
 
+// decodeAll decodes, in order, every value that scan (a Scan bound to its
+// range) visits, each into a fresh message; it stops at the first value
+// that does not decode. A failing scan's error comes first.
+func decodeAll[M proto.Message](scan func(fn func(k, v []byte) bool) error, fresh func() M) ([]M, error) {
+	var out []M
+	var derr error
+	if err := scan(func(_, v []byte) bool {
+		msg := fresh()
+		if derr = proto.Unmarshal(v, msg); derr != nil {
+			return false
+		}
+		out = append(out, msg)
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	return out, derr
+}
+
 // Cluster returns the cluster record of a metadata group (nil before the
 // first ClusterInit) and its members in id order.
 func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
@@ -144,18 +174,10 @@ func (m *Machine) Cluster() (*logpb.ClusterInit, []*logpb.MemberPut, error) {
 			}
 		}
 		p := []byte{prefixCluster, 'm'}
-		var derr error
-		if err := m.space.Scan(p, prefixEnd(p), func(_, v []byte) bool {
-			mp := &logpb.MemberPut{}
-			if derr = proto.Unmarshal(v, mp); derr != nil {
-				return false
-			}
-			members = append(members, mp)
-			return true
-		}); err != nil {
-			return err
-		}
-		return derr
+		members, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return m.space.Scan(p, prefixEnd(p), fn)
+		}, func() *logpb.MemberPut { return &logpb.MemberPut{} })
+		return err
 	})
 	return ci, members, err
 }

@@ -1,8 +1,6 @@
 package sm
 
 import (
-	"encoding/binary"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/sm/logpb"
@@ -16,14 +14,11 @@ func (m *Machine) Directory() (*state.Directory, error) {
 	err := m.read(func() error {
 		sn := m.db.NewSnapshot()
 		defer sn.Close()
-		v, ok, err := sn.Get(m.space, keyDirVer)
-		if err != nil {
+		var err error
+		if d.Version, err = storedU64(sn.Get(m.space, keyDirVer)); err != nil {
 			return err
 		}
-		if ok && len(v) == 8 {
-			d.Version = binary.BigEndian.Uint64(v)
-		}
-		if v, ok, err = sn.Get(m.space, keyClusterID); err != nil {
+		if v, ok, err := sn.Get(m.space, keyClusterID); err != nil {
 			return err
 		} else if ok {
 			d.Cluster = &logpb.ClusterInit{}
@@ -31,39 +26,17 @@ func (m *Machine) Directory() (*state.Directory, error) {
 				return err
 			}
 		}
-		var derr error
 		p := []byte{prefixCluster, 'm'}
-		if err := sn.Scan(m.space, p, prefixEnd(p), func(_, v []byte) bool {
-			mp := &logpb.MemberPut{}
-			if derr = proto.Unmarshal(v, mp); derr != nil {
-				return false
-			}
-			d.Members = append(d.Members, mp)
-			return true
-		}); err != nil || derr != nil {
-			return firstError(err, derr)
-		}
-		p = []byte{prefixCluster, 'g'}
-		if err := sn.Scan(m.space, p, prefixEnd(p), func(_, v []byte) bool {
-			g := &logpb.GroupRecord{}
-			if derr = proto.Unmarshal(v, g); derr != nil {
-				return false
-			}
-			d.Groups = append(d.Groups, g)
-			return true
-		}); err != nil || derr != nil {
-			return firstError(err, derr)
-		}
-		return nil
-	})
-	return d, err
-}
-
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
+		if d.Members, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return sn.Scan(m.space, p, prefixEnd(p), fn)
+		}, func() *logpb.MemberPut { return &logpb.MemberPut{} }); err != nil {
 			return err
 		}
-	}
-	return nil
+		p = []byte{prefixCluster, 'g'}
+		d.Groups, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return sn.Scan(m.space, p, prefixEnd(p), fn)
+		}, func() *logpb.GroupRecord { return &logpb.GroupRecord{} })
+		return err
+	})
+	return d, err
 }

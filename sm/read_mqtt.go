@@ -156,36 +156,18 @@ type RetainedEntry = state.RetainedEntry
 // prefix and satisfies match, in topic order.
 func (m *Machine) RetainedList(prefix, startAfter string, limit int, match func(topic string) bool) ([]RetainedEntry, bool, error) {
 	p := prefixed(prefixRetained, []byte(prefix))
-	var out []RetainedEntry
 	start := p
 	if startAfter != "" && startAfter >= prefix {
 		start = append(prefixed(prefixRetained, []byte(startAfter)), 0)
 	}
-	more := false
-	err := m.read(func() error {
-		var derr error
-		serr := m.space.Scan(start, prefixEnd(p), func(k, v []byte) bool {
-			topic := string(k[1:])
-			if (match != nil && !match(topic)) || !m.owns(k[1:]) {
-				return true
-			}
-			if len(out) == limit {
-				more = true
-				return false
-			}
-			r := &logpb.Retained{}
-			if derr = proto.Unmarshal(v, r); derr != nil {
-				return false
-			}
-			out = append(out, RetainedEntry{Topic: topic, Msg: r})
-			return true
+	var skip func(topic []byte) bool
+	if match != nil {
+		skip = func(topic []byte) bool { return !match(string(topic)) }
+	}
+	return scanPage(m, start, prefixEnd(p), limit, skip, func() *logpb.Retained { return &logpb.Retained{} },
+		func(topic []byte, r *logpb.Retained) RetainedEntry {
+			return RetainedEntry{Topic: string(topic), Msg: r}
 		})
-		if serr != nil {
-			return serr
-		}
-		return derr
-	})
-	return out, more, err
 }
 
 // Lease returns a lease, or nil.

@@ -144,6 +144,20 @@ func (w *wrapped) WrappedReadCloser() io.ReadCloser { return w.rc }
 
 var _ raft.ReadCloserWrapper = (*wrapped)(nil)
 
+// installHolds installs a sent snapshot and checks that se then holds the
+// state whose hash is want; what names the check. It returns se's hash.
+func (se *storeEnv) installHolds(meta *raft.SnapshotMeta, data []byte, want StateHash, what string) StateHash {
+	se.t.Helper()
+	if err := se.install(meta, data); err != nil {
+		se.t.Fatal(err)
+	}
+	got := se.hash()
+	if got != want {
+		se.t.Fatalf("%s: got %+v, want %+v", what, got, want)
+	}
+	return got
+}
+
 // install is receive then restore: InstallSnapshot on a follower.
 func (se *storeEnv) install(meta *raft.SnapshotMeta, data []byte) error {
 	se.t.Helper()
@@ -154,32 +168,19 @@ func (se *storeEnv) install(meta *raft.SnapshotMeta, data []byte) error {
 	return se.restore(id)
 }
 
-func (se *storeEnv) list() []*raft.SnapshotMeta {
+// call returns what f returns, failing the test on its error.
+func call[T any](se *storeEnv, f func() (T, error)) T {
 	se.t.Helper()
-	l, err := se.store.List()
+	v, err := f()
 	if err != nil {
 		se.t.Fatal(err)
 	}
-	return l
+	return v
 }
 
-func (se *storeEnv) hash() StateHash {
-	se.t.Helper()
-	h, err := se.m.Hash()
-	if err != nil {
-		se.t.Fatal(err)
-	}
-	return h
-}
-
-func (se *storeEnv) needsRestore() bool {
-	se.t.Helper()
-	need, err := se.store.NeedsRestore()
-	if err != nil {
-		se.t.Fatal(err)
-	}
-	return need
-}
+func (se *storeEnv) list() []*raft.SnapshotMeta { return call(se, se.store.List) }
+func (se *storeEnv) hash() StateHash            { return call(se, se.m.Hash) }
+func (se *storeEnv) needsRestore() bool         { return call(se, se.store.NeedsRestore) }
 
 // dirBytes is the size of every file under dir.
 func dirBytes(t testing.TB, dir string) int64 {
@@ -288,12 +289,7 @@ func TestSendAndInstall(t *testing.T) {
 
 			follower := newStoreEnv(t, kind)
 			follower.m.Apply(entry(t, 1, ops[0])) // state the restore must replace
-			if err := follower.install(meta, data); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := follower.hash(), leader.hash(); got != want {
-				t.Fatalf("follower's state: got %+v, want %+v", got, want)
-			}
+			follower.installHolds(meta, data, leader.hash(), "follower's state")
 			if got, want := dump(t, follower.m), dump(t, leader.m); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("follower's data:\n got %v\nwant %v", got, want)
 			}
@@ -314,12 +310,7 @@ func TestSendAndInstall(t *testing.T) {
 			}
 			meta2, data2 := follower.send(follower.list()[0].ID)
 			third := newStoreEnv(t, kind)
-			if err := third.install(meta2, data2); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := third.hash(), leader.hash(); got != want {
-				t.Fatalf("a snapshot sent on by the follower: got %+v, want %+v", got, want)
-			}
+			third.installHolds(meta2, data2, leader.hash(), "a snapshot sent on by the follower")
 		})
 	}
 }
@@ -332,11 +323,8 @@ func TestSendEmptyGroup(t *testing.T) {
 	meta, data := leader.send(leader.takeSnapshot(1, 1))
 	follower := newStoreEnv(t, KindData)
 	follower.m.Apply(entry(t, 1, putOp("stale", "x")))
-	if err := follower.install(meta, data); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := follower.hash(), leader.hash(); got != want || got.Keys != 1 {
-		t.Fatalf("follower: got %+v, want %+v (the ownership record only)", got, want)
+	if got := follower.installHolds(meta, data, leader.hash(), "follower"); got.Keys != 1 {
+		t.Fatalf("follower: got %+v, want the ownership record only", got)
 	}
 }
 
@@ -591,22 +579,34 @@ func TestRestoreRefusesStaleSnapshot(t *testing.T) {
 	}
 }
 
+// receivedFromLeader starts the crash tests: a leader that applied entries
+// 1..300 sends its snapshot to a new follower that applied and snapshotted
+// entries 1..own (nothing when own is 0); the follower stores it and has
+// not restored it yet. It returns both, the received snapshot's id and the
+// stream the leader sent.
+func receivedFromLeader(t *testing.T, own uint64) (leader, f *storeEnv, id string, data []byte) {
+	t.Helper()
+	leader = newStoreEnv(t, KindData)
+	leader.apply(1, 300)
+	meta, data := leader.send(leader.takeSnapshot(300, 1))
+	f = newStoreEnv(t, KindData)
+	if own > 0 {
+		f.apply(1, own)
+		f.takeSnapshot(own, 1)
+	}
+	id, err := f.receive(meta, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader, f, id, data
+}
+
 // A crash between clearing the old data and ingesting the new leaves the
 // restore marked incomplete and the received files in place: at start the
 // node restores the same snapshot again (NeedsRestore, List's newest) and
 // ends with the leader's state; the files are deleted only then.
 func TestCrashBetweenClearAndIngestReRunsRestore(t *testing.T) {
-	leader := newStoreEnv(t, KindData)
-	leader.apply(1, 300)
-	meta, data := leader.send(leader.takeSnapshot(300, 1))
-
-	f := newStoreEnv(t, KindData)
-	f.apply(1, 10)
-	f.takeSnapshot(10, 1)
-	id, err := f.receive(meta, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, f, id, _ := receivedFromLeader(t, 10)
 	cleared := false
 	f.m.afterClear = func() error {
 		// The old data is gone, the new not in yet.
@@ -656,14 +656,7 @@ func TestCrashBetweenClearAndIngestReRunsRestore(t *testing.T) {
 // but before the store turned the received snapshot into a marker: at
 // start the state is whole and the store tidies the files away.
 func TestCrashAfterIngest(t *testing.T) {
-	leader := newStoreEnv(t, KindData)
-	leader.apply(1, 300)
-	meta, data := leader.send(leader.takeSnapshot(300, 1))
-	f := newStoreEnv(t, KindData)
-	id, err := f.receive(meta, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, f, id, data := receivedFromLeader(t, 0)
 	// The restore without its store: the database has it, the store does
 	// not know.
 	if err := f.m.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
@@ -684,16 +677,7 @@ func TestCrashAfterIngest(t *testing.T) {
 // A crash after a received snapshot was stored, before its restore began:
 // NeedsRestore makes raft restore it at start.
 func TestCrashBeforeRestore(t *testing.T) {
-	leader := newStoreEnv(t, KindData)
-	leader.apply(1, 300)
-	meta, data := leader.send(leader.takeSnapshot(300, 1))
-	f := newStoreEnv(t, KindData)
-	f.apply(1, 5)
-	f.takeSnapshot(5, 1)
-	id, err := f.receive(meta, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, f, id, _ := receivedFromLeader(t, 5)
 	f.restart()
 	if !f.needsRestore() || f.list()[0].ID != id {
 		t.Fatalf("at start: NeedsRestore %v, newest %s; want true, %s", f.needsRestore(), f.list()[0].ID, id)
@@ -824,12 +808,7 @@ func TestLegacySnapshotBecomesMarkerAtUpgrade(t *testing.T) {
 	// The marker can be sent: it carries the current data.
 	meta, data := se.send(id)
 	other := newStoreEnv(t, KindData)
-	if err := other.install(meta, data); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := other.hash(), se.hash(); got != want {
-		t.Fatalf("sent from the converted marker: got %+v, want %+v", got, want)
-	}
+	other.installHolds(meta, data, se.hash(), "sent from the converted marker")
 }
 
 // An old leader sends a METASNP1 stream: the store keeps it as it came,
