@@ -130,19 +130,20 @@ func (m *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 // back as a new member (once no group lists it any more), then waits
 // until that node is a voter of every group again.
 func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
-	replace := f.Params["op"] == "replace"
-	if f.Params["op"] == "grow" {
+	switch op := f.Params["op"]; op {
+	case "grow":
 		return m.retireFilled(ctx, f)
-	}
-	if replace {
+	case "replace":
 		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
 			return err
 		}
+		if err := m.retireSpares(ctx, f); err != nil {
+			return err
+		}
+		return m.waitVoter(ctx, f, f.Nodes[0])
+	default:
+		return fmt.Errorf("chaos: scale: %w: op %q", verify.ErrUnsupported, op)
 	}
-	if err := m.retireSpares(ctx, f); err != nil {
-		return err
-	}
-	return m.waitVoter(ctx, f, f.Nodes[0])
 }
 
 // retireFilled heals a spare's joining ("grow", member "add"): it lets
