@@ -621,23 +621,6 @@ func CheckSessions(ops []BrokerOp, m int, timeout time.Duration) *SessionsCheck 
 	return &SessionsCheck{Result: r, info: info}
 }
 
-// aloneFactor is how many times the check timeout a partition gets in its
-// last re-check, alone (see checkPartitions).
-const aloneFactor = 4
-
-// checkOne checks one partition's ops within timeout: Valid, Invalid, or
-// Unknown when porcupine ran out of time. A variable so that a test can
-// stand in for porcupine's clock.
-var checkOne = func(m porcupine.Model, ops []porcupine.Operation, timeout time.Duration) Verdict {
-	switch porcupine.CheckOperationsTimeout(m, ops, timeout) {
-	case porcupine.Ok:
-		return Valid
-	case porcupine.Illegal:
-		return Invalid
-	}
-	return Unknown
-}
-
 func firstN(s []string, n int) []string {
 	if len(s) > n {
 		return append(slices.Clone(s[:n]), fmt.Sprintf("… %d more", len(s)-n))
@@ -648,18 +631,8 @@ func firstN(s []string, n int) []string {
 // checkPartitions checks every partition in one porcupine call bounded by
 // timeout; if that ran into the timeout, partitions without a complete
 // linearization are checked again one by one (concurrently, each bounded
-// by timeout), and those still undecided once more, alone and one after
-// the other, each bounded by aloneFactor × timeout. It returns a verdict
-// and the longest linearizable prefix per partition. CheckLinearizability
-// and CheckSessions both check with it.
-//
-// Porcupine's budget is wall-clock time, and the work a search needs does
-// not change with the machine's load: on a loaded 2-core machine (tests of
-// other packages, a CPU hog) a partition that needs 40 s of search got
-// fewer than 60 s of CPU in the first passes, shared with every other
-// partition, and came out undecided. The last pass gives each partition
-// the CPU the process has, and more of it, before calling it undecided;
-// only a partition undecided after that is Unknown (a suite failure).
+// by timeout). It returns a verdict and the longest linearizable prefix per
+// partition. CheckLinearizability and CheckSessions both check with it.
 func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration) ([]Verdict, []int, porcupine.LinearizationInfo) {
 	var history []porcupine.Operation
 	for i := range parts {
@@ -699,14 +672,18 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 		single.Partition = nil
 		var wg sync.WaitGroup
 		for _, i := range recheck {
-			wg.Go(func() { verdicts[i] = checkOne(single, parts[i].Ops, timeout) })
+			wg.Go(func() {
+				switch porcupine.CheckOperationsTimeout(single, parts[i].Ops, timeout) {
+				case porcupine.Ok:
+					verdicts[i] = Valid
+				case porcupine.Illegal:
+					verdicts[i] = Invalid
+				default:
+					verdicts[i] = Unknown
+				}
+			})
 		}
 		wg.Wait()
-		for _, i := range recheck {
-			if verdicts[i] == Unknown {
-				verdicts[i] = checkOne(single, parts[i].Ops, aloneFactor*timeout)
-			}
-		}
 	}
 	return verdicts, longest, info
 }

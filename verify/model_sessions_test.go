@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/anishathalye/porcupine"
 )
 
 func TestSessionsOnKnownHistories(t *testing.T) {
@@ -82,58 +80,5 @@ func TestBrokerOpsRoundTrip(t *testing.T) {
 	}
 	if _, err := ReadBrokerOps(strings.NewReader(`{"kind":"session-teleport","outcome":"ok","output":{}}`)); err == nil {
 		t.Fatal("got no error for an unknown kind, want one")
-	}
-}
-
-// A partition that porcupine cannot decide within the check timeout while
-// the machine is loaded gets one more check, alone, with aloneFactor times
-// the budget, and that check's verdict (valid or invalid) is the one used;
-// only a partition undecided by it too is unknown. A stand-in for
-// porcupine's clock says unknown to any budget below the last one.
-func TestUndecidedPartitionsAreCheckedAloneWithMoreTime(t *testing.T) {
-	const timeout = time.Nanosecond // the first pass runs out of it
-	real := checkOne
-	t.Cleanup(func() { checkOne = real })
-	slow := func(m porcupine.Model, ops []porcupine.Operation, budget time.Duration) Verdict {
-		if budget < aloneFactor*timeout {
-			return Unknown
-		}
-		return real(m, ops, 0)
-	}
-	never := func(porcupine.Model, []porcupine.Operation, time.Duration) Verdict { return Unknown }
-	tests := []struct {
-		file  string
-		check func(porcupine.Model, []porcupine.Operation, time.Duration) Verdict
-		want  Verdict
-	}{
-		{"sessions-good.jsonl", slow, Valid},
-		{"sessions-lost.jsonl", slow, Invalid},
-		{"sessions-good.jsonl", never, Unknown},
-		{"kv-good.jsonl", slow, Valid},
-		{"kv-lost-write.jsonl", slow, Invalid},
-		{"kv-good.jsonl", never, Unknown},
-	}
-	for _, tt := range tests {
-		checkOne = tt.check
-		var r CheckResult
-		if strings.HasPrefix(tt.file, "sessions-") {
-			ops, err := LoadBrokerOps(filepath.Join("testdata", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = CheckSessions(ops, 2, timeout).Result
-		} else {
-			ops, err := LoadHistory(filepath.Join("testdata", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = CheckLinearizability(ops, timeout).Results[0]
-		}
-		if r.Verdict != tt.want {
-			t.Errorf("%s: got %s, want %s (%s)", tt.file, r.Verdict, tt.want, r.Details)
-		}
-		if tt.want == Unknown && !strings.Contains(r.Details, "the last check of each alone within 4ns") {
-			t.Errorf("%s: details %q do not say the last budget", tt.file, r.Details)
-		}
 	}
 }
