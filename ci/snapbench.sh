@@ -56,6 +56,10 @@ if [ -n "$BEFORE" ]; then
 	TMP=$(mktemp -d /tmp/snapbench.XXXXXX)
 	trap 'rm -rf "$TMP"' EXIT
 	git archive "$BEFORE" | tar -x -C "$TMP"
+	if ! grep -q '^func BenchmarkSnapshotInstall' "$TMP/sm/bench_test.go" 2>/dev/null; then
+		echo "SNAPBENCH_BEFORE=$BEFORE: that commit's tree has no sm snapshot benchmarks (they came with 2504655); for raft's FileSnapshotStore see a2eb635's version of this script" >&2
+		exit 2
+	fi
 fi
 
 bench() { # side bench sessions states benchtime
