@@ -296,9 +296,9 @@ type Linearizability struct {
 // bounded by timeout (0: none). A partition is valid when porcupine found a
 // complete linearization of it. If the check ran into the timeout, the
 // partitions without a complete linearization are checked again one by one
-// (concurrently, each bounded by timeout) to tell illegal from undecided;
-// undecided partitions make their checker's verdict Unknown, which is not a
-// pass.
+// (concurrently, each bounded by timeout, then alone within one larger
+// budget: see lastPass) to tell illegal from undecided; undecided
+// partitions make their checker's verdict Unknown, which is not a pass.
 func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 	kvParts, kvProblems := kvPartitions(ops)
 	offParts, offProblems := offsetPartitions(ops)
@@ -357,7 +357,8 @@ func judgePartitions(r *CheckResult, parts []partition, verdicts []Verdict, long
 		}
 	}
 	if len(r.Undecided) > 0 {
-		details = append(details, fmt.Sprintf("%d partitions undecided within %s", len(r.Undecided), timeout))
+		details = append(details, fmt.Sprintf("%d partitions undecided within %s (and a last check alone within %s for all of them)",
+			len(r.Undecided), timeout, aloneFactor*timeout))
 	}
 	if pruned > 0 {
 		details = append(details, fmt.Sprintf("%d unknown writes nobody observed left out", pruned))

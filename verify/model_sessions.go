@@ -628,10 +628,31 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
+// aloneFactor is how many times the check timeout the last pass of
+// checkPartitions has in all, for every partition still undecided.
+const aloneFactor = 4
+
+// checkAll is porcupine's check of a whole history, and checkOne checks
+// one partition's ops within timeout: Valid, Invalid, or Unknown when
+// porcupine ran out of time. Variables so that a test can stand in for
+// porcupine's clock.
+var checkAll = porcupine.CheckOperationsVerbose
+
+var checkOne = func(m porcupine.Model, ops []porcupine.Operation, timeout time.Duration) Verdict {
+	switch porcupine.CheckOperationsTimeout(m, ops, timeout) {
+	case porcupine.Ok:
+		return Valid
+	case porcupine.Illegal:
+		return Invalid
+	}
+	return Unknown
+}
+
 // checkPartitions checks every partition in one porcupine call bounded by
 // timeout; if that ran into the timeout, partitions without a complete
 // linearization are checked again one by one (concurrently, each bounded
-// by timeout). It returns a verdict and the longest linearizable prefix per
+// by timeout), and then lastPass gives those still undecided one more
+// chance. It returns a verdict and the longest linearizable prefix per
 // partition. CheckLinearizability and CheckSessions both check with it.
 func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration) ([]Verdict, []int, porcupine.LinearizationInfo) {
 	var history []porcupine.Operation
@@ -642,8 +663,8 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 		}
 	}
 	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(m, history, timeout)
-	timedOut := timeout > 0 && time.Since(start) >= timeout
+	res, info := checkAll(m, history, timeout)
+	timedOut := res == porcupine.Unknown || timeout > 0 && time.Since(start) >= timeout
 	verdicts := make([]Verdict, len(parts))
 	longest := make([]int, len(parts))
 	partials := info.PartialLinearizations()
@@ -672,18 +693,47 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 		single.Partition = nil
 		var wg sync.WaitGroup
 		for _, i := range recheck {
-			wg.Go(func() {
-				switch porcupine.CheckOperationsTimeout(single, parts[i].Ops, timeout) {
-				case porcupine.Ok:
-					verdicts[i] = Valid
-				case porcupine.Illegal:
-					verdicts[i] = Invalid
-				default:
-					verdicts[i] = Unknown
-				}
-			})
+			wg.Go(func() { verdicts[i] = checkOne(single, parts[i].Ops, timeout) })
 		}
 		wg.Wait()
+		lastPass(single, parts, verdicts, recheck, aloneFactor*timeout)
 	}
 	return verdicts, longest, info
+}
+
+// lastPass checks the partitions of recheck still Unknown once more, alone
+// and one after the other, smallest first, all of them within one budget:
+// each gets what the ones before it left. A partition whose checker
+// already has an Invalid partition is left Unknown: its checker's verdict
+// is Invalid whatever the search would find.
+//
+// Porcupine's budget is wall-clock time, and the work a search needs does
+// not change with the machine's load: on a loaded 2-core machine (tests of
+// other packages, a CPU hog) a partition that needs 40 s of search got
+// fewer than 60 s of CPU in the passes before, shared with every other
+// partition, and came out undecided. Here it has the CPU the process has.
+// The budget is shared so that a history with many undecided partitions
+// (a planted bug's, say) costs one budget, not one per partition.
+func lastPass(m porcupine.Model, parts []partition, verdicts []Verdict, recheck []int, budget time.Duration) {
+	invalid := map[string]bool{}
+	var todo []int
+	for i := range parts {
+		if verdicts[i] == Invalid {
+			invalid[parts[i].Checker] = true
+		}
+	}
+	for _, i := range recheck {
+		if verdicts[i] == Unknown && !invalid[parts[i].Checker] {
+			todo = append(todo, i)
+		}
+	}
+	slices.SortStableFunc(todo, func(a, b int) int { return len(parts[a].Ops) - len(parts[b].Ops) })
+	deadline := time.Now().Add(budget)
+	for _, i := range todo {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		verdicts[i] = checkOne(m, parts[i].Ops, left)
+	}
 }
