@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +68,149 @@ func TestUrgentHeartbeatDoesNotLinger(t *testing.T) {
 		return ta.AppendEntries("b", raft.ServerAddress(b.addr), heartbeat(a), &resp)
 	})); err != nil || !resp.Success {
 		t.Fatalf("urgent heartbeat: %v %+v", err, resp)
+	}
+}
+
+// idleAppend is raft's CommitTimeout append: no entries, a checked
+// previous entry and the commit index.
+func idleAppend(from *testNode) *raft.AppendEntriesRequest {
+	req := heartbeat(from)
+	req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex = 10, 5, 10
+	return req
+}
+
+// nextFuture waits for the pipeline's next answered append.
+func nextFuture(t *testing.T, p raft.AppendPipeline) raft.AppendFuture {
+	t.Helper()
+	select {
+	case f := <-p.Consumer():
+		return f
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answered append within 30s")
+		return nil
+	}
+}
+
+// Idle appends (no entries, nothing in flight) of many groups' pipelines
+// to one peer travel in batch calls, reach each group's raft (not the
+// heartbeat handler), and each pipeline hands raft its own follower's
+// answer.
+func TestIdleAppendsOfManyGroupsTravelTogether(t *testing.T) {
+	const groups = 20
+	linger := func(c *Config) { c.HeartbeatLinger = 2 * time.Second }
+	a := startNode(t, "c", linger)
+	b := startNode(t, "c", linger)
+	var pipes []raft.AppendPipeline
+	for i := range groups {
+		name := fmt.Sprintf("g%d", i)
+		ta, tb := a.group(t, name), b.group(t, name)
+		tb.SetHeartbeatHandler(func(raft.RPC) { t.Errorf("%s: an idle append reached the heartbeat handler", name) })
+		serveConsumer(t, tb, func(rpc raft.RPC) (any, error) {
+			req := rpc.Command.(*raft.AppendEntriesRequest)
+			return &raft.AppendEntriesResponse{Term: req.Term, LastLog: uint64(100 + i), Success: true}, nil
+		})
+		p := openPipeline(t, ta, b)
+		if _, err := p.AppendEntries(idleAppend(a), new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		pipes = append(pipes, p)
+	}
+	for i, p := range pipes {
+		f := nextFuture(t, p)
+		if err := f.Error(); err != nil || !f.Response().Success || f.Response().LastLog != uint64(100+i) {
+			t.Fatalf("g%d: got %+v (%v), want its own follower's answer (last log %d)", i, f.Response(), err, 100+i)
+		}
+	}
+	if batches := b.called(raftpb.RaftService_Heartbeats_FullMethodName); batches == 0 || batches >= groups {
+		t.Fatalf("%d idle appends travelled in %d batch calls, want fewer than one per group and at least one", groups, batches)
+	}
+}
+
+// An idle append to a group whose raft is busy does not hold the other
+// groups' answers in its batch: it is dropped (its future fails, raft is
+// not handed it) and its pipeline goes on working. (The calls' timeout is
+// longer than the test waits: only the receiver's bound per item can
+// answer the other group in time.)
+func TestIdleAppendToBusyGroupIsDropped(t *testing.T) {
+	linger := func(c *Config) { c.HeartbeatLinger, c.Timeout = 500*time.Millisecond, time.Minute }
+	a := startNode(t, "c", linger)
+	b := startNode(t, "c", linger)
+	busy := make(chan struct{})
+	release := sync.OnceFunc(func() { close(busy) })
+	var pipes []raft.AppendPipeline
+	for i := range 2 {
+		name := fmt.Sprintf("g%d", i)
+		ta, tb := a.group(t, name), b.group(t, name)
+		serveConsumer(t, tb, func(rpc raft.RPC) (any, error) {
+			if i == 0 {
+				<-busy
+			}
+			return &raft.AppendEntriesResponse{Term: 5, Success: true}, nil
+		})
+		p := openPipeline(t, ta, b)
+		t.Cleanup(release) // before the consumer stops, should the test fail
+		pipes = append(pipes, p)
+	}
+	f0, err := pipes[0].AppendEntries(idleAppend(a), new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pipes[1].AppendEntries(idleAppend(a), new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextFuture(t, pipes[1]); f.Error() != nil || !f.Response().Success {
+		t.Fatalf("g1: got %+v (%v), want its answer", f.Response(), f.Error())
+	}
+	if err := f0.Error(); err == nil {
+		t.Fatal("g0: the busy group's idle append succeeded, want it dropped")
+	}
+	select {
+	case f := <-pipes[0].Consumer():
+		t.Fatalf("g0: raft was handed the dropped append (%v)", f.Error())
+	default:
+	}
+	release()
+	if _, err := pipes[0].AppendEntries(dataAppend(10), new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatalf("g0 after the drop: %v", err)
+	}
+	if f := nextFuture(t, pipes[0]); f.Error() != nil || len(f.Request().Entries) != 1 {
+		t.Fatalf("g0 after the drop: got %+v (%v), want the data append's answer", f.Request(), f.Error())
+	}
+}
+
+// An append without entries sent while another is in flight stays on the
+// stream, behind it: the batch would let it overtake an append whose
+// entries it checks.
+func TestAppendBehindOneInFlightStaysOnStream(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNode(t, "c", nil)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	p := openPipeline(t, ta, b)
+	if _, err := p.AppendEntries(dataAppend(9), new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	var first raft.RPC
+	select {
+	case first = <-tb.Consumer():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the data append never reached raft")
+	}
+	if _, err := p.AppendEntries(idleAppend(a), new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	first.Respond(&raft.AppendEntriesResponse{Term: 5, Success: true}, nil)
+	select {
+	case rpc := <-tb.Consumer():
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 5, Success: true}, nil)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the empty append never reached raft")
+	}
+	for i, want := range []int{1, 0} {
+		if f := nextFuture(t, p); f.Error() != nil || len(f.Request().Entries) != want {
+			t.Fatalf("answer %d: got %d entries (%v), want %d", i, len(f.Request().Entries), f.Error(), want)
+		}
+	}
+	if n := b.called(raftpb.RaftService_Heartbeats_FullMethodName); n != 0 {
+		t.Fatalf("%d batch calls, want none", n)
 	}
 }

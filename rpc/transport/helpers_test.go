@@ -117,6 +117,18 @@ func (n *testNode) group(t testing.TB, name string) *Transport {
 	return tr
 }
 
+// openPipeline opens tr's pipeline to the node to and closes it in
+// t.Cleanup.
+func openPipeline(t testing.TB, tr *Transport, to *testNode) raft.AppendPipeline {
+	t.Helper()
+	p, err := tr.AppendEntriesPipeline("b", raft.ServerAddress(to.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
 // serveConsumer answers every RPC on tr's consumer with respond until the
 // test ends (t.Cleanup stops it and waits).
 func serveConsumer(t testing.TB, tr *Transport, respond func(rpc raft.RPC) (any, error)) {

@@ -34,7 +34,7 @@ type Manager struct {
 	closed bool
 
 	hbMu sync.Mutex // guards hb
-	hb   map[string]*hbBatcher
+	hb   map[hbKey]*hbBatcher
 
 	// lifetime ends at Close; spawned goroutines (heartbeat flushes) are
 	// counted in loops and awaited by Close.
@@ -65,7 +65,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		log:    cfg.Logger.With("component", "transport"),
 		groups: make(map[string]*Transport),
 		conns:  make(map[string]*peerConn),
-		hb:     make(map[string]*hbBatcher),
+		hb:     make(map[hbKey]*hbBatcher),
 	}
 	m.lifetime, m.cancel = context.WithCancel(context.Background())
 	m.SetClusterID(cfg.ClusterID)

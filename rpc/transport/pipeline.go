@@ -115,6 +115,15 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return nil, err
 	}
 	select {
+	case <-p.closeCh:
+		return nil, ErrClosed
+	default:
+	}
+	if len(args.Entries) == 0 && len(p.slots) == 0 && p.t.m.cfg.HeartbeatLinger > 0 && !isHeartbeat(args) {
+		p.sendIdle(f)
+		return f, nil
+	}
+	select {
 	case p.slots <- struct{}{}:
 	default:
 		timer := time.NewTimer(p.timeout)
@@ -138,6 +147,45 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	return f, nil
 }
 
+// sendIdle sends an append without entries, on a pipeline with nothing in
+// flight (raft's CommitTimeout append: it carries the commit index),
+// through the peer's idle batcher with other groups' (heartbeats.go), and
+// hands it to raft once answered. p.sendMu is held.
+//
+// It may overtake or be overtaken by appends sent on the stream after it,
+// unlike those: raft's follower takes an append that checks an entry it
+// holds in any order (an older commit index does not lower its own), and
+// raft's leader does nothing with the answer to an append without entries
+// but note the contact (and step down on a newer term), so the answer may
+// reach raft out of send order. An append that fails is dropped like a
+// lost message (not handed to raft, the stream untouched): the next
+// append carries the commit index again.
+func (p *pipeline) sendIdle(f *appendFuture) {
+	done := p.t.m.batcher(string(p.target), true).queue(encodeAppendEntriesRequest(p.t.m.ClusterID(), p.t.group, f.args), false)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var r hbResult
+		select {
+		case r = <-done:
+		case <-p.closeCh:
+			f.respond(ErrClosed)
+			return
+		}
+		if r.err != nil {
+			f.respond(p.t.callErr("AppendEntries", p.target, r.err))
+			return
+		}
+		decodeAppendEntriesResponse(r.resp, f.resp)
+		p.t.matched.observe(p.target, f.args, f.resp)
+		f.respond(nil)
+		select {
+		case p.done <- f:
+		case <-p.closeCh:
+		}
+	}()
+}
+
 // Consumer implements raft.AppendPipeline.
 func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.done }
 
@@ -147,6 +195,11 @@ func (p *pipeline) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closeCh)
 		p.cancel()
+		// An AppendEntries under way (it sees closeCh) has counted its
+		// idle send in wg before Wait below.
+		p.sendMu.Lock()
+		//lint:ignore SA2001 a barrier: see above
+		p.sendMu.Unlock()
 		p.watchdog.Stop()
 		p.wg.Wait()
 		p.t.removePipeline(p)

@@ -29,6 +29,12 @@ func heartbeat(from *testNode) *raft.AppendEntriesRequest {
 	}
 }
 
+// dataAppend is an append of one entry after prev (an append without
+// entries on an idle pipeline travels in a batch instead: heartbeats.go).
+func dataAppend(prev uint64) *raft.AppendEntriesRequest {
+	return &raft.AppendEntriesRequest{Term: 1, PrevLogEntry: prev, Entries: []*raft.Log{{Index: prev + 1, Data: []byte("x")}}}
+}
+
 // call runs fn in a goroutine and returns a channel with its error.
 func call(fn func() error) <-chan error {
 	ch := make(chan error, 1)
@@ -190,11 +196,7 @@ func TestPipelineMatchesResponsesInOrder(t *testing.T) {
 		return &raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: true}, nil
 	})
 
-	p, err := ta.AppendEntriesPipeline("b", raft.ServerAddress(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openPipeline(t, ta, b)
 	const n = 200
 	sent := make(chan error, 1)
 	go func() {
@@ -235,13 +237,9 @@ func TestPipelineDepthIsBounded(t *testing.T) {
 	b := startNode(t, "c", nil)
 	ta, tb := a.group(t, "g"), b.group(t, "g")
 
-	p, err := ta.AppendEntriesPipeline("b", raft.ServerAddress(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openPipeline(t, ta, b)
 	send := func(i uint64) error {
-		_, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: i}, new(raft.AppendEntriesResponse))
+		_, err := p.AppendEntries(dataAppend(i), new(raft.AppendEntriesResponse))
 		return err
 	}
 	for i := range uint64(depth) {
@@ -276,19 +274,15 @@ func TestPipelineStalledPeerFails(t *testing.T) {
 	ta := a.group(t, "g")
 	b.group(t, "g") // its consumer is never drained
 
-	p, err := ta.AppendEntriesPipeline("b", raft.ServerAddress(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	f, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse))
+	p := openPipeline(t, ta, b)
+	f, err := p.AppendEntries(dataAppend(0), new(raft.AppendEntriesResponse))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Error(); !errors.Is(err, ErrStalled) {
 		t.Fatalf("future: got %v, want %v", err, ErrStalled)
 	}
-	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); !errors.Is(err, ErrStalled) {
+	if _, err := p.AppendEntries(dataAppend(1), new(raft.AppendEntriesResponse)); !errors.Is(err, ErrStalled) {
 		t.Fatalf("send after failure: got %v, want %v", err, ErrStalled)
 	}
 	// Raft is not handed the failed request (it would count its zero
