@@ -214,3 +214,48 @@ func TestAppendBehindOneInFlightStaysOnStream(t *testing.T) {
 		t.Fatalf("%d batch calls, want none", n)
 	}
 }
+
+// A pipeline whose appends go idle (through the batch, not the stream)
+// sends nothing more on its stream; when the receiving group closes, the
+// receiver's stream handler still ends, so that a graceful stop of the
+// receiver's server, which waits for its handlers, does not hang for as
+// long as the sender keeps the pipeline open.
+func TestIdlePipelineEndsWhenGroupCloses(t *testing.T) {
+	linger := func(c *Config) { c.HeartbeatLinger = 50 * time.Millisecond }
+	a := startNode(t, "c", linger)
+	b := startNode(t, "c", linger)
+	ta := a.group(t, "g")
+	tb, err := b.mgr.Group("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveConsumer(t, tb, func(rpc raft.RPC) (any, error) {
+		return &raft.AppendEntriesResponse{Term: 1, Success: true}, nil
+	})
+	p := openPipeline(t, ta, b)
+	for _, req := range []*raft.AppendEntriesRequest{dataAppend(9), idleAppend(a)} {
+		if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatal(err)
+		}
+		if f := nextFuture(t, p); f.Error() != nil {
+			t.Fatal(f.Error())
+		}
+	}
+	if n := b.called(raftpb.RaftService_Heartbeats_FullMethodName); n != 1 {
+		t.Fatalf("%d batch calls, want the idle append's one", n)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.srv.GracefulStop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		b.srv.Stop()
+		t.Fatal("graceful stop still waiting after 20s for the closed group's pipeline handler")
+	}
+}

@@ -337,6 +337,32 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 		return err
 	}
 	ctx := stream.Context()
+	// Messages are read in a goroutine of their own so that the handler
+	// ends when the group closes even if none comes: a pipeline with
+	// nothing in flight sends its idle appends beside the stream
+	// (pipeline.sendIdle), and a graceful stop waits for every handler.
+	// The reader ends when the stream does, at the latest when this
+	// handler returns.
+	type recvd struct {
+		req *raftpb.AppendEntriesRequest
+		err error
+	}
+	next := make(chan recvd)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			select {
+			case next <- recvd{r, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
 		if req.GetGroup() != group || req.GetClusterId() != cluster {
 			return status.Errorf(codes.InvalidArgument, "transport: pipeline of group %q got a message for %q", group, req.GetGroup())
@@ -348,8 +374,16 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 		if err := stream.Send(encodeAppendEntriesResponse(r)); err != nil {
 			return err
 		}
-		if req, err = stream.Recv(); err != nil {
-			return recvEnd(err)
+		select {
+		case n := <-next:
+			if n.err != nil {
+				return recvEnd(n.err)
+			}
+			req = n.req
+		case <-t.lifetime.Done():
+			return errGroupClosing(group)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
 }
