@@ -288,12 +288,11 @@ func (c *Controller) state() (State, error) {
 		return State{}, err
 	}
 	var st State
-	if st.Brokers, err = md.Brokers(); err != nil {
+	f, err := md.Fleet() // brokers and assignments at one revision
+	if err != nil {
 		return st, err
 	}
-	if st.Assignments, err = md.Assignments(""); err != nil {
-		return st, err
-	}
+	st.Brokers, st.Assignments = f.Brokers, f.Assignments
 	after := ""
 	for {
 		rs, more, err := md.Resources(int32(metapb.ResourceKind_RESOURCE_KIND_CONNECTOR), "", after, 1000)

@@ -1,6 +1,8 @@
 package sm
 
 import (
+	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -70,5 +72,81 @@ func TestBrokerDownUnassignsAtOnce(t *testing.T) {
 	b, _ := e.m.Broker("b1")
 	if as.BrokerId != "" || b.Status != BrokerDown || as.Epoch != b.ModRevision {
 		t.Fatalf("after down: assignment %v broker %v, want unassigned in the same revision", as, b)
+	}
+}
+
+// Fleet reads brokers and assignments in one view: while a broker is
+// declared down and back again and again (its connectors unassigned in the
+// same apply), no read shows it down while it still holds connectors, and
+// the revision read never goes back. (Reading the two apart, as ListBrokers
+// once did, showed exactly that.)
+func TestFleetIsOneView(t *testing.T) {
+	e := newEnv(t, KindMetadata)
+	idx := uint64(0)
+	apply := func(o ...*logpb.Op) {
+		idx++
+		e.m.Apply(entry(t, idx, o...))
+	}
+	// Many connectors, assigned in one apply, make a read of the
+	// assignments long enough for the next apply, the down declaration,
+	// to land between it and a read of the brokers.
+	const rounds, connectors = 300, 200
+	done := make(chan struct{})
+	var stop atomic.Bool
+	defer func() { stop.Store(true); <-done }() // before a failure ends the test
+	go func() {
+		defer close(done)
+		for range rounds {
+			if stop.Load() {
+				return
+			}
+			apply(op(&logpb.BrokerRegister{BrokerId: "b1"}))
+			b, err := e.m.Broker("b1")
+			if err != nil || b == nil {
+				t.Errorf("registered broker: %v %v", b, err)
+				return
+			}
+			epoch := b.Epoch
+			var assign []*logpb.Op
+			for c := range connectors {
+				assign = append(assign, op(&logpb.Assign{Connector: fmt.Sprintf("c%03d", c), BrokerId: "b1", BrokerEpoch: epoch}))
+			}
+			apply(assign...)
+			apply(op(&logpb.BrokerSetStatus{BrokerId: "b1", Epoch: epoch, Status: BrokerDown}))
+		}
+	}()
+	var last uint64
+	reads, downs := 0, 0
+	for running := true; running; reads++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		f, err := e.m.Fleet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Revision < last {
+			t.Fatalf("read %d: revision %d after %d", reads, f.Revision, last)
+		}
+		last = f.Revision
+		for _, b := range f.Brokers {
+			if b.Status != BrokerDown {
+				continue
+			}
+			downs++
+			for _, as := range f.Assignments {
+				if as.BrokerId == b.BrokerId {
+					t.Fatalf("read %d at revision %d: %s is down and holds %s", reads, f.Revision, b.BrokerId, as.Connector)
+				}
+			}
+		}
+	}
+	if downs == 0 {
+		t.Fatalf("%d reads never saw the broker down: nothing checked", reads)
+	}
+	if as, _ := e.m.Assignments(""); len(as) != connectors || as[0].BrokerId != "" {
+		t.Fatalf("after %d rounds: %d assignments, want %d, unassigned", rounds, len(as), connectors)
 	}
 }

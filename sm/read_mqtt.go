@@ -252,6 +252,33 @@ func (m *Machine) Brokers() ([]*logpb.Broker, error) {
 	return out, err
 }
 
+// Fleet reads the brokers, every assignment and the revision they are at
+// from one view.
+func (m *Machine) Fleet() (*state.Fleet, error) {
+	f := &state.Fleet{}
+	err := m.read(func() error {
+		sn := m.db.NewSnapshot()
+		defer sn.Close()
+		st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
+		if err != nil {
+			return err
+		}
+		f.Revision = st.Revision
+		p := []byte{prefixBroker}
+		if f.Brokers, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return sn.Scan(m.space, p, prefixEnd(p), fn)
+		}, func() *logpb.Broker { return &logpb.Broker{} }); err != nil {
+			return err
+		}
+		p = []byte{prefixAssignment}
+		f.Assignments, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return sn.Scan(m.space, p, prefixEnd(p), fn)
+		}, func() *logpb.ConnectorAssignment { return &logpb.ConnectorAssignment{} })
+		return err
+	})
+	return f, err
+}
+
 // Assignment returns a connector's assignment, or nil.
 func (m *Machine) Assignment(connector string) (*logpb.ConnectorAssignment, error) {
 	return getMsg(m, prefixed(prefixAssignment, []byte(connector)), func() *logpb.ConnectorAssignment { return &logpb.ConnectorAssignment{} })

@@ -290,41 +290,35 @@ func toBroker(b *logpb.Broker) *metapb.BrokerState {
 		Rack: b.Rack, RegisteredAtUnixNano: b.RegisteredAtUnixNano, StatusChangedAtUnixNano: b.StatusChangedAtUnixNano, ModRevision: b.ModRevision}
 }
 
-// readAssignments reads metadata-0 with consistency cs: its state, its
-// revision (read first) and the connector assignments of brokerID (every
-// broker's for "").
-func (c *ControllerService) readAssignments(ctx context.Context, cs metapb.ReadConsistency, brokerID string) (state.Reader, uint64, []*logpb.ConnectorAssignment, error) {
+// readFleet reads metadata-0 with consistency cs: its brokers and
+// connector assignments at one revision.
+func (c *ControllerService) readFleet(ctx context.Context, cs metapb.ReadConsistency) (*state.Fleet, error) {
 	if err := checkConsistency(cs); err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	m, err := c.read(ctx, metapb.MetadataGroup, cs)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
-	rev := m.Revision()
-	assigns, err := m.Assignments(brokerID)
+	f, err := m.Fleet()
 	if err != nil {
-		return nil, 0, nil, c.statusOf(err, false)
+		return nil, c.statusOf(err, false)
 	}
-	return m, rev, assigns, nil
+	return f, nil
 }
 
 // ListBrokers lists registered brokers with their load.
 func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBrokersRequest) (*metapb.ListBrokersResponse, error) {
-	m, rev, assigns, err := c.readAssignments(ctx, req.Consistency, "")
+	f, err := c.readFleet(ctx, req.Consistency)
 	if err != nil {
 		return nil, err
 	}
-	brokers, err := m.Brokers()
-	if err != nil {
-		return nil, c.statusOf(err, false)
-	}
 	load := map[string]uint32{}
-	for _, as := range assigns {
+	for _, as := range f.Assignments {
 		load[as.BrokerId]++
 	}
-	out := &metapb.ListBrokersResponse{Revision: rev}
-	for _, b := range brokers {
+	out := &metapb.ListBrokersResponse{Revision: f.Revision}
+	for _, b := range f.Brokers {
 		bs := toBroker(b)
 		bs.Connectors = load[b.BrokerId]
 		out.Brokers = append(out.Brokers, bs)
@@ -334,13 +328,15 @@ func (c *ControllerService) ListBrokers(ctx context.Context, req *metapb.ListBro
 
 // ListAssignments lists connector assignments.
 func (c *ControllerService) ListAssignments(ctx context.Context, req *metapb.ListAssignmentsRequest) (*metapb.ListAssignmentsResponse, error) {
-	_, rev, assigns, err := c.readAssignments(ctx, req.Consistency, req.BrokerId)
+	f, err := c.readFleet(ctx, req.Consistency)
 	if err != nil {
 		return nil, err
 	}
-	out := &metapb.ListAssignmentsResponse{Revision: rev}
-	for _, as := range assigns {
-		out.Assignments = append(out.Assignments, toAssignment(as))
+	out := &metapb.ListAssignmentsResponse{Revision: f.Revision}
+	for _, as := range f.Assignments {
+		if req.BrokerId == "" || as.BrokerId == req.BrokerId {
+			out.Assignments = append(out.Assignments, toAssignment(as))
+		}
 	}
 	return out, nil
 }
@@ -365,19 +361,19 @@ func (c *ControllerService) statusLocal(ctx context.Context, _ *metapb.Controlle
 			out.Term = g.Term
 		}
 	}
-	brokers, _ := m.Brokers()
-	for _, b := range brokers {
-		if metapb.BrokerStatus(b.Status) == metapb.BrokerStatus_BROKER_STATUS_ALIVE {
-			out.BrokersAlive++
-		} else {
-			out.BrokersDown++
+	if f, err := m.Fleet(); err == nil {
+		for _, b := range f.Brokers {
+			if metapb.BrokerStatus(b.Status) == metapb.BrokerStatus_BROKER_STATUS_ALIVE {
+				out.BrokersAlive++
+			} else {
+				out.BrokersDown++
+			}
 		}
-	}
-	assigns, _ := m.Assignments("")
-	for _, as := range assigns {
-		out.Connectors++
-		if as.BrokerId == "" {
-			out.Unassigned++
+		for _, as := range f.Assignments {
+			out.Connectors++
+			if as.BrokerId == "" {
+				out.Unassigned++
+			}
 		}
 	}
 	leaders, voters := c.node.Leaders()

@@ -92,6 +92,14 @@ func (d *Directory) Member(id string) *logpb.MemberPut {
 	return nil
 }
 
+// Fleet is metadata-0's brokers and connector assignments (in connector
+// order) as of one revision.
+type Fleet struct {
+	Revision    uint64
+	Brokers     []*logpb.Broker
+	Assignments []*logpb.ConnectorAssignment
+}
+
 // Reader reads one group's state as this replica has applied it. Each call
 // reads one consistent view.
 type Reader interface {
@@ -128,6 +136,10 @@ type Reader interface {
 	Brokers() ([]*logpb.Broker, error)
 	Assignment(connector string) (*logpb.ConnectorAssignment, error)
 	Assignments(brokerID string) ([]*logpb.ConnectorAssignment, error)
+	// Fleet reads the brokers and every assignment together, at one
+	// revision (two calls above may straddle an apply: a broker declared
+	// down beside the connectors it held until then).
+	Fleet() (*Fleet, error)
 
 	// The change log (watches).
 	Events(from Cursor, max int) ([]EventRecord, Cursor, error)
