@@ -173,6 +173,7 @@ func (n *Node) dropGroup(ctx context.Context, g *group) error {
 	if err := os.RemoveAll(filepath.Join(n.cfg.DataDir, "snapshots", g.name)); err != nil {
 		return fmt.Errorf("delete snapshots of %s: %w", g.name, err)
 	}
+	n.m.replicaGC.WithLabelValues(g.name).Inc()
 	n.log.Info("replica deleted: this node left the group's configuration", "group", g.name)
 	return nil
 }

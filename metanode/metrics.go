@@ -35,6 +35,7 @@ type metrics struct {
 	batchOps      *prometheus.HistogramVec // group
 	raftApply     *prometheus.HistogramVec // group
 	proposeFailed *prometheus.CounterVec   // group
+	replicaGC     *prometheus.CounterVec   // group
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -49,8 +50,10 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"group"}),
 		proposeFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_group_apply_failures_total",
 			Help: "Entries raft did not apply as this node proposed them (leadership lost, shutdown), by group."}, []string{"group"}),
+		replicaGC: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_group_replicas_deleted_total",
+			Help: "Replicas of the group this node deleted once the group's leader confirmed the node had left its configuration (replica garbage collection)."}, []string{"group"}),
 	}
-	reg.MustRegister(m.leaderChanges, m.batchOps, m.raftApply, m.proposeFailed, collector{n})
+	reg.MustRegister(m.leaderChanges, m.batchOps, m.raftApply, m.proposeFailed, m.replicaGC, collector{n})
 	return m
 }
 
