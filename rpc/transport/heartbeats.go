@@ -39,8 +39,9 @@ import (
 
 // hbBatcher coalesces the heartbeats (or the idle appends) to one peer.
 type hbBatcher struct {
-	m    *Manager
-	addr string
+	m      *Manager
+	addr   string
+	linger time.Duration // how long the first request waits for others
 
 	mu       sync.Mutex // guards the fields below
 	pending  []*hbCall
@@ -67,6 +68,15 @@ type hbKey struct {
 	idle bool
 }
 
+// idleLingerFactor: idle appends wait for each other this many times
+// longer than heartbeats. Nothing waits on them (raft sends one every
+// CommitTimeout only to carry the commit index, which a busy group's
+// appends carry anyway), so fewer, fuller calls cost less; a follower of
+// an idle group learns the commit index up to that much later, and a
+// linearizable read it serves meanwhile goes to the leader (metanode's
+// Read).
+const idleLingerFactor = 4
+
 // batcher returns the batcher of heartbeats (idle: of idle appends) to addr.
 func (m *Manager) batcher(addr string, idle bool) *hbBatcher {
 	m.hbMu.Lock()
@@ -74,7 +84,10 @@ func (m *Manager) batcher(addr string, idle bool) *hbBatcher {
 	k := hbKey{addr, idle}
 	b := m.hb[k]
 	if b == nil {
-		b = &hbBatcher{m: m, addr: addr}
+		b = &hbBatcher{m: m, addr: addr, linger: m.cfg.HeartbeatLinger}
+		if idle {
+			b.linger *= idleLingerFactor
+		}
 		m.hb[k] = b
 	}
 	return b
@@ -103,7 +116,7 @@ func (b *hbBatcher) queue(req *raftpb.AppendEntriesRequest, urgent bool) <-chan 
 	case urgent:
 		b.startFlush()
 	case b.timer == nil:
-		b.timer = time.AfterFunc(b.m.cfg.HeartbeatLinger, func() {
+		b.timer = time.AfterFunc(b.linger, func() {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.timer = nil

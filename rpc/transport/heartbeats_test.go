@@ -97,7 +97,7 @@ func nextFuture(t *testing.T, p raft.AppendPipeline) raft.AppendFuture {
 // answer.
 func TestIdleAppendsOfManyGroupsTravelTogether(t *testing.T) {
 	const groups = 20
-	linger := func(c *Config) { c.HeartbeatLinger = 2 * time.Second }
+	linger := func(c *Config) { c.HeartbeatLinger = 500 * time.Millisecond } // idle appends: 4x that
 	a := startNode(t, "c", linger)
 	b := startNode(t, "c", linger)
 	var pipes []raft.AppendPipeline
