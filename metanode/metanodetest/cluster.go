@@ -1,13 +1,16 @@
 package metanodetest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -156,8 +159,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	// A cluster serves once every group has elected a leader; tests that
 	// start writing before then race the first elections and may see the
 	// unknown outcome of a write whose leader lost a split vote.
-	for _, st := range c.Running(c.order[0]).Status() {
-		c.WaitLeader(st.Group, 60*time.Second)
+	// Every node's groups, not only the first node's: with a replication
+	// factor below the node count no node need host them all.
+	groups := map[string]bool{}
+	for _, id := range c.order {
+		for _, st := range c.Running(id).Status() {
+			groups[st.Group] = true
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
+		c.WaitLeader(g, 60*time.Second)
 	}
 	return c
 }
@@ -396,30 +407,48 @@ func (c *Cluster) StopAll() {
 	wg.Wait()
 }
 
-// Leader returns the id of the node that leads group, as a majority of the
-// running nodes report it, or "".
+// Leader returns the id of the running node that leads group, or "": the
+// node that says it leads the group (the highest term first) and whose
+// leadership a majority of the voters of its configuration report (those
+// that run; a voter that is down counts against it). A group need not run
+// on every node (replication factor below the node count), so the
+// majority is counted among the group's voters, not among all nodes.
 func (c *Cluster) Leader(group string) string {
-	votes := map[string]int{}
-	running := 0
+	reports := map[string]string{} // running node hosting group → the leader it reports
+	type claim struct {
+		id string
+		st *metapb.GroupStatus
+	}
+	var claims []claim
 	for _, id := range c.IDs() {
 		node := c.Running(id)
 		if node == nil {
 			continue
 		}
-		running++
 		for _, st := range node.Status() {
-			if st.Group == group && st.LeaderId != "" {
-				votes[st.LeaderId]++
+			if st.Group != group {
+				continue
+			}
+			reports[id] = st.LeaderId
+			if st.State == "Leader" {
+				claims = append(claims, claim{id, st})
 			}
 		}
 	}
-	for id, v := range votes {
-		if v*2 > running && c.Running(id) != nil {
-			for _, st := range c.Running(id).Status() {
-				if st.Group == group && st.State == "Leader" {
-					return id
-				}
+	slices.SortFunc(claims, func(a, b claim) int { return cmp.Compare(b.st.Term, a.st.Term) })
+	for _, cl := range claims {
+		voters, votes := 0, 0
+		for _, m := range cl.st.Members {
+			if !m.Voter {
+				continue
 			}
+			voters++
+			if reports[m.Id] == cl.id {
+				votes++
+			}
+		}
+		if votes*2 > voters && c.Running(cl.id) != nil {
+			return cl.id
 		}
 	}
 	return ""
