@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,8 @@ var (
 	// ErrNodeDown: a node a fault or a status query needs is not running.
 	ErrNodeDown = errors.New("metanodetest: node not running")
 	// ErrUnhealthy: the cluster did not reach the shape a heal promises
-	// (every member running, a leader per group, every member a voter)
+	// (every member running, a leader per group, each group on as many
+	// voters as its replication factor, where the directory places it)
 	// before the deadline.
 	ErrUnhealthy = errors.New("metanodetest: cluster not healthy")
 )
@@ -72,19 +74,22 @@ type NemesisOptions struct {
 //     group and must hand it over first). Heal re-adds (or removes the
 //     spare) and returns; the node catches up and is promoted while the
 //     workload runs on. HealAll waits until the node set equals the
-//     initial one and every member is a voter in every group.
+//     initial one and the groups are placed again (WaitHealthy).
 //   - scale: "grow" adds a spare (AddNode, AddMember, Join) and lets the
 //     controller fill it; "replace" adds a spare, crashes Nodes[0] and
 //     removes it (forced), so that the controller re-creates its replicas
 //     on the others. Heal brings a replaced node back wiped (as for
 //     member faults) and drains and removes the spare.
-//   - move: a spare is added (as for member add), then f.Nodes[0]'s
-//     replica of Params["group"] is moved to it through the public
-//     MoveReplica (verify.MoveReplica); Heal drains and removes the
-//     spare, so the replica moves back.
+//   - move: f.Nodes[0]'s replica of Params["group"] is moved through the
+//     public MoveReplica (verify.MoveReplica) to a member that holds none
+//     (replication factor below the node count; Heal has nothing to
+//     undo: the controller may rebalance), or else to a spare added for it
+//     (as for member add), which Heal drains and removes, so the replica
+//     moves back.
 //   - transfer: a loop owned by the nemesis calls TransferLeader every
 //     Params["every"], alternating between Params["group"] and a random
-//     group, each time to a random member.
+//     group, each time to a random voter of that group (its leader's
+//     configuration; a random member if no leader is known).
 //   - lag: Nodes[0] is cut off like isolate, and a loop owned by the
 //     nemesis proposes no-op entries (operations that change nothing:
 //     removing an absent member, deleting an absent key or consumer group)
@@ -109,6 +114,9 @@ type Nemesis struct {
 	cl    *client.Client
 	// trailing is the nodes' TrailingLogs, for lag.
 	trailing uint64
+	// rf and mdRF are the replication factors the cluster was configured
+	// with (data and offset groups, metadata-0), for WaitHealthy.
+	rf, mdRF int
 
 	mu sync.Mutex // guards the fields below
 	// loop is the flap, transfer or lag filler loop of the active fault,
@@ -176,6 +184,7 @@ func NewNemesis(c *Cluster, opts NemesisOptions) (*Nemesis, error) {
 	}
 	probe := c.config(c.Get(nodes[0]), nil)
 	n := &Nemesis{c: c, log: opts.Logger, nodes: nodes, cl: cl, trailing: probe.TrailingLogs,
+		rf: probe.ReplicationFactor, mdRF: probe.MetadataReplicationFactor,
 		removed: map[string]bool{}, stats: NemesisStats{Injected: map[verify.FaultKind]int{}, MemberOps: map[string]int{}, ScaleOps: map[string]int{}}}
 	c.t.Cleanup(func() { _ = n.Close() })
 	return n, nil
@@ -238,9 +247,30 @@ func (n *Nemesis) Supports(k verify.FaultKind) bool {
 }
 
 // Resolve is verify.ResolveTarget over the nodes' in-process status (no
-// network, so a fault on the client links cannot hide a leader).
+// network, so a fault on the client links cannot hide a leader), except
+// that a follower of a group is one of the group's replicas: a voter of
+// its leader's configuration other than the leader (ResolveTarget takes
+// every node but the leader, which on a cluster whose replication factor
+// is below its node count includes nodes that hold no replica of the
+// group at all).
 func (n *Nemesis) Resolve(ctx context.Context, t verify.Target) ([]string, error) {
-	return verify.ResolveTarget(ctx, localStatus{n.c}, n.Endpoints(), t)
+	cands, err := verify.ResolveTarget(ctx, localStatus{n.c}, n.Endpoints(), t)
+	if err != nil {
+		return nil, err
+	}
+	role, group, _ := t.Parse()
+	if role != "follower" {
+		return cands, nil
+	}
+	leader, voters := n.voters(group)
+	if leader == "" {
+		return nil, fmt.Errorf("%w: group %s", verify.ErrNoLeader, group)
+	}
+	out := slices.DeleteFunc(cands, func(id string) bool { return id == leader || !slices.Contains(voters, id) })
+	if len(out) == 0 {
+		return nil, fmt.Errorf("metanodetest: %s has no follower among its voters %v", group, voters)
+	}
+	return out, nil
 }
 
 // localStatus answers Status from the running nodes themselves.
@@ -469,8 +499,37 @@ func (n *Nemesis) groupStatus(id, group string) *metapb.GroupStatus {
 	return nil
 }
 
-// waitLeaders waits until every group has a leader a majority of the
-// running nodes agree on.
+// voters returns the running node that leads group with the highest term
+// (as leader does) and the voters of its configuration, sorted: the
+// group's replicas as raft has them. "" and nil if no running node leads
+// it.
+func (n *Nemesis) voters(group string) (string, []string) {
+	id, st := n.leader(group)
+	if st == nil {
+		return "", nil
+	}
+	var voters []string
+	for _, m := range st.Members {
+		if m.Voter {
+			voters = append(voters, m.Id)
+		}
+	}
+	slices.Sort(voters)
+	return id, voters
+}
+
+// want is how many replicas group has on a healthy cluster: its
+// replication factor (metadata-0's own) capped at the node count, as
+// verify.PlacementProblems counts them.
+func (n *Nemesis) want(group string) int {
+	if group == metapb.MetadataGroup {
+		return min(n.mdRF, len(n.nodes))
+	}
+	return min(n.rf, len(n.nodes))
+}
+
+// waitLeaders waits until every group has a leader a majority of its
+// voters agree on (Cluster.Leader).
 func (n *Nemesis) waitLeaders(ctx context.Context) error {
 	return poll.Until(ctx, func() error {
 		for _, g := range n.groups() {
@@ -482,10 +541,26 @@ func (n *Nemesis) waitLeaders(ctx context.Context) error {
 	})
 }
 
-// WaitHealthy waits until every initial member runs, every group has a
-// leader, and each leader's configuration is exactly the initial members,
-// all voters. A cluster in this state can take the next fault (or the next
-// run) as if it had just started.
+// WaitHealthy waits until the cluster is in the shape it had when it
+// started, so that it can take the next fault (or the next run) as if it
+// had just started:
+//
+//   - every initial member runs;
+//   - every group has a leader a majority of its voters report
+//     (Cluster.Leader);
+//   - the directory passes verify's placement checker against the initial
+//     members (verify.PlacementProblems over the controller's ListGroups
+//     and ListNodes: each group active, with its replication factor of
+//     replicas on distinct members, each a voter, nothing moving; every
+//     member alive; no other member) and records the replication factors
+//     the cluster was configured with;
+//   - each group's leader's configuration is exactly the group's replica
+//     set in the directory, all voters, as many as the group's
+//     replication factor, every one of them running and hosting the
+//     group.
+//
+// With the replication factor at the node count this is every member a
+// voter of every group; below it, each group on its own replica set.
 func (n *Nemesis) WaitHealthy(ctx context.Context) error {
 	return poll.Until(ctx, func() error {
 		for _, id := range n.nodes {
@@ -493,14 +568,24 @@ func (n *Nemesis) WaitHealthy(ctx context.Context) error {
 				return fmt.Errorf("%w: %s is down", ErrUnhealthy, id)
 			}
 		}
+		leaders := map[string]string{}
 		for _, g := range n.groups() {
-			id := n.c.Leader(g)
-			if id == "" {
+			if leaders[g] = n.c.Leader(g); leaders[g] == "" {
 				return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
 			}
-			st := n.groupStatus(id, g)
+		}
+		placed, err := n.placement(ctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range n.groups() {
+			replicas, ok := placed[g]
+			if !ok {
+				return fmt.Errorf("%w: %s is not in the directory", ErrUnhealthy, g)
+			}
+			st := n.groupStatus(leaders[g], g)
 			if st == nil {
-				return fmt.Errorf("%w: leader %s of %s went down", ErrUnhealthy, id, g)
+				return fmt.Errorf("%w: leader %s of %s went down", ErrUnhealthy, leaders[g], g)
 			}
 			var voters []string
 			for _, m := range st.Members {
@@ -510,12 +595,54 @@ func (n *Nemesis) WaitHealthy(ctx context.Context) error {
 				voters = append(voters, m.Id)
 			}
 			slices.Sort(voters)
-			if !slices.Equal(voters, n.nodes) {
-				return fmt.Errorf("%w: %s's voters are %v, want %v", ErrUnhealthy, g, voters, n.nodes)
+			if len(voters) != n.want(g) {
+				return fmt.Errorf("%w: %s's voters are %v, want %d", ErrUnhealthy, g, voters, n.want(g))
+			}
+			if !slices.Equal(voters, replicas) {
+				return fmt.Errorf("%w: %s's voters are %v, the directory places it on %v", ErrUnhealthy, g, voters, replicas)
+			}
+			for _, id := range voters {
+				if n.groupStatus(id, g) == nil {
+					return fmt.Errorf("%w: %s, a voter of %s, does not run it", ErrUnhealthy, id, g)
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// placement reads the directory through the controller and judges it as
+// verify's placement checker does (verify.PlacementProblems against the
+// initial members), and wants the replication factors the cluster was
+// configured with. It returns each group's replica nodes, sorted.
+func (n *Nemesis) placement(ctx context.Context) (map[string][]string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	gs, err := n.cl.ListGroups(rctx)
+	var ns *metapb.ListNodesResponse
+	if err == nil {
+		ns, err = n.cl.ListNodes(rctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: the directory: %w", ErrUnhealthy, err)
+	}
+	if p := verify.PlacementProblems(gs, ns, n.nodes); len(p) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnhealthy, strings.Join(p, "; "))
+	}
+	if int(gs.ReplicationFactor) != n.rf || int(gs.MetadataReplicationFactor) != n.mdRF {
+		return nil, fmt.Errorf("%w: the directory's replication factors are %d (metadata-0 %d), the cluster was configured with %d (%d)",
+			ErrUnhealthy, gs.ReplicationFactor, gs.MetadataReplicationFactor, n.rf, n.mdRF)
+	}
+	placed := map[string][]string{}
+	for _, g := range gs.Groups {
+		var nodes []string
+		for _, r := range g.Replicas {
+			nodes = append(nodes, r.Node)
+		}
+		slices.Sort(nodes)
+		placed[g.Group] = nodes
+	}
+	return placed, nil
 }
 
 // Wipe gives the stopped node id a new, empty data directory (the old one
@@ -646,7 +773,13 @@ func (n *Nemesis) startTransfer(f *verify.Fault) error {
 			if named != "" && tick%2 == 0 {
 				g = named
 			}
-			target := n.nodes[rng.IntN(len(n.nodes))]
+			// A voter of g: leadership cannot go to a node outside the
+			// group's replica set.
+			targets := n.nodes
+			if _, voters := n.voters(g); len(voters) > 0 {
+				targets = voters
+			}
+			target := targets[rng.IntN(len(targets))]
 			cctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
 			_, err := n.cl.TransferLeader(cctx, g, target)
 			cancel()
@@ -751,8 +884,11 @@ func (n *Nemesis) injectLag(f *verify.Fault) error {
 	}
 	n.cut(f)
 	st := n.groupStatus(f.Nodes[0], group)
-	if st == nil {
+	switch {
+	case st == nil && n.c.Running(f.Nodes[0]) == nil:
 		return fmt.Errorf("%w: lagging follower %s", ErrNodeDown, f.Nodes[0])
+	case st == nil:
+		return fmt.Errorf("metanodetest: fault %d: lag: %s holds no replica of %s", f.ID, f.Nodes[0], group)
 	}
 	// Entries the follower received but had not yet heard committed may
 	// still arrive in flight; its last index after the cut is what counts.
@@ -940,10 +1076,12 @@ func (n *Nemesis) addMember(ctx context.Context, id, addr string) error {
 	})
 }
 
-// removeAndStop removes member id (forced: it is a live voter of every
-// group), waits until no configuration holds it while it still runs (the careful operator's order: the removed node may
-// lead a group, and must hand it over), then crashes it, remembering that
-// it must come back.
+// removeAndStop removes member id (forced: it is a live voter of its
+// groups, and on a cluster of RF nodes nothing else could take its
+// replicas), waits until no configuration holds it while it still runs
+// (the careful operator's order: the removed node may lead a group, and
+// must hand it over), then crashes it, remembering that it must come
+// back.
 func (n *Nemesis) removeAndStop(ctx context.Context, id string) error {
 	n.mu.Lock()
 	n.removed[id] = true
@@ -1065,23 +1203,70 @@ func (n *Nemesis) retireFilled(ctx context.Context) error {
 	return n.removeSpares(ctx)
 }
 
-// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
-// (every member holds every group here: the runner's replication factor
-// is the node count).
+// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a member
+// that holds none (drawn with f.Pick among them, in sorted order) or, on a
+// cluster where every member holds the group (its replication factor is
+// the node count), to a spare it adds first; Heal then drains and removes
+// the spare, so the replica moves back.
 func (n *Nemesis) injectMove(ctx context.Context, f *verify.Fault) error {
 	group := f.Params["group"]
-	spare, err := n.addSpare(ctx)
+	to, err := n.moveTarget(ctx, f, group)
 	if err != nil {
 		return err
 	}
-	replicas, err := verify.MoveReplica(ctx, n.cl, group, f.Nodes[0], spare, 10*time.Second)
-	n.log.Info("nemesis: moved a replica", "fault", f.ID, "group", group, "from", f.Nodes[0], "to", spare, "replicas", replicas, "err", err)
+	if to == "" {
+		if to, err = n.addSpare(ctx); err != nil {
+			return err
+		}
+	}
+	replicas, err := verify.MoveReplica(ctx, n.cl, group, f.Nodes[0], to, 10*time.Second)
+	n.log.Info("nemesis: moved a replica", "fault", f.ID, "group", group, "from", f.Nodes[0], "to", to, "replicas", replicas, "err", err)
 	if err == nil {
 		n.mu.Lock()
 		n.stats.Moves++
 		n.mu.Unlock()
 	}
 	return err
+}
+
+// moveTarget draws the running initial member that is to take a replica
+// of group: one that holds none in the directory, chosen by f.Pick among
+// them, or "" when every member holds one.
+func (n *Nemesis) moveTarget(ctx context.Context, f *verify.Fault, group string) (string, error) {
+	var replicas []string
+	err := poll.Until(ctx, func() error {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		gs, err := n.cl.ListGroups(rctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs.Groups {
+			if g.Group == group {
+				replicas = replicas[:0]
+				for _, r := range g.Replicas {
+					replicas = append(replicas, r.Node)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("metanodetest: fault %d: move: no group %q in the directory", f.ID, group)
+	})
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var free []string
+	for _, id := range n.nodes {
+		if !slices.Contains(replicas, id) && !n.removed[id] && n.c.Running(id) != nil {
+			free = append(free, id)
+		}
+	}
+	if len(free) == 0 {
+		return "", nil
+	}
+	return free[f.Pick%uint64(len(free))], nil
 }
 
 // injectScale grows the pool by a spare, or replaces Nodes[0] (dead for
