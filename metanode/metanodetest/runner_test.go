@@ -228,16 +228,29 @@ const (
 	assignSlack = 3 * time.Second
 )
 
+// replicationFactor is the replication factor of every group of the
+// in-process clusters, metadata-0's included: metanode's default. The
+// 3-node lanes hold every group on every node; the 5-node lane places each
+// group on 3 of its 5 nodes, so that placement runs under faults: groups
+// on replica sets smaller than the member list, nodes that hold no
+// replica of metadata-0 following the directory from one that does,
+// requests forwarded to groups a node does not host, moves between
+// members, replicas re-created on the other members when one leaves.
+// metadata-0 is at 3 too (not 5): the default a real pool runs, and the
+// root group's own placement (its replicas moved or re-created, the
+// controller on a subset of the nodes) is what a 5-node RF-5 metadata-0
+// would leave untested.
+const replicationFactor = 3
+
 // clusterOptions: 2 offset and 2 data groups so that routing and
 // multi-group batches are exercised; snapshots small and frequent so that
 // a lag fault (and a long kill) needs a snapshot install within a run;
-// short controller timings (above) for the broker workloads. Every node
-// hosts every group (replication factors = nodes): the nemesis and
-// WaitHealthy expect every member a voter of every group.
+// short controller timings (above) for the broker workloads; every group
+// on replicationFactor nodes (all of them on a 3-node cluster).
 func clusterOptions(nodes int, seed uint64) metanodetest.Options {
 	return metanodetest.Options{Nodes: nodes, OffsetGroups: 2, DataGroups: 2, Seed: seed,
 		Configure: func(cfg *metanode.Config) {
-			cfg.ReplicationFactor, cfg.MetadataReplicationFactor = nodes, nodes
+			cfg.ReplicationFactor, cfg.MetadataReplicationFactor = replicationFactor, replicationFactor
 			cfg.SnapshotThreshold = 64
 			cfg.TrailingLogs = 32
 			cfg.SnapshotInterval = 300 * time.Millisecond
@@ -465,9 +478,9 @@ func runOnce(t *testing.T, l *lane, p plan, dir string, d time.Duration) (*verif
 }
 
 // TestInProcessFaultRuns runs seeded fault runs against in-process
-// clusters (3 nodes; every seventh seed 5 nodes), with both workloads and
-// one fault per run, the kinds drawn so that every supported kind is
-// covered, and checks every run's verdict.
+// clusters (3 nodes; every seventh seed 5 nodes, each group on 3 of them),
+// with both workloads and one fault per run, the kinds drawn so that every
+// supported kind is covered, and checks every run's verdict.
 //
 // A lane is one cluster that runs its seeds one after the other: each run
 // heals, converges and leaves the cluster healthy, so the next run starts
@@ -615,7 +628,8 @@ func (b *brokerCoverage) check(t *testing.T, assert bool) {
 // -short) plan, before any cluster starts: every kind under the broker
 // workloads, and kill, pause and isolate aimed at the controller's node
 // at least once each and left to verify's draw at least once each in the
-// full sweep.
+// full sweep; seeds on the 5-node lane, whose groups are placed on 3 of
+// its nodes.
 func TestRunnerPlans(t *testing.T) {
 	for _, n := range []int64{int64(len(inprocKinds())), 30} {
 		s := runnerSettings{broker: true, lanes: 2}
@@ -625,8 +639,12 @@ func TestRunnerPlans(t *testing.T) {
 		kinds := map[verify.FaultKind]int{}
 		aimed := map[verify.FaultKind]int{}
 		drawn := map[verify.FaultKind]int{}
+		five := 0
 		for _, slot := range planSlots(s) {
 			for _, l := range slot {
+				if l.nodes == 5 {
+					five += len(l.plans)
+				}
 				for _, p := range l.plans {
 					if !p.broker {
 						t.Errorf("%d seeds: seed %d: broker workloads off, want on", n, p.seed)
@@ -643,6 +661,9 @@ func TestRunnerPlans(t *testing.T) {
 				}
 			}
 		}
+		if five == 0 {
+			t.Errorf("%d seeds: got no seed on the 5-node lane, want at least 1", n)
+		}
 		for _, k := range inprocKinds() {
 			if kinds[k] == 0 {
 				t.Errorf("%d seeds: kind %s: got 0 seeds, want at least 1", n, k)
@@ -653,6 +674,16 @@ func TestRunnerPlans(t *testing.T) {
 			if hitsController(k) && n == 30 && drawn[k] == 0 {
 				t.Errorf("%d seeds: %s at a drawn target: got 0 seeds, want at least 1", n, k)
 			}
+		}
+	}
+	// The 5-node lane runs every group on 3 of its nodes (placement under
+	// faults); the 3-node lanes hold every group on every node.
+	for _, nodes := range []int{3, 5} {
+		cfg := metanode.DefaultConfig()
+		clusterOptions(nodes, 0).Configure(&cfg)
+		if want := min(nodes, 3); cfg.ReplicationFactor != want || cfg.MetadataReplicationFactor != want {
+			t.Errorf("%d-node lane: replication factors %d (metadata-0 %d), want %d (%d)",
+				nodes, cfg.ReplicationFactor, cfg.MetadataReplicationFactor, want, want)
 		}
 	}
 	if p := (runnerSettings{broker: false}).plan(7); p.broker || p.atController {
