@@ -562,53 +562,66 @@ func (n *Nemesis) waitLeaders(ctx context.Context) error {
 // With the replication factor at the node count this is every member a
 // voter of every group; below it, each group on its own replica set.
 func (n *Nemesis) WaitHealthy(ctx context.Context) error {
+	var last error
 	return poll.Until(ctx, func() error {
-		for _, id := range n.nodes {
-			if n.c.Running(id) == nil {
-				return fmt.Errorf("%w: %s is down", ErrUnhealthy, id)
-			}
+		err := n.healthy(ctx)
+		if err != nil && ctx.Err() != nil && last != nil {
+			// The deadline cut this round short (a directory read):
+			// what the round before found says more.
+			return last
 		}
-		leaders := map[string]string{}
-		for _, g := range n.groups() {
-			if leaders[g] = n.c.Leader(g); leaders[g] == "" {
-				return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
-			}
-		}
-		placed, err := n.placement(ctx)
-		if err != nil {
-			return err
-		}
-		for _, g := range n.groups() {
-			replicas, ok := placed[g]
-			if !ok {
-				return fmt.Errorf("%w: %s is not in the directory", ErrUnhealthy, g)
-			}
-			st := n.groupStatus(leaders[g], g)
-			if st == nil {
-				return fmt.Errorf("%w: leader %s of %s went down", ErrUnhealthy, leaders[g], g)
-			}
-			var voters []string
-			for _, m := range st.Members {
-				if !m.Voter {
-					return fmt.Errorf("%w: %s is not a voter of %s yet", ErrUnhealthy, m.Id, g)
-				}
-				voters = append(voters, m.Id)
-			}
-			slices.Sort(voters)
-			if len(voters) != n.want(g) {
-				return fmt.Errorf("%w: %s's voters are %v, want %d", ErrUnhealthy, g, voters, n.want(g))
-			}
-			if !slices.Equal(voters, replicas) {
-				return fmt.Errorf("%w: %s's voters are %v, the directory places it on %v", ErrUnhealthy, g, voters, replicas)
-			}
-			for _, id := range voters {
-				if n.groupStatus(id, g) == nil {
-					return fmt.Errorf("%w: %s, a voter of %s, does not run it", ErrUnhealthy, id, g)
-				}
-			}
-		}
-		return nil
+		last = err
+		return err
 	})
+}
+
+// healthy is one round of WaitHealthy.
+func (n *Nemesis) healthy(ctx context.Context) error {
+	for _, id := range n.nodes {
+		if n.c.Running(id) == nil {
+			return fmt.Errorf("%w: %s is down", ErrUnhealthy, id)
+		}
+	}
+	leaders := map[string]string{}
+	for _, g := range n.groups() {
+		if leaders[g] = n.c.Leader(g); leaders[g] == "" {
+			return fmt.Errorf("%w: no leader for %s", ErrUnhealthy, g)
+		}
+	}
+	placed, err := n.placement(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range n.groups() {
+		replicas, ok := placed[g]
+		if !ok {
+			return fmt.Errorf("%w: %s is not in the directory", ErrUnhealthy, g)
+		}
+		st := n.groupStatus(leaders[g], g)
+		if st == nil {
+			return fmt.Errorf("%w: leader %s of %s went down", ErrUnhealthy, leaders[g], g)
+		}
+		var voters []string
+		for _, m := range st.Members {
+			if !m.Voter {
+				return fmt.Errorf("%w: %s is not a voter of %s yet", ErrUnhealthy, m.Id, g)
+			}
+			voters = append(voters, m.Id)
+		}
+		slices.Sort(voters)
+		if len(voters) != n.want(g) {
+			return fmt.Errorf("%w: %s's voters are %v, want %d", ErrUnhealthy, g, voters, n.want(g))
+		}
+		if !slices.Equal(voters, replicas) {
+			return fmt.Errorf("%w: %s's voters are %v, the directory places it on %v", ErrUnhealthy, g, voters, replicas)
+		}
+		for _, id := range voters {
+			if n.groupStatus(id, g) == nil {
+				return fmt.Errorf("%w: %s, a voter of %s, does not run it", ErrUnhealthy, id, g)
+			}
+		}
+	}
+	return nil
 }
 
 // placement reads the directory through the controller and judges it as
