@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
 )
@@ -27,6 +28,20 @@ func (m *Machine) read(fn func() error) error {
 	m.restoreMu.RLock()
 	defer m.restoreMu.RUnlock()
 	return fn()
+}
+
+// view runs fn on one consistent view of the state: a storage snapshot and
+// the applied state (index, term, revision) it holds.
+func (m *Machine) view(fn func(sn *rocks.Snapshot, st *logpb.AppliedState) error) error {
+	return m.read(func() error {
+		sn := m.db.NewSnapshot()
+		defer sn.Close()
+		st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
+		if err != nil {
+			return err
+		}
+		return fn(sn, st)
+	})
 }
 
 // Get returns a KV key, or nil when absent.
@@ -191,13 +206,7 @@ type StateHash = state.Hash
 // Hash computes the state hash.
 func (m *Machine) Hash() (StateHash, error) {
 	var out StateHash
-	err := m.read(func() error {
-		sn := m.db.NewSnapshot()
-		defer sn.Close()
-		st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
-		if err != nil {
-			return err
-		}
+	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
 		h := fnv.New64a()
 		var buf []byte
 		var n uint64

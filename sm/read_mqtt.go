@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
 )
@@ -256,15 +257,10 @@ func (m *Machine) Brokers() ([]*logpb.Broker, error) {
 // from one view.
 func (m *Machine) Fleet() (*state.Fleet, error) {
 	f := &state.Fleet{}
-	err := m.read(func() error {
-		sn := m.db.NewSnapshot()
-		defer sn.Close()
-		st, err := m.loadApplied(func(k []byte) ([]byte, bool, error) { return sn.Get(m.space, k) })
-		if err != nil {
-			return err
-		}
+	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
 		f.Revision = st.Revision
 		p := []byte{prefixBroker}
+		var err error
 		if f.Brokers, err = decodeAll(func(fn func(k, v []byte) bool) error {
 			return sn.Scan(m.space, p, prefixEnd(p), fn)
 		}, func() *logpb.Broker { return &logpb.Broker{} }); err != nil {
