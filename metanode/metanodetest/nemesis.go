@@ -93,8 +93,10 @@ type NemesisOptions struct {
 //   - lag: Nodes[0] is cut off like isolate, and a loop owned by the
 //     nemesis proposes no-op entries (operations that change nothing:
 //     removing an absent member, deleting an absent key or consumer group)
-//     to Params["group"] through its leader until the leader has compacted
-//     its log past the follower's last entry. Heal finishes that if the
+//     to Params["group"] through its leader until every other voter of
+//     the group has compacted its log past the follower's last entry
+//     (whichever leads when the follower returns must send it a
+//     snapshot). Heal finishes that if the
 //     fault was too short, then reconnects the follower; HealAll waits
 //     until it has caught up and counts it in Stats().LagSnapshots if it
 //     came back through a snapshot install. The cluster must run with a
@@ -919,25 +921,43 @@ func (n *Nemesis) injectLag(f *verify.Fault) error {
 	})
 }
 
-// compactPast proposes one round of filler entries unless the group's
-// leader has compacted its log past the follower's last entry; it returns
-// nil once it has. After a snapshot at index S raft deletes the log up to
-// min(S, last index then - TrailingLogs), which is at least S -
-// TrailingLogs (the last index then was at least S); the leader's last
-// index now may be larger, so only that lower bound is safe.
+// compactPast proposes one round of filler entries unless every voter of
+// the group but the follower has compacted its log past the follower's
+// last entry; it returns nil once they have. Every voter, not only the
+// leader: leadership may change before the follower is reconnected (its
+// higher term on reconnecting forces an election, the controller spreads
+// leaders), and a new leader still holding the entries the follower lacks
+// would send them instead of a snapshot. After a snapshot at index S raft
+// deletes the log up to min(S, last index then - TrailingLogs), which is
+// at least S - TrailingLogs (the last index then was at least S); a
+// voter's last index now may be larger, so only that lower bound is safe.
 func (n *Nemesis) compactPast(ctx context.Context, ls *lagState) error {
 	if st := n.groupStatus(ls.follower, ls.group); st != nil && st.LastLogIndex > ls.last {
 		ls.last = st.LastLogIndex // late deliveries from before the cut
 	}
-	id, st := n.leader(ls.group)
-	if st == nil || id == ls.follower {
+	id, voters := n.voters(ls.group)
+	if id == "" || id == ls.follower {
 		return fmt.Errorf("metanodetest: lag: no leader of %s", ls.group)
 	}
+	behind := ""
 	compacted := uint64(0)
-	if st.LastSnapshotIndex > n.trailing {
-		compacted = st.LastSnapshotIndex - n.trailing
+	for _, v := range voters {
+		if v == ls.follower {
+			continue
+		}
+		st := n.groupStatus(v, ls.group)
+		if st == nil {
+			return fmt.Errorf("%w: voter %s of %s", ErrNodeDown, v, ls.group)
+		}
+		c := uint64(0)
+		if st.LastSnapshotIndex > n.trailing {
+			c = st.LastSnapshotIndex - n.trailing
+		}
+		if c <= ls.last && (behind == "" || c < compacted) {
+			behind, compacted = v, c
+		}
 	}
-	if compacted > ls.last {
+	if behind == "" {
 		return nil
 	}
 	node := n.c.Running(id)
@@ -953,7 +973,7 @@ func (n *Nemesis) compactPast(ctx context.Context, ls *lagState) error {
 			return fmt.Errorf("metanodetest: lag filler on %s: %w", ls.group, err)
 		}
 	}
-	return fmt.Errorf("metanodetest: lag: %s compacted to %d, follower %s ends at %d", ls.group, compacted, ls.follower, ls.last)
+	return fmt.Errorf("metanodetest: lag: %s compacted to %d on %s, follower %s ends at %d", ls.group, compacted, behind, ls.follower, ls.last)
 }
 
 // healLag finishes compacting the group's log past the cut-off follower
@@ -995,6 +1015,7 @@ func (n *Nemesis) checkLags(ctx context.Context) error {
 	n.mu.Unlock()
 	var errs []error
 	for _, chk := range checks {
+		var caughtUp time.Time
 		err := poll.Until(ctx, func() error {
 			st := n.groupStatus(chk.follower, chk.group)
 			if st == nil {
@@ -1003,20 +1024,34 @@ func (n *Nemesis) checkLags(ctx context.Context) error {
 			if st.AppliedIndex < chk.want {
 				return fmt.Errorf("metanodetest: lag: %s applied %d of %s, want %d", chk.follower, st.AppliedIndex, chk.group, chk.want)
 			}
-			n.mu.Lock()
-			if st.LastSnapshotIndex > chk.last {
-				n.stats.LagSnapshots++
-			}
-			n.mu.Unlock()
-			if st.LastSnapshotIndex <= chk.last {
+			snapshot := st.LastSnapshotIndex > chk.last
+			if !snapshot {
+				// The state machine's applied index passes the
+				// snapshot's while raft installs it, before raft records
+				// the snapshot's index: give it a moment.
+				if caughtUp.IsZero() {
+					caughtUp = time.Now()
+				}
+				if time.Since(caughtUp) < lagSnapshotGrace {
+					return fmt.Errorf("metanodetest: lag: %s caught up on %s, snapshot index %d not past %d yet", chk.follower, chk.group, st.LastSnapshotIndex, chk.last)
+				}
 				n.log.Warn("nemesis: lagging follower caught up without a snapshot", "node", chk.follower, "group", chk.group)
+				return nil
 			}
+			n.mu.Lock()
+			n.stats.LagSnapshots++
+			n.mu.Unlock()
 			return nil
 		})
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
+
+// lagSnapshotGrace is how long checkLags waits, once a lagging follower
+// has applied what the leader had committed at heal, for raft to record
+// the snapshot it installed.
+const lagSnapshotGrace = 3 * time.Second
 
 // ---- member ----
 
