@@ -362,6 +362,7 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 	}
 	// desired[c]: when the connector's desired state was written or read,
 	// and what it was, in history order (which is return order).
+	const stateUnknown = "?"
 	type want struct {
 		at    int64
 		state string
@@ -379,6 +380,11 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 				out.healed = max(out.healed, op.Return)
 				if op.Outcome == OutcomeOK {
 					desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Return, op.Input.Resource.Desired})
+				} else {
+					// Outcome unknown: it may have taken effect at any
+					// moment from its call on, so the desired state is
+					// unknown until a later write or read says it.
+					desired[op.Input.Resource.Name] = append(desired[op.Input.Resource.Name], want{op.Call, stateUnknown})
 				}
 			}
 		case OpResourceGet:
@@ -396,7 +402,7 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 		}
 	}
 	// shouldRun: the connector's desired state, as last known before t,
-	// is RUNNING.
+	// is RUNNING (not unknown).
 	shouldRun := func(c string, t int64) bool {
 		state := ""
 		for _, w := range desired[c] {

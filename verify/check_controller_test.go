@@ -123,6 +123,11 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 			h.observe(13000, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{un})
 		}, nil, Invalid, "connector r-c0 unassigned"},
 		{"a connector stuck unassigned mid-run", func(h *ctlHistory) { unassignBetween(h, 5000, 9000) }, nil, Invalid, "unassigned (epoch 20) from broker op"},
+		{"unassigned after an update to STOPPED of unknown outcome is fine", func(h *ctlHistory) {
+			unassignBetween(h, 5000, 9000)
+			op := h.add(OpResourceUpdate, BrokerInput{Resource: &ResourceValue{Kind: "connector", Name: "r-c0", Marker: "m1", Desired: "STOPPED"}}, nil, 4800, 4900)
+			op.Outcome = OutcomeUnknown
+		}, nil, Valid, ""},
 		{"unassigned during a fault is fine", func(h *ctlHistory) { unassignBetween(h, 5000, 9000) },
 			[]Fault{{ID: 1, Kind: FaultPause, Began: 5 * time.Second, Ended: 6 * time.Second}}, Valid, ""},
 		{"a live broker declared down", func(h *ctlHistory) {
