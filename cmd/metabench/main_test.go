@@ -159,13 +159,27 @@ func readBack(t *testing.T, c *metanodetest.Cluster) (*client.Client, context.Co
 func TestAgainstMetaCluster(t *testing.T) {
 	c, eps := startCluster(t, metanodetest.Options{})
 
-	res, err := executeJSON(t, "put", "--endpoints", eps, "--clients", "8", "--total", "200", "--key-prefix", "e2e/")
-	if err != nil {
-		t.Fatalf("put: %v", err)
-	}
-	if res.OK != 200 || res.Items != 200 || res.Unit != "puts" || res.Target != "meta" || res.Conns != 1 {
-		t.Errorf("put result: got ok %d items %d unit %s target %s conns %d, want 200 200 puts meta 1",
-			res.OK, res.Items, res.Unit, res.Target, res.Conns)
+	// A loaded machine may cost a pass a few puts (an election under
+	// load); each pass writes keys 0..199 again, so after one with no
+	// failure every key is there. Every pass must count its calls right.
+	var res *Result
+	for pass := 1; ; pass++ {
+		var err error
+		res, err = executeJSON(t, "put", "--endpoints", eps, "--clients", "8", "--total", "200", "--key-prefix", "e2e/")
+		if res == nil || err != nil && !errors.Is(err, ErrTooManyFailures) {
+			t.Fatalf("put: %v", err)
+		}
+		if res.OK+res.ErrorsDefinite+res.ErrorsUnknown != 200 || res.Items != res.OK || res.Unit != "puts" || res.Target != "meta" || res.Conns != 1 {
+			t.Fatalf("put result: got ok %d, errors %d definite %d unknown, items %d unit %s target %s conns %d; want 200 calls counted once, items = ok, puts meta 1",
+				res.OK, res.ErrorsDefinite, res.ErrorsUnknown, res.Items, res.Unit, res.Target, res.Conns)
+		}
+		if res.OK == 200 {
+			break
+		}
+		if pass == 3 {
+			t.Fatalf("put: %d passes in a row lost puts (last: %d definite, %d unknown errors)", pass, res.ErrorsDefinite, res.ErrorsUnknown)
+		}
+		t.Logf("put pass %d: %d definite, %d unknown errors (a loaded machine?); once more", pass, res.ErrorsDefinite, res.ErrorsUnknown)
 	}
 	cl, ctx := readBack(t, c)
 	ks := keySpace{prefix: "e2e/", size: 32}
@@ -180,7 +194,7 @@ func TestAgainstMetaCluster(t *testing.T) {
 	}
 
 	// Reading the keys put wrote, without loading: none is missing.
-	res, err = executeJSON(t, "get", "--endpoints", eps, "--clients", "4", "--total", "100",
+	res, err := executeJSON(t, "get", "--endpoints", eps, "--clients", "4", "--total", "100",
 		"--key-prefix", "e2e/", "--keys", "200", "--load=false")
 	if err != nil || res.OK != 100 || res.Missing != 0 || res.Consistency != "linearizable" {
 		t.Errorf("get of put's keys: got %+v, %v; want 100 ok, none missing, linearizable", res, err)
