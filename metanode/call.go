@@ -85,6 +85,8 @@ func (n *Node) registerCalls() {
 	n.calls[callFreshSnapshot] = protoCall(n.serveFreshSnapshot)
 	n.calls[callDirectory] = protoAnswer(n.serveDirectory)
 	n.calls[callConfiguration] = protoAnswer(n.serveConfiguration)
+	n.calls[callHashAt] = protoAnswer(n.serveHashAt)
+	n.calls[callFence] = protoCall(n.serveFence)
 	// Previous release's payloads: TransferLeaderRequest (the public
 	// message), "group\x00id", and an 8-byte big-endian index + group.
 	n.calls[legacyCallTransfer] = func(ctx context.Context, payload []byte) ([]byte, error) {

@@ -120,6 +120,11 @@ type Config struct {
 	// ReconcileInterval is how often a group leader makes the group's
 	// membership match the member list in metadata-0.
 	ReconcileInterval time.Duration
+	// HashCheckInterval is how often (on average) a group's leader has
+	// every replica digest its state at one index and compares the
+	// digests, fencing a replica whose state differs from the majority's
+	// (hashcheck.go); 0 turns the checks off.
+	HashCheckInterval time.Duration
 	// ShutdownTimeout bounds an orderly Close.
 	ShutdownTimeout time.Duration
 
@@ -183,6 +188,7 @@ func DefaultConfig() Config {
 		ReportInterval:            time.Second,
 		MetadataReplicationFactor: DefaultMetadataReplicationFactor,
 		ReconcileInterval:         2 * time.Second,
+		HashCheckInterval:         5 * time.Minute,
 		ShutdownTimeout:           10 * time.Second,
 		TimerInterval:             250 * time.Millisecond,
 		EventRetention:            10 * time.Minute,
@@ -307,6 +313,9 @@ func (c Config) Validate() error {
 	}
 	if c.TimerInterval <= 0 || c.EventRetention <= 0 {
 		add("TimerInterval, EventRetention: must be positive")
+	}
+	if c.HashCheckInterval < 0 {
+		add("HashCheckInterval (%s): must not be negative (0 turns hash checks off)", c.HashCheckInterval)
 	}
 	if c.ReconcileInterval <= 0 || c.ShutdownTimeout <= 0 {
 		add("ReconcileInterval, ShutdownTimeout: must be positive")

@@ -68,6 +68,8 @@
 //	controller.node-report          logpb.NodeReport               rpc/server               Node's report loop (metanode/report.go)
 //	metanode.configuration/v2       raftpb.ConfigurationCall       metanode                 Node.leftGroup (replica GC asks the group's leader)
 //	metanode.directory/v2           raftpb.DirectoryCall           metanode                 Node.fetchDirectory (a node follows metadata-0's directory)
+//	metanode.hash-at/v1             raftpb.HashAtCall              metanode                 group.hashCheck (a leader gathers its voters' digests; hashcheck.go)
+//	metanode.fence/v1               raftpb.FenceCall               metanode                 group.hashCheck (a leader fences a replica whose digest differs)
 //
 // The previous release's names (metanode.transfer-leader,
 // metanode.remove-server, metanode.fresh-snapshot, with hand-made

@@ -136,6 +136,9 @@ func (g *group) runTerm(ctx context.Context, life *lifetime, term uint64) {
 		life.Go(task)
 	}
 	life.Go(g.reconcileLoop)
+	if g.env.cfg.HashCheckInterval > 0 {
+		life.Go(g.hashCheckLoop)
+	}
 	if g.kind == sm.KindData || g.kind == sm.KindOffset {
 		life.Go(g.initOwnership)
 	}

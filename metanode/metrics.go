@@ -36,6 +36,7 @@ type metrics struct {
 	raftApply     *prometheus.HistogramVec // group
 	proposeFailed *prometheus.CounterVec   // group
 	replicaGC     *prometheus.CounterVec   // group
+	hashChecks    *prometheus.CounterVec   // group, result
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -52,8 +53,10 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Help: "Entries raft did not apply as this node proposed them (leadership lost, shutdown), by group."}, []string{"group"}),
 		replicaGC: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_group_replicas_deleted_total",
 			Help: "Replicas of the group this node deleted once the group's leader confirmed the node had left its configuration (replica garbage collection)."}, []string{"group"}),
+		hashChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meta_hash_checks_total",
+			Help: "Hash checks this node ran as the group's leader, by result: ok, mismatch (a replica's state differed from the majority's: the CORRUPT alarm; it was fenced), undecided (digests differ, none has a majority), incomplete, skipped (a voter of an older release)."}, []string{"group", "result"}),
 	}
-	reg.MustRegister(m.leaderChanges, m.batchOps, m.raftApply, m.proposeFailed, m.replicaGC, collector{n})
+	reg.MustRegister(m.leaderChanges, m.batchOps, m.raftApply, m.proposeFailed, m.replicaGC, m.hashChecks, collector{n})
 	return m
 }
 

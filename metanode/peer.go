@@ -60,7 +60,7 @@ func internalOnly(op *logpb.Op) bool {
 	switch op.Op.(type) {
 	case *logpb.Op_ClusterInit, *logpb.Op_DirectoryInit, *logpb.Op_GroupPut, *logpb.Op_OwnershipInit,
 		*logpb.Op_SessionsExpire, *logpb.Op_WillsMarkDue, *logpb.Op_LeasesExpire, *logpb.Op_EventsCompact,
-		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign:
+		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_HashCheck:
 		return true
 	}
 	return false

@@ -280,6 +280,12 @@ func (g *group) submit(batch []*proposal) {
 		}
 		m.raftApply.WithLabelValues(g.name).Observe(time.Since(start).Seconds())
 		res, ok := f.(raft.ApplyFuture).Response().(*sm.BatchResult)
+		if ok && len(res.Results) == 0 && len(batch) > 0 {
+			// The replica here halted (sm/halt.go): other replicas may
+			// apply the entry.
+			deliver(nil, unknown(fmt.Errorf("not applied on this node: %v", g.fsm.Halted())))
+			return
+		}
 		if !ok || len(res.Results) != len(batch) {
 			deliver(nil, unknown(fmt.Errorf("unexpected apply response %T", f.(raft.ApplyFuture).Response())))
 			return

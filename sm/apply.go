@@ -31,6 +31,9 @@ type applier struct {
 	// ownChanged is set by an op that changed it.
 	own        *ownView
 	ownChanged *logpb.Ownership
+	// hashCheck is set by a HashCheck op: the entry's state is to be
+	// digested once it has committed.
+	hashCheck bool
 }
 
 func invalid(format string, args ...any) *logpb.Result {
@@ -114,6 +117,9 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.directoryInit(o.DirectoryInit)
 	case *logpb.Op_OwnershipInit:
 		return a.ownershipInit(o.OwnershipInit)
+	case *logpb.Op_HashCheck:
+		a.hashCheck = true
+		return &logpb.Result{}, nil
 	case *logpb.Op_ResourceCreate:
 		return a.resourceCreate(o.ResourceCreate)
 	case *logpb.Op_ResourceUpdate:

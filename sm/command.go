@@ -119,6 +119,8 @@ func (k Kind) Allows(op *logpb.Op) bool {
 		return k == KindMetadata
 	case *logpb.Op_EventsCompact:
 		return k == KindMetadata || k == KindData
+	case *logpb.Op_HashCheck:
+		return true
 	}
 	return false
 }

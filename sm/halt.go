@@ -48,9 +48,14 @@ func (m *Machine) Halted() error {
 }
 
 func (m *Machine) halt(index uint64, cause error) {
+	m.haltWith(index, cause, "entry cannot be applied here; the group stops applying on this node")
+}
+
+// haltWith halts the group at index, logging msg the first time.
+func (m *Machine) haltWith(index uint64, cause error, msg string) {
 	h := &HaltError{Group: m.group, Index: index, Cause: cause}
 	if m.halted.CompareAndSwap(nil, h) {
-		m.log.Error("entry cannot be applied here; the group stops applying on this node", "index", index, "err", cause)
+		m.log.Error(msg, "index", index, "err", cause)
 	}
 }
 

@@ -71,6 +71,7 @@ var (
 	keyCompact   = []byte{prefixCompact, 'c'}
 	keyApplied   = []byte{prefixMeta, 'a'}
 	keyRestoring = []byte{prefixMeta, 'r'}
+	keyFenced    = []byte{prefixMeta, 'f'}
 	keyClusterID = []byte{prefixCluster, 'c'}
 	keyDirVer    = []byte{prefixCluster, 'v'}
 	keyOwnership = []byte{prefixOwnership, 'o'}

@@ -67,6 +67,12 @@ type Machine struct {
 	// below it.
 	halted atomic.Pointer[HaltError]
 
+	// Hash checks (hashcheck.go): the recent digests by index, and the
+	// goroutines computing them (Close waits for them: they read the DB).
+	hashMu  sync.Mutex
+	hashes  map[uint64]*hashCheck
+	hashing sync.WaitGroup
+
 	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
 	closed  atomic.Bool
@@ -103,6 +109,9 @@ func New(cfg Config) (*Machine, error) {
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)
 	if err := m.loadOwnership(space.Get); err != nil {
+		return nil, err
+	}
+	if err := m.loadFence(); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -168,12 +177,14 @@ func (m *Machine) notify() {
 	m.waitMu.Unlock()
 }
 
-// Close wakes every waiter; later waits fail with ErrClosed. The machine
-// does not own the DB.
+// Close wakes every waiter; later waits fail with ErrClosed. It returns
+// once no hash check reads the DB any more. The machine does not own the
+// DB.
 func (m *Machine) Close() {
 	if m.closed.CompareAndSwap(false, true) {
 		m.notify()
 	}
+	m.hashing.Wait()
 }
 
 var _ state.Reader = (*Machine)(nil)
@@ -199,7 +210,7 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	st := &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}
 	b := m.db.NewBatch()
-	defer b.Close()
+	defer func() { b.Close() }()
 	changed := false
 	own := m.own.Load()
 	var ownChanged *logpb.Ownership
@@ -238,10 +249,26 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 			}
 		}
 		out[i] = res
+		if a.hashCheck {
+			// Digest the state exactly as of this entry: commit what
+			// the batch holds so far and take a storage snapshot before
+			// the next entry writes.
+			m.commitApplied(b, st, ownChanged)
+			m.startHash(st)
+			b.Close()
+			b = m.db.NewBatch()
+			changed, ownChanged = false, nil
+		}
 	}
-	if !changed {
-		return out
+	if changed {
+		m.commitApplied(b, st, ownChanged)
 	}
+	return out
+}
+
+// commitApplied commits b with the applied state st (and the ownership
+// record, if the batch changed it), then publishes them.
+func (m *Machine) commitApplied(b *rocks.Batch, st *logpb.AppliedState, ownChanged *logpb.Ownership) {
 	if err := putProto(b, m.space, keyApplied, st); err != nil {
 		m.fatal("encode applied state", err)
 	}
@@ -261,7 +288,6 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)
 	m.notify()
-	return out
 }
 
 // fatal stops the process: the node can no longer tell what its stored

@@ -2,9 +2,6 @@ package sm
 
 import (
 	"bytes"
-	"encoding/binary"
-	"fmt"
-	"hash/fnv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -207,22 +204,9 @@ type StateHash = state.Hash
 func (m *Machine) Hash() (StateHash, error) {
 	var out StateHash
 	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
-		h := fnv.New64a()
-		var buf []byte
-		var n uint64
-		if err := sn.Scan(m.space, userStart, userEnd, func(k, v []byte) bool {
-			buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
-			buf = append(buf, k...)
-			buf = binary.AppendUvarint(buf, uint64(len(v)))
-			buf = append(buf, v...)
-			_, _ = h.Write(buf)
-			n++
-			return true
-		}); err != nil {
-			return fmt.Errorf("sm: hash scan: %w", err)
-		}
-		out = StateHash{Index: st.Index, Revision: st.Revision, Hash: h.Sum64(), Keys: n}
-		return nil
+		var err error
+		out, err = m.digest(sn, st)
+		return err
 	})
 	return out, err
 }

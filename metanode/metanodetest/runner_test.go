@@ -246,7 +246,8 @@ const replicationFactor = 3
 // multi-group batches are exercised; snapshots small and frequent so that
 // a lag fault (and a long kill) needs a snapshot install within a run;
 // short controller timings (above) for the broker workloads; every group
-// on replicationFactor nodes (all of them on a 3-node cluster).
+// on replicationFactor nodes (all of them on a 3-node cluster); replica
+// hash checks every second or so.
 func clusterOptions(nodes int, seed uint64) metanodetest.Options {
 	return metanodetest.Options{Nodes: nodes, OffsetGroups: 2, DataGroups: 2, Seed: seed,
 		Configure: func(cfg *metanode.Config) {
@@ -255,6 +256,9 @@ func clusterOptions(nodes int, seed uint64) metanodetest.Options {
 			cfg.TrailingLogs = 32
 			cfg.SnapshotInterval = 300 * time.Millisecond
 			cfg.ReconcileInterval = 300 * time.Millisecond
+			// Hash checks run under every fault: a replica fenced by
+			// mistake would stop converging and fail the run.
+			cfg.HashCheckInterval = time.Second
 		},
 		Controller: func(cfg *controller.Config) {
 			cfg.HeartbeatInterval = brokerHeartbeat

@@ -402,6 +402,7 @@ type Op struct {
 	//	*Op_DirectoryInit
 	//	*Op_MemberSetState
 	//	*Op_OwnershipInit
+	//	*Op_HashCheck
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -741,6 +742,15 @@ func (x *Op) GetOwnershipInit() *OwnershipInit {
 	return nil
 }
 
+func (x *Op) GetHashCheck() *HashCheck {
+	if x != nil {
+		if x, ok := x.Op.(*Op_HashCheck); ok {
+			return x.HashCheck
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -877,6 +887,12 @@ type Op_OwnershipInit struct {
 	OwnershipInit *OwnershipInit `protobuf:"bytes,33,opt,name=ownership_init,json=ownershipInit,proto3,oneof"`
 }
 
+type Op_HashCheck struct {
+	// 40 and up: numbers far from the others so that concurrent work
+	// adding ops does not collide.
+	HashCheck *HashCheck `protobuf:"bytes,40,opt,name=hash_check,json=hashCheck,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -943,6 +959,48 @@ func (*Op_MemberSetState) isOp_Op() {}
 
 func (*Op_OwnershipInit) isOp_Op() {}
 
+func (*Op_HashCheck) isOp_Op() {}
+
+// HashCheck asks every replica to digest its state right after the entry
+// holding it (sm/hashcheck.go): replicas at the same index must agree. It
+// changes nothing. Only a leader whose group's voters all know it
+// proposes one (an older replica would halt on it).
+type HashCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashCheck) Reset() {
+	*x = HashCheck{}
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashCheck) ProtoMessage() {}
+
+func (x *HashCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashCheck.ProtoReflect.Descriptor instead.
+func (*HashCheck) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
 // Ownership is the record of which ranges of the route hash space a data
 // or offset group serves. Every op that touches a routing key is checked
 // against it when applied, and every read in the same view as the data:
@@ -960,7 +1018,7 @@ type Ownership struct {
 
 func (x *Ownership) Reset() {
 	*x = Ownership{}
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1030,7 @@ func (x *Ownership) String() string {
 func (*Ownership) ProtoMessage() {}
 
 func (x *Ownership) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1043,7 @@ func (x *Ownership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ownership.ProtoReflect.Descriptor instead.
 func (*Ownership) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Ownership) GetLegacy() bool {
@@ -1014,7 +1072,7 @@ type OwnershipInit struct {
 
 func (x *OwnershipInit) Reset() {
 	*x = OwnershipInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1084,7 @@ func (x *OwnershipInit) String() string {
 func (*OwnershipInit) ProtoMessage() {}
 
 func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1097,7 @@ func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
 func (*OwnershipInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OwnershipInit) GetRanges() []*HashRange {
@@ -1068,7 +1126,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1138,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1151,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -1131,7 +1189,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1201,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1214,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -1197,7 +1255,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1267,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1280,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Assign) GetConnector() string {
@@ -1275,7 +1333,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1345,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1358,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -1352,7 +1410,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1422,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1435,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -1413,7 +1471,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1483,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1496,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -1481,7 +1539,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1551,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1564,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -1554,7 +1612,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1624,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1637,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -1667,7 +1725,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1737,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1750,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -1718,7 +1776,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1788,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1801,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -1765,7 +1823,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1835,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1848,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -1815,7 +1873,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1885,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1898,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -1901,7 +1959,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +1971,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +1984,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -1947,7 +2005,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2017,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2030,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -1993,7 +2051,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2063,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2076,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -2052,7 +2110,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2122,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2135,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -2107,7 +2165,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2177,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2190,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -2173,7 +2231,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2243,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2256,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -2224,7 +2282,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2294,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2307,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -2268,7 +2326,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2338,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2351,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -2313,7 +2371,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2383,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2396,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -2359,7 +2417,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2429,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2442,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -2405,7 +2463,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2475,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2488,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -2463,7 +2521,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2533,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2546,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -2512,7 +2570,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2582,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2595,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2595,7 +2653,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2665,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2678,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -2668,7 +2726,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2738,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2751,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -2712,7 +2770,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2782,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2795,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -2771,7 +2829,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2841,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2854,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -2864,7 +2922,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2934,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2947,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberPut) GetId() string {
@@ -2931,7 +2989,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3001,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3014,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -2986,7 +3044,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3056,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3069,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Replica) GetNode() string {
@@ -3054,7 +3112,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3124,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3137,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -3150,7 +3208,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3220,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3233,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -3213,7 +3271,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3283,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3296,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -3269,7 +3327,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3281,7 +3339,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3294,7 +3352,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -3327,7 +3385,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3397,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3410,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -3376,7 +3434,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3388,7 +3446,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3401,7 +3459,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KV) GetValue() []byte {
@@ -3451,7 +3509,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3463,7 +3521,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3476,7 +3534,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -3514,7 +3572,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3584,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3597,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -3603,7 +3661,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3673,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3686,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Session) GetClientId() string {
@@ -3728,7 +3786,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +3798,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +3811,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Will) GetClientId() string {
@@ -3852,7 +3910,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +3922,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +3935,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -3925,7 +3983,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +3995,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4008,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -4026,7 +4084,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4096,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4109,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -4121,7 +4179,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4133,7 +4191,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4146,7 +4204,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Lease) GetId() int64 {
@@ -4188,7 +4246,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4258,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4271,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Event) GetSpace() Space {
@@ -4270,7 +4328,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4340,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4353,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -4348,7 +4406,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4360,7 +4418,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4373,7 +4431,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Result) GetCode() Code {
@@ -4475,7 +4533,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4487,7 +4545,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4500,7 +4558,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -4573,7 +4631,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4585,7 +4643,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4598,7 +4656,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -4645,7 +4703,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4657,7 +4715,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4670,7 +4728,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -4733,7 +4791,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4745,7 +4803,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4758,7 +4816,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -4845,7 +4903,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xd9\x10\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\x92\x11\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -4884,8 +4942,11 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\tgroup_put\x18\x1e \x01(\v2\x15.meta.log.v1.GroupPutH\x00R\bgroupPut\x12C\n" +
 	"\x0edirectory_init\x18\x1f \x01(\v2\x1a.meta.log.v1.DirectoryInitH\x00R\rdirectoryInit\x12G\n" +
 	"\x10member_set_state\x18  \x01(\v2\x1b.meta.log.v1.MemberSetStateH\x00R\x0ememberSetState\x12C\n" +
-	"\x0eownership_init\x18! \x01(\v2\x1a.meta.log.v1.OwnershipInitH\x00R\rownershipInitB\x04\n" +
-	"\x02op\"Q\n" +
+	"\x0eownership_init\x18! \x01(\v2\x1a.meta.log.v1.OwnershipInitH\x00R\rownershipInit\x127\n" +
+	"\n" +
+	"hash_check\x18( \x01(\v2\x16.meta.log.v1.HashCheckH\x00R\thashCheckB\x04\n" +
+	"\x02op\"\v\n" +
+	"\tHashCheck\"Q\n" +
 	"\tOwnership\x12\x16\n" +
 	"\x06legacy\x18\x01 \x01(\bR\x06legacy\x12,\n" +
 	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\"W\n" +
@@ -5243,7 +5304,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -5252,125 +5313,127 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(Code)(0),                   // 4: meta.log.v1.Code
 	(*Batch)(nil),               // 5: meta.log.v1.Batch
 	(*Op)(nil),                  // 6: meta.log.v1.Op
-	(*Ownership)(nil),           // 7: meta.log.v1.Ownership
-	(*OwnershipInit)(nil),       // 8: meta.log.v1.OwnershipInit
-	(*BrokerRegister)(nil),      // 9: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 10: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 11: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 12: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 13: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 14: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 15: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 16: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 17: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 18: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 19: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 20: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 21: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 22: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 23: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 24: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 25: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 26: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 27: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 28: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 29: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 30: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 31: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 32: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 33: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),         // 34: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 35: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 36: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 37: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 38: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 39: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 40: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 41: meta.log.v1.GroupRecord
-	(*HashRange)(nil),           // 42: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 43: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 44: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 45: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 46: meta.log.v1.KV
-	(*Offset)(nil),              // 47: meta.log.v1.Offset
-	(*Resource)(nil),            // 48: meta.log.v1.Resource
-	(*Session)(nil),             // 49: meta.log.v1.Session
-	(*Will)(nil),                // 50: meta.log.v1.Will
-	(*Retained)(nil),            // 51: meta.log.v1.Retained
-	(*Broker)(nil),              // 52: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 53: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 54: meta.log.v1.Lease
-	(*Event)(nil),               // 55: meta.log.v1.Event
-	(*AppliedState)(nil),        // 56: meta.log.v1.AppliedState
-	(*Result)(nil),              // 57: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 58: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 59: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 60: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 61: meta.log.v1.ReplicaReport
+	(*HashCheck)(nil),           // 7: meta.log.v1.HashCheck
+	(*Ownership)(nil),           // 8: meta.log.v1.Ownership
+	(*OwnershipInit)(nil),       // 9: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 10: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 11: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 12: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 13: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 14: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 15: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 16: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 17: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 18: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 19: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 20: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 21: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 22: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 23: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 24: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 25: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 26: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 27: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 28: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 29: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 30: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 31: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 32: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 33: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 34: meta.log.v1.KVCompareAndSwap
+	(*OffsetEntry)(nil),         // 35: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 36: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 37: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 38: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 39: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 40: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 41: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 42: meta.log.v1.GroupRecord
+	(*HashRange)(nil),           // 43: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 44: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 45: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 46: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 47: meta.log.v1.KV
+	(*Offset)(nil),              // 48: meta.log.v1.Offset
+	(*Resource)(nil),            // 49: meta.log.v1.Resource
+	(*Session)(nil),             // 50: meta.log.v1.Session
+	(*Will)(nil),                // 51: meta.log.v1.Will
+	(*Retained)(nil),            // 52: meta.log.v1.Retained
+	(*Broker)(nil),              // 53: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 54: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 55: meta.log.v1.Lease
+	(*Event)(nil),               // 56: meta.log.v1.Event
+	(*AppliedState)(nil),        // 57: meta.log.v1.AppliedState
+	(*Result)(nil),              // 58: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 59: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 60: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 61: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 62: meta.log.v1.ReplicaReport
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	31, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	32, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	33, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	35, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	36, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	37, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	38, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	45, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	13, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	14, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	15, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	17, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	18, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	19, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	20, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	21, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	22, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	23, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	24, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	25, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	26, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	27, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	28, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	29, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	30, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	9,  // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	10, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	11, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	12, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	43, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	44, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	39, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	8,  // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	42, // 34: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	42, // 35: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	16, // 36: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	34, // 37: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	38, // 38: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	41, // 39: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 40: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 41: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	40, // 42: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 43: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	42, // 44: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	41, // 45: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	41, // 46: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	2,  // 47: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	3,  // 48: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	4,  // 49: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	46, // 50: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	38, // 51: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	37, // 52: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	38, // 53: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	41, // 54: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	61, // 55: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	40, // 56: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	32, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	33, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	34, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	36, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	37, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	38, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	39, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	46, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	14, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	15, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	16, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	18, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	19, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	20, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	21, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	22, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	23, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	24, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	25, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	26, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	27, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	28, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	29, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	30, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	31, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	10, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	11, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	12, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	13, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	44, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	45, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	40, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	9,  // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	7,  // 34: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
+	43, // 35: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	43, // 36: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	17, // 37: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	35, // 38: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	39, // 39: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	42, // 40: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 41: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 42: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	41, // 43: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 44: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	43, // 45: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	42, // 46: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	42, // 47: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	2,  // 48: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	3,  // 49: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	4,  // 50: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	47, // 51: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	39, // 52: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	38, // 53: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	39, // 54: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	42, // 55: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	62, // 56: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	41, // 57: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -5412,6 +5475,7 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_DirectoryInit)(nil),
 		(*Op_MemberSetState)(nil),
 		(*Op_OwnershipInit)(nil),
+		(*Op_HashCheck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5419,7 +5483,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

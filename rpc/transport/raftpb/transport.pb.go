@@ -2158,6 +2158,210 @@ func (x *ConfigurationAnswer) GetCommitted() bool {
 	return false
 }
 
+// metanode.hash-at/v1: this replica's digest of its state as of the hash
+// check entry at index (sm/hashcheck.go). Index 0 asks only whether the
+// node knows hash checks (a node of an older release has no handler).
+type HashAtCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashAtCall) Reset() {
+	*x = HashAtCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashAtCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashAtCall) ProtoMessage() {}
+
+func (x *HashAtCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashAtCall.ProtoReflect.Descriptor instead.
+func (*HashAtCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *HashAtCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *HashAtCall) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// HashAtAnswer: done with the digest, or pending (the entry is not
+// applied yet, or the state is being digested), or neither (no digest at
+// that index: not a check, dropped, or passed through a snapshot).
+type HashAtAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Done          bool                   `protobuf:"varint,1,opt,name=done,proto3" json:"done,omitempty"`
+	Pending       bool                   `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Revision      uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Hash          uint64                 `protobuf:"varint,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	Keys          uint64                 `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashAtAnswer) Reset() {
+	*x = HashAtAnswer{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashAtAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashAtAnswer) ProtoMessage() {}
+
+func (x *HashAtAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashAtAnswer.ProtoReflect.Descriptor instead.
+func (*HashAtAnswer) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HashAtAnswer) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *HashAtAnswer) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *HashAtAnswer) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *HashAtAnswer) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *HashAtAnswer) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+func (x *HashAtAnswer) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+// metanode.fence/v1: fence this node's replica of group: a hash check at
+// index found its state differs from the majority's (reason says how).
+type FenceCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceCall) Reset() {
+	*x = FenceCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceCall) ProtoMessage() {}
+
+func (x *FenceCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceCall.ProtoReflect.Descriptor instead.
+func (*FenceCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *FenceCall) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FenceCall) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *FenceCall) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type HeartbeatBatch struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
 	ClusterId     string                  `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
@@ -2168,7 +2372,7 @@ type HeartbeatBatch struct {
 
 func (x *HeartbeatBatch) Reset() {
 	*x = HeartbeatBatch{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2384,7 @@ func (x *HeartbeatBatch) String() string {
 func (*HeartbeatBatch) ProtoMessage() {}
 
 func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[30]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2397,7 @@ func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{30}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HeartbeatBatch) GetClusterId() string {
@@ -2223,7 +2427,7 @@ type HeartbeatResult struct {
 
 func (x *HeartbeatResult) Reset() {
 	*x = HeartbeatResult{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2439,7 @@ func (x *HeartbeatResult) String() string {
 func (*HeartbeatResult) ProtoMessage() {}
 
 func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[31]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2452,7 @@ func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResult.ProtoReflect.Descriptor instead.
 func (*HeartbeatResult) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{31}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HeartbeatResult) GetResponse() *AppendEntriesResponse {
@@ -2274,7 +2478,7 @@ type HeartbeatBatchResponse struct {
 
 func (x *HeartbeatBatchResponse) Reset() {
 	*x = HeartbeatBatchResponse{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2490,7 @@ func (x *HeartbeatBatchResponse) String() string {
 func (*HeartbeatBatchResponse) ProtoMessage() {}
 
 func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2503,7 @@ func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatchResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatchResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{32}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HeartbeatBatchResponse) GetResults() []*HeartbeatResult {
@@ -2470,7 +2674,22 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x06voters\x18\x01 \x03(\v2\x12.meta.raft.v1.PeerR\x06voters\x120\n" +
 	"\tnonvoters\x18\x02 \x03(\v2\x12.meta.raft.v1.PeerR\tnonvoters\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1c\n" +
-	"\tcommitted\x18\x04 \x01(\bR\tcommitted\"s\n" +
+	"\tcommitted\x18\x04 \x01(\bR\tcommitted\"8\n" +
+	"\n" +
+	"HashAtCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x96\x01\n" +
+	"\fHashAtAnswer\x12\x12\n" +
+	"\x04done\x18\x01 \x01(\bR\x04done\x12\x18\n" +
+	"\apending\x18\x02 \x01(\bR\apending\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04hash\x18\x05 \x01(\x04R\x04hash\x12\x12\n" +
+	"\x04keys\x18\x06 \x01(\x04R\x04keys\"O\n" +
+	"\tFenceCall\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"s\n" +
 	"\x0eHeartbeatBatch\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12B\n" +
@@ -2524,7 +2743,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -2558,10 +2777,13 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*DirectoryCall)(nil),           // 29: meta.raft.v1.DirectoryCall
 	(*ConfigurationCall)(nil),       // 30: meta.raft.v1.ConfigurationCall
 	(*ConfigurationAnswer)(nil),     // 31: meta.raft.v1.ConfigurationAnswer
-	(*HeartbeatBatch)(nil),          // 32: meta.raft.v1.HeartbeatBatch
-	(*HeartbeatResult)(nil),         // 33: meta.raft.v1.HeartbeatResult
-	(*HeartbeatBatchResponse)(nil),  // 34: meta.raft.v1.HeartbeatBatchResponse
-	nil,                             // 35: meta.raft.v1.PeerError.MetadataEntry
+	(*HashAtCall)(nil),              // 32: meta.raft.v1.HashAtCall
+	(*HashAtAnswer)(nil),            // 33: meta.raft.v1.HashAtAnswer
+	(*FenceCall)(nil),               // 34: meta.raft.v1.FenceCall
+	(*HeartbeatBatch)(nil),          // 35: meta.raft.v1.HeartbeatBatch
+	(*HeartbeatResult)(nil),         // 36: meta.raft.v1.HeartbeatResult
+	(*HeartbeatBatchResponse)(nil),  // 37: meta.raft.v1.HeartbeatBatchResponse
+	nil,                             // 38: meta.raft.v1.PeerError.MetadataEntry
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -2579,18 +2801,18 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
-	35, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
+	38, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
 	23, // 16: meta.raft.v1.ConfigurationAnswer.voters:type_name -> meta.raft.v1.Peer
 	23, // 17: meta.raft.v1.ConfigurationAnswer.nonvoters:type_name -> meta.raft.v1.Peer
 	4,  // 18: meta.raft.v1.HeartbeatBatch.heartbeats:type_name -> meta.raft.v1.AppendEntriesRequest
 	5,  // 19: meta.raft.v1.HeartbeatResult.response:type_name -> meta.raft.v1.AppendEntriesResponse
-	33, // 20: meta.raft.v1.HeartbeatBatchResponse.results:type_name -> meta.raft.v1.HeartbeatResult
+	36, // 20: meta.raft.v1.HeartbeatBatchResponse.results:type_name -> meta.raft.v1.HeartbeatResult
 	4,  // 21: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
 	4,  // 22: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
 	6,  // 23: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
 	8,  // 24: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
 	10, // 25: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
-	32, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
+	35, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
 	13, // 27: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
 	15, // 28: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
 	17, // 29: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
@@ -2602,7 +2824,7 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	7,  // 35: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
 	9,  // 36: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
 	11, // 37: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	34, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
+	37, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
 	14, // 39: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
 	16, // 40: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
 	19, // 41: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
@@ -2631,7 +2853,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1,0 +1,87 @@
+package metanode_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+)
+
+// A replica whose state was damaged behind raft's back is caught by the
+// periodic hash check and fenced (halted with the CORRUPT cause) while
+// the replicas that agree keep serving; replicas that agree are never
+// fenced. A fenced leader hands its leadership off.
+func TestHashCheckFencesADamagedReplica(t *testing.T) {
+	for _, role := range []string{"follower", "leader"} {
+		t.Run(role, func(t *testing.T) { testHashCheckFences(t, role) })
+	}
+}
+
+func testHashCheckFences(t *testing.T, role string) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+		cfg.HashCheckInterval = 200 * time.Millisecond
+	}})
+	cl := c.Client("")
+	group := metapb.DataGroupFor([]byte("k0"), 1)
+	for i := range 20 {
+		put(t, cl, fmt.Sprintf("k%d", i), "v")
+	}
+	// Several rounds of checks on an undamaged cluster fence nothing.
+	time.Sleep(2 * time.Second)
+	for _, id := range c.IDs() {
+		for _, g := range metapb.Groups(1, 1) {
+			if err := c.Running(id).FSM(g).Halted(); err != nil {
+				t.Fatalf("%s's replica of %s halted on a healthy cluster: %v", id, g, err)
+			}
+		}
+	}
+
+	victim := followerOf(t, c, group)
+	if role == "leader" {
+		victim = c.WaitLeader(group, 30*time.Second)
+	}
+	damaged := time.Now()
+	if err := c.Running(victim).DamageForTest(group, []byte{0x02, 'x'}, []byte("damage")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Running(victim).FSM(group).Halted()
+		if errors.Is(err, sm.ErrCorrupt) {
+			t.Logf("damaged replica fenced %s after the damage: %v", time.Since(damaged).Round(time.Millisecond), err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("damaged replica of %s on %s not fenced within 30s (halted: %v)", group, victim, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, id := range c.IDs() {
+		if id == victim {
+			continue
+		}
+		if err := c.Running(id).FSM(group).Halted(); err != nil {
+			t.Fatalf("undamaged replica on %s halted: %v", id, err)
+		}
+	}
+	// The two good replicas keep the group serving, under a leader of
+	// their own.
+	if role == "leader" {
+		deadline := time.Now().Add(30 * time.Second)
+		for c.WaitLeader(group, 30*time.Second) == victim {
+			if time.Now().After(deadline) {
+				t.Fatalf("the fenced leader %s still leads %s", victim, group)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	put(t, cl, "after", "v")
+	if v, ok := get(t, cl, "after", lin); !ok || v != "v" {
+		t.Fatalf("read after the fence: %q %v", v, ok)
+	}
+}
