@@ -331,12 +331,17 @@ func (m *memConn) Status(ctx context.Context, endpoint string) (*metapb.StatusRe
 	}
 	st := &metapb.StatusResponse{NodeId: node, Addr: endpoint, OffsetGroups: 2, DataGroups: 2}
 	leader := c.nodes[0]
+	// Every node holds every group, a voter of it.
+	var members []*metapb.Member
+	for _, n := range c.nodes {
+		members = append(members, &metapb.Member{Id: n, Addr: "mem://" + n, Voter: true})
+	}
 	for _, g := range memGroups {
 		state := "Follower"
 		if node == leader {
 			state = "Leader"
 		}
-		st.Groups = append(st.Groups, &metapb.GroupStatus{Group: g, State: state, LeaderId: leader, Term: 1})
+		st.Groups = append(st.Groups, &metapb.GroupStatus{Group: g, State: state, LeaderId: leader, Term: 1, Members: members})
 	}
 	return st, nil
 }

@@ -21,6 +21,9 @@ var (
 	ErrUnsupported = errors.New("verify: fault not supported by this nemesis")
 	// ErrNoLeader: no node claims to lead the group a target names.
 	ErrNoLeader = errors.New("verify: no leader")
+	// ErrNoFollower: the group a follower target names has a leader but
+	// no other voter (see ResolveTarget).
+	ErrNoFollower = errors.New("verify: no follower")
 	// ErrBadTarget: a target string that does not parse.
 	ErrBadTarget = errors.New("verify: bad fault target")
 	// ErrBadKind: a fault kind nobody knows.
@@ -252,8 +255,9 @@ type Nemesis interface {
 	// Nodes returns the ids of the cluster's nodes, sorted.
 	Nodes() []string
 	// Resolve returns the candidate nodes for a target, sorted: the leader
-	// for leader:<g> (exactly one), every follower of g for follower:<g>,
-	// every node for random and all. Run picks among them with the fault's
+	// for leader:<g> (exactly one), every follower of g for follower:<g>
+	// (the other voters of g's leader's configuration: g's replicas, not
+	// every node), every node for random and all. Run picks among them with the fault's
 	// Pick. ResolveTarget is a default built on client.Status.
 	Resolve(ctx context.Context, t Target) ([]string, error)
 	// Inject starts f on f.Nodes (already bound). It returns once the
@@ -280,7 +284,14 @@ type StatusReader interface {
 // ResolveTarget is a default Nemesis.Resolve: it asks every node for its
 // Status. endpoints maps node ids to client endpoints. The leader of a
 // group is the node that says it leads it with the highest term (a deposed
-// leader that has not noticed yet has a lower term).
+// leader that has not noticed yet has a lower term). The followers of a
+// group are its other replicas: the voters of that leader's configuration
+// (GroupStatus.Members) other than the leader, among the nodes of
+// endpoints. On a cluster whose replication factor is below its node
+// count that is not every other node: a node holding no replica of the
+// group is no follower of it, and a fault aimed at one must not land
+// there. A group whose leader's configuration has no other voter (a
+// single replica) has no follower: ErrNoFollower.
 func ResolveTarget(ctx context.Context, sr StatusReader, endpoints map[string]string, t Target) ([]string, error) {
 	role, group, err := t.Parse()
 	if err != nil {
@@ -294,25 +305,36 @@ func ResolveTarget(ctx context.Context, sr StatusReader, endpoints map[string]st
 	if role == "random" || role == "all" {
 		return nodes, nil
 	}
-	leader, term := "", uint64(0)
+	leader, ls := "", (*metapb.GroupStatus)(nil)
 	for _, id := range nodes {
 		st, err := sr.Status(ctx, endpoints[id])
 		if err != nil {
 			continue
 		}
 		for _, g := range st.Groups {
-			if g.Group == group && g.State == "Leader" && (leader == "" || g.Term > term) {
-				leader, term = id, g.Term
+			if g.Group == group && g.State == "Leader" && (ls == nil || g.Term > ls.Term) {
+				leader, ls = id, g
 			}
 		}
 	}
-	if leader == "" {
+	if ls == nil {
 		return nil, fmt.Errorf("%w: group %s", ErrNoLeader, group)
 	}
 	if role == "leader" {
 		return []string{leader}, nil
 	}
-	return slices.DeleteFunc(nodes, func(n string) bool { return n == leader }), nil
+	var followers []string
+	for _, m := range ls.Members {
+		if m.Voter && m.Id != leader && slices.Contains(nodes, m.Id) {
+			followers = append(followers, m.Id)
+		}
+	}
+	if len(followers) == 0 {
+		return nil, fmt.Errorf("%w: group %s: its leader %s (term %d) has no other voter among %v",
+			ErrNoFollower, group, leader, ls.Term, nodes)
+	}
+	slices.Sort(followers)
+	return slices.Compact(followers), nil
 }
 
 // Bind sets f.Nodes from the candidates Resolve returned and every node of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,12 +207,24 @@ func view(node string, groups ...*metapb.GroupStatus) *metapb.StatusResponse {
 	return &metapb.StatusResponse{NodeId: node, Groups: groups}
 }
 
+// config is a group configuration: voters, and non-voters marked "~n".
+func config(ids ...string) []*metapb.Member {
+	var out []*metapb.Member
+	for _, id := range ids {
+		voter := !strings.HasPrefix(id, "~")
+		id = strings.TrimPrefix(id, "~")
+		out = append(out, &metapb.Member{Id: id, Addr: id + ":7000", Voter: voter})
+	}
+	return out
+}
+
 func TestResolveTarget(t *testing.T) {
 	eps := map[string]string{"n1": "e1", "n2": "e2", "n3": "e3"}
+	three := config("n1", "n2", "n3")
 	lead := func(term uint64) *metapb.GroupStatus {
-		return &metapb.GroupStatus{Group: "data-0", State: "Leader", Term: term}
+		return &metapb.GroupStatus{Group: "data-0", State: "Leader", Term: term, Members: three}
 	}
-	follow := &metapb.GroupStatus{Group: "data-0", State: "Follower", Term: 5}
+	follow := &metapb.GroupStatus{Group: "data-0", State: "Follower", Term: 5, Members: three}
 	sr := statuses{
 		"e1": view("n1", lead(4)), // deposed, has not noticed yet
 		"e2": view("n2", lead(5)),
@@ -242,6 +255,66 @@ func TestResolveTarget(t *testing.T) {
 		if err != nil || !slices.Equal(got, tt.want) {
 			t.Errorf("%s: got %v, %v; want %v", tt.target, got, err, tt.want)
 		}
+	}
+}
+
+// TestResolveTargetFollowsPlacement: on a cluster whose replication
+// factor is below its node count, the followers of a group are the other
+// voters of its leader's configuration, not every node but the leader.
+func TestResolveTargetFollowsPlacement(t *testing.T) {
+	eps := map[string]string{"n1": "e1", "n2": "e2", "n3": "e3", "n4": "e4", "n5": "e5"}
+	group := func(state string, term uint64, members []*metapb.Member) *metapb.GroupStatus {
+		return &metapb.GroupStatus{Group: "data-0", State: state, Term: term, Members: members}
+	}
+	// data-0 on n2, n4, n5 (RF 3 on 5 nodes), led by n4; n1 and n3 hold
+	// none and do not report it. n5 knows an older configuration.
+	rf3 := statuses{
+		"e1": view("n1"),
+		"e2": view("n2", group("Follower", 7, config("n2", "n4", "n5"))),
+		"e3": view("n3"),
+		"e4": view("n4", group("Leader", 7, config("n2", "n4", "n5"))),
+		"e5": view("n5", group("Follower", 7, config("n1", "n4", "n5"))),
+	}
+	tests := []struct {
+		name   string
+		target Target
+		sr     StatusReader
+		want   []string
+		err    error
+	}{
+		{"leader", LeaderOf("data-0"), rf3, []string{"n4"}, nil},
+		{"followers are the leader's other voters", FollowerOf("data-0"), rf3, []string{"n2", "n5"}, nil},
+		{"random is still every node", TargetRandom, rf3, []string{"n1", "n2", "n3", "n4", "n5"}, nil},
+		{"a non-voter catching up is no follower", FollowerOf("data-0"), statuses{
+			"e4": view("n4", group("Leader", 7, config("n2", "n4", "~n3"))),
+		}, []string{"n2"}, nil},
+		{"the highest term's configuration counts", FollowerOf("data-0"), statuses{
+			"e1": view("n1", group("Leader", 6, config("n1", "n3", "n4"))), // deposed
+			"e4": view("n4", group("Leader", 7, config("n2", "n4", "n5"))),
+		}, []string{"n2", "n5"}, nil},
+		{"a voter outside the cluster's nodes is no candidate", FollowerOf("data-0"), statuses{
+			"e4": view("n4", group("Leader", 7, config("n4", "n5", "s6"))),
+		}, []string{"n5"}, nil},
+		{"no leader", FollowerOf("data-0"), statuses{
+			"e2": view("n2", group("Follower", 7, config("n2", "n4", "n5"))),
+		}, nil, ErrNoLeader},
+		{"no other voter", FollowerOf("data-0"), statuses{
+			"e4": view("n4", group("Leader", 7, config("n4", "~n2"))),
+		}, nil, ErrNoFollower},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ResolveTarget(context.Background(), tt.sr, eps, tt.target)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Errorf("got %v, %v; want %v", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -249,30 +249,11 @@ func (n *Nemesis) Supports(k verify.FaultKind) bool {
 }
 
 // Resolve is verify.ResolveTarget over the nodes' in-process status (no
-// network, so a fault on the client links cannot hide a leader), except
-// that a follower of a group is one of the group's replicas: a voter of
-// its leader's configuration other than the leader (ResolveTarget takes
-// every node but the leader, which on a cluster whose replication factor
-// is below its node count includes nodes that hold no replica of the
-// group at all).
+// network, so a fault on the client links cannot hide a leader): a
+// follower of a group is one of its replicas, another voter of its
+// leader's configuration.
 func (n *Nemesis) Resolve(ctx context.Context, t verify.Target) ([]string, error) {
-	cands, err := verify.ResolveTarget(ctx, localStatus{n.c}, n.Endpoints(), t)
-	if err != nil {
-		return nil, err
-	}
-	role, group, _ := t.Parse()
-	if role != "follower" {
-		return cands, nil
-	}
-	leader, voters := n.voters(group)
-	if leader == "" {
-		return nil, fmt.Errorf("%w: group %s", verify.ErrNoLeader, group)
-	}
-	out := slices.DeleteFunc(cands, func(id string) bool { return id == leader || !slices.Contains(voters, id) })
-	if len(out) == 0 {
-		return nil, fmt.Errorf("metanodetest: %s has no follower among its voters %v", group, voters)
-	}
-	return out, nil
+	return verify.ResolveTarget(ctx, localStatus{n.c}, n.Endpoints(), t)
 }
 
 // localStatus answers Status from the running nodes themselves.
