@@ -26,6 +26,10 @@ func writeIndex(dir string, rec *runRecord, rep *RunReport) error {
 	fmt.Fprintf(&b, "<p>started %s, took %s; %d nodes; kinds %s; workload %s</p>",
 		e(rec.Started.UTC().Format(time.RFC3339)), rec.Elapsed.Round(time.Second), rec.Options.Nodes,
 		e(kindList(rec.Options.Kinds)), rec.Options.Duration)
+	if c := rec.Cluster; c.ReplicationFactor > 0 {
+		fmt.Fprintf(&b, "<p>replication factor %d (metadata-0 %d) on %d nodes, as the cluster recorded it</p>",
+			c.ReplicationFactor, c.MetadataReplicationFactor, rec.Options.Nodes)
+	}
 	if rec.Error != "" {
 		fmt.Fprintf(&b, "<p class=bad>run not carried out completely: %s</p>", e(rec.Error))
 	}

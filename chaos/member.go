@@ -2,8 +2,10 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -23,10 +25,13 @@ import (
 // cannot change; afterwards it keeps the join flags, which a node with a
 // non-empty data directory ignores.
 //
-// Heal of remove-readd and wipe-readd also waits until the node is a voter
-// of every group again (bounded by the Heal's context): a cluster of two
-// voters and a catching-up non-voter would lose quorum to the next fault
-// and make that fault's window idle, which the activity checker rejects.
+// Heal of remove-readd and wipe-readd also waits (bounded by the Heal's
+// context) until the groups have settled on their replica sets again
+// (waitPlaced): with the replication factor at the node count the node is
+// a voter of every group again; below it, it holds what the controller
+// placed on it. A group of two voters and a catching-up non-voter would
+// lose quorum to the next fault and make that fault's window idle, which
+// the activity checker rejects.
 
 func (m *Nemesis) injectMember(ctx context.Context, f *verify.Fault) error {
 	op := f.Params["op"]
@@ -128,7 +133,7 @@ func (m *Nemesis) injectScale(ctx context.Context, f *verify.Fault) error {
 // healScale retires the spare: for "grow" once the controller has given
 // it replicas (retireFilled); for "replace" after bringing the dead node
 // back as a new member (once no group lists it any more), then waits
-// until that node is a voter of every group again.
+// until the groups have settled on their replica sets (waitPlaced).
 func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 	switch op := f.Params["op"]; op {
 	case "grow":
@@ -140,7 +145,7 @@ func (m *Nemesis) healScale(ctx context.Context, f *verify.Fault) error {
 		if err := m.retireSpares(ctx, f); err != nil {
 			return err
 		}
-		return m.waitVoter(ctx, f, f.Nodes[0])
+		return m.waitPlaced(ctx, f, f.Nodes[0])
 	default:
 		return fmt.Errorf("chaos: scale: %w: op %q", verify.ErrUnsupported, op)
 	}
@@ -164,26 +169,74 @@ func (m *Nemesis) retireFilled(ctx context.Context, f *verify.Fault) error {
 	return m.retireSpares(ctx, f)
 }
 
-// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a spare
-// it adds (the cluster's replication factor is its node count: no node
-// of the cluster lacks a replica). Heal retires the spare, and the
-// replica moves back.
+// injectMove moves f.Nodes[0]'s replica of f.Params["group"] to a
+// member of the cluster that holds none (drawn with f.Pick among them,
+// in sorted order: the replication factor is below the node count), or,
+// when every member holds one, to a spare it adds first. Heal retires
+// the spare if there is one (drained, the replica moves back); a move to
+// a member has nothing to undo, and the controller may move the replica
+// again as it balances.
 func (m *Nemesis) injectMove(ctx context.Context, f *verify.Fault) error {
 	if len(f.Nodes) == 0 {
 		return fmt.Errorf("chaos: move: no node")
 	}
-	spare, err := m.addSpare(ctx, f)
+	group := f.Params["group"]
+	to, err := m.moveTarget(ctx, f, group)
 	if err != nil {
 		return err
 	}
-	group := f.Params["group"]
+	if to == "" {
+		if to, err = m.addSpare(ctx, f); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
-	replicas, err := verify.MoveReplica(ctx, m.adm, group, f.Nodes[0], spare, m.cfg.OpTimeout)
+	replicas, err := verify.MoveReplica(ctx, m.adm, group, f.Nodes[0], to, m.cfg.OpTimeout)
 	if err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
-	m.note(f, false, "moved %s's replica of %s to %s in %s: replicas %v", f.Nodes[0], group, spare, time.Since(start).Round(time.Millisecond), replicas)
+	m.note(f, false, "moved %s's replica of %s to %s in %s: replicas %v", f.Nodes[0], group, to, time.Since(start).Round(time.Millisecond), replicas)
 	return nil
+}
+
+// moveTarget reads group's replicas from the directory and returns the
+// member that is to take f.Nodes[0]'s: one of the cluster's nodes that
+// holds none and that no fault has stopped or removed, chosen by f.Pick
+// among them in sorted order; "" when there is none (every member holds
+// a replica: the replication factor is the node count).
+func (m *Nemesis) moveTarget(ctx context.Context, f *verify.Fault, group string) (string, error) {
+	var replicas []string
+	err := m.retry(ctx, "read the replicas of "+group, func(ctx context.Context) (bool, error) {
+		gs, err := m.adm.ListGroups(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, g := range gs.Groups {
+			if g.Group == group {
+				replicas = replicas[:0]
+				for _, r := range g.Replicas {
+					replicas = append(replicas, r.Node)
+				}
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("no group %q in the directory", group)
+	})
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var free []string
+	for _, n := range m.nodes {
+		if !slices.Contains(replicas, n) && !m.killed[n] && !m.removed[n] && !m.paused[n] {
+			free = append(free, n)
+		}
+	}
+	if len(free) == 0 {
+		return "", nil
+	}
+	return free[f.Pick%uint64(len(free))], nil
 }
 
 func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
@@ -192,9 +245,9 @@ func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {
 		if err := m.rejoin(ctx, f, f.Nodes[0]); err != nil {
 			return err
 		}
-		return m.waitVoter(ctx, f, f.Nodes[0])
+		return m.waitPlaced(ctx, f, f.Nodes[0])
 	case "wipe-readd":
-		return m.waitVoter(ctx, f, f.Nodes[0])
+		return m.waitPlaced(ctx, f, f.Nodes[0])
 	case "add":
 		return m.retireFilled(ctx, f)
 	}
@@ -301,30 +354,84 @@ func (m *Nemesis) ensureAdded(ctx context.Context, n string) error {
 	})
 }
 
-// waitVoter waits until the leader of every group counts n as a voter.
-func (m *Nemesis) waitVoter(ctx context.Context, f *verify.Fault, n string) error {
+// waitPlaced waits until the cluster has settled after n came back:
+// the directory passes verify.PlacementProblems against the members the
+// nemesis expects (the cluster's nodes it has not removed, and the
+// spares it added), and every group's leader's configuration is the
+// group's replica set there, all voters. With the replication factor at
+// the node count that makes n a voter of every group; below it, n holds
+// what the controller placed on it. Either way no group is left with a
+// catching-up non-voter and fewer voters than its replication factor,
+// which would lose its quorum to the next fault and leave that fault's
+// window idle (the activity checker rejects that).
+func (m *Nemesis) waitPlaced(ctx context.Context, f *verify.Fault, n string) error {
 	start := time.Now()
-	err := m.retry(ctx, "wait for "+n+" to be a voter", func(ctx context.Context) (bool, error) {
-		groups, err := m.topology(ctx)
+	err := m.retry(ctx, "wait for the groups to settle after "+n+" came back", func(ctx context.Context) (bool, error) {
+		gs, err := m.adm.ListGroups(ctx)
 		if err != nil {
 			return false, err
 		}
+		ns, err := m.adm.ListNodes(ctx)
+		if err != nil {
+			return false, err
+		}
+		if p := verify.PlacementProblems(gs, ns, m.expected()); len(p) > 0 {
+			return false, errors.New(strings.Join(p, "; "))
+		}
 		leaders := m.leaders(ctx)
-		for _, g := range groups {
-			l := leaders[g]
-			if l == nil {
-				return false, fmt.Errorf("no leader of %s", g)
-			}
-			if !slices.ContainsFunc(l.Members, func(s *metapb.Member) bool { return s.Id == n && s.Voter }) {
-				return false, fmt.Errorf("%s is not a voter of %s yet", n, g)
+		for _, g := range gs.Groups {
+			if err := configured(g, leaders[g.Group]); err != nil {
+				return false, err
 			}
 		}
 		return true, nil
 	})
 	if err == nil {
-		m.note(f, false, "%s is a voter of every group again after %s", n, time.Since(start).Round(time.Millisecond))
+		m.note(f, false, "the groups settled on their replicas after %s came back, in %s", n, time.Since(start).Round(time.Millisecond))
 	}
 	return err
+}
+
+// expected returns the members the nemesis expects now, sorted: the
+// cluster's nodes it has not removed, and the spares it added.
+func (m *Nemesis) expected() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range m.nodes {
+		if !m.removed[n] {
+			out = append(out, n)
+		}
+	}
+	out = append(out, sortedKeys(m.added)...)
+	slices.Sort(out)
+	return out
+}
+
+// configured says whether leader, the status of g's leader (nil if no
+// node of the cluster was seen leading it: a spare may, and the
+// directory's own leader check stands), has exactly g's replicas as the
+// voters of its configuration and nothing else.
+func configured(g *metapb.GroupInfo, leader *metapb.GroupStatus) error {
+	if leader == nil {
+		return nil
+	}
+	var replicas, voters []string
+	for _, r := range g.Replicas {
+		replicas = append(replicas, r.Node)
+	}
+	for _, mb := range leader.Members {
+		if !mb.Voter {
+			return fmt.Errorf("%s is not a voter of %s yet", mb.Id, g.Group)
+		}
+		voters = append(voters, mb.Id)
+	}
+	slices.Sort(replicas)
+	slices.Sort(voters)
+	if !slices.Equal(voters, replicas) {
+		return fmt.Errorf("%s's leader %s has voters %v, the directory places it on %v", g.Group, leader.LeaderId, voters, replicas)
+	}
+	return nil
 }
 
 // checkMembers verifies that the member list is the cluster's node set,
@@ -353,35 +460,4 @@ func (m *Nemesis) checkMembers(ctx context.Context) error {
 		return fmt.Errorf("chaos: member list %v, want %v", got, m.nodes)
 	}
 	return nil
-}
-
-// topology returns the groups of the cluster, learned once from any
-// node's Status.
-func (m *Nemesis) topology(ctx context.Context) ([]string, error) {
-	m.mu.Lock()
-	groups := m.groups
-	m.mu.Unlock()
-	if groups != nil {
-		return groups, nil
-	}
-	var last error
-	for _, n := range m.nodes {
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-		st, err := m.adm.Status(cctx, m.cfg.Endpoints[n])
-		cancel()
-		if err != nil {
-			last = err
-			continue
-		}
-		if st.DataGroups == 0 {
-			last = fmt.Errorf("%s has not started its groups", n)
-			continue
-		}
-		groups = metapb.Groups(int(st.OffsetGroups), int(st.DataGroups))
-		m.mu.Lock()
-		m.groups = groups
-		m.mu.Unlock()
-		return groups, nil
-	}
-	return nil, fmt.Errorf("chaos: topology: %w", last)
 }

@@ -34,8 +34,13 @@ import (
 //	member      through the public client (RemoveMember, AddMember) plus
 //	            Kill, Wipe, Recreate (the wiped node must come back with
 //	            --join flags instead of --initial-cluster) and Start
+//	move        MoveReplica of the group from the bound node to a member
+//	            holding none of its replicas, or (every member holds one)
+//	            to the spare it adds first; Heal retires the spare
+//	scale       the spare joins (grow) or replaces a node killed for
+//	            good (replace); Heal retires it
 //	transfer    a loop owned by the nemesis: TransferLeader on the group
-//	            every period, to a random node or to raft's choice
+//	            every period, to a random follower or to raft's choice
 //	lag         cut a follower off like isolate; at Heal read the
 //	            leader's snapshot index to tell whether the follower now
 //	            needs a snapshot, heal, and wait (bounded) for it to catch
@@ -148,12 +153,12 @@ type Nemesis struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex // guards the fields below
+	rf      int        // the cluster's replication factor as its directory records it; 0: not read
 	killed  map[string]bool
 	paused  map[string]bool
 	removed map[string]bool // nodes taken out of the membership, not yet re-added
 	added   map[string]bool // spares taken into the membership
 	notes   []Note
-	groups  []string // learned from Status (topology)
 	lag     map[int]lagState
 }
 
@@ -209,12 +214,46 @@ func (m *Nemesis) Close() error {
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
 // Supports reports every kind but crashpoint (the node has no crash
-// points), and move and scale only with a spare to put replicas on.
+// points), scale only with a spare to put replicas on, and move with a
+// spare or on a cluster whose replication factor (ReplicationFactors)
+// is below its node count, where a member holding no replica of the
+// group can take it.
 func (m *Nemesis) Supports(k verify.FaultKind) bool {
-	if k == verify.FaultMove || k == verify.FaultScale {
+	switch k {
+	case verify.FaultScale:
 		return len(m.cfg.Spares) > 0
+	case verify.FaultMove:
+		m.mu.Lock()
+		rf := m.rf
+		m.mu.Unlock()
+		return len(m.cfg.Spares) > 0 || (rf > 0 && rf < len(m.nodes))
 	}
 	return slices.Contains(verify.AllFaultKinds, k) && k != verify.FaultCrashpoint
+}
+
+// ReplicationFactors reads the replication factors the cluster recorded
+// at its creation (of the data and offset groups, and of metadata-0) from
+// its directory, asking again until it answers or ctx ends, and keeps the
+// first for Supports.
+func (m *Nemesis) ReplicationFactors(ctx context.Context) (rf, metadataRF int, err error) {
+	err = m.retry(ctx, "read the replication factor", func(ctx context.Context) (bool, error) {
+		gs, err := m.adm.ListGroups(ctx)
+		if err != nil {
+			return false, err
+		}
+		if gs.ReplicationFactor == 0 {
+			return false, errors.New("the directory records no replication factor yet")
+		}
+		rf, metadataRF = int(gs.ReplicationFactor), int(gs.MetadataReplicationFactor)
+		return true, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	m.mu.Lock()
+	m.rf = rf
+	m.mu.Unlock()
+	return rf, metadataRF, nil
 }
 
 // MemberOps returns the member operations this nemesis can do, for
@@ -227,7 +266,9 @@ func (m *Nemesis) MemberOps() []string {
 	return ops
 }
 
-// Resolve finds a target's candidates from every node's Status.
+// Resolve finds a target's candidates from every node's Status
+// (verify.ResolveTarget: a follower of a group is another voter of its
+// leader's configuration, one of the group's replicas).
 func (m *Nemesis) Resolve(ctx context.Context, t verify.Target) ([]string, error) {
 	return verify.ResolveTarget(ctx, m.adm, m.cfg.Endpoints, t)
 }
@@ -314,6 +355,9 @@ func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 	case verify.FaultMember:
 		return m.healMember(ctx, f)
 	case verify.FaultMove:
+		// A move to a member has nothing to undo (the controller may
+		// rebalance); a move to the spare undoes itself as the spare is
+		// drained.
 		return m.retireSpares(ctx, f)
 	case verify.FaultScale:
 		return m.healScale(ctx, f)
@@ -356,7 +400,7 @@ func (m *Nemesis) HealAll(ctx context.Context) error {
 	removed, added := sortedKeys(m.removed), sortedKeys(m.added)
 	m.mu.Unlock()
 	for _, n := range removed {
-		errs = append(errs, m.rejoin(ctx, nil, n), m.waitVoter(ctx, nil, n))
+		errs = append(errs, m.rejoin(ctx, nil, n), m.waitPlaced(ctx, nil, n))
 	}
 	for _, n := range added {
 		errs = append(errs, m.retire(ctx, nil, n))
@@ -559,7 +603,9 @@ func (m *Nemesis) injectFlap(ctx context.Context, f *verify.Fault) error {
 }
 
 // injectTransfer moves the group's leadership every period: to a random
-// node, or (one time in three) to raft's choice of follower.
+// follower (another voter of the leader's configuration: leadership
+// cannot go to a node that holds no replica), or (one time in three, and
+// when no follower is known) to raft's choice of follower.
 func (m *Nemesis) injectTransfer(f *verify.Fault) error {
 	group := f.Params["group"]
 	every, err := time.ParseDuration(f.Params["every"])
@@ -568,12 +614,14 @@ func (m *Nemesis) injectTransfer(f *verify.Fault) error {
 	}
 	rng := rand.New(rand.NewPCG(f.Pick, 0x7472616e73666572)) // "transfer"
 	m.loop = m.startLoop(fmt.Sprintf("transfer storm on %s every %s", group, every), every, func(ctx context.Context, _ int) error {
-		target := ""
-		if rng.IntN(3) != 0 {
-			target = m.nodes[rng.IntN(len(m.nodes))]
-		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
 		defer cancel()
+		target := ""
+		if rng.IntN(3) != 0 {
+			if fs, err := m.Resolve(cctx, verify.FollowerOf(group)); err == nil {
+				target = fs[rng.IntN(len(fs))]
+			}
+		}
 		_, err := m.adm.TransferLeader(cctx, group, target)
 		return err
 	})

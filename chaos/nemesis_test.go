@@ -111,14 +111,18 @@ func (f *fakeContainers) HealNetwork(context.Context) error { return f.record("h
 
 func (f *fakeContainers) PeerAddr(n string) (string, error) { return n + ":7000", nil }
 
-// fakeAdmin is a cluster as the public client sees it: a member list, one
-// leader (n1) of every group, every member a voter.
+// fakeAdmin is a cluster as the public client sees it: a member list,
+// every group on every member (rf 0) or on rf of them, led by the first
+// of its replicas, every replica a voter.
 type fakeAdmin struct {
 	mu        sync.Mutex
 	members   []string
 	groups    []string
+	rf        int // 0: every member holds every group
 	calls     []string
 	transfers int
+	targets   map[string][]string // group → the nodes transfers named
+	learner   map[string]string   // group → a replica its leader's configuration has as a non-voter
 	writes    map[string]int
 	failWrite map[string]bool // groups whose writes fail
 	snapIndex uint64          // leaders' last snapshot index
@@ -127,7 +131,8 @@ type fakeAdmin struct {
 }
 
 func newFakeAdmin(members ...string) *fakeAdmin {
-	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{}, drained: map[string]bool{}, moved: map[string][2]string{}}
+	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{},
+		drained: map[string]bool{}, moved: map[string][2]string{}, targets: map[string][]string{}, learner: map[string]string{}}
 }
 
 func (a *fakeAdmin) Calls() []string {
@@ -138,19 +143,25 @@ func (a *fakeAdmin) Calls() []string {
 	return out
 }
 
+// Status reports the groups node holds, the first replica leading each;
+// their configuration is the group's replicas.
 func (a *fakeAdmin) Status(_ context.Context, ep string) (*metapb.StatusResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	node := strings.TrimPrefix(ep, "ep-")
 	st := &metapb.StatusResponse{NodeId: node, OffsetGroups: 2, DataGroups: 2}
 	for _, g := range a.groups {
-		gs := &metapb.GroupStatus{Group: g, State: "Follower", Term: 3, LeaderId: "n1", CommitIndex: 100, AppliedIndex: 100,
+		replicas := a.replicas(g)
+		if !slices.Contains(replicas, node) {
+			continue
+		}
+		gs := &metapb.GroupStatus{Group: g, State: "Follower", Term: 3, LeaderId: replicas[0], CommitIndex: 100, AppliedIndex: 100,
 			LastLogIndex: 100, LastSnapshotIndex: a.snapIndex}
-		if node == "n1" {
+		if node == replicas[0] {
 			gs.State = "Leader"
 		}
-		for _, m := range a.members {
-			gs.Members = append(gs.Members, &metapb.Member{Id: m, Addr: m + ":7000", Voter: true})
+		for _, m := range replicas {
+			gs.Members = append(gs.Members, &metapb.Member{Id: m, Addr: m + ":7000", Voter: a.learner[g] != m})
 		}
 		st.Groups = append(st.Groups, gs)
 	}
@@ -233,8 +244,9 @@ func (a *fakeAdmin) ListNodes(context.Context) (*metapb.ListNodesResponse, error
 }
 
 // holds says whether member m holds a replica of group g: every member
-// does, but for moved replicas and spares (which hold only what was
-// moved to them). The caller holds a.mu.
+// (rf 0) or rf of them (the i-th group on the i-th member of the cluster
+// and the ones after it, wrapping around), but for moved replicas and
+// spares (which hold only what was moved to them). The caller holds a.mu.
 func (a *fakeAdmin) holds(g, m string) bool {
 	switch mv := a.moved[g]; m {
 	case mv[0]:
@@ -242,21 +254,45 @@ func (a *fakeAdmin) holds(g, m string) bool {
 	case mv[1]:
 		return true
 	}
-	return !slices.Contains(a.spares(), m)
+	if slices.Contains(a.spares(), m) {
+		return false
+	}
+	if a.rf == 0 {
+		return true
+	}
+	base := slices.DeleteFunc(slices.Clone(a.members), func(x string) bool { return slices.Contains(a.spares(), x) })
+	i, j := slices.Index(a.groups, g), slices.Index(base, m)
+	return (j-i%len(base)+len(base))%len(base) < a.rf
 }
 
-// ListGroups places every group on every member, but for moved
-// replicas.
+// replicas returns the members holding g, sorted. The caller holds a.mu.
+func (a *fakeAdmin) replicas(g string) []string {
+	var out []string
+	for _, m := range a.members {
+		if a.holds(g, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ListGroups places the groups as holds says. The replication factor is
+// rf, or (rf 0) the number of the cluster's members.
 func (a *fakeAdmin) ListGroups(context.Context) (*metapb.ListGroupsResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	res := &metapb.ListGroupsResponse{}
+	rf := uint32(a.rf)
+	if rf == 0 {
+		rf = uint32(len(a.members) - len(a.spares()))
+	}
+	res := &metapb.ListGroupsResponse{ReplicationFactor: rf, MetadataReplicationFactor: rf}
 	for _, g := range a.groups {
-		gi := &metapb.GroupInfo{Group: g, Leader: "n1", State: "active"}
-		for _, m := range a.members {
-			if !a.holds(g, m) {
-				continue
-			}
+		replicas := a.replicas(g)
+		gi := &metapb.GroupInfo{Group: g, State: "active"}
+		if len(replicas) > 0 {
+			gi.Leader = replicas[0]
+		}
+		for _, m := range replicas {
 			gi.Replicas = append(gi.Replicas, &metapb.ReplicaInfo{Node: m, Voter: true, Role: "voter"})
 		}
 		res.Groups = append(res.Groups, gi)
@@ -288,6 +324,9 @@ func (a *fakeAdmin) TransferLeader(_ context.Context, group, target string) (*me
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.transfers++
+	if target != "" {
+		a.targets[group] = append(a.targets[group], target)
+	}
 	return &metapb.TransferLeaderResponse{}, nil
 }
 
@@ -317,9 +356,17 @@ func (a *fakeAdmin) CommitOffsets(_ context.Context, req *metapb.CommitOffsetsRe
 
 func fakeNemesis(t *testing.T, spares ...string) (*Nemesis, *fakeContainers, *fakeAdmin) {
 	t.Helper()
-	nodes := []string{"n1", "n2", "n3"}
+	return fakeNemesisRF(t, 3, 0, spares...)
+}
+
+// fakeNemesisRF is a nemesis over a fake cluster of n nodes whose groups
+// have rf replicas each (0: every node holds every group).
+func fakeNemesisRF(t *testing.T, n, rf int, spares ...string) (*Nemesis, *fakeContainers, *fakeAdmin) {
+	t.Helper()
+	nodes := NodeNames(n)
 	fc := newFakeContainers(nodes...)
 	fa := newFakeAdmin(nodes...)
+	fa.rf = rf
 	eps := map[string]string{}
 	for _, n := range nodes {
 		eps[n] = "ep-" + n
@@ -730,4 +777,134 @@ func TestNemesisLag(t *testing.T) {
 	}) {
 		t.Errorf("notes: got %+v, want one saying a snapshot was needed and installed", notes)
 	}
+}
+
+// TestNemesisReplicationBelowNodes: on a cluster of 5 nodes whose groups
+// have 3 replicas each, faults aimed at a follower land on a replica,
+// a move gives the replica to a member that holds none (no spare, nothing
+// to undo at heal), a transfer storm names replicas only, and a member
+// that comes back is waited for by placement, not as a voter of every
+// group.
+func TestNemesisReplicationBelowNodes(t *testing.T) {
+	ctx := context.Background()
+	replicas := func(fa *fakeAdmin, g string) []string {
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		return fa.replicas(g)
+	}
+	nodes := NodeNames(5)
+	others := func(of []string) []string {
+		return slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return slices.Contains(of, n) })
+	}
+
+	t.Run("replication factors and supports", func(t *testing.T) {
+		m, _, _ := fakeNemesisRF(t, 5, 3)
+		if m.Supports(verify.FaultMove) {
+			t.Error("Supports(move) before the replication factor is read, without a spare: got true")
+		}
+		rf, mdRF, err := m.ReplicationFactors(ctx)
+		if err != nil || rf != 3 || mdRF != 3 {
+			t.Fatalf("ReplicationFactors: got %d, %d, %v; want 3, 3", rf, mdRF, err)
+		}
+		if !m.Supports(verify.FaultMove) || m.Supports(verify.FaultScale) {
+			t.Errorf("Supports: got move %t, scale %t; want true (a member takes the replica), false (no spare)",
+				m.Supports(verify.FaultMove), m.Supports(verify.FaultScale))
+		}
+		full, _, _ := fakeNemesisRF(t, 3, 0)
+		if _, _, err := full.ReplicationFactors(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if full.Supports(verify.FaultMove) {
+			t.Error("Supports(move) with the replication factor at the node count, without a spare: got true")
+		}
+	})
+
+	t.Run("followers are replicas", func(t *testing.T) {
+		m, _, fa := fakeNemesisRF(t, 5, 3)
+		for _, g := range fa.groups {
+			r := replicas(fa, g)
+			got, err := m.Resolve(ctx, verify.FollowerOf(g))
+			if err != nil || !slices.Equal(got, r[1:]) {
+				t.Errorf("Resolve(follower:%s): got %v, %v; want %v (the replicas %v but the leader)", g, got, err, r[1:], r)
+			}
+		}
+	})
+
+	t.Run("move to a member", func(t *testing.T) {
+		m, fc, fa := fakeNemesisRF(t, 5, 3, "s6")
+		g := metapb.DataGroup(1)
+		before := replicas(fa, g)
+		free := others(before)
+		if len(before) != 3 || len(free) != 2 {
+			t.Fatalf("fake placement of %s: %v", g, before)
+		}
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMove, Nodes: before[:1], Pick: 1, Params: map[string]string{"group": g}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fa.Calls(), []string{"move " + g + " " + before[0] + " " + free[1]}; !slices.Equal(got, want) {
+			t.Errorf("Inject: admin calls got %q, want %q (no spare added)", got, want)
+		}
+		if got := fc.Calls(); len(got) != 0 {
+			t.Errorf("Inject: container calls got %q, want none", got)
+		}
+		if after := replicas(fa, g); slices.Contains(after, before[0]) || !slices.Contains(after, free[1]) {
+			t.Errorf("replicas after the move: got %v, want %s's replaced by %s", after, before[0], free[1])
+		}
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if a, c := fa.Calls(), fc.Calls(); len(a)+len(c) != 0 {
+			t.Errorf("Heal: got admin calls %q and container calls %q, want none (nothing to undo)", a, c)
+		}
+	})
+
+	t.Run("transfers name replicas", func(t *testing.T) {
+		m, _, fa := fakeNemesisRF(t, 5, 3)
+		g := metapb.DataGroup(0)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultTransfer, Params: map[string]string{"group": g, "every": "5ms"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		poll.For(t, "a few transfers to a named node", 5*time.Second, func() error {
+			fa.mu.Lock()
+			defer fa.mu.Unlock()
+			return poll.Check(len(fa.targets[g]) >= 5, fmt.Sprint(fa.targets))
+		})
+		if err := m.Heal(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		r := replicas(fa, g)
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		for _, n := range fa.targets[g] {
+			if n == r[0] || !slices.Contains(r, n) {
+				t.Errorf("transfer of %s to %s: want one of its followers %v", g, n, r[1:])
+			}
+		}
+	})
+
+	t.Run("a member that comes back is waited for by placement", func(t *testing.T) {
+		m, _, fa := fakeNemesisRF(t, 5, 3)
+		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n2"}, Params: map[string]string{"op": "remove-readd"}}
+		if err := m.Inject(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := m.Heal(hctx, f); err != nil {
+			t.Fatalf("Heal: %v (n2 holds %d of %d groups: it is no voter of every group)", err, len(slices.DeleteFunc(slices.Clone(fa.groups),
+				func(g string) bool { return !slices.Contains(replicas(fa, g), "n2") })), len(fa.groups))
+		}
+		// A replica its leader has not promoted yet: not settled.
+		g := metapb.OffsetGroup(1)
+		fa.mu.Lock()
+		fa.learner[g] = fa.replicas(g)[2]
+		fa.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := m.waitPlaced(wctx, f, "n2"); err == nil || !strings.Contains(err.Error(), "not a voter") {
+			t.Errorf("waitPlaced with a non-voter in %s's configuration: got %v, want it still waiting for the promotion", g, err)
+		}
+	})
 }

@@ -55,8 +55,15 @@ type RunOptions struct {
 	Spare bool
 	// Node flags. Zero values leave metanode's defaults (groups: 1).
 	OffsetGroups, DataGroups int
-	SnapshotThreshold        uint64
-	TrailingLogs             uint64
+	// ReplicationFactor is passed as --replication-factor to the nodes
+	// that form the cluster when positive (zero: metanode's default, 3):
+	// below the node count, each group runs on its own replica set and a
+	// follower of a group is one of its replicas, not any other node.
+	// The run reads what the cluster recorded from its directory
+	// (run.json, "cluster").
+	ReplicationFactor int
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
 	// SnapshotInterval is passed as --snapshot-interval when positive;
 	// only binaries that have the flag accept it.
 	SnapshotInterval time.Duration
@@ -115,6 +122,9 @@ func (o RunOptions) Validate() error {
 	}
 	if o.OffsetGroups < 0 || o.DataGroups < 0 {
 		errs = append(errs, errors.New("OffsetGroups, DataGroups: negative"))
+	}
+	if o.ReplicationFactor < 0 {
+		errs = append(errs, fmt.Errorf("ReplicationFactor = %d: negative", o.ReplicationFactor))
 	}
 	if o.BrokerHeartbeat < 0 || o.BrokerSessionTimeout < 0 {
 		errs = append(errs, errors.New("BrokerHeartbeat, BrokerSessionTimeout: negative"))
@@ -184,6 +194,9 @@ func (o RunOptions) nodeArgs(node string, members []string, join bool) []string 
 		if o.DataGroups > 0 {
 			args = append(args, "--data-groups", strconv.Itoa(o.DataGroups))
 		}
+		if o.ReplicationFactor > 0 {
+			args = append(args, "--replication-factor", strconv.Itoa(o.ReplicationFactor))
+		}
 	}
 	if o.SnapshotThreshold > 0 {
 		args = append(args, "--snapshot-threshold", strconv.FormatUint(o.SnapshotThreshold, 10))
@@ -213,6 +226,9 @@ type RunReport struct {
 	Verdict verify.Verdict
 	Started time.Time
 	Elapsed time.Duration
+	// ReplicationFactor is the cluster's, as its directory recorded it (0:
+	// not read).
+	ReplicationFactor int
 	// Kinds requested; Faults as played (with errors, if any).
 	Kinds  []verify.FaultKind
 	Faults []verify.Fault
@@ -273,6 +289,7 @@ type runOptionsRecord struct {
 	Spare             bool                   `json:"spare"`
 	OffsetGroups      int                    `json:"offset_groups"`
 	DataGroups        int                    `json:"data_groups"`
+	ReplicationFactor int                    `json:"replication_factor"`
 	SnapshotThreshold uint64                 `json:"snapshot_threshold,omitempty"`
 	TrailingLogs      uint64                 `json:"trailing_logs,omitempty"`
 	SnapshotInterval  time.Duration          `json:"snapshot_interval_ns,omitempty"`
@@ -291,6 +308,10 @@ type clusterRecord struct {
 	Endpoints map[string]string   `json:"endpoints,omitempty"`
 	Spares    []string            `json:"spares,omitempty"`
 	Args      map[string][]string `json:"args,omitempty"`
+	// ReplicationFactor and MetadataReplicationFactor are what the
+	// cluster recorded in its directory at creation (0: not read).
+	ReplicationFactor         int `json:"replication_factor,omitempty"`
+	MetadataReplicationFactor int `json:"metadata_replication_factor,omitempty"`
 }
 
 // Run carries out one run: it starts a fresh cluster from opts.Image,
@@ -330,7 +351,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	rep := &RunReport{Dir: dir, Seed: opts.Seed, Verdict: verify.Unknown, Started: started, Kinds: opts.Kinds}
 	rec := &runRecord{Seed: opts.Seed, Verdict: verify.Unknown, Started: started, Meta: opts.Meta, Image: opts.Image,
 		Options: runOptionsRecord{Nodes: opts.Nodes, Kinds: opts.Kinds, Duration: opts.Duration, Env: opts.Env,
-			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups,
+			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups, ReplicationFactor: opts.ReplicationFactor,
 			SnapshotThreshold: opts.SnapshotThreshold, TrailingLogs: opts.TrailingLogs,
 			SnapshotInterval: opts.SnapshotInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
 			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController, TLS: opts.TLS,
@@ -414,6 +435,18 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		teardown()
 		return finish(err)
 	}
+	// What the cluster recorded, whatever was asked: the nemesis moves
+	// replicas between members only below the node count, and the run
+	// folder says which cluster this was.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	rf, mdRF, err := nem.ReplicationFactors(rctx)
+	cancel()
+	if err != nil {
+		log.Warn("chaos: the directory's replication factor", "err", err)
+	}
+	rep.ReplicationFactor = rf
+	rec.Cluster.ReplicationFactor, rec.Cluster.MetadataReplicationFactor = rf, mdRF
+	log.Info("chaos: cluster placement", "replication_factor", rf, "metadata_replication_factor", mdRF, "nodes", len(members))
 	sched := opts.Schedule
 	if len(sched.MemberOps) == 0 {
 		sched.MemberOps = nem.MemberOps()

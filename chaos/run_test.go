@@ -113,7 +113,7 @@ func sameFault(a, b verify.Fault) bool {
 func stripStart(f verify.Fault) verify.Fault { f.Start = 0; return f }
 
 func TestNodeArgs(t *testing.T) {
-	o := RunOptions{OffsetGroups: 2, DataGroups: 3, SnapshotThreshold: 256, TrailingLogs: 64, SnapshotInterval: time.Second,
+	o := RunOptions{OffsetGroups: 2, DataGroups: 3, ReplicationFactor: 3, SnapshotThreshold: 256, TrailingLogs: 64, SnapshotInterval: time.Second,
 		BrokerHeartbeat: 500 * time.Millisecond, BrokerSessionTimeout: 2 * time.Second,
 		ExtraFlags: []string{"--log-level", "debug"}}
 	members := []string{"n1", "n2", "n3"}
@@ -123,7 +123,7 @@ func TestNodeArgs(t *testing.T) {
 		want string
 	}{
 		{"form", false, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
-			"--initial-cluster n1=n1:7000,n2=n2:7000,n3=n3:7000 --offset-groups 2 --data-groups 3 " +
+			"--initial-cluster n1=n1:7000,n2=n2:7000,n3=n3:7000 --offset-groups 2 --data-groups 3 --replication-factor 3 " +
 			"--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s " +
 			"--broker-heartbeat-interval 500ms --broker-session-timeout 2s --log-level debug"},
 		{"join asks the others", true, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
@@ -138,8 +138,8 @@ func TestNodeArgs(t *testing.T) {
 		})
 	}
 	if got := strings.Join(RunOptions{}.nodeArgs("n1", []string{"n1"}, false), " "); strings.Contains(got, "snapshot") ||
-		strings.Contains(got, "groups") || strings.Contains(got, "broker") {
-		t.Errorf("zero options: got %s, want no group, snapshot or broker flags", got)
+		strings.Contains(got, "groups") || strings.Contains(got, "broker") || strings.Contains(got, "replication") {
+		t.Errorf("zero options: got %s, want no group, replication, snapshot or broker flags", got)
 	}
 }
 
@@ -157,6 +157,7 @@ func TestRunOptionsValidate(t *testing.T) {
 		{"crashpoint", func(o *RunOptions) { o.Kinds = []verify.FaultKind{verify.FaultCrashpoint} }, "crashpoint"},
 		{"unknown kind", func(o *RunOptions) { o.Kinds = []verify.FaultKind{"meteor"} }, "meteor"},
 		{"too many nodes", func(o *RunOptions) { o.Nodes = MaxNodes }, "Nodes"},
+		{"negative replication factor", func(o *RunOptions) { o.ReplicationFactor = -1 }, "ReplicationFactor"},
 		{"session timeout not above heartbeat", func(o *RunOptions) {
 			o.BrokerHeartbeat, o.BrokerSessionTimeout = 2*time.Second, 2*time.Second
 		}, "BrokerSessionTimeout"},

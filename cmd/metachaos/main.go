@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,7 @@ type suite struct {
 	race, keepData, spare, stopOnFail bool
 	tls                               bool
 	nodes, offsetGroups, dataGroups   int
+	replicationFactor                 int
 	snapshotThreshold, trailingLogs   uint64
 	snapshotInterval                  time.Duration
 	// workload is verify's workload set; the broker settings shape its
@@ -92,6 +94,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf.IntVar(&s.nodes, "nodes", 3, "cluster size (3 or 5)")
 	pf.IntVar(&s.offsetGroups, "offset-groups", 2, "offset groups of each cluster")
 	pf.IntVar(&s.dataGroups, "data-groups", 2, "data groups of each cluster")
+	pf.IntVar(&s.replicationFactor, "replication-factor", 0, "replicas of each offset and data group, passed as the nodes' --replication-factor (0: metanode's default, 3); below --nodes each group runs on its own replica set, faults aimed at a follower hit one of its replicas, and a move needs no spare")
 	pf.Uint64Var(&s.snapshotThreshold, "snapshot-threshold", 256, "nodes' --snapshot-threshold (small, so snapshots happen within a run)")
 	pf.Uint64Var(&s.trailingLogs, "trailing-logs", 64, "nodes' --trailing-logs (small, so a lagging follower needs a snapshot)")
 	pf.DurationVar(&s.snapshotInterval, "snapshot-interval", time.Second, "nodes' --snapshot-interval, passed only if the binary has that flag")
@@ -123,15 +126,16 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			for _, k := range []verify.FaultKind{verify.FaultMove, verify.FaultScale} {
-				if s.spare || !slices.Contains(kinds, k) {
+				if s.spare || !slices.Contains(kinds, k) || !needsSpare(k, s.replicationFactor, s.nodes) {
 					continue
 				}
-				// Moves and scaling need a node beyond the cluster: the spare.
+				// Scaling, and moves where every node holds every group,
+				// need a node beyond the cluster: the spare.
 				if slices.Contains(strings.Split(nemesis, ","), string(k)) {
-					return fmt.Errorf("--nemesis %s needs the spare node (--spare)", k)
+					return fmt.Errorf("--nemesis %s needs the spare node (--spare)%s", k, spareHint(k))
 				}
 				kinds = slices.DeleteFunc(kinds, func(x verify.FaultKind) bool { return x == k })
-				fmt.Fprintf(stderr, "metachaos: note: %s left out of \"all\": it needs the spare node (--spare)\n", k)
+				fmt.Fprintf(stderr, "metachaos: note: %s left out of \"all\": it needs the spare node (--spare)%s\n", k, spareHint(k))
 			}
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: want at least 1", runs)
@@ -196,6 +200,28 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(run, smoke, sweep, imageCommand(s), plotCommand(s))
 	return root
+}
+
+// needsSpare says whether fault kind k needs the spare node on a cluster
+// of nodes nodes whose --replication-factor is rf (0: metanode's
+// default, which metachaos does not assume): scale always; move unless
+// the factor is known to be below the node count, where a member that
+// holds no replica of the group takes it.
+func needsSpare(k verify.FaultKind, rf, nodes int) bool {
+	switch k {
+	case verify.FaultScale:
+		return true
+	case verify.FaultMove:
+		return rf == 0 || rf >= nodes
+	}
+	return false
+}
+
+func spareHint(k verify.FaultKind) string {
+	if k == verify.FaultMove {
+		return " or a --replication-factor below --nodes"
+	}
+	return ""
 }
 
 // smokeGroups split the supported kinds into runs of related faults; the
@@ -278,6 +304,9 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	if s.nodes < 1 || s.nodes > chaos.MaxNodes-1 {
 		return fmt.Errorf("--nodes %d: want 1..%d", s.nodes, chaos.MaxNodes-1)
 	}
+	if s.replicationFactor < 0 {
+		return fmt.Errorf("--replication-factor %d: want 0 (metanode's default) or more", s.replicationFactor)
+	}
 	workload, err := verify.WorkloadSet(s.workload)
 	if err != nil {
 		return fmt.Errorf("--workload: %w", err)
@@ -305,6 +334,9 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			fmt.Fprintf(s.stderr, "metachaos: note: %s has no --snapshot-interval flag; raft snapshots every 2-4 minutes, so a lag fault rarely forces a snapshot install within a run\n", binary)
 		}
 	}
+	if s.replicationFactor > 0 && !hasFlag(ctx, binary, "--replication-factor") {
+		return fmt.Errorf("--replication-factor: %s has no --replication-factor flag", binary)
+	}
 	heartbeat, timeout := s.brokerHeartbeat, s.brokerTimeout
 	if (heartbeat > 0 || timeout > 0) && !hasFlag(ctx, binary, "--broker-session-timeout") {
 		fmt.Fprintf(s.stderr, "metachaos: note: %s has no --broker-session-timeout flag; the nodes' controllers keep their defaults\n", binary)
@@ -324,6 +356,11 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	}
 	fmt.Fprintf(s.stdout, "metachaos: %d runs, image %s, seeds %d..%d, run folders in %s\n",
 		len(plan), img.Tag, plan[0].seed, plan[len(plan)-1].seed, s.out)
+	rf := "metanode's default"
+	if s.replicationFactor > 0 {
+		rf = strconv.Itoa(s.replicationFactor)
+	}
+	fmt.Fprintf(s.stdout, "metachaos: %d nodes, replication factor %s\n", s.nodes, rf)
 	fmt.Fprintf(s.stdout, "metachaos: workload %s; broker heartbeat %s, session timeout %s (0: metanode's defaults); first %s of each run at the controller's node\n",
 		s.workload, heartbeat, timeout, orNone(atController))
 
@@ -347,7 +384,7 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			var err error
 			rep, err = chaos.Run(ctx, chaos.RunOptions{
 				Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
-				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups,
+				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups, ReplicationFactor: s.replicationFactor,
 				SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
 				BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
 				KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log, TLS: p.tls, WriteCerts: transport.WriteDevCerts,
@@ -359,8 +396,8 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			if err != nil {
 				fmt.Fprintf(s.stderr, "metachaos: run %d (seed %d): %v\n", i+1, p.seed, err)
 			}
-			fmt.Fprintf(s.stdout, "%s: %s  %d ops%s, %d faults (%s), %s  %s\n", name,
-				verdictWord(rep.Verdict), rep.Ops.Total, brokerOps(rep), len(rep.Faults), injectedList(rep), rep.Elapsed.Round(time.Second),
+			fmt.Fprintf(s.stdout, "%s: %s  %d ops%s, %d faults (%s), RF %d, %s  %s\n", name,
+				verdictWord(rep.Verdict), rep.Ops.Total, brokerOps(rep), len(rep.Faults), injectedList(rep), rep.ReplicationFactor, rep.Elapsed.Round(time.Second),
 				filepath.Join(rep.Dir, chaos.IndexFile))
 			if rep.Verdict != verify.Valid {
 				for _, c := range rep.Checks {

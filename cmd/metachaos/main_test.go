@@ -60,6 +60,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--at-controller", "meteor", "--binary", "/nonexistent"}, "--at-controller"},
 		{[]string{"run", "--nemesis", "crashpoint"}, "not supported"},
 		{[]string{"run", "--nodes", "12", "--binary", "/nonexistent"}, "--nodes"},
+		{[]string{"run", "--replication-factor", "-1", "--binary", "/nonexistent"}, "--replication-factor"},
+		{[]string{"run", "--nemesis", "move", "--spare=false", "--nodes", "3", "--replication-factor", "3"}, "--spare"},
 		{[]string{"run", "--binary", "/nonexistent/metanode"}, "--binary"},
 		{[]string{"run", "extra"}, "unknown command"},
 		{[]string{"nonsense"}, "unknown command"},
@@ -115,6 +117,27 @@ func TestPlayAgain(t *testing.T) {
 	for _, tt := range tests {
 		if got := playAgain(&tt.rep, tt.err, tt.attempt); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNeedsSpare(t *testing.T) {
+	tests := []struct {
+		kind      verify.FaultKind
+		rf, nodes int
+		want      bool
+	}{
+		{verify.FaultMove, 0, 5, true}, // metanode's default: not assumed
+		{verify.FaultMove, 3, 3, true},
+		{verify.FaultMove, 5, 3, true},
+		{verify.FaultMove, 3, 5, false},
+		{verify.FaultMove, 1, 3, false},
+		{verify.FaultScale, 3, 5, true},
+		{verify.FaultKill, 0, 3, false},
+	}
+	for _, tt := range tests {
+		if got := needsSpare(tt.kind, tt.rf, tt.nodes); got != tt.want {
+			t.Errorf("needsSpare(%s, rf %d, %d nodes): got %t, want %t", tt.kind, tt.rf, tt.nodes, got, tt.want)
 		}
 	}
 }
