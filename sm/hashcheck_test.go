@@ -12,7 +12,9 @@ import (
 	"github.com/metamq/meta/sm/logpb"
 )
 
-func hashCheckOp() *logpb.Op { return &logpb.Op{Op: &logpb.Op_HashCheck{HashCheck: &logpb.HashCheck{}}} }
+func hashCheckOp() *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_HashCheck{HashCheck: &logpb.HashCheck{}}}
+}
 
 // hashAt waits for m's digest at index.
 func hashAt(t *testing.T, m *Machine, index uint64) StateHash {
