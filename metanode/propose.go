@@ -174,7 +174,7 @@ func (g *group) awaitProposal(ctx context.Context, p *proposal) (*logpb.Result, 
 // compaction, ownership), which waits for room.
 func sheddable(op *logpb.Op) bool {
 	switch op.Op.(type) {
-	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas,
+	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas, *logpb.Op_KvPuts, *logpb.Op_KvTxn,
 		*logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup,
 		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete,
 		*logpb.Op_SessionsPut, *logpb.Op_SessionsDelete,

@@ -99,6 +99,10 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.del(o.Delete.Key)
 	case *logpb.Op_Cas:
 		return a.cas(o.Cas)
+	case *logpb.Op_KvPuts:
+		return a.kvPuts(o.KvPuts)
+	case *logpb.Op_KvTxn:
+		return a.kvTxn(o.KvTxn)
 	case *logpb.Op_OffsetCommit:
 		return a.offsetCommit(o.OffsetCommit)
 	case *logpb.Op_OffsetDeleteGroup:
@@ -239,17 +243,29 @@ func (a *applier) put(key, value []byte, lease int64) (*logpb.Result, error) {
 	if len(key) == 0 {
 		return invalid("empty key"), nil
 	}
-	prev, prevRaw, err := a.getKV(key)
+	prev, _, refused, err := a.putKV(key, value, lease)
+	if refused != nil || err != nil {
+		return refused, err
+	}
+	return &logpb.Result{Prev: prev}, nil
+}
+
+// putKV stores key=value attached to lease (0: none) under the current
+// op's revision and returns what it replaced (nil when the key was
+// absent) with its stored encoding; refused is NOT_FOUND, with nothing
+// written, when the lease does not exist.
+func (a *applier) putKV(key, value []byte, lease int64) (prev *logpb.KV, prevRaw []byte, refused *logpb.Result, err error) {
+	prev, prevRaw, err = a.getKV(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if lease != 0 {
 		ok, err := a.leaseExists(lease)
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		if !ok {
-			return notFound("lease %d not found", lease), nil
+			return nil, nil, notFound("lease %d not found", lease), nil
 		}
 	}
 	rev := a.bump()
@@ -265,9 +281,9 @@ func (a *applier) put(key, value []byte, lease int64) (*logpb.Result, error) {
 		a.mark(leaseKeysKey(lease, key))
 	}
 	if _, err := a.writeEmit(logpb.Space_SPACE_KV, kvKey(key), key, kv, prevRaw); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return &logpb.Result{Prev: prev}, nil
+	return prev, prevRaw, nil, nil
 }
 
 func (a *applier) del(key []byte) (*logpb.Result, error) {

@@ -102,7 +102,7 @@ func ParseKind(s string) (Kind, error) {
 // Allows reports whether an operation belongs to this kind of group.
 func (k Kind) Allows(op *logpb.Op) bool {
 	switch op.Op.(type) {
-	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas,
+	case *logpb.Op_Put, *logpb.Op_Delete, *logpb.Op_Cas, *logpb.Op_KvPuts, *logpb.Op_KvTxn,
 		*logpb.Op_SessionsPut, *logpb.Op_SessionsDelete, *logpb.Op_SessionsExpire,
 		*logpb.Op_WillPut, *logpb.Op_WillDelete, *logpb.Op_WillsMarkDue, *logpb.Op_WillClaim, *logpb.Op_WillComplete,
 		*logpb.Op_RetainedSet,

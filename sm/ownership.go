@@ -123,6 +123,13 @@ func routingKeys(op *logpb.Op) (keys [][]byte, internal bool) {
 		return [][]byte{o.Delete.Key}, false
 	case *logpb.Op_Cas:
 		return [][]byte{o.Cas.Key}, false
+	case *logpb.Op_KvPuts:
+		for _, p := range o.KvPuts.Puts {
+			keys = append(keys, p.GetKey())
+		}
+		return keys, false
+	case *logpb.Op_KvTxn:
+		return txnKeys(o.KvTxn), false
 	case *logpb.Op_OffsetCommit:
 		for _, e := range o.OffsetCommit.Entries {
 			keys = append(keys, []byte(e.Group))

@@ -58,6 +58,37 @@ func (m *Machine) Get(key []byte) (*logpb.KV, error) {
 	return kv, err
 }
 
+// GetMany returns KV keys read in one view (one storage snapshot), each
+// nil when absent; every key must be served here.
+func (m *Machine) GetMany(keys [][]byte) ([]*logpb.KV, error) {
+	out := make([]*logpb.KV, len(keys))
+	err := m.read(func() error {
+		for _, k := range keys {
+			if err := m.checkRead(k); err != nil {
+				return err
+			}
+		}
+		sn := m.db.NewSnapshot()
+		defer sn.Close()
+		for i, k := range keys {
+			v, ok, err := sn.Get(m.space, kvKey(k))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			kv := &logpb.KV{}
+			if err := proto.Unmarshal(v, kv); err != nil {
+				return err
+			}
+			out[i] = kv
+		}
+		return nil
+	})
+	return out, err
+}
+
 // List returns up to limit keys with prefix, strictly after startAfter, in
 // ascending order, and whether more follow. keysOnly drops values.
 func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out []Entry, more bool, err error) {

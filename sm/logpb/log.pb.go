@@ -402,6 +402,8 @@ type Op struct {
 	//	*Op_DirectoryInit
 	//	*Op_MemberSetState
 	//	*Op_OwnershipInit
+	//	*Op_KvPuts
+	//	*Op_KvTxn
 	//	*Op_HashCheck
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
@@ -742,6 +744,24 @@ func (x *Op) GetOwnershipInit() *OwnershipInit {
 	return nil
 }
 
+func (x *Op) GetKvPuts() *KVPuts {
+	if x != nil {
+		if x, ok := x.Op.(*Op_KvPuts); ok {
+			return x.KvPuts
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetKvTxn() *KVTxn {
+	if x != nil {
+		if x, ok := x.Op.(*Op_KvTxn); ok {
+			return x.KvTxn
+		}
+	}
+	return nil
+}
+
 func (x *Op) GetHashCheck() *HashCheck {
 	if x != nil {
 		if x, ok := x.Op.(*Op_HashCheck); ok {
@@ -887,9 +907,15 @@ type Op_OwnershipInit struct {
 	OwnershipInit *OwnershipInit `protobuf:"bytes,33,opt,name=ownership_init,json=ownershipInit,proto3,oneof"`
 }
 
+type Op_KvPuts struct {
+	KvPuts *KVPuts `protobuf:"bytes,34,opt,name=kv_puts,json=kvPuts,proto3,oneof"`
+}
+
+type Op_KvTxn struct {
+	KvTxn *KVTxn `protobuf:"bytes,35,opt,name=kv_txn,json=kvTxn,proto3,oneof"`
+}
+
 type Op_HashCheck struct {
-	// 40 and up: numbers far from the others so that concurrent work
-	// adding ops does not collide.
 	HashCheck *HashCheck `protobuf:"bytes,40,opt,name=hash_check,json=hashCheck,proto3,oneof"`
 }
 
@@ -958,6 +984,10 @@ func (*Op_DirectoryInit) isOp_Op() {}
 func (*Op_MemberSetState) isOp_Op() {}
 
 func (*Op_OwnershipInit) isOp_Op() {}
+
+func (*Op_KvPuts) isOp_Op() {}
+
+func (*Op_KvTxn) isOp_Op() {}
 
 func (*Op_HashCheck) isOp_Op() {}
 
@@ -2640,6 +2670,332 @@ func (x *KVCompareAndSwap) GetLease() int64 {
 	return 0
 }
 
+// KVPuts is one data group's part of a multi-put: every put applies, or
+// none (a lease not found refuses the whole op); they share one revision.
+// The result's prev_values hold each key's stored KV before the op (empty
+// when absent) when return_previous is set.
+type KVPuts struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Puts           []*KVPut               `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	ReturnPrevious bool                   `protobuf:"varint,2,opt,name=return_previous,json=returnPrevious,proto3" json:"return_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *KVPuts) Reset() {
+	*x = KVPuts{}
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVPuts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVPuts) ProtoMessage() {}
+
+func (x *KVPuts) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVPuts.ProtoReflect.Descriptor instead.
+func (*KVPuts) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *KVPuts) GetPuts() []*KVPut {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+func (x *KVPuts) GetReturnPrevious() bool {
+	if x != nil {
+		return x.ReturnPrevious
+	}
+	return false
+}
+
+// KVCompare is one condition of a KVTxn, evaluated when applied (equality
+// on the target set; version and mod_revision 0 mean absent).
+type KVCompare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Types that are valid to be assigned to Target:
+	//
+	//	*KVCompare_Value
+	//	*KVCompare_Version
+	//	*KVCompare_ModRevision
+	//	*KVCompare_Absent
+	Target        isKVCompare_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVCompare) Reset() {
+	*x = KVCompare{}
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVCompare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVCompare) ProtoMessage() {}
+
+func (x *KVCompare) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVCompare.ProtoReflect.Descriptor instead.
+func (*KVCompare) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *KVCompare) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KVCompare) GetTarget() isKVCompare_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *KVCompare) GetValue() []byte {
+	if x != nil {
+		if x, ok := x.Target.(*KVCompare_Value); ok {
+			return x.Value
+		}
+	}
+	return nil
+}
+
+func (x *KVCompare) GetVersion() uint64 {
+	if x != nil {
+		if x, ok := x.Target.(*KVCompare_Version); ok {
+			return x.Version
+		}
+	}
+	return 0
+}
+
+func (x *KVCompare) GetModRevision() uint64 {
+	if x != nil {
+		if x, ok := x.Target.(*KVCompare_ModRevision); ok {
+			return x.ModRevision
+		}
+	}
+	return 0
+}
+
+func (x *KVCompare) GetAbsent() bool {
+	if x != nil {
+		if x, ok := x.Target.(*KVCompare_Absent); ok {
+			return x.Absent
+		}
+	}
+	return false
+}
+
+type isKVCompare_Target interface {
+	isKVCompare_Target()
+}
+
+type KVCompare_Value struct {
+	Value []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof"`
+}
+
+type KVCompare_Version struct {
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3,oneof"`
+}
+
+type KVCompare_ModRevision struct {
+	ModRevision uint64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3,oneof"`
+}
+
+type KVCompare_Absent struct {
+	Absent bool `protobuf:"varint,5,opt,name=absent,proto3,oneof"`
+}
+
+func (*KVCompare_Value) isKVCompare_Target() {}
+
+func (*KVCompare_Version) isKVCompare_Target() {}
+
+func (*KVCompare_ModRevision) isKVCompare_Target() {}
+
+func (*KVCompare_Absent) isKVCompare_Target() {}
+
+type KVTxnOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*KVTxnOp_Put
+	//	*KVTxnOp_Delete
+	Op            isKVTxnOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVTxnOp) Reset() {
+	*x = KVTxnOp{}
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVTxnOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVTxnOp) ProtoMessage() {}
+
+func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVTxnOp.ProtoReflect.Descriptor instead.
+func (*KVTxnOp) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *KVTxnOp) GetOp() isKVTxnOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *KVTxnOp) GetPut() *KVPut {
+	if x != nil {
+		if x, ok := x.Op.(*KVTxnOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *KVTxnOp) GetDelete() *KVDelete {
+	if x != nil {
+		if x, ok := x.Op.(*KVTxnOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+type isKVTxnOp_Op interface {
+	isKVTxnOp_Op()
+}
+
+type KVTxnOp_Put struct {
+	Put *KVPut `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type KVTxnOp_Delete struct {
+	Delete *KVDelete `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+func (*KVTxnOp_Put) isKVTxnOp_Op() {}
+
+func (*KVTxnOp_Delete) isKVTxnOp_Op() {}
+
+// KVTxn applies success if every compare holds, else failure, atomically
+// with one revision. The result: succeeded says which branch ran; per op
+// of that branch, flags says whether the key existed and prev_values its
+// stored KV before (empty when absent).
+type KVTxn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Compares      []*KVCompare           `protobuf:"bytes,1,rep,name=compares,proto3" json:"compares,omitempty"`
+	Success       []*KVTxnOp             `protobuf:"bytes,2,rep,name=success,proto3" json:"success,omitempty"`
+	Failure       []*KVTxnOp             `protobuf:"bytes,3,rep,name=failure,proto3" json:"failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVTxn) Reset() {
+	*x = KVTxn{}
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVTxn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVTxn) ProtoMessage() {}
+
+func (x *KVTxn) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVTxn.ProtoReflect.Descriptor instead.
+func (*KVTxn) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *KVTxn) GetCompares() []*KVCompare {
+	if x != nil {
+		return x.Compares
+	}
+	return nil
+}
+
+func (x *KVTxn) GetSuccess() []*KVTxnOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *KVTxn) GetFailure() []*KVTxnOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
 type OffsetEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -2653,7 +3009,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +3021,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +3034,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -2726,7 +3082,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +3094,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +3107,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -2770,7 +3126,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +3138,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +3151,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -2829,7 +3185,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +3197,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +3210,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -2922,7 +3278,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3290,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3303,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MemberPut) GetId() string {
@@ -2989,7 +3345,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3357,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3370,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -3044,7 +3400,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3056,7 +3412,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3069,7 +3425,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Replica) GetNode() string {
@@ -3112,7 +3468,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3480,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3493,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -3208,7 +3564,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3576,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3589,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -3271,7 +3627,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3639,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3652,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -3327,7 +3683,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3695,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3708,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -3385,7 +3741,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3753,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3766,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -3434,7 +3790,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3802,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3815,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KV) GetValue() []byte {
@@ -3509,7 +3865,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3877,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3890,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -3572,7 +3928,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3940,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3953,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -3661,7 +4017,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +4029,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +4042,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Session) GetClientId() string {
@@ -3786,7 +4142,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +4154,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +4167,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Will) GetClientId() string {
@@ -3910,7 +4266,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +4278,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4291,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -3983,7 +4339,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3995,7 +4351,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4008,7 +4364,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -4084,7 +4440,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4096,7 +4452,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4109,7 +4465,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -4179,7 +4535,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4547,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4560,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Lease) GetId() int64 {
@@ -4246,7 +4602,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4258,7 +4614,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4271,7 +4627,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Event) GetSpace() Space {
@@ -4328,7 +4684,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4696,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4709,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -4386,7 +4742,9 @@ type Result struct {
 	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	// The key's state before the operation, when it had one.
 	Prev *KV `protobuf:"bytes,4,opt,name=prev,proto3" json:"prev,omitempty"`
-	// Per-op counts (e.g. partitions deleted).
+	// Per-op counts (e.g. partitions deleted). For a KVPuts or KVTxn refused
+	// because of one of its entries (a lease not found), that entry's
+	// position in its list (puts, or the branch that ran) plus one.
 	Count uint64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
 	// The raft index of the entry that carried the op.
 	Index uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
@@ -4399,14 +4757,16 @@ type Result struct {
 	// Per-entry: whether a conditional batch entry was applied.
 	Applied []bool `protobuf:"varint,10,rep,packed,name=applied,proto3" json:"applied,omitempty"`
 	// Per-entry stored encodings before a batch op (when asked for).
-	PrevValues    [][]byte `protobuf:"bytes,11,rep,name=prev_values,json=prevValues,proto3" json:"prev_values,omitempty"`
+	PrevValues [][]byte `protobuf:"bytes,11,rep,name=prev_values,json=prevValues,proto3" json:"prev_values,omitempty"`
+	// KVTxn: whether every compare held (the success branch ran).
+	Succeeded     bool `protobuf:"varint,12,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4778,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4791,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Result) GetCode() Code {
@@ -4511,6 +4871,13 @@ func (x *Result) GetPrevValues() [][]byte {
 	return nil
 }
 
+func (x *Result) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
 // NodeIdentity is written once when a node's data directory is created.
 type NodeIdentity struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -4533,7 +4900,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4545,7 +4912,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4558,7 +4925,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -4631,7 +4998,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4643,7 +5010,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4656,7 +5023,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -4703,7 +5070,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4715,7 +5082,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4728,7 +5095,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -4791,7 +5158,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4803,7 +5170,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4816,7 +5183,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -4903,7 +5270,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\x92\x11\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xef\x11\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -4942,7 +5309,9 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\tgroup_put\x18\x1e \x01(\v2\x15.meta.log.v1.GroupPutH\x00R\bgroupPut\x12C\n" +
 	"\x0edirectory_init\x18\x1f \x01(\v2\x1a.meta.log.v1.DirectoryInitH\x00R\rdirectoryInit\x12G\n" +
 	"\x10member_set_state\x18  \x01(\v2\x1b.meta.log.v1.MemberSetStateH\x00R\x0ememberSetState\x12C\n" +
-	"\x0eownership_init\x18! \x01(\v2\x1a.meta.log.v1.OwnershipInitH\x00R\rownershipInit\x127\n" +
+	"\x0eownership_init\x18! \x01(\v2\x1a.meta.log.v1.OwnershipInitH\x00R\rownershipInit\x12.\n" +
+	"\akv_puts\x18\" \x01(\v2\x13.meta.log.v1.KVPutsH\x00R\x06kvPuts\x12+\n" +
+	"\x06kv_txn\x18# \x01(\v2\x12.meta.log.v1.KVTxnH\x00R\x05kvTxn\x127\n" +
 	"\n" +
 	"hash_check\x18( \x01(\v2\x16.meta.log.v1.HashCheckH\x00R\thashCheckB\x04\n" +
 	"\x02op\"\v\n" +
@@ -5066,7 +5435,25 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\rexpect_absent\x18\x03 \x01(\bR\fexpectAbsent\x122\n" +
 	"\x15expected_mod_revision\x18\x04 \x01(\x04R\x13expectedModRevision\x12\x1b\n" +
 	"\tnew_value\x18\x05 \x01(\fR\bnewValue\x12\x14\n" +
-	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\x8b\x01\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"Y\n" +
+	"\x06KVPuts\x12&\n" +
+	"\x04puts\x18\x01 \x03(\v2\x12.meta.log.v1.KVPutR\x04puts\x12'\n" +
+	"\x0freturn_previous\x18\x02 \x01(\bR\x0ereturnPrevious\"\x9a\x01\n" +
+	"\tKVCompare\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x05value\x18\x02 \x01(\fH\x00R\x05value\x12\x1a\n" +
+	"\aversion\x18\x03 \x01(\x04H\x00R\aversion\x12#\n" +
+	"\fmod_revision\x18\x04 \x01(\x04H\x00R\vmodRevision\x12\x18\n" +
+	"\x06absent\x18\x05 \x01(\bH\x00R\x06absentB\b\n" +
+	"\x06target\"h\n" +
+	"\aKVTxnOp\x12&\n" +
+	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
+	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06deleteB\x04\n" +
+	"\x02op\"\x9b\x01\n" +
+	"\x05KVTxn\x122\n" +
+	"\bcompares\x18\x01 \x03(\v2\x16.meta.log.v1.KVCompareR\bcompares\x12.\n" +
+	"\asuccess\x18\x02 \x03(\v2\x14.meta.log.v1.KVTxnOpR\asuccess\x12.\n" +
+	"\afailure\x18\x03 \x03(\v2\x14.meta.log.v1.KVTxnOpR\afailure\"\x8b\x01\n" +
 	"\vOffsetEntry\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -5208,7 +5595,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xbc\x02\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xda\x02\n" +
 	"\x06Result\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.meta.log.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -5223,7 +5610,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\aapplied\x18\n" +
 	" \x03(\bR\aapplied\x12\x1f\n" +
 	"\vprev_values\x18\v \x03(\fR\n" +
-	"prevValues\"\xda\x02\n" +
+	"prevValues\x12\x1c\n" +
+	"\tsucceeded\x18\f \x01(\bR\tsucceeded\"\xda\x02\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -5304,7 +5692,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -5341,45 +5729,49 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(*KVPut)(nil),               // 32: meta.log.v1.KVPut
 	(*KVDelete)(nil),            // 33: meta.log.v1.KVDelete
 	(*KVCompareAndSwap)(nil),    // 34: meta.log.v1.KVCompareAndSwap
-	(*OffsetEntry)(nil),         // 35: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 36: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 37: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 38: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 39: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 40: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 41: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 42: meta.log.v1.GroupRecord
-	(*HashRange)(nil),           // 43: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 44: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 45: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 46: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 47: meta.log.v1.KV
-	(*Offset)(nil),              // 48: meta.log.v1.Offset
-	(*Resource)(nil),            // 49: meta.log.v1.Resource
-	(*Session)(nil),             // 50: meta.log.v1.Session
-	(*Will)(nil),                // 51: meta.log.v1.Will
-	(*Retained)(nil),            // 52: meta.log.v1.Retained
-	(*Broker)(nil),              // 53: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 54: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 55: meta.log.v1.Lease
-	(*Event)(nil),               // 56: meta.log.v1.Event
-	(*AppliedState)(nil),        // 57: meta.log.v1.AppliedState
-	(*Result)(nil),              // 58: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 59: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 60: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 61: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 62: meta.log.v1.ReplicaReport
+	(*KVPuts)(nil),              // 35: meta.log.v1.KVPuts
+	(*KVCompare)(nil),           // 36: meta.log.v1.KVCompare
+	(*KVTxnOp)(nil),             // 37: meta.log.v1.KVTxnOp
+	(*KVTxn)(nil),               // 38: meta.log.v1.KVTxn
+	(*OffsetEntry)(nil),         // 39: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 40: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 41: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 42: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 43: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 44: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 45: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 46: meta.log.v1.GroupRecord
+	(*HashRange)(nil),           // 47: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 48: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 49: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 50: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 51: meta.log.v1.KV
+	(*Offset)(nil),              // 52: meta.log.v1.Offset
+	(*Resource)(nil),            // 53: meta.log.v1.Resource
+	(*Session)(nil),             // 54: meta.log.v1.Session
+	(*Will)(nil),                // 55: meta.log.v1.Will
+	(*Retained)(nil),            // 56: meta.log.v1.Retained
+	(*Broker)(nil),              // 57: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 58: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 59: meta.log.v1.Lease
+	(*Event)(nil),               // 60: meta.log.v1.Event
+	(*AppliedState)(nil),        // 61: meta.log.v1.AppliedState
+	(*Result)(nil),              // 62: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 63: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 64: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 65: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 66: meta.log.v1.ReplicaReport
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
 	32, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
 	33, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
 	34, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	36, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	37, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	38, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	39, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	46, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	40, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	41, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	42, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	43, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	50, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
 	14, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
 	15, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
 	16, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
@@ -5401,39 +5793,47 @@ var file_sm_logpb_log_proto_depIdxs = []int32{
 	11, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
 	12, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
 	13, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	44, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	45, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	40, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	48, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	49, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	44, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
 	9,  // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	7,  // 34: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
-	43, // 35: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	43, // 36: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	17, // 37: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	35, // 38: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	39, // 39: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	42, // 40: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 41: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 42: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	41, // 43: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 44: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	43, // 45: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	42, // 46: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	42, // 47: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	2,  // 48: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	3,  // 49: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	4,  // 50: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	47, // 51: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	39, // 52: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	38, // 53: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	39, // 54: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	42, // 55: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	62, // 56: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	41, // 57: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	35, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
+	38, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
+	7,  // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
+	47, // 37: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	47, // 38: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	17, // 39: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	32, // 40: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
+	32, // 41: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
+	33, // 42: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
+	36, // 43: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
+	37, // 44: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
+	37, // 45: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
+	39, // 46: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	43, // 47: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	46, // 48: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 49: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 50: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	45, // 51: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 52: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	47, // 53: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	46, // 54: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	46, // 55: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	2,  // 56: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	3,  // 57: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	4,  // 58: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	51, // 59: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	43, // 60: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	42, // 61: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	43, // 62: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	46, // 63: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	66, // 64: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	45, // 65: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -5475,7 +5875,19 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_DirectoryInit)(nil),
 		(*Op_MemberSetState)(nil),
 		(*Op_OwnershipInit)(nil),
+		(*Op_KvPuts)(nil),
+		(*Op_KvTxn)(nil),
 		(*Op_HashCheck)(nil),
+	}
+	file_sm_logpb_log_proto_msgTypes[31].OneofWrappers = []any{
+		(*KVCompare_Value)(nil),
+		(*KVCompare_Version)(nil),
+		(*KVCompare_ModRevision)(nil),
+		(*KVCompare_Absent)(nil),
+	}
+	file_sm_logpb_log_proto_msgTypes[32].OneofWrappers = []any{
+		(*KVTxnOp_Put)(nil),
+		(*KVTxnOp_Delete)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5483,7 +5895,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   58,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

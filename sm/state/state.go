@@ -112,6 +112,8 @@ type Reader interface {
 
 	// KV and leases (data groups).
 	Get(key []byte) (*logpb.KV, error)
+	// GetMany reads keys in one view (out[i] nil when keys[i] is absent).
+	GetMany(keys [][]byte) ([]*logpb.KV, error)
 	List(prefix, startAfter []byte, limit int, keysOnly bool) (out []Entry, more bool, err error)
 	Lease(id int64) (*logpb.Lease, error)
 	LeaseKeys(id int64, limit int) ([][]byte, error)
