@@ -61,28 +61,38 @@ func (m *Machine) Get(key []byte) (*logpb.KV, error) {
 // GetMany returns KV keys read in one view (one storage snapshot), each
 // nil when absent; every key must be served here.
 func (m *Machine) GetMany(keys [][]byte) ([]*logpb.KV, error) {
-	out := make([]*logpb.KV, len(keys))
+	return readMany[logpb.KV](m, len(keys), func(i int) []byte { return keys[i] }, func(i int) []byte { return kvKey(keys[i]) })
+}
+
+// readMany reads n stored records in one consistent view (one storage
+// snapshot): the i-th has routing key route(i), which must be served
+// here, and is stored under key(i); out[i] is nil when it is absent.
+func readMany[M any, PM interface {
+	*M
+	proto.Message
+}](m *Machine, n int, route, key func(i int) []byte) ([]*M, error) {
+	out := make([]*M, n)
 	err := m.read(func() error {
-		for _, k := range keys {
-			if err := m.checkRead(k); err != nil {
+		for i := range n {
+			if err := m.checkRead(route(i)); err != nil {
 				return err
 			}
 		}
 		sn := m.db.NewSnapshot()
 		defer sn.Close()
-		for i, k := range keys {
-			v, ok, err := sn.Get(m.space, kvKey(k))
+		for i := range n {
+			v, ok, err := sn.Get(m.space, key(i))
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue
 			}
-			kv := &logpb.KV{}
-			if err := proto.Unmarshal(v, kv); err != nil {
+			rec := new(M)
+			if err := proto.Unmarshal(v, PM(rec)); err != nil {
 				return err
 			}
-			out[i] = kv
+			out[i] = rec
 		}
 		return nil
 	})
@@ -144,32 +154,8 @@ type OffsetKey = state.OffsetKey
 // consistent view, so a fetch never sees half of an atomic commit or of a
 // group's deletion.
 func (m *Machine) Offsets(keys []OffsetKey) ([]*logpb.Offset, error) {
-	out := make([]*logpb.Offset, len(keys))
-	err := m.read(func() error {
-		for _, k := range keys {
-			if err := m.checkRead([]byte(k.Group)); err != nil {
-				return err
-			}
-		}
-		sn := m.db.NewSnapshot()
-		defer sn.Close()
-		for i, k := range keys {
-			v, ok, err := sn.Get(m.space, offsetKey(k.Group, k.Topic, k.Partition))
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			o := &logpb.Offset{}
-			if err := proto.Unmarshal(v, o); err != nil {
-				return err
-			}
-			out[i] = o
-		}
-		return nil
-	})
-	return out, err
+	return readMany[logpb.Offset](m, len(keys), func(i int) []byte { return []byte(keys[i].Group) },
+		func(i int) []byte { return offsetKey(keys[i].Group, keys[i].Topic, keys[i].Partition) })
 }
 
 // Offset returns one committed offset, or nil when none.
