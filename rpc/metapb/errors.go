@@ -208,6 +208,10 @@ const (
 	MaxMemberIDBytes   = 64
 	MaxMemberAddrBytes = 255
 
+	// A MultiGet answers at most MaxReadBytes of keys and values (a read
+	// of more is refused, naming keys: ask for fewer at a time).
+	MaxReadBytes = 32 << 20
+
 	// Metadata resources: names are 1..MaxNameBytes of [A-Za-z0-9._-];
 	// a spec encodes to at most MaxSpecBytes.
 	MaxSpecBytes = 1 << 20

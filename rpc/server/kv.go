@@ -95,9 +95,11 @@ func checkValue(field string, v []byte) error {
 	return checkMaxBytes(field, v, metapb.MaxValueBytes)
 }
 
-func checkLease(lease int64) error {
+func checkLease(lease int64) error { return checkLeaseField("lease", lease) }
+
+func checkLeaseField(field string, lease int64) error {
 	if lease < 0 {
-		return invalid("lease", "%d, lease ids are positive (0 for none)", lease)
+		return invalid(field, "%d, lease ids are positive (0 for none)", lease)
 	}
 	return nil
 }
