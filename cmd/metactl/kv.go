@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -91,5 +92,49 @@ func (a *app) kvCommands() []*cobra.Command {
 	pageFlags(list.Flags(), &limit, &all, "keys")
 	list.Flags().BoolVar(&keysOnly, "keys-only", false, "print keys only")
 	staleFlag(list.Flags(), &stale)
-	return []*cobra.Command{put, get, del, cas, list}
+	mput := &cobra.Command{
+		Use: "mput KEY=VALUE...", Short: "Store many values in one call (atomic per data group, not across groups)",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			req := &metapb.MultiPutRequest{}
+			for _, arg := range args {
+				k, v, ok := strings.Cut(arg, "=")
+				if !ok {
+					return fmt.Errorf("%q: want KEY=VALUE", arg)
+				}
+				req.Puts = append(req.Puts, &metapb.PutRequest{Key: []byte(k), Value: []byte(v), Lease: lease})
+			}
+			return show(a, func(ctx context.Context, c *client.Client) (*metapb.MultiPutResponse, error) {
+				return c.MultiPut(ctx, req)
+			}, func(*metapb.MultiPutResponse) { fmt.Fprintln(a.out, "OK") })
+		},
+	}
+	mput.Flags().Int64Var(&lease, "lease", 0, "attach the keys to this lease (deleted when it expires)")
+	mget := &cobra.Command{
+		Use: "mget KEY...", Short: "Print many keys' values, one \"KEY<tab>VALUE\" line each (linearizable unless --stale)",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			req := &metapb.MultiGetRequest{Consistency: consistency()}
+			for _, k := range args {
+				req.Keys = append(req.Keys, []byte(k))
+			}
+			return showOr(a, func(ctx context.Context, c *client.Client) (*metapb.MultiGetResponse, error) {
+				return c.MultiGet(ctx, req)
+			}, func(resp *metapb.MultiGetResponse) error {
+				var missing []string
+				for _, kv := range resp.Kvs {
+					if kv.Version == 0 {
+						missing = append(missing, fmt.Sprintf("%q", kv.Key))
+					}
+				}
+				return notFound(len(missing) > 0, "keys %s", strings.Join(missing, ", "))
+			}, func(resp *metapb.MultiGetResponse) {
+				for _, kv := range resp.Kvs {
+					fmt.Fprintf(a.out, "%s\t%s\n", kv.Key, kv.Value)
+				}
+			})
+		},
+	}
+	staleFlag(mget.Flags(), &stale)
+	return []*cobra.Command{put, get, del, cas, list, mput, mget}
 }
