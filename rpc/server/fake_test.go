@@ -34,8 +34,10 @@ type fakeNode struct {
 	machines map[string]*sm.Machine
 	index    uint64
 	proposed int
-	// fail, when set, is what Propose and Read return.
-	fail error
+	// fail, when set, is what Propose and Read return; failGroup is that
+	// for one group's proposals.
+	fail      error
+	failGroup map[string]error
 	// noDirectory makes Router answer as a node that has not loaded the
 	// directory yet (version 0).
 	noDirectory bool
@@ -80,6 +82,16 @@ func (n *fakeNode) failWith(err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.fail = err
+}
+
+// failProposalsOf makes group's proposals fail with err (nil: succeed).
+func (n *fakeNode) failProposalsOf(group string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.failGroup == nil {
+		n.failGroup = map[string]error{}
+	}
+	n.failGroup[group] = err
 }
 
 func (n *fakeNode) proposals() int {
@@ -128,6 +140,9 @@ func (n *fakeNode) Propose(_ context.Context, group string, op *logpb.Op) (*logp
 	defer n.mu.Unlock()
 	if n.fail != nil {
 		return nil, n.fail
+	}
+	if err := n.failGroup[group]; err != nil {
+		return nil, err
 	}
 	m := n.machines[group]
 	if m == nil {

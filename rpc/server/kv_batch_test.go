@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
@@ -300,4 +301,60 @@ func testKVBatchBadInput(t *testing.T, cl *client.Client) {
 			t.Fatalf("bad input wrote %v", kv)
 		}
 	}
+}
+
+// On a node without raft: bad input proposes nothing, and a MultiPut whose
+// parts fail in one group reports each part by its error's class: an
+// unknown outcome as unknown, never as not applied; when no part applied
+// the call fails, unknown if any part may have applied.
+func TestMultiPutPartsOnAFakeNode(t *testing.T) {
+	n := newFakeNode(t, 2)
+	conn, cl := serveFake(t, n)
+	t.Run("bad input", func(t *testing.T) {
+		testKVBatchBadInput(t, cl)
+		if p := n.proposals(); p != 0 {
+			t.Fatalf("bad input proposed %d operations, want none", p)
+		}
+	})
+	kv := metapb.NewKVClient(conn)
+	a, b := keysIn("fa", "data-0", 1)[0], keysIn("fb", "data-1", 1)[0]
+	req := &metapb.MultiPutRequest{Puts: []*metapb.PutRequest{{Key: a, Value: []byte("1")}, {Key: b, Value: []byte("2")}}}
+	notLeader := metapb.NewError(metapb.ReasonNotLeader, nil, "not the leader")
+	lost := errors.New("leadership lost after proposing") // no reason: unknown for a write
+	for _, tc := range []struct {
+		name         string
+		fail0, fail1 error
+		wantCode     codes.Code // OK: the response reports the parts
+		want0, want1 metapb.PartOutcome
+		wantReason1  string
+	}{
+		{"one part unknown", nil, lost, codes.OK, metapb.PartOutcome_PART_OUTCOME_APPLIED, metapb.PartOutcome_PART_OUTCOME_UNKNOWN, metapb.ReasonOutcomeUnknown},
+		{"one part not applied", nil, notLeader, codes.OK, metapb.PartOutcome_PART_OUTCOME_APPLIED, metapb.PartOutcome_PART_OUTCOME_NOT_APPLIED, metapb.ReasonNotLeader},
+		{"none applied, one unknown", notLeader, lost, codes.Unknown, 0, 0, ""},
+		{"none applied", notLeader, notLeader, codes.Unavailable, 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.failProposalsOf("data-0", tc.fail0)
+			n.failProposalsOf("data-1", tc.fail1)
+			resp, err := kv.MultiPut(ctx10(t), req)
+			if tc.wantCode != codes.OK {
+				if status.Code(err) != tc.wantCode {
+					t.Fatalf("got %v, want code %s", err, tc.wantCode)
+				}
+				return
+			}
+			if err != nil || len(resp.Parts) != 2 {
+				t.Fatalf("got %v, %v; want 2 parts", resp, err)
+			}
+			p0, p1 := resp.Parts[0], resp.Parts[1]
+			if p0.Outcome != tc.want0 || p1.Outcome != tc.want1 || p1.Reason != tc.wantReason1 || p0.Header.Group != "data-0" || p1.Header.Group != "data-1" {
+				t.Fatalf("parts: got %v, %v; want data-0 %s, data-1 %s (%s)", p0, p1, tc.want0, tc.want1, tc.wantReason1)
+			}
+			if resp.Results[0].Header.GetRevision() == 0 || resp.Results[1].Header != nil {
+				t.Fatalf("results: got %v; want the first applied, the second without a header", resp.Results)
+			}
+		})
+	}
+	n.failProposalsOf("data-0", nil)
+	n.failProposalsOf("data-1", nil)
 }
