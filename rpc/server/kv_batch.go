@@ -23,7 +23,8 @@ import (
 // the list whose entry crossed the limit.
 
 // batchLimits counts a batch call's entries and bytes in request order
-// and names the list whose entry first crosses a limit.
+// and names the list whose entry first crosses a limit (checkBatchLen
+// checks one list's count; a Txn has three lists that share the limits).
 type batchLimits struct {
 	entries, bytes int
 }
@@ -69,8 +70,8 @@ func prevKV(key, raw []byte) (*metapb.KeyValue, error) {
 // MultiPut puts keys, one atomic part per data group.
 func (s *Server) MultiPut(ctx context.Context, req *metapb.MultiPutRequest) (*metapb.MultiPutResponse, error) {
 	n := len(req.Puts)
-	if n == 0 {
-		return nil, invalid("puts", "must not be empty")
+	if err := checkBatchLen("puts", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	var lim batchLimits
 	seen := uniqueKeys{}
@@ -176,8 +177,8 @@ func (s *Server) batchPart(group string, idx []int, err error, res *logpb.Result
 // MultiGet reads keys, one read per data group.
 func (s *Server) MultiGet(ctx context.Context, req *metapb.MultiGetRequest) (*metapb.MultiGetResponse, error) {
 	n := len(req.Keys)
-	if n == 0 {
-		return nil, invalid("keys", "must not be empty")
+	if err := checkBatchLen("keys", n, metapb.MaxBatchEntries); err != nil {
+		return nil, err
 	}
 	if err := checkConsistency(req.Consistency); err != nil {
 		return nil, err
