@@ -25,6 +25,11 @@
 // Snapshots of older versions (raft's FileSnapshotStore holding a METASNP1
 // record stream) are read, restored, and turned into markers.
 //
+// A backup (backup.go) is the same file stream, exported from one view
+// together with the state hash of that view; RestoreBackup installs one
+// into the empty group of a new cluster's data directory, verified whole
+// first, at applied index 0 with the backup's revision.
+//
 // Determinism: applying reads no clock, no randomness and no map order.
 // Domain outcomes (a failed compare, a missing key, an invalid operation)
 // are results, never panics. Only a storage failure, after which the node

@@ -1,10 +1,8 @@
 package sm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 
 	"github.com/metamq/meta/rocks"
@@ -103,23 +101,17 @@ func (m *Machine) HashAt(index uint64) (StateHash, error) {
 	}
 }
 
-// digest is the state hash of one storage snapshot (see StateHash).
+// digest is the state hash of one storage snapshot (see StateHash). It
+// stops early, with ErrClosed, once the machine closes.
 func (m *Machine) digest(sn *rocks.Snapshot, st *logpb.AppliedState) (StateHash, error) {
-	h := fnv.New64a()
-	var buf []byte
-	var n uint64
+	h := newHasher()
 	closed := false
 	if err := sn.Scan(m.space, userStart, userEnd, func(k, v []byte) bool {
-		if n%4096 == 0 && m.closed.Load() {
+		if h.n%4096 == 0 && m.closed.Load() {
 			closed = true
 			return false
 		}
-		buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
-		buf = append(buf, k...)
-		buf = binary.AppendUvarint(buf, uint64(len(v)))
-		buf = append(buf, v...)
-		_, _ = h.Write(buf)
-		n++
+		h.add(k, v)
 		return true
 	}); err != nil {
 		return StateHash{}, fmt.Errorf("sm: hash scan: %w", err)
@@ -127,7 +119,7 @@ func (m *Machine) digest(sn *rocks.Snapshot, st *logpb.AppliedState) (StateHash,
 	if closed {
 		return StateHash{}, ErrClosed
 	}
-	return StateHash{Index: st.Index, Revision: st.Revision, Hash: h.Sum64(), Keys: n}, nil
+	return h.sum(st), nil
 }
 
 // Fence stops this replica of the group for good: a hash check found its

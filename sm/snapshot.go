@@ -343,7 +343,7 @@ func receiveFiles(r io.Reader, dir string, want Kind, index uint64, stale func(u
 		}
 	}
 	for _, f := range h.Files {
-		if err := receiveFile(r, filepath.Join(dir, f.Name), f); err != nil {
+		if err := receiveFile(r, dir, f); err != nil {
 			return nil, err
 		}
 	}
@@ -353,28 +353,42 @@ func receiveFiles(r io.Reader, dir string, want Kind, index uint64, stale func(u
 	return rc, nil
 }
 
-// receiveFile copies one file of a stream to path and checks it.
-func receiveFile(r io.Reader, path string, f snapFile) error {
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+// receiveFile copies one file of a stream to path and checks it; with
+// dir "" it only checks it (CheckBackup).
+func receiveFile(r io.Reader, dir string, f snapFile) error {
+	sum := crc32.New(castagnoli)
+	if dir == "" {
+		n, err := io.Copy(sum, io.LimitReader(r, f.Size))
+		return checkReceived(f, n, sum.Sum32(), err)
+	}
+	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("sm: snapshot file: %w", err)
 	}
 	defer out.Close()
-	sum := crc32.New(castagnoli)
 	n, err := io.Copy(io.MultiWriter(out, sum), io.LimitReader(r, f.Size))
+	if err := checkReceived(f, n, sum.Sum32(), err); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return fmt.Errorf("sm: snapshot file %s: %w", f.Name, err)
+	}
+	return out.Close()
+}
+
+// checkReceived checks what was read of file f: n bytes whose CRC-32C is
+// sum, until err.
+func checkReceived(f snapFile, n int64, sum uint32, err error) error {
 	if err != nil {
 		return fmt.Errorf("sm: snapshot file %s: %w", f.Name, err)
 	}
 	if n != f.Size {
 		return fmt.Errorf("%w: file %s: %d of %d bytes", ErrBadSnapshot, f.Name, n, f.Size)
 	}
-	if sum.Sum32() != f.CRC32C {
+	if sum != f.CRC32C {
 		return fmt.Errorf("%w: file %s: checksum mismatch", ErrBadSnapshot, f.Name)
 	}
-	if err := out.Sync(); err != nil {
-		return fmt.Errorf("sm: snapshot file %s: %w", f.Name, err)
-	}
-	return out.Close()
+	return nil
 }
 
 func expectEOF(r io.Reader) error {
@@ -544,6 +558,19 @@ func fileCRC(path string, size int64) (uint32, error) {
 // would then be behind raft's snapshot, which only a lost write can cause).
 // Reads go around the block cache.
 func (m *Machine) export(dir string, index, term, minApplied uint64, fileBytes int64) (*snapHeader, error) {
+	h, err := m.exportView(dir, minApplied, fileBytes, nil)
+	if err != nil {
+		return nil, err
+	}
+	h.Index, h.Term = index, term
+	return h, nil
+}
+
+// exportView writes the group's data as SST files into dir from one view
+// (see export) and returns their header, with raft's index and term left
+// 0; when hash is set, it also digests every key and value written, as
+// Hash does, into it.
+func (m *Machine) exportView(dir string, minApplied uint64, fileBytes int64, hash *StateHash) (*snapHeader, error) {
 	if fileBytes <= 0 {
 		fileBytes = defaultFileBytes
 	}
@@ -566,8 +593,15 @@ func (m *Machine) export(dir string, index, term, minApplied uint64, fileBytes i
 	}
 	set := &sstSet{db: m.db, dir: dir, fileBytes: fileBytes}
 	defer set.close()
+	var hs *hasher
+	if hash != nil {
+		hs = newHasher()
+	}
 	var werr error
 	err = sn.Scan(m.space, userStart, userEnd, func(k, v []byte) bool {
+		if hs != nil {
+			hs.add(k, v)
+		}
 		werr = set.put(k, v)
 		return werr == nil
 	})
@@ -580,8 +614,10 @@ func (m *Machine) export(dir string, index, term, minApplied uint64, fileBytes i
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
-	return &snapHeader{Version: streamVersion, Kind: m.kind, Index: index, Term: term,
-		Applied: toJSON(st), Files: set.files}, nil
+	if hs != nil {
+		*hash = hs.sum(st)
+	}
+	return &snapHeader{Version: streamVersion, Kind: m.kind, Applied: toJSON(st), Files: set.files}, nil
 }
 
 // --- Machine: Snapshot and Restore ---

@@ -602,8 +602,9 @@ type snapSource struct {
 	header *snapHeader // formatFiles
 	export bool        // dir is an export's, removed at Close
 
-	r      io.Reader // the stream, made at the first Read
-	open   *os.File  // the file being streamed
+	r      io.Reader  // the stream, made at the first Read
+	open   *os.File   // legacy: state.bin, being streamed
+	chain  *fileChain // files: the files, being streamed
 	closed bool
 }
 
@@ -626,35 +627,38 @@ func (src *snapSource) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			r = io.MultiReader(bytes.NewReader(hb), &fileChain{src: src})
+			src.chain = &fileChain{dir: src.dir, files: src.header.Files}
+			r = io.MultiReader(bytes.NewReader(hb), src.chain)
 		}
 		src.r = src.store.lim.reader(r)
 	}
 	return src.r.Read(p)
 }
 
-// fileChain reads the header's files one after another, each exactly as
-// long as the header says.
+// fileChain reads a header's files in dir one after another, each exactly
+// as long as the header says.
 type fileChain struct {
-	src  *snapSource
-	next int       // index of the next file to open
-	cur  io.Reader // the open file, limited to its size
-	left int64     // bytes of the open file not yet read
+	dir   string
+	files []snapFile
+	next  int       // index of the next file to open
+	open  *os.File  // the file being read
+	cur   io.Reader // open, limited to its size
+	left  int64     // bytes of the open file not yet read
 }
 
 func (c *fileChain) Read(p []byte) (int, error) {
 	for {
 		if c.cur == nil {
-			if c.next == len(c.src.header.Files) {
+			if c.next == len(c.files) {
 				return 0, io.EOF
 			}
-			f := c.src.header.Files[c.next]
+			f := c.files[c.next]
 			c.next++
-			file, err := os.Open(filepath.Join(c.src.dir, f.Name))
+			file, err := os.Open(filepath.Join(c.dir, f.Name))
 			if err != nil {
 				return 0, err
 			}
-			c.src.open, c.cur, c.left = file, io.LimitReader(file, f.Size), f.Size
+			c.open, c.cur, c.left = file, io.LimitReader(file, f.Size), f.Size
 		}
 		n, err := c.cur.Read(p)
 		c.left -= int64(n)
@@ -662,8 +666,8 @@ func (c *fileChain) Read(p []byte) (int, error) {
 			if c.left != 0 {
 				return n, fmt.Errorf("%w: a snapshot file is shorter than its header says", ErrBadSnapshot)
 			}
-			_ = c.src.open.Close()
-			c.src.open, c.cur = nil, nil
+			_ = c.open.Close()
+			c.open, c.cur = nil, nil
 			if n == 0 {
 				continue
 			}
@@ -705,6 +709,16 @@ func (src *snapSource) finish(o restoreOutcome) {
 	}
 }
 
+// close closes the file being read, if any.
+func (c *fileChain) close() error {
+	if c == nil || c.open == nil {
+		return nil
+	}
+	err := c.open.Close()
+	c.open, c.cur = nil, nil
+	return err
+}
+
 // Close releases the snapshot: an export's files are deleted; then older
 // snapshots may be tidied away. Safe to call twice.
 func (src *snapSource) Close() error {
@@ -712,9 +726,9 @@ func (src *snapSource) Close() error {
 		return nil
 	}
 	src.closed = true
-	var err error
+	err := src.chain.close()
 	if src.open != nil {
-		err = src.open.Close()
+		err = errors.Join(err, src.open.Close())
 	}
 	if src.export {
 		err = errors.Join(err, os.RemoveAll(src.dir))
