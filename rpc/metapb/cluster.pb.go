@@ -1876,6 +1876,216 @@ func (x *StateHashResponse) GetKeys() uint64 {
 	return 0
 }
 
+// BackupRequest asks for an online backup of one group: the node that
+// serves it (one hosting a replica; the group's leader by preference)
+// first waits for a linearizable read index, so that the backup holds
+// every write acknowledged before the call, then exports the group's
+// state from ONE storage view and streams it. metactl snapshot save backs
+// up every group this way.
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BackupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// BackupHeader describes a group's backup: the view's applied index,
+// term and revision, and its state hash (as StateHash computes it).
+type BackupHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// "metadata", "offset" or "data".
+	Kind         string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Term         uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Revision     uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Hash         uint64 `protobuf:"varint,6,opt,name=hash,proto3" json:"hash,omitempty"`
+	Keys         uint64 `protobuf:"varint,7,opt,name=keys,proto3" json:"keys,omitempty"`
+	// Bytes of the stream (the data of every chunk together): a METASNP2
+	// file stream (sm/snapshot.go), which checksums each of its files.
+	Size          uint64 `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupHeader) Reset() {
+	*x = BackupHeader{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupHeader) ProtoMessage() {}
+
+func (x *BackupHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupHeader.ProtoReflect.Descriptor instead.
+func (*BackupHeader) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BackupHeader) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// BackupChunk is one message of a backup: the first carries the header
+// and no data; the others carry the stream's bytes in order (at most 1
+// MiB each).
+type BackupChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *BackupHeader          `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BackupChunk) GetHeader() *BackupHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_rpc_metapb_cluster_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_cluster_proto_rawDesc = "" +
@@ -2013,7 +2223,21 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04hash\x18\x04 \x01(\x04R\x04hash\x12\x12\n" +
-	"\x04keys\x18\x05 \x01(\x04R\x04keys2\x97\x06\n" +
+	"\x04keys\x18\x05 \x01(\x04R\x04keys\"%\n" +
+	"\rBackupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\xc9\x01\n" +
+	"\fBackupHeader\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04hash\x18\x06 \x01(\x04R\x04hash\x12\x12\n" +
+	"\x04keys\x18\a \x01(\x04R\x04keys\x12\x12\n" +
+	"\x04size\x18\b \x01(\x04R\x04size\"P\n" +
+	"\vBackupChunk\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.meta.v1.BackupHeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data2\xd1\x06\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -2026,7 +2250,8 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\n" +
 	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
 	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
-	"\x0eWatchDirectory\x12\x1e.meta.v1.WatchDirectoryRequest\x1a\x18.meta.v1.DirectoryUpdate0\x01B*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
+	"\x0eWatchDirectory\x12\x1e.meta.v1.WatchDirectoryRequest\x1a\x18.meta.v1.DirectoryUpdate0\x01\x128\n" +
+	"\x06Backup\x12\x16.meta.v1.BackupRequest\x1a\x14.meta.v1.BackupChunk0\x01B*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
 
 var (
 	file_rpc_metapb_cluster_proto_rawDescOnce sync.Once
@@ -2040,7 +2265,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -2071,6 +2296,9 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*TransferLeaderResponse)(nil), // 26: meta.v1.TransferLeaderResponse
 	(*StateHashRequest)(nil),       // 27: meta.v1.StateHashRequest
 	(*StateHashResponse)(nil),      // 28: meta.v1.StateHashResponse
+	(*BackupRequest)(nil),          // 29: meta.v1.BackupRequest
+	(*BackupHeader)(nil),           // 30: meta.v1.BackupHeader
+	(*BackupChunk)(nil),            // 31: meta.v1.BackupChunk
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
@@ -2086,33 +2314,36 @@ var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 10: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
 	21, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
 	0,  // 12: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	2,  // 13: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 14: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 15: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 16: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	25, // 17: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	27, // 18: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 19: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 20: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
-	13, // 21: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 22: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 23: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	3,  // 24: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 25: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 26: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	24, // 27: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	26, // 28: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	28, // 29: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 30: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 31: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	16, // 32: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 33: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	23, // 34: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	30, // 13: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	2,  // 14: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 15: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 16: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 17: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	25, // 18: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	27, // 19: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 20: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 21: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	13, // 22: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 23: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 24: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	29, // 25: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	3,  // 26: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 27: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 28: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	24, // 29: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	26, // 30: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	28, // 31: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 32: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 33: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	16, // 34: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 35: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	23, // 36: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	31, // 37: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -2126,7 +2357,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

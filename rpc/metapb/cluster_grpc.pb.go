@@ -33,6 +33,7 @@ const (
 	Cluster_ListGroups_FullMethodName     = "/meta.v1.Cluster/ListGroups"
 	Cluster_ListNodes_FullMethodName      = "/meta.v1.Cluster/ListNodes"
 	Cluster_WatchDirectory_FullMethodName = "/meta.v1.Cluster/WatchDirectory"
+	Cluster_Backup_FullMethodName         = "/meta.v1.Cluster/Backup"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -50,6 +51,7 @@ type ClusterClient interface {
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	WatchDirectory(ctx context.Context, in *WatchDirectoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DirectoryUpdate], error)
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
 }
 
 type clusterClient struct {
@@ -179,6 +181,25 @@ func (c *clusterClient) WatchDirectory(ctx context.Context, in *WatchDirectoryRe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_WatchDirectoryClient = grpc.ServerStreamingClient[DirectoryUpdate]
 
+func (c *clusterClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[1], Cluster_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -194,6 +215,7 @@ type ClusterServer interface {
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -236,6 +258,9 @@ func (UnimplementedClusterServer) ListNodes(context.Context, *ListNodesRequest) 
 }
 func (UnimplementedClusterServer) WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error {
 	return status.Error(codes.Unimplemented, "method WatchDirectory not implemented")
+}
+func (UnimplementedClusterServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -449,6 +474,17 @@ func _Cluster_WatchDirectory_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_WatchDirectoryServer = grpc.ServerStreamingServer[DirectoryUpdate]
 
+func _Cluster_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -501,6 +537,11 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchDirectory",
 			Handler:       _Cluster_WatchDirectory_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Backup",
+			Handler:       _Cluster_Backup_Handler,
 			ServerStreams: true,
 		},
 	},

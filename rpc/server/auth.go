@@ -86,6 +86,7 @@ var methodPerms = map[string]perm{
 	"/meta.v1.Cluster/ListGroups":         permRead,
 	"/meta.v1.Cluster/ListNodes":          permRead,
 	"/meta.v1.Cluster/WatchDirectory":     permRead,
+	"/meta.v1.Cluster/Backup":             permAdmin,
 	"/meta.v1.Controller/RegisterBroker":  permBroker,
 	"/meta.v1.Controller/Heartbeat":       permBroker,
 	"/meta.v1.Controller/ReportConnector": permBroker,

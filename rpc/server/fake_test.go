@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -134,6 +135,9 @@ func (n *fakeNode) TransferLeader(context.Context, string, string) (string, erro
 	return "", errNoMembership
 }
 func (n *fakeNode) StateHash(group string) (state.Hash, error) { return n.machines[group].Hash() }
+func (n *fakeNode) Backup(context.Context, string) (*metapb.BackupHeader, io.ReadCloser, error) {
+	return nil, nil, errNoMembership
+}
 
 func (n *fakeNode) Propose(_ context.Context, group string, op *logpb.Op) (*logpb.Result, error) {
 	n.mu.Lock()

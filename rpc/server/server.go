@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -38,6 +39,10 @@ type Node interface {
 	DirectoryChanged() <-chan struct{}
 	TransferLeader(ctx context.Context, group, target string) (string, error)
 	StateHash(group string) (state.Hash, error)
+	// Backup exports a group's state once every write acknowledged before
+	// the call is applied here (see metapb.BackupRequest); closing the
+	// reader releases the export.
+	Backup(ctx context.Context, group string) (*metapb.BackupHeader, io.ReadCloser, error)
 	// Now is the node's clock, the one the leaders stamp entries with
 	// (remaining lease TTLs and due wills are judged by it).
 	Now() time.Time
