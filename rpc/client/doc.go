@@ -8,6 +8,9 @@
 // outcome is unknown is returned at once wrapped in ErrUnknownOutcome and is
 // never retried by the client.
 //
+// Backup and SaveBackup take online backups (Cluster.Backup); the backup
+// file's format and its reader (OpenBackup, Verify) are in backup.go.
+//
 // It imports only the public protos (rpc/metapb) and gRPC; never the
 // server's internals.
 package client
