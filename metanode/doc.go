@@ -37,6 +37,17 @@
 // reason. An error from a peer (transport.PeerError) is returned up as it
 // came.
 //
+// # Backup and restore
+//
+// backup.go: Node.Backup exports a group for an online backup after a
+// linearizable read barrier (one storage view, with its state hash).
+// restore.go: Restore lays out one initial member's data directory of a
+// NEW cluster from a verified backup: what a first start with the same
+// initial cluster would write (identity, each hosted group bootstrapped),
+// each group holding the backed-up state; metadata-0 without the old
+// cluster's record, members and directory, which the new cluster's first
+// metadata leader writes.
+//
 // # Running something on a group's leader
 //
 // onLeader is the one way: local when this node leads, else a peer call to

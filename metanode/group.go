@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/metamq/meta/rocks"
-	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/state"
@@ -100,11 +99,7 @@ type group struct {
 // newGroup opens a group's storage and starts its raft; start then starts
 // its goroutines.
 func newGroup(e *env, name string, parent context.Context) (*group, error) {
-	kindName, err := metapb.GroupKind(name)
-	if err != nil {
-		return nil, err
-	}
-	kind, err := sm.ParseKind(kindName)
+	kind, err := groupKind(name)
 	if err != nil {
 		return nil, err
 	}

@@ -436,25 +436,35 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 // configuration, so they agree; a node alone can never win an election in
 // a configuration of several voters.
 func (n *Node) bootstrap() error {
-	addr := map[string]string{}
-	for _, p := range n.identity.InitialMembers {
-		addr[p.Id] = p.Addr
-	}
-	for _, rec := range initialRecords(n.identity) {
-		g := n.hosted(rec.Name)
+	for name, conf := range initialConfigurations(n.identity) {
+		g := n.hosted(name)
 		if g == nil {
 			continue
 		}
-		var servers []raft.Server
-		for _, r := range rec.Replicas {
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(r.Node), Address: raft.ServerAddress(addr[r.Node])})
-		}
-		err := g.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		err := g.raft.BootstrapCluster(conf).Error()
 		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("metanode: bootstrap %s: %w", g.name, err)
 		}
 	}
 	return nil
+}
+
+// initialConfigurations returns the initial raft configuration of every
+// group of the initial directory: its replicas, all voters.
+func initialConfigurations(id *logpb.NodeIdentity) map[string]raft.Configuration {
+	addr := map[string]string{}
+	for _, p := range id.InitialMembers {
+		addr[p.Id] = p.Addr
+	}
+	out := map[string]raft.Configuration{}
+	for _, rec := range initialRecords(id) {
+		var servers []raft.Server
+		for _, r := range rec.Replicas {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(r.Node), Address: raft.ServerAddress(addr[r.Node])})
+		}
+		out[rec.Name] = raft.Configuration{Servers: servers}
+	}
+	return out
 }
 
 // checkClusterRecord makes sure metadata-0's cluster record matches this

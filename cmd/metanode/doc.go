@@ -5,6 +5,12 @@
 //
 //	metanode --config node.yaml [flags]                        (YAML keyed by flag names; flags win)
 //
+//	metanode restore --from FILE --id n1 --data-dir D --initial-cluster n1=A1,n2=A2,n3=A3
+//	                                                           (a new cluster from a backup of
+//	                                                           `metactl snapshot save`: run on every
+//	                                                           member, same file and list, then start
+//	                                                           each with --id and --data-dir)
+//
 // --metrics-listen ADDR serves /metrics, /livez and /readyz over HTTP.
 // SIGTERM or SIGINT shuts the node down in order within --shutdown-timeout.
 package main

@@ -1,0 +1,236 @@
+package metanode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rocks"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+)
+
+// Restoring a backup. A backup (metactl snapshot save) holds every group's
+// state at one applied index each. Restore lays out the data directory of
+// ONE initial member of a NEW cluster that starts from that state; every
+// initial member runs it with the same backup and the same configuration
+// (initial cluster, cluster id, replication factors), as each would start
+// a new cluster with the same flags, and each gets the groups the initial
+// directory places on it. The directory then holds what a first start
+// would have made (the node's identity, each hosted group bootstrapped
+// with its initial configuration), plus each group's backed-up data at
+// applied index 0 and the backup's revision; metadata-0 without the old
+// cluster's record, members and directory, which the new cluster's first
+// metadata leader records as in any new cluster. The node is then started
+// as on any later start (its data directory says everything).
+//
+// The directory is built beside DataDir (DataDir.restoring) and renamed
+// into place only once whole: a restore that fails leaves no DataDir.
+
+// RestoreGroup is one group of a backup that has been verified.
+type RestoreGroup struct {
+	Name string
+	// AppliedIndex, Revision, Hash and Keys are the backup's record of
+	// the group's state: the stream must say the same index and revision,
+	// and the restored state must hash the same.
+	AppliedIndex, Revision, Hash, Keys uint64
+	// Open returns the group's backup stream.
+	Open func() io.Reader
+}
+
+// Restore lays out cfg.DataDir for node cfg.ID of a new cluster
+// (cfg.InitialCluster, cfg.ClusterID, which must be set; the group counts
+// cfg.OffsetGroups and cfg.DataGroups, which must be the backup's) from
+// the backup's groups, which must be exactly the cluster's. DataDir must
+// not exist or be empty. It returns the groups it restored here.
+func Restore(cfg Config, groups []RestoreGroup) ([]string, error) {
+	if err := checkRestore(cfg, groups); err != nil {
+		return nil, err
+	}
+	if err := CheckBackup(groups); err != nil {
+		return nil, err
+	}
+	if entries, err := os.ReadDir(cfg.DataDir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("metanode: restore: data directory %s is not empty; restore into a new one", cfg.DataDir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("metanode: restore: %w", err)
+	}
+	final := cfg.DataDir
+	cfg.DataDir = filepath.Clean(final) + ".restoring"
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("metanode: restore: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("metanode: restore: %w", err)
+	}
+	hosted, err := layOut(cfg, groups)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(cfg.DataDir))
+	}
+	if err := os.Remove(final); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, errors.Join(fmt.Errorf("metanode: restore: %w", err), os.RemoveAll(cfg.DataDir))
+	}
+	if err := os.Rename(cfg.DataDir, final); err != nil {
+		return nil, errors.Join(fmt.Errorf("metanode: restore: %w", err), os.RemoveAll(cfg.DataDir))
+	}
+	return hosted, syncDir(filepath.Dir(final))
+}
+
+// checkRestore checks the configuration and that the backup holds exactly
+// the groups of a cluster of its shape, naming what is wrong.
+func checkRestore(cfg Config, groups []RestoreGroup) error {
+	var errs []error
+	if cfg.ID == "" {
+		errs = append(errs, errors.New("the node id (ID, --id) is required"))
+	}
+	if cfg.DataDir == "" {
+		errs = append(errs, errors.New("the data directory (DataDir, --data-dir) is required"))
+	}
+	if cfg.ClusterID == "" {
+		errs = append(errs, errors.New("the new cluster id (ClusterID) is required"))
+	}
+	if !slices.ContainsFunc(cfg.InitialCluster, func(p Peer) bool { return p.ID == cfg.ID }) {
+		errs = append(errs, fmt.Errorf("the initial cluster (InitialCluster, --initial-cluster) must list this node (%q)", cfg.ID))
+	}
+	if len(cfg.Join) > 0 {
+		errs = append(errs, errors.New("join (Join): a restored cluster is new; its nodes restore, none joins"))
+	}
+	if cfg.OffsetGroups < 1 || cfg.DataGroups < 1 {
+		errs = append(errs, fmt.Errorf("the backup's group counts (%d offset, %d data) must be at least 1", cfg.OffsetGroups, cfg.DataGroups))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("metanode: restore: %w", errors.Join(errs...))
+	}
+	var have []string
+	for _, g := range groups {
+		have = append(have, g.Name)
+	}
+	want := metapb.Groups(cfg.OffsetGroups, cfg.DataGroups)
+	if !slices.Equal(sorted(have), sorted(want)) {
+		return fmt.Errorf("metanode: restore: the backup holds groups %v; a cluster of %d offset and %d data groups has %v (a cluster whose groups were split cannot be restored yet)",
+			have, cfg.OffsetGroups, cfg.DataGroups, want)
+	}
+	return nil
+}
+
+// CheckBackup reads every group's backup stream whole and verifies it
+// (sm.CheckBackup: header and file checksums, sizes, the group's kind),
+// and that it is at the applied index and revision recorded for it,
+// writing nothing.
+func CheckBackup(groups []RestoreGroup) error {
+	for _, g := range groups {
+		kind, err := groupKind(g.Name)
+		if err != nil {
+			return fmt.Errorf("metanode: backup: %w", err)
+		}
+		info, err := sm.CheckBackup(g.Open(), kind)
+		if err != nil {
+			return fmt.Errorf("metanode: backup of %s: %w", g.Name, err)
+		}
+		if info.Applied.GetIndex() != g.AppliedIndex || info.Applied.GetRevision() != g.Revision {
+			return fmt.Errorf("metanode: backup of %s: the stream is at index %d, revision %d; the backup recorded index %d, revision %d",
+				g.Name, info.Applied.GetIndex(), info.Applied.GetRevision(), g.AppliedIndex, g.Revision)
+		}
+	}
+	return nil
+}
+
+func groupKind(name string) (sm.Kind, error) {
+	kindName, err := metapb.GroupKind(name)
+	if err != nil {
+		return 0, err
+	}
+	return sm.ParseKind(kindName)
+}
+
+// layOut writes the data directory cfg.DataDir (empty).
+func layOut(cfg Config, groups []RestoreGroup) ([]string, error) {
+	n := &Node{cfg: cfg, id: cfg.ID}
+	id, err := n.newIdentity(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	hosted := initialGroups(id)
+	opts := cfg.Rocks
+	opts.Dir = filepath.Join(cfg.DataDir, "db")
+	db, err := rocks.Open(opts, hosted)
+	if err != nil {
+		return nil, fmt.Errorf("metanode: restore: open rocksdb: %w", err)
+	}
+	defer db.Close()
+	confs := initialConfigurations(id)
+	for _, g := range groups {
+		if !slices.Contains(hosted, g.Name) {
+			continue
+		}
+		if err := restoreGroup(cfg, db, g, confs[g.Name]); err != nil {
+			return nil, fmt.Errorf("metanode: restore %s: %w", g.Name, err)
+		}
+	}
+	v, err := proto.Marshal(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Node().Put(keyIdentity, v, true); err != nil {
+		return nil, fmt.Errorf("metanode: restore: write identity: %w", err)
+	}
+	return hosted, db.Close()
+}
+
+// restoreGroup restores one group's data and bootstraps its raft with
+// conf, as a first start would.
+func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, conf raft.Configuration) error {
+	kind, err := groupKind(g.Name)
+	if err != nil {
+		return err
+	}
+	m, err := sm.New(sm.Config{Kind: kind, Group: g.Name, DB: db, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	snaps, err := sm.NewSnapStore(sm.SnapStoreConfig{Dir: filepath.Join(cfg.DataDir, "snapshots", g.Name), Machine: m, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	h, err := m.RestoreBackup(g.Open())
+	if err != nil {
+		return err
+	}
+	if h.Hash != g.Hash || h.Keys != g.Keys || h.Revision != g.Revision {
+		return fmt.Errorf("restored state hashes %016x (%d keys, revision %d); the backup recorded %016x (%d keys, revision %d)",
+			h.Hash, h.Keys, h.Revision, g.Hash, g.Keys, g.Revision)
+	}
+	logs, err := db.LogStore(g.Name)
+	if err != nil {
+		return err
+	}
+	stable, err := db.StableStore(g.Name)
+	if err != nil {
+		return err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	if err := raft.BootstrapCluster(rc, logs, stable, snaps, nil, conf); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, so that the entries made in it survive a
+// crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
