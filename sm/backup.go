@@ -47,7 +47,7 @@ func (m *Machine) Backup() (*Backup, error) {
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
-	dir, err := m.stagingDir()
+	dir, err := m.workSubdir("backup")
 	if err != nil {
 		return nil, err
 	}

@@ -827,14 +827,18 @@ func (m *Machine) restoreStream(r io.Reader) (*logpb.AppliedState, restoreOutcom
 // the store's work directory when a SnapStore serves the machine (the
 // same file system as the database, so ingestion links rather than
 // copies), else under the system's temporary directory.
-func (m *Machine) stagingDir() (string, error) {
+func (m *Machine) stagingDir() (string, error) { return m.workSubdir("restore") }
+
+// workSubdir makes a new empty directory named for what (restore,
+// backup) where stagingDir says.
+func (m *Machine) workSubdir(what string) (string, error) {
 	parent := ""
 	if p := m.workDir.Load(); p != nil {
 		parent = *p
 	}
-	dir, err := os.MkdirTemp(parent, "restore-")
+	dir, err := os.MkdirTemp(parent, what+"-")
 	if err != nil {
-		return "", fmt.Errorf("sm: restore: %w", err)
+		return "", fmt.Errorf("sm: %s: %w", what, err)
 	}
 	return dir, nil
 }
