@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // restoreCmd runs `metanode restore` in process, as the binary would.
@@ -94,6 +99,9 @@ func TestBackupWipeRestore(t *testing.T) {
 	if _, err := os.Stat(file + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("save left %s.tmp behind (stat: %v)", file, err)
 	}
+	if _, err := cl.Backup(ctx, "data-9", io.Discard); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "group") {
+		t.Fatalf("backup of a group the cluster lacks: got %v, want InvalidArgument naming group", err)
+	}
 	if got, want := len(man.Groups), 5; got != want {
 		t.Fatalf("backup of %d groups, want %d", got, want)
 	}
@@ -138,10 +146,15 @@ func TestBackupWipeRestore(t *testing.T) {
 	}
 	cl = c.Client("")
 
-	ms, err := cl.Members(ctx)
-	if err != nil {
-		t.Fatalf("members of the restored cluster: %v", err)
-	}
+	// The new cluster's record is written by its first metadata leader.
+	var ms *metapb.MembersResponse
+	poll.For(t, "the restored cluster's record", 30*time.Second, func() error {
+		ms, err = cl.Members(ctx)
+		if err != nil {
+			return err
+		}
+		return poll.Check(ms.ClusterId != "", "no cluster record yet")
+	})
 	if ms.ClusterId == "" || ms.ClusterId == old.ClusterId || len(ms.Members) != 3 {
 		t.Fatalf("restored cluster: id %q with %d members, want a new id (not %q) and 3 members", ms.ClusterId, len(ms.Members), old.ClusterId)
 	}
