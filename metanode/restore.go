@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,7 @@ import (
 	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // Restoring a backup. A backup (metactl snapshot save) holds every group's
@@ -166,11 +168,15 @@ func layOut(cfg Config, groups []RestoreGroup) ([]string, error) {
 	}
 	defer db.Close()
 	confs := initialConfigurations(id)
+	recs := map[string]*logpb.GroupRecord{}
+	for _, rec := range initialRecords(id) {
+		recs[rec.Name] = rec
+	}
 	for _, g := range groups {
 		if !slices.Contains(hosted, g.Name) {
 			continue
 		}
-		if err := restoreGroup(cfg, db, g, confs[g.Name]); err != nil {
+		if err := restoreGroup(cfg, db, g, recs[g.Name], confs[g.Name]); err != nil {
 			return nil, fmt.Errorf("metanode: restore %s: %w", g.Name, err)
 		}
 	}
@@ -185,8 +191,11 @@ func layOut(cfg Config, groups []RestoreGroup) ([]string, error) {
 }
 
 // restoreGroup restores one group's data and bootstraps its raft with
-// conf, as a first start would.
-func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, conf raft.Configuration) error {
+// conf, as a first start would. rec is the group's record in the new
+// cluster's initial directory: a data or offset group must own the ranges
+// it gives it (a cluster routing otherwise, e.g. one created before
+// ranges, would send keys to the wrong group).
+func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, rec *logpb.GroupRecord, conf raft.Configuration) error {
 	kind, err := groupKind(g.Name)
 	if err != nil {
 		return err
@@ -207,6 +216,13 @@ func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, conf raft.Configurat
 	if h.Hash != g.Hash || h.Keys != g.Keys || h.Revision != g.Revision {
 		return fmt.Errorf("restored state hashes %016x (%d keys, revision %d); the backup recorded %016x (%d keys, revision %d)",
 			h.Hash, h.Keys, h.Revision, g.Hash, g.Keys, g.Revision)
+	}
+	if own := m.Ownership(); own != nil && kind != sm.KindMetadata {
+		want := &logpb.Ownership{Owned: rec.GetRanges()}
+		if !proto.Equal(own, want) {
+			return fmt.Errorf("the backup's group owns %s; a new cluster of its shape gives it %s: its cluster routes keys otherwise (one created before ranges, or rebalanced), which a restore cannot carry yet",
+				rangesText(own), rangesText(want))
+		}
 	}
 	logs, err := db.LogStore(g.Name)
 	if err != nil {
@@ -233,4 +249,18 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+func rangesText(o *logpb.Ownership) string {
+	if o.Legacy {
+		return "whatever is sent to it (routing by shard)"
+	}
+	var b strings.Builder
+	for _, r := range o.Owned {
+		fmt.Fprintf(&b, "[%d,%d)@%d ", r.Lo, r.Hi, r.Version)
+	}
+	if b.Len() == 0 {
+		return "nothing"
+	}
+	return strings.TrimSpace(b.String())
 }
