@@ -67,6 +67,10 @@ type RunOptions struct {
 	// SnapshotInterval is passed as --snapshot-interval when positive;
 	// only binaries that have the flag accept it.
 	SnapshotInterval time.Duration
+	// HashCheckInterval is passed as --hash-check-interval when positive
+	// (replica hash checks within a run's minutes; metanode's default is
+	// 5m); only binaries that have the flag accept it.
+	HashCheckInterval time.Duration
 	// BrokerHeartbeat and BrokerSessionTimeout are passed as
 	// --broker-heartbeat-interval and --broker-session-timeout when
 	// positive (zero: metanode's defaults, 2s and 6s). Runs with the
@@ -207,6 +211,9 @@ func (o RunOptions) nodeArgs(node string, members []string, join bool) []string 
 	if o.SnapshotInterval > 0 {
 		args = append(args, "--snapshot-interval", o.SnapshotInterval.String())
 	}
+	if o.HashCheckInterval > 0 {
+		args = append(args, "--hash-check-interval", o.HashCheckInterval.String())
+	}
 	if o.BrokerHeartbeat > 0 {
 		args = append(args, "--broker-heartbeat-interval", o.BrokerHeartbeat.String())
 	}
@@ -293,6 +300,7 @@ type runOptionsRecord struct {
 	SnapshotThreshold uint64                 `json:"snapshot_threshold,omitempty"`
 	TrailingLogs      uint64                 `json:"trailing_logs,omitempty"`
 	SnapshotInterval  time.Duration          `json:"snapshot_interval_ns,omitempty"`
+	HashCheckInterval time.Duration          `json:"hash_check_interval_ns,omitempty"`
 	BrokerHeartbeat   time.Duration          `json:"broker_heartbeat_ns,omitempty"`
 	BrokerTimeout     time.Duration          `json:"broker_session_timeout_ns,omitempty"`
 	ExtraFlags        []string               `json:"extra_flags,omitempty"`
@@ -353,7 +361,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 		Options: runOptionsRecord{Nodes: opts.Nodes, Kinds: opts.Kinds, Duration: opts.Duration, Env: opts.Env,
 			Spare: opts.Spare, OffsetGroups: opts.OffsetGroups, DataGroups: opts.DataGroups, ReplicationFactor: opts.ReplicationFactor,
 			SnapshotThreshold: opts.SnapshotThreshold, TrailingLogs: opts.TrailingLogs,
-			SnapshotInterval: opts.SnapshotInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
+			SnapshotInterval: opts.SnapshotInterval, HashCheckInterval: opts.HashCheckInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
 			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController, TLS: opts.TLS,
 			Workload: opts.Workload}}
 	finish := func(runErr error) (*RunReport, error) {

@@ -113,7 +113,7 @@ func sameFault(a, b verify.Fault) bool {
 func stripStart(f verify.Fault) verify.Fault { f.Start = 0; return f }
 
 func TestNodeArgs(t *testing.T) {
-	o := RunOptions{OffsetGroups: 2, DataGroups: 3, ReplicationFactor: 3, SnapshotThreshold: 256, TrailingLogs: 64, SnapshotInterval: time.Second,
+	o := RunOptions{OffsetGroups: 2, DataGroups: 3, ReplicationFactor: 3, SnapshotThreshold: 256, TrailingLogs: 64, SnapshotInterval: time.Second, HashCheckInterval: 2 * time.Second,
 		BrokerHeartbeat: 500 * time.Millisecond, BrokerSessionTimeout: 2 * time.Second,
 		ExtraFlags: []string{"--log-level", "debug"}}
 	members := []string{"n1", "n2", "n3"}
@@ -124,10 +124,10 @@ func TestNodeArgs(t *testing.T) {
 	}{
 		{"form", false, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
 			"--initial-cluster n1=n1:7000,n2=n2:7000,n3=n3:7000 --offset-groups 2 --data-groups 3 --replication-factor 3 " +
-			"--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s " +
+			"--snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s --hash-check-interval 2s " +
 			"--broker-heartbeat-interval 500ms --broker-session-timeout 2s --log-level debug"},
 		{"join asks the others", true, "--id n2 --data-dir /data --listen 0.0.0.0:7000 --advertise n2:7000 " +
-			"--join n1:7000,n3:7000 --snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s " +
+			"--join n1:7000,n3:7000 --snapshot-threshold 256 --trailing-logs 64 --snapshot-interval 1s --hash-check-interval 2s " +
 			"--broker-heartbeat-interval 500ms --broker-session-timeout 2s --log-level debug"},
 	}
 	for _, tt := range tests {
@@ -138,7 +138,7 @@ func TestNodeArgs(t *testing.T) {
 		})
 	}
 	if got := strings.Join(RunOptions{}.nodeArgs("n1", []string{"n1"}, false), " "); strings.Contains(got, "snapshot") ||
-		strings.Contains(got, "groups") || strings.Contains(got, "broker") || strings.Contains(got, "replication") {
+		strings.Contains(got, "groups") || strings.Contains(got, "broker") || strings.Contains(got, "replication") || strings.Contains(got, "hash") {
 		t.Errorf("zero options: got %s, want no group, replication, snapshot or broker flags", got)
 	}
 }

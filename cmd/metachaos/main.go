@@ -69,6 +69,7 @@ type suite struct {
 	replicationFactor                 int
 	snapshotThreshold, trailingLogs   uint64
 	snapshotInterval                  time.Duration
+	hashCheckInterval                 time.Duration
 	// workload is verify's workload set; the broker settings shape its
 	// controller workload and the nodes' controllers.
 	workload, atController                      string
@@ -98,6 +99,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf.Uint64Var(&s.snapshotThreshold, "snapshot-threshold", 256, "nodes' --snapshot-threshold (small, so snapshots happen within a run)")
 	pf.Uint64Var(&s.trailingLogs, "trailing-logs", 64, "nodes' --trailing-logs (small, so a lagging follower needs a snapshot)")
 	pf.DurationVar(&s.snapshotInterval, "snapshot-interval", time.Second, "nodes' --snapshot-interval, passed only if the binary has that flag")
+	pf.DurationVar(&s.hashCheckInterval, "hash-check-interval", 2*time.Second, "nodes' --hash-check-interval (replica hash checks; a replica fenced by mistake fails convergence), passed only if the binary has that flag; 0: metanode's default")
 	pf.BoolVar(&s.spare, "spare", true, "create a spare node for member op=add")
 	pf.BoolVar(&s.tls, "tls", false, "mutual TLS and authentication on every node (the harness connects as an admin); smoke plays its last run (membership) with TLS whatever this says")
 	pf.BoolVar(&s.keepData, "keep-data", false, "keep the nodes' data directories of passing runs too")
@@ -334,6 +336,10 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			fmt.Fprintf(s.stderr, "metachaos: note: %s has no --snapshot-interval flag; raft snapshots every 2-4 minutes, so a lag fault rarely forces a snapshot install within a run\n", binary)
 		}
 	}
+	hashChecks := time.Duration(0)
+	if s.hashCheckInterval > 0 && hasFlag(ctx, binary, "--hash-check-interval") {
+		hashChecks = s.hashCheckInterval
+	}
 	if s.replicationFactor > 0 && !hasFlag(ctx, binary, "--replication-factor") {
 		return fmt.Errorf("--replication-factor: %s has no --replication-factor flag", binary)
 	}
@@ -386,7 +392,7 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 				Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
 				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups, ReplicationFactor: s.replicationFactor,
 				SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
-				BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
+				HashCheckInterval: hashChecks, BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
 				KeepData: s.keepData, Meta: meta, Progress: pr.update, Log: log, TLS: p.tls, WriteCerts: transport.WriteDevCerts,
 			})
 			pr.done()
