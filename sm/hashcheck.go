@@ -3,6 +3,7 @@ package sm
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/metamq/meta/rocks"
@@ -57,7 +58,7 @@ func (m *Machine) startHash(st *logpb.AppliedState) {
 	}
 	m.hashes[st.Index] = hc
 	for len(m.hashes) > hashChecksKept {
-		delete(m.hashes, slices.Min(mapKeys(m.hashes)))
+		delete(m.hashes, slices.Min(slices.Collect(maps.Keys(m.hashes))))
 	}
 	m.hashing.Add(1)
 	m.hashMu.Unlock()
@@ -70,14 +71,6 @@ func (m *Machine) startHash(st *logpb.AppliedState) {
 			m.log.Debug("hash check", "index", at.Index, "hash", hc.sum.Hash, "keys", hc.sum.Keys)
 		}
 	}()
-}
-
-func mapKeys[V any](m map[uint64]V) []uint64 {
-	out := make([]uint64, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // HashAt returns this replica's digest of its state as of the hash check
