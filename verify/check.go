@@ -309,13 +309,13 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 	parts = append(parts, grpParts...)
 
 	start := time.Now()
-	verdicts, longest, info := checkPartitions(model(), parts, timeout)
+	verdicts, longest, info, stopped := checkPartitions(model(), parts, timeout)
 
 	l := &Linearizability{parts: parts, info: info}
 	problems := map[string][]string{CheckerKV: kvProblems, CheckerOffsets: offProblems}
 	for _, name := range []string{CheckerKV, CheckerOffsets, CheckerOffsetsGroup} {
 		r := CheckResult{Checker: name, Verdict: Valid, Elapsed: time.Since(start)}
-		details := judgePartitions(&r, parts, verdicts, longest, name+" ", timeout)
+		details := judgePartitions(&r, parts, verdicts, longest, name+" ", timeout, stopped)
 		for _, p := range problems[name] {
 			details = append(details, "malformed response: "+p)
 		}
@@ -337,7 +337,7 @@ func CheckLinearizability(ops []Op, timeout time.Duration) *Linearizability {
 // details that say so: each partition not linearizable (its name after
 // prefix) with its longest linearizable prefix, how many were undecided
 // within timeout and how many unknown writes pruning left out.
-func judgePartitions(r *CheckResult, parts []partition, verdicts []Verdict, longest []int, prefix string, timeout time.Duration) []string {
+func judgePartitions(r *CheckResult, parts []partition, verdicts []Verdict, longest []int, prefix string, timeout time.Duration, stopped bool) []string {
 	var details []string
 	pruned := 0
 	for i, p := range parts {
@@ -356,7 +356,11 @@ func judgePartitions(r *CheckResult, parts []partition, verdicts []Verdict, long
 			r.Undecided = append(r.Undecided, p.Name)
 		}
 	}
-	if len(r.Undecided) > 0 {
+	switch {
+	case len(r.Undecided) > 0 && stopped:
+		details = append(details, fmt.Sprintf("%d partitions undecided: the search was stopped when the process's heap passed %d MiB (META_CHECK_HEAP_MIB)",
+			len(r.Undecided), heapBudget>>20))
+	case len(r.Undecided) > 0:
 		details = append(details, fmt.Sprintf("%d partitions undecided within %s (and a last check alone within %s for all of them)",
 			len(r.Undecided), timeout, aloneFactor*timeout))
 	}

@@ -586,9 +586,9 @@ func (s *SessionsCheck) Visualize(w io.Writer) error {
 func CheckSessions(ops []BrokerOp, m int, timeout time.Duration) *SessionsCheck {
 	start := time.Now()
 	parts, problems := sessionPartitions(ops, m)
-	verdicts, longest, info := checkPartitions(sessionsModel(), parts, timeout)
+	verdicts, longest, info, stopped := checkPartitions(sessionsModel(), parts, timeout)
 	r := CheckResult{Checker: CheckerSessions, Verdict: Valid}
-	details := judgePartitions(&r, parts, verdicts, longest, "", timeout)
+	details := judgePartitions(&r, parts, verdicts, longest, "", timeout, stopped)
 	for _, p := range problems {
 		details = append(details, "bad response: "+p)
 	}
@@ -653,8 +653,10 @@ var checkOne = func(m porcupine.Model, ops []porcupine.Operation, timeout time.D
 // linearization are checked again one by one (concurrently, each bounded
 // by timeout), and then lastPass gives those still undecided one more
 // chance. It returns a verdict and the longest linearizable prefix per
-// partition. CheckLinearizability and CheckSessions both check with it.
-func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration) ([]Verdict, []int, porcupine.LinearizationInfo) {
+// partition, and whether the searches were stopped at the heap budget
+// (see heapGuard; the partitions undecided then are Unknown).
+// CheckLinearizability and CheckSessions both check with it.
+func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration) ([]Verdict, []int, porcupine.LinearizationInfo, bool) {
 	var history []porcupine.Operation
 	for i := range parts {
 		for _, op := range parts[i].Ops {
@@ -662,9 +664,13 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 			history = append(history, op)
 		}
 	}
+	guard := guardHeap(heapBudget)
+	defer guard.close()
+	m = guard.model(m)
 	start := time.Now()
 	res, info := checkAll(m, history, timeout)
 	timedOut := res == porcupine.Unknown || timeout > 0 && time.Since(start) >= timeout
+	stopped := guard.over.Load()
 	verdicts := make([]Verdict, len(parts))
 	longest := make([]int, len(parts))
 	partials := info.PartialLinearizations()
@@ -682,6 +688,8 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 		switch {
 		case complete:
 			verdicts[i] = Valid
+		case stopped:
+			verdicts[i] = Unknown
 		case timedOut:
 			recheck = append(recheck, i)
 		default:
@@ -693,12 +701,12 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 		single.Partition = nil
 		var wg sync.WaitGroup
 		for _, i := range recheck {
-			wg.Go(func() { verdicts[i] = checkOne(single, parts[i].Ops, timeout) })
+			wg.Go(func() { verdicts[i] = guard.verdict(checkOne(single, parts[i].Ops, timeout)) })
 		}
 		wg.Wait()
-		lastPass(single, parts, verdicts, recheck, aloneFactor*timeout)
+		lastPass(single, parts, verdicts, recheck, aloneFactor*timeout, guard)
 	}
-	return verdicts, longest, info
+	return verdicts, longest, info, stopped
 }
 
 // lastPass checks the partitions of recheck still Unknown once more, alone
@@ -714,7 +722,7 @@ func checkPartitions(m porcupine.Model, parts []partition, timeout time.Duration
 // partition, and came out undecided. Here it has the CPU the process has.
 // The budget is shared so that a history with many undecided partitions
 // (a planted bug's, say) costs one budget, not one per partition.
-func lastPass(m porcupine.Model, parts []partition, verdicts []Verdict, recheck []int, budget time.Duration) {
+func lastPass(m porcupine.Model, parts []partition, verdicts []Verdict, recheck []int, budget time.Duration, guard *heapGuard) {
 	invalid := map[string]bool{}
 	var todo []int
 	for i := range parts {
@@ -731,9 +739,9 @@ func lastPass(m porcupine.Model, parts []partition, verdicts []Verdict, recheck 
 	deadline := time.Now().Add(budget)
 	for _, i := range todo {
 		left := time.Until(deadline)
-		if left <= 0 {
+		if left <= 0 || guard.over.Load() {
 			return
 		}
-		verdicts[i] = checkOne(m, parts[i].Ops, left)
+		verdicts[i] = guard.verdict(checkOne(m, parts[i].Ops, left))
 	}
 }

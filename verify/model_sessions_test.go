@@ -156,7 +156,7 @@ func TestLastPassIsBoundedAndSkipsWhatIsSettled(t *testing.T) {
 	}
 	parts := []partition{part(CheckerKV, 3), part(CheckerKV, 2), part(CheckerKV, 4)}
 	verdicts := []Verdict{Unknown, Unknown, Unknown}
-	lastPass(model(), parts, verdicts, []int{0, 1, 2}, 10*time.Millisecond)
+	lastPass(model(), parts, verdicts, []int{0, 1, 2}, 10*time.Millisecond, guardHeap(0))
 	if !slices.Equal(checked, []int{2}) {
 		t.Fatalf("checked partitions of sizes %v, want only the smallest, [2], within one budget", checked)
 	}
@@ -164,7 +164,7 @@ func TestLastPassIsBoundedAndSkipsWhatIsSettled(t *testing.T) {
 	checked = nil
 	parts = append(parts, part(CheckerOffsets, 5), part(CheckerKV, 1))
 	verdicts = []Verdict{Unknown, Unknown, Unknown, Unknown, Invalid}
-	lastPass(model(), parts, verdicts, []int{0, 1, 2, 3}, 10*time.Millisecond)
+	lastPass(model(), parts, verdicts, []int{0, 1, 2, 3}, 10*time.Millisecond, guardHeap(0))
 	if !slices.Equal(checked, []int{5}) {
 		t.Fatalf("checked partitions of sizes %v, want only the offsets one, [5] (kv is already invalid)", checked)
 	}
