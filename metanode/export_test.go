@@ -1,6 +1,10 @@
 package metanode
 
-import "github.com/metamq/meta/sm"
+import (
+	"context"
+
+	"github.com/metamq/meta/sm"
+)
 
 // FSM returns the state machine of a group on this node, for tests.
 func (n *Node) FSM(group string) *sm.Machine {
@@ -21,3 +25,25 @@ func (n *Node) DamageForTest(group string, key, value []byte) error {
 	}
 	return sp.Put(key, value, false)
 }
+
+// CompactEventsForTest runs one round of change-log compaction of group on
+// this node (its leader) and returns how many entries it proposed.
+func (n *Node) CompactEventsForTest(ctx context.Context, group string) (int, error) {
+	g, err := n.group(group)
+	if err != nil {
+		return 0, err
+	}
+	return g.compactEvents(ctx), nil
+}
+
+// SetCompactChunkForTest sets how many revisions one compaction entry
+// covers, until the test ends. Call it before the cluster starts.
+func SetCompactChunkForTest(t interface{ Cleanup(func()) }, n uint64) {
+	saved := compactChunk
+	compactChunk = n
+	t.Cleanup(func() { compactChunk = saved })
+}
+
+// CompactChunksPerRound is how many compaction entries one round proposes
+// at the most.
+const CompactChunksPerRound = compactChunksPerRound
