@@ -212,7 +212,7 @@ func TestRestartCatchesUp(t *testing.T) {
 // A node that fell behind past log compaction is brought back by a
 // snapshot install, and its state hash then equals the leader's.
 func TestSnapshotInstallForLaggingNode(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{Configure: func(cfg *metanode.Config) {
+	c := metanodetest.Start(t, metanodetest.Options{Metrics: true, Configure: func(cfg *metanode.Config) {
 		cfg.SnapshotThreshold = 64
 		cfg.TrailingLogs = 16
 		cfg.SnapshotInterval = 200 * time.Millisecond
@@ -249,6 +249,16 @@ func TestSnapshotInstallForLaggingNode(t *testing.T) {
 	}
 	if _, ok := get(t, local, "k399", metapb.ReadConsistency_READ_CONSISTENCY_STALE); !ok {
 		t.Fatalf("%s lacks k399 after catching up", victim)
+	}
+	// The transfer is in the metrics: the restarted node installed a
+	// snapshot, and some node built one from its files to send.
+	grp := map[string]string{"group": g}
+	vm := scrape(t, c.Running(victim).MetricsAddr())
+	if n, b := value(vm, "meta_group_snapshot_restores", grp), value(vm, "meta_group_snapshot_restore_bytes_total", grp); n < 1 || b <= 0 {
+		t.Errorf("%s's metrics: %v snapshot restores of %v bytes, want at least 1 of more than 0", victim, n, b)
+	}
+	if n, b := total(t, c, "meta_group_snapshot_exports", grp), total(t, c, "meta_group_snapshot_export_bytes_total", grp); n < 1 || b <= 0 {
+		t.Errorf("the nodes' metrics: %v snapshot exports of %v bytes, want at least 1 of more than 0", n, b)
 	}
 	// Same applied index, same state hash.
 	poll.For(t, "the same state on the leader and the restored node", 30*time.Second, func() error {

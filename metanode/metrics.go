@@ -65,18 +65,23 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 type collector struct{ n *Node }
 
 var (
-	descTerm     = prometheus.NewDesc("meta_group_term", "Current raft term of the group on this replica.", []string{"group"}, nil)
-	descLeader   = prometheus.NewDesc("meta_group_is_leader", "1 when this replica leads the group.", []string{"group"}, nil)
-	descHasLead  = prometheus.NewDesc("meta_group_has_leader", "1 when this replica knows a leader of the group.", []string{"group"}, nil)
-	descCommit   = prometheus.NewDesc("meta_group_commit_index", "Raft commit index known to this replica.", []string{"group"}, nil)
-	descApplied  = prometheus.NewDesc("meta_group_applied_index", "Index the state machine has applied on this replica.", []string{"group"}, nil)
-	descLastLog  = prometheus.NewDesc("meta_group_last_log_index", "Last index in this replica's raft log.", []string{"group"}, nil)
-	descSnapshot = prometheus.NewDesc("meta_group_snapshot_index", "Index of this replica's latest raft snapshot.", []string{"group"}, nil)
-	descHalted   = prometheus.NewDesc("meta_group_halted", "1 when this replica stopped applying at an entry it cannot apply (sm/halt.go; /readyz names it).", []string{"group"}, nil)
-	descQueue    = prometheus.NewDesc("meta_group_proposal_queue", "Client operations waiting to be packed into a raft entry.", []string{"group"}, nil)
-	descInflight = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
-	descGroups   = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
-	descReady    = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
+	descTerm         = prometheus.NewDesc("meta_group_term", "Current raft term of the group on this replica.", []string{"group"}, nil)
+	descLeader       = prometheus.NewDesc("meta_group_is_leader", "1 when this replica leads the group.", []string{"group"}, nil)
+	descHasLead      = prometheus.NewDesc("meta_group_has_leader", "1 when this replica knows a leader of the group.", []string{"group"}, nil)
+	descCommit       = prometheus.NewDesc("meta_group_commit_index", "Raft commit index known to this replica.", []string{"group"}, nil)
+	descApplied      = prometheus.NewDesc("meta_group_applied_index", "Index the state machine has applied on this replica.", []string{"group"}, nil)
+	descLastLog      = prometheus.NewDesc("meta_group_last_log_index", "Last index in this replica's raft log.", []string{"group"}, nil)
+	descSnapshot     = prometheus.NewDesc("meta_group_snapshot_index", "Index of this replica's latest raft snapshot.", []string{"group"}, nil)
+	descHalted       = prometheus.NewDesc("meta_group_halted", "1 when this replica stopped applying at an entry it cannot apply (sm/halt.go; /readyz names it).", []string{"group"}, nil)
+	descQueue        = prometheus.NewDesc("meta_group_proposal_queue", "Client operations waiting to be packed into a raft entry.", []string{"group"}, nil)
+	descInflight     = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
+	descSnapExports  = prometheus.NewDesc("meta_group_snapshot_exports", "Snapshots this replica built from its RocksDB files to send (to a lagging follower or a new replica): count and seconds spent building them.", []string{"group"}, nil)
+	descSnapExportB  = prometheus.NewDesc("meta_group_snapshot_export_bytes_total", "Bytes of the snapshots this replica built to send.", []string{"group"}, nil)
+	descSnapRestores = prometheus.NewDesc("meta_group_snapshot_restores", "Snapshots this replica installed: count and seconds spent installing them.", []string{"group"}, nil)
+	descSnapRestoreB = prometheus.NewDesc("meta_group_snapshot_restore_bytes_total", "Bytes of the snapshots this replica installed.", []string{"group"}, nil)
+	descSnapRefused  = prometheus.NewDesc("meta_group_snapshot_restores_refused_total", "Snapshots this replica refused to install (older than its state, corrupt, or of another kind), its state left as it was.", []string{"group"}, nil)
+	descGroups       = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
+	descReady        = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
 )
 
 // rocksFigure is one RocksDB figure: how it is described and exported, and
@@ -131,7 +136,8 @@ var rocksFigures = []rocksFigure{
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
-		descSnapshot, descHalted, descQueue, descInflight, descGroups, descReady} {
+		descSnapshot, descHalted, descQueue, descInflight, descGroups, descReady,
+		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused} {
 		ch <- d
 	}
 	for _, f := range rocksFigures {
@@ -163,6 +169,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descHalted, b2f(g.fsm.Halted() != nil), g.name)
 		gauge(descQueue, float64(len(g.proposals)), g.name)
 		gauge(descInflight, float64(len(g.inflight)), g.name)
+		st := g.fsm.SnapshotStats()
+		ch <- prometheus.MustNewConstSummary(descSnapExports, st.Exports, st.ExportSeconds, nil, g.name)
+		ch <- prometheus.MustNewConstMetric(descSnapExportB, prometheus.CounterValue, float64(st.ExportBytes), g.name)
+		ch <- prometheus.MustNewConstSummary(descSnapRestores, st.Restores, st.RestoreSeconds, nil, g.name)
+		ch <- prometheus.MustNewConstMetric(descSnapRestoreB, prometheus.CounterValue, float64(st.RestoreBytes), g.name)
+		ch <- prometheus.MustNewConstMetric(descSnapRefused, prometheus.CounterValue, float64(st.Refused), g.name)
 	}
 	s := n.db.Stats()
 	for _, f := range rocksFigures {

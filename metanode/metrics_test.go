@@ -45,7 +45,7 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 }
 
 // value is the sum of a family's samples whose labels include want (a
-// histogram counts its observations).
+// histogram or a summary counts its observations).
 func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	f := fams[name]
 	if f == nil {
@@ -70,6 +70,8 @@ next:
 			sum += m.Gauge.GetValue()
 		case m.Histogram != nil:
 			sum += float64(m.Histogram.GetSampleCount())
+		case m.Summary != nil:
+			sum += float64(m.Summary.GetSampleCount())
 		}
 	}
 	return sum

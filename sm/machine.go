@@ -67,6 +67,9 @@ type Machine struct {
 	// below it.
 	halted atomic.Pointer[HaltError]
 
+	// snaps counts the snapshots exported and restored (SnapshotStats).
+	snaps snapCounters
+
 	// Hash checks (hashcheck.go): the recent digests by index, and the
 	// goroutines computing them (Close waits for them: they read the DB).
 	hashMu  sync.Mutex

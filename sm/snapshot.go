@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -642,6 +644,49 @@ func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
 	return &marker{kind: m.kind, st: &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}}, nil
 }
 
+// SnapshotStats are the counts of a replica's snapshot transfers since it
+// was opened: the snapshots exported from its RocksDB files to be sent (to
+// a lagging follower or a new replica), and those it restored (installed)
+// or refused, with the time each took and their bytes.
+type SnapshotStats struct {
+	Exports        uint64
+	ExportSeconds  float64
+	ExportBytes    uint64
+	Restores       uint64
+	RestoreSeconds float64
+	RestoreBytes   uint64
+	Refused        uint64
+}
+
+// snapCounters hold SnapshotStats as they are counted.
+type snapCounters struct {
+	exports, exportNanos, exportBytes    atomic.Uint64
+	restores, restoreNanos, restoreBytes atomic.Uint64
+	refused                              atomic.Uint64
+}
+
+func (c *snapCounters) exported(took time.Duration, bytes int64) {
+	c.exports.Add(1)
+	c.exportNanos.Add(uint64(took))
+	c.exportBytes.Add(uint64(max(bytes, 0)))
+}
+
+func (c *snapCounters) restored(took time.Duration, bytes int64) {
+	c.restores.Add(1)
+	c.restoreNanos.Add(uint64(took))
+	c.restoreBytes.Add(uint64(max(bytes, 0)))
+}
+
+// SnapshotStats returns the counts so far.
+func (m *Machine) SnapshotStats() SnapshotStats {
+	c := &m.snaps
+	return SnapshotStats{
+		Exports: c.exports.Load(), ExportSeconds: time.Duration(c.exportNanos.Load()).Seconds(), ExportBytes: c.exportBytes.Load(),
+		Restores: c.restores.Load(), RestoreSeconds: time.Duration(c.restoreNanos.Load()).Seconds(), RestoreBytes: c.restoreBytes.Load(),
+		Refused: c.refused.Load(),
+	}
+}
+
 // restoreOutcome tells a snapshot source how Restore ended.
 type restoreOutcome int
 
@@ -701,6 +746,7 @@ func (m *Machine) stale(index uint64) error {
 // can use.
 func (m *Machine) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	start := time.Now()
 	var src *snapSource
 	// raft hands Restore the store's reader wrapped (to count its bytes).
 	inner := io.ReadCloser(rc)
@@ -725,6 +771,9 @@ func (m *Machine) Restore(rc io.ReadCloser) error {
 	} else {
 		st, outcome, err = m.restoreStream(rc)
 	}
+	if outcome == restoreRefused {
+		m.snaps.refused.Add(1)
+	}
 	var se *staleError
 	if errors.As(err, &se) {
 		m.refusedStale(se)
@@ -733,6 +782,11 @@ func (m *Machine) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	var bytes int64
+	if src != nil && src.header != nil {
+		bytes, _ = src.header.streamSize()
+	}
+	m.snaps.restored(time.Since(start), bytes)
 	m.log.Info("restored snapshot", "index", st.Index, "revision", st.Revision)
 	return nil
 }

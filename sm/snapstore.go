@@ -547,6 +547,7 @@ func (s *SnapStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 		src.format = formatFiles
 		var dir string
 		dir, err = os.MkdirTemp(s.work, "export-")
+		start := time.Now()
 		if err == nil {
 			src.dir, src.export = dir, true
 			src.header, err = s.m.export(src.dir, sm.Index, sm.Term, sm.Applied.Index, s.fileBytes)
@@ -555,6 +556,7 @@ func (s *SnapStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 			size, err = src.header.streamSize()
 		}
 		if err == nil {
+			s.m.snaps.exported(time.Since(start), size)
 			s.log.Info("exported a snapshot to send", "id", id, "index", sm.Index, "applied", src.header.Applied.Index,
 				"files", len(src.header.Files), "bytes", size)
 		}
