@@ -313,6 +313,9 @@ func (n *Node) openDB(dir string, groups []string) error {
 	opts.Dir = dir
 	db, err := rocks.Open(opts, groups)
 	if err != nil {
+		if errors.Is(err, rocks.ErrCorruptFiles) {
+			return fmt.Errorf("metanode: open rocksdb: %w (this node's copy cannot be trusted: remove the member, `metactl member remove %s`, wipe %s, and add it back empty with `metactl member add` and `metanode --join`; the other replicas hold the data)", err, n.cfg.ID, n.cfg.DataDir)
+		}
 		return fmt.Errorf("metanode: open rocksdb: %w", err)
 	}
 	n.db = db

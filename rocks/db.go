@@ -143,6 +143,9 @@ func Open(opts Options, groups []string) (*DB, error) {
 	rdb, handles, err := grocksdb.OpenDbColumnFamilies(nat.opts, opts.Dir, names, cfOpts)
 	if err != nil {
 		nat.destroy()
+		if corruption(err) {
+			return nil, fmt.Errorf("rocks: open %s: %w: %w", opts.Dir, ErrCorruptFiles, err)
+		}
 		return nil, fmt.Errorf("rocks: open %s: %w", opts.Dir, err)
 	}
 
@@ -380,6 +383,13 @@ func groupsOf(names []string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// corruption reports whether err is RocksDB's Corruption status. grocksdb
+// hands RocksDB's statuses over as text only, so the code RocksDB's
+// Status::ToString puts first is the one thing to go by.
+func corruption(err error) bool {
+	return strings.HasPrefix(err.Error(), "Corruption:")
 }
 
 // listColumnFamilies returns the column families of the database in dir, or

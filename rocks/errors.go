@@ -25,6 +25,11 @@ var (
 	// ErrCorrupt is returned when a stored value cannot be decoded.
 	ErrCorrupt = errors.New("rocks: corrupt value")
 
+	// ErrCorruptFiles wraps Open's error when RocksDB found its files
+	// damaged (a checksum mismatch in the write-ahead log or a table
+	// file): the replica's data cannot be trusted.
+	ErrCorruptFiles = errors.New("rocks: the database's files are damaged")
+
 	// ErrForeignSpace is returned when a Space of one DB is used with a
 	// Batch or Snapshot of another.
 	ErrForeignSpace = errors.New("rocks: space belongs to another database")

@@ -248,6 +248,16 @@ func (o Options) build() (*native, error) {
 	}
 	base.SetKeepLogFileNum(4)
 	base.SetMaxLogFileSize(16 * mib)
+	// A record of the write-ahead log that fails its checksum anywhere but
+	// at the very end fails Open instead of ending the replay
+	// there, RocksDB's default (point-in-time recovery): that dropped every
+	// write after the damaged record, raft's log entries included, and the
+	// replica came back without entries it had acknowledged to its leader
+	// (a flipped byte in the middle of a node's WAL: its data-0 log went
+	// from index 27 to 17, and it was ready again a second later). Only an
+	// incomplete last record, a write the crash interrupted before its sync
+	// returned (so never acknowledged), is dropped.
+	base.SetWALRecoveryMode(grocksdb.TolerateCorruptedTailRecordsRecovery)
 
 	opts, err := grocksdb.GetOptionsFromString(base, extraOptions)
 	if err != nil {
