@@ -200,44 +200,30 @@ func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, rec *logpb.GroupReco
 	if err != nil {
 		return err
 	}
-	m, err := sm.New(sm.Config{Kind: kind, Group: g.Name, DB: db, Logger: cfg.Logger})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	snaps, err := sm.NewSnapStore(sm.SnapStoreConfig{Dir: filepath.Join(cfg.DataDir, "snapshots", g.Name), Machine: m, Logger: cfg.Logger})
-	if err != nil {
-		return err
-	}
-	h, err := m.RestoreBackup(g.Open())
-	if err != nil {
-		return err
-	}
-	if h.Hash != g.Hash || h.Keys != g.Keys || h.Revision != g.Revision {
-		return fmt.Errorf("restored state hashes %016x (%d keys, revision %d); the backup recorded %016x (%d keys, revision %d)",
-			h.Hash, h.Keys, h.Revision, g.Hash, g.Keys, g.Revision)
-	}
-	if own := m.Ownership(); own != nil && kind != sm.KindMetadata {
-		want := &logpb.Ownership{Owned: rec.GetRanges()}
-		if !proto.Equal(own, want) {
-			return fmt.Errorf("the backup's group owns %s; a new cluster of its shape gives it %s: its cluster routes keys otherwise (one created before ranges, or rebalanced), which a restore cannot carry yet",
-				rangesText(own), rangesText(want))
+	_, err = withStores(cfg, db, g.Name, func(s groupStores) (struct{}, error) {
+		h, err := s.m.RestoreBackup(g.Open())
+		if err != nil {
+			return struct{}{}, err
 		}
-	}
-	logs, err := db.LogStore(g.Name)
-	if err != nil {
-		return err
-	}
-	stable, err := db.StableStore(g.Name)
-	if err != nil {
-		return err
-	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.ID)
-	if err := raft.BootstrapCluster(rc, logs, stable, snaps, nil, conf); err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
-	}
-	return nil
+		if h.Hash != g.Hash || h.Keys != g.Keys || h.Revision != g.Revision {
+			return struct{}{}, fmt.Errorf("restored state hashes %016x (%d keys, revision %d); the backup recorded %016x (%d keys, revision %d)",
+				h.Hash, h.Keys, h.Revision, g.Hash, g.Keys, g.Revision)
+		}
+		if own := s.m.Ownership(); own != nil && kind != sm.KindMetadata {
+			want := &logpb.Ownership{Owned: rec.GetRanges()}
+			if !proto.Equal(own, want) {
+				return struct{}{}, fmt.Errorf("the backup's group owns %s; a new cluster of its shape gives it %s: its cluster routes keys otherwise (one created before ranges, or rebalanced), which a restore cannot carry yet",
+					rangesText(own), rangesText(want))
+			}
+		}
+		rc := raft.DefaultConfig()
+		rc.LocalID = raft.ServerID(cfg.ID)
+		if err := raft.BootstrapCluster(rc, s.logs, s.stable, s.snaps, nil, conf); err != nil {
+			return struct{}{}, fmt.Errorf("bootstrap: %w", err)
+		}
+		return struct{}{}, nil
+	})
+	return err
 }
 
 // syncDir fsyncs a directory, so that the entries made in it survive a

@@ -154,7 +154,7 @@ func command() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.Version = version
-	cmd.AddCommand(restoreCommand())
+	cmd.AddCommand(restoreCommand(), recoverCommand())
 	return cmd
 }
 
