@@ -68,14 +68,27 @@ type RecoverReport struct {
 	// NotVoter are groups whose replica here was not a voter: it may lack
 	// writes the lost voters acknowledged.
 	NotVoter []string
+	// Recreated are groups every replica of which was lost, made again
+	// empty on this node (RecoverOptions.RecreateLostGroups).
+	Recreated []string
+}
+
+// RecoverOptions are Recover's choices.
+type RecoverOptions struct {
+	// DryRun checks and reports, writing nothing.
+	DryRun bool
+	// RecreateLostGroups makes a group with no replica here again, empty,
+	// on this node (its ranges and record kept): its data is gone. Without
+	// it such a group is refused. metadata-0 is never recreated.
+	RecreateLostGroups bool
 }
 
 // Recover makes the stopped node cfg.ID, whose data directory is
 // cfg.DataDir, the only member of its cluster (see above). It refuses,
 // writing nothing, when the directory is in use, belongs to another node
 // or holds no cluster, or when a group has no replica here (ErrLostGroups,
-// naming them). With dryRun it checks and reports, writing nothing.
-func Recover(cfg Config, dryRun bool) (*RecoverReport, error) {
+// naming them) unless opts say to recreate them empty.
+func Recover(cfg Config, opts RecoverOptions) (*RecoverReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -96,9 +109,9 @@ func Recover(cfg Config, dryRun bool) (*RecoverReport, error) {
 	if existing == nil {
 		return nil, fmt.Errorf("metanode: recover: --data-dir: %s holds no node's data", cfg.DataDir)
 	}
-	opts := cfg.Rocks
-	opts.Dir = dbDir
-	db, err := rocks.Open(opts, existing)
+	ro := cfg.Rocks
+	ro.Dir = dbDir
+	db, err := rocks.Open(ro, existing)
 	if err != nil {
 		return nil, fmt.Errorf("metanode: recover: --data-dir: open %s (stop the node first: a running node holds its lock): %w", dbDir, err)
 	}
@@ -110,12 +123,13 @@ func Recover(cfg Config, dryRun bool) (*RecoverReport, error) {
 	if id.NodeId != cfg.ID {
 		return nil, fmt.Errorf("metanode: recover: --id: data directory %s belongs to node %q, not %q", cfg.DataDir, id.NodeId, cfg.ID)
 	}
-	p, err := planRecovery(cfg, db, existing)
+	p, err := planRecovery(cfg, db, existing, opts.RecreateLostGroups)
 	if err != nil {
 		return nil, err
 	}
-	rep := &RecoverReport{ClusterID: id.ClusterId, Addr: p.addr, Removed: p.removed, Groups: p.groups, NotVoter: p.notVoter}
-	if dryRun {
+	rep := &RecoverReport{ClusterID: id.ClusterId, Addr: p.addr, Removed: p.removed, Groups: p.groups, NotVoter: p.notVoter,
+		Recreated: p.recreated}
+	if opts.DryRun {
 		return rep, nil
 	}
 	// metadata-0 first: a group that its log (not yet applied) creates
@@ -127,6 +141,15 @@ func Recover(cfg Config, dryRun bool) (*RecoverReport, error) {
 		}
 		if err := recoverGroup(cfg, db, name, p.addr, rewrite); err != nil {
 			return nil, fmt.Errorf("metanode: recover %s: %w", name, err)
+		}
+		if name != metapb.MetadataGroup {
+			continue
+		}
+		// Once the directory says this node hosts them.
+		for _, lost := range p.recreated {
+			if err := recreateGroup(cfg, db, lost, p.addr); err != nil {
+				return nil, fmt.Errorf("metanode: recover: recreate %s: %w", lost, err)
+			}
 		}
 	}
 	if err := db.SyncWAL(); err != nil {
@@ -154,16 +177,18 @@ func storedIdentity(db *rocks.DB) (*logpb.NodeIdentity, error) {
 // recoveryPlan is what a recovery does, decided before anything is
 // written.
 type recoveryPlan struct {
-	id       string
-	addr     string
-	groups   []string // hosted here, metadata-0 first
-	removed  []string
-	notVoter []string
+	id        string
+	addr      string
+	groups    []string // hosted here, metadata-0 first
+	removed   []string
+	notVoter  []string
+	recreated []string
 }
 
 // planRecovery reads metadata-0's directory (as applied here) and checks
-// that this node is a member and holds a replica of every group.
-func planRecovery(cfg Config, db *rocks.DB, existing []string) (*recoveryPlan, error) {
+// that this node is a member and holds a replica of every group (or that
+// the groups it lacks are to be recreated).
+func planRecovery(cfg Config, db *rocks.DB, existing []string, recreate bool) (*recoveryPlan, error) {
 	if !slices.Contains(existing, metapb.MetadataGroup) {
 		return nil, fmt.Errorf("%w: %s (the members and the directory are in it; restore a backup instead: metanode restore)", ErrLostGroups, metapb.MetadataGroup)
 	}
@@ -203,9 +228,15 @@ func planRecovery(cfg Config, db *rocks.DB, existing []string) (*recoveryPlan, e
 			p.notVoter = append(p.notVoter, rec.Name)
 		}
 	}
-	if len(lost) > 0 {
-		return nil, fmt.Errorf("%w: %v (their every replica was on a lost node, or the one here was never filled); nothing was changed: restore a backup instead (metanode restore)", ErrLostGroups, lost)
+	if slices.Contains(lost, metapb.MetadataGroup) {
+		return nil, fmt.Errorf("%w: %s (the replica here is not one of its replica set's, or was never filled; the members and the directory are in it): nothing was changed: restore a backup instead (metanode restore)",
+			ErrLostGroups, metapb.MetadataGroup)
 	}
+	if len(lost) > 0 && !recreate {
+		return nil, fmt.Errorf("%w: %v (their every replica was on a lost node, or the one here was never filled); nothing was changed: "+
+			"restore a backup instead (metanode restore), or recover the rest and recreate these empty, their data gone (--recreate-lost-groups)", ErrLostGroups, lost)
+	}
+	p.recreated = lost
 	slices.SortFunc(p.groups, func(a, b string) int {
 		switch {
 		case a == metapb.MetadataGroup:
@@ -240,15 +271,21 @@ func (p *recoveryPlan) rewrite(m *sm.Machine) ([]*logpb.Op, error) {
 	alone := []*logpb.Replica{{Node: p.id, Voter: true}}
 	var lost []string
 	for _, rec := range d.Groups {
-		if !slices.Contains(p.groups, rec.Name) {
+		recreated := slices.Contains(p.recreated, rec.Name)
+		if !recreated && !slices.Contains(p.groups, rec.Name) {
 			lost = append(lost, rec.Name) // made by an entry applied just now
 			continue
 		}
-		if slices.EqualFunc(rec.Replicas, alone, func(a, b *logpb.Replica) bool { return proto.Equal(a, b) }) {
+		if slices.EqualFunc(rec.Replicas, alone, func(a, b *logpb.Replica) bool { return proto.Equal(a, b) }) && (!recreated || rec.Parent == "") {
 			continue
 		}
 		next := proto.CloneOf(rec)
 		next.Replicas = alone
+		if recreated {
+			// A new, empty group: it owns its record's ranges from its
+			// first term (initOwnership), not from a split.
+			next.Parent, next.BaseRevision = "", 0
+		}
 		ops = append(ops, &logpb.Op{Op: &logpb.Op_GroupPut{GroupPut: &logpb.GroupPut{Group: next, ExpectedConfVer: rec.ConfVer}}})
 	}
 	if len(lost) > 0 {
@@ -336,7 +373,7 @@ func recoverGroup(cfg Config, db *rocks.DB, name, addr string, rewrite func(*sm.
 		rc := raft.DefaultConfig()
 		rc.LocalID = raft.ServerID(cfg.ID)
 		rc.Logger = newHclog(cfg.Logger, "raft")
-		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(addr)}}}
+		conf := aloneConfiguration(cfg.ID, addr)
 		var fsm raft.FSM = s.m
 		var snaps raft.SnapshotStore = s.snaps
 		if !restore {
@@ -354,6 +391,42 @@ func recoverGroup(cfg Config, db *rocks.DB, name, addr string, rewrite func(*sm.
 		return struct{}{}, nil
 	})
 	return err
+}
+
+// recreateGroup makes a group of which no replica is left again, empty, on
+// this node alone: what a replica here held of it (never filled, or a
+// leftover) is deleted first. A recovery cut short after this finds the
+// group's raft state and recovers it like any other.
+func recreateGroup(cfg Config, db *rocks.DB, name, addr string) error {
+	if slices.Contains(db.Groups(), name) {
+		if err := db.DropGroup(name); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "snapshots", name)); err != nil {
+		return err
+	}
+	if err := db.AddGroup(name); err != nil {
+		return err
+	}
+	conf := aloneConfiguration(cfg.ID, addr)
+	_, err := withStores(cfg, db, name, func(s groupStores) (struct{}, error) { return struct{}{}, s.bootstrap(cfg, conf) })
+	return err
+}
+
+// aloneConfiguration is a configuration of one voter, node id at addr.
+func aloneConfiguration(id, addr string) raft.Configuration {
+	return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)}}}
+}
+
+// bootstrap starts the group's raft with conf, as a first start does.
+func (s groupStores) bootstrap(cfg Config, conf raft.Configuration) error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	if err := raft.BootstrapCluster(rc, s.logs, s.stable, s.snaps, nil, conf); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
 }
 
 // nextEntry is the index and term of the entry that would follow the

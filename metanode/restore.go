@@ -216,12 +216,7 @@ func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, rec *logpb.GroupReco
 					rangesText(own), rangesText(want))
 			}
 		}
-		rc := raft.DefaultConfig()
-		rc.LocalID = raft.ServerID(cfg.ID)
-		if err := raft.BootstrapCluster(rc, s.logs, s.stable, s.snaps, nil, conf); err != nil {
-			return struct{}{}, fmt.Errorf("bootstrap: %w", err)
-		}
-		return struct{}{}, nil
+		return struct{}{}, s.bootstrap(cfg, conf)
 	})
 	return err
 }

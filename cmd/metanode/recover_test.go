@@ -340,7 +340,11 @@ func TestMajorityLossRecoverFromSurvivor(t *testing.T) {
 // A survivor that lacks a group (RF 1: every replica of it was on a lost
 // node) is refused, naming the group, and nothing is changed: the lost
 // nodes, brought back, make the cluster whole again with every member.
-func TestRecoverRefusesLostGroups(t *testing.T) {
+// Once they are lost for good, --recreate-lost-groups recovers the rest
+// and makes the lost groups again, empty: every key then reads either
+// what was acknowledged (its group survived) or nothing (its group was
+// lost), and every group takes writes.
+func TestRecoverLostGroups(t *testing.T) {
 	p := newProcs(t, "n1", "n2", "n3")
 	ic := p.initial("n1", "n2", "n3")
 	for _, id := range []string{"n1", "n2", "n3"} {
@@ -402,6 +406,65 @@ func TestRecoverRefusesLostGroups(t *testing.T) {
 		}
 		return err
 	})
+
+	const keys = 100
+	for i := range keys {
+		k := fmt.Sprintf("k%03d", i)
+		if _, err := cl.Put(shortCtx(t), &metapb.PutRequest{Key: []byte(k), Value: []byte("v" + k)}); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		p.kill(id)
+		if id != survivor {
+			if err := os.RemoveAll(p.dataDir(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err = p.recover("--id", survivor, "--data-dir", p.dataDir(survivor), "--recreate-lost-groups")
+	if err != nil || !strings.Contains(out, "recreated EMPTY on this node (their data is gone): "+fmt.Sprint(lost)) {
+		t.Fatalf("recover recreating %v: %v\n%s", lost, err, out)
+	}
+	t.Logf("recover: %s", out)
+	p.start(survivor)
+	cl1 := p.client(survivor)
+	poll.For(t, "every group to take writes on the recovered node", 60*time.Second, func() error {
+		for i := range keys {
+			if _, err := cl1.Put(shortCtx(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("new%03d", i)), Value: []byte("1")}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	kept, gone := 0, 0
+	for i := range keys {
+		k := fmt.Sprintf("k%03d", i)
+		got, err := cl1.Get(shortCtx(t), &metapb.GetRequest{Key: []byte(k)})
+		switch {
+		case err != nil:
+			t.Fatalf("get %s: %v", k, err)
+		case got.Kv == nil:
+			gone++
+		case string(got.Kv.Value) == "v"+k:
+			kept++
+		default:
+			t.Fatalf("%s reads %q", k, got.Kv.Value)
+		}
+	}
+	if kept == 0 || gone == 0 {
+		t.Fatalf("%d keys kept, %d gone: want both (groups %v lost of %v)", kept, gone, lost, placed)
+	}
+	gs, err = cl1.ListGroups(shortCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs.Groups {
+		if len(g.Replicas) != 1 || g.Replicas[0].Node != survivor {
+			t.Fatalf("%s: replicas %v, want %s alone", g.Group, g.Replicas, survivor)
+		}
+	}
+	t.Logf("%d keys kept, %d gone with groups %v", kept, gone, lost)
 }
 
 // The in-process command refuses a missing data directory with an error
