@@ -47,3 +47,10 @@ func SetCompactChunkForTest(t interface{ Cleanup(func()) }, n uint64) {
 // CompactChunksPerRound is how many compaction entries one round proposes
 // at the most.
 const CompactChunksPerRound = compactChunksPerRound
+
+// SetRecoverFault makes Recover fail with f's error before recovering a
+// group (an interruption), until the returned function is called.
+func SetRecoverFault(f func(group string) error) (restore func()) {
+	recoverFault = f
+	return func() { recoverFault = nil }
+}

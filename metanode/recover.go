@@ -139,6 +139,11 @@ func Recover(cfg Config, opts RecoverOptions) (*RecoverReport, error) {
 		if name == metapb.MetadataGroup {
 			rewrite = p.rewrite
 		}
+		if recoverFault != nil {
+			if err := recoverFault(name); err != nil {
+				return nil, fmt.Errorf("metanode: recover %s: %w", name, err)
+			}
+		}
 		if err := recoverGroup(cfg, db, name, p.addr, rewrite); err != nil {
 			return nil, fmt.Errorf("metanode: recover %s: %w", name, err)
 		}
@@ -157,6 +162,10 @@ func Recover(cfg Config, opts RecoverOptions) (*RecoverReport, error) {
 	}
 	return rep, db.Close()
 }
+
+// recoverFault, set by tests only, fails the recovery of a group before it
+// begins (an interruption: a crash, a full disk).
+var recoverFault func(group string) error
 
 // storedIdentity reads the node's identity from its database.
 func storedIdentity(db *rocks.DB) (*logpb.NodeIdentity, error) {
