@@ -397,6 +397,13 @@ func recoverGroup(cfg Config, db *rocks.DB, name, addr string, rewrite func(*sm.
 		if s.m.AppliedIndex() != next {
 			return struct{}{}, fmt.Errorf("applied index %d after recovery, want %d", s.m.AppliedIndex(), next)
 		}
+		if rewrite != nil {
+			// The rewrite's results are not returned by RecoverCluster:
+			// read back that it took (a run again finishes what it left).
+			if ops, err := rewrite(s.m); err != nil || len(ops) > 0 {
+				return struct{}{}, errors.Join(fmt.Errorf("the rewrite of the members and directory did not take: %d changes still to make", len(ops)), err)
+			}
+		}
 		return struct{}{}, nil
 	})
 	return err
