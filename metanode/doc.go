@@ -48,6 +48,16 @@
 // cluster's record, members and directory, which the new cluster's first
 // metadata leader writes.
 //
+// # Disaster recovery
+//
+// recover.go: Recover makes a stopped survivor of a lost majority the only
+// member of its cluster (same id): hashicorp/raft's RecoverCluster forces a
+// configuration of this node alone on every group it holds, after its
+// whole log; metadata-0's members and directory are rewritten by one more
+// entry applied after that log. Lost groups are refused, or recreated empty
+// when asked. Restore and Recover open a group's stores and bootstrap it
+// through the same helpers (groupStores).
+//
 // # Running something on a group's leader
 //
 // onLeader is the one way: local when this node leads, else a peer call to

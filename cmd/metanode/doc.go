@@ -11,6 +11,11 @@
 //	                                                           member, same file and list, then start
 //	                                                           each with --id and --data-dir)
 //
+//	metanode recover --id n1 --data-dir D [--dry-run] [--recreate-lost-groups]
+//	                                                           (after losing a majority for good: this
+//	                                                           stopped survivor becomes the only member;
+//	                                                           then start it, and add nodes)
+//
 // --metrics-listen ADDR serves /metrics, /livez and /readyz over HTTP.
 // SIGTERM or SIGINT shuts the node down in order within --shutdown-timeout.
 package main
