@@ -93,3 +93,67 @@ func TestRecoverInterruptedRunsAgain(t *testing.T) {
 		t.Fatalf("put after recovery: %v", err)
 	}
 }
+
+// An entry the survivor had in its log but never saw committed (a write
+// whose client got no answer: an unknown outcome) is kept: recovery
+// applies the survivor's whole log, as it may have been acknowledged.
+func TestRecoverKeepsUncommittedEntries(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{Dir: filepath.Join(t.TempDir(), "nodes")})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	survivor := c.WaitLeader("data-0", 30*time.Second)
+	cl := c.Client(survivor)
+	if _, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte("acked"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	for _, id := range c.IDs() {
+		if id != survivor {
+			others = append(others, id)
+		}
+	}
+	c.Net.Partition([]string{survivor}, others)
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := cl.Put(pctx, &metapb.PutRequest{Key: []byte("limbo"), Value: []byte("?")})
+	pcancel()
+	if err == nil {
+		t.Fatal("a put on a leader cut off from its followers was acknowledged")
+	}
+	poll.For(t, "the write to be in the survivor's log, not committed", 10*time.Second, func() error {
+		st, err := cl.Status(ctx, c.Get(survivor).Addr)
+		if err != nil {
+			return err
+		}
+		for _, g := range st.Groups {
+			if g.Group == "data-0" && g.LastLogIndex <= g.CommitIndex {
+				return fmt.Errorf("data-0: last log %d, commit %d", g.LastLogIndex, g.CommitIndex)
+			}
+		}
+		return nil
+	})
+	for _, id := range c.IDs() {
+		dir := c.Get(id).Dir
+		c.Crash(id)
+		if id != survivor {
+			c.Forget(id)
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.Net.Heal()
+	cfg := metanode.DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.Logger = survivor, c.Get(survivor).Dir, metanodetest.NewLogger(t)
+	if _, err := metanode.Recover(cfg, metanode.RecoverOptions{}); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if err := c.Restart(survivor); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"acked", "limbo"} {
+		got, err := cl.Get(ctx, &metapb.GetRequest{Key: []byte(k)})
+		if err != nil || got.Kv == nil {
+			t.Fatalf("%s after recovery: %v, %v (want it kept)", k, got, err)
+		}
+	}
+}
