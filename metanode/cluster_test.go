@@ -545,18 +545,13 @@ func TestRemovingTheLeaderSucceeds(t *testing.T) {
 					cfg.ReplicationFactor, cfg.MetadataReplicationFactor = 4, 5
 				},
 				Controller: func(cfg *controller.Config) { cfg.SpreadInterval = 0 }})
-			cl := c.Client("")
 			for _, g := range metapb.Groups(1, 1) {
 				want := "n1"
 				if slices.Contains(led, g) {
 					want = "n4"
 				}
-				if c.WaitLeader(g, 30*time.Second) != want {
-					if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, want); err != nil {
-						t.Fatalf("make %s lead %s: %v", want, g, err)
-					}
-				}
-				poll.ForTrue(t, want+" to lead "+g, 30*time.Second, func() bool { return c.Leader(g) == want })
+				c.WaitLeader(g, 30*time.Second)
+				c.MakeLeader(g, want, 60*time.Second)
 			}
 			// Through n4 itself, as `metactl member remove --force n4`
 			// does when n4 leads metadata-0: the node answering is the

@@ -231,10 +231,7 @@ func TestForceRemovedLeaderLeavesItsGroups(t *testing.T) {
 		t.Fatal("n4 hosts nothing")
 	}
 	g := on4[0]
-	if _, err := cl.TransferLeader(ctxT(t, 20*time.Second), g, "n4"); err != nil {
-		t.Fatalf("make n4 lead %s: %v", g, err)
-	}
-	poll.ForTrue(t, "n4 to lead "+g, 30*time.Second, func() bool { return c.Leader(g) == "n4" })
+	c.MakeLeader(g, "n4", 60*time.Second)
 	if _, err := cl.ForceRemoveMember(ctxT(t, 30*time.Second), "n4"); err != nil {
 		t.Fatalf("force remove n4 while it leads %s: %v", g, err)
 	}

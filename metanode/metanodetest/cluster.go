@@ -454,6 +454,30 @@ func (c *Cluster) Leader(group string) string {
 	return ""
 }
 
+// MakeLeader makes id lead group within timeout, asking for a transfer
+// as often as it takes. On a loaded machine a transfer's outcome can be
+// unknown (the leader asked lost its leadership to an election while
+// answering) or an election can undo it; what counts is who leads.
+func (c *Cluster) MakeLeader(group, id string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c.Leader(group) == id {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.Client("").TransferLeader(ctx, group, id)
+		cancel()
+		if err != nil {
+			c.t.Logf("transfer %s to %s: %v (asking again while %s does not lead it)", group, id, err, id)
+		}
+		for wait := time.Now().Add(2 * time.Second); time.Now().Before(wait) && c.Leader(group) != id; {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c.t.Fatalf("%s does not lead %s within %s (leader: %q)", id, group, timeout, c.Leader(group))
+}
+
 // WaitLeader waits until group has a leader that a majority agrees on.
 func (c *Cluster) WaitLeader(group string, timeout time.Duration) string {
 	c.t.Helper()
