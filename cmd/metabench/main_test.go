@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
@@ -144,7 +145,16 @@ func startCluster(t *testing.T, opts metanodetest.Options) (*metanodetest.Cluste
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	// The tests count every call: leaderships stay where the elections
+	// put them (no spreading by the controller mid-run), and every group
+	// has a leader before the first call.
+	if opts.Controller == nil {
+		opts.Controller = func(cfg *controller.Config) { cfg.SpreadInterval = 0 }
+	}
 	c := metanodetest.Start(t, opts)
+	for _, g := range metapb.Groups(max(opts.OffsetGroups, 1), max(opts.DataGroups, 1)) {
+		c.WaitLeader(g, 30*time.Second)
+	}
 	return c, strings.Join(c.Endpoints(), ",")
 }
 

@@ -299,7 +299,10 @@ func startSeries(cfg runConfig, start time.Time, ctr *counters) (stop func(), er
 			rate = float64(items-lastItems) / d
 		}
 		if werr == nil {
-			_, werr = fmt.Fprintf(cfg.series, "%d,%.3f,%d,%d,%.1f\n", now.UnixMilli(), now.Sub(start).Seconds(),
+			// The wall-clock column is the start's plus the monotonic time
+			// since: a wall clock stepped back (NTP) must not make the
+			// samples go back in time.
+			_, werr = fmt.Fprintf(cfg.series, "%d,%.3f,%d,%d,%.1f\n", start.UnixMilli()+now.Sub(start).Milliseconds(), now.Sub(start).Seconds(),
 				items-lastItems, failed-lastFailed, rate)
 		}
 		lastItems, lastFailed, lastAt = items, failed, now

@@ -183,10 +183,21 @@ func TestSessionsFlagErrors(t *testing.T) {
 func TestSessionsAgainstMetaCluster(t *testing.T) {
 	c, eps := startCluster(t, metanodetest.Options{DataGroups: 3})
 
-	res, err := executeJSON(t, "sessions", "--endpoints", eps, "--clients", "4", "--total", "1050",
-		"--batch", "100", "--value-size", "64", "--key-prefix", "e2e-", "--broker", "b7")
-	if err != nil {
-		t.Fatalf("sessions: %v", err)
+	// An election under load may cost a pass a call (as in
+	// TestAgainstMetaCluster); a pass writes the same sessions again, so
+	// the one that fails nothing is checked.
+	var res *Result
+	var err error
+	for pass := 1; ; pass++ {
+		res, err = executeJSON(t, "sessions", "--endpoints", eps, "--clients", "4", "--total", "1050",
+			"--batch", "100", "--value-size", "64", "--key-prefix", "e2e-", "--broker", "b7")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrTooManyFailures) || pass == 3 {
+			t.Fatalf("sessions (pass %d): %v", pass, err)
+		}
+		t.Logf("sessions pass %d: %v (a loaded machine?); once more", pass, err)
 	}
 	if res.Calls != 11 || res.OK != 11 || res.Items != 1050 || res.Unit != "sessions" || res.Command != "sessions" {
 		t.Errorf("sessions result: got calls %d ok %d items %d unit %s command %s, want 11 11 1050 sessions sessions",
