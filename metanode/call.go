@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 )
 
@@ -55,7 +56,7 @@ func (g *group) callLeader(ctx context.Context, method string, payload []byte) (
 		func(ctx context.Context) ([]byte, error) {
 			fn := g.env.handler(method)
 			if fn == nil {
-				return nil, fmt.Errorf("%w: no handler for %q", ErrInvalid, method)
+				return nil, unknownCall(method)
 			}
 			return fn(ctx, payload)
 		},
@@ -87,6 +88,7 @@ func (n *Node) registerCalls() {
 	n.calls[callConfiguration] = protoAnswer(n.serveConfiguration)
 	n.calls[callHashAt] = protoAnswer(n.serveHashAt)
 	n.calls[callFence] = protoCall(n.serveFence)
+	n.calls[callFeatureLevel] = protoAnswer(n.serveFeatureLevel)
 	// Previous release's payloads: TransferLeaderRequest (the public
 	// message), "group\x00id", and an 8-byte big-endian index + group.
 	n.calls[legacyCallTransfer] = func(ctx context.Context, payload []byte) ([]byte, error) {
@@ -109,6 +111,14 @@ func (n *Node) registerCalls() {
 		}
 		return nil, n.serveFreshSnapshot(ctx, &raftpb.FreshSnapshotCall{Group: string(payload[8:]), Applied: binary.BigEndian.Uint64(payload)})
 	}
+}
+
+// unknownCall refuses a named call this node has no handler for: a
+// definite INVALID_ARGUMENT whose cause, transport.ErrUnknownCall, crosses
+// the peer wire as its own reason, so a caller tells a node of an older
+// release (which does not know the call) by errors.Is, not by the text.
+func unknownCall(method string) error {
+	return fmt.Errorf("%w: %w: %q", ErrInvalid, transport.ErrUnknownCall, method)
 }
 
 // protoCall adapts a handler of one request message (and no answer) to a

@@ -18,6 +18,7 @@ import (
 	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/sm"
 )
 
 // Peer is a cluster member: a node id and its gRPC address.
@@ -125,6 +126,13 @@ type Config struct {
 	// digests, fencing a replica whose state differs from the majority's
 	// (hashcheck.go); 0 turns the checks off.
 	HashCheckInterval time.Duration
+	// FeatureLevel is the feature level this node reports (sm/version.go):
+	// at most, and by default (0), its binary's sm.FeatureLevel. Starting
+	// freshly upgraded nodes one below keeps the cluster version where it
+	// is, so that going back to the previous release stays possible until
+	// the upgrade is declared done (restart them without it); a node whose
+	// level is below the recorded cluster version refuses to start.
+	FeatureLevel uint32
 	// ShutdownTimeout bounds an orderly Close.
 	ShutdownTimeout time.Duration
 
@@ -313,6 +321,9 @@ func (c Config) Validate() error {
 	}
 	if c.TimerInterval <= 0 || c.EventRetention <= 0 {
 		add("TimerInterval, EventRetention: must be positive")
+	}
+	if c.FeatureLevel > sm.FeatureLevel {
+		add("FeatureLevel (%d): above this release's feature level %d", c.FeatureLevel, sm.FeatureLevel)
 	}
 	if c.HashCheckInterval < 0 {
 		add("HashCheckInterval (%s): must not be negative (0 turns hash checks off)", c.HashCheckInterval)

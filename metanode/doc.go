@@ -91,6 +91,11 @@
 //	metanode.directory/v2           raftpb.DirectoryCall           metanode                 Node.fetchDirectory (a node follows metadata-0's directory)
 //	metanode.hash-at/v1             raftpb.HashAtCall              metanode                 group.hashCheck (a leader gathers its voters' digests; hashcheck.go)
 //	metanode.fence/v1               raftpb.FenceCall               metanode                 group.hashCheck (a leader fences a replica whose digest differs)
+//	metanode.feature-level/v1       raftpb.FeatureLevelCall        metanode                 Node.raiseClusterVersion (metadata-0's leader; version.go)
+//
+// A call a node has no handler for is refused INVALID_ARGUMENT wrapping
+// transport.ErrUnknownCall, which crosses the wire as REASON_UNKNOWN_CALL:
+// a caller tells an older node by errors.Is.
 //
 // The previous release's names (metanode.transfer-leader,
 // metanode.remove-server, metanode.fresh-snapshot, with hand-made

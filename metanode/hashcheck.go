@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
@@ -31,8 +31,10 @@ import (
 // leadership off (reconcileLoop).
 //
 // Rolling upgrades: a replica of an older release would halt on a
-// HashCheck entry it does not know, so a leader proposes one only after
-// every voter answered a probe (hash-at for index 0) in this round.
+// HashCheck entry it does not know, so checks wait for a cluster version
+// that has them (version.go: every member runs a release that knows
+// them), and a leader proposes one only after every voter answered a
+// probe (hash-at for index 0) in this round.
 
 const (
 	callHashAt = "metanode.hash-at/v1"
@@ -49,7 +51,7 @@ const (
 	hashMismatch   = "mismatch"   // some disagree with the majority: fenced
 	hashUndecided  = "undecided"  // digests differ and none has a majority
 	hashIncomplete = "incomplete" // fewer than a majority of voters answered
-	hashSkipped    = "skipped"    // a voter does not know hash checks
+	hashSkipped    = "skipped"    // a voter, or the cluster version, does not know hash checks
 )
 
 // hashCheckLoop runs the group's hash checks while this node leads it.
@@ -84,6 +86,10 @@ type replicaHash struct {
 
 // hashCheck runs one check: probe, propose, gather, compare, fence.
 func (g *group) hashCheck(ctx context.Context) (string, error) {
+	op := &logpb.Op{Op: &logpb.Op_HashCheck{HashCheck: &logpb.HashCheck{}}}
+	if g.env.allowed(op) != nil {
+		return hashSkipped, nil // until every member runs a release with hash checks
+	}
 	cf := g.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return hashIncomplete, err
@@ -99,13 +105,13 @@ func (g *group) hashCheck(ctx context.Context) (string, error) {
 			continue
 		}
 		if _, err := g.askHash(ctx, v.addr, 0); err != nil {
-			if strings.Contains(err.Error(), "no handler for") {
+			if errors.Is(err, transport.ErrUnknownCall) {
 				return hashSkipped, fmt.Errorf("%s does not know hash checks yet (an older release)", v.id)
 			}
 			return hashIncomplete, fmt.Errorf("probe %s: %w", v.id, err)
 		}
 	}
-	res, err := g.proposeLocal(ctx, &logpb.Op{Op: &logpb.Op_HashCheck{HashCheck: &logpb.HashCheck{}}})
+	res, err := g.proposeLocal(ctx, op)
 	if err != nil {
 		return hashIncomplete, fmt.Errorf("propose: %w", err)
 	}

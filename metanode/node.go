@@ -210,6 +210,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := n.checkStoredVersion(); err != nil {
+		return err
+	}
 	if n.identity.Bootstrap && fresh {
 		if err := n.bootstrap(); err != nil {
 			return err
@@ -234,14 +237,17 @@ func (n *Node) Start(ctx context.Context) (err error) {
 }
 
 // onLead is what a group runs once a term of this node's leadership is
-// ready: the cluster record for metadata-0, then the registered tasks.
+// ready: the cluster record for metadata-0 (and its cluster version's
+// loop), then the registered tasks.
 func (n *Node) onLead(ctx context.Context, g *group) []func(context.Context) {
+	var tasks []func(context.Context)
 	if g.name == metapb.MetadataGroup {
 		n.initCluster(ctx)
+		tasks = append(tasks, n.versionLoop)
 	}
 	n.tasksMu.Lock()
 	defer n.tasksMu.Unlock()
-	return append([]func(context.Context){}, n.tasks[g.name]...)
+	return append(tasks, n.tasks[g.name]...)
 }
 
 // openStorage opens (or creates) the RocksDB and settles the node's
@@ -402,11 +408,17 @@ func (n *Node) joinIdentity(ctx context.Context) (*logpb.NodeIdentity, error) {
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
 			cctx, cancel := context.WithTimeout(ctx, n.t.peerCall)
-			info, err := n.trans.ClusterInfo(cctx, addr)
+			info, err := n.trans.ClusterInfo(cctx, addr, n.cfg.featureLevel())
 			cancel()
+			if errors.Is(err, ErrClusterVersion) || metapb.ReasonOf(err) == metapb.ReasonClusterVersion {
+				return nil, fmt.Errorf("metanode: join refused by %s: %w", addr, err)
+			}
 			if err != nil {
 				last = fmt.Errorf("ask %s: %w", addr, err)
 				continue
+			}
+			if err := n.checkLevel(max(info.ClusterVersion, sm.BaseLevel), "told by "+addr); err != nil {
+				return nil, err
 			}
 			member := false
 			for _, p := range info.Members {

@@ -60,7 +60,8 @@ func internalOnly(op *logpb.Op) bool {
 	switch op.Op.(type) {
 	case *logpb.Op_ClusterInit, *logpb.Op_DirectoryInit, *logpb.Op_GroupPut, *logpb.Op_OwnershipInit,
 		*logpb.Op_SessionsExpire, *logpb.Op_WillsMarkDue, *logpb.Op_LeasesExpire, *logpb.Op_EventsCompact,
-		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_HashCheck:
+		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_HashCheck,
+		*logpb.Op_ClusterVersionSet:
 		return true
 	}
 	return false
@@ -92,21 +93,27 @@ func (h peerHandler) Applied(_ context.Context, groupName string) (uint64, error
 }
 
 // ClusterInfo tells a joining node what cluster it joins. The member list
-// is read linearizably from metadata-0.
-func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error) {
+// is read linearizably from metadata-0. A node whose feature level (0:
+// a release before levels, the base level) is below the cluster version
+// is refused: it could not apply what the cluster proposes.
+func (h peerHandler) ClusterInfo(ctx context.Context, featureLevel uint32) (*raftpb.ClusterInfo, error) {
 	n := h.n
 	m, err := n.Read(ctx, metapb.MetadataGroup, false)
 	if err != nil {
 		return nil, err
 	}
-	ci, members, err := m.Cluster()
+	d, err := m.Directory()
 	if err != nil {
 		return nil, err
 	}
+	ci, members := d.Cluster, d.Members
 	if ci == nil {
 		return nil, ErrNotStarted
 	}
-	out := &raftpb.ClusterInfo{ClusterId: ci.ClusterId, OffsetGroups: ci.OffsetGroups, DataGroups: ci.DataGroups}
+	if lvl := max(featureLevel, sm.BaseLevel); lvl < d.Level() {
+		return nil, &ClusterVersionError{Op: "join", Cluster: d.Level(), Required: d.Level(), Joining: lvl}
+	}
+	out := &raftpb.ClusterInfo{ClusterId: ci.ClusterId, OffsetGroups: ci.OffsetGroups, DataGroups: ci.DataGroups, ClusterVersion: d.ClusterVersion}
 	for _, mp := range members {
 		out.Members = append(out.Members, &raftpb.Peer{Id: mp.Id, Addr: mp.Addr})
 	}
@@ -117,7 +124,7 @@ func (h peerHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, erro
 func (h peerHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
 	fn := h.n.callHandler(method)
 	if fn == nil {
-		return nil, fmt.Errorf("%w: no handler for %q", ErrInvalid, method)
+		return nil, unknownCall(method)
 	}
 	return fn(ctx, payload)
 }

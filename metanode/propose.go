@@ -106,6 +106,9 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 	if !n.serving.Load() {
 		return nil, ErrShuttingDown
 	}
+	if err := n.env.allowed(op); err != nil {
+		return nil, err
+	}
 	g, err := n.group(groupName)
 	var nh *RedirectError
 	if errors.As(err, &nh) {
@@ -139,6 +142,9 @@ func (g *group) propose(ctx context.Context, op *logpb.Op) (*logpb.Result, error
 // broker heartbeats, liveness decisions, expiries and membership changes
 // are never shed behind bulk writes.
 func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
+	if err := g.env.allowed(op); err != nil {
+		return nil, err
+	}
 	p := &proposal{op: op, size: proto.Size(op), done: make(chan outcome, 1)}
 	if sheddable(op) {
 		select {

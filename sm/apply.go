@@ -121,6 +121,8 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.directoryInit(o.DirectoryInit)
 	case *logpb.Op_OwnershipInit:
 		return a.ownershipInit(o.OwnershipInit)
+	case *logpb.Op_ClusterVersionSet:
+		return a.clusterVersionSet(o.ClusterVersionSet)
 	case *logpb.Op_HashCheck:
 		a.hashCheck = true
 		return &logpb.Result{}, nil

@@ -21,6 +21,8 @@ import (
 //	0x03 'g' <name>               metadata: directory: group -> logpb.GroupRecord
 //	0x03 'v'                      metadata: directory version (uint64): rises
 //	                              with every change of members or groups
+//	0x03 'l'                      metadata: cluster version (uint64; absent:
+//	                              the base level; version.go)
 //	0x04 <kind> <name>            metadata: resource -> logpb.Resource
 //	0x05 <client id>              data: MQTT session -> logpb.Session
 //	0x06 <at> <client id>         data: session expiry index (empty value)
@@ -74,9 +76,11 @@ var (
 	keyFenced    = []byte{prefixMeta, 'f'}
 	keyClusterID = []byte{prefixCluster, 'c'}
 	keyDirVer    = []byte{prefixCluster, 'v'}
-	keyOwnership = []byte{prefixOwnership, 'o'}
-	userStart    = []byte{prefixUserMin}
-	userEnd      = []byte{prefixSentinel}
+	// keyClusterVersion: see version.go.
+	keyClusterVersion = []byte{prefixCluster, 'l'}
+	keyOwnership      = []byte{prefixOwnership, 'o'}
+	userStart         = []byte{prefixUserMin}
+	userEnd           = []byte{prefixSentinel}
 )
 
 func kvKey(k []byte) []byte {

@@ -8,7 +8,7 @@ import (
 )
 
 // Directory reads the directory from one consistent view: its version, the
-// cluster record, the members and every group record (in name order).
+// cluster version, the cluster record, the members and every group record (in name order).
 func (m *Machine) Directory() (*state.Directory, error) {
 	d := &state.Directory{}
 	err := m.read(func() error {
@@ -18,6 +18,11 @@ func (m *Machine) Directory() (*state.Directory, error) {
 		if d.Version, err = storedU64(sn.Get(m.space, keyDirVer)); err != nil {
 			return err
 		}
+		cv, err := storedU64(sn.Get(m.space, keyClusterVersion))
+		if err != nil {
+			return err
+		}
+		d.ClusterVersion = uint32(cv)
 		if v, ok, err := sn.Get(m.space, keyClusterID); err != nil {
 			return err
 		} else if ok {

@@ -24,6 +24,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
 	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/sm"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -133,6 +134,7 @@ func command() *cobra.Command {
 	f.DurationVar(&cfg.LeaderLeaseTimeout, "leader-lease-timeout", cfg.LeaderLeaseTimeout, "raft leader lease timeout")
 	f.Int64Var(&cfg.SnapshotBytesPerSecond, "snapshot-rate", 0, "bytes per second all snapshot sends of this node may take together (0: no limit), so moves do not starve client traffic")
 	f.DurationVar(&cfg.HashCheckInterval, "hash-check-interval", cfg.HashCheckInterval, "how often (on average) each group's leader has its replicas digest their state at one index and fences a replica that differs from the majority (CORRUPT); 0 turns the checks off")
+	f.Uint32Var(&cfg.FeatureLevel, "feature-level", 0, fmt.Sprintf("the feature level this node reports (default, 0: its release's, %d): one below keeps the cluster version, and a way back to the previous release, until every node runs without it; a node below the cluster version refuses to start", sm.FeatureLevel))
 	f.DurationVar(&cfg.CommitTimeout, "commit-timeout", cfg.CommitTimeout, "how often an idle group's leader sends followers the commit index (each send costs CPU in every group)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold, "raft entries between snapshots")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "raft entries kept after a snapshot")

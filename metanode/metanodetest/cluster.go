@@ -23,6 +23,8 @@ import (
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/server"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/verify/poll"
 )
 
 // Options configure a test cluster.
@@ -170,7 +172,25 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for _, g := range slices.Sorted(maps.Keys(groups)) {
 		c.WaitLeader(g, 60*time.Second)
 	}
+	c.waitClusterVersion(sm.FeatureLevel, 60*time.Second)
 	return c
+}
+
+// waitClusterVersion waits until every running node sees the cluster
+// version at level: a new cluster of this release is raised to it once
+// metadata-0's leader heard every member (metanode/version.go), and until
+// then refuses this release's new operations (MultiPut, Txn) and runs no
+// hash checks.
+func (c *Cluster) waitClusterVersion(level uint32, timeout time.Duration) {
+	c.t.Helper()
+	poll.For(c.t, fmt.Sprintf("cluster version %d on every node", level), timeout, func() error {
+		for _, id := range c.order {
+			if n := c.Running(id); n != nil && n.ClusterVersion() < level {
+				return fmt.Errorf("%s sees cluster version %d", id, n.ClusterVersion())
+			}
+		}
+		return nil
+	})
 }
 
 func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {

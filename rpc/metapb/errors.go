@@ -32,6 +32,8 @@ import (
 //	                   ershipError
 //	OVERLOADED         ErrOverloaded           PeerError UNAVAILABLE     ResourceExhausted          retried with backoff
 //	(the leader's proposal queue is full; refused at once, never queued)
+//	CLUSTER_VERSION    *ClusterVersionError    PeerError REJECTED        FailedPrecondition         returned
+//	(the operation needs a newer cluster version: a member runs an older release)
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -90,6 +92,7 @@ var reasons = map[string]struct {
 	ReasonRangeMoving:      {ClassRetry, codes.Unavailable},
 	ReasonRouteAhead:       {ClassRetry, codes.Unavailable},
 	ReasonOverloaded:       {ClassRetry, codes.ResourceExhausted},
+	ReasonClusterVersion:   {ClassFinal, codes.FailedPrecondition},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -184,6 +187,14 @@ const (
 	// its leader is full; the request was refused at once, never queued.
 	// Retry after a backoff.
 	ReasonOverloaded = "OVERLOADED"
+	// CLUSTER_VERSION (code FailedPrecondition): the operation needs a
+	// newer cluster version than the cluster has (sm/version.go): some
+	// member still runs an older release. Definitely not applied; it will
+	// be accepted once every member runs a release of the needed level
+	// (metadata cluster_version and required_version say both).
+	ReasonClusterVersion = "CLUSTER_VERSION"
+	MetaClusterVersion   = "cluster_version"
+	MetaRequiredVersion  = "required_version"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"

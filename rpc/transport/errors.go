@@ -15,6 +15,12 @@ var (
 	ErrUnknownGroup = errors.New("transport: unknown group")
 	// ErrNoHandler is returned when a peer has no PeerHandler set yet.
 	ErrNoHandler = errors.New("transport: no peer handler")
+	// ErrUnknownCall: the peer has no handler for a named call (it runs a
+	// release that does not know it). A PeerHandler's Call returns an
+	// error wrapping it; the caller's error wraps it too (the wire carries
+	// it as REASON_UNKNOWN_CALL). A peer of a release before this reason
+	// sends only its message.
+	ErrUnknownCall = errors.New("transport: the peer does not know the named call")
 	// ErrStalled is returned when a peer made no progress within the
 	// configured timeout (a pipeline response or a snapshot chunk).
 	ErrStalled = errors.New("transport: peer made no progress within timeout")

@@ -37,7 +37,9 @@ type PeerHandler interface {
 	Applied(ctx context.Context, group string) (uint64, error)
 	// ClusterInfo returns the cluster identity and members (for joining
 	// nodes).
-	ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error)
+	// ClusterInfo answers a joining node, whose feature level (0 from a
+	// release before levels) it may refuse.
+	ClusterInfo(ctx context.Context, featureLevel uint32) (*raftpb.ClusterInfo, error)
 	// Call serves a named request. Its error crosses to the caller by the
 	// rules above (an error without a reason: KindUnknownOutcome).
 	Call(ctx context.Context, method string, payload []byte) ([]byte, error)
@@ -219,6 +221,8 @@ func reasonCause(r raftpb.Reason) error {
 		return ErrNoHandler
 	case raftpb.Reason_REASON_CLOSED:
 		return ErrClosed
+	case raftpb.Reason_REASON_UNKNOWN_CALL:
+		return ErrUnknownCall
 	default:
 		return nil
 	}
@@ -259,6 +263,9 @@ func handlerStatus(err error, other ErrorKind) error {
 		LeaderAddr: perr.LeaderAddr,
 		Outcome:    perr.Outcome,
 		Metadata:   perr.Meta,
+	}
+	if errors.Is(err, ErrUnknownCall) {
+		pe.Reason = raftpb.Reason_REASON_UNKNOWN_CALL
 	}
 	code := kindCode(perr.Kind)
 	switch {
@@ -396,9 +403,9 @@ func (m *Manager) Applied(ctx context.Context, addr, group string) (uint64, erro
 // It works before this manager knows its cluster id (a joining node sends
 // an empty id); once the id is known, a node of another cluster rejects it.
 // A failure is a *PeerError; call failures are KindUnavailable.
-func (m *Manager) ClusterInfo(ctx context.Context, addr string) (*raftpb.ClusterInfo, error) {
+func (m *Manager) ClusterInfo(ctx context.Context, addr string, featureLevel uint32) (*raftpb.ClusterInfo, error) {
 	return callPeer(ctx, m, addr, false, KindUnavailable, func(p raftpb.PeerServiceClient) (*raftpb.ClusterInfo, error) {
-		return p.GetClusterInfo(ctx, &raftpb.ClusterInfoRequest{ClusterId: m.ClusterID()})
+		return p.GetClusterInfo(ctx, &raftpb.ClusterInfoRequest{ClusterId: m.ClusterID(), FeatureLevel: featureLevel})
 	})
 }
 
@@ -491,7 +498,7 @@ func (s peerServer) Applied(ctx context.Context, req *raftpb.AppliedRequest) (*r
 
 func (s peerServer) GetClusterInfo(ctx context.Context, req *raftpb.ClusterInfoRequest) (*raftpb.ClusterInfo, error) {
 	return handle(s, "ClusterInfo", req.GetClusterId(), "", false, KindUnavailable, func(h PeerHandler) (*raftpb.ClusterInfo, error) {
-		info, err := h.ClusterInfo(ctx)
+		info, err := h.ClusterInfo(ctx, req.GetFeatureLevel())
 		if err == nil && info == nil {
 			err = errors.New("transport: handler returned no cluster info")
 		}

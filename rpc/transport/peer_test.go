@@ -85,15 +85,18 @@ func (h *fakeHandler) Applied(ctx context.Context, group string) (uint64, error)
 	return 41, nil
 }
 
-func (h *fakeHandler) ClusterInfo(ctx context.Context) (*raftpb.ClusterInfo, error) {
+func (h *fakeHandler) ClusterInfo(ctx context.Context, _ uint32) (*raftpb.ClusterInfo, error) {
 	return testInfo, nil
 }
 
 // Call echoes the method and payload; method "coded" returns an error of
 // meta's vocabulary, other outcomes follow the method like a group name.
 func (h *fakeHandler) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
-	if method == "coded" {
+	switch method {
+	case "coded":
 		return nil, metapb.NewError(metapb.ReasonStaleEpoch, map[string]string{"epoch": "7"}, "stale epoch")
+	case "unknown-call":
+		return nil, fmt.Errorf("%w: %w: %q", metapb.Invalid("method", "no handler"), ErrUnknownCall, method)
 	}
 	if err := h.outcome(ctx, method); err != nil {
 		return nil, err
@@ -140,7 +143,7 @@ func TestPeerCalls(t *testing.T) {
 		if idx, err := a.mgr.Applied(ctx, b.addr, "ok"); err != nil || idx != 41 {
 			t.Fatalf("Applied: got (%d, %v), want (41, nil)", idx, err)
 		}
-		info, err := a.mgr.ClusterInfo(ctx, b.addr)
+		info, err := a.mgr.ClusterInfo(ctx, b.addr, 0)
 		if err != nil || !proto.Equal(info, testInfo) {
 			t.Fatalf("ClusterInfo: got (%v, %v), want (%v, nil)", info, err, testInfo)
 		}
@@ -232,13 +235,13 @@ func TestPeerCallRejectedBeforeHandling(t *testing.T) {
 
 	_, err := other.mgr.Propose(ctx, a.addr, "ok", nil)
 	checkPeerErr(t, "Propose from another cluster", err, KindUnavailable, ErrClusterMismatch)
-	_, err = other.mgr.ClusterInfo(ctx, a.addr)
+	_, err = other.mgr.ClusterInfo(ctx, a.addr, 0)
 	checkPeerErr(t, "ClusterInfo from another cluster", err, KindUnavailable, ErrClusterMismatch)
 	_, err = a.mgr.Propose(ctx, noHandler.addr, "ok", nil)
 	checkPeerErr(t, "Propose without handler", err, KindUnavailable, ErrNoHandler)
 
 	// A joining node learns the cluster from any member.
-	info, err := joining.mgr.ClusterInfo(ctx, a.addr)
+	info, err := joining.mgr.ClusterInfo(ctx, a.addr, 0)
 	if err != nil || !proto.Equal(info, testInfo) {
 		t.Fatalf("ClusterInfo from a joining node: got (%v, %v), want (%v, nil)", info, err, testInfo)
 	}
@@ -341,6 +344,13 @@ func TestPeerCall(t *testing.T) {
 	}
 	_, err = a.mgr.Call(ctx, b.addr, "plain", nil)
 	checkPeerErr(t, "call plain", err, KindUnknownOutcome, nil)
+	if errors.Is(err, ErrUnknownCall) {
+		t.Fatalf("call plain: %v matches ErrUnknownCall", err)
+	}
+	// A call the peer does not know: definite, and told by its reason on
+	// the wire, not by the text.
+	_, err = a.mgr.Call(ctx, b.addr, "unknown-call", nil)
+	checkPeerErr(t, "call unknown-call", err, KindRejected, ErrUnknownCall)
 	_, err = a.mgr.Call(ctx, b.addr, "notleader", nil)
 	pe = checkPeerErr(t, "call notleader", err, KindNotLeader, nil)
 	if pe.LeaderID != "n2" {

@@ -458,7 +458,7 @@ func TestOneConnectionPerPeer(t *testing.T) {
 	if _, err := a.mgr.Applied(ctx, b.addr, "data-0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.mgr.ClusterInfo(ctx, b.addr); err != nil {
+	if _, err := a.mgr.ClusterInfo(ctx, b.addr, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.dialer.count(b.addr); got != 1 {

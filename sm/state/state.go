@@ -67,9 +67,12 @@ type Hash struct {
 // members and every group's record.
 type Directory struct {
 	Version uint64
-	Cluster *logpb.ClusterInit
-	Members []*logpb.MemberPut
-	Groups  []*logpb.GroupRecord
+	// ClusterVersion is the recorded cluster version (sm/version.go); 0
+	// when never raised (use Level).
+	ClusterVersion uint32
+	Cluster        *logpb.ClusterInit
+	Members        []*logpb.MemberPut
+	Groups         []*logpb.GroupRecord
 }
 
 // Group returns the record of the named group, or nil.
@@ -81,6 +84,10 @@ func (d *Directory) Group(name string) *logpb.GroupRecord {
 	}
 	return nil
 }
+
+// Level is the cluster version: the recorded one, or 1 (the base level)
+// when none is.
+func (d *Directory) Level() uint32 { return max(d.ClusterVersion, 1) }
 
 // Member returns the named member, or nil.
 func (d *Directory) Member(id string) *logpb.MemberPut {

@@ -115,6 +115,9 @@ const (
 	Reason_REASON_UNKNOWN_GROUP    Reason = 2
 	Reason_REASON_NO_HANDLER       Reason = 3
 	Reason_REASON_CLOSED           Reason = 4
+	// The peer has no handler for the named call (CallRequest.method): it
+	// runs a release that does not know it. Definitely not applied.
+	Reason_REASON_UNKNOWN_CALL Reason = 5
 )
 
 // Enum value maps for Reason.
@@ -125,6 +128,7 @@ var (
 		2: "REASON_UNKNOWN_GROUP",
 		3: "REASON_NO_HANDLER",
 		4: "REASON_CLOSED",
+		5: "REASON_UNKNOWN_CALL",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":      0,
@@ -132,6 +136,7 @@ var (
 		"REASON_UNKNOWN_GROUP":    2,
 		"REASON_NO_HANDLER":       3,
 		"REASON_CLOSED":           4,
+		"REASON_UNKNOWN_CALL":     5,
 	}
 )
 
@@ -1565,7 +1570,10 @@ func (x *CallResponse) GetStatus() []byte {
 type ClusterInfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty when the caller does not know the cluster id yet.
-	ClusterId     string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The joining node's feature level (sm/version.go); 0 from a release
+	// before feature levels. A node below the cluster version is refused.
+	FeatureLevel  uint32 `protobuf:"varint,2,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1605,6 +1613,13 @@ func (x *ClusterInfoRequest) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *ClusterInfoRequest) GetFeatureLevel() uint32 {
+	if x != nil {
+		return x.FeatureLevel
+	}
+	return 0
 }
 
 type Peer struct {
@@ -1661,13 +1676,15 @@ func (x *Peer) GetAddr() string {
 }
 
 type ClusterInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	OffsetGroups  uint32                 `protobuf:"varint,2,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
-	DataGroups    uint32                 `protobuf:"varint,3,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
-	Members       []*Peer                `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId    string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	OffsetGroups uint32                 `protobuf:"varint,2,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
+	DataGroups   uint32                 `protobuf:"varint,3,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	Members      []*Peer                `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// The cluster version (0: the base level).
+	ClusterVersion uint32 `protobuf:"varint,5,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterInfo) Reset() {
@@ -1726,6 +1743,13 @@ func (x *ClusterInfo) GetMembers() []*Peer {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *ClusterInfo) GetClusterVersion() uint32 {
+	if x != nil {
+		return x.ClusterVersion
+	}
+	return 0
 }
 
 // PeerError is the one detail of a status returned by a PeerService method
@@ -2300,6 +2324,89 @@ func (x *HashAtAnswer) GetKeys() uint64 {
 	return 0
 }
 
+// metanode.feature-level/v1: the node's feature level (sm/version.go),
+// asked by metadata-0's leader to raise the cluster version. A node of a
+// release before feature levels has no handler (it is at the base level).
+type FeatureLevelCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeatureLevelCall) Reset() {
+	*x = FeatureLevelCall{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureLevelCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureLevelCall) ProtoMessage() {}
+
+func (x *FeatureLevelCall) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureLevelCall.ProtoReflect.Descriptor instead.
+func (*FeatureLevelCall) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{32}
+}
+
+type FeatureLevelAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         uint32                 `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeatureLevelAnswer) Reset() {
+	*x = FeatureLevelAnswer{}
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureLevelAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureLevelAnswer) ProtoMessage() {}
+
+func (x *FeatureLevelAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureLevelAnswer.ProtoReflect.Descriptor instead.
+func (*FeatureLevelAnswer) Descriptor() ([]byte, []int) {
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FeatureLevelAnswer) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
 // metanode.fence/v1: fence this node's replica of group: a hash check at
 // index found its state differs from the majority's (reason says how).
 type FenceCall struct {
@@ -2313,7 +2420,7 @@ type FenceCall struct {
 
 func (x *FenceCall) Reset() {
 	*x = FenceCall{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2432,7 @@ func (x *FenceCall) String() string {
 func (*FenceCall) ProtoMessage() {}
 
 func (x *FenceCall) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[32]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2445,7 @@ func (x *FenceCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceCall.ProtoReflect.Descriptor instead.
 func (*FenceCall) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{32}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FenceCall) GetGroup() string {
@@ -2372,7 +2479,7 @@ type HeartbeatBatch struct {
 
 func (x *HeartbeatBatch) Reset() {
 	*x = HeartbeatBatch{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2491,7 @@ func (x *HeartbeatBatch) String() string {
 func (*HeartbeatBatch) ProtoMessage() {}
 
 func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[33]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2504,7 @@ func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{33}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HeartbeatBatch) GetClusterId() string {
@@ -2427,7 +2534,7 @@ type HeartbeatResult struct {
 
 func (x *HeartbeatResult) Reset() {
 	*x = HeartbeatResult{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2546,7 @@ func (x *HeartbeatResult) String() string {
 func (*HeartbeatResult) ProtoMessage() {}
 
 func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[34]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2559,7 @@ func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResult.ProtoReflect.Descriptor instead.
 func (*HeartbeatResult) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{34}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatResult) GetResponse() *AppendEntriesResponse {
@@ -2478,7 +2585,7 @@ type HeartbeatBatchResponse struct {
 
 func (x *HeartbeatBatchResponse) Reset() {
 	*x = HeartbeatBatchResponse{}
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2597,7 @@ func (x *HeartbeatBatchResponse) String() string {
 func (*HeartbeatBatchResponse) ProtoMessage() {}
 
 func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[35]
+	mi := &file_rpc_transport_raftpb_transport_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2610,7 @@ func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatchResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatchResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{35}
+	return file_rpc_transport_raftpb_transport_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatBatchResponse) GetResults() []*HeartbeatResult {
@@ -2630,20 +2737,22 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\"@\n" +
 	"\fCallResponse\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\fR\x06status\"3\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\"X\n" +
 	"\x12ClusterInfoRequest\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"*\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
+	"\rfeature_level\x18\x02 \x01(\rR\ffeatureLevel\"*\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xa0\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xc9\x01\n" +
 	"\vClusterInfo\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
 	"\roffset_groups\x18\x02 \x01(\rR\foffsetGroups\x12\x1f\n" +
 	"\vdata_groups\x18\x03 \x01(\rR\n" +
 	"dataGroups\x12,\n" +
-	"\amembers\x18\x04 \x03(\v2\x12.meta.raft.v1.PeerR\amembers\"\xd0\x02\n" +
+	"\amembers\x18\x04 \x03(\v2\x12.meta.raft.v1.PeerR\amembers\x12'\n" +
+	"\x0fcluster_version\x18\x05 \x01(\rR\x0eclusterVersion\"\xd0\x02\n" +
 	"\tPeerError\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.meta.raft.v1.ErrorKindR\x04kind\x12\x10\n" +
 	"\x03msg\x18\x02 \x01(\tR\x03msg\x12\x1b\n" +
@@ -2685,7 +2794,10 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04hash\x18\x05 \x01(\x04R\x04hash\x12\x12\n" +
-	"\x04keys\x18\x06 \x01(\x04R\x04keys\"O\n" +
+	"\x04keys\x18\x06 \x01(\x04R\x04keys\"\x12\n" +
+	"\x10FeatureLevelCall\"*\n" +
+	"\x12FeatureLevelAnswer\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\rR\x05level\"O\n" +
 	"\tFenceCall\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x16\n" +
@@ -2706,13 +2818,14 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x15ERROR_KIND_NOT_LEADER\x10\x01\x12\x1a\n" +
 	"\x16ERROR_KIND_UNAVAILABLE\x10\x02\x12\x1e\n" +
 	"\x1aERROR_KIND_UNKNOWN_OUTCOME\x10\x03\x12\x17\n" +
-	"\x13ERROR_KIND_REJECTED\x10\x04*\x81\x01\n" +
+	"\x13ERROR_KIND_REJECTED\x10\x04*\x9a\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REASON_CLUSTER_MISMATCH\x10\x01\x12\x18\n" +
 	"\x14REASON_UNKNOWN_GROUP\x10\x02\x12\x15\n" +
 	"\x11REASON_NO_HANDLER\x10\x03\x12\x11\n" +
-	"\rREASON_CLOSED\x10\x042\x81\x05\n" +
+	"\rREASON_CLOSED\x10\x04\x12\x17\n" +
+	"\x13REASON_UNKNOWN_CALL\x10\x052\x81\x05\n" +
 	"\vRaftService\x12X\n" +
 	"\rAppendEntries\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse\x12d\n" +
 	"\x15AppendEntriesPipeline\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse(\x010\x01\x12R\n" +
@@ -2743,7 +2856,7 @@ func file_rpc_transport_raftpb_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_transport_raftpb_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_rpc_transport_raftpb_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(ErrorKind)(0),                  // 0: meta.raft.v1.ErrorKind
 	(Reason)(0),                     // 1: meta.raft.v1.Reason
@@ -2779,11 +2892,13 @@ var file_rpc_transport_raftpb_transport_proto_goTypes = []any{
 	(*ConfigurationAnswer)(nil),     // 31: meta.raft.v1.ConfigurationAnswer
 	(*HashAtCall)(nil),              // 32: meta.raft.v1.HashAtCall
 	(*HashAtAnswer)(nil),            // 33: meta.raft.v1.HashAtAnswer
-	(*FenceCall)(nil),               // 34: meta.raft.v1.FenceCall
-	(*HeartbeatBatch)(nil),          // 35: meta.raft.v1.HeartbeatBatch
-	(*HeartbeatResult)(nil),         // 36: meta.raft.v1.HeartbeatResult
-	(*HeartbeatBatchResponse)(nil),  // 37: meta.raft.v1.HeartbeatBatchResponse
-	nil,                             // 38: meta.raft.v1.PeerError.MetadataEntry
+	(*FeatureLevelCall)(nil),        // 34: meta.raft.v1.FeatureLevelCall
+	(*FeatureLevelAnswer)(nil),      // 35: meta.raft.v1.FeatureLevelAnswer
+	(*FenceCall)(nil),               // 36: meta.raft.v1.FenceCall
+	(*HeartbeatBatch)(nil),          // 37: meta.raft.v1.HeartbeatBatch
+	(*HeartbeatResult)(nil),         // 38: meta.raft.v1.HeartbeatResult
+	(*HeartbeatBatchResponse)(nil),  // 39: meta.raft.v1.HeartbeatBatchResponse
+	nil,                             // 40: meta.raft.v1.PeerError.MetadataEntry
 }
 var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	2,  // 0: meta.raft.v1.AppendEntriesRequest.header:type_name -> meta.raft.v1.RPCHeader
@@ -2801,18 +2916,18 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	23, // 12: meta.raft.v1.ClusterInfo.members:type_name -> meta.raft.v1.Peer
 	0,  // 13: meta.raft.v1.PeerError.kind:type_name -> meta.raft.v1.ErrorKind
 	1,  // 14: meta.raft.v1.PeerError.reason:type_name -> meta.raft.v1.Reason
-	38, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
+	40, // 15: meta.raft.v1.PeerError.metadata:type_name -> meta.raft.v1.PeerError.MetadataEntry
 	23, // 16: meta.raft.v1.ConfigurationAnswer.voters:type_name -> meta.raft.v1.Peer
 	23, // 17: meta.raft.v1.ConfigurationAnswer.nonvoters:type_name -> meta.raft.v1.Peer
 	4,  // 18: meta.raft.v1.HeartbeatBatch.heartbeats:type_name -> meta.raft.v1.AppendEntriesRequest
 	5,  // 19: meta.raft.v1.HeartbeatResult.response:type_name -> meta.raft.v1.AppendEntriesResponse
-	36, // 20: meta.raft.v1.HeartbeatBatchResponse.results:type_name -> meta.raft.v1.HeartbeatResult
+	38, // 20: meta.raft.v1.HeartbeatBatchResponse.results:type_name -> meta.raft.v1.HeartbeatResult
 	4,  // 21: meta.raft.v1.RaftService.AppendEntries:input_type -> meta.raft.v1.AppendEntriesRequest
 	4,  // 22: meta.raft.v1.RaftService.AppendEntriesPipeline:input_type -> meta.raft.v1.AppendEntriesRequest
 	6,  // 23: meta.raft.v1.RaftService.RequestVote:input_type -> meta.raft.v1.RequestVoteRequest
 	8,  // 24: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
 	10, // 25: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
-	35, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
+	37, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
 	13, // 27: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
 	15, // 28: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
 	17, // 29: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
@@ -2824,7 +2939,7 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	7,  // 35: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
 	9,  // 36: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
 	11, // 37: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	37, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
+	39, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
 	14, // 39: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
 	16, // 40: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
 	19, // 41: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
@@ -2853,7 +2968,7 @@ func file_rpc_transport_raftpb_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_transport_raftpb_transport_proto_rawDesc), len(file_rpc_transport_raftpb_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
