@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,60 +28,23 @@ func TestUpgradeFromEveryNodeHostsEveryGroup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the previous release: not in -short")
 	}
-	root := repoRoot(t)
-	if err := exec.Command("git", "-C", root, "rev-parse", "--verify", previousRelease+"^{commit}").Run(); err != nil {
-		t.Skipf("!!! the previous release %s is not in this clone's history (a shallow clone?): upgrade not tested", previousRelease)
-	}
-	dir := t.TempDir()
-	oldBin := buildAt(t, root, previousRelease, dir)
-	newBin := filepath.Join(dir, "metanode-new")
-	runCmd(t, root, "go", "build", "-o", newBin, "./cmd/metanode")
+	dir, oldBin, newBin := buildReleases(t, previousRelease)
 
-	ports := freePorts(t, 3)
-	var ic, eps []string
-	for i, p := range ports {
-		ic = append(ic, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, p))
-		eps = append(eps, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	start := func(bin string) []*exec.Cmd {
-		var cmds []*exec.Cmd
-		for i, p := range ports {
-			id := fmt.Sprintf("n%d", i+1)
-			logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(bin, "--id", id, "--data-dir", filepath.Join(dir, id), "--listen", fmt.Sprintf("127.0.0.1:%d", p),
-				"--initial-cluster", strings.Join(ic, ","), "--data-groups", "2")
-			cmd.Stdout, cmd.Stderr = logf, logf
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait(); logf.Close() })
-			cmds = append(cmds, cmd)
-		}
-		return cmds
-	}
-	stop := func(cmds []*exec.Cmd) {
-		for _, c := range cmds {
-			_ = c.Process.Signal(syscall.SIGTERM)
-		}
-		for _, c := range cmds {
-			_, _ = c.Process.Wait()
-		}
-	}
+	p := newProcs(t, dir, 3)
 	ctx := func() context.Context {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		t.Cleanup(cancel)
 		return ctx
 	}
-	cl, err := client.New(client.Config{Endpoints: eps})
+	cl, err := client.New(client.Config{Endpoints: p.eps})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 
-	old := start(oldBin)
+	for i := range 3 {
+		p.start(i, oldBin)
+	}
 	poll.For(t, "the previous release's cluster to serve", 60*time.Second, func() error {
 		_, err := cl.Put(ctx(), &metapb.PutRequest{Key: []byte("warm"), Value: []byte("1")})
 		return err
@@ -93,10 +55,14 @@ func TestUpgradeFromEveryNodeHostsEveryGroup(t *testing.T) {
 			t.Fatalf("put %s on the previous release: %v", k, err)
 		}
 	}
-	stop(old)
+	for i := range 3 {
+		p.stop(i)
+	}
 
-	start(newBin)
-	cl2, err := client.New(client.Config{Endpoints: eps})
+	for i := range 3 {
+		p.start(i, newBin)
+	}
+	cl2, err := client.New(client.Config{Endpoints: p.eps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +103,22 @@ func repoRoot(t *testing.T) string {
 		t.Skipf("!!! not in a git checkout: upgrade not tested: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// buildReleases builds cmd/metanode as it was at commit and as it is,
+// into a new temporary directory; it skips the test when commit is not in
+// this clone's history.
+func buildReleases(t *testing.T, commit string) (dir, oldBin, newBin string) {
+	t.Helper()
+	root := repoRoot(t)
+	if err := exec.Command("git", "-C", root, "rev-parse", "--verify", commit+"^{commit}").Run(); err != nil {
+		t.Skipf("!!! the previous release %s is not in this clone's history (a shallow clone?): upgrade not tested", commit)
+	}
+	dir = t.TempDir()
+	oldBin = buildAt(t, root, commit, dir)
+	newBin = filepath.Join(dir, "metanode-new")
+	runCmd(t, root, "go", "build", "-o", newBin, "./cmd/metanode")
+	return dir, oldBin, newBin
 }
 
 // buildAt builds cmd/metanode as it was at commit.
