@@ -84,6 +84,9 @@ func (n *Node) setDirectory(d *state.Directory) bool {
 		if n.dir.CompareAndSwap(cur, d) {
 			n.router.Store(routerOf(d))
 			n.dirChanges.notify()
+			if err := n.checkLevel(d.Level(), "the directory"); err != nil {
+				n.fail(err)
+			}
 			return true
 		}
 	}

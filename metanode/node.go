@@ -77,6 +77,8 @@ type Node struct {
 	// lifetime of its own inside it.
 	life     *lifetime
 	serveErr chan error
+	// failed receives the one reason the node cannot go on (Failed).
+	failed chan error
 
 	closeMu sync.Mutex // serialises Close
 	closed  bool
@@ -97,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Clock = systemClock{}
 	}
 	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With("node", cfg.ID), t: cfg.timings(),
-		life: newLifetime(context.Background()), serveErr: make(chan error, 1), groups: map[string]*group{},
+		life: newLifetime(context.Background()), serveErr: make(chan error, 1), failed: make(chan error, 1), groups: map[string]*group{},
 		tasks: map[string][]func(context.Context){}, calls: map[string]CallHandler{}}
 	n.reg = cfg.Metrics
 	if n.reg == nil {

@@ -34,7 +34,7 @@ import (
 // information (peer.go).
 
 // ErrClusterVersion is matched (errors.Is) by every ClusterVersionError.
-var ErrClusterVersion error = &sentinel{"metanode: the cluster version is too low for the operation", metapb.ReasonClusterVersion}
+var ErrClusterVersion error = &sentinel{"metanode: cluster version", metapb.ReasonClusterVersion}
 
 // ClusterVersionError refuses an operation that needs a newer cluster
 // version: FailedPrecondition with reason CLUSTER_VERSION on the public
@@ -107,10 +107,26 @@ func (n *Node) checkStoredVersion() error {
 	return n.checkLevel(d.Level(), "its stored metadata-0 replica")
 }
 
+// Failed receives the reason this node cannot go on running, at most
+// once: a cluster version above its feature level, seen after it started
+// (its stored metadata-0 replica may not have applied the raise yet when
+// it started, or it hosts no replica of metadata-0). The caller closes
+// the node and exits with it.
+func (n *Node) Failed() <-chan error { return n.failed }
+
+// fail reports err on Failed (the first one only).
+func (n *Node) fail(err error) {
+	select {
+	case n.failed <- err:
+		n.log.Error("this node cannot go on running", "err", err)
+	default:
+	}
+}
+
 // checkLevel refuses a cluster version above this node's level.
 func (n *Node) checkLevel(cluster uint32, where string) error {
 	if lvl := n.cfg.featureLevel(); lvl < cluster {
-		return fmt.Errorf("%w: the cluster version is %d (%s) but this node's feature level is %d: a downgrade below the cluster version is refused; run a release of feature level %d or newer",
+		return fmt.Errorf("%w %d (%s) is above this node's feature level %d: a downgrade below the cluster version is refused; run a release of feature level %d or newer",
 			ErrClusterVersion, cluster, where, lvl, cluster)
 	}
 	return nil

@@ -242,13 +242,18 @@ func run(cfg metanode.Config, ctlCfg controller.Config, debugListen string, maxR
 		}
 		return err
 	}
-	<-ctx.Done()
+	var failed error
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("signal received; shutting down", "timeout", cfg.ShutdownTimeout)
+	case failed = <-node.Failed():
+		cfg.Logger.Error("shutting down: this node cannot go on running", "err", failed, "timeout", cfg.ShutdownTimeout)
+	}
 	stop()
-	cfg.Logger.Info("signal received; shutting down", "timeout", cfg.ShutdownTimeout)
 	start := time.Now()
 	if err := node.Close(); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		return errors.Join(failed, fmt.Errorf("shutdown: %w", err))
 	}
 	cfg.Logger.Info("shutdown complete", "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return failed
 }
