@@ -71,9 +71,11 @@ type Cluster struct {
 	Net  *Net
 	log  *slog.Logger
 
-	mu    sync.Mutex // guards nodes and order
+	mu    sync.Mutex // guards nodes, order and levels
 	nodes map[string]*Node
 	order []string
+	// levels is each node's feature level as last configured.
+	levels map[string]uint32
 }
 
 // logWriter sends log lines to t.Log while the test runs.
@@ -125,7 +127,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	c := &Cluster{t: t, opts: opts, Net: NewNet(opts.Seed), log: NewLogger(t), nodes: map[string]*Node{}}
+	c := &Cluster{t: t, opts: opts, Net: NewNet(opts.Seed), log: NewLogger(t), nodes: map[string]*Node{}, levels: map[string]uint32{}}
 	t.Cleanup(c.StopAll)
 	var initial []metanode.Peer
 	lis := map[string]net.Listener{}
@@ -172,12 +174,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for _, g := range slices.Sorted(maps.Keys(groups)) {
 		c.WaitLeader(g, 60*time.Second)
 	}
-	c.waitClusterVersion(sm.FeatureLevel, 60*time.Second)
+	c.mu.Lock()
+	level := sm.FeatureLevel
+	for _, l := range c.levels {
+		level = min(level, l)
+	}
+	c.mu.Unlock()
+	c.waitClusterVersion(level, 60*time.Second)
 	return c
 }
 
 // waitClusterVersion waits until every running node sees the cluster
-// version at level: a new cluster of this release is raised to it once
+// version at level (the lowest feature level of the nodes, configured by
+// Options.Configure): a new cluster of this release is raised to it once
 // metadata-0's leader heard every member (metanode/version.go), and until
 // then refuses this release's new operations (MultiPut, Txn) and runs no
 // hash checks.
@@ -214,6 +223,9 @@ func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}
+	c.mu.Lock()
+	c.levels[n.ID] = cmp.Or(cfg.FeatureLevel, sm.FeatureLevel)
+	c.mu.Unlock()
 	return cfg
 }
 
