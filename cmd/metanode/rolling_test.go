@@ -57,17 +57,23 @@ func newProcs(t *testing.T, dir string, n int) *procs {
 	return p
 }
 
-// start starts node i (0-based) on bin with extra flags; its output goes
-// to <dir>/n<i+1>.log (appended).
+// start starts node i (0-based), a member of the initial cluster, on bin
+// with extra flags.
 func (p *procs) start(i int, bin string, extra ...string) *exec.Cmd {
+	p.t.Helper()
+	return p.run(i, bin, append([]string{"--initial-cluster", strings.Join(p.ic, ","), "--data-groups", "2"}, extra...)...)
+}
+
+// run starts node i on bin with its id, data directory, listen address
+// and flags; its output goes to <dir>/n<i+1>.log (appended).
+func (p *procs) run(i int, bin string, flags ...string) *exec.Cmd {
 	p.t.Helper()
 	id := fmt.Sprintf("n%d", i+1)
 	logf, err := os.OpenFile(p.logPath(i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	args := append([]string{"--id", id, "--data-dir", filepath.Join(p.dir, id), "--listen", p.eps[i],
-		"--initial-cluster", strings.Join(p.ic, ","), "--data-groups", "2"}, extra...)
+	args := append([]string{"--id", id, "--data-dir", filepath.Join(p.dir, id), "--listen", p.eps[i]}, flags...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -315,20 +321,7 @@ func TestDowngradeBelowClusterVersionRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	join := func(extra ...string) *exec.Cmd {
-		args := append([]string{"--id", "n4", "--data-dir", filepath.Join(dir, "n4"), "--listen", p.eps[3],
-			"--join", strings.Join(p.eps[:3], ",")}, extra...)
-		cmd := exec.Command(bin, args...)
-		logf, err := os.OpenFile(p.logPath(3), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { logf.Close() })
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p.cmds["n4"] = cmd
-		return cmd
+		return p.run(3, bin, append([]string{"--join", strings.Join(p.eps[:3], ",")}, extra...)...)
 	}
 	p.exitsWith(t, join("--feature-level", below), 3, "join refused")
 	if err := os.RemoveAll(filepath.Join(dir, "n4")); err != nil {
