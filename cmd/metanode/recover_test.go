@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,98 +18,10 @@ import (
 	"github.com/metamq/meta/verify/poll"
 )
 
-// procs runs metanode binaries for a test: each node a real process with
-// its own data directory and log file.
-type procs struct {
-	t     *testing.T
-	bin   string
-	dir   string
-	addrs map[string]string
-	cmds  map[string]*exec.Cmd
-}
-
-func newProcs(t *testing.T, ids ...string) *procs {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs metanode processes: not in -short")
-	}
-	dir := t.TempDir()
-	p := &procs{t: t, bin: filepath.Join(dir, "metanode"), dir: dir, addrs: map[string]string{}, cmds: map[string]*exec.Cmd{}}
-	runCmd(t, repoRoot(t), "go", "build", "-o", p.bin, "./cmd/metanode")
-	p.alloc(ids...)
-	t.Cleanup(func() {
-		for id := range p.cmds {
-			p.kill(id)
-		}
-	})
-	return p
-}
-
-// alloc gives nodes addresses.
-func (p *procs) alloc(ids ...string) {
-	for i, port := range freePorts(p.t, len(ids)) {
-		p.addrs[ids[i]] = fmt.Sprintf("127.0.0.1:%d", port)
-	}
-}
-
-func (p *procs) dataDir(id string) string { return filepath.Join(p.dir, id) }
-
-// start runs node id with its identity flags and extra.
-func (p *procs) start(id string, extra ...string) {
-	p.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(p.dir, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	args := append([]string{"--id", id, "--data-dir", p.dataDir(id), "--listen", p.addrs[id], "--log-level", "info"}, extra...)
-	cmd := exec.Command(p.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
-	p.cmds[id] = cmd
-}
-
-// kill stops node id with SIGKILL (no orderly shutdown) and waits.
-func (p *procs) kill(id string) {
-	cmd := p.cmds[id]
-	if cmd == nil {
-		return
-	}
-	delete(p.cmds, id)
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	for cmd.ProcessState == nil && cmd.Process.Signal(syscall.Signal(0)) == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // recover runs `metanode recover` as the binary.
 func (p *procs) recover(args ...string) (string, error) {
 	out, err := exec.Command(p.bin, append([]string{"recover"}, args...)...).CombinedOutput()
 	return string(out), err
-}
-
-func (p *procs) initial(ids ...string) string {
-	var ic []string
-	for _, id := range ids {
-		ic = append(ic, id+"="+p.addrs[id])
-	}
-	return strings.Join(ic, ",")
-}
-
-func (p *procs) client(ids ...string) *client.Client {
-	p.t.Helper()
-	var eps []string
-	for _, id := range ids {
-		eps = append(eps, p.addrs[id])
-	}
-	cl, err := client.New(client.Config{Endpoints: eps})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { cl.Close() })
-	return cl
 }
 
 func shortCtx(t *testing.T) context.Context {
@@ -154,7 +65,7 @@ func caughtUp(ctx context.Context, cl *client.Client, addrs map[string]string, i
 // lost nodes no longer members. Before that, recover refuses a running
 // node's directory, another node's id and a missing directory.
 func TestMajorityLossRecoverFromSurvivor(t *testing.T) {
-	p := newProcs(t, "n1", "n2", "n3", "n4", "n5")
+	p := newBuiltProcs(t, "n1", "n2", "n3", "n4", "n5")
 	ic := p.initial("n1", "n2", "n3")
 	for _, id := range []string{"n1", "n2", "n3"} {
 		p.start(id, "--initial-cluster", ic, "--data-groups", "2", "--offset-groups", "2", "--replication-factor", "3")
@@ -345,7 +256,7 @@ func TestMajorityLossRecoverFromSurvivor(t *testing.T) {
 // what was acknowledged (its group survived) or nothing (its group was
 // lost), and every group takes writes.
 func TestRecoverLostGroups(t *testing.T) {
-	p := newProcs(t, "n1", "n2", "n3")
+	p := newBuiltProcs(t, "n1", "n2", "n3")
 	ic := p.initial("n1", "n2", "n3")
 	for _, id := range []string{"n1", "n2", "n3"} {
 		p.start(id, "--initial-cluster", ic, "--data-groups", "4", "--replication-factor", "1", "--metadata-replication-factor", "1")

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,87 +31,13 @@ import (
 // node (TestUpgradeFromEveryNodeHostsEveryGroup).
 const rollingFrom = "ec15d02"
 
-// procs is a cluster of metanode processes on this machine.
-type procs struct {
-	t    *testing.T
-	dir  string
-	ic   []string
-	eps  []string
-	cmds map[string]*exec.Cmd
-}
-
-func newProcs(t *testing.T, dir string, n int) *procs {
-	p := &procs{t: t, dir: dir, cmds: map[string]*exec.Cmd{}}
-	for i, port := range freePorts(t, n) {
-		p.ic = append(p.ic, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, port))
-		p.eps = append(p.eps, fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	t.Cleanup(func() {
-		for _, c := range p.cmds {
-			_ = c.Process.Kill()
-			_, _ = c.Process.Wait()
-		}
-	})
-	return p
-}
-
-// start starts node i (0-based), a member of the initial cluster, on bin
-// with extra flags.
-func (p *procs) start(i int, bin string, extra ...string) *exec.Cmd {
-	p.t.Helper()
-	return p.run(i, bin, append([]string{"--initial-cluster", strings.Join(p.ic, ","), "--data-groups", "2"}, extra...)...)
-}
-
-// run starts node i on bin with its id, data directory, listen address
-// and flags; its output goes to <dir>/n<i+1>.log (appended).
-func (p *procs) run(i int, bin string, flags ...string) *exec.Cmd {
-	p.t.Helper()
-	id := fmt.Sprintf("n%d", i+1)
-	logf, err := os.OpenFile(p.logPath(i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	args := append([]string{"--id", id, "--data-dir", filepath.Join(p.dir, id), "--listen", p.eps[i]}, flags...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { logf.Close() })
-	p.cmds[id] = cmd
-	return cmd
-}
-
-func (p *procs) logPath(i int) string { return filepath.Join(p.dir, fmt.Sprintf("n%d.log", i+1)) }
-
-// stop stops node i with SIGTERM and waits for it.
-func (p *procs) stop(i int) {
-	id := fmt.Sprintf("n%d", i+1)
-	if c := p.cmds[id]; c != nil {
-		_ = c.Process.Signal(syscall.SIGTERM)
-		_, _ = c.Process.Wait()
-		delete(p.cmds, id)
-	}
-}
-
-// pinned is a client that sends everything to node i.
-func (p *procs) pinned(i int) *client.Client {
-	p.t.Helper()
-	cl, err := client.New(client.Config{Endpoints: []string{p.eps[i]}, Pinned: true})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { cl.Close() })
-	return cl
-}
-
-// caughtUp waits until node i answers linearizable reads of keys in every
+// caughtUp waits until node id answers linearizable reads of keys in every
 // data group (a read on a follower waits for its replica to apply up to
 // the leader's commit index).
-func (p *procs) caughtUp(i int, within time.Duration) {
+func (p *procs) caughtUp(id string, within time.Duration) {
 	p.t.Helper()
-	cl := p.pinned(i)
-	poll.For(p.t, fmt.Sprintf("n%d to serve linearizable reads", i+1), within, func() error {
+	cl := p.pinned(id)
+	poll.For(p.t, id+" to serve linearizable reads", within, func() error {
 		for k := range 8 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := cl.Get(ctx, &metapb.GetRequest{Key: fmt.Appendf(nil, "probe-%d", k)})
@@ -168,12 +92,12 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	dir, oldBin, newBin := buildReleases(t, rollingFrom)
 
-	p := newProcs(t, dir, 3)
-	for i := range 3 {
-		p.start(i, oldBin, "--hash-check-interval", "1s")
+	p := newProcs(t, dir, nodeIDs(3)...)
+	for _, id := range p.ids {
+		p.startInitial(id, oldBin, "--hash-check-interval", "1s")
 	}
-	for i := range 3 {
-		p.caughtUp(i, 90*time.Second)
+	for _, id := range p.ids {
+		p.caughtUp(id, 90*time.Second)
 	}
 
 	// The workload: sessions over the whole cluster putting unique values
@@ -183,12 +107,7 @@ func TestRollingUpgrade(t *testing.T) {
 	wctx, stopWorkload := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for s := range 4 {
-		cl, err := client.New(client.Config{Endpoints: p.eps})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		sess := rec.Session(cl, "any")
+		sess := rec.Session(p.client(), "any")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -205,24 +124,24 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	defer func() { stopWorkload(); wg.Wait() }()
 
-	for i := range 3 {
-		p.stop(i)
-		p.start(i, newBin, "--hash-check-interval", "1s")
-		p.caughtUp(i, 90*time.Second)
+	for i, id := range p.ids {
+		p.stop(id)
+		p.startInitial(id, newBin, "--hash-check-interval", "1s")
+		p.caughtUp(id, 90*time.Second)
 		if i < 2 {
 			// Mixed releases: refused by the upgraded node before any
 			// proposal, with the documented error.
-			if err := clusterVersionRefusal(multiPut(p.pinned(i), fmt.Sprint(i)), "1", "2"); err != nil {
-				t.Fatalf("after upgrading n%d of 3: %v", i+1, err)
+			if err := clusterVersionRefusal(multiPut(p.pinned(id), fmt.Sprint(i)), "1", "2"); err != nil {
+				t.Fatalf("after upgrading %s of 3: %v", id, err)
 			}
 		}
 	}
 	// Every node runs this release: metadata-0's leader raises the cluster
 	// version, and MultiPut works through every node.
-	for i := range 3 {
-		cl := p.pinned(i)
-		poll.For(t, fmt.Sprintf("MultiPut through n%d after the upgrade", i+1), 60*time.Second, func() error {
-			return multiPut(cl, fmt.Sprint("after-", i))
+	for _, id := range p.ids {
+		cl := p.pinned(id)
+		poll.For(t, "MultiPut through "+id+" after the upgrade", 60*time.Second, func() error {
+			return multiPut(cl, "after-"+id)
 		})
 	}
 	stopWorkload()
@@ -243,46 +162,44 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Fatalf("checker %s: %s: %s", r.Checker, r.Verdict, r.Details)
 		}
 	}
-	for i := range 3 {
-		raw, err := os.ReadFile(p.logPath(i))
+	for _, id := range p.ids {
+		raw, err := os.ReadFile(p.logPath(id))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, bad := range []string{"written by a newer release", "halted"} {
 			if strings.Contains(string(raw), bad) {
-				t.Fatalf("n%d's log says %q: a replica stopped on an entry of the new release", i+1, bad)
+				t.Fatalf("%s's log says %q: a replica stopped on an entry of the new release", id, bad)
 			}
 		}
 	}
 	t.Logf("rolling upgrade %s -> this release: %d ops (%d ok), linearizable; MultiPut refused while mixed, served after", rollingFrom, len(ops), okOps)
 }
 
-// exitsWith waits for a node process that must refuse to start and checks
-// its log says why.
-func (p *procs) exitsWith(t *testing.T, cmd *exec.Cmd, i int, want string) {
+// exitsWith waits for node id's process pr, which must refuse to start,
+// and checks its log says why.
+func (p *procs) exitsWith(t *testing.T, pr *proc, id, want string) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatalf("n%d exited 0, want a refusal", i+1)
+	case <-pr.exited:
+		if pr.err == nil {
+			t.Fatalf("%s exited 0, want a refusal", id)
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("n%d still runs after 60s, want it to refuse to start", i+1)
+		t.Fatalf("%s still runs after 60s, want it to refuse to start", id)
 	}
-	delete(p.cmds, fmt.Sprintf("n%d", i+1))
-	raw, err := os.ReadFile(p.logPath(i))
+	delete(p.nodes, id)
+	raw, err := os.ReadFile(p.logPath(id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if strings.Contains(line, want) {
-			t.Logf("n%d refused: %s", i+1, line)
+			t.Logf("%s refused: %s", id, line)
 			return
 		}
 	}
-	t.Fatalf("n%d's log lacks %q:\n%s", i+1, want, raw)
+	t.Fatalf("%s's log lacks %q:\n%s", id, want, raw)
 }
 
 // Once the cluster version is this release's, a node whose feature level
@@ -299,34 +216,34 @@ func TestDowngradeBelowClusterVersionRefused(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "metanode-new")
 	runCmd(t, root, "go", "build", "-o", bin, "./cmd/metanode")
-	p := newProcs(t, dir, 4)
-	p.ic = p.ic[:3]
-	for i := range 3 {
-		p.start(i, bin)
+	p := newProcs(t, dir, nodeIDs(4)...)
+	p.founders = p.ids[:3]
+	for _, id := range p.founders {
+		p.startInitial(id, bin)
 	}
-	cl := p.pinned(0)
+	cl := p.pinned("n1")
 	poll.For(t, "the cluster version to rise (MultiPut served)", 90*time.Second, func() error { return multiPut(cl, "v") })
 	below := fmt.Sprint(sm.FeatureLevel - 1)
 
 	// A downgrade of a member's binary.
-	p.stop(2)
-	p.exitsWith(t, p.start(2, bin, "--feature-level", below), 2, "a downgrade below the cluster version is refused")
-	p.start(2, bin)
-	p.caughtUp(2, 90*time.Second)
+	p.stop("n3")
+	p.exitsWith(t, p.startInitial("n3", bin, "--feature-level", below), "n3", "a downgrade below the cluster version is refused")
+	p.startInitial("n3", bin)
+	p.caughtUp("n3", 90*time.Second)
 
 	// A new member below the cluster version.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := cl.AddMember(ctx, "n4", p.eps[3]); err != nil {
+	if _, err := cl.AddMember(ctx, "n4", p.addrs["n4"]); err != nil {
 		t.Fatal(err)
 	}
-	join := func(extra ...string) *exec.Cmd {
-		return p.run(3, bin, append([]string{"--join", strings.Join(p.eps[:3], ",")}, extra...)...)
+	join := func(extra ...string) *proc {
+		return p.run(bin, "n4", append([]string{"--join", strings.Join(p.endpoints(p.founders...), ",")}, extra...)...)
 	}
-	p.exitsWith(t, join("--feature-level", below), 3, "join refused")
-	if err := os.RemoveAll(filepath.Join(dir, "n4")); err != nil {
+	p.exitsWith(t, join("--feature-level", below), "n4", "join refused")
+	if err := os.RemoveAll(p.dataDir("n4")); err != nil {
 		t.Fatal(err)
 	}
 	join()
-	p.caughtUp(3, 90*time.Second)
+	p.caughtUp("n4", 90*time.Second)
 }

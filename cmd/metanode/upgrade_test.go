@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
 )
@@ -30,20 +29,16 @@ func TestUpgradeFromEveryNodeHostsEveryGroup(t *testing.T) {
 	}
 	dir, oldBin, newBin := buildReleases(t, previousRelease)
 
-	p := newProcs(t, dir, 3)
+	p := newProcs(t, dir, nodeIDs(3)...)
 	ctx := func() context.Context {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		t.Cleanup(cancel)
 		return ctx
 	}
-	cl, err := client.New(client.Config{Endpoints: p.eps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := p.client()
 
-	for i := range 3 {
-		p.start(i, oldBin)
+	for _, id := range p.ids {
+		p.startInitial(id, oldBin)
 	}
 	poll.For(t, "the previous release's cluster to serve", 60*time.Second, func() error {
 		_, err := cl.Put(ctx(), &metapb.PutRequest{Key: []byte("warm"), Value: []byte("1")})
@@ -55,19 +50,16 @@ func TestUpgradeFromEveryNodeHostsEveryGroup(t *testing.T) {
 			t.Fatalf("put %s on the previous release: %v", k, err)
 		}
 	}
-	for i := range 3 {
-		p.stop(i)
+	for _, id := range p.ids {
+		p.stop(id)
 	}
 
-	for i := range 3 {
-		p.start(i, newBin)
+	for _, id := range p.ids {
+		p.startInitial(id, newBin)
 	}
-	cl2, err := client.New(client.Config{Endpoints: p.eps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl2.Close()
+	cl2 := p.client()
 	var gs *metapb.ListGroupsResponse
+	var err error
 	poll.For(t, "the upgraded cluster's directory", 90*time.Second, func() error {
 		gs, err = cl2.ListGroups(ctx())
 		if err != nil {
