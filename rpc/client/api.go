@@ -19,11 +19,14 @@ func (c *Client) offsetGroup(ctx context.Context, consumerGroups ...string) stri
 	return commonGroup(ctx, c, consumerGroups, (*metapb.Router).OffsetGroup)
 }
 
-// Put stores a value.
+// Put stores a value. Concurrent puts to one group share MultiPut calls
+// (see coalesce.go), except puts with a lease.
 func (c *Client) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
-	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.PutResponse, error) {
-		return ep.kv.Put(ctx, req)
-	})
+	lk := laneKey{group: c.dataGroup(ctx, req.Key)}
+	if c.co == nil || lk.group == "" || !coalescablePut(req) {
+		return c.putOne(ctx, lk, req)
+	}
+	return c.co.puts.call(ctx, lk, req, 1, len(req.Key)+len(req.Value), []string{string(req.Key)})
 }
 
 // Delete removes a key.
@@ -41,10 +44,17 @@ func (c *Client) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 }
 
 // Get reads a key; GetResponse.Kv is nil when it does not exist.
+// Concurrent gets of one group and consistency share MultiGet calls (see
+// coalesce.go).
 func (c *Client) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
-	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.GetResponse, error) {
-		return ep.kv.Get(ctx, req)
-	})
+	if c.co == nil || len(req.GetKey()) == 0 || len(req.GetKey()) > metapb.MaxKeyBytes {
+		return c.getOne(ctx, laneKey{}, req)
+	}
+	lk := laneKey{group: c.dataGroup(ctx, req.Key), variant: int32(req.Consistency)}
+	if lk.group == "" {
+		return c.getOne(ctx, lk, req)
+	}
+	return c.co.gets.call(ctx, lk, req, 1, len(req.Key), nil)
 }
 
 // List returns one page of keys with a prefix.
@@ -56,22 +66,39 @@ func (c *Client) List(ctx context.Context, req *metapb.ListRequest) (*metapb.Lis
 
 // CommitOffsets commits a batch of offsets. Each offset group's part is
 // atomic; a batch spanning several offset groups may be partly applied only
-// if the call fails with an unknown outcome.
+// if the call fails with an unknown outcome. Concurrent commits to one
+// offset group share calls (see coalesce.go).
 func (c *Client) CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
 	names := make([]string, 0, len(req.Offsets))
 	for _, o := range req.Offsets {
-		names = append(names, o.Group)
+		names = append(names, o.GetGroup())
 	}
-	return write(ctx, c, c.offsetGroup(ctx, names...), func(ctx context.Context, ep *endpoint) (*metapb.CommitOffsetsResponse, error) {
-		return ep.off.Commit(ctx, req)
-	})
+	lk := laneKey{group: c.offsetGroup(ctx, names...)}
+	if c.co == nil || lk.group == "" {
+		return c.commitOne(ctx, lk, req)
+	}
+	return c.co.commits.call(ctx, lk, req, len(req.Offsets), offsetsBytes(req), nil)
 }
 
-// FetchOffsets reads committed offsets.
+// FetchOffsets reads committed offsets. Concurrent fetches from one
+// offset group share calls (see coalesce.go).
 func (c *Client) FetchOffsets(ctx context.Context, req *metapb.FetchOffsetsRequest) (*metapb.FetchOffsetsResponse, error) {
-	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.FetchOffsetsResponse, error) {
-		return ep.off.Fetch(ctx, req)
-	})
+	if c.co == nil {
+		return c.fetchOne(ctx, laneKey{}, req)
+	}
+	names := make([]string, 0, len(req.Partitions))
+	for _, tp := range req.Partitions {
+		names = append(names, tp.GetGroup())
+	}
+	lk := laneKey{group: c.offsetGroup(ctx, names...), variant: int32(req.Consistency)}
+	if lk.group == "" {
+		return c.fetchOne(ctx, lk, req)
+	}
+	n := 0
+	for _, tp := range req.Partitions {
+		n += len(tp.GetGroup()) + len(tp.GetTopic()) + 4
+	}
+	return c.co.fetches.call(ctx, lk, req, len(req.Partitions), n, nil)
 }
 
 // DeleteGroup removes every offset of a consumer group, atomically.

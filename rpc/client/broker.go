@@ -129,15 +129,19 @@ func (c *Client) ListResources(ctx context.Context, req *metapb.ListResourcesReq
 
 // PutSessions creates or replaces sessions. Each data group's part is
 // atomic; a batch spanning several groups may be partly applied only if
-// the call fails with an unknown outcome.
+// the call fails with an unknown outcome. Concurrent puts of sessions of
+// one group share calls (see coalesce.go).
 func (c *Client) PutSessions(ctx context.Context, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
 	keys := make([][]byte, 0, len(req.Sessions))
 	for _, s := range req.Sessions {
 		keys = append(keys, []byte(s.GetClientId()))
 	}
-	return write(ctx, c, c.groupOf(ctx, keys...), func(ctx context.Context, ep *endpoint) (*metapb.PutSessionsResponse, error) {
-		return metapb.NewSessionsClient(ep.conn).Put(ctx, req)
-	})
+	lk := laneKey{group: c.groupOf(ctx, keys...)}
+	ids, unique := uniqueClientIDs(req)
+	if c.co == nil || lk.group == "" || !unique {
+		return c.putSessionsOne(ctx, lk, req)
+	}
+	return c.co.sessions.call(ctx, lk, req, len(req.Sessions), sessionsBytes(req), ids)
 }
 
 // DeleteSessions deletes sessions; Deleted[i] says whether ClientIds[i]

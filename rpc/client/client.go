@@ -69,6 +69,12 @@ type Config struct {
 	// Token, when set, is sent with every call as a bearer token
 	// (a cluster started with --auth and --auth-tokens); it needs TLS.
 	Token string
+	// NoCoalesce turns coalescing off: every Put, Get, CommitOffsets,
+	// FetchOffsets and PutSessions is its own RPC. By default concurrent
+	// calls of one kind to one group share batch RPCs (coalesce.go says
+	// how, and why outcomes stay exact); an idle client sends each call
+	// at once either way.
+	NoCoalesce bool
 }
 
 // Validate reports every problem of the configuration at once.
@@ -145,6 +151,11 @@ type Client struct {
 	learned                  time.Time
 	closed                   bool
 	learning                 chan struct{} // non-nil while a refresh runs
+
+	// co coalesces concurrent calls (nil: Config.NoCoalesce); batches
+	// owns the goroutines that send their batches.
+	co      *coalescers
+	batches *batchRunner
 }
 
 // New creates a client. It does not block: connections are made on first
@@ -163,7 +174,10 @@ func New(cfg Config) (*Client, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, leaders: map[string]string{}, replicas: map[string][]string{},
-		byID: map[string]*endpoint{}, followed: make(chan struct{})}
+		byID: map[string]*endpoint{}, followed: make(chan struct{}), batches: newBatchRunner()}
+	if !cfg.NoCoalesce {
+		c.co = c.newCoalescers()
+	}
 	c.eps.Store(&[]*endpoint{})
 	for _, addr := range cfg.Endpoints {
 		ep, err := c.addEndpoint(addr)
@@ -247,6 +261,7 @@ func (c *Client) Close() error {
 		c.follow()
 		<-c.followed
 	}
+	c.batches.stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
