@@ -36,6 +36,7 @@ type options struct {
 	token        string
 	clients      int
 	conns        int
+	noCoalesce   bool
 	total        int64
 	keySize      int
 	valueSize    int
@@ -337,6 +338,7 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	f.StringVar(&o.token, "token", os.Getenv("META_TOKEN"), "meta: bearer token of a cluster started with --auth-tokens (default $META_TOKEN); needs --tls-dir")
 	f.IntVar(&o.clients, "clients", o.clients, "concurrent workers, each with one call in flight")
 	f.IntVar(&o.conns, "conns", o.conns, "client connections the workers share (0: one per 16 workers)")
+	f.BoolVar(&o.noCoalesce, "no-coalesce", false, "meta: turn the client's coalescing off (every call its own RPC; default: concurrent calls of a client to one group share batch RPCs)")
 	f.Int64Var(&o.total, "total", o.total, "items to send (keys for put and get, offsets for offsets, sessions for sessions and sessions-list)")
 	f.IntVar(&o.keySize, "key-size", o.keySize, "key size in bytes (client id size for sessions)")
 	f.IntVar(&o.valueSize, "value-size", o.valueSize, "value size in bytes (session state size for sessions)")
@@ -361,7 +363,7 @@ func runLoad(ctx context.Context, name string, o options, wl workload, stdout, s
 	if err != nil {
 		return fmt.Errorf("--tls-dir: %w", err)
 	}
-	conns, err := openConns(o.target, o.connCount(), dialConfig{endpoints: eps, timeout: o.timeout, log: log, tls: tlsCfg, token: o.token})
+	conns, err := openConns(o.target, o.connCount(), dialConfig{endpoints: eps, timeout: o.timeout, log: log, tls: tlsCfg, token: o.token, noCoalesce: o.noCoalesce})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func openMeta(cfg dialConfig) (conn, error) {
 		Logger:         cfg.log,
 		TLS:            cfg.tls,
 		Token:          cfg.token,
+		NoCoalesce:     cfg.noCoalesce,
 	})
 	if err != nil {
 		return nil, err

@@ -63,6 +63,8 @@ type dialConfig struct {
 	// tls and token: meta's (nil, "": plaintext, anonymous).
 	tls   *tls.Config
 	token string
+	// noCoalesce: meta's client sends every call alone.
+	noCoalesce bool
 }
 
 // openConns opens n connections to target, closing what it opened if one
