@@ -184,7 +184,7 @@ func partitionByPart(history []porcupine.Operation) [][]porcupine.Operation {
 // dispatches on the input type, so that one check run and one report
 // cover the whole history.
 func model() porcupine.Model {
-	return newModel("", partKind(kvStep, describeKV), partKind(offStep, describeOff), partKind(grpStep, describeGrp))
+	return newModel("", partKind(kvStep, describeKV), partKind(multiStep, describeMulti), partKind(offStep, describeOff), partKind(grpStep, describeGrp))
 }
 
 // partModel is one kind of partition of a porcupine model: its step and

@@ -26,6 +26,9 @@ const (
 	OpCommit      OpKind = "commit"
 	OpFetch       OpKind = "fetch"
 	OpDeleteGroup OpKind = "delete-group"
+	OpMultiPut    OpKind = "multi-put"
+	OpMultiGet    OpKind = "multi-get"
+	OpTxn         OpKind = "txn"
 )
 
 // IsWrite reports whether the call may change state. Only writes can have
@@ -33,7 +36,7 @@ const (
 // dropped by the checkers.
 func (k OpKind) IsWrite() bool {
 	switch k {
-	case OpPut, OpDelete, OpCAS, OpCommit, OpDeleteGroup:
+	case OpPut, OpDelete, OpCAS, OpCommit, OpDeleteGroup, OpMultiPut, OpTxn:
 		return true
 	}
 	return false
@@ -125,6 +128,42 @@ type Input struct {
 	Partitions []TopicPartition `json:"partitions,omitempty"`
 	// Group of a delete-group.
 	Group string `json:"group,omitempty"`
+	// Puts of a multi-put (key and value each).
+	Puts []KV `json:"puts,omitempty"`
+	// Keys of a multi-get, in request order.
+	Keys []string `json:"keys,omitempty"`
+	// Txn is a transaction's compares and branches.
+	Txn *TxnInput `json:"txn,omitempty"`
+}
+
+// TxnInput is a recorded transaction: compares of values or absence (the
+// models know no others), and each branch's writes.
+type TxnInput struct {
+	Compares []TxnCompare `json:"compares,omitempty"`
+	Success  []TxnWrite   `json:"success,omitempty"`
+	Failure  []TxnWrite   `json:"failure,omitempty"`
+}
+
+// TxnCompare holds when Key is absent (Absent) or holds Value.
+type TxnCompare struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Absent bool   `json:"absent,omitempty"`
+}
+
+// TxnWrite puts Value at Key, or deletes Key.
+type TxnWrite struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Delete bool   `json:"delete,omitempty"`
+}
+
+// PutPart is one data group's part of a multi-put: its puts (indexes into
+// Input.Puts), applied atomically, and what became of them.
+type PutPart struct {
+	Group   string  `json:"group"`
+	Indexes []int   `json:"indexes"`
+	Outcome Outcome `json:"outcome"`
 }
 
 // Output is the response of a call whose outcome is ok.
@@ -141,10 +180,14 @@ type Output struct {
 	Deleted bool `json:"deleted,omitempty"`
 	// Succeeded: the cas swapped.
 	Succeeded bool `json:"succeeded,omitempty"`
-	// One page of a list.
-	KVs            []KV   `json:"kvs,omitempty"`
-	More           bool   `json:"more,omitempty"`
-	NextStartAfter string `json:"next_start_after,omitempty"`
+	// One page of a list; a multi-get's keys in request order (a key
+	// that does not exist with Version 0).
+	KVs []KV `json:"kvs,omitempty"`
+	// Parts of a multi-put (absent: the parts are not known, and each
+	// put counts as a write of its own with the op's outcome).
+	Parts          []PutPart `json:"parts,omitempty"`
+	More           bool      `json:"more,omitempty"`
+	NextStartAfter string    `json:"next_start_after,omitempty"`
 	// Fetched offsets, in request order.
 	Offsets []OffsetValue `json:"offsets,omitempty"`
 	// Revisions of a commit, in request order.
@@ -253,6 +296,11 @@ func ReadHistory(r io.Reader) ([]Op, error) {
 func (op *Op) validate() error {
 	switch op.Kind {
 	case OpPut, OpGet, OpDelete, OpCAS, OpList, OpCommit, OpFetch, OpDeleteGroup:
+	case OpTxn:
+		if op.Input.Txn == nil || len(op.Input.Txn.keys()) == 0 {
+			return fmt.Errorf("op %d: txn without compares or writes", op.Index)
+		}
+	case OpMultiPut, OpMultiGet:
 	default:
 		return fmt.Errorf("unknown kind %q", op.Kind)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"iter"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -209,6 +210,20 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 		switch op.Kind {
 		case OpPut, OpGet, OpDelete, OpCAS:
 			universe[op.Input.Key] = true
+		case OpMultiPut:
+			for _, p := range op.Input.Puts {
+				universe[p.Key] = true
+			}
+		case OpMultiGet:
+			for _, k := range op.Input.Keys {
+				universe[k] = true
+			}
+		case OpTxn:
+			if op.Input.Txn != nil {
+				for _, k := range op.Input.Txn.keys() {
+					universe[k] = true
+				}
+			}
 		case OpList:
 			if op.Output != nil {
 				for _, kv := range op.Output.KVs {
@@ -223,7 +238,26 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	slices.Sort(keys)
 
-	byKey, add := partitioner(func(c kvCall) string { return c.Key }, kvResult{Unknown: true})
+	// Keys tied by txns and multi-put parts go to their component's
+	// partition (model_multi.go), every other key to its own.
+	comp := components(ops)
+	byKey, addKey := partitioner(func(c kvCall) string { return c.Key }, kvResult{Unknown: true})
+	byComp, addComp := partitioner(func(c multiCall) string {
+		switch {
+		case c.Single != nil:
+			return comp[c.Single.Key]
+		case c.Txn != nil:
+			return comp[c.Txn.keys()[0]]
+		}
+		return comp[c.Writes[0].Key]
+	}, multiResult{Unknown: true, Single: kvResult{Unknown: true}})
+	add := func(op *Op, c kvCall, r kvResult) {
+		if _, tied := comp[c.Key]; tied {
+			addComp(op, multiCall{Single: &c}, multiResult{Single: r})
+			return
+		}
+		addKey(op, c, r)
+	}
 	for op := range modelledOps(ops) {
 		in, out := &op.Input, op.Output
 		switch op.Kind {
@@ -260,6 +294,48 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 				}
 			}
 			add(op, c, r)
+		case OpMultiPut:
+			for _, p := range putParts(op) {
+				if p.Outcome == OutcomeFail {
+					continue // definitely not applied
+				}
+				part := *op
+				part.Outcome = p.Outcome
+				var writes []kvWrite
+				for _, i := range p.Indexes {
+					if i >= 0 && i < len(in.Puts) {
+						writes = append(writes, kvWrite{Key: in.Puts[i].Key, Value: in.Puts[i].Value})
+					}
+				}
+				switch {
+				case len(writes) == 1:
+					add(&part, kvCall{Op: OpPut, Key: writes[0].Key, Value: writes[0].Value}, kvResult{})
+				case len(writes) > 1:
+					addComp(&part, multiCall{Writes: writes}, multiResult{})
+				}
+			}
+		case OpMultiGet:
+			if len(out.KVs) != len(in.Keys) {
+				problems = append(problems, fmt.Sprintf("op %d: multi-get answered %d keys for %d", op.Index, len(out.KVs), len(in.Keys)))
+				continue
+			}
+			for i, k := range in.Keys {
+				kv := out.KVs[i]
+				if kv.Key != k {
+					problems = append(problems, fmt.Sprintf("op %d: multi-get answered %q for key %q", op.Index, kv.Key, k))
+					break
+				}
+				add(op, kvCall{Op: OpGet, Key: k, ValueKnown: true}, kvResult{Found: kv.Version > 0, Value: kv.Value})
+			}
+		case OpTxn:
+			if in.Txn == nil || len(in.Txn.keys()) == 0 {
+				continue
+			}
+			r := multiResult{}
+			if out != nil {
+				r.Succeeded = out.Succeeded
+			}
+			addComp(op, multiCall{Txn: in.Txn}, r)
 		case OpList:
 			if p := listShape(op); p != "" {
 				problems = append(problems, p)
@@ -292,6 +368,9 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 			ops, dropped := pruneKV(byKey[k])
 			parts = append(parts, partition{Checker: CheckerKV, Name: k, Ops: ops, Pruned: dropped})
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(byComp)) {
+		parts = append(parts, partition{Checker: CheckerKV, Name: name, Ops: byComp[name]})
 	}
 	return parts, problems
 }
