@@ -8,6 +8,12 @@
 // outcome is unknown is returned at once wrapped in ErrUnknownOutcome and is
 // never retried by the client.
 //
+// Concurrent Put, Get, CommitOffsets, FetchOffsets and PutSessions calls
+// to one group are coalesced into batch RPCs: an idle client sends a call
+// at once, alone; calls that arrive while one is in flight share the next
+// batch (coalesce.go: which calls qualify, and why each caller's outcome
+// stays exact). Config.NoCoalesce turns it off.
+//
 // Backup and SaveBackup take online backups (Cluster.Backup); the backup
 // file's format and its reader (OpenBackup, Verify) are in backup.go.
 //
