@@ -43,16 +43,7 @@ func TestRecoverInterruptedRunsAgain(t *testing.T) {
 		}
 		return nil
 	})
-	for _, id := range c.IDs() {
-		dir := c.Get(id).Dir
-		c.Crash(id)
-		if id != survivor {
-			c.Forget(id)
-			if err := os.RemoveAll(dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	loseAllBut(t, c, survivor)
 
 	cfg := metanode.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Logger = survivor, c.Get(survivor).Dir, metanodetest.NewLogger(t)
@@ -131,16 +122,7 @@ func TestRecoverKeepsUncommittedEntries(t *testing.T) {
 		}
 		return nil
 	})
-	for _, id := range c.IDs() {
-		dir := c.Get(id).Dir
-		c.Crash(id)
-		if id != survivor {
-			c.Forget(id)
-			if err := os.RemoveAll(dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	loseAllBut(t, c, survivor)
 	c.Net.Heal()
 	cfg := metanode.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Logger = survivor, c.Get(survivor).Dir, metanodetest.NewLogger(t)
@@ -154,6 +136,22 @@ func TestRecoverKeepsUncommittedEntries(t *testing.T) {
 		got, err := cl.Get(ctx, &metapb.GetRequest{Key: []byte(k)})
 		if err != nil || got.Kv == nil {
 			t.Fatalf("%s after recovery: %v, %v (want it kept)", k, got, err)
+		}
+	}
+}
+
+// loseAllBut crashes every node of c and wipes every one but survivor, as
+// losing a majority does.
+func loseAllBut(t *testing.T, c *metanodetest.Cluster, survivor string) {
+	t.Helper()
+	for _, id := range c.IDs() {
+		dir := c.Get(id).Dir
+		c.Crash(id)
+		if id != survivor {
+			c.Forget(id)
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
