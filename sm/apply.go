@@ -34,6 +34,9 @@ type applier struct {
 	// hashCheck is set by a HashCheck op: the entry's state is to be
 	// digested once it has committed.
 	hashCheck bool
+	// err is set when an op hit a storage failure: the batch holding the
+	// entry must not be committed (ApplyBatch halts the group).
+	err error
 }
 
 func invalid(format string, args ...any) *logpb.Result {
@@ -58,13 +61,17 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 	a.bumped, a.seq = false, 0
 	r, err := a.dispatch(op)
 	if err != nil {
-		a.m.fatal("apply op", err)
+		// A read through the batch failed, or a stored record does not
+		// decode: the entry cannot be applied here (ApplyBatch halts).
+		a.err = fmt.Errorf("%w: apply op: %w", ErrStorage, err)
+		return &logpb.Result{}
 	}
 	if r.Code != logpb.Code_CODE_OK {
 		// Ops check before they write, so this undoes nothing today; it
 		// keeps a failing op atomic should one ever fail after writing.
 		if err := a.b.RollbackToSavePoint(); err != nil {
-			a.m.fatal("rollback op", err)
+			a.err = fmt.Errorf("%w: rollback op: %w", ErrStorage, err)
+			return &logpb.Result{}
 		}
 		a.st.Revision = rev
 	}

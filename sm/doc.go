@@ -32,8 +32,9 @@
 //
 // Determinism: applying reads no clock, no randomness and no map order.
 // Domain outcomes (a failed compare, a missing key, an invalid operation)
-// are results, never panics. Only a storage failure, after which the node
-// cannot know its own state, stops the process.
+// are results, never panics. A storage failure (a full disk) halts the
+// group on this node, its applied index below the entry it could not
+// store, and never stops the process (machine.go, ApplyBatch).
 //
 // sm may import rocks, raft (types) and its own logpb; never metanode, rpc
 // or anything above it.

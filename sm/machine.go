@@ -209,6 +209,15 @@ func (m *Machine) Apply(l *raft.Log) interface{} {
 // durable record, and RocksDB's single WAL orders these writes behind it).
 // Entries at or below the stored applied index were applied before a
 // restart and are skipped.
+//
+// A storage failure (a full disk: the commit fails with ENOSPC, or a read
+// through the batch fails) halts the group on this node (halt.go) instead
+// of stopping the process: every replica would hit the same full disk at
+// once, and a process that panics on it restarts into the same failure, a
+// crash loop of the whole cluster. Nothing of the uncommitted entries is
+// stored, the applied index stays below the first of them, their
+// outcomes here are unknown (other replicas may apply them), and a
+// restart once space is freed applies them again from the raft log.
 func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	st := &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}
@@ -217,6 +226,18 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	changed := false
 	own := m.own.Load()
 	var ownChanged *logpb.Ownership
+	// storageFailed halts the group at the first entry b holds
+	// uncommitted and answers every uncommitted entry as unknown.
+	storageFailed := func(err error) {
+		stored := m.index.Load()
+		m.haltWith(stored+1, err, "STORAGE: cannot store applied entries (disk full?); the group stops applying on this node until it restarts")
+		for i, l := range logs {
+			if l.Index > stored {
+				out[i] = &BatchResult{Index: l.Index}
+			}
+		}
+		changed = false
+	}
 	for i, l := range logs {
 		if l.Index <= st.Index {
 			continue
@@ -244,6 +265,9 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 		res := &BatchResult{Index: l.Index, Results: make([]*logpb.Result, len(batch.Ops))}
 		for j, op := range batch.Ops {
 			r := a.apply(op)
+			if a.err != nil {
+				break
+			}
 			r.Index = l.Index
 			res.Results[j] = r
 			if a.ownChanged != nil {
@@ -251,12 +275,19 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 				a.ownChanged = nil
 			}
 		}
+		if a.err != nil {
+			storageFailed(a.err)
+			break
+		}
 		out[i] = res
 		if a.hashCheck {
 			// Digest the state exactly as of this entry: commit what
 			// the batch holds so far and take a storage snapshot before
 			// the next entry writes.
-			m.commitApplied(b, st, ownChanged)
+			if err := m.commitApplied(b, st, ownChanged); err != nil {
+				storageFailed(err)
+				break
+			}
 			m.startHash(st)
 			b.Close()
 			b = m.db.NewBatch()
@@ -264,16 +295,22 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 	}
 	if changed {
-		m.commitApplied(b, st, ownChanged)
+		if err := m.commitApplied(b, st, ownChanged); err != nil {
+			storageFailed(err)
+		}
 	}
 	return out
 }
 
+// ErrStorage is the cause of a halt on a storage failure (ApplyBatch).
+var ErrStorage = errors.New("sm: storage failure")
+
 // commitApplied commits b with the applied state st (and the ownership
-// record, if the batch changed it), then publishes them.
-func (m *Machine) commitApplied(b *rocks.Batch, st *logpb.AppliedState, ownChanged *logpb.Ownership) {
+// record, if the batch changed it), then publishes them. An error (wrapping
+// ErrStorage) means nothing of b was stored.
+func (m *Machine) commitApplied(b *rocks.Batch, st *logpb.AppliedState, ownChanged *logpb.Ownership) error {
 	if err := putProto(b, m.space, keyApplied, st); err != nil {
-		m.fatal("encode applied state", err)
+		return fmt.Errorf("%w: encode applied state: %w", ErrStorage, err)
 	}
 	if ownChanged != nil {
 		// Readers check ownership and read data in one view: they see
@@ -282,7 +319,7 @@ func (m *Machine) commitApplied(b *rocks.Batch, st *logpb.AppliedState, ownChang
 		defer m.restoreMu.Unlock()
 	}
 	if err := b.Commit(false); err != nil {
-		m.fatal("commit applied batch", err)
+		return fmt.Errorf("%w: commit applied batch: %w", ErrStorage, err)
 	}
 	if ownChanged != nil {
 		m.own.Store(&ownView{rec: ownChanged})
@@ -291,13 +328,7 @@ func (m *Machine) commitApplied(b *rocks.Batch, st *logpb.AppliedState, ownChang
 	m.term.Store(st.Term)
 	m.rev.Store(st.Revision)
 	m.notify()
-}
-
-// fatal stops the process: the node can no longer tell what its stored
-// state reflects, and continuing could acknowledge writes it then loses.
-func (m *Machine) fatal(what string, err error) {
-	m.log.Error("state machine storage failure; stopping", "what", what, "err", err)
-	panic(fmt.Sprintf("sm: %s: %s: %v", m.group, what, err))
+	return nil
 }
 
 func putProto(b *rocks.Batch, s *rocks.Space, key []byte, msg proto.Message) error {
