@@ -133,6 +133,16 @@ type Config struct {
 	// the upgrade is declared done (restart them without it); a node whose
 	// level is below the recorded cluster version refuses to start.
 	FeatureLevel uint32
+	// QuotaBytes is how much this node may store (RocksDB's SST files
+	// and memtables, all groups) before it raises the cluster's NOSPACE
+	// alarm (alarm.go); 0 (the default) turns the quota off: a sane
+	// size depends on the disk, which MinFreeBytes watches.
+	QuotaBytes int64
+	// MinFreeBytes is the free space of the data directory's filesystem
+	// below which this node raises the NOSPACE alarm, so that RocksDB
+	// never meets a full disk; 0 turns it off. Default 256 MiB: room for
+	// a compaction's output and the raft logs of in-flight writes.
+	MinFreeBytes int64
 	// ShutdownTimeout bounds an orderly Close.
 	ShutdownTimeout time.Duration
 
@@ -198,6 +208,7 @@ func DefaultConfig() Config {
 		ReconcileInterval:         2 * time.Second,
 		HashCheckInterval:         5 * time.Minute,
 		ShutdownTimeout:           10 * time.Second,
+		MinFreeBytes:              256 << 20,
 		TimerInterval:             250 * time.Millisecond,
 		EventRetention:            10 * time.Minute,
 		EventRetentionMin:         10000,
@@ -324,6 +335,9 @@ func (c Config) Validate() error {
 	}
 	if c.FeatureLevel > sm.FeatureLevel {
 		add("FeatureLevel (%d): above this release's feature level %d", c.FeatureLevel, sm.FeatureLevel)
+	}
+	if c.QuotaBytes < 0 || c.MinFreeBytes < 0 {
+		add("QuotaBytes (%d), MinFreeBytes (%d): must not be negative (0 turns each off)", c.QuotaBytes, c.MinFreeBytes)
 	}
 	if c.HashCheckInterval < 0 {
 		add("HashCheckInterval (%s): must not be negative (0 turns hash checks off)", c.HashCheckInterval)

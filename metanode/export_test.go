@@ -54,3 +54,12 @@ func SetRecoverFault(f func(group string) error) (restore func()) {
 	recoverFault = f
 	return func() { recoverFault = nil }
 }
+
+// SetQuotaBytesForTest changes the node's quota while it runs.
+func (n *Node) SetQuotaBytesForTest(v int64) { n.alarms.quota.Store(v) }
+
+// StoredBytesForTest is what the quota is measured on.
+func (n *Node) StoredBytesForTest() int64 {
+	s := n.db.Stats()
+	return int64(s.TotalSSTBytes + s.MemTableBytes)
+}

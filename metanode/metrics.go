@@ -82,6 +82,7 @@ var (
 	descSnapRefused  = prometheus.NewDesc("meta_group_snapshot_restores_refused_total", "Snapshots this replica refused to install (older than its state, corrupt, or of another kind), its state left as it was.", []string{"group"}, nil)
 	descGroups       = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
 	descReady        = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
+	descAlarm        = prometheus.NewDesc("meta_alarm", "1 for each alarm raised in the cluster, by alarm and the member that raised it, as this node's replica of metadata-0 records it (NOSPACE: writes that take space are refused; metactl alarm list, disarm).", []string{"alarm", "member"}, nil)
 )
 
 // rocksFigure is one RocksDB figure: how it is described and exported, and
@@ -136,7 +137,7 @@ var rocksFigures = []rocksFigure{
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
-		descSnapshot, descHalted, descQueue, descInflight, descGroups, descReady,
+		descSnapshot, descHalted, descAlarm, descQueue, descInflight, descGroups, descReady,
 		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused} {
 		ch <- d
 	}
@@ -153,6 +154,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descReady, b2f(n.Ready() == nil))
 	if !n.started.Load() {
 		return
+	}
+	for _, a := range n.alarms.list() {
+		gauge(descAlarm, 1, a.Alarm, a.Member)
 	}
 	groups := n.hostedGroups()
 	gauge(descGroups, float64(len(groups)))

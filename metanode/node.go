@@ -52,6 +52,7 @@ type Node struct {
 	addr     string
 	lis      net.Listener
 	db       *rocks.DB
+	alarms   alarmView // storage alarms (alarm.go)
 	identity *logpb.NodeIdentity
 
 	groupsMu sync.RWMutex // guards groups
@@ -227,6 +228,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.life.Go(n.directoryLoop)
 	n.life.Go(n.hostLoop)
 	n.life.Go(n.reportLoop)
+	n.life.Go(n.alarmLoop)
 	if err := n.checkClusterRecord(ctx, fresh); err != nil {
 		return err
 	}

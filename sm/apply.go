@@ -130,6 +130,8 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.ownershipInit(o.OwnershipInit)
 	case *logpb.Op_ClusterVersionSet:
 		return a.clusterVersionSet(o.ClusterVersionSet)
+	case *logpb.Op_AlarmSet:
+		return a.alarmSet(o.AlarmSet)
 	case *logpb.Op_HashCheck:
 		a.hashCheck = true
 		return &logpb.Result{}, nil
@@ -374,8 +376,19 @@ func (a *applier) offsetDeleteGroup(group string) (*logpb.Result, error) {
 	if group == "" {
 		return invalid("empty group"), nil
 	}
-	p := offsetGroupPrefix(group)
-	keys, err := a.scanKeys(p, prefixEnd(p), 0)
+	return a.deletePrefix(offsetGroupPrefix(group))
+}
+
+// deletePrefix deletes every key under p (NOT_FOUND when there is none)
+// and answers how many.
+func (a *applier) deletePrefix(p []byte) (*logpb.Result, error) {
+	return a.deleteRange(p, prefixEnd(p))
+}
+
+// deleteRange deletes every key in [start, end) (NOT_FOUND when there is
+// none) and answers how many.
+func (a *applier) deleteRange(start, end []byte) (*logpb.Result, error) {
+	keys, err := a.scanKeys(start, end, 0)
 	if err != nil {
 		return nil, err
 	}

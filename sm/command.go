@@ -115,7 +115,8 @@ func (k Kind) Allows(op *logpb.Op) bool {
 	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove, *logpb.Op_MemberSetState,
 		*logpb.Op_GroupPut, *logpb.Op_DirectoryInit, *logpb.Op_ClusterVersionSet,
 		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete,
-		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_ConnectorReport:
+		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_ConnectorReport,
+		*logpb.Op_AlarmSet:
 		return k == KindMetadata
 	case *logpb.Op_EventsCompact:
 		return k == KindMetadata || k == KindData

@@ -31,7 +31,8 @@ import (
 //	               releases. A rolling upgrade starts from the release just
 //	               before KVPuts (cmd/metanode/upgrade_test.go).
 //	2              KVPuts (34), KVTxn (35), HashCheck (40; older releases
-//	               without it exist among the base level's), ClusterVersionSet (42).
+//	               without it exist among the base level's), AlarmSet (41),
+//	               ClusterVersionSet (42).
 const (
 	BaseLevel    uint32 = 1
 	FeatureLevel uint32 = 2
@@ -48,6 +49,7 @@ var opLevels = map[protoreflect.FieldNumber]uint32{
 	34: 2, // KVPuts
 	35: 2, // KVTxn
 	40: 2, // HashCheck
+	41: 2, // AlarmSet
 	42: 2, // ClusterVersionSet
 }
 

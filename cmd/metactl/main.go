@@ -80,7 +80,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVarP(&a.output, "output", "o", "text", "text or json")
 	root.AddCommand(a.kvCommands()...)
 	root.AddCommand(a.offsetsCommand(), a.statusCommand(), a.memberCommand(), a.leaderCommand(), a.groupCommand(), a.nodeCommand(),
-		a.certsCommand(), a.authCommand(), a.snapshotCommand())
+		a.certsCommand(), a.authCommand(), a.snapshotCommand(), a.alarmCommand())
 	addMerged(root, a.controllerCommands()...)
 	addMerged(root, a.brokerAPICommands()...)
 	return root

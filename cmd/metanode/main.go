@@ -135,6 +135,8 @@ func command() *cobra.Command {
 	f.Int64Var(&cfg.SnapshotBytesPerSecond, "snapshot-rate", 0, "bytes per second all snapshot sends of this node may take together (0: no limit), so moves do not starve client traffic")
 	f.DurationVar(&cfg.HashCheckInterval, "hash-check-interval", cfg.HashCheckInterval, "how often (on average) each group's leader has its replicas digest their state at one index and fences a replica that differs from the majority (CORRUPT); 0 turns the checks off")
 	f.Uint32Var(&cfg.FeatureLevel, "feature-level", 0, fmt.Sprintf("the feature level this node reports (default, 0: its release's, %d): one below keeps the cluster version, and a way back to the previous release, until every node runs without it; a node below the cluster version refuses to start", sm.FeatureLevel))
+	f.Int64Var(&cfg.QuotaBytes, "quota-bytes", cfg.QuotaBytes, "bytes this node may store (RocksDB SST files and memtables) before it raises the cluster's NOSPACE alarm: writes that take space are refused (NOSPACE, ResourceExhausted) until an admin clears it (metactl alarm disarm); 0 turns the quota off")
+	f.Int64Var(&cfg.MinFreeBytes, "min-free-bytes", cfg.MinFreeBytes, "free bytes on the data directory's filesystem below which this node raises the NOSPACE alarm, so that RocksDB never meets a full disk; 0 turns it off")
 	f.DurationVar(&cfg.CommitTimeout, "commit-timeout", cfg.CommitTimeout, "how often an idle group's leader sends followers the commit index (each send costs CPU in every group)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold, "raft entries between snapshots")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "raft entries kept after a snapshot")

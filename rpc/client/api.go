@@ -218,3 +218,20 @@ func (c *Client) TransferLeader(ctx context.Context, group, target string) (*met
 		return ep.cl.TransferLeader(ctx, &metapb.TransferLeaderRequest{Group: group, TargetId: target})
 	})
 }
+
+// Alarms lists the cluster's raised alarms (NOSPACE: writes that take
+// space are refused).
+func (c *Client) Alarms(ctx context.Context) (*metapb.AlarmsResponse, error) {
+	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.AlarmsResponse, error) {
+		return ep.cl.Alarms(ctx, &metapb.AlarmsRequest{})
+	})
+}
+
+// DisarmAlarm clears alarm (empty: NOSPACE) of member (empty: every
+// member) and lists the alarms left. Free space first: a member still past
+// its limit raises the alarm again.
+func (c *Client) DisarmAlarm(ctx context.Context, alarm, member string) (*metapb.AlarmsResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.AlarmsResponse, error) {
+		return ep.cl.Alarms(ctx, &metapb.AlarmsRequest{Disarm: true, Alarm: alarm, Member: member})
+	})
+}

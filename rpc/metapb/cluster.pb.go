@@ -1755,6 +1755,183 @@ func (x *TransferLeaderResponse) GetLeaderId() string {
 // StateHashRequest asks for a digest of one group's state machine on the
 // node that receives it (no forwarding): replicas that applied the same
 // index must report the same hash.
+// AlarmsRequest lists the cluster's alarms; with disarm it first clears
+// alarm (empty: NOSPACE) of member (empty: every member). An admin
+// disarms once space is freed; a member still past its limit raises the
+// alarm again within a second.
+type AlarmsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Disarm        bool                   `protobuf:"varint,1,opt,name=disarm,proto3" json:"disarm,omitempty"`
+	Alarm         string                 `protobuf:"bytes,2,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	Member        string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmsRequest) Reset() {
+	*x = AlarmsRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmsRequest) ProtoMessage() {}
+
+func (x *AlarmsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmsRequest.ProtoReflect.Descriptor instead.
+func (*AlarmsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AlarmsRequest) GetDisarm() bool {
+	if x != nil {
+		return x.Disarm
+	}
+	return false
+}
+
+func (x *AlarmsRequest) GetAlarm() string {
+	if x != nil {
+		return x.Alarm
+	}
+	return ""
+}
+
+func (x *AlarmsRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+type Alarm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alarm         string                 `protobuf:"bytes,1,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alarm) Reset() {
+	*x = Alarm{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alarm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alarm) ProtoMessage() {}
+
+func (x *Alarm) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
+func (*Alarm) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Alarm) GetAlarm() string {
+	if x != nil {
+		return x.Alarm
+	}
+	return ""
+}
+
+func (x *Alarm) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *Alarm) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type AlarmsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Alarms []*Alarm               `protobuf:"bytes,1,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// cleared counts the alarm records a disarm cleared.
+	Cleared       uint64 `protobuf:"varint,2,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmsResponse) Reset() {
+	*x = AlarmsResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmsResponse) ProtoMessage() {}
+
+func (x *AlarmsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmsResponse.ProtoReflect.Descriptor instead.
+func (*AlarmsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AlarmsResponse) GetAlarms() []*Alarm {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *AlarmsResponse) GetCleared() uint64 {
+	if x != nil {
+		return x.Cleared
+	}
+	return 0
+}
+
 type StateHashRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1764,7 +1941,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1953,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1966,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -1813,7 +1990,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2002,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2015,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -1891,7 +2068,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2080,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2093,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BackupRequest) GetGroup() string {
@@ -1947,7 +2124,7 @@ type BackupHeader struct {
 
 func (x *BackupHeader) Reset() {
 	*x = BackupHeader{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2136,7 @@ func (x *BackupHeader) String() string {
 func (*BackupHeader) ProtoMessage() {}
 
 func (x *BackupHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2149,7 @@ func (x *BackupHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupHeader.ProtoReflect.Descriptor instead.
 func (*BackupHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BackupHeader) GetGroup() string {
@@ -2044,7 +2221,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2233,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2246,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BackupChunk) GetHeader() *BackupHeader {
@@ -2215,7 +2392,18 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
 	"\ttarget_id\x18\x02 \x01(\tR\btargetId\"5\n" +
 	"\x16TransferLeaderResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"(\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"U\n" +
+	"\rAlarmsRequest\x12\x16\n" +
+	"\x06disarm\x18\x01 \x01(\bR\x06disarm\x12\x14\n" +
+	"\x05alarm\x18\x02 \x01(\tR\x05alarm\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\"O\n" +
+	"\x05Alarm\x12\x14\n" +
+	"\x05alarm\x18\x01 \x01(\tR\x05alarm\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"R\n" +
+	"\x0eAlarmsResponse\x12&\n" +
+	"\x06alarms\x18\x01 \x03(\v2\x0e.meta.v1.AlarmR\x06alarms\x12\x18\n" +
+	"\acleared\x18\x02 \x01(\x04R\acleared\"(\n" +
 	"\x10StateHashRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\"\x92\x01\n" +
 	"\x11StateHashResponse\x12\x14\n" +
@@ -2237,7 +2425,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x04R\x04size\"P\n" +
 	"\vBackupChunk\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.meta.v1.BackupHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data2\xd1\x06\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data2\x8c\a\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -2251,7 +2439,8 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
 	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
 	"\x0eWatchDirectory\x12\x1e.meta.v1.WatchDirectoryRequest\x1a\x18.meta.v1.DirectoryUpdate0\x01\x128\n" +
-	"\x06Backup\x12\x16.meta.v1.BackupRequest\x1a\x14.meta.v1.BackupChunk0\x01B*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
+	"\x06Backup\x12\x16.meta.v1.BackupRequest\x1a\x14.meta.v1.BackupChunk0\x01\x129\n" +
+	"\x06Alarms\x12\x16.meta.v1.AlarmsRequest\x1a\x17.meta.v1.AlarmsResponseB*Z(github.com/metamq/meta/rpc/metapb;metapbb\x06proto3"
 
 var (
 	file_rpc_metapb_cluster_proto_rawDescOnce sync.Once
@@ -2265,7 +2454,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -2294,11 +2483,14 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),   // 24: meta.v1.RemoveMemberResponse
 	(*TransferLeaderRequest)(nil),  // 25: meta.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 26: meta.v1.TransferLeaderResponse
-	(*StateHashRequest)(nil),       // 27: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 28: meta.v1.StateHashResponse
-	(*BackupRequest)(nil),          // 29: meta.v1.BackupRequest
-	(*BackupHeader)(nil),           // 30: meta.v1.BackupHeader
-	(*BackupChunk)(nil),            // 31: meta.v1.BackupChunk
+	(*AlarmsRequest)(nil),          // 27: meta.v1.AlarmsRequest
+	(*Alarm)(nil),                  // 28: meta.v1.Alarm
+	(*AlarmsResponse)(nil),         // 29: meta.v1.AlarmsResponse
+	(*StateHashRequest)(nil),       // 30: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 31: meta.v1.StateHashResponse
+	(*BackupRequest)(nil),          // 32: meta.v1.BackupRequest
+	(*BackupHeader)(nil),           // 33: meta.v1.BackupHeader
+	(*BackupChunk)(nil),            // 34: meta.v1.BackupChunk
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
@@ -2314,36 +2506,39 @@ var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 10: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
 	21, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
 	0,  // 12: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	30, // 13: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
-	2,  // 14: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 15: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 16: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 17: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	25, // 18: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	27, // 19: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 20: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 21: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
-	13, // 22: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 23: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 24: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	29, // 25: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
-	3,  // 26: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 27: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 28: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	24, // 29: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	26, // 30: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	28, // 31: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 32: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 33: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	16, // 34: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 35: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	23, // 36: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	31, // 37: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	28, // 13: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
+	33, // 14: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	2,  // 15: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 16: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 17: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 18: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	25, // 19: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	30, // 20: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 21: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 22: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	13, // 23: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 24: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 25: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	32, // 26: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	27, // 27: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
+	3,  // 28: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 29: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 30: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	24, // 31: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	26, // 32: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	31, // 33: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 34: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 35: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	16, // 36: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 37: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	23, // 38: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	34, // 39: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	29, // 40: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
+	28, // [28:41] is the sub-list for method output_type
+	15, // [15:28] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -2357,7 +2552,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

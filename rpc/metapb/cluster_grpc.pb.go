@@ -34,6 +34,7 @@ const (
 	Cluster_ListNodes_FullMethodName      = "/meta.v1.Cluster/ListNodes"
 	Cluster_WatchDirectory_FullMethodName = "/meta.v1.Cluster/WatchDirectory"
 	Cluster_Backup_FullMethodName         = "/meta.v1.Cluster/Backup"
+	Cluster_Alarms_FullMethodName         = "/meta.v1.Cluster/Alarms"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -52,6 +53,9 @@ type ClusterClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	WatchDirectory(ctx context.Context, in *WatchDirectoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DirectoryUpdate], error)
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// Alarms lists the raised alarms (NOSPACE: writes that take space are
+	// refused with reason NOSPACE) and, with disarm, first clears them.
+	Alarms(ctx context.Context, in *AlarmsRequest, opts ...grpc.CallOption) (*AlarmsResponse, error)
 }
 
 type clusterClient struct {
@@ -200,6 +204,16 @@ func (c *clusterClient) Backup(ctx context.Context, in *BackupRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_BackupClient = grpc.ServerStreamingClient[BackupChunk]
 
+func (c *clusterClient) Alarms(ctx context.Context, in *AlarmsRequest, opts ...grpc.CallOption) (*AlarmsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlarmsResponse)
+	err := c.cc.Invoke(ctx, Cluster_Alarms_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -216,6 +230,9 @@ type ClusterServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error
 	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// Alarms lists the raised alarms (NOSPACE: writes that take space are
+	// refused with reason NOSPACE) and, with disarm, first clears them.
+	Alarms(context.Context, *AlarmsRequest) (*AlarmsResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -261,6 +278,9 @@ func (UnimplementedClusterServer) WatchDirectory(*WatchDirectoryRequest, grpc.Se
 }
 func (UnimplementedClusterServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
 	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedClusterServer) Alarms(context.Context, *AlarmsRequest) (*AlarmsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Alarms not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -485,6 +505,24 @@ func _Cluster_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_BackupServer = grpc.ServerStreamingServer[BackupChunk]
 
+func _Cluster_Alarms_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlarmsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Alarms(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Alarms_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Alarms(ctx, req.(*AlarmsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -531,6 +569,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodes",
 			Handler:    _Cluster_ListNodes_Handler,
+		},
+		{
+			MethodName: "Alarms",
+			Handler:    _Cluster_Alarms_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -34,6 +34,8 @@ import (
 //	(the leader's proposal queue is full; refused at once, never queued)
 //	CLUSTER_VERSION    *ClusterVersionError    PeerError REJECTED        FailedPrecondition         returned
 //	(the operation needs a newer cluster version: a member runs an older release)
+//	NOSPACE            ErrNoSpace              PeerError REJECTED        ResourceExhausted          returned
+//	(a NOSPACE alarm is raised: a write that takes space, refused before it is proposed)
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -93,6 +95,7 @@ var reasons = map[string]struct {
 	ReasonRouteAhead:       {ClassRetry, codes.Unavailable},
 	ReasonOverloaded:       {ClassRetry, codes.ResourceExhausted},
 	ReasonClusterVersion:   {ClassFinal, codes.FailedPrecondition},
+	ReasonNoSpace:          {ClassFinal, codes.ResourceExhausted},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -195,6 +198,12 @@ const (
 	ReasonClusterVersion = "CLUSTER_VERSION"
 	MetaClusterVersion   = "cluster_version"
 	MetaRequiredVersion  = "required_version"
+	// NOSPACE (code ResourceExhausted): a NOSPACE alarm is raised (a
+	// member's storage passed its quota or its disk's free-space floor);
+	// a write that takes space was refused before it was proposed. Reads
+	// and deletes still work; an admin clears the alarm once space is
+	// freed (metactl alarm disarm).
+	ReasonNoSpace = "NOSPACE"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"

@@ -81,6 +81,7 @@ var methodPerms = map[string]perm{
 	"/meta.v1.Cluster/RemoveMember":       permAdmin,
 	"/meta.v1.Cluster/TransferLeader":     permAdmin,
 	"/meta.v1.Cluster/StateHash":          permAdmin,
+	"/meta.v1.Cluster/Alarms":             permAdmin,
 	"/meta.v1.Cluster/DrainMember":        permAdmin,
 	"/meta.v1.Cluster/MoveReplica":        permAdmin,
 	"/meta.v1.Cluster/ListGroups":         permRead,

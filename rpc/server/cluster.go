@@ -196,3 +196,24 @@ func (s *Server) StateHash(_ context.Context, req *metapb.StateHashRequest) (*me
 	}
 	return &metapb.StateHashResponse{Group: req.Group, AppliedIndex: h.Index, Revision: h.Revision, Hash: h.Hash, Keys: h.Keys}, nil
 }
+
+// Alarms lists the cluster's alarms (this node's replica of metadata-0)
+// and, with disarm, first clears them through the log.
+func (s *Server) Alarms(ctx context.Context, req *metapb.AlarmsRequest) (*metapb.AlarmsResponse, error) {
+	out := &metapb.AlarmsResponse{}
+	if req.Disarm {
+		n, err := s.node.DisarmAlarm(ctx, req.Alarm, req.Member)
+		if err != nil {
+			return nil, s.statusOf(err, true)
+		}
+		out.Cleared = n
+	}
+	list, err := s.node.Alarms()
+	if err != nil {
+		return nil, s.statusOf(err, false)
+	}
+	for _, a := range list {
+		out.Alarms = append(out.Alarms, &metapb.Alarm{Alarm: a.Alarm, Member: a.Member, Message: a.Message})
+	}
+	return out, nil
+}

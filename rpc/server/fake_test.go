@@ -135,6 +135,18 @@ func (n *fakeNode) TransferLeader(context.Context, string, string) (string, erro
 	return "", errNoMembership
 }
 func (n *fakeNode) StateHash(group string) (state.Hash, error) { return n.machines[group].Hash() }
+
+func (n *fakeNode) Alarms() ([]*logpb.AlarmSet, error) {
+	return n.machines[metapb.MetadataGroup].Alarms()
+}
+
+func (n *fakeNode) DisarmAlarm(ctx context.Context, alarm, member string) (uint64, error) {
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_AlarmSet{AlarmSet: &logpb.AlarmSet{Alarm: alarm, Member: member}}})
+	if err != nil {
+		return 0, err
+	}
+	return res.Count, nil
+}
 func (n *fakeNode) Backup(context.Context, string) (*metapb.BackupHeader, io.ReadCloser, error) {
 	return nil, nil, errNoMembership
 }

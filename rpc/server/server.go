@@ -39,6 +39,10 @@ type Node interface {
 	DirectoryChanged() <-chan struct{}
 	TransferLeader(ctx context.Context, group, target string) (string, error)
 	StateHash(group string) (state.Hash, error)
+	// Alarms lists the raised alarms; DisarmAlarm clears alarm for
+	// member (every member when empty) through metadata-0's log.
+	Alarms() ([]*logpb.AlarmSet, error)
+	DisarmAlarm(ctx context.Context, alarm, member string) (uint64, error)
 	// Backup exports a group's state once every write acknowledged before
 	// the call is applied here (see metapb.BackupRequest); closing the
 	// reader releases the export.

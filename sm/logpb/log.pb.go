@@ -405,6 +405,7 @@ type Op struct {
 	//	*Op_KvPuts
 	//	*Op_KvTxn
 	//	*Op_HashCheck
+	//	*Op_AlarmSet
 	//	*Op_ClusterVersionSet
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
@@ -772,6 +773,15 @@ func (x *Op) GetHashCheck() *HashCheck {
 	return nil
 }
 
+func (x *Op) GetAlarmSet() *AlarmSet {
+	if x != nil {
+		if x, ok := x.Op.(*Op_AlarmSet); ok {
+			return x.AlarmSet
+		}
+	}
+	return nil
+}
+
 func (x *Op) GetClusterVersionSet() *ClusterVersionSet {
 	if x != nil {
 		if x, ok := x.Op.(*Op_ClusterVersionSet); ok {
@@ -929,6 +939,10 @@ type Op_HashCheck struct {
 	HashCheck *HashCheck `protobuf:"bytes,40,opt,name=hash_check,json=hashCheck,proto3,oneof"`
 }
 
+type Op_AlarmSet struct {
+	AlarmSet *AlarmSet `protobuf:"bytes,41,opt,name=alarm_set,json=alarmSet,proto3,oneof"`
+}
+
 type Op_ClusterVersionSet struct {
 	ClusterVersionSet *ClusterVersionSet `protobuf:"bytes,42,opt,name=cluster_version_set,json=clusterVersionSet,proto3,oneof"`
 }
@@ -1005,7 +1019,83 @@ func (*Op_KvTxn) isOp_Op() {}
 
 func (*Op_HashCheck) isOp_Op() {}
 
+func (*Op_AlarmSet) isOp_Op() {}
+
 func (*Op_ClusterVersionSet) isOp_Op() {}
+
+// AlarmSet raises (active) or clears an alarm of one member in
+// metadata-0 (sm/alarm.go). The NOSPACE alarm, raised by a member whose
+// storage passed its quota, makes every node refuse writes that take
+// space until an admin clears it (metactl alarm disarm). Clearing with
+// an empty member clears that alarm of every member.
+type AlarmSet struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Alarm  string                 `protobuf:"bytes,2,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	Active bool                   `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	// message says why (the measured bytes and the limit).
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmSet) Reset() {
+	*x = AlarmSet{}
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmSet) ProtoMessage() {}
+
+func (x *AlarmSet) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmSet.ProtoReflect.Descriptor instead.
+func (*AlarmSet) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AlarmSet) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AlarmSet) GetAlarm() string {
+	if x != nil {
+		return x.Alarm
+	}
+	return ""
+}
+
+func (x *AlarmSet) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *AlarmSet) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
 
 // ClusterVersionSet raises metadata-0's cluster version (sm/version.go)
 // to level; a level at or below the recorded one changes nothing (the
@@ -1020,7 +1110,7 @@ type ClusterVersionSet struct {
 
 func (x *ClusterVersionSet) Reset() {
 	*x = ClusterVersionSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1122,7 @@ func (x *ClusterVersionSet) String() string {
 func (*ClusterVersionSet) ProtoMessage() {}
 
 func (x *ClusterVersionSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[2]
+	mi := &file_sm_logpb_log_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1135,7 @@ func (x *ClusterVersionSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterVersionSet.ProtoReflect.Descriptor instead.
 func (*ClusterVersionSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClusterVersionSet) GetLevel() uint32 {
@@ -1067,7 +1157,7 @@ type HashCheck struct {
 
 func (x *HashCheck) Reset() {
 	*x = HashCheck{}
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1169,7 @@ func (x *HashCheck) String() string {
 func (*HashCheck) ProtoMessage() {}
 
 func (x *HashCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[3]
+	mi := &file_sm_logpb_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1182,7 @@ func (x *HashCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashCheck.ProtoReflect.Descriptor instead.
 func (*HashCheck) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
 }
 
 // Ownership is the record of which ranges of the route hash space a data
@@ -1112,7 +1202,7 @@ type Ownership struct {
 
 func (x *Ownership) Reset() {
 	*x = Ownership{}
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1214,7 @@ func (x *Ownership) String() string {
 func (*Ownership) ProtoMessage() {}
 
 func (x *Ownership) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[4]
+	mi := &file_sm_logpb_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1227,7 @@ func (x *Ownership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ownership.ProtoReflect.Descriptor instead.
 func (*Ownership) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Ownership) GetLegacy() bool {
@@ -1166,7 +1256,7 @@ type OwnershipInit struct {
 
 func (x *OwnershipInit) Reset() {
 	*x = OwnershipInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1268,7 @@ func (x *OwnershipInit) String() string {
 func (*OwnershipInit) ProtoMessage() {}
 
 func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[5]
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1281,7 @@ func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
 func (*OwnershipInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OwnershipInit) GetRanges() []*HashRange {
@@ -1220,7 +1310,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1322,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1335,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -1283,7 +1373,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1385,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1398,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -1349,7 +1439,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1451,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1464,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Assign) GetConnector() string {
@@ -1427,7 +1517,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1529,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1542,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -1504,7 +1594,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1606,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1619,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -1565,7 +1655,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1667,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1680,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -1633,7 +1723,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1735,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1748,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -1706,7 +1796,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1808,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1821,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -1819,7 +1909,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1921,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1934,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -1870,7 +1960,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1972,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1985,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -1917,7 +2007,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2019,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2032,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -1967,7 +2057,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2069,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2082,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -2053,7 +2143,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2155,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2168,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -2099,7 +2189,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2201,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2214,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -2145,7 +2235,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2247,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2260,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -2204,7 +2294,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2306,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2319,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -2259,7 +2349,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2361,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2374,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -2325,7 +2415,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2427,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2440,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -2376,7 +2466,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2478,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2491,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -2420,7 +2510,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2522,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2535,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -2465,7 +2555,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2567,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2580,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -2511,7 +2601,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2613,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2626,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -2557,7 +2647,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2659,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2672,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -2615,7 +2705,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2717,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2730,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -2664,7 +2754,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2766,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2779,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2748,7 +2838,7 @@ type KVPuts struct {
 
 func (x *KVPuts) Reset() {
 	*x = KVPuts{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2850,7 @@ func (x *KVPuts) String() string {
 func (*KVPuts) ProtoMessage() {}
 
 func (x *KVPuts) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2863,7 @@ func (x *KVPuts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPuts.ProtoReflect.Descriptor instead.
 func (*KVPuts) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KVPuts) GetPuts() []*KVPut {
@@ -2808,7 +2898,7 @@ type KVCompare struct {
 
 func (x *KVCompare) Reset() {
 	*x = KVCompare{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2910,7 @@ func (x *KVCompare) String() string {
 func (*KVCompare) ProtoMessage() {}
 
 func (x *KVCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2923,7 @@ func (x *KVCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompare.ProtoReflect.Descriptor instead.
 func (*KVCompare) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KVCompare) GetKey() []byte {
@@ -2927,7 +3017,7 @@ type KVTxnOp struct {
 
 func (x *KVTxnOp) Reset() {
 	*x = KVTxnOp{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3029,7 @@ func (x *KVTxnOp) String() string {
 func (*KVTxnOp) ProtoMessage() {}
 
 func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3042,7 @@ func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxnOp.ProtoReflect.Descriptor instead.
 func (*KVTxnOp) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KVTxnOp) GetOp() isKVTxnOp_Op {
@@ -3011,7 +3101,7 @@ type KVTxn struct {
 
 func (x *KVTxn) Reset() {
 	*x = KVTxn{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3023,7 +3113,7 @@ func (x *KVTxn) String() string {
 func (*KVTxn) ProtoMessage() {}
 
 func (x *KVTxn) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3036,7 +3126,7 @@ func (x *KVTxn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxn.ProtoReflect.Descriptor instead.
 func (*KVTxn) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KVTxn) GetCompares() []*KVCompare {
@@ -3073,7 +3163,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3175,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3188,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -3146,7 +3236,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3248,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3261,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -3190,7 +3280,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3292,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3305,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -3249,7 +3339,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3351,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3364,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -3342,7 +3432,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3354,7 +3444,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3367,7 +3457,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MemberPut) GetId() string {
@@ -3409,7 +3499,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3421,7 +3511,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3434,7 +3524,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -3464,7 +3554,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3566,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3579,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Replica) GetNode() string {
@@ -3532,7 +3622,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3544,7 +3634,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3557,7 +3647,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -3628,7 +3718,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +3730,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +3743,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -3691,7 +3781,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3793,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3806,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -3747,7 +3837,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3849,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3862,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -3805,7 +3895,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3817,7 +3907,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3830,7 +3920,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -3854,7 +3944,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3956,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3969,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KV) GetValue() []byte {
@@ -3929,7 +4019,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3941,7 +4031,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3954,7 +4044,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -3992,7 +4082,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4004,7 +4094,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4017,7 +4107,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -4081,7 +4171,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4183,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4196,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Session) GetClientId() string {
@@ -4206,7 +4296,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4218,7 +4308,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4231,7 +4321,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Will) GetClientId() string {
@@ -4330,7 +4420,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4342,7 +4432,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4355,7 +4445,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -4403,7 +4493,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4505,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4518,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -4504,7 +4594,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4516,7 +4606,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4529,7 +4619,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -4599,7 +4689,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4611,7 +4701,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4624,7 +4714,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Lease) GetId() int64 {
@@ -4666,7 +4756,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4768,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4781,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Event) GetSpace() Space {
@@ -4748,7 +4838,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4760,7 +4850,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4773,7 +4863,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -4830,7 +4920,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4842,7 +4932,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4855,7 +4945,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Result) GetCode() Code {
@@ -4964,7 +5054,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4976,7 +5066,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4989,7 +5079,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -5064,7 +5154,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5076,7 +5166,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5089,7 +5179,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -5143,7 +5233,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5155,7 +5245,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5168,7 +5258,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -5231,7 +5321,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5243,7 +5333,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5256,7 +5346,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -5343,7 +5433,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xc1\x12\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xf7\x12\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -5386,9 +5476,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\akv_puts\x18\" \x01(\v2\x13.meta.log.v1.KVPutsH\x00R\x06kvPuts\x12+\n" +
 	"\x06kv_txn\x18# \x01(\v2\x12.meta.log.v1.KVTxnH\x00R\x05kvTxn\x127\n" +
 	"\n" +
-	"hash_check\x18( \x01(\v2\x16.meta.log.v1.HashCheckH\x00R\thashCheck\x12P\n" +
+	"hash_check\x18( \x01(\v2\x16.meta.log.v1.HashCheckH\x00R\thashCheck\x124\n" +
+	"\talarm_set\x18) \x01(\v2\x15.meta.log.v1.AlarmSetH\x00R\balarmSet\x12P\n" +
 	"\x13cluster_version_set\x18* \x01(\v2\x1e.meta.log.v1.ClusterVersionSetH\x00R\x11clusterVersionSetB\x04\n" +
-	"\x02op\")\n" +
+	"\x02op\"j\n" +
+	"\bAlarmSet\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05alarm\x18\x02 \x01(\tR\x05alarm\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\")\n" +
 	"\x11ClusterVersionSet\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\"\v\n" +
 	"\tHashCheck\"Q\n" +
@@ -5769,7 +5865,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -5778,141 +5874,143 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(Code)(0),                   // 4: meta.log.v1.Code
 	(*Batch)(nil),               // 5: meta.log.v1.Batch
 	(*Op)(nil),                  // 6: meta.log.v1.Op
-	(*ClusterVersionSet)(nil),   // 7: meta.log.v1.ClusterVersionSet
-	(*HashCheck)(nil),           // 8: meta.log.v1.HashCheck
-	(*Ownership)(nil),           // 9: meta.log.v1.Ownership
-	(*OwnershipInit)(nil),       // 10: meta.log.v1.OwnershipInit
-	(*BrokerRegister)(nil),      // 11: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 12: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 13: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 14: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 15: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 16: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 17: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 18: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 19: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 20: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 21: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 22: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 23: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 24: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 25: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 26: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 27: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 28: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 29: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 30: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 31: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 32: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 33: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 34: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 35: meta.log.v1.KVCompareAndSwap
-	(*KVPuts)(nil),              // 36: meta.log.v1.KVPuts
-	(*KVCompare)(nil),           // 37: meta.log.v1.KVCompare
-	(*KVTxnOp)(nil),             // 38: meta.log.v1.KVTxnOp
-	(*KVTxn)(nil),               // 39: meta.log.v1.KVTxn
-	(*OffsetEntry)(nil),         // 40: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 41: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 42: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 43: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 44: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 45: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 46: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 47: meta.log.v1.GroupRecord
-	(*HashRange)(nil),           // 48: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 49: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 50: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 51: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 52: meta.log.v1.KV
-	(*Offset)(nil),              // 53: meta.log.v1.Offset
-	(*Resource)(nil),            // 54: meta.log.v1.Resource
-	(*Session)(nil),             // 55: meta.log.v1.Session
-	(*Will)(nil),                // 56: meta.log.v1.Will
-	(*Retained)(nil),            // 57: meta.log.v1.Retained
-	(*Broker)(nil),              // 58: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 59: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 60: meta.log.v1.Lease
-	(*Event)(nil),               // 61: meta.log.v1.Event
-	(*AppliedState)(nil),        // 62: meta.log.v1.AppliedState
-	(*Result)(nil),              // 63: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 64: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 65: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 66: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 67: meta.log.v1.ReplicaReport
+	(*AlarmSet)(nil),            // 7: meta.log.v1.AlarmSet
+	(*ClusterVersionSet)(nil),   // 8: meta.log.v1.ClusterVersionSet
+	(*HashCheck)(nil),           // 9: meta.log.v1.HashCheck
+	(*Ownership)(nil),           // 10: meta.log.v1.Ownership
+	(*OwnershipInit)(nil),       // 11: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 12: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 13: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 14: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 15: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 16: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 17: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 18: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 19: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 20: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 21: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 22: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 23: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 24: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 25: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 26: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 27: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 28: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 29: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 30: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 31: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 32: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 33: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 34: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 35: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 36: meta.log.v1.KVCompareAndSwap
+	(*KVPuts)(nil),              // 37: meta.log.v1.KVPuts
+	(*KVCompare)(nil),           // 38: meta.log.v1.KVCompare
+	(*KVTxnOp)(nil),             // 39: meta.log.v1.KVTxnOp
+	(*KVTxn)(nil),               // 40: meta.log.v1.KVTxn
+	(*OffsetEntry)(nil),         // 41: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 42: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 43: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 44: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 45: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 46: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 47: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 48: meta.log.v1.GroupRecord
+	(*HashRange)(nil),           // 49: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 50: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 51: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 52: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 53: meta.log.v1.KV
+	(*Offset)(nil),              // 54: meta.log.v1.Offset
+	(*Resource)(nil),            // 55: meta.log.v1.Resource
+	(*Session)(nil),             // 56: meta.log.v1.Session
+	(*Will)(nil),                // 57: meta.log.v1.Will
+	(*Retained)(nil),            // 58: meta.log.v1.Retained
+	(*Broker)(nil),              // 59: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 60: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 61: meta.log.v1.Lease
+	(*Event)(nil),               // 62: meta.log.v1.Event
+	(*AppliedState)(nil),        // 63: meta.log.v1.AppliedState
+	(*Result)(nil),              // 64: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 65: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 66: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 67: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 68: meta.log.v1.ReplicaReport
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	33, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	34, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	35, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	41, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	42, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	43, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	44, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	51, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	15, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	16, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	17, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	19, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	20, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	21, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	22, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	23, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	24, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	25, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	26, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	27, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	28, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	29, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	30, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	31, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	32, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	11, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	12, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	13, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	14, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	49, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	50, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	45, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	10, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	36, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
-	39, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
-	8,  // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
-	7,  // 37: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
-	48, // 38: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	48, // 39: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	18, // 40: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	33, // 41: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
-	33, // 42: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
-	34, // 43: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
-	37, // 44: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
-	38, // 45: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
-	38, // 46: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
-	40, // 47: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	44, // 48: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	47, // 49: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 50: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 51: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	46, // 52: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 53: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	48, // 54: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	47, // 55: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	47, // 56: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	2,  // 57: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	3,  // 58: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	4,  // 59: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	52, // 60: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	44, // 61: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	43, // 62: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	44, // 63: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	47, // 64: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	67, // 65: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	46, // 66: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	34, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	35, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	36, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	42, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	43, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	44, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	45, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	52, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	16, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	17, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	18, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	20, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	21, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	22, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	23, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	24, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	25, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	26, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	27, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	28, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	29, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	30, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	31, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	32, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	33, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	12, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	13, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	14, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	15, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	50, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	51, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	46, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	11, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	37, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
+	40, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
+	9,  // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
+	7,  // 37: meta.log.v1.Op.alarm_set:type_name -> meta.log.v1.AlarmSet
+	8,  // 38: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
+	49, // 39: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	49, // 40: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	19, // 41: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	34, // 42: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
+	34, // 43: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
+	35, // 44: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
+	38, // 45: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
+	39, // 46: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
+	39, // 47: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
+	41, // 48: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	45, // 49: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	48, // 50: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 51: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 52: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	47, // 53: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 54: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	49, // 55: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	48, // 56: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	48, // 57: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	2,  // 58: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	3,  // 59: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	4,  // 60: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	53, // 61: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	45, // 62: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	44, // 63: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	45, // 64: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	48, // 65: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	68, // 66: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	47, // 67: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -5957,15 +6055,16 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_KvPuts)(nil),
 		(*Op_KvTxn)(nil),
 		(*Op_HashCheck)(nil),
+		(*Op_AlarmSet)(nil),
 		(*Op_ClusterVersionSet)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[32].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[33].OneofWrappers = []any{
 		(*KVCompare_Value)(nil),
 		(*KVCompare_Version)(nil),
 		(*KVCompare_ModRevision)(nil),
 		(*KVCompare_Absent)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[33].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[34].OneofWrappers = []any{
 		(*KVTxnOp_Put)(nil),
 		(*KVTxnOp_Delete)(nil),
 	}
@@ -5975,7 +6074,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   63,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,179 @@
+package metanode
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+)
+
+// Storage alarms (sm/alarm.go holds the record). Every ReportInterval each
+// node measures what it stores (RocksDB's SST files and memtables, the
+// figure that grows with the data and its change log) against
+// Config.QuotaBytes, and the free space of its data directory's
+// filesystem against Config.MinFreeBytes. Past either, it raises a
+// NOSPACE alarm for itself in metadata-0, through the log, so that every
+// node learns it from the same record. While any NOSPACE alarm is raised,
+// every node refuses a client's write that takes space with ErrNoSpace
+// (NOSPACE, ResourceExhausted), before proposing it: definitely not
+// applied. Reads, deletes and everything that frees space (lease revokes,
+// session and will deletes, expiries, compaction) and the node's own work
+// go on. The alarm stays until an admin clears it (metactl alarm disarm)
+// once space is freed; a member still past its limit raises it again
+// within ReportInterval. A node that does not host metadata-0 does not see
+// the record and does not refuse writes arriving at it (they are refused
+// on a leader that hosts it only if it sees the alarm: left for later).
+//
+// Why the floor matters more than the quota: RocksDB must never meet a
+// full disk. When a write to its log fails for lack of space, Debian's
+// librocksdb (built with assertions) may abort the process, and raft
+// panics when it cannot store its term; the state machine itself halts
+// the group instead (sm/machine.go), but only a refusal before the disk
+// fills keeps the node serving.
+
+// ErrNoSpace: a NOSPACE alarm is raised; the write was refused before it
+// was proposed.
+var ErrNoSpace error = &sentinel{"metanode: NOSPACE alarm raised: writes that take space are refused until an admin clears it (metactl alarm disarm) once space is freed", metapb.ReasonNoSpace}
+
+// alarmView is the alarms this node last read from its replica of
+// metadata-0.
+type alarmView struct {
+	alarms atomic.Pointer[[]*logpb.AlarmSet]
+	// quota is Config.QuotaBytes (tests change it while running).
+	quota atomic.Int64
+}
+
+func (v *alarmView) list() []*logpb.AlarmSet {
+	if p := v.alarms.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// takesSpace reports whether an op is a client's write that makes the
+// stored data grow. Deletes, revokes, keep-alives, completions and the
+// node's and controller's own operations are not refused. A transaction
+// is refused whatever it holds, and so is a retained set (an empty
+// payload deletes: clear retained messages with it after the alarm).
+func takesSpace(op *logpb.Op) bool {
+	switch op.Op.(type) {
+	case *logpb.Op_Put, *logpb.Op_Cas, *logpb.Op_KvPuts, *logpb.Op_KvTxn,
+		*logpb.Op_OffsetCommit, *logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate,
+		*logpb.Op_SessionsPut, *logpb.Op_WillPut, *logpb.Op_WillClaim,
+		*logpb.Op_RetainedSet, *logpb.Op_LeaseGrant:
+		return true
+	}
+	return false
+}
+
+// checkSpace refuses op with ErrNoSpace while a NOSPACE alarm is raised.
+func (n *Node) checkSpace(op *logpb.Op) error {
+	if !takesSpace(op) {
+		return nil
+	}
+	for _, a := range n.alarms.list() {
+		if a.Alarm == sm.AlarmNoSpace {
+			return fmt.Errorf("%w (member %s: %s)", ErrNoSpace, a.Member, a.Message)
+		}
+	}
+	return nil
+}
+
+// alarmLoop measures this node's storage, raises its NOSPACE alarm when
+// past a limit, and refreshes the alarms it enforces.
+func (n *Node) alarmLoop(ctx context.Context) {
+	n.alarms.quota.Store(n.cfg.QuotaBytes)
+	t := time.NewTicker(n.cfg.ReportInterval)
+	defer t.Stop()
+	for {
+		n.refreshAlarms()
+		if why := n.overLimit(); why != "" && !n.alarmRaised(n.id) {
+			n.log.Error("NOSPACE: storage past its limit; raising the alarm: writes that take space are refused cluster-wide until an admin clears it", "why", why)
+			op := &logpb.Op{Op: &logpb.Op_AlarmSet{AlarmSet: &logpb.AlarmSet{Member: n.id, Alarm: sm.AlarmNoSpace, Active: true, Message: why}}}
+			cctx, cancel := context.WithTimeout(ctx, n.cfg.ReportInterval)
+			if _, err := n.Propose(cctx, metapb.MetadataGroup, op); err != nil {
+				n.log.Warn("raise NOSPACE alarm", "err", err)
+			}
+			cancel()
+			n.refreshAlarms()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// overLimit says how this node's storage is past its quota or free-space
+// floor; "" when it is not.
+func (n *Node) overLimit() string {
+	if q := n.alarms.quota.Load(); q > 0 {
+		s := n.db.Stats()
+		if used := int64(s.TotalSSTBytes + s.MemTableBytes); used > q {
+			return fmt.Sprintf("stores %d bytes, quota %d (--quota-bytes)", used, q)
+		}
+	}
+	if floor := n.cfg.MinFreeBytes; floor > 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(n.cfg.DataDir, &st); err == nil {
+			if free := int64(st.Bavail) * st.Bsize; free < floor {
+				return fmt.Sprintf("%d bytes free on the data directory's filesystem, floor %d (--min-free-bytes)", free, floor)
+			}
+		}
+	}
+	return ""
+}
+
+func (n *Node) alarmRaised(member string) bool {
+	return slices.ContainsFunc(n.alarms.list(), func(a *logpb.AlarmSet) bool {
+		return a.Alarm == sm.AlarmNoSpace && a.Member == member
+	})
+}
+
+// refreshAlarms reads the alarms from this node's replica of metadata-0.
+func (n *Node) refreshAlarms() {
+	m, err := n.Metadata()
+	if err != nil {
+		return
+	}
+	if list, err := m.Alarms(); err == nil {
+		n.alarms.alarms.Store(&list)
+	}
+}
+
+// Alarms lists the raised alarms as this node's replica of metadata-0
+// records them.
+func (n *Node) Alarms() ([]*logpb.AlarmSet, error) {
+	m, err := n.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return m.Alarms()
+}
+
+// DisarmAlarm clears alarm for member (every member when empty) through
+// metadata-0's log and returns how many records it cleared. A member
+// still past its limit raises its alarm again within ReportInterval.
+func (n *Node) DisarmAlarm(ctx context.Context, alarm, member string) (uint64, error) {
+	if alarm == "" {
+		alarm = sm.AlarmNoSpace
+	}
+	res, err := n.Propose(ctx, metapb.MetadataGroup, &logpb.Op{Op: &logpb.Op_AlarmSet{AlarmSet: &logpb.AlarmSet{Alarm: alarm, Member: member}}})
+	if err != nil {
+		return 0, err
+	}
+	defer n.refreshAlarms()
+	switch res.Code {
+	case logpb.Code_CODE_OK, logpb.Code_CODE_NOT_FOUND:
+		return res.Count, nil
+	}
+	return 0, invalidf("alarm", "%s", res.Message)
+}

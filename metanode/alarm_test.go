@@ -1,0 +1,111 @@
+package metanode_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// A node past its quota raises the NOSPACE alarm through metadata-0:
+// every node then refuses puts with the documented definite error
+// (NOSPACE, ResourceExhausted: not applied), while reads and deletes go
+// on. Disarming while still past the quota brings the alarm back;
+// once space is freed (here: the quota raised), a disarm lets puts
+// through again.
+func TestQuotaRaisesNoSpaceAlarm(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+		cfg.ReportInterval = 100 * time.Millisecond
+	}})
+	cl := c.Client("")
+	put(t, cl, "seed", "v")
+	ids := c.IDs()
+	full := ids[0]
+	c.Running(full).SetQuotaBytesForTest(c.Running(full).StoredBytesForTest() + 1<<20)
+
+	value := strings.Repeat("x", 64<<10)
+	var refused error
+	acked := []string{}
+	for i := range 2000 {
+		k := fmt.Sprintf("k%04d", i)
+		_, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte(k), Value: []byte(value)})
+		if err != nil {
+			refused = err
+			break
+		}
+		acked = append(acked, k)
+	}
+	if refused == nil {
+		t.Fatalf("2000 puts of 64 KiB past a 1 MiB quota: none refused")
+	}
+	if status.Code(refused) != codes.ResourceExhausted || reasonOf(refused) != metapb.ReasonNoSpace ||
+		metapb.ClassOf(reasonOf(refused)) != metapb.ClassFinal {
+		t.Fatalf("put past the quota: %v (code %v, reason %q), want ResourceExhausted NOSPACE, definitely not applied",
+			refused, status.Code(refused), reasonOf(refused))
+	}
+	t.Logf("refused after %d puts: %v", len(acked), refused)
+
+	// Every node sees the alarm, raised by the full one.
+	for _, id := range ids {
+		alarms, err := c.Running(id).Alarms()
+		if err != nil || len(alarms) != 1 || alarms[0].Alarm != sm.AlarmNoSpace || alarms[0].Member != full {
+			t.Fatalf("%s lists alarms %v (%v), want NOSPACE of %s", id, alarms, err, full)
+		}
+	}
+	// Reads and deletes work; every acknowledged put is there.
+	for _, k := range acked {
+		if v, ok := get(t, cl, k, lin); !ok || v != value {
+			t.Fatalf("acknowledged %s lost", k)
+		}
+	}
+	if _, err := cl.Delete(ctxT(t, 20*time.Second), &metapb.DeleteRequest{Key: []byte(acked[0])}); err != nil {
+		t.Fatalf("delete under the alarm: %v", err)
+	}
+
+	// Disarmed while still past the quota: the alarm comes back.
+	if _, err := cl.DisarmAlarm(ctxT(t, 20*time.Second), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	poll.ForTrue(t, "the alarm raised again by a node still past its quota", 30*time.Second, func() bool {
+		a, err := c.Running(ids[1]).Alarms()
+		return err == nil && len(a) == 1
+	})
+
+	// Space freed (the quota raised), disarmed: puts go through again.
+	c.Running(full).SetQuotaBytesForTest(1 << 40)
+	resp, err := cl.DisarmAlarm(ctxT(t, 20*time.Second), "", "")
+	if err != nil || resp.Cleared != 1 {
+		t.Fatalf("disarm: %v, %v", resp, err)
+	}
+	poll.ForTrue(t, "a put after the disarm", 30*time.Second, func() bool {
+		_, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte("after"), Value: []byte("v")})
+		if err != nil && !errors.Is(err, metanode.ErrNoSpace) && reasonOf(err) != metapb.ReasonNoSpace {
+			t.Fatalf("put after the disarm: %v", err)
+		}
+		return err == nil
+	})
+	if a, _ := cl.Alarms(ctxT(t, 20*time.Second)); len(a.GetAlarms()) != 0 {
+		t.Fatalf("alarms after the disarm with space: %v", a.Alarms)
+	}
+}
+
+// reasonOf is the reason in a public API error's ErrorInfo.
+func reasonOf(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == metapb.ErrorDomain {
+			return info.Reason
+		}
+	}
+	return ""
+}
