@@ -1,0 +1,119 @@
+package metanode_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// mountSmallFS mounts a tmpfs of size bytes for the test (unmounted after
+// everything registered later has been cleaned up); the test is skipped,
+// loudly, where mounting is not permitted.
+func mountSmallFS(t *testing.T, size int64) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "quota-fs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		_ = os.Remove(dir)
+		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs (%v); run as root to test a full disk", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+		_ = os.Remove(dir)
+	})
+	return dir
+}
+
+// One node's data directory on a 64 MiB filesystem, under a put load of
+// incompressible 64 KiB values: the node raises the NOSPACE alarm at its
+// free-space floor before RocksDB meets a full disk, every node refuses
+// puts with NOSPACE, the full node stays up with no group halted, and
+// once space is freed (the filesystem grown), a disarm lets puts through
+// and, after a restart, the node holds every acknowledged write.
+func TestDiskFullOnSmallFilesystem(t *testing.T) {
+	fs := mountSmallFS(t, 64<<20)
+	const full = "n1"
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+		cfg.ReportInterval = 100 * time.Millisecond
+		if cfg.ID == full {
+			cfg.DataDir = filepath.Join(fs, full)
+			cfg.MinFreeBytes = 24 << 20
+		}
+	}})
+	cl := c.Client("")
+	rnd := rand.New(rand.NewPCG(3, 4))
+	value := make([]byte, 64<<10)
+	var acked []string
+	var refused error
+	for i := range 3000 { // 190 MiB, far past the filesystem
+		for j := range value {
+			value[j] = byte(rnd.Uint32())
+		}
+		k := fmt.Sprintf("k%04d", i)
+		_, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte(k), Value: value})
+		if err != nil {
+			refused = err
+			break
+		}
+		acked = append(acked, k)
+	}
+	if reasonOf(refused) != metapb.ReasonNoSpace {
+		t.Fatalf("after %d puts on a 64 MiB filesystem: %v (code %v), want NOSPACE", len(acked), refused, status.Code(refused))
+	}
+	t.Logf("refused after %d acknowledged puts: %v", len(acked), refused)
+	if c.Running(full) == nil {
+		t.Fatalf("%s stopped", full)
+	}
+	for _, st := range c.Running(full).Status() {
+		if err := c.Running(full).FSM(st.Group).Halted(); err != nil {
+			t.Fatalf("%s's replica halted: the floor must keep the disk from filling: %v", full, err)
+		}
+	}
+	resp, err := cl.Alarms(ctxT(t, 20*time.Second))
+	if err != nil || len(resp.Alarms) == 0 || resp.Alarms[0].Member != full {
+		t.Fatalf("alarms %v (%v), want NOSPACE of %s", resp.GetAlarms(), err, full)
+	}
+
+	// Space freed: the filesystem grows; disarm; puts go through.
+	if err := unix.Mount("tmpfs", fs, "tmpfs", unix.MS_REMOUNT, "size=512m"); err != nil {
+		t.Fatalf("grow the filesystem: %v", err)
+	}
+	poll.ForTrue(t, "a put after space is freed and the alarm disarmed", 30*time.Second, func() bool {
+		if _, err := cl.DisarmAlarm(ctxT(t, 20*time.Second), "", ""); err != nil {
+			t.Fatalf("disarm: %v", err)
+		}
+		_, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte("after"), Value: []byte("v")})
+		if err != nil && reasonOf(err) != metapb.ReasonNoSpace {
+			t.Fatalf("put after the disarm: %v", err)
+		}
+		return err == nil
+	})
+
+	// The full node, restarted, holds every acknowledged write.
+	group := metapb.DataGroupFor([]byte(acked[0]), 1)
+	c.Stop(full)
+	if err := c.Restart(full); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, full, group)
+	for _, k := range acked {
+		if kv, err := c.Running(full).FSM(metapb.DataGroupFor([]byte(k), 1)).Get([]byte(k)); err != nil || kv == nil || len(kv.Value) != len(value) {
+			t.Fatalf("acknowledged %s on %s after the restart: %v, %v", k, full, kv, err)
+		}
+	}
+}
