@@ -10,6 +10,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // A replica whose state was damaged behind raft's back is caught by the
@@ -83,5 +84,24 @@ func testHashCheckFences(t *testing.T, role string) {
 	put(t, cl, "after", "v")
 	if v, ok := get(t, cl, "after", lin); !ok || v != "v" {
 		t.Fatalf("read after the fence: %q %v", v, ok)
+	}
+}
+
+// A leader whose replica halted refuses a proposal before it is proposed
+// (definitely not applied: the caller retries at the next leader) rather
+// than proposing an entry whose outcome it could not tell.
+func TestHaltedLeaderRefusesBeforeProposing(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+		cfg.ReconcileInterval = 5 * time.Second // the hand-off waits this long
+	}})
+	group := metapb.DataGroupFor([]byte("k"), 1)
+	put(t, c.Client(""), "k", "v")
+	leader := c.WaitLeader(group, 30*time.Second)
+	if err := c.Running(leader).FSM(group).Fence(errors.New("test: halted")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Running(leader).Propose(ctxT(t, 20*time.Second), group, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte("k"), Value: []byte("w")}}})
+	if err != nil && metapb.ClassOf(metapb.ReasonOf(err)) != metapb.ClassRetry {
+		t.Fatalf("a put through a leader whose replica halted: %v (%v), want success at the next leader or a definite refusal", err, metapb.ClassOf(metapb.ReasonOf(err)))
 	}
 }

@@ -147,6 +147,13 @@ func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, 
 	if err := g.env.allowed(op); err != nil {
 		return nil, err
 	}
+	if h := g.fsm.Halted(); h != nil {
+		// This replica cannot apply (a full disk, a fence): an entry
+		// proposed here would have an unknown outcome. Refused before
+		// it is proposed, the caller retries at the next leader (a
+		// halted leader hands off, membership.go).
+		return nil, fmt.Errorf("%s: %w: the leader's replica halted: %v", g.name, ErrNoLeader, h)
+	}
 	p := &proposal{op: op, size: proto.Size(op), done: make(chan outcome, 1)}
 	if sheddable(op) {
 		select {
