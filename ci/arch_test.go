@@ -35,6 +35,7 @@ var rules = map[string][]string{
 	"controller":            {"sm", "sm/logpb", "rpc/metapb"},
 	"verify":                {"rpc/client", "rpc/metapb", "verify"},
 	"verify/poll":           {},
+	"verify/smallfs":        {},
 	"chaos":                 {"verify", "rpc/client", "rpc/metapb", "chaos"},
 	"contrib":               {"rpc/client", "rpc/metapb"},
 	"cmd":                   {"*"},

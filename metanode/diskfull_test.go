@@ -3,41 +3,18 @@ package metanode_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/smallfs"
 )
-
-// mountSmallFS mounts a tmpfs of size bytes for the test (unmounted after
-// everything registered later has been cleaned up); the test is skipped,
-// loudly, where mounting is not permitted.
-func mountSmallFS(t *testing.T, size int64) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "quota-fs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		_ = os.Remove(dir)
-		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs (%v); run as root to test a full disk", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-		_ = os.Remove(dir)
-	})
-	return dir
-}
 
 // One node's data directory on a 64 MiB filesystem, under a put load of
 // incompressible 64 KiB values: the node raises the NOSPACE alarm at its
@@ -46,7 +23,7 @@ func mountSmallFS(t *testing.T, size int64) string {
 // once space is freed (the filesystem grown), a disarm lets puts through
 // and, after a restart, the node holds every acknowledged write.
 func TestDiskFullOnSmallFilesystem(t *testing.T) {
-	fs := mountSmallFS(t, 64<<20)
+	fs := smallfs.Mount(t, 64<<20)
 	const full = "n1"
 	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
 		cfg.ReportInterval = 100 * time.Millisecond
@@ -90,7 +67,7 @@ func TestDiskFullOnSmallFilesystem(t *testing.T) {
 	}
 
 	// Space freed: the filesystem grows; disarm; puts go through.
-	if err := unix.Mount("tmpfs", fs, "tmpfs", unix.MS_REMOUNT, "size=512m"); err != nil {
+	if err := smallfs.Grow(fs, 512<<20); err != nil {
 		t.Fatalf("grow the filesystem: %v", err)
 	}
 	poll.ForTrue(t, "a put after space is freed and the alarm disarmed", 30*time.Second, func() bool {

@@ -13,29 +13,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
-)
 
-// smallFS mounts a tmpfs of size bytes and returns its directory; the test
-// is skipped, loudly, where mounting is not permitted (not root, no
-// CAP_SYS_ADMIN).
-func smallFS(t *testing.T, size int64) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "quota-fs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		_ = os.Remove(dir)
-		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs to fill (%v); run as root to test a full disk", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-		_ = os.Remove(dir)
-	})
-	return dir
-}
+	"github.com/metamq/meta/verify/smallfs"
+)
 
 // fill writes a file that leaves about free bytes of dir's filesystem.
 func fill(t *testing.T, dir string, free int64) string {
@@ -101,7 +81,7 @@ func TestFullDiskHaltsTheGroupAndARestartResumes(t *testing.T) {
 		fillAndApply(t, dir, diskFullEntries(t, entries))
 		return
 	}
-	dir := smallFS(t, 32<<20)
+	dir := smallfs.Mount(t, 32<<20)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFullDiskHaltsTheGroupAndARestartResumes$", "-test.v")
 	cmd.Env = append(os.Environ(), diskFullEnv+"="+dir)
 	out, err := cmd.CombinedOutput()

@@ -1,0 +1,38 @@
+package smallfs
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount mounts a tmpfs of size bytes under /tmp for the test and returns
+// its directory; it is unmounted after everything the test registers
+// later has been cleaned up (register a cluster using it after Mount).
+// Where mounting is not permitted (not root, no CAP_SYS_ADMIN) the test
+// is skipped, loudly: nothing was tested.
+func Mount(t testing.TB, size int64) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "quota-fs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		_ = os.Remove(dir)
+		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs to fill (%v); run as root to test a full disk", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+		_ = os.Remove(dir)
+	})
+	return dir
+}
+
+// Grow resizes the tmpfs at dir to size bytes (space freed).
+func Grow(dir string, size int64) error {
+	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_REMOUNT, fmt.Sprintf("size=%d", size))
+}
