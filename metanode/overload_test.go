@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metamq/meta/rocks"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -18,14 +20,24 @@ import (
 func TestFullQueueShedsClientOpsNotControllerOps(t *testing.T) {
 	life := newLifetime(context.Background())
 	defer life.End()
-	g := &group{name: "data-0", proposals: make(chan *proposal, 1), life: life}
+	db, err := rocks.Open(rocks.DefaultOptions(t.TempDir()), []string{"data-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fsm, err := sm.New(sm.Config{Kind: sm.KindData, Group: "data-0", DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsm.Close()
+	g := &group{name: "data-0", proposals: make(chan *proposal, 1), life: life, fsm: fsm}
 	g.proposals <- &proposal{} // the queue is full; no batcher drains it
 
 	put := &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte("k"), Value: []byte("v")}}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	_, err := g.proposeLocal(ctx, put)
+	_, err = g.proposeLocal(ctx, put)
 	if !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("put into a full queue: %v, want ErrOverloaded", err)
 	}
