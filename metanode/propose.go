@@ -107,6 +107,7 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 		return nil, ErrShuttingDown
 	}
 	if err := n.env.allowed(op); err != nil {
+		return nil, err
 	}
 	if err := n.checkSpace(op); err != nil {
 		return nil, err
