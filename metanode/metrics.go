@@ -80,6 +80,8 @@ var (
 	descSnapRestores = prometheus.NewDesc("meta_group_snapshot_restores", "Snapshots this replica installed: count and seconds spent installing them.", []string{"group"}, nil)
 	descSnapRestoreB = prometheus.NewDesc("meta_group_snapshot_restore_bytes_total", "Bytes of the snapshots this replica installed.", []string{"group"}, nil)
 	descSnapRefused  = prometheus.NewDesc("meta_group_snapshot_restores_refused_total", "Snapshots this replica refused to install (older than its state, corrupt, or of another kind), its state left as it was.", []string{"group"}, nil)
+	descClusterVer   = prometheus.NewDesc("meta_cluster_version", "The cluster version as this node's replica of metadata-0 records it: the feature level every member runs at least (sm/version.go); operations that need a higher one are refused (CLUSTER_VERSION).", nil, nil)
+	descFeatureLvl   = prometheus.NewDesc("meta_node_feature_level", "The feature level this node reports (its release's, or --feature-level).", nil, nil)
 	descGroups       = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
 	descReady        = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
 	descAlarm        = prometheus.NewDesc("meta_alarm", "1 for each alarm raised in the cluster, by alarm and the member that raised it, as this node's replica of metadata-0 records it (NOSPACE: writes that take space are refused; metactl alarm list, disarm).", []string{"alarm", "member"}, nil)
@@ -138,7 +140,7 @@ var rocksFigures = []rocksFigure{
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
 		descSnapshot, descHalted, descAlarm, descQueue, descInflight, descGroups, descReady,
-		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused} {
+		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused, descClusterVer, descFeatureLvl} {
 		ch <- d
 	}
 	for _, f := range rocksFigures {
@@ -160,6 +162,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	groups := n.hostedGroups()
 	gauge(descGroups, float64(len(groups)))
+	gauge(descClusterVer, float64(n.ClusterVersion()))
+	gauge(descFeatureLvl, float64(n.cfg.featureLevel()))
 	for _, g := range groups {
 		id, _ := g.leader()
 		gauge(descTerm, float64(g.raft.CurrentTerm()), g.name)

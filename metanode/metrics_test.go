@@ -22,6 +22,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/verify/poll"
 )
 
@@ -141,6 +142,13 @@ func TestMetricsScrape(t *testing.T) {
 	} {
 		if fams[name] == nil {
 			t.Errorf("family %s missing from /metrics", name)
+		}
+	}
+	// The cluster version (metanodetest.Start waits for it to rise to this
+	// release's level) and the node's own level.
+	for _, name := range []string{"meta_cluster_version", "meta_node_feature_level"} {
+		if v := value(fams, name, nil); v != float64(sm.FeatureLevel) {
+			t.Errorf("%s: got %v, want %d", name, v, sm.FeatureLevel)
 		}
 	}
 	// The dashboard is built on these figures only.
