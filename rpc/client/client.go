@@ -632,7 +632,8 @@ func read[R any](ctx context.Context, c *Client, call func(context.Context, *end
 			return r, nil
 		}
 		switch status.Code(err) {
-		case codes.InvalidArgument, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied:
+		case codes.InvalidArgument, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied,
+			codes.Unimplemented: // a call the node's release lacks (a batch call the coalescer falls back from)
 			return zero, err
 		}
 		last = err

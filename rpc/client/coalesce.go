@@ -275,13 +275,14 @@ func (k *coalescer[I, O]) take(l *lane[I, O]) []*waiter[I, O] {
 // failAll gives every member of a batch that failed as a whole its
 // outcome: an unknown outcome for a write is every member's; a definite
 // failure of a write, and a read refused for what it asked (bad input,
-// an answer too large), sends each member alone; any other read error is
-// every member's (read retried it until the deadline).
+// an answer too large, a batch call the node does not have: a node of an
+// older release during a rolling upgrade), sends each member alone; any
+// other read error is every member's (read retried it until the deadline).
 func failAll[O any](n int, write bool, err error) []outcome[O] {
 	alone := !IsUnknown(err)
 	if !write {
 		switch status.Code(err) {
-		case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted:
+		case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted, codes.Unimplemented:
 		default:
 			alone = false
 		}

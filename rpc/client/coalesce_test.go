@@ -31,6 +31,9 @@ type gateKV struct {
 	keys     map[string]bool // every key a call carried
 	multiErr error
 	parts    func(n int) []*metapb.BatchPart // nil: one applied part
+	// noMultiGet: MultiGet is Unimplemented, as on a node of a release
+	// before it (during a rolling upgrade).
+	noMultiGet bool
 }
 
 func newGateKV() *gateKV {
@@ -120,12 +123,21 @@ func (s *gateKV) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	if err := s.record(ctx, "Get", req.Key); err != nil {
 		return nil, err
 	}
+	if string(req.Key) == "absent" {
+		return &metapb.GetResponse{Header: header()}, nil
+	}
 	return &metapb.GetResponse{Header: header(), Kv: &metapb.KeyValue{Key: req.Key, Value: req.Key, Version: 1}}, nil
 }
 
 func (s *gateKV) MultiGet(ctx context.Context, req *metapb.MultiGetRequest) (*metapb.MultiGetResponse, error) {
 	if err := s.record(ctx, "MultiGet", req.Keys...); err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	old := s.noMultiGet
+	s.mu.Unlock()
+	if old {
+		return nil, status.Error(codes.Unimplemented, "unknown method MultiGet for service meta.v1.KV")
 	}
 	out := &metapb.MultiGetResponse{Headers: []*metapb.ResponseHeader{header()}}
 	for _, k := range req.Keys {
@@ -253,9 +265,17 @@ func TestCoalesceFormsBatchWhileOneIsInFlight(t *testing.T) {
 }
 
 // Gets coalesce into one MultiGet; a key that does not exist is a nil Kv,
-// as Get answers.
+// as Get answers. A node of an older release, without MultiGet (a rolling
+// upgrade), answers each get when it is sent alone.
 func TestCoalesceGets(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("node without MultiGet %v", old), func(t *testing.T) { testCoalesceGets(t, old) })
+	}
+}
+
+func testCoalesceGets(t *testing.T, old bool) {
 	kv := newGateKV()
+	kv.noMultiGet = old
 	c, _ := gateClient(t, kv, Config{})
 	firstDone := make(chan error, 1)
 	go func() {
@@ -294,6 +314,9 @@ func TestCoalesceGets(t *testing.T) {
 	}
 	if n, sizes := kv.count("MultiGet"); n != 1 || sizes[0] != len(keys) {
 		t.Fatalf("MultiGet calls: got %d (sizes %v), want 1 of %d", n, sizes, len(keys))
+	}
+	if n, _ := kv.count("Get"); old && n != 1+len(keys) {
+		t.Fatalf("Get calls with MultiGet unimplemented: got %d, want %d (the first, then each alone)", n, 1+len(keys))
 	}
 }
 
