@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,9 +26,11 @@ import (
 // session and will deletes, expiries, compaction) and the node's own work
 // go on. The alarm stays until an admin clears it (metactl alarm disarm)
 // once space is freed; a member still past its limit raises it again
-// within ReportInterval. A node that does not host metadata-0 does not see
-// the record and does not refuse writes arriving at it (they are refused
-// on a leader that hosts it only if it sees the alarm: left for later).
+// within ReportInterval. The records travel in the directory
+// (state.Directory.Alarms), which every node follows whether or not it
+// hosts metadata-0, and a write is refused both where it enters and on the
+// leader that proposes it (env.admit), so a write forwarded from a node
+// that has not heard of the alarm yet is refused too.
 //
 // Why the floor matters more than the quota: RocksDB must never meet a
 // full disk. When a write to its log fails for lack of space, Debian's
@@ -41,21 +42,6 @@ import (
 // ErrNoSpace: a NOSPACE alarm is raised; the write was refused before it
 // was proposed.
 var ErrNoSpace error = &sentinel{"metanode: NOSPACE alarm raised: writes that take space are refused until an admin clears it (metactl alarm disarm) once space is freed", metapb.ReasonNoSpace}
-
-// alarmView is the alarms this node last read from its replica of
-// metadata-0.
-type alarmView struct {
-	alarms atomic.Pointer[[]*logpb.AlarmSet]
-	// quota is Config.QuotaBytes (tests change it while running).
-	quota atomic.Int64
-}
-
-func (v *alarmView) list() []*logpb.AlarmSet {
-	if p := v.alarms.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
 
 // takesSpace reports whether an op is a client's write that makes the
 // stored data grow. Deletes, revokes, keep-alives, completions and the
@@ -74,11 +60,11 @@ func takesSpace(op *logpb.Op) bool {
 }
 
 // checkSpace refuses op with ErrNoSpace while a NOSPACE alarm is raised.
-func (n *Node) checkSpace(op *logpb.Op) error {
+func (e *env) checkSpace(op *logpb.Op) error {
 	if !takesSpace(op) {
 		return nil
 	}
-	for _, a := range n.alarms.list() {
+	for _, a := range e.directory().Alarms {
 		if a.Alarm == sm.AlarmNoSpace {
 			return fmt.Errorf("%w (member %s: %s)", ErrNoSpace, a.Member, a.Message)
 		}
@@ -87,13 +73,12 @@ func (n *Node) checkSpace(op *logpb.Op) error {
 }
 
 // alarmLoop measures this node's storage, raises its NOSPACE alarm when
-// past a limit, and refreshes the alarms it enforces.
+// past a limit.
 func (n *Node) alarmLoop(ctx context.Context) {
-	n.alarms.quota.Store(n.cfg.QuotaBytes)
+	n.quota.Store(n.cfg.QuotaBytes)
 	t := time.NewTicker(n.cfg.ReportInterval)
 	defer t.Stop()
 	for {
-		n.refreshAlarms()
 		if why := n.overLimit(); why != "" && !n.alarmRaised(n.id) {
 			n.log.Error("NOSPACE: storage past its limit; raising the alarm: writes that take space are refused cluster-wide until an admin clears it", "why", why)
 			op := &logpb.Op{Op: &logpb.Op_AlarmSet{AlarmSet: &logpb.AlarmSet{Member: n.id, Alarm: sm.AlarmNoSpace, Active: true, Message: why}}}
@@ -102,7 +87,6 @@ func (n *Node) alarmLoop(ctx context.Context) {
 				n.log.Warn("raise NOSPACE alarm", "err", err)
 			}
 			cancel()
-			n.refreshAlarms()
 		}
 		select {
 		case <-ctx.Done():
@@ -115,7 +99,7 @@ func (n *Node) alarmLoop(ctx context.Context) {
 // overLimit says how this node's storage is past its quota or free-space
 // floor; "" when it is not.
 func (n *Node) overLimit() string {
-	if q := n.alarms.quota.Load(); q > 0 {
+	if q := n.quota.Load(); q > 0 {
 		s := n.db.Stats()
 		if used := int64(s.TotalSSTBytes + s.MemTableBytes); used > q {
 			return fmt.Sprintf("stores %d bytes, quota %d (--quota-bytes)", used, q)
@@ -133,31 +117,13 @@ func (n *Node) overLimit() string {
 }
 
 func (n *Node) alarmRaised(member string) bool {
-	return slices.ContainsFunc(n.alarms.list(), func(a *logpb.AlarmSet) bool {
+	return slices.ContainsFunc(n.Directory().Alarms, func(a *logpb.AlarmSet) bool {
 		return a.Alarm == sm.AlarmNoSpace && a.Member == member
 	})
 }
 
-// refreshAlarms reads the alarms from this node's replica of metadata-0.
-func (n *Node) refreshAlarms() {
-	m, err := n.Metadata()
-	if err != nil {
-		return
-	}
-	if list, err := m.Alarms(); err == nil {
-		n.alarms.alarms.Store(&list)
-	}
-}
-
-// Alarms lists the raised alarms as this node's replica of metadata-0
-// records them.
-func (n *Node) Alarms() ([]*logpb.AlarmSet, error) {
-	m, err := n.Metadata()
-	if err != nil {
-		return nil, err
-	}
-	return m.Alarms()
-}
+// Alarms lists the raised alarms as this node's directory holds them.
+func (n *Node) Alarms() []*logpb.AlarmSet { return n.Directory().Alarms }
 
 // DisarmAlarm clears alarm for member (every member when empty) through
 // metadata-0's log and returns how many records it cleared. A member
@@ -170,7 +136,6 @@ func (n *Node) DisarmAlarm(ctx context.Context, alarm, member string) (uint64, e
 	if err != nil {
 		return 0, err
 	}
-	defer n.refreshAlarms()
 	switch res.Code {
 	case logpb.Code_CODE_OK, logpb.Code_CODE_NOT_FOUND:
 		return res.Count, nil

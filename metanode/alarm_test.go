@@ -22,15 +22,31 @@ import (
 // (NOSPACE, ResourceExhausted: not applied), while reads and deletes go
 // on. Disarming while still past the quota brings the alarm back;
 // once space is freed (here: the quota raised), a disarm lets puts
-// through again.
+// through again. Four nodes and three replicas: a node that hosts no
+// replica of metadata-0 sees the alarm too (in the directory it follows)
+// and refuses a put sent to it.
 func TestQuotaRaisesNoSpaceAlarm(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+	c := metanodetest.Start(t, metanodetest.Options{Nodes: 4, DataGroups: 1, Configure: func(cfg *metanode.Config) {
 		cfg.ReportInterval = 100 * time.Millisecond
+		cfg.ReplicationFactor, cfg.MetadataReplicationFactor = 3, 3
 	}})
 	cl := c.Client("")
 	put(t, cl, "seed", "v")
 	ids := c.IDs()
+	var outside string // a node without a replica of metadata-0
+	poll.ForTrue(t, "a node without a replica of metadata-0", 60*time.Second, func() bool {
+		for _, id := range ids {
+			if c.Running(id).FSM(metapb.MetadataGroup) == nil {
+				outside = id
+				return true
+			}
+		}
+		return false
+	})
 	full := ids[0]
+	if full == outside {
+		full = ids[1]
+	}
 	c.Running(full).SetQuotaBytesForTest(c.Running(full).StoredBytesForTest() + 1<<20)
 
 	value := strings.Repeat("x", 64<<10)
@@ -58,10 +74,16 @@ func TestQuotaRaisesNoSpaceAlarm(t *testing.T) {
 	// Every node sees the alarm, raised by the full one.
 	for _, id := range ids {
 		poll.ForTrue(t, id+" listing the NOSPACE alarm of "+full, 30*time.Second, func() bool {
-			alarms, err := c.Running(id).Alarms()
-			return err == nil && len(alarms) == 1 && alarms[0].Alarm == sm.AlarmNoSpace && alarms[0].Member == full
+			alarms := c.Running(id).Alarms()
+			return len(alarms) == 1 && alarms[0].Alarm == sm.AlarmNoSpace && alarms[0].Member == full
 		})
 	}
+	// The node outside metadata-0 refuses a put sent to it, with the same
+	// definite error.
+	poll.For(t, outside+" refusing a put", 30*time.Second, func() error {
+		_, err := c.Client(outside).Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte("outside"), Value: []byte(value)})
+		return poll.Check(reasonOf(err) == metapb.ReasonNoSpace, fmt.Sprintf("put through %s: %v, want NOSPACE", outside, err))
+	})
 	// Reads and deletes work; every acknowledged put is there.
 	for _, k := range acked {
 		if v, ok := get(t, cl, k, lin); !ok || v != value {
@@ -81,12 +103,12 @@ func TestQuotaRaisesNoSpaceAlarm(t *testing.T) {
 	leader := c.WaitLeader(metapb.MetadataGroup, 30*time.Second)
 	disarmed := c.Running(leader).FSM(metapb.MetadataGroup).Revision()
 	poll.ForTrue(t, "the alarm raised again by a node still past its quota", 30*time.Second, func() bool {
-		m := c.Running(ids[1]).FSM(metapb.MetadataGroup)
+		m := c.Running(leader).FSM(metapb.MetadataGroup)
 		if m.Revision() < disarmed {
 			return false
 		}
-		a, err := m.Alarms()
-		return err == nil && len(a) == 1
+		d, err := m.Directory()
+		return err == nil && len(d.Alarms) == 1
 	})
 
 	// Space freed (the quota raised), disarmed: puts go through again. (A

@@ -216,9 +216,9 @@ func (n *Node) serveDirectory(ctx context.Context, req *raftpb.DirectoryCall) ([
 }
 
 func toProto(d *state.Directory) *logpb.Directory {
-	return &logpb.Directory{Version: d.Version, Cluster: d.Cluster, Members: d.Members, Groups: d.Groups, ClusterVersion: d.ClusterVersion}
+	return &logpb.Directory{Version: d.Version, Cluster: d.Cluster, Members: d.Members, Groups: d.Groups, ClusterVersion: d.ClusterVersion, Alarms: d.Alarms}
 }
 
 func fromProto(d *logpb.Directory) *state.Directory {
-	return &state.Directory{Version: d.Version, Cluster: d.Cluster, Members: d.Members, Groups: d.Groups, ClusterVersion: d.ClusterVersion}
+	return &state.Directory{Version: d.Version, Cluster: d.Cluster, Members: d.Members, Groups: d.Groups, ClusterVersion: d.ClusterVersion, Alarms: d.Alarms}
 }

@@ -56,7 +56,7 @@ func SetRecoverFault(f func(group string) error) (restore func()) {
 }
 
 // SetQuotaBytesForTest changes the node's quota while it runs.
-func (n *Node) SetQuotaBytesForTest(v int64) { n.alarms.quota.Store(v) }
+func (n *Node) SetQuotaBytesForTest(v int64) { n.quota.Store(v) }
 
 // StoredBytesForTest is what the quota is measured on.
 func (n *Node) StoredBytesForTest() int64 {

@@ -157,7 +157,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !n.started.Load() {
 		return
 	}
-	for _, a := range n.alarms.list() {
+	for _, a := range n.Alarms() {
 		gauge(descAlarm, 1, a.Alarm, a.Member)
 	}
 	groups := n.hostedGroups()

@@ -52,7 +52,7 @@ type Node struct {
 	addr     string
 	lis      net.Listener
 	db       *rocks.DB
-	alarms   alarmView // storage alarms (alarm.go)
+	quota    atomic.Int64 // Config.QuotaBytes; tests change it while running (alarm.go)
 	identity *logpb.NodeIdentity
 
 	groupsMu sync.RWMutex // guards groups

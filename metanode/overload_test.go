@@ -10,6 +10,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // A client's operation that finds its group's proposal queue full is
@@ -30,7 +31,8 @@ func TestFullQueueShedsClientOpsNotControllerOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fsm.Close()
-	g := &group{name: "data-0", proposals: make(chan *proposal, 1), life: life, fsm: fsm}
+	dir := func() *state.Directory { return &state.Directory{} }
+	g := &group{name: "data-0", proposals: make(chan *proposal, 1), life: life, fsm: fsm, env: &env{directory: dir}}
 	g.proposals <- &proposal{} // the queue is full; no batcher drains it
 
 	put := &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte("k"), Value: []byte("v")}}}

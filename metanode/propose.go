@@ -106,10 +106,7 @@ func (n *Node) Propose(ctx context.Context, groupName string, op *logpb.Op) (*lo
 	if !n.serving.Load() {
 		return nil, ErrShuttingDown
 	}
-	if err := n.env.allowed(op); err != nil {
-		return nil, err
-	}
-	if err := n.checkSpace(op); err != nil {
+	if err := n.env.admit(op); err != nil {
 		return nil, err
 	}
 	g, err := n.group(groupName)
@@ -145,7 +142,7 @@ func (g *group) propose(ctx context.Context, op *logpb.Op) (*logpb.Result, error
 // broker heartbeats, liveness decisions, expiries and membership changes
 // are never shed behind bulk writes.
 func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
-	if err := g.env.allowed(op); err != nil {
+	if err := g.env.admit(op); err != nil {
 		return nil, err
 	}
 	if h := g.fsm.Halted(); h != nil {

@@ -74,6 +74,17 @@ func (c Config) featureLevel() uint32 {
 // ClusterVersion is the cluster version as this node last saw it.
 func (n *Node) ClusterVersion() uint32 { return n.Directory().Level() }
 
+// admit refuses op, before it is proposed, when the cluster version does
+// not allow it or a NOSPACE alarm refuses writes that take space. Both the
+// node a client calls and the leader that proposes (a forwarded op too)
+// ask, from the directory each follows.
+func (e *env) admit(op *logpb.Op) error {
+	if err := e.allowed(op); err != nil {
+		return err
+	}
+	return e.checkSpace(op)
+}
+
 // allowed refuses op when the cluster version does not allow it. The
 // cluster version's own raise is the controller's to decide (every member
 // reports the level it raises to), so it is not checked here.

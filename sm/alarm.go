@@ -1,6 +1,8 @@
 package sm
 
 import (
+	"slices"
+
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -15,8 +17,11 @@ import (
 // quota or its disk runs out of free space.
 const AlarmNoSpace = "NOSPACE"
 
+// alarmsPrefix starts every alarm record's key.
+var alarmsPrefix = []byte{prefixCluster, 'a'}
+
 func alarmPrefix(alarm string) []byte {
-	return append(append([]byte{prefixCluster, 'a'}, alarm...), 0)
+	return append(append(slices.Clip(alarmsPrefix), alarm...), 0)
 }
 
 func alarmKey(alarm, member string) []byte { return append(alarmPrefix(alarm), member...) }
@@ -30,27 +35,24 @@ func (a *applier) alarmSet(s *logpb.AlarmSet) (*logpb.Result, error) {
 			return invalid("member must be set to raise an alarm"), nil
 		}
 		a.bump()
-		return &logpb.Result{}, a.write(alarmKey(s.Alarm, s.Member), s)
+		if err := a.write(alarmKey(s.Alarm, s.Member), s); err != nil {
+			return nil, err
+		}
+		// Alarms travel in the directory (state.Directory): a new version
+		// reaches the nodes that do not host metadata-0 too.
+		return &logpb.Result{}, a.bumpDirectory()
 	}
+	var r *logpb.Result
+	var err error
 	if s.Member != "" {
 		// Exactly this member's record (a prefix would take n10 with n1).
 		k := alarmKey(s.Alarm, s.Member)
-		return a.deleteRange(k, append(k, 0))
+		r, err = a.deleteRange(k, append(k, 0))
+	} else {
+		r, err = a.deletePrefix(alarmPrefix(s.Alarm))
 	}
-	return a.deletePrefix(alarmPrefix(s.Alarm))
-}
-
-// Alarms returns the active alarms recorded in this replica (of
-// metadata-0), by alarm then member.
-func (m *Machine) Alarms() ([]*logpb.AlarmSet, error) {
-	var out []*logpb.AlarmSet
-	err := m.read(func() error {
-		p := []byte{prefixCluster, 'a'}
-		var err error
-		out, err = decodeAll(func(fn func(k, v []byte) bool) error {
-			return m.space.Scan(p, prefixEnd(p), fn)
-		}, func() *logpb.AlarmSet { return &logpb.AlarmSet{} })
-		return err
-	})
-	return out, err
+	if err != nil || r.Count == 0 {
+		return r, err
+	}
+	return r, a.bumpDirectory()
 }

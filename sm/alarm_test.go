@@ -16,12 +16,12 @@ func TestAlarmSetRaisesAndClears(t *testing.T) {
 	e := newEnv(t, KindMetadata)
 	next := e.applyNext()
 	members := func() []string {
-		list, err := e.m.Alarms()
+		d, err := e.m.Directory()
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []string
-		for _, a := range list {
+		for _, a := range d.Alarms {
 			out = append(out, a.Member)
 		}
 		return out

@@ -38,9 +38,15 @@ func (m *Machine) Directory() (*state.Directory, error) {
 			return err
 		}
 		p = []byte{prefixCluster, 'g'}
-		d.Groups, err = decodeAll(func(fn func(k, v []byte) bool) error {
+		if d.Groups, err = decodeAll(func(fn func(k, v []byte) bool) error {
 			return sn.Scan(m.space, p, prefixEnd(p), fn)
-		}, func() *logpb.GroupRecord { return &logpb.GroupRecord{} })
+		}, func() *logpb.GroupRecord { return &logpb.GroupRecord{} }); err != nil {
+			return err
+		}
+		p = alarmsPrefix
+		d.Alarms, err = decodeAll(func(fn func(k, v []byte) bool) error {
+			return sn.Scan(m.space, p, prefixEnd(p), fn)
+		}, func() *logpb.AlarmSet { return &logpb.AlarmSet{} })
 		return err
 	})
 	return d, err

@@ -208,11 +208,7 @@ func (s *Server) Alarms(ctx context.Context, req *metapb.AlarmsRequest) (*metapb
 		}
 		out.Cleared = n
 	}
-	list, err := s.node.Alarms()
-	if err != nil {
-		return nil, s.statusOf(err, false)
-	}
-	for _, a := range list {
+	for _, a := range s.node.Alarms() {
 		out.Alarms = append(out.Alarms, &metapb.Alarm{Alarm: a.Alarm, Member: a.Member, Message: a.Message})
 	}
 	return out, nil

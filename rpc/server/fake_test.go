@@ -136,8 +136,9 @@ func (n *fakeNode) TransferLeader(context.Context, string, string) (string, erro
 }
 func (n *fakeNode) StateHash(group string) (state.Hash, error) { return n.machines[group].Hash() }
 
-func (n *fakeNode) Alarms() ([]*logpb.AlarmSet, error) {
-	return n.machines[metapb.MetadataGroup].Alarms()
+func (n *fakeNode) Alarms() []*logpb.AlarmSet {
+	d, _ := n.machines[metapb.MetadataGroup].Directory()
+	return d.Alarms
 }
 
 func (n *fakeNode) DisarmAlarm(ctx context.Context, alarm, member string) (uint64, error) {

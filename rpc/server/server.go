@@ -41,7 +41,7 @@ type Node interface {
 	StateHash(group string) (state.Hash, error)
 	// Alarms lists the raised alarms; DisarmAlarm clears alarm for
 	// member (every member when empty) through metadata-0's log.
-	Alarms() ([]*logpb.AlarmSet, error)
+	Alarms() []*logpb.AlarmSet
 	DisarmAlarm(ctx context.Context, alarm, member string) (uint64, error)
 	// Backup exports a group's state once every write acknowledged before
 	// the call is applied here (see metapb.BackupRequest); closing the

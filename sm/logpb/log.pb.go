@@ -5148,8 +5148,12 @@ type Directory struct {
 	Groups  []*GroupRecord         `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	// The cluster version (0: never raised, the base level).
 	ClusterVersion uint32 `protobuf:"varint,5,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The alarms raised (AlarmSet records, by alarm then member): every node
+	// refuses writes that take space while a NOSPACE alarm is here,
+	// whether or not it hosts metadata-0.
+	Alarms        []*AlarmSet `protobuf:"bytes,6,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Directory) Reset() {
@@ -5215,6 +5219,13 @@ func (x *Directory) GetClusterVersion() uint32 {
 		return x.ClusterVersion
 	}
 	return 0
+}
+
+func (x *Directory) GetAlarms() []*AlarmSet {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
 }
 
 // NodeReport is what a node tells the controller every report interval:
@@ -5794,13 +5805,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
 	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap\x12-\n" +
 	"\x12replication_factor\x18\a \x01(\rR\x11replicationFactor\x12>\n" +
-	"\x1bmetadata_replication_factor\x18\b \x01(\rR\x19metadataReplicationFactor\"\xe6\x01\n" +
+	"\x1bmetadata_replication_factor\x18\b \x01(\rR\x19metadataReplicationFactor\"\x95\x02\n" +
 	"\tDirectory\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.meta.log.v1.ClusterInitR\acluster\x120\n" +
 	"\amembers\x18\x03 \x03(\v2\x16.meta.log.v1.MemberPutR\amembers\x120\n" +
 	"\x06groups\x18\x04 \x03(\v2\x18.meta.log.v1.GroupRecordR\x06groups\x12'\n" +
-	"\x0fcluster_version\x18\x05 \x01(\rR\x0eclusterVersion\"\xa7\x01\n" +
+	"\x0fcluster_version\x18\x05 \x01(\rR\x0eclusterVersion\x12-\n" +
+	"\x06alarms\x18\x06 \x03(\v2\x15.meta.log.v1.AlarmSetR\x06alarms\"\xa7\x01\n" +
 	"\n" +
 	"NodeReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -6004,13 +6016,14 @@ var file_sm_logpb_log_proto_depIdxs = []int32{
 	44, // 63: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
 	45, // 64: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
 	48, // 65: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	68, // 66: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	47, // 67: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	7,  // 66: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
+	68, // 67: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	47, // 68: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }

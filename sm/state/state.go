@@ -73,6 +73,8 @@ type Directory struct {
 	Cluster        *logpb.ClusterInit
 	Members        []*logpb.MemberPut
 	Groups         []*logpb.GroupRecord
+	// Alarms are the alarms raised (sm/alarm.go), by alarm then member.
+	Alarms []*logpb.AlarmSet
 }
 
 // Group returns the record of the named group, or nil.
