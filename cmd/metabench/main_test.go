@@ -146,11 +146,13 @@ func startCluster(t *testing.T, opts metanodetest.Options) (*metanodetest.Cluste
 		t.Skip("starts a 3-node cluster")
 	}
 	// The tests count every call: leaderships stay where the elections
-	// put them (no spreading by the controller mid-run), and every group
-	// has a leader before the first call.
+	// put them (no spreading by the controller mid-run, patient raft
+	// timings on a starved machine), and every group has a leader before
+	// the first call.
 	if opts.Controller == nil {
 		opts.Controller = func(cfg *controller.Config) { cfg.SpreadInterval = 0 }
 	}
+	opts.Patient = true
 	c := metanodetest.Start(t, opts)
 	for _, g := range metapb.Groups(max(opts.OffsetGroups, 1), max(opts.DataGroups, 1)) {
 		c.WaitLeader(g, 30*time.Second)

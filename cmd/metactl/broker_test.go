@@ -37,7 +37,7 @@ func metactl(t *testing.T, endpoints string, args ...string) (string, error) {
 
 // The broker API's commands against a real in-process cluster.
 func TestBrokerCommands(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{})
+	c := metanodetest.Start(t, metanodetest.Options{Patient: true})
 	eps := strings.Join(c.Endpoints(), ",")
 	ok := func(args ...string) string {
 		t.Helper()

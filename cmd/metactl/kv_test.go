@@ -9,7 +9,7 @@ import (
 
 // mput and mget against a real in-process cluster with two data groups.
 func TestKVBatchCommands(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2})
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Patient: true})
 	eps := strings.Join(c.Endpoints(), ",")
 	if _, err := metactl(t, eps, "mput", "a=1", "b=2", "c=3", "d=4"); err != nil {
 		t.Fatalf("mput: %v", err)

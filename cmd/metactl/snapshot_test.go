@@ -14,7 +14,7 @@ import (
 // snapshot save writes a verified backup of every group; snapshot status
 // prints its manifest, and refuses a damaged file naming the group.
 func TestSnapshotSaveAndStatus(t *testing.T) {
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2})
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Patient: true})
 	eps := strings.Join(c.Endpoints(), ",")
 	if _, err := metactl(t, eps, "put", "a", "1"); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,9 @@ import (
 // silent broker down after 2 s.
 func startCluster(t *testing.T) *metanodetest.Cluster {
 	t.Helper()
-	return metanodetest.Start(t, metanodetest.Options{Controller: func(c *controller.Config) {
+	// Brokers die here, nodes do not: patient raft timings keep the
+	// leaders where they are on a starved machine.
+	return metanodetest.Start(t, metanodetest.Options{Patient: true, Controller: func(c *controller.Config) {
 		c.HeartbeatInterval = 500 * time.Millisecond
 		c.HeartbeatTimeout = 2 * time.Second
 	}})

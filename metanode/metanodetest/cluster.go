@@ -50,6 +50,14 @@ type Options struct {
 	// ClientTLS secures the clients Client returns (a cluster whose
 	// nodes Configure gives TLS).
 	ClientTLS *tls.Config
+	// Patient gives raft timings 2.5 times the defaults (heartbeat and
+	// election 2.5 s, leader lease 1.25 s), for tests that inject no node
+	// fault and need the same leaders for their whole run: on a machine
+	// starved of CPU (CI beside other work, -race) the defaults' 500 ms
+	// lease lapses and leaderships churn, turning a test's calls into
+	// unknown outcomes that have nothing to do with what it checks.
+	// Failover tests keep the defaults. Configure runs after it.
+	Patient bool
 }
 
 // Node is one member of a test cluster.
@@ -219,6 +227,12 @@ func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
 	cfg.ServerOptions = append(server.MetricsOptions(cfg.Metrics), server.ServerOptions()...)
 	if c.opts.Metrics {
 		cfg.MetricsListen = "127.0.0.1:0"
+	}
+	if c.opts.Patient {
+		const f = 5 // halves: 2.5 times the defaults
+		cfg.HeartbeatTimeout = cfg.HeartbeatTimeout * f / 2
+		cfg.ElectionTimeout = cfg.ElectionTimeout * f / 2
+		cfg.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout * f / 2
 	}
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
