@@ -1,6 +1,7 @@
 package metanode_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
 	"github.com/metamq/meta/verify/smallfs"
@@ -25,7 +27,7 @@ import (
 func TestDiskFullOnSmallFilesystem(t *testing.T) {
 	fs := smallfs.Mount(t, 64<<20)
 	const full = "n1"
-	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Configure: func(cfg *metanode.Config) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1, Patient: true, Configure: func(cfg *metanode.Config) {
 		cfg.ReportInterval = 100 * time.Millisecond
 		if cfg.ID == full {
 			cfg.DataDir = filepath.Join(fs, full)
@@ -37,12 +39,19 @@ func TestDiskFullOnSmallFilesystem(t *testing.T) {
 	value := make([]byte, 64<<10)
 	var acked []string
 	var refused error
+	unknown := 0
 	for i := range 3000 { // 190 MiB, far past the filesystem
 		for j := range value {
 			value[j] = byte(rnd.Uint32())
 		}
 		k := fmt.Sprintf("k%04d", i)
 		_, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte(k), Value: value})
+		if errors.Is(err, client.ErrUnknownOutcome) && unknown < 20 {
+			// A leadership lost on a starved machine: the put may or
+			// may not be there; it is not counted as acknowledged.
+			unknown++
+			continue
+		}
 		if err != nil {
 			refused = err
 			break
@@ -52,7 +61,7 @@ func TestDiskFullOnSmallFilesystem(t *testing.T) {
 	if reasonOf(refused) != metapb.ReasonNoSpace {
 		t.Fatalf("after %d puts on a 64 MiB filesystem: %v (code %v), want NOSPACE", len(acked), refused, status.Code(refused))
 	}
-	t.Logf("refused after %d acknowledged puts: %v", len(acked), refused)
+	t.Logf("refused after %d acknowledged puts (%d unknown outcomes): %v", len(acked), unknown, refused)
 	if c.Running(full) == nil {
 		t.Fatalf("%s stopped", full)
 	}
