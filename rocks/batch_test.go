@@ -1,9 +1,13 @@
 package rocks
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/linxGnu/grocksdb"
 )
 
 func TestBatchReadYourWrites(t *testing.T) {
@@ -166,5 +170,116 @@ func TestBatchForeignSpaceFailsCommit(t *testing.T) {
 	b.Put(s1, []byte("a"), []byte("1"))
 	if err := b.Commit(true); err != nil {
 		t.Fatalf("Commit after Reset: %v", err)
+	}
+}
+
+// TestBatchPendingAfterRollback checks reads through the batch across
+// nested save points, a value buffer the caller reuses after Put, and a
+// scan stopped among pending keys past the database's last key.
+func TestBatchPendingAfterRollback(t *testing.T) {
+	db := openTest(t, "g")
+	s := mustData(t, db, "g")
+	mustPut(t, s, "a", "db")
+	b := db.NewBatch()
+	t.Cleanup(b.Close)
+	buf := []byte("v1")
+	b.Put(s, []byte("k"), buf)
+	buf[1] = 'X' // the batch holds its own copy
+	scan := func(what string, want []kv) {
+		t.Helper()
+		var got []kv
+		if err := b.Scan(s, nil, nil, collect(&got)); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: Batch.Scan: got %v, want %v", what, got, want)
+		}
+	}
+	scan("after Put", []kv{{"a", "db"}, {"k", "v1"}})
+
+	b.SetSavePoint()
+	b.Delete(s, []byte("a"))
+	b.Put(s, []byte("k"), []byte("v2"))
+	b.SetSavePoint()
+	b.Put(s, []byte("n"), []byte("new"))
+	b.Delete(s, []byte("k"))
+	scan("inside both save points", []kv{{"n", "new"}})
+	if err := b.RollbackToSavePoint(); err != nil {
+		t.Fatal(err)
+	}
+	scan("after the inner rollback", []kv{{"k", "v2"}})
+	v, found, err := b.Get(s, []byte("n"))
+	expectGet(t, "Batch.Get(n) after the inner rollback", v, found, err, "", false)
+	if err := b.RollbackToSavePoint(); err != nil {
+		t.Fatal(err)
+	}
+	scan("after the outer rollback", []kv{{"a", "db"}, {"k", "v1"}})
+	v, found, err = b.Get(s, []byte("k"))
+	expectGet(t, "Batch.Get(k) after the outer rollback", v, found, err, "v1", true)
+
+	b.Put(s, []byte("x"), []byte("1"))
+	b.Put(s, []byte("y"), []byte("2"))
+	n := 0
+	if err := b.Scan(s, nil, nil, func(k, v []byte) bool { n++; return n < 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("callbacks after returning false at the 3rd: got %d, want 3", n)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	var got []kv
+	if err := s.Scan(nil, nil, collect(&got)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []kv{{"a", "db"}, {"k", "v1"}, {"x", "1"}, {"y", "2"}}; !slices.Equal(got, want) {
+		t.Fatalf("after Commit: got %v, want %v", got, want)
+	}
+}
+
+// TestBatchEncodingMatchesRocksDB checks that the records a Batch encodes
+// are byte for byte the ones RocksDB's own WriteBatch builds: a put and a
+// delete in a column family and in the default one, an empty value, and
+// a key long enough for a two-byte length.
+func TestBatchEncodingMatchesRocksDB(t *testing.T) {
+	db := openTest(t, "g")
+	s := mustData(t, db, "g")
+	if s.cfID == 0 {
+		t.Fatal("the group's data space has column family id 0; the test needs another")
+	}
+	long := bytes.Repeat([]byte("k"), 300)
+	want := grocksdb.NewWriteBatch()
+	defer want.Destroy()
+	rep := make([]byte, batchHeaderBytes)
+	for _, w := range []struct {
+		cf         bool
+		put        bool
+		key, value []byte
+	}{
+		{true, true, []byte("a"), []byte("value")},
+		{true, false, []byte("b"), nil},
+		{true, true, long, nil},
+		{false, true, []byte("c"), long},
+		{false, false, long, nil},
+	} {
+		id := uint32(0)
+		switch {
+		case w.cf && w.put:
+			want.PutCF(s.cf, w.key, w.value)
+			id = s.cfID
+		case w.cf:
+			want.DeleteCF(s.cf, w.key)
+			id = s.cfID
+		case w.put:
+			want.Put(w.key, w.value)
+		default:
+			want.Delete(w.key)
+		}
+		rep, _ = encodeRecord(rep, id, w.put, w.key, w.value)
+	}
+	binary.LittleEndian.PutUint32(rep[8:], uint32(want.Count()))
+	if got := want.Data(); !bytes.Equal(rep, got) {
+		t.Fatalf("encoded batch:\n got %x\nwant %x", rep, got)
 	}
 }

@@ -183,7 +183,7 @@ func Open(opts Options, groups []string) (*DB, error) {
 			db.fixed = append(db.fixed, byName[n])
 		}
 	}
-	db.node = &Space{db: db, cf: byName[cfNode], name: cfNode}
+	db.node = newSpace(db, byName[cfNode], nil, cfNode)
 	for _, g := range all {
 		hs := make([]*grocksdb.ColumnFamilyHandle, len(groupSuffixes))
 		for i, sfx := range groupSuffixes {
@@ -210,7 +210,7 @@ func (db *DB) newGroup(name string, hs []*grocksdb.ColumnFamilyHandle) *group {
 		handles: hs,
 		log:     &LogStore{db: db, cf: hs[0], gate: gt, group: name},
 		stable:  &StableStore{db: db, cf: hs[1], gate: gt, group: name},
-		data:    &Space{db: db, cf: hs[2], gate: gt, name: name + suffixData},
+		data:    newSpace(db, hs[2], gt, name+suffixData),
 	}
 	return g
 }

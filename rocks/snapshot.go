@@ -75,7 +75,7 @@ func (sn *Snapshot) Scan(s *Space, start, end []byte, fn func(k, v []byte) bool)
 		return err
 	}
 	defer sn.leave(s)
-	return sn.db.scan(s.cf, sn.snap, nil, start, end, false, fn)
+	return sn.db.scan(s.cf, sn.snap, start, end, false, fn)
 }
 
 // Close releases the snapshot. It is safe to call twice, and after DB.Close.

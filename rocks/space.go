@@ -12,8 +12,13 @@ import (
 type Space struct {
 	db   *DB
 	cf   *grocksdb.ColumnFamilyHandle
-	gate *gate // the group's (closed by DropGroup); nil for the node space
+	cfID uint32 // cf's id, which a Batch encodes in its records
+	gate *gate  // the group's (closed by DropGroup); nil for the node space
 	name string
+}
+
+func newSpace(db *DB, cf *grocksdb.ColumnFamilyHandle, g *gate, name string) *Space {
+	return &Space{db: db, cf: cf, cfID: cf.ID(), gate: g, name: name}
 }
 
 // Name returns the column family name ("node", "data-0/data", ...).
@@ -101,7 +106,7 @@ func (s *Space) Scan(start, end []byte, fn func(key, value []byte) bool) error {
 		return err
 	}
 	defer s.db.leaveCF(s.gate)
-	return s.db.scan(s.cf, nil, nil, start, end, true, fn)
+	return s.db.scan(s.cf, nil, start, end, true, fn)
 }
 
 // DeleteAll removes every key of the space and leaves other spaces alone.
@@ -186,12 +191,10 @@ func (db *DB) lastKey(cf *grocksdb.ColumnFamilyHandle) ([]byte, bool, error) {
 }
 
 // scan is the one iteration loop behind Space, Batch and Snapshot scans.
-// snap, when set, pins the view; wb, when set, merges the batch's pending
-// writes over the database (a WriteBatchWithIndex base-delta iterator). The
-// caller holds the DB gate. fillCache false keeps the blocks read out of
+// snap, when set, pins the view (Batch.Scan merges its pending writes
+// over this loop's). The caller holds the DB gate. fillCache false keeps the blocks read out of
 // the block cache.
-func (db *DB) scan(cf *grocksdb.ColumnFamilyHandle, snap *grocksdb.Snapshot, wb *grocksdb.WriteBatchWI,
-	start, end []byte, fillCache bool, fn func(k, v []byte) bool) error {
+func (db *DB) scan(cf *grocksdb.ColumnFamilyHandle, snap *grocksdb.Snapshot, start, end []byte, fillCache bool, fn func(k, v []byte) bool) error {
 	if end != nil && bytes.Compare(start, end) >= 0 {
 		return nil
 	}
@@ -211,12 +214,6 @@ func (db *DB) scan(cf *grocksdb.ColumnFamilyHandle, snap *grocksdb.Snapshot, wb 
 	}
 	ro.SetFillCache(fillCache)
 	it := db.db.NewIteratorCF(ro, cf)
-	if wb != nil {
-		// The merged iterator owns the base iterator and frees it. The batch
-		// side of the merge does not see the bounds, hence the end check in
-		// the loop below.
-		it = wb.NewIteratorWithBaseCF(db.db, it, cf)
-	}
 	defer it.Close()
 	if len(start) > 0 {
 		it.Seek(start)

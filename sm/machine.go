@@ -223,6 +223,13 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	st := &logpb.AppliedState{Index: m.index.Load(), Term: m.term.Load(), Revision: m.rev.Load()}
 	b := m.db.NewBatch()
 	defer func() { b.Close() }()
+	// What an entry writes is about three times its size (a put stores
+	// the value, and its event the value and the one replaced).
+	size := 0
+	for _, l := range logs {
+		size += len(l.Data)
+	}
+	b.Grow(3 * size)
 	changed := false
 	own := m.own.Load()
 	var ownChanged *logpb.Ownership
@@ -289,8 +296,7 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 				break
 			}
 			m.startHash(st)
-			b.Close()
-			b = m.db.NewBatch()
+			b.Reset()
 			changed, ownChanged = false, nil
 		}
 	}
