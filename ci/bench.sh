@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of meta and etcd on this machine, with the same
-# load generator (bin/metabench; --target etcd drives etcd through etcd's
-# own Go client). A maintainer runs it by hand; it is not part of make test.
+# Side-by-side benchmark of meta, etcd and Oxia on this machine. meta and
+# etcd are driven by the same load generator (bin/metabench; --target etcd
+# drives etcd through etcd's own Go client); Oxia by oxiabench, the
+# closed-loop tool of ../shared/bench/oxia (Oxia's own Go client, with its
+# client batching), whose report this script turns into metabench's JSON.
+# A maintainer runs it by hand; it is not part of make test.
 #
 #   ci/bench.sh
 #
@@ -10,26 +13,50 @@
 #   2. builds bin/ (make build);
 #   3. uses the `make run` meta cluster (127.0.0.1:7001-7003), starting it
 #      if it is not serving (and stopping it afterwards if it started it);
-#      runs the workloads against it;
-#   4. starts a 3-member etcd cluster on 127.0.0.1 (clients 12379, 22379,
-#      32379; peers 12380, 22380, 32380; data in a temporary directory),
-#      runs the same workloads, and stops it;
-#   5. prints the results side by side (metabench compare) and, per run, how
+#      with BENCH_META_PORT it starts a fresh cluster of its own there
+#      instead (data in the results directory); runs the workloads;
+#   4. starts a 3-member etcd cluster on 127.0.0.1 (data in a temporary
+#      directory), runs the same workloads, and stops it;
+#   5. starts Oxia's 3 servers and coordinator (one shard, RF 3, WAL
+#      synced) with BENCH_OXIA_DIR/cluster.sh, runs put and get, stops it;
+#      skipped with a message when bin/oxia or bin/oxiabench is not built
+#      there (see its README);
+#   6. prints one side-by-side table (metabench compare) and, per run, how
 #      many CPU cores the servers and the whole machine used.
-# meta and etcd never run a workload at the same time: the two clusters
-# would share the same two cores. All traffic stays on 127.0.0.1.
+# The systems never run a workload at the same time: they would share the
+# same two cores. All traffic stays on 127.0.0.1.
 #
-# Workloads: key 32 B, value 256 B, unique keys; put with 1, 16 and 256
-# clients, then linearizable get with 256 clients over a loaded key space.
+# Rows: key 32 B, value 256 B, unique keys. put with 1, 16 and 256 clients;
+# linearizable and stale get with 256 clients over a loaded key space;
+# MQTT sessions (batches of 100, 20 clients); offset commits (batches of
+# 10 partitions, 64 clients); for meta also put and linearizable get with
+# --no-coalesce (every call its own RPC). Oxia has put and get (leader
+# reads, its only kind: row "get leader"); its 1-client put runs without
+# client linger (each op its own RPC), the others with Oxia's default 5 ms.
+# Every row has the servers' CPU per item ("cpu us/op": the user and
+# system time of the cluster's processes from /proc over the timed phase,
+# summed over nodes, divided by the items; for Oxia over the whole
+# oxiabench run, its get's loading excluded).
+#
 # Sizes can be changed through the environment:
 #   BENCH_PUT_TOTALS   "1:3000 16:20000 256:100000"  clients:total pairs for put
 #   BENCH_GET_CLIENTS  256
 #   BENCH_GET_TOTAL    100000
 #   BENCH_GET_KEYS     10000
-#   BENCH_TARGETS      "meta etcd"; also meta-tls: a fresh cluster like
+#   BENCH_SESSIONS_TOTAL  200000 (0: no sessions row)
+#   BENCH_OFFSETS_TOTAL   200000 (0: no offsets row)
+#   BENCH_NO_COALESCE  1 (0: no --no-coalesce rows)
+#   BENCH_TARGETS      "meta etcd oxia"; also meta-tls: a fresh cluster like
 #                      `make run-tls` (mutual TLS and authentication, data
 #                      in the results directory, ports 7201-7203), driven
 #                      with the admin certificate, labelled meta-tls
+#   BENCH_META_PORT    start a fresh meta cluster on this base port
+#                      (default: use `make run`'s on 7001)
+#   BENCH_ETCD_PORT    etcd member i listens for clients on PORT+2i and
+#                      for peers on PORT+2i+1 (default 12379/12380,
+#                      22379/22380, 32379/32380)
+#   BENCH_OXIA_DIR     built Oxia folder (default ../shared/bench/oxia)
+#   BENCH_OXIA_PORT    Oxia's BASE_PORT (default 6648; uses 33 ports)
 #   BENCH_OUT          directory for results.json and logs (default: a new
 #                      temporary directory, printed at the end)
 set -euo pipefail
@@ -39,7 +66,12 @@ PUT_TOTALS=${BENCH_PUT_TOTALS:-"1:3000 16:20000 256:100000"}
 GET_CLIENTS=${BENCH_GET_CLIENTS:-256}
 GET_TOTAL=${BENCH_GET_TOTAL:-100000}
 GET_KEYS=${BENCH_GET_KEYS:-10000}
-TARGETS=${BENCH_TARGETS:-"meta etcd"}
+TARGETS=${BENCH_TARGETS:-"meta etcd oxia"}
+SESSIONS_TOTAL=${BENCH_SESSIONS_TOTAL:-200000}
+OFFSETS_TOTAL=${BENCH_OFFSETS_TOTAL:-200000}
+NO_COALESCE=${BENCH_NO_COALESCE:-1}
+OXIA_DIR=${BENCH_OXIA_DIR:-../shared/bench/oxia}
+OXIA_PORT=${BENCH_OXIA_PORT:-6648}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/metabench.XXXXXX)}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.json"
@@ -47,11 +79,23 @@ RESULTS="$OUT/results.json"
 CPU_LOG="$OUT/cpu.txt"
 : >"$CPU_LOG"
 
-META_EPS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+META_PORT=${BENCH_META_PORT:-7001}
+META_EPS="127.0.0.1:$META_PORT,127.0.0.1:$((META_PORT + 1)),127.0.0.1:$((META_PORT + 2))"
+META_ENV=()
+META_PIDDIR=data
+if [ -n "${BENCH_META_PORT:-}" ]; then
+  META_ENV=(META_BASE_PORT="$META_PORT" META_DATA="$OUT/meta-data")
+  META_PIDDIR="$OUT/meta-data"
+fi
 ETCD_NAMES=(e1 e2 e3)
-ETCD_CLIENT=(12379 22379 32379)
-ETCD_PEER=(12380 22380 32380)
-ETCD_EPS="127.0.0.1:12379,127.0.0.1:22379,127.0.0.1:32379"
+if [ -n "${BENCH_ETCD_PORT:-}" ]; then
+  ETCD_CLIENT=("$BENCH_ETCD_PORT" $((BENCH_ETCD_PORT + 2)) $((BENCH_ETCD_PORT + 4)))
+  ETCD_PEER=($((BENCH_ETCD_PORT + 1)) $((BENCH_ETCD_PORT + 3)) $((BENCH_ETCD_PORT + 5)))
+else
+  ETCD_CLIENT=(12379 22379 32379)
+  ETCD_PEER=(12380 22380 32380)
+fi
+ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
 # 8 GiB, etcd's largest recommended quota: the runs write far less, so the
 # quota never rejects a put.
 ETCD_QUOTA=$((8 * 1024 * 1024 * 1024))
@@ -104,7 +148,8 @@ bench() {
   m0=$(busy_ticks)
   t0=$(date +%s.%N)
   log "$target: metabench $*"
-  bin/metabench "$@" --target "$target" --output json >>"$RESULTS" || rc=$?
+  # shellcheck disable=SC2086
+  bin/metabench "$@" --target "$target" --server-pids "$(echo $pids | tr ' ' ',')" --output json >>"$RESULTS" || rc=$?
   t1=$(date +%s.%N)
   # shellcheck disable=SC2086
   s1=$(cpu_ticks $pids)
@@ -123,7 +168,7 @@ bench() {
 # workloads TARGET PIDS EPS [LABEL METABENCH-ARGS...] runs every workload
 # against one target (LABEL: its name in the results, default TARGET).
 workloads() {
-  local target=$1 pids=$2 eps=$3 label=${4:-$1} pair c total
+  local target=$1 pids=$2 eps=$3 label=${4:-$1} pair c total nc=""
   shift 3
   [ $# -gt 0 ] && shift
   for pair in $PUT_TOTALS; do
@@ -132,9 +177,37 @@ workloads() {
     bench "$target" "$label put c=$c" "$pids" -- put --endpoints "$eps" --clients "$c" --total "$total" \
       --key-size 32 --value-size 256 --key-prefix "b/$RUN_ID/p$c/" --label "$label" "$@"
   done
-  bench "$target" "$label get c=$GET_CLIENTS" "$pids" -- get --endpoints "$eps" --clients "$GET_CLIENTS" \
-    --total "$GET_TOTAL" --keys "$GET_KEYS" --key-size 32 --value-size 256 --consistency linearizable \
-    --key-prefix "b/$RUN_ID/g/" --label "$label" "$@"
+  local cons
+  for cons in linearizable stale; do
+    bench "$target" "$label get $cons c=$GET_CLIENTS" "$pids" -- get --endpoints "$eps" --clients "$GET_CLIENTS" \
+      --total "$GET_TOTAL" --keys "$GET_KEYS" --key-size 32 --value-size 256 --consistency "$cons" \
+      --key-prefix "b/$RUN_ID/g/" --label "$label" "$@"
+  done
+  if [ "$target" = meta ] && [ "$NO_COALESCE" = 1 ]; then
+    c=256
+    bench "$target" "$label put no-coalesce c=$c" "$pids" -- put --no-coalesce --endpoints "$eps" --clients "$c" \
+      --total "$(put_total 256)" --key-size 32 --value-size 256 --key-prefix "b/$RUN_ID/nc$c/" --label "$label" "$@"
+    bench "$target" "$label get no-coalesce c=$GET_CLIENTS" "$pids" -- get --no-coalesce --endpoints "$eps" \
+      --clients "$GET_CLIENTS" --total "$GET_TOTAL" --keys "$GET_KEYS" --key-size 32 --value-size 256 \
+      --consistency linearizable --key-prefix "b/$RUN_ID/g/" --load=false --label "$label" "$@"
+  fi
+  if [ "$SESSIONS_TOTAL" -gt 0 ]; then
+    bench "$target" "$label sessions c=20" "$pids" -- sessions --endpoints "$eps" --clients 20 --batch 100 \
+      --total "$SESSIONS_TOTAL" --key-size 32 --value-size 256 --key-prefix "b-$RUN_ID-s-" --label "$label" "$@"
+  fi
+  if [ "$OFFSETS_TOTAL" -gt 0 ]; then
+    bench "$target" "$label offsets c=64" "$pids" -- offsets --endpoints "$eps" --clients 64 --batch 10 \
+      --total "$OFFSETS_TOTAL" --group-prefix "b-$RUN_ID-o-" --label "$label" "$@"
+  fi
+}
+
+# put_total C prints the put total BENCH_PUT_TOTALS gives C clients.
+put_total() {
+  local pair
+  for pair in $PUT_TOTALS; do
+    if [ "${pair%%:*}" = "$1" ]; then echo "${pair##*:}"; return; fi
+  done
+  echo 100000
 }
 
 META_STARTED=0
@@ -160,7 +233,8 @@ TLS_STARTED=0
 cleanup() {
   stop_etcd
   if [ "$TLS_STARTED" -eq 1 ]; then env "${TLS_ENV[@]}" ci/cluster.sh stop >/dev/null || true; TLS_STARTED=0; fi
-  if [ "$META_STARTED" -eq 1 ]; then ci/cluster.sh stop >/dev/null || true; META_STARTED=0; fi
+  stop_meta
+  stop_oxia
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -168,7 +242,11 @@ trap 'exit 130' INT TERM
 meta_serving() { bin/metactl --endpoints "$META_EPS" --timeout 2s member list >/dev/null 2>&1; }
 
 run_meta() {
-  if ! meta_serving; then
+  if [ ${#META_ENV[@]} -gt 0 ]; then
+    log "meta: starting a fresh cluster on $META_EPS"
+    env "${META_ENV[@]}" ci/cluster.sh start >"$OUT/meta-start.log" 2>&1 || { cat "$OUT/meta-start.log" >&2; return 1; }
+    META_STARTED=1
+  elif ! meta_serving; then
     log "meta cluster not serving: starting it (make run)"
     make run >"$OUT/make-run.log" 2>&1 || { cat "$OUT/make-run.log" >&2; return 1; }
     META_STARTED=1
@@ -178,12 +256,16 @@ run_meta() {
     log "using the meta cluster already serving at $META_EPS (make stop first to measure a fresh build)"
   fi
   local pids="" f
-  for f in data/n1.pid data/n2.pid data/n3.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
+  for f in "$META_PIDDIR"/n1.pid "$META_PIDDIR"/n2.pid "$META_PIDDIR"/n3.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
   bin/metactl --endpoints "$META_EPS" status >"$OUT/meta-status-before.txt" 2>&1 || true
   workloads meta "$pids" "$META_EPS"
   bin/metactl --endpoints "$META_EPS" status >"$OUT/meta-status-after.txt" 2>&1 || true
+  stop_meta
+}
+
+stop_meta() {
   if [ "$META_STARTED" -eq 1 ]; then
-    ci/cluster.sh stop >/dev/null
+    env "${META_ENV[@]}" ci/cluster.sh stop >/dev/null || true
     META_STARTED=0
   fi
 }
@@ -234,6 +316,82 @@ run_etcd() {
   stop_etcd
 }
 
+OXIA_STARTED=0
+OXIA_RUN=""
+
+stop_oxia() {
+  if [ "$OXIA_STARTED" -eq 1 ]; then
+    BASE_PORT=$OXIA_PORT OXIA_BIN="$OXIA_DIR/bin/oxia" "$OXIA_DIR/cluster.sh" clean "$OXIA_RUN" >/dev/null 2>&1 || true
+    OXIA_STARTED=0
+  fi
+}
+
+# oxia_bench LABEL PIDS CLIENTS TOTAL CONSISTENCY OXIABENCH-ARGS... runs
+# oxiabench once, records the servers' CPU over it, and appends its
+# report as a metabench JSON result.
+oxia_bench() {
+  local label=$1 pids=$2 clients=$3 total=$4 cons=$5 hz s0 s1 t0 t1 m0 m1 rc=0 out
+  shift 5
+  hz=$(getconf CLK_TCK)
+  out="$OUT/oxia-$(echo "$label" | tr ' =' '--').txt"
+  # shellcheck disable=SC2086
+  s0=$(cpu_ticks $pids)
+  m0=$(busy_ticks)
+  t0=$(date +%s.%N)
+  log "oxia: oxiabench -clients $clients -total $total $*"
+  "$OXIA_DIR/bin/oxiabench" -a "127.0.0.1:$OXIA_PORT" -clients "$clients" -conns "$(( (clients + 15) / 16 ))" \
+    -total "$total" -key-size 32 -val-size 256 "$@" >"$out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  s1=$(cpu_ticks $pids)
+  m1=$(busy_ticks)
+  local cmd=put unit=puts
+  [ -n "$cons" ] && { cmd=get; unit=gets; }
+  awk -v cmd="$cmd" -v unit="$unit" -v cons="$cons" -v clients="$clients" -v total="$total" \
+    -v cpu="$(awk -v s=$((s1 - s0)) -v hz="$hz" 'BEGIN{print s / hz}')" '
+    /^Total:/ { secs = $2; ok = $5 + 0; errs = $7 + 0 }
+    /^Requests\/sec:/ { rate = $2 }
+    /^Latency ms:/ { mean = $4; p50 = $6; p90 = $8; p99 = $12; p999 = $14; mx = $16 }
+    END {
+      c = (cons == "") ? "" : sprintf("\"consistency\":\"%s\",", cons)
+      printf "{\"command\":\"%s\",\"target\":\"oxia\",\"label\":\"oxia\",\"clients\":%d,\"batch\":1,\"key_size\":32,\"value_size\":256,%s", cmd, clients, c
+      printf "\"unit\":\"%s\",\"total\":%d,\"calls\":%d,\"done\":%d,\"ok\":%d,\"items\":%d,\"errors_definite\":%d,", unit, total, total, ok + errs, ok, ok, errs
+      printf "\"duration_seconds\":%s,\"calls_per_second\":%s,\"items_per_second\":%s,", secs + 0, rate + 0, rate + 0
+      printf "\"latency_ms\":{\"mean\":%s,\"p50\":%s,\"p90\":%s,\"p99\":%s,\"p999\":%s,\"max\":%s},\"server_cpu_seconds\":%s}\n", mean + 0, p50 + 0, p90 + 0, p99 + 0, p999 + 0, mx + 0, cpu
+    }' "$out" >>"$RESULTS"
+  awk -v l="oxia $label" -v s=$((s1 - s0)) -v m=$((m1 - m0)) -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$(nproc)" \
+    'BEGIN { w = t1 - t0; printf "%-22s servers %.2f cores, machine %.2f of %d cores over %.1f s\n", l, s / hz / w, m / hz / w, n, w }' >>"$CPU_LOG"
+  if [ "$rc" -ne 0 ]; then log "oxia: oxiabench failed (exit $rc); see $out"; fi
+}
+
+run_oxia() {
+  if [ ! -x "$OXIA_DIR/bin/oxia" ] || [ ! -x "$OXIA_DIR/bin/oxiabench" ]; then
+    log "oxia: skipped: $OXIA_DIR/bin/oxia or bin/oxiabench is not built (see $OXIA_DIR/README.md; BENCH_OXIA_DIR names another folder)"
+    return 0
+  fi
+  OXIA_RUN="$OUT/oxia-run"
+  log "oxia: starting 3 servers and a coordinator (1 shard, RF 3, WAL synced) on $OXIA_PORT"
+  OXIA_STARTED=1
+  SHARDS=1 BASE_PORT=$OXIA_PORT OXIA_BIN="$OXIA_DIR/bin/oxia" "$OXIA_DIR/cluster.sh" start "$OXIA_RUN" >"$OUT/oxia-start.log" 2>&1 ||
+    { cat "$OUT/oxia-start.log" >&2; stop_oxia; return 1; }
+  local pids="" f pair c total
+  for f in "$OXIA_RUN"/pids/*.pid; do pids="$pids $(cat "$f")"; done
+  for pair in $PUT_TOTALS; do
+    c=${pair%%:*}
+    total=${pair##*:}
+    if [ "$c" -eq 1 ]; then
+      oxia_bench "put c=$c" "$pids" "$c" "$total" "" -op put -keys "$total" -linger 0
+    else
+      oxia_bench "put c=$c" "$pids" "$c" "$total" "" -op put -keys "$total"
+    fi
+  done
+  log "oxia: loading $GET_KEYS keys for get (not measured)"
+  "$OXIA_DIR/bin/oxiabench" -a "127.0.0.1:$OXIA_PORT" -op put -clients 64 -conns 4 -total "$GET_KEYS" -keys "$GET_KEYS" \
+    -key-size 32 -val-size 256 >"$OUT/oxia-load.txt" 2>&1 || log "oxia: loading failed; see $OUT/oxia-load.txt"
+  oxia_bench "get c=$GET_CLIENTS" "$pids" "$GET_CLIENTS" "$GET_TOTAL" leader -op get -keys "$GET_KEYS" -preload=false
+  stop_oxia
+}
+
 install_etcd
 make build >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 log "etcd $(etcd --version | awk 'NR==1{print $3}'), $(nproc) cores, results in $OUT"
@@ -242,12 +400,13 @@ for t in $TARGETS; do
     meta) run_meta ;;
     meta-tls) run_meta_tls ;;
     etcd) run_etcd ;;
+    oxia) run_oxia ;;
     *) log "unknown target $t"; exit 2 ;;
   esac
 done
 
 echo
-echo "Throughput in ops/s, latency in ms per call; key 32 B, value 256 B, unique keys; $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)."
+echo "Throughput in items/s, latency in ms per call, servers' CPU in µs per item; key 32 B, value 256 B, unique keys; $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)."
 bin/metabench compare "$RESULTS"
 echo
 echo "CPU used during each run (servers: the cluster's processes; machine: everything on it, other users included;"

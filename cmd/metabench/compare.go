@@ -44,9 +44,13 @@ func column(r *Result) string {
 }
 
 // workloadName names a result's row: the command and what changes its
-// meaning (consistency of reads, batch of batched calls).
+// meaning (consistency of reads, batch of batched calls, a client that
+// does not coalesce).
 func workloadName(r *Result) string {
 	name := r.Command
+	if r.NoCoalesce {
+		name += " no-coalesce"
+	}
 	if r.Consistency != "" {
 		name += " " + r.Consistency
 	}
@@ -58,7 +62,8 @@ func workloadName(r *Result) string {
 
 // writeComparison prints one row per workload and client count and, for
 // each column (label or target, in the order first seen), items per
-// second, p50 and p99. With exactly two columns it adds the first's
+// second, p50, p99 and, when results measured their servers, the servers'
+// CPU per item. With exactly two columns it adds the first's
 // throughput divided by the second's and whether the first's p99 is no
 // worse. Without median, a later result for the same row and column
 // replaces an earlier one; with median, the results of a cell (the
@@ -90,6 +95,8 @@ func writeComparison(w io.Writer, results []*Result, median bool) error {
 		}
 	}
 	cell := func(k rowKey, c string) *Result { return summarise(cells[k][c]) }
+	// The cpu column appears when some result measured its servers.
+	withCPU := slices.ContainsFunc(results, func(r *Result) bool { return r.ServerCPUSeconds > 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := []string{"workload", "clients"}
 	for _, c := range cols {
@@ -98,6 +105,9 @@ func writeComparison(w io.Writer, results []*Result, median bool) error {
 			header = append(header, "min-max", "runs")
 		}
 		header = append(header, "p50 ms", "p99 ms", "errors")
+		if withCPU {
+			header = append(header, "cpu us/op")
+		}
 	}
 	if len(cols) == 2 {
 		header = append(header, cols[0]+"/"+cols[1], "p99 no worse")
@@ -112,6 +122,9 @@ func writeComparison(w io.Writer, results []*Result, median bool) error {
 				if median {
 					line = append(line, "-", "-")
 				}
+				if withCPU {
+					line = append(line, "-")
+				}
 				continue
 			}
 			line = append(line, fmt.Sprintf("%.0f", r.ItemsPerSecond))
@@ -123,6 +136,9 @@ func writeComparison(w io.Writer, results []*Result, median bool) error {
 				fmt.Sprintf("%.2f", r.LatencyMs.P50),
 				fmt.Sprintf("%.2f", r.LatencyMs.P99),
 				strconv.FormatInt(r.ErrorsDefinite+r.ErrorsUnknown+r.Missing, 10))
+			if withCPU {
+				line = append(line, cpuPerItem(r))
+			}
 		}
 		if len(cols) == 2 {
 			a, b := cell(k, cols[0]), cell(k, cols[1])
@@ -139,6 +155,15 @@ func writeComparison(w io.Writer, results []*Result, median bool) error {
 		fmt.Fprintln(tw, strings.Join(line, "\t")+"\t")
 	}
 	return tw.Flush()
+}
+
+// cpuPerItem is a result's server CPU per item in microseconds ("-" when
+// its servers were not measured).
+func cpuPerItem(r *Result) string {
+	if r.ServerCPUSeconds <= 0 || r.Items == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", r.ServerCPUSeconds/float64(r.Items)*1e6)
 }
 
 // summarise returns the only result of a cell, or for several a result
@@ -164,6 +189,9 @@ func summarise(rs []*Result) *Result {
 	}
 	out := &Result{
 		ItemsPerSecond: med(func(r *Result) float64 { return r.ItemsPerSecond }),
+		// Per item, so that repetitions of different lengths compare.
+		ServerCPUSeconds: med(func(r *Result) float64 { return r.ServerCPUSeconds / float64(max(r.Items, 1)) }),
+		Items:            1,
 		LatencyMs: Latency{
 			P50: med(func(r *Result) float64 { return r.LatencyMs.P50 }),
 			P99: med(func(r *Result) float64 { return r.LatencyMs.P99 }),

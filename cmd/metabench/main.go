@@ -45,6 +45,7 @@ type options struct {
 	timeout      time.Duration
 	output       string
 	label        string
+	serverPIDs   []int
 	maxErrorRate float64
 	progress     bool
 	cpuProfile   string
@@ -347,6 +348,7 @@ func loadCommand(stdout, stderr io.Writer, name, short string, extra func(flagSe
 	f.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of one call")
 	f.StringVarP(&o.output, "output", "o", o.output, "text or json (one line, for scripts and metabench compare)")
 	f.StringVar(&o.label, "label", "", "name of this run's column in metabench compare (default the target)")
+	f.IntSliceVar(&o.serverPIDs, "server-pids", nil, "comma-separated process ids of the cluster's servers on this machine: report their CPU time over the timed phase (server_cpu_seconds; compare's cpu us/op)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", o.maxErrorRate, "fraction of calls that may fail before the exit status is 1")
 	f.BoolVar(&o.progress, "progress", o.progress, "print a progress line on stderr once a second")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write metabench's own CPU profile of the timed phase to this file")
@@ -385,6 +387,7 @@ func runLoad(ctx context.Context, name string, o options, wl workload, stdout, s
 		valueSize:    o.valueSize,
 		maxErrorRate: o.maxErrorRate,
 		duration:     o.duration,
+		serverPIDs:   o.serverPIDs,
 	}
 	if o.series != "" {
 		f, err := os.Create(o.series)
@@ -408,6 +411,7 @@ func runLoad(ctx context.Context, name string, o options, wl workload, stdout, s
 	if !wl.writes() {
 		res.Consistency = o.consistency
 	}
+	res.NoCoalesce = o.noCoalesce && o.target == "meta"
 	if name == "offsets" {
 		res.KeySize, res.ValueSize = 0, 0 // not used by the workload
 	}

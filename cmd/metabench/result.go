@@ -26,6 +26,7 @@ type Result struct {
 	KeySize     int      `json:"key_size"`
 	ValueSize   int      `json:"value_size"`
 	Consistency string   `json:"consistency,omitempty"` // reads only
+	NoCoalesce  bool     `json:"no_coalesce,omitempty"` // meta: --no-coalesce
 	Seed        uint64   `json:"seed"`
 	// Unit names an item ("puts", "gets", "offsets", "sessions").
 	Unit string `json:"unit"`
@@ -67,6 +68,11 @@ type Result struct {
 	// used during the timed phase; on a machine it shares with the cluster
 	// it is CPU the cluster did not get.
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	// ServerCPUSeconds is the CPU time (user and system) the processes
+	// named by --server-pids used during the timed phase, summed, read
+	// from /proc; 0 when none were named. Divided by Items it is the
+	// cluster's CPU per item (metabench compare's "cpu us/op").
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // Latency summarises a latency distribution, in milliseconds.

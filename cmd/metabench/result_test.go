@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -153,5 +154,41 @@ func TestWriteComparisonMedian(t *testing.T) {
 		if !strings.Contains(lines[1], w) {
 			t.Errorf("row %q: want it to contain %q", lines[1], w)
 		}
+	}
+}
+
+// TestWriteComparisonServerCPU checks the servers' CPU per item: a column
+// per target once some result measured its servers, "-" where one did not.
+func TestWriteComparisonServerCPU(t *testing.T) {
+	meta, etcd, oxia := sampleResult("meta", 256, 50000, 40), sampleResult("etcd", 256, 5000, 100), sampleResult("oxia", 256, 9000, 50)
+	meta.ServerCPUSeconds = 0.0025 // 100 items: 25 µs each
+	etcd.ServerCPUSeconds = 0.0125 // 125 µs each
+	lines := comparisonLines(t, []*Result{meta, etcd, oxia}, false, 1)
+	if got := strings.Count(lines[0], "cpu us/op"); got != 3 {
+		t.Fatalf("header %q: got %d cpu columns, want 3", lines[0], got)
+	}
+	fields := strings.Fields(lines[1])
+	want := []string{"put", "256", "50000", "20.00", "40.00", "0", "25", "5000", "50.00", "100.00", "0", "125", "9000", "25.00", "50.00", "0", "-"}
+	if !slices.Equal(fields, want) {
+		t.Fatalf("row: got %q, want %q", fields, want)
+	}
+	without := comparisonLines(t, []*Result{sampleResult("meta", 1, 800, 3)}, false, 1)
+	if strings.Contains(without[0], "cpu") {
+		t.Fatalf("header without measured servers: got %q, want no cpu column", without[0])
+	}
+}
+
+// TestPidsCPU reads this process's CPU time from /proc and refuses a
+// process that does not exist.
+func TestPidsCPU(t *testing.T) {
+	self, err := pidsCPU([]int{os.Getpid(), os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self < 0 {
+		t.Fatalf("CPU of this process: got %v, want >= 0", self)
+	}
+	if _, err := pidsCPU([]int{1 << 30}); err == nil || !strings.Contains(err.Error(), "--server-pids") {
+		t.Fatalf("pidsCPU of a missing process: got %v, want an error naming --server-pids", err)
 	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,6 +58,9 @@ type runConfig struct {
 	// series, when set, receives one CSV line per interval of the timed
 	// phase (seriesHeader), for plots of throughput over time.
 	series io.Writer
+	// serverPIDs are the cluster's processes on this machine, whose CPU
+	// time over the timed phase the result reports.
+	serverPIDs []int
 }
 
 // seriesHeader names the columns of the --series CSV: the sample's wall
@@ -135,6 +141,10 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 		return progressFigures{done: ctr.items.Load(), definite: ctr.definite.Load(), unknown: ctr.unknown.Load(), missing: ctr.missing.Load()}
 	})
 	cpu0 := processCPU()
+	server0, serverErr := pidsCPU(cfg.serverPIDs)
+	if serverErr != nil {
+		return nil, serverErr
+	}
 	start := time.Now()
 	stopSeries, seriesErr := startSeries(cfg, start, &ctr)
 	var wg sync.WaitGroup
@@ -190,6 +200,7 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := processCPU() - cpu0
+	server1, serverErr := pidsCPU(cfg.serverPIDs)
 	stopProgress()
 	stopSeries()
 	profErr := stopProfile()
@@ -200,6 +211,10 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 	}
 	res := newResult(&ctr, calls, elapsed, all)
 	res.ClientCPUSeconds = cpu.Seconds()
+	res.ServerCPUSeconds = (server1 - server0).Seconds()
+	if serverErr != nil {
+		return res, serverErr
+	}
 	if profErr != nil {
 		return res, fmt.Errorf("--cpuprofile: %w", profErr)
 	}
@@ -250,6 +265,37 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// clockTicks is the unit of /proc/PID/stat's CPU times: USER_HZ, which
+// Linux fixes at 100 for user space.
+const clockTicks = 100
+
+// pidsCPU returns the user and system CPU time the processes pids have
+// used, summed, from /proc/PID/stat (fields 14 and 15, counted after the
+// command name, which may hold spaces and parentheses).
+func pidsCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("--server-pids: %w", err)
+		}
+		i := bytes.LastIndexByte(b, ')')
+		fields := strings.Fields(string(b[i+1:]))
+		// fields[0] is field 3 (the state): utime and stime are 14 and 15.
+		if i < 0 || len(fields) < 13 {
+			return 0, fmt.Errorf("--server-pids: /proc/%d/stat: unexpected format", pid)
+		}
+		for _, f := range fields[11:13] {
+			t, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("--server-pids: /proc/%d/stat: %w", pid, err)
+			}
+			sum += time.Duration(t) * time.Second / clockTicks
+		}
+	}
+	return sum, nil
 }
 
 // forEach runs fn for every index in [0, n) with env.clients workers over
