@@ -120,6 +120,11 @@ type endpoint struct {
 	// the directory does not list: it is kept, and preferred to the
 	// member address, until the directory drops its node.
 	configured bool
+	// lacking holds, per batch call, until when (monoNow) this node is
+	// taken to lack it: it answered Unimplemented (a node of an older
+	// release, mid rolling upgrade), and the coalescer sends calls meant
+	// for it alone without trying the batch first (tryBatch).
+	lacking [numBatchCalls]atomic.Int64
 }
 
 // Client is safe for concurrent use. It follows the cluster's directory

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -19,6 +20,46 @@ const (
 	maxBatchEntries = metapb.MaxBatchEntries
 	maxBatchBytes   = metapb.MaxBatchBytes
 )
+
+// The batch calls a node of an older release may lack.
+type batchCall int
+
+const (
+	callMultiPut batchCall = iota
+	callMultiGet
+	numBatchCalls
+)
+
+// lackingFor is how long a node that answered Unimplemented to a batch
+// call is taken to lack it; then a batch is tried again, so a node that
+// was upgraded meanwhile gets batches.
+var lackingFor = time.Minute
+
+// monoBase anchors monoNow on the monotonic clock.
+var monoBase = time.Now()
+
+// monoNow is the time since monoBase, from the monotonic clock (the wall
+// clock may be stepped).
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// errLacking answers a batch call not sent to a node known to lack it:
+// like the node's own Unimplemented, it sends every member alone.
+var errLacking = status.Error(codes.Unimplemented, "client: the node lacks this batch call (an older release); sent alone")
+
+// tryBatch runs call, a batch call bc on ep, unless ep's node answered
+// Unimplemented to bc within lackingFor (then errLacking, nothing sent);
+// an Unimplemented answer is remembered.
+func tryBatch[R any](ep *endpoint, bc batchCall, call func() (R, error)) (R, error) {
+	if monoNow() < ep.lacking[bc].Load() {
+		var zero R
+		return zero, errLacking
+	}
+	r, err := call()
+	if status.Code(err) == codes.Unimplemented {
+		ep.lacking[bc].Store(monoNow() + int64(lackingFor))
+	}
+	return r, err
+}
 
 // coalescers holds one coalescer per kind; nil when Config.NoCoalesce.
 type coalescers struct {
@@ -56,7 +97,9 @@ func (c *Client) putOne(ctx context.Context, lk laneKey, req *metapb.PutRequest)
 
 func (c *Client) putMany(ctx context.Context, lk laneKey, reqs []*metapb.PutRequest) []outcome[*metapb.PutResponse] {
 	resp, err := write(ctx, c, lk.group, func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
-		return ep.kv.MultiPut(ctx, &metapb.MultiPutRequest{Puts: reqs})
+		return tryBatch(ep, callMultiPut, func() (*metapb.MultiPutResponse, error) {
+			return ep.kv.MultiPut(ctx, &metapb.MultiPutRequest{Puts: reqs})
+		})
 	})
 	if err != nil {
 		return failAll[*metapb.PutResponse](len(reqs), true, err)
@@ -114,7 +157,9 @@ func (c *Client) getMany(ctx context.Context, lk laneKey, reqs []*metapb.GetRequ
 		keys[i] = r.Key
 	}
 	resp, err := read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.MultiGetResponse, error) {
-		return ep.kv.MultiGet(ctx, &metapb.MultiGetRequest{Keys: keys, Consistency: metapb.ReadConsistency(lk.variant)})
+		return tryBatch(ep, callMultiGet, func() (*metapb.MultiGetResponse, error) {
+			return ep.kv.MultiGet(ctx, &metapb.MultiGetRequest{Keys: keys, Consistency: metapb.ReadConsistency(lk.variant)})
+		})
 	})
 	if err != nil {
 		return failAll[*metapb.GetResponse](len(reqs), false, err)

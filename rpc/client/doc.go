@@ -12,7 +12,11 @@
 // to one group are coalesced into batch RPCs: an idle client sends a call
 // at once, alone; calls that arrive while one is in flight share the next
 // batch (coalesce.go: which calls qualify, and why each caller's outcome
-// stays exact). Config.NoCoalesce turns it off.
+// stays exact). Config.NoCoalesce turns it off. A node that answers
+// Unimplemented to MultiPut or MultiGet (an older release, mid rolling
+// upgrade) gets the batch's calls one by one, and for a minute after it the
+// client sends calls meant for that node alone without trying the batch
+// first (tryBatch).
 //
 // Backup and SaveBackup take online backups (Cluster.Backup); the backup
 // file's format and its reader (OpenBackup, Verify) are in backup.go.
