@@ -5,7 +5,9 @@
 # META_NODE_FLAGS adds flags to every node, with {i} replaced by the node's
 # number, e.g. META_NODE_FLAGS='--debug-listen 127.0.0.1:606{i}' serves
 # pprof on 6061-6063. META_DATA moves the data (default ./data) and
-# META_BASE_PORT the ports (default 7001: 7001-7003). Each node serves
+# META_BASE_PORT the ports (default 7001: 7001-7003); META_NODE_BIN runs
+# another metanode binary (default bin/metanode, e.g. an older build for an
+# A/B comparison: ci/idlecpu.sh). Each node serves
 # /metrics, /livez and /readyz on META_BASE_PORT+2000+i-1 (9001-9003 by
 # default). META_TLS=1 (make run-tls) turns on mutual TLS and
 # authentication: a development CA, member certificates and an admin
@@ -18,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${META_DATA:-./data}
 NODE_FLAGS=${META_NODE_FLAGS:-}
+NODE_BIN=${META_NODE_BIN:-bin/metanode}
 B=${META_BASE_PORT:-7001}
 PORTS=($B $((B+1)) $((B+2)))
 MPORTS=($((B+2000)) $((B+2001)) $((B+2002)))
@@ -50,7 +53,7 @@ start() {
   fi
   for i in 1 2 3; do
     if running $i; then echo "n$i already running (pid $(cat "$DATA/n$i.pid"))"; continue; fi
-    nohup bin/metanode --id "n$i" --data-dir "$DATA/n$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
+    nohup "$NODE_BIN" --id "n$i" --data-dir "$DATA/n$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
       --metrics-listen "127.0.0.1:${MPORTS[$((i-1))]}" --initial-cluster "$IC" ${tls_flags//\{i\}/$i} ${NODE_FLAGS//\{i\}/$i} >>"$DATA/n$i.log" 2>&1 &
     echo $! >"$DATA/n$i.pid"
   done
