@@ -2,6 +2,7 @@ package metanode
 
 import (
 	"context"
+	"time"
 
 	"github.com/metamq/meta/sm"
 )
@@ -33,7 +34,8 @@ func (n *Node) CompactEventsForTest(ctx context.Context, group string) (int, err
 	if err != nil {
 		return 0, err
 	}
-	return g.compactEvents(ctx), nil
+	proposed, _, _ := g.compactEvents(ctx)
+	return proposed, nil
 }
 
 // SetCompactChunkForTest sets how many revisions one compaction entry
@@ -62,4 +64,14 @@ func (n *Node) SetQuotaBytesForTest(v int64) { n.quota.Store(v) }
 func (n *Node) StoredBytesForTest() int64 {
 	s := n.db.Stats()
 	return int64(s.TotalSSTBytes + s.MemTableBytes)
+}
+
+// RaftHeartbeatTimeoutForTest returns the heartbeat timeout group's raft
+// runs with on this node.
+func (n *Node) RaftHeartbeatTimeoutForTest(group string) (time.Duration, error) {
+	g, err := n.group(group)
+	if err != nil {
+		return 0, err
+	}
+	return g.raft.ReloadableConfig().HeartbeatTimeout, nil
 }

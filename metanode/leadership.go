@@ -75,9 +75,14 @@ func (g *group) watchLeadership() {
 func (g *group) runTerms(ctx context.Context) {
 	var cur *lifetime // the running term's work
 	var curTerm uint64
+	hbLeader := false // raft runs with the leader's heartbeat timeout
 	for {
 		next := g.changes.wait()
 		leader, term := g.isLeader(), g.raft.CurrentTerm()
+		if leader != hbLeader {
+			g.setHeartbeatTimeout(leader)
+			hbLeader = leader
+		}
 		if cur != nil && (!leader || term != curTerm) {
 			g.readyTerm.Store(0)
 			cur.End() // cancel, and wait for the term's work to return
@@ -96,6 +101,31 @@ func (g *group) runTerms(ctx context.Context) {
 			}
 			return
 		}
+	}
+}
+
+// setHeartbeatTimeout gives raft the leader's heartbeat timeout
+// (Config.LeaderHeartbeatTimeout: fewer heartbeats) while this node leads
+// the group, and the follower's (HeartbeatTimeout: how soon a silent
+// leader is noticed) otherwise. Raft takes it at its next timer. A leader
+// that steps down may run its first follower timer with the leader's
+// timeout (it starts before this runs), and so stand for election up to
+// LeaderHeartbeatTimeout late once; the other followers are not affected.
+// A raised election timeout goes with it (raft wants it no lower); a
+// leader uses it only to bound a leadership transfer.
+func (g *group) setHeartbeatTimeout(leader bool) {
+	hb, election := g.env.cfg.HeartbeatTimeout, g.env.cfg.ElectionTimeout
+	if leader {
+		hb = g.env.cfg.leaderHeartbeatTimeout()
+		election = max(election, hb)
+	}
+	rc := g.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == hb && rc.ElectionTimeout == election {
+		return
+	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, election
+	if err := g.raft.ReloadConfig(rc); err != nil {
+		g.log.Warn("set raft heartbeat timeout", "leader", leader, "err", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package metanode_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,5 +72,48 @@ func TestLeaderWorkRunsOneTermAtATime(t *testing.T) {
 	}
 	if m := most.Load(); m > 1 {
 		t.Fatalf("leader work of two terms ran at once (%d at most); starts %v, stops %v", m, startedAt, stoppedAt)
+	}
+}
+
+// A group's leader runs raft with LeaderHeartbeatTimeout (fewer heartbeats
+// per idle group), its followers with HeartbeatTimeout (a silent leader is
+// noticed as soon as before); a leader that hands off goes back to the
+// follower's timeout, and the new leader takes the leader's.
+func TestLeaderRunsWithLeaderHeartbeatTimeout(t *testing.T) {
+	const group = "data-0"
+	c := metanodetest.Start(t, metanodetest.Options{Configure: func(cfg *metanode.Config) {
+		cfg.HeartbeatTimeout = time.Second
+		cfg.LeaderLeaseTimeout = time.Second
+		cfg.LeaderHeartbeatTimeout = 2 * time.Second
+	}})
+	ctx := ctxT(t, 90*time.Second)
+	// timeouts reports whether exactly leader runs with the leader's
+	// timeout and every other node with the follower's.
+	timeouts := func(leader string) error {
+		for _, id := range c.IDs() {
+			got, err := c.Running(id).RaftHeartbeatTimeoutForTest(group)
+			if err != nil {
+				return err
+			}
+			want := time.Second
+			if id == leader {
+				want = 2 * time.Second
+			}
+			if got != want {
+				return fmt.Errorf("%s (leader %s): heartbeat timeout %s, want %s", id, leader, got, want)
+			}
+		}
+		return nil
+	}
+	first := c.WaitLeader(group, 30*time.Second)
+	if err := poll.Until(ctx, func() error { return timeouts(first) }); err != nil {
+		t.Fatal(err)
+	}
+	next := followerOf(t, c, group, first)
+	if err := c.Running(first).MoveLeader(ctx, group, next); err != nil {
+		t.Fatalf("move %s to %s: %v", group, next, err)
+	}
+	if err := poll.Until(ctx, func() error { return timeouts(next) }); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -173,6 +173,13 @@ func (m *Machine) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+// AppliedChanged returns a channel closed when the next entry is applied.
+func (m *Machine) AppliedChanged() <-chan struct{} {
+	m.waitMu.Lock()
+	defer m.waitMu.Unlock()
+	return m.applied
+}
+
 func (m *Machine) notify() {
 	m.waitMu.Lock()
 	close(m.applied)
