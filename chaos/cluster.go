@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -68,6 +70,12 @@ type Options struct {
 	Env  map[string]string // environment for every node
 
 	DataPath string // bind-mount target in the container; DefaultDataPath if empty
+	// DataFS, when positive, puts each node's host data directory on a
+	// tmpfs of that many bytes of its own (mounted before the container
+	// is created, unmounted at Terminate, so its data goes then), for
+	// disk-full faults: filling it fills the node's disk and no other.
+	// Mounting needs root (CAP_SYS_ADMIN).
+	DataFS int64
 	// CertDir, when set, holds a folder per node (<CertDir>/<node>) that
 	// is mounted read-only at CertPath in its container: its TLS files,
 	// kept apart from the data directory (which Wipe empties).
@@ -189,11 +197,16 @@ type node struct {
 	hostPort int
 	dataDir  string
 	logPath  string
-	ctr      *testcontainers.DockerContainer
-	logs     *logFollower
+	// fs: dataDir is a tmpfs of its own (Options.DataFS).
+	fs   bool
+	ctr  *testcontainers.DockerContainer
+	logs *logFollower
 
 	mu  sync.Mutex // serialises operations on this node; guards gen and the fields below
 	gen int        // container starts so far; a new start is a new netns
+	// args are the flags the node's container runs with (its last
+	// Recreate's).
+	args []string
 	// applied is the rule set last written into the namespace of start
 	// appliedGen. Rewriting an unchanged set is not free: the kernel drops
 	// the packets a delay queue holds when the table is replaced.
@@ -348,10 +361,17 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 		name: name, index: i, ip: ip, hostPort: hostPort, dataDir: dataDir,
 		logPath: filepath.Join(c.opts.RunDir, "logs", name+".log"),
 	}
+	if c.opts.DataFS > 0 {
+		if err := unix.Mount("tmpfs", dataDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0777", c.opts.DataFS)); err != nil {
+			return nil, fmt.Errorf("chaos: a %d-byte filesystem for %s's data (disk-full faults; needs root): %w", c.opts.DataFS, name, err)
+		}
+		n.fs = true
+	}
 	if n.logs, err = newLogFollower(c.log, c.dc, name, n.logPath); err != nil {
 		return nil, err
 	}
-	ctr, err := c.createContainer(ctx, n, c.opts.Args(name))
+	n.args = c.opts.Args(name)
+	ctr, err := c.createContainer(ctx, n, n.args)
 	if ctr != nil {
 		n.ctr = ctr
 		n.logs.setID(ctr.GetContainerID())
@@ -541,6 +561,17 @@ func (c *Cluster) DataDir(name string) (string, error) {
 		return "", err
 	}
 	return n.dataDir, nil
+}
+
+// Args returns the flags the node's container runs with.
+func (c *Cluster) Args(name string) ([]string, error) {
+	n, err := c.node(name)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.args), nil
 }
 
 // LogPath returns the host file the node's stdout and stderr are copied to,
@@ -746,6 +777,7 @@ func (c *Cluster) Recreate(ctx context.Context, name string, args []string) erro
 	if err != nil {
 		return err
 	}
+	n.args = slices.Clone(args)
 	n.logs.mark("recreated: " + strings.Join(args, " "))
 	return nil
 }
@@ -810,6 +842,10 @@ func (c *Cluster) waitReady(ctx context.Context, n *node) error {
 		pcancel()
 		if lastErr == nil {
 			return nil
+		}
+		if st, err := c.state(ctx, n); err == nil && !st.Running {
+			// It exited (refused to start): no use waiting.
+			return fmt.Errorf("%w: %s exited while starting: %w", ErrNotReady, n.name, lastErr)
 		}
 		select {
 		case <-ctx.Done():
@@ -880,6 +916,11 @@ func (c *Cluster) Terminate(ctx context.Context) error {
 		}
 		if err := n.logs.close(); err != nil {
 			errs = append(errs, err)
+		}
+		if n.fs {
+			if err := unix.Unmount(n.dataDir, 0); err != nil {
+				errs = append(errs, fmt.Errorf("chaos: unmount %s's data filesystem: %w", n.name, err))
+			}
 		}
 	}
 	if c.netID != "" {

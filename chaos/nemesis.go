@@ -46,6 +46,8 @@ import (
 //	            needs a snapshot, heal, and wait (bounded) for it to catch
 //	            up, noting whether it installed one
 //	crashpoint  not supported: metanode has no crash points to arm
+//	disk-full, corrupt, upgrade
+//	            see nemesis_ops.go
 //
 // The recovery window after every Heal and after HealAll (every group
 // takes a write before the next fault begins) is verify.Run's, the same
@@ -67,6 +69,11 @@ type containers interface {
 	DegradeNodes(ctx context.Context, names []string, d, jitter time.Duration, loss float64) error
 	HealNetwork(ctx context.Context) error
 	PeerAddr(name string) (string, error)
+	// For the operations faults (nemesis_ops.go).
+	Stop(ctx context.Context, name string) error
+	DataDir(name string) (string, error)
+	LogPath(name string) (string, error)
+	Args(name string) ([]string, error)
 }
 
 var _ containers = (*Cluster)(nil)
@@ -80,7 +87,7 @@ type admin interface {
 	verify.ReplicaMover
 	AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error)
 	TransferLeader(ctx context.Context, group, target string) (*metapb.TransferLeaderResponse, error)
-	Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error)
+	verify.AlarmAdmin
 	CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error)
 }
 
@@ -109,6 +116,10 @@ type NemesisConfig struct {
 	Log *slog.Logger
 	// TLS secures the nemesis's client (nil: plaintext).
 	TLS *tls.Config
+	// MinFreeBytes is the nodes' --min-free-bytes on data directories of
+	// their own small filesystems (Options.DataFS); zero: no disk-full
+	// faults.
+	MinFreeBytes int64
 }
 
 func (c NemesisConfig) withDefaults() NemesisConfig {
@@ -160,6 +171,7 @@ type Nemesis struct {
 	added   map[string]bool // spares taken into the membership
 	notes   []Note
 	lag     map[int]lagState
+	ops     opsState // the operations fault in progress
 }
 
 var (
@@ -214,7 +226,8 @@ func (m *Nemesis) Close() error {
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
 // Supports reports every kind but crashpoint (the node has no crash
-// points), scale only with a spare to put replicas on, and move with a
+// points), disk-full only with MinFreeBytes (small data filesystems),
+// scale only with a spare to put replicas on, and move with a
 // spare or on a cluster whose replication factor (ReplicationFactors)
 // is below its node count, where a member holding no replica of the
 // group can take it.
@@ -227,6 +240,8 @@ func (m *Nemesis) Supports(k verify.FaultKind) bool {
 		rf := m.rf
 		m.mu.Unlock()
 		return len(m.cfg.Spares) > 0 || (rf > 0 && rf < len(m.nodes))
+	case verify.FaultDiskFull:
+		return m.cfg.MinFreeBytes > 0
 	}
 	return slices.Contains(verify.AllFaultKinds, k) && k != verify.FaultCrashpoint
 }
@@ -321,6 +336,8 @@ func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		return m.injectScale(ctx, f)
 	case verify.FaultTransfer:
 		return m.injectTransfer(f)
+	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
+		return m.injectOps(ctx, f)
 	}
 	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }
@@ -361,6 +378,8 @@ func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return m.retireSpares(ctx, f)
 	case verify.FaultScale:
 		return m.healScale(ctx, f)
+	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
+		return m.healOps(ctx, f)
 	}
 	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }
@@ -373,7 +392,7 @@ func (m *Nemesis) HealAll(ctx context.Context) error {
 		m.loop = nil
 	}
 	var errs []error
-	errs = append(errs, m.c.HealNetwork(ctx))
+	errs = append(errs, m.c.HealNetwork(ctx), m.healAllOps(ctx))
 	for _, n := range m.nodes {
 		st, err := m.c.State(ctx, n)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type fakeContainers struct {
 	paused  map[string]bool
 	args    map[string][]string
 	failOn  string // a call prefix that fails
+	dir     string // holds the nodes' data directories and logs
 }
 
 func newFakeContainers(nodes ...string) *fakeContainers {
@@ -109,6 +111,25 @@ func (f *fakeContainers) DegradeNodes(_ context.Context, ns []string, d, j time.
 
 func (f *fakeContainers) HealNetwork(context.Context) error { return f.record("heal-network") }
 
+func (f *fakeContainers) Stop(_ context.Context, n string) error {
+	f.set(f.running, n, false)
+	return f.record("stop %s", n)
+}
+
+// DataDir and LogPath are under the dir a test sets (empty: none).
+func (f *fakeContainers) DataDir(n string) (string, error) {
+	return filepath.Join(f.dir, "data", n), nil
+}
+func (f *fakeContainers) LogPath(n string) (string, error) {
+	return filepath.Join(f.dir, n+".log"), nil
+}
+
+func (f *fakeContainers) Args(n string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.args[n]), nil
+}
+
 func (f *fakeContainers) PeerAddr(n string) (string, error) { return n + ":7000", nil }
 
 // fakeAdmin is a cluster as the public client sees it: a member list,
@@ -128,6 +149,10 @@ type fakeAdmin struct {
 	snapIndex uint64          // leaders' last snapshot index
 	drained   map[string]bool
 	moved     map[string][2]string // group → the node that gave its replica, and the one that took it
+	noSpace   string               // the member whose NOSPACE alarm is raised: writes are refused
+	// levels, when set, gives each node's feature level and the cluster
+	// version the Status answers carry.
+	levels func(node string) (level, version uint32)
 }
 
 func newFakeAdmin(members ...string) *fakeAdmin {
@@ -150,6 +175,9 @@ func (a *fakeAdmin) Status(_ context.Context, ep string) (*metapb.StatusResponse
 	defer a.mu.Unlock()
 	node := strings.TrimPrefix(ep, "ep-")
 	st := &metapb.StatusResponse{NodeId: node, OffsetGroups: 2, DataGroups: 2}
+	if a.levels != nil {
+		st.FeatureLevel, st.ClusterVersion = a.levels(node)
+	}
 	for _, g := range a.groups {
 		replicas := a.replicas(g)
 		if !slices.Contains(replicas, node) {
@@ -341,10 +369,34 @@ func (a *fakeAdmin) write(g string) error {
 }
 
 func (a *fakeAdmin) Put(_ context.Context, req *metapb.PutRequest) (*metapb.PutResponse, error) {
+	a.mu.Lock()
+	full := a.noSpace
+	a.mu.Unlock()
+	if full != "" {
+		return nil, noSpaceErr(full)
+	}
 	if err := a.write(metapb.DataGroupFor(req.Key, 2)); err != nil {
 		return nil, err
 	}
 	return &metapb.PutResponse{}, nil
+}
+
+// Alarms lists a NOSPACE alarm of the member in a.noSpace, if any.
+func (a *fakeAdmin) Alarms(context.Context) (*metapb.AlarmsResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.noSpace == "" {
+		return &metapb.AlarmsResponse{}, nil
+	}
+	return &metapb.AlarmsResponse{Alarms: []*metapb.Alarm{{Alarm: "NOSPACE", Member: a.noSpace}}}, nil
+}
+
+func (a *fakeAdmin) DisarmAlarm(context.Context, string, string) (*metapb.AlarmsResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, "disarm")
+	a.noSpace = ""
+	return &metapb.AlarmsResponse{}, nil
 }
 
 func (a *fakeAdmin) CommitOffsets(_ context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
@@ -475,7 +527,8 @@ func TestNemesisInjectHeal(t *testing.T) {
 func TestNemesisSupports(t *testing.T) {
 	m, _, _ := fakeNemesis(t)
 	for _, k := range verify.AllFaultKinds {
-		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale; got != want { // no spare
+		// No spare, no small data filesystems.
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale && k != verify.FaultDiskFull; got != want {
 			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
 		}
 	}

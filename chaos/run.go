@@ -79,6 +79,20 @@ type RunOptions struct {
 	// several times; Workload.AssignSlack should suit them.
 	BrokerHeartbeat, BrokerSessionTimeout time.Duration
 	ExtraFlags                            []string // appended to every node's flags
+	// DataFS, when positive, puts each node's data directory on a tmpfs
+	// of that many bytes of its own (Options.DataFS; needs root), and
+	// MinFreeBytes is passed as --min-free-bytes: the disk-full fault
+	// fills one node's filesystem below it. withDefaults sets 512 MiB and
+	// 128 MiB when the kinds hold disk-full.
+	DataFS, MinFreeBytes int64
+	// FeatureLevel, when positive, is passed as --feature-level to the
+	// nodes that form the cluster (a node joining later runs its
+	// binary's level): the cluster version starts there, and an upgrade
+	// fault's rolling restart (without the flag) raises it. withDefaults
+	// sets the base level (1) on even seeds when the kinds hold upgrade;
+	// odd seeds keep every feature (hash checks, the newer operations)
+	// from the start, and their upgrade faults are rolling restarts.
+	FeatureLevel uint32
 	// TLS turns on mutual TLS and authentication on every node
 	// (--tls-dir, --auth): WriteCerts makes a development CA and member
 	// certificates in the run folder (tls/), and the harness connects as
@@ -167,8 +181,18 @@ func (o RunOptions) withDefaults() RunOptions {
 	if o.Workload == (verify.WorkloadConfig{}) {
 		o.Workload = verify.DefaultWorkloadConfig()
 	}
+	if slices.Contains(o.Kinds, verify.FaultDiskFull) && o.DataFS == 0 {
+		o.DataFS, o.MinFreeBytes = 512<<20, 128<<20
+	}
+	if slices.Contains(o.Kinds, verify.FaultUpgrade) && o.FeatureLevel == 0 && o.Seed%2 == 0 {
+		o.FeatureLevel = baseLevel
+	}
 	return o
 }
+
+// baseLevel is the feature level of every release before feature levels
+// (sm.BaseLevel; chaos sees the system only as a client does).
+const baseLevel = 1
 
 // nodeArgs returns a node's metanode flags: forming the cluster from the
 // initial member list, or (join) joining it through the other nodes.
@@ -201,6 +225,12 @@ func (o RunOptions) nodeArgs(node string, members []string, join bool) []string 
 		if o.ReplicationFactor > 0 {
 			args = append(args, "--replication-factor", strconv.Itoa(o.ReplicationFactor))
 		}
+		if o.FeatureLevel > 0 {
+			args = append(args, "--feature-level", strconv.FormatUint(uint64(o.FeatureLevel), 10))
+		}
+	}
+	if o.MinFreeBytes > 0 {
+		args = append(args, "--min-free-bytes", strconv.FormatInt(o.MinFreeBytes, 10))
 	}
 	if o.SnapshotThreshold > 0 {
 		args = append(args, "--snapshot-threshold", strconv.FormatUint(o.SnapshotThreshold, 10))
@@ -252,6 +282,10 @@ type RunReport struct {
 	// CoverageGaps: checkers that judged nothing they were meant to judge
 	// (verify.Result.CoverageGaps).
 	CoverageGaps []string
+	// OpsObserved counts what the operations faults observed (OpsObserved
+	// over the nemesis's notes): that a fault happened, not only that it
+	// was scheduled.
+	OpsObserved map[string]int
 	// Err is why the run could not be carried out (the verdict is then
 	// unknown), e.g. the cluster did not start.
 	Err error
@@ -413,7 +447,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "dir", dir, "tls", opts.TLS)
 	cl, err := StartCluster(ctx, Options{
 		Nodes: opts.Nodes, Spares: len(spares), Image: opts.Image.Tag, RunDir: dir, Port: NodePort,
-		Args: args, Env: opts.Env, Ready: readyProbe(clientTLS), Log: log, CertDir: certDir,
+		Args: args, Env: opts.Env, Ready: readyProbe(clientTLS), Log: log, CertDir: certDir, DataFS: opts.DataFS,
 	})
 	if err != nil {
 		return finish(fmt.Errorf("chaos: start cluster: %w", err))
@@ -438,6 +472,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 
 	nem, err := NewNemesis(cl, NemesisConfig{
 		Endpoints: endpoints, Spares: spares, JoinArgs: joinArgs, TrailingLogs: opts.TrailingLogs, Log: log, TLS: clientTLS,
+		MinFreeBytes: opts.MinFreeBytes,
 	})
 	if err != nil {
 		teardown()
@@ -491,6 +526,7 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 	}
 	hits, scanErr := ScanLogs(logs)
 	rec.Notes, rec.LogHits = notes, hits
+	rep.OpsObserved = OpsObserved(notes)
 	if res == nil {
 		if runErr == nil {
 			runErr = errors.New("chaos: verify returned no result")

@@ -30,6 +30,8 @@ type Tally struct {
 	Gaps []string
 	// Recovery is the recovery time per fault kind over every run.
 	Recovery map[verify.FaultKind]verify.RecoveryStats
+	// OpsObserved sums the runs' RunReport.OpsObserved.
+	OpsObserved map[string]int
 }
 
 // CheckerTally is one checker's coverage over a suite.
@@ -91,6 +93,12 @@ func NewTally(reports []*RunReport, requested []verify.FaultKind) Tally {
 			} else if f.Recovery != nil {
 				unrecovered[f.Kind]++
 			}
+		}
+		for k, v := range r.OpsObserved {
+			if t.OpsObserved == nil {
+				t.OpsObserved = map[string]int{}
+			}
+			t.OpsObserved[k] += v
 		}
 		t.Runs++
 		t.Ops += r.Ops.Total
@@ -191,6 +199,13 @@ func (t Tally) Write(w io.Writer) error {
 	}
 	if len(t.Gaps) > 0 {
 		fmt.Fprintf(w, "coverage gaps (the suite's, not the cluster's):\n  %s\n", strings.Join(t.Gaps, "\n  "))
+	}
+	if len(t.OpsObserved) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(t.OpsObserved)) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, t.OpsObserved[k]))
+		}
+		fmt.Fprintf(w, "operations faults observed: %s\n", strings.Join(parts, "; "))
 	}
 	_, err := fmt.Fprintf(w, "%d ops in %s of runs\n", t.Ops, t.Elapsed.Round(time.Second))
 	if err == nil && len(t.Failing) > 0 {

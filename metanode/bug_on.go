@@ -12,3 +12,10 @@ import (
 // while META_BUG contains "localreads" (read on every call, so tests can
 // switch it).
 func plantedLocalReads() bool { return strings.Contains(os.Getenv("META_BUG"), "localreads") }
+
+// plantedNoSpaceLate plants the bug "the NOSPACE refusal comes after the
+// write": the space check runs once the proposal was applied, so a write
+// reported refused with NOSPACE (a definite failure) took effect. Only in
+// builds tagged metabugs, while META_BUG contains "nospacelate"; the
+// disk-full fault exposes it.
+func plantedNoSpaceLate() bool { return strings.Contains(os.Getenv("META_BUG"), "nospacelate") }

@@ -75,3 +75,6 @@ func (n *Node) RaftHeartbeatTimeoutForTest(group string) (time.Duration, error) 
 	}
 	return g.raft.ReloadableConfig().HeartbeatTimeout, nil
 }
+
+// FlushForTest writes this node's memtables to SST files.
+func (n *Node) FlushForTest() error { return n.db.Flush() }

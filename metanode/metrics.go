@@ -206,7 +206,8 @@ var ErrNotReady = errors.New("metanode: not ready")
 // Ready returns nil when the node is ready to serve: it has started and is
 // not stopping, every group it hosts has a leader, each of its replicas
 // has applied all but at most maxReadyLag of the entries it knows
-// committed and has not halted (an entry it cannot apply, sm/halt.go), and
+// committed and has not halted (an entry it cannot apply, sm/halt.go; see
+// Halted), and
 // RocksDB reports no background error. Otherwise it says
 // every reason.
 func (n *Node) Ready() error {
@@ -310,3 +311,16 @@ func (n *Node) serveMetrics() error {
 
 // MetricsAddr is the address /metrics is served on ("" when off).
 func (n *Node) MetricsAddr() string { return n.metricsAddr }
+
+// Halted returns, by group, why each replica of this node stopped
+// applying (a storage failure, an entry it cannot apply, a fence after a
+// hash check); empty when none did.
+func (n *Node) Halted() map[string]error {
+	out := map[string]error{}
+	for _, g := range n.hostedGroups() {
+		if err := g.fsm.Halted(); err != nil {
+			out[g.name] = err
+		}
+	}
+	return out
+}

@@ -156,7 +156,13 @@ func (g *group) proposeLocal(ctx context.Context, op *logpb.Op) (*logpb.Result, 
 	if sheddable(op) {
 		select {
 		case g.proposals <- p:
-			return g.awaitProposal(ctx, p)
+			res, err := g.awaitProposal(ctx, p)
+			if err == nil && plantedNoSpaceLate() {
+				if serr := g.env.checkSpace(op); serr != nil {
+					return nil, serr
+				}
+			}
+			return res, err
 		default:
 			return nil, fmt.Errorf("%s: %w", g.name, ErrOverloaded)
 		}

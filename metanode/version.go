@@ -71,6 +71,9 @@ func (c Config) featureLevel() uint32 {
 	return c.FeatureLevel
 }
 
+// FeatureLevel is the feature level this node runs at and reports.
+func (n *Node) FeatureLevel() uint32 { return n.cfg.featureLevel() }
+
 // ClusterVersion is the cluster version as this node last saw it.
 func (n *Node) ClusterVersion() uint32 { return n.Directory().Level() }
 
@@ -81,6 +84,9 @@ func (n *Node) ClusterVersion() uint32 { return n.Directory().Level() }
 func (e *env) admit(op *logpb.Op) error {
 	if err := e.allowed(op); err != nil {
 		return err
+	}
+	if plantedNoSpaceLate() {
+		return nil // checked after the write instead (proposeLocal)
 	}
 	return e.checkSpace(op)
 }

@@ -123,11 +123,12 @@ const (
 // ScaleOps are the operations of a scale fault.
 var ScaleOps = []string{"grow", "replace"}
 
-// AllFaultKinds lists every kind, in a fixed order.
-var AllFaultKinds = []FaultKind{
+// AllFaultKinds lists every kind, in a fixed order: the crash, network
+// and membership kinds, then the operations kinds (fault_ops.go).
+var AllFaultKinds = append([]FaultKind{
 	FaultKill, FaultKillAll, FaultPause, FaultIsolate, FaultSplit, FaultBridge, FaultOneWay,
 	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove, FaultScale,
-}
+}, OpsFaultKinds...)
 
 // JoinKinds is kinds as the comma-separated list ParseKinds reads ("" for
 // none).
@@ -589,6 +590,9 @@ func drawFault(rng *rand.Rand, kind FaultKind, d time.Duration, o ScheduleOption
 			p["point"] = o.CrashPoints[rng.IntN(len(o.CrashPoints))]
 		}
 		return role(1, 1, 1), p
+	}
+	if t, p, ok := drawOpsFault(rng, kind, group); ok {
+		return t, p
 	}
 	return TargetRandom, nil
 }

@@ -74,7 +74,7 @@ func (a *app) offsetsCommand() *cobra.Command {
 // side per group.
 func (a *app) statusCommand() *cobra.Command {
 	return &cobra.Command{
-		Use: "status", Short: "Each group: leader, term, commit and applied index per node", Args: cobra.NoArgs,
+		Use: "status", Short: "Each group: leader, term, commit and applied index per node; each node: feature level and the cluster version it sees", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				eps := c.Endpoints()
@@ -127,6 +127,16 @@ func (a *app) statusCommand() *cobra.Command {
 						for _, g := range groups {
 							for _, r := range rows[g] {
 								fmt.Fprintln(tw, r)
+							}
+						}
+					})
+					// The cluster version each node sees beside its own
+					// feature level: a rolling upgrade is done once every
+					// node shows the new level as the cluster version.
+					a.table("NODE\tRELEASE\tFEATURE LEVEL\tCLUSTER VERSION", func(tw io.Writer) {
+						for _, v := range views {
+							if v != nil {
+								fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", v.NodeId, v.Version, v.FeatureLevel, v.ClusterVersion)
 							}
 						}
 					})

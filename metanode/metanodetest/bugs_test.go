@@ -47,6 +47,9 @@ var correctness = []string{
 //     dropped; the placement check finds groups still placed on a node
 //     that is no longer a member. Move faults drain a spare, where the
 //     bug may strike too.
+//   - nospacelate (the NOSPACE check runs after the write: a write
+//     reported refused was applied): disk-full faults raise the alarm
+//     under load, on a lane whose nodes have small data filesystems.
 func TestPlantedBugs(t *testing.T) {
 	bugs := []struct {
 		bug   string
@@ -56,6 +59,7 @@ func TestPlantedBugs(t *testing.T) {
 		{"retryunknown", []verify.FaultKind{verify.FaultKill, verify.FaultIsolate, verify.FaultDelay}},
 		{"nosync", []verify.FaultKind{verify.FaultKillAll}},
 		{"dupreplica", []verify.FaultKind{verify.FaultMove, verify.FaultMember}},
+		{"nospacelate", []verify.FaultKind{verify.FaultDiskFull}},
 	}
 	took := map[string]int{}
 	for _, b := range bugs {
@@ -64,6 +68,9 @@ func TestPlantedBugs(t *testing.T) {
 			// database, the others on every call.
 			t.Setenv("META_BUG", b.bug)
 			l := &lane{t: t, nodes: 3, noHashChecks: true}
+			if slices.Contains(b.kinds, verify.FaultDiskFull) {
+				l.adjust = opsLaneOptions(t, verify.FaultDiskFull, l.nodes)
+			}
 			defer l.stop()
 			base := t.TempDir()
 			for seed := int64(1); seed <= 20; seed++ {

@@ -79,11 +79,14 @@ type Cluster struct {
 	Net  *Net
 	log  *slog.Logger
 
-	mu    sync.Mutex // guards nodes, order and levels
+	mu    sync.Mutex // guards nodes, order, levels and setLevels
 	nodes map[string]*Node
 	order []string
 	// levels is each node's feature level as last configured.
 	levels map[string]uint32
+	// setLevels are the feature levels SetFeatureLevel gave nodes,
+	// applied after Options.Configure on every later start.
+	setLevels map[string]uint32
 }
 
 // logWriter sends log lines to t.Log while the test runs.
@@ -238,9 +241,24 @@ func (c *Cluster) config(n *Node, l net.Listener) metanode.Config {
 		c.opts.Configure(&cfg)
 	}
 	c.mu.Lock()
+	if l, ok := c.setLevels[n.ID]; ok {
+		cfg.FeatureLevel = l
+	}
 	c.levels[n.ID] = cmp.Or(cfg.FeatureLevel, sm.FeatureLevel)
 	c.mu.Unlock()
 	return cfg
+}
+
+// SetFeatureLevel makes node id report feature level from its next start
+// on (over Options.Configure's), as a node restarted on another release
+// would: the upgrade fault's rolling restarts.
+func (c *Cluster) SetFeatureLevel(id string, level uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.setLevels == nil {
+		c.setLevels = map[string]uint32{}
+	}
+	c.setLevels[id] = level
 }
 
 // start creates, wires and starts one node.

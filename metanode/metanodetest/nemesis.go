@@ -50,20 +50,25 @@ type NemesisOptions struct {
 //     then waits until every group has a leader again, so that the "after"
 //     window measures a serving cluster. Crashes and restarts are bounded
 //     by the fault's context: a node whose shutdown hangs fails the run.
+//
 //   - pause: there is no SIGSTOP for a goroutine set, so a paused node is
 //     one whose every link, to and from every other node and the client
 //     pseudo-node, is blocked: its raft timers still run, but nobody hears
 //     from it and clients hang on it as on a frozen process. Bytes written
 //     during the pause are delivered at Heal, as a resumed process would
 //     send them.
+//
 //   - isolate, split, bridge, oneway: Net.Block on Fault.CutLinks; clients
 //     keep reaching every node.
+//
 //   - flap: a loop owned by the nemesis cuts Nodes[0] off for half of each
 //     period and restores it for the other half until Heal.
+//
 //   - delay: every link touching Nodes (peer links and the client
 //     pseudo-node's links) gets delay ± jitter (drawn once per link from
 //     the fault's Pick) and loss: the probability that a write kills its
 //     connection, losing what was in flight.
+//
 //   - member: remove-readd, wipe-readd and add, through the public client
 //     (RemoveMember/AddMember) and the harness (Crash, Wipe, Join,
 //     AddNode, Forget). A node is re-added only once no running node's
@@ -75,21 +80,25 @@ type NemesisOptions struct {
 //     spare) and returns; the node catches up and is promoted while the
 //     workload runs on. HealAll waits until the node set equals the
 //     initial one and the groups are placed again (WaitHealthy).
+//
 //   - scale: "grow" adds a spare (AddNode, AddMember, Join) and lets the
 //     controller fill it; "replace" adds a spare, crashes Nodes[0] and
 //     removes it (forced), so that the controller re-creates its replicas
 //     on the others. Heal brings a replaced node back wiped (as for
 //     member faults) and drains and removes the spare.
+//
 //   - move: f.Nodes[0]'s replica of Params["group"] is moved through the
 //     public MoveReplica (verify.MoveReplica) to a member that holds none
 //     (replication factor below the node count; Heal has nothing to
 //     undo: the controller may rebalance), or else to a spare added for it
 //     (as for member add), which Heal drains and removes, so the replica
 //     moves back.
+//
 //   - transfer: a loop owned by the nemesis calls TransferLeader every
 //     Params["every"], alternating between Params["group"] and a random
 //     group, each time to a random voter of that group (its leader's
 //     configuration; a random member if no leader is known).
+//
 //   - lag: Nodes[0] is cut off like isolate, and a loop owned by the
 //     nemesis proposes no-op entries (operations that change nothing:
 //     removing an absent member, deleting an absent key or consumer group)
@@ -102,6 +111,8 @@ type NemesisOptions struct {
 //     came back through a snapshot install. The cluster must run with a
 //     small SnapshotThreshold and TrailingLogs and a short
 //     SnapshotInterval (Options.Configure), or Heal runs into its deadline.
+//
+//   - disk-full, corrupt, upgrade: see nemesis_ops.go.
 //
 // crashpoint is not supported: the node has no crash points to arm from
 // outside, and adding them would mean changing metanode.
@@ -116,6 +127,10 @@ type Nemesis struct {
 	cl    *client.Client
 	// trailing is the nodes' TrailingLogs, for lag.
 	trailing uint64
+	// minFree is the nodes' MinFreeBytes, for disk-full; timeout bounds
+	// each call through the client.
+	minFree int64
+	timeout time.Duration
 	// rf and mdRF are the replication factors the cluster was configured
 	// with (data and offset groups, metadata-0), for WaitHealthy.
 	rf, mdRF int
@@ -134,6 +149,9 @@ type Nemesis struct {
 	spares []string
 	seq    int // names spares and wiped directories
 	stats  NemesisStats
+	// ops is the operations fault in progress and its counts
+	// (nemesis_ops.go).
+	ops    opsState
 	closed bool
 }
 
@@ -158,6 +176,9 @@ type NemesisStats struct {
 	// SlowRemovals counts RemoveMember calls that did not return although
 	// the member had left the list (see Nemesis.unlist).
 	SlowRemovals int
+	// Ops counts what the operations faults (disk-full, corrupt,
+	// upgrade) did.
+	Ops OpsStats
 }
 
 var (
@@ -186,6 +207,7 @@ func NewNemesis(c *Cluster, opts NemesisOptions) (*Nemesis, error) {
 	}
 	probe := c.config(c.Get(nodes[0]), nil)
 	n := &Nemesis{c: c, log: opts.Logger, nodes: nodes, cl: cl, trailing: probe.TrailingLogs,
+		minFree: probe.MinFreeBytes, timeout: opts.RequestTimeout,
 		rf: probe.ReplicationFactor, mdRF: probe.MetadataReplicationFactor,
 		removed: map[string]bool{}, stats: NemesisStats{Injected: map[verify.FaultKind]int{}, MemberOps: map[string]int{}, ScaleOps: map[string]int{}}}
 	c.t.Cleanup(func() { _ = n.Close() })
@@ -240,6 +262,8 @@ func (n *Nemesis) Stats() NemesisStats {
 	s.Injected = maps.Clone(s.Injected)
 	s.MemberOps = maps.Clone(s.MemberOps)
 	s.ScaleOps = maps.Clone(s.ScaleOps)
+	s.Ops = n.ops.OpsStats
+	s.Ops.CorruptFiles = maps.Clone(s.Ops.CorruptFiles)
 	return s
 }
 
@@ -309,6 +333,8 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		err = n.injectMove(ctx, f)
 	case verify.FaultScale:
 		err = n.injectScale(ctx, f)
+	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
+		err = n.injectOps(ctx, f)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -345,6 +371,8 @@ func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return n.removeSpares(ctx)
 	case verify.FaultScale:
 		return n.healScale(ctx, f)
+	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
+		return n.healOps(ctx, f)
 	default:
 		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
 	}
@@ -359,6 +387,9 @@ func (n *Nemesis) HealAll(ctx context.Context) error {
 	n.stopLoop()
 	n.c.Net.Heal()
 	var errs []error
+	if err := n.healAllOps(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	n.mu.Lock()
 	n.lag = nil
 	removed := slices.Sorted(maps.Keys(n.removed))

@@ -279,7 +279,11 @@ type lane struct {
 	// operations into unknown outcomes, and one such nosync history once
 	// drove porcupine's search past the machine's memory).
 	noHashChecks bool
-	stats        []metanodetest.NemesisStats // of nemeses already retired
+	// adjust, when set, changes the cluster's options before each start
+	// (the operations faults' lanes: a small filesystem per node, an
+	// older feature level).
+	adjust func(*metanodetest.Options)
+	stats  []metanodetest.NemesisStats // of nemeses already retired
 }
 
 // start (re)starts the lane's cluster. It runs on the lane's goroutine.
@@ -293,6 +297,9 @@ func (l *lane) start() {
 			configure(cfg)
 			cfg.HashCheckInterval = 0
 		}
+	}
+	if l.adjust != nil {
+		l.adjust(&opts)
 	}
 	l.c = metanodetest.Start(l.t, opts)
 	nem, err := metanodetest.NewNemesis(l.c, metanodetest.NemesisOptions{})

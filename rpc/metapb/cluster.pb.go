@@ -270,16 +270,23 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	OffsetGroups  uint32                 `protobuf:"varint,4,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
-	DataGroups    uint32                 `protobuf:"varint,5,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
-	Groups        []*GroupStatus         `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
-	Version       string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr         string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	ClusterId    string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	OffsetGroups uint32                 `protobuf:"varint,4,opt,name=offset_groups,json=offsetGroups,proto3" json:"offset_groups,omitempty"`
+	DataGroups   uint32                 `protobuf:"varint,5,opt,name=data_groups,json=dataGroups,proto3" json:"data_groups,omitempty"`
+	Groups       []*GroupStatus         `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
+	Version      string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	// feature_level is the feature level this node's binary runs at
+	// (--feature-level, at most its release's); cluster_version is the
+	// cluster version as this node last saw it (the lowest level of the
+	// members, recorded in metadata-0; 0 before it sees one): operations
+	// above it are refused with CLUSTER_VERSION.
+	FeatureLevel   uint32 `protobuf:"varint,8,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
+	ClusterVersion uint32 `protobuf:"varint,9,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -359,6 +366,20 @@ func (x *StatusResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetFeatureLevel() uint32 {
+	if x != nil {
+		return x.FeatureLevel
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetClusterVersion() uint32 {
+	if x != nil {
+		return x.ClusterVersion
+	}
+	return 0
 }
 
 type MembersRequest struct {
@@ -2288,7 +2309,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\brevision\x18\n" +
 	" \x01(\x04R\brevision\x12)\n" +
 	"\amembers\x18\v \x03(\v2\x0f.meta.v1.MemberR\amembers\"\x0f\n" +
-	"\rStatusRequest\"\xea\x01\n" +
+	"\rStatusRequest\"\xb8\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1d\n" +
@@ -2298,7 +2319,9 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vdata_groups\x18\x05 \x01(\rR\n" +
 	"dataGroups\x12,\n" +
 	"\x06groups\x18\x06 \x03(\v2\x14.meta.v1.GroupStatusR\x06groups\x12\x18\n" +
-	"\aversion\x18\a \x01(\tR\aversion\"\x10\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12#\n" +
+	"\rfeature_level\x18\b \x01(\rR\ffeatureLevel\x12'\n" +
+	"\x0fcluster_version\x18\t \x01(\rR\x0eclusterVersion\"\x10\n" +
 	"\x0eMembersRequest\"\xa1\x01\n" +
 	"\x0fMembersResponse\x12\x1d\n" +
 	"\n" +

@@ -19,6 +19,17 @@ func Mount(t testing.TB, size int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	MountAt(t, dir, size)
+	return dir
+}
+
+// MountAt mounts a tmpfs of size bytes on dir (an empty directory it
+// removes at cleanup), as Mount does.
+func MountAt(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
 		_ = os.Remove(dir)
 		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs to fill (%v); run as root to test a full disk", err)
@@ -29,7 +40,6 @@ func Mount(t testing.TB, size int64) string {
 		}
 		_ = os.Remove(dir)
 	})
-	return dir
 }
 
 // Grow resizes the tmpfs at dir to size bytes (space freed).

@@ -1,0 +1,149 @@
+package metanodetest_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/smallfs"
+)
+
+// The operations faults' lane (verify/fault_ops.go): disk-full, corrupt
+// and upgrade each need a cluster made for them, so they run apart from
+// TestInProcessFaultRuns's sweep, each seed on a cluster of its own.
+
+// diskFullFS is the size of each node's own filesystem on the disk-full
+// lane, and diskFullFloor the nodes' free-space floor on it: a run's data
+// (tens of MiB) stays well above the floor until the filler comes.
+const (
+	diskFullFS    = 256 << 20
+	diskFullFloor = 96 << 20
+)
+
+// opsLaneOptions adapts a lane's cluster to kind: for disk-full every
+// node's data directory is a small tmpfs of its own with a floor the
+// filler can cross; for upgrade every node starts at the base feature
+// level, so that the rolling restart raises the cluster version.
+func opsLaneOptions(t *testing.T, kind verify.FaultKind, nodes int) func(*metanodetest.Options) {
+	return func(o *metanodetest.Options) {
+		configure := o.Configure
+		switch kind {
+		case verify.FaultDiskFull:
+			o.Dir = t.TempDir()
+			for i := 1; i <= nodes; i++ {
+				smallfs.MountAt(t, filepath.Join(o.Dir, fmt.Sprintf("n%d", i)), diskFullFS)
+			}
+			o.Configure = func(cfg *metanode.Config) {
+				configure(cfg)
+				cfg.MinFreeBytes = diskFullFloor
+				cfg.ReportInterval = 100 * time.Millisecond
+			}
+		case verify.FaultUpgrade:
+			o.Configure = func(cfg *metanode.Config) {
+				configure(cfg)
+				cfg.FeatureLevel = sm.BaseLevel
+			}
+		}
+	}
+}
+
+// TestInProcessOpsFaults runs seeded fault runs of the operations kinds:
+// seed s injects verify.OpsFaultKinds[s mod 3] (seeds 1..6 by default:
+// corrupt at 1 and 4, upgrade at 2 and 5, disk-full at 3 and 6; -short
+// seeds 1..3), with the KV, offsets and broker workloads and every
+// checker, each seed on a fresh 3-node cluster, and wants each kind's
+// fault to have happened: a NOSPACE refusal seen and cleared, a damaged
+// follower detected (refused to start, or halted or fenced a replica)
+// and replaced, the cluster version raised by a rolling upgrade.
+//
+//	META_INPROC_OPS_SEEDS=N  run seeds 1..N
+//	META_INPROC_OPS_SEED=S   run only seed S
+func TestInProcessOpsFaults(t *testing.T) {
+	n := 6
+	if testing.Short() {
+		n = len(verify.OpsFaultKinds)
+	}
+	if v := os.Getenv("META_INPROC_OPS_SEEDS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			t.Fatalf("META_INPROC_OPS_SEEDS=%q: want a positive number", v)
+		}
+	}
+	var seeds []int64
+	for s := int64(1); s <= int64(n); s++ {
+		seeds = append(seeds, s)
+	}
+	sweep := true
+	if v := os.Getenv("META_INPROC_OPS_SEED"); v != "" {
+		s, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("META_INPROC_OPS_SEED=%q: want a number", v)
+		}
+		seeds, sweep = []int64{s}, false
+	}
+	var stats []metanodetest.NemesisStats
+	for _, seed := range seeds {
+		p := planFor(seed, verify.OpsFaultKinds).withBroker(true, len(verify.OpsFaultKinds))
+		p.nodes, p.extra = 3, 4*time.Second
+		t.Run(fmt.Sprintf("seed=%d/%s", seed, p.kinds[0]), func(t *testing.T) {
+			l := &lane{t: t, nodes: p.nodes, adjust: opsLaneOptions(t, p.kinds[0], p.nodes)}
+			defer func() { stats = append(stats, l.stop()...) }()
+			l.start()
+			res, _ := runSeed(t, l, p, t.TempDir(), 10*time.Second)
+			for _, f := range res.Faults {
+				if f.Err != "" {
+					t.Errorf("seed %d: fault %s: %s", seed, f.String(), f.Err)
+				}
+			}
+		})
+	}
+	checkOpsCoverage(t, stats, sweep && !t.Failed())
+}
+
+// checkOpsCoverage logs what the operations faults did and, if assert is
+// set, wants each kind to have happened at least once.
+func checkOpsCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool) {
+	t.Helper()
+	var o metanodetest.OpsStats
+	files := map[string]int{}
+	for _, s := range stats {
+		x := s.Ops
+		o.NoSpaceRefusals += x.NoSpaceRefusals
+		o.DiskFullCleared += x.DiskFullCleared
+		o.CorruptRefused += x.CorruptRefused
+		o.CorruptHalted += x.CorruptHalted
+		o.CorruptUnseen += x.CorruptUnseen
+		o.CorruptReplaced += x.CorruptReplaced
+		o.Upgraded += x.Upgraded
+		o.VersionRaised += x.VersionRaised
+		for k, v := range x.CorruptFiles {
+			files[k] += v
+		}
+	}
+	t.Logf("disk-full: NOSPACE refusals %d, cleared %d; corrupt: files %v, refused to start %d, halted or fenced %d, unseen %d, replaced %d; upgrade: nodes upgraded %d, cluster version raised %d",
+		o.NoSpaceRefusals, o.DiskFullCleared, files, o.CorruptRefused, o.CorruptHalted, o.CorruptUnseen, o.CorruptReplaced, o.Upgraded, o.VersionRaised)
+	if !assert {
+		return
+	}
+	for _, c := range []struct {
+		what string
+		got  int
+	}{
+		{"disk-full faults whose NOSPACE refusal was seen", o.NoSpaceRefusals},
+		{"disk-full faults cleared", o.DiskFullCleared},
+		{"damaged followers detected (refused to start, or halted or fenced)", o.CorruptRefused + o.CorruptHalted},
+		{"damaged followers replaced", o.CorruptReplaced},
+		{"rolling upgrades that raised the cluster version", o.VersionRaised},
+	} {
+		if c.got == 0 {
+			t.Errorf("%s: got 0, want at least 1", c.what)
+		}
+	}
+}
