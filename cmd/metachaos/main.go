@@ -89,7 +89,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&s.binary, "binary", "bin/metanode", "metanode binary the node image is built from (make build puts it there)")
-	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync; dupreplica: placement may pick a node that holds a replica already, which the placement check catches after member faults; openauth, with --tls: a caller without credentials let in as an admin, which the auth check catches)")
+	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync; nospacelate: the NOSPACE refusal comes after the write, which disk-full faults expose; dupreplica: placement may pick a node that holds a replica already, which the placement check catches after member faults; openauth, with --tls: a caller without credentials let in as an admin, which the auth check catches)")
 	pf.BoolVar(&s.race, "race", false, "build ./cmd/metanode with -race (into --out/.bin) and use that binary")
 	pf.StringVar(&s.out, "out", chaos.DefaultRoot, "directory the run folders go in")
 	pf.IntVar(&s.nodes, "nodes", 3, "cluster size (3 or 5)")

@@ -6,9 +6,10 @@
 // restarted on their data directories.
 //
 // It also carries the in-process fault runner: a verify.Nemesis over a
-// Cluster (nemesis.go) and the seeded runs of verify's workloads and
-// checkers against it (runner_test.go; planted bugs in bugs_test.go under
-// the metabugs tag).
+// Cluster (nemesis.go; the disk-full, corrupt and upgrade faults in
+// nemesis_ops.go) and the seeded runs of verify's workloads and checkers
+// against it (runner_test.go, ops_runner_test.go; planted bugs in
+// bugs_test.go under the metabugs tag).
 //
 // It is a test harness: production code never imports it. It may import
 // metanode, controller, rpc/server, rpc/client, rpc/metapb, sm/logpb and
