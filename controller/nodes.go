@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -304,6 +305,9 @@ func (c *Controller) Groups() (*metapb.ListGroupsResponse, error) {
 			gi.Replicas = append(gi.Replicas, ri)
 		}
 		gi.Parent = g.Record.Parent
+		if sp := g.Record.Split; sp != nil {
+			gi.SplitChild, gi.SplitPhase = sp.Child, strings.ToLower(strings.TrimPrefix(sp.Phase.String(), "SPLIT_PHASE_"))
+		}
 		for _, r := range g.Record.Ranges {
 			gi.Ranges = append(gi.Ranges, &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
 		}

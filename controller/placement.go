@@ -245,7 +245,9 @@ func PlanPlacement(p Placement) []*logpb.GroupRecord {
 // moving reports whether a group's configuration differs from its record
 // (a change under way), or is unknown.
 func moving(g GroupView) bool {
-	if !g.Known {
+	if !g.Known || g.Record.Split != nil || g.Record.State == logpb.GroupState_GROUP_STATE_CREATING {
+		// A split under way (metanode/split.go) keeps the replicas of
+		// both groups where they are until it is done.
 		return true
 	}
 	if len(g.Config) != len(g.Record.Replicas) {

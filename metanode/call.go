@@ -89,6 +89,7 @@ func (n *Node) registerCalls() {
 	n.calls[callHashAt] = protoAnswer(n.serveHashAt)
 	n.calls[callFence] = protoCall(n.serveFence)
 	n.calls[callFeatureLevel] = protoAnswer(n.serveFeatureLevel)
+	n.calls[callSplitRead] = protoAnswer(n.serveSplitRead)
 	// Previous release's payloads: TransferLeaderRequest (the public
 	// message), "group\x00id", and an 8-byte big-endian index + group.
 	n.calls[legacyCallTransfer] = func(ctx context.Context, payload []byte) ([]byte, error) {

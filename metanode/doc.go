@@ -86,12 +86,14 @@
 //	controller.move-replica         metapb.MoveReplicaRequest      rpc/server               Server.MoveReplica on any node
 //	controller.list-groups          metapb.ListGroupsRequest       rpc/server               Server.ListGroups on any node
 //	controller.list-nodes           metapb.ListNodesRequest        rpc/server               Server.ListNodes on any node
+//	controller.split-group          metapb.SplitGroupRequest       rpc/server               Server.SplitGroup on any node (Node.StartSplit on metadata-0's leader)
 //	controller.node-report          logpb.NodeReport               rpc/server               Node's report loop (metanode/report.go)
 //	metanode.configuration/v2       raftpb.ConfigurationCall       metanode                 Node.leftGroup (replica GC asks the group's leader)
 //	metanode.directory/v2           raftpb.DirectoryCall           metanode                 Node.fetchDirectory (a node follows metadata-0's directory)
 //	metanode.hash-at/v1             raftpb.HashAtCall              metanode                 group.hashCheck (a leader gathers its voters' digests; hashcheck.go)
 //	metanode.fence/v1               raftpb.FenceCall               metanode                 group.hashCheck (a leader fences a replica whose digest differs)
 //	metanode.feature-level/v1       raftpb.FeatureLevelCall        metanode                 Node.raiseClusterVersion (metadata-0's leader; version.go)
+//	metanode.split-read/v1          logpb.SplitRead                metanode                 Node.copyRange (a split copies the parent's released range; split.go)
 //
 // A call a node has no handler for is refused INVALID_ARGUMENT wrapping
 // transport.ErrUnknownCall, which crosses the wire as REASON_UNKNOWN_CALL:

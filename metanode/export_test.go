@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // FSM returns the state machine of a group on this node, for tests.
@@ -78,3 +79,13 @@ func (n *Node) RaftHeartbeatTimeoutForTest(group string) (time.Duration, error) 
 
 // FlushForTest writes this node's memtables to SST files.
 func (n *Node) FlushForTest() error { return n.db.Flush() }
+
+// SetSplitHook sets the function every split step driven in this process
+// runs first (nil: none), for tests of crashes between a split's phases.
+func SetSplitHook(f func(ctx context.Context, group string, phase logpb.SplitPhase)) {
+	if f == nil {
+		splitHook.Store(nil)
+		return
+	}
+	splitHook.Store(&f)
+}

@@ -86,6 +86,9 @@ func (n *Node) host(ctx context.Context, d *state.Directory) {
 				n.log.Error("create replica", "group", rec.Name, "err", err)
 				continue
 			}
+			if err := n.bootstrapChild(g, d, rec); err != nil {
+				n.log.Error("create replica", "group", rec.Name, "err", err)
+			}
 			g.start()
 			n.log.Info("replica created; the group's leader fills it", "group", rec.Name)
 		}

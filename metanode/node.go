@@ -247,7 +247,7 @@ func (n *Node) onLead(ctx context.Context, g *group) []func(context.Context) {
 	var tasks []func(context.Context)
 	if g.name == metapb.MetadataGroup {
 		n.initCluster(ctx)
-		tasks = append(tasks, n.versionLoop)
+		tasks = append(tasks, n.versionLoop, n.splitLoop)
 	}
 	n.tasksMu.Lock()
 	defer n.tasksMu.Unlock()

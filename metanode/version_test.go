@@ -41,8 +41,8 @@ func TestClusterVersionGatesNewOperations(t *testing.T) {
 	for _, id := range c.IDs() {
 		err := propose(id)
 		var cv *metanode.ClusterVersionError
-		if !errors.Is(err, metanode.ErrClusterVersion) || !errors.As(err, &cv) || cv.Cluster != sm.BaseLevel || cv.Required != sm.FeatureLevel {
-			t.Fatalf("KVPuts through %s with n3 at the base level: got %v, want ErrClusterVersion naming %d and %d", id, err, sm.BaseLevel, sm.FeatureLevel)
+		if !errors.Is(err, metanode.ErrClusterVersion) || !errors.As(err, &cv) || cv.Cluster != sm.BaseLevel || cv.Required != sm.OpLevel(kvPuts) {
+			t.Fatalf("KVPuts through %s with n3 at the base level: got %v, want ErrClusterVersion naming %d and %d", id, err, sm.BaseLevel, sm.OpLevel(kvPuts))
 		}
 		if metapb.ReasonOf(err) != metapb.ReasonClusterVersion {
 			t.Fatalf("reason %q, want %s", metapb.ReasonOf(err), metapb.ReasonClusterVersion)

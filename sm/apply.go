@@ -128,6 +128,16 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.directoryInit(o.DirectoryInit)
 	case *logpb.Op_OwnershipInit:
 		return a.ownershipInit(o.OwnershipInit)
+	case *logpb.Op_GroupsPut:
+		return a.groupsPut(o.GroupsPut)
+	case *logpb.Op_RangeRelease:
+		return a.rangeRelease(o.RangeRelease)
+	case *logpb.Op_RangeIngest:
+		return a.rangeIngest(o.RangeIngest)
+	case *logpb.Op_RangeAcquire:
+		return a.rangeAcquire(o.RangeAcquire)
+	case *logpb.Op_RangeDrop:
+		return a.rangeDrop(o.RangeDrop)
 	case *logpb.Op_ClusterVersionSet:
 		return a.clusterVersionSet(o.ClusterVersionSet)
 	case *logpb.Op_AlarmSet:

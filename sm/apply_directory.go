@@ -44,6 +44,27 @@ func (a *applier) bumpDirectory() error {
 	return nil
 }
 
+// groupsPut writes several group records, each compared on its
+// configuration version: all or none.
+func (a *applier) groupsPut(p *logpb.GroupsPut) (*logpb.Result, error) {
+	if len(p.Puts) == 0 {
+		return invalid("groups: none given"), nil
+	}
+	var vals [][]byte
+	for _, put := range p.Puts {
+		r, err := a.groupPut(put)
+		if err != nil {
+			return nil, err
+		}
+		if r.Code != logpb.Code_CODE_OK {
+			// apply rolls back the records written before this one.
+			return r, nil
+		}
+		vals = append(vals, r.Value)
+	}
+	return &logpb.Result{PrevValues: vals}, nil
+}
+
 // groupPut writes a group record, compared on its configuration version.
 func (a *applier) groupPut(p *logpb.GroupPut) (*logpb.Result, error) {
 	if r := checkGroup(p.Group); r != nil {

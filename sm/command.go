@@ -110,10 +110,10 @@ func (k Kind) Allows(op *logpb.Op) bool {
 		return k == KindData
 	case *logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup:
 		return k == KindOffset
-	case *logpb.Op_OwnershipInit:
+	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop:
 		return k == KindOffset || k == KindData
 	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove, *logpb.Op_MemberSetState,
-		*logpb.Op_GroupPut, *logpb.Op_DirectoryInit, *logpb.Op_ClusterVersionSet,
+		*logpb.Op_GroupPut, *logpb.Op_GroupsPut, *logpb.Op_DirectoryInit, *logpb.Op_ClusterVersionSet,
 		*logpb.Op_ResourceCreate, *logpb.Op_ResourceUpdate, *logpb.Op_ResourceDelete,
 		*logpb.Op_BrokerRegister, *logpb.Op_BrokerSetStatus, *logpb.Op_Assign, *logpb.Op_ConnectorReport,
 		*logpb.Op_AlarmSet:

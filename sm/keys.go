@@ -41,6 +41,9 @@ import (
 //	                              logpb.ConnectorAssignment
 //	0x12 'o'                      data, offset: the ranges the group owns
 //	                              (logpb.Ownership; ownership.go)
+//	0x12 'i'                      data, offset: a split's copy cursor in
+//	                              the new group (the last key ingested;
+//	                              split.go)
 //
 // <at> is a Unix time in nanoseconds and <id> a lease id, both 8-byte
 // big-endian (times and ids are never negative), so indexes sort by time;

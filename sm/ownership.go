@@ -50,13 +50,35 @@ func (v *ownView) code(routingKey []byte) logpb.Code {
 	if v == nil || v.rec == nil || v.rec.Legacy {
 		return logpb.Code_CODE_OK
 	}
-	h := uint64(RouteHash(routingKey))
+	h := RouteHash(routingKey)
 	for _, r := range v.rec.Owned {
-		if h >= r.Lo && h < r.Hi {
+		if inRange(r, h) {
 			return logpb.Code_CODE_OK
 		}
 	}
+	for _, mr := range v.rec.Moving {
+		if inRange(mr.Range, h) {
+			return logpb.Code_CODE_RANGE_MOVING
+		}
+	}
 	return logpb.Code_CODE_WRONG_GROUP
+}
+
+// splitting reports whether a split of this group is under way here: a
+// range released and not dropped (the parent), or a copy not yet
+// acquired (the child). Leases, which every data group holds and a child
+// copies, do not change meanwhile, nor is anything listed (a listing
+// would miss the moving range).
+func (v *ownView) splitting() bool {
+	return v != nil && v.rec != nil && (len(v.rec.Moving) > 0 || v.rec.Ingesting)
+}
+
+// checkList refuses a listing while a split is under way.
+func (m *Machine) checkList() error {
+	if m.routed() && m.own.Load().splitting() {
+		return &OwnershipError{Group: m.group, Moving: true}
+	}
+	return nil
 }
 
 // routed reports whether ops and reads of this machine's kind are checked
@@ -179,14 +201,20 @@ func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
 	if !a.m.routed() {
 		return op, nil
 	}
-	if _, ok := op.Op.(*logpb.Op_OwnershipInit); ok {
+	v := a.own
+	switch op.Op.(type) {
+	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop:
+		return op, nil
+	case *logpb.Op_LeaseGrant, *logpb.Op_LeaseKeepAlive, *logpb.Op_LeaseRevoke, *logpb.Op_LeasesExpire:
+		if v.splitting() {
+			return nil, &logpb.Result{Code: logpb.Code_CODE_RANGE_MOVING, Message: fmt.Sprintf("%s is splitting: leases change once it is done", a.m.group)}
+		}
 		return op, nil
 	}
 	keys, internal := routingKeys(op)
 	if len(keys) == 0 {
 		return op, nil
 	}
-	v := a.own
 	if internal {
 		return narrow(op, func(k []byte) bool { return v.code(k) == logpb.Code_CODE_OK }), nil
 	}

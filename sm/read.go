@@ -126,6 +126,9 @@ func (m *Machine) List(prefix, startAfter []byte, limit int, keysOnly bool) (out
 // turned into an entry by entry (given the key without its prefix byte).
 func scanPage[M proto.Message, E any](m *Machine, start, end []byte, limit int, skip func(key []byte) bool, fresh func() M, entry func(key []byte, msg M) E) (out []E, more bool, err error) {
 	err = m.read(func() error {
+		if err := m.checkList(); err != nil {
+			return err
+		}
 		var derr error
 		serr := m.space.Scan(start, end, func(k, v []byte) bool {
 			if (skip != nil && skip(k[1:])) || !m.owns(k[1:]) {

@@ -44,6 +44,9 @@ func scanMsgs[T proto.Message](m *Machine, p []byte, startAfter string, limit in
 		start = append(prefixed(p[0], p[1:], []byte(startAfter)), 0)
 	}
 	err = m.read(func() error {
+		if err := m.checkList(); err != nil {
+			return err
+		}
 		var derr error
 		serr := m.space.Scan(start, prefixEnd(p), func(k, v []byte) bool {
 			if rk, ok := rawRoute(k); ok && !m.owns(rk) {
@@ -181,6 +184,9 @@ func (m *Machine) LeaseKeys(id int64, limit int) ([][]byte, error) {
 	p := prefixed(prefixLeaseKeys, be64(uint64(id)))
 	var out [][]byte
 	err := m.read(func() error {
+		if err := m.checkList(); err != nil {
+			return err
+		}
 		return m.space.Scan(p, prefixEnd(p), func(k, _ []byte) bool {
 			if m.owns(k[len(p):]) {
 				out = append(out, append([]byte(nil), k[len(p):]...))

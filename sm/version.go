@@ -33,9 +33,11 @@ import (
 //	2              KVPuts (34), KVTxn (35), HashCheck (40; older releases
 //	               without it exist among the base level's), AlarmSet (41),
 //	               ClusterVersionSet (42).
+//	3              splits: GroupsPut (43), RangeRelease (44), RangeIngest
+//	               (45), RangeAcquire (46), RangeDrop (47).
 const (
 	BaseLevel    uint32 = 1
-	FeatureLevel uint32 = 2
+	FeatureLevel uint32 = 3
 )
 
 // opLevels is the level each operation of logpb.Op needs, by its oneof
@@ -51,6 +53,11 @@ var opLevels = map[protoreflect.FieldNumber]uint32{
 	40: 2, // HashCheck
 	41: 2, // AlarmSet
 	42: 2, // ClusterVersionSet
+	43: 3, // GroupsPut
+	44: 3, // RangeRelease
+	45: 3, // RangeIngest
+	46: 3, // RangeAcquire
+	47: 3, // RangeDrop
 }
 
 // opField is the oneof field of op that is set, or nil.

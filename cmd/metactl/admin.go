@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -234,6 +235,9 @@ func (a *app) groupCommand() *cobra.Command {
 					if g.Moving {
 						st += ",moving"
 					}
+					if g.SplitChild != "" {
+						st += ",splitting(" + g.SplitPhase + "->" + g.SplitChild + ")"
+					}
 					var ranges []string
 					for _, r := range g.Ranges {
 						ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
@@ -283,8 +287,74 @@ func (a *app) groupCommand() *cobra.Command {
 	move.Flags().BoolVar(&noWait, "no-wait", false, "return once the directory records the move")
 	_ = move.MarkFlagRequired("from")
 	_ = move.MarkFlagRequired("to")
-	cmd.AddCommand(list, move)
+	cmd.AddCommand(list, move, a.splitCommand())
 	return cmd
+}
+
+func (a *app) splitCommand() *cobra.Command {
+	var at string
+	var noWait bool
+	split := &cobra.Command{
+		Use:   "split GROUP [--at POINT]",
+		Short: "Split a data or offset group online: a new group takes the upper part of one of its ranges; waits until it is done",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var point uint64
+			if at != "" {
+				p, err := strconv.ParseUint(at, 0, 64)
+				if err != nil || p == 0 || p >= metapb.HashSpace {
+					return fmt.Errorf("--at: %q is not a point of the route hash space (1..%#x, decimal or 0x hex)", at, metapb.HashSpace-1)
+				}
+				point = p
+			}
+			return a.with(func(ctx context.Context, c *client.Client) error {
+				resp, err := c.SplitGroup(ctx, args[0], point)
+				if err != nil {
+					return err
+				}
+				if noWait {
+					return a.emit(resp, func() {
+						fmt.Fprintf(a.out, "%s splitting: %s takes [%#x,%#x)@%d\n", args[0], resp.Child, resp.Range.Lo, resp.Range.Hi, resp.Range.Version)
+					})
+				}
+				return a.await(ctx, args[0]+" still splitting", "group list", func() (bool, error) {
+					gs, err := c.ListGroups(ctx)
+					if err != nil {
+						return false, nil
+					}
+					var parent, child *metapb.GroupInfo
+					for _, g := range gs.Groups {
+						switch g.Group {
+						case args[0]:
+							parent = g
+						case resp.Child:
+							child = g
+						}
+					}
+					if parent == nil || child == nil || parent.SplitChild != "" || child.State != "active" {
+						if parent != nil {
+							a.progress("%s: splitting, phase %s", args[0], cmp.Or(parent.SplitPhase, "-"))
+						}
+						return false, nil
+					}
+					return true, a.emit(&metapb.ListGroupsResponse{DirectoryVersion: gs.DirectoryVersion, Groups: []*metapb.GroupInfo{parent, child}}, func() {
+						fmt.Fprintf(a.out, "%s split: %s now holds %s, %s holds %s\n", args[0], args[0], rangesText(parent), child.Group, rangesText(child))
+					})
+				})
+			})
+		},
+	}
+	split.Flags().StringVar(&at, "at", "", "the route hash where the new group's range starts (default: the middle of the group's widest range)")
+	split.Flags().BoolVar(&noWait, "no-wait", false, "return once the split is recorded")
+	return split
+}
+
+func rangesText(g *metapb.GroupInfo) string {
+	var out []string
+	for _, r := range g.Ranges {
+		out = append(out, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
+	}
+	return strings.Join(out, ",")
 }
 
 func replicaIDs(g *metapb.GroupInfo) []string {

@@ -197,6 +197,16 @@ func (c *Client) MoveReplica(ctx context.Context, group, from, to string) (*meta
 	})
 }
 
+// SplitGroup starts an online split of a data or offset group (at: the
+// route hash where the new group's range starts; 0: the middle of the
+// group's widest range). It returns once the split is recorded;
+// ListGroups shows it until it is done.
+func (c *Client) SplitGroup(ctx context.Context, group string, at uint64) (*metapb.SplitGroupResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.SplitGroupResponse, error) {
+		return ep.cl.SplitGroup(ctx, &metapb.SplitGroupRequest{Group: group, At: at})
+	})
+}
+
 // ListGroups lists every group with its replicas and leader.
 func (c *Client) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error) {
 	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListGroupsResponse, error) {

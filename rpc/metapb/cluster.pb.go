@@ -990,7 +990,11 @@ type GroupInfo struct {
 	Moving bool        `protobuf:"varint,10,opt,name=moving,proto3" json:"moving,omitempty"`
 	Ranges []*KeyRange `protobuf:"bytes,11,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	// A group made by a split: its parent.
-	Parent        string `protobuf:"bytes,12,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,12,opt,name=parent,proto3" json:"parent,omitempty"`
+	// A split of this group under way: the new group and its phase
+	// ("prepared", "fenced", "acquired", "published"); empty when none.
+	SplitChild    string `protobuf:"bytes,13,opt,name=split_child,json=splitChild,proto3" json:"split_child,omitempty"`
+	SplitPhase    string `protobuf:"bytes,14,opt,name=split_phase,json=splitPhase,proto3" json:"split_phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1105,6 +1109,20 @@ func (x *GroupInfo) GetRanges() []*KeyRange {
 func (x *GroupInfo) GetParent() string {
 	if x != nil {
 		return x.Parent
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetSplitChild() string {
+	if x != nil {
+		return x.SplitChild
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetSplitPhase() string {
+	if x != nil {
+		return x.SplitPhase
 	}
 	return ""
 }
@@ -1488,6 +1506,118 @@ func (x *DirectoryGroup) GetRanges() []*KeyRange {
 
 // KeyRange is [lo, hi) of the route hash space (rpc/metapb/ranges.go) at
 // a version that rises each time the range changes hands.
+// SplitGroupRequest splits a data or offset group online: a new group
+// (on the same replicas) takes the upper part of one of its ranges, from
+// point at (0: the middle of its widest range). It returns once the split
+// is recorded; ListGroups shows it (split_phase) until it is done, and the
+// new group then has the range. Refused with INVALID_ARGUMENT naming the
+// field when the group cannot split there; with REVISION_CONFLICT while
+// another change of the group is under way.
+type SplitGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	At            uint64                 `protobuf:"varint,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitGroupRequest) Reset() {
+	*x = SplitGroupRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitGroupRequest) ProtoMessage() {}
+
+func (x *SplitGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitGroupRequest.ProtoReflect.Descriptor instead.
+func (*SplitGroupRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SplitGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SplitGroupRequest) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+type SplitGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new group, and the range it takes.
+	Child         string    `protobuf:"bytes,1,opt,name=child,proto3" json:"child,omitempty"`
+	Range         *KeyRange `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitGroupResponse) Reset() {
+	*x = SplitGroupResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitGroupResponse) ProtoMessage() {}
+
+func (x *SplitGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitGroupResponse.ProtoReflect.Descriptor instead.
+func (*SplitGroupResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SplitGroupResponse) GetChild() string {
+	if x != nil {
+		return x.Child
+	}
+	return ""
+}
+
+func (x *SplitGroupResponse) GetRange() *KeyRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
 type KeyRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Lo            uint64                 `protobuf:"varint,1,opt,name=lo,proto3" json:"lo,omitempty"`
@@ -1499,7 +1629,7 @@ type KeyRange struct {
 
 func (x *KeyRange) Reset() {
 	*x = KeyRange{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1641,7 @@ func (x *KeyRange) String() string {
 func (*KeyRange) ProtoMessage() {}
 
 func (x *KeyRange) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[22]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1654,7 @@ func (x *KeyRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyRange.ProtoReflect.Descriptor instead.
 func (*KeyRange) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{22}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KeyRange) GetLo() uint64 {
@@ -1562,7 +1692,7 @@ type DirectoryUpdate struct {
 
 func (x *DirectoryUpdate) Reset() {
 	*x = DirectoryUpdate{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1704,7 @@ func (x *DirectoryUpdate) String() string {
 func (*DirectoryUpdate) ProtoMessage() {}
 
 func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[23]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1717,7 @@ func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryUpdate.ProtoReflect.Descriptor instead.
 func (*DirectoryUpdate) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{23}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DirectoryUpdate) GetVersion() uint64 {
@@ -1641,7 +1771,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1783,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1796,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -1687,7 +1817,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1829,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1842,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TransferLeaderRequest) GetGroup() string {
@@ -1738,7 +1868,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1880,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1893,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() string {
@@ -1791,7 +1921,7 @@ type AlarmsRequest struct {
 
 func (x *AlarmsRequest) Reset() {
 	*x = AlarmsRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1933,7 @@ func (x *AlarmsRequest) String() string {
 func (*AlarmsRequest) ProtoMessage() {}
 
 func (x *AlarmsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1946,7 @@ func (x *AlarmsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmsRequest.ProtoReflect.Descriptor instead.
 func (*AlarmsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AlarmsRequest) GetDisarm() bool {
@@ -1851,7 +1981,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1993,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2006,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Alarm) GetAlarm() string {
@@ -1911,7 +2041,7 @@ type AlarmsResponse struct {
 
 func (x *AlarmsResponse) Reset() {
 	*x = AlarmsResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2053,7 @@ func (x *AlarmsResponse) String() string {
 func (*AlarmsResponse) ProtoMessage() {}
 
 func (x *AlarmsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2066,7 @@ func (x *AlarmsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmsResponse.ProtoReflect.Descriptor instead.
 func (*AlarmsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlarmsResponse) GetAlarms() []*Alarm {
@@ -1962,7 +2092,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2104,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2117,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -2011,7 +2141,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2153,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2166,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -2089,7 +2219,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2231,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2244,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{32}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BackupRequest) GetGroup() string {
@@ -2145,7 +2275,7 @@ type BackupHeader struct {
 
 func (x *BackupHeader) Reset() {
 	*x = BackupHeader{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2287,7 @@ func (x *BackupHeader) String() string {
 func (*BackupHeader) ProtoMessage() {}
 
 func (x *BackupHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2300,7 @@ func (x *BackupHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupHeader.ProtoReflect.Descriptor instead.
 func (*BackupHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{33}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BackupHeader) GetGroup() string {
@@ -2242,7 +2372,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2384,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2397,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{34}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BackupChunk) GetHeader() *BackupHeader {
@@ -2355,7 +2485,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vReplicaInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role\"\xe6\x02\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\xa8\x03\n" +
 	"\tGroupInfo\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -2369,7 +2499,11 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x06moving\x18\n" +
 	" \x01(\bR\x06moving\x12)\n" +
 	"\x06ranges\x18\v \x03(\v2\x11.meta.v1.KeyRangeR\x06ranges\x12\x16\n" +
-	"\x06parent\x18\f \x01(\tR\x06parent\"\xdc\x01\n" +
+	"\x06parent\x18\f \x01(\tR\x06parent\x12\x1f\n" +
+	"\vsplit_child\x18\r \x01(\tR\n" +
+	"splitChild\x12\x1f\n" +
+	"\vsplit_phase\x18\x0e \x01(\tR\n" +
+	"splitPhase\"\xdc\x01\n" +
 	"\x12ListGroupsResponse\x12+\n" +
 	"\x11directory_version\x18\x01 \x01(\x04R\x10directoryVersion\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12>\n" +
@@ -2395,7 +2529,13 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
 	"\breplicas\x18\x03 \x03(\tR\breplicas\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\tR\x06leader\x12)\n" +
-	"\x06ranges\x18\x05 \x03(\v2\x11.meta.v1.KeyRangeR\x06ranges\"D\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x11.meta.v1.KeyRangeR\x06ranges\"9\n" +
+	"\x11SplitGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x0e\n" +
+	"\x02at\x18\x02 \x01(\x04R\x02at\"S\n" +
+	"\x12SplitGroupResponse\x12\x14\n" +
+	"\x05child\x18\x01 \x01(\tR\x05child\x12'\n" +
+	"\x05range\x18\x02 \x01(\v2\x11.meta.v1.KeyRangeR\x05range\"D\n" +
 	"\bKeyRange\x12\x0e\n" +
 	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
 	"\x02hi\x18\x02 \x01(\x04R\x02hi\x12\x18\n" +
@@ -2448,7 +2588,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x04R\x04size\"P\n" +
 	"\vBackupChunk\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.meta.v1.BackupHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data2\x8c\a\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data2\xd3\a\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -2458,6 +2598,8 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\tStateHash\x12\x19.meta.v1.StateHashRequest\x1a\x1a.meta.v1.StateHashResponse\x12H\n" +
 	"\vDrainMember\x12\x1b.meta.v1.DrainMemberRequest\x1a\x1c.meta.v1.DrainMemberResponse\x12H\n" +
 	"\vMoveReplica\x12\x1b.meta.v1.MoveReplicaRequest\x1a\x1c.meta.v1.MoveReplicaResponse\x12E\n" +
+	"\n" +
+	"SplitGroup\x12\x1a.meta.v1.SplitGroupRequest\x1a\x1b.meta.v1.SplitGroupResponse\x12E\n" +
 	"\n" +
 	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
 	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
@@ -2477,7 +2619,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -2501,19 +2643,21 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),      // 19: meta.v1.ListNodesResponse
 	(*WatchDirectoryRequest)(nil),  // 20: meta.v1.WatchDirectoryRequest
 	(*DirectoryGroup)(nil),         // 21: meta.v1.DirectoryGroup
-	(*KeyRange)(nil),               // 22: meta.v1.KeyRange
-	(*DirectoryUpdate)(nil),        // 23: meta.v1.DirectoryUpdate
-	(*RemoveMemberResponse)(nil),   // 24: meta.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 25: meta.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 26: meta.v1.TransferLeaderResponse
-	(*AlarmsRequest)(nil),          // 27: meta.v1.AlarmsRequest
-	(*Alarm)(nil),                  // 28: meta.v1.Alarm
-	(*AlarmsResponse)(nil),         // 29: meta.v1.AlarmsResponse
-	(*StateHashRequest)(nil),       // 30: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 31: meta.v1.StateHashResponse
-	(*BackupRequest)(nil),          // 32: meta.v1.BackupRequest
-	(*BackupHeader)(nil),           // 33: meta.v1.BackupHeader
-	(*BackupChunk)(nil),            // 34: meta.v1.BackupChunk
+	(*SplitGroupRequest)(nil),      // 22: meta.v1.SplitGroupRequest
+	(*SplitGroupResponse)(nil),     // 23: meta.v1.SplitGroupResponse
+	(*KeyRange)(nil),               // 24: meta.v1.KeyRange
+	(*DirectoryUpdate)(nil),        // 25: meta.v1.DirectoryUpdate
+	(*RemoveMemberResponse)(nil),   // 26: meta.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 27: meta.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 28: meta.v1.TransferLeaderResponse
+	(*AlarmsRequest)(nil),          // 29: meta.v1.AlarmsRequest
+	(*Alarm)(nil),                  // 30: meta.v1.Alarm
+	(*AlarmsResponse)(nil),         // 31: meta.v1.AlarmsResponse
+	(*StateHashRequest)(nil),       // 32: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 33: meta.v1.StateHashResponse
+	(*BackupRequest)(nil),          // 34: meta.v1.BackupRequest
+	(*BackupHeader)(nil),           // 35: meta.v1.BackupHeader
+	(*BackupChunk)(nil),            // 36: meta.v1.BackupChunk
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
@@ -2522,46 +2666,49 @@ var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 3: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
 	0,  // 4: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
 	14, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	22, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	24, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
 	15, // 7: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
 	18, // 8: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	22, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
-	0,  // 10: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
-	21, // 11: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
-	0,  // 12: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	28, // 13: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
-	33, // 14: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
-	2,  // 15: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 16: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 17: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 18: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	25, // 19: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	30, // 20: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 21: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 22: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
-	13, // 23: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 24: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 25: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	32, // 26: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
-	27, // 27: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
-	3,  // 28: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 29: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 30: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	24, // 31: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	26, // 32: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	31, // 33: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 34: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 35: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	16, // 36: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 37: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	23, // 38: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	34, // 39: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
-	29, // 40: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	24, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	24, // 10: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
+	0,  // 11: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
+	21, // 12: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	0,  // 13: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
+	30, // 14: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
+	35, // 15: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	2,  // 16: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 17: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 18: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 19: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	27, // 20: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	32, // 21: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 22: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 23: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	22, // 24: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
+	13, // 25: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 26: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 27: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	34, // 28: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	29, // 29: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
+	3,  // 30: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 31: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 32: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	26, // 33: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	28, // 34: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	33, // 35: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 36: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 37: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	23, // 38: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
+	16, // 39: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 40: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	25, // 41: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	36, // 42: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	31, // 43: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -2575,7 +2722,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

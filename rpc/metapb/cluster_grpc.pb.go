@@ -30,6 +30,7 @@ const (
 	Cluster_StateHash_FullMethodName      = "/meta.v1.Cluster/StateHash"
 	Cluster_DrainMember_FullMethodName    = "/meta.v1.Cluster/DrainMember"
 	Cluster_MoveReplica_FullMethodName    = "/meta.v1.Cluster/MoveReplica"
+	Cluster_SplitGroup_FullMethodName     = "/meta.v1.Cluster/SplitGroup"
 	Cluster_ListGroups_FullMethodName     = "/meta.v1.Cluster/ListGroups"
 	Cluster_ListNodes_FullMethodName      = "/meta.v1.Cluster/ListNodes"
 	Cluster_WatchDirectory_FullMethodName = "/meta.v1.Cluster/WatchDirectory"
@@ -49,6 +50,7 @@ type ClusterClient interface {
 	StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error)
 	DrainMember(ctx context.Context, in *DrainMemberRequest, opts ...grpc.CallOption) (*DrainMemberResponse, error)
 	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
+	SplitGroup(ctx context.Context, in *SplitGroupRequest, opts ...grpc.CallOption) (*SplitGroupResponse, error)
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	WatchDirectory(ctx context.Context, in *WatchDirectoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DirectoryUpdate], error)
@@ -146,6 +148,16 @@ func (c *clusterClient) MoveReplica(ctx context.Context, in *MoveReplicaRequest,
 	return out, nil
 }
 
+func (c *clusterClient) SplitGroup(ctx context.Context, in *SplitGroupRequest, opts ...grpc.CallOption) (*SplitGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitGroupResponse)
+	err := c.cc.Invoke(ctx, Cluster_SplitGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGroupsResponse)
@@ -226,6 +238,7 @@ type ClusterServer interface {
 	StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error)
 	DrainMember(context.Context, *DrainMemberRequest) (*DrainMemberResponse, error)
 	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
+	SplitGroup(context.Context, *SplitGroupRequest) (*SplitGroupResponse, error)
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error
@@ -266,6 +279,9 @@ func (UnimplementedClusterServer) DrainMember(context.Context, *DrainMemberReque
 }
 func (UnimplementedClusterServer) MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MoveReplica not implemented")
+}
+func (UnimplementedClusterServer) SplitGroup(context.Context, *SplitGroupRequest) (*SplitGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitGroup not implemented")
 }
 func (UnimplementedClusterServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
@@ -447,6 +463,24 @@ func _Cluster_MoveReplica_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_SplitGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).SplitGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_SplitGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).SplitGroup(ctx, req.(*SplitGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Cluster_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListGroupsRequest)
 	if err := dec(in); err != nil {
@@ -561,6 +595,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MoveReplica",
 			Handler:    _Cluster_MoveReplica_Handler,
+		},
+		{
+			MethodName: "SplitGroup",
+			Handler:    _Cluster_SplitGroup_Handler,
 		},
 		{
 			MethodName: "ListGroups",

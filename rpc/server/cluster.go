@@ -100,6 +100,15 @@ func (s *Server) MoveReplica(ctx context.Context, req *metapb.MoveReplicaRequest
 	return viaController(ctx, s, callMoveReplica, req, (*ControllerService).moveReplicaLocal, &metapb.MoveReplicaResponse{})
 }
 
+// SplitGroup starts an online split of a data or offset group, through
+// the controller's node (metadata-0's leader).
+func (s *Server) SplitGroup(ctx context.Context, req *metapb.SplitGroupRequest) (*metapb.SplitGroupResponse, error) {
+	if err := checkName("group", req.Group); err != nil {
+		return nil, err
+	}
+	return viaController(ctx, s, callSplitGroup, req, (*ControllerService).splitGroupLocal, &metapb.SplitGroupResponse{})
+}
+
 // ListGroups lists every group with its replicas, from the controller.
 func (s *Server) ListGroups(ctx context.Context, req *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
 	return viaController(ctx, s, callListGroups, req, (*ControllerService).listGroupsLocal, &metapb.ListGroupsResponse{})

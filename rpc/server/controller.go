@@ -26,6 +26,9 @@ type ControllerNode interface {
 	// leader (the controller runs on metadata-0's).
 	HandleCall(method string, fn func(ctx context.Context, payload []byte) ([]byte, error))
 	CallLeader(ctx context.Context, group, method string, payload []byte) ([]byte, error)
+	// StartSplit records a split of a group on metadata-0 (which this
+	// node leads) and returns the new group and the range it takes.
+	StartSplit(ctx context.Context, group string, at uint64) (string, *logpb.HashRange, error)
 }
 
 // Controller is what the Controller service needs of the controller
@@ -73,6 +76,7 @@ const (
 	callListGroups   = "controller.list-groups"
 	callMoveReplica  = "controller.move-replica"
 	callListNodes    = "controller.list-nodes"
+	callSplitGroup   = "controller.split-group"
 	// CallNodeReport: a node's report to the controller (metanode sends
 	// it; see metanode/doc.go).
 	CallNodeReport = "controller.node-report"
@@ -92,6 +96,7 @@ func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl Co
 	forwardable(node, callListGroups, c.listGroupsLocal)
 	forwardable(node, callMoveReplica, c.moveReplicaLocal)
 	forwardable(node, callListNodes, c.listNodesLocal)
+	forwardable(node, callSplitGroup, c.splitGroupLocal)
 	node.HandleCall(CallNodeReport, func(ctx context.Context, payload []byte) ([]byte, error) {
 		r := &logpb.NodeReport{}
 		if err := proto.Unmarshal(payload, r); err != nil {
@@ -127,6 +132,17 @@ func (c *ControllerService) moveReplicaLocal(ctx context.Context, req *metapb.Mo
 		out.Replicas = append(out.Replicas, r.Node)
 	}
 	return out, nil
+}
+
+func (c *ControllerService) splitGroupLocal(ctx context.Context, req *metapb.SplitGroupRequest) (*metapb.SplitGroupResponse, error) {
+	if !c.ctl.Active() {
+		return nil, c.notController()
+	}
+	child, r, err := c.node.StartSplit(ctx, req.Group, req.At)
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	return &metapb.SplitGroupResponse{Child: child, Range: &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version}}, nil
 }
 
 func (c *ControllerService) listGroupsLocal(_ context.Context, _ *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {

@@ -26,6 +26,18 @@ func (s *Server) dataGroups() ([]string, error) {
 	if m < 1 {
 		return nil, errNoRoutes
 	}
+	if r := s.node.Router(); r.Data != nil {
+		// Ranges: the groups the map names (a split's new group once it
+		// is published).
+		var out []string
+		for _, rg := range r.Data {
+			if !slices.Contains(out, rg.Group) {
+				out = append(out, rg.Group)
+			}
+		}
+		slices.Sort(out)
+		return out, nil
+	}
 	out := make([]string, m)
 	for i := range out {
 		out[i] = metapb.DataGroup(i)

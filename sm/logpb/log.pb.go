@@ -129,6 +129,70 @@ func (GroupState) EnumDescriptor() ([]byte, []int) {
 	return file_sm_logpb_log_proto_rawDescGZIP(), []int{1}
 }
 
+// SplitPhase is how far a split has gone; each phase is recorded in the
+// directory before the next step, so whichever node leads metadata-0
+// resumes it.
+type SplitPhase int32
+
+const (
+	SplitPhase_SPLIT_PHASE_NONE SplitPhase = 0
+	// The child's record exists (creating, on the parent's replicas); it
+	// may still be aborted.
+	SplitPhase_SPLIT_PHASE_PREPARED SplitPhase = 1
+	// The parent's log released the range (RangeRelease at fence_index):
+	// the point of no return.
+	SplitPhase_SPLIT_PHASE_FENCED SplitPhase = 2
+	// The child's log acquired the range (its data checked).
+	SplitPhase_SPLIT_PHASE_ACQUIRED SplitPhase = 3
+	// The map gives the range to the child; the parent drops its copy.
+	SplitPhase_SPLIT_PHASE_PUBLISHED SplitPhase = 4
+)
+
+// Enum value maps for SplitPhase.
+var (
+	SplitPhase_name = map[int32]string{
+		0: "SPLIT_PHASE_NONE",
+		1: "SPLIT_PHASE_PREPARED",
+		2: "SPLIT_PHASE_FENCED",
+		3: "SPLIT_PHASE_ACQUIRED",
+		4: "SPLIT_PHASE_PUBLISHED",
+	}
+	SplitPhase_value = map[string]int32{
+		"SPLIT_PHASE_NONE":      0,
+		"SPLIT_PHASE_PREPARED":  1,
+		"SPLIT_PHASE_FENCED":    2,
+		"SPLIT_PHASE_ACQUIRED":  3,
+		"SPLIT_PHASE_PUBLISHED": 4,
+	}
+)
+
+func (x SplitPhase) Enum() *SplitPhase {
+	p := new(SplitPhase)
+	*p = x
+	return p
+}
+
+func (x SplitPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SplitPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_sm_logpb_log_proto_enumTypes[2].Descriptor()
+}
+
+func (SplitPhase) Type() protoreflect.EnumType {
+	return &file_sm_logpb_log_proto_enumTypes[2]
+}
+
+func (x SplitPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SplitPhase.Descriptor instead.
+func (SplitPhase) EnumDescriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+}
+
 // Will states, as in the public API.
 type WillState int32
 
@@ -169,11 +233,11 @@ func (x WillState) String() string {
 }
 
 func (WillState) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[2].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[3].Descriptor()
 }
 
 func (WillState) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[2]
+	return &file_sm_logpb_log_proto_enumTypes[3]
 }
 
 func (x WillState) Number() protoreflect.EnumNumber {
@@ -182,7 +246,7 @@ func (x WillState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WillState.Descriptor instead.
 func (WillState) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{2}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
 }
 
 // Event spaces of the change log.
@@ -225,11 +289,11 @@ func (x Space) String() string {
 }
 
 func (Space) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[3].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[4].Descriptor()
 }
 
 func (Space) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[3]
+	return &file_sm_logpb_log_proto_enumTypes[4]
 }
 
 func (x Space) Number() protoreflect.EnumNumber {
@@ -238,7 +302,7 @@ func (x Space) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Space.Descriptor instead.
 func (Space) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{3}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
 }
 
 type Code int32
@@ -293,11 +357,11 @@ func (x Code) String() string {
 }
 
 func (Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_sm_logpb_log_proto_enumTypes[4].Descriptor()
+	return file_sm_logpb_log_proto_enumTypes[5].Descriptor()
 }
 
 func (Code) Type() protoreflect.EnumType {
-	return &file_sm_logpb_log_proto_enumTypes[4]
+	return &file_sm_logpb_log_proto_enumTypes[5]
 }
 
 func (x Code) Number() protoreflect.EnumNumber {
@@ -306,7 +370,7 @@ func (x Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Code.Descriptor instead.
 func (Code) EnumDescriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{4}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{5}
 }
 
 // Batch is the body of an entry of type 1: independent operations proposed
@@ -407,6 +471,11 @@ type Op struct {
 	//	*Op_HashCheck
 	//	*Op_AlarmSet
 	//	*Op_ClusterVersionSet
+	//	*Op_GroupsPut
+	//	*Op_RangeRelease
+	//	*Op_RangeIngest
+	//	*Op_RangeAcquire
+	//	*Op_RangeDrop
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -791,6 +860,51 @@ func (x *Op) GetClusterVersionSet() *ClusterVersionSet {
 	return nil
 }
 
+func (x *Op) GetGroupsPut() *GroupsPut {
+	if x != nil {
+		if x, ok := x.Op.(*Op_GroupsPut); ok {
+			return x.GroupsPut
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRangeRelease() *RangeRelease {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeRelease); ok {
+			return x.RangeRelease
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRangeIngest() *RangeIngest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeIngest); ok {
+			return x.RangeIngest
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRangeAcquire() *RangeAcquire {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeAcquire); ok {
+			return x.RangeAcquire
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRangeDrop() *RangeDrop {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeDrop); ok {
+			return x.RangeDrop
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -947,6 +1061,27 @@ type Op_ClusterVersionSet struct {
 	ClusterVersionSet *ClusterVersionSet `protobuf:"bytes,42,opt,name=cluster_version_set,json=clusterVersionSet,proto3,oneof"`
 }
 
+type Op_GroupsPut struct {
+	// Splits (43-47; 48-49 reserved for them).
+	GroupsPut *GroupsPut `protobuf:"bytes,43,opt,name=groups_put,json=groupsPut,proto3,oneof"`
+}
+
+type Op_RangeRelease struct {
+	RangeRelease *RangeRelease `protobuf:"bytes,44,opt,name=range_release,json=rangeRelease,proto3,oneof"`
+}
+
+type Op_RangeIngest struct {
+	RangeIngest *RangeIngest `protobuf:"bytes,45,opt,name=range_ingest,json=rangeIngest,proto3,oneof"`
+}
+
+type Op_RangeAcquire struct {
+	RangeAcquire *RangeAcquire `protobuf:"bytes,46,opt,name=range_acquire,json=rangeAcquire,proto3,oneof"`
+}
+
+type Op_RangeDrop struct {
+	RangeDrop *RangeDrop `protobuf:"bytes,47,opt,name=range_drop,json=rangeDrop,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -1022,6 +1157,16 @@ func (*Op_HashCheck) isOp_Op() {}
 func (*Op_AlarmSet) isOp_Op() {}
 
 func (*Op_ClusterVersionSet) isOp_Op() {}
+
+func (*Op_GroupsPut) isOp_Op() {}
+
+func (*Op_RangeRelease) isOp_Op() {}
+
+func (*Op_RangeIngest) isOp_Op() {}
+
+func (*Op_RangeAcquire) isOp_Op() {}
+
+func (*Op_RangeDrop) isOp_Op() {}
 
 // AlarmSet raises (active) or clears an alarm of one member in
 // metadata-0 (sm/alarm.go). The NOSPACE alarm, raised by a member whose
@@ -1194,8 +1339,13 @@ type Ownership struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cluster routes by Shard (FNV-1a modulo the count): the group owns
 	// whatever is sent to it.
-	Legacy        bool         `protobuf:"varint,1,opt,name=legacy,proto3" json:"legacy,omitempty"`
-	Owned         []*HashRange `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
+	Legacy bool         `protobuf:"varint,1,opt,name=legacy,proto3" json:"legacy,omitempty"`
+	Owned  []*HashRange `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
+	// Ranges released by a split and not yet dropped (RANGE_MOVING).
+	Moving []*MovingRange `protobuf:"bytes,3,rep,name=moving,proto3" json:"moving,omitempty"`
+	// A group made by a split, copying its range before acquiring it: it
+	// serves nothing yet (and expires no lease).
+	Ingesting     bool `protobuf:"varint,4,opt,name=ingesting,proto3" json:"ingesting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1244,6 +1394,395 @@ func (x *Ownership) GetOwned() []*HashRange {
 	return nil
 }
 
+func (x *Ownership) GetMoving() []*MovingRange {
+	if x != nil {
+		return x.Moving
+	}
+	return nil
+}
+
+func (x *Ownership) GetIngesting() bool {
+	if x != nil {
+		return x.Ingesting
+	}
+	return false
+}
+
+// MovingRange is a range a group released to another (its child).
+type MovingRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	FenceIndex    uint64                 `protobuf:"varint,3,opt,name=fence_index,json=fenceIndex,proto3" json:"fence_index,omitempty"`
+	FenceRevision uint64                 `protobuf:"varint,4,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MovingRange) Reset() {
+	*x = MovingRange{}
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MovingRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MovingRange) ProtoMessage() {}
+
+func (x *MovingRange) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MovingRange.ProtoReflect.Descriptor instead.
+func (*MovingRange) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MovingRange) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *MovingRange) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *MovingRange) GetFenceIndex() uint64 {
+	if x != nil {
+		return x.FenceIndex
+	}
+	return 0
+}
+
+func (x *MovingRange) GetFenceRevision() uint64 {
+	if x != nil {
+		return x.FenceRevision
+	}
+	return 0
+}
+
+// RangeRelease fences a range of the group's owned ranges for a split:
+// from this entry on, the group refuses every op touching it (and lease
+// changes, which the child copies), until RangeDrop. Its result's value
+// is the MovingRange recorded (also when it was recorded before).
+type RangeRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeRelease) Reset() {
+	*x = RangeRelease{}
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeRelease) ProtoMessage() {}
+
+func (x *RangeRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeRelease.ProtoReflect.Descriptor instead.
+func (*RangeRelease) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RangeRelease) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeRelease) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// RangeIngest copies a chunk of a released range into the child: pairs
+// are stored keys and values of the parent at its fence, in key order,
+// after cursor after (empty: the first chunk); applied only when the
+// child's stored cursor equals after (else CONFLICT, with the stored
+// cursor in the result's value), so a resumed copy never writes twice.
+type RangeIngest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	After         []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Pairs         []*RawPair             `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeIngest) Reset() {
+	*x = RangeIngest{}
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeIngest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeIngest) ProtoMessage() {}
+
+func (x *RangeIngest) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeIngest.ProtoReflect.Descriptor instead.
+func (*RangeIngest) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RangeIngest) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeIngest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RangeIngest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *RangeIngest) GetPairs() []*RawPair {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+type RawPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawPair) Reset() {
+	*x = RawPair{}
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawPair) ProtoMessage() {}
+
+func (x *RawPair) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawPair.ProtoReflect.Descriptor instead.
+func (*RawPair) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RawPair) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RawPair) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// RangeAcquire makes the child own the range: its copied keys must count
+// keys and hash to hash (the parent's at the fence), else CONFLICT. The
+// child's revisions continue from fence_revision.
+type RangeAcquire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	FenceRevision uint64                 `protobuf:"varint,3,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
+	Keys          uint64                 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash          uint64                 `protobuf:"varint,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeAcquire) Reset() {
+	*x = RangeAcquire{}
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeAcquire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeAcquire) ProtoMessage() {}
+
+func (x *RangeAcquire) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeAcquire.ProtoReflect.Descriptor instead.
+func (*RangeAcquire) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RangeAcquire) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeAcquire) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RangeAcquire) GetFenceRevision() uint64 {
+	if x != nil {
+		return x.FenceRevision
+	}
+	return 0
+}
+
+func (x *RangeAcquire) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *RangeAcquire) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+// RangeDrop ends a split in the parent: the released range's data is
+// deleted and the range becomes WRONG_GROUP.
+type RangeDrop struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeDrop) Reset() {
+	*x = RangeDrop{}
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeDrop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeDrop) ProtoMessage() {}
+
+func (x *RangeDrop) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeDrop.ProtoReflect.Descriptor instead.
+func (*RangeDrop) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RangeDrop) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
 // OwnershipInit records a group's ownership once (a no-op when it has
 // one): the ranges the directory gives it, or legacy.
 type OwnershipInit struct {
@@ -1256,7 +1795,7 @@ type OwnershipInit struct {
 
 func (x *OwnershipInit) Reset() {
 	*x = OwnershipInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1807,7 @@ func (x *OwnershipInit) String() string {
 func (*OwnershipInit) ProtoMessage() {}
 
 func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[6]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1820,7 @@ func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
 func (*OwnershipInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{6}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OwnershipInit) GetRanges() []*HashRange {
@@ -1310,7 +1849,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1861,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1874,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -1373,7 +1912,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1924,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1937,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -1439,7 +1978,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1990,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +2003,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Assign) GetConnector() string {
@@ -1517,7 +2056,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +2068,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +2081,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -1594,7 +2133,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +2145,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +2158,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -1655,7 +2194,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +2206,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +2219,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -1723,7 +2262,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +2274,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +2287,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -1796,7 +2335,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2347,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2360,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -1909,7 +2448,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2460,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2473,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -1960,7 +2499,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2511,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2524,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -2007,7 +2546,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2558,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2571,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -2057,7 +2596,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2608,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2621,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -2143,7 +2682,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2694,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2707,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -2189,7 +2728,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2740,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2753,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -2235,7 +2774,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2786,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2799,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -2294,7 +2833,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2845,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2858,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -2349,7 +2888,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2900,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2913,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -2415,7 +2954,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2966,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2979,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -2466,7 +3005,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +3017,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +3030,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -2510,7 +3049,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +3061,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +3074,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -2555,7 +3094,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +3106,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +3119,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -2601,7 +3140,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +3152,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +3165,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -2647,7 +3186,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +3198,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +3211,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -2705,7 +3244,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +3256,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +3269,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -2754,7 +3293,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +3305,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +3318,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2838,7 +3377,7 @@ type KVPuts struct {
 
 func (x *KVPuts) Reset() {
 	*x = KVPuts{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2850,7 +3389,7 @@ func (x *KVPuts) String() string {
 func (*KVPuts) ProtoMessage() {}
 
 func (x *KVPuts) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2863,7 +3402,7 @@ func (x *KVPuts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPuts.ProtoReflect.Descriptor instead.
 func (*KVPuts) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KVPuts) GetPuts() []*KVPut {
@@ -2898,7 +3437,7 @@ type KVCompare struct {
 
 func (x *KVCompare) Reset() {
 	*x = KVCompare{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +3449,7 @@ func (x *KVCompare) String() string {
 func (*KVCompare) ProtoMessage() {}
 
 func (x *KVCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3462,7 @@ func (x *KVCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompare.ProtoReflect.Descriptor instead.
 func (*KVCompare) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KVCompare) GetKey() []byte {
@@ -3017,7 +3556,7 @@ type KVTxnOp struct {
 
 func (x *KVTxnOp) Reset() {
 	*x = KVTxnOp{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3568,7 @@ func (x *KVTxnOp) String() string {
 func (*KVTxnOp) ProtoMessage() {}
 
 func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3581,7 @@ func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxnOp.ProtoReflect.Descriptor instead.
 func (*KVTxnOp) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVTxnOp) GetOp() isKVTxnOp_Op {
@@ -3101,7 +3640,7 @@ type KVTxn struct {
 
 func (x *KVTxn) Reset() {
 	*x = KVTxn{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3652,7 @@ func (x *KVTxn) String() string {
 func (*KVTxn) ProtoMessage() {}
 
 func (x *KVTxn) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3665,7 @@ func (x *KVTxn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxn.ProtoReflect.Descriptor instead.
 func (*KVTxn) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVTxn) GetCompares() []*KVCompare {
@@ -3163,7 +3702,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3714,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3727,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -3236,7 +3775,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3787,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3800,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -3280,7 +3819,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3831,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3844,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -3339,7 +3878,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3890,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3903,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -3432,7 +3971,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3983,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3996,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MemberPut) GetId() string {
@@ -3499,7 +4038,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +4050,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +4063,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -3554,7 +4093,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +4105,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +4118,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Replica) GetNode() string {
@@ -3614,15 +4153,17 @@ type GroupRecord struct {
 	Ranges []*HashRange `protobuf:"bytes,6,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	// A group made by a split: its parent, and the parent's revision at
 	// the split's fence (this group's revisions continue from it).
-	Parent        string `protobuf:"bytes,7,opt,name=parent,proto3" json:"parent,omitempty"`
-	BaseRevision  uint64 `protobuf:"varint,8,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	Parent       string `protobuf:"bytes,7,opt,name=parent,proto3" json:"parent,omitempty"`
+	BaseRevision uint64 `protobuf:"varint,8,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// A split of this group under way (on the parent's record), or nil.
+	Split         *Split `protobuf:"bytes,9,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +4175,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +4188,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -3706,6 +4247,138 @@ func (x *GroupRecord) GetBaseRevision() uint64 {
 	return 0
 }
 
+func (x *GroupRecord) GetSplit() *Split {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+// Split is a split under way: the range [range.lo, range.hi) of the
+// parent moves to child, and gets version range.version.
+type Split struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Child string                 `protobuf:"bytes,1,opt,name=child,proto3" json:"child,omitempty"`
+	Range *HashRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	Phase SplitPhase             `protobuf:"varint,3,opt,name=phase,proto3,enum=meta.log.v1.SplitPhase" json:"phase,omitempty"`
+	// Where the parent's log fenced the range, and its revision there.
+	FenceIndex    uint64 `protobuf:"varint,4,opt,name=fence_index,json=fenceIndex,proto3" json:"fence_index,omitempty"`
+	FenceRevision uint64 `protobuf:"varint,5,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Split) Reset() {
+	*x = Split{}
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Split) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Split) ProtoMessage() {}
+
+func (x *Split) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Split.ProtoReflect.Descriptor instead.
+func (*Split) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *Split) GetChild() string {
+	if x != nil {
+		return x.Child
+	}
+	return ""
+}
+
+func (x *Split) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *Split) GetPhase() SplitPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return SplitPhase_SPLIT_PHASE_NONE
+}
+
+func (x *Split) GetFenceIndex() uint64 {
+	if x != nil {
+		return x.FenceIndex
+	}
+	return 0
+}
+
+func (x *Split) GetFenceRevision() uint64 {
+	if x != nil {
+		return x.FenceRevision
+	}
+	return 0
+}
+
+// GroupsPut writes several group records in one step, each compared as
+// GroupPut compares: all of them or none (the first mismatch's result).
+type GroupsPut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*GroupPut            `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupsPut) Reset() {
+	*x = GroupsPut{}
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupsPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupsPut) ProtoMessage() {}
+
+func (x *GroupsPut) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupsPut.ProtoReflect.Descriptor instead.
+func (*GroupsPut) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GroupsPut) GetPuts() []*GroupPut {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
 // HashRange is [lo, hi) of the route hash space at a version.
 type HashRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3718,7 +4391,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +4403,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +4416,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -3781,7 +4454,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +4466,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +4479,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -3837,7 +4510,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3849,7 +4522,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3862,7 +4535,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -3895,7 +4568,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4580,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4593,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -3944,7 +4617,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4629,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4642,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *KV) GetValue() []byte {
@@ -4019,7 +4692,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4704,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4717,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -4082,7 +4755,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4094,7 +4767,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4107,7 +4780,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -4171,7 +4844,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4183,7 +4856,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4196,7 +4869,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Session) GetClientId() string {
@@ -4296,7 +4969,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4308,7 +4981,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4321,7 +4994,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Will) GetClientId() string {
@@ -4420,7 +5093,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4432,7 +5105,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4445,7 +5118,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -4493,7 +5166,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4505,7 +5178,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4518,7 +5191,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -4594,7 +5267,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +5279,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +5292,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -4689,7 +5362,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +5374,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +5387,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Lease) GetId() int64 {
@@ -4756,7 +5429,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4768,7 +5441,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4781,7 +5454,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Event) GetSpace() Space {
@@ -4838,7 +5511,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4850,7 +5523,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4863,7 +5536,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -4920,7 +5593,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5605,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5618,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Result) GetCode() Code {
@@ -5054,7 +5727,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5066,7 +5739,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5079,7 +5752,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -5158,7 +5831,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5170,7 +5843,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5183,7 +5856,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -5244,7 +5917,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5256,7 +5929,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5269,7 +5942,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -5332,7 +6005,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5344,7 +6017,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5357,7 +6030,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -5437,6 +6110,161 @@ func (x *ReplicaReport) GetConfVer() uint64 {
 	return 0
 }
 
+// SplitRead asks a replica of a split's parent for a chunk of the range
+// it released (metanode's split-read call, answered by SplitChunk).
+type SplitRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Range         *HashRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	After         []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Digest        bool                   `protobuf:"varint,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRead) Reset() {
+	*x = SplitRead{}
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRead) ProtoMessage() {}
+
+func (x *SplitRead) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRead.ProtoReflect.Descriptor instead.
+func (*SplitRead) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *SplitRead) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SplitRead) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *SplitRead) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *SplitRead) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *SplitRead) GetDigest() bool {
+	if x != nil {
+		return x.Digest
+	}
+	return false
+}
+
+type SplitChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pairs []*RawPair             `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Done  bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// The digest of every key the split copies (when asked).
+	HasDigest     bool   `protobuf:"varint,3,opt,name=has_digest,json=hasDigest,proto3" json:"has_digest,omitempty"`
+	Keys          uint64 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash          uint64 `protobuf:"varint,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitChunk) Reset() {
+	*x = SplitChunk{}
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitChunk) ProtoMessage() {}
+
+func (x *SplitChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitChunk.ProtoReflect.Descriptor instead.
+func (*SplitChunk) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *SplitChunk) GetPairs() []*RawPair {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+func (x *SplitChunk) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *SplitChunk) GetHasDigest() bool {
+	if x != nil {
+		return x.HasDigest
+	}
+	return false
+}
+
+func (x *SplitChunk) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *SplitChunk) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
 var File_sm_logpb_log_proto protoreflect.FileDescriptor
 
 const file_sm_logpb_log_proto_rawDesc = "" +
@@ -5444,7 +6272,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xf7\x12\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xac\x15\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -5489,7 +6317,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"hash_check\x18( \x01(\v2\x16.meta.log.v1.HashCheckH\x00R\thashCheck\x124\n" +
 	"\talarm_set\x18) \x01(\v2\x15.meta.log.v1.AlarmSetH\x00R\balarmSet\x12P\n" +
-	"\x13cluster_version_set\x18* \x01(\v2\x1e.meta.log.v1.ClusterVersionSetH\x00R\x11clusterVersionSetB\x04\n" +
+	"\x13cluster_version_set\x18* \x01(\v2\x1e.meta.log.v1.ClusterVersionSetH\x00R\x11clusterVersionSet\x127\n" +
+	"\n" +
+	"groups_put\x18+ \x01(\v2\x16.meta.log.v1.GroupsPutH\x00R\tgroupsPut\x12@\n" +
+	"\rrange_release\x18, \x01(\v2\x19.meta.log.v1.RangeReleaseH\x00R\frangeRelease\x12=\n" +
+	"\frange_ingest\x18- \x01(\v2\x18.meta.log.v1.RangeIngestH\x00R\vrangeIngest\x12@\n" +
+	"\rrange_acquire\x18. \x01(\v2\x19.meta.log.v1.RangeAcquireH\x00R\frangeAcquire\x127\n" +
+	"\n" +
+	"range_drop\x18/ \x01(\v2\x16.meta.log.v1.RangeDropH\x00R\trangeDropB\x04\n" +
 	"\x02op\"j\n" +
 	"\bAlarmSet\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
@@ -5498,10 +6333,37 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\")\n" +
 	"\x11ClusterVersionSet\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\"\v\n" +
-	"\tHashCheck\"Q\n" +
+	"\tHashCheck\"\xa1\x01\n" +
 	"\tOwnership\x12\x16\n" +
 	"\x06legacy\x18\x01 \x01(\bR\x06legacy\x12,\n" +
-	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\"W\n" +
+	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\x120\n" +
+	"\x06moving\x18\x03 \x03(\v2\x18.meta.log.v1.MovingRangeR\x06moving\x12\x1c\n" +
+	"\tingesting\x18\x04 \x01(\bR\tingesting\"\x93\x01\n" +
+	"\vMovingRange\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1f\n" +
+	"\vfence_index\x18\x03 \x01(\x04R\n" +
+	"fenceIndex\x12%\n" +
+	"\x0efence_revision\x18\x04 \x01(\x04R\rfenceRevision\"L\n" +
+	"\fRangeRelease\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\x91\x01\n" +
+	"\vRangeIngest\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\fR\x05after\x12*\n" +
+	"\x05pairs\x18\x04 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\"1\n" +
+	"\aRawPair\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x9f\x01\n" +
+	"\fRangeAcquire\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12%\n" +
+	"\x0efence_revision\x18\x03 \x01(\x04R\rfenceRevision\x12\x12\n" +
+	"\x04keys\x18\x04 \x01(\x04R\x04keys\x12\x12\n" +
+	"\x04hash\x18\x05 \x01(\x04R\x04hash\"9\n" +
+	"\tRangeDrop\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\"W\n" +
 	"\rOwnershipInit\x12.\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
 	"\x06legacy\x18\x02 \x01(\bR\x06legacy\"_\n" +
@@ -5667,7 +6529,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.meta.log.v1.MemberStateR\x05state\"3\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
-	"\x05voter\x18\x02 \x01(\bR\x05voter\"\x9e\x02\n" +
+	"\x05voter\x18\x02 \x01(\bR\x05voter\"\xc8\x02\n" +
 	"\vGroupRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -5676,7 +6538,17 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\x0e2\x17.meta.log.v1.GroupStateR\x05state\x12.\n" +
 	"\x06ranges\x18\x06 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
 	"\x06parent\x18\a \x01(\tR\x06parent\x12#\n" +
-	"\rbase_revision\x18\b \x01(\x04R\fbaseRevision\"E\n" +
+	"\rbase_revision\x18\b \x01(\x04R\fbaseRevision\x12(\n" +
+	"\x05split\x18\t \x01(\v2\x12.meta.log.v1.SplitR\x05split\"\xc2\x01\n" +
+	"\x05Split\x12\x14\n" +
+	"\x05child\x18\x01 \x01(\tR\x05child\x12,\n" +
+	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12-\n" +
+	"\x05phase\x18\x03 \x01(\x0e2\x17.meta.log.v1.SplitPhaseR\x05phase\x12\x1f\n" +
+	"\vfence_index\x18\x04 \x01(\x04R\n" +
+	"fenceIndex\x12%\n" +
+	"\x0efence_revision\x18\x05 \x01(\x04R\rfenceRevision\"6\n" +
+	"\tGroupsPut\x12)\n" +
+	"\x04puts\x18\x01 \x03(\v2\x15.meta.log.v1.GroupPutR\x04puts\"E\n" +
 	"\tHashRange\x12\x0e\n" +
 	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
 	"\x02hi\x18\x02 \x01(\x04R\x02hi\x12\x18\n" +
@@ -5833,7 +6705,21 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fconfig_index\x18\t \x01(\x04R\vconfigIndex\x12)\n" +
 	"\x10config_committed\x18\n" +
 	" \x01(\bR\x0fconfigCommitted\x12\x19\n" +
-	"\bconf_ver\x18\v \x01(\x04R\aconfVer*A\n" +
+	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\x93\x01\n" +
+	"\tSplitRead\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
+	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\fR\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\bR\x06digest\"\x93\x01\n" +
+	"\n" +
+	"SplitChunk\x12*\n" +
+	"\x05pairs\x18\x01 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1d\n" +
+	"\n" +
+	"has_digest\x18\x03 \x01(\bR\thasDigest\x12\x12\n" +
+	"\x04keys\x18\x04 \x01(\x04R\x04keys\x12\x12\n" +
+	"\x04hash\x18\x05 \x01(\x04R\x04hash*A\n" +
 	"\vMemberState\x12\x17\n" +
 	"\x13MEMBER_STATE_ACTIVE\x10\x00\x12\x19\n" +
 	"\x15MEMBER_STATE_DRAINING\x10\x01*X\n" +
@@ -5841,7 +6727,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"GroupState\x12\x16\n" +
 	"\x12GROUP_STATE_ACTIVE\x10\x00\x12\x18\n" +
 	"\x14GROUP_STATE_CREATING\x10\x01\x12\x18\n" +
-	"\x14GROUP_STATE_DELETING\x10\x02*\x81\x01\n" +
+	"\x14GROUP_STATE_DELETING\x10\x02*\x89\x01\n" +
+	"\n" +
+	"SplitPhase\x12\x14\n" +
+	"\x10SPLIT_PHASE_NONE\x10\x00\x12\x18\n" +
+	"\x14SPLIT_PHASE_PREPARED\x10\x01\x12\x16\n" +
+	"\x12SPLIT_PHASE_FENCED\x10\x02\x12\x18\n" +
+	"\x14SPLIT_PHASE_ACQUIRED\x10\x03\x12\x19\n" +
+	"\x15SPLIT_PHASE_PUBLISHED\x10\x04*\x81\x01\n" +
 	"\tWillState\x12\x1a\n" +
 	"\x16WILL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
@@ -5876,154 +6769,183 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 	return file_sm_logpb_log_proto_rawDescData
 }
 
-var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
-	(WillState)(0),              // 2: meta.log.v1.WillState
-	(Space)(0),                  // 3: meta.log.v1.Space
-	(Code)(0),                   // 4: meta.log.v1.Code
-	(*Batch)(nil),               // 5: meta.log.v1.Batch
-	(*Op)(nil),                  // 6: meta.log.v1.Op
-	(*AlarmSet)(nil),            // 7: meta.log.v1.AlarmSet
-	(*ClusterVersionSet)(nil),   // 8: meta.log.v1.ClusterVersionSet
-	(*HashCheck)(nil),           // 9: meta.log.v1.HashCheck
-	(*Ownership)(nil),           // 10: meta.log.v1.Ownership
-	(*OwnershipInit)(nil),       // 11: meta.log.v1.OwnershipInit
-	(*BrokerRegister)(nil),      // 12: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 13: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 14: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 15: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 16: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 17: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 18: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 19: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 20: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 21: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 22: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 23: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 24: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 25: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 26: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 27: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 28: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 29: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 30: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 31: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 32: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 33: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 34: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 35: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 36: meta.log.v1.KVCompareAndSwap
-	(*KVPuts)(nil),              // 37: meta.log.v1.KVPuts
-	(*KVCompare)(nil),           // 38: meta.log.v1.KVCompare
-	(*KVTxnOp)(nil),             // 39: meta.log.v1.KVTxnOp
-	(*KVTxn)(nil),               // 40: meta.log.v1.KVTxn
-	(*OffsetEntry)(nil),         // 41: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 42: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 43: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 44: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 45: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 46: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 47: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 48: meta.log.v1.GroupRecord
-	(*HashRange)(nil),           // 49: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 50: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 51: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 52: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 53: meta.log.v1.KV
-	(*Offset)(nil),              // 54: meta.log.v1.Offset
-	(*Resource)(nil),            // 55: meta.log.v1.Resource
-	(*Session)(nil),             // 56: meta.log.v1.Session
-	(*Will)(nil),                // 57: meta.log.v1.Will
-	(*Retained)(nil),            // 58: meta.log.v1.Retained
-	(*Broker)(nil),              // 59: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 60: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 61: meta.log.v1.Lease
-	(*Event)(nil),               // 62: meta.log.v1.Event
-	(*AppliedState)(nil),        // 63: meta.log.v1.AppliedState
-	(*Result)(nil),              // 64: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 65: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 66: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 67: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 68: meta.log.v1.ReplicaReport
+	(SplitPhase)(0),             // 2: meta.log.v1.SplitPhase
+	(WillState)(0),              // 3: meta.log.v1.WillState
+	(Space)(0),                  // 4: meta.log.v1.Space
+	(Code)(0),                   // 5: meta.log.v1.Code
+	(*Batch)(nil),               // 6: meta.log.v1.Batch
+	(*Op)(nil),                  // 7: meta.log.v1.Op
+	(*AlarmSet)(nil),            // 8: meta.log.v1.AlarmSet
+	(*ClusterVersionSet)(nil),   // 9: meta.log.v1.ClusterVersionSet
+	(*HashCheck)(nil),           // 10: meta.log.v1.HashCheck
+	(*Ownership)(nil),           // 11: meta.log.v1.Ownership
+	(*MovingRange)(nil),         // 12: meta.log.v1.MovingRange
+	(*RangeRelease)(nil),        // 13: meta.log.v1.RangeRelease
+	(*RangeIngest)(nil),         // 14: meta.log.v1.RangeIngest
+	(*RawPair)(nil),             // 15: meta.log.v1.RawPair
+	(*RangeAcquire)(nil),        // 16: meta.log.v1.RangeAcquire
+	(*RangeDrop)(nil),           // 17: meta.log.v1.RangeDrop
+	(*OwnershipInit)(nil),       // 18: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 19: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 20: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 21: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 22: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 23: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 24: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 25: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 26: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 27: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 28: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 29: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 30: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 31: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 32: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 33: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 34: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 35: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 36: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 37: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 38: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 39: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 40: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 41: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 42: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 43: meta.log.v1.KVCompareAndSwap
+	(*KVPuts)(nil),              // 44: meta.log.v1.KVPuts
+	(*KVCompare)(nil),           // 45: meta.log.v1.KVCompare
+	(*KVTxnOp)(nil),             // 46: meta.log.v1.KVTxnOp
+	(*KVTxn)(nil),               // 47: meta.log.v1.KVTxn
+	(*OffsetEntry)(nil),         // 48: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 49: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 50: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 51: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 52: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 53: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 54: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 55: meta.log.v1.GroupRecord
+	(*Split)(nil),               // 56: meta.log.v1.Split
+	(*GroupsPut)(nil),           // 57: meta.log.v1.GroupsPut
+	(*HashRange)(nil),           // 58: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 59: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 60: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 61: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 62: meta.log.v1.KV
+	(*Offset)(nil),              // 63: meta.log.v1.Offset
+	(*Resource)(nil),            // 64: meta.log.v1.Resource
+	(*Session)(nil),             // 65: meta.log.v1.Session
+	(*Will)(nil),                // 66: meta.log.v1.Will
+	(*Retained)(nil),            // 67: meta.log.v1.Retained
+	(*Broker)(nil),              // 68: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 69: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 70: meta.log.v1.Lease
+	(*Event)(nil),               // 71: meta.log.v1.Event
+	(*AppliedState)(nil),        // 72: meta.log.v1.AppliedState
+	(*Result)(nil),              // 73: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 74: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 75: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 76: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 77: meta.log.v1.ReplicaReport
+	(*SplitRead)(nil),           // 78: meta.log.v1.SplitRead
+	(*SplitChunk)(nil),          // 79: meta.log.v1.SplitChunk
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
-	6,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	34, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	35, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	36, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	42, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	43, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	44, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	45, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	52, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	16, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	17, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	18, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	20, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	21, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	22, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	23, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	24, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	25, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	26, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	27, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	28, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	29, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	30, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	31, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	32, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	33, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	12, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	13, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	14, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	15, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	50, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	51, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	46, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	11, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	37, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
-	40, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
-	9,  // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
-	7,  // 37: meta.log.v1.Op.alarm_set:type_name -> meta.log.v1.AlarmSet
-	8,  // 38: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
-	49, // 39: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	49, // 40: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	19, // 41: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	34, // 42: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
-	34, // 43: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
-	35, // 44: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
-	38, // 45: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
-	39, // 46: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
-	39, // 47: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
-	41, // 48: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	45, // 49: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	48, // 50: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 51: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 52: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	47, // 53: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 54: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	49, // 55: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	48, // 56: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	48, // 57: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	2,  // 58: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	3,  // 59: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	4,  // 60: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	53, // 61: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	45, // 62: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	44, // 63: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	45, // 64: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	48, // 65: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	7,  // 66: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
-	68, // 67: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	47, // 68: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	7,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
+	41, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	42, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	43, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	49, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	50, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	51, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	52, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	61, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	23, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	24, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	25, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	27, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	28, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	29, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	30, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	31, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	32, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	33, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	34, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	35, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	36, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	37, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	38, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	39, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	40, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	19, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	20, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	21, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	22, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	59, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	60, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	53, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	18, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	44, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
+	47, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
+	10, // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
+	8,  // 37: meta.log.v1.Op.alarm_set:type_name -> meta.log.v1.AlarmSet
+	9,  // 38: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
+	57, // 39: meta.log.v1.Op.groups_put:type_name -> meta.log.v1.GroupsPut
+	13, // 40: meta.log.v1.Op.range_release:type_name -> meta.log.v1.RangeRelease
+	14, // 41: meta.log.v1.Op.range_ingest:type_name -> meta.log.v1.RangeIngest
+	16, // 42: meta.log.v1.Op.range_acquire:type_name -> meta.log.v1.RangeAcquire
+	17, // 43: meta.log.v1.Op.range_drop:type_name -> meta.log.v1.RangeDrop
+	58, // 44: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	12, // 45: meta.log.v1.Ownership.moving:type_name -> meta.log.v1.MovingRange
+	58, // 46: meta.log.v1.MovingRange.range:type_name -> meta.log.v1.HashRange
+	58, // 47: meta.log.v1.RangeRelease.range:type_name -> meta.log.v1.HashRange
+	58, // 48: meta.log.v1.RangeIngest.range:type_name -> meta.log.v1.HashRange
+	15, // 49: meta.log.v1.RangeIngest.pairs:type_name -> meta.log.v1.RawPair
+	58, // 50: meta.log.v1.RangeAcquire.range:type_name -> meta.log.v1.HashRange
+	58, // 51: meta.log.v1.RangeDrop.range:type_name -> meta.log.v1.HashRange
+	58, // 52: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	26, // 53: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	41, // 54: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
+	41, // 55: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
+	42, // 56: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
+	45, // 57: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
+	46, // 58: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
+	46, // 59: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
+	48, // 60: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	52, // 61: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	55, // 62: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 63: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 64: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	54, // 65: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 66: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	58, // 67: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	56, // 68: meta.log.v1.GroupRecord.split:type_name -> meta.log.v1.Split
+	58, // 69: meta.log.v1.Split.range:type_name -> meta.log.v1.HashRange
+	2,  // 70: meta.log.v1.Split.phase:type_name -> meta.log.v1.SplitPhase
+	59, // 71: meta.log.v1.GroupsPut.puts:type_name -> meta.log.v1.GroupPut
+	55, // 72: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	55, // 73: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	3,  // 74: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	4,  // 75: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	5,  // 76: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	62, // 77: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	52, // 78: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	51, // 79: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	52, // 80: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	55, // 81: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	8,  // 82: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
+	77, // 83: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	54, // 84: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	58, // 85: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
+	15, // 86: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -6070,14 +6992,19 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_HashCheck)(nil),
 		(*Op_AlarmSet)(nil),
 		(*Op_ClusterVersionSet)(nil),
+		(*Op_GroupsPut)(nil),
+		(*Op_RangeRelease)(nil),
+		(*Op_RangeIngest)(nil),
+		(*Op_RangeAcquire)(nil),
+		(*Op_RangeDrop)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[33].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[39].OneofWrappers = []any{
 		(*KVCompare_Value)(nil),
 		(*KVCompare_Version)(nil),
 		(*KVCompare_ModRevision)(nil),
 		(*KVCompare_Absent)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[34].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[40].OneofWrappers = []any{
 		(*KVTxnOp_Put)(nil),
 		(*KVTxnOp_Delete)(nil),
 	}
@@ -6086,8 +7013,8 @@ func file_sm_logpb_log_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   64,
+			NumEnums:      6,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,378 @@
+package metanode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
+)
+
+// Online split (sm/split.go has what each group's log does). A split is
+// recorded on the parent's directory record (logpb.Split) and moves
+// through phases, each recorded in metadata-0 before the next step, every
+// step idempotent, so that whichever node leads metadata-0 resumes it
+// (splitLoop runs there):
+//
+//	prepared   StartSplit recorded the child (creating, on the parent's
+//	           replicas, which bootstrap it as a first start does) and the
+//	           range it takes, at a new version. Abort is still possible.
+//	fenced     the parent's log released the range (RangeRelease): the
+//	           point of no return.
+//	acquired   the range's data was copied into the child (RangeIngest,
+//	           resumable from the child's cursor) and the child's log
+//	           acquired it after checking the copy's count and hash
+//	           against the parent's at the fence (RangeAcquire).
+//	published  the directory maps the range to the child (active) and
+//	           the parent keeps the rest, both at the new version.
+//	(done)     the parent's log dropped its copy (RangeDrop); the split
+//	           record is cleared.
+//
+// Each directory step is compared on the parent's (and child's)
+// configuration version, so a split racing a move of the same group, or
+// a resumed controller racing a deposed one, fails its compare cleanly.
+
+// splitHook, when set (tests), runs before each step of a split driven on
+// this process with the phase the directory records; it may block.
+var splitHook atomic.Pointer[func(ctx context.Context, group string, phase logpb.SplitPhase)]
+
+const callSplitRead = "metanode.split-read/v1"
+
+// Copy chunks: at most this many keys, and about this many bytes.
+const (
+	splitChunkKeys  = 1024
+	splitChunkBytes = 1 << 20
+)
+
+// StartSplit records a split of group on metadata-0, which this node must
+// lead: a new group takes [mid, hi) of the group's range holding at (0:
+// the middle of its widest range). It returns the new group's name and
+// the range it takes; the split then runs in the background.
+func (n *Node) StartSplit(ctx context.Context, group string, at uint64) (string, *logpb.HashRange, error) {
+	md, err := n.group(metapb.MetadataGroup)
+	if err != nil {
+		return "", nil, err
+	}
+	if !md.ready() {
+		return "", nil, md.notLeader()
+	}
+	d, err := md.fsm.Directory()
+	if err != nil {
+		return "", nil, err
+	}
+	rec := d.Group(group)
+	switch {
+	case rec == nil:
+		return "", nil, invalidf("group", "no group %q", group)
+	case rec.Kind != "data" && rec.Kind != "offset":
+		return "", nil, invalidf("group", "%s is a %s group: only data and offset groups split", group, rec.Kind)
+	case len(rec.Ranges) == 0:
+		return "", nil, invalidf("group", "%s has no ranges (the cluster routes by a group count that is not a power of two): it cannot split", group)
+	case rec.Split != nil || rec.State != logpb.GroupState_GROUP_STATE_ACTIVE:
+		return "", nil, metapb.NewError(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaGroup: group},
+			"%s is changing (a split under way, or not active yet): try again once it settles", group)
+	}
+	var r *logpb.HashRange
+	var mid uint64
+	if at == 0 {
+		for _, h := range rec.Ranges {
+			if r == nil || h.Hi-h.Lo > r.Hi-r.Lo {
+				r = h
+			}
+		}
+		mid = r.Lo + (r.Hi-r.Lo)/2
+	} else {
+		i := slices.IndexFunc(rec.Ranges, func(h *logpb.HashRange) bool { return h.Lo <= at && at < h.Hi })
+		if i < 0 {
+			return "", nil, invalidf("at", "%s owns no range holding %#x (ranges %v)", group, at, rec.Ranges)
+		}
+		r, mid = rec.Ranges[i], at
+	}
+	if mid <= r.Lo || mid >= r.Hi {
+		return "", nil, invalidf("at", "%#x does not cut [%#x,%#x) in two", mid, r.Lo, r.Hi)
+	}
+	// The new name and version: above every group's of the kind (names
+	// are never reused: records are never deleted), so a stale replica of
+	// another group never meets it.
+	next, version := 0, uint64(0)
+	for _, g := range d.Groups {
+		if g.Kind != rec.Kind {
+			continue
+		}
+		if i := lastIndex(g.Name); i >= next {
+			next = i + 1
+		}
+		for _, h := range g.Ranges {
+			version = max(version, h.Version)
+		}
+		if g.Split != nil {
+			version = max(version, g.Split.Range.GetVersion())
+		}
+	}
+	child := &logpb.GroupRecord{Name: rec.Kind + "-" + strconv.Itoa(next), Kind: rec.Kind, Parent: group,
+		State: logpb.GroupState_GROUP_STATE_CREATING}
+	for _, rp := range rec.Replicas {
+		child.Replicas = append(child.Replicas, &logpb.Replica{Node: rp.Node, Voter: true})
+	}
+	parent := proto.CloneOf(rec)
+	take := &logpb.HashRange{Lo: mid, Hi: r.Hi, Version: version + 1}
+	parent.Split = &logpb.Split{Child: child.Name, Range: take, Phase: logpb.SplitPhase_SPLIT_PHASE_PREPARED}
+	if err := n.putGroups(ctx, []*logpb.GroupRecord{parent, child}, []uint64{rec.ConfVer, 0}); err != nil {
+		return "", nil, err
+	}
+	n.log.Info("split recorded", "group", group, "child", child.Name, "lo", take.Lo, "hi", take.Hi, "version", take.Version)
+	return child.Name, take, nil
+}
+
+// lastIndex is the number after a group name's last '-' (-1 if none).
+func lastIndex(name string) int {
+	i, err := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:])
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// putGroups writes records in metadata-0, each compared on its expected
+// configuration version (a mismatch is REVISION_CONFLICT).
+func (n *Node) putGroups(ctx context.Context, recs []*logpb.GroupRecord, expect []uint64) error {
+	op := &logpb.GroupsPut{}
+	for i, r := range recs {
+		op.Puts = append(op.Puts, &logpb.GroupPut{Group: r, ExpectedConfVer: expect[i]})
+	}
+	res, err := n.ProposeMetadata(ctx, &logpb.Op{Op: &logpb.Op_GroupsPut{GroupsPut: op}})
+	if err != nil {
+		return err
+	}
+	switch res.Code {
+	case logpb.Code_CODE_OK:
+		return nil
+	case logpb.Code_CODE_COMPARE_FAILED:
+		return metapb.NewError(metapb.ReasonRevisionConflict, map[string]string{metapb.MetaGroup: recs[0].Name},
+			"%s changed meanwhile (%s): try again", recs[0].Name, res.Message)
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, res.Message)
+}
+
+// splitLoop drives every split the directory records, while this node
+// leads metadata-0.
+func (n *Node) splitLoop(ctx context.Context) {
+	md, err := n.group(metapb.MetadataGroup)
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		changed := md.fsm.Changed()
+		busy := false
+		if d, err := md.fsm.Directory(); err == nil {
+			for _, rec := range d.Groups {
+				if rec.Split == nil {
+					continue
+				}
+				busy = true
+				if err := n.splitStep(ctx, d, rec); err != nil && ctx.Err() == nil {
+					n.log.Info("split step", "group", rec.Name, "phase", rec.Split.Phase, "err", err)
+				}
+			}
+		}
+		wait := n.cfg.ReconcileInterval
+		if busy {
+			wait = n.cfg.ElectionTimeout / 4
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// splitStep takes one step of a split and records it.
+func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.GroupRecord) error {
+	sp := rec.Split
+	child := d.Group(sp.Child)
+	if child == nil {
+		return fmt.Errorf("split of %s: no record of %s", rec.Name, sp.Child)
+	}
+	if hook := splitHook.Load(); hook != nil {
+		(*hook)(ctx, rec.Name, sp.Phase)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	next := proto.CloneOf(rec)
+	switch sp.Phase {
+	case logpb.SplitPhase_SPLIT_PHASE_PREPARED:
+		res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child}}})
+		if err != nil {
+			return fmt.Errorf("fence: %w", err)
+		}
+		if res.Code != logpb.Code_CODE_OK {
+			return fmt.Errorf("fence refused: %s", res.Message)
+		}
+		mr := &logpb.MovingRange{}
+		if err := proto.Unmarshal(res.Value, mr); err != nil {
+			return err
+		}
+		next.Split.Phase, next.Split.FenceIndex, next.Split.FenceRevision = logpb.SplitPhase_SPLIT_PHASE_FENCED, mr.FenceIndex, mr.FenceRevision
+		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+	case logpb.SplitPhase_SPLIT_PHASE_FENCED:
+		if err := n.copyRange(ctx, rec.Name, sp); err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_ACQUIRED
+		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+	case logpb.SplitPhase_SPLIT_PHASE_ACQUIRED:
+		next.Ranges = nil
+		for _, h := range rec.Ranges {
+			if h.Lo <= sp.Range.Lo && sp.Range.Hi <= h.Hi {
+				if h.Lo < sp.Range.Lo {
+					next.Ranges = append(next.Ranges, &logpb.HashRange{Lo: h.Lo, Hi: sp.Range.Lo, Version: sp.Range.Version})
+				}
+				if sp.Range.Hi < h.Hi {
+					next.Ranges = append(next.Ranges, &logpb.HashRange{Lo: sp.Range.Hi, Hi: h.Hi, Version: sp.Range.Version})
+				}
+				continue
+			}
+			next.Ranges = append(next.Ranges, h)
+		}
+		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_PUBLISHED
+		c := proto.CloneOf(child)
+		c.Ranges = []*logpb.HashRange{proto.CloneOf(sp.Range)}
+		c.State, c.BaseRevision = logpb.GroupState_GROUP_STATE_ACTIVE, sp.FenceRevision
+		return n.putGroups(ctx, []*logpb.GroupRecord{next, c}, []uint64{rec.ConfVer, child.ConfVer})
+	case logpb.SplitPhase_SPLIT_PHASE_PUBLISHED:
+		res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: sp.Range}}})
+		if err != nil {
+			return fmt.Errorf("drop: %w", err)
+		}
+		if res.Code != logpb.Code_CODE_OK {
+			return fmt.Errorf("drop refused: %s", res.Message)
+		}
+		next.Split = nil
+		if err := n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer}); err != nil {
+			return err
+		}
+		n.log.Info("split done", "group", rec.Name, "child", sp.Child, "dropped", res.Count)
+		return nil
+	}
+	return fmt.Errorf("split of %s: unknown phase %v", rec.Name, sp.Phase)
+}
+
+// copyRange makes the child acquire the range: at once if its copy is
+// complete (a resumed split), else after copying it from the parent,
+// chunk by chunk from the child's cursor.
+func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) error {
+	first, err := n.readChunk(ctx, parent, sp.Range, nil, true)
+	if err != nil {
+		return err
+	}
+	acquire := &logpb.Op{Op: &logpb.Op_RangeAcquire{RangeAcquire: &logpb.RangeAcquire{Range: sp.Range, From: parent,
+		FenceRevision: sp.FenceRevision, Keys: first.Keys, Hash: first.Hash}}}
+	res, err := n.Propose(ctx, sp.Child, acquire)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	if res.Code == logpb.Code_CODE_OK {
+		return nil
+	}
+	// Copy from wherever the child's cursor is (an ingest after the wrong
+	// cursor answers the right one).
+	var after []byte
+	chunk := first
+	for {
+		op := &logpb.RangeIngest{Range: sp.Range, From: parent, After: after, Pairs: chunk.Pairs}
+		res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: op}})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		switch {
+		case res.Code == logpb.Code_CODE_CONFLICT:
+			after = res.Value // resume at the child's cursor
+		case res.Code != logpb.Code_CODE_OK:
+			return fmt.Errorf("ingest refused: %s", res.Message)
+		case chunk.Done:
+			res, err := n.Propose(ctx, sp.Child, acquire)
+			if err != nil {
+				return fmt.Errorf("acquire: %w", err)
+			}
+			if res.Code != logpb.Code_CODE_OK {
+				return fmt.Errorf("acquire refused (the copy differs from the parent's range: not published): %s", res.Message)
+			}
+			return nil
+		default:
+			after = chunk.Pairs[len(chunk.Pairs)-1].Key
+		}
+		if chunk, err = n.readChunk(ctx, parent, sp.Range, after, false); err != nil {
+			return err
+		}
+	}
+}
+
+// readChunk reads a chunk of the released range on the parent's leader.
+func (n *Node) readChunk(ctx context.Context, parent string, r *logpb.HashRange, after []byte, digest bool) (*logpb.SplitChunk, error) {
+	payload, err := proto.Marshal(&logpb.SplitRead{Group: parent, Range: r, After: after, Limit: splitChunkKeys, Digest: digest})
+	if err != nil {
+		return nil, err
+	}
+	out, err := n.CallLeader(ctx, parent, callSplitRead, payload)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", parent, err)
+	}
+	c := &logpb.SplitChunk{}
+	return c, proto.Unmarshal(out, c)
+}
+
+// serveSplitRead answers a chunk of a released range from this node's
+// replica, once it has applied everything committed (so the release).
+func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte, error) {
+	if _, err := n.Read(ctx, req.Group, false); err != nil {
+		return nil, err
+	}
+	m, err := n.Machine(req.Group)
+	if err != nil {
+		return nil, err
+	}
+	c, err := m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
+	if errors.Is(err, sm.ErrNotReleased) {
+		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &logpb.SplitChunk{Pairs: c.Pairs, Done: c.Done}
+	if c.Digest != nil {
+		out.HasDigest, out.Keys, out.Hash = true, c.Digest.Keys, c.Digest.Hash
+	}
+	return proto.Marshal(out)
+}
+
+// bootstrapChild gives a group made by a split, still being created, its
+// first configuration: the replicas its record was created with, all
+// voters. Every replica bootstraps the same configuration; one that has
+// started before (or a replica added later by a move) does not.
+func (n *Node) bootstrapChild(g *group, d *state.Directory, rec *logpb.GroupRecord) error {
+	if rec.Parent == "" || rec.State != logpb.GroupState_GROUP_STATE_CREATING {
+		return nil
+	}
+	var conf raft.Configuration
+	for _, r := range rec.Replicas {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(r.Node), Address: raft.ServerAddress(memberAddr(d, r.Node))})
+	}
+	if err := g.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("metanode: bootstrap %s: %w", g.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package metanode_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metamq/meta/metanode"
+	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/client"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/poll"
+)
+
+// hotKeys returns n keys on each side of the middle of the route hash
+// space (the moving range of a midpoint split of data-0 is the upper
+// side).
+func hotKeys(n int) (low, high []string) {
+	for i := 0; len(low) < n || len(high) < n; i++ {
+		k := fmt.Sprintf("hot/%d", i)
+		if metapb.RouteHash([]byte(k)) < 1<<31 {
+			if len(low) < n {
+				low = append(low, k)
+			}
+		} else if len(high) < n {
+			high = append(high, k)
+		}
+	}
+	return low, high
+}
+
+// kvLoad runs sessions of puts and linearizable gets on hot keys on both
+// sides of the split, recorded for the KV checker.
+type kvLoad struct {
+	rec    *verify.Recorder
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startKVLoad(cl *client.Client, keys []string, sessions int) *kvLoad {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &kvLoad{rec: verify.NewRecorder(verify.NewClock(), &verify.History{}, 10*time.Second), cancel: cancel}
+	for p := range sessions {
+		s := l.rec.Session(cl, "any")
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(p), 7))
+			for ctx.Err() == nil {
+				k := keys[rng.IntN(len(keys))]
+				if rng.IntN(2) == 0 {
+					s.Put(ctx, k, s.NextValue())
+				} else {
+					s.Get(ctx, k, false)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// check stops the load and checks its history is linearizable (and that
+// it holds successful operations on the moving side after the split).
+func (l *kvLoad) check(t *testing.T) {
+	t.Helper()
+	l.cancel()
+	l.wg.Wait()
+	ops := l.rec.History().Ops()
+	okOps := 0
+	for _, op := range ops {
+		if op.Outcome == verify.OutcomeOK {
+			okOps++
+		}
+	}
+	for _, r := range verify.CheckLinearizability(ops, 60*time.Second).Results {
+		if r.Checker == verify.CheckerKV {
+			if r.Verdict != verify.Valid {
+				t.Fatalf("kv across the split: got %s (%v: %s), want valid", r.Verdict, r.Failing, r.Details)
+			}
+			t.Logf("kv across the split: %d ops (%d ok), linearizable", len(ops), okOps)
+			return
+		}
+	}
+	t.Fatal("no kv result")
+}
+
+// awaitSplit waits until the split of parent into child is done, and
+// checks the map: the parent holds the lower half, the child the upper,
+// both at the split's version; the child's own log owns its range.
+func awaitSplit(t *testing.T, c *metanodetest.Cluster, cl *client.Client, parent, child string, timeout time.Duration) {
+	t.Helper()
+	poll.For(t, "split of "+parent+" done", timeout, func() error {
+		gs, err := cl.ListGroups(ctxT(t, 5*time.Second))
+		if err != nil {
+			return err
+		}
+		var p, ch *metapb.GroupInfo
+		for _, g := range gs.Groups {
+			switch g.Group {
+			case parent:
+				p = g
+			case child:
+				ch = g
+			}
+		}
+		if p == nil || ch == nil || p.SplitChild != "" || ch.State != "active" {
+			return fmt.Errorf("parent %v, child %v", p, ch)
+		}
+		if len(p.Ranges) != 1 || len(ch.Ranges) != 1 || p.Ranges[0].Hi != ch.Ranges[0].Lo || ch.Ranges[0].Hi != metapb.HashSpace ||
+			p.Ranges[0].Version != ch.Ranges[0].Version || p.Ranges[0].Version < 2 {
+			return fmt.Errorf("ranges after the split: %s %v, %s %v", parent, p.Ranges, child, ch.Ranges)
+		}
+		return nil
+	})
+	poll.For(t, child+" owns its range by its own log on every replica", timeout, func() error {
+		for _, id := range c.IDs() {
+			n := c.Running(id)
+			if n == nil {
+				continue
+			}
+			m, pm := n.FSM(child), n.FSM(parent)
+			if m == nil && pm == nil {
+				continue // a node hosting neither (the child is made on the parent's replicas)
+			}
+			if m == nil || pm == nil {
+				return fmt.Errorf("%s hosts %s but not %s", id, parent, child)
+			}
+			if own := m.Ownership(); own == nil || own.Ingesting || len(own.Owned) != 1 || own.Owned[0].Lo != 1<<31 {
+				return fmt.Errorf("%s: %s owns %v", id, child, own)
+			}
+			if own := pm.Ownership(); own == nil || len(own.Moving) != 0 || len(own.Owned) != 1 || own.Owned[0].Hi != 1<<31 {
+				return fmt.Errorf("%s: %s owns %v", id, parent, own)
+			}
+		}
+		return nil
+	})
+}
+
+// A split while puts and gets run on hot keys in both halves: the history
+// is linearizable across it, every acknowledged write reads back after
+// it, the client made before the split (its map names data-0 alone) still
+// answers right, and the two groups' logs own the halves the map gives
+// them.
+func TestSplitUnderLoad(t *testing.T) {
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
+	cl := c.Client("")
+	low, high := hotKeys(3)
+	kv := startKVLoad(cl, append(low, high...), 4)
+	defer kv.cancel()
+	l := startLoad(cl, 2)
+	defer l.cancel()
+	poll.For(t, "writes before the split", 30*time.Second, func() error {
+		return poll.Check(l.writes.Load() > 50, fmt.Sprintf("%d writes", l.writes.Load()))
+	})
+	resp, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0)
+	if err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	if resp.Child != "data-1" || resp.Range.Lo != 1<<31 || resp.Range.Hi != metapb.HashSpace {
+		t.Fatalf("split: got %v, want data-1 taking the upper half", resp)
+	}
+	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); reasonOf(err) != metapb.ReasonRevisionConflict {
+		t.Fatalf("a second split while one is under way: got %v, want REVISION_CONFLICT", err)
+	}
+	awaitSplit(t, c, cl, "data-0", "data-1", 60*time.Second)
+	before := l.writes.Load()
+	poll.For(t, "writes after the split", 30*time.Second, func() error {
+		return poll.Check(l.writes.Load() > before+50, fmt.Sprintf("%d writes", l.writes.Load()-before))
+	})
+	l.stop(t, cl)
+	kv.check(t)
+}
+
+// The node leading metadata-0 (which drives the split) crashes before each
+// step: the next leader resumes from the recorded phase, and the split
+// completes with every acknowledged write intact.
+func TestSplitResumesAfterControllerCrashAtEachPhase(t *testing.T) {
+	for _, phase := range []logpb.SplitPhase{logpb.SplitPhase_SPLIT_PHASE_PREPARED, logpb.SplitPhase_SPLIT_PHASE_FENCED,
+		logpb.SplitPhase_SPLIT_PHASE_ACQUIRED, logpb.SplitPhase_SPLIT_PHASE_PUBLISHED} {
+		t.Run(phase.String(), func(t *testing.T) {
+			reached := make(chan struct{})
+			var once sync.Once
+			metanode.SetSplitHook(func(ctx context.Context, _ string, at logpb.SplitPhase) {
+				if at != phase {
+					return
+				}
+				first := false
+				once.Do(func() { first = true; close(reached) })
+				if first {
+					<-ctx.Done() // this leader never takes the step
+				}
+			})
+			t.Cleanup(func() { metanode.SetSplitHook(nil) })
+			c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
+			cl := c.Client("")
+			l := startLoad(cl, 2)
+			defer l.cancel()
+			poll.For(t, "writes before the split", 30*time.Second, func() error {
+				return poll.Check(l.writes.Load() > 30, fmt.Sprintf("%d writes", l.writes.Load()))
+			})
+			if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
+				t.Fatalf("split: %v", err)
+			}
+			select {
+			case <-reached:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("the split never reached %s", phase)
+			}
+			crashed := c.Leader(metapb.MetadataGroup)
+			t.Logf("split at %s: crashing metadata-0's leader %s", phase, crashed)
+			c.Crash(crashed)
+			c.WaitLeader(metapb.MetadataGroup, 30*time.Second)
+			if err := c.Restart(crashed); err != nil {
+				t.Fatalf("restart %s: %v", crashed, err)
+			}
+			awaitSplit(t, c, cl, "data-0", "data-1", 90*time.Second)
+			l.stop(t, cl)
+		})
+	}
+}
+
+// A move of a group that is splitting fails cleanly (REVISION_CONFLICT,
+// nothing changed); the split completes.
+func TestSplitRacingMoveFailsCleanly(t *testing.T) {
+	hold := make(chan struct{})
+	metanode.SetSplitHook(func(ctx context.Context, _ string, at logpb.SplitPhase) {
+		if at == logpb.SplitPhase_SPLIT_PHASE_FENCED {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+		}
+	})
+	t.Cleanup(func() { metanode.SetSplitHook(nil) })
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{Nodes: 4, DataGroups: 1}))
+	cl := c.Client("")
+	waitPlacement(t, cl, 3, []string{"n1", "n2", "n3", "n4"}, 60*time.Second)
+	gs, err := cl.ListGroups(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from, to string
+	for _, g := range gs.Groups {
+		if g.Group == "data-0" {
+			held := map[string]bool{}
+			for _, r := range g.Replicas {
+				held[r.Node] = true
+			}
+			from = g.Replicas[0].Node
+			for _, id := range []string{"n1", "n2", "n3", "n4"} {
+				if !held[id] {
+					to = id
+				}
+			}
+		}
+	}
+	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	if _, err := cl.MoveReplica(ctxT(t, 20*time.Second), "data-0", from, to); reasonOf(err) != metapb.ReasonRevisionConflict {
+		t.Fatalf("move of a splitting group: got %v, want REVISION_CONFLICT", err)
+	}
+	close(hold)
+	awaitSplit(t, c, cl, "data-0", "data-1", 60*time.Second)
+}
