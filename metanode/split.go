@@ -95,7 +95,11 @@ func (n *Node) StartSplit(ctx context.Context, group string, at uint64) (string,
 	} else {
 		i := slices.IndexFunc(rec.Ranges, func(h *logpb.HashRange) bool { return h.Lo <= at && at < h.Hi })
 		if i < 0 {
-			return "", nil, invalidf("at", "%s owns no range holding %#x (ranges %v)", group, at, rec.Ranges)
+			var have []string
+			for _, h := range rec.Ranges {
+				have = append(have, fmt.Sprintf("[%#x,%#x)", h.Lo, h.Hi))
+			}
+			return "", nil, invalidf("at", "%s owns no range holding %#x (it owns %s)", group, at, strings.Join(have, ","))
 		}
 		r, mid = rec.Ranges[i], at
 	}

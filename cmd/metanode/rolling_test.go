@@ -223,7 +223,10 @@ func TestDowngradeBelowClusterVersionRefused(t *testing.T) {
 	}
 	cl := p.pinned("n1")
 	poll.For(t, "the cluster version to rise (MultiPut served)", 90*time.Second, func() error { return multiPut(cl, "v") })
-	below := fmt.Sprint(sm.FeatureLevel - 1)
+	// Below the level MultiPut needs (which the poll saw served): the
+	// cluster version is at least that, whether or not it has risen to
+	// this release's level yet.
+	below := fmt.Sprint(sm.BaseLevel)
 
 	// A downgrade of a member's binary.
 	p.stop("n3")
