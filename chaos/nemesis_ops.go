@@ -133,15 +133,16 @@ func (m *Nemesis) healAllOps(ctx context.Context) error {
 
 // ---- disk-full ----
 
-// alarmLevel is the feature level the NOSPACE alarm needs (AlarmSet,
-// sm/version.go): a cluster whose version is below it (a rolling upgrade
-// from the base level not finished) cannot raise the alarm at all.
-const alarmLevel = 2
+// AlarmLevel is the feature level the NOSPACE alarm needs (AlarmSet in
+// sm/version.go, which chaos cannot import; ci/route_test.go holds them
+// equal): a cluster whose version is below it (a rolling upgrade from the
+// base level not finished) cannot raise the alarm at all.
+const AlarmLevel = 2
 
 func (m *Nemesis) injectDiskFull(ctx context.Context, f *verify.Fault) error {
 	id := f.Nodes[0]
-	if v, _, err := m.clusterVersion(ctx); err == nil && v < alarmLevel {
-		m.note(f, false, "ops: disk-full skipped: cluster version %d cannot raise the NOSPACE alarm (it needs %d)", v, alarmLevel)
+	if v, _, err := m.clusterVersion(ctx); err == nil && v < AlarmLevel {
+		m.note(f, false, "ops: disk-full skipped: cluster version %d cannot raise the NOSPACE alarm (it needs %d)", v, AlarmLevel)
 		return nil
 	}
 	dir, err := m.c.DataDir(id)

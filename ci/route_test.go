@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/metamq/meta/chaos"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
+	"github.com/metamq/meta/sm/logpb"
 )
 
 // The state machine decides ownership with its own copy of the route hash
@@ -20,5 +22,15 @@ func TestRouteHashIsTheSameInSmAndMetapb(t *testing.T) {
 		if a, b := sm.RouteHash(k), metapb.RouteHash(k); a != b {
 			t.Fatalf("key %q: sm %#x, metapb %#x", k, a, b)
 		}
+	}
+}
+
+// The container nemesis skips a disk-full fault on a cluster whose version
+// cannot raise the NOSPACE alarm; it keeps its own copy of the level
+// (chaos cannot import sm), which must be the state machine's.
+func TestChaosAlarmLevelIsTheStateMachines(t *testing.T) {
+	want := sm.OpLevel(&logpb.Op{Op: &logpb.Op_AlarmSet{AlarmSet: &logpb.AlarmSet{}}})
+	if chaos.AlarmLevel != want {
+		t.Fatalf("chaos.AlarmLevel %d, sm's level of AlarmSet %d", chaos.AlarmLevel, want)
 	}
 }
