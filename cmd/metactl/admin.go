@@ -238,12 +238,8 @@ func (a *app) groupCommand() *cobra.Command {
 					if g.SplitChild != "" {
 						st += ",splitting(" + g.SplitPhase + "->" + g.SplitChild + ")"
 					}
-					var ranges []string
-					for _, r := range g.Ranges {
-						ranges = append(ranges, fmt.Sprintf("[%#x,%#x)@%d", r.Lo, r.Hi, r.Version))
-					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
-						g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(strings.Join(ranges, ","), "-"))
+						g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(rangesText(g), "-"))
 				}
 			})
 		})
@@ -349,6 +345,7 @@ func (a *app) splitCommand() *cobra.Command {
 	return split
 }
 
+// rangesText is a group's ranges as [lo,hi)@version, comma-separated.
 func rangesText(g *metapb.GroupInfo) string {
 	var out []string
 	for _, r := range g.Ranges {
