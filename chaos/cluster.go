@@ -23,7 +23,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
+
+	"github.com/metamq/meta/verify/smallfs"
 )
 
 var (
@@ -362,7 +363,7 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 		logPath: filepath.Join(c.opts.RunDir, "logs", name+".log"),
 	}
 	if c.opts.DataFS > 0 {
-		if err := unix.Mount("tmpfs", dataDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0777", c.opts.DataFS)); err != nil {
+		if err := smallfs.Attach(dataDir, c.opts.DataFS); err != nil {
 			return nil, fmt.Errorf("chaos: a %d-byte filesystem for %s's data (disk-full faults; needs root): %w", c.opts.DataFS, name, err)
 		}
 		n.fs = true
@@ -918,7 +919,7 @@ func (c *Cluster) Terminate(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		if n.fs {
-			if err := unix.Unmount(n.dataDir, 0); err != nil {
+			if err := smallfs.Detach(n.dataDir); err != nil {
 				errs = append(errs, fmt.Errorf("chaos: unmount %s's data filesystem: %w", n.name, err))
 			}
 		}

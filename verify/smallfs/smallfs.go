@@ -30,16 +30,27 @@ func MountAt(t testing.TB, dir string, size int64) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+	if err := Attach(dir, size); err != nil {
 		_ = os.Remove(dir)
 		t.Skipf("SKIPPED, NOT TESTED: cannot mount a small tmpfs to fill (%v); run as root to test a full disk", err)
 	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
+		if err := Detach(dir); err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 		_ = os.Remove(dir)
 	})
+}
+
+// Attach mounts a tmpfs of size bytes on dir, writable by anyone (a node
+// in a container may run as another user). It needs root (CAP_SYS_ADMIN).
+func Attach(dir string, size int64) error {
+	return unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0777", size))
+}
+
+// Detach unmounts the tmpfs on dir; what it held is gone.
+func Detach(dir string) error {
+	return unix.Unmount(dir, 0)
 }
 
 // Grow resizes the tmpfs at dir to size bytes (space freed).
