@@ -12,19 +12,9 @@ import (
 // Status returns this node's view of every group.
 func (s *Server) Status(context.Context, *metapb.StatusRequest) (*metapb.StatusResponse, error) {
 	k, m := s.node.GroupCounts()
-	resp := &metapb.StatusResponse{NodeId: s.node.ID(), Addr: s.node.Addr(), ClusterId: s.node.ClusterID(),
-		OffsetGroups: uint32(k), DataGroups: uint32(m), Groups: s.node.Status(), Version: s.version}
-	if v, ok := s.node.(versioned); ok {
-		resp.FeatureLevel, resp.ClusterVersion = v.FeatureLevel(), v.ClusterVersion()
-	}
-	return resp, nil
-}
-
-// versioned is a node that reports its feature level and the cluster
-// version it sees (sm/version.go), for Status.
-type versioned interface {
-	FeatureLevel() uint32
-	ClusterVersion() uint32
+	return &metapb.StatusResponse{NodeId: s.node.ID(), Addr: s.node.Addr(), ClusterId: s.node.ClusterID(),
+		OffsetGroups: uint32(k), DataGroups: uint32(m), Groups: s.node.Status(), Version: s.version,
+		FeatureLevel: s.node.FeatureLevel(), ClusterVersion: s.node.ClusterVersion()}, nil
 }
 
 // Members lists the members.

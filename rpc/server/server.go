@@ -59,6 +59,10 @@ type Node interface {
 	// LeaderOf is the group's leader as this node knows it ("" when
 	// unknown).
 	LeaderOf(group string) string
+	// FeatureLevel is the level this node runs at; ClusterVersion the
+	// cluster version it sees (sm/version.go).
+	FeatureLevel() uint32
+	ClusterVersion() uint32
 }
 
 // Server implements the public services.
