@@ -25,7 +25,14 @@ type Transport struct {
 
 	consumeCh chan raft.RPC
 	heartbeat atomic.Pointer[func(raft.RPC)]
-	pending   atomic.Int64 // incoming requests waiting for raft
+	// inHeartbeat is held for reading while raft's heartbeat handler runs
+	// on an incoming call's goroutine, which raft.Shutdown does not wait
+	// for; Close takes it for writing, so that once raft is shut down no
+	// heartbeat is still writing to the group's storage (a caller may
+	// drop it next: a term saved to a dropped store makes raft panic).
+	inHeartbeat sync.RWMutex
+	hbClosed    bool         // set by Close under inHeartbeat
+	pending     atomic.Int64 // incoming requests waiting for raft
 	// urgent says this group's heartbeats must not linger (SetUrgent).
 	urgent atomic.Pointer[func() bool]
 
@@ -96,7 +103,8 @@ func (t *Transport) Pending() int { return int(t.pending.Load()) }
 
 // Close implements raft.WithClose (raft.Shutdown calls it). It cancels the
 // group's outgoing calls, closes its pipelines and waits for their
-// goroutines, unblocks incoming requests waiting on the group and removes
+// goroutines, waits for incoming heartbeats in raft's handler to return,
+// unblocks incoming requests waiting on the group and removes
 // the group from the Manager so that it can be opened again. Safe to call
 // more than once.
 func (t *Transport) Close() error {
@@ -116,6 +124,9 @@ func (t *Transport) Close() error {
 	for _, p := range ps {
 		_ = p.Close()
 	}
+	t.inHeartbeat.Lock() // the heartbeats in raft's handler have returned
+	t.hbClosed = true
+	t.inHeartbeat.Unlock()
 	t.m.removeGroup(t.group, t)
 	return nil
 }
@@ -224,6 +235,11 @@ func (t *Transport) enqueue(ctx context.Context, rpc raft.RPC, heartbeat bool) e
 	}
 	if heartbeat {
 		if fn := t.heartbeat.Load(); fn != nil {
+			t.inHeartbeat.RLock()
+			defer t.inHeartbeat.RUnlock()
+			if t.hbClosed {
+				return errGroupClosing(t.group)
+			}
 			// raft's handler answers synchronously, or not at all when
 			// raft is shutting down: await covers both.
 			(*fn)(rpc)

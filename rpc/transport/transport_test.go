@@ -566,3 +566,45 @@ func TestReconnectAfterCut(t *testing.T) {
 		t.Fatalf("dials: got %d, want 2", got)
 	}
 }
+
+// raft.Shutdown waits for raft's goroutines, not for a heartbeat that an
+// incoming call's goroutine is running through raft's handler; a caller
+// that drops the group's storage once raft is shut down would have that
+// heartbeat save a term to a dropped store (raft panics). Close returns
+// only once the handler has, and later heartbeats do not reach it.
+func TestCloseWaitsForHeartbeatInHandler(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNode(t, "c", nil)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	entered, release := make(chan struct{}), make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the nodes' cleanups, which wait for the call
+	var calls atomic.Int32
+	tb.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+	})
+	sent := call(func() error {
+		return ta.AppendEntries("b", raft.ServerAddress(b.addr), heartbeat(a), new(raft.AppendEntriesResponse))
+	})
+	<-entered
+	closed := call(tb.Close)
+	select {
+	case err := <-closed:
+		unblock()
+		t.Fatalf("Close returned (%v) while a heartbeat was still in raft's handler", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unblock()
+	if err := recvErr(t, closed); err != nil {
+		t.Fatal(err)
+	}
+	_ = recvErr(t, sent)
+	_ = ta.AppendEntries("b", raft.ServerAddress(b.addr), heartbeat(a), new(raft.AppendEntriesResponse))
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("raft's handler ran %d times, want 1: a heartbeat reached a closed group", n)
+	}
+}
