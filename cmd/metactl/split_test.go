@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,5 +63,21 @@ func TestGroupSplitCommand(t *testing.T) {
 	}
 	if err != nil || out != want.String() {
 		t.Fatalf("mget after the split: got %q (%v), want every key as written", out, err)
+	}
+	// The new group is a group like the others for the calls that name
+	// one: a backup of every group, a leadership transfer.
+	file := filepath.Join(t.TempDir(), "backup.meta")
+	if out, err := metactl(t, eps, "snapshot", "save", file); err != nil || !strings.Contains(out, "saved 4 groups") {
+		t.Fatalf("snapshot save after the split: %q, %v; want saved 4 groups", out, err)
+	}
+	to := "n1"
+	if c.Leader("data-1") == to {
+		to = "n2"
+	}
+	if _, err := metactl(t, eps, "leader", "transfer", "data-1", to); err != nil {
+		t.Fatalf("leader transfer data-1 %s: %v", to, err)
+	}
+	if _, err := metactl(t, eps, "leader", "transfer", "data-9", to); err == nil || !strings.Contains(err.Error(), `"data-9" is not a group`) {
+		t.Fatalf("leader transfer data-9: got %v, want a refusal naming the group", err)
 	}
 }

@@ -17,9 +17,8 @@ const backupChunkBytes = 1 << 20
 // linearizable; a node that does not host the group answers with a hint to
 // one that does.
 func (s *Server) Backup(req *metapb.BackupRequest, stream metapb.Cluster_BackupServer) error {
-	k, m := s.node.GroupCounts()
-	if !metapb.ValidGroup(req.Group, k, m) {
-		return invalid("group", "%q is not a group of this cluster", req.Group)
+	if err := s.checkGroup(req.Group); err != nil {
+		return err
 	}
 	h, r, err := s.node.Backup(stream.Context(), req.Group)
 	if err != nil {

@@ -181,11 +181,27 @@ func (s *Server) directoryUpdate(d *state.Directory) *metapb.DirectoryUpdate {
 	return u
 }
 
+// checkGroup refuses a request naming no group of this cluster, in the
+// request field "group": a group the directory records (a split's new
+// group included), or, before the directory records any, one of the
+// groups the cluster was created with.
+func (s *Server) checkGroup(name string) error {
+	if d := s.node.Directory(); d != nil && len(d.Groups) > 0 {
+		if d.Group(name) == nil {
+			return invalid("group", "%q is not a group of this cluster", name)
+		}
+		return nil
+	}
+	if k, m := s.node.GroupCounts(); !metapb.ValidGroup(name, k, m) {
+		return invalid("group", "%q is not a group of this cluster", name)
+	}
+	return nil
+}
+
 // TransferLeader moves a group's leadership.
 func (s *Server) TransferLeader(ctx context.Context, req *metapb.TransferLeaderRequest) (*metapb.TransferLeaderResponse, error) {
-	k, m := s.node.GroupCounts()
-	if !metapb.ValidGroup(req.Group, k, m) {
-		return nil, invalid("group", "%q is not a group of this cluster", req.Group)
+	if err := s.checkGroup(req.Group); err != nil {
+		return nil, err
 	}
 	id, err := s.node.TransferLeader(ctx, req.Group, req.TargetId)
 	if err != nil {
@@ -196,9 +212,8 @@ func (s *Server) TransferLeader(ctx context.Context, req *metapb.TransferLeaderR
 
 // StateHash digests one group's state on this node.
 func (s *Server) StateHash(_ context.Context, req *metapb.StateHashRequest) (*metapb.StateHashResponse, error) {
-	k, m := s.node.GroupCounts()
-	if !metapb.ValidGroup(req.Group, k, m) {
-		return nil, invalid("group", "%q is not a group of this cluster", req.Group)
+	if err := s.checkGroup(req.Group); err != nil {
+		return nil, err
 	}
 	h, err := s.node.StateHash(req.Group)
 	if err != nil {
