@@ -58,8 +58,14 @@ func (a *app) snapshotCommand() *cobra.Command {
 				return err
 			}
 			return a.emitJSON(man, func() {
+				kinds := map[string]int{}
+				for _, g := range man.Groups {
+					kinds[g.Kind]++
+				}
+				// The groups the file holds, not the counts the cluster
+				// was created with (a split cluster has more).
 				fmt.Fprintf(a.out, "cluster %s, taken %s by meta %s: %d offset and %d data groups; verified\n", man.ClusterID,
-					man.Created.Format(time.RFC3339), man.MetaVersion, man.OffsetGroups, man.DataGroups)
+					man.Created.Format(time.RFC3339), man.MetaVersion, kinds["offset"], kinds["data"])
 				a.table("GROUP\tKIND\tAPPLIED\tREVISION\tKEYS\tHASH\tBYTES", func(w io.Writer) {
 					for _, g := range man.Groups {
 						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%016x\t%d\n", g.Group, g.Kind, g.AppliedIndex, g.Revision, g.Keys, g.Hash, g.Size)

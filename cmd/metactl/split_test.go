@@ -70,6 +70,9 @@ func TestGroupSplitCommand(t *testing.T) {
 	if out, err := metactl(t, eps, "snapshot", "save", file); err != nil || !strings.Contains(out, "saved 4 groups") {
 		t.Fatalf("snapshot save after the split: %q, %v; want saved 4 groups", out, err)
 	}
+	if out, err := metactl(t, eps, "snapshot", "status", file); err != nil || !strings.Contains(out, "1 offset and 2 data groups; verified") {
+		t.Fatalf("snapshot status after the split: %q, %v; want 1 offset and 2 data groups", out, err)
+	}
 	to := "n1"
 	if c.Leader("data-1") == to {
 		to = "n2"
