@@ -68,6 +68,10 @@ func opsLaneOptions(t *testing.T, kind verify.FaultKind, nodes int) func(*metano
 //	META_INPROC_OPS_SEEDS=N  run seeds 1..N
 //	META_INPROC_OPS_SEED=S   run only seed S
 func TestInProcessOpsFaults(t *testing.T) {
+	// Beside TestInProcessFaultRuns's sweep: both mostly wait for their
+	// fault windows, and one after the other they were the longest stretch
+	// of CI.
+	t.Parallel()
 	n := len(verify.OpsFaultKinds)
 	if v := os.Getenv("META_INPROC_OPS_SEEDS"); v != "" {
 		var err error

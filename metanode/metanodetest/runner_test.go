@@ -514,6 +514,7 @@ func runOnce(t *testing.T, l *lane, p plan, dir string, d time.Duration) (*verif
 // META_INPROC_LANES clusters run at once. See verify/README.md,
 // "In-process runs", for the environment variables.
 func TestInProcessFaultRuns(t *testing.T) {
+	t.Parallel() // beside TestInProcessOpsFaults
 	s := settingsFromEnv(t)
 	began := time.Now()
 	slots := planSlots(s)
