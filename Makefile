@@ -92,7 +92,11 @@ chaos-smoke: build
 chaos: build
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
 
-test: deps lint unit fuzz-short planted-bugs chaos-smoke
+# test: every check. The planted bugs (in-process clusters) and the chaos
+# smoke (containers) both mostly wait on their runs' fault windows, so
+# they run side by side, each one's output printed whole when it ends.
+test: deps lint unit fuzz-short
+	@$(MAKE) --no-print-directory -j2 --output-sync=target planted-bugs chaos-smoke
 
 # scaleout: the scale-out benchmark, 3 nodes then 6, in containers with a
 # CPU quota (SCALE_* settings: see ci/scaleout.sh); by hand, never in test.
