@@ -21,6 +21,11 @@ var (
 	// ErrOverloaded: the group's proposal queue is full; the operation was
 	// refused at once, never queued (definite; retry after a backoff).
 	ErrOverloaded error = &sentinel{"metanode: overloaded: the group's proposal queue is full", metapb.ReasonOverloaded}
+	// ErrReplicaHalted: this node's replica of the group halted (a
+	// storage failure, a fence after a hash check, an entry it cannot
+	// apply: sm/halt.go) and serves no read; another node's does (the
+	// reason is SHUTTING_DOWN's: retried elsewhere).
+	ErrReplicaHalted error = &sentinel{"metanode: this node's replica of the group halted", metapb.ReasonShuttingDown}
 	// ErrClusterMismatch: the data directory, the flags and the cluster
 	// disagree about the cluster's identity or shape.
 	ErrClusterMismatch error = &sentinel{"metanode: cluster mismatch", metapb.ReasonClusterMismatch}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -43,6 +44,9 @@ type env struct {
 	noteLeader func(group string, c candidate)
 	// stopping is closed when the node begins to stop.
 	stopping <-chan struct{}
+	// storageFailed stops every group of the node: RocksDB refused a
+	// write (storage.go).
+	storageFailed func(err error)
 	// directory is the newest directory the node has seen; dirChanged is
 	// closed at its next change.
 	directory  func() *state.Directory
@@ -64,6 +68,11 @@ type group struct {
 	life *lifetime
 	// calls counts raft calls awaiting answers (see raftCalls).
 	calls raftCalls
+	// guard stands between raft and its stores (storage.go).
+	guard storeGuard
+	// shutdownF is raft's shutdown, begun once (shutdownRaft).
+	shutdownOnce sync.Once
+	shutdownF    raft.Future
 	// raftDone is closed once raft has shut down; watched once the
 	// leadership watcher has returned after it.
 	raftDone chan struct{}
@@ -176,9 +185,16 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	if err := raft.ValidateConfig(conf); err != nil {
 		return nil, fmt.Errorf("metanode: %s: raft config: %w", name, err)
 	}
-	if g.raft, err = raft.NewRaft(conf, g.fsm, cached, stable, g.snaps, g.trans); err != nil {
+	g.guard.failed = func(err error, write bool) {
+		g.storageFailed(err)
+		if write {
+			e.storageFailed(err)
+		}
+	}
+	if g.raft, err = raft.NewRaft(conf, g.fsm, guardedLogs{cached, &g.guard}, guardedStable{stable, &g.guard}, g.snaps, g.trans); err != nil {
 		return nil, fmt.Errorf("metanode: %s: start raft: %w", name, err)
 	}
+	g.guard.armed.Store(true)
 	g.observer = raft.NewObserver(g.observations, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
@@ -208,7 +224,7 @@ func (g *group) stop(ctx context.Context) error {
 		g.log.Warn("raft calls still unanswered at shutdown; shutting raft down regardless", "calls", left)
 	}
 	g.raft.DeregisterObserver(g.observer)
-	err := g.raft.Shutdown().Error()
+	err := g.shutdownRaft().Error()
 	close(g.raftDone)
 	if g.started.Load() {
 		<-g.watched

@@ -72,7 +72,7 @@ var (
 	descApplied      = prometheus.NewDesc("meta_group_applied_index", "Index the state machine has applied on this replica.", []string{"group"}, nil)
 	descLastLog      = prometheus.NewDesc("meta_group_last_log_index", "Last index in this replica's raft log.", []string{"group"}, nil)
 	descSnapshot     = prometheus.NewDesc("meta_group_snapshot_index", "Index of this replica's latest raft snapshot.", []string{"group"}, nil)
-	descHalted       = prometheus.NewDesc("meta_group_halted", "1 when this replica stopped applying at an entry it cannot apply (sm/halt.go; /readyz names it).", []string{"group"}, nil)
+	descHalted       = prometheus.NewDesc("meta_group_halted", "1 when this replica stopped applying: an entry it cannot apply, a storage failure, a fence after a hash check (sm/halt.go; /readyz names it).", []string{"group"}, nil)
 	descQueue        = prometheus.NewDesc("meta_group_proposal_queue", "Client operations waiting to be packed into a raft entry.", []string{"group"}, nil)
 	descInflight     = prometheus.NewDesc("meta_group_entries_inflight", "Raft entries this node has proposed and not yet seen applied.", []string{"group"}, nil)
 	descSnapExports  = prometheus.NewDesc("meta_group_snapshot_exports", "Snapshots this replica built from its RocksDB files to send (to a lagging follower or a new replica): count and seconds spent building them.", []string{"group"}, nil)
@@ -83,6 +83,7 @@ var (
 	descClusterVer   = prometheus.NewDesc("meta_cluster_version", "The cluster version as this node's replica of metadata-0 records it: the feature level every member runs at least (sm/version.go); operations that need a higher one are refused (CLUSTER_VERSION).", nil, nil)
 	descFeatureLvl   = prometheus.NewDesc("meta_node_feature_level", "The feature level this node reports (its release's, or --feature-level).", nil, nil)
 	descGroups       = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
+	descStorage      = prometheus.NewDesc("meta_storage_failed", "1 once RocksDB refused a write of the raft log or stable state (a damaged table file met by a compaction, a disk it cannot write): every group stopped on this node until its copy is replaced (/readyz says why).", nil, nil)
 	descReady        = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
 	descAlarm        = prometheus.NewDesc("meta_alarm", "1 for each alarm raised in the cluster, by alarm and the member that raised it, as this node's replica of metadata-0 records it (NOSPACE: writes that take space are refused; metactl alarm list, disarm).", []string{"alarm", "member"}, nil)
 )
@@ -139,7 +140,7 @@ var rocksFigures = []rocksFigure{
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
-		descSnapshot, descHalted, descAlarm, descQueue, descInflight, descGroups, descReady,
+		descSnapshot, descHalted, descAlarm, descQueue, descInflight, descGroups, descReady, descStorage,
 		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused, descClusterVer, descFeatureLvl} {
 		ch <- d
 	}
@@ -154,6 +155,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descReady, b2f(n.Ready() == nil))
+	gauge(descStorage, b2f(n.storageErr.Load() != nil))
 	if !n.started.Load() {
 		return
 	}
@@ -224,6 +226,9 @@ func (n *Node) Ready() error {
 		} else if commit, applied := g.raft.CommitIndex(), g.fsm.AppliedIndex(); commit > applied+maxReadyLag {
 			why = append(why, fmt.Sprintf("%s has applied %d of %d committed entries", g.name, applied, commit))
 		}
+	}
+	if e := n.storageErr.Load(); e != nil {
+		why = append(why, fmt.Sprintf("storage failed, every group stopped: %v", *e))
 	}
 	if e := n.db.BackgroundErrors(); e > 0 {
 		why = append(why, fmt.Sprintf("storage: %d RocksDB background errors", e))

@@ -80,6 +80,9 @@ type Node struct {
 	serveErr chan error
 	// failed receives the one reason the node cannot go on (Failed).
 	failed chan error
+	// storageErr is the first write RocksDB refused (storage.go): every
+	// group of the node stopped then.
+	storageErr atomic.Pointer[error]
 
 	closeMu sync.Mutex // serialises Close
 	closed  bool
@@ -206,7 +209,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.env = &env{id: n.id, m: n.m, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
 		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
 		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
-		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(),
+		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(), storageFailed: n.storageFailed,
 		directory: n.Directory, dirChanged: n.DirectoryChanged}
 	for _, name := range n.db.Groups() {
 		if _, err := n.openGroup(name); err != nil {

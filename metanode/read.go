@@ -30,6 +30,12 @@ func (n *Node) Read(ctx context.Context, groupName string, stale bool) (state.Re
 		// hear from its group: another node serves the read.
 		return nil, n.notHosted(groupName)
 	}
+	if h := g.fsm.Halted(); h != nil {
+		// This replica stopped applying (sm/halt.go): its state is behind
+		// the group's and, after a storage failure or a fence, may not be
+		// trusted at all. Another node serves the read.
+		return nil, fmt.Errorf("%s: %w: %v", g.name, ErrReplicaHalted, h)
+	}
 	if stale || plantedLocalReads() {
 		return g.fsm, nil
 	}

@@ -82,3 +82,13 @@ func decodeKnownBatch(data []byte) (*logpb.Batch, error) {
 	}
 	return b, nil
 }
+
+// StorageFailed halts the group on this node because the storage under
+// its raft failed (metanode's guard of the raft log and stable stores;
+// ApplyBatch reports the state machine's own failures): nothing more is
+// applied here and the node reports the group halted, with cause
+// wrapped in ErrStorage. Like every halt it lasts until the process
+// restarts; a RocksDB that refuses writes refuses them until then too.
+func (m *Machine) StorageFailed(cause error) {
+	m.haltWith(m.index.Load()+1, fmt.Errorf("%w: %w", ErrStorage, cause), "STORAGE: the raft log or stable store failed; the group stops on this node")
+}

@@ -58,13 +58,8 @@ const (
 // AllFaultKinds).
 var OpsFaultKinds = []FaultKind{FaultDiskFull, FaultCorrupt, FaultUpgrade}
 
-// CorruptFiles are the kinds of file a corrupt fault draws. A RocksDB
-// table file ("sst") is left out of the draw while the open bug in
-// verify/README.md stands (a damaged table file a compaction reads kills
-// the node's process through hashicorp/raft's stable store: a run would
-// end in a crashed test process, not a verdict); DamageFile still damages
-// one when asked by name, as TestCorruptSSTFoundAtRunTime does.
-var CorruptFiles = []string{"wal", "snapshot"}
+// CorruptFiles are the kinds of file a corrupt fault damages.
+var CorruptFiles = []string{"sst", "wal", "snapshot"}
 
 // drawOpsFault draws a target and parameters for an operations fault; ok
 // is false for any other kind.
@@ -180,7 +175,7 @@ func FillDir(dir string, floor int64) (path string, filled int64, err error) {
 // file under db/; "wal": a RocksDB write-ahead log under db/; "snapshot":
 // a file of a stored raft snapshot under snapshots/, its metadata
 // excepted), or of the next kind in CorruptFiles' order when dir
-// holds no non-empty file of that kind (never "sst" unless asked for). pick chooses among the files of
+// holds no non-empty file of that kind. pick chooses among the files of
 // the kind, in sorted order. It returns the kind and path it damaged.
 func DamageFile(dir, want string, pick uint64) (kind, path string, err error) {
 	files := map[string][]string{}
@@ -206,13 +201,9 @@ func DamageFile(dir, want string, pick uint64) (kind, path string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("verify: corrupt: %w", err)
 	}
-	kinds := CorruptFiles
-	if want != "" && !slices.Contains(kinds, want) {
-		kinds = append([]string{want}, kinds...)
-	}
-	start := max(slices.Index(kinds, want), 0)
-	for i := range kinds {
-		k := kinds[(start+i)%len(kinds)]
+	start := max(slices.Index(CorruptFiles, want), 0)
+	for i := range CorruptFiles {
+		k := CorruptFiles[(start+i)%len(CorruptFiles)]
 		if ps := files[k]; len(ps) > 0 {
 			slices.Sort(ps)
 			p := ps[pick%uint64(len(ps))]

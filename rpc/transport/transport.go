@@ -241,8 +241,17 @@ func (t *Transport) enqueue(ctx context.Context, rpc raft.RPC, heartbeat bool) e
 				return errGroupClosing(t.group)
 			}
 			// raft's handler answers synchronously, or not at all when
-			// raft is shutting down: await covers both.
-			(*fn)(rpc)
+			// raft is shutting down: await covers both. It runs on a
+			// goroutine of its own, waited for here: a node whose raft
+			// stores fail ends the goroutine that met the failure where
+			// raft would panic (metanode/storage.go, runtime.Goexit), and
+			// the gRPC handler's goroutine must not end that way.
+			handled := make(chan struct{})
+			go func() {
+				defer close(handled)
+				(*fn)(rpc)
+			}()
+			<-handled
 			return nil
 		}
 	}
