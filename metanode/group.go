@@ -191,7 +191,10 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 			e.storageFailed(err)
 		}
 	}
-	if g.raft, err = raft.NewRaft(conf, g.fsm, guardedLogs{cached, &g.guard}, guardedStable{stable, &g.guard}, g.snaps, g.trans); err != nil {
+	g.raft, err = g.guard.startRaft(func() (*raft.Raft, error) {
+		return raft.NewRaft(conf, g.fsm, guardedLogs{cached, &g.guard}, guardedStable{stable, &g.guard}, g.snaps, g.trans)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("metanode: %s: start raft: %w", name, err)
 	}
 	g.guard.armed.Store(true)

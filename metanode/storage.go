@@ -45,7 +45,10 @@ import (
 // goroutine of its own for this. Every other failure is returned to raft, which handles it
 // (a follower refuses the append, a leader steps down). Before raft runs
 // (NewRaft reading its state) errors pass through: the group fails to
-// start with them.
+// start with them. NewRaft itself panics on two of them (a configuration
+// entry of the log it cannot read, a current term it cannot store);
+// startRaft turns that panic into the failure the guard saw, so that the
+// node refuses to start, saying why, instead of dying.
 //
 // A failure that only says the group or the database is closing
 // (rocks.ErrGroupDropped, rocks.ErrClosed: a call racing the group's own
@@ -56,15 +59,21 @@ type storeGuard struct {
 	// failed is told of a failure once armed; write says whether it was
 	// a write. It must not block on raft.
 	failed func(err error, write bool)
+	// startErr is the first failure before raft runs (startRaft).
+	startErr atomic.Pointer[error]
 }
 
 // check reports err (nil: nothing) of the call what and returns it, or,
 // when fatal (raft would panic on it), ends the calling goroutine.
 func (sg *storeGuard) check(what string, err error, write, fatal bool) error {
-	if err == nil || !sg.armed.Load() {
-		return err
+	if err == nil {
+		return nil
 	}
 	err = fmt.Errorf("raft %s: %w", what, err)
+	if !sg.armed.Load() {
+		sg.startErr.CompareAndSwap(nil, &err)
+		return err
+	}
 	sg.failed(err, write)
 	if fatal {
 		runtime.Goexit()
@@ -148,6 +157,23 @@ func (l guardedLogs) StoreLogs(logs []*raft.Log) error {
 
 func (l guardedLogs) DeleteRange(lo, hi uint64) error {
 	return l.g.check("log delete", l.l.DeleteRange(lo, hi), true, false)
+}
+
+// startRaft runs start (raft.NewRaft). A panic of raft's after one of
+// its store calls failed (raft panics on some, see storeGuard) is
+// returned as that failure; raft has started no goroutine at those
+// points. Any other panic goes on.
+func (sg *storeGuard) startRaft(start func() (*raft.Raft, error)) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			failed := sg.startErr.Load()
+			if failed == nil {
+				panic(p)
+			}
+			r, err = nil, fmt.Errorf("%w (raft stopped on it: %v)", *failed, p)
+		}
+	}()
+	return start()
 }
 
 // storageFailed stops the group on this node after a failure of the

@@ -105,3 +105,30 @@ func TestStoreGuard(t *testing.T) {
 		t.Errorf("misses reported as failures: %v", got)
 	}
 }
+
+// raft.NewRaft panics on a log entry it cannot read or a term it cannot
+// store while it starts: startRaft returns the failure the guard saw
+// instead, and lets any other panic go on.
+func TestStartRaftTurnsAStoreFailurePanicIntoAnError(t *testing.T) {
+	damaged := errors.New("Corruption: block checksum mismatch")
+	sg := &storeGuard{failed: func(error, bool) { t.Error("a failure before raft runs reported as one while running") }}
+	ls := guardedLogs{failingStores{damaged}, sg}
+	r, err := sg.startRaft(func() (*raft.Raft, error) {
+		if err := ls.GetLog(3, &raft.Log{}); err != nil {
+			panic(err) // as raft's NewRaft does
+		}
+		return nil, nil
+	})
+	if r != nil || !errors.Is(err, damaged) {
+		t.Fatalf("start after a failed log read: got %v, %v; want no raft and the store's error", r, err)
+	}
+
+	other := &storeGuard{}
+	defer func() {
+		if p := recover(); p != "unrelated" {
+			t.Errorf("a panic without a store failure: recovered %v, want it to go on", p)
+		}
+	}()
+	_, _ = other.startRaft(func() (*raft.Raft, error) { panic("unrelated") })
+	t.Error("startRaft returned after a panic without a store failure")
+}
