@@ -28,16 +28,23 @@ import (
 //	prepared   StartSplit recorded the child (creating, on the parent's
 //	           replicas, which bootstrap it as a first start does) and the
 //	           range it takes, at a new version. Abort is still possible.
+//	copied     the parent's log tracks the range (RangeTrack: changes to
+//	           it are marked from then on) and the child holds a copy of
+//	           it read while the parent still served it (RangeIngest,
+//	           resumable from the child's cursor). Abort is still possible.
 //	fenced     the parent's log released the range (RangeRelease): the
-//	           point of no return.
-//	acquired   the range's data was copied into the child (RangeIngest,
-//	           resumable from the child's cursor) and the child's log
-//	           acquired it after checking the copy's count and hash
-//	           against the parent's at the fence (RangeAcquire).
+//	           point of no return. Writes to the range are refused from
+//	           here until the child acquires it.
+//	acquired   the keys marked since the tracking began were copied again
+//	           as they are at the fence (RangeIngest replay; the rest of
+//	           the bulk copy first, had the fence come before its end), and
+//	           the child's log acquired the range after checking the
+//	           copy's count and hash against the parent's at the fence
+//	           (RangeAcquire).
 //	published  the directory maps the range to the child (active) and
 //	           the parent keeps the rest, both at the new version.
-//	(done)     the parent's log dropped its copy (RangeDrop); the split
-//	           record is cleared.
+//	(done)     the parent's log dropped its copy (RangeDrop, in bounded
+//	           steps); the split record is cleared.
 //
 // Each directory step is compared on the parent's (and child's)
 // configuration version, so a split racing a move of the same group, or
@@ -49,10 +56,12 @@ var splitHook atomic.Pointer[func(ctx context.Context, group string, phase logpb
 
 const callSplitRead = "metanode.split-read/v1"
 
-// Copy chunks: at most this many keys, and about this many bytes.
+// Copy chunks: at most this many keys, and about this many bytes; a drop
+// step deletes at most splitDropKeys keys.
 const (
 	splitChunkKeys  = 1024
 	splitChunkBytes = 1 << 20
+	splitDropKeys   = 4096
 )
 
 // StartSplit records a split of group on metadata-0, which this node must
@@ -219,16 +228,23 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 	next := proto.CloneOf(rec)
 	switch sp.Phase {
 	case logpb.SplitPhase_SPLIT_PHASE_PREPARED:
-		res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child}}})
+		// The parent marks the range's changes from here on; the child
+		// copies the range while the parent serves it.
+		mr, err := n.proposeMoving(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeTrack{RangeTrack: &logpb.RangeTrack{Range: sp.Range, To: sp.Child}}})
+		if err != nil {
+			return fmt.Errorf("track: %w", err)
+		}
+		if mr.FenceIndex == 0 {
+			if _, err := n.copyBulk(ctx, rec.Name, sp); err != nil {
+				return fmt.Errorf("copy: %w", err)
+			}
+		}
+		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_COPIED
+		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+	case logpb.SplitPhase_SPLIT_PHASE_COPIED:
+		mr, err := n.proposeMoving(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child}}})
 		if err != nil {
 			return fmt.Errorf("fence: %w", err)
-		}
-		if res.Code != logpb.Code_CODE_OK {
-			return fmt.Errorf("fence refused: %s", res.Message)
-		}
-		mr := &logpb.MovingRange{}
-		if err := proto.Unmarshal(res.Value, mr); err != nil {
-			return err
 		}
 		next.Split.Phase, next.Split.FenceIndex, next.Split.FenceRevision = logpb.SplitPhase_SPLIT_PHASE_FENCED, mr.FenceIndex, mr.FenceRevision
 		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
@@ -258,89 +274,158 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		c.State, c.BaseRevision = logpb.GroupState_GROUP_STATE_ACTIVE, sp.FenceRevision
 		return n.putGroups(ctx, []*logpb.GroupRecord{next, c}, []uint64{rec.ConfVer, child.ConfVer})
 	case logpb.SplitPhase_SPLIT_PHASE_PUBLISHED:
-		res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: sp.Range}}})
-		if err != nil {
-			return fmt.Errorf("drop: %w", err)
-		}
-		if res.Code != logpb.Code_CODE_OK {
-			return fmt.Errorf("drop refused: %s", res.Message)
+		// The parent deletes its copy in bounded steps, each from where
+		// the last one stopped (a cursor in its state).
+		dropped, steps := uint64(0), 0
+		for {
+			res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: sp.Range, Limit: splitDropKeys}}})
+			if err != nil {
+				return fmt.Errorf("drop: %w", err)
+			}
+			if res.Code != logpb.Code_CODE_OK {
+				return fmt.Errorf("drop refused: %s", res.Message)
+			}
+			dropped, steps = dropped+res.Count, steps+1
+			if res.Succeeded {
+				break
+			}
 		}
 		next.Split = nil
 		if err := n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer}); err != nil {
 			return err
 		}
-		n.log.Info("split done", "group", rec.Name, "child", sp.Child, "dropped", res.Count)
+		n.log.Info("split done", "group", rec.Name, "child", sp.Child, "dropped", dropped, "drop_steps", steps)
 		return nil
 	}
 	return fmt.Errorf("split of %s: unknown phase %v", rec.Name, sp.Phase)
 }
 
-// copyRange makes the child acquire the range: at once if its copy is
-// complete (a resumed split), else after copying it from the parent,
-// chunk by chunk from the child's cursor.
-func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) error {
-	first, err := n.readChunk(ctx, parent, sp.Range, nil, true)
-	if err != nil {
-		return err
-	}
-	acquire := &logpb.Op{Op: &logpb.Op_RangeAcquire{RangeAcquire: &logpb.RangeAcquire{Range: sp.Range, From: parent,
-		FenceRevision: sp.FenceRevision, Keys: first.Keys, Hash: first.Hash}}}
-	res, err := n.Propose(ctx, sp.Child, acquire)
-	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
-	}
-	if res.Code == logpb.Code_CODE_OK {
-		return nil
-	}
-	// Copy from wherever the child's cursor is (an ingest after the wrong
-	// cursor answers the right one).
-	var after []byte
-	chunk := first
-	for {
-		op := &logpb.RangeIngest{Range: sp.Range, From: parent, After: after, Pairs: chunk.Pairs}
-		res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: op}})
-		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
-		}
-		switch {
-		case res.Code == logpb.Code_CODE_CONFLICT:
-			after = res.Value // resume at the child's cursor
-		case res.Code != logpb.Code_CODE_OK:
-			return fmt.Errorf("ingest refused: %s", res.Message)
-		case chunk.Done:
-			res, err := n.Propose(ctx, sp.Child, acquire)
-			if err != nil {
-				return fmt.Errorf("acquire: %w", err)
-			}
-			if res.Code != logpb.Code_CODE_OK {
-				return fmt.Errorf("acquire refused (the copy differs from the parent's range: not published): %s", res.Message)
-			}
-			return nil
-		default:
-			after = chunk.Pairs[len(chunk.Pairs)-1].Key
-		}
-		if chunk, err = n.readChunk(ctx, parent, sp.Range, after, false); err != nil {
-			return err
-		}
-	}
-}
-
-// readChunk reads a chunk of the released range on the parent's leader.
-func (n *Node) readChunk(ctx context.Context, parent string, r *logpb.HashRange, after []byte, digest bool) (*logpb.SplitChunk, error) {
-	payload, err := proto.Marshal(&logpb.SplitRead{Group: parent, Range: r, After: after, Limit: splitChunkKeys, Digest: digest})
+// proposeMoving proposes a RangeTrack or RangeRelease to the parent and
+// returns the MovingRange its log recorded.
+func (n *Node) proposeMoving(ctx context.Context, parent string, op *logpb.Op) (*logpb.MovingRange, error) {
+	res, err := n.Propose(ctx, parent, op)
 	if err != nil {
 		return nil, err
 	}
-	out, err := n.CallLeader(ctx, parent, callSplitRead, payload)
+	if res.Code != logpb.Code_CODE_OK {
+		return nil, fmt.Errorf("refused: %s", res.Message)
+	}
+	mr := &logpb.MovingRange{}
+	return mr, proto.Unmarshal(res.Value, mr)
+}
+
+// ingest proposes a chunk of the copy (or of its replay) to the child and
+// returns its answer and the copy's state after it.
+func (n *Node) ingest(ctx context.Context, sp *logpb.Split, op *logpb.RangeIngest) (*logpb.Result, *logpb.RangeCopyState, error) {
+	res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: op}})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", parent, err)
+		return nil, nil, fmt.Errorf("ingest: %w", err)
+	}
+	if res.Code != logpb.Code_CODE_OK && res.Code != logpb.Code_CODE_CONFLICT {
+		return nil, nil, fmt.Errorf("ingest refused: %s", res.Message)
+	}
+	st := &logpb.RangeCopyState{}
+	return res, st, proto.Unmarshal(res.Value, st)
+}
+
+// copyBulk copies the range into the child, chunk by chunk from the
+// child's cursor, each chunk read from the parent's leader (at or past
+// its tracking or its fence), until the child's bulk copy is done; it
+// returns the copy's state then (acquired: the child owns the range
+// already).
+func (n *Node) copyBulk(ctx context.Context, parent string, sp *logpb.Split) (*logpb.RangeCopyState, error) {
+	// Where the child is: an empty first chunk applies only if it has
+	// copied nothing (and changes nothing then); else it answers the
+	// cursor.
+	_, st, err := n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent})
+	if err != nil {
+		return nil, err
+	}
+	for !st.Done && !st.Acquired {
+		after := st.Cursor
+		chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys})
+		if err != nil {
+			return nil, err
+		}
+		if _, st, err = n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, After: after, Pairs: chunk.Pairs, Done: chunk.Done}); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// copyRange makes the child acquire the released range: it completes the
+// bulk copy if the fence came before its end (a split released without
+// tracking is copied whole here), replays the keys the parent marked as
+// changed since its tracking began, as they are at the fence, then
+// proposes the acquire with the parent's key count and hash at the fence.
+// A child that acquired before answers at once.
+func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) error {
+	st, err := n.copyBulk(ctx, parent, sp)
+	if err != nil {
+		return err
+	}
+	if st.Acquired {
+		return nil
+	}
+	replayed := 0
+	var after []byte
+	for {
+		chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys, Replay: true})
+		if err != nil {
+			return err
+		}
+		if len(chunk.Pairs) > 0 {
+			res, st, err := n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, Pairs: chunk.Pairs, Replay: true})
+			if err != nil {
+				return err
+			}
+			if st.Acquired {
+				return nil
+			}
+			if res.Code != logpb.Code_CODE_OK {
+				return fmt.Errorf("replay refused: %s", res.Message)
+			}
+			replayed += len(chunk.Pairs)
+		}
+		if chunk.Done {
+			break
+		}
+		after = chunk.Pairs[len(chunk.Pairs)-1].Key
+	}
+	d, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, Limit: 1, Digest: true})
+	if err != nil {
+		return err
+	}
+	res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeAcquire{RangeAcquire: &logpb.RangeAcquire{Range: sp.Range, From: parent,
+		FenceRevision: sp.FenceRevision, Keys: d.Keys, Hash: d.Hash}}})
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	if res.Code != logpb.Code_CODE_OK {
+		return fmt.Errorf("acquire refused (the copy differs from the parent's range: not published): %s", res.Message)
+	}
+	n.log.Info("split acquired", "group", parent, "child", sp.Child, "keys", d.Keys, "replayed", replayed)
+	return nil
+}
+
+// readChunk reads a chunk of the range on the parent's leader.
+func (n *Node) readChunk(ctx context.Context, req *logpb.SplitRead) (*logpb.SplitChunk, error) {
+	payload, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	out, err := n.CallLeader(ctx, req.Group, callSplitRead, payload)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", req.Group, err)
 	}
 	c := &logpb.SplitChunk{}
 	return c, proto.Unmarshal(out, c)
 }
 
-// serveSplitRead answers a chunk of a released range from this node's
-// replica, once it has applied everything committed (so the release).
+// serveSplitRead answers a chunk of a split's range from this node's
+// replica, once it has applied everything committed (so the tracking or
+// the release the controller saw applied).
 func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte, error) {
 	if _, err := n.Read(ctx, req.Group, false); err != nil {
 		return nil, err
@@ -349,7 +434,12 @@ func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	c, err := m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
+	var c *sm.RangeChunk
+	if req.Replay {
+		c, err = m.ReadReplay(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes)
+	} else {
+		c, err = m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
+	}
 	if errors.Is(err, sm.ErrNotReleased) {
 		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
 	}

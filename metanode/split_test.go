@@ -182,7 +182,7 @@ func TestSplitUnderLoad(t *testing.T) {
 // step: the next leader resumes from the recorded phase, and the split
 // completes with every acknowledged write intact.
 func TestSplitResumesAfterControllerCrashAtEachPhase(t *testing.T) {
-	for _, phase := range []logpb.SplitPhase{logpb.SplitPhase_SPLIT_PHASE_PREPARED, logpb.SplitPhase_SPLIT_PHASE_FENCED,
+	for _, phase := range []logpb.SplitPhase{logpb.SplitPhase_SPLIT_PHASE_PREPARED, logpb.SplitPhase_SPLIT_PHASE_COPIED, logpb.SplitPhase_SPLIT_PHASE_FENCED,
 		logpb.SplitPhase_SPLIT_PHASE_ACQUIRED, logpb.SplitPhase_SPLIT_PHASE_PUBLISHED} {
 		t.Run(phase.String(), func(t *testing.T) {
 			reached := make(chan struct{})
@@ -269,4 +269,97 @@ func TestSplitRacingMoveFailsCleanly(t *testing.T) {
 	}
 	close(hold)
 	awaitSplit(t, c, cl, "data-0", "data-1", 60*time.Second)
+}
+
+// putAll writes keys (value: the key) in batches.
+func putAll(t *testing.T, cl *client.Client, keys []string, value func(string) []byte) {
+	t.Helper()
+	for i := 0; i < len(keys); i += 500 {
+		req := &metapb.MultiPutRequest{}
+		for _, k := range keys[i:min(i+500, len(keys))] {
+			req.Puts = append(req.Puts, &metapb.PutRequest{Key: []byte(k), Value: value(k)})
+		}
+		if _, err := cl.MultiPut(ctxT(t, 30*time.Second), req); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+	}
+}
+
+// The child copies the range before the parent's fence, while the parent
+// still serves it: when the directory records the copy (the step before
+// the fence), every replica of the child holds a complete bulk copy and
+// the parent has released nothing (it tracks the range). A put of a new
+// key, an overwrite and a delete made in the range then, between the copy
+// and the fence, are in the child after the split (the replay of the
+// tail); every other key reads back as written.
+func TestSplitCopiesBeforeFenceAndReplaysTail(t *testing.T) {
+	copied, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	metanode.SetSplitHook(func(ctx context.Context, _ string, at logpb.SplitPhase) {
+		if at != logpb.SplitPhase_SPLIT_PHASE_COPIED {
+			return
+		}
+		first := false
+		once.Do(func() { first = true; close(copied) })
+		if first {
+			select {
+			case <-resume:
+			case <-ctx.Done():
+			}
+		}
+	})
+	t.Cleanup(func() { metanode.SetSplitHook(nil) })
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
+	cl := c.Client("")
+	_, high := hotKeys(1500) // more than one copy chunk
+	putAll(t, cl, high[:1400], func(k string) []byte { return []byte(k) })
+	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	select {
+	case <-copied:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the split never recorded its copy")
+	}
+	// (Followers apply the last chunk a moment later: poll.)
+	poll.For(t, "data-1's bulk copy done on every replica, data-0 still serving", 30*time.Second, func() error {
+		for _, id := range c.IDs() {
+			n := c.Running(id)
+			if m := n.FSM("data-1"); m != nil {
+				st, err := m.CopyState()
+				if err != nil || st == nil || !st.Done || st.Acquired {
+					return fmt.Errorf("%s: data-1's copy before the fence: %v (%v), want the bulk copy done", id, st, err)
+				}
+			}
+			if own := n.FSM("data-0").Ownership(); len(own.Tracking) != 1 || len(own.Moving) != 0 {
+				return fmt.Errorf("%s: data-0 before the fence: %v, want the range tracked, none released", id, own)
+			}
+		}
+		return nil
+	})
+	// The tail: written after the copy, before the fence.
+	if _, err := cl.Put(ctxT(t, 20*time.Second), &metapb.PutRequest{Key: []byte(high[0]), Value: []byte("overwritten")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Delete(ctxT(t, 20*time.Second), &metapb.DeleteRequest{Key: []byte(high[1])}); err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, cl, high[1400:], func(string) []byte { return []byte("new") })
+	close(resume)
+	awaitSplit(t, c, cl, "data-0", "data-1", 60*time.Second)
+	for i, k := range high {
+		got, ok := get(t, cl, k, lin)
+		want, present := k, true
+		switch {
+		case i == 0:
+			want = "overwritten"
+		case i == 1:
+			present = false
+		case i >= 1400:
+			want = "new"
+		}
+		if ok != present || present && got != want {
+			t.Fatalf("%s after the split: %q (present %v), want %q (present %v)", k, got, ok, want, present)
+		}
+	}
 }

@@ -322,6 +322,21 @@ func (b *Batch) RollbackToSavePoint() error {
 	return nil
 }
 
+// WrittenSinceSavePoint calls fn with every key of s written (put or
+// deleted) since the most recent save point, in the order written (a key
+// written twice comes twice); none without a save point. fn must not
+// write to the batch.
+func (b *Batch) WrittenSinceSavePoint(s *Space, fn func(key string)) {
+	if b.closed || len(b.saves) == 0 {
+		return
+	}
+	for _, u := range b.undo[b.saves[len(b.saves)-1].undo:] {
+		if u.p.s == s {
+			fn(u.key)
+		}
+	}
+}
+
 // Count returns the number of writes recorded (0 after Close).
 func (b *Batch) Count() int {
 	if b.closed {

@@ -74,6 +74,8 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 			return &logpb.Result{}
 		}
 		a.st.Revision = rev
+	} else if a.own.tracks() {
+		a.markTracked()
 	}
 	r.Revision = a.st.Revision
 	return r
@@ -138,6 +140,8 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.rangeAcquire(o.RangeAcquire)
 	case *logpb.Op_RangeDrop:
 		return a.rangeDrop(o.RangeDrop)
+	case *logpb.Op_RangeTrack:
+		return a.rangeTrack(o.RangeTrack)
 	case *logpb.Op_ClusterVersionSet:
 		return a.clusterVersionSet(o.ClusterVersionSet)
 	case *logpb.Op_AlarmSet:

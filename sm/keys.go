@@ -44,6 +44,13 @@ import (
 //	0x12 'i'                      data, offset: a split's copy cursor in
 //	                              the new group (the last key ingested;
 //	                              split.go)
+//	0x12 'b'                      data, offset: the new group's bulk copy is
+//	                              done (empty value; split.go)
+//	0x12 'd' <lo>                 data, offset: where the parent's drop of
+//	                              the released range from <lo> stopped
+//	0x13 <stored key>             data, offset: a key of a range a split
+//	                              tracks, changed since its RangeTrack
+//	                              (value: the index of the last change)
 //
 // <at> is a Unix time in nanoseconds and <id> a lease id, both 8-byte
 // big-endian (times and ids are never negative), so indexes sort by time;
@@ -68,6 +75,7 @@ const (
 	prefixBroker     byte = 0x10
 	prefixAssignment byte = 0x11
 	prefixOwnership  byte = 0x12
+	prefixSplitMark  byte = 0x13
 	prefixUserMin    byte = 0x01
 	prefixSentinel   byte = 0xff // no key starts with it: the end of every range
 )

@@ -203,7 +203,7 @@ func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
 	}
 	v := a.own
 	switch op.Op.(type) {
-	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop:
+	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack:
 		return op, nil
 	case *logpb.Op_LeaseGrant, *logpb.Op_LeaseKeepAlive, *logpb.Op_LeaseRevoke, *logpb.Op_LeasesExpire:
 		if v.splitting() {

@@ -15,22 +15,40 @@ import (
 // from metadata-0's directory). The parent P gives [lo, hi) of one of its
 // ranges to a new group C:
 //
-//  1. RangeRelease in P's log, at index F (the fence): from F on, P
+//  1. RangeTrack in P's log, at index T: P still serves the range, but
+//     from T on every change to a key the split moves (a put or a delete,
+//     leases included) also writes a mark, 0x13 <key> (keyMark), in the
+//     same batch: the set of keys changed since T, on every replica alike.
+//  2. The bulk copy: RangeIngest entries in C's log copy the range's
+//     data, read chunk by chunk from a replica of P applied to >= T (each
+//     chunk from its own view, at any index >= T), in key order, each
+//     chunk applied only after the one before it (a resumed copy never
+//     writes twice); the last one marks the bulk copy done. C serves
+//     nothing meanwhile (its ownership is "ingesting").
+//  3. RangeRelease in P's log, at index F (the fence): from F on, P
 //     refuses, when applying, every op touching the range (RANGE_MOVING),
 //     and every lease change (C copies the leases); the range's data in P
-//     is frozen, the same on every replica at any index >= F.
-//  2. RangeIngest entries in C's log copy the range's data, read from a
-//     replica of P applied to >= F, in key order, each chunk applied only
-//     after the one before it (a resumed copy never writes twice). C
-//     serves nothing meanwhile (its ownership is "ingesting").
-//  3. RangeAcquire in C's log checks the copy (key count and hash equal
-//     P's at F), then C owns the range; its revisions continue from P's
-//     at F.
-//  4. RangeDrop in P's log deletes the range's data from P; the range is
-//     then WRONG_GROUP there.
+//     is frozen, the same on every replica at any index >= F, and so is
+//     the set of marks.
+//  4. The replay: RangeIngest entries (replay) in C's log put every
+//     marked key as it is in P at F, or delete it where P has none. For
+//     every key of the range, C then holds P's state at F: a key not
+//     marked did not change between T and F, so every view >= T holds
+//     its state at F, and the bulk copy read it (present or absent) from
+//     one of them; a marked key is replayed from the frozen state.
+//  5. RangeAcquire in C's log checks the copy (key count and hash equal
+//     P's at F, which the controller reads after the fence), then C owns
+//     the range; its revisions continue from P's at F. A copy that missed
+//     a change fails the check: nothing is published.
+//  6. RangeDrop entries in P's log delete the range's data (and marks)
+//     from P, a bounded number of keys each; the last one makes the range
+//     WRONG_GROUP there.
 //
 // Every op on the range is applied by exactly one group: P before F, C
 // after its acquire, which commits after F; C starts from P's state at F.
+// The range refuses writes from F to the acquire only: the replay of the
+// keys changed during the copy, not the copy itself. A range released
+// without a RangeTrack (none marked) is copied whole after its fence.
 
 // movedKey reports whether a stored key of the parent is copied to a child
 // taking r: a record of a routing key inside r, or a lease (leases live in
@@ -43,8 +61,12 @@ func movedKey(key []byte, r *logpb.HashRange) bool {
 }
 
 // droppedKey reports whether a stored key of the parent goes when it
-// drops r (its leases stay: they are every group's).
+// drops r: its records, and the marks of the keys r moved (its leases
+// stay: they are every group's).
 func droppedKey(key []byte, r *logpb.HashRange) bool {
+	if len(key) > 0 && key[0] == prefixSplitMark {
+		return movedKey(key[1:], r)
+	}
 	rk, ok := rawRoute(key)
 	return ok && inRange(r, RouteHash(rk))
 }
@@ -54,8 +76,61 @@ func inRange(r *logpb.HashRange, h uint32) bool {
 }
 
 // keyIngestCursor is the last key a child ingested (in the hashed state,
-// so that a replica restored from a snapshot resumes exactly).
-var keyIngestCursor = []byte{prefixOwnership, 'i'}
+// so that a replica restored from a snapshot resumes exactly);
+// keyIngestDone is present once its bulk copy is complete.
+var (
+	keyIngestCursor = []byte{prefixOwnership, 'i'}
+	keyIngestDone   = []byte{prefixOwnership, 'b'}
+)
+
+// dropCursorKey is where the parent's drop of r stopped (the last key it
+// scanned).
+func dropCursorKey(r *logpb.HashRange) []byte {
+	return append([]byte{prefixOwnership, 'd'}, be64(r.GetLo())...)
+}
+
+// keyMark marks a stored key a tracked range moves as changed since the
+// range's RangeTrack; its value is the index of the entry that last
+// changed it.
+func keyMark(key []byte) []byte { return prefixed(prefixSplitMark, key) }
+
+// tracks reports whether the view marks changes (a split is copying a
+// range the group still serves).
+func (v *ownView) tracks() bool {
+	return v != nil && v.rec != nil && len(v.rec.Tracking) > 0
+}
+
+// tracked returns the tracking record of r, or nil.
+func (v *ownView) tracked(r *logpb.HashRange) *logpb.MovingRange {
+	if v == nil || v.rec == nil {
+		return nil
+	}
+	if i := slices.IndexFunc(v.rec.Tracking, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, r) }); i >= 0 {
+		return v.rec.Tracking[i]
+	}
+	return nil
+}
+
+// markTracked marks every key the current op wrote that a tracked range
+// moves (the op succeeded; its writes are those since its save point).
+func (a *applier) markTracked() {
+	var marks []string
+	a.b.WrittenSinceSavePoint(a.m.space, func(k string) {
+		for _, tr := range a.own.rec.Tracking {
+			if movedKey([]byte(k), tr.Range) {
+				marks = append(marks, k)
+				return
+			}
+		}
+	})
+	if len(marks) == 0 {
+		return
+	}
+	at := be64(a.st.Index)
+	for _, k := range marks {
+		a.b.Put(a.m.space, keyMark([]byte(k)), at)
+	}
+}
 
 // RangeDigest is the key count and hash of the keys a split copies.
 type RangeDigest struct {
@@ -89,13 +164,15 @@ type RangeChunk struct {
 // ReadRange reads, from one view of this replica, up to limit keys (and
 // maxBytes of them) that a split of r copies, after key after (empty: from
 // the start); withDigest adds the digest of all of them. The replica must
-// have released r (its data is frozen then): a view before the fence is
-// refused (RANGE_MOVING is not set yet: the caller waits and asks again).
+// track r (its changes are marked from then on) or have released it (its
+// data is frozen then), and have released it for a digest: an earlier
+// view is refused (ErrNotReleased: the caller waits and asks again).
 func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes int, withDigest bool) (*RangeChunk, error) {
 	out := &RangeChunk{}
 	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
 		out.AppliedIndex = st.GetIndex()
-		if !m.own.Load().released(r) {
+		own := m.own.Load()
+		if !own.released(r) && (withDigest || own.tracked(r) == nil) {
 			return fmt.Errorf("%w: %s has not released [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
 		}
 		if withDigest {
@@ -127,7 +204,53 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 	return out, err
 }
 
-// ErrNotReleased: the replica read has not applied the range's release.
+// ReadReplay reads, from one view of this replica, which must have
+// released r, up to limit (and about maxBytes) of the keys r moves that
+// were marked as changed since r's RangeTrack, after key after (empty:
+// from the start), each as it is in the view (the state at the fence,
+// frozen): a pair, or a deleted one where the key is absent.
+func (m *Machine) ReadReplay(r *logpb.HashRange, after []byte, limit, maxBytes int) (*RangeChunk, error) {
+	out := &RangeChunk{Done: true}
+	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
+		out.AppliedIndex = st.GetIndex()
+		if !m.own.Load().released(r) {
+			return fmt.Errorf("%w: %s has not released [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
+		}
+		start := []byte{prefixSplitMark}
+		if len(after) > 0 {
+			start = append(keyMark(after), 0)
+		}
+		var keys [][]byte
+		size := 0
+		if err := sn.Scan(m.space, start, []byte{prefixSplitMark + 1}, func(k, _ []byte) bool {
+			if !movedKey(k[1:], r) {
+				return true
+			}
+			if len(keys) >= limit || (size >= maxBytes && len(keys) > 0) {
+				out.Done = false
+				return false
+			}
+			keys = append(keys, slices.Clone(k[1:]))
+			size += len(k)
+			return true
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			v, ok, err := sn.Get(m.space, k)
+			if err != nil {
+				return err
+			}
+			out.Pairs = append(out.Pairs, &logpb.RawPair{Key: k, Value: v, Deleted: !ok})
+			size += len(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ErrNotReleased: the replica read has not applied the range's release
+// (or, for a bulk copy, its tracking).
 var ErrNotReleased = fmt.Errorf("sm: range not released")
 
 // released reports whether the view holds r as released.
@@ -174,6 +297,14 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 	if i < 0 {
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s does not own [%#x,%#x)", a.m.group, o.Range.Lo, o.Range.Hi)}, nil
 	}
+	var trackIndex uint64
+	if t := slices.IndexFunc(rec.Tracking, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, o.Range) }); t >= 0 {
+		if rec.Tracking[t].To != o.To {
+			return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s tracks [%#x,%#x) for %s", a.m.group, o.Range.Lo, o.Range.Hi, rec.Tracking[t].To)}, nil
+		}
+		trackIndex = rec.Tracking[t].TrackIndex
+		rec.Tracking = slices.Delete(rec.Tracking, t, t+1)
+	}
 	own := rec.Owned[i]
 	var rest []*logpb.HashRange
 	if own.Lo < o.Range.Lo {
@@ -183,7 +314,7 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 		rest = append(rest, &logpb.HashRange{Lo: o.Range.Hi, Hi: own.Hi, Version: o.Range.Version})
 	}
 	rec.Owned = slices.Concat(rec.Owned[:i], rest, rec.Owned[i+1:])
-	mr := &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To, FenceIndex: a.st.Index, FenceRevision: a.st.Revision}
+	mr := &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To, FenceIndex: a.st.Index, FenceRevision: a.st.Revision, TrackIndex: trackIndex}
 	rec.Moving = append(rec.Moving, mr)
 	if err := a.setOwnership(rec); err != nil {
 		return nil, err
@@ -192,7 +323,56 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 	return &logpb.Result{Value: v}, err
 }
 
-// rangeIngest stores a chunk of the copy in the child.
+// rangeTrack begins marking the changes of a range the group still
+// serves (idempotent; once released, it answers the release).
+func (a *applier) rangeTrack(o *logpb.RangeTrack) (*logpb.Result, error) {
+	rec := a.ownRecord()
+	if rec == nil || rec.Legacy || rec.Ingesting {
+		return invalid("%s has no ranges of its own to track", a.m.group), nil
+	}
+	if o.To == "" || o.Range == nil || o.Range.Hi <= o.Range.Lo {
+		return invalid("track: a range and a group to release it to are required"), nil
+	}
+	answer := func(mr *logpb.MovingRange) (*logpb.Result, error) {
+		v, err := marshal.Marshal(mr)
+		return &logpb.Result{Value: v}, err
+	}
+	for _, mr := range slices.Concat(rec.Moving, rec.Tracking) {
+		if sameRange(mr.Range, o.Range) && mr.To == o.To {
+			return answer(mr)
+		}
+	}
+	if len(rec.Moving) > 0 || len(rec.Tracking) > 0 {
+		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s is splitting another range", a.m.group)}, nil
+	}
+	if !slices.ContainsFunc(rec.Owned, func(h *logpb.HashRange) bool { return h.Lo <= o.Range.Lo && o.Range.Hi <= h.Hi }) {
+		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s does not own [%#x,%#x)", a.m.group, o.Range.Lo, o.Range.Hi)}, nil
+	}
+	tr := &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To, TrackIndex: a.st.Index}
+	rec.Tracking = append(rec.Tracking, tr)
+	if err := a.setOwnership(rec); err != nil {
+		return nil, err
+	}
+	return answer(tr)
+}
+
+// copyState reads the child's copy state.
+func (a *applier) copyState() (*logpb.RangeCopyState, error) {
+	cur, _, err := a.b.Get(a.m.space, keyIngestCursor)
+	if err != nil {
+		return nil, err
+	}
+	_, done, err := a.b.Get(a.m.space, keyIngestDone)
+	return &logpb.RangeCopyState{Cursor: cur, Done: done}, err
+}
+
+// ingestResult answers an ingest with the copy's state.
+func ingestResult(code logpb.Code, count int, st *logpb.RangeCopyState, msg string) (*logpb.Result, error) {
+	v, err := marshal.Marshal(st)
+	return &logpb.Result{Code: code, Count: uint64(count), Value: v, Message: msg}, err
+}
+
+// rangeIngest stores a chunk of the copy, or of its replay, in the child.
 func (a *applier) rangeIngest(o *logpb.RangeIngest) (*logpb.Result, error) {
 	rec := a.ownRecord()
 	switch {
@@ -203,25 +383,51 @@ func (a *applier) rangeIngest(o *logpb.RangeIngest) (*logpb.Result, error) {
 			return nil, err
 		}
 	case !rec.Ingesting:
+		if slices.ContainsFunc(rec.Owned, func(h *logpb.HashRange) bool { return sameRange(h, o.Range) }) {
+			return ingestResult(logpb.Code_CODE_CONFLICT, 0, &logpb.RangeCopyState{Acquired: true}, "the range is acquired")
+		}
 		return invalid("%s is not copying a range", a.m.group), nil
 	}
-	cur, _, err := a.b.Get(a.m.space, keyIngestCursor)
+	st, err := a.copyState()
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(cur, o.After) {
-		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Value: slices.Clone(cur), Message: "the copy is at another key"}, nil
+	for _, p := range o.Pairs {
+		if !movedKey(p.Key, o.Range) || p.Key[0] == prefixOwnership {
+			return invalid("ingest: key %x is not of the range", p.Key), nil
+		}
+	}
+	if o.Replay {
+		if !st.Done {
+			return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the bulk copy is not done")
+		}
+		for _, p := range o.Pairs {
+			if p.Deleted {
+				a.b.Delete(a.m.space, p.Key)
+			} else {
+				a.b.Put(a.m.space, p.Key, p.Value)
+			}
+		}
+		return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
+	}
+	if st.Done || !bytes.Equal(st.Cursor, o.After) {
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the copy is at another key")
 	}
 	last := o.After
 	for _, p := range o.Pairs {
-		if !movedKey(p.Key, o.Range) || bytes.Compare(p.Key, last) <= 0 || p.Key[0] == prefixOwnership {
-			return invalid("ingest: key %x is not of the range, or out of order", p.Key), nil
+		if bytes.Compare(p.Key, last) <= 0 || p.Deleted {
+			return invalid("ingest: key %x is out of order", p.Key), nil
 		}
 		a.b.Put(a.m.space, p.Key, p.Value)
 		last = p.Key
 	}
+	st.Cursor = slices.Clone(last)
 	a.b.Put(a.m.space, keyIngestCursor, last)
-	return &logpb.Result{Count: uint64(len(o.Pairs))}, nil
+	if o.Done {
+		st.Done = true
+		a.b.Put(a.m.space, keyIngestDone, nil)
+	}
+	return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
 }
 
 // rangeAcquire checks the child's copy and makes it own the range.
@@ -242,6 +448,7 @@ func (a *applier) rangeAcquire(o *logpb.RangeAcquire) (*logpb.Result, error) {
 			"the copy of [%#x,%#x) holds %d keys (hash %#x); %s held %d (hash %#x) at its fence", o.Range.Lo, o.Range.Hi, d.Keys, d.Hash, o.From, o.Keys, o.Hash)}, nil
 	}
 	a.b.Delete(a.m.space, keyIngestCursor)
+	a.b.Delete(a.m.space, keyIngestDone)
 	if err := a.setOwnership(&logpb.Ownership{Owned: []*logpb.HashRange{proto.CloneOf(o.Range)}}); err != nil {
 		return nil, err
 	}
@@ -249,20 +456,53 @@ func (a *applier) rangeAcquire(o *logpb.RangeAcquire) (*logpb.Result, error) {
 	return &logpb.Result{Count: d.Keys}, nil
 }
 
-// rangeDrop deletes a released range's data from the parent.
+// Drop steps: the default number of keys one RangeDrop deletes, its
+// largest, and how many keys it scans at most per key it may delete (the
+// parent's other keys lie between the range's: the hash scatters them).
+const (
+	dropChunkKeys    = 4096
+	dropChunkMaxKeys = 1 << 16
+	dropScanFactor   = 8
+)
+
+// rangeDrop deletes the next keys of a released range's data from the
+// parent, from the stored cursor on; the step that reaches the end
+// removes the range.
 func (a *applier) rangeDrop(o *logpb.RangeDrop) (*logpb.Result, error) {
 	rec := a.ownRecord()
 	if rec == nil {
-		return &logpb.Result{}, nil
+		return &logpb.Result{Succeeded: true}, nil
 	}
 	i := slices.IndexFunc(rec.Moving, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, o.Range) })
 	if i < 0 {
-		return &logpb.Result{}, nil // dropped before
+		return &logpb.Result{Succeeded: true}, nil // dropped before
+	}
+	limit := int(o.Limit)
+	if limit <= 0 {
+		limit = dropChunkKeys
+	}
+	limit = min(limit, dropChunkMaxKeys)
+	curKey := dropCursorKey(o.Range)
+	cur, _, err := a.b.Get(a.m.space, curKey)
+	if err != nil {
+		return nil, err
+	}
+	start := userStart
+	if len(cur) > 0 {
+		start = append(cur, 0)
 	}
 	var keys [][]byte
-	if err := a.b.Scan(a.m.space, userStart, userEnd, func(k, _ []byte) bool {
+	var last []byte
+	scanned, done := 0, true
+	if err := a.b.Scan(a.m.space, start, userEnd, func(k, _ []byte) bool {
+		if len(keys) >= limit || scanned >= dropScanFactor*limit {
+			done = false
+			return false
+		}
+		scanned++
+		last = slices.Clone(k)
 		if droppedKey(k, o.Range) {
-			keys = append(keys, slices.Clone(k))
+			keys = append(keys, last)
 		}
 		return true
 	}); err != nil {
@@ -271,6 +511,35 @@ func (a *applier) rangeDrop(o *logpb.RangeDrop) (*logpb.Result, error) {
 	for _, k := range keys {
 		a.b.Delete(a.m.space, k)
 	}
+	if !done {
+		a.b.Put(a.m.space, curKey, last)
+		return &logpb.Result{Count: uint64(len(keys))}, nil
+	}
+	a.b.Delete(a.m.space, curKey)
 	rec.Moving = slices.Delete(rec.Moving, i, i+1)
-	return &logpb.Result{Count: uint64(len(keys))}, a.setOwnership(rec)
+	return &logpb.Result{Count: uint64(len(keys)), Succeeded: true}, a.setOwnership(rec)
+}
+
+// CopyState returns how far this group's copy of a split's range has gone
+// (acquired: it owns ranges; nil: it has copied nothing and owns none).
+func (m *Machine) CopyState() (*logpb.RangeCopyState, error) {
+	var st *logpb.RangeCopyState
+	err := m.view(func(sn *rocks.Snapshot, _ *logpb.AppliedState) error {
+		own := m.own.Load()
+		switch {
+		case own == nil || own.rec == nil:
+			return nil
+		case !own.rec.Ingesting:
+			st = &logpb.RangeCopyState{Acquired: true}
+			return nil
+		}
+		cur, _, err := sn.Get(m.space, keyIngestCursor)
+		if err != nil {
+			return err
+		}
+		_, done, err := sn.Get(m.space, keyIngestDone)
+		st = &logpb.RangeCopyState{Cursor: cur, Done: done}
+		return err
+	})
+	return st, err
 }

@@ -2,7 +2,10 @@ package sm
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/sm/logpb"
 )
@@ -17,6 +20,28 @@ func ingestOp(r *logpb.HashRange, after []byte, pairs []*logpb.RawPair) *logpb.O
 
 func acquireOp(r *logpb.HashRange, rev uint64, d RangeDigest) *logpb.Op {
 	return &logpb.Op{Op: &logpb.Op_RangeAcquire{RangeAcquire: &logpb.RangeAcquire{Range: r, From: "data-0", FenceRevision: rev, Keys: d.Keys, Hash: d.Hash}}}
+}
+
+func trackOp(r *logpb.HashRange, to string) *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_RangeTrack{RangeTrack: &logpb.RangeTrack{Range: r, To: to}}}
+}
+
+func replayOp(r *logpb.HashRange, pairs []*logpb.RawPair) *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: r, From: "data-0", Pairs: pairs, Replay: true}}}
+}
+
+func dropOp(r *logpb.HashRange, limit uint32) *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: r, Limit: limit}}}
+}
+
+// copyStateOf decodes an ingest's answer.
+func copyStateOf(t *testing.T, r *logpb.Result) *logpb.RangeCopyState {
+	t.Helper()
+	st := &logpb.RangeCopyState{}
+	if err := proto.Unmarshal(r.Value, st); err != nil {
+		t.Fatalf("ingest answer: %v", err)
+	}
+	return st
 }
 
 func keepAliveOp(id int64) *logpb.Op {
@@ -111,8 +136,8 @@ func TestSplitFenceCopyAcquireDrop(t *testing.T) {
 			// cursor to resume at.
 			r := applyC(ingestOp(moving, after, chunk.Pairs))[0]
 			wantCode(t, "ingest again", r, logpb.Code_CODE_CONFLICT)
-			if string(r.Value) != string(chunk.Pairs[len(chunk.Pairs)-1].Key) {
-				t.Fatalf("cursor %x, want %x", r.Value, chunk.Pairs[len(chunk.Pairs)-1].Key)
+			if cur := copyStateOf(t, r).Cursor; string(cur) != string(chunk.Pairs[len(chunk.Pairs)-1].Key) {
+				t.Fatalf("cursor %x, want %x", cur, chunk.Pairs[len(chunk.Pairs)-1].Key)
 			}
 		}
 		if chunk.Done {
@@ -189,11 +214,269 @@ func TestSplitIngestSurvivesRestart(t *testing.T) {
 	}
 	r := results(t, c.m.Apply(entry(t, 2, ingestOp(moving, nil, []*logpb.RawPair{pair}))))[0]
 	wantCode(t, "ingest of the first chunk again", r, logpb.Code_CODE_CONFLICT)
-	if string(r.Value) != string(pair.Key) {
-		t.Fatalf("cursor %x, want %x", r.Value, pair.Key)
+	if cur := copyStateOf(t, r).Cursor; string(cur) != string(pair.Key) {
+		t.Fatalf("cursor %x, want %x", cur, pair.Key)
 	}
 	// A key outside the range is refused.
 	low, _ := keysBySide(1)
 	r = results(t, c.m.Apply(entry(t, 3, ingestOp(moving, pair.Key, []*logpb.RawPair{{Key: kvKey([]byte(low[0]))}}))))[0]
 	wantCode(t, "ingest of a key outside the range", r, logpb.Code_CODE_INVALID)
+}
+
+// A split copied while the parent serves the range: the bulk copy is read
+// after the parent's RangeTrack, chunk by chunk from views at different
+// indexes, while puts, deletes and lease changes go on in the range; the
+// fence freezes it; the replay carries only the keys changed since the
+// tracking began (an update, a new key, a deleted key, a lease), as they
+// are at the fence; the child then holds exactly the parent's range at the
+// fence (the count and hash check passes, every key reads the same, the
+// deleted key is absent). Before the replay the same check refuses the
+// copy: a copy that missed a change is never acquired.
+func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
+	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	p.open()
+	t.Cleanup(p.close)
+	p2 := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	p2.open()
+	t.Cleanup(p2.close)
+	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
+	c.open()
+	t.Cleanup(c.close)
+	applyP, applyP2, applyC := p.applyNext(), p2.applyNext(), c.applyNext()
+	both := func(ops ...*logpb.Op) []*logpb.Result {
+		r := applyP(ops...)
+		r2 := applyP2(ops...)
+		for i := range r {
+			if r[i].Code != r2[i].Code {
+				t.Fatalf("replicas differ on op %d: %v vs %v", i, r[i], r2[i])
+			}
+		}
+		return r
+	}
+	low, high := keysBySide(12)
+	both(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
+	both(leaseOp(7))
+	for _, k := range append(low, high[:10]...) {
+		both(putOp(k, "v-"+k))
+	}
+	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
+	if _, err := p.m.ReadRange(moving, nil, 3, 1<<20, false); !errors.Is(err, ErrNotReleased) {
+		t.Fatalf("bulk read before the tracking: got %v, want ErrNotReleased", err)
+	}
+	wantCode(t, "track", both(trackOp(moving, "data-1"))[0], logpb.Code_CODE_OK)
+	wantCode(t, "track again", both(trackOp(moving, "data-1"))[0], logpb.Code_CODE_OK)
+	wantCode(t, "track for another group", both(trackOp(moving, "data-2"))[0], logpb.Code_CODE_CONFLICT)
+	if _, err := p.m.ReadRange(moving, nil, 3, 1<<20, true); !errors.Is(err, ErrNotReleased) {
+		t.Fatalf("digest before the fence: got %v, want ErrNotReleased", err)
+	}
+	// The parent still serves the range; the bulk copy goes on in
+	// between its writes, three keys a chunk. After the first chunk, two
+	// of its keys change (one deleted, one updated: the copy holds their
+	// old state); later, keys not copied yet change, a key is created,
+	// one is attached to a lease and the lease kept alive (leases move).
+	var copied []string // KV keys of the first chunk
+	later := []string{high[10], high[11]}
+	changes := []func() []*logpb.Op{
+		func() []*logpb.Op { return []*logpb.Op{delOp(copied[0]), putOp(copied[1], "updated-after-copy")} },
+		func() []*logpb.Op { return []*logpb.Op{putOp(later[0], "new")} },
+		func() []*logpb.Op {
+			return []*logpb.Op{{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte(later[1]), Value: []byte("leased"), Lease: 7}}}, keepAliveOp(7)}
+		},
+		func() []*logpb.Op { return []*logpb.Op{putOp(low[0], "kept-side")} }, // outside the range
+	}
+	applied := 0
+	var after []byte
+	for i := 0; ; i++ {
+		chunk, err := p.m.ReadRange(moving, after, 3, 1<<20, false)
+		if err != nil {
+			t.Fatalf("bulk read %d: %v", i, err)
+		}
+		if i == 0 {
+			for _, pr := range chunk.Pairs {
+				if k, ok := strings.CutPrefix(string(pr.Key), string([]byte{prefixKV})); ok {
+					copied = append(copied, k)
+				}
+			}
+			if len(copied) < 2 {
+				t.Fatalf("the first chunk holds %d KV keys, want 2", len(copied))
+			}
+		}
+		r := applyC(&logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: moving, From: "data-0", After: after, Pairs: chunk.Pairs, Done: chunk.Done}}})[0]
+		wantCode(t, "bulk ingest", r, logpb.Code_CODE_OK)
+		if applied < len(changes) {
+			for _, r := range both(changes[applied]()...) {
+				wantCode(t, "a change while copying", r, logpb.Code_CODE_OK)
+			}
+			applied++
+		}
+		if chunk.Done {
+			if !copyStateOf(t, r).Done {
+				t.Fatal("the last chunk did not mark the bulk copy done")
+			}
+			break
+		}
+		after = chunk.Pairs[len(chunk.Pairs)-1].Key
+	}
+	for ; applied < len(changes); applied++ {
+		both(changes[applied]()...)
+	}
+	wantCode(t, "bulk ingest after the copy is done", applyC(ingestOp(moving, after, nil))[0], logpb.Code_CODE_CONFLICT)
+	if _, err := p.m.ReadReplay(moving, nil, 100, 1<<20); !errors.Is(err, ErrNotReleased) {
+		t.Fatalf("replay read before the fence: got %v, want ErrNotReleased", err)
+	}
+	r := both(releaseOp(moving, "data-1"), putOp(high[3], "late"))
+	wantCode(t, "release", r[0], logpb.Code_CODE_OK)
+	wantCode(t, "put after the fence", r[1], logpb.Code_CODE_RANGE_MOVING)
+	fenceRev := p.m.Revision()
+	if own := p.m.Ownership(); len(own.Tracking) != 0 || len(own.Moving) != 1 || own.Moving[0].TrackIndex == 0 {
+		t.Fatalf("parent ownership after the fence: %v", own)
+	}
+	first, err := p.m.ReadRange(moving, nil, 1, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := *first.Digest
+	wantCode(t, "acquire of a copy that missed the changes", applyC(acquireOp(moving, fenceRev, digest))[0], logpb.Code_CODE_CONFLICT)
+
+	// The replay, two keys a chunk: exactly the changed keys.
+	replayed := map[string]*logpb.RawPair{}
+	after = nil
+	for {
+		chunk, err := p.m.ReadReplay(moving, after, 2, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range chunk.Pairs {
+			replayed[string(pr.Key)] = pr
+		}
+		if len(chunk.Pairs) > 0 {
+			wantCode(t, "replay", applyC(replayOp(moving, chunk.Pairs))[0], logpb.Code_CODE_OK)
+		}
+		if chunk.Done {
+			break
+		}
+		after = chunk.Pairs[len(chunk.Pairs)-1].Key
+	}
+	changed := []string{copied[0], copied[1], later[0], later[1]}
+	for _, k := range changed {
+		if replayed[string(kvKey([]byte(k)))] == nil {
+			t.Errorf("the replay lacks %s", k)
+		}
+	}
+	if len(replayed) > len(changed)+4 { // + the lease's record, its expiry index before and after the keepalive, the key attached to it
+		t.Errorf("the replay holds %d keys, want the %d changed and the lease's: %v", len(replayed), len(changed), replayed)
+	}
+	if replayed[string(kvKey([]byte(low[0])))] != nil {
+		t.Errorf("the replay holds %s, outside the range", low[0])
+	}
+	if pr := replayed[string(kvKey([]byte(copied[0])))]; pr == nil || !pr.Deleted {
+		t.Errorf("the replay of the deleted %s: %v, want deleted", copied[0], pr)
+	}
+	wantCode(t, "acquire", applyC(acquireOp(moving, fenceRev, digest))[0], logpb.Code_CODE_OK)
+	want := map[string]string{copied[1]: "updated-after-copy", later[0]: "new", later[1]: "leased"}
+	for _, k := range high[:10] {
+		if _, ok := want[k]; !ok && k != copied[0] {
+			want[k] = "v-" + k
+		}
+	}
+	for _, k := range high {
+		kv, err := c.m.Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[k]; !ok && kv != nil || ok && (kv == nil || string(kv.Value) != w) {
+			t.Errorf("child %s: %v, want %q (present %v)", k, kv, w, ok)
+		}
+	}
+	if l, err := c.m.Lease(7); err != nil || l == nil {
+		t.Fatalf("child lease 7: %v %v", l, err)
+	}
+	// The parent's drop takes the marks with the range's keys; the
+	// replicas agree all along.
+	for {
+		r := both(dropOp(moving, 0))[0]
+		wantCode(t, "drop", r, logpb.Code_CODE_OK)
+		if r.Succeeded {
+			break
+		}
+	}
+	sp, err := p.db.Data(p.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Scan([]byte{prefixSplitMark}, []byte{prefixSplitMark + 1}, func(k, _ []byte) bool {
+		t.Errorf("a mark left after the drop: %x", k)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := p.m.Hash()
+	if h2, _ := p2.m.Hash(); h1 != h2 {
+		t.Fatalf("parent replicas differ: %v vs %v", h1, h2)
+	}
+}
+
+// The parent's drop goes in bounded steps: each deletes at most its limit
+// of the range's keys, from where the last one stopped (a cursor in the
+// parent's hashed state: both replicas agree after each step); the range
+// stays released (RANGE_MOVING) until the last step, which alone answers
+// succeeded; the kept range is untouched.
+func TestSplitDropInBoundedSteps(t *testing.T) {
+	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	p.open()
+	t.Cleanup(p.close)
+	p2 := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	p2.open()
+	t.Cleanup(p2.close)
+	applyP, applyP2 := p.applyNext(), p2.applyNext()
+	both := func(ops ...*logpb.Op) []*logpb.Result {
+		r := applyP(ops...)
+		applyP2(ops...)
+		h1, _ := p.m.Hash()
+		if h2, _ := p2.m.Hash(); h1 != h2 {
+			t.Fatalf("replicas differ: %v vs %v", h1, h2)
+		}
+		return r
+	}
+	low, high := keysBySide(9)
+	both(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
+	for _, k := range append(low, high...) {
+		both(putOp(k, "v"))
+	}
+	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
+	both(releaseOp(moving, "data-1"))
+	steps, total := 0, uint64(0)
+	for {
+		r := both(dropOp(moving, 2))[0]
+		wantCode(t, "drop step", r, logpb.Code_CODE_OK)
+		steps++
+		total += r.Count
+		if r.Count > 2 {
+			t.Fatalf("drop step %d deleted %d keys, want at most 2", steps, r.Count)
+		}
+		if r.Succeeded {
+			break
+		}
+		var oe *OwnershipError
+		if _, err := p.m.Get([]byte(high[0])); !errors.As(err, &oe) || !oe.Moving {
+			t.Fatalf("read in the range between drop steps: got %v, want moving", err)
+		}
+		if steps > 100 {
+			t.Fatal("the drop never ends")
+		}
+	}
+	if total != uint64(len(high)) || steps < len(high)/2 {
+		t.Fatalf("drop: %d keys in %d steps, want %d in at least %d", total, steps, len(high), len(high)/2)
+	}
+	var oe *OwnershipError
+	if _, err := p.m.Get([]byte(high[0])); !errors.As(err, &oe) || oe.Moving {
+		t.Fatalf("read in the dropped range: got %v, want wrong group", err)
+	}
+	entries, _, err := p.m.List(nil, nil, 100, false)
+	if err != nil || len(entries) != len(low) {
+		t.Fatalf("parent listing after the drop: %d entries (%v), want %d", len(entries), err, len(low))
+	}
+	if r := both(dropOp(moving, 2))[0]; !r.Succeeded || r.Count != 0 {
+		t.Fatalf("drop again: %v, want succeeded with nothing deleted", r)
+	}
 }

@@ -34,7 +34,9 @@ import (
 //	               without it exist among the base level's), AlarmSet (41),
 //	               ClusterVersionSet (42).
 //	3              splits: GroupsPut (43), RangeRelease (44), RangeIngest
-//	               (45), RangeAcquire (46), RangeDrop (47).
+//	               (45), RangeAcquire (46), RangeDrop (47), RangeTrack
+//	               (48), with RangeIngest's replay and RangeDrop's steps
+//	               (no release has level 3 without them).
 const (
 	BaseLevel    uint32 = 1
 	FeatureLevel uint32 = 3
@@ -58,6 +60,7 @@ var opLevels = map[protoreflect.FieldNumber]uint32{
 	45: 3, // RangeIngest
 	46: 3, // RangeAcquire
 	47: 3, // RangeDrop
+	48: 3, // RangeTrack
 }
 
 // opField is the oneof field of op that is set, or nil.

@@ -140,12 +140,17 @@ const (
 	// may still be aborted.
 	SplitPhase_SPLIT_PHASE_PREPARED SplitPhase = 1
 	// The parent's log released the range (RangeRelease at fence_index):
-	// the point of no return.
+	// the point of no return. (It follows COPIED.)
 	SplitPhase_SPLIT_PHASE_FENCED SplitPhase = 2
 	// The child's log acquired the range (its data checked).
 	SplitPhase_SPLIT_PHASE_ACQUIRED SplitPhase = 3
 	// The map gives the range to the child; the parent drops its copy.
 	SplitPhase_SPLIT_PHASE_PUBLISHED SplitPhase = 4
+	// The child holds a copy of the range read while the parent served it
+	// (the parent tracks the range's changes from its RangeTrack on); the
+	// fence and a replay of the changed keys follow. Between PREPARED and
+	// FENCED; may still be aborted.
+	SplitPhase_SPLIT_PHASE_COPIED SplitPhase = 5
 )
 
 // Enum value maps for SplitPhase.
@@ -156,6 +161,7 @@ var (
 		2: "SPLIT_PHASE_FENCED",
 		3: "SPLIT_PHASE_ACQUIRED",
 		4: "SPLIT_PHASE_PUBLISHED",
+		5: "SPLIT_PHASE_COPIED",
 	}
 	SplitPhase_value = map[string]int32{
 		"SPLIT_PHASE_NONE":      0,
@@ -163,6 +169,7 @@ var (
 		"SPLIT_PHASE_FENCED":    2,
 		"SPLIT_PHASE_ACQUIRED":  3,
 		"SPLIT_PHASE_PUBLISHED": 4,
+		"SPLIT_PHASE_COPIED":    5,
 	}
 )
 
@@ -476,6 +483,7 @@ type Op struct {
 	//	*Op_RangeIngest
 	//	*Op_RangeAcquire
 	//	*Op_RangeDrop
+	//	*Op_RangeTrack
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -905,6 +913,15 @@ func (x *Op) GetRangeDrop() *RangeDrop {
 	return nil
 }
 
+func (x *Op) GetRangeTrack() *RangeTrack {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeTrack); ok {
+			return x.RangeTrack
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1062,7 +1079,7 @@ type Op_ClusterVersionSet struct {
 }
 
 type Op_GroupsPut struct {
-	// Splits (43-47; 48-49 reserved for them).
+	// Splits (43-49).
 	GroupsPut *GroupsPut `protobuf:"bytes,43,opt,name=groups_put,json=groupsPut,proto3,oneof"`
 }
 
@@ -1080,6 +1097,10 @@ type Op_RangeAcquire struct {
 
 type Op_RangeDrop struct {
 	RangeDrop *RangeDrop `protobuf:"bytes,47,opt,name=range_drop,json=rangeDrop,proto3,oneof"`
+}
+
+type Op_RangeTrack struct {
+	RangeTrack *RangeTrack `protobuf:"bytes,48,opt,name=range_track,json=rangeTrack,proto3,oneof"`
 }
 
 func (*Op_Put) isOp_Op() {}
@@ -1167,6 +1188,8 @@ func (*Op_RangeIngest) isOp_Op() {}
 func (*Op_RangeAcquire) isOp_Op() {}
 
 func (*Op_RangeDrop) isOp_Op() {}
+
+func (*Op_RangeTrack) isOp_Op() {}
 
 // AlarmSet raises (active) or clears an alarm of one member in
 // metadata-0 (sm/alarm.go). The NOSPACE alarm, raised by a member whose
@@ -1345,7 +1368,12 @@ type Ownership struct {
 	Moving []*MovingRange `protobuf:"bytes,3,rep,name=moving,proto3" json:"moving,omitempty"`
 	// A group made by a split, copying its range before acquiring it: it
 	// serves nothing yet (and expires no lease).
-	Ingesting     bool `protobuf:"varint,4,opt,name=ingesting,proto3" json:"ingesting,omitempty"`
+	Ingesting bool `protobuf:"varint,4,opt,name=ingesting,proto3" json:"ingesting,omitempty"`
+	// Ranges a split copies while the group still serves them (RangeTrack,
+	// until their RangeRelease): every change to a key such a range moves
+	// is also marked (sm/split.go), so that only the marked keys are copied
+	// again after the fence.
+	Tracking      []*MovingRange `protobuf:"bytes,5,rep,name=tracking,proto3" json:"tracking,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1408,6 +1436,13 @@ func (x *Ownership) GetIngesting() bool {
 	return false
 }
 
+func (x *Ownership) GetTracking() []*MovingRange {
+	if x != nil {
+		return x.Tracking
+	}
+	return nil
+}
+
 // MovingRange is a range a group released to another (its child).
 type MovingRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1415,6 +1450,9 @@ type MovingRange struct {
 	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	FenceIndex    uint64                 `protobuf:"varint,3,opt,name=fence_index,json=fenceIndex,proto3" json:"fence_index,omitempty"`
 	FenceRevision uint64                 `protobuf:"varint,4,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
+	// The index of the RangeTrack that began marking the range's changes
+	// (0: not tracked; the whole copy follows the fence).
+	TrackIndex    uint64 `protobuf:"varint,5,opt,name=track_index,json=trackIndex,proto3" json:"track_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1515,70 @@ func (x *MovingRange) GetFenceRevision() uint64 {
 	return 0
 }
 
+func (x *MovingRange) GetTrackIndex() uint64 {
+	if x != nil {
+		return x.TrackIndex
+	}
+	return 0
+}
+
+// RangeTrack begins a split's copy while the group still serves the
+// range: from this entry on, every change to a key of the range is marked
+// until the range's RangeRelease. Its result's value is the MovingRange
+// recorded (the tracking one, or the released one when the range was
+// released before: fence_index set).
+type RangeTrack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeTrack) Reset() {
+	*x = RangeTrack{}
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeTrack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeTrack) ProtoMessage() {}
+
+func (x *RangeTrack) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeTrack.ProtoReflect.Descriptor instead.
+func (*RangeTrack) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RangeTrack) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeTrack) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 // RangeRelease fences a range of the group's owned ranges for a split:
 // from this entry on, the group refuses every op touching it (and lease
 // changes, which the child copies), until RangeDrop. Its result's value
@@ -1491,7 +1593,7 @@ type RangeRelease struct {
 
 func (x *RangeRelease) Reset() {
 	*x = RangeRelease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1605,7 @@ func (x *RangeRelease) String() string {
 func (*RangeRelease) ProtoMessage() {}
 
 func (x *RangeRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[7]
+	mi := &file_sm_logpb_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1618,7 @@ func (x *RangeRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRelease.ProtoReflect.Descriptor instead.
 func (*RangeRelease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{7}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RangeRelease) GetRange() *HashRange {
@@ -1533,24 +1635,37 @@ func (x *RangeRelease) GetTo() string {
 	return ""
 }
 
-// RangeIngest copies a chunk of a released range into the child: pairs
-// are stored keys and values of the parent at its fence, in key order,
-// after cursor after (empty: the first chunk); applied only when the
-// child's stored cursor equals after (else CONFLICT, with the stored
-// cursor in the result's value), so a resumed copy never writes twice.
+// RangeIngest copies a chunk of a split's range into the child.
+//
+// The bulk copy (replay false): pairs are stored keys and values of the
+// parent, read from a replica that tracks or released the range, in key
+// order, after cursor after (empty: the first chunk); applied only when
+// the child's stored cursor equals after and the bulk copy is not done
+// (else CONFLICT), so a resumed copy never writes twice. done marks the
+// last chunk.
+//
+// The replay (replay true): pairs are the parent's keys marked as changed
+// since its RangeTrack, as they are at its fence (deleted: absent there),
+// read from a replica that released the range; applied only once the
+// bulk copy is done (else CONFLICT). Replayed pairs hold the frozen
+// state, so a replay applies in any order and any number of times.
+//
+// Every result's value is the child's RangeCopyState after the op.
 type RangeIngest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	After         []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
 	Pairs         []*RawPair             `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Done          bool                   `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	Replay        bool                   `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeIngest) Reset() {
 	*x = RangeIngest{}
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1677,7 @@ func (x *RangeIngest) String() string {
 func (*RangeIngest) ProtoMessage() {}
 
 func (x *RangeIngest) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[8]
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1690,7 @@ func (x *RangeIngest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeIngest.ProtoReflect.Descriptor instead.
 func (*RangeIngest) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{8}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RangeIngest) GetRange() *HashRange {
@@ -1606,17 +1721,33 @@ func (x *RangeIngest) GetPairs() []*RawPair {
 	return nil
 }
 
+func (x *RangeIngest) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *RangeIngest) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
 type RawPair struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// A replayed key that the parent deleted.
+	Deleted       bool `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RawPair) Reset() {
 	*x = RawPair{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1759,7 @@ func (x *RawPair) String() string {
 func (*RawPair) ProtoMessage() {}
 
 func (x *RawPair) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1772,7 @@ func (x *RawPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RawPair.ProtoReflect.Descriptor instead.
 func (*RawPair) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RawPair) GetKey() []byte {
@@ -1656,6 +1787,77 @@ func (x *RawPair) GetValue() []byte {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *RawPair) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// RangeCopyState is how far a child's copy has gone.
+type RangeCopyState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last key of the bulk copy.
+	Cursor []byte `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The bulk copy is complete (replays may follow).
+	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// The child acquired its range (nothing is copied any more).
+	Acquired      bool `protobuf:"varint,3,opt,name=acquired,proto3" json:"acquired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeCopyState) Reset() {
+	*x = RangeCopyState{}
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeCopyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeCopyState) ProtoMessage() {}
+
+func (x *RangeCopyState) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeCopyState.ProtoReflect.Descriptor instead.
+func (*RangeCopyState) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RangeCopyState) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *RangeCopyState) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *RangeCopyState) GetAcquired() bool {
+	if x != nil {
+		return x.Acquired
+	}
+	return false
 }
 
 // RangeAcquire makes the child own the range: its copied keys must count
@@ -1674,7 +1876,7 @@ type RangeAcquire struct {
 
 func (x *RangeAcquire) Reset() {
 	*x = RangeAcquire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1888,7 @@ func (x *RangeAcquire) String() string {
 func (*RangeAcquire) ProtoMessage() {}
 
 func (x *RangeAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1901,7 @@ func (x *RangeAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeAcquire.ProtoReflect.Descriptor instead.
 func (*RangeAcquire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RangeAcquire) GetRange() *HashRange {
@@ -1737,18 +1939,23 @@ func (x *RangeAcquire) GetHash() uint64 {
 	return 0
 }
 
-// RangeDrop ends a split in the parent: the released range's data is
-// deleted and the range becomes WRONG_GROUP.
+// RangeDrop ends a split in the parent, in bounded steps: each entry
+// deletes up to limit of the released range's stored keys (scanning at
+// most a few times that many), from where the last one stopped (a cursor
+// in the parent's state); the one that reaches the end removes the range
+// (then WRONG_GROUP) and answers succeeded.
 type RangeDrop struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Range *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	// 0: a default (sm/split.go).
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeDrop) Reset() {
 	*x = RangeDrop{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1967,7 @@ func (x *RangeDrop) String() string {
 func (*RangeDrop) ProtoMessage() {}
 
 func (x *RangeDrop) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1980,7 @@ func (x *RangeDrop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDrop.ProtoReflect.Descriptor instead.
 func (*RangeDrop) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangeDrop) GetRange() *HashRange {
@@ -1781,6 +1988,13 @@ func (x *RangeDrop) GetRange() *HashRange {
 		return x.Range
 	}
 	return nil
+}
+
+func (x *RangeDrop) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
 }
 
 // OwnershipInit records a group's ownership once (a no-op when it has
@@ -1795,7 +2009,7 @@ type OwnershipInit struct {
 
 func (x *OwnershipInit) Reset() {
 	*x = OwnershipInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2021,7 @@ func (x *OwnershipInit) String() string {
 func (*OwnershipInit) ProtoMessage() {}
 
 func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2034,7 @@ func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
 func (*OwnershipInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OwnershipInit) GetRanges() []*HashRange {
@@ -1849,7 +2063,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +2075,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +2088,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -1912,7 +2126,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2138,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2151,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -1978,7 +2192,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2204,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2217,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Assign) GetConnector() string {
@@ -2056,7 +2270,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2282,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2295,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -2133,7 +2347,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2359,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2372,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -2194,7 +2408,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2420,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2433,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -2262,7 +2476,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2488,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2501,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -2335,7 +2549,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2561,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2574,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -2448,7 +2662,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2674,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2687,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -2499,7 +2713,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2725,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2738,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -2546,7 +2760,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2772,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2785,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -2596,7 +2810,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2822,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2835,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -2682,7 +2896,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2908,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2921,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -2728,7 +2942,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2954,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2967,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -2774,7 +2988,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +3000,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +3013,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -2833,7 +3047,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +3059,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +3072,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -2888,7 +3102,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3114,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3127,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -2954,7 +3168,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3180,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3193,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -3005,7 +3219,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3231,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3244,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -3049,7 +3263,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3275,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3288,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -3094,7 +3308,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3320,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3333,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -3140,7 +3354,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3366,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3379,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -3186,7 +3400,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3412,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3425,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -3244,7 +3458,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3470,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3483,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -3293,7 +3507,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3519,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3532,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -3377,7 +3591,7 @@ type KVPuts struct {
 
 func (x *KVPuts) Reset() {
 	*x = KVPuts{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3603,7 @@ func (x *KVPuts) String() string {
 func (*KVPuts) ProtoMessage() {}
 
 func (x *KVPuts) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3616,7 @@ func (x *KVPuts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPuts.ProtoReflect.Descriptor instead.
 func (*KVPuts) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVPuts) GetPuts() []*KVPut {
@@ -3437,7 +3651,7 @@ type KVCompare struct {
 
 func (x *KVCompare) Reset() {
 	*x = KVCompare{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3663,7 @@ func (x *KVCompare) String() string {
 func (*KVCompare) ProtoMessage() {}
 
 func (x *KVCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3676,7 @@ func (x *KVCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompare.ProtoReflect.Descriptor instead.
 func (*KVCompare) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVCompare) GetKey() []byte {
@@ -3556,7 +3770,7 @@ type KVTxnOp struct {
 
 func (x *KVTxnOp) Reset() {
 	*x = KVTxnOp{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3568,7 +3782,7 @@ func (x *KVTxnOp) String() string {
 func (*KVTxnOp) ProtoMessage() {}
 
 func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3581,7 +3795,7 @@ func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxnOp.ProtoReflect.Descriptor instead.
 func (*KVTxnOp) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KVTxnOp) GetOp() isKVTxnOp_Op {
@@ -3640,7 +3854,7 @@ type KVTxn struct {
 
 func (x *KVTxn) Reset() {
 	*x = KVTxn{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3652,7 +3866,7 @@ func (x *KVTxn) String() string {
 func (*KVTxn) ProtoMessage() {}
 
 func (x *KVTxn) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3665,7 +3879,7 @@ func (x *KVTxn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxn.ProtoReflect.Descriptor instead.
 func (*KVTxn) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *KVTxn) GetCompares() []*KVCompare {
@@ -3702,7 +3916,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3928,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3941,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -3775,7 +3989,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +4001,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +4014,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -3819,7 +4033,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3831,7 +4045,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3844,7 +4058,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -3878,7 +4092,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +4104,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +4117,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -3971,7 +4185,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3983,7 +4197,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3996,7 +4210,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MemberPut) GetId() string {
@@ -4038,7 +4252,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4050,7 +4264,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4063,7 +4277,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -4093,7 +4307,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4319,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4332,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Replica) GetNode() string {
@@ -4163,7 +4377,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4389,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4402,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -4270,7 +4484,7 @@ type Split struct {
 
 func (x *Split) Reset() {
 	*x = Split{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4496,7 @@ func (x *Split) String() string {
 func (*Split) ProtoMessage() {}
 
 func (x *Split) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4509,7 @@ func (x *Split) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Split.ProtoReflect.Descriptor instead.
 func (*Split) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Split) GetChild() string {
@@ -4344,7 +4558,7 @@ type GroupsPut struct {
 
 func (x *GroupsPut) Reset() {
 	*x = GroupsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4356,7 +4570,7 @@ func (x *GroupsPut) String() string {
 func (*GroupsPut) ProtoMessage() {}
 
 func (x *GroupsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4369,7 +4583,7 @@ func (x *GroupsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupsPut.ProtoReflect.Descriptor instead.
 func (*GroupsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupsPut) GetPuts() []*GroupPut {
@@ -4391,7 +4605,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4403,7 +4617,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4416,7 +4630,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -4454,7 +4668,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4466,7 +4680,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4479,7 +4693,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -4510,7 +4724,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4522,7 +4736,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4535,7 +4749,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -4568,7 +4782,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4794,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4807,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -4617,7 +4831,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4629,7 +4843,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4642,7 +4856,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *KV) GetValue() []byte {
@@ -4692,7 +4906,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4704,7 +4918,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4717,7 +4931,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -4755,7 +4969,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4767,7 +4981,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4780,7 +4994,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -4844,7 +5058,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +5070,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +5083,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Session) GetClientId() string {
@@ -4969,7 +5183,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4981,7 +5195,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4994,7 +5208,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Will) GetClientId() string {
@@ -5093,7 +5307,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5105,7 +5319,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5118,7 +5332,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -5166,7 +5380,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5178,7 +5392,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5191,7 +5405,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -5267,7 +5481,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5279,7 +5493,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5292,7 +5506,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -5362,7 +5576,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[64]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5374,7 +5588,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[64]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5387,7 +5601,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{64}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Lease) GetId() int64 {
@@ -5429,7 +5643,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[65]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5441,7 +5655,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[65]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5454,7 +5668,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{65}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Event) GetSpace() Space {
@@ -5511,7 +5725,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[66]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5523,7 +5737,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[66]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5536,7 +5750,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{66}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -5586,6 +5800,7 @@ type Result struct {
 	// Per-entry stored encodings before a batch op (when asked for).
 	PrevValues [][]byte `protobuf:"bytes,11,rep,name=prev_values,json=prevValues,proto3" json:"prev_values,omitempty"`
 	// KVTxn: whether every compare held (the success branch ran).
+	// RangeDrop: whether the drop is complete.
 	Succeeded     bool `protobuf:"varint,12,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5593,7 +5808,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[67]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5605,7 +5820,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[67]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5618,7 +5833,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{67}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Result) GetCode() Code {
@@ -5727,7 +5942,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[68]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5739,7 +5954,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[68]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5752,7 +5967,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{68}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -5831,7 +6046,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[69]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5843,7 +6058,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[69]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5856,7 +6071,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{69}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -5917,7 +6132,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[70]
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5929,7 +6144,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[70]
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5942,7 +6157,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{70}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -6005,7 +6220,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[71]
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6017,7 +6232,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[71]
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6030,7 +6245,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{71}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -6113,19 +6328,24 @@ func (x *ReplicaReport) GetConfVer() uint64 {
 // SplitRead asks a replica of a split's parent for a chunk of the range
 // it released (metanode's split-read call, answered by SplitChunk).
 type SplitRead struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Range         *HashRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
-	After         []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Digest        bool                   `protobuf:"varint,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Range  *HashRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	After  []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Limit  uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Digest bool                   `protobuf:"varint,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The keys the parent marked as changed since it began tracking the
+	// range, with their state at the fence (the replica must have released
+	// the range); else the bulk copy (the replica must track or have
+	// released it).
+	Replay        bool `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SplitRead) Reset() {
 	*x = SplitRead{}
-	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	mi := &file_sm_logpb_log_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6137,7 +6357,7 @@ func (x *SplitRead) String() string {
 func (*SplitRead) ProtoMessage() {}
 
 func (x *SplitRead) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	mi := &file_sm_logpb_log_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6150,7 +6370,7 @@ func (x *SplitRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRead.ProtoReflect.Descriptor instead.
 func (*SplitRead) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{72}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *SplitRead) GetGroup() string {
@@ -6188,6 +6408,13 @@ func (x *SplitRead) GetDigest() bool {
 	return false
 }
 
+func (x *SplitRead) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
 type SplitChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Pairs []*RawPair             `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
@@ -6202,7 +6429,7 @@ type SplitChunk struct {
 
 func (x *SplitChunk) Reset() {
 	*x = SplitChunk{}
-	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	mi := &file_sm_logpb_log_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6214,7 +6441,7 @@ func (x *SplitChunk) String() string {
 func (*SplitChunk) ProtoMessage() {}
 
 func (x *SplitChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	mi := &file_sm_logpb_log_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6227,7 +6454,7 @@ func (x *SplitChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitChunk.ProtoReflect.Descriptor instead.
 func (*SplitChunk) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{73}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *SplitChunk) GetPairs() []*RawPair {
@@ -6272,7 +6499,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xac\x15\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xe8\x15\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -6324,7 +6551,9 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\frange_ingest\x18- \x01(\v2\x18.meta.log.v1.RangeIngestH\x00R\vrangeIngest\x12@\n" +
 	"\rrange_acquire\x18. \x01(\v2\x19.meta.log.v1.RangeAcquireH\x00R\frangeAcquire\x127\n" +
 	"\n" +
-	"range_drop\x18/ \x01(\v2\x16.meta.log.v1.RangeDropH\x00R\trangeDropB\x04\n" +
+	"range_drop\x18/ \x01(\v2\x16.meta.log.v1.RangeDropH\x00R\trangeDrop\x12:\n" +
+	"\vrange_track\x180 \x01(\v2\x17.meta.log.v1.RangeTrackH\x00R\n" +
+	"rangeTrackB\x04\n" +
 	"\x02op\"j\n" +
 	"\bAlarmSet\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
@@ -6333,37 +6562,52 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\")\n" +
 	"\x11ClusterVersionSet\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\"\v\n" +
-	"\tHashCheck\"\xa1\x01\n" +
+	"\tHashCheck\"\xd7\x01\n" +
 	"\tOwnership\x12\x16\n" +
 	"\x06legacy\x18\x01 \x01(\bR\x06legacy\x12,\n" +
 	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\x120\n" +
 	"\x06moving\x18\x03 \x03(\v2\x18.meta.log.v1.MovingRangeR\x06moving\x12\x1c\n" +
-	"\tingesting\x18\x04 \x01(\bR\tingesting\"\x93\x01\n" +
+	"\tingesting\x18\x04 \x01(\bR\tingesting\x124\n" +
+	"\btracking\x18\x05 \x03(\v2\x18.meta.log.v1.MovingRangeR\btracking\"\xb4\x01\n" +
 	"\vMovingRange\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1f\n" +
 	"\vfence_index\x18\x03 \x01(\x04R\n" +
 	"fenceIndex\x12%\n" +
-	"\x0efence_revision\x18\x04 \x01(\x04R\rfenceRevision\"L\n" +
+	"\x0efence_revision\x18\x04 \x01(\x04R\rfenceRevision\x12\x1f\n" +
+	"\vtrack_index\x18\x05 \x01(\x04R\n" +
+	"trackIndex\"J\n" +
+	"\n" +
+	"RangeTrack\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"L\n" +
 	"\fRangeRelease\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"\x91\x01\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\xbd\x01\n" +
 	"\vRangeIngest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\fR\x05after\x12*\n" +
-	"\x05pairs\x18\x04 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\"1\n" +
+	"\x05pairs\x18\x04 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12\x16\n" +
+	"\x06replay\x18\x06 \x01(\bR\x06replay\"K\n" +
 	"\aRawPair\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\x9f\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"X\n" +
+	"\x0eRangeCopyState\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\fR\x06cursor\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1a\n" +
+	"\bacquired\x18\x03 \x01(\bR\bacquired\"\x9f\x01\n" +
 	"\fRangeAcquire\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12%\n" +
 	"\x0efence_revision\x18\x03 \x01(\x04R\rfenceRevision\x12\x12\n" +
 	"\x04keys\x18\x04 \x01(\x04R\x04keys\x12\x12\n" +
-	"\x04hash\x18\x05 \x01(\x04R\x04hash\"9\n" +
+	"\x04hash\x18\x05 \x01(\x04R\x04hash\"O\n" +
 	"\tRangeDrop\x12,\n" +
-	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\"W\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"W\n" +
 	"\rOwnershipInit\x12.\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
 	"\x06legacy\x18\x02 \x01(\bR\x06legacy\"_\n" +
@@ -6705,13 +6949,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fconfig_index\x18\t \x01(\x04R\vconfigIndex\x12)\n" +
 	"\x10config_committed\x18\n" +
 	" \x01(\bR\x0fconfigCommitted\x12\x19\n" +
-	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\x93\x01\n" +
+	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\xab\x01\n" +
 	"\tSplitRead\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\fR\x05after\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x16\n" +
-	"\x06digest\x18\x05 \x01(\bR\x06digest\"\x93\x01\n" +
+	"\x06digest\x18\x05 \x01(\bR\x06digest\x12\x16\n" +
+	"\x06replay\x18\x06 \x01(\bR\x06replay\"\x93\x01\n" +
 	"\n" +
 	"SplitChunk\x12*\n" +
 	"\x05pairs\x18\x01 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\x12\x12\n" +
@@ -6727,14 +6972,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"GroupState\x12\x16\n" +
 	"\x12GROUP_STATE_ACTIVE\x10\x00\x12\x18\n" +
 	"\x14GROUP_STATE_CREATING\x10\x01\x12\x18\n" +
-	"\x14GROUP_STATE_DELETING\x10\x02*\x89\x01\n" +
+	"\x14GROUP_STATE_DELETING\x10\x02*\xa1\x01\n" +
 	"\n" +
 	"SplitPhase\x12\x14\n" +
 	"\x10SPLIT_PHASE_NONE\x10\x00\x12\x18\n" +
 	"\x14SPLIT_PHASE_PREPARED\x10\x01\x12\x16\n" +
 	"\x12SPLIT_PHASE_FENCED\x10\x02\x12\x18\n" +
 	"\x14SPLIT_PHASE_ACQUIRED\x10\x03\x12\x19\n" +
-	"\x15SPLIT_PHASE_PUBLISHED\x10\x04*\x81\x01\n" +
+	"\x15SPLIT_PHASE_PUBLISHED\x10\x04\x12\x16\n" +
+	"\x12SPLIT_PHASE_COPIED\x10\x05*\x81\x01\n" +
 	"\tWillState\x12\x1a\n" +
 	"\x16WILL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
@@ -6770,7 +7016,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -6785,167 +7031,172 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(*HashCheck)(nil),           // 10: meta.log.v1.HashCheck
 	(*Ownership)(nil),           // 11: meta.log.v1.Ownership
 	(*MovingRange)(nil),         // 12: meta.log.v1.MovingRange
-	(*RangeRelease)(nil),        // 13: meta.log.v1.RangeRelease
-	(*RangeIngest)(nil),         // 14: meta.log.v1.RangeIngest
-	(*RawPair)(nil),             // 15: meta.log.v1.RawPair
-	(*RangeAcquire)(nil),        // 16: meta.log.v1.RangeAcquire
-	(*RangeDrop)(nil),           // 17: meta.log.v1.RangeDrop
-	(*OwnershipInit)(nil),       // 18: meta.log.v1.OwnershipInit
-	(*BrokerRegister)(nil),      // 19: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 20: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 21: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 22: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 23: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 24: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 25: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 26: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 27: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 28: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 29: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 30: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 31: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 32: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 33: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 34: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 35: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 36: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 37: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 38: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 39: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 40: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 41: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 42: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 43: meta.log.v1.KVCompareAndSwap
-	(*KVPuts)(nil),              // 44: meta.log.v1.KVPuts
-	(*KVCompare)(nil),           // 45: meta.log.v1.KVCompare
-	(*KVTxnOp)(nil),             // 46: meta.log.v1.KVTxnOp
-	(*KVTxn)(nil),               // 47: meta.log.v1.KVTxn
-	(*OffsetEntry)(nil),         // 48: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 49: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 50: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 51: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 52: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 53: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 54: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 55: meta.log.v1.GroupRecord
-	(*Split)(nil),               // 56: meta.log.v1.Split
-	(*GroupsPut)(nil),           // 57: meta.log.v1.GroupsPut
-	(*HashRange)(nil),           // 58: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 59: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 60: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 61: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 62: meta.log.v1.KV
-	(*Offset)(nil),              // 63: meta.log.v1.Offset
-	(*Resource)(nil),            // 64: meta.log.v1.Resource
-	(*Session)(nil),             // 65: meta.log.v1.Session
-	(*Will)(nil),                // 66: meta.log.v1.Will
-	(*Retained)(nil),            // 67: meta.log.v1.Retained
-	(*Broker)(nil),              // 68: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 69: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 70: meta.log.v1.Lease
-	(*Event)(nil),               // 71: meta.log.v1.Event
-	(*AppliedState)(nil),        // 72: meta.log.v1.AppliedState
-	(*Result)(nil),              // 73: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 74: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 75: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 76: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 77: meta.log.v1.ReplicaReport
-	(*SplitRead)(nil),           // 78: meta.log.v1.SplitRead
-	(*SplitChunk)(nil),          // 79: meta.log.v1.SplitChunk
+	(*RangeTrack)(nil),          // 13: meta.log.v1.RangeTrack
+	(*RangeRelease)(nil),        // 14: meta.log.v1.RangeRelease
+	(*RangeIngest)(nil),         // 15: meta.log.v1.RangeIngest
+	(*RawPair)(nil),             // 16: meta.log.v1.RawPair
+	(*RangeCopyState)(nil),      // 17: meta.log.v1.RangeCopyState
+	(*RangeAcquire)(nil),        // 18: meta.log.v1.RangeAcquire
+	(*RangeDrop)(nil),           // 19: meta.log.v1.RangeDrop
+	(*OwnershipInit)(nil),       // 20: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 21: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 22: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 23: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 24: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 25: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 26: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 27: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 28: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 29: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 30: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 31: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 32: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 33: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 34: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 35: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 36: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 37: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 38: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 39: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 40: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 41: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 42: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 43: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 44: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 45: meta.log.v1.KVCompareAndSwap
+	(*KVPuts)(nil),              // 46: meta.log.v1.KVPuts
+	(*KVCompare)(nil),           // 47: meta.log.v1.KVCompare
+	(*KVTxnOp)(nil),             // 48: meta.log.v1.KVTxnOp
+	(*KVTxn)(nil),               // 49: meta.log.v1.KVTxn
+	(*OffsetEntry)(nil),         // 50: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 51: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 52: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 53: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 54: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 55: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 56: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 57: meta.log.v1.GroupRecord
+	(*Split)(nil),               // 58: meta.log.v1.Split
+	(*GroupsPut)(nil),           // 59: meta.log.v1.GroupsPut
+	(*HashRange)(nil),           // 60: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 61: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 62: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 63: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 64: meta.log.v1.KV
+	(*Offset)(nil),              // 65: meta.log.v1.Offset
+	(*Resource)(nil),            // 66: meta.log.v1.Resource
+	(*Session)(nil),             // 67: meta.log.v1.Session
+	(*Will)(nil),                // 68: meta.log.v1.Will
+	(*Retained)(nil),            // 69: meta.log.v1.Retained
+	(*Broker)(nil),              // 70: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 71: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 72: meta.log.v1.Lease
+	(*Event)(nil),               // 73: meta.log.v1.Event
+	(*AppliedState)(nil),        // 74: meta.log.v1.AppliedState
+	(*Result)(nil),              // 75: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 76: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 77: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 78: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 79: meta.log.v1.ReplicaReport
+	(*SplitRead)(nil),           // 80: meta.log.v1.SplitRead
+	(*SplitChunk)(nil),          // 81: meta.log.v1.SplitChunk
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	7,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	41, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	42, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	43, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	49, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	50, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	51, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	52, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	61, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	23, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	24, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	25, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	27, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	28, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	29, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	30, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	31, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	32, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	33, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	34, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	35, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	36, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	37, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	38, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	39, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	40, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	19, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	20, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	21, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	22, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	59, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	60, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	53, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	18, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	44, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
-	47, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
+	43, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	44, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	45, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	51, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	52, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	53, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	54, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	63, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	25, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	26, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	27, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	29, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	30, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	31, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	32, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	33, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	34, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	35, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	36, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	37, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	38, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	39, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	40, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	41, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	42, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	21, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	22, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	23, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	24, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	61, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	62, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	55, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	20, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	46, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
+	49, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
 	10, // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
 	8,  // 37: meta.log.v1.Op.alarm_set:type_name -> meta.log.v1.AlarmSet
 	9,  // 38: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
-	57, // 39: meta.log.v1.Op.groups_put:type_name -> meta.log.v1.GroupsPut
-	13, // 40: meta.log.v1.Op.range_release:type_name -> meta.log.v1.RangeRelease
-	14, // 41: meta.log.v1.Op.range_ingest:type_name -> meta.log.v1.RangeIngest
-	16, // 42: meta.log.v1.Op.range_acquire:type_name -> meta.log.v1.RangeAcquire
-	17, // 43: meta.log.v1.Op.range_drop:type_name -> meta.log.v1.RangeDrop
-	58, // 44: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	12, // 45: meta.log.v1.Ownership.moving:type_name -> meta.log.v1.MovingRange
-	58, // 46: meta.log.v1.MovingRange.range:type_name -> meta.log.v1.HashRange
-	58, // 47: meta.log.v1.RangeRelease.range:type_name -> meta.log.v1.HashRange
-	58, // 48: meta.log.v1.RangeIngest.range:type_name -> meta.log.v1.HashRange
-	15, // 49: meta.log.v1.RangeIngest.pairs:type_name -> meta.log.v1.RawPair
-	58, // 50: meta.log.v1.RangeAcquire.range:type_name -> meta.log.v1.HashRange
-	58, // 51: meta.log.v1.RangeDrop.range:type_name -> meta.log.v1.HashRange
-	58, // 52: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	26, // 53: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	41, // 54: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
-	41, // 55: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
-	42, // 56: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
-	45, // 57: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
-	46, // 58: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
-	46, // 59: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
-	48, // 60: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	52, // 61: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	55, // 62: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 63: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 64: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	54, // 65: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 66: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	58, // 67: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	56, // 68: meta.log.v1.GroupRecord.split:type_name -> meta.log.v1.Split
-	58, // 69: meta.log.v1.Split.range:type_name -> meta.log.v1.HashRange
-	2,  // 70: meta.log.v1.Split.phase:type_name -> meta.log.v1.SplitPhase
-	59, // 71: meta.log.v1.GroupsPut.puts:type_name -> meta.log.v1.GroupPut
-	55, // 72: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	55, // 73: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	3,  // 74: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	4,  // 75: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	5,  // 76: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	62, // 77: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	52, // 78: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	51, // 79: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	52, // 80: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	55, // 81: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	8,  // 82: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
-	77, // 83: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	54, // 84: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	58, // 85: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
-	15, // 86: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
-	87, // [87:87] is the sub-list for method output_type
-	87, // [87:87] is the sub-list for method input_type
-	87, // [87:87] is the sub-list for extension type_name
-	87, // [87:87] is the sub-list for extension extendee
-	0,  // [0:87] is the sub-list for field type_name
+	59, // 39: meta.log.v1.Op.groups_put:type_name -> meta.log.v1.GroupsPut
+	14, // 40: meta.log.v1.Op.range_release:type_name -> meta.log.v1.RangeRelease
+	15, // 41: meta.log.v1.Op.range_ingest:type_name -> meta.log.v1.RangeIngest
+	18, // 42: meta.log.v1.Op.range_acquire:type_name -> meta.log.v1.RangeAcquire
+	19, // 43: meta.log.v1.Op.range_drop:type_name -> meta.log.v1.RangeDrop
+	13, // 44: meta.log.v1.Op.range_track:type_name -> meta.log.v1.RangeTrack
+	60, // 45: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	12, // 46: meta.log.v1.Ownership.moving:type_name -> meta.log.v1.MovingRange
+	12, // 47: meta.log.v1.Ownership.tracking:type_name -> meta.log.v1.MovingRange
+	60, // 48: meta.log.v1.MovingRange.range:type_name -> meta.log.v1.HashRange
+	60, // 49: meta.log.v1.RangeTrack.range:type_name -> meta.log.v1.HashRange
+	60, // 50: meta.log.v1.RangeRelease.range:type_name -> meta.log.v1.HashRange
+	60, // 51: meta.log.v1.RangeIngest.range:type_name -> meta.log.v1.HashRange
+	16, // 52: meta.log.v1.RangeIngest.pairs:type_name -> meta.log.v1.RawPair
+	60, // 53: meta.log.v1.RangeAcquire.range:type_name -> meta.log.v1.HashRange
+	60, // 54: meta.log.v1.RangeDrop.range:type_name -> meta.log.v1.HashRange
+	60, // 55: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	28, // 56: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	43, // 57: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
+	43, // 58: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
+	44, // 59: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
+	47, // 60: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
+	48, // 61: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
+	48, // 62: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
+	50, // 63: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	54, // 64: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	57, // 65: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 66: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 67: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	56, // 68: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 69: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	60, // 70: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	58, // 71: meta.log.v1.GroupRecord.split:type_name -> meta.log.v1.Split
+	60, // 72: meta.log.v1.Split.range:type_name -> meta.log.v1.HashRange
+	2,  // 73: meta.log.v1.Split.phase:type_name -> meta.log.v1.SplitPhase
+	61, // 74: meta.log.v1.GroupsPut.puts:type_name -> meta.log.v1.GroupPut
+	57, // 75: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	57, // 76: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	3,  // 77: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	4,  // 78: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	5,  // 79: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	64, // 80: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	54, // 81: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	53, // 82: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	54, // 83: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	57, // 84: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	8,  // 85: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
+	79, // 86: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	56, // 87: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	60, // 88: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
+	16, // 89: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
+	90, // [90:90] is the sub-list for method output_type
+	90, // [90:90] is the sub-list for method input_type
+	90, // [90:90] is the sub-list for extension type_name
+	90, // [90:90] is the sub-list for extension extendee
+	0,  // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -6997,14 +7248,15 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_RangeIngest)(nil),
 		(*Op_RangeAcquire)(nil),
 		(*Op_RangeDrop)(nil),
+		(*Op_RangeTrack)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[39].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[41].OneofWrappers = []any{
 		(*KVCompare_Value)(nil),
 		(*KVCompare_Version)(nil),
 		(*KVCompare_ModRevision)(nil),
 		(*KVCompare_Absent)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[40].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[42].OneofWrappers = []any{
 		(*KVTxnOp_Put)(nil),
 		(*KVTxnOp_Delete)(nil),
 	}
@@ -7014,7 +7266,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   74,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
