@@ -32,12 +32,15 @@ import (
 //	           it are marked from then on) and the child holds a copy of
 //	           it read while the parent still served it (RangeIngest,
 //	           resumable from the child's cursor). Abort is still possible.
+//	           Passes that copy the keys changed meanwhile (catch-up)
+//	           precede the fence.
 //	fenced     the parent's log released the range (RangeRelease): the
 //	           point of no return. Writes to the range are refused from
 //	           here until the child acquires it.
-//	acquired   the keys marked since the tracking began were copied again
-//	           as they are at the fence (RangeIngest replay; the rest of
-//	           the bulk copy first, had the fence come before its end), and
+//	acquired   the keys marked as changed since the last catch-up were
+//	           copied again as they are at the fence (RangeIngest final
+//	           replay; the rest of the bulk copy first, had the fence come
+//	           before its end), and
 //	           the child's log acquired the range after checking the
 //	           copy's count and hash against the parent's at the fence
 //	           (RangeAcquire).
@@ -57,11 +60,16 @@ var splitHook atomic.Pointer[func(ctx context.Context, group string, phase logpb
 const callSplitRead = "metanode.split-read/v1"
 
 // Copy chunks: at most this many keys, and about this many bytes; a drop
-// step deletes at most splitDropKeys keys.
+// step deletes at most splitDropKeys keys. Catch-up passes before the
+// fence: at most splitCatchUpPasses, until one copies at most
+// splitCatchUpKeys keys (what is left for after the fence is then about
+// what changed during that short pass).
 const (
-	splitChunkKeys  = 1024
-	splitChunkBytes = 1 << 20
-	splitDropKeys   = 4096
+	splitChunkKeys     = 1024
+	splitChunkBytes    = 1 << 20
+	splitDropKeys      = 4096
+	splitCatchUpPasses = 4
+	splitCatchUpKeys   = 256
 )
 
 // StartSplit records a split of group on metadata-0, which this node must
@@ -242,6 +250,11 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_COPIED
 		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
 	case logpb.SplitPhase_SPLIT_PHASE_COPIED:
+		// Catch up with the changes made during the copy, so that the
+		// replay after the fence has little left to do.
+		if err := n.catchUp(ctx, rec.Name, sp); err != nil {
+			return fmt.Errorf("catch up: %w", err)
+		}
 		mr, err := n.proposeMoving(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child}}})
 		if err != nil {
 			return fmt.Errorf("fence: %w", err)
@@ -354,12 +367,56 @@ func (n *Node) copyBulk(ctx context.Context, parent string, sp *logpb.Split) (*l
 	return st, nil
 }
 
+// catchUp runs catch-up passes into the child (the bulk copy done),
+// each copying the keys the parent marked as changed since the last pass
+// caught up, from views of the parent while it serves the range, until a
+// pass copies few keys.
+func (n *Node) catchUp(ctx context.Context, parent string, sp *logpb.Split) error {
+	st, err := n.copyBulk(ctx, parent, sp)
+	if err != nil || st.Acquired || st.Final {
+		return err
+	}
+	for range splitCatchUpPasses {
+		since, copied := st.CaughtUp, 0
+		for {
+			after := st.PassCursor
+			chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys, Replay: true, Since: since})
+			if err != nil {
+				return err
+			}
+			res, next, err := n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, After: after, Pairs: chunk.Pairs,
+				Done: chunk.Done, Replay: true, Since: since, ViewIndex: chunk.ViewIndex})
+			if err != nil {
+				return err
+			}
+			if next.Acquired || next.Final {
+				return nil // the fence came meanwhile (another controller)
+			}
+			st = next
+			if res.Code == logpb.Code_CODE_CONFLICT {
+				if st.CaughtUp != since {
+					break // the pass was ended (another controller)
+				}
+				continue // resume at the pass's cursor
+			}
+			copied += len(chunk.Pairs)
+			if chunk.Done {
+				break
+			}
+		}
+		if copied <= splitCatchUpKeys {
+			break
+		}
+	}
+	return nil
+}
+
 // copyRange makes the child acquire the released range: it completes the
 // bulk copy if the fence came before its end (a split released without
 // tracking is copied whole here), replays the keys the parent marked as
-// changed since its tracking began, as they are at the fence, then
-// proposes the acquire with the parent's key count and hash at the fence.
-// A child that acquired before answers at once.
+// changed above the child's caught-up index, as they are at the fence,
+// then proposes the acquire with the parent's key count and hash at the
+// fence. A child that acquired before answers at once.
 func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) error {
 	st, err := n.copyBulk(ctx, parent, sp)
 	if err != nil {
@@ -371,12 +428,13 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 	replayed := 0
 	var after []byte
 	for {
-		chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys, Replay: true})
+		chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys,
+			Replay: true, Final: true, Since: st.CaughtUp})
 		if err != nil {
 			return err
 		}
 		if len(chunk.Pairs) > 0 {
-			res, st, err := n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, Pairs: chunk.Pairs, Replay: true})
+			res, st, err := n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, Pairs: chunk.Pairs, Replay: true, Final: true, Since: st.CaughtUp})
 			if err != nil {
 				return err
 			}
@@ -405,7 +463,7 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 	if res.Code != logpb.Code_CODE_OK {
 		return fmt.Errorf("acquire refused (the copy differs from the parent's range: not published): %s", res.Message)
 	}
-	n.log.Info("split acquired", "group", parent, "child", sp.Child, "keys", d.Keys, "replayed", replayed)
+	n.log.Info("split acquired", "group", parent, "child", sp.Child, "keys", d.Keys, "replayed", replayed, "caught_up", st.CaughtUp)
 	return nil
 }
 
@@ -436,7 +494,7 @@ func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte
 	}
 	var c *sm.RangeChunk
 	if req.Replay {
-		c, err = m.ReadReplay(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes)
+		c, err = m.ReadReplay(req.Range, req.After, req.Since, int(max(req.Limit, 1)), splitChunkBytes, req.Final)
 	} else {
 		c, err = m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
 	}
@@ -446,7 +504,7 @@ func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	out := &logpb.SplitChunk{Pairs: c.Pairs, Done: c.Done}
+	out := &logpb.SplitChunk{Pairs: c.Pairs, Done: c.Done, ViewIndex: c.AppliedIndex}
 	if c.Digest != nil {
 		out.HasDigest, out.Keys, out.Hash = true, c.Digest.Keys, c.Digest.Hash
 	}

@@ -57,7 +57,7 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 		return refused
 	}
 	a.b.SetSavePoint()
-	rev := a.st.Revision
+	rev, own, ownChanged := a.st.Revision, a.own, a.ownChanged
 	a.bumped, a.seq = false, 0
 	r, err := a.dispatch(op)
 	if err != nil {
@@ -73,7 +73,10 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 			a.err = fmt.Errorf("%w: rollback op: %w", ErrStorage, err)
 			return &logpb.Result{}
 		}
-		a.st.Revision = rev
+		// An op that set the ownership and failed after (a split's
+		// ingest checks its cursor after recording that the group
+		// copies) leaves it as it was, in memory as in the batch.
+		a.st.Revision, a.own, a.ownChanged = rev, own, ownChanged
 	} else if a.own.tracks() {
 		a.markTracked()
 	}

@@ -2,7 +2,9 @@ package sm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -25,17 +27,26 @@ import (
 //     chunk applied only after the one before it (a resumed copy never
 //     writes twice); the last one marks the bulk copy done. C serves
 //     nothing meanwhile (its ownership is "ingesting").
+//     Catch-up passes (RangeIngest replay, before the fence) then copy
+//     the keys marked since the last pass began, each pass shorter than
+//     the one before while P's write rate is below the copy's, so that
+//     the replay after the fence has little left to do. A pass caught up
+//     to index C (the lowest index its views were read at) leaves every
+//     key last changed at or below C in its state as of that change.
 //  3. RangeRelease in P's log, at index F (the fence): from F on, P
 //     refuses, when applying, every op touching the range (RANGE_MOVING),
 //     and every lease change (C copies the leases); the range's data in P
 //     is frozen, the same on every replica at any index >= F, and so is
 //     the set of marks.
-//  4. The replay: RangeIngest entries (replay) in C's log put every
-//     marked key as it is in P at F, or delete it where P has none. For
-//     every key of the range, C then holds P's state at F: a key not
-//     marked did not change between T and F, so every view >= T holds
-//     its state at F, and the bulk copy read it (present or absent) from
-//     one of them; a marked key is replayed from the frozen state.
+//  4. The final replay: RangeIngest entries (replay, final) in C's log
+//     put every key marked as last changed above C's caught-up index, as
+//     it is in P at F, or delete it where P has none. For every key of
+//     the range, C then holds P's state at F: a key not marked did not
+//     change between T and F, so every view >= T holds its state at F,
+//     and the bulk copy read it (present or absent) from one of them; a
+//     key last changed at or below the caught-up index was copied as of
+//     that change by the pass that caught up; the rest is replayed from
+//     the frozen state.
 //  5. RangeAcquire in C's log checks the copy (key count and hash equal
 //     P's at F, which the controller reads after the fence), then C owns
 //     the range; its revisions continue from P's at F. A copy that missed
@@ -75,13 +86,10 @@ func inRange(r *logpb.HashRange, h uint32) bool {
 	return uint64(h) >= r.GetLo() && uint64(h) < r.GetHi()
 }
 
-// keyIngestCursor is the last key a child ingested (in the hashed state,
-// so that a replica restored from a snapshot resumes exactly);
-// keyIngestDone is present once its bulk copy is complete.
-var (
-	keyIngestCursor = []byte{prefixOwnership, 'i'}
-	keyIngestDone   = []byte{prefixOwnership, 'b'}
-)
+// keyCopyState is how far a child's copy has gone (logpb.RangeCopyState;
+// in the hashed state, so that a replica restored from a snapshot resumes
+// exactly).
+var keyCopyState = []byte{prefixOwnership, 'c'}
 
 // dropCursorKey is where the parent's drop of r stopped (the last key it
 // scanned).
@@ -132,21 +140,41 @@ func (a *applier) markTracked() {
 	}
 }
 
-// RangeDigest is the key count and hash of the keys a split copies.
+// RangeDigest is the key count and hash of the keys a split copies: the
+// sum (mod 2^64) of each stored key's FNV-1a hash (of its key and value),
+// independent of order, so that a child keeps it as it writes its copy
+// (RangeCopyState) and its acquire compares it without reading the copy.
 type RangeDigest struct {
 	Keys, Hash uint64
 }
 
-// digestRange digests the keys movedKey selects from a scan in key order.
+func keyHash(k, v []byte) uint64 {
+	h := fnv.New64a()
+	b := binary.AppendUvarint(make([]byte, 0, 2*binary.MaxVarintLen64+len(k)+len(v)), uint64(len(k)))
+	b = append(b, k...)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	_, _ = h.Write(append(b, v...))
+	return h.Sum64()
+}
+
+func (d *RangeDigest) add(k, v []byte) { d.Keys, d.Hash = d.Keys+1, d.Hash+keyHash(k, v) }
+
+func (d *RangeDigest) remove(k, v []byte) { d.Keys, d.Hash = d.Keys-1, d.Hash-keyHash(k, v) }
+
+// movedEnd bounds the stored keys a split moves: every prefix rawRoute
+// knows, and the leases', is below the change log's.
+var movedEnd = []byte{prefixEvent}
+
+// digestRange digests the keys movedKey selects from a scan.
 func digestRange(scan func(fn func(k, v []byte) bool) error, r *logpb.HashRange) (RangeDigest, error) {
-	h := newHasher()
+	var d RangeDigest
 	err := scan(func(k, v []byte) bool {
 		if movedKey(k, r) {
-			h.add(k, v)
+			d.add(k, v)
 		}
 		return true
 	})
-	return RangeDigest{Keys: h.n, Hash: h.h.Sum64()}, err
+	return d, err
 }
 
 // RangeChunk is a page of the keys a split copies, read from one view.
@@ -176,7 +204,7 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 			return fmt.Errorf("%w: %s has not released [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
 		}
 		if withDigest {
-			d, err := digestRange(func(fn func(k, v []byte) bool) error { return sn.Scan(m.space, userStart, userEnd, fn) }, r)
+			d, err := digestRange(func(fn func(k, v []byte) bool) error { return sn.Scan(m.space, userStart, movedEnd, fn) }, r)
 			if err != nil {
 				return err
 			}
@@ -188,7 +216,7 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 		}
 		size := 0
 		out.Done = true
-		return sn.Scan(m.space, start, userEnd, func(k, v []byte) bool {
+		return sn.Scan(m.space, start, movedEnd, func(k, v []byte) bool {
 			if !movedKey(k, r) {
 				return true
 			}
@@ -204,16 +232,19 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 	return out, err
 }
 
-// ReadReplay reads, from one view of this replica, which must have
-// released r, up to limit (and about maxBytes) of the keys r moves that
-// were marked as changed since r's RangeTrack, after key after (empty:
-// from the start), each as it is in the view (the state at the fence,
-// frozen): a pair, or a deleted one where the key is absent.
-func (m *Machine) ReadReplay(r *logpb.HashRange, after []byte, limit, maxBytes int) (*RangeChunk, error) {
+// ReadReplay reads, from one view of this replica, up to limit (and about
+// maxBytes) of the keys r moves that were marked as changed since r's
+// RangeTrack and last changed above index since, after key after (empty:
+// from the start), each as it is in the view: a pair, or a deleted one
+// where the key is absent. final asks for the state at the fence: the
+// replica must have released r; else it must track it or have released
+// it.
+func (m *Machine) ReadReplay(r *logpb.HashRange, after []byte, since uint64, limit, maxBytes int, final bool) (*RangeChunk, error) {
 	out := &RangeChunk{Done: true}
 	err := m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
 		out.AppliedIndex = st.GetIndex()
-		if !m.own.Load().released(r) {
+		own := m.own.Load()
+		if !own.released(r) && (final || own.tracked(r) == nil) {
 			return fmt.Errorf("%w: %s has not released [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
 		}
 		start := []byte{prefixSplitMark}
@@ -222,8 +253,8 @@ func (m *Machine) ReadReplay(r *logpb.HashRange, after []byte, limit, maxBytes i
 		}
 		var keys [][]byte
 		size := 0
-		if err := sn.Scan(m.space, start, []byte{prefixSplitMark + 1}, func(k, _ []byte) bool {
-			if !movedKey(k[1:], r) {
+		if err := sn.Scan(m.space, start, []byte{prefixSplitMark + 1}, func(k, v []byte) bool {
+			if !movedKey(k[1:], r) || len(v) == 8 && binary.BigEndian.Uint64(v) <= since {
 				return true
 			}
 			if len(keys) >= limit || (size >= maxBytes && len(keys) > 0) {
@@ -358,12 +389,11 @@ func (a *applier) rangeTrack(o *logpb.RangeTrack) (*logpb.Result, error) {
 
 // copyState reads the child's copy state.
 func (a *applier) copyState() (*logpb.RangeCopyState, error) {
-	cur, _, err := a.b.Get(a.m.space, keyIngestCursor)
-	if err != nil {
+	st := &logpb.RangeCopyState{}
+	if _, _, err := a.get(keyCopyState, st); err != nil {
 		return nil, err
 	}
-	_, done, err := a.b.Get(a.m.space, keyIngestDone)
-	return &logpb.RangeCopyState{Cursor: cur, Done: done}, err
+	return st, nil
 }
 
 // ingestResult answers an ingest with the copy's state.
@@ -398,17 +428,7 @@ func (a *applier) rangeIngest(o *logpb.RangeIngest) (*logpb.Result, error) {
 		}
 	}
 	if o.Replay {
-		if !st.Done {
-			return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the bulk copy is not done")
-		}
-		for _, p := range o.Pairs {
-			if p.Deleted {
-				a.b.Delete(a.m.space, p.Key)
-			} else {
-				a.b.Put(a.m.space, p.Key, p.Value)
-			}
-		}
-		return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
+		return a.rangeReplay(o, st)
 	}
 	if st.Done || !bytes.Equal(st.Cursor, o.After) {
 		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the copy is at another key")
@@ -418,14 +438,80 @@ func (a *applier) rangeIngest(o *logpb.RangeIngest) (*logpb.Result, error) {
 		if bytes.Compare(p.Key, last) <= 0 || p.Deleted {
 			return invalid("ingest: key %x is out of order", p.Key), nil
 		}
-		a.b.Put(a.m.space, p.Key, p.Value)
+		if err := a.ingestWrite(st, p); err != nil {
+			return nil, err
+		}
 		last = p.Key
 	}
 	st.Cursor = slices.Clone(last)
-	a.b.Put(a.m.space, keyIngestCursor, last)
+	st.Done = o.Done
+	if err := a.write(keyCopyState, st); err != nil {
+		return nil, err
+	}
+	return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
+}
+
+// ingestWrite writes a pair of the copy (a put, or a delete) and keeps the
+// copy's digest in st.
+func (a *applier) ingestWrite(st *logpb.RangeCopyState, p *logpb.RawPair) error {
+	old, ok, err := a.b.Get(a.m.space, p.Key)
+	if err != nil {
+		return err
+	}
+	d := RangeDigest{Keys: st.Keys, Hash: st.Hash}
+	if ok {
+		d.remove(p.Key, old)
+	}
+	if p.Deleted {
+		a.b.Delete(a.m.space, p.Key)
+	} else {
+		a.b.Put(a.m.space, p.Key, p.Value)
+		d.add(p.Key, p.Value)
+	}
+	st.Keys, st.Hash = d.Keys, d.Hash
+	return nil
+}
+
+// rangeReplay stores a chunk of a catch-up pass, or of the final replay,
+// in the child (RangeIngest has the rules).
+func (a *applier) rangeReplay(o *logpb.RangeIngest, st *logpb.RangeCopyState) (*logpb.Result, error) {
+	switch {
+	case !st.Done:
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the bulk copy is not done")
+	case o.Final && o.Since > st.CaughtUp:
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the final replay starts above the caught-up index")
+	case !o.Final && (st.Final || o.Since != st.CaughtUp || !bytes.Equal(o.After, st.PassCursor)):
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the catch-up is elsewhere")
+	case !o.Final && o.ViewIndex == 0:
+		return invalid("catch-up: the view's index is required"), nil
+	}
+	last := o.After
+	for _, p := range o.Pairs {
+		if !o.Final && bytes.Compare(p.Key, last) <= 0 {
+			return invalid("catch-up: key %x is out of order", p.Key), nil
+		}
+		if err := a.ingestWrite(st, p); err != nil {
+			return nil, err
+		}
+		last = p.Key
+	}
+	if o.Final {
+		st.Final = true
+		if err := a.write(keyCopyState, st); err != nil {
+			return nil, err
+		}
+		return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
+	}
+	st.PassCursor = slices.Clone(last)
+	if st.PassMin == 0 || o.ViewIndex < st.PassMin {
+		st.PassMin = o.ViewIndex
+	}
 	if o.Done {
-		st.Done = true
-		a.b.Put(a.m.space, keyIngestDone, nil)
+		st.CaughtUp = max(st.CaughtUp, st.PassMin)
+		st.PassCursor, st.PassMin = nil, 0
+	}
+	if err := a.write(keyCopyState, st); err != nil {
+		return nil, err
 	}
 	return ingestResult(logpb.Code_CODE_OK, len(o.Pairs), st, "")
 }
@@ -439,16 +525,16 @@ func (a *applier) rangeAcquire(o *logpb.RangeAcquire) (*logpb.Result, error) {
 		}
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s owns other ranges", a.m.group)}, nil
 	}
-	d, err := digestRange(func(fn func(k, v []byte) bool) error { return a.b.Scan(a.m.space, userStart, userEnd, fn) }, o.Range)
+	st, err := a.copyState()
 	if err != nil {
 		return nil, err
 	}
+	d := RangeDigest{Keys: st.Keys, Hash: st.Hash}
 	if d.Keys != o.Keys || d.Hash != o.Hash {
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf(
 			"the copy of [%#x,%#x) holds %d keys (hash %#x); %s held %d (hash %#x) at its fence", o.Range.Lo, o.Range.Hi, d.Keys, d.Hash, o.From, o.Keys, o.Hash)}, nil
 	}
-	a.b.Delete(a.m.space, keyIngestCursor)
-	a.b.Delete(a.m.space, keyIngestDone)
+	a.b.Delete(a.m.space, keyCopyState)
 	if err := a.setOwnership(&logpb.Ownership{Owned: []*logpb.HashRange{proto.CloneOf(o.Range)}}); err != nil {
 		return nil, err
 	}
@@ -533,13 +619,12 @@ func (m *Machine) CopyState() (*logpb.RangeCopyState, error) {
 			st = &logpb.RangeCopyState{Acquired: true}
 			return nil
 		}
-		cur, _, err := sn.Get(m.space, keyIngestCursor)
+		v, _, err := sn.Get(m.space, keyCopyState)
 		if err != nil {
 			return err
 		}
-		_, done, err := sn.Get(m.space, keyIngestDone)
-		st = &logpb.RangeCopyState{Cursor: cur, Done: done}
-		return err
+		st = &logpb.RangeCopyState{}
+		return proto.Unmarshal(v, st)
 	})
 	return st, err
 }

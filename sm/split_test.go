@@ -2,6 +2,7 @@ package sm
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,8 +27,13 @@ func trackOp(r *logpb.HashRange, to string) *logpb.Op {
 	return &logpb.Op{Op: &logpb.Op_RangeTrack{RangeTrack: &logpb.RangeTrack{Range: r, To: to}}}
 }
 
-func replayOp(r *logpb.HashRange, pairs []*logpb.RawPair) *logpb.Op {
-	return &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: r, From: "data-0", Pairs: pairs, Replay: true}}}
+func replayOp(r *logpb.HashRange, since uint64, pairs []*logpb.RawPair) *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: r, From: "data-0", Pairs: pairs, Replay: true, Final: true, Since: since}}}
+}
+
+func catchUpOp(r *logpb.HashRange, since uint64, c *RangeChunk, after []byte) *logpb.Op {
+	return &logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: r, From: "data-0", After: after, Pairs: c.Pairs,
+		Done: c.Done, Replay: true, Since: since, ViewIndex: c.AppliedIndex}}}
 }
 
 func dropOp(r *logpb.HashRange, limit uint32) *logpb.Op {
@@ -42,6 +48,30 @@ func copyStateOf(t *testing.T, r *logpb.Result) *logpb.RangeCopyState {
 		t.Fatalf("ingest answer: %v", err)
 	}
 	return st
+}
+
+// scanDigest digests the child's stored copy of r by reading it, for
+// comparison with the digest its ingests kept.
+func scanDigest(t *testing.T, m *Machine, r *logpb.HashRange) RangeDigest {
+	t.Helper()
+	d, err := digestRange(func(fn func(k, v []byte) bool) error { return m.space.Scan(userStart, userEnd, fn) }, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Every stored key a split moves is below movedEnd, which bounds the
+// scans that copy and digest a range.
+func TestMovedKeysBelowMovedEnd(t *testing.T) {
+	all := &logpb.HashRange{Lo: 0, Hi: 1 << 32}
+	for p := int(movedEnd[0]); p < 0x100; p++ {
+		for _, k := range [][]byte{{byte(p)}, append([]byte{byte(p)}, "0123456789abcdef-key"...)} {
+			if movedKey(k, all) {
+				t.Errorf("stored key %x is moved by a split, but not below movedEnd", k)
+			}
+		}
+	}
 }
 
 func keepAliveOp(id int64) *logpb.Op {
@@ -321,7 +351,7 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 		both(changes[applied]()...)
 	}
 	wantCode(t, "bulk ingest after the copy is done", applyC(ingestOp(moving, after, nil))[0], logpb.Code_CODE_CONFLICT)
-	if _, err := p.m.ReadReplay(moving, nil, 100, 1<<20); !errors.Is(err, ErrNotReleased) {
+	if _, err := p.m.ReadReplay(moving, nil, 0, 100, 1<<20, true); !errors.Is(err, ErrNotReleased) {
 		t.Fatalf("replay read before the fence: got %v, want ErrNotReleased", err)
 	}
 	r := both(releaseOp(moving, "data-1"), putOp(high[3], "late"))
@@ -342,7 +372,7 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 	replayed := map[string]*logpb.RawPair{}
 	after = nil
 	for {
-		chunk, err := p.m.ReadReplay(moving, after, 2, 1<<20)
+		chunk, err := p.m.ReadReplay(moving, after, 0, 2, 1<<20, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +380,7 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 			replayed[string(pr.Key)] = pr
 		}
 		if len(chunk.Pairs) > 0 {
-			wantCode(t, "replay", applyC(replayOp(moving, chunk.Pairs))[0], logpb.Code_CODE_OK)
+			wantCode(t, "replay", applyC(replayOp(moving, 0, chunk.Pairs))[0], logpb.Code_CODE_OK)
 		}
 		if chunk.Done {
 			break
@@ -373,6 +403,9 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 		t.Errorf("the replay of the deleted %s: %v, want deleted", copied[0], pr)
 	}
 	wantCode(t, "acquire", applyC(acquireOp(moving, fenceRev, digest))[0], logpb.Code_CODE_OK)
+	if d := scanDigest(t, c.m, moving); d != digest {
+		t.Fatalf("the child's copy read back digests to %v, want the parent's %v at the fence", d, digest)
+	}
 	want := map[string]string{copied[1]: "updated-after-copy", later[0]: "new", later[1]: "leased"}
 	for _, k := range high[:10] {
 		if _, ok := want[k]; !ok && k != copied[0] {
@@ -478,5 +511,104 @@ func TestSplitDropInBoundedSteps(t *testing.T) {
 	}
 	if r := both(dropOp(moving, 2))[0]; !r.Succeeded || r.Count != 0 {
 		t.Fatalf("drop again: %v, want succeeded with nothing deleted", r)
+	}
+}
+
+// Catch-up passes before the fence shrink the final replay to what changed
+// since the pass caught up: a pass copies the keys marked so far, one key
+// a chunk, each from its own view while the parent keeps serving (a key
+// the pass copied changes again meanwhile); the pass catches up to the
+// lowest index it read at. After the fence, the final replay from that
+// index holds the key changed again and a key written after the pass, and
+// not the keys the pass copied and left unchanged (a delete among them);
+// the child then acquires with the parent's count and hash at the fence.
+// A stale catch-up chunk after the final replay began, and a final replay
+// from above the caught-up index, are refused.
+func TestSplitCatchUpLeavesOnlyTheTail(t *testing.T) {
+	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	p.open()
+	t.Cleanup(p.close)
+	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
+	c.open()
+	t.Cleanup(c.close)
+	applyP, applyC := p.applyNext(), c.applyNext()
+	low, high := keysBySide(8)
+	applyP(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
+	for _, k := range append(low, high[:6]...) {
+		applyP(putOp(k, "v-"+k))
+	}
+	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
+	wantCode(t, "track", applyP(trackOp(moving, "data-1"))[0], logpb.Code_CODE_OK)
+	bulk, err := p.m.ReadRange(moving, nil, 100, 1<<20, false)
+	if err != nil || !bulk.Done {
+		t.Fatalf("bulk read: %v %v", bulk, err)
+	}
+	wantCode(t, "bulk", applyC(&logpb.Op{Op: &logpb.Op_RangeIngest{RangeIngest: &logpb.RangeIngest{Range: moving, From: "data-0", Pairs: bulk.Pairs, Done: true}}})[0], logpb.Code_CODE_OK)
+	// Changed during the bulk copy: three keys (one deleted).
+	applyP(putOp(high[0], "changed"), delOp(high[1]), putOp(high[2], "changed"))
+	// The pass, a key a chunk.
+	var after, firstKey []byte
+	var st *logpb.RangeCopyState
+	for i := 0; ; i++ {
+		chunk, err := p.m.ReadReplay(moving, after, 0, 1, 1<<20, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := applyC(catchUpOp(moving, 0, chunk, after))[0]
+		wantCode(t, "catch-up", r, logpb.Code_CODE_OK)
+		st = copyStateOf(t, r)
+		if i == 0 {
+			// The key just copied changes again, after the view the
+			// pass read it from.
+			firstKey = chunk.Pairs[0].Key
+			applyP(putOp(string(firstKey[1:]), "changed-again"))
+		}
+		if chunk.Done {
+			break
+		}
+		after = chunk.Pairs[len(chunk.Pairs)-1].Key
+	}
+	if st.CaughtUp == 0 || st.PassCursor != nil {
+		t.Fatalf("after the pass: %v, want caught up", st)
+	}
+	applyP(putOp(high[6], "after-the-pass"))
+	wantCode(t, "release", applyP(releaseOp(moving, "data-1"))[0], logpb.Code_CODE_OK)
+	fenceRev := p.m.Revision()
+	tail, err := p.m.ReadReplay(moving, nil, st.CaughtUp, 100, 1<<20, true)
+	if err != nil || !tail.Done {
+		t.Fatalf("final replay read: %v %v", tail, err)
+	}
+	var got []string
+	for _, pr := range tail.Pairs {
+		got = append(got, string(pr.Key[1:]))
+	}
+	if want := []string{string(firstKey[1:]), high[6]}; len(got) != 2 || !slices.Contains(got, want[0]) || !slices.Contains(got, want[1]) {
+		t.Fatalf("the final replay holds %q, want %q", got, want)
+	}
+	wantCode(t, "final replay from above the caught-up index", applyC(replayOp(moving, st.CaughtUp+1, tail.Pairs))[0], logpb.Code_CODE_CONFLICT)
+	wantCode(t, "final replay", applyC(replayOp(moving, st.CaughtUp, tail.Pairs))[0], logpb.Code_CODE_OK)
+	stale, err := p.m.ReadReplay(moving, nil, st.CaughtUp, 100, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "a catch-up chunk after the final replay began", applyC(catchUpOp(moving, st.CaughtUp, stale, nil))[0], logpb.Code_CODE_CONFLICT)
+	first, err := p.m.ReadRange(moving, nil, 1, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "acquire", applyC(acquireOp(moving, fenceRev, *first.Digest))[0], logpb.Code_CODE_OK)
+	if d := scanDigest(t, c.m, moving); d != *first.Digest {
+		t.Fatalf("the child's copy read back digests to %v, want the parent's %v at the fence", d, *first.Digest)
+	}
+	want := map[string]string{high[0]: "changed", high[2]: "changed", high[3]: "v-" + high[3], high[4]: "v-" + high[4], high[5]: "v-" + high[5], high[6]: "after-the-pass"}
+	want[string(firstKey[1:])] = "changed-again"
+	for _, k := range high {
+		kv, err := c.m.Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[k]; !ok && kv != nil || ok && (kv == nil || string(kv.Value) != w) {
+			t.Errorf("child %s: %v, want %q (present %v)", k, kv, w, ok)
+		}
 	}
 }

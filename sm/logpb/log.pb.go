@@ -1644,11 +1644,20 @@ func (x *RangeRelease) GetTo() string {
 // (else CONFLICT), so a resumed copy never writes twice. done marks the
 // last chunk.
 //
-// The replay (replay true): pairs are the parent's keys marked as changed
-// since its RangeTrack, as they are at its fence (deleted: absent there),
-// read from a replica that released the range; applied only once the
-// bulk copy is done (else CONFLICT). Replayed pairs hold the frozen
-// state, so a replay applies in any order and any number of times.
+// Replays (replay true) carry keys the parent marked as changed since its
+// RangeTrack (deleted: absent in the view read), only those whose last
+// change is above since; applied only once the bulk copy is done (else
+// CONFLICT):
+//   - a catch-up pass (final false; before the fence), read from views at
+//     view_index while the parent serves the range: in key order after
+//     the pass's cursor, since equal to the child's caught_up; the pass's
+//     last chunk (done) raises caught_up to the lowest view_index of the
+//     pass. Every key whose last change is at or below caught_up then
+//     holds its state as of that change. Refused once a final replay
+//     began.
+//   - the final replay (final true; after the fence), read from a replica
+//     that released the range, with since at most the child's caught_up:
+//     frozen state, so it applies in any order and any number of times.
 //
 // Every result's value is the child's RangeCopyState after the op.
 type RangeIngest struct {
@@ -1659,6 +1668,9 @@ type RangeIngest struct {
 	Pairs         []*RawPair             `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
 	Done          bool                   `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
 	Replay        bool                   `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
+	Final         bool                   `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`
+	Since         uint64                 `protobuf:"varint,8,opt,name=since,proto3" json:"since,omitempty"`
+	ViewIndex     uint64                 `protobuf:"varint,9,opt,name=view_index,json=viewIndex,proto3" json:"view_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1735,6 +1747,27 @@ func (x *RangeIngest) GetReplay() bool {
 	return false
 }
 
+func (x *RangeIngest) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *RangeIngest) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *RangeIngest) GetViewIndex() uint64 {
+	if x != nil {
+		return x.ViewIndex
+	}
+	return 0
+}
+
 type RawPair struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1796,7 +1829,8 @@ func (x *RawPair) GetDeleted() bool {
 	return false
 }
 
-// RangeCopyState is how far a child's copy has gone.
+// RangeCopyState is how far a child's copy has gone (stored in the child
+// until it acquires).
 type RangeCopyState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last key of the bulk copy.
@@ -1804,7 +1838,19 @@ type RangeCopyState struct {
 	// The bulk copy is complete (replays may follow).
 	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	// The child acquired its range (nothing is copied any more).
-	Acquired      bool `protobuf:"varint,3,opt,name=acquired,proto3" json:"acquired,omitempty"`
+	Acquired bool `protobuf:"varint,3,opt,name=acquired,proto3" json:"acquired,omitempty"`
+	// The parent's index up to which every change is caught up (the
+	// complete catch-up passes), the current pass's cursor and lowest view
+	// index, and whether the final replay began.
+	CaughtUp   uint64 `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	PassCursor []byte `protobuf:"bytes,5,opt,name=pass_cursor,json=passCursor,proto3" json:"pass_cursor,omitempty"`
+	PassMin    uint64 `protobuf:"varint,6,opt,name=pass_min,json=passMin,proto3" json:"pass_min,omitempty"`
+	Final      bool   `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`
+	// The digest (sm.RangeDigest) of the range's keys the child holds,
+	// kept as every ingest writes them: the acquire compares it with the
+	// parent's at the fence without reading the copy again.
+	Keys          uint64 `protobuf:"varint,8,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash          uint64 `protobuf:"varint,9,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1858,6 +1904,48 @@ func (x *RangeCopyState) GetAcquired() bool {
 		return x.Acquired
 	}
 	return false
+}
+
+func (x *RangeCopyState) GetCaughtUp() uint64 {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return 0
+}
+
+func (x *RangeCopyState) GetPassCursor() []byte {
+	if x != nil {
+		return x.PassCursor
+	}
+	return nil
+}
+
+func (x *RangeCopyState) GetPassMin() uint64 {
+	if x != nil {
+		return x.PassMin
+	}
+	return 0
+}
+
+func (x *RangeCopyState) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *RangeCopyState) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *RangeCopyState) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
 }
 
 // RangeAcquire makes the child own the range: its copied keys must count
@@ -6335,10 +6423,13 @@ type SplitRead struct {
 	Limit  uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	Digest bool                   `protobuf:"varint,5,opt,name=digest,proto3" json:"digest,omitempty"`
 	// The keys the parent marked as changed since it began tracking the
-	// range, with their state at the fence (the replica must have released
-	// the range); else the bulk copy (the replica must track or have
-	// released it).
-	Replay        bool `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
+	// range, with their state in the view read, only those last changed
+	// above since; final: the replica must have released the range (its
+	// state at the fence). Else the bulk copy. The replica must track or
+	// have released the range.
+	Replay        bool   `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
+	Since         uint64 `protobuf:"varint,7,opt,name=since,proto3" json:"since,omitempty"`
+	Final         bool   `protobuf:"varint,8,opt,name=final,proto3" json:"final,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6415,10 +6506,26 @@ func (x *SplitRead) GetReplay() bool {
 	return false
 }
 
+func (x *SplitRead) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *SplitRead) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
 type SplitChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Pairs []*RawPair             `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
-	Done  bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// The applied index of the view read.
+	ViewIndex uint64     `protobuf:"varint,6,opt,name=view_index,json=viewIndex,proto3" json:"view_index,omitempty"`
+	Pairs     []*RawPair `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Done      bool       `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	// The digest of every key the split copies (when asked).
 	HasDigest     bool   `protobuf:"varint,3,opt,name=has_digest,json=hasDigest,proto3" json:"has_digest,omitempty"`
 	Keys          uint64 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
@@ -6455,6 +6562,13 @@ func (x *SplitChunk) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SplitChunk.ProtoReflect.Descriptor instead.
 func (*SplitChunk) Descriptor() ([]byte, []int) {
 	return file_sm_logpb_log_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *SplitChunk) GetViewIndex() uint64 {
+	if x != nil {
+		return x.ViewIndex
+	}
+	return 0
 }
 
 func (x *SplitChunk) GetPairs() []*RawPair {
@@ -6583,22 +6697,33 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\"L\n" +
 	"\fRangeRelease\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"\xbd\x01\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\x88\x02\n" +
 	"\vRangeIngest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\fR\x05after\x12*\n" +
 	"\x05pairs\x18\x04 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\x12\x12\n" +
 	"\x04done\x18\x05 \x01(\bR\x04done\x12\x16\n" +
-	"\x06replay\x18\x06 \x01(\bR\x06replay\"K\n" +
+	"\x06replay\x18\x06 \x01(\bR\x06replay\x12\x14\n" +
+	"\x05final\x18\a \x01(\bR\x05final\x12\x14\n" +
+	"\x05since\x18\b \x01(\x04R\x05since\x12\x1d\n" +
+	"\n" +
+	"view_index\x18\t \x01(\x04R\tviewIndex\"K\n" +
 	"\aRawPair\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
-	"\adeleted\x18\x03 \x01(\bR\adeleted\"X\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"\xef\x01\n" +
 	"\x0eRangeCopyState\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\fR\x06cursor\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1a\n" +
-	"\bacquired\x18\x03 \x01(\bR\bacquired\"\x9f\x01\n" +
+	"\bacquired\x18\x03 \x01(\bR\bacquired\x12\x1b\n" +
+	"\tcaught_up\x18\x04 \x01(\x04R\bcaughtUp\x12\x1f\n" +
+	"\vpass_cursor\x18\x05 \x01(\fR\n" +
+	"passCursor\x12\x19\n" +
+	"\bpass_min\x18\x06 \x01(\x04R\apassMin\x12\x14\n" +
+	"\x05final\x18\a \x01(\bR\x05final\x12\x12\n" +
+	"\x04keys\x18\b \x01(\x04R\x04keys\x12\x12\n" +
+	"\x04hash\x18\t \x01(\x04R\x04hash\"\x9f\x01\n" +
 	"\fRangeAcquire\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12%\n" +
@@ -6949,16 +7074,20 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fconfig_index\x18\t \x01(\x04R\vconfigIndex\x12)\n" +
 	"\x10config_committed\x18\n" +
 	" \x01(\bR\x0fconfigCommitted\x12\x19\n" +
-	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\xab\x01\n" +
+	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\xd7\x01\n" +
 	"\tSplitRead\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\fR\x05after\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\bR\x06digest\x12\x16\n" +
-	"\x06replay\x18\x06 \x01(\bR\x06replay\"\x93\x01\n" +
+	"\x06replay\x18\x06 \x01(\bR\x06replay\x12\x14\n" +
+	"\x05since\x18\a \x01(\x04R\x05since\x12\x14\n" +
+	"\x05final\x18\b \x01(\bR\x05final\"\xb2\x01\n" +
 	"\n" +
-	"SplitChunk\x12*\n" +
+	"SplitChunk\x12\x1d\n" +
+	"\n" +
+	"view_index\x18\x06 \x01(\x04R\tviewIndex\x12*\n" +
 	"\x05pairs\x18\x01 \x03(\v2\x14.meta.log.v1.RawPairR\x05pairs\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1d\n" +
 	"\n" +
