@@ -311,8 +311,8 @@ func TestSplitCopiesBeforeFenceAndReplaysTail(t *testing.T) {
 	t.Cleanup(func() { metanode.SetSplitHook(nil) })
 	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
 	cl := c.Client("")
-	_, high := hotKeys(1500) // more than one copy chunk
-	putAll(t, cl, high[:1400], func(k string) []byte { return []byte(k) })
+	_, high := hotKeys(1100) // more than one copy chunk
+	putAll(t, cl, high[:1050], func(k string) []byte { return []byte(k) })
 	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
 		t.Fatalf("split: %v", err)
 	}
@@ -344,10 +344,13 @@ func TestSplitCopiesBeforeFenceAndReplaysTail(t *testing.T) {
 	if _, err := cl.Delete(ctxT(t, 20*time.Second), &metapb.DeleteRequest{Key: []byte(high[1])}); err != nil {
 		t.Fatal(err)
 	}
-	putAll(t, cl, high[1400:], func(string) []byte { return []byte("new") })
+	putAll(t, cl, high[1050:], func(string) []byte { return []byte("new") })
 	close(resume)
 	awaitSplit(t, c, cl, "data-0", "data-1", 60*time.Second)
 	for i, k := range high {
+		if i > 1 && i < 1050 && i%20 != 0 {
+			continue // a sample of the keys left alone (each read is a round of heartbeats)
+		}
 		got, ok := get(t, cl, k, lin)
 		want, present := k, true
 		switch {
@@ -355,7 +358,7 @@ func TestSplitCopiesBeforeFenceAndReplaysTail(t *testing.T) {
 			want = "overwritten"
 		case i == 1:
 			present = false
-		case i >= 1400:
+		case i >= 1050:
 			want = "new"
 		}
 		if ok != present || present && got != want {

@@ -309,14 +309,23 @@ func (a *applier) setOwnership(rec *logpb.Ownership) error {
 	return a.write(keyOwnership, rec)
 }
 
+// checkSplitting refuses a track or release the group cannot take (nil:
+// it can).
+func (a *applier) checkSplitting(rec *logpb.Ownership, r *logpb.HashRange, to string) *logpb.Result {
+	if rec == nil || rec.Legacy || rec.Ingesting {
+		return invalid("%s has no ranges of its own to split", a.m.group)
+	}
+	if to == "" || r == nil || r.Hi <= r.Lo {
+		return invalid("split: a range and a group to release it to are required")
+	}
+	return nil
+}
+
 // rangeRelease fences r in the parent (idempotent).
 func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 	rec := a.ownRecord()
-	if rec == nil || rec.Legacy || rec.Ingesting {
-		return invalid("%s has no ranges of its own to release", a.m.group), nil
-	}
-	if o.To == "" || o.Range == nil || o.Range.Hi <= o.Range.Lo {
-		return invalid("release: a range and a group to release it to are required"), nil
+	if r := a.checkSplitting(rec, o.Range, o.To); r != nil {
+		return r, nil
 	}
 	for _, mr := range rec.Moving {
 		if sameRange(mr.Range, o.Range) && mr.To == o.To {
@@ -358,11 +367,8 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 // serves (idempotent; once released, it answers the release).
 func (a *applier) rangeTrack(o *logpb.RangeTrack) (*logpb.Result, error) {
 	rec := a.ownRecord()
-	if rec == nil || rec.Legacy || rec.Ingesting {
-		return invalid("%s has no ranges of its own to track", a.m.group), nil
-	}
-	if o.To == "" || o.Range == nil || o.Range.Hi <= o.Range.Lo {
-		return invalid("track: a range and a group to release it to are required"), nil
+	if r := a.checkSplitting(rec, o.Range, o.To); r != nil {
+		return r, nil
 	}
 	answer := func(mr *logpb.MovingRange) (*logpb.Result, error) {
 		v, err := marshal.Marshal(mr)

@@ -61,6 +61,21 @@ func scanDigest(t *testing.T, m *Machine, r *logpb.HashRange) RangeDigest {
 	return d
 }
 
+// wantChild checks that m holds each of keys with the value want gives
+// it, or not at all when want has none.
+func wantChild(t *testing.T, m *Machine, keys []string, want map[string]string) {
+	t.Helper()
+	for _, k := range keys {
+		kv, err := m.Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[k]; !ok && kv != nil || ok && (kv == nil || string(kv.Value) != w) {
+			t.Errorf("child %s: %v, want %q (present %v)", k, kv, w, ok)
+		}
+	}
+}
+
 // Every stored key a split moves is below movedEnd, which bounds the
 // scans that copy and digest a range.
 func TestMovedKeysBelowMovedEnd(t *testing.T) {
@@ -85,25 +100,20 @@ func wantCode(t *testing.T, what string, r *logpb.Result, code logpb.Code) {
 	}
 }
 
-// A split through both logs: the parent's fence refuses, at apply, every
-// op on the moving range (an op proposed before the fence and applied
-// after it included) and lease changes, on every replica alike; the copy
-// goes chunk by chunk, resumable at the child's cursor; the child acquires
-// only a copy whose count and hash match the parent's at the fence, then
-// serves the range with revisions continuing from the parent's; the
-// parent's drop deletes its copy and the range is WRONG_GROUP there.
-func TestSplitFenceCopyAcquireDrop(t *testing.T) {
-	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p.open()
-	t.Cleanup(p.close)
-	p2 := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true} // a second replica of the parent: same log, same outcomes
-	p2.open()
-	t.Cleanup(p2.close)
-	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
-	c.open()
-	t.Cleanup(c.close)
-	applyP, applyP2, applyC := p.applyNext(), p2.applyNext(), c.applyNext()
-	both := func(ops ...*logpb.Op) []*logpb.Result {
+// splitEnvs opens two replicas of a parent data-0 and a child data-1, all
+// bare; both applies ops to the two parent replicas as their next entry
+// (same log, same outcomes: it checks they answer alike), applyC to the
+// child.
+func splitEnvs(t *testing.T) (p, p2, c *env, both, applyC func(ops ...*logpb.Op) []*logpb.Result) {
+	open := func(group string) *env {
+		e := &env{t: t, dir: t.TempDir(), group: group, kind: KindData, bare: true}
+		e.open()
+		t.Cleanup(e.close)
+		return e
+	}
+	p, p2, c = open("data-0"), open("data-0"), open("data-1")
+	applyP, applyP2 := p.applyNext(), p2.applyNext()
+	both = func(ops ...*logpb.Op) []*logpb.Result {
 		r := applyP(ops...)
 		r2 := applyP2(ops...)
 		for i := range r {
@@ -113,6 +123,18 @@ func TestSplitFenceCopyAcquireDrop(t *testing.T) {
 		}
 		return r
 	}
+	return p, p2, c, both, c.applyNext()
+}
+
+// A split through both logs: the parent's fence refuses, at apply, every
+// op on the moving range (an op proposed before the fence and applied
+// after it included) and lease changes, on every replica alike; the copy
+// goes chunk by chunk, resumable at the child's cursor; the child acquires
+// only a copy whose count and hash match the parent's at the fence, then
+// serves the range with revisions continuing from the parent's; the
+// parent's drop deletes its copy and the range is WRONG_GROUP there.
+func TestSplitFenceCopyAcquireDrop(t *testing.T) {
+	p, p2, c, both, applyC := splitEnvs(t)
 	low, high := keysBySide(5)
 	both(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
 	both(leaseOp(7))
@@ -263,26 +285,7 @@ func TestSplitIngestSurvivesRestart(t *testing.T) {
 // deleted key is absent). Before the replay the same check refuses the
 // copy: a copy that missed a change is never acquired.
 func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
-	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p.open()
-	t.Cleanup(p.close)
-	p2 := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p2.open()
-	t.Cleanup(p2.close)
-	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
-	c.open()
-	t.Cleanup(c.close)
-	applyP, applyP2, applyC := p.applyNext(), p2.applyNext(), c.applyNext()
-	both := func(ops ...*logpb.Op) []*logpb.Result {
-		r := applyP(ops...)
-		r2 := applyP2(ops...)
-		for i := range r {
-			if r[i].Code != r2[i].Code {
-				t.Fatalf("replicas differ on op %d: %v vs %v", i, r[i], r2[i])
-			}
-		}
-		return r
-	}
+	p, p2, c, both, applyC := splitEnvs(t)
 	low, high := keysBySide(12)
 	both(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
 	both(leaseOp(7))
@@ -412,15 +415,7 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 			want[k] = "v-" + k
 		}
 	}
-	for _, k := range high {
-		kv, err := c.m.Get([]byte(k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, ok := want[k]; !ok && kv != nil || ok && (kv == nil || string(kv.Value) != w) {
-			t.Errorf("child %s: %v, want %q (present %v)", k, kv, w, ok)
-		}
-	}
+	wantChild(t, c.m, high, want)
 	if l, err := c.m.Lease(7); err != nil || l == nil {
 		t.Fatalf("child lease 7: %v %v", l, err)
 	}
@@ -455,16 +450,9 @@ func TestSplitCopyBeforeFenceReplaysChanges(t *testing.T) {
 // stays released (RANGE_MOVING) until the last step, which alone answers
 // succeeded; the kept range is untouched.
 func TestSplitDropInBoundedSteps(t *testing.T) {
-	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p.open()
-	t.Cleanup(p.close)
-	p2 := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p2.open()
-	t.Cleanup(p2.close)
-	applyP, applyP2 := p.applyNext(), p2.applyNext()
+	p, p2, _, bothP, _ := splitEnvs(t)
 	both := func(ops ...*logpb.Op) []*logpb.Result {
-		r := applyP(ops...)
-		applyP2(ops...)
+		r := bothP(ops...)
 		h1, _ := p.m.Hash()
 		if h2, _ := p2.m.Hash(); h1 != h2 {
 			t.Fatalf("replicas differ: %v vs %v", h1, h2)
@@ -525,13 +513,7 @@ func TestSplitDropInBoundedSteps(t *testing.T) {
 // A stale catch-up chunk after the final replay began, and a final replay
 // from above the caught-up index, are refused.
 func TestSplitCatchUpLeavesOnlyTheTail(t *testing.T) {
-	p := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	p.open()
-	t.Cleanup(p.close)
-	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
-	c.open()
-	t.Cleanup(c.close)
-	applyP, applyC := p.applyNext(), c.applyNext()
+	p, _, c, applyP, applyC := splitEnvs(t)
 	low, high := keysBySide(8)
 	applyP(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
 	for _, k := range append(low, high[:6]...) {
@@ -602,13 +584,5 @@ func TestSplitCatchUpLeavesOnlyTheTail(t *testing.T) {
 	}
 	want := map[string]string{high[0]: "changed", high[2]: "changed", high[3]: "v-" + high[3], high[4]: "v-" + high[4], high[5]: "v-" + high[5], high[6]: "after-the-pass"}
 	want[string(firstKey[1:])] = "changed-again"
-	for _, k := range high {
-		kv, err := c.m.Get([]byte(k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, ok := want[k]; !ok && kv != nil || ok && (kv == nil || string(kv.Value) != w) {
-			t.Errorf("child %s: %v, want %q (present %v)", k, kv, w, ok)
-		}
-	}
+	wantChild(t, c.m, high, want)
 }
