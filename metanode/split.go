@@ -425,6 +425,17 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 	if st.Acquired {
 		return nil
 	}
+	// The parent's digest at the fence (a scan of its state, the longest
+	// part of the window) is read while the replay goes on.
+	type digest struct {
+		c   *logpb.SplitChunk
+		err error
+	}
+	digested := make(chan digest, 1)
+	go func() {
+		c, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, Limit: 1, Digest: true})
+		digested <- digest{c, err}
+	}()
 	replayed := 0
 	var after []byte
 	for {
@@ -451,10 +462,11 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 		}
 		after = chunk.Pairs[len(chunk.Pairs)-1].Key
 	}
-	d, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, Limit: 1, Digest: true})
-	if err != nil {
-		return err
+	dg := <-digested
+	if dg.err != nil {
+		return dg.err
 	}
+	d := dg.c
 	res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeAcquire{RangeAcquire: &logpb.RangeAcquire{Range: sp.Range, From: parent,
 		FenceRevision: sp.FenceRevision, Keys: d.Keys, Hash: d.Hash}}})
 	if err != nil {
