@@ -146,14 +146,16 @@ func TestBackupWipeRestore(t *testing.T) {
 	}
 	cl = c.Client("")
 
-	// The new cluster's record is written by its first metadata leader.
+	// The new cluster's record is written by its first metadata leader;
+	// a node knows the new cluster id (from the restore) before that, and
+	// lists no members until the record is written.
 	var ms *metapb.MembersResponse
 	poll.For(t, "the restored cluster's record", 30*time.Second, func() error {
 		ms, err = cl.Members(ctx)
 		if err != nil {
 			return err
 		}
-		return poll.Check(ms.ClusterId != "", "no cluster record yet")
+		return poll.Check(ms.ClusterId != "" && len(ms.Members) > 0, "no cluster record yet")
 	})
 	if ms.ClusterId == "" || ms.ClusterId == old.ClusterId || len(ms.Members) != 3 {
 		t.Fatalf("restored cluster: id %q with %d members, want a new id (not %q) and 3 members", ms.ClusterId, len(ms.Members), old.ClusterId)
