@@ -2,9 +2,6 @@ package sm
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash"
-	"hash/fnv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -234,24 +231,19 @@ func (m *Machine) Hash() (StateHash, error) {
 	return out, err
 }
 
-// hasher computes a StateHash over keys and values fed in key order.
+// hasher computes a StateHash over keys and values fed in key order:
+// FNV-1a over every pair as fnvPair encodes it.
 type hasher struct {
-	h   hash.Hash64
-	buf []byte
-	n   uint64
+	h, n uint64
 }
 
-func newHasher() *hasher { return &hasher{h: fnv.New64a()} }
+func newHasher() *hasher { return &hasher{h: fnvOffset64} }
 
 func (h *hasher) add(k, v []byte) {
-	h.buf = binary.AppendUvarint(h.buf[:0], uint64(len(k)))
-	h.buf = append(h.buf, k...)
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(v)))
-	h.buf = append(h.buf, v...)
-	_, _ = h.h.Write(h.buf)
+	h.h = fnvPair(h.h, k, v)
 	h.n++
 }
 
 func (h *hasher) sum(st *logpb.AppliedState) StateHash {
-	return StateHash{Index: st.GetIndex(), Revision: st.GetRevision(), Hash: h.h.Sum64(), Keys: h.n}
+	return StateHash{Index: st.GetIndex(), Revision: st.GetRevision(), Hash: h.h, Keys: h.n}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -148,13 +147,34 @@ type RangeDigest struct {
 	Keys, Hash uint64
 }
 
-func keyHash(k, v []byte) uint64 {
-	h := fnv.New64a()
-	b := binary.AppendUvarint(make([]byte, 0, 2*binary.MaxVarintLen64+len(k)+len(v)), uint64(len(k)))
-	b = append(b, k...)
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	_, _ = h.Write(append(b, v...))
-	return h.Sum64()
+// keyHash is one pair's own hash (fnvPair from FNV-1a's start): the
+// parent's scan at the fence pays it once per key of the range, inside the
+// write pause.
+func keyHash(k, v []byte) uint64 { return fnvPair(fnvOffset64, k, v) }
+
+// fnvPair continues the FNV-1a hash h over a pair, encoded as its key's
+// length (uvarint), the key, its value's length and the value; computed in
+// place (hash/fnv's hasher is an allocation per call).
+func fnvPair(h uint64, k, v []byte) uint64 {
+	var n [binary.MaxVarintLen64]byte
+	h = fnv1a(h, binary.AppendUvarint(n[:0], uint64(len(k))))
+	h = fnv1a(h, k)
+	h = fnv1a(h, binary.AppendUvarint(n[:0], uint64(len(v))))
+	return fnv1a(h, v)
+}
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset64 uint64 = 14695981039346656037
+	fnvPrime64  uint64 = 1099511628211
+)
+
+func fnv1a(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= fnvPrime64
+	}
+	return h
 }
 
 func (d *RangeDigest) add(k, v []byte) { d.Keys, d.Hash = d.Keys+1, d.Hash+keyHash(k, v) }

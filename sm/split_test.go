@@ -1,7 +1,9 @@
 package sm
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"testing"
@@ -273,6 +275,29 @@ func TestSplitIngestSurvivesRestart(t *testing.T) {
 	low, _ := keysBySide(1)
 	r = results(t, c.m.Apply(entry(t, 3, ingestOp(moving, pair.Key, []*logpb.RawPair{{Key: kvKey([]byte(low[0]))}}))))[0]
 	wantCode(t, "ingest of a key outside the range", r, logpb.Code_CODE_INVALID)
+}
+
+// A first ingest refused after it recorded that the group copies (its
+// cursor is not the child's) leaves the group as it was, in memory as in
+// storage: it still serves (a put applies) and owns nothing new.
+func TestRefusedIngestLeavesOwnership(t *testing.T) {
+	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
+	c.open()
+	t.Cleanup(c.close)
+	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
+	_, high := keysBySide(1)
+	pair := &logpb.RawPair{Key: kvKey([]byte(high[0])), Value: []byte{}}
+	r := results(t, c.m.Apply(entry(t, 1, ingestOp(moving, []byte("elsewhere"), []*logpb.RawPair{pair}))))[0]
+	wantCode(t, "a first ingest after another cursor", r, logpb.Code_CODE_CONFLICT)
+	if own := c.m.Ownership(); own != nil {
+		t.Fatalf("ownership in memory after the refused ingest: %v, want none", own)
+	}
+	r = results(t, c.m.Apply(entry(t, 2, putOp(high[0], "v"))))[0]
+	wantCode(t, "a put after the refused ingest", r, logpb.Code_CODE_OK)
+	c.reopen()
+	if own := c.m.Ownership(); own != nil {
+		t.Fatalf("ownership stored after the refused ingest: %v, want none", own)
+	}
 }
 
 // A split copied while the parent serves the range: the bulk copy is read
@@ -585,4 +610,41 @@ func TestSplitCatchUpLeavesOnlyTheTail(t *testing.T) {
 	want := map[string]string{high[0]: "changed", high[2]: "changed", high[3]: "v-" + high[3], high[4]: "v-" + high[4], high[5]: "v-" + high[5], high[6]: "after-the-pass"}
 	want[string(firstKey[1:])] = "changed-again"
 	wantChild(t, c.m, high, want)
+}
+
+// The state hash and a split's per-key hash are hash/fnv's FNV-1a of
+// each pair, length-prefixed (what they were before they were computed in
+// place: hashes stored or compared across releases stay equal).
+func TestHashesAreFNV1aOfTheEncodedPairs(t *testing.T) {
+	pairs := []struct{ k, v string }{{"", ""}, {"a", ""}, {"\x01kv/007", "value"}, {strings.Repeat("k", 300), "v"}}
+	all, h := fnv.New64a(), newHasher()
+	for _, c := range pairs {
+		var b []byte
+		b = binary.AppendUvarint(b, uint64(len(c.k)))
+		b = append(b, c.k...)
+		b = binary.AppendUvarint(b, uint64(len(c.v)))
+		b = append(b, c.v...)
+		one := fnv.New64a()
+		_, _ = one.Write(b)
+		if got := keyHash([]byte(c.k), []byte(c.v)); got != one.Sum64() {
+			t.Errorf("keyHash(%q, %q) = %#x, want %#x", c.k, c.v, got, one.Sum64())
+		}
+		_, _ = all.Write(b)
+		h.add([]byte(c.k), []byte(c.v))
+	}
+	if h.h != all.Sum64() || h.n != uint64(len(pairs)) {
+		t.Errorf("state hash %#x of %d pairs, want %#x of %d", h.h, h.n, all.Sum64(), len(pairs))
+	}
+}
+
+// BenchmarkKeyHash: the per-key hash of a split's digest, which the
+// parent's scan at the fence pays once per key of the range.
+func BenchmarkKeyHash(b *testing.B) {
+	k, v := []byte("\x01"+strings.Repeat("k", 40)), make([]byte, 100)
+	b.ReportAllocs()
+	var s uint64
+	for b.Loop() {
+		s += keyHash(k, v)
+	}
+	_ = s
 }
