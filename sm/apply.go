@@ -67,15 +67,13 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 		return &logpb.Result{}
 	}
 	if r.Code != logpb.Code_CODE_OK {
-		// Ops check before they write, so this undoes nothing today; it
-		// keeps a failing op atomic should one ever fail after writing.
+		// A failing op leaves nothing behind (most check before they
+		// write; a split's first ingest records the ownership first).
 		if err := a.b.RollbackToSavePoint(); err != nil {
 			a.err = fmt.Errorf("%w: rollback op: %w", ErrStorage, err)
 			return &logpb.Result{}
 		}
-		// An op that set the ownership and failed after (a split's
-		// ingest checks its cursor after recording that the group
-		// copies) leaves it as it was, in memory as in the batch.
+		// The ownership too, in memory as in the batch.
 		a.st.Revision, a.own, a.ownChanged = rev, own, ownChanged
 	} else if a.own.tracks() {
 		a.markTracked()
