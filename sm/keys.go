@@ -41,11 +41,9 @@ import (
 //	                              logpb.ConnectorAssignment
 //	0x12 'o'                      data, offset: the ranges the group owns
 //	                              (logpb.Ownership; ownership.go)
-//	0x12 'i'                      data, offset: a split's copy cursor in
-//	                              the new group (the last key ingested;
-//	                              split.go)
-//	0x12 'b'                      data, offset: the new group's bulk copy is
-//	                              done (empty value; split.go)
+//	0x12 'c'                      data, offset: how far a split's copy into
+//	                              the new group has gone
+//	                              (logpb.RangeCopyState; split.go)
 //	0x12 'd' <lo>                 data, offset: where the parent's drop of
 //	                              the released range from <lo> stopped
 //	0x13 <stored key>             data, offset: a key of a range a split
