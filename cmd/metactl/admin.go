@@ -397,10 +397,12 @@ func awaitOne[T any](a *app, ctx context.Context, what, see string, list func() 
 }
 
 // progress prints a waiting command's progress on stderr (text output
-// only).
+// only), each line once: a poll that sees no change prints nothing.
 func (a *app) progress(format string, args ...any) {
-	if a.output == "text" {
-		fmt.Fprintf(a.errOut, format+"\n", args...)
+	line := fmt.Sprintf(format, args...)
+	if a.output == "text" && line != a.progressed {
+		a.progressed = line
+		fmt.Fprintln(a.errOut, line)
 	}
 }
 

@@ -25,14 +25,15 @@ import (
 const DefaultEndpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 
 type app struct {
-	endpoints string
-	timeout   time.Duration
-	tlsDir    string
-	token     string
-	output    string
-	out       io.Writer
-	errOut    io.Writer // progress lines
-	cli       *client.Client
+	endpoints  string
+	timeout    time.Duration
+	tlsDir     string
+	token      string
+	output     string
+	out        io.Writer
+	errOut     io.Writer // progress lines
+	progressed string    // the last progress line (progress prints changes)
+	cli        *client.Client
 }
 
 func main() {

@@ -84,3 +84,17 @@ func TestGroupSplitCommand(t *testing.T) {
 		t.Fatalf("leader transfer data-9: got %v, want a refusal naming the group", err)
 	}
 }
+
+// A waiting command (group split, member drain, group move) prints each
+// progress line once: polls that see no change print nothing.
+func TestProgressPrintsChangesOnly(t *testing.T) {
+	var errOut strings.Builder
+	a := &app{output: "text", errOut: &errOut}
+	for _, phase := range []string{"prepared", "prepared", "prepared", "copied", "copied", "fenced"} {
+		a.progress("data-0: splitting, phase %s", phase)
+	}
+	want := "data-0: splitting, phase prepared\ndata-0: splitting, phase copied\ndata-0: splitting, phase fenced\n"
+	if got := errOut.String(); got != want {
+		t.Fatalf("progress lines: got %q, want %q", got, want)
+	}
+}
