@@ -37,7 +37,7 @@ const CheckerController = "controller"
 //     current is not rejected;
 //   - bounded assignment: once the cluster healed (the last fault ended,
 //     every silent broker came back, every connector's desired state was
-//     last written), every observer read called more than the session
+//     last written, the last outage ended: see outages), every observer read called more than the session
 //     timeout plus AssignSlack later shows every connector that should
 //     run assigned;
 //   - liveness: a broker that heartbeats on time is not declared down:
@@ -107,9 +107,9 @@ func CheckController(bops []BrokerOp, recs []WatchRecord, set ControllerSettings
 		r.Failing = append(r.Failing, w)
 	}
 	slices.Sort(r.Failing)
-	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d revisions replayed from the watches, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others near a fault or the end of a silence); healed at %s, %d reads after the bound",
+	details := []string{fmt.Sprintf("%d brokers, %d connectors, heartbeat %s, timeout %s; %d assignment observations, %d same-revision pairs, %d revisions replayed from the watches, %d reports (%d rejected); %d brokers seen declared down (%d judged, the others near a fault or the end of a silence); %d heartbeats or registrations unanswered (outages); healed at %s, %d reads after the bound",
 		len(h.brokers), len(h.connectors), h.heartbeat, h.timeout, h.nobs, pairs, replayed, reports, rejected, downs, judged,
-		time.Duration(asg.healed).Round(time.Millisecond), asg.checked)}
+		len(h.outages), time.Duration(asg.healed).Round(time.Millisecond), asg.checked)}
 	switch {
 	case len(r.Failing) > 0:
 		r.Verdict = Invalid
@@ -132,6 +132,7 @@ type ctlFacts struct {
 	obs                 map[string][]assignObs // per connector
 	names               []string               // connectors observed, sorted
 	nobs                int
+	outages             []Fault // see outages
 }
 
 func controllerFacts(bops []BrokerOp) *ctlFacts {
@@ -154,6 +155,7 @@ func controllerFacts(bops []BrokerOp) *ctlFacts {
 	if h.timeout == 0 {
 		h.timeout = 6 * time.Second
 	}
+	h.outages = outages(bops, h.brokers)
 	for op, src := range okBrokerOps(bops) {
 		switch op.Kind {
 		case OpListAssignments:
@@ -349,6 +351,26 @@ type assignment struct {
 	settled  bool
 }
 
+// outages are the windows in which a broker of the run could not reach
+// the cluster with no fault to blame: a heartbeat or registration whose
+// outcome is unknown (the cluster did not answer within the call's
+// deadline, as on a machine loaded far beyond the run). The broker's
+// session may have expired in such a window, so its declaration down and
+// the reassignment of its connectors are legitimate, and a controller
+// whose writes did not go through could not assign: the liveness bounds
+// (late, stuck) count from its end, as from a fault's. Silences, definite
+// refusals and successes are not outages.
+func outages(bops []BrokerOp, brokers map[string]bool) []Fault {
+	var out []Fault
+	for i := range bops {
+		op := &bops[i]
+		if (op.Kind == OpHeartbeat || op.Kind == OpRegister) && op.Outcome == OutcomeUnknown && brokers[op.Input.BrokerID] {
+			out = append(out, Fault{Kind: "outage", Began: time.Duration(op.Call), Ended: time.Duration(op.Return)})
+		}
+	}
+	return out
+}
+
 // checkAssignment: once the cluster healed (the last fault ended, every
 // silent broker came back, every connector's desired state was last
 // written), every observer read called more than the session timeout
@@ -359,6 +381,9 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 	var out assignment
 	for _, f := range set.Faults {
 		out.healed = max(out.healed, int64(f.Ended))
+	}
+	for _, w := range h.outages {
+		out.healed = max(out.healed, int64(w.Ended))
 	}
 	// desired[c]: when the connector's desired state was written or read,
 	// and what it was, in history order (which is return order).
@@ -440,7 +465,7 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 	}
 	out.settled = lastObserver != nil && out.checked == 0 &&
 		settledLast(lastObserver, h.connectors, func(c string) bool { return shouldRun(c, lastObserver.Call) })
-	out.problems = append(out.problems, stuck(h.bops, h.connectors, h.brokers, set.Faults, h.timeout, h.timeout+set.AssignSlack, shouldRun)...)
+	out.problems = append(out.problems, stuck(h.bops, h.connectors, h.brokers, append(slices.Clip(set.Faults), h.outages...), h.timeout, h.timeout+set.AssignSlack, shouldRun)...)
 	return out
 }
 

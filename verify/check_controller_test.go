@@ -130,6 +130,37 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 		}, nil, Valid, ""},
 		{"unassigned during a fault is fine", func(h *ctlHistory) { unassignBetween(h, 5000, 9000) },
 			[]Fault{{ID: 1, Kind: FaultPause, Began: 5 * time.Second, Ended: 6 * time.Second}}, Valid, ""},
+		// On a machine loaded far beyond the run, the cluster may not answer
+		// a broker within the call's deadline with no fault at all: the
+		// broker's session may expire, and the liveness bounds count from
+		// the unanswered call's end (ci23: a heartbeat unanswered 14 s after
+		// the heal, the connector reassigned a second later).
+		{"unassigned right after an unanswered heartbeat is fine", func(h *ctlHistory) {
+			unanswered(h, 12100)
+			un := AssignmentValue{Connector: "r-c0", Epoch: 20}
+			h.observe(13000, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{un})
+			b1 := AssignmentValue{Connector: "r-c0", Broker: "r-b1", BrokerEpoch: 12, Epoch: 21, State: "RUNNING", ModRevision: 22}
+			h.observe(16000, 22, []BrokerValue{b0alive, b1alive}, []AssignmentValue{b1})
+		}, nil, Valid, "1 heartbeats or registrations unanswered"},
+		{"unassigned long after an unanswered heartbeat", func(h *ctlHistory) {
+			unanswered(h, 12100)
+			un := AssignmentValue{Connector: "r-c0", Epoch: 20}
+			h.observe(13000, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{un})
+			h.observe(16000, 20, []BrokerValue{b0alive, b1alive}, []AssignmentValue{un})
+		}, nil, Invalid, "connector r-c0 unassigned 2.903s after the cluster healed"},
+		{"stuck across an unanswered heartbeat is fine", func(h *ctlHistory) {
+			unassignBetween(h, 5000, 9000)
+			unanswered(h, 6000)
+		}, nil, Valid, ""},
+		{"a heartbeat refused, not unanswered, excuses nothing", func(h *ctlHistory) {
+			unassignBetween(h, 5000, 9000)
+			op := h.add(OpHeartbeat, BrokerInput{BrokerID: "r-b1", Epoch: 12}, nil, 6000, 6010)
+			op.Code, op.Reason = "FailedPrecondition", "STALE_EPOCH"
+		}, nil, Invalid, "unassigned (epoch 20) from broker op"},
+		{"stuck long after an unanswered heartbeat", func(h *ctlHistory) {
+			unassignBetween(h, 5000, 12000)
+			unanswered(h, 3000)
+		}, nil, Invalid, "connector r-c0 unassigned"},
 		{"a live broker declared down", func(h *ctlHistory) {
 			b1 := b1alive
 			b1.Status = "DOWN"
@@ -174,6 +205,13 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unanswered adds a heartbeat of r-b1 at t (ms) whose outcome is unknown:
+// the cluster did not answer it within its 1 s deadline.
+func unanswered(h *ctlHistory, t int) {
+	op := h.add(OpHeartbeat, BrokerInput{BrokerID: "r-b1", Epoch: 12}, nil, t, t+1000)
+	op.Outcome = OutcomeUnknown
 }
 
 // unassignBetween rewrites the observer's reads: from..to (ms) show the

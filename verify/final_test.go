@@ -165,6 +165,10 @@ func TestStarved(t *testing.T) {
 		{"kv failed too", []CheckResult{{Checker: CheckerKV, Verdict: Invalid}, act}, false},
 		{"kv unknown too", []CheckResult{{Checker: CheckerKV, Verdict: Unknown}, act}, false},
 		{"another checker failed alone", []CheckResult{{Checker: CheckerKV, Verdict: Invalid}}, false},
+		{"the controller could not tell", []CheckResult{kv, {Checker: CheckerController, Verdict: Unknown}}, true},
+		{"the controller could not tell, activity failed", []CheckResult{{Checker: CheckerController, Verdict: Unknown}, act}, true},
+		{"the controller failed", []CheckResult{kv, {Checker: CheckerController, Verdict: Invalid}}, false},
+		{"activity unknown", []CheckResult{kv, {Checker: CheckerActivity, Verdict: Unknown}}, false},
 		{"no checks", nil, false},
 	}
 	for _, tt := range tests {

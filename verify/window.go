@@ -155,22 +155,26 @@ func CheckActivity(ops []Op, faults []Fault, minOps int) CheckResult {
 	return r
 }
 
-// Starved reports whether activity is the only checker in checks that did
-// not pass: the run had too few successful ops in some window (the machine
-// starved the cluster) and proved nothing either way, so runners play the
-// seed once more instead of counting it as failed. Any other failure,
-// alone or beside activity's, is a failure.
+// Starved reports whether the only checks in checks that did not pass are
+// activity's failure (too few successful ops in some window) and the
+// controller checker's unknown (no assignment read after its bound, which
+// brokers' unanswered calls push back): the machine starved the cluster,
+// and the run proved nothing either way, so runners play the seed once
+// more instead of counting it as failed. Any other failure or unknown,
+// alone or beside these, is a failure.
 func Starved(checks []CheckResult) bool {
-	act := false
+	starved := false
 	for _, c := range checks {
-		if c.Verdict != Valid {
-			if c.Checker != CheckerActivity {
-				return false
-			}
-			act = true
+		switch {
+		case c.Verdict == Valid:
+		case c.Checker == CheckerActivity && c.Verdict == Invalid,
+			c.Checker == CheckerController && c.Verdict == Unknown:
+			starved = true
+		default:
+			return false
 		}
 	}
-	return act
+	return starved
 }
 
 // CheckNemesis fails a run whose faults were not all injected and healed:
