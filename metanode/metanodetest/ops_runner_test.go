@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -62,6 +63,8 @@ func opsLaneOptions(t *testing.T, kind verify.FaultKind, nodes int) func(*metano
 // kind's fault to have happened: a NOSPACE refusal seen and cleared, a
 // damaged follower detected (refused to start, or halted or fenced a
 // replica) and replaced, the cluster version raised by a rolling upgrade.
+// A kind that did not show it (a damaged file nobody read) runs alone on
+// the next seeds, at most maxOpsReruns times, before that is judged.
 // With a seed skipped (no root to mount a tmpfs), coverage is only
 // logged.
 //
@@ -93,8 +96,8 @@ func TestInProcessOpsFaults(t *testing.T) {
 	}
 	var stats []metanodetest.NemesisStats
 	skipped := false
-	for _, seed := range seeds {
-		p := planFor(seed, verify.OpsFaultKinds).withBroker(true, len(verify.OpsFaultKinds))
+	run := func(seed int64, kinds []verify.FaultKind) {
+		p := planFor(seed, kinds).withBroker(true, len(kinds))
 		p.nodes, p.extra = 3, 4*time.Second
 		t.Run(fmt.Sprintf("seed=%d/%s", seed, p.kinds[0]), func(t *testing.T) {
 			l := &lane{t: t, nodes: p.nodes, adjust: opsLaneOptions(t, p.kinds[0], p.nodes)}
@@ -111,15 +114,40 @@ func TestInProcessOpsFaults(t *testing.T) {
 			}
 		})
 	}
+	for _, seed := range seeds {
+		run(seed, verify.OpsFaultKinds)
+	}
+	// A kind whose fault did not show what it is there for (a damaged
+	// file nobody read: a write-ahead log RocksDB no longer needed, say)
+	// tested nothing: its kind runs again on the next seeds, a bounded
+	// number of times, before the coverage is judged (ci23 drew a log
+	// file whose damage went unseen and failed the lane).
+	next := int64(n) + 1
+	for extra := 0; sweep && !skipped && !t.Failed() && extra < maxOpsReruns; extra++ {
+		missing := opsCoverage(stats).missing()
+		if len(missing) == 0 {
+			break
+		}
+		k := missing[0]
+		t.Logf("%s did not show what it is there for yet: seed %d runs %s only (%d of at most %d such runs)", k, next, k, extra+1, maxOpsReruns)
+		run(next, []verify.FaultKind{k})
+		next++
+	}
 	checkOpsCoverage(t, stats, sweep && !skipped && !t.Failed())
 }
 
-// checkOpsCoverage logs what the operations faults did and, if assert is
-// set, wants each kind to have happened at least once.
-func checkOpsCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool) {
-	t.Helper()
-	var o metanodetest.OpsStats
-	files := map[string]int{}
+// maxOpsReruns bounds the extra seeds the operations lane runs for kinds
+// that did not show what they are there for.
+const maxOpsReruns = 3
+
+// opsTally sums the operations faults' statistics over runs.
+type opsTally struct {
+	metanodetest.OpsStats
+	files map[string]int
+}
+
+func opsCoverage(stats []metanodetest.NemesisStats) opsTally {
+	o := opsTally{files: map[string]int{}}
 	for _, s := range stats {
 		x := s.Ops
 		o.NoSpaceRefusals += x.NoSpaceRefusals
@@ -131,24 +159,54 @@ func checkOpsCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bo
 		o.Upgraded += x.Upgraded
 		o.VersionRaised += x.VersionRaised
 		for k, v := range x.CorruptFiles {
-			files[k] += v
+			o.files[k] += v
 		}
 	}
-	t.Logf("disk-full: NOSPACE refusals %d, cleared %d; corrupt: files %v, refused to start %d, halted or fenced %d, unseen %d, replaced %d; upgrade: nodes upgraded %d, cluster version raised %d",
-		o.NoSpaceRefusals, o.DiskFullCleared, files, o.CorruptRefused, o.CorruptHalted, o.CorruptUnseen, o.CorruptReplaced, o.Upgraded, o.VersionRaised)
-	if !assert {
-		return
-	}
-	for _, c := range []struct {
+	return o
+}
+
+// wants are what each kind must have shown at least once.
+func (o opsTally) wants() []struct {
+	kind verify.FaultKind
+	what string
+	got  int
+} {
+	return []struct {
+		kind verify.FaultKind
 		what string
 		got  int
 	}{
-		{"disk-full faults whose NOSPACE refusal was seen", o.NoSpaceRefusals},
-		{"disk-full faults cleared", o.DiskFullCleared},
-		{"damaged followers detected (refused to start, or halted or fenced)", o.CorruptRefused + o.CorruptHalted},
-		{"damaged followers replaced", o.CorruptReplaced},
-		{"rolling upgrades that raised the cluster version", o.VersionRaised},
-	} {
+		{verify.FaultDiskFull, "disk-full faults whose NOSPACE refusal was seen", o.NoSpaceRefusals},
+		{verify.FaultDiskFull, "disk-full faults cleared", o.DiskFullCleared},
+		{verify.FaultCorrupt, "damaged followers detected (refused to start, or halted or fenced)", o.CorruptRefused + o.CorruptHalted},
+		{verify.FaultCorrupt, "damaged followers replaced", o.CorruptReplaced},
+		{verify.FaultUpgrade, "rolling upgrades that raised the cluster version", o.VersionRaised},
+	}
+}
+
+// missing lists the kinds that have not shown everything they must, in
+// OpsFaultKinds' order.
+func (o opsTally) missing() []verify.FaultKind {
+	var out []verify.FaultKind
+	for _, w := range o.wants() {
+		if w.got == 0 && !slices.Contains(out, w.kind) {
+			out = append(out, w.kind)
+		}
+	}
+	return out
+}
+
+// checkOpsCoverage logs what the operations faults did and, if assert is
+// set, wants each kind to have happened at least once.
+func checkOpsCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool) {
+	t.Helper()
+	o := opsCoverage(stats)
+	t.Logf("disk-full: NOSPACE refusals %d, cleared %d; corrupt: files %v, refused to start %d, halted or fenced %d, unseen %d, replaced %d; upgrade: nodes upgraded %d, cluster version raised %d",
+		o.NoSpaceRefusals, o.DiskFullCleared, o.files, o.CorruptRefused, o.CorruptHalted, o.CorruptUnseen, o.CorruptReplaced, o.Upgraded, o.VersionRaised)
+	if !assert {
+		return
+	}
+	for _, c := range o.wants() {
 		if c.got == 0 {
 			t.Errorf("%s: got 0, want at least 1", c.what)
 		}
