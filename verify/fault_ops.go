@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -176,7 +177,8 @@ func FillDir(dir string, floor int64) (path string, filled int64, err error) {
 // a file of a stored raft snapshot under snapshots/, its metadata
 // excepted), or of the next kind in CorruptFiles' order when dir
 // holds no non-empty file of that kind. pick chooses among the files of
-// the kind, in sorted order. It returns the kind and path it damaged.
+// the kind, in sorted order (a log: the newest). It returns the kind and
+// path it damaged.
 func DamageFile(dir, want string, pick uint64) (kind, path string, err error) {
 	files := map[string][]string{}
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -206,11 +208,33 @@ func DamageFile(dir, want string, pick uint64) (kind, path string, err error) {
 		k := CorruptFiles[(start+i)%len(CorruptFiles)]
 		if ps := files[k]; len(ps) > 0 {
 			slices.Sort(ps)
-			p := ps[pick%uint64(len(ps))]
+			var p string
+			if k != "wal" {
+				p = ps[pick%uint64(len(ps))]
+			} else {
+				// The newest log: RocksDB replays it at the next start.
+				// An older one may be obsolete (its writes flushed, the
+				// file not yet deleted when the node stopped), and damage
+				// nothing reads again tests nothing.
+				p = newestWAL(ps)
+			}
 			return k, p, flipBytes(p, pick)
 		}
 	}
 	return "", "", fmt.Errorf("verify: corrupt: no file to damage in %s", dir)
+}
+
+// newestWAL is the write-ahead log with the highest file number among
+// paths (RocksDB numbers its files; the names are NNNNNN.log).
+func newestWAL(paths []string) string {
+	best, num := paths[0], uint64(0)
+	for _, p := range paths {
+		n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(p), ".log"), 10, 64)
+		if err == nil && n >= num {
+			best, num = p, n
+		}
+	}
+	return best
 }
 
 // flipBytes inverts 4 bytes at each of eight offsets spread over the file
