@@ -22,6 +22,9 @@ var (
 	// lead metadata-0, or its term has not started yet). NOT_LEADER: the
 	// caller retries on metadata-0's leader.
 	ErrNotActive = metapb.NewError(metapb.ReasonNotLeader, nil, "controller: not active on this node")
+	// ErrNoClusterRecord: the cluster record (members, directory) is not
+	// written yet; retry shortly.
+	ErrNoClusterRecord = metapb.NewError(metapb.ReasonNoClusterRecord, nil, "controller: the cluster record is not written yet (metadata-0's leader writes it); retry shortly")
 	// ErrStaleEpoch: a heartbeat or report names an epoch that is not the
 	// current one.
 	ErrStaleEpoch = metapb.NewError(metapb.ReasonStaleEpoch, nil, "controller: stale epoch")

@@ -270,13 +270,21 @@ func invalid(field, format string, args ...any) error {
 	return metapb.Invalid(field, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-// directory reads metadata-0's directory on this node.
+// directory reads metadata-0's directory on this node. Before the
+// cluster record is written there are no members and no groups to list
+// or change: ErrNoClusterRecord, never an empty view. (metadata-0's leader
+// writes the record before it starts the controller, but that write can
+// fail, a leader change for instance, and the controller runs anyway.)
 func (c *Controller) directory() (*state.Directory, error) {
 	md, err := c.node.Metadata()
 	if err != nil {
 		return nil, err
 	}
-	return md.Directory()
+	d, err := md.Directory()
+	if err == nil && d.Cluster == nil {
+		return nil, ErrNoClusterRecord
+	}
+	return d, err
 }
 
 // Groups is the group view.

@@ -26,6 +26,10 @@ var (
 	// apply: sm/halt.go) and serves no read; another node's does (the
 	// reason is SHUTTING_DOWN's: retried elsewhere).
 	ErrReplicaHalted error = &sentinel{"metanode: this node's replica of the group halted", metapb.ReasonShuttingDown}
+	// ErrNoClusterRecord: the cluster record (identity, members, directory)
+	// is not written yet: a new or just restored cluster whose first
+	// metadata-0 leader has not recorded it. Retry shortly.
+	ErrNoClusterRecord error = &sentinel{"metanode: the cluster record is not written yet (its first metadata leader writes it); retry shortly", metapb.ReasonNoClusterRecord}
 	// ErrClusterMismatch: the data directory, the flags and the cluster
 	// disagree about the cluster's identity or shape.
 	ErrClusterMismatch error = &sentinel{"metanode: cluster mismatch", metapb.ReasonClusterMismatch}

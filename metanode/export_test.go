@@ -2,6 +2,7 @@ package metanode
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/metamq/meta/sm"
@@ -88,4 +89,16 @@ func SetSplitHook(f func(ctx context.Context, group string, phase logpb.SplitPha
 		return
 	}
 	splitHook.Store(&f)
+}
+
+// HoldClusterInit holds back the writing of the cluster record by
+// metadata-0's leaders until release is called (at the latest when the
+// test ends).
+func HoldClusterInit(t interface{ Cleanup(func()) }) (release func()) {
+	ch := make(chan struct{})
+	clusterInitHold.Store(&ch)
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(func() { release(); clusterInitHold.Store(nil) })
+	return release
 }

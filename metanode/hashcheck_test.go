@@ -1,6 +1,7 @@
 package metanode_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -68,6 +69,25 @@ func testHashCheckFences(t *testing.T, role string) {
 		}
 		if err := c.Running(id).FSM(group).Halted(); err != nil {
 			t.Fatalf("undamaged replica on %s halted: %v", id, err)
+		}
+	}
+	// Each node's status, read through the public client, names the
+	// fenced replica (metactl status prints it): only the victim's.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range c.IDs() {
+		st, err := cl.Status(ctx, c.Get(id).Addr)
+		if err != nil {
+			t.Fatalf("status of %s: %v", id, err)
+		}
+		if id != victim {
+			if len(st.Halted) != 0 {
+				t.Fatalf("status of %s: halted %v, want none", id, st.Halted)
+			}
+			continue
+		}
+		if len(st.Halted) != 1 || st.Halted[0].Group != group || st.Halted[0].Kind != "corrupt" || st.Halted[0].Index == 0 || st.Halted[0].Reason == "" {
+			t.Fatalf("status of the fenced %s: halted %v, want %s halted by kind corrupt at an entry, with a reason", id, st.Halted, group)
 		}
 	}
 	// The two good replicas keep the group serving, under a leader of

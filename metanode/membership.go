@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,13 @@ import (
 // before the directory existed gets its directory (every member hosts
 // every group, as it does).
 func (n *Node) initCluster(ctx context.Context) {
+	if h := clusterInitHold.Load(); h != nil {
+		select {
+		case <-*h:
+		case <-ctx.Done():
+			return
+		}
+	}
 	md := n.hosted(metapb.MetadataGroup)
 	d, err := md.fsm.Directory()
 	if err != nil {
@@ -70,8 +78,15 @@ func (n *Node) initCluster(ctx context.Context) {
 	}
 }
 
+// clusterInitHold, set by tests only, holds initCluster back until the
+// channel closes: the window before a new cluster's record is written.
+var clusterInitHold atomic.Pointer[chan struct{}]
+
 // Members returns the member list (a linearizable read of metadata-0)
-// with each member's suffrage in metadata-0's configuration.
+// with each member's suffrage in metadata-0's configuration. Before the
+// cluster record is written (a restored node serves at once; its first
+// metadata leader writes the record) it fails with ErrNoClusterRecord: an
+// empty list would read as a cluster without members.
 func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
 	m, err := n.Read(ctx, metapb.MetadataGroup, false)
 	if err != nil {
@@ -80,6 +95,9 @@ func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
 	d, err := m.Directory()
 	if err != nil {
 		return nil, err
+	}
+	if d.Cluster == nil {
+		return nil, ErrNoClusterRecord
 	}
 	return membersOf(d.Members, n.hosted(metapb.MetadataGroup).configuration()), nil
 }

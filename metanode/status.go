@@ -1,13 +1,45 @@
 package metanode
 
 import (
+	"errors"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/sm"
 )
+
+// HaltedGroups lists this node's replicas that halted (sm/halt.go), in
+// group order, each with what halted it: "corrupt" (a fence after a hash
+// check), "storage" (a write to the raft log, stable store or state
+// failed) or "entry" (an entry it cannot apply). Empty when none did.
+func (n *Node) HaltedGroups() []*metapb.HaltedGroup {
+	var out []*metapb.HaltedGroup
+	for _, g := range n.hostedGroups() {
+		err := g.fsm.Halted()
+		if err == nil {
+			continue
+		}
+		h := &metapb.HaltedGroup{Group: g.name, Kind: "entry", Reason: err.Error()}
+		var he *sm.HaltError
+		if errors.As(err, &he) {
+			h.Index = he.Index
+			h.Reason = he.Cause.Error()
+		}
+		switch {
+		case errors.Is(err, sm.ErrCorrupt):
+			h.Kind = "corrupt"
+		case errors.Is(err, sm.ErrStorage):
+			h.Kind = "storage"
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b *metapb.HaltedGroup) int { return strings.Compare(a.Group, b.Group) })
+	return out
+}
 
 // Status describes every group on this node. It never blocks on the
 // network.

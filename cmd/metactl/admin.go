@@ -75,7 +75,7 @@ func (a *app) offsetsCommand() *cobra.Command {
 // side per group.
 func (a *app) statusCommand() *cobra.Command {
 	return &cobra.Command{
-		Use: "status", Short: "Each group: leader, term, commit and applied index per node; each node: feature level and the cluster version it sees", Args: cobra.NoArgs,
+		Use: "status", Short: "Each group: leader, term, commit and applied index per node; each node: feature level and the cluster version it sees; halted replicas and why", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return a.with(func(ctx context.Context, c *client.Client) error {
 				eps := c.Endpoints()
@@ -141,6 +141,7 @@ func (a *app) statusCommand() *cobra.Command {
 							}
 						}
 					})
+					a.printHalted(views)
 					for i, e := range errs {
 						if e != nil {
 							fmt.Fprintf(a.out, "%s: unreachable: %s\n", eps[i], oneLine(e))
@@ -150,6 +151,23 @@ func (a *app) statusCommand() *cobra.Command {
 			})
 		},
 	}
+}
+
+// printHalted prints, when some node reports one, a table of the
+// replicas that halted (stopped applying, serve no read) with what
+// halted them: a fence after a hash check (corrupt), a storage failure,
+// an entry the replica cannot apply.
+func (a *app) printHalted(views []*metapb.StatusResponse) {
+	if !slices.ContainsFunc(views, func(v *metapb.StatusResponse) bool { return len(v.GetHalted()) > 0 }) {
+		return
+	}
+	a.table("HALTED GROUP\tNODE\tKIND\tAT ENTRY\tREASON", func(tw io.Writer) {
+		for _, v := range views {
+			for _, h := range v.GetHalted() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", h.Group, v.NodeId, h.Kind, h.Index, strings.ReplaceAll(h.Reason, "\n", " "))
+			}
+		}
+	})
 }
 
 func (a *app) memberCommand() *cobra.Command {

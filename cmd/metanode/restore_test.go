@@ -148,14 +148,18 @@ func TestBackupWipeRestore(t *testing.T) {
 
 	// The new cluster's record is written by its first metadata leader;
 	// a node knows the new cluster id (from the restore) before that, and
-	// lists no members until the record is written.
+	// answers NO_CLUSTER_RECORD (retried) until the record is written,
+	// never a member list without members.
 	var ms *metapb.MembersResponse
 	poll.For(t, "the restored cluster's record", 30*time.Second, func() error {
 		ms, err = cl.Members(ctx)
 		if err != nil {
 			return err
 		}
-		return poll.Check(ms.ClusterId != "" && len(ms.Members) > 0, "no cluster record yet")
+		if len(ms.Members) == 0 {
+			t.Fatalf("restored cluster: id %q with 0 members, want NO_CLUSTER_RECORD until its record is written", ms.ClusterId)
+		}
+		return nil
 	})
 	if ms.ClusterId == "" || ms.ClusterId == old.ClusterId || len(ms.Members) != 3 {
 		t.Fatalf("restored cluster: id %q with %d members, want a new id (not %q) and 3 members", ms.ClusterId, len(ms.Members), old.ClusterId)

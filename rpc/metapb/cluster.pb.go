@@ -285,8 +285,11 @@ type StatusResponse struct {
 	// above it are refused with CLUSTER_VERSION.
 	FeatureLevel   uint32 `protobuf:"varint,8,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
 	ClusterVersion uint32 `protobuf:"varint,9,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The groups whose replica on this node halted (stopped applying and
+	// serves no read), with the reason; empty when none did.
+	Halted        []*HaltedGroup `protobuf:"bytes,10,rep,name=halted,proto3" json:"halted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -380,6 +383,13 @@ func (x *StatusResponse) GetClusterVersion() uint32 {
 		return x.ClusterVersion
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetHalted() []*HaltedGroup {
+	if x != nil {
+		return x.Halted
+	}
+	return nil
 }
 
 type MembersRequest struct {
@@ -2414,6 +2424,86 @@ func (x *BackupChunk) GetData() []byte {
 	return nil
 }
 
+// HaltedGroup is a group whose replica on the node halted (sm/halt.go):
+// it stopped applying at an entry, serves no read (another replica does)
+// and takes no part in hash checks. A snapshot from the group's leader
+// taken past that entry clears it (a restart does too after a storage
+// failure); a fenced replica stays fenced across restarts until then.
+type HaltedGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// What halted it: "corrupt" (fenced: the periodic hash check found its
+	// state differs from the group's majority, CORRUPT alarm), "storage"
+	// (the raft log, stable store or state machine could not write: disk
+	// full?) or "entry" (an entry it cannot apply: damaged, or written by
+	// a newer release).
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The raft index of the entry it stopped before.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The reason in words, as the node logged it.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HaltedGroup) Reset() {
+	*x = HaltedGroup{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HaltedGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HaltedGroup) ProtoMessage() {}
+
+func (x *HaltedGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HaltedGroup.ProtoReflect.Descriptor instead.
+func (*HaltedGroup) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *HaltedGroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *HaltedGroup) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *HaltedGroup) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *HaltedGroup) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_rpc_metapb_cluster_proto protoreflect.FileDescriptor
 
 const file_rpc_metapb_cluster_proto_rawDesc = "" +
@@ -2439,7 +2529,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\brevision\x18\n" +
 	" \x01(\x04R\brevision\x12)\n" +
 	"\amembers\x18\v \x03(\v2\x0f.meta.v1.MemberR\amembers\"\x0f\n" +
-	"\rStatusRequest\"\xb8\x02\n" +
+	"\rStatusRequest\"\xe6\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1d\n" +
@@ -2451,7 +2541,9 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x06groups\x18\x06 \x03(\v2\x14.meta.v1.GroupStatusR\x06groups\x12\x18\n" +
 	"\aversion\x18\a \x01(\tR\aversion\x12#\n" +
 	"\rfeature_level\x18\b \x01(\rR\ffeatureLevel\x12'\n" +
-	"\x0fcluster_version\x18\t \x01(\rR\x0eclusterVersion\"\x10\n" +
+	"\x0fcluster_version\x18\t \x01(\rR\x0eclusterVersion\x12,\n" +
+	"\x06halted\x18\n" +
+	" \x03(\v2\x14.meta.v1.HaltedGroupR\x06halted\"\x10\n" +
 	"\x0eMembersRequest\"\xa1\x01\n" +
 	"\x0fMembersResponse\x12\x1d\n" +
 	"\n" +
@@ -2588,7 +2680,12 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x04R\x04size\"P\n" +
 	"\vBackupChunk\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.meta.v1.BackupHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data2\xd3\a\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"e\n" +
+	"\vHaltedGroup\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\xd3\a\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -2619,7 +2716,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -2658,57 +2755,59 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*BackupRequest)(nil),          // 34: meta.v1.BackupRequest
 	(*BackupHeader)(nil),           // 35: meta.v1.BackupHeader
 	(*BackupChunk)(nil),            // 36: meta.v1.BackupChunk
+	(*HaltedGroup)(nil),            // 37: meta.v1.HaltedGroup
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
 	1,  // 1: meta.v1.StatusResponse.groups:type_name -> meta.v1.GroupStatus
-	0,  // 2: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
-	0,  // 3: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
-	0,  // 4: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
-	14, // 5: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	24, // 6: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
-	15, // 7: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
-	18, // 8: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	24, // 9: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
-	24, // 10: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
-	0,  // 11: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
-	21, // 12: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
-	0,  // 13: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	30, // 14: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
-	35, // 15: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
-	2,  // 16: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 17: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 18: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 19: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	27, // 20: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	32, // 21: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 22: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 23: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
-	22, // 24: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
-	13, // 25: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 26: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 27: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	34, // 28: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
-	29, // 29: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
-	3,  // 30: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 31: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 32: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	26, // 33: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	28, // 34: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	33, // 35: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 36: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 37: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	23, // 38: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
-	16, // 39: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 40: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	25, // 41: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	36, // 42: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
-	31, // 43: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
-	30, // [30:44] is the sub-list for method output_type
-	16, // [16:30] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	37, // 2: meta.v1.StatusResponse.halted:type_name -> meta.v1.HaltedGroup
+	0,  // 3: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
+	0,  // 4: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
+	0,  // 5: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
+	14, // 6: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
+	24, // 7: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	15, // 8: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
+	18, // 9: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
+	24, // 10: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	24, // 11: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
+	0,  // 12: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
+	21, // 13: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	0,  // 14: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
+	30, // 15: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
+	35, // 16: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	2,  // 17: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 18: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 19: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 20: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	27, // 21: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	32, // 22: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 23: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 24: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	22, // 25: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
+	13, // 26: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 27: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 28: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	34, // 29: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	29, // 30: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
+	3,  // 31: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 32: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 33: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	26, // 34: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	28, // 35: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	33, // 36: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 37: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 38: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	23, // 39: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
+	16, // 40: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 41: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	25, // 42: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	36, // 43: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	31, // 44: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }
@@ -2722,7 +2821,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

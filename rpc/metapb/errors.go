@@ -32,6 +32,8 @@ import (
 //	                   ershipError
 //	OVERLOADED         ErrOverloaded           PeerError UNAVAILABLE     ResourceExhausted          retried with backoff
 //	(the leader's proposal queue is full; refused at once, never queued)
+//	NO_CLUSTER_RECORD  ErrNoClusterRecord      PeerError UNAVAILABLE     Unavailable                retried with backoff
+//	(the cluster record, its members and directory, is not written yet)
 //	CLUSTER_VERSION    *ClusterVersionError    PeerError REJECTED        FailedPrecondition         returned
 //	(the operation needs a newer cluster version: a member runs an older release)
 //	NOSPACE            ErrNoSpace              PeerError REJECTED        ResourceExhausted          returned
@@ -96,6 +98,7 @@ var reasons = map[string]struct {
 	ReasonOverloaded:       {ClassRetry, codes.ResourceExhausted},
 	ReasonClusterVersion:   {ClassFinal, codes.FailedPrecondition},
 	ReasonNoSpace:          {ClassFinal, codes.ResourceExhausted},
+	ReasonNoClusterRecord:  {ClassRetry, codes.Unavailable},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -204,6 +207,14 @@ const (
 	// and deletes still work; an admin clears the alarm once space is
 	// freed (metactl alarm disarm).
 	ReasonNoSpace = "NOSPACE"
+	// NO_CLUSTER_RECORD (code Unavailable): the cluster record (the cluster's
+	// identity, its members and the directory of groups) is not written
+	// yet. A new cluster's first metadata-0 leader writes it; a node
+	// restored from a backup (metanode restore) knows the new cluster id
+	// at once and serves before that, so a member list or a node list
+	// read in that window has nothing to list. Definitely not applied:
+	// retry shortly (the Go client does, with backoff).
+	ReasonNoClusterRecord = "NO_CLUSTER_RECORD"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"
