@@ -528,7 +528,7 @@ func TestNemesisSupports(t *testing.T) {
 	m, _, _ := fakeNemesis(t)
 	for _, k := range verify.AllFaultKinds {
 		// No spare, no small data filesystems.
-		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale && k != verify.FaultDiskFull; got != want {
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale && k != verify.FaultDiskFull && k != verify.FaultReshard; got != want {
 			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
 		}
 	}

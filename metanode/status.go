@@ -68,6 +68,13 @@ func (n *Node) Status() []*metapb.GroupStatus {
 		for _, s := range g.configuration() {
 			st.Members = append(st.Members, &metapb.Member{Id: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 		}
+		if own := g.fsm.Ownership(); own != nil {
+			st.OwnershipRecorded, st.OwnershipLegacy = true, own.Legacy
+			st.Splitting = len(own.Moving) > 0 || own.Ingesting
+			for _, r := range own.Owned {
+				st.Owned = append(st.Owned, &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
+			}
+		}
 		out = append(out, st)
 	}
 	return out

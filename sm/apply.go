@@ -66,6 +66,10 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 		a.err = fmt.Errorf("%w: apply op: %w", ErrStorage, err)
 		return &logpb.Result{}
 	}
+	if a.m.routed() {
+		// The ownership the op was checked against, before it ran.
+		r.RangeVersion = own.rangeVersion(op)
+	}
 	if r.Code != logpb.Code_CODE_OK {
 		// A failing op leaves nothing behind (most check before they
 		// write; a split's first ingest records the ownership first).

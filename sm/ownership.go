@@ -64,6 +64,39 @@ func (v *ownView) code(routingKey []byte) logpb.Code {
 	return logpb.Code_CODE_WRONG_GROUP
 }
 
+// version returns the version of the owned range holding a routing key,
+// 0 when none does or the group records no ranges (legacy, or nothing
+// recorded yet).
+func (v *ownView) version(routingKey []byte) uint64 {
+	if v == nil || v.rec == nil || v.rec.Legacy {
+		return 0
+	}
+	h := RouteHash(routingKey)
+	for _, r := range v.rec.Owned {
+		if inRange(r, h) {
+			return r.Version
+		}
+	}
+	return 0
+}
+
+// rangeVersion is the version an op's response reports (Result.
+// RangeVersion): that of the owned range holding its routing keys when
+// they all lie in ranges of one version, else 0.
+func (v *ownView) rangeVersion(op *logpb.Op) uint64 {
+	keys, internal := routingKeys(op)
+	if internal || len(keys) == 0 {
+		return 0
+	}
+	ver := v.version(keys[0])
+	for _, k := range keys[1:] {
+		if v.version(k) != ver {
+			return 0
+		}
+	}
+	return ver
+}
+
 // splitting reports whether a split of this group is under way here: a
 // range released and not dropped (the parent), or a copy not yet
 // acquired (the child). Leases, which every data group holds and a child
@@ -198,7 +231,7 @@ func strs(ss []string) [][]byte {
 // not touch. It returns nil when the op may be applied (as possibly
 // narrowed).
 func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
-	if !a.m.routed() {
+	if !a.m.routed() || plantedProposeOwner() {
 		return op, nil
 	}
 	v := a.own
@@ -233,6 +266,26 @@ func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
 		return nil, &logpb.Result{Code: worst, Message: fmt.Sprintf("%s does not serve the op's routing key now", a.m.group)}
 	}
 	return op, nil
+}
+
+// CheckOwner is the check apply makes of an op's routing keys, against
+// the ownership this replica has applied so far, and the version it would
+// report: CODE_OK or the refusal. Only the planted bug proposeowner calls
+// it, at propose time (the bug: a check there instead of at apply).
+func (m *Machine) CheckOwner(op *logpb.Op) (logpb.Code, uint64) {
+	if !m.routed() {
+		return logpb.Code_CODE_OK, 0
+	}
+	v := m.own.Load()
+	keys, internal := routingKeys(op)
+	if !internal {
+		for _, k := range keys {
+			if c := v.code(k); c != logpb.Code_CODE_OK {
+				return c, 0
+			}
+		}
+	}
+	return logpb.Code_CODE_OK, v.rangeVersion(op)
 }
 
 // narrow returns a housekeeping op with only the ids keep accepts.

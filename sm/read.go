@@ -58,6 +58,29 @@ func (m *Machine) Get(key []byte) (*logpb.KV, error) {
 	return kv, err
 }
 
+// GetVersioned is Get that also returns the version of the owned range
+// holding key, read in the same view as the data (0: the group records
+// no ranges). The public server reports it (ResponseHeader.range_version).
+func (m *Machine) GetVersioned(key []byte) (*logpb.KV, uint64, error) {
+	var kv *logpb.KV
+	var ver uint64
+	err := m.read(func() error {
+		if err := m.checkRead(key); err != nil {
+			return err
+		}
+		if m.routed() {
+			ver = m.own.Load().version(key)
+		}
+		v, ok, err := m.space.Get(kvKey(key))
+		if err != nil || !ok {
+			return err
+		}
+		kv = &logpb.KV{}
+		return proto.Unmarshal(v, kv)
+	})
+	return kv, ver, err
+}
+
 // GetMany returns KV keys read in one view (one storage snapshot), each
 // nil when absent; every key must be served here.
 func (m *Machine) GetMany(keys [][]byte) ([]*logpb.KV, error) {

@@ -7,8 +7,9 @@
 // for the KV and offsets APIs and for MQTT sessions, the watch checker
 // (ordered, no gaps, no duplicates, resumable, nothing invented) and the
 // controller checker (assignment epochs, fencing, nothing on a down
-// broker, assignment within a bound), the final-state checks (final
-// reads, replica convergence), seeded workload generators (KV, offsets,
+// broker, assignment within a bound), the ownership checker (which group
+// served each key at which range version), the final-state checks (final
+// reads, replica convergence, placement, the groups' own ranges), seeded workload generators (KV, offsets,
 // and opt-in broker workloads: sessions, watchers, simulated brokers), the
 // description of faults shared by every fault injector (Fault, Schedule,
 // Nemesis), the run orchestrator (Run) and the run folder (history.jsonl,

@@ -124,10 +124,12 @@ const (
 var ScaleOps = []string{"grow", "replace"}
 
 // AllFaultKinds lists every kind, in a fixed order: the crash, network
-// and membership kinds, then the operations kinds (fault_ops.go).
+// and membership kinds, reshard (fault_reshard.go), then the operations
+// kinds (fault_ops.go).
 var AllFaultKinds = append([]FaultKind{
 	FaultKill, FaultKillAll, FaultPause, FaultIsolate, FaultSplit, FaultBridge, FaultOneWay,
 	FaultFlap, FaultDelay, FaultMember, FaultTransfer, FaultLag, FaultCrashpoint, FaultMove, FaultScale,
+	FaultReshard,
 }, OpsFaultKinds...)
 
 // JoinKinds is kinds as the comma-separated list ParseKinds reads ("" for
@@ -449,6 +451,9 @@ type ScheduleOptions struct {
 	CrashPoints []string
 	// MaxFaults caps the number of faults (0: as many as fit).
 	MaxFaults int
+	// MaxReshards caps the reshard faults (each one adds a group for
+	// good); once reached, the kind leaves the rotation. Default 2.
+	MaxReshards int
 }
 
 func (o ScheduleOptions) withDefaults(total time.Duration) ScheduleOptions {
@@ -480,6 +485,9 @@ func (o ScheduleOptions) withDefaults(total time.Duration) ScheduleOptions {
 	if len(o.ScaleOps) == 0 {
 		o.ScaleOps = ScaleOps
 	}
+	if o.MaxReshards <= 0 {
+		o.MaxReshards = 2
+	}
 	return o
 }
 
@@ -487,9 +495,9 @@ func (o ScheduleOptions) withDefaults(total time.Duration) ScheduleOptions {
 // for a seed: after a warm-up, faults one at a time (never overlapping),
 // each followed by a quiet gap, until the cool-down. Kinds are played in a
 // seeded shuffled order, cycling, so that every kind appears when there is
-// room for len(kinds) faults. Targets, parameters and picks are drawn from
-// the same seed. The same seed, kinds, total and options give the same
-// schedule.
+// room for len(kinds) faults (reshard at most MaxReshards times).
+// Targets, parameters and picks are drawn from the same seed. The same
+// seed, kinds, total and options give the same schedule.
 func Schedule(seed int64, kinds []FaultKind, total time.Duration, opts ScheduleOptions) []Fault {
 	if len(kinds) == 0 {
 		return nil
@@ -505,6 +513,7 @@ func Schedule(seed int64, kinds []FaultKind, total time.Duration, opts ScheduleO
 	}
 	var order []FaultKind
 	var faults []Fault
+	reshards := 0
 	at := o.Warmup
 	end := total - o.Cooldown
 	for id := 1; o.MaxFaults == 0 || len(faults) < o.MaxFaults; id++ {
@@ -515,12 +524,22 @@ func Schedule(seed int64, kinds []FaultKind, total time.Duration, opts ScheduleO
 			}
 			d = end - at
 		}
+		if reshards >= o.MaxReshards {
+			kinds = slices.DeleteFunc(slices.Clone(kinds), func(k FaultKind) bool { return k == FaultReshard })
+			order = slices.DeleteFunc(order, func(k FaultKind) bool { return k == FaultReshard })
+			if len(kinds) == 0 {
+				break
+			}
+		}
 		if len(order) == 0 {
 			order = slices.Clone(kinds)
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		}
 		kind := order[0]
 		order = order[1:]
+		if kind == FaultReshard {
+			reshards++
+		}
 		f := Fault{ID: id, Kind: kind, Start: at, Duration: d}
 		f.Target, f.Params = drawFault(rng, kind, d, o)
 		f.Pick = rng.Uint64()
@@ -584,6 +603,9 @@ func drawFault(rng *rand.Rand, kind FaultKind, d time.Duration, o ScheduleOption
 		return role(1, 2, 0), map[string]string{"op": o.ScaleOps[rng.IntN(len(o.ScaleOps))]}
 	case FaultLag:
 		return FollowerOf(group), map[string]string{"group": group}
+	case FaultReshard:
+		// The group and point follow the keys written (PickReshard).
+		return TargetRandom, nil
 	case FaultCrashpoint:
 		p := map[string]string{"point": ""}
 		if len(o.CrashPoints) > 0 {

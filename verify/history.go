@@ -172,6 +172,11 @@ type Output struct {
 	// response header when there is one.
 	Node     string `json:"node,omitempty"`
 	Revision uint64 `json:"revision,omitempty"`
+	// Group that served the call and the version of its own ownership
+	// of the call's key (0: unknown), from the response header: what the
+	// ownership checker judges.
+	Group        string `json:"group,omitempty"`
+	RangeVersion uint64 `json:"range_version,omitempty"`
 	// KV is the key read by get (nil: absent), the previous pair of put and
 	// delete (when asked for; nil: did not exist) and the current pair
 	// before a cas (nil: did not exist).

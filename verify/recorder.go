@@ -163,6 +163,8 @@ func header(out *Output, h *metapb.ResponseHeader) *Output {
 	if h != nil {
 		out.Node = h.NodeId
 		out.Revision = h.Revision
+		out.Group = h.Group
+		out.RangeVersion = h.RangeVersion
 	}
 	return out
 }

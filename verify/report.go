@@ -201,8 +201,10 @@ func Recheck(dir string, timeout time.Duration) (*Result, error) {
 	if c := saved.Check(CheckerConvergence); c != nil {
 		live[0] = *c
 	}
-	if c := saved.Check(CheckerPlacement); c != nil { // runs from before the check have none
-		live = append(live, *c)
+	for _, name := range []string{CheckerPlacement, CheckerRanges} {
+		if c := saved.Check(name); c != nil { // runs from before the check have none
+			live = append(live, *c)
+		}
 	}
 	lin := Evaluate(res, ops, live...)
 	if err := WriteReport(filepath.Join(dir, ReportFile), res, lin); err != nil {

@@ -391,7 +391,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	res.Faults = faults
 
-	var conv, place CheckResult
+	var conv, place, ranges CheckResult
 	if runErr == nil {
 		progress("final", nil, hist.Len())
 		fctx, cancel := context.WithTimeout(ctx, cfg.FinalTimeout)
@@ -415,6 +415,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		pctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
 		place = CheckPlacement(pctx, admin, slices.Sorted(maps.Keys(cfg.Endpoints)), 200*time.Millisecond)
 		cancel()
+		progress("ranges", nil, hist.Len())
+		rctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
+		ranges = CheckRanges(rctx, admin, cfg.Endpoints, 200*time.Millisecond)
+		cancel()
 		if ctx.Err() != nil {
 			runErr = ctx.Err()
 		}
@@ -422,6 +426,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	if runErr != nil {
 		conv = CheckResult{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
 		place = CheckResult{Checker: CheckerPlacement, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
+		ranges = CheckResult{Checker: CheckerRanges, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
 		res.Error = runErr.Error()
 	}
 
@@ -431,7 +436,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		res.ext = br.records()
 	}
 	ops := hist.Ops()
-	lin := Evaluate(res, ops, conv, place)
+	lin := Evaluate(res, ops, conv, place, ranges)
 	res.Elapsed = clock.Since()
 	if cfg.Dir != "" {
 		if err := WriteRun(cfg.Dir, res, ops, lin); err != nil {
@@ -457,6 +462,7 @@ func Evaluate(res *Result, ops []Op, live ...CheckResult) *Linearizability {
 	lin := CheckLinearizability(ops, res.Settings.CheckTimeout)
 	res.Checks = slices.Clone(lin.Results)
 	res.Checks = append(res.Checks, CheckFinalReads(ops))
+	res.Checks = append(res.Checks, CheckOwnership(ops))
 	res.Checks = append(res.Checks, live...)
 	res.Checks = append(res.Checks,
 		CheckActivity(ops, res.Faults, res.Settings.MinOps),

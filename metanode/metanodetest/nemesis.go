@@ -112,6 +112,9 @@ type NemesisOptions struct {
 //     small SnapshotThreshold and TrailingLogs and a short
 //     SnapshotInterval (Options.Configure), or Heal runs into its deadline.
 //
+//   - reshard: a data group is split below a hot key through the public
+//     SplitGroup; Heal waits until the split is done (nemesis_reshard.go).
+//
 //   - disk-full, corrupt, upgrade: see nemesis_ops.go.
 //
 // crashpoint is not supported: the node has no crash points to arm from
@@ -151,8 +154,13 @@ type Nemesis struct {
 	stats  NemesisStats
 	// ops is the operations fault in progress and its counts
 	// (nemesis_ops.go).
-	ops    opsState
-	closed bool
+	ops opsState
+	// children are the groups reshard faults made; resharding is set
+	// from a reshard's Inject until its splits are done
+	// (nemesis_reshard.go).
+	children   []string
+	resharding bool
+	closed     bool
 }
 
 // NemesisStats count what a nemesis did, so a test can tell a fault that
@@ -173,6 +181,8 @@ type NemesisStats struct {
 	Moves int
 	// ScaleOps counts completed scale faults per op.
 	ScaleOps map[string]int
+	// Reshards counts splits reshard faults started.
+	Reshards int
 	// SlowRemovals counts RemoveMember calls that did not return although
 	// the member had left the list (see Nemesis.unlist).
 	SlowRemovals int
@@ -333,6 +343,8 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 		err = n.injectMove(ctx, f)
 	case verify.FaultScale:
 		err = n.injectScale(ctx, f)
+	case verify.FaultReshard:
+		err = n.injectReshard(ctx, f)
 	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
 		err = n.injectOps(ctx, f)
 	default:
@@ -371,6 +383,8 @@ func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 		return n.removeSpares(ctx)
 	case verify.FaultScale:
 		return n.healScale(ctx, f)
+	case verify.FaultReshard:
+		return n.healReshard(ctx)
 	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
 		return n.healOps(ctx, f)
 	default:
@@ -389,6 +403,14 @@ func (n *Nemesis) HealAll(ctx context.Context) error {
 	var errs []error
 	if err := n.healAllOps(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	n.mu.Lock()
+	resharding := n.resharding
+	n.mu.Unlock()
+	if resharding {
+		if err := n.healReshard(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	n.mu.Lock()
 	n.lag = nil
@@ -475,9 +497,12 @@ func (n *Nemesis) cut(f *verify.Fault) {
 	}
 }
 
-// groups lists the cluster's groups.
+// groups lists the cluster's groups: those it started with and those
+// reshard faults made.
 func (n *Nemesis) groups() []string {
-	return metapb.Groups(n.c.opts.OffsetGroups, n.c.opts.DataGroups)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append(metapb.Groups(n.c.opts.OffsetGroups, n.c.opts.DataGroups), n.children...)
 }
 
 // leader returns the running node that leads group with the highest term

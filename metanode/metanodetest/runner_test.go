@@ -94,7 +94,7 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 		p.nodes = 5
 	}
 	for _, k := range p.kinds {
-		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultScale || k == verify.FaultKillAll {
+		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultScale || k == verify.FaultKillAll || k == verify.FaultReshard {
 			p.extra = 4 * time.Second
 		}
 	}
@@ -312,6 +312,13 @@ func (l *lane) start() {
 	if err := nem.WaitHealthy(ctx); err != nil {
 		l.t.Fatalf("new cluster: %v", err)
 	}
+}
+
+// full reports whether the lane's cluster has no room for p's reshard
+// faults (each one adds a data group for good; verify.MaxDataGroups
+// bounds them): the seed then starts on a fresh cluster.
+func (l *lane) full(p plan) bool {
+	return l.nem != nil && slices.Contains(p.kinds, verify.FaultReshard) && l.nem.ReshardRoom() < 2
 }
 
 // retire stops the current cluster, keeping its nemesis's stats.
@@ -540,7 +547,7 @@ func TestInProcessFaultRuns(t *testing.T) {
 						}()
 						base := t.TempDir()
 						for j, p := range spec.plans {
-							if l.nem == nil || l.broken {
+							if l.nem == nil || l.broken || l.full(p) {
 								l.start()
 							}
 							t.Run(fmt.Sprintf("seed=%d", p.seed), func(t *testing.T) {

@@ -121,9 +121,20 @@ type GroupStatus struct {
 	// The group's revision (count of mutations applied).
 	Revision uint64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
 	// The group's raft configuration as this node knows it.
-	Members       []*Member `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Members []*Member `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	// What this replica's own log says the group owns (a data or offset
+	// group; sm/ownership.go), not the directory's map: the ranges of the
+	// route hash space it serves, with their versions. ownership_recorded
+	// is false until the group records its ownership (it then serves
+	// everything sent to it, as does a legacy record, one of a cluster
+	// routing by count); splitting is true while a split of the group is
+	// under way here (a range released or being copied in).
+	Owned             []*KeyRange `protobuf:"bytes,12,rep,name=owned,proto3" json:"owned,omitempty"`
+	OwnershipRecorded bool        `protobuf:"varint,13,opt,name=ownership_recorded,json=ownershipRecorded,proto3" json:"ownership_recorded,omitempty"`
+	OwnershipLegacy   bool        `protobuf:"varint,14,opt,name=ownership_legacy,json=ownershipLegacy,proto3" json:"ownership_legacy,omitempty"`
+	Splitting         bool        `protobuf:"varint,15,opt,name=splitting,proto3" json:"splitting,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
@@ -231,6 +242,34 @@ func (x *GroupStatus) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *GroupStatus) GetOwned() []*KeyRange {
+	if x != nil {
+		return x.Owned
+	}
+	return nil
+}
+
+func (x *GroupStatus) GetOwnershipRecorded() bool {
+	if x != nil {
+		return x.OwnershipRecorded
+	}
+	return false
+}
+
+func (x *GroupStatus) GetOwnershipLegacy() bool {
+	if x != nil {
+		return x.OwnershipLegacy
+	}
+	return false
+}
+
+func (x *GroupStatus) GetSplitting() bool {
+	if x != nil {
+		return x.Splitting
+	}
+	return false
 }
 
 type StatusRequest struct {
@@ -2514,7 +2553,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x12\n" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xf0\x02\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\x91\x04\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -2528,7 +2567,11 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x13last_snapshot_index\x18\t \x01(\x04R\x11lastSnapshotIndex\x12\x1a\n" +
 	"\brevision\x18\n" +
 	" \x01(\x04R\brevision\x12)\n" +
-	"\amembers\x18\v \x03(\v2\x0f.meta.v1.MemberR\amembers\"\x0f\n" +
+	"\amembers\x18\v \x03(\v2\x0f.meta.v1.MemberR\amembers\x12'\n" +
+	"\x05owned\x18\f \x03(\v2\x11.meta.v1.KeyRangeR\x05owned\x12-\n" +
+	"\x12ownership_recorded\x18\r \x01(\bR\x11ownershipRecorded\x12)\n" +
+	"\x10ownership_legacy\x18\x0e \x01(\bR\x0fownershipLegacy\x12\x1c\n" +
+	"\tsplitting\x18\x0f \x01(\bR\tsplitting\"\x0f\n" +
 	"\rStatusRequest\"\xe6\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -2759,55 +2802,56 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
-	1,  // 1: meta.v1.StatusResponse.groups:type_name -> meta.v1.GroupStatus
-	37, // 2: meta.v1.StatusResponse.halted:type_name -> meta.v1.HaltedGroup
-	0,  // 3: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
-	0,  // 4: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
-	0,  // 5: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
-	14, // 6: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	24, // 7: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
-	15, // 8: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
-	18, // 9: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	24, // 10: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
-	24, // 11: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
-	0,  // 12: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
-	21, // 13: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
-	0,  // 14: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	30, // 15: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
-	35, // 16: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
-	2,  // 17: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
-	4,  // 18: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
-	6,  // 19: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
-	8,  // 20: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	27, // 21: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	32, // 22: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
-	9,  // 23: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
-	11, // 24: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
-	22, // 25: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
-	13, // 26: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 27: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 28: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	34, // 29: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
-	29, // 30: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
-	3,  // 31: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 32: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 33: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	26, // 34: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	28, // 35: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	33, // 36: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 37: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 38: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	23, // 39: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
-	16, // 40: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 41: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	25, // 42: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	36, // 43: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
-	31, // 44: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
-	31, // [31:45] is the sub-list for method output_type
-	17, // [17:31] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 1: meta.v1.GroupStatus.owned:type_name -> meta.v1.KeyRange
+	1,  // 2: meta.v1.StatusResponse.groups:type_name -> meta.v1.GroupStatus
+	37, // 3: meta.v1.StatusResponse.halted:type_name -> meta.v1.HaltedGroup
+	0,  // 4: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
+	0,  // 5: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
+	0,  // 6: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
+	14, // 7: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
+	24, // 8: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	15, // 9: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
+	18, // 10: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
+	24, // 11: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	24, // 12: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
+	0,  // 13: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
+	21, // 14: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
+	0,  // 15: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
+	30, // 16: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
+	35, // 17: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	2,  // 18: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
+	4,  // 19: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
+	6,  // 20: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
+	8,  // 21: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
+	27, // 22: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	32, // 23: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	9,  // 24: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
+	11, // 25: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
+	22, // 26: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
+	13, // 27: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 28: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 29: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	34, // 30: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	29, // 31: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
+	3,  // 32: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 33: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 34: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	26, // 35: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	28, // 36: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	33, // 37: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 38: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 39: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	23, // 40: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
+	16, // 41: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 42: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	25, // 43: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	36, // 44: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	31, // 45: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
+	32, // [32:46] is the sub-list for method output_type
+	18, // [18:32] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_rpc_metapb_cluster_proto_init() }

@@ -241,7 +241,14 @@ type ResponseHeader struct {
 	// The group's leader as the serving node knew it when it answered (""
 	// when unknown): a client sends the group's next writes there, so it
 	// follows leadership moves without a failed call.
-	LeaderId      string `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderId string `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The version of the serving group's own ownership of the request's
+	// key: the range of its own log's ownership record that holds the key,
+	// read in the same view as the data (at apply for a write, in the read's
+	// view for a read), not from the directory's map. 0 when unknown: an
+	// older server, a group that serves by count (no ranges), or a request
+	// that is not about one key.
+	RangeVersion  uint64 `protobuf:"varint,6,opt,name=range_version,json=rangeVersion,proto3" json:"range_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +316,13 @@ func (x *ResponseHeader) GetLeaderId() string {
 		return x.LeaderId
 	}
 	return ""
+}
+
+func (x *ResponseHeader) GetRangeVersion() uint64 {
+	if x != nil {
+		return x.RangeVersion
+	}
+	return 0
 }
 
 type PutRequest struct {
@@ -1715,13 +1729,14 @@ const file_rpc_metapb_kv_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\x9d\x01\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\xc2\x01\n" +
 	"\x0eResponseHeader\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x1b\n" +
-	"\tleader_id\x18\x05 \x01(\tR\bleaderId\"c\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\x12#\n" +
+	"\rrange_version\x18\x06 \x01(\x04R\frangeVersion\"c\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +

@@ -133,10 +133,17 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 		return nil, err
 	}
 	out := &metapb.PutResponse{Header: s.header(g, nil, res.Revision)}
+	out.Header.RangeVersion = res.RangeVersion
 	if req.PrevKv {
 		out.PrevKv = toKV(req.Key, res.Prev)
 	}
 	return out, nil
+}
+
+// versionedReader is a state.Reader that also reports, in the same view as
+// the data, the version of the owned range holding a key (sm.Machine).
+type versionedReader interface {
+	GetVersioned(key []byte) (*logpb.KV, uint64, error)
 }
 
 // Get reads a key.
@@ -148,11 +155,21 @@ func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	if err != nil {
 		return nil, err
 	}
-	kv, m, err := readFrom(ctx, s, g, req.Consistency, func(m state.Reader) (*logpb.KV, error) { return m.Get(req.Key) })
+	var ver uint64
+	kv, m, err := readFrom(ctx, s, g, req.Consistency, func(m state.Reader) (*logpb.KV, error) {
+		if vr, ok := m.(versionedReader); ok {
+			kv, v, err := vr.GetVersioned(req.Key)
+			ver = v
+			return kv, err
+		}
+		return m.Get(req.Key)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &metapb.GetResponse{Header: s.header(g, m, 0), Kv: toKV(req.Key, kv)}, nil
+	out := &metapb.GetResponse{Header: s.header(g, m, 0), Kv: toKV(req.Key, kv)}
+	out.Header.RangeVersion = ver
+	return out, nil
 }
 
 // Delete removes a key.
@@ -165,6 +182,7 @@ func (s *Server) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb
 		return nil, err
 	}
 	out := &metapb.DeleteResponse{Header: s.header(g, nil, res.Revision), Deleted: res.Code == logpb.Code_CODE_OK}
+	out.Header.RangeVersion = res.RangeVersion
 	if req.PrevKv {
 		out.PrevKv = toKV(req.Key, res.Prev)
 	}
@@ -190,8 +208,10 @@ func (s *Server) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapR
 	if err := leaseMissing(res, req.Lease); err != nil {
 		return nil, err
 	}
-	return &metapb.CompareAndSwapResponse{Header: s.header(g, nil, res.Revision),
-		Succeeded: res.Code == logpb.Code_CODE_OK, Current: toKV(req.Key, res.Prev)}, nil
+	out := &metapb.CompareAndSwapResponse{Header: s.header(g, nil, res.Revision),
+		Succeeded: res.Code == logpb.Code_CODE_OK, Current: toKV(req.Key, res.Prev)}
+	out.Header.RangeVersion = res.RangeVersion
+	return out, nil
 }
 
 // List returns one page of keys with a prefix, merged over the data groups.

@@ -163,6 +163,7 @@ func (s *Server) batchPart(group string, idx []int, err error, res *logpb.Result
 	}
 	if err == nil {
 		p.Header = s.header(group, nil, res.Revision)
+		p.Header.RangeVersion = res.RangeVersion
 		return p
 	}
 	err = s.statusOf(err, true)

@@ -5889,7 +5889,12 @@ type Result struct {
 	PrevValues [][]byte `protobuf:"bytes,11,rep,name=prev_values,json=prevValues,proto3" json:"prev_values,omitempty"`
 	// KVTxn: whether every compare held (the success branch ran).
 	// RangeDrop: whether the drop is complete.
-	Succeeded     bool `protobuf:"varint,12,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Succeeded bool `protobuf:"varint,12,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// For an op on one routing key (or on keys all in ranges of one
+	// version), applied in a data or offset group that records its
+	// ownership: the version of the owned range holding the key(s), as the
+	// apply checked it. 0 otherwise.
+	RangeVersion  uint64 `protobuf:"varint,13,opt,name=range_version,json=rangeVersion,proto3" json:"range_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6006,6 +6011,13 @@ func (x *Result) GetSucceeded() bool {
 		return x.Succeeded
 	}
 	return false
+}
+
+func (x *Result) GetRangeVersion() uint64 {
+	if x != nil {
+		return x.RangeVersion
+	}
+	return 0
 }
 
 // NodeIdentity is written once when a node's data directory is created.
@@ -7019,7 +7031,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xda\x02\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xff\x02\n" +
 	"\x06Result\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.meta.log.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -7035,7 +7047,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	" \x03(\bR\aapplied\x12\x1f\n" +
 	"\vprev_values\x18\v \x03(\fR\n" +
 	"prevValues\x12\x1c\n" +
-	"\tsucceeded\x18\f \x01(\bR\tsucceeded\"\xda\x02\n" +
+	"\tsucceeded\x18\f \x01(\bR\tsucceeded\x12#\n" +
+	"\rrange_version\x18\r \x01(\x04R\frangeVersion\"\xda\x02\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
