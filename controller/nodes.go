@@ -314,7 +314,7 @@ func (c *Controller) Groups() (*metapb.ListGroupsResponse, error) {
 		}
 		gi.Parent = g.Record.Parent
 		if sp := g.Record.Split; sp != nil {
-			gi.SplitChild, gi.SplitPhase = sp.Child, strings.ToLower(strings.TrimPrefix(sp.Phase.String(), "SPLIT_PHASE_"))
+			gi.SplitChild, gi.SplitPhase, gi.SplitError = sp.Child, strings.ToLower(strings.TrimPrefix(sp.Phase.String(), "SPLIT_PHASE_")), sp.Stuck
 		}
 		for _, r := range g.Record.Ranges {
 			gi.Ranges = append(gi.Ranges, &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})

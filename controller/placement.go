@@ -69,6 +69,9 @@ func PlanPlacement(p Placement) []*logpb.GroupRecord {
 	for _, n := range p.Nodes {
 		nodes[n.ID] = n
 	}
+	// A group being deleted (a split's new group, aborted) has no
+	// replicas to place.
+	p.Groups = slices.DeleteFunc(slices.Clone(p.Groups), func(g GroupView) bool { return g.Record.State == logpb.GroupState_GROUP_STATE_DELETING })
 	busy := map[string]bool{}
 	underway := 0
 	for _, g := range p.Groups {

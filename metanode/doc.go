@@ -87,6 +87,7 @@
 //	controller.list-groups          metapb.ListGroupsRequest       rpc/server               Server.ListGroups on any node
 //	controller.list-nodes           metapb.ListNodesRequest        rpc/server               Server.ListNodes on any node
 //	controller.split-group          metapb.SplitGroupRequest       rpc/server               Server.SplitGroup on any node (Node.StartSplit on metadata-0's leader)
+//	controller.abort-split          metapb.AbortSplitRequest       rpc/server               Server.AbortSplit on any node (Node.AbortSplit on metadata-0's leader)
 //	controller.node-report          logpb.NodeReport               rpc/server               Node's report loop (metanode/report.go)
 //	metanode.configuration/v2       raftpb.ConfigurationCall       metanode                 Node.leftGroup (replica GC asks the group's leader)
 //	metanode.directory/v2           raftpb.DirectoryCall           metanode                 Node.fetchDirectory (a node follows metadata-0's directory)

@@ -102,3 +102,13 @@ func HoldClusterInit(t interface{ Cleanup(func()) }) (release func()) {
 	t.Cleanup(func() { release(); clusterInitHold.Store(nil) })
 	return release
 }
+
+// SetSplitCopyHook sets the function that sees (and may change) each
+// chunk of a split's bulk copy before the child ingests it (nil: none).
+func SetSplitCopyHook(f func(child string, pairs []*logpb.RawPair)) {
+	if f == nil {
+		splitCopyHook.Store(nil)
+		return
+	}
+	splitCopyHook.Store(&f)
+}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
+	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
 )
 
@@ -94,7 +95,15 @@ func (n *Node) host(ctx context.Context, d *state.Directory) {
 		}
 	}
 	for _, g := range n.hostedGroups() {
-		if rec := d.Group(g.name); member && rec != nil && hosts(rec, n.id) {
+		rec := d.Group(g.name)
+		if member && rec != nil && hosts(rec, n.id) {
+			continue
+		}
+		if deleted(rec) {
+			// No configuration to leave first: the group is gone whole.
+			if err := n.dropGroup(ctx, g); err != nil {
+				n.log.Error("delete replica", "group", g.name, "err", err)
+			}
 			continue
 		}
 		left, err := n.leftGroup(ctx, g)
@@ -105,6 +114,13 @@ func (n *Node) host(ctx context.Context, d *state.Directory) {
 			n.log.Error("delete replica", "group", g.name, "err", err)
 		}
 	}
+}
+
+// deleted reports whether a group's record says it was deleted whole (a
+// split's new group, aborted before it owned anything): deleting, with no
+// replicas. The record stays (group names are never reused).
+func deleted(rec *logpb.GroupRecord) bool {
+	return rec != nil && rec.State == logpb.GroupState_GROUP_STATE_DELETING && len(rec.Replicas) == 0
 }
 
 // leftGroup asks the group's leader whether this node has left the

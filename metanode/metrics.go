@@ -85,6 +85,7 @@ var (
 	descGroups       = prometheus.NewDesc("meta_node_groups_hosted", "Groups with a replica on this node.", nil, nil)
 	descStorage      = prometheus.NewDesc("meta_storage_failed", "1 once RocksDB refused a write of the raft log or stable state (a damaged table file met by a compaction, a disk it cannot write): every group stopped on this node until its copy is replaced (/readyz says why).", nil, nil)
 	descReady        = prometheus.NewDesc("meta_node_ready", "1 when the node is ready (/readyz): every group it hosts has a leader, it is caught up, storage is healthy.", nil, nil)
+	descSplitStuck   = prometheus.NewDesc("meta_split_stuck", "1 for each split that gave up, by parent group, as this node's replica of metadata-0 records it: the new group's copy was refused at its acquire after every redo; the moving range stays fenced (its writes refused) until an operator acts (metactl group list shows why).", []string{"group"}, nil)
 	descAlarm        = prometheus.NewDesc("meta_alarm", "1 for each alarm raised in the cluster, by alarm and the member that raised it, as this node's replica of metadata-0 records it (NOSPACE: writes that take space are refused; metactl alarm list, disarm).", []string{"alarm", "member"}, nil)
 )
 
@@ -140,7 +141,7 @@ var rocksFigures = []rocksFigure{
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLead, descCommit, descApplied, descLastLog,
-		descSnapshot, descHalted, descAlarm, descQueue, descInflight, descGroups, descReady, descStorage,
+		descSnapshot, descHalted, descAlarm, descSplitStuck, descQueue, descInflight, descGroups, descReady, descStorage,
 		descSnapExports, descSnapExportB, descSnapRestores, descSnapRestoreB, descSnapRefused, descClusterVer, descFeatureLvl} {
 		ch <- d
 	}
@@ -161,6 +162,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, a := range n.Alarms() {
 		gauge(descAlarm, 1, a.Alarm, a.Member)
+	}
+	for _, g := range n.Directory().Groups {
+		if g.Split != nil && g.Split.Stuck != "" {
+			gauge(descSplitStuck, 1, g.Name)
+		}
 	}
 	groups := n.hostedGroups()
 	gauge(descGroups, float64(len(groups)))

@@ -220,6 +220,9 @@ func planRecovery(cfg Config, db *rocks.DB, existing []string, recreate bool) (*
 	}
 	var lost []string
 	for _, rec := range d.Groups {
+		if deleted(rec) {
+			continue // nothing to recover
+		}
 		usable := false
 		if slices.Contains(existing, rec.Name) && hosts(rec, cfg.ID) {
 			if usable, err = withStores(cfg, db, rec.Name, func(s groupStores) (bool, error) {
@@ -280,6 +283,9 @@ func (p *recoveryPlan) rewrite(m *sm.Machine) ([]*logpb.Op, error) {
 	alone := []*logpb.Replica{{Node: p.id, Voter: true}}
 	var lost []string
 	for _, rec := range d.Groups {
+		if deleted(rec) {
+			continue
+		}
 		recreated := slices.Contains(p.recreated, rec.Name)
 		if !recreated && !slices.Contains(p.groups, rec.Name) {
 			lost = append(lost, rec.Name) // made by an entry applied just now

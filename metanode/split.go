@@ -49,6 +49,26 @@ import (
 //	(done)     the parent's log dropped its copy (RangeDrop, in bounded
 //	           steps); the split record is cleared.
 //
+// Abort (AbortSplit, before the fence only): the directory records
+// aborting (compared on the parent's configuration version), then the
+// parent's log applies RangeAbort: it ends the tracking, deletes the
+// marks, and refuses the range's RangeRelease from then on. The point of
+// no return is the parent's log order: a RangeRelease applied before the
+// abort (a step that raced it) makes the RangeAbort refused, and the split
+// goes back to fenced and completes (AbortSplit answers SPLIT_FENCED).
+// Once the parent refused the fence, the child's record goes to deleting
+// with no replicas (every node then deletes its replica, column family
+// and snapshots; the record stays, so names are never reused) and the
+// parent's record loses its split, its ranges as they were. Each step is
+// idempotent: a controller killed mid-abort is resumed by the next.
+//
+// A refused acquire (the child's copy differs from the parent's at the
+// fence) redoes the copy: RangeReset clears the child's copy (bounded
+// steps) and the next step copies the frozen range again, at most
+// splitMaxResets times (the child's log counts them); then the split
+// stays fenced with stuck recorded, logged at error level, shown by
+// group list (split_error) and by meta_split_stuck, and is not retried.
+//
 // Each directory step is compared on the parent's (and child's)
 // configuration version, so a split racing a move of the same group, or
 // a resumed controller racing a deposed one, fails its compare cleanly.
@@ -70,7 +90,13 @@ const (
 	splitDropKeys      = 4096
 	splitCatchUpPasses = 4
 	splitCatchUpKeys   = 256
+	splitMaxResets     = 3
 )
+
+// splitCopyHook, when set (tests), sees each chunk of a bulk copy before
+// the child ingests it (it may change it: a copy that differs from the
+// parent's).
+var splitCopyHook atomic.Pointer[func(child string, pairs []*logpb.RawPair)]
 
 // StartSplit records a split of group on metadata-0, which this node must
 // lead: a new group takes [mid, hi) of the group's range holding at (0:
@@ -156,6 +182,96 @@ func (n *Node) StartSplit(ctx context.Context, group string, at uint64) (string,
 	return child.Name, take, nil
 }
 
+// AbortSplit aborts the split of group under way, on metadata-0 (which
+// this node must lead), if the parent's log has not fenced its range: it
+// records the abort, then the parent's log refuses the fence (RangeAbort),
+// and returns the child; deleting the child and clearing the record
+// follow in the background (splitLoop). A split past its fence, or one
+// whose fence the parent's log applied before the abort, is refused with
+// SPLIT_FENCED and goes on.
+func (n *Node) AbortSplit(ctx context.Context, group string) (string, error) {
+	md, err := n.group(metapb.MetadataGroup)
+	if err != nil {
+		return "", err
+	}
+	if !md.ready() {
+		return "", md.notLeader()
+	}
+	d, err := md.fsm.Directory()
+	if err != nil {
+		return "", err
+	}
+	rec := d.Group(group)
+	switch {
+	case rec == nil:
+		return "", invalidf("group", "no group %q", group)
+	case rec.Split == nil:
+		return "", metapb.NewError(metapb.ReasonNotFound, map[string]string{metapb.MetaField: "group"}, "no split of %s is under way", group)
+	}
+	sp := rec.Split
+	switch sp.Phase {
+	case logpb.SplitPhase_SPLIT_PHASE_PREPARED, logpb.SplitPhase_SPLIT_PHASE_COPIED:
+		next := proto.CloneOf(rec)
+		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_ABORTING
+		if err := n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer}); err != nil {
+			return "", err
+		}
+		next.ConfVer = rec.ConfVer + 1
+		rec = next
+		n.log.Info("split abort recorded", "group", group, "child", sp.Child)
+	case logpb.SplitPhase_SPLIT_PHASE_ABORTING:
+	default:
+		return "", splitFenced(group, sp)
+	}
+	mr, err := n.abortInParent(ctx, rec.Name, sp)
+	if err != nil {
+		return "", err
+	}
+	if mr != nil {
+		sp = proto.CloneOf(sp)
+		sp.FenceIndex = mr.FenceIndex
+		if err := n.abortTooLate(ctx, rec, mr); err != nil {
+			return "", err
+		}
+		return "", splitFenced(group, sp)
+	}
+	return sp.Child, nil
+}
+
+// splitFenced refuses an abort of a split past its fence.
+func splitFenced(group string, sp *logpb.Split) error {
+	return metapb.NewError(metapb.ReasonSplitFenced, map[string]string{metapb.MetaGroup: group},
+		"the split of %s into %s passed its fence (phase %s, the parent's log fenced the range at index %d): it cannot abort, and goes on to its end",
+		group, sp.Child, strings.ToLower(strings.TrimPrefix(sp.Phase.String(), "SPLIT_PHASE_")), sp.FenceIndex)
+}
+
+// abortInParent proposes the split's RangeAbort to the parent: nil when
+// the parent's log refuses the fence from now on, or the MovingRange it
+// released before (the abort came too late).
+func (n *Node) abortInParent(ctx context.Context, parent string, sp *logpb.Split) (*logpb.MovingRange, error) {
+	res, err := n.Propose(ctx, parent, &logpb.Op{Op: &logpb.Op_RangeAbort{RangeAbort: &logpb.RangeAbort{Range: sp.Range, To: sp.Child}}})
+	if err != nil {
+		return nil, fmt.Errorf("abort in %s: %w", parent, err)
+	}
+	switch {
+	case res.Code == logpb.Code_CODE_OK:
+		return nil, nil
+	case res.Code == logpb.Code_CODE_CONFLICT && len(res.Value) > 0:
+		mr := &logpb.MovingRange{}
+		return mr, proto.Unmarshal(res.Value, mr)
+	}
+	return nil, fmt.Errorf("abort refused by %s: %s", parent, res.Message)
+}
+
+// abortTooLate puts a split whose abort the parent's log refused (it had
+// released the range) back to fenced, with the fence the log recorded.
+func (n *Node) abortTooLate(ctx context.Context, rec *logpb.GroupRecord, mr *logpb.MovingRange) error {
+	next := proto.CloneOf(rec)
+	next.Split.Phase, next.Split.FenceIndex, next.Split.FenceRevision = logpb.SplitPhase_SPLIT_PHASE_FENCED, mr.FenceIndex, mr.FenceRevision
+	n.log.Warn("split abort came after the parent's fence: the split goes on", "group", rec.Name, "child", rec.Split.Child, "fence_index", mr.FenceIndex)
+	return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+}
+
 // lastIndex is the number after a group name's last '-' (-1 if none).
 func lastIndex(name string) int {
 	i, err := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:])
@@ -198,8 +314,8 @@ func (n *Node) splitLoop(ctx context.Context) {
 		busy := false
 		if d, err := md.fsm.Directory(); err == nil {
 			for _, rec := range d.Groups {
-				if rec.Split == nil {
-					continue
+				if rec.Split == nil || rec.Split.Stuck != "" {
+					continue // none, or one that gave up (it waits for an operator)
 				}
 				busy = true
 				if err := n.splitStep(ctx, d, rec); err != nil && ctx.Err() == nil {
@@ -261,8 +377,28 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		}
 		next.Split.Phase, next.Split.FenceIndex, next.Split.FenceRevision = logpb.SplitPhase_SPLIT_PHASE_FENCED, mr.FenceIndex, mr.FenceRevision
 		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+	case logpb.SplitPhase_SPLIT_PHASE_ABORTING:
+		mr, err := n.abortInParent(ctx, rec.Name, sp)
+		if err != nil {
+			return err
+		}
+		if mr != nil {
+			return n.abortTooLate(ctx, rec, mr)
+		}
+		next.Split = nil
+		c := proto.CloneOf(child)
+		c.State, c.Replicas, c.Ranges = logpb.GroupState_GROUP_STATE_DELETING, nil, nil
+		if err := n.putGroups(ctx, []*logpb.GroupRecord{next, c}, []uint64{rec.ConfVer, child.ConfVer}); err != nil {
+			return err
+		}
+		n.log.Info("split aborted: the new group is deleted", "group", rec.Name, "child", sp.Child)
+		return nil
 	case logpb.SplitPhase_SPLIT_PHASE_FENCED:
 		if err := n.copyRange(ctx, rec.Name, sp); err != nil {
+			var refused *acquireRefused
+			if errors.As(err, &refused) {
+				return n.redoCopy(ctx, rec, refused)
+			}
 			return fmt.Errorf("copy: %w", err)
 		}
 		next.Split.Phase = logpb.SplitPhase_SPLIT_PHASE_ACQUIRED
@@ -355,10 +491,18 @@ func (n *Node) copyBulk(ctx context.Context, parent string, sp *logpb.Split) (*l
 		return nil, err
 	}
 	for !st.Done && !st.Acquired {
+		if st.Resetting {
+			// A reset of the copy (after a refused acquire) that a
+			// controller left unfinished: finish it first.
+			return nil, &acquireRefused{resets: st.Resets, msg: "a reset of the copy was under way"}
+		}
 		after := st.Cursor
 		chunk, err := n.readChunk(ctx, &logpb.SplitRead{Group: parent, Range: sp.Range, After: after, Limit: splitChunkKeys})
 		if err != nil {
 			return nil, err
+		}
+		if hook := splitCopyHook.Load(); hook != nil {
+			(*hook)(sp.Child, chunk.Pairs)
 		}
 		if _, st, err = n.ingest(ctx, sp, &logpb.RangeIngest{Range: sp.Range, From: parent, After: after, Pairs: chunk.Pairs, Done: chunk.Done}); err != nil {
 			return nil, err
@@ -472,10 +616,59 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 	if err != nil {
 		return fmt.Errorf("acquire: %w", err)
 	}
+	if res.Code == logpb.Code_CODE_CONFLICT && len(res.Value) > 0 {
+		cs := &logpb.RangeCopyState{}
+		if err := proto.Unmarshal(res.Value, cs); err != nil {
+			return err
+		}
+		return &acquireRefused{resets: cs.Resets, msg: res.Message}
+	}
 	if res.Code != logpb.Code_CODE_OK {
-		return fmt.Errorf("acquire refused (the copy differs from the parent's range: not published): %s", res.Message)
+		return fmt.Errorf("acquire refused (not published): %s", res.Message)
 	}
 	n.log.Info("split acquired", "group", parent, "child", sp.Child, "keys", d.Keys, "replayed", replayed, "caught_up", st.CaughtUp)
+	return nil
+}
+
+// acquireRefused: the child's log refused the acquire, its copy differing
+// from the parent's range at the fence, after resets resets of the copy.
+type acquireRefused struct {
+	resets uint32
+	msg    string
+}
+
+func (e *acquireRefused) Error() string {
+	return "acquire refused (the copy differs from the parent's range: not published): " + e.msg
+}
+
+// redoCopy answers a refused acquire: the child's copy is cleared and the
+// next step copies the frozen range again, unless it was redone
+// splitMaxResets times already: the split then gives up (stuck).
+func (n *Node) redoCopy(ctx context.Context, rec *logpb.GroupRecord, refused *acquireRefused) error {
+	sp := rec.Split
+	if refused.resets >= splitMaxResets {
+		next := proto.CloneOf(rec)
+		next.Split.Stuck = fmt.Sprintf("%s refused its range after %d copies: %s", sp.Child, refused.resets+1, refused.msg)
+		n.log.Error("split stuck: the moving range stays fenced (its writes refused) until an operator acts", "group", rec.Name, "child", sp.Child, "copies", refused.resets+1, "err", refused.msg)
+		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+	}
+	n.log.Error("split acquire refused: copying the range again", "group", rec.Name, "child", sp.Child, "reset", refused.resets+1, "of", splitMaxResets, "err", refused.msg)
+	deleted, steps := uint64(0), 0
+	for {
+		res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeReset{RangeReset: &logpb.RangeReset{Range: sp.Range, From: rec.Name,
+			ExpectResets: refused.resets, Limit: splitDropKeys}}})
+		if err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+		if res.Code != logpb.Code_CODE_OK {
+			return fmt.Errorf("reset refused: %s", res.Message)
+		}
+		deleted, steps = deleted+res.Count, steps+1
+		if res.Succeeded {
+			break
+		}
+	}
+	n.log.Info("split copy reset", "group", rec.Name, "child", sp.Child, "deleted", deleted, "steps", steps)
 	return nil
 }
 

@@ -147,6 +147,10 @@ func (a *applier) dispatch(op *logpb.Op) (*logpb.Result, error) {
 		return a.rangeDrop(o.RangeDrop)
 	case *logpb.Op_RangeTrack:
 		return a.rangeTrack(o.RangeTrack)
+	case *logpb.Op_RangeAbort:
+		return a.rangeAbort(o.RangeAbort)
+	case *logpb.Op_RangeReset:
+		return a.rangeReset(o.RangeReset)
 	case *logpb.Op_ClusterVersionSet:
 		return a.clusterVersionSet(o.ClusterVersionSet)
 	case *logpb.Op_AlarmSet:

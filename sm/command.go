@@ -110,7 +110,8 @@ func (k Kind) Allows(op *logpb.Op) bool {
 		return k == KindData
 	case *logpb.Op_OffsetCommit, *logpb.Op_OffsetDeleteGroup:
 		return k == KindOffset
-	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack:
+	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack,
+		*logpb.Op_RangeAbort, *logpb.Op_RangeReset:
 		return k == KindOffset || k == KindData
 	case *logpb.Op_ClusterInit, *logpb.Op_MemberPut, *logpb.Op_MemberRemove, *logpb.Op_MemberSetState,
 		*logpb.Op_GroupPut, *logpb.Op_GroupsPut, *logpb.Op_DirectoryInit, *logpb.Op_ClusterVersionSet,

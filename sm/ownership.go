@@ -236,7 +236,8 @@ func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
 	}
 	v := a.own
 	switch op.Op.(type) {
-	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack:
+	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack,
+		*logpb.Op_RangeAbort, *logpb.Op_RangeReset:
 		return op, nil
 	case *logpb.Op_LeaseGrant, *logpb.Op_LeaseKeepAlive, *logpb.Op_LeaseRevoke, *logpb.Op_LeasesExpire:
 		if v.splitting() {

@@ -54,6 +54,18 @@ import (
 //     from P, a bounded number of keys each; the last one makes the range
 //     WRONG_GROUP there.
 //
+// Two more ops end or redo a split:
+//
+//   - RangeAbort in P's log, before F: the tracking ends, its marks go,
+//     and the split is recorded as aborted (Ownership.aborted), so that
+//     its RangeRelease (or RangeTrack) applied later is refused. Applied
+//     after F it is refused instead, with F: P's log order alone decides
+//     whether a split aborts.
+//   - RangeReset in C's log, after a refused acquire: C's copy is
+//     deleted in bounded steps (ingests and the acquire refused
+//     meanwhile), then its copy state starts afresh with one more reset
+//     counted, and the range is copied again from P's frozen state.
+//
 // Every op on the range is applied by exactly one group: P before F, C
 // after its acquire, which commits after F; C starts from P's state at F.
 // The range refuses writes from F to the acquire only: the replay of the
@@ -353,6 +365,9 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 			return &logpb.Result{Value: v}, err
 		}
 	}
+	if r := a.refuseAborted(rec, o.Range, o.To); r != nil {
+		return r, nil
+	}
 	i := slices.IndexFunc(rec.Owned, func(h *logpb.HashRange) bool { return h.Lo <= o.Range.Lo && o.Range.Hi <= h.Hi })
 	if i < 0 {
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s does not own [%#x,%#x)", a.m.group, o.Range.Lo, o.Range.Hi)}, nil
@@ -399,6 +414,9 @@ func (a *applier) rangeTrack(o *logpb.RangeTrack) (*logpb.Result, error) {
 			return answer(mr)
 		}
 	}
+	if r := a.refuseAborted(rec, o.Range, o.To); r != nil {
+		return r, nil
+	}
 	if len(rec.Moving) > 0 || len(rec.Tracking) > 0 {
 		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s is splitting another range", a.m.group)}, nil
 	}
@@ -411,6 +429,123 @@ func (a *applier) rangeTrack(o *logpb.RangeTrack) (*logpb.Result, error) {
 		return nil, err
 	}
 	return answer(tr)
+}
+
+// aborted reports whether rec records the split of r to child as aborted.
+func aborted(rec *logpb.Ownership, r *logpb.HashRange, to string) bool {
+	return slices.ContainsFunc(rec.GetAborted(), func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, r) && mr.To == to })
+}
+
+// refuseAborted refuses a track or release of a split that was aborted.
+func (a *applier) refuseAborted(rec *logpb.Ownership, r *logpb.HashRange, to string) *logpb.Result {
+	if !aborted(rec, r, to) {
+		return nil
+	}
+	return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("the split of [%#x,%#x) to %s was aborted", r.GetLo(), r.GetHi(), to)}
+}
+
+// rangeAbort ends a split in the parent before its fence (idempotent).
+// Whichever of it and the range's RangeRelease this log applies first
+// decides: an abort after the release is refused with the released
+// range; a release after the abort is refused.
+func (a *applier) rangeAbort(o *logpb.RangeAbort) (*logpb.Result, error) {
+	rec := a.ownRecord()
+	if r := a.checkSplitting(rec, o.Range, o.To); r != nil {
+		return r, nil
+	}
+	if aborted(rec, o.Range, o.To) {
+		return &logpb.Result{}, nil
+	}
+	for _, mr := range rec.Moving {
+		if sameRange(mr.Range, o.Range) && mr.To == o.To {
+			v, err := marshal.Marshal(mr)
+			return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Value: v, Message: fmt.Sprintf(
+				"%s released [%#x,%#x) to %s at index %d: past the fence, the split cannot abort", a.m.group, o.Range.Lo, o.Range.Hi, o.To, mr.FenceIndex)}, err
+		}
+	}
+	if t := slices.IndexFunc(rec.Tracking, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, o.Range) && mr.To == o.To }); t >= 0 {
+		rec.Tracking = slices.Delete(rec.Tracking, t, t+1)
+		// The marks of the range's changes go with its tracking (no other
+		// range is tracked: a group splits one range at a time).
+		var marks [][]byte
+		if err := a.b.Scan(a.m.space, []byte{prefixSplitMark}, []byte{prefixSplitMark + 1}, func(k, _ []byte) bool {
+			if movedKey(k[1:], o.Range) {
+				marks = append(marks, slices.Clone(k))
+			}
+			return true
+		}); err != nil {
+			return nil, err
+		}
+		for _, k := range marks {
+			a.b.Delete(a.m.space, k)
+		}
+	}
+	rec.Aborted = append(rec.Aborted, &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To})
+	return &logpb.Result{}, a.setOwnership(rec)
+}
+
+// Reset steps: the default number of copied keys one RangeReset deletes,
+// and its largest.
+const (
+	resetChunkKeys    = 4096
+	resetChunkMaxKeys = 1 << 16
+)
+
+// rangeReset deletes the child's copy, in bounded steps, so that it is
+// copied again (its acquire was refused).
+func (a *applier) rangeReset(o *logpb.RangeReset) (*logpb.Result, error) {
+	rec := a.ownRecord()
+	switch {
+	case rec == nil:
+		return &logpb.Result{Succeeded: true}, nil // nothing copied
+	case !rec.Ingesting:
+		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf("%s acquired its range: its copy is not reset", a.m.group)}, nil
+	case o.Range == nil || o.Range.Hi <= o.Range.Lo:
+		return invalid("reset: a range is required"), nil
+	}
+	st, err := a.copyState()
+	if err != nil {
+		return nil, err
+	}
+	if st.Resets != o.ExpectResets {
+		return ingestResult(logpb.Code_CODE_OK, 0, st, "") // an earlier round's reset, done
+	}
+	limit := int(o.Limit)
+	if limit <= 0 {
+		limit = resetChunkKeys
+	}
+	limit = min(limit, resetChunkMaxKeys)
+	var keys [][]byte
+	more := false
+	if err := a.b.Scan(a.m.space, userStart, movedEnd, func(k, _ []byte) bool {
+		if !movedKey(k, o.Range) {
+			return true
+		}
+		if len(keys) >= limit {
+			more = true
+			return false
+		}
+		keys = append(keys, slices.Clone(k))
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		a.b.Delete(a.m.space, k)
+	}
+	if more {
+		st.Resetting = true
+	} else {
+		st = &logpb.RangeCopyState{Resets: st.Resets + 1}
+	}
+	if err := a.write(keyCopyState, st); err != nil {
+		return nil, err
+	}
+	res, err := ingestResult(logpb.Code_CODE_OK, len(keys), st, "")
+	if res != nil {
+		res.Succeeded = !more
+	}
+	return res, err
 }
 
 // copyState reads the child's copy state.
@@ -447,6 +582,9 @@ func (a *applier) rangeIngest(o *logpb.RangeIngest) (*logpb.Result, error) {
 	st, err := a.copyState()
 	if err != nil {
 		return nil, err
+	}
+	if st.Resetting {
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, "the copy is being reset")
 	}
 	for _, p := range o.Pairs {
 		if !movedKey(p.Key, o.Range) || p.Key[0] == prefixOwnership {
@@ -556,9 +694,9 @@ func (a *applier) rangeAcquire(o *logpb.RangeAcquire) (*logpb.Result, error) {
 		return nil, err
 	}
 	d := RangeDigest{Keys: st.Keys, Hash: st.Hash}
-	if d.Keys != o.Keys || d.Hash != o.Hash {
-		return &logpb.Result{Code: logpb.Code_CODE_CONFLICT, Message: fmt.Sprintf(
-			"the copy of [%#x,%#x) holds %d keys (hash %#x); %s held %d (hash %#x) at its fence", o.Range.Lo, o.Range.Hi, d.Keys, d.Hash, o.From, o.Keys, o.Hash)}, nil
+	if st.Resetting || d.Keys != o.Keys || d.Hash != o.Hash {
+		return ingestResult(logpb.Code_CODE_CONFLICT, 0, st, fmt.Sprintf(
+			"the copy of [%#x,%#x) holds %d keys (hash %#x); %s held %d (hash %#x) at its fence", o.Range.Lo, o.Range.Hi, d.Keys, d.Hash, o.From, o.Keys, o.Hash))
 	}
 	a.b.Delete(a.m.space, keyCopyState)
 	if err := a.setOwnership(&logpb.Ownership{Owned: []*logpb.HashRange{proto.CloneOf(o.Range)}}); err != nil {

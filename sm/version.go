@@ -35,8 +35,10 @@ import (
 //	               ClusterVersionSet (42).
 //	3              splits: GroupsPut (43), RangeRelease (44), RangeIngest
 //	               (45), RangeAcquire (46), RangeDrop (47), RangeTrack
-//	               (48), with RangeIngest's replay and RangeDrop's steps
-//	               (no release has level 3 without them).
+//	               (48), RangeAbort (49), RangeReset (50), with
+//	               RangeIngest's replay and RangeDrop's steps (no release
+//	               has level 3 without them: splits are unreleased, so
+//	               what they add stays at level 3).
 const (
 	BaseLevel    uint32 = 1
 	FeatureLevel uint32 = 3
@@ -61,6 +63,8 @@ var opLevels = map[protoreflect.FieldNumber]uint32{
 	46: 3, // RangeAcquire
 	47: 3, // RangeDrop
 	48: 3, // RangeTrack
+	49: 3, // RangeAbort
+	50: 3, // RangeReset
 }
 
 // opField is the oneof field of op that is set, or nil.

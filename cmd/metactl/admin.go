@@ -256,6 +256,9 @@ func (a *app) groupCommand() *cobra.Command {
 					if g.SplitChild != "" {
 						st += ",splitting(" + g.SplitPhase + "->" + g.SplitChild + ")"
 					}
+					if g.SplitError != "" {
+						st += ",split-stuck(" + g.SplitError + ")"
+					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%s\t%s\n", g.Group, g.Kind, strings.Join(rs, ","),
 						g.Leader, g.AppliedIndex, g.Bytes, g.OpsPerSec, g.ConfVer, st, cmp.Or(rangesText(g), "-"))
 				}
@@ -307,12 +310,26 @@ func (a *app) groupCommand() *cobra.Command {
 
 func (a *app) splitCommand() *cobra.Command {
 	var at string
-	var noWait bool
+	var noWait, abort bool
 	split := &cobra.Command{
-		Use:   "split GROUP [--at POINT]",
+		Use:   "split GROUP [--at POINT] | split --abort GROUP",
 		Short: "Split a data or offset group online: a new group takes the upper part of one of its ranges; waits until it is done",
-		Args:  cobra.ExactArgs(1),
+		Long: `Split a data or offset group online: a new group takes the upper part of one
+of its ranges (from --at), and the command waits until the split is done.
+
+--abort GROUP aborts the split of GROUP under way, which is possible only
+before its fence (phases prepared and copied): it returns once the group's
+log refuses the fence, then waits until the new group is deleted and the
+group holds its ranges as before. Once the split passed its fence it
+cannot abort (SPLIT_FENCED) and goes on to its end.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if abort {
+				if at != "" {
+					return fmt.Errorf("--at: not with --abort")
+				}
+				return a.abortSplit(args[0], noWait)
+			}
 			var point uint64
 			if at != "" {
 				p, err := strconv.ParseUint(at, 0, 64)
@@ -345,6 +362,9 @@ func (a *app) splitCommand() *cobra.Command {
 							child = g
 						}
 					}
+					if parent != nil && parent.SplitError != "" {
+						return false, fmt.Errorf("%s: the split gave up, its moving range stays fenced: %s", args[0], parent.SplitError)
+					}
 					if parent == nil || child == nil || parent.SplitChild != "" || child.State != "active" {
 						if parent != nil {
 							a.progress("%s: splitting, phase %s", args[0], cmp.Or(parent.SplitPhase, "-"))
@@ -359,8 +379,47 @@ func (a *app) splitCommand() *cobra.Command {
 		},
 	}
 	split.Flags().StringVar(&at, "at", "", "the route hash where the new group's range starts (default: the middle of the group's widest range)")
-	split.Flags().BoolVar(&noWait, "no-wait", false, "return once the split is recorded")
+	split.Flags().BoolVar(&noWait, "no-wait", false, "return once the split is recorded (with --abort: once the abort is certain)")
+	split.Flags().BoolVar(&abort, "abort", false, "abort the split of GROUP under way (only before its fence)")
 	return split
+}
+
+// abortSplit aborts the split of group and, unless noWait, waits until
+// the new group is deleted and the group holds no split.
+func (a *app) abortSplit(group string, noWait bool) error {
+	return a.with(func(ctx context.Context, c *client.Client) error {
+		resp, err := c.AbortSplit(ctx, group)
+		if err != nil {
+			return err
+		}
+		if noWait {
+			return a.emit(resp, func() { fmt.Fprintf(a.out, "%s: split aborted; %s being deleted\n", group, resp.Child) })
+		}
+		return a.await(ctx, group+" still aborting its split", "group list", func() (bool, error) {
+			gs, err := c.ListGroups(ctx)
+			if err != nil {
+				return false, nil
+			}
+			var parent, child *metapb.GroupInfo
+			for _, g := range gs.Groups {
+				switch g.Group {
+				case group:
+					parent = g
+				case resp.Child:
+					child = g
+				}
+			}
+			if parent == nil || parent.SplitChild != "" || child != nil && (child.State != "deleting" || len(child.Replicas) > 0) {
+				if parent != nil {
+					a.progress("%s: aborting its split, phase %s", group, cmp.Or(parent.SplitPhase, "-"))
+				}
+				return false, nil
+			}
+			return true, a.emit(&metapb.ListGroupsResponse{DirectoryVersion: gs.DirectoryVersion, Groups: []*metapb.GroupInfo{parent}}, func() {
+				fmt.Fprintf(a.out, "%s: split aborted, %s deleted; %s holds %s\n", group, resp.Child, group, rangesText(parent))
+			})
+		})
+	})
 }
 
 // rangesText is a group's ranges as [lo,hi)@version, comma-separated.

@@ -207,6 +207,17 @@ func (c *Client) SplitGroup(ctx context.Context, group string, at uint64) (*meta
 	})
 }
 
+// AbortSplit aborts the split of group under way, before its fence: it
+// returns once the parent's log refuses the fence (the abort is certain;
+// the new group is then deleted in the background, and ListGroups shows
+// split phase "aborting" until it is). SPLIT_FENCED once the split passed
+// its fence (it goes on), NOT_FOUND when none is under way.
+func (c *Client) AbortSplit(ctx context.Context, group string) (*metapb.AbortSplitResponse, error) {
+	return write(ctx, c, metapb.MetadataGroup, func(ctx context.Context, ep *endpoint) (*metapb.AbortSplitResponse, error) {
+		return ep.cl.AbortSplit(ctx, &metapb.AbortSplitRequest{Group: group})
+	})
+}
+
 // ListGroups lists every group with its replicas and leader.
 func (c *Client) ListGroups(ctx context.Context) (*metapb.ListGroupsResponse, error) {
 	return read(ctx, c, func(ctx context.Context, ep *endpoint) (*metapb.ListGroupsResponse, error) {

@@ -1041,9 +1041,14 @@ type GroupInfo struct {
 	// A group made by a split: its parent.
 	Parent string `protobuf:"bytes,12,opt,name=parent,proto3" json:"parent,omitempty"`
 	// A split of this group under way: the new group and its phase
-	// ("prepared", "fenced", "acquired", "published"); empty when none.
-	SplitChild    string `protobuf:"bytes,13,opt,name=split_child,json=splitChild,proto3" json:"split_child,omitempty"`
-	SplitPhase    string `protobuf:"bytes,14,opt,name=split_phase,json=splitPhase,proto3" json:"split_phase,omitempty"`
+	// ("prepared", "copied", "fenced", "acquired", "published", or
+	// "aborting"); empty when none.
+	SplitChild string `protobuf:"bytes,13,opt,name=split_child,json=splitChild,proto3" json:"split_child,omitempty"`
+	SplitPhase string `protobuf:"bytes,14,opt,name=split_phase,json=splitPhase,proto3" json:"split_phase,omitempty"`
+	// Set when the split gave up (the new group's copy was refused at its
+	// acquire after every redo): the moving range stays fenced (its writes
+	// refused) until an operator acts; the message says why.
+	SplitError    string `protobuf:"bytes,15,opt,name=split_error,json=splitError,proto3" json:"split_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1172,6 +1177,13 @@ func (x *GroupInfo) GetSplitChild() string {
 func (x *GroupInfo) GetSplitPhase() string {
 	if x != nil {
 		return x.SplitPhase
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetSplitError() string {
+	if x != nil {
+		return x.SplitError
 	}
 	return ""
 }
@@ -1667,6 +1679,103 @@ func (x *SplitGroupResponse) GetRange() *KeyRange {
 	return nil
 }
 
+// AbortSplitRequest aborts the split of group under way, which is
+// possible only before its fence: it returns once the parent's log has
+// refused the fence (the abort is then certain); the new group is then
+// deleted and the directory keeps the range on group, as before the
+// split, in the background (ListGroups shows split_phase "aborting"
+// until then). Refused with SPLIT_FENCED once the parent's log fenced
+// the range (the split goes on to its end), NOT_FOUND when no split of
+// the group is under way.
+type AbortSplitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortSplitRequest) Reset() {
+	*x = AbortSplitRequest{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortSplitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortSplitRequest) ProtoMessage() {}
+
+func (x *AbortSplitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortSplitRequest.ProtoReflect.Descriptor instead.
+func (*AbortSplitRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AbortSplitRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type AbortSplitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new group the split had made (being deleted).
+	Child         string `protobuf:"bytes,1,opt,name=child,proto3" json:"child,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortSplitResponse) Reset() {
+	*x = AbortSplitResponse{}
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortSplitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortSplitResponse) ProtoMessage() {}
+
+func (x *AbortSplitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortSplitResponse.ProtoReflect.Descriptor instead.
+func (*AbortSplitResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AbortSplitResponse) GetChild() string {
+	if x != nil {
+		return x.Child
+	}
+	return ""
+}
+
 type KeyRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Lo            uint64                 `protobuf:"varint,1,opt,name=lo,proto3" json:"lo,omitempty"`
@@ -1678,7 +1787,7 @@ type KeyRange struct {
 
 func (x *KeyRange) Reset() {
 	*x = KeyRange{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1799,7 @@ func (x *KeyRange) String() string {
 func (*KeyRange) ProtoMessage() {}
 
 func (x *KeyRange) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[24]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1812,7 @@ func (x *KeyRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyRange.ProtoReflect.Descriptor instead.
 func (*KeyRange) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{24}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeyRange) GetLo() uint64 {
@@ -1741,7 +1850,7 @@ type DirectoryUpdate struct {
 
 func (x *DirectoryUpdate) Reset() {
 	*x = DirectoryUpdate{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1862,7 @@ func (x *DirectoryUpdate) String() string {
 func (*DirectoryUpdate) ProtoMessage() {}
 
 func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[25]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1875,7 @@ func (x *DirectoryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryUpdate.ProtoReflect.Descriptor instead.
 func (*DirectoryUpdate) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{25}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DirectoryUpdate) GetVersion() uint64 {
@@ -1820,7 +1929,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1941,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[26]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1954,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{26}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -1866,7 +1975,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1987,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[27]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2000,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{27}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TransferLeaderRequest) GetGroup() string {
@@ -1917,7 +2026,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2038,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[28]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2051,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{28}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() string {
@@ -1970,7 +2079,7 @@ type AlarmsRequest struct {
 
 func (x *AlarmsRequest) Reset() {
 	*x = AlarmsRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2091,7 @@ func (x *AlarmsRequest) String() string {
 func (*AlarmsRequest) ProtoMessage() {}
 
 func (x *AlarmsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[29]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2104,7 @@ func (x *AlarmsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmsRequest.ProtoReflect.Descriptor instead.
 func (*AlarmsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{29}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlarmsRequest) GetDisarm() bool {
@@ -2030,7 +2139,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2151,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[30]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2164,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{30}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Alarm) GetAlarm() string {
@@ -2090,7 +2199,7 @@ type AlarmsResponse struct {
 
 func (x *AlarmsResponse) Reset() {
 	*x = AlarmsResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2211,7 @@ func (x *AlarmsResponse) String() string {
 func (*AlarmsResponse) ProtoMessage() {}
 
 func (x *AlarmsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[31]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2224,7 @@ func (x *AlarmsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmsResponse.ProtoReflect.Descriptor instead.
 func (*AlarmsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{31}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AlarmsResponse) GetAlarms() []*Alarm {
@@ -2141,7 +2250,7 @@ type StateHashRequest struct {
 
 func (x *StateHashRequest) Reset() {
 	*x = StateHashRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2262,7 @@ func (x *StateHashRequest) String() string {
 func (*StateHashRequest) ProtoMessage() {}
 
 func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[32]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2275,7 @@ func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
 func (*StateHashRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{32}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StateHashRequest) GetGroup() string {
@@ -2190,7 +2299,7 @@ type StateHashResponse struct {
 
 func (x *StateHashResponse) Reset() {
 	*x = StateHashResponse{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2311,7 @@ func (x *StateHashResponse) String() string {
 func (*StateHashResponse) ProtoMessage() {}
 
 func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[33]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2324,7 @@ func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
 func (*StateHashResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{33}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StateHashResponse) GetGroup() string {
@@ -2268,7 +2377,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2389,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[34]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2402,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{34}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BackupRequest) GetGroup() string {
@@ -2324,7 +2433,7 @@ type BackupHeader struct {
 
 func (x *BackupHeader) Reset() {
 	*x = BackupHeader{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2445,7 @@ func (x *BackupHeader) String() string {
 func (*BackupHeader) ProtoMessage() {}
 
 func (x *BackupHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[35]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2458,7 @@ func (x *BackupHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupHeader.ProtoReflect.Descriptor instead.
 func (*BackupHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{35}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BackupHeader) GetGroup() string {
@@ -2421,7 +2530,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2542,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[36]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2555,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{36}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BackupChunk) GetHeader() *BackupHeader {
@@ -2487,7 +2596,7 @@ type HaltedGroup struct {
 
 func (x *HaltedGroup) Reset() {
 	*x = HaltedGroup{}
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2608,7 @@ func (x *HaltedGroup) String() string {
 func (*HaltedGroup) ProtoMessage() {}
 
 func (x *HaltedGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_metapb_cluster_proto_msgTypes[37]
+	mi := &file_rpc_metapb_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2621,7 @@ func (x *HaltedGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HaltedGroup.ProtoReflect.Descriptor instead.
 func (*HaltedGroup) Descriptor() ([]byte, []int) {
-	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{37}
+	return file_rpc_metapb_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HaltedGroup) GetGroup() string {
@@ -2620,7 +2729,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vReplicaInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role\"\xa8\x03\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"\xc9\x03\n" +
 	"\tGroupInfo\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -2638,7 +2747,9 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vsplit_child\x18\r \x01(\tR\n" +
 	"splitChild\x12\x1f\n" +
 	"\vsplit_phase\x18\x0e \x01(\tR\n" +
-	"splitPhase\"\xdc\x01\n" +
+	"splitPhase\x12\x1f\n" +
+	"\vsplit_error\x18\x0f \x01(\tR\n" +
+	"splitError\"\xdc\x01\n" +
 	"\x12ListGroupsResponse\x12+\n" +
 	"\x11directory_version\x18\x01 \x01(\x04R\x10directoryVersion\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12>\n" +
@@ -2670,7 +2781,11 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\x04R\x02at\"S\n" +
 	"\x12SplitGroupResponse\x12\x14\n" +
 	"\x05child\x18\x01 \x01(\tR\x05child\x12'\n" +
-	"\x05range\x18\x02 \x01(\v2\x11.meta.v1.KeyRangeR\x05range\"D\n" +
+	"\x05range\x18\x02 \x01(\v2\x11.meta.v1.KeyRangeR\x05range\")\n" +
+	"\x11AbortSplitRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"*\n" +
+	"\x12AbortSplitResponse\x12\x14\n" +
+	"\x05child\x18\x01 \x01(\tR\x05child\"D\n" +
 	"\bKeyRange\x12\x0e\n" +
 	"\x02lo\x18\x01 \x01(\x04R\x02lo\x12\x0e\n" +
 	"\x02hi\x18\x02 \x01(\x04R\x02hi\x12\x18\n" +
@@ -2728,7 +2843,7 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\xd3\a\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\x9a\b\n" +
 	"\aCluster\x129\n" +
 	"\x06Status\x12\x16.meta.v1.StatusRequest\x1a\x17.meta.v1.StatusResponse\x12<\n" +
 	"\aMembers\x12\x17.meta.v1.MembersRequest\x1a\x18.meta.v1.MembersResponse\x12B\n" +
@@ -2740,6 +2855,8 @@ const file_rpc_metapb_cluster_proto_rawDesc = "" +
 	"\vMoveReplica\x12\x1b.meta.v1.MoveReplicaRequest\x1a\x1c.meta.v1.MoveReplicaResponse\x12E\n" +
 	"\n" +
 	"SplitGroup\x12\x1a.meta.v1.SplitGroupRequest\x1a\x1b.meta.v1.SplitGroupResponse\x12E\n" +
+	"\n" +
+	"AbortSplit\x12\x1a.meta.v1.AbortSplitRequest\x1a\x1b.meta.v1.AbortSplitResponse\x12E\n" +
 	"\n" +
 	"ListGroups\x12\x1a.meta.v1.ListGroupsRequest\x1a\x1b.meta.v1.ListGroupsResponse\x12B\n" +
 	"\tListNodes\x12\x19.meta.v1.ListNodesRequest\x1a\x1a.meta.v1.ListNodesResponse\x12L\n" +
@@ -2759,7 +2876,7 @@ func file_rpc_metapb_cluster_proto_rawDescGZIP() []byte {
 	return file_rpc_metapb_cluster_proto_rawDescData
 }
 
-var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_rpc_metapb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: meta.v1.Member
 	(*GroupStatus)(nil),            // 1: meta.v1.GroupStatus
@@ -2785,70 +2902,74 @@ var file_rpc_metapb_cluster_proto_goTypes = []any{
 	(*DirectoryGroup)(nil),         // 21: meta.v1.DirectoryGroup
 	(*SplitGroupRequest)(nil),      // 22: meta.v1.SplitGroupRequest
 	(*SplitGroupResponse)(nil),     // 23: meta.v1.SplitGroupResponse
-	(*KeyRange)(nil),               // 24: meta.v1.KeyRange
-	(*DirectoryUpdate)(nil),        // 25: meta.v1.DirectoryUpdate
-	(*RemoveMemberResponse)(nil),   // 26: meta.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 27: meta.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 28: meta.v1.TransferLeaderResponse
-	(*AlarmsRequest)(nil),          // 29: meta.v1.AlarmsRequest
-	(*Alarm)(nil),                  // 30: meta.v1.Alarm
-	(*AlarmsResponse)(nil),         // 31: meta.v1.AlarmsResponse
-	(*StateHashRequest)(nil),       // 32: meta.v1.StateHashRequest
-	(*StateHashResponse)(nil),      // 33: meta.v1.StateHashResponse
-	(*BackupRequest)(nil),          // 34: meta.v1.BackupRequest
-	(*BackupHeader)(nil),           // 35: meta.v1.BackupHeader
-	(*BackupChunk)(nil),            // 36: meta.v1.BackupChunk
-	(*HaltedGroup)(nil),            // 37: meta.v1.HaltedGroup
+	(*AbortSplitRequest)(nil),      // 24: meta.v1.AbortSplitRequest
+	(*AbortSplitResponse)(nil),     // 25: meta.v1.AbortSplitResponse
+	(*KeyRange)(nil),               // 26: meta.v1.KeyRange
+	(*DirectoryUpdate)(nil),        // 27: meta.v1.DirectoryUpdate
+	(*RemoveMemberResponse)(nil),   // 28: meta.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 29: meta.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 30: meta.v1.TransferLeaderResponse
+	(*AlarmsRequest)(nil),          // 31: meta.v1.AlarmsRequest
+	(*Alarm)(nil),                  // 32: meta.v1.Alarm
+	(*AlarmsResponse)(nil),         // 33: meta.v1.AlarmsResponse
+	(*StateHashRequest)(nil),       // 34: meta.v1.StateHashRequest
+	(*StateHashResponse)(nil),      // 35: meta.v1.StateHashResponse
+	(*BackupRequest)(nil),          // 36: meta.v1.BackupRequest
+	(*BackupHeader)(nil),           // 37: meta.v1.BackupHeader
+	(*BackupChunk)(nil),            // 38: meta.v1.BackupChunk
+	(*HaltedGroup)(nil),            // 39: meta.v1.HaltedGroup
 }
 var file_rpc_metapb_cluster_proto_depIdxs = []int32{
 	0,  // 0: meta.v1.GroupStatus.members:type_name -> meta.v1.Member
-	24, // 1: meta.v1.GroupStatus.owned:type_name -> meta.v1.KeyRange
+	26, // 1: meta.v1.GroupStatus.owned:type_name -> meta.v1.KeyRange
 	1,  // 2: meta.v1.StatusResponse.groups:type_name -> meta.v1.GroupStatus
-	37, // 3: meta.v1.StatusResponse.halted:type_name -> meta.v1.HaltedGroup
+	39, // 3: meta.v1.StatusResponse.halted:type_name -> meta.v1.HaltedGroup
 	0,  // 4: meta.v1.MembersResponse.members:type_name -> meta.v1.Member
 	0,  // 5: meta.v1.AddMemberResponse.members:type_name -> meta.v1.Member
 	0,  // 6: meta.v1.DrainMemberResponse.members:type_name -> meta.v1.Member
 	14, // 7: meta.v1.GroupInfo.replicas:type_name -> meta.v1.ReplicaInfo
-	24, // 8: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
+	26, // 8: meta.v1.GroupInfo.ranges:type_name -> meta.v1.KeyRange
 	15, // 9: meta.v1.ListGroupsResponse.groups:type_name -> meta.v1.GroupInfo
 	18, // 10: meta.v1.ListNodesResponse.nodes:type_name -> meta.v1.NodeInfo
-	24, // 11: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
-	24, // 12: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
+	26, // 11: meta.v1.DirectoryGroup.ranges:type_name -> meta.v1.KeyRange
+	26, // 12: meta.v1.SplitGroupResponse.range:type_name -> meta.v1.KeyRange
 	0,  // 13: meta.v1.DirectoryUpdate.members:type_name -> meta.v1.Member
 	21, // 14: meta.v1.DirectoryUpdate.groups:type_name -> meta.v1.DirectoryGroup
 	0,  // 15: meta.v1.RemoveMemberResponse.members:type_name -> meta.v1.Member
-	30, // 16: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
-	35, // 17: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
+	32, // 16: meta.v1.AlarmsResponse.alarms:type_name -> meta.v1.Alarm
+	37, // 17: meta.v1.BackupChunk.header:type_name -> meta.v1.BackupHeader
 	2,  // 18: meta.v1.Cluster.Status:input_type -> meta.v1.StatusRequest
 	4,  // 19: meta.v1.Cluster.Members:input_type -> meta.v1.MembersRequest
 	6,  // 20: meta.v1.Cluster.AddMember:input_type -> meta.v1.AddMemberRequest
 	8,  // 21: meta.v1.Cluster.RemoveMember:input_type -> meta.v1.RemoveMemberRequest
-	27, // 22: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
-	32, // 23: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
+	29, // 22: meta.v1.Cluster.TransferLeader:input_type -> meta.v1.TransferLeaderRequest
+	34, // 23: meta.v1.Cluster.StateHash:input_type -> meta.v1.StateHashRequest
 	9,  // 24: meta.v1.Cluster.DrainMember:input_type -> meta.v1.DrainMemberRequest
 	11, // 25: meta.v1.Cluster.MoveReplica:input_type -> meta.v1.MoveReplicaRequest
 	22, // 26: meta.v1.Cluster.SplitGroup:input_type -> meta.v1.SplitGroupRequest
-	13, // 27: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
-	17, // 28: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
-	20, // 29: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
-	34, // 30: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
-	29, // 31: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
-	3,  // 32: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
-	5,  // 33: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
-	7,  // 34: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
-	26, // 35: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
-	28, // 36: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
-	33, // 37: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
-	10, // 38: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
-	12, // 39: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
-	23, // 40: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
-	16, // 41: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
-	19, // 42: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
-	25, // 43: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
-	36, // 44: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
-	31, // 45: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
-	32, // [32:46] is the sub-list for method output_type
-	18, // [18:32] is the sub-list for method input_type
+	24, // 27: meta.v1.Cluster.AbortSplit:input_type -> meta.v1.AbortSplitRequest
+	13, // 28: meta.v1.Cluster.ListGroups:input_type -> meta.v1.ListGroupsRequest
+	17, // 29: meta.v1.Cluster.ListNodes:input_type -> meta.v1.ListNodesRequest
+	20, // 30: meta.v1.Cluster.WatchDirectory:input_type -> meta.v1.WatchDirectoryRequest
+	36, // 31: meta.v1.Cluster.Backup:input_type -> meta.v1.BackupRequest
+	31, // 32: meta.v1.Cluster.Alarms:input_type -> meta.v1.AlarmsRequest
+	3,  // 33: meta.v1.Cluster.Status:output_type -> meta.v1.StatusResponse
+	5,  // 34: meta.v1.Cluster.Members:output_type -> meta.v1.MembersResponse
+	7,  // 35: meta.v1.Cluster.AddMember:output_type -> meta.v1.AddMemberResponse
+	28, // 36: meta.v1.Cluster.RemoveMember:output_type -> meta.v1.RemoveMemberResponse
+	30, // 37: meta.v1.Cluster.TransferLeader:output_type -> meta.v1.TransferLeaderResponse
+	35, // 38: meta.v1.Cluster.StateHash:output_type -> meta.v1.StateHashResponse
+	10, // 39: meta.v1.Cluster.DrainMember:output_type -> meta.v1.DrainMemberResponse
+	12, // 40: meta.v1.Cluster.MoveReplica:output_type -> meta.v1.MoveReplicaResponse
+	23, // 41: meta.v1.Cluster.SplitGroup:output_type -> meta.v1.SplitGroupResponse
+	25, // 42: meta.v1.Cluster.AbortSplit:output_type -> meta.v1.AbortSplitResponse
+	16, // 43: meta.v1.Cluster.ListGroups:output_type -> meta.v1.ListGroupsResponse
+	19, // 44: meta.v1.Cluster.ListNodes:output_type -> meta.v1.ListNodesResponse
+	27, // 45: meta.v1.Cluster.WatchDirectory:output_type -> meta.v1.DirectoryUpdate
+	38, // 46: meta.v1.Cluster.Backup:output_type -> meta.v1.BackupChunk
+	33, // 47: meta.v1.Cluster.Alarms:output_type -> meta.v1.AlarmsResponse
+	33, // [33:48] is the sub-list for method output_type
+	18, // [18:33] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
 	18, // [18:18] is the sub-list for extension extendee
 	0,  // [0:18] is the sub-list for field type_name
@@ -2865,7 +2986,7 @@ func file_rpc_metapb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_metapb_cluster_proto_rawDesc), len(file_rpc_metapb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

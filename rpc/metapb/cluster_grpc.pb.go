@@ -31,6 +31,7 @@ const (
 	Cluster_DrainMember_FullMethodName    = "/meta.v1.Cluster/DrainMember"
 	Cluster_MoveReplica_FullMethodName    = "/meta.v1.Cluster/MoveReplica"
 	Cluster_SplitGroup_FullMethodName     = "/meta.v1.Cluster/SplitGroup"
+	Cluster_AbortSplit_FullMethodName     = "/meta.v1.Cluster/AbortSplit"
 	Cluster_ListGroups_FullMethodName     = "/meta.v1.Cluster/ListGroups"
 	Cluster_ListNodes_FullMethodName      = "/meta.v1.Cluster/ListNodes"
 	Cluster_WatchDirectory_FullMethodName = "/meta.v1.Cluster/WatchDirectory"
@@ -51,6 +52,7 @@ type ClusterClient interface {
 	DrainMember(ctx context.Context, in *DrainMemberRequest, opts ...grpc.CallOption) (*DrainMemberResponse, error)
 	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
 	SplitGroup(ctx context.Context, in *SplitGroupRequest, opts ...grpc.CallOption) (*SplitGroupResponse, error)
+	AbortSplit(ctx context.Context, in *AbortSplitRequest, opts ...grpc.CallOption) (*AbortSplitResponse, error)
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	WatchDirectory(ctx context.Context, in *WatchDirectoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DirectoryUpdate], error)
@@ -158,6 +160,16 @@ func (c *clusterClient) SplitGroup(ctx context.Context, in *SplitGroupRequest, o
 	return out, nil
 }
 
+func (c *clusterClient) AbortSplit(ctx context.Context, in *AbortSplitRequest, opts ...grpc.CallOption) (*AbortSplitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AbortSplitResponse)
+	err := c.cc.Invoke(ctx, Cluster_AbortSplit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGroupsResponse)
@@ -239,6 +251,7 @@ type ClusterServer interface {
 	DrainMember(context.Context, *DrainMemberRequest) (*DrainMemberResponse, error)
 	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
 	SplitGroup(context.Context, *SplitGroupRequest) (*SplitGroupResponse, error)
+	AbortSplit(context.Context, *AbortSplitRequest) (*AbortSplitResponse, error)
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	WatchDirectory(*WatchDirectoryRequest, grpc.ServerStreamingServer[DirectoryUpdate]) error
@@ -282,6 +295,9 @@ func (UnimplementedClusterServer) MoveReplica(context.Context, *MoveReplicaReque
 }
 func (UnimplementedClusterServer) SplitGroup(context.Context, *SplitGroupRequest) (*SplitGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitGroup not implemented")
+}
+func (UnimplementedClusterServer) AbortSplit(context.Context, *AbortSplitRequest) (*AbortSplitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AbortSplit not implemented")
 }
 func (UnimplementedClusterServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
@@ -481,6 +497,24 @@ func _Cluster_SplitGroup_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_AbortSplit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbortSplitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).AbortSplit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_AbortSplit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).AbortSplit(ctx, req.(*AbortSplitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Cluster_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListGroupsRequest)
 	if err := dec(in); err != nil {
@@ -599,6 +633,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitGroup",
 			Handler:    _Cluster_SplitGroup_Handler,
+		},
+		{
+			MethodName: "AbortSplit",
+			Handler:    _Cluster_AbortSplit_Handler,
 		},
 		{
 			MethodName: "ListGroups",

@@ -38,6 +38,8 @@ import (
 //	(the operation needs a newer cluster version: a member runs an older release)
 //	NOSPACE            ErrNoSpace              PeerError REJECTED        ResourceExhausted          returned
 //	(a NOSPACE alarm is raised: a write that takes space, refused before it is proposed)
+//	SPLIT_FENCED       *Error                  PeerError REJECTED        FailedPrecondition         returned
+//	(an abort of a split whose parent's log fenced the range first: the split goes on)
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -99,6 +101,7 @@ var reasons = map[string]struct {
 	ReasonClusterVersion:   {ClassFinal, codes.FailedPrecondition},
 	ReasonNoSpace:          {ClassFinal, codes.ResourceExhausted},
 	ReasonNoClusterRecord:  {ClassRetry, codes.Unavailable},
+	ReasonSplitFenced:      {ClassFinal, codes.FailedPrecondition},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -215,6 +218,10 @@ const (
 	// read in that window has nothing to list. Definitely not applied:
 	// retry shortly (the Go client does, with backoff).
 	ReasonNoClusterRecord = "NO_CLUSTER_RECORD"
+	// SPLIT_FENCED (code FailedPrecondition): an abort of a split that
+	// passed its fence (the parent's log released the range first); the
+	// split goes on to its end. Metadata group names the parent.
+	ReasonSplitFenced = "SPLIT_FENCED"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"

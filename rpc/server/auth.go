@@ -85,6 +85,7 @@ var methodPerms = map[string]perm{
 	"/meta.v1.Cluster/DrainMember":        permAdmin,
 	"/meta.v1.Cluster/MoveReplica":        permAdmin,
 	"/meta.v1.Cluster/SplitGroup":         permAdmin,
+	"/meta.v1.Cluster/AbortSplit":         permAdmin,
 	"/meta.v1.Cluster/ListGroups":         permRead,
 	"/meta.v1.Cluster/ListNodes":          permRead,
 	"/meta.v1.Cluster/WatchDirectory":     permRead,

@@ -109,6 +109,15 @@ func (s *Server) SplitGroup(ctx context.Context, req *metapb.SplitGroupRequest) 
 	return viaController(ctx, s, callSplitGroup, req, (*ControllerService).splitGroupLocal, &metapb.SplitGroupResponse{})
 }
 
+// AbortSplit aborts a split before its fence, through the controller's
+// node (metadata-0's leader).
+func (s *Server) AbortSplit(ctx context.Context, req *metapb.AbortSplitRequest) (*metapb.AbortSplitResponse, error) {
+	if err := checkName("group", req.Group); err != nil {
+		return nil, err
+	}
+	return viaController(ctx, s, callAbortSplit, req, (*ControllerService).abortSplitLocal, &metapb.AbortSplitResponse{})
+}
+
 // ListGroups lists every group with its replicas, from the controller.
 func (s *Server) ListGroups(ctx context.Context, req *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {
 	return viaController(ctx, s, callListGroups, req, (*ControllerService).listGroupsLocal, &metapb.ListGroupsResponse{})

@@ -29,6 +29,10 @@ type ControllerNode interface {
 	// StartSplit records a split of a group on metadata-0 (which this
 	// node leads) and returns the new group and the range it takes.
 	StartSplit(ctx context.Context, group string, at uint64) (string, *logpb.HashRange, error)
+	// AbortSplit aborts the split of a group before its fence (on
+	// metadata-0, which this node leads) and returns the new group it
+	// had made; SPLIT_FENCED once the parent's log fenced the range.
+	AbortSplit(ctx context.Context, group string) (string, error)
 }
 
 // Controller is what the Controller service needs of the controller
@@ -77,6 +81,7 @@ const (
 	callMoveReplica  = "controller.move-replica"
 	callListNodes    = "controller.list-nodes"
 	callSplitGroup   = "controller.split-group"
+	callAbortSplit   = "controller.abort-split"
 	// CallNodeReport: a node's report to the controller (metanode sends
 	// it; see metanode/doc.go).
 	CallNodeReport = "controller.node-report"
@@ -97,6 +102,7 @@ func RegisterController(s *grpc.Server, srv *Server, node ControllerNode, ctl Co
 	forwardable(node, callMoveReplica, c.moveReplicaLocal)
 	forwardable(node, callListNodes, c.listNodesLocal)
 	forwardable(node, callSplitGroup, c.splitGroupLocal)
+	forwardable(node, callAbortSplit, c.abortSplitLocal)
 	node.HandleCall(CallNodeReport, func(ctx context.Context, payload []byte) ([]byte, error) {
 		r := &logpb.NodeReport{}
 		if err := proto.Unmarshal(payload, r); err != nil {
@@ -143,6 +149,17 @@ func (c *ControllerService) splitGroupLocal(ctx context.Context, req *metapb.Spl
 		return nil, c.ctlError(err)
 	}
 	return &metapb.SplitGroupResponse{Child: child, Range: &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version}}, nil
+}
+
+func (c *ControllerService) abortSplitLocal(ctx context.Context, req *metapb.AbortSplitRequest) (*metapb.AbortSplitResponse, error) {
+	if !c.ctl.Active() {
+		return nil, c.notController()
+	}
+	child, err := c.node.AbortSplit(ctx, req.Group)
+	if err != nil {
+		return nil, c.ctlError(err)
+	}
+	return &metapb.AbortSplitResponse{Child: child}, nil
 }
 
 func (c *ControllerService) listGroupsLocal(_ context.Context, _ *metapb.ListGroupsRequest) (*metapb.ListGroupsResponse, error) {

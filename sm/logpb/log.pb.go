@@ -151,6 +151,11 @@ const (
 	// fence and a replay of the changed keys follow. Between PREPARED and
 	// FENCED; may still be aborted.
 	SplitPhase_SPLIT_PHASE_COPIED SplitPhase = 5
+	// An abort was asked before the fence: the parent's log is to refuse
+	// the fence (RangeAbort), then the child is deleted and the record
+	// cleared. Should the parent's log have released the range first, the
+	// split goes back to FENCED and completes.
+	SplitPhase_SPLIT_PHASE_ABORTING SplitPhase = 6
 )
 
 // Enum value maps for SplitPhase.
@@ -162,6 +167,7 @@ var (
 		3: "SPLIT_PHASE_ACQUIRED",
 		4: "SPLIT_PHASE_PUBLISHED",
 		5: "SPLIT_PHASE_COPIED",
+		6: "SPLIT_PHASE_ABORTING",
 	}
 	SplitPhase_value = map[string]int32{
 		"SPLIT_PHASE_NONE":      0,
@@ -170,6 +176,7 @@ var (
 		"SPLIT_PHASE_ACQUIRED":  3,
 		"SPLIT_PHASE_PUBLISHED": 4,
 		"SPLIT_PHASE_COPIED":    5,
+		"SPLIT_PHASE_ABORTING":  6,
 	}
 )
 
@@ -484,6 +491,8 @@ type Op struct {
 	//	*Op_RangeAcquire
 	//	*Op_RangeDrop
 	//	*Op_RangeTrack
+	//	*Op_RangeAbort
+	//	*Op_RangeReset
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -922,6 +931,24 @@ func (x *Op) GetRangeTrack() *RangeTrack {
 	return nil
 }
 
+func (x *Op) GetRangeAbort() *RangeAbort {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeAbort); ok {
+			return x.RangeAbort
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRangeReset() *RangeReset {
+	if x != nil {
+		if x, ok := x.Op.(*Op_RangeReset); ok {
+			return x.RangeReset
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1103,6 +1130,14 @@ type Op_RangeTrack struct {
 	RangeTrack *RangeTrack `protobuf:"bytes,48,opt,name=range_track,json=rangeTrack,proto3,oneof"`
 }
 
+type Op_RangeAbort struct {
+	RangeAbort *RangeAbort `protobuf:"bytes,49,opt,name=range_abort,json=rangeAbort,proto3,oneof"`
+}
+
+type Op_RangeReset struct {
+	RangeReset *RangeReset `protobuf:"bytes,50,opt,name=range_reset,json=rangeReset,proto3,oneof"`
+}
+
 func (*Op_Put) isOp_Op() {}
 
 func (*Op_Delete) isOp_Op() {}
@@ -1190,6 +1225,10 @@ func (*Op_RangeAcquire) isOp_Op() {}
 func (*Op_RangeDrop) isOp_Op() {}
 
 func (*Op_RangeTrack) isOp_Op() {}
+
+func (*Op_RangeAbort) isOp_Op() {}
+
+func (*Op_RangeReset) isOp_Op() {}
 
 // AlarmSet raises (active) or clears an alarm of one member in
 // metadata-0 (sm/alarm.go). The NOSPACE alarm, raised by a member whose
@@ -1373,7 +1412,11 @@ type Ownership struct {
 	// until their RangeRelease): every change to a key such a range moves
 	// is also marked (sm/split.go), so that only the marked keys are copied
 	// again after the fence.
-	Tracking      []*MovingRange `protobuf:"bytes,5,rep,name=tracking,proto3" json:"tracking,omitempty"`
+	Tracking []*MovingRange `protobuf:"bytes,5,rep,name=tracking,proto3" json:"tracking,omitempty"`
+	// Splits aborted before their fence (RangeAbort): a RangeTrack or
+	// RangeRelease of the same range to the same child is refused from then
+	// on (child names are never reused, so this only grows by aborts).
+	Aborted       []*MovingRange `protobuf:"bytes,6,rep,name=aborted,proto3" json:"aborted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1439,6 +1482,13 @@ func (x *Ownership) GetIngesting() bool {
 func (x *Ownership) GetTracking() []*MovingRange {
 	if x != nil {
 		return x.Tracking
+	}
+	return nil
+}
+
+func (x *Ownership) GetAborted() []*MovingRange {
+	if x != nil {
+		return x.Aborted
 	}
 	return nil
 }
@@ -1635,6 +1685,143 @@ func (x *RangeRelease) GetTo() string {
 	return ""
 }
 
+// RangeAbort ends a split in the parent before its fence: the tracking
+// of the range (if any) ends, its marks are deleted, and the split is
+// recorded as aborted, so that a RangeTrack or RangeRelease of it applied
+// later is refused. Refused (CONFLICT, the result's value the MovingRange
+// released) once the parent's log released the range: whichever of the
+// two the parent's log applies first decides (the point of no return is
+// the parent's log order, not a controller's view).
+type RangeAbort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeAbort) Reset() {
+	*x = RangeAbort{}
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeAbort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeAbort) ProtoMessage() {}
+
+func (x *RangeAbort) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeAbort.ProtoReflect.Descriptor instead.
+func (*RangeAbort) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RangeAbort) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeAbort) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// RangeReset clears a child's copy of a split's range (its acquire was
+// refused: the copy differs from the parent's at the fence), so that it
+// is copied again from the parent's frozen state: each entry deletes up
+// to limit of the copied keys; the one that finds none left stores a
+// fresh copy state with resets one higher and answers succeeded. Applied
+// only while the child's resets equal expect_resets (a resumed reset of
+// an earlier round changes nothing: succeeded); refused once the child
+// acquired. Ingests and the acquire are refused while a reset is under
+// way.
+type RangeReset struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Range        *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	From         string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	ExpectResets uint32                 `protobuf:"varint,3,opt,name=expect_resets,json=expectResets,proto3" json:"expect_resets,omitempty"`
+	// 0: a default (sm/split.go).
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReset) Reset() {
+	*x = RangeReset{}
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReset) ProtoMessage() {}
+
+func (x *RangeReset) ProtoReflect() protoreflect.Message {
+	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReset.ProtoReflect.Descriptor instead.
+func (*RangeReset) Descriptor() ([]byte, []int) {
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RangeReset) GetRange() *HashRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RangeReset) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RangeReset) GetExpectResets() uint32 {
+	if x != nil {
+		return x.ExpectResets
+	}
+	return 0
+}
+
+func (x *RangeReset) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 // RangeIngest copies a chunk of a split's range into the child.
 //
 // The bulk copy (replay false): pairs are stored keys and values of the
@@ -1677,7 +1864,7 @@ type RangeIngest struct {
 
 func (x *RangeIngest) Reset() {
 	*x = RangeIngest{}
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1876,7 @@ func (x *RangeIngest) String() string {
 func (*RangeIngest) ProtoMessage() {}
 
 func (x *RangeIngest) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[9]
+	mi := &file_sm_logpb_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1889,7 @@ func (x *RangeIngest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeIngest.ProtoReflect.Descriptor instead.
 func (*RangeIngest) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{9}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RangeIngest) GetRange() *HashRange {
@@ -1780,7 +1967,7 @@ type RawPair struct {
 
 func (x *RawPair) Reset() {
 	*x = RawPair{}
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1979,7 @@ func (x *RawPair) String() string {
 func (*RawPair) ProtoMessage() {}
 
 func (x *RawPair) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[10]
+	mi := &file_sm_logpb_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1992,7 @@ func (x *RawPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RawPair.ProtoReflect.Descriptor instead.
 func (*RawPair) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{10}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RawPair) GetKey() []byte {
@@ -1849,15 +2036,19 @@ type RangeCopyState struct {
 	// The digest (sm.RangeDigest) of the range's keys the child holds,
 	// kept as every ingest writes them: the acquire compares it with the
 	// parent's at the fence without reading the copy again.
-	Keys          uint64 `protobuf:"varint,8,opt,name=keys,proto3" json:"keys,omitempty"`
-	Hash          uint64 `protobuf:"varint,9,opt,name=hash,proto3" json:"hash,omitempty"`
+	Keys uint64 `protobuf:"varint,8,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash uint64 `protobuf:"varint,9,opt,name=hash,proto3" json:"hash,omitempty"`
+	// A RangeReset is deleting the copy (nothing is ingested meanwhile),
+	// and how many resets completed (the controller bounds them).
+	Resetting     bool   `protobuf:"varint,10,opt,name=resetting,proto3" json:"resetting,omitempty"`
+	Resets        uint32 `protobuf:"varint,11,opt,name=resets,proto3" json:"resets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeCopyState) Reset() {
 	*x = RangeCopyState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2060,7 @@ func (x *RangeCopyState) String() string {
 func (*RangeCopyState) ProtoMessage() {}
 
 func (x *RangeCopyState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[11]
+	mi := &file_sm_logpb_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2073,7 @@ func (x *RangeCopyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCopyState.ProtoReflect.Descriptor instead.
 func (*RangeCopyState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{11}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangeCopyState) GetCursor() []byte {
@@ -1948,8 +2139,23 @@ func (x *RangeCopyState) GetHash() uint64 {
 	return 0
 }
 
+func (x *RangeCopyState) GetResetting() bool {
+	if x != nil {
+		return x.Resetting
+	}
+	return false
+}
+
+func (x *RangeCopyState) GetResets() uint32 {
+	if x != nil {
+		return x.Resets
+	}
+	return 0
+}
+
 // RangeAcquire makes the child own the range: its copied keys must count
-// keys and hash to hash (the parent's at the fence), else CONFLICT. The
+// keys and hash to hash (the parent's at the fence), else CONFLICT (with
+// the child's RangeCopyState as the result's value). The
 // child's revisions continue from fence_revision.
 type RangeAcquire struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1964,7 +2170,7 @@ type RangeAcquire struct {
 
 func (x *RangeAcquire) Reset() {
 	*x = RangeAcquire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2182,7 @@ func (x *RangeAcquire) String() string {
 func (*RangeAcquire) ProtoMessage() {}
 
 func (x *RangeAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[12]
+	mi := &file_sm_logpb_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2195,7 @@ func (x *RangeAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeAcquire.ProtoReflect.Descriptor instead.
 func (*RangeAcquire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{12}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangeAcquire) GetRange() *HashRange {
@@ -2043,7 +2249,7 @@ type RangeDrop struct {
 
 func (x *RangeDrop) Reset() {
 	*x = RangeDrop{}
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2261,7 @@ func (x *RangeDrop) String() string {
 func (*RangeDrop) ProtoMessage() {}
 
 func (x *RangeDrop) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[13]
+	mi := &file_sm_logpb_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2274,7 @@ func (x *RangeDrop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDrop.ProtoReflect.Descriptor instead.
 func (*RangeDrop) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{13}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RangeDrop) GetRange() *HashRange {
@@ -2097,7 +2303,7 @@ type OwnershipInit struct {
 
 func (x *OwnershipInit) Reset() {
 	*x = OwnershipInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2315,7 @@ func (x *OwnershipInit) String() string {
 func (*OwnershipInit) ProtoMessage() {}
 
 func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[14]
+	mi := &file_sm_logpb_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2328,7 @@ func (x *OwnershipInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipInit.ProtoReflect.Descriptor instead.
 func (*OwnershipInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{14}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OwnershipInit) GetRanges() []*HashRange {
@@ -2151,7 +2357,7 @@ type BrokerRegister struct {
 
 func (x *BrokerRegister) Reset() {
 	*x = BrokerRegister{}
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2369,7 @@ func (x *BrokerRegister) String() string {
 func (*BrokerRegister) ProtoMessage() {}
 
 func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[15]
+	mi := &file_sm_logpb_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2382,7 @@ func (x *BrokerRegister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerRegister.ProtoReflect.Descriptor instead.
 func (*BrokerRegister) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{15}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BrokerRegister) GetBrokerId() string {
@@ -2214,7 +2420,7 @@ type BrokerSetStatus struct {
 
 func (x *BrokerSetStatus) Reset() {
 	*x = BrokerSetStatus{}
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2432,7 @@ func (x *BrokerSetStatus) String() string {
 func (*BrokerSetStatus) ProtoMessage() {}
 
 func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[16]
+	mi := &file_sm_logpb_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2445,7 @@ func (x *BrokerSetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerSetStatus.ProtoReflect.Descriptor instead.
 func (*BrokerSetStatus) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{16}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BrokerSetStatus) GetBrokerId() string {
@@ -2280,7 +2486,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2498,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[17]
+	mi := &file_sm_logpb_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2511,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{17}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Assign) GetConnector() string {
@@ -2358,7 +2564,7 @@ type ConnectorReport struct {
 
 func (x *ConnectorReport) Reset() {
 	*x = ConnectorReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2576,7 @@ func (x *ConnectorReport) String() string {
 func (*ConnectorReport) ProtoMessage() {}
 
 func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[18]
+	mi := &file_sm_logpb_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2589,7 @@ func (x *ConnectorReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorReport.ProtoReflect.Descriptor instead.
 func (*ConnectorReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{18}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectorReport) GetConnector() string {
@@ -2435,7 +2641,7 @@ type ResourceCreate struct {
 
 func (x *ResourceCreate) Reset() {
 	*x = ResourceCreate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2653,7 @@ func (x *ResourceCreate) String() string {
 func (*ResourceCreate) ProtoMessage() {}
 
 func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[19]
+	mi := &file_sm_logpb_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2666,7 @@ func (x *ResourceCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceCreate.ProtoReflect.Descriptor instead.
 func (*ResourceCreate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{19}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResourceCreate) GetKind() int32 {
@@ -2496,7 +2702,7 @@ type ResourceUpdate struct {
 
 func (x *ResourceUpdate) Reset() {
 	*x = ResourceUpdate{}
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2714,7 @@ func (x *ResourceUpdate) String() string {
 func (*ResourceUpdate) ProtoMessage() {}
 
 func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[20]
+	mi := &file_sm_logpb_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2727,7 @@ func (x *ResourceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUpdate.ProtoReflect.Descriptor instead.
 func (*ResourceUpdate) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{20}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResourceUpdate) GetKind() int32 {
@@ -2564,7 +2770,7 @@ type ResourceDelete struct {
 
 func (x *ResourceDelete) Reset() {
 	*x = ResourceDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2782,7 @@ func (x *ResourceDelete) String() string {
 func (*ResourceDelete) ProtoMessage() {}
 
 func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[21]
+	mi := &file_sm_logpb_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2795,7 @@ func (x *ResourceDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDelete.ProtoReflect.Descriptor instead.
 func (*ResourceDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{21}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResourceDelete) GetKind() int32 {
@@ -2637,7 +2843,7 @@ type SessionPut struct {
 
 func (x *SessionPut) Reset() {
 	*x = SessionPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2855,7 @@ func (x *SessionPut) String() string {
 func (*SessionPut) ProtoMessage() {}
 
 func (x *SessionPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[22]
+	mi := &file_sm_logpb_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2868,7 @@ func (x *SessionPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPut.ProtoReflect.Descriptor instead.
 func (*SessionPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{22}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SessionPut) GetClientId() string {
@@ -2750,7 +2956,7 @@ type SessionsPut struct {
 
 func (x *SessionsPut) Reset() {
 	*x = SessionsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2968,7 @@ func (x *SessionsPut) String() string {
 func (*SessionsPut) ProtoMessage() {}
 
 func (x *SessionsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[23]
+	mi := &file_sm_logpb_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2981,7 @@ func (x *SessionsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsPut.ProtoReflect.Descriptor instead.
 func (*SessionsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{23}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SessionsPut) GetSessions() []*SessionPut {
@@ -2801,7 +3007,7 @@ type SessionsDelete struct {
 
 func (x *SessionsDelete) Reset() {
 	*x = SessionsDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +3019,7 @@ func (x *SessionsDelete) String() string {
 func (*SessionsDelete) ProtoMessage() {}
 
 func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[24]
+	mi := &file_sm_logpb_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +3032,7 @@ func (x *SessionsDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsDelete.ProtoReflect.Descriptor instead.
 func (*SessionsDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{24}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SessionsDelete) GetClientIds() []string {
@@ -2848,7 +3054,7 @@ type SessionsExpire struct {
 
 func (x *SessionsExpire) Reset() {
 	*x = SessionsExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3066,7 @@ func (x *SessionsExpire) String() string {
 func (*SessionsExpire) ProtoMessage() {}
 
 func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[25]
+	mi := &file_sm_logpb_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3079,7 @@ func (x *SessionsExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsExpire.ProtoReflect.Descriptor instead.
 func (*SessionsExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{25}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SessionsExpire) GetClientIds() []string {
@@ -2898,7 +3104,7 @@ type WillPut struct {
 
 func (x *WillPut) Reset() {
 	*x = WillPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +3116,7 @@ func (x *WillPut) String() string {
 func (*WillPut) ProtoMessage() {}
 
 func (x *WillPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[26]
+	mi := &file_sm_logpb_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3129,7 @@ func (x *WillPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillPut.ProtoReflect.Descriptor instead.
 func (*WillPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{26}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WillPut) GetClientId() string {
@@ -2984,7 +3190,7 @@ type WillDelete struct {
 
 func (x *WillDelete) Reset() {
 	*x = WillDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2996,7 +3202,7 @@ func (x *WillDelete) String() string {
 func (*WillDelete) ProtoMessage() {}
 
 func (x *WillDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[27]
+	mi := &file_sm_logpb_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3009,7 +3215,7 @@ func (x *WillDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillDelete.ProtoReflect.Descriptor instead.
 func (*WillDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{27}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WillDelete) GetClientId() string {
@@ -3030,7 +3236,7 @@ type WillsMarkDue struct {
 
 func (x *WillsMarkDue) Reset() {
 	*x = WillsMarkDue{}
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3248,7 @@ func (x *WillsMarkDue) String() string {
 func (*WillsMarkDue) ProtoMessage() {}
 
 func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[28]
+	mi := &file_sm_logpb_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3261,7 @@ func (x *WillsMarkDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillsMarkDue.ProtoReflect.Descriptor instead.
 func (*WillsMarkDue) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{28}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WillsMarkDue) GetClientIds() []string {
@@ -3076,7 +3282,7 @@ type WillClaim struct {
 
 func (x *WillClaim) Reset() {
 	*x = WillClaim{}
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3294,7 @@ func (x *WillClaim) String() string {
 func (*WillClaim) ProtoMessage() {}
 
 func (x *WillClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[29]
+	mi := &file_sm_logpb_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3307,7 @@ func (x *WillClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillClaim.ProtoReflect.Descriptor instead.
 func (*WillClaim) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{29}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WillClaim) GetClientId() string {
@@ -3135,7 +3341,7 @@ type WillComplete struct {
 
 func (x *WillComplete) Reset() {
 	*x = WillComplete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3353,7 @@ func (x *WillComplete) String() string {
 func (*WillComplete) ProtoMessage() {}
 
 func (x *WillComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[30]
+	mi := &file_sm_logpb_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3366,7 @@ func (x *WillComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WillComplete.ProtoReflect.Descriptor instead.
 func (*WillComplete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{30}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WillComplete) GetClientId() string {
@@ -3190,7 +3396,7 @@ type RetainedSet struct {
 
 func (x *RetainedSet) Reset() {
 	*x = RetainedSet{}
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3408,7 @@ func (x *RetainedSet) String() string {
 func (*RetainedSet) ProtoMessage() {}
 
 func (x *RetainedSet) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[31]
+	mi := &file_sm_logpb_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3421,7 @@ func (x *RetainedSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedSet.ProtoReflect.Descriptor instead.
 func (*RetainedSet) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{31}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RetainedSet) GetTopic() string {
@@ -3256,7 +3462,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3474,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[32]
+	mi := &file_sm_logpb_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3487,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{32}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -3307,7 +3513,7 @@ type LeaseKeepAlive struct {
 
 func (x *LeaseKeepAlive) Reset() {
 	*x = LeaseKeepAlive{}
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3525,7 @@ func (x *LeaseKeepAlive) String() string {
 func (*LeaseKeepAlive) ProtoMessage() {}
 
 func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[33]
+	mi := &file_sm_logpb_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3538,7 @@ func (x *LeaseKeepAlive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeepAlive.ProtoReflect.Descriptor instead.
 func (*LeaseKeepAlive) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{33}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaseKeepAlive) GetId() int64 {
@@ -3351,7 +3557,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3569,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[34]
+	mi := &file_sm_logpb_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3582,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{34}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -3396,7 +3602,7 @@ type LeasesExpire struct {
 
 func (x *LeasesExpire) Reset() {
 	*x = LeasesExpire{}
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3614,7 @@ func (x *LeasesExpire) String() string {
 func (*LeasesExpire) ProtoMessage() {}
 
 func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[35]
+	mi := &file_sm_logpb_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3627,7 @@ func (x *LeasesExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesExpire.ProtoReflect.Descriptor instead.
 func (*LeasesExpire) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{35}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeasesExpire) GetIds() []int64 {
@@ -3442,7 +3648,7 @@ type EventsCompact struct {
 
 func (x *EventsCompact) Reset() {
 	*x = EventsCompact{}
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3660,7 @@ func (x *EventsCompact) String() string {
 func (*EventsCompact) ProtoMessage() {}
 
 func (x *EventsCompact) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[36]
+	mi := &file_sm_logpb_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3673,7 @@ func (x *EventsCompact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsCompact.ProtoReflect.Descriptor instead.
 func (*EventsCompact) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{36}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EventsCompact) GetBelowRevision() uint64 {
@@ -3488,7 +3694,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3500,7 +3706,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[37]
+	mi := &file_sm_logpb_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3513,7 +3719,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{37}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -3546,7 +3752,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3764,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[38]
+	mi := &file_sm_logpb_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3777,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{38}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -3595,7 +3801,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3813,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[39]
+	mi := &file_sm_logpb_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3826,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{39}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -3679,7 +3885,7 @@ type KVPuts struct {
 
 func (x *KVPuts) Reset() {
 	*x = KVPuts{}
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3897,7 @@ func (x *KVPuts) String() string {
 func (*KVPuts) ProtoMessage() {}
 
 func (x *KVPuts) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[40]
+	mi := &file_sm_logpb_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3910,7 @@ func (x *KVPuts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPuts.ProtoReflect.Descriptor instead.
 func (*KVPuts) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{40}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KVPuts) GetPuts() []*KVPut {
@@ -3739,7 +3945,7 @@ type KVCompare struct {
 
 func (x *KVCompare) Reset() {
 	*x = KVCompare{}
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3957,7 @@ func (x *KVCompare) String() string {
 func (*KVCompare) ProtoMessage() {}
 
 func (x *KVCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[41]
+	mi := &file_sm_logpb_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3970,7 @@ func (x *KVCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompare.ProtoReflect.Descriptor instead.
 func (*KVCompare) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{41}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *KVCompare) GetKey() []byte {
@@ -3858,7 +4064,7 @@ type KVTxnOp struct {
 
 func (x *KVTxnOp) Reset() {
 	*x = KVTxnOp{}
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3870,7 +4076,7 @@ func (x *KVTxnOp) String() string {
 func (*KVTxnOp) ProtoMessage() {}
 
 func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[42]
+	mi := &file_sm_logpb_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3883,7 +4089,7 @@ func (x *KVTxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxnOp.ProtoReflect.Descriptor instead.
 func (*KVTxnOp) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{42}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *KVTxnOp) GetOp() isKVTxnOp_Op {
@@ -3942,7 +4148,7 @@ type KVTxn struct {
 
 func (x *KVTxn) Reset() {
 	*x = KVTxn{}
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3954,7 +4160,7 @@ func (x *KVTxn) String() string {
 func (*KVTxn) ProtoMessage() {}
 
 func (x *KVTxn) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[43]
+	mi := &file_sm_logpb_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3967,7 +4173,7 @@ func (x *KVTxn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVTxn.ProtoReflect.Descriptor instead.
 func (*KVTxn) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{43}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KVTxn) GetCompares() []*KVCompare {
@@ -4004,7 +4210,7 @@ type OffsetEntry struct {
 
 func (x *OffsetEntry) Reset() {
 	*x = OffsetEntry{}
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4222,7 @@ func (x *OffsetEntry) String() string {
 func (*OffsetEntry) ProtoMessage() {}
 
 func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[44]
+	mi := &file_sm_logpb_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4235,7 @@ func (x *OffsetEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetEntry.ProtoReflect.Descriptor instead.
 func (*OffsetEntry) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{44}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OffsetEntry) GetGroup() string {
@@ -4077,7 +4283,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4295,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[45]
+	mi := &file_sm_logpb_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4308,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{45}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *OffsetCommit) GetEntries() []*OffsetEntry {
@@ -4121,7 +4327,7 @@ type OffsetDeleteGroup struct {
 
 func (x *OffsetDeleteGroup) Reset() {
 	*x = OffsetDeleteGroup{}
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4133,7 +4339,7 @@ func (x *OffsetDeleteGroup) String() string {
 func (*OffsetDeleteGroup) ProtoMessage() {}
 
 func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[46]
+	mi := &file_sm_logpb_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4146,7 +4352,7 @@ func (x *OffsetDeleteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetDeleteGroup.ProtoReflect.Descriptor instead.
 func (*OffsetDeleteGroup) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{46}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OffsetDeleteGroup) GetGroup() string {
@@ -4180,7 +4386,7 @@ type ClusterInit struct {
 
 func (x *ClusterInit) Reset() {
 	*x = ClusterInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4192,7 +4398,7 @@ func (x *ClusterInit) String() string {
 func (*ClusterInit) ProtoMessage() {}
 
 func (x *ClusterInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[47]
+	mi := &file_sm_logpb_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4205,7 +4411,7 @@ func (x *ClusterInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInit.ProtoReflect.Descriptor instead.
 func (*ClusterInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{47}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ClusterInit) GetClusterId() string {
@@ -4273,7 +4479,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4491,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[48]
+	mi := &file_sm_logpb_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4504,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{48}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MemberPut) GetId() string {
@@ -4340,7 +4546,7 @@ type MemberSetState struct {
 
 func (x *MemberSetState) Reset() {
 	*x = MemberSetState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4352,7 +4558,7 @@ func (x *MemberSetState) String() string {
 func (*MemberSetState) ProtoMessage() {}
 
 func (x *MemberSetState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[49]
+	mi := &file_sm_logpb_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4365,7 +4571,7 @@ func (x *MemberSetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberSetState.ProtoReflect.Descriptor instead.
 func (*MemberSetState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{49}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MemberSetState) GetId() string {
@@ -4395,7 +4601,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4613,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[50]
+	mi := &file_sm_logpb_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4626,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{50}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Replica) GetNode() string {
@@ -4465,7 +4671,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4477,7 +4683,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[51]
+	mi := &file_sm_logpb_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4490,7 +4696,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{51}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupRecord) GetName() string {
@@ -4566,13 +4772,17 @@ type Split struct {
 	// Where the parent's log fenced the range, and its revision there.
 	FenceIndex    uint64 `protobuf:"varint,4,opt,name=fence_index,json=fenceIndex,proto3" json:"fence_index,omitempty"`
 	FenceRevision uint64 `protobuf:"varint,5,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
+	// Set when the split gave up (the child's acquire was refused after
+	// every copy it may redo): the range stays fenced until an operator
+	// acts; the message says why.
+	Stuck         string `protobuf:"bytes,6,opt,name=stuck,proto3" json:"stuck,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Split) Reset() {
 	*x = Split{}
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4794,7 @@ func (x *Split) String() string {
 func (*Split) ProtoMessage() {}
 
 func (x *Split) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[52]
+	mi := &file_sm_logpb_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4807,7 @@ func (x *Split) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Split.ProtoReflect.Descriptor instead.
 func (*Split) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{52}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Split) GetChild() string {
@@ -4635,6 +4845,13 @@ func (x *Split) GetFenceRevision() uint64 {
 	return 0
 }
 
+func (x *Split) GetStuck() string {
+	if x != nil {
+		return x.Stuck
+	}
+	return ""
+}
+
 // GroupsPut writes several group records in one step, each compared as
 // GroupPut compares: all of them or none (the first mismatch's result).
 type GroupsPut struct {
@@ -4646,7 +4863,7 @@ type GroupsPut struct {
 
 func (x *GroupsPut) Reset() {
 	*x = GroupsPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4658,7 +4875,7 @@ func (x *GroupsPut) String() string {
 func (*GroupsPut) ProtoMessage() {}
 
 func (x *GroupsPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[53]
+	mi := &file_sm_logpb_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4671,7 +4888,7 @@ func (x *GroupsPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupsPut.ProtoReflect.Descriptor instead.
 func (*GroupsPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{53}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupsPut) GetPuts() []*GroupPut {
@@ -4693,7 +4910,7 @@ type HashRange struct {
 
 func (x *HashRange) Reset() {
 	*x = HashRange{}
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4705,7 +4922,7 @@ func (x *HashRange) String() string {
 func (*HashRange) ProtoMessage() {}
 
 func (x *HashRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[54]
+	mi := &file_sm_logpb_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4718,7 +4935,7 @@ func (x *HashRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRange.ProtoReflect.Descriptor instead.
 func (*HashRange) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{54}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HashRange) GetLo() uint64 {
@@ -4756,7 +4973,7 @@ type GroupPut struct {
 
 func (x *GroupPut) Reset() {
 	*x = GroupPut{}
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4768,7 +4985,7 @@ func (x *GroupPut) String() string {
 func (*GroupPut) ProtoMessage() {}
 
 func (x *GroupPut) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[55]
+	mi := &file_sm_logpb_log_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4781,7 +4998,7 @@ func (x *GroupPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPut.ProtoReflect.Descriptor instead.
 func (*GroupPut) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{55}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GroupPut) GetGroup() *GroupRecord {
@@ -4812,7 +5029,7 @@ type DirectoryInit struct {
 
 func (x *DirectoryInit) Reset() {
 	*x = DirectoryInit{}
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4824,7 +5041,7 @@ func (x *DirectoryInit) String() string {
 func (*DirectoryInit) ProtoMessage() {}
 
 func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[56]
+	mi := &file_sm_logpb_log_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4837,7 +5054,7 @@ func (x *DirectoryInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryInit.ProtoReflect.Descriptor instead.
 func (*DirectoryInit) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{56}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DirectoryInit) GetGroups() []*GroupRecord {
@@ -4870,7 +5087,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5099,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[57]
+	mi := &file_sm_logpb_log_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5112,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{57}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -4919,7 +5136,7 @@ type KV struct {
 
 func (x *KV) Reset() {
 	*x = KV{}
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4931,7 +5148,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[58]
+	mi := &file_sm_logpb_log_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4944,7 +5161,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{58}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *KV) GetValue() []byte {
@@ -4994,7 +5211,7 @@ type Offset struct {
 
 func (x *Offset) Reset() {
 	*x = Offset{}
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5006,7 +5223,7 @@ func (x *Offset) String() string {
 func (*Offset) ProtoMessage() {}
 
 func (x *Offset) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[59]
+	mi := &file_sm_logpb_log_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5019,7 +5236,7 @@ func (x *Offset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offset.ProtoReflect.Descriptor instead.
 func (*Offset) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{59}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Offset) GetOffset() int64 {
@@ -5057,7 +5274,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5069,7 +5286,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[60]
+	mi := &file_sm_logpb_log_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5082,7 +5299,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{60}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Resource) GetKind() int32 {
@@ -5146,7 +5363,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5375,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[61]
+	mi := &file_sm_logpb_log_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5388,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{61}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Session) GetClientId() string {
@@ -5271,7 +5488,7 @@ type Will struct {
 
 func (x *Will) Reset() {
 	*x = Will{}
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5283,7 +5500,7 @@ func (x *Will) String() string {
 func (*Will) ProtoMessage() {}
 
 func (x *Will) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[62]
+	mi := &file_sm_logpb_log_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5296,7 +5513,7 @@ func (x *Will) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Will.ProtoReflect.Descriptor instead.
 func (*Will) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{62}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Will) GetClientId() string {
@@ -5395,7 +5612,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5407,7 +5624,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[63]
+	mi := &file_sm_logpb_log_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5420,7 +5637,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{63}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Retained) GetPayload() []byte {
@@ -5468,7 +5685,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_sm_logpb_log_proto_msgTypes[64]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5480,7 +5697,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[64]
+	mi := &file_sm_logpb_log_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5493,7 +5710,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{64}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Broker) GetBrokerId() string {
@@ -5569,7 +5786,7 @@ type ConnectorAssignment struct {
 
 func (x *ConnectorAssignment) Reset() {
 	*x = ConnectorAssignment{}
-	mi := &file_sm_logpb_log_proto_msgTypes[65]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5581,7 +5798,7 @@ func (x *ConnectorAssignment) String() string {
 func (*ConnectorAssignment) ProtoMessage() {}
 
 func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[65]
+	mi := &file_sm_logpb_log_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5594,7 +5811,7 @@ func (x *ConnectorAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectorAssignment.ProtoReflect.Descriptor instead.
 func (*ConnectorAssignment) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{65}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ConnectorAssignment) GetConnector() string {
@@ -5664,7 +5881,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_sm_logpb_log_proto_msgTypes[66]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5676,7 +5893,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[66]
+	mi := &file_sm_logpb_log_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5689,7 +5906,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{66}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Lease) GetId() int64 {
@@ -5731,7 +5948,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sm_logpb_log_proto_msgTypes[67]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5743,7 +5960,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[67]
+	mi := &file_sm_logpb_log_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5756,7 +5973,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{67}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Event) GetSpace() Space {
@@ -5813,7 +6030,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_sm_logpb_log_proto_msgTypes[68]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5825,7 +6042,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[68]
+	mi := &file_sm_logpb_log_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5838,7 +6055,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{68}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -5901,7 +6118,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_sm_logpb_log_proto_msgTypes[69]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5913,7 +6130,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[69]
+	mi := &file_sm_logpb_log_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5926,7 +6143,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{69}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Result) GetCode() Code {
@@ -6042,7 +6259,7 @@ type NodeIdentity struct {
 
 func (x *NodeIdentity) Reset() {
 	*x = NodeIdentity{}
-	mi := &file_sm_logpb_log_proto_msgTypes[70]
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6054,7 +6271,7 @@ func (x *NodeIdentity) String() string {
 func (*NodeIdentity) ProtoMessage() {}
 
 func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[70]
+	mi := &file_sm_logpb_log_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6067,7 +6284,7 @@ func (x *NodeIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdentity.ProtoReflect.Descriptor instead.
 func (*NodeIdentity) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{70}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *NodeIdentity) GetNodeId() string {
@@ -6146,7 +6363,7 @@ type Directory struct {
 
 func (x *Directory) Reset() {
 	*x = Directory{}
-	mi := &file_sm_logpb_log_proto_msgTypes[71]
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6158,7 +6375,7 @@ func (x *Directory) String() string {
 func (*Directory) ProtoMessage() {}
 
 func (x *Directory) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[71]
+	mi := &file_sm_logpb_log_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6171,7 +6388,7 @@ func (x *Directory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directory.ProtoReflect.Descriptor instead.
 func (*Directory) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{71}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Directory) GetVersion() uint64 {
@@ -6232,7 +6449,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	mi := &file_sm_logpb_log_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6244,7 +6461,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[72]
+	mi := &file_sm_logpb_log_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6257,7 +6474,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{72}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -6320,7 +6537,7 @@ type ReplicaReport struct {
 
 func (x *ReplicaReport) Reset() {
 	*x = ReplicaReport{}
-	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	mi := &file_sm_logpb_log_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6332,7 +6549,7 @@ func (x *ReplicaReport) String() string {
 func (*ReplicaReport) ProtoMessage() {}
 
 func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[73]
+	mi := &file_sm_logpb_log_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6345,7 +6562,7 @@ func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
 func (*ReplicaReport) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{73}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ReplicaReport) GetGroup() string {
@@ -6448,7 +6665,7 @@ type SplitRead struct {
 
 func (x *SplitRead) Reset() {
 	*x = SplitRead{}
-	mi := &file_sm_logpb_log_proto_msgTypes[74]
+	mi := &file_sm_logpb_log_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6460,7 +6677,7 @@ func (x *SplitRead) String() string {
 func (*SplitRead) ProtoMessage() {}
 
 func (x *SplitRead) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[74]
+	mi := &file_sm_logpb_log_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6473,7 +6690,7 @@ func (x *SplitRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRead.ProtoReflect.Descriptor instead.
 func (*SplitRead) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{74}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SplitRead) GetGroup() string {
@@ -6548,7 +6765,7 @@ type SplitChunk struct {
 
 func (x *SplitChunk) Reset() {
 	*x = SplitChunk{}
-	mi := &file_sm_logpb_log_proto_msgTypes[75]
+	mi := &file_sm_logpb_log_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6560,7 +6777,7 @@ func (x *SplitChunk) String() string {
 func (*SplitChunk) ProtoMessage() {}
 
 func (x *SplitChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sm_logpb_log_proto_msgTypes[75]
+	mi := &file_sm_logpb_log_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6573,7 +6790,7 @@ func (x *SplitChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitChunk.ProtoReflect.Descriptor instead.
 func (*SplitChunk) Descriptor() ([]byte, []int) {
-	return file_sm_logpb_log_proto_rawDescGZIP(), []int{75}
+	return file_sm_logpb_log_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *SplitChunk) GetViewIndex() uint64 {
@@ -6625,7 +6842,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12sm/logpb/log.proto\x12\vmeta.log.v1\"N\n" +
 	"\x05Batch\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12!\n" +
-	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xe8\x15\n" +
+	"\x03ops\x18\x02 \x03(\v2\x0f.meta.log.v1.OpR\x03ops\"\xe0\x16\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.meta.log.v1.KVPutH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.meta.log.v1.KVDeleteH\x00R\x06delete\x121\n" +
@@ -6679,7 +6896,11 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"range_drop\x18/ \x01(\v2\x16.meta.log.v1.RangeDropH\x00R\trangeDrop\x12:\n" +
 	"\vrange_track\x180 \x01(\v2\x17.meta.log.v1.RangeTrackH\x00R\n" +
-	"rangeTrackB\x04\n" +
+	"rangeTrack\x12:\n" +
+	"\vrange_abort\x181 \x01(\v2\x17.meta.log.v1.RangeAbortH\x00R\n" +
+	"rangeAbort\x12:\n" +
+	"\vrange_reset\x182 \x01(\v2\x17.meta.log.v1.RangeResetH\x00R\n" +
+	"rangeResetB\x04\n" +
 	"\x02op\"j\n" +
 	"\bAlarmSet\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
@@ -6688,13 +6909,14 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\")\n" +
 	"\x11ClusterVersionSet\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\"\v\n" +
-	"\tHashCheck\"\xd7\x01\n" +
+	"\tHashCheck\"\x8b\x02\n" +
 	"\tOwnership\x12\x16\n" +
 	"\x06legacy\x18\x01 \x01(\bR\x06legacy\x12,\n" +
 	"\x05owned\x18\x02 \x03(\v2\x16.meta.log.v1.HashRangeR\x05owned\x120\n" +
 	"\x06moving\x18\x03 \x03(\v2\x18.meta.log.v1.MovingRangeR\x06moving\x12\x1c\n" +
 	"\tingesting\x18\x04 \x01(\bR\tingesting\x124\n" +
-	"\btracking\x18\x05 \x03(\v2\x18.meta.log.v1.MovingRangeR\btracking\"\xb4\x01\n" +
+	"\btracking\x18\x05 \x03(\v2\x18.meta.log.v1.MovingRangeR\btracking\x122\n" +
+	"\aaborted\x18\x06 \x03(\v2\x18.meta.log.v1.MovingRangeR\aaborted\"\xb4\x01\n" +
 	"\vMovingRange\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1f\n" +
@@ -6709,7 +6931,17 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\"L\n" +
 	"\fRangeRelease\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"\x88\x02\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"J\n" +
+	"\n" +
+	"RangeAbort\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\x89\x01\n" +
+	"\n" +
+	"RangeReset\x12,\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12#\n" +
+	"\rexpect_resets\x18\x03 \x01(\rR\fexpectResets\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\x88\x02\n" +
 	"\vRangeIngest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
@@ -6724,7 +6956,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\aRawPair\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
-	"\adeleted\x18\x03 \x01(\bR\adeleted\"\xef\x01\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"\xa5\x02\n" +
 	"\x0eRangeCopyState\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\fR\x06cursor\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1a\n" +
@@ -6735,7 +6967,10 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\bpass_min\x18\x06 \x01(\x04R\apassMin\x12\x14\n" +
 	"\x05final\x18\a \x01(\bR\x05final\x12\x12\n" +
 	"\x04keys\x18\b \x01(\x04R\x04keys\x12\x12\n" +
-	"\x04hash\x18\t \x01(\x04R\x04hash\"\x9f\x01\n" +
+	"\x04hash\x18\t \x01(\x04R\x04hash\x12\x1c\n" +
+	"\tresetting\x18\n" +
+	" \x01(\bR\tresetting\x12\x16\n" +
+	"\x06resets\x18\v \x01(\rR\x06resets\"\x9f\x01\n" +
 	"\fRangeAcquire\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12%\n" +
@@ -6920,14 +7155,15 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x06ranges\x18\x06 \x03(\v2\x16.meta.log.v1.HashRangeR\x06ranges\x12\x16\n" +
 	"\x06parent\x18\a \x01(\tR\x06parent\x12#\n" +
 	"\rbase_revision\x18\b \x01(\x04R\fbaseRevision\x12(\n" +
-	"\x05split\x18\t \x01(\v2\x12.meta.log.v1.SplitR\x05split\"\xc2\x01\n" +
+	"\x05split\x18\t \x01(\v2\x12.meta.log.v1.SplitR\x05split\"\xd8\x01\n" +
 	"\x05Split\x12\x14\n" +
 	"\x05child\x18\x01 \x01(\tR\x05child\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12-\n" +
 	"\x05phase\x18\x03 \x01(\x0e2\x17.meta.log.v1.SplitPhaseR\x05phase\x12\x1f\n" +
 	"\vfence_index\x18\x04 \x01(\x04R\n" +
 	"fenceIndex\x12%\n" +
-	"\x0efence_revision\x18\x05 \x01(\x04R\rfenceRevision\"6\n" +
+	"\x0efence_revision\x18\x05 \x01(\x04R\rfenceRevision\x12\x14\n" +
+	"\x05stuck\x18\x06 \x01(\tR\x05stuck\"6\n" +
 	"\tGroupsPut\x12)\n" +
 	"\x04puts\x18\x01 \x03(\v2\x15.meta.log.v1.GroupPutR\x04puts\"E\n" +
 	"\tHashRange\x12\x0e\n" +
@@ -7114,7 +7350,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"GroupState\x12\x16\n" +
 	"\x12GROUP_STATE_ACTIVE\x10\x00\x12\x18\n" +
 	"\x14GROUP_STATE_CREATING\x10\x01\x12\x18\n" +
-	"\x14GROUP_STATE_DELETING\x10\x02*\xa1\x01\n" +
+	"\x14GROUP_STATE_DELETING\x10\x02*\xbb\x01\n" +
 	"\n" +
 	"SplitPhase\x12\x14\n" +
 	"\x10SPLIT_PHASE_NONE\x10\x00\x12\x18\n" +
@@ -7122,7 +7358,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x12SPLIT_PHASE_FENCED\x10\x02\x12\x18\n" +
 	"\x14SPLIT_PHASE_ACQUIRED\x10\x03\x12\x19\n" +
 	"\x15SPLIT_PHASE_PUBLISHED\x10\x04\x12\x16\n" +
-	"\x12SPLIT_PHASE_COPIED\x10\x05*\x81\x01\n" +
+	"\x12SPLIT_PHASE_COPIED\x10\x05\x12\x18\n" +
+	"\x14SPLIT_PHASE_ABORTING\x10\x06*\x81\x01\n" +
 	"\tWillState\x12\x1a\n" +
 	"\x16WILL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WILL_STATE_PENDING\x10\x01\x12\x14\n" +
@@ -7158,7 +7395,7 @@ func file_sm_logpb_log_proto_rawDescGZIP() []byte {
 }
 
 var file_sm_logpb_log_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_sm_logpb_log_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_sm_logpb_log_proto_goTypes = []any{
 	(MemberState)(0),            // 0: meta.log.v1.MemberState
 	(GroupState)(0),             // 1: meta.log.v1.GroupState
@@ -7175,170 +7412,177 @@ var file_sm_logpb_log_proto_goTypes = []any{
 	(*MovingRange)(nil),         // 12: meta.log.v1.MovingRange
 	(*RangeTrack)(nil),          // 13: meta.log.v1.RangeTrack
 	(*RangeRelease)(nil),        // 14: meta.log.v1.RangeRelease
-	(*RangeIngest)(nil),         // 15: meta.log.v1.RangeIngest
-	(*RawPair)(nil),             // 16: meta.log.v1.RawPair
-	(*RangeCopyState)(nil),      // 17: meta.log.v1.RangeCopyState
-	(*RangeAcquire)(nil),        // 18: meta.log.v1.RangeAcquire
-	(*RangeDrop)(nil),           // 19: meta.log.v1.RangeDrop
-	(*OwnershipInit)(nil),       // 20: meta.log.v1.OwnershipInit
-	(*BrokerRegister)(nil),      // 21: meta.log.v1.BrokerRegister
-	(*BrokerSetStatus)(nil),     // 22: meta.log.v1.BrokerSetStatus
-	(*Assign)(nil),              // 23: meta.log.v1.Assign
-	(*ConnectorReport)(nil),     // 24: meta.log.v1.ConnectorReport
-	(*ResourceCreate)(nil),      // 25: meta.log.v1.ResourceCreate
-	(*ResourceUpdate)(nil),      // 26: meta.log.v1.ResourceUpdate
-	(*ResourceDelete)(nil),      // 27: meta.log.v1.ResourceDelete
-	(*SessionPut)(nil),          // 28: meta.log.v1.SessionPut
-	(*SessionsPut)(nil),         // 29: meta.log.v1.SessionsPut
-	(*SessionsDelete)(nil),      // 30: meta.log.v1.SessionsDelete
-	(*SessionsExpire)(nil),      // 31: meta.log.v1.SessionsExpire
-	(*WillPut)(nil),             // 32: meta.log.v1.WillPut
-	(*WillDelete)(nil),          // 33: meta.log.v1.WillDelete
-	(*WillsMarkDue)(nil),        // 34: meta.log.v1.WillsMarkDue
-	(*WillClaim)(nil),           // 35: meta.log.v1.WillClaim
-	(*WillComplete)(nil),        // 36: meta.log.v1.WillComplete
-	(*RetainedSet)(nil),         // 37: meta.log.v1.RetainedSet
-	(*LeaseGrant)(nil),          // 38: meta.log.v1.LeaseGrant
-	(*LeaseKeepAlive)(nil),      // 39: meta.log.v1.LeaseKeepAlive
-	(*LeaseRevoke)(nil),         // 40: meta.log.v1.LeaseRevoke
-	(*LeasesExpire)(nil),        // 41: meta.log.v1.LeasesExpire
-	(*EventsCompact)(nil),       // 42: meta.log.v1.EventsCompact
-	(*KVPut)(nil),               // 43: meta.log.v1.KVPut
-	(*KVDelete)(nil),            // 44: meta.log.v1.KVDelete
-	(*KVCompareAndSwap)(nil),    // 45: meta.log.v1.KVCompareAndSwap
-	(*KVPuts)(nil),              // 46: meta.log.v1.KVPuts
-	(*KVCompare)(nil),           // 47: meta.log.v1.KVCompare
-	(*KVTxnOp)(nil),             // 48: meta.log.v1.KVTxnOp
-	(*KVTxn)(nil),               // 49: meta.log.v1.KVTxn
-	(*OffsetEntry)(nil),         // 50: meta.log.v1.OffsetEntry
-	(*OffsetCommit)(nil),        // 51: meta.log.v1.OffsetCommit
-	(*OffsetDeleteGroup)(nil),   // 52: meta.log.v1.OffsetDeleteGroup
-	(*ClusterInit)(nil),         // 53: meta.log.v1.ClusterInit
-	(*MemberPut)(nil),           // 54: meta.log.v1.MemberPut
-	(*MemberSetState)(nil),      // 55: meta.log.v1.MemberSetState
-	(*Replica)(nil),             // 56: meta.log.v1.Replica
-	(*GroupRecord)(nil),         // 57: meta.log.v1.GroupRecord
-	(*Split)(nil),               // 58: meta.log.v1.Split
-	(*GroupsPut)(nil),           // 59: meta.log.v1.GroupsPut
-	(*HashRange)(nil),           // 60: meta.log.v1.HashRange
-	(*GroupPut)(nil),            // 61: meta.log.v1.GroupPut
-	(*DirectoryInit)(nil),       // 62: meta.log.v1.DirectoryInit
-	(*MemberRemove)(nil),        // 63: meta.log.v1.MemberRemove
-	(*KV)(nil),                  // 64: meta.log.v1.KV
-	(*Offset)(nil),              // 65: meta.log.v1.Offset
-	(*Resource)(nil),            // 66: meta.log.v1.Resource
-	(*Session)(nil),             // 67: meta.log.v1.Session
-	(*Will)(nil),                // 68: meta.log.v1.Will
-	(*Retained)(nil),            // 69: meta.log.v1.Retained
-	(*Broker)(nil),              // 70: meta.log.v1.Broker
-	(*ConnectorAssignment)(nil), // 71: meta.log.v1.ConnectorAssignment
-	(*Lease)(nil),               // 72: meta.log.v1.Lease
-	(*Event)(nil),               // 73: meta.log.v1.Event
-	(*AppliedState)(nil),        // 74: meta.log.v1.AppliedState
-	(*Result)(nil),              // 75: meta.log.v1.Result
-	(*NodeIdentity)(nil),        // 76: meta.log.v1.NodeIdentity
-	(*Directory)(nil),           // 77: meta.log.v1.Directory
-	(*NodeReport)(nil),          // 78: meta.log.v1.NodeReport
-	(*ReplicaReport)(nil),       // 79: meta.log.v1.ReplicaReport
-	(*SplitRead)(nil),           // 80: meta.log.v1.SplitRead
-	(*SplitChunk)(nil),          // 81: meta.log.v1.SplitChunk
+	(*RangeAbort)(nil),          // 15: meta.log.v1.RangeAbort
+	(*RangeReset)(nil),          // 16: meta.log.v1.RangeReset
+	(*RangeIngest)(nil),         // 17: meta.log.v1.RangeIngest
+	(*RawPair)(nil),             // 18: meta.log.v1.RawPair
+	(*RangeCopyState)(nil),      // 19: meta.log.v1.RangeCopyState
+	(*RangeAcquire)(nil),        // 20: meta.log.v1.RangeAcquire
+	(*RangeDrop)(nil),           // 21: meta.log.v1.RangeDrop
+	(*OwnershipInit)(nil),       // 22: meta.log.v1.OwnershipInit
+	(*BrokerRegister)(nil),      // 23: meta.log.v1.BrokerRegister
+	(*BrokerSetStatus)(nil),     // 24: meta.log.v1.BrokerSetStatus
+	(*Assign)(nil),              // 25: meta.log.v1.Assign
+	(*ConnectorReport)(nil),     // 26: meta.log.v1.ConnectorReport
+	(*ResourceCreate)(nil),      // 27: meta.log.v1.ResourceCreate
+	(*ResourceUpdate)(nil),      // 28: meta.log.v1.ResourceUpdate
+	(*ResourceDelete)(nil),      // 29: meta.log.v1.ResourceDelete
+	(*SessionPut)(nil),          // 30: meta.log.v1.SessionPut
+	(*SessionsPut)(nil),         // 31: meta.log.v1.SessionsPut
+	(*SessionsDelete)(nil),      // 32: meta.log.v1.SessionsDelete
+	(*SessionsExpire)(nil),      // 33: meta.log.v1.SessionsExpire
+	(*WillPut)(nil),             // 34: meta.log.v1.WillPut
+	(*WillDelete)(nil),          // 35: meta.log.v1.WillDelete
+	(*WillsMarkDue)(nil),        // 36: meta.log.v1.WillsMarkDue
+	(*WillClaim)(nil),           // 37: meta.log.v1.WillClaim
+	(*WillComplete)(nil),        // 38: meta.log.v1.WillComplete
+	(*RetainedSet)(nil),         // 39: meta.log.v1.RetainedSet
+	(*LeaseGrant)(nil),          // 40: meta.log.v1.LeaseGrant
+	(*LeaseKeepAlive)(nil),      // 41: meta.log.v1.LeaseKeepAlive
+	(*LeaseRevoke)(nil),         // 42: meta.log.v1.LeaseRevoke
+	(*LeasesExpire)(nil),        // 43: meta.log.v1.LeasesExpire
+	(*EventsCompact)(nil),       // 44: meta.log.v1.EventsCompact
+	(*KVPut)(nil),               // 45: meta.log.v1.KVPut
+	(*KVDelete)(nil),            // 46: meta.log.v1.KVDelete
+	(*KVCompareAndSwap)(nil),    // 47: meta.log.v1.KVCompareAndSwap
+	(*KVPuts)(nil),              // 48: meta.log.v1.KVPuts
+	(*KVCompare)(nil),           // 49: meta.log.v1.KVCompare
+	(*KVTxnOp)(nil),             // 50: meta.log.v1.KVTxnOp
+	(*KVTxn)(nil),               // 51: meta.log.v1.KVTxn
+	(*OffsetEntry)(nil),         // 52: meta.log.v1.OffsetEntry
+	(*OffsetCommit)(nil),        // 53: meta.log.v1.OffsetCommit
+	(*OffsetDeleteGroup)(nil),   // 54: meta.log.v1.OffsetDeleteGroup
+	(*ClusterInit)(nil),         // 55: meta.log.v1.ClusterInit
+	(*MemberPut)(nil),           // 56: meta.log.v1.MemberPut
+	(*MemberSetState)(nil),      // 57: meta.log.v1.MemberSetState
+	(*Replica)(nil),             // 58: meta.log.v1.Replica
+	(*GroupRecord)(nil),         // 59: meta.log.v1.GroupRecord
+	(*Split)(nil),               // 60: meta.log.v1.Split
+	(*GroupsPut)(nil),           // 61: meta.log.v1.GroupsPut
+	(*HashRange)(nil),           // 62: meta.log.v1.HashRange
+	(*GroupPut)(nil),            // 63: meta.log.v1.GroupPut
+	(*DirectoryInit)(nil),       // 64: meta.log.v1.DirectoryInit
+	(*MemberRemove)(nil),        // 65: meta.log.v1.MemberRemove
+	(*KV)(nil),                  // 66: meta.log.v1.KV
+	(*Offset)(nil),              // 67: meta.log.v1.Offset
+	(*Resource)(nil),            // 68: meta.log.v1.Resource
+	(*Session)(nil),             // 69: meta.log.v1.Session
+	(*Will)(nil),                // 70: meta.log.v1.Will
+	(*Retained)(nil),            // 71: meta.log.v1.Retained
+	(*Broker)(nil),              // 72: meta.log.v1.Broker
+	(*ConnectorAssignment)(nil), // 73: meta.log.v1.ConnectorAssignment
+	(*Lease)(nil),               // 74: meta.log.v1.Lease
+	(*Event)(nil),               // 75: meta.log.v1.Event
+	(*AppliedState)(nil),        // 76: meta.log.v1.AppliedState
+	(*Result)(nil),              // 77: meta.log.v1.Result
+	(*NodeIdentity)(nil),        // 78: meta.log.v1.NodeIdentity
+	(*Directory)(nil),           // 79: meta.log.v1.Directory
+	(*NodeReport)(nil),          // 80: meta.log.v1.NodeReport
+	(*ReplicaReport)(nil),       // 81: meta.log.v1.ReplicaReport
+	(*SplitRead)(nil),           // 82: meta.log.v1.SplitRead
+	(*SplitChunk)(nil),          // 83: meta.log.v1.SplitChunk
 }
 var file_sm_logpb_log_proto_depIdxs = []int32{
 	7,  // 0: meta.log.v1.Batch.ops:type_name -> meta.log.v1.Op
-	43, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
-	44, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
-	45, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
-	51, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
-	52, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
-	53, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
-	54, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
-	63, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
-	25, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
-	26, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
-	27, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
-	29, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
-	30, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
-	31, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
-	32, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
-	33, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
-	34, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
-	35, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
-	36, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
-	37, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
-	38, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
-	39, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
-	40, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
-	41, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
-	42, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
-	21, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
-	22, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
-	23, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
-	24, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
-	61, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
-	62, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
-	55, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
-	20, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
-	46, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
-	49, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
+	45, // 1: meta.log.v1.Op.put:type_name -> meta.log.v1.KVPut
+	46, // 2: meta.log.v1.Op.delete:type_name -> meta.log.v1.KVDelete
+	47, // 3: meta.log.v1.Op.cas:type_name -> meta.log.v1.KVCompareAndSwap
+	53, // 4: meta.log.v1.Op.offset_commit:type_name -> meta.log.v1.OffsetCommit
+	54, // 5: meta.log.v1.Op.offset_delete_group:type_name -> meta.log.v1.OffsetDeleteGroup
+	55, // 6: meta.log.v1.Op.cluster_init:type_name -> meta.log.v1.ClusterInit
+	56, // 7: meta.log.v1.Op.member_put:type_name -> meta.log.v1.MemberPut
+	65, // 8: meta.log.v1.Op.member_remove:type_name -> meta.log.v1.MemberRemove
+	27, // 9: meta.log.v1.Op.resource_create:type_name -> meta.log.v1.ResourceCreate
+	28, // 10: meta.log.v1.Op.resource_update:type_name -> meta.log.v1.ResourceUpdate
+	29, // 11: meta.log.v1.Op.resource_delete:type_name -> meta.log.v1.ResourceDelete
+	31, // 12: meta.log.v1.Op.sessions_put:type_name -> meta.log.v1.SessionsPut
+	32, // 13: meta.log.v1.Op.sessions_delete:type_name -> meta.log.v1.SessionsDelete
+	33, // 14: meta.log.v1.Op.sessions_expire:type_name -> meta.log.v1.SessionsExpire
+	34, // 15: meta.log.v1.Op.will_put:type_name -> meta.log.v1.WillPut
+	35, // 16: meta.log.v1.Op.will_delete:type_name -> meta.log.v1.WillDelete
+	36, // 17: meta.log.v1.Op.wills_mark_due:type_name -> meta.log.v1.WillsMarkDue
+	37, // 18: meta.log.v1.Op.will_claim:type_name -> meta.log.v1.WillClaim
+	38, // 19: meta.log.v1.Op.will_complete:type_name -> meta.log.v1.WillComplete
+	39, // 20: meta.log.v1.Op.retained_set:type_name -> meta.log.v1.RetainedSet
+	40, // 21: meta.log.v1.Op.lease_grant:type_name -> meta.log.v1.LeaseGrant
+	41, // 22: meta.log.v1.Op.lease_keep_alive:type_name -> meta.log.v1.LeaseKeepAlive
+	42, // 23: meta.log.v1.Op.lease_revoke:type_name -> meta.log.v1.LeaseRevoke
+	43, // 24: meta.log.v1.Op.leases_expire:type_name -> meta.log.v1.LeasesExpire
+	44, // 25: meta.log.v1.Op.events_compact:type_name -> meta.log.v1.EventsCompact
+	23, // 26: meta.log.v1.Op.broker_register:type_name -> meta.log.v1.BrokerRegister
+	24, // 27: meta.log.v1.Op.broker_set_status:type_name -> meta.log.v1.BrokerSetStatus
+	25, // 28: meta.log.v1.Op.assign:type_name -> meta.log.v1.Assign
+	26, // 29: meta.log.v1.Op.connector_report:type_name -> meta.log.v1.ConnectorReport
+	63, // 30: meta.log.v1.Op.group_put:type_name -> meta.log.v1.GroupPut
+	64, // 31: meta.log.v1.Op.directory_init:type_name -> meta.log.v1.DirectoryInit
+	57, // 32: meta.log.v1.Op.member_set_state:type_name -> meta.log.v1.MemberSetState
+	22, // 33: meta.log.v1.Op.ownership_init:type_name -> meta.log.v1.OwnershipInit
+	48, // 34: meta.log.v1.Op.kv_puts:type_name -> meta.log.v1.KVPuts
+	51, // 35: meta.log.v1.Op.kv_txn:type_name -> meta.log.v1.KVTxn
 	10, // 36: meta.log.v1.Op.hash_check:type_name -> meta.log.v1.HashCheck
 	8,  // 37: meta.log.v1.Op.alarm_set:type_name -> meta.log.v1.AlarmSet
 	9,  // 38: meta.log.v1.Op.cluster_version_set:type_name -> meta.log.v1.ClusterVersionSet
-	59, // 39: meta.log.v1.Op.groups_put:type_name -> meta.log.v1.GroupsPut
+	61, // 39: meta.log.v1.Op.groups_put:type_name -> meta.log.v1.GroupsPut
 	14, // 40: meta.log.v1.Op.range_release:type_name -> meta.log.v1.RangeRelease
-	15, // 41: meta.log.v1.Op.range_ingest:type_name -> meta.log.v1.RangeIngest
-	18, // 42: meta.log.v1.Op.range_acquire:type_name -> meta.log.v1.RangeAcquire
-	19, // 43: meta.log.v1.Op.range_drop:type_name -> meta.log.v1.RangeDrop
+	17, // 41: meta.log.v1.Op.range_ingest:type_name -> meta.log.v1.RangeIngest
+	20, // 42: meta.log.v1.Op.range_acquire:type_name -> meta.log.v1.RangeAcquire
+	21, // 43: meta.log.v1.Op.range_drop:type_name -> meta.log.v1.RangeDrop
 	13, // 44: meta.log.v1.Op.range_track:type_name -> meta.log.v1.RangeTrack
-	60, // 45: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
-	12, // 46: meta.log.v1.Ownership.moving:type_name -> meta.log.v1.MovingRange
-	12, // 47: meta.log.v1.Ownership.tracking:type_name -> meta.log.v1.MovingRange
-	60, // 48: meta.log.v1.MovingRange.range:type_name -> meta.log.v1.HashRange
-	60, // 49: meta.log.v1.RangeTrack.range:type_name -> meta.log.v1.HashRange
-	60, // 50: meta.log.v1.RangeRelease.range:type_name -> meta.log.v1.HashRange
-	60, // 51: meta.log.v1.RangeIngest.range:type_name -> meta.log.v1.HashRange
-	16, // 52: meta.log.v1.RangeIngest.pairs:type_name -> meta.log.v1.RawPair
-	60, // 53: meta.log.v1.RangeAcquire.range:type_name -> meta.log.v1.HashRange
-	60, // 54: meta.log.v1.RangeDrop.range:type_name -> meta.log.v1.HashRange
-	60, // 55: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
-	28, // 56: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
-	43, // 57: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
-	43, // 58: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
-	44, // 59: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
-	47, // 60: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
-	48, // 61: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
-	48, // 62: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
-	50, // 63: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
-	54, // 64: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
-	57, // 65: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
-	0,  // 66: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
-	0,  // 67: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
-	56, // 68: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
-	1,  // 69: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
-	60, // 70: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
-	58, // 71: meta.log.v1.GroupRecord.split:type_name -> meta.log.v1.Split
-	60, // 72: meta.log.v1.Split.range:type_name -> meta.log.v1.HashRange
-	2,  // 73: meta.log.v1.Split.phase:type_name -> meta.log.v1.SplitPhase
-	61, // 74: meta.log.v1.GroupsPut.puts:type_name -> meta.log.v1.GroupPut
-	57, // 75: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
-	57, // 76: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
-	3,  // 77: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
-	4,  // 78: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
-	5,  // 79: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
-	64, // 80: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
-	54, // 81: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	53, // 82: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	54, // 83: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	57, // 84: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	8,  // 85: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
-	79, // 86: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	56, // 87: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	60, // 88: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
-	16, // 89: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
-	90, // [90:90] is the sub-list for method output_type
-	90, // [90:90] is the sub-list for method input_type
-	90, // [90:90] is the sub-list for extension type_name
-	90, // [90:90] is the sub-list for extension extendee
-	0,  // [0:90] is the sub-list for field type_name
+	15, // 45: meta.log.v1.Op.range_abort:type_name -> meta.log.v1.RangeAbort
+	16, // 46: meta.log.v1.Op.range_reset:type_name -> meta.log.v1.RangeReset
+	62, // 47: meta.log.v1.Ownership.owned:type_name -> meta.log.v1.HashRange
+	12, // 48: meta.log.v1.Ownership.moving:type_name -> meta.log.v1.MovingRange
+	12, // 49: meta.log.v1.Ownership.tracking:type_name -> meta.log.v1.MovingRange
+	12, // 50: meta.log.v1.Ownership.aborted:type_name -> meta.log.v1.MovingRange
+	62, // 51: meta.log.v1.MovingRange.range:type_name -> meta.log.v1.HashRange
+	62, // 52: meta.log.v1.RangeTrack.range:type_name -> meta.log.v1.HashRange
+	62, // 53: meta.log.v1.RangeRelease.range:type_name -> meta.log.v1.HashRange
+	62, // 54: meta.log.v1.RangeAbort.range:type_name -> meta.log.v1.HashRange
+	62, // 55: meta.log.v1.RangeReset.range:type_name -> meta.log.v1.HashRange
+	62, // 56: meta.log.v1.RangeIngest.range:type_name -> meta.log.v1.HashRange
+	18, // 57: meta.log.v1.RangeIngest.pairs:type_name -> meta.log.v1.RawPair
+	62, // 58: meta.log.v1.RangeAcquire.range:type_name -> meta.log.v1.HashRange
+	62, // 59: meta.log.v1.RangeDrop.range:type_name -> meta.log.v1.HashRange
+	62, // 60: meta.log.v1.OwnershipInit.ranges:type_name -> meta.log.v1.HashRange
+	30, // 61: meta.log.v1.SessionsPut.sessions:type_name -> meta.log.v1.SessionPut
+	45, // 62: meta.log.v1.KVPuts.puts:type_name -> meta.log.v1.KVPut
+	45, // 63: meta.log.v1.KVTxnOp.put:type_name -> meta.log.v1.KVPut
+	46, // 64: meta.log.v1.KVTxnOp.delete:type_name -> meta.log.v1.KVDelete
+	49, // 65: meta.log.v1.KVTxn.compares:type_name -> meta.log.v1.KVCompare
+	50, // 66: meta.log.v1.KVTxn.success:type_name -> meta.log.v1.KVTxnOp
+	50, // 67: meta.log.v1.KVTxn.failure:type_name -> meta.log.v1.KVTxnOp
+	52, // 68: meta.log.v1.OffsetCommit.entries:type_name -> meta.log.v1.OffsetEntry
+	56, // 69: meta.log.v1.ClusterInit.members:type_name -> meta.log.v1.MemberPut
+	59, // 70: meta.log.v1.ClusterInit.groups:type_name -> meta.log.v1.GroupRecord
+	0,  // 71: meta.log.v1.MemberPut.state:type_name -> meta.log.v1.MemberState
+	0,  // 72: meta.log.v1.MemberSetState.state:type_name -> meta.log.v1.MemberState
+	58, // 73: meta.log.v1.GroupRecord.replicas:type_name -> meta.log.v1.Replica
+	1,  // 74: meta.log.v1.GroupRecord.state:type_name -> meta.log.v1.GroupState
+	62, // 75: meta.log.v1.GroupRecord.ranges:type_name -> meta.log.v1.HashRange
+	60, // 76: meta.log.v1.GroupRecord.split:type_name -> meta.log.v1.Split
+	62, // 77: meta.log.v1.Split.range:type_name -> meta.log.v1.HashRange
+	2,  // 78: meta.log.v1.Split.phase:type_name -> meta.log.v1.SplitPhase
+	63, // 79: meta.log.v1.GroupsPut.puts:type_name -> meta.log.v1.GroupPut
+	59, // 80: meta.log.v1.GroupPut.group:type_name -> meta.log.v1.GroupRecord
+	59, // 81: meta.log.v1.DirectoryInit.groups:type_name -> meta.log.v1.GroupRecord
+	3,  // 82: meta.log.v1.Will.state:type_name -> meta.log.v1.WillState
+	4,  // 83: meta.log.v1.Event.space:type_name -> meta.log.v1.Space
+	5,  // 84: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
+	66, // 85: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
+	56, // 86: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
+	55, // 87: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	56, // 88: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	59, // 89: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	8,  // 90: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
+	81, // 91: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	58, // 92: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	62, // 93: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
+	18, // 94: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
@@ -7391,14 +7635,16 @@ func file_sm_logpb_log_proto_init() {
 		(*Op_RangeAcquire)(nil),
 		(*Op_RangeDrop)(nil),
 		(*Op_RangeTrack)(nil),
+		(*Op_RangeAbort)(nil),
+		(*Op_RangeReset)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[41].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[43].OneofWrappers = []any{
 		(*KVCompare_Value)(nil),
 		(*KVCompare_Version)(nil),
 		(*KVCompare_ModRevision)(nil),
 		(*KVCompare_Absent)(nil),
 	}
-	file_sm_logpb_log_proto_msgTypes[42].OneofWrappers = []any{
+	file_sm_logpb_log_proto_msgTypes[44].OneofWrappers = []any{
 		(*KVTxnOp_Put)(nil),
 		(*KVTxnOp_Delete)(nil),
 	}
@@ -7408,7 +7654,7 @@ func file_sm_logpb_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sm_logpb_log_proto_rawDesc), len(file_sm_logpb_log_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   76,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
