@@ -101,6 +101,28 @@ func holdAt(phase logpb.SplitPhase) (reached <-chan struct{}, release func()) {
 	return r, func() { relOnce.Do(func() { close(rel) }) }
 }
 
+// splitToCopied starts a cluster, writes n hot keys (those the split moves)
+// and splits data-0, returning once the split reached copied: the
+// cluster, a client, the keys, data-0's ranges before and the split's
+// answer.
+func splitToCopied(t *testing.T, n int, copied <-chan struct{}) (*metanodetest.Cluster, *client.Client, []string, []*metapb.KeyRange, *metapb.SplitGroupResponse) {
+	t.Helper()
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
+	cl := c.Client("")
+	_, high := hotKeys(n)
+	putAll(t, cl, high, func(k string) []byte { return []byte(k) })
+	gs, err := groupsOf(t, cl, "data-0")
+	if err != nil || gs[0] == nil {
+		t.Fatalf("groups: %v %v", gs, err)
+	}
+	resp, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0)
+	if err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	waitReached(t, copied, "copied")
+	return c, cl, high, gs[0].Ranges, resp
+}
+
 func waitReached(t *testing.T, reached <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -118,20 +140,7 @@ func waitReached(t *testing.T, reached <-chan struct{}, what string) {
 func TestSplitAbortBeforeFence(t *testing.T) {
 	reached, release := holdAt(logpb.SplitPhase_SPLIT_PHASE_COPIED)
 	t.Cleanup(func() { release(); metanode.SetSplitHook(nil) })
-	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
-	cl := c.Client("")
-	_, high := hotKeys(300)
-	putAll(t, cl, high, func(k string) []byte { return []byte(k) })
-	gs, err := groupsOf(t, cl, "data-0")
-	if err != nil || gs[0] == nil {
-		t.Fatalf("groups: %v %v", gs, err)
-	}
-	before := gs[0].Ranges
-	resp, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0)
-	if err != nil {
-		t.Fatalf("split: %v", err)
-	}
-	waitReached(t, reached, "copied")
+	c, cl, high, before, resp := splitToCopied(t, 300, reached)
 	ab, err := cl.AbortSplit(ctxT(t, 30*time.Second), "data-0")
 	if err != nil {
 		t.Fatalf("abort: %v", err)
@@ -207,20 +216,7 @@ func TestSplitAbortResumesAfterControllerCrash(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { metanode.SetSplitHook(nil) })
-	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
-	cl := c.Client("")
-	_, high := hotKeys(50)
-	putAll(t, cl, high, func(k string) []byte { return []byte(k) })
-	gs, err := groupsOf(t, cl, "data-0")
-	if err != nil || gs[0] == nil {
-		t.Fatalf("groups: %v %v", gs, err)
-	}
-	before := gs[0].Ranges
-	resp, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0)
-	if err != nil {
-		t.Fatalf("split: %v", err)
-	}
-	waitReached(t, copied, "copied")
+	c, cl, high, before, resp := splitToCopied(t, 50, copied)
 	if _, err := cl.AbortSplit(ctxT(t, 30*time.Second), "data-0"); err != nil {
 		t.Fatalf("abort: %v", err)
 	}

@@ -83,34 +83,43 @@ func PlacementProblems(gs *metapb.ListGroupsResponse, ns *metapb.ListNodesRespon
 	return out
 }
 
+// settle calls probe every so often until it finds no problem, or ctx
+// ends, and returns the problems it found last (none: settled) and how
+// long it polled. A probe that cannot ask counts as the problem "the
+// controller did not answer".
+func settle(ctx context.Context, every time.Duration, probe func() ([]string, error)) ([]string, time.Duration) {
+	start := time.Now()
+	for {
+		last, err := probe()
+		if err != nil {
+			last = []string{"the controller did not answer: " + err.Error()}
+		}
+		if len(last) == 0 || !Sleep(ctx, every) {
+			return last, time.Since(start)
+		}
+	}
+}
+
 // CheckPlacement polls the placement until PlacementProblems finds
 // nothing, or ctx ends: then it fails with the problems it saw last. The
 // groups are its partitions (each judged once the directory answered).
 func CheckPlacement(ctx context.Context, pr PlacementReader, nodes []string, every time.Duration) CheckResult {
-	start := time.Now()
 	r := CheckResult{Checker: CheckerPlacement, Verdict: Valid, Recorded: true}
-	var last []string
 	answered := false
-	for {
+	var last []string
+	last, r.Elapsed = settle(ctx, every, func() ([]string, error) {
 		gs, err := pr.ListGroups(ctx)
-		var ns *metapb.ListNodesResponse
-		if err == nil {
-			ns, err = pr.ListNodes(ctx)
+		if err != nil {
+			return nil, err
 		}
-		if err == nil {
-			answered = true
-			r.Partitions = len(gs.Groups)
-			if last = PlacementProblems(gs, ns, nodes); len(last) == 0 {
-				break
-			}
-		} else {
-			last = []string{"the controller did not answer: " + err.Error()}
+		ns, err := pr.ListNodes(ctx)
+		if err != nil {
+			return nil, err
 		}
-		if !Sleep(ctx, every) {
-			break
-		}
-	}
-	r.Elapsed = time.Since(start)
+		answered = true
+		r.Partitions = len(gs.Groups)
+		return PlacementProblems(gs, ns, nodes), nil
+	})
 	if len(last) == 0 {
 		return r
 	}

@@ -115,26 +115,17 @@ func leaderStatuses(ctx context.Context, sr StatusReader, endpoints map[string]s
 // it fails with the problems it saw last (a leader may apply the last
 // step of a split a moment after the directory records it).
 func CheckRanges(ctx context.Context, rr RangesReader, endpoints map[string]string, every time.Duration) CheckResult {
-	start := time.Now()
 	r := CheckResult{Checker: CheckerRanges, Verdict: Valid, Recorded: true}
 	var last []string
-	for {
+	last, r.Elapsed = settle(ctx, every, func() ([]string, error) {
 		gs, err := rr.ListGroups(ctx)
-		if err == nil {
-			var judged int
-			last, judged = RangesProblems(gs, leaderStatuses(ctx, rr, endpoints))
-			r.Partitions, r.Judged, r.Total = judged, judged, len(gs.Groups)
-			if len(last) == 0 {
-				break
-			}
-		} else {
-			last = []string{"the controller did not answer: " + err.Error()}
+		if err != nil {
+			return nil, err
 		}
-		if !Sleep(ctx, every) {
-			break
-		}
-	}
-	r.Elapsed = time.Since(start)
+		problems, judged := RangesProblems(gs, leaderStatuses(ctx, rr, endpoints))
+		r.Partitions, r.Judged, r.Total = judged, judged, len(gs.Groups)
+		return problems, nil
+	})
 	if len(last) == 0 {
 		return r
 	}
