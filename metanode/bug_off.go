@@ -7,5 +7,3 @@ package metanode
 func plantedLocalReads() bool { return false }
 
 func plantedNoSpaceLate() bool { return false }
-
-func plantedProposeOwner() bool { return false }

@@ -19,11 +19,3 @@ func plantedLocalReads() bool { return strings.Contains(os.Getenv("META_BUG"), "
 // builds tagged metabugs, while META_BUG contains "nospacelate"; the
 // disk-full fault exposes it.
 func plantedNoSpaceLate() bool { return strings.Contains(os.Getenv("META_BUG"), "nospacelate") }
-
-// plantedProposeOwner plants the bug "ownership checked only at propose
-// time" (with sm's switch of the same name): the node that takes a
-// request checks the op's routing keys against its own replica's
-// ownership before proposing, and reports that version, while the apply
-// checks nothing. Only in builds tagged metabugs, while META_BUG contains
-// "proposeowner"; the reshard fault exposes it.
-func plantedProposeOwner() bool { return strings.Contains(os.Getenv("META_BUG"), "proposeowner") }

@@ -51,7 +51,7 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 	if !a.m.kind.Allows(op) {
 		return invalid("operation %T not allowed in a %s group", op.Op, a.m.kind)
 	}
-	op, refused := a.checkOp(op)
+	op, ver, refused := a.checkOp(op)
 	if refused != nil {
 		refused.Revision = a.st.Revision
 		return refused
@@ -66,10 +66,8 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 		a.err = fmt.Errorf("%w: apply op: %w", ErrStorage, err)
 		return &logpb.Result{}
 	}
-	if a.m.routed() {
-		// The ownership the op was checked against, before it ran.
-		r.RangeVersion = own.rangeVersion(op)
-	}
+	// The ownership the op was checked against, before it ran.
+	r.RangeVersion = ver
 	if r.Code != logpb.Code_CODE_OK {
 		// A failing op leaves nothing behind (most check before they
 		// write; a split's first ingest records the ownership first).

@@ -45,56 +45,31 @@ type ownView struct {
 	rec *logpb.Ownership
 }
 
-// code says whether a routing key may be served: CODE_OK, or the refusal.
-func (v *ownView) code(routingKey []byte) logpb.Code {
+// lookup says whether a routing key may be served (CODE_OK, or the
+// refusal) and, when served, the version of the owned range holding it
+// (0 when the group records no ranges: legacy, or nothing recorded yet).
+func (v *ownView) lookup(routingKey []byte) (logpb.Code, uint64) {
 	if v == nil || v.rec == nil || v.rec.Legacy {
-		return logpb.Code_CODE_OK
+		return logpb.Code_CODE_OK, 0
 	}
 	h := RouteHash(routingKey)
 	for _, r := range v.rec.Owned {
 		if inRange(r, h) {
-			return logpb.Code_CODE_OK
+			return logpb.Code_CODE_OK, r.Version
 		}
 	}
 	for _, mr := range v.rec.Moving {
 		if inRange(mr.Range, h) {
-			return logpb.Code_CODE_RANGE_MOVING
+			return logpb.Code_CODE_RANGE_MOVING, 0
 		}
 	}
-	return logpb.Code_CODE_WRONG_GROUP
+	return logpb.Code_CODE_WRONG_GROUP, 0
 }
 
-// version returns the version of the owned range holding a routing key,
-// 0 when none does or the group records no ranges (legacy, or nothing
-// recorded yet).
-func (v *ownView) version(routingKey []byte) uint64 {
-	if v == nil || v.rec == nil || v.rec.Legacy {
-		return 0
-	}
-	h := RouteHash(routingKey)
-	for _, r := range v.rec.Owned {
-		if inRange(r, h) {
-			return r.Version
-		}
-	}
-	return 0
-}
-
-// rangeVersion is the version an op's response reports (Result.
-// RangeVersion): that of the owned range holding its routing keys when
-// they all lie in ranges of one version, else 0.
-func (v *ownView) rangeVersion(op *logpb.Op) uint64 {
-	keys, internal := routingKeys(op)
-	if internal || len(keys) == 0 {
-		return 0
-	}
-	ver := v.version(keys[0])
-	for _, k := range keys[1:] {
-		if v.version(k) != ver {
-			return 0
-		}
-	}
-	return ver
+// code is lookup's verdict alone.
+func (v *ownView) code(routingKey []byte) logpb.Code {
+	c, _ := v.lookup(routingKey)
+	return c
 }
 
 // splitting reports whether a split of this group is under way here: a
@@ -132,13 +107,21 @@ type OwnershipError = state.OwnershipError
 // checkRead refuses a read of a routing key this group does not serve.
 // Call it inside m.read (the same view as the data).
 func (m *Machine) checkRead(routingKey []byte) error {
+	_, err := m.readVersion(routingKey)
+	return err
+}
+
+// readVersion is checkRead that also returns the version of the owned
+// range holding the key (0: the group records no ranges).
+func (m *Machine) readVersion(routingKey []byte) (uint64, error) {
 	if !m.routed() {
-		return nil
+		return 0, nil
 	}
-	if c := m.own.Load().code(routingKey); c != logpb.Code_CODE_OK {
-		return &OwnershipError{Group: m.group, Moving: c == logpb.Code_CODE_RANGE_MOVING}
+	c, ver := m.own.Load().lookup(routingKey)
+	if c != logpb.Code_CODE_OK {
+		return 0, &OwnershipError{Group: m.group, Moving: c == logpb.Code_CODE_RANGE_MOVING}
 	}
-	return nil
+	return ver, nil
 }
 
 // owns reports whether a routing key is served here (for listings, which
@@ -229,32 +212,41 @@ func strs(ss []string) [][]byte {
 // serve (all of the op, so that each routing key's part stays atomic; the
 // server routes it again). Housekeeping ops instead drop the keys they may
 // not touch. It returns nil when the op may be applied (as possibly
-// narrowed).
-func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
-	if !a.m.routed() || plantedProposeOwner() {
-		return op, nil
+// narrowed), with the version its response reports (Result.RangeVersion):
+// that of the owned range holding its routing keys when they all lie in
+// ranges of one version, else 0.
+func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, uint64, *logpb.Result) {
+	if !a.m.routed() {
+		return op, 0, nil
 	}
 	v := a.own
 	switch op.Op.(type) {
 	case *logpb.Op_OwnershipInit, *logpb.Op_RangeRelease, *logpb.Op_RangeIngest, *logpb.Op_RangeAcquire, *logpb.Op_RangeDrop, *logpb.Op_RangeTrack,
 		*logpb.Op_RangeAbort, *logpb.Op_RangeReset:
-		return op, nil
+		return op, 0, nil
 	case *logpb.Op_LeaseGrant, *logpb.Op_LeaseKeepAlive, *logpb.Op_LeaseRevoke, *logpb.Op_LeasesExpire:
 		if v.splitting() {
-			return nil, &logpb.Result{Code: logpb.Code_CODE_RANGE_MOVING, Message: fmt.Sprintf("%s is splitting: leases change once it is done", a.m.group)}
+			return nil, 0, &logpb.Result{Code: logpb.Code_CODE_RANGE_MOVING, Message: fmt.Sprintf("%s is splitting: leases change once it is done", a.m.group)}
 		}
-		return op, nil
+		return op, 0, nil
 	}
 	keys, internal := routingKeys(op)
 	if len(keys) == 0 {
-		return op, nil
+		return op, 0, nil
 	}
 	if internal {
-		return narrow(op, func(k []byte) bool { return v.code(k) == logpb.Code_CODE_OK }), nil
+		return narrow(op, func(k []byte) bool { return v.code(k) == logpb.Code_CODE_OK }), 0, nil
 	}
 	worst := logpb.Code_CODE_OK
-	for _, k := range keys {
-		switch c := v.code(k); c {
+	ver, same := uint64(0), true
+	for i, k := range keys {
+		c, kv := v.lookup(k)
+		if i == 0 {
+			ver = kv
+		} else if kv != ver {
+			same = false
+		}
+		switch c {
 		case logpb.Code_CODE_RANGE_MOVING:
 			worst = c
 		case logpb.Code_CODE_WRONG_GROUP:
@@ -264,29 +256,12 @@ func (a *applier) checkOp(op *logpb.Op) (*logpb.Op, *logpb.Result) {
 		}
 	}
 	if worst != logpb.Code_CODE_OK {
-		return nil, &logpb.Result{Code: worst, Message: fmt.Sprintf("%s does not serve the op's routing key now", a.m.group)}
+		return nil, 0, &logpb.Result{Code: worst, Message: fmt.Sprintf("%s does not serve the op's routing key now", a.m.group)}
 	}
-	return op, nil
-}
-
-// CheckOwner is the check apply makes of an op's routing keys, against
-// the ownership this replica has applied so far, and the version it would
-// report: CODE_OK or the refusal. Only the planted bug proposeowner calls
-// it, at propose time (the bug: a check there instead of at apply).
-func (m *Machine) CheckOwner(op *logpb.Op) (logpb.Code, uint64) {
-	if !m.routed() {
-		return logpb.Code_CODE_OK, 0
+	if !same {
+		ver = 0
 	}
-	v := m.own.Load()
-	keys, internal := routingKeys(op)
-	if !internal {
-		for _, k := range keys {
-			if c := v.code(k); c != logpb.Code_CODE_OK {
-				return c, 0
-			}
-		}
-	}
-	return logpb.Code_CODE_OK, v.rangeVersion(op)
+	return op, ver, nil
 }
 
 // narrow returns a housekeeping op with only the ids keep accepts.

@@ -130,3 +130,30 @@ func TestOwnershipDecidedByTheLog(t *testing.T) {
 	}
 	check("restored from a snapshot", other.m)
 }
+
+// Every op reports the version of the owned range holding its routing
+// keys, as the group's own log had it when the op was checked (what the
+// ownership checker judges), and a read reports it in the data's view;
+// an op over ranges of two versions reports 0 (unknown), as do groups
+// that record no ranges.
+func TestResultsCarryTheRangeVersion(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
+	e.open()
+	t.Cleanup(e.close)
+	low, high := keysBySide(1)
+	apply := e.applyNext()
+	if r := apply(putOp(low[0], "0"))[0]; r.Code != logpb.Code_CODE_OK || r.RangeVersion != 0 {
+		t.Fatalf("before any ownership: got %v version %d, want OK version 0", r.Code, r.RangeVersion)
+	}
+	apply(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 31, Version: 3}, &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 5}))
+	rs := apply(putOp(low[0], "1"), putOp(high[0], "2"), kvPutsOp(false, kvPut(low[0], "3", 0), kvPut(high[0], "4", 0)))
+	for i, want := range []uint64{3, 5, 0} {
+		if rs[i].Code != logpb.Code_CODE_OK || rs[i].RangeVersion != want {
+			t.Fatalf("op %d: got %v version %d, want OK version %d", i, rs[i].Code, rs[i].RangeVersion, want)
+		}
+	}
+	kv, ver, err := e.m.GetVersioned([]byte(high[0]))
+	if err != nil || kv == nil || string(kv.Value) != "4" || ver != 5 {
+		t.Fatalf("GetVersioned(%s): got %v version %d err %v, want value 4 at version 5", high[0], kv, ver, err)
+	}
+}

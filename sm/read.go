@@ -43,18 +43,7 @@ func (m *Machine) view(fn func(sn *rocks.Snapshot, st *logpb.AppliedState) error
 
 // Get returns a KV key, or nil when absent.
 func (m *Machine) Get(key []byte) (*logpb.KV, error) {
-	var kv *logpb.KV
-	err := m.read(func() error {
-		if err := m.checkRead(key); err != nil {
-			return err
-		}
-		v, ok, err := m.space.Get(kvKey(key))
-		if err != nil || !ok {
-			return err
-		}
-		kv = &logpb.KV{}
-		return proto.Unmarshal(v, kv)
-	})
+	kv, _, err := m.GetVersioned(key)
 	return kv, err
 }
 
@@ -65,11 +54,9 @@ func (m *Machine) GetVersioned(key []byte) (*logpb.KV, uint64, error) {
 	var kv *logpb.KV
 	var ver uint64
 	err := m.read(func() error {
-		if err := m.checkRead(key); err != nil {
+		var err error
+		if ver, err = m.readVersion(key); err != nil {
 			return err
-		}
-		if m.routed() {
-			ver = m.own.Load().version(key)
 		}
 		v, ok, err := m.space.Get(kvKey(key))
 		if err != nil || !ok {

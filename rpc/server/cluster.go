@@ -9,11 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// haltReporter is a node that says which of its replicas halted.
-type haltReporter interface {
-	HaltedGroups() []*metapb.HaltedGroup
-}
-
 // Status returns this node's view of every group, and its halted
 // replicas.
 func (s *Server) Status(context.Context, *metapb.StatusRequest) (*metapb.StatusResponse, error) {
@@ -21,9 +16,7 @@ func (s *Server) Status(context.Context, *metapb.StatusRequest) (*metapb.StatusR
 	resp := &metapb.StatusResponse{NodeId: s.node.ID(), Addr: s.node.Addr(), ClusterId: s.node.ClusterID(),
 		OffsetGroups: uint32(k), DataGroups: uint32(m), Groups: s.node.Status(), Version: s.version,
 		FeatureLevel: s.node.FeatureLevel(), ClusterVersion: s.node.ClusterVersion()}
-	if h, ok := s.node.(haltReporter); ok {
-		resp.Halted = h.HaltedGroups()
-	}
+	resp.Halted = s.node.HaltedGroups()
 	return resp, nil
 }
 

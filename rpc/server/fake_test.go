@@ -101,16 +101,17 @@ func (n *fakeNode) proposals() int {
 	return n.proposed
 }
 
-func (n *fakeNode) ID() string                    { return "fake" }
-func (n *fakeNode) LeaderOf(string) string        { return "fake" }
-func (n *fakeNode) Addr() string                  { return "fake:0" }
-func (n *fakeNode) ClusterID() string             { return "fake-cluster" }
-func (n *fakeNode) GroupCounts() (int, int)       { return 1, len(n.machines) - 2 }
-func (n *fakeNode) FeatureLevel() uint32          { return sm.FeatureLevel }
-func (n *fakeNode) ClusterVersion() uint32        { return sm.FeatureLevel }
-func (n *fakeNode) Now() time.Time                { return time.Now() }
-func (n *fakeNode) Stopping() <-chan struct{}     { return n.stopping }
-func (n *fakeNode) Status() []*metapb.GroupStatus { return nil }
+func (n *fakeNode) ID() string                          { return "fake" }
+func (n *fakeNode) LeaderOf(string) string              { return "fake" }
+func (n *fakeNode) Addr() string                        { return "fake:0" }
+func (n *fakeNode) ClusterID() string                   { return "fake-cluster" }
+func (n *fakeNode) GroupCounts() (int, int)             { return 1, len(n.machines) - 2 }
+func (n *fakeNode) FeatureLevel() uint32                { return sm.FeatureLevel }
+func (n *fakeNode) ClusterVersion() uint32              { return sm.FeatureLevel }
+func (n *fakeNode) Now() time.Time                      { return time.Now() }
+func (n *fakeNode) Stopping() <-chan struct{}           { return n.stopping }
+func (n *fakeNode) Status() []*metapb.GroupStatus       { return nil }
+func (n *fakeNode) HaltedGroups() []*metapb.HaltedGroup { return nil }
 func (n *fakeNode) Members(context.Context) ([]*metapb.Member, error) {
 	return []*metapb.Member{{Id: "fake", Addr: "fake:0", Voter: true}}, nil
 }

@@ -140,12 +140,6 @@ func (s *Server) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 	return out, nil
 }
 
-// versionedReader is a state.Reader that also reports, in the same view as
-// the data, the version of the owned range holding a key (sm.Machine).
-type versionedReader interface {
-	GetVersioned(key []byte) (*logpb.KV, uint64, error)
-}
-
 // Get reads a key.
 func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetResponse, error) {
 	if err := firstErr(checkKey("key", req.Key), checkConsistency(req.Consistency)); err != nil {
@@ -157,12 +151,9 @@ func (s *Server) Get(ctx context.Context, req *metapb.GetRequest) (*metapb.GetRe
 	}
 	var ver uint64
 	kv, m, err := readFrom(ctx, s, g, req.Consistency, func(m state.Reader) (*logpb.KV, error) {
-		if vr, ok := m.(versionedReader); ok {
-			kv, v, err := vr.GetVersioned(req.Key)
-			ver = v
-			return kv, err
-		}
-		return m.Get(req.Key)
+		kv, v, err := m.GetVersioned(req.Key)
+		ver = v
+		return kv, err
 	})
 	if err != nil {
 		return nil, err

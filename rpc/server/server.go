@@ -29,6 +29,8 @@ type Node interface {
 	// linearizable unless stale.
 	Read(ctx context.Context, group string, stale bool) (state.Reader, error)
 	Status() []*metapb.GroupStatus
+	// HaltedGroups lists this node's halted replicas (empty: none).
+	HaltedGroups() []*metapb.HaltedGroup
 	Members(ctx context.Context) ([]*metapb.Member, error)
 	AddMember(ctx context.Context, id, addr, zone string) ([]*metapb.Member, error)
 	RemoveMember(ctx context.Context, id string) ([]*metapb.Member, error)

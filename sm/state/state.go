@@ -121,6 +121,9 @@ type Reader interface {
 
 	// KV and leases (data groups).
 	Get(key []byte) (*logpb.KV, error)
+	// GetVersioned is Get that also returns, in the same view as the data,
+	// the version of the owned range holding key (0: no ranges recorded).
+	GetVersioned(key []byte) (*logpb.KV, uint64, error)
 	// GetMany reads keys in one view (out[i] nil when keys[i] is absent).
 	GetMany(keys [][]byte) ([]*logpb.KV, error)
 	List(prefix, startAfter []byte, limit int, keysOnly bool) (out []Entry, more bool, err error)
