@@ -425,19 +425,10 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 	case logpb.SplitPhase_SPLIT_PHASE_PUBLISHED:
 		// The parent deletes its copy in bounded steps, each from where
 		// the last one stopped (a cursor in its state).
-		dropped, steps := uint64(0), 0
-		for {
-			res, err := n.Propose(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: sp.Range, Limit: splitDropKeys}}})
-			if err != nil {
-				return fmt.Errorf("drop: %w", err)
-			}
-			if res.Code != logpb.Code_CODE_OK {
-				return fmt.Errorf("drop refused: %s", res.Message)
-			}
-			dropped, steps = dropped+res.Count, steps+1
-			if res.Succeeded {
-				break
-			}
+		dropped, steps, err := n.proposeInSteps(ctx, rec.Name, "drop",
+			&logpb.Op{Op: &logpb.Op_RangeDrop{RangeDrop: &logpb.RangeDrop{Range: sp.Range, Limit: splitDropKeys}}})
+		if err != nil {
+			return err
 		}
 		next.Split = nil
 		if err := n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer}); err != nil {
@@ -447,6 +438,26 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		return nil
 	}
 	return fmt.Errorf("split of %s: unknown phase %v", rec.Name, sp.Phase)
+}
+
+// proposeInSteps proposes op to group until an answer says it is done
+// (Succeeded): a deletion in bounded steps (RangeDrop, RangeReset), each
+// going on from where its group's log says the last one stopped. It
+// returns the keys deleted and the steps taken.
+func (n *Node) proposeInSteps(ctx context.Context, group, what string, op *logpb.Op) (count uint64, steps int, err error) {
+	for {
+		res, err := n.Propose(ctx, group, op)
+		if err != nil {
+			return count, steps, fmt.Errorf("%s: %w", what, err)
+		}
+		if res.Code != logpb.Code_CODE_OK {
+			return count, steps, fmt.Errorf("%s refused: %s", what, res.Message)
+		}
+		count, steps = count+res.Count, steps+1
+		if res.Succeeded {
+			return count, steps, nil
+		}
+	}
 }
 
 // proposeMoving proposes a RangeTrack or RangeRelease to the parent and
@@ -653,20 +664,10 @@ func (n *Node) redoCopy(ctx context.Context, rec *logpb.GroupRecord, refused *ac
 		return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
 	}
 	n.log.Error("split acquire refused: copying the range again", "group", rec.Name, "child", sp.Child, "reset", refused.resets+1, "of", splitMaxResets, "err", refused.msg)
-	deleted, steps := uint64(0), 0
-	for {
-		res, err := n.Propose(ctx, sp.Child, &logpb.Op{Op: &logpb.Op_RangeReset{RangeReset: &logpb.RangeReset{Range: sp.Range, From: rec.Name,
-			ExpectResets: refused.resets, Limit: splitDropKeys}}})
-		if err != nil {
-			return fmt.Errorf("reset: %w", err)
-		}
-		if res.Code != logpb.Code_CODE_OK {
-			return fmt.Errorf("reset refused: %s", res.Message)
-		}
-		deleted, steps = deleted+res.Count, steps+1
-		if res.Succeeded {
-			break
-		}
+	deleted, steps, err := n.proposeInSteps(ctx, sp.Child, "reset", &logpb.Op{Op: &logpb.Op_RangeReset{RangeReset: &logpb.RangeReset{
+		Range: sp.Range, From: rec.Name, ExpectResets: refused.resets, Limit: splitDropKeys}}})
+	if err != nil {
+		return err
 	}
 	n.log.Info("split copy reset", "group", rec.Name, "child", sp.Child, "deleted", deleted, "steps", steps)
 	return nil

@@ -20,7 +20,8 @@ import (
 //     version (an owner that gave the range away must not answer again).
 //
 // Only successful get, put, delete and cas responses with a version count
-// (Ops is how many were judged): a version of 0 is unknown (an older
+// (Ops is how many were judged), stale reads excepted (a replica that has
+// not applied the split yet may serve them at the older version): a version of 0 is unknown (an older
 // server, a group that serves by count, a read the client batched with
 // others) and is skipped. Judged of Total are the keys with a versioned
 // response of the keys with a successful one; a history without a single
@@ -47,7 +48,7 @@ func CheckOwnership(ops []Op) CheckResult {
 		default:
 			continue
 		}
-		if op.Outcome != OutcomeOK || op.Output == nil {
+		if op.Outcome != OutcomeOK || op.Output == nil || op.Input.Stale {
 			continue
 		}
 		seen[op.Input.Key] = true

@@ -14,6 +14,13 @@ func owned(i int, kind OpKind, key, group string, v uint64, call, ret int64) Op 
 		Output: &Output{Node: "n1", Group: group, RangeVersion: v}}
 }
 
+// staleRead is owned's get at stale consistency.
+func staleRead(i int, key, group string, v uint64, call, ret int64) Op {
+	op := owned(i, OpGet, key, group, v, call, ret)
+	op.Input.Stale = true
+	return op
+}
+
 func TestCheckOwnership(t *testing.T) {
 	valid := []Op{
 		owned(0, OpPut, "k", "data-0", 1, 0, 10),
@@ -28,6 +35,9 @@ func TestCheckOwnership(t *testing.T) {
 		// Failed ops say nothing.
 		{Index: 6, Kind: OpPut, Input: Input{Key: "k"}, Outcome: OutcomeFail, Call: 60, Return: 70},
 		owned(7, OpPut, "j", "data-1", 1, 0, 10),
+		// A stale read may come from a replica that has not applied the
+		// split yet: not judged.
+		staleRead(8, "k", "data-0", 1, 80, 90),
 	}
 	r := CheckOwnership(valid)
 	if r.Verdict != Valid || r.Ops != 6 || r.Partitions != 2 {
@@ -73,6 +83,12 @@ func TestRangesProblems(t *testing.T) {
 	}
 	if p, judged := RangesProblems(dir(), own()); len(p) > 0 || judged != 2 {
 		t.Fatalf("settled: got %q (%d judged), want none and 2 judged", p, judged)
+	}
+	// An aborted split's child keeps its record, deleted, owning nothing.
+	aborted := dir()
+	aborted.Groups = append(aborted.Groups, &metapb.GroupInfo{Group: "data-2", Kind: "data", State: "deleting"})
+	if p, judged := RangesProblems(aborted, own()); len(p) > 0 || judged != 2 {
+		t.Fatalf("with a deleted group: got %q (%d judged), want none and 2 judged", p, judged)
 	}
 	for _, tc := range []struct {
 		name  string

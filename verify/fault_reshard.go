@@ -145,31 +145,30 @@ func StartReshard(ctx context.Context, adm ReshardAdmin, pick uint64) (Reshard, 
 }
 
 // AwaitSplitsDone waits until the directory shows no split under way and
-// every group active, polling ListGroups every 200ms, for at most limit
-// (and ctx). Failing, it names the splits still under way and their
-// phases.
+// every group active (or deleted: an aborted split's child keeps its
+// record), polling ListGroups every 200ms, for at most limit (and ctx).
+// Failing, it names the splits still under way and their phases.
 func AwaitSplitsDone(ctx context.Context, adm ReshardAdmin, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for {
+	busy, _ := settle(ctx, 200*time.Millisecond, func() ([]string, error) {
 		gs, err := adm.ListGroups(ctx)
-		if err == nil {
-			var busy []string
-			for _, g := range gs.Groups {
-				switch {
-				case g.SplitChild != "":
-					busy = append(busy, fmt.Sprintf("%s splitting into %s (phase %s)", g.Group, g.SplitChild, g.SplitPhase))
-				case g.State != "active":
-					busy = append(busy, fmt.Sprintf("%s is %s", g.Group, g.State))
-				}
-			}
-			if len(busy) == 0 {
-				return nil
-			}
-			err = errors.New(strings.Join(busy, "; "))
+		if err != nil {
+			return nil, err
 		}
-		if !Sleep(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("verify: reshard: splits not done within %s: %w", limit, err)
+		var busy []string
+		for _, g := range gs.Groups {
+			switch {
+			case g.SplitChild != "":
+				busy = append(busy, fmt.Sprintf("%s splitting into %s (phase %s)", g.Group, g.SplitChild, g.SplitPhase))
+			case g.State != "active" && g.State != "deleting":
+				busy = append(busy, fmt.Sprintf("%s is %s", g.Group, g.State))
+			}
 		}
+		return busy, nil
+	})
+	if len(busy) > 0 {
+		return fmt.Errorf("verify: reshard: splits not done within %s: %s", limit, strings.Join(busy, "; "))
 	}
+	return nil
 }

@@ -49,6 +49,9 @@ func PlacementProblems(gs *metapb.ListGroupsResponse, ns *metapb.ListNodesRespon
 		}
 	}
 	for _, g := range gs.GetGroups() {
+		if g.State == "deleting" && len(g.Replicas) == 0 {
+			continue // deleted (an aborted split's child keeps its record)
+		}
 		want := min(int(gs.ReplicationFactor), len(nodes))
 		if g.Group == metapb.MetadataGroup {
 			want = min(int(gs.MetadataReplicationFactor), len(nodes))

@@ -40,6 +40,16 @@ func TestPlacementProblems(t *testing.T) {
 	if p := PlacementProblems(gs, ns, nodes); len(p) != 0 {
 		t.Fatalf("settled placement: got %v, want none", p)
 	}
+	// An aborted split's child keeps its record, deleted and placed
+	// nowhere; one still being dropped is not settled.
+	gs.Groups = append(gs.Groups, &metapb.GroupInfo{Group: "data-1", State: "deleting"})
+	if p := PlacementProblems(gs, ns, nodes); len(p) != 0 {
+		t.Fatalf("with a deleted group: got %v, want none", p)
+	}
+	gs.Groups[len(gs.Groups)-1] = group("data-1", func(g *metapb.GroupInfo) { g.State = "deleting" }, "n1", "n2", "n3")
+	if p := PlacementProblems(gs, ns, nodes); len(p) != 1 || p[0] != "data-1 is deleting" {
+		t.Fatalf("with a group still being deleted: got %v, want it named", p)
+	}
 	tests := []struct {
 		name  string
 		spoil func(gs *metapb.ListGroupsResponse, ns *metapb.ListNodesResponse)

@@ -35,8 +35,8 @@ type RangesReader interface {
 func RangesProblems(gs *metapb.ListGroupsResponse, owned map[string]*metapb.GroupStatus) (problems []string, judged int) {
 	byKind := map[string]metapb.RangeMap{}
 	for _, g := range gs.GetGroups() {
-		if g.Kind != "data" && g.Kind != "offset" {
-			continue
+		if (g.Kind != "data" && g.Kind != "offset") || g.State == "deleting" {
+			continue // a deleted group (an aborted split's child) owns nothing
 		}
 		if g.SplitChild != "" || g.State != "active" {
 			problems = append(problems, fmt.Sprintf("%s: still changing (split %q phase %q, state %s)", g.Group, g.SplitChild, g.SplitPhase, g.State))
