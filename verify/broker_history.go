@@ -186,6 +186,10 @@ type BrokerOp struct {
 	// Final marks calls made after the workload stopped and every fault
 	// healed (final reads, fences, the controller's settling reads).
 	Final bool `json:"final,omitempty"`
+	// Abandoned marks a call the harness itself cut short (its context
+	// ended: the run stopped), not the cluster: its outcome is unknown,
+	// but it says nothing of the cluster's availability.
+	Abandoned bool `json:"abandoned,omitempty"`
 }
 
 func (op *BrokerOp) validate() error {

@@ -132,6 +132,7 @@ func errorReason(err error) (code, reason string) {
 }
 
 func (s *BrokerSession) record(ctx context.Context, kind BrokerOpKind, in BrokerInput, call func(ctx context.Context) (*BrokerOutput, error)) BrokerOp {
+	parent := ctx
 	if s.r.opTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.r.opTimeout)
@@ -143,6 +144,7 @@ func (s *BrokerSession) record(ctx context.Context, kind BrokerOpKind, in Broker
 	op.Return = s.r.clock.Now()
 	op.Outcome = ClassifyBroker(kind, err)
 	if err != nil {
+		op.Abandoned = parent.Err() != nil
 		op.Err = err.Error()
 		op.Code, op.Reason = errorReason(err)
 	} else {

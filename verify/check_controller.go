@@ -359,16 +359,32 @@ type assignment struct {
 // the reassignment of its connectors are legitimate, and a controller
 // whose writes did not go through could not assign: the liveness bounds
 // (late, stuck) count from its end, as from a fault's. Silences, definite
-// refusals and successes are not outages.
+// refusals and successes are not outages, nor is a call the harness
+// abandoned when the run stopped (the cluster was not slow: the broker
+// left, and nothing after it is judged).
 func outages(bops []BrokerOp, brokers map[string]bool) []Fault {
 	var out []Fault
 	for i := range bops {
 		op := &bops[i]
-		if (op.Kind == OpHeartbeat || op.Kind == OpRegister) && op.Outcome == OutcomeUnknown && brokers[op.Input.BrokerID] {
+		if (op.Kind == OpHeartbeat || op.Kind == OpRegister) && op.Outcome == OutcomeUnknown && movesHeal(op) && brokers[op.Input.BrokerID] {
 			out = append(out, Fault{Kind: "outage", Began: time.Duration(op.Call), Ended: time.Duration(op.Return)})
 		}
 	}
 	return out
+}
+
+// movesHeal reports whether a broker's op moves the point from which the
+// liveness bounds count to its return: a silence (the broker came back),
+// a registration, or an outage (see outages). The controller workload
+// settles its last reads past the latest of them (controllerWorkload.settle).
+func movesHeal(op *BrokerOp) bool {
+	switch {
+	case op.Abandoned:
+		return false
+	case op.Kind == OpSilence, op.Kind == OpRegister:
+		return true
+	}
+	return op.Kind == OpHeartbeat && op.Outcome == OutcomeUnknown
 }
 
 // checkAssignment: once the cluster healed (the last fault ended, every
@@ -382,9 +398,6 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 	for _, f := range set.Faults {
 		out.healed = max(out.healed, int64(f.Ended))
 	}
-	for _, w := range h.outages {
-		out.healed = max(out.healed, int64(w.Ended))
-	}
 	// desired[c]: when the connector's desired state was written or read,
 	// and what it was, in history order (which is return order).
 	const stateUnknown = "?"
@@ -396,8 +409,8 @@ func (h *ctlFacts) checkAssignment(set ControllerSettings) assignment {
 	for i := range h.bops {
 		op := &h.bops[i]
 		switch op.Kind {
-		case OpSilence, OpRegister:
-			if h.brokers[op.Input.BrokerID] {
+		case OpSilence, OpRegister, OpHeartbeat:
+			if h.brokers[op.Input.BrokerID] && movesHeal(op) {
 				out.healed = max(out.healed, op.Return)
 			}
 		case OpResourceCreate, OpResourceUpdate:

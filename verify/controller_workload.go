@@ -78,6 +78,20 @@ type controllerWorkload struct {
 	stopped   int
 	// latest is the observer's latest pair of reads.
 	latest *BrokerOp
+	// healed is the latest return (run clock) of a broker op that moves
+	// the checker's liveness bounds (movesHeal): settle counts reads
+	// made after it only.
+	healed int64
+}
+
+// note records a broker op's return when it moves the liveness bounds.
+func (c *controllerWorkload) note(op BrokerOp) BrokerOp {
+	if movesHeal(&op) {
+		c.mu.Lock()
+		c.healed = max(c.healed, op.Return)
+		c.mu.Unlock()
+	}
+	return op
 }
 
 func newControllerWorkload(w *Workload) *controllerWorkload {
@@ -143,7 +157,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 	var epoch uint64
 	register := func() bool {
 		for ctx.Err() == nil {
-			op := s.RegisterBroker(ctx, id)
+			op := c.note(s.RegisterBroker(ctx, id))
 			if op.Outcome == OutcomeOK {
 				epoch = op.Output.Epoch
 				c.learn(op)
@@ -182,7 +196,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 			}
 			from := s.r.clock.Now()
 			c.silence(ctx, d)
-			s.Silence(id, epoch, from, s.r.clock.Now())
+			c.note(s.Silence(id, epoch, from, s.r.clock.Now()))
 			if ctx.Err() != nil {
 				return
 			}
@@ -191,7 +205,7 @@ func (c *controllerWorkload) runBroker(ctx context.Context, s *BrokerSession, id
 			}
 			nextSilence = time.Now().Add(jitter(rng, 2*timeout, 4*timeout))
 		}
-		hb := s.Heartbeat(ctx, id, epoch)
+		hb := c.note(s.Heartbeat(ctx, id, epoch))
 		if hb.Outcome == OutcomeFail && (hb.Reason == "STALE_EPOCH" || hb.Code == "NotFound") && !register() {
 			return
 		}
@@ -424,16 +438,28 @@ func (c *controllerWorkload) settledRead(op *BrokerOp) bool {
 	return true
 }
 
-// settle waits until two observer reads in a row, made after since, show
-// every connector assigned, or until deadline (run-clock times).
+// settle waits until two observer reads in a row, made after since and
+// after the latest op of a broker that moves the checker's liveness
+// bounds (a registration, the end of a silence, an outage: c.healed),
+// show every connector assigned, or until deadline (run-clock times).
+// Such an op while it waits moves the deadline on by as much, up to
+// three times the wait first given: a read before it could not be
+// judged.
 func (c *controllerWorkload) settle(ctx context.Context, clock *Clock, since, deadline int64) {
 	streak := 0
 	var last *BrokerOp
-	for ctx.Err() == nil && clock.Now() < deadline {
+	span, counted := deadline-since, since
+	for ctx.Err() == nil {
 		c.mu.Lock()
-		op := c.latest
+		op, from := c.latest, max(since, c.healed)
 		c.mu.Unlock()
-		if op != nil && op != last && op.Call >= since {
+		if now := clock.Now(); now >= min(max(deadline, from+span), since+3*span) {
+			return
+		}
+		if from != counted {
+			streak, counted = 0, from // reads before from do not count
+		}
+		if op != nil && op != last && op.Call >= from {
 			last = op
 			if c.settledRead(op) {
 				streak++

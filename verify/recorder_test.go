@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,5 +111,34 @@ func TestSessionRecords(t *testing.T) {
 	}
 	if h.Len() != 5 {
 		t.Errorf("history: got %d ops, want 5", h.Len())
+	}
+}
+
+// unansweredBroker answers no heartbeat: each waits for its context.
+type unansweredBroker struct{ BrokerAPI }
+
+func (unansweredBroker) Heartbeat(ctx context.Context, _ *metapb.HeartbeatRequest) (*metapb.HeartbeatResponse, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("heartbeat: %w: %w", client.ErrUnknownOutcome, ctx.Err())
+}
+
+// A call whose own deadline passes is unanswered by the cluster; one the
+// harness cancels (the run stopped) is abandoned: the controller checker
+// counts only the first as an outage.
+func TestBrokerCallsAbandonedByTheHarness(t *testing.T) {
+	rec := NewRecorder(NewClock(), &History{}, 20*time.Millisecond)
+	s := rec.BrokerSession(&BrokerHistory{}, unansweredBroker{}, "n1")
+	timedOut := s.Heartbeat(context.Background(), "b1", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(5*time.Millisecond, cancel)
+	cancelled := s.Heartbeat(ctx, "b1", 1)
+	for _, c := range []struct {
+		name      string
+		op        BrokerOp
+		abandoned bool
+	}{{"past its deadline", timedOut, false}, {"cancelled", cancelled, true}} {
+		if c.op.Outcome != OutcomeUnknown || c.op.Abandoned != c.abandoned {
+			t.Errorf("%s: got %s abandoned %v, want unknown abandoned %v", c.name, c.op.Outcome, c.op.Abandoned, c.abandoned)
+		}
 	}
 }
