@@ -137,8 +137,11 @@ var _ ReplicaMover = (*client.Client)(nil)
 // is recorded or ctx ends. A refusal that only says "not yet" is asked
 // again: the group is changing (REVISION_CONFLICT), or to has not
 // reported to the controller yet (a node that just joined). It returns
-// the group's replicas once they are on to and not on from, whoever put
-// them there (placement may have moved the same replica first); an
+// the group's replicas once one is on to, whoever put it there: the
+// move's record takes from out as it puts to in, and placement may have
+// moved a replica there first, this one or another (a spare that just
+// joined is filled at once: the move can then never be made, and asking
+// again until ctx ended held a fault for two minutes in ci26). An
 // unknown outcome is resolved the same way, from the directory.
 func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, opTimeout time.Duration) ([]string, error) {
 	var replicas []string
@@ -158,7 +161,7 @@ func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, o
 			for _, r := range g.Replicas {
 				replicas = append(replicas, r.Node)
 			}
-			if slices.Contains(replicas, to) && !slices.Contains(replicas, from) {
+			if slices.Contains(replicas, to) {
 				return nil
 			}
 			if !slices.Contains(replicas, from) {

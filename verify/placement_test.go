@@ -168,6 +168,16 @@ func TestMoveReplicaHelper(t *testing.T) {
 	if _, err := MoveReplica(ctx, f, "data-0", "n1", "s1", time.Second); err != nil || len(f.moves) != 0 {
 		t.Errorf("already moved: got %v with %d calls, want nil and none", err, len(f.moves))
 	}
+	// Placement put a replica on to first, from another node: the move
+	// can never be made, and the group has moved; nothing to ask.
+	filled := groupsOf(false, map[string][]string{"data-0": {"n1", "n2", "s1"}})
+	f = &fakeDirectory{groups: []*metapb.ListGroupsResponse{filled}, moved: filled,
+		moveErrs: []error{metapb.Invalid("to", "to: s1 already holds a replica of data-0")}}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if replicas, err := MoveReplica(short, f, "data-0", "n1", "s1", time.Second); err != nil || len(f.moves) != 0 || !slices.Contains(replicas, "s1") {
+		t.Errorf("to filled by placement: got %v, %v with %d calls, want its replicas and no call", replicas, err, len(f.moves))
+	}
 	// from holds nothing (and to holds nothing either): a final error.
 	f = &fakeDirectory{groups: []*metapb.ListGroupsResponse{before}}
 	if _, err := MoveReplica(ctx, f, "data-0", "n9", "s1", time.Second); err == nil || !strings.Contains(err.Error(), "n9 holds none") || ctx.Err() != nil {

@@ -10,20 +10,30 @@ import (
 const Interval = 20 * time.Millisecond
 
 // Until calls cond every Interval until it returns nil or ctx ends; it then
-// returns cond's last error wrapped with ctx's.
+// returns cond's last error wrapped with ctx's, and names the error before
+// it when that said something else: a last try cut short by ctx's end
+// says only that, and what kept the condition false is in the one before.
 func Until(ctx context.Context, cond func() error) error {
 	t := time.NewTicker(Interval)
 	defer t.Stop()
+	var before error
 	for {
 		err := cond()
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
+		case ctx.Err() == nil:
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+				before = err
+				continue
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%w)", err, ctx.Err())
-		case <-t.C:
+		if before != nil && before.Error() != err.Error() {
+			return fmt.Errorf("%w (%w; the try before: %v)", err, ctx.Err(), before)
 		}
+		return fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,6 +27,20 @@ func TestUntil(t *testing.T) {
 	err := Until(ctx, func() error { return boom })
 	if !errors.Is(err, boom) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want boom and deadline exceeded", err)
+	}
+	// The last try cut short by ctx's end: the one before says why.
+	short, cancelShort := context.WithCancel(context.Background())
+	defer cancelShort()
+	tries := 0
+	err = Until(short, func() error {
+		if tries++; tries == 3 {
+			cancelShort()
+			return short.Err()
+		}
+		return boom
+	})
+	if !strings.Contains(err.Error(), "the try before: boom") {
+		t.Fatalf("got %v, want it to name boom, the try before the deadline", err)
 	}
 }
 
