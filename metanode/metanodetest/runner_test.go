@@ -426,7 +426,13 @@ func runSeed(t *testing.T, l *lane, p plan, base string, d time.Duration) (res *
 			return res, attempt > 1
 		}
 		if attempt == 1 && err == nil && verify.Starved(res.Checks) {
-			t.Logf("seed %d: too little activity to judge (a starved machine?); running it again", p.seed)
+			var short []string
+			for _, c := range res.Checks {
+				if c.Verdict != verify.Valid {
+					short = append(short, fmt.Sprintf("%s=%s", c.Checker, c.Verdict))
+				}
+			}
+			t.Logf("seed %d: too little to judge (%s: a starved machine?); running it again", p.seed, strings.Join(short, " "))
 			hctx, hcancel := context.WithTimeout(context.Background(), 60*time.Second)
 			err := l.nem.WaitHealthy(hctx)
 			hcancel()

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/metamq/meta/rpc/metapb"
 )
@@ -44,6 +46,21 @@ func MetricsOptions(reg prometheus.Registerer) []grpc.ServerOption {
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meta_watches_open",
 			Help: "Watch streams open on this node."}),
 	}
+	// Each streaming method's series exists from the start, at 0: a vector
+	// with no series is not exported at all, so a node with no stream
+	// open yet would show no family (a scrape could not tell "none open"
+	// from "not counted"; TestMetricsScrape failed so in ci27).
+	protoregistry.GlobalFiles.RangeFilesByPackage(metapb.File_rpc_metapb_watch_proto.Package(), func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				if md := sd.Methods().Get(j); md.IsStreamingServer() || md.IsStreamingClient() {
+					m.streams.WithLabelValues("/" + string(sd.FullName()) + "/" + string(md.Name()))
+				}
+			}
+		}
+		return true
+	})
 	reg.MustRegister(m.handled, m.errors, m.latency, m.streams, m.watches)
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
