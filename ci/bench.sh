@@ -29,7 +29,9 @@
 # Rows: key 32 B, value 256 B, unique keys. put with 1, 16 and 256 clients;
 # linearizable and stale get with 256 clients over a loaded key space;
 # MQTT sessions (batches of 100, 20 clients); offset commits (batches of
-# 10 partitions, 64 clients); for meta also put and linearizable get with
+# 10 partitions, 64 clients); offset fetches (batches of 10 partitions of
+# a random group among 100 groups of 100 committed partitions, 64
+# clients, linearizable); for meta also put and linearizable get with
 # --no-coalesce (every call its own RPC). Oxia has put and get (leader
 # reads, its only kind: row "get leader"); its 1-client put runs without
 # client linger (each op its own RPC), the others with Oxia's default 5 ms.
@@ -45,6 +47,7 @@
 #   BENCH_GET_KEYS     10000
 #   BENCH_SESSIONS_TOTAL  200000 (0: no sessions row)
 #   BENCH_OFFSETS_TOTAL   200000 (0: no offsets row)
+#   BENCH_FETCH_TOTAL     200000 (0: no offsets-fetch row)
 #   BENCH_NO_COALESCE  1 (0: no --no-coalesce rows)
 #   BENCH_TARGETS      "meta etcd oxia"; also meta-tls: a fresh cluster like
 #                      `make run-tls` (mutual TLS and authentication, data
@@ -69,6 +72,7 @@ GET_KEYS=${BENCH_GET_KEYS:-10000}
 TARGETS=${BENCH_TARGETS:-"meta etcd oxia"}
 SESSIONS_TOTAL=${BENCH_SESSIONS_TOTAL:-200000}
 OFFSETS_TOTAL=${BENCH_OFFSETS_TOTAL:-200000}
+FETCH_TOTAL=${BENCH_FETCH_TOTAL:-200000}
 NO_COALESCE=${BENCH_NO_COALESCE:-1}
 OXIA_DIR=${BENCH_OXIA_DIR:-../shared/bench/oxia}
 OXIA_PORT=${BENCH_OXIA_PORT:-6648}
@@ -198,6 +202,11 @@ workloads() {
   if [ "$OFFSETS_TOTAL" -gt 0 ]; then
     bench "$target" "$label offsets c=64" "$pids" -- offsets --endpoints "$eps" --clients 64 --batch 10 \
       --total "$OFFSETS_TOTAL" --group-prefix "b-$RUN_ID-o-" --label "$label" "$@"
+  fi
+  if [ "$FETCH_TOTAL" -gt 0 ]; then
+    bench "$target" "$label offsets-fetch c=64" "$pids" -- offsets-fetch --endpoints "$eps" --clients 64 --batch 10 \
+      --total "$FETCH_TOTAL" --groups 100 --partitions 100 --consistency linearizable \
+      --group-prefix "b-$RUN_ID-f-" --label "$label" "$@"
   fi
 }
 

@@ -4,6 +4,7 @@
 //	metabench put     [--clients N] [--total N] [--key-size B] [--value-size B]
 //	metabench get     [--keys N] [--consistency linearizable|stale] ...
 //	metabench offsets [--groups G] [--partitions P] [--batch B] ...
+//	metabench offsets-fetch [--groups G] [--partitions P] [--batch B] [--load=false] [--consistency C] ...
 //	metabench sessions [--batch B] [--broker ID] [--expiry-seconds S] ...
 //	metabench sessions-list [--batch PAGE] [--load=false] [--consistency C] ...
 //	metabench compare RESULT.json...
@@ -27,7 +28,14 @@
 // earlier run loaded with the same prefix, sizes and count) and then reads
 // keys chosen uniformly at random from them. offsets commits to --groups
 // consumer groups times --partitions partitions of one topic: call s commits
-// --batch consecutive partitions of consumer group s mod groups. sessions
+// --batch consecutive partitions of consumer group s mod groups.
+// offsets-fetch first commits every partition of every group (in calls of
+// up to 100 partitions, not timed; --load=false reuses what an earlier run
+// committed with the same flags), then each call fetches --batch
+// consecutive partitions (wrapping) of a consumer group, group and first
+// partition drawn at random, as a consumer joining a group does; a
+// partition without an offset is missing (a stale miss for --consistency
+// stale). sessions
 // creates new MQTT sessions, one PutSessions call of --batch sessions per
 // call: call s writes sessions s*batch .. s*batch+batch-1, session i having
 // client id i of the key space (--key-prefix, default "bench-session-",

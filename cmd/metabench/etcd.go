@@ -108,11 +108,39 @@ func (e *etcdConn) get(ctx context.Context, key []byte, stale bool) (bool, error
 func (e *etcdConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
 	ops := make([]clientv3.Op, len(offsets))
 	for i, o := range offsets {
-		key := "offsets/" + o.group + "/" + o.topic + "/" + strconv.Itoa(int(o.partition))
-		ops[i] = clientv3.OpPut(key, strconv.FormatInt(o.offset, 10))
+		ops[i] = clientv3.OpPut(etcdOffsetKey(o), strconv.FormatInt(o.offset, 10))
 	}
 	_, err := e.c.Txn(ctx).Then(ops...).Commit()
 	return err
+}
+
+// etcdOffsetKey is the key of one (consumer group, topic, partition).
+func etcdOffsetKey(o offsetCommit) string {
+	return "offsets/" + o.group + "/" + o.topic + "/" + strconv.Itoa(int(o.partition))
+}
+
+// fetchOffsets reads the batch in one transaction of gets (serializable
+// gets for stale), one snapshot like meta's fetch.
+func (e *etcdConn) fetchOffsets(ctx context.Context, partitions []offsetCommit, stale bool) (int, error) {
+	var opts []clientv3.OpOption
+	if stale {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	ops := make([]clientv3.Op, len(partitions))
+	for i, o := range partitions {
+		ops[i] = clientv3.OpGet(etcdOffsetKey(o), opts...)
+	}
+	resp, err := e.c.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return 0, err
+	}
+	found := 0
+	for _, r := range resp.Responses {
+		if len(r.GetResponseRange().GetKvs()) > 0 {
+			found++
+		}
+	}
+	return found, nil
 }
 
 // putSessions writes the batch as one transaction of puts, atomic like

@@ -170,12 +170,13 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 				f.BoolVar(&o.load, "load", o.load, "write the key space before reading (false: reuse an earlier load)")
 			}, newGetWorkload),
 		loadCommand(stdout, stderr, "offsets", "Commit consumer offsets, --batch partitions per call",
+			func(f flagSet, o *options) { offsetFlags(f, o) }, newOffsetsWorkload),
+		loadCommand(stdout, stderr, "offsets-fetch", "Commit every consumer offset, then fetch --batch partitions of a random group per call",
 			func(f flagSet, o *options) {
-				f.IntVar(&o.groups, "groups", o.groups, "consumer groups committed to")
-				f.IntVar(&o.partitions, "partitions", o.partitions, "partitions of the topic each group commits")
-				f.StringVar(&o.topic, "topic", o.topic, "topic name")
-				f.StringVar(&o.groupPrefix, "group-prefix", o.groupPrefix, "prefix of the consumer group names")
-			}, newOffsetsWorkload),
+				offsetFlags(f, o)
+				f.StringVar(&o.consistency, "consistency", o.consistency, "linearizable or stale (etcd: serializable)")
+				f.BoolVar(&o.load, "load", o.load, "commit every offset before fetching (false: reuse an earlier load with the same flags)")
+			}, newOffsetsFetchWorkload),
 		loadCommand(stdout, stderr, "sessions", "Create new MQTT sessions, --batch per PutSessions call",
 			func(f flagSet, o *options) {
 				o.batch = 100
@@ -194,6 +195,14 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 		mqttCommand(stdout),
 	)
 	return root
+}
+
+// offsetFlags are the offsets workloads' flags.
+func offsetFlags(f flagSet, o *options) {
+	f.IntVar(&o.groups, "groups", o.groups, "consumer groups")
+	f.IntVar(&o.partitions, "partitions", o.partitions, "partitions of the topic each group commits")
+	f.StringVar(&o.topic, "topic", o.topic, "topic name")
+	f.StringVar(&o.groupPrefix, "group-prefix", o.groupPrefix, "prefix of the consumer group names")
 }
 
 // flagSet is the part of pflag.FlagSet the commands use.
@@ -257,7 +266,24 @@ func newOffsetsWorkload(o options) (workload, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &offsetsWorkload{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}, nil
+	return &offsetsWorkload{offsetSpace: offsetSpace{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}}, nil
+}
+
+func newOffsetsFetchWorkload(o options) (workload, error) {
+	w, err := newOffsetsWorkload(o)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if o.consistency != "linearizable" && o.consistency != "stale" {
+		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	space := w.(*offsetsWorkload).offsetSpace
+	return &offsetsFetchWorkload{offsetSpace: space,
+		reads: reads{n: int64(space.groups) * int64(space.partitions), stale: o.consistency == "stale", load: o.load}}, nil
 }
 
 func newSessionShape(o options) (sessionShape, []error) {

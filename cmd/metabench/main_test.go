@@ -245,6 +245,19 @@ func TestAgainstMetaCluster(t *testing.T) {
 			t.Errorf("offset of %v: got none, want one committed", o.Partition)
 		}
 	}
+
+	// offsets-fetch loads every partition of its groups, then finds each
+	// one it reads; groups nobody committed to are missing.
+	res, err = executeJSON(t, "offsets-fetch", "--endpoints", eps, "--clients", "4", "--total", "100", "--batch", "10",
+		"--groups", "3", "--partitions", "120", "--group-prefix", "fetch-")
+	if err != nil || res.OK != 10 || res.Items != 100 || res.Missing != 0 {
+		t.Errorf("offsets-fetch: got %+v, %v; want 10 calls carrying 100 offsets, none missing", res, err)
+	}
+	res, err = executeJSON(t, "offsets-fetch", "--endpoints", eps, "--clients", "2", "--total", "20", "--batch", "5",
+		"--groups", "2", "--partitions", "10", "--group-prefix", "never-", "--load=false")
+	if !errors.Is(err, ErrTooManyFailures) || res == nil || res.Missing == 0 {
+		t.Errorf("offsets-fetch of groups never committed: got %+v, %v; want missing offsets and %v", res, err, ErrTooManyFailures)
+	}
 }
 
 // TestAgainstEtcd drives a one-member etcd with the same workloads. It
@@ -290,6 +303,11 @@ func TestAgainstEtcd(t *testing.T) {
 		"--batch", "4", "--groups", "2", "--partitions", "4")
 	if err != nil || res.OK != 10 || res.Items != 40 {
 		t.Errorf("offsets: got %+v, %v; want 10 calls carrying 40 offsets", res, err)
+	}
+	res, err = executeJSON(t, "offsets-fetch", "--target", "etcd", "--endpoints", client, "--clients", "2", "--total", "40",
+		"--batch", "4", "--groups", "2", "--partitions", "150", "--consistency", "stale")
+	if err != nil || res.OK != 10 || res.Items != 40 || res.StaleMisses != 0 {
+		t.Errorf("offsets-fetch: got %+v, %v; want 10 calls carrying 40 offsets, none missing", res, err)
 	}
 	// Sessions: a batch is one transaction (at most etcd's 128 ops).
 	res, err = executeJSON(t, "sessions", "--target", "etcd", "--endpoints", client, "--clients", "3", "--total", "250",

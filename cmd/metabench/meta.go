@@ -85,6 +85,27 @@ func (m *metaConn) commitOffsets(ctx context.Context, offsets []offsetCommit) er
 	return err
 }
 
+func (m *metaConn) fetchOffsets(ctx context.Context, partitions []offsetCommit, stale bool) (int, error) {
+	req := &metapb.FetchOffsetsRequest{Partitions: make([]*metapb.TopicPartition, len(partitions))}
+	for i, o := range partitions {
+		req.Partitions[i] = &metapb.TopicPartition{Group: o.group, Topic: o.topic, Partition: o.partition}
+	}
+	if stale {
+		req.Consistency = metapb.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	resp, err := m.c.FetchOffsets(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	found := 0
+	for _, v := range resp.Offsets {
+		if v.Found {
+			found++
+		}
+	}
+	return found, nil
+}
+
 // putSessions is one PutSessions call; the server splits it by data group
 // and applies each group's part atomically.
 func (m *metaConn) putSessions(ctx context.Context, sessions []session) error {

@@ -93,9 +93,21 @@ func (f *fakeConn) get(ctx context.Context, key []byte, _ bool) (bool, error) {
 func (f *fakeConn) commitOffsets(ctx context.Context, offsets []offsetCommit) error {
 	return f.locked(ctx, func() {
 		for _, o := range offsets {
-			f.offsets[o.group+"/"+o.topic+"/"+string(rune('0'+o.partition))]++
+			f.offsets[etcdOffsetKey(o)]++
 		}
 	})
+}
+
+func (f *fakeConn) fetchOffsets(ctx context.Context, partitions []offsetCommit, _ bool) (int, error) {
+	found := 0
+	err := f.locked(ctx, func() {
+		for _, o := range partitions {
+			if f.offsets[etcdOffsetKey(o)] > 0 {
+				found++
+			}
+		}
+	})
+	return found, err
 }
 
 // putOnly implements a connection without reads or offsets.
@@ -248,7 +260,7 @@ func TestRunGetLoadsThenCountsMissing(t *testing.T) {
 
 func TestRunOffsetsBatches(t *testing.T) {
 	f := newFakeConn()
-	wl := &offsetsWorkload{groups: 2, partitions: 5, topic: "t", prefix: "g"}
+	wl := &offsetsWorkload{offsetSpace: offsetSpace{groups: 2, partitions: 5, topic: "t", prefix: "g"}}
 	res := mustRun(t, "run", wl, []conn{f}, testConfig(3, 103, 5))
 	if res.Calls != 21 || res.OK != 21 || res.Items != 103 {
 		t.Errorf("got calls %d ok %d items %d, want 21, 21, 103", res.Calls, res.OK, res.Items)
@@ -265,10 +277,38 @@ func TestRunOffsetsBatches(t *testing.T) {
 	}
 }
 
+// offsets-fetch commits every partition of every group first (in
+// chunks), then fetches batches of them; without the load, every fetch
+// misses.
+func TestRunOffsetsFetchLoadsThenCountsMissing(t *testing.T) {
+	f := newFakeConn()
+	space := offsetSpace{groups: 3, partitions: 250, topic: "t", prefix: "g"}
+	wl := &offsetsFetchWorkload{offsetSpace: space, reads: reads{n: 750, load: true}}
+	res := mustRun(t, "run", wl, []conn{f}, testConfig(4, 200, 20))
+	if len(f.offsets) != 750 {
+		t.Errorf("offsets loaded: got %d, want 750 (3 groups x 250)", len(f.offsets))
+	}
+	for k, n := range f.offsets {
+		if n != 1 {
+			t.Errorf("%s committed %d times while loading, want once", k, n)
+		}
+	}
+	if res.Calls != 10 || res.OK != 10 || res.Items != 200 || res.Missing != 0 {
+		t.Errorf("got calls %d ok %d items %d missing %d, want 10, 10, 200, 0", res.Calls, res.OK, res.Items, res.Missing)
+	}
+	wl.load = false
+	cfg := testConfig(2, 100, 10)
+	cfg.maxErrorRate = 1
+	res = mustRun(t, "run without load", wl, []conn{newFakeConn()}, cfg)
+	if res.Missing != 10 || res.OK != 0 {
+		t.Errorf("without load: got missing %d ok %d, want 10 and 0", res.Missing, res.OK)
+	}
+}
+
 func TestRunUnsupported(t *testing.T) {
 	c := putOnly{newFakeConn()}
 	for _, wl := range []workload{
-		&offsetsWorkload{groups: 1, partitions: 1, topic: "t"},
+		&offsetsWorkload{offsetSpace: offsetSpace{groups: 1, partitions: 1, topic: "t"}},
 		&getWorkload{keys: keySpace{prefix: "k", size: 4}, reads: reads{n: 1}},
 	} {
 		_, err := run(context.Background(), wl, []conn{c}, testConfig(1, 1, 1))

@@ -50,6 +50,7 @@ type targetConn interface {
 	putter
 	getter
 	offsetCommitter
+	offsetFetcher
 	sessionPutter
 	sessionLister
 	pinger

@@ -128,6 +128,12 @@ type offsetCommitter interface {
 	commitOffsets(ctx context.Context, offsets []offsetCommit) error
 }
 
+// offsetFetcher reads the committed offsets of a batch of partitions (their
+// offset fields are ignored) in one call; found counts those that have one.
+type offsetFetcher interface {
+	fetchOffsets(ctx context.Context, partitions []offsetCommit, stale bool) (found int, err error)
+}
+
 func supports[I any](c conn, what string) error {
 	if _, ok := c.(I); !ok {
 		return fmt.Errorf("%w: %s", errUnsupported, what)
@@ -233,16 +239,39 @@ func (g *getWorkload) call(ctx context.Context, c conn, w *worker, _ int64, _ in
 	return nil
 }
 
+// offsetSpace is the consumer offsets the offsets workloads commit and
+// read: groups consumer groups (prefix + decimal index) times partitions
+// partitions of one topic.
+type offsetSpace struct {
+	groups     int
+	partitions int
+	topic      string
+	prefix     string
+}
+
+// fill sets w.offsets to n consecutive partitions of group (wrapping),
+// from first, each with offset.
+func (o offsetSpace) fill(w *worker, group, first int64, n int, offset int64) []offsetCommit {
+	name := o.prefix + strconv.FormatInt(group, 10)
+	w.offsets = w.offsets[:0]
+	for i := range int64(n) {
+		w.offsets = append(w.offsets, offsetCommit{
+			group:     name,
+			topic:     o.topic,
+			partition: int32((first + i) % int64(o.partitions)),
+			offset:    offset,
+		})
+	}
+	return w.offsets
+}
+
 // offsetsWorkload commits offsets of groups × partitions of one topic;
 // call s commits n consecutive partitions of consumer group s mod groups,
 // starting after the ones the previous call to that group committed, with
 // offset s.
 type offsetsWorkload struct {
 	writeOnly
-	groups     int
-	partitions int
-	topic      string
-	prefix     string
+	offsetSpace
 }
 
 func (o *offsetsWorkload) unit() string       { return "offsets" }
@@ -250,21 +279,56 @@ func (o *offsetsWorkload) check(c conn) error { return supports[offsetCommitter]
 
 // batch fills w.offsets with call seq's n offsets.
 func (o *offsetsWorkload) batch(w *worker, seq int64, n int) []offsetCommit {
-	group := o.prefix + strconv.FormatInt(seq%int64(o.groups), 10)
 	round := seq / int64(o.groups)
-	first := round * int64(n) % int64(o.partitions)
-	w.offsets = w.offsets[:0]
-	for i := range int64(n) {
-		w.offsets = append(w.offsets, offsetCommit{
-			group:     group,
-			topic:     o.topic,
-			partition: int32((first + i) % int64(o.partitions)),
-			offset:    seq,
-		})
-	}
-	return w.offsets
+	return o.fill(w, seq%int64(o.groups), round*int64(n)%int64(o.partitions), n, seq)
 }
 
 func (o *offsetsWorkload) call(ctx context.Context, c conn, w *worker, seq int64, n int) error {
 	return c.(offsetCommitter).commitOffsets(ctx, o.batch(w, seq, n))
+}
+
+// offsetsFetchChunk bounds the partitions one loading call commits.
+const offsetsFetchChunk = 100
+
+// offsetsFetchWorkload reads committed offsets, as a consumer does when it
+// joins a group: call s fetches n consecutive partitions of one consumer
+// group, both drawn at random, in one call. prepare first commits every
+// partition of every group (unless load is false: what an earlier run
+// loaded with the same flags). A partition found without an offset is
+// missing (stale reads: a stale miss).
+type offsetsFetchWorkload struct {
+	reads
+	offsetSpace
+}
+
+func (o *offsetsFetchWorkload) unit() string { return "offsets" }
+func (o *offsetsFetchWorkload) check(c conn) error {
+	return supportsReads[offsetFetcher, offsetCommitter](c, "offsets-fetch", o.load, "offsets (to load them)")
+}
+
+// prepare commits every group's partitions, offsetsFetchChunk per call.
+func (o *offsetsFetchWorkload) prepare(ctx context.Context, conns []conn, env prepareEnv) error {
+	chunks := int64((o.partitions + offsetsFetchChunk - 1) / offsetsFetchChunk)
+	return o.loadAll(ctx, conns, env, "offsets", int64(o.groups)*chunks, func(ctx context.Context, c conn, w *worker, i int64) (int64, error) {
+		first := i % chunks * offsetsFetchChunk
+		batch := o.fill(w, i/chunks, first, min(offsetsFetchChunk, o.partitions-int(first)), 1)
+		if err := c.(offsetCommitter).commitOffsets(ctx, batch); err != nil {
+			return 0, fmt.Errorf("load offsets of %s: %w", batch[0].group, err)
+		}
+		return int64(len(batch)), nil
+	})
+}
+
+func (o *offsetsFetchWorkload) call(ctx context.Context, c conn, w *worker, _ int64, n int) error {
+	batch := o.fill(w, w.rng.Int64N(int64(o.groups)), w.rng.Int64N(int64(o.partitions)), n, 0)
+	found, err := c.(offsetFetcher).fetchOffsets(ctx, batch, o.stale)
+	switch {
+	case err != nil:
+		return err
+	case found == n:
+		return nil
+	case o.stale:
+		return errStaleMiss
+	}
+	return fmt.Errorf("%w: %d of %d partitions of %s", errMissing, n-found, n, batch[0].group)
 }

@@ -84,7 +84,7 @@ func TestRunConfigCalls(t *testing.T) {
 }
 
 func TestOffsetsBatch(t *testing.T) {
-	o := &offsetsWorkload{groups: 3, partitions: 5, topic: "t", prefix: "g"}
+	o := &offsetsWorkload{offsetSpace: offsetSpace{groups: 3, partitions: 5, topic: "t", prefix: "g"}}
 	w := newWorker(0, 1, 0)
 	tests := []struct {
 		seq       int64
