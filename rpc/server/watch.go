@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,14 @@ import (
 //     every kind), will client ids and broker ids by prefix; for
 //     ASSIGNMENTS it is one broker id, and an assignment that moves away
 //     from that broker is delivered as a DELETE.
+//   - A KV or wills watch follows splits: a data group a split adds joins
+//     the stream (its revisions in responses from then on) from its first
+//     revision, which follows its parent's at the fence, and its events
+//     come only after the parent's up to the fence, so each moved key's
+//     revisions keep rising. A resume that names the parent but not the
+//     child starts the child the same way. A start revision for a data
+//     group the serving node does not know yet fails the stream with
+//     ROUTE_AHEAD (retry), not INVALID_ARGUMENT.
 //   - A start below a group's compacted revision fails the stream with
 //     FailedPrecondition, reason COMPACTED, metadata group and
 //     compact_revision.
@@ -88,6 +97,8 @@ type watchGroup struct {
 	// delivers the answers of a watch of that group alone on a node that
 	// hosts it; its error ends this watch (the client resumes).
 	remote <-chan remoteWatch
+	// gate, while set, holds the group's events back (see watcher.open).
+	gate *watchGate
 }
 
 type remoteWatch struct {
@@ -142,13 +153,16 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 		return nil, nil, 0, err
 	}
 	for g := range req.StartRevisions {
-		found := false
-		for _, x := range groups {
-			found = found || x == g
+		if slices.Contains(groups, g) {
+			continue
 		}
-		if !found {
-			return nil, nil, 0, invalid(fmt.Sprintf("start_revisions[%s]", g), "%q is not a group this watch covers (%v)", g, groups)
+		if d := s.node.Directory(); len(groups) > 0 && sameKind(g, groups[0]) && (d == nil || d.Group(g) == nil) {
+			// A group of the right kind this node does not know yet: one a
+			// split made, that the client learned of on a node further on.
+			return nil, nil, 0, coded(metapb.ReasonRouteAhead, map[string]string{metapb.MetaGroup: g},
+				fmt.Sprintf("%q is not in this node's map yet (%v): try again, or another node", g, groups))
 		}
+		return nil, nil, 0, invalid(fmt.Sprintf("start_revisions[%s]", g), "%q is not a group this watch covers (%v)", g, groups)
 	}
 	return &watchFilter{space: req.Space, prefix: req.Prefix, kind: req.ResourceKind, prevKV: req.PrevKv}, groups, interval, nil
 }
@@ -207,48 +221,144 @@ func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStream
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the remote group watches
-	groups := make([]*watchGroup, len(names))
-	for i, g := range names {
-		if wg, err := s.remoteWatch(wctx, g, req); err != nil {
-			return err
-		} else if wg != nil {
-			groups[i] = wg
-			continue
-		}
-		start, given := req.StartRevisions[g]
-		if !given {
-			// Only changes after everything acknowledged so far.
-			m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
-			if err != nil {
-				return err
-			}
-			start = m.Revision() + 1
-		}
-		start = max(start, 1) // revisions start at 1
-		m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
-		if err != nil {
+	w := &watcher{s: s, f: f, req: req, stream: stream}
+	for _, g := range names {
+		if err := w.open(wctx, g, req.StartRevisions); err != nil {
 			return err
 		}
-		c, err := m.CompactRevision()
-		if err != nil {
-			return s.statusOf(err, false)
-		}
-		if start < c {
-			return compactedError(g, start, c)
-		}
-		groups[i] = &watchGroup{name: g, m: m, cur: state.Cursor{Revision: start}, delivered: start - 1}
 	}
-	w := &watcher{s: s, f: f, groups: groups, stream: stream}
 	if err := w.send(nil, true); err != nil {
 		return err
 	}
-	return w.run(ctx, interval)
+	return w.run(wctx, interval)
+}
+
+// open adds group g to the watch, from start[g] when given. A group a
+// split made (its record names a parent and the parent's revision at the
+// fence, where its own revisions begin) is watched from its first
+// revision when its parent is watched from a given point (a resume, or a
+// split the watch follows: splitStart), and its events wait until the
+// parent's up to the fence are delivered (gate), so that each moved key's
+// revisions keep rising across the handoff. Any other group not given
+// starts after everything acknowledged so far (a linearizable read).
+func (w *watcher) open(ctx context.Context, g string, start map[string]uint64) error {
+	s := w.s
+	from, given := start[g]
+	var gate *watchGate
+	if rec := s.directoryGroup(g); rec != nil && rec.Parent != "" {
+		if _, parentGiven := start[rec.Parent]; parentGiven && !given {
+			from, given = rec.BaseRevision+1, true
+		}
+		if given && from <= rec.BaseRevision+1 {
+			gate = &watchGate{group: rec.Parent, revision: rec.BaseRevision}
+		}
+	}
+	if given {
+		start = map[string]uint64{g: from}
+	}
+	sub := proto.CloneOf(w.req)
+	sub.StartRevisions = start
+	if wg, err := s.remoteWatch(ctx, g, sub); err != nil {
+		return err
+	} else if wg != nil {
+		wg.gate = gate
+		w.groups = append(w.groups, wg)
+		return nil
+	}
+	if !given {
+		// Only changes after everything acknowledged so far.
+		m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+		if err != nil {
+			return err
+		}
+		from = m.Revision() + 1
+	}
+	from = max(from, 1) // revisions start at 1
+	m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
+	if err != nil {
+		return err
+	}
+	c, err := m.CompactRevision()
+	if err != nil {
+		return s.statusOf(err, false)
+	}
+	if from < c {
+		return compactedError(g, from, c)
+	}
+	w.groups = append(w.groups, &watchGroup{name: g, m: m, cur: state.Cursor{Revision: from}, delivered: from - 1, gate: gate})
+	return nil
+}
+
+// watchGate holds a group's events back until group has delivered up to
+// revision (a split's parent, up to its fence).
+type watchGate struct {
+	group    string
+	revision uint64
+}
+
+// held reports whether g's events wait for its gate.
+func (w *watcher) held(g *watchGroup) bool {
+	if g.gate == nil {
+		return false
+	}
+	for _, p := range w.groups {
+		if p.name == g.gate.group && p.delivered < g.gate.revision {
+			return true
+		}
+	}
+	g.gate = nil // the parent has passed the fence, or is not watched
+	return false
+}
+
+// follow adds the groups a split brought into the watch's scope (KV and
+// wills watches cover every data group): each from its first revision,
+// after its parent's events up to the fence. A scope that cannot be read
+// now is read again at the next change.
+func (w *watcher) follow(ctx context.Context) error {
+	names, err := w.s.watchScope(w.f.space)
+	if err != nil {
+		return nil
+	}
+	for _, g := range names {
+		if slices.ContainsFunc(w.groups, func(x *watchGroup) bool { return x.name == g }) {
+			continue
+		}
+		if err := w.open(ctx, g, w.revisionsFrom()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// revisionsFrom is where the watch stands: each group's next revision.
+func (w *watcher) revisionsFrom() map[string]uint64 {
+	out := make(map[string]uint64, len(w.groups))
+	for _, g := range w.groups {
+		out[g.name] = g.delivered + 1
+	}
+	return out
+}
+
+// directoryGroup is g's record in the directory this node has seen, or nil.
+func (s *Server) directoryGroup(g string) *logpb.GroupRecord {
+	if d := s.node.Directory(); d != nil {
+		return d.Group(g)
+	}
+	return nil
+}
+
+// sameKind reports whether two group names are of one kind.
+func sameKind(a, b string) bool {
+	ka, errA := metapb.GroupKind(a)
+	kb, errB := metapb.GroupKind(b)
+	return errA == nil && errB == nil && ka == kb
 }
 
 // watcher is the state of one watch, owned by the stream's goroutine.
 type watcher struct {
 	s      *Server
 	f      *watchFilter
+	req    *metapb.WatchRequest
 	groups []*watchGroup
 	stream grpc.ServerStreamingServer[metapb.WatchResponse]
 }
@@ -309,20 +419,37 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 	// A watch ends when its node begins to stop (an orderly gRPC stop
 	// waits for every stream to end).
 	stopping := w.s.node.Stopping()
-	// The select cases: ctx, progress, stopping, then one Changed channel
-	// per group.
-	const fixed = 3
-	cases := make([]reflect.SelectCase, fixed+len(w.groups))
+	// KV and wills watches follow the data groups a split adds (not one
+	// restricted to a group: another node's watch of that group alone).
+	follows := (w.f.space == metapb.WatchSpace_WATCH_SPACE_KV || w.f.space == metapb.WatchSpace_WATCH_SPACE_WILLS) &&
+		restrictedTo(ctx) == ""
+	// The select cases: ctx, progress, stopping, the directory, then one
+	// channel per group (none for a group whose gate holds it).
+	const fixed = 4
+	var cases []reflect.SelectCase
 	for {
+		var dirChanged <-chan struct{}
+		if follows {
+			// Taken before reading the scope: a change after it wakes us.
+			dirChanged = w.s.node.DirectoryChanged()
+			if err := w.follow(ctx); err != nil {
+				return err
+			}
+		}
+		cases = slices.Grow(cases[:0], fixed+len(w.groups))[:fixed+len(w.groups)]
 		again, sent := false, false
 		for i, g := range w.groups {
+			cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv}
+			if w.held(g) {
+				continue // a zero Chan: the case is ignored
+			}
 			if g.remote != nil {
-				cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(g.remote)}
+				cases[fixed+i].Chan = reflect.ValueOf(g.remote)
 				continue
 			}
 			// Take the channel before reading: an apply after this point
 			// closes it, so the wait below cannot miss it.
-			cases[fixed+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(g.m.Changed())}
+			cases[fixed+i].Chan = reflect.ValueOf(g.m.Changed())
 			full, n, err := w.scan(g)
 			if err != nil {
 				return err
@@ -342,6 +469,10 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 		cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
 		cases[1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(progress.C)}
 		cases[2] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stopping)}
+		cases[3] = reflect.SelectCase{Dir: reflect.SelectRecv}
+		if dirChanged != nil {
+			cases[3].Chan = reflect.ValueOf(dirChanged)
+		}
 		chosen, v, _ := reflect.Select(cases)
 		if chosen >= fixed && w.groups[chosen-fixed].remote != nil {
 			g, rw := w.groups[chosen-fixed], v.Interface().(remoteWatch)
