@@ -427,9 +427,9 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 	// channel per group (none for a group whose gate holds it).
 	const fixed = 4
 	var cases []reflect.SelectCase
+	var dirChanged <-chan struct{}
 	for {
-		var dirChanged <-chan struct{}
-		if follows {
+		if follows && dirChanged == nil {
 			// Taken before reading the scope: a change after it wakes us.
 			dirChanged = w.s.node.DirectoryChanged()
 			if err := w.follow(ctx); err != nil {
@@ -500,6 +500,8 @@ func (w *watcher) run(ctx context.Context, interval time.Duration) error {
 			progress.Reset(interval)
 		case 2:
 			return errShuttingDown
+		case 3:
+			dirChanged = nil // read the scope again
 		}
 	}
 }
