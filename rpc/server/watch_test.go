@@ -220,7 +220,12 @@ func TestWatch(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := p; i < n; i += 10 {
-					_, err := cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("big/%04d", i)), Value: []byte("v"), Lease: lease})
+					// The same put again after an unknown outcome (a leader
+					// change on a loaded machine): it writes the same value.
+					err := client.ErrUnknownOutcome
+					for try := 0; try < 5 && client.IsUnknown(err); try++ {
+						_, err = cl.Put(ctx10(t), &metapb.PutRequest{Key: []byte(fmt.Sprintf("big/%04d", i)), Value: []byte("v"), Lease: lease})
+					}
 					if err != nil {
 						errs <- err
 					}
