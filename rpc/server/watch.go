@@ -156,9 +156,10 @@ func (s *Server) checkWatch(req *metapb.WatchRequest) (*watchFilter, []string, t
 		if slices.Contains(groups, g) {
 			continue
 		}
-		if d := s.node.Directory(); len(groups) > 0 && sameKind(g, groups[0]) && (d == nil || d.Group(g) == nil) {
-			// A group of the right kind this node does not know yet: one a
-			// split made, that the client learned of on a node further on.
+		if len(groups) > 0 && sameKind(g, groups[0]) {
+			// A group of the scope's kind this node's map does not name
+			// yet: one a split made, that the client learned of on a node
+			// further on (its record may be here already, still creating).
 			return nil, nil, 0, coded(metapb.ReasonRouteAhead, map[string]string{metapb.MetaGroup: g},
 				fmt.Sprintf("%q is not in this node's map yet (%v): try again, or another node", g, groups))
 		}
@@ -237,7 +238,7 @@ func (ws *watchService) Watch(req *metapb.WatchRequest, stream grpc.ServerStream
 // split made (its record names a parent and the parent's revision at the
 // fence, where its own revisions begin) is watched from its first
 // revision when its parent is watched from a given point (a resume, or a
-// split the watch follows: splitStart), and its events wait until the
+// split the watch follows: follow), and its events wait until the
 // parent's up to the fence are delivered (gate), so that each moved key's
 // revisions keep rising across the handoff. Any other group not given
 // starts after everything acknowledged so far (a linearizable read).
@@ -254,11 +255,9 @@ func (w *watcher) open(ctx context.Context, g string, start map[string]uint64) e
 		}
 	}
 	if given {
-		start = map[string]uint64{g: from}
+		from = max(from, 1) // revisions start at 1
 	}
-	sub := proto.CloneOf(w.req)
-	sub.StartRevisions = start
-	if wg, err := s.remoteWatch(ctx, g, sub); err != nil {
+	if wg, err := s.remoteWatch(ctx, g, w.req, from); err != nil {
 		return err
 	} else if wg != nil {
 		wg.gate = gate
@@ -273,7 +272,6 @@ func (w *watcher) open(ctx context.Context, g string, start map[string]uint64) e
 		}
 		from = m.Revision() + 1
 	}
-	from = max(from, 1) // revisions start at 1
 	m, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
 	if err != nil {
 		return err
@@ -376,10 +374,10 @@ func (w *watcher) send(events []*metapb.WatchEvent, progress bool) error {
 }
 
 // remoteWatch watches g, a group this node does not host, on a node that
-// hosts it: the same request, restricted to g. It returns nil when this
-// node hosts g (or the call is already restricted: the client follows the
-// redirect).
-func (s *Server) remoteWatch(ctx context.Context, g string, req *metapb.WatchRequest) (*watchGroup, error) {
+// hosts it: the same request, restricted to g, from revision from (0: not
+// given). It returns nil when this node hosts g (or the call is already
+// restricted: the client follows the redirect).
+func (s *Server) remoteWatch(ctx context.Context, g string, req *metapb.WatchRequest, from uint64) (*watchGroup, error) {
 	_, err := s.read(ctx, g, metapb.ReadConsistency_READ_CONSISTENCY_STALE)
 	var r redirect
 	if err == nil || !errors.As(err, &r) || r.ForwardTo() == "" || restrictedTo(ctx) != "" {
@@ -387,8 +385,8 @@ func (s *Server) remoteWatch(ctx context.Context, g string, req *metapb.WatchReq
 	}
 	sub := proto.CloneOf(req)
 	sub.StartRevisions = nil
-	if start, ok := req.StartRevisions[g]; ok {
-		sub.StartRevisions = map[string]uint64{g: start}
+	if from > 0 {
+		sub.StartRevisions = map[string]uint64{g: from}
 	}
 	// The first answer says where the watch starts, or why it cannot.
 	stream, first, err := s.fwd.watch(ctx, r.ForwardTo(), g, sub)
