@@ -366,7 +366,7 @@ func outages(bops []BrokerOp, brokers map[string]bool) []Fault {
 	var out []Fault
 	for i := range bops {
 		op := &bops[i]
-		if (op.Kind == OpHeartbeat || op.Kind == OpRegister) && op.Outcome == OutcomeUnknown && movesHeal(op) && brokers[op.Input.BrokerID] {
+		if (op.Kind == OpHeartbeat || op.Kind == OpRegister) && op.Outcome == OutcomeUnknown && !op.Abandoned && brokers[op.Input.BrokerID] {
 			out = append(out, Fault{Kind: "outage", Began: time.Duration(op.Call), Ended: time.Duration(op.Return)})
 		}
 	}

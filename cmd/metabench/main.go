@@ -94,6 +94,14 @@ func defaultOptions() options {
 	}
 }
 
+// wantConsistency adds a problem naming --consistency unless it is
+// linearizable or stale.
+func wantConsistency(errs *[]error, consistency string) {
+	if consistency != "linearizable" && consistency != "stale" {
+		*errs = append(*errs, fmt.Errorf("--consistency: %q is not linearizable or stale", consistency))
+	}
+}
+
 // wantFlag adds the problem of flag to errs when bad: "FLAG: V, want
 // WANT", v being the flag's value and want what it should be.
 func wantFlag(errs *[]error, bad bool, flag string, v any, want string) {
@@ -239,9 +247,7 @@ func newGetWorkload(o options) (workload, error) {
 	if o.batch != 1 {
 		errs = append(errs, fmt.Errorf("--batch: %d, but get reads one key per call (the KV API has no batch get); use 1", o.batch))
 	}
-	if o.consistency != "linearizable" && o.consistency != "stale" {
-		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
-	}
+	wantConsistency(&errs, o.consistency)
 	wantFlag(&errs, o.keys < 1, "--keys", o.keys, "at least 1")
 	ks := keySpace{prefix: o.keyPrefix, size: o.keySize}
 	if err := ks.validate(o.keys); err != nil {
@@ -253,35 +259,34 @@ func newGetWorkload(o options) (workload, error) {
 	return &getWorkload{keys: ks, reads: reads{n: o.keys, stale: o.consistency == "stale", load: o.load}}, nil
 }
 
-func newOffsetsWorkload(o options) (workload, error) {
+// newOffsetSpace checks the offsets workloads' flags.
+func newOffsetSpace(o options) (offsetSpace, []error) {
 	var errs []error
 	wantFlag(&errs, o.groups < 1, "--groups", o.groups, "at least 1")
 	wantFlag(&errs, o.partitions < 1, "--partitions", o.partitions, "at least 1")
 	if o.batch > o.partitions {
-		errs = append(errs, fmt.Errorf("--batch: %d is more than --partitions %d; a call commits each partition at most once", o.batch, o.partitions))
+		errs = append(errs, fmt.Errorf("--batch: %d is more than --partitions %d; a call touches each partition at most once", o.batch, o.partitions))
 	}
 	if o.topic == "" {
 		errs = append(errs, errors.New("--topic: empty"))
 	}
+	return offsetSpace{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}, errs
+}
+
+func newOffsetsWorkload(o options) (workload, error) {
+	space, errs := newOffsetSpace(o)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &offsetsWorkload{offsetSpace: offsetSpace{groups: o.groups, partitions: o.partitions, topic: o.topic, prefix: o.groupPrefix}}, nil
+	return &offsetsWorkload{offsetSpace: space}, nil
 }
 
 func newOffsetsFetchWorkload(o options) (workload, error) {
-	w, err := newOffsetsWorkload(o)
-	var errs []error
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if o.consistency != "linearizable" && o.consistency != "stale" {
-		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
-	}
+	space, errs := newOffsetSpace(o)
+	wantConsistency(&errs, o.consistency)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	space := w.(*offsetsWorkload).offsetSpace
 	return &offsetsFetchWorkload{offsetSpace: space,
 		reads: reads{n: int64(space.groups) * int64(space.partitions), stale: o.consistency == "stale", load: o.load}}, nil
 }
@@ -327,9 +332,7 @@ func newSessionsListWorkload(o options) (workload, error) {
 	if o.batch > metapb.MaxListLimit {
 		errs = append(errs, fmt.Errorf("--batch: %d, but a ListSessions page holds at most %d sessions", o.batch, metapb.MaxListLimit))
 	}
-	if o.consistency != "linearizable" && o.consistency != "stale" {
-		errs = append(errs, fmt.Errorf("--consistency: %q is not linearizable or stale", o.consistency))
-	}
+	wantConsistency(&errs, o.consistency)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

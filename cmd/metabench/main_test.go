@@ -84,6 +84,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"get", "--consistency", "serializable"}, []string{"--consistency"}},
 		{[]string{"put", "--key-size", "12", "--total", "1000"}, []string{"--key-size 12 is too small"}},
 		{[]string{"offsets", "--batch", "20", "--partitions", "10"}, []string{"--batch: 20 is more than --partitions 10"}},
+		{[]string{"offsets-fetch", "--consistency", "serializable", "--groups", "0"}, []string{"--consistency", "--groups: 0"}},
 		{[]string{"put", "--clients", "0", "--output", "xml", "--target", "zk"}, []string{"--clients", "--output", "--target"}},
 		{[]string{"put", "--max-error-rate", "2"}, []string{"--max-error-rate"}},
 		{[]string{"put", "extra"}, []string{"unknown command"}},
