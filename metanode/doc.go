@@ -58,6 +58,16 @@
 // when asked. Restore and Recover open a group's stores and bootstrap it
 // through the same helpers (groupStores).
 //
+// # Leadership transfers
+//
+// transfer.go: every transfer this node starts (an admin's, the leader
+// spreading's, a move's hand-off, a halted or fenced replica's, a
+// shutdown's) goes through one guard that never asks raft for a second
+// transfer to a target whose earlier one in the same term did not end
+// cleanly until it caught up: with hashicorp/raft v1.8.0 that second
+// transfer can leave the group refusing every write for ever (raft#696).
+// Such a transfer is refused with TRANSFER_REFUSED instead.
+//
 // # Running something on a group's leader
 //
 // onLeader is the one way: local when this node leads, else a peer call to

@@ -100,6 +100,10 @@ type group struct {
 	leaderReads rounds
 	remoteReads rounds
 
+	// transfers keeps leadership transfers from wedging raft
+	// (transfer.go).
+	transfers transferGuard
+
 	// askingSnapshot is set while this follower asks its leader for a
 	// fresh snapshot (see askFreshSnapshot).
 	askingSnapshot atomic.Bool

@@ -233,7 +233,7 @@ func (g *group) fence(ctx context.Context, v replicaHash, index uint64, reason s
 		}
 		// A leader that applies nothing answers nothing: hand off now
 		// (reconcileLoop would, within a ReconcileInterval).
-		if err := g.raft.LeadershipTransfer().Error(); err != nil {
+		if err := g.transferLeadership(ctx, "hand off a fenced replica", "", nil); err != nil {
 			g.log.Warn("hand off leadership of a fenced replica", "err", err)
 		}
 		return nil

@@ -229,25 +229,19 @@ func (n *Node) TransferLeader(ctx context.Context, groupName, target string) (st
 	if !g.isLeader() {
 		return "", g.notLeader()
 	}
-	var call func() raft.Future
-	if target == "" {
-		call = g.raft.LeadershipTransfer
-	} else {
-		var addr raft.ServerAddress
+	if target != "" {
+		voter := false
 		for _, s := range g.voters() {
-			if string(s.ID) == target {
-				addr = s.Address
-			}
+			voter = voter || string(s.ID) == target
 		}
-		if addr == "" {
+		if !voter {
 			return "", invalidf("target_id", "%s is not a voter of %s", target, groupName)
 		}
 		if target == n.id {
 			return n.id, nil
 		}
-		call = func() raft.Future { return g.raft.LeadershipTransferToServer(raft.ServerID(target), addr) }
 	}
-	if _, err := g.await(ctx, "leadership transfer", call); err != nil {
+	if err := g.transferLeadership(ctx, "leadership transfer", raft.ServerID(target), nil); err != nil {
 		return "", err
 	}
 	var leader string

@@ -10,6 +10,9 @@ import (
 
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
+	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/rpc/transport"
+	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/verify/poll"
 )
 
@@ -115,5 +118,65 @@ func TestLeaderRunsWithLeaderHeartbeatTimeout(t *testing.T) {
 	}
 	if err := poll.Until(ctx, func() error { return timeouts(next) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// hashicorp/raft#696: a transfer to a target that cannot catch up times out
+// and leaves its request in the target's replication channel; a second
+// transfer to it would block on that channel while raft refuses every
+// write of the group (for ever, if the leader stepped down meanwhile). The
+// node refuses the second transfer at once, the group keeps taking writes,
+// and the target is eligible again once it caught up.
+func TestSecondTransferToAStalledTargetIsRefused(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1})
+	group := metapb.DataGroupFor([]byte("k"), 1)
+	ctx := ctxT(t, 120*time.Second)
+	leader := c.WaitLeader(group, 30*time.Second)
+	target := followerOf(t, c, group, leader)
+	n := c.Running(leader)
+	propose := func(ctx context.Context, v string) error {
+		_, err := n.Propose(ctx, group, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte("k"), Value: []byte(v)}}})
+		return err
+	}
+	if err := propose(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+	// The target takes nothing more: once its pipeline is full (more
+	// appends than its depth in flight), its replication goroutine waits.
+	c.Net.Block(leader, target)
+	defer c.Net.Heal()
+	for i := range 3 * transport.DefaultPipelineDepth / 2 {
+		if err := propose(ctx, fmt.Sprint(i)); err != nil {
+			t.Fatalf("put %d with %s cut off: %v", i, target, err)
+		}
+	}
+	if _, err := n.TransferLeader(ctx, group, target); err == nil {
+		t.Fatalf("a transfer to %s, cut off, landed", target)
+	} else {
+		t.Logf("first transfer to %s: %v", target, err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := n.TransferLeader(tctx, group, target)
+	cancel()
+	t.Logf("second transfer to %s: %v", target, err)
+	// Without the guard raft refuses this put (leadership transfer in
+	// progress) until the target's replication goroutine takes the first
+	// transfer's request.
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := propose(pctx, "after"); err != nil {
+		t.Fatalf("a put after the second transfer: %v", err)
+	}
+	if metapb.ReasonOf(err) != metapb.ReasonTransferRefused {
+		t.Fatalf("second transfer to %s: %v, want %s", target, err, metapb.ReasonTransferRefused)
+	}
+	c.Net.Heal()
+	if err := poll.Until(ctx, func() error {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := n.TransferLeader(tctx, group, target)
+		return err
+	}); err != nil {
+		t.Fatalf("a transfer to %s once it caught up: %v", target, err)
 	}
 }

@@ -220,7 +220,7 @@ func (g *group) reconcileLoop(ctx context.Context) {
 			// This replica cannot apply the log (sm/halt.go): a leader
 			// here could neither answer its proposals nor serve reads.
 			g.log.Error("replica halted while leading; handing leadership off", "err", halted)
-			if err := g.raft.LeadershipTransfer().Error(); err != nil && ctx.Err() == nil {
+			if err := g.transferLeadership(ctx, "hand off a halted replica", "", nil); err != nil && ctx.Err() == nil {
 				g.log.Warn("hand off leadership of a halted replica", "err", err)
 			}
 		} else if dir := g.env.directory(); len(dir.Groups) > 0 {
@@ -330,16 +330,7 @@ func (g *group) caughtUp(ctx context.Context, s raft.Server) bool {
 // handOff transfers the leadership of a group this node leaves to a voter
 // that stays.
 func (g *group) handOff(ctx context.Context, rec *logpb.GroupRecord) error {
-	for _, s := range g.voters() {
-		if string(s.ID) == g.env.id || !hosts(rec, string(s.ID)) {
-			continue
-		}
-		_, err := g.await(ctx, "hand off to "+string(s.ID), func() raft.Future {
-			return g.raft.LeadershipTransferToServer(s.ID, s.Address)
-		})
-		return err
-	}
-	return nil
+	return g.transferLeadership(ctx, "hand off", "", func(id raft.ServerID) bool { return hosts(rec, string(id)) })
 }
 
 // serveRemoveServer removes a server from a group this node leads, at

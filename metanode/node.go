@@ -634,7 +634,7 @@ func (n *Node) handOffLeaderships(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := g.await(ctx, "leadership handoff", g.raft.LeadershipTransfer); err != nil {
+			if err := g.transferLeadership(ctx, "leadership handoff", "", nil); err != nil {
 				n.log.Warn("leadership handoff failed", "group", g.name, "err", err)
 			}
 		}()

@@ -31,6 +31,9 @@ type timings struct {
 	freshSnapshotPause time.Duration
 	// joinPause is the first pause between join attempts (it grows to 10×).
 	joinPause time.Duration
+	// transferSettle is how long a leadership transfer target whose
+	// transfer did not end cleanly stays out of reach (transfer.go).
+	transferSettle time.Duration
 	// healthInterval is how often the gRPC health status is brought in
 	// step with Ready.
 	healthInterval time.Duration
@@ -50,5 +53,6 @@ func (c Config) timings() timings {
 		freshSnapshotPause: e,
 		joinPause:          e / 5,
 		healthInterval:     e / 2,
+		transferSettle:     5 * e,
 	}
 }

@@ -40,6 +40,8 @@ import (
 //	(a NOSPACE alarm is raised: a write that takes space, refused before it is proposed)
 //	SPLIT_FENCED       *Error                  PeerError REJECTED        FailedPrecondition         returned
 //	(an abort of a split whose parent's log fenced the range first: the split goes on)
+//	TRANSFER_REFUSED   *Error                  PeerError REJECTED        FailedPrecondition         returned
+//	(a leadership transfer to a target that could wedge raft: not started)
 //	OUTCOME_UNKNOWN    ErrUnknownOutcome       PeerError UNKNOWN         Unknown                    ErrUnknownOutcome, never retried
 //
 // The wire column's kind is only for peers of the previous release; the
@@ -102,6 +104,7 @@ var reasons = map[string]struct {
 	ReasonNoSpace:          {ClassFinal, codes.ResourceExhausted},
 	ReasonNoClusterRecord:  {ClassRetry, codes.Unavailable},
 	ReasonSplitFenced:      {ClassFinal, codes.FailedPrecondition},
+	ReasonTransferRefused:  {ClassFinal, codes.FailedPrecondition},
 }
 
 // ClassOf classifies a reason; an unknown reason (from a newer peer) is
@@ -222,6 +225,13 @@ const (
 	// passed its fence (the parent's log released the range first); the
 	// split goes on to its end. Metadata group names the parent.
 	ReasonSplitFenced = "SPLIT_FENCED"
+	// TRANSFER_REFUSED (code FailedPrecondition): a leadership transfer
+	// this node would not start: the only targets had a transfer that did
+	// not end cleanly earlier in this leader's term and have not caught up
+	// since (a second one could wedge the group: hashicorp/raft#696), or
+	// the group has no other voter. The leadership did not move; ask again
+	// once the target caught up, or name another.
+	ReasonTransferRefused = "TRANSFER_REFUSED"
 
 	MetaCompactRevision = "compact_revision"
 	MetaCurrentRevision = "current_revision"
