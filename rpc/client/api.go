@@ -31,14 +31,14 @@ func (c *Client) Put(ctx context.Context, req *metapb.PutRequest) (*metapb.PutRe
 
 // Delete removes a key.
 func (c *Client) Delete(ctx context.Context, req *metapb.DeleteRequest) (*metapb.DeleteResponse, error) {
-	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.DeleteResponse, error) {
+	return routed(ctx, c, dataKeys(req.Key), func(ctx context.Context, ep *endpoint) (*metapb.DeleteResponse, error) {
 		return ep.kv.Delete(ctx, req)
 	})
 }
 
 // CompareAndSwap sets a key if its state matches the expectation.
 func (c *Client) CompareAndSwap(ctx context.Context, req *metapb.CompareAndSwapRequest) (*metapb.CompareAndSwapResponse, error) {
-	return write(ctx, c, c.dataGroup(ctx, req.Key), func(ctx context.Context, ep *endpoint) (*metapb.CompareAndSwapResponse, error) {
+	return routed(ctx, c, dataKeys(req.Key), func(ctx context.Context, ep *endpoint) (*metapb.CompareAndSwapResponse, error) {
 		return ep.kv.CompareAndSwap(ctx, req)
 	})
 }
@@ -103,7 +103,7 @@ func (c *Client) FetchOffsets(ctx context.Context, req *metapb.FetchOffsetsReque
 
 // DeleteGroup removes every offset of a consumer group, atomically.
 func (c *Client) DeleteGroup(ctx context.Context, req *metapb.DeleteGroupRequest) (*metapb.DeleteGroupResponse, error) {
-	return write(ctx, c, c.offsetGroup(ctx, req.Group), func(ctx context.Context, ep *endpoint) (*metapb.DeleteGroupResponse, error) {
+	return routed(ctx, c, offsetKeys(req.Group), func(ctx context.Context, ep *endpoint) (*metapb.DeleteGroupResponse, error) {
 		return ep.off.DeleteGroup(ctx, req)
 	})
 }

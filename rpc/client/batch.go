@@ -94,7 +94,11 @@ func (c *Client) splitKeys(ctx context.Context, n int, key func(i int) []byte) (
 func (c *Client) MultiPut(ctx context.Context, req *metapb.MultiPutRequest) (*metapb.MultiPutResponse, error) {
 	groups, parts := c.splitKeys(ctx, len(req.Puts), func(i int) []byte { return req.Puts[i].GetKey() })
 	call := func(ctx context.Context, g string, sub *metapb.MultiPutRequest) (*metapb.MultiPutResponse, error) {
-		resp, err := write(ctx, c, g, func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
+		keys := make([][]byte, len(sub.Puts))
+		for i, p := range sub.Puts {
+			keys[i] = p.GetKey()
+		}
+		resp, err := routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
 			return ep.kv.MultiPut(ctx, sub)
 		})
 		for _, p := range resp.GetParts() {
@@ -215,7 +219,7 @@ func (c *Client) Txn(ctx context.Context, req *metapb.TxnRequest) (*metapb.TxnRe
 			keys = append(keys, cmpBytes(op.GetPut().GetKey(), op.GetDelete().GetKey()))
 		}
 	}
-	return write(ctx, c, c.groupOf(ctx, keys...), func(ctx context.Context, ep *endpoint) (*metapb.TxnResponse, error) {
+	return routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.TxnResponse, error) {
 		return ep.kv.Txn(ctx, req)
 	})
 }

@@ -37,6 +37,15 @@ func commonGroup[K any](ctx context.Context, c *Client, items []K, groupOf func(
 	if err != nil {
 		return ""
 	}
+	return common(r, items, groupOf)
+}
+
+// common is the group r routes every one of items to, or "" when they
+// span groups or there are none.
+func common[K any](r *metapb.Router, items []K, groupOf func(*metapb.Router, K) string) string {
+	if len(items) == 0 {
+		return ""
+	}
 	g := groupOf(r, items[0])
 	for _, it := range items[1:] {
 		if groupOf(r, it) != g {
@@ -44,6 +53,17 @@ func commonGroup[K any](ctx context.Context, c *Client, items []K, groupOf func(
 		}
 	}
 	return g
+}
+
+// dataKeys routes a call by its data routing keys (routed): their one
+// data group by the client's map, or "" when they span groups.
+func dataKeys(keys ...[]byte) func(*metapb.Router) string {
+	return func(r *metapb.Router) string { return common(r, keys, (*metapb.Router).DataGroup) }
+}
+
+// offsetKeys routes a call by its consumer groups, as dataKeys does.
+func offsetKeys(consumerGroups ...string) func(*metapb.Router) string {
+	return func(r *metapb.Router) string { return common(r, consumerGroups, (*metapb.Router).OffsetGroup) }
 }
 
 // IsNotFound reports whether err says the resource, session, will or lease
@@ -151,7 +171,7 @@ func (c *Client) DeleteSessions(ctx context.Context, req *metapb.DeleteSessionsR
 	for _, id := range req.ClientIds {
 		keys = append(keys, []byte(id))
 	}
-	return write(ctx, c, c.groupOf(ctx, keys...), func(ctx context.Context, ep *endpoint) (*metapb.DeleteSessionsResponse, error) {
+	return routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.DeleteSessionsResponse, error) {
 		return metapb.NewSessionsClient(ep.conn).Delete(ctx, req)
 	})
 }
@@ -174,14 +194,14 @@ func (c *Client) ListSessions(ctx context.Context, req *metapb.ListSessionsReque
 
 // PutWill sets a client's will.
 func (c *Client) PutWill(ctx context.Context, req *metapb.PutWillRequest) (*metapb.PutWillResponse, error) {
-	return write(ctx, c, c.groupOf(ctx, []byte(req.GetWill().GetClientId())), func(ctx context.Context, ep *endpoint) (*metapb.PutWillResponse, error) {
+	return routed(ctx, c, dataKeys([]byte(req.GetWill().GetClientId())), func(ctx context.Context, ep *endpoint) (*metapb.PutWillResponse, error) {
 		return metapb.NewWillsClient(ep.conn).Put(ctx, req)
 	})
 }
 
 // DeleteWill deletes a client's will.
 func (c *Client) DeleteWill(ctx context.Context, req *metapb.DeleteWillRequest) (*metapb.DeleteWillResponse, error) {
-	return write(ctx, c, c.groupOf(ctx, []byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.DeleteWillResponse, error) {
+	return routed(ctx, c, dataKeys([]byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.DeleteWillResponse, error) {
 		return metapb.NewWillsClient(ep.conn).Delete(ctx, req)
 	})
 }
@@ -205,14 +225,14 @@ func (c *Client) ListDueWills(ctx context.Context, req *metapb.ListDueWillsReque
 // gets Claimed. An unknown outcome must not be retried blindly: read the
 // will (GetWill) to see who holds the claim.
 func (c *Client) ClaimWill(ctx context.Context, req *metapb.ClaimWillRequest) (*metapb.ClaimWillResponse, error) {
-	return write(ctx, c, c.groupOf(ctx, []byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.ClaimWillResponse, error) {
+	return routed(ctx, c, dataKeys([]byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.ClaimWillResponse, error) {
 		return metapb.NewWillsClient(ep.conn).Claim(ctx, req)
 	})
 }
 
 // CompleteWill deletes a will the broker claimed and published.
 func (c *Client) CompleteWill(ctx context.Context, req *metapb.CompleteWillRequest) (*metapb.CompleteWillResponse, error) {
-	return write(ctx, c, c.groupOf(ctx, []byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.CompleteWillResponse, error) {
+	return routed(ctx, c, dataKeys([]byte(req.ClientId)), func(ctx context.Context, ep *endpoint) (*metapb.CompleteWillResponse, error) {
 		return metapb.NewWillsClient(ep.conn).Complete(ctx, req)
 	})
 }
@@ -222,7 +242,7 @@ func (c *Client) CompleteWill(ctx context.Context, req *metapb.CompleteWillReque
 // SetRetained stores a topic's retained message (an empty payload deletes
 // it).
 func (c *Client) SetRetained(ctx context.Context, req *metapb.SetRetainedRequest) (*metapb.SetRetainedResponse, error) {
-	return write(ctx, c, c.groupOf(ctx, []byte(req.GetMessage().GetTopic())), func(ctx context.Context, ep *endpoint) (*metapb.SetRetainedResponse, error) {
+	return routed(ctx, c, dataKeys([]byte(req.GetMessage().GetTopic())), func(ctx context.Context, ep *endpoint) (*metapb.SetRetainedResponse, error) {
 		return metapb.NewRetainedClient(ep.conn).Set(ctx, req)
 	})
 }

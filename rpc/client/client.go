@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -153,9 +155,13 @@ type Client struct {
 	// dataRanges and offsetRanges are the range maps from the directory
 	// (nil: route by Shard over k and m).
 	dataRanges, offsetRanges metapb.RangeMap
-	learned                  time.Time
-	closed                   bool
-	learning                 chan struct{} // non-nil while a refresh runs
+	// dataVersion and offsetVersion are the directory versions the range
+	// maps come from (a WRONG_GROUP answer may carry one kind's newer map
+	// before the directory stream does).
+	dataVersion, offsetVersion uint64
+	learned                    time.Time
+	closed                     bool
+	learning                   chan struct{} // non-nil while a refresh runs
 
 	// co coalesces concurrent calls (nil: Config.NoCoalesce); batches
 	// owns the goroutines that send their batches.
@@ -553,10 +559,12 @@ func classify(err error) (metapb.Class, *errdetails.ErrorInfo) {
 	return metapb.ClassUnknown, nil
 }
 
-// noteHints records what a retryable answer says of the group's leader.
-func (c *Client) noteHints(group string, info *errdetails.ErrorInfo) {
+// noteHints records what a retryable answer says of the group's leader
+// and, for WRONG_GROUP, of the ranges; it reports whether the client took
+// a newer map from it.
+func (c *Client) noteHints(group string, info *errdetails.ErrorInfo) (rerouted bool) {
 	if info == nil {
-		return
+		return false
 	}
 	g := info.Metadata[metapb.MetaGroup]
 	if g == "" {
@@ -564,9 +572,38 @@ func (c *Client) noteHints(group string, info *errdetails.ErrorInfo) {
 	}
 	if id := info.Metadata[metapb.MetaLeaderID]; info.Reason == metapb.ReasonNotLeader && id != "" {
 		c.noteLeader(g, id)
-		return
+		return false
 	}
 	c.forgetLeader(g)
+	return info.Reason == metapb.ReasonWrongGroup && c.learnRanges(info)
+}
+
+// learnRanges takes the map a WRONG_GROUP answer carries (rpc/metapb/
+// ranges.go) when it is newer than the client's map of that kind, and
+// reports whether it did.
+func (c *Client) learnRanges(info *errdetails.ErrorInfo) bool {
+	raw := info.Metadata[metapb.MetaRanges]
+	v, err := strconv.ParseUint(info.Metadata[metapb.MetaRangeVersion], 10, 64)
+	if raw == "" || err != nil {
+		return false
+	}
+	m, err := metapb.ParseRanges(raw)
+	if err != nil {
+		c.log.Debug("client: ranges of a WRONG_GROUP answer", "err", err)
+		return false
+	}
+	kind, _ := metapb.GroupKind(info.Metadata[metapb.MetaGroup])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ranges, version := &c.dataRanges, &c.dataVersion
+	if kind == "offset" {
+		ranges, version = &c.offsetRanges, &c.offsetVersion
+	}
+	if v <= *version {
+		return false
+	}
+	*ranges, *version = m, v
+	return true
 }
 
 func sleepBackoff(ctx context.Context, attempt int) error {
@@ -585,18 +622,69 @@ func sleepBackoff(ctx context.Context, attempt int) error {
 // write runs a mutating call for group with leader routing. It retries only
 // definite failures; an unknown outcome returns at once.
 func write[R any](ctx context.Context, c *Client, group string, call func(context.Context, *endpoint) (R, error)) (R, error) {
+	return writeRouted(ctx, c, func(*metapb.Router) string { return group }, false, call)
+}
+
+// routed is write for a call whose group the client computes from its
+// routing keys (groupOf, by the client's map: "" when they span groups or
+// the map is not known). Each try computes the group again and declares
+// it to the node with the map's version (metapb.MDRouteGroup): a node
+// whose map routes a key elsewhere answers WRONG_GROUP with its ranges,
+// which the client takes (noteHints), so the next try goes where the key
+// is now, at once. A call whose keys the new map spreads over several
+// groups is sent undeclared: the node splits it.
+func routed[R any](ctx context.Context, c *Client, groupOf func(*metapb.Router) string, call func(context.Context, *endpoint) (R, error)) (R, error) {
+	return writeRouted(ctx, c, groupOf, true, call)
+}
+
+// declareRoute returns the group of a routed call by the client's map
+// (groupOf), and ctx carrying it and the map's version for the node; ""
+// and ctx as it is when the client is pinned, does not know its map, or
+// groupOf names no one group.
+func (c *Client) declareRoute(ctx context.Context, groupOf func(*metapb.Router) string) (string, context.Context) {
+	if c.cfg.Pinned {
+		return "", ctx
+	}
+	r, err := c.topology(ctx)
+	if err != nil {
+		return "", ctx
+	}
+	g := groupOf(r)
+	if g == "" {
+		return "", ctx
+	}
+	c.mu.Lock()
+	v := c.dataVersion
+	if kind, _ := metapb.GroupKind(g); kind == "offset" {
+		v = c.offsetVersion
+	}
+	c.mu.Unlock()
+	return g, metadata.AppendToOutgoingContext(ctx, metapb.MDRouteGroup, g, metapb.MDRouteVersion, strconv.FormatUint(v, 10))
+}
+
+// writeRouted is write and routed: group gives each try's group, declared
+// to the node when declare is set.
+func writeRouted[R any](ctx context.Context, c *Client, groupOf func(*metapb.Router) string, declare bool,
+	call func(context.Context, *endpoint) (R, error)) (R, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	var zero R
 	var last error
 	for attempt := 0; ; attempt++ {
+		rerouted := false
+		group, cctx := "", ctx
+		if declare {
+			group, cctx = c.declareRoute(ctx, groupOf)
+		} else {
+			group = groupOf(nil)
+		}
 		ep := c.writeEndpoint(group)
 		if !c.ready(ctx, ep) {
 			// Nothing was sent: definite. Try another endpoint.
 			last = status.Errorf(codes.Unavailable, "client: %s: connection not ready", ep.addr)
 			c.forgetLeader(group)
 		} else {
-			r, err := call(ctx, ep)
+			r, err := call(cctx, ep)
 			if err == nil {
 				c.learnLeader(r)
 				return r, nil
@@ -604,14 +692,16 @@ func write[R any](ctx context.Context, c *Client, group string, call func(contex
 			class, info := classify(err)
 			switch class {
 			case metapb.ClassUnknown:
-				return plantedRetryUnknown(ctx, c, group, call, &unknownError{err: err})
+				return plantedRetryUnknown(cctx, c, group, call, &unknownError{err: err})
 			case metapb.ClassFinal:
 				return zero, err
 			}
-			c.noteHints(group, info)
+			// A newer map taken from a WRONG_GROUP: the next try goes
+			// where the keys are now, without a pause.
+			rerouted = c.noteHints(group, info)
 			last = err
 		}
-		if attempt > 0 || c.cfg.Pinned {
+		if (attempt > 0 || c.cfg.Pinned) && !rerouted {
 			if err := sleepBackoff(ctx, attempt); err != nil {
 				return zero, last
 			}

@@ -90,13 +90,17 @@ func coalescablePut(req *metapb.PutRequest) bool {
 }
 
 func (c *Client) putOne(ctx context.Context, lk laneKey, req *metapb.PutRequest) (*metapb.PutResponse, error) {
-	return write(ctx, c, lk.group, func(ctx context.Context, ep *endpoint) (*metapb.PutResponse, error) {
+	return routed(ctx, c, dataKeys(req.Key), func(ctx context.Context, ep *endpoint) (*metapb.PutResponse, error) {
 		return ep.kv.Put(ctx, req)
 	})
 }
 
 func (c *Client) putMany(ctx context.Context, lk laneKey, reqs []*metapb.PutRequest) []outcome[*metapb.PutResponse] {
-	resp, err := write(ctx, c, lk.group, func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
+	keys := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		keys[i] = r.Key
+	}
+	resp, err := routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
 		return tryBatch(ep, callMultiPut, func() (*metapb.MultiPutResponse, error) {
 			return ep.kv.MultiPut(ctx, &metapb.MultiPutRequest{Puts: reqs})
 		})
@@ -194,7 +198,11 @@ func offsetsBytes(req *metapb.CommitOffsetsRequest) int {
 }
 
 func (c *Client) commitOne(ctx context.Context, lk laneKey, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error) {
-	return write(ctx, c, lk.group, func(ctx context.Context, ep *endpoint) (*metapb.CommitOffsetsResponse, error) {
+	names := make([]string, len(req.Offsets))
+	for i, o := range req.Offsets {
+		names[i] = o.GetGroup()
+	}
+	return routed(ctx, c, offsetKeys(names...), func(ctx context.Context, ep *endpoint) (*metapb.CommitOffsetsResponse, error) {
 		return ep.off.Commit(ctx, req)
 	})
 }
@@ -257,7 +265,11 @@ func sessionsBytes(req *metapb.PutSessionsRequest) int {
 }
 
 func (c *Client) putSessionsOne(ctx context.Context, lk laneKey, req *metapb.PutSessionsRequest) (*metapb.PutSessionsResponse, error) {
-	return write(ctx, c, lk.group, func(ctx context.Context, ep *endpoint) (*metapb.PutSessionsResponse, error) {
+	keys := make([][]byte, len(req.Sessions))
+	for i, se := range req.Sessions {
+		keys[i] = []byte(se.GetClientId())
+	}
+	return routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.PutSessionsResponse, error) {
 		return metapb.NewSessionsClient(ep.conn).Put(ctx, req)
 	})
 }

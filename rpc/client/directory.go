@@ -77,7 +77,13 @@ func (c *Client) learnDirectory(u *metapb.DirectoryUpdate) {
 	if u.DataGroups > 0 {
 		c.k, c.m = int(u.OffsetGroups), int(u.DataGroups)
 	}
-	c.dataRanges, c.offsetRanges = rangeMaps(u.Groups, "data"), rangeMaps(u.Groups, "offset")
+	// A map taken from a WRONG_GROUP answer may be newer than this update.
+	if u.Version >= c.dataVersion {
+		c.dataRanges, c.dataVersion = rangeMaps(u.Groups, "data"), u.Version
+	}
+	if u.Version >= c.offsetVersion {
+		c.offsetRanges, c.offsetVersion = rangeMaps(u.Groups, "offset"), u.Version
+	}
 	for _, g := range u.Groups {
 		c.replicas[g.Group] = g.Replicas
 		if g.Leader != "" {

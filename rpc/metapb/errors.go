@@ -133,6 +133,17 @@ type Coded interface {
 	Metadata() map[string]string
 }
 
+// Relayed is a Coded error that relays another node's answer (a call
+// forwarded to a peer, refused there): Message is that answer's own text,
+// which the public API reports in place of the relay's wrapping (the
+// reason and metadata travel as they are). Message is "" when the error
+// is not the peer's answer (the call itself failed): then the whole error
+// is the message.
+type Relayed interface {
+	Coded
+	Message() string
+}
+
 // ReasonOf returns the reason of the first Coded error in err's chain, or
 // "" when there is none.
 func ReasonOf(err error) string {

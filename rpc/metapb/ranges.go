@@ -2,11 +2,14 @@ package metapb
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/bits"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // Routing by range. A group of kind data or offset owns one or more ranges
@@ -157,3 +160,66 @@ func (r *Router) OffsetGroup(consumerGroup string) string {
 
 // DataRange returns the range of a data routing key, when routing by range.
 func (r *Router) DataRange(key []byte) (Range, bool) { return r.Data.Lookup(RouteHash(key)) }
+
+// The route a client declares, and the ranges a WRONG_GROUP answer
+// carries. A client that routes a write by its own copy of the map sends,
+// as gRPC request metadata, the group it routed the call to (MDRouteGroup)
+// and the directory version of its map (MDRouteVersion). A node whose map
+// routes one of the call's routing keys elsewhere refuses the whole call
+// before anything is proposed (definitely not applied):
+//
+//   - WRONG_GROUP when the client's map is older than the node's. Its
+//     ErrorInfo metadata holds group (the group the client named),
+//     range_version (the node's directory version) and ranges: the node's
+//     whole map of the group's kind, as FormatRanges writes it. The client
+//     takes that map (when its version is above its own), routes the call
+//     again (a batch split by the new map) and sends it at once, without
+//     reading the directory.
+//   - ROUTE_AHEAD when the client's map is newer than the node's: retry
+//     (on another node, or shortly).
+//
+// A call without the metadata (a pinned client, another node forwarding)
+// is routed by the node's map, as every call was before.
+const (
+	MDRouteGroup   = "meta-route-group"
+	MDRouteVersion = "meta-route-version"
+	// MetaRanges is the ErrorInfo metadata key of a WRONG_GROUP's ranges.
+	MetaRanges = "ranges"
+)
+
+// FormatRanges writes a map as ErrorInfo metadata: the ranges in order,
+// separated by ",", each "group:lo:hi:version" in hexadecimal (lo and hi)
+// and decimal (version). ParseRanges reads it back.
+func FormatRanges(m RangeMap) string {
+	var b strings.Builder
+	for i, r := range m {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s:%x:%x:%d", r.Group, r.Lo, r.Hi, r.Version)
+	}
+	return b.String()
+}
+
+// ParseRanges reads what FormatRanges wrote; the map must tile the hash
+// space (a map that does not is refused, never half taken).
+func ParseRanges(s string) (RangeMap, error) {
+	var m RangeMap
+	for _, f := range strings.Split(s, ",") {
+		parts := strings.Split(f, ":")
+		if len(parts) != 4 || parts[0] == "" {
+			return nil, fmt.Errorf("metapb: ranges: %q is not group:lo:hi:version", f)
+		}
+		lo, err1 := strconv.ParseUint(parts[1], 16, 64)
+		hi, err2 := strconv.ParseUint(parts[2], 16, 64)
+		v, err3 := strconv.ParseUint(parts[3], 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("metapb: ranges: %q: %w", f, err)
+		}
+		m = append(m, Range{Lo: lo, Hi: hi, Group: parts[0], Version: v})
+	}
+	if err := m.Check(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

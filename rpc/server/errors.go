@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
@@ -54,15 +55,74 @@ func (s *Server) statusOf(err error, write bool) error {
 }
 
 // routingError is the answer for a group that does not serve a key (its
-// own log said so): WRONG_GROUP with the directory version to wait for, or
-// RANGE_MOVING.
+// own log said so): WRONG_GROUP with this node's directory version and
+// its ranges of the group's kind (so a client takes them from the error),
+// or RANGE_MOVING.
 func (s *Server) routingError(group string, moving bool) error {
 	if moving {
 		return coded(metapb.ReasonRangeMoving, map[string]string{metapb.MetaGroup: group}, group+": the key's range is changing hands; retry shortly")
 	}
-	v := strconv.FormatUint(s.node.Router().Version, 10)
-	return coded(metapb.ReasonWrongGroup, map[string]string{metapb.MetaGroup: group, metapb.MetaRangeVersion: v},
+	return coded(metapb.ReasonWrongGroup, s.rangesMeta(group, s.node.Router()),
 		group+" does not own the key's range (the map moved it); route it again")
+}
+
+// rangesMeta is a WRONG_GROUP's metadata about group: the group, the
+// directory version of r and r's map of the group's kind (none when it
+// routes by Shard).
+func (s *Server) rangesMeta(group string, r *metapb.Router) map[string]string {
+	md := map[string]string{metapb.MetaGroup: group, metapb.MetaRangeVersion: strconv.FormatUint(r.Version, 10)}
+	m := r.Data
+	if kind, _ := metapb.GroupKind(group); kind == "offset" {
+		m = r.Offset
+	}
+	if len(m) > 0 {
+		md[metapb.MetaRanges] = metapb.FormatRanges(m)
+	}
+	return md
+}
+
+// checkRoute refuses a call whose client declared a route
+// (metapb.MDRouteGroup, rpc/metapb/ranges.go) when this node routes any of
+// its routing keys to a group other than the declared one (groups are
+// the groups the node routes them to): WRONG_GROUP with this node's
+// ranges when the client's map is older, ROUTE_AHEAD when it is newer.
+// Nothing was proposed: definitely not applied. A call that declares
+// nothing, or whose keys all route where the client said, passes.
+func (s *Server) checkRoute(ctx context.Context, groups ...string) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	declared := first(md.Get(metapb.MDRouteGroup))
+	if declared == "" {
+		return nil
+	}
+	var off string
+	for _, g := range groups {
+		if g != declared {
+			off = g
+			break
+		}
+	}
+	if off == "" {
+		return nil
+	}
+	theirs, err := strconv.ParseUint(first(md.Get(metapb.MDRouteVersion)), 10, 64)
+	if err != nil {
+		return invalid(metapb.MDRouteVersion, "%q is not a directory version", first(md.Get(metapb.MDRouteVersion)))
+	}
+	r := s.node.Router()
+	if theirs > r.Version {
+		return coded(metapb.ReasonRouteAhead, map[string]string{metapb.MetaGroup: declared, metapb.MetaRangeVersion: strconv.FormatUint(r.Version, 10)},
+			fmt.Sprintf("the call was routed to %s by a map of version %d, newer than this node's (%d, which routes a key of it to %s); retry, on another node or shortly", declared, theirs, r.Version, off))
+	}
+	return coded(metapb.ReasonWrongGroup, s.rangesMeta(declared, r),
+		fmt.Sprintf("the call was routed to %s by a map of version %d, but a key of it is %s's at version %d; route it again by the ranges this answer carries", declared, theirs, off, r.Version))
+}
+
+// first is the first of vs, or "".
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }
 
 // publicStatus is the one mapping of an error to the public API's status:
@@ -78,7 +138,15 @@ func publicStatus(err error) error {
 		return err
 	}
 	reason, md := c.Reason(), c.Metadata()
-	st := status.New(metapb.CodeOf(reason), err.Error())
+	msg := err.Error()
+	// A peer's refusal of a forwarded call is reported as the peer said
+	// it, without the transport's wrapping ("transport: peer call:
+	// rejected: ...").
+	var rel metapb.Relayed
+	if errors.As(err, &rel) && rel.Message() != "" {
+		msg = rel.Message()
+	}
+	st := status.New(metapb.CodeOf(reason), msg)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: metapb.ErrorDomain, Metadata: md}}
 	if reason == metapb.ReasonInvalidArgument {
 		field := md[metapb.MetaField]

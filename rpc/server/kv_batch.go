@@ -86,45 +86,43 @@ func (s *Server) MultiPut(ctx context.Context, req *metapb.MultiPutRequest) (*me
 		}
 		prev = prev || p.PrevKv
 	}
-	groups, parts, err := s.split(n, func(i int) []byte { return req.Puts[i].Key })
+	parts, err := s.proposeParts(ctx, n, func(r *metapb.Router, i int) string { return r.DataGroup(req.Puts[i].Key) },
+		func(_ string, idx []int) *logpb.Op {
+			puts := make([]*logpb.KVPut, len(idx))
+			for j, i := range idx {
+				p := req.Puts[i]
+				puts[j] = &logpb.KVPut{Key: p.Key, Value: p.Value, Lease: p.Lease}
+			}
+			return &logpb.Op{Op: &logpb.Op_KvPuts{KvPuts: &logpb.KVPuts{Puts: puts, ReturnPrevious: prev}}}
+		})
 	if err != nil {
 		return nil, err
 	}
-	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
-		idx := parts[g]
-		puts := make([]*logpb.KVPut, len(idx))
-		for j, i := range idx {
-			p := req.Puts[i]
-			puts[j] = &logpb.KVPut{Key: p.Key, Value: p.Value, Lease: p.Lease}
-		}
-		return &logpb.Op{Op: &logpb.Op_KvPuts{KvPuts: &logpb.KVPuts{Puts: puts, ReturnPrevious: prev}}}
-	})
 	applied := 0
-	for gi, g := range groups {
-		if errs[gi] == nil {
-			errs[gi] = partRefused(results[gi], "puts", "", parts[g])
+	for _, p := range parts {
+		if p.err == nil {
+			p.err = partRefused(p.res, "puts", "", p.idx)
 		}
-		if errs[gi] == nil {
+		if p.err == nil {
 			applied++
 		}
 	}
 	if applied == 0 {
-		return nil, s.batchError(errs)
+		return nil, s.batchError(partErrs(parts))
 	}
-	out := &metapb.MultiPutResponse{Results: make([]*metapb.PutResponse, n), Parts: make([]*metapb.BatchPart, len(groups))}
-	for gi, g := range groups {
-		idx := parts[g]
-		part := s.batchPart(g, idx, errs[gi], results[gi])
-		out.Parts[gi] = part
-		for j, i := range idx {
+	out := &metapb.MultiPutResponse{Results: make([]*metapb.PutResponse, n), Parts: make([]*metapb.BatchPart, len(parts))}
+	for pi, p := range parts {
+		bp := s.batchPart(p.group, p.idx, p.err, p.res)
+		out.Parts[pi] = bp
+		for j, i := range p.idx {
 			r := &metapb.PutResponse{}
 			out.Results[i] = r
-			if part.Outcome != metapb.PartOutcome_PART_OUTCOME_APPLIED {
+			if bp.Outcome != metapb.PartOutcome_PART_OUTCOME_APPLIED {
 				continue
 			}
-			r.Header = part.Header
-			if req.Puts[i].PrevKv && j < len(results[gi].PrevValues) {
-				if r.PrevKv, err = prevKV(req.Puts[i].Key, results[gi].PrevValues[j]); err != nil {
+			r.Header = bp.Header
+			if req.Puts[i].PrevKv && j < len(p.res.PrevValues) {
+				if r.PrevKv, err = prevKV(req.Puts[i].Key, p.res.PrevValues[j]); err != nil {
 					return nil, s.statusOf(err, true)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -201,9 +202,8 @@ func (s *Server) split(n int, routingKey func(i int) []byte) (groups []string, p
 
 // proposeEach proposes one op per group, concurrently, and waits for all
 // of them: each part is atomic on its own, so one part failing must not
-// cancel the others. errs[i] is groups[i]'s node error; results[i] its
-// result when errs[i] is nil. Turn errs into the call's error with
-// batchError.
+// cancel the others. errs[i] is groups[i]'s node error (or its routing
+// refusal); results[i] its result when errs[i] is nil.
 func (s *Server) proposeEach(ctx context.Context, groups []string, op func(i int, g string) *logpb.Op) (results []*logpb.Result, errs []error) {
 	results = make([]*logpb.Result, len(groups))
 	errs = make([]error, len(groups))
@@ -219,6 +219,151 @@ func (s *Server) proposeEach(ctx context.Context, groups []string, op func(i int
 	}
 	_ = eg.Wait()
 	return results, errs
+}
+
+// part is one group's part of a batch write: the request's entries idx
+// (in request order) proposed to group as one op, atomic on its own; res
+// is its result when err is nil.
+type part struct {
+	group string
+	idx   []int
+	res   *logpb.Result
+	err   error
+}
+
+// rerouteFor bounds how long a batch write's parts refused for routing
+// are routed again (at most three quarters of the call's time left).
+const rerouteFor = 10 * time.Second
+
+// proposeParts proposes a batch write of n entries split by the group
+// that owns each entry's routing key (groupOf, by the node's router): one
+// op per group (op makes it of the entries idx), concurrently, each part
+// atomic on its own, so one part failing does not cancel the others. A
+// call whose client declared another route is refused whole first
+// (checkRoute). A part a group's own log refused for routing (WRONG_GROUP:
+// this node's map was behind the group's log; RANGE_MOVING: a split
+// between its fence and its acquire) was refused whole, definitely: its
+// entries are split again by the node's map, once the map changes or
+// after a pause, and proposed again, until they apply or rerouteFor (or
+// most of the call's time) is spent, so a batch spanning a split is
+// routed to the groups that own its keys now, never half refused. A part
+// whose outcome is unknown is never proposed again. The parts come back
+// sorted by group, then by their first entry; turn their errors into the
+// call's with batchError.
+func (s *Server) proposeParts(ctx context.Context, n int, groupOf func(r *metapb.Router, i int) string,
+	op func(g string, idx []int) *logpb.Op) ([]*part, error) {
+	r, err := s.router()
+	if err != nil {
+		return nil, err
+	}
+	pending := make([]int, n)
+	for i := range pending {
+		pending[i] = i
+	}
+	first := splitBy(r, pending, groupOf)
+	groups := make([]string, len(first))
+	for i, p := range first {
+		groups[i] = p.group
+	}
+	if err := s.checkRoute(ctx, groups...); err != nil {
+		return nil, err
+	}
+	stop := time.Now().Add(rerouteFor)
+	if dl, ok := ctx.Deadline(); ok {
+		stop = minTime(stop, time.Now().Add(time.Until(dl)*3/4))
+	}
+	var done []*part
+	for attempt := 0; ; attempt++ {
+		changed := s.node.DirectoryChanged()
+		parts := splitBy(r, pending, groupOf)
+		groups := make([]string, len(parts))
+		for i, p := range parts {
+			groups[i] = p.group
+		}
+		results, errs := s.proposeEach(ctx, groups, func(i int, g string) *logpb.Op { return op(g, parts[i].idx) })
+		for i, p := range parts {
+			p.res, p.err = results[i], errs[i]
+		}
+		pending = pending[:0]
+		var refused []*part
+		for _, p := range parts {
+			switch metapb.ReasonOf(p.err) {
+			case metapb.ReasonWrongGroup, metapb.ReasonRangeMoving:
+				refused = append(refused, p)
+				pending = append(pending, p.idx...)
+			default:
+				done = append(done, p)
+			}
+		}
+		if len(refused) == 0 {
+			break
+		}
+		pause := time.Duration(10<<min(attempt, 4)) * time.Millisecond
+		if time.Now().Add(pause).After(stop) {
+			done = append(done, refused...)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			done = append(done, refused...)
+		case <-changed:
+		case <-time.After(pause):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if r, err = s.router(); err != nil {
+			done = append(done, refused...)
+			break
+		}
+		pending = slices.Clone(pending)
+		slices.Sort(pending)
+	}
+	slices.SortFunc(done, func(a, b *part) int { return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.idx[0], b.idx[0])) })
+	return done, nil
+}
+
+// splitBy splits the entries idx by group, each part's entries in the
+// order of idx, the parts in the order their groups first appear.
+func splitBy(r *metapb.Router, idx []int, groupOf func(r *metapb.Router, i int) string) []*part {
+	var parts []*part
+	at := map[string]*part{}
+	for _, i := range idx {
+		g := groupOf(r, i)
+		p := at[g]
+		if p == nil {
+			p = &part{group: g}
+			at[g] = p
+			parts = append(parts, p)
+		}
+		p.idx = append(p.idx, i)
+	}
+	return parts
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// partErrs is the node errors of parts, in order.
+func partErrs(parts []*part) []error {
+	errs := make([]error, len(parts))
+	for i, p := range parts {
+		errs[i] = p.err
+	}
+	return errs
+}
+
+// partGroups counts the distinct groups of parts.
+func partGroups(parts []*part) int {
+	seen := map[string]bool{}
+	for _, p := range parts {
+		seen[p.group] = true
+	}
+	return len(seen)
 }
 
 // routingResult turns a result refused by the group's ownership into its

@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"sort"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -49,7 +47,6 @@ func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (
 		return nil, err
 	}
 	total := 0
-	parts := map[string][]int{}
 	for i, o := range req.Offsets {
 		f := fmt.Sprintf("offsets[%d]", i)
 		if o == nil {
@@ -63,55 +60,39 @@ func (s *Server) Commit(ctx context.Context, req *metapb.CommitOffsetsRequest) (
 			return nil, err
 		}
 		total += len(o.Group) + len(o.Topic) + len(o.Metadata) + 16
-		g, err := s.offsetGroup(o.Group)
-		if err != nil {
-			return nil, err
-		}
-		parts[g] = append(parts[g], i)
 	}
 	if total > metapb.MaxBatchBytes {
 		return nil, invalid("offsets", "%d bytes, at most %d", total, metapb.MaxBatchBytes)
 	}
-	groups := make([]string, 0, len(parts))
-	for g := range parts {
-		groups = append(groups, g)
-	}
-	sort.Strings(groups)
-	revs := make([]uint64, len(req.Offsets))
-	eg, ectx := errgroup.WithContext(ctx)
-	errs := make([]error, len(groups))
-	for gi, g := range groups {
-		eg.Go(func() error {
-			idx := parts[g]
+	parts, err := s.proposeParts(ctx, len(req.Offsets), func(r *metapb.Router, i int) string { return r.OffsetGroup(req.Offsets[i].Group) },
+		func(_ string, idx []int) *logpb.Op {
 			entries := make([]*logpb.OffsetEntry, len(idx))
 			for j, i := range idx {
 				o := req.Offsets[i]
 				entries[j] = &logpb.OffsetEntry{Group: o.Group, Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
 			}
-			res, err := s.node.Propose(ectx, g, &logpb.Op{Op: &logpb.Op_OffsetCommit{OffsetCommit: &logpb.OffsetCommit{Entries: entries}}})
-			if err != nil {
-				errs[gi] = err
-				return nil // let the other parts finish: each is atomic on its own
-			}
-			if err := s.routingResult(g, res); err != nil {
-				errs[gi] = err
-				return nil
-			}
-			if res.Code != logpb.Code_CODE_OK {
-				errs[gi] = invalidArgument("offsets", res.Message)
-				return nil
-			}
-			for _, i := range idx {
-				revs[i] = res.Revision
-			}
-			return nil
+			return &logpb.Op{Op: &logpb.Op_OffsetCommit{OffsetCommit: &logpb.OffsetCommit{Entries: entries}}}
 		})
-	}
-	_ = eg.Wait()
-	if err := s.batchError(errs); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return &metapb.CommitOffsetsResponse{Revisions: revs, Groups: uint32(len(groups))}, nil
+	// Each part is atomic on its own: a part refused is reported, the
+	// others applied, as batchError says.
+	for _, p := range parts {
+		if p.err == nil && p.res.Code != logpb.Code_CODE_OK {
+			p.err = invalidArgument("offsets", p.res.Message)
+		}
+	}
+	if err := s.batchError(partErrs(parts)); err != nil {
+		return nil, err
+	}
+	revs := make([]uint64, len(req.Offsets))
+	for _, p := range parts {
+		for _, i := range p.idx {
+			revs[i] = p.res.Revision
+		}
+	}
+	return &metapb.CommitOffsetsResponse{Revisions: revs, Groups: uint32(partGroups(parts))}, nil
 }
 
 // batchError reports the worst error of a batch's parts: if any part may

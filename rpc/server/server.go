@@ -153,6 +153,9 @@ func (s *Server) header(group string, m state.Reader, rev uint64) *metapb.Respon
 // propose runs one op and maps errors; the result's INVALID code becomes
 // InvalidArgument (the servers validate first, so it signals a bug).
 func (s *Server) propose(ctx context.Context, group string, op *logpb.Op) (*logpb.Result, error) {
+	if err := s.checkRoute(ctx, group); err != nil {
+		return nil, err
+	}
 	res, err := s.node.Propose(ctx, group, op)
 	if err != nil {
 		return nil, s.statusOf(err, true)

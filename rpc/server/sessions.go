@@ -76,32 +76,31 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 		return nil, invalid("sessions", "%d bytes, at most %d", total, metapb.MaxBatchBytes)
 	}
 	s := ss.s
-	groups, parts, err := s.split(n, func(i int) []byte { return []byte(req.Sessions[i].ClientId) })
+	parts, err := s.proposeParts(ctx, n, func(r *metapb.Router, i int) string { return r.DataGroup([]byte(req.Sessions[i].ClientId)) },
+		func(_ string, idx []int) *logpb.Op {
+			puts := make([]*logpb.SessionPut, len(idx))
+			for j, i := range idx {
+				se := req.Sessions[i]
+				puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
+					ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State,
+					IfBrokerId: se.IfBrokerId, KeepState: se.KeepState,
+					BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost, DeleteWill: se.DeleteWill}
+			}
+			return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts, ReturnPrevious: req.ReturnPrevious}}}
+		})
 	if err != nil {
 		return nil, err
 	}
-	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
-		idx := parts[g]
-		puts := make([]*logpb.SessionPut, len(idx))
-		for j, i := range idx {
-			se := req.Sessions[i]
-			puts[j] = &logpb.SessionPut{ClientId: se.ClientId, BrokerId: se.BrokerId, Connected: se.Connected,
-				ExpiryIntervalSeconds: se.ExpiryIntervalSeconds, State: se.State,
-				IfBrokerId: se.IfBrokerId, KeepState: se.KeepState,
-				BrokerEpoch: se.BrokerEpoch, IfBrokerEpochAtMost: se.IfBrokerEpochAtMost, DeleteWill: se.DeleteWill}
-		}
-		return &logpb.Op{Op: &logpb.Op_SessionsPut{SessionsPut: &logpb.SessionsPut{Sessions: puts, ReturnPrevious: req.ReturnPrevious}}}
-	})
-	if err := s.batchResultError(results, errs, "sessions"); err != nil {
+	if err := s.batchResultError(parts, "sessions"); err != nil {
 		return nil, err
 	}
-	out := &metapb.PutSessionsResponse{Revisions: make([]uint64, n), Groups: uint32(len(groups)), Applied: make([]bool, n)}
+	out := &metapb.PutSessionsResponse{Revisions: make([]uint64, n), Groups: uint32(partGroups(parts)), Applied: make([]bool, n)}
 	if req.ReturnPrevious {
 		out.Previous = make([]*metapb.Session, n)
 	}
-	for gi, g := range groups {
-		r := results[gi]
-		for j, i := range parts[g] {
+	for _, p := range parts {
+		r := p.res
+		for j, i := range p.idx {
 			out.Revisions[i] = r.Revision
 			// A node of the previous release reports no applied flags:
 			// it ignored the conditions, so everything applied.
@@ -126,13 +125,13 @@ func (ss *sessionsService) Put(ctx context.Context, req *metapb.PutSessionsReque
 // error: node errors through batchError; a result that is not OK (the
 // state machine refused a part the server validated: a bug) as
 // InvalidArgument, or as an unknown outcome when other parts applied.
-func (s *Server) batchResultError(results []*logpb.Result, errs []error, field string) error {
-	if err := s.batchError(errs); err != nil {
+func (s *Server) batchResultError(parts []*part, field string) error {
+	if err := s.batchError(partErrs(parts)); err != nil {
 		return err
 	}
-	for _, r := range results {
-		if r.Code != logpb.Code_CODE_OK {
-			if len(results) > 1 {
+	for _, p := range parts {
+		if r := p.res; r.Code != logpb.Code_CODE_OK {
+			if len(parts) > 1 {
 				return s.statusOf(fmt.Errorf("server: one part of the batch was refused (%s: %s), others applied", r.Code, r.Message), true)
 			}
 			return invalidArgument(field, field+": "+r.Message)
@@ -154,25 +153,24 @@ func (ss *sessionsService) Delete(ctx context.Context, req *metapb.DeleteSession
 		}
 	}
 	s := ss.s
-	groups, parts, err := s.split(n, func(i int) []byte { return []byte(req.ClientIds[i]) })
+	parts, err := s.proposeParts(ctx, n, func(r *metapb.Router, i int) string { return r.DataGroup([]byte(req.ClientIds[i])) },
+		func(_ string, idx []int) *logpb.Op {
+			ids := make([]string, len(idx))
+			for j, i := range idx {
+				ids[j] = req.ClientIds[i]
+			}
+			return &logpb.Op{Op: &logpb.Op_SessionsDelete{SessionsDelete: &logpb.SessionsDelete{ClientIds: ids}}}
+		})
 	if err != nil {
 		return nil, err
 	}
-	results, errs := s.proposeEach(ctx, groups, func(_ int, g string) *logpb.Op {
-		idx := parts[g]
-		ids := make([]string, len(idx))
-		for j, i := range idx {
-			ids[j] = req.ClientIds[i]
-		}
-		return &logpb.Op{Op: &logpb.Op_SessionsDelete{SessionsDelete: &logpb.SessionsDelete{ClientIds: ids}}}
-	})
-	if err := s.batchResultError(results, errs, "client_ids"); err != nil {
+	if err := s.batchResultError(parts, "client_ids"); err != nil {
 		return nil, err
 	}
 	out := &metapb.DeleteSessionsResponse{Deleted: make([]bool, n)}
-	for gi, g := range groups {
-		flags := results[gi].Flags
-		for j, i := range parts[g] {
+	for _, p := range parts {
+		flags := p.res.Flags
+		for j, i := range p.idx {
 			out.Deleted[i] = j < len(flags) && flags[j]
 		}
 	}

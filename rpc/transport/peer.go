@@ -113,6 +113,17 @@ func (e *PeerError) Error() string {
 
 func (e *PeerError) Unwrap() error { return e.Err }
 
+// Message is the peer's own answer when the error is one (it says its
+// reason: the handler refused the call), "" otherwise (metapb.Relayed).
+func (e *PeerError) Message() string {
+	if e.Outcome == "" {
+		return ""
+	}
+	return e.Msg
+}
+
+var _ metapb.Relayed = (*PeerError)(nil)
+
 // Reason is the error's reason in meta's vocabulary.
 func (e *PeerError) Reason() string {
 	if e.Outcome != "" {
