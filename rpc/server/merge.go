@@ -260,12 +260,8 @@ func (s *Server) proposeParts(ctx context.Context, n int, groupOf func(r *metapb
 	for i := range pending {
 		pending[i] = i
 	}
-	first := splitBy(r, pending, groupOf)
-	groups := make([]string, len(first))
-	for i, p := range first {
-		groups[i] = p.group
-	}
-	if err := s.checkRoute(ctx, groups...); err != nil {
+	parts := splitBy(r, pending, groupOf)
+	if err := s.checkRoute(ctx, groupsOf(parts)...); err != nil {
 		return nil, err
 	}
 	stop := time.Now().Add(rerouteFor)
@@ -275,16 +271,12 @@ func (s *Server) proposeParts(ctx context.Context, n int, groupOf func(r *metapb
 	var done []*part
 	for attempt := 0; ; attempt++ {
 		changed := s.node.DirectoryChanged()
-		parts := splitBy(r, pending, groupOf)
-		groups := make([]string, len(parts))
-		for i, p := range parts {
-			groups[i] = p.group
-		}
+		groups := groupsOf(parts)
 		results, errs := s.proposeEach(ctx, groups, func(i int, g string) *logpb.Op { return op(g, parts[i].idx) })
 		for i, p := range parts {
 			p.res, p.err = results[i], errs[i]
 		}
-		pending = pending[:0]
+		pending = nil
 		var refused []*part
 		for _, p := range parts {
 			switch metapb.ReasonOf(p.err) {
@@ -316,8 +308,8 @@ func (s *Server) proposeParts(ctx context.Context, n int, groupOf func(r *metapb
 			done = append(done, refused...)
 			break
 		}
-		pending = slices.Clone(pending)
 		slices.Sort(pending)
+		parts = splitBy(r, pending, groupOf)
 	}
 	slices.SortFunc(done, func(a, b *part) int { return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.idx[0], b.idx[0])) })
 	return done, nil
@@ -339,6 +331,15 @@ func splitBy(r *metapb.Router, idx []int, groupOf func(r *metapb.Router, i int) 
 		p.idx = append(p.idx, i)
 	}
 	return parts
+}
+
+// groupsOf is the group of each part, in order.
+func groupsOf(parts []*part) []string {
+	groups := make([]string, len(parts))
+	for i, p := range parts {
+		groups[i] = p.group
+	}
+	return groups
 }
 
 func minTime(a, b time.Time) time.Time {
