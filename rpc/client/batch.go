@@ -94,11 +94,7 @@ func (c *Client) splitKeys(ctx context.Context, n int, key func(i int) []byte) (
 func (c *Client) MultiPut(ctx context.Context, req *metapb.MultiPutRequest) (*metapb.MultiPutResponse, error) {
 	groups, parts := c.splitKeys(ctx, len(req.Puts), func(i int) []byte { return req.Puts[i].GetKey() })
 	call := func(ctx context.Context, g string, sub *metapb.MultiPutRequest) (*metapb.MultiPutResponse, error) {
-		keys := make([][]byte, len(sub.Puts))
-		for i, p := range sub.Puts {
-			keys[i] = p.GetKey()
-		}
-		resp, err := routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
+		resp, err := routed(ctx, c, dataKeys(putKeys(sub.Puts)...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
 			return ep.kv.MultiPut(ctx, sub)
 		})
 		for _, p := range resp.GetParts() {
@@ -230,4 +226,13 @@ func cmpBytes(a, b []byte) []byte {
 		return a
 	}
 	return b
+}
+
+// putKeys is the key of each put, in order.
+func putKeys(puts []*metapb.PutRequest) [][]byte {
+	keys := make([][]byte, len(puts))
+	for i, p := range puts {
+		keys[i] = p.GetKey()
+	}
+	return keys
 }

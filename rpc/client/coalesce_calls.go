@@ -96,11 +96,7 @@ func (c *Client) putOne(ctx context.Context, lk laneKey, req *metapb.PutRequest)
 }
 
 func (c *Client) putMany(ctx context.Context, lk laneKey, reqs []*metapb.PutRequest) []outcome[*metapb.PutResponse] {
-	keys := make([][]byte, len(reqs))
-	for i, r := range reqs {
-		keys[i] = r.Key
-	}
-	resp, err := routed(ctx, c, dataKeys(keys...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
+	resp, err := routed(ctx, c, dataKeys(putKeys(reqs)...), func(ctx context.Context, ep *endpoint) (*metapb.MultiPutResponse, error) {
 		return tryBatch(ep, callMultiPut, func() (*metapb.MultiPutResponse, error) {
 			return ep.kv.MultiPut(ctx, &metapb.MultiPutRequest{Puts: reqs})
 		})
