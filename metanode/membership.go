@@ -13,6 +13,7 @@ import (
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/sm/logpb"
+	"github.com/metamq/meta/sm/state"
 )
 
 // Membership and placement have one source of truth: the directory in
@@ -88,11 +89,7 @@ var clusterInitHold atomic.Pointer[chan struct{}]
 // metadata leader writes the record) it fails with ErrNoClusterRecord: an
 // empty list would read as a cluster without members.
 func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
-	m, err := n.Read(ctx, metapb.MetadataGroup, false)
-	if err != nil {
-		return nil, err
-	}
-	d, err := m.Directory()
+	d, err := n.readDirectory(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +97,15 @@ func (n *Node) Members(ctx context.Context) ([]*metapb.Member, error) {
 		return nil, ErrNoClusterRecord
 	}
 	return membersOf(d.Members, n.hosted(metapb.MetadataGroup).configuration()), nil
+}
+
+// readDirectory reads metadata-0's directory linearizably.
+func (n *Node) readDirectory(ctx context.Context) (*state.Directory, error) {
+	m, err := n.Read(ctx, metapb.MetadataGroup, false)
+	if err != nil {
+		return nil, err
+	}
+	return m.Directory()
 }
 
 func membersOf(members []*logpb.MemberPut, config []raft.Server) []*metapb.Member {

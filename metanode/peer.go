@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/sm"
@@ -97,12 +96,7 @@ func (h peerHandler) Applied(_ context.Context, groupName string) (uint64, error
 // a release before levels, the base level) is below the cluster version
 // is refused: it could not apply what the cluster proposes.
 func (h peerHandler) ClusterInfo(ctx context.Context, featureLevel uint32) (*raftpb.ClusterInfo, error) {
-	n := h.n
-	m, err := n.Read(ctx, metapb.MetadataGroup, false)
-	if err != nil {
-		return nil, err
-	}
-	d, err := m.Directory()
+	d, err := h.n.readDirectory(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -99,15 +99,7 @@ func awaitSplit(t *testing.T, c *metanodetest.Cluster, cl *client.Client, parent
 		if err != nil {
 			return err
 		}
-		var p, ch *metapb.GroupInfo
-		for _, g := range gs.Groups {
-			switch g.Group {
-			case parent:
-				p = g
-			case child:
-				ch = g
-			}
-		}
+		p, ch := gs.Find(parent), gs.Find(child)
 		if p == nil || ch == nil || p.SplitChild != "" || ch.State != "active" {
 			return fmt.Errorf("parent %v, child %v", p, ch)
 		}

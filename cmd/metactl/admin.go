@@ -353,15 +353,7 @@ cannot abort (SPLIT_FENCED) and goes on to its end.`,
 					if err != nil {
 						return false, nil
 					}
-					var parent, child *metapb.GroupInfo
-					for _, g := range gs.Groups {
-						switch g.Group {
-						case args[0]:
-							parent = g
-						case resp.Child:
-							child = g
-						}
-					}
+					parent, child := gs.Find(args[0]), gs.Find(resp.Child)
 					if parent != nil && parent.SplitError != "" {
 						return false, fmt.Errorf("%s: the split gave up, its moving range stays fenced: %s", args[0], parent.SplitError)
 					}
@@ -400,15 +392,7 @@ func (a *app) abortSplit(group string, noWait bool) error {
 			if err != nil {
 				return false, nil
 			}
-			var parent, child *metapb.GroupInfo
-			for _, g := range gs.Groups {
-				switch g.Group {
-				case group:
-					parent = g
-				case resp.Child:
-					child = g
-				}
-			}
+			parent, child := gs.Find(group), gs.Find(resp.Child)
 			if parent == nil || parent.SplitChild != "" || child != nil && (child.State != "deleting" || len(child.Replicas) > 0) {
 				if parent != nil {
 					a.progress("%s: aborting its split, phase %s", group, cmp.Or(parent.SplitPhase, "-"))

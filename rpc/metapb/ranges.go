@@ -223,3 +223,13 @@ func ParseRanges(s string) (RangeMap, error) {
 	}
 	return m, nil
 }
+
+// Find returns the group named name in the list, nil if it holds none.
+func (r *ListGroupsResponse) Find(name string) *GroupInfo {
+	for _, g := range r.GetGroups() {
+		if g.GetGroup() == name {
+			return g
+		}
+	}
+	return nil
+}

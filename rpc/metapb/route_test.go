@@ -84,3 +84,16 @@ func TestLegacyRangesMatchShard(t *testing.T) {
 		t.Fatalf("even ranges of 12: %v, %v", even, err)
 	}
 }
+
+func TestListGroupsFind(t *testing.T) {
+	gs := &ListGroupsResponse{Groups: []*GroupInfo{{Group: "data-0"}, {Group: "data-1", SplitChild: "x"}}}
+	if g := gs.Find("data-1"); g == nil || g.SplitChild != "x" {
+		t.Fatalf("Find(data-1) = %v", g)
+	}
+	if g := gs.Find("data-2"); g != nil {
+		t.Fatalf("Find(data-2) = %v, want nil", g)
+	}
+	if g := (*ListGroupsResponse)(nil).Find("data-0"); g != nil {
+		t.Fatalf("Find on nil = %v", g)
+	}
+}
