@@ -36,6 +36,7 @@ var rules = map[string][]string{
 	"verify":                {"rpc/client", "rpc/metapb", "verify"},
 	"verify/poll":           {},
 	"verify/smallfs":        {},
+	"verify/testkit":        {},
 	"chaos":                 {"verify", "rpc/client", "rpc/metapb", "chaos"},
 	"contrib":               {"rpc/client", "rpc/metapb"},
 	"cmd":                   {"*"},

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,23 +27,12 @@ import (
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// grpc and raft leave a few goroutines winding down briefly after
-		// Close; the node's own loops are checked by the tests' cleanups.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
-}
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T, d time.Duration) context.Context { t.Helper(); return testkit.Context(t, d) }
 
 func put(t *testing.T, c *client.Client, k, v string) {
 	t.Helper()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/metamq/meta/verify/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -365,7 +367,7 @@ type timeoutUnknown struct{ *fakeConn }
 func (c timeoutUnknown) unknown(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
 
 func TestProgressLines(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.SyncBuffer
 	cfg := testConfig(1, 10, 1)
 	cfg.progress, cfg.interval = &buf, time.Millisecond
 	var n int64
@@ -399,24 +401,6 @@ func mustRun(t *testing.T, what string, wl workload, conns []conn, cfg runConfig
 		t.Fatalf("%s: %v", what, err)
 	}
 	return res
-}
-
-// syncBuffer is a strings.Builder safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunWritesCPUProfile(t *testing.T) {

@@ -9,19 +9,14 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/testkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
-}
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // metactl runs one command line in process, as the binary would.
 func metactl(t *testing.T, endpoints string, args ...string) (string, error) {

@@ -14,23 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/metamq/meta/controller"
 	"github.com/metamq/meta/metanode"
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/testkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// grpc and raft leave a few goroutines winding down briefly after
-		// Close; the nodes' own loops are checked by their Close.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
-}
+// The nodes' own loops are checked by their Close.
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // inprocKinds are the fault kinds the in-process nemesis supports, in the
 // order seeds draw them: with kinds[s mod 14], seeds 1..30 give kinds 1

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // batchKV is a KV server that answers MultiPut per data group as scripted
@@ -48,15 +48,9 @@ func (s *batchKV) MultiPut(_ context.Context, req *metapb.MultiPutRequest) (*met
 // topology (two data groups, routed by Shard).
 func batchClient(t *testing.T, kv metapb.KVServer) *Client {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := grpc.NewServer()
 	metapb.RegisterKVServer(srv, kv)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	c, err := New(Config{Endpoints: []string{lis.Addr().String()}, Pinned: false})
+	c, err := New(Config{Endpoints: []string{testkit.Serve(t, srv)}, Pinned: false})
 	if err != nil {
 		t.Fatal(err)
 	}

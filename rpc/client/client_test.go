@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // withReason is a status error of meta's vocabulary, as the server sends.
@@ -60,14 +60,7 @@ func TestClassify(t *testing.T) {
 // that the client's readiness checks run as they do in production).
 func testClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	cfg.Endpoints = []string{lis.Addr().String()}
+	cfg.Endpoints = []string{testkit.Serve(t, grpc.NewServer())}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

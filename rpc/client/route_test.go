@@ -19,6 +19,7 @@ import (
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // A client pinned to the map from before a split (it stopped following
@@ -140,8 +141,4 @@ func errorInfo(err error) *errdetails.ErrorInfo {
 	return nil
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { t.Helper(); return testkit.Context(t, 30*time.Second) }

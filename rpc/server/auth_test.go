@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/metamq/meta/rpc/transport"
 	"github.com/metamq/meta/verify"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // authFake serves the public API of a fake node with mutual TLS and
@@ -53,13 +53,7 @@ func authFake(t *testing.T) (dir, addr string, as func(files *transport.TLSFiles
 	// the interceptors (gRPC answers an unknown service before them).
 	metapb.RegisterControllerServer(srv, metapb.UnimplementedControllerServer{})
 	t.Cleanup(func() { _ = s.Close() })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	addr = lis.Addr().String()
+	addr = testkit.Serve(t, srv)
 
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/sm/state"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // fakeNode is a node without raft: real state machines over one RocksDB,
@@ -206,22 +206,17 @@ func serveFake(t testing.TB, n *fakeNode, opts ...server.Option) (*grpc.ClientCo
 // service list the fuzz target walks).
 func serveFakeServer(t testing.TB, n *fakeNode, opts ...server.Option) (*grpc.Server, *grpc.ClientConn, *client.Client) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The node's server takes messages of up to 64 MiB (raft's need).
 	srv := grpc.NewServer(append(server.ServerOptions(), grpc.MaxRecvMsgSize(64<<20))...)
 	s := server.Register(srv, n, "test", opts...)
 	t.Cleanup(func() { _ = s.Close() })
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr := testkit.Serve(t, srv)
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	cl, err := client.New(client.Config{Endpoints: []string{lis.Addr().String()}, Pinned: true, RequestTimeout: 2 * time.Second})
+	cl, err := client.New(client.Config{Endpoints: []string{addr}, Pinned: true, RequestTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

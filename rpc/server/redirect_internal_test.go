@@ -3,13 +3,13 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // redirectingKV answers Get with a redirect to next, or, without one,
@@ -48,16 +48,10 @@ func (w redirectingWatch) Watch(_ *metapb.WatchRequest, stream grpc.ServerStream
 
 func serveKV(t *testing.T, kv *redirectingKV) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := grpc.NewServer()
 	metapb.RegisterKVServer(srv, kv)
 	metapb.RegisterWatchServer(srv, redirectingWatch{kv: kv})
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	return testkit.Serve(t, srv)
 }
 
 // serveCircle serves two nodes that redirect to each other and returns

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 func heartbeat(from *testNode) *raft.AppendEntriesRequest {
@@ -121,26 +122,8 @@ func TestCloseUnblocksRequestAwaitingRaft(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestClusterMismatchRejected(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	a := startNode(t, "c1", nil)
 	b := startNode(t, "c2", func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	fresh := startNode(t, "", nil) // a joining node that has not learned the id
