@@ -250,9 +250,7 @@ func TestKVBatchOpsRefuseBadInput(t *testing.T) {
 // A multi-put or txn naming one key the group does not own is refused
 // whole (WRONG_GROUP), so each routing key's part stays atomic.
 func TestKVBatchOpsCheckOwnership(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	e.open()
-	t.Cleanup(e.close)
+	e := bareEnv(t, "data-0")
 	low, high := keysBySide(1)
 	mine, theirs := low[0], high[0]
 	apply := e.applyNext()

@@ -39,6 +39,16 @@ func newEnv(t testing.TB, kind Kind) *env {
 	return e
 }
 
+// bareEnv is an open data machine of group that owns nothing yet (bare:
+// no ownership record), closed when the test ends.
+func bareEnv(t testing.TB, group string) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), group: group, kind: KindData, bare: true}
+	e.open()
+	t.Cleanup(e.close)
+	return e
+}
+
 // applyNext returns a function that applies ops as the machine's next
 // entry (indexes 1, 2, ...) and returns their results.
 func (e *env) applyNext() func(ops ...*logpb.Op) []*logpb.Result {

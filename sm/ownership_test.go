@@ -32,9 +32,7 @@ func keysBySide(n int) (low, high []string) {
 // wrote) applies every write sent to it, as it did then: its log,
 // replayed after an upgrade, must apply exactly as before.
 func TestNoOwnershipRecordServesEverything(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	e.open()
-	t.Cleanup(e.close)
+	e := bareEnv(t, "data-0")
 	low, high := keysBySide(3)
 	idx := uint64(0)
 	for _, k := range append(low, high...) {
@@ -55,9 +53,7 @@ func TestNoOwnershipRecordServesEverything(t *testing.T) {
 // read of it is refused in the data's view, listings skip it; the first
 // record wins; the record survives a restart and a snapshot.
 func TestOwnershipDecidedByTheLog(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	e.open()
-	t.Cleanup(e.close)
+	e := bareEnv(t, "data-0")
 	low, high := keysBySide(3)
 	// Written before the record: everything is served.
 	results(t, e.m.Apply(entry(t, 1, putOp(high[0], "before"))))
@@ -122,9 +118,7 @@ func TestOwnershipDecidedByTheLog(t *testing.T) {
 	e.reopen()
 	check("after a restart", e.m)
 	data := snapshotBytes(t, e.m)
-	other := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	other.open()
-	t.Cleanup(other.close)
+	other := bareEnv(t, "data-0")
 	if err := other.m.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +131,7 @@ func TestOwnershipDecidedByTheLog(t *testing.T) {
 // an op over ranges of two versions reports 0 (unknown), as do groups
 // that record no ranges.
 func TestResultsCarryTheRangeVersion(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), group: "data-0", kind: KindData, bare: true}
-	e.open()
-	t.Cleanup(e.close)
+	e := bareEnv(t, "data-0")
 	low, high := keysBySide(1)
 	apply := e.applyNext()
 	if r := apply(putOp(low[0], "0"))[0]; r.Code != logpb.Code_CODE_OK || r.RangeVersion != 0 {

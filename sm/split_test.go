@@ -107,13 +107,7 @@ func wantCode(t *testing.T, what string, r *logpb.Result, code logpb.Code) {
 // (same log, same outcomes: it checks they answer alike), applyC to the
 // child.
 func splitEnvs(t *testing.T) (p, p2, c *env, both, applyC func(ops ...*logpb.Op) []*logpb.Result) {
-	open := func(group string) *env {
-		e := &env{t: t, dir: t.TempDir(), group: group, kind: KindData, bare: true}
-		e.open()
-		t.Cleanup(e.close)
-		return e
-	}
-	p, p2, c = open("data-0"), open("data-0"), open("data-1")
+	p, p2, c = bareEnv(t, "data-0"), bareEnv(t, "data-0"), bareEnv(t, "data-1")
 	applyP, applyP2 := p.applyNext(), p2.applyNext()
 	both = func(ops ...*logpb.Op) []*logpb.Result {
 		r := applyP(ops...)
@@ -255,9 +249,7 @@ func TestSplitFenceCopyAcquireDrop(t *testing.T) {
 // The child's cursor and ownership are in its hashed, snapshotted state:
 // a child restarted mid-copy resumes at the same key.
 func TestSplitIngestSurvivesRestart(t *testing.T) {
-	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
-	c.open()
-	t.Cleanup(c.close)
+	c := bareEnv(t, "data-1")
 	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
 	_, high := keysBySide(2)
 	pair := &logpb.RawPair{Key: kvKey([]byte(high[0])), Value: []byte{}}
@@ -281,9 +273,7 @@ func TestSplitIngestSurvivesRestart(t *testing.T) {
 // cursor is not the child's) leaves the group as it was, in memory as in
 // storage: it still serves (a put applies) and owns nothing new.
 func TestRefusedIngestLeavesOwnership(t *testing.T) {
-	c := &env{t: t, dir: t.TempDir(), group: "data-1", kind: KindData, bare: true}
-	c.open()
-	t.Cleanup(c.close)
+	c := bareEnv(t, "data-1")
 	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
 	_, high := keysBySide(1)
 	pair := &logpb.RawPair{Key: kvKey([]byte(high[0])), Value: []byte{}}
