@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -66,31 +65,15 @@ var ErrNoBrokerAPI = errors.New("verify: connection does not implement the broke
 // ids are unique across history.jsonl and broker.jsonl). Not safe for
 // concurrent use.
 type BrokerSession struct {
-	r        *Recorder
-	h        *BrokerHistory
-	t        BrokerAPI
-	endpoint string
-	process  int
-	client   int
-	seq      int
-	final    bool
+	sessionBase
+	h *BrokerHistory
+	t BrokerAPI
 }
 
 // BrokerSession starts a logical client of the broker-facing API that
 // sends everything to t and records into h. endpoint is only recorded.
 func (r *Recorder) BrokerSession(h *BrokerHistory, t BrokerAPI, endpoint string) *BrokerSession {
-	return &BrokerSession{r: r, h: h, t: t, endpoint: endpoint,
-		process: int(r.nextProc.Add(1) - 1), client: int(r.nextClient.Add(1) - 1)}
-}
-
-// Process returns the session's process id.
-func (s *BrokerSession) Process() int { return s.process }
-
-// NextValue returns a value never returned before in this run:
-// "p<process>-<n>".
-func (s *BrokerSession) NextValue() string {
-	s.seq++
-	return fmt.Sprintf("p%d-%d", s.process, s.seq)
+	return &BrokerSession{sessionBase: r.sessionBase(endpoint), h: h, t: t}
 }
 
 // SetFinal marks the following calls as final (after the workload).
@@ -98,20 +81,7 @@ func (s *BrokerSession) SetFinal(final bool) { s.final = final }
 
 // ClassifyBroker maps a broker-facing call's error to an outcome, by the
 // rules of Classify.
-func ClassifyBroker(kind BrokerOpKind, err error) Outcome {
-	switch {
-	case err == nil:
-		return OutcomeOK
-	case !kind.IsWrite():
-		return OutcomeFail
-	case client.IsUnknown(err):
-		return OutcomeUnknown
-	}
-	if _, ok := status.FromError(err); ok {
-		return OutcomeFail
-	}
-	return OutcomeUnknown
-}
+func ClassifyBroker(kind BrokerOpKind, err error) Outcome { return classify(kind.IsWrite(), err) }
 
 // errorReason returns the gRPC code name and the meta ErrorInfo reason of
 // err ("" when absent).
@@ -132,28 +102,20 @@ func errorReason(err error) (code, reason string) {
 }
 
 func (s *BrokerSession) record(ctx context.Context, kind BrokerOpKind, in BrokerInput, call func(ctx context.Context) (*BrokerOutput, error)) BrokerOp {
-	parent := ctx
-	if s.r.opTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.r.opTimeout)
-		defer cancel()
-	}
 	op := BrokerOp{Client: s.client, Process: s.process, Kind: kind, Input: in, Endpoint: s.endpoint, Final: s.final}
-	op.Call = s.r.clock.Now()
-	out, err := call(ctx)
-	op.Return = s.r.clock.Now()
+	var out *BrokerOutput
+	var err error
+	op.Call, op.Return, out, err = timedCall(ctx, s.r, call)
 	op.Outcome = ClassifyBroker(kind, err)
 	if err != nil {
-		op.Abandoned = parent.Err() != nil
+		op.Abandoned = ctx.Err() != nil
 		op.Err = err.Error()
 		op.Code, op.Reason = errorReason(err)
 	} else {
 		op.Output = out
 	}
 	op = s.h.Append(op)
-	if op.Outcome == OutcomeUnknown {
-		s.client = int(s.r.nextClient.Add(1) - 1)
-	}
+	s.recorded(op.Outcome)
 	return op
 }
 

@@ -53,20 +53,16 @@ func (r *Recorder) History() *History { return r.hist }
 // Session starts a logical client that sends everything to t. endpoint is
 // only recorded (it names the node t is pinned to, or "any").
 func (r *Recorder) Session(t API, endpoint string) *Session {
-	return &Session{
-		r:        r,
-		t:        t,
-		endpoint: endpoint,
-		process:  int(r.nextProc.Add(1) - 1),
-		client:   int(r.nextClient.Add(1) - 1),
-	}
+	return &Session{sessionBase: r.sessionBase(endpoint), t: t}
 }
 
-// Session is one logical client: one op at a time, every op recorded. Not
-// safe for concurrent use.
-type Session struct {
+// sessionBase is what Session and BrokerSession share: the recorder they
+// record on, the endpoint they record, their process and porcupine client
+// ids (one numbering for both, so process ids are unique across
+// history.jsonl and broker.jsonl), the sequence of their unique values
+// and whether their calls are final.
+type sessionBase struct {
 	r        *Recorder
-	t        API
 	endpoint string
 	process  int
 	client   int
@@ -74,8 +70,21 @@ type Session struct {
 	final    bool
 }
 
+// sessionBase numbers a new session: a new process and client id.
+func (r *Recorder) sessionBase(endpoint string) sessionBase {
+	return sessionBase{r: r, endpoint: endpoint,
+		process: int(r.nextProc.Add(1) - 1), client: int(r.nextClient.Add(1) - 1)}
+}
+
+// Session is one logical client: one op at a time, every op recorded. Not
+// safe for concurrent use.
+type Session struct {
+	sessionBase
+	t API
+}
+
 // Process returns the session's process id (stable for its life).
-func (s *Session) Process() int { return s.process }
+func (s *sessionBase) Process() int { return s.process }
 
 // ClientID returns the current porcupine client id.
 func (s *Session) ClientID() int { return s.client }
@@ -83,25 +92,41 @@ func (s *Session) ClientID() int { return s.client }
 // NextValue returns a value never returned before in this run:
 // "p<process>-<n>". Unique values let the checkers tell which write a read
 // observed.
-func (s *Session) NextValue() string {
+func (s *sessionBase) NextValue() string {
 	s.seq++
 	return fmt.Sprintf("p%d-%d", s.process, s.seq)
 }
 
-// record runs call, times it, classifies the result and appends the op. A
-// session that sees an unknown outcome moves to a new client id: its
-// unknown op stays open forever and porcupine allows one open op per
-// client.
-func (s *Session) record(ctx context.Context, kind OpKind, in Input, call func(ctx context.Context) (*Output, error)) Op {
-	if s.r.opTimeout > 0 {
+// timedCall runs call for a session's op, bounded by the recorder's op
+// timeout (when it has one), and returns when it was called and when it
+// returned on the recorder's clock.
+func timedCall[O any](ctx context.Context, r *Recorder, call func(ctx context.Context) (O, error)) (at, ret int64, out O, err error) {
+	if r.opTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.r.opTimeout)
+		ctx, cancel = context.WithTimeout(ctx, r.opTimeout)
 		defer cancel()
 	}
+	at = r.clock.Now()
+	out, err = call(ctx)
+	return at, r.clock.Now(), out, err
+}
+
+// recorded ends an op the session recorded with outcome: a session that
+// sees an unknown outcome moves to a new client id, because its unknown
+// op stays open forever and porcupine allows one open op per client.
+func (s *sessionBase) recorded(outcome Outcome) {
+	if outcome == OutcomeUnknown {
+		s.client = int(s.r.nextClient.Add(1) - 1)
+	}
+}
+
+// record runs call, times it, classifies the result and appends the op
+// (see recorded for the client id after an unknown outcome).
+func (s *Session) record(ctx context.Context, kind OpKind, in Input, call func(ctx context.Context) (*Output, error)) Op {
 	op := Op{Client: s.client, Process: s.process, Kind: kind, Input: in, Endpoint: s.endpoint, Final: s.final}
-	op.Call = s.r.clock.Now()
-	out, err := call(ctx)
-	op.Return = s.r.clock.Now()
+	var out *Output
+	var err error
+	op.Call, op.Return, out, err = timedCall(ctx, s.r, call)
 	op.Outcome = Classify(kind, err)
 	if err != nil {
 		op.Err = err.Error()
@@ -109,9 +134,7 @@ func (s *Session) record(ctx context.Context, kind OpKind, in Input, call func(c
 		op.Output = out
 	}
 	op = s.r.hist.Append(op)
-	if op.Outcome == OutcomeUnknown {
-		s.client = int(s.r.nextClient.Add(1) - 1)
-	}
+	s.recorded(op.Outcome)
 	return op
 }
 
@@ -128,11 +151,14 @@ func (s *Session) record(ctx context.Context, kind OpKind, in Input, call func(c
 //     an applied write "failed" is exactly the bug a checker must catch.
 //   - any other error on a write (no gRPC status at all): unknown, because
 //     nothing proves the request was not sent.
-func Classify(kind OpKind, err error) Outcome {
+func Classify(kind OpKind, err error) Outcome { return classify(kind.IsWrite(), err) }
+
+// classify is Classify of a write or a read, whatever its API.
+func classify(write bool, err error) Outcome {
 	if err == nil {
 		return OutcomeOK
 	}
-	if !kind.IsWrite() {
+	if !write {
 		return OutcomeFail
 	}
 	if client.IsUnknown(err) {
