@@ -94,39 +94,17 @@ func DefaultRunConfig() RunConfig {
 // Validate must judge.
 func (c RunConfig) withDefaults() RunConfig {
 	d := DefaultRunConfig()
-	if c.Duration == 0 {
-		c.Duration = d.Duration
-	}
-	if c.Workload == (WorkloadConfig{}) {
-		c.Workload = d.Workload
-	}
-	if c.OpTimeout == 0 {
-		c.OpTimeout = d.OpTimeout
-	}
-	if c.ResolveTimeout == 0 {
-		c.ResolveTimeout = d.ResolveTimeout
-	}
-	if c.NemesisTimeout == 0 {
-		c.NemesisTimeout = d.NemesisTimeout
-	}
-	if c.RecoveryTimeout == 0 {
-		c.RecoveryTimeout = d.RecoveryTimeout
-	}
-	if c.FinalTimeout == 0 {
-		c.FinalTimeout = d.FinalTimeout
-	}
-	if c.ConvergeTimeout == 0 {
-		c.ConvergeTimeout = d.ConvergeTimeout
-	}
-	if c.CheckTimeout == 0 {
-		c.CheckTimeout = d.CheckTimeout
-	}
-	if c.MinOps == 0 {
-		c.MinOps = d.MinOps
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	orDefault(&c.Duration, d.Duration)
+	orDefault(&c.Workload, d.Workload)
+	orDefault(&c.OpTimeout, d.OpTimeout)
+	orDefault(&c.ResolveTimeout, d.ResolveTimeout)
+	orDefault(&c.NemesisTimeout, d.NemesisTimeout)
+	orDefault(&c.RecoveryTimeout, d.RecoveryTimeout)
+	orDefault(&c.FinalTimeout, d.FinalTimeout)
+	orDefault(&c.ConvergeTimeout, d.ConvergeTimeout)
+	orDefault(&c.CheckTimeout, d.CheckTimeout)
+	orDefault(&c.MinOps, d.MinOps)
+	orDefault(&c.Logger, slog.Default())
 	if c.Dial == nil {
 		c.Dial = ClientDialer(c.Logger, c.OpTimeout)
 	}
@@ -134,6 +112,14 @@ func (c RunConfig) withDefaults() RunConfig {
 		c.Workload.Prefix = fmt.Sprintf("v%d-%d", c.Seed, time.Now().UnixMilli())
 	}
 	return c
+}
+
+// orDefault sets *v to d when it is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports every problem of the configuration at once.
@@ -407,26 +393,31 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 			br.stop()
 			br.cleanup(ctx)
 		}
-		progress("converge", nil, hist.Len())
-		cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
-		conv = Converge(cctx, admin, cfg.Endpoints, nil, 200*time.Millisecond)
-		cancel()
-		progress("placement", nil, hist.Len())
-		pctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
-		place = CheckPlacement(pctx, admin, slices.Sorted(maps.Keys(cfg.Endpoints)), 200*time.Millisecond)
-		cancel()
-		progress("ranges", nil, hist.Len())
-		rctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
-		ranges = CheckRanges(rctx, admin, cfg.Endpoints, 200*time.Millisecond)
-		cancel()
+		// The live checks, each its phase, each bounded by ConvergeTimeout.
+		live := func(phase string, check func(ctx context.Context) CheckResult) CheckResult {
+			progress(phase, nil, hist.Len())
+			cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
+			defer cancel()
+			return check(cctx)
+		}
+		conv = live("converge", func(ctx context.Context) CheckResult {
+			return Converge(ctx, admin, cfg.Endpoints, nil, 200*time.Millisecond)
+		})
+		place = live("placement", func(ctx context.Context) CheckResult {
+			return CheckPlacement(ctx, admin, slices.Sorted(maps.Keys(cfg.Endpoints)), 200*time.Millisecond)
+		})
+		ranges = live("ranges", func(ctx context.Context) CheckResult {
+			return CheckRanges(ctx, admin, cfg.Endpoints, 200*time.Millisecond)
+		})
 		if ctx.Err() != nil {
 			runErr = ctx.Err()
 		}
 	}
 	if runErr != nil {
-		conv = CheckResult{Checker: CheckerConvergence, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
-		place = CheckResult{Checker: CheckerPlacement, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
-		ranges = CheckResult{Checker: CheckerRanges, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
+		stopped := func(checker string) CheckResult {
+			return CheckResult{Checker: checker, Verdict: Unknown, Recorded: true, Details: "run stopped: " + runErr.Error()}
+		}
+		conv, place, ranges = stopped(CheckerConvergence), stopped(CheckerPlacement), stopped(CheckerRanges)
 		res.Error = runErr.Error()
 	}
 
