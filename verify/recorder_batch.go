@@ -21,12 +21,17 @@ var _ BatchAPI = (*client.Client)(nil)
 // errNoBatchAPI is the error of a batch call on a target without them.
 var errNoBatchAPI = errors.New("verify: the session's target has no KV batch calls")
 
-func (s *Session) batch() (BatchAPI, error) {
-	b, ok := s.t.(BatchAPI)
-	if !ok {
-		return nil, errNoBatchAPI
-	}
-	return b, nil
+// recordBatch records a KV batch call: call gets the session's target as
+// a BatchAPI (on a target without the batch calls, the call fails with
+// errNoBatchAPI).
+func (s *Session) recordBatch(ctx context.Context, kind OpKind, in Input, call func(ctx context.Context, b BatchAPI) (*Output, error)) Op {
+	return s.record(ctx, kind, in, func(ctx context.Context) (*Output, error) {
+		b, ok := s.t.(BatchAPI)
+		if !ok {
+			return nil, errNoBatchAPI
+		}
+		return call(ctx, b)
+	})
 }
 
 // partOutcome is a recorded part's outcome.
@@ -45,11 +50,7 @@ func partOutcome(o metapb.PartOutcome) Outcome {
 // checker takes each part as applied, not applied or unknown).
 func (s *Session) MultiPut(ctx context.Context, puts []KV) Op {
 	in := Input{Puts: puts}
-	return s.record(ctx, OpMultiPut, in, func(ctx context.Context) (*Output, error) {
-		b, err := s.batch()
-		if err != nil {
-			return nil, err
-		}
+	return s.recordBatch(ctx, OpMultiPut, in, func(ctx context.Context, b BatchAPI) (*Output, error) {
 		req := &metapb.MultiPutRequest{Puts: make([]*metapb.PutRequest, len(puts))}
 		for i, p := range puts {
 			req.Puts[i] = &metapb.PutRequest{Key: []byte(p.Key), Value: []byte(p.Value)}
@@ -74,11 +75,7 @@ func (s *Session) MultiPut(ctx context.Context, puts []KV) Op {
 // MultiGet reads keys in one call, linearizably.
 func (s *Session) MultiGet(ctx context.Context, keys []string) Op {
 	in := Input{Keys: keys}
-	return s.record(ctx, OpMultiGet, in, func(ctx context.Context) (*Output, error) {
-		b, err := s.batch()
-		if err != nil {
-			return nil, err
-		}
+	return s.recordBatch(ctx, OpMultiGet, in, func(ctx context.Context, b BatchAPI) (*Output, error) {
 		req := &metapb.MultiGetRequest{Keys: make([][]byte, len(keys))}
 		for i, k := range keys {
 			req.Keys[i] = []byte(k)
@@ -98,11 +95,7 @@ func (s *Session) MultiGet(ctx context.Context, keys []string) Op {
 // Txn runs a transaction of value and absence compares.
 func (s *Session) Txn(ctx context.Context, t TxnInput) Op {
 	in := Input{Txn: &t}
-	return s.record(ctx, OpTxn, in, func(ctx context.Context) (*Output, error) {
-		b, err := s.batch()
-		if err != nil {
-			return nil, err
-		}
+	return s.recordBatch(ctx, OpTxn, in, func(ctx context.Context, b BatchAPI) (*Output, error) {
 		req := &metapb.TxnRequest{}
 		for _, c := range t.Compares {
 			cm := &metapb.Compare{Key: []byte(c.Key)}
