@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metamq/meta/rpc/metapb"
-	"github.com/metamq/meta/verify/poll"
 )
 
 // Operations faults (issue 14): what a person running meta meets besides
@@ -97,9 +96,7 @@ func NoSpace(err error) bool {
 // and refuses a write with the definite NOSPACE error (a probe put of a
 // key no workload uses).
 func AwaitNoSpace(ctx context.Context, adm AlarmAdmin, member string, opTimeout time.Duration) error {
-	return poll.Until(ctx, func() error {
-		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		defer cancel()
+	return pollBounded(ctx, opTimeout, func(cctx context.Context) error {
 		resp, err := adm.Alarms(cctx)
 		if err != nil {
 			return err
@@ -118,9 +115,7 @@ func AwaitNoSpace(ctx context.Context, adm AlarmAdmin, member string, opTimeout 
 // ClearNoSpace disarms every NOSPACE alarm (the admin's step once space is
 // freed) until the cluster lists none and a write goes through again.
 func ClearNoSpace(ctx context.Context, adm AlarmAdmin, opTimeout time.Duration) error {
-	return poll.Until(ctx, func() error {
-		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		defer cancel()
+	return pollBounded(ctx, opTimeout, func(cctx context.Context) error {
 		if _, err := adm.DisarmAlarm(cctx, "", ""); err != nil {
 			return fmt.Errorf("verify: disarm NOSPACE: %w", err)
 		}

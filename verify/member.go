@@ -146,9 +146,7 @@ var _ ReplicaMover = (*client.Client)(nil)
 func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, opTimeout time.Duration) ([]string, error) {
 	var replicas []string
 	var final error // a refusal asking again cannot change
-	err := poll.Until(ctx, func() error {
-		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		defer cancel()
+	err := pollBounded(ctx, opTimeout, func(cctx context.Context) error {
 		gs, err := mv.ListGroups(cctx)
 		if err != nil {
 			return err
@@ -183,14 +181,22 @@ func MoveReplica(ctx context.Context, mv ReplicaMover, group, from, to string, o
 	return replicas, err
 }
 
+// pollBounded polls attempt until it succeeds or ctx ends (poll.Until),
+// each attempt bounded by opTimeout.
+func pollBounded(ctx context.Context, opTimeout time.Duration, attempt func(ctx context.Context) error) error {
+	return poll.Until(ctx, func() error {
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		return attempt(cctx)
+	})
+}
+
 // WaitFilled waits until the controller has placed a replica on node id
 // and no group is moving: a node that joined the pool has been given its
 // share (a scale fault's grow lets the controller fill the new node
 // before draining it again). Each read is bounded by opTimeout.
 func WaitFilled(ctx context.Context, pr PlacementReader, id string, opTimeout time.Duration) error {
-	return poll.Until(ctx, func() error {
-		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		defer cancel()
+	return pollBounded(ctx, opTimeout, func(cctx context.Context) error {
 		ns, err := pr.ListNodes(cctx)
 		if err != nil {
 			return err
