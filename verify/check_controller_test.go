@@ -172,32 +172,22 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 			unanswered(h, 3000)
 		}, nil, Invalid, "connector r-c0 unassigned"},
 		{"a live broker declared down", func(h *ctlHistory) {
-			b1 := b1alive
-			b1.Status = "DOWN"
-			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+			b1DeclaredDown(h, 8000)
 		}, nil, Invalid, "broker r-b1 epoch 12 DOWN"},
 		{"a stopped broker declared down is fine", func(h *ctlHistory) {
-			b1 := b1alive
-			b1.Status = "DOWN"
 			silence(h, "r-b1", 5000, 7900)
-			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+			b1DeclaredDown(h, 8000)
 		}, nil, Valid, ""},
 		{"a stopped broker declared down before its timeout", func(h *ctlHistory) {
-			b1 := b1alive
-			b1.Status = "DOWN"
 			silence(h, "r-b1", 5000, 7900)
-			h.observe(5600, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+			b1DeclaredDown(h, 5600)
 		}, nil, Invalid, "broker r-b1 epoch 12 DOWN"},
 		{"a declaration applied right after a silence ended is fine", func(h *ctlHistory) {
-			b1 := b1alive
-			b1.Status = "DOWN"
 			silence(h, "r-b1", 5000, 7400)
-			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+			b1DeclaredDown(h, 8000)
 		}, nil, Valid, ""},
 		{"a broker declared down near a fault is fine", func(h *ctlHistory) {
-			b1 := b1alive
-			b1.Status = "DOWN"
-			h.observe(8000, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
+			b1DeclaredDown(h, 8000)
 		}, []Fault{{ID: 1, Kind: FaultIsolate, Began: 6 * time.Second, Ended: 7 * time.Second}}, Valid, ""},
 	}
 	for _, tt := range tests {
@@ -215,6 +205,14 @@ func TestControllerCheckerOnKnownHistories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// b1DeclaredDown has the observer read r-b1 DOWN at revision 21 at t
+// (ms), r-c0 still running on r-b0.
+func b1DeclaredDown(h *ctlHistory, t int) {
+	b1 := b1alive
+	b1.Status = "DOWN"
+	h.observe(t, 21, []BrokerValue{b0alive, b1}, []AssignmentValue{c0run})
 }
 
 // unanswered adds a heartbeat of r-b1 at t (ms) whose outcome is unknown:
