@@ -402,15 +402,10 @@ func pruneKV(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			observed[c.Expected] = true
 		}
 	}
-	out := ops[:0:0]
-	for _, op := range ops {
+	return withoutOps(ops, func(op porcupine.Operation) bool {
 		c, r := op.Input.(kvCall), op.Output.(kvResult)
-		if r.Unknown && (c.Op == OpPut || c.Op == OpCAS) && !observed[c.Value] {
-			continue
-		}
-		out = append(out, op)
-	}
-	return out, len(ops) - len(out)
+		return r.Unknown && (c.Op == OpPut || c.Op == OpCAS) && !observed[c.Value]
+	})
 }
 
 // includeInModel says whether an op is evidence for the models: ok ops and
@@ -448,6 +443,18 @@ func listShape(op *Op) string {
 		prev = kv.Key
 	}
 	return ""
+}
+
+// withoutOps returns ops less those drop says go (in order, ops itself
+// untouched) and how many went: what every prune function keeps.
+func withoutOps(ops []porcupine.Operation, drop func(op porcupine.Operation) bool) ([]porcupine.Operation, int) {
+	out := ops[:0:0]
+	for _, op := range ops {
+		if !drop(op) {
+			out = append(out, op)
+		}
+	}
+	return out, len(ops) - len(out)
 }
 
 // modelledOps yields the ops of ops that are evidence for the models (see

@@ -171,15 +171,10 @@ func pruneOffsets(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			observed[seen{r.Offset, r.Metadata}] = true
 		}
 	}
-	out := ops[:0:0]
-	for _, op := range ops {
+	return withoutOps(ops, func(op porcupine.Operation) bool {
 		c, r := op.Input.(offCall), op.Output.(offResult)
-		if r.Unknown && c.Op == OpCommit && !observed[seen{c.Offset, c.Metadata}] {
-			continue
-		}
-		out = append(out, op)
-	}
-	return out, len(ops) - len(out)
+		return r.Unknown && c.Op == OpCommit && !observed[seen{c.Offset, c.Metadata}]
+	})
 }
 
 // pruneGroup drops unknown commits none of whose entries a fetch returned,
@@ -204,17 +199,12 @@ func pruneGroup(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			}
 		}
 	}
-	out := ops[:0:0]
-	for _, op := range ops {
+	return withoutOps(ops, func(op porcupine.Operation) bool {
 		c, r := op.Input.(grpCall), op.Output.(grpResult)
-		if r.Unknown && c.Op == OpCommit && !slices.ContainsFunc(c.Commits, func(e OffsetCommit) bool {
+		return r.Unknown && c.Op == OpCommit && !slices.ContainsFunc(c.Commits, func(e OffsetCommit) bool {
 			return observed[seen{e.Topic, e.Partition, e.Offset, e.Metadata}]
-		}) {
-			continue
-		}
-		out = append(out, op)
-	}
-	return out, len(ops) - len(out)
+		})
+	})
 }
 
 func compareTP(a, b TopicPartition) int {

@@ -522,16 +522,11 @@ func pruneSessions(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			existed = append(existed, op.Return)
 		}
 	}
-	out := ops[:0:0]
-	for _, op := range ops {
+	return withoutOps(ops, func(op porcupine.Operation) bool {
 		c, r := op.Input.(sessCall), op.Output.(sessResult)
-		if r.Unknown && c.Op == OpSessionPut && !observed[c.Value.State] &&
-			!slices.ContainsFunc(existed, func(ret int64) bool { return ret > op.Call }) {
-			continue
-		}
-		out = append(out, op)
-	}
-	return out, len(ops) - len(out)
+		return r.Unknown && c.Op == OpSessionPut && !observed[c.Value.State] &&
+			!slices.ContainsFunc(existed, func(ret int64) bool { return ret > op.Call })
+	})
 }
 
 // pruneSessionGroup does the same for the data-group model: an unknown put
@@ -553,17 +548,12 @@ func pruneSessionGroup(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			}
 		}
 	}
-	out := ops[:0:0]
-	for _, op := range ops {
+	return withoutOps(ops, func(op porcupine.Operation) bool {
 		c, r := op.Input.(sessGroupCall), op.Output.(sessGroupResult)
-		if r.Unknown && c.Op == OpSessionPut && !slices.ContainsFunc(c.Puts, func(v SessionValue) bool {
+		return r.Unknown && c.Op == OpSessionPut && !slices.ContainsFunc(c.Puts, func(v SessionValue) bool {
 			return observed[v.State] || slices.ContainsFunc(existed[v.ClientID], func(ret int64) bool { return ret > op.Call })
-		}) {
-			continue
-		}
-		out = append(out, op)
-	}
-	return out, len(ops) - len(out)
+		})
+	})
 }
 
 // SessionsCheck is the result of the sessions checker with what it takes
