@@ -225,13 +225,13 @@ func (m *Nemesis) Close() error {
 // Nodes returns the cluster's nodes (not the spares), sorted.
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
-// Supports reports every kind but crashpoint (the node has no crash
-// points) and reshard (not carried out in containers yet: Inject
-// returns ErrUnsupported), disk-full only with MinFreeBytes (small data filesystems),
-// scale only with a spare to put replicas on, and move with a
-// spare or on a cluster whose replication factor (ReplicationFactors)
-// is below its node count, where a member holding no replica of the
-// group can take it.
+// Supports reports the kinds of faults(): every kind but crashpoint (the
+// node has no crash points) and reshard (not carried out in containers
+// yet: Inject returns ErrUnsupported); of those, disk-full only with
+// MinFreeBytes (small data filesystems), scale only with a spare to put
+// replicas on, and move with a spare or on a cluster whose replication
+// factor (ReplicationFactors) is below its node count, where a member
+// holding no replica of the group can take it.
 func (m *Nemesis) Supports(k verify.FaultKind) bool {
 	switch k {
 	case verify.FaultScale:
@@ -243,10 +243,8 @@ func (m *Nemesis) Supports(k verify.FaultKind) bool {
 		return len(m.cfg.Spares) > 0 || (rf > 0 && rf < len(m.nodes))
 	case verify.FaultDiskFull:
 		return m.cfg.MinFreeBytes > 0
-	case verify.FaultReshard:
-		return false
 	}
-	return slices.Contains(verify.AllFaultKinds, k) && k != verify.FaultCrashpoint
+	return m.faults().Supports(k)
 }
 
 // ReplicationFactors reads the replication factors the cluster recorded
@@ -316,75 +314,78 @@ func (m *Nemesis) note(f *verify.Fault, problem bool, format string, args ...any
 // Inject starts f on f.Nodes.
 func (m *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 	m.reviveStrays(ctx, f)
-	switch f.Kind {
-	case verify.FaultKill, verify.FaultKillAll:
-		m.mark(m.killed, f.Nodes, true)
-		return each(f.Nodes, func(n string) error { return m.c.Kill(ctx, n) })
-	case verify.FaultPause:
-		m.mark(m.paused, f.Nodes, true)
-		return each(f.Nodes, func(n string) error { return m.c.Pause(ctx, n) })
-	case verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay:
-		return m.cut(ctx, f)
-	case verify.FaultLag:
-		return m.injectLag(ctx, f)
-	case verify.FaultFlap:
-		return m.injectFlap(ctx, f)
-	case verify.FaultDelay:
-		return m.injectDelay(ctx, f)
-	case verify.FaultMember:
-		return m.injectMember(ctx, f)
-	case verify.FaultMove:
-		return m.injectMove(ctx, f)
-	case verify.FaultScale:
-		return m.injectScale(ctx, f)
-	case verify.FaultTransfer:
-		return m.injectTransfer(f)
-	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
-		return m.injectOps(ctx, f)
-	}
-	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
+	return m.faults().Inject(ctx, "chaos", f)
 }
 
 // Heal ends f.
 func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
-	switch f.Kind {
-	case verify.FaultKill, verify.FaultKillAll:
-		err := each(f.Nodes, func(n string) error { return m.c.Start(ctx, n) })
-		m.markStarted(ctx, f.Nodes, err)
-		return err
-	case verify.FaultPause:
-		err := each(f.Nodes, func(n string) error { return m.c.Unpause(ctx, n) })
-		if err == nil {
-			m.mark(m.paused, f.Nodes, false)
-		}
-		return err
-	case verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultDelay:
-		return m.c.HealNetwork(ctx)
-	case verify.FaultLag:
-		return m.healLag(ctx, f)
-	case verify.FaultFlap, verify.FaultTransfer:
-		if m.loop != nil {
-			m.loop.halt()
-			m.note(f, false, "%s", m.loop.summary())
-			m.loop = nil
-		}
-		if f.Kind == verify.FaultFlap {
+	return m.faults().Heal(ctx, "chaos", f)
+}
+
+// faults maps every kind the nemesis carries out to its inject and heal
+// (crashpoint and reshard are not there: ErrUnsupported).
+func (m *Nemesis) faults() verify.FaultTable {
+	healNetwork := func(ctx context.Context, _ *verify.Fault) error { return m.c.HealNetwork(ctx) }
+	t := verify.FaultTable{
+		verify.FaultPause: {
+			Inject: func(ctx context.Context, f *verify.Fault) error {
+				m.mark(m.paused, f.Nodes, true)
+				return each(f.Nodes, func(n string) error { return m.c.Pause(ctx, n) })
+			},
+			Heal: func(ctx context.Context, f *verify.Fault) error {
+				err := each(f.Nodes, func(n string) error { return m.c.Unpause(ctx, n) })
+				if err == nil {
+					m.mark(m.paused, f.Nodes, false)
+				}
+				return err
+			},
+		},
+		verify.FaultDelay: {Inject: m.injectDelay, Heal: healNetwork},
+		verify.FaultLag:   {Inject: m.injectLag, Heal: m.healLag},
+		verify.FaultFlap: {Inject: m.injectFlap, Heal: func(ctx context.Context, f *verify.Fault) error {
+			m.haltLoop(f)
 			return m.c.HealNetwork(ctx)
-		}
-		return nil
-	case verify.FaultMember:
-		return m.healMember(ctx, f)
-	case verify.FaultMove:
+		}},
+		verify.FaultTransfer: {
+			Inject: m.injectTransfer,
+			Heal: func(_ context.Context, f *verify.Fault) error {
+				m.haltLoop(f)
+				return nil
+			},
+		},
+		verify.FaultMember: {Inject: m.injectMember, Heal: m.healMember},
 		// A move to a member has nothing to undo (the controller may
 		// rebalance); a move to the spare undoes itself as the spare is
 		// drained.
-		return m.retireSpares(ctx, f)
-	case verify.FaultScale:
-		return m.healScale(ctx, f)
-	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
-		return m.healOps(ctx, f)
+		verify.FaultMove:  {Inject: m.injectMove, Heal: m.retireSpares},
+		verify.FaultScale: {Inject: m.injectScale, Heal: m.healScale},
+		// The operations faults (nemesis_ops.go).
+		verify.FaultDiskFull: {Inject: opsOnNode(m.injectDiskFull), Heal: m.healDiskFull},
+		verify.FaultCorrupt:  {Inject: opsOnNode(m.injectCorrupt), Heal: m.healCorrupt},
+		verify.FaultUpgrade:  {Inject: opsOnNode(m.injectUpgrade), Heal: m.healUpgrade},
 	}
-	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
+	t.Set(verify.FaultOps{
+		Inject: func(ctx context.Context, f *verify.Fault) error {
+			m.mark(m.killed, f.Nodes, true)
+			return each(f.Nodes, func(n string) error { return m.c.Kill(ctx, n) })
+		},
+		Heal: func(ctx context.Context, f *verify.Fault) error {
+			err := each(f.Nodes, func(n string) error { return m.c.Start(ctx, n) })
+			m.markStarted(ctx, f.Nodes, err)
+			return err
+		},
+	}, verify.FaultKill, verify.FaultKillAll)
+	return t.Set(verify.FaultOps{Inject: m.cut, Heal: healNetwork},
+		verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay)
+}
+
+// haltLoop ends the flap or transfer loop in force and notes its summary.
+func (m *Nemesis) haltLoop(f *verify.Fault) {
+	if m.loop != nil {
+		m.loop.halt()
+		m.note(f, false, "%s", m.loop.summary())
+		m.loop = nil
+	}
 }
 
 // HealAll ends every fault: no loop, no network fault, every node
@@ -628,7 +629,7 @@ func (m *Nemesis) injectFlap(ctx context.Context, f *verify.Fault) error {
 // follower (another voter of the leader's configuration: leadership
 // cannot go to a node that holds no replica), or (one time in three, and
 // when no follower is known) to raft's choice of follower.
-func (m *Nemesis) injectTransfer(f *verify.Fault) error {
+func (m *Nemesis) injectTransfer(_ context.Context, f *verify.Fault) error {
 	group := f.Params["group"]
 	every, err := time.ParseDuration(f.Params["every"])
 	if group == "" || err != nil || every <= 0 {

@@ -86,31 +86,15 @@ func OpsObserved(notes []Note) map[string]int {
 // sm/hashcheck.go) or the leader fences one (CORRUPT).
 var haltMarks = []string{"the group stops applying on this node", "CORRUPT:"}
 
-func (m *Nemesis) injectOps(ctx context.Context, f *verify.Fault) error {
-	if len(f.Nodes) == 0 {
-		return fmt.Errorf("chaos: %s: no node", f.Kind)
+// opsOnNode refuses an operations fault bound to no node before inject
+// runs.
+func opsOnNode(inject func(ctx context.Context, f *verify.Fault) error) func(ctx context.Context, f *verify.Fault) error {
+	return func(ctx context.Context, f *verify.Fault) error {
+		if len(f.Nodes) == 0 {
+			return fmt.Errorf("chaos: %s: no node", f.Kind)
+		}
+		return inject(ctx, f)
 	}
-	switch f.Kind {
-	case verify.FaultDiskFull:
-		return m.injectDiskFull(ctx, f)
-	case verify.FaultCorrupt:
-		return m.injectCorrupt(ctx, f)
-	case verify.FaultUpgrade:
-		return m.injectUpgrade(ctx, f)
-	}
-	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
-}
-
-func (m *Nemesis) healOps(ctx context.Context, f *verify.Fault) error {
-	switch f.Kind {
-	case verify.FaultDiskFull:
-		return m.healDiskFull(ctx, f)
-	case verify.FaultCorrupt:
-		return m.healCorrupt(ctx, f)
-	case verify.FaultUpgrade:
-		return m.healUpgrade(ctx, f)
-	}
-	return fmt.Errorf("chaos: %w: %s", verify.ErrUnsupported, f.Kind)
 }
 
 // healAllOps ends whatever operations fault is left.

@@ -279,7 +279,7 @@ func (n *Nemesis) Stats() NemesisStats {
 
 // Supports reports every kind but crashpoint.
 func (n *Nemesis) Supports(k verify.FaultKind) bool {
-	return k != verify.FaultCrashpoint && slices.Contains(verify.AllFaultKinds, k)
+	return n.faults().Supports(k)
 }
 
 // Resolve is verify.ResolveTarget over the nodes' in-process status (no
@@ -314,81 +314,82 @@ func (n *Nemesis) Inject(ctx context.Context, f *verify.Fault) error {
 	if len(f.Nodes) == 0 {
 		return fmt.Errorf("metanodetest: fault %d: no nodes bound", f.ID)
 	}
-	var err error
-	switch f.Kind {
-	case verify.FaultKill, verify.FaultKillAll:
-		err = n.crash(ctx, f.Nodes...)
-	case verify.FaultPause:
-		for _, id := range f.Nodes {
-			for _, o := range append(n.c.IDs(), Client) {
-				if o != id {
-					n.c.Net.Block(id, o)
-					n.c.Net.Block(o, id)
-				}
-			}
-		}
-	case verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay:
-		n.cut(f)
-	case verify.FaultLag:
-		err = n.injectLag(f)
-	case verify.FaultFlap:
-		err = n.startFlap(f)
-	case verify.FaultDelay:
-		err = n.delay(f)
-	case verify.FaultMember:
-		err = n.injectMember(ctx, f)
-	case verify.FaultTransfer:
-		err = n.startTransfer(f)
-	case verify.FaultMove:
-		err = n.injectMove(ctx, f)
-	case verify.FaultScale:
-		err = n.injectScale(ctx, f)
-	case verify.FaultReshard:
-		err = n.injectReshard(ctx, f)
-	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
-		err = n.injectOps(ctx, f)
-	default:
-		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
+	if err := n.faults().Inject(ctx, "metanodetest", f); err != nil {
+		return err
 	}
-	if err == nil {
-		n.mu.Lock()
-		n.stats.Injected[f.Kind]++
-		n.mu.Unlock()
-	}
-	return err
+	n.mu.Lock()
+	n.stats.Injected[f.Kind]++
+	n.mu.Unlock()
+	return nil
 }
 
 // Heal ends f.
 func (n *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
-	switch f.Kind {
-	case verify.FaultKill, verify.FaultKillAll:
-		start := time.Now()
-		if err := n.restartDown(ctx, f.Nodes); err != nil {
-			return err
-		}
-		restarted := time.Since(start)
-		err := n.waitLeaders(ctx)
-		n.log.Info("nemesis: restarted", "fault", f.ID, "nodes", f.Nodes, "restart", restarted, "leaders", time.Since(start)-restarted)
-		return err
-	case verify.FaultPause, verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultDelay:
+	return n.faults().Heal(ctx, "metanodetest", f)
+}
+
+// faults maps every kind the nemesis carries out (all but crashpoint) to
+// its inject and heal.
+func (n *Nemesis) faults() verify.FaultTable {
+	healNetwork := func(context.Context, *verify.Fault) error {
 		n.c.Net.Heal()
-	case verify.FaultFlap, verify.FaultTransfer:
+		return nil
+	}
+	stopLoop := func(context.Context, *verify.Fault) error {
 		n.stopLoop()
 		n.c.Net.Heal()
-	case verify.FaultLag:
-		return n.healLag(ctx)
-	case verify.FaultMember:
-		return n.healMember(ctx, f)
-	case verify.FaultMove:
-		return n.removeSpares(ctx)
-	case verify.FaultScale:
-		return n.healScale(ctx, f)
-	case verify.FaultReshard:
-		return n.healReshard(ctx)
-	case verify.FaultDiskFull, verify.FaultCorrupt, verify.FaultUpgrade:
-		return n.healOps(ctx, f)
-	default:
-		return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
+		return nil
+	}
+	t := verify.FaultTable{
+		verify.FaultPause:    {Inject: n.pause, Heal: healNetwork},
+		verify.FaultDelay:    {Inject: verify.FaultOnly(n.delay), Heal: healNetwork},
+		verify.FaultLag:      {Inject: verify.FaultOnly(n.injectLag), Heal: verify.CtxOnly(n.healLag)},
+		verify.FaultFlap:     {Inject: verify.FaultOnly(n.startFlap), Heal: stopLoop},
+		verify.FaultTransfer: {Inject: verify.FaultOnly(n.startTransfer), Heal: stopLoop},
+		verify.FaultMember:   {Inject: n.injectMember, Heal: n.healMember},
+		verify.FaultMove:     {Inject: n.injectMove, Heal: verify.CtxOnly(n.removeSpares)},
+		verify.FaultScale:    {Inject: n.injectScale, Heal: n.healScale},
+		verify.FaultReshard:  {Inject: n.injectReshard, Heal: verify.CtxOnly(n.healReshard)},
+		// The operations faults (nemesis_ops.go).
+		verify.FaultDiskFull: {Inject: n.injectDiskFull, Heal: verify.CtxOnly(n.healDiskFull)},
+		verify.FaultCorrupt:  {Inject: n.injectCorrupt, Heal: verify.CtxOnly(n.healCorrupt)},
+		verify.FaultUpgrade:  {Inject: n.injectUpgrade, Heal: verify.CtxOnly(n.healUpgrade)},
+	}
+	t.Set(verify.FaultOps{
+		Inject: func(ctx context.Context, f *verify.Fault) error { return n.crash(ctx, f.Nodes...) },
+		Heal:   n.healKill,
+	}, verify.FaultKill, verify.FaultKillAll)
+	cut := func(_ context.Context, f *verify.Fault) error {
+		n.cut(f)
+		return nil
+	}
+	return t.Set(verify.FaultOps{Inject: cut, Heal: healNetwork},
+		verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay)
+}
+
+// healKill restarts the crashed nodes and waits until every group has a
+// leader.
+func (n *Nemesis) healKill(ctx context.Context, f *verify.Fault) error {
+	start := time.Now()
+	if err := n.restartDown(ctx, f.Nodes); err != nil {
+		return err
+	}
+	restarted := time.Since(start)
+	err := n.waitLeaders(ctx)
+	n.log.Info("nemesis: restarted", "fault", f.ID, "nodes", f.Nodes, "restart", restarted, "leaders", time.Since(start)-restarted)
+	return err
+}
+
+// pause holds every message to and from the nodes, and every request they
+// serve.
+func (n *Nemesis) pause(_ context.Context, f *verify.Fault) error {
+	for _, id := range f.Nodes {
+		for _, o := range append(n.c.IDs(), Client) {
+			if o != id {
+				n.c.Net.Block(id, o)
+				n.c.Net.Block(o, id)
+			}
+		}
 	}
 	return nil
 }

@@ -81,30 +81,6 @@ type opsState struct {
 	upgradeFrom uint32
 }
 
-func (n *Nemesis) injectOps(ctx context.Context, f *verify.Fault) error {
-	switch f.Kind {
-	case verify.FaultDiskFull:
-		return n.injectDiskFull(ctx, f)
-	case verify.FaultCorrupt:
-		return n.injectCorrupt(ctx, f)
-	case verify.FaultUpgrade:
-		return n.injectUpgrade(ctx, f)
-	}
-	return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
-}
-
-func (n *Nemesis) healOps(ctx context.Context, f *verify.Fault) error {
-	switch f.Kind {
-	case verify.FaultDiskFull:
-		return n.healDiskFull(ctx)
-	case verify.FaultCorrupt:
-		return n.healCorrupt(ctx)
-	case verify.FaultUpgrade:
-		return n.healUpgrade(ctx)
-	}
-	return fmt.Errorf("metanodetest: %w: %s", verify.ErrUnsupported, f.Kind)
-}
-
 // healAllOps ends whatever operations fault is left.
 func (n *Nemesis) healAllOps(ctx context.Context) error {
 	n.mu.Lock()
