@@ -651,11 +651,24 @@ func (m *Nemesis) injectTransfer(_ context.Context, f *verify.Fault) error {
 	return nil
 }
 
+// timedStatus is the nemesis's client with every Status call bounded by
+// OpTimeout.
+type timedStatus struct{ m *Nemesis }
+
+func (s timedStatus) Status(ctx context.Context, endpoint string) (*metapb.StatusResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.m.cfg.OpTimeout)
+	defer cancel()
+	return s.m.adm.Status(cctx, endpoint)
+}
+
+// status asks one node of the cluster for its status.
+func (m *Nemesis) status(ctx context.Context, node string) (*metapb.StatusResponse, error) {
+	return timedStatus{m}.Status(ctx, m.cfg.Endpoints[node])
+}
+
 // groupStatus returns one node's status of one group.
 func (m *Nemesis) groupStatus(ctx context.Context, node, group string) (*metapb.GroupStatus, error) {
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	st, err := m.adm.Status(cctx, m.cfg.Endpoints[node])
+	st, err := m.status(ctx, node)
 	if err != nil {
 		return nil, err
 	}
@@ -670,21 +683,7 @@ func (m *Nemesis) groupStatus(ctx context.Context, node, group string) (*metapb.
 // leaders returns, per group, the status reported by the node that leads
 // it with the highest term, as seen by the cluster's nodes.
 func (m *Nemesis) leaders(ctx context.Context) map[string]*metapb.GroupStatus {
-	out := map[string]*metapb.GroupStatus{}
-	for _, n := range m.nodes {
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-		st, err := m.adm.Status(cctx, m.cfg.Endpoints[n])
-		cancel()
-		if err != nil {
-			continue
-		}
-		for _, g := range st.Groups {
-			if g.State == "Leader" && (out[g.Group] == nil || g.Term > out[g.Group].Term) {
-				out[g.Group] = g
-			}
-		}
-	}
-	return out
+	return verify.LeaderStatuses(ctx, timedStatus{m}, m.cfg.Endpoints)
 }
 
 // lagState is what injectLag saw, for healLag.

@@ -356,9 +356,7 @@ func (m *Nemesis) upgradeNext(ctx context.Context, f *verify.Fault) error {
 // level they run at.
 func (m *Nemesis) clusterVersion(ctx context.Context) (version, level uint32, err error) {
 	for i, n := range m.nodes {
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-		st, err := m.adm.Status(cctx, m.cfg.Endpoints[n])
-		cancel()
+		st, err := m.status(ctx, n)
 		if err != nil {
 			return 0, 0, fmt.Errorf("chaos: status of %s: %w", n, err)
 		}

@@ -92,10 +92,12 @@ func rangesOf(group string, rs []*metapb.KeyRange) metapb.RangeMap {
 	return out
 }
 
-// leaderStatuses asks every node for its Status and keeps, per group, the
-// status of the node that leads it with the highest term (as
-// ResolveTarget finds leaders).
-func leaderStatuses(ctx context.Context, sr StatusReader, endpoints map[string]string) map[string]*metapb.GroupStatus {
+// LeaderStatuses asks every node (endpoints maps node ids to client
+// endpoints; in the order of the ids) for its Status and keeps, per group,
+// the status of the node that leads it with the highest term (as
+// ResolveTarget finds leaders). A node that does not answer is passed
+// over.
+func LeaderStatuses(ctx context.Context, sr StatusReader, endpoints map[string]string) map[string]*metapb.GroupStatus {
 	out := map[string]*metapb.GroupStatus{}
 	for _, id := range slices.Sorted(maps.Keys(endpoints)) {
 		st, err := sr.Status(ctx, endpoints[id])
@@ -122,7 +124,7 @@ func CheckRanges(ctx context.Context, rr RangesReader, endpoints map[string]stri
 		if err != nil {
 			return nil, err
 		}
-		problems, judged := RangesProblems(gs, leaderStatuses(ctx, rr, endpoints))
+		problems, judged := RangesProblems(gs, LeaderStatuses(ctx, rr, endpoints))
 		r.Partitions, r.Judged, r.Total = judged, judged, len(gs.Groups)
 		return problems, nil
 	})
