@@ -211,32 +211,20 @@ func (m *Nemesis) moveTarget(ctx context.Context, f *verify.Fault, group string)
 		if err != nil {
 			return false, err
 		}
-		for _, g := range gs.Groups {
-			if g.Group == group {
-				replicas = replicas[:0]
-				for _, r := range g.Replicas {
-					replicas = append(replicas, r.Node)
-				}
-				return true, nil
-			}
+		var listed bool
+		if replicas, listed = verify.GroupReplicas(gs, group); !listed {
+			return false, fmt.Errorf("no group %q in the directory", group)
 		}
-		return false, fmt.Errorf("no group %q in the directory", group)
+		return true, nil
 	})
 	if err != nil {
 		return "", err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var free []string
-	for _, n := range m.nodes {
-		if !slices.Contains(replicas, n) && !m.killed[n] && !m.removed[n] && !m.paused[n] {
-			free = append(free, n)
-		}
-	}
-	if len(free) == 0 {
-		return "", nil
-	}
-	return free[f.Pick%uint64(len(free))], nil
+	return verify.MoveTarget(m.nodes, replicas, func(n string) bool {
+		return !m.killed[n] && !m.removed[n] && !m.paused[n]
+	}, f.Pick), nil
 }
 
 func (m *Nemesis) healMember(ctx context.Context, f *verify.Fault) error {

@@ -1327,32 +1327,20 @@ func (n *Nemesis) moveTarget(ctx context.Context, f *verify.Fault, group string)
 		if err != nil {
 			return err
 		}
-		for _, g := range gs.Groups {
-			if g.Group == group {
-				replicas = replicas[:0]
-				for _, r := range g.Replicas {
-					replicas = append(replicas, r.Node)
-				}
-				return nil
-			}
+		var listed bool
+		if replicas, listed = verify.GroupReplicas(gs, group); !listed {
+			return fmt.Errorf("metanodetest: fault %d: move: no group %q in the directory", f.ID, group)
 		}
-		return fmt.Errorf("metanodetest: fault %d: move: no group %q in the directory", f.ID, group)
+		return nil
 	})
 	if err != nil {
 		return "", err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var free []string
-	for _, id := range n.nodes {
-		if !slices.Contains(replicas, id) && !n.removed[id] && n.c.Running(id) != nil {
-			free = append(free, id)
-		}
-	}
-	if len(free) == 0 {
-		return "", nil
-	}
-	return free[f.Pick%uint64(len(free))], nil
+	return verify.MoveTarget(n.nodes, replicas, func(id string) bool {
+		return !n.removed[id] && n.c.Running(id) != nil
+	}, f.Pick), nil
 }
 
 // injectScale grows the pool by a spare, or replaces Nodes[0] (dead for
