@@ -499,6 +499,26 @@ func (c *Cluster) node(name string) (*node, error) {
 	return n, nil
 }
 
+// lockNode is node, with the node's lock taken; the caller unlocks n.mu.
+func (c *Cluster) lockNode(name string) (*node, error) {
+	n, err := c.node(name)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	return n, nil
+}
+
+// withNode runs fn on the named node, holding its lock.
+func (c *Cluster) withNode(name string, fn func(n *node) error) error {
+	n, err := c.lockNode(name)
+	if err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return fn(n)
+}
+
 // RunID returns the run id that names and labels everything of this run.
 func (c *Cluster) RunID() string { return c.runID }
 
@@ -566,11 +586,10 @@ func (c *Cluster) DataDir(name string) (string, error) {
 
 // Args returns the flags the node's container runs with.
 func (c *Cluster) Args(name string) ([]string, error) {
-	n, err := c.node(name)
+	n, err := c.lockNode(name)
 	if err != nil {
 		return nil, err
 	}
-	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.args), nil
 }
@@ -589,55 +608,39 @@ func (c *Cluster) LogPath(name string) (string, error) {
 // has stopped. Its data directory stays. Killing a stopped node does
 // nothing; a paused node is killed too.
 func (c *Cluster) Kill(ctx context.Context, name string) error {
-	n, err := c.node(name)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	st, err := c.state(ctx, n)
-	if err != nil {
-		return err
-	}
-	if !st.Running {
-		return nil
-	}
-	n.logs.mark("SIGKILL")
-	if _, err := c.dc.ContainerKill(ctx, n.ctr.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
-		return fmt.Errorf("chaos: kill %s: %w", name, err)
-	}
-	if st.Paused {
-		// A frozen process cannot act on the signal until it is thawed.
-		if _, err := c.dc.ContainerUnpause(ctx, n.ctr.GetContainerID(), client.ContainerUnpauseOptions{}); err != nil && !errdefs.IsConflict(err) {
-			c.log.Debug("chaos: unpause after kill", "node", name, "err", err)
+	return c.withNode(name, func(n *node) error {
+		st, err := c.state(ctx, n)
+		if err != nil {
+			return err
 		}
-	}
-	if err := c.waitStopped(ctx, n); err != nil {
-		return err
-	}
-	c.closeQueues(n)
-	return nil
+		if !st.Running {
+			return nil
+		}
+		n.logs.mark("SIGKILL")
+		if _, err := c.dc.ContainerKill(ctx, n.ctr.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			return fmt.Errorf("chaos: kill %s: %w", name, err)
+		}
+		if st.Paused {
+			// A frozen process cannot act on the signal until it is thawed.
+			if _, err := c.dc.ContainerUnpause(ctx, n.ctr.GetContainerID(), client.ContainerUnpauseOptions{}); err != nil && !errdefs.IsConflict(err) {
+				c.log.Debug("chaos: unpause after kill", "node", name, "err", err)
+			}
+		}
+		return c.waitStopped(ctx, n)
+	})
 }
 
 // Stop sends SIGTERM and waits for the process to exit, SIGKILLing it after
 // Options.StopTimeout.
 func (c *Cluster) Stop(ctx context.Context, name string) error {
-	n, err := c.node(name)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.logs.mark("SIGTERM")
-	timeout := c.opts.StopTimeout
-	if err := n.ctr.Stop(ctx, &timeout); err != nil {
-		return fmt.Errorf("chaos: stop %s: %w", name, err)
-	}
-	if err := c.waitStopped(ctx, n); err != nil {
-		return err
-	}
-	c.closeQueues(n)
-	return nil
+	return c.withNode(name, func(n *node) error {
+		n.logs.mark("SIGTERM")
+		timeout := c.opts.StopTimeout
+		if err := n.ctr.Stop(ctx, &timeout); err != nil {
+			return fmt.Errorf("chaos: stop %s: %w", name, err)
+		}
+		return c.waitStopped(ctx, n)
+	})
 }
 
 // Start starts a stopped or killed node again: the same container, so the
@@ -678,32 +681,30 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 // Pause freezes every process of the node (cgroup freezer). Its kernel
 // network stack still answers at the TCP level, like a stalled process.
 func (c *Cluster) Pause(ctx context.Context, name string) error {
-	n, err := c.node(name)
-	if err != nil {
+	return c.freeze(name, "pause", func(id string) error {
+		_, err := c.dc.ContainerPause(ctx, id, client.ContainerPauseOptions{})
 		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.logs.mark("pause")
-	if _, err := c.dc.ContainerPause(ctx, n.ctr.GetContainerID(), client.ContainerPauseOptions{}); err != nil {
-		return fmt.Errorf("chaos: pause %s: %w", name, err)
-	}
-	return nil
+	})
 }
 
 // Unpause thaws a paused node.
 func (c *Cluster) Unpause(ctx context.Context, name string) error {
-	n, err := c.node(name)
-	if err != nil {
+	return c.freeze(name, "unpause", func(id string) error {
+		_, err := c.dc.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
 		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.logs.mark("unpause")
-	if _, err := c.dc.ContainerUnpause(ctx, n.ctr.GetContainerID(), client.ContainerUnpauseOptions{}); err != nil {
-		return fmt.Errorf("chaos: unpause %s: %w", name, err)
-	}
-	return nil
+	})
+}
+
+// freeze marks op ("pause", "unpause") in the node's log and asks the
+// engine to do it to the node's container.
+func (c *Cluster) freeze(name, op string, do func(id string) error) error {
+	return c.withNode(name, func(n *node) error {
+		n.logs.mark(op)
+		if err := do(n.ctr.GetContainerID()); err != nil {
+			return fmt.Errorf("chaos: %s %s: %w", op, name, err)
+		}
+		return nil
+	})
 }
 
 // NodeState is what the engine says about a node's container.
@@ -715,11 +716,10 @@ type NodeState struct {
 
 // State asks the engine about the node's container.
 func (c *Cluster) State(ctx context.Context, name string) (NodeState, error) {
-	n, err := c.node(name)
+	n, err := c.lockNode(name)
 	if err != nil {
 		return NodeState{}, err
 	}
-	n.mu.Lock()
 	defer n.mu.Unlock()
 	return c.state(ctx, n)
 }
@@ -727,28 +727,24 @@ func (c *Cluster) State(ctx context.Context, name string) (NodeState, error) {
 // Wipe empties a stopped node's data directory, as a replaced disk would.
 // The directory itself stays: it is the container's bind-mount source.
 func (c *Cluster) Wipe(ctx context.Context, name string) error {
-	n, err := c.node(name)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := c.requireStopped(ctx, n); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(n.dataDir)
-	if err != nil {
-		return fmt.Errorf("chaos: wipe %s: %w", name, err)
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, os.RemoveAll(filepath.Join(n.dataDir, e.Name())))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("chaos: wipe %s: %w", name, err)
-	}
-	n.logs.mark("wipe")
-	return nil
+	return c.withNode(name, func(n *node) error {
+		if err := c.requireStopped(ctx, n); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(n.dataDir)
+		if err != nil {
+			return fmt.Errorf("chaos: wipe %s: %w", name, err)
+		}
+		var errs []error
+		for _, e := range entries {
+			errs = append(errs, os.RemoveAll(filepath.Join(n.dataDir, e.Name())))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("chaos: wipe %s: %w", name, err)
+		}
+		n.logs.mark("wipe")
+		return nil
+	})
 }
 
 // Recreate replaces a stopped node's container by a new one that runs
@@ -758,29 +754,25 @@ func (c *Cluster) Wipe(ctx context.Context, name string) error {
 // an existing cluster rather than form a new one). The node stays stopped
 // until Start.
 func (c *Cluster) Recreate(ctx context.Context, name string, args []string) error {
-	n, err := c.node(name)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := c.requireStopped(ctx, n); err != nil {
-		return err
-	}
-	if err := n.ctr.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("chaos: recreate %s: remove: %w", name, err)
-	}
-	ctr, err := c.createContainer(ctx, n, args)
-	if ctr != nil {
-		n.ctr = ctr
-		n.logs.setID(ctr.GetContainerID())
-	}
-	if err != nil {
-		return err
-	}
-	n.args = slices.Clone(args)
-	n.logs.mark("recreated: " + strings.Join(args, " "))
-	return nil
+	return c.withNode(name, func(n *node) error {
+		if err := c.requireStopped(ctx, n); err != nil {
+			return err
+		}
+		if err := n.ctr.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("chaos: recreate %s: remove: %w", name, err)
+		}
+		ctr, err := c.createContainer(ctx, n, args)
+		if ctr != nil {
+			n.ctr = ctr
+			n.logs.setID(ctr.GetContainerID())
+		}
+		if err != nil {
+			return err
+		}
+		n.args = slices.Clone(args)
+		n.logs.mark("recreated: " + strings.Join(args, " "))
+		return nil
+	})
 }
 
 // requireStopped fails with ErrNodeRunning unless n's container has
@@ -812,10 +804,13 @@ func (c *Cluster) state(ctx context.Context, n *node) (NodeState, error) {
 	return out, nil
 }
 
+// waitStopped waits until n's container has stopped, then closes its
+// delay queues (closeQueues). The caller holds n.mu.
 func (c *Cluster) waitStopped(ctx context.Context, n *node) error {
 	res := c.dc.ContainerWait(ctx, n.ctr.GetContainerID(), client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
 	case <-res.Result:
+		c.closeQueues(n)
 		return nil
 	case err := <-res.Error:
 		return fmt.Errorf("chaos: wait for %s to stop: %w", n.name, err)
