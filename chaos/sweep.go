@@ -67,55 +67,58 @@ func Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
 
 	var res SweepResult
 	var errs []error
+	// sweep removes one object of a kind (what) if opts selects it by its
+	// labels; one already gone counts as removed.
+	sweep := func(what, name string, labels map[string]string, remove func() error) bool {
+		if !selected(labels) {
+			return false
+		}
+		if err := remove(); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("chaos: sweep: remove %s %s: %w", what, name, err))
+			return false
+		}
+		logger.Info("chaos: swept "+what, "name", name, "run", labels[LabelRun])
+		return true
+	}
 	ctrs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
 	if err != nil {
 		return res, fmt.Errorf("chaos: sweep: list containers: %w", err)
 	}
 	for _, ct := range ctrs.Items {
-		if !selected(ct.Labels) {
-			continue
-		}
 		name := ct.ID[:12]
 		if len(ct.Names) > 0 {
 			name = strings.TrimPrefix(ct.Names[0], "/")
 		}
-		_, err := dc.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-		if err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("chaos: sweep: remove container %s: %w", name, err))
-			continue
+		if sweep("container", name, ct.Labels, func() error {
+			_, err := dc.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+			return err
+		}) {
+			res.Containers = append(res.Containers, name)
 		}
-		logger.Info("chaos: swept container", "name", name, "run", ct.Labels[LabelRun])
-		res.Containers = append(res.Containers, name)
 	}
 	nets, err := dc.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
 	if err != nil {
 		return res, errors.Join(append(errs, fmt.Errorf("chaos: sweep: list networks: %w", err))...)
 	}
 	for _, nw := range nets.Items {
-		if !selected(nw.Labels) {
-			continue
+		if sweep("network", nw.Name, nw.Labels, func() error {
+			_, err := dc.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{})
+			return err
+		}) {
+			res.Networks = append(res.Networks, nw.Name)
 		}
-		if _, err := dc.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("chaos: sweep: remove network %s: %w", nw.Name, err))
-			continue
-		}
-		logger.Info("chaos: swept network", "name", nw.Name, "run", nw.Labels[LabelRun])
-		res.Networks = append(res.Networks, nw.Name)
 	}
 	vols, err := dc.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
 	if err != nil {
 		return res, errors.Join(append(errs, fmt.Errorf("chaos: sweep: list volumes: %w", err))...)
 	}
 	for _, v := range vols.Items {
-		if !selected(v.Labels) {
-			continue
+		if sweep("volume", v.Name, v.Labels, func() error {
+			_, err := dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+			return err
+		}) {
+			res.Volumes = append(res.Volumes, v.Name)
 		}
-		if _, err := dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("chaos: sweep: remove volume %s: %w", v.Name, err))
-			continue
-		}
-		logger.Info("chaos: swept volume", "name", v.Name, "run", v.Labels[LabelRun])
-		res.Volumes = append(res.Volumes, v.Name)
 	}
 	if opts.Images {
 		imgs, err := dc.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", LabelManaged+".image")})
