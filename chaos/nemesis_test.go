@@ -545,125 +545,91 @@ func TestNemesisSupports(t *testing.T) {
 	}
 }
 
+// calls are the calls a nemesis step should make on the admin client and
+// on the containers, in order.
+type calls struct{ admin, containers []string }
+
+// check takes the calls made since the last check and compares them.
+func (want calls) check(t *testing.T, step string, fa *fakeAdmin, fc *fakeContainers) {
+	t.Helper()
+	if got := fa.Calls(); !slices.Equal(got, want.admin) {
+		t.Errorf("%s: admin calls got %q, want %q", step, got, want.admin)
+	}
+	if got := fc.Calls(); !slices.Equal(got, want.containers) {
+		t.Errorf("%s: container calls got %q, want %q", step, got, want.containers)
+	}
+}
+
 func TestNemesisMember(t *testing.T) {
 	ctx := context.Background()
-	t.Run("remove-readd", func(t *testing.T) {
-		m, fc, fa := fakeNemesis(t)
-		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n2"}, Params: map[string]string{"op": "remove-readd"}}
-		if err := m.Inject(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fa.Calls(), []string{"remove --force n2"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: admin calls got %q, want %q", got, want)
-		}
-		if got := fc.Calls(); len(got) != 0 {
-			t.Errorf("Inject: container calls got %q, want none (the removed node keeps running)", got)
-		}
-		if err := m.Heal(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		// Killed and wiped before it is added, started only after.
-		want := []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2"}
-		if got := fc.Calls(); !slices.Equal(got, want) {
-			t.Errorf("Heal: container calls got %q, want %q", got, want)
-		}
-		if got, want := fa.Calls(), []string{"add n2 n2:7000"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: admin calls got %q, want %q", got, want)
-		}
-	})
-	t.Run("wipe-readd", func(t *testing.T) {
-		m, fc, fa := fakeNemesis(t)
-		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n3"}, Params: map[string]string{"op": "wipe-readd"}}
-		if err := m.Inject(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fc.Calls(), []string{"kill n3", "wipe n3", "recreate n3 --id n3 --join x", "start n3"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: container calls got %q, want %q", got, want)
-		}
-		if got, want := fa.Calls(), []string{"remove --force n3", "add n3 n3:7000"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: admin calls got %q, want %q", got, want)
-		}
-		if err := m.Heal(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got := fc.Calls(); len(got) != 0 {
-			t.Errorf("Heal: container calls got %q, want none", got)
-		}
-	})
-	t.Run("add", func(t *testing.T) {
-		m, fc, fa := fakeNemesis(t, "n4")
-		f := &verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n1"}, Params: map[string]string{"op": "add"}}
-		if err := m.Inject(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fa.Calls(), []string{"add n4 n4:7000"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: admin calls got %q, want %q", got, want)
-		}
-		if got, want := fc.Calls(), []string{"start n4"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: container calls got %q, want %q", got, want)
-		}
-		if err := m.Heal(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fa.Calls(), []string{"drain n4", "remove n4"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: admin calls got %q, want %q", got, want)
-		}
-		if got, want := fc.Calls(), []string{"kill n4", "wipe n4"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: container calls got %q, want %q", got, want)
-		}
-	})
-	t.Run("move", func(t *testing.T) {
-		m, fc, fa := fakeNemesis(t, "s4")
+	// Each case injects and heals one fault and checks the calls each made,
+	// on the admin client and on the containers (nil: none).
+	for _, tc := range []struct {
+		name   string
+		spares []string
+		fault  verify.Fault
+		inject calls
+		heal   calls
+	}{
+		{
+			name:  "remove-readd",
+			fault: verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n2"}, Params: map[string]string{"op": "remove-readd"}},
+			// The removed node keeps running.
+			inject: calls{admin: []string{"remove --force n2"}},
+			// Killed and wiped before it is added, started only after.
+			heal: calls{admin: []string{"add n2 n2:7000"}, containers: []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2"}},
+		},
+		{
+			name:   "wipe-readd",
+			fault:  verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n3"}, Params: map[string]string{"op": "wipe-readd"}},
+			inject: calls{admin: []string{"remove --force n3", "add n3 n3:7000"}, containers: []string{"kill n3", "wipe n3", "recreate n3 --id n3 --join x", "start n3"}},
+			heal:   calls{},
+		},
+		{
+			name:   "add",
+			spares: []string{"n4"},
+			fault:  verify.Fault{ID: 1, Kind: verify.FaultMember, Nodes: []string{"n1"}, Params: map[string]string{"op": "add"}},
+			inject: calls{admin: []string{"add n4 n4:7000"}, containers: []string{"start n4"}},
+			heal:   calls{admin: []string{"drain n4", "remove n4"}, containers: []string{"kill n4", "wipe n4"}},
+		},
+		{
+			name:   "move",
+			spares: []string{"s4"},
+			fault:  verify.Fault{ID: 1, Kind: verify.FaultMove, Nodes: []string{"n2"}, Params: map[string]string{"group": "data-1"}},
+			inject: calls{admin: []string{"add s4 s4:7000", "move data-1 n2 s4"}, containers: []string{"start s4"}},
+			heal:   calls{admin: []string{"drain s4", "remove s4"}, containers: []string{"kill s4", "wipe s4"}},
+		},
+		{
+			name:   "scale replace",
+			spares: []string{"s4"},
+			fault:  verify.Fault{ID: 1, Kind: verify.FaultScale, Nodes: []string{"n2"}, Params: map[string]string{"op": "replace"}},
+			// The spare joins first, then n2 dies and is removed.
+			inject: calls{admin: []string{"add s4 s4:7000", "remove --force n2"}, containers: []string{"start s4", "kill n2"}},
+			// n2 comes back wiped as a new member, then the spare leaves.
+			heal: calls{admin: []string{"add n2 n2:7000", "drain s4", "remove s4"}, containers: []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2", "kill s4", "wipe s4"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, fc, fa := fakeNemesis(t, tc.spares...)
+			f := tc.fault
+			if err := m.Inject(ctx, &f); err != nil {
+				t.Fatal(err)
+			}
+			tc.inject.check(t, "Inject", fa, fc)
+			if err := m.Heal(ctx, &f); err != nil {
+				t.Fatal(err)
+			}
+			tc.heal.check(t, "Heal", fa, fc)
+		})
+	}
+	t.Run("move needs a spare", func(t *testing.T) {
+		m, _, _ := fakeNemesis(t, "s4")
 		if !m.Supports(verify.FaultMove) {
 			t.Fatal("Supports(move) with a spare: got false")
-		}
-		f := &verify.Fault{ID: 1, Kind: verify.FaultMove, Nodes: []string{"n2"}, Params: map[string]string{"group": "data-1"}}
-		if err := m.Inject(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fa.Calls(), []string{"add s4 s4:7000", "move data-1 n2 s4"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: admin calls got %q, want %q", got, want)
-		}
-		if got, want := fc.Calls(), []string{"start s4"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: container calls got %q, want %q", got, want)
-		}
-		if err := m.Heal(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fa.Calls(), []string{"drain s4", "remove s4"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: admin calls got %q, want %q", got, want)
-		}
-		if got, want := fc.Calls(), []string{"kill s4", "wipe s4"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: container calls got %q, want %q", got, want)
 		}
 		m, _, _ = fakeNemesis(t)
 		if m.Supports(verify.FaultMove) {
 			t.Error("Supports(move) without a spare: got true")
-		}
-	})
-	t.Run("scale replace", func(t *testing.T) {
-		m, fc, fa := fakeNemesis(t, "s4")
-		f := &verify.Fault{ID: 1, Kind: verify.FaultScale, Nodes: []string{"n2"}, Params: map[string]string{"op": "replace"}}
-		if err := m.Inject(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		// The spare joins first, then n2 dies and is removed.
-		if got, want := fa.Calls(), []string{"add s4 s4:7000", "remove --force n2"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: admin calls got %q, want %q", got, want)
-		}
-		if got, want := fc.Calls(), []string{"start s4", "kill n2"}; !slices.Equal(got, want) {
-			t.Errorf("Inject: container calls got %q, want %q", got, want)
-		}
-		if err := m.Heal(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		// n2 comes back wiped as a new member, then the spare leaves.
-		if got, want := fa.Calls(), []string{"add n2 n2:7000", "drain s4", "remove s4"}; !slices.Equal(got, want) {
-			t.Errorf("Heal: admin calls got %q, want %q", got, want)
-		}
-		want := []string{"kill n2", "wipe n2", "recreate n2 --id n2 --join x", "start n2", "kill s4", "wipe s4"}
-		if got := fc.Calls(); !slices.Equal(got, want) {
-			t.Errorf("Heal: container calls got %q, want %q", got, want)
 		}
 	})
 	t.Run("add without a spare", func(t *testing.T) {
