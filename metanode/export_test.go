@@ -112,3 +112,24 @@ func SetSplitCopyHook(f func(child string, pairs []*logpb.RawPair)) {
 	}
 	splitCopyHook.Store(&f)
 }
+
+// ReportSizesEvery is how many reports share one reading of the sizes.
+const ReportSizesEvery = sizesEvery
+
+// ReportState is what the report loop keeps between reports.
+type ReportState = reportState
+
+// NewReportStateForTest is the report loop's state before its first
+// report.
+func NewReportStateForTest() *ReportState {
+	return &reportState{applied: map[string]uint64{}, bytes: map[string]uint64{}}
+}
+
+// ReportBytesForTest makes the next report and returns its size per group.
+func (n *Node) ReportBytesForTest(st *ReportState) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, rr := range n.report(st, time.Second).Replicas {
+		out[rr.Group] = rr.Bytes
+	}
+	return out
+}
