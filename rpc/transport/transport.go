@@ -352,22 +352,14 @@ func (s raftServer) TimeoutNow(ctx context.Context, req *raftpb.TimeoutNowReques
 // requests meanwhile wait, already received, in the stream's buffers: that
 // overlap of transfer with processing is what the pipeline buys.
 func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntriesPipelineServer) error {
-	req, err := stream.Recv()
-	if err != nil {
-		return recvEnd(err)
-	}
-	cluster, group := req.GetClusterId(), req.GetGroup()
-	t, err := s.m.route("AppendEntriesPipeline", cluster, group)
-	if err != nil {
-		return err
-	}
 	ctx := stream.Context()
 	// Messages are read in a goroutine of their own so that the handler
-	// ends when the group closes even if none comes: a pipeline with
-	// nothing in flight sends its idle appends beside the stream
-	// (pipeline.sendIdle), and a graceful stop waits for every handler.
-	// The reader ends when the stream does, at the latest when this
-	// handler returns.
+	// ends when the group or the Manager closes even if none comes: raft
+	// opens a pipeline when it starts replicating, and one with nothing in
+	// flight sends its idle appends beside the stream (pipeline.sendIdle),
+	// so a stream may stay silent from its start; a graceful stop waits for
+	// every handler. The reader ends when the stream does, at the latest
+	// when this handler returns.
 	type recvd struct {
 		req *raftpb.AppendEntriesRequest
 		err error
@@ -388,6 +380,23 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 			}
 		}
 	}()
+	var req *raftpb.AppendEntriesRequest
+	select {
+	case n := <-next:
+		if n.err != nil {
+			return recvEnd(n.err)
+		}
+		req = n.req
+	case <-s.m.lifetime.Done():
+		return rejection(codes.Unavailable, raftpb.Reason_REASON_CLOSED, fmt.Sprintf("transport: %s is closing", s.m.cfg.LocalAddr))
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	cluster, group := req.GetClusterId(), req.GetGroup()
+	t, err := s.m.route("AppendEntriesPipeline", cluster, group)
+	if err != nil {
+		return err
+	}
 	for {
 		if req.GetGroup() != group || req.GetClusterId() != cluster {
 			return status.Errorf(codes.InvalidArgument, "transport: pipeline of group %q got a message for %q", group, req.GetGroup())

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/metamq/meta/rpc/transport/raftpb"
 	"github.com/metamq/meta/verify/poll"
 	"github.com/metamq/meta/verify/testkit"
 )
@@ -589,5 +590,33 @@ func TestCloseWaitsForHeartbeatInHandler(t *testing.T) {
 	_ = ta.AppendEntries("b", raft.ServerAddress(b.addr), heartbeat(a), new(raft.AppendEntriesResponse))
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("raft's handler ran %d times, want 1: a heartbeat reached a closed group", n)
+	}
+}
+
+// A peer's pipeline stream that has sent nothing yet (raft opens one when
+// it starts replicating and an idle group sends its appends beside it)
+// ends when the Manager closes: a graceful stop of the server, which waits
+// for every handler, does not wait for the peer's first message. (Seen in
+// CI: a node's orderly Close handed its leaderships off, the new leaders
+// opened pipelines to it, and its GracefulStop waited on them until the
+// shutdown timeout.)
+func TestCloseEndsSilentPipelineStream(t *testing.T) {
+	a, b := startNode(t, "c1", nil), startNode(t, "c1", nil)
+	ta := a.group(t, "g")
+	b.group(t, "g")
+	openPipeline(t, ta, b)
+	poll.ForTrue(t, "the pipeline stream to reach b", 10*time.Second, func() bool {
+		return b.called(raftpb.RaftService_AppendEntriesPipeline_FullMethodName) == 1
+	})
+	if err := b.mgr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { b.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		b.srv.Stop()
+		t.Fatal("a graceful stop after Manager.Close still waits for a pipeline stream that has sent nothing")
 	}
 }
