@@ -9,16 +9,15 @@ import (
 // GroupReplicas returns the nodes holding group's replicas, in the order
 // of the directory's listing gs, and whether gs lists the group.
 func GroupReplicas(gs *metapb.ListGroupsResponse, group string) ([]string, bool) {
-	for _, g := range gs.Groups {
-		if g.Group == group {
-			var replicas []string
-			for _, r := range g.Replicas {
-				replicas = append(replicas, r.Node)
-			}
-			return replicas, true
-		}
+	g := gs.Find(group)
+	if g == nil {
+		return nil, false
 	}
-	return nil, false
+	var replicas []string
+	for _, r := range g.Replicas {
+		replicas = append(replicas, r.Node)
+	}
+	return replicas, true
 }
 
 // MoveTarget chooses the node that is to take a replica of a group whose
