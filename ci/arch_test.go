@@ -43,10 +43,26 @@ var rules = map[string][]string{
 	"ci":                    {},
 }
 
+// external says which modules outside meta and the standard library the
+// packages that stand lowest may import (by directory, covering its
+// subdirectories like rules). rocks wraps RocksDB for raft; rpc/transport
+// is raft's transport over gRPC, imported by metanode and never the
+// reverse. Every other package may use any module in go.mod.
+var external = map[string][]string{
+	"rocks":         {"C", "github.com/linxGnu/grocksdb", "github.com/hashicorp/raft"},
+	"rpc/transport": {"github.com/hashicorp/raft", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto/googleapis/rpc"},
+}
+
 // ruleFor returns the rule of the most specific directory prefix.
 func ruleFor(dir string) (string, []string, bool) {
+	return mostSpecific(rules, dir)
+}
+
+// mostSpecific returns the entry of table whose directory is the longest
+// prefix of dir (dir itself or a parent).
+func mostSpecific(table map[string][]string, dir string) (string, []string, bool) {
 	best := ""
-	for k := range rules {
+	for k := range table {
 		if (dir == k || strings.HasPrefix(dir, k+"/")) && len(k) > len(best) {
 			best = k
 		}
@@ -54,7 +70,18 @@ func ruleFor(dir string) (string, []string, bool) {
 	if best == "" {
 		return "", nil, false
 	}
-	return best, rules[best], true
+	return best, table[best], true
+}
+
+// externalAllowed reports whether package dir may import imp, a path
+// outside meta: the standard library always, other modules only as
+// external says.
+func externalAllowed(dir, imp string) bool {
+	_, allow, limited := mostSpecific(external, dir)
+	if !limited || (imp != "C" && !strings.Contains(strings.Split(imp, "/")[0], ".")) {
+		return true
+	}
+	return slices.ContainsFunc(allow, func(a string) bool { return imp == a || strings.HasPrefix(imp, a+"/") })
 }
 
 // allowed reports whether package dir may import the meta package imp:
@@ -141,6 +168,9 @@ func violations(pkgs map[string]*pkgInfo) []string {
 		for imp, files := range p.imports {
 			rest, ok := strings.CutPrefix(imp, module+"/")
 			if !ok {
+				if !externalAllowed(dir, imp) {
+					out = append(out, dir+" imports "+imp+" ("+strings.Join(files, ", ")+"), a module its doc.go does not allow")
+				}
 				continue
 			}
 			if !allowed(dir, rest) {
@@ -173,7 +203,8 @@ func TestEveryPackageHasDoc(t *testing.T) {
 }
 
 // The rules must catch a violation: a synthetic tree where verify imports
-// metanode and sm uses grocksdb.
+// metanode, sm uses grocksdb and rpc/transport/raftpb a module outside its
+// list.
 func TestArchitectureTestCatchesViolations(t *testing.T) {
 	dir := t.TempDir()
 	write := func(rel, src string) {
@@ -187,8 +218,9 @@ func TestArchitectureTestCatchesViolations(t *testing.T) {
 	write("verify/doc.go", "package verify\nimport _ \""+module+"/metanode\"\n")
 	write("sm/doc.go", "package sm\nimport _ \"github.com/linxGnu/grocksdb\"\n")
 	write("rpc/client/doc.go", "package client\nimport _ \""+module+"/rpc/metapb\"\n")
+	write("rpc/transport/raftpb/doc.go", "package raftpb\nimport (\n_ \"google.golang.org/protobuf/proto\"\n_ \"github.com/spf13/cobra\"\n_ \"os\"\n)\n")
 	got := violations(scan(t, dir))
-	want := []string{"sm uses cgo/grocksdb", "verify imports metanode"}
+	want := []string{"rpc/transport/raftpb imports github.com/spf13/cobra", "sm uses cgo/grocksdb", "verify imports metanode"}
 	for _, w := range want {
 		if !slices.ContainsFunc(got, func(v string) bool { return strings.HasPrefix(v, w) }) {
 			t.Errorf("violation %q not reported; got %v", w, got)

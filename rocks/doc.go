@@ -33,7 +33,7 @@
 // github.com/hashicorp/raft (for the LogStore and StableStore types and
 // raft.ErrLogNotFound). It must never import another meta package. Its own
 // cgo is one call, mallopt, to cap malloc arenas (see Options.MallocArenas).
-// imports_test.go enforces the import rule.
+// ci/arch_test.go enforces the import rule.
 //
 // # Lifetime
 //

@@ -26,7 +26,8 @@
 // the previous release; this package is the only place that converts
 // between the two.
 //
-// Imports: only hashicorp/raft, grpc, protobuf, raftpb, rpc/metapb (the
-// error vocabulary, a leaf) and the standard library. This package must
-// not import metanode, sm or rocks: metanode imports it.
+// Imports: only hashicorp/raft, grpc, protobuf, genproto's google.rpc
+// Status, raftpb, rpc/metapb (the error vocabulary, a leaf) and the
+// standard library. This package must not import metanode, sm or rocks:
+// metanode imports it. ci/arch_test.go enforces both.
 package transport
