@@ -11,6 +11,7 @@ import (
 	"github.com/metamq/meta/metanode/metanodetest"
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // env is a 3-node cluster whose clock the test moves, with a fast-checking
@@ -18,12 +19,12 @@ import (
 type env struct {
 	t     *testing.T
 	c     *metanodetest.Cluster
-	clock *metanodetest.FakeClock
+	clock *testkit.FakeClock
 	cl    *client.Client
 }
 
 func newEnv(t *testing.T, moves int) *env {
-	clock := metanodetest.NewFakeClock(time.Now())
+	clock := testkit.NewFakeClock(time.Now())
 	c := metanodetest.Start(t, metanodetest.Options{
 		Configure: func(cfg *metanode.Config) { cfg.Clock = clock },
 		Controller: func(cfg *controller.Config) {

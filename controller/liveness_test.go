@@ -13,6 +13,7 @@ import (
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/sm/logpb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // machineNode is a node whose metadata-0 is a real state machine, applied
@@ -20,9 +21,9 @@ import (
 // before it applies (a slow proposal on a loaded machine).
 type machineNode struct {
 	m *sm.Machine
+	*testkit.FakeClock
 
 	mu    sync.Mutex // guards the fields below
-	now   time.Time
 	index uint64
 	// hold, when set, stops down declarations before they apply until it
 	// is closed; entered is closed when one is waiting.
@@ -45,19 +46,7 @@ func newMachineNode(t *testing.T) *machineNode {
 		m.Close()
 		_ = db.Close()
 	})
-	return &machineNode{m: m, now: time.Unix(1_000_000, 0)}
-}
-
-func (n *machineNode) Now() time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.now
-}
-
-func (n *machineNode) advance(d time.Duration) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.now = n.now.Add(d)
+	return &machineNode{m: m, FakeClock: testkit.NewFakeClock(time.Unix(1_000_000, 0))}
 }
 
 func (n *machineNode) ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb.Result, error) {
@@ -76,7 +65,7 @@ func (n *machineNode) ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	data, err := sm.EncodeBatch(&logpb.Batch{NowUnixNano: n.now.UnixNano(), Ops: []*logpb.Op{op}})
+	data, err := sm.EncodeBatch(&logpb.Batch{NowUnixNano: n.Now().UnixNano(), Ops: []*logpb.Op{op}})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +99,7 @@ func TestHeartbeatIsNotOvertakenByADownDeclaration(t *testing.T) {
 	}
 	// The broker falls silent past the timeout; the controller decides to
 	// declare it down, and the declaration is slow to apply.
-	n.advance(cfg.HeartbeatTimeout + time.Second)
+	n.Advance(cfg.HeartbeatTimeout + time.Second)
 	n.mu.Lock()
 	n.hold, n.entered = make(chan struct{}), make(chan struct{})
 	hold, entered := n.hold, n.entered
@@ -119,7 +108,7 @@ func TestHeartbeatIsNotOvertakenByADownDeclaration(t *testing.T) {
 	go func() { defer close(checked); c.checkLiveness(ctx) }()
 	<-entered
 	// The broker heartbeats now.
-	n.advance(100 * time.Millisecond)
+	n.Advance(100 * time.Millisecond)
 	type answer struct {
 		status int32
 		err    error

@@ -12,6 +12,7 @@ import (
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 const never = 0xFFFFFFFF
@@ -20,7 +21,7 @@ const never = 0xFFFFFFFF
 // leaders from a clock the test moves by hand, and applied through raft;
 // nothing here sleeps on real time for it.
 func TestExpiryThroughRaft(t *testing.T) {
-	clk := metanodetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	clk := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Configure: func(cfg *metanode.Config) {
 		cfg.Clock = clk
 		cfg.TimerInterval = 20 * time.Millisecond
@@ -46,7 +47,7 @@ func getWill(t *testing.T, cl *client.Client, id string) *metapb.Will {
 	return must(cl.GetWill(ctx10(t), &metapb.GetWillRequest{ClientId: id}))(t).Will
 }
 
-func testSessionExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
+func testSessionExpiry(t *testing.T, cl *client.Client, clk *testkit.FakeClock) {
 	// All in one group, so that one expiry pass of its leader sees all.
 	ids := idsIn("se-", "data-0", 2, 5)
 	gone, connected, forever, later, back := ids[0], ids[1], ids[2], ids[3], ids[4]
@@ -74,7 +75,7 @@ func testSessionExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeCl
 	}
 }
 
-func testWillsDue(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
+func testWillsDue(t *testing.T, cl *client.Client, clk *testkit.FakeClock) {
 	ids := idsIn("wd-", "data-1", 2, 2)
 	byDelay, bySession := ids[0], ids[1]
 	// Will due by its delay, after the client disconnects.
@@ -112,7 +113,7 @@ func testWillsDue(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) 
 	}
 }
 
-func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *metanodetest.FakeClock) {
+func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *testkit.FakeClock) {
 	// 25 wills due at once: their clients are gone and the delay is 0.
 	var ids []string
 	var sessions []*metapb.Session
@@ -210,7 +211,7 @@ func testClaims(t *testing.T, c *metanodetest.Cluster, cl *client.Client, clk *m
 	}
 }
 
-func testLeaseExpiry(t *testing.T, cl *client.Client, clk *metanodetest.FakeClock) {
+func testLeaseExpiry(t *testing.T, cl *client.Client, clk *testkit.FakeClock) {
 	grant := func() int64 {
 		return must(cl.LeaseGrant(ctx10(t), &metapb.LeaseGrantRequest{TtlSeconds: 10}))(t).Id
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/metamq/meta/rpc/client"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
+	"github.com/metamq/meta/verify/testkit"
 )
 
 // change is what a watch event says, in comparable form.
@@ -72,7 +73,7 @@ func inGroupOrder(t *testing.T, chs []change) []change {
 }
 
 func TestWatch(t *testing.T) {
-	clk := metanodetest.NewFakeClock(time.Unix(1_700_000_000, 0))
+	clk := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 2, Configure: func(cfg *metanode.Config) {
 		cfg.Clock = clk
 		cfg.TimerInterval = 20 * time.Millisecond
