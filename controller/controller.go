@@ -43,6 +43,10 @@ type Node interface {
 	Metadata() (*sm.Machine, error)
 	// MoveLeader asks a group's leader to hand leadership to target.
 	MoveLeader(ctx context.Context, group, target string) error
+	// StartSplit records a split of group at the hash at (0: the middle
+	// of its widest range) and returns the new group and the range it
+	// takes; the split then runs in the background (split.go).
+	StartSplit(ctx context.Context, group string, at uint64) (string, *logpb.HashRange, error)
 }
 
 // Config configures the controller.
@@ -69,7 +73,18 @@ type Config struct {
 	// MaxReplicaMoves changes run at once (and one per node).
 	PlacementInterval time.Duration
 	MaxReplicaMoves   int
-	Logger            *slog.Logger
+	// Automatic splits (split.go), checked every PlacementInterval: a data
+	// or offset group larger than SplitBytes (0: never by size), or whose
+	// leader applied more than SplitEntriesPerSec entries a second for
+	// SplitLoadFor (0: never by load), splits; a group split is not split
+	// again for SplitCooldown; automatic splits stop at SplitMaxGroups
+	// groups of a kind.
+	SplitBytes         uint64
+	SplitEntriesPerSec float64
+	SplitLoadFor       time.Duration
+	SplitCooldown      time.Duration
+	SplitMaxGroups     int
+	Logger             *slog.Logger
 }
 
 // DefaultConfig returns the defaults.
@@ -85,6 +100,10 @@ func DefaultConfig() Config {
 		DeadNodeTimeout:   5 * time.Minute,
 		PlacementInterval: time.Second,
 		MaxReplicaMoves:   4,
+		SplitBytes:        1 << 30,
+		SplitLoadFor:      time.Minute,
+		SplitCooldown:     5 * time.Minute,
+		SplitMaxGroups:    256,
 	}
 }
 
@@ -108,6 +127,12 @@ func (c Config) Validate() error {
 	}
 	if c.PlacementInterval <= 0 || c.MaxReplicaMoves < 1 {
 		errs = append(errs, errors.New("controller: PlacementInterval must be positive and MaxReplicaMoves at least 1"))
+	}
+	if c.SplitEntriesPerSec < 0 || c.SplitLoadFor < 0 || c.SplitCooldown < 0 {
+		errs = append(errs, errors.New("controller: SplitEntriesPerSec, SplitLoadFor and SplitCooldown must not be negative"))
+	}
+	if (c.SplitBytes > 0 || c.SplitEntriesPerSec > 0) && c.SplitMaxGroups < 2 {
+		errs = append(errs, errors.New("controller: SplitMaxGroups must be at least 2 when automatic splits are on"))
 	}
 	return errors.Join(errs...)
 }
@@ -136,6 +161,8 @@ type Controller struct {
 	nodes map[string]nodeSeen
 	// moves counts placement changes proposed since activation.
 	moves uint64
+	// splitting is the automatic splits' state since activation.
+	splitting *splitState
 	// counters since activation.
 	declaredDown, assigned, checks uint64
 }
@@ -166,6 +193,7 @@ func (c *Controller) Run(ctx context.Context) {
 	c.seen = map[string]heartbeat{}
 	c.nodes = map[string]nodeSeen{}
 	c.declaredDown, c.assigned, c.checks, c.moves = 0, 0, 0, 0
+	c.splitting = newSplitState(c.activeSince, c.cfg.SplitCooldown)
 	c.mu.Unlock()
 	c.log.Info("controller active")
 	defer func() {
@@ -201,6 +229,7 @@ func (c *Controller) Run(ctx context.Context) {
 		if time.Since(lastPlace) >= c.cfg.PlacementInterval {
 			lastPlace = time.Now()
 			c.place(ctx)
+			c.autoSplit(ctx)
 		}
 		if c.cfg.SpreadInterval > 0 && time.Since(lastSpread) >= c.cfg.SpreadInterval {
 			lastSpread = time.Now()

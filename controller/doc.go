@@ -8,7 +8,10 @@
 //     leader change never declares live brokers dead;
 //   - assigns every connector that should run to one live broker, balanced
 //     by load, and rebalances with bounded churn when brokers come and go;
-//   - keeps group leaders spread over the meta nodes.
+//   - places group replicas on nodes and keeps group leaders spread over
+//     them (nodes.go, placement.go);
+//   - splits data and offset groups that grow past a size or a load
+//     (split.go; the split itself runs on the node, Node.StartSplit).
 //
 // Every decision is an op whose preconditions the state machine checks in
 // apply (broker epoch, assignment epoch, broker alive), so a decision made

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -75,6 +76,9 @@ func (n *machineNode) ProposeMetadata(ctx context.Context, op *logpb.Op) (*logpb
 
 func (n *machineNode) Metadata() (*sm.Machine, error)                   { return n.m, nil }
 func (n *machineNode) MoveLeader(context.Context, string, string) error { return nil }
+func (n *machineNode) StartSplit(context.Context, string, uint64) (string, *logpb.HashRange, error) {
+	return "", nil, errors.New("no splits here")
+}
 
 // A heartbeat that arrives while a down declaration decided before it is
 // still being applied is never answered ALIVE ahead of the declaration:

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"maps"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/metamq/meta/sm"
@@ -14,6 +16,7 @@ var (
 	descDeclared    = prometheus.NewDesc("meta_controller_brokers_declared_down_total", "Brokers this controller declared down since it became active.", nil, nil)
 	descAssigned    = prometheus.NewDesc("meta_controller_assignments_made_total", "Assignments this controller proposed since it became active.", nil, nil)
 	descMoves       = prometheus.NewDesc("meta_controller_replica_moves_total", "Replica placement changes this controller proposed since it became active.", nil, nil)
+	descAutoSplits  = prometheus.NewDesc("meta_controller_auto_splits_total", "Automatic splits this controller started since it became active, by reason (size, load).", []string{"reason"}, nil)
 )
 
 // Collector returns the controller's figures for a Prometheus registry.
@@ -24,7 +27,7 @@ func (c *Controller) Collector() prometheus.Collector { return collector{c} }
 type collector struct{ c *Controller }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActive, descBrokers, descAssignments, descConnectors, descDeclared, descAssigned, descMoves} {
+	for _, d := range []*prometheus.Desc{descActive, descBrokers, descAssignments, descConnectors, descDeclared, descAssigned, descMoves, descAutoSplits} {
 		ch <- d
 	}
 }
@@ -42,7 +45,14 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.mu.Lock()
 	declared, assigned, moves := c.declaredDown, c.assigned, c.moves
+	splits := map[string]uint64{}
+	if c.splitting != nil {
+		maps.Copy(splits, c.splitting.splits)
+	}
 	c.mu.Unlock()
+	for _, reason := range []string{"size", "load"} {
+		ch <- prometheus.MustNewConstMetric(descAutoSplits, prometheus.CounterValue, float64(splits[reason]), reason)
+	}
 	ch <- prometheus.MustNewConstMetric(descDeclared, prometheus.CounterValue, float64(declared))
 	ch <- prometheus.MustNewConstMetric(descAssigned, prometheus.CounterValue, float64(assigned))
 	ch <- prometheus.MustNewConstMetric(descMoves, prometheus.CounterValue, float64(moves))

@@ -97,7 +97,7 @@ func (c *Controller) view(d *state.Directory) ([]NodeView, []GroupView) {
 	for _, rec := range d.Groups {
 		gv := GroupView{Record: rec, Bytes: bytesOf[rec.Name]}
 		if rr := leaderOf[rec.Name]; rr != nil && rr.ConfigCommitted {
-			gv.Config, gv.Known, gv.Leader = rr.Config, true, leaderNode[rec.Name]
+			gv.Config, gv.Known, gv.Leader, gv.EntriesPerSec = rr.Config, true, leaderNode[rec.Name], rr.OpsPerSec
 		} else if rr != nil {
 			gv.Leader = leaderNode[rec.Name]
 		}

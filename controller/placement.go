@@ -51,6 +51,9 @@ type GroupView struct {
 	Known  bool
 	Leader string
 	Bytes  uint64
+	// EntriesPerSec is the rate its leader last reported applying
+	// entries at (with Known).
+	EntriesPerSec float64
 }
 
 // Placement is the input of a plan.

@@ -22,6 +22,9 @@ func (idleNode) ProposeMetadata(context.Context, *logpb.Op) (*logpb.Result, erro
 func (idleNode) Metadata() (*sm.Machine, error)                   { return nil, errors.New("idle") }
 func (idleNode) Leaders() (map[string]string, []string)           { return nil, nil }
 func (idleNode) MoveLeader(context.Context, string, string) error { return nil }
+func (idleNode) StartSplit(context.Context, string, uint64) (string, *logpb.HashRange, error) {
+	return "", nil, errors.New("no splits here")
+}
 
 // A run that is slow to stop never deactivates the run after it: the old
 // term's Run used to clear the controller's activity in a defer after the
