@@ -362,7 +362,23 @@ func initialRecords(id *logpb.NodeIdentity) []*logpb.GroupRecord {
 	if id.ReplicationFactor == 0 {
 		return legacyDirectory(members, groups)
 	}
-	return initialDirectory(members, groups, int(id.ReplicationFactor), int(id.MetadataReplicationFactor))
+	if len(id.RestoredGroups) == 0 {
+		return initialDirectory(members, groups, int(id.ReplicationFactor), int(id.MetadataReplicationFactor))
+	}
+	// A restored split cluster: its own groups, placed as a new
+	// cluster's, each owning the ranges its backup owns.
+	groups = []string{metapb.MetadataGroup}
+	for _, g := range id.RestoredGroups {
+		groups = append(groups, g.Name)
+	}
+	recs := initialDirectory(members, groups, int(id.ReplicationFactor), int(id.MetadataReplicationFactor))
+	for i, g := range id.RestoredGroups {
+		recs[i+1].Ranges = nil
+		for _, r := range g.Ranges {
+			recs[i+1].Ranges = append(recs[i+1].Ranges, proto.CloneOf(r))
+		}
+	}
+	return recs
 }
 
 // checkIdentity compares a stored identity with the configuration.

@@ -1,6 +1,7 @@
 package metanode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,16 +49,32 @@ type RestoreGroup struct {
 }
 
 // Restore lays out cfg.DataDir for node cfg.ID of a new cluster
-// (cfg.InitialCluster, cfg.ClusterID, which must be set; the group counts
-// cfg.OffsetGroups and cfg.DataGroups, which must be the backup's) from
-// the backup's groups, which must be exactly the cluster's. DataDir must
-// not exist or be empty. It returns the groups it restored here.
+// (cfg.InitialCluster, cfg.ClusterID, which must be set) from the
+// backup's groups. The new cluster has the backup's groups: the groups a
+// new cluster of the backup's counts has, or, for a backup of a cluster
+// whose groups were split, the backup's own groups, each owning the ranges
+// its backup owns (restorePlan). cfg.OffsetGroups and cfg.DataGroups are
+// the counts the backed-up cluster was created with (its manifest's); for
+// a cluster whose groups are still those, the backup's groups decide
+// them. DataDir must not exist or be empty. It returns the groups it
+// restored here.
 func Restore(cfg Config, groups []RestoreGroup) ([]string, error) {
-	if err := checkRestore(cfg, groups); err != nil {
+	if err := checkRestore(cfg); err != nil {
 		return nil, err
 	}
-	if err := CheckBackup(groups); err != nil {
+	owned, err := checkBackup(groups)
+	if err != nil {
 		return nil, err
+	}
+	offsets, datas, restored, err := restorePlan(groups, owned)
+	if err != nil {
+		return nil, fmt.Errorf("metanode: restore: %w", err)
+	}
+	// A split cluster keeps the counts it was created with (the backup's
+	// manifest says them), as it did before the backup: its nodes
+	// restart with the same flags.
+	if restored == nil || cfg.OffsetGroups < 1 || cfg.DataGroups < 1 {
+		cfg.OffsetGroups, cfg.DataGroups = offsets, datas
 	}
 	if entries, err := os.ReadDir(cfg.DataDir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("metanode: restore: data directory %s is not empty; restore into a new one", cfg.DataDir)
@@ -72,7 +89,7 @@ func Restore(cfg Config, groups []RestoreGroup) ([]string, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("metanode: restore: %w", err)
 	}
-	hosted, err := layOut(cfg, groups)
+	hosted, err := layOut(cfg, groups, restored)
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(cfg.DataDir))
 	}
@@ -85,9 +102,8 @@ func Restore(cfg Config, groups []RestoreGroup) ([]string, error) {
 	return hosted, syncDir(filepath.Dir(final))
 }
 
-// checkRestore checks the configuration and that the backup holds exactly
-// the groups of a cluster of its shape, naming what is wrong.
-func checkRestore(cfg Config, groups []RestoreGroup) error {
+// checkRestore checks the configuration, naming what is wrong.
+func checkRestore(cfg Config) error {
 	var errs []error
 	if cfg.ID == "" {
 		errs = append(errs, errors.New("the node id (ID, --id) is required"))
@@ -104,22 +120,86 @@ func checkRestore(cfg Config, groups []RestoreGroup) error {
 	if len(cfg.Join) > 0 {
 		errs = append(errs, errors.New("join (Join): a restored cluster is new; its nodes restore, none joins"))
 	}
-	if cfg.OffsetGroups < 1 || cfg.DataGroups < 1 {
-		errs = append(errs, fmt.Errorf("the backup's group counts (%d offset, %d data) must be at least 1", cfg.OffsetGroups, cfg.DataGroups))
-	}
 	if len(errs) > 0 {
 		return fmt.Errorf("metanode: restore: %w", errors.Join(errs...))
 	}
-	var have []string
-	for _, g := range groups {
-		have = append(have, g.Name)
-	}
-	want := metapb.Groups(cfg.OffsetGroups, cfg.DataGroups)
-	if !slices.Equal(sorted(have), sorted(want)) {
-		return fmt.Errorf("metanode: restore: the backup holds groups %v; a cluster of %d offset and %d data groups has %v (a cluster whose groups were split cannot be restored yet)",
-			have, cfg.OffsetGroups, cfg.DataGroups, want)
-	}
 	return nil
+}
+
+// restorePlan decides the new cluster's groups from the backup's, naming
+// what is wrong: metadata-0 and offset and data groups, each of which owns
+// (by its backup's ownership record) ranges that, per kind, tile the hash
+// space once, none of them moving (a backup taken during a split). It
+// returns the counts per kind, and the groups with their ranges when they
+// are not the groups and ranges a new cluster of those counts has (nil
+// then: the new cluster's identity is its counts, as for any new cluster).
+// Groups without an ownership record (a cluster from before ranges) must
+// be exactly a new cluster's.
+func restorePlan(groups []RestoreGroup, owned map[string]*logpb.Ownership) (offsets, datas int, restored []*logpb.GroupRecord, err error) {
+	var names []string
+	ranges := map[string]metapb.RangeMap{}
+	unowned := false
+	for _, g := range groups {
+		names = append(names, g.Name)
+		kind, err := metapb.GroupKind(g.Name)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		switch kind {
+		case "offset":
+			offsets++
+		case "data":
+			datas++
+		default:
+			continue
+		}
+		own := owned[g.Name]
+		switch {
+		case own == nil:
+			unowned = true
+		case own.Legacy:
+			return 0, 0, nil, fmt.Errorf("the backup's %s owns %s: its cluster routes keys by group count (one created before ranges), which a restore cannot carry yet", g.Name, rangesText(own))
+		case len(own.Moving) > 0 || own.Ingesting:
+			return 0, 0, nil, fmt.Errorf("the backup's %s was splitting when the backup was taken (it owns %s, with a range moving or being copied): take the backup again once the split is done (metactl group list shows none under way)", g.Name, rangesText(own))
+		}
+		rec := &logpb.GroupRecord{Name: g.Name, Kind: kind}
+		for _, r := range own.GetOwned() {
+			rec.Ranges = append(rec.Ranges, proto.CloneOf(r))
+			ranges[kind] = append(ranges[kind], metapb.Range{Lo: r.Lo, Hi: r.Hi, Group: g.Name, Version: r.Version})
+		}
+		restored = append(restored, rec)
+	}
+	want := metapb.Groups(offsets, datas)
+	if !slices.Contains(names, metapb.MetadataGroup) || offsets == 0 || datas == 0 || len(names) != offsets+datas+1 {
+		return 0, 0, nil, fmt.Errorf("the backup holds groups %v: a cluster has metadata-0 and at least one offset and one data group", names)
+	}
+	same := slices.Equal(sorted(names), sorted(want))
+	if unowned {
+		if !same {
+			return 0, 0, nil, fmt.Errorf("the backup holds groups %v, some without ranges (a cluster from before ranges), which are not a new cluster's %v", names, want)
+		}
+		return offsets, datas, nil, nil
+	}
+	for _, kind := range []string{"offset", "data"} {
+		if err := ranges[kind].Sorted().Check(); err != nil {
+			return 0, 0, nil, fmt.Errorf("the backup's %s groups do not own the whole hash space once (%s): %w", kind, metapb.FormatRanges(ranges[kind].Sorted()), err)
+		}
+	}
+	if same {
+		fresh := map[string]*logpb.GroupRecord{}
+		for _, rec := range initialDirectory([]string{"n"}, want, 1, 1) {
+			fresh[rec.Name] = rec
+		}
+		if !slices.ContainsFunc(restored, func(rec *logpb.GroupRecord) bool {
+			return !slices.EqualFunc(rec.Ranges, fresh[rec.Name].GetRanges(), func(a, b *logpb.HashRange) bool { return proto.Equal(a, b) })
+		}) {
+			return offsets, datas, nil, nil
+		}
+	}
+	slices.SortFunc(restored, func(a, b *logpb.GroupRecord) int {
+		return cmp.Or(cmp.Compare(b.Kind, a.Kind), cmp.Compare(lastIndex(a.Name), lastIndex(b.Name)))
+	})
+	return offsets, datas, restored, nil
 }
 
 // CheckBackup reads every group's backup stream whole and verifies it
@@ -127,21 +207,29 @@ func checkRestore(cfg Config, groups []RestoreGroup) error {
 // and that it is at the applied index and revision recorded for it,
 // writing nothing.
 func CheckBackup(groups []RestoreGroup) error {
+	_, err := checkBackup(groups)
+	return err
+}
+
+// checkBackup is CheckBackup, returning each group's ownership record.
+func checkBackup(groups []RestoreGroup) (map[string]*logpb.Ownership, error) {
+	owned := map[string]*logpb.Ownership{}
 	for _, g := range groups {
 		kind, err := groupKind(g.Name)
 		if err != nil {
-			return fmt.Errorf("metanode: backup: %w", err)
+			return nil, fmt.Errorf("metanode: backup: %w", err)
 		}
 		info, err := sm.CheckBackup(g.Open(), kind)
 		if err != nil {
-			return fmt.Errorf("metanode: backup of %s: %w", g.Name, err)
+			return nil, fmt.Errorf("metanode: backup of %s: %w", g.Name, err)
 		}
 		if info.Applied.GetIndex() != g.AppliedIndex || info.Applied.GetRevision() != g.Revision {
-			return fmt.Errorf("metanode: backup of %s: the stream is at index %d, revision %d; the backup recorded index %d, revision %d",
+			return nil, fmt.Errorf("metanode: backup of %s: the stream is at index %d, revision %d; the backup recorded index %d, revision %d",
 				g.Name, info.Applied.GetIndex(), info.Applied.GetRevision(), g.AppliedIndex, g.Revision)
 		}
+		owned[g.Name] = info.Ownership
 	}
-	return nil
+	return owned, nil
 }
 
 func groupKind(name string) (sm.Kind, error) {
@@ -152,13 +240,15 @@ func groupKind(name string) (sm.Kind, error) {
 	return sm.ParseKind(kindName)
 }
 
-// layOut writes the data directory cfg.DataDir (empty).
-func layOut(cfg Config, groups []RestoreGroup) ([]string, error) {
+// layOut writes the data directory cfg.DataDir (empty); restored, when
+// set, are the new cluster's groups (restorePlan).
+func layOut(cfg Config, groups []RestoreGroup, restored []*logpb.GroupRecord) ([]string, error) {
 	n := &Node{cfg: cfg, id: cfg.ID}
 	id, err := n.newIdentity(context.Background())
 	if err != nil {
 		return nil, err
 	}
+	id.RestoredGroups = restored
 	hosted := initialGroups(id)
 	opts := cfg.Rocks
 	opts.Dir = filepath.Join(cfg.DataDir, "db")
@@ -193,8 +283,8 @@ func layOut(cfg Config, groups []RestoreGroup) ([]string, error) {
 // restoreGroup restores one group's data and bootstraps its raft with
 // conf, as a first start would. rec is the group's record in the new
 // cluster's initial directory: a data or offset group must own the ranges
-// it gives it (a cluster routing otherwise, e.g. one created before
-// ranges, would send keys to the wrong group).
+// it gives it (restorePlan made them so; a directory routing otherwise
+// would send keys to the wrong group).
 func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, rec *logpb.GroupRecord, conf raft.Configuration) error {
 	kind, err := groupKind(g.Name)
 	if err != nil {
@@ -212,7 +302,7 @@ func restoreGroup(cfg Config, db *rocks.DB, g RestoreGroup, rec *logpb.GroupReco
 		if own := s.m.Ownership(); own != nil && kind != sm.KindMetadata {
 			want := &logpb.Ownership{Owned: rec.GetRanges()}
 			if !proto.Equal(own, want) {
-				return struct{}{}, fmt.Errorf("the backup's group owns %s; a new cluster of its shape gives it %s: its cluster routes keys otherwise (one created before ranges, or rebalanced), which a restore cannot carry yet",
+				return struct{}{}, fmt.Errorf("the backup's group owns %s; the new cluster's directory gives it %s",
 					rangesText(own), rangesText(want))
 			}
 		}

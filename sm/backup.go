@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/metamq/meta/sm/logpb"
 )
 
@@ -88,6 +90,9 @@ type BackupInfo struct {
 	Applied *logpb.AppliedState
 	Files   int
 	Bytes   int64 // of the whole stream
+	// Ownership is the group's ownership record at the backup's view
+	// (nil: none, as in a metadata group).
+	Ownership *logpb.Ownership
 }
 
 // CheckBackup reads a whole backup stream of a group of kind want and
@@ -99,7 +104,14 @@ func CheckBackup(r io.Reader, want Kind) (*BackupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &BackupInfo{Kind: rc.kind, Applied: rc.applied, Files: len(rc.header.Files), Bytes: rc.size}, nil
+	info := &BackupInfo{Kind: rc.kind, Applied: rc.applied, Files: len(rc.header.Files), Bytes: rc.size}
+	if own := rc.header.Ownership; own != nil {
+		info.Ownership = &logpb.Ownership{}
+		if err := proto.Unmarshal(own, info.Ownership); err != nil {
+			return nil, fmt.Errorf("%w: ownership: %v", ErrBadSnapshot, err)
+		}
+	}
+	return info, nil
 }
 
 // readBackup reads a backup stream into dir ("": verify only).

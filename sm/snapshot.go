@@ -111,6 +111,11 @@ type snapHeader struct {
 	Term    uint64      `json:"term"`  // raft's snapshot term
 	Applied appliedJSON `json:"applied"`
 	Files   []snapFile  `json:"files"`
+	// Ownership is the group's ownership record in the view (encoded
+	// logpb.Ownership; absent when the group has none), also among the
+	// files' keys: a restore plans the new cluster's ranges from it
+	// without ingesting the files (CheckBackup).
+	Ownership []byte `json:"ownership,omitempty"`
 }
 
 type snapFile struct {
@@ -619,7 +624,11 @@ func (m *Machine) exportView(dir string, minApplied uint64, fileBytes int64, has
 	if hs != nil {
 		*hash = hs.sum(st)
 	}
-	return &snapHeader{Version: streamVersion, Kind: m.kind, Applied: toJSON(st), Files: set.files}, nil
+	own, _, err := get(keyOwnership)
+	if err != nil {
+		return nil, fmt.Errorf("sm: export: %w", err)
+	}
+	return &snapHeader{Version: streamVersion, Kind: m.kind, Applied: toJSON(st), Files: set.files, Ownership: own}, nil
 }
 
 // --- Machine: Snapshot and Restore ---

@@ -40,8 +40,46 @@ func restoreCmd(args ...string) (string, error) {
 // file, same initial cluster) makes a new cluster (new id) that serves
 // exactly that: every acknowledged key, offset, session and resource, not
 // the write made after the backup, and each offset and data group hashes
-// as the backup recorded.
+// as the backup recorded. A cluster whose groups were split restores
+// with its own groups and ranges (at their versions), and splits again.
 func TestBackupWipeRestore(t *testing.T) {
+	t.Run("groups as created", func(t *testing.T) { backupWipeRestore(t, false) })
+	t.Run("groups split", func(t *testing.T) { backupWipeRestore(t, true) })
+}
+
+// splitDone splits group and waits until the split is done.
+func splitDone(ctx context.Context, t *testing.T, cl *client.Client, group string) string {
+	t.Helper()
+	resp, err := cl.SplitGroup(ctx, group, 0)
+	if err != nil {
+		t.Fatalf("split %s: %v", group, err)
+	}
+	poll.For(t, "split of "+group, time.Minute, func() error {
+		gs, err := cl.ListGroups(ctx)
+		if err != nil {
+			return err
+		}
+		p, ch := gs.Find(group), gs.Find(resp.Child)
+		return poll.Check(p != nil && ch != nil && p.SplitChild == "" && ch.State == "active", fmt.Sprintf("%v, %v", p, ch))
+	})
+	return resp.Child
+}
+
+// groupRanges is each group's ranges as group list shows them.
+func groupRanges(ctx context.Context, t *testing.T, cl *client.Client) map[string]string {
+	t.Helper()
+	gs, err := cl.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, g := range gs.Groups {
+		out[g.Group] = fmt.Sprint(g.Ranges)
+	}
+	return out
+}
+
+func backupWipeRestore(t *testing.T, split bool) {
 	dir := t.TempDir()
 	c := metanodetest.Start(t, metanodetest.Options{OffsetGroups: 2, DataGroups: 2, Dir: filepath.Join(dir, "nodes")})
 	cl := c.Client("")
@@ -75,6 +113,16 @@ func TestBackupWipeRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	groups := 5
+	if split {
+		// data-0 and offset-1 split (their new groups data-2 and
+		// offset-2), data-2 again (data-3): ranges of versions 2 and 3.
+		splitDone(ctx, t, cl, "data-0")
+		splitDone(ctx, t, cl, "offset-1")
+		splitDone(ctx, t, cl, "data-2")
+		groups = 8
+	}
+	ranges := groupRanges(ctx, t, cl)
 
 	// The backup is taken through a node that leads no data group (a
 	// follower serves it after a read barrier), right after the last
@@ -102,7 +150,7 @@ func TestBackupWipeRestore(t *testing.T) {
 	if _, err := cl.Backup(ctx, "data-9", io.Discard); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "group") {
 		t.Fatalf("backup of a group the cluster lacks: got %v, want InvalidArgument naming group", err)
 	}
-	if got, want := len(man.Groups), 5; got != want {
+	if got, want := len(man.Groups), groups; got != want {
 		t.Fatalf("backup of %d groups, want %d", got, want)
 	}
 	// Acknowledged after the backup: a restore must not have it.
@@ -110,7 +158,9 @@ func TestBackupWipeRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("bad files are refused, nothing written", func(t *testing.T) { badFiles(t, dir, file, man) })
+	if !split {
+		t.Run("bad files are refused, nothing written", func(t *testing.T) { badFiles(t, dir, file, man) })
+	}
 
 	c.StopAll()
 	var initial []string
@@ -225,9 +275,26 @@ func TestBackupWipeRestore(t *testing.T) {
 			}
 		}
 	}
-	// The restored cluster takes writes.
+	// The restored cluster has the backed-up cluster's groups, each with
+	// its ranges at their versions.
+	if got := groupRanges(ctx, t, cl); fmt.Sprint(got) != fmt.Sprint(ranges) {
+		t.Fatalf("restored groups and ranges:\n%v\nwant the backed-up cluster's:\n%v", got, ranges)
+	}
+	// The restored cluster takes writes, and splits (a new group's name
+	// and version above the restored ones').
 	if _, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte("new"), Value: []byte("y")}); err != nil {
 		t.Fatalf("put into the restored cluster: %v", err)
+	}
+	if split {
+		if child := splitDone(ctx, t, cl, "data-1"); child != "data-4" {
+			t.Fatalf("split of data-1 in the restored cluster made %s, want data-4", child)
+		}
+		for i := range keys {
+			k := fmt.Sprintf("k%03d", i)
+			if got, err := cl.Get(ctx, &metapb.GetRequest{Key: []byte(k)}); err != nil || got.Kv == nil || string(got.Kv.Value) != fmt.Sprintf("v%d", i) {
+				t.Fatalf("get %s after the split of the restored data-1: %v (err %v)", k, got.GetKv(), err)
+			}
+		}
 	}
 }
 

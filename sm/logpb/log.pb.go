@@ -6253,8 +6253,13 @@ type NodeIdentity struct {
 	// placement existed: it hosts every group).
 	ReplicationFactor         uint32 `protobuf:"varint,7,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
 	MetadataReplicationFactor uint32 `protobuf:"varint,8,opt,name=metadata_replication_factor,json=metadataReplicationFactor,proto3" json:"metadata_replication_factor,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// The data and offset groups of a cluster restored from a backup whose
+	// groups are not those of a new cluster of its counts (it was split):
+	// each with its name, kind and the ranges its backup owns (no
+	// replicas). Empty: the groups the counts make, with their ranges.
+	RestoredGroups []*GroupRecord `protobuf:"bytes,9,rep,name=restored_groups,json=restoredGroups,proto3" json:"restored_groups,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeIdentity) Reset() {
@@ -6341,6 +6346,13 @@ func (x *NodeIdentity) GetMetadataReplicationFactor() uint32 {
 		return x.MetadataReplicationFactor
 	}
 	return 0
+}
+
+func (x *NodeIdentity) GetRestoredGroups() []*GroupRecord {
+	if x != nil {
+		return x.RestoredGroups
+	}
+	return nil
 }
 
 // Directory is metadata-0's directory at one point, as nodes pass it to
@@ -7284,7 +7296,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\vprev_values\x18\v \x03(\fR\n" +
 	"prevValues\x12\x1c\n" +
 	"\tsucceeded\x18\f \x01(\bR\tsucceeded\x12#\n" +
-	"\rrange_version\x18\r \x01(\x04R\frangeVersion\"\xda\x02\n" +
+	"\rrange_version\x18\r \x01(\x04R\frangeVersion\"\x9d\x03\n" +
 	"\fNodeIdentity\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -7295,7 +7307,8 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x0finitial_members\x18\x05 \x03(\v2\x16.meta.log.v1.MemberPutR\x0einitialMembers\x12\x1c\n" +
 	"\tbootstrap\x18\x06 \x01(\bR\tbootstrap\x12-\n" +
 	"\x12replication_factor\x18\a \x01(\rR\x11replicationFactor\x12>\n" +
-	"\x1bmetadata_replication_factor\x18\b \x01(\rR\x19metadataReplicationFactor\"\x95\x02\n" +
+	"\x1bmetadata_replication_factor\x18\b \x01(\rR\x19metadataReplicationFactor\x12A\n" +
+	"\x0frestored_groups\x18\t \x03(\v2\x18.meta.log.v1.GroupRecordR\x0erestoredGroups\"\x95\x02\n" +
 	"\tDirectory\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.meta.log.v1.ClusterInitR\acluster\x120\n" +
@@ -7570,19 +7583,20 @@ var file_sm_logpb_log_proto_depIdxs = []int32{
 	5,  // 84: meta.log.v1.Result.code:type_name -> meta.log.v1.Code
 	66, // 85: meta.log.v1.Result.prev:type_name -> meta.log.v1.KV
 	56, // 86: meta.log.v1.NodeIdentity.initial_members:type_name -> meta.log.v1.MemberPut
-	55, // 87: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
-	56, // 88: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
-	59, // 89: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
-	8,  // 90: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
-	81, // 91: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
-	58, // 92: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
-	62, // 93: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
-	18, // 94: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
-	95, // [95:95] is the sub-list for method output_type
-	95, // [95:95] is the sub-list for method input_type
-	95, // [95:95] is the sub-list for extension type_name
-	95, // [95:95] is the sub-list for extension extendee
-	0,  // [0:95] is the sub-list for field type_name
+	59, // 87: meta.log.v1.NodeIdentity.restored_groups:type_name -> meta.log.v1.GroupRecord
+	55, // 88: meta.log.v1.Directory.cluster:type_name -> meta.log.v1.ClusterInit
+	56, // 89: meta.log.v1.Directory.members:type_name -> meta.log.v1.MemberPut
+	59, // 90: meta.log.v1.Directory.groups:type_name -> meta.log.v1.GroupRecord
+	8,  // 91: meta.log.v1.Directory.alarms:type_name -> meta.log.v1.AlarmSet
+	81, // 92: meta.log.v1.NodeReport.replicas:type_name -> meta.log.v1.ReplicaReport
+	58, // 93: meta.log.v1.ReplicaReport.config:type_name -> meta.log.v1.Replica
+	62, // 94: meta.log.v1.SplitRead.range:type_name -> meta.log.v1.HashRange
+	18, // 95: meta.log.v1.SplitChunk.pairs:type_name -> meta.log.v1.RawPair
+	96, // [96:96] is the sub-list for method output_type
+	96, // [96:96] is the sub-list for method input_type
+	96, // [96:96] is the sub-list for extension type_name
+	96, // [96:96] is the sub-list for extension extendee
+	0,  // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_sm_logpb_log_proto_init() }
