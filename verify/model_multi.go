@@ -13,8 +13,11 @@ import (
 // A multi-get is decomposed into reads of single keys, all with its call
 // and return times, as a list page is: each group's part is a
 // linearizable read of its own, so each key's observation is
-// linearizable on its own. (The snapshot of one group's keys is not
-// checked: the client does not say which keys a group answered.)
+// linearizable on its own. A multi-get answered by one group (the
+// recorder keeps its header only then: Output.Group) whose keys all lie
+// in one component (below) is one read of all of them instead: a group
+// reads its keys from one state, so a multi-put or txn seen half applied
+// is caught.
 //
 // A multi-put is one atomic write per data group part (Output.Parts; a
 // part that was not applied is dropped, an unknown part is an unknown
@@ -42,18 +45,23 @@ type kvWrite struct {
 
 // multiCall is the porcupine input of a component: one of a single-key
 // call (Single, the per-key model's step on its key), an atomic write of
-// several keys (Writes), or a transaction (Txn).
+// several keys (Writes), a transaction (Txn), or an atomic read of
+// several keys (Reads).
 type multiCall struct {
 	Single *kvCall
 	Writes []kvWrite
 	Txn    *TxnInput
+	Reads  []string
 }
 
-// multiResult is the porcupine output of a component.
+// multiResult is the porcupine output of a component. Read is what an
+// atomic read saw, by key: a pair (Delete false) or an absent key
+// (Delete true).
 type multiResult struct {
 	Single    kvResult
 	Unknown   bool
 	Succeeded bool
+	Read      []kvWrite
 }
 
 // multiState is a component's registers, by key (copied on write).
@@ -140,6 +148,13 @@ func multiStep(s multiState, c multiCall, r multiResult) (bool, multiState) {
 			writes[i] = kvWrite(w)
 		}
 		return true, s.with(writes)
+	case c.Reads != nil:
+		for _, kv := range r.Read {
+			if !s.keys[kv.Key].observed(!kv.Delete, kv.Value, true) {
+				return false, s
+			}
+		}
+		return true, s
 	}
 	return true, s.with(c.Writes)
 }
@@ -168,6 +183,12 @@ func describeMulti(c multiCall, r multiResult) string {
 			fmt.Fprintf(&b, " → %t", r.Succeeded)
 		}
 		return b.String()
+	case c.Reads != nil:
+		parts := make([]string, len(r.Read))
+		for i, kv := range r.Read {
+			parts[i] = fmt.Sprintf("%q=%s", kv.Key, kvState{Exists: !kv.Delete, Value: kv.Value})
+		}
+		return "multi-get → [" + strings.Join(parts, ", ") + "]"
 	}
 	ws := make([]TxnWrite, len(c.Writes))
 	for i, w := range c.Writes {
@@ -273,4 +294,24 @@ func components(ops []Op) map[string]string {
 		}
 	}
 	return out
+}
+
+// snapshot says whether a multi-get is one atomic read in the checker:
+// one group answered it (Output.Group) and its keys all lie in one
+// component.
+func snapshot(comp map[string]string, op *Op) bool {
+	keys := op.Input.Keys
+	if op.Output.Group == "" || len(keys) < 2 {
+		return false
+	}
+	name, ok := comp[keys[0]]
+	if !ok {
+		return false
+	}
+	for _, k := range keys[1:] {
+		if comp[k] != name {
+			return false
+		}
+	}
+	return true
 }

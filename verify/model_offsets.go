@@ -159,7 +159,7 @@ func offsetPartitions(ops []Op) (parts []partition, problems []string) {
 }
 
 // pruneOffsets drops unknown commits whose offset and metadata no fetch
-// returned, for the reasons given at pruneKV.
+// returned, for the reasons given at prune.
 func pruneOffsets(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 	type seen struct {
 		offset   int64
@@ -171,7 +171,7 @@ func pruneOffsets(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			observed[seen{r.Offset, r.Metadata}] = true
 		}
 	}
-	return withoutOps(ops, func(op porcupine.Operation) bool {
+	return withoutOps(ops, func(_ int, op porcupine.Operation) bool {
 		c, r := op.Input.(offCall), op.Output.(offResult)
 		return r.Unknown && c.Op == OpCommit && !observed[seen{c.Offset, c.Metadata}]
 	})
@@ -199,7 +199,7 @@ func pruneGroup(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			}
 		}
 	}
-	return withoutOps(ops, func(op porcupine.Operation) bool {
+	return withoutOps(ops, func(_ int, op porcupine.Operation) bool {
 		c, r := op.Input.(grpCall), op.Output.(grpResult)
 		return r.Unknown && c.Op == OpCommit && !slices.ContainsFunc(c.Commits, func(e OffsetCommit) bool {
 			return observed[seen{e.Topic, e.Partition, e.Offset, e.Metadata}]

@@ -507,7 +507,7 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 }
 
 // pruneSessions drops unknown puts whose state no read returned (see
-// pruneKV), except those a delete that found the session may need: a
+// prune), except those a delete that found the session may need: a
 // delete reporting "existed" observes existence without a value, and an
 // unknown put called before that delete returned may be what it saw.
 func pruneSessions(ops []porcupine.Operation) ([]porcupine.Operation, int) {
@@ -522,7 +522,7 @@ func pruneSessions(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			existed = append(existed, op.Return)
 		}
 	}
-	return withoutOps(ops, func(op porcupine.Operation) bool {
+	return withoutOps(ops, func(_ int, op porcupine.Operation) bool {
 		c, r := op.Input.(sessCall), op.Output.(sessResult)
 		return r.Unknown && c.Op == OpSessionPut && !observed[c.Value.State] &&
 			!slices.ContainsFunc(existed, func(ret int64) bool { return ret > op.Call })
@@ -548,7 +548,7 @@ func pruneSessionGroup(ops []porcupine.Operation) ([]porcupine.Operation, int) {
 			}
 		}
 	}
-	return withoutOps(ops, func(op porcupine.Operation) bool {
+	return withoutOps(ops, func(_ int, op porcupine.Operation) bool {
 		c, r := op.Input.(sessGroupCall), op.Output.(sessGroupResult)
 		return r.Unknown && c.Op == OpSessionPut && !slices.ContainsFunc(c.Puts, func(v SessionValue) bool {
 			return observed[v.State] || slices.ContainsFunc(existed[v.ClientID], func(ret int64) bool { return ret > op.Call })

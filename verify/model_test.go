@@ -41,6 +41,10 @@ func TestModelsOnKnownHistories(t *testing.T) {
 		{"kv-multi-txn-wrong.jsonl", verdicts{CheckerKV: Invalid}, map[string][]string{CheckerKV: {"k/a,k/b"}}},
 		{"kv-multi-parts.jsonl", verdicts{CheckerKV: Valid}, nil},
 		{"kv-multi-failed-part-visible.jsonl", verdicts{CheckerKV: Invalid}, map[string][]string{CheckerKV: {"k/d,k/e"}}},
+		{"kv-multi-get-torn.jsonl", verdicts{CheckerKV: Invalid}, map[string][]string{CheckerKV: {"k/a,k/b"}}},
+		{"kv-multi-get-snapshot.jsonl", verdicts{CheckerKV: Valid}, nil},
+		{"kv-multi-txn-weak.jsonl", verdicts{CheckerKV: Valid}, nil},
+		{"kv-multi-unknown-unseen.jsonl", verdicts{CheckerKV: Valid}, nil},
 		{"off-good.jsonl", verdicts{CheckerOffsets: Valid, CheckerOffsetsGroup: Valid}, nil},
 		{"off-backwards.jsonl", verdicts{CheckerOffsets: Invalid, CheckerOffsetsGroup: Invalid},
 			map[string][]string{CheckerOffsets: {"g/t/0"}, CheckerOffsetsGroup: {"g"}}},
@@ -196,5 +200,33 @@ func TestVerdictJSON(t *testing.T) {
 	}
 	if got := worst(Unknown, Invalid); got != Invalid {
 		t.Errorf("worst(unknown, invalid): got %s, want invalid", got)
+	}
+}
+
+// Unknown writes of a component that nobody saw are pruned (an unknown
+// multi-put's puts, a txn without failure branch that only puts), unless
+// a delete could be their effect or an op that sees a key in part (a
+// failed txn) may have come after them.
+func TestPruneMultiKey(t *testing.T) {
+	for _, tt := range []struct {
+		file   string
+		pruned int
+	}{
+		{"kv-multi-unknown-unseen.jsonl", 3},
+		{"kv-multi-txn-weak.jsonl", 0},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			ops, err := LoadHistory(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts, problems := kvPartitions(ops)
+			if len(problems) > 0 || len(parts) != 1 || parts[0].Name != "k/a,k/b" {
+				t.Fatalf("got partitions %+v, problems %v; want one, k/a,k/b", parts, problems)
+			}
+			if parts[0].Pruned != tt.pruned {
+				t.Fatalf("pruned %d, want %d", parts[0].Pruned, tt.pruned)
+			}
+		})
 	}
 }

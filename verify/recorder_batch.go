@@ -62,7 +62,7 @@ func (s *Session) MultiPut(ctx context.Context, puts []KV) Op {
 		}
 		out := &Output{}
 		for _, p := range resp.Parts {
-			part := PutPart{Group: p.GetHeader().GetGroup(), Outcome: partOutcome(p.Outcome)}
+			part := PutPart{Group: p.GetHeader().GetGroup(), Revision: p.GetHeader().GetRevision(), Outcome: partOutcome(p.Outcome)}
 			for _, i := range p.Indexes {
 				part.Indexes = append(part.Indexes, int(i))
 			}
@@ -72,7 +72,9 @@ func (s *Session) MultiPut(ctx context.Context, puts []KV) Op {
 	})
 }
 
-// MultiGet reads keys in one call, linearizably.
+// MultiGet reads keys in one call, linearizably. When one group answered
+// (one header), its header is recorded: the checker then takes the read
+// as one snapshot of its keys.
 func (s *Session) MultiGet(ctx context.Context, keys []string) Op {
 	in := Input{Keys: keys}
 	return s.recordBatch(ctx, OpMultiGet, in, func(ctx context.Context, b BatchAPI) (*Output, error) {
@@ -87,6 +89,9 @@ func (s *Session) MultiGet(ctx context.Context, keys []string) Op {
 		out := &Output{KVs: make([]KV, len(resp.Kvs))}
 		for i, kv := range resp.Kvs {
 			out.KVs[i] = *fromKV(kv)
+		}
+		if len(resp.Headers) == 1 {
+			header(out, resp.Headers[0])
 		}
 		return out, nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -101,6 +102,29 @@ func ChooseKeys(prefix string, n, m int) []string {
 		func(s string) string { return metapb.DataGroupFor([]byte(s), m) })
 }
 
+// ChoosePairs pairs keys that route to the same one of m data groups
+// (any two keys when m is 0 or 1): in key order within each group, each
+// key in at most one pair, so that the KV checker's components (keys a
+// batch ties together) stay two keys each.
+func ChoosePairs(keys []string, m int) [][2]string {
+	byGroup := map[string][]string{}
+	for _, k := range keys {
+		g := ""
+		if m > 1 {
+			g = metapb.DataGroupFor([]byte(k), m)
+		}
+		byGroup[g] = append(byGroup[g], k)
+	}
+	var out [][2]string
+	for _, g := range slices.Sorted(maps.Keys(byGroup)) {
+		ks := byGroup[g]
+		for i := 0; i+1 < len(ks); i += 2 {
+			out = append(out, [2]string{ks[i], ks[i+1]})
+		}
+	}
+	return out
+}
+
 // ChooseConsumerGroups returns n consumer group names, sorted, chosen so
 // that each of the k offset groups holds at least one when n >= k.
 func ChooseConsumerGroups(prefix string, n, k int) []string {
@@ -172,6 +196,9 @@ type Workload struct {
 	next map[TopicPartition]*atomic.Int64
 	// sessions are the sessions workload's client ids.
 	sessions []string
+	// pairs are the KV batch calls' keys: pairs of keys that route to one
+	// data group, so that each batch is one atomic part (ChoosePairs).
+	pairs [][2]string
 }
 
 // NewWorkload prepares the key set and consumer groups for a cluster with
@@ -181,6 +208,7 @@ func NewWorkload(seed int64, cfg WorkloadConfig, dataGroups, offsetGroups int) *
 	w.keys = ChooseKeys(cfg.Prefix, cfg.Keys, dataGroups)
 	w.groups = ChooseConsumerGroups(cfg.Prefix, cfg.ConsumerGroups, offsetGroups)
 	w.sessions = ChooseSessionIDs(cfg.Prefix, cfg.Sessions, dataGroups)
+	w.pairs = ChoosePairs(w.keys, dataGroups)
 	for t := 0; t < cfg.Topics; t++ {
 		w.topics = append(w.topics, fmt.Sprintf("t%d", t))
 	}
@@ -220,13 +248,24 @@ func (w *Workload) rng(kind string, worker int) *rand.Rand {
 // quarter puts, a fifth compare-and-swaps, a tenth deletes and the rest
 // list pages, all linearizable, every written value unique. A
 // compare-and-swap expects what this client last saw of the key, so many
-// of them succeed.
+// of them succeed. When s's target has the batch calls (BatchAPI) and
+// there are pairs, 15% of the ops are batch calls over one pair instead
+// (runBatch).
 func (w *Workload) RunKV(ctx context.Context, s *Session, worker int) {
 	rng := w.rng("kv", worker)
 	seen := map[string]kvState{}
 	listPrefix := w.cfg.Prefix + "/kv/"
+	_, batch := s.t.(BatchAPI)
+	batch = batch && len(w.pairs) > 0
 	for ctx.Err() == nil {
 		key := w.keys[rng.IntN(len(w.keys))]
+		if n := rng.IntN(100); batch && n < 15 {
+			w.runBatch(ctx, s, rng, seen, n)
+			if w.cfg.Interval > 0 && !Sleep(ctx, w.cfg.Interval) {
+				return
+			}
+			continue
+		}
 		switch n := rng.IntN(100); {
 		case n < 25:
 			op := s.Get(ctx, key, false)
@@ -262,6 +301,71 @@ func (w *Workload) RunKV(ctx context.Context, s *Session, worker int) {
 		}
 		if w.cfg.Interval > 0 && !Sleep(ctx, w.cfg.Interval) {
 			return
+		}
+	}
+}
+
+// runBatch issues one batch call over a pair (n < 15 picks which): a
+// multi-get of both keys, a multi-put of both, or a txn that compares
+// both with what this client last saw and puts both (or puts one and
+// deletes the other) when they hold. A txn needs both keys known, else a
+// multi-get learns them first. Txns have no failure branch, so an
+// unknown one whose writes nobody saw can be pruned (prune).
+func (w *Workload) runBatch(ctx context.Context, s *Session, rng *rand.Rand, seen map[string]kvState, n int) {
+	pair := w.pairs[rng.IntN(len(w.pairs))]
+	keys := []string{pair[0], pair[1]}
+	if rng.IntN(2) == 0 {
+		keys[0], keys[1] = keys[1], keys[0]
+	}
+	_, known0 := seen[keys[0]]
+	_, known1 := seen[keys[1]]
+	switch {
+	case n < 5 || (n >= 10 && !(known0 && known1)):
+		op := s.MultiGet(ctx, keys)
+		if op.Outcome == OutcomeOK && len(op.Output.KVs) == len(keys) {
+			for i, kv := range op.Output.KVs {
+				if kv.Version == 0 {
+					seen[keys[i]] = kvState{}
+				} else {
+					seen[keys[i]] = kvState{Exists: true, Value: kv.Value}
+				}
+			}
+		}
+	case n < 10:
+		puts := []KV{{Key: keys[0], Value: s.NextValue()}, {Key: keys[1], Value: s.NextValue()}}
+		op := s.MultiPut(ctx, puts)
+		if op.Outcome != OutcomeOK {
+			for _, p := range puts {
+				w.learn(seen, p.Key, op, kvState{})
+			}
+			return
+		}
+		for _, part := range op.Output.Parts {
+			for _, i := range part.Indexes {
+				w.learn(seen, puts[i].Key, Op{Outcome: part.Outcome}, kvState{Exists: true, Value: puts[i].Value})
+			}
+		}
+	default:
+		t := TxnInput{}
+		for _, k := range keys {
+			st := seen[k]
+			t.Compares = append(t.Compares, TxnCompare{Key: k, Value: st.Value, Absent: !st.Exists})
+		}
+		after := []kvState{{Exists: true, Value: s.NextValue()}, {Exists: true, Value: s.NextValue()}}
+		if rng.IntN(5) == 0 {
+			after[1] = kvState{}
+		}
+		for i, k := range keys {
+			t.Success = append(t.Success, TxnWrite{Key: k, Value: after[i].Value, Delete: !after[i].Exists})
+		}
+		op := s.Txn(ctx, t)
+		for i, k := range keys {
+			switch {
+			case op.Outcome == OutcomeOK && op.Output.Succeeded:
+				seen[k] = after[i]
+			case op.Outcome != OutcomeFail:
+				delete(seen, k) // the compares failed, or unknown
+			}
 		}
 	}
 }

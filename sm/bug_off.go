@@ -1,0 +1,7 @@
+//go:build !metabugs
+
+package sm
+
+// plantedTxnNoCompare is false in normal builds: the planted bugs
+// (bug_on.go) are not compiled in.
+func plantedTxnNoCompare() bool { return false }
