@@ -43,10 +43,9 @@ const fenceMark = "fence-"
 //     unknown one; no write is delivered before it was called;
 //   - agreement: two watchers never deliver different changes at one
 //     (group, revision, key); two responses never claim one revision for
-//     different changes, except that the keys of one KV batch (a
+//     different changes, except that the puts of one KV batch op (a
 //     multi-put's part, a txn: several keys, one revision, an event each)
-//     share theirs: keys the KV checker ties together (components) may
-//     change at one revision, every other change has one of its own;
+//     share theirs; every other change has one of its own;
 //   - final state: a KV watcher with one segment ends, at each final
 //     read's revision, in the state the final read saw;
 //   - catch-up: every watcher delivered the fences written after the
@@ -105,7 +104,7 @@ func (in *watchInputs) kvGroup(key string) string {
 func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []string) {
 	exp := map[revKey][]wchange{}
 	var problems []string
-	var tied map[string]string
+	var batch map[[2]string]int // (key, value) a batch op may put → its index
 	add := func(c wchange) {
 		if c.Revision == 0 {
 			return
@@ -121,10 +120,9 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 			}
 		}
 		if space == "kv" || space == "resources" {
-			// One change per revision in these spaces, except the keys
-			// of one KV batch (multi-put part, txn): those the KV
-			// checker ties together (components).
-			if len(exp[k]) > 0 && (space != "kv" || tied[c.Key] == "" || tied[c.Key] != tied[exp[k][0].Key]) {
+			// One change per revision in these spaces, except the puts
+			// of one KV batch op (multi-put part, txn).
+			if len(exp[k]) > 0 && (space != "kv" || !oneBatch(batch, exp[k][0], c)) {
 				o := exp[k][0]
 				problems = append(problems, fmt.Sprintf("%s@%d: %s (%s) and %s (%s) claim one revision", c.Group, c.Revision, o, o.Source, c, c.Source))
 				return
@@ -134,7 +132,14 @@ func (in *watchInputs) expectations(space string) (map[revKey][]wchange, []strin
 	}
 	switch space {
 	case "kv":
-		tied = components(in.ops)
+		batch = map[[2]string]int{}
+		for i := range in.ops {
+			for w := range batchWrites(&in.ops[i]) {
+				if !w.Delete {
+					batch[[2]string{w.Key, w.Value}] = i
+				}
+			}
+		}
 		for i := range in.ops {
 			op := &in.ops[i]
 			if op.Outcome != OutcomeOK || op.Input.Stale {
@@ -673,6 +678,15 @@ func fenceKey(prefix, g string, m int) string {
 			return k
 		}
 	}
+}
+
+// oneBatch says whether two changes are puts one KV batch op may have
+// made together (batch: (key, value) → the op; written values are unique
+// and never empty, so a delete is in no batch).
+func oneBatch(batch map[[2]string]int, a, b wchange) bool {
+	i, ok := batch[[2]string{a.Key, a.Value}]
+	j, ok2 := batch[[2]string{b.Key, b.Value}]
+	return ok && ok2 && i == j
 }
 
 // batchWrite is one write a KV batch op (multi-put, txn) may have made,

@@ -234,6 +234,21 @@ func TestWatchCheckerBatchWrites(t *testing.T) {
 			recs[4].Events = []WatchEvent{{Group: "data-0", Revision: 7, Type: "put", Key: "k/b", Value: "t9", ModRevision: 7}}
 		}, Invalid, "put k/b=t9: no op of the history wrote it"},
 		{"two batches claim one revision", func(ops []Op, _ []WatchRecord) { ops[1].Output.Revision = 5 }, Invalid, "claim one revision"},
+		{"two batches of one component claim one revision", func(ops []Op, _ []WatchRecord) {
+			// The txn puts k/c instead, at the multi-put's revision: k/a,
+			// k/b and k/c are one component, but two ops.
+			ops[1].Input.Txn.Success = []TxnWrite{{Key: "k/c", Value: "t1"}}
+			ops[1].Output.Revision = 5
+		}, Invalid, "put k/a=m1 (op 0 multi-put) and put k/c=t1 (op 1 txn) claim one revision"},
+		{"an unknown multi-put a multi-get saw, half delivered", func(ops []Op, recs []WatchRecord) {
+			// The multi-put's outcome is unknown; a multi-get saw both of
+			// its puts, which proves them: k/b's is missing.
+			ops[0].Outcome, ops[0].Output = OutcomeUnknown, nil
+			ops[3].Client, ops[3].Call, ops[3].Return = 2, 12, 18
+			ops[3].Output = &Output{Group: "data-0", Revision: 5, KVs: []KV{
+				{Key: "k/a", Value: "m1", ModRevision: 5, Version: 1}, {Key: "k/b", Value: "m2", ModRevision: 5, Version: 1}}}
+			recs[2].Events = recs[2].Events[:1]
+		}, Invalid, "gap at data-0@5: want put k/b=m2 (op 3 multi-get)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

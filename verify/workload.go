@@ -360,12 +360,11 @@ func (w *Workload) runBatch(ctx context.Context, s *Session, rng *rand.Rand, see
 		}
 		op := s.Txn(ctx, t)
 		for i, k := range keys {
-			switch {
-			case op.Outcome == OutcomeOK && op.Output.Succeeded:
-				seen[k] = after[i]
-			case op.Outcome != OutcomeFail:
-				delete(seen, k) // the compares failed, or unknown
+			if op.Outcome == OutcomeOK && !op.Output.Succeeded {
+				delete(seen, k) // a compare failed: the key holds something else
+				continue
 			}
+			w.learn(seen, k, op, after[i])
 		}
 	}
 }

@@ -35,6 +35,27 @@ func TestChooseKeysCoversEveryGroup(t *testing.T) {
 	}
 }
 
+// The KV batch calls' pairs route to one data group each, and no key is
+// in two pairs (so that the KV checker's components stay two keys each).
+func TestChoosePairs(t *testing.T) {
+	keys := ChooseKeys("w", 12, 2)
+	pairs := ChoosePairs(keys, 2)
+	used := map[string]bool{}
+	for _, p := range pairs {
+		if g0, g1 := metapb.DataGroupFor([]byte(p[0]), 2), metapb.DataGroupFor([]byte(p[1]), 2); g0 != g1 {
+			t.Errorf("pair %v: keys route to %s and %s, want one group", p, g0, g1)
+		}
+		if used[p[0]] || used[p[1]] || p[0] == p[1] {
+			t.Errorf("pair %v: a key in two pairs", p)
+		}
+		used[p[0]], used[p[1]] = true, true
+	}
+	// At most one key per group is left over.
+	if len(pairs) < (len(keys)-2)/2 {
+		t.Errorf("got %d pairs of %d keys in 2 groups, want at least %d", len(pairs), len(keys), (len(keys)-2)/2)
+	}
+}
+
 func TestWorkloadsRecordValidHistories(t *testing.T) {
 	c := newMemCluster(1, "n1")
 	cfg := DefaultWorkloadConfig()
