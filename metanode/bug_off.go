@@ -7,3 +7,5 @@ package metanode
 func plantedLocalReads() bool { return false }
 
 func plantedNoSpaceLate() bool { return false }
+
+func plantedOwnLevel() bool { return false }

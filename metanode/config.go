@@ -152,7 +152,9 @@ type Config struct {
 	// freshly upgraded nodes one below keeps the cluster version where it
 	// is, so that going back to the previous release stays possible until
 	// the upgrade is declared done (restart them without it); a node whose
-	// level is below the recorded cluster version refuses to start.
+	// level is below the recorded cluster version refuses to start. A node
+	// below its binary's level applies only what that level knows and
+	// halts on the rest, as the older release would (sm.Config.Level).
 	FeatureLevel uint32
 	// QuotaBytes is how much this node may store (RocksDB's SST files
 	// and memtables, all groups) before it raises the cluster's NOSPACE

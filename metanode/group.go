@@ -133,7 +133,7 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	g.leaderReads.timeout = e.t.readRound
 	g.remoteReads.run = g.askLeaderReadIndex
 	g.remoteReads.timeout = e.t.readRound
-	if g.fsm, err = sm.New(sm.Config{Kind: kind, Group: name, DB: e.db, Logger: g.log}); err != nil {
+	if g.fsm, err = sm.New(sm.Config{Kind: kind, Group: name, DB: e.db, Logger: g.log, Level: e.cfg.featureLevel()}); err != nil {
 		return nil, err
 	}
 	g.fsm.OnStaleSnapshot(func(_, applied uint64) { g.askFreshSnapshot(applied) })

@@ -102,7 +102,11 @@ func (e *env) allowed(op *logpb.Op) error {
 	if need <= sm.BaseLevel {
 		return nil
 	}
-	if have := e.directory().Level(); have < need {
+	have := e.directory().Level()
+	if plantedOwnLevel() {
+		have = e.cfg.featureLevel() // this node's release, not the cluster's
+	}
+	if have < need {
 		return &ClusterVersionError{Op: sm.OpName(op), Cluster: have, Required: need}
 	}
 	return nil

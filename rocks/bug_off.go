@@ -8,3 +8,5 @@ package rocks
 const bugsBuilt = false
 
 func bugNoSync() bool { return false }
+
+func bugWALReplay() bool { return false }

@@ -258,6 +258,12 @@ func (o Options) build() (*native, error) {
 	// incomplete last record, a write the crash interrupted before its sync
 	// returned (so never acknowledged), is dropped.
 	base.SetWALRecoveryMode(grocksdb.TolerateCorruptedTailRecordsRecovery)
+	if bugsBuilt && bugWALReplay() {
+		// Planted bug (build tag metabugs, META_BUG contains
+		// "walreplay"): RocksDB's default recovery again, so a damaged
+		// log is replayed up to the damage and the node starts.
+		base.SetWALRecoveryMode(grocksdb.PointInTimeRecovery)
+	}
 
 	opts, err := grocksdb.GetOptionsFromString(base, extraOptions)
 	if err != nil {

@@ -63,11 +63,16 @@ func (m *Machine) haltWith(index uint64, cause error, msg string) {
 var errUnknownContent = errors.New("written by a newer release: holds an operation or fields this version does not know")
 
 // decodeKnownBatch decodes an entry and refuses one whose batch or
-// operations carry fields this version does not know. (Unknown fields
-// inside a known operation's message are not looked for here: that would
-// cost a walk of every message on every apply; a cluster version that
-// keeps leaders from proposing them early is the way to rule them out.)
-func decodeKnownBatch(data []byte) (*logpb.Batch, error) {
+// operations carry fields this version does not know, or an operation
+// that needs a feature level above level (the replica runs at a lower
+// level, --feature-level: it applies what a release of that level knows,
+// and halts where that release would, so that going back to it stays
+// possible and an in-process cluster's older members behave as older
+// releases). (Unknown fields inside a known operation's message are not
+// looked for here: that would cost a walk of every message on every
+// apply; a cluster version that keeps leaders from proposing them early
+// is the way to rule them out.)
+func decodeKnownBatch(data []byte, level uint32) (*logpb.Batch, error) {
 	b, err := DecodeBatch(data)
 	if err != nil {
 		return nil, err
@@ -78,6 +83,9 @@ func decodeKnownBatch(data []byte) (*logpb.Batch, error) {
 	for i, op := range b.Ops {
 		if op.Op == nil && len(op.ProtoReflect().GetUnknown()) > 0 {
 			return nil, fmt.Errorf("operation %d %w", i, errUnknownContent)
+		}
+		if need := OpLevel(op); need > level {
+			return nil, fmt.Errorf("operation %d (%s, feature level %d) %w: this replica runs feature level %d", i, OpName(op), need, errUnknownContent, level)
 		}
 	}
 	return b, nil

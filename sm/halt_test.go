@@ -117,3 +117,27 @@ func TestKnownEntriesDoNotHalt(t *testing.T) {
 		t.Fatalf("halted %v, applied %d", e.m.Halted(), e.m.AppliedIndex())
 	}
 }
+
+// A replica that runs a lower feature level (--feature-level) applies
+// what a release of that level knows and halts, never skipping, on an
+// operation that needs more, as that release would; once it runs the
+// higher level (a restart), it applies the entry.
+func TestReplicaBelowAnOperationsLevelHalts(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), group: KindData.String() + "-0", kind: KindData, level: BaseLevel}
+	e.open()
+	t.Cleanup(func() { e.close() })
+	e.m.Apply(entry(t, 1, putOp("a", "1")))
+	puts := &logpb.Op{Op: &logpb.Op_KvPuts{KvPuts: &logpb.KVPuts{Puts: []*logpb.KVPut{{Key: []byte("b"), Value: []byte("2")}}}}}
+	e.m.Apply(entry(t, 2, puts))
+	var h *HaltError
+	if !errors.As(e.m.Halted(), &h) || h.Index != 2 || !errors.Is(e.m.Halted(), errUnknownContent) || e.m.AppliedIndex() != 1 {
+		t.Fatalf("a level-%d replica given KVPuts (level %d): halted %v, applied %d; want halted at entry 2 as an unknown operation, applied 1",
+			BaseLevel, OpLevel(puts), e.m.Halted(), e.m.AppliedIndex())
+	}
+	e.level = 0
+	e.reopen()
+	e.m.Apply(entry(t, 2, puts))
+	if kv, _ := e.m.Get([]byte("b")); e.m.Halted() != nil || kv == nil || string(kv.Value) != "2" {
+		t.Fatalf("at this release's level: halted %v, b = %v; want the entry applied", e.m.Halted(), kv)
+	}
+}

@@ -25,6 +25,10 @@ type Config struct {
 	Group  string
 	DB     *rocks.DB
 	Logger *slog.Logger
+	// Level is the feature level this replica applies at (version.go):
+	// 0 means FeatureLevel; a lower one halts on an operation that needs
+	// more, as a release of that level does on one it does not know.
+	Level uint32
 }
 
 // Machine is one group's state machine. Apply, Snapshot and Restore are
@@ -36,6 +40,8 @@ type Machine struct {
 	db    *rocks.DB
 	space *rocks.Space
 	log   *slog.Logger
+	// level is the feature level this replica applies at.
+	level uint32
 
 	// index, term and rev mirror the stored AppliedState; written only by
 	// the FSM goroutine after the batch that stores them has committed.
@@ -102,7 +108,10 @@ func New(cfg Config) (*Machine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Machine{kind: cfg.Kind, group: cfg.Group, db: cfg.DB, space: space,
+	if cfg.Level == 0 || cfg.Level > FeatureLevel {
+		cfg.Level = FeatureLevel
+	}
+	m := &Machine{kind: cfg.Kind, group: cfg.Group, db: cfg.DB, space: space, level: cfg.Level,
 		log: cfg.Logger.With("group", cfg.Group), applied: make(chan struct{})}
 	st, err := m.loadApplied(space.Get)
 	if err != nil {
@@ -267,7 +276,7 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 			changed = true
 			continue
 		}
-		batch, err := decodeKnownBatch(l.Data)
+		batch, err := decodeKnownBatch(l.Data, m.level)
 		if err != nil {
 			m.halt(l.Index, err)
 			out[i] = &BatchResult{Index: l.Index}

@@ -29,6 +29,8 @@ type env struct {
 	// bare: leave a routed machine without an ownership record (as an
 	// earlier release left it).
 	bare bool
+	// level is the machine's Config.Level (0: FeatureLevel).
+	level uint32
 }
 
 func newEnv(t testing.TB, kind Kind) *env {
@@ -68,7 +70,7 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatalf("open: %v", err)
 	}
-	m, err := New(Config{Kind: e.kind, Group: e.group, DB: db})
+	m, err := New(Config{Kind: e.kind, Group: e.group, DB: db, Level: e.level})
 	if err != nil {
 		e.t.Fatalf("new machine: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/metamq/meta/sm"
 	"github.com/metamq/meta/verify"
@@ -32,8 +33,27 @@ import (
 //     wipe, member add, join) as the README's runbook does.
 //   - upgrade: nodes are restarted in order (Stop, SetFeatureLevel,
 //     Restart) at sm.FeatureLevel on a cluster started at a lower level
-//     (Options.Configure's FeatureLevel); on a cluster already at it, a
-//     rolling restart.
+//     (Options.Configure's FeatureLevel; such a node applies only what a
+//     release of that level knows, sm.Config.Level); on a cluster already
+//     at it, a rolling restart. While an older member still runs, each
+//     node restarted is handed every group's leadership and the mixed
+//     cluster runs for upgradeSoak. A replica halted on any running node
+//     before a node is restarted fails the fault at Heal
+//     (ErrBrokenPromise): a rolling upgrade must never bring an older
+//     member an entry it cannot apply.
+//
+// A corrupt fault's node that started on its damaged write-ahead log (the
+// newest, replayed at every start) and halted nothing by Heal fails the
+// fault too (ErrBrokenPromise), unless the damage reads as the torn tail
+// a crash leaves, which recovery drops without an error (walRecoveryError:
+// a control run without a planted bug saw a node start so).
+
+// ErrBrokenPromise is wrapped by an operations fault's error when the
+// cluster broke a promise the fault itself checks (a damaged write-ahead
+// log the node started on unnoticed, a replica halted during a rolling
+// upgrade), as opposed to a fault that could not be carried out: the
+// planted bugs' self-test counts the first as a catch.
+var ErrBrokenPromise = errors.New("metanodetest: the cluster broke a promise")
 
 // OpsStats count what the operations faults did, so that a test can tell
 // a fault that happened (a refusal seen, damage detected, a version
@@ -73,12 +93,20 @@ type opsState struct {
 	filler string
 	// fullNode is the node the filler fills.
 	fullNode string
-	// corrupt is the node a corrupt fault damaged, until Heal replaced it.
-	corrupt string
+	// corrupt is the node a corrupt fault damaged, until Heal replaced it;
+	// corruptWAL is what the recovery of the damaged write-ahead log
+	// must fail on (walRecoveryError; nil for another kind of file), and
+	// corruptStarted whether the node started on it.
+	corrupt        string
+	corruptWAL     error
+	corruptStarted bool
 	// upgradeLeft are the nodes an upgrade fault has still to restart;
 	// upgradeFrom is the cluster version before it.
 	upgradeLeft []string
 	upgradeFrom uint32
+	// upgradeHalts are the replicas seen halted during an upgrade fault
+	// (ErrBrokenPromise), reported by its Heal.
+	upgradeHalts error
 }
 
 // healAllOps ends whatever operations fault is left.
@@ -174,9 +202,17 @@ func (n *Nemesis) injectCorrupt(ctx context.Context, f *verify.Fault) error {
 		n.ops.CorruptFiles = map[string]int{}
 	}
 	n.ops.CorruptFiles[kind]++
+	var walErr error
+	if kind == "wal" {
+		walErr = walRecoveryError(path)
+	}
+	n.ops.corruptWAL = walErr
 	n.mu.Unlock()
 	rerr := n.c.Restart(id)
-	n.log.Info("nemesis: flipped bytes in a stopped follower's file and started it", "fault", f.ID, "node", id, "kind", kind, "file", path, "start", rerr)
+	n.mu.Lock()
+	n.ops.corruptStarted = rerr == nil
+	n.mu.Unlock()
+	n.log.Info("nemesis: flipped bytes in a stopped follower's file and started it", "fault", f.ID, "node", id, "kind", kind, "file", path, "recovery must fail", walErr, "start", rerr)
 	if rerr != nil {
 		// Detected at start: the node refuses to run on damaged files.
 		n.mu.Lock()
@@ -204,11 +240,12 @@ func (n *Nemesis) halted(id string) error {
 // replaces its copy: forced removal, wipe, re-add, join.
 func (n *Nemesis) healCorrupt(ctx context.Context) error {
 	n.mu.Lock()
-	id := n.ops.corrupt
+	id, walErr, started := n.ops.corrupt, n.ops.corruptWAL, n.ops.corruptStarted
 	n.mu.Unlock()
 	if id == "" {
 		return nil
 	}
+	var broken error
 	if n.c.Running(id) != nil {
 		err := n.halted(id)
 		n.mu.Lock()
@@ -219,18 +256,24 @@ func (n *Nemesis) healCorrupt(ctx context.Context) error {
 		}
 		n.mu.Unlock()
 		n.log.Info("nemesis: damaged node at heal", "node", id, "halted", err)
+		if err == nil && started && walErr != nil {
+			// RocksDB replays the newest log at every start (DamageFile
+			// picks it), and its damage is of a kind its recovery fails
+			// on, not a torn tail it drops.
+			broken = fmt.Errorf("%w: corrupt: %s started on its damaged write-ahead log (%v) and halted no replica by the heal, want it refused to start (the log is replayed at every start)", ErrBrokenPromise, id, walErr)
+		}
 	}
 	if err := n.removeAndStop(ctx, id); err != nil {
-		return err
+		return errors.Join(broken, err)
 	}
 	if err := n.readd(ctx, id); err != nil {
-		return err
+		return errors.Join(broken, err)
 	}
 	n.mu.Lock()
-	n.ops.corrupt = ""
+	n.ops.corrupt, n.ops.corruptWAL, n.ops.corruptStarted = "", nil, false
 	n.ops.CorruptReplaced++
 	n.mu.Unlock()
-	return nil
+	return broken
 }
 
 // ---- upgrade ----
@@ -270,6 +313,10 @@ func (n *Nemesis) healUpgrade(ctx context.Context) error {
 			return err
 		}
 	}
+	n.mu.Lock()
+	broken := n.ops.upgradeHalts
+	n.ops.upgradeHalts = nil
+	n.mu.Unlock()
 	err := poll.Until(ctx, func() error {
 		for _, id := range n.nodes {
 			node := n.c.Running(id)
@@ -283,22 +330,29 @@ func (n *Nemesis) healUpgrade(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return errors.Join(broken, err)
 	}
 	n.mu.Lock()
 	if n.ops.upgradeFrom < sm.FeatureLevel {
 		n.ops.VersionRaised++
 	}
 	n.mu.Unlock()
-	return nil
+	return broken
 }
 
 // upgradeNext restarts the next node of the upgrade at sm.FeatureLevel
 // (an orderly stop, as an operator's rolling restart does) and waits until
 // every group has a leader again.
 func (n *Nemesis) upgradeNext(ctx context.Context) error {
+	var halts []error
+	for _, id := range n.nodes {
+		if err := n.halted(id); err != nil {
+			halts = append(halts, fmt.Errorf("%w: upgrade: %s's replica of %v (halted during the rolling upgrade, want no older member given an entry it cannot apply)", ErrBrokenPromise, id, err))
+		}
+	}
 	n.mu.Lock()
 	id := n.ops.upgradeLeft[0]
+	n.ops.upgradeHalts = errors.Join(append([]error{n.ops.upgradeHalts}, halts...)...)
 	n.mu.Unlock()
 	n.c.Stop(id)
 	n.c.SetFeatureLevel(id, sm.FeatureLevel)
@@ -307,9 +361,47 @@ func (n *Nemesis) upgradeNext(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.ops.upgradeLeft = n.ops.upgradeLeft[1:]
+	older := len(n.ops.upgradeLeft) > 0
 	n.ops.Upgraded++
 	n.mu.Unlock()
-	return n.waitLeaders(ctx)
+	if err := n.waitLeaders(ctx); err != nil || !older {
+		return err
+	}
+	n.leadMixed(ctx, id)
+	return nil
+}
+
+// upgradeSoak is how long a rolling upgrade's mixed cluster runs under
+// load after each step while an older member still runs: a hash-check
+// round or two at the lanes' interval (runner_test.go: 1 s, jittered to
+// 0.5-1.5 s), so that a newer leader proposes whatever it would before
+// the next step checks the replicas.
+const upgradeSoak = 2 * time.Second
+
+// leadMixed moves every group's leadership to id, just restarted at the
+// newer level while an older member still runs, and lets the mixed
+// cluster run for upgradeSoak: the newer release leading its groups is
+// where a cluster version that did not hold would show (an older member
+// given an entry it cannot apply halts, which the next step reports).
+// Without it, the restarted node (a follower after its restart) rarely
+// led before the next step: the planted bug ownlevel (operations gated by
+// the node's own level) went uncaught in seeds 1-6, with one older
+// replica halting only as the last node was being restarted. Transfers
+// are best effort: one that fails (an election undid it, a slow target)
+// is logged, not an error of the fault.
+func (n *Nemesis) leadMixed(ctx context.Context, id string) {
+	for _, g := range n.groups() {
+		if _, voters := n.voters(g); !slices.Contains(voters, id) {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := n.cl.TransferLeader(cctx, g, id)
+		cancel()
+		if err != nil {
+			n.log.Debug("nemesis: upgrade: transfer", "group", g, "to", id, "err", err)
+		}
+	}
+	verify.Sleep(ctx, upgradeSoak)
 }
 
 // clusterVersion is the lowest cluster version a running node sees (0 if
