@@ -88,6 +88,7 @@ type admin interface {
 	AddMember(ctx context.Context, id, addr string) (*metapb.AddMemberResponse, error)
 	TransferLeader(ctx context.Context, group, target string) (*metapb.TransferLeaderResponse, error)
 	verify.AlarmAdmin
+	verify.ReshardAdmin
 	CommitOffsets(ctx context.Context, req *metapb.CommitOffsetsRequest) (*metapb.CommitOffsetsResponse, error)
 }
 
@@ -226,8 +227,8 @@ func (m *Nemesis) Close() error {
 func (m *Nemesis) Nodes() []string { return slices.Clone(m.nodes) }
 
 // Supports reports the kinds of faults(): every kind but crashpoint (the
-// node has no crash points) and reshard (not carried out in containers
-// yet: Inject returns ErrUnsupported); of those, disk-full only with
+// node has no crash points: Inject returns ErrUnsupported); of those,
+// disk-full only with
 // MinFreeBytes (small data filesystems), scale only with a spare to put
 // replicas on, and move with a spare or on a cluster whose replication
 // factor (ReplicationFactors) is below its node count, where a member
@@ -323,7 +324,7 @@ func (m *Nemesis) Heal(ctx context.Context, f *verify.Fault) error {
 }
 
 // faults maps every kind the nemesis carries out to its inject and heal
-// (crashpoint and reshard are not there: ErrUnsupported).
+// (crashpoint is not there: ErrUnsupported).
 func (m *Nemesis) faults() verify.FaultTable {
 	healNetwork := func(ctx context.Context, _ *verify.Fault) error { return m.c.HealNetwork(ctx) }
 	t := verify.FaultTable{
@@ -363,6 +364,7 @@ func (m *Nemesis) faults() verify.FaultTable {
 		verify.FaultDiskFull: {Inject: opsOnNode(m.injectDiskFull), Heal: m.healDiskFull},
 		verify.FaultCorrupt:  {Inject: opsOnNode(m.injectCorrupt), Heal: m.healCorrupt},
 		verify.FaultUpgrade:  {Inject: opsOnNode(m.injectUpgrade), Heal: m.healUpgrade},
+		verify.FaultReshard:  {Inject: m.injectReshard, Heal: m.healReshard},
 	}
 	t.Set(verify.FaultOps{
 		Inject: func(ctx context.Context, f *verify.Fault) error {

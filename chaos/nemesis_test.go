@@ -153,11 +153,46 @@ type fakeAdmin struct {
 	// levels, when set, gives each node's feature level and the cluster
 	// version the Status answers carry.
 	levels func(node string) (level, version uint32)
+	// kvs are the keys List answers; ranges each data group's ranges
+	// (set by newFakeAdmin, changed by SplitGroup).
+	kvs    []*metapb.KeyValue
+	ranges map[string][]*metapb.KeyRange
 }
 
 func newFakeAdmin(members ...string) *fakeAdmin {
-	return &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{},
-		drained: map[string]bool{}, moved: map[string][2]string{}, targets: map[string][]string{}, learner: map[string]string{}}
+	a := &fakeAdmin{members: members, groups: metapb.Groups(2, 2), writes: map[string]int{}, failWrite: map[string]bool{},
+		drained: map[string]bool{}, moved: map[string][2]string{}, targets: map[string][]string{}, learner: map[string]string{},
+		ranges: map[string][]*metapb.KeyRange{}}
+	for _, r := range metapb.EvenRanges(2, metapb.DataGroup) {
+		a.ranges[r.Group] = append(a.ranges[r.Group], &metapb.KeyRange{Lo: r.Lo, Hi: r.Hi, Version: r.Version})
+	}
+	return a
+}
+
+// List answers the keys in kvs, in one page.
+func (a *fakeAdmin) List(context.Context, *metapb.ListRequest) (*metapb.ListResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return &metapb.ListResponse{Kvs: slices.Clone(a.kvs)}, nil
+}
+
+// SplitGroup splits at once: the new group takes [at, hi) of the range
+// holding at.
+func (a *fakeAdmin) SplitGroup(_ context.Context, group string, at uint64) (*metapb.SplitGroupResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, fmt.Sprintf("split %s at %#x", group, at))
+	for _, r := range a.ranges[group] {
+		if r.Lo < at && at < r.Hi {
+			child := metapb.DataGroup(len(a.ranges))
+			take := &metapb.KeyRange{Lo: at, Hi: r.Hi, Version: r.Version + 1}
+			r.Hi, r.Version = at, r.Version+1
+			a.ranges[child] = []*metapb.KeyRange{take}
+			a.groups = append(a.groups, child)
+			return &metapb.SplitGroupResponse{Child: child, Range: take}, nil
+		}
+	}
+	return nil, fmt.Errorf("fake: %s owns no range cutting at %#x", group, at)
 }
 
 func (a *fakeAdmin) Calls() []string {
@@ -316,7 +351,8 @@ func (a *fakeAdmin) ListGroups(context.Context) (*metapb.ListGroupsResponse, err
 	res := &metapb.ListGroupsResponse{ReplicationFactor: rf, MetadataReplicationFactor: rf}
 	for _, g := range a.groups {
 		replicas := a.replicas(g)
-		gi := &metapb.GroupInfo{Group: g, State: "active"}
+		kind, _ := metapb.GroupKind(g)
+		gi := &metapb.GroupInfo{Group: g, Kind: kind, State: "active", Ranges: a.ranges[g]}
 		if len(replicas) > 0 {
 			gi.Leader = replicas[0]
 		}
@@ -528,7 +564,7 @@ func TestNemesisSupports(t *testing.T) {
 	m, _, _ := fakeNemesis(t)
 	for _, k := range verify.AllFaultKinds {
 		// No spare, no small data filesystems.
-		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale && k != verify.FaultDiskFull && k != verify.FaultReshard; got != want {
+		if got, want := m.Supports(k), k != verify.FaultCrashpoint && k != verify.FaultMove && k != verify.FaultScale && k != verify.FaultDiskFull; got != want {
 			t.Errorf("Supports(%s): got %t, want %t", k, got, want)
 		}
 	}
@@ -926,4 +962,58 @@ func TestNemesisReplicationBelowNodes(t *testing.T) {
 			t.Errorf("waitPlaced with a non-voter in %s's configuration: got %v, want it still waiting for the promotion", g, err)
 		}
 	})
+}
+
+// A reshard fault splits the data group holding one of the keys written
+// last, just below the key's hash (so the key moves to the new group),
+// and its Heal returns once the directory shows the split done and every
+// group led; the run's notes say where it split.
+func TestNemesisReshard(t *testing.T) {
+	m, _, fa := fakeNemesis(t)
+	for i := range 20 {
+		fa.kvs = append(fa.kvs, &metapb.KeyValue{Key: fmt.Appendf(nil, "k%02d", i), ModRevision: uint64(100 + i)})
+	}
+	ctx := context.Background()
+	f := &verify.Fault{ID: 3, Kind: verify.FaultReshard, Pick: 5}
+	if !m.Supports(verify.FaultReshard) {
+		t.Fatal("the container nemesis does not support reshard")
+	}
+	if err := m.Inject(ctx, f); err != nil {
+		t.Fatalf("Inject: %v", err)
+	}
+	// The hot keys are the 8 written last (k12..k19), taken from the
+	// Pick-th (mod 8) on.
+	want, err := verify.PickReshard(ctx, newFakeAdmin("n1", "n2", "n3").withKVs(fa.kvs), f.Pick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Key < "k12" {
+		t.Fatalf("the split was placed under %q, not a key written last", want.Key)
+	}
+	if got := fa.Calls(); !slices.Contains(got, fmt.Sprintf("split %s at %#x", want.Group, want.At)) {
+		t.Fatalf("calls %q: want the split of %s at %#x (below %q)", got, want.Group, want.At, want.Key)
+	}
+	gs, _ := fa.ListGroups(ctx)
+	var holder string
+	for _, g := range gs.Groups {
+		for _, r := range g.Ranges {
+			if r.Lo <= uint64(want.Hash) && uint64(want.Hash) < r.Hi {
+				holder = g.Group
+			}
+		}
+	}
+	if holder != "data-2" {
+		t.Fatalf("after the split %q (hash %#x) is in %s, want the new group data-2", want.Key, want.Hash, holder)
+	}
+	if err := m.Heal(ctx, f); err != nil {
+		t.Fatalf("Heal: %v", err)
+	}
+	if !hasNote(m, "split "+want.Group) {
+		t.Errorf("notes %v: want the split noted", m.Notes())
+	}
+}
+
+func (a *fakeAdmin) withKVs(kvs []*metapb.KeyValue) *fakeAdmin {
+	a.kvs = kvs
+	return a
 }

@@ -363,7 +363,7 @@ func brokerChecks(res *Result, ops []Op) []CheckResult {
 	}
 	var out []CheckResult
 	if w.SessionClientsPerNode > 0 {
-		ext.sessions = CheckSessions(ext.ops, res.Settings.DataGroups, res.Settings.CheckTimeout)
+		ext.sessions = CheckSessions(ext.ops, res.dataRoute(), res.Settings.CheckTimeout)
 		c := ext.sessions.Result
 		if len(ext.ops) == 0 {
 			c.Verdict, c.Details = Unknown, "no broker history"
@@ -371,7 +371,7 @@ func brokerChecks(res *Result, ops []Op) []CheckResult {
 		out = append(out, c)
 	}
 	if w.KVWatchers > 0 || w.ResourceWatch || w.Brokers > 0 {
-		c := CheckWatch(ext.watch, ops, ext.ops, res.Settings.DataGroups)
+		c := CheckWatch(ext.watch, ops, ext.ops, res.dataRoute())
 		if len(ext.watch) == 0 {
 			c.Verdict, c.Details = Unknown, "no watch records"
 		}

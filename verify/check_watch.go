@@ -87,17 +87,12 @@ type revKey struct {
 
 // watchInputs are the histories as the watch checker needs them.
 type watchInputs struct {
-	ops  []Op
-	bops []BrokerOp
-	m    int // data groups
+	ops   []Op
+	bops  []BrokerOp
+	route DataRoute
 }
 
-func (in *watchInputs) kvGroup(key string) string {
-	if in.m <= 0 {
-		return metapb.DataGroup(0)
-	}
-	return metapb.DataGroupFor([]byte(key), in.m)
-}
+func (in *watchInputs) kvGroup(key string) string { return in.route.Group([]byte(key)) }
 
 // expectations returns the changes the histories prove for a space, by
 // (group, revision), and conflicts between them.
@@ -403,10 +398,10 @@ func evString(ev WatchEvent) string {
 
 // CheckWatch checks the watch records against the KV history (ops), the
 // broker history (bops) and the number of data groups m.
-func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, m int) CheckResult {
+func CheckWatch(recs []WatchRecord, ops []Op, bops []BrokerOp, route DataRoute) CheckResult {
 	start := time.Now()
 	r := CheckResult{Checker: CheckerWatch, Verdict: Valid}
-	in := &watchInputs{ops: ops, bops: bops, m: m}
+	in := &watchInputs{ops: ops, bops: bops, route: route}
 	segs := segments(recs)
 	var problems []string
 	failing := map[string]bool{}

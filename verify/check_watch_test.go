@@ -136,7 +136,7 @@ func TestWatchCheckerOnKnownHistories(t *testing.T) {
 			if tt.mutate != nil {
 				ops, recs = tt.mutate(ops, recs)
 			}
-			r := CheckWatch(recs, ops, nil, 1)
+			r := CheckWatch(recs, ops, nil, DataRoute{Count: 1})
 			if r.Verdict != tt.want {
 				t.Fatalf("got %s, want %s (failing %v: %s)", r.Verdict, tt.want, r.Failing, r.Details)
 			}
@@ -165,7 +165,7 @@ func TestWatchCheckerWatchersDisagree(t *testing.T) {
 		Op{Index: 9, Client: 6, Kind: OpPut, Input: Input{Key: "k/c", Value: "y"}, Call: 60, Return: 61, Outcome: OutcomeUnknown})
 	recs[7].Events = append([]WatchEvent{{Group: "data-0", Revision: 9, Type: "put", Key: "k/c", Value: "x", ModRevision: 9}}, recs[7].Events...)
 	second[7].Events = append([]WatchEvent{{Group: "data-0", Revision: 9, Type: "put", Key: "k/c", Value: "y", ModRevision: 9}}, second[7].Events...)
-	r := CheckWatch(append(recs, second...), ops, nil, 1)
+	r := CheckWatch(append(recs, second...), ops, nil, DataRoute{Count: 1})
 	if r.Verdict != Invalid || !strings.Contains(r.Details, "disagree at data-0@9") {
 		t.Fatalf("got %s (%s), want invalid: watchers disagree", r.Verdict, r.Details)
 	}
@@ -254,7 +254,7 @@ func TestWatchCheckerBatchWrites(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ops, recs := batch()
 			tt.mutate(ops, recs)
-			r := CheckWatch(recs, ops, nil, 1)
+			r := CheckWatch(recs, ops, nil, DataRoute{Count: 1})
 			if r.Verdict != tt.want {
 				t.Fatalf("got %s, want %s (failing %v: %s)", r.Verdict, tt.want, r.Failing, r.Details)
 			}

@@ -342,18 +342,13 @@ func sessionShape(op *BrokerOp) string {
 
 // sessionPartitions builds the per-client and per-group partitions. m is
 // the number of data groups (0: unknown, one group).
-func sessionPartitions(ops []BrokerOp, m int) (parts []partition, problems []string) {
+func sessionPartitions(ops []BrokerOp, route DataRoute) (parts []partition, problems []string) {
 	universe := sessionUniverse(ops, true)
 	inUniverse := map[string]bool{}
 	for _, id := range universe {
 		inUniverse[id] = true
 	}
-	groupOf := func(id string) string {
-		if m <= 0 {
-			return metapb.DataGroup(0)
-		}
-		return metapb.DataGroupFor([]byte(id), m)
-	}
+	groupOf := func(id string) string { return route.Group([]byte(id)) }
 	byID := map[string][]porcupine.Operation{}
 	byGroup := map[string][]porcupine.Operation{}
 	add := func(op *BrokerOp, c sessCall, r sessResult) {
@@ -573,9 +568,9 @@ func (s *SessionsCheck) Visualize(w io.Writer) error {
 // verdict Unknown), the responses' shape and revisions, and that every
 // client id the workload named got a successful final read. m is the
 // number of data groups.
-func CheckSessions(ops []BrokerOp, m int, timeout time.Duration) *SessionsCheck {
+func CheckSessions(ops []BrokerOp, route DataRoute, timeout time.Duration) *SessionsCheck {
 	start := time.Now()
-	parts, problems := sessionPartitions(ops, m)
+	parts, problems := sessionPartitions(ops, route)
 	verdicts, longest, info, stopped := checkPartitions(sessionsModel(), parts, timeout)
 	r := CheckResult{Checker: CheckerSessions, Verdict: Valid}
 	details := judgePartitions(&r, parts, verdicts, longest, "", timeout, stopped)

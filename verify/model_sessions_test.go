@@ -35,7 +35,7 @@ func TestSessionsOnKnownHistories(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := CheckSessions(ops, 2, 10*time.Second)
+			c := CheckSessions(ops, DataRoute{Count: 2}, 10*time.Second)
 			r := c.Result
 			if r.Verdict != tt.want {
 				t.Fatalf("got %s, want %s (failing %v: %s)", r.Verdict, tt.want, r.Failing, r.Details)
@@ -69,7 +69,7 @@ func TestSessionsTimeoutIsUnknown(t *testing.T) {
 		ops = append(ops, BrokerOp{Index: len(ops), Client: 100 + i, Process: 100 + i, Kind: OpSessionGet, Input: BrokerInput{ClientID: "s1"},
 			Output: &BrokerOutput{Session: &v}, Call: 100, Return: 200, Outcome: OutcomeOK})
 	}
-	r := CheckSessions(ops, 2, time.Nanosecond).Result
+	r := CheckSessions(ops, DataRoute{Count: 2}, time.Nanosecond).Result
 	if r.Verdict == Valid {
 		t.Fatalf("got valid within a nanosecond, want unknown or invalid (%s)", r.Details)
 	}
@@ -124,7 +124,7 @@ func TestUndecidedPartitionsGetALastPassAlone(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r = CheckSessions(ops, 2, timeout).Result
+			r = CheckSessions(ops, DataRoute{Count: 2}, timeout).Result
 		} else {
 			r = CheckLinearizability(loadKV(t, tt.file), timeout).Results[0]
 		}

@@ -210,6 +210,11 @@ type Result struct {
 	// BrokerOps counts broker.jsonl's ops by kind and outcome (broker
 	// workloads only).
 	BrokerOps map[BrokerOpKind]Counts `json:"broker_ops,omitempty"`
+	// DataRanges is the data groups' map as the directory listed it once
+	// every fault healed (empty: not read, or a cluster routing by
+	// count); the sessions and watch checkers partition keys by it
+	// (DataRoute).
+	DataRanges []metapb.Range `json:"data_ranges,omitempty"`
 	// ext holds the broker workloads' records (broker.jsonl, watch.jsonl)
 	// while a run evaluates them; a re-check loads them from Dir.
 	ext *brokerRecords
@@ -409,6 +414,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		ranges = live("ranges", func(ctx context.Context) CheckResult {
 			return CheckRanges(ctx, admin, cfg.Endpoints, 200*time.Millisecond)
 		})
+		if gs, err := admin.ListGroups(ctx); err == nil {
+			res.DataRanges = finalDataRanges(gs)
+		}
 		if ctx.Err() != nil {
 			runErr = ctx.Err()
 		}

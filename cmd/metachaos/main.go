@@ -240,9 +240,8 @@ func kindNames() string {
 	return verify.JoinKinds(verify.AllFaultKinds)
 }
 
-// parseKinds parses --nemesis; crashpoint and reshard, which the
-// container nemesis cannot do, are dropped from "all" with a notice and
-// refused if named.
+// parseKinds parses --nemesis; crashpoint, which the container nemesis
+// cannot do, is dropped from "all" with a notice and refused if named.
 func parseKinds(s string, stderr io.Writer) ([]verify.FaultKind, error) {
 	kinds, err := verify.ParseKinds(s)
 	if err != nil {
@@ -255,13 +254,6 @@ func parseKinds(s string, stderr io.Writer) ([]verify.FaultKind, error) {
 				return nil, fmt.Errorf("--nemesis: crashpoint is not supported: metanode has no crash points")
 			}
 			fmt.Fprintln(stderr, "metachaos: note: crashpoint left out of \"all\": metanode has no crash points")
-			continue
-		}
-		if k == verify.FaultReshard {
-			if strings.Contains(s, string(verify.FaultReshard)) {
-				return nil, fmt.Errorf("--nemesis: reshard is not supported by the container nemesis yet (it runs in process: META_INPROC_KINDS=reshard)")
-			}
-			fmt.Fprintln(stderr, "metachaos: note: reshard left out of \"all\": the container nemesis does not split groups yet")
 			continue
 		}
 		out = append(out, k)

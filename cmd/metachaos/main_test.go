@@ -21,8 +21,8 @@ func TestParseKinds(t *testing.T) {
 	}{
 		{in: "kill,pause", want: []verify.FaultKind{verify.FaultKill, verify.FaultPause}},
 		{in: "partition", want: []verify.FaultKind{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay}},
-		{in: "all", want: slices.DeleteFunc(slices.Clone(verify.AllFaultKinds), func(k verify.FaultKind) bool { return k == verify.FaultCrashpoint || k == verify.FaultReshard }), notice: true},
-		{in: "reshard", wantErr: "not supported"},
+		{in: "all", want: slices.DeleteFunc(slices.Clone(verify.AllFaultKinds), func(k verify.FaultKind) bool { return k == verify.FaultCrashpoint }), notice: true},
+		{in: "reshard", want: []verify.FaultKind{verify.FaultReshard}},
 		{in: "crashpoint", wantErr: "not supported"},
 		{in: "meteor", wantErr: "meteor"},
 	}

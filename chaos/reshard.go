@@ -1,0 +1,61 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/metamq/meta/verify"
+)
+
+// The reshard fault (verify.FaultReshard) on a cluster in containers, as
+// in process: Inject splits a data group just below a recently written
+// key through the public client (verify.StartReshard) and returns once
+// the split is recorded, while the workload writes that key; Heal waits
+// until no split is under way (verify.AwaitSplitsDone) and every group,
+// the new one included, has a leader. A run starts a fresh cluster and a
+// schedule holds at most ScheduleOptions.MaxReshards reshard faults, so
+// a run's cluster never holds more than verify.MaxDataGroups data groups.
+
+// reshardHealLimit bounds how long Heal waits for a split to finish and
+// its groups to lead: the split copies what a run wrote (a few thousand
+// keys), through containers that other faults may have slowed.
+const reshardHealLimit = 2 * time.Minute
+
+func (m *Nemesis) injectReshard(ctx context.Context, f *verify.Fault) error {
+	rs, child, err := verify.StartReshard(ctx, m.adm, f.Pick)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	m.note(f, false, "split %s at %#x, just below %q (hash %#x): %s takes the rest of its range", rs.Group, rs.At, rs.Key, rs.Hash, child)
+	return nil
+}
+
+func (m *Nemesis) healReshard(ctx context.Context, f *verify.Fault) error {
+	if err := verify.AwaitSplitsDone(ctx, m.adm, reshardHealLimit); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, reshardHealLimit)
+	defer cancel()
+	var leaderless []string
+	for {
+		gs, err := m.adm.ListGroups(ctx)
+		if err == nil {
+			leaderless = leaderless[:0]
+			for _, g := range gs.Groups {
+				if g.State == "active" && g.Leader == "" {
+					leaderless = append(leaderless, g.Group)
+				}
+			}
+			if len(leaderless) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("chaos: reshard: groups without a leader %s after the split (%v)", strings.Join(leaderless, ", "), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
