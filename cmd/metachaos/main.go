@@ -164,8 +164,8 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "smoke",
 		Short: "Every supported fault kind at least once, in four runs (make chaos-smoke)",
 		Long: "smoke plays four runs that split the supported fault kinds between them\n" +
-			"(processes: kill, kill-all, pause, member; partitions and a replica move: isolate, split,\n" +
-			"bridge, oneway, move;\n" +
+			"(processes: kill, kill-all, pause, member; partitions, a replica move and a split: isolate, split,\n" +
+			"bridge, oneway, move, reshard;\n" +
 			"unstable and scaling: flap, delay, transfer, lag, scale; then membership alone: add, remove-readd,\n" +
 			"wipe-readd, with mutual TLS and authentication on), so each kind is injected at least once, and fails unless every run\n" +
 			"passed and every kind was injected.",
@@ -226,12 +226,13 @@ func spareHint(k verify.FaultKind) string {
 	return ""
 }
 
-// smokeGroups split the supported kinds into runs of related faults; the
+// smokeGroups split the supported kinds into runs of related faults
+// (reshard beside the partitions and the move: splits racing them); the
 // last run is membership alone, long enough for each of its operations
 // (add, remove-readd, wipe-readd: chaos.Schedule plays them in turn).
 var smokeGroups = [][]verify.FaultKind{
 	{verify.FaultKill, verify.FaultKillAll, verify.FaultPause, verify.FaultMember},
-	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultMove},
+	{verify.FaultIsolate, verify.FaultSplit, verify.FaultBridge, verify.FaultOneWay, verify.FaultMove, verify.FaultReshard},
 	{verify.FaultFlap, verify.FaultDelay, verify.FaultTransfer, verify.FaultLag, verify.FaultScale},
 	{verify.FaultMember},
 }
