@@ -91,8 +91,12 @@ func TestStaleMapTakesRangesFromWrongGroup(t *testing.T) {
 	if err != nil || resp.Header.GetGroup() != child {
 		t.Fatalf("put by the old map: got %v (header %v), want applied in %s", err, resp.GetHeader(), child)
 	}
-	if g, gv := client.DataRoute(stale, high); g != child || gv != v {
-		t.Fatalf("after the put the client routes the key to %s at %d, want %s at %d (from the error)", g, gv, child, v)
+	// It learned the ranges from the error its put got (it follows no
+	// watch): the map of that error, at least v; later when the
+	// directory moved on meanwhile (the split's last step, the parent's
+	// drop, records after every node routes the key to the child).
+	if g, gv := client.DataRoute(stale, high); g != child || gv < v {
+		t.Fatalf("after the put the client routes the key to %s at %d, want %s at %d or later (from the error)", g, gv, child, v)
 	}
 
 	// A batch built on the old map (a second client stopped likewise
