@@ -54,7 +54,10 @@ func (m *Nemesis) healReshard(ctx context.Context, f *verify.Fault) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("chaos: reshard: groups without a leader %s after the split (%v)", strings.Join(leaderless, ", "), err)
+			if len(leaderless) == 0 {
+				return fmt.Errorf("chaos: reshard: no group list after the split: %w", err)
+			}
+			return fmt.Errorf("chaos: reshard: groups without a leader after the split: %s", strings.Join(leaderless, ", "))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -228,8 +228,10 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 		if time.Since(lastPlace) >= c.cfg.PlacementInterval {
 			lastPlace = time.Now()
-			c.place(ctx)
-			c.autoSplit(ctx)
+			if d, nodes, groups, ok := c.placementView(); ok {
+				c.place(ctx, d, nodes, groups)
+				c.autoSplit(ctx, groups)
+			}
 		}
 		if c.cfg.SpreadInterval > 0 && time.Since(lastSpread) >= c.cfg.SpreadInterval {
 			lastSpread = time.Now()

@@ -106,21 +106,29 @@ func (c *Controller) view(d *state.Directory) ([]NodeView, []GroupView) {
 	return nodes, groups
 }
 
-// place proposes the changes PlanPlacement finds, each compared on the
-// record's configuration version (a change computed from an older record
-// fails cleanly and is planned again from the new one).
-func (c *Controller) place(ctx context.Context) {
+// placementView is what placement and automatic splits plan from: the
+// directory and the views of nodes and groups, read once per placement
+// interval; ok is false until the cluster is recorded and every node has
+// had a report interval to report to this controller.
+func (c *Controller) placementView() (d *state.Directory, nodes []NodeView, groups []GroupView, ok bool) {
 	d, err := c.directory()
 	if err != nil || d.Cluster == nil || len(d.Groups) == 0 {
-		return
+		return nil, nil, nil, false
 	}
 	c.mu.Lock()
 	warm := c.node.Now().Sub(c.activeSince) >= c.cfg.NodeTimeout
 	c.mu.Unlock()
 	if !warm {
-		return // let every node report to the new controller first
+		return nil, nil, nil, false // let every node report to the new controller first
 	}
-	nodes, groups := c.view(d)
+	nodes, groups = c.view(d)
+	return d, nodes, groups, true
+}
+
+// place proposes the changes PlanPlacement finds, each compared on the
+// record's configuration version (a change computed from an older record
+// fails cleanly and is planned again from the new one).
+func (c *Controller) place(ctx context.Context, d *state.Directory, nodes []NodeView, groups []GroupView) {
 	rf, mdRF := int(d.Cluster.ReplicationFactor), int(d.Cluster.MetadataReplicationFactor)
 	if rf == 0 {
 		rf, mdRF = 3, 3

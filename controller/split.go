@@ -99,18 +99,14 @@ func PlanSplit(p SplitPolicy, groups []GroupView, hotSince, coolUntil map[string
 	return best.name, best.reason
 }
 
-// autoSplit starts the split PlanSplit finds, if any.
-func (c *Controller) autoSplit(ctx context.Context) {
+// autoSplit starts the split PlanSplit finds in groups (placementView),
+// if any.
+func (c *Controller) autoSplit(ctx context.Context, groups []GroupView) {
 	p := SplitPolicy{Bytes: c.cfg.SplitBytes, EntriesPerSec: c.cfg.SplitEntriesPerSec, LoadFor: c.cfg.SplitLoadFor, MaxGroups: c.cfg.SplitMaxGroups}
 	if p.Bytes == 0 && p.EntriesPerSec == 0 {
 		return
 	}
-	d, err := c.directory()
-	if err != nil || d.Cluster == nil {
-		return
-	}
 	now := c.node.Now()
-	_, groups := c.view(d)
 	c.mu.Lock()
 	st := c.splitting
 	if now.Before(st.allUntil) {
