@@ -303,6 +303,12 @@ func (db *DB) DropGroup(name string) error {
 		if !ok {
 			return nil
 		}
+		// A compaction of the group in progress (Space.Compact) would
+		// hold its gate until it ends: abort it (and any other manual
+		// compaction, which simply ends early; none is needed for
+		// correctness).
+		db.db.DisableManualCompaction()
+		defer db.db.EnableManualCompaction()
 		g.gate.close() // waits for the calls in progress on the group's stores
 		var errs []error
 		for _, h := range g.handles {
@@ -429,6 +435,9 @@ func ListGroups(dir string) ([]string, error) {
 // it returns ErrClosed.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		// Abort a compaction in progress (Space.Compact) rather than wait
+		// for it at the gates below.
+		db.db.DisableManualCompaction()
 		db.gate.close()
 		db.snapMu.Lock()
 		snaps := db.snaps

@@ -159,6 +159,27 @@ func (s *Space) DeleteRange(start, end []byte, sync bool) error {
 	return nil
 }
 
+// Compact compacts the whole column family down to its last level, so
+// that deleted keys free their space and leave RocksDB's size estimates
+// (which count deleted data until a compaction drops it). It blocks until
+// the compaction ends, or until a Close or DropGroup (of any group) aborts
+// it, and then returns early with no error. It runs beside the writes and reads of
+// every group, on one of RocksDB's background threads.
+func (s *Space) Compact() error {
+	if err := s.db.enterCF(s.gate); err != nil {
+		return err
+	}
+	defer s.db.leaveCF(s.gate)
+	// Not exclusive (RocksDB's default): automatic compactions of every
+	// group go on meanwhile, so that flushes do not pile up in level 0 and
+	// stall writes for as long as this compaction takes.
+	o := grocksdb.NewCompactRangeOptions()
+	defer o.Destroy()
+	o.SetExclusiveManualCompaction(false)
+	s.db.db.CompactRangeCFOpt(s.cf, grocksdb.Range{}, o)
+	return nil
+}
+
 // Property returns a RocksDB property of this column family (for example
 // "rocksdb.estimate-num-keys"), "" if unknown or closed.
 func (s *Space) Property(name string) string {

@@ -1,7 +1,11 @@
 package rocks
 
 import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -159,4 +163,76 @@ func TestDeleteAll(t *testing.T) {
 	mustPut(t, a, "x", "new")
 	v, found, err := a.Get([]byte("x"))
 	expectGet(t, "Get after DeleteAll and Put", v, found, err, "new", true)
+}
+
+// Deleted keys keep their space on disk until a compaction drops them;
+// Compact does, so a group whose keys were deleted (a split parent's
+// dropped range) frees its disk and reports its true size (RocksDB's
+// live-data estimate skips older files that newer ones overlap: with the
+// deletes flushed it counts little more than the tombstones). Compact on a
+// closed database returns ErrClosed.
+func TestCompactFreesDeletedKeys(t *testing.T) {
+	db := openTest(t, "g")
+	sp, err := db.Data("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range keys {
+		// Random bytes: LZ4 would shrink repeated ones to nothing.
+		v := make([]byte, 1024)
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		if err := sp.Put(fmt.Appendf(nil, "key-%05d", i), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prop := func(name string) uint64 {
+		v, err := strconv.ParseUint(sp.Property(name), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	const files, live = "rocksdb.live-sst-files-size", "rocksdb.estimate-live-data-size"
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	full := prop(files)
+	if full < keys*1024 {
+		t.Fatalf("SST files after %d puts of 1 KiB: %d bytes, want more", keys, full)
+	}
+	for i := range keys {
+		if i%4 != 0 {
+			if err := sp.Delete(fmt.Appendf(nil, "key-%05d", i), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := prop(files); got < full {
+		t.Fatalf("SST files after deletes, before compaction: %d bytes, want still at least %d", got, full)
+	}
+	if err := sp.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	kept := uint64(keys / 4 * 1024)
+	if got := prop(files); got > full/2 || got < kept {
+		t.Fatalf("SST files after Compact: %d bytes, want between %d (the quarter of the keys left) and half of %d", got, kept, full)
+	}
+	if got := prop(live); got < kept || got > full/2 {
+		t.Fatalf("live-data estimate after Compact: %d bytes, want between %d and %d", got, kept, full/2)
+	}
+	n := 0
+	if err := sp.Scan(nil, nil, func(_, _ []byte) bool { n++; return true }); err != nil || n != keys/4 {
+		t.Fatalf("keys after Compact: %d (%v), want %d", n, err, keys/4)
+	}
+	db.Close()
+	if err := sp.Compact(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Compact after Close: %v, want ErrClosed", err)
+	}
 }

@@ -34,6 +34,9 @@ type applier struct {
 	// hashCheck is set by a HashCheck op: the entry's state is to be
 	// digested once it has committed.
 	hashCheck bool
+	// dropped is set by the RangeDrop step that removed a released
+	// range: the group is to be compacted once it has committed.
+	dropped bool
 	// err is set when an op hit a storage failure: the batch holding the
 	// entry must not be committed (ApplyBatch halts the group).
 	err error

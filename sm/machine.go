@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -81,6 +82,14 @@ type Machine struct {
 	hashMu  sync.Mutex
 	hashes  map[uint64]*hashCheck
 	hashing sync.WaitGroup
+
+	// The compaction after a split's drop (compactAfterDrop): whether
+	// one runs, and whether another drop completed meanwhile. Close does
+	// not wait for it: closing the database (or dropping the group)
+	// aborts it.
+	compactMu    sync.Mutex
+	compacting   bool
+	compactAgain bool
 
 	waitMu  sync.Mutex    // guards applied
 	applied chan struct{} // closed and replaced after every apply
@@ -246,7 +255,7 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 		size += len(l.Data)
 	}
 	b.Grow(3 * size)
-	changed := false
+	changed, dropped := false, false
 	own := m.own.Load()
 	var ownChanged *logpb.Ownership
 	// storageFailed halts the group at the first entry b holds
@@ -303,6 +312,7 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 			break
 		}
 		out[i] = res
+		dropped = dropped || a.dropped
 		if a.hashCheck {
 			// Digest the state exactly as of this entry: commit what
 			// the batch holds so far and take a storage snapshot before
@@ -319,9 +329,46 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []interface{} {
 	if changed {
 		if err := m.commitApplied(b, st, ownChanged); err != nil {
 			storageFailed(err)
+			dropped = false
 		}
 	}
+	if dropped && m.halted.Load() == nil {
+		m.compactAfterDrop()
+	}
 	return out
+}
+
+// compactAfterDrop compacts the group's data in the background once a
+// split's drop has deleted a released range: the deleted keys' space is
+// freed now rather than whenever later writes compact those files, and
+// the group's size, which the controller balances and splits by, is
+// true again. One compaction runs at a time; a drop that completes during
+// one makes it run once more.
+func (m *Machine) compactAfterDrop() {
+	m.compactMu.Lock()
+	defer m.compactMu.Unlock()
+	if m.compacting {
+		m.compactAgain = true
+		return
+	}
+	m.compacting = true
+	go func() {
+		for {
+			start := time.Now()
+			before := m.space.Property("rocksdb.live-sst-files-size")
+			err := m.space.Compact()
+			m.log.Info("compacted after a split's drop", "took", time.Since(start).Round(time.Millisecond),
+				"sst_bytes_before", before, "sst_bytes_after", m.space.Property("rocksdb.live-sst-files-size"), "err", err)
+			m.compactMu.Lock()
+			if !m.compactAgain || err != nil {
+				m.compacting, m.compactAgain = false, false
+				m.compactMu.Unlock()
+				return
+			}
+			m.compactAgain = false
+			m.compactMu.Unlock()
+		}
+	}()
 }
 
 // ErrStorage is the cause of a halt on a storage failure (ApplyBatch).

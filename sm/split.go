@@ -767,6 +767,7 @@ func (a *applier) rangeDrop(o *logpb.RangeDrop) (*logpb.Result, error) {
 	}
 	a.b.Delete(a.m.space, curKey)
 	rec.Moving = slices.Delete(rec.Moving, i, i+1)
+	a.dropped = true
 	return &logpb.Result{Count: uint64(len(keys)), Succeeded: true}, a.setOwnership(rec)
 }
 

@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -514,6 +517,73 @@ func TestSplitDropInBoundedSteps(t *testing.T) {
 	}
 	if r := both(dropOp(moving, 2))[0]; !r.Succeeded || r.Count != 0 {
 		t.Fatalf("drop again: %v, want succeeded with nothing deleted", r)
+	}
+}
+
+// The drop step that removes a released range compacts the parent's data
+// in the background, on every replica: the dropped keys' space is freed
+// (the SST files shrink to about the half kept) without further writes
+// to the group.
+func TestSplitDropCompactsTheParent(t *testing.T) {
+	p, p2, _, both, _ := splitEnvs(t)
+	low, high := keysBySide(1000)
+	both(ownOp(false, &logpb.HashRange{Lo: 0, Hi: 1 << 32, Version: 1}))
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, k := range append(low, high...) {
+		v := make([]byte, 1024) // random: LZ4 would shrink repeated bytes to nothing
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		both(putOp(k, string(v)))
+	}
+	// The change log holds every value too: compact it away, so that
+	// the keys' own data is what the files hold.
+	both(&logpb.Op{Op: &logpb.Op_EventsCompact{EventsCompact: &logpb.EventsCompact{BelowRevision: p.m.Revision() + 1}}})
+	sstBytes := func(e *env) uint64 {
+		sp, err := e.db.Data(e.group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.ParseUint(sp.Property("rocksdb.live-sst-files-size"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	full := map[*env]uint64{}
+	for _, e := range []*env{p, p2} {
+		if err := e.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		full[e] = sstBytes(e)
+		if full[e] < uint64(len(low)+len(high))*1024 {
+			t.Fatalf("SST files of the parent before the split: %d bytes, want at least %d", full[e], (len(low)+len(high))*1024)
+		}
+	}
+	moving := &logpb.HashRange{Lo: 1 << 31, Hi: 1 << 32, Version: 2}
+	both(releaseOp(moving, "data-1"))
+	for steps := 0; ; steps++ {
+		if r := both(dropOp(moving, 0))[0]; r.Succeeded {
+			break
+		}
+		if steps > 100 {
+			t.Fatal("the drop never ends")
+		}
+	}
+	for _, e := range []*env{p, p2} {
+		// Bounded wait for a background compaction of 2 MB, not a
+		// speed: without one the files never shrink.
+		deadline := time.Now().Add(30 * time.Second)
+		for sstBytes(e) > full[e]*3/4 {
+			if time.Now().After(deadline) {
+				t.Fatalf("SST files of a parent replica 30 s after the drop: %d bytes, want at most %d (3/4 of %d; it holds half the keys)", sstBytes(e), full[e]*3/4, full[e])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	entries, _, err := p.m.List(nil, nil, 5000, true)
+	if err != nil || len(entries) != len(low) {
+		t.Fatalf("parent listing after the drop: %d entries (%v), want %d", len(entries), err, len(low))
 	}
 }
 
