@@ -193,7 +193,7 @@ func Recheck(dir string, timeout time.Duration) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Seed: saved.Seed, Started: saved.Started, Elapsed: saved.Elapsed, Settings: saved.Settings,
-		Error: saved.Error, Faults: saved.Faults, FinalRecovery: saved.FinalRecovery, Dir: dir}
+		Error: saved.Error, Faults: saved.Faults, FinalRecovery: saved.FinalRecovery, DataRanges: saved.DataRanges, Dir: dir}
 	if timeout > 0 {
 		res.Settings.CheckTimeout = timeout
 	}

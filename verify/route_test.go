@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,24 @@ func TestSessionsFollowSplits(t *testing.T) {
 	}
 	if got := fmt.Sprint(split.Failing); got != "[]" {
 		t.Errorf("failing %s", got)
+	}
+}
+
+// A saved run re-checks by the final map it recorded: Recheck (metaverify
+// check DIR) partitions sessions and watches as the live check did, not
+// by the group count the cluster was created with.
+func TestRecheckKeepsTheFinalMap(t *testing.T) {
+	_, _, final := splitIDs()
+	dir := t.TempDir()
+	res := &Result{Seed: 1, Settings: RunSettings{DataGroups: 1}, DataRanges: final}
+	if err := WriteRun(dir, res, nil, Evaluate(res, nil)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Recheck(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := again.dataRoute(), res.dataRoute(); !slices.Equal(got.Final, want.Final) || got.Count != want.Count {
+		t.Fatalf("recheck's route: %+v, want %+v", got, want)
 	}
 }
