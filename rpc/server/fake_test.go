@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,10 +43,20 @@ type fakeNode struct {
 	// noDirectory makes Router answer as a node that has not loaded the
 	// directory yet (version 0).
 	noDirectory bool
-	stopping    chan struct{}
+	// data, when set, is the data groups' range map Router answers with.
+	data     metapb.RangeMap
+	stopping chan struct{}
 }
 
 func newFakeNode(t testing.TB, dataGroups int) *fakeNode {
+	t.Helper()
+	return newFakeNodeOwning(t, dataGroups, nil)
+}
+
+// newFakeNodeOwning is newFakeNode whose data group i owns ranges[i] (by
+// its own record; nil: every group by count, as an earlier release left
+// it).
+func newFakeNodeOwning(t testing.TB, dataGroups int, ranges [][]*logpb.HashRange) *fakeNode {
 	t.Helper()
 	groups := metapb.Groups(1, dataGroups)
 	opts := rocks.DefaultOptions(filepath.Join(t.TempDir(), "db"))
@@ -64,7 +75,11 @@ func newFakeNode(t testing.TB, dataGroups int) *fakeNode {
 		}
 		n.machines[g] = m
 		if k == sm.KindData || k == sm.KindOffset {
-			init, _ := sm.EncodeBatch(&logpb.Batch{Ops: []*logpb.Op{{Op: &logpb.Op_OwnershipInit{OwnershipInit: &logpb.OwnershipInit{Legacy: true}}}}})
+			oi := &logpb.OwnershipInit{Legacy: true}
+			if i := slices.Index(groups[2:], g); k == sm.KindData && ranges != nil {
+				oi = &logpb.OwnershipInit{Ranges: ranges[i]}
+			}
+			init, _ := sm.EncodeBatch(&logpb.Batch{Ops: []*logpb.Op{{Op: &logpb.Op_OwnershipInit{OwnershipInit: oi}}}})
 			n.index++
 			m.Apply(&raft.Log{Index: n.index, Term: 1, Type: raft.LogCommand, Data: init})
 		}
@@ -129,7 +144,7 @@ func (n *fakeNode) Router() *metapb.Router {
 	if n.noDirectory {
 		return &metapb.Router{}
 	}
-	return &metapb.Router{K: 1, M: len(n.machines) - 2, Version: 1}
+	return &metapb.Router{K: 1, M: len(n.machines) - 2, Version: 1, Data: n.data}
 }
 func (n *fakeNode) RemoveMember(context.Context, string) ([]*metapb.Member, error) {
 	return nil, errNoMembership

@@ -38,6 +38,9 @@ const (
 	mdForwarded = "meta-forwarded"
 	// mdGroup restricts a call that spans groups to one group.
 	mdGroup = "meta-group"
+	// mdListRanges carries, on a listing forwarded for one data group,
+	// the ranges the caller's map gives that group (listCover).
+	mdListRanges = "meta-list-ranges"
 )
 
 // redirect is implemented by errors that name a node hosting what this one
@@ -184,6 +187,9 @@ func (f *forwarder) invokeOnce(ctx context.Context, addr, method string, req any
 	md := metadata.Pairs(mdForwarded, "1")
 	if group != "" {
 		md.Set(mdGroup, group)
+	}
+	if r := listRangesOf(ctx); r != "" {
+		md.Set(mdListRanges, r)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
 	if err := cc.Invoke(ctx, method, req, resp); err != nil {

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metamq/meta/rpc/metapb"
@@ -115,15 +117,20 @@ func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, r
 	if err != nil {
 		return nil, false, err
 	}
+	cover := s.listCover(ctx)
 	pages = make([][]T, len(groups))
 	mores := make([]bool, len(groups))
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, g := range groups {
 		eg.Go(func() error {
-			return s.inGroup(ectx, g, c, req,
+			return s.inGroup(withListRanges(ectx, cover[g]), g, c, req,
 				func(m state.Reader) error {
+					before := ownedRanges(m)
 					p, gm, err := fn(g, m)
 					if err != nil {
+						return s.statusOf(err, false)
+					}
+					if err := checkCover(g, cover, before, ownedRanges(m)); err != nil {
 						return s.statusOf(err, false)
 					}
 					pages[i], mores[i] = p, gm
@@ -139,6 +146,113 @@ func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, r
 		return nil, false, err
 	}
 	return pages, slices.Contains(mores, true), nil
+}
+
+// A listing merges one page from each data group its map names. After a
+// split, a node's map can lag behind the groups' logs: the parent has
+// dropped the range while the node's map does not name the new group yet,
+// and the listing would leave the range's keys out without an error (and,
+// the other way round, list them twice). So each group's page counts only
+// if the ranges the group owned while it was read (its own record, the
+// same before and after the read) are exactly the ranges the map gives
+// it: the map tiles the hash space, so the pages then cover every key
+// once. Otherwise the listing is refused as RANGE_MOVING, which clients
+// retry after a backoff while the map catches up. A group read on
+// another node is checked there, against the ranges this node's map gives
+// it (mdListRanges).
+
+// listCover returns the ranges each data group must own for a listing,
+// by group, encoded by encodeRanges; nil when the cluster routes by count.
+// A listing forwarded for one group takes its caller's ranges.
+func (s *Server) listCover(ctx context.Context) map[string]string {
+	if g := restrictedTo(ctx); g != "" {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get(mdListRanges); len(v) > 0 {
+			return map[string]string{g: v[0]}
+		}
+	}
+	r := s.node.Router()
+	if r == nil || r.Data == nil {
+		return nil
+	}
+	by := map[string][]*logpb.HashRange{}
+	for _, rg := range r.Data {
+		by[rg.Group] = append(by[rg.Group], &logpb.HashRange{Lo: rg.Lo, Hi: rg.Hi, Version: rg.Version})
+	}
+	out := map[string]string{}
+	for g, rs := range by {
+		out[g] = encodeRanges(rs)
+	}
+	return out
+}
+
+// encodeRanges writes ranges as "lo-hi@version" items, sorted, comma
+// separated.
+func encodeRanges(rs []*logpb.HashRange) string {
+	items := make([]string, len(rs))
+	for i, r := range rs {
+		items[i] = fmt.Sprintf("%x-%x@%d", r.Lo, r.Hi, r.Version)
+	}
+	slices.Sort(items)
+	return strings.Join(items, ",")
+}
+
+// owned is the ranges a group owns by its own record (encodeRanges), if
+// its state tells them (known).
+type owned struct {
+	ranges string
+	known  bool
+}
+
+// ownedRanges returns the ranges m's group owns by its own record.
+func ownedRanges(m state.Reader) owned {
+	o, ok := m.(interface{ Ownership() *logpb.Ownership })
+	if !ok {
+		return owned{}
+	}
+	rec := o.Ownership()
+	if rec == nil || rec.Legacy {
+		return owned{} // owns what routing by count gives it
+	}
+	if len(rec.Moving) > 0 || rec.Ingesting {
+		// A split under way (the read itself refuses then): no
+		// ranges that a map could give it.
+		return owned{ranges: "-", known: true}
+	}
+	return owned{ranges: encodeRanges(rec.Owned), known: true}
+}
+
+// checkCover refuses group g's page (RANGE_MOVING) unless g owned the
+// same ranges before and after its read and they are the ranges cover
+// gives it. A cluster that routes by count (cover nil) and a state that
+// does not tell its ranges pass.
+func checkCover(g string, cover map[string]string, before, after owned) error {
+	if cover == nil || !before.known || !after.known {
+		return nil
+	}
+	if before != after || after.ranges != cover[g] {
+		return &state.OwnershipError{Group: g, Moving: true}
+	}
+	return nil
+}
+
+// listRangesKey is the context key of the ranges a forwarded listing
+// carries (withListRanges).
+type listRangesKey struct{}
+
+// withListRanges records in ctx the ranges a group's part of a listing
+// must find, for the forwarder to pass on.
+func withListRanges(ctx context.Context, ranges string) context.Context {
+	if ranges == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, listRangesKey{}, ranges)
+}
+
+// listRangesOf returns the ranges withListRanges recorded, or "".
+func listRangesOf(ctx context.Context) string {
+	r, _ := ctx.Value(listRangesKey{}).(string)
+	return r
 }
 
 // inGroup runs local on group g's state when this node hosts it; when it
