@@ -72,7 +72,10 @@
 // client reports it with client.IsUnknown; for etcd a write that timed out,
 // was cancelled or lost its connection counts as unknown), and "missing"
 // counts linearizable reads that found no value for a key get had loaded
-// (and sessions-list pages that lacked a loaded session).
+// (and sessions-list pages that lacked a loaded session). error_kinds
+// counts the failures by outcome and kind (the gRPC code and meta's
+// reason, e.g. "definite Unavailable WRONG_GROUP"), so a run can show what
+// failed, not only the first error.
 // Reads never have unknown outcomes. A stale read that finds nothing is
 // not a failure (the replica it asked may not have caught up with the
 // load yet): it counts as a successful call and in stale_misses. The command exits with status 1 when more than

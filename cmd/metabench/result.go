@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +54,10 @@ type Result struct {
 	StaleMisses int64 `json:"stale_misses"`
 	// FirstError is the text of the first failure, if any.
 	FirstError string `json:"first_error,omitempty"`
+	// ErrorKinds counts the failed calls by outcome ("definite",
+	// "unknown", "missing") and, but for missing, kind: the gRPC code
+	// and meta's reason, e.g. "definite Unavailable WRONG_GROUP".
+	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
 	// Aborted is true when the run stopped before every call was made
 	// (too many failures, or interrupted).
 	Aborted bool `json:"aborted"`
@@ -101,6 +107,9 @@ func newResult(c *counters, calls int64, elapsed time.Duration, h *hdrhistogram.
 	if p := c.firstErr.Load(); p != nil {
 		r.FirstError = (*p).Error()
 	}
+	c.kindsMu.Lock()
+	r.ErrorKinds = maps.Clone(c.kinds)
+	c.kindsMu.Unlock()
 	if s := elapsed.Seconds(); s > 0 {
 		r.CallsPerSecond = float64(r.OK) / s
 		r.ItemsPerSecond = float64(r.Items) / s
@@ -147,6 +156,13 @@ func (r *Result) writeText(w io.Writer) error {
 	fmt.Fprintf(&b, "  %-11s %d definite, %d unknown outcome, %d missing\n", "errors", r.ErrorsDefinite, r.ErrorsUnknown, r.Missing)
 	if r.StaleMisses > 0 {
 		fmt.Fprintf(&b, "  %-11s %d stale reads found nothing (the replica lagged; not failures)\n", "stale", r.StaleMisses)
+	}
+	if len(r.ErrorKinds) > 0 {
+		var kinds []string
+		for _, k := range slices.Sorted(maps.Keys(r.ErrorKinds)) {
+			kinds = append(kinds, fmt.Sprintf("%d %s", r.ErrorKinds[k], k))
+		}
+		fmt.Fprintf(&b, "  %-11s %s\n", "by kind", strings.Join(kinds, ", "))
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "  %-11s %s\n", "first error", r.FirstError)

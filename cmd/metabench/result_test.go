@@ -117,11 +117,13 @@ func TestWriteComparison(t *testing.T) {
 func TestWriteText(t *testing.T) {
 	r := sampleResult("meta", 16, 1234.5, 12)
 	r.ErrorsUnknown, r.FirstError = 2, "boom"
+	r.ErrorKinds = map[string]int64{"unknown Unavailable": 2, "definite Unavailable WRONG_GROUP": 1}
 	var buf bytes.Buffer
 	if err := r.writeText(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"metabench put on meta", "1234.5 puts/s", "2 unknown", "first error boom", "p99 12.0ms"} {
+	for _, want := range []string{"metabench put on meta", "1234.5 puts/s", "2 unknown", "first error boom", "p99 12.0ms",
+		"by kind     1 definite Unavailable WRONG_GROUP, 2 unknown Unavailable\n"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("text report: got\n%s\nwant it to contain %q", buf.String(), want)
 		}

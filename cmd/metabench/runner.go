@@ -17,6 +17,11 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metamq/meta/rpc/metapb"
 )
 
 // ErrTooManyFailures is returned when more than the allowed fraction of
@@ -89,12 +94,48 @@ type counters struct {
 	staleMisses atomic.Int64
 
 	firstErr atomic.Pointer[error]
+
+	kindsMu sync.Mutex       // guards kinds
+	kinds   map[string]int64 // failed calls by outcome and kind (errorKind)
 }
 
 func (c *counters) failed() int64 { return c.definite.Load() + c.unknown.Load() + c.missing.Load() }
 
-func (c *counters) noteErr(err error) {
+// noteErr records a failed call: outcome is "definite", "unknown" or
+// "missing".
+func (c *counters) noteErr(outcome string, err error) {
 	c.firstErr.CompareAndSwap(nil, &err)
+	k := outcome
+	if outcome != "missing" {
+		k += " " + errorKind(err)
+	}
+	c.kindsMu.Lock()
+	defer c.kindsMu.Unlock()
+	if c.kinds == nil {
+		c.kinds = map[string]int64{}
+	}
+	c.kinds[k]++
+}
+
+// errorKind names what kind of failure err is, in words that do not vary
+// from call to call: its gRPC code and, for meta, the reason its
+// ErrorInfo gives (rpc/metapb/errors.go), such as "Unavailable
+// WRONG_GROUP"; "DeadlineExceeded" or "Canceled" for a context error that
+// did not come as a status; "other" for anything else.
+func errorKind(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		if st := status.FromContextError(err); st.Code() != codes.Unknown {
+			return st.Code().String()
+		}
+		return "other"
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == metapb.ErrorDomain {
+			return st.Code().String() + " " + info.Reason
+		}
+	}
+	return st.Code().String()
 }
 
 // run drives wl over conns and returns the measured result. It returns
@@ -185,12 +226,14 @@ func run(ctx context.Context, wl workload, conns []conn, cfg runConfig) (*Result
 					continue
 				case errors.Is(err, errMissing), errors.Is(err, errPage):
 					ctr.missing.Add(1)
+					ctr.noteErr("missing", err)
 				case wl.writes() && c.unknown(err):
 					ctr.unknown.Add(1)
+					ctr.noteErr("unknown", err)
 				default:
 					ctr.definite.Add(1)
+					ctr.noteErr("definite", err)
 				}
-				ctr.noteErr(err)
 				if ctr.failed() > allowed && aborted.CompareAndSwap(false, true) {
 					cancel()
 				}

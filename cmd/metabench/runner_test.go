@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/testkit"
 )
 
@@ -158,6 +163,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 		maxRate      float64
 		wantDefinite int64
 		wantUnknown  int64
+		wantKinds    map[string]int64
 		wantErr      error
 	}{
 		{
@@ -173,6 +179,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 				return nil
 			},
 			maxRate: 0.5, wantDefinite: 10, wantUnknown: 10,
+			wantKinds: map[string]int64{"definite other": 10, "unknown other": 10},
 		},
 		{
 			name: "reads never unknown",
@@ -184,6 +191,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 				return nil
 			},
 			maxRate: 0.5, wantDefinite: 10,
+			wantKinds: map[string]int64{"definite other": 10},
 		},
 		{
 			name: "too many failures",
@@ -227,7 +235,41 @@ func TestRunClassifiesFailures(t *testing.T) {
 			if res.FirstError == "" {
 				t.Errorf("first error: got none, want one")
 			}
+			if !maps.Equal(res.ErrorKinds, tt.wantKinds) {
+				t.Errorf("error kinds: got %v, want %v", res.ErrorKinds, tt.wantKinds)
+			}
 		})
+	}
+}
+
+// errorKind names a failure by what does not vary between calls: the
+// code, meta's reason, a context error, so a run's failures can be told
+// apart (ci/scaleout.sh checks that a split's only cost is routing).
+func TestErrorKind(t *testing.T) {
+	wrongGroup, err := status.New(codes.Unavailable, "data-0 does not hold key k at version 3").
+		WithDetails(&errdetails.ErrorInfo{Reason: metapb.ReasonWrongGroup, Domain: metapb.ErrorDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := status.New(codes.Unavailable, "x").WithDetails(&errdetails.ErrorInfo{Reason: "R", Domain: "elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{wrongGroup.Err(), "Unavailable WRONG_GROUP"},
+		{fmt.Errorf("outcome unknown: %w", wrongGroup.Err()), "Unavailable WRONG_GROUP"},
+		{foreign.Err(), "Unavailable"},
+		{status.Error(codes.DeadlineExceeded, "late"), "DeadlineExceeded"},
+		{fmt.Errorf("put: %w", context.DeadlineExceeded), "DeadlineExceeded"},
+		{context.Canceled, "Canceled"},
+		{errFakeDefinite, "other"},
+	} {
+		if got := errorKind(tt.err); got != tt.want {
+			t.Errorf("errorKind(%v): got %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }
 
