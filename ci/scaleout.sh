@@ -70,7 +70,27 @@
 #           differ by more than one, so with few groups a spread of 2 can
 #           stay for good (no single move improves it): run this layout
 #           with SCALE_LEADER_SLACK=2, or the wait may last until
-#           SCALE_BALANCE_TIMEOUT.
+#           SCALE_BALANCE_TIMEOUT. With 512m a node can run out of memory
+#           (below): give it SCALE_NODE_MEMORY=1g.
+#           Figures, 2026-12-07, SCALE_LAYOUTS=split SCALE_LEADER_SLACK=2
+#           SCALE_NODE_MEMORY=1g, 3 repetitions, on 2 cores shared with
+#           other work (1-min load average 8-88): puts/s, median (range),
+#           before the splits 2739 (2609-3044), during them 1191
+#           (1037-1234), after them on 3 nodes 1226 (846-1243), during the
+#           growth 1142 (768-1193), after it on 6 nodes 1254 (1168-1418).
+#           A split took 10.8 s (7.5-21.4; 33 splits, none failed), the
+#           11 splits 127 s (122-172), the growth to balanced 258 s
+#           (254-279). The ranges tiled the hash space each time. The load
+#           saw no definite failure and 5, 614 and 22 unknown outcomes
+#           (OUTCOME_UNKNOWN, leadership lost while committing), after the
+#           splits and during the growth, none during the splits. The
+#           nodes used 0.57 cores before the splits, 0.73 after (the
+#           quota is 0.75) and 1.25 on 6 nodes (of 1.5): CPU per put went
+#           from about 0.2 ms to 0.6 and 1.0 ms, so 12 groups halved what
+#           3 nodes served and 6 nodes did not win it back. With 512m (a
+#           first try) n3 was OOM-killed 55 s into the growth, n1 and n2
+#           sat at 511 of 512 MiB and the load stalled for minutes; with
+#           1g n1 was seen at 551 MiB.
 #
 # Printed at the end: every measurement side by side (medians over the
 # repetitions, range and count: metabench compare --median), the pairs
