@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,17 @@ import (
 // batchedAppendWait, so that one busy group does not hold the others'
 // answers, and an item not answered in time is dropped like a lost
 // message: it carried nothing raft needs again.
+//
+// The batches to a peer travel on a stream (HeartbeatStream), one per
+// batcher, kept open: a batch is a message and its answer another, with
+// no call to set up (headers, trailers, a handler goroutine and a timer
+// on each side), which was most of what the batches cost an idle node.
+// The batcher sends one batch at a time and waits for its answer (as it
+// waited for a call), so answers match batches by order; an answer late by
+// more than the call timeout ends the stream, and any failure fails the
+// batch as a failed call would and drops the stream (the next batch opens
+// another). A peer without the stream (an older release) gets Heartbeats
+// calls, and one without those gets one AppendEntries per item.
 
 // hbBatcher coalesces the heartbeats (or the idle appends) to one peer.
 type hbBatcher struct {
@@ -49,6 +62,20 @@ type hbBatcher struct {
 	flushing bool
 	// legacy: the peer does not know Heartbeats; send one by one.
 	legacy atomic.Bool
+	// noStream: the peer does not know HeartbeatStream; send Heartbeats
+	// calls.
+	noStream atomic.Bool
+
+	// The batches' stream to the peer (HeartbeatStream), opened on first
+	// use and dropped on any failure. Only the flushing goroutine (one at
+	// a time: see flushing) touches these.
+	stream     raftpb.RaftService_HeartbeatStreamClient
+	streamConn *peerConn          // the connection stream runs on
+	streamStop context.CancelFunc // ends stream
+	// watchdog ends the stream when a batch's answer takes longer than
+	// the call timeout (stalled then says so).
+	watchdog *time.Timer
+	stalled  *atomic.Bool
 }
 
 type hbCall struct {
@@ -172,9 +199,9 @@ func (b *hbBatcher) deliver(batch []*hbCall) {
 		fail(batch, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.m.lifetime, b.m.cfg.Timeout)
-	defer cancel()
 	if b.legacy.Load() {
+		ctx, cancel := context.WithTimeout(b.m.lifetime, b.m.cfg.Timeout)
+		defer cancel()
 		for _, c := range batch {
 			resp, err := pc.raft.AppendEntries(ctx, c.req)
 			c.done <- hbResult{resp, err}
@@ -185,7 +212,19 @@ func (b *hbBatcher) deliver(batch []*hbCall) {
 	for i, c := range batch {
 		req.Heartbeats[i] = c.req
 	}
-	out, err := pc.raft.Heartbeats(ctx, req)
+	var out *raftpb.HeartbeatBatchResponse
+	if !b.noStream.Load() {
+		out, err = b.viaStream(pc, req)
+		if status.Code(err) == codes.Unimplemented {
+			b.noStream.Store(true)
+			b.m.log.Info("peer has no heartbeat stream (an older release): heartbeat batches go in calls", "peer", b.addr)
+		}
+	}
+	if b.noStream.Load() {
+		ctx, cancel := context.WithTimeout(b.m.lifetime, b.m.cfg.Timeout)
+		defer cancel()
+		out, err = pc.raft.Heartbeats(ctx, req)
+	}
 	if status.Code(err) == codes.Unimplemented {
 		b.legacy.Store(true)
 		b.m.log.Info("peer sends no heartbeat batches (an older release): heartbeats go one by one", "peer", b.addr)
@@ -213,6 +252,61 @@ func (b *hbBatcher) deliver(batch []*hbCall) {
 		}
 		c.done <- hbResult{resp: r.GetResponse()}
 	}
+}
+
+// viaStream sends a batch on the batcher's stream to the peer (opening
+// one on pc if there is none, or if the connection changed) and returns
+// the peer's answer. Any failure drops the stream; the next batch opens
+// another. An answer that takes longer than the call timeout ends the
+// stream and fails the batch with DeadlineExceeded, as a call would.
+func (b *hbBatcher) viaStream(pc *peerConn, req *raftpb.HeartbeatBatch) (*raftpb.HeartbeatBatchResponse, error) {
+	if b.stream == nil || b.streamConn != pc {
+		b.dropStream()
+		ctx, cancel := context.WithCancel(b.m.lifetime)
+		s, err := pc.raft.HeartbeatStream(ctx)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		stalled := new(atomic.Bool)
+		b.stream, b.streamConn, b.streamStop, b.stalled = s, pc, cancel, stalled
+		b.watchdog = time.AfterFunc(time.Hour, func() {
+			stalled.Store(true)
+			cancel()
+		})
+		b.watchdog.Stop()
+	}
+	b.watchdog.Reset(b.m.cfg.Timeout)
+	err := b.stream.Send(req)
+	if errors.Is(err, io.EOF) {
+		// The stream has ended; Recv says why.
+		err = nil
+	}
+	var out *raftpb.HeartbeatBatchResponse
+	if err == nil {
+		out, err = b.stream.Recv()
+	}
+	b.watchdog.Stop()
+	if err != nil {
+		if b.stalled.Load() {
+			err = status.Errorf(codes.DeadlineExceeded, "transport: heartbeat batch to %s: no answer within %v", b.addr, b.m.cfg.Timeout)
+		} else if errors.Is(err, io.EOF) {
+			err = status.Errorf(codes.Unavailable, "transport: heartbeat stream to %s ended", b.addr)
+		}
+		b.dropStream()
+		return nil, err
+	}
+	return out, nil
+}
+
+// dropStream ends the batcher's stream, if any.
+func (b *hbBatcher) dropStream() {
+	if b.stream == nil {
+		return
+	}
+	b.watchdog.Stop()
+	b.streamStop()
+	b.stream, b.streamConn, b.streamStop, b.watchdog, b.stalled = nil, nil, nil, nil, nil
 }
 
 // SetUrgent makes this group's heartbeats go at once while urgent returns
@@ -265,19 +359,53 @@ func (s raftServer) Heartbeats(ctx context.Context, req *raftpb.HeartbeatBatch) 
 		r.Response = ar
 	}
 	var wg sync.WaitGroup
+	// The appends share one bound (one timer for the batch, not one each):
+	// they start together.
+	var appendCtx context.Context
 	for i, hb := range req.GetHeartbeats() {
 		if isHeartbeat(decodeAppendEntriesRequest(hb)) {
 			answer(ctx, i, hb)
 			continue
 		}
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(ctx, batchedAppendWait)
+		if appendCtx == nil {
+			var cancel context.CancelFunc
+			appendCtx, cancel = context.WithTimeout(ctx, batchedAppendWait)
 			defer cancel()
-			answer(ctx, i, hb)
-		})
+		}
+		wg.Go(func() { answer(appendCtx, i, hb) })
 	}
 	wg.Wait()
 	return out, nil
+}
+
+// HeartbeatStream serves a stream of batches: each is served as a
+// Heartbeats call would be and answered before the next is read. A batch
+// refused as a whole (another cluster) ends the stream with the refusal.
+// Like a pipeline's stream, it ends when the Manager closes even if the
+// peer keeps it open: a graceful stop waits for every handler.
+func (s raftServer) HeartbeatStream(stream raftpb.RaftService_HeartbeatStreamServer) error {
+	ctx := stream.Context()
+	next, stop := receiveAll(stream.Recv)
+	defer stop()
+	for {
+		select {
+		case n := <-next:
+			if n.err != nil {
+				return recvEnd(n.err)
+			}
+			out, err := s.Heartbeats(ctx, n.msg)
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(out); err != nil {
+				return err
+			}
+		case <-s.m.lifetime.Done():
+			return s.m.closingErr()
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
 }
 
 func (s raftServer) heartbeat(ctx context.Context, cluster string, hb *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {

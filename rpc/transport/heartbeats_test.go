@@ -3,10 +3,14 @@ package transport
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/metamq/meta/rpc/transport/raftpb"
 )
@@ -44,7 +48,7 @@ func TestHeartbeatsOfManyGroupsTravelTogether(t *testing.T) {
 			t.Fatalf("g%d got %+v, want its own follower's answer (last log %d)", i, r, 100+i)
 		}
 	}
-	batches, single := b.called(raftpb.RaftService_Heartbeats_FullMethodName), b.called(raftpb.RaftService_AppendEntries_FullMethodName)
+	batches, single := b.batches(), b.called(raftpb.RaftService_AppendEntries_FullMethodName)
 	if single != 0 || batches == 0 || batches >= groups {
 		t.Fatalf("%d heartbeats travelled in %d batch calls and %d lone calls, want fewer batch calls than heartbeats and no lone call", groups, batches, single)
 	}
@@ -121,7 +125,7 @@ func TestIdleAppendsOfManyGroupsTravelTogether(t *testing.T) {
 			t.Fatalf("g%d: got %+v (%v), want its own follower's answer (last log %d)", i, f.Response(), err, 100+i)
 		}
 	}
-	if batches := b.called(raftpb.RaftService_Heartbeats_FullMethodName); batches == 0 || batches >= groups {
+	if batches := b.batches(); batches == 0 || batches >= groups {
 		t.Fatalf("%d idle appends travelled in %d batch calls, want fewer than one per group and at least one", groups, batches)
 	}
 }
@@ -210,7 +214,7 @@ func TestAppendBehindOneInFlightStaysOnStream(t *testing.T) {
 			t.Fatalf("answer %d: got %d entries (%v), want %d", i, len(f.Request().Entries), f.Error(), want)
 		}
 	}
-	if n := b.called(raftpb.RaftService_Heartbeats_FullMethodName); n != 0 {
+	if n := b.batches(); n != 0 {
 		t.Fatalf("%d batch calls, want none", n)
 	}
 }
@@ -219,11 +223,14 @@ func TestAppendBehindOneInFlightStaysOnStream(t *testing.T) {
 // sends nothing more on its stream; when the receiving group closes, the
 // receiver's stream handler still ends, so that a graceful stop of the
 // receiver's server, which waits for its handlers, does not hang for as
-// long as the sender keeps the pipeline open.
+// long as the sender keeps the pipeline open. (The receiver serves no
+// HeartbeatStream, so that the batch travels in a call: a batch stream
+// ends with the receiving Manager, TestHeartbeatStreamEndsWhenManagerCloses,
+// which stays open here.)
 func TestIdlePipelineEndsWhenGroupCloses(t *testing.T) {
 	linger := func(c *Config) { c.HeartbeatLinger = 50 * time.Millisecond }
 	a := startNode(t, "c", linger)
-	b := startNode(t, "c", linger)
+	b := startNodeServing(t, "c", linger, registerWithoutStream)
 	ta := a.group(t, "g")
 	tb, err := b.mgr.Group("g")
 	if err != nil {
@@ -241,21 +248,143 @@ func TestIdlePipelineEndsWhenGroupCloses(t *testing.T) {
 			t.Fatal(f.Error())
 		}
 	}
-	if n := b.called(raftpb.RaftService_Heartbeats_FullMethodName); n != 1 {
+	if n := b.batches(); n != 1 {
 		t.Fatalf("%d batch calls, want the idle append's one", n)
 	}
 	if err := tb.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		b.srv.GracefulStop()
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(20 * time.Second):
-		b.srv.Stop()
+	if !b.stopsGracefully(20 * time.Second) {
 		t.Fatal("graceful stop still waiting after 20s for the closed group's pipeline handler")
+	}
+}
+
+// sendHeartbeat sends a heartbeat of a's group ta to b and returns the
+// answer.
+func sendHeartbeat(t *testing.T, ta *Transport, a, b *testNode) (raft.AppendEntriesResponse, error) {
+	t.Helper()
+	var resp raft.AppendEntriesResponse
+	err := recvErr(t, call(func() error {
+		return ta.AppendEntries("b", raft.ServerAddress(b.addr), heartbeat(a), &resp)
+	}))
+	return resp, err
+}
+
+// answerHeartbeats makes tb's raft answer every heartbeat with success.
+func answerHeartbeats(tb *Transport) {
+	tb.SetHeartbeatHandler(func(rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 5, Success: true}, nil)
+	})
+}
+
+// Batches to a peer share one stream: heartbeats sent one after the
+// other, each its own batch, travel as messages of one HeartbeatStream,
+// not as calls or streams of their own.
+func TestHeartbeatBatchesShareOneStream(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNode(t, "c", nil)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	answerHeartbeats(tb)
+	const sends = 5
+	for i := range sends {
+		if resp, err := sendHeartbeat(t, ta, a, b); err != nil || !resp.Success {
+			t.Fatalf("heartbeat %d: %v %+v", i, err, resp)
+		}
+	}
+	streams, msgs := b.called(raftpb.RaftService_HeartbeatStream_FullMethodName), b.called(raftpb.RaftService_HeartbeatStream_FullMethodName+msgSuffix)
+	if calls := b.called(raftpb.RaftService_Heartbeats_FullMethodName); streams != 1 || msgs != sends || calls != 0 {
+		t.Fatalf("%d heartbeats in turn: got %d streams carrying %d batches and %d batch calls, want 1 stream carrying %d batches and no call",
+			sends, streams, msgs, calls, sends)
+	}
+}
+
+// noStreamServer is the raft service of a release without
+// HeartbeatStream.
+type noStreamServer struct{ raftServer }
+
+func (noStreamServer) HeartbeatStream(raftpb.RaftService_HeartbeatStreamServer) error {
+	return status.Error(codes.Unimplemented, "unknown method HeartbeatStream")
+}
+
+// registerWithoutStream serves m as a release without HeartbeatStream.
+func registerWithoutStream(m *Manager, s grpc.ServiceRegistrar) {
+	raftpb.RegisterRaftServiceServer(s, noStreamServer{raftServer{m: m}})
+	raftpb.RegisterPeerServiceServer(s, peerServer{m: m})
+}
+
+// A peer of an older release, without HeartbeatStream, gets heartbeat
+// batches in Heartbeats calls, and is not asked for a stream again.
+func TestHeartbeatsToPeerWithoutStreamGoInCalls(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNodeServing(t, "c", nil, registerWithoutStream)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	answerHeartbeats(tb)
+	for i := range 2 {
+		if resp, err := sendHeartbeat(t, ta, a, b); err != nil || !resp.Success {
+			t.Fatalf("heartbeat %d: %v %+v", i, err, resp)
+		}
+	}
+	if streams, calls := b.called(raftpb.RaftService_HeartbeatStream_FullMethodName), b.called(raftpb.RaftService_Heartbeats_FullMethodName); streams != 1 || calls != 2 {
+		t.Fatalf("got %d stream attempts and %d batch calls, want 1 and 2", streams, calls)
+	}
+}
+
+// stallingServer's first HeartbeatStream reads batches and never answers
+// them; later streams are served.
+type stallingServer struct {
+	raftServer
+	stalled *atomic.Bool
+}
+
+func (s stallingServer) HeartbeatStream(stream raftpb.RaftService_HeartbeatStreamServer) error {
+	if s.stalled.CompareAndSwap(false, true) {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return err
+			}
+		}
+	}
+	return s.raftServer.HeartbeatStream(stream)
+}
+
+// A batch whose answer does not come within the call timeout fails, and
+// the next batch goes on a new stream.
+func TestStalledHeartbeatStreamFailsBatchAndReopens(t *testing.T) {
+	a := startNode(t, "c", func(c *Config) { c.Timeout = 300 * time.Millisecond })
+	b := startNodeServing(t, "c", nil, func(m *Manager, s grpc.ServiceRegistrar) {
+		raftpb.RegisterRaftServiceServer(s, stallingServer{raftServer{m: m}, new(atomic.Bool)})
+		raftpb.RegisterPeerServiceServer(s, peerServer{m: m})
+	})
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	answerHeartbeats(tb)
+	if resp, err := sendHeartbeat(t, ta, a, b); err == nil {
+		t.Fatalf("heartbeat on the stalled stream: got %+v, want an error", resp)
+	} else if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("heartbeat on the stalled stream: got %v, want DeadlineExceeded", err)
+	}
+	if resp, err := sendHeartbeat(t, ta, a, b); err != nil || !resp.Success {
+		t.Fatalf("heartbeat after the stall: %v %+v", err, resp)
+	}
+	if n := b.called(raftpb.RaftService_HeartbeatStream_FullMethodName); n != 2 {
+		t.Fatalf("got %d streams, want 2 (the stalled one, then a new one)", n)
+	}
+}
+
+// A heartbeat stream the peer keeps open ends when the receiving Manager
+// closes, so that a graceful stop of its server, which waits for its
+// handlers, does not hang.
+func TestHeartbeatStreamEndsWhenManagerCloses(t *testing.T) {
+	a := startNode(t, "c", nil)
+	b := startNode(t, "c", nil)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	answerHeartbeats(tb)
+	if _, err := sendHeartbeat(t, ta, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.mgr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !b.stopsGracefully(20 * time.Second) {
+		t.Fatal("graceful stop still waiting after 20s for the heartbeat stream's handler")
 	}
 }

@@ -5,10 +5,13 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+
+	"github.com/metamq/meta/rpc/transport/raftpb"
 )
 
 func TestMain(m *testing.M) {
@@ -61,10 +64,42 @@ func (n *testNode) called(method string) int {
 	return n.calls[method]
 }
 
+// msgSuffix: calls[method+msgSuffix] counts the messages received on
+// method's streams.
+const msgSuffix = " messages"
+
+// countingStream counts the messages a server stream receives.
+type countingStream struct {
+	grpc.ServerStream
+	n   *testNode
+	key string
+}
+
+func (s countingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil {
+		s.n.countCall(s.key)
+	}
+	return err
+}
+
+// batches returns how many heartbeat batches the node's server received,
+// in Heartbeats calls and on HeartbeatStream streams.
+func (n *testNode) batches() int {
+	return n.called(raftpb.RaftService_Heartbeats_FullMethodName) + n.called(raftpb.RaftService_HeartbeatStream_FullMethodName+msgSuffix)
+}
+
 // startNode starts a node; edit adjusts its Config. The node is stopped in
 // t.Cleanup: the Manager first (it unblocks handlers waiting on groups),
 // then the server, which waits for its handlers.
 func startNode(t testing.TB, cluster string, edit func(*Config)) *testNode {
+	t.Helper()
+	return startNodeServing(t, cluster, edit, (*Manager).Register)
+}
+
+// startNodeServing starts a node whose server gets its services from
+// register (startNode: Manager.Register).
+func startNodeServing(t testing.TB, cluster string, edit func(*Config), register func(*Manager, grpc.ServiceRegistrar)) *testNode {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,10 +122,10 @@ func startNode(t testing.TB, cluster string, edit func(*Config)) *testNode {
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			n.countCall(info.FullMethod)
-			return h(srv, ss)
+			return h(srv, countingStream{ss, n, info.FullMethod + msgSuffix})
 		}),
 	)...)
-	n.mgr.Register(n.srv)
+	register(n.mgr, n.srv)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -151,4 +186,22 @@ func serveConsumer(t testing.TB, tr *Transport, respond func(rpc raft.RPC) (any,
 		close(stop)
 		<-done
 	})
+}
+
+// stopsGracefully stops n's server gracefully and reports whether it
+// stopped within d (else it stops it at once): a graceful stop waits for
+// every handler.
+func (n *testNode) stopsGracefully(d time.Duration) bool {
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		n.srv.GracefulStop()
+	}()
+	select {
+	case <-stopped:
+		return true
+	case <-time.After(d):
+		n.srv.Stop()
+		return false
+	}
 }

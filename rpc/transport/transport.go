@@ -360,35 +360,17 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 	// so a stream may stay silent from its start; a graceful stop waits for
 	// every handler. The reader ends when the stream does, at the latest
 	// when this handler returns.
-	type recvd struct {
-		req *raftpb.AppendEntriesRequest
-		err error
-	}
-	next := make(chan recvd)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			select {
-			case next <- recvd{r, err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	next, stop := receiveAll(stream.Recv)
+	defer stop()
 	var req *raftpb.AppendEntriesRequest
 	select {
 	case n := <-next:
 		if n.err != nil {
 			return recvEnd(n.err)
 		}
-		req = n.req
+		req = n.msg
 	case <-s.m.lifetime.Done():
-		return rejection(codes.Unavailable, raftpb.Reason_REASON_CLOSED, fmt.Sprintf("transport: %s is closing", s.m.cfg.LocalAddr))
+		return s.m.closingErr()
 	case <-ctx.Done():
 		return status.FromContextError(ctx.Err()).Err()
 	}
@@ -413,13 +395,50 @@ func (s raftServer) AppendEntriesPipeline(stream raftpb.RaftService_AppendEntrie
 			if n.err != nil {
 				return recvEnd(n.err)
 			}
-			req = n.req
+			req = n.msg
 		case <-t.lifetime.Done():
 			return errGroupClosing(group)
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+}
+
+// received is one message a stream's reader got, or the error that ended
+// its reading.
+type received[M any] struct {
+	msg M
+	err error
+}
+
+// receiveAll reads a stream's messages in a goroutine of its own and hands
+// them over on next, so that a handler can wait for one or for its group
+// or Manager to close. The reader ends after the first error, or once stop
+// is called and the stream's next Recv returns (at the latest when the
+// handler has returned and the stream ended): call stop when the handler
+// returns.
+func receiveAll[M any](recv func() (M, error)) (next <-chan received[M], stop func()) {
+	ch := make(chan received[M])
+	done := make(chan struct{})
+	go func() {
+		for {
+			m, err := recv()
+			select {
+			case ch <- received[M]{m, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch, func() { close(done) }
+}
+
+// closingErr is the refusal of a stream whose Manager is closing.
+func (m *Manager) closingErr() error {
+	return rejection(codes.Unavailable, raftpb.Reason_REASON_CLOSED, fmt.Sprintf("transport: %s is closing", m.cfg.LocalAddr))
 }
 
 // recvEnd maps the end of a client stream: io.EOF is a clean half-close.

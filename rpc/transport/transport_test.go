@@ -611,12 +611,7 @@ func TestCloseEndsSilentPipelineStream(t *testing.T) {
 	if err := b.mgr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := make(chan struct{})
-	go func() { b.srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		b.srv.Stop()
+	if !b.stopsGracefully(10 * time.Second) {
 		t.Fatal("a graceful stop after Manager.Close still waits for a pipeline stream that has sent nothing")
 	}
 }

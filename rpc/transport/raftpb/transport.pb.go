@@ -2825,7 +2825,7 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\x14REASON_UNKNOWN_GROUP\x10\x02\x12\x15\n" +
 	"\x11REASON_NO_HANDLER\x10\x03\x12\x11\n" +
 	"\rREASON_CLOSED\x10\x04\x12\x17\n" +
-	"\x13REASON_UNKNOWN_CALL\x10\x052\x81\x05\n" +
+	"\x13REASON_UNKNOWN_CALL\x10\x052\xdc\x05\n" +
 	"\vRaftService\x12X\n" +
 	"\rAppendEntries\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse\x12d\n" +
 	"\x15AppendEntriesPipeline\x12\".meta.raft.v1.AppendEntriesRequest\x1a#.meta.raft.v1.AppendEntriesResponse(\x010\x01\x12R\n" +
@@ -2834,7 +2834,8 @@ const file_rpc_transport_raftpb_transport_proto_rawDesc = "" +
 	"\n" +
 	"TimeoutNow\x12\x1f.meta.raft.v1.TimeoutNowRequest\x1a .meta.raft.v1.TimeoutNowResponse\x12P\n" +
 	"\n" +
-	"Heartbeats\x12\x1c.meta.raft.v1.HeartbeatBatch\x1a$.meta.raft.v1.HeartbeatBatchResponse\x12^\n" +
+	"Heartbeats\x12\x1c.meta.raft.v1.HeartbeatBatch\x1a$.meta.raft.v1.HeartbeatBatchResponse\x12Y\n" +
+	"\x0fHeartbeatStream\x12\x1c.meta.raft.v1.HeartbeatBatch\x1a$.meta.raft.v1.HeartbeatBatchResponse(\x010\x01\x12^\n" +
 	"\x0fInstallSnapshot\x12\".meta.raft.v1.InstallSnapshotChunk\x1a%.meta.raft.v1.InstallSnapshotResponse(\x012\xf3\x02\n" +
 	"\vPeerService\x12F\n" +
 	"\aPropose\x12\x1c.meta.raft.v1.ProposeRequest\x1a\x1d.meta.raft.v1.ProposeResponse\x12H\n" +
@@ -2928,26 +2929,28 @@ var file_rpc_transport_raftpb_transport_proto_depIdxs = []int32{
 	8,  // 24: meta.raft.v1.RaftService.RequestPreVote:input_type -> meta.raft.v1.RequestPreVoteRequest
 	10, // 25: meta.raft.v1.RaftService.TimeoutNow:input_type -> meta.raft.v1.TimeoutNowRequest
 	37, // 26: meta.raft.v1.RaftService.Heartbeats:input_type -> meta.raft.v1.HeartbeatBatch
-	13, // 27: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
-	15, // 28: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
-	17, // 29: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
-	18, // 30: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
-	22, // 31: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
-	20, // 32: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
-	5,  // 33: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
-	5,  // 34: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
-	7,  // 35: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
-	9,  // 36: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
-	11, // 37: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
-	39, // 38: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
-	14, // 39: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
-	16, // 40: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
-	19, // 41: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
-	19, // 42: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
-	24, // 43: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
-	21, // 44: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
+	37, // 27: meta.raft.v1.RaftService.HeartbeatStream:input_type -> meta.raft.v1.HeartbeatBatch
+	13, // 28: meta.raft.v1.RaftService.InstallSnapshot:input_type -> meta.raft.v1.InstallSnapshotChunk
+	15, // 29: meta.raft.v1.PeerService.Propose:input_type -> meta.raft.v1.ProposeRequest
+	17, // 30: meta.raft.v1.PeerService.ReadIndex:input_type -> meta.raft.v1.ReadIndexRequest
+	18, // 31: meta.raft.v1.PeerService.Applied:input_type -> meta.raft.v1.AppliedRequest
+	22, // 32: meta.raft.v1.PeerService.GetClusterInfo:input_type -> meta.raft.v1.ClusterInfoRequest
+	20, // 33: meta.raft.v1.PeerService.Call:input_type -> meta.raft.v1.CallRequest
+	5,  // 34: meta.raft.v1.RaftService.AppendEntries:output_type -> meta.raft.v1.AppendEntriesResponse
+	5,  // 35: meta.raft.v1.RaftService.AppendEntriesPipeline:output_type -> meta.raft.v1.AppendEntriesResponse
+	7,  // 36: meta.raft.v1.RaftService.RequestVote:output_type -> meta.raft.v1.RequestVoteResponse
+	9,  // 37: meta.raft.v1.RaftService.RequestPreVote:output_type -> meta.raft.v1.RequestPreVoteResponse
+	11, // 38: meta.raft.v1.RaftService.TimeoutNow:output_type -> meta.raft.v1.TimeoutNowResponse
+	39, // 39: meta.raft.v1.RaftService.Heartbeats:output_type -> meta.raft.v1.HeartbeatBatchResponse
+	39, // 40: meta.raft.v1.RaftService.HeartbeatStream:output_type -> meta.raft.v1.HeartbeatBatchResponse
+	14, // 41: meta.raft.v1.RaftService.InstallSnapshot:output_type -> meta.raft.v1.InstallSnapshotResponse
+	16, // 42: meta.raft.v1.PeerService.Propose:output_type -> meta.raft.v1.ProposeResponse
+	19, // 43: meta.raft.v1.PeerService.ReadIndex:output_type -> meta.raft.v1.IndexResponse
+	19, // 44: meta.raft.v1.PeerService.Applied:output_type -> meta.raft.v1.IndexResponse
+	24, // 45: meta.raft.v1.PeerService.GetClusterInfo:output_type -> meta.raft.v1.ClusterInfo
+	21, // 46: meta.raft.v1.PeerService.Call:output_type -> meta.raft.v1.CallResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name

@@ -49,6 +49,7 @@ const (
 	RaftService_RequestPreVote_FullMethodName        = "/meta.raft.v1.RaftService/RequestPreVote"
 	RaftService_TimeoutNow_FullMethodName            = "/meta.raft.v1.RaftService/TimeoutNow"
 	RaftService_Heartbeats_FullMethodName            = "/meta.raft.v1.RaftService/Heartbeats"
+	RaftService_HeartbeatStream_FullMethodName       = "/meta.raft.v1.RaftService/HeartbeatStream"
 	RaftService_InstallSnapshot_FullMethodName       = "/meta.raft.v1.RaftService/InstallSnapshot"
 )
 
@@ -72,6 +73,16 @@ type RaftServiceClient interface {
 	// answers each; a peer of the previous release answers Unimplemented and
 	// is sent heartbeats one by one.
 	Heartbeats(ctx context.Context, in *HeartbeatBatch, opts ...grpc.CallOption) (*HeartbeatBatchResponse, error)
+	// HeartbeatStream carries the same batches on one long-lived stream per
+	// peer and kind (heartbeats, idle appends): the client sends a batch,
+	// the server answers it with one HeartbeatBatchResponse, and only then
+	// does the client send the next. Every batch names the cluster; a batch
+	// the server refuses ends the stream with the refusal, and the client
+	// opens a new one for the next batch. It spares each batch a call's
+	// setup (headers, trailers, a handler goroutine on the server), most of
+	// what an idle node spent on batches. A peer of an older release answers
+	// Unimplemented and is sent Heartbeats calls.
+	HeartbeatStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse], error)
 	// InstallSnapshot streams a snapshot: the first chunk holds the request,
 	// every later chunk holds the next piece of the snapshot's bytes (about
 	// 1 MiB each). The client half-closes after the last piece; the snapshot's
@@ -151,9 +162,22 @@ func (c *raftServiceClient) Heartbeats(ctx context.Context, in *HeartbeatBatch, 
 	return out, nil
 }
 
+func (c *raftServiceClient) HeartbeatStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RaftService_ServiceDesc.Streams[1], RaftService_HeartbeatStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HeartbeatBatch, HeartbeatBatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftService_HeartbeatStreamClient = grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse]
+
 func (c *raftServiceClient) InstallSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RaftService_ServiceDesc.Streams[1], RaftService_InstallSnapshot_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RaftService_ServiceDesc.Streams[2], RaftService_InstallSnapshot_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +208,16 @@ type RaftServiceServer interface {
 	// answers each; a peer of the previous release answers Unimplemented and
 	// is sent heartbeats one by one.
 	Heartbeats(context.Context, *HeartbeatBatch) (*HeartbeatBatchResponse, error)
+	// HeartbeatStream carries the same batches on one long-lived stream per
+	// peer and kind (heartbeats, idle appends): the client sends a batch,
+	// the server answers it with one HeartbeatBatchResponse, and only then
+	// does the client send the next. Every batch names the cluster; a batch
+	// the server refuses ends the stream with the refusal, and the client
+	// opens a new one for the next batch. It spares each batch a call's
+	// setup (headers, trailers, a handler goroutine on the server), most of
+	// what an idle node spent on batches. A peer of an older release answers
+	// Unimplemented and is sent Heartbeats calls.
+	HeartbeatStream(grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]) error
 	// InstallSnapshot streams a snapshot: the first chunk holds the request,
 	// every later chunk holds the next piece of the snapshot's bytes (about
 	// 1 MiB each). The client half-closes after the last piece; the snapshot's
@@ -217,6 +251,9 @@ func (UnimplementedRaftServiceServer) TimeoutNow(context.Context, *TimeoutNowReq
 }
 func (UnimplementedRaftServiceServer) Heartbeats(context.Context, *HeartbeatBatch) (*HeartbeatBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeats not implemented")
+}
+func (UnimplementedRaftServiceServer) HeartbeatStream(grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method HeartbeatStream not implemented")
 }
 func (UnimplementedRaftServiceServer) InstallSnapshot(grpc.ClientStreamingServer[InstallSnapshotChunk, InstallSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method InstallSnapshot not implemented")
@@ -339,6 +376,13 @@ func _RaftService_Heartbeats_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RaftService_HeartbeatStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RaftServiceServer).HeartbeatStream(&grpc.GenericServerStream[HeartbeatBatch, HeartbeatBatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftService_HeartbeatStreamServer = grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]
+
 func _RaftService_InstallSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(RaftServiceServer).InstallSnapshot(&grpc.GenericServerStream[InstallSnapshotChunk, InstallSnapshotResponse]{ServerStream: stream})
 }
@@ -378,6 +422,12 @@ var RaftService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "AppendEntriesPipeline",
 			Handler:       _RaftService_AppendEntriesPipeline_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "HeartbeatStream",
+			Handler:       _RaftService_HeartbeatStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
