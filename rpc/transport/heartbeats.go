@@ -262,19 +262,21 @@ func (b *hbBatcher) deliver(batch []*hbCall) {
 func (b *hbBatcher) viaStream(pc *peerConn, req *raftpb.HeartbeatBatch) (*raftpb.HeartbeatBatchResponse, error) {
 	if b.stream == nil || b.streamConn != pc {
 		b.dropStream()
+		// The watchdog bounds the opening too (a connection still being
+		// made): the batcher answers every heartbeat within the timeout.
 		ctx, cancel := context.WithCancel(b.m.lifetime)
-		s, err := pc.raft.HeartbeatStream(ctx)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
 		stalled := new(atomic.Bool)
-		b.stream, b.streamConn, b.streamStop, b.stalled = s, pc, cancel, stalled
-		b.watchdog = time.AfterFunc(time.Hour, func() {
+		watchdog := time.AfterFunc(b.m.cfg.Timeout, func() {
 			stalled.Store(true)
 			cancel()
 		})
-		b.watchdog.Stop()
+		s, err := pc.raft.HeartbeatStream(ctx)
+		if err != nil {
+			watchdog.Stop()
+			cancel()
+			return nil, err
+		}
+		b.stream, b.streamConn, b.streamStop, b.watchdog, b.stalled = s, pc, cancel, watchdog, stalled
 	}
 	b.watchdog.Reset(b.m.cfg.Timeout)
 	err := b.stream.Send(req)
