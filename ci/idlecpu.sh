@@ -141,7 +141,8 @@ led() {
 # all the groups.
 failover() {
   local all n1led t0 t
-  all=$(bin/metactl --endpoints "127.0.0.1:$((BASE + 10 * $1))" --timeout 5s status 2>/dev/null | awk 'NR > 1 {print $1}' | sort -u | wc -l)
+  # The groups: the first table's rows (the nodes' table follows it).
+  all=$(bin/metactl --endpoints "127.0.0.1:$((BASE + 10 * $1))" --timeout 5s status 2>/dev/null | awk 'NR == 1 {next} $1 == "NODE" {exit} {print $1}' | sort -u | wc -l)
   n1led=$(bin/metactl --endpoints "127.0.0.1:$((BASE + 10 * $1))" --timeout 5s status 2>/dev/null | awk '$2 == "n1" && $3 == "Leader"' | wc -l)
   kill -9 "$(cat "$OUT/${LABELS[$1]}/n1.pid")"
   t0=$(mono)
