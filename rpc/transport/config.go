@@ -30,6 +30,13 @@ const (
 	// batches travelled on a stream): most of the cost is in raft's
 	// per-group heartbeat goroutines.
 	DefaultHeartbeatLinger = 50 * time.Millisecond
+	// DefaultIdleRepeat: raft sends an idle group's followers an append
+	// every CommitTimeout to 2 CommitTimeouts (metanode: 250-500 ms) even
+	// when it carries nothing new; one a second keeps what those repeats
+	// are good for (a follower that restarted learns the commit index, a
+	// follower on a newer term is found out) while the heartbeats keep
+	// the contact (see pipeline.sendIdle).
+	DefaultIdleRepeat = time.Second
 )
 
 const (
@@ -97,6 +104,11 @@ type Config struct {
 	// (heartbeats.go). Zero means DefaultHeartbeatLinger; a negative value
 	// sends every heartbeat alone.
 	HeartbeatLinger time.Duration
+	// IdleRepeat is how long a pipeline holds back an idle append that
+	// repeats the last one its follower accepted (pipeline.sendIdle):
+	// one such append goes at most this often. Zero means
+	// DefaultIdleRepeat; a negative value sends every one.
+	IdleRepeat time.Duration
 	// TLS, when set, turns on mutual TLS: the server and every dial use
 	// its (reloaded) certificate, and raft and peer calls are admitted
 	// only from a certificate naming an id PeerAllowed accepts. Nil (the
@@ -142,6 +154,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatLinger == 0 {
 		c.HeartbeatLinger = DefaultHeartbeatLinger
+	}
+	if c.IdleRepeat == 0 {
+		c.IdleRepeat = DefaultIdleRepeat
 	}
 	return c
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -386,5 +387,63 @@ func TestHeartbeatStreamEndsWhenManagerCloses(t *testing.T) {
 	}
 	if !b.stopsGracefully(20 * time.Second) {
 		t.Fatal("graceful stop still waiting after 20s for the heartbeat stream's handler")
+	}
+}
+
+// idleRepeats sends on a pipeline of a's group to b the idle appends with
+// the commit indexes given, each once the one before is answered (or held
+// back), and returns how many reached b's raft and the commit indexes of
+// those handed back to a's raft (sorted: the hand-overs may cross).
+func idleRepeats(t *testing.T, repeat time.Duration, commits ...uint64) (reached int, answered []uint64) {
+	t.Helper()
+	a := startNode(t, "c", func(c *Config) { c.IdleRepeat = repeat })
+	b := startNode(t, "c", nil)
+	ta, tb := a.group(t, "g"), b.group(t, "g")
+	var got atomic.Int32
+	serveConsumer(t, tb, func(rpc raft.RPC) (any, error) {
+		got.Add(1)
+		req := rpc.Command.(*raft.AppendEntriesRequest)
+		return &raft.AppendEntriesResponse{Term: req.Term, Success: true}, nil
+	})
+	p := openPipeline(t, ta, b)
+	for _, c := range commits {
+		req := idleAppend(a)
+		req.LeaderCommitIndex = c
+		f, err := p.AppendEntries(req, new(raft.AppendEntriesResponse))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Error(); err != nil {
+			t.Fatalf("idle append (commit %d): %v", c, err)
+		}
+	}
+	// Every append that reached b was answered, and every answered one is
+	// handed to raft: wait for as many hand-overs.
+	reached = int(got.Load())
+	for range reached {
+		answered = append(answered, nextFuture(t, p).Request().LeaderCommitIndex)
+	}
+	slices.Sort(answered)
+	return reached, answered
+}
+
+// An idle append that repeats the last one the follower accepted, within
+// IdleRepeat, is held back: it neither reaches the follower nor is handed
+// to raft. One that carries a new commit index goes.
+func TestRepeatedIdleAppendIsHeldBack(t *testing.T) {
+	reached, answered := idleRepeats(t, time.Hour, 10, 10, 10, 11, 11)
+	if reached != 2 || !slices.Equal(answered, []uint64{10, 11}) {
+		t.Fatalf("idle appends with commit 10, 10, 10, 11, 11: got %d reaching the follower and %v handed to raft, want 2 and [10 11]", reached, answered)
+	}
+}
+
+// A repeat goes once IdleRepeat has passed since the last one accepted
+// (here at once), and every repeat goes when IdleRepeat is negative.
+func TestIdleAppendRepeatsAfterIdleRepeat(t *testing.T) {
+	for _, repeat := range []time.Duration{time.Nanosecond, -1} {
+		reached, answered := idleRepeats(t, repeat, 10, 10, 10)
+		if reached != 3 || !slices.Equal(answered, []uint64{10, 10, 10}) {
+			t.Fatalf("IdleRepeat %v, idle appends with commit 10 three times: got %d reaching the follower and %v handed to raft, want 3 and [10 10 10]", repeat, reached, answered)
+		}
 	}
 }

@@ -100,6 +100,16 @@ type pipeline struct {
 	closeCh   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	idleMu   sync.Mutex // guards lastIdle
+	lastIdle idleRecord
+}
+
+// idleRecord is the last idle append the follower accepted: what it
+// carried and when it was sent.
+type idleRecord struct {
+	term, prevIndex, prevTerm, commit uint64
+	sent                              time.Time
 }
 
 var _ raft.AppendPipeline = (*pipeline)(nil)
@@ -120,6 +130,10 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	default:
 	}
 	if len(args.Entries) == 0 && len(p.slots) == 0 && p.t.m.cfg.HeartbeatLinger > 0 && !isHeartbeat(args) {
+		if p.repeatsIdle(args, f.start) {
+			f.respond(nil) // held back: raft is not handed it (sendIdle)
+			return f, nil
+		}
 		p.sendIdle(f)
 		return f, nil
 	}
@@ -160,6 +174,19 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 // reach raft out of send order. An append that fails is dropped like a
 // lost message (not handed to raft, the stream untouched): the next
 // append carries the commit index again.
+//
+// An idle append that repeats the last one the follower accepted (same
+// term, previous entry and commit index) and follows it by less than
+// Config.IdleRepeat is not sent at all: it is held back like a lost
+// message. It would tell the follower nothing it has not accepted, and
+// raft takes nothing from its answer that the group's heartbeats (every
+// tenth to fifth of the heartbeat timeout) do not give it: the contact
+// for the leader's lease and leadership confirmations. A new commit
+// index, entry or term goes at once as before. What the repeats are good
+// for waits at most IdleRepeat: a follower that restarted (and lost the
+// commit index it held in memory) learns it, and a follower on a newer
+// term (which the heartbeats' answers do not report to raft) is found
+// out.
 func (p *pipeline) sendIdle(f *appendFuture) {
 	done := p.t.m.batcher(string(p.target), true).queue(encodeAppendEntriesRequest(p.t.m.ClusterID(), p.t.group, f.args), false)
 	p.wg.Add(1)
@@ -178,12 +205,35 @@ func (p *pipeline) sendIdle(f *appendFuture) {
 		}
 		decodeAppendEntriesResponse(r.resp, f.resp)
 		p.t.matched.observe(p.target, f.args, f.resp)
+		if f.resp.Success && f.resp.Term == f.args.Term {
+			p.noteIdle(f.args, f.start)
+		}
 		f.respond(nil)
 		select {
 		case p.done <- f:
 		case <-p.closeCh:
 		}
 	}()
+}
+
+// repeatsIdle says whether args, an idle append sent at now, repeats the
+// last one the follower accepted within Config.IdleRepeat.
+func (p *pipeline) repeatsIdle(args *raft.AppendEntriesRequest, now time.Time) bool {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	l := p.lastIdle
+	return !l.sent.IsZero() && now.Sub(l.sent) < p.t.m.cfg.IdleRepeat &&
+		l.term == args.Term && l.prevIndex == args.PrevLogEntry && l.prevTerm == args.PrevLogTerm && l.commit == args.LeaderCommitIndex
+}
+
+// noteIdle records an idle append, sent at sent, that the follower
+// accepted.
+func (p *pipeline) noteIdle(args *raft.AppendEntriesRequest, sent time.Time) {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if sent.After(p.lastIdle.sent) {
+		p.lastIdle = idleRecord{term: args.Term, prevIndex: args.PrevLogEntry, prevTerm: args.PrevLogTerm, commit: args.LeaderCommitIndex, sent: sent}
+	}
 }
 
 // Consumer implements raft.AppendPipeline.
