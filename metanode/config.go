@@ -90,22 +90,26 @@ type Config struct {
 	// LeaderLeaseTimeout: a leader that has not heard from a quorum for
 	// this long steps down. Reads never rely on it (they confirm
 	// leadership with a heartbeat round), so it only bounds how long a
-	// cut-off leader keeps the title.
+	// cut-off leader keeps the title. Default 1s, as long as
+	// HeartbeatTimeout allows: room for LeaderHeartbeatTimeout's slower
+	// heartbeats.
 	LeaderLeaseTimeout time.Duration
 	// LeaderHeartbeatTimeout is the heartbeat timeout a group's leader
 	// runs raft with (followers keep HeartbeatTimeout): raft heartbeats
 	// each follower every tenth to fifth of it. Every group heartbeats
 	// every follower separately, and on an idle node that is most of its
-	// CPU: 2s (with a 1s LeaderLeaseTimeout) sends one every 200-400 ms
-	// instead of every 100-200 ms, and took 3 nodes × 100 idle groups from
-	// 12.5% to 7.8% of a core per node (ci/idlecpu.sh). A follower still
-	// notices a silent leader after HeartbeatTimeout. Off by default
-	// (zero, or anything below HeartbeatTimeout, means HeartbeatTimeout):
-	// on an overloaded machine a follower misses a slower leader's
-	// heartbeats sooner, and that has not been measured on a calm one.
-	// Its fifth must not exceed half of LeaderLeaseTimeout nor half of
-	// HeartbeatTimeout: a follower and the leader's lease hear at least
-	// two heartbeats per timeout.
+	// CPU: the default, 2s (with a 1s LeaderLeaseTimeout), sends one every
+	// 200-400 ms instead of every 100-200 ms (ci/idlecpu.sh: 3 nodes × 100
+	// idle groups, 12.5% to 7.8% of a core per node when first measured).
+	// A follower still notices a silent leader after HeartbeatTimeout, so
+	// failover after a leader dies is not slower; on a machine loaded far
+	// past its cores, clusters with these defaults saw fewer leader changes
+	// than with a 1s heartbeat and 500 ms lease (whose leaders stepped down
+	// when starved). Zero, or anything below HeartbeatTimeout, means
+	// HeartbeatTimeout. Its fifth must not exceed half of
+	// LeaderLeaseTimeout nor half of HeartbeatTimeout: a follower and the
+	// leader's lease hear at least two heartbeats per timeout (lowering
+	// HeartbeatTimeout means lowering this and LeaderLeaseTimeout too).
 	LeaderHeartbeatTimeout time.Duration
 	// CommitTimeout is how often an idle group's leader sends its
 	// followers the commit index (a busy group sends it with new entries).
@@ -215,7 +219,8 @@ func DefaultConfig() Config {
 		Rocks:                     rocks.DefaultOptions(""),
 		HeartbeatTimeout:          time.Second,
 		ElectionTimeout:           time.Second,
-		LeaderLeaseTimeout:        500 * time.Millisecond,
+		LeaderLeaseTimeout:        time.Second,
+		LeaderHeartbeatTimeout:    2 * time.Second,
 		CommitTimeout:             250 * time.Millisecond,
 		MaxAppendEntries:          64,
 		LogCacheBytes:             8 << 20,
