@@ -73,6 +73,12 @@ type plan struct {
 // inject every kind at least twice, do each membership change once (seeds
 // 1, 15 and 29) and each scale op once (seeds 3 and 17); seeds divisible
 // by 7 run on five nodes (among 1..30: isolate and transfer, twice each).
+//
+// A seed of an odd cycle of the default kinds (s/n odd) whose kind is a
+// kill, a pause or a partition (reshardMixed) also splits a data group
+// below hot keys (a reshard fault) in the same run, before or after that
+// fault as verify's schedule draws: among 1..30, kill at seed 19, isolate
+// at 21 (five nodes), split at 22 and pause at 23.
 func planFor(seed int64, override []verify.FaultKind) plan {
 	ks := inprocKinds()
 	if len(override) > 0 {
@@ -86,13 +92,30 @@ func planFor(seed int64, override []verify.FaultKind) plan {
 	if seed%7 == 0 {
 		p.nodes = 5
 	}
+	if len(override) == 0 && pos(seed/n, 2) == 1 && slices.Contains(reshardMixed, p.kinds[0]) {
+		p.kinds = append(p.kinds, verify.FaultReshard)
+	}
 	for _, k := range p.kinds {
 		if k == verify.FaultMember || k == verify.FaultMove || k == verify.FaultScale || k == verify.FaultKillAll || k == verify.FaultReshard {
 			p.extra = 4 * time.Second
 		}
 	}
+	// Each further fault of the run: its window and a gap before it.
+	p.extra += time.Duration(len(p.kinds)-1) * (faultMax + gapMax)
 	return p
 }
+
+// reshardMixed are the kinds that a seed of an odd cycle runs together
+// with a reshard fault (planFor): the issue's "mixed with partitions,
+// kills and pauses".
+var reshardMixed = []verify.FaultKind{verify.FaultKill, verify.FaultIsolate, verify.FaultSplit, verify.FaultPause}
+
+// The longest fault window and the longest gap between two faults of a
+// run (runConfig's schedule).
+const (
+	faultMax = 3 * time.Second
+	gapMax   = 3 * time.Second
+)
 
 // withBroker turns the broker workloads of p on or off. With them on, a
 // kill, pause or isolate fault of a seed in an even cycle of the kinds
@@ -333,12 +356,12 @@ func (l *lane) stop() []metanodetest.NemesisStats {
 }
 
 // runConfig is one short run: both workloads (KV and offsets) on every
-// node, a warm-up, one fault of 2–3s, and a cool-down long enough for a
+// node, a warm-up, one fault of 2–3s (one per kind of p: a seed that mixes
+// a reshard in has two, 1–3 s apart), and a cool-down long enough for a
 // slow heal (restart and election, re-add and catch-up take up to a few
 // seconds) plus an "after" window in which the healed cluster must serve.
-// One fault per run, not several: a heal that overruns the gap before the
-// next fault would leave the windows between them empty, and more short
-// runs cover as much.
+// One fault per kind, not more: more short runs cover as much, and each
+// fault waits for the cluster to recover from the one before.
 func runConfig(l *lane, p plan, dir string, d time.Duration, log *slog.Logger) verify.RunConfig {
 	cfg := verify.DefaultRunConfig()
 	cfg.Seed = p.seed
@@ -351,16 +374,7 @@ func runConfig(l *lane, p plan, dir string, d time.Duration, log *slog.Logger) v
 	// A scale replace heal re-creates every group twice (on the others,
 	// then back on the returning node): give it room on a loaded machine.
 	cfg.NemesisTimeout = 2 * time.Minute
-	cfg.Schedule = verify.ScheduleOptions{
-		Groups:    metapb.Groups(2, 2),
-		Warmup:    1500 * time.Millisecond,
-		Cooldown:  d - 1500*time.Millisecond - 3*time.Second,
-		MinFault:  2 * time.Second,
-		MaxFault:  3 * time.Second,
-		MemberOps: []string{p.memberOp},
-		ScaleOps:  []string{p.scaleOp},
-		MaxFaults: 1,
-	}
+	cfg.Schedule = scheduleFor(p, d)
 	if p.broker {
 		cfg.Workload = cfg.Workload.WithBroker()
 		cfg.Workload.AssignSlack = assignSlack
@@ -379,6 +393,30 @@ func runConfig(l *lane, p plan, dir string, d time.Duration, log *slog.Logger) v
 	cfg.MinOps = 5
 	cfg.Logger = log
 	return cfg
+}
+
+// sameKinds reports whether a and b hold the same kinds, each as often.
+func sameKinds(a, b []verify.FaultKind) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// scheduleFor is the fault schedule of p's run of length d: one fault
+// per kind, each 2–3 s, after a warm-up of 1.5 s.
+func scheduleFor(p plan, d time.Duration) verify.ScheduleOptions {
+	return verify.ScheduleOptions{
+		Groups:    metapb.Groups(2, 2),
+		Warmup:    1500 * time.Millisecond,
+		Cooldown:  d - 1500*time.Millisecond - faultMax - time.Duration(len(p.kinds)-1)*(faultMax+gapMax),
+		MinFault:  2 * time.Second,
+		MaxFault:  faultMax,
+		MaxGap:    gapMax,
+		MemberOps: []string{p.memberOp},
+		ScaleOps:  []string{p.scaleOp},
+		MaxFaults: len(p.kinds),
+	}
 }
 
 // keep copies a failed run's folder out of the test's temporary directory
@@ -659,8 +697,10 @@ func (b *brokerCoverage) check(t *testing.T, assert bool) {
 // -short) plan, before any cluster starts: every kind under the broker
 // workloads, and kill, pause and isolate aimed at the controller's node
 // at least once each and left to verify's draw at least once each in the
-// full sweep; seeds on the 5-node lane, whose groups are placed on 3 of
-// its nodes.
+// full sweep; a reshard in the same run as each of reshardMixed in the
+// full sweep, each seed's schedule holding one fault of each of its
+// kinds; seeds on the 5-node lane, whose groups are placed on 3 of its
+// nodes.
 func TestRunnerPlans(t *testing.T) {
 	for _, n := range []int64{int64(len(inprocKinds())), 30} {
 		s := runnerSettings{broker: true, lanes: 2}
@@ -668,6 +708,7 @@ func TestRunnerPlans(t *testing.T) {
 			s.seeds = append(s.seeds, seed)
 		}
 		kinds := map[verify.FaultKind]int{}
+		mixed := map[verify.FaultKind]int{} // kinds run with a reshard
 		aimed := map[verify.FaultKind]int{}
 		drawn := map[verify.FaultKind]int{}
 		five := 0
@@ -679,6 +720,24 @@ func TestRunnerPlans(t *testing.T) {
 				for _, p := range l.plans {
 					if !p.broker {
 						t.Errorf("%d seeds: seed %d: broker workloads off, want on", n, p.seed)
+					}
+					if len(p.kinds) > 1 {
+						mixed[p.kinds[0]]++
+					}
+					// The schedule holds one fault of each of the
+					// seed's kinds.
+					d := 10*time.Second + p.extra
+					var got []verify.FaultKind
+					for _, f := range verify.Schedule(p.seed, p.kinds, d, scheduleFor(p, d)) {
+						got = append(got, f.Kind)
+					}
+					if !sameKinds(got, p.kinds) {
+						t.Errorf("%d seeds: seed %d: scheduled faults %v, want one of each of %v", n, p.seed, got, p.kinds)
+					}
+					// A second fault does not eat the time left for
+					// the heal and the "after" window.
+					if cd, base := scheduleFor(p, d).Cooldown, scheduleFor(plan{kinds: p.kinds[:1]}, 10*time.Second).Cooldown; cd < base {
+						t.Errorf("%d seeds: seed %d (%v): cool-down %v, want at least %v as a one-fault run has", n, p.seed, p.kinds, cd, base)
 					}
 					for _, k := range p.kinds {
 						kinds[k]++
@@ -694,6 +753,14 @@ func TestRunnerPlans(t *testing.T) {
 		}
 		if five == 0 {
 			t.Errorf("%d seeds: got no seed on the 5-node lane, want at least 1", n)
+		}
+		for _, k := range reshardMixed {
+			if n == 30 && mixed[k] == 0 {
+				t.Errorf("%d seeds: %s with a reshard in the same run: got 0 seeds, want at least 1", n, k)
+			}
+		}
+		if len(mixed) != len(reshardMixed) && n == 30 || len(mixed) > len(reshardMixed) {
+			t.Errorf("%d seeds: kinds run with a reshard: %v, want each of %v once", n, mixed, reshardMixed)
 		}
 		for _, k := range inprocKinds() {
 			if kinds[k] == 0 {
@@ -811,7 +878,7 @@ func checkCoverage(t *testing.T, stats []metanodetest.NemesisStats, assert bool)
 	if !assert {
 		return
 	}
-	for _, k := range inprocKinds() {
+	for _, k := range append(inprocKinds(), verify.FaultReshard) {
 		if injected[k] == 0 {
 			t.Errorf("fault kind %s: got 0 injections, want at least 1", k)
 		}
