@@ -151,11 +151,10 @@ func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, r
 // A listing merges one page from each data group its map names. After a
 // split, a node's map can lag behind the groups' logs: the parent has
 // dropped the range while the node's map does not name the new group yet,
-// and the listing would leave the range's keys out without an error (and,
-// the other way round, list them twice). So each group's page counts only
-// if the ranges the group owned while it was read (its own record, the
-// same before and after the read) are exactly the ranges the map gives
-// it: the map tiles the hash space, so the pages then cover every key
+// and the listing would leave the range's keys out without an error. So
+// each group's page counts only if the ranges the group owned while it
+// was read (its own record, the same before and after the read) are
+// exactly the ranges the map gives it: the map tiles the hash space, so the pages then cover every key
 // once. Otherwise the listing is refused as RANGE_MOVING, which clients
 // retry after a backoff while the map catches up. A group read on
 // another node is checked there, against the ranges this node's map gives
