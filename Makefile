@@ -73,11 +73,12 @@ fuzz:
 	@ci/fuzz.sh
 
 # planted-bugs: builds with test-only bugs (tag metabugs; META_BUG picks
-# one) must be caught by the in-process fault runner within 20 seeds, and
+# one) must be caught by the in-process fault runner within 20 seeds,
 # openauth (a caller without credentials let in) by the auth check that
-# TLS chaos runs make.
+# TLS chaos runs make, and splitunmarked (a split's tracking misses a
+# change) by the scan that verifies the fence digest before the drop.
 planted-bugs:
-	$(GO) test -tags metabugs -count=1 -timeout 15m -run 'TestPlantedBugs|TestPlantedNoSyncBug|TestPlantedOpenAuthCaught' ./metanode/metanodetest/ ./rocks/ ./rpc/server/
+	$(GO) test -tags metabugs -count=1 -timeout 15m -run 'TestPlantedBugs|TestPlantedNoSyncBug|TestPlantedOpenAuthCaught|TestPlantedSplitUnmarked' ./metanode/metanodetest/ ./rocks/ ./rpc/server/ ./sm/ ./metanode/
 
 # chaos-smoke: every nemesis kind once against real nodes in containers
 # (about 5 minutes); skipped, loudly, where no Docker engine answers.

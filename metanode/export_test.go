@@ -103,6 +103,16 @@ func HoldClusterInit(t interface{ Cleanup(func()) }) (release func()) {
 	return release
 }
 
+// SetSplitFenceHook sets the function a split step runs between reading
+// the range's base digest and proposing its release (nil: none).
+func SetSplitFenceHook(f func(ctx context.Context, group string)) {
+	if f == nil {
+		splitFenceHook.Store(nil)
+		return
+	}
+	splitFenceHook.Store(&f)
+}
+
 // SetSplitCopyHook sets the function that sees (and may change) each
 // chunk of a split's bulk copy before the child ingests it (nil: none).
 func SetSplitCopyHook(f func(child string, pairs []*logpb.RawPair)) {

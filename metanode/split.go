@@ -34,9 +34,11 @@ import (
 //	           resumable from the child's cursor). Abort is still possible.
 //	           Passes that copy the keys changed meanwhile (catch-up)
 //	           precede the fence.
-//	fenced     the parent's log released the range (RangeRelease): the
-//	           point of no return. Writes to the range are refused from
-//	           here until the child acquires it.
+//	fenced     the parent's log released the range (RangeRelease, with
+//	           the range's digest as of its tracking, scanned just before
+//	           while the parent served it): the point of no return. Writes
+//	           to the range are refused from here until the child
+//	           acquires it.
 //	acquired   the keys marked as changed since the last catch-up were
 //	           copied again as they are at the fence (RangeIngest final
 //	           replay; the rest of the bulk copy first, had the fence come
@@ -46,8 +48,10 @@ import (
 //	           (RangeAcquire).
 //	published  the directory maps the range to the child (active) and
 //	           the parent keeps the rest, both at the new version.
-//	(done)     the parent's log dropped its copy (RangeDrop, in bounded
-//	           steps); the split record is cleared.
+//	(done)     a scan of the parent's frozen range verified the digest
+//	           the acquire compared (else the split stops, stuck, the
+//	           parent's copy kept), and the parent's log dropped its copy
+//	           (RangeDrop, in bounded steps); the split record is cleared.
 //
 // Abort (AbortSplit, before the fence only): the directory records
 // aborting (compared on the parent's configuration version), then the
@@ -97,6 +101,10 @@ const (
 // the child ingests it (it may change it: a copy that differs from the
 // parent's).
 var splitCopyHook atomic.Pointer[func(child string, pairs []*logpb.RawPair)]
+
+// splitFenceHook, when set (tests), runs after a split's base is read and
+// before its release is proposed: writes made there fall between the two.
+var splitFenceHook atomic.Pointer[func(ctx context.Context, group string)]
 
 // StartSplit records a split of group on metadata-0, which this node must
 // lead: a new group takes [mid, hi) of the group's range holding at (0:
@@ -371,7 +379,18 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		if err := n.catchUp(ctx, rec.Name, sp); err != nil {
 			return fmt.Errorf("catch up: %w", err)
 		}
-		mr, err := n.proposeMoving(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child}}})
+		// The range's digest as of its tracking, scanned now while the
+		// parent serves it: the release records the digest at the fence
+		// from it, so that no scan of the range falls in the pause.
+		base, err := n.readChunk(ctx, &logpb.SplitRead{Group: rec.Name, Range: sp.Range, Base: true})
+		if err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+		if hook := splitFenceHook.Load(); hook != nil {
+			(*hook)(ctx, rec.Name)
+		}
+		mr, err := n.proposeMoving(ctx, rec.Name, &logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{Range: sp.Range, To: sp.Child,
+			HasBase: base.HasDigest, BaseKeys: base.Keys, BaseHash: base.Hash}}})
 		if err != nil {
 			return fmt.Errorf("fence: %w", err)
 		}
@@ -423,6 +442,20 @@ func (n *Node) splitStep(ctx context.Context, d *state.Directory, rec *logpb.Gro
 		c.State, c.BaseRevision = logpb.GroupState_GROUP_STATE_ACTIVE, sp.FenceRevision
 		return n.putGroups(ctx, []*logpb.GroupRecord{next, c}, []uint64{rec.ConfVer, child.ConfVer})
 	case logpb.SplitPhase_SPLIT_PHASE_PUBLISHED:
+		// Before the drop, a scan of the parent's frozen range verifies
+		// the digest the acquire compared (recorded by the release, not
+		// scanned in the pause): a change the tracking missed, which the
+		// child's copy may lack, stops the split here, the parent's copy
+		// kept for an operator.
+		v, err := n.readChunk(ctx, &logpb.SplitRead{Group: rec.Name, Range: sp.Range, Verify: true})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if v.Mismatch != "" {
+			next.Split.Stuck = "the digest at the fence failed its verification (the parent's copy is kept): " + v.Mismatch
+			n.log.Error("split stuck: the parent's range differs from the digest its child acquired with", "group", rec.Name, "child", sp.Child, "err", v.Mismatch)
+			return n.putGroups(ctx, []*logpb.GroupRecord{next}, []uint64{rec.ConfVer})
+		}
 		// The parent deletes its copy in bounded steps, each from where
 		// the last one stopped (a cursor in its state).
 		dropped, steps, err := n.proposeInSteps(ctx, rec.Name, "drop",
@@ -580,8 +613,9 @@ func (n *Node) copyRange(ctx context.Context, parent string, sp *logpb.Split) er
 	if st.Acquired {
 		return nil
 	}
-	// The parent's digest at the fence (a scan of its state, the longest
-	// part of the window) is read while the replay goes on.
+	// The parent's digest at the fence (recorded by its release; a scan
+	// of its state when the release carried no base) is read while the
+	// replay goes on.
 	type digest struct {
 		c   *logpb.SplitChunk
 		err error
@@ -698,21 +732,33 @@ func (n *Node) serveSplitRead(ctx context.Context, req *logpb.SplitRead) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	var c *sm.RangeChunk
-	if req.Replay {
-		c, err = m.ReadReplay(req.Range, req.After, req.Since, int(max(req.Limit, 1)), splitChunkBytes, req.Final)
-	} else {
-		c, err = m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
+	out := &logpb.SplitChunk{}
+	switch {
+	case req.Base:
+		var d sm.RangeDigest
+		d, out.HasDigest, err = m.RangeBase(req.Range)
+		out.Keys, out.Hash = d.Keys, d.Hash
+	case req.Verify:
+		out.Checked, out.Mismatch, err = m.VerifyFence(req.Range)
+	default:
+		var c *sm.RangeChunk
+		if req.Replay {
+			c, err = m.ReadReplay(req.Range, req.After, req.Since, int(max(req.Limit, 1)), splitChunkBytes, req.Final)
+		} else {
+			c, err = m.ReadRange(req.Range, req.After, int(max(req.Limit, 1)), splitChunkBytes, req.Digest)
+		}
+		if err == nil {
+			out.Pairs, out.Done, out.ViewIndex = c.Pairs, c.Done, c.AppliedIndex
+			if c.Digest != nil {
+				out.HasDigest, out.Keys, out.Hash = true, c.Digest.Keys, c.Digest.Hash
+			}
+		}
 	}
 	if errors.Is(err, sm.ErrNotReleased) {
 		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
 	}
 	if err != nil {
 		return nil, err
-	}
-	out := &logpb.SplitChunk{Pairs: c.Pairs, Done: c.Done, ViewIndex: c.AppliedIndex}
-	if c.Digest != nil {
-		out.HasDigest, out.Keys, out.Hash = true, c.Digest.Keys, c.Digest.Hash
 	}
 	return proto.Marshal(out)
 }

@@ -358,3 +358,52 @@ func TestSplitCopiesBeforeFenceAndReplaysTail(t *testing.T) {
 		}
 	}
 }
+
+// writeBetweenBaseAndFence splits data-0 at its middle with one put to
+// key, of the moving upper side, made after the split read the range's
+// base digest and before it proposed the fence (the write the fence
+// digest takes from the sum of tracked changes, not from a scan). It
+// returns the cluster and a client once the put was made.
+func writeBetweenBaseAndFence(t *testing.T, key string) (*metanodetest.Cluster, *client.Client) {
+	if metapb.RouteHash([]byte(key)) < 1<<31 {
+		t.Fatalf("%s is not on the moving side", key)
+	}
+	c := metanodetest.Start(t, fastPlacement(metanodetest.Options{}))
+	cl := c.Client("")
+	_, high := hotKeys(50)
+	putAll(t, cl, append(high, key), func(k string) []byte { return []byte("old") })
+	wrote := make(chan error, 1)
+	var once sync.Once
+	metanode.SetSplitFenceHook(func(ctx context.Context, group string) {
+		once.Do(func() {
+			_, err := cl.Put(ctx, &metapb.PutRequest{Key: []byte(key), Value: []byte("new")})
+			wrote <- err
+		})
+	})
+	t.Cleanup(func() { metanode.SetSplitFenceHook(nil) })
+	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatalf("the put between the base and the fence: %v", err)
+		}
+	case <-ctxT(t, 60*time.Second).Done():
+		t.Fatal("the split never reached its fence")
+	}
+	return c, cl
+}
+
+// A put made after the split read its base digest and before the fence
+// is in the child afterwards (the tail's replay, and the fence digest's
+// sum of changes, both have it); the scan that verifies the fence digest
+// before the drop agrees, and the split completes.
+func TestSplitWriteBetweenBaseAndFence(t *testing.T) {
+	const key = "between/1"
+	c, cl := writeBetweenBaseAndFence(t, key)
+	awaitSplit(t, c, cl, "data-0", "data-1", 90*time.Second)
+	if got, ok := get(t, cl, key, lin); !ok || got != "new" {
+		t.Fatalf("%s after the split: %q (found %v), want new", key, got, ok)
+	}
+}

@@ -218,6 +218,20 @@ func (b *Batch) Get(s *Space, key []byte) ([]byte, bool, error) {
 			return bytes.Clone(v.v), true, nil
 		}
 	}
+	return b.read(s, key)
+}
+
+// stored reads key from s in the database, under the batch's writes.
+func (b *Batch) stored(s *Space, key []byte) ([]byte, bool, error) {
+	if err := b.use(s); err != nil {
+		return nil, false, err
+	}
+	defer b.db.leaveCF(s.gate)
+	return b.read(s, key)
+}
+
+// read is stored inside use.
+func (b *Batch) read(s *Space, key []byte) ([]byte, bool, error) {
 	v, found, err := getPinned(b.db.db, b.db.ro, s.cf, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("rocks: batch get: %w", err)
@@ -322,19 +336,49 @@ func (b *Batch) RollbackToSavePoint() error {
 	return nil
 }
 
-// WrittenSinceSavePoint calls fn with every key of s written (put or
-// deleted) since the most recent save point, in the order written (a key
-// written twice comes twice); none without a save point. fn must not
-// write to the batch.
-func (b *Batch) WrittenSinceSavePoint(s *Space, fn func(key string)) {
+// Written is a key written since the most recent save point, with its
+// state at that save point (what Get answered then): its value, or
+// Existed false.
+type Written struct {
+	Key     string
+	Before  []byte
+	Existed bool
+}
+
+// WrittenSinceSavePoint returns each key of s written (put or deleted)
+// since the most recent save point that want selects, once, in the order
+// first written, with its state at the save point; none without a save
+// point. want must not write to the batch.
+func (b *Batch) WrittenSinceSavePoint(s *Space, want func(key string) bool) ([]Written, error) {
 	if b.closed || len(b.saves) == 0 {
-		return
+		return nil, nil
 	}
+	var out []Written
+	var seen map[string]bool
 	for _, u := range b.undo[b.saves[len(b.saves)-1].undo:] {
-		if u.p.s == s {
-			fn(u.key)
+		if u.p.s != s || seen[u.key] || !want(u.key) {
+			continue
 		}
+		if seen == nil {
+			seen = make(map[string]bool)
+		}
+		seen[u.key] = true
+		// The first write since the save point replaced what the batch
+		// held then: a pending write, or the database's value.
+		w := Written{Key: u.key}
+		switch {
+		case u.had && !u.prev.deleted:
+			w.Before, w.Existed = bytes.Clone(u.prev.v), true
+		case !u.had:
+			v, found, err := b.stored(s, []byte(u.key))
+			if err != nil {
+				return nil, err
+			}
+			w.Before, w.Existed = v, found
+		}
+		out = append(out, w)
 	}
+	return out, nil
 }
 
 // Count returns the number of writes recorded (0 after Close).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -88,6 +89,53 @@ func TestBatchSavePoint(t *testing.T) {
 	}
 	if want := []kv{{"kept", "1"}}; !slices.Equal(got, want) {
 		t.Fatalf("after Commit: got %v, want %v", got, want)
+	}
+}
+
+// WrittenSinceSavePoint gives each selected key written since the latest
+// save point once, in the order first written, with what the batch held
+// at the save point: its own earlier write (a value or a delete), or the
+// database's value, or nothing.
+func TestBatchWrittenSinceSavePoint(t *testing.T) {
+	db := openTest(t, "g", "h")
+	s := mustData(t, db, "g")
+	other := mustData(t, db, "h")
+	mustPut(t, s, "stored", "db")
+	mustPut(t, s, "gone", "db")
+	b := db.NewBatch()
+	t.Cleanup(b.Close)
+	all := func(string) bool { return true }
+	if ws, err := b.WrittenSinceSavePoint(s, all); ws != nil || err != nil {
+		t.Fatalf("without a save point: %v %v, want none", ws, err)
+	}
+	b.Put(s, []byte("pending"), []byte("p1"))
+	b.Delete(s, []byte("gone"))
+	b.SetSavePoint()
+	b.Put(s, []byte("stored"), []byte("2"))
+	b.Put(s, []byte("pending"), []byte("p2"))
+	b.Put(s, []byte("stored"), []byte("3"))
+	b.Put(s, []byte("gone"), []byte("back"))
+	b.Put(s, []byte("fresh"), []byte("f"))
+	b.Put(s, []byte("skipped"), []byte("s"))
+	b.Put(other, []byte("fresh"), []byte("other space"))
+	b.SetSavePoint()
+	b.Put(s, []byte("stored"), []byte("4"))
+	inner, err := b.WrittenSinceSavePoint(s, all)
+	if want := []Written{{Key: "stored", Before: []byte("3"), Existed: true}}; err != nil || !reflect.DeepEqual(inner, want) {
+		t.Fatalf("since the inner save point: %v %v, want %v", inner, err, want)
+	}
+	if err := b.RollbackToSavePoint(); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := b.WrittenSinceSavePoint(s, func(k string) bool { return k != "skipped" })
+	want := []Written{
+		{Key: "stored", Before: []byte("db"), Existed: true},
+		{Key: "pending", Before: []byte("p1"), Existed: true},
+		{Key: "gone"},
+		{Key: "fresh"},
+	}
+	if err != nil || !reflect.DeepEqual(ws, want) {
+		t.Fatalf("since the outer save point: %v %v, want %v", ws, err, want)
 	}
 }
 

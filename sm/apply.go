@@ -81,7 +81,10 @@ func (a *applier) apply(op *logpb.Op) *logpb.Result {
 		// The ownership too, in memory as in the batch.
 		a.st.Revision, a.own, a.ownChanged = rev, own, ownChanged
 	} else if a.own.tracks() {
-		a.markTracked()
+		if err := a.markTracked(); err != nil {
+			a.err = fmt.Errorf("%w: mark a tracked change: %w", ErrStorage, err)
+			return &logpb.Result{}
+		}
 	}
 	r.Revision = a.st.Revision
 	return r

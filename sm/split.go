@@ -20,6 +20,11 @@ import (
 //     from T on every change to a key the split moves (a put or a delete,
 //     leases included) also writes a mark, 0x13 <key> (keyMark), in the
 //     same batch: the set of keys changed since T, on every replica alike.
+//     It also adds the change to the range's running sum of changes
+//     (trackChangesKey: the key's old pair out, its new one in), so that
+//     the range's digest at any index >= T is its digest at T (the base,
+//     RangeBase: a view's scan less the sum in that view, read while P
+//     serves) plus the sum then.
 //  2. The bulk copy: RangeIngest entries in C's log copy the range's
 //     data, read chunk by chunk from a replica of P applied to >= T (each
 //     chunk from its own view, at any index >= T), in key order, each
@@ -36,7 +41,8 @@ import (
 //     refuses, when applying, every op touching the range (RANGE_MOVING),
 //     and every lease change (C copies the leases); the range's data in P
 //     is frozen, the same on every replica at any index >= F, and so is
-//     the set of marks.
+//     the set of marks. A release that carries the base records the
+//     digest at F, the base plus the sum of changes, with no scan.
 //  4. The final replay: RangeIngest entries (replay, final) in C's log
 //     put every key marked as last changed above C's caught-up index, as
 //     it is in P at F, or delete it where P has none. For every key of
@@ -47,9 +53,15 @@ import (
 //     that change by the pass that caught up; the rest is replayed from
 //     the frozen state.
 //  5. RangeAcquire in C's log checks the copy (key count and hash equal
-//     P's at F, which the controller reads after the fence), then C owns
-//     the range; its revisions continue from P's at F. A copy that missed
-//     a change fails the check: nothing is published.
+//     P's at F, which the controller reads after the fence: recorded by
+//     the release, or a scan when it carried no base), then C owns the
+//     range; its revisions continue from P's at F. A copy that missed a
+//     change fails the check: nothing is published. The pause holds no
+//     scan of the range: C sums its digest as it writes, P's is recorded.
+//     After the acquire, off the pause and before the drop, a scan of P's
+//     frozen range verifies the recorded digest (VerifyFence): a change
+//     the tracking missed (marked nowhere, so C's copy may lack it)
+//     differs there, and the split stops, stuck, with P's copy kept.
 //  6. RangeDrop entries in P's log delete the range's data (and marks)
 //     from P, a bounded number of keys each; the last one makes the range
 //     WRONG_GROUP there.
@@ -69,7 +81,7 @@ import (
 // Every op on the range is applied by exactly one group: P before F, C
 // after its acquire, which commits after F; C starts from P's state at F.
 // The range refuses writes from F to the acquire only: the replay of the
-// keys changed during the copy, not the copy itself. A range released
+// keys changed during the copy, not the copy itself, nor a scan of it. A range released
 // without a RangeTrack (none marked) is copied whole after its fence.
 
 // movedKey reports whether a stored key of the parent is copied to a child
@@ -130,25 +142,67 @@ func (v *ownView) tracked(r *logpb.HashRange) *logpb.MovingRange {
 	return nil
 }
 
-// markTracked marks every key the current op wrote that a tracked range
-// moves (the op succeeded; its writes are those since its save point).
-func (a *applier) markTracked() {
-	var marks []string
-	a.b.WrittenSinceSavePoint(a.m.space, func(k string) {
-		for _, tr := range a.own.rec.Tracking {
-			if movedKey([]byte(k), tr.Range) {
-				marks = append(marks, k)
-				return
-			}
-		}
+// markTracked marks every key the current op changed that a tracked
+// range moves (the op succeeded; its writes are those since its save
+// point), and adds the changes to the range's running digest
+// (trackChangesKey): the digest at the fence is then the digest at the
+// tracking plus these, with no scan of the range.
+func (a *applier) markTracked() error {
+	tracking := a.own.rec.Tracking
+	ws, err := a.b.WrittenSinceSavePoint(a.m.space, func(k string) bool {
+		return !plantedSplitUnmarked(k) && slices.ContainsFunc(tracking, func(tr *logpb.MovingRange) bool { return movedKey([]byte(k), tr.Range) })
 	})
-	if len(marks) == 0 {
-		return
+	if err != nil || len(ws) == 0 {
+		return err
 	}
 	at := be64(a.st.Index)
-	for _, k := range marks {
-		a.b.Put(a.m.space, keyMark([]byte(k)), at)
+	for _, tr := range tracking {
+		var d RangeDigest
+		changed := false
+		for _, w := range ws {
+			k := []byte(w.Key)
+			if !movedKey(k, tr.Range) {
+				continue
+			}
+			if !changed {
+				if d, err = a.trackedChanges(tr.Range); err != nil {
+					return err
+				}
+				changed = true
+			}
+			after, ok, err := a.b.Get(a.m.space, k)
+			if err != nil {
+				return err
+			}
+			if w.Existed {
+				d.remove(k, w.Before)
+			}
+			if ok {
+				d.add(k, after)
+			}
+			a.b.Put(a.m.space, keyMark(k), at)
+		}
+		if changed {
+			a.b.Put(a.m.space, trackChangesKey(tr.Range), d.encode())
+		}
 	}
+	return nil
+}
+
+// trackChangesKey holds the sum of the changes made to a tracked range
+// since its RangeTrack (a RangeDigest of differences: each change removes
+// the key's old pair and adds its new one), until its release.
+func trackChangesKey(r *logpb.HashRange) []byte {
+	return append([]byte{prefixOwnership, 'x'}, be64(r.GetLo())...)
+}
+
+// trackedChanges reads r's running changes through the batch.
+func (a *applier) trackedChanges(r *logpb.HashRange) (RangeDigest, error) {
+	v, _, err := a.b.Get(a.m.space, trackChangesKey(r))
+	if err != nil {
+		return RangeDigest{}, err
+	}
+	return decodeDigest(v)
 }
 
 // RangeDigest is the key count and hash of the keys a split copies: the
@@ -159,9 +213,7 @@ type RangeDigest struct {
 	Keys, Hash uint64
 }
 
-// keyHash is one pair's own hash (fnvPair from FNV-1a's start): the
-// parent's scan at the fence pays it once per key of the range, inside the
-// write pause.
+// keyHash is one pair's own hash (fnvPair from FNV-1a's start).
 func keyHash(k, v []byte) uint64 { return fnvPair(fnvOffset64, k, v) }
 
 // fnvPair continues the FNV-1a hash h over a pair, encoded as its key's
@@ -192,6 +244,28 @@ func fnv1a(h uint64, b []byte) uint64 {
 func (d *RangeDigest) add(k, v []byte) { d.Keys, d.Hash = d.Keys+1, d.Hash+keyHash(k, v) }
 
 func (d *RangeDigest) remove(k, v []byte) { d.Keys, d.Hash = d.Keys-1, d.Hash-keyHash(k, v) }
+
+func (d RangeDigest) plus(e RangeDigest) RangeDigest {
+	return RangeDigest{Keys: d.Keys + e.Keys, Hash: d.Hash + e.Hash}
+}
+
+func (d RangeDigest) minus(e RangeDigest) RangeDigest {
+	return RangeDigest{Keys: d.Keys - e.Keys, Hash: d.Hash - e.Hash}
+}
+
+// encode stores a digest: keys and hash, 8 bytes each, big-endian.
+func (d RangeDigest) encode() []byte { return append(be64(d.Keys), be64(d.Hash)...) }
+
+// decodeDigest reads encode's bytes; none is the zero digest.
+func decodeDigest(v []byte) (RangeDigest, error) {
+	switch len(v) {
+	case 0:
+		return RangeDigest{}, nil
+	case 16:
+		return RangeDigest{Keys: binary.BigEndian.Uint64(v), Hash: binary.BigEndian.Uint64(v[8:])}, nil
+	}
+	return RangeDigest{}, fmt.Errorf("sm: a stored range digest of %d bytes, want 16", len(v))
+}
 
 // movedEnd bounds the stored keys a split moves: every prefix rawRoute
 // knows, and the leases', is below the change log's.
@@ -236,11 +310,15 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 			return fmt.Errorf("%w: %s has not released [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
 		}
 		if withDigest {
-			d, err := digestRange(func(fn func(k, v []byte) bool) error { return sn.Scan(m.space, userStart, movedEnd, fn) }, r)
-			if err != nil {
-				return err
+			if mr := own.moving(r); mr.GetHasDigest() {
+				out.Digest = &RangeDigest{Keys: mr.Keys, Hash: mr.Hash}
+			} else {
+				d, err := m.digestIn(sn, r)
+				if err != nil {
+					return err
+				}
+				out.Digest = &d
 			}
-			out.Digest = &d
 		}
 		start := userStart
 		if len(after) > 0 {
@@ -262,6 +340,71 @@ func (m *Machine) ReadRange(r *logpb.HashRange, after []byte, limit, maxBytes in
 		})
 	})
 	return out, err
+}
+
+// digestIn scans r's keys in a view.
+func (m *Machine) digestIn(sn *rocks.Snapshot, r *logpb.HashRange) (RangeDigest, error) {
+	return digestRange(func(fn func(k, v []byte) bool) error { return sn.Scan(m.space, userStart, movedEnd, fn) }, r)
+}
+
+// RangeBase returns r's digest as of its tracking, from one view of this
+// replica while it tracks r: the view's digest of the range less the
+// changes summed since the tracking. It scans the range, before the
+// fence, while the group serves it, so that the release can carry it and
+// the digest at the fence needs no scan inside the write pause. ok is
+// false once the replica released r (a release recorded before answers
+// with what it recorded); ErrNotReleased before the tracking.
+func (m *Machine) RangeBase(r *logpb.HashRange) (d RangeDigest, ok bool, err error) {
+	err = m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
+		own := m.own.Load()
+		if own.released(r) {
+			return nil
+		}
+		if own.tracked(r) == nil {
+			return fmt.Errorf("%w: %s does not track [%#x,%#x) at index %d", ErrNotReleased, m.group, r.GetLo(), r.GetHi(), st.GetIndex())
+		}
+		scanned, err := m.digestIn(sn, r)
+		if err != nil {
+			return err
+		}
+		v, _, err := sn.Get(m.space, trackChangesKey(r))
+		if err != nil {
+			return err
+		}
+		changes, err := decodeDigest(v)
+		d, ok = scanned.minus(changes), true
+		return err
+	})
+	return d, ok, err
+}
+
+// VerifyFence scans r, released on this replica, and compares its digest
+// with the one its release recorded (the base plus the changes summed
+// while tracking), which the child's acquire compared its copy with: a
+// difference is a change the tracking missed, so the child's copy may
+// lack it. checked is false when there is nothing to compare: no digest
+// recorded (the acquire compared a scan), or the drop has begun.
+func (m *Machine) VerifyFence(r *logpb.HashRange) (checked bool, mismatch string, err error) {
+	err = m.view(func(sn *rocks.Snapshot, st *logpb.AppliedState) error {
+		mr := m.own.Load().moving(r)
+		if !mr.GetHasDigest() {
+			return nil
+		}
+		if _, dropping, err := sn.Get(m.space, dropCursorKey(r)); err != nil || dropping {
+			return err
+		}
+		scanned, err := m.digestIn(sn, r)
+		if err != nil {
+			return err
+		}
+		checked = true
+		if scanned != (RangeDigest{Keys: mr.Keys, Hash: mr.Hash}) {
+			mismatch = fmt.Sprintf("%s holds %d keys (hash %#x) of [%#x,%#x) at its fence (index %d), but its release recorded %d (hash %#x): the tracking missed a change",
+				m.group, scanned.Keys, scanned.Hash, r.GetLo(), r.GetHi(), mr.FenceIndex, mr.Keys, mr.Hash)
+		}
+		return nil
+	})
+	return checked, mismatch, err
 }
 
 // ReadReplay reads, from one view of this replica, up to limit (and about
@@ -317,11 +460,17 @@ func (m *Machine) ReadReplay(r *logpb.HashRange, after []byte, since uint64, lim
 var ErrNotReleased = fmt.Errorf("sm: range not released")
 
 // released reports whether the view holds r as released.
-func (v *ownView) released(r *logpb.HashRange) bool {
+func (v *ownView) released(r *logpb.HashRange) bool { return v.moving(r) != nil }
+
+// moving returns r's release record, or nil.
+func (v *ownView) moving(r *logpb.HashRange) *logpb.MovingRange {
 	if v == nil || v.rec == nil {
-		return false
+		return nil
 	}
-	return slices.ContainsFunc(v.rec.Moving, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, r) })
+	if i := slices.IndexFunc(v.rec.Moving, func(mr *logpb.MovingRange) bool { return sameRange(mr.Range, r) }); i >= 0 {
+		return v.rec.Moving[i]
+	}
+	return nil
 }
 
 func sameRange(a, b *logpb.HashRange) bool { return a.GetLo() == b.GetLo() && a.GetHi() == b.GetHi() }
@@ -390,6 +539,19 @@ func (a *applier) rangeRelease(o *logpb.RangeRelease) (*logpb.Result, error) {
 	}
 	rec.Owned = slices.Concat(rec.Owned[:i], rest, rec.Owned[i+1:])
 	mr := &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To, FenceIndex: a.st.Index, FenceRevision: a.st.Revision, TrackIndex: trackIndex}
+	if trackIndex > 0 {
+		// The digest at the fence: the base, as of the tracking, plus
+		// the changes summed since (none: a scan gives it).
+		changes, err := a.trackedChanges(o.Range)
+		if err != nil {
+			return nil, err
+		}
+		a.b.Delete(a.m.space, trackChangesKey(o.Range))
+		if o.HasBase {
+			d := RangeDigest{Keys: o.BaseKeys, Hash: o.BaseHash}.plus(changes)
+			mr.HasDigest, mr.Keys, mr.Hash = true, d.Keys, d.Hash
+		}
+	}
 	rec.Moving = append(rec.Moving, mr)
 	if err := a.setOwnership(rec); err != nil {
 		return nil, err
@@ -479,6 +641,7 @@ func (a *applier) rangeAbort(o *logpb.RangeAbort) (*logpb.Result, error) {
 		for _, k := range marks {
 			a.b.Delete(a.m.space, k)
 		}
+		a.b.Delete(a.m.space, trackChangesKey(o.Range))
 	}
 	rec.Aborted = append(rec.Aborted, &logpb.MovingRange{Range: proto.CloneOf(o.Range), To: o.To})
 	return &logpb.Result{}, a.setOwnership(rec)

@@ -36,9 +36,10 @@ import (
 //	3              splits: GroupsPut (43), RangeRelease (44), RangeIngest
 //	               (45), RangeAcquire (46), RangeDrop (47), RangeTrack
 //	               (48), RangeAbort (49), RangeReset (50), with
-//	               RangeIngest's replay and RangeDrop's steps (no release
-//	               has level 3 without them: splits are unreleased, so
-//	               what they add stays at level 3).
+//	               RangeIngest's replay, RangeDrop's steps, RangeRelease's
+//	               base and the sum of a tracked range's changes (no
+//	               release has level 3 without them: splits are
+//	               unreleased, so what they add stays at level 3).
 const (
 	BaseLevel    uint32 = 1
 	FeatureLevel uint32 = 3

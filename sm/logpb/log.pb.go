@@ -1502,7 +1502,15 @@ type MovingRange struct {
 	FenceRevision uint64                 `protobuf:"varint,4,opt,name=fence_revision,json=fenceRevision,proto3" json:"fence_revision,omitempty"`
 	// The index of the RangeTrack that began marking the range's changes
 	// (0: not tracked; the whole copy follows the fence).
-	TrackIndex    uint64 `protobuf:"varint,5,opt,name=track_index,json=trackIndex,proto3" json:"track_index,omitempty"`
+	TrackIndex uint64 `protobuf:"varint,5,opt,name=track_index,json=trackIndex,proto3" json:"track_index,omitempty"`
+	// The digest (sm.RangeDigest) of the range's keys at the fence, when
+	// the release carried the digest at the tracking (base): the base plus
+	// the changes the group's log summed as it marked them. The acquire
+	// compares it without scanning the range; the scan that verifies it
+	// follows the acquire (sm.Machine.VerifyFence).
+	HasDigest     bool   `protobuf:"varint,6,opt,name=has_digest,json=hasDigest,proto3" json:"has_digest,omitempty"`
+	Keys          uint64 `protobuf:"varint,7,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash          uint64 `protobuf:"varint,8,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1572,6 +1580,27 @@ func (x *MovingRange) GetTrackIndex() uint64 {
 	return 0
 }
 
+func (x *MovingRange) GetHasDigest() bool {
+	if x != nil {
+		return x.HasDigest
+	}
+	return false
+}
+
+func (x *MovingRange) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *MovingRange) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
 // RangeTrack begins a split's copy while the group still serves the
 // range: from this entry on, every change to a key of the range is marked
 // until the range's RangeRelease. Its result's value is the MovingRange
@@ -1634,9 +1663,15 @@ func (x *RangeTrack) GetTo() string {
 // changes, which the child copies), until RangeDrop. Its result's value
 // is the MovingRange recorded (also when it was recorded before).
 type RangeRelease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Range *HashRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	To    string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// The range's digest at its tracking (sm.Machine.RangeBase, read from a
+	// view while the group tracked it), or none: the digest at the fence is
+	// then a scan.
+	HasBase       bool   `protobuf:"varint,3,opt,name=has_base,json=hasBase,proto3" json:"has_base,omitempty"`
+	BaseKeys      uint64 `protobuf:"varint,4,opt,name=base_keys,json=baseKeys,proto3" json:"base_keys,omitempty"`
+	BaseHash      uint64 `protobuf:"varint,5,opt,name=base_hash,json=baseHash,proto3" json:"base_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1683,6 +1718,27 @@ func (x *RangeRelease) GetTo() string {
 		return x.To
 	}
 	return ""
+}
+
+func (x *RangeRelease) GetHasBase() bool {
+	if x != nil {
+		return x.HasBase
+	}
+	return false
+}
+
+func (x *RangeRelease) GetBaseKeys() uint64 {
+	if x != nil {
+		return x.BaseKeys
+	}
+	return 0
+}
+
+func (x *RangeRelease) GetBaseHash() uint64 {
+	if x != nil {
+		return x.BaseHash
+	}
+	return 0
 }
 
 // RangeAbort ends a split in the parent before its fence: the tracking
@@ -6668,9 +6724,16 @@ type SplitRead struct {
 	// above since; final: the replica must have released the range (its
 	// state at the fence). Else the bulk copy. The replica must track or
 	// have released the range.
-	Replay        bool   `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
-	Since         uint64 `protobuf:"varint,7,opt,name=since,proto3" json:"since,omitempty"`
-	Final         bool   `protobuf:"varint,8,opt,name=final,proto3" json:"final,omitempty"`
+	Replay bool   `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
+	Since  uint64 `protobuf:"varint,7,opt,name=since,proto3" json:"since,omitempty"`
+	Final  bool   `protobuf:"varint,8,opt,name=final,proto3" json:"final,omitempty"`
+	// base: the digest of the range at its tracking (a scan of the view
+	// less the changes marked since; has_digest false once the range is
+	// released). verify: scan the released range and compare it with the
+	// digest the release recorded (checked false when there is none, or
+	// the drop began).
+	Base          bool `protobuf:"varint,9,opt,name=base,proto3" json:"base,omitempty"`
+	Verify        bool `protobuf:"varint,10,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6761,6 +6824,20 @@ func (x *SplitRead) GetFinal() bool {
 	return false
 }
 
+func (x *SplitRead) GetBase() bool {
+	if x != nil {
+		return x.Base
+	}
+	return false
+}
+
+func (x *SplitRead) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
+}
+
 type SplitChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The applied index of the view read.
@@ -6768,9 +6845,13 @@ type SplitChunk struct {
 	Pairs     []*RawPair `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
 	Done      bool       `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	// The digest of every key the split copies (when asked).
-	HasDigest     bool   `protobuf:"varint,3,opt,name=has_digest,json=hasDigest,proto3" json:"has_digest,omitempty"`
-	Keys          uint64 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
-	Hash          uint64 `protobuf:"varint,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	HasDigest bool   `protobuf:"varint,3,opt,name=has_digest,json=hasDigest,proto3" json:"has_digest,omitempty"`
+	Keys      uint64 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
+	Hash      uint64 `protobuf:"varint,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	// verify's answer: whether the scan ran, and how it differs (empty:
+	// equal).
+	Checked       bool   `protobuf:"varint,7,opt,name=checked,proto3" json:"checked,omitempty"`
+	Mismatch      string `protobuf:"bytes,8,opt,name=mismatch,proto3" json:"mismatch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6845,6 +6926,20 @@ func (x *SplitChunk) GetHash() uint64 {
 		return x.Hash
 	}
 	return 0
+}
+
+func (x *SplitChunk) GetChecked() bool {
+	if x != nil {
+		return x.Checked
+	}
+	return false
+}
+
+func (x *SplitChunk) GetMismatch() string {
+	if x != nil {
+		return x.Mismatch
+	}
+	return ""
 }
 
 var File_sm_logpb_log_proto protoreflect.FileDescriptor
@@ -6928,7 +7023,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x06moving\x18\x03 \x03(\v2\x18.meta.log.v1.MovingRangeR\x06moving\x12\x1c\n" +
 	"\tingesting\x18\x04 \x01(\bR\tingesting\x124\n" +
 	"\btracking\x18\x05 \x03(\v2\x18.meta.log.v1.MovingRangeR\btracking\x122\n" +
-	"\aaborted\x18\x06 \x03(\v2\x18.meta.log.v1.MovingRangeR\aaborted\"\xb4\x01\n" +
+	"\aaborted\x18\x06 \x03(\v2\x18.meta.log.v1.MovingRangeR\aaborted\"\xfb\x01\n" +
 	"\vMovingRange\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1f\n" +
@@ -6936,14 +7031,21 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"fenceIndex\x12%\n" +
 	"\x0efence_revision\x18\x04 \x01(\x04R\rfenceRevision\x12\x1f\n" +
 	"\vtrack_index\x18\x05 \x01(\x04R\n" +
-	"trackIndex\"J\n" +
+	"trackIndex\x12\x1d\n" +
+	"\n" +
+	"has_digest\x18\x06 \x01(\bR\thasDigest\x12\x12\n" +
+	"\x04keys\x18\a \x01(\x04R\x04keys\x12\x12\n" +
+	"\x04hash\x18\b \x01(\x04R\x04hash\"J\n" +
 	"\n" +
 	"RangeTrack\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"L\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\xa1\x01\n" +
 	"\fRangeRelease\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"J\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x19\n" +
+	"\bhas_base\x18\x03 \x01(\bR\ahasBase\x12\x1b\n" +
+	"\tbase_keys\x18\x04 \x01(\x04R\bbaseKeys\x12\x1b\n" +
+	"\tbase_hash\x18\x05 \x01(\x04R\bbaseHash\"J\n" +
 	"\n" +
 	"RangeAbort\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x0e\n" +
@@ -7336,7 +7438,7 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\fconfig_index\x18\t \x01(\x04R\vconfigIndex\x12)\n" +
 	"\x10config_committed\x18\n" +
 	" \x01(\bR\x0fconfigCommitted\x12\x19\n" +
-	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\xd7\x01\n" +
+	"\bconf_ver\x18\v \x01(\x04R\aconfVer\"\x83\x02\n" +
 	"\tSplitRead\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.meta.log.v1.HashRangeR\x05range\x12\x14\n" +
@@ -7345,7 +7447,10 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\x06digest\x18\x05 \x01(\bR\x06digest\x12\x16\n" +
 	"\x06replay\x18\x06 \x01(\bR\x06replay\x12\x14\n" +
 	"\x05since\x18\a \x01(\x04R\x05since\x12\x14\n" +
-	"\x05final\x18\b \x01(\bR\x05final\"\xb2\x01\n" +
+	"\x05final\x18\b \x01(\bR\x05final\x12\x12\n" +
+	"\x04base\x18\t \x01(\bR\x04base\x12\x16\n" +
+	"\x06verify\x18\n" +
+	" \x01(\bR\x06verify\"\xe8\x01\n" +
 	"\n" +
 	"SplitChunk\x12\x1d\n" +
 	"\n" +
@@ -7355,7 +7460,9 @@ const file_sm_logpb_log_proto_rawDesc = "" +
 	"\n" +
 	"has_digest\x18\x03 \x01(\bR\thasDigest\x12\x12\n" +
 	"\x04keys\x18\x04 \x01(\x04R\x04keys\x12\x12\n" +
-	"\x04hash\x18\x05 \x01(\x04R\x04hash*A\n" +
+	"\x04hash\x18\x05 \x01(\x04R\x04hash\x12\x18\n" +
+	"\achecked\x18\a \x01(\bR\achecked\x12\x1a\n" +
+	"\bmismatch\x18\b \x01(\tR\bmismatch*A\n" +
 	"\vMemberState\x12\x17\n" +
 	"\x13MEMBER_STATE_ACTIVE\x10\x00\x12\x19\n" +
 	"\x15MEMBER_STATE_DRAINING\x10\x01*X\n" +
