@@ -24,12 +24,16 @@ import (
 // A node that has not started does not know them yet (it would read
 // data-0 alone, and answer a listing without the other groups' keys): it
 // refuses as a node without a directory does.
-func (s *Server) dataGroups() ([]string, error) {
+func (s *Server) dataGroups() ([]string, error) { return s.dataGroupsIn(s.node.Router()) }
+
+// dataGroupsIn is dataGroups by the map r (the node's, read once by the
+// caller).
+func (s *Server) dataGroupsIn(r *metapb.Router) ([]string, error) {
 	_, m := s.node.GroupCounts()
 	if m < 1 {
 		return nil, errNoRoutes
 	}
-	if r := s.node.Router(); r.Data != nil {
+	if r != nil && r.Data != nil {
 		// Ranges: the groups the map names (a split's new group once it
 		// is published).
 		var out []string
@@ -110,14 +114,16 @@ func listPage[S, T any, Resp interface {
 // in group order.
 func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, req proto.Message,
 	fn func(g string, m state.Reader) ([]T, bool, error), part func(resp proto.Message) ([]T, bool)) (pages [][]T, more bool, err error) {
-	groups, err := s.dataGroups()
+	// One map gives both the groups read and the ranges each must own.
+	r := s.node.Router()
+	groups, err := s.dataGroupsIn(r)
 	if err == nil {
 		groups, err = s.groupsFor(ctx, groups)
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	cover := s.listCover(ctx)
+	cover := listCover(ctx, r)
 	pages = make([][]T, len(groups))
 	mores := make([]bool, len(groups))
 	eg, ectx := errgroup.WithContext(ctx)
@@ -161,16 +167,16 @@ func readEach[T any](ctx context.Context, s *Server, c metapb.ReadConsistency, r
 // it (mdListRanges).
 
 // listCover returns the ranges each data group must own for a listing,
-// by group, encoded by encodeRanges; nil when the cluster routes by count.
-// A listing forwarded for one group takes its caller's ranges.
-func (s *Server) listCover(ctx context.Context) map[string]string {
+// by group, encoded by encodeRanges, as the map r gives them; nil when
+// the cluster routes by count. A listing forwarded for one group takes
+// its caller's ranges.
+func listCover(ctx context.Context, r *metapb.Router) map[string]string {
 	if g := restrictedTo(ctx); g != "" {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get(mdListRanges); len(v) > 0 {
 			return map[string]string{g: v[0]}
 		}
 	}
-	r := s.node.Router()
 	if r == nil || r.Data == nil {
 		return nil
 	}
