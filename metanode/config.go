@@ -123,6 +123,12 @@ type Config struct {
 	// LogCacheBytes bounds, per group, the recent raft log entries kept in
 	// memory in front of RocksDB (rocks.LogCache).
 	LogCacheBytes int
+	// NodeLogCacheBytes bounds the log caches of all the node's groups
+	// together: each holds at most an equal share of it (and at most
+	// LogCacheBytes), so that their memory is bounded by this budget, not
+	// by the number of groups the node hosts (rocks.LogCacheBudget).
+	// Default 64 MiB: the whole of LogCacheBytes for up to 8 groups.
+	NodeLogCacheBytes int
 	// SnapshotThreshold and SnapshotInterval decide when a group snapshots;
 	// TrailingLogs is how many entries stay after one.
 	SnapshotThreshold uint64
@@ -224,6 +230,7 @@ func DefaultConfig() Config {
 		CommitTimeout:             250 * time.Millisecond,
 		MaxAppendEntries:          64,
 		LogCacheBytes:             8 << 20,
+		NodeLogCacheBytes:         64 << 20,
 		SnapshotThreshold:         8192,
 		SnapshotInterval:          2 * time.Minute,
 		TrailingLogs:              10240,
@@ -353,8 +360,8 @@ func (c Config) Validate() error {
 	if c.SnapshotThreshold == 0 || c.SnapshotInterval <= 0 {
 		add("SnapshotThreshold, SnapshotInterval: must be positive")
 	}
-	if c.LogCacheBytes < 0 {
-		add("LogCacheBytes: %d is negative", c.LogCacheBytes)
+	if c.LogCacheBytes < 0 || c.NodeLogCacheBytes < 0 {
+		add("LogCacheBytes, NodeLogCacheBytes: %d, %d: must not be negative", c.LogCacheBytes, c.NodeLogCacheBytes)
 	}
 	if c.SnapshotBytesPerSecond < 0 {
 		add("SnapshotBytesPerSecond: %d is negative", c.SnapshotBytesPerSecond)

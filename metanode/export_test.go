@@ -143,3 +143,7 @@ func (n *Node) ReportBytesForTest(st *ReportState) map[string]uint64 {
 	}
 	return out
 }
+
+// LogCacheShareForTest is what each of the node's raft log caches may hold
+// now (its share of Config.NodeLogCacheBytes).
+func (n *Node) LogCacheShareForTest() int { return n.env.logCaches.Share() }

@@ -29,6 +29,9 @@ type env struct {
 	// snapLimit bounds the rate at which the node's groups send snapshots,
 	// all together (nil: no limit).
 	snapLimit *sm.Limiter
+	// logCaches shares Config.NodeLogCacheBytes among the groups' raft log
+	// caches.
+	logCaches *rocks.LogCacheBudget
 	// serving reports whether the node serves requests (false once it
 	// begins to stop).
 	serving func() bool
@@ -63,6 +66,9 @@ type group struct {
 	fsm   *sm.Machine
 	trans *transport.Transport
 	snaps *sm.SnapStore
+	// logCache is raft's log cache, holding a share of the node's budget
+	// (env.logCaches) until the replica is closed.
+	logCache *rocks.LogCache
 
 	// life owns the group's goroutines (batcher, terms, timers).
 	life *lifetime
@@ -141,7 +147,6 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	cached := rocks.NewLogCache(logs, e.cfg.LogCacheBytes)
 	stable, err := e.db.StableStore(name)
 	if err != nil {
 		return nil, err
@@ -195,12 +200,15 @@ func newGroup(e *env, name string, parent context.Context) (*group, error) {
 			e.storageFailed(err)
 		}
 	}
+	cached := e.logCaches.NewCache(logs)
 	g.raft, err = g.guard.startRaft(func() (*raft.Raft, error) {
 		return raft.NewRaft(conf, g.fsm, guardedLogs{cached, &g.guard}, guardedStable{stable, &g.guard}, g.snaps, g.trans)
 	})
 	if err != nil {
+		cached.Close()
 		return nil, fmt.Errorf("metanode: %s: start raft: %w", name, err)
 	}
+	g.logCache = cached
 	g.guard.armed.Store(true)
 	g.observer = raft.NewObserver(g.observations, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)

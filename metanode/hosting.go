@@ -186,6 +186,7 @@ func (n *Node) dropGroup(ctx context.Context, g *group) error {
 		n.log.Warn("stop replica", "group", g.name, "err", err)
 	}
 	g.fsm.Close()
+	g.logCache.Close()
 	if err := n.db.DropGroup(g.name); err != nil {
 		return err
 	}

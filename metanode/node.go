@@ -208,6 +208,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.trans.SetClusterID(n.identity.ClusterId)
 	n.env = &env{id: n.id, m: n.m, cfg: n.cfg, t: n.t, log: n.log, db: n.db, peers: n.trans,
 		snapLimit: sm.NewLimiter(n.cfg.SnapshotBytesPerSecond),
+		logCaches: rocks.NewLogCacheBudget(n.cfg.NodeLogCacheBytes, n.cfg.LogCacheBytes),
 		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
 		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(), storageFailed: n.storageFailed,
 		directory: n.Directory, dirChanged: n.DirectoryChanged}
@@ -626,6 +627,7 @@ func (n *Node) shutdown(ctx context.Context, orderly bool) error {
 	}
 	for _, g := range groups {
 		g.fsm.Close()
+		g.logCache.Close()
 	}
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {

@@ -17,10 +17,11 @@ import (
 // empties the cache (it runs on log compaction and on conflicting
 // suffixes, both rare).
 type LogCache struct {
-	store raft.LogStore
-	max   int
+	store  raft.LogStore
+	budget *LogCacheBudget // nil: max alone bounds it
 
 	mu    sync.Mutex
+	max   int
 	logs  map[uint64]*raft.Log
 	order []uint64 // indexes in insertion order, oldest first
 	bytes int
@@ -30,6 +31,82 @@ type LogCache struct {
 // in front of store; maxBytes 0 caches nothing.
 func NewLogCache(store raft.LogStore, maxBytes int) *LogCache {
 	return &LogCache{store: store, max: maxBytes, logs: make(map[uint64]*raft.Log)}
+}
+
+// LogCacheBudget bounds the log caches of a node's groups together: each
+// cache made by NewCache holds at most an equal share of the node's
+// budget, and at most the per-cache limit, so that the memory the caches
+// take is bounded by the budget rather than by the number of groups the
+// node hosts (100 groups at 8 MiB each would be 800 MiB). Shares are
+// recomputed as caches come (NewCache) and go (Close).
+type LogCacheBudget struct {
+	total, perCache int
+
+	mu     sync.Mutex
+	caches map[*LogCache]struct{}
+}
+
+// NewLogCacheBudget returns a budget of total bytes for all the caches it
+// makes, each at most perCache.
+func NewLogCacheBudget(total, perCache int) *LogCacheBudget {
+	return &LogCacheBudget{total: total, perCache: perCache, caches: map[*LogCache]struct{}{}}
+}
+
+// NewCache returns a cache in front of store that holds a share of the
+// budget; Close gives the share back.
+func (b *LogCacheBudget) NewCache(store raft.LogStore) *LogCache {
+	c := &LogCache{store: store, budget: b, logs: make(map[uint64]*raft.Log)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.caches[c] = struct{}{}
+	b.rebalance()
+	return c
+}
+
+// Share returns what each cache of the budget may hold now.
+func (b *LogCacheBudget) Share() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.share()
+}
+
+func (b *LogCacheBudget) share() int {
+	if len(b.caches) == 0 {
+		return b.perCache
+	}
+	return min(b.perCache, b.total/len(b.caches))
+}
+
+// rebalance gives every cache its share, evicting what a smaller share no
+// longer holds. Called with b.mu held.
+func (b *LogCacheBudget) rebalance() {
+	share := b.share()
+	for c := range b.caches {
+		c.setMax(share)
+	}
+}
+
+// Close empties the cache and, for a cache of a budget, gives its share
+// back to the others. The store stays open.
+func (c *LogCache) Close() {
+	if c == nil {
+		return
+	}
+	c.setMax(0)
+	if b := c.budget; b != nil {
+		b.mu.Lock()
+		delete(b.caches, c)
+		b.rebalance()
+		b.mu.Unlock()
+	}
+}
+
+// setMax sets the cache's limit and evicts down to it.
+func (c *LogCache) setMax(max int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.max = max
+	c.evict()
 }
 
 func logBytes(l *raft.Log) int { return len(l.Data) + len(l.Extensions) + 64 }
@@ -73,6 +150,13 @@ func (c *LogCache) StoreLogs(logs []*raft.Log) error {
 		c.logs[l.Index] = l
 		c.bytes += n
 	}
+	c.evict()
+	return nil
+}
+
+// evict drops the oldest entries until the cache holds at most its limit.
+// Called with c.mu held.
+func (c *LogCache) evict() {
 	for c.bytes > c.max && len(c.order) > 0 {
 		idx := c.order[0]
 		c.order = c.order[1:]
@@ -84,7 +168,6 @@ func (c *LogCache) StoreLogs(logs []*raft.Log) error {
 	if len(c.order) == 0 {
 		c.order = nil // let the backing array go
 	}
-	return nil
 }
 
 // DeleteRange deletes entries min..max from the store and empties the

@@ -97,3 +97,50 @@ func (s *countingStore) GetLog(i uint64, l *raft.Log) error {
 	s.gets++
 	return s.LogStore.GetLog(i, l)
 }
+
+// The caches of one budget hold an equal share of it at most (and at most
+// the per-cache limit), whatever the number of caches: a cache that comes
+// shrinks the others' share at once, one that closes gives its share back.
+// What is evicted is still read from the store.
+func TestLogCacheBudgetSharesTheNodeBudget(t *testing.T) {
+	const entry = 100 + 64 // logBytes of a 100-byte entry
+	b := NewLogCacheBudget(40*entry, 30*entry)
+	fill := func(c *LogCache, n int) {
+		t.Helper()
+		last, _ := c.LastIndex()
+		for i := range uint64(n) {
+			if err := c.StoreLog(&raft.Log{Index: last + 1 + i, Data: make([]byte, 100)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c1 := b.NewCache(raft.NewInmemStore())
+	fill(c1, 50)
+	if got := c1.Bytes(); got != 30*entry {
+		t.Fatalf("one cache: holds %d bytes, want the per-cache limit %d", got, 30*entry)
+	}
+	c2 := b.NewCache(raft.NewInmemStore())
+	if got := c1.Bytes(); got != 20*entry {
+		t.Fatalf("a second cache came: the first holds %d bytes, want half the budget %d", got, 20*entry)
+	}
+	fill(c2, 50)
+	c3 := b.NewCache(raft.NewInmemStore())
+	fill(c3, 50)
+	total := c1.Bytes() + c2.Bytes() + c3.Bytes()
+	if total > 40*entry || b.Share() != 40*entry/3 {
+		t.Fatalf("three full caches: %d bytes in all, share %d; want at most the budget %d, share %d", total, b.Share(), 40*entry, 40*entry/3)
+	}
+	var l raft.Log
+	if err := c1.GetLog(1, &l); err != nil || l.Index != 1 {
+		t.Fatalf("an evicted entry: got %d, %v, want it from the store", l.Index, err)
+	}
+	c2.Close()
+	c3.Close()
+	if c2.Bytes() != 0 || b.Share() != 30*entry {
+		t.Fatalf("two caches closed: the closed one holds %d bytes, the share is %d; want 0 and %d", c2.Bytes(), b.Share(), 30*entry)
+	}
+	fill(c1, 50)
+	if got := c1.Bytes(); got != 30*entry {
+		t.Fatalf("alone again: holds %d bytes, want %d", got, 30*entry)
+	}
+}
