@@ -180,3 +180,37 @@ func TestSecondTransferToAStalledTargetIsRefused(t *testing.T) {
 		t.Fatalf("a transfer to %s once it caught up: %v", target, err)
 	}
 }
+
+// A transfer to a target that stopped answering would hold raft's
+// transfer flag (every write of the group refused) until its TimeoutNow
+// call times out; the node refuses it at once instead.
+func TestTransferToASilentTargetIsRefused(t *testing.T) {
+	c := metanodetest.Start(t, metanodetest.Options{DataGroups: 1})
+	group := metapb.DataGroupFor([]byte("k"), 1)
+	ctx := ctxT(t, 120*time.Second)
+	leader := c.WaitLeader(group, 30*time.Second)
+	target := followerOf(t, c, group, leader)
+	n := c.Running(leader)
+	propose := func(ctx context.Context, v string) error {
+		_, err := n.Propose(ctx, group, &logpb.Op{Op: &logpb.Op_Put{Put: &logpb.KVPut{Key: []byte("k"), Value: []byte(v)}}})
+		return err
+	}
+	if err := propose(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+	c.Net.Block(leader, target)
+	defer c.Net.Heal()
+	time.Sleep(3 * time.Second) // past 2 election timeouts without an answer
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := n.TransferLeader(tctx, group, target)
+	cancel()
+	t.Logf("transfer to %s, cut off: %v", target, err)
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := propose(pctx, "after"); err != nil {
+		t.Fatalf("a put after the transfer: %v", err)
+	}
+	if metapb.ReasonOf(err) != metapb.ReasonTransferRefused {
+		t.Fatalf("transfer to %s: %v, want %s", target, err, metapb.ReasonTransferRefused)
+	}
+}

@@ -34,6 +34,9 @@ type timings struct {
 	// transferSettle is how long a leadership transfer target whose
 	// transfer did not end cleanly stays out of reach (transfer.go).
 	transferSettle time.Duration
+	// transferContact: a target that has not answered for longer is not
+	// given a leadership transfer (transfer.go).
+	transferContact time.Duration
 	// healthInterval is how often the gRPC health status is brought in
 	// step with Ready.
 	healthInterval time.Duration
@@ -54,5 +57,6 @@ func (c Config) timings() timings {
 		joinPause:          e / 5,
 		healthInterval:     e / 2,
 		transferSettle:     5 * e,
+		transferContact:    2 * e,
 	}
 }

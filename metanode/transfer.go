@@ -36,6 +36,11 @@ import (
 // ready cases at random, at least every commit timeout). A transfer that
 // ended cleanly (the leadership moved, or raft refused it before it began)
 // leaves nothing behind.
+//
+// Nor does a transfer go to a target that has not answered this node's
+// raft for transferContact: raft holds its transfer flag (refusing the
+// group's writes) until the TimeoutNow call to the target returns, which
+// for a target cut off is the transport's call timeout.
 
 // transferGuard is a group's record of unsettled transfer targets in the
 // current term of this node's leadership.
@@ -139,7 +144,11 @@ func (g *group) transferLeadership(ctx context.Context, what string, target raft
 			continue
 		}
 		matched, _ := g.trans.Matched(s.Address, term)
-		if why := g.transfers.blocked(term, s.ID, matched, g.env.t.transferSettle, now); why != "" {
+		why := g.transfers.blocked(term, s.ID, matched, g.env.t.transferSettle, now)
+		if seen := g.trans.LastContact(s.Address); why == "" && !seen.IsZero() && now.Sub(seen) > g.env.t.transferContact {
+			why = fmt.Sprintf("it has not answered for %s (a transfer would hold the group's writes until its call times out)", now.Sub(seen).Round(time.Millisecond))
+		}
+		if why != "" {
 			refused = append(refused, fmt.Sprintf("%s: %s", s.ID, why))
 			continue
 		}

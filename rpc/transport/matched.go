@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -12,19 +13,28 @@ import (
 // entry; the highest such index per follower, with the term it was seen
 // in, is what a leader may promote a non-voter on, rather than on what the
 // follower reports of itself (which anyone reaching the port could claim).
-// Heartbeats prove nothing of the log and are not counted.
+// Heartbeats prove nothing of the log and are not counted there; every
+// answer (heartbeats included) is counted as contact: the target answers
+// this node's raft calls (LastContact).
 
 type matchRecord struct {
 	term, index uint64
 }
 
 type matchTable struct {
-	mu sync.Mutex
-	by map[raft.ServerAddress]matchRecord
+	mu   sync.Mutex
+	by   map[raft.ServerAddress]matchRecord
+	seen map[raft.ServerAddress]time.Time // last answer from each target
 }
 
 // observe records a successful append to target.
 func (m *matchTable) observe(target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen == nil {
+		m.seen = map[raft.ServerAddress]time.Time{}
+	}
+	m.seen[target] = time.Now()
 	if !resp.Success || isHeartbeat(args) {
 		return
 	}
@@ -32,8 +42,6 @@ func (m *matchTable) observe(target raft.ServerAddress, args *raft.AppendEntries
 	if n := len(args.Entries); n > 0 {
 		last = args.Entries[n-1].Index
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.by == nil {
 		m.by = map[raft.ServerAddress]matchRecord{}
 	}
@@ -53,4 +61,12 @@ func (t *Transport) Matched(target raft.ServerAddress, term uint64) (uint64, boo
 		return 0, false
 	}
 	return r.index, true
+}
+
+// LastContact returns when target last answered an append of this node's
+// raft (zero: never).
+func (t *Transport) LastContact(target raft.ServerAddress) time.Time {
+	t.matched.mu.Lock()
+	defer t.matched.mu.Unlock()
+	return t.matched.seen[target]
 }

@@ -165,7 +165,11 @@ func (t *Transport) callErr(method string, target raft.ServerAddress, err error)
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if t.m.cfg.HeartbeatLinger > 0 && isHeartbeat(args) {
-		return t.sendHeartbeat(target, args, resp)
+		if err := t.sendHeartbeat(target, args, resp); err != nil {
+			return err
+		}
+		t.matched.observe(target, args, resp)
+		return nil
 	}
 	if err := callRaft(t, "AppendEntries", target, args, resp, encodeAppendEntriesRequest,
 		raftpb.RaftServiceClient.AppendEntries, decodeAppendEntriesResponse); err != nil {
