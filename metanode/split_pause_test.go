@@ -125,7 +125,8 @@ func TestSplitPauseFigures(t *testing.T) {
 	if _, err := cl.SplitGroup(ctxT(t, 20*time.Second), "data-0", 0); err != nil {
 		t.Fatalf("split: %v", err)
 	}
-	awaitSplit(t, c, cl, "data-0", "data-1", 10*time.Minute)
+	// About a minute per 100,000 keys moved, at least 10.
+	awaitSplit(t, c, cl, "data-0", "data-1", max(10, time.Duration(n/100000))*time.Minute)
 	done := time.Since(start)
 	time.Sleep(2 * time.Second)
 	stopAt := time.Now()
