@@ -210,3 +210,9 @@ func (n *Node) storageFailed(err error) {
 		g.storageFailed(fmt.Errorf("the node's storage refuses writes: %w", err))
 	}
 }
+
+// DamagedWALTail says why the last record of a write-ahead log (its
+// bytes), which RocksDB would drop as a write a crash cut short, is damage
+// instead, on which a node refuses to start (rocks.DamagedWALTail); empty
+// when it is not.
+func DamagedWALTail(log []byte) string { return rocks.DamagedWALTail(log) }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+
+	"github.com/metamq/meta/metanode"
 )
 
 // walRecoveryError reads the RocksDB write-ahead log at path as recovery
@@ -14,9 +16,10 @@ import (
 // last block. It returns nil when recovery reads the log through, or ends
 // it at what looks like the torn tail a crash leaves (a header cut short,
 // or a record running past the end of the file, in the log's last block):
-// RocksDB drops such a tail without an error, so damage that only reads
-// as one (a flipped length field in the last block) lets the node start
-// without the records after it, as a correct build does too.
+// RocksDB drops such a tail without an error. Damage that only reads as
+// one (a record's length made to run past the end) fails meta's Open all
+// the same (metanode.DamagedWALTail), so it is returned too when that check
+// finds it.
 //
 // The format is RocksDB's log format (db/log_format.h, db/log_reader.cc):
 // 32 KiB blocks of records, each a header (masked CRC-32C of the type and
@@ -50,7 +53,12 @@ func walRecoveryError(path string) error {
 			}
 			if size+n > len(buf) {
 				if last {
-					return nil // reads as a torn tail: dropped
+					// Reads as a torn tail, which RocksDB drops; meta's
+					// Open refuses it when it is damage instead.
+					if why := metanode.DamagedWALTail(data); why != "" {
+						return fmt.Errorf("record at %d: %s", off, why)
+					}
+					return nil
 				}
 				return fmt.Errorf("record at %d: length %d runs past its block", off, n)
 			}

@@ -55,10 +55,12 @@ func TestWALRecoveryError(t *testing.T) {
 		{"clean, one block", one, -1, false},
 		{"clean, two blocks", two, -1, false},
 		{"payload of the last block", one, second + 100, true},
-		{"length in the last block (a torn tail)", one, second + 3, false},
+		{"header in the last block, swallowing the records after it", one, second + 3, true},
 		{"length in an earlier block", two, second + 3, true},
 		{"payload in an earlier block", two, second + 100, true},
-		{"length in the last of two blocks", two, inSecondBlock + 3, false},
+		{"header in the last of two blocks, swallowing the rest", two, inSecondBlock + 3, true},
+		{"the last record cut short (a torn tail)", one[:len(one)-size/2], -1, false},
+		{"the last record's header cut short (a torn tail)", one[:offs[9]+3], -1, false},
 	} {
 		log := bytes.Clone(c.log)
 		if c.flip >= 0 {
