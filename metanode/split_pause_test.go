@@ -48,22 +48,36 @@ func TestSplitPauseFigures(t *testing.T) {
 	value := make([]byte, 100)
 	load := time.Now()
 	all := append(slices.Clone(moving), kept...)
-	for i := 0; i < len(all); i += 500 {
-		req := &metapb.MultiPutRequest{}
-		for _, k := range all[i:min(i+500, len(all))] {
-			req.Puts = append(req.Puts, &metapb.PutRequest{Key: []byte(k), Value: value})
-		}
-		// A put of the same value again is harmless: a batch whose
-		// outcome is unknown (a leadership lost on a loaded machine) is
-		// sent again.
-		for try := 1; ; try++ {
-			_, err := cl.MultiPut(ctxT(t, 60*time.Second), req)
-			if err == nil {
-				break
+	// Eight loaders, each with one batch of 500 keys in flight.
+	const loaders, batch = 8, 500
+	loadErr := make(chan error, loaders)
+	for w := range loaders {
+		go func() {
+			for i := w * batch; i < len(all); i += loaders * batch {
+				req := &metapb.MultiPutRequest{}
+				for _, k := range all[i:min(i+batch, len(all))] {
+					req.Puts = append(req.Puts, &metapb.PutRequest{Key: []byte(k), Value: value})
+				}
+				// A put of the same value again is harmless: a batch
+				// whose outcome is unknown (a leadership lost on a
+				// loaded machine) is sent again.
+				for try := 1; ; try++ {
+					_, err := cl.MultiPut(ctxT(t, 60*time.Second), req)
+					if err == nil {
+						break
+					}
+					if try == 5 {
+						loadErr <- err
+						return
+					}
+				}
 			}
-			if try == 5 {
-				t.Fatalf("load: %v", err)
-			}
+			loadErr <- nil
+		}()
+	}
+	for range loaders {
+		if err := <-loadErr; err != nil {
+			t.Fatalf("load: %v", err)
 		}
 	}
 	t.Logf("loaded %d keys in the moving range, %d in the kept one, in %v", len(moving), len(kept), time.Since(load).Round(time.Millisecond))
