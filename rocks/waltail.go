@@ -45,65 +45,92 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// checkWALTails checks the last record of every write-ahead log in dir.
+// checkWALTails checks the last block of every write-ahead log in dir
+// (the only one a record can run past the end in; records never cross
+// blocks, so its records start at its start): reading whole logs, up to
+// MaxTotalWALBytes, at every start would be wasted.
 func checkWALTails(dir string) error {
 	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
 	if err != nil {
 		return fmt.Errorf("rocks: list write-ahead logs: %w", err)
 	}
 	for _, f := range logs {
-		b, err := os.ReadFile(f)
+		block, start, err := lastWALBlock(f)
 		if err != nil {
 			return fmt.Errorf("rocks: read write-ahead log: %w", err)
 		}
-		if why := DamagedWALTail(b); why != "" {
+		if why := damagedTail(block, start); why != "" {
 			return fmt.Errorf("rocks: open %s: %w: write-ahead log %s: %s", dir, ErrCorruptFiles, filepath.Base(f), why)
 		}
 	}
 	return nil
 }
 
-// DamagedWALTail walks a write-ahead log's physical records and, for a
-// record that runs past the end of the log in its last block (which
-// RocksDB drops as a write cut short), says why it is damage instead
-// (empty: it may be a cut, or no record runs past the end).
-func DamagedWALTail(b []byte) string {
+// lastWALBlock reads a log's last block and returns it with its offset.
+func lastWALBlock(path string) ([]byte, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	start := lastBlockStart(int(st.Size()))
+	b := make([]byte, int(st.Size())-start)
+	_, err = f.ReadAt(b, int64(start))
+	return b, start, err
+}
+
+// lastBlockStart is the offset of the last block of a log of size bytes.
+func lastBlockStart(size int) int {
+	if size == 0 {
+		return 0
+	}
+	return (size - 1) / walBlockBytes * walBlockBytes
+}
+
+// DamagedWALTail says, for a write-ahead log (its bytes) whose last block
+// holds a record that runs past the end of the log (which RocksDB drops
+// as a write cut short), why it is damage instead (empty: it may be a
+// cut, or no record runs past the end).
+func DamagedWALTail(log []byte) string {
+	start := lastBlockStart(len(log))
+	return damagedTail(log[start:], start)
+}
+
+// damagedTail walks the physical records of a log's last block, which
+// starts at offset base, to the record that runs past the end.
+func damagedTail(b []byte, base int) string {
 	off := 0
 	for off+walHeaderBytes <= len(b) {
-		left := walBlockBytes - off%walBlockBytes
-		if left < walHeaderBytes {
-			off += left
-			continue
-		}
 		n := int(binary.LittleEndian.Uint16(b[off+4:]))
 		typ := b[off+6]
 		end := off + walHeaderBytes + n
 		switch {
-		case end > len(b) && len(b)-off <= left:
-			return pastTheEnd(b, off, n)
+		case end > len(b):
+			return pastTheEnd(b, off, base, n)
 		case typ == 0 && n == 0:
-			// Zeros (space allocated ahead of the writes): RocksDB skips
-			// the rest of the block.
-			off += left
-			continue
-		case typ > walLastType || end > len(b):
-			return "" // a format this check does not read, or one RocksDB refuses
+			return "" // zeros: RocksDB skips the rest of the block
+		case typ > walLastType:
+			return "" // a format this check does not read
 		}
 		off = end
 	}
 	return ""
 }
 
-// pastTheEnd looks for damage in the record at off, whose length n runs
-// past the end of the log.
-func pastTheEnd(b []byte, off, n int) string {
+// pastTheEnd looks for damage in the record at off of the last block
+// (at base), whose length n runs past the end of the log.
+func pastTheEnd(b []byte, off, base, n int) string {
 	payload := b[off+walHeaderBytes:]
 	want := walUnmask(binary.LittleEndian.Uint32(b[off:]))
 	for typ := byte(1); typ <= walLastType; typ++ {
 		crc := crc32.Update(0, castagnoli, []byte{typ})
 		for l := 0; ; l++ {
 			if crc == want {
-				return fmt.Sprintf("the record at offset %d says it holds %d bytes, past the end of the log, but it is whole at %d bytes (its checksum matches): its header is damaged, not cut short by a crash", off, n, l)
+				return fmt.Sprintf("the record at offset %d says it holds %d bytes, past the end of the log, but it is whole at %d bytes (its checksum matches): its header is damaged, not cut short by a crash", base+off, n, l)
 			}
 			if l == len(payload) {
 				break
@@ -118,7 +145,7 @@ func pastTheEnd(b []byte, off, n int) string {
 			continue
 		}
 		if crc32.Checksum(h[6:walHeaderBytes+m], castagnoli) == walUnmask(binary.LittleEndian.Uint32(h)) {
-			return fmt.Sprintf("the record at offset %d says it holds %d bytes, past the end of the log, but a whole record lies inside them at offset %d: its header is damaged, not cut short by a crash", off, n, off+walHeaderBytes+q)
+			return fmt.Sprintf("the record at offset %d says it holds %d bytes, past the end of the log, but a whole record lies inside them at offset %d: its header is damaged, not cut short by a crash", base+off, n, base+off+walHeaderBytes+q)
 		}
 	}
 	return ""
