@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,11 +34,15 @@ import (
 // that has not heard of the alarm yet is refused too.
 //
 // Why the floor matters more than the quota: RocksDB must never meet a
-// full disk. When a write to its log fails for lack of space, Debian's
-// librocksdb (built with assertions) may abort the process, and raft
-// panics when it cannot store its term; the state machine itself halts
-// the group instead (sm/machine.go), but only a refusal before the disk
-// fills keeps the node serving.
+// full disk. When it does (the floor off, or something else filling the
+// disk between two measurements), the group whose write failed halts
+// (sm/machine.go), a failed write of the raft log or stable store stops
+// every group of the node (storage.go), and the node stays up but serves
+// nothing of its own until it restarts with space. Such a failure raises
+// the NOSPACE alarm as the floor does (diskFull), so that the cluster
+// refuses writes with a definite error rather than run on without the
+// full node's replicas; only a refusal before the disk fills keeps the
+// node serving.
 
 // ErrNoSpace: a NOSPACE alarm is raised; the write was refused before it
 // was proposed.
@@ -105,6 +110,9 @@ func (n *Node) overLimit() string {
 			return fmt.Sprintf("stores %d bytes, quota %d (--quota-bytes)", used, q)
 		}
 	}
+	if err := n.diskFull(); err != nil {
+		return fmt.Sprintf("the disk is full: %v", err)
+	}
 	if floor := n.cfg.MinFreeBytes; floor > 0 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(n.cfg.DataDir, &st); err == nil {
@@ -114,6 +122,27 @@ func (n *Node) overLimit() string {
 		}
 	}
 	return ""
+}
+
+// noSpaceText is how RocksDB's IO errors name a full disk (the text of
+// ENOSPC; grocksdb passes errors on as text only).
+const noSpaceText = "No space left on device"
+
+// diskFull returns a storage failure of this node that a full disk
+// caused (its RocksDB refusing writes, or a replica halted when it could
+// not store applied entries); nil when there is none. The groups it
+// stopped stay stopped until the node restarts, so until then the node
+// keeps its NOSPACE alarm raised, also with the floor and quota off.
+func (n *Node) diskFull() error {
+	if e := n.storageErr.Load(); e != nil && strings.Contains((*e).Error(), noSpaceText) {
+		return *e
+	}
+	for _, err := range n.Halted() {
+		if strings.Contains(err.Error(), noSpaceText) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (n *Node) alarmRaised(member string) bool {
