@@ -21,7 +21,11 @@ import (
 //	            free; Inject returns once the NOSPACE alarm is listed and
 //	            a probe write is refused with NOSPACE. Heal notes a
 //	            problem if the node stopped, removes the filler and
-//	            disarms the alarm until a write goes through.
+//	            disarms the alarm until a write goes through. One fault in
+//	            three (verify.FillsToTheBrim) fills the filesystem whole:
+//	            RocksDB meets ENOSPC; Heal notes whether a replica
+//	            stopped on it and restarts the node (SIGTERM, start)
+//	            before the disarm.
 //	corrupt     Kill Nodes[0], flip bytes in one of its files
 //	            (verify.DamageFile), Start it: a start that fails is the
 //	            damage detected; a node that runs is watched in its log
@@ -42,6 +46,11 @@ import (
 // opsState is the operations fault in progress. Guarded by Nemesis.mu.
 type opsState struct {
 	filler, fullNode string
+	// brim: the disk-full fault filled the filesystem whole; fullLog is
+	// the size of the node's log before it did.
+	brim    bool
+	fullLog int64
+	topUp   *loop // keeps the disk full (verify.TopUp) until Heal
 	// corrupt is the damaged node until Heal replaced it; corruptLog is
 	// the size of its log before it was started on the damage.
 	corrupt    string
@@ -54,6 +63,7 @@ type opsState struct {
 const (
 	NoteNoSpace        = "ops: NOSPACE refusal seen"
 	NoteNoSpaceCleared = "ops: NOSPACE cleared"
+	NoteENOSPCHalted   = "ops: a replica stopped on the full disk"
 	NoteCorruptRefused = "ops: damaged node refused to start"
 	NoteCorruptHalted  = "ops: damaged node halted or fenced a replica"
 	NoteCorruptUnseen  = "ops: damage not noticed before heal"
@@ -62,7 +72,7 @@ const (
 )
 
 // opsNotes are the notes OpsObserved counts, in the order it lists them.
-var opsNotes = []string{NoteNoSpace, NoteNoSpaceCleared, NoteCorruptRefused, NoteCorruptHalted, NoteCorruptUnseen, NoteCorruptReplace, NoteVersionRaised}
+var opsNotes = []string{NoteNoSpace, NoteENOSPCHalted, NoteNoSpaceCleared, NoteCorruptRefused, NoteCorruptHalted, NoteCorruptUnseen, NoteCorruptReplace, NoteVersionRaised}
 
 // OpsObserved counts notes by the operations-fault observation they
 // start with (the Note* prefixes, without "ops: "); nil when there is
@@ -133,35 +143,84 @@ func (m *Nemesis) injectDiskFull(ctx context.Context, f *verify.Fault) error {
 	if err != nil {
 		return err
 	}
-	path, fill, err := verify.FillDir(dir, m.cfg.MinFreeBytes)
+	brim := verify.FillsToTheBrim(f)
+	logSize := m.logSize(id)
+	path, fill, err := verify.FillDir(dir, m.cfg.MinFreeBytes, brim)
 	m.mu.Lock()
-	m.ops.filler, m.ops.fullNode = path, id
+	m.ops.filler, m.ops.fullNode, m.ops.brim, m.ops.fullLog = path, id, brim, logSize
 	m.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("chaos: %s: %w", id, err)
 	}
+	if brim {
+		l := m.startLoop("disk-full top-up", verify.TopUpEvery, func(context.Context, int) error {
+			_, err := verify.TopUp(path)
+			return err
+		})
+		m.mu.Lock()
+		m.ops.topUp = l
+		m.mu.Unlock()
+	}
 	if err := verify.AwaitNoSpace(ctx, m.adm, id, m.cfg.OpTimeout); err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
-	m.note(f, false, "%s: %s's disk filled (%d bytes); alarm listed, a write refused", NoteNoSpace, id, fill)
+	how := "below its floor"
+	if brim {
+		how = "to the brim"
+	}
+	m.note(f, false, "%s: %s's disk filled %s (%d bytes); alarm listed, a write refused", NoteNoSpace, id, how, fill)
 	return nil
+}
+
+// logSize is the size of node's log now (0 when unknown).
+func (m *Nemesis) logSize(node string) int64 {
+	if lp, err := m.c.LogPath(node); err == nil {
+		if fi, err := os.Stat(lp); err == nil {
+			return fi.Size()
+		}
+	}
+	return 0
 }
 
 func (m *Nemesis) healDiskFull(ctx context.Context, f *verify.Fault) error {
 	m.mu.Lock()
-	path, id := m.ops.filler, m.ops.fullNode
+	path, id, brim, from, l := m.ops.filler, m.ops.fullNode, m.ops.brim, m.ops.fullLog, m.ops.topUp
+	m.ops.topUp = nil
 	m.mu.Unlock()
+	if l != nil {
+		l.halt()
+	}
 	if id == "" {
 		return nil // skipped
 	}
-	if st, err := m.c.State(ctx, id); err == nil && !st.Running {
+	st, err := m.c.State(ctx, id)
+	if err == nil && !st.Running {
 		m.note(f, true, "disk-full: %s stopped while its disk was full; want it up, refusing writes", id)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if brim {
+		if line := m.logSince(id, from, haltMarks); line != "" {
+			m.note(f, false, "%s: %s: %s", NoteENOSPCHalted, id, line)
+		} else {
+			m.note(f, false, "ops: disk-full to the brim: no replica of %s stopped (the alarm came first)", id)
+		}
+		// A replica stopped on the full disk resumes only after a
+		// restart; the alarm's storage failure goes with it.
+		if err == nil && st.Running {
+			m.mark(m.killed, []string{id}, true)
+			if err := m.c.Stop(ctx, id); err != nil {
+				return err
+			}
+			if err := m.c.Start(ctx, id); err != nil {
+				return err
+			}
+			m.mark(m.killed, []string{id}, false)
+		}
+	}
 	m.mu.Lock()
-	m.ops.filler, m.ops.fullNode = "", ""
+	m.ops.filler, m.ops.fullNode, m.ops.brim = "", "", false
 	m.mu.Unlock()
 	if err := verify.ClearNoSpace(ctx, m.adm, m.cfg.OpTimeout); err != nil {
 		return fmt.Errorf("chaos: %w", err)
@@ -189,13 +248,10 @@ func (m *Nemesis) injectCorrupt(ctx context.Context, f *verify.Fault) error {
 	if err != nil {
 		return err
 	}
-	if lp, err := m.c.LogPath(id); err == nil {
-		if fi, err := os.Stat(lp); err == nil {
-			m.mu.Lock()
-			m.ops.corruptLog = fi.Size()
-			m.mu.Unlock()
-		}
-	}
+	logSize := m.logSize(id)
+	m.mu.Lock()
+	m.ops.corruptLog = logSize
+	m.mu.Unlock()
 	if err := m.c.Start(ctx, id); err != nil {
 		m.note(f, false, "%s: %s, bytes flipped in its %s file %s: %v", NoteCorruptRefused, id, kind, strings.TrimPrefix(path, dir+"/"), err)
 		return nil

@@ -3,11 +3,13 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify"
+	"github.com/metamq/meta/verify/poll"
 	"github.com/metamq/meta/verify/smallfs"
 )
 
@@ -132,36 +135,68 @@ func TestNemesisUpgrade(t *testing.T) {
 // floor, returns once the alarm is listed and a write refused, and at
 // Heal frees the space and disarms the alarm.
 func TestNemesisDiskFull(t *testing.T) {
-	m, fc, fa := fakeNemesis(t)
-	m.cfg.MinFreeBytes = 16 << 20
-	fc.dir = t.TempDir()
-	dir := filepath.Join(fc.dir, "data", "n1")
-	smallfs.MountAt(t, dir, 64<<20)
-	fa.noSpace = "n1" // the node raises it once below its floor
-	fa.levels = func(string) (uint32, uint32) { return 2, 2 }
-	ctx := context.Background()
-	f := &verify.Fault{ID: 1, Kind: verify.FaultDiskFull, Nodes: []string{"n1"}}
-	if !m.Supports(verify.FaultDiskFull) {
-		t.Fatal("Supports(disk-full) with MinFreeBytes: got false")
-	}
-	if err := m.Inject(ctx, f); err != nil {
-		t.Fatalf("Inject: %v", err)
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if free := int64(st.Bavail) * st.Bsize; free >= m.cfg.MinFreeBytes || free < m.cfg.MinFreeBytes/4 {
-		t.Fatalf("free after Inject: %d, want about half the floor %d", free, m.cfg.MinFreeBytes)
-	}
-	if err := m.Heal(ctx, f); err != nil {
-		t.Fatalf("Heal: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "disk-full.filler")); !os.IsNotExist(err) {
-		t.Errorf("filler after Heal: %v, want it gone", err)
-	}
-	if !slices.Contains(fa.Calls(), "disarm") || !hasNote(m, NoteNoSpace) || !hasNote(m, NoteNoSpaceCleared) {
-		t.Errorf("notes %v: want a disarm, %q and %q", m.Notes(), NoteNoSpace, NoteNoSpaceCleared)
+	for _, brim := range []bool{false, true} {
+		t.Run(fmt.Sprintf("brim=%v", brim), func(t *testing.T) {
+			m, fc, fa := fakeNemesis(t)
+			m.cfg.MinFreeBytes = 16 << 20
+			fc.dir = t.TempDir()
+			dir := filepath.Join(fc.dir, "data", "n1")
+			smallfs.MountAt(t, dir, 64<<20)
+			// What the node stores, deleted while the disk is full.
+			stored := filepath.Join(dir, "stored")
+			if err := os.WriteFile(stored, make([]byte, 8<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fa.noSpace = "n1" // the node raises it once below its floor
+			fa.levels = func(string) (uint32, uint32) { return 2, 2 }
+			ctx := context.Background()
+			f := &verify.Fault{ID: 1, Kind: verify.FaultDiskFull, Nodes: []string{"n1"}, Pick: 1}
+			if brim {
+				f.Pick = 3
+			}
+			if !m.Supports(verify.FaultDiskFull) {
+				t.Fatal("Supports(disk-full) with MinFreeBytes: got false")
+			}
+			if err := m.Inject(ctx, f); err != nil {
+				t.Fatalf("Inject: %v", err)
+			}
+			free := func() int64 {
+				var st unix.Statfs_t
+				if err := unix.Statfs(dir, &st); err != nil {
+					t.Fatal(err)
+				}
+				return int64(st.Bavail) * st.Bsize
+			}
+			if got := free(); !brim && (got >= m.cfg.MinFreeBytes || got < m.cfg.MinFreeBytes/4) {
+				t.Fatalf("free after Inject: %d, want about half the floor %d", got, m.cfg.MinFreeBytes)
+			}
+			if brim {
+				if got := free(); got >= 1<<20 {
+					t.Fatalf("free after Inject to the brim: %d, want under 1 MiB", got)
+				}
+				if err := os.Remove(stored); err != nil {
+					t.Fatal(err)
+				}
+				poll.ForTrue(t, "the filler topped up after the node freed 8 MiB", 5*time.Second, func() bool { return free() < 1<<20 })
+			}
+			fc.Calls() // only Heal's
+			if err := m.Heal(ctx, f); err != nil {
+				t.Fatalf("Heal: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "disk-full.filler")); !os.IsNotExist(err) {
+				t.Errorf("filler after Heal: %v, want it gone", err)
+			}
+			if !slices.Contains(fa.Calls(), "disarm") || !hasNote(m, NoteNoSpace) || !hasNote(m, NoteNoSpaceCleared) {
+				t.Errorf("notes %v: want a disarm, %q and %q", m.Notes(), NoteNoSpace, NoteNoSpaceCleared)
+			}
+			var want []string
+			if brim {
+				want = []string{"stop n1", "start n1"} // the restart a stopped replica needs
+			}
+			if got := fc.Calls(); !slices.Equal(got, want) {
+				t.Errorf("Heal's calls %q, want %q", got, want)
+			}
+		})
 	}
 }
 

@@ -421,7 +421,7 @@ func (b *Batch) Commit(sync bool) error {
 	binary.LittleEndian.PutUint32(b.rep[8:batchHeaderBytes], b.count)
 	wb := grocksdb.WriteBatchFrom(b.rep)
 	defer wb.Destroy()
-	if err := b.db.db.Write(b.db.writeOptions(sync), wb); err != nil {
+	if err := b.db.write(func() error { return b.db.db.Write(b.db.writeOptions(sync), wb) }); err != nil {
 		return fmt.Errorf("rocks: commit batch: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/linxGnu/grocksdb"
 )
@@ -54,6 +55,10 @@ type DB struct {
 
 	snapMu sync.Mutex
 	snaps  map[*Snapshot]struct{} // guarded by snapMu: snapshots not yet released
+
+	// writeErr is the first error a write, flush or log sync returned
+	// (see write).
+	writeErr atomic.Pointer[error]
 
 	closeOnce sync.Once
 }
@@ -544,7 +549,7 @@ func (db *DB) Flush() error {
 	defer fo.Destroy()
 	fo.SetWait(true)
 	for _, h := range db.fixed {
-		if err := db.db.FlushCF(h, fo); err != nil {
+		if err := db.write(func() error { return db.db.FlushCF(h, fo) }); err != nil {
 			return fmt.Errorf("rocks: flush: %w", err)
 		}
 	}
@@ -572,9 +577,37 @@ func (db *DB) flushGroup(g *group, fo *grocksdb.FlushOptions) error {
 	}
 	defer g.gate.leave()
 	for _, h := range g.handles {
-		if err := db.db.FlushCF(h, fo); err != nil {
+		if err := db.write(func() error { return db.db.FlushCF(h, fo) }); err != nil {
 			return fmt.Errorf("rocks: flush: %w", err)
 		}
+	}
+	return nil
+}
+
+// write makes one call that writes to RocksDB (a write batch, a put or
+// delete, a flush, an ingest, a sync of the log), unless an earlier one
+// failed: then it refuses with that failure (ErrWriteFailed) until the
+// database is opened again. A failed append (a full disk) leaves the
+// write-ahead log's writer in an error state, and Debian's librocksdb
+// (built with assertions) aborts the process when that writer is used
+// again: by a sync of the log, a memtable switch, or a write the
+// database did not refuse itself. The node then stops every group, as
+// for any failure of its storage, and stays up.
+func (db *DB) write(call func() error) error {
+	if err := db.writable(); err != nil {
+		return err
+	}
+	err := call()
+	if err != nil {
+		db.writeErr.CompareAndSwap(nil, &err)
+	}
+	return err
+}
+
+// writable refuses (ErrWriteFailed) once a write failed.
+func (db *DB) writable() error {
+	if e := db.writeErr.Load(); e != nil {
+		return fmt.Errorf("%w: %w", ErrWriteFailed, *e)
 	}
 	return nil
 }
@@ -588,7 +621,7 @@ func (db *DB) SyncWAL() error {
 		return err
 	}
 	defer db.gate.leave()
-	if err := db.db.FlushWAL(true); err != nil {
+	if err := db.write(func() error { return db.db.FlushWAL(true) }); err != nil {
 		return fmt.Errorf("rocks: sync WAL: %w", err)
 	}
 	return nil

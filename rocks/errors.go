@@ -30,6 +30,11 @@ var (
 	// file): the replica's data cannot be trusted.
 	ErrCorruptFiles = errors.New("rocks: the database's files are damaged")
 
+	// ErrWriteFailed wraps the earlier failure when a write, flush or log
+	// sync is refused because an earlier one failed (DB.write): the
+	// database takes no write until it is opened again.
+	ErrWriteFailed = errors.New("rocks: an earlier write failed; no writes until the database is reopened")
+
 	// ErrForeignSpace is returned when a Space of one DB is used with a
 	// Batch or Snapshot of another.
 	ErrForeignSpace = errors.New("rocks: space belongs to another database")

@@ -136,7 +136,7 @@ func (ls *LogStore) StoreLogs(logs []*raft.Log) error {
 
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if err := ls.db.db.Write(ls.db.logWO, wb); err != nil {
+	if err := ls.db.write(func() error { return ls.db.db.Write(ls.db.logWO, wb) }); err != nil {
 		return fmt.Errorf("rocks: %s: store logs %d..%d: %w", ls.group, lo, hi, err)
 	}
 	b := *ls.bounds.Load()
@@ -170,7 +170,7 @@ func (ls *LogStore) DeleteRange(lo, hi uint64) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	end := append(logKey(hi), 0)
-	if err := ls.db.db.DeleteRangeCF(ls.db.logWO, ls.cf, logKey(lo), end); err != nil {
+	if err := ls.db.write(func() error { return ls.db.db.DeleteRangeCF(ls.db.logWO, ls.cf, logKey(lo), end) }); err != nil {
 		return fmt.Errorf("rocks: %s: delete logs %d..%d: %w", ls.group, lo, hi, err)
 	}
 

@@ -76,7 +76,7 @@ func (s *Space) Put(key, value []byte, sync bool) error {
 		return err
 	}
 	defer s.db.leaveCF(s.gate)
-	if err := s.db.db.PutCF(s.db.writeOptions(sync), s.cf, key, value); err != nil {
+	if err := s.db.write(func() error { return s.db.db.PutCF(s.db.writeOptions(sync), s.cf, key, value) }); err != nil {
 		return fmt.Errorf("rocks: put: %w", err)
 	}
 	return nil
@@ -88,7 +88,7 @@ func (s *Space) Delete(key []byte, sync bool) error {
 		return err
 	}
 	defer s.db.leaveCF(s.gate)
-	if err := s.db.db.DeleteCF(s.db.writeOptions(sync), s.cf, key); err != nil {
+	if err := s.db.write(func() error { return s.db.db.DeleteCF(s.db.writeOptions(sync), s.cf, key) }); err != nil {
 		return fmt.Errorf("rocks: delete: %w", err)
 	}
 	return nil
@@ -127,7 +127,7 @@ func (s *Space) DeleteAll(sync bool) error {
 		return err
 	}
 	end := append(last, 0)
-	if err := s.db.db.DeleteRangeCF(s.db.writeOptions(sync), s.cf, []byte{}, end); err != nil {
+	if err := s.db.write(func() error { return s.db.db.DeleteRangeCF(s.db.writeOptions(sync), s.cf, []byte{}, end) }); err != nil {
 		return fmt.Errorf("rocks: delete all of %s: %w", s.name, err)
 	}
 	return nil
@@ -153,7 +153,7 @@ func (s *Space) DeleteRange(start, end []byte, sync bool) error {
 	if bytes.Compare(start, end) >= 0 {
 		return nil
 	}
-	if err := s.db.db.DeleteRangeCF(s.db.writeOptions(sync), s.cf, start, end); err != nil {
+	if err := s.db.write(func() error { return s.db.db.DeleteRangeCF(s.db.writeOptions(sync), s.cf, start, end) }); err != nil {
 		return fmt.Errorf("rocks: delete range of %s: %w", s.name, err)
 	}
 	return nil

@@ -127,7 +127,13 @@ func (s *Space) Ingest(paths []string) error {
 	o := grocksdb.NewDefaultIngestExternalFileOptions()
 	defer o.Destroy()
 	o.SetMoveFiles(true)
-	if err := s.db.db.IngestExternalFileCF(s.cf, paths, o); err != nil {
+	// Refused after a failed write, but a failed ingest (a damaged file
+	// received) does not stop the database's writes.
+	err := s.db.writable()
+	if err == nil {
+		err = s.db.db.IngestExternalFileCF(s.cf, paths, o)
+	}
+	if err != nil {
 		return fmt.Errorf("rocks: ingest %d files into %s: %w", len(paths), s.name, err)
 	}
 	return nil

@@ -32,7 +32,7 @@ func (st *StableStore) Set(key, val []byte) error {
 		return err
 	}
 	defer st.db.leaveCF(st.gate)
-	if err := st.db.db.PutCF(st.db.syncWO, st.cf, key, val); err != nil {
+	if err := st.db.write(func() error { return st.db.db.PutCF(st.db.syncWO, st.cf, key, val) }); err != nil {
 		return fmt.Errorf("rocks: %s: stable set %q: %w", st.group, key, err)
 	}
 	return nil

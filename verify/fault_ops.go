@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -28,7 +29,15 @@ const (
 	// the definite NOSPACE error, while the full node stays up (no group
 	// halted, no crash loop) and no acknowledged write is lost. Heal
 	// removes the filler and disarms the alarm (metactl alarm disarm),
-	// and waits until a write goes through again.
+	// and waits until a write goes through again. One such fault in three
+	// (FillsToTheBrim) fills the filesystem whole instead: RocksDB meets
+	// the full disk (ENOSPC) on what it still writes (the alarm's own
+	// entry, flushes, deletes), the node must stay up (its replicas may
+	// stop) with the alarm raised all the same, and Heal restarts it
+	// once the space is freed, before the disarm (a replica stopped on a
+	// full disk resumes only after a restart). Until Heal the filler is
+	// topped up (TopUp) whenever the node frees space, so the disk stays
+	// full.
 	FaultDiskFull FaultKind = "disk-full"
 	// FaultCorrupt stops Nodes[0] (a follower of Params["group"]), flips
 	// bytes in one of its files (Params["file"]: "sst" a RocksDB table
@@ -126,6 +135,11 @@ func ClearNoSpace(ctx context.Context, adm AlarmAdmin, opTimeout time.Duration) 
 	})
 }
 
+// FillsToTheBrim says whether disk-full fault f fills its node's
+// filesystem whole (one fault in three, by its Pick) rather than to half
+// its floor.
+func FillsToTheBrim(f *Fault) bool { return f.Kind == FaultDiskFull && f.Pick%3 == 0 }
+
 // maxFiller bounds a disk-full filler: a data directory with more free
 // space than this is not on a small filesystem of its own, and filling
 // it would fill the machine's disk.
@@ -134,16 +148,20 @@ const maxFiller = 1 << 30
 // FillDir allocates a filler file in dir (a node's data directory, on a
 // small filesystem of its own) that leaves half of floor (the node's
 // --min-free-bytes) free: below its floor, the node raises NOSPACE, and
-// RocksDB keeps room to write. It returns the filler's path (remove it to
-// free the space) and how much it took. A directory with more than 1 GiB
-// above that, or no floor, is refused with ErrUnsupported.
-func FillDir(dir string, floor int64) (path string, filled int64, err error) {
+// RocksDB keeps room to write; brim leaves nothing free. It returns the
+// filler's path (remove it to free the space) and how much it took. A
+// directory with more than 1 GiB above that, or no floor, is refused
+// with ErrUnsupported.
+func FillDir(dir string, floor int64, brim bool) (path string, filled int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return "", 0, fmt.Errorf("verify: disk-full: statfs %s: %w", dir, err)
 	}
 	free := int64(st.Bavail) * st.Bsize
 	fill := free - floor/2
+	if brim {
+		fill = free
+	}
 	if floor <= 0 || fill > maxFiller {
 		return "", 0, fmt.Errorf("%w: disk-full needs the data directory %s on a small filesystem of its own and a free-space floor (floor %d, %d bytes free)",
 			ErrUnsupported, dir, floor, free)
@@ -156,7 +174,11 @@ func FillDir(dir string, floor int64) (path string, filled int64, err error) {
 	if err != nil {
 		return path, 0, fmt.Errorf("verify: disk-full: %w", err)
 	}
-	err = unix.Fallocate(int(fh.Fd()), 0, 0, fill)
+	if brim {
+		fill, err = allocate(fh, 0, fill)
+	} else {
+		err = unix.Fallocate(int(fh.Fd()), 0, 0, fill)
+	}
 	if cerr := fh.Close(); err == nil {
 		err = cerr
 	}
@@ -165,6 +187,56 @@ func FillDir(dir string, floor int64) (path string, filled int64, err error) {
 	}
 	return path, fill, nil
 }
+
+// allocate extends fh by up to n bytes from offset at, a MiB less each
+// time the filesystem has not that much (the node wrote since it was
+// measured; a failed fallocate allocates nothing), and returns how much
+// it took.
+func allocate(fh *os.File, at, n int64) (int64, error) {
+	err := unix.Fallocate(int(fh.Fd()), 0, at, n)
+	for errors.Is(err, unix.ENOSPC) && n > 1<<20 {
+		n -= 1 << 20
+		err = unix.Fallocate(int(fh.Fd()), 0, at, n)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// TopUp extends the filler at path (FillDir's, to the brim) by whatever
+// its filesystem has free again: the node deletes files (compactions,
+// old logs) while its disk is full, and a disk kept full is what a
+// filesystem another process fills looks like. The disk-full fault calls
+// it every TopUpEvery until Heal.
+func TopUp(path string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
+		return 0, fmt.Errorf("verify: disk-full: statfs: %w", err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if free <= 0 {
+		return 0, nil
+	}
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("verify: disk-full: %w", err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("verify: disk-full: %w", err)
+	}
+	n, err := allocate(fh, fi.Size(), free)
+	if err != nil && !errors.Is(err, unix.ENOSPC) {
+		return 0, fmt.Errorf("verify: disk-full: top up %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// TopUpEvery is how often a disk-full fault to the brim tops its filler
+// up.
+const TopUpEvery = 100 * time.Millisecond
 
 // DamageFile flips bytes at eight places spread over one file of the
 // stopped node's data directory dir, of kind want ("sst": a RocksDB table

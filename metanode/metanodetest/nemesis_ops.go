@@ -24,7 +24,10 @@ import (
 //     fill the machine's disk. Inject returns once the cluster lists the
 //     node's NOSPACE alarm and refuses a probe write with NOSPACE; Heal
 //     checks the node still runs with no replica halted, removes the
-//     filler and disarms the alarm until a write goes through.
+//     filler and disarms the alarm until a write goes through. One fault
+//     in three (verify.FillsToTheBrim) fills the filesystem whole:
+//     RocksDB meets ENOSPC, a replica halted on it is allowed (counted in
+//     ENOSPCHalted), and Heal restarts the node before the disarm.
 //   - corrupt: Nodes[0] is crashed, bytes are flipped at eight places
 //     spread over one of its files (Params["file"]; another kind when it
 //     has none of that one), and it is started again. A start that fails
@@ -66,6 +69,10 @@ type OpsStats struct {
 	// DiskFullCleared counts disk-full heals after which writes went
 	// through again, the full node still running with no replica halted.
 	DiskFullCleared int
+	// ENOSPCHalted counts disk-full faults to the brim during which a
+	// replica of the full node stopped on the full disk (RocksDB met
+	// ENOSPC).
+	ENOSPCHalted int
 	// CorruptFiles counts damaged files by kind (sst, wal, snapshot).
 	CorruptFiles map[string]int
 	// CorruptRefused counts damaged nodes that refused to start.
@@ -91,8 +98,10 @@ type opsState struct {
 	OpsStats
 	// filler is the disk-full fault's filler file, or "".
 	filler string
-	// fullNode is the node the filler fills.
+	// fullNode is the node the filler fills; brim, whether it fills its
+	// filesystem whole.
 	fullNode string
+	brim     bool
 	// corrupt is the node a corrupt fault damaged, until Heal replaced it;
 	// corruptWAL is what the recovery of the damaged write-ahead log
 	// must fail on (walRecoveryError; nil for another kind of file), and
@@ -134,15 +143,21 @@ func (n *Nemesis) injectDiskFull(ctx context.Context, f *verify.Fault) error {
 	if n.c.Running(id) == nil {
 		return fmt.Errorf("%w: %s", ErrNodeDown, id)
 	}
+	brim := verify.FillsToTheBrim(f)
 	n.mu.Lock()
-	n.ops.fullNode = id
+	n.ops.fullNode, n.ops.brim = id, brim
 	n.mu.Unlock()
-	path, fill, err := verify.FillDir(n.c.Get(id).Dir, n.minFree)
+	path, fill, err := verify.FillDir(n.c.Get(id).Dir, n.minFree, brim)
 	n.mu.Lock()
 	n.ops.filler = path
 	n.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("metanodetest: %s: %w", id, err)
+	}
+	if brim {
+		if err := n.startLoop(func(ctx context.Context) { topUp(ctx, path) }); err != nil {
+			return err
+		}
 	}
 	if err := verify.AwaitNoSpace(ctx, n.cl, id, n.timeout); err != nil {
 		return fmt.Errorf("metanodetest: %w", err)
@@ -150,7 +165,7 @@ func (n *Nemesis) injectDiskFull(ctx context.Context, f *verify.Fault) error {
 	n.mu.Lock()
 	n.ops.NoSpaceRefusals++
 	n.mu.Unlock()
-	n.log.Info("nemesis: disk full, writes refused with NOSPACE", "fault", f.ID, "node", id, "filled", fill)
+	n.log.Info("nemesis: disk full, writes refused with NOSPACE", "fault", f.ID, "node", id, "filled", fill, "to_the_brim", brim)
 	return nil
 }
 
@@ -158,18 +173,34 @@ func (n *Nemesis) injectDiskFull(ctx context.Context, f *verify.Fault) error {
 // frees the space and disarms the alarm until writes go through.
 func (n *Nemesis) healDiskFull(ctx context.Context) error {
 	n.mu.Lock()
-	path, id := n.ops.filler, n.ops.fullNode
+	path, id, brim := n.ops.filler, n.ops.fullNode, n.ops.brim
 	n.mu.Unlock()
+	if brim {
+		n.stopLoop() // the top-up
+	}
 	var errs []error
-	if node := n.c.Running(id); node == nil {
+	node := n.c.Running(id)
+	if node == nil {
 		errs = append(errs, fmt.Errorf("metanodetest: disk-full: %s stopped while its disk was full, want it up refusing writes", id))
+	} else if halted := node.Halted(); brim && len(halted) > 0 {
+		n.mu.Lock()
+		n.ops.ENOSPCHalted++
+		n.mu.Unlock()
 	} else {
-		for g, err := range node.Halted() {
+		for g, err := range halted {
 			errs = append(errs, fmt.Errorf("metanodetest: disk-full: %s's replica of %s halted while its disk was full (the floor must keep the disk from filling): %w", id, g, err))
 		}
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return errors.Join(append(errs, err)...)
+	}
+	if brim && node != nil {
+		// A replica stopped on the full disk resumes only after a
+		// restart; the alarm's storage failure goes with it.
+		n.c.Stop(id)
+		if err := n.c.Restart(id); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("metanodetest: disk-full: restart %s after freeing its disk: %w", id, err))...)
+		}
 	}
 	if err := verify.ClearNoSpace(ctx, n.cl, n.timeout); err != nil {
 		errs = append(errs, fmt.Errorf("metanodetest: %w", err))
@@ -181,6 +212,20 @@ func (n *Nemesis) healDiskFull(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// topUp keeps the disk full (verify.TopUp) until ctx ends.
+func topUp(ctx context.Context, path string) {
+	t := time.NewTicker(verify.TopUpEvery)
+	defer t.Stop()
+	for {
+		_, _ = verify.TopUp(path)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ---- corrupt ----
