@@ -54,6 +54,9 @@ type env struct {
 	// closed at its next change.
 	directory  func() *state.Directory
 	dirChanged func() <-chan struct{}
+	// clusterVersion is the cluster version this node last saw
+	// (Node.ClusterVersion); nil: the directory's.
+	clusterVersion func() uint32
 }
 
 // group is one raft group on this node.

@@ -59,9 +59,13 @@ type Node struct {
 	// groups are the replicas this node runs (hosting.go).
 	groups map[string]*group
 	// dir is the newest directory seen; dirChanges fires when it changes.
-	dir        atomic.Pointer[state.Directory]
-	router     atomic.Pointer[metapb.Router]
-	dirChanges changes
+	dir atomic.Pointer[state.Directory]
+	// storedLevel is the cluster version the stored replica of
+	// metadata-0 held at start (0: none), ClusterVersion's answer until
+	// the node has fetched a directory.
+	storedLevel atomic.Uint32
+	router      atomic.Pointer[metapb.Router]
+	dirChanges  changes
 	// hints maps a group to the node last said to lead it.
 	hints sync.Map
 
@@ -211,7 +215,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		logCaches: rocks.NewLogCacheBudget(n.cfg.NodeLogCacheBytes, n.cfg.LogCacheBytes),
 		serving:   n.serving.Load, handler: n.callHandler, onLead: n.onLead,
 		candidates: n.candidates, noteLeader: n.noteLeader, stopping: n.life.Done(), storageFailed: n.storageFailed,
-		directory: n.Directory, dirChanged: n.DirectoryChanged}
+		directory: n.Directory, dirChanged: n.DirectoryChanged, clusterVersion: n.ClusterVersion}
 	for _, name := range n.db.Groups() {
 		if _, err := n.openGroup(name); err != nil {
 			return err

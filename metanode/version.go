@@ -74,8 +74,20 @@ func (c Config) featureLevel() uint32 {
 // FeatureLevel is the feature level this node runs at and reports.
 func (n *Node) FeatureLevel() uint32 { return n.cfg.featureLevel() }
 
-// ClusterVersion is the cluster version as this node last saw it.
-func (n *Node) ClusterVersion() uint32 { return n.Directory().Level() }
+// ClusterVersion is the cluster version as this node last saw it: in the
+// directory it follows or, until it has fetched one (just started), in
+// its stored replica of metadata-0. A node restarted mid-upgrade reported
+// the base level there, below what its cluster had (a chaos upgrade from
+// a real older release saw the version go down).
+func (n *Node) ClusterVersion() uint32 {
+	d := n.Directory()
+	if d.Version == 0 {
+		if v := n.storedLevel.Load(); v > 0 {
+			return v
+		}
+	}
+	return d.Level()
+}
 
 // admit refuses op, before it is proposed, when the cluster version does
 // not allow it or a NOSPACE alarm refuses writes that take space. Both the
@@ -103,6 +115,9 @@ func (e *env) allowed(op *logpb.Op) error {
 		return nil
 	}
 	have := e.directory().Level()
+	if e.clusterVersion != nil {
+		have = e.clusterVersion()
+	}
 	if plantedOwnLevel() {
 		have = e.cfg.featureLevel() // this node's release, not the cluster's
 	}
@@ -124,6 +139,9 @@ func (n *Node) checkStoredVersion() error {
 	d, err := md.fsm.Directory()
 	if err != nil {
 		return err
+	}
+	if d.Version > 0 {
+		n.storedLevel.Store(d.Level())
 	}
 	return n.checkLevel(d.Level(), "its stored metadata-0 replica")
 }
