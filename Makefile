@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin
 export CGO_ENABLED := 1
 
-.PHONY: all deps build proto run run-tls stop image test vet fmt-check staticcheck lint unit fuzz-short fuzz planted-bugs chaos-smoke chaos scaleout mqttbench clean
+.PHONY: all deps build proto run run-tls stop image test vet fmt-check staticcheck lint unit fuzz-short fuzz planted-bugs chaos-smoke chaos chaos-upgrade scaleout mqttbench clean
 
 all: build
 
@@ -89,9 +89,21 @@ chaos-smoke: build
 		echo "!!! chaos-smoke SKIPPED: no Docker engine reachable !!!"; \
 	fi
 
-# chaos: the maintainers' suite, 20 runs x 60 s over every nemesis kind.
+# PREVIOUS_RELEASE: the release chaos upgrades start from, built from
+# this repository's history: the last commit of feature level 2 (before
+# splits, level 3; sm/version.go).
+PREVIOUS_RELEASE ?= 97d3635
+
+# chaos: the maintainers' suite, 20 runs x 60 s over every nemesis kind;
+# on even seeds the upgrade fault upgrades from PREVIOUS_RELEASE's binary.
 chaos: build
-	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode
+	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis all --time 60s --runs 20 --binary $(BIN)/metanode --previous $(PREVIOUS_RELEASE)
+
+# chaos-upgrade: one run (seed 2) whose cluster starts on
+# PREVIOUS_RELEASE's binary and is upgraded node by node to bin/metanode
+# under the workload, with kills, pauses and partitions beside it.
+chaos-upgrade: build
+	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/metachaos run --nemesis upgrade,kill,pause,isolate,reshard --time 60s --seed 2 --runs 1 --binary $(BIN)/metanode --previous $(PREVIOUS_RELEASE)
 
 # test: every check. The planted bugs (in-process clusters) and the chaos
 # smoke (containers) both mostly wait on their runs' fault windows, so

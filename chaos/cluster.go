@@ -61,9 +61,13 @@ type Options struct {
 	Nodes  int    // number of nodes, 1..MaxNodes (3 or 5 for real runs)
 	Spares int    // nodes created but not started (added to the cluster later); Nodes+Spares <= MaxNodes
 	Image  string // image tag or id to run, e.g. Image.Tag from BuildImage
-	RunDir string // host directory; data/<node> and logs/<node>.log go here
-	RunID  string // labels and names; NewRunID() if empty
-	Port   int    // the one container port each node serves clients and peers on
+	// InitialImage, when set, is the image the nodes (not the spares)
+	// are first created from; Recreate moves a node to Image. Runs that
+	// upgrade from an older release's binary start from it.
+	InitialImage string
+	RunDir       string // host directory; data/<node> and logs/<node>.log go here
+	RunID        string // labels and names; NewRunID() if empty
+	Port         int    // the one container port each node serves clients and peers on
 
 	// Args returns the command-line arguments (after the image's
 	// entrypoint) for a node. Peers are reachable as "<name>:<Port>".
@@ -206,8 +210,9 @@ type node struct {
 	mu  sync.Mutex // serialises operations on this node; guards gen and the fields below
 	gen int        // container starts so far; a new start is a new netns
 	// args are the flags the node's container runs with (its last
-	// Recreate's).
-	args []string
+	// Recreate's), and image the image it runs.
+	args  []string
+	image string
 	// applied is the rule set last written into the namespace of start
 	// appliedGen. Rewriting an unchanged set is not free: the kernel drops
 	// the packets a delay queue holds when the table is replaced.
@@ -371,7 +376,10 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 	if n.logs, err = newLogFollower(c.log, c.dc, name, n.logPath); err != nil {
 		return nil, err
 	}
-	n.args = c.opts.Args(name)
+	n.args, n.image = c.opts.Args(name), c.opts.Image
+	if i < c.opts.Nodes && c.opts.InitialImage != "" {
+		n.image = c.opts.InitialImage
+	}
 	ctr, err := c.createContainer(ctx, n, n.args)
 	if ctr != nil {
 		n.ctr = ctr
@@ -387,8 +395,8 @@ func (c *Cluster) createNode(ctx context.Context, i int, name string) (*node, er
 	return n, nil
 }
 
-// createContainer creates (does not start) node n's container running the
-// image with args. It may return a container together with an error; the
+// createContainer creates (does not start) node n's container running
+// its image (n.image) with args. It may return a container together with an error; the
 // caller must then remove it.
 func (c *Cluster) createContainer(ctx context.Context, n *node, args []string) (*testcontainers.DockerContainer, error) {
 	port, err := network.ParsePort(fmt.Sprintf("%d/tcp", c.opts.Port))
@@ -403,7 +411,7 @@ func (c *Cluster) createContainer(ctx context.Context, n *node, args []string) (
 	}
 	req := testcontainers.GenericContainerRequest{
 		ContainerRequest: testcontainers.ContainerRequest{
-			Image:          c.opts.Image,
+			Image:          n.image,
 			Name:           c.containerName(n.name),
 			Cmd:            args,
 			Env:            env,
@@ -751,8 +759,9 @@ func (c *Cluster) Wipe(ctx context.Context, name string) error {
 // args: same name, hostname, IP, endpoint, data directory and log file.
 // It exists because the engine cannot change a container's command, and a
 // node whose data directory was wiped must come back with other flags (join
-// an existing cluster rather than form a new one). The node stays stopped
-// until Start.
+// an existing cluster rather than form a new one). The new container runs
+// Options.Image, also on a node created from Options.InitialImage (an
+// upgrade). The node stays stopped until Start.
 func (c *Cluster) Recreate(ctx context.Context, name string, args []string) error {
 	return c.withNode(name, func(n *node) error {
 		if err := c.requireStopped(ctx, n); err != nil {
@@ -761,6 +770,7 @@ func (c *Cluster) Recreate(ctx context.Context, name string, args []string) erro
 		if err := n.ctr.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("chaos: recreate %s: remove: %w", name, err)
 		}
+		n.image = c.opts.Image
 		ctr, err := c.createContainer(ctx, n, args)
 		if ctr != nil {
 			n.ctr = ctr

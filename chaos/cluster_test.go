@@ -189,3 +189,59 @@ func TestRocksDBImage(t *testing.T) {
 		return strings.Contains(log, "standin n1 rocksdb starts=2")
 	})
 }
+
+// Nodes start from Options.InitialImage and spares from Image; Recreate
+// moves a node to Image: a rolling upgrade from an older release's binary
+// (the stand-in built with RocksDB stands for the older one here).
+func TestInitialImageUntilRecreate(t *testing.T) {
+	requireDocker(t)
+	bin, err := buildStandin("standin-rocks", "rocks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	older, err := BuildImage(ctx, bin, ImageOptions{Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCluster(ctx, Options{
+		Nodes: 1, Spares: 1, Image: standinImage(t).Tag, InitialImage: older.Tag,
+		RunDir: t.TempDir(), Port: standinPort, Args: standinArgs, Log: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Terminate(ctx); err != nil {
+			t.Errorf("Terminate: %v", err)
+		}
+	})
+	waitLog(t, c, "n1", "n1 to start on the initial image (RocksDB opened)", func(log string) bool {
+		return strings.Contains(log, "standin n1 rocksdb starts=1")
+	})
+	if err := c.Start(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, c, "n2", "the spare to start on the image, without RocksDB", func(log string) bool {
+		return strings.Contains(log, "standin n2 started") && !strings.Contains(log, "rocksdb")
+	})
+	args, err := c.Args("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Recreate(ctx, "n1", args); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, c, "n1", "n1 to start again on the image after Recreate, without RocksDB", func(log string) bool {
+		return strings.Count(log, "standin n1 started") == 2 && strings.Count(log, "rocksdb starts=") == 1
+	})
+}

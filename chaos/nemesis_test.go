@@ -970,6 +970,7 @@ func TestNemesisReplicationBelowNodes(t *testing.T) {
 // group led; the run's notes say where it split.
 func TestNemesisReshard(t *testing.T) {
 	m, _, fa := fakeNemesis(t)
+	fa.levels = func(string) (uint32, uint32) { return SplitLevel, SplitLevel }
 	for i := range 20 {
 		fa.kvs = append(fa.kvs, &metapb.KeyValue{Key: fmt.Appendf(nil, "k%02d", i), ModRevision: uint64(100 + i)})
 	}
@@ -1010,6 +1011,32 @@ func TestNemesisReshard(t *testing.T) {
 	}
 	if !hasNote(m, "split "+want.Group) {
 		t.Errorf("notes %v: want the split noted", m.Notes())
+	}
+}
+
+// A reshard fault on a cluster whose version cannot split (an upgrade
+// from an older release not finished) is skipped with a note.
+func TestNemesisReshardSkippedBelowSplitLevel(t *testing.T) {
+	m, _, fa := fakeNemesis(t)
+	fa.levels = func(node string) (uint32, uint32) {
+		if node == "n2" {
+			return SplitLevel, SplitLevel - 1
+		}
+		return SplitLevel - 1, SplitLevel - 1
+	}
+	for i := range 20 {
+		fa.kvs = append(fa.kvs, &metapb.KeyValue{Key: fmt.Appendf(nil, "k%02d", i), ModRevision: uint64(100 + i)})
+	}
+	ctx := context.Background()
+	f := &verify.Fault{ID: 3, Kind: verify.FaultReshard, Pick: 5}
+	if err := m.Inject(ctx, f); err != nil {
+		t.Fatalf("Inject: %v", err)
+	}
+	if err := m.Heal(ctx, f); err != nil {
+		t.Fatalf("Heal: %v", err)
+	}
+	if !hasNote(m, "ops: reshard skipped: cluster version 2") || slices.ContainsFunc(fa.Calls(), func(c string) bool { return strings.HasPrefix(c, "split") }) {
+		t.Errorf("notes %v, calls %q: want the skip noted and no split", m.Notes(), fa.Calls())
 	}
 }
 

@@ -23,7 +23,17 @@ import (
 // keys), through containers that other faults may have slowed.
 const reshardHealLimit = 2 * time.Minute
 
+// SplitLevel is the feature level splits need (RangeRelease and the
+// other split operations in sm/version.go, which chaos cannot import;
+// ci/route_test.go holds them equal): a cluster whose version is below
+// it (an upgrade from an older release not finished) refuses splits.
+const SplitLevel = 3
+
 func (m *Nemesis) injectReshard(ctx context.Context, f *verify.Fault) error {
+	if v, _, err := m.clusterVersion(ctx); err == nil && v < SplitLevel {
+		m.note(f, false, "ops: reshard skipped: cluster version %d cannot split (it needs %d)", v, SplitLevel)
+		return nil
+	}
 	rs, child, err := verify.StartReshard(ctx, m.adm, f.Pick)
 	if err != nil {
 		return fmt.Errorf("chaos: %w", err)

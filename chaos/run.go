@@ -49,8 +49,15 @@ type RunOptions struct {
 	Kinds    []verify.FaultKind // fault kinds to schedule (none: no faults)
 	Duration time.Duration      // workload time, faults included; default 60s
 	Image    Image              // built by BuildImage; required
-	Root     string             // run folders go in Root/<time>-<seed>; default DefaultRoot
-	Env      map[string]string  // environment of every node (e.g. META_BUG)
+	// Previous is an older release's node image (BuildImage of its
+	// binary), for upgrades from a real older binary: a run holding
+	// upgrade on an even seed starts its cluster from it (rather than at
+	// the base feature level), and the upgrade fault's restarts move each
+	// node to Image. The older binary must accept the flags nodeArgs
+	// passes. withDefaults clears it on other runs.
+	Previous Image
+	Root     string            // run folders go in Root/<time>-<seed>; default DefaultRoot
+	Env      map[string]string // environment of every node (e.g. META_BUG)
 	// Spare creates one more node, started only by member op=add.
 	Spare bool
 	// Node flags. Zero values leave metanode's defaults (groups: 1).
@@ -184,7 +191,10 @@ func (o RunOptions) withDefaults() RunOptions {
 	if slices.Contains(o.Kinds, verify.FaultDiskFull) && o.DataFS == 0 {
 		o.DataFS, o.MinFreeBytes = 512<<20, 128<<20
 	}
-	if slices.Contains(o.Kinds, verify.FaultUpgrade) && o.FeatureLevel == 0 && o.Seed%2 == 0 {
+	if !slices.Contains(o.Kinds, verify.FaultUpgrade) || o.Seed%2 != 0 {
+		o.Previous = Image{}
+	}
+	if slices.Contains(o.Kinds, verify.FaultUpgrade) && o.FeatureLevel == 0 && o.Seed%2 == 0 && o.Previous.Tag == "" {
 		o.FeatureLevel = baseLevel
 	}
 	return o
@@ -314,6 +324,7 @@ type runRecord struct {
 	Options  runOptionsRecord         `json:"options"`
 	Meta     map[string]any           `json:"meta,omitempty"`
 	Image    Image                    `json:"image"`
+	Previous *Image                   `json:"previous_image,omitempty"`
 	Cluster  clusterRecord            `json:"cluster"`
 	Checks   []verify.CheckResult     `json:"checks,omitempty"`
 	Injected map[verify.FaultKind]int `json:"injected"`
@@ -398,6 +409,9 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 			SnapshotInterval: opts.SnapshotInterval, HashCheckInterval: opts.HashCheckInterval, BrokerHeartbeat: opts.BrokerHeartbeat,
 			BrokerTimeout: opts.BrokerSessionTimeout, ExtraFlags: opts.ExtraFlags, AtController: opts.AtController, TLS: opts.TLS,
 			Workload: opts.Workload}}
+	if opts.Previous.Tag != "" {
+		rec.Previous = &opts.Previous
+	}
 	finish := func(runErr error) (*RunReport, error) {
 		rep.Elapsed = time.Since(started)
 		rep.Err = runErr
@@ -444,9 +458,9 @@ func Run(ctx context.Context, opts RunOptions) (*RunReport, error) {
 			return finish(err)
 		}
 	}
-	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "dir", dir, "tls", opts.TLS)
+	log.Info("chaos: starting cluster", "nodes", members, "spares", spares, "image", opts.Image.Tag, "previous_image", opts.Previous.Tag, "dir", dir, "tls", opts.TLS)
 	cl, err := StartCluster(ctx, Options{
-		Nodes: opts.Nodes, Spares: len(spares), Image: opts.Image.Tag, RunDir: dir, Port: NodePort,
+		Nodes: opts.Nodes, Spares: len(spares), Image: opts.Image.Tag, InitialImage: opts.Previous.Tag, RunDir: dir, Port: NodePort,
 		Args: args, Env: opts.Env, Ready: readyProbe(clientTLS), Log: log, CertDir: certDir, DataFS: opts.DataFS,
 	})
 	if err != nil {

@@ -178,6 +178,32 @@ func TestRunOptionsValidate(t *testing.T) {
 	}
 }
 
+// An older release's image is kept only for runs that upgrade from it
+// (upgrade on an even seed), which then start at its own level rather
+// than at --feature-level 1 of the same binary.
+func TestRunOptionsPrevious(t *testing.T) {
+	prev := Image{Tag: "meta-node:old"}
+	upgrade := []verify.FaultKind{verify.FaultKill, verify.FaultUpgrade}
+	for _, tt := range []struct {
+		seed     int64
+		kinds    []verify.FaultKind
+		previous Image
+		keep     bool
+		level    uint32
+	}{
+		{2, upgrade, prev, true, 0},
+		{3, upgrade, prev, false, 0},
+		{2, []verify.FaultKind{verify.FaultKill}, prev, false, 0},
+		{2, upgrade, Image{}, false, baseLevel},
+	} {
+		o := RunOptions{Image: Image{Tag: "meta-node:x"}, Seed: tt.seed, Kinds: tt.kinds, Previous: tt.previous}.withDefaults()
+		if (o.Previous.Tag != "") != tt.keep || o.FeatureLevel != tt.level {
+			t.Errorf("seed %d, kinds %v, previous %q: got previous %q, feature level %d; want kept %v, level %d",
+				tt.seed, tt.kinds, tt.previous.Tag, o.Previous.Tag, o.FeatureLevel, tt.keep, tt.level)
+		}
+	}
+}
+
 func TestScanLogs(t *testing.T) {
 	dir := t.TempDir()
 	clean := filepath.Join(dir, "n1.log")

@@ -34,3 +34,11 @@ func TestChaosAlarmLevelIsTheStateMachines(t *testing.T) {
 		t.Fatalf("chaos.AlarmLevel %d, sm's level of AlarmSet %d", chaos.AlarmLevel, want)
 	}
 }
+
+// Likewise a reshard fault on a cluster whose version cannot split.
+func TestChaosSplitLevelIsTheStateMachines(t *testing.T) {
+	want := sm.OpLevel(&logpb.Op{Op: &logpb.Op_RangeRelease{RangeRelease: &logpb.RangeRelease{}}})
+	if chaos.SplitLevel != want {
+		t.Fatalf("chaos.SplitLevel %d, sm's level of RangeRelease %d", chaos.SplitLevel, want)
+	}
+}

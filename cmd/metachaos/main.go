@@ -63,6 +63,7 @@ func execute(args []string, stdout, stderr io.Writer) (int, error) {
 // suite holds the flags shared by run and smoke.
 type suite struct {
 	binary, bug, out, logLevel        string
+	previous                          string
 	race, keepData, spare, stopOnFail bool
 	tls                               bool
 	nodes, offsetGroups, dataGroups   int
@@ -90,6 +91,7 @@ func command(stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&s.binary, "binary", "bin/metanode", "metanode binary the node image is built from (make build puts it there)")
 	pf.StringVar(&s.bug, "bug", "", "planted bug to switch on: builds ./cmd/metanode with -tags metabugs (into --out/.bin) and runs the nodes with META_BUG=<bug> (localreads, nosync; nospacelate: the NOSPACE refusal comes after the write, which disk-full faults expose; dupreplica: placement may pick a node that holds a replica already, which the placement check catches after member faults; openauth, with --tls: a caller without credentials let in as an admin, which the auth check catches)")
+	pf.StringVar(&s.previous, "previous", "", "an older release that runs holding upgrade on even seeds start from, the upgrade fault moving each node to --binary: a metanode binary, or a commit of this repository (built from its history into --out/.bin; make chaos-upgrade passes PREVIOUS_RELEASE); empty: those runs start the same binary at --feature-level 1")
 	pf.BoolVar(&s.race, "race", false, "build ./cmd/metanode with -race (into --out/.bin) and use that binary")
 	pf.StringVar(&s.out, "out", chaos.DefaultRoot, "directory the run folders go in")
 	pf.IntVar(&s.nodes, "nodes", 3, "cluster size (3 or 5)")
@@ -325,27 +327,38 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	if err != nil {
 		return err
 	}
+	previous, err := s.preparePrevious(ctx, plan)
+	if err != nil {
+		return err
+	}
+	bins := []string{binary}
+	if previous != "" {
+		bins = append(bins, previous)
+	}
 	meta := map[string]any{"command": "metachaos " + strings.Join(os.Args[1:], " "), "binary": binary}
+	if previous != "" {
+		meta["previous_binary"] = previous
+	}
 	if commit, dirty, err := gitCommit(); err == nil {
 		meta["git_commit"], meta["git_dirty"] = commit, dirty
 	}
 	interval := time.Duration(0)
 	if s.snapshotInterval > 0 {
-		if hasFlag(ctx, binary, "--snapshot-interval") {
+		if hasFlag(ctx, "--snapshot-interval", bins...) {
 			interval = s.snapshotInterval
 		} else {
 			fmt.Fprintf(s.stderr, "metachaos: note: %s has no --snapshot-interval flag; raft snapshots every 2-4 minutes, so a lag fault rarely forces a snapshot install within a run\n", binary)
 		}
 	}
 	hashChecks := time.Duration(0)
-	if s.hashCheckInterval > 0 && hasFlag(ctx, binary, "--hash-check-interval") {
+	if s.hashCheckInterval > 0 && hasFlag(ctx, "--hash-check-interval", bins...) {
 		hashChecks = s.hashCheckInterval
 	}
-	if s.replicationFactor > 0 && !hasFlag(ctx, binary, "--replication-factor") {
-		return fmt.Errorf("--replication-factor: %s has no --replication-factor flag", binary)
+	if s.replicationFactor > 0 && !hasFlag(ctx, "--replication-factor", bins...) {
+		return fmt.Errorf("--replication-factor: %s has no --replication-factor flag", strings.Join(bins, " or "))
 	}
 	heartbeat, timeout := s.brokerHeartbeat, s.brokerTimeout
-	if (heartbeat > 0 || timeout > 0) && !hasFlag(ctx, binary, "--broker-session-timeout") {
+	if (heartbeat > 0 || timeout > 0) && !hasFlag(ctx, "--broker-session-timeout", bins...) {
 		fmt.Fprintf(s.stderr, "metachaos: note: %s has no --broker-session-timeout flag; the nodes' controllers keep their defaults\n", binary)
 		heartbeat, timeout = 0, 0
 	}
@@ -356,6 +369,14 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 	img, err := chaos.BuildImage(ctx, binary, chaos.ImageOptions{Log: log})
 	if err != nil {
 		return err
+	}
+	var prevImg chaos.Image
+	if previous != "" {
+		fmt.Fprintf(s.stdout, "metachaos: building the previous release's image from %s\n", previous)
+		if prevImg, err = chaos.BuildImage(ctx, previous, chaos.ImageOptions{Log: log}); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "metachaos: runs holding upgrade on even seeds start from %s\n", prevImg.Tag)
 	}
 	var env map[string]string
 	if s.bug != "" {
@@ -390,7 +411,7 @@ func (s *suite) play(ctx context.Context, plan []planned, kinds []verify.FaultKi
 			pr := newProgress(s.stderr, name)
 			var err error
 			rep, err = chaos.Run(ctx, chaos.RunOptions{
-				Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Root: s.out, Env: env,
+				Seed: p.seed, Nodes: s.nodes, Kinds: p.kinds, Duration: p.dur, Image: img, Previous: prevImg, Root: s.out, Env: env,
 				Spare: s.spare, OffsetGroups: s.offsetGroups, DataGroups: s.dataGroups, ReplicationFactor: s.replicationFactor,
 				SnapshotThreshold: s.snapshotThreshold, TrailingLogs: s.trailingLogs, SnapshotInterval: interval,
 				HashCheckInterval: hashChecks, BrokerHeartbeat: heartbeat, BrokerSessionTimeout: timeout, Workload: workload, AtController: atController,
@@ -545,6 +566,40 @@ func (s *suite) prepareBinary(ctx context.Context) (string, error) {
 	return out, nil
 }
 
+// preparePrevious returns the older release's binary (--previous): the
+// file it names, or one built from the commit it names (reused from
+// --out/.bin when built before); "" when it is not set or no run of plan
+// holds upgrade on an even seed.
+func (s *suite) preparePrevious(ctx context.Context, plan []planned) (string, error) {
+	if s.previous == "" || !slices.ContainsFunc(plan, func(p planned) bool {
+		return p.seed%2 == 0 && slices.Contains(p.kinds, verify.FaultUpgrade)
+	}) {
+		return "", nil
+	}
+	if st, err := os.Stat(s.previous); err == nil && !st.IsDir() {
+		return s.previous, nil
+	}
+	full, err := exec.CommandContext(ctx, "git", "rev-parse", "--verify", s.previous+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("--previous %s: neither a file nor a commit of this repository (run from its root; a shallow clone lacks history)", s.previous)
+	}
+	out, err := filepath.Abs(filepath.Join(s.out, ".bin", "metanode-"+strings.TrimSpace(string(full))[:12]))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(s.stdout, "metachaos: building the previous release %s into %s\n", s.previous, out)
+	if err := chaos.BuildRelease(ctx, ".", s.previous, out+".tmp"); err != nil {
+		return "", fmt.Errorf("--previous: %w", err)
+	}
+	return out, os.Rename(out+".tmp", out)
+}
+
 // printfLogger hands testcontainers' messages to slog at debug level.
 type printfLogger struct{ log *slog.Logger }
 
@@ -552,12 +607,17 @@ func (p printfLogger) Printf(format string, args ...any) {
 	p.log.Debug("testcontainers: " + strings.TrimSpace(fmt.Sprintf(format, args...)))
 }
 
-// hasFlag reports whether the binary's --help lists flag.
-func hasFlag(ctx context.Context, binary, flag string) bool {
+// hasFlag reports whether every binary's --help lists flag.
+func hasFlag(ctx context.Context, flag string, binaries ...string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, binary, "--help").CombinedOutput()
-	return strings.Contains(string(out), flag+" ")
+	for _, b := range binaries {
+		out, _ := exec.CommandContext(ctx, b, "--help").CombinedOutput()
+		if !strings.Contains(string(out), flag+" ") {
+			return false
+		}
+	}
+	return true
 }
 
 // gitCommit returns HEAD's commit and whether tracked files differ from it.

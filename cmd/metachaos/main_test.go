@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +65,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--replication-factor", "-1", "--binary", "/nonexistent"}, "--replication-factor"},
 		{[]string{"run", "--nemesis", "move", "--spare=false", "--nodes", "3", "--replication-factor", "3"}, "--spare"},
 		{[]string{"run", "--binary", "/nonexistent/metanode"}, "--binary"},
+		{[]string{"run", "--nemesis", "upgrade", "--seed", "2", "--previous", "no-such-release", "--binary", os.Args[0]}, "--previous no-such-release"},
 		{[]string{"run", "extra"}, "unknown command"},
 		{[]string{"nonsense"}, "unknown command"},
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/metamq/meta/chaos"
 	"github.com/metamq/meta/rpc/metapb"
 	"github.com/metamq/meta/verify/poll"
 )
@@ -116,28 +116,10 @@ func buildReleases(t *testing.T, commit string) (dir, oldBin, newBin string) {
 // buildAt builds cmd/metanode as it was at commit.
 func buildAt(t *testing.T, root, commit, dir string) string {
 	t.Helper()
-	src := filepath.Join(dir, "src-"+commit)
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	archive := exec.Command("git", "-C", root, "archive", commit)
-	untar := exec.Command("tar", "-x", "-C", src)
-	pipe, err := archive.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	untar.Stdin = pipe
-	if err := untar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := archive.Run(); err != nil {
-		t.Fatal(err)
-	}
-	if err := untar.Wait(); err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(dir, "metanode-"+commit)
-	runCmd(t, src, "go", "build", "-o", bin, "./cmd/metanode")
+	if err := chaos.BuildRelease(t.Context(), root, commit, bin); err != nil {
+		t.Fatal(err)
+	}
 	return bin
 }
 
