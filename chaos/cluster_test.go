@@ -171,19 +171,7 @@ func TestRocksDBImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := StartCluster(ctx, Options{
-		Nodes: 1, Image: img.Tag, RunDir: t.TempDir(), Port: standinPort, Args: standinArgs, Log: testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Terminate(ctx); err != nil {
-			t.Errorf("Terminate: %v", err)
-		}
-	})
+	c := startOne(t, ctx, Options{Nodes: 1, Image: img.Tag})
 	restart(t, ctx, c, "n1")
 	waitLog(t, c, "n1", "the second start to reopen RocksDB after kill -9", func(log string) bool {
 		return strings.Contains(log, "standin n1 rocksdb starts=2")
@@ -205,20 +193,7 @@ func TestInitialImageUntilRecreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := StartCluster(ctx, Options{
-		Nodes: 1, Spares: 1, Image: standinImage(t).Tag, InitialImage: older.Tag,
-		RunDir: t.TempDir(), Port: standinPort, Args: standinArgs, Log: testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Terminate(ctx); err != nil {
-			t.Errorf("Terminate: %v", err)
-		}
-	})
+	c := startOne(t, ctx, Options{Nodes: 1, Spares: 1, Image: standinImage(t).Tag, InitialImage: older.Tag})
 	waitLog(t, c, "n1", "n1 to start on the initial image (RocksDB opened)", func(log string) bool {
 		return strings.Contains(log, "standin n1 rocksdb starts=1")
 	})
@@ -244,4 +219,23 @@ func TestInitialImageUntilRecreate(t *testing.T) {
 	waitLog(t, c, "n1", "n1 to start again on the image after Recreate, without RocksDB", func(log string) bool {
 		return strings.Count(log, "standin n1 started") == 2 && strings.Count(log, "rocksdb starts=") == 1
 	})
+}
+
+// startOne starts a stand-in cluster of o (its run folder, port, flags
+// and log filled in) and terminates it at cleanup.
+func startOne(t *testing.T, ctx context.Context, o Options) *Cluster {
+	t.Helper()
+	o.RunDir, o.Port, o.Args, o.Log = t.TempDir(), standinPort, standinArgs, testLogger(t)
+	c, err := StartCluster(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Terminate(ctx); err != nil {
+			t.Errorf("Terminate: %v", err)
+		}
+	})
+	return c
 }

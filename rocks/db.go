@@ -590,9 +590,9 @@ func (db *DB) flushGroup(g *group, fo *grocksdb.FlushOptions) error {
 // database is opened again. A failed append (a full disk) leaves the
 // write-ahead log's writer in an error state, and Debian's librocksdb
 // (built with assertions) aborts the process when that writer is used
-// again: by a sync of the log, a memtable switch, or a write the
-// database did not refuse itself. The node then stops every group, as
-// for any failure of its storage, and stays up.
+// again: a sync of the log did (TestFullDiskFailsWritesWithoutAborting),
+// and other calls might. The node's groups stop as their writes fail, as
+// for any failure of its storage, and the node stays up.
 func (db *DB) write(call func() error) error {
 	if err := db.writable(); err != nil {
 		return err
