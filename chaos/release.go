@@ -33,8 +33,8 @@ func BuildRelease(ctx context.Context, repo, commit, out string) error {
 	defer os.RemoveAll(src)
 	archive := exec.CommandContext(ctx, "git", "-C", repo, "archive", strings.TrimSpace(string(full)))
 	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
-	var stderr bytes.Buffer
-	archive.Stderr, untar.Stderr = &stderr, &stderr
+	var archiveErrOut, untarErrOut bytes.Buffer // apart: each is written by its own goroutine
+	archive.Stderr, untar.Stderr = &archiveErrOut, &untarErrOut
 	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
 		return fmt.Errorf("chaos: release %s: %w", commit, err)
 	}
@@ -43,7 +43,7 @@ func BuildRelease(ctx context.Context, repo, commit, out string) error {
 	}
 	archiveErr := archive.Run()
 	if err := untar.Wait(); archiveErr != nil || err != nil {
-		return fmt.Errorf("chaos: release %s: git archive | tar: %v, %v\n%s", commit, archiveErr, err, stderr.Bytes())
+		return fmt.Errorf("chaos: release %s: git archive | tar: %v, %v\n%s%s", commit, archiveErr, err, archiveErrOut.Bytes(), untarErrOut.Bytes())
 	}
 	build := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/metanode")
 	build.Dir = src
